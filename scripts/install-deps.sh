@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the Debian packages cryo needs to build and test. Idempotent; quiet when
+# everything is present already.
+set -euo pipefail
+PKGS=(g++ cmake ninja-build pkg-config libprotobuf-dev protobuf-compiler libcli11-dev
+      libzstd-dev libxxhash-dev libgtest-dev python3 iproute2)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,107 @@
+#include "base/env.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/unique_fd.h"
+
+namespace cryo {
+namespace {
+
+class PosixWritableFile final : public WritableFile {
+ public:
+  PosixWritableFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  Status Append(const void* data, size_t n) override {
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+      ssize_t w = ::write(fd_.get(), p, n);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return Status::FromErrno("write to " + path_);
+      }
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+    return Status::Ok();
+  }
+  Status WriteAt(const void* data, size_t n, off_t offset) override {
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+      ssize_t w = ::pwrite(fd_.get(), p, n, offset);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return Status::FromErrno("write to " + path_);
+      }
+      p += w;
+      offset += w;
+      n -= static_cast<size_t>(w);
+    }
+    return Status::Ok();
+  }
+  Status SpliceFrom(int pipe_fd, size_t n, off_t offset) override {
+    loff_t off = offset;
+    while (n > 0) {
+      ssize_t w = ::splice(pipe_fd, nullptr, fd_.get(), &off, n, SPLICE_F_MOVE);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return Status::FromErrno("splice into " + path_);
+      }
+      if (w == 0) return Status::Error("splice into " + path_ + ": pipe ran dry");
+      n -= static_cast<size_t>(w);
+    }
+    return Status::Ok();
+  }
+  Status Sync() override {
+    if (::fsync(fd_.get()) != 0) return Status::FromErrno("fsync " + path_);
+    return Status::Ok();
+  }
+  Status Close() override {
+    int fd = fd_.release();
+    if (fd >= 0 && ::close(fd) != 0) return Status::FromErrno("close " + path_);
+    return Status::Ok();
+  }
+  const std::string& path() const override { return path_; }
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+};
+
+class PosixEnv final : public Env {
+ public:
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) override {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    if (fd < 0) return Status::FromErrno("cannot create " + path);
+    if (::fchmod(fd, mode) != 0) {
+      Status s = Status::FromErrno("chmod " + path);
+      ::close(fd);
+      return s;
+    }
+    return std::unique_ptr<WritableFile>(new PosixWritableFile(path, fd));
+  }
+  Status CreateDir(const std::string& path, mode_t mode) override {
+    if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) return Status::FromErrno("cannot create directory " + path);
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return Status::FromErrno("stat " + path);
+    if (!S_ISDIR(st.st_mode)) return Status::Error(path + " exists and is not a directory");
+    if (::chmod(path.c_str(), mode) != 0) return Status::FromErrno("chmod " + path);
+    if (::access(path.c_str(), W_OK | X_OK) != 0) return Status::FromErrno("images directory " + path + " is not writable");
+    return Status::Ok();
+  }
+  Status SyncDir(const std::string& path) override {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) return Status::FromErrno("open directory " + path);
+    if (::fsync(fd.get()) != 0) return Status::FromErrno("fsync directory " + path);
+    return Status::Ok();
+  }
+};
+
+}  // namespace
+
+Env* Env::Default() {
+  static PosixEnv env;
+  return &env;
+}
+
+}  // namespace cryo

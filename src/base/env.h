@@ -1,0 +1,44 @@
+// Env: the seam between cryo and the file system it writes images to (after
+// LevelDB's Env). Production code uses Env::Default(); tests substitute an Env
+// that injects faults (a full disk, a failing fsync) to check that a dump that
+// cannot complete leaves the target untouched.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+
+namespace cryo {
+
+class WritableFile {
+ public:
+  virtual ~WritableFile() = default;
+  // Appends n bytes at the current end (handles short writes).
+  virtual Status Append(const void* data, size_t n) = 0;
+  // Writes n bytes at `offset` without moving the append position.
+  virtual Status WriteAt(const void* data, size_t n, off_t offset) = 0;
+  // Moves exactly n bytes from a pipe into the file at `offset` (splice(2)).
+  virtual Status SpliceFrom(int pipe_fd, size_t n, off_t offset) = 0;
+  // fsync(2).
+  virtual Status Sync() = 0;
+  virtual Status Close() = 0;
+  virtual const std::string& path() const = 0;
+};
+
+class Env {
+ public:
+  virtual ~Env() = default;
+  static Env* Default();
+
+  // Creates (truncating) a file with `mode`.
+  virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) = 0;
+  // Creates a directory (ok if it exists) and forces its mode.
+  virtual Status CreateDir(const std::string& path, mode_t mode) = 0;
+  // fsync(2) on a directory so that new entries are durable.
+  virtual Status SyncDir(const std::string& path) = 0;
+};
+
+}  // namespace cryo

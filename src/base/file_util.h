@@ -1,0 +1,21 @@
+// Small helpers for reading files (mostly /proc) and splitting text.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/status.h"
+
+namespace cryo {
+
+// Reads a whole file (works for /proc files whose size is reported as 0).
+Result<std::string> ReadFileToString(const std::string& path);
+// readlink(2) into a string.
+Result<std::string> ReadLink(const std::string& path);
+std::vector<std::string_view> SplitLines(std::string_view text);
+std::vector<std::string_view> SplitWords(std::string_view text);
+std::string_view Trim(std::string_view s);
+bool StartsWith(std::string_view s, std::string_view prefix);
+
+}  // namespace cryo

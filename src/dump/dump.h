@@ -1,0 +1,26 @@
+// The dump pipeline: seize -> collect -> write image -> fsync -> kill | resume.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "base/env.h"
+#include "base/status.h"
+
+namespace cryo {
+
+struct DumpOptions {
+  pid_t pid = 0;
+  std::string images_dir;
+  bool leave_running = false;
+  bool show_progress = false;
+  Env* env = Env::Default();
+};
+
+// Checkpoints a process. On any failure the process is detached exactly as it
+// was and keeps running; in kill mode it is killed only after the image is
+// complete and fsynced.
+Status Dump(const DumpOptions& opts);
+
+}  // namespace cryo

@@ -1,0 +1,62 @@
+// The byte layout shared by every file of an image (docs/image-format.md).
+//
+// Every file starts with a 32-byte little-endian header:
+//   0  char[4] magic        "CRYO"
+//   4  u32     format_version
+//   8  u32     kind          (FileKind)
+//   12 u32     header_size   (32; readers skip to header_size for forward growth)
+//   16 u64     payload_size  bytes that follow the header (pages: after the 4096-byte prefix)
+//   24 u64     payload_hash  XXH3-64 of the payload (0 for page files: each page run
+//                            carries its own hash in the mm record)
+// Metadata files carry one protobuf message as payload. Page files pad the header
+// to 4096 bytes so that page data is page-aligned in the file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace cryo::image {
+
+inline constexpr char kMagic[4] = {'C', 'R', 'Y', 'O'};
+// Bumped when a reader of an older version could mis-read an image; new optional
+// fields do not bump it. Readers accept every version up to their own.
+inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kHeaderSize = 32;
+inline constexpr uint64_t kPageSize = 4096;
+inline constexpr uint64_t kPageDataOffset = 4096;
+
+enum class FileKind : uint32_t {
+  kInventory = 1,
+  kProcessCore = 2,
+  kMm = 3,
+  kFdTable = 4,
+  kPages = 5,
+};
+const char* FileKindName(FileKind kind);
+
+struct FileHeader {
+  uint32_t format_version = kFormatVersion;
+  FileKind kind = FileKind::kInventory;
+  uint32_t header_size = kHeaderSize;
+  uint64_t payload_size = 0;
+  uint64_t payload_hash = 0;
+};
+
+void EncodeHeader(const FileHeader& h, uint8_t out[kHeaderSize]);
+// Decodes without judging the version; the reader checks it against its own.
+bool DecodeHeader(const uint8_t* data, size_t n, FileHeader* h, std::string* why);
+
+uint64_t HashBytes(const void* data, size_t n);
+
+// Features this cryo can restore. An image listing any other feature is refused.
+const std::vector<std::string>& SupportedFeatures();
+
+// File names inside an image directory.
+inline std::string InventoryName() { return "inventory.img"; }
+inline std::string CoreName(int pid) { return "core-" + std::to_string(pid) + ".img"; }
+inline std::string MmName(int pid) { return "mm-" + std::to_string(pid) + ".img"; }
+inline std::string FdsName(int pid) { return "fds-" + std::to_string(pid) + ".img"; }
+inline std::string PagesName(int pid) { return "pages-" + std::to_string(pid) + ".img"; }
+
+}  // namespace cryo::image

@@ -1,0 +1,166 @@
+#include "image/image_dir.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "base/file_util.h"
+
+namespace cryo::image {
+
+Result<std::unique_ptr<ImageWriter>> ImageWriter::Create(Env* env, const std::string& dir) {
+  CRYO_RETURN_IF_ERROR(env->CreateDir(dir, 0700));
+  return std::unique_ptr<ImageWriter>(new ImageWriter(env, dir));
+}
+
+Status ImageWriter::WriteRecord(const std::string& name, FileKind kind, const google::protobuf::MessageLite& msg) {
+  std::string payload;
+  if (!msg.SerializeToString(&payload)) return Status::Error("cannot serialize " + name);
+  FileHeader h;
+  h.kind = kind;
+  h.payload_size = payload.size();
+  h.payload_hash = HashBytes(payload.data(), payload.size());
+  uint8_t hdr[kHeaderSize];
+  EncodeHeader(h, hdr);
+  CRYO_ASSIGN_OR_RETURN(auto file, env_->NewWritableFile(dir_ + "/" + name, 0600));
+  CRYO_RETURN_IF_ERROR(file->Append(hdr, sizeof(hdr)));
+  CRYO_RETURN_IF_ERROR(file->Append(payload.data(), payload.size()));
+  CRYO_RETURN_IF_ERROR(file->Sync());
+  return file->Close();
+}
+
+Result<std::unique_ptr<WritableFile>> ImageWriter::CreatePageFile(const std::string& name) {
+  return env_->NewWritableFile(dir_ + "/" + name, 0600);
+}
+
+Status ImageWriter::FinishPageFile(WritableFile* file, uint64_t payload_size) {
+  FileHeader h;
+  h.kind = FileKind::kPages;
+  h.payload_size = payload_size;
+  uint8_t hdr[kPageDataOffset] = {};
+  EncodeHeader(h, hdr);
+  CRYO_RETURN_IF_ERROR(file->WriteAt(hdr, sizeof(hdr), 0));
+  CRYO_RETURN_IF_ERROR(file->Sync());
+  return file->Close();
+}
+
+Status ImageWriter::SyncDir() { return env_->SyncDir(dir_); }
+
+namespace {
+
+Status CheckHeader(const std::string& path, const uint8_t* data, size_t n, FileKind kind, FileHeader* h) {
+  std::string why;
+  if (!DecodeHeader(data, n, h, &why)) return Status::Error(path + ": " + why);
+  if (h->format_version > kFormatVersion)
+    return Status::Error(path + ": image format version " + std::to_string(h->format_version) +
+                         " is newer than this cryo supports (" + std::to_string(kFormatVersion) +
+                         "); restore it with a newer cryo");
+  if (h->format_version == 0) return Status::Error(path + ": image format version 0 is invalid (corrupted)");
+  if (h->kind != kind)
+    return Status::Error(path + ": expected a " + FileKindName(kind) + " file, found kind " +
+                         std::to_string(static_cast<uint32_t>(h->kind)));
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ReadRecord(const std::string& dir, const std::string& name, FileKind kind, google::protobuf::MessageLite* msg) {
+  const std::string path = dir + "/" + name;
+  CRYO_ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
+  FileHeader h;
+  CRYO_RETURN_IF_ERROR(CheckHeader(path, reinterpret_cast<const uint8_t*>(data.data()), data.size(), kind, &h));
+  if (h.header_size > data.size() || data.size() - h.header_size != h.payload_size)
+    return Status::Error(path + ": size " + std::to_string(data.size()) + " does not match the header (payload " +
+                         std::to_string(h.payload_size) + " bytes): truncated or corrupted");
+  const char* payload = data.data() + h.header_size;
+  if (HashBytes(payload, h.payload_size) != h.payload_hash)
+    return Status::Error(path + ": checksum mismatch (corrupted)");
+  if (!msg->ParseFromArray(payload, static_cast<int>(h.payload_size)))
+    return Status::Error(path + ": cannot parse " + FileKindName(kind) + " record");
+  return Status::Ok();
+}
+
+namespace {
+
+Status ValidateMm(const std::string& dir, int pid, const Mm& mm) {
+  const std::string what = dir + "/" + MmName(pid);
+  uint64_t expect_off = kPageDataOffset, pages = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> vmas;
+  for (const Vma& v : mm.vmas()) {
+    if (v.start() >= v.end() || v.start() % kPageSize || v.end() % kPageSize)
+      return Status::Error(what + ": invalid VMA range");
+    vmas.emplace_back(v.start(), v.end());
+  }
+  for (const PageRun& r : mm.runs()) {
+    if (r.offset() != expect_off || r.npages() == 0 || r.vaddr() % kPageSize)
+      return Status::Error(what + ": page runs are not contiguous in the page file (corrupted)");
+    uint64_t end = r.vaddr() + r.npages() * kPageSize;
+    auto it = std::find_if(vmas.begin(), vmas.end(), [&](auto& v) { return r.vaddr() >= v.first && end <= v.second; });
+    if (it == vmas.end()) return Status::Error(what + ": a page run lies outside every VMA (corrupted)");
+    expect_off += r.npages() * kPageSize;
+    pages += r.npages();
+  }
+  if (pages != mm.total_pages()) return Status::Error(what + ": page count does not match the page runs (corrupted)");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<UniqueFd> OpenPageFile(const std::string& dir, int pid, const Mm& mm) {
+  const std::string path = dir + "/" + PagesName(pid);
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open " + path);
+  uint8_t hdr[kHeaderSize];
+  ssize_t n = ::pread(fd.get(), hdr, sizeof(hdr), 0);
+  if (n < 0) return Status::FromErrno("read " + path);
+  FileHeader h;
+  CRYO_RETURN_IF_ERROR(CheckHeader(path, hdr, static_cast<size_t>(n), FileKind::kPages, &h));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("stat " + path);
+  const uint64_t want = mm.total_pages() * kPageSize;
+  if (h.payload_size != want || static_cast<uint64_t>(st.st_size) != kPageDataOffset + want)
+    return Status::Error(path + ": holds " + std::to_string(st.st_size) + " bytes, expected " +
+                         std::to_string(kPageDataOffset + want) + " (truncated or corrupted)");
+  return fd;
+}
+
+Result<LoadedImage> LoadImage(const std::string& dir) {
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return Status::FromErrno("images directory " + dir);
+  if (!S_ISDIR(st.st_mode)) return Status::Error("images directory " + dir + " is not a directory");
+  LoadedImage img;
+  img.dir = dir;
+  CRYO_RETURN_IF_ERROR(ReadRecord(dir, InventoryName(), FileKind::kInventory, &img.inventory));
+  const Inventory& inv = img.inventory;
+  if (inv.format_version() > kFormatVersion)
+    return Status::Error(dir + ": image format version " + std::to_string(inv.format_version()) +
+                         " is newer than this cryo supports (" + std::to_string(kFormatVersion) + ")");
+  const auto& supported = SupportedFeatures();
+  for (const std::string& f : inv.features())
+    if (std::find(supported.begin(), supported.end(), f) == supported.end())
+      return Status::Error(dir + ": the image needs feature '" + f + "', which this cryo (" CRYO_VERSION
+                           ") does not support; restore it with a newer cryo");
+  if (inv.pids().empty()) return Status::Error(dir + ": the inventory lists no process");
+  for (int pid : inv.pids()) {
+    ProcessImage& p = img.processes[pid];
+    CRYO_RETURN_IF_ERROR(ReadRecord(dir, CoreName(pid), FileKind::kProcessCore, &p.core));
+    CRYO_RETURN_IF_ERROR(ReadRecord(dir, MmName(pid), FileKind::kMm, &p.mm));
+    CRYO_RETURN_IF_ERROR(ReadRecord(dir, FdsName(pid), FileKind::kFdTable, &p.fds));
+    if (p.core.pid() != pid) return Status::Error(dir + "/" + CoreName(pid) + ": record is for pid " + std::to_string(p.core.pid()));
+    if (p.core.threads_size() < 1) return Status::Error(dir + "/" + CoreName(pid) + ": no thread");
+    for (const TaskCore& t : p.core.threads()) {
+      if (t.regs().gpr_size() != 27) return Status::Error(dir + "/" + CoreName(pid) + ": register set is incomplete");
+      if (t.regs().xsave().size() != inv.xsave_size())
+        return Status::Error(dir + "/" + CoreName(pid) + ": xsave area size does not match the inventory");
+    }
+    CRYO_RETURN_IF_ERROR(ValidateMm(dir, pid, p.mm));
+    CRYO_ASSIGN_OR_RETURN(UniqueFd pf, OpenPageFile(dir, pid, p.mm));
+    (void)pf;
+  }
+  return img;
+}
+
+}  // namespace cryo::image

@@ -1,0 +1,166 @@
+#include "image/show.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+namespace cryo::image {
+
+namespace {
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          snprintf(buf, sizeof(buf), "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string ProtString(const Vma& v) {
+  std::string s = "---p";
+  if (v.prot() & PROT_READ) s[0] = 'r';
+  if (v.prot() & PROT_WRITE) s[1] = 'w';
+  if (v.prot() & PROT_EXEC) s[2] = 'x';
+  if (v.flags() & MAP_SHARED) s[3] = 's';
+  return s;
+}
+
+const char* FdKindName(FdKind k) {
+  switch (k) {
+    case FD_REGULAR: return "regular";
+    case FD_DIRECTORY: return "directory";
+    case FD_CHARDEV: return "chardev";
+    default: return "unknown";
+  }
+}
+
+std::string SigList(const google::protobuf::RepeatedPtrField<SigInfo>& q, const char* sep) {
+  std::string out;
+  for (const SigInfo& si : q) {
+    int32_t signo = 0;
+    if (si.raw().size() >= 4) std::memcpy(&signo, si.raw().data(), 4);
+    if (!out.empty()) out += sep;
+    out += std::to_string(signo);
+  }
+  return out;
+}
+
+// user_regs_struct word indexes.
+constexpr int kRip = 16, kRsp = 19;
+
+}  // namespace
+
+std::string ShowJson(const LoadedImage& img) {
+  const Inventory& inv = img.inventory;
+  std::ostringstream o;
+  o << "{\"format_version\":" << inv.format_version() << ",\"cryo_version\":" << JsonString(inv.cryo_version())
+    << ",\"kernel\":" << JsonString(inv.kernel_release()) << ",\"dump_mode\":" << JsonString(inv.dump_mode())
+    << ",\"features\":[";
+  for (int i = 0; i < inv.features_size(); ++i) o << (i ? "," : "") << JsonString(inv.features(i));
+  o << "],\"root_pid\":" << inv.root_pid() << ",\"processes\":[";
+  bool first_proc = true;
+  for (const auto& [pid, p] : img.processes) {
+    const ProcessCore& c = p.core;
+    const TaskCore& t = c.threads(0);
+    o << (first_proc ? "" : ",") << "{\"pid\":" << pid << ",\"ppid\":" << c.ppid() << ",\"pgid\":" << c.pgid()
+      << ",\"sid\":" << c.sid() << ",\"comm\":" << JsonString(t.comm()) << ",\"exe\":" << JsonString(c.mm().exe_path())
+      << ",\"threads\":" << c.threads_size() << ",\"cwd\":" << JsonString(c.cwd()) << ",\"vmas\":[";
+    first_proc = false;
+    for (int i = 0; i < p.mm.vmas_size(); ++i) {
+      const Vma& v = p.mm.vmas(i);
+      o << (i ? "," : "") << "{\"start\":" << v.start() << ",\"end\":" << v.end() << ",\"prot\":\"" << ProtString(v)
+        << "\",\"name\":" << JsonString(v.name()) << ",\"flags\":[";
+      for (int j = 0; j < v.vm_flags_size(); ++j) o << (j ? "," : "") << JsonString(v.vm_flags(j));
+      o << "],\"pages\":" << v.stored_pages() << "}";
+    }
+    o << "],\"fds\":[";
+    for (int i = 0; i < p.fds.fds_size(); ++i) {
+      const Fd& f = p.fds.fds(i);
+      o << (i ? "," : "") << "{\"fd\":" << f.fd() << ",\"kind\":\"" << FdKindName(f.kind())
+        << "\",\"path\":" << JsonString(f.file().path()) << ",\"flags\":" << f.flags() << ",\"pos\":" << f.pos()
+        << ",\"cloexec\":" << (f.cloexec() ? "true" : "false") << "}";
+    }
+    o << "],\"signals\":{\"blocked\":" << t.blocked() << ",\"pending\":[" << SigList(t.pending(), ",")
+      << "],\"shared_pending\":[" << SigList(c.shared_pending(), ",") << "],\"actions\":[";
+    for (int i = 0; i < c.actions_size(); ++i) {
+      const SigAction& a = c.actions(i);
+      o << (i ? "," : "") << "{\"sig\":" << a.sig() << ",\"handler\":" << a.handler() << ",\"flags\":" << a.flags()
+        << ",\"mask\":" << a.mask() << "}";
+    }
+    o << "]},\"itimers\":[";
+    for (int i = 0; i < c.itimers_size(); ++i)
+      o << (i ? "," : "") << "{\"which\":" << c.itimers(i).which() << ",\"interval_us\":" << c.itimers(i).interval_us()
+        << ",\"value_us\":" << c.itimers(i).value_us() << "}";
+    o << "],\"registers\":{\"rip\":" << t.regs().gpr(kRip) << ",\"rsp\":" << t.regs().gpr(kRsp)
+      << ",\"xsave_size\":" << t.regs().xsave().size() << ",\"xfeatures\":" << inv.xsave_features() << "}";
+    o << ",\"creds\":{\"uid\":[";
+    for (int i = 0; i < c.creds().uid_size(); ++i) o << (i ? "," : "") << c.creds().uid(i);
+    o << "],\"gid\":[";
+    for (int i = 0; i < c.creds().gid_size(); ++i) o << (i ? "," : "") << c.creds().gid(i);
+    o << "]},\"stored_pages\":" << p.mm.total_pages() << "}";
+  }
+  o << "]}\n";
+  return o.str();
+}
+
+std::string ShowText(const LoadedImage& img) {
+  const Inventory& inv = img.inventory;
+  std::ostringstream o;
+  o << "image " << img.dir << ": format " << inv.format_version() << ", made by cryo " << inv.cryo_version() << " on "
+    << inv.hostname() << " (Linux " << inv.kernel_release() << "), " << inv.dump_mode() << " dump\n";
+  o << "features needed:";
+  for (const auto& f : inv.features()) o << " " << f;
+  o << "\n";
+  for (const auto& [pid, p] : img.processes) {
+    const ProcessCore& c = p.core;
+    const TaskCore& t = c.threads(0);
+    char line[512];
+    o << "\nprocess " << pid << " (" << t.comm() << ") ppid " << c.ppid() << " pgid " << c.pgid() << " sid " << c.sid()
+      << "\n  exe " << c.mm().exe_path() << "\n  cwd " << c.cwd() << "\n  uid " << c.creds().uid(0) << " gid "
+      << c.creds().gid(0) << "\n";
+    snprintf(line, sizeof(line), "  registers: rip %016" PRIx64 " rsp %016" PRIx64 ", xsave %zu bytes (features %#" PRIx64 ")\n",
+             t.regs().gpr(kRip), t.regs().gpr(kRsp), t.regs().xsave().size(), inv.xsave_features());
+    o << line;
+    o << "  memory: " << p.mm.vmas_size() << " VMAs, " << p.mm.total_pages() << " pages stored ("
+      << (p.mm.total_pages() * 4096 >> 10) << " KiB)\n";
+    for (const Vma& v : p.mm.vmas()) {
+      snprintf(line, sizeof(line), "    %012" PRIx64 "-%012" PRIx64 " %s %8" PRIu64 " pages  %s\n", v.start(), v.end(),
+               ProtString(v).c_str(), v.stored_pages(), v.name().c_str());
+      o << line;
+    }
+    o << "  fds:\n";
+    for (const Fd& f : p.fds.fds())
+      o << "    " << f.fd() << ": " << FdKindName(f.kind()) << " " << f.file().path() << " pos " << f.pos() << " flags 0"
+        << std::oct << f.flags() << std::dec << (f.cloexec() ? " cloexec" : "") << "\n";
+    snprintf(line, sizeof(line), "  signals: blocked %#" PRIx64 ", pending [%s], shared pending [%s]\n", t.blocked(),
+             SigList(t.pending(), " ").c_str(), SigList(c.shared_pending(), " ").c_str());
+    o << line;
+    for (const SigAction& a : c.actions()) {
+      snprintf(line, sizeof(line), "    sig %2u: %s flags %#" PRIx64 " mask %#" PRIx64 "\n", a.sig(),
+               a.handler() == 1 ? "ignored" : ("handler " + std::to_string(a.handler())).c_str(), a.flags(), a.mask());
+      o << line;
+    }
+    for (const ITimer& it : c.itimers())
+      o << "  itimer " << it.which() << ": interval " << it.interval_us() << " us, next in " << it.value_us() << " us\n";
+  }
+  return o.str();
+}
+
+}  // namespace cryo::image

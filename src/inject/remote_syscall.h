@@ -1,0 +1,54 @@
+// System calls run inside a seized task: point the stopped thread at a `syscall`
+// instruction of its own address space (found in its vDSO), load the argument
+// registers, and let it run from syscall-entry stop to syscall-exit stop. Used for
+// state /proc does not show (sigactions, sigaltstack, itimers, prctl values) and
+// to have the target splice its own pages into a pipe (zero copy).
+#pragma once
+
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "base/status.h"
+#include "proc/proc.h"
+
+namespace cryo {
+
+class RemoteSyscaller {
+ public:
+  // `regs` are the task's registers as seized (restored by the caller on detach).
+  RemoteSyscaller(pid_t tid, const user_regs_struct& regs) : tid_(tid), base_regs_(regs) {}
+  ~RemoteSyscaller();
+
+  // Finds a syscall instruction in the task's vDSO (or any executable VMA) and
+  // blocks all signals so none is delivered while we run system calls.
+  Status Prepare(const std::vector<proc::Vma>& vmas);
+  // Runs one system call; returns the raw result (-errno on failure).
+  Result<long> Syscall(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0,
+                       uint64_t a6 = 0);
+  // Maps `size` bytes of scratch memory in the target (remote mmap).
+  Status MapScratch(size_t size);
+  uint64_t scratch() const { return scratch_; }
+  size_t scratch_size() const { return scratch_size_; }
+  Status WriteMem(uint64_t addr, const void* data, size_t n);
+  Status ReadMem(uint64_t addr, void* data, size_t n);
+  // Unmaps the scratch memory. The caller restores registers and the mask.
+  Status Finish();
+
+  uint64_t syscall_insn() const { return syscall_insn_; }
+
+ private:
+  pid_t tid_;
+  user_regs_struct base_regs_;
+  uint64_t syscall_insn_ = 0;
+  uint64_t scratch_ = 0;
+  size_t scratch_size_ = 0;
+};
+
+// Finds the address of a `syscall` instruction (0f 05) in the task's vDSO, or else
+// in any executable mapping.
+Result<uint64_t> FindSyscallInsn(pid_t pid, const std::vector<proc::Vma>& vmas);
+
+}  // namespace cryo

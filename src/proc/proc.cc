@@ -1,0 +1,420 @@
+#include "proc/proc.h"
+
+#include <dirent.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <unordered_map>
+
+#include "base/file_util.h"
+
+namespace cryo::proc {
+namespace {
+
+std::string ProcPath(pid_t pid, const std::string& rest) { return "/proc/" + std::to_string(pid) + "/" + rest; }
+
+// Parses all of `s` as an integer of type T; false on junk, sign mismatch or overflow.
+template <typename T>
+bool ParseInt(std::string_view s, T* out, int base = 10) {
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, base);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+template <typename T>
+bool ParseList(const std::vector<std::string_view>& words, std::vector<T>* out) {
+  out->clear();
+  for (std::string_view w : words) {
+    T x;
+    if (!ParseInt(w, &x)) return false;
+    out->push_back(x);
+  }
+  return true;
+}
+
+// Returns the next whitespace-separated word of *s and advances past it.
+std::string_view NextWord(std::string_view* s) {
+  size_t b = s->find_first_not_of(" \t");
+  if (b == std::string_view::npos) b = s->size();
+  size_t e = s->find_first_of(" \t", b);
+  if (e == std::string_view::npos) e = s->size();
+  std::string_view w = s->substr(b, e - b);
+  s->remove_prefix(e);
+  return w;
+}
+
+std::string Quote(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+std::string HexRange(const Vma& v) {
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%" PRIx64 "-%" PRIx64, v.start, v.end);
+  return buf;
+}
+
+// One maps line (also an smaps VMA header).
+Result<Vma> ParseMapsLine(std::string_view line) {
+  auto bad = [&] { return Status::Error("malformed maps line " + Quote(line)); };
+  std::string_view rest = line;
+  std::string_view range = NextWord(&rest), perms = NextWord(&rest), off = NextWord(&rest), dev = NextWord(&rest),
+                   ino = NextWord(&rest);
+  size_t dash = range.find('-'), colon = dev.find(':');
+  if (dash == std::string_view::npos || colon == std::string_view::npos || perms.size() != 4) return bad();
+  Vma v;
+  if (!ParseInt(range.substr(0, dash), &v.start, 16) || !ParseInt(range.substr(dash + 1), &v.end, 16) ||
+      !ParseInt(off, &v.pgoff, 16) || !ParseInt(dev.substr(0, colon), &v.dev_major, 16) ||
+      !ParseInt(dev.substr(colon + 1), &v.dev_minor, 16) || !ParseInt(ino, &v.inode) || v.start >= v.end)
+    return bad();
+  const char* want = "rwx";
+  for (int i = 0; i < 3; ++i)
+    if (perms[i] != want[i] && perms[i] != '-') return bad();
+  if (perms[3] != 's' && perms[3] != 'p') return bad();
+  v.prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) | (perms[2] == 'x' ? PROT_EXEC : 0);
+  v.shared = perms[3] == 's';
+  // The name starts after the padding and runs to the end of the line (it may contain spaces).
+  size_t b = rest.find_first_not_of(" \t");
+  std::string_view name = b == std::string_view::npos ? std::string_view() : rest.substr(b);
+  constexpr std::string_view kDeleted = " (deleted)";
+  if (name.size() > kDeleted.size() && name.ends_with(kDeleted)) {
+    name.remove_suffix(kDeleted.size());
+    v.deleted = true;
+  }
+  v.name = std::string(name);
+  return v;
+}
+
+// smaps: a maps-format header per VMA followed by "Key: value" lines.
+Result<std::vector<Vma>> ParseSmaps(std::string_view text) {
+  std::vector<Vma> vmas;
+  for (std::string_view line : SplitLines(text)) {
+    if (Trim(line).empty()) continue;
+    std::string_view rest = line;
+    std::string_view key = NextWord(&rest);
+    if (!key.ends_with(':')) {
+      CRYO_ASSIGN_OR_RETURN(Vma v, ParseMapsLine(line));
+      vmas.push_back(std::move(v));
+      continue;
+    }
+    if (vmas.empty()) return Status::Error("smaps field before any VMA header: " + Quote(line));
+    if (key == "VmFlags:") {
+      auto& flags = vmas.back().vm_flags;
+      flags.clear();
+      for (std::string_view f : SplitWords(rest)) flags.emplace_back(f);
+    }
+  }
+  return vmas;
+}
+
+}  // namespace
+
+bool Vma::HasFlag(std::string_view f) const { return std::find(vm_flags.begin(), vm_flags.end(), f) != vm_flags.end(); }
+
+Result<std::vector<Vma>> ParseMaps(std::string_view text) {
+  std::vector<Vma> vmas;
+  for (std::string_view line : SplitLines(text)) {
+    if (Trim(line).empty()) continue;
+    CRYO_ASSIGN_OR_RETURN(Vma v, ParseMapsLine(line));
+    vmas.push_back(std::move(v));
+  }
+  return vmas;
+}
+
+Status ParseSmapsVmFlags(std::string_view smaps_text, std::vector<Vma>* vmas) {
+  CRYO_ASSIGN_OR_RETURN(std::vector<Vma> parsed, ParseSmaps(smaps_text));
+  std::unordered_map<uint64_t, Vma*> by_start;
+  for (Vma& v : *vmas) by_start[v.start] = &v;
+  for (Vma& p : parsed) {
+    auto it = by_start.find(p.start);
+    if (it == by_start.end() || it->second->end != p.end)
+      return Status::Error("smaps VMA " + HexRange(p) + " not in maps");
+    it->second->vm_flags = std::move(p.vm_flags);
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<Vma>> ReadVmas(pid_t pid) {
+  std::string path = ProcPath(pid, "smaps");
+  CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  auto vmas = ParseSmaps(text);
+  if (!vmas.ok()) return vmas.status().Prefixed(path);
+  return vmas;
+}
+
+Result<Stat> ParseStat(std::string_view text) {
+  std::string_view line = Trim(text);
+  auto bad = [&] { return Status::Error("malformed stat line " + Quote(line)); };
+  // comm is raw (unescaped), so it is delimited by the first '(' and the last ')'.
+  size_t open = line.find('('), close = line.rfind(')');
+  if (open == std::string_view::npos || close == std::string_view::npos || close < open) return bad();
+  Stat st;
+  if (!ParseInt(Trim(line.substr(0, open)), &st.pid)) return bad();
+  st.comm = std::string(line.substr(open + 1, close - open - 1));
+  std::vector<std::string_view> w = SplitWords(line.substr(close + 1));
+  if (w.size() < 50 || w[0].size() != 1) return bad();
+  auto f = [&](int n) { return w[n - 3]; };  // proc(5) field numbers start at 1 (pid), 2 (comm)
+  st.state = f(3)[0];
+  bool ok = ParseInt(f(4), &st.ppid) && ParseInt(f(5), &st.pgrp) && ParseInt(f(6), &st.session) &&
+            ParseInt(f(7), &st.tty_nr) && ParseInt(f(8), &st.tpgid) && ParseInt(f(9), &st.flags) &&
+            ParseInt(f(18), &st.priority) && ParseInt(f(19), &st.nice) && ParseInt(f(20), &st.num_threads) &&
+            ParseInt(f(22), &st.starttime) && ParseInt(f(26), &st.startcode) && ParseInt(f(27), &st.endcode) &&
+            ParseInt(f(28), &st.startstack) && ParseInt(f(38), &st.exit_signal) && ParseInt(f(40), &st.rt_priority) &&
+            ParseInt(f(41), &st.policy) && ParseInt(f(45), &st.start_data) && ParseInt(f(46), &st.end_data) &&
+            ParseInt(f(47), &st.start_brk) && ParseInt(f(48), &st.arg_start) && ParseInt(f(49), &st.arg_end) &&
+            ParseInt(f(50), &st.env_start) && ParseInt(f(51), &st.env_end) && ParseInt(f(52), &st.exit_code);
+  if (!ok) return bad();
+  return st;
+}
+
+Result<Stat> ReadStat(pid_t pid) {
+  std::string path = ProcPath(pid, "stat");
+  CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  auto st = ParseStat(text);
+  if (!st.ok()) return st.status().Prefixed(path);
+  return st;
+}
+
+Result<Stat> ReadTaskStat(pid_t pid, pid_t tid) {
+  std::string path = ProcPath(pid, "task/" + std::to_string(tid) + "/stat");
+  CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  auto st = ParseStat(text);
+  if (!st.ok()) return st.status().Prefixed(path);
+  return st;
+}
+
+Result<ProcStatus> ParseStatus(std::string_view text) {
+  ProcStatus s;
+  unsigned required = 0;  // bits for Name, State, Pid, PPid, Uid, Gid: these have always been there
+  for (std::string_view line : SplitLines(text)) {
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string_view key = line.substr(0, colon);
+    std::string_view raw = line.substr(colon + 1);
+    std::string_view val = Trim(raw);
+    std::vector<std::string_view> words = SplitWords(val);
+    auto ids = [&](uint32_t* out) {
+      if (words.size() != 4) return false;
+      for (int i = 0; i < 4; ++i)
+        if (!ParseInt(words[i], &out[i])) return false;
+      return true;
+    };
+    bool ok = true;
+    if (key == "Name") {
+      // Only the tab after the colon is a separator; the name itself may end in spaces.
+      s.name = std::string(raw.starts_with('\t') ? raw.substr(1) : raw);
+      required |= 1u;
+    } else if (key == "Umask") {
+      ok = ParseInt(val, &s.umask, 8);
+    } else if (key == "State") {
+      ok = !val.empty();
+      if (ok) s.state = val[0];
+      required |= 2u;
+    } else if (key == "Tgid") {
+      ok = ParseInt(val, &s.tgid);
+    } else if (key == "Pid") {
+      ok = ParseInt(val, &s.pid);
+      required |= 4u;
+    } else if (key == "PPid") {
+      ok = ParseInt(val, &s.ppid);
+      required |= 8u;
+    } else if (key == "TracerPid") {
+      ok = ParseInt(val, &s.tracer_pid);
+    } else if (key == "Uid") {
+      ok = ids(s.uid);
+      required |= 16u;
+    } else if (key == "Gid") {
+      ok = ids(s.gid);
+      required |= 32u;
+    } else if (key == "Groups") {
+      ok = ParseList(words, &s.groups);
+    } else if (key == "NStgid") {
+      ok = ParseList(words, &s.ns_tgid);
+    } else if (key == "NSpid") {
+      ok = ParseList(words, &s.ns_pid);
+    } else if (key == "NSpgid") {
+      ok = ParseList(words, &s.ns_pgid);
+    } else if (key == "NSsid") {
+      ok = ParseList(words, &s.ns_sid);
+    } else if (key == "Threads") {
+      ok = ParseInt(val, &s.threads);
+    } else if (key == "SigPnd") {
+      ok = ParseInt(val, &s.sig_pnd, 16);
+    } else if (key == "ShdPnd") {
+      ok = ParseInt(val, &s.shd_pnd, 16);
+    } else if (key == "SigBlk") {
+      ok = ParseInt(val, &s.sig_blk, 16);
+    } else if (key == "SigIgn") {
+      ok = ParseInt(val, &s.sig_ign, 16);
+    } else if (key == "SigCgt") {
+      ok = ParseInt(val, &s.sig_cgt, 16);
+    } else if (key == "CapInh") {
+      ok = ParseInt(val, &s.cap_inh, 16);
+    } else if (key == "CapPrm") {
+      ok = ParseInt(val, &s.cap_prm, 16);
+    } else if (key == "CapEff") {
+      ok = ParseInt(val, &s.cap_eff, 16);
+    } else if (key == "CapBnd") {
+      ok = ParseInt(val, &s.cap_bnd, 16);
+    } else if (key == "CapAmb") {
+      ok = ParseInt(val, &s.cap_amb, 16);
+    } else if (key == "NoNewPrivs") {
+      ok = ParseInt(val, &s.no_new_privs);
+    } else if (key == "Seccomp") {
+      ok = ParseInt(val, &s.seccomp);
+    } else if (key == "Seccomp_filters") {
+      ok = ParseInt(val, &s.seccomp_filters);
+    }
+    if (!ok) return Status::Error("malformed status line " + Quote(line));
+  }
+  if (required != 0x3f) return Status::Error("status lacks one of Name, State, Pid, PPid, Uid, Gid");
+  return s;
+}
+
+Result<ProcStatus> ReadStatus(pid_t pid) {
+  std::string path = ProcPath(pid, "status");
+  CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  auto s = ParseStatus(text);
+  if (!s.ok()) return s.status().Prefixed(path);
+  return s;
+}
+
+Result<std::vector<Limit>> ParseLimits(std::string_view text) {
+  struct Name {
+    std::string_view name;
+    int resource;
+  };
+  static constexpr Name kNames[] = {
+      {"Max cpu time", RLIMIT_CPU},
+      {"Max file size", RLIMIT_FSIZE},
+      {"Max data size", RLIMIT_DATA},
+      {"Max stack size", RLIMIT_STACK},
+      {"Max core file size", RLIMIT_CORE},
+      {"Max resident set", RLIMIT_RSS},
+      {"Max processes", RLIMIT_NPROC},
+      {"Max open files", RLIMIT_NOFILE},
+      {"Max locked memory", RLIMIT_MEMLOCK},
+      {"Max address space", RLIMIT_AS},
+      {"Max file locks", RLIMIT_LOCKS},
+      {"Max pending signals", RLIMIT_SIGPENDING},
+      {"Max msgqueue size", RLIMIT_MSGQUEUE},
+      {"Max nice priority", RLIMIT_NICE},
+      {"Max realtime priority", RLIMIT_RTPRIO},
+      {"Max realtime timeout", RLIMIT_RTTIME},
+  };
+  auto value = [](std::string_view w, uint64_t* out) {
+    if (w == "unlimited") {
+      *out = RLIM_INFINITY;
+      return true;
+    }
+    return ParseInt(w, out);
+  };
+  std::vector<Limit> limits;
+  for (std::string_view line : SplitLines(text)) {
+    if (Trim(line).empty() || StartsWith(line, "Limit ")) continue;
+    auto known = std::find_if(std::begin(kNames), std::end(kNames), [&](const Name& n) {
+      return StartsWith(line, n.name) && line.size() > n.name.size() && line[n.name.size()] == ' ';
+    });
+    // Columns after the name: soft, hard, and units (absent for the priority rows).
+    std::vector<std::string_view> w =
+        SplitWords(known == std::end(kNames) ? std::string_view() : line.substr(known->name.size()));
+    Limit l;
+    if (known == std::end(kNames) || w.size() < 2 || w.size() > 3 || !value(w[0], &l.soft) || !value(w[1], &l.hard))
+      return Status::Error("malformed limits line " + Quote(line));
+    l.resource = known->resource;
+    limits.push_back(l);
+  }
+  return limits;
+}
+
+Result<std::vector<Limit>> ReadLimits(pid_t pid) {
+  std::string path = ProcPath(pid, "limits");
+  CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  auto l = ParseLimits(text);
+  if (!l.ok()) return l.status().Prefixed(path);
+  return l;
+}
+
+Result<FdInfo> ParseFdInfo(std::string_view text) {
+  FdInfo info;
+  bool has_pos = false, has_flags = false;
+  for (std::string_view line : SplitLines(text)) {
+    if (Trim(line).empty()) continue;
+    size_t colon = line.find(':');
+    std::string_view key = Trim(line.substr(0, colon));
+    std::string_view val = colon == std::string_view::npos ? std::string_view() : Trim(line.substr(colon + 1));
+    bool ok = true;
+    if (key == "pos") {
+      ok = has_pos = ParseInt(val, &info.pos);
+    } else if (key == "flags") {
+      ok = has_flags = ParseInt(val, &info.flags, 8);
+    } else if (key == "mnt_id") {
+      ok = ParseInt(val, &info.mnt_id);
+    } else if (key == "ino") {
+      ok = ParseInt(val, &info.ino);
+    }
+    if (!ok) return Status::Error("malformed fdinfo line " + Quote(line));
+    info.fields.emplace(key, val);
+  }
+  if (!has_pos || !has_flags) return Status::Error("fdinfo lacks pos or flags");
+  return info;
+}
+
+Result<FdInfo> ReadFdInfo(pid_t pid, int fd) {
+  std::string path = ProcPath(pid, "fdinfo/" + std::to_string(fd));
+  CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  auto info = ParseFdInfo(text);
+  if (!info.ok()) return info.status().Prefixed(path);
+  return info;
+}
+
+namespace {
+
+// The numeric entry names of a directory, ascending.
+Result<std::vector<int>> ListNumericDir(const std::string& path) {
+  DIR* dir = ::opendir(path.c_str());
+  if (dir == nullptr) return Status::FromErrno("opendir " + path);
+  std::vector<int> out;
+  errno = 0;
+  while (dirent* e = ::readdir(dir)) {
+    int n;
+    if (ParseInt(std::string_view(e->d_name), &n)) out.push_back(n);
+  }
+  int err = errno;
+  ::closedir(dir);
+  if (err != 0) return Status::Errno(err, "readdir " + path);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<int>> ListFds(pid_t pid) { return ListNumericDir(ProcPath(pid, "fd")); }
+
+Result<std::vector<pid_t>> ListThreads(pid_t pid) { return ListNumericDir(ProcPath(pid, "task")); }
+
+Result<std::vector<pid_t>> ReadChildren(pid_t pid, pid_t tid) {
+  std::string path = ProcPath(pid, "task/" + std::to_string(tid) + "/children");
+  CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  std::vector<pid_t> out;
+  for (std::string_view w : SplitWords(Trim(text))) {
+    pid_t p;
+    if (!ParseInt(w, &p)) return Status::Error(path + ": malformed pid " + Quote(w));
+    out.push_back(p);
+  }
+  return out;
+}
+
+Result<std::vector<uint64_t>> ReadAuxv(pid_t pid) {
+  std::string path = ProcPath(pid, "auxv");
+  CRYO_ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
+  if (data.size() % (2 * sizeof(uint64_t)) != 0)
+    return Status::Error(path + ": size " + std::to_string(data.size()) + " is not a multiple of 16");
+  std::vector<uint64_t> out(data.size() / sizeof(uint64_t));
+  std::memcpy(out.data(), data.data(), data.size());
+  return out;
+}
+
+}  // namespace cryo::proc

@@ -1,0 +1,24 @@
+// The restore pipeline: read + validate the image -> fork the process with its
+// original PID -> rebuild fds, credentials and settings -> the restorer blob
+// rebuilds the address space -> cryo sets the registers and releases it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+
+#include "base/status.h"
+
+namespace cryo {
+
+struct RestoreOptions {
+  std::string images_dir;
+  bool detach = false;
+  std::string pidfile;
+};
+
+// Restores the image. On success returns the restored root pid, running (cryo
+// is its parent). On failure no restored process is left behind.
+Result<pid_t> Restore(const RestoreOptions& opts);
+
+}  // namespace cryo

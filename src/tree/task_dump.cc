@@ -1,0 +1,234 @@
+#include "tree/task_dump.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/file_util.h"
+#include "base/log.h"
+#include "seize/ptrace_util.h"
+
+namespace cryo {
+
+namespace {
+
+constexpr long kPtraceGetRseqConfiguration = 0x420f;
+struct RseqConfiguration {
+  uint64_t rseq_abi_pointer;
+  uint32_t rseq_abi_size;
+  uint32_t signature;
+  uint32_t flags;
+  uint32_t pad;
+};
+
+// The kernel's struct sigaction for rt_sigaction(2) on x86_64.
+struct KernelSigaction {
+  uint64_t handler;
+  uint64_t flags;
+  uint64_t restorer;
+  uint64_t mask;
+};
+
+std::string What(pid_t pid, const char* what) { return std::string(what) + " of pid " + std::to_string(pid); }
+
+Status CheckRemote(long r, pid_t pid, const char* what) {
+  if (r < 0 && r > -4096) return Status::Errno(static_cast<int>(-r), "remote " + What(pid, what));
+  return Status::Ok();
+}
+
+Status DumpRegisters(pid_t tid, const user_regs_struct& regs, image::TaskCore* t) {
+  const uint64_t* words = reinterpret_cast<const uint64_t*>(&regs);
+  static_assert(sizeof(user_regs_struct) == 27 * 8);
+  for (int i = 0; i < 27; ++i) t->mutable_regs()->add_gpr(words[i]);
+  CRYO_ASSIGN_OR_RETURN(std::string xs, GetXstate(tid, XsaveSize()));
+  t->mutable_regs()->set_xsave(std::move(xs));
+  return Status::Ok();
+}
+
+Status DumpPending(pid_t tid, bool shared, google::protobuf::RepeatedPtrField<image::SigInfo>* out) {
+  struct {
+    uint64_t off;
+    uint32_t flags;
+    int32_t nr;
+  } args = {0, shared ? 1u /*PTRACE_PEEKSIGINFO_SHARED*/ : 0u, 32};
+  uint8_t buf[32 * 128];
+  for (;;) {
+    long n = ptrace(PTRACE_PEEKSIGINFO, tid, &args, buf);
+    if (n < 0) return Status::FromErrno("PTRACE_PEEKSIGINFO " + What(tid, shared ? "shared queue" : "queue"));
+    for (long i = 0; i < n; ++i) out->Add()->set_raw(std::string(reinterpret_cast<char*>(buf) + i * 128, 128));
+    if (n < args.nr) return Status::Ok();
+    args.off += static_cast<uint64_t>(n);
+  }
+}
+
+Status DumpSignals(pid_t pid, RemoteSyscaller& rs, image::ProcessCore* core) {
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_rt_sigaction, sig, 0, rs.scratch(), 8));
+    CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "rt_sigaction"));
+    KernelSigaction ka;
+    CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &ka, sizeof(ka)));
+    if (ka.handler == 0 && ka.flags == 0 && ka.mask == 0) continue;  // SIG_DFL, nothing to restore
+    image::SigAction* a = core->add_actions();
+    a->set_sig(sig);
+    a->set_handler(ka.handler);
+    a->set_flags(ka.flags);
+    a->set_restorer(ka.restorer);
+    a->set_mask(ka.mask);
+  }
+  CRYO_RETURN_IF_ERROR(DumpPending(pid, true, core->mutable_shared_pending()));
+  for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
+    CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_getitimer, which, rs.scratch()));
+    CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "getitimer"));
+    struct itimerval it;
+    CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &it, sizeof(it)));
+    if (!it.it_value.tv_sec && !it.it_value.tv_usec && !it.it_interval.tv_sec && !it.it_interval.tv_usec) continue;
+    image::ITimer* t = core->add_itimers();
+    t->set_which(which);
+    t->set_interval_us(it.it_interval.tv_sec * 1000000ull + it.it_interval.tv_usec);
+    t->set_value_us(it.it_value.tv_sec * 1000000ull + it.it_value.tv_usec);
+  }
+  return Status::Ok();
+}
+
+Status DumpTask(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, image::TaskCore* t) {
+  const pid_t tid = task.tid;
+  t->set_tid(tid);
+  t->set_comm(stat.comm);
+  CRYO_RETURN_IF_ERROR(DumpRegisters(tid, task.regs, t));
+  t->set_blocked(task.sigmask);
+  CRYO_RETURN_IF_ERROR(DumpPending(tid, false, t->mutable_pending()));
+  for (const auto& info : task.intercepted) t->add_pending()->set_raw(std::string(info.begin(), info.end()));
+
+  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_sigaltstack, 0, rs.scratch()));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r, tid, "sigaltstack"));
+  stack_t ss;
+  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &ss, sizeof(ss)));
+  t->set_altstack_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
+  t->set_altstack_size(ss.ss_size);
+  t->set_altstack_flags(ss.ss_flags);
+
+  RseqConfiguration rc{};
+  if (ptrace(static_cast<__ptrace_request>(kPtraceGetRseqConfiguration), tid, sizeof(rc), &rc) < 0)
+    return Status::FromErrno("PTRACE_GET_RSEQ_CONFIGURATION " + What(tid, "rseq"));
+  t->set_rseq_addr(rc.rseq_abi_pointer);
+  t->set_rseq_len(rc.rseq_abi_size);
+  t->set_rseq_sig(rc.signature);
+
+  void* head = nullptr;
+  size_t len = 0;
+  if (syscall(SYS_get_robust_list, tid, &head, &len) != 0) return Status::FromErrno("get_robust_list " + What(tid, "robust list"));
+  t->set_robust_list(reinterpret_cast<uint64_t>(head));
+  t->set_robust_list_len(len);
+
+  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_prctl, PR_GET_TID_ADDRESS, rs.scratch()));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r, tid, "PR_GET_TID_ADDRESS"));
+  uint64_t tid_addr = 0;
+  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &tid_addr, sizeof(tid_addr)));
+  t->set_clear_child_tid(tid_addr);
+
+  int policy = sched_getscheduler(tid);
+  if (policy < 0) return Status::FromErrno("sched_getscheduler " + What(tid, "policy"));
+  struct sched_param sp;
+  if (sched_getparam(tid, &sp) != 0) return Status::FromErrno("sched_getparam " + What(tid, "priority"));
+  t->set_sched_policy(static_cast<uint32_t>(policy));
+  t->set_sched_priority(static_cast<uint32_t>(sp.sched_priority));
+  t->set_nice(static_cast<int32_t>(stat.nice));
+  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_prctl, PR_GET_TIMERSLACK));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r, tid, "PR_GET_TIMERSLACK"));
+  t->set_timer_slack_ns(static_cast<uint64_t>(r));
+  return Status::Ok();
+}
+
+Status DumpCreds(const proc::ProcStatus& st, RemoteSyscaller& rs, pid_t pid, image::Creds* c) {
+  for (int i = 0; i < 4; ++i) {
+    c->add_uid(st.uid[i]);
+    c->add_gid(st.gid[i]);
+  }
+  for (uint32_t g : st.groups) c->add_groups(g);
+  c->set_cap_inh(st.cap_inh);
+  c->set_cap_prm(st.cap_prm);
+  c->set_cap_eff(st.cap_eff);
+  c->set_cap_bnd(st.cap_bnd);
+  c->set_cap_amb(st.cap_amb);
+  c->set_no_new_privs(st.no_new_privs != 0);
+  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_prctl, PR_GET_SECUREBITS));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "PR_GET_SECUREBITS"));
+  c->set_securebits(static_cast<uint32_t>(r));
+  return Status::Ok();
+}
+
+Status DumpMmFields(pid_t pid, RemoteSyscaller& rs, const proc::Stat& stat, image::MmFields* mm) {
+  mm->set_start_code(stat.startcode);
+  mm->set_end_code(stat.endcode);
+  mm->set_start_data(stat.start_data);
+  mm->set_end_data(stat.end_data);
+  mm->set_start_brk(stat.start_brk);
+  mm->set_start_stack(stat.startstack);
+  mm->set_arg_start(stat.arg_start);
+  mm->set_arg_end(stat.arg_end);
+  mm->set_env_start(stat.env_start);
+  mm->set_env_end(stat.env_end);
+  CRYO_ASSIGN_OR_RETURN(long brk, rs.Syscall(SYS_brk, 0));
+  mm->set_brk(static_cast<uint64_t>(brk));
+  CRYO_ASSIGN_OR_RETURN(auto auxv, proc::ReadAuxv(pid));
+  for (uint64_t w : auxv) mm->add_auxv(w);
+  CRYO_ASSIGN_OR_RETURN(std::string exe, ReadLink("/proc/" + std::to_string(pid) + "/exe"));
+  mm->set_exe_path(exe);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status DumpProcessCore(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, const proc::ProcStatus& status,
+                       image::ProcessCore* core) {
+  const pid_t pid = task.tid;
+  const std::string dir = "/proc/" + std::to_string(pid);
+  core->set_pid(pid);
+  core->set_ppid(stat.ppid);
+  core->set_pgid(stat.pgrp);
+  core->set_sid(stat.session);
+  core->set_exit_signal(stat.exit_signal);
+  core->set_umask(status.umask);
+  CRYO_RETURN_IF_ERROR(DumpTask(task, rs, stat, core->add_threads()));
+  CRYO_RETURN_IF_ERROR(DumpSignals(pid, rs, core));
+  CRYO_RETURN_IF_ERROR(DumpCreds(status, rs, pid, core->mutable_creds()));
+  CRYO_RETURN_IF_ERROR(DumpMmFields(pid, rs, stat, core->mutable_mm()));
+
+  CRYO_ASSIGN_OR_RETURN(auto limits, proc::ReadLimits(pid));
+  for (const auto& l : limits) {
+    image::Rlimit* rl = core->add_rlimits();
+    rl->set_resource(static_cast<uint32_t>(l.resource));
+    rl->set_soft(l.soft);
+    rl->set_hard(l.hard);
+  }
+  CRYO_ASSIGN_OR_RETURN(std::string pers, ReadFileToString(dir + "/personality"));
+  core->set_personality(static_cast<uint32_t>(std::stoul(pers, nullptr, 16)));
+  CRYO_ASSIGN_OR_RETURN(std::string cwd, ReadLink(dir + "/cwd"));
+  core->set_cwd(cwd);
+  CRYO_ASSIGN_OR_RETURN(std::string root, ReadLink(dir + "/root"));
+  core->set_root(root);
+
+  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_prctl, PR_GET_PDEATHSIG, rs.scratch()));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "PR_GET_PDEATHSIG"));
+  int32_t v = 0;
+  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &v, sizeof(v)));
+  core->set_pdeath_sig(v);
+  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_prctl, PR_GET_DUMPABLE));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "PR_GET_DUMPABLE"));
+  core->set_dumpable(static_cast<int32_t>(r));
+  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_prctl, PR_GET_CHILD_SUBREAPER, rs.scratch()));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "PR_GET_CHILD_SUBREAPER"));
+  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &v, sizeof(v)));
+  core->set_child_subreaper(v != 0);
+  return Status::Ok();
+}
+
+}  // namespace cryo
