@@ -38,6 +38,8 @@ class RemoteSyscaller {
   Status Finish();
 
   uint64_t syscall_insn() const { return syscall_insn_; }
+  // Uses a known syscall instruction instead of Prepare()'s search.
+  void SetSyscallInsn(uint64_t addr) { syscall_insn_ = addr; }
 
  private:
   pid_t tid_;

@@ -1,0 +1,237 @@
+#include "mem/vma_restore.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+
+#include "base/unique_fd.h"
+#include "image/format.h"
+
+namespace cryo {
+
+namespace {
+
+constexpr uint64_t kPage = image::kPageSize;
+
+std::string Hex(uint64_t v) {
+  char buf[32];
+  snprintf(buf, sizeof(buf), "%" PRIx64, v);
+  return buf;
+}
+
+std::string VmaName(const image::Vma& v) {
+  return "VMA " + Hex(v.start()) + "-" + Hex(v.end()) + (v.name().empty() ? "" : " (" + v.name() + ")");
+}
+
+// Opens the file behind a file mapping and checks it is the one dumped.
+Result<UniqueFd> OpenMappedFile(const image::Vma& v) {
+  const image::FileId& id = v.file();
+  const bool rw = v.kind() == image::VMA_FILE_SHARED && v.file_writable();
+  UniqueFd fd(::open(id.path().c_str(), (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open " + id.path() + " for " + VmaName(v));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("stat " + id.path());
+  // A shared mapping may have changed the file itself since; a private one must
+  // see exactly the bytes it was dumped against.
+  if (v.kind() == image::VMA_FILE_PRIVATE &&
+      (static_cast<uint64_t>(st.st_size) != id.size() ||
+       st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec != id.mtime_ns()))
+    return Status::Error(id.path() + " changed since the dump (size or mtime differs); " + VmaName(v) +
+                         " cannot be restored faithfully");
+  return fd;
+}
+
+int Madvice(const std::string& flag) {
+  static const std::map<std::string, int> kFlags = {{"dd", MADV_DONTDUMP}, {"dc", MADV_DONTFORK},
+                                                    {"hg", MADV_HUGEPAGE}, {"nh", MADV_NOHUGEPAGE},
+                                                    {"wf", MADV_WIPEONFORK}, {"mg", MADV_MERGEABLE}};
+  auto it = kFlags.find(flag);
+  return it == kFlags.end() ? -1 : it->second;
+}
+
+struct FillJob {
+  const image::PageRun* run;
+  uint64_t dest;
+};
+
+struct FillShared {
+  const std::vector<FillJob>* jobs;
+  int fd;
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  int err = 0;
+  std::string what;
+  pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+};
+
+void* FillWorker(void* p) {
+  FillShared* s = static_cast<FillShared*>(p);
+  for (;;) {
+    const size_t i = s->next.fetch_add(1);
+    if (i >= s->jobs->size() || s->failed.load()) return nullptr;
+    const FillJob& j = (*s->jobs)[i];
+    const uint64_t len = j.run->npages() * kPage;
+    uint64_t done = 0;
+    const char* failure = nullptr;
+    int err = 0;
+    while (done < len) {
+      ssize_t n = ::pread(s->fd, reinterpret_cast<char*>(j.dest + done), len - done, static_cast<off_t>(j.run->offset() + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        failure = "reading page data";
+        err = n < 0 ? errno : EIO;
+        break;
+      }
+      done += static_cast<uint64_t>(n);
+    }
+    if (!failure && image::HashBytes(reinterpret_cast<void*>(j.dest), len) != j.run->checksum())
+      failure = "checksum mismatch in page data (corrupted image)";
+    if (failure) {
+      pthread_mutex_lock(&s->mu);
+      if (!s->failed.exchange(true)) {
+        s->err = err;
+        s->what = std::string(failure) + " for pages at " + Hex(j.run->vaddr());
+      }
+      pthread_mutex_unlock(&s->mu);
+      return nullptr;
+    }
+  }
+}
+
+Status Fill(const std::vector<FillJob>& jobs, int fd, int threads) {
+  FillShared s;
+  s.jobs = &jobs;
+  s.fd = fd;
+  std::vector<pthread_t> tids;
+  for (int i = 1; i < threads && static_cast<size_t>(i) < jobs.size(); ++i) {
+    pthread_t t;
+    if (pthread_create(&t, nullptr, FillWorker, &s) == 0) tids.push_back(t);
+  }
+  FillWorker(&s);
+  for (pthread_t t : tids) pthread_join(t, nullptr);
+  if (s.failed) return s.err ? Status::Errno(s.err, s.what) : Status::Error(s.what);
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool IsPremapped(const image::Vma& v) {
+  switch (v.kind()) {
+    case image::VMA_ANON_PRIVATE:
+    case image::VMA_ANON_SHARED:
+    case image::VMA_FILE_PRIVATE:
+    case image::VMA_FILE_SHARED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+uint64_t PremapSize(const image::Mm& mm) {
+  uint64_t size = kPage;
+  for (const image::Vma& v : mm.vmas())
+    if (IsPremapped(v)) size += v.end() - v.start() + kPage;
+  return size;
+}
+
+Result<uint64_t> FindGap(const std::vector<std::pair<uint64_t, uint64_t>>& used_in, uint64_t len) {
+  auto used = used_in;
+  std::sort(used.begin(), used.end());
+  // The highest gap below the usual mmap area, like the kernel's top-down
+  // search, clear of the lowest 4 GiB (where non-PIE programs live).
+  constexpr uint64_t kLow = 1ull << 32, kHigh = 0x7f0000000000ull;
+  const uint64_t need = len + 2 * kPage;
+  std::vector<uint64_t> max_end(used.size());
+  for (size_t i = 0; i < used.size(); ++i) max_end[i] = std::max(used[i].second, i ? max_end[i - 1] : 0);
+  uint64_t hi = kHigh;
+  for (size_t k = used.size() + 1; k-- > 0;) {
+    // Candidate gap: [end of everything before k, start of used[k]) capped by hi.
+    const uint64_t lo = std::max(kLow, k ? max_end[k - 1] : kLow);
+    const uint64_t top = k < used.size() ? std::min(hi, used[k].first) : hi;
+    if (top > lo && top - lo >= need) return (top - kPage - len) & ~(kPage - 1);
+    if (k < used.size()) hi = std::min(hi, used[k].first);
+    if (hi <= kLow) break;
+  }
+  return Status::Error("no free address range of " + std::to_string(len >> 20) + " MiB for the restore");
+}
+
+Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threads, std::vector<restorer::Move>* moves) {
+  std::vector<FillJob> jobs;
+  int ri = 0;
+  uint64_t at = base + kPage;
+  struct Final {
+    uint64_t addr, len;
+    int prot;
+  };
+  std::vector<Final> finals;
+  for (const image::Vma& v : mm.vmas()) {
+    if (!IsPremapped(v)) continue;
+    const uint64_t len = v.end() - v.start();
+    // Page runs of this VMA (runs are in address order and never cross VMAs).
+    const int first_run = ri;
+    while (ri < mm.runs_size() && mm.runs(ri).vaddr() < v.end()) ++ri;
+    const bool has_pages = ri > first_run;
+    int prot = static_cast<int>(v.prot());
+    const int map_prot = has_pages ? PROT_READ | PROT_WRITE : prot;
+    int flags = MAP_FIXED | ((v.flags() & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE);
+    if (v.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
+    void* p;
+    if (v.kind() == image::VMA_FILE_PRIVATE || v.kind() == image::VMA_FILE_SHARED) {
+      CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenMappedFile(v));
+      p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, fd.get(), static_cast<off_t>(v.pgoff()));
+    } else {
+      p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags | MAP_ANONYMOUS, -1, 0);
+    }
+    if (p == MAP_FAILED) return Status::FromErrno("mmap of " + VmaName(v));
+    for (const std::string& f : v.vm_flags()) {
+      int adv = Madvice(f);
+      if (adv >= 0 && ::madvise(p, len, adv) != 0) return Status::FromErrno("madvise " + f + " on " + VmaName(v));
+    }
+    if (v.name().rfind("[anon:", 0) == 0 && v.name().back() == ']') {
+      std::string name = v.name().substr(6, v.name().size() - 7);
+      if (::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, name.c_str()) != 0)
+        return Status::FromErrno("naming " + VmaName(v));
+    }
+    for (int r = first_run; r < ri; ++r) jobs.push_back({&mm.runs(r), at + (mm.runs(r).vaddr() - v.start())});
+    if (map_prot != prot) finals.push_back({at, len, prot});
+    moves->push_back({at, v.start(), len});
+    at += len + kPage;
+  }
+  CRYO_RETURN_IF_ERROR(Fill(jobs, pages_fd, threads));
+  for (const Final& f : finals)
+    if (::mprotect(reinterpret_cast<void*>(f.addr), f.len, f.prot) != 0) return Status::FromErrno("mprotect of a premapped VMA");
+  return Status::Ok();
+}
+
+Status PlanSpecialMoves(const image::Mm& mm, const std::vector<proc::Vma>& own, std::vector<restorer::Move>* moves) {
+  const image::Vma* target_vdso = nullptr;
+  const proc::Vma* own_vdso = nullptr;
+  for (const image::Vma& v : mm.vmas())
+    if (v.kind() == image::VMA_VDSO) target_vdso = &v;
+  for (const proc::Vma& v : own)
+    if (v.name == "[vdso]") own_vdso = &v;
+  if (!target_vdso) return Status::Ok();  // the helper's own vDSO is simply unmapped
+  if (!own_vdso) return Status::Error("this process has no vDSO, the image's process had one");
+  const int64_t delta = static_cast<int64_t>(target_vdso->start()) - static_cast<int64_t>(own_vdso->start);
+  for (const image::Vma& v : mm.vmas()) {
+    if (v.kind() != image::VMA_VDSO && v.kind() != image::VMA_VVAR && v.kind() != image::VMA_VVAR_VCLOCK) continue;
+    auto it = std::find_if(own.begin(), own.end(), [&](const proc::Vma& o) { return o.name == v.name(); });
+    if (it == own.end() || it->end - it->start != v.end() - v.start() ||
+        static_cast<int64_t>(v.start()) - static_cast<int64_t>(it->start) != delta)
+      return Status::Error("the vDSO layout of this kernel differs from the image's (" + v.name() +
+                           "); restoring on a different kernel is not supported yet");
+    moves->push_back({it->start, v.start(), v.end() - v.start()});
+  }
+  return Status::Ok();
+}
+
+}  // namespace cryo

@@ -1,0 +1,36 @@
+// The restore half of memory. In the restore helper (a fresh process with the
+// target's PID but still cryo's address space), every VMA of the image is first
+// built at a free "premap" address and filled from the page file, on several
+// threads; the restorer blob later only mremaps each one into place.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "base/status.h"
+#include "cryo/image.pb.h"
+#include "proc/proc.h"
+#include "restorer/restorer_args.h"
+
+namespace cryo {
+
+// VMAs the restorer recreates (not the vDSO family, not [vsyscall]).
+bool IsPremapped(const image::Vma& v);
+// Bytes of address space the premaps need (VMAs plus a guard page each).
+uint64_t PremapSize(const image::Mm& mm);
+
+// Finds a free range of `len` bytes that overlaps neither `a` nor `b`.
+Result<uint64_t> FindGap(const std::vector<std::pair<uint64_t, uint64_t>>& used, uint64_t len);
+
+// Maps every premapped VMA inside [base, base + PremapSize) (reserved PROT_NONE
+// by the caller), fills it from `pages_fd` with `threads` threads, checks each
+// page run's checksum, and applies the final protection and madvise flags.
+// Appends one move per VMA to `moves`.
+Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threads,
+                     std::vector<restorer::Move>* moves);
+
+// The [vvar]/[vvar_vclock]/[vdso] moves from the helper's own mappings to the
+// image's addresses; refuses a layout that differs from the image's.
+Status PlanSpecialMoves(const image::Mm& mm, const std::vector<proc::Vma>& own, std::vector<restorer::Move>* moves);
+
+}  // namespace cryo

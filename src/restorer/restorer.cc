@@ -1,0 +1,206 @@
+// The restorer blob: freestanding, position-independent code that a restored
+// process runs last, on its own stack, once everything of cryo in that process
+// has served its purpose. It swaps the helper's address space for the image's
+// (unmap everything else, mremap the premapped VMAs into place), then restores
+// what only the process itself can set: mm fields, sigactions, sigaltstack,
+// itimers, rseq, robust list, pending signals, credentials. It ends by stopping
+// itself with SIGSTOP; cryo (its ptracer) then sets the registers and lets it go.
+//
+// No libc, no exceptions, no heap, no global data with addresses in it: the
+// blob is copied to an arbitrary address and entered at offset 0.
+#include <stddef.h>
+#include <stdint.h>
+
+#include "restorer/restorer_args.h"
+
+using namespace cryo::restorer;
+
+namespace {
+
+// x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
+enum : long {
+  kWrite = 1, kClose = 3, kMprotect = 10, kMunmap = 11, kRtSigaction = 13, kRtSigprocmask = 14, kMremap = 25,
+  kSetitimer = 38, kGetpid = 39, kExitGroup = 231, kTgkill = 234, kSetresuid = 117, kSetresgid = 119,
+  kSetfsuid = 122, kSetfsgid = 123, kCapset = 126, kRtSigqueueinfo = 129, kSigaltstack = 131, kPrctl = 157,
+  kSetgroups = 116, kSetTidAddress = 218, kSetRobustList = 273, kRtTgsigqueueinfo = 297, kRseq = 334,
+};
+
+inline long Sys(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) {
+  long ret;
+  register long r10 asm("r10") = d;
+  register long r8 asm("r8") = e;
+  register long r9 asm("r9") = f;
+  asm volatile("syscall"
+               : "=a"(ret)
+               : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+               : "rcx", "r11", "memory");
+  return ret;
+}
+
+[[noreturn]] void Fail(const Args* a, const char* step, long err, uint64_t addr) {
+  Failure f;
+  char* p = reinterpret_cast<char*>(&f);
+  for (size_t i = 0; i < sizeof(f); ++i) p[i] = 0;
+  f.tag = 'B';
+  f.err = static_cast<int32_t>(err < 0 ? -err : err);
+  for (size_t i = 0; step[i] && i + 1 < sizeof(f.step); ++i) f.step[i] = step[i];
+  f.addr = addr;
+  Sys(kWrite, a->status_fd, reinterpret_cast<long>(&f), sizeof(f));
+  for (;;) Sys(kExitGroup, 127);
+}
+
+inline bool Failed(long r) { return r < 0 && r > -4096; }
+
+#define CHECK(a, call, step, addr)            \
+  do {                                        \
+    long _r = (call);                         \
+    if (Failed(_r)) Fail(a, step, _r, addr);  \
+  } while (0)
+
+constexpr long kMremapMaymove = 1, kMremapFixed = 2;
+
+void UnmapAllBut(const Args* a) {
+  // keep[] is sorted by the helper.
+  uint64_t from = 0;
+  for (uint32_t i = 0; i < a->n_keep; ++i) {
+    const Range& k = a->keep[i];
+    if (k.start > from) CHECK(a, Sys(kMunmap, from, k.start - from), "munmap", from);
+    from = k.start + k.len;
+  }
+  if (from < kTaskSize) CHECK(a, Sys(kMunmap, from, kTaskSize - from), "munmap", from);
+}
+
+void MoveSpecials(const Args* a) {
+  uint64_t at = a->special_scratch;
+  for (uint32_t i = 0; i < a->n_special; ++i) {
+    const Move& m = a->special[i];
+    CHECK(a, Sys(kMremap, m.from, m.len, m.len, kMremapMaymove | kMremapFixed, at), "mremap of the vDSO", m.from);
+    at += m.len;
+  }
+  at = a->special_scratch;
+  for (uint32_t i = 0; i < a->n_special; ++i) {
+    const Move& m = a->special[i];
+    CHECK(a, Sys(kMremap, at, m.len, m.len, kMremapMaymove | kMremapFixed, m.to), "mremap of the vDSO", m.to);
+    at += m.len;
+  }
+}
+
+void MoveVmas(const Args* a) {
+  const Move* v = reinterpret_cast<const Move*>(reinterpret_cast<const char*>(a) + a->vmas_off);
+  for (uint32_t i = 0; i < a->n_vmas; ++i)
+    CHECK(a, Sys(kMremap, v[i].from, v[i].len, v[i].len, kMremapMaymove | kMremapFixed, v[i].to), "mremap of a VMA",
+          v[i].to);
+  if (a->premap.len) CHECK(a, Sys(kMunmap, a->premap.start, a->premap.len), "munmap of the premap area", a->premap.start);
+}
+
+void RestoreMm(Args* a) {
+  a->mm_map.auxv = reinterpret_cast<uint64_t>(a->auxv);
+  constexpr long kPrSetMm = 35, kPrSetMmMap = 14;
+  CHECK(a, Sys(kPrctl, kPrSetMm, kPrSetMmMap, reinterpret_cast<long>(&a->mm_map), sizeof(a->mm_map)),
+        "prctl(PR_SET_MM_MAP)", a->mm_map.start_brk);
+  Sys(kClose, a->mm_map.exe_fd);
+}
+
+void RestoreSignals(const Args* a) {
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (sig == 9 || sig == 19) continue;
+    KSigaction dfl = {0, 0, 0, 0};
+    const KSigaction* act = a->has_action[sig] ? &a->actions[sig] : &dfl;
+    CHECK(a, Sys(kRtSigaction, sig, reinterpret_cast<long>(act), 0, 8), "rt_sigaction", sig);
+  }
+  struct {
+    uint64_t sp;
+    int32_t flags;
+    uint64_t size;
+  } ss = {a->altstack_sp, a->altstack_flags & 2 /*SS_DISABLE*/ ? 2 : 0, a->altstack_size};
+  if (!(a->altstack_flags & 2)) CHECK(a, Sys(kSigaltstack, reinterpret_cast<long>(&ss), 0), "sigaltstack", a->altstack_sp);
+  for (int which = 0; which < 3; ++which) {
+    const ITimerArg& t = a->itimers[which];
+    if (!t.set) continue;
+    struct {
+      int64_t isec, iusec, vsec, vusec;
+    } it = {static_cast<int64_t>(t.interval_us / 1000000), static_cast<int64_t>(t.interval_us % 1000000),
+            static_cast<int64_t>(t.value_us / 1000000), static_cast<int64_t>(t.value_us % 1000000)};
+    CHECK(a, Sys(kSetitimer, which, reinterpret_cast<long>(&it), 0), "setitimer", which);
+  }
+  const uint8_t* info = reinterpret_cast<const uint8_t*>(a) + a->pending_off;
+  for (uint32_t i = 0; i < a->n_pending_private + a->n_pending_shared; ++i, info += 128) {
+    const int32_t signo = *reinterpret_cast<const int32_t*>(info);
+    if (i < a->n_pending_private)
+      CHECK(a, Sys(kRtTgsigqueueinfo, a->pid, a->pid, signo, reinterpret_cast<long>(info)), "rt_tgsigqueueinfo", signo);
+    else
+      CHECK(a, Sys(kRtSigqueueinfo, a->pid, signo, reinterpret_cast<long>(info)), "rt_sigqueueinfo", signo);
+  }
+}
+
+void RestoreThreadState(const Args* a) {
+  if (a->robust_list)
+    CHECK(a, Sys(kSetRobustList, a->robust_list, a->robust_list_len), "set_robust_list", a->robust_list);
+  Sys(kSetTidAddress, a->clear_child_tid);
+  if (a->rseq_addr) CHECK(a, Sys(kRseq, a->rseq_addr, a->rseq_len, 0, a->rseq_sig), "rseq registration", a->rseq_addr);
+  constexpr long kPrSetPdeathsig = 1;  // the helper ran with SIGKILL, to die with a failed cryo
+  CHECK(a, Sys(kPrctl, kPrSetPdeathsig, a->pdeath_sig), "PR_SET_PDEATHSIG", a->pdeath_sig);
+}
+
+void RestoreCreds(const Args* a) {
+  const CredsArg& c = a->creds;
+  constexpr long kPrCapbsetDrop = 24, kPrSetSecurebits = 28, kPrSetKeepcaps = 8, kPrCapAmbient = 47,
+                 kPrCapAmbientRaise = 2, kPrCapAmbientClearAll = 4, kPrSetNoNewPrivs = 38;
+  const bool to_root = c.uid[0] == 0 && c.uid[1] == 0 && c.uid[2] == 0 && c.uid[3] == 0;
+  CHECK(a, Sys(kSetgroups, c.ngroups, reinterpret_cast<long>(c.groups)), "setgroups", c.ngroups);
+  for (uint32_t cap = 0; cap <= c.last_cap && cap < 64; ++cap)
+    if (!(c.cap_bnd & (1ull << cap))) CHECK(a, Sys(kPrctl, kPrCapbsetDrop, cap), "PR_CAPBSET_DROP", cap);
+  if (!to_root) CHECK(a, Sys(kPrctl, kPrSetSecurebits, c.securebits | (1 << 4) /*SECBIT_KEEP_CAPS*/), "PR_SET_SECUREBITS", c.securebits);
+  else if (c.securebits) CHECK(a, Sys(kPrctl, kPrSetSecurebits, c.securebits), "PR_SET_SECUREBITS", c.securebits);
+  CHECK(a, Sys(kSetresgid, c.gid[0], c.gid[1], c.gid[2]), "setresgid", c.gid[1]);
+  Sys(kSetfsgid, c.gid[3]);
+  CHECK(a, Sys(kSetresuid, c.uid[0], c.uid[1], c.uid[2]), "setresuid", c.uid[1]);
+  Sys(kSetfsuid, c.uid[3]);
+  struct {
+    uint32_t version;
+    int32_t pid;
+  } hdr = {0x20080522 /*_LINUX_CAPABILITY_VERSION_3*/, 0};
+  struct {
+    uint32_t eff, prm, inh;
+  } data[2] = {{static_cast<uint32_t>(c.cap_eff), static_cast<uint32_t>(c.cap_prm), static_cast<uint32_t>(c.cap_inh)},
+               {static_cast<uint32_t>(c.cap_eff >> 32), static_cast<uint32_t>(c.cap_prm >> 32),
+                static_cast<uint32_t>(c.cap_inh >> 32)}};
+  CHECK(a, Sys(kCapset, reinterpret_cast<long>(&hdr), reinterpret_cast<long>(data)), "capset", c.cap_eff);
+  Sys(kPrctl, kPrCapAmbient, kPrCapAmbientClearAll, 0, 0, 0);
+  for (uint32_t cap = 0; cap <= c.last_cap && cap < 64; ++cap)
+    if (c.cap_amb & (1ull << cap)) CHECK(a, Sys(kPrctl, kPrCapAmbient, kPrCapAmbientRaise, cap, 0, 0), "PR_CAP_AMBIENT_RAISE", cap);
+  if (!to_root) CHECK(a, Sys(kPrctl, kPrSetKeepcaps, (c.securebits >> 4) & 1), "PR_SET_KEEPCAPS", c.securebits);
+  if (c.no_new_privs) CHECK(a, Sys(kPrctl, kPrSetNoNewPrivs, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS", 1);
+}
+
+}  // namespace
+
+extern "C" {
+
+// The compiler may emit calls to these for struct copies.
+void* memcpy(void* d, const void* s, size_t n) {
+  char* dp = static_cast<char*>(d);
+  const char* sp = static_cast<const char*>(s);
+  while (n--) *dp++ = *sp++;
+  return d;
+}
+void* memset(void* d, int c, size_t n) {
+  char* dp = static_cast<char*>(d);
+  while (n--) *dp++ = static_cast<char>(c);
+  return d;
+}
+
+[[noreturn]] __attribute__((section(".text.entry"), used)) void cryo_restorer_entry(Args* a) {
+  UnmapAllBut(a);
+  MoveSpecials(a);
+  MoveVmas(a);
+  RestoreMm(a);
+  RestoreThreadState(a);
+  RestoreSignals(a);
+  if (a->restore_creds) RestoreCreds(a);
+  Sys(kClose, a->status_fd);
+  // cryo, our ptracer, takes it from here: registers, signal mask, release.
+  for (;;) Sys(kTgkill, a->pid, a->pid, 19 /*SIGSTOP*/);
+}
+
+}  // extern "C"

@@ -1,0 +1,148 @@
+#include "tree/task_restore.h"
+
+#include <sched.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/file_util.h"
+
+namespace cryo {
+
+Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::string>* warnings) {
+  const pid_t pid = core.pid();
+  if (core.sid() == pid) {
+    if (::setsid() < 0) return Status::FromErrno("setsid");
+  } else if (core.pgid() == pid) {
+    if (::setpgid(0, 0) != 0) return Status::FromErrno("setpgid");
+  } else if (::getsid(0) == core.sid() && ::setpgid(0, core.pgid()) == 0) {
+    // joined its old process group
+  } else {
+    warnings->push_back("session " + std::to_string(core.sid()) + " / process group " + std::to_string(core.pgid()) +
+                        " of pid " + std::to_string(pid) + " are outside the image; it joins cryo's");
+  }
+  ::umask(core.umask());
+  if (::personality(core.personality()) < 0) return Status::FromErrno("personality");
+  for (const image::Rlimit& r : core.rlimits()) {
+    struct rlimit rl = {r.soft(), r.hard()};
+    if (::setrlimit(static_cast<int>(r.resource()), &rl) == 0) continue;
+    if (errno != EPERM) return Status::FromErrno("setrlimit " + std::to_string(r.resource()));
+    // Raising a hard limit needs CAP_SYS_RESOURCE: keep the current hard limit.
+    struct rlimit cur;
+    ::getrlimit(static_cast<int>(r.resource()), &cur);
+    rl.rlim_max = cur.rlim_max;
+    if (rl.rlim_cur > rl.rlim_max) rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(static_cast<int>(r.resource()), &rl);
+    warnings->push_back("rlimit " + std::to_string(r.resource()) + " hard limit " + std::to_string(r.hard()) +
+                        " cannot be raised without CAP_SYS_RESOURCE; kept " + std::to_string(cur.rlim_max));
+  }
+  if (::chdir(core.cwd().c_str()) != 0) return Status::FromErrno("chdir to " + core.cwd());
+  const image::TaskCore& t = core.threads(0);
+  if (::prctl(PR_SET_NAME, t.comm().c_str(), 0, 0, 0) != 0) return Status::FromErrno("PR_SET_NAME");
+  const int policy = static_cast<int>(t.sched_policy()) & ~SCHED_RESET_ON_FORK;
+  if (policy != SCHED_OTHER || (t.sched_policy() & SCHED_RESET_ON_FORK)) {
+    struct sched_param sp = {static_cast<int>(t.sched_priority())};
+    if (::sched_setscheduler(0, static_cast<int>(t.sched_policy()), &sp) != 0)
+      return Status::FromErrno("sched_setscheduler policy " + std::to_string(policy));
+  }
+  if (::setpriority(PRIO_PROCESS, 0, t.nice()) != 0) return Status::FromErrno("setpriority " + std::to_string(t.nice()));
+  if (t.timer_slack_ns() && ::prctl(PR_SET_TIMERSLACK, t.timer_slack_ns(), 0, 0, 0) != 0)
+    return Status::FromErrno("PR_SET_TIMERSLACK");
+  if (core.child_subreaper() && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
+    return Status::FromErrno("PR_SET_CHILD_SUBREAPER");
+  return Status::Ok();
+}
+
+Status ApplyLateSettings(const image::ProcessCore& core) {
+  if (!core.root().empty() && core.root() != "/") {
+    if (::chroot(core.root().c_str()) != 0) return Status::FromErrno("chroot to " + core.root());
+  }
+  if (::prctl(PR_SET_DUMPABLE, core.dumpable(), 0, 0, 0) != 0) return Status::FromErrno("PR_SET_DUMPABLE");
+  return Status::Ok();
+}
+
+size_t PendingCount(const image::ProcessCore& core) {
+  return static_cast<size_t>(core.threads(0).pending_size() + core.shared_pending_size());
+}
+
+Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* a, uint8_t* pending) {
+  const image::TaskCore& t = core.threads(0);
+  const image::MmFields& mm = core.mm();
+  a->pid = core.pid();
+  restorer::PrctlMmMap& m = a->mm_map;
+  m.start_code = mm.start_code();
+  m.end_code = mm.end_code();
+  m.start_data = mm.start_data();
+  m.end_data = mm.end_data();
+  m.start_brk = mm.start_brk();
+  m.brk = mm.brk();
+  m.start_stack = mm.start_stack();
+  m.arg_start = mm.arg_start();
+  m.arg_end = mm.arg_end();
+  m.env_start = mm.env_start();
+  m.env_end = mm.env_end();
+  if (mm.auxv_size() > restorer::kAuxvWords) return Status::Error("auxv of " + std::to_string(mm.auxv_size()) + " words is too long");
+  for (int i = 0; i < mm.auxv_size(); ++i) a->auxv[i] = mm.auxv(i);
+  m.auxv_size = static_cast<uint32_t>(mm.auxv_size() * sizeof(uint64_t));
+  m.exe_fd = static_cast<uint32_t>(exe_fd);
+
+  for (const image::SigAction& sa : core.actions()) {
+    if (sa.sig() < 1 || sa.sig() > 64) return Status::Error("signal number " + std::to_string(sa.sig()) + " out of range");
+    a->has_action[sa.sig()] = 1;
+    a->actions[sa.sig()] = {sa.handler(), sa.flags(), sa.restorer(), sa.mask()};
+  }
+  a->altstack_sp = t.altstack_sp();
+  a->altstack_size = t.altstack_size();
+  a->altstack_flags = t.altstack_flags();
+  for (const image::ITimer& it : core.itimers()) {
+    if (it.which() > 2) return Status::Error("itimer " + std::to_string(it.which()) + " unknown");
+    a->itimers[it.which()] = {1, it.interval_us(), it.value_us()};
+  }
+  a->rseq_addr = t.rseq_addr();
+  a->rseq_len = t.rseq_len();
+  a->rseq_sig = t.rseq_sig();
+  a->robust_list = t.robust_list();
+  a->robust_list_len = t.robust_list_len();
+  a->clear_child_tid = t.clear_child_tid();
+  a->pdeath_sig = core.pdeath_sig();
+
+  a->n_pending_private = static_cast<uint32_t>(t.pending_size());
+  a->n_pending_shared = static_cast<uint32_t>(core.shared_pending_size());
+  for (const image::SigInfo& si : t.pending()) {
+    if (si.raw().size() != 128) return Status::Error("pending siginfo has the wrong size");
+    std::memcpy(pending, si.raw().data(), 128);
+    pending += 128;
+  }
+  for (const image::SigInfo& si : core.shared_pending()) {
+    if (si.raw().size() != 128) return Status::Error("pending siginfo has the wrong size");
+    std::memcpy(pending, si.raw().data(), 128);
+    pending += 128;
+  }
+
+  const image::Creds& c = core.creds();
+  if (c.uid_size() != 4 || c.gid_size() != 4) return Status::Error("credentials record is incomplete");
+  if (c.groups_size() > restorer::kMaxGroups) return Status::Error("more than 64 supplementary groups");
+  a->restore_creds = 1;
+  for (int i = 0; i < 4; ++i) {
+    a->creds.uid[i] = c.uid(i);
+    a->creds.gid[i] = c.gid(i);
+  }
+  a->creds.ngroups = static_cast<uint32_t>(c.groups_size());
+  for (int i = 0; i < c.groups_size(); ++i) a->creds.groups[i] = c.groups(i);
+  a->creds.cap_inh = c.cap_inh();
+  a->creds.cap_prm = c.cap_prm();
+  a->creds.cap_eff = c.cap_eff();
+  a->creds.cap_bnd = c.cap_bnd();
+  a->creds.cap_amb = c.cap_amb();
+  a->creds.securebits = c.securebits();
+  a->creds.no_new_privs = c.no_new_privs();
+  auto last = ReadFileToString("/proc/sys/kernel/cap_last_cap");
+  a->creds.last_cap = last.ok() ? static_cast<uint32_t>(std::stoul(*last)) : 40;
+  return Status::Ok();
+}
+
+}  // namespace cryo

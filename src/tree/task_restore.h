@@ -1,0 +1,27 @@
+// The restore half of task_dump: settings the restore helper applies itself, and
+// the state it hands to the restorer blob (which must set it after the address
+// space is in place).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "cryo/image.pb.h"
+#include "restorer/restorer_args.h"
+
+namespace cryo {
+
+// umask, personality, rlimits, cwd, comm, scheduling, timer slack, session and
+// process group, subreaper. Non-fatal differences are appended to `warnings`.
+Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::string>* warnings);
+// Last settings, after files are open and mapped: root directory, dumpable.
+Status ApplyLateSettings(const image::ProcessCore& core);
+
+// Fills the signal, timer, rseq, robust-list, credential and mm parts of the
+// blob's arguments. Pending siginfos are written at `pending` (room for
+// PendingCount(core) entries of 128 bytes).
+Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* a, uint8_t* pending);
+size_t PendingCount(const image::ProcessCore& core);
+
+}  // namespace cryo
