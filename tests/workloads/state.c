@@ -66,7 +66,7 @@
 #define FD_RW_POS 4321
 #define FD_RO_POS 1234
 #define TIMER_US 50000
-#define REG_ITERS 3000000ULL
+#define REG_LOOP_NS 5000000ULL /* target duration of one register loop */
 #define REG_MAGIC1 0x0123456789abcdefULL
 #define REG_MAGIC2 0xfedcba9876543210ULL
 
@@ -151,6 +151,7 @@ struct state {
     sigset_t blocked;
 
     /* register loop bookkeeping (updated by the main loop) */
+    uint64_t reg_iters; /* iterations per loop, calibrated to ~5 ms */
     unsigned long reg_loops;
     unsigned long reg_mismatches;
     char reg_first_bad[256];
@@ -176,15 +177,15 @@ static void reg_loop(struct state *st)
                      "mov %%r14, %[a]\n\t"
                      "mov %%r15, %[b]\n\t"
                      : [c] "=&r"(count), [d] "=&r"(down), [a] "=&r"(m1), [b] "=&r"(m2)
-                     : [n] "r"(REG_ITERS), [k1] "r"(REG_MAGIC1), [k2] "r"(REG_MAGIC2)
+                     : [n] "r"(st->reg_iters), [k1] "r"(REG_MAGIC1), [k2] "r"(REG_MAGIC2)
                      : "r12", "r13", "r14", "r15", "cc");
     st->reg_loops++;
-    if (count != REG_ITERS || down != 0 || m1 != REG_MAGIC1 || m2 != REG_MAGIC2) {
+    if (count != st->reg_iters || down != 0 || m1 != REG_MAGIC1 || m2 != REG_MAGIC2) {
         if (st->reg_mismatches == 0)
             snprintf(st->reg_first_bad, sizeof st->reg_first_bad,
                      "loop %lu: r12 expected %llu actual %llu, r13 expected 0 actual %llu, "
                      "r14 expected 0x%llx actual 0x%llx, r15 expected 0x%llx actual 0x%llx",
-                     st->reg_loops, (unsigned long long)REG_ITERS, (unsigned long long)count,
+                     st->reg_loops, (unsigned long long)st->reg_iters, (unsigned long long)count,
                      (unsigned long long)down, (unsigned long long)REG_MAGIC1,
                      (unsigned long long)m1, (unsigned long long)REG_MAGIC2,
                      (unsigned long long)m2);
@@ -870,9 +871,10 @@ static int do_verify(struct state *st)
 
     char summary[512];
     snprintf(summary, sizeof summary,
-             "state checks=%d verifies=%d pid=%d reg_loops=%lu usr1=%d alrm_ticks=%d "
-             "anon_named=%d odd_pages_present=%d",
-             c.total, st->verifies, (int)pid, st->reg_loops, (int)usr1_count, (int)alrm_ticks,
+             "state checks=%d verifies=%d pid=%d reg_loops=%lu reg_iters=%llu usr1=%d "
+             "alrm_ticks=%d anon_named=%d odd_pages_present=%d",
+             c.total, st->verifies, (int)pid, st->reg_loops, (unsigned long long)st->reg_iters,
+             (int)usr1_count, (int)alrm_ticks,
              st->anon_named, odd_present);
     return wl_report(st->ctl, &c, summary);
 }
@@ -899,6 +901,19 @@ int main(int argc, char **argv)
     setup_files(&st);
     setup_memory(&st);
     setup_signals(&st);
+    /* calibrate: one loop should busy the CPU for ~5 ms, so a checkpoint
+     * taken at a random moment often interrupts it */
+    st.reg_iters = 1000000;
+    uint64_t t0 = wl_now_ns();
+    reg_loop(&st);
+    uint64_t dt = wl_now_ns() - t0;
+    if (dt == 0)
+        dt = 1;
+    st.reg_iters = st.reg_iters * REG_LOOP_NS / dt;
+    if (st.reg_iters < 100000)
+        st.reg_iters = 100000;
+    if (st.reg_iters > 200000000)
+        st.reg_iters = 200000000;
     reg_loop(&st);
     write_layout(&st);
     wl_ready(st.ctl);
