@@ -44,6 +44,7 @@ image::Inventory MakeInventory(const DumpOptions& opts, const image::ProcessCore
   inv.set_created_unix_ns(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec);
   inv.add_features("x86_64");
   inv.add_features("xsave");
+  if (core.threads_size() > 1) inv.add_features("threads");
   const std::string& xs = core.threads(0).regs().xsave();
   inv.set_xsave_size(static_cast<uint32_t>(xs.size()));
   if (xs.size() >= 512) {
@@ -84,7 +85,7 @@ Status Dump(const DumpOptions& opts) {
     RemoteSyscaller rs(pid, seized->leader().regs);
     CRYO_RETURN_IF_ERROR(rs.Prepare(vmas).Prefixed("preparing remote system calls"));
     CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
-    CRYO_RETURN_IF_ERROR(DumpProcessCore(seized->leader(), rs, stat, status, &core).Prefixed("task state"));
+    CRYO_RETURN_IF_ERROR(DumpProcessCore(*seized, rs, stat, status, &core).Prefixed("task state"));
 
     CRYO_ASSIGN_OR_RETURN(auto pages, writer->CreatePageFile(image::PagesName(pid)));
     const double tp = Now();

@@ -68,7 +68,7 @@ bool DecodeHeader(const uint8_t* data, size_t n, FileHeader* h, std::string* why
 uint64_t HashBytes(const void* data, size_t n) { return XXH3_64bits(data, n); }
 
 const std::vector<std::string>& SupportedFeatures() {
-  static const std::vector<std::string> kFeatures = {"x86_64", "xsave"};
+  static const std::vector<std::string> kFeatures = {"x86_64", "xsave", "threads"};
   return kFeatures;
 }
 

@@ -42,8 +42,18 @@ Result<uint64_t> FindSyscallInsn(pid_t pid, const std::vector<proc::Vma>& vmas) 
   return Status::Error("pid " + std::to_string(pid) + " has no syscall instruction in an executable mapping");
 }
 
+Result<std::unique_ptr<RemoteSyscaller>> RemoteSyscaller::ForThread(pid_t tid, const user_regs_struct& regs) const {
+  auto rs = std::make_unique<RemoteSyscaller>(tid, regs);
+  rs->syscall_insn_ = syscall_insn_;
+  rs->scratch_ = scratch_;
+  rs->scratch_size_ = scratch_size_;
+  rs->owns_scratch_ = false;
+  CRYO_RETURN_IF_ERROR(SetSigmask(tid, ~0ULL));
+  return rs;
+}
+
 RemoteSyscaller::~RemoteSyscaller() {
-  if (scratch_) {
+  if (scratch_ && owns_scratch_) {
     Status s = Finish();
     if (!s.ok()) LOG_WARN("%s", s.ToString().c_str());
   }
@@ -113,7 +123,7 @@ Status RemoteSyscaller::ReadMem(uint64_t addr, void* data, size_t n) {
 }
 
 Status RemoteSyscaller::Finish() {
-  if (!scratch_) return Status::Ok();
+  if (!scratch_ || !owns_scratch_) return Status::Ok();
   uint64_t addr = scratch_;
   scratch_ = 0;
   CRYO_ASSIGN_OR_RETURN(long r, Syscall(SYS_munmap, addr, scratch_size_));

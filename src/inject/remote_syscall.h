@@ -9,6 +9,7 @@
 #include <sys/user.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "base/status.h"
@@ -36,6 +37,9 @@ class RemoteSyscaller {
   Status ReadMem(uint64_t addr, void* data, size_t n);
   // Unmaps the scratch memory. The caller restores registers and the mask.
   Status Finish();
+  // Another thread of the same process, using this one's syscall instruction
+  // and scratch memory (not unmapped by it); blocks that thread's signals.
+  Result<std::unique_ptr<RemoteSyscaller>> ForThread(pid_t tid, const user_regs_struct& regs) const;
 
   uint64_t syscall_insn() const { return syscall_insn_; }
   // Uses a known syscall instruction instead of Prepare()'s search.
@@ -47,6 +51,7 @@ class RemoteSyscaller {
   uint64_t syscall_insn_ = 0;
   uint64_t scratch_ = 0;
   size_t scratch_size_ = 0;
+  bool owns_scratch_ = true;
 };
 
 // Finds the address of a `syscall` instruction (0f 05) in the task's vDSO, or else

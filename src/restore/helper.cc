@@ -25,6 +25,7 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kStackSize = 64 << 10;
+constexpr uint64_t kThreadStackSize = 16 << 10;
 
 uint64_t RoundUp(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
 
@@ -109,10 +110,13 @@ Status Run(const HelperContext& ctx_in, int* status_fd) {
   const uint64_t premap_len = PremapSize(p.mm);
   const uint64_t blob_len = RoundUp(restorer::BlobSize());
   const size_t n_pending = PendingCount(core);
-  const uint64_t args_len = RoundUp(sizeof(restorer::Args) + n_vmas * sizeof(restorer::Move) + n_pending * 128);
+  const uint64_t n_threads = static_cast<uint64_t>(core.threads_size() - 1);
+  const uint64_t args_len = RoundUp(sizeof(restorer::Args) + n_vmas * sizeof(restorer::Move) + n_pending * 128 +
+                                    n_threads * sizeof(restorer::ThreadArg) + 64);
   uint64_t scratch_len = 0;
   for (const auto& m : specials) scratch_len += m.len;
-  const uint64_t area_len = blob_len + args_len + kStackSize + scratch_len;
+  const uint64_t stacks_len = kStackSize + n_threads * kThreadStackSize;
+  const uint64_t area_len = blob_len + args_len + stacks_len + scratch_len;
 
   std::vector<std::pair<uint64_t, uint64_t>> used;
   for (const proc::Vma& v : own) used.emplace_back(v.start, v.end);
@@ -142,17 +146,18 @@ Status Run(const HelperContext& ctx_in, int* status_fd) {
   std::copy(keep.begin(), keep.end(), a->keep);
   a->n_special = static_cast<uint32_t>(specials.size());
   std::copy(specials.begin(), specials.end(), a->special);
-  a->special_scratch = area + blob_len + args_len + kStackSize;
+  a->special_scratch = area + blob_len + args_len + stacks_len;
   a->premap = {base, premap_len};
   a->n_vmas = static_cast<uint32_t>(moves.size());
   a->vmas_off = sizeof(restorer::Args);
   std::copy(moves.begin(), moves.end(), reinterpret_cast<restorer::Move*>(reinterpret_cast<char*>(a) + a->vmas_off));
   a->pending_off = a->vmas_off + moves.size() * sizeof(restorer::Move);
-  CRYO_RETURN_IF_ERROR(FillTaskArgs(core, exe_fd, a, reinterpret_cast<uint8_t*>(a) + a->pending_off));
+  a->threads_off = (a->pending_off + n_pending * 128 + 63) & ~63ull;
+  CRYO_RETURN_IF_ERROR(FillTaskArgs(core, exe_fd, a, area + blob_len + args_len + kStackSize, kThreadStackSize));
   CRYO_RETURN_IF_ERROR(ApplyLateSettings(core));
 
   uint8_t k = static_cast<uint8_t>(HelperRecord::kArea);
-  uint64_t rec[2] = {area, area_len};
+  uint64_t rec[3] = {area, area_len, static_cast<uint64_t>(ctx.status_fd)};
   WriteAll(ctx.status_fd, &k, 1);
   WriteAll(ctx.status_fd, rec, sizeof(rec));
   ::close(ctx.sync_fd);

@@ -15,7 +15,7 @@ namespace cryo {
 enum class HelperRecord : uint8_t {
   kWarning = 'W',  // u32 length + text: a difference that does not stop the restore
   kError = 'E',    // u32 length + text: the helper failed and exits
-  kArea = 'A',     // u64 address + u64 length of the restorer area (cryo unmaps it at the end)
+  kArea = 'A',     // u64 address, u64 length of the restorer area, u64 status fd (cryo removes both at the end)
   kBlobFailure = 'B',  // restorer::Failure
 };
 

@@ -5,12 +5,15 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 #include <fstream>
 #include <thread>
 
@@ -79,7 +82,7 @@ Result<pid_t> CloneWithPid(pid_t pid) {
 
 struct HelperReport {
   std::string error;
-  uint64_t area = 0, area_len = 0;
+  uint64_t area = 0, area_len = 0, status_fd = 0;
 };
 
 // Reads the helper's status records until EOF.
@@ -106,10 +109,11 @@ HelperReport ReadStatus(int fd) {
       if (kind == HelperRecord::kWarning) LOG_WARN("%s", text.c_str());
       else rep.error = text;
     } else if (kind == HelperRecord::kArea) {
-      if (i + 16 > buf.size()) break;
+      if (i + 24 > buf.size()) break;
       std::memcpy(&rep.area, buf.data() + i, 8);
       std::memcpy(&rep.area_len, buf.data() + i + 8, 8);
-      i += 16;
+      std::memcpy(&rep.status_fd, buf.data() + i + 16, 8);
+      i += 24;
     } else if (kind == HelperRecord::kBlobFailure) {
       restorer::Failure f;
       if (i - 1 + sizeof(f) > buf.size()) break;
@@ -147,7 +151,6 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   if (img.processes.size() != 1) return Status::Error("images with several processes are not supported yet");
   const image::ProcessImage& proc = img.processes.begin()->second;
   const pid_t pid = proc.core.pid();
-  if (proc.core.threads_size() != 1) return Status::Error("multi-threaded processes are not supported yet");
   CRYO_ASSIGN_OR_RETURN(uint64_t syscall_off, BlobSyscallInsn());
   LOG_DEBUG("image %s loaded and validated in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
 
@@ -175,7 +178,8 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   status_w.reset();
 
   // Seize the helper and tell it where glibc registered its rseq area.
-  if (ptrace(PTRACE_SEIZE, child, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)) != 0)
+  // TRACECLONE: the threads the blob creates are ours from their first instruction.
+  if (ptrace(PTRACE_SEIZE, child, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE)) != 0)
     return Status::FromErrno("PTRACE_SEIZE restored pid " + std::to_string(child));
   if (ptrace(PTRACE_INTERRUPT, child, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_INTERRUPT");
   CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(child));
@@ -194,45 +198,89 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   if (::write(sync_w.get(), &reg, sizeof(reg)) != sizeof(reg)) return Status::FromErrno("starting the restore helper");
   sync_w.reset();
 
-  // Wait for the blob's SIGSTOP (or the helper's death).
-  for (;;) {
-    CRYO_ASSIGN_OR_RETURN(si, WaitStop(child, 120000));
-    if (si.exited) {
+  // Wait until every thread of the image stopped itself with SIGSTOP at the end
+  // of the blob (or the helper died). Other tasks (the helper's fill threads)
+  // are let run and reaped.
+  std::set<pid_t> expected, stopped;
+  for (const image::TaskCore& t : proc.core.threads()) expected.insert(t.tid());
+  const double deadline = Now() + 120;
+  while (stopped.size() < expected.size()) {
+    int st = 0;
+    pid_t tid = ::waitpid(-1, &st, __WALL | WNOHANG);
+    if (tid < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno("waitpid for the restored threads");
+    }
+    if (tid == 0) {
+      if (Now() > deadline) return Status::Errno(ETIMEDOUT, "waiting for pid " + std::to_string(pid) + " to be rebuilt");
+      ::usleep(200);
+      continue;
+    }
+    if (WIFEXITED(st) || WIFSIGNALED(st)) {
+      if (tid != child) continue;  // a helper thread went away
       HelperReport rep = ReadStatus(status_r.get());
       guard.Release();
-      return Status::Error(rep.error.empty() ? "restore helper died (wait status " + std::to_string(si.status) + ")"
-                                             : rep.error);
+      return Status::Error(rep.error.empty() ? "restore helper died (wait status " + std::to_string(st) + ")" : rep.error);
     }
-    if (si.signal_delivery_stop() && si.stopsig == SIGSTOP) break;
-    const int sig = si.signal_delivery_stop() ? si.stopsig : 0;
-    if (ptrace(PTRACE_CONT, child, nullptr, reinterpret_cast<void*>(static_cast<long>(sig))) != 0)
-      return Status::FromErrno("PTRACE_CONT");
+    const int sig = WSTOPSIG(st), event = st >> 16;
+    if (event == 0 && sig == SIGSTOP && expected.count(tid)) {
+      stopped.insert(tid);
+      continue;
+    }
+    // Clone events, the first stop of a new thread, other signals: go on.
+    const long inject = (event == 0 && sig != SIGSTOP && sig != (SIGTRAP | 0x80)) ? sig : 0;
+    if (ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(inject)) != 0 && errno != ESRCH)
+      return Status::FromErrno("PTRACE_CONT task " + std::to_string(tid));
   }
-  HelperReport rep = ReadStatus(status_r.get());
-  if (!rep.error.empty()) return Status::Error(rep.error);
-  if (!rep.area) return Status::Error("restore helper did not report its restorer area");
-  LOG_DEBUG("pid %d: address space rebuilt in %.3f ms", pid, (Now() - t0) * 1e3);
+  LOG_DEBUG("pid %d: address space and %zu threads rebuilt in %.3f ms", pid, stopped.size(), (Now() - t0) * 1e3);
 
-  // Unmap the blob from inside the process, then load the saved registers.
+  // From inside the process: close the status pipe, unmap the blob; then load
+  // every thread's registers and signal mask.
   user_regs_struct cur;
   CRYO_RETURN_IF_ERROR(GetRegs(child, &cur));
   RemoteSyscaller rs(child, cur);
-  rs.SetSyscallInsn(rep.area + syscall_off);
-  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_munmap, rep.area, rep.area_len));
+  // The status pipe's last writer goes with this close: read what it said.
+  uint64_t area = 0, area_len = 0;
+  {
+    // The area record was written before the blob started; read it without
+    // waiting for EOF (the pipe is still open in the process).
+    int fl = ::fcntl(status_r.get(), F_GETFL);
+    ::fcntl(status_r.get(), F_SETFL, fl | O_NONBLOCK);
+    HelperReport rep = ReadStatus(status_r.get());
+    if (!rep.error.empty()) return Status::Error(rep.error);
+    if (!rep.area) return Status::Error("restore helper did not report its restorer area");
+    area = rep.area;
+    area_len = rep.area_len;
+    rs.SetSyscallInsn(area + syscall_off);
+    CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_close, rep.status_fd));
+    if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the status pipe in pid " + std::to_string(pid));
+  }
+  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_munmap, area, area_len));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "unmapping the restorer from pid " + std::to_string(pid));
-  const image::TaskCore& t = proc.core.threads(0);
-  user_regs_struct regs;
-  FillRegs(t, &regs);
-  ApplySyscallRestart(&regs);
-  CRYO_RETURN_IF_ERROR(SetRegs(child, regs));
-  CRYO_RETURN_IF_ERROR(SetXstate(child, t.regs().xsave()));
-  CRYO_RETURN_IF_ERROR(SetSigmask(child, t.blocked()));
+  for (const image::TaskCore& t : proc.core.threads()) {
+    user_regs_struct regs;
+    FillRegs(t, &regs);
+    ApplySyscallRestart(&regs);
+    CRYO_RETURN_IF_ERROR(SetRegs(t.tid(), regs));
+    CRYO_RETURN_IF_ERROR(SetXstate(t.tid(), t.regs().xsave()));
+    CRYO_RETURN_IF_ERROR(SetSigmask(t.tid(), t.blocked()));
+    const int policy = static_cast<int>(t.sched_policy());
+    if (policy != SCHED_OTHER) {
+      struct sched_param sp = {static_cast<int>(t.sched_priority())};
+      if (::sched_setscheduler(t.tid(), policy, &sp) != 0)
+        return Status::FromErrno("sched_setscheduler of task " + std::to_string(t.tid()));
+    }
+    if (t.tid() != pid && ::setpriority(PRIO_PROCESS, static_cast<id_t>(t.tid()), t.nice()) != 0)
+      return Status::FromErrno("setpriority of task " + std::to_string(t.tid()));
+  }
   if (!opts.pidfile.empty()) {
     std::ofstream pf(opts.pidfile, std::ios::trunc);
     pf << pid << "\n";
     if (!pf) return Status::Error("cannot write pidfile " + opts.pidfile);
   }
-  if (ptrace(PTRACE_DETACH, child, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH");
+  // Release every thread together.
+  for (const image::TaskCore& t : proc.core.threads())
+    if (ptrace(PTRACE_DETACH, t.tid(), nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(t.tid()));
   guard.Release();
   LOG_INFO("pid %d restored from %s in %.1f ms", pid, opts.images_dir.c_str(), (Now() - t0) * 1e3);
   return pid;

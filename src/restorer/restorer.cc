@@ -23,6 +23,7 @@ enum : long {
   kSetitimer = 38, kGetpid = 39, kExitGroup = 231, kTgkill = 234, kSetresuid = 117, kSetresgid = 119,
   kSetfsuid = 122, kSetfsgid = 123, kCapset = 126, kRtSigqueueinfo = 129, kSigaltstack = 131, kPrctl = 157,
   kSetgroups = 116, kSetTidAddress = 218, kSetRobustList = 273, kRtTgsigqueueinfo = 297, kRseq = 334,
+  kClone3 = 435, kNanosleep = 35,
 };
 
 inline long Sys(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) {
@@ -173,6 +174,83 @@ void RestoreCreds(const Args* a) {
   if (c.no_new_privs) CHECK(a, Sys(kPrctl, kPrSetNoNewPrivs, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS", 1);
 }
 
+void RestoreAltstack(const Args* a, uint64_t sp, uint64_t size, int32_t flags) {
+  if (flags & 2 /*SS_DISABLE*/) return;
+  struct {
+    uint64_t sp;
+    int32_t flags;
+    uint64_t size;
+  } ss = {sp, 0, size};
+  CHECK(a, Sys(kSigaltstack, reinterpret_cast<long>(&ss), 0), "sigaltstack", sp);
+}
+
+}  // namespace
+
+// clone3 for a thread: the child returns on its new stack and calls fn(arg).
+// (rdi = clone_args, rsi = size, rdx = fn, rcx = arg; r8/r9 survive the syscall.)
+extern "C" long cryo_clone3_thread(void* args, long size, void (*fn)(ThreadArg*), ThreadArg* arg);
+asm(R"(
+  .pushsection .text
+  .type cryo_clone3_thread, @function
+cryo_clone3_thread:
+  mov %rdx, %r8
+  mov %rcx, %r9
+  mov $435, %eax
+  syscall
+  test %rax, %rax
+  jnz 1f
+  mov %r9, %rdi
+  call *%r8
+  hlt
+1:
+  ret
+  .popsection
+)");
+
+namespace {
+
+[[noreturn]] void ThreadMain(ThreadArg* t) {
+  const Args* a = t->args;
+  if (t->robust_list) CHECK(a, Sys(kSetRobustList, t->robust_list, t->robust_list_len), "set_robust_list", t->tid);
+  Sys(kSetTidAddress, t->clear_child_tid);
+  if (t->rseq_addr) CHECK(a, Sys(kRseq, t->rseq_addr, t->rseq_len, 0, t->rseq_sig), "rseq registration", t->tid);
+  RestoreAltstack(a, t->altstack_sp, t->altstack_size, t->altstack_flags);
+  constexpr long kPrSetName = 15, kPrSetTimerslack = 29;
+  Sys(kPrctl, kPrSetName, reinterpret_cast<long>(t->comm));
+  if (t->timer_slack_ns) Sys(kPrctl, kPrSetTimerslack, static_cast<long>(t->timer_slack_ns));
+  const uint8_t* info = reinterpret_cast<const uint8_t*>(a) + t->pending_off;
+  for (uint32_t i = 0; i < t->n_pending; ++i, info += 128)
+    CHECK(a, Sys(kRtTgsigqueueinfo, a->pid, t->tid, *reinterpret_cast<const int32_t*>(info), reinterpret_cast<long>(info)),
+          "rt_tgsigqueueinfo", t->tid);
+  if (a->restore_creds) RestoreCreds(a);
+  for (;;) Sys(kTgkill, a->pid, t->tid, 19 /*SIGSTOP*/);
+}
+
+void CreateThreads(Args* a) {
+  ThreadArg* threads = reinterpret_cast<ThreadArg*>(reinterpret_cast<char*>(a) + a->threads_off);
+  for (uint32_t i = 0; i < a->n_threads; ++i) {
+    ThreadArg* t = &threads[i];
+    t->args = a;
+    int32_t tid = t->tid;
+    uint64_t ca[11] = {};
+    ca[0] = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000;  // VM FS FILES SIGHAND THREAD SYSVSEM
+    ca[5] = t->stack;
+    ca[6] = t->stack_size;
+    ca[8] = reinterpret_cast<uint64_t>(&tid);
+    ca[9] = 1;
+    // A thread id just freed (a reaped helper thread) can stay busy briefly.
+    for (int attempt = 0;; ++attempt) {
+      long r = cryo_clone3_thread(ca, sizeof(ca), ThreadMain, t);
+      if (r > 0) break;
+      if (r != -17 /*EEXIST*/ || attempt > 2000) Fail(a, "clone3 of a thread", r, static_cast<uint64_t>(tid));
+      struct {
+        int64_t sec, nsec;
+      } ts = {0, 1000000};
+      Sys(kNanosleep, reinterpret_cast<long>(&ts), 0);
+    }
+  }
+}
+
 }  // namespace
 
 extern "C" {
@@ -197,9 +275,12 @@ void* memset(void* d, int c, size_t n) {
   RestoreMm(a);
   RestoreThreadState(a);
   RestoreSignals(a);
+  // Threads are created while we still have CAP_CHECKPOINT_RESTORE (set_tid);
+  // each then sets its own credentials (they are per thread in the kernel).
+  CreateThreads(a);
   if (a->restore_creds) RestoreCreds(a);
-  Sys(kClose, a->status_fd);
-  // cryo, our ptracer, takes it from here: registers, signal mask, release.
+  // cryo, our ptracer, takes it from here: it closes status_fd, unmaps the
+  // blob, loads every thread's registers and signal mask, and releases them.
   for (;;) Sys(kTgkill, a->pid, a->pid, 19 /*SIGSTOP*/);
 }
 

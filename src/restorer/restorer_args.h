@@ -69,6 +69,29 @@ struct Failure {
   uint64_t addr;      // the address / number it concerns
 };
 
+struct Args;
+
+// A thread other than the leader: created by the blob with clone3(set_tid).
+struct ThreadArg {
+  Args* args;            // filled by the blob
+  int32_t tid;
+  uint32_t n_pending;    // private pending siginfos (128 bytes each) at pending_off
+  uint64_t pending_off;  // from the start of Args
+  uint64_t stack;        // lowest address of its stack in the restorer area
+  uint64_t stack_size;
+  uint64_t robust_list;
+  uint64_t robust_list_len;
+  uint64_t clear_child_tid;
+  uint64_t rseq_addr;
+  uint32_t rseq_len;
+  uint32_t rseq_sig;
+  uint64_t altstack_sp;
+  uint64_t altstack_size;
+  int32_t altstack_flags;
+  uint64_t timer_slack_ns;
+  char comm[16];
+};
+
 struct Args {
   int32_t pid;
   int32_t status_fd;  // pipe to cryo: a Failure on error; closed on success
@@ -114,6 +137,9 @@ struct Args {
 
   uint32_t restore_creds;
   CredsArg creds;
+
+  uint32_t n_threads;    // threads besides the leader
+  uint64_t threads_off;  // ThreadArg[n_threads]
 };
 
 }  // namespace cryo::restorer

@@ -4,6 +4,7 @@
 #include <sys/ptrace.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/log.h"
@@ -16,6 +17,7 @@ namespace {
 constexpr uint64_t kPfKthread = 0x00200000;
 
 std::string Pid(pid_t pid) { return "pid " + std::to_string(pid); }
+std::string Tid(pid_t tid) { return "task " + std::to_string(tid); }
 }  // namespace
 
 Status CheckDumpable(pid_t pid) {
@@ -27,92 +29,148 @@ Status CheckDumpable(pid_t pid) {
     if (st.status().err() == ENOENT) return Status::Error("no process with " + Pid(pid));
     return st.status();
   }
+  if (st->pid != pid) return Status::Error(Pid(pid) + " is a thread, not a process; give its thread-group id");
   if ((st->flags & kPfKthread) || pid == 2 || st->ppid == 2)
     return Status::Error(Pid(pid) + " (" + st->comm + ") is a kernel thread");
   if (st->state == 'Z') return Status::Error(Pid(pid) + " (" + st->comm + ") is a zombie");
-  if (st->num_threads > 1)
-    return Status::Error(Pid(pid) + " (" + st->comm + ") has " + std::to_string(st->num_threads) +
-                         " threads; multi-threaded processes are not supported yet");
   return Status::Ok();
+}
+
+Status SeizedProcess::SeizeThread(pid_t tid) {
+  const long opts = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE;
+  if (ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(opts)) != 0) {
+    if (errno == ESRCH) return Status::Ok();  // exited meanwhile
+    if (errno == EPERM && pid_ != tid) {
+      // Created by a seized thread: already ours through PTRACE_O_TRACECLONE,
+      // and it starts in a PTRACE_EVENT_STOP of its own.
+      auto st = proc::ReadStatus(tid);
+      if (st.ok() && st->tracer_pid == getpid()) {
+        SeizedTask t;
+        t.tid = tid;
+        threads_.push_back(t);
+        return Status::Ok();
+      }
+      errno = EPERM;
+    }
+    if (errno == EPERM) return Status::FromErrno("PTRACE_SEIZE " + Tid(tid) + " (already traced by another process, or not permitted)");
+    return Status::FromErrno("PTRACE_SEIZE " + Tid(tid));
+  }
+  SeizedTask t;
+  t.tid = tid;
+  threads_.push_back(t);
+  if (ptrace(PTRACE_INTERRUPT, tid, nullptr, nullptr) != 0 && errno != ESRCH)
+    return Status::FromErrno("PTRACE_INTERRUPT " + Tid(tid));
+  return Status::Ok();
+}
+
+// Waits for the interrupt stop of one thread. A signal dequeued meanwhile into a
+// signal-delivery-stop is kept (with its siginfo); a clone event lets the
+// parent go on to its interrupt stop (the child is auto-attached).
+Status SeizedProcess::WaitInterrupted(SeizedTask& t) {
+  for (int i = 0; i < 256; ++i) {
+    CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(t.tid));
+    if (si.exited) return Status::Errno(ESRCH, Tid(t.tid) + " exited while being seized");
+    if (si.event_stop()) return Status::Ok();
+    if (si.signal_delivery_stop()) {
+      std::vector<uint8_t> info(128);
+      if (ptrace(PTRACE_GETSIGINFO, t.tid, nullptr, info.data()) != 0) return Status::FromErrno("PTRACE_GETSIGINFO " + Tid(t.tid));
+      LOG_DEBUG("%s: intercepted signal %d while seizing", Tid(t.tid).c_str(), si.stopsig);
+      t.intercepted.push_back(std::move(info));
+    }
+    if (ptrace(PTRACE_INTERRUPT, t.tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_INTERRUPT " + Tid(t.tid));
+    if (ptrace(PTRACE_CONT, t.tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_CONT " + Tid(t.tid));
+  }
+  return Status::Error(Tid(t.tid) + " did not stop");
 }
 
 Result<std::unique_ptr<SeizedProcess>> SeizedProcess::Seize(pid_t pid) {
   CRYO_RETURN_IF_ERROR(CheckDumpable(pid));
   std::unique_ptr<SeizedProcess> sp(new SeizedProcess(pid));
-  if (ptrace(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD)) != 0) {
-    sp->released_ = true;
-    if (errno == EPERM) return Status::FromErrno("PTRACE_SEIZE " + Pid(pid) + " (already traced by another process, or not permitted)");
-    return Status::FromErrno("PTRACE_SEIZE " + Pid(pid));
-  }
-  if (ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_INTERRUPT " + Pid(pid));
-  // Until the interrupt is reported, a signal may be dequeued into a
-  // signal-delivery-stop: keep its siginfo and continue to the interrupt stop.
-  for (int i = 0; i < 64; ++i) {
-    CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(pid));
-    if (si.exited) {
-      sp->released_ = true;
-      return Status::Error(Pid(pid) + " exited while being seized");
+  // The leader first (it must be threads_[0]); if it cannot be seized nothing is.
+  CRYO_RETURN_IF_ERROR(sp->SeizeThread(pid));
+  if (sp->threads_.empty()) return Status::Error(Pid(pid) + " exited while being seized");
+  // Re-read the thread list until every thread in it is seized: a thread
+  // created before its parent stopped is found here, one created after is
+  // auto-attached through PTRACE_O_TRACECLONE and appears in the list too.
+  for (int round = 0;; ++round) {
+    CRYO_ASSIGN_OR_RETURN(std::vector<pid_t> tids, proc::ListThreads(pid));
+    bool added = false;
+    for (pid_t tid : tids) {
+      if (std::any_of(sp->threads_.begin(), sp->threads_.end(), [tid](const SeizedTask& t) { return t.tid == tid; }))
+        continue;
+      CRYO_RETURN_IF_ERROR(sp->SeizeThread(tid));
+      added = true;
     }
-    if (si.event_stop()) break;
-    if (si.signal_delivery_stop()) {
-      std::vector<uint8_t> info(128);
-      if (ptrace(PTRACE_GETSIGINFO, pid, nullptr, info.data()) != 0) return Status::FromErrno("PTRACE_GETSIGINFO " + Pid(pid));
-      LOG_DEBUG("pid %d: intercepted signal %d while seizing", pid, si.stopsig);
-      sp->leader_.intercepted.push_back(std::move(info));
-      if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_CONT " + Pid(pid));
+    if (!added) break;
+    if (round > 100) return Status::Error(Pid(pid) + " keeps creating threads; cannot freeze it");
+  }
+  for (size_t i = 0; i < sp->threads_.size();) {
+    Status s = sp->WaitInterrupted(sp->threads_[i]);
+    if (!s.ok() && s.err() == ESRCH && i > 0) {
+      sp->threads_.erase(sp->threads_.begin() + static_cast<long>(i));
       continue;
     }
-    if (ptrace(PTRACE_CONT, pid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_CONT " + Pid(pid));
+    CRYO_RETURN_IF_ERROR(s);
+    ++i;
   }
-  // A thread may have been created between the check and the seize.
-  auto tasks = proc::ListThreads(pid);
-  if (!tasks.ok()) return tasks.status();
-  if (tasks->size() != 1) return Status::Error(Pid(pid) + " became multi-threaded; multi-threaded processes are not supported yet");
-  CRYO_RETURN_IF_ERROR(GetRegs(pid, &sp->leader_.regs));
-  CRYO_ASSIGN_OR_RETURN(sp->leader_.sigmask, GetSigmask(pid));
+  // Auto-attached threads report their own stop: collect any we have not seen.
+  CRYO_ASSIGN_OR_RETURN(std::vector<pid_t> tids, proc::ListThreads(pid));
+  if (tids.size() != sp->threads_.size())
+    return Status::Error(Pid(pid) + ": threads appeared while freezing (" + std::to_string(tids.size()) + " vs " +
+                         std::to_string(sp->threads_.size()) + "); try again");
+  for (SeizedTask& t : sp->threads_) {
+    CRYO_RETURN_IF_ERROR(GetRegs(t.tid, &t.regs));
+    CRYO_ASSIGN_OR_RETURN(t.sigmask, GetSigmask(t.tid));
+  }
   return sp;
 }
 
 SeizedProcess::~SeizedProcess() {
   if (!released_) {
     Status s = Detach();
-    if (!s.ok()) LOG_ERROR("detaching %s: %s", Pid(pid()).c_str(), s.ToString().c_str());
+    if (!s.ok()) LOG_ERROR("detaching %s: %s", Pid(pid_).c_str(), s.ToString().c_str());
   }
 }
 
 Status SeizedProcess::Detach() {
   released_ = true;
-  const pid_t pid = leader_.tid;
-  // The registers may have been used for remote system calls: put them back
-  // (the syscall-restart rewrite is the kernel's, as we leave from a syscall stop).
-  user_regs_struct regs = leader_.regs;
-  user_regs_struct now;
-  Status s = GetRegs(pid, &now);
-  if (s.ok() && std::memcmp(&now, &regs, sizeof(regs)) != 0) {
-    ApplySyscallRestart(&regs);
-    s = SetRegs(pid, regs);
+  Status first;
+  for (SeizedTask& t : threads_) {
+    // The registers may have been used for remote system calls: put them back
+    // (with the kernel's syscall-restart rewrite, as we leave from a syscall stop).
+    user_regs_struct regs = t.regs;
+    user_regs_struct now;
+    Status s = GetRegs(t.tid, &now);
+    if (s.ok() && std::memcmp(&now, &regs, sizeof(regs)) != 0) {
+      ApplySyscallRestart(&regs);
+      s = SetRegs(t.tid, regs);
+    }
+    Status m = SetSigmask(t.tid, t.sigmask);
+    int sig = 0;
+    if (!t.intercepted.empty()) {
+      int32_t signo;
+      std::memcpy(&signo, t.intercepted.front().data(), sizeof(signo));
+      sig = signo;  // delivered again by the detach itself
+    }
+    if (ptrace(PTRACE_DETACH, t.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig))) != 0 && first.ok())
+      first = Status::FromErrno("PTRACE_DETACH " + Tid(t.tid));
+    if (first.ok() && !s.ok()) first = s;
+    if (first.ok() && !m.ok()) first = m;
   }
-  Status m = SetSigmask(pid, leader_.sigmask);
-  int sig = 0;
-  if (!leader_.intercepted.empty()) {
-    int32_t signo;
-    std::memcpy(&signo, leader_.intercepted.front().data(), sizeof(signo));
-    sig = signo;  // re-delivered by the detach itself
-  }
-  if (ptrace(PTRACE_DETACH, pid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig))) != 0)
-    return Status::FromErrno("PTRACE_DETACH " + Pid(pid));
-  if (!s.ok()) return s;
-  return m;
+  return first;
 }
 
 Status SeizedProcess::Kill() {
   released_ = true;
-  const pid_t pid = leader_.tid;
-  if (::kill(pid, SIGKILL) != 0) return Status::FromErrno("kill " + Pid(pid));
-  for (;;) {
-    CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(pid));
-    if (si.exited) return Status::Ok();
+  if (::kill(pid_, SIGKILL) != 0) return Status::FromErrno("kill " + Pid(pid_));
+  // Every traced thread reports its death; the leader's comes last.
+  for (auto it = threads_.rbegin(); it != threads_.rend(); ++it) {
+    for (;;) {
+      auto si = WaitStop(it->tid);
+      if (!si.ok() || si->exited) break;
+    }
   }
+  return Status::Ok();
 }
 
 }  // namespace cryo

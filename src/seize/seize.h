@@ -1,7 +1,9 @@
-// Freezing a process with ptrace: PTRACE_SEIZE + PTRACE_INTERRUPT, so the task is
-// stopped without a signal it could observe. While seized, the process can be
-// inspected and made to run system calls (inject/); on any error the process is
-// detached with its registers, signal mask and memory as they were.
+// Freezing a process with ptrace: PTRACE_SEIZE + PTRACE_INTERRUPT on every
+// thread, so no task is stopped by a signal it could observe. New threads are
+// caught by PTRACE_O_TRACECLONE and the thread list is re-read until it is
+// stable. While seized, the process can be inspected and made to run system
+// calls (inject/); on any error every thread is detached with its registers
+// and signal mask as they were.
 #pragma once
 
 #include <sys/types.h>
@@ -19,33 +21,38 @@ struct SeizedTask {
   user_regs_struct regs{};    // as found when seized
   uint64_t sigmask = 0;       // blocked signals as found
   // Signals dequeued by a signal-delivery-stop while we seized (raw siginfo):
-  // they are queued again on detach and recorded as pending in the image.
+  // recorded as pending in the image, and delivered again on detach.
   std::vector<std::vector<uint8_t>> intercepted;
 };
 
 class SeizedProcess {
  public:
-  // Seizes a single-threaded process. Refuses a kernel thread, cryo itself and
-  // its parent, and (for now) multi-threaded processes, naming the reason.
+  // Seizes every thread of a process. Refuses a kernel thread, cryo itself and
+  // its parent, naming the reason.
   static Result<std::unique_ptr<SeizedProcess>> Seize(pid_t pid);
   ~SeizedProcess();  // detaches if neither Detach() nor Kill() was called
 
-  pid_t pid() const { return leader_.tid; }
-  SeizedTask& leader() { return leader_; }
+  pid_t pid() const { return pid_; }
+  // threads()[0] is the thread-group leader.
+  std::vector<SeizedTask>& threads() { return threads_; }
+  SeizedTask& leader() { return threads_.front(); }
 
-  // Restores the found registers and mask and lets the process run on.
+  // Restores the found registers and masks and lets every thread run on.
   Status Detach();
-  // SIGKILL, then waits until the tracee is reported dead.
+  // SIGKILL, then waits until every thread is reported dead.
   Status Kill();
 
  private:
-  explicit SeizedProcess(pid_t pid) { leader_.tid = pid; }
-  SeizedTask leader_;
+  explicit SeizedProcess(pid_t pid) : pid_(pid) {}
+  Status SeizeThread(pid_t tid);
+  Status WaitInterrupted(SeizedTask& t);
+  pid_t pid_;
+  std::vector<SeizedTask> threads_;
   bool released_ = false;
 };
 
 // Checks that `pid` names a process cryo may checkpoint (exists, not a kernel
-// thread, not cryo or its parent).
+// thread, not cryo or its parent, not a zombie).
 Status CheckDumpable(pid_t pid);
 
 }  // namespace cryo

@@ -187,9 +187,9 @@ Status DumpMmFields(pid_t pid, RemoteSyscaller& rs, const proc::Stat& stat, imag
 
 }  // namespace
 
-Status DumpProcessCore(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, const proc::ProcStatus& status,
+Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat& stat, const proc::ProcStatus& status,
                        image::ProcessCore* core) {
-  const pid_t pid = task.tid;
+  const pid_t pid = sp.pid();
   const std::string dir = "/proc/" + std::to_string(pid);
   core->set_pid(pid);
   core->set_ppid(stat.ppid);
@@ -197,7 +197,13 @@ Status DumpProcessCore(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& 
   core->set_sid(stat.session);
   core->set_exit_signal(stat.exit_signal);
   core->set_umask(status.umask);
-  CRYO_RETURN_IF_ERROR(DumpTask(task, rs, stat, core->add_threads()));
+  CRYO_RETURN_IF_ERROR(DumpTask(sp.leader(), rs, stat, core->add_threads()));
+  for (size_t i = 1; i < sp.threads().size(); ++i) {
+    SeizedTask& t = sp.threads()[i];
+    CRYO_ASSIGN_OR_RETURN(proc::Stat tstat, proc::ReadTaskStat(pid, t.tid));
+    CRYO_ASSIGN_OR_RETURN(auto trs, rs.ForThread(t.tid, t.regs));
+    CRYO_RETURN_IF_ERROR(DumpTask(t, *trs, tstat, core->add_threads()));
+  }
   CRYO_RETURN_IF_ERROR(DumpSignals(pid, rs, core));
   CRYO_RETURN_IF_ERROR(DumpCreds(status, rs, pid, core->mutable_creds()));
   CRYO_RETURN_IF_ERROR(DumpMmFields(pid, rs, stat, core->mutable_mm()));

@@ -10,9 +10,9 @@
 
 namespace cryo {
 
-// Fills `core` for a seized single-threaded process. `rs` runs system calls in
-// the task (its scratch memory must be mapped).
-Status DumpProcessCore(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, const proc::ProcStatus& status,
+// Fills `core` for a seized process, every thread included. `rs` runs system
+// calls in the leader (its scratch memory must be mapped).
+Status DumpProcessCore(SeizedProcess& proc, RemoteSyscaller& rs, const proc::Stat& stat, const proc::ProcStatus& status,
                        image::ProcessCore* core);
 
 }  // namespace cryo

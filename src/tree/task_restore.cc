@@ -66,10 +66,28 @@ Status ApplyLateSettings(const image::ProcessCore& core) {
 }
 
 size_t PendingCount(const image::ProcessCore& core) {
-  return static_cast<size_t>(core.threads(0).pending_size() + core.shared_pending_size());
+  size_t n = static_cast<size_t>(core.shared_pending_size());
+  for (const image::TaskCore& t : core.threads()) n += static_cast<size_t>(t.pending_size());
+  return n;
 }
 
-Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* a, uint8_t* pending) {
+namespace {
+
+Status CopySiginfos(const google::protobuf::RepeatedPtrField<image::SigInfo>& q, uint8_t** out) {
+  for (const image::SigInfo& si : q) {
+    if (si.raw().size() != 128) return Status::Error("pending siginfo has the wrong size");
+    std::memcpy(*out, si.raw().data(), 128);
+    *out += 128;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* a, uint64_t stacks,
+                    uint64_t thread_stack) {
+  uint8_t* const base = reinterpret_cast<uint8_t*>(a);
+  uint8_t* pending = base + a->pending_off;
   const image::TaskCore& t = core.threads(0);
   const image::MmFields& mm = core.mm();
   a->pid = core.pid();
@@ -112,15 +130,31 @@ Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* 
 
   a->n_pending_private = static_cast<uint32_t>(t.pending_size());
   a->n_pending_shared = static_cast<uint32_t>(core.shared_pending_size());
-  for (const image::SigInfo& si : t.pending()) {
-    if (si.raw().size() != 128) return Status::Error("pending siginfo has the wrong size");
-    std::memcpy(pending, si.raw().data(), 128);
-    pending += 128;
-  }
-  for (const image::SigInfo& si : core.shared_pending()) {
-    if (si.raw().size() != 128) return Status::Error("pending siginfo has the wrong size");
-    std::memcpy(pending, si.raw().data(), 128);
-    pending += 128;
+  CRYO_RETURN_IF_ERROR(CopySiginfos(t.pending(), &pending));
+  CRYO_RETURN_IF_ERROR(CopySiginfos(core.shared_pending(), &pending));
+
+  a->n_threads = static_cast<uint32_t>(core.threads_size() - 1);
+  auto* threads = reinterpret_cast<restorer::ThreadArg*>(base + a->threads_off);
+  for (int i = 1; i < core.threads_size(); ++i) {
+    const image::TaskCore& tc = core.threads(i);
+    restorer::ThreadArg& ta = threads[i - 1];
+    ta.tid = tc.tid();
+    ta.stack = stacks + static_cast<uint64_t>(i - 1) * thread_stack;
+    ta.stack_size = thread_stack;
+    ta.robust_list = tc.robust_list();
+    ta.robust_list_len = tc.robust_list_len();
+    ta.clear_child_tid = tc.clear_child_tid();
+    ta.rseq_addr = tc.rseq_addr();
+    ta.rseq_len = tc.rseq_len();
+    ta.rseq_sig = tc.rseq_sig();
+    ta.altstack_sp = tc.altstack_sp();
+    ta.altstack_size = tc.altstack_size();
+    ta.altstack_flags = tc.altstack_flags();
+    ta.timer_slack_ns = tc.timer_slack_ns();
+    std::strncpy(ta.comm, tc.comm().c_str(), sizeof(ta.comm) - 1);
+    ta.n_pending = static_cast<uint32_t>(tc.pending_size());
+    ta.pending_off = static_cast<uint64_t>(pending - base);
+    CRYO_RETURN_IF_ERROR(CopySiginfos(tc.pending(), &pending));
   }
 
   const image::Creds& c = core.creds();

@@ -19,9 +19,11 @@ Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::str
 Status ApplyLateSettings(const image::ProcessCore& core);
 
 // Fills the signal, timer, rseq, robust-list, credential and mm parts of the
-// blob's arguments. Pending siginfos are written at `pending` (room for
-// PendingCount(core) entries of 128 bytes).
-Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* a, uint8_t* pending);
+// blob's arguments, and one ThreadArg per thread besides the leader. Pending
+// siginfos go at a->pending_off (room for PendingCount(core) entries of 128
+// bytes); thread stacks of `thread_stack` bytes each start at `stacks`.
+Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* a, uint64_t stacks,
+                    uint64_t thread_stack);
 size_t PendingCount(const image::ProcessCore& core);
 
 }  // namespace cryo
