@@ -7,6 +7,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <set>
 
 #include "base/log.h"
 #include "files/fd_table.h"
@@ -30,7 +31,8 @@ double Now() {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-image::Inventory MakeInventory(const DumpOptions& opts, const image::ProcessCore& core) {
+image::Inventory MakeInventory(const DumpOptions& opts, const image::ProcessCore& core,
+                               const std::set<std::string>& features) {
   image::Inventory inv;
   inv.set_format_version(image::kFormatVersion);
   inv.set_cryo_version(CRYO_VERSION);
@@ -45,6 +47,7 @@ image::Inventory MakeInventory(const DumpOptions& opts, const image::ProcessCore
   inv.add_features("x86_64");
   inv.add_features("xsave");
   if (core.threads_size() > 1) inv.add_features("threads");
+  for (const std::string& f : features) inv.add_features(f);
   const std::string& xs = core.threads(0).regs().xsave();
   inv.set_xsave_size(static_cast<uint32_t>(xs.size()));
   if (xs.size() >= 512) {
@@ -75,12 +78,13 @@ Status Dump(const DumpOptions& opts) {
   image::ProcessCore core;
   image::Mm mm;
   image::FdTable fds;
+  std::set<std::string> features;
   {
     CRYO_ASSIGN_OR_RETURN(proc::Stat stat, proc::ReadStat(pid));
     CRYO_ASSIGN_OR_RETURN(proc::ProcStatus status, proc::ReadStatus(pid));
     CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> vmas, proc::ReadVmas(pid));
     CRYO_RETURN_IF_ERROR(DescribeVmas(pid, vmas, &mm).Prefixed("memory"));
-    CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &fds).Prefixed("files"));
+    CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &fds, &features).Prefixed("files"));
 
     RemoteSyscaller rs(pid, seized->leader().regs);
     CRYO_RETURN_IF_ERROR(rs.Prepare(vmas).Prefixed("preparing remote system calls"));
@@ -105,7 +109,7 @@ Status Dump(const DumpOptions& opts) {
   CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::MmName(pid), image::FileKind::kMm, mm));
   CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::FdsName(pid), image::FileKind::kFdTable, fds));
   // The inventory goes last: an image without one is incomplete.
-  CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, MakeInventory(opts, core)));
+  CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, MakeInventory(opts, core, features)));
   CRYO_RETURN_IF_ERROR(writer->SyncDir());
 
   if (opts.leave_running) {

@@ -2,31 +2,15 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "base/file_util.h"
+#include "base/unique_fd.h"
+#include "files/fd_kind.h"
 #include "proc/proc.h"
 
 namespace cryo {
-
-namespace {
-
-// Character devices that hold no state of their own and can be reopened by path.
-bool IsStatelessCharDev(const std::string& path) {
-  return path == "/dev/null" || path == "/dev/zero" || path == "/dev/full" || path == "/dev/random" ||
-         path == "/dev/urandom";
-}
-
-void FillFileId(const std::string& path, const struct stat& st, image::FileId* id) {
-  id->set_path(path);
-  id->set_dev(st.st_dev);
-  id->set_ino(st.st_ino);
-  id->set_size(static_cast<uint64_t>(st.st_size));
-  id->set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
-  id->set_mode(st.st_mode);
-}
-
-}  // namespace
 
 std::string DescribeFdTarget(const std::string& link) {
   if (StartsWith(link, "pipe:")) return "a pipe";
@@ -36,41 +20,71 @@ std::string DescribeFdTarget(const std::string& link) {
     if (!k.empty() && k.front() == '[') k = k.substr(1, k.size() - 2);
     return "an " + k + " (anon inode)";
   }
-  if (StartsWith(link, "/dev/pts/") || link == "/dev/tty" || StartsWith(link, "/dev/tty") || link == "/dev/ptmx")
+  if (StartsWith(link, "/dev/pts/") || StartsWith(link, "/dev/tty") || link == "/dev/ptmx")
     return "a terminal (" + link + ")";
+  if (StartsWith(link, "/memfd:")) return "a memfd (" + link + ")";
+  if (link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0) return "an unlinked file (" + link + ")";
   return link;
 }
 
-Status DumpFdTable(pid_t pid, image::FdTable* table) {
+Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features) {
   CRYO_ASSIGN_OR_RETURN(std::vector<int> fds, proc::ListFds(pid));
-  const std::string dir = "/proc/" + std::to_string(pid);
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd/";
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd.valid()) return Status::FromErrno("pidfd_open pid " + std::to_string(pid));
   for (int fd : fds) {
-    const std::string what = "pid " + std::to_string(pid) + " fd " + std::to_string(fd);
-    CRYO_ASSIGN_OR_RETURN(std::string link, ReadLink(dir + "/fd/" + std::to_string(fd)));
-    CRYO_ASSIGN_OR_RETURN(proc::FdInfo info, proc::ReadFdInfo(pid, fd));
-    struct stat st;
-    if (::stat((dir + "/fd/" + std::to_string(fd)).c_str(), &st) != 0) return Status::FromErrno("stat " + what);
+    FdSource src;
+    src.pid = pid;
+    src.fd = fd;
+    src.pidfd = pidfd.get();
+    CRYO_ASSIGN_OR_RETURN(src.link, ReadLink(dir + std::to_string(fd)));
+    CRYO_ASSIGN_OR_RETURN(src.info, proc::ReadFdInfo(pid, fd));
+    if (::stat((dir + std::to_string(fd)).c_str(), &src.st) != 0) return Status::FromErrno("stat " + src.what());
+    const FdKindHandler* handler = nullptr;
+    for (const FdKindHandler* h : FdKindHandlers())
+      if (h->Handles(src)) {
+        handler = h;
+        break;
+      }
+    if (!handler) return Status::Error(src.what() + " is " + DescribeFdTarget(src.link) + ", which is not supported yet");
     image::Fd* f = table->add_fds();
     f->set_fd(fd);
-    f->set_flags(info.flags & ~static_cast<uint32_t>(O_CLOEXEC));
-    f->set_cloexec((info.flags & O_CLOEXEC) != 0);
-    f->set_pos(info.pos);
-    if (link.empty() || link[0] != '/')
-      return Status::Error(what + " is " + DescribeFdTarget(link) + ", which is not supported yet");
-    if (StartsWith(link, "/memfd:") || (link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0))
-      return Status::Error(what + " is an unlinked file or memfd (" + link + "), which is not supported yet");
-    if (S_ISREG(st.st_mode)) {
-      f->set_kind(image::FD_REGULAR);
-    } else if (S_ISDIR(st.st_mode)) {
-      f->set_kind(image::FD_DIRECTORY);
-    } else if (S_ISCHR(st.st_mode) && IsStatelessCharDev(link)) {
-      f->set_kind(image::FD_CHARDEV);
-      f->set_rdev(static_cast<uint32_t>(st.st_rdev));
-    } else {
-      return Status::Error(what + " is " + DescribeFdTarget(link) + ", which is not supported yet");
-    }
-    FillFileId(link, st, f->mutable_file());
+    f->set_kind(handler->kind());
+    f->set_flags(src.info.flags & ~static_cast<uint32_t>(O_CLOEXEC));
+    f->set_cloexec((src.info.flags & O_CLOEXEC) != 0);
+    f->set_pos(src.info.pos);
+    CRYO_RETURN_IF_ERROR(handler->Dump(src, f).Prefixed(src.what() + " (" + handler->name() + ")"));
+    if (*handler->feature()) features->insert(handler->feature());
   }
+  return Status::Ok();
+}
+
+int MaxFd(const image::FdTable& table) {
+  int max = -1;
+  for (const image::Fd& f : table.fds()) max = std::max(max, f.fd());
+  return max;
+}
+
+Status RestoreFdTable(const image::FdTable& table) {
+  for (const image::Fd& f : table.fds()) {
+    const FdKindHandler* h = HandlerFor(f.kind());
+    const std::string what = "fd " + std::to_string(f.fd());
+    if (!h) return Status::Error(what + " is of a kind this cryo cannot restore");
+    Result<int> opened = h->Open(f);
+    if (!opened.ok()) return opened.status().Prefixed(what + " (" + h->name() + ")");
+    const int fd = *opened;
+    if (fd != f.fd()) {
+      if (::dup2(fd, f.fd()) < 0) {
+        Status s = Status::FromErrno("dup2 for " + what);
+        ::close(fd);
+        return s;
+      }
+      ::close(fd);
+    }
+    if (f.cloexec() && ::fcntl(f.fd(), F_SETFD, FD_CLOEXEC) != 0) return Status::FromErrno("F_SETFD on " + what);
+  }
+  for (const image::Fd& f : table.fds())
+    CRYO_RETURN_IF_ERROR(HandlerFor(f.kind())->Finish(f).Prefixed("fd " + std::to_string(f.fd())));
   return Status::Ok();
 }
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "base/log.h"
-#include "files/fd_restore.h"
+#include "files/fd_table.h"
 #include "mem/vma_restore.h"
 #include "proc/proc.h"
 #include "restorer/blob.h"
@@ -99,7 +99,7 @@ Status Run(const HelperContext& ctx_in, int* status_fd) {
   std::vector<std::string> warnings;
   CRYO_RETURN_IF_ERROR(ApplyProcessSettings(core, &warnings));
   for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, w);
-  CRYO_RETURN_IF_ERROR(RestoreFds(p.fds).Prefixed("files"));
+  CRYO_RETURN_IF_ERROR(RestoreFdTable(p.fds).Prefixed("files"));
 
   // Lay out: [premap reservation][guard][blob | args | stack | vDSO scratch].
   CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> own, proc::ReadVmas(::getpid()));

@@ -118,7 +118,12 @@ Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* 
   a->altstack_flags = t.altstack_flags();
   for (const image::ITimer& it : core.itimers()) {
     if (it.which() > 2) return Status::Error("itimer " + std::to_string(it.which()) + " unknown");
-    a->itimers[it.which()] = {1, it.interval_us(), it.value_us()};
+    // An ITIMER_REAL that fired while its SIGALRM is still pending reads as
+    // "0 left": the kernel re-arms it only when that signal is dequeued
+    // (dequeue_signal()). Arm it to fire at once: the second SIGALRM merges
+    // with the pending one and the re-arm on dequeue works as before.
+    const uint64_t value = it.value_us() == 0 && it.interval_us() != 0 ? 1 : it.value_us();
+    a->itimers[it.which()] = {1, it.interval_us(), value};
   }
   a->rseq_addr = t.rseq_addr();
   a->rseq_len = t.rseq_len();

@@ -1,0 +1,59 @@
+// One fd kind = one FdKind handler: how to recognise it in /proc, dump its
+// state, and recreate it in the restore helper. Each kind lives in its own file
+// (regular_file.cc, ...) and is listed once in fd_kinds.cc.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "cryo/image.pb.h"
+#include "proc/proc.h"
+
+namespace cryo {
+
+// What the dump knows about one fd of the target.
+struct FdSource {
+  pid_t pid = 0;
+  int fd = -1;
+  std::string link;  // readlink /proc/PID/fd/N
+  struct stat st{};  // stat of /proc/PID/fd/N (the open file)
+  proc::FdInfo info;
+  int pidfd = -1;    // pidfd of the target, for pidfd_getfd(2)
+  std::string what() const { return "pid " + std::to_string(pid) + " fd " + std::to_string(fd); }
+  // A duplicate of the target's fd in cryo (pidfd_getfd(2)); -1 with errno on failure.
+  int Grab() const;
+};
+
+class FdKindHandler {
+ public:
+  virtual ~FdKindHandler() = default;
+  virtual image::FdKind kind() const = 0;
+  // Name for messages ("regular file", "eventfd", ...).
+  virtual const char* name() const = 0;
+  // Feature an image with this kind needs to be restored ("" for the base set).
+  virtual const char* feature() const { return ""; }
+  // Whether this handler dumps `src`.
+  virtual bool Handles(const FdSource& src) const = 0;
+  // Fills the kind-specific part of `out` (fd, flags, cloexec and pos are set).
+  virtual Status Dump(const FdSource& src, image::Fd* out) const = 0;
+  // In the restore helper: creates the open file and returns a descriptor for
+  // it (any number; the caller moves it to fd.fd() and sets close-on-exec).
+  virtual Result<int> Open(const image::Fd& fd) const = 0;
+  // Once every fd of the process is in place (epoll needs its targets).
+  virtual Status Finish(const image::Fd& /*fd*/) const { return Status::Ok(); }
+};
+
+// Every handler, in the order Handles() is asked.
+const std::vector<const FdKindHandler*>& FdKindHandlers();
+const FdKindHandler* HandlerFor(image::FdKind kind);
+
+// Handlers, one per file.
+const FdKindHandler* RegularFileHandler();
+const FdKindHandler* DirectoryHandler();
+const FdKindHandler* CharDeviceHandler();
+
+}  // namespace cryo

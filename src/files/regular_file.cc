@@ -1,0 +1,105 @@
+// Regular files, directories and stateless character devices: reopened by path
+// with their flags; regular files and directories get their offset back.
+#include <fcntl.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "base/file_util.h"
+#include "files/fd_kind.h"
+
+namespace cryo {
+
+namespace {
+
+// Flags that only make sense at creation time, or that open(2) must not see again.
+constexpr uint32_t kCreationFlags = O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC;
+
+bool IsDeleted(const std::string& link) {
+  return link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0;
+}
+
+void FillFileId(const FdSource& src, image::FileId* id) {
+  id->set_path(src.link);
+  id->set_dev(src.st.st_dev);
+  id->set_ino(src.st.st_ino);
+  id->set_size(static_cast<uint64_t>(src.st.st_size));
+  id->set_mtime_ns(src.st.st_mtim.tv_sec * 1000000000ll + src.st.st_mtim.tv_nsec);
+  id->set_mode(src.st.st_mode);
+}
+
+Result<int> Reopen(const image::Fd& f, bool seek) {
+  const std::string what = "fd " + std::to_string(f.fd()) + " (" + f.file().path() + ")";
+  const int flags = static_cast<int>(f.flags() & ~kCreationFlags) | O_NOCTTY;
+  int fd = ::open(f.file().path().c_str(), flags);
+  if (fd < 0) return Status::FromErrno("reopening " + what);
+  if (seek && f.pos() != 0 && !(f.flags() & O_PATH) &&
+      ::lseek(fd, static_cast<off_t>(f.pos()), SEEK_SET) != static_cast<off_t>(f.pos())) {
+    Status s = Status::FromErrno("lseek to " + std::to_string(f.pos()) + " on " + what);
+    ::close(fd);
+    return s;
+  }
+  return fd;
+}
+
+class RegularFile final : public FdKindHandler {
+ public:
+  image::FdKind kind() const override { return image::FD_REGULAR; }
+  const char* name() const override { return "regular file"; }
+  bool Handles(const FdSource& s) const override {
+    return S_ISREG(s.st.st_mode) && !s.link.empty() && s.link[0] == '/' && !IsDeleted(s.link) &&
+           !StartsWith(s.link, "/memfd:");
+  }
+  Status Dump(const FdSource& s, image::Fd* out) const override {
+    FillFileId(s, out->mutable_file());
+    return Status::Ok();
+  }
+  Result<int> Open(const image::Fd& f) const override { return Reopen(f, true); }
+};
+
+class Directory final : public FdKindHandler {
+ public:
+  image::FdKind kind() const override { return image::FD_DIRECTORY; }
+  const char* name() const override { return "directory"; }
+  bool Handles(const FdSource& s) const override {
+    return S_ISDIR(s.st.st_mode) && !s.link.empty() && s.link[0] == '/' && !IsDeleted(s.link);
+  }
+  Status Dump(const FdSource& s, image::Fd* out) const override {
+    FillFileId(s, out->mutable_file());
+    return Status::Ok();
+  }
+  Result<int> Open(const image::Fd& f) const override { return Reopen(f, true); }
+};
+
+// Character devices that hold no state of their own and can be reopened by path.
+class CharDevice final : public FdKindHandler {
+ public:
+  image::FdKind kind() const override { return image::FD_CHARDEV; }
+  const char* name() const override { return "character device"; }
+  bool Handles(const FdSource& s) const override {
+    return S_ISCHR(s.st.st_mode) && (s.link == "/dev/null" || s.link == "/dev/zero" || s.link == "/dev/full" ||
+                                     s.link == "/dev/random" || s.link == "/dev/urandom");
+  }
+  Status Dump(const FdSource& s, image::Fd* out) const override {
+    FillFileId(s, out->mutable_file());
+    out->set_rdev(static_cast<uint32_t>(s.st.st_rdev));
+    return Status::Ok();
+  }
+  Result<int> Open(const image::Fd& f) const override { return Reopen(f, false); }
+};
+
+}  // namespace
+
+const FdKindHandler* RegularFileHandler() {
+  static const RegularFile h;
+  return &h;
+}
+const FdKindHandler* DirectoryHandler() {
+  static const Directory h;
+  return &h;
+}
+const FdKindHandler* CharDeviceHandler() {
+  static const CharDevice h;
+  return &h;
+}
+
+}  // namespace cryo
