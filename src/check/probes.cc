@@ -308,7 +308,7 @@ Probe ProbeProcessVmReadv() {
 }
 
 Probe ProbePidfdGetfd() {
-  Probe p{"pidfd-getfd", false, false, ""};
+  Probe p{"pidfd-getfd", false, true, ""};  // the page dump pulls its pipe from the target
   auto child = PausedChild::Start();
   if (!child.ok()) return Fail(p, child.status());
   UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, child->pid(), 0)));
@@ -504,7 +504,7 @@ class Mapping {
 };
 
 Probe ProbePagemapScan() {
-  Probe p{"pagemap-scan", false, false, ""};
+  Probe p{"pagemap-scan", false, true, ""};  // how the dump finds present pages
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
   Mapping m(4 * page);
   if (m.addr() == nullptr) return Fail(p, Status::FromErrno("mmap"));

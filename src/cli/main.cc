@@ -30,7 +30,7 @@ void ForwardSignal(int sig) {
 }
 
 // Without --detach cryo stays the restored process's parent: it forwards
-// SIGINT/SIGTERM/SIGHUP and leaves with the process's exit status (or dies by the
+// SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 and leaves with the process's exit status (or dies by the
 // same signal).
 int WaitAsParent(pid_t pid) {
   g_child = pid;
@@ -116,7 +116,7 @@ int main(int argc, char** argv) {
     Status s = Dump(dump);
     if (!s.ok()) {
       LOG_ERROR("dump of pid %d failed: %s", dump.pid, s.ToString().c_str());
-      LOG_ERROR("pid %d was left running, untouched", dump.pid);
+      if (::kill(dump.pid, 0) == 0) LOG_ERROR("pid %d was left running, untouched", dump.pid);
       return 1;
     }
     return 0;

@@ -87,19 +87,26 @@ namespace {
 
 Status ValidateMm(const std::string& dir, int pid, const Mm& mm) {
   const std::string what = dir + "/" + MmName(pid);
-  uint64_t expect_off = kPageDataOffset, pages = 0;
-  std::vector<std::pair<uint64_t, uint64_t>> vmas;
+  uint64_t expect_off = kPageDataOffset, pages = 0, prev_end = 0;
   for (const Vma& v : mm.vmas()) {
     if (v.start() >= v.end() || v.start() % kPageSize || v.end() % kPageSize)
-      return Status::Error(what + ": invalid VMA range");
-    vmas.emplace_back(v.start(), v.end());
+      return Status::Error(what + ": invalid VMA range (corrupted)");
+    if (v.start() < prev_end) return Status::Error(what + ": VMAs overlap or are out of order (corrupted)");
+    prev_end = v.end();
   }
+  // Runs are in address order, each inside one VMA, at most 4 MiB, and stored
+  // back to back in the page file.
+  int vi = 0;
+  uint64_t prev_run_end = 0;
   for (const PageRun& r : mm.runs()) {
-    if (r.offset() != expect_off || r.npages() == 0 || r.vaddr() % kPageSize)
-      return Status::Error(what + ": page runs are not contiguous in the page file (corrupted)");
-    uint64_t end = r.vaddr() + r.npages() * kPageSize;
-    auto it = std::find_if(vmas.begin(), vmas.end(), [&](auto& v) { return r.vaddr() >= v.first && end <= v.second; });
-    if (it == vmas.end()) return Status::Error(what + ": a page run lies outside every VMA (corrupted)");
+    if (r.offset() != expect_off || r.npages() == 0 || r.vaddr() % kPageSize || r.npages() > (4u << 20) / kPageSize)
+      return Status::Error(what + ": page runs are malformed (corrupted)");
+    const uint64_t end = r.vaddr() + r.npages() * kPageSize;
+    if (r.vaddr() < prev_run_end || end < r.vaddr()) return Status::Error(what + ": page runs out of order (corrupted)");
+    prev_run_end = end;
+    while (vi < mm.vmas_size() && mm.vmas(vi).end() <= r.vaddr()) ++vi;
+    if (vi == mm.vmas_size() || r.vaddr() < mm.vmas(vi).start() || end > mm.vmas(vi).end())
+      return Status::Error(what + ": a page run lies outside every VMA (corrupted)");
     expect_off += r.npages() * kPageSize;
     pages += r.npages();
   }

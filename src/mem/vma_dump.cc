@@ -150,10 +150,11 @@ class SplicePipe {
     CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), fds, sizeof(fds)));
     remote_w_ = fds[1];
     UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
-    if (!pidfd.valid()) return Status::FromErrno("pidfd_open pid " + std::to_string(pid));
-    local_r_.reset(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fds[0], 0)));
-    if (!local_r_.valid()) return Status::FromErrno("pidfd_getfd of the page pipe of pid " + std::to_string(pid));
+    if (pidfd.valid()) local_r_.reset(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fds[0], 0)));
+    Status grabbed = local_r_.valid() ? Status::Ok() : Status::FromErrno("pidfd_getfd of the page pipe of pid " + std::to_string(pid));
+    // The read end leaves the target whatever happened (Close() takes the other).
     CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_close, static_cast<uint64_t>(fds[0])));
+    CRYO_RETURN_IF_ERROR(grabbed);
     int cap = ::fcntl(local_r_.get(), F_SETPIPE_SZ, 1 << 20);
     if (cap < 0) cap = ::fcntl(local_r_.get(), F_GETPIPE_SZ);
     if (cap < 0) return Status::FromErrno("F_GETPIPE_SZ");

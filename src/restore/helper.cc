@@ -154,7 +154,9 @@ Status Run(const HelperContext& ctx_in, int* status_fd) {
   a->pending_off = a->vmas_off + moves.size() * sizeof(restorer::Move);
   a->threads_off = (a->pending_off + n_pending * 128 + 63) & ~63ull;
   CRYO_RETURN_IF_ERROR(FillTaskArgs(core, exe_fd, a, area + blob_len + args_len + kStackSize, kThreadStackSize));
-  CRYO_RETURN_IF_ERROR(ApplyLateSettings(core));
+  warnings.clear();
+  CRYO_RETURN_IF_ERROR(ApplyLateSettings(core, &warnings));
+  for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, w);
 
   uint8_t k = static_cast<uint8_t>(HelperRecord::kArea);
   uint64_t rec[3] = {area, area_len, static_cast<uint64_t>(ctx.status_fd)};

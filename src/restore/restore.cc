@@ -143,6 +143,24 @@ Result<uint64_t> BlobSyscallInsn() {
   return Status::Error("the restorer blob has no syscall instruction");
 }
 
+// The image's register state must fit this CPU: same xsave size, and no state
+// component this CPU lacks (PTRACE_SETREGSET would refuse it half-way).
+Status CheckCpu(const image::Inventory& inv) {
+  uint32_t lo, hi;
+  asm volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  const uint64_t xcr0 = (static_cast<uint64_t>(hi) << 32) | lo;
+  if (inv.xsave_features() & ~xcr0) {
+    char buf[160];
+    snprintf(buf, sizeof(buf), "the image holds CPU state components %#llx this CPU does not have (XCR0 %#llx)",
+             static_cast<unsigned long long>(inv.xsave_features()), static_cast<unsigned long long>(xcr0));
+    return Status::Error(buf);
+  }
+  if (inv.xsave_size() != XsaveSize())
+    return Status::Error("the image's xsave area is " + std::to_string(inv.xsave_size()) + " bytes, this CPU's is " +
+                         std::to_string(XsaveSize()));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<pid_t> Restore(const RestoreOptions& opts) {
@@ -151,6 +169,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   if (img.processes.size() != 1) return Status::Error("images with several processes are not supported yet");
   const image::ProcessImage& proc = img.processes.begin()->second;
   const pid_t pid = proc.core.pid();
+  CRYO_RETURN_IF_ERROR(CheckCpu(img.inventory));
   CRYO_ASSIGN_OR_RETURN(uint64_t syscall_off, BlobSyscallInsn());
   LOG_DEBUG("image %s loaded and validated in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
 
@@ -178,8 +197,11 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   status_w.reset();
 
   // Seize the helper and tell it where glibc registered its rseq area.
-  // TRACECLONE: the threads the blob creates are ours from their first instruction.
-  if (ptrace(PTRACE_SEIZE, child, nullptr, reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE)) != 0)
+  // TRACECLONE: the threads the blob creates are ours from their first
+  // instruction. EXITKILL: if cryo dies before the release, nothing
+  // half-restored survives it.
+  if (ptrace(PTRACE_SEIZE, child, nullptr,
+             reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL)) != 0)
     return Status::FromErrno("PTRACE_SEIZE restored pid " + std::to_string(child));
   if (ptrace(PTRACE_INTERRUPT, child, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_INTERRUPT");
   CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(child));

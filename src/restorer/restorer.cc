@@ -113,7 +113,7 @@ void RestoreSignals(const Args* a) {
     uint64_t sp;
     int32_t flags;
     uint64_t size;
-  } ss = {a->altstack_sp, a->altstack_flags & 2 /*SS_DISABLE*/ ? 2 : 0, a->altstack_size};
+  } ss = {a->altstack_sp, static_cast<int32_t>(a->altstack_flags & (1u << 31) /*SS_AUTODISARM*/), a->altstack_size};
   if (!(a->altstack_flags & 2)) CHECK(a, Sys(kSigaltstack, reinterpret_cast<long>(&ss), 0), "sigaltstack", a->altstack_sp);
   for (int which = 0; which < 3; ++which) {
     const ITimerArg& t = a->itimers[which];
@@ -180,7 +180,7 @@ void RestoreAltstack(const Args* a, uint64_t sp, uint64_t size, int32_t flags) {
     uint64_t sp;
     int32_t flags;
     uint64_t size;
-  } ss = {sp, 0, size};
+  } ss = {sp, static_cast<int32_t>(flags & (1u << 31) /*SS_AUTODISARM*/), size};
   CHECK(a, Sys(kSigaltstack, reinterpret_cast<long>(&ss), 0), "sigaltstack", sp);
 }
 

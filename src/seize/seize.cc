@@ -33,6 +33,13 @@ Status CheckDumpable(pid_t pid) {
   if ((st->flags & kPfKthread) || pid == 2 || st->ppid == 2)
     return Status::Error(Pid(pid) + " (" + st->comm + ") is a kernel thread");
   if (st->state == 'Z') return Status::Error(Pid(pid) + " (" + st->comm + ") is a zombie");
+  CRYO_ASSIGN_OR_RETURN(std::vector<pid_t> tids, proc::ListThreads(pid));
+  for (pid_t tid : tids) {
+    CRYO_ASSIGN_OR_RETURN(std::vector<pid_t> children, proc::ReadChildren(pid, tid));
+    if (!children.empty())
+      return Status::Error(Pid(pid) + " (" + st->comm + ") has child processes (" + std::to_string(children.front()) +
+                           (children.size() > 1 ? ", ..." : "") + "); process trees are not supported yet");
+  }
   return Status::Ok();
 }
 
@@ -136,8 +143,9 @@ Status SeizedProcess::Detach() {
   released_ = true;
   Status first;
   for (SeizedTask& t : threads_) {
-    // The registers may have been used for remote system calls: put them back
-    // (with the kernel's syscall-restart rewrite, as we leave from a syscall stop).
+    // The registers may have been used for remote system calls: put them back,
+    // applying the syscall-restart rewrite the kernel would have made had the
+    // task left its interrupt stop (we leave from a syscall-exit stop instead).
     user_regs_struct regs = t.regs;
     user_regs_struct now;
     Status s = GetRegs(t.tid, &now);

@@ -26,20 +26,6 @@ Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::str
                         " of pid " + std::to_string(pid) + " are outside the image; it joins cryo's");
   }
   ::umask(core.umask());
-  if (::personality(core.personality()) < 0) return Status::FromErrno("personality");
-  for (const image::Rlimit& r : core.rlimits()) {
-    struct rlimit rl = {r.soft(), r.hard()};
-    if (::setrlimit(static_cast<int>(r.resource()), &rl) == 0) continue;
-    if (errno != EPERM) return Status::FromErrno("setrlimit " + std::to_string(r.resource()));
-    // Raising a hard limit needs CAP_SYS_RESOURCE: keep the current hard limit.
-    struct rlimit cur;
-    ::getrlimit(static_cast<int>(r.resource()), &cur);
-    rl.rlim_max = cur.rlim_max;
-    if (rl.rlim_cur > rl.rlim_max) rl.rlim_cur = rl.rlim_max;
-    ::setrlimit(static_cast<int>(r.resource()), &rl);
-    warnings->push_back("rlimit " + std::to_string(r.resource()) + " hard limit " + std::to_string(r.hard()) +
-                        " cannot be raised without CAP_SYS_RESOURCE; kept " + std::to_string(cur.rlim_max));
-  }
   if (::chdir(core.cwd().c_str()) != 0) return Status::FromErrno("chdir to " + core.cwd());
   const image::TaskCore& t = core.threads(0);
   if (::prctl(PR_SET_NAME, t.comm().c_str(), 0, 0, 0) != 0) return Status::FromErrno("PR_SET_NAME");
@@ -57,7 +43,24 @@ Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::str
   return Status::Ok();
 }
 
-Status ApplyLateSettings(const image::ProcessCore& core) {
+Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string>* warnings) {
+  // After the premap: a tight RLIMIT_AS or READ_IMPLIES_EXEC must not change how
+  // the helper builds the image's memory.
+  if (::personality(core.personality()) < 0) return Status::FromErrno("personality");
+  for (const image::Rlimit& r : core.rlimits()) {
+    struct rlimit rl = {r.soft(), r.hard()};
+    if (::setrlimit(static_cast<int>(r.resource()), &rl) == 0) continue;
+    if (errno != EPERM) return Status::FromErrno("setrlimit " + std::to_string(r.resource()));
+    // Raising a hard limit needs CAP_SYS_RESOURCE: keep the current hard limit.
+    struct rlimit cur;
+    ::getrlimit(static_cast<int>(r.resource()), &cur);
+    rl.rlim_max = cur.rlim_max;
+    if (rl.rlim_cur > rl.rlim_max) rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(static_cast<int>(r.resource()), &rl);
+    warnings->push_back("rlimit " + std::to_string(r.resource()) + " hard limit " + std::to_string(r.hard()) +
+                        " cannot be raised without CAP_SYS_RESOURCE; kept " + std::to_string(cur.rlim_max));
+  }
+
   if (!core.root().empty() && core.root() != "/") {
     if (::chroot(core.root().c_str()) != 0) return Status::FromErrno("chroot to " + core.root());
   }

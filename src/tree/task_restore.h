@@ -12,11 +12,12 @@
 
 namespace cryo {
 
-// umask, personality, rlimits, cwd, comm, scheduling, timer slack, session and
-// process group, subreaper. Non-fatal differences are appended to `warnings`.
+// umask, cwd, comm, scheduling, timer slack, session and process group,
+// subreaper. Non-fatal differences are appended to `warnings`.
 Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::string>* warnings);
-// Last settings, after files are open and mapped: root directory, dumpable.
-Status ApplyLateSettings(const image::ProcessCore& core);
+// Last settings, after files are open and memory is premapped: personality,
+// rlimits, root directory, dumpable.
+Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string>* warnings);
 
 // Fills the signal, timer, rseq, robust-list, credential and mm parts of the
 // blob's arguments, and one ThreadArg per thread besides the leader. Pending

@@ -30,7 +30,6 @@ Rules the harness enforces:
 """
 import argparse
 import ctypes
-import errno
 import json
 import os
 import shutil
@@ -553,17 +552,16 @@ class Harness:
             return CryoResult(argv, rc, read_text(base + ".out", ""), read_text(base + ".err", ""),
                               read_text(base + ".log"))
 
+        # cryo writes the pidfile once the process is completely restored
+        # (seeing the pid alone is not enough: it exists while cryo still
+        # rebuilds it)
         deadline = time.monotonic() + timeout
         while True:
             rc = p.poll()
             txt = read_text(pidfile)
             pid = None
-            if txt is not None and txt.strip().isdigit():
+            if txt is not None and txt.endswith("\n") and txt.strip().isdigit():
                 pid = int(txt.strip())
-            elif expected_pid is not None:
-                st = proc_stat(expected_pid)
-                if st and st["ppid"] == p.pid and st["state"] not in ("Z", "X"):
-                    pid = expected_pid
             if pid is not None and rc is None:
                 self.tracked_pids.append(pid)
                 if expected_pid is not None:
@@ -576,7 +574,7 @@ class Harness:
                 fail("attached restore from %s: cryo exited (status %s) before the restored "
                      "process was seen running\n%s" % (images, rc, result(rc).describe()))
             if time.monotonic() > deadline:
-                fail("attached restore from %s: no restored process within %.0fs\n%s"
+                fail("attached restore from %s: no pidfile (restored process) within %.0fs\n%s"
                      % (images, timeout, result("still running").describe()))
             time.sleep(0.01)
 

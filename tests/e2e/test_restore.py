@@ -188,7 +188,7 @@ def test_counter_continues(h):
     h.verify_ok(w, when="before dump")
     images = dump_kill_reap(h, w)
     at_dump = read_counts(w)
-    check(at_dump and at_dump[-1] >= 3, "counter printed too little before the dump: %r" % at_dump)
+    check(at_dump and at_dump[-1] >= 2, "counter printed too little before the dump: %r" % at_dump)
     r = h.restore(images, detach=True, expected_pid=w.pid)
     check_same_process(h, w, r)
     rw = w.restored(r.pid)
@@ -198,7 +198,7 @@ def test_counter_continues(h):
     counts = read_counts(w)
     check_eq(counts, list(range(1, len(counts) + 1)),
              "stdout lines: count 1..N without gaps or repeats (restored file offset)")
-    check(counts[-1] >= at_dump[-1] + 3,
+    check(counts[-1] >= at_dump[-1] + 2,
           "counter did not continue after restore: %d at dump, %d at the end"
           % (at_dump[-1], counts[-1]))
 

@@ -4,7 +4,10 @@
  * State (all checked by verify):
  *  - callee-saved registers r12..r15 live across a busy asm loop that runs
  *    repeatedly in the main loop (r12 counts iterations, r13 counts down,
- *    r14/r15 hold magic values); any mismatch is recorded and reported;
+ *    r14/r15 hold magic values; the iteration count is calibrated at start
+ *    so one loop takes ~5 ms, then the main loop sleeps 5 ms and polls, so
+ *    a checkpoint often lands inside the loop); any mismatch is recorded
+ *    and reported;
  *  - a 32 KiB stack array, 64 small heap buffers, one >1 MiB heap buffer,
  *    a 512 KiB .bss array and a .data array, each with its own pattern;
  *  - an anonymous private mapping of 2000 pages (between PROT_NONE guard

@@ -1,0 +1,193 @@
+/* threads: a multi-threaded process whose threads hold per-thread state.
+ *
+ * Usage: threads CTL_DIR NTHREADS
+ *
+ * Thread i (0-based) has a __thread value, a name ("wk-<i>"), its TID recorded
+ * at start, and a blocked signal mask of its own (SIGUSR1 blocked in odd
+ * threads). Kinds, by i % 4: 0 spins incrementing a counter; 1 loops in
+ * nanosleep(5 ms); 2 waits in pthread_cond_wait (futex) until woken by a
+ * verify; 3 loops in a futex wait with a 20 ms timeout.
+ * On verify the main thread bumps a generation, wakes the waiters, and every
+ * thread checks its own state (tid, TLS, name, mask) and reports; the main
+ * thread then checks every report and that counters advance.
+ */
+#define _GNU_SOURCE
+#include <linux/futex.h>
+#include <pthread.h>
+#include <dirent.h>
+#include <signal.h>
+#include <sys/syscall.h>
+
+#include "wl_common.h"
+
+#define MAX_THREADS 128
+
+static __thread long tls_value;
+static int nthreads;
+
+struct worker {
+    pthread_t th;
+    int idx;
+    pid_t tid;
+    volatile long counter;
+    volatile int checked_gen;   /* generation the thread last checked */
+    volatile int ok;            /* result of that check */
+    char what[160];
+};
+
+static struct worker workers[MAX_THREADS];
+static volatile int generation;
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int futex_word;
+
+static void self_check(struct worker *w)
+{
+    int gen = generation;
+    if (w->checked_gen == gen)
+        return;
+    char name[32], want[32];
+    snprintf(want, sizeof want, "wk-%d", w->idx);
+    pthread_getname_np(pthread_self(), name, sizeof name);
+    sigset_t cur;
+    pthread_sigmask(SIG_SETMASK, NULL, &cur);
+    int blocked = sigismember(&cur, SIGUSR1);
+    pid_t tid = (pid_t)syscall(SYS_gettid);
+    w->ok = 1;
+    if (tid != w->tid) {
+        w->ok = 0;
+        snprintf(w->what, sizeof w->what, "thread %d tid expected %d actual %d", w->idx, w->tid, tid);
+    } else if (tls_value != 1000L * w->idx + 7) {
+        w->ok = 0;
+        snprintf(w->what, sizeof w->what, "thread %d __thread value expected %ld actual %ld", w->idx,
+                 1000L * w->idx + 7, tls_value);
+    } else if (strcmp(name, want) != 0) {
+        w->ok = 0;
+        snprintf(w->what, sizeof w->what, "thread %d name expected %s actual %s", w->idx, want, name);
+    } else if (blocked != (w->idx & 1)) {
+        w->ok = 0;
+        snprintf(w->what, sizeof w->what, "thread %d SIGUSR1 blocked expected %d actual %d", w->idx, w->idx & 1,
+                 blocked);
+    }
+    __atomic_store_n(&w->checked_gen, gen, __ATOMIC_RELEASE);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    w->tid = (pid_t)syscall(SYS_gettid);
+    tls_value = 1000L * w->idx + 7;
+    char name[32];
+    snprintf(name, sizeof name, "wk-%d", w->idx);
+    pthread_setname_np(pthread_self(), name);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask((w->idx & 1) ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+    for (;;) {
+        switch (w->idx % 4) {
+        case 0:
+            for (int i = 0; i < 100000; i++)
+                w->counter++;
+            break;
+        case 1: {
+            struct timespec ts = {0, 5000000};
+            nanosleep(&ts, NULL);
+            w->counter++;
+            break;
+        }
+        case 2:
+            pthread_mutex_lock(&mu);
+            while (w->checked_gen == generation)
+                pthread_cond_wait(&cv, &mu);
+            pthread_mutex_unlock(&mu);
+            w->counter++;
+            break;
+        default: {
+            struct timespec ts = {0, 20000000};
+            syscall(SYS_futex, &futex_word, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
+            w->counter++;
+            break;
+        }
+        }
+        self_check(w);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3)
+        wl_die("usage: %s CTL_DIR NTHREADS", argv[0]);
+    const char *ctl = argv[1];
+    nthreads = atoi(argv[2]);
+    if (nthreads < 1 || nthreads > MAX_THREADS)
+        wl_die("NTHREADS must be 1..%d", MAX_THREADS);
+    const pid_t my_pid = wl_getpid();
+    for (int i = 0; i < nthreads; i++) {
+        workers[i].idx = i;
+        workers[i].checked_gen = -1;
+        if (pthread_create(&workers[i].th, NULL, worker_main, &workers[i]) != 0)
+            wl_die("pthread_create %d", i);
+    }
+    /* Everyone has run its first self-check at generation 0. */
+    for (int spins = 0;; spins++) {
+        int all = 1;
+        for (int i = 0; i < nthreads; i++)
+            all &= workers[i].checked_gen == 0;
+        if (all)
+            break;
+        if (spins > 5000)
+            wl_die("threads did not start");
+        wl_sleep_ms(1);
+    }
+    wl_ready(ctl);
+    int verifies = 0;
+    for (;;) {
+        wl_sleep_ms(10);
+        int req = wl_poll_verify(ctl);
+        if (req == WL_VERIFY_NONE)
+            continue;
+        verifies++;
+        struct wl_checks c;
+        wl_checks_init(&c);
+        wl_check(&c, wl_getpid() == my_pid, "pid expected %d actual %d", (int)my_pid, (int)wl_getpid());
+        long before[MAX_THREADS];
+        for (int i = 0; i < nthreads; i++)
+            before[i] = workers[i].counter;
+        pthread_mutex_lock(&mu);
+        __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&cv);
+        pthread_mutex_unlock(&mu);
+        int gen = generation;
+        uint64_t deadline = wl_now_ns() + 5000000000ull;
+        for (int i = 0; i < nthreads; i++) {
+            while (__atomic_load_n(&workers[i].checked_gen, __ATOMIC_ACQUIRE) != gen && wl_now_ns() < deadline)
+                wl_sleep_ms(1);
+            wl_check(&c, workers[i].checked_gen == gen, "thread %d did not report within 5 s (kind %d)", i, i % 4);
+            if (workers[i].checked_gen == gen)
+                wl_check(&c, workers[i].ok, "%s", workers[i].what);
+        }
+        wl_sleep_ms(100);
+        for (int i = 0; i < nthreads; i++)
+            if (i % 4 != 2)
+                wl_check(&c, workers[i].counter > before[i], "thread %d (kind %d) counter did not advance (%ld)", i,
+                         i % 4, workers[i].counter);
+        char task_dir[64];
+        snprintf(task_dir, sizeof task_dir, "/proc/%d/task", (int)my_pid);
+        int ntasks = 0;
+        DIR *d = opendir(task_dir);
+        if (d) {
+            struct dirent *e;
+            while ((e = readdir(d)))
+                ntasks += e->d_name[0] != '.';
+            closedir(d);
+        }
+        wl_check(&c, ntasks == nthreads + 1, "tasks expected %d actual %d", nthreads + 1, ntasks);
+        char summary[128];
+        snprintf(summary, sizeof summary, "threads=%d verifies=%d", nthreads, verifies);
+        int ok = wl_report(ctl, &c, summary);
+        if (req == WL_VERIFY_EXIT)
+            return ok ? 0 : 1;
+    }
+}
