@@ -6,7 +6,9 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "base/log.h"
@@ -18,6 +20,9 @@
 #include "seize/ptrace_util.h"
 #include "seize/seize.h"
 #include "tree/task_dump.h"
+#include "tree/tree_seize.h"
+#include "files/file_sharing.h"
+#include "files/pipe_table.h"
 
 namespace cryo {
 
@@ -61,6 +66,52 @@ image::Inventory MakeInventory(const DumpOptions& opts, const image::ProcessCore
   return inv;
 }
 
+
+struct DumpedProcess {
+  image::ProcessCore core;
+  image::Mm mm;
+  image::FdTable fds;
+};
+
+// Collects one seized process: memory (pages go straight to its page file),
+// fds, task state.
+Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const DumpOptions& opts, DumpedProcess* out,
+                   std::set<std::string>* features) {
+  const pid_t pid = seized.pid();
+  CRYO_ASSIGN_OR_RETURN(proc::Stat stat, proc::ReadStat(pid));
+  CRYO_ASSIGN_OR_RETURN(proc::ProcStatus status, proc::ReadStatus(pid));
+  CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> vmas, proc::ReadVmas(pid));
+  CRYO_RETURN_IF_ERROR(DescribeVmas(pid, vmas, &out->mm).Prefixed("memory"));
+  CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &out->fds, features).Prefixed("files"));
+
+  RemoteSyscaller rs(pid, seized.leader().regs);
+  CRYO_RETURN_IF_ERROR(rs.Prepare(vmas).Prefixed("preparing remote system calls"));
+  CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
+  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, stat, status, &out->core).Prefixed("task state"));
+  if (out->core.posix_timers_size()) features->insert("posix-timers");
+
+  CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
+  const double tp = Now();
+  ProgressFn progress;
+  if (opts.show_progress)
+    progress = [pid](uint64_t done, uint64_t total) {
+      fprintf(stderr, "\rcryo: pid %d: writing pages %" PRIu64 "/%" PRIu64 " MiB", pid, done >> 20, total >> 20);
+      if (done == total) fprintf(stderr, "\n");
+    };
+  CRYO_RETURN_IF_ERROR(DumpPages(pid, rs, &out->mm, pages.get(), progress).Prefixed("memory"));
+  CRYO_RETURN_IF_ERROR(writer.FinishPageFile(pages.get(), out->mm.total_pages() * image::kPageSize));
+  LOG_DEBUG("pid %d: %" PRIu64 " pages written and synced in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
+  return rs.Finish();
+}
+
+bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
+  std::set<uint64_t> seen;
+  for (const DumpedProcess& p : procs)
+    for (const image::Fd& f : p.fds.fds())
+      if (!seen.insert(f.file_id()).second) return true;
+  return false;
+}
+
 }  // namespace
 
 Status Dump(const DumpOptions& opts) {
@@ -72,53 +123,73 @@ Status Dump(const DumpOptions& opts) {
   if (::unlink((opts.images_dir + "/" + image::InventoryName()).c_str()) != 0 && errno != ENOENT)
     return Status::FromErrno("cannot remove old " + opts.images_dir + "/" + image::InventoryName());
 
-  CRYO_ASSIGN_OR_RETURN(auto seized, SeizedProcess::Seize(pid));
-  LOG_DEBUG("pid %d seized in %.3f ms", pid, (Now() - t0) * 1e3);
+  CRYO_ASSIGN_OR_RETURN(SeizedTree tree, SeizedTree::Seize(pid));
+  LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
+            tree.processes().size(), tree.zombies().size());
 
-  image::ProcessCore core;
-  image::Mm mm;
-  image::FdTable fds;
   std::set<std::string> features;
-  {
-    CRYO_ASSIGN_OR_RETURN(proc::Stat stat, proc::ReadStat(pid));
-    CRYO_ASSIGN_OR_RETURN(proc::ProcStatus status, proc::ReadStatus(pid));
-    CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> vmas, proc::ReadVmas(pid));
-    CRYO_RETURN_IF_ERROR(DescribeVmas(pid, vmas, &mm).Prefixed("memory"));
-    CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &fds, &features).Prefixed("files"));
-
-    RemoteSyscaller rs(pid, seized->leader().regs);
-    CRYO_RETURN_IF_ERROR(rs.Prepare(vmas).Prefixed("preparing remote system calls"));
-    CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
-    CRYO_RETURN_IF_ERROR(DumpProcessCore(*seized, rs, stat, status, &core).Prefixed("task state"));
-
-    CRYO_ASSIGN_OR_RETURN(auto pages, writer->CreatePageFile(image::PagesName(pid)));
-    const double tp = Now();
-    ProgressFn progress;
-    if (opts.show_progress)
-      progress = [](uint64_t done, uint64_t total) {
-        fprintf(stderr, "\rcryo: writing pages %" PRIu64 "/%" PRIu64 " MiB", done >> 20, total >> 20);
-        if (done == total) fprintf(stderr, "\n");
-      };
-    CRYO_RETURN_IF_ERROR(DumpPages(pid, rs, &mm, pages.get(), progress).Prefixed("memory"));
-    CRYO_RETURN_IF_ERROR(writer->FinishPageFile(pages.get(), mm.total_pages() * image::kPageSize));
-    LOG_DEBUG("pid %d: %" PRIu64 " pages written and synced in %.3f ms", pid, mm.total_pages(), (Now() - tp) * 1e3);
-    CRYO_RETURN_IF_ERROR(rs.Finish());
+  std::vector<DumpedProcess> procs(tree.processes().size());
+  std::vector<ProcessFds> tables;
+  std::set<pid_t> pids;
+  for (size_t i = 0; i < procs.size(); ++i) {
+    SeizedProcess& sp = *tree.processes()[i];
+    CRYO_RETURN_IF_ERROR(DumpProcess(sp, *writer, opts, &procs[i], &features).Prefixed("pid " + std::to_string(sp.pid())));
+    tables.push_back({sp.pid(), &procs[i].fds});
+    pids.insert(sp.pid());
   }
+  for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
+  CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
+  image::PipeTable pipes;
+  CRYO_RETURN_IF_ERROR(DumpPipes(tables, pids, &pipes).Prefixed("pipes"));
 
-  CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::CoreName(pid), image::FileKind::kProcessCore, core));
-  CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::MmName(pid), image::FileKind::kMm, mm));
-  CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::FdsName(pid), image::FileKind::kFdTable, fds));
+  image::Inventory inv = MakeInventory(opts, procs[0].core, features);
+  if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
+  if (!tree.zombies().empty()) inv.add_features("zombies");
+  if (SharesDescriptions(procs)) inv.add_features("shared-files");
+  std::map<uint64_t, int> shmem_holders;
+  for (const DumpedProcess& p : procs)
+    for (const image::Vma& v : p.mm.vmas())
+      if (v.shmem_id()) ++shmem_holders[v.shmem_id()];
+  for (const auto& [id, n] : shmem_holders)
+    if (n > 1) {
+      inv.add_features("shmem");
+      break;
+    }
+  inv.clear_pids();
+  for (size_t i = 0; i < procs.size(); ++i) {
+    const pid_t p = procs[i].core.pid();
+    inv.add_pids(p);
+    if (procs[i].core.threads_size() > 1 && std::find(inv.features().begin(), inv.features().end(), "threads") == inv.features().end())
+      inv.add_features("threads");
+    CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::CoreName(p), image::FileKind::kProcessCore, procs[i].core));
+    CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::MmName(p), image::FileKind::kMm, procs[i].mm));
+    CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::FdsName(p), image::FileKind::kFdTable, procs[i].fds));
+  }
+  for (const ZombieInfo& z : tree.zombies()) {
+    image::ProcessCore core;
+    core.set_pid(z.pid);
+    core.set_ppid(z.ppid);
+    core.set_pgid(z.pgid);
+    core.set_sid(z.sid);
+    core.set_zombie(true);
+    core.set_exit_status(z.exit_status);
+    core.set_exit_signal(z.exit_signal);
+    core.set_zombie_comm(z.comm);
+    inv.add_pids(z.pid);
+    CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::CoreName(z.pid), image::FileKind::kProcessCore, core));
+  }
+  if (pipes.pipes_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::PipesName(), image::FileKind::kPipes, pipes));
   // The inventory goes last: an image without one is incomplete.
-  CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, MakeInventory(opts, core, features)));
+  CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, inv));
   CRYO_RETURN_IF_ERROR(writer->SyncDir());
 
   if (opts.leave_running) {
-    CRYO_RETURN_IF_ERROR(seized->Detach());
+    CRYO_RETURN_IF_ERROR(tree.DetachAll());
   } else {
-    CRYO_RETURN_IF_ERROR(seized->Kill());
+    CRYO_RETURN_IF_ERROR(tree.KillAll());
   }
-  LOG_INFO("pid %d dumped to %s in %.1f ms (%s)", pid, opts.images_dir.c_str(), (Now() - t0) * 1e3,
-           opts.leave_running ? "left running" : "killed");
+  LOG_INFO("pid %d and %zu descendants dumped to %s in %.1f ms (%s)", pid, procs.size() + tree.zombies().size() - 1,
+           opts.images_dir.c_str(), (Now() - t0) * 1e3, opts.leave_running ? "left running" : "killed");
   return Status::Ok();
 }
 

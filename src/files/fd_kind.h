@@ -55,5 +55,11 @@ const FdKindHandler* HandlerFor(image::FdKind kind);
 const FdKindHandler* RegularFileHandler();
 const FdKindHandler* DirectoryHandler();
 const FdKindHandler* CharDeviceHandler();
+const FdKindHandler* EventfdHandler();
+const FdKindHandler* TimerfdHandler();
+const FdKindHandler* SignalfdHandler();
+const FdKindHandler* EpollHandler();
+const FdKindHandler* InotifyHandler();
+const FdKindHandler* PipeHandler();
 
 }  // namespace cryo

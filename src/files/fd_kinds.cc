@@ -12,6 +12,12 @@ const std::vector<const FdKindHandler*>& FdKindHandlers() {
       RegularFileHandler(),
       DirectoryHandler(),
       CharDeviceHandler(),
+      EventfdHandler(),
+      TimerfdHandler(),
+      SignalfdHandler(),
+      EpollHandler(),
+      InotifyHandler(),
+      PipeHandler(),
   };
   return kAll;
 }

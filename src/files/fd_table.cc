@@ -8,6 +8,7 @@
 #include "base/file_util.h"
 #include "base/unique_fd.h"
 #include "files/fd_kind.h"
+#include "files/fd_pool.h"
 #include "proc/proc.h"
 
 namespace cryo {
@@ -17,8 +18,22 @@ std::string DescribeFdTarget(const std::string& link) {
   if (StartsWith(link, "socket:")) return "a socket";
   if (StartsWith(link, "anon_inode:")) {
     std::string k = link.substr(11);
-    if (!k.empty() && k.front() == '[') k = k.substr(1, k.size() - 2);
-    return "an " + k + " (anon inode)";
+    if (k.size() >= 2 && k.front() == '[' && k.back() == ']') k = k.substr(1, k.size() - 2);
+    static const std::pair<const char*, const char*> kKnown[] = {
+        {"fanotify", "a fanotify group"},       {"io_uring", "an io_uring instance"},
+        {"userfaultfd", "a userfaultfd"},       {"bpf-map", "a BPF map (bpf-map)"},
+        {"bpf-prog", "a BPF program (bpf-prog)"}, {"bpf_link", "a BPF link (bpf_link)"},
+        {"perf_event", "a perf_event fd"},      {"pidfd", "a pidfd"},
+        {"eventfd", "an eventfd"},              {"timerfd", "a timerfd"},
+        {"signalfd", "a signalfd"},             {"eventpoll", "an epoll instance"},
+        {"inotify", "an inotify instance"},     {"memfd_secret", "a memfd_secret"},
+        {"secretmem", "a memfd_secret (secretmem)"}, {"kvm-vm", "a KVM virtual machine"},
+        {"kvm-vcpu", "a KVM vCPU"},             {"sync_file", "a sync_file"},
+        {"dmabuf", "a DMA buffer"},
+    };
+    for (const auto& [name, what] : kKnown)
+      if (k == name || StartsWith(k, std::string(name) + ":")) return std::string(what) + " (" + link + ")";
+    return "an anonymous-inode file of kind \"" + k + "\" (" + link + ")";
   }
   if (StartsWith(link, "/dev/pts/") || StartsWith(link, "/dev/tty") || link == "/dev/ptmx")
     return "a terminal (" + link + ")";
@@ -53,6 +68,9 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
     f->set_flags(src.info.flags & ~static_cast<uint32_t>(O_CLOEXEC));
     f->set_cloexec((src.info.flags & O_CLOEXEC) != 0);
     f->set_pos(src.info.pos);
+    // Identity of the open file, for finding shared descriptions (file_sharing.h).
+    f->mutable_file()->set_dev(src.st.st_dev);
+    f->mutable_file()->set_ino(src.st.st_ino);
     CRYO_RETURN_IF_ERROR(handler->Dump(src, f).Prefixed(src.what() + " (" + handler->name() + ")"));
     if (*handler->feature()) features->insert(handler->feature());
   }
@@ -65,26 +83,18 @@ int MaxFd(const image::FdTable& table) {
   return max;
 }
 
-Status RestoreFdTable(const image::FdTable& table) {
+Status RestoreFdTable(pid_t pid, const image::FdTable& table, const FdPool& pool) {
   for (const image::Fd& f : table.fds()) {
-    const FdKindHandler* h = HandlerFor(f.kind());
     const std::string what = "fd " + std::to_string(f.fd());
-    if (!h) return Status::Error(what + " is of a kind this cryo cannot restore");
-    Result<int> opened = h->Open(f);
-    if (!opened.ok()) return opened.status().Prefixed(what + " (" + h->name() + ")");
-    const int fd = *opened;
-    if (fd != f.fd()) {
-      if (::dup2(fd, f.fd()) < 0) {
-        Status s = Status::FromErrno("dup2 for " + what);
-        ::close(fd);
-        return s;
-      }
-      ::close(fd);
-    }
+    const int from = pool.FdFor(pid, f);
+    if (from < 0) return Status::Error(what + " has no open file description in the pool");
+    if (::dup2(from, f.fd()) < 0) return Status::FromErrno("dup2 for " + what);
     if (f.cloexec() && ::fcntl(f.fd(), F_SETFD, FD_CLOEXEC) != 0) return Status::FromErrno("F_SETFD on " + what);
   }
-  for (const image::Fd& f : table.fds())
-    CRYO_RETURN_IF_ERROR(HandlerFor(f.kind())->Finish(f).Prefixed("fd " + std::to_string(f.fd())));
+  for (const image::Fd& f : table.fds()) {
+    const FdKindHandler* h = HandlerFor(f.kind());
+    if (h && pool.FinishedBy(pid, f)) CRYO_RETURN_IF_ERROR(h->Finish(f).Prefixed("fd " + std::to_string(f.fd())));
+  }
   return Status::Ok();
 }
 

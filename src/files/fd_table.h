@@ -19,10 +19,13 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
 // What an fd link target says it is ("a pipe", "a socket", ...), for messages.
 std::string DescribeFdTarget(const std::string& link);
 
-// In the restore helper: the highest fd number of the table (-1 if empty), and
-// opening every fd at its number. The caller has moved its own fds above
-// MaxFd(table) and closed everything else.
+class FdPool;
+
+// The highest fd number of the table (-1 if empty).
 int MaxFd(const image::FdTable& table);
-Status RestoreFdTable(const image::FdTable& table);
+// In the restore helper of `pid`: installs every fd at its number from the
+// pool, then finishes the descriptions this process is first to hold. The
+// caller has moved its own fds out of the way and closed all but the pool.
+Status RestoreFdTable(pid_t pid, const image::FdTable& table, const FdPool& pool);
 
 }  // namespace cryo

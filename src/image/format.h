@@ -32,6 +32,7 @@ enum class FileKind : uint32_t {
   kMm = 3,
   kFdTable = 4,
   kPages = 5,
+  kPipes = 6,
 };
 const char* FileKindName(FileKind kind);
 
@@ -58,5 +59,6 @@ inline std::string CoreName(int pid) { return "core-" + std::to_string(pid) + ".
 inline std::string MmName(int pid) { return "mm-" + std::to_string(pid) + ".img"; }
 inline std::string FdsName(int pid) { return "fds-" + std::to_string(pid) + ".img"; }
 inline std::string PagesName(int pid) { return "pages-" + std::to_string(pid) + ".img"; }
+inline std::string PipesName() { return "pipes.img"; }
 
 }  // namespace cryo::image

@@ -154,9 +154,10 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
   for (int pid : inv.pids()) {
     ProcessImage& p = img.processes[pid];
     CRYO_RETURN_IF_ERROR(ReadRecord(dir, CoreName(pid), FileKind::kProcessCore, &p.core));
+    if (p.core.pid() != pid) return Status::Error(dir + "/" + CoreName(pid) + ": record is for pid " + std::to_string(p.core.pid()));
+    if (p.core.zombie()) continue;  // nothing but its core
     CRYO_RETURN_IF_ERROR(ReadRecord(dir, MmName(pid), FileKind::kMm, &p.mm));
     CRYO_RETURN_IF_ERROR(ReadRecord(dir, FdsName(pid), FileKind::kFdTable, &p.fds));
-    if (p.core.pid() != pid) return Status::Error(dir + "/" + CoreName(pid) + ": record is for pid " + std::to_string(p.core.pid()));
     if (p.core.threads_size() < 1) return Status::Error(dir + "/" + CoreName(pid) + ": no thread");
     for (const TaskCore& t : p.core.threads()) {
       if (t.regs().gpr_size() != 27) return Status::Error(dir + "/" + CoreName(pid) + ": register set is incomplete");
@@ -167,6 +168,17 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
     CRYO_ASSIGN_OR_RETURN(UniqueFd pf, OpenPageFile(dir, pid, p.mm));
     (void)pf;
   }
+  if (!img.processes.count(inv.root_pid()) || img.processes[inv.root_pid()].core.zombie())
+    return Status::Error(dir + ": the root process " + std::to_string(inv.root_pid()) + " is missing or a zombie");
+  for (const auto& [pid, p] : img.processes) {
+    if (pid == inv.root_pid()) continue;
+    auto parent = img.processes.find(p.core.ppid());
+    if (parent == img.processes.end() || parent->second.core.zombie())
+      return Status::Error(dir + ": the parent " + std::to_string(p.core.ppid()) + " of pid " + std::to_string(pid) +
+                           " is not a live process of the image (corrupted)");
+  }
+  if (std::find(inv.features().begin(), inv.features().end(), "pipes") != inv.features().end())
+    CRYO_RETURN_IF_ERROR(ReadRecord(dir, PipesName(), FileKind::kPipes, &img.pipes));
   return img;
 }
 

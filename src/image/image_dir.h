@@ -48,6 +48,7 @@ struct LoadedImage {
   std::string dir;
   Inventory inventory;
   std::map<int, ProcessImage> processes;  // by pid
+  PipeTable pipes;
 };
 
 // Reads one metadata file, checking magic, version, kind, size and checksum.

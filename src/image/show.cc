@@ -5,6 +5,7 @@
 
 #include <cinttypes>
 #include <cstdio>
+#include <cctype>
 #include <cstring>
 #include <sstream>
 
@@ -42,13 +43,12 @@ std::string ProtString(const Vma& v) {
   return s;
 }
 
-const char* FdKindName(FdKind k) {
-  switch (k) {
-    case FD_REGULAR: return "regular";
-    case FD_DIRECTORY: return "directory";
-    case FD_CHARDEV: return "chardev";
-    default: return "unknown";
-  }
+// "FD_REGULAR" -> "regular".
+std::string FdKindName(FdKind k) {
+  std::string n = FdKind_Name(k);
+  if (n.rfind("FD_", 0) == 0) n = n.substr(3);
+  for (char& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return n;
 }
 
 std::string SigList(const google::protobuf::RepeatedPtrField<SigInfo>& q, const char* sep) {
@@ -78,6 +78,12 @@ std::string ShowJson(const LoadedImage& img) {
   bool first_proc = true;
   for (const auto& [pid, p] : img.processes) {
     const ProcessCore& c = p.core;
+    if (c.zombie()) {
+      o << (first_proc ? "" : ",") << "{\"pid\":" << pid << ",\"ppid\":" << c.ppid() << ",\"pgid\":" << c.pgid()
+        << ",\"sid\":" << c.sid() << ",\"zombie\":true,\"exit_status\":" << c.exit_status() << "}";
+      first_proc = false;
+      continue;
+    }
     const TaskCore& t = c.threads(0);
     o << (first_proc ? "" : ",") << "{\"pid\":" << pid << ",\"ppid\":" << c.ppid() << ",\"pgid\":" << c.pgid()
       << ",\"sid\":" << c.sid() << ",\"comm\":" << JsonString(t.comm()) << ",\"exe\":" << JsonString(c.mm().exe_path())
@@ -130,6 +136,11 @@ std::string ShowText(const LoadedImage& img) {
   o << "\n";
   for (const auto& [pid, p] : img.processes) {
     const ProcessCore& c = p.core;
+    if (c.zombie()) {
+      o << "\nprocess " << pid << " (zombie, wait status " << c.exit_status() << ") ppid " << c.ppid() << " pgid "
+        << c.pgid() << " sid " << c.sid() << "\n";
+      continue;
+    }
     const TaskCore& t = c.threads(0);
     char line[512];
     o << "\nprocess " << pid << " (" << t.comm() << ") ppid " << c.ppid() << " pgid " << c.pgid() << " sid " << c.sid()
@@ -138,6 +149,7 @@ std::string ShowText(const LoadedImage& img) {
     snprintf(line, sizeof(line), "  registers: rip %016" PRIx64 " rsp %016" PRIx64 ", xsave %zu bytes (features %#" PRIx64 ")\n",
              t.regs().gpr(kRip), t.regs().gpr(kRsp), t.regs().xsave().size(), inv.xsave_features());
     o << line;
+    o << "  threads: " << c.threads_size() << "\n";
     o << "  memory: " << p.mm.vmas_size() << " VMAs, " << p.mm.total_pages() << " pages stored ("
       << (p.mm.total_pages() * 4096 >> 10) << " KiB)\n";
     for (const Vma& v : p.mm.vmas()) {

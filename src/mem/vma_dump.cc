@@ -104,7 +104,13 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
     } else {
       return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " is of a kind cryo does not know");
     }
-    if (kind == image::VMA_ANON_SHARED) flags |= MAP_ANONYMOUS;
+    if (kind == image::VMA_ANON_SHARED) {
+      flags |= MAP_ANONYMOUS;
+      // The shmem object behind it: the same inode in every process sharing it.
+      image::FileId shm;
+      CRYO_RETURN_IF_ERROR(FileIdentity(pid, v, &shm));
+      iv->set_shmem_id(shm.ino());
+    }
     if (kind == image::VMA_ANON_PRIVATE) flags |= MAP_ANONYMOUS;
     iv->set_flags(flags);
     iv->set_kind(kind);

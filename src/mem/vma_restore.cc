@@ -164,7 +164,8 @@ Result<uint64_t> FindGap(const std::vector<std::pair<uint64_t, uint64_t>>& used_
   return Status::Error("no free address range of " + std::to_string(len >> 20) + " MiB for the restore");
 }
 
-Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threads, std::vector<restorer::Move>* moves) {
+Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threads,
+                     const std::function<int(uint64_t)>& shmem_fd, std::vector<restorer::Move>* moves) {
   std::vector<FillJob> jobs;
   int ri = 0;
   uint64_t at = base + kPage;
@@ -179,7 +180,8 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
     // Page runs of this VMA (runs are in address order and never cross VMAs).
     const int first_run = ri;
     while (ri < mm.runs_size() && mm.runs(ri).vaddr() < v.end()) ++ri;
-    const bool has_pages = ri > first_run;
+    const int shm = v.kind() == image::VMA_ANON_SHARED && v.shmem_id() && shmem_fd ? shmem_fd(v.shmem_id()) : -1;
+    const bool has_pages = ri > first_run && shm < 0;  // a shmem object comes filled
     int prot = static_cast<int>(v.prot());
     const int map_prot = has_pages ? PROT_READ | PROT_WRITE : prot;
     int flags = MAP_FIXED | ((v.flags() & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE);
@@ -188,6 +190,8 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
     if (v.kind() == image::VMA_FILE_PRIVATE || v.kind() == image::VMA_FILE_SHARED) {
       CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenMappedFile(v));
       p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, fd.get(), static_cast<off_t>(v.pgoff()));
+    } else if (shm >= 0) {
+      p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, shm, static_cast<off_t>(v.pgoff()));
     } else {
       p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags | MAP_ANONYMOUS, -1, 0);
     }
@@ -201,7 +205,8 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
       if (::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, name.c_str()) != 0)
         return Status::FromErrno("naming " + VmaName(v));
     }
-    for (int r = first_run; r < ri; ++r) jobs.push_back({&mm.runs(r), at + (mm.runs(r).vaddr() - v.start())});
+    if (has_pages)
+      for (int r = first_run; r < ri; ++r) jobs.push_back({&mm.runs(r), at + (mm.runs(r).vaddr() - v.start())});
     if (map_prot != prot) finals.push_back({at, len, prot});
     moves->push_back({at, v.start(), len});
     at += len + kPage;

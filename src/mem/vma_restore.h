@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "base/status.h"
@@ -26,8 +27,10 @@ Result<uint64_t> FindGap(const std::vector<std::pair<uint64_t, uint64_t>>& used,
 // by the caller), fills it from `pages_fd` with `threads` threads, checks each
 // page run's checksum, and applies the final protection and madvise flags.
 // Appends one move per VMA to `moves`.
+// `shmem_fd(id)` gives an fd on the shmem object of a shared anonymous VMA
+// (already filled), or -1.
 Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threads,
-                     std::vector<restorer::Move>* moves);
+                     const std::function<int(uint64_t)>& shmem_fd, std::vector<restorer::Move>* moves);
 
 // The [vvar]/[vvar_vclock]/[vdso] moves from the helper's own mappings to the
 // image's addresses; refuses a layout that differs from the image's.

@@ -1,16 +1,21 @@
 #include "restore/helper.h"
 
 #include <fcntl.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
+#include "base/file_util.h"
 #include "base/log.h"
 #include "files/fd_table.h"
 #include "mem/vma_restore.h"
@@ -29,79 +34,103 @@ constexpr uint64_t kThreadStackSize = 16 << 10;
 
 uint64_t RoundUp(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
 
-void WriteAll(int fd, const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return;
-    p += w;
-    n -= static_cast<size_t>(w);
+double Now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+void Send(int fd, HelperRecord kind, pid_t pid, const void* payload, uint32_t len) {
+  std::string rec(9 + len, '\0');
+  rec[0] = static_cast<char>(kind);
+  std::memcpy(&rec[1], &pid, 4);
+  std::memcpy(&rec[5], &len, 4);
+  if (len) std::memcpy(&rec[9], payload, len);
+  // One write: records from different helpers must not interleave.
+  while (::write(fd, rec.data(), rec.size()) < 0 && errno == EINTR) {
   }
 }
 
-void SendText(int fd, HelperRecord kind, const std::string& text) {
-  uint8_t k = static_cast<uint8_t>(kind);
-  uint32_t len = static_cast<uint32_t>(text.size());
-  WriteAll(fd, &k, 1);
-  WriteAll(fd, &len, 4);
-  WriteAll(fd, text.data(), text.size());
+void SendText(int fd, HelperRecord kind, pid_t pid, const std::string& text) {
+  const std::string t = text.substr(0, 3000);
+  Send(fd, kind, pid, t.data(), static_cast<uint32_t>(t.size()));
 }
 
-[[noreturn]] void Die(int status_fd, const Status& s) {
-  SendText(status_fd, HelperRecord::kError, s.ToString());
-  ::_exit(1);
-}
-
-struct RseqReg {
-  uint64_t addr;
-  uint32_t len;
-  uint32_t sig;
-};
-
-// Moves the helper's own fds above the image's highest fd and closes all else.
-Status MoveOwnFds(int max_target_fd, std::vector<int*> own) {
+// Moves the helper's own fds above every fd number of the image and closes
+// everything else but the fd pool.
+Status MoveOwnFds(int max_target_fd, std::vector<int*> own, const FdPool& pool) {
   const int base = std::max(max_target_fd + 1, 3);
   for (int* fd : own) {
     int moved = ::fcntl(*fd, F_DUPFD_CLOEXEC, base);
     if (moved < 0) return Status::FromErrno("moving cryo's fd " + std::to_string(*fd) + " out of the way");
+    ::close(*fd);
     *fd = moved;
   }
-  int lowest_own = INT32_MAX, highest_own = 0;
-  for (int* fd : own) {
-    lowest_own = std::min(lowest_own, *fd);
-    highest_own = std::max(highest_own, *fd);
+  CRYO_ASSIGN_OR_RETURN(std::vector<int> fds, proc::ListFds(::getpid()));
+  for (int fd : fds) {
+    const bool keep = pool.IsPoolFd(fd) || std::any_of(own.begin(), own.end(), [fd](int* o) { return *o == fd; });
+    if (!keep) ::close(fd);
   }
-  // Everything below our moved fds, and above them, goes.
-  for (int fd = 0; fd < lowest_own; ++fd) ::close(fd);
-  for (int fd = lowest_own; fd <= highest_own; ++fd)
-    if (std::none_of(own.begin(), own.end(), [fd](int* o) { return *o == fd; })) ::close(fd);
-  if (syscall(SYS_close_range, highest_own + 1, ~0U, 0) != 0) return Status::FromErrno("close_range");
   return Status::Ok();
 }
 
-Status Run(const HelperContext& ctx_in, int* status_fd) {
-  HelperContext ctx = ctx_in;
-  const image::ProcessImage& p = *ctx.proc;
+// Session and process group, first half: leaders set themselves up before
+// their children are cloned (children inherit the session).
+void SessionPhase1(const image::ProcessCore& core) {
+  const pid_t pid = core.pid();
+  if (core.sid() == pid) {
+    ::setsid();
+  } else if (core.pgid() == pid) {
+    ::setpgid(0, 0);
+  }
+}
+
+// Second half, once every process exists: join the group of another process.
+void SessionPhase2(const image::ProcessCore& core, int status_fd) {
+  const pid_t pid = core.pid();
+  if (core.sid() == pid || core.pgid() == pid) return;
+  if (::getpgid(0) == core.pgid()) return;
+  if (::getsid(0) == core.sid() && ::setpgid(0, core.pgid()) == 0) return;
+  SendText(status_fd, HelperRecord::kWarning, pid,
+           "pid " + std::to_string(pid) + ": session " + std::to_string(core.sid()) + " / process group " +
+               std::to_string(core.pgid()) + " cannot be rebuilt (their leader is outside the image); it joins " +
+               std::to_string(::getsid(0)) + " / " + std::to_string(::getpgid(0)));
+}
+
+// A zombie: exits the way it did, once the whole tree exists.
+[[noreturn]] void BecomeZombie(const image::ProcessCore& core) {
+  ::prctl(PR_SET_NAME, core.zombie_comm().c_str(), 0, 0, 0);
+  const int st = core.exit_status();
+  if (WIFSIGNALED(st)) {
+    struct rlimit none = {0, 0};
+    ::setrlimit(RLIMIT_CORE, &none);
+    ::signal(WTERMSIG(st), SIG_DFL);
+    sigset_t all;
+    sigfillset(&all);
+    sigprocmask(SIG_UNBLOCK, &all, nullptr);
+    ::kill(::getpid(), WTERMSIG(st));
+  }
+  ::_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 0);
+}
+
+Status BuildProcess(HelperContext& ctx) {
+  const image::ProcessImage& p = ctx.img->processes.at(ctx.pid);
   const image::ProcessCore& core = p.core;
 
-  RseqReg rseq{};
-  if (::read(ctx.sync_fd, &rseq, sizeof(rseq)) != sizeof(rseq)) return Status::FromErrno("waiting for cryo");
-  CloseLogFile();
-
-  CRYO_ASSIGN_OR_RETURN(UniqueFd pages_fd, image::OpenPageFile(ctx.images_dir, core.pid(), p.mm));
+  CRYO_ASSIGN_OR_RETURN(UniqueFd pages_fd, image::OpenPageFile(ctx.img->dir, core.pid(), p.mm));
   int pages = pages_fd.release();
   int exe_fd = ::open(core.mm().exe_path().c_str(), O_RDONLY | O_CLOEXEC);
   if (exe_fd < 0) return Status::FromErrno("open executable " + core.mm().exe_path());
-  CRYO_RETURN_IF_ERROR(MoveOwnFds(MaxFd(p.fds), {&ctx.sync_fd, &ctx.status_fd, &pages, &exe_fd}));
-  *status_fd = ctx.status_fd;
+  int max_fd = 2;
+  for (const auto& [pid, q] : ctx.img->processes) max_fd = std::max(max_fd, MaxFd(q.fds));
+  CRYO_RETURN_IF_ERROR(MoveOwnFds(max_fd, {&ctx.status_fd, &pages, &exe_fd}, *ctx.pool));
 
   std::vector<std::string> warnings;
   CRYO_RETURN_IF_ERROR(ApplyProcessSettings(core, &warnings));
-  for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, w);
-  CRYO_RETURN_IF_ERROR(RestoreFdTable(p.fds).Prefixed("files"));
+  for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
+  CRYO_RETURN_IF_ERROR(RestoreFdTable(ctx.pid, p.fds, *ctx.pool).Prefixed("files"));
 
-  // Lay out: [premap reservation][guard][blob | args | stack | vDSO scratch].
+  // Lay out: [premap reservation][guard][blob | args | stacks | vDSO scratch].
   CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> own, proc::ReadVmas(::getpid()));
   std::vector<restorer::Move> specials;
   CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, own, &specials));
@@ -131,8 +160,12 @@ Status Run(const HelperContext& ctx_in, int* status_fd) {
     return Status::FromErrno("mapping the restorer area");
 
   std::vector<restorer::Move> moves;
-  CRYO_RETURN_IF_ERROR(PremapAndFill(p.mm, pages, base, ctx.fill_threads, &moves).Prefixed("memory"));
+  const FdPool* pool = ctx.pool;
+  CRYO_RETURN_IF_ERROR(PremapAndFill(p.mm, pages, base, ctx.fill_threads,
+                                     [pool](uint64_t id) { return pool->ShmemFd(id); }, &moves)
+                           .Prefixed("memory"));
   ::close(pages);
+  const_cast<FdPool*>(ctx.pool)->CloseAll();
 
   std::memcpy(reinterpret_cast<void*>(area), restorer::BlobData(), restorer::BlobSize());
   auto* a = reinterpret_cast<restorer::Args*>(area + blob_len);
@@ -156,17 +189,14 @@ Status Run(const HelperContext& ctx_in, int* status_fd) {
   CRYO_RETURN_IF_ERROR(FillTaskArgs(core, exe_fd, a, area + blob_len + args_len + kStackSize, kThreadStackSize));
   warnings.clear();
   CRYO_RETURN_IF_ERROR(ApplyLateSettings(core, &warnings));
-  for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, w);
+  for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
 
-  uint8_t k = static_cast<uint8_t>(HelperRecord::kArea);
-  uint64_t rec[3] = {area, area_len, static_cast<uint64_t>(ctx.status_fd)};
-  WriteAll(ctx.status_fd, &k, 1);
-  WriteAll(ctx.status_fd, rec, sizeof(rec));
-  ::close(ctx.sync_fd);
+  const uint64_t rec[3] = {area, area_len, static_cast<uint64_t>(ctx.status_fd)};
+  Send(ctx.status_fd, HelperRecord::kArea, ctx.pid, rec, sizeof(rec));
 
   // glibc registered rseq for this thread inside memory the blob unmaps; the
   // kernel would write there on the next preemption (rseq(2)).
-  if (rseq.addr && syscall(SYS_rseq, rseq.addr, rseq.len, 1 /*RSEQ_FLAG_UNREGISTER*/, rseq.sig) != 0)
+  if (ctx.rseq.addr && syscall(SYS_rseq, ctx.rseq.addr, ctx.rseq.len, 1 /*RSEQ_FLAG_UNREGISTER*/, ctx.rseq.sig) != 0)
     return Status::FromErrno("unregistering the helper's rseq area");
   sigset_t all;
   sigfillset(&all);
@@ -182,12 +212,75 @@ Status Run(const HelperContext& ctx_in, int* status_fd) {
   __builtin_unreachable();
 }
 
+// Runs in the helper of ctx.pid: builds its children, waits for the tree, then
+// becomes the image's process.
+Status Run(HelperContext& ctx) {
+  const image::ProcessCore& core = ctx.img->processes.at(ctx.pid).core;
+  SessionPhase1(core);
+  std::vector<pid_t> zombies;
+  for (const auto& [pid, child] : ctx.img->processes) {
+    if (pid == ctx.pid || child.core.ppid() != ctx.pid || pid == ctx.img->inventory.root_pid()) continue;
+    const int exit_signal = child.core.exit_signal() ? child.core.exit_signal() : SIGCHLD;
+    CRYO_ASSIGN_OR_RETURN(pid_t cpid, CloneWithPid(pid, exit_signal));
+    if (cpid == 0) {
+      ctx.pid = pid;
+      RunHelper(ctx);
+    }
+    if (child.core.zombie()) zombies.push_back(pid);
+  }
+  Send(ctx.status_fd, HelperRecord::kCreated, ctx.pid, nullptr, 0);
+  char go;
+  if (::read(ctx.go_fd, &go, 1) != 1) return Status::FromErrno("waiting for the whole tree");
+  ::close(ctx.go_fd);
+  if (core.zombie()) BecomeZombie(core);
+  SessionPhase2(core, ctx.status_fd);
+  // Our zombie children must be dead (not reaped) before we go on, so that
+  // their SIGCHLD reaches the helper, not the restored process.
+  for (pid_t z : zombies) {
+    siginfo_t info;
+    while (::waitid(P_PID, static_cast<id_t>(z), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
+    }
+  }
+  return BuildProcess(ctx);
+}
+
 }  // namespace
 
-void RunHelper(const HelperContext& ctx) {
-  int status_fd = ctx.status_fd;
-  Status s = Run(ctx, &status_fd);
-  Die(status_fd, s.ok() ? Status::Error("restore helper returned") : s);
+Result<pid_t> CloneWithPid(pid_t pid, int exit_signal) {
+  struct clone_args args;
+  std::memset(&args, 0, sizeof(args));
+  args.exit_signal = static_cast<uint64_t>(exit_signal);
+  pid_t tid = pid;
+  args.set_tid = reinterpret_cast<uint64_t>(&tid);
+  args.set_tid_size = 1;
+  const double deadline = Now() + 3.0;
+  for (;;) {
+    long r = syscall(SYS_clone3, &args, sizeof(args));
+    if (r >= 0) return static_cast<pid_t>(r);
+    if (errno != EEXIST || Now() > deadline) break;
+    ::usleep(5000);
+  }
+  if (errno == EEXIST) {
+    auto comm = ReadFileToString("/proc/" + std::to_string(pid) + "/comm");
+    return Status::Error("pid " + std::to_string(pid) + " is in use" +
+                         (comm.ok() ? " by " + std::string(Trim(*comm)) : std::string()) +
+                         "; the original process must be gone before it can be restored with its PID");
+  }
+  return Status::FromErrno("clone3 with set_tid " + std::to_string(pid));
+}
+
+void RunHelper(HelperContext ctx) {
+  // The helper dies with cryo until the restore is complete.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  CloseLogFile();
+  if (ctx.sync_fd >= 0) {
+    if (::read(ctx.sync_fd, &ctx.rseq, sizeof(ctx.rseq)) != sizeof(ctx.rseq)) ::_exit(1);
+    ::close(ctx.sync_fd);
+    ctx.sync_fd = -1;
+  }
+  Status s = Run(ctx);
+  SendText(ctx.status_fd, HelperRecord::kError, ctx.pid, s.ok() ? "restore helper returned" : s.ToString());
+  ::_exit(1);
 }
 
 }  // namespace cryo

@@ -1,32 +1,52 @@
-// The restore helper: the code that runs in the freshly cloned process (already
-// holding the target's PID) and turns it into the image's process, up to the
-// jump into the restorer blob. Runs after fork: no exceptions escape, failures
-// are reported to cryo through `status_fd` and end the process.
+// The restore helper: the code that runs in each freshly cloned process
+// (already holding its image PID) and turns it into the image's process, up to
+// the jump into the restorer blob. It first clones its own children, so the
+// tree is rebuilt with its shape, sessions and process groups. Runs after
+// fork: no exceptions escape; failures are reported to cryo through the status
+// pipe and end the process.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <string>
 
+#include "files/fd_pool.h"
 #include "image/image_dir.h"
 
 namespace cryo {
 
-// Records on the status pipe, helper -> cryo.
+// Records on the status pipe, helper -> cryo. Each is one write(2) (atomic):
+// kind (1 byte), pid (4), payload length (4), payload.
 enum class HelperRecord : uint8_t {
-  kWarning = 'W',  // u32 length + text: a difference that does not stop the restore
-  kError = 'E',    // u32 length + text: the helper failed and exits
-  kArea = 'A',     // u64 address, u64 length of the restorer area, u64 status fd (cryo removes both at the end)
-  kBlobFailure = 'B',  // restorer::Failure
+  kWarning = 'W',  // text: a difference that does not stop the restore
+  kError = 'E',    // text: the helper failed and exits
+  kCreated = 'C',  // no payload: this process and its children exist
+  kArea = 'A',     // u64 address, u64 length of the restorer area, u64 status fd
+  kBlobFailure = 'B',  // restorer::Failure, written by the blob (its own layout)
+};
+
+struct RseqRegistration {
+  uint64_t addr = 0;
+  uint32_t len = 0;
+  uint32_t sig = 0;
 };
 
 struct HelperContext {
-  const image::ProcessImage* proc = nullptr;
-  std::string images_dir;
-  int sync_fd = -1;    // cryo writes the helper's rseq registration here once it is seized
-  int status_fd = -1;  // HelperRecords to cryo
+  const image::LoadedImage* img = nullptr;
+  const FdPool* pool = nullptr;
+  pid_t pid = 0;        // the process this helper becomes
+  int sync_fd = -1;     // root only: cryo writes the rseq registration once it seized the root
+  int status_fd = -1;   // HelperRecords to cryo
+  int go_fd = -1;       // one byte per process once the whole tree exists
   int fill_threads = 2;
+  RseqRegistration rseq;  // glibc's registration, the same in every helper (fork copies it)
 };
 
-[[noreturn]] void RunHelper(const HelperContext& ctx);
+[[noreturn]] void RunHelper(HelperContext ctx);
+
+// clone3(2) with set_tid: the child gets exactly `pid`. A PID just freed can
+// stay busy for a moment, so EEXIST is retried for a bounded time.
+Result<pid_t> CloneWithPid(pid_t pid, int exit_signal);
 
 }  // namespace cryo

@@ -1,27 +1,29 @@
 #include "restore/restore.h"
 
 #include <fcntl.h>
-#include <linux/sched.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
-#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cstring>
-#include <set>
 #include <fstream>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "files/fd_pool.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
+#include "proc/proc.h"
 #include "restore/helper.h"
 #include "restorer/blob.h"
 #include "restorer/restorer_args.h"
@@ -37,98 +39,112 @@ double Now() {
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-// Kills the half-restored process unless released.
-class ChildGuard {
+// Kills everything half-restored unless released: each process of the image
+// that cryo traces (so never an unrelated process that reuses a pid).
+class TreeGuard {
  public:
-  explicit ChildGuard(pid_t pid) : pid_(pid) {}
-  ~ChildGuard() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    int st;
-    while (::waitpid(pid_, &st, __WALL) < 0 && errno == EINTR) {
+  TreeGuard(pid_t root, std::vector<pid_t> pids) : root_(root), pids_(std::move(pids)) {}
+  ~TreeGuard() {
+    if (released_) return;
+    for (pid_t pid : pids_) {
+      auto st = proc::ReadStatus(pid);
+      if (st.ok() && st->tracer_pid == ::getpid()) ::kill(pid, SIGKILL);
+    }
+    ::kill(root_, SIGKILL);
+    // Reap what is ours (the root) and let the kernel collect the rest.
+    for (;;) {
+      int st;
+      pid_t r = ::waitpid(-1, &st, __WALL);
+      if (r < 0 && errno != EINTR) break;
     }
   }
-  void Release() { pid_ = 0; }
+  void Release() { released_ = true; }
 
  private:
-  pid_t pid_;
+  pid_t root_;
+  std::vector<pid_t> pids_;
+  bool released_ = false;
 };
 
-// clone3(2) with set_tid: the child gets exactly `pid`. A PID just freed by a
-// killed original can stay busy for a moment (see DESIGN.md), so EEXIST is
-// retried for a bounded time.
-Result<pid_t> CloneWithPid(pid_t pid) {
-  struct clone_args args;
-  std::memset(&args, 0, sizeof(args));
-  args.exit_signal = SIGCHLD;
-  pid_t tid = pid;
-  args.set_tid = reinterpret_cast<uint64_t>(&tid);
-  args.set_tid_size = 1;
-  const double deadline = Now() + 3.0;
-  for (;;) {
-    long r = syscall(SYS_clone3, &args, sizeof(args));
-    if (r >= 0) return static_cast<pid_t>(r);
-    if (errno != EEXIST || Now() > deadline) break;
-    ::usleep(5000);
-  }
-  if (errno == EEXIST) {
-    auto comm = ReadFileToString("/proc/" + std::to_string(pid) + "/comm");
-    return Status::Error("pid " + std::to_string(pid) + " is in use" +
-                         (comm.ok() ? " by " + std::string(Trim(*comm)) : std::string()) +
-                         "; the original process must be gone before it can be restored with its PID");
-  }
-  return Status::FromErrno("clone3 with set_tid " + std::to_string(pid));
-}
-
-struct HelperReport {
-  std::string error;
+struct ProcessReport {
   uint64_t area = 0, area_len = 0, status_fd = 0;
+  bool created = false;
 };
 
-// Reads the helper's status records until EOF.
-HelperReport ReadStatus(int fd) {
-  HelperReport rep;
-  std::string buf;
-  char chunk[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, chunk, sizeof(chunk));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    buf.append(chunk, static_cast<size_t>(n));
-  }
-  size_t i = 0;
-  while (i < buf.size()) {
-    const auto kind = static_cast<HelperRecord>(buf[i++]);
-    if (kind == HelperRecord::kWarning || kind == HelperRecord::kError) {
-      uint32_t len;
-      if (i + 4 > buf.size()) break;
-      std::memcpy(&len, buf.data() + i, 4);
-      i += 4;
-      std::string text = buf.substr(i, len);
-      i += len;
-      if (kind == HelperRecord::kWarning) LOG_WARN("%s", text.c_str());
-      else rep.error = text;
-    } else if (kind == HelperRecord::kArea) {
-      if (i + 24 > buf.size()) break;
-      std::memcpy(&rep.area, buf.data() + i, 8);
-      std::memcpy(&rep.area_len, buf.data() + i + 8, 8);
-      std::memcpy(&rep.status_fd, buf.data() + i + 16, 8);
-      i += 24;
-    } else if (kind == HelperRecord::kBlobFailure) {
-      restorer::Failure f;
-      if (i - 1 + sizeof(f) > buf.size()) break;
-      std::memcpy(&f, buf.data() + i - 1, sizeof(f));
-      i += sizeof(f) - 1;
-      char where[32];
-      snprintf(where, sizeof(where), "%#llx", static_cast<unsigned long long>(f.addr));
-      rep.error = Status::Errno(f.err, std::string("restorer: ") + f.step + " (" + where + ")").ToString();
-    } else {
-      rep.error = "garbled status from the restore helper";
-      break;
+// Parses helper records from the status pipe (non-blocking).
+class StatusReader {
+ public:
+  explicit StatusReader(int fd) : fd_(fd) { ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK); }
+  // Reads what is available; returns false at EOF.
+  bool Poll() {
+    char chunk[8192];
+    for (;;) {
+      ssize_t n = ::read(fd_, chunk, sizeof(chunk));
+      if (n > 0) {
+        buf_.append(chunk, static_cast<size_t>(n));
+        continue;
+      }
+      Parse();
+      return !(n == 0);
     }
   }
-  return rep;
-}
+  std::map<pid_t, ProcessReport> reports;
+  std::string error;
+  int created = 0;
+
+ private:
+  void Parse() {
+    size_t i = 0;
+    while (i < buf_.size()) {
+      const auto kind = static_cast<HelperRecord>(buf_[i]);
+      if (kind == HelperRecord::kBlobFailure) {
+        restorer::Failure f;
+        if (buf_.size() - i < sizeof(f)) break;
+        std::memcpy(&f, buf_.data() + i, sizeof(f));
+        i += sizeof(f);
+        char where[32];
+        snprintf(where, sizeof(where), "%#llx", static_cast<unsigned long long>(f.addr));
+        if (error.empty())
+          error = Status::Errno(f.err, "pid " + std::to_string(f.pid) + ": restorer: " + f.step + " (" + where + ")")
+                      .ToString();
+        continue;
+      }
+      if (buf_.size() - i < 9) break;
+      pid_t pid;
+      uint32_t len;
+      std::memcpy(&pid, buf_.data() + i + 1, 4);
+      std::memcpy(&len, buf_.data() + i + 5, 4);
+      if (buf_.size() - i < 9 + len) break;
+      const std::string payload = buf_.substr(i + 9, len);
+      i += 9 + len;
+      switch (kind) {
+        case HelperRecord::kWarning:
+          LOG_WARN("%s", payload.c_str());
+          break;
+        case HelperRecord::kError:
+          if (error.empty()) error = "pid " + std::to_string(pid) + ": " + payload;
+          break;
+        case HelperRecord::kCreated:
+          reports[pid].created = true;
+          ++created;
+          break;
+        case HelperRecord::kArea:
+          if (payload.size() == 24) {
+            std::memcpy(&reports[pid].area, payload.data(), 8);
+            std::memcpy(&reports[pid].area_len, payload.data() + 8, 8);
+            std::memcpy(&reports[pid].status_fd, payload.data() + 16, 8);
+          }
+          break;
+        default:
+          if (error.empty()) error = "garbled status from the restore helpers";
+          i = buf_.size();
+      }
+    }
+    buf_.erase(0, i);
+  }
+  int fd_;
+  std::string buf_;
+};
 
 void FillRegs(const image::TaskCore& t, user_regs_struct* regs) {
   static_assert(sizeof(user_regs_struct) == 27 * 8);
@@ -161,123 +177,18 @@ Status CheckCpu(const image::Inventory& inv) {
   return Status::Ok();
 }
 
-}  // namespace
-
-Result<pid_t> Restore(const RestoreOptions& opts) {
-  const double t0 = Now();
-  CRYO_ASSIGN_OR_RETURN(image::LoadedImage img, image::LoadImage(opts.images_dir));
-  if (img.processes.size() != 1) return Status::Error("images with several processes are not supported yet");
-  const image::ProcessImage& proc = img.processes.begin()->second;
+// Final step for one process: close the status pipe and unmap the blob from
+// inside it, then load every thread's registers, xsave state and signal mask.
+Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint64_t syscall_off) {
   const pid_t pid = proc.core.pid();
-  CRYO_RETURN_IF_ERROR(CheckCpu(img.inventory));
-  CRYO_ASSIGN_OR_RETURN(uint64_t syscall_off, BlobSyscallInsn());
-  LOG_DEBUG("image %s loaded and validated in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
-
-  int sync[2], status[2];
-  if (::pipe2(sync, O_CLOEXEC) != 0 || ::pipe2(status, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
-  UniqueFd sync_r(sync[0]), sync_w(sync[1]), status_r(status[0]), status_w(status[1]);
-
-  HelperContext ctx;
-  ctx.proc = &proc;
-  ctx.images_dir = opts.images_dir;
-  ctx.sync_fd = sync_r.get();
-  ctx.status_fd = status_w.get();
-  ctx.fill_threads = static_cast<int>(std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
-  const pid_t parent = ::getpid();
-
-  CRYO_ASSIGN_OR_RETURN(pid_t child, CloneWithPid(pid));
-  if (child == 0) {
-    // The helper dies with cryo until the restore is complete.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(1);
-    RunHelper(ctx);
-  }
-  ChildGuard guard(child);
-  sync_r.reset();
-  status_w.reset();
-
-  // Seize the helper and tell it where glibc registered its rseq area.
-  // TRACECLONE: the threads the blob creates are ours from their first
-  // instruction. EXITKILL: if cryo dies before the release, nothing
-  // half-restored survives it.
-  if (ptrace(PTRACE_SEIZE, child, nullptr,
-             reinterpret_cast<void*>(PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL)) != 0)
-    return Status::FromErrno("PTRACE_SEIZE restored pid " + std::to_string(child));
-  if (ptrace(PTRACE_INTERRUPT, child, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_INTERRUPT");
-  CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(child));
-  if (si.exited) return Status::Error("restore helper died at start");
-  struct {
-    uint64_t addr;
-    uint32_t len, sig, flags, pad;
-  } rc{};
-  if (ptrace(static_cast<__ptrace_request>(0x420f /*PTRACE_GET_RSEQ_CONFIGURATION*/), child, sizeof(rc), &rc) < 0)
-    return Status::FromErrno("PTRACE_GET_RSEQ_CONFIGURATION");
-  if (ptrace(PTRACE_CONT, child, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_CONT");
-  struct {
-    uint64_t addr;
-    uint32_t len, sig;
-  } reg = {rc.addr, rc.len, rc.sig};
-  if (::write(sync_w.get(), &reg, sizeof(reg)) != sizeof(reg)) return Status::FromErrno("starting the restore helper");
-  sync_w.reset();
-
-  // Wait until every thread of the image stopped itself with SIGSTOP at the end
-  // of the blob (or the helper died). Other tasks (the helper's fill threads)
-  // are let run and reaped.
-  std::set<pid_t> expected, stopped;
-  for (const image::TaskCore& t : proc.core.threads()) expected.insert(t.tid());
-  const double deadline = Now() + 120;
-  while (stopped.size() < expected.size()) {
-    int st = 0;
-    pid_t tid = ::waitpid(-1, &st, __WALL | WNOHANG);
-    if (tid < 0) {
-      if (errno == EINTR) continue;
-      return Status::FromErrno("waitpid for the restored threads");
-    }
-    if (tid == 0) {
-      if (Now() > deadline) return Status::Errno(ETIMEDOUT, "waiting for pid " + std::to_string(pid) + " to be rebuilt");
-      ::usleep(200);
-      continue;
-    }
-    if (WIFEXITED(st) || WIFSIGNALED(st)) {
-      if (tid != child) continue;  // a helper thread went away
-      HelperReport rep = ReadStatus(status_r.get());
-      guard.Release();
-      return Status::Error(rep.error.empty() ? "restore helper died (wait status " + std::to_string(st) + ")" : rep.error);
-    }
-    const int sig = WSTOPSIG(st), event = st >> 16;
-    if (event == 0 && sig == SIGSTOP && expected.count(tid)) {
-      stopped.insert(tid);
-      continue;
-    }
-    // Clone events, the first stop of a new thread, other signals: go on.
-    const long inject = (event == 0 && sig != SIGSTOP && sig != (SIGTRAP | 0x80)) ? sig : 0;
-    if (ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(inject)) != 0 && errno != ESRCH)
-      return Status::FromErrno("PTRACE_CONT task " + std::to_string(tid));
-  }
-  LOG_DEBUG("pid %d: address space and %zu threads rebuilt in %.3f ms", pid, stopped.size(), (Now() - t0) * 1e3);
-
-  // From inside the process: close the status pipe, unmap the blob; then load
-  // every thread's registers and signal mask.
+  if (!rep.area) return Status::Error("pid " + std::to_string(pid) + ": the helper did not report its restorer area");
   user_regs_struct cur;
-  CRYO_RETURN_IF_ERROR(GetRegs(child, &cur));
-  RemoteSyscaller rs(child, cur);
-  // The status pipe's last writer goes with this close: read what it said.
-  uint64_t area = 0, area_len = 0;
-  {
-    // The area record was written before the blob started; read it without
-    // waiting for EOF (the pipe is still open in the process).
-    int fl = ::fcntl(status_r.get(), F_GETFL);
-    ::fcntl(status_r.get(), F_SETFL, fl | O_NONBLOCK);
-    HelperReport rep = ReadStatus(status_r.get());
-    if (!rep.error.empty()) return Status::Error(rep.error);
-    if (!rep.area) return Status::Error("restore helper did not report its restorer area");
-    area = rep.area;
-    area_len = rep.area_len;
-    rs.SetSyscallInsn(area + syscall_off);
-    CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_close, rep.status_fd));
-    if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the status pipe in pid " + std::to_string(pid));
-  }
-  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_munmap, area, area_len));
+  CRYO_RETURN_IF_ERROR(GetRegs(pid, &cur));
+  RemoteSyscaller rs(pid, cur);
+  rs.SetSyscallInsn(rep.area + syscall_off);
+  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_close, rep.status_fd));
+  if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the status pipe in pid " + std::to_string(pid));
+  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_munmap, rep.area, rep.area_len));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "unmapping the restorer from pid " + std::to_string(pid));
   for (const image::TaskCore& t : proc.core.threads()) {
     user_regs_struct regs;
@@ -295,17 +206,147 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     if (t.tid() != pid && ::setpriority(PRIO_PROCESS, static_cast<id_t>(t.tid()), t.nice()) != 0)
       return Status::FromErrno("setpriority of task " + std::to_string(t.tid()));
   }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<pid_t> Restore(const RestoreOptions& opts) {
+  const double t0 = Now();
+  CRYO_ASSIGN_OR_RETURN(image::LoadedImage img, image::LoadImage(opts.images_dir));
+  const pid_t root = img.inventory.root_pid();
+  CRYO_RETURN_IF_ERROR(CheckCpu(img.inventory));
+  CRYO_ASSIGN_OR_RETURN(uint64_t syscall_off, BlobSyscallInsn());
+  CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
+  LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
+
+  int sync[2], status[2], go[2];
+  if (::pipe2(sync, O_CLOEXEC) != 0 || ::pipe2(status, O_CLOEXEC) != 0 || ::pipe2(go, O_CLOEXEC) != 0)
+    return Status::FromErrno("pipe");
+  UniqueFd sync_r(sync[0]), sync_w(sync[1]), status_r(status[0]), status_w(status[1]), go_r(go[0]), go_w(go[1]);
+
+  HelperContext ctx;
+  ctx.img = &img;
+  ctx.pool = &pool;
+  ctx.pid = root;
+  ctx.sync_fd = sync_r.get();
+  ctx.status_fd = status_w.get();
+  ctx.go_fd = go_r.get();
+  ctx.fill_threads = static_cast<int>(std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
+  const pid_t parent = ::getpid();
+
+  const int root_exit_signal = img.processes.at(root).core.exit_signal() ? img.processes.at(root).core.exit_signal() : SIGCHLD;
+  CRYO_ASSIGN_OR_RETURN(pid_t child, CloneWithPid(root, root_exit_signal));
+  if (child == 0) {
+    if (::getppid() != parent) ::_exit(1);
+    RunHelper(ctx);
+  }
+  std::vector<pid_t> all_pids;
+  for (const auto& [pid, p] : img.processes) all_pids.push_back(pid);
+  TreeGuard guard(child, all_pids);
+  pool.CloseAll();
+  sync_r.reset();
+  status_w.reset();
+  go_r.reset();
+
+  // Seize the root helper (its descendants follow through TRACEFORK/CLONE) and
+  // tell it where glibc registered its rseq area. EXITKILL: if cryo dies
+  // before the release, nothing half-restored survives it.
+  const long options = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_EXITKILL;
+  if (ptrace(PTRACE_SEIZE, child, nullptr, reinterpret_cast<void*>(options)) != 0)
+    return Status::FromErrno("PTRACE_SEIZE restored pid " + std::to_string(child));
+  if (ptrace(PTRACE_INTERRUPT, child, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_INTERRUPT");
+  CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(child));
+  if (si.exited) return Status::Error("restore helper died at start");
+  struct {
+    uint64_t addr;
+    uint32_t len, sig, flags, pad;
+  } rc{};
+  if (ptrace(static_cast<__ptrace_request>(0x420f /*PTRACE_GET_RSEQ_CONFIGURATION*/), child, sizeof(rc), &rc) < 0)
+    return Status::FromErrno("PTRACE_GET_RSEQ_CONFIGURATION");
+  if (ptrace(PTRACE_CONT, child, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_CONT");
+  RseqRegistration reg{rc.addr, rc.len, rc.sig};
+  if (::write(sync_w.get(), &reg, sizeof(reg)) != sizeof(reg)) return Status::FromErrno("starting the restore helper");
+  sync_w.reset();
+
+  // Every thread of every live process stops itself with SIGSTOP at the end of
+  // the blob; zombies exit. Other tasks (helper fill threads) run and are reaped.
+  std::set<pid_t> expected, stopped, zombies, zombies_done, leaders;
+  for (const auto& [pid, p] : img.processes) {
+    if (p.core.zombie()) {
+      zombies.insert(pid);
+      continue;
+    }
+    leaders.insert(pid);
+    for (const image::TaskCore& t : p.core.threads()) expected.insert(t.tid());
+  }
+  const int nprocs = static_cast<int>(img.processes.size());
+  StatusReader status_reader(status_r.get());
+  bool go_sent = false;
+  const double deadline = Now() + 120;
+  while (stopped.size() < expected.size() || zombies_done.size() < zombies.size()) {
+    status_reader.Poll();
+    if (!status_reader.error.empty()) return Status::Error(status_reader.error);
+    if (!go_sent && status_reader.created == nprocs) {
+      // The whole tree exists: sessions and groups can be joined now.
+      std::string bytes(static_cast<size_t>(nprocs), 'g');
+      if (::write(go_w.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
+        return Status::FromErrno("releasing the restore helpers");
+      go_sent = true;
+      LOG_DEBUG("tree of %d processes created in %.3f ms", nprocs, (Now() - t0) * 1e3);
+    }
+    int st = 0;
+    const pid_t tid = ::waitpid(-1, &st, __WALL | WNOHANG);
+    if (tid < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno("waitpid for the restored tasks");
+    }
+    if (tid == 0) {
+      if (Now() > deadline) return Status::Errno(ETIMEDOUT, "waiting for the tree of pid " + std::to_string(root) + " to be rebuilt");
+      ::usleep(100);
+      continue;
+    }
+    if (WIFEXITED(st) || WIFSIGNALED(st)) {
+      if (zombies.count(tid)) {
+        zombies_done.insert(tid);
+        continue;
+      }
+      if (!leaders.count(tid)) continue;  // a helper thread went away
+      // A process died before its release: find out why.
+      for (int i = 0; i < 100 && status_reader.Poll() && status_reader.error.empty(); ++i) ::usleep(1000);
+      return Status::Error(!status_reader.error.empty() ? status_reader.error
+                                                        : "restore helper of pid " + std::to_string(tid) +
+                                                              " died (wait status " + std::to_string(st) + ")");
+    }
+    const int sig = WSTOPSIG(st), event = st >> 16;
+    if (event == 0 && sig == SIGSTOP && expected.count(tid)) {
+      stopped.insert(tid);
+      continue;
+    }
+    // Fork/clone events, the first stop of a new task, other signals: go on.
+    const long inject = (event == 0 && sig != SIGSTOP && sig != (SIGTRAP | 0x80)) ? sig : 0;
+    if (ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(inject)) != 0 && errno != ESRCH)
+      return Status::FromErrno("PTRACE_CONT task " + std::to_string(tid));
+  }
+  status_reader.Poll();
+  if (!status_reader.error.empty()) return Status::Error(status_reader.error);
+  LOG_DEBUG("pid %d: %zu processes, %zu threads rebuilt in %.3f ms", root, leaders.size(), stopped.size(),
+            (Now() - t0) * 1e3);
+
+  for (pid_t pid : leaders)
+    CRYO_RETURN_IF_ERROR(Finalize(img.processes.at(pid), status_reader.reports[pid], syscall_off));
   if (!opts.pidfile.empty()) {
     std::ofstream pf(opts.pidfile, std::ios::trunc);
-    pf << pid << "\n";
+    pf << root << "\n";
     if (!pf) return Status::Error("cannot write pidfile " + opts.pidfile);
   }
-  // Release every thread together.
-  for (const image::TaskCore& t : proc.core.threads())
-    if (ptrace(PTRACE_DETACH, t.tid(), nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(t.tid()));
+  // Release every thread of every process together.
+  for (pid_t tid : expected)
+    if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
   guard.Release();
-  LOG_INFO("pid %d restored from %s in %.1f ms", pid, opts.images_dir.c_str(), (Now() - t0) * 1e3);
-  return pid;
+  LOG_INFO("pid %d restored from %s in %.1f ms (%zu processes)", root, opts.images_dir.c_str(), (Now() - t0) * 1e3,
+           img.processes.size());
+  return root;
 }
 
 }  // namespace cryo

@@ -43,6 +43,7 @@ inline long Sys(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e =
   char* p = reinterpret_cast<char*>(&f);
   for (size_t i = 0; i < sizeof(f); ++i) p[i] = 0;
   f.tag = 'B';
+  f.pid = a->pid;
   f.err = static_cast<int32_t>(err < 0 ? -err : err);
   for (size_t i = 0; step[i] && i + 1 < sizeof(f.step); ++i) f.step[i] = step[i];
   f.addr = addr;

@@ -64,6 +64,7 @@ struct CredsArg {
 struct Failure {
   uint8_t tag;        // 'B' (HelperRecord::kBlobFailure)
   uint8_t pad[3];
+  int32_t pid;
   int32_t err;        // positive errno
   char step[52];      // what failed
   uint64_t addr;      // the address / number it concerns

@@ -33,23 +33,17 @@ Status CheckDumpable(pid_t pid) {
   if ((st->flags & kPfKthread) || pid == 2 || st->ppid == 2)
     return Status::Error(Pid(pid) + " (" + st->comm + ") is a kernel thread");
   if (st->state == 'Z') return Status::Error(Pid(pid) + " (" + st->comm + ") is a zombie");
-  CRYO_ASSIGN_OR_RETURN(std::vector<pid_t> tids, proc::ListThreads(pid));
-  for (pid_t tid : tids) {
-    CRYO_ASSIGN_OR_RETURN(std::vector<pid_t> children, proc::ReadChildren(pid, tid));
-    if (!children.empty())
-      return Status::Error(Pid(pid) + " (" + st->comm + ") has child processes (" + std::to_string(children.front()) +
-                           (children.size() > 1 ? ", ..." : "") + "); process trees are not supported yet");
-  }
   return Status::Ok();
 }
 
 Status SeizedProcess::SeizeThread(pid_t tid) {
-  const long opts = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE;
+  // TRACEFORK/VFORK/CLONE: a task created by a seized one is ours from birth.
+  const long opts = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK;
   if (ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(opts)) != 0) {
     if (errno == ESRCH) return Status::Ok();  // exited meanwhile
-    if (errno == EPERM && pid_ != tid) {
-      // Created by a seized thread: already ours through PTRACE_O_TRACECLONE,
-      // and it starts in a PTRACE_EVENT_STOP of its own.
+    if (errno == EPERM) {
+      // Created by a seized task: already ours through PTRACE_O_TRACECLONE/
+      // TRACEFORK, and it starts in a PTRACE_EVENT_STOP of its own.
       auto st = proc::ReadStatus(tid);
       if (st.ok() && st->tracer_pid == getpid()) {
         SeizedTask t;

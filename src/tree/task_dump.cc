@@ -14,6 +14,7 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "seize/ptrace_util.h"
+#include "tree/posix_timers.h"
 
 namespace cryo {
 
@@ -205,6 +206,7 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
     CRYO_RETURN_IF_ERROR(DumpTask(t, *trs, tstat, core->add_threads()));
   }
   CRYO_RETURN_IF_ERROR(DumpSignals(pid, rs, core));
+  CRYO_RETURN_IF_ERROR(DumpPosixTimers(pid, rs, core));
   CRYO_RETURN_IF_ERROR(DumpCreds(status, rs, pid, core->mutable_creds()));
   CRYO_RETURN_IF_ERROR(DumpMmFields(pid, rs, stat, core->mutable_mm()));
 

@@ -10,21 +10,12 @@
 #include <cstring>
 
 #include "base/file_util.h"
+#include "tree/posix_timers.h"
 
 namespace cryo {
 
 Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::string>* warnings) {
-  const pid_t pid = core.pid();
-  if (core.sid() == pid) {
-    if (::setsid() < 0) return Status::FromErrno("setsid");
-  } else if (core.pgid() == pid) {
-    if (::setpgid(0, 0) != 0) return Status::FromErrno("setpgid");
-  } else if (::getsid(0) == core.sid() && ::setpgid(0, core.pgid()) == 0) {
-    // joined its old process group
-  } else {
-    warnings->push_back("session " + std::to_string(core.sid()) + " / process group " + std::to_string(core.pgid()) +
-                        " of pid " + std::to_string(pid) + " are outside the image; it joins cryo's");
-  }
+  (void)warnings;
   ::umask(core.umask());
   if (::chdir(core.cwd().c_str()) != 0) return Status::FromErrno("chdir to " + core.cwd());
   const image::TaskCore& t = core.threads(0);
@@ -40,6 +31,7 @@ Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::str
     return Status::FromErrno("PR_SET_TIMERSLACK");
   if (core.child_subreaper() && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
     return Status::FromErrno("PR_SET_CHILD_SUBREAPER");
+  CRYO_RETURN_IF_ERROR(RestorePosixTimers(core));
   return Status::Ok();
 }
 

@@ -12,8 +12,8 @@
 
 namespace cryo {
 
-// umask, cwd, comm, scheduling, timer slack, session and process group,
-// subreaper. Non-fatal differences are appended to `warnings`.
+// umask, cwd, comm, scheduling, timer slack, subreaper (sessions and groups
+// are the helper's: they depend on the tree). Non-fatal differences are appended to `warnings`.
 Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::string>* warnings);
 // Last settings, after files are open and memory is premapped: personality,
 // rlimits, root directory, dumpable.

@@ -1,0 +1,71 @@
+// eventfd(2): the counter and the semaphore mode are in fdinfo; the restore
+// creates a new eventfd and writes the counter into it.
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <charconv>
+
+#include "base/file_util.h"
+#include "files/event_fds.h"
+#include "files/fd_kind.h"
+
+namespace cryo {
+
+namespace {
+
+bool ParseHex(std::string_view s, uint64_t* out) {
+  s = Trim(s);
+  if (s.empty()) return false;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, 16);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+class Eventfd final : public FdKindHandler {
+ public:
+  image::FdKind kind() const override { return image::FD_EVENTFD; }
+  const char* name() const override { return "eventfd"; }
+  const char* feature() const override { return "eventfd"; }
+  bool Handles(const FdSource& s) const override { return s.link == "anon_inode:[eventfd]"; }
+  Status Dump(const FdSource& s, image::Fd* out) const override {
+    return ParseEventfdInfo(s.info, out->mutable_eventfd());
+  }
+  Result<int> Open(const image::Fd& f) const override {
+    const image::EventfdState& e = f.eventfd();
+    int flags = (f.flags() & O_NONBLOCK) ? EFD_NONBLOCK : 0;
+    if (e.semaphore()) flags |= EFD_SEMAPHORE;
+    // eventfd(2) takes a 32-bit initial value: create it empty and add the
+    // 64-bit counter with a write.
+    int fd = ::eventfd(0, flags | EFD_CLOEXEC);
+    if (fd < 0) return Status::FromErrno("eventfd");
+    if (e.count() != 0) {
+      const uint64_t v = e.count();
+      if (::write(fd, &v, sizeof(v)) != sizeof(v)) {
+        Status st = Status::FromErrno("writing the count " + std::to_string(v) + " into the eventfd");
+        ::close(fd);
+        return st;
+      }
+    }
+    return fd;
+  }
+};
+
+}  // namespace
+
+Status ParseEventfdInfo(const proc::FdInfo& info, image::EventfdState* out) {
+  auto count = info.fields.find("eventfd-count");
+  if (count == info.fields.end()) return Status::Error("fdinfo has no eventfd-count line");
+  uint64_t v = 0;
+  if (!ParseHex(count->second, &v)) return Status::Error("malformed eventfd-count \"" + count->second + "\"");
+  out->set_count(v);
+  auto sem = info.fields.find("eventfd-semaphore");
+  out->set_semaphore(sem != info.fields.end() && Trim(sem->second) == "1");
+  return Status::Ok();
+}
+
+const FdKindHandler* EventfdHandler() {
+  static const Eventfd h;
+  return &h;
+}
+
+}  // namespace cryo

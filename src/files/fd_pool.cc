@@ -1,0 +1,201 @@
+#include "files/fd_pool.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "files/fd_kind.h"
+#include "files/fd_table.h"
+
+namespace cryo {
+
+namespace {
+
+// File status flags fcntl(F_SETFL) can change on a description.
+constexpr int kSettableFlags = O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK;
+
+struct PipeEnds {
+  int r = -1, w = -1;
+  bool r_used = false, w_used = false;
+};
+
+Result<PipeEnds> MakePipe(const image::Pipe& p) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return Status::FromErrno("pipe2 for pipe " + std::to_string(p.id()));
+  PipeEnds e{fds[0], fds[1]};
+  if (p.capacity() && ::fcntl(e.w, F_SETPIPE_SZ, p.capacity()) < 0)
+    return Status::FromErrno("F_SETPIPE_SZ " + std::to_string(p.capacity()) + " on pipe " + std::to_string(p.id()));
+  const std::string& d = p.data();
+  for (size_t off = 0; off < d.size();) {
+    ssize_t n = ::write(e.w, d.data() + off, d.size() - off);
+    if (n <= 0) return Status::FromErrno("refilling pipe " + std::to_string(p.id()));
+    off += static_cast<size_t>(n);
+  }
+  return e;
+}
+
+// A second description of an end already in use: reopen it through /proc.
+Result<int> Reopen(int fd, int flags) {
+  const std::string path = "/proc/self/fd/" + std::to_string(fd);
+  int r = ::open(path.c_str(), (flags & O_ACCMODE) | O_CLOEXEC);
+  if (r < 0) return Status::FromErrno("reopening " + path);
+  return r;
+}
+
+}  // namespace
+
+uint64_t FdPool::Key(pid_t pid, const image::Fd& fd) {
+  // Images from before file ids (0) never share: key by pid and fd.
+  if (fd.file_id()) return fd.file_id();
+  return (1ull << 63) | (static_cast<uint64_t>(pid) << 20) | static_cast<uint64_t>(fd.fd());
+}
+
+Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
+  FdPool pool;
+  int max_fd = 2;
+  for (const auto& [pid, p] : img.processes) max_fd = std::max(max_fd, MaxFd(p.fds));
+  const int base = max_fd + 1;
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  std::map<uint64_t, PipeEnds> pipes;
+  for (const image::Pipe& p : img.pipes.pipes()) {
+    CRYO_ASSIGN_OR_RETURN(pipes[p.id()], MakePipe(p));
+  }
+  Status result;
+  for (const auto& [pid, p] : img.processes) {
+    for (const image::Fd& f : p.fds.fds()) {
+      const uint64_t key = Key(pid, f);
+      if (pool.fds_.count(key)) continue;
+      const std::string what = "pid " + std::to_string(pid) + " fd " + std::to_string(f.fd());
+      int fd = -1;
+      if (f.kind() == image::FD_PIPE) {
+        auto it = pipes.find(f.pipe().pipe_id());
+        if (it == pipes.end()) return Status::Error(what + ": pipe " + std::to_string(f.pipe().pipe_id()) + " is not in the image");
+        PipeEnds& e = it->second;
+        const int end = f.pipe().write_end() ? e.w : e.r;
+        bool& used = f.pipe().write_end() ? e.w_used : e.r_used;
+        if (!used) {
+          fd = ::dup(end);
+          if (fd < 0) return Status::FromErrno("dup of a pipe end for " + what);
+          used = true;
+        } else {
+          CRYO_ASSIGN_OR_RETURN(fd, Reopen(end, static_cast<int>(f.flags())));
+        }
+        if (::fcntl(fd, F_SETFL, static_cast<int>(f.flags()) & kSettableFlags) != 0)
+          return Status::FromErrno("F_SETFL on the pipe of " + what);
+      } else {
+        const FdKindHandler* h = HandlerFor(f.kind());
+        if (!h) return Status::Error(what + " is of a kind this cryo cannot restore");
+        Result<int> opened = h->Open(f);
+        if (!opened.ok()) return opened.status().Prefixed(what + " (" + h->name() + ")");
+        fd = *opened;
+      }
+      const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, base);
+      ::close(fd);
+      if (moved < 0) return Status::FromErrno("moving the description of " + what + " into the fd pool");
+      pool.fds_[key] = moved;
+      pool.finisher_[key] = pid;
+      pool.pool_fds_[moved] = true;
+    }
+  }
+  for (auto& [id, e] : pipes) {
+    ::close(e.r);
+    ::close(e.w);
+  }
+  CRYO_RETURN_IF_ERROR(pool.BuildShmem(img, base));
+  return pool;
+}
+
+// Shared anonymous memory: one shmem object per id, created here as a real
+// MAP_SHARED|MAP_ANONYMOUS mapping (so it still shows as "/dev/zero (deleted)"),
+// filled from the first holder's pages, and kept as an fd opened through
+// /proc/self/map_files. Every holder maps that fd.
+Status FdPool::BuildShmem(const image::LoadedImage& img, int base) {
+  struct Object {
+    uint64_t size = 0;
+    pid_t holder = 0;
+  };
+  std::map<uint64_t, Object> objects;
+  for (const auto& [pid, p] : img.processes)
+    for (const image::Vma& v : p.mm.vmas())
+      if (v.kind() == image::VMA_ANON_SHARED && v.shmem_id()) {
+        Object& o = objects[v.shmem_id()];
+        o.size = std::max(o.size, v.pgoff() + (v.end() - v.start()));
+        if (!o.holder) o.holder = pid;
+      }
+  for (auto& [id, o] : objects) {
+    const std::string what = "shared memory " + std::to_string(id);
+    void* m = ::mmap(nullptr, o.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return Status::FromErrno("mmap of " + what);
+    char link[96];
+    snprintf(link, sizeof(link), "/proc/self/map_files/%lx-%lx", reinterpret_cast<unsigned long>(m),
+             reinterpret_cast<unsigned long>(m) + o.size);
+    int fd = ::open(link, O_RDWR | O_CLOEXEC);
+    Status st = fd < 0 ? Status::FromErrno("open " + std::string(link) + " for " + what) : Status::Ok();
+    // Content: every holder stored the pages it had; all of them agree on
+    // shared pages, so fill from each (later ones add pages earlier lacked).
+    for (const auto& [pid, p] : img.processes) {
+      if (!st.ok()) break;
+      if (p.core.zombie()) continue;
+      auto pages = image::OpenPageFile(img.dir, pid, p.mm);
+      if (!pages.ok()) {
+        st = pages.status();
+        break;
+      }
+      int ri = 0;
+      for (const image::Vma& v : p.mm.vmas()) {
+        while (ri < p.mm.runs_size() && p.mm.runs(ri).vaddr() < v.start()) ++ri;
+        if (v.kind() != image::VMA_ANON_SHARED || v.shmem_id() != id) continue;
+        for (int r = ri; r < p.mm.runs_size() && p.mm.runs(r).vaddr() < v.end() && st.ok(); ++r) {
+          const image::PageRun& run = p.mm.runs(r);
+          char* dest = static_cast<char*>(m) + v.pgoff() + (run.vaddr() - v.start());
+          const size_t len = run.npages() * image::kPageSize;
+          if (::pread(pages->get(), dest, len, static_cast<off_t>(run.offset())) != static_cast<ssize_t>(len))
+            st = Status::FromErrno("reading the pages of " + what);
+          else if (image::HashBytes(dest, len) != run.checksum())
+            st = Status::Error("checksum mismatch in the pages of " + what + " (corrupted image)");
+        }
+      }
+    }
+    ::munmap(m, o.size);
+    if (!st.ok()) {
+      if (fd >= 0) ::close(fd);
+      return st;
+    }
+    const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, base);
+    ::close(fd);
+    if (moved < 0) return Status::FromErrno("moving " + what + " into the fd pool");
+    shmem_[id] = moved;
+    pool_fds_[moved] = true;
+  }
+  return Status::Ok();
+}
+
+int FdPool::ShmemFd(uint64_t shmem_id) const {
+  auto it = shmem_.find(shmem_id);
+  return it == shmem_.end() ? -1 : it->second;
+}
+
+int FdPool::FdFor(pid_t pid, const image::Fd& fd) const {
+  auto it = fds_.find(Key(pid, fd));
+  return it == fds_.end() ? -1 : it->second;
+}
+
+bool FdPool::FinishedBy(pid_t pid, const image::Fd& fd) const {
+  auto it = finisher_.find(Key(pid, fd));
+  return it != finisher_.end() && it->second == pid;
+}
+
+bool FdPool::IsPoolFd(int fd) const { return pool_fds_.count(fd) != 0; }
+
+void FdPool::CloseAll() {
+  for (auto& [fd, unused] : pool_fds_) ::close(fd);
+}
+
+}  // namespace cryo

@@ -1,0 +1,39 @@
+// The fd pool: every open file description of an image, opened once by cryo
+// before the tree is cloned. Helpers inherit the pool across fork, so fds that
+// shared a description (dups, inherited fds, pipe ends in several processes)
+// share it again; each helper dup2()s its own fds out of the pool.
+#pragma once
+
+#include <map>
+
+#include "base/status.h"
+#include "image/image_dir.h"
+
+namespace cryo {
+
+class FdPool {
+ public:
+  // Opens every description (and creates every pipe with its data). Pool fds
+  // are numbered above every fd number of the image.
+  static Result<FdPool> Build(const image::LoadedImage& img);
+
+  // The pool fd holding the description of `fd` (-1 if none).
+  int FdFor(pid_t pid, const image::Fd& fd) const;
+  // Whether `pid` is the process that finishes the description (epoll
+  // registrations are made once, by its first holder).
+  bool FinishedBy(pid_t pid, const image::Fd& fd) const;
+  bool IsPoolFd(int fd) const;
+  // The shmem object (an fd on it) of a shared anonymous VMA, -1 if none.
+  int ShmemFd(uint64_t shmem_id) const;
+  void CloseAll();
+
+ private:
+  static uint64_t Key(pid_t pid, const image::Fd& fd);
+  Status BuildShmem(const image::LoadedImage& img, int base);
+  std::map<uint64_t, int> fds_;         // description key -> pool fd
+  std::map<uint64_t, pid_t> finisher_;  // description key -> first holder
+  std::map<int, bool> pool_fds_;
+  std::map<uint64_t, int> shmem_;       // shmem id -> fd
+};
+
+}  // namespace cryo
