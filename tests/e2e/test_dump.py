@@ -329,8 +329,8 @@ def test_error_unwritable_images_dir(h):
     check_eq(h.wait_exit(w), ("exit", 0), "state exit status")
 
 
-def test_error_children(h):
-    """Process trees are not supported yet: a process with a child is refused."""
+def test_shell_tree_leave_running(h):
+    """A shell and its child are dumped together; both run on untouched."""
     w = h.start("sh", ["/bin/sh", "-c", "sleep 1000 & wait"])
     deadline = cryotest.time.monotonic() + 10
     children = []
@@ -338,10 +338,16 @@ def test_error_children(h):
         children = cryotest.read_text("/proc/%d/task/%d/children" % (w.pid, w.pid), "").split()
         cryotest.time.sleep(0.02)
     check(children, "sh did not start its child")
-    expect_dump_error(h, w.pid, h.mkdir("img"), ["child", str(w.pid)])
-    st = proc_stat(w.pid)
-    check(st is not None and st["state"] in ("S", "R"), "sh disturbed by the refused dump: %r" % (st,))
-    h.cleanup_one(int(children[0]))
+    child = int(children[0])
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    procs = {p["pid"]: p for p in h.show_json(images)["processes"]}
+    check_eq(sorted(procs), sorted([w.pid, child]), "processes in the image")
+    check_eq(procs[child]["ppid"], w.pid, "parent of the child in the image")
+    for pid in (w.pid, child):
+        st = proc_stat(pid)
+        check(st is not None and st["state"] == "S", "pid %d disturbed by the dump: %r" % (pid, st))
+    h.cleanup_one(child)
 
 
 def test_check(h):
@@ -383,7 +389,7 @@ TESTS = [
     test_error_own_parent,
     test_error_kernel_thread,
     test_error_unwritable_images_dir,
-    test_error_children,
+    test_shell_tree_leave_running,
 ]
 
 if __name__ == "__main__":

@@ -1,0 +1,164 @@
+#!/usr/bin/python3
+"""End-to-end tests of process trees: PIDs, parents, sessions, process groups,
+zombies, pipes with data in flight, shared file offsets and shared memory.
+The tree workload verifies all of it itself.
+
+Run: test_tree.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cryotest  # noqa: E402
+from cryotest import check, check_eq, proc_stat  # noqa: E402
+
+
+def image_pids(h, images):
+    return [p["pid"] for p in h.show_json(images)["processes"]]
+
+
+def wait_all_gone(pids, timeout=10.0):
+    """Reap our zombie children among `pids` (orphans of a killed tree come to
+    the harness, a subreaper) until none of them exists."""
+    deadline = time.monotonic() + timeout
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            st = proc_stat(pid)
+            if st is None:
+                left.remove(pid)
+            elif st["state"] == "Z" and st["ppid"] == os.getpid():
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        time.sleep(0.01)
+    check(not left, "pids %s of the dumped tree still exist" % left)
+
+
+def tree_ids(root):
+    """pid -> (ppid, pgid, sid, state) for the root and its descendants."""
+    out = {}
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        st = proc_stat(pid)
+        if st is None:
+            continue
+        out[pid] = (st["ppid"], st["pgrp"], st["session"], st["state"] == "Z")
+        for tid in os.listdir("/proc/%d/task" % pid) if os.path.isdir("/proc/%d/task" % pid) else []:
+            kids = cryotest.read_text("/proc/%d/task/%s/children" % (pid, tid), "").split()
+            todo.extend(int(k) for k in kids)
+    return out
+
+
+def start_tree(h, ring=4):
+    w = h.start_workload("tree", str(ring))
+    h.wait_ready(w, timeout=30)
+    return w
+
+
+def restore_and_verify(h, w, images, before, when):
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    rw = w.restored(r.pid)
+    after = tree_ids(r.pid)
+    # The root's parent differs (it is reparented after a detached restore).
+    strip = lambda ids: {pid: v if pid != w.pid else v[1:] for pid, v in ids.items()}  # noqa: E731
+    check_eq(strip(after), strip(before), "pid -> (ppid, pgid, sid, zombie) of the tree " + when)
+    h.verify_ok(rw, when=when)
+    return rw
+
+
+def test_tree_kill(h):
+    w = start_tree(h)
+    h.verify_ok(w, when="before dump")
+    before = tree_ids(w.pid)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    pids = image_pids(h, images)
+    check_eq(sorted(pids), sorted(before), "pids in the image")
+    wait_all_gone(pids)
+    rw = restore_and_verify(h, w, images, before, "after restore")
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored tree exit status")
+
+
+def test_tree_leave_running(h):
+    w = start_tree(h)
+    before = tree_ids(w.pid)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    # The original keeps every byte in its pipes and every process.
+    h.verify_ok(w, when="of the original after dump --leave-running")
+    check_eq(tree_ids(w.pid), before, "the original tree after dump --leave-running")
+    h.verify_ok(w, exit=True, when="of the original (exit)")
+    check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
+    wait_all_gone(image_pids(h, images))
+    rw = restore_and_verify(h, w, images, before, "after restore")
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored tree exit status")
+
+
+def test_tree_rewind(h):
+    w = start_tree(h)
+    before = tree_ids(w.pid)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    pids = image_pids(h, images)
+    wait_all_gone(pids)
+    for i in range(3):
+        rw = restore_and_verify(h, w, images, before, "of rewind instance %d" % (i + 1))
+        h.verify_ok(rw, exit=True, when="of rewind instance %d (exit)" % (i + 1))
+        check_eq(h.wait_exit(rw), ("exit", 0), "exit status of rewind instance %d" % (i + 1))
+        wait_all_gone(pids)
+
+
+def test_tree_200_ring(h):
+    """200 processes passing tokens over pipes."""
+    w = start_tree(h, ring=200)
+    before = tree_ids(w.pid)
+    check(len(before) >= 205, "tree has %d processes, expected >= 205" % len(before))
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    wait_all_gone(image_pids(h, images), timeout=20)
+    rw = restore_and_verify(h, w, images, before, "after restore")
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(rw, timeout=30), ("exit", 0), "restored tree exit status")
+
+
+def test_pipe_held_outside(h):
+    """A pipe end held by a process outside the tree (here: the harness) makes
+    the dump fail, naming it, and leaves the process running."""
+    ctl = h.mkdir("outside")
+    p = subprocess.Popen(["/bin/sleep", "1000"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True, cwd=ctl)
+    h.tracked_pids.append(p.pid)
+    h.popens[p.pid] = p
+    try:
+        r = h.run_cryo(["dump", "-t", str(p.pid), "-D", h.mkdir("img")])
+        check(r.rc != 0, "dump of a process whose pipe is read outside the tree succeeded")
+        msg = r.message
+        check("pipe" in msg and str(os.getpid()) in msg,
+              "error should name the pipe and the outside holder %d: %s" % (os.getpid(), msg))
+        st = proc_stat(p.pid)
+        check(st is not None and st["state"] == "S", "sleep disturbed by the refused dump: %r" % (st,))
+    finally:
+        p.stdout.close()
+
+
+TESTS = [
+    test_tree_kill,
+    test_tree_leave_running,
+    test_tree_rewind,
+    test_tree_200_ring,
+    test_pipe_held_outside,
+]
+
+if __name__ == "__main__":
+    sys.exit(cryotest.main(TESTS, description=__doc__))
