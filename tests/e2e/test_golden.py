@@ -1,0 +1,59 @@
+#!/usr/bin/python3
+"""Golden images: every image under tests/golden/ made by an earlier cryo must
+still load, show and restore, and the ticker inside must count on.
+
+Run: test_golden.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import glob
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+GOLDEN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "golden")
+sys.path.insert(0, GOLDEN)
+
+import cryotest  # noqa: E402
+import make_golden  # noqa: E402
+from cryotest import check, check_eq, fail, proc_stat  # noqa: E402
+
+
+def ticks():
+    with open(make_golden.DIR + "/out") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def restore_golden(h, images):
+    info = h.show_json(images)
+    check_eq(info["root_pid"], make_golden.PID, "pid in %s" % images)
+    check(info["format_version"] >= 1, "format version of %s" % images)
+    make_golden.setup()
+    if proc_stat(make_golden.PID) is not None:
+        fail("pid %d, needed by the golden image, is in use on this machine: %r"
+             % (make_golden.PID, proc_stat(make_golden.PID)))
+    r = h.restore(images, detach=True, expected_pid=make_golden.PID)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(ticks()) < 5:
+        time.sleep(0.05)
+    lines = ticks()
+    check(len(lines) >= 5, "the restored ticker wrote %r" % lines)
+    check("CORRUPT" not in lines, "the restored ticker found its state corrupted")
+    nums = [int(x.split()[1]) for x in lines]
+    check(nums[0] > 0, "the ticker restarted from 0 instead of continuing: %r" % nums[:5])
+    check_eq(nums, list(range(nums[0], nums[0] + len(nums))), "tick numbers")
+    h.cleanup_one(r.pid)
+
+
+def make_test(images):
+    def test(h):
+        restore_golden(h, images)
+    test.__name__ = "test_golden_" + os.path.basename(images).replace("-", "_").replace(".", "_")
+    return test
+
+
+TESTS = [make_test(d) for d in sorted(glob.glob(os.path.join(GOLDEN, "v*")))]
+
+if __name__ == "__main__":
+    if not TESTS:
+        sys.exit("no golden images under " + GOLDEN)
+    sys.exit(cryotest.main(TESTS, description=__doc__))
