@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
   dump_cmd->add_option("-t,--pid", dump.pid, "the process to checkpoint")->required();
   dump_cmd->add_option("-D,--images-dir", dump.images_dir, "where to write the image (created 0700)")->required();
   dump_cmd->add_flag("-R,--leave-running", dump.leave_running, "let the process run on after the dump (default: kill it once the image is synced)");
+  dump_cmd->add_flag("--shell-job", dump.shell_job, "the process runs in the caller's shell: its terminal is not part of the image");
   bool progress = false;
   dump_cmd->add_flag("--progress", progress, "show progress while writing memory");
 
@@ -87,6 +88,7 @@ int main(int argc, char** argv) {
   restore_cmd->add_option("-D,--images-dir", restore.images_dir, "the image to restore")->required();
   restore_cmd->add_flag("-d,--detach", restore.detach, "return once the process runs (default: stay its parent and exit with its status)");
   restore_cmd->add_option("--pidfile", restore.pidfile, "write the restored root pid to FILE");
+  restore_cmd->add_flag("--shell-job", restore.shell_job, "restore a --shell-job image onto cryo's own terminal, in cryo's session");
 
   std::string show_dir;
   bool show_json = false;

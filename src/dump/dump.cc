@@ -82,7 +82,7 @@ Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const Dump
   CRYO_ASSIGN_OR_RETURN(proc::ProcStatus status, proc::ReadStatus(pid));
   CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> vmas, proc::ReadVmas(pid));
   CRYO_RETURN_IF_ERROR(DescribeVmas(pid, vmas, &out->mm).Prefixed("memory"));
-  CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &out->fds, features).Prefixed("files"));
+  CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &out->fds, features, opts.shell_job).Prefixed("files"));
 
   RemoteSyscaller rs(pid, seized.leader().regs);
   CRYO_RETURN_IF_ERROR(rs.Prepare(vmas).Prefixed("preparing remote system calls"));

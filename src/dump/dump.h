@@ -15,6 +15,7 @@ struct DumpOptions {
   std::string images_dir;
   bool leave_running = false;
   bool show_progress = false;
+  bool shell_job = false;  // terminals belong to the calling shell (not dumped)
   Env* env = Env::Default();
 };
 

@@ -23,6 +23,7 @@ struct FdSource {
   struct stat st{};  // stat of /proc/PID/fd/N (the open file)
   proc::FdInfo info;
   int pidfd = -1;    // pidfd of the target, for pidfd_getfd(2)
+  bool shell_job = false;  // --shell-job: terminals belong to the caller's shell
   std::string what() const { return "pid " + std::to_string(pid) + " fd " + std::to_string(fd); }
   // A duplicate of the target's fd in cryo (pidfd_getfd(2)); -1 with errno on failure.
   int Grab() const;
@@ -61,5 +62,6 @@ const FdKindHandler* SignalfdHandler();
 const FdKindHandler* EpollHandler();
 const FdKindHandler* InotifyHandler();
 const FdKindHandler* PipeHandler();
+const FdKindHandler* ExternalTtyHandler();
 
 }  // namespace cryo

@@ -19,16 +19,26 @@ std::string DescribeFdTarget(const std::string& link) {
   if (StartsWith(link, "anon_inode:")) {
     std::string k = link.substr(11);
     if (k.size() >= 2 && k.front() == '[' && k.back() == ']') k = k.substr(1, k.size() - 2);
+    // Kinds a real program may hold, named so that a refusal says what it is.
     static const std::pair<const char*, const char*> kKnown[] = {
-        {"fanotify", "a fanotify group"},       {"io_uring", "an io_uring instance"},
-        {"userfaultfd", "a userfaultfd"},       {"bpf-map", "a BPF map (bpf-map)"},
-        {"bpf-prog", "a BPF program (bpf-prog)"}, {"bpf_link", "a BPF link (bpf_link)"},
-        {"perf_event", "a perf_event fd"},      {"pidfd", "a pidfd"},
-        {"eventfd", "an eventfd"},              {"timerfd", "a timerfd"},
-        {"signalfd", "a signalfd"},             {"eventpoll", "an epoll instance"},
-        {"inotify", "an inotify instance"},     {"memfd_secret", "a memfd_secret"},
-        {"secretmem", "a memfd_secret (secretmem)"}, {"kvm-vm", "a KVM virtual machine"},
-        {"kvm-vcpu", "a KVM vCPU"},             {"sync_file", "a sync_file"},
+        {"fanotify", "a fanotify group"},
+        {"io_uring", "an io_uring instance"},
+        {"userfaultfd", "a userfaultfd"},
+        {"bpf-map", "a BPF map"},
+        {"bpf-prog", "a BPF program"},
+        {"bpf_link", "a BPF link"},
+        {"bpf-link", "a BPF link"},
+        {"perf_event", "a perf_event fd"},
+        {"pidfd", "a pidfd"},
+        {"eventfd", "an eventfd"},
+        {"timerfd", "a timerfd"},
+        {"signalfd", "a signalfd"},
+        {"eventpoll", "an epoll instance"},
+        {"inotify", "an inotify instance"},
+        {"secretmem", "a memfd_secret area"},
+        {"kvm-vm", "a KVM virtual machine"},
+        {"kvm-vcpu", "a KVM vCPU"},
+        {"sync_file", "a sync_file"},
         {"dmabuf", "a DMA buffer"},
     };
     for (const auto& [name, what] : kKnown)
@@ -42,7 +52,7 @@ std::string DescribeFdTarget(const std::string& link) {
   return link;
 }
 
-Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features) {
+Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job) {
   CRYO_ASSIGN_OR_RETURN(std::vector<int> fds, proc::ListFds(pid));
   const std::string dir = "/proc/" + std::to_string(pid) + "/fd/";
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
@@ -52,6 +62,7 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
     src.pid = pid;
     src.fd = fd;
     src.pidfd = pidfd.get();
+    src.shell_job = shell_job;
     CRYO_ASSIGN_OR_RETURN(src.link, ReadLink(dir + std::to_string(fd)));
     CRYO_ASSIGN_OR_RETURN(src.info, proc::ReadFdInfo(pid, fd));
     if (::stat((dir + std::to_string(fd)).c_str(), &src.st) != 0) return Status::FromErrno("stat " + src.what());
@@ -61,7 +72,11 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
         handler = h;
         break;
       }
-    if (!handler) return Status::Error(src.what() + " is " + DescribeFdTarget(src.link) + ", which is not supported yet");
+    if (!handler)
+      return Status::Error(src.what() + " is " + DescribeFdTarget(src.link) + ", which is not supported yet" +
+                           (StartsWith(DescribeFdTarget(src.link), "a terminal")
+                                ? " (if it is the terminal of the shell the process runs in, use --shell-job)"
+                                : ""));
     image::Fd* f = table->add_fds();
     f->set_fd(fd);
     f->set_kind(handler->kind());

@@ -14,7 +14,8 @@
 namespace cryo {
 
 // Dumps every fd; adds the features the image needs for them to `features`.
-Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features);
+// With `shell_job`, terminals are the caller's (--shell-job), not refused.
+Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job = false);
 
 // What an fd link target says it is ("a pipe", "a socket", ...), for messages.
 std::string DescribeFdTarget(const std::string& link);

@@ -116,8 +116,8 @@ Result<std::string> ResolveMark(pid_t pid, const InotifyMark& m) {
     }
     UniqueFd f(::open_by_handle_at(mount_fd.get(), fh, O_PATH | O_CLOEXEC));
     if (!f.valid()) {
-      last = Status::FromErrno("open_by_handle_at via mount point " + mp);
-      if (errno == ESTALE) return last.Prefixed(what + ": the watched file no longer exists");
+      last = Status::FromErrno("open_by_handle_at via mount point " + mp +
+                               (errno == ESTALE ? " (the file is gone, or its file system cannot reopen handles)" : ""));
       continue;
     }
     struct stat st;

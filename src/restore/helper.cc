@@ -86,11 +86,12 @@ void SessionPhase1(const image::ProcessCore& core) {
 }
 
 // Second half, once every process exists: join the group of another process.
-void SessionPhase2(const image::ProcessCore& core, int status_fd) {
+void SessionPhase2(const image::ProcessCore& core, int status_fd, bool shell_job) {
   const pid_t pid = core.pid();
   if (core.sid() == pid || core.pgid() == pid) return;
   if (::getpgid(0) == core.pgid()) return;
   if (::getsid(0) == core.sid() && ::setpgid(0, core.pgid()) == 0) return;
+  if (shell_job) return;  // a shell job joins the session of the shell cryo runs in
   SendText(status_fd, HelperRecord::kWarning, pid,
            "pid " + std::to_string(pid) + ": session " + std::to_string(core.sid()) + " / process group " +
                std::to_string(core.pgid()) + " cannot be rebuilt (their leader is outside the image); it joins " +
@@ -233,7 +234,7 @@ Status Run(HelperContext& ctx) {
   if (::read(ctx.go_fd, &go, 1) != 1) return Status::FromErrno("waiting for the whole tree");
   ::close(ctx.go_fd);
   if (core.zombie()) BecomeZombie(core);
-  SessionPhase2(core, ctx.status_fd);
+  SessionPhase2(core, ctx.status_fd, ctx.shell_job);
   // Our zombie children must be dead (not reaped) before we go on, so that
   // their SIGCHLD reaches the helper, not the restored process.
   for (pid_t z : zombies) {

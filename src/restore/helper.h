@@ -40,6 +40,7 @@ struct HelperContext {
   int status_fd = -1;   // HelperRecords to cryo
   int go_fd = -1;       // one byte per process once the whole tree exists
   int fill_threads = 2;
+  bool shell_job = false;
   RseqRegistration rseq;  // glibc's registration, the same in every helper (fork copies it)
 };
 

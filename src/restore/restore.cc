@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -217,6 +218,10 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   const pid_t root = img.inventory.root_pid();
   CRYO_RETURN_IF_ERROR(CheckCpu(img.inventory));
   CRYO_ASSIGN_OR_RETURN(uint64_t syscall_off, BlobSyscallInsn());
+  const auto& features = img.inventory.features();
+  if (!opts.shell_job && std::find(features.begin(), features.end(), "shell-job") != features.end())
+    return Status::Error("the image was dumped with --shell-job (its terminal belonged to the calling shell); "
+                         "restore it with --shell-job from a terminal");
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
 
@@ -232,6 +237,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ctx.sync_fd = sync_r.get();
   ctx.status_fd = status_w.get();
   ctx.go_fd = go_r.get();
+  ctx.shell_job = opts.shell_job;
   ctx.fill_threads = static_cast<int>(std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
   const pid_t parent = ::getpid();
 

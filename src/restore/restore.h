@@ -15,6 +15,7 @@ struct RestoreOptions {
   std::string images_dir;
   bool detach = false;
   std::string pidfile;
+  bool shell_job = false;  // the image's terminals become cryo's terminal
 };
 
 // Restores the image. On success returns the restored root pid, running (cryo
