@@ -29,6 +29,11 @@ struct FdSource {
   int Grab() const;
 };
 
+// Whether an fd link names a file that was unlinked ("PATH (deleted)").
+bool IsDeletedLink(const std::string& link);
+// The identity of the file an fd names: path, device, inode, size, mtime, mode.
+void FillFileId(const FdSource& src, image::FileId* id);
+
 class FdKindHandler {
  public:
   virtual ~FdKindHandler() = default;
@@ -62,6 +67,10 @@ const FdKindHandler* SignalfdHandler();
 const FdKindHandler* EpollHandler();
 const FdKindHandler* InotifyHandler();
 const FdKindHandler* PipeHandler();
+const FdKindHandler* FifoHandler();
+
+// The pipe id of a FIFO (its inode on a file system), distinct from pipe ids.
+uint64_t FifoPipeId(uint64_t dev, uint64_t ino);
 const FdKindHandler* ExternalTtyHandler();
 
 }  // namespace cryo

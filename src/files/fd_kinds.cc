@@ -7,6 +7,19 @@ namespace cryo {
 
 int FdSource::Grab() const { return static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
 
+bool IsDeletedLink(const std::string& link) {
+  return link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0;
+}
+
+void FillFileId(const FdSource& src, image::FileId* id) {
+  id->set_path(src.link);
+  id->set_dev(src.st.st_dev);
+  id->set_ino(src.st.st_ino);
+  id->set_size(static_cast<uint64_t>(src.st.st_size));
+  id->set_mtime_ns(src.st.st_mtim.tv_sec * 1000000000ll + src.st.st_mtim.tv_nsec);
+  id->set_mode(src.st.st_mode);
+}
+
 const std::vector<const FdKindHandler*>& FdKindHandlers() {
   static const std::vector<const FdKindHandler*> kAll = {
       RegularFileHandler(),
@@ -18,6 +31,7 @@ const std::vector<const FdKindHandler*>& FdKindHandlers() {
       EpollHandler(),
       InotifyHandler(),
       PipeHandler(),
+      FifoHandler(),
       ExternalTtyHandler(),
   };
   return kAll;

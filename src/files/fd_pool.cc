@@ -1,7 +1,9 @@
 #include "files/fd_pool.h"
 
 #include <fcntl.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -9,6 +11,7 @@
 
 #include "files/fd_kind.h"
 #include "files/fd_table.h"
+#include "base/unique_fd.h"
 
 namespace cryo {
 
@@ -22,19 +25,56 @@ struct PipeEnds {
   bool r_used = false, w_used = false;
 };
 
-Result<PipeEnds> MakePipe(const image::Pipe& p) {
-  int fds[2];
-  if (::pipe2(fds, O_CLOEXEC) != 0) return Status::FromErrno("pipe2 for pipe " + std::to_string(p.id()));
-  PipeEnds e{fds[0], fds[1]};
+// A FIFO is opened O_RDWR first: that never blocks (fifo(7)) and keeps both a
+// reader and a writer, so that every end can then be opened by path at once.
+Result<int> OpenFifoKeeper(const image::Pipe& p, mode_t mode) {
+  const std::string& path = p.fifo_path();
+  int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0 && errno == ENOENT) {
+    if (::mkfifo(path.c_str(), mode & 07777) != 0) return Status::FromErrno("mkfifo " + path);
+    fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  }
+  if (fd < 0) return Status::FromErrno("open FIFO " + path);
+  UniqueFd keeper(fd);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Status::FromErrno("stat FIFO " + path);
+  if (!S_ISFIFO(st.st_mode)) return Status::Error(path + " is no longer a FIFO");
+  int queued = 0;
+  if (::ioctl(fd, FIONREAD, &queued) != 0) return Status::FromErrno("FIONREAD on FIFO " + path);
+  if (queued > 0)
+    return Status::Error("FIFO " + path + " already holds " + std::to_string(queued) +
+                         " unread bytes: a process outside the image has it open");
+  return keeper.release();
+}
+
+Result<PipeEnds> MakePipe(const image::Pipe& p, mode_t fifo_mode) {
+  const std::string what = p.fifo_path().empty() ? "pipe " + std::to_string(p.id()) : "FIFO " + p.fifo_path();
+  PipeEnds e;
+  if (p.fifo_path().empty()) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return Status::FromErrno("pipe2 for " + what);
+    e = {fds[0], fds[1]};
+  } else {
+    CRYO_ASSIGN_OR_RETURN(e.r, OpenFifoKeeper(p, fifo_mode));
+    e.w = ::dup(e.r);
+    if (e.w < 0) return Status::FromErrno("dup of " + what);
+  }
   if (p.capacity() && ::fcntl(e.w, F_SETPIPE_SZ, p.capacity()) < 0)
-    return Status::FromErrno("F_SETPIPE_SZ " + std::to_string(p.capacity()) + " on pipe " + std::to_string(p.id()));
+    return Status::FromErrno("F_SETPIPE_SZ " + std::to_string(p.capacity()) + " on " + what);
   const std::string& d = p.data();
   for (size_t off = 0; off < d.size();) {
     ssize_t n = ::write(e.w, d.data() + off, d.size() - off);
-    if (n <= 0) return Status::FromErrno("refilling pipe " + std::to_string(p.id()));
+    if (n <= 0) return Status::FromErrno("refilling " + what);
     off += static_cast<size_t>(n);
   }
   return e;
+}
+
+// An end of a FIFO, a description of its own: by path, without blocking.
+Result<int> OpenFifoEnd(const image::Fd& f) {
+  int fd = ::open(f.file().path().c_str(), static_cast<int>(f.flags() & O_ACCMODE) | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open FIFO " + f.file().path());
+  return fd;
 }
 
 // A second description of an end already in use: reopen it through /proc.
@@ -63,9 +103,13 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
     rl.rlim_cur = rl.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
+  std::map<uint64_t, mode_t> fifo_modes;
+  for (const auto& [pid, p] : img.processes)
+    for (const image::Fd& f : p.fds.fds())
+      if (f.kind() == image::FD_FIFO) fifo_modes[f.pipe().pipe_id()] = static_cast<mode_t>(f.file().mode());
   std::map<uint64_t, PipeEnds> pipes;
   for (const image::Pipe& p : img.pipes.pipes()) {
-    CRYO_ASSIGN_OR_RETURN(pipes[p.id()], MakePipe(p));
+    CRYO_ASSIGN_OR_RETURN(pipes[p.id()], MakePipe(p, fifo_modes.count(p.id()) ? fifo_modes[p.id()] : 0600));
   }
   Status result;
   for (const auto& [pid, p] : img.processes) {
@@ -74,13 +118,15 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
       if (pool.fds_.count(key)) continue;
       const std::string what = "pid " + std::to_string(pid) + " fd " + std::to_string(f.fd());
       int fd = -1;
-      if (f.kind() == image::FD_PIPE) {
+      if (f.kind() == image::FD_PIPE || f.kind() == image::FD_FIFO) {
         auto it = pipes.find(f.pipe().pipe_id());
         if (it == pipes.end()) return Status::Error(what + ": pipe " + std::to_string(f.pipe().pipe_id()) + " is not in the image");
         PipeEnds& e = it->second;
         const int end = f.pipe().write_end() ? e.w : e.r;
         bool& used = f.pipe().write_end() ? e.w_used : e.r_used;
-        if (!used) {
+        if (f.kind() == image::FD_FIFO) {
+          CRYO_ASSIGN_OR_RETURN(fd, OpenFifoEnd(f));
+        } else if (!used) {
           fd = ::dup(end);
           if (fd < 0) return Status::FromErrno("dup of a pipe end for " + what);
           used = true;

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -20,8 +21,14 @@ struct Holder {
   bool write_end;
 };
 
-// Any process outside the tree (and not cryo) with an fd on one of `ids`.
-Status CheckOutsideHolders(const std::map<uint64_t, std::vector<Holder>>& pipes, const std::set<pid_t>& tree) {
+struct Fifo {
+  uint64_t id, dev, ino;
+};
+
+// Any process outside the tree (and not cryo) with an fd on one of the pipes,
+// or on one of the FIFOs (by path, then device and inode).
+Status CheckOutsideHolders(const std::map<uint64_t, std::vector<Holder>>& pipes,
+                           const std::map<std::string, Fifo>& fifos, const std::set<pid_t>& tree) {
   DIR* proc = ::opendir("/proc");
   if (!proc) return Status::FromErrno("opendir /proc");
   Status result;
@@ -35,13 +42,24 @@ Status CheckOutsideHolders(const std::map<uint64_t, std::vector<Holder>>& pipes,
     while (struct dirent* f = ::readdir(fds)) {
       if (f->d_name[0] == '.') continue;
       auto link = ReadLink(dir + "/" + f->d_name);
-      if (!link.ok() || !StartsWith(*link, "pipe:[")) continue;
-      const uint64_t ino = std::strtoull(link->c_str() + 6, nullptr, 10);
-      auto it = pipes.find(ino);
+      if (!link.ok()) continue;
+      uint64_t id;
+      if (StartsWith(*link, "pipe:[")) {
+        id = std::strtoull(link->c_str() + 6, nullptr, 10);
+      } else {
+        auto fifo = fifos.find(*link);
+        struct stat st;
+        if (fifo == fifos.end() || ::stat((dir + "/" + f->d_name).c_str(), &st) != 0 || st.st_dev != fifo->second.dev ||
+            st.st_ino != fifo->second.ino)
+          continue;
+        id = fifo->second.id;
+      }
+      auto it = pipes.find(id);
       if (it == pipes.end()) continue;
       const Holder& h = it->second.front();
-      result = Status::Error("pid " + std::to_string(h.pid) + " fd " + std::to_string(h.fd) + ": the other end of pipe " +
-                             std::to_string(ino) + " is held by pid " + std::to_string(pid) + " (fd " + f->d_name +
+      const std::string what = StartsWith(*link, "pipe:[") ? "pipe " + std::to_string(id) : "FIFO " + *link;
+      result = Status::Error("pid " + std::to_string(h.pid) + " fd " + std::to_string(h.fd) + ": " + what +
+                             " is also held by pid " + std::to_string(pid) + " (fd " + f->d_name +
                              "), outside the dumped tree");
       break;
     }
@@ -52,14 +70,23 @@ Status CheckOutsideHolders(const std::map<uint64_t, std::vector<Holder>>& pipes,
   return result;
 }
 
-// The unread bytes of a pipe, duplicated with tee(2) from a read end.
-Status PeekPipe(const Holder& reader, image::Pipe* pipe) {
-  const std::string what = "pipe " + std::to_string(pipe->id()) + " (pid " + std::to_string(reader.pid) + " fd " +
-                           std::to_string(reader.fd) + ")";
-  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, reader.pid, 0)));
-  if (!pidfd.valid()) return Status::FromErrno("pidfd_open for " + what);
-  UniqueFd src(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), reader.fd, 0)));
-  if (!src.valid()) return Status::FromErrno("pidfd_getfd of " + what);
+// The unread bytes of a pipe, duplicated with tee(2) from a read end: the
+// reader's own (pidfd_getfd), or for a FIFO without one in the tree, cryo's
+// own read end opened by path (opening for reading never blocks with
+// O_NONBLOCK, fifo(7)).
+Status PeekPipe(const Holder& holder, bool has_reader, image::Pipe* pipe) {
+  const std::string what = (pipe->fifo_path().empty() ? "pipe " + std::to_string(pipe->id()) : "FIFO " + pipe->fifo_path()) +
+                           " (pid " + std::to_string(holder.pid) + " fd " + std::to_string(holder.fd) + ")";
+  UniqueFd src;
+  if (has_reader) {
+    UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, holder.pid, 0)));
+    if (!pidfd.valid()) return Status::FromErrno("pidfd_open for " + what);
+    src.reset(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), holder.fd, 0)));
+    if (!src.valid()) return Status::FromErrno("pidfd_getfd of " + what);
+  } else {
+    src.reset(::open(pipe->fifo_path().c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!src.valid()) return Status::FromErrno("opening " + what + " to read what it holds");
+  }
   const int cap = ::fcntl(src.get(), F_GETPIPE_SZ);
   if (cap < 0) return Status::FromErrno("F_GETPIPE_SZ of " + what);
   pipe->set_capacity(static_cast<uint32_t>(cap));
@@ -82,19 +109,29 @@ Status PeekPipe(const Holder& reader, image::Pipe* pipe) {
 
 Status DumpPipes(const std::vector<ProcessFds>& tables, const std::set<pid_t>& tree, image::PipeTable* out) {
   std::map<uint64_t, std::vector<Holder>> pipes;
+  std::map<std::string, Fifo> fifos;  // by path
+  std::map<uint64_t, std::string> fifo_paths;
   for (const ProcessFds& t : tables)
-    for (const image::Fd& f : t.table->fds())
-      if (f.kind() == image::FD_PIPE) pipes[f.pipe().pipe_id()].push_back({t.pid, f.fd(), f.pipe().write_end()});
+    for (const image::Fd& f : t.table->fds()) {
+      if (f.kind() != image::FD_PIPE && f.kind() != image::FD_FIFO) continue;
+      pipes[f.pipe().pipe_id()].push_back({t.pid, f.fd(), f.pipe().write_end()});
+      if (f.kind() == image::FD_FIFO) {
+        fifos[f.file().path()] = {f.pipe().pipe_id(), f.file().dev(), f.file().ino()};
+        fifo_paths[f.pipe().pipe_id()] = f.file().path();
+      }
+    }
   if (pipes.empty()) return Status::Ok();
-  CRYO_RETURN_IF_ERROR(CheckOutsideHolders(pipes, tree));
+  CRYO_RETURN_IF_ERROR(CheckOutsideHolders(pipes, fifos, tree));
   for (const auto& [id, holders] : pipes) {
     image::Pipe* p = out->add_pipes();
     p->set_id(id);
+    auto fifo = fifo_paths.find(id);
+    if (fifo != fifo_paths.end()) p->set_fifo_path(fifo->second);
     const Holder* reader = nullptr;
     for (const Holder& h : holders)
       if (!h.write_end) reader = &h;
-    if (reader) {
-      CRYO_RETURN_IF_ERROR(PeekPipe(*reader, p));
+    if (reader || fifo != fifo_paths.end()) {
+      CRYO_RETURN_IF_ERROR(PeekPipe(reader ? *reader : holders.front(), reader != nullptr, p));
     } else {
       // Only write ends in the tree and no reader outside: nobody can ever read
       // what is buffered; keep the capacity, not the bytes.

@@ -14,19 +14,6 @@ namespace {
 // Flags that only make sense at creation time, or that open(2) must not see again.
 constexpr uint32_t kCreationFlags = O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | O_CLOEXEC;
 
-bool IsDeleted(const std::string& link) {
-  return link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0;
-}
-
-void FillFileId(const FdSource& src, image::FileId* id) {
-  id->set_path(src.link);
-  id->set_dev(src.st.st_dev);
-  id->set_ino(src.st.st_ino);
-  id->set_size(static_cast<uint64_t>(src.st.st_size));
-  id->set_mtime_ns(src.st.st_mtim.tv_sec * 1000000000ll + src.st.st_mtim.tv_nsec);
-  id->set_mode(src.st.st_mode);
-}
-
 Result<int> Reopen(const image::Fd& f, bool seek) {
   const std::string what = "fd " + std::to_string(f.fd()) + " (" + f.file().path() + ")";
   const int flags = static_cast<int>(f.flags() & ~kCreationFlags) | O_NOCTTY;
@@ -46,7 +33,7 @@ class RegularFile final : public FdKindHandler {
   image::FdKind kind() const override { return image::FD_REGULAR; }
   const char* name() const override { return "regular file"; }
   bool Handles(const FdSource& s) const override {
-    return S_ISREG(s.st.st_mode) && !s.link.empty() && s.link[0] == '/' && !IsDeleted(s.link) &&
+    return S_ISREG(s.st.st_mode) && !s.link.empty() && s.link[0] == '/' && !IsDeletedLink(s.link) &&
            !StartsWith(s.link, "/memfd:");
   }
   Status Dump(const FdSource& s, image::Fd* out) const override {
@@ -61,7 +48,7 @@ class Directory final : public FdKindHandler {
   image::FdKind kind() const override { return image::FD_DIRECTORY; }
   const char* name() const override { return "directory"; }
   bool Handles(const FdSource& s) const override {
-    return S_ISDIR(s.st.st_mode) && !s.link.empty() && s.link[0] == '/' && !IsDeleted(s.link);
+    return S_ISDIR(s.st.st_mode) && !s.link.empty() && s.link[0] == '/' && !IsDeletedLink(s.link);
   }
   Status Dump(const FdSource& s, image::Fd* out) const override {
     FillFileId(s, out->mutable_file());

@@ -177,7 +177,8 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
       return Status::Error(dir + ": the parent " + std::to_string(p.core.ppid()) + " of pid " + std::to_string(pid) +
                            " is not a live process of the image (corrupted)");
   }
-  if (std::find(inv.features().begin(), inv.features().end(), "pipes") != inv.features().end())
+  if (std::find(inv.features().begin(), inv.features().end(), "pipes") != inv.features().end() ||
+      std::find(inv.features().begin(), inv.features().end(), "fifos") != inv.features().end())
     CRYO_RETURN_IF_ERROR(ReadRecord(dir, PipesName(), FileKind::kPipes, &img.pipes));
   return img;
 }

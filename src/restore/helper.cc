@@ -213,33 +213,98 @@ Status BuildProcess(HelperContext& ctx) {
   __builtin_unreachable();
 }
 
-// Runs in the helper of ctx.pid: builds its children, waits for the tree, then
-// becomes the image's process.
+// A ghost (restore_plan.h) whose pid is taken cannot be rebuilt; it is given
+// up quickly, with a warning, rather than waited for like an image pid.
+constexpr double kGhostPatience = 0.2;
+
+[[noreturn]] void RunGhost(HelperContext ctx);
+
+// Clones one task of the plan. `ghosts` collects the ghosts this process
+// clones (it reaps them once every process has joined its group).
+Status CloneTask(HelperContext& ctx, pid_t pid, std::vector<pid_t>* ghosts) {
+  const PlannedTask& t = ctx.plan->at(pid);
+  if (t.ghost()) {
+    const char* what = t.kind == PlannedTask::kSessionGhost ? "session " : "process group ";
+    // Members of a ghost session reach us, their image parent, when the
+    // ghost exits, which needs us to be a child subreaper (prctl(2)).
+    if (t.kind == PlannedTask::kSessionGhost && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
+      return Status::FromErrno("PR_SET_CHILD_SUBREAPER to rebuild session " + std::to_string(pid));
+    Result<pid_t> g = CloneWithPid(pid, SIGCHLD, kGhostPatience);
+    if (!g.ok()) {
+      SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid,
+               std::string(what) + std::to_string(pid) + ", whose leader has exited, cannot be rebuilt (" +
+                   g.status().ToString() + "); its members stay in the session and group of pid " +
+                   std::to_string(ctx.pid));
+      if (t.kind == PlannedTask::kSessionGhost)
+        for (pid_t m : t.clones) CRYO_RETURN_IF_ERROR(CloneTask(ctx, m, ghosts));
+      return Status::Ok();
+    }
+    if (*g == 0) {
+      ctx.pid = pid;
+      RunGhost(ctx);
+    }
+    // The group must exist before its members join it (after "go").
+    if (t.kind == PlannedTask::kGroupGhost && ::setpgid(*g, *g) != 0)
+      return Status::FromErrno("setpgid of the leader of process group " + std::to_string(pid));
+    ghosts->push_back(*g);
+    return Status::Ok();
+  }
+  const image::ProcessCore& core = ctx.img->processes.at(pid).core;
+  const int exit_signal = core.exit_signal() ? core.exit_signal() : SIGCHLD;
+  CRYO_ASSIGN_OR_RETURN(pid_t cpid, CloneWithPid(pid, exit_signal));
+  if (cpid == 0) {
+    ctx.pid = pid;
+    RunHelper(ctx);
+  }
+  return Status::Ok();
+}
+
+// A ghost: leads its session or group, clones the members that must descend
+// from it, and exits once every process has joined its group.
+[[noreturn]] void RunGhost(HelperContext ctx) {
+  const PlannedTask& t = ctx.plan->at(ctx.pid);
+  Status s;
+  if (t.kind == PlannedTask::kSessionGhost ? ::setsid() < 0 : ::setpgid(0, 0) != 0)
+    s = Status::FromErrno("leading the rebuilt session/group " + std::to_string(ctx.pid));
+  std::vector<pid_t> none;
+  for (pid_t m : t.clones)
+    if (s.ok()) s = CloneTask(ctx, m, &none);
+  if (!s.ok()) {
+    SendText(ctx.status_fd, HelperRecord::kError, ctx.pid, s.ToString());
+    ::_exit(1);
+  }
+  char byte;
+  while (::read(ctx.ghost_fd, &byte, 1) < 0 && errno == EINTR) {
+  }
+  ::_exit(0);
+}
+
+// Runs in the helper of ctx.pid: clones what the plan says, waits for the
+// tree, joins its session and group, then becomes the image's process.
 Status Run(HelperContext& ctx) {
   const image::ProcessCore& core = ctx.img->processes.at(ctx.pid).core;
   SessionPhase1(core);
-  std::vector<pid_t> zombies;
-  for (const auto& [pid, child] : ctx.img->processes) {
-    if (pid == ctx.pid || child.core.ppid() != ctx.pid || pid == ctx.img->inventory.root_pid()) continue;
-    const int exit_signal = child.core.exit_signal() ? child.core.exit_signal() : SIGCHLD;
-    CRYO_ASSIGN_OR_RETURN(pid_t cpid, CloneWithPid(pid, exit_signal));
-    if (cpid == 0) {
-      ctx.pid = pid;
-      RunHelper(ctx);
-    }
-    if (child.core.zombie()) zombies.push_back(pid);
-  }
+  std::vector<pid_t> ghosts;
+  for (pid_t pid : ctx.plan->at(ctx.pid).clones) CRYO_RETURN_IF_ERROR(CloneTask(ctx, pid, &ghosts));
   Send(ctx.status_fd, HelperRecord::kCreated, ctx.pid, nullptr, 0);
   char go;
   if (::read(ctx.go_fd, &go, 1) != 1) return Status::FromErrno("waiting for the whole tree");
   ::close(ctx.go_fd);
-  if (core.zombie()) BecomeZombie(core);
   SessionPhase2(core, ctx.status_fd, ctx.shell_job);
+  Send(ctx.status_fd, HelperRecord::kJoined, ctx.pid, nullptr, 0);
+  for (pid_t g : ghosts) {
+    int st;
+    while (::waitpid(g, &st, 0) < 0)
+      if (errno != EINTR) return Status::FromErrno("reaping the leader of rebuilt session/group " + std::to_string(g));
+  }
+  ::close(ctx.ghost_fd);
+  if (core.zombie()) BecomeZombie(core);
   // Our zombie children must be dead (not reaped) before we go on, so that
   // their SIGCHLD reaches the helper, not the restored process.
-  for (pid_t z : zombies) {
+  for (const auto& [pid, child] : ctx.img->processes) {
+    if (!child.core.zombie() || child.core.ppid() != ctx.pid || pid == ctx.img->inventory.root_pid()) continue;
     siginfo_t info;
-    while (::waitid(P_PID, static_cast<id_t>(z), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
+    while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
     }
   }
   return BuildProcess(ctx);
@@ -247,14 +312,14 @@ Status Run(HelperContext& ctx) {
 
 }  // namespace
 
-Result<pid_t> CloneWithPid(pid_t pid, int exit_signal) {
+Result<pid_t> CloneWithPid(pid_t pid, int exit_signal, double patience) {
   struct clone_args args;
   std::memset(&args, 0, sizeof(args));
   args.exit_signal = static_cast<uint64_t>(exit_signal);
   pid_t tid = pid;
   args.set_tid = reinterpret_cast<uint64_t>(&tid);
   args.set_tid_size = 1;
-  const double deadline = Now() + 3.0;
+  const double deadline = Now() + patience;
   for (;;) {
     long r = syscall(SYS_clone3, &args, sizeof(args));
     if (r >= 0) return static_cast<pid_t>(r);
@@ -271,8 +336,10 @@ Result<pid_t> CloneWithPid(pid_t pid, int exit_signal) {
 }
 
 void RunHelper(HelperContext ctx) {
-  // The helper dies with cryo until the restore is complete.
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // The helper dies with cryo until the restore is complete (cryo's ptrace
+  // EXITKILL covers it too, once seized). Not under a ghost, which exits early.
+  const auto parent = ctx.plan->tasks.find(::getppid());
+  if (parent == ctx.plan->tasks.end() || !parent->second.ghost()) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   CloseLogFile();
   if (ctx.sync_fd >= 0) {
     if (::read(ctx.sync_fd, &ctx.rseq, sizeof(ctx.rseq)) != sizeof(ctx.rseq)) ::_exit(1);

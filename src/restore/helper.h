@@ -13,6 +13,7 @@
 
 #include "files/fd_pool.h"
 #include "image/image_dir.h"
+#include "tree/restore_plan.h"
 
 namespace cryo {
 
@@ -24,6 +25,7 @@ enum class HelperRecord : uint8_t {
   kCreated = 'C',  // no payload: this process and its children exist
   kArea = 'A',     // u64 address, u64 length of the restorer area, u64 status fd
   kBlobFailure = 'B',  // restorer::Failure, written by the blob (its own layout)
+  kJoined = 'J',   // no payload: this process is in its session and group
 };
 
 struct RseqRegistration {
@@ -39,6 +41,8 @@ struct HelperContext {
   int sync_fd = -1;     // root only: cryo writes the rseq registration once it seized the root
   int status_fd = -1;   // HelperRecords to cryo
   int go_fd = -1;       // one byte per process once the whole tree exists
+  int ghost_fd = -1;    // one byte per ghost once every process joined its group
+  const RestorePlan* plan = nullptr;
   int fill_threads = 2;
   bool shell_job = false;
   RseqRegistration rseq;  // glibc's registration, the same in every helper (fork copies it)
@@ -47,7 +51,8 @@ struct HelperContext {
 [[noreturn]] void RunHelper(HelperContext ctx);
 
 // clone3(2) with set_tid: the child gets exactly `pid`. A PID just freed can
-// stay busy for a moment, so EEXIST is retried for a bounded time.
-Result<pid_t> CloneWithPid(pid_t pid, int exit_signal);
+// stay busy for a moment, so EEXIST is retried for a bounded time;
+// `patience` bounds that retry (seconds).
+Result<pid_t> CloneWithPid(pid_t pid, int exit_signal, double patience = 3.0);
 
 }  // namespace cryo

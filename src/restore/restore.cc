@@ -92,6 +92,7 @@ class StatusReader {
   std::map<pid_t, ProcessReport> reports;
   std::string error;
   int created = 0;
+  int joined = 0;
 
  private:
   void Parse() {
@@ -128,6 +129,9 @@ class StatusReader {
         case HelperRecord::kCreated:
           reports[pid].created = true;
           ++created;
+          break;
+        case HelperRecord::kJoined:
+          ++joined;
           break;
         case HelperRecord::kArea:
           if (payload.size() == 24) {
@@ -225,10 +229,18 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
 
-  int sync[2], status[2], go[2];
-  if (::pipe2(sync, O_CLOEXEC) != 0 || ::pipe2(status, O_CLOEXEC) != 0 || ::pipe2(go, O_CLOEXEC) != 0)
+  std::map<pid_t, const image::ProcessCore*> cores;
+  for (const auto& [pid, p] : img.processes) cores[pid] = &p.core;
+  const RestorePlan plan = PlanRestore(root, cores);
+  for (const std::string& note : plan.notes) LOG_DEBUG("restore plan: %s", note.c_str());
+  for (pid_t g : plan.ghosts) LOG_DEBUG("restore plan: a temporary leader rebuilds session/group %d", g);
+
+  int sync[2], status[2], go[2], ghost[2];
+  if (::pipe2(sync, O_CLOEXEC) != 0 || ::pipe2(status, O_CLOEXEC) != 0 || ::pipe2(go, O_CLOEXEC) != 0 ||
+      ::pipe2(ghost, O_CLOEXEC) != 0)
     return Status::FromErrno("pipe");
-  UniqueFd sync_r(sync[0]), sync_w(sync[1]), status_r(status[0]), status_w(status[1]), go_r(go[0]), go_w(go[1]);
+  UniqueFd sync_r(sync[0]), sync_w(sync[1]), status_r(status[0]), status_w(status[1]), go_r(go[0]), go_w(go[1]),
+      ghost_r(ghost[0]), ghost_w(ghost[1]);
 
   HelperContext ctx;
   ctx.img = &img;
@@ -237,6 +249,8 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ctx.sync_fd = sync_r.get();
   ctx.status_fd = status_w.get();
   ctx.go_fd = go_r.get();
+  ctx.ghost_fd = ghost_r.get();
+  ctx.plan = &plan;
   ctx.shell_job = opts.shell_job;
   ctx.fill_threads = static_cast<int>(std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
   const pid_t parent = ::getpid();
@@ -254,6 +268,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   sync_r.reset();
   status_w.reset();
   go_r.reset();
+  ghost_r.reset();
 
   // Seize the root helper (its descendants follow through TRACEFORK/CLONE) and
   // tell it where glibc registered its rseq area. EXITKILL: if cryo dies
@@ -288,7 +303,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   }
   const int nprocs = static_cast<int>(img.processes.size());
   StatusReader status_reader(status_r.get());
-  bool go_sent = false;
+  bool go_sent = false, ghosts_sent = plan.ghosts.empty();
   const double deadline = Now() + 120;
   while (stopped.size() < expected.size() || zombies_done.size() < zombies.size()) {
     status_reader.Poll();
@@ -300,6 +315,13 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
         return Status::FromErrno("releasing the restore helpers");
       go_sent = true;
       LOG_DEBUG("tree of %d processes created in %.3f ms", nprocs, (Now() - t0) * 1e3);
+    }
+    if (!ghosts_sent && status_reader.joined == nprocs) {
+      // Every process is in its session and group: the temporary leaders go.
+      std::string bytes(plan.ghosts.size(), 'x');
+      if (::write(ghost_w.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
+        return Status::FromErrno("releasing the temporary session/group leaders");
+      ghosts_sent = true;
     }
     int st = 0;
     const pid_t tid = ::waitpid(-1, &st, __WALL | WNOHANG);

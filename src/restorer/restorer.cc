@@ -104,6 +104,12 @@ void RestoreMm(Args* a) {
 }
 
 void RestoreSignals(const Args* a) {
+  // Ignoring a signal discards it from every pending queue (signal(7)): what
+  // the helper received (SIGCHLD of its ghosts and zombies) goes, and only the
+  // image's pending signals are queued below.
+  const KSigaction ign = {1 /*SIG_IGN*/, 0, 0, 0};
+  for (int sig = 1; sig <= 64; ++sig)
+    if (sig != 9 && sig != 19) CHECK(a, Sys(kRtSigaction, sig, reinterpret_cast<long>(&ign), 0, 8), "rt_sigaction", sig);
   for (int sig = 1; sig <= 64; ++sig) {
     if (sig == 9 || sig == 19) continue;
     KSigaction dfl = {0, 0, 0, 0};

@@ -29,7 +29,8 @@ Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::str
   if (::setpriority(PRIO_PROCESS, 0, t.nice()) != 0) return Status::FromErrno("setpriority " + std::to_string(t.nice()));
   if (t.timer_slack_ns() && ::prctl(PR_SET_TIMERSLACK, t.timer_slack_ns(), 0, 0, 0) != 0)
     return Status::FromErrno("PR_SET_TIMERSLACK");
-  if (core.child_subreaper() && ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
+  // Set either way: rebuilding a session may have made the helper a subreaper.
+  if (::prctl(PR_SET_CHILD_SUBREAPER, core.child_subreaper() ? 1 : 0, 0, 0, 0) != 0)
     return Status::FromErrno("PR_SET_CHILD_SUBREAPER");
   CRYO_RETURN_IF_ERROR(RestorePosixTimers(core));
   return Status::Ok();

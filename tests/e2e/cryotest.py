@@ -584,7 +584,14 @@ class Harness:
         try:
             rc = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            fail("attached cryo restore (pid %d) did not exit within %.0fs" % (p.pid, timeout))
+            # Say where it is stuck: its state, kernel stack and log tail.
+            stack = read_text("/proc/%d/stack" % p.pid, "?")
+            st = proc_stat(p.pid)
+            fail("attached cryo restore (pid %d) did not exit within %.0fs (state %s, wchan %s)\n"
+                 "kernel stack:\n%s\nrestored process: %r\nlog tail:\n%s"
+                 % (p.pid, timeout, st and st["state"], read_text("/proc/%d/wchan" % p.pid, "?"), stack,
+                    proc_stat(restored.pid),
+                    "\n".join(read_text(p.cryo_files + ".log", "").splitlines()[-20:])))
         base = p.cryo_files
         return CryoResult(["restore"], rc, read_text(base + ".out", ""),
                           read_text(base + ".err", ""), read_text(base + ".log"))

@@ -152,12 +152,85 @@ def test_pipe_held_outside(h):
         p.stdout.close()
 
 
+def start_fifo(h):
+    w = h.start_workload("fifo")
+    h.wait_ready(w)
+    return w
+
+
+def test_fifo_kill(h):
+    w = start_fifo(h)
+    h.verify_ok(w, when="before dump")
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    img = h.show_json(images)
+    check("fifos" in img["features"], "image features lack 'fifos': %r" % img["features"])
+    wait_all_gone(image_pids(h, images))
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    rw = w.restored(r.pid)
+    h.verify_ok(rw, when="after restore")
+    h.verify_ok(rw, exit=True, when="after restore (again, exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored fifo exit status")
+
+
+def test_fifo_leave_running(h):
+    w = start_fifo(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    # Nothing was consumed: the original still sees its stream and parked bytes.
+    h.verify_ok(w, when="of the original after dump --leave-running")
+    h.verify_ok(w, exit=True, when="of the original (exit)")
+    check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
+    wait_all_gone(image_pids(h, images))
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    rw = w.restored(r.pid)
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored fifo exit status")
+
+
+def test_fifo_rewind(h):
+    w = start_fifo(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    pids = image_pids(h, images)
+    for i in range(3):
+        wait_all_gone(pids)
+        # The FIFO files may be gone; they are recreated from the image.
+        if i == 1:
+            os.unlink(w.path("parked"))
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        rw = w.restored(r.pid)
+        h.verify_ok(rw, exit=True, when="of rewind instance %d (exit)" % (i + 1))
+        check_eq(h.wait_exit(rw), ("exit", 0), "exit status of rewind instance %d" % (i + 1))
+
+
+def test_fifo_held_outside(h):
+    """A FIFO the harness also holds open is refused by name; the tree runs on."""
+    w = start_fifo(h)
+    fd = os.open(w.path("stream"), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        r = h.run_cryo(["dump", "-t", str(w.pid), "-D", h.mkdir("img")])
+        check(r.rc != 0, "dump of a tree whose FIFO is held outside it succeeded")
+        check("FIFO" in r.message and w.path("stream") in r.message and str(os.getpid()) in r.message,
+              "error should name the FIFO and the outside holder %d: %s" % (os.getpid(), r.message))
+    finally:
+        os.close(fd)
+    h.verify_ok(w, exit=True, when="after the refused dump")
+    check_eq(h.wait_exit(w), ("exit", 0), "fifo exit status")
+
+
 TESTS = [
     test_tree_kill,
     test_tree_leave_running,
     test_tree_rewind,
     test_tree_200_ring,
     test_pipe_held_outside,
+    test_fifo_kill,
+    test_fifo_leave_running,
+    test_fifo_rewind,
+    test_fifo_held_outside,
 ]
 
 if __name__ == "__main__":

@@ -12,6 +12,13 @@
  *   - RING ring members: member i reads a token (a sequence number) from pipe
  *     i, checks it is the next one, and writes the next to pipe i+1; the root
  *     starts several tokens so that data is always in flight.
+ *   - a group whose leader is gone: G leads its own group, forks G1 and exits;
+ *     G1 stays in group G (the root is a child subreaper, so G1 becomes its
+ *     child);
+ *   - a session whose leader is gone: S calls setsid, forks S1 and exits;
+ *     S1 stays in session S and group S;
+ *   - E, created with exit signal SIGURG instead of SIGCHLD (raw clone);
+ *   - P, with parent-death signal SIGTERM.
  * Every child writes its ids and counters into its board slot and appends
  * fixed-size records to the shared file through the shared offset.
  * On verify, the root checks: ids and parents (from /proc and the board),
@@ -23,12 +30,14 @@
 #define _GNU_SOURCE
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "wl_common.h"
 
 #define MAX_RING 256
-#define MAX_SLOTS (MAX_RING + 8)
+#define MAX_SLOTS (MAX_RING + 12)
 #define TOKENS 3
 #define RECORD 64
 
@@ -39,6 +48,7 @@ struct slot {
     volatile long records;        /* records appended to the shared file */
     volatile long tokens;         /* ring: tokens passed */
     volatile long errors;         /* ring: sequence errors */
+    volatile int pdeath;          /* PR_GET_PDEATHSIG */
     char what[128];
 };
 
@@ -63,6 +73,9 @@ static void fill_ids(int idx)
     board[idx].ppid = getppid();
     board[idx].pgid = getpgid(0);
     board[idx].sid = getsid(0);
+    int sig = 0;
+    prctl(PR_GET_PDEATHSIG, &sig);
+    board[idx].pdeath = sig;
 }
 
 static void child_tick(int idx)
@@ -145,6 +158,8 @@ int main(int argc, char **argv)
             wl_die("pipe");
 
     const pid_t root = getpid();
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+        wl_die("PR_SET_CHILD_SUBREAPER");
     fill_ids(0);
     pid_t a = fork();
     if (a == 0) {
@@ -164,6 +179,32 @@ int main(int argc, char **argv)
     pid_t z = fork();
     if (z == 0)
         _exit(42);
+    /* Slots after the ring: G1, S1, E, P. */
+    const int g1_slot = 5 + ring, s1_slot = 6 + ring, e_slot = 7 + ring, p_slot = 8 + ring;
+    pid_t g = fork();
+    if (g == 0) {
+        setpgid(0, 0);
+        if (fork() == 0)
+            plain_child(g1_slot);
+        _exit(0);
+    }
+    pid_t sl = fork();
+    if (sl == 0) {
+        setsid();
+        if (fork() == 0)
+            plain_child(s1_slot);
+        _exit(0);
+    }
+    if (waitpid(g, NULL, 0) != g || waitpid(sl, NULL, 0) != sl)
+        wl_die("waitpid of the group and session leaders");
+    pid_t e = (pid_t)syscall(SYS_clone, SIGURG, NULL, NULL, NULL, NULL);
+    if (e == 0)
+        plain_child(e_slot);
+    pid_t pd = fork();
+    if (pd == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        plain_child(p_slot);
+    }
     pid_t members[MAX_RING];
     for (int i = 0; i < ring; i++) {
         members[i] = fork();
@@ -182,7 +223,8 @@ int main(int argc, char **argv)
     close(pipes[0][1]);
     /* Wait until everyone is up and the zombie is a zombie. */
     for (int spins = 0;; spins++) {
-        int up = board[1].pid && board[2].pid && board[3].pid;
+        int up = board[1].pid && board[2].pid && board[3].pid && board[g1_slot].ppid == root &&
+                 board[s1_slot].ppid == root && board[e_slot].pid && board[p_slot].pdeath == SIGTERM;
         for (int i = 0; i < ring; i++)
             up &= board[5 + i].pid != 0;
         siginfo_t si = {0};
@@ -193,6 +235,7 @@ int main(int argc, char **argv)
             wl_die("tree did not come up");
         wl_sleep_ms(2);
     }
+    const pid_t g1 = board[g1_slot].pid, s1 = board[s1_slot].pid;
     wl_ready(ctl);
 
     int verifies = 0;
@@ -209,24 +252,28 @@ int main(int argc, char **argv)
         wl_check(&c, getsid(0) == root && getpgid(0) == root, "root sid/pgid expected %d actual %d/%d", (int)root,
                  (int)getsid(0), (int)getpgid(0));
         long before[MAX_SLOTS];
-        for (int i = 0; i < 5 + ring; i++)
+        for (int i = 0; i < 9 + ring; i++)
             before[i] = board[i].counter;
         long gen = ++*generation;
         wl_sleep_ms(400);
-        struct { int slot; pid_t pid; pid_t ppid; pid_t pgid; } expect[MAX_SLOTS];
+        struct { int slot; pid_t pid; pid_t ppid; pid_t pgid; pid_t sid; } expect[MAX_SLOTS];
         int n = 0;
-        expect[n++] = (typeof(expect[0])){1, a, root, a};
-        expect[n++] = (typeof(expect[0])){2, board[2].pid, a, a};
-        expect[n++] = (typeof(expect[0])){3, b, root, a};
+        expect[n++] = (typeof(expect[0])){1, a, root, a, root};
+        expect[n++] = (typeof(expect[0])){2, board[2].pid, a, a, root};
+        expect[n++] = (typeof(expect[0])){3, b, root, a, root};
         for (int i = 0; i < ring; i++)
-            expect[n++] = (typeof(expect[0])){5 + i, members[i], root, root};
+            expect[n++] = (typeof(expect[0])){5 + i, members[i], root, root, root};
+        expect[n++] = (typeof(expect[0])){g1_slot, g1, root, g, root};
+        expect[n++] = (typeof(expect[0])){s1_slot, s1, root, sl, sl};
+        expect[n++] = (typeof(expect[0])){e_slot, e, root, root, root};
+        expect[n++] = (typeof(expect[0])){p_slot, pd, root, root, root};
         for (int k = 0; k < n; k++) {
             struct slot *s = &board[expect[k].slot];
             int idx = expect[k].slot;
             wl_check(&c, s->pid == expect[k].pid && s->ppid == expect[k].ppid && s->pgid == expect[k].pgid &&
-                             s->sid == root,
+                             s->sid == expect[k].sid,
                      "slot %d ids pid/ppid/pgid/sid expected %d/%d/%d/%d actual %d/%d/%d/%d", idx,
-                     (int)expect[k].pid, (int)expect[k].ppid, (int)expect[k].pgid, (int)root, (int)s->pid,
+                     (int)expect[k].pid, (int)expect[k].ppid, (int)expect[k].pgid, (int)expect[k].sid, (int)s->pid,
                      (int)s->ppid, (int)s->pgid, (int)s->sid);
             wl_check(&c, s->counter > before[idx], "slot %d counter did not advance (%ld)", idx, s->counter);
             wl_check(&c, s->seen_gen == gen, "slot %d did not see generation %ld (saw %ld): memory not shared", idx,
@@ -236,8 +283,26 @@ int main(int argc, char **argv)
         long tokens = 0, records = 0;
         for (int i = 0; i < ring; i++)
             tokens += board[5 + i].tokens;
-        for (int i = 0; i < 5 + ring; i++)
+        for (int i = 0; i < 9 + ring; i++)
             records += board[i].records;
+        wl_check(&c, board[p_slot].pdeath == SIGTERM && board[1].pdeath == 0,
+                 "parent-death signals expected %d/0 actual %d/%d", SIGTERM, board[p_slot].pdeath, board[1].pdeath);
+        char statp[64], statbuf[1024] = "";
+        snprintf(statp, sizeof statp, "/proc/%d/stat", (int)e);
+        FILE *sf = fopen(statp, "r");
+        if (sf) {
+            if (!fgets(statbuf, sizeof statbuf, sf))
+                statbuf[0] = 0;
+            fclose(sf);
+        }
+        const char *rp = strrchr(statbuf, ')');
+        int field = 2, exit_sig = -1;
+        for (const char *q = rp; q && *q; q++)
+            if (*q == ' ' && ++field == 38) {
+                exit_sig = atoi(q + 1);
+                break;
+            }
+        wl_check(&c, exit_sig == SIGURG, "exit signal of pid %d expected %d actual %d", (int)e, SIGURG, exit_sig);
         wl_check(&c, tokens > 0, "no ring tokens passed");
         off_t off = lseek(shared_fd, 0, SEEK_CUR);
         struct stat st;
@@ -257,15 +322,15 @@ int main(int argc, char **argv)
                  verifies);
         int ok = wl_report(ctl, &c, summary);
         if (req == WL_VERIFY_EXIT) {
-            pid_t all[4 + MAX_RING] = {a, board[2].pid, b};
-            int na = 3;
+            pid_t all[8 + MAX_RING] = {a, board[2].pid, b, g1, s1, e, pd};
+            int na = 7;
             for (int i = 0; i < ring; i++)
                 all[na++] = members[i];
             for (int i = 0; i < na; i++)
                 kill(all[i], SIGKILL);
             for (int i = 0; i < na; i++)
                 if (all[i] != board[2].pid)
-                    waitpid(all[i], NULL, 0);
+                    waitpid(all[i], NULL, __WALL);
             waitpid(z, NULL, 0);
             return ok ? 0 : 1;
         }
