@@ -11,6 +11,8 @@
  *     specific data values;
  *   - an inotify watching <ctl>/watched (wd 1) and <ctl>/watched2 (wd 3: wd 2
  *     was added and removed) for IN_MODIFY;
+ *   - SIGRTMIN+3 blocked with three instances queued (values 11, 22, 33, in
+ *     that order: real-time signals queue, signal(7));
  *   - a POSIX timer (CLOCK_MONOTONIC, SIGEV_SIGNAL SIGRTMIN, sigev_value a
  *     pointer, 100 ms period) whose handler counts expiries and checks
  *     si_value and si_timerid, and a one-shot CLOCK_REALTIME timer 1000 s
@@ -91,6 +93,38 @@ static void queue_sigusr2(void)
         wl_die("sigqueue SIGUSR2");
 }
 
+#define RT_QUEUED 3
+static void queue_rt(void)
+{
+    for (int i = 1; i <= RT_QUEUED; i++) {
+        union sigval v = { .sival_int = 11 * i };
+        if (sigqueue(wl_getpid(), SIGRTMIN + 3, v) != 0)
+            wl_die("sigqueue SIGRTMIN+3");
+    }
+}
+
+/* Takes the queued real-time signals (checking order, values, siginfo) and
+ * queues them again. */
+static void check_rt(struct wl_checks *c)
+{
+    sigset_t m;
+    sigemptyset(&m);
+    sigaddset(&m, SIGRTMIN + 3);
+    struct timespec zero = { 0, 0 };
+    for (int i = 1; i <= RT_QUEUED; i++) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        int sig = sigtimedwait(&m, &si, &zero);
+        wl_check(c, sig == SIGRTMIN + 3 && si.si_code == SI_QUEUE && si.si_value.sival_int == 11 * i &&
+                        si.si_pid == wl_getpid() && si.si_uid == getuid(),
+                 "queued SIGRTMIN+3 #%d: got signal %d code %d value %d pid %d, expected value %d from pid %d", i, sig,
+                 si.si_code, si.si_value.sival_int, (int)si.si_pid, 11 * i, (int)wl_getpid());
+    }
+    siginfo_t extra;
+    wl_check(c, sigtimedwait(&m, &extra, &zero) < 0, "more than %d SIGRTMIN+3 queued", RT_QUEUED);
+    queue_rt();
+}
+
 static void setup(void)
 {
     wl_path(watched, sizeof watched, ctl, "watched");
@@ -133,6 +167,12 @@ static void setup(void)
     if (sfd < 0)
         wl_die("signalfd");
     queue_sigusr2();
+    sigset_t rt;
+    sigemptyset(&rt);
+    sigaddset(&rt, SIGRTMIN + 3);
+    if (sigprocmask(SIG_BLOCK, &rt, NULL) != 0)
+        wl_die("sigprocmask SIGRTMIN+3");
+    queue_rt();
 
     ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
@@ -387,6 +427,7 @@ static int verify(char *summary, size_t sumsz)
              "signalfd: expected SIGUSR2 SI_QUEUE value %#x, read %zd signo %u code %d value %#x", SIGQ_VALUE, r,
              ssi.ssi_signo, ssi.ssi_code, ssi.ssi_int);
     queue_sigusr2();
+    check_rt(&c);
 
     /* epoll fdinfo */
     char all[8192];

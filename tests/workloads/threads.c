@@ -4,9 +4,11 @@
  *
  * Thread i (0-based) has a __thread value, a name ("wk-<i>"), its TID recorded
  * at start, and a blocked signal mask of its own (SIGUSR1 blocked in odd
- * threads). Kinds, by i % 4: 0 spins incrementing a counter; 1 loops in
+ * threads). Kinds, by i % 6: 0 spins incrementing a counter; 1 loops in
  * nanosleep(5 ms); 2 waits in pthread_cond_wait (futex) until woken by a
- * verify; 3 loops in a futex wait with a 20 ms timeout.
+ * verify; 3 loops in a futex wait with a 20 ms timeout; 4 blocks in read(2)
+ * on a pipe of its own until a verify writes a byte; 5 loops in
+ * epoll_wait(2) (10 ms timeout) on an eventfd.
  * On verify the main thread bumps a generation, wakes the waiters, and every
  * thread checks its own state (tid, TLS, name, mask) and reports; the main
  * thread then checks every report and that counters advance.
@@ -16,11 +18,14 @@
 #include <pthread.h>
 #include <dirent.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 
 #include "wl_common.h"
 
 #define MAX_THREADS 128
+#define KINDS 6
 
 static __thread long tls_value;
 static int nthreads;
@@ -32,6 +37,7 @@ struct worker {
     volatile long counter;
     volatile int checked_gen;   /* generation the thread last checked */
     volatile int ok;            /* result of that check */
+    int pipe[2];                /* kind 4: woken by a byte */
     char what[160];
 };
 
@@ -40,6 +46,7 @@ static volatile int generation;
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int futex_word;
+static int epoll_fd;
 
 static void self_check(struct worker *w)
 {
@@ -85,7 +92,8 @@ static void *worker_main(void *arg)
     sigaddset(&set, SIGUSR1);
     pthread_sigmask((w->idx & 1) ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
     for (;;) {
-        switch (w->idx % 4) {
+        self_check(w);
+        switch (w->idx % KINDS) {
         case 0:
             for (int i = 0; i < 100000; i++)
                 w->counter++;
@@ -103,14 +111,25 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&mu);
             w->counter++;
             break;
-        default: {
+        case 3: {
             struct timespec ts = {0, 20000000};
             syscall(SYS_futex, &futex_word, FUTEX_WAIT_PRIVATE, 0, &ts, NULL, 0);
             w->counter++;
             break;
         }
+        case 4: {
+            char byte;
+            if (read(w->pipe[0], &byte, 1) == 1)
+                w->counter++;
+            break;
         }
-        self_check(w);
+        default: {
+            struct epoll_event ev;
+            epoll_wait(epoll_fd, &ev, 1, 10);
+            w->counter++;
+            break;
+        }
+        }
     }
     return NULL;
 }
@@ -124,7 +143,14 @@ int main(int argc, char **argv)
     if (nthreads < 1 || nthreads > MAX_THREADS)
         wl_die("NTHREADS must be 1..%d", MAX_THREADS);
     const pid_t my_pid = wl_getpid();
+    epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    int efd = eventfd(0, EFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 42};
+    if (epoll_fd < 0 || efd < 0 || epoll_ctl(epoll_fd, EPOLL_CTL_ADD, efd, &ev) != 0)
+        wl_die("epoll setup");
     for (int i = 0; i < nthreads; i++) {
+        if (i % KINDS == 4 && pipe2(workers[i].pipe, O_CLOEXEC) != 0)
+            wl_die("pipe");
         workers[i].idx = i;
         workers[i].checked_gen = -1;
         if (pthread_create(&workers[i].th, NULL, worker_main, &workers[i]) != 0)
@@ -159,20 +185,23 @@ int main(int argc, char **argv)
         __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&cv);
         pthread_mutex_unlock(&mu);
+        for (int i = 0; i < nthreads; i++)
+            if (i % KINDS == 4 && write(workers[i].pipe[1], "w", 1) != 1)
+                wl_check(&c, 0, "waking thread %d failed", i);
         int gen = generation;
         uint64_t deadline = wl_now_ns() + 5000000000ull;
         for (int i = 0; i < nthreads; i++) {
             while (__atomic_load_n(&workers[i].checked_gen, __ATOMIC_ACQUIRE) != gen && wl_now_ns() < deadline)
                 wl_sleep_ms(1);
-            wl_check(&c, workers[i].checked_gen == gen, "thread %d did not report within 5 s (kind %d)", i, i % 4);
+            wl_check(&c, workers[i].checked_gen == gen, "thread %d did not report within 5 s (kind %d)", i, i % KINDS);
             if (workers[i].checked_gen == gen)
                 wl_check(&c, workers[i].ok, "%s", workers[i].what);
         }
         wl_sleep_ms(100);
         for (int i = 0; i < nthreads; i++)
-            if (i % 4 != 2)
+            if (i % KINDS != 2)
                 wl_check(&c, workers[i].counter > before[i], "thread %d (kind %d) counter did not advance (%ld)", i,
-                         i % 4, workers[i].counter);
+                         i % KINDS, workers[i].counter);
         char task_dir[64];
         snprintf(task_dir, sizeof task_dir, "/proc/%d/task", (int)my_pid);
         int ntasks = 0;
