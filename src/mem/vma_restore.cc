@@ -164,11 +164,57 @@ Result<uint64_t> FindGap(const std::vector<std::pair<uint64_t, uint64_t>>& used_
   return Status::Error("no free address range of " + std::to_string(len >> 20) + " MiB for the restore");
 }
 
+namespace {
+
+// Advice that changes what a fork copies: applied only once the children are
+// cloned (ApplyForkAdvice), since they must inherit the premap.
+bool IsForkAdvice(const std::string& flag) { return flag == "dc" || flag == "wf"; }
+
+// The inherited page ranges inside [start, end), clipped.
+std::vector<std::pair<uint64_t, uint64_t>> InheritedIn(const image::Mm& mm, uint64_t start, uint64_t end) {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (const image::PageRange& r : mm.inherited()) {
+    const uint64_t s = std::max(start, r.vaddr()), e = std::min(end, r.vaddr() + r.npages() * kPage);
+    if (s < e) out.emplace_back(s, e);
+  }
+  return out;
+}
+
+// Takes over the premapped place of the parent's VMA for `v`: drops the pages
+// `v` does not inherit (MADV_DONTNEED reads back zero, madvise(2)) and returns
+// where `v` now lies.
+Result<uint64_t> TakeOver(const image::Vma& v, const std::vector<std::pair<uint64_t, uint64_t>>& inherited,
+                          const std::vector<InheritableVma>& from_parent) {
+  const InheritableVma* r = nullptr;
+  for (const InheritableVma& c : from_parent)
+    if (c.start <= v.start() && v.end() <= c.end) r = &c;
+  if (!r) return Status::Error(VmaName(v) + " inherits pages from its parent, whose restored memory has no such VMA");
+  const uint64_t at = r->premap + (v.start() - r->start), len = v.end() - v.start();
+  // msync(2) fails with ENOMEM where nothing is mapped: the fork did not copy it.
+  if (::msync(reinterpret_cast<void*>(at), len, MS_ASYNC) != 0)
+    return Status::FromErrno(VmaName(v) + ": the parent's premapped pages were not inherited");
+  uint64_t from = v.start();
+  auto drop = [&](uint64_t to) -> Status {
+    if (to > from && ::madvise(reinterpret_cast<void*>(at + (from - v.start())), to - from, MADV_DONTNEED) != 0)
+      return Status::FromErrno("MADV_DONTNEED in " + VmaName(v));
+    return Status::Ok();
+  };
+  for (const auto& [s, e] : inherited) {
+    CRYO_RETURN_IF_ERROR(drop(s));
+    from = e;
+  }
+  CRYO_RETURN_IF_ERROR(drop(v.end()));
+  return at;
+}
+
+}  // namespace
+
 Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threads,
-                     const std::function<int(uint64_t)>& shmem_fd, std::vector<restorer::Move>* moves) {
+                     const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
+                     std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable) {
   std::vector<FillJob> jobs;
   int ri = 0;
-  uint64_t at = base + kPage;
+  uint64_t slot = base + kPage;
   struct Final {
     uint64_t addr, len;
     int prot;
@@ -177,43 +223,86 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
   for (const image::Vma& v : mm.vmas()) {
     if (!IsPremapped(v)) continue;
     const uint64_t len = v.end() - v.start();
+    uint64_t at = slot;
+    slot += len + kPage;
     // Page runs of this VMA (runs are in address order and never cross VMAs).
     const int first_run = ri;
     while (ri < mm.runs_size() && mm.runs(ri).vaddr() < v.end()) ++ri;
     const int shm = v.kind() == image::VMA_ANON_SHARED && v.shmem_id() && shmem_fd ? shmem_fd(v.shmem_id()) : -1;
     const bool has_pages = ri > first_run && shm < 0;  // a shmem object comes filled
-    int prot = static_cast<int>(v.prot());
-    const int map_prot = has_pages ? PROT_READ | PROT_WRITE : prot;
-    int flags = MAP_FIXED | ((v.flags() & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE);
-    if (v.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
-    void* p;
-    if (v.kind() == image::VMA_FILE_PRIVATE || v.kind() == image::VMA_FILE_SHARED) {
-      CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenMappedFile(v));
-      p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, fd.get(), static_cast<off_t>(v.pgoff()));
-    } else if (shm >= 0) {
-      p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, shm, static_cast<off_t>(v.pgoff()));
+    const int prot = static_cast<int>(v.prot());
+    const auto inherited = v.kind() == image::VMA_ANON_PRIVATE ? InheritedIn(mm, v.start(), v.end())
+                                                                 : std::vector<std::pair<uint64_t, uint64_t>>{};
+    if (!inherited.empty()) {
+      CRYO_ASSIGN_OR_RETURN(at, TakeOver(v, inherited, from_parent));
+      if (has_pages && ::mprotect(reinterpret_cast<void*>(at), len, PROT_READ | PROT_WRITE) != 0)
+        return Status::FromErrno("mprotect of the inherited " + VmaName(v));
     } else {
-      p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags | MAP_ANONYMOUS, -1, 0);
+      const int map_prot = has_pages ? PROT_READ | PROT_WRITE : prot;
+      int flags = MAP_FIXED | ((v.flags() & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE);
+      if (v.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
+      void* p;
+      if (v.kind() == image::VMA_FILE_PRIVATE || v.kind() == image::VMA_FILE_SHARED) {
+        CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenMappedFile(v));
+        p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, fd.get(), static_cast<off_t>(v.pgoff()));
+      } else if (shm >= 0) {
+        p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, shm, static_cast<off_t>(v.pgoff()));
+      } else {
+        p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags | MAP_ANONYMOUS, -1, 0);
+      }
+      if (p == MAP_FAILED) return Status::FromErrno("mmap of " + VmaName(v));
     }
-    if (p == MAP_FAILED) return Status::FromErrno("mmap of " + VmaName(v));
     for (const std::string& f : v.vm_flags()) {
       int adv = Madvice(f);
-      if (adv >= 0 && ::madvise(p, len, adv) != 0) return Status::FromErrno("madvise " + f + " on " + VmaName(v));
+      if (adv >= 0 && !IsForkAdvice(f) && ::madvise(reinterpret_cast<void*>(at), len, adv) != 0)
+        return Status::FromErrno("madvise " + f + " on " + VmaName(v));
     }
-    if (v.name().rfind("[anon:", 0) == 0 && v.name().back() == ']') {
-      std::string name = v.name().substr(6, v.name().size() - 7);
-      if (::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, name.c_str()) != 0)
+    const bool named = v.name().rfind("[anon:", 0) == 0 && v.name().back() == ']';
+    if (named || !inherited.empty()) {
+      // An inherited VMA may carry its parent's name: set or clear it.
+      std::string name = named ? v.name().substr(6, v.name().size() - 7) : std::string();
+      if (::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, named ? name.c_str() : nullptr) != 0)
         return Status::FromErrno("naming " + VmaName(v));
     }
     if (has_pages)
       for (int r = first_run; r < ri; ++r) jobs.push_back({&mm.runs(r), at + (mm.runs(r).vaddr() - v.start())});
-    if (map_prot != prot) finals.push_back({at, len, prot});
+    if (has_pages || !inherited.empty()) finals.push_back({at, len, prot});
     moves->push_back({at, v.start(), len});
-    at += len + kPage;
+    if (v.kind() == image::VMA_ANON_PRIVATE) inheritable->push_back({v.start(), v.end(), at});
   }
   CRYO_RETURN_IF_ERROR(Fill(jobs, pages_fd, threads));
   for (const Final& f : finals)
     if (::mprotect(reinterpret_cast<void*>(f.addr), f.len, f.prot) != 0) return Status::FromErrno("mprotect of a premapped VMA");
+  return Status::Ok();
+}
+
+Status HideFromChildren(const std::vector<restorer::Move>& moves, const std::vector<image::PageRange>& wanted) {
+  for (const restorer::Move& m : moves) {
+    bool needed = false;
+    for (const image::PageRange& r : wanted)
+      needed |= r.vaddr() < m.to + m.len && m.to < r.vaddr() + r.npages() * kPage;
+    if (!needed && ::madvise(reinterpret_cast<void*>(m.from), m.len, MADV_DONTFORK) != 0)
+      return Status::FromErrno("MADV_DONTFORK on the premapped VMA at " + Hex(m.to));
+  }
+  return Status::Ok();
+}
+
+Status ApplyForkAdvice(const image::Mm& mm, const std::vector<restorer::Move>& moves) {
+  size_t i = 0;
+  for (const image::Vma& v : mm.vmas()) {
+    if (!IsPremapped(v)) continue;
+    if (i >= moves.size()) return Status::Error("fork advice: more VMAs than premapped places");
+    void* at = reinterpret_cast<void*>(moves[i].from);
+    const uint64_t len = moves[i++].len;
+    bool dontfork = false, wipe = false;
+    for (const std::string& f : v.vm_flags()) {
+      dontfork |= f == "dc";
+      wipe |= f == "wf";
+    }
+    if (::madvise(at, len, dontfork ? MADV_DONTFORK : MADV_DOFORK) != 0)
+      return Status::FromErrno("fork advice on " + VmaName(v));
+    if (wipe && ::madvise(at, len, MADV_WIPEONFORK) != 0) return Status::FromErrno("MADV_WIPEONFORK on " + VmaName(v));
+  }
   return Status::Ok();
 }
 

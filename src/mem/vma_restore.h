@@ -23,14 +23,36 @@ uint64_t PremapSize(const image::Mm& mm);
 // Finds a free range of `len` bytes that overlaps neither `a` nor `b`.
 Result<uint64_t> FindGap(const std::vector<std::pair<uint64_t, uint64_t>>& used, uint64_t len);
 
+// A private anonymous VMA as a restore helper premapped it: a child helper
+// inherits it by fork and takes over the pages it shares with its parent.
+struct InheritableVma {
+  uint64_t start = 0, end = 0;  // its final address
+  uint64_t premap = 0;          // where it is premapped
+};
+
 // Maps every premapped VMA inside [base, base + PremapSize) (reserved PROT_NONE
 // by the caller), fills it from `pages_fd` with `threads` threads, checks each
-// page run's checksum, and applies the final protection and madvise flags.
-// Appends one move per VMA to `moves`.
+// page run's checksum, and applies the final protection and the madvise flags
+// (but MADV_DONTFORK and MADV_WIPEONFORK, see ApplyForkAdvice). Appends one
+// move per VMA to `moves`, in the order of mm.vmas().
 // `shmem_fd(id)` gives an fd on the shmem object of a shared anonymous VMA
 // (already filled), or -1.
+// A VMA with pages in mm.inherited() takes its premapped place in
+// `from_parent` over (pages outside mm.inherited() are dropped there, the
+// VMA's own stored pages written). `inheritable` receives this process's
+// private anonymous VMAs, for its own children.
 Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threads,
-                     const std::function<int(uint64_t)>& shmem_fd, std::vector<restorer::Move>* moves);
+                     const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
+                     std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable);
+
+// Before cloning children: marks MADV_DONTFORK every premapped VMA (`moves`)
+// that holds none of `wanted` (the pages the children inherit), so fork(2)
+// does not copy page tables nobody uses. ApplyForkAdvice undoes it.
+Status HideFromChildren(const std::vector<restorer::Move>& moves, const std::vector<image::PageRange>& wanted);
+// After cloning children: every premapped VMA gets the image's fork advice
+// (MADV_DONTFORK / MADV_WIPEONFORK where smaps said "dc" / "wf", else
+// MADV_DOFORK).
+Status ApplyForkAdvice(const image::Mm& mm, const std::vector<restorer::Move>& moves);
 
 // The [vvar]/[vvar_vclock]/[vdso] moves from the helper's own mappings to the
 // image's addresses; refuses a layout that differs from the image's.

@@ -32,6 +32,11 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kStackSize = 64 << 10;
 constexpr uint64_t kThreadStackSize = 16 << 10;
 
+struct BuiltMemory {
+  std::vector<restorer::Move> moves;     // premapped VMAs -> their addresses
+  std::vector<restorer::Move> specials;  // the vDSO family
+};
+
 uint64_t RoundUp(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
 
 double Now() {
@@ -114,85 +119,110 @@ void SessionPhase2(const image::ProcessCore& core, int status_fd, bool shell_job
   ::_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 0);
 }
 
-Status BuildProcess(HelperContext& ctx) {
+// The restorer area of a process: [blob | Args + moves + siginfos + threads |
+// stack | thread stacks | vDSO scratch].
+struct AreaLayout {
+  uint64_t blob_len, args_len, stacks_len, scratch_len;
+  uint64_t total() const { return blob_len + args_len + stacks_len + scratch_len; }
+};
+
+AreaLayout LayoutArea(const image::ProcessImage& p) {
+  const image::ProcessCore& core = p.core;
+  uint64_t n_vmas = 0, scratch = 0;
+  bool vdso = false;
+  for (const image::Vma& v : p.mm.vmas()) {
+    n_vmas += IsPremapped(v);
+    vdso |= v.kind() == image::VMA_VDSO;
+    if (v.kind() == image::VMA_VDSO || v.kind() == image::VMA_VVAR || v.kind() == image::VMA_VVAR_VCLOCK)
+      scratch += v.end() - v.start();
+  }
+  const uint64_t n_threads = static_cast<uint64_t>(std::max(core.threads_size(), 1) - 1);
+  AreaLayout l;
+  l.blob_len = RoundUp(restorer::BlobSize());
+  l.args_len = RoundUp(sizeof(restorer::Args) + n_vmas * sizeof(restorer::Move) + PendingCount(core) * 128 +
+                       n_threads * sizeof(restorer::ThreadArg) + 64);
+  l.stacks_len = kStackSize + n_threads * kThreadStackSize;
+  l.scratch_len = vdso ? scratch : 0;  // PlanSpecialMoves moves nothing without a vDSO
+  return l;
+}
+
+// Memory first, before the children are cloned, so that they inherit it (the
+// pages they share copy-on-write with us stay shared, restore_plan.h).
+Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
+  const image::ProcessImage& p = ctx.img->processes.at(ctx.pid);
+  const WindowSlot& slot = ctx.window->slots.at(ctx.pid);
+  CRYO_ASSIGN_OR_RETURN(UniqueFd pages, image::OpenPageFile(ctx.img->dir, ctx.pid, p.mm));
+  CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> own, proc::ReadVmas(::getpid()));
+  CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, own, &out->specials));
+  const FdPool* pool = ctx.pool;
+  std::vector<InheritableVma> mine;
+  CRYO_RETURN_IF_ERROR(PremapAndFill(p.mm, pages.get(), slot.premap, ctx.fill_threads,
+                                     [pool](uint64_t id) { return pool->ShmemFd(id); }, ctx.inheritable, &out->moves,
+                                     &mine)
+                           .Prefixed("memory"));
+  ctx.inheritable = std::move(mine);
+  // What our children inherit from us: the rest need not be copied by fork.
+  std::vector<image::PageRange> wanted;
+  for (const auto& [pid, child] : ctx.img->processes)
+    if (child.core.ppid() == ctx.pid) wanted.insert(wanted.end(), child.mm.inherited().begin(), child.mm.inherited().end());
+  return HideFromChildren(out->moves, wanted).Prefixed("memory");
+}
+
+// The rest, once the tree exists and this process is in its session and group:
+// settings, fds, the restorer's arguments; then into the blob.
+Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
   const image::ProcessImage& p = ctx.img->processes.at(ctx.pid);
   const image::ProcessCore& core = p.core;
-
-  CRYO_ASSIGN_OR_RETURN(UniqueFd pages_fd, image::OpenPageFile(ctx.img->dir, core.pid(), p.mm));
-  int pages = pages_fd.release();
+  CRYO_RETURN_IF_ERROR(ApplyForkAdvice(p.mm, mem.moves).Prefixed("memory"));
   int exe_fd = ::open(core.mm().exe_path().c_str(), O_RDONLY | O_CLOEXEC);
   if (exe_fd < 0) return Status::FromErrno("open executable " + core.mm().exe_path());
   int max_fd = 2;
   for (const auto& [pid, q] : ctx.img->processes) max_fd = std::max(max_fd, MaxFd(q.fds));
-  CRYO_RETURN_IF_ERROR(MoveOwnFds(max_fd, {&ctx.status_fd, &pages, &exe_fd}, *ctx.pool));
+  CRYO_RETURN_IF_ERROR(MoveOwnFds(max_fd, {&ctx.status_fd, &exe_fd}, *ctx.pool));
 
   std::vector<std::string> warnings;
   CRYO_RETURN_IF_ERROR(ApplyProcessSettings(core, &warnings));
   for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
   CRYO_RETURN_IF_ERROR(RestoreFdTable(ctx.pid, p.fds, *ctx.pool).Prefixed("files"));
-
-  // Lay out: [premap reservation][guard][blob | args | stacks | vDSO scratch].
-  CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> own, proc::ReadVmas(::getpid()));
-  std::vector<restorer::Move> specials;
-  CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, own, &specials));
-  int n_vmas = 0;
-  for (const image::Vma& v : p.mm.vmas()) n_vmas += IsPremapped(v);
-  const uint64_t premap_len = PremapSize(p.mm);
-  const uint64_t blob_len = RoundUp(restorer::BlobSize());
-  const size_t n_pending = PendingCount(core);
-  const uint64_t n_threads = static_cast<uint64_t>(core.threads_size() - 1);
-  const uint64_t args_len = RoundUp(sizeof(restorer::Args) + n_vmas * sizeof(restorer::Move) + n_pending * 128 +
-                                    n_threads * sizeof(restorer::ThreadArg) + 64);
-  uint64_t scratch_len = 0;
-  for (const auto& m : specials) scratch_len += m.len;
-  const uint64_t stacks_len = kStackSize + n_threads * kThreadStackSize;
-  const uint64_t area_len = blob_len + args_len + stacks_len + scratch_len;
-
-  std::vector<std::pair<uint64_t, uint64_t>> used;
-  for (const proc::Vma& v : own) used.emplace_back(v.start, v.end);
-  for (const image::Vma& v : p.mm.vmas()) used.emplace_back(v.start(), v.end());
-  CRYO_ASSIGN_OR_RETURN(uint64_t base, FindGap(used, premap_len + kPage + area_len));
-  if (::mmap(reinterpret_cast<void*>(base), premap_len, PROT_NONE,
-             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
-    return Status::FromErrno("reserving the premap area");
-  const uint64_t area = base + premap_len + kPage;
-  if (::mmap(reinterpret_cast<void*>(area), area_len, PROT_READ | PROT_WRITE | PROT_EXEC,
-             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
-    return Status::FromErrno("mapping the restorer area");
-
-  std::vector<restorer::Move> moves;
-  const FdPool* pool = ctx.pool;
-  CRYO_RETURN_IF_ERROR(PremapAndFill(p.mm, pages, base, ctx.fill_threads,
-                                     [pool](uint64_t id) { return pool->ShmemFd(id); }, &moves)
-                           .Prefixed("memory"));
-  ::close(pages);
   const_cast<FdPool*>(ctx.pool)->CloseAll();
 
+  const PremapWindow& win = *ctx.window;
+  const WindowSlot& slot = win.slots.at(ctx.pid);
+  const AreaLayout l = LayoutArea(p);
+  const uint64_t area = slot.area;
+  if (l.total() != slot.area_len) return Status::Error("the restorer area is not the size cryo planned");
+  if (::mmap(reinterpret_cast<void*>(area), slot.area_len, PROT_READ | PROT_WRITE | PROT_EXEC,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+    return Status::FromErrno("mapping the restorer area");
+
   std::memcpy(reinterpret_cast<void*>(area), restorer::BlobData(), restorer::BlobSize());
-  auto* a = reinterpret_cast<restorer::Args*>(area + blob_len);
+  auto* a = reinterpret_cast<restorer::Args*>(area + l.blob_len);
   a->status_fd = ctx.status_fd;
-  std::vector<restorer::Range> keep = {{base, premap_len}, {area, area_len}};
-  for (const auto& m : specials) keep.push_back({m.from, m.len});
+  std::vector<restorer::Range> keep = {{win.start, win.len}};
+  for (const auto& m : mem.specials) keep.push_back({m.from, m.len});
   std::sort(keep.begin(), keep.end(), [](auto& x, auto& y) { return x.start < y.start; });
-  if (keep.size() > restorer::kMaxKeep || specials.size() > restorer::kMaxSpecial)
+  if (keep.size() > restorer::kMaxKeep || mem.specials.size() > restorer::kMaxSpecial)
     return Status::Error("too many special mappings");
   a->n_keep = static_cast<uint32_t>(keep.size());
   std::copy(keep.begin(), keep.end(), a->keep);
-  a->n_special = static_cast<uint32_t>(specials.size());
-  std::copy(specials.begin(), specials.end(), a->special);
-  a->special_scratch = area + blob_len + args_len + stacks_len;
-  a->premap = {base, premap_len};
-  a->n_vmas = static_cast<uint32_t>(moves.size());
+  a->n_special = static_cast<uint32_t>(mem.specials.size());
+  std::copy(mem.specials.begin(), mem.specials.end(), a->special);
+  a->special_scratch = area + l.blob_len + l.args_len + l.stacks_len;
+  a->premap = {win.start, win.areas_start - win.start};
+  a->unmap_after[0] = {win.areas_start, area - win.areas_start};
+  a->unmap_after[1] = {area + slot.area_len, win.end() - (area + slot.area_len)};
+  a->n_vmas = static_cast<uint32_t>(mem.moves.size());
   a->vmas_off = sizeof(restorer::Args);
-  std::copy(moves.begin(), moves.end(), reinterpret_cast<restorer::Move*>(reinterpret_cast<char*>(a) + a->vmas_off));
-  a->pending_off = a->vmas_off + moves.size() * sizeof(restorer::Move);
-  a->threads_off = (a->pending_off + n_pending * 128 + 63) & ~63ull;
-  CRYO_RETURN_IF_ERROR(FillTaskArgs(core, exe_fd, a, area + blob_len + args_len + kStackSize, kThreadStackSize));
+  std::copy(mem.moves.begin(), mem.moves.end(),
+            reinterpret_cast<restorer::Move*>(reinterpret_cast<char*>(a) + a->vmas_off));
+  a->pending_off = a->vmas_off + mem.moves.size() * sizeof(restorer::Move);
+  a->threads_off = (a->pending_off + PendingCount(core) * 128 + 63) & ~63ull;
+  CRYO_RETURN_IF_ERROR(FillTaskArgs(core, exe_fd, a, area + l.blob_len + l.args_len + kStackSize, kThreadStackSize));
   warnings.clear();
   CRYO_RETURN_IF_ERROR(ApplyLateSettings(core, &warnings));
   for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
 
-  const uint64_t rec[3] = {area, area_len, static_cast<uint64_t>(ctx.status_fd)};
+  const uint64_t rec[3] = {area, slot.area_len, static_cast<uint64_t>(ctx.status_fd)};
   Send(ctx.status_fd, HelperRecord::kArea, ctx.pid, rec, sizeof(rec));
 
   // glibc registered rseq for this thread inside memory the blob unmaps; the
@@ -203,7 +233,7 @@ Status BuildProcess(HelperContext& ctx) {
   sigfillset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);
 
-  const uint64_t stack_top = ((area + blob_len + args_len + kStackSize) & ~15ull) - 8;
+  const uint64_t stack_top = ((area + l.blob_len + l.args_len + kStackSize) & ~15ull) - 8;
   asm volatile(
       "mov %0, %%rsp\n\t"
       "mov %1, %%rdi\n\t"
@@ -284,6 +314,8 @@ Status CloneTask(HelperContext& ctx, pid_t pid, std::vector<pid_t>* ghosts) {
 Status Run(HelperContext& ctx) {
   const image::ProcessCore& core = ctx.img->processes.at(ctx.pid).core;
   SessionPhase1(core);
+  BuiltMemory mem;
+  if (!core.zombie()) CRYO_RETURN_IF_ERROR(BuildMemory(ctx, &mem));
   std::vector<pid_t> ghosts;
   for (pid_t pid : ctx.plan->at(ctx.pid).clones) CRYO_RETURN_IF_ERROR(CloneTask(ctx, pid, &ghosts));
   Send(ctx.status_fd, HelperRecord::kCreated, ctx.pid, nullptr, 0);
@@ -307,7 +339,7 @@ Status Run(HelperContext& ctx) {
     while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
     }
   }
-  return BuildProcess(ctx);
+  return FinishProcess(ctx, mem);
 }
 
 }  // namespace
@@ -334,6 +366,8 @@ Result<pid_t> CloneWithPid(pid_t pid, int exit_signal, double patience) {
   }
   return Status::FromErrno("clone3 with set_tid " + std::to_string(pid));
 }
+
+uint64_t RestorerAreaSize(const image::ProcessImage& p) { return LayoutArea(p).total(); }
 
 void RunHelper(HelperContext ctx) {
   // The helper dies with cryo until the restore is complete (cryo's ptrace

@@ -13,6 +13,8 @@
 
 #include "files/fd_pool.h"
 #include "image/image_dir.h"
+#include "mem/premap_window.h"
+#include "mem/vma_restore.h"
 #include "tree/restore_plan.h"
 
 namespace cryo {
@@ -43,12 +45,19 @@ struct HelperContext {
   int go_fd = -1;       // one byte per process once the whole tree exists
   int ghost_fd = -1;    // one byte per ghost once every process joined its group
   const RestorePlan* plan = nullptr;
+  const PremapWindow* window = nullptr;  // reserved by cryo, inherited by every helper
+  // The parent's premapped private anonymous VMAs (each helper sets its own
+  // before cloning its children).
+  std::vector<InheritableVma> inheritable;
   int fill_threads = 2;
   bool shell_job = false;
   RseqRegistration rseq;  // glibc's registration, the same in every helper (fork copies it)
 };
 
 [[noreturn]] void RunHelper(HelperContext ctx);
+
+// Bytes of the restorer area a process needs (blob, arguments, stacks).
+uint64_t RestorerAreaSize(const image::ProcessImage& p);
 
 // clone3(2) with set_tid: the child gets exactly `pid`. A PID just freed can
 // stay busy for a moment, so EEXIST is retried for a bounded time;

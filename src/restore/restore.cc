@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -24,6 +25,8 @@
 #include "files/fd_pool.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
+#include "mem/premap_window.h"
+#include "mem/vma_restore.h"
 #include "proc/proc.h"
 #include "restore/helper.h"
 #include "restorer/blob.h"
@@ -214,6 +217,24 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
   return Status::Ok();
 }
 
+// One premap window for the whole tree (premap_window.h), reserved here so that
+// every helper inherits the reservation.
+Result<PremapWindow> ReserveWindow(const image::LoadedImage& img) {
+  std::vector<std::pair<uint64_t, uint64_t>> used;
+  CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> own, proc::ReadVmas(::getpid()));
+  for (const proc::Vma& v : own) used.emplace_back(v.start, v.end);
+  std::map<pid_t, SlotSize> sizes;
+  for (const auto& [pid, p] : img.processes) {
+    for (const image::Vma& v : p.mm.vmas()) used.emplace_back(v.start(), v.end());
+    if (!p.core.zombie()) sizes[pid] = {PremapSize(p.mm), RestorerAreaSize(p)};
+  }
+  CRYO_ASSIGN_OR_RETURN(PremapWindow w, PlanPremapWindow(used, sizes));
+  if (::mmap(reinterpret_cast<void*>(w.start), w.len, PROT_NONE,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
+    return Status::FromErrno("reserving " + std::to_string(w.len >> 20) + " MiB of address space for the restore");
+  return w;
+}
+
 }  // namespace
 
 Result<pid_t> Restore(const RestoreOptions& opts) {
@@ -232,6 +253,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   std::map<pid_t, const image::ProcessCore*> cores;
   for (const auto& [pid, p] : img.processes) cores[pid] = &p.core;
   const RestorePlan plan = PlanRestore(root, cores);
+  CRYO_ASSIGN_OR_RETURN(PremapWindow window, ReserveWindow(img));
   for (const std::string& note : plan.notes) LOG_DEBUG("restore plan: %s", note.c_str());
   for (pid_t g : plan.ghosts) LOG_DEBUG("restore plan: a temporary leader rebuilds session/group %d", g);
 
@@ -251,6 +273,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ctx.go_fd = go_r.get();
   ctx.ghost_fd = ghost_r.get();
   ctx.plan = &plan;
+  ctx.window = &window;
   ctx.shell_job = opts.shell_job;
   ctx.fill_threads = static_cast<int>(std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
   const pid_t parent = ::getpid();
@@ -264,6 +287,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   std::vector<pid_t> all_pids;
   for (const auto& [pid, p] : img.processes) all_pids.push_back(pid);
   TreeGuard guard(child, all_pids);
+  ::munmap(reinterpret_cast<void*>(window.start), window.len);  // the helpers have it
   pool.CloseAll();
   sync_r.reset();
   status_w.reset();

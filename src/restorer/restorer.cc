@@ -93,6 +93,8 @@ void MoveVmas(const Args* a) {
     CHECK(a, Sys(kMremap, v[i].from, v[i].len, v[i].len, kMremapMaymove | kMremapFixed, v[i].to), "mremap of a VMA",
           v[i].to);
   if (a->premap.len) CHECK(a, Sys(kMunmap, a->premap.start, a->premap.len), "munmap of the premap area", a->premap.start);
+  for (const Range& r : a->unmap_after)
+    if (r.len) CHECK(a, Sys(kMunmap, r.start, r.len), "munmap of the premap window", r.start);
 }
 
 void RestoreMm(Args* a) {

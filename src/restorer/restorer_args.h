@@ -108,8 +108,11 @@ struct Args {
   Move special[kMaxSpecial];
   uint64_t special_scratch;
 
-  // The premapped VMAs, moved into place in order; then `premap` is unmapped.
+  // The premapped VMAs, moved into place in order; then `premap` (the premap
+  // part of the window) and `unmap_after` (the rest of the window's area part,
+  // around this process's own area) are unmapped.
   Range premap;
+  Range unmap_after[2];
   uint32_t n_vmas;
   uint64_t vmas_off;  // Move[n_vmas]
 
