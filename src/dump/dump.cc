@@ -15,6 +15,7 @@
 #include "files/fd_table.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
+#include "mem/cow_share.h"
 #include "mem/vma_dump.h"
 #include "proc/proc.h"
 #include "seize/ptrace_util.h"
@@ -76,7 +77,7 @@ struct DumpedProcess {
 // Collects one seized process: memory (pages go straight to its page file),
 // fds, task state.
 Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const DumpOptions& opts, DumpedProcess* out,
-                   std::set<std::string>* features) {
+                   const DumpedProcess* parent, std::set<std::string>* features) {
   const pid_t pid = seized.pid();
   CRYO_ASSIGN_OR_RETURN(proc::Stat stat, proc::ReadStat(pid));
   CRYO_ASSIGN_OR_RETURN(proc::ProcStatus status, proc::ReadStatus(pid));
@@ -90,6 +91,11 @@ Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const Dump
   CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, stat, status, &out->core).Prefixed("task state"));
   if (out->core.posix_timers_size()) features->insert("posix-timers");
 
+  if (parent) {
+    CRYO_ASSIGN_OR_RETURN(auto inherited, FindInheritedPages(pid, out->mm, parent->core.pid(), parent->mm));
+    for (image::PageRange& r : inherited) *out->mm.add_inherited() = std::move(r);
+    if (out->mm.inherited_size()) features->insert("cow-shared");
+  }
   CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
   const double tp = Now();
   ProgressFn progress;
@@ -131,9 +137,16 @@ Status Dump(const DumpOptions& opts) {
   std::vector<DumpedProcess> procs(tree.processes().size());
   std::vector<ProcessFds> tables;
   std::set<pid_t> pids;
+  std::map<pid_t, size_t> index;
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
-    CRYO_RETURN_IF_ERROR(DumpProcess(sp, *writer, opts, &procs[i], &features).Prefixed("pid " + std::to_string(sp.pid())));
+    // Parents come before their children (SeizedTree): a child's pages still
+    // shared with its parent are found against the parent's VMAs.
+    auto parent = index.find(tree.ParentOf(sp.pid()));
+    CRYO_RETURN_IF_ERROR(DumpProcess(sp, *writer, opts, &procs[i], parent == index.end() ? nullptr : &procs[parent->second],
+                                     &features)
+                             .Prefixed("pid " + std::to_string(sp.pid())));
+    index[sp.pid()] = i;
     tables.push_back({sp.pid(), &procs[i].fds});
     pids.insert(sp.pid());
   }

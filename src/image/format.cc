@@ -69,7 +69,7 @@ bool DecodeHeader(const uint8_t* data, size_t n, FileHeader* h, std::string* why
 uint64_t HashBytes(const void* data, size_t n) { return XXH3_64bits(data, n); }
 
 const std::vector<std::string>& SupportedFeatures() {
-  static const std::vector<std::string> kFeatures = {"x86_64", "xsave", "threads", "tree", "zombies", "pipes", "shared-files", "shmem", "fifos", "shell-job", "eventfd", "timerfd", "signalfd", "epoll", "inotify", "posix-timers"};
+  static const std::vector<std::string> kFeatures = {"x86_64", "xsave", "threads", "tree", "zombies", "pipes", "shared-files", "shmem", "fifos", "cow-shared", "shell-job", "eventfd", "timerfd", "signalfd", "epoll", "inotify", "posix-timers"};
   return kFeatures;
 }
 

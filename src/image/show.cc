@@ -94,7 +94,7 @@ std::string ShowJson(const LoadedImage& img) {
       o << (i ? "," : "") << "{\"start\":" << v.start() << ",\"end\":" << v.end() << ",\"prot\":\"" << ProtString(v)
         << "\",\"name\":" << JsonString(v.name()) << ",\"flags\":[";
       for (int j = 0; j < v.vm_flags_size(); ++j) o << (j ? "," : "") << JsonString(v.vm_flags(j));
-      o << "],\"pages\":" << v.stored_pages() << "}";
+      o << "],\"pages\":" << v.stored_pages() << ",\"inherited_pages\":" << v.inherited_pages() << "}";
     }
     o << "],\"fds\":[";
     for (int i = 0; i < p.fds.fds_size(); ++i) {
@@ -120,7 +120,9 @@ std::string ShowJson(const LoadedImage& img) {
     for (int i = 0; i < c.creds().uid_size(); ++i) o << (i ? "," : "") << c.creds().uid(i);
     o << "],\"gid\":[";
     for (int i = 0; i < c.creds().gid_size(); ++i) o << (i ? "," : "") << c.creds().gid(i);
-    o << "]},\"stored_pages\":" << p.mm.total_pages() << "}";
+    uint64_t inherited = 0;
+    for (const PageRange& r : p.mm.inherited()) inherited += r.npages();
+    o << "]},\"stored_pages\":" << p.mm.total_pages() << ",\"inherited_pages\":" << inherited << "}";
   }
   o << "]}\n";
   return o.str();
@@ -150,8 +152,12 @@ std::string ShowText(const LoadedImage& img) {
              t.regs().gpr(kRip), t.regs().gpr(kRsp), t.regs().xsave().size(), inv.xsave_features());
     o << line;
     o << "  threads: " << c.threads_size() << "\n";
+    uint64_t inherited = 0;
+    for (const PageRange& r : p.mm.inherited()) inherited += r.npages();
     o << "  memory: " << p.mm.vmas_size() << " VMAs, " << p.mm.total_pages() << " pages stored ("
-      << (p.mm.total_pages() * 4096 >> 10) << " KiB)\n";
+      << (p.mm.total_pages() * 4096 >> 10) << " KiB)";
+    if (inherited) o << ", " << inherited << " shared with the parent (stored there)";
+    o << "\n";
     for (const Vma& v : p.mm.vmas()) {
       snprintf(line, sizeof(line), "    %012" PRIx64 "-%012" PRIx64 " %s %8" PRIu64 " pages  %s\n", v.start(), v.end(),
                ProtString(v).c_str(), v.stored_pages(), v.name().c_str());

@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "image/format.h"
+#include "mem/cow_share.h"
 #include "mem/pagemap_scan.h"
 
 namespace cryo {
@@ -230,7 +231,12 @@ Status DumpPages(pid_t pid, RemoteSyscaller& rs, image::Mm* mm, WritableFile* fi
   uint64_t off = image::kPageDataOffset;
   for (image::Vma& v : *mm->mutable_vmas()) {
     if (!WantPage(v.kind(), kPagePresent)) continue;
-    CRYO_ASSIGN_OR_RETURN(auto regions, scanner.Scan(v.start(), v.end()));
+    CRYO_ASSIGN_OR_RETURN(auto scanned, scanner.Scan(v.start(), v.end()));
+    const std::vector<PageRegion> regions = WithoutRanges(scanned, {mm->inherited().begin(), mm->inherited().end()});
+    uint64_t inherited = 0;
+    for (const image::PageRange& r : mm->inherited())
+      if (v.start() <= r.vaddr() && r.vaddr() < v.end()) inherited += r.npages();
+    v.set_inherited_pages(inherited);
     uint64_t stored = 0;
     for (const PageRegion& r : regions) {
       if (!WantPage(v.kind(), r.categories)) continue;

@@ -22,7 +22,8 @@ using ProgressFn = std::function<void(uint64_t, uint64_t)>;
 
 // Finds the pages to store (PAGEMAP_SCAN), then has the target vmsplice its own
 // pages into a pipe that cryo splices into `file` (no copy through cryo).
-// Records the page runs and their checksums in `mm`.
+// Records the page runs and their checksums in `mm`. Pages in mm->inherited()
+// (shared with the parent, cow_share.h) are not stored.
 Status DumpPages(pid_t pid, RemoteSyscaller& rs, image::Mm* mm, WritableFile* file, const ProgressFn& progress);
 
 }  // namespace cryo

@@ -258,11 +258,14 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
         return Status::FromErrno("madvise " + f + " on " + VmaName(v));
     }
     const bool named = v.name().rfind("[anon:", 0) == 0 && v.name().back() == ']';
-    if (named || !inherited.empty()) {
-      // An inherited VMA may carry its parent's name: set or clear it.
-      std::string name = named ? v.name().substr(6, v.name().size() - 7) : std::string();
-      if (::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, named ? name.c_str() : nullptr) != 0)
+    if (named) {
+      std::string name = v.name().substr(6, v.name().size() - 7);
+      if (::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, name.c_str()) != 0)
         return Status::FromErrno("naming " + VmaName(v));
+    } else if (!inherited.empty()) {
+      // An inherited VMA may carry its parent's name. (Without
+      // CONFIG_ANON_VMA_NAME nothing has a name and this fails: fine.)
+      (void)::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, nullptr);
     }
     if (has_pages)
       for (int r = first_run; r < ri; ++r) jobs.push_back({&mm.runs(r), at + (mm.runs(r).vaddr() - v.start())});

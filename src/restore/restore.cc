@@ -55,11 +55,17 @@ class TreeGuard {
       if (st.ok() && st->tracer_pid == ::getpid()) ::kill(pid, SIGKILL);
     }
     ::kill(root_, SIGKILL);
-    // Reap what is ours (the root) and let the kernel collect the rest.
+    // Reap what is ours (the root, and every traced task's exit report) and let
+    // the kernel collect the rest. Bounded: nothing else may keep cryo here.
+    const double deadline = Now() + 10;
     for (;;) {
       int st;
-      pid_t r = ::waitpid(-1, &st, __WALL);
+      pid_t r = ::waitpid(-1, &st, __WALL | WNOHANG);
       if (r < 0 && errno != EINTR) break;
+      if (r == 0) {
+        if (Now() > deadline) break;
+        ::usleep(1000);
+      }
     }
   }
   void Release() { released_ = true; }
@@ -284,7 +290,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     if (::getppid() != parent) ::_exit(1);
     RunHelper(ctx);
   }
-  std::vector<pid_t> all_pids;
+  std::vector<pid_t> all_pids(plan.ghosts);
   for (const auto& [pid, p] : img.processes) all_pids.push_back(pid);
   TreeGuard guard(child, all_pids);
   ::munmap(reinterpret_cast<void*>(window.start), window.len);  // the helpers have it

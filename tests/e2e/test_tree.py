@@ -132,6 +132,87 @@ def test_tree_200_ring(h):
     check_eq(h.wait_exit(rw, timeout=30), ("exit", 0), "restored tree exit status")
 
 
+def test_tree_failed_restore_leaves_nothing(h):
+    """A restore that fails in the middle of the tree (A1's mapped file changed
+    since the dump, after the root, its children and the temporary session and
+    group leaders exist) fails naming the file, and leaves no process behind."""
+    w = start_tree(h)
+    before = tree_ids(w.pid)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    pids = image_pids(h, images)
+    wait_all_gone(pids)
+    os.utime(w.path("a1.map"), (1, 1))
+    r = h.restore(images, detach=True, expect_ok=False, expected_pid=w.pid)
+    check(r.rc not in (0, "TIMEOUT"), "restore with a changed a1.map: exit status %r\n%s" % (r.rc, r.describe()))
+    check("a1.map" in r.message, "the error should name a1.map: %s" % r.message)
+    ghosts = set(v[1] for v in before.values()) | set(v[2] for v in before.values())
+    wait_all_gone(sorted(set(pids) | (ghosts - {w.pid})))
+
+
+COW_MIB = 32
+
+
+def shared_pages(pid_a, pid_b, start, npages):
+    """How many of npages pages at `start` pid_a and pid_b map to the same
+    physical page (/proc/PID/pagemap, root sees the frame numbers)."""
+    def frames(pid):
+        with open("/proc/%d/pagemap" % pid, "rb") as f:
+            f.seek(start // 4096 * 8)
+            data = f.read(npages * 8)
+        out = []
+        for i in range(npages):
+            e = int.from_bytes(data[i * 8:i * 8 + 8], "little")
+            out.append(e & ((1 << 55) - 1) if e >> 63 else None)
+        return out
+    fa, fb = frames(pid_a), frames(pid_b)
+    return sum(1 for x, y in zip(fa, fb) if x is not None and x == y)
+
+
+def check_cow(h, w, pid, when):
+    lay = h.read_layout(w)
+    big, n = int(lay["big"], 16), int(lay["pages"])
+    for k, mine in (("child1", 16), ("child2", 0)):
+        child = int(lay[k])
+        shared = shared_pages(pid, child, big, n)
+        # One page more per verify is the parent's own (it writes page 100).
+        check(shared >= n - mine - 4, "%s %s shares %d of %d pages with its parent, expected >= %d"
+              % (when, k, shared, n, n - mine - 4))
+
+
+def test_cow_shared_pages(h):
+    """Pages a fork left shared copy-on-write are stored once and come back
+    shared: the restored tree does not use twice the memory."""
+    w = h.start_workload("cow", str(COW_MIB))
+    h.wait_ready(w)
+    check_cow(h, w, w.pid, "before the dump:")
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    img = h.show_json(images)
+    check("cow-shared" in img["features"], "image features lack cow-shared: %r" % img["features"])
+    lay = h.read_layout(w)
+    n = int(lay["pages"])
+    stored = {p["pid"]: p["stored_pages"] for p in img["processes"]}
+    inherited = {p["pid"]: p["inherited_pages"] for p in img["processes"]}
+    check(stored[w.pid] >= n, "the parent stores %d pages, expected >= %d" % (stored[w.pid], n))
+    for k in ("child1", "child2"):
+        check(stored[int(lay[k])] < n // 4, "%s stores %d pages: the shared ones were stored again"
+              % (k, stored[int(lay[k])]))
+        check(inherited[int(lay[k])] >= n - 16 - 4, "%s: %d pages marked shared with the parent, expected >= %d"
+              % (k, inherited[int(lay[k])], n - 20))
+    pids = image_pids(h, images)
+    for i in range(2):
+        wait_all_gone(pids)
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        rw = w.restored(r.pid)
+        check_cow(h, w, r.pid, "restore %d:" % (i + 1))
+        h.verify_ok(rw, when="after restore %d" % (i + 1))
+        h.verify_ok(rw, exit=True, when="after restore %d (exit)" % (i + 1))
+        check_eq(h.wait_exit(rw), ("exit", 0), "restored cow exit status")
+
+
 def test_pipe_held_outside(h):
     """A pipe end held by a process outside the tree (here: the harness) makes
     the dump fail, naming it, and leaves the process running."""
@@ -226,6 +307,8 @@ TESTS = [
     test_tree_leave_running,
     test_tree_rewind,
     test_tree_200_ring,
+    test_tree_failed_restore_leaves_nothing,
+    test_cow_shared_pages,
     test_pipe_held_outside,
     test_fifo_kill,
     test_fifo_leave_running,

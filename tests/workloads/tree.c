@@ -6,7 +6,8 @@
  * a MAP_SHARED|MAP_ANONYMOUS "board" (one slot per process), a file opened
  * O_RDWR whose description (and offset) every child inherits, and RING pipes.
  * Children:
- *   - group leader A (setpgid(0,0)) with a grandchild A1 in A's group;
+ *   - group leader A (setpgid(0,0)) with a grandchild A1 in A's group (A1
+ *     alone maps CTL_DIR/a1.map, privately);
  *   - B, which joins A's group (a group led by another process of the tree);
  *   - a zombie Z that exits 42 and is not reaped until the end;
  *   - RING ring members: member i reads a token (a sequence number) from pipe
@@ -165,8 +166,19 @@ int main(int argc, char **argv)
     if (a == 0) {
         setpgid(0, 0);
         pid_t a1 = fork();
-        if (a1 == 0)
+        if (a1 == 0) {
+            /* A private file mapping only A1 has (a restore test changes the
+             * file to make A1's restore fail in the middle of the tree). */
+            char mp[WL_PATH_MAX];
+            wl_path(mp, sizeof mp, ctl, "a1.map");
+            int mfd = open(mp, O_RDWR | O_CREAT | O_TRUNC, 0600);
+            if (mfd < 0 || ftruncate(mfd, 4096) != 0)
+                wl_die("create %s", mp);
+            if (mmap(NULL, 4096, PROT_READ, MAP_PRIVATE, mfd, 0) == MAP_FAILED)
+                wl_die("mmap %s", mp);
+            close(mfd);
             plain_child(2);
+        }
         plain_child(1);
     }
     setpgid(a, a);
@@ -310,7 +322,7 @@ int main(int argc, char **argv)
         /* The file's content is not in the image: an instance that ran on after
          * the dump (leave-running, rewind) may have made it longer. */
         wl_check(&c, off <= st.st_size, "shared offset %ld beyond the file size %ld", (long)off, (long)st.st_size);
-        wl_check(&c, off % RECORD == 0 && off / RECORD >= records - 8 && off / RECORD <= records,
+        wl_check(&c, off % RECORD == 0 && off / RECORD >= records - 8 && off / RECORD <= records + 9 + ring,
                  "shared file holds %ld records, the board counts %ld", (long)(off / RECORD), records);
         siginfo_t si = {0};
         int wr = waitid(P_PID, (id_t)z, &si, WEXITED | WNOWAIT | WNOHANG);
