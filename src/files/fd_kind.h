@@ -63,5 +63,7 @@ const FdKindHandler* EpollHandler();
 const FdKindHandler* InotifyHandler();
 const FdKindHandler* PipeHandler();
 const FdKindHandler* ExternalTtyHandler();
+const FdKindHandler* MemfdHandler();
+const FdKindHandler* PosixShmHandler();
 
 }  // namespace cryo

@@ -9,6 +9,9 @@ int FdSource::Grab() const { return static_cast<int>(syscall(SYS_pidfd_getfd, pi
 
 const std::vector<const FdKindHandler*>& FdKindHandlers() {
   static const std::vector<const FdKindHandler*> kAll = {
+      // Before regular files: a /dev/shm file is one, but its content goes in the image.
+      PosixShmHandler(),
+      MemfdHandler(),
       RegularFileHandler(),
       DirectoryHandler(),
       CharDeviceHandler(),

@@ -28,9 +28,12 @@ Result<uint64_t> FindGap(const std::vector<std::pair<uint64_t, uint64_t>>& used,
 // page run's checksum, and applies the final protection and madvise flags.
 // Appends one move per VMA to `moves`.
 // `shmem_fd(id)` gives an fd on the shmem object of a shared anonymous VMA
-// (already filled), or -1.
+// (already filled), or -1. `map_shm(vma, at, prot)` maps a VMA of a memfd,
+// /dev/shm file or SysV segment (Vma.shm_object) at `at`.
+using MapShmFn = std::function<Status(const image::Vma&, uint64_t, int)>;
 Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threads,
-                     const std::function<int(uint64_t)>& shmem_fd, std::vector<restorer::Move>* moves);
+                     const std::function<int(uint64_t)>& shmem_fd, std::vector<restorer::Move>* moves,
+                     const MapShmFn& map_shm = nullptr);
 
 // The [vvar]/[vvar_vclock]/[vdso] moves from the helper's own mappings to the
 // image's addresses; refuses a layout that differs from the image's.

@@ -162,8 +162,10 @@ Status BuildProcess(HelperContext& ctx) {
 
   std::vector<restorer::Move> moves;
   const FdPool* pool = ctx.pool;
-  CRYO_RETURN_IF_ERROR(PremapAndFill(p.mm, pages, base, ctx.fill_threads,
-                                     [pool](uint64_t id) { return pool->ShmemFd(id); }, &moves)
+  CRYO_RETURN_IF_ERROR(PremapAndFill(
+                           p.mm, pages, base, ctx.fill_threads, [pool](uint64_t id) { return pool->ShmemFd(id); },
+                           &moves,
+                           [pool](const image::Vma& v, uint64_t at, int prot) { return pool->shm()->MapVma(v, at, prot); })
                            .Prefixed("memory"));
   ::close(pages);
   const_cast<FdPool*>(ctx.pool)->CloseAll();
