@@ -68,16 +68,21 @@ Result<std::unique_ptr<ShmObjects>> ShmObjects::Create(const image::LoadedImage&
   if (img.shm.objects().empty()) return objs;
   CRYO_ASSIGN_OR_RETURN(UniqueFd pages, image::OpenShmPageFile(img.dir, img.shm));
   std::vector<std::string> warnings;
+  // Removed SysV segments first: once removed again their keys are free for
+  // segments of the image that took the same key later.
+  for (const image::ShmObject& o : img.shm.objects())
+    if (o.kind() == image::SHM_SYSV && o.sysv_removed())
+      CRYO_RETURN_IF_ERROR(objs->MakeSysv(o, pages.get(), &objs->objects_[o.id()], &warnings));
   for (const image::ShmObject& o : img.shm.objects()) {
+    if (o.kind() == image::SHM_SYSV && o.sysv_removed()) continue;
     Live& live = objs->objects_[o.id()];
-    live.obj = o;
-    live.obj.clear_extents();
     const std::string what = What(o);
     if (o.kind() == image::SHM_SYSV) {
-      CRYO_ASSIGN_OR_RETURN(live.created_sysv, MakeSysvSegment(o, &warnings));
-      CRYO_RETURN_IF_ERROR(objs->Fill(o, pages.get(), &live));
+      CRYO_RETURN_IF_ERROR(objs->MakeSysv(o, pages.get(), &live, &warnings));
       continue;
     }
+    live.obj = o;
+    live.obj.clear_extents();
     int fd;
     if (o.kind() == image::SHM_MEMFD) {
       CRYO_ASSIGN_OR_RETURN(fd, CreateMemfd(o));
@@ -102,31 +107,47 @@ Result<std::unique_ptr<ShmObjects>> ShmObjects::Create(const image::LoadedImage&
   return objs;
 }
 
+Status ShmObjects::MakeSysv(const image::ShmObject& o, int pages_fd, Live* live, std::vector<std::string>* warnings) {
+  live->obj = o;
+  live->obj.clear_extents();
+  const std::string what = What(o);
+  CRYO_ASSIGN_OR_RETURN(live->created_sysv, MakeSysvSegment(o, warnings));
+  void* p = ::shmat(o.sysv_id(), nullptr, 0);
+  if (p == reinterpret_cast<void*>(-1)) return Status::FromErrno("shmat of " + what + " to fill it");
+  char* base = static_cast<char*>(p);
+  const uint64_t len = (o.size() + kPage - 1) & ~(kPage - 1);
+  Status st;
+  // A reused segment holds what its last user left: zero it first.
+  if (!live->created_sysv && ::madvise(base, len, MADV_REMOVE) != 0) st = Status::FromErrno("clearing " + what);
+  for (const image::ShmExtent& e : o.extents()) {
+    if (!st.ok()) break;
+    st = ReadExtent(pages_fd, e, base + e.offset(), what);
+  }
+  struct shmid_ds ds;
+  std::memset(&ds, 0, sizeof(ds));
+  ds.shm_perm.uid = o.uid();
+  ds.shm_perm.gid = o.gid();
+  ds.shm_perm.mode = static_cast<unsigned short>(o.mode() & 0777);
+  if (st.ok() && ::shmctl(o.sysv_id(), IPC_SET, &ds) != 0) st = Status::FromErrno("IPC_SET (owner, mode) of " + what);
+  if (st.ok() && o.sysv_locked() && ::shmctl(o.sysv_id(), SHM_LOCK, nullptr) != 0)
+    st = Status::FromErrno("SHM_LOCK of " + what);
+  if (st.ok() && o.sysv_removed()) {
+    // Removed now, alive through this attach; if the restore fails it goes
+    // with cryo's detach and the tree's.
+    if (::shmctl(o.sysv_id(), IPC_RMID, nullptr) != 0) {
+      st = Status::FromErrno("IPC_RMID of " + what);
+    } else {
+      live->created_sysv = false;
+      live->keep_attach = p;
+      return Status::Ok();
+    }
+  }
+  ::shmdt(p);
+  return st;
+}
+
 Status ShmObjects::Fill(const image::ShmObject& o, int pages_fd, Live* live) {
   const std::string what = What(o);
-  if (o.kind() == image::SHM_SYSV) {
-    void* p = ::shmat(o.sysv_id(), nullptr, 0);
-    if (p == reinterpret_cast<void*>(-1)) return Status::FromErrno("shmat of " + what + " to fill it");
-    char* base = static_cast<char*>(p);
-    const uint64_t len = (o.size() + kPage - 1) & ~(kPage - 1);
-    Status st;
-    // A reused segment holds what its last user left: zero it first.
-    if (!live->created_sysv && ::madvise(base, len, MADV_REMOVE) != 0) st = Status::FromErrno("clearing " + what);
-    for (const image::ShmExtent& e : o.extents()) {
-      if (!st.ok()) break;
-      st = ReadExtent(pages_fd, e, base + e.offset(), what);
-    }
-    ::shmdt(p);
-    if (!st.ok()) return st;
-    struct shmid_ds ds;
-    std::memset(&ds, 0, sizeof(ds));
-    ds.shm_perm.uid = o.uid();
-    ds.shm_perm.gid = o.gid();
-    ds.shm_perm.mode = static_cast<unsigned short>(o.mode() & 0777);
-    if (::shmctl(o.sysv_id(), IPC_SET, &ds) != 0) return Status::FromErrno("IPC_SET (owner, mode) of " + what);
-    if (o.sysv_locked() && ::shmctl(o.sysv_id(), SHM_LOCK, nullptr) != 0) return Status::FromErrno("SHM_LOCK of " + what);
-    return Status::Ok();
-  }
   std::vector<char> buf;
   for (const image::ShmExtent& e : o.extents()) {
     const uint64_t len = e.npages() * kPage;
@@ -151,6 +172,7 @@ ShmObjects::~ShmObjects() {
       if (live.created_sysv) ::shmctl(live.obj.sysv_id(), IPC_RMID, nullptr);
       if (!live.temp_path.empty()) ::unlink(live.temp_path.c_str());
     }
+    if (live.keep_attach) ::shmdt(live.keep_attach);
     if (live.seal_fd >= 0) ::close(live.seal_fd);
   }
 }
@@ -202,9 +224,8 @@ Status ShmObjects::Finish(std::vector<std::string>* warnings) {
       live.seal_fd = -1;
     }
     // Every holder is attached now; the segment goes when the last detaches.
-    if (live.obj.kind() == image::SHM_SYSV && live.obj.sysv_removed() &&
-        ::shmctl(live.obj.sysv_id(), IPC_RMID, nullptr) != 0)
-      return Status::FromErrno("IPC_RMID of " + What(live.obj));
+    if (live.keep_attach && ::shmdt(live.keep_attach) != 0) return Status::FromErrno("shmdt of " + What(live.obj));
+    live.keep_attach = nullptr;
   }
   // Names last: nothing visible under /dev/shm changes before the tree exists.
   for (auto& [id, live] : objects_) {

@@ -2,8 +2,11 @@
 // segments). cryo creates every object of shm.img once, with its content,
 // before the tree is cloned; the restore helpers inherit the objects' fds (the
 // fd pool) and map them (SysV: attach by id) at their VMAs, fds are new open
-// file descriptions of them. Seals, SysV removal and POSIX names are applied
-// last, when every holder has its object (Finish).
+// file descriptions of them. Seals and POSIX names are applied last, when
+// every holder has its object (Finish). A SysV segment that was removed
+// (IPC_RMID) while attached is removed again at once, kept alive by an attach
+// of cryo's own until every holder is attached (Linux lets a removed segment be
+// attached by id, shmctl(2)), which also frees its key for the others.
 #pragma once
 
 #include <map>
@@ -38,8 +41,8 @@ class ShmObjects {
   // reservation) with protection `prot`.
   Status MapVma(const image::Vma& v, uint64_t at, int prot) const;
   // In cryo, once every process of the tree has its fds and memory: adds the
-  // memfds' seals, marks removed SysV segments IPC_RMID, renames POSIX files
-  // into place. After it the destructor leaves everything as it is.
+  // memfds' seals, lets go of removed SysV segments, renames POSIX files into
+  // place. After it the destructor leaves everything as it is.
   Status Finish(std::vector<std::string>* warnings);
 
  private:
@@ -50,9 +53,11 @@ class ShmObjects {
     int seal_fd = -1;      // cryo's own, for the seals at Finish
     std::string temp_path; // POSIX: where the file waits for its name
     bool created_sysv = false;
+    void* keep_attach = nullptr;  // removed SysV segment: cryo's attach until Finish
   };
   ShmObjects() = default;
   Status Fill(const image::ShmObject& o, int pages_fd, Live* live);
+  Status MakeSysv(const image::ShmObject& o, int pages_fd, Live* live, std::vector<std::string>* warnings);
   const Live* Find(uint64_t id) const;
   std::map<uint64_t, Live> objects_;
   bool finished_ = false;

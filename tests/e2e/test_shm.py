@@ -9,6 +9,7 @@ one process is seen by the other.
 Run: test_shm.py --cryo PATH --workloads DIR [NAME ...]
 """
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -101,10 +102,20 @@ def start_shm(h, objects, mode=None):
     return w, objs
 
 
-def check_image(h, images):
-    feats = h.show_json(images)["features"]
+def check_image(h, images, objs):
+    shown = h.show_json(images)
+    feats = shown["features"]
     for f in ("memfd", "posix-shm", "sysv-shm", "tree"):
         check(f in feats, "image features %s lack %r" % (feats, f))
+    kinds = sorted((o["kind"], o["name"]) for o in shown["shm_objects"] if o["kind"] != "sysv")
+    pid = shown["root_pid"]
+    check_eq(kinds, [("memfd", "cryo test memfd"), ("memfd", "sealed (deleted)"),
+                     ("posix", "/dev/shm/cryo-shm-%d" % pid), ("posix", "/dev/shm/cryo-shm-unl-%d" % pid)],
+             "memfd and POSIX objects in the image")
+    sysv = sorted((o["sysv_id"], o["sysv_removed"]) for o in shown["shm_objects"] if o["kind"] == "sysv")
+    check_eq(sysv, sorted([(objs["sysv"][0][0], False), (objs["removed"][0], True)]), "SysV objects in the image")
+    # One object per memfd/file/segment, however many processes hold it.
+    check_eq(len(shown["shm_objects"]), 6, "objects in the image")
     check(os.path.isfile(os.path.join(images, "shm.img")), "no shm.img in the image")
     check(os.path.isfile(os.path.join(images, "shm-pages.img")), "no shm-pages.img in the image")
 
@@ -126,7 +137,7 @@ def test_shm_kill(h):
         h.dump(w.pid, images)
         h.reap_original(w)
         wait_gone([w.pid, objs["child"]])
-        check_image(h, images)
+        check_image(h, images, objs)
         # Killed: S1 stays (the restore reuses it), S2 (removed) went with its users.
         segs = sysv_segments()
         s1, s2 = objs["sysv"][0][0], objs["removed"][0]
@@ -169,17 +180,55 @@ def test_shm_sysv_id_in_use(h):
         w, objs = start_shm(h, objects)
         images = h.mkdir("img")
         h.dump(w.pid, images, leave_running=True)
+        before = sysv_segments()
         r = h.restore(images, expect_ok=False)
         check(r.rc != 0, "restore beside the running original succeeded")
-        s1 = objs["sysv"][0][0]
-        check("SysV shared memory segment id %d" % s1 in r.message and "in use" in r.message,
-              "error should name SysV segment id %d in use: %s" % (s1, r.message))
+        s1, s2 = objs["sysv"][0][0], objs["removed"][0]
+        check(any("SysV shared memory segment id %d" % i in r.message for i in (s1, s2))
+              and "in use" in r.message,
+              "error should name SysV segment id %d or %d in use: %s" % (s1, s2, r.message))
         check(not any(n.startswith(".cryo-restore") for n in os.listdir("/dev/shm")),
               "the refused restore left files in /dev/shm: %s" % os.listdir("/dev/shm"))
-        check_eq(sysv_segments().get(s1, (None, None))[1], 3, "attach count of S1 after the refused restore")
+        check_eq(sysv_segments(), before, "SysV segments after the refused restore")
         h.verify_ok(w, when="of the original after the refused restore")
         h.verify_ok(w, exit=True, when="of the original (exit)")
         check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
+
+
+def test_shm_failed_restore_leaves_nothing(h):
+    """A restore that fails after the shared memory was made (here: the
+    executable is gone) removes the segments and files it created and leaves
+    the path of the POSIX object alone; the image still restores afterwards."""
+    with ShmObjects() as objects:
+        exe_dir = h.mkdir("exe")
+        exe = os.path.join(exe_dir, "shm")
+        shutil.copy2(h.workload_path("shm"), exe)
+        ctl = h.mkdir("shm")
+        w = h.start("shm", [exe, ctl], ctl)
+        h.wait_ready(w, timeout=30)
+        objs = read_objects(w)
+        objects.add(objs)
+        images = h.mkdir("img")
+        h.dump(w.pid, images)
+        h.reap_original(w)
+        wait_gone([w.pid, objs["child"]])
+        before = sysv_segments()
+        posix = objs["posix"][0]
+        ino = os.stat(posix).st_ino
+        os.rename(exe, exe + ".away")  # same inode and mtime when it comes back
+        r = h.restore(images, expect_ok=False)
+        check(r.rc != 0, "restore without the executable succeeded")
+        check(exe in r.message, "the error should name the executable %s: %s" % (exe, r.message))
+        wait_gone([w.pid, objs["child"]])
+        after = sysv_segments()
+        check(objs["removed"][0] not in after, "the removed segment %d made by the failed restore is still there: %r"
+              % (objs["removed"][0], after.get(objs["removed"][0])))
+        check_eq(after, before, "SysV segments after the failed restore")
+        check(not any(n.startswith(".cryo-restore") for n in os.listdir("/dev/shm")),
+              "the failed restore left files in /dev/shm: %s" % os.listdir("/dev/shm"))
+        check_eq(os.stat(posix).st_ino, ino, "inode of %s after the failed restore" % posix)
+        os.rename(exe + ".away", exe)
+        restore_verify_exit(h, w, images, "after restoring again")
 
 
 def refused(h, mode, must_name):
@@ -216,6 +265,7 @@ TESTS = [
     test_shm_leave_running,
     test_shm_rewind,
     test_shm_sysv_id_in_use,
+    test_shm_failed_restore_leaves_nothing,
     test_refuse_hugetlb_memfd,
     test_refuse_partial_sysv_attach,
     test_refuse_other_ipc_namespace,

@@ -243,6 +243,9 @@ static void check_parent(struct wl_checks *c)
     check_fd(c, "parent memfd A fd", st.a_fd, A_POS, A_SIZE, 1);
     check_link(c, "parent memfd A fd", st.a_fd, "/memfd:" A_NAME " (deleted)");
     check_bytes_fd(c, "parent memfd A through its fd", st.a_fd, A_SIZE, 101);
+    /* Made without MFD_ALLOW_SEALING: the kernel shows F_SEAL_SEAL. */
+    wl_check(c, fcntl(st.a_fd, F_GET_SEALS) == F_SEAL_SEAL, "parent memfd A: seals expected %#x actual %#x",
+             F_SEAL_SEAL, fcntl(st.a_fd, F_GET_SEALS));
     check_fd(c, "parent POSIX shm fd", st.p_fd, P_POS, P_SIZE, 1);
     check_link(c, "parent POSIX shm fd", st.p_fd, st.p_path);
     check_bytes_fd(c, "parent POSIX shm through its fd", st.p_fd, P_SIZE, 103);
