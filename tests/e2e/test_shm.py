@@ -109,13 +109,13 @@ def check_image(h, images, objs):
         check(f in feats, "image features %s lack %r" % (feats, f))
     kinds = sorted((o["kind"], o["name"]) for o in shown["shm_objects"] if o["kind"] != "sysv")
     pid = shown["root_pid"]
-    check_eq(kinds, [("memfd", "cryo test memfd"), ("memfd", "sealed (deleted)"),
+    check_eq(kinds, [("memfd", "cryo test memfd"), ("memfd", "sealed (deleted)"), ("memfd", "write-sealed"),
                      ("posix", "/dev/shm/cryo-shm-%d" % pid), ("posix", "/dev/shm/cryo-shm-unl-%d" % pid)],
              "memfd and POSIX objects in the image")
     sysv = sorted((o["sysv_id"], o["sysv_removed"]) for o in shown["shm_objects"] if o["kind"] == "sysv")
     check_eq(sysv, sorted([(objs["sysv"][0][0], False), (objs["removed"][0], True)]), "SysV objects in the image")
     # One object per memfd/file/segment, however many processes hold it.
-    check_eq(len(shown["shm_objects"]), 6, "objects in the image")
+    check_eq(len(shown["shm_objects"]), 7, "objects in the image")
     check(os.path.isfile(os.path.join(images, "shm.img")), "no shm.img in the image")
     check(os.path.isfile(os.path.join(images, "shm-pages.img")), "no shm-pages.img in the image")
 

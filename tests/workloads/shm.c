@@ -9,6 +9,8 @@
  *      MFD_ALLOW_SEALING, 8192 bytes, sealed F_SEAL_SHRINK|F_SEAL_GROW, held by
  *      both through one description at offset 300; the child also maps it
  *      MAP_PRIVATE and changes its first page (copy on write);
+ *   C  memfd "write-sealed", 4096 bytes, sealed F_SEAL_WRITE|F_SEAL_SEAL, then
+ *      mapped MAP_SHARED read-only (no VM_MAYWRITE) in both, its fd kept;
  *   P  POSIX shm /dev/shm/cryo-shm-PID, 16484 bytes, mode 0640, mapped
  *      MAP_SHARED; the parent keeps the fd at offset 100;
  *   U  POSIX shm /dev/shm/cryo-shm-unl-PID, 8192 bytes, mapped MAP_SHARED,
@@ -52,6 +54,7 @@
 #define MBOX 64
 #define A_SIZE 13522
 #define B_SIZE 8192
+#define C_SIZE 4096
 #define P_SIZE 16484
 #define U_SIZE 8192
 #define S1_SIZE 10000
@@ -59,6 +62,7 @@
 #define S1_ADDR ((void *)0x3f0000000000UL)
 #define A_NAME "cryo test memfd"
 #define B_NAME "sealed (deleted)"
+#define C_NAME "write-sealed"
 #define A_POS 777
 #define B_POS 300
 #define P_POS 100
@@ -67,8 +71,8 @@ static size_t round_page(size_t n) { return (n + PAGE - 1) & ~(size_t)(PAGE - 1)
 
 struct state {
     pid_t parent, child;
-    int a_fd, b_fd, p_fd;
-    char *a, *p, *u, *s1, *s2;
+    int a_fd, b_fd, c_fd, p_fd;
+    char *a, *c, *p, *u, *s1, *s2;
     char *s1_ro, *b_priv; /* child only */
     int s1_id, s2_id;
     key_t s1_key;
@@ -215,6 +219,18 @@ static void check_common(struct wl_checks *c, const char *who)
     errno = 0;
     wl_check(c, ftruncate(st.b_fd, 4 * PAGE) != 0 && errno == EPERM, "%s: growing was not refused (errno %d)",
              what, errno);
+    snprintf(what, sizeof what, "%s write-sealed memfd C", who);
+    wl_check_pattern(c, what, st.c, C_SIZE, 107);
+    check_vma(c, what, st.c, "r--s", -1, "/memfd:" C_NAME " (deleted)");
+    seals = fcntl(st.c_fd, F_GET_SEALS);
+    wl_check(c, seals == (F_SEAL_WRITE | F_SEAL_SEAL), "%s: seals expected %#x actual %#x", what,
+             F_SEAL_WRITE | F_SEAL_SEAL, seals);
+    errno = 0;
+    wl_check(c, pwrite(st.c_fd, "x", 1, 0) < 0 && errno == EPERM, "%s: a write was not refused (errno %d)", what,
+             errno);
+    errno = 0;
+    wl_check(c, mprotect(st.c, C_SIZE, PROT_READ | PROT_WRITE) != 0 && errno == EACCES,
+             "%s: the read-only mapping became writable (errno %d)", what, errno);
     snprintf(what, sizeof what, "%s POSIX shm map", who);
     wl_check_pattern(c, what, st.p, P_SIZE - MBOX, 103);
     check_vma(c, what, st.p, "rw-s", -1, st.p_path);
@@ -410,6 +426,19 @@ int main(int argc, char **argv)
         wl_die("F_ADD_SEALS");
     if (lseek(st.b_fd, B_POS, SEEK_SET) != B_POS)
         wl_die("lseek B");
+    st.c_fd = memfd_create(C_NAME, MFD_ALLOW_SEALING);
+    if (st.c_fd < 0 || ftruncate(st.c_fd, C_SIZE) != 0)
+        wl_die("memfd C");
+    {
+        char cbuf[C_SIZE];
+        wl_fill(cbuf, C_SIZE, 107);
+        if (wl_pwrite_all(st.c_fd, cbuf, C_SIZE, 0) ||
+            fcntl(st.c_fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SEAL) != 0)
+            wl_die("sealing memfd C");
+    }
+    st.c = mmap(NULL, C_SIZE, PROT_READ, MAP_SHARED, st.c_fd, 0);
+    if (st.c == MAP_FAILED)
+        wl_die("mmap C");
 
     snprintf(st.p_path, sizeof st.p_path, "/dev/shm/cryo-shm-%d", (int)st.parent);
     st.p_fd = shm_open(st.p_path + 8, O_RDWR | O_CREAT | O_EXCL, 0640);
