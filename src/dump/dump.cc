@@ -16,6 +16,7 @@
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
 #include "mem/cow_share.h"
+#include "mem/shm_dump.h"
 #include "mem/vma_dump.h"
 #include "proc/proc.h"
 #include "seize/ptrace_util.h"
@@ -72,6 +73,7 @@ struct DumpedProcess {
   image::ProcessCore core;
   image::Mm mm;
   image::FdTable fds;
+  std::vector<ShmMapping> shm_maps;  // VMAs of memfds, /dev/shm files, SysV segments
 };
 
 // Collects one seized process: memory (pages go straight to its page file),
@@ -82,7 +84,7 @@ Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const Dump
   CRYO_ASSIGN_OR_RETURN(proc::Stat stat, proc::ReadStat(pid));
   CRYO_ASSIGN_OR_RETURN(proc::ProcStatus status, proc::ReadStatus(pid));
   CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> vmas, proc::ReadVmas(pid));
-  CRYO_RETURN_IF_ERROR(DescribeVmas(pid, vmas, &out->mm).Prefixed("memory"));
+  CRYO_RETURN_IF_ERROR(DescribeVmas(pid, vmas, &out->mm, &out->shm_maps).Prefixed("memory"));
   CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &out->fds, features, opts.shell_job).Prefixed("files"));
 
   RemoteSyscaller rs(pid, seized.leader().regs);
@@ -154,6 +156,10 @@ Status Dump(const DumpOptions& opts) {
   CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
   image::PipeTable pipes;
   CRYO_RETURN_IF_ERROR(DumpPipes(tables, pids, &pipes).Prefixed("pipes"));
+  image::ShmTable shm;
+  std::vector<ShmHolders> shm_holders;
+  for (DumpedProcess& p : procs) shm_holders.push_back({p.core.pid(), &p.mm, &p.fds, &p.shm_maps});
+  CRYO_RETURN_IF_ERROR(DumpShmObjects(shm_holders, pids, writer.get(), &shm, &features).Prefixed("shared memory"));
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
   if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
@@ -192,6 +198,7 @@ Status Dump(const DumpOptions& opts) {
     CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::CoreName(z.pid), image::FileKind::kProcessCore, core));
   }
   if (pipes.pipes_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::PipesName(), image::FileKind::kPipes, pipes));
+  if (shm.objects_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::ShmName(), image::FileKind::kShm, shm));
   // The inventory goes last: an image without one is incomplete.
   CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, inv));
   CRYO_RETURN_IF_ERROR(writer->SyncDir());

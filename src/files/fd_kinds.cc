@@ -22,6 +22,9 @@ void FillFileId(const FdSource& src, image::FileId* id) {
 
 const std::vector<const FdKindHandler*>& FdKindHandlers() {
   static const std::vector<const FdKindHandler*> kAll = {
+      // Before regular files: a /dev/shm file is one, but its content goes in the image.
+      PosixShmHandler(),
+      MemfdHandler(),
       RegularFileHandler(),
       DirectoryHandler(),
       CharDeviceHandler(),

@@ -103,6 +103,10 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
     rl.rlim_cur = rl.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &rl);
   }
+  // Shared memory objects first: memfd and /dev/shm fds are opened on them.
+  CRYO_ASSIGN_OR_RETURN(pool.shm_, ShmObjects::Create(img, base));
+  SetRestoringShmObjects(pool.shm_.get());
+  for (int fd : pool.shm_->PoolFds()) pool.pool_fds_[fd] = true;
   std::map<uint64_t, mode_t> fifo_modes;
   for (const auto& [pid, p] : img.processes)
     for (const image::Fd& f : p.fds.fds())

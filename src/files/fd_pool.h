@@ -5,9 +5,13 @@
 #pragma once
 
 #include <map>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "image/image_dir.h"
+#include "mem/shm_restore.h"
 
 namespace cryo {
 
@@ -25,6 +29,10 @@ class FdPool {
   bool IsPoolFd(int fd) const;
   // The shmem object (an fd on it) of a shared anonymous VMA, -1 if none.
   int ShmemFd(uint64_t shmem_id) const;
+  // Memfds, POSIX and SysV shared memory of the image (never null after Build).
+  const ShmObjects* shm() const { return shm_.get(); }
+  // In cryo, once every process is rebuilt: seals, SysV removal, POSIX names.
+  Status FinishSharedMemory(std::vector<std::string>* warnings) { return shm_->Finish(warnings); }
   void CloseAll();
 
  private:
@@ -34,6 +42,7 @@ class FdPool {
   std::map<uint64_t, pid_t> finisher_;  // description key -> first holder
   std::map<int, bool> pool_fds_;
   std::map<uint64_t, int> shmem_;       // shmem id -> fd
+  std::unique_ptr<ShmObjects> shm_;
 };
 
 }  // namespace cryo

@@ -33,6 +33,7 @@ enum class FileKind : uint32_t {
   kFdTable = 4,
   kPages = 5,
   kPipes = 6,
+  kShm = 13,  // shm.img: ShmTable
 };
 const char* FileKindName(FileKind kind);
 
@@ -60,5 +61,8 @@ inline std::string MmName(int pid) { return "mm-" + std::to_string(pid) + ".img"
 inline std::string FdsName(int pid) { return "fds-" + std::to_string(pid) + ".img"; }
 inline std::string PagesName(int pid) { return "pages-" + std::to_string(pid) + ".img"; }
 inline std::string PipesName() { return "pipes.img"; }
+inline std::string ShmName() { return "shm.img"; }
+// The content of every shared memory object, in the page file layout (kind 5).
+inline std::string ShmPagesName() { return "shm-pages.img"; }
 
 }  // namespace cryo::image

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <initializer_list>
+#include <map>
 
 #include "base/file_util.h"
 
@@ -116,8 +118,10 @@ Status ValidateMm(const std::string& dir, int pid, const Mm& mm) {
 
 }  // namespace
 
-Result<UniqueFd> OpenPageFile(const std::string& dir, int pid, const Mm& mm) {
-  const std::string path = dir + "/" + PagesName(pid);
+namespace {
+
+// A page file (kind 5) whose page data must be exactly `total_pages` pages.
+Result<UniqueFd> OpenPageData(const std::string& path, uint64_t total_pages) {
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return Status::FromErrno("open " + path);
   uint8_t hdr[kHeaderSize];
@@ -127,11 +131,83 @@ Result<UniqueFd> OpenPageFile(const std::string& dir, int pid, const Mm& mm) {
   CRYO_RETURN_IF_ERROR(CheckHeader(path, hdr, static_cast<size_t>(n), FileKind::kPages, &h));
   struct stat st;
   if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("stat " + path);
-  const uint64_t want = mm.total_pages() * kPageSize;
+  const uint64_t want = total_pages * kPageSize;
   if (h.payload_size != want || static_cast<uint64_t>(st.st_size) != kPageDataOffset + want)
     return Status::Error(path + ": holds " + std::to_string(st.st_size) + " bytes, expected " +
                          std::to_string(kPageDataOffset + want) + " (truncated or corrupted)");
   return fd;
+}
+
+// shm.img: objects well formed, extents back to back in shm-pages.img, and
+// every holder naming an object of a kind it can hold.
+Status ValidateShm(const LoadedImage& img) {
+  const std::string what = img.dir + "/" + ShmName();
+  std::map<uint64_t, const ShmObject*> by_id;
+  uint64_t expect_off = kPageDataOffset, pages = 0;
+  for (const ShmObject& o : img.shm.objects()) {
+    if (o.id() == 0 || !by_id.emplace(o.id(), &o).second) return Status::Error(what + ": object ids are not unique (corrupted)");
+    const std::string obj = what + ": object " + std::to_string(o.id());
+    switch (o.kind()) {
+      case SHM_MEMFD:
+        if (o.name().size() > 249) return Status::Error(obj + ": memfd name longer than 249 bytes");
+        break;
+      case SHM_POSIX:
+        if (o.name().rfind("/dev/shm/", 0) != 0 || o.name().find("/../") != std::string::npos)
+          return Status::Error(obj + ": POSIX shared memory path " + o.name() + " is not under /dev/shm");
+        break;
+      case SHM_SYSV:
+        if (o.sysv_id() < 0) return Status::Error(obj + ": invalid SysV id");
+        break;
+      default:
+        return Status::Error(obj + ": unknown kind " + std::to_string(o.kind()));
+    }
+    const uint64_t limit = (o.size() + kPageSize - 1) / kPageSize * kPageSize;
+    uint64_t prev_end = 0;
+    for (const ShmExtent& e : o.extents()) {
+      if (e.file_offset() != expect_off || e.npages() == 0 || e.npages() > (4u << 20) / kPageSize ||
+          e.offset() % kPageSize || e.offset() < prev_end || e.offset() + e.npages() * kPageSize > limit)
+        return Status::Error(obj + ": content extents are malformed (corrupted)");
+      prev_end = e.offset() + e.npages() * kPageSize;
+      expect_off += e.npages() * kPageSize;
+      pages += e.npages();
+    }
+  }
+  if (pages != img.shm.total_pages()) return Status::Error(what + ": page count does not match the extents (corrupted)");
+  for (const auto& [pid, p] : img.processes) {
+    for (const Vma& v : p.mm.vmas()) {
+      if (!v.shm_object()) continue;
+      auto it = by_id.find(v.shm_object());
+      if (it == by_id.end() || (v.kind() != VMA_FILE_SHARED && v.kind() != VMA_FILE_PRIVATE) ||
+          (it->second->kind() == SHM_SYSV && v.kind() != VMA_FILE_SHARED))
+        return Status::Error(img.dir + "/" + MmName(pid) + ": a VMA names shared memory object " +
+                             std::to_string(v.shm_object()) + ", which does not fit it (corrupted)");
+    }
+    for (const Fd& f : p.fds.fds()) {
+      if (f.kind() != FD_MEMFD && f.kind() != FD_POSIX_SHM) continue;
+      auto it = by_id.find(f.shm_object());
+      if (it == by_id.end() || it->second->kind() != (f.kind() == FD_MEMFD ? SHM_MEMFD : SHM_POSIX))
+        return Status::Error(img.dir + "/" + FdsName(pid) + ": fd " + std::to_string(f.fd()) +
+                             " names no shared memory object of its kind (corrupted)");
+    }
+  }
+  return Status::Ok();
+}
+
+bool HasAnyFeature(const Inventory& inv, std::initializer_list<const char*> names) {
+  for (const std::string& f : inv.features())
+    for (const char* n : names)
+      if (f == n) return true;
+  return false;
+}
+
+}  // namespace
+
+Result<UniqueFd> OpenPageFile(const std::string& dir, int pid, const Mm& mm) {
+  return OpenPageData(dir + "/" + PagesName(pid), mm.total_pages());
+}
+
+Result<UniqueFd> OpenShmPageFile(const std::string& dir, const ShmTable& shm) {
+  return OpenPageData(dir + "/" + ShmPagesName(), shm.total_pages());
 }
 
 Result<LoadedImage> LoadImage(const std::string& dir) {
@@ -180,6 +256,20 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
   if (std::find(inv.features().begin(), inv.features().end(), "pipes") != inv.features().end() ||
       std::find(inv.features().begin(), inv.features().end(), "fifos") != inv.features().end())
     CRYO_RETURN_IF_ERROR(ReadRecord(dir, PipesName(), FileKind::kPipes, &img.pipes));
+  if (HasAnyFeature(inv, {"memfd", "posix-shm", "sysv-shm"})) {
+    CRYO_RETURN_IF_ERROR(ReadRecord(dir, ShmName(), FileKind::kShm, &img.shm));
+    CRYO_RETURN_IF_ERROR(ValidateShm(img));
+    if (!img.shm.objects().empty()) {
+      CRYO_ASSIGN_OR_RETURN(UniqueFd sf, OpenShmPageFile(dir, img.shm));
+      (void)sf;
+    }
+  } else {
+    // Without the features an image holds no shared memory objects.
+    for (const auto& [pid, p] : img.processes) {
+      for (const Vma& v : p.mm.vmas())
+        if (v.shm_object()) return Status::Error(dir + "/" + MmName(pid) + ": a VMA names a shared memory object, but the image lists no shared memory feature (corrupted)");
+    }
+  }
   return img;
 }
 

@@ -49,6 +49,7 @@ struct LoadedImage {
   Inventory inventory;
   std::map<int, ProcessImage> processes;  // by pid
   PipeTable pipes;
+  ShmTable shm;  // memfds, POSIX and SysV shared memory (shm.img)
 };
 
 // Reads one metadata file, checking magic, version, kind, size and checksum.
@@ -58,5 +59,7 @@ Status ReadRecord(const std::string& dir, const std::string& name, FileKind kind
 Result<LoadedImage> LoadImage(const std::string& dir);
 // Opens a process's page file after checking its header against `mm`.
 Result<UniqueFd> OpenPageFile(const std::string& dir, int pid, const Mm& mm);
+// Opens shm-pages.img after checking its header against `shm`.
+Result<UniqueFd> OpenShmPageFile(const std::string& dir, const ShmTable& shm);
 
 }  // namespace cryo::image

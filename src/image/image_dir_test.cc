@@ -6,6 +6,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 
 #include "base/file_util.h"
 
@@ -197,6 +198,99 @@ class FullDiskEnv : public Env {
  private:
   size_t budget_;
 };
+
+// The image of WriteImage plus one memfd of 2 pages (content in shm-pages.img)
+// mapped by the VMA and held as fd 3.
+void WriteShmImage(const std::string& dir, const std::function<void(ShmTable*)>& edit = nullptr,
+                   uint64_t stored_pages = 2) {
+  WriteImage(dir, kFormatVersion, "memfd");
+  auto w = ImageWriter::Create(Env::Default(), dir);
+  ASSERT_TRUE(w.ok());
+  ShmTable t;
+  ShmObject* o = t.add_objects();
+  o->set_id(1);
+  o->set_kind(SHM_MEMFD);
+  o->set_name("a memfd");
+  o->set_size(2 * kPageSize - 100);
+  ShmExtent* e = o->add_extents();
+  e->set_offset(0);
+  e->set_npages(2);
+  e->set_file_offset(kPageDataOffset);
+  t.set_total_pages(2);
+  if (edit) edit(&t);
+  ASSERT_TRUE((*w)->WriteRecord(ShmName(), FileKind::kShm, t).ok());
+  auto pf = (*w)->CreatePageFile(ShmPagesName());
+  ASSERT_TRUE(pf.ok());
+  std::string pages(stored_pages * kPageSize, 's');
+  ASSERT_TRUE((*pf)->WriteAt(pages.data(), pages.size(), kPageDataOffset).ok());
+  ASSERT_TRUE((*w)->FinishPageFile(pf->get(), pages.size()).ok());
+  Mm mm;
+  ASSERT_TRUE(ReadRecord(dir, MmName(42), FileKind::kMm, &mm).ok());
+  mm.mutable_vmas(0)->set_kind(VMA_FILE_SHARED);
+  mm.mutable_vmas(0)->set_shm_object(1);
+  ASSERT_TRUE((*w)->WriteRecord(MmName(42), FileKind::kMm, mm).ok());
+  FdTable fds;
+  Fd* f = fds.add_fds();
+  f->set_fd(3);
+  f->set_kind(FD_MEMFD);
+  f->set_shm_object(1);
+  ASSERT_TRUE((*w)->WriteRecord(FdsName(42), FileKind::kFdTable, fds).ok());
+}
+
+TEST(ImageDirTest, ShmTableRoundTrip) {
+  TempDir d;
+  WriteShmImage(d.path());
+  auto img = LoadImage(d.path());
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  ASSERT_EQ(img->shm.objects_size(), 1);
+  EXPECT_EQ(img->shm.objects(0).name(), "a memfd");
+  EXPECT_TRUE(OpenShmPageFile(d.path(), img->shm).ok());
+}
+
+TEST(ImageDirTest, ShmExtentsMustBeWellFormed) {
+  struct Case {
+    const char* what;
+    std::function<void(ShmTable*)> edit;
+  } cases[] = {
+      {"past the object's end", [](ShmTable* t) { t->mutable_objects(0)->set_size(kPageSize); }},
+      {"not page-aligned", [](ShmTable* t) { t->mutable_objects(0)->mutable_extents(0)->set_offset(100); }},
+      {"not where the file has it",
+       [](ShmTable* t) { t->mutable_objects(0)->mutable_extents(0)->set_file_offset(2 * kPageDataOffset); }},
+      {"page count", [](ShmTable* t) { t->set_total_pages(3); }},
+      {"id 0", [](ShmTable* t) { t->mutable_objects(0)->set_id(0); }},
+      {"a POSIX path outside /dev/shm",
+       [](ShmTable* t) {
+         t->mutable_objects(0)->set_kind(SHM_POSIX);
+         t->mutable_objects(0)->set_name("/etc/passwd");
+       }},
+  };
+  for (const Case& c : cases) {
+    TempDir d;
+    WriteShmImage(d.path(), c.edit);
+    auto img = LoadImage(d.path());
+    EXPECT_FALSE(img.ok()) << c.what;
+    if (!img.ok()) {
+      EXPECT_NE(img.status().message().find(ShmName()), std::string::npos) << img.status().ToString();
+    }
+  }
+}
+
+TEST(ImageDirTest, ShmHoldersMustNameAnObjectOfTheirKind) {
+  TempDir d;
+  // The fd is a memfd, the object a SysV segment.
+  WriteShmImage(d.path(), [](ShmTable* t) { t->mutable_objects(0)->set_kind(SHM_SYSV); });
+  auto img = LoadImage(d.path());
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().message().find("fd 3"), std::string::npos) << img.status().ToString();
+}
+
+TEST(ImageDirTest, TruncatedShmPagesAreRefused) {
+  TempDir d;
+  WriteShmImage(d.path(), nullptr, 1);
+  auto img = LoadImage(d.path());
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().message().find(ShmPagesName()), std::string::npos) << img.status().ToString();
+}
 
 TEST(ImageDirTest, FullDiskIsReportedWithThePath) {
   TempDir d;

@@ -62,6 +62,21 @@ std::string SigList(const google::protobuf::RepeatedPtrField<SigInfo>& q, const 
   return out;
 }
 
+const char* ShmKindLabel(ShmKind k) {
+  switch (k) {
+    case SHM_MEMFD: return "memfd";
+    case SHM_POSIX: return "posix";
+    case SHM_SYSV: return "sysv";
+    default: return "unknown";
+  }
+}
+
+uint64_t ShmStoredPages(const ShmObject& o) {
+  uint64_t n = 0;
+  for (const ShmExtent& e : o.extents()) n += e.npages();
+  return n;
+}
+
 // user_regs_struct word indexes.
 constexpr int kRip = 16, kRsp = 19;
 
@@ -94,14 +109,18 @@ std::string ShowJson(const LoadedImage& img) {
       o << (i ? "," : "") << "{\"start\":" << v.start() << ",\"end\":" << v.end() << ",\"prot\":\"" << ProtString(v)
         << "\",\"name\":" << JsonString(v.name()) << ",\"flags\":[";
       for (int j = 0; j < v.vm_flags_size(); ++j) o << (j ? "," : "") << JsonString(v.vm_flags(j));
-      o << "],\"pages\":" << v.stored_pages() << ",\"inherited_pages\":" << v.inherited_pages() << "}";
+      o << "],\"pages\":" << v.stored_pages() << ",\"inherited_pages\":" << v.inherited_pages();
+      if (v.shm_object()) o << ",\"shm_object\":" << v.shm_object();
+      o << "}";
     }
     o << "],\"fds\":[";
     for (int i = 0; i < p.fds.fds_size(); ++i) {
       const Fd& f = p.fds.fds(i);
       o << (i ? "," : "") << "{\"fd\":" << f.fd() << ",\"kind\":\"" << FdKindName(f.kind())
         << "\",\"path\":" << JsonString(f.file().path()) << ",\"flags\":" << f.flags() << ",\"pos\":" << f.pos()
-        << ",\"cloexec\":" << (f.cloexec() ? "true" : "false") << "}";
+        << ",\"cloexec\":" << (f.cloexec() ? "true" : "false");
+      if (f.shm_object()) o << ",\"shm_object\":" << f.shm_object();
+      o << "}";
     }
     o << "],\"signals\":{\"blocked\":" << t.blocked() << ",\"pending\":[" << SigList(t.pending(), ",")
       << "],\"shared_pending\":[" << SigList(c.shared_pending(), ",") << "],\"actions\":[";
@@ -123,6 +142,19 @@ std::string ShowJson(const LoadedImage& img) {
     uint64_t inherited = 0;
     for (const PageRange& r : p.mm.inherited()) inherited += r.npages();
     o << "]},\"stored_pages\":" << p.mm.total_pages() << ",\"inherited_pages\":" << inherited << "}";
+  }
+  o << "],\"shm_objects\":[";
+  for (int i = 0; i < img.shm.objects_size(); ++i) {
+    const ShmObject& so = img.shm.objects(i);
+    o << (i ? "," : "") << "{\"id\":" << so.id() << ",\"kind\":\"" << ShmKindLabel(so.kind())
+      << "\",\"name\":" << JsonString(so.name()) << ",\"size\":" << so.size() << ",\"mode\":" << so.mode()
+      << ",\"uid\":" << so.uid() << ",\"gid\":" << so.gid() << ",\"pages\":" << ShmStoredPages(so);
+    if (so.kind() == SHM_MEMFD) o << ",\"seals\":" << so.seals();
+    if (so.kind() == SHM_POSIX) o << ",\"unlinked\":" << (so.unlinked() ? "true" : "false");
+    if (so.kind() == SHM_SYSV)
+      o << ",\"sysv_id\":" << so.sysv_id() << ",\"sysv_key\":" << so.sysv_key()
+        << ",\"sysv_removed\":" << (so.sysv_removed() ? "true" : "false");
+    o << "}";
   }
   o << "]}\n";
   return o.str();
@@ -177,6 +209,21 @@ std::string ShowText(const LoadedImage& img) {
     }
     for (const ITimer& it : c.itimers())
       o << "  itimer " << it.which() << ": interval " << it.interval_us() << " us, next in " << it.value_us() << " us\n";
+  }
+  if (img.shm.objects_size()) o << "\nshared memory objects:\n";
+  for (const ShmObject& so : img.shm.objects()) {
+    o << "  " << so.id() << ": " << ShmKindLabel(so.kind());
+    if (so.kind() == SHM_SYSV) {
+      char key[16];
+      snprintf(key, sizeof(key), "%#x", static_cast<uint32_t>(so.sysv_key()));
+      o << " id " << so.sysv_id() << " key " << key << (so.sysv_removed() ? " (removed)" : "");
+    } else {
+      o << " \"" << so.name() << "\"" << (so.unlinked() ? " (unlinked)" : "");
+    }
+    o << ", " << so.size() << " bytes, mode 0" << std::oct << so.mode() << std::dec << ", uid " << so.uid() << " gid "
+      << so.gid() << ", " << ShmStoredPages(so) << " pages stored";
+    if (so.kind() == SHM_MEMFD && so.seals()) o << ", seals " << std::hex << "0x" << so.seals() << std::dec;
+    o << "\n";
   }
   return o.str();
 }

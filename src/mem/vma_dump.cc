@@ -18,6 +18,7 @@
 #include "image/format.h"
 #include "mem/cow_share.h"
 #include "mem/pagemap_scan.h"
+#include "mem/shm_dump.h"
 
 namespace cryo {
 
@@ -63,7 +64,7 @@ bool WantPage(image::VmaKind kind, uint64_t cat) {
 
 }  // namespace
 
-Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm) {
+Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm, std::vector<ShmMapping>* shm) {
   for (const proc::Vma& v : vmas) {
     image::Vma* iv = mm->add_vmas();
     iv->set_start(v.start);
@@ -82,7 +83,15 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
     if (v.HasFlag("um") || v.HasFlag("uw")) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " is registered with a userfaultfd, not supported yet");
 
     image::VmaKind kind;
-    if (v.name == "[vdso]") {
+    const image::ShmKind shm_kind = shm ? ShmKindOfVma(v) : image::SHM_UNKNOWN;
+    if (shm_kind != image::SHM_UNKNOWN) {
+      // A memfd, /dev/shm file or SysV segment: the object is recorded once for
+      // the tree (shm_dump.h) and restored before this mapping is made again.
+      kind = v.shared ? image::VMA_FILE_SHARED : image::VMA_FILE_PRIVATE;
+      CRYO_RETURN_IF_ERROR(FileIdentity(pid, v, iv->mutable_file()));
+      CRYO_RETURN_IF_ERROR(CheckShmMapping(pid, v, shm_kind, iv->file(), "pid " + std::to_string(pid) + ": " + VmaName(v)));
+      shm->push_back({mm->vmas_size() - 1, shm_kind});
+    } else if (v.name == "[vdso]") {
       kind = image::VMA_VDSO;
     } else if (v.name == "[vvar]") {
       kind = image::VMA_VVAR;
@@ -96,7 +105,7 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
       kind = image::VMA_ANON_SHARED;  // MAP_SHARED|MAP_ANONYMOUS is shmem behind "/dev/zero (deleted)"
     } else if (v.deleted) {
       return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) +
-                           " maps a deleted file (or memfd/SysV shm), not supported yet");
+                           " maps a deleted file, not supported yet");
     } else if (!v.name.empty() && v.name[0] == '/') {
       kind = v.shared ? image::VMA_FILE_SHARED : image::VMA_FILE_PRIVATE;
       CRYO_RETURN_IF_ERROR(FileIdentity(pid, v, iv->mutable_file()));

@@ -13,9 +13,14 @@
 
 namespace cryo {
 
+struct ShmMapping;
+
 // Builds the image VMAs of a process from /proc. Fails, naming the VMA, on a
 // mapping cryo cannot restore yet (device memory, hugetlbfs, deleted files, ...).
-Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm);
+// Mappings of memfds, /dev/shm files and SysV segments are listed in `shm`
+// (DumpShmObjects records the objects); without `shm` they are refused.
+Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm,
+                    std::vector<ShmMapping>* shm = nullptr);
 
 // Called with (bytes written so far, total bytes) as pages are written.
 using ProgressFn = std::function<void(uint64_t, uint64_t)>;

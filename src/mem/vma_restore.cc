@@ -211,7 +211,8 @@ Result<uint64_t> TakeOver(const image::Vma& v, const std::vector<std::pair<uint6
 
 Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
-                     std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable) {
+                     std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
+                     const MapShmFn& map_shm) {
   std::vector<FillJob> jobs;
   int ri = 0;
   uint64_t slot = base + kPage;
@@ -242,7 +243,11 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
       int flags = MAP_FIXED | ((v.flags() & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE);
       if (v.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
       void* p;
-      if (v.kind() == image::VMA_FILE_PRIVATE || v.kind() == image::VMA_FILE_SHARED) {
+      if (v.shm_object()) {
+        if (!map_shm) return Status::Error(VmaName(v) + " maps a shared memory object, which this restore cannot map");
+        CRYO_RETURN_IF_ERROR(map_shm(v, at, map_prot));
+        p = reinterpret_cast<void*>(at);
+      } else if (v.kind() == image::VMA_FILE_PRIVATE || v.kind() == image::VMA_FILE_SHARED) {
         CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenMappedFile(v));
         p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, fd.get(), static_cast<off_t>(v.pgoff()));
       } else if (shm >= 0) {

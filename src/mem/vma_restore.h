@@ -36,14 +36,17 @@ struct InheritableVma {
 // (but MADV_DONTFORK and MADV_WIPEONFORK, see ApplyForkAdvice). Appends one
 // move per VMA to `moves`, in the order of mm.vmas().
 // `shmem_fd(id)` gives an fd on the shmem object of a shared anonymous VMA
-// (already filled), or -1.
+// (already filled), or -1. `map_shm(vma, at, prot)` maps a VMA of a memfd,
+// /dev/shm file or SysV segment (Vma.shm_object) at `at`.
 // A VMA with pages in mm.inherited() takes its premapped place in
 // `from_parent` over (pages outside mm.inherited() are dropped there, the
 // VMA's own stored pages written). `inheritable` receives this process's
 // private anonymous VMAs, for its own children.
+using MapShmFn = std::function<Status(const image::Vma&, uint64_t, int)>;
 Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
-                     std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable);
+                     std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
+                     const MapShmFn& map_shm = nullptr);
 
 // Before cloning children: marks MADV_DONTFORK every premapped VMA (`moves`)
 // that holds none of `wanted` (the pages the children inherit), so fork(2)

@@ -156,9 +156,10 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, own, &out->specials));
   const FdPool* pool = ctx.pool;
   std::vector<InheritableVma> mine;
-  CRYO_RETURN_IF_ERROR(PremapAndFill(p.mm, pages.get(), slot.premap, ctx.fill_threads,
-                                     [pool](uint64_t id) { return pool->ShmemFd(id); }, ctx.inheritable, &out->moves,
-                                     &mine)
+  CRYO_RETURN_IF_ERROR(PremapAndFill(
+                           p.mm, pages.get(), slot.premap, ctx.fill_threads,
+                           [pool](uint64_t id) { return pool->ShmemFd(id); }, ctx.inheritable, &out->moves, &mine,
+                           [pool](const image::Vma& v, uint64_t at, int prot) { return pool->shm()->MapVma(v, at, prot); })
                            .Prefixed("memory"));
   ctx.inheritable = std::move(mine);
   // What our children inherit from us: the rest need not be copied by fork.

@@ -393,6 +393,10 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
 
   for (pid_t pid : leaders)
     CRYO_RETURN_IF_ERROR(Finalize(img.processes.at(pid), status_reader.reports[pid], syscall_off));
+  // Every holder has its shared memory now: seals, SysV removal, POSIX names.
+  std::vector<std::string> shm_warnings;
+  CRYO_RETURN_IF_ERROR(pool.FinishSharedMemory(&shm_warnings).Prefixed("shared memory"));
+  for (const std::string& w : shm_warnings) LOG_WARN("%s", w.c_str());
   if (!opts.pidfile.empty()) {
     std::ofstream pf(opts.pidfile, std::ios::trunc);
     pf << root << "\n";

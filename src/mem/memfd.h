@@ -1,0 +1,36 @@
+// memfds (memfd_create(2)): recognising them, their names and seals (dump), and
+// creating them again (restore). The content and the holders are handled for
+// every kind of shared memory object alike (shm_dump.h, shm_restore.h).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "cryo/image.pb.h"
+
+namespace cryo {
+
+// The NAME of a memfd from its /proc/PID/fd link "/memfd:NAME (deleted)", or
+// from a maps name "/memfd:NAME" whose " (deleted)" suffix was already removed
+// (`has_deleted_suffix` false). The name itself may contain spaces or end in
+// " (deleted)"; only the kernel's suffix is removed. nullopt if not a memfd.
+std::optional<std::string> MemfdName(std::string_view link, bool has_deleted_suffix);
+
+// "shrink|grow|seal", "none" for 0; unknown bits as hex.
+std::string SealsString(uint32_t seals);
+// Whether every bit of `seals` is a seal this cryo knows (F_SEAL_*).
+bool KnownSeals(uint32_t seals);
+
+// Dump: what an fd on the memfd (any fd of the inode) tells: seals, and whether
+// it lives on hugetlbfs (MFD_HUGETLB, refused).
+Status ReadMemfdState(int fd, const std::string& what, image::ShmObject* out);
+
+// Restore: a new memfd named like `obj`, with its owner and mode, sized, still
+// unsealed (seals go on once every holder has it: MemfdAddSeals).
+Result<int> CreateMemfd(const image::ShmObject& obj);
+Status MemfdAddSeals(int fd, const image::ShmObject& obj);
+
+}  // namespace cryo

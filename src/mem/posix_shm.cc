@@ -1,0 +1,69 @@
+#include "mem/posix_shm.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace cryo {
+
+namespace {
+
+constexpr std::string_view kDir = "/dev/shm/";
+
+}  // namespace
+
+bool IsPosixShm(std::string_view path, dev_t dev) {
+  if (!path.starts_with(kDir) || path.size() == kDir.size()) return false;
+  static const dev_t shm_dev = [] {
+    struct stat st;
+    return ::stat("/dev/shm", &st) == 0 ? st.st_dev : static_cast<dev_t>(-1);
+  }();
+  return dev == shm_dev;
+}
+
+Result<int> CreatePosixShmFile(const image::ShmObject& obj, std::string* temp_path) {
+  const std::string& path = obj.name();
+  const std::string what = "POSIX shared memory " + path + " (shared memory object " + std::to_string(obj.id()) + ")";
+  const size_t slash = path.rfind('/');
+  if (slash == std::string::npos || path.compare(0, kDir.size(), kDir) != 0 || path.find("/../") != std::string::npos)
+    return Status::Error(what + ": not a path under /dev/shm");
+  const std::string temp = path.substr(0, slash + 1) + ".cryo-restore-" + std::to_string(::getpid()) + "-" +
+                           std::to_string(obj.id());
+  int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Status::FromErrno("creating " + temp + " for " + what);
+  *temp_path = temp;
+  Status st;
+  if (::fchown(fd, obj.uid(), obj.gid()) != 0)
+    st = Status::FromErrno("fchown of " + what);
+  else if (::fchmod(fd, obj.mode() & 07777) != 0)
+    st = Status::FromErrno("fchmod of " + what);
+  else if (::ftruncate(fd, static_cast<off_t>(obj.size())) != 0)
+    st = Status::FromErrno("ftruncate of " + what + " to " + std::to_string(obj.size()));
+  if (!st.ok()) {
+    ::close(fd);
+    return st;
+  }
+  return fd;
+}
+
+Status PublishPosixShmFile(const image::ShmObject& obj, const std::string& temp_path,
+                           std::vector<std::string>* warnings) {
+  const std::string& path = obj.name();
+  if (!obj.unlinked()) {
+    if (::rename(temp_path.c_str(), path.c_str()) != 0) return Status::FromErrno("rename " + temp_path + " to " + path);
+    return Status::Ok();
+  }
+  // The name an unlinked file shows is the one it had when it was unlinked.
+  if (::renameat2(AT_FDCWD, temp_path.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0) {
+    if (::unlink(path.c_str()) != 0) return Status::FromErrno("unlink " + path + " (restored unlinked)");
+    return Status::Ok();
+  }
+  if (errno != EEXIST) return Status::FromErrno("rename " + temp_path + " to " + path);
+  warnings->push_back("unlinked POSIX shared memory " + path + " is restored as " + temp_path +
+                      " (deleted): another file holds its name now");
+  if (::unlink(temp_path.c_str()) != 0) return Status::FromErrno("unlink " + temp_path);
+  return Status::Ok();
+}
+
+}  // namespace cryo

@@ -1,0 +1,275 @@
+#!/usr/bin/python3
+"""End-to-end tests of shared memory: memfds (mapped, held as fds with their
+offsets, sealed, privately mapped with copied pages), POSIX shared memory in
+/dev/shm (also unlinked while mapped) and SysV segments (fixed address,
+SHM_RDONLY attach, marked IPC_RMID while attached), shared by a parent and its
+child. The shm workload verifies all of it itself, including that a write by
+one process is seen by the other.
+
+Run: test_shm.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cryotest  # noqa: E402
+from cryotest import check, check_eq, proc_stat  # noqa: E402
+
+
+def read_objects(w):
+    """The objects the workload made: {'posix': [paths], 'sysv': [(id, key)]
+    (segments that outlive it), 'removed': [ids], 'child': pid}."""
+    out = {"posix": [], "sysv": [], "removed": [], "child": None}
+    for line in (cryotest.read_text(w.path("objects")) or "").splitlines():
+        k, _, v = line.partition(" ")
+        if k == "posix":
+            out["posix"].append(v)
+        elif k == "sysv":
+            shmid, key = v.split()
+            out["sysv"].append((int(shmid), int(key)))
+        elif k == "removed":
+            out["removed"].append(int(v))
+        elif k == "child":
+            out["child"] = int(v)
+    check(out["child"], "%s: no objects file" % w.name)
+    return out
+
+
+def sysv_segments():
+    """shmid -> (key, nattch, mode) from /proc/sysvipc/shm."""
+    segs = {}
+    for line in (cryotest.read_text("/proc/sysvipc/shm") or "").splitlines()[1:]:
+        f = line.split()
+        segs[int(f[1])] = (int(f[0]), int(f[6]), int(f[2], 8))
+    return segs
+
+
+class ShmObjects:
+    """Removes what the workload leaves behind (SysV segments outlive their
+    processes, /dev/shm files too), whatever the test's outcome."""
+
+    def __init__(self):
+        self.objects = []
+
+    def add(self, objs):
+        self.objects.append(objs)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        segs = sysv_segments()
+        for objs in self.objects:
+            for shmid, key in objs["sysv"]:
+                # Only the workload's own segment: same id and key.
+                if shmid in segs and segs[shmid][0] == key:
+                    subprocess.run(["ipcrm", "-m", str(shmid)], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, timeout=10)
+            for path in objs["posix"]:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
+        return False
+
+
+def wait_gone(pids, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            st = proc_stat(pid)
+            if st is None:
+                left.remove(pid)
+            elif st["state"] == "Z" and st["ppid"] == os.getpid():
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        time.sleep(0.01)
+    check(not left, "pids %s of the dumped tree still exist" % left)
+
+
+def start_shm(h, objects, mode=None):
+    w = h.start_workload("shm", *([mode] if mode else []))
+    h.wait_ready(w, timeout=30)
+    objs = read_objects(w)
+    objects.add(objs)
+    return w, objs
+
+
+def check_image(h, images, objs):
+    shown = h.show_json(images)
+    feats = shown["features"]
+    for f in ("memfd", "posix-shm", "sysv-shm", "tree"):
+        check(f in feats, "image features %s lack %r" % (feats, f))
+    kinds = sorted((o["kind"], o["name"]) for o in shown["shm_objects"] if o["kind"] != "sysv")
+    pid = shown["root_pid"]
+    check_eq(kinds, [("memfd", "cryo test memfd"), ("memfd", "sealed (deleted)"), ("memfd", "write-sealed"),
+                     ("posix", "/dev/shm/cryo-shm-%d" % pid), ("posix", "/dev/shm/cryo-shm-unl-%d" % pid)],
+             "memfd and POSIX objects in the image")
+    sysv = sorted((o["sysv_id"], o["sysv_removed"]) for o in shown["shm_objects"] if o["kind"] == "sysv")
+    check_eq(sysv, sorted([(objs["sysv"][0][0], False), (objs["removed"][0], True)]), "SysV objects in the image")
+    # One object per memfd/file/segment, however many processes hold it.
+    check_eq(len(shown["shm_objects"]), 7, "objects in the image")
+    check(os.path.isfile(os.path.join(images, "shm.img")), "no shm.img in the image")
+    check(os.path.isfile(os.path.join(images, "shm-pages.img")), "no shm-pages.img in the image")
+
+
+def restore_verify_exit(h, w, images, when):
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    rw = w.restored(r.pid)
+    h.verify_ok(rw, when=when)
+    h.verify_ok(rw, when=when + " (again)")
+    h.verify_ok(rw, exit=True, when=when + " (exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "exit status " + when)
+
+
+def test_shm_kill(h):
+    with ShmObjects() as objects:
+        w, objs = start_shm(h, objects)
+        h.verify_ok(w, when="before dump")
+        images = h.mkdir("img")
+        h.dump(w.pid, images)
+        h.reap_original(w)
+        wait_gone([w.pid, objs["child"]])
+        check_image(h, images, objs)
+        # Killed: S1 stays (the restore reuses it), S2 (removed) went with its users.
+        segs = sysv_segments()
+        s1, s2 = objs["sysv"][0][0], objs["removed"][0]
+        check(s1 in segs and segs[s1][1] == 0, "S1 %d after the kill: %r" % (s1, segs.get(s1)))
+        check(s2 not in segs, "removed S2 %d still exists after its users died: %r" % (s2, segs.get(s2)))
+        restore_verify_exit(h, w, images, "after restore")
+
+
+def test_shm_leave_running(h):
+    with ShmObjects() as objects:
+        w, objs = start_shm(h, objects)
+        images = h.mkdir("img")
+        h.dump(w.pid, images, leave_running=True)
+        h.verify_ok(w, when="of the original after dump --leave-running")
+        # The original changes every object as it exits; the restore puts the
+        # dumped content back.
+        h.verify_ok(w, exit=True, when="of the original (exit)")
+        check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
+        wait_gone([w.pid, objs["child"]])
+        restore_verify_exit(h, w, images, "after restore")
+
+
+def test_shm_rewind(h):
+    with ShmObjects() as objects:
+        w, objs = start_shm(h, objects)
+        images = h.mkdir("img")
+        h.dump(w.pid, images)
+        h.reap_original(w)
+        wait_gone([w.pid, objs["child"]])
+        for i in range(2):
+            # Each instance scribbles over every object before it exits.
+            restore_verify_exit(h, w, images, "of rewind instance %d" % (i + 1))
+            wait_gone([w.pid, objs["child"]])
+
+
+def test_shm_sysv_id_in_use(h):
+    """Restoring while the original still holds its SysV segment is refused,
+    naming the id, and changes nothing."""
+    with ShmObjects() as objects:
+        w, objs = start_shm(h, objects)
+        images = h.mkdir("img")
+        h.dump(w.pid, images, leave_running=True)
+        before = sysv_segments()
+        r = h.restore(images, expect_ok=False)
+        check(r.rc != 0, "restore beside the running original succeeded")
+        s1, s2 = objs["sysv"][0][0], objs["removed"][0]
+        check(any("SysV shared memory segment id %d" % i in r.message for i in (s1, s2))
+              and "in use" in r.message,
+              "error should name SysV segment id %d or %d in use: %s" % (s1, s2, r.message))
+        check(not any(n.startswith(".cryo-restore") for n in os.listdir("/dev/shm")),
+              "the refused restore left files in /dev/shm: %s" % os.listdir("/dev/shm"))
+        check_eq(sysv_segments(), before, "SysV segments after the refused restore")
+        h.verify_ok(w, when="of the original after the refused restore")
+        h.verify_ok(w, exit=True, when="of the original (exit)")
+        check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
+
+
+def test_shm_failed_restore_leaves_nothing(h):
+    """A restore that fails after the shared memory was made (here: the
+    executable is gone) removes the segments and files it created and leaves
+    the path of the POSIX object alone; the image still restores afterwards."""
+    with ShmObjects() as objects:
+        exe_dir = h.mkdir("exe")
+        exe = os.path.join(exe_dir, "shm")
+        shutil.copy2(h.workload_path("shm"), exe)
+        ctl = h.mkdir("shm")
+        w = h.start("shm", [exe, ctl], ctl)
+        h.wait_ready(w, timeout=30)
+        objs = read_objects(w)
+        objects.add(objs)
+        images = h.mkdir("img")
+        h.dump(w.pid, images)
+        h.reap_original(w)
+        wait_gone([w.pid, objs["child"]])
+        before = sysv_segments()
+        posix = objs["posix"][0]
+        ino = os.stat(posix).st_ino
+        os.rename(exe, exe + ".away")  # same inode and mtime when it comes back
+        r = h.restore(images, expect_ok=False)
+        check(r.rc != 0, "restore without the executable succeeded")
+        check(exe in r.message, "the error should name the executable %s: %s" % (exe, r.message))
+        wait_gone([w.pid, objs["child"]])
+        after = sysv_segments()
+        check(objs["removed"][0] not in after, "the removed segment %d made by the failed restore is still there: %r"
+              % (objs["removed"][0], after.get(objs["removed"][0])))
+        check_eq(after, before, "SysV segments after the failed restore")
+        check(not any(n.startswith(".cryo-restore") for n in os.listdir("/dev/shm")),
+              "the failed restore left files in /dev/shm: %s" % os.listdir("/dev/shm"))
+        check_eq(os.stat(posix).st_ino, ino, "inode of %s after the failed restore" % posix)
+        os.rename(exe + ".away", exe)
+        restore_verify_exit(h, w, images, "after restoring again")
+
+
+def refused(h, mode, must_name):
+    with ShmObjects() as objects:
+        w, objs = start_shm(h, objects, mode)
+        before = sysv_segments()
+        r = h.dump(w.pid, h.mkdir("img"), expect_ok=False)
+        check(r.rc != 0, "dump of an unsupported %s succeeded" % mode)
+        msg = r.message
+        for part in ["pid %d" % w.pid] + must_name:
+            check(part in msg, "the refusal should name %r: %s" % (part, msg))
+        st = proc_stat(w.pid)
+        check(st is not None and st["state"] in ("S", "R"), "workload disturbed by the refused dump: %r" % (st,))
+        check_eq(sysv_segments(), before, "SysV segments after the refused dump")
+        h.verify_ok(w, when="after the refused dump")
+        h.verify_ok(w, exit=True, when="(exit)")
+        check_eq(h.wait_exit(w), ("exit", 0), "exit status")
+
+
+def test_refuse_hugetlb_memfd(h):
+    refused(h, "hugetlb", ["fd 42", "hugetlb memfd"])
+
+
+def test_refuse_partial_sysv_attach(h):
+    refused(h, "partial-sysv", ["VMA", "part of an attach of SysV segment"])
+
+
+def test_refuse_other_ipc_namespace(h):
+    refused(h, "ipc-ns", ["VMA", "/SYSV", "another IPC namespace"])
+
+
+TESTS = [
+    test_shm_kill,
+    test_shm_leave_running,
+    test_shm_rewind,
+    test_shm_sysv_id_in_use,
+    test_shm_failed_restore_leaves_nothing,
+    test_refuse_hugetlb_memfd,
+    test_refuse_partial_sysv_attach,
+    test_refuse_other_ipc_namespace,
+]
+
+if __name__ == "__main__":
+    sys.exit(cryotest.main(TESTS, description=__doc__))
