@@ -1,4 +1,5 @@
 #include "mem/memfd.h"
+#include "mem/shm_object.h"
 
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -91,13 +92,7 @@ Result<int> CreateMemfd(const image::ShmObject& obj) {
   int fd = ::memfd_create(obj.name().c_str(), flags);
   if (fd < 0 && errno == EINVAL) fd = ::memfd_create(obj.name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);  // before 6.3
   if (fd < 0) return Status::FromErrno("memfd_create for " + what);
-  Status st;
-  if (::fchown(fd, obj.uid(), obj.gid()) != 0)
-    st = Status::FromErrno("fchown of " + what);
-  else if (::fchmod(fd, obj.mode() & 07777) != 0)
-    st = Status::FromErrno("fchmod of " + what);
-  else if (::ftruncate(fd, static_cast<off_t>(obj.size())) != 0)
-    st = Status::FromErrno("ftruncate of " + what + " to " + std::to_string(obj.size()));
+  Status st = ShapeShmFile(fd, obj, what);
   if (!st.ok()) {
     ::close(fd);
     return st;

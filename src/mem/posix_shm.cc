@@ -1,4 +1,5 @@
 #include "mem/posix_shm.h"
+#include "mem/shm_object.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -33,13 +34,7 @@ Result<int> CreatePosixShmFile(const image::ShmObject& obj, std::string* temp_pa
   int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("creating " + temp + " for " + what);
   *temp_path = temp;
-  Status st;
-  if (::fchown(fd, obj.uid(), obj.gid()) != 0)
-    st = Status::FromErrno("fchown of " + what);
-  else if (::fchmod(fd, obj.mode() & 07777) != 0)
-    st = Status::FromErrno("fchmod of " + what);
-  else if (::ftruncate(fd, static_cast<off_t>(obj.size())) != 0)
-    st = Status::FromErrno("ftruncate of " + what + " to " + std::to_string(obj.size()));
+  Status st = ShapeShmFile(fd, obj, what);
   if (!st.ok()) {
     ::close(fd);
     return st;

@@ -212,6 +212,25 @@ def find_kernel_thread():
 
 # ---------------------------------------------------------------- data types
 
+def wait_pids_gone(pids, timeout=10.0):
+    """Reap our zombie children among `pids` (orphans of a killed tree come to
+    the harness, a subreaper) until none of them exists."""
+    deadline = time.monotonic() + timeout
+    left = list(pids)
+    while left and time.monotonic() < deadline:
+        for pid in list(left):
+            st = proc_stat(pid)
+            if st is None:
+                left.remove(pid)
+            elif st["state"] == "Z" and st["ppid"] == os.getpid():
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+        time.sleep(0.01)
+    check(not left, "pids %s of the dumped tree still exist" % left)
+
+
 class Workload:
     """A process driven through a control directory."""
 

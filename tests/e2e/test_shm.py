@@ -77,21 +77,6 @@ class ShmObjects:
         return False
 
 
-def wait_gone(pids, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    left = list(pids)
-    while left and time.monotonic() < deadline:
-        for pid in list(left):
-            st = proc_stat(pid)
-            if st is None:
-                left.remove(pid)
-            elif st["state"] == "Z" and st["ppid"] == os.getpid():
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-        time.sleep(0.01)
-    check(not left, "pids %s of the dumped tree still exist" % left)
 
 
 def start_shm(h, objects, mode=None):
@@ -136,7 +121,7 @@ def test_shm_kill(h):
         images = h.mkdir("img")
         h.dump(w.pid, images)
         h.reap_original(w)
-        wait_gone([w.pid, objs["child"]])
+        cryotest.wait_pids_gone([w.pid, objs["child"]])
         check_image(h, images, objs)
         # Killed: S1 stays (the restore reuses it), S2 (removed) went with its users.
         segs = sysv_segments()
@@ -156,7 +141,7 @@ def test_shm_leave_running(h):
         # dumped content back.
         h.verify_ok(w, exit=True, when="of the original (exit)")
         check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
-        wait_gone([w.pid, objs["child"]])
+        cryotest.wait_pids_gone([w.pid, objs["child"]])
         restore_verify_exit(h, w, images, "after restore")
 
 
@@ -166,11 +151,11 @@ def test_shm_rewind(h):
         images = h.mkdir("img")
         h.dump(w.pid, images)
         h.reap_original(w)
-        wait_gone([w.pid, objs["child"]])
+        cryotest.wait_pids_gone([w.pid, objs["child"]])
         for i in range(2):
             # Each instance scribbles over every object before it exits.
             restore_verify_exit(h, w, images, "of rewind instance %d" % (i + 1))
-            wait_gone([w.pid, objs["child"]])
+            cryotest.wait_pids_gone([w.pid, objs["child"]])
 
 
 def test_shm_sysv_id_in_use(h):
@@ -211,7 +196,7 @@ def test_shm_failed_restore_leaves_nothing(h):
         images = h.mkdir("img")
         h.dump(w.pid, images)
         h.reap_original(w)
-        wait_gone([w.pid, objs["child"]])
+        cryotest.wait_pids_gone([w.pid, objs["child"]])
         before = sysv_segments()
         posix = objs["posix"][0]
         ino = os.stat(posix).st_ino
@@ -219,7 +204,7 @@ def test_shm_failed_restore_leaves_nothing(h):
         r = h.restore(images, expect_ok=False)
         check(r.rc != 0, "restore without the executable succeeded")
         check(exe in r.message, "the error should name the executable %s: %s" % (exe, r.message))
-        wait_gone([w.pid, objs["child"]])
+        cryotest.wait_pids_gone([w.pid, objs["child"]])
         after = sysv_segments()
         check(objs["removed"][0] not in after, "the removed segment %d made by the failed restore is still there: %r"
               % (objs["removed"][0], after.get(objs["removed"][0])))

@@ -20,23 +20,6 @@ def image_pids(h, images):
     return [p["pid"] for p in h.show_json(images)["processes"]]
 
 
-def wait_all_gone(pids, timeout=10.0):
-    """Reap our zombie children among `pids` (orphans of a killed tree come to
-    the harness, a subreaper) until none of them exists."""
-    deadline = time.monotonic() + timeout
-    left = list(pids)
-    while left and time.monotonic() < deadline:
-        for pid in list(left):
-            st = proc_stat(pid)
-            if st is None:
-                left.remove(pid)
-            elif st["state"] == "Z" and st["ppid"] == os.getpid():
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-        time.sleep(0.01)
-    check(not left, "pids %s of the dumped tree still exist" % left)
 
 
 def tree_ids(root):
@@ -81,7 +64,7 @@ def test_tree_kill(h):
     h.reap_original(w)
     pids = image_pids(h, images)
     check_eq(sorted(pids), sorted(before), "pids in the image")
-    wait_all_gone(pids)
+    cryotest.wait_pids_gone(pids)
     rw = restore_and_verify(h, w, images, before, "after restore")
     h.verify_ok(rw, exit=True, when="after restore (exit)")
     check_eq(h.wait_exit(rw), ("exit", 0), "restored tree exit status")
@@ -97,7 +80,7 @@ def test_tree_leave_running(h):
     check_eq(tree_ids(w.pid), before, "the original tree after dump --leave-running")
     h.verify_ok(w, exit=True, when="of the original (exit)")
     check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
-    wait_all_gone(image_pids(h, images))
+    cryotest.wait_pids_gone(image_pids(h, images))
     rw = restore_and_verify(h, w, images, before, "after restore")
     h.verify_ok(rw, exit=True, when="after restore (exit)")
     check_eq(h.wait_exit(rw), ("exit", 0), "restored tree exit status")
@@ -110,12 +93,12 @@ def test_tree_rewind(h):
     h.dump(w.pid, images)
     h.reap_original(w)
     pids = image_pids(h, images)
-    wait_all_gone(pids)
+    cryotest.wait_pids_gone(pids)
     for i in range(3):
         rw = restore_and_verify(h, w, images, before, "of rewind instance %d" % (i + 1))
         h.verify_ok(rw, exit=True, when="of rewind instance %d (exit)" % (i + 1))
         check_eq(h.wait_exit(rw), ("exit", 0), "exit status of rewind instance %d" % (i + 1))
-        wait_all_gone(pids)
+        cryotest.wait_pids_gone(pids)
 
 
 def test_tree_200_ring(h):
@@ -126,7 +109,7 @@ def test_tree_200_ring(h):
     images = h.mkdir("img")
     h.dump(w.pid, images)
     h.reap_original(w)
-    wait_all_gone(image_pids(h, images), timeout=20)
+    cryotest.wait_pids_gone(image_pids(h, images), timeout=20)
     rw = restore_and_verify(h, w, images, before, "after restore")
     h.verify_ok(rw, exit=True, when="after restore (exit)")
     check_eq(h.wait_exit(rw, timeout=30), ("exit", 0), "restored tree exit status")
@@ -142,13 +125,13 @@ def test_tree_failed_restore_leaves_nothing(h):
     h.dump(w.pid, images)
     h.reap_original(w)
     pids = image_pids(h, images)
-    wait_all_gone(pids)
+    cryotest.wait_pids_gone(pids)
     os.utime(w.path("a1.map"), (1, 1))
     r = h.restore(images, detach=True, expect_ok=False, expected_pid=w.pid)
     check(r.rc not in (0, "TIMEOUT"), "restore with a changed a1.map: exit status %r\n%s" % (r.rc, r.describe()))
     check("a1.map" in r.message, "the error should name a1.map: %s" % r.message)
     ghosts = set(v[1] for v in before.values()) | set(v[2] for v in before.values())
-    wait_all_gone(sorted(set(pids) | (ghosts - {w.pid})))
+    cryotest.wait_pids_gone(sorted(set(pids) | (ghosts - {w.pid})))
 
 
 COW_MIB = 32
@@ -204,7 +187,7 @@ def test_cow_shared_pages(h):
               % (k, inherited[int(lay[k])], n - 20))
     pids = image_pids(h, images)
     for i in range(2):
-        wait_all_gone(pids)
+        cryotest.wait_pids_gone(pids)
         r = h.restore(images, detach=True, expected_pid=w.pid)
         rw = w.restored(r.pid)
         check_cow(h, w, r.pid, "restore %d:" % (i + 1))
@@ -247,7 +230,7 @@ def test_fifo_kill(h):
     h.reap_original(w)
     img = h.show_json(images)
     check("fifos" in img["features"], "image features lack 'fifos': %r" % img["features"])
-    wait_all_gone(image_pids(h, images))
+    cryotest.wait_pids_gone(image_pids(h, images))
     r = h.restore(images, detach=True, expected_pid=w.pid)
     rw = w.restored(r.pid)
     h.verify_ok(rw, when="after restore")
@@ -263,7 +246,7 @@ def test_fifo_leave_running(h):
     h.verify_ok(w, when="of the original after dump --leave-running")
     h.verify_ok(w, exit=True, when="of the original (exit)")
     check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
-    wait_all_gone(image_pids(h, images))
+    cryotest.wait_pids_gone(image_pids(h, images))
     r = h.restore(images, detach=True, expected_pid=w.pid)
     rw = w.restored(r.pid)
     h.verify_ok(rw, exit=True, when="after restore (exit)")
@@ -277,7 +260,7 @@ def test_fifo_rewind(h):
     h.reap_original(w)
     pids = image_pids(h, images)
     for i in range(3):
-        wait_all_gone(pids)
+        cryotest.wait_pids_gone(pids)
         # The FIFO files may be gone; they are recreated from the image.
         if i == 1:
             os.unlink(w.path("parked"))
