@@ -23,6 +23,7 @@
 #include "tree/tree_seize.h"
 #include "files/file_sharing.h"
 #include "files/pipe_table.h"
+#include "files/tty_table.h"
 
 namespace cryo {
 
@@ -141,6 +142,10 @@ Status Dump(const DumpOptions& opts) {
   CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
   image::PipeTable pipes;
   CRYO_RETURN_IF_ERROR(DumpPipes(tables, pids, &pipes).Prefixed("pipes"));
+  image::TtyTable ttys;
+  std::vector<TtyProcess> tty_procs;
+  for (size_t i = 0; i < procs.size(); ++i) tty_procs.push_back({tree.processes()[i]->pid(), &procs[i].core, &procs[i].fds});
+  CRYO_RETURN_IF_ERROR(DumpTtys(tty_procs, opts.shell_job, &ttys, &features).Prefixed("terminals"));
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
   if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
@@ -179,6 +184,7 @@ Status Dump(const DumpOptions& opts) {
     CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::CoreName(z.pid), image::FileKind::kProcessCore, core));
   }
   if (pipes.pipes_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::PipesName(), image::FileKind::kPipes, pipes));
+  if (ttys.ttys_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::TtysName(), image::FileKind::kTtys, ttys));
   // The inventory goes last: an image without one is incomplete.
   CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, inv));
   CRYO_RETURN_IF_ERROR(writer->SyncDir());

@@ -62,6 +62,7 @@ const FdKindHandler* SignalfdHandler();
 const FdKindHandler* EpollHandler();
 const FdKindHandler* InotifyHandler();
 const FdKindHandler* PipeHandler();
+const FdKindHandler* PtyHandler();
 const FdKindHandler* ExternalTtyHandler();
 
 }  // namespace cryo

@@ -18,6 +18,7 @@ const std::vector<const FdKindHandler*>& FdKindHandlers() {
       EpollHandler(),
       InotifyHandler(),
       PipeHandler(),
+      PtyHandler(),
       ExternalTtyHandler(),
   };
   return kAll;

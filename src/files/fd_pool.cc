@@ -67,6 +67,8 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
   for (const image::Pipe& p : img.pipes.pipes()) {
     CRYO_ASSIGN_OR_RETURN(pipes[p.id()], MakePipe(p));
   }
+  CRYO_ASSIGN_OR_RETURN(pool.ttys_, TtySet::Build(img, base));
+  for (int fd : pool.ttys_.fds()) pool.pool_fds_[fd] = true;
   Status result;
   for (const auto& [pid, p] : img.processes) {
     for (const image::Fd& f : p.fds.fds()) {
@@ -89,6 +91,10 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
         }
         if (::fcntl(fd, F_SETFL, static_cast<int>(f.flags()) & kSettableFlags) != 0)
           return Status::FromErrno("F_SETFL on the pipe of " + what);
+      } else if (f.kind() == image::FD_TTY || f.kind() == image::FD_EXTERNAL_TTY) {
+        Result<int> opened = pool.ttys_.Open(f);
+        if (!opened.ok()) return opened.status().Prefixed(what);
+        fd = *opened;
       } else {
         const FdKindHandler* h = HandlerFor(f.kind());
         if (!h) return Status::Error(what + " is of a kind this cryo cannot restore");
@@ -108,6 +114,7 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
     ::close(e.r);
     ::close(e.w);
   }
+  CRYO_RETURN_IF_ERROR(pool.ttys_.Finish());
   CRYO_RETURN_IF_ERROR(pool.BuildShmem(img, base));
   return pool;
 }

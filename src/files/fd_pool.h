@@ -7,6 +7,7 @@
 #include <map>
 
 #include "base/status.h"
+#include "files/tty_restore.h"
 #include "image/image_dir.h"
 
 namespace cryo {
@@ -26,6 +27,8 @@ class FdPool {
   // The shmem object (an fd on it) of a shared anonymous VMA, -1 if none.
   int ShmemFd(uint64_t shmem_id) const;
   void CloseAll();
+  // The image's terminals (ctty and foreground steps of the helpers).
+  const TtySet& ttys() const { return ttys_; }
 
  private:
   static uint64_t Key(pid_t pid, const image::Fd& fd);
@@ -34,6 +37,7 @@ class FdPool {
   std::map<uint64_t, pid_t> finisher_;  // description key -> first holder
   std::map<int, bool> pool_fds_;
   std::map<uint64_t, int> shmem_;       // shmem id -> fd
+  TtySet ttys_;
 };
 
 }  // namespace cryo

@@ -33,6 +33,7 @@ enum class FileKind : uint32_t {
   kFdTable = 4,
   kPages = 5,
   kPipes = 6,
+  kTtys = 12,
 };
 const char* FileKindName(FileKind kind);
 
@@ -60,5 +61,6 @@ inline std::string MmName(int pid) { return "mm-" + std::to_string(pid) + ".img"
 inline std::string FdsName(int pid) { return "fds-" + std::to_string(pid) + ".img"; }
 inline std::string PagesName(int pid) { return "pages-" + std::to_string(pid) + ".img"; }
 inline std::string PipesName() { return "pipes.img"; }
+inline std::string TtysName() { return "ttys.img"; }
 
 }  // namespace cryo::image

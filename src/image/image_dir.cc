@@ -179,6 +179,8 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
   }
   if (std::find(inv.features().begin(), inv.features().end(), "pipes") != inv.features().end())
     CRYO_RETURN_IF_ERROR(ReadRecord(dir, PipesName(), FileKind::kPipes, &img.pipes));
+  if (std::find(inv.features().begin(), inv.features().end(), "tty") != inv.features().end())
+    CRYO_RETURN_IF_ERROR(ReadRecord(dir, TtysName(), FileKind::kTtys, &img.ttys));
   return img;
 }
 

@@ -49,6 +49,7 @@ struct LoadedImage {
   Inventory inventory;
   std::map<int, ProcessImage> processes;  // by pid
   PipeTable pipes;
+  TtyTable ttys;
 };
 
 // Reads one metadata file, checking magic, version, kind, size and checksum.
