@@ -105,6 +105,7 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
       const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, base);
       ::close(fd);
       if (moved < 0) return Status::FromErrno("moving the description of " + what + " into the fd pool");
+      if (f.kind() == image::FD_TTY || f.kind() == image::FD_EXTERNAL_TTY) pool.ttys_.NotePoolFd(f, moved);
       pool.fds_[key] = moved;
       pool.finisher_[key] = pid;
       pool.pool_fds_[moved] = true;

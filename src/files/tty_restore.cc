@@ -15,6 +15,7 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "files/tty_device.h"
+#include "proc/proc.h"
 
 namespace cryo {
 
@@ -197,7 +198,50 @@ Result<TtySet> TtySet::Build(const image::LoadedImage& img, int base) {
   CRYO_RETURN_IF_ERROR(st);
   if (HasFeature(img.inventory, "shell-job")) CRYO_RETURN_IF_ERROR(set.OpenShellTerminal(base));
   set.PlanForeground(img);
+  set.PlanDevTtys(img);
   return set;
+}
+
+// Which /dev/tty descriptions can be opened as /dev/tty again, and by whom:
+// the leader of the pty's session (after TIOCSCTTY), or for the shell's
+// terminal the root (in cryo's session), if every holder descends from it.
+void TtySet::PlanDevTtys(const image::LoadedImage& img) {
+  auto descends = [&img](pid_t pid, pid_t ancestor) {
+    for (int depth = 0; pid && depth < 4096; ++depth) {
+      if (pid == ancestor) return true;
+      auto it = img.processes.find(pid);
+      if (it == img.processes.end() || pid == img.inventory.root_pid()) return false;
+      pid = it->second.core.ppid();
+    }
+    return false;
+  };
+  const pid_t root = img.inventory.root_pid();
+  std::map<uint64_t, bool> refused;
+  for (const auto& [pid, p] : img.processes)
+    for (const image::Fd& f : p.fds.fds()) {
+      if (!f.has_tty() || !f.tty().via_dev_tty() || !f.file_id() || refused[f.file_id()]) continue;
+      pid_t opener = 0;
+      if (f.kind() == image::FD_EXTERNAL_TTY) {
+        if (shell_fd_ >= 0 && JoinsShellSession(img.processes.at(root).core)) opener = root;
+      } else if (auto pty = ptys_.find(f.tty().tty_id()); pty != ptys_.end()) {
+        opener = pty->second.rec->session();
+        if (pty->second.rec->locked()) dev_ttys_[f.file_id()].lock_master = pty->second.master;
+      }
+      auto& d = dev_ttys_[f.file_id()];
+      if (!opener || !descends(pid, opener) || (d.opener && d.opener != opener)) {
+        refused[f.file_id()] = true;
+        dev_ttys_.erase(f.file_id());
+        continue;
+      }
+      d.opener = opener;
+      d.flags = static_cast<int>(f.flags() & ~static_cast<uint32_t>(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC)) |
+                O_NOCTTY | O_CLOEXEC;
+    }
+}
+
+void TtySet::NotePoolFd(const image::Fd& f, int pool_fd) {
+  auto it = dev_ttys_.find(f.file_id());
+  if (it != dev_ttys_.end()) it->second.pool_fd = pool_fd;
 }
 
 Result<int> TtySet::Open(const image::Fd& f) {
@@ -252,11 +296,24 @@ bool TtySet::JoinsShellSession(const image::ProcessCore& core) const {
   return !ptys_.count(core.ctty().tty_id());
 }
 
-Status TtySet::TakeControllingTty(pid_t sid) const {
-  for (const auto& [id, p] : ptys_)
-    if (p.rec->session() == sid && ::ioctl(p.slave, TIOCSCTTY, 0) != 0)
-      return Status::FromErrno("TIOCSCTTY: making " + PtsPath(p.index) + " the controlling terminal of session " +
-                               std::to_string(sid));
+Status TtySet::TakeControllingTty(const image::ProcessCore& core, bool leads_session) const {
+  const pid_t pid = core.pid();
+  if (leads_session)
+    for (const auto& [id, p] : ptys_)
+      if (p.rec->session() == pid && ::ioctl(p.slave, TIOCSCTTY, 0) != 0)
+        return Status::FromErrno("TIOCSCTTY: making " + PtsPath(p.index) + " the controlling terminal of session " +
+                                 std::to_string(pid));
+  for (const auto& [file_id, d] : dev_ttys_) {
+    if (d.opener != pid || d.pool_fd < 0) continue;
+    if (d.lock_master >= 0) CRYO_RETURN_IF_ERROR(tty::SetInt(d.lock_master, TIOCSPTLCK, 0, "TIOCSPTLCK (unlocking)"));
+    const int fd = ::open("/dev/tty", d.flags);
+    const int err = errno;
+    if (d.lock_master >= 0) CRYO_RETURN_IF_ERROR(tty::SetInt(d.lock_master, TIOCSPTLCK, 1, "TIOCSPTLCK (locking)"));
+    if (fd < 0) return Status::Errno(err, "opening /dev/tty for pid " + std::to_string(pid));
+    const int r = ::dup3(fd, d.pool_fd, O_CLOEXEC);
+    ::close(fd);
+    if (r < 0) return Status::FromErrno("dup3 of /dev/tty into the fd pool");
+  }
   return Status::Ok();
 }
 
@@ -264,21 +321,30 @@ void TtySet::CheckControllingTty(const image::ProcessCore& core, std::vector<std
   const bool had = core.has_ctty() && core.ctty().rdev();
   auto pty = had ? ptys_.find(core.ctty().tty_id()) : ptys_.end();
   if (had && pty == ptys_.end()) return;  // a terminal outside the image: whatever cryo's session has
-  const int fd = ::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (!had) {
-    // Inherited from a parent that had one when it cloned us: not ours.
-    if (fd >= 0 && ::ioctl(fd, TIOCNOTTY) != 0)
-      warnings->push_back("pid " + std::to_string(core.pid()) + ": TIOCNOTTY: " + strerror(errno));
-    if (fd >= 0) ::close(fd);
+  // /proc rather than /dev/tty, which cannot be opened on a locked pty.
+  Result<proc::Stat> stat = proc::ReadStat(::getpid());
+  if (!stat.ok()) {
+    warnings->push_back("pid " + std::to_string(core.pid()) + ": " + stat.status().ToString());
     return;
   }
-  unsigned int dev = 0;
-  const bool ok = fd >= 0 && ::ioctl(fd, TIOCGDEV, &dev) == 0 && minor(static_cast<dev_t>(dev)) == pty->second.index &&
-                  major(static_cast<dev_t>(dev)) == 136;
-  if (fd >= 0) ::close(fd);
-  if (!ok)
-    warnings->push_back("pid " + std::to_string(core.pid()) + " is restored without its controlling terminal " +
-                        PtsPath(pty->second.index) + " (it did not inherit it from its session leader)");
+  const dev_t now = static_cast<dev_t>(stat->tty_nr);  // new_encode_dev, as glibc's dev_t
+  if (had) {
+    if (now != makedev(136, pty->second.index))
+      warnings->push_back("pid " + std::to_string(core.pid()) + " is restored without its controlling terminal " +
+                          PtsPath(pty->second.index) + " (it did not inherit it from its session leader)");
+    return;
+  }
+  if (!now) return;
+  // Inherited from a parent that had one when it cloned us: not ours. TIOCNOTTY
+  // needs an fd on that very terminal.
+  int fd = -1;
+  for (const auto& [id, p] : ptys_)
+    if (now == makedev(136, p.index)) fd = p.slave;
+  const int own = fd < 0 ? ::open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC) : -1;
+  if ((own >= 0 ? own : fd) < 0 || ::ioctl(own >= 0 ? own : fd, TIOCNOTTY) != 0)
+    warnings->push_back("pid " + std::to_string(core.pid()) + " keeps a controlling terminal it did not have: " +
+                        strerror(errno));
+  if (own >= 0) ::close(own);
 }
 
 Status TtySet::SetForeground(const image::ProcessCore& core, std::vector<std::string>* warnings) const {

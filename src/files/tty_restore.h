@@ -10,6 +10,11 @@
 // exist, one process of the foreground group makes it the foreground
 // (TIOCSPGRP, with SIGTTOU blocked so that a background caller is not stopped).
 //
+// An fd opened as /dev/tty is such a description again when all its holders
+// descend from the session leader: that helper opens /dev/tty once it has the
+// terminal and puts it in the pool in place of the slave description cryo
+// opened (which the others get otherwise: same terminal, other path).
+//
 // --shell-job: the shell's terminal is not rebuilt. Its fds become new
 // descriptions of the terminal `cryo restore` runs on, the processes whose
 // controlling terminal it was join cryo's session (a session leader too: it
@@ -37,6 +42,8 @@ class TtySet {
 
   // A new description for `fd` (FD_TTY or FD_EXTERNAL_TTY), any number.
   Result<int> Open(const image::Fd& fd);
+  // The pool fd the description of `fd` ended up on.
+  void NotePoolFd(const image::Fd& fd, int pool_fd);
   // Once every description is open: locks the ptys that were locked.
   Status Finish() const;
   // fds the pool keeps until the helpers are done with them.
@@ -45,8 +52,10 @@ class TtySet {
   // In the helper of `core`, each returns Ok or a Status for the helper to fail with.
   // Whether `core` joins cryo's session instead of leading its own (--shell-job).
   bool JoinsShellSession(const image::ProcessCore& core) const;
-  // Right after setsid in the leader of session `sid`, before any clone.
-  Status TakeControllingTty(pid_t sid) const;
+  // Right after SessionPhase1, before any clone: the leader of a session
+  // (`leads_session`: it called setsid) takes its pty; /dev/tty descriptions
+  // are opened by the process that must.
+  Status TakeControllingTty(const image::ProcessCore& core, bool leads_session) const;
   // After the process cloned its children: drops a terminal it inherited but
   // did not have. Appends to `warnings` what cannot be made as it was.
   void CheckControllingTty(const image::ProcessCore& core, std::vector<std::string>* warnings) const;
@@ -66,13 +75,21 @@ class TtySet {
     const image::TtyTermios* termios = nullptr;  // --shell-job: the settings the job had
     std::string what;
   };
+  struct DevTty {
+    int flags = 0;
+    pid_t opener = 0;  // the helper that opens /dev/tty for it
+    int pool_fd = -1;
+    int lock_master = -1;  // a locked pty: unlocked for that open (pty_open refuses it)
+  };
   Status BuildPty(const image::Tty& t, int base, std::vector<int>* extras);
+  void PlanDevTtys(const image::LoadedImage& img);
   Status OpenShellTerminal(int base);
   void PlanForeground(const image::LoadedImage& img);
 
   std::map<uint64_t, Pty> ptys_;                 // by Tty.id
   std::map<uint64_t, const image::Tty*> external_;
   std::map<pid_t, Foreground> foreground_;       // by the pid that sets it
+  std::map<uint64_t, DevTty> dev_ttys_;          // by file id
   int shell_fd_ = -1;         // cryo's controlling terminal (--shell-job)
   std::string shell_path_;    // what its fds are reopened from
   bool shell_foreground_ = false;  // cryo's group is the foreground of shell_fd_

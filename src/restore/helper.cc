@@ -230,7 +230,7 @@ Status Run(HelperContext& ctx) {
   const bool joins_shell_session = ctx.shell_job && ttys.JoinsShellSession(core);
   SessionPhase1(core, joins_shell_session);
   // Before any clone: the session's other processes inherit the terminal.
-  if (core.sid() == ctx.pid && !joins_shell_session) CRYO_RETURN_IF_ERROR(ttys.TakeControllingTty(ctx.pid));
+  CRYO_RETURN_IF_ERROR(ttys.TakeControllingTty(core, core.sid() == ctx.pid && !joins_shell_session));
   std::vector<pid_t> zombies;
   for (const auto& [pid, child] : ctx.img->processes) {
     if (pid == ctx.pid || child.core.ppid() != ctx.pid || pid == ctx.img->inventory.root_pid()) continue;

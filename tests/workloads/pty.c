@@ -6,29 +6,33 @@
  *
  * Tree mode:
  *   A (root) opens /dev/ptmx, sets the slave's termios (no ECHOCTL, VINTR ^X,
- *     9600 baud), the window size (37x123, 800x600 pixels) and exclusive mode,
- *     and keeps a second description of the slave.
+ *     9600 baud), the window size (37x123, 800x600 pixels), exclusive mode and
+ *     packet mode, and keeps a second description of the slave. Once every
+ *     process has its fds it locks the pty (TIOCSPTLCK: no more opens).
  *   B (the "shell") calls setsid, takes the slave as its controlling terminal
  *     (TIOCSCTTY) on fds 0-2, starts C in its own process group, gives it the
  *     foreground (tcsetpgrp) and waits for it.
- *   C (the foreground job) writes "child-ready\n" and waits for SIGUSR1.
+ *   C (the foreground job) opens /dev/tty (and keeps it), writes
+ *   "child-ready\n" and waits for SIGUSR1.
  *   Then A types "hello tty\npartial" on the master. At `ready` both queues
  *   hold bytes nobody has read: "child-ready\r\n" plus the echo for the master,
  *   a complete line and an unfinished one for the slave.
  * First verify (A): the settings, the session (TIOCGSID), the foreground group
  *   (TIOCGPGRP), the controlling terminal of B and C (/proc tty_nr, tpgid),
  *   that the slave description is the master's peer, and the exact bytes in
- *   flight on the master; then it wakes C, which must read "hello tty\n", and
+ *   flight on the master, and that no packet-mode status byte ever came (cryo
+ *   changes termios while it copies the queues); then it wakes C, which must read "hello tty\n", and
  *   types "-done\n", which must finish C's unfinished line as "partial-done\n".
- *   C checks its side (controlling terminal, session, foreground, /dev/tty,
- *   its fd 0 shared with B's) and answers "C-OK ..." or "C-FAIL ..." through
+ *   C checks its side (controlling terminal, session, foreground, its /dev/tty
+ *   fd still on the pty, its fd 0 shared with B's) and answers "C-OK ..." or "C-FAIL ..." through
  *   the terminal. Later verifies: A types "ping N /dev/pts/M", C answers.
  *   The OK line names the pts number at the start and now ("index 3->3").
  *
  * Job mode: stdin/stdout/stderr are the terminal of the shell that started
- *   it (as the foreground job). It turns ECHO off (like a password prompt).
- *   verify: it is still the foreground of a terminal on fds 0-2 with ECHO
- *   off, /dev/tty opens, it is not a session leader; it prints "job-ping N" on
+ *   it (as the foreground job). It turns ECHO off (like a password prompt)
+ *   and keeps an fd on /dev/tty. verify: it is still the foreground of a
+ *   terminal on fds 0-2 with ECHO off, its /dev/tty fd and a new open of
+ *   /dev/tty are that terminal, it is not a session leader; it prints "job-ping N" on
  *   the terminal and must read "job-pong N" typed there within 10 s.
  *   On exit it turns ECHO back on.
  * Protocol: wl_common.h.
@@ -47,7 +51,8 @@
 
 #define IN_FLIGHT_MASTER "child-ready\r\nhello tty\r\npartial"
 
-static int master = -1, a_slave = -1;
+static int master = -1, a_slave = -1, devtty = -1;
+static int packet_status; /* a status byte read from the master in packet mode */
 static pid_t b_pid, c_pid;
 static unsigned first_index;
 static int in_flight_checked;
@@ -86,6 +91,24 @@ static int stat_tty(pid_t pid, int *tty_nr, int *tpgid)
     return 0;
 }
 
+/* One read(2) of the master in packet mode: a status byte alone, or
+ * TIOCPKT_DATA (0) and data. Returns the data bytes. */
+static ssize_t read_packet(char *buf, size_t n)
+{
+    char tmp[8193];
+    if (n > sizeof tmp - 1)
+        n = sizeof tmp - 1;
+    ssize_t r = read(master, tmp, n + 1);
+    if (r <= 0)
+        return r;
+    if (tmp[0] != TIOCPKT_DATA) {
+        packet_status = (unsigned char)tmp[0];
+        return 0;
+    }
+    memcpy(buf, tmp + 1, (size_t)r - 1);
+    return r - 1;
+}
+
 /* Reads from the master until `n` bytes came (or 3 s passed). */
 static size_t read_master(char *buf, size_t n, int timeout_ms)
 {
@@ -95,7 +118,7 @@ static size_t read_master(char *buf, size_t n, int timeout_ms)
         struct pollfd p = { master, POLLIN, 0 };
         if (poll(&p, 1, 20) <= 0)
             continue;
-        ssize_t r = read(master, buf + got, n - got);
+        ssize_t r = read_packet(buf + got, n - got);
         if (r > 0)
             got += (size_t)r;
         else if (r < 0 && errno != EINTR && errno != EAGAIN)
@@ -115,7 +138,7 @@ static int read_reply(char *out, size_t outsz, char *seen, size_t seensz)
         struct pollfd p = { master, POLLIN, 0 };
         if (poll(&p, 1, 20) <= 0)
             continue;
-        ssize_t r = read(master, seen + len, seensz - 1 - len);
+        ssize_t r = read_packet(seen + len, seensz - 1 - len);
         if (r <= 0)
             continue;
         len += (size_t)r;
@@ -177,10 +200,13 @@ static void c_check_common(struct wl_checks *c)
     wl_check(c, tcgetsid(0) == getsid(0), "C: tcgetsid %d, session %d", (int)tcgetsid(0), (int)getsid(0));
     wl_check(c, getpgrp() == getpid(), "C: pgrp %d, expected own %d", (int)getpgrp(), (int)getpid());
     wl_check(c, tcgetpgrp(0) == getpgrp(), "C: foreground %d, expected %d", (int)tcgetpgrp(0), (int)getpgrp());
-    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
-    wl_check(c, fd >= 0, "C: open /dev/tty: %s", strerror(errno));
-    if (fd >= 0)
-        close(fd);
+    /* The pty is locked: /dev/tty cannot be opened again, the kept fd works. */
+    struct stat dst, st0;
+    unsigned dev = 0;
+    wl_check(c, fstat(devtty, &dst) == 0 && dst.st_rdev == makedev(5, 0) && fstat(0, &st0) == 0 &&
+                    ioctl(devtty, TIOCGDEV, &dev) == 0 && (dev_t)dev == st0.st_rdev,
+             "C: the /dev/tty fd is on %#x, fd 0 on %#x", dev, (unsigned)st0.st_rdev);
+    wl_check(c, tcgetpgrp(devtty) == getpgrp(), "C: foreground through /dev/tty %d", (int)tcgetpgrp(devtty));
     long same = syscall(SYS_kcmp, getpid(), ppid, KCMP_FILE, 0, 0);
     wl_check(c, same == 0, "C: fd 0 is not B's description (kcmp %ld)", same);
     int mine = 0, mine_pg = 0, b_tty = 0, b_pg = 0;
@@ -216,6 +242,9 @@ static void run_c(void)
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_usr1;
     sigaction(SIGUSR1, &sa, NULL);
+    devtty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (devtty < 0)
+        _exit(20);
     wl_write_all(1, "child-ready\n", 12);
     while (!woken)
         pause();
@@ -326,6 +355,9 @@ static void setup_tree(void)
         wl_die("TIOCSWINSZ");
     if (ioctl(a_slave, TIOCEXCL) != 0)
         wl_die("TIOCEXCL");
+    int one = 1;
+    if (ioctl(master, TIOCPKT, &one) != 0)
+        wl_die("TIOCPKT");
     b_pid = fork();
     if (b_pid < 0)
         wl_die("fork");
@@ -347,6 +379,8 @@ static void setup_tree(void)
     if (wl_write_all(master, typed, sizeof typed - 1) != 0)
         wl_die("typing on the master");
     wait_master_bytes((int)strlen(IN_FLIGHT_MASTER)); /* and the echo */
+    if (ioctl(master, TIOCSPTLCK, &one) != 0)
+        wl_die("TIOCSPTLCK");
 }
 
 static void check_terminal(struct wl_checks *c, unsigned idx)
@@ -362,9 +396,11 @@ static void check_terminal(struct wl_checks *c, unsigned idx)
     wl_check(c, ioctl(master, TIOCGWINSZ, &w) == 0 && w.ws_row == 37 && w.ws_col == 123 && w.ws_xpixel == 800 &&
                     w.ws_ypixel == 600,
              "window %ux%u %ux%u, expected 37x123 800x600", w.ws_row, w.ws_col, w.ws_xpixel, w.ws_ypixel);
-    int excl = 0, lock = 1;
+    int excl = 0, lock = 0, pkt = 0;
     wl_check(c, ioctl(a_slave, TIOCGEXCL, &excl) == 0 && excl == 1, "exclusive mode %d", excl);
-    wl_check(c, ioctl(master, TIOCGPTLCK, &lock) == 0 && lock == 0, "locked %d", lock);
+    wl_check(c, ioctl(master, TIOCGPTLCK, &lock) == 0 && lock == 1, "locked %d", lock);
+    wl_check(c, ioctl(master, TIOCGPKT, &pkt) == 0 && pkt == 1, "packet mode %d", pkt);
+    wl_check(c, packet_status == 0, "packet-mode status byte %#x came from the master", packet_status);
     struct stat st;
     wl_check(c, fstat(a_slave, &st) == 0 && major(st.st_rdev) == 136 && minor(st.st_rdev) == idx,
              "A's slave fd is %u:%u, the master's peer is 136:%u", major(st.st_rdev), minor(st.st_rdev), idx);
@@ -437,10 +473,17 @@ static int verify_job(const char *ctl)
     struct termios t;
     wl_check(&c, tcgetattr(0, &t) == 0 && !(t.c_lflag & ECHO) && (t.c_lflag & ICANON), "lflag %#x, expected ECHO off",
              (unsigned)t.c_lflag);
+    struct stat st0, dst;
+    unsigned dev = 0, dev2 = 0;
+    wl_check(&c, fstat(devtty, &dst) == 0 && dst.st_rdev == makedev(5, 0), "the kept /dev/tty fd is %#x, not 5:0",
+             (unsigned)dst.st_rdev);
     int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
-    wl_check(&c, fd >= 0, "open /dev/tty: %s", strerror(errno));
+    wl_check(&c, fd >= 0 && ioctl(fd, TIOCGDEV, &dev2) == 0, "open /dev/tty: %s", strerror(errno));
     if (fd >= 0)
         close(fd);
+    wl_check(&c, fstat(0, &st0) == 0 && ioctl(devtty, TIOCGDEV, &dev) == 0 && (dev_t)dev == st0.st_rdev &&
+                     dev2 == dev,
+             "the kept /dev/tty fd is on %#x, a new one on %#x, fd 0 on %#x", dev, dev2, (unsigned)st0.st_rdev);
     char line[64], want[64], buf[256];
     snprintf(line, sizeof line, "job-ping %d\n", ++pings);
     snprintf(want, sizeof want, "job-pong %d\n", pings);
@@ -473,6 +516,9 @@ int main(int argc, char **argv)
         t.c_lflag &= ~(tcflag_t)ECHO;
         if (tcsetattr(0, TCSANOW, &t) != 0)
             wl_die("tcsetattr on stdin");
+        devtty = open("/dev/tty", O_RDWR | O_CLOEXEC);
+        if (devtty < 0)
+            wl_die("open /dev/tty");
     } else {
         setup_tree();
     }
