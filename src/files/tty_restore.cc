@@ -179,6 +179,16 @@ void TtySet::PlanForeground(const image::LoadedImage& img) {
   }
   auto ext = external_.find(ctty->tty_id());
   foreground_[job] = {shell_fd_, ext != external_.end() ? &ext->second->termios() : nullptr, "cryo's terminal"};
+  image::TtyWinsize now;
+  const pid_t pgrp = img.processes.at(job).core.pgid();
+  if (ext != external_.end() && pgrp == job && tty::GetWinsize(shell_fd_, &now).ok() &&
+      (now.rows() != ext->second->winsize().rows() || now.cols() != ext->second->winsize().cols()))
+    winch_pgrp_ = pgrp;
+}
+
+void TtySet::NotifyWindowChange() const {
+  if (winch_pgrp_ && ::kill(-winch_pgrp_, SIGWINCH) != 0)
+    LOG_WARN("SIGWINCH to the restored job (process group %d): %s", winch_pgrp_, strerror(errno));
 }
 
 Result<TtySet> TtySet::Build(const image::LoadedImage& img, int base) {

@@ -62,6 +62,10 @@ class TtySet {
   // Once the process is in its group (after SessionPhase2).
   Status SetForeground(const image::ProcessCore& core, std::vector<std::string>* warnings) const;
 
+  // In cryo, once the tree runs: a shell job whose new terminal has another
+  // size than its old one gets SIGWINCH, as if the window had been resized.
+  void NotifyWindowChange() const;
+
  private:
   struct Pty {
     const image::Tty* rec = nullptr;
@@ -93,6 +97,7 @@ class TtySet {
   int shell_fd_ = -1;         // cryo's controlling terminal (--shell-job)
   std::string shell_path_;    // what its fds are reopened from
   bool shell_foreground_ = false;  // cryo's group is the foreground of shell_fd_
+  pid_t winch_pgrp_ = 0;           // the job's group, if its window size changed
 };
 
 }  // namespace cryo

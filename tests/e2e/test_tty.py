@@ -295,6 +295,46 @@ def stat_field(pid, n):
     return int(s[s.rfind(")") + 2:].split()[n - 3])
 
 
+def test_pty_index_taken(h):
+    """The pts number is taken by another pty at restore: the tree gets a new
+    one, and every fd (master, A's slave, B's and C's terminal, C's /dev/tty)
+    is on the new pair."""
+    w, pids = start_pty(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    wait_gone(h, pids)
+    index = h.show_json(images)["ttys"][0]["index"]
+    holders, taker = [], None
+    try:
+        for _ in range(index + 1):
+            fd = os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+            got = struct.unpack("I", fcntl.ioctl(fd, TIOCGPTN, b"\0" * 4))[0]
+            if got == index:
+                taker = fd
+                break
+            holders.append(fd)
+            if got > index:
+                break
+    finally:
+        for fd in holders:
+            os.close(fd)
+    check(taker is not None, "could not take /dev/pts/%d for the test" % index)
+    try:
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        h.tracked_pids.extend(pids)
+        check("/dev/pts/%d is in use: restored as" % index in r.result.stderr,
+              "no warning about the pts number\n" + r.result.describe())
+        rw = w.restored(r.pid)
+        line = h.verify_ok(rw, when="after restore on another pts number")
+        check_pty_ok(line, "after restore", same_index=False)
+        check("index %d->%d" % (index, index) not in line, "the taken pts number was reused: %s" % line)
+        h.verify_ok(rw, exit=True, when="after restore on another pts number (ping: ttyname)")
+        check_eq(h.wait_exit(rw), ("exit", 0), "restored exit status")
+    finally:
+        os.close(taker)
+
+
 def test_pty_master_outside_refused(h):
     """A job on a terminal whose master is outside the tree is refused without
     --shell-job, naming pid, fd and the terminal; it runs on untouched."""
@@ -316,7 +356,7 @@ def test_shell_job(h):
     off), and talks on terminal 2."""
     t1 = Terminal(h)
     bash1, w = start_job(h, t1, "T1> ")
-    verify_job(h, w, t1, when="before dump")
+    check("window 24x80, SIGWINCH 0" in verify_job(h, w, t1, when="before dump"), "the job's window before dump")
     images = h.mkdir("img")
     dump_ok(h, w.pid, images, ["--shell-job"])
     img = h.show_json(images)
@@ -328,7 +368,7 @@ def test_shell_job(h):
         time.sleep(0.01)
     check(proc_stat(w.pid) is None, "the dumped job %d is still there" % w.pid)
 
-    t2 = Terminal(h)
+    t2 = Terminal(h, rows=30, cols=100)
     bash2 = start_bash(h, t2, "T2> ")
     pidfile = os.path.join(h.mkdir("restore"), "pid")
     log = os.path.join(h.tmp_root, "restore-shell-job.log")
@@ -339,7 +379,8 @@ def test_shell_job(h):
     check_eq(stat_field(w.pid, 6), bash2.pid, "session of the restored job (the restoring shell's)")
     check_eq(stat_field(w.pid, 7), tty_nr_of(t2.path), "controlling terminal of the restored job")
     check_eq(stat_field(w.pid, 8), stat_field(w.pid, 5), "foreground group of terminal 2 (the job's)")
-    verify_job(h, rw, t2, when="after restore")
+    line = verify_job(h, rw, t2, when="after restore")
+    check("window 30x100, SIGWINCH 1" in line, "the job on its new, bigger terminal: %s" % line)
     verify_job(h, rw, t2, exit=True, when="after restore (exit)")
     t2.expect(r"cryo-exit=0", what="the restoring bash")
     t2.expect(r"T2> ", what="the restoring bash's prompt")
@@ -358,7 +399,7 @@ def test_bash_interactive(h):
     dump_ok(h, bash.pid, images, ["--shell-job"])
     check_eq(h.wait_exit(cryotest.Workload("bash", None, bash.pid, bash)), ("signal", 9), "dumped bash")
 
-    t2 = Terminal(h)
+    t2 = Terminal(h, rows=30, cols=100)
     outer = start_bash(h, t2, "B> ")
     pidfile = os.path.join(h.mkdir("restore"), "pid")
     log = os.path.join(h.tmp_root, "restore-bash.log")
@@ -367,6 +408,8 @@ def test_bash_interactive(h):
     check_eq(int(wait_file(pidfile, 30, "cryo restore --shell-job")), bash.pid, "restored pid")
     h.tracked_pids.append(bash.pid)
     check_eq(stat_field(bash.pid, 6), outer.pid, "session of the restored bash (the restoring shell's)")
+    t2.type("echo cols=$COLUMNS\n")
+    t2.expect(r"cols=100\r\n", what="restored bash: the new window size (SIGWINCH)")
     t2.type("echo x=$X; pwd; (sleep 0.1; echo done-$((1+1))); sleep 0.1 & wait $!; echo bg-$?\n")
     t2.expect(r"x=cryo42\r\n", what="restored bash: the variable")
     t2.expect(re.escape(work) + r"\r\n", what="restored bash: the cwd")
@@ -462,6 +505,7 @@ TESTS = [
     test_pty_kill,
     test_pty_leave_running,
     test_pty_rewind,
+    test_pty_index_taken,
     test_pty_master_outside_refused,
     test_shell_job,
     test_bash_interactive,

@@ -33,7 +33,8 @@
  *   and keeps an fd on /dev/tty. verify: it is still the foreground of a
  *   terminal on fds 0-2 with ECHO off, its /dev/tty fd and a new open of
  *   /dev/tty are that terminal, it is not a session leader; it prints "job-ping N" on
- *   the terminal and must read "job-pong N" typed there within 10 s.
+ *   the terminal and must read "job-pong N" typed there within 10 s. The OK
+ *   line tells the window size and how many SIGWINCH came.
  *   On exit it turns ECHO back on.
  * Protocol: wl_common.h.
  */
@@ -461,6 +462,8 @@ static int verify_tree(const char *ctl)
 /* ---- job mode ------------------------------------------------------------ */
 
 static struct termios job_saved;
+static volatile sig_atomic_t winches;
+static void on_winch(int sig) { (void)sig; winches++; }
 
 static int verify_job(const char *ctl)
 {
@@ -497,8 +500,10 @@ static int verify_job(const char *ctl)
     wl_check(&c, n > 0 && strcmp(buf, want) == 0, "read '%.60s' (%zd), expected '%.20s'", n > 0 ? buf : "", n, want);
     const char *name = ttyname(0);
     char summary[256];
-    snprintf(summary, sizeof summary, "job on %s, session %d, group %d, ping %d", name ? name : "?", (int)getsid(0),
-             (int)getpgrp(), pings);
+    struct winsize w = { 0, 0, 0, 0 };
+    ioctl(0, TIOCGWINSZ, &w);
+    snprintf(summary, sizeof summary, "job on %s, session %d, group %d, ping %d, window %ux%u, SIGWINCH %d",
+             name ? name : "?", (int)getsid(0), (int)getpgrp(), pings, w.ws_row, w.ws_col, (int)winches);
     return wl_report(ctl, &c, summary);
 }
 
@@ -519,6 +524,11 @@ int main(int argc, char **argv)
         devtty = open("/dev/tty", O_RDWR | O_CLOEXEC);
         if (devtty < 0)
             wl_die("open /dev/tty");
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_winch;
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGWINCH, &sa, NULL);
     } else {
         setup_tree();
     }
