@@ -209,6 +209,9 @@ Result<TtySet> TtySet::Build(const image::LoadedImage& img, int base) {
   if (HasFeature(img.inventory, "shell-job")) CRYO_RETURN_IF_ERROR(set.OpenShellTerminal(base));
   set.PlanForeground(img);
   set.PlanDevTtys(img);
+  // Without ptys and without a terminal of cryo's own, no helper can have one.
+  Result<proc::Stat> own = proc::ReadStat(::getpid());
+  set.may_inherit_ = !set.ptys_.empty() || !own.ok() || own->tty_nr != 0;
   return set;
 }
 
@@ -331,6 +334,7 @@ void TtySet::CheckControllingTty(const image::ProcessCore& core, std::vector<std
   const bool had = core.has_ctty() && core.ctty().rdev();
   auto pty = had ? ptys_.find(core.ctty().tty_id()) : ptys_.end();
   if (had && pty == ptys_.end()) return;  // a terminal outside the image: whatever cryo's session has
+  if (!may_inherit_) return;
   // /proc rather than /dev/tty, which cannot be opened on a locked pty.
   Result<proc::Stat> stat = proc::ReadStat(::getpid());
   if (!stat.ok()) {

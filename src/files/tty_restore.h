@@ -98,6 +98,7 @@ class TtySet {
   std::string shell_path_;    // what its fds are reopened from
   bool shell_foreground_ = false;  // cryo's group is the foreground of shell_fd_
   pid_t winch_pgrp_ = 0;           // the job's group, if its window size changed
+  bool may_inherit_ = true;        // a helper can have a controlling terminal at all
 };
 
 }  // namespace cryo
