@@ -62,8 +62,9 @@ class TtySet {
   // Once the process is in its group (after SessionPhase2).
   Status SetForeground(const image::ProcessCore& core, std::vector<std::string>* warnings) const;
 
-  // In cryo, once the tree runs: a shell job whose new terminal has another
-  // size than its old one gets SIGWINCH, as if the window had been resized.
+  // In cryo, just before the tree is released: a shell job whose new
+  // terminal has another size than its old one gets SIGWINCH, as if the
+  // window had been resized.
   void NotifyWindowChange() const;
 
  private:

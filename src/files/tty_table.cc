@@ -129,7 +129,10 @@ Status DumpTtys(const std::vector<TtyProcess>& procs, bool shell_job, image::Tty
   std::map<uint32_t, std::vector<Holder>> externals;  // by device number
   for (const TtyProcess& p : procs)
     for (image::Fd& f : *p.fds->mutable_fds()) {
-      if (f.kind() == image::FD_TTY) (f.tty().master() ? ptys[f.tty().index()].masters : ptys[f.tty().index()].slaves).push_back({p.pid, &f});
+      if (f.kind() == image::FD_TTY) {
+        PtyUse& use = ptys[f.tty().index()];
+        (f.tty().master() ? use.masters : use.slaves).push_back({p.pid, &f});
+      }
       if (f.kind() == image::FD_EXTERNAL_TTY) externals[f.rdev()].push_back({p.pid, &f});
     }
 
@@ -156,7 +159,8 @@ Status DumpTtys(const std::vector<TtyProcess>& procs, bool shell_job, image::Tty
   std::map<pid_t, const image::ProcessCore*> live;
   for (const TtyProcess& p : procs) live[p.pid] = p.core;
   uint64_t next_id = 1;
-  std::map<uint32_t, uint64_t> id_of_index, id_of_external;
+  std::map<uint32_t, const image::Tty*> pty_of_index;
+  std::map<uint32_t, uint64_t> id_of_external;
   for (auto& [index, use] : ptys) {
     const Holder& m = use.masters.front();
     image::Tty* t = out->add_ttys();
@@ -169,14 +173,15 @@ Status DumpTtys(const std::vector<TtyProcess>& procs, bool shell_job, image::Tty
         return Status::Error(what + " is the controlling terminal of session " + std::to_string(t->session()) +
                              ", whose leader is not in the dumped tree");
     }
-    id_of_index[index] = t->id();
+    pty_of_index[index] = t;
     for (const Holder& h : use.masters) h.fd->mutable_tty()->set_tty_id(t->id());
     for (const Holder& h : use.slaves) h.fd->mutable_tty()->set_tty_id(t->id());
   }
   for (auto& [rdev, holders] : externals) {
     image::Tty* t = out->add_ttys();
     t->set_id(next_id++);
-    CRYO_RETURN_IF_ERROR(DumpExternal(holders.front(), t).Prefixed("the calling shell's terminal (" + holders.front().what() + ")"));
+    CRYO_RETURN_IF_ERROR(
+        DumpExternal(holders.front(), t).Prefixed("the calling shell's terminal (" + holders.front().what() + ")"));
     id_of_external[rdev] = t->id();
     for (const Holder& h : holders) h.fd->mutable_tty()->set_tty_id(t->id());
   }
@@ -189,14 +194,14 @@ Status DumpTtys(const std::vector<TtyProcess>& procs, bool shell_job, image::Tty
     c->set_rdev(static_cast<uint32_t>(stat.tty_nr));
     c->set_foreground_pgrp(stat.tpgid);
     const dev_t dev = static_cast<dev_t>(stat.tty_nr);  // new_encode_dev, as glibc's dev_t
-    auto pty = major(dev) == 136 ? id_of_index.find(tty::SlaveIndex(dev)) : id_of_index.end();
-    if (pty != id_of_index.end()) {
-      const image::Tty& t = out->ttys(static_cast<int>(pty->second - 1));
+    auto pty = major(dev) == 136 ? pty_of_index.find(tty::SlaveIndex(dev)) : pty_of_index.end();
+    if (pty != pty_of_index.end()) {
+      const image::Tty& t = *pty->second;
       if (t.session() != p.core->sid())
         return Status::Error("pid " + std::to_string(p.pid) + ": its controlling terminal /dev/pts/" +
                              std::to_string(t.index()) + " controls session " + std::to_string(t.session()) +
                              ", not the process's session " + std::to_string(p.core->sid()));
-      c->set_tty_id(pty->second);
+      c->set_tty_id(t.id());
       continue;
     }
     auto ext = id_of_external.find(static_cast<uint32_t>(stat.tty_nr));

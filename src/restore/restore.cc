@@ -346,11 +346,12 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     pf << root << "\n";
     if (!pf) return Status::Error("cannot write pidfile " + opts.pidfile);
   }
+  // Queued while they are stopped: handled as soon as they run.
+  pool.ttys().NotifyWindowChange();
   // Release every thread of every process together.
   for (pid_t tid : expected)
     if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
   guard.Release();
-  pool.ttys().NotifyWindowChange();
   LOG_INFO("pid %d restored from %s in %.1f ms (%zu processes)", root, opts.images_dir.c_str(), (Now() - t0) * 1e3,
            img.processes.size());
   return root;

@@ -349,7 +349,7 @@ def test_pty_master_outside_refused(h):
     verify_job(h, w, term, when="after the refused dump")
 
 
-def test_shell_job(h):
+def shell_job(h, leave_running):
     """A job of an interactive bash on terminal 1, dumped with --shell-job, is
     restored by `cryo restore --shell-job` typed into another bash on terminal
     2: it becomes that shell's foreground job, with the termios it had (ECHO
@@ -358,16 +358,28 @@ def test_shell_job(h):
     bash1, w = start_job(h, t1, "T1> ")
     check("window 24x80, SIGWINCH 0" in verify_job(h, w, t1, when="before dump"), "the job's window before dump")
     images = h.mkdir("img")
-    dump_ok(h, w.pid, images, ["--shell-job"])
+    dump_ok(h, w.pid, images, ["--shell-job"] + (["--leave-running"] if leave_running else []))
     img = h.show_json(images)
     check({"shell-job", "tty"} <= set(img["features"]), "image features: %r" % img["features"])
     check_eq([t["kind"] for t in img["ttys"]], ["TTY_EXTERNAL"], "terminals in the image")
+    if leave_running:
+        # The shell's terminal was not touched: the job still talks on it.
+        verify_job(h, w, t1, when="of the original after dump --leave-running")
+        h.cleanup_one(w.pid)
     t1.expect(r"T1> ", what="bash 1 after its job was killed")
     deadline = time.monotonic() + 10
     while proc_stat(w.pid) is not None and time.monotonic() < deadline:
         time.sleep(0.01)
     check(proc_stat(w.pid) is None, "the dumped job %d is still there" % w.pid)
 
+    if not leave_running:
+        # Without --shell-job, or without a terminal, the restore is refused
+        # and creates nothing.
+        r = h.run_cryo(["restore", "-D", images, "-d"])
+        check(r.rc == 1 and "restore it with --shell-job" in r.message, "restore without --shell-job\n" + r.describe())
+        r = h.run_cryo(["restore", "--shell-job", "-D", images, "-d"])
+        check(r.rc == 1 and "cryo has none" in r.message, "restore --shell-job without a terminal\n" + r.describe())
+        check(proc_stat(w.pid) is None, "a refused restore left pid %d behind" % w.pid)
     t2 = Terminal(h, rows=30, cols=100)
     bash2 = start_bash(h, t2, "T2> ")
     pidfile = os.path.join(h.mkdir("restore"), "pid")
@@ -384,6 +396,14 @@ def test_shell_job(h):
     verify_job(h, rw, t2, exit=True, when="after restore (exit)")
     t2.expect(r"cryo-exit=0", what="the restoring bash")
     t2.expect(r"T2> ", what="the restoring bash's prompt")
+
+
+def test_shell_job(h):
+    shell_job(h, leave_running=False)
+
+
+def test_shell_job_leave_running(h):
+    shell_job(h, leave_running=True)
 
 
 def test_bash_interactive(h):
@@ -454,6 +474,18 @@ def test_java_kill(h):
     check_eq(h.wait_exit(rw), ("exit", 0), "restored exit status")
 
 
+def test_java_rewind(h):
+    w = start_java(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    for i in range(2):
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        rw = w.restored(r.pid)
+        h.verify_ok(rw, exit=True, when="of rewind instance %d" % (i + 1))
+        check_eq(h.wait_exit(rw), ("exit", 0), "exit status of rewind instance %d" % (i + 1))
+
+
 def test_java_leave_running(h):
     w = start_java(h)
     images = h.mkdir("img")
@@ -508,9 +540,11 @@ TESTS = [
     test_pty_index_taken,
     test_pty_master_outside_refused,
     test_shell_job,
+    test_shell_job_leave_running,
     test_bash_interactive,
     test_java_kill,
     test_java_leave_running,
+    test_java_rewind,
     test_fanotify_and_other_kinds_refused,
 ]
 
