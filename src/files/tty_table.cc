@@ -1,5 +1,6 @@
 #include "files/tty_table.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -10,6 +11,7 @@
 
 #include <map>
 
+#include "base/file_util.h"
 #include "base/unique_fd.h"
 #include "files/tty_device.h"
 #include "proc/proc.h"
@@ -109,6 +111,39 @@ Status DumpPty(const Holder& master_holder, image::Tty* t) {
   return Status::Ok();
 }
 
+// A process outside the tree with an fd on the slave of one of `ptys` (by
+// device): it would be left on a terminal that goes away, and could read the
+// queued bytes meanwhile (like a pipe end held outside, it is refused).
+Status CheckOutsideHolders(const std::map<dev_t, std::string>& slaves, dev_t devpts, const std::set<pid_t>& tree) {
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return Status::FromErrno("opendir /proc");
+  Status result;
+  while (struct dirent* e = ::readdir(proc)) {
+    char* end;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (*end || pid <= 0 || tree.count(static_cast<pid_t>(pid)) || pid == ::getpid()) continue;
+    const std::string dir = std::string("/proc/") + e->d_name + "/fd";
+    DIR* fds = ::opendir(dir.c_str());
+    if (!fds) continue;  // gone, or a kernel thread
+    while (struct dirent* f = ::readdir(fds)) {
+      if (f->d_name[0] == '.') continue;
+      auto link = ReadLink(dir + "/" + f->d_name);
+      if (!link.ok() || !StartsWith(*link, "/dev/pts/")) continue;
+      struct stat st;
+      if (::stat((dir + "/" + f->d_name).c_str(), &st) != 0 || st.st_dev != devpts) continue;
+      auto it = slaves.find(st.st_rdev);
+      if (it == slaves.end()) continue;
+      result = Status::Error(it->second + ": its slave " + *link + " is also held by pid " + std::to_string(pid) +
+                             " (fd " + f->d_name + "), outside the dumped tree");
+      break;
+    }
+    ::closedir(fds);
+    if (!result.ok()) break;
+  }
+  ::closedir(proc);
+  return result;
+}
+
 Status DumpExternal(const Holder& h, image::Tty* t) {
   CRYO_ASSIGN_OR_RETURN(UniqueFd fd, Grab(h));
   t->set_kind(image::TTY_EXTERNAL);
@@ -158,6 +193,17 @@ Status DumpTtys(const std::vector<TtyProcess>& procs, bool shell_job, image::Tty
 
   std::map<pid_t, const image::ProcessCore*> live;
   for (const TtyProcess& p : procs) live[p.pid] = p.core;
+  if (!ptys.empty()) {
+    std::set<pid_t> tree;
+    for (const TtyProcess& p : procs) tree.insert(p.pid);
+    std::map<dev_t, std::string> slaves;
+    for (const auto& [index, use] : ptys)
+      slaves[makedev(136, index)] =
+          "pseudoterminal /dev/pts/" + std::to_string(index) + " (master: " + use.masters.front().what() + ")";
+    struct stat devpts;
+    if (::stat("/dev/pts", &devpts) != 0) return Status::FromErrno("stat /dev/pts");
+    CRYO_RETURN_IF_ERROR(CheckOutsideHolders(slaves, devpts.st_dev, tree));
+  }
   uint64_t next_id = 1;
   std::map<uint32_t, const image::Tty*> pty_of_index;
   std::map<uint32_t, uint64_t> id_of_external;

@@ -335,6 +335,29 @@ def test_pty_index_taken(h):
         os.close(taker)
 
 
+def test_pty_slave_held_outside_refused(h):
+    """The tree's pty is also held by a process outside the tree (here the
+    test, through pidfd_getfd): refused, naming both; the tree runs on with
+    its bytes in flight."""
+    import ctypes
+    w, pids = start_pty(h)
+    libc = ctypes.CDLL(None, use_errno=True)
+    a_slave = [fd for fd, l in fd_links(w.pid).items() if l.startswith("/dev/pts/")][0]
+    pidfd = os.pidfd_open(w.pid)
+    held = libc.syscall(438, pidfd, a_slave, 0)  # pidfd_getfd
+    os.close(pidfd)
+    check(held >= 0, "pidfd_getfd: errno %d" % ctypes.get_errno())
+    try:
+        images = h.mkdir("img")
+        r = h.dump(w.pid, images, expect_ok=False)
+        check(r.rc == 1, "dump of a pty also held outside the tree\n" + r.describe())
+        for n in ["pseudoterminal /dev/pts/", "held by pid %d (fd %d)" % (os.getpid(), held), "outside the dumped tree"]:
+            check(n in r.message, "dump error does not name %r\n%s" % (n, r.describe()))
+    finally:
+        os.close(held)
+    check_pty_ok(h.verify_ok(w, when="after the refused dump"), "after the refused dump")
+
+
 def test_pty_master_outside_refused(h):
     """A job on a terminal whose master is outside the tree is refused without
     --shell-job, naming pid, fd and the terminal; it runs on untouched."""
@@ -538,6 +561,7 @@ TESTS = [
     test_pty_leave_running,
     test_pty_rewind,
     test_pty_index_taken,
+    test_pty_slave_held_outside_refused,
     test_pty_master_outside_refused,
     test_shell_job,
     test_shell_job_leave_running,
