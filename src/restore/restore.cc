@@ -278,6 +278,10 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   // Every thread of every live process stops itself with SIGSTOP at the end of
   // the blob; zombies exit. Other tasks (helper fill threads) run and are reaped.
   std::set<pid_t> expected, stopped, zombies, zombies_done, leaders;
+  // Other tasks (the helpers' fill threads) until they are reaped: a traced
+  // thread that exits stays a zombie until its tracer waits for it, and its
+  // thread group leader cannot be waited for before that (wait(2)).
+  std::set<pid_t> helper_threads;
   for (const auto& [pid, p] : img.processes) {
     if (p.core.zombie()) {
       zombies.insert(pid);
@@ -290,7 +294,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   StatusReader status_reader(status_r.get());
   bool go_sent = false;
   const double deadline = Now() + 120;
-  while (stopped.size() < expected.size() || zombies_done.size() < zombies.size()) {
+  while (stopped.size() < expected.size() || zombies_done.size() < zombies.size() || !helper_threads.empty()) {
     status_reader.Poll();
     if (!status_reader.error.empty()) return Status::Error(status_reader.error);
     if (!go_sent && status_reader.created == nprocs) {
@@ -317,7 +321,10 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
         zombies_done.insert(tid);
         continue;
       }
-      if (!leaders.count(tid)) continue;  // a helper thread went away
+      if (!leaders.count(tid)) {  // a helper thread went away
+        helper_threads.erase(tid);
+        continue;
+      }
       // A process died before its release: find out why.
       for (int i = 0; i < 100 && status_reader.Poll() && status_reader.error.empty(); ++i) ::usleep(1000);
       return Status::Error(!status_reader.error.empty() ? status_reader.error
@@ -329,6 +336,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
       stopped.insert(tid);
       continue;
     }
+    if (!expected.count(tid) && !leaders.count(tid) && !zombies.count(tid)) helper_threads.insert(tid);
     // Fork/clone events, the first stop of a new task, other signals: go on.
     const long inject = (event == 0 && sig != SIGSTOP && sig != (SIGTRAP | 0x80)) ? sig : 0;
     if (ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(inject)) != 0 && errno != ESRCH)
