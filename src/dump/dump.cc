@@ -144,7 +144,8 @@ Status Dump(const DumpOptions& opts) {
   CRYO_RETURN_IF_ERROR(DumpPipes(tables, pids, &pipes).Prefixed("pipes"));
   image::TtyTable ttys;
   std::vector<TtyProcess> tty_procs;
-  for (size_t i = 0; i < procs.size(); ++i) tty_procs.push_back({tree.processes()[i]->pid(), &procs[i].core, &procs[i].fds});
+  for (size_t i = 0; i < procs.size(); ++i)
+    tty_procs.push_back({tree.processes()[i]->pid(), &procs[i].core, &procs[i].fds});
   CRYO_RETURN_IF_ERROR(DumpTtys(tty_procs, opts.shell_job, &ttys, &features).Prefixed("terminals"));
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);

@@ -276,11 +276,11 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   sync_w.reset();
 
   // Every thread of every live process stops itself with SIGSTOP at the end of
-  // the blob; zombies exit. Other tasks (helper fill threads) run and are reaped.
+  // the blob; zombies exit. Other tasks (the helpers' fill threads) run and are
+  // reaped before the release: a traced thread that exits stays a zombie until
+  // its tracer waits for it, and its thread group leader cannot be waited for
+  // before that (wait(2)), which would hang an attached cryo.
   std::set<pid_t> expected, stopped, zombies, zombies_done, leaders;
-  // Other tasks (the helpers' fill threads) until they are reaped: a traced
-  // thread that exits stays a zombie until its tracer waits for it, and its
-  // thread group leader cannot be waited for before that (wait(2)).
   std::set<pid_t> helper_threads;
   for (const auto& [pid, p] : img.processes) {
     if (p.core.zombie()) {
