@@ -3,7 +3,8 @@
 # everything is present already.
 set -euo pipefail
 PKGS=(g++ cmake ninja-build pkg-config libprotobuf-dev protobuf-compiler libcli11-dev
-      libzstd-dev libxxhash-dev libgtest-dev python3 iproute2)
+      libzstd-dev libxxhash-dev libgtest-dev python3 iproute2
+      openjdk-17-jre-headless openjdk-17-jdk-headless)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

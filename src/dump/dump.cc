@@ -25,6 +25,7 @@
 #include "tree/tree_seize.h"
 #include "files/file_sharing.h"
 #include "files/pipe_table.h"
+#include "files/tty_table.h"
 
 namespace cryo {
 
@@ -160,6 +161,11 @@ Status Dump(const DumpOptions& opts) {
   std::vector<ShmHolders> shm_holders;
   for (DumpedProcess& p : procs) shm_holders.push_back({p.core.pid(), &p.mm, &p.fds, &p.shm_maps});
   CRYO_RETURN_IF_ERROR(DumpShmObjects(shm_holders, pids, writer.get(), &shm, &features).Prefixed("shared memory"));
+  image::TtyTable ttys;
+  std::vector<TtyProcess> tty_procs;
+  for (size_t i = 0; i < procs.size(); ++i)
+    tty_procs.push_back({tree.processes()[i]->pid(), &procs[i].core, &procs[i].fds});
+  CRYO_RETURN_IF_ERROR(DumpTtys(tty_procs, opts.shell_job, &ttys, &features).Prefixed("terminals"));
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
   if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
@@ -199,6 +205,7 @@ Status Dump(const DumpOptions& opts) {
   }
   if (pipes.pipes_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::PipesName(), image::FileKind::kPipes, pipes));
   if (shm.objects_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::ShmName(), image::FileKind::kShm, shm));
+  if (ttys.ttys_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::TtysName(), image::FileKind::kTtys, ttys));
   // The inventory goes last: an image without one is incomplete.
   CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, inv));
   CRYO_RETURN_IF_ERROR(writer->SyncDir());

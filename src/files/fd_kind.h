@@ -71,6 +71,7 @@ const FdKindHandler* FifoHandler();
 
 // The pipe id of a FIFO (its inode on a file system), distinct from pipe ids.
 uint64_t FifoPipeId(uint64_t dev, uint64_t ino);
+const FdKindHandler* PtyHandler();
 const FdKindHandler* ExternalTtyHandler();
 const FdKindHandler* MemfdHandler();
 const FdKindHandler* PosixShmHandler();

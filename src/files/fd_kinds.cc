@@ -35,6 +35,7 @@ const std::vector<const FdKindHandler*>& FdKindHandlers() {
       InotifyHandler(),
       PipeHandler(),
       FifoHandler(),
+      PtyHandler(),
       ExternalTtyHandler(),
   };
   return kAll;

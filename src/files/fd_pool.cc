@@ -115,6 +115,8 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
   for (const image::Pipe& p : img.pipes.pipes()) {
     CRYO_ASSIGN_OR_RETURN(pipes[p.id()], MakePipe(p, fifo_modes.count(p.id()) ? fifo_modes[p.id()] : 0600));
   }
+  CRYO_ASSIGN_OR_RETURN(pool.ttys_, TtySet::Build(img, base));
+  for (int fd : pool.ttys_.fds()) pool.pool_fds_[fd] = true;
   Status result;
   for (const auto& [pid, p] : img.processes) {
     for (const image::Fd& f : p.fds.fds()) {
@@ -139,6 +141,10 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
         }
         if (::fcntl(fd, F_SETFL, static_cast<int>(f.flags()) & kSettableFlags) != 0)
           return Status::FromErrno("F_SETFL on the pipe of " + what);
+      } else if (f.kind() == image::FD_TTY || f.kind() == image::FD_EXTERNAL_TTY) {
+        Result<int> opened = pool.ttys_.Open(f);
+        if (!opened.ok()) return opened.status().Prefixed(what);
+        fd = *opened;
       } else {
         const FdKindHandler* h = HandlerFor(f.kind());
         if (!h) return Status::Error(what + " is of a kind this cryo cannot restore");
@@ -149,6 +155,7 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
       const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, base);
       ::close(fd);
       if (moved < 0) return Status::FromErrno("moving the description of " + what + " into the fd pool");
+      if (f.kind() == image::FD_TTY || f.kind() == image::FD_EXTERNAL_TTY) pool.ttys_.NotePoolFd(f, moved);
       pool.fds_[key] = moved;
       pool.finisher_[key] = pid;
       pool.pool_fds_[moved] = true;
@@ -158,6 +165,7 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
     ::close(e.r);
     ::close(e.w);
   }
+  CRYO_RETURN_IF_ERROR(pool.ttys_.Finish());
   CRYO_RETURN_IF_ERROR(pool.BuildShmem(img, base));
   return pool;
 }

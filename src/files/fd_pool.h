@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "files/tty_restore.h"
 #include "image/image_dir.h"
 #include "mem/shm_restore.h"
 
@@ -34,6 +35,8 @@ class FdPool {
   // In cryo, once every process is rebuilt: seals, SysV removal, POSIX names.
   Status FinishSharedMemory(std::vector<std::string>* warnings) { return shm_->Finish(warnings); }
   void CloseAll();
+  // The image's terminals (ctty and foreground steps of the helpers).
+  const TtySet& ttys() const { return ttys_; }
 
  private:
   static uint64_t Key(pid_t pid, const image::Fd& fd);
@@ -43,6 +46,7 @@ class FdPool {
   std::map<int, bool> pool_fds_;
   std::map<uint64_t, int> shmem_;       // shmem id -> fd
   std::unique_ptr<ShmObjects> shm_;
+  TtySet ttys_;
 };
 
 }  // namespace cryo

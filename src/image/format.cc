@@ -33,6 +33,7 @@ const char* FileKindName(FileKind kind) {
     case FileKind::kPages: return "page data";
     case FileKind::kPipes: return "pipe table";
     case FileKind::kShm: return "shared memory table";
+    case FileKind::kTtys: return "terminal table";
   }
   return "unknown";
 }
@@ -70,7 +71,7 @@ bool DecodeHeader(const uint8_t* data, size_t n, FileHeader* h, std::string* why
 uint64_t HashBytes(const void* data, size_t n) { return XXH3_64bits(data, n); }
 
 const std::vector<std::string>& SupportedFeatures() {
-  static const std::vector<std::string> kFeatures = {"x86_64", "xsave", "threads", "tree", "zombies", "pipes", "shared-files", "shmem", "fifos", "cow-shared", "shell-job", "eventfd", "timerfd", "signalfd", "epoll", "inotify", "posix-timers", "memfd", "posix-shm", "sysv-shm"};
+  static const std::vector<std::string> kFeatures = {"x86_64", "xsave", "threads", "tree", "zombies", "pipes", "shared-files", "shmem", "fifos", "cow-shared", "shell-job", "eventfd", "timerfd", "signalfd", "epoll", "inotify", "posix-timers", "memfd", "posix-shm", "sysv-shm", "tty"};
   return kFeatures;
 }
 

@@ -33,6 +33,7 @@ enum class FileKind : uint32_t {
   kFdTable = 4,
   kPages = 5,
   kPipes = 6,
+  kTtys = 12,
   kShm = 13,  // shm.img: ShmTable
 };
 const char* FileKindName(FileKind kind);
@@ -64,5 +65,6 @@ inline std::string PipesName() { return "pipes.img"; }
 inline std::string ShmName() { return "shm.img"; }
 // The content of every shared memory object, in the page file layout (kind 5).
 inline std::string ShmPagesName() { return "shm-pages.img"; }
+inline std::string TtysName() { return "ttys.img"; }
 
 }  // namespace cryo::image

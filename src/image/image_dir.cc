@@ -270,6 +270,8 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
         if (v.shm_object()) return Status::Error(dir + "/" + MmName(pid) + ": a VMA names a shared memory object, but the image lists no shared memory feature (corrupted)");
     }
   }
+  if (std::find(inv.features().begin(), inv.features().end(), "tty") != inv.features().end())
+    CRYO_RETURN_IF_ERROR(ReadRecord(dir, TtysName(), FileKind::kTtys, &img.ttys));
   return img;
 }
 

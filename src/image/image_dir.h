@@ -50,6 +50,7 @@ struct LoadedImage {
   std::map<int, ProcessImage> processes;  // by pid
   PipeTable pipes;
   ShmTable shm;  // memfds, POSIX and SysV shared memory (shm.img)
+  TtyTable ttys;
 };
 
 // Reads one metadata file, checking magic, version, kind, size and checksum.

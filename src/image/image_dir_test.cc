@@ -83,6 +83,36 @@ TEST(ImageDirTest, RoundTrip) {
   EXPECT_EQ(img->processes[42].mm.runs(0).npages(), 2u);
 }
 
+TEST(ImageDirTest, TerminalsRoundTrip) {
+  TempDir d;
+  WriteImage(d.path(), kFormatVersion, "tty");
+  TtyTable ttys;
+  Tty* t = ttys.add_ttys();
+  t->set_id(1);
+  t->set_kind(TTY_PTY);
+  t->set_index(7);
+  t->mutable_winsize()->set_rows(37);
+  t->set_master_unread("out\r\n");
+  TtyInput* in = t->add_slave_unread();
+  in->set_data("partial");
+  in->set_partial(true);
+  auto w = ImageWriter::Create(Env::Default(), d.path());
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->WriteRecord(TtysName(), FileKind::kTtys, ttys).ok());
+  auto img = LoadImage(d.path());
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  ASSERT_EQ(img->ttys.ttys_size(), 1);
+  EXPECT_EQ(img->ttys.ttys(0).SerializeAsString(), t->SerializeAsString());
+}
+
+TEST(ImageDirTest, MissingTerminalTableNamesIt) {
+  TempDir d;
+  WriteImage(d.path(), kFormatVersion, "tty");
+  auto img = LoadImage(d.path());
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().ToString().find("ttys.img"), std::string::npos) << img.status().ToString();
+}
+
 TEST(ImageDirTest, FilesArePrivate) {
   TempDir d;
   WriteImage(d.path());

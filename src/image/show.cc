@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/sysmacros.h>
 
 #include <cinttypes>
 #include <cstdio>
@@ -120,6 +121,9 @@ std::string ShowJson(const LoadedImage& img) {
         << "\",\"path\":" << JsonString(f.file().path()) << ",\"flags\":" << f.flags() << ",\"pos\":" << f.pos()
         << ",\"cloexec\":" << (f.cloexec() ? "true" : "false");
       if (f.shm_object()) o << ",\"shm_object\":" << f.shm_object();
+      if (f.has_tty())
+        o << ",\"tty\":{\"tty_id\":" << f.tty().tty_id() << ",\"master\":" << (f.tty().master() ? "true" : "false")
+          << ",\"index\":" << f.tty().index() << "}";
       o << "}";
     }
     o << "],\"signals\":{\"blocked\":" << t.blocked() << ",\"pending\":[" << SigList(t.pending(), ",")
@@ -141,7 +145,11 @@ std::string ShowJson(const LoadedImage& img) {
     for (int i = 0; i < c.creds().gid_size(); ++i) o << (i ? "," : "") << c.creds().gid(i);
     uint64_t inherited = 0;
     for (const PageRange& r : p.mm.inherited()) inherited += r.npages();
-    o << "]},\"stored_pages\":" << p.mm.total_pages() << ",\"inherited_pages\":" << inherited << "}";
+    o << "]},\"stored_pages\":" << p.mm.total_pages() << ",\"inherited_pages\":" << inherited;
+    if (c.has_ctty())
+      o << ",\"ctty\":{\"rdev\":" << c.ctty().rdev() << ",\"tty_id\":" << c.ctty().tty_id()
+        << ",\"foreground_pgrp\":" << c.ctty().foreground_pgrp() << "}";
+    o << "}";
   }
   o << "],\"shm_objects\":[";
   for (int i = 0; i < img.shm.objects_size(); ++i) {
@@ -155,6 +163,22 @@ std::string ShowJson(const LoadedImage& img) {
       o << ",\"sysv_id\":" << so.sysv_id() << ",\"sysv_key\":" << so.sysv_key()
         << ",\"sysv_removed\":" << (so.sysv_removed() ? "true" : "false");
     o << "}";
+  }
+  o << "],\"ttys\":[";
+  for (int i = 0; i < img.ttys.ttys_size(); ++i) {
+    const Tty& t = img.ttys.ttys(i);
+    o << (i ? "," : "") << "{\"id\":" << t.id() << ",\"kind\":" << JsonString(TtyKind_Name(t.kind()))
+      << ",\"index\":" << t.index() << ",\"rdev\":" << t.rdev() << ",\"session\":" << t.session()
+      << ",\"foreground_pgrp\":" << t.foreground_pgrp() << ",\"locked\":" << (t.locked() ? "true" : "false")
+      << ",\"packet_mode\":" << (t.packet_mode() ? "true" : "false")
+      << ",\"exclusive\":" << (t.exclusive() ? "true" : "false") << ",\"rows\":" << t.winsize().rows()
+      << ",\"cols\":" << t.winsize().cols() << ",\"lflag\":" << t.termios().lflag()
+      << ",\"master_unread\":" << JsonString(t.master_unread()) << ",\"slave_unread\":[";
+    for (int j = 0; j < t.slave_unread_size(); ++j)
+      o << (j ? "," : "") << "{\"data\":" << JsonString(t.slave_unread(j).data())
+        << ",\"eof\":" << (t.slave_unread(j).eof() ? "true" : "false")
+        << ",\"partial\":" << (t.slave_unread(j).partial() ? "true" : "false") << "}";
+    o << "]}";
   }
   o << "]}\n";
   return o.str();
@@ -209,6 +233,25 @@ std::string ShowText(const LoadedImage& img) {
     }
     for (const ITimer& it : c.itimers())
       o << "  itimer " << it.which() << ": interval " << it.interval_us() << " us, next in " << it.value_us() << " us\n";
+    if (c.has_ctty())
+      o << "  controlling terminal: device " << major(c.ctty().rdev()) << ":" << minor(c.ctty().rdev())
+        << (c.ctty().tty_id() ? " (terminal " + std::to_string(c.ctty().tty_id()) + " of the image)" : " (outside the image)")
+        << ", foreground group " << c.ctty().foreground_pgrp() << "\n";
+  }
+  for (const Tty& t : img.ttys.ttys()) {
+    if (t.kind() == TTY_EXTERNAL) {
+      o << "\nterminal " << t.id() << ": the calling shell's (device " << major(t.rdev()) << ":" << minor(t.rdev())
+        << "), " << t.winsize().rows() << "x" << t.winsize().cols() << "\n";
+      continue;
+    }
+    o << "\nterminal " << t.id() << ": pseudoterminal /dev/pts/" << t.index() << " (" << t.master_path() << "), "
+      << t.winsize().rows() << "x" << t.winsize().cols() << ", lflag 0" << std::oct << t.termios().lflag() << std::dec
+      << (t.locked() ? ", locked" : "") << (t.packet_mode() ? ", packet mode" : "") << (t.exclusive() ? ", exclusive" : "");
+    if (t.session()) o << ", controls session " << t.session() << " (foreground group " << t.foreground_pgrp() << ")";
+    size_t in = 0;
+    for (const TtyInput& i : t.slave_unread()) in += i.data().size();
+    o << "\n  queued: " << t.master_unread().size() << " bytes for the master, " << in << " bytes in "
+      << t.slave_unread_size() << " pieces for the slave\n";
   }
   if (img.shm.objects_size()) o << "\nshared memory objects:\n";
   for (const ShmObject& so : img.shm.objects()) {

@@ -80,10 +80,11 @@ Status MoveOwnFds(int max_target_fd, std::vector<int*> own, const FdPool& pool) 
 }
 
 // Session and process group, first half: leaders set themselves up before
-// their children are cloned (children inherit the session).
-void SessionPhase1(const image::ProcessCore& core) {
+// their children are cloned (children inherit the session). A leader whose
+// terminal was the calling shell's joins cryo's session instead (--shell-job).
+void SessionPhase1(const image::ProcessCore& core, bool joins_shell_session) {
   const pid_t pid = core.pid();
-  if (core.sid() == pid) {
+  if (core.sid() == pid && !joins_shell_session) {
     ::setsid();
   } else if (core.pgid() == pid) {
     ::setpgid(0, 0);
@@ -101,6 +102,14 @@ void SessionPhase2(const image::ProcessCore& core, int status_fd, bool shell_job
            "pid " + std::to_string(pid) + ": session " + std::to_string(core.sid()) + " / process group " +
                std::to_string(core.pgid()) + " cannot be rebuilt (their leader is outside the image); it joins " +
                std::to_string(::getsid(0)) + " / " + std::to_string(::getpgid(0)));
+}
+
+// Runs `step(&warnings)` and sends what it warns about to cryo.
+template <typename Step>
+void SendWarnings(const HelperContext& ctx, Step step) {
+  std::vector<std::string> warnings;
+  step(&warnings);
+  for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
 }
 
 // A zombie: exits the way it did, once the whole tree exists.
@@ -314,17 +323,27 @@ Status CloneTask(HelperContext& ctx, pid_t pid, std::vector<pid_t>* ghosts) {
 // tree, joins its session and group, then becomes the image's process.
 Status Run(HelperContext& ctx) {
   const image::ProcessCore& core = ctx.img->processes.at(ctx.pid).core;
-  SessionPhase1(core);
+  const TtySet& ttys = ctx.pool->ttys();
+  const bool joins_shell_session = ctx.shell_job && ttys.JoinsShellSession(core);
+  SessionPhase1(core, joins_shell_session);
+  // Before any clone: the session's other processes inherit the terminal.
+  CRYO_RETURN_IF_ERROR(ttys.TakeControllingTty(ctx.pid, core.sid() == ctx.pid && !joins_shell_session));
   BuiltMemory mem;
   if (!core.zombie()) CRYO_RETURN_IF_ERROR(BuildMemory(ctx, &mem));
   std::vector<pid_t> ghosts;
   for (pid_t pid : ctx.plan->at(ctx.pid).clones) CRYO_RETURN_IF_ERROR(CloneTask(ctx, pid, &ghosts));
+  if (!core.zombie()) SendWarnings(ctx, [&](auto* w) { ttys.CheckControllingTty(core, w); });
   Send(ctx.status_fd, HelperRecord::kCreated, ctx.pid, nullptr, 0);
   char go;
   if (::read(ctx.go_fd, &go, 1) != 1) return Status::FromErrno("waiting for the whole tree");
   ::close(ctx.go_fd);
   SessionPhase2(core, ctx.status_fd, ctx.shell_job);
   Send(ctx.status_fd, HelperRecord::kJoined, ctx.pid, nullptr, 0);
+  if (!core.zombie()) {
+    Status fg;
+    SendWarnings(ctx, [&](auto* w) { fg = ttys.SetForeground(core, w); });
+    CRYO_RETURN_IF_ERROR(fg);
+  }
   for (pid_t g : ghosts) {
     int st;
     while (::waitpid(g, &st, 0) < 0)

@@ -321,8 +321,12 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   sync_w.reset();
 
   // Every thread of every live process stops itself with SIGSTOP at the end of
-  // the blob; zombies exit. Other tasks (helper fill threads) run and are reaped.
+  // the blob; zombies exit. Other tasks (the helpers' fill threads) run and are
+  // reaped before the release: a traced thread that exits stays a zombie until
+  // its tracer waits for it, and its thread group leader cannot be waited for
+  // before that (wait(2)), which would hang an attached cryo.
   std::set<pid_t> expected, stopped, zombies, zombies_done, leaders;
+  std::set<pid_t> helper_threads;
   for (const auto& [pid, p] : img.processes) {
     if (p.core.zombie()) {
       zombies.insert(pid);
@@ -335,7 +339,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   StatusReader status_reader(status_r.get());
   bool go_sent = false, ghosts_sent = plan.ghosts.empty();
   const double deadline = Now() + 120;
-  while (stopped.size() < expected.size() || zombies_done.size() < zombies.size()) {
+  while (stopped.size() < expected.size() || zombies_done.size() < zombies.size() || !helper_threads.empty()) {
     status_reader.Poll();
     if (!status_reader.error.empty()) return Status::Error(status_reader.error);
     if (!go_sent && status_reader.created == nprocs) {
@@ -369,7 +373,10 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
         zombies_done.insert(tid);
         continue;
       }
-      if (!leaders.count(tid)) continue;  // a helper thread went away
+      if (!leaders.count(tid)) {  // a helper thread went away
+        helper_threads.erase(tid);
+        continue;
+      }
       // A process died before its release: find out why.
       for (int i = 0; i < 100 && status_reader.Poll() && status_reader.error.empty(); ++i) ::usleep(1000);
       return Status::Error(!status_reader.error.empty() ? status_reader.error
@@ -381,6 +388,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
       stopped.insert(tid);
       continue;
     }
+    if (!expected.count(tid) && !leaders.count(tid) && !zombies.count(tid)) helper_threads.insert(tid);
     // Fork/clone events, the first stop of a new task, other signals: go on.
     const long inject = (event == 0 && sig != SIGSTOP && sig != (SIGTRAP | 0x80)) ? sig : 0;
     if (ptrace(PTRACE_CONT, tid, nullptr, reinterpret_cast<void*>(inject)) != 0 && errno != ESRCH)
@@ -402,6 +410,8 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     pf << root << "\n";
     if (!pf) return Status::Error("cannot write pidfile " + opts.pidfile);
   }
+  // Queued while they are stopped: handled as soon as they run.
+  pool.ttys().NotifyWindowChange();
   // Release every thread of every process together.
   for (pid_t tid : expected)
     if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
