@@ -28,9 +28,10 @@ def restore_golden(h, images):
     check_eq(info["root_pid"], make_golden.PID, "pid in %s" % images)
     check(info["format_version"] >= 1, "format version of %s" % images)
     make_golden.setup()
-    if proc_stat(make_golden.PID) is not None:
-        fail("pid %d, needed by the golden image, is in use on this machine: %r"
-             % (make_golden.PID, proc_stat(make_golden.PID)))
+    pids = [p["pid"] for p in info["processes"]]
+    for pid in pids:
+        if proc_stat(pid) is not None:
+            fail("pid %d, needed by the golden image, is in use on this machine: %r" % (pid, proc_stat(pid)))
     r = h.restore(images, detach=True, expected_pid=make_golden.PID)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and len(ticks()) < 5:
@@ -41,7 +42,10 @@ def restore_golden(h, images):
     nums = [int(x.split()[1]) for x in lines]
     check(nums[0] > 0, "the ticker restarted from 0 instead of continuing: %r" % nums[:5])
     check_eq(nums, list(range(nums[0], nums[0] + len(nums))), "tick numbers")
-    h.cleanup_one(r.pid)
+    for pid in pids:
+        check(proc_stat(pid) is not None, "pid %d of the golden image is not running after the restore" % pid)
+    for pid in pids:  # the root first: its children come to the harness
+        h.cleanup_one(pid)
 
 
 def make_test(images):

@@ -1,7 +1,9 @@
 #!/usr/bin/python3
-"""Makes a golden image: the ticker program, checkpointed by the cryo given.
+"""Makes a golden image: a freestanding program (ticker: one process;
+pipetree: a parent, a child fed through a pipe, a zombie), checkpointed by
+the cryo given.
 
-Usage: make_golden.py CRYO OUTDIR
+Usage: make_golden.py CRYO OUTDIR [PROGRAM]
 
 Golden images are kept under tests/golden/ and restored by every later cryo
 (tests/e2e/test_golden.py): images made by an older cryo must keep restoring.
@@ -18,34 +20,37 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DIR = "/tmp/cryo-golden"
 PID = 32100
 MTIME = 1767225600  # 2026-01-01T00:00:00Z
+PROGRAMS = ("ticker", "pipetree")
 
 
 def setup():
     os.makedirs(DIR, exist_ok=True)
-    shutil.copy(os.path.join(HERE, "ticker"), DIR + "/ticker")
-    os.chmod(DIR + "/ticker", 0o755)
-    os.utime(DIR + "/ticker", (MTIME, MTIME))
+    for prog in PROGRAMS:
+        shutil.copy(os.path.join(HERE, prog), DIR + "/" + prog)
+        os.chmod(DIR + "/" + prog, 0o755)
+        os.utime(DIR + "/" + prog, (MTIME, MTIME))
     open(DIR + "/out", "w").close()
 
 
-def start_with_pid(pid):
-    """Start the ticker as `pid` (ns_last_pid), retrying if another fork wins."""
+def start_with_pid(pid, prog="ticker"):
+    """Start `prog` as `pid` (ns_last_pid), retrying if another fork wins."""
     for _ in range(50):
         with open("/proc/sys/kernel/ns_last_pid", "w") as f:
             f.write(str(pid - 1))
-        p = subprocess.Popen([DIR + "/ticker"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        p = subprocess.Popen([DIR + "/" + prog], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, cwd=DIR, close_fds=True, start_new_session=True)
         if p.pid == pid:
             return p
         p.kill()
         p.wait()
-    sys.exit("could not start the ticker as pid %d" % pid)
+    sys.exit("could not start %s as pid %d" % (prog, pid))
 
 
 def main():
     cryo, out = sys.argv[1], sys.argv[2]
+    prog = sys.argv[3] if len(sys.argv) > 3 else "ticker"
     setup()
-    p = start_with_pid(PID)
+    p = start_with_pid(PID, prog)
     time.sleep(0.5)
     subprocess.run([cryo, "dump", "-t", str(p.pid), "-D", out], check=True)
     p.wait()
