@@ -640,6 +640,21 @@ class Harness:
             cur = st["ppid"]
         return False
 
+    def _descendants(self, pid):
+        """Every descendant of pid (children through /proc/PID/task/*/children)."""
+        out, todo = [], [pid]
+        while todo:
+            cur = todo.pop()
+            try:
+                tids = os.listdir("/proc/%d/task" % cur)
+            except OSError:
+                continue
+            for tid in tids:
+                for k in read_text("/proc/%d/task/%s/children" % (cur, tid), "").split():
+                    out.append(int(k))
+                    todo.append(int(k))
+        return out
+
     def reap_orphans(self, everything=False):
         """Reap zombie children the harness does not wait for explicitly
         (e.g. helpers of cryo reparented to us as the subreaper).  With
@@ -700,12 +715,25 @@ class Harness:
         restored.  Returns a list of problems (processes that survived)."""
         problems = []
         pids = list(dict.fromkeys(self.tracked_pids))
+        # A test that failed half-way may leave the children of what it
+        # started: their whole trees go too, and whatever was orphaned to us
+        # (the harness is a subreaper), but never cryo itself.
+        cryos = {p.pid for p in self.cryo_popens}
+        victims = []
         for pid in pids:
             if pid_alive(pid) and self._is_ours(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                victims += [d for d in self._descendants(pid) if d not in cryos] + [pid]
+        me = os.getpid()
+        for name in os.listdir("/proc"):
+            if name.isdigit() and int(name) not in cryos:
+                st = proc_stat(int(name))
+                if st and st["ppid"] == me and st["state"] != "Z":
+                    victims.append(int(name))
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         for pid in pids:
             p = self.popens.get(pid)
             if p is not None and p.returncode is None:
