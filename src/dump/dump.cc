@@ -15,6 +15,7 @@
 #include "files/fd_table.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
+#include "mem/page_dump.h"
 #include "mem/vma_dump.h"
 #include "proc/proc.h"
 #include "seize/ptrace_util.h"
@@ -98,7 +99,7 @@ Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const Dump
       fprintf(stderr, "\rcryo: pid %d: writing pages %" PRIu64 "/%" PRIu64 " MiB", pid, done >> 20, total >> 20);
       if (done == total) fprintf(stderr, "\n");
     };
-  CRYO_RETURN_IF_ERROR(DumpPages(pid, rs, &out->mm, pages.get(), progress).Prefixed("memory"));
+  CRYO_RETURN_IF_ERROR(DumpPages(pid, &out->mm, pages.get(), progress).Prefixed("memory"));
   CRYO_RETURN_IF_ERROR(writer.FinishPageFile(pages.get(), out->mm.total_pages() * image::kPageSize));
   LOG_DEBUG("pid %d: %" PRIu64 " pages written and synced in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
   return rs.Finish();

@@ -172,7 +172,7 @@ class FullDiskEnv : public Env {
     File(std::unique_ptr<WritableFile> f, size_t* budget) : f_(std::move(f)), budget_(budget) {}
     Status Append(const void* d, size_t n) override { return Charge(n) ? f_->Append(d, n) : Full(); }
     Status WriteAt(const void* d, size_t n, off_t o) override { return Charge(n) ? f_->WriteAt(d, n, o) : Full(); }
-    Status SpliceFrom(int p, size_t n, off_t o) override { return Charge(n) ? f_->SpliceFrom(p, n, o) : Full(); }
+    Status StartWriteback(off_t o, size_t n) override { return f_->StartWriteback(o, n); }
     Status Sync() override { return f_->Sync(); }
     Status Close() override { return f_->Close(); }
     const std::string& path() const override { return f_->path(); }
