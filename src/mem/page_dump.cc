@@ -380,8 +380,12 @@ Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::M
   if (total == 0) return Status::Ok();
   if (opts.buffers == 0 || opts.buffer_bytes == 0 || opts.buffer_bytes % kPage != 0)
     return Status::Error("internal: bad page copy options");
-  // A small dump gets a small ring (a tree of small processes allocates little).
-  const uint64_t chunk = std::min<uint64_t>(opts.buffer_bytes, total);
+  // A small dump gets a small ring (a tree of small processes allocates little),
+  // still cut in a few chunks so that reading and writing overlap; below 1 MiB
+  // a second thread is not worth starting.
+  constexpr uint64_t kMinChunk = 1 << 20;
+  uint64_t chunk = (total / opts.buffers + kPage - 1) / kPage * kPage;
+  chunk = std::min<uint64_t>({std::max(chunk, kMinChunk), opts.buffer_bytes, total});
   const size_t nbuf = static_cast<size_t>(std::min<uint64_t>(opts.buffers, (total + chunk - 1) / chunk));
   Buffers buffers;
   CRYO_RETURN_IF_ERROR(buffers.Allocate(nbuf, chunk));

@@ -329,6 +329,31 @@ def test_error_unwritable_images_dir(h):
     check_eq(h.wait_exit(w), ("exit", 0), "state exit status")
 
 
+def test_error_disk_full_during_page_copy(h):
+    """The image directory is a 4 MiB tmpfs: the page file (8 MiB for the state
+    workload) fills it in the middle of the page copy. The dump fails naming
+    the full file and the process runs on untouched."""
+    w = h.start_workload("state")
+    h.wait_ready(w)
+    before = snapshot(w.pid)
+    mnt = h.mkdir("small-fs")
+    r = cryotest.subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", mnt],
+                                stdin=cryotest.subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "mount of a 4 MiB tmpfs on %s failed: %s" % (mnt, r.stderr.strip()))
+    try:
+        images = os.path.join(mnt, "img")
+        r = expect_dump_error(h, w.pid, images, ["no space left"])
+        check("pages-%d.img" % w.pid in r.message, "error should name the page file: %s" % r.message)
+        check_untouched(h, w, before)
+        h.verify_ok(w, when="after the dump that filled the disk")
+    finally:
+        u = cryotest.subprocess.run(["umount", mnt], stdin=cryotest.subprocess.DEVNULL, capture_output=True,
+                                    text=True, timeout=30)
+    check(u.returncode == 0, "umount %s failed: %s" % (mnt, u.stderr.strip()))
+    h.verify_ok(w, exit=True, when="after the failed dump (exit)")
+    check_eq(h.wait_exit(w), ("exit", 0), "state exit status")
+
+
 def test_shell_tree_leave_running(h):
     """A shell and its child are dumped together; both run on untouched."""
     w = h.start("sh", ["/bin/sh", "-c", "sleep 1000 & wait"])
@@ -389,6 +414,7 @@ TESTS = [
     test_error_own_parent,
     test_error_kernel_thread,
     test_error_unwritable_images_dir,
+    test_error_disk_full_during_page_copy,
     test_shell_tree_leave_running,
 ]
 
