@@ -1,8 +1,7 @@
 // System calls run inside a seized task: point the stopped thread at a `syscall`
 // instruction of its own address space (found in its vDSO), load the argument
 // registers, and let it run from syscall-entry stop to syscall-exit stop. Used for
-// state /proc does not show (sigactions, sigaltstack, itimers, prctl values) and
-// to have the target splice its own pages into a pipe (zero copy).
+// state /proc does not show (sigactions, sigaltstack, itimers, prctl values).
 #pragma once
 
 #include <sys/types.h>
