@@ -49,7 +49,7 @@ def cryo_round(b, args, img, logdir, tag):
         argv.append("-R")
     wall, rss_kib = b.cryo_or_fail(argv, log)
     image_bytes = benchlib.dir_bytes(img)
-    pages_ms = benchlib.log_ms(log, r"pages written and synced in ([\d.]+) ms")
+    pages_ms = benchlib.log_ms(log, r"pages written(?: and synced)? in ([\d.]+) ms")
     seize_ms = benchlib.log_ms(log, r"seized in ([\d.]+) ms")
     total_ms = benchlib.log_ms(log, r"dumped to .* in ([\d.]+) ms")
     if args.leave_running:

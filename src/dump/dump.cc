@@ -68,6 +68,11 @@ image::Inventory MakeInventory(const DumpOptions& opts, const image::ProcessCore
 }
 
 
+// Where the time of a dump goes, summed over the processes (debug log).
+struct PhaseTimes {
+  double proc = 0, fds = 0, remote = 0, task = 0, pages = 0;
+};
+
 struct DumpedProcess {
   image::ProcessCore core;
   image::Mm mm;
@@ -77,19 +82,29 @@ struct DumpedProcess {
 // Collects one seized process: memory (pages go straight to its page file),
 // fds, task state.
 Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const DumpOptions& opts, DumpedProcess* out,
-                   std::set<std::string>* features) {
+                   std::set<std::string>* features, PhaseTimes* times) {
   const pid_t pid = seized.pid();
+  double t = Now();
+  auto lap = [&t](double* phase) {
+    const double now = Now();
+    *phase += now - t;
+    t = now;
+  };
   CRYO_ASSIGN_OR_RETURN(proc::Stat stat, proc::ReadStat(pid));
   CRYO_ASSIGN_OR_RETURN(proc::ProcStatus status, proc::ReadStatus(pid));
   CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> vmas, proc::ReadVmas(pid));
   CRYO_RETURN_IF_ERROR(DescribeVmas(pid, vmas, &out->mm).Prefixed("memory"));
+  lap(&times->proc);
   CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &out->fds, features, opts.shell_job).Prefixed("files"));
+  lap(&times->fds);
 
   RemoteSyscaller rs(pid, seized.leader().regs);
   CRYO_RETURN_IF_ERROR(rs.Prepare(vmas).Prefixed("preparing remote system calls"));
   CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
+  lap(&times->remote);
   CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, stat, status, &out->core).Prefixed("task state"));
   if (out->core.posix_timers_size()) features->insert("posix-timers");
+  lap(&times->task);
 
   CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
   const double tp = Now();
@@ -100,9 +115,12 @@ Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const Dump
       if (done == total) fprintf(stderr, "\n");
     };
   CRYO_RETURN_IF_ERROR(DumpPages(pid, &out->mm, pages.get(), progress).Prefixed("memory"));
-  CRYO_RETURN_IF_ERROR(writer.FinishPageFile(pages.get(), out->mm.total_pages() * image::kPageSize));
-  LOG_DEBUG("pid %d: %" PRIu64 " pages written and synced in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
-  return rs.Finish();
+  CRYO_RETURN_IF_ERROR(writer.FinishPageFile(std::move(pages), out->mm.total_pages() * image::kPageSize));
+  LOG_DEBUG("pid %d: %" PRIu64 " pages written in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
+  lap(&times->pages);
+  Status s = rs.Finish();
+  lap(&times->remote);
+  return s;
 }
 
 bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
@@ -132,16 +150,28 @@ Status Dump(const DumpOptions& opts) {
   std::vector<DumpedProcess> procs(tree.processes().size());
   std::vector<ProcessFds> tables;
   std::set<pid_t> pids;
+  PhaseTimes times;
+  const double tc = Now();
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
-    CRYO_RETURN_IF_ERROR(DumpProcess(sp, *writer, opts, &procs[i], &features).Prefixed("pid " + std::to_string(sp.pid())));
+    CRYO_RETURN_IF_ERROR(
+        DumpProcess(sp, *writer, opts, &procs[i], &features, &times).Prefixed("pid " + std::to_string(sp.pid())));
     tables.push_back({sp.pid(), &procs[i].fds});
     pids.insert(sp.pid());
   }
+  LOG_DEBUG("%zu processes collected in %.1f ms: /proc and VMAs %.1f ms, fds %.1f ms, remote setup %.1f ms, "
+            "task state %.1f ms, pages %.1f ms",
+            procs.size(), (Now() - tc) * 1e3, times.proc * 1e3, times.fds * 1e3, times.remote * 1e3,
+            times.task * 1e3, times.pages * 1e3);
   for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
+  double ts = Now();
   CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
+  LOG_DEBUG("shared file descriptions found in %.1f ms", (Now() - ts) * 1e3);
+  ts = Now();
   image::PipeTable pipes;
   CRYO_RETURN_IF_ERROR(DumpPipes(tables, pids, &pipes).Prefixed("pipes"));
+  LOG_DEBUG("%d pipes dumped in %.1f ms", pipes.pipes_size(), (Now() - ts) * 1e3);
+  ts = Now();
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
   if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
@@ -180,15 +210,21 @@ Status Dump(const DumpOptions& opts) {
     CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::CoreName(z.pid), image::FileKind::kProcessCore, core));
   }
   if (pipes.pipes_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::PipesName(), image::FileKind::kPipes, pipes));
-  // The inventory goes last: an image without one is incomplete.
+  // The inventory goes last, once every other file is durable: an image
+  // without one is incomplete.
+  CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, inv));
+  CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(writer->SyncDir());
+  LOG_DEBUG("records written and synced in %.1f ms", (Now() - ts) * 1e3);
+  ts = Now();
 
   if (opts.leave_running) {
     CRYO_RETURN_IF_ERROR(tree.DetachAll());
   } else {
     CRYO_RETURN_IF_ERROR(tree.KillAll());
   }
+  LOG_DEBUG("tree %s in %.1f ms", opts.leave_running ? "detached" : "killed", (Now() - ts) * 1e3);
   LOG_INFO("pid %d and %zu descendants dumped to %s in %.1f ms (%s)", pid, procs.size() + tree.zombies().size() - 1,
            opts.images_dir.c_str(), (Now() - t0) * 1e3, opts.leave_running ? "left running" : "killed");
   return Status::Ok();

@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <system_error>
+#include <thread>
 
 #include "base/file_util.h"
 
@@ -28,23 +31,57 @@ Status ImageWriter::WriteRecord(const std::string& name, FileKind kind, const go
   CRYO_ASSIGN_OR_RETURN(auto file, env_->NewWritableFile(dir_ + "/" + name, 0600));
   CRYO_RETURN_IF_ERROR(file->Append(hdr, sizeof(hdr)));
   CRYO_RETURN_IF_ERROR(file->Append(payload.data(), payload.size()));
-  CRYO_RETURN_IF_ERROR(file->Sync());
-  return file->Close();
+  return AddPending(std::move(file), sizeof(hdr) + payload.size());
 }
 
 Result<std::unique_ptr<WritableFile>> ImageWriter::CreatePageFile(const std::string& name) {
   return env_->NewWritableFile(dir_ + "/" + name, 0600);
 }
 
-Status ImageWriter::FinishPageFile(WritableFile* file, uint64_t payload_size) {
+Status ImageWriter::FinishPageFile(std::unique_ptr<WritableFile> file, uint64_t payload_size) {
   FileHeader h;
   h.kind = FileKind::kPages;
   h.payload_size = payload_size;
   uint8_t hdr[kPageDataOffset] = {};
   EncodeHeader(h, hdr);
   CRYO_RETURN_IF_ERROR(file->WriteAt(hdr, sizeof(hdr), 0));
-  CRYO_RETURN_IF_ERROR(file->Sync());
-  return file->Close();
+  return AddPending(std::move(file), sizeof(hdr));  // the page data's writeback is started as it is written
+}
+
+ImageWriter::~ImageWriter() = default;  // files not synced are closed (an incomplete image)
+
+Status ImageWriter::AddPending(std::unique_ptr<WritableFile> file, uint64_t size) {
+  CRYO_RETURN_IF_ERROR(file->StartWriteback(0, size));
+  pending_.push_back(std::move(file));
+  // Bounded, so that a big tree does not run out of file descriptors.
+  constexpr size_t kMaxPending = 64;
+  if (pending_.size() >= kMaxPending) return SyncFiles();
+  return Status::Ok();
+}
+
+Status ImageWriter::SyncFiles() {
+  std::vector<std::unique_ptr<WritableFile>> files = std::move(pending_);
+  pending_.clear();
+  std::vector<Status> results(files.size());
+  auto sync = [&](size_t i) {
+    results[i] = files[i]->Sync();
+    if (results[i].ok()) results[i] = files[i]->Close();
+  };
+  constexpr size_t kMaxThreads = 8;
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < files.size();) sync(i);
+  };
+  std::vector<std::thread> threads;
+  try {
+    for (size_t t = 1; t < std::min(kMaxThreads, files.size()); ++t) threads.emplace_back(worker);
+  } catch (const std::system_error&) {
+    // Fewer threads: the calling one does the rest.
+  }
+  worker();
+  for (std::thread& t : threads) t.join();
+  for (const Status& s : results) CRYO_RETURN_IF_ERROR(s);
+  return Status::Ok();
 }
 
 Status ImageWriter::SyncDir() { return env_->SyncDir(dir_); }

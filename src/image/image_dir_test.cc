@@ -59,7 +59,8 @@ void WriteImage(const std::string& dir, uint32_t version = kFormatVersion, const
   ASSERT_TRUE(pf.ok());
   std::string pages(2 * kPageSize, 'p');
   ASSERT_TRUE((*pf)->WriteAt(pages.data(), pages.size(), kPageDataOffset).ok());
-  ASSERT_TRUE((*w)->FinishPageFile(pf->get(), pages.size()).ok());
+  ASSERT_TRUE((*w)->FinishPageFile(std::move(*pf), pages.size()).ok());
+  ASSERT_TRUE((*w)->SyncFiles().ok());
   ASSERT_TRUE((*w)->SyncDir().ok());
 }
 

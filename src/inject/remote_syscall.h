@@ -16,6 +16,12 @@
 
 namespace cryo {
 
+// One system call of a batch: number and arguments.
+struct RemoteCall {
+  long nr = 0;
+  uint64_t args[6] = {};
+};
+
 class RemoteSyscaller {
  public:
   // `regs` are the task's registers as seized (restored by the caller on detach).
@@ -28,13 +34,28 @@ class RemoteSyscaller {
   // Runs one system call; returns the raw result (-errno on failure).
   Result<long> Syscall(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0,
                        uint64_t a6 = 0);
+  // Runs `calls` in order inside the task and returns their raw results
+  // (-errno on failure), like as many Syscall()s. A code page mapped in the
+  // task (a loop over a table of calls, ending in int3) runs them all with one
+  // stop instead of two each. The int3 raises SIGTRAP, which the kernel forces
+  // through a blocked mask by resetting the action to SIG_DFL
+  // (force_sig_info_to_task), so the loop is used only while SIGTRAP is at
+  // SIG_DFL already; otherwise, or if the code page cannot be made, the calls
+  // run one at a time. The table lies at the top of the scratch memory: the
+  // calls' outputs must stay below scratch() + scratch_size() - kBatchTableBytes.
+  static constexpr size_t kMaxBatch = 128;
+  static constexpr size_t kBatchTableBytes = kMaxBatch * 64;
+  Result<std::vector<long>> Batch(const std::vector<RemoteCall>& calls);
+  // Whether Batch() has been running calls with one stop (for tests and logs).
+  bool batch_in_one_stop() const { return batch_mode_ == BatchMode::kLoop; }
   // Maps `size` bytes of scratch memory in the target (remote mmap).
   Status MapScratch(size_t size);
   uint64_t scratch() const { return scratch_; }
   size_t scratch_size() const { return scratch_size_; }
   Status WriteMem(uint64_t addr, const void* data, size_t n);
   Status ReadMem(uint64_t addr, void* data, size_t n);
-  // Unmaps the scratch memory. The caller restores registers and the mask.
+  // Unmaps the scratch memory (and the batch code page). The caller restores
+  // registers and the mask.
   Status Finish();
   // Another thread of the same process, using this one's syscall instruction
   // and scratch memory (not unmapped by it); blocks that thread's signals.
@@ -45,12 +66,17 @@ class RemoteSyscaller {
   void SetSyscallInsn(uint64_t addr) { syscall_insn_ = addr; }
 
  private:
+  enum class BatchMode { kUnknown, kLoop, kOneByOne };
+  Status PrepareBatch();
+  Result<std::vector<long>> RunLoop(const std::vector<RemoteCall>& calls);
   pid_t tid_;
   user_regs_struct base_regs_;
   uint64_t syscall_insn_ = 0;
   uint64_t scratch_ = 0;
   size_t scratch_size_ = 0;
   bool owns_scratch_ = true;
+  BatchMode batch_mode_ = BatchMode::kUnknown;
+  uint64_t code_ = 0;  // the batch loop's page (owned with the scratch memory)
 };
 
 // Finds the address of a `syscall` instruction (0f 05) in the task's vDSO, or else

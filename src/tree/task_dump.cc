@@ -9,7 +9,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
+#include <vector>
 
 #include "base/file_util.h"
 #include "base/log.h"
@@ -69,13 +71,59 @@ Status DumpPending(pid_t tid, bool shared, google::protobuf::RepeatedPtrField<im
   }
 }
 
-Status DumpSignals(pid_t pid, RemoteSyscaller& rs, image::ProcessCore* core) {
+// The process-wide values only a remote system call shows, queried in one
+// batch (RemoteSyscaller::Batch); each call writes into its own slot of the
+// scratch memory.
+struct ProcessQueries {
+  struct Out {
+    KernelSigaction actions[64];  // by signal - 1
+    struct itimerval itimers[3];  // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
+    int32_t pdeath_sig;
+    int32_t child_subreaper;
+  };
+  Out out{};
+  long securebits = 0, brk = 0, dumpable = 0;
+};
+
+Status QueryProcess(pid_t pid, RemoteSyscaller& rs, ProcessQueries* q) {
+  static_assert(sizeof(ProcessQueries::Out) < 4096);
+  const uint64_t base = rs.scratch();
+  auto at = [&](const void* field) {
+    return base + static_cast<uint64_t>(static_cast<const char*>(field) - reinterpret_cast<const char*>(&q->out));
+  };
+  std::vector<RemoteCall> calls;
+  std::vector<const char*> names;
+  auto add = [&](const char* name, long nr, std::initializer_list<uint64_t> args) {
+    RemoteCall c;
+    c.nr = nr;
+    size_t i = 0;
+    for (uint64_t a : args) c.args[i++] = a;
+    calls.push_back(c);
+    names.push_back(name);
+  };
+  for (int sig = 1; sig <= 64; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) add("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, at(&q->out.actions[sig - 1]), 8});
+  const int whiches[3] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
+  for (int i = 0; i < 3; ++i) add("getitimer", SYS_getitimer, {static_cast<uint64_t>(whiches[i]), at(&q->out.itimers[i])});
+  add("PR_GET_SECUREBITS", SYS_prctl, {PR_GET_SECUREBITS});
+  add("brk", SYS_brk, {0});
+  add("PR_GET_PDEATHSIG", SYS_prctl, {PR_GET_PDEATHSIG, at(&q->out.pdeath_sig)});
+  add("PR_GET_DUMPABLE", SYS_prctl, {PR_GET_DUMPABLE});
+  add("PR_GET_CHILD_SUBREAPER", SYS_prctl, {PR_GET_CHILD_SUBREAPER, at(&q->out.child_subreaper)});
+  CRYO_ASSIGN_OR_RETURN(std::vector<long> r, rs.Batch(calls));
+  for (size_t i = 0; i < r.size(); ++i)
+    if (std::strcmp(names[i], "brk") != 0) CRYO_RETURN_IF_ERROR(CheckRemote(r[i], pid, names[i]));
+  const size_t n = r.size();
+  q->securebits = r[n - 5];
+  q->brk = r[n - 4];
+  q->dumpable = r[n - 2];
+  return rs.ReadMem(base, &q->out, sizeof(q->out));
+}
+
+Status DumpSignals(pid_t pid, const ProcessQueries& q, image::ProcessCore* core) {
   for (int sig = 1; sig <= 64; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_rt_sigaction, sig, 0, rs.scratch(), 8));
-    CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "rt_sigaction"));
-    KernelSigaction ka;
-    CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &ka, sizeof(ka)));
+    const KernelSigaction& ka = q.out.actions[sig - 1];
     if (ka.handler == 0 && ka.flags == 0 && ka.mask == 0) continue;  // SIG_DFL, nothing to restore
     image::SigAction* a = core->add_actions();
     a->set_sig(sig);
@@ -85,14 +133,12 @@ Status DumpSignals(pid_t pid, RemoteSyscaller& rs, image::ProcessCore* core) {
     a->set_mask(ka.mask);
   }
   CRYO_RETURN_IF_ERROR(DumpPending(pid, true, core->mutable_shared_pending()));
-  for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
-    CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_getitimer, which, rs.scratch()));
-    CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "getitimer"));
-    struct itimerval it;
-    CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &it, sizeof(it)));
+  const int whiches[3] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
+  for (int i = 0; i < 3; ++i) {
+    const struct itimerval& it = q.out.itimers[i];
     if (!it.it_value.tv_sec && !it.it_value.tv_usec && !it.it_interval.tv_sec && !it.it_interval.tv_usec) continue;
     image::ITimer* t = core->add_itimers();
-    t->set_which(which);
+    t->set_which(whiches[i]);
     t->set_interval_us(it.it_interval.tv_sec * 1000000ull + it.it_interval.tv_usec);
     t->set_value_us(it.it_value.tv_sec * 1000000ull + it.it_value.tv_usec);
   }
@@ -108,10 +154,27 @@ Status DumpTask(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, i
   CRYO_RETURN_IF_ERROR(DumpPending(tid, false, t->mutable_pending()));
   for (const auto& info : task.intercepted) t->add_pending()->set_raw(std::string(info.begin(), info.end()));
 
-  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_sigaltstack, 0, rs.scratch()));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, tid, "sigaltstack"));
-  stack_t ss;
-  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &ss, sizeof(ss)));
+  // This thread's values only a remote system call shows, in one batch. The
+  // outputs go above the process's (QueryProcess), so threads never overlap it.
+  struct {
+    stack_t ss;
+    uint64_t tid_addr;
+  } out{};
+  const uint64_t base = rs.scratch() + 4096;
+  std::vector<RemoteCall> calls(3);
+  calls[0].nr = SYS_sigaltstack;
+  calls[0].args[1] = base;
+  calls[1].nr = SYS_prctl;
+  calls[1].args[0] = PR_GET_TID_ADDRESS;
+  calls[1].args[1] = base + offsetof(decltype(out), tid_addr);
+  calls[2].nr = SYS_prctl;
+  calls[2].args[0] = PR_GET_TIMERSLACK;
+  CRYO_ASSIGN_OR_RETURN(std::vector<long> res, rs.Batch(calls));
+  CRYO_RETURN_IF_ERROR(CheckRemote(res[0], tid, "sigaltstack"));
+  CRYO_RETURN_IF_ERROR(CheckRemote(res[1], tid, "PR_GET_TID_ADDRESS"));
+  CRYO_RETURN_IF_ERROR(CheckRemote(res[2], tid, "PR_GET_TIMERSLACK"));
+  CRYO_RETURN_IF_ERROR(rs.ReadMem(base, &out, sizeof(out)));
+  const stack_t& ss = out.ss;
   t->set_altstack_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
   t->set_altstack_size(ss.ss_size);
   t->set_altstack_flags(ss.ss_flags);
@@ -129,11 +192,7 @@ Status DumpTask(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, i
   t->set_robust_list(reinterpret_cast<uint64_t>(head));
   t->set_robust_list_len(len);
 
-  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_prctl, PR_GET_TID_ADDRESS, rs.scratch()));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, tid, "PR_GET_TID_ADDRESS"));
-  uint64_t tid_addr = 0;
-  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &tid_addr, sizeof(tid_addr)));
-  t->set_clear_child_tid(tid_addr);
+  t->set_clear_child_tid(out.tid_addr);
 
   int policy = sched_getscheduler(tid);
   if (policy < 0) return Status::FromErrno("sched_getscheduler " + What(tid, "policy"));
@@ -142,13 +201,11 @@ Status DumpTask(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, i
   t->set_sched_policy(static_cast<uint32_t>(policy));
   t->set_sched_priority(static_cast<uint32_t>(sp.sched_priority));
   t->set_nice(static_cast<int32_t>(stat.nice));
-  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_prctl, PR_GET_TIMERSLACK));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, tid, "PR_GET_TIMERSLACK"));
-  t->set_timer_slack_ns(static_cast<uint64_t>(r));
+  t->set_timer_slack_ns(static_cast<uint64_t>(res[2]));
   return Status::Ok();
 }
 
-Status DumpCreds(const proc::ProcStatus& st, RemoteSyscaller& rs, pid_t pid, image::Creds* c) {
+Status DumpCreds(const proc::ProcStatus& st, const ProcessQueries& q, image::Creds* c) {
   for (int i = 0; i < 4; ++i) {
     c->add_uid(st.uid[i]);
     c->add_gid(st.gid[i]);
@@ -160,13 +217,11 @@ Status DumpCreds(const proc::ProcStatus& st, RemoteSyscaller& rs, pid_t pid, ima
   c->set_cap_bnd(st.cap_bnd);
   c->set_cap_amb(st.cap_amb);
   c->set_no_new_privs(st.no_new_privs != 0);
-  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_prctl, PR_GET_SECUREBITS));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "PR_GET_SECUREBITS"));
-  c->set_securebits(static_cast<uint32_t>(r));
+  c->set_securebits(static_cast<uint32_t>(q.securebits));
   return Status::Ok();
 }
 
-Status DumpMmFields(pid_t pid, RemoteSyscaller& rs, const proc::Stat& stat, image::MmFields* mm) {
+Status DumpMmFields(pid_t pid, const ProcessQueries& q, const proc::Stat& stat, image::MmFields* mm) {
   mm->set_start_code(stat.startcode);
   mm->set_end_code(stat.endcode);
   mm->set_start_data(stat.start_data);
@@ -177,8 +232,7 @@ Status DumpMmFields(pid_t pid, RemoteSyscaller& rs, const proc::Stat& stat, imag
   mm->set_arg_end(stat.arg_end);
   mm->set_env_start(stat.env_start);
   mm->set_env_end(stat.env_end);
-  CRYO_ASSIGN_OR_RETURN(long brk, rs.Syscall(SYS_brk, 0));
-  mm->set_brk(static_cast<uint64_t>(brk));
+  mm->set_brk(static_cast<uint64_t>(q.brk));
   CRYO_ASSIGN_OR_RETURN(auto auxv, proc::ReadAuxv(pid));
   for (uint64_t w : auxv) mm->add_auxv(w);
   CRYO_ASSIGN_OR_RETURN(std::string exe, ReadLink("/proc/" + std::to_string(pid) + "/exe"));
@@ -205,10 +259,12 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
     CRYO_ASSIGN_OR_RETURN(auto trs, rs.ForThread(t.tid, t.regs));
     CRYO_RETURN_IF_ERROR(DumpTask(t, *trs, tstat, core->add_threads()));
   }
-  CRYO_RETURN_IF_ERROR(DumpSignals(pid, rs, core));
+  ProcessQueries q;
+  CRYO_RETURN_IF_ERROR(QueryProcess(pid, rs, &q));
+  CRYO_RETURN_IF_ERROR(DumpSignals(pid, q, core));
   CRYO_RETURN_IF_ERROR(DumpPosixTimers(pid, rs, core));
-  CRYO_RETURN_IF_ERROR(DumpCreds(status, rs, pid, core->mutable_creds()));
-  CRYO_RETURN_IF_ERROR(DumpMmFields(pid, rs, stat, core->mutable_mm()));
+  CRYO_RETURN_IF_ERROR(DumpCreds(status, q, core->mutable_creds()));
+  CRYO_RETURN_IF_ERROR(DumpMmFields(pid, q, stat, core->mutable_mm()));
 
   CRYO_ASSIGN_OR_RETURN(auto limits, proc::ReadLimits(pid));
   for (const auto& l : limits) {
@@ -224,18 +280,9 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   CRYO_ASSIGN_OR_RETURN(std::string root, ReadLink(dir + "/root"));
   core->set_root(root);
 
-  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_prctl, PR_GET_PDEATHSIG, rs.scratch()));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "PR_GET_PDEATHSIG"));
-  int32_t v = 0;
-  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &v, sizeof(v)));
-  core->set_pdeath_sig(v);
-  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_prctl, PR_GET_DUMPABLE));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "PR_GET_DUMPABLE"));
-  core->set_dumpable(static_cast<int32_t>(r));
-  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_prctl, PR_GET_CHILD_SUBREAPER, rs.scratch()));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "PR_GET_CHILD_SUBREAPER"));
-  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &v, sizeof(v)));
-  core->set_child_subreaper(v != 0);
+  core->set_pdeath_sig(q.out.pdeath_sig);
+  core->set_dumpable(static_cast<int32_t>(q.dumpable));
+  core->set_child_subreaper(q.out.child_subreaper != 0);
   return Status::Ok();
 }
 
