@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "files/fd_pool.h"
 #include "image/image_dir.h"
@@ -39,8 +40,10 @@ struct HelperContext {
   int sync_fd = -1;     // root only: cryo writes the rseq registration once it seized the root
   int status_fd = -1;   // HelperRecords to cryo
   int go_fd = -1;       // one byte per process once the whole tree exists
-  int fill_threads = 2;
+  int fill_threads = 2;        // for a process with much memory to fill
   bool shell_job = false;
+  int max_image_fd = 2;        // the highest fd number of any process of the image
+  const std::vector<int>* pool_fds = nullptr;  // the fd pool's fds, ascending (open in every helper)
   RseqRegistration rseq;  // glibc's registration, the same in every helper (fork copies it)
 };
 

@@ -22,6 +22,7 @@
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "files/fd_pool.h"
+#include "files/fd_table.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
 #include "proc/proc.h"
@@ -239,6 +240,14 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ctx.go_fd = go_r.get();
   ctx.shell_job = opts.shell_job;
   ctx.fill_threads = static_cast<int>(std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
+  for (const auto& [pid, p] : img.processes) ctx.max_image_fd = std::max(ctx.max_image_fd, MaxFd(p.fds));
+  // The pool's fds, found once here rather than by every helper.
+  CRYO_ASSIGN_OR_RETURN(std::vector<int> open_fds, proc::ListFds(::getpid()));
+  std::vector<int> pool_fds;
+  for (int fd : open_fds)
+    if (pool.IsPoolFd(fd)) pool_fds.push_back(fd);
+  std::sort(pool_fds.begin(), pool_fds.end());
+  ctx.pool_fds = &pool_fds;
   const pid_t parent = ::getpid();
 
   const int root_exit_signal = img.processes.at(root).core.exit_signal() ? img.processes.at(root).core.exit_signal() : SIGCHLD;
