@@ -297,6 +297,12 @@ Result<pid_t> CloneWithPid(pid_t pid, int exit_signal) {
 }
 
 void RunHelper(HelperContext ctx) {
+  // cryo blocks SIGCHLD while it rebuilds the tree; a helper must not (the
+  // SIGCHLD of its zombie children would stay pending into the restored process).
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_UNBLOCK, &chld, nullptr);
   // The helper dies with cryo until the restore is complete.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   CloseLogFile();

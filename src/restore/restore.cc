@@ -5,7 +5,9 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -40,6 +42,40 @@ double Now() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
+
+// SIGCHLD blocked and readable from a signalfd while the tree is rebuilt; the
+// mask is put back on destruction.
+class ChildSignals {
+ public:
+  Status Open() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    if (::sigprocmask(SIG_BLOCK, &set, &old_) != 0) return Status::FromErrno("blocking SIGCHLD");
+    blocked_ = true;
+    fd_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!fd_.valid()) return Status::FromErrno("signalfd for SIGCHLD");
+    return Status::Ok();
+  }
+  ~ChildSignals() {
+    fd_.reset();
+    if (blocked_) ::sigprocmask(SIG_SETMASK, &old_, nullptr);
+  }
+  // Sleeps until a SIGCHLD, data on `other_fd`, or `timeout_ms`.
+  void Wait(int other_fd, int timeout_ms) {
+    struct pollfd p[2] = {{fd_.get(), POLLIN, 0}, {other_fd, POLLIN, 0}};
+    if (::poll(p, 2, timeout_ms) > 0 && (p[0].revents & POLLIN)) {
+      struct signalfd_siginfo si[16];
+      while (::read(fd_.get(), si, sizeof(si)) > 0) {
+      }
+    }
+  }
+
+ private:
+  sigset_t old_;
+  bool blocked_ = false;
+  UniqueFd fd_;
+};
 
 // Kills everything half-restored unless released: each process of the image
 // that cryo traces (so never an unrelated process that reuses a pid).
@@ -250,6 +286,11 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ctx.pool_fds = &pool_fds;
   const pid_t parent = ::getpid();
 
+  // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
+  // blocked and read from a signalfd, it wakes the wait loop below at once.
+  // The helpers unblock it first thing (RunHelper).
+  ChildSignals child_signals;
+  CRYO_RETURN_IF_ERROR(child_signals.Open());
   const int root_exit_signal = img.processes.at(root).core.exit_signal() ? img.processes.at(root).core.exit_signal() : SIGCHLD;
   CRYO_ASSIGN_OR_RETURN(pid_t child, CloneWithPid(root, root_exit_signal));
   if (child == 0) {
@@ -318,7 +359,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     }
     if (tid == 0) {
       if (Now() > deadline) return Status::Errno(ETIMEDOUT, "waiting for the tree of pid " + std::to_string(root) + " to be rebuilt");
-      ::usleep(100);
+      child_signals.Wait(status_r.get(), 10);
       continue;
     }
     if (WIFEXITED(st) || WIFSIGNALED(st)) {
