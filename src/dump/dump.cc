@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "base/log.h"
@@ -30,6 +31,9 @@ namespace cryo {
 namespace {
 
 constexpr size_t kScratchSize = 64 << 10;
+// Processes with at most this much page data are read into memory and written
+// on the image writer's thread; bigger ones stream through the page ring.
+constexpr uint64_t kBufferedPages = 4 << 20;
 
 double Now() {
   struct timespec ts;
@@ -106,16 +110,38 @@ Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const Dump
   if (out->core.posix_timers_size()) features->insert("posix-timers");
   lap(&times->task);
 
-  CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
   const double tp = Now();
+  auto planned = PlanProcessPages(pid, &out->mm);
+  if (!planned.ok()) return planned.status().Prefixed("memory");
+  const std::vector<PagePiece>& pieces = *planned;
+  const uint64_t bytes = out->mm.total_pages() * image::kPageSize;
   ProgressFn progress;
   if (opts.show_progress)
     progress = [pid](uint64_t done, uint64_t total) {
       fprintf(stderr, "\rcryo: pid %d: writing pages %" PRIu64 "/%" PRIu64 " MiB", pid, done >> 20, total >> 20);
       if (done == total) fprintf(stderr, "\n");
     };
-  CRYO_RETURN_IF_ERROR(DumpPages(pid, &out->mm, pages.get(), progress).Prefixed("memory"));
-  CRYO_RETURN_IF_ERROR(writer.FinishPageFile(std::move(pages), out->mm.total_pages() * image::kPageSize));
+  if (bytes <= kBufferedPages) {
+    // Read now; the page file is created and written on the writer thread
+    // while the next process is collected.
+    auto data = std::make_shared<std::string>();
+    CRYO_RETURN_IF_ERROR(ReadPages(pid, pieces, &out->mm, data.get()).Prefixed("memory"));
+    if (progress && bytes) progress(bytes, bytes);
+    image::ImageWriter* w = &writer;
+    writer.Async(
+        [w, pid, data] {
+          CRYO_ASSIGN_OR_RETURN(auto file, w->CreatePageFile(image::PagesName(pid)));
+          if (!data->empty()) CRYO_RETURN_IF_ERROR(file->WriteAt(data->data(), data->size(), image::kPageDataOffset));
+          return w->FinishPageFile(std::move(file), data->size());
+        },
+        bytes);
+  } else {
+    CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
+    CRYO_RETURN_IF_ERROR(DumpPages(pid, pieces, &out->mm, pages.get(), progress).Prefixed("memory"));
+    CRYO_RETURN_IF_ERROR(writer.FinishPageFile(std::move(pages), bytes));
+  }
+  writer.AsyncWriteRecord(image::CoreName(pid), image::FileKind::kProcessCore, out->core);
+  writer.AsyncWriteRecord(image::MmName(pid), image::FileKind::kMm, out->mm);
   LOG_DEBUG("pid %d: %" PRIu64 " pages written in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
   lap(&times->pages);
   Status s = rs.Finish();
@@ -192,9 +218,8 @@ Status Dump(const DumpOptions& opts) {
     inv.add_pids(p);
     if (procs[i].core.threads_size() > 1 && std::find(inv.features().begin(), inv.features().end(), "threads") == inv.features().end())
       inv.add_features("threads");
-    CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::CoreName(p), image::FileKind::kProcessCore, procs[i].core));
-    CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::MmName(p), image::FileKind::kMm, procs[i].mm));
-    CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::FdsName(p), image::FileKind::kFdTable, procs[i].fds));
+    // core and mm went to the writer thread as each process was collected.
+    writer->AsyncWriteRecord(image::FdsName(p), image::FileKind::kFdTable, procs[i].fds);
   }
   for (const ZombieInfo& z : tree.zombies()) {
     image::ProcessCore core;
@@ -207,9 +232,9 @@ Status Dump(const DumpOptions& opts) {
     core.set_exit_signal(z.exit_signal);
     core.set_zombie_comm(z.comm);
     inv.add_pids(z.pid);
-    CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::CoreName(z.pid), image::FileKind::kProcessCore, core));
+    writer->AsyncWriteRecord(image::CoreName(z.pid), image::FileKind::kProcessCore, core);
   }
-  if (pipes.pipes_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::PipesName(), image::FileKind::kPipes, pipes));
+  if (pipes.pipes_size()) writer->AsyncWriteRecord(image::PipesName(), image::FileKind::kPipes, pipes);
   // The inventory goes last, once every other file is durable: an image
   // without one is incomplete.
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());

@@ -22,6 +22,10 @@ Result<std::unique_ptr<ImageWriter>> ImageWriter::Create(Env* env, const std::st
 Status ImageWriter::WriteRecord(const std::string& name, FileKind kind, const google::protobuf::MessageLite& msg) {
   std::string payload;
   if (!msg.SerializeToString(&payload)) return Status::Error("cannot serialize " + name);
+  return WritePayload(name, kind, payload);
+}
+
+Status ImageWriter::WritePayload(const std::string& name, FileKind kind, const std::string& payload) {
   FileHeader h;
   h.kind = kind;
   h.payload_size = payload.size();
@@ -48,20 +52,103 @@ Status ImageWriter::FinishPageFile(std::unique_ptr<WritableFile> file, uint64_t 
   return AddPending(std::move(file), sizeof(hdr));  // the page data's writeback is started as it is written
 }
 
-ImageWriter::~ImageWriter() = default;  // files not synced are closed (an incomplete image)
+// Jobs not run yet are dropped; files not synced are closed (an incomplete image).
+ImageWriter::~ImageWriter() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    cv_.notify_all();
+  }
+  if (writer_.joinable()) writer_.join();
+}
+
+void ImageWriter::Async(std::function<Status()> job, uint64_t bytes) {
+  constexpr uint64_t kMaxQueuedBytes = 16 << 20;
+  constexpr size_t kMaxQueuedJobs = 32;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!writer_.joinable() && !no_thread_) {
+    try {
+      writer_ = std::thread(&ImageWriter::WriterLoop, this);
+    } catch (const std::system_error&) {
+      no_thread_ = true;
+    }
+  }
+  if (no_thread_) {
+    lock.unlock();
+    Status s = async_error_.ok() ? job() : Status::Ok();
+    lock.lock();
+    if (async_error_.ok() && !s.ok()) async_error_ = std::move(s);
+    return;
+  }
+  cv_.wait(lock, [&] {
+    return jobs_.empty() || (jobs_.size() < kMaxQueuedJobs && queued_bytes_ + bytes <= kMaxQueuedBytes);
+  });
+  jobs_.push_back({std::move(job), bytes});
+  queued_bytes_ += bytes;
+  cv_.notify_all();
+}
+
+void ImageWriter::AsyncWriteRecord(const std::string& name, FileKind kind, const google::protobuf::MessageLite& msg) {
+  auto payload = std::make_shared<std::string>();
+  if (!msg.SerializeToString(payload.get())) {
+    Async([name] { return Status::Error("cannot serialize " + name); });
+    return;
+  }
+  Async([this, name, kind, payload] { return WritePayload(name, kind, *payload); }, payload->size());
+}
+
+void ImageWriter::WriterLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+    if (stop_) return;
+    Job job = std::move(jobs_.front());
+    jobs_.pop_front();
+    running_ = true;
+    const bool skip = !async_error_.ok();
+    lock.unlock();
+    Status s = skip ? Status::Ok() : job.run();
+    job.run = nullptr;  // frees what it held before the queue makes room
+    lock.lock();
+    if (async_error_.ok() && !s.ok()) async_error_ = std::move(s);
+    queued_bytes_ -= job.bytes;
+    running_ = false;
+    cv_.notify_all();
+  }
+}
+
+Status ImageWriter::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return jobs_.empty() && !running_; });
+  return async_error_;
+}
 
 Status ImageWriter::AddPending(std::unique_ptr<WritableFile> file, uint64_t size) {
   CRYO_RETURN_IF_ERROR(file->StartWriteback(0, size));
-  pending_.push_back(std::move(file));
+  size_t n;
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    pending_.push_back(std::move(file));
+    n = pending_.size();
+  }
   // Bounded, so that a big tree does not run out of file descriptors.
   constexpr size_t kMaxPending = 64;
-  if (pending_.size() >= kMaxPending) return SyncFiles();
+  if (n >= kMaxPending) return SyncPending();
   return Status::Ok();
 }
 
 Status ImageWriter::SyncFiles() {
-  std::vector<std::unique_ptr<WritableFile>> files = std::move(pending_);
-  pending_.clear();
+  CRYO_RETURN_IF_ERROR(Flush());
+  return SyncPending();
+}
+
+Status ImageWriter::SyncPending() {
+  std::vector<std::unique_ptr<WritableFile>> files;
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    files = std::move(pending_);
+    pending_.clear();
+  }
   std::vector<Status> results(files.size());
   auto sync = [&](size_t i) {
     results[i] = files[i]->Sync();

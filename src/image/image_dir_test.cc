@@ -4,8 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
+#include <vector>
 
 #include "base/file_util.h"
 
@@ -210,6 +212,73 @@ TEST(ImageDirTest, FullDiskIsReportedWithThePath) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.err(), ENOSPC);
   EXPECT_NE(s.ToString().find("inventory.img"), std::string::npos);
+}
+
+TEST(ImageDirTest, AsyncJobsRunInOrderAndFlushReportsTheFirstError) {
+  TempDir d;
+  auto w = ImageWriter::Create(Env::Default(), d.path());
+  ASSERT_TRUE(w.ok());
+  std::vector<int> ran;
+  for (int i = 0; i < 100; ++i)
+    (*w)->Async([&ran, i] {
+      ran.push_back(i);
+      return i == 60 ? Status::Errno(ENOSPC, "job 60") : Status::Ok();
+    }, 1 << 20);
+  Status s = (*w)->Flush();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.err(), ENOSPC);
+  EXPECT_NE(s.ToString().find("job 60"), std::string::npos);
+  // Jobs after the failed one are skipped; those before ran in order.
+  ASSERT_EQ(ran.size(), 61u);
+  for (int i = 0; i <= 60; ++i) EXPECT_EQ(ran[i], i);
+  EXPECT_FALSE((*w)->SyncFiles().ok());
+}
+
+TEST(ImageDirTest, AsyncRecordsAreReadableAfterSyncFiles) {
+  TempDir d;
+  auto w = ImageWriter::Create(Env::Default(), d.path());
+  ASSERT_TRUE(w.ok());
+  for (int pid = 1; pid <= 100; ++pid) {
+    ProcessCore core;
+    core.set_pid(pid);
+    (*w)->AsyncWriteRecord(CoreName(pid), FileKind::kProcessCore, core);
+  }
+  ASSERT_TRUE((*w)->SyncFiles().ok());
+  for (int pid = 1; pid <= 100; ++pid) {
+    ProcessCore core;
+    ASSERT_TRUE(ReadRecord(d.path(), CoreName(pid), FileKind::kProcessCore, &core).ok()) << pid;
+    EXPECT_EQ(core.pid(), pid);
+  }
+}
+
+TEST(ImageDirTest, AsyncFullDiskIsReportedWithThePath) {
+  TempDir d;
+  FullDiskEnv env(10);
+  auto w = ImageWriter::Create(&env, d.path());
+  ASSERT_TRUE(w.ok());
+  Inventory inv;
+  inv.set_cryo_version("x");
+  (*w)->AsyncWriteRecord(InventoryName(), FileKind::kInventory, inv);
+  Status s = (*w)->SyncFiles();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.err(), ENOSPC);
+  EXPECT_NE(s.ToString().find("inventory.img"), std::string::npos);
+}
+
+TEST(ImageDirTest, WriterWithQueuedJobsCanBeDestroyed) {
+  TempDir d;
+  std::atomic<int> ran{0};
+  {
+    auto w = ImageWriter::Create(Env::Default(), d.path());
+    ASSERT_TRUE(w.ok());
+    for (int i = 0; i < 20; ++i)
+      (*w)->Async([&ran] {
+        usleep(1000);
+        ++ran;
+        return Status::Ok();
+      });
+  }
+  EXPECT_LE(ran.load(), 20);
 }
 
 TEST(ImageDirTest, UnwritableDirIsRefused) {

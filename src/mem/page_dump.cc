@@ -449,14 +449,30 @@ Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::M
   return Status::Ok();
 }
 
-Status DumpPages(pid_t pid, image::Mm* mm, WritableFile* file, const ProgressFn& progress) {
+Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm) {
   CRYO_ASSIGN_OR_RETURN(PagemapScanner scanner, PagemapScanner::Open(pid));
   CRYO_ASSIGN_OR_RETURN(std::vector<PagePiece> pieces,
                         PlanPages(mm, [&](uint64_t start, uint64_t end) { return scanner.Scan(start, end); }));
   LOG_INFO("pid %d: storing %" PRIu64 " pages (%" PRIu64 " MiB)", pid, mm->total_pages(),
            mm->total_pages() * kPage >> 20);
+  return pieces;
+}
+
+Status DumpPages(pid_t pid, const std::vector<PagePiece>& pieces, image::Mm* mm, WritableFile* file,
+                 const ProgressFn& progress) {
   CRYO_ASSIGN_OR_RETURN(auto source, ProcessPageSource::Open(pid));
   return CopyPages(*source, pieces, mm, file, progress);
+}
+
+Status ReadPages(pid_t pid, const std::vector<PagePiece>& pieces, image::Mm* mm, std::string* data) {
+  uint64_t total = 0;
+  CRYO_RETURN_IF_ERROR(CheckLayout(pieces, *mm, &total));
+  data->resize(total);
+  if (total == 0) return Status::Ok();
+  CRYO_ASSIGN_OR_RETURN(auto source, ProcessPageSource::Open(pid));
+  CRYO_RETURN_IF_ERROR(source->Read(pieces.data(), pieces.size(), data->data()));
+  RunHasher(mm).Feed(data->data(), total);
+  return Status::Ok();
 }
 
 }  // namespace cryo

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "base/env.h"
@@ -85,8 +86,15 @@ struct PageCopyOptions {
 Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::Mm* mm, WritableFile* file,
                  const ProgressFn& progress, const PageCopyOptions& opts = {});
 
-// Both for a seized process: plans mm's pages from PAGEMAP_SCAN and copies them
-// into `file` (page data from kPageDataOffset on).
-Status DumpPages(pid_t pid, image::Mm* mm, WritableFile* file, const ProgressFn& progress);
+// For a seized process: PlanPages from PAGEMAP_SCAN.
+Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm);
+// Copies the planned pages of a seized process into `file` (page data from
+// kPageDataOffset on) through the ring.
+Status DumpPages(pid_t pid, const std::vector<PagePiece>& pieces, image::Mm* mm, WritableFile* file,
+                 const ProgressFn& progress);
+// Reads them into `data` instead (the page data, as it goes in the file from
+// kPageDataOffset on), setting the runs' checksums: for a small process, whose
+// page file is then written on the image writer's thread.
+Status ReadPages(pid_t pid, const std::vector<PagePiece>& pieces, image::Mm* mm, std::string* data);
 
 }  // namespace cryo
