@@ -168,14 +168,13 @@ Status RemoteSyscaller::PrepareBatch() {
   return Status::Ok();
 }
 
-Result<std::vector<long>> RemoteSyscaller::RunLoop(const std::vector<RemoteCall>& calls) {
+Status RemoteSyscaller::StartLoop(const std::vector<RemoteCall>& calls, uint64_t table_addr) {
   std::vector<BatchEntry> table(calls.size());
   for (size_t i = 0; i < calls.size(); ++i) {
     table[i].nr = static_cast<uint64_t>(calls[i].nr);
     std::memcpy(table[i].args, calls[i].args, sizeof(table[i].args));
     table[i].result = -ENOSYS;
   }
-  const uint64_t table_addr = scratch_ + scratch_size_ - kBatchTableBytes;
   CRYO_RETURN_IF_ERROR(WriteMem(table_addr, table.data(), table.size() * sizeof(BatchEntry)));
   user_regs_struct r = base_regs_;
   r.orig_rax = static_cast<unsigned long long>(-1);  // no syscall-restart rewrite of our registers
@@ -183,8 +182,12 @@ Result<std::vector<long>> RemoteSyscaller::RunLoop(const std::vector<RemoteCall>
   r.rbx = table_addr;
   r.r12 = calls.size();
   CRYO_RETURN_IF_ERROR(SetRegs(tid_, r));
+  if (ptrace(PTRACE_CONT, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_CONT " + Tid(tid_));
+  return Status::Ok();
+}
+
+Result<std::vector<long>> RemoteSyscaller::FinishLoop() {
   for (;;) {
-    if (ptrace(PTRACE_CONT, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_CONT " + Tid(tid_));
     CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(tid_));
     if (si.exited) return Status::Error(Tid(tid_) + " died during a batch of remote syscalls");
     if (si.stopsig == SIGTRAP && si.event == 0) {
@@ -195,26 +198,48 @@ Result<std::vector<long>> RemoteSyscaller::RunLoop(const std::vector<RemoteCall>
     // SIGKILL/SIGSTOP cannot be blocked; anything else here is unexpected.
     LOG_WARN("%s: unexpected stop (signal %d, event %d) during a batch of remote syscalls", Tid(tid_).c_str(),
              si.stopsig, si.event);
+    if (ptrace(PTRACE_CONT, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_CONT " + Tid(tid_));
   }
   // The trap unblocked SIGTRAP (force_sig_info_to_task): block it again.
   CRYO_RETURN_IF_ERROR(SetSigmask(tid_, ~0ULL));
-  CRYO_RETURN_IF_ERROR(ReadMem(table_addr, table.data(), table.size() * sizeof(BatchEntry)));
-  std::vector<long> results(calls.size());
-  for (size_t i = 0; i < calls.size(); ++i) results[i] = static_cast<long>(table[i].result);
+  std::vector<BatchEntry> table(batch_calls_);
+  CRYO_RETURN_IF_ERROR(ReadMem(batch_table_, table.data(), table.size() * sizeof(BatchEntry)));
+  std::vector<long> results(table.size());
+  for (size_t i = 0; i < table.size(); ++i) results[i] = static_cast<long>(table[i].result);
   return results;
 }
 
-Result<std::vector<long>> RemoteSyscaller::Batch(const std::vector<RemoteCall>& calls) {
+Status RemoteSyscaller::StartBatch(const std::vector<RemoteCall>& calls, uint64_t table) {
   if (!syscall_insn_ || !scratch_) return Status::Error("remote syscall batch on " + Tid(tid_) + " before MapScratch()");
-  if (calls.size() > kMaxBatch) return Status::Error("internal: remote syscall batch of " + std::to_string(calls.size()));
+  if (batch_started_) return Status::Error("internal: two remote syscall batches at once on " + Tid(tid_));
+  if (calls.size() > kMaxBatch || table < scratch_ || table + calls.size() * kBatchEntryBytes > scratch_ + scratch_size_)
+    return Status::Error("internal: remote syscall batch of " + std::to_string(calls.size()) + " out of the scratch memory");
   if (batch_mode_ == BatchMode::kUnknown) CRYO_RETURN_IF_ERROR(PrepareBatch());
-  if (batch_mode_ == BatchMode::kLoop) return RunLoop(calls);
-  std::vector<long> results;
-  for (const RemoteCall& c : calls) {
-    CRYO_ASSIGN_OR_RETURN(long r, Syscall(c.nr, c.args[0], c.args[1], c.args[2], c.args[3], c.args[4], c.args[5]));
-    results.push_back(r);
+  batch_results_.clear();
+  if (batch_mode_ == BatchMode::kLoop) {
+    CRYO_RETURN_IF_ERROR(StartLoop(calls, table));
+  } else {
+    for (const RemoteCall& c : calls) {
+      CRYO_ASSIGN_OR_RETURN(long r, Syscall(c.nr, c.args[0], c.args[1], c.args[2], c.args[3], c.args[4], c.args[5]));
+      batch_results_.push_back(r);
+    }
   }
-  return results;
+  batch_started_ = true;
+  batch_table_ = table;
+  batch_calls_ = calls.size();
+  return Status::Ok();
+}
+
+Result<std::vector<long>> RemoteSyscaller::FinishBatch() {
+  if (!batch_started_) return Status::Error("internal: no remote syscall batch started on " + Tid(tid_));
+  batch_started_ = false;
+  if (batch_mode_ != BatchMode::kLoop) return std::move(batch_results_);
+  return FinishLoop();
+}
+
+Result<std::vector<long>> RemoteSyscaller::Batch(const std::vector<RemoteCall>& calls) {
+  CRYO_RETURN_IF_ERROR(StartBatch(calls, scratch_ + scratch_size_ - kBatchTableBytes));
+  return FinishBatch();
 }
 
 Status RemoteSyscaller::MapScratch(size_t size) {

@@ -44,8 +44,16 @@ class RemoteSyscaller {
   // run one at a time. The table lies at the top of the scratch memory: the
   // calls' outputs must stay below scratch() + scratch_size() - kBatchTableBytes.
   static constexpr size_t kMaxBatch = 128;
-  static constexpr size_t kBatchTableBytes = kMaxBatch * 64;
+  static constexpr size_t kBatchEntryBytes = 64;
+  static constexpr size_t kBatchTableBytes = kMaxBatch * kBatchEntryBytes;
   Result<std::vector<long>> Batch(const std::vector<RemoteCall>& calls);
+  // Batch() in two halves, so that several threads of a process run their
+  // batches at the same time: StartBatch() sets the calls going with their
+  // table at `table` (kBatchEntryBytes a call, inside the scratch memory, apart
+  // from every other thread's table and outputs), FinishBatch() waits for them
+  // and returns the results. One at a time, the calls run in StartBatch().
+  Status StartBatch(const std::vector<RemoteCall>& calls, uint64_t table);
+  Result<std::vector<long>> FinishBatch();
   // Whether Batch() has been running calls with one stop (for tests and logs).
   bool batch_in_one_stop() const { return batch_mode_ == BatchMode::kLoop; }
   // Maps `size` bytes of scratch memory in the target (remote mmap).
@@ -68,7 +76,8 @@ class RemoteSyscaller {
  private:
   enum class BatchMode { kUnknown, kLoop, kOneByOne };
   Status PrepareBatch();
-  Result<std::vector<long>> RunLoop(const std::vector<RemoteCall>& calls);
+  Status StartLoop(const std::vector<RemoteCall>& calls, uint64_t table);
+  Result<std::vector<long>> FinishLoop();
   pid_t tid_;
   user_regs_struct base_regs_;
   uint64_t syscall_insn_ = 0;
@@ -77,6 +86,11 @@ class RemoteSyscaller {
   bool owns_scratch_ = true;
   BatchMode batch_mode_ = BatchMode::kUnknown;
   uint64_t code_ = 0;  // the batch loop's page (owned with the scratch memory)
+  // The batch between StartBatch() and FinishBatch().
+  bool batch_started_ = false;
+  uint64_t batch_table_ = 0;
+  size_t batch_calls_ = 0;
+  std::vector<long> batch_results_;  // one at a time: already known
 };
 
 // Finds the address of a `syscall` instruction (0f 05) in the task's vDSO, or else

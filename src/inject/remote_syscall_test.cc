@@ -1,5 +1,6 @@
 #include "inject/remote_syscall.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -9,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <map>
+#include <memory>
 
 #include "proc/proc.h"
 #include "seize/seize.h"
@@ -125,6 +128,97 @@ void RunBatch(Trap trap, bool expect_one_stop) {
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
   close(from_child);
+}
+
+// Threads of one process run their batches at the same time, each with its
+// own table and outputs; every thread answers for itself.
+constexpr int kThreads = 8;
+char g_altstacks[kThreads][16384];
+
+struct ThreadArg {
+  int i;
+  int out;
+};
+
+void* SetUpThread(void* p) {
+  const ThreadArg* a = static_cast<ThreadArg*>(p);
+  stack_t ss = {};
+  ss.ss_sp = g_altstacks[a->i];
+  ss.ss_size = sizeof(g_altstacks[a->i]);
+  sigaltstack(&ss, nullptr);
+  prctl(PR_SET_TIMERSLACK, 1000 + a->i);
+  const int rec[2] = {a->i, static_cast<int>(syscall(SYS_gettid))};
+  if (write(a->out, rec, sizeof(rec)) != sizeof(rec)) _exit(1);
+  for (;;) pause();
+  return nullptr;
+}
+
+TEST(RemoteBatchTest, ThreadsRunTheirBatchesTogether) {
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    static ThreadArg args[kThreads];
+    for (int i = 0; i < kThreads; ++i) {
+      args[i] = {i, fds[1]};
+      pthread_t t;
+      if (pthread_create(&t, nullptr, SetUpThread, &args[i]) != 0) _exit(1);
+    }
+    for (;;) pause();
+  }
+  close(fds[1]);
+  std::map<pid_t, int> index;  // tid -> i
+  for (int k = 0; k < kThreads; ++k) {
+    int rec[2];
+    ASSERT_EQ(read(fds[0], rec, sizeof(rec)), static_cast<ssize_t>(sizeof(rec)));
+    index[rec[1]] = rec[0];
+  }
+  {
+    auto seized = SeizedProcess::Seize(pid);
+    ASSERT_TRUE(seized.ok()) << seized.status().ToString();
+    auto vmas = proc::ReadVmas(pid);
+    ASSERT_TRUE(vmas.ok());
+    RemoteSyscaller rs(pid, (*seized)->leader().regs);
+    ASSERT_TRUE(rs.Prepare(*vmas).ok());
+    ASSERT_TRUE(rs.MapScratch(64 << 10).ok());
+    RemoteCall getpid_call;
+    getpid_call.nr = SYS_getpid;
+    ASSERT_TRUE(rs.Batch({getpid_call}).ok());
+    ASSERT_TRUE(rs.batch_in_one_stop());
+    std::vector<std::unique_ptr<RemoteSyscaller>> trs;
+    for (SeizedTask& t : (*seized)->threads()) {
+      if (t.tid == pid) continue;
+      auto r = rs.ForThread(t.tid, t.regs);
+      ASSERT_TRUE(r.ok());
+      trs.push_back(std::move(*r));
+    }
+    ASSERT_EQ(trs.size(), static_cast<size_t>(kThreads));
+    for (size_t k = 0; k < trs.size(); ++k) {
+      std::vector<RemoteCall> calls(2);
+      calls[0].nr = SYS_sigaltstack;
+      calls[0].args[1] = rs.scratch() + 4096 + k * 64;
+      calls[1].nr = SYS_prctl;
+      calls[1].args[0] = PR_GET_TIMERSLACK;
+      ASSERT_TRUE(trs[k]->StartBatch(calls, rs.scratch() + 16384 + k * 2 * 64).ok());
+    }
+    for (size_t k = 0; k < trs.size(); ++k) {
+      SCOPED_TRACE("thread " + std::to_string(k));
+      auto r = trs[k]->FinishBatch();
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      const int i = index.at((*seized)->threads()[k + 1].tid);
+      EXPECT_EQ((*r)[0], 0);
+      EXPECT_EQ((*r)[1], 1000 + i);
+      stack_t ss;
+      ASSERT_TRUE(rs.ReadMem(rs.scratch() + 4096 + k * 64, &ss, sizeof(ss)).ok());
+      EXPECT_EQ(ss.ss_sp, g_altstacks[i]);
+    }
+    ASSERT_TRUE(rs.Finish().ok());
+    ASSERT_TRUE((*seized)->Detach().ok());
+  }
+  kill(pid, SIGKILL);
+  int status;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  close(fds[0]);
 }
 
 TEST(RemoteBatchTest, OneStopWhenSigtrapIsDefault) { RunBatch(Trap::kDefault, true); }

@@ -9,7 +9,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <memory>
 #include <cstring>
 #include <vector>
 
@@ -145,7 +147,70 @@ Status DumpSignals(pid_t pid, const ProcessQueries& q, image::ProcessCore* core)
   return Status::Ok();
 }
 
-Status DumpTask(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, image::TaskCore* t) {
+// A thread's values only a remote system call in that thread shows.
+struct ThreadQueries {
+  struct Out {
+    stack_t ss;
+    uint64_t tid_addr;
+  };
+  Out out{};
+  long timer_slack = 0;
+};
+
+// Threads query in waves that run at the same time, each thread with its own
+// slot of the scratch memory, above the process's outputs (QueryProcess).
+constexpr size_t kThreadWave = 32;
+constexpr size_t kThreadCalls = 3;
+constexpr uint64_t kThreadOutOff = 4096, kThreadOutBytes = 64;
+constexpr uint64_t kThreadTableOff = kThreadOutOff + kThreadWave * kThreadOutBytes;
+static_assert(sizeof(ThreadQueries::Out) <= kThreadOutBytes);
+
+std::vector<RemoteCall> ThreadCalls(uint64_t out) {
+  std::vector<RemoteCall> calls(kThreadCalls);
+  calls[0].nr = SYS_sigaltstack;
+  calls[0].args[1] = out + offsetof(ThreadQueries::Out, ss);
+  calls[1].nr = SYS_prctl;
+  calls[1].args[0] = PR_GET_TID_ADDRESS;
+  calls[1].args[1] = out + offsetof(ThreadQueries::Out, tid_addr);
+  calls[2].nr = SYS_prctl;
+  calls[2].args[0] = PR_GET_TIMERSLACK;
+  return calls;
+}
+
+// Runs the queries of threads [first, last) of `rss` at the same time.
+Status QueryThreads(const std::vector<RemoteSyscaller*>& rss, const std::vector<pid_t>& tids, size_t first,
+                    size_t last, std::vector<ThreadQueries>* q) {
+  for (size_t i = first; i < last; ++i) {
+    const uint64_t slot = i - first;
+    RemoteSyscaller& rs = *rss[i];
+    CRYO_RETURN_IF_ERROR(rs.StartBatch(ThreadCalls(rs.scratch() + kThreadOutOff + slot * kThreadOutBytes),
+                                       rs.scratch() + kThreadTableOff + slot * kThreadCalls * RemoteSyscaller::kBatchEntryBytes));
+  }
+  // Every started batch is waited for, even after an error (its thread must
+  // be stopped again before anything else happens to it).
+  Status first_error;
+  for (size_t i = first; i < last; ++i) {
+    auto res = rss[i]->FinishBatch();
+    if (!res.ok()) {
+      if (first_error.ok()) first_error = res.status();
+      continue;
+    }
+    const pid_t tid = tids[i];
+    Status s = CheckRemote((*res)[0], tid, "sigaltstack");
+    if (s.ok()) s = CheckRemote((*res)[1], tid, "PR_GET_TID_ADDRESS");
+    if (s.ok()) s = CheckRemote((*res)[2], tid, "PR_GET_TIMERSLACK");
+    if (s.ok()) (*q)[i].timer_slack = (*res)[2];
+    if (!s.ok() && first_error.ok()) first_error = s;
+  }
+  CRYO_RETURN_IF_ERROR(first_error);
+  const uint64_t base = rss[first]->scratch() + kThreadOutOff;
+  std::vector<char> out((last - first) * kThreadOutBytes);
+  CRYO_RETURN_IF_ERROR(rss[first]->ReadMem(base, out.data(), out.size()));
+  for (size_t i = first; i < last; ++i) std::memcpy(&(*q)[i].out, &out[(i - first) * kThreadOutBytes], sizeof((*q)[i].out));
+  return Status::Ok();
+}
+
+Status DumpTask(SeizedTask& task, const ThreadQueries& q, const proc::Stat& stat, image::TaskCore* t) {
   const pid_t tid = task.tid;
   t->set_tid(tid);
   t->set_comm(stat.comm);
@@ -154,27 +219,7 @@ Status DumpTask(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, i
   CRYO_RETURN_IF_ERROR(DumpPending(tid, false, t->mutable_pending()));
   for (const auto& info : task.intercepted) t->add_pending()->set_raw(std::string(info.begin(), info.end()));
 
-  // This thread's values only a remote system call shows, in one batch. The
-  // outputs go above the process's (QueryProcess), so threads never overlap it.
-  struct {
-    stack_t ss;
-    uint64_t tid_addr;
-  } out{};
-  const uint64_t base = rs.scratch() + 4096;
-  std::vector<RemoteCall> calls(3);
-  calls[0].nr = SYS_sigaltstack;
-  calls[0].args[1] = base;
-  calls[1].nr = SYS_prctl;
-  calls[1].args[0] = PR_GET_TID_ADDRESS;
-  calls[1].args[1] = base + offsetof(decltype(out), tid_addr);
-  calls[2].nr = SYS_prctl;
-  calls[2].args[0] = PR_GET_TIMERSLACK;
-  CRYO_ASSIGN_OR_RETURN(std::vector<long> res, rs.Batch(calls));
-  CRYO_RETURN_IF_ERROR(CheckRemote(res[0], tid, "sigaltstack"));
-  CRYO_RETURN_IF_ERROR(CheckRemote(res[1], tid, "PR_GET_TID_ADDRESS"));
-  CRYO_RETURN_IF_ERROR(CheckRemote(res[2], tid, "PR_GET_TIMERSLACK"));
-  CRYO_RETURN_IF_ERROR(rs.ReadMem(base, &out, sizeof(out)));
-  const stack_t& ss = out.ss;
+  const stack_t& ss = q.out.ss;
   t->set_altstack_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
   t->set_altstack_size(ss.ss_size);
   t->set_altstack_flags(ss.ss_flags);
@@ -192,7 +237,7 @@ Status DumpTask(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, i
   t->set_robust_list(reinterpret_cast<uint64_t>(head));
   t->set_robust_list_len(len);
 
-  t->set_clear_child_tid(out.tid_addr);
+  t->set_clear_child_tid(q.out.tid_addr);
 
   int policy = sched_getscheduler(tid);
   if (policy < 0) return Status::FromErrno("sched_getscheduler " + What(tid, "policy"));
@@ -201,7 +246,7 @@ Status DumpTask(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, i
   t->set_sched_policy(static_cast<uint32_t>(policy));
   t->set_sched_priority(static_cast<uint32_t>(sp.sched_priority));
   t->set_nice(static_cast<int32_t>(stat.nice));
-  t->set_timer_slack_ns(static_cast<uint64_t>(res[2]));
+  t->set_timer_slack_ns(static_cast<uint64_t>(q.timer_slack));
   return Status::Ok();
 }
 
@@ -252,12 +297,29 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   core->set_sid(stat.session);
   core->set_exit_signal(stat.exit_signal);
   core->set_umask(status.umask);
-  CRYO_RETURN_IF_ERROR(DumpTask(sp.leader(), rs, stat, core->add_threads()));
-  for (size_t i = 1; i < sp.threads().size(); ++i) {
+  // Every thread's remote queries: the leader's first (its batch sets up how
+  // batches run, which the other threads' syscallers inherit), then the others
+  // in waves that run at the same time.
+  const size_t n = sp.threads().size();
+  std::vector<std::unique_ptr<RemoteSyscaller>> others;
+  std::vector<RemoteSyscaller*> rss = {&rs};
+  std::vector<pid_t> tids = {sp.leader().tid};
+  std::vector<ThreadQueries> tq(n);
+  CRYO_RETURN_IF_ERROR(QueryThreads(rss, tids, 0, 1, &tq));
+  for (size_t i = 1; i < n; ++i) {
+    SeizedTask& t = sp.threads()[i];
+    CRYO_ASSIGN_OR_RETURN(auto trs, rs.ForThread(t.tid, t.regs));
+    rss.push_back(trs.get());
+    others.push_back(std::move(trs));
+    tids.push_back(t.tid);
+  }
+  for (size_t first = 1; first < n; first += kThreadWave)
+    CRYO_RETURN_IF_ERROR(QueryThreads(rss, tids, first, std::min(n, first + kThreadWave), &tq));
+  CRYO_RETURN_IF_ERROR(DumpTask(sp.leader(), tq[0], stat, core->add_threads()));
+  for (size_t i = 1; i < n; ++i) {
     SeizedTask& t = sp.threads()[i];
     CRYO_ASSIGN_OR_RETURN(proc::Stat tstat, proc::ReadTaskStat(pid, t.tid));
-    CRYO_ASSIGN_OR_RETURN(auto trs, rs.ForThread(t.tid, t.regs));
-    CRYO_RETURN_IF_ERROR(DumpTask(t, *trs, tstat, core->add_threads()));
+    CRYO_RETURN_IF_ERROR(DumpTask(t, tq[i], tstat, core->add_threads()));
   }
   ProcessQueries q;
   CRYO_RETURN_IF_ERROR(QueryProcess(pid, rs, &q));
