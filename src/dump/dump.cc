@@ -16,6 +16,7 @@
 #include "files/fd_table.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
+#include "dump/prefetch.h"
 #include "mem/page_dump.h"
 #include "mem/vma_dump.h"
 #include "proc/proc.h"
@@ -83,37 +84,34 @@ struct DumpedProcess {
   image::FdTable fds;
 };
 
-// Collects one seized process: memory (pages go straight to its page file),
-// fds, task state.
-Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const DumpOptions& opts, DumpedProcess* out,
-                   std::set<std::string>* features, PhaseTimes* times) {
+// Collects one seized process from its facts read ahead: task state by
+// ptrace and remote system calls, then its files (written on the image
+// writer's thread, but for the pages of a big process, streamed here).
+Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWriter& writer, const DumpOptions& opts,
+                   DumpedProcess* out, std::set<std::string>* features, PhaseTimes* times) {
   const pid_t pid = seized.pid();
+  times->proc += facts.proc_s;
+  times->fds += facts.fds_s;
+  times->pages += facts.pages_s;
+  out->mm = std::move(facts.mm);
+  out->fds = std::move(facts.fds);
+  features->insert(facts.features.begin(), facts.features.end());
   double t = Now();
   auto lap = [&t](double* phase) {
     const double now = Now();
     *phase += now - t;
     t = now;
   };
-  CRYO_ASSIGN_OR_RETURN(proc::Stat stat, proc::ReadStat(pid));
-  CRYO_ASSIGN_OR_RETURN(proc::ProcStatus status, proc::ReadStatus(pid));
-  CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> vmas, proc::ReadVmas(pid));
-  CRYO_RETURN_IF_ERROR(DescribeVmas(pid, vmas, &out->mm).Prefixed("memory"));
-  lap(&times->proc);
-  CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &out->fds, features, opts.shell_job).Prefixed("files"));
-  lap(&times->fds);
 
   RemoteSyscaller rs(pid, seized.leader().regs);
-  CRYO_RETURN_IF_ERROR(rs.Prepare(vmas).Prefixed("preparing remote system calls"));
+  rs.SetDispositions(facts.status.sig_ign, facts.status.sig_cgt);
+  CRYO_RETURN_IF_ERROR(rs.Prepare(facts.vmas).Prefixed("preparing remote system calls"));
   CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
   lap(&times->remote);
-  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, stat, status, &out->core).Prefixed("task state"));
+  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core).Prefixed("task state"));
   if (out->core.posix_timers_size()) features->insert("posix-timers");
   lap(&times->task);
 
-  const double tp = Now();
-  auto planned = PlanProcessPages(pid, &out->mm);
-  if (!planned.ok()) return planned.status().Prefixed("memory");
-  const std::vector<PagePiece>& pieces = *planned;
   const uint64_t bytes = out->mm.total_pages() * image::kPageSize;
   ProgressFn progress;
   if (opts.show_progress)
@@ -121,13 +119,11 @@ Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const Dump
       fprintf(stderr, "\rcryo: pid %d: writing pages %" PRIu64 "/%" PRIu64 " MiB", pid, done >> 20, total >> 20);
       if (done == total) fprintf(stderr, "\n");
     };
-  if (bytes <= kBufferedPages) {
-    // Read now; the page file is created and written on the writer thread
-    // while the next process is collected.
-    auto data = std::make_shared<std::string>();
-    CRYO_RETURN_IF_ERROR(ReadPages(pid, pieces, &out->mm, data.get()).Prefixed("memory"));
+  if (facts.pages) {
+    // Read ahead; the page file is created and written on the writer thread.
     if (progress && bytes) progress(bytes, bytes);
     image::ImageWriter* w = &writer;
+    std::shared_ptr<std::string> data = std::move(facts.pages);
     writer.Async(
         [w, pid, data] {
           CRYO_ASSIGN_OR_RETURN(auto file, w->CreatePageFile(image::PagesName(pid)));
@@ -136,13 +132,14 @@ Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const Dump
         },
         bytes);
   } else {
+    const double tp = Now();
     CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
-    CRYO_RETURN_IF_ERROR(DumpPages(pid, pieces, &out->mm, pages.get(), progress).Prefixed("memory"));
+    CRYO_RETURN_IF_ERROR(DumpPages(pid, facts.pieces, &out->mm, pages.get(), progress).Prefixed("memory"));
     CRYO_RETURN_IF_ERROR(writer.FinishPageFile(std::move(pages), bytes));
+    LOG_DEBUG("pid %d: %" PRIu64 " pages written in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
   }
   writer.AsyncWriteRecord(image::CoreName(pid), image::FileKind::kProcessCore, out->core);
   writer.AsyncWriteRecord(image::MmName(pid), image::FileKind::kMm, out->mm);
-  LOG_DEBUG("pid %d: %" PRIu64 " pages written in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
   lap(&times->pages);
   Status s = rs.Finish();
   lap(&times->remote);
@@ -178,15 +175,20 @@ Status Dump(const DumpOptions& opts) {
   std::set<pid_t> pids;
   PhaseTimes times;
   const double tc = Now();
+  std::vector<pid_t> order;
+  for (const auto& sp : tree.processes()) order.push_back(sp->pid());
+  Prefetcher prefetch(order, opts.shell_job, kBufferedPages, 2);
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
-    CRYO_RETURN_IF_ERROR(
-        DumpProcess(sp, *writer, opts, &procs[i], &features, &times).Prefixed("pid " + std::to_string(sp.pid())));
+    const std::string who = "pid " + std::to_string(sp.pid());
+    auto facts = prefetch.Take();
+    if (!facts.ok()) return facts.status().Prefixed(who);
+    CRYO_RETURN_IF_ERROR(DumpProcess(sp, *facts, *writer, opts, &procs[i], &features, &times).Prefixed(who));
     tables.push_back({sp.pid(), &procs[i].fds});
     pids.insert(sp.pid());
   }
-  LOG_DEBUG("%zu processes collected in %.1f ms: /proc and VMAs %.1f ms, fds %.1f ms, remote setup %.1f ms, "
-            "task state %.1f ms, pages %.1f ms",
+  LOG_DEBUG("%zu processes collected in %.1f ms: /proc and VMAs %.1f ms, fds %.1f ms (read ahead), remote setup %.1f ms, "
+            "task state %.1f ms, pages %.1f ms (planned and small ones read ahead, written)",
             procs.size(), (Now() - tc) * 1e3, times.proc * 1e3, times.fds * 1e3, times.remote * 1e3,
             times.task * 1e3, times.pages * 1e3);
   for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);

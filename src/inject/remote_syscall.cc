@@ -140,9 +140,16 @@ Status RemoteSyscaller::PrepareBatch() {
   batch_mode_ = BatchMode::kOneByOne;
   if (scratch_size_ < 2 * kBatchTableBytes) return Status::Ok();
   // Dispositions are per process and cannot change while it is seized.
-  CRYO_ASSIGN_OR_RETURN(proc::ProcStatus st, proc::ReadStatus(tid_));
-  if ((st.sig_ign | st.sig_cgt) >> kSigtrapBit & 1) {
+  if (!dispositions_known_) {
+    CRYO_ASSIGN_OR_RETURN(proc::ProcStatus st, proc::ReadStatus(tid_));
+    SetDispositions(st.sig_ign, st.sig_cgt);
+  }
+  if ((sig_ign_ | sig_cgt_) >> kSigtrapBit & 1) {
     LOG_DEBUG("%s handles or ignores SIGTRAP: remote system calls one at a time", Tid(tid_).c_str());
+    return Status::Ok();
+  }
+  if (code_) {  // mapped with the scratch memory, the loop written
+    batch_mode_ = BatchMode::kLoop;
     return Status::Ok();
   }
   // Executable, not writable (also allowed under PR_SET_MDWE); written
@@ -164,6 +171,7 @@ Status RemoteSyscaller::PrepareBatch() {
     return s;
   }
   code_ = static_cast<uint64_t>(addr);
+  code_separate_ = true;
   batch_mode_ = BatchMode::kLoop;
   return Status::Ok();
 }
@@ -243,11 +251,24 @@ Result<std::vector<long>> RemoteSyscaller::Batch(const std::vector<RemoteCall>& 
 }
 
 Status RemoteSyscaller::MapScratch(size_t size) {
-  CRYO_ASSIGN_OR_RETURN(long addr, Syscall(SYS_mmap, 0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                                           static_cast<uint64_t>(-1), 0));
-  if (addr < 0 && addr > -4096) return Status::Errno(static_cast<int>(-addr), "remote mmap of scratch memory in " + Tid(tid_));
+  CRYO_ASSIGN_OR_RETURN(long addr, Syscall(SYS_mmap, 0, size + kCodePage, PROT_READ | PROT_WRITE | PROT_EXEC,
+                                           MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0));
+  if (addr < 0 && addr > -4096) {
+    // Refused (PR_SET_MDWE denies writable and executable memory): scratch
+    // alone; the loop gets a page of its own if a batch needs it.
+    CRYO_ASSIGN_OR_RETURN(addr, Syscall(SYS_mmap, 0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                                        static_cast<uint64_t>(-1), 0));
+    if (addr < 0 && addr > -4096)
+      return Status::Errno(static_cast<int>(-addr), "remote mmap of scratch memory in " + Tid(tid_));
+    scratch_ = static_cast<uint64_t>(addr);
+    scratch_size_ = mapping_len_ = size;
+    return Status::Ok();
+  }
   scratch_ = static_cast<uint64_t>(addr);
   scratch_size_ = size;
+  mapping_len_ = size + kCodePage;
+  CRYO_RETURN_IF_ERROR(WriteMem(scratch_ + size, kBatchLoop, sizeof(kBatchLoop)));
+  code_ = scratch_ + size;
   return Status::Ok();
 }
 
@@ -271,13 +292,14 @@ Status RemoteSyscaller::Finish() {
   if (!scratch_ || !owns_scratch_) return Status::Ok();
   uint64_t addr = scratch_;
   scratch_ = 0;
-  if (code_) {
+  if (code_ && code_separate_) {
     const uint64_t code = code_;
     code_ = 0;
     CRYO_ASSIGN_OR_RETURN(long r, Syscall(SYS_munmap, code, kCodePage));
     if (r != 0) return Status::Errno(static_cast<int>(-r), "remote munmap of the code page in " + Tid(tid_));
   }
-  CRYO_ASSIGN_OR_RETURN(long r, Syscall(SYS_munmap, addr, scratch_size_));
+  code_ = 0;
+  CRYO_ASSIGN_OR_RETURN(long r, Syscall(SYS_munmap, addr, mapping_len_));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "remote munmap of scratch memory in " + Tid(tid_));
   return Status::Ok();
 }

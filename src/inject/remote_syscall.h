@@ -56,8 +56,17 @@ class RemoteSyscaller {
   Result<std::vector<long>> FinishBatch();
   // Whether Batch() has been running calls with one stop (for tests and logs).
   bool batch_in_one_stop() const { return batch_mode_ == BatchMode::kLoop; }
-  // Maps `size` bytes of scratch memory in the target (remote mmap).
+  // Maps `size` bytes of scratch memory in the target (remote mmap), with the
+  // batch loop's page right after it when the task allows a writable and
+  // executable mapping (not under PR_SET_MDWE): one mapping, one munmap.
   Status MapScratch(size_t size);
+  // The task's ignored and caught signals (SigIgn, SigCgt of /proc/PID/status),
+  // if the caller has read them: saves Batch() reading them for SIGTRAP.
+  void SetDispositions(uint64_t ignored, uint64_t caught) {
+    dispositions_known_ = true;
+    sig_ign_ = ignored;
+    sig_cgt_ = caught;
+  }
   uint64_t scratch() const { return scratch_; }
   size_t scratch_size() const { return scratch_size_; }
   Status WriteMem(uint64_t addr, const void* data, size_t n);
@@ -86,6 +95,10 @@ class RemoteSyscaller {
   bool owns_scratch_ = true;
   BatchMode batch_mode_ = BatchMode::kUnknown;
   uint64_t code_ = 0;  // the batch loop's page (owned with the scratch memory)
+  size_t mapping_len_ = 0;  // scratch, and the loop's page when it follows it
+  bool code_separate_ = false;  // the loop's page is a mapping of its own
+  bool dispositions_known_ = false;
+  uint64_t sig_ign_ = 0, sig_cgt_ = 0;
   // The batch between StartBatch() and FinishBatch().
   bool batch_started_ = false;
   uint64_t batch_table_ = 0;

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -19,7 +20,7 @@
 namespace cryo {
 namespace {
 
-enum class Trap { kDefault, kHandled, kIgnored };
+enum class Trap { kDefault, kHandled, kIgnored, kDefaultMdwe };
 
 void OnTrap(int) {}
 
@@ -34,6 +35,8 @@ pid_t StartChild(Trap trap, int* to_child, int* from_child) {
     close(b[0]);
     if (trap == Trap::kHandled) signal(SIGTRAP, OnTrap);
     if (trap == Trap::kIgnored) signal(SIGTRAP, SIG_IGN);
+    // PR_SET_MDWE (65), PR_MDWE_REFUSE_EXEC_GAIN (1): no writable+executable memory.
+    if (trap == Trap::kDefaultMdwe && prctl(65, 1, 0, 0, 0) != 0) _exit(3);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGUSR2);
@@ -78,6 +81,12 @@ void RunBatch(Trap trap, bool expect_one_stop) {
     RemoteSyscaller rs(pid, (*seized)->leader().regs);
     ASSERT_TRUE(rs.Prepare(*vmas).ok());
     ASSERT_TRUE(rs.MapScratch(64 << 10).ok());
+    // Scratch and loop in one writable+executable mapping, unless MDWE refuses it.
+    auto mapped = proc::ReadVmas(pid);
+    ASSERT_TRUE(mapped.ok());
+    size_t wx = 0;
+    for (const proc::Vma& v : *mapped) wx += (v.prot & PROT_WRITE) && (v.prot & PROT_EXEC);
+    EXPECT_EQ(wx, trap == Trap::kDefaultMdwe ? 0u : 1u);
     std::vector<RemoteCall> calls(5);
     calls[0].nr = SYS_getpid;
     calls[1].nr = SYS_getppid;
@@ -99,9 +108,9 @@ void RunBatch(Trap trap, bool expect_one_stop) {
     EXPECT_EQ((*r)[4], 1);
     uint64_t handler = 0;
     ASSERT_TRUE(rs.ReadMem(rs.scratch(), &handler, sizeof(handler)).ok());
-    const uint64_t want = trap == Trap::kDefault   ? 0
+    const uint64_t want = trap == Trap::kHandled   ? reinterpret_cast<uint64_t>(&OnTrap)
                           : trap == Trap::kIgnored ? 1
-                                                   : reinterpret_cast<uint64_t>(&OnTrap);
+                                                   : 0;
     EXPECT_EQ(handler, want);
     // A second batch reuses the code page; a plain call still works after one.
     r = rs.Batch({calls[0], calls[0]});
@@ -222,6 +231,7 @@ TEST(RemoteBatchTest, ThreadsRunTheirBatchesTogether) {
 }
 
 TEST(RemoteBatchTest, OneStopWhenSigtrapIsDefault) { RunBatch(Trap::kDefault, true); }
+TEST(RemoteBatchTest, OneStopUnderMdweWithASeparateCodePage) { RunBatch(Trap::kDefaultMdwe, true); }
 TEST(RemoteBatchTest, OneByOneWhenSigtrapIsHandled) { RunBatch(Trap::kHandled, false); }
 TEST(RemoteBatchTest, OneByOneWhenSigtrapIsIgnored) { RunBatch(Trap::kIgnored, false); }
 

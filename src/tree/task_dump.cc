@@ -73,80 +73,6 @@ Status DumpPending(pid_t tid, bool shared, google::protobuf::RepeatedPtrField<im
   }
 }
 
-// The process-wide values only a remote system call shows, queried in one
-// batch (RemoteSyscaller::Batch); each call writes into its own slot of the
-// scratch memory.
-struct ProcessQueries {
-  struct Out {
-    KernelSigaction actions[64];  // by signal - 1
-    struct itimerval itimers[3];  // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
-    int32_t pdeath_sig;
-    int32_t child_subreaper;
-  };
-  Out out{};
-  long securebits = 0, brk = 0, dumpable = 0;
-};
-
-Status QueryProcess(pid_t pid, RemoteSyscaller& rs, ProcessQueries* q) {
-  static_assert(sizeof(ProcessQueries::Out) < 4096);
-  const uint64_t base = rs.scratch();
-  auto at = [&](const void* field) {
-    return base + static_cast<uint64_t>(static_cast<const char*>(field) - reinterpret_cast<const char*>(&q->out));
-  };
-  std::vector<RemoteCall> calls;
-  std::vector<const char*> names;
-  auto add = [&](const char* name, long nr, std::initializer_list<uint64_t> args) {
-    RemoteCall c;
-    c.nr = nr;
-    size_t i = 0;
-    for (uint64_t a : args) c.args[i++] = a;
-    calls.push_back(c);
-    names.push_back(name);
-  };
-  for (int sig = 1; sig <= 64; ++sig)
-    if (sig != SIGKILL && sig != SIGSTOP) add("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, at(&q->out.actions[sig - 1]), 8});
-  const int whiches[3] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
-  for (int i = 0; i < 3; ++i) add("getitimer", SYS_getitimer, {static_cast<uint64_t>(whiches[i]), at(&q->out.itimers[i])});
-  add("PR_GET_SECUREBITS", SYS_prctl, {PR_GET_SECUREBITS});
-  add("brk", SYS_brk, {0});
-  add("PR_GET_PDEATHSIG", SYS_prctl, {PR_GET_PDEATHSIG, at(&q->out.pdeath_sig)});
-  add("PR_GET_DUMPABLE", SYS_prctl, {PR_GET_DUMPABLE});
-  add("PR_GET_CHILD_SUBREAPER", SYS_prctl, {PR_GET_CHILD_SUBREAPER, at(&q->out.child_subreaper)});
-  CRYO_ASSIGN_OR_RETURN(std::vector<long> r, rs.Batch(calls));
-  for (size_t i = 0; i < r.size(); ++i)
-    if (std::strcmp(names[i], "brk") != 0) CRYO_RETURN_IF_ERROR(CheckRemote(r[i], pid, names[i]));
-  const size_t n = r.size();
-  q->securebits = r[n - 5];
-  q->brk = r[n - 4];
-  q->dumpable = r[n - 2];
-  return rs.ReadMem(base, &q->out, sizeof(q->out));
-}
-
-Status DumpSignals(pid_t pid, const ProcessQueries& q, image::ProcessCore* core) {
-  for (int sig = 1; sig <= 64; ++sig) {
-    if (sig == SIGKILL || sig == SIGSTOP) continue;
-    const KernelSigaction& ka = q.out.actions[sig - 1];
-    if (ka.handler == 0 && ka.flags == 0 && ka.mask == 0) continue;  // SIG_DFL, nothing to restore
-    image::SigAction* a = core->add_actions();
-    a->set_sig(sig);
-    a->set_handler(ka.handler);
-    a->set_flags(ka.flags);
-    a->set_restorer(ka.restorer);
-    a->set_mask(ka.mask);
-  }
-  CRYO_RETURN_IF_ERROR(DumpPending(pid, true, core->mutable_shared_pending()));
-  const int whiches[3] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
-  for (int i = 0; i < 3; ++i) {
-    const struct itimerval& it = q.out.itimers[i];
-    if (!it.it_value.tv_sec && !it.it_value.tv_usec && !it.it_interval.tv_sec && !it.it_interval.tv_usec) continue;
-    image::ITimer* t = core->add_itimers();
-    t->set_which(whiches[i]);
-    t->set_interval_us(it.it_interval.tv_sec * 1000000ull + it.it_interval.tv_usec);
-    t->set_value_us(it.it_value.tv_sec * 1000000ull + it.it_value.tv_usec);
-  }
-  return Status::Ok();
-}
-
 // A thread's values only a remote system call in that thread shows.
 struct ThreadQueries {
   struct Out {
@@ -177,6 +103,22 @@ std::vector<RemoteCall> ThreadCalls(uint64_t out) {
   return calls;
 }
 
+Status ThreadResults(pid_t tid, const std::vector<long>& r, ThreadQueries* q) {
+  CRYO_RETURN_IF_ERROR(CheckRemote(r[0], tid, "sigaltstack"));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r[1], tid, "PR_GET_TID_ADDRESS"));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r[2], tid, "PR_GET_TIMERSLACK"));
+  q->timer_slack = r[2];
+  return Status::Ok();
+}
+
+// The outputs of threads [first, last), slots 0.. of the scratch memory.
+Status ReadThreadOuts(RemoteSyscaller& rs, size_t first, size_t last, std::vector<ThreadQueries>* q) {
+  std::vector<char> out((last - first) * kThreadOutBytes);
+  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch() + kThreadOutOff, out.data(), out.size()));
+  for (size_t i = first; i < last; ++i) std::memcpy(&(*q)[i].out, &out[(i - first) * kThreadOutBytes], sizeof((*q)[i].out));
+  return Status::Ok();
+}
+
 // Runs the queries of threads [first, last) of `rss` at the same time.
 Status QueryThreads(const std::vector<RemoteSyscaller*>& rss, const std::vector<pid_t>& tids, size_t first,
                     size_t last, std::vector<ThreadQueries>* q) {
@@ -195,18 +137,87 @@ Status QueryThreads(const std::vector<RemoteSyscaller*>& rss, const std::vector<
       if (first_error.ok()) first_error = res.status();
       continue;
     }
-    const pid_t tid = tids[i];
-    Status s = CheckRemote((*res)[0], tid, "sigaltstack");
-    if (s.ok()) s = CheckRemote((*res)[1], tid, "PR_GET_TID_ADDRESS");
-    if (s.ok()) s = CheckRemote((*res)[2], tid, "PR_GET_TIMERSLACK");
-    if (s.ok()) (*q)[i].timer_slack = (*res)[2];
+    Status s = ThreadResults(tids[i], *res, &(*q)[i]);
     if (!s.ok() && first_error.ok()) first_error = s;
   }
   CRYO_RETURN_IF_ERROR(first_error);
-  const uint64_t base = rss[first]->scratch() + kThreadOutOff;
-  std::vector<char> out((last - first) * kThreadOutBytes);
-  CRYO_RETURN_IF_ERROR(rss[first]->ReadMem(base, out.data(), out.size()));
-  for (size_t i = first; i < last; ++i) std::memcpy(&(*q)[i].out, &out[(i - first) * kThreadOutBytes], sizeof((*q)[i].out));
+  return ReadThreadOuts(*rss[first], first, last, q);
+}
+
+// The process-wide values only a remote system call shows, queried in one
+// batch (RemoteSyscaller::Batch); each call writes into its own slot of the
+// scratch memory.
+struct ProcessQueries {
+  struct Out {
+    KernelSigaction actions[64];  // by signal - 1
+    struct itimerval itimers[3];  // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
+    int32_t pdeath_sig;
+    int32_t child_subreaper;
+  };
+  Out out{};
+  long securebits = 0, brk = 0, dumpable = 0;
+};
+
+// With the leader's own thread queries (slot 0) in the same batch.
+Status QueryProcess(pid_t pid, RemoteSyscaller& rs, ProcessQueries* q, std::vector<ThreadQueries>* tq) {
+  static_assert(sizeof(ProcessQueries::Out) < 4096);
+  const uint64_t base = rs.scratch();
+  auto at = [&](const void* field) {
+    return base + static_cast<uint64_t>(static_cast<const char*>(field) - reinterpret_cast<const char*>(&q->out));
+  };
+  std::vector<RemoteCall> calls = ThreadCalls(base + kThreadOutOff);
+  std::vector<const char*> names(calls.size(), "");
+  auto add = [&](const char* name, long nr, std::initializer_list<uint64_t> args) {
+    RemoteCall c;
+    c.nr = nr;
+    size_t i = 0;
+    for (uint64_t a : args) c.args[i++] = a;
+    calls.push_back(c);
+    names.push_back(name);
+  };
+  for (int sig = 1; sig <= 64; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) add("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, at(&q->out.actions[sig - 1]), 8});
+  const int whiches[3] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
+  for (int i = 0; i < 3; ++i) add("getitimer", SYS_getitimer, {static_cast<uint64_t>(whiches[i]), at(&q->out.itimers[i])});
+  add("PR_GET_SECUREBITS", SYS_prctl, {PR_GET_SECUREBITS});
+  add("brk", SYS_brk, {0});
+  add("PR_GET_PDEATHSIG", SYS_prctl, {PR_GET_PDEATHSIG, at(&q->out.pdeath_sig)});
+  add("PR_GET_DUMPABLE", SYS_prctl, {PR_GET_DUMPABLE});
+  add("PR_GET_CHILD_SUBREAPER", SYS_prctl, {PR_GET_CHILD_SUBREAPER, at(&q->out.child_subreaper)});
+  CRYO_ASSIGN_OR_RETURN(std::vector<long> r, rs.Batch(calls));
+  CRYO_RETURN_IF_ERROR(ThreadResults(pid, r, &(*tq)[0]));
+  CRYO_RETURN_IF_ERROR(ReadThreadOuts(rs, 0, 1, tq));
+  for (size_t i = kThreadCalls; i < r.size(); ++i)
+    if (std::strcmp(names[i], "brk") != 0) CRYO_RETURN_IF_ERROR(CheckRemote(r[i], pid, names[i]));
+  const size_t n = r.size();
+  q->securebits = r[n - 5];
+  q->brk = r[n - 4];
+  q->dumpable = r[n - 2];
+  return rs.ReadMem(base, &q->out, sizeof(q->out));
+}
+
+Status DumpSignals(pid_t pid, const ProcessQueries& q, image::ProcessCore* core) {
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    const KernelSigaction& ka = q.out.actions[sig - 1];
+    if (ka.handler == 0 && ka.flags == 0 && ka.mask == 0) continue;  // SIG_DFL, nothing to restore
+    image::SigAction* a = core->add_actions();
+    a->set_sig(sig);
+    a->set_handler(ka.handler);
+    a->set_flags(ka.flags);
+    a->set_restorer(ka.restorer);
+    a->set_mask(ka.mask);
+  }
+  CRYO_RETURN_IF_ERROR(DumpPending(pid, true, core->mutable_shared_pending()));
+  const int whiches[3] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
+  for (int i = 0; i < 3; ++i) {
+    const struct itimerval& it = q.out.itimers[i];
+    if (!it.it_value.tv_sec && !it.it_value.tv_usec && !it.it_interval.tv_sec && !it.it_interval.tv_usec) continue;
+    image::ITimer* t = core->add_itimers();
+    t->set_which(whiches[i]);
+    t->set_interval_us(it.it_interval.tv_sec * 1000000ull + it.it_interval.tv_usec);
+    t->set_value_us(it.it_value.tv_sec * 1000000ull + it.it_value.tv_usec);
+  }
   return Status::Ok();
 }
 
@@ -297,15 +308,16 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   core->set_sid(stat.session);
   core->set_exit_signal(stat.exit_signal);
   core->set_umask(status.umask);
-  // Every thread's remote queries: the leader's first (its batch sets up how
-  // batches run, which the other threads' syscallers inherit), then the others
-  // in waves that run at the same time.
+  // Every thread's remote queries: the leader's with the process's, first
+  // (that batch sets up how batches run, which the other threads' syscallers
+  // inherit), then the others in waves that run at the same time.
   const size_t n = sp.threads().size();
   std::vector<std::unique_ptr<RemoteSyscaller>> others;
   std::vector<RemoteSyscaller*> rss = {&rs};
   std::vector<pid_t> tids = {sp.leader().tid};
   std::vector<ThreadQueries> tq(n);
-  CRYO_RETURN_IF_ERROR(QueryThreads(rss, tids, 0, 1, &tq));
+  ProcessQueries q;
+  CRYO_RETURN_IF_ERROR(QueryProcess(pid, rs, &q, &tq));
   for (size_t i = 1; i < n; ++i) {
     SeizedTask& t = sp.threads()[i];
     CRYO_ASSIGN_OR_RETURN(auto trs, rs.ForThread(t.tid, t.regs));
@@ -321,8 +333,6 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
     CRYO_ASSIGN_OR_RETURN(proc::Stat tstat, proc::ReadTaskStat(pid, t.tid));
     CRYO_RETURN_IF_ERROR(DumpTask(t, tq[i], tstat, core->add_threads()));
   }
-  ProcessQueries q;
-  CRYO_RETURN_IF_ERROR(QueryProcess(pid, rs, &q));
   CRYO_RETURN_IF_ERROR(DumpSignals(pid, q, core));
   CRYO_RETURN_IF_ERROR(DumpPosixTimers(pid, rs, core));
   CRYO_RETURN_IF_ERROR(DumpCreds(status, q, core->mutable_creds()));

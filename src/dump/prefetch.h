@@ -1,0 +1,70 @@
+// What of a seized process can be read without ptrace (/proc, PAGEMAP_SCAN,
+// process_vm_readv), gathered on a second thread one process ahead of the
+// ptrace part (remote system calls, registers), which only the thread that
+// seized a process may do. Collecting a tree so keeps both cores busy.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "cryo/image.pb.h"
+#include "mem/page_dump.h"
+#include "proc/proc.h"
+
+namespace cryo {
+
+// One process, read ahead.
+struct ProcessFacts {
+  pid_t pid = 0;
+  proc::Stat stat;
+  proc::ProcStatus status;
+  std::vector<proc::Vma> vmas;
+  image::Mm mm;        // VMAs described, pages planned (checksummed too when `pages` is set)
+  image::FdTable fds;  // before file ids are assigned
+  std::set<std::string> features;
+  std::vector<PagePiece> pieces;
+  std::shared_ptr<std::string> pages;  // the page data, read ahead when small; else null
+  double proc_s = 0, fds_s = 0, pages_s = 0;  // where the time went (debug log)
+};
+
+// Reads the facts of one process; one with at most `buffered_max` bytes of
+// pages also has them read.
+Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max);
+
+class Prefetcher {
+ public:
+  // Starts reading `pids` in order on a thread, at most `ahead` processes
+  // ahead of Take(). The first error ends the reading; Take() returns it for
+  // its process.
+  Prefetcher(std::vector<pid_t> pids, bool shell_job, uint64_t buffered_max, size_t ahead);
+  ~Prefetcher();  // stops the thread (what it read is dropped)
+  Prefetcher(const Prefetcher&) = delete;
+  Prefetcher& operator=(const Prefetcher&) = delete;
+  // The facts of the next pid, waiting for them.
+  Result<ProcessFacts> Take();
+
+ private:
+  void Loop();
+  const std::vector<pid_t> pids_;
+  const bool shell_job_;
+  const uint64_t buffered_max_;
+  const size_t ahead_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Result<ProcessFacts>> ready_;
+  size_t taken_ = 0, read_ = 0;
+  bool stop_ = false;
+  std::thread thread_;  // not started: Take() reads in place
+};
+
+}  // namespace cryo
