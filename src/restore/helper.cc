@@ -152,12 +152,10 @@ Status BuildProcess(HelperContext& ctx) {
   CRYO_RETURN_IF_ERROR(RestoreFdTable(ctx.pid, p.fds, *ctx.pool).Prefixed("files"));
 
   // Lay out: [premap reservation][guard][blob | args | stacks | vDSO scratch].
-  // Our own ranges and names are enough: /proc/self/maps, not smaps (which
-  // walks every page table of the helper to count its pages).
-  CRYO_ASSIGN_OR_RETURN(std::string maps_text, ReadFileToString("/proc/self/maps"));
-  CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> own, proc::ParseMaps(maps_text));
-  std::vector<restorer::Move> specials;
-  CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, own, &specials));
+  // It needs our own ranges and the vDSO's place: first those cryo had when it
+  // cloned the tree (a fork keeps them), since a range we have mapped since is
+  // refused by MAP_FIXED_NOREPLACE; then, if so, /proc/self/maps (not smaps,
+  // which walks every page table of the helper to count its pages).
   int n_vmas = 0;
   for (const image::Vma& v : p.mm.vmas()) n_vmas += IsPremapped(v);
   const uint64_t premap_len = PremapSize(p.mm);
@@ -166,22 +164,42 @@ Status BuildProcess(HelperContext& ctx) {
   const uint64_t n_threads = static_cast<uint64_t>(core.threads_size() - 1);
   const uint64_t args_len = RoundUp(sizeof(restorer::Args) + n_vmas * sizeof(restorer::Move) + n_pending * 128 +
                                     n_threads * sizeof(restorer::ThreadArg) + 64);
-  uint64_t scratch_len = 0;
-  for (const auto& m : specials) scratch_len += m.len;
   const uint64_t stacks_len = kStackSize + n_threads * kThreadStackSize;
-  const uint64_t area_len = blob_len + args_len + stacks_len + scratch_len;
-
-  std::vector<std::pair<uint64_t, uint64_t>> used;
-  for (const proc::Vma& v : own) used.emplace_back(v.start, v.end);
-  for (const image::Vma& v : p.mm.vmas()) used.emplace_back(v.start(), v.end());
-  CRYO_ASSIGN_OR_RETURN(uint64_t base, FindGap(used, premap_len + kPage + area_len));
-  if (::mmap(reinterpret_cast<void*>(base), premap_len, PROT_NONE,
-             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
-    return Status::FromErrno("reserving the premap area");
-  const uint64_t area = base + premap_len + kPage;
-  if (::mmap(reinterpret_cast<void*>(area), area_len, PROT_READ | PROT_WRITE | PROT_EXEC,
-             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
-    return Status::FromErrno("mapping the restorer area");
+  std::vector<restorer::Move> specials;
+  uint64_t base = 0, area = 0, area_len = 0, scratch_len = 0;
+  for (int attempt = 0;; ++attempt) {
+    std::vector<proc::Vma> own;
+    if (attempt == 0 && ctx.cryo_vmas) {
+      own = *ctx.cryo_vmas;
+    } else {
+      CRYO_ASSIGN_OR_RETURN(std::string maps_text, ReadFileToString("/proc/self/maps"));
+      CRYO_ASSIGN_OR_RETURN(own, proc::ParseMaps(maps_text));
+    }
+    specials.clear();
+    CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, own, &specials));
+    scratch_len = 0;
+    for (const auto& m : specials) scratch_len += m.len;
+    area_len = blob_len + args_len + stacks_len + scratch_len;
+    std::vector<std::pair<uint64_t, uint64_t>> used;
+    for (const proc::Vma& v : own) used.emplace_back(v.start, v.end);
+    for (const image::Vma& v : p.mm.vmas()) used.emplace_back(v.start(), v.end());
+    CRYO_ASSIGN_OR_RETURN(base, FindGap(used, premap_len + kPage + area_len));
+    const bool last = attempt > 0 || !ctx.cryo_vmas;
+    if (::mmap(reinterpret_cast<void*>(base), premap_len, PROT_NONE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED) {
+      if (errno == EEXIST && !last) continue;
+      return Status::FromErrno("reserving the premap area");
+    }
+    area = base + premap_len + kPage;
+    if (::mmap(reinterpret_cast<void*>(area), area_len, PROT_READ | PROT_WRITE | PROT_EXEC,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED) {
+      const int err = errno;
+      ::munmap(reinterpret_cast<void*>(base), premap_len);
+      if (err == EEXIST && !last) continue;
+      return Status::Errno(err, "mapping the restorer area");
+    }
+    break;
+  }
 
   std::vector<restorer::Move> moves;
   const FdPool* pool = ctx.pool;

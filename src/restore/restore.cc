@@ -284,6 +284,16 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     if (pool.IsPoolFd(fd)) pool_fds.push_back(fd);
   std::sort(pool_fds.begin(), pool_fds.end());
   ctx.pool_fds = &pool_fds;
+  // Our mappings, which every helper starts with (helper.cc: the layout).
+  std::vector<proc::Vma> cryo_vmas;
+  auto maps_text = ReadFileToString("/proc/self/maps");
+  if (maps_text.ok()) {
+    auto parsed = proc::ParseMaps(*maps_text);
+    if (parsed.ok()) {
+      cryo_vmas = std::move(*parsed);
+      ctx.cryo_vmas = &cryo_vmas;
+    }
+  }
   const pid_t parent = ::getpid();
 
   // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
