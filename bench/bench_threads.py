@@ -114,7 +114,7 @@ def body(b):
 
 
 def main():
-    ap = benchlib.common_args(__doc__.splitlines()[0], warm_mib=0)
+    ap = benchlib.common_args(__doc__.splitlines()[0], warm_mib=1024)
     ap.add_argument("--memthreads", help="memthreads binary (default: build-bench/ or build/ bench/memthreads)")
     ap.add_argument("--threads", type=int, default=64, help="threads of the multi-threaded process (default 64)")
     ap.add_argument("--mib", default="0,256", help="comma-separated memory sizes in MiB (default 0,256)")

@@ -451,8 +451,31 @@ Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::M
 
 Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm) {
   CRYO_ASSIGN_OR_RETURN(PagemapScanner scanner, PagemapScanner::Open(pid));
-  CRYO_ASSIGN_OR_RETURN(std::vector<PagePiece> pieces,
-                        PlanPages(mm, [&](uint64_t start, uint64_t end) { return scanner.Scan(start, end); }));
+  // One PAGEMAP_SCAN per run of consecutive VMAs that may hold pages (gaps
+  // hold none), rather than one per VMA (a process with many threads has a
+  // stack VMA per thread); each VMA then takes its part of the regions.
+  std::vector<PageRegion> regions;
+  const auto& vmas = mm->vmas();
+  for (int i = 0; i < vmas.size();) {
+    if (!WantPage(vmas[i].kind(), kPagePresent)) {
+      ++i;
+      continue;
+    }
+    int j = i;
+    while (j + 1 < vmas.size() && WantPage(vmas[j + 1].kind(), kPagePresent)) ++j;
+    CRYO_ASSIGN_OR_RETURN(auto found, scanner.Scan(vmas[i].start(), vmas[j].end()));
+    regions.insert(regions.end(), found.begin(), found.end());
+    i = j + 1;
+  }
+  auto scan = [&regions](uint64_t start, uint64_t end) -> Result<std::vector<PageRegion>> {
+    std::vector<PageRegion> out;
+    auto it = std::lower_bound(regions.begin(), regions.end(), start,
+                               [](const PageRegion& r, uint64_t a) { return r.end <= a; });
+    for (; it != regions.end() && it->start < end; ++it)
+      out.push_back({std::max(it->start, start), std::min(it->end, end), it->categories});
+    return out;
+  };
+  CRYO_ASSIGN_OR_RETURN(std::vector<PagePiece> pieces, PlanPages(mm, scan));
   LOG_INFO("pid %d: storing %" PRIu64 " pages (%" PRIu64 " MiB)", pid, mm->total_pages(),
            mm->total_pages() * kPage >> 20);
   return pieces;

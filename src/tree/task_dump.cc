@@ -78,6 +78,7 @@ struct ThreadQueries {
   struct Out {
     stack_t ss;
     uint64_t tid_addr;
+    char comm[16];  // PR_GET_NAME: the same bytes as /proc/PID/task/TID/stat's comm
   };
   Out out{};
   long timer_slack = 0;
@@ -86,7 +87,7 @@ struct ThreadQueries {
 // Threads query in waves that run at the same time, each thread with its own
 // slot of the scratch memory, above the process's outputs (QueryProcess).
 constexpr size_t kThreadWave = 32;
-constexpr size_t kThreadCalls = 3;
+constexpr size_t kThreadCalls = 4;
 constexpr uint64_t kThreadOutOff = 4096, kThreadOutBytes = 64;
 constexpr uint64_t kThreadTableOff = kThreadOutOff + kThreadWave * kThreadOutBytes;
 static_assert(sizeof(ThreadQueries::Out) <= kThreadOutBytes);
@@ -100,6 +101,9 @@ std::vector<RemoteCall> ThreadCalls(uint64_t out) {
   calls[1].args[1] = out + offsetof(ThreadQueries::Out, tid_addr);
   calls[2].nr = SYS_prctl;
   calls[2].args[0] = PR_GET_TIMERSLACK;
+  calls[3].nr = SYS_prctl;
+  calls[3].args[0] = PR_GET_NAME;
+  calls[3].args[1] = out + offsetof(ThreadQueries::Out, comm);
   return calls;
 }
 
@@ -107,6 +111,7 @@ Status ThreadResults(pid_t tid, const std::vector<long>& r, ThreadQueries* q) {
   CRYO_RETURN_IF_ERROR(CheckRemote(r[0], tid, "sigaltstack"));
   CRYO_RETURN_IF_ERROR(CheckRemote(r[1], tid, "PR_GET_TID_ADDRESS"));
   CRYO_RETURN_IF_ERROR(CheckRemote(r[2], tid, "PR_GET_TIMERSLACK"));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r[3], tid, "PR_GET_NAME"));
   q->timer_slack = r[2];
   return Status::Ok();
 }
@@ -329,8 +334,14 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
     CRYO_RETURN_IF_ERROR(QueryThreads(rss, tids, first, std::min(n, first + kThreadWave), &tq));
   CRYO_RETURN_IF_ERROR(DumpTask(sp.leader(), tq[0], stat, core->add_threads()));
   for (size_t i = 1; i < n; ++i) {
+    // Name (queried above) and nice of this thread: no /proc read per thread.
     SeizedTask& t = sp.threads()[i];
-    CRYO_ASSIGN_OR_RETURN(proc::Stat tstat, proc::ReadTaskStat(pid, t.tid));
+    proc::Stat tstat;
+    tstat.comm.assign(tq[i].out.comm, strnlen(tq[i].out.comm, sizeof(tq[i].out.comm)));
+    errno = 0;
+    const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(t.tid));
+    if (nice == -1 && errno != 0) return Status::FromErrno("getpriority " + What(t.tid, "nice value"));
+    tstat.nice = nice;
     CRYO_RETURN_IF_ERROR(DumpTask(t, tq[i], tstat, core->add_threads()));
   }
   CRYO_RETURN_IF_ERROR(DumpSignals(pid, q, core));
