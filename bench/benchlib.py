@@ -144,6 +144,25 @@ def find_binary(explicit, rel, what):
                      "-G Ninja && ninja -C %s/build-bench" % (what, ", ".join(cands), ROOT, ROOT, ROOT))
 
 
+def tree_pids(root):
+    """The pids of root and all its descendants (zombies included), from
+    /proc/PID/task/TID/children."""
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if proc_stat(pid) is None:
+            continue
+        out.append(pid)
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for tid in tids:
+            kids = read_text("/proc/%d/task/%s/children" % (pid, tid), "") or ""
+            todo.extend(int(k) for k in kids.split())
+    return sorted(out)
+
+
 def parse_kv(line):
     return {k: v for k, v in (tok.split("=", 1) for tok in line.split() if "=" in tok)}
 
@@ -249,14 +268,15 @@ class Bench:
                              % (" ".join(argv), p.returncode, err.decode().strip()))
         return parse_kv(out.decode().strip().splitlines()[-1])
 
-    # -- memtouch workloads
-    def start_memtouch(self, mib, timeout=120.0):
-        """Start memtouch with MIB MiB in a fresh control dir; wait for `ready`.
-        Returns (pid, ctl, seconds until ready)."""
+    # -- workloads (the control-file protocol of memtouch and tests/workloads)
+    def start_ready(self, make_argv, what, timeout=120.0):
+        """Start make_argv(ctl) in a fresh control dir ctl (its cwd, a new
+        session, stdin /dev/null, stderr to ctl/stderr); wait for ctl/ready to
+        name its pid.  Returns (pid, ctl, seconds until ready)."""
         ctl = self.fresh_dir("ctl")
         t0 = time.monotonic()
         with open(os.path.join(ctl, "stderr"), "wb") as err:
-            p = subprocess.Popen([self.memtouch, ctl, str(mib)], stdin=subprocess.DEVNULL,
+            p = subprocess.Popen(make_argv(ctl), stdin=subprocess.DEVNULL,
                                  stdout=subprocess.DEVNULL, stderr=err, cwd=ctl,
                                  start_new_session=True, close_fds=True)
         self.popens[p.pid] = p
@@ -267,14 +287,19 @@ class Bench:
             txt = read_text(ready)
             if txt and txt.strip():
                 if int(txt.strip()) != p.pid:
-                    raise BenchError("memtouch ready file names pid %s, expected %d" % (txt.strip(), p.pid))
+                    raise BenchError("%s ready file names pid %s, expected %d" % (what, txt.strip(), p.pid))
                 return p.pid, ctl, time.monotonic() - t0
             if p.poll() is not None:
-                raise BenchError("memtouch %d MiB exited with status %s before ready: %s"
-                                 % (mib, p.returncode, (read_text(os.path.join(ctl, "stderr"), "") or "").strip()))
+                raise BenchError("%s exited with status %s before ready: %s"
+                                 % (what, p.returncode, (read_text(os.path.join(ctl, "stderr"), "") or "").strip()))
             if time.monotonic() > deadline:
-                raise BenchError("memtouch %d MiB (pid %d) not ready within %.0f s" % (mib, p.pid, timeout))
+                raise BenchError("%s (pid %d) not ready within %.0f s" % (what, p.pid, timeout))
             time.sleep(0.005)
+
+    def start_memtouch(self, mib, timeout=120.0):
+        """Start memtouch with MIB MiB; wait for `ready`.
+        Returns (pid, ctl, seconds until ready)."""
+        return self.start_ready(lambda ctl: [self.memtouch, ctl, str(mib)], "memtouch %d MiB" % mib, timeout)
 
     def verify(self, pid, ctl, timeout=60.0):
         """Ask memtouch to check its pages; returns the result line (raises on FAIL)."""
@@ -397,6 +422,40 @@ class Bench:
             except ProcessLookupError:
                 pass
         self.reap(pid, timeout)
+
+    def kill_all(self, pids, timeout=10.0):
+        """SIGKILL every pid of `pids` that is our descendant, then reap them all
+        (orphans come to us: we are a child subreaper)."""
+        for pid in pids:
+            if pid_alive(pid) and self._is_ours(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for pid in pids:
+            self.reap(pid, timeout)
+
+    def wait_gone(self, pids, timeout=20.0):
+        """Wait (bounded) until none of `pids` exists, reaping those that are
+        our zombie children (the orphans of a tree cryo killed)."""
+        deadline = time.monotonic() + timeout
+        left = set(pids)
+        while left:
+            for pid in list(left):
+                st = proc_stat(pid)
+                if st is None:
+                    left.discard(pid)
+                    self.tracked.discard(pid)
+                    self.popens.pop(pid, None)
+                elif st["state"] == "Z" and st["ppid"] == os.getpid():
+                    try:
+                        os.waitpid(pid, os.WNOHANG)
+                    except ChildProcessError:
+                        pass
+            if left and time.monotonic() > deadline:
+                raise BenchError("pids %s still exist %.0f s after the dump killed them"
+                                 % (sorted(left)[:10], timeout))
+            time.sleep(0.002)
 
     def reap_stray_zombies(self):
         me = os.getpid()

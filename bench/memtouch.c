@@ -19,140 +19,26 @@
  * on a setup failure (exit status 2).
  */
 #define _GNU_SOURCE
-#include <errno.h>
-#include <fcntl.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <time.h>
-#include <unistd.h>
-
-#define PAGE 4096UL
-#define WORDS_PER_PAGE (PAGE / sizeof(uint64_t))
-
-static const char *g_ctl;
-
-static void die(const char *what)
-{
-    int e = errno;
-    fprintf(stderr, "memtouch: %s: %s\n", what, strerror(e));
-    exit(2);
-}
-
-static void ctl_path(char *out, size_t n, const char *name)
-{
-    int r = snprintf(out, n, "%s/%s", g_ctl, name);
-    if (r < 0 || (size_t)r >= n) {
-        errno = ENAMETOOLONG;
-        die("control path");
-    }
-}
-
-/* Word w of page p: never zero, different for every page and word. */
-static inline uint64_t pattern(uint64_t p, uint64_t w)
-{
-    return (p * 0x9E3779B97F4A7C15ULL) ^ (w << 48) ^ 0xA5A5000000000001ULL;
-}
-
-/* Write CTL/name atomically (name.tmp + rename). */
-static int write_ctl(const char *name, const char *text)
-{
-    char tmp[4096], dst[4096], tname[256];
-    snprintf(tname, sizeof tname, "%s.tmp", name);
-    ctl_path(tmp, sizeof tmp, tname);
-    ctl_path(dst, sizeof dst, name);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
-    size_t len = strlen(text), off = 0;
-    while (off < len) {
-        ssize_t n = write(fd, text + off, len - off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            close(fd);
-            return -1;
-        }
-        off += (size_t)n;
-    }
-    if (close(fd) != 0)
-        return -1;
-    return rename(tmp, dst);
-}
-
-/* Returns 1 if all pages hold the pattern; else 0 with a message in msg. */
-static int check_pages(const uint64_t *mem, uint64_t pages, char *msg, size_t msgsz)
-{
-    for (uint64_t p = 0; p < pages; p++) {
-        const uint64_t *pg = mem + p * WORDS_PER_PAGE;
-        for (uint64_t w = 0; w < WORDS_PER_PAGE; w++) {
-            uint64_t want = pattern(p, w);
-            if (pg[w] != want) {
-                snprintf(msg, msgsz,
-                         "FAIL page %llu word %llu (addr %p): expected %#llx, actual %#llx\n",
-                         (unsigned long long)p, (unsigned long long)w, (const void *)&pg[w],
-                         (unsigned long long)want, (unsigned long long)pg[w]);
-                return 0;
-            }
-        }
-    }
-    snprintf(msg, msgsz, "OK %llu pages\n", (unsigned long long)pages);
-    return 1;
-}
+#include "membench.h"
 
 int main(int argc, char **argv)
 {
+    g_prog = "memtouch";
     if (argc != 3) {
         fprintf(stderr, "usage: %s CTL_DIR MIB   (MIB >= 0; 0 = trivial process)\n", argv[0]);
         return 2;
     }
     g_ctl = argv[1];
-    char *end;
-    errno = 0;
-    unsigned long long mib = strtoull(argv[2], &end, 10);
-    if (errno || *end || end == argv[2] || mib > (1ULL << 20)) {
-        fprintf(stderr, "memtouch: bad MIB %s\n", argv[2]);
-        return 2;
-    }
-    const uint64_t bytes = mib << 20;
-    const uint64_t pages = bytes / PAGE;
-
-    uint64_t *mem = NULL;
-    if (bytes) {
-        /* MAP_NORESERVE only to avoid overcommit surprises; every page gets written. */
-        void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (m == MAP_FAILED)
-            die("mmap");
-        mem = m;
-        for (uint64_t p = 0; p < pages; p++) {
-            uint64_t *pg = mem + p * WORDS_PER_PAGE;
-            for (uint64_t w = 0; w < WORDS_PER_PAGE; w++)
-                pg[w] = pattern(p, w);
-        }
-    }
+    uint64_t pages;
+    uint64_t *mem = map_and_fill(parse_mib(argv[2]), &pages);
 
     char buf[64];
     snprintf(buf, sizeof buf, "%d\n", (int)getpid());
     if (write_ctl("ready", buf) != 0)
         die("write ready");
 
-    char verify[4096];
-    ctl_path(verify, sizeof verify, "verify");
     for (;;) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-        }
-        int fd = open(verify, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        char req[16] = {0};
-        ssize_t n = read(fd, req, sizeof req - 1);
-        close(fd);
-        unlink(verify);
-        int do_exit = n >= 4 && strncmp(req, "exit", 4) == 0;
+        int do_exit = wait_verify();
         char msg[256];
         int ok = check_pages(mem, pages, msg, sizeof msg);
         if (write_ctl("result", msg) != 0)

@@ -39,17 +39,9 @@ class PosixWritableFile final : public WritableFile {
     }
     return Status::Ok();
   }
-  Status SpliceFrom(int pipe_fd, size_t n, off_t offset) override {
-    loff_t off = offset;
-    while (n > 0) {
-      ssize_t w = ::splice(pipe_fd, nullptr, fd_.get(), &off, n, SPLICE_F_MOVE);
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        return Status::FromErrno("splice into " + path_);
-      }
-      if (w == 0) return Status::Error("splice into " + path_ + ": pipe ran dry");
-      n -= static_cast<size_t>(w);
-    }
+  Status StartWriteback(off_t offset, size_t n) override {
+    if (::sync_file_range(fd_.get(), offset, static_cast<off_t>(n), SYNC_FILE_RANGE_WRITE) != 0)
+      return Status::FromErrno("sync_file_range of " + path_);
     return Status::Ok();
   }
   Status Sync() override {

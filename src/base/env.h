@@ -20,8 +20,14 @@ class WritableFile {
   virtual Status Append(const void* data, size_t n) = 0;
   // Writes n bytes at `offset` without moving the append position.
   virtual Status WriteAt(const void* data, size_t n, off_t offset) = 0;
-  // Moves exactly n bytes from a pipe into the file at `offset` (splice(2)).
-  virtual Status SpliceFrom(int pipe_fd, size_t n, off_t offset) = 0;
+  // Starts writing [offset, offset + n) back to the disk without waiting for it
+  // (sync_file_range(2) SYNC_FILE_RANGE_WRITE), so that a later Sync() has less
+  // to do. Durability still comes only from Sync(). Doing nothing is correct.
+  virtual Status StartWriteback(off_t offset, size_t n) {
+    (void)offset;
+    (void)n;
+    return Status::Ok();
+  }
   // fsync(2).
   virtual Status Sync() = 0;
   virtual Status Close() = 0;

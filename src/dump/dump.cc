@@ -9,13 +9,15 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <set>
 
 #include "base/log.h"
 #include "files/fd_table.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
-#include "mem/cow_share.h"
+#include "dump/prefetch.h"
+#include "mem/page_dump.h"
 #include "mem/shm_dump.h"
 #include "mem/vma_dump.h"
 #include "proc/proc.h"
@@ -32,6 +34,9 @@ namespace cryo {
 namespace {
 
 constexpr size_t kScratchSize = 64 << 10;
+// Processes with at most this much page data are read into memory and written
+// on the image writer's thread; bigger ones stream through the page ring.
+constexpr uint64_t kBufferedPages = 4 << 20;
 
 double Now() {
   struct timespec ts;
@@ -70,6 +75,11 @@ image::Inventory MakeInventory(const DumpOptions& opts, const image::ProcessCore
 }
 
 
+// Where the time of a dump goes, summed over the processes (debug log).
+struct PhaseTimes {
+  double proc = 0, fds = 0, remote = 0, task = 0, pages = 0;
+};
+
 struct DumpedProcess {
   image::ProcessCore core;
   image::Mm mm;
@@ -77,40 +87,67 @@ struct DumpedProcess {
   std::vector<ShmMapping> shm_maps;  // VMAs of memfds, /dev/shm files, SysV segments
 };
 
-// Collects one seized process: memory (pages go straight to its page file),
-// fds, task state.
-Status DumpProcess(SeizedProcess& seized, image::ImageWriter& writer, const DumpOptions& opts, DumpedProcess* out,
-                   const DumpedProcess* parent, std::set<std::string>* features) {
+// Collects one seized process from its facts read ahead: task state by
+// ptrace and remote system calls, then its page file (written on the image
+// writer's thread, but for the pages of a big process, streamed here). Its
+// records are written once the whole tree is collected (shared objects and
+// terminals add to them).
+Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWriter& writer, const DumpOptions& opts,
+                   DumpedProcess* out, std::set<std::string>* features, PhaseTimes* times) {
   const pid_t pid = seized.pid();
-  CRYO_ASSIGN_OR_RETURN(proc::Stat stat, proc::ReadStat(pid));
-  CRYO_ASSIGN_OR_RETURN(proc::ProcStatus status, proc::ReadStatus(pid));
-  CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> vmas, proc::ReadVmas(pid));
-  CRYO_RETURN_IF_ERROR(DescribeVmas(pid, vmas, &out->mm, &out->shm_maps).Prefixed("memory"));
-  CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &out->fds, features, opts.shell_job).Prefixed("files"));
+  times->proc += facts.proc_s;
+  times->fds += facts.fds_s;
+  times->pages += facts.pages_s;
+  out->mm = std::move(facts.mm);
+  out->fds = std::move(facts.fds);
+  out->shm_maps = std::move(facts.shm_maps);
+  features->insert(facts.features.begin(), facts.features.end());
+  double t = Now();
+  auto lap = [&t](double* phase) {
+    const double now = Now();
+    *phase += now - t;
+    t = now;
+  };
 
   RemoteSyscaller rs(pid, seized.leader().regs);
-  CRYO_RETURN_IF_ERROR(rs.Prepare(vmas).Prefixed("preparing remote system calls"));
+  rs.SetDispositions(facts.status.sig_ign, facts.status.sig_cgt);
+  CRYO_RETURN_IF_ERROR(rs.Prepare(facts.vmas).Prefixed("preparing remote system calls"));
   CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
-  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, stat, status, &out->core).Prefixed("task state"));
+  lap(&times->remote);
+  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core).Prefixed("task state"));
   if (out->core.posix_timers_size()) features->insert("posix-timers");
+  lap(&times->task);
 
-  if (parent) {
-    CRYO_ASSIGN_OR_RETURN(auto inherited, FindInheritedPages(pid, out->mm, parent->core.pid(), parent->mm));
-    for (image::PageRange& r : inherited) *out->mm.add_inherited() = std::move(r);
-    if (out->mm.inherited_size()) features->insert("cow-shared");
-  }
-  CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
-  const double tp = Now();
+  const uint64_t bytes = out->mm.total_pages() * image::kPageSize;
   ProgressFn progress;
   if (opts.show_progress)
     progress = [pid](uint64_t done, uint64_t total) {
       fprintf(stderr, "\rcryo: pid %d: writing pages %" PRIu64 "/%" PRIu64 " MiB", pid, done >> 20, total >> 20);
       if (done == total) fprintf(stderr, "\n");
     };
-  CRYO_RETURN_IF_ERROR(DumpPages(pid, rs, &out->mm, pages.get(), progress).Prefixed("memory"));
-  CRYO_RETURN_IF_ERROR(writer.FinishPageFile(pages.get(), out->mm.total_pages() * image::kPageSize));
-  LOG_DEBUG("pid %d: %" PRIu64 " pages written and synced in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
-  return rs.Finish();
+  if (facts.pages) {
+    // Read ahead; the page file is created and written on the writer thread.
+    if (progress && bytes) progress(bytes, bytes);
+    image::ImageWriter* w = &writer;
+    std::shared_ptr<std::string> data = std::move(facts.pages);
+    writer.Async(
+        [w, pid, data] {
+          CRYO_ASSIGN_OR_RETURN(auto file, w->CreatePageFile(image::PagesName(pid)));
+          if (!data->empty()) CRYO_RETURN_IF_ERROR(file->WriteAt(data->data(), data->size(), image::kPageDataOffset));
+          return w->FinishPageFile(std::move(file), data->size());
+        },
+        bytes);
+  } else {
+    const double tp = Now();
+    CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
+    CRYO_RETURN_IF_ERROR(DumpPages(pid, facts.pieces, &out->mm, pages.get(), progress).Prefixed("memory"));
+    CRYO_RETURN_IF_ERROR(writer.FinishPageFile(std::move(pages), bytes));
+    LOG_DEBUG("pid %d: %" PRIu64 " pages written in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
+  }
+  lap(&times->pages);
+  Status s = rs.Finish();
+  lap(&times->remote);
+  return s;
 }
 
 bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
@@ -140,23 +177,38 @@ Status Dump(const DumpOptions& opts) {
   std::vector<DumpedProcess> procs(tree.processes().size());
   std::vector<ProcessFds> tables;
   std::set<pid_t> pids;
-  std::map<pid_t, size_t> index;
+  PhaseTimes times;
+  const double tc = Now();
+  // Parents come before their children (SeizedTree): a child's pages still
+  // shared with its parent are found against the parent's VMAs.
+  std::vector<pid_t> order, parents;
+  for (const auto& sp : tree.processes()) {
+    order.push_back(sp->pid());
+    parents.push_back(tree.ParentOf(sp->pid()));
+  }
+  Prefetcher prefetch(order, parents, opts.shell_job, kBufferedPages, 2);
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
-    // Parents come before their children (SeizedTree): a child's pages still
-    // shared with its parent are found against the parent's VMAs.
-    auto parent = index.find(tree.ParentOf(sp.pid()));
-    CRYO_RETURN_IF_ERROR(DumpProcess(sp, *writer, opts, &procs[i], parent == index.end() ? nullptr : &procs[parent->second],
-                                     &features)
-                             .Prefixed("pid " + std::to_string(sp.pid())));
-    index[sp.pid()] = i;
+    const std::string who = "pid " + std::to_string(sp.pid());
+    auto facts = prefetch.Take();
+    if (!facts.ok()) return facts.status().Prefixed(who);
+    CRYO_RETURN_IF_ERROR(DumpProcess(sp, *facts, *writer, opts, &procs[i], &features, &times).Prefixed(who));
     tables.push_back({sp.pid(), &procs[i].fds});
     pids.insert(sp.pid());
   }
+  LOG_DEBUG("%zu processes collected in %.1f ms: /proc and VMAs %.1f ms, fds %.1f ms (read ahead), remote setup %.1f ms, "
+            "task state %.1f ms, pages %.1f ms (planned and small ones read ahead, written)",
+            procs.size(), (Now() - tc) * 1e3, times.proc * 1e3, times.fds * 1e3, times.remote * 1e3,
+            times.task * 1e3, times.pages * 1e3);
   for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
+  double ts = Now();
   CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
+  LOG_DEBUG("shared file descriptions found in %.1f ms", (Now() - ts) * 1e3);
+  ts = Now();
   image::PipeTable pipes;
   CRYO_RETURN_IF_ERROR(DumpPipes(tables, pids, &pipes).Prefixed("pipes"));
+  LOG_DEBUG("%d pipes dumped in %.1f ms", pipes.pipes_size(), (Now() - ts) * 1e3);
+  ts = Now();
   image::ShmTable shm;
   std::vector<ShmHolders> shm_holders;
   for (DumpedProcess& p : procs) shm_holders.push_back({p.core.pid(), &p.mm, &p.fds, &p.shm_maps});
@@ -166,6 +218,9 @@ Status Dump(const DumpOptions& opts) {
   for (size_t i = 0; i < procs.size(); ++i)
     tty_procs.push_back({tree.processes()[i]->pid(), &procs[i].core, &procs[i].fds});
   CRYO_RETURN_IF_ERROR(DumpTtys(tty_procs, opts.shell_job, &ttys, &features).Prefixed("terminals"));
+  LOG_DEBUG("%d shared memory objects and %d terminals dumped in %.1f ms", shm.objects_size(), ttys.ttys_size(),
+            (Now() - ts) * 1e3);
+  ts = Now();
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
   if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
@@ -186,9 +241,9 @@ Status Dump(const DumpOptions& opts) {
     inv.add_pids(p);
     if (procs[i].core.threads_size() > 1 && std::find(inv.features().begin(), inv.features().end(), "threads") == inv.features().end())
       inv.add_features("threads");
-    CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::CoreName(p), image::FileKind::kProcessCore, procs[i].core));
-    CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::MmName(p), image::FileKind::kMm, procs[i].mm));
-    CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::FdsName(p), image::FileKind::kFdTable, procs[i].fds));
+    writer->AsyncWriteRecord(image::CoreName(p), image::FileKind::kProcessCore, procs[i].core);
+    writer->AsyncWriteRecord(image::MmName(p), image::FileKind::kMm, procs[i].mm);
+    writer->AsyncWriteRecord(image::FdsName(p), image::FileKind::kFdTable, procs[i].fds);
   }
   for (const ZombieInfo& z : tree.zombies()) {
     image::ProcessCore core;
@@ -201,20 +256,26 @@ Status Dump(const DumpOptions& opts) {
     core.set_exit_signal(z.exit_signal);
     core.set_zombie_comm(z.comm);
     inv.add_pids(z.pid);
-    CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::CoreName(z.pid), image::FileKind::kProcessCore, core));
+    writer->AsyncWriteRecord(image::CoreName(z.pid), image::FileKind::kProcessCore, core);
   }
-  if (pipes.pipes_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::PipesName(), image::FileKind::kPipes, pipes));
-  if (shm.objects_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::ShmName(), image::FileKind::kShm, shm));
-  if (ttys.ttys_size()) CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::TtysName(), image::FileKind::kTtys, ttys));
-  // The inventory goes last: an image without one is incomplete.
+  if (pipes.pipes_size()) writer->AsyncWriteRecord(image::PipesName(), image::FileKind::kPipes, pipes);
+  if (shm.objects_size()) writer->AsyncWriteRecord(image::ShmName(), image::FileKind::kShm, shm);
+  if (ttys.ttys_size()) writer->AsyncWriteRecord(image::TtysName(), image::FileKind::kTtys, ttys);
+  // The inventory goes last, once every other file is durable: an image
+  // without one is incomplete.
+  CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, inv));
+  CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(writer->SyncDir());
+  LOG_DEBUG("records written and synced in %.1f ms", (Now() - ts) * 1e3);
+  ts = Now();
 
   if (opts.leave_running) {
     CRYO_RETURN_IF_ERROR(tree.DetachAll());
   } else {
     CRYO_RETURN_IF_ERROR(tree.KillAll());
   }
+  LOG_DEBUG("tree %s in %.1f ms", opts.leave_running ? "detached" : "killed", (Now() - ts) * 1e3);
   LOG_INFO("pid %d and %zu descendants dumped to %s in %.1f ms (%s)", pid, procs.size() + tree.zombies().size() - 1,
            opts.images_dir.c_str(), (Now() - t0) * 1e3, opts.leave_running ? "left running" : "killed");
   return Status::Ok();

@@ -3,6 +3,7 @@
 #include <xxhash.h>
 
 #include <cstring>
+#include <new>
 
 namespace cryo::image {
 namespace {
@@ -69,6 +70,15 @@ bool DecodeHeader(const uint8_t* data, size_t n, FileHeader* h, std::string* why
 }
 
 uint64_t HashBytes(const void* data, size_t n) { return XXH3_64bits(data, n); }
+
+StreamHash::StreamHash() : state_(XXH3_createState()) {
+  if (state_ == nullptr) throw std::bad_alloc();
+  Reset();
+}
+StreamHash::~StreamHash() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+void StreamHash::Reset() { XXH3_64bits_reset(static_cast<XXH3_state_t*>(state_)); }
+void StreamHash::Update(const void* data, size_t n) { XXH3_64bits_update(static_cast<XXH3_state_t*>(state_), data, n); }
+uint64_t StreamHash::Digest() const { return XXH3_64bits_digest(static_cast<const XXH3_state_t*>(state_)); }
 
 const std::vector<std::string>& SupportedFeatures() {
   static const std::vector<std::string> kFeatures = {"x86_64", "xsave", "threads", "tree", "zombies", "pipes", "shared-files", "shmem", "fifos", "cow-shared", "shell-job", "eventfd", "timerfd", "signalfd", "epoll", "inotify", "posix-timers", "memfd", "posix-shm", "sysv-shm", "tty"};

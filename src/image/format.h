@@ -52,6 +52,21 @@ bool DecodeHeader(const uint8_t* data, size_t n, FileHeader* h, std::string* why
 
 uint64_t HashBytes(const void* data, size_t n);
 
+// HashBytes of bytes fed in parts: Digest() equals HashBytes of their concatenation.
+class StreamHash {
+ public:
+  StreamHash();
+  ~StreamHash();
+  StreamHash(const StreamHash&) = delete;
+  StreamHash& operator=(const StreamHash&) = delete;
+  void Reset();
+  void Update(const void* data, size_t n);
+  uint64_t Digest() const;
+
+ private:
+  void* state_;  // XXH3_state_t
+};
+
 // Features this cryo can restore. An image listing any other feature is refused.
 const std::vector<std::string>& SupportedFeatures();
 

@@ -5,9 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <initializer_list>
 #include <map>
+#include <system_error>
+#include <thread>
 
 #include "base/file_util.h"
 
@@ -21,6 +24,10 @@ Result<std::unique_ptr<ImageWriter>> ImageWriter::Create(Env* env, const std::st
 Status ImageWriter::WriteRecord(const std::string& name, FileKind kind, const google::protobuf::MessageLite& msg) {
   std::string payload;
   if (!msg.SerializeToString(&payload)) return Status::Error("cannot serialize " + name);
+  return WritePayload(name, kind, payload);
+}
+
+Status ImageWriter::WritePayload(const std::string& name, FileKind kind, const std::string& payload) {
   FileHeader h;
   h.kind = kind;
   h.payload_size = payload.size();
@@ -30,23 +37,140 @@ Status ImageWriter::WriteRecord(const std::string& name, FileKind kind, const go
   CRYO_ASSIGN_OR_RETURN(auto file, env_->NewWritableFile(dir_ + "/" + name, 0600));
   CRYO_RETURN_IF_ERROR(file->Append(hdr, sizeof(hdr)));
   CRYO_RETURN_IF_ERROR(file->Append(payload.data(), payload.size()));
-  CRYO_RETURN_IF_ERROR(file->Sync());
-  return file->Close();
+  return AddPending(std::move(file), sizeof(hdr) + payload.size());
 }
 
 Result<std::unique_ptr<WritableFile>> ImageWriter::CreatePageFile(const std::string& name) {
   return env_->NewWritableFile(dir_ + "/" + name, 0600);
 }
 
-Status ImageWriter::FinishPageFile(WritableFile* file, uint64_t payload_size) {
+Status ImageWriter::FinishPageFile(std::unique_ptr<WritableFile> file, uint64_t payload_size) {
   FileHeader h;
   h.kind = FileKind::kPages;
   h.payload_size = payload_size;
   uint8_t hdr[kPageDataOffset] = {};
   EncodeHeader(h, hdr);
   CRYO_RETURN_IF_ERROR(file->WriteAt(hdr, sizeof(hdr), 0));
-  CRYO_RETURN_IF_ERROR(file->Sync());
-  return file->Close();
+  return AddPending(std::move(file), sizeof(hdr));  // the page data's writeback is started as it is written
+}
+
+// Jobs not run yet are dropped; files not synced are closed (an incomplete image).
+ImageWriter::~ImageWriter() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    cv_.notify_all();
+  }
+  if (writer_.joinable()) writer_.join();
+}
+
+void ImageWriter::Async(std::function<Status()> job, uint64_t bytes) {
+  constexpr uint64_t kMaxQueuedBytes = 16 << 20;
+  constexpr size_t kMaxQueuedJobs = 32;
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!writer_.joinable() && !no_thread_) {
+    try {
+      writer_ = std::thread(&ImageWriter::WriterLoop, this);
+    } catch (const std::system_error&) {
+      no_thread_ = true;
+    }
+  }
+  if (no_thread_) {
+    lock.unlock();
+    Status s = async_error_.ok() ? job() : Status::Ok();
+    lock.lock();
+    if (async_error_.ok() && !s.ok()) async_error_ = std::move(s);
+    return;
+  }
+  cv_.wait(lock, [&] {
+    return jobs_.empty() || (jobs_.size() < kMaxQueuedJobs && queued_bytes_ + bytes <= kMaxQueuedBytes);
+  });
+  jobs_.push_back({std::move(job), bytes});
+  queued_bytes_ += bytes;
+  cv_.notify_all();
+}
+
+void ImageWriter::AsyncWriteRecord(const std::string& name, FileKind kind, const google::protobuf::MessageLite& msg) {
+  auto payload = std::make_shared<std::string>();
+  if (!msg.SerializeToString(payload.get())) {
+    Async([name] { return Status::Error("cannot serialize " + name); });
+    return;
+  }
+  Async([this, name, kind, payload] { return WritePayload(name, kind, *payload); }, payload->size());
+}
+
+void ImageWriter::WriterLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+    if (stop_) return;
+    Job job = std::move(jobs_.front());
+    jobs_.pop_front();
+    running_ = true;
+    const bool skip = !async_error_.ok();
+    lock.unlock();
+    Status s = skip ? Status::Ok() : job.run();
+    job.run = nullptr;  // frees what it held before the queue makes room
+    lock.lock();
+    if (async_error_.ok() && !s.ok()) async_error_ = std::move(s);
+    queued_bytes_ -= job.bytes;
+    running_ = false;
+    cv_.notify_all();
+  }
+}
+
+Status ImageWriter::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return jobs_.empty() && !running_; });
+  return async_error_;
+}
+
+Status ImageWriter::AddPending(std::unique_ptr<WritableFile> file, uint64_t size) {
+  CRYO_RETURN_IF_ERROR(file->StartWriteback(0, size));
+  size_t n;
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    pending_.push_back(std::move(file));
+    n = pending_.size();
+  }
+  // Bounded, so that a big tree does not run out of file descriptors.
+  constexpr size_t kMaxPending = 64;
+  if (n >= kMaxPending) return SyncPending();
+  return Status::Ok();
+}
+
+Status ImageWriter::SyncFiles() {
+  CRYO_RETURN_IF_ERROR(Flush());
+  return SyncPending();
+}
+
+Status ImageWriter::SyncPending() {
+  std::vector<std::unique_ptr<WritableFile>> files;
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    files = std::move(pending_);
+    pending_.clear();
+  }
+  std::vector<Status> results(files.size());
+  auto sync = [&](size_t i) {
+    results[i] = files[i]->Sync();
+    if (results[i].ok()) results[i] = files[i]->Close();
+  };
+  constexpr size_t kMaxThreads = 8;
+  std::atomic<size_t> next{0};
+  auto worker = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < files.size();) sync(i);
+  };
+  std::vector<std::thread> threads;
+  try {
+    for (size_t t = 1; t < std::min(kMaxThreads, files.size()); ++t) threads.emplace_back(worker);
+  } catch (const std::system_error&) {
+    // Fewer threads: the calling one does the rest.
+  }
+  worker();
+  for (std::thread& t : threads) t.join();
+  for (const Status& s : results) CRYO_RETURN_IF_ERROR(s);
+  return Status::Ok();
 }
 
 Status ImageWriter::SyncDir() { return env_->SyncDir(dir_); }

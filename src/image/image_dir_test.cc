@@ -4,9 +4,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <vector>
 
 #include "base/file_util.h"
 
@@ -60,7 +62,8 @@ void WriteImage(const std::string& dir, uint32_t version = kFormatVersion, const
   ASSERT_TRUE(pf.ok());
   std::string pages(2 * kPageSize, 'p');
   ASSERT_TRUE((*pf)->WriteAt(pages.data(), pages.size(), kPageDataOffset).ok());
-  ASSERT_TRUE((*w)->FinishPageFile(pf->get(), pages.size()).ok());
+  ASSERT_TRUE((*w)->FinishPageFile(std::move(*pf), pages.size()).ok());
+  ASSERT_TRUE((*w)->SyncFiles().ok());
   ASSERT_TRUE((*w)->SyncDir().ok());
 }
 
@@ -203,7 +206,7 @@ class FullDiskEnv : public Env {
     File(std::unique_ptr<WritableFile> f, size_t* budget) : f_(std::move(f)), budget_(budget) {}
     Status Append(const void* d, size_t n) override { return Charge(n) ? f_->Append(d, n) : Full(); }
     Status WriteAt(const void* d, size_t n, off_t o) override { return Charge(n) ? f_->WriteAt(d, n, o) : Full(); }
-    Status SpliceFrom(int p, size_t n, off_t o) override { return Charge(n) ? f_->SpliceFrom(p, n, o) : Full(); }
+    Status StartWriteback(off_t o, size_t n) override { return f_->StartWriteback(o, n); }
     Status Sync() override { return f_->Sync(); }
     Status Close() override { return f_->Close(); }
     const std::string& path() const override { return f_->path(); }
@@ -253,7 +256,7 @@ void WriteShmImage(const std::string& dir, const std::function<void(ShmTable*)>&
   ASSERT_TRUE(pf.ok());
   std::string pages(stored_pages * kPageSize, 's');
   ASSERT_TRUE((*pf)->WriteAt(pages.data(), pages.size(), kPageDataOffset).ok());
-  ASSERT_TRUE((*w)->FinishPageFile(pf->get(), pages.size()).ok());
+  ASSERT_TRUE((*w)->FinishPageFile(std::move(*pf), pages.size()).ok());
   Mm mm;
   ASSERT_TRUE(ReadRecord(dir, MmName(42), FileKind::kMm, &mm).ok());
   mm.mutable_vmas(0)->set_kind(VMA_FILE_SHARED);
@@ -333,6 +336,73 @@ TEST(ImageDirTest, FullDiskIsReportedWithThePath) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.err(), ENOSPC);
   EXPECT_NE(s.ToString().find("inventory.img"), std::string::npos);
+}
+
+TEST(ImageDirTest, AsyncJobsRunInOrderAndFlushReportsTheFirstError) {
+  TempDir d;
+  auto w = ImageWriter::Create(Env::Default(), d.path());
+  ASSERT_TRUE(w.ok());
+  std::vector<int> ran;
+  for (int i = 0; i < 100; ++i)
+    (*w)->Async([&ran, i] {
+      ran.push_back(i);
+      return i == 60 ? Status::Errno(ENOSPC, "job 60") : Status::Ok();
+    }, 1 << 20);
+  Status s = (*w)->Flush();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.err(), ENOSPC);
+  EXPECT_NE(s.ToString().find("job 60"), std::string::npos);
+  // Jobs after the failed one are skipped; those before ran in order.
+  ASSERT_EQ(ran.size(), 61u);
+  for (int i = 0; i <= 60; ++i) EXPECT_EQ(ran[i], i);
+  EXPECT_FALSE((*w)->SyncFiles().ok());
+}
+
+TEST(ImageDirTest, AsyncRecordsAreReadableAfterSyncFiles) {
+  TempDir d;
+  auto w = ImageWriter::Create(Env::Default(), d.path());
+  ASSERT_TRUE(w.ok());
+  for (int pid = 1; pid <= 100; ++pid) {
+    ProcessCore core;
+    core.set_pid(pid);
+    (*w)->AsyncWriteRecord(CoreName(pid), FileKind::kProcessCore, core);
+  }
+  ASSERT_TRUE((*w)->SyncFiles().ok());
+  for (int pid = 1; pid <= 100; ++pid) {
+    ProcessCore core;
+    ASSERT_TRUE(ReadRecord(d.path(), CoreName(pid), FileKind::kProcessCore, &core).ok()) << pid;
+    EXPECT_EQ(core.pid(), pid);
+  }
+}
+
+TEST(ImageDirTest, AsyncFullDiskIsReportedWithThePath) {
+  TempDir d;
+  FullDiskEnv env(10);
+  auto w = ImageWriter::Create(&env, d.path());
+  ASSERT_TRUE(w.ok());
+  Inventory inv;
+  inv.set_cryo_version("x");
+  (*w)->AsyncWriteRecord(InventoryName(), FileKind::kInventory, inv);
+  Status s = (*w)->SyncFiles();
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.err(), ENOSPC);
+  EXPECT_NE(s.ToString().find("inventory.img"), std::string::npos);
+}
+
+TEST(ImageDirTest, WriterWithQueuedJobsCanBeDestroyed) {
+  TempDir d;
+  std::atomic<int> ran{0};
+  {
+    auto w = ImageWriter::Create(Env::Default(), d.path());
+    ASSERT_TRUE(w.ok());
+    for (int i = 0; i < 20; ++i)
+      (*w)->Async([&ran] {
+        usleep(1000);
+        ++ran;
+        return Status::Ok();
+      });
+  }
+  EXPECT_LE(ran.load(), 20);
 }
 
 TEST(ImageDirTest, UnwritableDirIsRefused) {

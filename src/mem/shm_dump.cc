@@ -246,7 +246,7 @@ Status DumpShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t
   }
   const uint64_t pages = (off - image::kPageDataOffset) / kPage;
   table->set_total_pages(pages);
-  return writer->FinishPageFile(file.get(), pages * kPage);
+  return writer->FinishPageFile(std::move(file), pages * kPage);
 }
 
 }  // namespace cryo

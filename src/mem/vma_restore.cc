@@ -12,6 +12,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <map>
+#include <tuple>
 
 #include "base/unique_fd.h"
 #include "image/format.h"
@@ -221,6 +222,9 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
     int prot;
   };
   std::vector<Final> finals;
+  // A file is mapped by several VMAs (text, data, ...): opened and checked once
+  // per identity (path, dev, inode, size, mtime), kind and access.
+  std::map<std::tuple<std::string, uint64_t, uint64_t, uint64_t, int64_t, int, bool>, UniqueFd> files;
   for (const image::Vma& v : mm.vmas()) {
     if (!IsPremapped(v)) continue;
     const uint64_t len = v.end() - v.start();
@@ -248,8 +252,16 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
         CRYO_RETURN_IF_ERROR(map_shm(v, at, map_prot));
         p = reinterpret_cast<void*>(at);
       } else if (v.kind() == image::VMA_FILE_PRIVATE || v.kind() == image::VMA_FILE_SHARED) {
-        CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenMappedFile(v));
-        p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, fd.get(), static_cast<off_t>(v.pgoff()));
+        // Each mapped file is opened once, whatever the number of its VMAs.
+        const image::FileId& id = v.file();
+        auto key = std::make_tuple(id.path(), id.dev(), id.ino(), id.size(), id.mtime_ns(), static_cast<int>(v.kind()),
+                                   v.kind() == image::VMA_FILE_SHARED && v.file_writable());
+        auto it = files.find(key);
+        if (it == files.end()) {
+          CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenMappedFile(v));
+          it = files.emplace(std::move(key), std::move(fd)).first;
+        }
+        p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, it->second.get(), static_cast<off_t>(v.pgoff()));
       } else if (shm >= 0) {
         p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, shm, static_cast<off_t>(v.pgoff()));
       } else {

@@ -61,22 +61,44 @@ void SendText(int fd, HelperRecord kind, pid_t pid, const std::string& text) {
   Send(fd, kind, pid, t.data(), static_cast<uint32_t>(t.size()));
 }
 
+// Closes every fd but `keep` (ascending) with close_range(2) over the gaps: no
+// listing of /proc/self/fd, whose entries the kernel instantiates one by one
+// (every helper holds the whole tree's pool).
+Status CloseAllBut(const std::vector<int>& keep) {
+  unsigned int from = 0;
+  for (int fd : keep) {
+    const unsigned int u = static_cast<unsigned int>(fd);
+    if (u > from && ::close_range(from, u - 1, 0) != 0) return Status::FromErrno("close_range");
+    from = u + 1;
+  }
+  if (::close_range(from, ~0U, 0) != 0) return Status::FromErrno("close_range");
+  return Status::Ok();
+}
+
+// Closes `fds` (ascending), one close_range(2) per run of consecutive numbers.
+void CloseRuns(const std::vector<int>& fds) {
+  for (size_t i = 0; i < fds.size();) {
+    size_t j = i;
+    while (j + 1 < fds.size() && fds[j + 1] == fds[j] + 1) ++j;
+    (void)::close_range(static_cast<unsigned int>(fds[i]), static_cast<unsigned int>(fds[j]), 0);
+    i = j + 1;
+  }
+}
+
 // Moves the helper's own fds above every fd number of the image and closes
 // everything else but the fd pool.
-Status MoveOwnFds(int max_target_fd, std::vector<int*> own, const FdPool& pool) {
+Status MoveOwnFds(int max_target_fd, std::vector<int*> own, const std::vector<int>& pool_fds) {
   const int base = std::max(max_target_fd + 1, 3);
+  std::vector<int> keep = pool_fds;
   for (int* fd : own) {
     int moved = ::fcntl(*fd, F_DUPFD_CLOEXEC, base);
     if (moved < 0) return Status::FromErrno("moving cryo's fd " + std::to_string(*fd) + " out of the way");
     ::close(*fd);
     *fd = moved;
+    keep.push_back(moved);
   }
-  CRYO_ASSIGN_OR_RETURN(std::vector<int> fds, proc::ListFds(::getpid()));
-  for (int fd : fds) {
-    const bool keep = pool.IsPoolFd(fd) || std::any_of(own.begin(), own.end(), [fd](int* o) { return *o == fd; });
-    if (!keep) ::close(fd);
-  }
-  return Status::Ok();
+  std::sort(keep.begin(), keep.end());
+  return CloseAllBut(keep);
 }
 
 // Session and process group, first half: leaders set themselves up before
@@ -161,12 +183,24 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   const image::ProcessImage& p = ctx.img->processes.at(ctx.pid);
   const WindowSlot& slot = ctx.window->slots.at(ctx.pid);
   CRYO_ASSIGN_OR_RETURN(UniqueFd pages, image::OpenPageFile(ctx.img->dir, ctx.pid, p.mm));
-  CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> own, proc::ReadVmas(::getpid()));
+  // The vDSO family is where cryo had it when it cloned the tree (a fork keeps
+  // it); /proc/self/maps only without that list (not smaps, which walks every
+  // page table of the helper).
+  std::vector<proc::Vma> own;
+  if (ctx.cryo_vmas) {
+    own = *ctx.cryo_vmas;
+  } else {
+    CRYO_ASSIGN_OR_RETURN(std::string maps_text, ReadFileToString("/proc/self/maps"));
+    CRYO_ASSIGN_OR_RETURN(own, proc::ParseMaps(maps_text));
+  }
   CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, own, &out->specials));
   const FdPool* pool = ctx.pool;
   std::vector<InheritableVma> mine;
+  // Fill threads pay off for much memory only: each is a clone cryo traces.
+  constexpr uint64_t kThreadedFillBytes = 8 << 20;
+  const int fill_threads = p.mm.total_pages() * kPage >= kThreadedFillBytes ? ctx.fill_threads : 1;
   CRYO_RETURN_IF_ERROR(PremapAndFill(
-                           p.mm, pages.get(), slot.premap, ctx.fill_threads,
+                           p.mm, pages.get(), slot.premap, fill_threads,
                            [pool](uint64_t id) { return pool->ShmemFd(id); }, ctx.inheritable, &out->moves, &mine,
                            [pool](const image::Vma& v, uint64_t at, int prot) { return pool->shm()->MapVma(v, at, prot); })
                            .Prefixed("memory"));
@@ -186,15 +220,13 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
   CRYO_RETURN_IF_ERROR(ApplyForkAdvice(p.mm, mem.moves).Prefixed("memory"));
   int exe_fd = ::open(core.mm().exe_path().c_str(), O_RDONLY | O_CLOEXEC);
   if (exe_fd < 0) return Status::FromErrno("open executable " + core.mm().exe_path());
-  int max_fd = 2;
-  for (const auto& [pid, q] : ctx.img->processes) max_fd = std::max(max_fd, MaxFd(q.fds));
-  CRYO_RETURN_IF_ERROR(MoveOwnFds(max_fd, {&ctx.status_fd, &exe_fd}, *ctx.pool));
+  CRYO_RETURN_IF_ERROR(MoveOwnFds(ctx.max_image_fd, {&ctx.status_fd, &exe_fd}, *ctx.pool_fds));
 
   std::vector<std::string> warnings;
   CRYO_RETURN_IF_ERROR(ApplyProcessSettings(core, &warnings));
   for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
   CRYO_RETURN_IF_ERROR(RestoreFdTable(ctx.pid, p.fds, *ctx.pool).Prefixed("files"));
-  const_cast<FdPool*>(ctx.pool)->CloseAll();
+  CloseRuns(*ctx.pool_fds);
 
   const PremapWindow& win = *ctx.window;
   const WindowSlot& slot = win.slots.at(ctx.pid);
@@ -390,6 +422,12 @@ Result<pid_t> CloneWithPid(pid_t pid, int exit_signal, double patience) {
 uint64_t RestorerAreaSize(const image::ProcessImage& p) { return LayoutArea(p).total(); }
 
 void RunHelper(HelperContext ctx) {
+  // cryo blocks SIGCHLD while it rebuilds the tree; a helper must not (the
+  // SIGCHLD of its zombie children would stay pending into the restored process).
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_UNBLOCK, &chld, nullptr);
   // The helper dies with cryo until the restore is complete (cryo's ptrace
   // EXITKILL covers it too, once seized). Not under a ghost, which exits early.
   const auto parent = ctx.plan->tasks.find(::getppid());

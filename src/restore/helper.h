@@ -10,12 +10,14 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "files/fd_pool.h"
 #include "image/image_dir.h"
 #include "mem/premap_window.h"
 #include "mem/vma_restore.h"
 #include "tree/restore_plan.h"
+#include "proc/proc.h"
 
 namespace cryo {
 
@@ -49,8 +51,11 @@ struct HelperContext {
   // The parent's premapped private anonymous VMAs (each helper sets its own
   // before cloning its children).
   std::vector<InheritableVma> inheritable;
-  int fill_threads = 2;
+  int fill_threads = 2;        // for a process with much memory to fill
   bool shell_job = false;
+  int max_image_fd = 2;        // the highest fd number of any process of the image
+  const std::vector<int>* pool_fds = nullptr;  // the fd pool's fds, ascending (open in every helper)
+  const std::vector<proc::Vma>* cryo_vmas = nullptr;  // cryo's mappings when it cloned the tree (may be null)
   RseqRegistration rseq;  // glibc's registration, the same in every helper (fork copies it)
 };
 

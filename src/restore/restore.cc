@@ -6,7 +6,9 @@
 #include <sys/prctl.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -23,6 +25,7 @@
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "files/fd_pool.h"
+#include "files/fd_table.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
 #include "mem/premap_window.h"
@@ -42,6 +45,40 @@ double Now() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
+
+// SIGCHLD blocked and readable from a signalfd while the tree is rebuilt; the
+// mask is put back on destruction.
+class ChildSignals {
+ public:
+  Status Open() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    if (::sigprocmask(SIG_BLOCK, &set, &old_) != 0) return Status::FromErrno("blocking SIGCHLD");
+    blocked_ = true;
+    fd_.reset(::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!fd_.valid()) return Status::FromErrno("signalfd for SIGCHLD");
+    return Status::Ok();
+  }
+  ~ChildSignals() {
+    fd_.reset();
+    if (blocked_) ::sigprocmask(SIG_SETMASK, &old_, nullptr);
+  }
+  // Sleeps until a SIGCHLD, data on `other_fd`, or `timeout_ms`.
+  void Wait(int other_fd, int timeout_ms) {
+    struct pollfd p[2] = {{fd_.get(), POLLIN, 0}, {other_fd, POLLIN, 0}};
+    if (::poll(p, 2, timeout_ms) > 0 && (p[0].revents & POLLIN)) {
+      struct signalfd_siginfo si[16];
+      while (::read(fd_.get(), si, sizeof(si)) > 0) {
+      }
+    }
+  }
+
+ private:
+  sigset_t old_;
+  bool blocked_ = false;
+  UniqueFd fd_;
+};
 
 // Kills everything half-restored unless released: each process of the image
 // that cryo traces (so never an unrelated process that reuses a pid).
@@ -282,8 +319,31 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ctx.window = &window;
   ctx.shell_job = opts.shell_job;
   ctx.fill_threads = static_cast<int>(std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
+  for (const auto& [pid, p] : img.processes) ctx.max_image_fd = std::max(ctx.max_image_fd, MaxFd(p.fds));
+  // The pool's fds, found once here rather than by every helper.
+  CRYO_ASSIGN_OR_RETURN(std::vector<int> open_fds, proc::ListFds(::getpid()));
+  std::vector<int> pool_fds;
+  for (int fd : open_fds)
+    if (pool.IsPoolFd(fd)) pool_fds.push_back(fd);
+  std::sort(pool_fds.begin(), pool_fds.end());
+  ctx.pool_fds = &pool_fds;
+  // Our mappings, which every helper starts with (helper.cc: the layout).
+  std::vector<proc::Vma> cryo_vmas;
+  auto maps_text = ReadFileToString("/proc/self/maps");
+  if (maps_text.ok()) {
+    auto parsed = proc::ParseMaps(*maps_text);
+    if (parsed.ok()) {
+      cryo_vmas = std::move(*parsed);
+      ctx.cryo_vmas = &cryo_vmas;
+    }
+  }
   const pid_t parent = ::getpid();
 
+  // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
+  // blocked and read from a signalfd, it wakes the wait loop below at once.
+  // The helpers unblock it first thing (RunHelper).
+  ChildSignals child_signals;
+  CRYO_RETURN_IF_ERROR(child_signals.Open());
   const int root_exit_signal = img.processes.at(root).core.exit_signal() ? img.processes.at(root).core.exit_signal() : SIGCHLD;
   CRYO_ASSIGN_OR_RETURN(pid_t child, CloneWithPid(root, root_exit_signal));
   if (child == 0) {
@@ -365,7 +425,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     }
     if (tid == 0) {
       if (Now() > deadline) return Status::Errno(ETIMEDOUT, "waiting for the tree of pid " + std::to_string(root) + " to be rebuilt");
-      ::usleep(100);
+      child_signals.Wait(status_r.get(), 10);
       continue;
     }
     if (WIFEXITED(st) || WIFSIGNALED(st)) {

@@ -218,8 +218,15 @@ cryo_clone3_thread:
 
 namespace {
 
+void CreateThread(Args* a, ThreadArg* t);
+
 [[noreturn]] void ThreadMain(ThreadArg* t) {
-  const Args* a = t->args;
+  Args* a = t->args;
+  ThreadArg* threads = reinterpret_cast<ThreadArg*>(reinterpret_cast<char*>(a) + a->threads_off);
+  for (uint32_t i = t->create_first; i < t->create_last; ++i) {
+    threads[i].create_first = threads[i].create_last = 0;
+    CreateThread(a, &threads[i]);
+  }
   if (t->robust_list) CHECK(a, Sys(kSetRobustList, t->robust_list, t->robust_list_len), "set_robust_list", t->tid);
   Sys(kSetTidAddress, t->clear_child_tid);
   if (t->rseq_addr) CHECK(a, Sys(kRseq, t->rseq_addr, t->rseq_len, 0, t->rseq_sig), "rseq registration", t->tid);
@@ -235,28 +242,38 @@ namespace {
   for (;;) Sys(kTgkill, a->pid, t->tid, 19 /*SIGSTOP*/);
 }
 
+// Every clone stops the creator in a PTRACE_EVENT_CLONE until cryo continues
+// it: the leader creates every kCreateFanout-th thread, and each of those the
+// ones after it, so that up to kCreateFanout + 1 creators wait at once.
+constexpr uint32_t kCreateFanout = 8;
+
+void CreateThread(Args* a, ThreadArg* t) {
+  t->args = a;
+  int32_t tid = t->tid;
+  uint64_t ca[11] = {};
+  ca[0] = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000;  // VM FS FILES SIGHAND THREAD SYSVSEM
+  ca[5] = t->stack;
+  ca[6] = t->stack_size;
+  ca[8] = reinterpret_cast<uint64_t>(&tid);
+  ca[9] = 1;
+  // A thread id just freed (a reaped helper thread) can stay busy briefly.
+  for (int attempt = 0;; ++attempt) {
+    long r = cryo_clone3_thread(ca, sizeof(ca), ThreadMain, t);
+    if (r > 0) break;
+    if (r != -17 /*EEXIST*/ || attempt > 2000) Fail(a, "clone3 of a thread", r, static_cast<uint64_t>(tid));
+    struct {
+      int64_t sec, nsec;
+    } ts = {0, 1000000};
+    Sys(kNanosleep, reinterpret_cast<long>(&ts), 0);
+  }
+}
+
 void CreateThreads(Args* a) {
   ThreadArg* threads = reinterpret_cast<ThreadArg*>(reinterpret_cast<char*>(a) + a->threads_off);
-  for (uint32_t i = 0; i < a->n_threads; ++i) {
-    ThreadArg* t = &threads[i];
-    t->args = a;
-    int32_t tid = t->tid;
-    uint64_t ca[11] = {};
-    ca[0] = 0x100 | 0x200 | 0x400 | 0x800 | 0x10000 | 0x40000;  // VM FS FILES SIGHAND THREAD SYSVSEM
-    ca[5] = t->stack;
-    ca[6] = t->stack_size;
-    ca[8] = reinterpret_cast<uint64_t>(&tid);
-    ca[9] = 1;
-    // A thread id just freed (a reaped helper thread) can stay busy briefly.
-    for (int attempt = 0;; ++attempt) {
-      long r = cryo_clone3_thread(ca, sizeof(ca), ThreadMain, t);
-      if (r > 0) break;
-      if (r != -17 /*EEXIST*/ || attempt > 2000) Fail(a, "clone3 of a thread", r, static_cast<uint64_t>(tid));
-      struct {
-        int64_t sec, nsec;
-      } ts = {0, 1000000};
-      Sys(kNanosleep, reinterpret_cast<long>(&ts), 0);
-    }
+  for (uint32_t i = 0; i < a->n_threads; i += kCreateFanout) {
+    threads[i].create_first = i + 1;
+    threads[i].create_last = i + kCreateFanout < a->n_threads ? i + kCreateFanout : a->n_threads;
+    CreateThread(a, &threads[i]);
   }
 }
 

@@ -91,6 +91,11 @@ struct ThreadArg {
   int32_t altstack_flags;
   uint64_t timer_slack_ns;
   char comm[16];
+  // Filled by the blob: the threads [create_first, create_last) this one
+  // creates before its own set-up (threads are created fanned out, so that
+  // the creators' ptrace clone events overlap).
+  uint32_t create_first;
+  uint32_t create_last;
 };
 
 struct Args {

@@ -9,7 +9,11 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstddef>
+#include <memory>
 #include <cstring>
+#include <vector>
 
 #include "base/file_util.h"
 #include "base/log.h"
@@ -69,13 +73,138 @@ Status DumpPending(pid_t tid, bool shared, google::protobuf::RepeatedPtrField<im
   }
 }
 
-Status DumpSignals(pid_t pid, RemoteSyscaller& rs, image::ProcessCore* core) {
+// A thread's values only a remote system call in that thread shows.
+struct ThreadQueries {
+  struct Out {
+    stack_t ss;
+    uint64_t tid_addr;
+    char comm[16];  // PR_GET_NAME: the same bytes as /proc/PID/task/TID/stat's comm
+  };
+  Out out{};
+  long timer_slack = 0;
+};
+
+// Threads query in waves that run at the same time, each thread with its own
+// slot of the scratch memory, above the process's outputs (QueryProcess).
+constexpr size_t kThreadWave = 32;
+constexpr size_t kThreadCalls = 4;
+constexpr uint64_t kThreadOutOff = 4096, kThreadOutBytes = 64;
+constexpr uint64_t kThreadTableOff = kThreadOutOff + kThreadWave * kThreadOutBytes;
+static_assert(sizeof(ThreadQueries::Out) <= kThreadOutBytes);
+
+std::vector<RemoteCall> ThreadCalls(uint64_t out) {
+  std::vector<RemoteCall> calls(kThreadCalls);
+  calls[0].nr = SYS_sigaltstack;
+  calls[0].args[1] = out + offsetof(ThreadQueries::Out, ss);
+  calls[1].nr = SYS_prctl;
+  calls[1].args[0] = PR_GET_TID_ADDRESS;
+  calls[1].args[1] = out + offsetof(ThreadQueries::Out, tid_addr);
+  calls[2].nr = SYS_prctl;
+  calls[2].args[0] = PR_GET_TIMERSLACK;
+  calls[3].nr = SYS_prctl;
+  calls[3].args[0] = PR_GET_NAME;
+  calls[3].args[1] = out + offsetof(ThreadQueries::Out, comm);
+  return calls;
+}
+
+Status ThreadResults(pid_t tid, const std::vector<long>& r, ThreadQueries* q) {
+  CRYO_RETURN_IF_ERROR(CheckRemote(r[0], tid, "sigaltstack"));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r[1], tid, "PR_GET_TID_ADDRESS"));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r[2], tid, "PR_GET_TIMERSLACK"));
+  CRYO_RETURN_IF_ERROR(CheckRemote(r[3], tid, "PR_GET_NAME"));
+  q->timer_slack = r[2];
+  return Status::Ok();
+}
+
+// The outputs of threads [first, last), slots 0.. of the scratch memory.
+Status ReadThreadOuts(RemoteSyscaller& rs, size_t first, size_t last, std::vector<ThreadQueries>* q) {
+  std::vector<char> out((last - first) * kThreadOutBytes);
+  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch() + kThreadOutOff, out.data(), out.size()));
+  for (size_t i = first; i < last; ++i) std::memcpy(&(*q)[i].out, &out[(i - first) * kThreadOutBytes], sizeof((*q)[i].out));
+  return Status::Ok();
+}
+
+// Runs the queries of threads [first, last) of `rss` at the same time.
+Status QueryThreads(const std::vector<RemoteSyscaller*>& rss, const std::vector<pid_t>& tids, size_t first,
+                    size_t last, std::vector<ThreadQueries>* q) {
+  for (size_t i = first; i < last; ++i) {
+    const uint64_t slot = i - first;
+    RemoteSyscaller& rs = *rss[i];
+    CRYO_RETURN_IF_ERROR(rs.StartBatch(ThreadCalls(rs.scratch() + kThreadOutOff + slot * kThreadOutBytes),
+                                       rs.scratch() + kThreadTableOff + slot * kThreadCalls * RemoteSyscaller::kBatchEntryBytes));
+  }
+  // Every started batch is waited for, even after an error (its thread must
+  // be stopped again before anything else happens to it).
+  Status first_error;
+  for (size_t i = first; i < last; ++i) {
+    auto res = rss[i]->FinishBatch();
+    if (!res.ok()) {
+      if (first_error.ok()) first_error = res.status();
+      continue;
+    }
+    Status s = ThreadResults(tids[i], *res, &(*q)[i]);
+    if (!s.ok() && first_error.ok()) first_error = s;
+  }
+  CRYO_RETURN_IF_ERROR(first_error);
+  return ReadThreadOuts(*rss[first], first, last, q);
+}
+
+// The process-wide values only a remote system call shows, queried in one
+// batch (RemoteSyscaller::Batch); each call writes into its own slot of the
+// scratch memory.
+struct ProcessQueries {
+  struct Out {
+    KernelSigaction actions[64];  // by signal - 1
+    struct itimerval itimers[3];  // ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF
+    int32_t pdeath_sig;
+    int32_t child_subreaper;
+  };
+  Out out{};
+  long securebits = 0, brk = 0, dumpable = 0;
+};
+
+// With the leader's own thread queries (slot 0) in the same batch.
+Status QueryProcess(pid_t pid, RemoteSyscaller& rs, ProcessQueries* q, std::vector<ThreadQueries>* tq) {
+  static_assert(sizeof(ProcessQueries::Out) < 4096);
+  const uint64_t base = rs.scratch();
+  auto at = [&](const void* field) {
+    return base + static_cast<uint64_t>(static_cast<const char*>(field) - reinterpret_cast<const char*>(&q->out));
+  };
+  std::vector<RemoteCall> calls = ThreadCalls(base + kThreadOutOff);
+  std::vector<const char*> names(calls.size(), "");
+  auto add = [&](const char* name, long nr, std::initializer_list<uint64_t> args) {
+    RemoteCall c;
+    c.nr = nr;
+    size_t i = 0;
+    for (uint64_t a : args) c.args[i++] = a;
+    calls.push_back(c);
+    names.push_back(name);
+  };
+  for (int sig = 1; sig <= 64; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) add("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, at(&q->out.actions[sig - 1]), 8});
+  const int whiches[3] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
+  for (int i = 0; i < 3; ++i) add("getitimer", SYS_getitimer, {static_cast<uint64_t>(whiches[i]), at(&q->out.itimers[i])});
+  add("PR_GET_SECUREBITS", SYS_prctl, {PR_GET_SECUREBITS});
+  add("brk", SYS_brk, {0});
+  add("PR_GET_PDEATHSIG", SYS_prctl, {PR_GET_PDEATHSIG, at(&q->out.pdeath_sig)});
+  add("PR_GET_DUMPABLE", SYS_prctl, {PR_GET_DUMPABLE});
+  add("PR_GET_CHILD_SUBREAPER", SYS_prctl, {PR_GET_CHILD_SUBREAPER, at(&q->out.child_subreaper)});
+  CRYO_ASSIGN_OR_RETURN(std::vector<long> r, rs.Batch(calls));
+  CRYO_RETURN_IF_ERROR(ThreadResults(pid, r, &(*tq)[0]));
+  CRYO_RETURN_IF_ERROR(ReadThreadOuts(rs, 0, 1, tq));
+  for (size_t i = kThreadCalls; i < r.size(); ++i)
+    if (std::strcmp(names[i], "brk") != 0) CRYO_RETURN_IF_ERROR(CheckRemote(r[i], pid, names[i]));
+  const size_t n = r.size();
+  q->securebits = r[n - 5];
+  q->brk = r[n - 4];
+  q->dumpable = r[n - 2];
+  return rs.ReadMem(base, &q->out, sizeof(q->out));
+}
+
+Status DumpSignals(pid_t pid, const ProcessQueries& q, image::ProcessCore* core) {
   for (int sig = 1; sig <= 64; ++sig) {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
-    CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_rt_sigaction, sig, 0, rs.scratch(), 8));
-    CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "rt_sigaction"));
-    KernelSigaction ka;
-    CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &ka, sizeof(ka)));
+    const KernelSigaction& ka = q.out.actions[sig - 1];
     if (ka.handler == 0 && ka.flags == 0 && ka.mask == 0) continue;  // SIG_DFL, nothing to restore
     image::SigAction* a = core->add_actions();
     a->set_sig(sig);
@@ -85,21 +214,19 @@ Status DumpSignals(pid_t pid, RemoteSyscaller& rs, image::ProcessCore* core) {
     a->set_mask(ka.mask);
   }
   CRYO_RETURN_IF_ERROR(DumpPending(pid, true, core->mutable_shared_pending()));
-  for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
-    CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_getitimer, which, rs.scratch()));
-    CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "getitimer"));
-    struct itimerval it;
-    CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &it, sizeof(it)));
+  const int whiches[3] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
+  for (int i = 0; i < 3; ++i) {
+    const struct itimerval& it = q.out.itimers[i];
     if (!it.it_value.tv_sec && !it.it_value.tv_usec && !it.it_interval.tv_sec && !it.it_interval.tv_usec) continue;
     image::ITimer* t = core->add_itimers();
-    t->set_which(which);
+    t->set_which(whiches[i]);
     t->set_interval_us(it.it_interval.tv_sec * 1000000ull + it.it_interval.tv_usec);
     t->set_value_us(it.it_value.tv_sec * 1000000ull + it.it_value.tv_usec);
   }
   return Status::Ok();
 }
 
-Status DumpTask(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, image::TaskCore* t) {
+Status DumpTask(SeizedTask& task, const ThreadQueries& q, const proc::Stat& stat, image::TaskCore* t) {
   const pid_t tid = task.tid;
   t->set_tid(tid);
   t->set_comm(stat.comm);
@@ -108,10 +235,7 @@ Status DumpTask(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, i
   CRYO_RETURN_IF_ERROR(DumpPending(tid, false, t->mutable_pending()));
   for (const auto& info : task.intercepted) t->add_pending()->set_raw(std::string(info.begin(), info.end()));
 
-  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_sigaltstack, 0, rs.scratch()));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, tid, "sigaltstack"));
-  stack_t ss;
-  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &ss, sizeof(ss)));
+  const stack_t& ss = q.out.ss;
   t->set_altstack_sp(reinterpret_cast<uint64_t>(ss.ss_sp));
   t->set_altstack_size(ss.ss_size);
   t->set_altstack_flags(ss.ss_flags);
@@ -129,11 +253,7 @@ Status DumpTask(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, i
   t->set_robust_list(reinterpret_cast<uint64_t>(head));
   t->set_robust_list_len(len);
 
-  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_prctl, PR_GET_TID_ADDRESS, rs.scratch()));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, tid, "PR_GET_TID_ADDRESS"));
-  uint64_t tid_addr = 0;
-  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &tid_addr, sizeof(tid_addr)));
-  t->set_clear_child_tid(tid_addr);
+  t->set_clear_child_tid(q.out.tid_addr);
 
   int policy = sched_getscheduler(tid);
   if (policy < 0) return Status::FromErrno("sched_getscheduler " + What(tid, "policy"));
@@ -142,13 +262,11 @@ Status DumpTask(SeizedTask& task, RemoteSyscaller& rs, const proc::Stat& stat, i
   t->set_sched_policy(static_cast<uint32_t>(policy));
   t->set_sched_priority(static_cast<uint32_t>(sp.sched_priority));
   t->set_nice(static_cast<int32_t>(stat.nice));
-  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_prctl, PR_GET_TIMERSLACK));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, tid, "PR_GET_TIMERSLACK"));
-  t->set_timer_slack_ns(static_cast<uint64_t>(r));
+  t->set_timer_slack_ns(static_cast<uint64_t>(q.timer_slack));
   return Status::Ok();
 }
 
-Status DumpCreds(const proc::ProcStatus& st, RemoteSyscaller& rs, pid_t pid, image::Creds* c) {
+Status DumpCreds(const proc::ProcStatus& st, const ProcessQueries& q, image::Creds* c) {
   for (int i = 0; i < 4; ++i) {
     c->add_uid(st.uid[i]);
     c->add_gid(st.gid[i]);
@@ -160,13 +278,11 @@ Status DumpCreds(const proc::ProcStatus& st, RemoteSyscaller& rs, pid_t pid, ima
   c->set_cap_bnd(st.cap_bnd);
   c->set_cap_amb(st.cap_amb);
   c->set_no_new_privs(st.no_new_privs != 0);
-  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_prctl, PR_GET_SECUREBITS));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "PR_GET_SECUREBITS"));
-  c->set_securebits(static_cast<uint32_t>(r));
+  c->set_securebits(static_cast<uint32_t>(q.securebits));
   return Status::Ok();
 }
 
-Status DumpMmFields(pid_t pid, RemoteSyscaller& rs, const proc::Stat& stat, image::MmFields* mm) {
+Status DumpMmFields(pid_t pid, const ProcessQueries& q, const proc::Stat& stat, image::MmFields* mm) {
   mm->set_start_code(stat.startcode);
   mm->set_end_code(stat.endcode);
   mm->set_start_data(stat.start_data);
@@ -177,8 +293,7 @@ Status DumpMmFields(pid_t pid, RemoteSyscaller& rs, const proc::Stat& stat, imag
   mm->set_arg_end(stat.arg_end);
   mm->set_env_start(stat.env_start);
   mm->set_env_end(stat.env_end);
-  CRYO_ASSIGN_OR_RETURN(long brk, rs.Syscall(SYS_brk, 0));
-  mm->set_brk(static_cast<uint64_t>(brk));
+  mm->set_brk(static_cast<uint64_t>(q.brk));
   CRYO_ASSIGN_OR_RETURN(auto auxv, proc::ReadAuxv(pid));
   for (uint64_t w : auxv) mm->add_auxv(w);
   CRYO_ASSIGN_OR_RETURN(std::string exe, ReadLink("/proc/" + std::to_string(pid) + "/exe"));
@@ -198,17 +313,41 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   core->set_sid(stat.session);
   core->set_exit_signal(stat.exit_signal);
   core->set_umask(status.umask);
-  CRYO_RETURN_IF_ERROR(DumpTask(sp.leader(), rs, stat, core->add_threads()));
-  for (size_t i = 1; i < sp.threads().size(); ++i) {
+  // Every thread's remote queries: the leader's with the process's, first
+  // (that batch sets up how batches run, which the other threads' syscallers
+  // inherit), then the others in waves that run at the same time.
+  const size_t n = sp.threads().size();
+  std::vector<std::unique_ptr<RemoteSyscaller>> others;
+  std::vector<RemoteSyscaller*> rss = {&rs};
+  std::vector<pid_t> tids = {sp.leader().tid};
+  std::vector<ThreadQueries> tq(n);
+  ProcessQueries q;
+  CRYO_RETURN_IF_ERROR(QueryProcess(pid, rs, &q, &tq));
+  for (size_t i = 1; i < n; ++i) {
     SeizedTask& t = sp.threads()[i];
-    CRYO_ASSIGN_OR_RETURN(proc::Stat tstat, proc::ReadTaskStat(pid, t.tid));
     CRYO_ASSIGN_OR_RETURN(auto trs, rs.ForThread(t.tid, t.regs));
-    CRYO_RETURN_IF_ERROR(DumpTask(t, *trs, tstat, core->add_threads()));
+    rss.push_back(trs.get());
+    others.push_back(std::move(trs));
+    tids.push_back(t.tid);
   }
-  CRYO_RETURN_IF_ERROR(DumpSignals(pid, rs, core));
+  for (size_t first = 1; first < n; first += kThreadWave)
+    CRYO_RETURN_IF_ERROR(QueryThreads(rss, tids, first, std::min(n, first + kThreadWave), &tq));
+  CRYO_RETURN_IF_ERROR(DumpTask(sp.leader(), tq[0], stat, core->add_threads()));
+  for (size_t i = 1; i < n; ++i) {
+    // Name (queried above) and nice of this thread: no /proc read per thread.
+    SeizedTask& t = sp.threads()[i];
+    proc::Stat tstat;
+    tstat.comm.assign(tq[i].out.comm, strnlen(tq[i].out.comm, sizeof(tq[i].out.comm)));
+    errno = 0;
+    const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(t.tid));
+    if (nice == -1 && errno != 0) return Status::FromErrno("getpriority " + What(t.tid, "nice value"));
+    tstat.nice = nice;
+    CRYO_RETURN_IF_ERROR(DumpTask(t, tq[i], tstat, core->add_threads()));
+  }
+  CRYO_RETURN_IF_ERROR(DumpSignals(pid, q, core));
   CRYO_RETURN_IF_ERROR(DumpPosixTimers(pid, rs, core));
-  CRYO_RETURN_IF_ERROR(DumpCreds(status, rs, pid, core->mutable_creds()));
-  CRYO_RETURN_IF_ERROR(DumpMmFields(pid, rs, stat, core->mutable_mm()));
+  CRYO_RETURN_IF_ERROR(DumpCreds(status, q, core->mutable_creds()));
+  CRYO_RETURN_IF_ERROR(DumpMmFields(pid, q, stat, core->mutable_mm()));
 
   CRYO_ASSIGN_OR_RETURN(auto limits, proc::ReadLimits(pid));
   for (const auto& l : limits) {
@@ -224,18 +363,9 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   CRYO_ASSIGN_OR_RETURN(std::string root, ReadLink(dir + "/root"));
   core->set_root(root);
 
-  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_prctl, PR_GET_PDEATHSIG, rs.scratch()));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "PR_GET_PDEATHSIG"));
-  int32_t v = 0;
-  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &v, sizeof(v)));
-  core->set_pdeath_sig(v);
-  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_prctl, PR_GET_DUMPABLE));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "PR_GET_DUMPABLE"));
-  core->set_dumpable(static_cast<int32_t>(r));
-  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_prctl, PR_GET_CHILD_SUBREAPER, rs.scratch()));
-  CRYO_RETURN_IF_ERROR(CheckRemote(r, pid, "PR_GET_CHILD_SUBREAPER"));
-  CRYO_RETURN_IF_ERROR(rs.ReadMem(rs.scratch(), &v, sizeof(v)));
-  core->set_child_subreaper(v != 0);
+  core->set_pdeath_sig(q.out.pdeath_sig);
+  core->set_dumpable(static_cast<int32_t>(q.dumpable));
+  core->set_child_subreaper(q.out.child_subreaper != 0);
   return Status::Ok();
 }
 

@@ -171,8 +171,11 @@ def test_cow_shared_pages(h):
     h.wait_ready(w)
     check_cow(h, w, w.pid, "before the dump:")
     images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.reap_original(w)
+    # Reading the tree's memory must not unshare it (the original runs on).
+    h.dump(w.pid, images, leave_running=True)
+    check_cow(h, w, w.pid, "the original after dump --leave-running:")
+    h.verify_ok(w, exit=True, when="of the original after dump --leave-running")
+    check_eq(h.wait_exit(w), ("exit", 0), "original cow exit status")
     img = h.show_json(images)
     check("cow-shared" in img["features"], "image features lack cow-shared: %r" % img["features"])
     lay = h.read_layout(w)

@@ -1,0 +1,85 @@
+// What of a seized process can be read without ptrace (/proc, PAGEMAP_SCAN,
+// process_vm_readv), gathered on a second thread one process ahead of the
+// ptrace part (remote system calls, registers), which only the thread that
+// seized a process may do. Collecting a tree so keeps both cores busy.
+#pragma once
+
+#include <sys/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "cryo/image.pb.h"
+#include "mem/page_dump.h"
+#include "mem/shm_dump.h"
+#include "proc/proc.h"
+
+namespace cryo {
+
+// One process, read ahead.
+struct ProcessFacts {
+  pid_t pid = 0;
+  proc::Stat stat;
+  proc::ProcStatus status;
+  std::vector<proc::Vma> vmas;
+  image::Mm mm;        // VMAs described, pages planned (checksummed too when `pages` is set)
+  image::FdTable fds;  // before file ids are assigned
+  std::vector<ShmMapping> shm_maps;  // VMAs of memfds, /dev/shm files, SysV segments
+  std::set<std::string> features;
+  std::vector<PagePiece> pieces;
+  std::shared_ptr<std::string> pages;  // the page data, read ahead when small; else null
+  double proc_s = 0, fds_s = 0, pages_s = 0;  // where the time went (debug log)
+};
+
+// The process a child's pages are compared with (cow_share.h): its parent in
+// the tree, read before it.
+struct ParentMemory {
+  pid_t pid = 0;
+  image::Mm mm;  // its VMAs
+};
+
+// Reads the facts of one process; one with at most `buffered_max` bytes of
+// pages also has them read. Pages it still shares copy-on-write with
+// `parent` (if given) are recorded as inherited and not stored.
+Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max, const ParentMemory* parent);
+
+class Prefetcher {
+ public:
+  // Starts reading `pids` in order on a thread, at most `ahead` processes
+  // ahead of Take(). The first error ends the reading; Take() returns it for
+  // its process.
+  // `parents[i]`: the parent of pids[i] in the tree (0: none), read before it.
+  Prefetcher(std::vector<pid_t> pids, std::vector<pid_t> parents, bool shell_job, uint64_t buffered_max, size_t ahead);
+  ~Prefetcher();  // stops the thread (what it read is dropped)
+  Prefetcher(const Prefetcher&) = delete;
+  Prefetcher& operator=(const Prefetcher&) = delete;
+  // The facts of the next pid, waiting for them.
+  Result<ProcessFacts> Take();
+
+ private:
+  void Loop();
+  Result<ProcessFacts> Read(size_t i);
+  const std::vector<pid_t> pids_;
+  const std::vector<pid_t> parents_;
+  std::map<pid_t, ParentMemory> memories_;  // the VMAs of every process read, by pid (reading thread only)
+  const bool shell_job_;
+  const uint64_t buffered_max_;
+  const size_t ahead_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Result<ProcessFacts>> ready_;
+  size_t taken_ = 0, read_ = 0;
+  bool stop_ = false;
+  std::thread thread_;  // not started: Take() reads in place
+};
+
+}  // namespace cryo

@@ -1,0 +1,583 @@
+#include "mem/page_dump.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <system_error>
+#include <thread>
+
+#include "base/log.h"
+#include "image/format.h"
+#include "mem/cow_share.h"
+
+namespace cryo {
+
+namespace {
+
+constexpr uint64_t kPage = image::kPageSize;
+constexpr uint64_t kHugePage = 2ull << 20;
+
+double Now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+std::string Hex(uint64_t v) {
+  char buf[24];
+  snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
+  return buf;
+}
+
+// Which page categories are worth storing for a VMA kind (none: nothing stored).
+bool WantPage(image::VmaKind kind, uint64_t cat) {
+  if (cat & kPagePfnZero) return false;
+  switch (kind) {
+    case image::VMA_ANON_PRIVATE:
+    case image::VMA_ANON_SHARED:
+      return true;
+    case image::VMA_FILE_PRIVATE:
+      return (cat & kPageSwapped) || !(cat & kPageFile);  // only pages copied on write
+    default:
+      return false;
+  }
+}
+
+// Sets the checksum of each page run as the run's bytes stream past, in file
+// order (a run may straddle two buffers).
+class RunHasher {
+ public:
+  explicit RunHasher(image::Mm* mm) : mm_(mm) {}
+  void Feed(const char* data, uint64_t n) {
+    while (n > 0) {
+      image::PageRun& run = *mm_->mutable_runs(next_);
+      const uint64_t run_bytes = run.npages() * kPage;
+      if (fed_ == 0 && n >= run_bytes) {  // the whole run at hand: one shot
+        run.set_checksum(image::HashBytes(data, run_bytes));
+        Advance(data, n, run_bytes);
+        continue;
+      }
+      if (fed_ == 0) hash_.Reset();
+      const uint64_t take = std::min(n, run_bytes - fed_);
+      hash_.Update(data, take);
+      fed_ += take;
+      if (fed_ == run_bytes) {
+        run.set_checksum(hash_.Digest());
+        fed_ = 0;
+        Advance(data, n, take);
+      } else {
+        data += take;
+        n -= take;
+      }
+    }
+  }
+
+ private:
+  void Advance(const char*& data, uint64_t& n, uint64_t by) {
+    data += by;
+    n -= by;
+    ++next_;
+  }
+  image::Mm* mm_;
+  int next_ = 0;
+  uint64_t fed_ = 0;  // bytes of run next_ hashed so far
+  image::StreamHash hash_;
+};
+
+// The buffers of the ring: anonymous memory, aligned so that it can be backed
+// by transparent huge pages (fewer first-touch faults).
+class Buffers {
+ public:
+  ~Buffers() {
+    if (base_ != nullptr) ::munmap(base_, map_len_);
+  }
+  Status Allocate(size_t count, size_t each) {
+    each_ = each;
+    map_len_ = count * each + kHugePage;
+    void* m = ::mmap(nullptr, map_len_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return Status::FromErrno("mmap of " + std::to_string(map_len_ >> 10) + " KiB of page buffers");
+    base_ = static_cast<char*>(m);
+    const uint64_t addr = reinterpret_cast<uint64_t>(base_);
+    aligned_ = base_ + ((addr + kHugePage - 1) / kHugePage * kHugePage - addr);
+    (void)::madvise(aligned_, count * each, MADV_HUGEPAGE);  // a hint: fine if THP is off
+    return Status::Ok();
+  }
+  char* operator[](size_t i) const { return aligned_ + i * each_; }
+
+ private:
+  char* base_ = nullptr;
+  char* aligned_ = nullptr;
+  size_t map_len_ = 0;
+  size_t each_ = 0;
+};
+
+// One filled buffer on its way to the file.
+struct Filled {
+  size_t buffer;
+  uint64_t file_off;
+  uint64_t len;
+};
+
+// The hand-over between the reading thread and the writer thread.
+class Ring {
+ public:
+  explicit Ring(size_t buffers) {
+    for (size_t i = 0; i < buffers; ++i) free_.push_back(i);
+  }
+
+  // Reader: the next free buffer, or the writer's error. *written is updated
+  // with the bytes written so far.
+  Result<size_t> TakeFree(uint64_t* written) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !free_.empty() || !write_error_.ok(); });
+    *written = written_;
+    if (!write_error_.ok()) return write_error_;
+    const size_t b = free_.front();
+    free_.pop_front();
+    return b;
+  }
+  void PushFilled(const Filled& f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    filled_.push_back(f);
+    cv_.notify_all();
+  }
+  // Reader: no more buffers will come (done, or failed: then the writer stops
+  // without writing what is queued).
+  void Close(bool failed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    abandoned_ = failed;
+    cv_.notify_all();
+  }
+  // Writer: the next buffer to write; false when there is none left.
+  bool TakeFilled(Filled* f) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !filled_.empty() || closed_; });
+    if (abandoned_ || filled_.empty()) return false;
+    *f = filled_.front();
+    filled_.pop_front();
+    return true;
+  }
+  void Written(const Filled& f, Status s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (s.ok()) {
+      written_ += f.len;
+      free_.push_back(f.buffer);
+    } else {
+      write_error_ = std::move(s);
+    }
+    cv_.notify_all();
+  }
+  Status write_error() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return write_error_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<size_t> free_;
+  std::deque<Filled> filled_;
+  bool closed_ = false;
+  bool abandoned_ = false;
+  uint64_t written_ = 0;
+  Status write_error_;
+};
+
+// Seconds spent in each step (for the debug log).
+struct CopyTimes {
+  double read = 0, hash = 0, wait = 0, write = 0, writeback = 0;
+};
+
+Status WriteBuffer(WritableFile* file, const char* data, const Filled& f, CopyTimes* t) {
+  const double t0 = Now();
+  CRYO_RETURN_IF_ERROR(file->WriteAt(data, f.len, static_cast<off_t>(f.file_off)));
+  const double t1 = Now();
+  Status s = file->StartWriteback(static_cast<off_t>(f.file_off), f.len);
+  t->write += t1 - t0;
+  t->writeback += Now() - t1;
+  return s;
+}
+
+void WriterLoop(Ring* ring, const Buffers* buffers, WritableFile* file, CopyTimes* t) {
+  Filled f;
+  while (ring->TakeFilled(&f)) {
+    Status s = WriteBuffer(file, (*buffers)[f.buffer], f, t);
+    const bool failed = !s.ok();
+    ring->Written(f, std::move(s));
+    if (failed) return;
+  }
+}
+
+// Cuts the pieces into buffer-sized chunks, in order.
+class Chunker {
+ public:
+  Chunker(const std::vector<PagePiece>& pieces, uint64_t chunk_bytes) : pieces_(pieces), chunk_bytes_(chunk_bytes) {}
+  bool done() const { return next_ == pieces_.size(); }
+  // The next chunk's pieces (parts of pieces where one straddles two chunks).
+  const std::vector<PagePiece>& Next(Filled* f) {
+    chunk_.clear();
+    f->file_off = pieces_[next_].file_off + consumed_;
+    f->len = 0;
+    while (next_ < pieces_.size() && f->len < chunk_bytes_) {
+      const PagePiece& p = pieces_[next_];
+      const uint64_t take = std::min(p.len - consumed_, chunk_bytes_ - f->len);
+      chunk_.push_back({p.vaddr + consumed_, take, p.file_off + consumed_, p.readable});
+      f->len += take;
+      consumed_ += take;
+      if (consumed_ == p.len) {
+        consumed_ = 0;
+        ++next_;
+      }
+    }
+    return chunk_;
+  }
+
+ private:
+  const std::vector<PagePiece>& pieces_;
+  const uint64_t chunk_bytes_;
+  size_t next_ = 0;
+  uint64_t consumed_ = 0;
+  std::vector<PagePiece> chunk_;
+};
+
+// The pieces must cover mm's runs exactly, contiguously in file order.
+Status CheckLayout(const std::vector<PagePiece>& pieces, const image::Mm& mm, uint64_t* total) {
+  uint64_t off = image::kPageDataOffset;
+  for (const PagePiece& p : pieces) {
+    if (p.file_off != off || p.len == 0 || p.len % kPage != 0)
+      return Status::Error("internal: page piece at " + Hex(p.vaddr) + " is not laid out contiguously");
+    off += p.len;
+  }
+  uint64_t run_off = image::kPageDataOffset;
+  for (const image::PageRun& r : mm.runs()) {
+    if (r.offset() != run_off) return Status::Error("internal: page run at " + Hex(r.vaddr()) + " is out of order");
+    run_off += r.npages() * kPage;
+  }
+  if (run_off != off) return Status::Error("internal: page pieces and page runs differ in size");
+  *total = off - image::kPageDataOffset;
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::vector<PagePiece>> PlanPages(image::Mm* mm, const PageScanFn& scan) {
+  std::vector<PagePiece> pieces;
+  uint64_t off = image::kPageDataOffset;
+  for (image::Vma& v : *mm->mutable_vmas()) {
+    if (!WantPage(v.kind(), kPagePresent)) continue;
+    CRYO_ASSIGN_OR_RETURN(auto regions, scan(v.start(), v.end()));
+    const bool readable = v.prot() & PROT_READ;
+    uint64_t stored = 0;
+    for (const PageRegion& r : regions) {
+      if (!WantPage(v.kind(), r.categories)) continue;
+      for (uint64_t a = r.start; a < r.end;) {
+        // Extend the previous run when contiguous (and in this VMA), else start a new one.
+        image::PageRun* run = mm->runs_size() ? mm->mutable_runs(mm->runs_size() - 1) : nullptr;
+        uint64_t take;
+        if (run && run->vaddr() + run->npages() * kPage == a && run->npages() * kPage < kMaxRunBytes &&
+            a != v.start()) {
+          take = std::min(r.end - a, kMaxRunBytes - run->npages() * kPage);
+          run->set_npages(run->npages() + take / kPage);
+        } else {
+          take = std::min(r.end - a, kMaxRunBytes);
+          run = mm->add_runs();
+          run->set_vaddr(a);
+          run->set_npages(take / kPage);
+          run->set_offset(off);
+        }
+        if (!pieces.empty() && pieces.back().vaddr + pieces.back().len == a && pieces.back().readable == readable)
+          pieces.back().len += take;  // one piece may span runs: fewer iovecs
+        else
+          pieces.push_back({a, take, off, readable});
+        a += take;
+        off += take;
+        stored += take / kPage;
+      }
+    }
+    v.set_stored_pages(stored);
+  }
+  mm->set_total_pages((off - image::kPageDataOffset) / kPage);
+  return pieces;
+}
+
+void SplitShared(std::vector<PagePiece>* pieces, const std::vector<std::pair<uint64_t, uint64_t>>& shared) {
+  if (shared.empty()) return;
+  std::vector<PagePiece> out;
+  size_t k = 0;
+  for (const PagePiece& p : *pieces) {
+    if (!p.readable) {
+      out.push_back(p);
+      continue;
+    }
+    const uint64_t end = p.vaddr + p.len;
+    while (k < shared.size() && shared[k].second <= p.vaddr) ++k;
+    uint64_t at = p.vaddr;
+    auto emit = [&](uint64_t to, bool readable) {
+      if (to <= at) return;
+      out.push_back({at, to - at, p.file_off + (at - p.vaddr), readable});
+      at = to;
+    };
+    for (size_t j = k; j < shared.size() && shared[j].first < end; ++j) {
+      emit(std::max(at, shared[j].first), true);
+      emit(std::min(end, shared[j].second), false);
+    }
+    emit(end, true);
+  }
+  *pieces = std::move(out);
+}
+
+namespace {
+
+// The present anonymous pages of private VMAs that another process maps too
+// (pagemap: present, not exclusively mapped, not a file or shmem page;
+// Documentation/admin-guide/mm/pagemap.rst), as ascending ranges.
+Result<std::vector<std::pair<uint64_t, uint64_t>>> SharedAnonPages(pid_t pid, const image::Mm& mm,
+                                                                    const std::vector<PageRegion>& regions) {
+  constexpr uint64_t kPresent = 1ull << 63, kFileOrShared = 1ull << 61, kExclusive = 1ull << 56;
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  UniqueFd fd;
+  std::vector<uint64_t> entries;
+  for (const image::Vma& v : mm.vmas()) {
+    if (v.kind() != image::VMA_ANON_PRIVATE && v.kind() != image::VMA_FILE_PRIVATE) continue;
+    for (const PageRegion& r : regions) {
+      const uint64_t s = std::max(r.start, v.start()), e = std::min(r.end, v.end());
+      if (s >= e) continue;
+      if (!fd.valid()) {
+        const std::string path = "/proc/" + std::to_string(pid) + "/pagemap";
+        fd.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd.valid()) return Status::FromErrno("open " + path);
+      }
+      for (uint64_t a = s; a < e;) {
+        const size_t n = static_cast<size_t>(std::min<uint64_t>((e - a) / kPage, 8192));
+        entries.resize(n);
+        const ssize_t want = static_cast<ssize_t>(n * 8);
+        if (::pread(fd.get(), entries.data(), static_cast<size_t>(want), static_cast<off_t>(a / kPage * 8)) != want)
+          return Status::FromErrno("reading /proc/" + std::to_string(pid) + "/pagemap at " + Hex(a));
+        for (size_t i = 0; i < n; ++i) {
+          const uint64_t x = entries[i];
+          if (!(x & kPresent) || (x & kExclusive) || (x & kFileOrShared)) continue;
+          const uint64_t page = a + i * kPage;
+          if (!out.empty() && out.back().second == page)
+            out.back().second += kPage;
+          else
+            out.emplace_back(page, page + kPage);
+        }
+        a += n * kPage;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ProcessPageSource>> ProcessPageSource::Open(pid_t pid) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/mem";
+  UniqueFd mem(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!mem.valid()) return Status::FromErrno("open " + path);
+  return std::unique_ptr<ProcessPageSource>(new ProcessPageSource(pid, std::move(mem)));
+}
+
+Status ProcessPageSource::ReadProcMem(uint64_t vaddr, uint64_t len, char* dst, int vm_readv_errno) {
+  for (uint64_t done = 0; done < len;) {
+    ssize_t r = ::pread(mem_.get(), dst + done, len - done, static_cast<off_t>(vaddr + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      const int err = r < 0 ? errno : EIO;
+      std::string what = "read of pid " + std::to_string(pid_) + " memory at " + Hex(vaddr + done) + " (/proc/" +
+                         std::to_string(pid_) + "/mem)";
+      if (vm_readv_errno) what += " after process_vm_readv failed there (" + std::string(strerror(vm_readv_errno)) + ")";
+      return Status::Errno(err, what);
+    }
+    done += static_cast<uint64_t>(r);
+  }
+  return Status::Ok();
+}
+
+Status ProcessPageSource::Read(const PagePiece* pieces, size_t n, char* dst) {
+  size_t i = 0;
+  while (i < n) {
+    if (!pieces[i].readable) {
+      CRYO_RETURN_IF_ERROR(ReadProcMem(pieces[i].vaddr, pieces[i].len, dst, 0));
+      dst += pieces[i].len;
+      ++i;
+      continue;
+    }
+    // A batch of consecutive readable pieces, one call.
+    remote_.clear();
+    uint64_t bytes = 0;
+    for (size_t j = i; j < n && pieces[j].readable && remote_.size() < IOV_MAX; ++j) {
+      remote_.push_back({reinterpret_cast<void*>(pieces[j].vaddr), pieces[j].len});
+      bytes += pieces[j].len;
+    }
+    struct iovec local = {dst, bytes};
+    const ssize_t r = ::process_vm_readv(pid_, &local, 1, remote_.data(), remote_.size(), 0);
+    if (r == static_cast<ssize_t>(bytes)) {
+      dst += bytes;
+      i += remote_.size();
+      continue;
+    }
+    // A partial transfer stops at the first page it could not read: skip the
+    // pieces read whole, read the rest of the stuck one through /proc/PID/mem.
+    const int err = r < 0 ? errno : 0;
+    uint64_t got = r > 0 ? static_cast<uint64_t>(r) : 0;
+    while (got >= pieces[i].len) {
+      got -= pieces[i].len;
+      dst += pieces[i].len;
+      ++i;
+    }
+    CRYO_RETURN_IF_ERROR(ReadProcMem(pieces[i].vaddr + got, pieces[i].len - got, dst + got, err ? err : EFAULT));
+    dst += pieces[i].len;
+    ++i;
+  }
+  return Status::Ok();
+}
+
+Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::Mm* mm, WritableFile* file,
+                 const ProgressFn& progress, const PageCopyOptions& opts) {
+  uint64_t total = 0;
+  CRYO_RETURN_IF_ERROR(CheckLayout(pieces, *mm, &total));
+  if (total == 0) return Status::Ok();
+  if (opts.buffers == 0 || opts.buffer_bytes == 0 || opts.buffer_bytes % kPage != 0)
+    return Status::Error("internal: bad page copy options");
+  // A small dump gets a small ring (a tree of small processes allocates little),
+  // still cut in a few chunks so that reading and writing overlap; below 1 MiB
+  // a second thread is not worth starting.
+  constexpr uint64_t kMinChunk = 1 << 20;
+  uint64_t chunk = (total / opts.buffers + kPage - 1) / kPage * kPage;
+  chunk = std::min<uint64_t>({std::max(chunk, kMinChunk), opts.buffer_bytes, total});
+  const size_t nbuf = static_cast<size_t>(std::min<uint64_t>(opts.buffers, (total + chunk - 1) / chunk));
+  Buffers buffers;
+  CRYO_RETURN_IF_ERROR(buffers.Allocate(nbuf, chunk));
+  RunHasher hasher(mm);
+  Chunker chunker(pieces, chunk);
+  CopyTimes reader, writer_times;
+  const double start = Now();
+  auto read_and_hash = [&](const Filled& f, const std::vector<PagePiece>& c, char* buf) -> Status {
+    const double t0 = Now();
+    CRYO_RETURN_IF_ERROR(src.Read(c.data(), c.size(), buf));
+    const double t1 = Now();
+    hasher.Feed(buf, f.len);
+    reader.read += t1 - t0;
+    reader.hash += Now() - t1;
+    return Status::Ok();
+  };
+
+  Status read_status;
+  if (nbuf == 1) {  // one buffer (a small dump): no second thread, nothing to overlap
+    uint64_t done = 0;
+    while (!chunker.done()) {
+      if (progress && done) progress(done, total);
+      Filled f{0, 0, 0};
+      const std::vector<PagePiece>& c = chunker.Next(&f);
+      CRYO_RETURN_IF_ERROR(read_and_hash(f, c, buffers[0]));
+      CRYO_RETURN_IF_ERROR(WriteBuffer(file, buffers[0], f, &writer_times));
+      done += f.len;
+    }
+  } else {
+    Ring ring(nbuf);
+    std::thread writer;
+    try {
+      writer = std::thread(WriterLoop, &ring, &buffers, file, &writer_times);
+    } catch (const std::system_error& e) {
+      return Status::Errno(e.code().value(), "cannot start the page writer thread");
+    }
+    uint64_t reported = 0;
+    while (!chunker.done()) {
+      uint64_t written = 0;
+      const double t0 = Now();
+      Result<size_t> b = ring.TakeFree(&written);
+      reader.wait += Now() - t0;
+      if (progress && written != reported) progress(reported = written, total);
+      if (!b.ok()) break;  // the writer failed: its error is returned below
+      Filled f{*b, 0, 0};
+      const std::vector<PagePiece>& c = chunker.Next(&f);
+      read_status = read_and_hash(f, c, buffers[*b]);
+      if (!read_status.ok()) break;
+      ring.PushFilled(f);
+    }
+    ring.Close(!read_status.ok());
+    writer.join();
+    CRYO_RETURN_IF_ERROR(read_status);
+    CRYO_RETURN_IF_ERROR(ring.write_error());
+  }
+  if (progress) progress(total, total);
+  LOG_DEBUG("%" PRIu64 " KiB of pages copied in %.1f ms through %zu x %" PRIu64
+            " KiB buffers: read %.1f ms, hash %.1f ms, reader waited %.1f ms, write %.1f ms, writeback start %.1f ms",
+            total >> 10, (Now() - start) * 1e3, nbuf, chunk >> 10, reader.read * 1e3, reader.hash * 1e3,
+            reader.wait * 1e3, writer_times.write * 1e3, writer_times.writeback * 1e3);
+  return Status::Ok();
+}
+
+Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm) {
+  CRYO_ASSIGN_OR_RETURN(PagemapScanner scanner, PagemapScanner::Open(pid));
+  // One PAGEMAP_SCAN per run of consecutive VMAs that may hold pages (gaps
+  // hold none), rather than one per VMA (a process with many threads has a
+  // stack VMA per thread); each VMA then takes its part of the regions.
+  std::vector<PageRegion> regions;
+  const auto& vmas = mm->vmas();
+  for (int i = 0; i < vmas.size();) {
+    if (!WantPage(vmas[i].kind(), kPagePresent)) {
+      ++i;
+      continue;
+    }
+    int j = i;
+    while (j + 1 < vmas.size() && WantPage(vmas[j + 1].kind(), kPagePresent)) ++j;
+    CRYO_ASSIGN_OR_RETURN(auto found, scanner.Scan(vmas[i].start(), vmas[j].end()));
+    regions.insert(regions.end(), found.begin(), found.end());
+    i = j + 1;
+  }
+  auto scan = [&regions](uint64_t start, uint64_t end) -> Result<std::vector<PageRegion>> {
+    std::vector<PageRegion> out;
+    auto it = std::lower_bound(regions.begin(), regions.end(), start,
+                               [](const PageRegion& r, uint64_t a) { return r.end <= a; });
+    for (; it != regions.end() && it->start < end; ++it)
+      out.push_back({std::max(it->start, start), std::min(it->end, end), it->categories});
+    return out;
+  };
+  // Pages shared copy-on-write with the parent are stored in its image only.
+  if (mm->inherited_size()) regions = WithoutRanges(regions, {mm->inherited().begin(), mm->inherited().end()});
+  CRYO_ASSIGN_OR_RETURN(std::vector<PagePiece> pieces, PlanPages(mm, scan));
+  CRYO_ASSIGN_OR_RETURN(auto shared, SharedAnonPages(pid, *mm, regions));
+  SplitShared(&pieces, shared);
+  for (image::Vma& v : *mm->mutable_vmas()) {
+    uint64_t inherited = 0;
+    for (const image::PageRange& r : mm->inherited())
+      if (v.start() <= r.vaddr() && r.vaddr() < v.end()) inherited += r.npages();
+    v.set_inherited_pages(inherited);
+  }
+  LOG_INFO("pid %d: storing %" PRIu64 " pages (%" PRIu64 " MiB)", pid, mm->total_pages(),
+           mm->total_pages() * kPage >> 20);
+  return pieces;
+}
+
+Status DumpPages(pid_t pid, const std::vector<PagePiece>& pieces, image::Mm* mm, WritableFile* file,
+                 const ProgressFn& progress) {
+  CRYO_ASSIGN_OR_RETURN(auto source, ProcessPageSource::Open(pid));
+  return CopyPages(*source, pieces, mm, file, progress);
+}
+
+Status ReadPages(pid_t pid, const std::vector<PagePiece>& pieces, image::Mm* mm, std::string* data) {
+  uint64_t total = 0;
+  CRYO_RETURN_IF_ERROR(CheckLayout(pieces, *mm, &total));
+  data->resize(total);
+  if (total == 0) return Status::Ok();
+  CRYO_ASSIGN_OR_RETURN(auto source, ProcessPageSource::Open(pid));
+  CRYO_RETURN_IF_ERROR(source->Read(pieces.data(), pieces.size(), data->data()));
+  RunHasher(mm).Feed(data->data(), total);
+  return Status::Ok();
+}
+
+}  // namespace cryo
