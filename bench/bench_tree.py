@@ -2,10 +2,13 @@
 """bench_tree: `cryo dump` and `cryo restore` of process trees of 10, 50 and
 200 processes, per process.
 
-The tree is tests/workloads/tree with RING = N - 5: a session leader (the
-root), a process group leader with a child, a process in that group, a zombie
-and RING ring members passing tokens through pipes, a shared file offset and a
-shared anonymous mapping: N processes in all (the zombie included).
+The tree is tests/workloads/tree with RING = N - 9: a session leader (the
+root, a child subreaper), a process group leader with a child, a process in
+that group, a zombie, a process in a group whose leader has exited, one in a
+session whose leader has exited, one with another exit signal, one with a
+parent-death signal, and RING ring members passing tokens through pipes, a
+shared file offset and a shared anonymous mapping: N processes in all (the
+zombie included; the restore adds two temporary leaders).
 
 Each round, for each size (order rotated between rounds, after --warmup
 untimed rounds):
@@ -53,7 +56,7 @@ RESTORE_PHASES = [
 
 
 def tree_round(b, args, n, logdir, tag):
-    ring = n - 5
+    ring = n - 9
     pid, ctl, _ = b.start_ready(lambda c: [args.tree_bin, c, str(ring)], "tree of %d" % n, timeout=60)
     pids = benchlib.tree_pids(pid)
     if len(pids) != n:
@@ -173,8 +176,8 @@ def main():
         args.sizes = [int(x) for x in args.sizes.split(",")]
     except ValueError:
         ap.error("--sizes: comma-separated integers")
-    if any(n < 7 or n > 261 for n in args.sizes):
-        ap.error("--sizes: each size must be 7..261 (the tree workload's ring is 2..256)")
+    if any(n < 10 or n > 265 for n in args.sizes):
+        ap.error("--sizes: each size must be 10..265 (the tree workload's ring is 1..256)")
     return benchlib.run(args, body)
 
 

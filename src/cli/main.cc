@@ -118,7 +118,8 @@ int main(int argc, char** argv) {
     Status s = Dump(dump);
     if (!s.ok()) {
       LOG_ERROR("dump of pid %d failed: %s", dump.pid, s.ToString().c_str());
-      if (::kill(dump.pid, 0) == 0) LOG_ERROR("pid %d was left running, untouched", dump.pid);
+      if (dump.pid != ::getpid() && dump.pid != ::getppid() && ::kill(dump.pid, 0) == 0)
+        LOG_ERROR("pid %d was left running, untouched", dump.pid);
       return 1;
     }
     return 0;

@@ -276,7 +276,9 @@ Status Dump(const DumpOptions& opts) {
     CRYO_RETURN_IF_ERROR(tree.KillAll());
   }
   LOG_DEBUG("tree %s in %.1f ms", opts.leave_running ? "detached" : "killed", (Now() - ts) * 1e3);
-  LOG_INFO("pid %d and %zu descendants dumped to %s in %.1f ms (%s)", pid, procs.size() + tree.zombies().size() - 1,
+  const size_t others = procs.size() + tree.zombies().size() - 1;
+  LOG_INFO("pid %d%s dumped to %s in %.1f ms (%s)", pid,
+           others ? (" and " + std::to_string(others) + (others == 1 ? " descendant" : " descendants")).c_str() : "",
            opts.images_dir.c_str(), (Now() - t0) * 1e3, opts.leave_running ? "left running" : "killed");
   return Status::Ok();
 }

@@ -476,8 +476,8 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   for (pid_t tid : expected)
     if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
   guard.Release();
-  LOG_INFO("pid %d restored from %s in %.1f ms (%zu processes)", root, opts.images_dir.c_str(), (Now() - t0) * 1e3,
-           img.processes.size());
+  LOG_INFO("pid %d restored from %s in %.1f ms (%zu %s)", root, opts.images_dir.c_str(), (Now() - t0) * 1e3,
+           img.processes.size(), img.processes.size() == 1 ? "process" : "processes");
   return root;
 }
 

@@ -141,8 +141,8 @@ int main(int argc, char **argv)
         wl_die("usage: %s CTL_DIR [RING]", argv[0]);
     const char *ctl = argv[1];
     ring = argc > 2 ? atoi(argv[2]) : 4;
-    if (ring < 2 || ring > MAX_RING)
-        wl_die("RING must be 2..%d", MAX_RING);
+    if (ring < 1 || ring > MAX_RING)
+        wl_die("RING must be 1..%d", MAX_RING);
     size_t board_len = (MAX_SLOTS + 1) * sizeof(struct slot);
     board = mmap(NULL, board_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (board == MAP_FAILED)
