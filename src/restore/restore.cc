@@ -244,7 +244,7 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
   for (const image::TaskCore& t : proc.core.threads()) {
     user_regs_struct regs;
     FillRegs(t, &regs);
-    ApplySyscallRestart(&regs);
+    ApplySyscallRestartAfterRestore(&regs);
     CRYO_RETURN_IF_ERROR(SetRegs(t.tid(), regs));
     CRYO_RETURN_IF_ERROR(SetXstate(t.tid(), t.regs().xsave()));
     CRYO_RETURN_IF_ERROR(SetSigmask(t.tid(), t.blocked()));

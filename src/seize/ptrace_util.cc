@@ -1,5 +1,7 @@
 #include "seize/ptrace_util.h"
 
+#include <errno.h>
+
 #include <cpuid.h>
 #include <sched.h>
 #include <elf.h>
@@ -94,6 +96,27 @@ size_t XsaveSize() {
   unsigned eax, ebx, ecx, edx;
   if (!__get_cpuid_count(0xd, 0, &eax, &ebx, &ecx, &edx) || ebx == 0) return 4096;
   return ebx;
+}
+
+void ApplySyscallRestartAfterRestore(user_regs_struct* r) {
+  if (static_cast<long>(r->orig_rax) >= 0 && static_cast<long>(r->rax) == -516 /*ERESTART_RESTARTBLOCK*/) {
+    const long nr = static_cast<long>(r->orig_rax);
+    constexpr long kTimerAbstime = 1;
+    if (nr == SYS_nanosleep) {  // (req, rem)
+      if (r->rsi) r->rdi = r->rsi;
+      r->rax = r->orig_rax;
+      r->rip -= 2;
+    } else if (nr == SYS_clock_nanosleep) {  // (clock, flags, req, rem)
+      if (!(r->rsi & kTimerAbstime) && r->r10) r->rdx = r->r10;
+      r->rax = r->orig_rax;
+      r->rip -= 2;
+    } else {
+      r->rax = static_cast<unsigned long long>(-EINTR);
+    }
+    r->orig_rax = static_cast<unsigned long long>(-1);
+    return;
+  }
+  ApplySyscallRestart(r);
 }
 
 void ApplySyscallRestart(user_regs_struct* r) {

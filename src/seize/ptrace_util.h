@@ -40,5 +40,12 @@ size_t XsaveSize();
 // re-issued; ERESTART_RESTARTBLOCK becomes restart_syscall. orig_rax is then
 // cleared so the kernel does not apply it a second time.
 void ApplySyscallRestart(user_regs_struct* regs);
+// The same for a restored thread, whose kernel restart block (restart_syscall(2))
+// is gone: a relative nanosleep/clock_nanosleep is issued again for the time
+// that was left, which the kernel wrote to `rem` when the sleep was
+// interrupted (the whole request if there is no `rem`); an absolute one with
+// its own arguments; any other call that needed its restart block returns
+// EINTR, as restart_syscall would.
+void ApplySyscallRestartAfterRestore(user_regs_struct* regs);
 
 }  // namespace cryo

@@ -6,6 +6,7 @@ Run: test_threads.py --cryo PATH --workloads DIR [NAME ...]
 """
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,6 +73,26 @@ def test_threads_64_rewind(h):
         check_eq(h.wait_exit(rw), ("exit", 0), "exit status of rewind instance %d" % (i + 1))
 
 
+def test_sleeps_resume_without_eintr(h):
+    """Threads asleep in nanosleep / clock_nanosleep (relative, without rem,
+    absolute) go on sleeping after the dump and after each restore: no EINTR
+    (signal(7): a stop does not make these calls fail)."""
+    w = h.start_workload("sleeps")
+    h.wait_ready(w)
+    time.sleep(0.3)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    h.verify_ok(w, when="of the original after dump --leave-running")
+    h.verify_ok(w, exit=True, when="of the original (exit)")
+    check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
+    for i in range(2):
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        rw = w.restored(r.pid)
+        h.verify_ok(rw, when="after restore %d" % (i + 1))
+        h.verify_ok(rw, exit=True, when="after restore %d (exit)" % (i + 1))
+        check_eq(h.wait_exit(rw), ("exit", 0), "restored exit status")
+
+
 def test_python_threads(h):
     """python3 with a second thread sleeping in the interpreter."""
     w = h.start_workload("loop.py", "--thread")
@@ -93,6 +114,7 @@ TESTS = [
     test_threads_64_kill,
     test_threads_8_leave_running,
     test_threads_64_rewind,
+    test_sleeps_resume_without_eintr,
     test_python_threads,
 ]
 
