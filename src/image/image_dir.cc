@@ -350,8 +350,12 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
     if (std::find(supported.begin(), supported.end(), f) == supported.end())
       return Status::Error(dir + ": the image needs feature '" + f + "', which this cryo (" CRYO_VERSION
                            ") does not support; restore it with a newer cryo");
+  if (inv.format_version() == 0) return Status::Error(dir + ": the inventory's format version 0 is invalid (corrupted)");
   if (inv.pids().empty()) return Status::Error(dir + ": the inventory lists no process");
   for (int pid : inv.pids()) {
+    if (pid <= 0 || img.processes.count(pid))
+      return Status::Error(dir + ": the inventory lists pid " + std::to_string(pid) + " " +
+                           (pid <= 0 ? "(invalid)" : "twice") + " (corrupted)");
     ProcessImage& p = img.processes[pid];
     CRYO_RETURN_IF_ERROR(ReadRecord(dir, CoreName(pid), FileKind::kProcessCore, &p.core));
     if (p.core.pid() != pid) return Status::Error(dir + "/" + CoreName(pid) + ": record is for pid " + std::to_string(p.core.pid()));

@@ -197,6 +197,46 @@ TEST(ImageDirTest, UnknownFeatureIsRefusedByName) {
   EXPECT_NE(img.status().ToString().find("'teleportation'"), std::string::npos);
 }
 
+TEST(ImageDirTest, InventoryVersionZeroIsRefused) {
+  TempDir d;
+  WriteImage(d.path(), 0);
+  auto img = LoadImage(d.path());
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().ToString().find("format version 0"), std::string::npos) << img.status().ToString();
+}
+
+TEST(ImageDirTest, PidListedTwiceIsRefused) {
+  TempDir d;
+  WriteImage(d.path());
+  Inventory inv;
+  ASSERT_TRUE(ReadRecord(d.path(), InventoryName(), FileKind::kInventory, &inv).ok());
+  inv.add_pids(42);
+  auto w = ImageWriter::Create(Env::Default(), d.path());
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->WriteRecord(InventoryName(), FileKind::kInventory, inv).ok());
+  ASSERT_TRUE((*w)->SyncFiles().ok());
+  auto img = LoadImage(d.path());
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().ToString().find("pid 42 twice"), std::string::npos) << img.status().ToString();
+}
+
+TEST(ImageDirTest, NonUtf8NamesRoundTrip) {
+  TempDir d;
+  WriteImage(d.path());
+  Mm mm;
+  ASSERT_TRUE(ReadRecord(d.path(), MmName(42), FileKind::kMm, &mm).ok());
+  const char raw[] = "/tmp/\xff\xfe-not-utf8";
+  const std::string name(raw, sizeof(raw) - 1);
+  mm.mutable_vmas(0)->set_name(name);
+  auto w = ImageWriter::Create(Env::Default(), d.path());
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->WriteRecord(MmName(42), FileKind::kMm, mm).ok());
+  ASSERT_TRUE((*w)->SyncFiles().ok());
+  auto img = LoadImage(d.path());
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  EXPECT_EQ(img->processes.at(42).mm.vmas(0).name(), name);
+}
+
 // An Env whose files fail to write after a byte budget: a full disk.
 class FullDiskEnv : public Env {
  public:

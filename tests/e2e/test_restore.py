@@ -339,6 +339,35 @@ def corrupted_restores(h, mutate, what, detach):
     h.note("%d image files %s, each rejected" % (len(sized), what))
 
 
+def test_non_utf8_names(h):
+    """A file and a cwd whose names are not UTF-8 (Linux names are bytes):
+    the image holds them as they are and the restore reopens them."""
+    w = h.start("py", [cryotest.PYTHON, "-c", (
+        "import os, time\n"
+        "os.mkdir(b'\\xff-dir'); os.chdir(b'\\xff-dir')\n"
+        "fd = os.open(b'\\xfe\\xff.dat', os.O_RDWR | os.O_CREAT, 0o600)\n"
+        "os.write(fd, b'0123456789'); os.lseek(fd, 3, 0); os.dup2(fd, 9)\n"
+        "open('ready', 'w').write(str(os.getpid()))\n"
+        "while True: time.sleep(0.05)\n")])
+    ready = os.path.join(w.ctl, b"\xff-dir".decode("utf-8", "surrogateescape"), "ready")
+    deadline = time.monotonic() + 10
+    while not os.path.exists(ready) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    check(os.path.exists(ready), "the python workload did not start")
+    link = os.readlink(b"/proc/%d/fd/9" % w.pid)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    r = h.run_cryo(["show", images], log=False, tag="show")
+    check_eq(r.rc, 0, "cryo show of an image with non-UTF-8 names\n" + r.describe())
+    rs = h.restore(images, detach=True, expected_pid=w.pid)
+    check_eq(os.readlink(b"/proc/%d/fd/9" % rs.pid), link, "fd 9 after restore")
+    check_eq(os.readlink(b"/proc/%d/cwd" % rs.pid), os.path.dirname(link), "cwd after restore")
+    with open("/proc/%d/fdinfo/9" % rs.pid) as f:
+        check("pos:\t3" in f.read(), "fd 9 offset after restore")
+    h.cleanup_one(rs.pid)
+
+
 def test_corrupt_flipped_byte(h):
     def flip(path):
         size = os.path.getsize(path)
@@ -372,6 +401,7 @@ TESTS = [
     test_sleeper_detach,
     test_sleeper_attached,
     test_loop_py,
+    test_non_utf8_names,
     test_corrupt_flipped_byte,
     test_corrupt_truncated,
 ]
