@@ -12,6 +12,7 @@
 #include <memory>
 #include <set>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "files/fd_table.h"
 #include "image/image_dir.h"
@@ -38,11 +39,6 @@ constexpr size_t kScratchSize = 64 << 10;
 // on the image writer's thread; bigger ones stream through the page ring.
 constexpr uint64_t kBufferedPages = 4 << 20;
 
-double Now() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 image::Inventory MakeInventory(const DumpOptions& opts, const image::ProcessCore& core,
                                const std::set<std::string>& features) {

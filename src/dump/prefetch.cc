@@ -4,6 +4,7 @@
 
 #include <system_error>
 
+#include "base/clock.h"
 #include "files/fd_table.h"
 #include "image/format.h"
 #include "mem/cow_share.h"
@@ -11,15 +12,6 @@
 
 namespace cryo {
 
-namespace {
-
-double Now() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-}  // namespace
 
 Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max, const ParentMemory* parent) {
   ProcessFacts f;

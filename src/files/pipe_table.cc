@@ -10,6 +10,7 @@
 
 #include "base/file_util.h"
 #include "base/unique_fd.h"
+#include "proc/proc.h"
 
 namespace cryo {
 
@@ -29,45 +30,26 @@ struct Fifo {
 // or on one of the FIFOs (by path, then device and inode).
 Status CheckOutsideHolders(const std::map<uint64_t, std::vector<Holder>>& pipes,
                            const std::map<std::string, Fifo>& fifos, const std::set<pid_t>& tree) {
-  DIR* proc = ::opendir("/proc");
-  if (!proc) return Status::FromErrno("opendir /proc");
-  Status result;
-  while (struct dirent* e = ::readdir(proc)) {
-    char* end;
-    const long pid = std::strtol(e->d_name, &end, 10);
-    if (*end || pid <= 0 || tree.count(static_cast<pid_t>(pid)) || pid == ::getpid()) continue;
-    const std::string dir = std::string("/proc/") + e->d_name + "/fd";
-    DIR* fds = ::opendir(dir.c_str());
-    if (!fds) continue;  // gone, or a kernel thread
-    while (struct dirent* f = ::readdir(fds)) {
-      if (f->d_name[0] == '.') continue;
-      auto link = ReadLink(dir + "/" + f->d_name);
-      if (!link.ok()) continue;
-      uint64_t id;
-      if (StartsWith(*link, "pipe:[")) {
-        id = std::strtoull(link->c_str() + 6, nullptr, 10);
-      } else {
-        auto fifo = fifos.find(*link);
-        struct stat st;
-        if (fifo == fifos.end() || ::stat((dir + "/" + f->d_name).c_str(), &st) != 0 || st.st_dev != fifo->second.dev ||
-            st.st_ino != fifo->second.ino)
-          continue;
-        id = fifo->second.id;
-      }
-      auto it = pipes.find(id);
-      if (it == pipes.end()) continue;
-      const Holder& h = it->second.front();
-      const std::string what = StartsWith(*link, "pipe:[") ? "pipe " + std::to_string(id) : "FIFO " + *link;
-      result = Status::Error("pid " + std::to_string(h.pid) + " fd " + std::to_string(h.fd) + ": " + what +
-                             " is also held by pid " + std::to_string(pid) + " (fd " + f->d_name +
-                             "), outside the dumped tree");
-      break;
+  return proc::ForEachFdOutside(tree, [&](const proc::OutsideFd& o) {
+    const bool is_pipe = StartsWith(o.link, "pipe:[");
+    uint64_t id;
+    if (is_pipe) {
+      id = std::strtoull(o.link.c_str() + 6, nullptr, 10);
+    } else {
+      auto fifo = fifos.find(o.link);
+      struct stat st;
+      if (fifo == fifos.end() || ::stat(o.path.c_str(), &st) != 0 || st.st_dev != fifo->second.dev ||
+          st.st_ino != fifo->second.ino)
+        return Status::Ok();
+      id = fifo->second.id;
     }
-    ::closedir(fds);
-    if (!result.ok()) break;
-  }
-  ::closedir(proc);
-  return result;
+    auto it = pipes.find(id);
+    if (it == pipes.end()) return Status::Ok();
+    const Holder& h = it->second.front();
+    return Status::Error("pid " + std::to_string(h.pid) + " fd " + std::to_string(h.fd) + ": " +
+                         (is_pipe ? "pipe " + std::to_string(id) : "FIFO " + o.link) + " is also held by pid " +
+                         std::to_string(o.pid) + " (fd " + o.fd + "), outside the dumped tree");
+  });
 }
 
 // The unread bytes of a pipe, duplicated with tee(2) from a read end: the

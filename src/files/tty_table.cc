@@ -115,33 +115,15 @@ Status DumpPty(const Holder& master_holder, image::Tty* t) {
 // device): it would be left on a terminal that goes away, and could read the
 // queued bytes meanwhile (like a pipe end held outside, it is refused).
 Status CheckOutsideHolders(const std::map<dev_t, std::string>& slaves, dev_t devpts, const std::set<pid_t>& tree) {
-  DIR* proc = ::opendir("/proc");
-  if (!proc) return Status::FromErrno("opendir /proc");
-  Status result;
-  while (struct dirent* e = ::readdir(proc)) {
-    char* end;
-    const long pid = std::strtol(e->d_name, &end, 10);
-    if (*end || pid <= 0 || tree.count(static_cast<pid_t>(pid)) || pid == ::getpid()) continue;
-    const std::string dir = std::string("/proc/") + e->d_name + "/fd";
-    DIR* fds = ::opendir(dir.c_str());
-    if (!fds) continue;  // gone, or a kernel thread
-    while (struct dirent* f = ::readdir(fds)) {
-      if (f->d_name[0] == '.') continue;
-      auto link = ReadLink(dir + "/" + f->d_name);
-      if (!link.ok() || !StartsWith(*link, "/dev/pts/")) continue;
-      struct stat st;
-      if (::stat((dir + "/" + f->d_name).c_str(), &st) != 0 || st.st_dev != devpts) continue;
-      auto it = slaves.find(st.st_rdev);
-      if (it == slaves.end()) continue;
-      result = Status::Error(it->second + ": its slave " + *link + " is also held by pid " + std::to_string(pid) +
-                             " (fd " + f->d_name + "), outside the dumped tree");
-      break;
-    }
-    ::closedir(fds);
-    if (!result.ok()) break;
-  }
-  ::closedir(proc);
-  return result;
+  return proc::ForEachFdOutside(tree, [&](const proc::OutsideFd& o) {
+    struct stat st;
+    if (!StartsWith(o.link, "/dev/pts/") || ::stat(o.path.c_str(), &st) != 0 || st.st_dev != devpts)
+      return Status::Ok();
+    auto it = slaves.find(st.st_rdev);
+    if (it == slaves.end()) return Status::Ok();
+    return Status::Error(it->second + ": its slave " + o.link + " is also held by pid " + std::to_string(o.pid) +
+                         " (fd " + o.fd + "), outside the dumped tree");
+  });
 }
 
 Status DumpExternal(const Holder& h, image::Tty* t) {

@@ -17,6 +17,7 @@
 #include <system_error>
 #include <thread>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "image/format.h"
 #include "mem/cow_share.h"
@@ -28,11 +29,6 @@ namespace {
 constexpr uint64_t kPage = image::kPageSize;
 constexpr uint64_t kHugePage = 2ull << 20;
 
-double Now() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 std::string Hex(uint64_t v) {
   char buf[24];

@@ -1,6 +1,7 @@
 #include "proc/proc.h"
 
 #include <dirent.h>
+#include <unistd.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 
@@ -415,6 +416,33 @@ Result<std::vector<uint64_t>> ReadAuxv(pid_t pid) {
   std::vector<uint64_t> out(data.size() / sizeof(uint64_t));
   std::memcpy(out.data(), data.data(), data.size());
   return out;
+}
+
+Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(const OutsideFd&)>& fn) {
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return Status::FromErrno("opendir /proc");
+  Status result;
+  while (struct dirent* e = ::readdir(proc)) {
+    char* end;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (*end || pid <= 0 || skip.count(static_cast<pid_t>(pid)) || pid == ::getpid()) continue;
+    const std::string dir = std::string("/proc/") + e->d_name + "/fd";
+    DIR* fds = ::opendir(dir.c_str());
+    if (!fds) continue;  // gone, or a kernel thread
+    while (struct dirent* f = ::readdir(fds)) {
+      if (f->d_name[0] == '.') continue;
+      OutsideFd o{static_cast<pid_t>(pid), f->d_name, dir + "/" + f->d_name, {}};
+      auto link = ReadLink(o.path);
+      if (!link.ok()) continue;
+      o.link = std::move(*link);
+      result = fn(o);
+      if (!result.ok()) break;
+    }
+    ::closedir(fds);
+    if (!result.ok()) break;
+  }
+  ::closedir(proc);
+  return result;
 }
 
 }  // namespace cryo::proc

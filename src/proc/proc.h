@@ -5,7 +5,9 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -135,5 +137,18 @@ Result<std::vector<pid_t>> ReadChildren(pid_t pid, pid_t tid);
 
 // /proc/PID/auxv as 64-bit words (type, value pairs, ending with AT_NULL).
 Result<std::vector<uint64_t>> ReadAuxv(pid_t pid);
+
+// One fd of a process, as /proc shows it.
+struct OutsideFd {
+  pid_t pid;
+  const char* fd;         // its number, as in /proc/PID/fd
+  std::string path;       // /proc/PID/fd/N (stat it for the open file)
+  std::string link;       // what it points to
+};
+
+// Calls `fn` for every fd of every process but those in `skip` and cryo
+// itself, until `fn` returns an error, which is returned. Processes that exit
+// meanwhile, kernel threads and fds that close are skipped.
+Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(const OutsideFd&)>& fn);
 
 }  // namespace cryo::proc

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "files/fd_table.h"
@@ -39,11 +40,6 @@ struct BuiltMemory {
 
 uint64_t RoundUp(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
 
-double Now() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 void Send(int fd, HelperRecord kind, pid_t pid, const void* payload, uint32_t len) {
   std::string rec(9 + len, '\0');

@@ -21,6 +21,7 @@
 #include <set>
 #include <thread>
 
+#include "base/clock.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
@@ -40,11 +41,6 @@ namespace cryo {
 
 namespace {
 
-double Now() {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 // SIGCHLD blocked and readable from a signalfd while the tree is rebuilt; the
 // mask is put back on destruction.
