@@ -35,6 +35,7 @@ const std::vector<const FdKindHandler*>& FdKindHandlers() {
       InotifyHandler(),
       PipeHandler(),
       FifoHandler(),
+      ListenSocketFdHandler(),
       PtyHandler(),
       ExternalTtyHandler(),
   };

@@ -8,7 +8,8 @@
  * nanosleep(5 ms); 2 waits in pthread_cond_wait (futex) until woken by a
  * verify; 3 loops in a futex wait with a 20 ms timeout; 4 blocks in read(2)
  * on a pipe of its own until a verify writes a byte; 5 loops in
- * epoll_wait(2) (10 ms timeout) on an eventfd.
+ * epoll_wait(2) (10 ms timeout) on an eventfd; 6 blocks in accept(2) on a
+ * TCP socket of its own listening on 127.0.0.1, until a verify connects.
  * On verify the main thread bumps a generation, wakes the waiters, and every
  * thread checks its own state (tid, TLS, name, mask) and reports; the main
  * thread then checks every report and that counters advance.
@@ -18,14 +19,17 @@
 #include <pthread.h>
 #include <dirent.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 
 #include "wl_common.h"
 
 #define MAX_THREADS 128
-#define KINDS 6
+#define KINDS 7
 
 static __thread long tls_value;
 static int nthreads;
@@ -38,6 +42,8 @@ struct worker {
     volatile int checked_gen;   /* generation the thread last checked */
     volatile int ok;            /* result of that check */
     int pipe[2];                /* kind 4: woken by a byte */
+    int listener;               /* kind 6: woken by a connection */
+    struct sockaddr_in addr;
     char what[160];
 };
 
@@ -123,10 +129,18 @@ static void *worker_main(void *arg)
                 w->counter++;
             break;
         }
-        default: {
+        case 5: {
             struct epoll_event ev;
             epoll_wait(epoll_fd, &ev, 1, 10);
             w->counter++;
+            break;
+        }
+        default: {
+            int c = accept(w->listener, NULL, NULL);
+            if (c >= 0) {
+                w->counter++;
+                close(c);
+            }
             break;
         }
         }
@@ -151,6 +165,22 @@ int main(int argc, char **argv)
     for (int i = 0; i < nthreads; i++) {
         if (i % KINDS == 4 && pipe2(workers[i].pipe, O_CLOEXEC) != 0)
             wl_die("pipe");
+        if (i % KINDS == 6) {
+            struct sockaddr_in *a = &workers[i].addr;
+            a->sin_family = AF_INET;
+            a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            socklen_t len = sizeof *a;
+            workers[i].listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            /* As servers do: the connections it closed linger in TIME_WAIT on
+             * its port, and without SO_REUSEADDR the kernel refuses any bind
+             * to it (a restart, or a restore) until they are gone. */
+            int one = 1;
+            if (workers[i].listener < 0 ||
+                setsockopt(workers[i].listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 || bind(workers[i].listener, (struct sockaddr *)a, sizeof *a) != 0 ||
+                listen(workers[i].listener, 8) != 0 ||
+                getsockname(workers[i].listener, (struct sockaddr *)a, &len) != 0)
+                wl_die("listening socket");
+        }
         workers[i].idx = i;
         workers[i].checked_gen = -1;
         if (pthread_create(&workers[i].th, NULL, worker_main, &workers[i]) != 0)
@@ -185,9 +215,18 @@ int main(int argc, char **argv)
         __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
         pthread_cond_broadcast(&cv);
         pthread_mutex_unlock(&mu);
-        for (int i = 0; i < nthreads; i++)
+        for (int i = 0; i < nthreads; i++) {
             if (i % KINDS == 4 && write(workers[i].pipe[1], "w", 1) != 1)
                 wl_check(&c, 0, "waking thread %d failed", i);
+            if (i % KINDS == 6) {
+                int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (s < 0 || connect(s, (struct sockaddr *)&workers[i].addr, sizeof workers[i].addr) != 0)
+                    wl_check(&c, 0, "connecting to thread %d on port %d failed (errno %d)", i,
+                             ntohs(workers[i].addr.sin_port), errno);
+                if (s >= 0)
+                    close(s);
+            }
+        }
         int gen = generation;
         uint64_t deadline = wl_now_ns() + 5000000000ull;
         for (int i = 0; i < nthreads; i++) {
