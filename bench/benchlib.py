@@ -468,8 +468,45 @@ class Bench:
                     except ChildProcessError:
                         pass
 
+    def _descendants(self, pid):
+        out, todo = [], [pid]
+        while todo:
+            cur = todo.pop()
+            try:
+                tids = os.listdir("/proc/%d/task" % cur)
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open("/proc/%d/task/%s/children" % (cur, tid)) as f:
+                        kids = [int(k) for k in f.read().split()]
+                except OSError:
+                    kids = []
+                out += kids
+                todo += kids
+        return out
+
     def cleanup(self):
         problems = []
+        # A run that failed half-way may leave the children of a tree it
+        # started: they go too (by pid, our descendants only), and whatever was
+        # orphaned to us (we are a subreaper).
+        me = os.getpid()
+        for pid in sorted(self.tracked):
+            if pid_alive(pid) and self._is_ours(pid):
+                for d in self._descendants(pid):
+                    try:
+                        os.kill(d, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                st = proc_stat(int(name))
+                if st and st["ppid"] == me and st["state"] != "Z" and int(name) not in self.tracked:
+                    try:
+                        os.kill(int(name), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
         for pid in sorted(self.tracked):
             try:
                 self.kill(pid)
