@@ -106,7 +106,7 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
   // Shared memory objects first: memfd and /dev/shm fds are opened on them.
   CRYO_ASSIGN_OR_RETURN(pool.shm_, ShmObjects::Create(img, base));
   SetRestoringShmObjects(pool.shm_.get());
-  for (int fd : pool.shm_->PoolFds()) pool.pool_fds_[fd] = true;
+  for (int fd : pool.shm_->PoolFds()) pool.pool_fds_.insert(fd);
   std::map<uint64_t, mode_t> fifo_modes;
   for (const auto& [pid, p] : img.processes)
     for (const image::Fd& f : p.fds.fds())
@@ -116,7 +116,7 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
     CRYO_ASSIGN_OR_RETURN(pipes[p.id()], MakePipe(p, fifo_modes.count(p.id()) ? fifo_modes[p.id()] : 0600));
   }
   CRYO_ASSIGN_OR_RETURN(pool.ttys_, TtySet::Build(img, base));
-  for (int fd : pool.ttys_.fds()) pool.pool_fds_[fd] = true;
+  for (int fd : pool.ttys_.fds()) pool.pool_fds_.insert(fd);
   Status result;
   for (const auto& [pid, p] : img.processes) {
     for (const image::Fd& f : p.fds.fds()) {
@@ -158,7 +158,7 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
       if (f.kind() == image::FD_TTY || f.kind() == image::FD_EXTERNAL_TTY) pool.ttys_.NotePoolFd(f, moved);
       pool.fds_[key] = moved;
       pool.finisher_[key] = pid;
-      pool.pool_fds_[moved] = true;
+      pool.pool_fds_.insert(moved);
     }
   }
   for (auto& [id, e] : pipes) {
@@ -230,7 +230,7 @@ Status FdPool::BuildShmem(const image::LoadedImage& img, int base) {
     ::close(fd);
     if (moved < 0) return Status::FromErrno("moving " + what + " into the fd pool");
     shmem_[id] = moved;
-    pool_fds_[moved] = true;
+    pool_fds_.insert(moved);
   }
   return Status::Ok();
 }
@@ -250,10 +250,10 @@ bool FdPool::FinishedBy(pid_t pid, const image::Fd& fd) const {
   return it != finisher_.end() && it->second == pid;
 }
 
-bool FdPool::IsPoolFd(int fd) const { return pool_fds_.count(fd) != 0; }
+std::vector<int> FdPool::Fds() const { return {pool_fds_.begin(), pool_fds_.end()}; }
 
 void FdPool::CloseAll() {
-  for (auto& [fd, unused] : pool_fds_) ::close(fd);
+  for (int fd : pool_fds_) ::close(fd);
 }
 
 }  // namespace cryo

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <map>
+#include <set>
+#include <vector>
 #include <memory>
 #include <string>
 #include <vector>
@@ -27,7 +29,8 @@ class FdPool {
   // Whether `pid` is the process that finishes the description (epoll
   // registrations are made once, by its first holder).
   bool FinishedBy(pid_t pid, const image::Fd& fd) const;
-  bool IsPoolFd(int fd) const;
+  // Every fd the pool holds, ascending.
+  std::vector<int> Fds() const;
   // The shmem object (an fd on it) of a shared anonymous VMA, -1 if none.
   int ShmemFd(uint64_t shmem_id) const;
   // Memfds, POSIX and SysV shared memory of the image (never null after Build).
@@ -43,7 +46,7 @@ class FdPool {
   Status BuildShmem(const image::LoadedImage& img, int base);
   std::map<uint64_t, int> fds_;         // description key -> pool fd
   std::map<uint64_t, pid_t> finisher_;  // description key -> first holder
-  std::map<int, bool> pool_fds_;
+  std::set<int> pool_fds_;
   std::map<uint64_t, int> shmem_;       // shmem id -> fd
   std::unique_ptr<ShmObjects> shm_;
   TtySet ttys_;

@@ -197,6 +197,18 @@ TEST(ImageDirTest, UnknownFeatureIsRefusedByName) {
   EXPECT_NE(img.status().ToString().find("'teleportation'"), std::string::npos);
 }
 
+// Reads one record of an image, lets `edit` change it, and writes it back.
+template <typename Msg>
+void EditRecord(const std::string& dir, const std::string& name, FileKind kind, const std::function<void(Msg*)>& edit) {
+  Msg msg;
+  ASSERT_TRUE(ReadRecord(dir, name, kind, &msg).ok());
+  edit(&msg);
+  auto w = ImageWriter::Create(Env::Default(), dir);
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->WriteRecord(name, kind, msg).ok());
+  ASSERT_TRUE((*w)->SyncFiles().ok());
+}
+
 TEST(ImageDirTest, InventoryVersionZeroIsRefused) {
   TempDir d;
   WriteImage(d.path(), 0);
@@ -208,13 +220,7 @@ TEST(ImageDirTest, InventoryVersionZeroIsRefused) {
 TEST(ImageDirTest, PidListedTwiceIsRefused) {
   TempDir d;
   WriteImage(d.path());
-  Inventory inv;
-  ASSERT_TRUE(ReadRecord(d.path(), InventoryName(), FileKind::kInventory, &inv).ok());
-  inv.add_pids(42);
-  auto w = ImageWriter::Create(Env::Default(), d.path());
-  ASSERT_TRUE(w.ok());
-  ASSERT_TRUE((*w)->WriteRecord(InventoryName(), FileKind::kInventory, inv).ok());
-  ASSERT_TRUE((*w)->SyncFiles().ok());
+  EditRecord<Inventory>(d.path(), InventoryName(), FileKind::kInventory, [](Inventory* inv) { inv->add_pids(42); });
   auto img = LoadImage(d.path());
   ASSERT_FALSE(img.ok());
   EXPECT_NE(img.status().ToString().find("pid 42 twice"), std::string::npos) << img.status().ToString();
@@ -223,15 +229,9 @@ TEST(ImageDirTest, PidListedTwiceIsRefused) {
 TEST(ImageDirTest, NonUtf8NamesRoundTrip) {
   TempDir d;
   WriteImage(d.path());
-  Mm mm;
-  ASSERT_TRUE(ReadRecord(d.path(), MmName(42), FileKind::kMm, &mm).ok());
   const char raw[] = "/tmp/\xff\xfe-not-utf8";
   const std::string name(raw, sizeof(raw) - 1);
-  mm.mutable_vmas(0)->set_name(name);
-  auto w = ImageWriter::Create(Env::Default(), d.path());
-  ASSERT_TRUE(w.ok());
-  ASSERT_TRUE((*w)->WriteRecord(MmName(42), FileKind::kMm, mm).ok());
-  ASSERT_TRUE((*w)->SyncFiles().ok());
+  EditRecord<Mm>(d.path(), MmName(42), FileKind::kMm, [&](Mm* mm) { mm->mutable_vmas(0)->set_name(name); });
   auto img = LoadImage(d.path());
   ASSERT_TRUE(img.ok()) << img.status().ToString();
   EXPECT_EQ(img->processes.at(42).mm.vmas(0).name(), name);

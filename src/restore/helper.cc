@@ -179,17 +179,8 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   const image::ProcessImage& p = ctx.img->processes.at(ctx.pid);
   const WindowSlot& slot = ctx.window->slots.at(ctx.pid);
   CRYO_ASSIGN_OR_RETURN(UniqueFd pages, image::OpenPageFile(ctx.img->dir, ctx.pid, p.mm));
-  // The vDSO family is where cryo had it when it cloned the tree (a fork keeps
-  // it); /proc/self/maps only without that list (not smaps, which walks every
-  // page table of the helper).
-  std::vector<proc::Vma> own;
-  if (ctx.cryo_vmas) {
-    own = *ctx.cryo_vmas;
-  } else {
-    CRYO_ASSIGN_OR_RETURN(std::string maps_text, ReadFileToString("/proc/self/maps"));
-    CRYO_ASSIGN_OR_RETURN(own, proc::ParseMaps(maps_text));
-  }
-  CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, own, &out->specials));
+  // The vDSO family is where cryo had it when it cloned the tree (a fork keeps it).
+  CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, *ctx.cryo_vmas, &out->specials));
   const FdPool* pool = ctx.pool;
   std::vector<InheritableVma> mine;
   // Fill threads pay off for much memory only: each is a clone cryo traces.

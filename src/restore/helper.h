@@ -55,7 +55,7 @@ struct HelperContext {
   bool shell_job = false;
   int max_image_fd = 2;        // the highest fd number of any process of the image
   const std::vector<int>* pool_fds = nullptr;  // the fd pool's fds, ascending (open in every helper)
-  const std::vector<proc::Vma>* cryo_vmas = nullptr;  // cryo's mappings when it cloned the tree (may be null)
+  const std::vector<proc::Vma>* cryo_vmas = nullptr;  // cryo's mappings when it cloned the tree
   RseqRegistration rseq;  // glibc's registration, the same in every helper (fork copies it)
 };
 

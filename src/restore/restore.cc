@@ -111,7 +111,6 @@ class TreeGuard {
 
 struct ProcessReport {
   uint64_t area = 0, area_len = 0, status_fd = 0;
-  bool created = false;
 };
 
 // Parses helper records from the status pipe (non-blocking).
@@ -169,7 +168,6 @@ class StatusReader {
           if (error.empty()) error = "pid " + std::to_string(pid) + ": " + payload;
           break;
         case HelperRecord::kCreated:
-          reports[pid].created = true;
           ++created;
           break;
         case HelperRecord::kJoined:
@@ -258,9 +256,8 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
 
 // One premap window for the whole tree (premap_window.h), reserved here so that
 // every helper inherits the reservation.
-Result<PremapWindow> ReserveWindow(const image::LoadedImage& img) {
+Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::vector<proc::Vma>& own) {
   std::vector<std::pair<uint64_t, uint64_t>> used;
-  CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> own, proc::ReadVmas(::getpid()));
   for (const proc::Vma& v : own) used.emplace_back(v.start, v.end);
   std::map<pid_t, SlotSize> sizes;
   for (const auto& [pid, p] : img.processes) {
@@ -292,7 +289,11 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   std::map<pid_t, const image::ProcessCore*> cores;
   for (const auto& [pid, p] : img.processes) cores[pid] = &p.core;
   const RestorePlan plan = PlanRestore(root, cores);
-  CRYO_ASSIGN_OR_RETURN(PremapWindow window, ReserveWindow(img));
+  // Our mappings (maps, not smaps: no page counts needed): the window avoids
+  // them, and every helper starts with them (its vDSO family is cryo's).
+  CRYO_ASSIGN_OR_RETURN(std::string maps_text, ReadFileToString("/proc/self/maps"));
+  CRYO_ASSIGN_OR_RETURN(const std::vector<proc::Vma> cryo_vmas, proc::ParseMaps(maps_text));
+  CRYO_ASSIGN_OR_RETURN(PremapWindow window, ReserveWindow(img, cryo_vmas));
   for (const std::string& note : plan.notes) LOG_DEBUG("restore plan: %s", note.c_str());
   for (pid_t g : plan.ghosts) LOG_DEBUG("restore plan: a temporary leader rebuilds session/group %d", g);
 
@@ -317,22 +318,9 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ctx.fill_threads = static_cast<int>(std::min(4u, std::max(1u, std::thread::hardware_concurrency())));
   for (const auto& [pid, p] : img.processes) ctx.max_image_fd = std::max(ctx.max_image_fd, MaxFd(p.fds));
   // The pool's fds, found once here rather than by every helper.
-  CRYO_ASSIGN_OR_RETURN(std::vector<int> open_fds, proc::ListFds(::getpid()));
-  std::vector<int> pool_fds;
-  for (int fd : open_fds)
-    if (pool.IsPoolFd(fd)) pool_fds.push_back(fd);
-  std::sort(pool_fds.begin(), pool_fds.end());
+  const std::vector<int> pool_fds = pool.Fds();
   ctx.pool_fds = &pool_fds;
-  // Our mappings, which every helper starts with (helper.cc: the layout).
-  std::vector<proc::Vma> cryo_vmas;
-  auto maps_text = ReadFileToString("/proc/self/maps");
-  if (maps_text.ok()) {
-    auto parsed = proc::ParseMaps(*maps_text);
-    if (parsed.ok()) {
-      cryo_vmas = std::move(*parsed);
-      ctx.cryo_vmas = &cryo_vmas;
-    }
-  }
+  ctx.cryo_vmas = &cryo_vmas;
   const pid_t parent = ::getpid();
 
   // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
