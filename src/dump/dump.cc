@@ -17,6 +17,7 @@
 #include "files/fd_table.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
+#include "dump/inspect.h"
 #include "dump/prefetch.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
@@ -112,6 +113,7 @@ Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWrite
   lap(&times->remote);
   CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core).Prefixed("task state"));
   if (out->core.posix_timers_size()) features->insert("posix-timers");
+  if (out->core.has_coredump_filter()) features->insert("coredump-filter");
   lap(&times->task);
 
   const uint64_t bytes = out->mm.total_pages() * image::kPageSize;
@@ -160,14 +162,19 @@ Status Dump(const DumpOptions& opts) {
   const double t0 = Now();
   const pid_t pid = opts.pid;
   CRYO_RETURN_IF_ERROR(CheckDumpable(pid));
+  CRYO_ASSIGN_OR_RETURN(SeizedTree tree, SeizedTree::Seize(pid));
+  LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
+            tree.processes().size(), tree.zombies().size());
+  // Restored or refused: every item of every process is classified before
+  // anything is written or changed; a refusal leaves the images directory
+  // as it was and the tree detached untouched.
+  CRYO_ASSIGN_OR_RETURN(Inspection inspection, InspectTree(tree, opts.shell_job));
+  CRYO_RETURN_IF_ERROR(inspection.report.ToStatus());
+
   CRYO_ASSIGN_OR_RETURN(auto writer, image::ImageWriter::Create(opts.env, opts.images_dir));
   // An inventory left by an earlier dump must not vouch for this one's files.
   if (::unlink((opts.images_dir + "/" + image::InventoryName()).c_str()) != 0 && errno != ENOENT)
     return Status::FromErrno("cannot remove old " + opts.images_dir + "/" + image::InventoryName());
-
-  CRYO_ASSIGN_OR_RETURN(SeizedTree tree, SeizedTree::Seize(pid));
-  LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
-            tree.processes().size(), tree.zombies().size());
 
   std::set<std::string> features;
   std::vector<DumpedProcess> procs(tree.processes().size());
@@ -177,12 +184,9 @@ Status Dump(const DumpOptions& opts) {
   const double tc = Now();
   // Parents come before their children (SeizedTree): a child's pages still
   // shared with its parent are found against the parent's VMAs.
-  std::vector<pid_t> order, parents;
-  for (const auto& sp : tree.processes()) {
-    order.push_back(sp->pid());
-    parents.push_back(tree.ParentOf(sp->pid()));
-  }
-  Prefetcher prefetch(order, parents, opts.shell_job, kBufferedPages, 2);
+  std::vector<pid_t> parents;
+  for (const auto& sp : tree.processes()) parents.push_back(tree.ParentOf(sp->pid()));
+  Prefetcher prefetch(std::move(inspection.facts), parents, kBufferedPages, 2);
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
     const std::string who = "pid " + std::to_string(sp.pid());

@@ -363,6 +363,12 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   CRYO_ASSIGN_OR_RETURN(std::string root, ReadLink(dir + "/root"));
   core->set_root(root);
 
+  // The core dump filter is inherited across fork: recorded only when the
+  // restored process, a fork of cryo, would not have it anyway.
+  CRYO_ASSIGN_OR_RETURN(std::string filter, ReadFileToString(dir + "/coredump_filter"));
+  CRYO_ASSIGN_OR_RETURN(std::string own_filter, ReadFileToString("/proc/self/coredump_filter"));
+  if (filter != own_filter) core->set_coredump_filter(static_cast<uint32_t>(std::stoul(filter, nullptr, 16)));
+
   core->set_pdeath_sig(q.out.pdeath_sig);
   core->set_dumpable(static_cast<int32_t>(q.dumpable));
   core->set_child_subreaper(q.out.child_subreaper != 0);
