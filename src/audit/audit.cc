@@ -11,11 +11,9 @@
 #include <set>
 
 #include "audit/classify.h"
-#include "audit/remote_rules.h"
 #include "audit/sharing.h"
 #include "base/file_util.h"
 #include "base/unique_fd.h"
-#include "inject/remote_syscall.h"
 
 namespace cryo::audit {
 
@@ -140,7 +138,6 @@ Status AuditThread(const ProcessShown& p, pid_t tid, const Baseline& cryo, const
                    const LeaderValues& stat, const Shared& placement, Report* report) {
   const std::string dir = TaskDir(p.pid, tid);
   const std::string subject = "pid " + std::to_string(p.pid) + " thread " + std::to_string(tid);
-  ClassifySeizeStop(tid, subject, report);
   CRYO_ASSIGN_OR_RETURN(std::string st, ReadFileToString(dir + "status"));
   ClassifyStatus(st, subject, cryo, &status, report);
   CRYO_ASSIGN_OR_RETURN(std::string sf, ReadFileToString(dir + "stat"));
@@ -151,13 +148,17 @@ Status AuditThread(const ProcessShown& p, pid_t tid, const Baseline& cryo, const
   return Status::Ok();
 }
 
-Status AuditProcess(const ProcessShown& p, const Baseline& cryo, Report* report, std::set<std::string>* lock_ids) {
+}  // namespace
+
+Status AuditProcessFiles(const ProcessShown& p, const Baseline& cryo, bool list_entries, Report* report,
+                         std::set<std::string>* lock_ids) {
   const std::string dir = ProcDir(p.pid);
   const std::string subject = "pid " + std::to_string(p.pid);
-  if (!p.refusal.empty()) report->Refuse("", "describe", p.refusal);
-  ClassifySeizeStop(p.pid, subject, report);
-  CRYO_ASSIGN_OR_RETURN(std::vector<std::string> entries, ListDir(dir));
-  ClassifyProcEntries(entries, subject, report);
+  if (!p.refusal.empty()) report->Refuse(subject, "describe", p.refusal);
+  if (list_entries) {
+    CRYO_ASSIGN_OR_RETURN(std::vector<std::string> entries, ListDir(dir));
+    ClassifyProcEntries(entries, subject, report);
+  }
   ClassifyStatus(p.status, subject, cryo, nullptr, report);
   CRYO_RETURN_IF_ERROR(ClassifyStat(p.stat, subject, cryo, nullptr, report));
   CRYO_RETURN_IF_ERROR(ClassifySmaps(p.smaps, p.pid, cryo, report));
@@ -179,15 +180,16 @@ Status AuditProcess(const ProcessShown& p, const Baseline& cryo, Report* report,
   for (auto& [k, v] : fields) stat.emplace(std::move(k), std::move(v));
   for (pid_t tid : p.tids)
     if (tid != p.pid) CRYO_RETURN_IF_ERROR(AuditThread(p, tid, cryo, status, stat, placement, report));
-  // Last: the remote calls change the leader's registers (the detach puts
-  // them back) and so what PTRACE_GETSIGINFO reports.
-  if (p.regs && p.vmas) {
-    RemoteSyscaller rs(p.pid, *p.regs);
-    CRYO_RETURN_IF_ERROR(rs.Prepare(*p.vmas));
-    CRYO_RETURN_IF_ERROR(ClassifyRemote(rs, subject, report));
-  }
   return Status::Ok();
 }
+
+void AuditSeizeStops(const ProcessShown& p, Report* report) {
+  for (pid_t tid : p.tids)
+    ClassifySeizeStop(tid, "pid " + std::to_string(p.pid) + (tid == p.pid ? "" : " thread " + std::to_string(tid)),
+                      report);
+}
+
+namespace {
 
 // A zombie whose other threads still run: its main thread called
 // pthread_exit. The dump records zombies by their exit status only.
@@ -204,24 +206,33 @@ Status AuditZombie(pid_t pid, Report* report) {
 
 }  // namespace
 
-Result<Report> AuditTree(const TreeShown& tree, const Baseline& cryo) {
-  Report report;
-  std::set<std::string> lock_ids;
+Status AuditTreeWide(const TreeShown& tree, const std::set<std::string>& lock_ids, Report* report) {
   std::set<pid_t> pids;
   std::vector<SharingInput> sharing;
   for (const ProcessShown& p : tree.processes) {
-    CRYO_RETURN_IF_ERROR(AuditProcess(p, cryo, &report, &lock_ids).Prefixed("auditing pid " + std::to_string(p.pid)));
     pids.insert(p.pid);
     sharing.push_back({p.pid, p.tids});
   }
-  for (pid_t z : tree.zombies) CRYO_RETURN_IF_ERROR(AuditZombie(z, &report));
+  for (pid_t z : tree.zombies) CRYO_RETURN_IF_ERROR(AuditZombie(z, report));
   CRYO_ASSIGN_OR_RETURN(std::string locks, ReadFileToString("/proc/locks"));
-  ClassifyLocks(locks, pids, lock_ids, &report);
+  ClassifyLocks(locks, pids, lock_ids, report);
   // /proc/sysvipc/sem: a header line, then one line per semaphore set.
   bool present = false;
   CRYO_ASSIGN_OR_RETURN(std::string sems, ReadIfPresent("/proc/sysvipc/sem", &present));
   const bool semaphores = SplitLines(Trim(sems)).size() > 1;
-  CRYO_RETURN_IF_ERROR(ClassifySharing(sharing, tree.root_parent, semaphores, &report));
+  return ClassifySharing(sharing, tree.root_parent, semaphores, report);
+}
+
+Result<Report> AuditTree(const TreeShown& tree, const Baseline& cryo) {
+  Report report;
+  std::set<std::string> lock_ids;
+  for (size_t i = 0; i < tree.processes.size(); ++i) {
+    const ProcessShown& p = tree.processes[i];
+    AuditSeizeStops(p, &report);
+    CRYO_RETURN_IF_ERROR(
+        AuditProcessFiles(p, cryo, i == 0, &report, &lock_ids).Prefixed("auditing pid " + std::to_string(p.pid)));
+  }
+  CRYO_RETURN_IF_ERROR(AuditTreeWide(tree, lock_ids, &report));
   return report;
 }
 

@@ -5,8 +5,8 @@
 #pragma once
 
 #include <sys/types.h>
-#include <sys/user.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,7 +22,6 @@ namespace cryo::audit {
 struct ProcessShown {
   pid_t pid = 0;
   std::vector<pid_t> tids;                  // the leader first
-  const user_regs_struct* regs = nullptr;   // the leader's, as seized
   std::string_view status, stat, smaps;     // the leader's /proc texts
   const std::vector<proc::Vma>* vmas = nullptr;
   const image::FdTable* fds = nullptr;      // the fds described, each with its kind
@@ -36,12 +35,23 @@ struct TreeShown {
   pid_t root_parent = 0;
 };
 
-// Classifies everything about every process of `tree`: the facts given plus
-// what it reads itself (thread files, namespaces, cgroups, small /proc files,
-// /proc/locks, kcmp, fd owners, the stop each task was seized in, and the
-// remote queries of remote_rules.h). Runs on the thread that seized the
-// tree, before any other remote system call: those it makes touch only
-// registers, which the detach restores.
+// The audit in three parts, so that the first runs on several threads:
+// What /proc shows about one process, and its fds' owners (any thread).
+// `list_entries`: classify the entries of /proc/PID too (the same for every
+// process of a kernel: once a tree is enough). `lock_ids` gets the locks its
+// fdinfo shows (LockIdentity).
+Status AuditProcessFiles(const ProcessShown& p, const Baseline& cryo, bool list_entries, Report* report,
+                         std::set<std::string>* lock_ids);
+// How each task of the process was stopped by the seize: PTRACE_GETSIGINFO,
+// so on the thread that seized the tree, before any remote system call.
+void AuditSeizeStops(const ProcessShown& p, Report* report);
+// What concerns the tree as a whole: /proc/locks, SysV semaphore undo
+// lists, what processes share (kcmp), zombies whose threads run on.
+Status AuditTreeWide(const TreeShown& tree, const std::set<std::string>& lock_ids, Report* report);
+
+// All three in turn, on the thread that seized the tree. The attributes
+// only a system call in the process shows are classified apart, from the
+// dump's batch of remote calls (remote_rules.h).
 Result<Report> AuditTree(const TreeShown& tree, const Baseline& cryo);
 
 }  // namespace cryo::audit

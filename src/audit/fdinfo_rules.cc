@@ -64,7 +64,9 @@ Decision Lock(const Line& l) {
   std::vector<std::string_view> w = SplitWords(l.value);
   std::string type = w.size() > 1 ? std::string(w[1]) : "file";
   if (type == "OFDLCK") type = "OFD";
-  const std::string what = type == "LEASE" || type == "DELEG" ? "a lease" : "a " + type + " lock";
+  const std::string what = type == "LEASE" || type == "DELEG" ? "a lease"
+                           : type == "OFD"                     ? "an OFD lock"
+                                                               : "a " + type + " lock";
   return {X, "holds " + what + " (lock: " + std::string(l.value) +
                  "); file locks and leases are not restored yet: release it, or dump when it is not held"};
 }

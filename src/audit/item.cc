@@ -36,9 +36,28 @@ std::string ProcessOf(const std::string& subject) {
 }  // namespace
 
 void Report::Tally(const std::string& subject, std::string_view source, std::string_view key, Verdict v) {
-  Count& c = tally_[ProcessOf(subject)][source][key];
+  // Items come process by process: most share the last one's prefix.
+  const bool same = last_counts_ && subject.starts_with(last_process_) &&
+                    (subject.size() == last_process_.size() || subject[last_process_.size()] == ' ');
+  if (!same) {
+    last_process_ = ProcessOf(subject);
+    last_counts_ = &tally_[last_process_];
+  }
+  Count& c = (*last_counts_)[source][key];
   c.verdict = v;
   ++c.n;
+}
+
+void Report::Merge(Report&& other) {
+  for (Item& i : other.items_) items_.push_back(std::move(i));
+  for (auto& [p, sources] : other.tally_)
+    for (auto& [source, keys] : sources)
+      for (auto& [key, c] : keys) {
+        Count& mine = tally_[p][source][key];
+        mine.verdict = c.verdict;
+        mine.n += c.n;
+      }
+  other = Report();
 }
 
 void Report::Refuse(std::string subject, std::string source, std::string why) {
@@ -51,12 +70,20 @@ size_t Report::refusals() const {
   return n;
 }
 
+size_t Report::RefusalsOf(const std::string& process) const {
+  size_t n = 0;
+  for (const Item& i : items_) n += i.verdict == Verdict::kRefused && ProcessOf(i.subject) == process;
+  return n;
+}
+
 std::vector<std::string> Report::RefusalLines() const {
   std::vector<std::string> out;
   std::set<std::string> seen;  // the same refusal for several threads or lines is said once
   for (const Item& i : items_) {
     if (i.verdict != Verdict::kRefused) continue;
-    std::string line = i.subject.empty() ? i.why : i.subject + " " + i.why;
+    // A refusal found outside the tables names its subject itself.
+    const bool named = i.why.starts_with(i.subject + " ") || i.why.starts_with(i.subject + ":");
+    std::string line = i.subject.empty() || named ? i.why : i.subject + " " + i.why;
     if (seen.insert(line).second) out.push_back(std::move(line));
   }
   return out;

@@ -34,14 +34,19 @@ struct Item {
 class Report {
  public:
   void Add(Item item) { items_.push_back(std::move(item)); }
+  // Appends another report's items and counts.
+  void Merge(Report&& other);
   void Add(std::string subject, std::string source, std::string key, std::string value, Verdict v, std::string why);
   // An item whose verdict does not depend on its value (the same for every
   // VMA, fd or thread): only counted, under its process ("pid N").
   void Tally(const std::string& subject, std::string_view source, std::string_view key, Verdict v);
-  // A refusal found outside the tables (a VMA or fd kind the dump refused).
+  // A refusal found outside the tables (a VMA or fd kind the dump refused);
+  // `why` may start with the subject (then it is not repeated).
   void Refuse(std::string subject, std::string source, std::string why);
   const std::vector<Item>& items() const { return items_; }
   size_t refusals() const;
+  // Refused items of one process ("pid N"): its own, its threads', fds' and VMAs'.
+  size_t RefusalsOf(const std::string& process) const;
   // One line per refusal: "<subject> <why>".
   std::vector<std::string> RefusalLines() const;
   // Ok if nothing is refused; otherwise an error listing every refusal.
@@ -58,9 +63,12 @@ class Report {
     Verdict verdict;
     size_t n = 0;
   };
+  using Counts = std::map<std::string_view, std::map<std::string_view, Count>>;  // source -> key -> count
   std::vector<Item> items_;
-  // process -> source -> key -> count (keys and sources are the rule tables' own strings)
-  std::map<std::string, std::map<std::string_view, std::map<std::string_view, Count>>> tally_;
+  // process -> counts (keys and sources are the rule tables' own strings)
+  std::map<std::string, Counts> tally_;
+  std::string last_process_;  // Tally()'s last process and its counts, looked up once
+  Counts* last_counts_ = nullptr;
 };
 
 }  // namespace cryo::audit

@@ -48,6 +48,7 @@ void ClassifyLocks(std::string_view text, const std::set<pid_t>& tree, const std
     }
     const std::string what = !known                              ? "a lock of a kind cryo does not know"
                              : w[t] == "LEASE" || w[t] == "DELEG" ? std::string("a lease")
+                             : w[t] == "OFDLCK"                   ? std::string("an OFD lock")
                                                                   : "a " + std::string(w[t]) + " lock";
     report->Add(subject, "locks", std::string(w[t]), std::string(Trim(line)), Verdict::kRefused,
                 "holds " + what + " on inode " + std::string(w.size() > t + 4 ? w[t + 4] : "?") + " (/proc/locks: " +

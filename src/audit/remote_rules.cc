@@ -5,7 +5,6 @@
 
 #include <cstdio>
 
-#include "inject/remote_syscall.h"
 
 namespace cryo::audit {
 
@@ -53,15 +52,37 @@ Decision DecideRemote(const RemoteQuery& q, long target, long mine) {
                                  Hex(mine) + ")"};
 }
 
-Status ClassifyRemote(RemoteSyscaller& rs, const std::string& subject, Report* report) {
+std::vector<RemoteCall> RemoteQueryCalls() {
+  std::vector<RemoteCall> calls;
   for (const RemoteQuery& q : RemoteQueries()) {
-    CRYO_ASSIGN_OR_RETURN(long target, rs.Syscall(q.nr, q.args[0], q.args[1], q.args[2]));
-    long mine = ::syscall(q.nr, q.args[0], q.args[1], q.args[2], 0, 0);
-    if (mine < 0) mine = -errno;
-    Decision d = DecideRemote(q, target, mine);
-    report->Add(subject, "remote", std::string(q.key), Hex(target), d.verdict, std::move(d.why));
+    RemoteCall c;
+    c.nr = q.nr;
+    for (int i = 0; i < 3; ++i) c.args[i] = q.args[i];
+    calls.push_back(c);
   }
-  return Status::Ok();
+  return calls;
+}
+
+void ClassifyRemoteResults(const std::vector<long>& results, const std::string& subject, Report* report) {
+  static const std::vector<long> kMine = [] {
+    std::vector<long> mine;
+    for (const RemoteQuery& q : RemoteQueries()) {
+      const long r = ::syscall(q.nr, q.args[0], q.args[1], q.args[2], 0, 0);
+      mine.push_back(r < 0 ? -errno : r);
+    }
+    return mine;
+  }();
+  const std::vector<RemoteQuery>& queries = RemoteQueries();
+  for (size_t i = 0; i < queries.size(); ++i) {
+    const RemoteQuery& q = queries[i];
+    if (i >= results.size()) {
+      report->Add(subject, "remote", std::string(q.key), "", Verdict::kRefused,
+                  "was not asked about " + std::string(q.key) + "; cryo refuses what it cannot see");
+      continue;
+    }
+    Decision d = DecideRemote(q, results[i], kMine[i]);
+    report->Add(subject, "remote", std::string(q.key), Hex(results[i]), d.verdict, std::move(d.why));
+  }
 }
 
 }  // namespace cryo::audit

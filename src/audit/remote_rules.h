@@ -1,6 +1,7 @@
 // Per-process attributes no /proc file shows, read with a system call run in
-// the seized process (inject/remote_syscall.h): registers only, no memory of
-// the process is touched (each call returns its value in rax). Each is
+// the seized process: each returns its value in rax, no memory is touched.
+// They run in the batch of remote calls that collects the task state
+// (tree/task_dump.h), before any file of the image is written. Each is
 // compared with the same call in cryo: a restored process is a fork of cryo.
 #pragma once
 
@@ -12,9 +13,7 @@
 #include "audit/rules.h"
 #include "base/status.h"
 
-namespace cryo {
-class RemoteSyscaller;
-}
+#include "inject/remote_syscall.h"
 
 namespace cryo::audit {
 
@@ -32,7 +31,10 @@ const std::vector<RemoteQuery>& RemoteQueries();
 // The verdict for one query: `target` and `mine` are raw results (-errno on failure).
 Decision DecideRemote(const RemoteQuery& q, long target, long mine);
 
-// Runs every query in the process (`rs` prepared) and in cryo.
-Status ClassifyRemote(RemoteSyscaller& rs, const std::string& subject, Report* report);
+// The queries as remote calls, in the order of RemoteQueries().
+std::vector<RemoteCall> RemoteQueryCalls();
+// Classifies the results of RemoteQueryCalls() in a process (raw, -errno on
+// failure) against the same calls in cryo.
+void ClassifyRemoteResults(const std::vector<long>& results, const std::string& subject, Report* report);
 
 }  // namespace cryo::audit

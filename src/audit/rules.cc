@@ -42,6 +42,13 @@ void ClassifyThreadAware(std::span<const Rule> table, std::string_view source, c
   const Rule* rule = FindRule(table, line.key);
   if (!leader || !rule || rule->scope == Scope::kPerThread) return ClassifyLine(table, source, subject, line, report);
   if (rule->scope == Scope::kProcess) return report->Tally(subject, source, rule->key, Verdict::kNotState);
+  // A value the rule itself refuses says so in the rule's words.
+  if (rule->decide) {
+    Decision d = rule->decide(line);
+    if (d.verdict == Verdict::kRefused)
+      return report->Add(subject, std::string(source), std::string(line.key), std::string(line.value), d.verdict,
+                         std::move(d.why));
+  }
   auto it = leader->find(line.key);
   if (it != leader->end() && it->second == line.value)
     return report->Tally(subject, source, rule->key, Verdict::kRestored);

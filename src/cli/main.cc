@@ -11,7 +11,6 @@
 #include "base/log.h"
 #include "check/probes.h"
 #include "dump/dump.h"
-#include "dump/inspect.h"
 #include "image/image_dir.h"
 #include "image/show.h"
 #include "restore/restore.h"

@@ -1,11 +1,8 @@
-// The first step of a dump once the tree is seized, before anything is
-// written or changed in it: describe every process (VMAs, fds) and audit the
-// whole tree (audit/audit.h). Also `cryo check -t PID`, which stops there.
+// The first step of a dump once the tree is seized, before any remote system
+// call and before anything is written: describe every process (VMAs, fds)
+// and audit what /proc shows about the tree (audit/audit.h).
 #pragma once
 
-#include <sys/types.h>
-
-#include <string>
 #include <vector>
 
 #include "audit/item.h"
@@ -20,13 +17,10 @@ struct Inspection {
   audit::Report report;
 };
 
-// Describes every process of `tree` and classifies everything it holds. A
-// VMA or fd the describing refuses is one of the report's refusals.
+// Describes every process of `tree` and classifies everything /proc shows
+// about it, on several threads; the seize stops are read on this one (the
+// tracer). A VMA or fd the describing refuses is one of the report's
+// refusals.
 Result<Inspection> InspectTree(SeizedTree& tree, bool shell_job);
-
-// `cryo check -t PID`: seizes the tree, inspects it and lets it go; prints
-// the refusals and a summary (every item with `all`) to stdout. Fails if
-// anything is refused.
-Status CheckTree(pid_t pid, bool shell_job, bool all);
 
 }  // namespace cryo
