@@ -130,6 +130,8 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
   out->fds = std::move(facts.fds);
   out->shm_maps = std::move(facts.shm_maps);
   features->insert(facts.features.begin(), facts.features.end());
+  for (const image::Vma& v : out->mm.vmas())
+    if (std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end()) features->insert("map-noreserve");
   double t = Now();
   auto lap = [&t](double* phase) {
     const double now = Now();

@@ -161,6 +161,8 @@ def restored_test(mode):
         images = h.mkdir("img")
         h.dump(w.pid, images)
         h.reap_original(w)
+        feature = {"coredump": "coredump-filter", "noreserve": "map-noreserve"}[mode]
+        check(feature in h.show_json(images).get("features", []), "the image lacks feature %s" % feature)
         r = h.restore(images, detach=True, expected_pid=w.pid)
         rw = w.restored(r.pid)
         h.verify_ok(rw, when="after restore")
