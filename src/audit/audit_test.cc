@@ -276,7 +276,7 @@ TEST(ProcRules, UnknownEntriesAndChangedValuesAreRefused) {
     const char* says;  // "" : no refusal
   } cases[] = {
       {"loginuid", "4294967295", ""},
-      {"loginuid", "1000", "has a login uid other than cryo's (loginuid 1000; cryo's: 4294967295)"},
+      {"loginuid", "1000", "has a login uid other than cryo's, which is not restored yet (loginuid 1000; cryo's: 4294967295)"},
       {"oom_score_adj", "500\n", "OOM score adjustment"},
       {"coredump_filter", "0000003f\n", ""},
       {"autogroup", "/autogroup-5 nice 0\n", ""},

@@ -14,6 +14,7 @@ namespace {
 constexpr Verdict R = Verdict::kRestored;
 constexpr Verdict N = Verdict::kNotState;
 constexpr Verdict X = Verdict::kRefused;
+constexpr Against kCryo = Against::kCryoFile;
 
 constexpr std::string_view kClassified = "classified item by item";
 constexpr std::string_view kMemory = "memory (each VMA is classified, its pages stored)";
@@ -84,14 +85,6 @@ constexpr Rule kEntries[] = {
     {"children", N, "the children (the tree is walked)"},
 };
 
-Decision SameFile(const Line& l, std::string_view what) {
-  return SameAsCryo(l, l.cryo->files, what, "not restored yet");
-}
-Decision LoginUid(const Line& l) { return SameFile(l, "has a login uid other than cryo's"); }
-Decision OomScoreAdj(const Line& l) { return SameFile(l, "has an OOM score adjustment other than cryo's"); }
-Decision SecurityLabel(const Line& l) { return SameFile(l, "runs under a security label (LSM) other than cryo's"); }
-Decision ResctrlGroup(const Line& l) { return SameFile(l, "is in a resource control group other than cryo's"); }
-
 Decision Autogroup(const Line& l) {
   // "/autogroup-182 nice 0"
   std::vector<std::string_view> w = SplitWords(l.value);
@@ -100,11 +93,14 @@ Decision Autogroup(const Line& l) {
 }
 
 constexpr Rule kSmallFiles[] = {
-    {"loginuid", N, "", LoginUid},
-    {"oom_score_adj", N, "", OomScoreAdj},
+    {"loginuid", X, "has a login uid other than cryo's, which is not restored yet", nullptr, Scope::kProcess, kCryo},
+    {"oom_score_adj", X, "has an OOM score adjustment other than cryo's, which is not restored yet", nullptr,
+     Scope::kProcess, kCryo},
     {"coredump_filter", R, "the core dump filter (task_dump.cc, written back by task_restore.cc)"},
-    {"attr/current", N, "", SecurityLabel},
-    {"cpu_resctrl_groups", N, "", ResctrlGroup},
+    {"attr/current", X, "runs under a security label (LSM) other than cryo's, which is not restored yet", nullptr,
+     Scope::kProcess, kCryo},
+    {"cpu_resctrl_groups", X, "is in a resource control group other than cryo's, which is not restored yet", nullptr,
+     Scope::kProcess, kCryo},
     {"autogroup", N, "", Autogroup},
 };
 

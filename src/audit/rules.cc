@@ -22,13 +22,15 @@ Decision Decide(const Rule* rule, std::string_view source, const Line& line) {
                                    "\", which cryo does not know (a newer kernel?); cryo refuses what it cannot "
                                    "classify as restored"};
   if (rule->decide) return rule->decide(line);
+  if (rule->against == Against::kCryoStatus) return SameAsCryo(line, line.cryo->status, rule->why);
+  if (rule->against == Against::kCryoFile) return SameAsCryo(line, line.cryo->files, rule->why);
   return {rule->verdict, std::string(rule->why)};
 }
 
 void ClassifyLine(std::span<const Rule> table, std::string_view source, const std::string& subject, const Line& line,
                   Report* report) {
   const Rule* rule = FindRule(table, line.key);
-  if (rule && !rule->decide && rule->verdict != Verdict::kRefused) {
+  if (rule && !rule->decide && rule->against == Against::kNothing && rule->verdict != Verdict::kRefused) {
     report->Tally(subject, source, rule->key, rule->verdict);
     return;
   }
@@ -43,8 +45,8 @@ void ClassifyThreadAware(std::span<const Rule> table, std::string_view source, c
   if (!leader || !rule || rule->scope == Scope::kPerThread) return ClassifyLine(table, source, subject, line, report);
   if (rule->scope == Scope::kProcess) return report->Tally(subject, source, rule->key, Verdict::kNotState);
   // A value the rule itself refuses says so in the rule's words.
-  if (rule->decide) {
-    Decision d = rule->decide(line);
+  if (rule->decide || rule->against != Against::kNothing) {
+    Decision d = Decide(rule, source, line);
     if (d.verdict == Verdict::kRefused)
       return report->Add(subject, std::string(source), std::string(line.key), std::string(line.value), d.verdict,
                          std::move(d.why));
@@ -58,14 +60,13 @@ void ClassifyThreadAware(std::span<const Rule> table, std::string_view source, c
                   "\"; cryo gives every thread its leader's value, so this is not restored yet");
 }
 
-Decision SameAsCryo(const Line& line, const std::map<std::string, std::string>& cryo_values, std::string_view what,
-                    std::string_view remedy) {
+Decision SameAsCryo(const Line& line, const std::map<std::string, std::string>& cryo_values, std::string_view why) {
   auto it = cryo_values.find(std::string(line.key));
   if (it != cryo_values.end() && it->second == line.value)
     return {Verdict::kInherited, "the same as cryo's; inherited by the restored process"};
   const std::string mine = it == cryo_values.end() ? "none" : it->second;
-  return {Verdict::kRefused, std::string(what) + " (" + std::string(line.key) + " " + std::string(line.value) +
-                                 "; cryo's: " + mine + "); " + std::string(remedy)};
+  return {Verdict::kRefused, std::string(why) + " (" + std::string(line.key) + " " + std::string(line.value) +
+                                 "; cryo's: " + mine + ")"};
 }
 
 std::vector<std::pair<std::string_view, std::string_view>> KeyValueLines(std::string_view text) {

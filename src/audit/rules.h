@@ -52,12 +52,21 @@ struct Decision {
 };
 using Predicate = Decision (*)(const Line& line);
 
+// What a value is compared with: a rule with `against` set says "inherited
+// if equal to cryo's value of the same key, refused (with `why`) if not".
+enum class Against {
+  kNothing,
+  kCryoStatus,  // Baseline::status
+  kCryoFile,    // Baseline::files
+};
+
 struct Rule {
   std::string_view key;
   Verdict verdict;
   std::string_view why;  // kRefused: completes "<subject> ..." and says what to do
   Predicate decide = nullptr;  // if set: decides instead of verdict/why
   Scope scope = Scope::kProcess;
+  Against against = Against::kNothing;
 };
 
 const Rule* FindRule(std::span<const Rule> table, std::string_view key);
@@ -67,11 +76,9 @@ Decision Decide(const Rule* rule, std::string_view source, const Line& line);
 void ClassifyLine(std::span<const Rule> table, std::string_view source, const std::string& subject, const Line& line,
                   Report* report);
 
-// Shared predicate helpers.
-// kInherited if `line.value` equals cryo's value of the same key in `cryo_values`, else refused with
-// "<what> (<value>; cryo's: <cryo value>); <remedy>".
-Decision SameAsCryo(const Line& line, const std::map<std::string, std::string>& cryo_values, std::string_view what,
-                    std::string_view remedy);
+// kInherited if `line.value` equals cryo's value of the same key in
+// `cryo_values`, else refused with "<why> (<key> <value>; cryo's: <value>)".
+Decision SameAsCryo(const Line& line, const std::map<std::string, std::string>& cryo_values, std::string_view why);
 
 // "key: value" lines (status, smaps bodies, ksm_stat): key and trimmed value.
 std::vector<std::pair<std::string_view, std::string_view>> KeyValueLines(std::string_view text);

@@ -58,28 +58,9 @@ Decision VmPin(const Line& l) {
 }
 Decision CoreDumping(const Line& l) { return MustBeZero(l, "is writing a core dump"); }
 
-Decision ThpEnabled(const Line& l) {
-  return SameAsCryo(l, l.cryo->status, "has transparent huge pages disabled (prctl PR_SET_THP_DISABLE)",
-                    "not restored yet");
-}
-Decision UntagMask(const Line& l) {
-  return SameAsCryo(l, l.cryo->status, "uses linear address masking (arch_prctl ARCH_ENABLE_TAGGED_ADDR)",
-                    "not restored yet");
-}
 Decision Seccomp(const Line& l) {
   if (l.value == "0") return {N, "no seccomp filter"};
-  return SameAsCryo(l, l.cryo->status, "runs under seccomp", "seccomp filters are not restored yet");
-}
-Decision Speculation(const Line& l) {
-  return SameAsCryo(l, l.cryo->status, "has speculation control set by prctl(PR_SET_SPECULATION_CTRL)",
-                    "not restored yet");
-}
-Decision CpusAllowed(const Line& l) {
-  return SameAsCryo(l, l.cryo->status, "is pinned to a set of CPUs (sched_setaffinity, taskset)",
-                    "CPU affinity is not restored yet: run cryo with the same affinity, or reset the process's");
-}
-Decision MemsAllowed(const Line& l) {
-  return SameAsCryo(l, l.cryo->status, "may only use some memory nodes (cpuset)", "not restored yet");
+  return SameAsCryo(l, l.cryo->status, "runs under seccomp, whose filters are not restored yet");
 }
 Decision ThreadFeatures(const Line& l) {
   if (l.value.empty()) return {N, "no x86 thread feature enabled"};
@@ -87,7 +68,16 @@ Decision ThreadFeatures(const Line& l) {
                                  ": shadow stack), which are not restored yet"};
 }
 
+constexpr Verdict X = Verdict::kRefused;
+constexpr Against kCryo = Against::kCryoStatus;
+
 constexpr std::string_view kMemStat = "memory accounting; every VMA is classified by itself";
+constexpr std::string_view kSpeculation =
+    "has speculation control set by prctl(PR_SET_SPECULATION_CTRL), which is not restored yet";
+constexpr std::string_view kAffinity =
+    "is pinned to a set of CPUs (sched_setaffinity, taskset), which is not restored yet: run cryo with the same "
+    "affinity, or reset the process's";
+constexpr std::string_view kMems = "may only use some memory nodes (cpuset), which is not restored yet";
 constexpr std::string_view kCreds = "credentials, set by the restorer blob (setresuid, setresgid, capset, ...)";
 
 constexpr Rule kStatusRules[] = {
@@ -125,8 +115,10 @@ constexpr Rule kStatusRules[] = {
     {"VmSwap", N, kMemStat},
     {"HugetlbPages", N, "hugetlb memory; hugetlb VMAs are refused by their flags (ht)"},
     {"CoreDumping", N, "", CoreDumping},
-    {"THP_enabled", N, "", ThpEnabled},
-    {"untag_mask", N, "", UntagMask},
+    {"THP_enabled", X, "has transparent huge pages disabled (prctl PR_SET_THP_DISABLE), which is not restored yet",
+     nullptr, Scope::kProcess, kCryo},
+    {"untag_mask", X, "uses linear address masking (arch_prctl ARCH_ENABLE_TAGGED_ADDR), which is not restored yet",
+     nullptr, Scope::kProcess, kCryo},
     {"Threads", N, "the number of threads; each is classified"},
     {"SigQ", N, "queued signals (each is restored) against RLIMIT_SIGPENDING (restored)"},
     {"SigPnd", R, "pending signals (PTRACE_PEEKSIGINFO, queued again by the blob)", nullptr, Scope::kPerThread},
@@ -142,12 +134,12 @@ constexpr Rule kStatusRules[] = {
     {"NoNewPrivs", R, "no_new_privs (PR_SET_NO_NEW_PRIVS in the blob)", nullptr, Scope::kLikeLeader},
     {"Seccomp", N, "", Seccomp, Scope::kLikeLeader},
     {"Seccomp_filters", N, "", Seccomp, Scope::kLikeLeader},
-    {"Speculation_Store_Bypass", N, "", Speculation, Scope::kLikeLeader},
-    {"SpeculationIndirectBranch", N, "", Speculation, Scope::kLikeLeader},
-    {"Cpus_allowed", N, "", CpusAllowed, Scope::kLikeLeader},
-    {"Cpus_allowed_list", N, "", CpusAllowed, Scope::kLikeLeader},
-    {"Mems_allowed", N, "", MemsAllowed, Scope::kLikeLeader},
-    {"Mems_allowed_list", N, "", MemsAllowed, Scope::kLikeLeader},
+    {"Speculation_Store_Bypass", X, kSpeculation, nullptr, Scope::kLikeLeader, kCryo},
+    {"SpeculationIndirectBranch", X, kSpeculation, nullptr, Scope::kLikeLeader, kCryo},
+    {"Cpus_allowed", X, kAffinity, nullptr, Scope::kLikeLeader, kCryo},
+    {"Cpus_allowed_list", X, kAffinity, nullptr, Scope::kLikeLeader, kCryo},
+    {"Mems_allowed", X, kMems, nullptr, Scope::kLikeLeader, kCryo},
+    {"Mems_allowed_list", X, kMems, nullptr, Scope::kLikeLeader, kCryo},
     {"voluntary_ctxt_switches", N, "scheduler statistics", nullptr, Scope::kPerThread},
     {"nonvoluntary_ctxt_switches", N, "scheduler statistics", nullptr, Scope::kPerThread},
     {"x86_Thread_features", N, "", ThreadFeatures, Scope::kLikeLeader},
