@@ -52,7 +52,8 @@ std::string DescribeFdTarget(const std::string& link) {
   return link;
 }
 
-Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job) {
+Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job,
+                   std::vector<proc::FdInfo>* infos) {
   CRYO_ASSIGN_OR_RETURN(std::vector<int> fds, proc::ListFds(pid));
   const std::string dir = "/proc/" + std::to_string(pid) + "/fd/";
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
@@ -88,6 +89,7 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
     f->mutable_file()->set_ino(src.st.st_ino);
     CRYO_RETURN_IF_ERROR(handler->Dump(src, f).Prefixed(src.what() + " (" + handler->name() + ")"));
     if (*handler->feature()) features->insert(handler->feature());
+    if (infos) infos->push_back(std::move(src.info));
   }
   return Status::Ok();
 }

@@ -10,12 +10,15 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "proc/proc.h"
 
 namespace cryo {
 
 // Dumps every fd; adds the features the image needs for them to `features`.
 // With `shell_job`, terminals are the caller's (--shell-job), not refused.
-Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job = false);
+// `infos`, if given, gets the fdinfo of each fd dumped, in the table's order.
+Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job = false,
+                   std::vector<proc::FdInfo>* infos = nullptr);
 
 // What an fd link target says it is ("a pipe", "a socket", ...), for messages.
 std::string DescribeFdTarget(const std::string& link);

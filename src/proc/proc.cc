@@ -97,6 +97,8 @@ Result<Vma> ParseMapsLine(std::string_view line) {
   return v;
 }
 
+}  // namespace
+
 // smaps: a maps-format header per VMA followed by "Key: value" lines.
 Result<std::vector<Vma>> ParseSmaps(std::string_view text) {
   std::vector<Vma> vmas;
@@ -118,8 +120,6 @@ Result<std::vector<Vma>> ParseSmaps(std::string_view text) {
   }
   return vmas;
 }
-
-}  // namespace
 
 bool Vma::HasFlag(std::string_view f) const { return std::find(vm_flags.begin(), vm_flags.end(), f) != vm_flags.end(); }
 

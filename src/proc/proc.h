@@ -34,6 +34,8 @@ struct Vma {
 
 // Parses /proc/PID/maps. Paths may contain spaces.
 Result<std::vector<Vma>> ParseMaps(std::string_view text);
+// Parses /proc/PID/smaps: its VMAs with their VmFlags.
+Result<std::vector<Vma>> ParseSmaps(std::string_view text);
 // Fills vm_flags of each VMA in `vmas` from /proc/PID/smaps text (matched by range).
 Status ParseSmapsVmFlags(std::string_view smaps_text, std::vector<Vma>* vmas);
 // maps + smaps of a process.

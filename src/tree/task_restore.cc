@@ -1,5 +1,6 @@
 #include "tree/task_restore.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -7,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "base/file_util.h"
@@ -33,6 +35,17 @@ Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::str
   if (::prctl(PR_SET_CHILD_SUBREAPER, core.child_subreaper() ? 1 : 0, 0, 0, 0) != 0)
     return Status::FromErrno("PR_SET_CHILD_SUBREAPER");
   CRYO_RETURN_IF_ERROR(RestorePosixTimers(core));
+  if (core.has_coredump_filter()) {
+    // An mm flag (proc(5)): the helper's mm is the restored process's.
+    char hex[16];
+    snprintf(hex, sizeof(hex), "0x%x", core.coredump_filter());  // base 0: kstrtouint
+    const int fd = ::open("/proc/self/coredump_filter", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return Status::FromErrno("open /proc/self/coredump_filter");
+    const ssize_t n = ::write(fd, hex, strlen(hex));
+    const int err = errno;
+    ::close(fd);
+    if (n != static_cast<ssize_t>(strlen(hex))) return Status::Errno(err, "writing coredump_filter " + std::string(hex));
+  }
   return Status::Ok();
 }
 
