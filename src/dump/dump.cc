@@ -26,9 +26,13 @@
 #include "seize/seize.h"
 #include "tree/task_dump.h"
 #include "tree/tree_seize.h"
+#include "files/fd_owner.h"
+#include "files/file_locks.h"
 #include "files/file_sharing.h"
 #include "files/pipe_table.h"
+#include "files/shared_tables.h"
 #include "files/tty_table.h"
+#include "tree/restore_plan.h"
 
 namespace cryo {
 
@@ -146,6 +150,41 @@ Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWrite
   return s;
 }
 
+// The tree's pids, threads and groups (for state that names other processes),
+// and which of its processes share an fd table or fs_struct with their
+// parent (other sharing is refused): known before anything is read.
+Result<TableSharing> ScopeTree(SeizedTree& tree, bool kill_mode, DumpScope* scope) {
+  scope->kill_mode = kill_mode;
+  std::vector<TreeProcess> live;
+  for (const auto& sp : tree.processes()) {
+    TreeProcess tp;
+    tp.pid = sp->pid();
+    tp.ppid = tree.ParentOf(sp->pid());
+    for (const SeizedTask& t : sp->threads()) {
+      tp.tids.push_back(t.tid);
+      scope->tids.insert(t.tid);
+    }
+    scope->pids.insert(tp.pid);
+    CRYO_ASSIGN_OR_RETURN(proc::Stat st, proc::ReadStat(tp.pid));
+    scope->pgids.insert(st.pgrp);
+    live.push_back(std::move(tp));
+  }
+  return FindSharedTables(live);
+}
+
+image::ProcessCore ZombieCore(const ZombieInfo& z) {
+  image::ProcessCore core;
+  core.set_pid(z.pid);
+  core.set_ppid(z.ppid);
+  core.set_pgid(z.pgid);
+  core.set_sid(z.sid);
+  core.set_zombie(true);
+  core.set_exit_status(z.exit_status);
+  core.set_exit_signal(z.exit_signal);
+  core.set_zombie_comm(z.comm);
+  return core;
+}
+
 bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
   std::set<uint64_t> seen;
   for (const DumpedProcess& p : procs)
@@ -168,6 +207,8 @@ Status Dump(const DumpOptions& opts) {
   CRYO_ASSIGN_OR_RETURN(SeizedTree tree, SeizedTree::Seize(pid));
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             tree.processes().size(), tree.zombies().size());
+  DumpScope scope;
+  CRYO_ASSIGN_OR_RETURN(const TableSharing sharing, ScopeTree(tree, !opts.leave_running, &scope));
 
   std::set<std::string> features;
   std::vector<DumpedProcess> procs(tree.processes().size());
@@ -182,7 +223,7 @@ Status Dump(const DumpOptions& opts) {
     order.push_back(sp->pid());
     parents.push_back(tree.ParentOf(sp->pid()));
   }
-  Prefetcher prefetch(order, parents, opts.shell_job, kBufferedPages, 2);
+  Prefetcher prefetch(order, parents, opts.shell_job, kBufferedPages, 2, &scope);
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
     const std::string who = "pid " + std::to_string(sp.pid());
@@ -197,8 +238,34 @@ Status Dump(const DumpOptions& opts) {
             procs.size(), (Now() - tc) * 1e3, times.proc * 1e3, times.fds * 1e3, times.remote * 1e3,
             times.task * 1e3, times.pages * 1e3);
   for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
+  // Processes sharing an fd table or fs_struct; the restore plan must clone
+  // them from their parents, and rebuild the groups that own fds.
+  std::vector<image::ProcessCore> zombie_cores;
+  for (const ZombieInfo& z : tree.zombies()) zombie_cores.push_back(ZombieCore(z));
+  std::map<pid_t, const image::ProcessCore*> cores;
+  std::map<pid_t, const image::FdTable*> fd_tables;
+  std::map<pid_t, pid_t> table_of;  // the process whose fd table each one uses
+  for (DumpedProcess& p : procs) {
+    const pid_t pp = p.core.pid();
+    p.core.set_shares_files_with_parent(sharing.files_with_parent.count(pp) > 0);
+    p.core.set_shares_fs_with_parent(sharing.fs_with_parent.count(pp) > 0);
+    if (p.core.shares_files_with_parent()) features.insert("shared-fd-table");
+    if (p.core.shares_fs_with_parent()) features.insert("shared-fs");
+    cores[pp] = &p.core;
+    fd_tables[pp] = &p.fds;
+  }
+  for (const image::ProcessCore& z : zombie_cores) cores[z.pid()] = &z;
+  for (const auto& [p, core] : cores) {
+    pid_t t = p;
+    while (cores.at(t)->shares_files_with_parent()) t = cores.at(t)->ppid();
+    table_of[p] = t;
+  }
+  const RestorePlan plan = PlanRestore(pid, cores);
+  CRYO_RETURN_IF_ERROR(CheckSharingPlan(plan, cores));
+  CRYO_RETURN_IF_ERROR(CheckOwnerGroups(plan, cores, fd_tables));
   double ts = Now();
   CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
+  if (AssignFileLocks(tables, table_of)) features.insert("file-locks");
   LOG_DEBUG("shared file descriptions found in %.1f ms", (Now() - ts) * 1e3);
   ts = Now();
   image::PipeTable pipes;
@@ -241,18 +308,9 @@ Status Dump(const DumpOptions& opts) {
     writer->AsyncWriteRecord(image::MmName(p), image::FileKind::kMm, procs[i].mm);
     writer->AsyncWriteRecord(image::FdsName(p), image::FileKind::kFdTable, procs[i].fds);
   }
-  for (const ZombieInfo& z : tree.zombies()) {
-    image::ProcessCore core;
-    core.set_pid(z.pid);
-    core.set_ppid(z.ppid);
-    core.set_pgid(z.pgid);
-    core.set_sid(z.sid);
-    core.set_zombie(true);
-    core.set_exit_status(z.exit_status);
-    core.set_exit_signal(z.exit_signal);
-    core.set_zombie_comm(z.comm);
-    inv.add_pids(z.pid);
-    writer->AsyncWriteRecord(image::CoreName(z.pid), image::FileKind::kProcessCore, core);
+  for (const image::ProcessCore& z : zombie_cores) {
+    inv.add_pids(z.pid());
+    writer->AsyncWriteRecord(image::CoreName(z.pid()), image::FileKind::kProcessCore, z);
   }
   if (pipes.pipes_size()) writer->AsyncWriteRecord(image::PipesName(), image::FileKind::kPipes, pipes);
   if (shm.objects_size()) writer->AsyncWriteRecord(image::ShmName(), image::FileKind::kShm, shm);

@@ -19,6 +19,7 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "files/fd_kind.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
 #include "proc/proc.h"
@@ -49,8 +50,10 @@ struct ParentMemory {
 
 // Reads the facts of one process; one with at most `buffered_max` bytes of
 // pages also has them read. Pages it still shares copy-on-write with
-// `parent` (if given) are recorded as inherited and not stored.
-Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max, const ParentMemory* parent);
+// `parent` (if given) are recorded as inherited and not stored. Its fds are
+// checked against `scope` (the tree) when given.
+Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max, const ParentMemory* parent,
+                               const DumpScope* scope = nullptr);
 
 class Prefetcher {
  public:
@@ -58,7 +61,8 @@ class Prefetcher {
   // ahead of Take(). The first error ends the reading; Take() returns it for
   // its process.
   // `parents[i]`: the parent of pids[i] in the tree (0: none), read before it.
-  Prefetcher(std::vector<pid_t> pids, std::vector<pid_t> parents, bool shell_job, uint64_t buffered_max, size_t ahead);
+  Prefetcher(std::vector<pid_t> pids, std::vector<pid_t> parents, bool shell_job, uint64_t buffered_max, size_t ahead,
+             const DumpScope* scope = nullptr);
   ~Prefetcher();  // stops the thread (what it read is dropped)
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
@@ -74,6 +78,7 @@ class Prefetcher {
   const bool shell_job_;
   const uint64_t buffered_max_;
   const size_t ahead_;
+  const DumpScope* const scope_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Result<ProcessFacts>> ready_;
