@@ -1,6 +1,5 @@
 #include "files/shared_tables.h"
 
-#include <dirent.h>
 #include <linux/futex.h>
 #include <linux/kcmp.h>
 #include <sched.h>
@@ -11,12 +10,12 @@
 
 #include <algorithm>
 #include <climits>
-#include <cstdlib>
 #include <new>
 #include <string>
 
 #include "base/clock.h"
 #include "files/fd_kind.h"
+#include "proc/proc.h"
 
 namespace cryo {
 
@@ -68,23 +67,13 @@ Result<std::pair<size_t, bool>> Locate(const Classes& classes, pid_t pid, int ty
 
 // Refuses a process of the tree that shares with one outside it.
 Status CheckOutside(const Classes& classes, const std::set<pid_t>& tree, const Shared& k) {
-  DIR* proc = ::opendir("/proc");
-  if (!proc) return Status::FromErrno("opendir /proc");
-  Status result;
-  while (struct dirent* e = ::readdir(proc)) {
-    char* end;
-    const long pid = std::strtol(e->d_name, &end, 10);
-    if (*end || pid <= 0 || tree.count(static_cast<pid_t>(pid)) || pid == ::getpid()) continue;
-    auto at = Locate(classes, static_cast<pid_t>(pid), k.kcmp_type);
-    if (!at.ok() || !at->second) continue;  // gone, or nothing shared
-    const pid_t inside = classes[at->first][0];
-    result = Status::Error("pid " + std::to_string(inside) + " shares its " + k.what + " with " +
-                           NamePid(static_cast<pid_t>(pid)) + ", outside the tree (" + k.flag +
-                           "): not restored (dump that process's tree instead)");
-    break;
-  }
-  ::closedir(proc);
-  return result;
+  return proc::ForEachPidOutside(tree, [&](pid_t pid) {
+    auto at = Locate(classes, pid, k.kcmp_type);
+    if (!at.ok() || !at->second) return Status::Ok();  // gone, or nothing shared
+    return Status::Error("pid " + std::to_string(classes[at->first][0]) + " shares its " + k.what + " with " +
+                         NamePid(pid) + ", outside the tree (" + k.flag + "): not restored (dump that process's "
+                         "tree instead)");
+  });
 }
 
 Status FindShared(const std::vector<TreeProcess>& procs, const Shared& k, std::set<pid_t>* with_parent) {

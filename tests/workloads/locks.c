@@ -278,15 +278,14 @@ static void verifier(pid_t p, pid_t c2, const pid_t *waiters)
     /* The waiters re-enter their wait once they run again: bounded poll. */
     const char *kinds[3] = {"-> POSIX", "-> FLOCK", "-> OFDLCK"};
     const char *paths[3] = {p_posix, p_flx, p_posix};
+    int seen[3] = {0, 0, 0};
+    for (int t = 0; t < 500 && !(seen[0] && seen[1] && seen[2]); t++) {
+        for (int i = 0; i < 3; i++)
+            seen[i] = seen[i] || proc_locks_has(kinds[i], "WRITE", i == 2 ? -1 : waiters[i], ino_of(paths[i]));
+        wl_sleep_ms(10);
+    }
     for (int i = 0; i < 3; i++) {
-        pid_t pid = i == 2 ? -1 : waiters[i];
-        int seen = 0;
-        for (int t = 0; t < 1000 && !seen; t++) {
-            seen = proc_locks_has(kinds[i], "WRITE", pid, ino_of(paths[i]));
-            if (!seen)
-                wl_sleep_ms(10);
-        }
-        wl_check(&c, seen, "waiter %d (pid %d) is not waiting (%s) in /proc/locks", i, (int)waiters[i], kinds[i]);
+        wl_check(&c, seen[i], "waiter %d (pid %d) is not waiting (%s) in /proc/locks", i, (int)waiters[i], kinds[i]);
         wl_check(&c, !b->got[i], "waiter %d got its lock while it is held", i);
     }
     b->v_failed = c.failed;
