@@ -13,8 +13,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "files/fd_kind.h"
 #include "files/fd_owner.h"
@@ -323,6 +325,47 @@ TEST(SharedTablesTest, FindsCloneFilesChildren) {
   ::waitpid(parent, nullptr, 0);
   ::close(p[0]);
   ::close(p[1]);
+}
+
+TEST(SharedTablesTest, RefusesAThreadWithATableOfItsOwn) {
+  static std::atomic<pid_t> tid{0};
+  static std::atomic<bool> done{false};
+  std::thread t([] {
+    if (::unshare(CLONE_FILES) != 0) return;
+    tid = static_cast<pid_t>(syscall(SYS_gettid));
+    while (!done) ::usleep(1000);
+  });
+  while (!tid) ::usleep(1000);
+  auto r = FindSharedTables({{::getpid(), 0, {::getpid(), tid.load()}}});
+  done = true;
+  t.join();
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("thread " + std::to_string(tid.load())), std::string::npos)
+      << r.status().message();
+  EXPECT_NE(r.status().message().find("unshare(2) CLONE_FILES"), std::string::npos) << r.status().message();
+}
+
+TEST(SharedTablesTest, PlanMustCloneFromTheParent) {
+  // 2's session 9 has no leader in the image: a temporary leader clones it,
+  // so it cannot share its parent's fd table.
+  std::map<pid_t, image::ProcessCore> c;
+  auto add = [&](pid_t pid, pid_t ppid, pid_t sid) {
+    c[pid].set_pid(pid);
+    c[pid].set_ppid(ppid);
+    c[pid].set_sid(sid);
+    c[pid].set_pgid(pid);
+  };
+  add(1, 0, 1);
+  add(2, 1, 9);
+  add(3, 1, 1);
+  c[3].set_shares_files_with_parent(true);
+  std::map<pid_t, const image::ProcessCore*> cores;
+  for (auto& [pid, core] : c) cores[pid] = &core;
+  EXPECT_TRUE(CheckSharingPlan(PlanRestore(1, cores), cores).ok());
+  c[2].set_shares_files_with_parent(true);
+  Status s = CheckSharingPlan(PlanRestore(1, cores), cores);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("temporary leader 9"), std::string::npos) << s.message();
 }
 
 TEST(GroupBoardTest, PostAndWaitAcrossProcesses) {
