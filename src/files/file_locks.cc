@@ -13,7 +13,7 @@
 #include <set>
 #include <tuple>
 
-#include "files/fd_pool.h"
+#include "base/unique_fd.h"
 #include "files/fd_table.h"
 #include "files/lock_lines.h"
 #include "proc/proc.h"
@@ -249,7 +249,7 @@ Status CheckLeasesFree(const image::LoadedImage& img) {
   return Status::Ok();
 }
 
-Status CheckLocksFree(const image::LoadedImage& img, const FdPool& pool) {
+Status CheckLocksFree(const image::LoadedImage& img) {
   const auto& features = img.inventory.features();
   const bool announced = std::find(features.begin(), features.end(), "file-locks") != features.end();
   for (const auto& [pid, p] : img.processes)
@@ -258,25 +258,25 @@ Status CheckLocksFree(const image::LoadedImage& img, const FdPool& pool) {
         if (!announced)
           return Status::Error(FdName(pid, f) + ": a lock record in an image without the feature file-locks (corrupted)");
         CRYO_RETURN_IF_ERROR(ValidateLock(pid, f, l));
-        const int fd = pool.FdFor(pid, f);
-        if (fd < 0) return Status::Error(FdName(pid, f) + " has no open file description in the pool");
+        if (l.kind() == image::LOCK_LEASE) continue;  // CheckLeasesFree
+        // A description of cryo's own holds no lock: any lock that conflicts
+        // with the probe is someone else's. (Regular files and directories
+        // only: opening them has no effect but on leases, checked before.)
+        UniqueFd fd(::open(f.file().path().c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+        if (!fd.valid()) continue;  // the fd pool names it
         const std::string what = FdName(pid, f) + ": " + Describe(l) + " of the image";
         if (HasRange(l.kind())) {
-          // The pool's description holds no lock: any lock that conflicts is someone else's.
           struct flock fl = ToFlock(l);
-          if (::fcntl(fd, F_OFD_GETLK, &fl) != 0) return Status::FromErrno("F_OFD_GETLK for " + what);
+          if (::fcntl(fd.get(), F_OFD_GETLK, &fl) != 0) return Status::FromErrno("F_OFD_GETLK for " + what);
           if (fl.l_type != F_UNLCK)
             return Status::Error(what + " is held by " +
                                  (fl.l_pid > 0 ? NamePid(fl.l_pid) : std::string("an OFD lock of another process")) +
                                  " now" + kHeldWhy);
-        } else if (l.kind() == image::LOCK_FLOCK) {
-          if (::flock(fd, (l.write() ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
-            if (errno != EWOULDBLOCK) return Status::FromErrno("flock probe for " + what);
-            const std::string holders = DescribeLockHolders(static_cast<dev_t>(f.file().dev()), f.file().ino());
-            return Status::Error(what + " conflicts with a lock held now" + (holders.empty() ? "" : ": " + holders) +
-                                 kHeldWhy);
-          }
-          ::flock(fd, LOCK_UN);
+        } else if (::flock(fd.get(), (l.write() ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0) {
+          if (errno != EWOULDBLOCK) return Status::FromErrno("flock probe for " + what);
+          const std::string holders = DescribeLockHolders(static_cast<dev_t>(f.file().dev()), f.file().ino());
+          return Status::Error(what + " conflicts with a lock held now" + (holders.empty() ? "" : ": " + holders) +
+                               kHeldWhy);
         }
       }
   return Status::Ok();

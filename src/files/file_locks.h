@@ -19,8 +19,6 @@
 
 namespace cryo {
 
-class FdPool;
-
 // Dump, per fd (DumpFdTable): records the locks its fdinfo shows. Refuses, by
 // name, a lease being broken, a kind cryo does not know, and locks on fds
 // other than regular files and directories.
@@ -41,14 +39,14 @@ Status CheckProcessLocks(pid_t pid, const image::FdTable& table, const DumpScope
 // /proc/locks names as the lock's taker. Returns whether any lock is left.
 bool AssignFileLocks(const std::vector<ProcessFds>& tables, const std::map<pid_t, pid_t>& table_of);
 
-// Restore, in cryo before the fd pool opens any file: no file that holds a
+// Restore, in cryo before anything is created, first: no file that holds a
 // lease in the image is leased now (opening it would start breaking that
 // lease, fcntl(2), and wait for it).
 Status CheckLeasesFree(const image::LoadedImage& img);
-// Restore, in cryo with the pool open, before anything is cloned: every lock
-// of the image is free to take (not held by a running original, nor by
-// someone who took it since the dump).
-Status CheckLocksFree(const image::LoadedImage& img, const FdPool& pool);
+// Then: every lock record is valid, and every lock is free to take (not held
+// by a running original, nor by someone who took it since the dump), probed
+// on a description of cryo's own.
+Status CheckLocksFree(const image::LoadedImage& img);
 // Restore, in the helper once its fds are in place and no fd on a locked file
 // will be closed any more (closing any fd on a file drops the POSIX locks of
 // its fd table on it): takes the locks recorded on its fds.

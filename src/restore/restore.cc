@@ -288,8 +288,8 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
                          "restore it with --shell-job from a terminal");
   CRYO_RETURN_IF_ERROR(CheckFdOwners(img));
   CRYO_RETURN_IF_ERROR(CheckLeasesFree(img));
+  CRYO_RETURN_IF_ERROR(CheckLocksFree(img));
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
-  CRYO_RETURN_IF_ERROR(CheckLocksFree(img, pool));
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
 
   std::map<pid_t, const image::ProcessCore*> cores;
