@@ -274,7 +274,8 @@ TEST(SharedTablesTest, RolesFollowTheParents) {
   add(5, 4, true, true);
   std::map<pid_t, const image::ProcessCore*> cores;
   for (auto& [pid, core] : c) cores[pid] = &core;
-  SharingRole r2 = RoleOf(cores, 2), r3 = RoleOf(cores, 3), r4 = RoleOf(cores, 4), r5 = RoleOf(cores, 5);
+  const auto roles = SharingRoles(cores);
+  const SharingRole &r2 = roles.at(2), &r3 = roles.at(3), &r4 = roles.at(4), &r5 = roles.at(5);
   EXPECT_EQ(r2.group, (std::vector<pid_t>{1, 2, 3}));
   EXPECT_EQ(r2.top, 1);
   EXPECT_EQ(r2.index, 1);
@@ -293,7 +294,7 @@ TEST(SharedTablesTest, RolesFollowTheParents) {
   c[6].set_pid(6);
   c[6].set_ppid(1);
   cores[6] = &c[6];
-  EXPECT_FALSE(RoleOf(cores, 6).in_group());
+  EXPECT_FALSE(SharingRoles(cores).at(6).in_group());
 }
 
 TEST(SharedTablesTest, FindsCloneFilesChildren) {

@@ -112,15 +112,29 @@ Status FindShared(const std::vector<TreeProcess>& procs, const Shared& k, std::s
 
 bool SharesAny(const image::ProcessCore& c) { return c.shares_files_with_parent() || c.shares_fs_with_parent(); }
 
-// Walks up from `pid` while `up(core)` says the process shares with its parent.
-template <typename Up>
-pid_t Leader(const std::map<pid_t, const image::ProcessCore*>& cores, pid_t pid, Up up) {
-  for (int depth = 0; depth < 4096; ++depth) {
-    const image::ProcessCore* c = cores.at(pid);
-    if (!up(*c) || !cores.count(c->ppid())) break;
-    pid = c->ppid();
+// For every live process: the topmost process reached from it through
+// parents it shares with (`shares` says whether a process shares with its
+// parent). Memoized: parents are looked up once.
+template <typename Shares>
+std::map<pid_t, pid_t> Leaders(const std::map<pid_t, const image::ProcessCore*>& cores, Shares shares) {
+  std::map<pid_t, pid_t> leader;
+  for (const auto& [pid, core] : cores) {
+    std::vector<pid_t> path;
+    pid_t p = pid;
+    for (;;) {
+      auto known = leader.find(p);
+      if (known != leader.end()) {
+        p = known->second;
+        break;
+      }
+      const image::ProcessCore* c = cores.at(p);
+      path.push_back(p);
+      if (!shares(*c) || !cores.count(c->ppid()) || path.size() > cores.size()) break;
+      p = c->ppid();
+    }
+    for (pid_t q : path) leader[q] = p;
   }
-  return pid;
+  return leader;
 }
 
 }  // namespace
@@ -155,26 +169,32 @@ uint64_t SharingCloneFlags(const image::ProcessCore& core) {
   return (core.shares_files_with_parent() ? CLONE_FILES : 0) | (core.shares_fs_with_parent() ? CLONE_FS : 0);
 }
 
-SharingRole RoleOf(const std::map<pid_t, const image::ProcessCore*>& cores, pid_t pid) {
-  SharingRole r;
-  auto top = [&](pid_t p) { return Leader(cores, p, SharesAny); };
-  auto files = [&](pid_t p) { return Leader(cores, p, [](const image::ProcessCore& c) { return c.shares_files_with_parent(); }); };
-  auto fs = [&](pid_t p) { return Leader(cores, p, [](const image::ProcessCore& c) { return c.shares_fs_with_parent(); }); };
-  r.top = top(pid);
-  r.files_leader = files(pid);
-  r.fs_leader = fs(pid);
-  for (const auto& [p, core] : cores) {
+std::map<pid_t, SharingRole> SharingRoles(const std::map<pid_t, const image::ProcessCore*>& cores) {
+  const auto top = Leaders(cores, SharesAny);
+  const auto files = Leaders(cores, [](const image::ProcessCore& c) { return c.shares_files_with_parent(); });
+  const auto fs = Leaders(cores, [](const image::ProcessCore& c) { return c.shares_fs_with_parent(); });
+  std::map<pid_t, std::vector<pid_t>> groups, files_users, fs_users;  // by leader, ascending
+  for (const auto& [pid, core] : cores) {
     if (core->zombie()) continue;
-    if (top(p) == r.top) r.group.push_back(p);
-    if (files(p) == r.files_leader) r.files_users.push_back(p);
-    if (fs(p) == r.fs_leader) r.fs_users.push_back(p);
+    groups[top.at(pid)].push_back(pid);
+    files_users[files.at(pid)].push_back(pid);
+    fs_users[fs.at(pid)].push_back(pid);
   }
-  if (r.group.size() < 2) {
-    r.group.clear();
-  } else {
-    r.index = static_cast<int>(std::find(r.group.begin(), r.group.end(), pid) - r.group.begin());
+  std::map<pid_t, SharingRole> roles;
+  for (const auto& [pid, core] : cores) {
+    if (core->zombie()) continue;
+    SharingRole& r = roles[pid];
+    r.top = top.at(pid);
+    r.files_leader = files.at(pid);
+    r.fs_leader = fs.at(pid);
+    r.files_users = files_users.at(r.files_leader);
+    r.fs_users = fs_users.at(r.fs_leader);
+    const std::vector<pid_t>& g = groups.at(r.top);
+    if (g.size() < 2) continue;
+    r.group = g;
+    r.index = static_cast<int>(std::find(g.begin(), g.end(), pid) - g.begin());
   }
-  return r;
+  return roles;
 }
 
 Result<GroupBoard> GroupBoard::Create(size_t slots) {

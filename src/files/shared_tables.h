@@ -65,7 +65,9 @@ struct SharingRole {
   bool shares_files() const { return files_users.size() > 1; }
   bool shares_fs() const { return fs_users.size() > 1; }
 };
-SharingRole RoleOf(const std::map<pid_t, const image::ProcessCore*>& cores, pid_t pid);
+// The role of every live process of the image, computed once by cryo before
+// the tree is cloned.
+std::map<pid_t, SharingRole> SharingRoles(const std::map<pid_t, const image::ProcessCore*>& cores);
 
 // The meeting point of a group's helpers. Slot i belongs to group[i].
 class GroupBoard {

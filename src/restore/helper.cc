@@ -414,7 +414,7 @@ Status Run(HelperContext& ctx) {
   if (!core.zombie()) CRYO_RETURN_IF_ERROR(BuildMemory(ctx, &mem));
   // Before the clones: the processes that share our fd table or fs_struct
   // meet on the board of their group's topmost process.
-  ctx.role = RoleOf(*ctx.cores, ctx.pid);
+  ctx.role = core.zombie() ? SharingRole() : ctx.roles->at(ctx.pid);
   if (!ctx.role.in_group()) {
     ctx.board = GroupBoard();
   } else if (ctx.role.top == ctx.pid) {

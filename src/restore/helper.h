@@ -59,9 +59,9 @@ struct HelperContext {
   const std::vector<int>* pool_fds = nullptr;  // the fd pool's fds, ascending (open in every helper)
   const std::vector<proc::Vma>* cryo_vmas = nullptr;  // cryo's mappings when it cloned the tree
   RseqRegistration rseq;  // glibc's registration, the same in every helper (fork copies it)
-  const std::map<pid_t, const image::ProcessCore*>* cores = nullptr;  // every process of the image
+  const std::map<pid_t, SharingRole>* roles = nullptr;  // of every live process (shared_tables.h)
   // Set by each helper for itself: its part in a group of processes sharing
-  // an fd table or fs_struct, and the group's board (shared_tables.h).
+  // an fd table or fs_struct, and the group's board.
   SharingRole role;
   GroupBoard board;
 };

@@ -331,7 +331,8 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   const std::vector<int> pool_fds = pool.Fds();
   ctx.pool_fds = &pool_fds;
   ctx.cryo_vmas = &cryo_vmas;
-  ctx.cores = &cores;
+  const std::map<pid_t, SharingRole> roles = SharingRoles(cores);
+  ctx.roles = &roles;
   const pid_t parent = ::getpid();
 
   // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
