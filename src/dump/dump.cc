@@ -26,7 +26,6 @@
 #include "seize/seize.h"
 #include "tree/task_dump.h"
 #include "tree/tree_seize.h"
-#include "files/fd_owner.h"
 #include "files/file_locks.h"
 #include "files/file_sharing.h"
 #include "files/pipe_table.h"
@@ -150,28 +149,6 @@ Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWrite
   return s;
 }
 
-// The tree's pids, threads and groups (for state that names other processes),
-// and which of its processes share an fd table or fs_struct with their
-// parent (other sharing is refused): known before anything is read.
-Result<TableSharing> ScopeTree(SeizedTree& tree, bool kill_mode, DumpScope* scope) {
-  scope->kill_mode = kill_mode;
-  std::vector<TreeProcess> live;
-  for (const auto& sp : tree.processes()) {
-    TreeProcess tp;
-    tp.pid = sp->pid();
-    tp.ppid = tree.ParentOf(sp->pid());
-    for (const SeizedTask& t : sp->threads()) {
-      tp.tids.push_back(t.tid);
-      scope->tids.insert(t.tid);
-    }
-    scope->pids.insert(tp.pid);
-    CRYO_ASSIGN_OR_RETURN(proc::Stat st, proc::ReadStat(tp.pid));
-    scope->pgids.insert(st.pgrp);
-    live.push_back(std::move(tp));
-  }
-  return FindSharedTables(live);
-}
-
 image::ProcessCore ZombieCore(const ZombieInfo& z) {
   image::ProcessCore core;
   core.set_pid(z.pid);
@@ -183,6 +160,50 @@ image::ProcessCore ZombieCore(const ZombieInfo& z) {
   core.set_exit_signal(z.exit_signal);
   core.set_zombie_comm(z.comm);
   return core;
+}
+
+// Known before anything is read: the tree's pids, threads and the process
+// groups the restore rebuilds (for state that names other processes), and
+// which of its processes share an fd table or fs_struct with their parent
+// (other sharing is refused, and so is sharing the restore plan could not
+// rebuild: the plan is made here from what it needs).
+Result<TableSharing> ScopeTree(SeizedTree& tree, pid_t root, bool kill_mode, DumpScope* scope) {
+  scope->kill_mode = kill_mode;
+  std::vector<TreeProcess> live;
+  std::map<pid_t, image::ProcessCore> plan_cores;
+  for (const auto& sp : tree.processes()) {
+    TreeProcess tp;
+    tp.pid = sp->pid();
+    tp.ppid = tree.ParentOf(sp->pid());
+    for (const SeizedTask& t : sp->threads()) {
+      tp.tids.push_back(t.tid);
+      scope->tids.insert(t.tid);
+    }
+    scope->pids.insert(tp.pid);
+    CRYO_ASSIGN_OR_RETURN(proc::Stat st, proc::ReadStat(tp.pid));
+    image::ProcessCore& c = plan_cores[tp.pid];
+    c.set_pid(tp.pid);
+    c.set_ppid(st.ppid);
+    c.set_pgid(st.pgrp);
+    c.set_sid(st.session);
+    live.push_back(std::move(tp));
+  }
+  for (const ZombieInfo& z : tree.zombies()) plan_cores[z.pid] = ZombieCore(z);
+  CRYO_ASSIGN_OR_RETURN(TableSharing sharing, FindSharedTables(live));
+  for (pid_t p : sharing.files_with_parent) plan_cores[p].set_shares_files_with_parent(true);
+  for (pid_t p : sharing.fs_with_parent) plan_cores[p].set_shares_fs_with_parent(true);
+  std::map<pid_t, const image::ProcessCore*> cores;
+  for (const auto& [p, c] : plan_cores) cores[p] = &c;
+  const RestorePlan plan = PlanRestore(root, cores);
+  CRYO_RETURN_IF_ERROR(CheckSharingPlan(plan, cores));
+  for (pid_t p : scope->pids) {
+    const pid_t g = cores.at(p)->pgid();
+    auto leader = cores.find(g);
+    auto ghost = plan.tasks.find(g);
+    if ((leader != cores.end() && leader->second->pgid() == g) || (ghost != plan.tasks.end() && ghost->second.ghost()))
+      scope->pgids.insert(g);
+  }
+  return sharing;
 }
 
 bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
@@ -208,7 +229,7 @@ Status Dump(const DumpOptions& opts) {
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             tree.processes().size(), tree.zombies().size());
   DumpScope scope;
-  CRYO_ASSIGN_OR_RETURN(const TableSharing sharing, ScopeTree(tree, !opts.leave_running, &scope));
+  CRYO_ASSIGN_OR_RETURN(const TableSharing sharing, ScopeTree(tree, pid, !opts.leave_running, &scope));
 
   std::set<std::string> features;
   std::vector<DumpedProcess> procs(tree.processes().size());
@@ -238,12 +259,8 @@ Status Dump(const DumpOptions& opts) {
             procs.size(), (Now() - tc) * 1e3, times.proc * 1e3, times.fds * 1e3, times.remote * 1e3,
             times.task * 1e3, times.pages * 1e3);
   for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
-  // Processes sharing an fd table or fs_struct; the restore plan must clone
-  // them from their parents, and rebuild the groups that own fds.
-  std::vector<image::ProcessCore> zombie_cores;
-  for (const ZombieInfo& z : tree.zombies()) zombie_cores.push_back(ZombieCore(z));
+  // Processes sharing an fd table or fs_struct with their parent.
   std::map<pid_t, const image::ProcessCore*> cores;
-  std::map<pid_t, const image::FdTable*> fd_tables;
   std::map<pid_t, pid_t> table_of;  // the process whose fd table each one uses
   for (DumpedProcess& p : procs) {
     const pid_t pp = p.core.pid();
@@ -252,17 +269,12 @@ Status Dump(const DumpOptions& opts) {
     if (p.core.shares_files_with_parent()) features.insert("shared-fd-table");
     if (p.core.shares_fs_with_parent()) features.insert("shared-fs");
     cores[pp] = &p.core;
-    fd_tables[pp] = &p.fds;
   }
-  for (const image::ProcessCore& z : zombie_cores) cores[z.pid()] = &z;
   for (const auto& [p, core] : cores) {
     pid_t t = p;
     while (cores.at(t)->shares_files_with_parent()) t = cores.at(t)->ppid();
     table_of[p] = t;
   }
-  const RestorePlan plan = PlanRestore(pid, cores);
-  CRYO_RETURN_IF_ERROR(CheckSharingPlan(plan, cores));
-  CRYO_RETURN_IF_ERROR(CheckOwnerGroups(plan, cores, fd_tables));
   double ts = Now();
   CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
   if (AssignFileLocks(tables, table_of)) features.insert("file-locks");
@@ -308,6 +320,8 @@ Status Dump(const DumpOptions& opts) {
     writer->AsyncWriteRecord(image::MmName(p), image::FileKind::kMm, procs[i].mm);
     writer->AsyncWriteRecord(image::FdsName(p), image::FileKind::kFdTable, procs[i].fds);
   }
+  std::vector<image::ProcessCore> zombie_cores;
+  for (const ZombieInfo& z : tree.zombies()) zombie_cores.push_back(ZombieCore(z));
   for (const image::ProcessCore& z : zombie_cores) {
     inv.add_pids(z.pid());
     writer->AsyncWriteRecord(image::CoreName(z.pid()), image::FileKind::kProcessCore, z);

@@ -22,7 +22,7 @@ namespace cryo {
 struct DumpScope {
   std::set<pid_t> pids;   // live processes of the tree
   std::set<pid_t> tids;   // their threads (leaders included)
-  std::set<pid_t> pgids;  // their process groups
+  std::set<pid_t> pgids;  // their process groups that the restore rebuilds
   bool kill_mode = false;  // the tree dies after the dump
   // The fds of every process outside the tree by link target, read once, the
   // first time a check needs them (file_locks.cc); only ever used from one

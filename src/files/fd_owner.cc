@@ -25,13 +25,6 @@ std::string OwnerName(const image::FdOwner& o) {
   }
 }
 
-// Whether a process group is one the restore rebuilds: some process of the
-// tree is in it, and its leader is not a live process outside the tree.
-bool GroupOfTree(pid_t pgid, const DumpScope& scope) {
-  if (!scope.pgids.count(pgid)) return false;
-  return scope.pids.count(pgid) || ::kill(pgid, 0) != 0;
-}
-
 }  // namespace
 
 Status DumpFdOwner(const FdSource& src, image::Fd* out) {
@@ -49,12 +42,15 @@ Status DumpFdOwner(const FdSource& src, image::Fd* out) {
   if (src.scope) {
     const DumpScope& s = *src.scope;
     const bool inside = owner.type == F_OWNER_TID    ? s.tids.count(owner.pid) > 0
-                        : owner.type == F_OWNER_PGRP ? GroupOfTree(owner.pid, s)
+                        : owner.type == F_OWNER_PGRP ? s.pgids.count(owner.pid) > 0
                                                      : s.tids.count(owner.pid) > 0;
     if (!inside)
       return Status::Error(src.what() + " (" + src.link + ") sends SIGIO/SIGURG to " + OwnerName(o) +
-                           ", outside the tree (fcntl F_SETOWN): a restored owner could name another process by "
-                           "then; not restored (dump that process with the tree, or clear the owner with F_SETOWN 0)");
+                           (owner.type == F_OWNER_PGRP ? ", a group the restore would not rebuild (its leader is"
+                                                         " outside the tree)"
+                                                       : ", outside the tree") +
+                           " (fcntl F_SETOWN): a restored owner could name another process by then; not restored "
+                           "(dump that process with the tree, or clear the owner with F_SETOWN 0)");
   }
   *out->mutable_owner() = o;
   return Status::Ok();

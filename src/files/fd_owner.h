@@ -18,9 +18,9 @@ namespace cryo {
 // restore could not tell it from whatever process has that pid by then.
 Status DumpFdOwner(const FdSource& src, image::Fd* out);
 
-// Dump and restore, with the restore plan: a process group that owns an fd is
+// Restore, with the restore plan: a process group that owns an fd is
 // rebuilt by the restore (its leader is in the image, or a temporary leader
-// of the plan makes it).
+// of the plan makes it). The dump checks this through DumpScope.pgids.
 Status CheckOwnerGroups(const RestorePlan& plan, const std::map<pid_t, const image::ProcessCore*>& cores,
                         const std::map<pid_t, const image::FdTable*>& tables);
 

@@ -286,19 +286,21 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   if (!opts.shell_job && std::find(features.begin(), features.end(), "shell-job") != features.end())
     return Status::Error("the image was dumped with --shell-job (its terminal belonged to the calling shell); "
                          "restore it with --shell-job from a terminal");
+  std::map<pid_t, const image::ProcessCore*> cores;
+  std::map<pid_t, const image::FdTable*> fd_tables;
+  for (const auto& [pid, p] : img.processes) {
+    cores[pid] = &p.core;
+    fd_tables[pid] = &p.fds;
+  }
+  const RestorePlan plan = PlanRestore(root, cores);
+  CRYO_RETURN_IF_ERROR(CheckSharingPlan(plan, cores));
   CRYO_RETURN_IF_ERROR(CheckFdOwners(img));
+  CRYO_RETURN_IF_ERROR(CheckOwnerGroups(plan, cores, fd_tables));
   CRYO_RETURN_IF_ERROR(CheckLeasesFree(img));
   CRYO_RETURN_IF_ERROR(CheckLocksFree(img));
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
 
-  std::map<pid_t, const image::ProcessCore*> cores;
-  for (const auto& [pid, p] : img.processes) cores[pid] = &p.core;
-  const RestorePlan plan = PlanRestore(root, cores);
-  std::map<pid_t, const image::FdTable*> fd_tables;
-  for (const auto& [pid, p] : img.processes) fd_tables[pid] = &p.fds;
-  CRYO_RETURN_IF_ERROR(CheckSharingPlan(plan, cores));
-  CRYO_RETURN_IF_ERROR(CheckOwnerGroups(plan, cores, fd_tables));
   // Our mappings (maps, not smaps: no page counts needed): the window avoids
   // them, and every helper starts with them (its vDSO family is cryo's).
   CRYO_ASSIGN_OR_RETURN(std::string maps_text, ReadFileToString("/proc/self/maps"));
