@@ -33,7 +33,7 @@ constexpr FlagBit kFlagBits[] = {
     {O_APPEND, R, "O_APPEND"},
     {O_NONBLOCK, R, "O_NONBLOCK"},
     {O_DSYNC, R, "O_DSYNC"},
-    {O_ASYNC, X, "has signal-driven I/O on (O_ASYNC), which is not restored yet"},
+    {O_ASYNC, R, "signal-driven I/O (registered again: files/fd_owner.cc)"},
     {O_DIRECT, R, "O_DIRECT"},
     {0100000, R, "O_LARGEFILE"},  // the kernel's value (glibc defines O_LARGEFILE as 0 on 64-bit)
     {O_DIRECTORY, R, "O_DIRECTORY"},
@@ -60,23 +60,14 @@ Decision Flags(const Line& l) {
   return {R, "open-file flags (reopened or set again by the fd's kind)"};
 }
 
-Decision Lock(const Line& l) {
-  std::vector<std::string_view> w = SplitWords(l.value);
-  std::string type = w.size() > 1 ? std::string(w[1]) : "file";
-  if (type == "OFDLCK") type = "OFD";
-  const std::string what = type == "LEASE" || type == "DELEG" ? "a lease"
-                           : type == "OFD"                     ? "an OFD lock"
-                                                               : "a " + type + " lock";
-  return {X, "holds " + what + " (lock: " + std::string(l.value) +
-                 "); file locks and leases are not restored yet: release it, or dump when it is not held"};
-}
-
 constexpr Rule kCommon[] = {
     {"pos", R, "the file offset (lseek)"},
     {"flags", N, "", Flags},
     {"mnt_id", N, "the mount it was opened on (files are reopened by path)"},
     {"ino", N, "the inode (the identity of the open file)"},
-    {"lock", X, "", Lock},
+    // Dumped and taken back by files/file_locks.cc, which refuses what it cannot
+    // restore (an unknown kind, a description shared outside the tree, ...).
+    {"lock", R, "a file lock or lease (file_locks.cc)"},
 };
 
 struct KindRules {
@@ -129,21 +120,10 @@ void ClassifyFdInfo(image::FdKind kind, const proc::FdInfo& info, const std::str
 }
 
 void ClassifyFdOwner(const FdOwner& owner, const std::string& subject, Report* report) {
-  if (owner.pid == 0) {
-    report->Tally(subject, "fcntl", "F_GETOWN_EX", N);
-  } else {
-    const char* who = owner.type == F_OWNER_TID ? "thread" : owner.type == F_OWNER_PGRP ? "process group" : "process";
-    report->Add(subject, "fcntl", "F_GETOWN_EX", std::to_string(owner.pid), X,
-                std::string("has an owner for SIGIO/SIGURG (F_SETOWN: ") + who + " " + std::to_string(owner.pid) +
-                    "), which is not restored yet");
-  }
-  if (owner.sig == 0) {
-    report->Tally(subject, "fcntl", "F_GETSIG", N);
-  } else {
-    report->Add(subject, "fcntl", "F_GETSIG", std::to_string(owner.sig), X,
-                "has signal " + std::to_string(owner.sig) + " set for I/O readiness (F_SETSIG), which is not "
-                "restored yet");
-  }
+  // Dumped and set again by files/fd_owner.cc, which refuses an owner outside
+  // the tree or a group the restore does not rebuild.
+  report->Tally(subject, "fcntl", "F_GETOWN_EX", owner.pid == 0 ? N : R);
+  report->Tally(subject, "fcntl", "F_GETSIG", owner.sig == 0 ? N : R);
 }
 
 }  // namespace cryo::audit

@@ -1,9 +1,10 @@
 // /proc/locks (proc_locks(5)): every file lock and lease the kernel holds,
 // with the pid of its owner ("-1" for OFD locks, which fdinfo shows). A lock
-// held by a process of the tree is refused (fdinfo names the fd of most of
-// them; this also catches a flock held through a description that only a
-// mapping keeps open); a process of the tree waiting for a lock is fine: its
-// blocked fcntl or flock call is restarted after the restore.
+// held by a process of the tree that an fd's fdinfo shows is restored
+// (files/file_locks.cc); one no fd shows (a flock held through a description
+// that only a mapping keeps open) is refused. A process of the tree waiting
+// for a lock is fine: its blocked fcntl or flock call is restarted after the
+// restore.
 #include <string>
 
 #include "audit/classify.h"
@@ -43,7 +44,7 @@ void ClassifyLocks(std::string_view text, const std::set<pid_t>& tree, const std
     bool known = false;
     for (std::string_view k : kKnownTypes) known |= w[t] == k;
     if (known && shown_by_fdinfo.count(LockIdentity(line))) {
-      report->Tally(subject, "locks", "held (see fdinfo)", Verdict::kRefused);
+      report->Tally(subject, "locks", "held (see fdinfo)", Verdict::kRestored);
       continue;
     }
     const std::string what = !known                              ? "a lock of a kind cryo does not know"
@@ -52,7 +53,7 @@ void ClassifyLocks(std::string_view text, const std::set<pid_t>& tree, const std
                                                                   : "a " + std::string(w[t]) + " lock";
     report->Add(subject, "locks", std::string(w[t]), std::string(Trim(line)), Verdict::kRefused,
                 "holds " + what + " on inode " + std::string(w.size() > t + 4 ? w[t + 4] : "?") + " (/proc/locks: " +
-                    std::string(Trim(line)) + "); file locks and leases are not restored yet");
+                    std::string(Trim(line)) + ") that no fd of the tree shows, which cannot be restored");
   }
 }
 

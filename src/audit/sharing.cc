@@ -1,8 +1,8 @@
 // What processes share without being threads of one another, and what a
 // thread may have stopped sharing with its leader: kcmp(2) compares the
-// kernel objects. cryo restores every process with its own fd table, fs
-// (cwd, root, umask), signal handlers and address space, and every thread
-// sharing its leader's; anything else is refused.
+// kernel objects. cryo restores every process with its own signal handlers
+// and address space, and every thread sharing its leader's; anything else is
+// refused. (Fd tables and fs_structs: see kProcessShared.)
 #include "audit/sharing.h"
 
 #include <linux/kcmp.h>
@@ -24,10 +24,11 @@ struct Shared {
 // Objects every process has one of: equal means shared. (KCMP_IO and
 // KCMP_SYSVSEM compare pointers that are null for most processes, so
 // "equal" says nothing for them.)
+// An fd table or fs_struct shared with the parent (CLONE_FILES, CLONE_FS) is
+// restored shared; the sharing a restore cannot rebuild is refused by
+// FindSharedTables (files/shared_tables.cc) right after the seize.
 constexpr Shared kProcessShared[] = {
     {KCMP_VM, "its address space", "CLONE_VM"},
-    {KCMP_FILES, "its fd table", "CLONE_FILES"},
-    {KCMP_FS, "its cwd, root and umask", "CLONE_FS"},
     {KCMP_SIGHAND, "its signal handlers", "CLONE_SIGHAND"},
 };
 // What a thread shares with its leader unless it unshared it.

@@ -28,9 +28,12 @@
 #include "seize/seize.h"
 #include "tree/task_dump.h"
 #include "tree/tree_seize.h"
+#include "files/file_locks.h"
 #include "files/file_sharing.h"
 #include "files/pipe_table.h"
+#include "files/shared_tables.h"
 #include "files/tty_table.h"
+#include "tree/restore_plan.h"
 
 namespace cryo {
 
@@ -172,6 +175,63 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
   return s;
 }
 
+image::ProcessCore ZombieCore(const ZombieInfo& z) {
+  image::ProcessCore core;
+  core.set_pid(z.pid);
+  core.set_ppid(z.ppid);
+  core.set_pgid(z.pgid);
+  core.set_sid(z.sid);
+  core.set_zombie(true);
+  core.set_exit_status(z.exit_status);
+  core.set_exit_signal(z.exit_signal);
+  core.set_zombie_comm(z.comm);
+  return core;
+}
+
+// Known before anything is read: the tree's pids, threads and the process
+// groups the restore rebuilds (for state that names other processes), and
+// which of its processes share an fd table or fs_struct with their parent
+// (other sharing is refused, and so is sharing the restore plan could not
+// rebuild: the plan is made here from what it needs).
+Result<TableSharing> ScopeTree(SeizedTree& tree, pid_t root, bool kill_mode, DumpScope* scope) {
+  scope->kill_mode = kill_mode;
+  std::vector<TreeProcess> live;
+  std::map<pid_t, image::ProcessCore> plan_cores;
+  for (const auto& sp : tree.processes()) {
+    TreeProcess tp;
+    tp.pid = sp->pid();
+    tp.ppid = tree.ParentOf(sp->pid());
+    for (const SeizedTask& t : sp->threads()) {
+      tp.tids.push_back(t.tid);
+      scope->tids.insert(t.tid);
+    }
+    scope->pids.insert(tp.pid);
+    CRYO_ASSIGN_OR_RETURN(proc::Stat st, proc::ReadStat(tp.pid));
+    image::ProcessCore& c = plan_cores[tp.pid];
+    c.set_pid(tp.pid);
+    c.set_ppid(st.ppid);
+    c.set_pgid(st.pgrp);
+    c.set_sid(st.session);
+    live.push_back(std::move(tp));
+  }
+  for (const ZombieInfo& z : tree.zombies()) plan_cores[z.pid] = ZombieCore(z);
+  CRYO_ASSIGN_OR_RETURN(TableSharing sharing, FindSharedTables(live));
+  for (pid_t p : sharing.files_with_parent) plan_cores[p].set_shares_files_with_parent(true);
+  for (pid_t p : sharing.fs_with_parent) plan_cores[p].set_shares_fs_with_parent(true);
+  std::map<pid_t, const image::ProcessCore*> cores;
+  for (const auto& [p, c] : plan_cores) cores[p] = &c;
+  const RestorePlan plan = PlanRestore(root, cores);
+  CRYO_RETURN_IF_ERROR(CheckSharingPlan(plan, cores));
+  for (pid_t p : scope->pids) {
+    const pid_t g = cores.at(p)->pgid();
+    auto leader = cores.find(g);
+    auto ghost = plan.tasks.find(g);
+    if ((leader != cores.end() && leader->second->pgid() == g) || (ghost != plan.tasks.end() && ghost->second.ghost()))
+      scope->pgids.insert(g);
+  }
+  return sharing;
+}
+
 bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
   std::set<uint64_t> seen;
   for (const DumpedProcess& p : procs)
@@ -186,20 +246,23 @@ bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
 // item is refused.
 struct Classified {
   SeizedTree tree;
+  DumpScope scope;       // the tree's pids, threads and rebuilt groups
+  TableSharing sharing;  // processes sharing an fd table or fs_struct with their parent
   Inspection inspection;
   std::vector<DumpedProcess> procs;
   std::set<std::string> features;
   PhaseTimes times;
 };
 
-Status SeizeAndClassify(pid_t pid, bool shell_job, Classified* c) {
+Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c) {
   const double t0 = Now();
   CRYO_RETURN_IF_ERROR(CheckDumpable(pid));
   CRYO_ASSIGN_OR_RETURN(c->tree, SeizedTree::Seize(pid));
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             c->tree.processes().size(), c->tree.zombies().size());
+  CRYO_ASSIGN_OR_RETURN(c->sharing, ScopeTree(c->tree, pid, kill_mode, &c->scope));
   // Restored or refused: what /proc shows first, before any remote call.
-  CRYO_ASSIGN_OR_RETURN(c->inspection, InspectTree(c->tree, shell_job));
+  CRYO_ASSIGN_OR_RETURN(c->inspection, InspectTree(c->tree, shell_job, &c->scope));
   const audit::Report& report = c->inspection.report;
   auto log_summary = [&report] {
     for (const std::string& line : report.Summary()) LOG_DEBUG("audit: %s", line.c_str());
@@ -225,7 +288,8 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, Classified* c) {
 
 Status CheckTree(pid_t pid, bool shell_job, bool all) {
   Classified c;
-  Status s = SeizeAndClassify(pid, shell_job, &c);
+  // As for a dump in kill mode, the default (its refusals are a superset).
+  Status s = SeizeAndClassify(pid, shell_job, /*kill_mode=*/true, &c);
   const audit::Report& r = c.inspection.report;
   for (const std::string& line : all ? r.AllLines() : r.Summary()) std::printf("%s\n", line.c_str());
   const std::vector<std::string> refused = r.RefusalLines();
@@ -245,7 +309,8 @@ Status Dump(const DumpOptions& opts) {
   const double t0 = Now();
   const pid_t pid = opts.pid;
   Classified c;
-  CRYO_RETURN_IF_ERROR(SeizeAndClassify(pid, opts.shell_job, &c));
+  CRYO_RETURN_IF_ERROR(SeizeAndClassify(pid, opts.shell_job, !opts.leave_running, &c));
+  const TableSharing& sharing = c.sharing;
   SeizedTree& tree = c.tree;
   std::vector<DumpedProcess>& procs = c.procs;
   std::set<std::string>& features = c.features;
@@ -278,8 +343,25 @@ Status Dump(const DumpOptions& opts) {
             procs.size(), (Now() - tc) * 1e3, times.proc * 1e3, times.fds * 1e3, times.remote * 1e3,
             times.task * 1e3, times.pages * 1e3);
   for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
+  // Processes sharing an fd table or fs_struct with their parent.
+  std::map<pid_t, const image::ProcessCore*> cores;
+  std::map<pid_t, pid_t> table_of;  // the process whose fd table each one uses
+  for (DumpedProcess& p : procs) {
+    const pid_t pp = p.core.pid();
+    p.core.set_shares_files_with_parent(sharing.files_with_parent.count(pp) > 0);
+    p.core.set_shares_fs_with_parent(sharing.fs_with_parent.count(pp) > 0);
+    if (p.core.shares_files_with_parent()) features.insert("shared-fd-table");
+    if (p.core.shares_fs_with_parent()) features.insert("shared-fs");
+    cores[pp] = &p.core;
+  }
+  for (const auto& [p, core] : cores) {
+    pid_t t = p;
+    while (cores.at(t)->shares_files_with_parent()) t = cores.at(t)->ppid();
+    table_of[p] = t;
+  }
   double ts = Now();
   CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
+  if (AssignFileLocks(tables, table_of)) features.insert("file-locks");
   LOG_DEBUG("shared file descriptions found in %.1f ms", (Now() - ts) * 1e3);
   ts = Now();
   image::PipeTable pipes;
@@ -322,18 +404,11 @@ Status Dump(const DumpOptions& opts) {
     writer->AsyncWriteRecord(image::MmName(p), image::FileKind::kMm, procs[i].mm);
     writer->AsyncWriteRecord(image::FdsName(p), image::FileKind::kFdTable, procs[i].fds);
   }
-  for (const ZombieInfo& z : tree.zombies()) {
-    image::ProcessCore core;
-    core.set_pid(z.pid);
-    core.set_ppid(z.ppid);
-    core.set_pgid(z.pgid);
-    core.set_sid(z.sid);
-    core.set_zombie(true);
-    core.set_exit_status(z.exit_status);
-    core.set_exit_signal(z.exit_signal);
-    core.set_zombie_comm(z.comm);
-    inv.add_pids(z.pid);
-    writer->AsyncWriteRecord(image::CoreName(z.pid), image::FileKind::kProcessCore, core);
+  std::vector<image::ProcessCore> zombie_cores;
+  for (const ZombieInfo& z : tree.zombies()) zombie_cores.push_back(ZombieCore(z));
+  for (const image::ProcessCore& z : zombie_cores) {
+    inv.add_pids(z.pid());
+    writer->AsyncWriteRecord(image::CoreName(z.pid()), image::FileKind::kProcessCore, z);
   }
   if (pipes.pipes_size()) writer->AsyncWriteRecord(image::PipesName(), image::FileKind::kPipes, pipes);
   if (shm.objects_size()) writer->AsyncWriteRecord(image::ShmName(), image::FileKind::kShm, shm);

@@ -26,11 +26,11 @@ struct WorkerResult {
 
 // Describes and audits processes [next, n) one at a time until none is left.
 void Work(const std::vector<pid_t>& pids, const std::vector<std::vector<pid_t>>& tids, bool shell_job,
-          const audit::Baseline& cryo, std::atomic<size_t>* next, std::vector<ProcessFacts>* facts,
+          const DumpScope* scope, const audit::Baseline& cryo, std::atomic<size_t>* next, std::vector<ProcessFacts>* facts,
           WorkerResult* out) {
   for (size_t i; (i = next->fetch_add(1)) < pids.size();) {
     const double t0 = Now();
-    auto f = DescribeProcess(pids[i], shell_job);
+    auto f = DescribeProcess(pids[i], shell_job, scope);
     const double t1 = Now();
     out->describe_s += t1 - t0;
     Status s = f.status();
@@ -62,7 +62,7 @@ void Work(const std::vector<pid_t>& pids, const std::vector<std::vector<pid_t>>&
 
 }  // namespace
 
-Result<Inspection> InspectTree(SeizedTree& tree, bool shell_job) {
+Result<Inspection> InspectTree(SeizedTree& tree, bool shell_job, const DumpScope* scope) {
   const double t0 = Now();
   CRYO_ASSIGN_OR_RETURN(audit::Baseline cryo, audit::Baseline::OfCryo());
   const size_t n = tree.processes().size();
@@ -89,7 +89,7 @@ Result<Inspection> InspectTree(SeizedTree& tree, bool shell_job) {
   std::vector<std::thread> threads;
   for (size_t w = 1; w < workers; ++w) {
     try {
-      threads.emplace_back(Work, std::cref(pids), std::cref(tids), shell_job, std::cref(cryo), &next, &in.facts,
+      threads.emplace_back(Work, std::cref(pids), std::cref(tids), shell_job, scope, std::cref(cryo), &next, &in.facts,
                            &results[w]);
     } catch (const std::system_error&) {
       break;  // fewer threads
@@ -97,7 +97,7 @@ Result<Inspection> InspectTree(SeizedTree& tree, bool shell_job) {
   }
   // The tracer's part meanwhile, then a share of the rest.
   for (const audit::ProcessShown& p : shown.processes) audit::AuditSeizeStops(p, &in.report);
-  if (workers > 0) Work(pids, tids, shell_job, cryo, &next, &in.facts, &results[0]);
+  if (workers > 0) Work(pids, tids, shell_job, scope, cryo, &next, &in.facts, &results[0]);
   for (std::thread& t : threads) t.join();
   const WorkerResult* failed = nullptr;
   for (const WorkerResult& r : results)

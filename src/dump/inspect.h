@@ -21,6 +21,6 @@ struct Inspection {
 // about it, on several threads; the seize stops are read on this one (the
 // tracer). A VMA or fd the describing refuses is one of the report's
 // refusals.
-Result<Inspection> InspectTree(SeizedTree& tree, bool shell_job);
+Result<Inspection> InspectTree(SeizedTree& tree, bool shell_job, const DumpScope* scope = nullptr);
 
 }  // namespace cryo

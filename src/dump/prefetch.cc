@@ -14,7 +14,7 @@
 namespace cryo {
 
 
-Result<ProcessFacts> DescribeProcess(pid_t pid, bool shell_job) {
+Result<ProcessFacts> DescribeProcess(pid_t pid, bool shell_job, const DumpScope* scope) {
   ProcessFacts f;
   f.pid = pid;
   const double t0 = Now();
@@ -27,7 +27,7 @@ Result<ProcessFacts> DescribeProcess(pid_t pid, bool shell_job) {
   CRYO_ASSIGN_OR_RETURN(f.vmas, proc::ParseSmaps(f.smaps_text));
   f.refusal = DescribeVmas(pid, f.vmas, &f.mm, &f.shm_maps);
   const double t1 = Now();
-  if (f.refusal.ok()) f.refusal = DumpFdTable(pid, &f.fds, &f.features, shell_job, &f.fd_infos);
+  if (f.refusal.ok()) f.refusal = DumpFdTable(pid, &f.fds, &f.features, shell_job, scope, &f.fd_infos);
   f.proc_s = t1 - t0;
   f.fds_s = Now() - t1;
   return f;

@@ -19,6 +19,7 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "files/fd_kind.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
 #include "proc/proc.h"
@@ -55,8 +56,9 @@ struct ParentMemory {
 
 // Reads /proc/PID/{stat,status,smaps} and describes the process's VMAs and
 // fds. A VMA or fd of a kind cryo does not support ends the describing and
-// is kept in `refusal` (an error reading /proc is returned).
-Result<ProcessFacts> DescribeProcess(pid_t pid, bool shell_job);
+// is kept in `refusal` (an error reading /proc is returned). Its fds are
+// checked against `scope` (the tree) when given.
+Result<ProcessFacts> DescribeProcess(pid_t pid, bool shell_job, const DumpScope* scope = nullptr);
 // The pages of a described process: those it still shares copy-on-write
 // with `parent` (if given) are recorded as inherited and not stored; with at
 // most `buffered_max` bytes of pages left, they are read too.

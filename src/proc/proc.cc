@@ -427,7 +427,7 @@ Result<std::vector<uint64_t>> ReadAuxv(pid_t pid) {
   return out;
 }
 
-Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(const OutsideFd&)>& fn) {
+Status ForEachPidOutside(const std::set<pid_t>& skip, const std::function<Status(pid_t)>& fn) {
   DIR* proc = ::opendir("/proc");
   if (!proc) return Status::FromErrno("opendir /proc");
   Status result;
@@ -435,12 +435,22 @@ Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(
     char* end;
     const long pid = std::strtol(e->d_name, &end, 10);
     if (*end || pid <= 0 || skip.count(static_cast<pid_t>(pid)) || pid == ::getpid()) continue;
-    const std::string dir = std::string("/proc/") + e->d_name + "/fd";
+    result = fn(static_cast<pid_t>(pid));
+    if (!result.ok()) break;
+  }
+  ::closedir(proc);
+  return result;
+}
+
+Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(const OutsideFd&)>& fn) {
+  return ForEachPidOutside(skip, [&](pid_t pid) {
+    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
     DIR* fds = ::opendir(dir.c_str());
-    if (!fds) continue;  // gone, or a kernel thread
+    if (!fds) return Status::Ok();  // gone, or a kernel thread
+    Status result;
     while (struct dirent* f = ::readdir(fds)) {
       if (f->d_name[0] == '.') continue;
-      OutsideFd o{static_cast<pid_t>(pid), f->d_name, dir + "/" + f->d_name, {}};
+      OutsideFd o{pid, f->d_name, dir + "/" + f->d_name, {}};
       auto link = ReadLink(o.path);
       if (!link.ok()) continue;
       o.link = std::move(*link);
@@ -448,10 +458,8 @@ Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(
       if (!result.ok()) break;
     }
     ::closedir(fds);
-    if (!result.ok()) break;
-  }
-  ::closedir(proc);
-  return result;
+    return result;
+  });
 }
 
 }  // namespace cryo::proc

@@ -148,6 +148,10 @@ struct OutsideFd {
   std::string link;       // what it points to
 };
 
+// Calls `fn` for every process (by pid, from /proc) but those in `skip` and
+// cryo itself, until `fn` returns an error, which is returned.
+Status ForEachPidOutside(const std::set<pid_t>& skip, const std::function<Status(pid_t)>& fn);
+
 // Calls `fn` for every fd of every process but those in `skip` and cryo
 // itself, until `fn` returns an error, which is returned. Processes that exit
 // meanwhile, kernel threads and fds that close are skipped.

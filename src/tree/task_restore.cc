@@ -49,7 +49,7 @@ Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::str
   return Status::Ok();
 }
 
-Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string>* warnings) {
+Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string>* warnings, bool set_root) {
   // After the premap: a tight RLIMIT_AS or READ_IMPLIES_EXEC must not change how
   // the helper builds the image's memory.
   if (::personality(core.personality()) < 0) return Status::FromErrno("personality");
@@ -67,7 +67,7 @@ Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string
                         " cannot be raised without CAP_SYS_RESOURCE; kept " + std::to_string(cur.rlim_max));
   }
 
-  if (!core.root().empty() && core.root() != "/") {
+  if (set_root && !core.root().empty() && core.root() != "/") {
     if (::chroot(core.root().c_str()) != 0) return Status::FromErrno("chroot to " + core.root());
   }
   if (::prctl(PR_SET_DUMPABLE, core.dumpable(), 0, 0, 0) != 0) return Status::FromErrno("PR_SET_DUMPABLE");
