@@ -24,6 +24,7 @@
 #include "proc/proc.h"
 #include "seize/ptrace_util.h"
 #include "seize/seize.h"
+#include "tree/job_control.h"
 #include "tree/task_dump.h"
 #include "tree/tree_seize.h"
 #include "files/file_sharing.h"
@@ -107,6 +108,7 @@ Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWrite
 
   RemoteSyscaller rs(pid, seized.leader().regs);
   rs.SetDispositions(facts.status.sig_ign, facts.status.sig_cgt);
+  rs.SetStopSink(seized.stop_sink());
   CRYO_RETURN_IF_ERROR(rs.Prepare(facts.vmas).Prefixed("preparing remote system calls"));
   CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
   lap(&times->remote);
@@ -143,6 +145,9 @@ Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWrite
   lap(&times->pages);
   Status s = rs.Finish();
   lap(&times->remote);
+  // Last: a SIGSTOP may arrive until the last remote call.
+  RecordJobControl(seized, &out->core);
+  if (out->core.stop_signal()) features->insert("stopped");
   return s;
 }
 

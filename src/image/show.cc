@@ -81,6 +81,15 @@ uint64_t ShmStoredPages(const ShmObject& o) {
 // user_regs_struct word indexes.
 constexpr int kRip = 16, kRsp = 19;
 
+// Job control, per-process attributes and cgroups of one process.
+void TaskStateJson(const ProcessCore& c, std::ostringstream& o) {
+  if (c.stop_signal()) o << ",\"stop_signal\":" << c.stop_signal();
+}
+
+void TaskStateText(const ProcessCore& c, std::ostringstream& o) {
+  if (c.stop_signal()) o << "  stopped by signal " << c.stop_signal() << "\n";
+}
+
 }  // namespace
 
 std::string ShowJson(const LoadedImage& img) {
@@ -149,6 +158,7 @@ std::string ShowJson(const LoadedImage& img) {
     if (c.has_ctty())
       o << ",\"ctty\":{\"rdev\":" << c.ctty().rdev() << ",\"tty_id\":" << c.ctty().tty_id()
         << ",\"foreground_pgrp\":" << c.ctty().foreground_pgrp() << "}";
+    TaskStateJson(c, o);
     o << "}";
   }
   o << "],\"shm_objects\":[";
@@ -237,6 +247,7 @@ std::string ShowText(const LoadedImage& img) {
       o << "  controlling terminal: device " << major(c.ctty().rdev()) << ":" << minor(c.ctty().rdev())
         << (c.ctty().tty_id() ? " (terminal " + std::to_string(c.ctty().tty_id()) + " of the image)" : " (outside the image)")
         << ", foreground group " << c.ctty().foreground_pgrp() << "\n";
+    TaskStateText(c, o);
   }
   for (const Tty& t : img.ttys.ttys()) {
     if (t.kind() == TTY_EXTERNAL) {

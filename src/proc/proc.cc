@@ -445,4 +445,24 @@ Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(
   return result;
 }
 
+Status ForEachTask(const std::function<Status(pid_t pid, pid_t tid)>& fn) {
+  DIR* proc = ::opendir("/proc");
+  if (!proc) return Status::FromErrno("opendir /proc");
+  Status result;
+  while (struct dirent* e = ::readdir(proc)) {
+    char* end;
+    const long pid = std::strtol(e->d_name, &end, 10);
+    if (*end || pid <= 0 || pid == ::getpid()) continue;
+    auto tids = ListThreads(static_cast<pid_t>(pid));
+    if (!tids.ok()) continue;  // gone
+    for (pid_t tid : *tids) {
+      result = fn(static_cast<pid_t>(pid), tid);
+      if (!result.ok()) break;
+    }
+    if (!result.ok()) break;
+  }
+  ::closedir(proc);
+  return result;
+}
+
 }  // namespace cryo::proc

@@ -151,4 +151,9 @@ struct OutsideFd {
 // meanwhile, kernel threads and fds that close are skipped.
 Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(const OutsideFd&)>& fn);
 
+// Calls `fn(pid, tid)` for every thread of every process (but cryo's own),
+// until `fn` returns an error, which is returned. Processes and threads that
+// exit meanwhile are skipped.
+Status ForEachTask(const std::function<Status(pid_t pid, pid_t tid)>& fn);
+
 }  // namespace cryo::proc

@@ -36,6 +36,7 @@
 #include "restorer/blob.h"
 #include "restorer/restorer_args.h"
 #include "seize/ptrace_util.h"
+#include "tree/job_control.h"
 
 namespace cryo {
 
@@ -283,6 +284,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   if (!opts.shell_job && std::find(features.begin(), features.end(), "shell-job") != features.end())
     return Status::Error("the image was dumped with --shell-job (its terminal belonged to the calling shell); "
                          "restore it with --shell-job from a terminal");
+  for (const auto& [pid, p] : img.processes) CRYO_RETURN_IF_ERROR(ValidateJobControl(p.core));
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
 
@@ -456,6 +458,10 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   }
   // Queued while they are stopped: handled as soon as they run.
   pool.ttys().NotifyWindowChange();
+  // Processes that were stopped stop again as they leave their ptrace stop.
+  std::vector<std::string> stop_warnings;
+  for (pid_t pid : leaders) CRYO_RETURN_IF_ERROR(StopAtRelease(img.processes.at(pid).core, &stop_warnings));
+  for (const std::string& w : stop_warnings) LOG_WARN("%s", w.c_str());
   // Release every thread of every process together.
   for (pid_t tid : expected)
     if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));

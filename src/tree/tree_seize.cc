@@ -3,7 +3,10 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
+
+#include "base/file_util.h"
 
 #include "proc/proc.h"
 
@@ -21,6 +24,28 @@ Result<std::vector<pid_t>> ChildrenOf(pid_t pid) {
   }
   std::sort(out.begin(), out.end());
   return out;
+}
+
+// A process of the tree that traces a task (its tracee runs on, or waits in
+// a ptrace stop for its tracer): the relationship would be lost by a kill-mode
+// dump and cannot be restored. (A traced process of the tree is refused when
+// it is seized, naming its tracer.)
+Status CheckNoTracees(const std::vector<std::unique_ptr<SeizedProcess>>& procs) {
+  std::map<pid_t, pid_t> tids;  // tid -> its process
+  for (const auto& p : procs)
+    for (const SeizedTask& t : p->threads()) tids[t.tid] = p->pid();
+  return proc::ForEachTask([&](pid_t pid, pid_t tid) {
+    const std::string path = "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/status";
+    auto text = ReadFileToString(path);
+    if (!text.ok()) return Status::Ok();  // gone
+    auto st = proc::ParseStatus(*text);
+    if (!st.ok() || !st->tracer_pid) return Status::Ok();
+    auto it = tids.find(st->tracer_pid);
+    if (it == tids.end()) return Status::Ok();
+    return Status::Error("pid " + std::to_string(it->second) + " traces " +
+                         (tid == pid ? "pid " + std::to_string(pid) : "task " + std::to_string(tid) + " of pid " + std::to_string(pid)) +
+                         " (" + st->name + "); cryo cannot restore a ptrace relationship: detach it first");
+  });
 }
 
 }  // namespace
@@ -66,6 +91,7 @@ Result<SeizedTree> SeizedTree::Seize(pid_t root) {
       tree.parent_.emplace_back(child, parent);
     }
   }
+  CRYO_RETURN_IF_ERROR(CheckNoTracees(tree.processes_));
   return tree;
 }
 

@@ -1,0 +1,187 @@
+#!/usr/bin/python3
+"""End-to-end tests of per-task state: job control (stopped processes, stop
+reports, pending stop signals), ptrace relationships, the credential switch
+against the parent-death signal and the dumpable flag, per-process
+attributes, cgroup membership, and pid 2 of a PID namespace.
+
+Run: test_taskstate.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import os
+import signal
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cryotest  # noqa: E402
+from cryotest import check, check_eq, proc_stat, proc_status  # noqa: E402
+
+
+def children_of(pid):
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        out += [int(k) for k in cryotest.read_text("/proc/%d/task/%s/children" % (pid, tid), "").split()]
+    return sorted(out)
+
+
+def thread_states(pid):
+    return sorted(proc_stat(int(t))["state"] if proc_stat(int(t)) else "?"
+                  for t in os.listdir("/proc/%d/task" % pid))
+
+
+def dump_kill(h, w, images):
+    pids = [w.pid] + children_of(w.pid)
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    cryotest.wait_pids_gone(pids)
+
+
+# ---------------------------------------------------------------- job control
+
+def start_jobctl(h):
+    w = h.start_workload("jobctl", "tree")
+    h.wait_ready(w)
+    kids = children_of(w.pid)
+    check_eq(len(kids), 4, "children of the jobctl tree")
+    return w, kids
+
+
+def check_stopped_kids(kids, when):
+    c1, c2, c3, c4 = kids
+    check_eq(thread_states(c1), ["T"], "states of c1 " + when)
+    check_eq(thread_states(c2), ["T"], "states of c2 " + when)
+    check_eq(thread_states(c3), ["T", "T", "T"], "thread states of c3 " + when)
+    check(proc_stat(c4)["state"] in ("S", "R"), "c4 runs " + when)
+
+
+def test_stopped_tree_kill(h):
+    w, kids = start_jobctl(h)
+    h.verify_ok(w, when="before dump")
+    images = h.mkdir("img")
+    r = h.dump(w.pid, images)
+    check("unexpected stop" not in r.stderr + (r.log or ""), "dump warned about a stop:\n" + r.describe())
+    h.reap_original(w)
+    cryotest.wait_pids_gone([w.pid] + kids)
+    rr = h.restore(images, expected_pid=w.pid)
+    check_eq(children_of(rr.pid), kids, "children after restore")
+    check_stopped_kids(kids, "after restore")
+    rw = w.restored(rr.pid)
+    h.verify_ok(rw, when="after restore")
+    h.verify_ok(rw, exit=True, when="after restore (SIGCONT)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored tree exit status")
+
+
+def test_stopped_tree_leave_running(h):
+    w, kids = start_jobctl(h)
+    images = h.mkdir("img")
+    r = h.dump(w.pid, images, leave_running=True)
+    check("unexpected stop" not in r.stderr + (r.log or ""), "dump warned about a stop:\n" + r.describe())
+    # Still stopped, not resumed by cryo, and the stop reports are as they were.
+    check_stopped_kids(kids, "after dump --leave-running")
+    h.verify_ok(w, when="after dump --leave-running")
+    h.verify_ok(w, exit=True, when="after dump --leave-running (SIGCONT)")
+    check_eq(h.wait_exit(w), ("exit", 0), "original tree exit status")
+
+
+def test_stopped_tree_rewind(h):
+    w, kids = start_jobctl(h)
+    images = h.mkdir("img")
+    dump_kill(h, w, images)
+    for i in range(2):
+        rr = h.restore(images, expected_pid=w.pid)
+        check_stopped_kids(kids, "after restore %d" % i)
+        rw = w.restored(rr.pid)
+        h.verify_ok(rw, exit=(i == 1), when="after restore %d" % i)
+        if i == 0:
+            for pid in [rr.pid] + kids:
+                h.cleanup_one(pid)
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored tree exit status")
+
+
+def test_stopped_root(h):
+    w = h.start_workload("sleep")
+    os.kill(w.pid, signal.SIGSTOP)
+    h.wait_state(w.pid, "T")
+    # A second SIGSTOP stays pending while the process is stopped (no thread
+    # takes it); a SIGCONT would flush it.
+    os.kill(w.pid, signal.SIGSTOP)
+    check(signal.SIGSTOP in cryotest.sigset_bits(proc_status(w.pid)["ShdPnd"]), "SIGSTOP pending")
+    images = h.mkdir("img")
+    r = h.dump(w.pid, images, leave_running=True)
+    check("unexpected stop" not in r.stderr + (r.log or ""), "dump warned about a stop:\n" + r.describe())
+    check_eq(proc_stat(w.pid)["state"], "T", "state after dump --leave-running")
+    check_eq(h.show_json(images)["processes"][0].get("stop_signal"), signal.SIGSTOP, "stop signal in the image")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    cryotest.wait_pids_gone([w.pid])
+    rr = h.restore(images, expected_pid=w.pid)
+    check_eq(proc_stat(rr.pid)["state"], "T", "state after restore")
+    os.kill(rr.pid, signal.SIGCONT)
+    h.wait_state(rr.pid, "S", comm="sleep")
+
+
+# ---------------------------------------------------------------- ptrace
+
+def test_traced_child_refused(h):
+    w = h.start_workload("jobctl", "tracer")
+    h.wait_ready(w)
+    (child,) = children_of(w.pid)
+    images = h.mkdir("img")
+    for target in (w.pid, child):
+        r = h.dump(target, images, expect_ok=False)
+        check(r.rc != 0, "dump of pid %d with a traced process succeeded" % target)
+        want = "pid %d is traced by pid %d (jobctl); detach it first" % (child, w.pid)
+        check(want in r.stderr, "refusal names the tracer (%r):\n%s" % (want, r.describe()))
+        check(not os.path.exists(os.path.join(images, "inventory.img")), "an inventory was written")
+    check_eq(int(proc_status(child)["TracerPid"]), w.pid, "tracer after the refused dumps")
+    h.verify_ok(w, exit=True, when="after the refused dumps")
+
+
+def test_tracer_of_outside_refused(h):
+    s = h.start_workload("sleep")
+    w = h.start_workload("jobctl", "trace", str(s.pid))
+    h.wait_ready(w)
+    images = h.mkdir("img")
+    r = h.dump(w.pid, images, expect_ok=False)
+    check(r.rc != 0, "dump of a tracer succeeded")
+    want = "pid %d traces pid %d (sleep)" % (w.pid, s.pid)
+    check(want in r.stderr, "refusal names the tracee (%r):\n%s" % (want, r.describe()))
+    check_eq(int(proc_status(s.pid)["TracerPid"]), w.pid, "tracer after the refused dump")
+    h.verify_ok(w, exit=True, when="after the refused dump")
+
+
+# ---------------------------------------------------------------- PID namespace
+
+def test_pid2_of_a_pid_namespace(h):
+    """In a new PID namespace the first process after init is pid 2: it is
+    not kthreadd. cryo runs inside (its /proc is the namespace's)."""
+    ctl = h.mkdir("pidns")
+    script = os.path.join(ctl, "run.sh")
+    with open(script, "w") as f:
+        f.write("""set -e
+%(counter)s %(ctl)s/w >/dev/null 2>&1 </dev/null &
+test "$!" = 2
+mkdir -p %(ctl)s/w
+for i in $(seq 1 500); do test -e %(ctl)s/w/ready && break; sleep 0.01; done
+%(cryo)s dump -t 2 -D %(ctl)s/img -R
+echo dumped
+kill -9 2
+""" % {"counter": h.workload_path("counter"), "ctl": ctl, "cryo": h.cryo})
+    os.makedirs(os.path.join(ctl, "w"))
+    p = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "sh", script],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    check("kernel thread" not in p.stderr, "pid 2 of a PID namespace refused as a kernel thread: %s" % p.stderr)
+    check(p.returncode == 0 and "dumped" in p.stdout,
+          "dump of pid 2 inside a PID namespace (status %d): %s%s" % (p.returncode, p.stdout, p.stderr))
+
+
+if __name__ == "__main__":
+    sys.exit(cryotest.main([
+        test_stopped_tree_kill,
+        test_stopped_tree_leave_running,
+        test_stopped_tree_rewind,
+        test_stopped_root,
+        test_traced_child_refused,
+        test_tracer_of_outside_refused,
+        test_pid2_of_a_pid_namespace,
+    ]))
