@@ -37,6 +37,7 @@
 #include "restorer/restorer_args.h"
 #include "seize/ptrace_util.h"
 #include "tree/job_control.h"
+#include "tree/task_restore.h"
 
 namespace cryo {
 
@@ -234,6 +235,8 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
   rs.SetSyscallInsn(rep.area + syscall_off);
   CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_close, rep.status_fd));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the status pipe in pid " + std::to_string(pid));
+  // While the blob's syscall instruction is still mapped.
+  CRYO_RETURN_IF_ERROR(RestoreDumpableFlag(rs, proc.core));
   CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_munmap, rep.area, rep.area_len));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "unmapping the restorer from pid " + std::to_string(pid));
   for (const image::TaskCore& t : proc.core.threads()) {
@@ -284,7 +287,10 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   if (!opts.shell_job && std::find(features.begin(), features.end(), "shell-job") != features.end())
     return Status::Error("the image was dumped with --shell-job (its terminal belonged to the calling shell); "
                          "restore it with --shell-job from a terminal");
-  for (const auto& [pid, p] : img.processes) CRYO_RETURN_IF_ERROR(ValidateJobControl(p.core));
+  for (const auto& [pid, p] : img.processes) {
+    CRYO_RETURN_IF_ERROR(ValidateJobControl(p.core));
+    CRYO_RETURN_IF_ERROR(CheckDumpableFlag(p.core));
+  }
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
 

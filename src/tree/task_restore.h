@@ -8,6 +8,7 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "inject/remote_syscall.h"
 #include "restorer/restorer_args.h"
 
 namespace cryo {
@@ -16,7 +17,7 @@ namespace cryo {
 // are the helper's: they depend on the tree). Non-fatal differences are appended to `warnings`.
 Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::string>* warnings);
 // Last settings, after files are open and memory is premapped: personality,
-// rlimits, root directory, dumpable.
+// rlimits, root directory.
 Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string>* warnings);
 
 // Fills the signal, timer, rseq, robust-list, credential and mm parts of the
@@ -26,5 +27,13 @@ Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string
 Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* a, uint64_t stacks,
                     uint64_t thread_stack);
 size_t PendingCount(const image::ProcessCore& core);
+
+// The dumpable flag (PR_GET_DUMPABLE) is set at the very end, when every
+// thread has switched its credentials (each switch resets it, commit_creds):
+// CheckDumpableFlag refuses, before anything is created, a value this system
+// cannot give; RestoreDumpableFlag sets it in the stopped process with a remote
+// prctl (2, fs.suid_dumpable, comes from the credential switch itself).
+Status CheckDumpableFlag(const image::ProcessCore& core);
+Status RestoreDumpableFlag(RemoteSyscaller& rs, const image::ProcessCore& core);
 
 }  // namespace cryo

@@ -150,6 +150,45 @@ def test_tracer_of_outside_refused(h):
     h.verify_ok(w, exit=True, when="after the refused dump")
 
 
+# ---------------------------------------------------------------- credentials
+
+def start_creds(h):
+    """The creds workload runs as nobody: its control directory (and the way
+    to it) must let it in."""
+    os.chmod(h.tmp_root, 0o711)
+    ctl = h.mkdir("creds")
+    os.chmod(ctl, 0o777)
+    w = h.start("creds", [h.workload_path("creds"), ctl], ctl)
+    h.wait_ready(w)
+    st = proc_status(w.pid)
+    check_eq(st["Uid"].split(), ["65534"] * 4, "uids of the creds workload")
+    return w
+
+
+def test_creds_order_kill(h):
+    w = start_creds(h)
+    h.verify_ok(w, when="before dump")
+    images = h.mkdir("img")
+    dump_kill(h, w, images)
+    rw = w.restored(h.restore(images, expected_pid=w.pid).pid)
+    h.verify_ok(rw, when="after restore")
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored exit status")
+
+
+def test_creds_order_leave_running_and_rewind(h):
+    w = start_creds(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    h.verify_ok(w, when="after dump --leave-running")
+    h.kill_and_reap(w)
+    cryotest.wait_pids_gone([w.pid])
+    for i in range(2):
+        rw = w.restored(h.restore(images, expected_pid=w.pid).pid)
+        h.verify_ok(rw, when="after restore %d" % i)
+        h.cleanup_one(rw.pid)
+
+
 # ---------------------------------------------------------------- PID namespace
 
 def test_pid2_of_a_pid_namespace(h):
@@ -183,5 +222,7 @@ if __name__ == "__main__":
         test_stopped_root,
         test_traced_child_refused,
         test_tracer_of_outside_refused,
+        test_creds_order_kill,
+        test_creds_order_leave_running_and_rewind,
         test_pid2_of_a_pid_namespace,
     ]))
