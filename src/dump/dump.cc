@@ -25,6 +25,7 @@
 #include "seize/ptrace_util.h"
 #include "seize/seize.h"
 #include "tree/job_control.h"
+#include "tree/proc_attrs.h"
 #include "tree/task_dump.h"
 #include "tree/tree_seize.h"
 #include "files/file_sharing.h"
@@ -173,6 +174,15 @@ Status Dump(const DumpOptions& opts) {
   CRYO_ASSIGN_OR_RETURN(SeizedTree tree, SeizedTree::Seize(pid));
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             tree.processes().size(), tree.zombies().size());
+  {
+    std::vector<pid_t> live;
+    std::map<pid_t, pid_t> parent;
+    for (const auto& sp : tree.processes()) {
+      live.push_back(sp->pid());
+      parent[sp->pid()] = tree.ParentOf(sp->pid());
+    }
+    CRYO_RETURN_IF_ERROR(CheckProcessAttrs(live, parent));
+  }
 
   std::set<std::string> features;
   std::vector<DumpedProcess> procs(tree.processes().size());

@@ -84,10 +84,19 @@ constexpr int kRip = 16, kRsp = 19;
 // Job control, per-process attributes and cgroups of one process.
 void TaskStateJson(const ProcessCore& c, std::ostringstream& o) {
   if (c.stop_signal()) o << ",\"stop_signal\":" << c.stop_signal();
+  if (c.has_loginuid()) o << ",\"loginuid\":" << c.loginuid() << ",\"sessionid\":" << c.sessionid();
+  if (c.has_oom_score_adj()) o << ",\"oom_score_adj\":" << c.oom_score_adj();
+  if (c.has_coredump_filter()) o << ",\"coredump_filter\":" << c.coredump_filter();
+  if (c.has_autogroup_nice()) o << ",\"autogroup_nice\":" << c.autogroup_nice();
 }
 
 void TaskStateText(const ProcessCore& c, std::ostringstream& o) {
   if (c.stop_signal()) o << "  stopped by signal " << c.stop_signal() << "\n";
+  if (c.has_loginuid())
+    o << "  audit: loginuid " << c.loginuid() << ", session " << c.sessionid() << " (4294967295: unset)\n";
+  if (c.has_oom_score_adj())
+    o << "  oom_score_adj " << c.oom_score_adj() << ", coredump_filter 0x" << std::hex << c.coredump_filter()
+      << std::dec << (c.has_autogroup_nice() ? ", autogroup nice " + std::to_string(c.autogroup_nice()) : "") << "\n";
 }
 
 }  // namespace

@@ -37,6 +37,7 @@
 #include "restorer/restorer_args.h"
 #include "seize/ptrace_util.h"
 #include "tree/job_control.h"
+#include "tree/proc_attrs.h"
 #include "tree/task_restore.h"
 
 namespace cryo {
@@ -246,6 +247,8 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
     CRYO_RETURN_IF_ERROR(SetRegs(t.tid(), regs));
     CRYO_RETURN_IF_ERROR(SetXstate(t.tid(), t.regs().xsave()));
     CRYO_RETURN_IF_ERROR(SetSigmask(t.tid(), t.blocked()));
+    CRYO_RETURN_IF_ERROR(ApplyThreadAttrs(t));
+    if (t.has_sched_attr()) continue;  // older images: policy, priority and nice only
     const int policy = static_cast<int>(t.sched_policy());
     if (policy != SCHED_OTHER) {
       struct sched_param sp = {static_cast<int>(t.sched_priority())};
@@ -290,6 +293,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   for (const auto& [pid, p] : img.processes) {
     CRYO_RETURN_IF_ERROR(ValidateJobControl(p.core));
     CRYO_RETURN_IF_ERROR(CheckDumpableFlag(p.core));
+    CRYO_RETURN_IF_ERROR(CheckRestoreAttrs(p.core, pid == root));
   }
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);

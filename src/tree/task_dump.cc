@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "seize/ptrace_util.h"
 #include "tree/posix_timers.h"
+#include "tree/proc_attrs.h"
 
 namespace cryo {
 
@@ -263,7 +264,7 @@ Status DumpTask(SeizedTask& task, const ThreadQueries& q, const proc::Stat& stat
   t->set_sched_priority(static_cast<uint32_t>(sp.sched_priority));
   t->set_nice(static_cast<int32_t>(stat.nice));
   t->set_timer_slack_ns(static_cast<uint64_t>(q.timer_slack));
-  return Status::Ok();
+  return DumpThreadAttrs(tid, t);
 }
 
 Status DumpCreds(const proc::ProcStatus& st, const ProcessQueries& q, image::Creds* c) {
@@ -366,7 +367,7 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   core->set_pdeath_sig(q.out.pdeath_sig);
   core->set_dumpable(static_cast<int32_t>(q.dumpable));
   core->set_child_subreaper(q.out.child_subreaper != 0);
-  return Status::Ok();
+  return DumpProcessAttrs(pid, core);
 }
 
 }  // namespace cryo

@@ -22,7 +22,9 @@ Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::str
   const image::TaskCore& t = core.threads(0);
   if (::prctl(PR_SET_NAME, t.comm().c_str(), 0, 0, 0) != 0) return Status::FromErrno("PR_SET_NAME");
   const int policy = static_cast<int>(t.sched_policy()) & ~SCHED_RESET_ON_FORK;
-  if (policy != SCHED_OTHER || (t.sched_policy() & SCHED_RESET_ON_FORK)) {
+  // SCHED_DEADLINE needs sched_setattr, and a deadline task cannot clone its
+  // threads: cryo sets it at the final stop (ApplyThreadAttrs).
+  if (policy != SCHED_DEADLINE && (policy != SCHED_OTHER || (t.sched_policy() & SCHED_RESET_ON_FORK))) {
     struct sched_param sp = {static_cast<int>(t.sched_priority())};
     if (::sched_setscheduler(0, static_cast<int>(t.sched_policy()), &sp) != 0)
       return Status::FromErrno("sched_setscheduler policy " + std::to_string(policy));

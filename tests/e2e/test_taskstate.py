@@ -6,6 +6,7 @@ attributes, cgroup membership, and pid 2 of a PID namespace.
 
 Run: test_taskstate.py --cryo PATH --workloads DIR [NAME ...]
 """
+import ctypes
 import os
 import signal
 import subprocess
@@ -189,6 +190,139 @@ def test_creds_order_leave_running_and_rewind(h):
         h.cleanup_one(rw.pid)
 
 
+# ---------------------------------------------------------------- per-process attributes
+
+def set_loginuid(uid):
+    """For preexec_fn: a new audit session for the child."""
+    def fn():
+        with open("/proc/self/loginuid", "w") as f:
+            f.write(str(uid))
+    return fn
+
+
+def cryo_unlike_the_image():
+    """For preexec_fn of `cryo restore`: every inherited attribute the image
+    does not have, so that only a restore that sets them passes."""
+    set_loginuid(1234)()
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write("300")
+    os.sched_setaffinity(0, {0})
+    IOPRIO_WHO_PROCESS, SYS_ioprio_set = 1, 251
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, (2 << 13) | 7)
+
+
+def restore_with(h, images, preexec, expected_pid):
+    """`cryo restore --detach` run with `preexec` (the harness's restore runs
+    cryo as it is)."""
+    pidfile = os.path.join(h.mkdir("pid"), "pid")
+    h.tracked_pids.append(expected_pid)
+    p = subprocess.run([h.cryo, "restore", "-D", images, "--detach", "--pidfile", pidfile],
+                       preexec_fn=preexec, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       timeout=cryotest.CRYO_TIMEOUT)
+    h.reap_orphans()
+    check(p.returncode == 0, "restore from %s failed: %s" % (images, p.stderr))
+    check_eq(int(cryotest.read_text(pidfile)), expected_pid, "restored pid")
+    return expected_pid
+
+
+def start_procattr(h, *args, preexec=None):
+    ctl = h.mkdir("procattr")
+    if preexec is None:
+        w = h.start("procattr", [h.workload_path("procattr"), ctl] + list(args), ctl)
+    else:
+        with open(os.path.join(ctl, "stdout"), "wb") as out, open(os.path.join(ctl, "stderr"), "wb") as err:
+            p = subprocess.Popen([h.workload_path("procattr"), ctl] + list(args), stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=err, cwd=ctl, start_new_session=True, close_fds=True,
+                                 preexec_fn=preexec)
+        h.tracked_pids.append(p.pid)
+        h.popens[p.pid] = p
+        w = cryotest.Workload("procattr", ctl, p.pid, p, None)
+    h.wait_ready(w)
+    return w
+
+
+def test_proc_attrs_kill(h):
+    w = start_procattr(h)
+    h.verify_ok(w, when="before dump")
+    images = h.mkdir("img")
+    dump_kill(h, w, images)
+    rw = w.restored(restore_with(h, images, cryo_unlike_the_image, w.pid))
+    h.verify_ok(rw, when="after restore by a cryo with other attributes")
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored exit status")
+
+
+def test_proc_attrs_leave_running_and_rewind(h):
+    w = start_procattr(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    h.verify_ok(w, when="after dump --leave-running")
+    h.kill_and_reap(w)
+    cryotest.wait_pids_gone([w.pid])
+    for i in range(2):
+        rw = w.restored(h.restore(images, expected_pid=w.pid).pid)
+        h.verify_ok(rw, when="after restore %d" % i)
+        h.cleanup_one(rw.pid)
+
+
+def test_audit_session_of_root_refused_at_restore(h):
+    """A process with a loginuid has an audit session id no restore can give
+    it but by inheritance: a cryo of another session refuses before it
+    creates anything."""
+    w = start_procattr(h, preexec=set_loginuid(1234))
+    ses = int(cryotest.read_text("/proc/%d/sessionid" % w.pid))
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    h.kill_and_reap(w)
+    cryotest.wait_pids_gone([w.pid])
+    r = h.restore(images, expect_ok=False)
+    check(r.rc != 0, "restore into another audit session succeeded")
+    want = "pid %d was in audit session %d (loginuid 1234)" % (w.pid, ses)
+    check(want in r.stderr, "refusal names the audit session (%r):\n%s" % (want, r.describe()))
+    check(cryotest.proc_stat(w.pid) is None, "a process was left behind")
+
+
+def test_audit_session_same_session(h):
+    """Dumped and restored from the workload's own audit session: the
+    restored process has its loginuid and session id."""
+    ctl = h.mkdir("procattr")
+    pidfile = os.path.join(ctl, "restored.pid")
+    script = os.path.join(ctl, "run.sh")
+    with open(script, "w") as f:
+        f.write("""%(wl)s %(ctl)s </dev/null >%(ctl)s/stdout 2>%(ctl)s/stderr &
+W=$!
+for i in $(seq 1 1000); do test -e %(ctl)s/ready && break; sleep 0.01; done
+echo $W > %(ctl)s/original.pid
+%(cryo)s dump -t $W -D %(ctl)s/img || exit 1
+wait $W
+%(cryo)s restore -D %(ctl)s/img --detach --pidfile %(pidfile)s || exit 1
+""" % {"wl": h.workload_path("procattr"), "ctl": ctl, "cryo": h.cryo, "pidfile": pidfile})
+    p = subprocess.run(["sh", script], preexec_fn=set_loginuid(1234), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=120)
+    h.reap_orphans()
+    txt = cryotest.read_text(pidfile)
+    if txt and txt.strip().isdigit():
+        h.tracked_pids.append(int(txt))
+    check(p.returncode == 0, "dump and restore in one audit session: %s%s" % (p.stdout, p.stderr))
+    rw = cryotest.Workload("procattr", ctl, int(txt), None, None)
+    check_eq(cryotest.read_text("/proc/%d/loginuid" % rw.pid), "1234", "restored loginuid")
+    h.verify_ok(rw, exit=True, when="after a restore in its audit session")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored exit status")
+
+
+def test_audit_session_of_child_refused(h):
+    w = start_procattr(h, "new-session")
+    (child,) = children_of(w.pid)
+    images = h.mkdir("img")
+    r = h.dump(w.pid, images, expect_ok=False)
+    check(r.rc != 0, "dump of a tree with two audit sessions succeeded")
+    want = "pid %d is in audit session" % child
+    check(want in r.stderr and "its parent pid %d" % w.pid in r.stderr,
+          "refusal names the audit sessions (%r):\n%s" % (want, r.describe()))
+    h.verify_ok(w, exit=True, when="after the refused dump")
+
+
 # ---------------------------------------------------------------- PID namespace
 
 def test_pid2_of_a_pid_namespace(h):
@@ -224,5 +358,10 @@ if __name__ == "__main__":
         test_tracer_of_outside_refused,
         test_creds_order_kill,
         test_creds_order_leave_running_and_rewind,
+        test_proc_attrs_kill,
+        test_proc_attrs_leave_running_and_rewind,
+        test_audit_session_of_root_refused_at_restore,
+        test_audit_session_same_session,
+        test_audit_session_of_child_refused,
         test_pid2_of_a_pid_namespace,
     ]))
