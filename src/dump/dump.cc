@@ -149,6 +149,7 @@ Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWrite
   // Last: a SIGSTOP may arrive until the last remote call.
   RecordJobControl(seized, &out->core);
   if (out->core.stop_signal()) features->insert("stopped");
+  if (NeedsProcAttrsFeature(out->core)) features->insert("proc-attrs");
   return s;
 }
 

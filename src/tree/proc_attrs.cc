@@ -189,6 +189,23 @@ Status DumpThreadAttrs(pid_t tid, image::TaskCore* t) {
   return Status::Ok();
 }
 
+bool NeedsProcAttrsFeature(const image::ProcessCore& core) {
+  auto mine = [](const char* file) { return ReadNumber<uint32_t>(std::string("/proc/self/") + file, 16); };
+  auto same = [](const Result<uint32_t>& mine, uint32_t v) { return mine.ok() && *mine == v; };
+  const auto login = ReadNumber<uint32_t>("/proc/self/loginuid"), ses = ReadNumber<uint32_t>("/proc/self/sessionid");
+  const auto oom = ReadNumber<int>("/proc/self/oom_score_adj");
+  const auto group = ReadAutogroupNice(::getpid());
+  if (core.has_loginuid() && !(same(login, core.loginuid()) && same(ses, core.sessionid()))) return true;
+  if (core.has_oom_score_adj() && !(oom.ok() && *oom == core.oom_score_adj())) return true;
+  if (core.has_coredump_filter() && !same(mine("coredump_filter"), core.coredump_filter())) return true;
+  if (core.has_autogroup_nice() && core.sid() == core.pid() && !(group.ok() && *group == core.autogroup_nice())) return true;
+  for (const image::TaskCore& t : core.threads()) {
+    if (!t.cpu_affinity().empty() || t.ioprio() != 0) return true;
+    if (t.sched_attr().policy() == SCHED_DEADLINE || t.sched_attr().has_util_min()) return true;
+  }
+  return false;
+}
+
 Status CheckRestoreAttrs(const image::ProcessCore& core, bool is_root) {
   const std::string who = "pid " + std::to_string(core.pid());
   if (core.has_oom_score_adj() && (core.oom_score_adj() < -1000 || core.oom_score_adj() > 1000))

@@ -40,6 +40,11 @@ Status DumpProcessAttrs(pid_t pid, image::ProcessCore* core);
 // Affinity (recorded empty when it holds every CPU online), I/O priority,
 // scheduling attributes of one thread.
 Status DumpThreadAttrs(pid_t tid, image::TaskCore* t);
+// Whether an older cryo, which does not know these attributes (its restored
+// processes inherit its own), would restore `core` wrong: some attribute
+// differs from cryo's own (or, per thread, from the defaults). Then the image
+// lists feature "proc-attrs".
+bool NeedsProcAttrsFeature(const image::ProcessCore& core);
 // The cpu_set_t of every CPU online now (/sys/devices/system/cpu/online).
 Result<std::string> OnlineCpuMask();
 // A CPU list ("0-3,8", cpuset(7) format) as a cpu_set_t's bytes.

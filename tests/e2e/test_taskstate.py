@@ -290,7 +290,7 @@ def test_audit_session_same_session(h):
     pidfile = os.path.join(ctl, "restored.pid")
     script = os.path.join(ctl, "run.sh")
     with open(script, "w") as f:
-        f.write("""%(wl)s %(ctl)s </dev/null >%(ctl)s/stdout 2>%(ctl)s/stderr &
+        f.write("""setsid %(wl)s %(ctl)s </dev/null >%(ctl)s/stdout 2>%(ctl)s/stderr &
 W=$!
 for i in $(seq 1 1000); do test -e %(ctl)s/ready && break; sleep 0.01; done
 echo $W > %(ctl)s/original.pid

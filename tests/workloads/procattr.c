@@ -132,6 +132,9 @@ int main(int argc, char **argv)
     }
     write_str("/proc/self/oom_score_adj", "500");
     write_str("/proc/self/coredump_filter", "0x7f");
+    /* The autogroup is the session's: never touch a session it does not lead. */
+    if (getsid(0) != getpid())
+        wl_die("procattr must lead its session");
     write_str("/proc/self/autogroup", "5");
     pin(0);
     if (syscall(SYS_ioprio_set, IOPRIO_WHO_PROCESS, 0, IOPRIO(IOPRIO_CLASS_IDLE, 0)) != 0)
