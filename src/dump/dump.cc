@@ -14,6 +14,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "cgroup/cgroup_dump.h"
 #include "files/fd_table.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
@@ -173,19 +174,23 @@ Status Dump(const DumpOptions& opts) {
     return Status::FromErrno("cannot remove old " + opts.images_dir + "/" + image::InventoryName());
 
   CRYO_ASSIGN_OR_RETURN(SeizedTree tree, SeizedTree::Seize(pid));
+  std::set<std::string> features;
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             tree.processes().size(), tree.zombies().size());
-  {
-    std::vector<pid_t> live;
-    std::map<pid_t, pid_t> parent;
-    for (const auto& sp : tree.processes()) {
-      live.push_back(sp->pid());
-      parent[sp->pid()] = tree.ParentOf(sp->pid());
-    }
-    CRYO_RETURN_IF_ERROR(CheckProcessAttrs(live, parent));
+  // Task state refused by /proc alone, before anything is written.
+  std::vector<pid_t> live;
+  std::map<pid_t, pid_t> parent;
+  std::vector<cgroup::ProcessTasks> tasks;
+  for (const auto& sp : tree.processes()) {
+    live.push_back(sp->pid());
+    parent[sp->pid()] = tree.ParentOf(sp->pid());
+    tasks.push_back({sp->pid(), {}});
+    for (const SeizedTask& t : sp->threads()) tasks.back().tids.push_back(t.tid);
   }
+  CRYO_RETURN_IF_ERROR(CheckProcessAttrs(live, parent));
+  CRYO_ASSIGN_OR_RETURN(cgroup::CgroupRecords cgroups, cgroup::CollectCgroups(tasks));
+  if (cgroup::MovesAnyProcess(cgroups)) features.insert("cgroups");
 
-  std::set<std::string> features;
   std::vector<DumpedProcess> procs(tree.processes().size());
   std::vector<ProcessFds> tables;
   std::set<pid_t> pids;
@@ -205,6 +210,7 @@ Status Dump(const DumpOptions& opts) {
     auto facts = prefetch.Take();
     if (!facts.ok()) return facts.status().Prefixed(who);
     CRYO_RETURN_IF_ERROR(DumpProcess(sp, *facts, *writer, opts, &procs[i], &features, &times).Prefixed(who));
+    for (image::CgroupPath& c : cgroups[sp.pid()]) *procs[i].core.add_cgroups() = std::move(c);
     tables.push_back({sp.pid(), &procs[i].fds});
     pids.insert(sp.pid());
   }

@@ -82,7 +82,7 @@ uint64_t StreamHash::Digest() const { return XXH3_64bits_digest(static_cast<cons
 
 const std::vector<std::string>& SupportedFeatures() {
   static const std::vector<std::string> kFeatures = {"x86_64", "xsave", "threads", "tree", "zombies", "pipes", "shared-files", "shmem", "fifos", "cow-shared", "shell-job", "eventfd", "timerfd", "signalfd", "epoll", "inotify", "posix-timers", "memfd", "posix-shm", "sysv-shm", "tty", "listen-sockets",
-                                                     "stopped", "proc-attrs"};
+                                                     "stopped", "proc-attrs", "cgroups"};
   return kFeatures;
 }
 

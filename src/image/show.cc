@@ -88,6 +88,10 @@ void TaskStateJson(const ProcessCore& c, std::ostringstream& o) {
   if (c.has_oom_score_adj()) o << ",\"oom_score_adj\":" << c.oom_score_adj();
   if (c.has_coredump_filter()) o << ",\"coredump_filter\":" << c.coredump_filter();
   if (c.has_autogroup_nice()) o << ",\"autogroup_nice\":" << c.autogroup_nice();
+  o << ",\"cgroups\":{";
+  for (int i = 0; i < c.cgroups_size(); ++i)
+    o << (i ? "," : "") << JsonString(c.cgroups(i).hierarchy()) << ":" << JsonString(c.cgroups(i).path());
+  o << "}";
 }
 
 void TaskStateText(const ProcessCore& c, std::ostringstream& o) {
@@ -97,6 +101,8 @@ void TaskStateText(const ProcessCore& c, std::ostringstream& o) {
   if (c.has_oom_score_adj())
     o << "  oom_score_adj " << c.oom_score_adj() << ", coredump_filter 0x" << std::hex << c.coredump_filter()
       << std::dec << (c.has_autogroup_nice() ? ", autogroup nice " + std::to_string(c.autogroup_nice()) : "") << "\n";
+  for (const CgroupPath& g : c.cgroups())
+    if (!g.path().empty()) o << "  cgroup " << (g.hierarchy().empty() ? "cgroup2" : g.hierarchy()) << ": " << g.path() << " (relative to cryo's)\n";
 }
 
 }  // namespace

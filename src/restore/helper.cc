@@ -353,8 +353,12 @@ Status Run(HelperContext& ctx) {
   const image::ProcessCore& core = ctx.img->processes.at(ctx.pid).core;
   const TtySet& ttys = ctx.pool->ttys();
   const bool joins_shell_session = ctx.shell_job && ttys.JoinsShellSession(core);
-  // Before any clone: the children inherit the audit session.
-  if (!core.zombie()) CRYO_RETURN_IF_ERROR(ApplyAuditSession(core));
+  // Before any clone (the children inherit both) and before memory is mapped
+  // (charged to the memory cgroup the helper is in).
+  if (!core.zombie()) {
+    CRYO_RETURN_IF_ERROR(cgroup::JoinCgroups(ctx.cgroups->ProcsFiles(ctx.pid)));
+    CRYO_RETURN_IF_ERROR(ApplyAuditSession(core));
+  }
   SessionPhase1(core, joins_shell_session);
   // Before any clone: the session's other processes inherit the terminal.
   CRYO_RETURN_IF_ERROR(ttys.TakeControllingTty(ctx.pid, core.sid() == ctx.pid && !joins_shell_session));

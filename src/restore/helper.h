@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "cgroup/cgroup_restore.h"
 #include "files/fd_pool.h"
 #include "image/image_dir.h"
 #include "mem/premap_window.h"
@@ -57,6 +58,7 @@ struct HelperContext {
   const std::vector<int>* pool_fds = nullptr;  // the fd pool's fds, ascending (open in every helper)
   const std::vector<proc::Vma>* cryo_vmas = nullptr;  // cryo's mappings when it cloned the tree
   RseqRegistration rseq;  // glibc's registration, the same in every helper (fork copies it)
+  const cgroup::CgroupPlacement* cgroups = nullptr;  // where each process moves itself
 };
 
 [[noreturn]] void RunHelper(HelperContext ctx);

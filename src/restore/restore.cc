@@ -295,6 +295,11 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     CRYO_RETURN_IF_ERROR(CheckDumpableFlag(p.core));
     CRYO_RETURN_IF_ERROR(CheckRestoreAttrs(p.core, pid == root));
   }
+  CRYO_ASSIGN_OR_RETURN(cgroup::CgroupRoots cgroup_roots, cgroup::ParseCgroupRoots(opts.cgroup_roots));
+  // Declared before the tree guard: on failure the processes go first, then
+  // the cgroups created for them.
+  CRYO_ASSIGN_OR_RETURN(std::unique_ptr<cgroup::CgroupPlacement> cgroups,
+                        cgroup::CgroupPlacement::Prepare(img, cgroup_roots));
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
 
@@ -333,6 +338,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   const std::vector<int> pool_fds = pool.Fds();
   ctx.pool_fds = &pool_fds;
   ctx.cryo_vmas = &cryo_vmas;
+  ctx.cgroups = cgroups.get();
   const pid_t parent = ::getpid();
 
   // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
@@ -476,6 +482,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   for (pid_t tid : expected)
     if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
   guard.Release();
+  cgroups->Keep();
   LOG_INFO("pid %d restored from %s in %.1f ms (%zu %s)", root, opts.images_dir.c_str(), (Now() - t0) * 1e3,
            img.processes.size(), img.processes.size() == 1 ? "process" : "processes");
   return root;

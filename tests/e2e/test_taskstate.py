@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,6 +29,24 @@ def children_of(pid):
 def thread_states(pid):
     return sorted(proc_stat(int(t))["state"] if proc_stat(int(t)) else "?"
                   for t in os.listdir("/proc/%d/task" % pid))
+
+
+def run_script(h, argv, preexec=None, timeout=120.0):
+    """Runs a test script to completion, reaping meanwhile what is orphaned
+    to the harness (a dumped tree's children), so their pids come free."""
+    p = subprocess.Popen(argv, preexec_fn=preexec, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while p.poll() is None:
+        h.reap_orphans()
+        if time.monotonic() > deadline:
+            p.kill()
+            p.wait()
+            cryotest.fail("%s did not finish within %.0fs" % (" ".join(argv), timeout))
+        time.sleep(0.01)
+    out, err = p.communicate()
+    h.reap_orphans()
+    return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
 
 def dump_kill(h, w, images):
@@ -298,9 +317,7 @@ echo $W > %(ctl)s/original.pid
 wait $W
 %(cryo)s restore -D %(ctl)s/img --detach --pidfile %(pidfile)s || exit 1
 """ % {"wl": h.workload_path("procattr"), "ctl": ctl, "cryo": h.cryo, "pidfile": pidfile})
-    p = subprocess.run(["sh", script], preexec_fn=set_loginuid(1234), stdin=subprocess.DEVNULL,
-                       capture_output=True, text=True, timeout=120)
-    h.reap_orphans()
+    p = run_script(h, ["sh", script], preexec=set_loginuid(1234))
     txt = cryotest.read_text(pidfile)
     if txt and txt.strip().isdigit():
         h.tracked_pids.append(int(txt))
@@ -321,6 +338,281 @@ def test_audit_session_of_child_refused(h):
     check(want in r.stderr and "its parent pid %d" % w.pid in r.stderr,
           "refusal names the audit sessions (%r):\n%s" % (want, r.describe()))
     h.verify_ok(w, exit=True, when="after the refused dump")
+
+
+# ---------------------------------------------------------------- cgroups
+
+def parse_cgroups(text):
+    """hierarchy ('' for cgroup2) -> path, from /proc/PID/cgroup text."""
+    out = {}
+    for line in (text or "").splitlines():
+        _, hier, path = line.split(":", 2)
+        out[hier] = path
+    return out
+
+
+def cgroups_of(pid):
+    return parse_cgroups(cryotest.read_text("/proc/%s/cgroup" % pid))
+
+
+def cgroup_mounts():
+    """hierarchy -> (root, mount point) of the mounts of /proc/self/mountinfo."""
+    out = {}
+    for line in cryotest.read_text("/proc/self/mountinfo").splitlines():
+        w = line.split()
+        dash = w.index("-")
+        fstype, opts = w[dash + 1], w[dash + 3].split(",")
+        if fstype == "cgroup2":
+            out.setdefault("", (w[3], w[4]))
+        elif fstype == "cgroup":
+            ctrls = [o for o in opts if o not in ("rw", "ro") and "=" not in o or o.startswith("name=")]
+            ctrls = [o for o in ctrls if not o.startswith(("release_agent", "clone_children", "noprefix", "xattr",
+                                                           "cpuset_v2_mode", "favordynmods", "nsdelegate"))]
+            out.setdefault(",".join(ctrls), (w[3], w[4]))
+    return out
+
+
+class Cgroups:
+    """Cgroup directories a test makes. remove() kills what the test left in
+    them (only the harness's descendants) and removes every one of them."""
+
+    def __init__(self, h):
+        self.h = h
+        self.mounts = cgroup_mounts()
+        self.made = []
+
+    def dir(self, hier, path):
+        root, mp = self.mounts[hier]
+        check(path.startswith(root), "cgroup %s of %s is not under its mount's root %s" % (path, hier, root))
+        return os.path.normpath(mp + "/" + path[len(root):])
+
+    def make(self, hier, path):
+        d = self.dir(hier, path)
+        todo = []
+        while not os.path.isdir(d):
+            todo.append(d)
+            d = os.path.dirname(d)
+        for d in reversed(todo):
+            os.mkdir(d)
+            self.made.append(d)
+            if "cpuset" in hier.split(","):  # a v1 cpuset needs CPUs and memory nodes
+                for f in ("cpuset.cpus", "cpuset.mems"):
+                    with open(os.path.join(d, f), "w") as out:
+                        out.write(cryotest.read_text(os.path.join(os.path.dirname(d), f)).strip())
+        return path
+
+    def move(self, pid, hier, path):
+        with open(os.path.join(self.dir(hier, path), "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+    def rmdir_all(self, dirs, timeout=5.0):
+        for d in sorted(set(dirs), key=len, reverse=True):
+            if not os.path.isdir(d):
+                continue
+            for pid in (cryotest.read_text(os.path.join(d, "cgroup.procs"), "") or "").split():
+                self.h.cleanup_one(int(pid))
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    check(time.monotonic() < deadline, "cgroup %s cannot be removed" % d)
+                    time.sleep(0.01)
+
+    def remove(self):
+        self.rmdir_all(self.made)
+
+
+def subdirs(d):
+    """Every directory below d (cgroups below a cgroup)."""
+    return [os.path.join(top, n) for top, names, _ in os.walk(d) for n in names]
+
+
+def place_cgroups_tree(h, cg):
+    """A cgroups workload whose root and child are spread over the
+    hierarchies mounted here (at least one is required). Returns the
+    workload, the child and the planned {(pid, hierarchy): path}."""
+    ctl = h.mkdir("cgroups")
+    w = h.start("cgroups", [h.workload_path("cgroups"), ctl], ctl)
+    for _ in range(500):
+        kids = children_of(w.pid)
+        if kids:
+            break
+        time.sleep(0.01)
+    (child,) = kids
+    mine = cgroups_of(os.getpid())
+    tag = "cryo-test-%d-%d" % (os.getpid(), h.counter)
+    plan = {}
+    used = []
+    for hier, layout in (("memory", ("root", "child")), ("cpu", ("root", None)), ("cpuset", (None, "c")),
+                         ("name=systemd", ("r", None)), ("", ("a", "b"))):
+        if hier not in cg.mounts or hier not in mine:
+            continue
+        used.append(hier or "cgroup2")
+        base = mine[hier].rstrip("/")
+        for pid, leaf in zip((w.pid, child), layout):
+            if leaf:
+                path = cg.make(hier, "%s/%s/%s" % (base, tag, leaf))
+                cg.move(pid, hier, path)
+                plan[(pid, hier)] = path
+    check(plan, "no cgroup hierarchy is mounted here")
+    h.note("hierarchies used: %s" % ", ".join(used))
+    with open(os.path.join(ctl, "placed"), "w"):
+        pass
+    h.wait_ready(w)
+    return w, child, plan
+
+
+def check_placement(plan, when):
+    for (pid, hier), path in plan.items():
+        check_eq(cgroups_of(pid).get(hier), path, "cgroup of pid %d in %s %s" % (pid, hier or "cgroup2", when))
+
+
+def test_cgroups_kill_and_rewind(h):
+    cg = Cgroups(h)
+    try:
+        w, child, plan = place_cgroups_tree(h, cg)
+        before = {pid: cgroups_of(pid) for pid in (w.pid, child)}
+        h.verify_ok(w, when="before dump")
+        images = h.mkdir("img")
+        dump_kill(h, w, images)
+        check("cgroups" in h.show_json(images)["features"], "feature cgroups missing")
+        cg.rmdir_all(cg.made)  # the restore creates them again
+        for i in range(2):
+            rr = h.restore(images, expected_pid=w.pid)
+            check_eq({pid: cgroups_of(pid) for pid in (w.pid, child)}, before, "cgroups after restore %d" % i)
+            check_placement(plan, "after restore %d" % i)
+            h.verify_ok(w.restored(rr.pid), when="after restore %d" % i)
+            for pid in (rr.pid, child):
+                h.cleanup_one(pid)
+    finally:
+        cg.remove()
+
+
+def test_cgroups_leave_running(h):
+    cg = Cgroups(h)
+    try:
+        w, child, plan = place_cgroups_tree(h, cg)
+        h.dump(w.pid, h.mkdir("img"), leave_running=True)
+        check_placement(plan, "after dump --leave-running")
+        h.verify_ok(w, exit=True, when="after dump --leave-running")
+        check_eq(h.wait_exit(w), ("exit", 0), "exit status")
+    finally:
+        cg.remove()
+
+
+def test_cgroup_root_option(h):
+    """--cgroup-root places the tree below another cgroup, per hierarchy or
+    for all; a failed restore removes the cgroups it created."""
+    cg = Cgroups(h)
+    other_dir = None
+    try:
+        w, child, plan = place_cgroups_tree(h, cg)
+        images = h.mkdir("img")
+        h.dump(w.pid, images, leave_running=True)
+        mine = cgroups_of(os.getpid())
+        hier = "" if "" in cg.mounts else next(iter(hier for (_, hier) in plan))
+        other = cg.make(hier, "%s/cryo-test-%d-alt" % (mine[hier].rstrip("/"), os.getpid()))
+        other_dir = cg.dir(hier, other)
+        # The original still holds the pids: the restore fails after it made
+        # the cgroups below `other`, and must remove them.
+        args = ["restore", "-D", images, "--cgroup-root", "%s:%s" % (hier or "cgroup2", other), "--detach"]
+        r = h.run_cryo(args, timeout=30)
+        check(r.rc != 0 and "in use" in r.stderr, "restore while the pids are in use:\n" + r.describe())
+        check_eq(subdirs(other_dir), [], "cgroups left below %s after a failed restore" % other)
+        h.kill_and_reap(w)
+        h.cleanup_one(child)
+        cryotest.wait_pids_gone([w.pid, child])
+        cg.rmdir_all([d for d in cg.made if not d.startswith(other_dir)])
+        r = h.run_cryo(args + ["--pidfile", os.path.join(h.tmp_root, "cgroot.pid")], timeout=30)
+        h.tracked_pids += [w.pid, child]
+        check(r.rc == 0, "restore with --cgroup-root:\n" + r.describe())
+        base = mine[hier].rstrip("/")
+        for (pid, hh), path in plan.items():
+            want = other + path[len(base):] if hh == hier else path
+            check_eq(cgroups_of(pid).get(hh), want, "cgroup of pid %d in %s" % (pid, hh or "cgroup2"))
+    finally:
+        for pid in children_of(os.getpid()):
+            if pid in h.tracked_pids:
+                h.cleanup_one(pid)
+        if other_dir:
+            cg.rmdir_all(subdirs(other_dir))
+        cg.remove()
+
+
+def test_thread_in_another_cgroup_refused(h):
+    cg = Cgroups(h)
+    try:
+        hier = "cpu" if "cpu" in cg.mounts else ""
+        w = h.start_workload("threads", "4")
+        h.wait_ready(w)
+        tids = sorted(int(t) for t in os.listdir("/proc/%d/task" % w.pid) if int(t) != w.pid)
+        mine = cgroups_of(os.getpid())[hier].rstrip("/")
+        path = cg.make(hier, "%s/cryo-test-%d-thread" % (mine, os.getpid()))
+        if hier:
+            with open(os.path.join(cg.dir(hier, path), "tasks"), "w") as f:  # v1: one thread
+                f.write(str(tids[0]))
+        else:
+            with open(os.path.join(cg.dir(hier, path), "cgroup.type"), "w") as f:
+                f.write("threaded")
+            with open(os.path.join(cg.dir(hier, path), "cgroup.threads"), "w") as f:
+                f.write(str(tids[0]))
+        r = h.dump(w.pid, h.mkdir("img"), expect_ok=False)
+        want = "task %d of pid %d is in cgroup %s" % (tids[0], w.pid, path)
+        check(r.rc != 0 and want in r.stderr, "refusal names the thread (%r):\n%s" % (want, r.describe()))
+        h.verify_ok(w, when="after the refused dump")
+        h.cleanup_one(w.pid)
+    finally:
+        cg.remove()
+
+
+def test_cgroups_v2_only(h):
+    """Where /sys/fs/cgroup is a cgroup2 mount and nothing else (most
+    distributions): a mount namespace with the v1 hierarchies unmounted."""
+    ctl = h.mkdir("cgv2")
+    tag = "cryo-test-%d-v2" % os.getpid()
+    mine = cgroups_of(os.getpid())[""].rstrip("/")
+    path = "%s/%s/a" % (mine, tag)
+    script = os.path.join(ctl, "run.sh")
+    with open(script, "w") as f:
+        f.write("""set -e
+umount -l /sys/fs/cgroup
+mount -t cgroup2 none /sys/fs/cgroup
+test "$(grep -c ' - cgroup ' /proc/self/mountinfo || true)" = 0
+mkdir -p /sys/fs/cgroup%(path)s
+setsid %(wl)s %(ctl)s </dev/null >%(ctl)s/stdout 2>%(ctl)s/stderr &
+W=$!
+echo $W > /sys/fs/cgroup%(path)s/cgroup.procs
+sleep 0.1
+for c in $(cat /proc/$W/task/*/children); do echo $c > /sys/fs/cgroup%(path)s/cgroup.procs; done
+touch %(ctl)s/placed
+for i in $(seq 1 1000); do test -e %(ctl)s/ready && break; sleep 0.01; done
+%(cryo)s dump -t $W -D %(ctl)s/img
+wait $W || true
+rmdir /sys/fs/cgroup%(path)s /sys/fs/cgroup%(base)s
+%(cryo)s restore -D %(ctl)s/img --detach --pidfile %(ctl)s/restored.pid
+grep '^0::' /proc/$W/cgroup
+""" % {"path": path, "base": os.path.dirname(path), "wl": h.workload_path("cgroups"), "ctl": ctl, "cryo": h.cryo})
+    cg = Cgroups(h)
+    unified = cg.dir("", path)
+    try:
+        p = run_script(h, ["unshare", "-m", "--propagation", "private", "sh", script])
+        txt = cryotest.read_text(os.path.join(ctl, "restored.pid"))
+        if txt and txt.strip().isdigit():
+            h.tracked_pids.append(int(txt))
+        check(p.returncode == 0, "v2-only dump and restore: %s%s" % (p.stdout, p.stderr))
+        pid = int(txt)
+        check_eq(p.stdout.strip(), "0::" + path, "restored cgroup (from inside)")
+        check_eq(cgroups_of(pid)[""], path, "restored cgroup")
+        (child,) = children_of(pid)
+        check_eq(cgroups_of(child)[""], path, "restored child's cgroup")
+        h.verify_ok(cryotest.Workload("cgroups", ctl, pid, None, None), exit=True, when="after a v2-only restore")
+        check_eq(h.wait_exit(pid), ("exit", 0), "restored exit status")
+    finally:
+        cg.rmdir_all([unified, os.path.dirname(unified)])
 
 
 # ---------------------------------------------------------------- PID namespace
@@ -363,5 +655,10 @@ if __name__ == "__main__":
         test_audit_session_of_root_refused_at_restore,
         test_audit_session_same_session,
         test_audit_session_of_child_refused,
+        test_cgroups_kill_and_rewind,
+        test_cgroups_leave_running,
+        test_cgroup_root_option,
+        test_thread_in_another_cgroup_refused,
+        test_cgroups_v2_only,
         test_pid2_of_a_pid_namespace,
     ]))
