@@ -418,20 +418,31 @@ Result<std::vector<uint64_t>> ReadAuxv(pid_t pid) {
   return out;
 }
 
-Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(const OutsideFd&)>& fn) {
+Status ForEachPid(const std::function<Status(pid_t pid)>& fn) {
   DIR* proc = ::opendir("/proc");
   if (!proc) return Status::FromErrno("opendir /proc");
   Status result;
   while (struct dirent* e = ::readdir(proc)) {
     char* end;
     const long pid = std::strtol(e->d_name, &end, 10);
-    if (*end || pid <= 0 || skip.count(static_cast<pid_t>(pid)) || pid == ::getpid()) continue;
-    const std::string dir = std::string("/proc/") + e->d_name + "/fd";
+    if (*end || pid <= 0) continue;
+    result = fn(static_cast<pid_t>(pid));
+    if (!result.ok()) break;
+  }
+  ::closedir(proc);
+  return result;
+}
+
+Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(const OutsideFd&)>& fn) {
+  return ForEachPid([&](pid_t pid) {
+    if (skip.count(pid) || pid == ::getpid()) return Status::Ok();
+    const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
     DIR* fds = ::opendir(dir.c_str());
-    if (!fds) continue;  // gone, or a kernel thread
+    if (!fds) return Status::Ok();  // gone, or a kernel thread
+    Status result;
     while (struct dirent* f = ::readdir(fds)) {
       if (f->d_name[0] == '.') continue;
-      OutsideFd o{static_cast<pid_t>(pid), f->d_name, dir + "/" + f->d_name, {}};
+      OutsideFd o{pid, f->d_name, dir + "/" + f->d_name, {}};
       auto link = ReadLink(o.path);
       if (!link.ok()) continue;
       o.link = std::move(*link);
@@ -439,10 +450,8 @@ Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(
       if (!result.ok()) break;
     }
     ::closedir(fds);
-    if (!result.ok()) break;
-  }
-  ::closedir(proc);
-  return result;
+    return result;
+  });
 }
 
 std::string UnescapeMountField(std::string_view s) {
@@ -485,23 +494,13 @@ Result<std::vector<MountInfo>> ParseMountInfo(std::string_view text) {
 }
 
 Status ForEachTask(const std::function<Status(pid_t pid, pid_t tid)>& fn) {
-  DIR* proc = ::opendir("/proc");
-  if (!proc) return Status::FromErrno("opendir /proc");
-  Status result;
-  while (struct dirent* e = ::readdir(proc)) {
-    char* end;
-    const long pid = std::strtol(e->d_name, &end, 10);
-    if (*end || pid <= 0 || pid == ::getpid()) continue;
-    auto tids = ListThreads(static_cast<pid_t>(pid));
-    if (!tids.ok()) continue;  // gone
-    for (pid_t tid : *tids) {
-      result = fn(static_cast<pid_t>(pid), tid);
-      if (!result.ok()) break;
-    }
-    if (!result.ok()) break;
-  }
-  ::closedir(proc);
-  return result;
+  return ForEachPid([&](pid_t pid) {
+    if (pid == ::getpid()) return Status::Ok();
+    auto tids = ListThreads(pid);
+    if (!tids.ok()) return Status::Ok();  // gone
+    for (pid_t tid : *tids) CRYO_RETURN_IF_ERROR(fn(pid, tid));
+    return Status::Ok();
+  });
 }
 
 }  // namespace cryo::proc

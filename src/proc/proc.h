@@ -146,6 +146,10 @@ struct OutsideFd {
   std::string link;       // what it points to
 };
 
+// Calls `fn` for every process in /proc (cryo and kernel threads included),
+// until `fn` returns an error, which is returned.
+Status ForEachPid(const std::function<Status(pid_t pid)>& fn);
+
 // Calls `fn` for every fd of every process but those in `skip` and cryo
 // itself, until `fn` returns an error, which is returned. Processes that exit
 // meanwhile, kernel threads and fds that close are skipped.

@@ -1,10 +1,8 @@
 #include "tree/job_control.h"
 
-#include <dirent.h>
 #include <signal.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -61,18 +59,13 @@ Status ValidateJobControl(const image::ProcessCore& core) {
 }
 
 Result<bool> ProcessGroupOrphaned(pid_t pgid) {
-  // Every process of the group, and the parents it names.
-  DIR* dir = ::opendir("/proc");
-  if (!dir) return Status::FromErrno("opendir /proc");
+  // Every process of the group (cryo too: a restored tree may be in its group).
   std::vector<proc::Stat> members;
-  while (struct dirent* e = ::readdir(dir)) {
-    char* end;
-    const long pid = std::strtol(e->d_name, &end, 10);
-    if (*end || pid <= 0) continue;
-    auto st = proc::ReadStat(static_cast<pid_t>(pid));
+  CRYO_RETURN_IF_ERROR(proc::ForEachPid([&](pid_t pid) {
+    auto st = proc::ReadStat(pid);
     if (st.ok() && st->pgrp == pgid && st->state != 'Z' && st->state != 'X') members.push_back(*st);
-  }
-  ::closedir(dir);
+    return Status::Ok();
+  }));
   for (const proc::Stat& m : members) {
     if (m.ppid <= 1) continue;  // init's children do not count (is_global_init)
     auto parent = proc::ReadStat(m.ppid);

@@ -49,6 +49,12 @@ def run_script(h, argv, preexec=None, timeout=120.0):
     return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
 
+def verify_and_exit(h, w, when, exit_when):
+    h.verify_ok(w, when=when)
+    h.verify_ok(w, exit=True, when=exit_when)
+    check_eq(h.wait_exit(w), ("exit", 0), "exit status " + exit_when)
+
+
 def dump_kill(h, w, images):
     pids = [w.pid] + children_of(w.pid)
     h.dump(w.pid, images)
@@ -85,10 +91,7 @@ def test_stopped_tree_kill(h):
     rr = h.restore(images, expected_pid=w.pid)
     check_eq(children_of(rr.pid), kids, "children after restore")
     check_stopped_kids(kids, "after restore")
-    rw = w.restored(rr.pid)
-    h.verify_ok(rw, when="after restore")
-    h.verify_ok(rw, exit=True, when="after restore (SIGCONT)")
-    check_eq(h.wait_exit(rw), ("exit", 0), "restored tree exit status")
+    verify_and_exit(h, w.restored(rr.pid), "after restore", "after restore (SIGCONT)")
 
 
 def test_stopped_tree_leave_running(h):
@@ -98,9 +101,7 @@ def test_stopped_tree_leave_running(h):
     check("unexpected stop" not in r.stderr + (r.log or ""), "dump warned about a stop:\n" + r.describe())
     # Still stopped, not resumed by cryo, and the stop reports are as they were.
     check_stopped_kids(kids, "after dump --leave-running")
-    h.verify_ok(w, when="after dump --leave-running")
-    h.verify_ok(w, exit=True, when="after dump --leave-running (SIGCONT)")
-    check_eq(h.wait_exit(w), ("exit", 0), "original tree exit status")
+    verify_and_exit(h, w, "after dump --leave-running", "after dump --leave-running (SIGCONT)")
 
 
 def test_stopped_tree_rewind(h):
@@ -185,19 +186,19 @@ def start_creds(h):
     return w
 
 
-def test_creds_order_kill(h):
-    w = start_creds(h)
+def kill_mode_round(h, w, restore=None):
+    """Verify, kill-mode dump, restore (by `restore(images)` returning the
+    pid, else the harness's), verify twice, exit 0."""
     h.verify_ok(w, when="before dump")
     images = h.mkdir("img")
     dump_kill(h, w, images)
-    rw = w.restored(h.restore(images, expected_pid=w.pid).pid)
-    h.verify_ok(rw, when="after restore")
-    h.verify_ok(rw, exit=True, when="after restore (exit)")
-    check_eq(h.wait_exit(rw), ("exit", 0), "restored exit status")
+    pid = restore(images) if restore else h.restore(images, expected_pid=w.pid).pid
+    verify_and_exit(h, w.restored(pid), "after restore", "after restore (exit)")
 
 
-def test_creds_order_leave_running_and_rewind(h):
-    w = start_creds(h)
+def leave_running_then_rewind(h, w):
+    """A single-process workload: leave-running dump, verify the original,
+    then restore the image twice."""
     images = h.mkdir("img")
     h.dump(w.pid, images, leave_running=True)
     h.verify_ok(w, when="after dump --leave-running")
@@ -207,6 +208,14 @@ def test_creds_order_leave_running_and_rewind(h):
         rw = w.restored(h.restore(images, expected_pid=w.pid).pid)
         h.verify_ok(rw, when="after restore %d" % i)
         h.cleanup_one(rw.pid)
+
+
+def test_creds_order_kill(h):
+    kill_mode_round(h, start_creds(h))
+
+
+def test_creds_order_leave_running_and_rewind(h):
+    leave_running_then_rewind(h, start_creds(h))
 
 
 # ---------------------------------------------------------------- per-process attributes
@@ -262,27 +271,13 @@ def start_procattr(h, *args, preexec=None):
 
 
 def test_proc_attrs_kill(h):
+    """Restored by a cryo whose own attributes differ from the image's."""
     w = start_procattr(h)
-    h.verify_ok(w, when="before dump")
-    images = h.mkdir("img")
-    dump_kill(h, w, images)
-    rw = w.restored(restore_with(h, images, cryo_unlike_the_image, w.pid))
-    h.verify_ok(rw, when="after restore by a cryo with other attributes")
-    h.verify_ok(rw, exit=True, when="after restore (exit)")
-    check_eq(h.wait_exit(rw), ("exit", 0), "restored exit status")
+    kill_mode_round(h, w, lambda images: restore_with(h, images, cryo_unlike_the_image, w.pid))
 
 
 def test_proc_attrs_leave_running_and_rewind(h):
-    w = start_procattr(h)
-    images = h.mkdir("img")
-    h.dump(w.pid, images, leave_running=True)
-    h.verify_ok(w, when="after dump --leave-running")
-    h.kill_and_reap(w)
-    cryotest.wait_pids_gone([w.pid])
-    for i in range(2):
-        rw = w.restored(h.restore(images, expected_pid=w.pid).pid)
-        h.verify_ok(rw, when="after restore %d" % i)
-        h.cleanup_one(rw.pid)
+    leave_running_then_rewind(h, start_procattr(h))
 
 
 def test_audit_session_of_root_refused_at_restore(h):

@@ -25,12 +25,29 @@ static int read_cgroups(pid_t pid, char *buf, size_t size)
     return 0;
 }
 
+static pid_t child;
+static char mine[4096], theirs[4096];
+
+static void verify(struct wl_checks *c, int exiting, void *arg)
+{
+    (void)arg;
+    static char now[4096];
+    wl_check(c, read_cgroups(wl_getpid(), now, sizeof now) == 0 && strcmp(now, mine) == 0,
+             "root cgroups now [%s], expected [%s]", now, mine);
+    wl_check(c, read_cgroups(child, now, sizeof now) == 0 && strcmp(now, theirs) == 0,
+             "child cgroups now [%s], expected [%s]", now, theirs);
+    if (exiting) {
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2)
         wl_die("usage: cgroups CTL");
     const char *ctl = argv[1];
-    pid_t child = fork();
+    child = fork();
     if (child < 0)
         wl_die("fork");
     if (child == 0)
@@ -40,27 +57,8 @@ int main(int argc, char **argv)
     wl_path(placed, sizeof placed, ctl, "placed");
     while (access(placed, F_OK) != 0)
         wl_sleep_ms(5);
-    static char mine[4096], theirs[4096], now[4096];
     if (read_cgroups(wl_getpid(), mine, sizeof mine) != 0 || read_cgroups(child, theirs, sizeof theirs) != 0)
         wl_die("reading /proc/PID/cgroup");
     wl_ready(ctl);
-    for (;;) {
-        int req = wl_poll_verify(ctl);
-        if (req == WL_VERIFY_NONE) {
-            wl_sleep_ms(10);
-            continue;
-        }
-        struct wl_checks c;
-        wl_checks_init(&c);
-        wl_check(&c, read_cgroups(wl_getpid(), now, sizeof now) == 0 && strcmp(now, mine) == 0,
-                 "root cgroups now [%s], expected [%s]", now, mine);
-        wl_check(&c, read_cgroups(child, now, sizeof now) == 0 && strcmp(now, theirs) == 0,
-                 "child cgroups now [%s], expected [%s]", now, theirs);
-        int ok = wl_report(ctl, &c, "root and child in their cgroups");
-        if (req == WL_VERIFY_EXIT) {
-            kill(child, SIGKILL);
-            waitpid(child, NULL, 0);
-            exit(ok ? 0 : 1);
-        }
-    }
+    wl_serve(ctl, verify, NULL, "root and child in their cgroups");
 }

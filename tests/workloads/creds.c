@@ -100,6 +100,24 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+static void verify(struct wl_checks *c, int exiting, void *arg)
+{
+    (void)exiting;
+    (void)arg;
+    check_thread(c, "main:");
+    int sig = 0;
+    prctl(PR_GET_PDEATHSIG, &sig);
+    wl_check(c, sig == SIGUSR1, "parent-death signal %d, expected SIGUSR1", sig);
+    wl_check(c, prctl(PR_GET_DUMPABLE) == 1, "dumpable %d, expected 1", prctl(PR_GET_DUMPABLE));
+    thread_done = 0;
+    thread_go = 1;
+    for (int i = 0; i < 5000 && !thread_done; i++)
+        wl_sleep_ms(1);
+    wl_check(c, thread_done, "thread 2 did not answer");
+    if (thread_done && thread_checks.failed)
+        wl_check(c, 0, "%s", thread_checks.msg);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2)
@@ -127,28 +145,5 @@ int main(int argc, char **argv)
     if (pthread_create(&t, NULL, thread_main, NULL) != 0)
         wl_die("pthread_create");
     wl_ready(ctl);
-    for (;;) {
-        int req = wl_poll_verify(ctl);
-        if (req == WL_VERIFY_NONE) {
-            wl_sleep_ms(10);
-            continue;
-        }
-        struct wl_checks c;
-        wl_checks_init(&c);
-        check_thread(&c, "main:");
-        int sig = 0;
-        prctl(PR_GET_PDEATHSIG, &sig);
-        wl_check(&c, sig == SIGUSR1, "parent-death signal %d, expected SIGUSR1", sig);
-        wl_check(&c, prctl(PR_GET_DUMPABLE) == 1, "dumpable %d, expected 1", prctl(PR_GET_DUMPABLE));
-        thread_done = 0;
-        thread_go = 1;
-        for (int i = 0; i < 5000 && !thread_done; i++)
-            wl_sleep_ms(1);
-        wl_check(&c, thread_done, "thread 2 did not answer");
-        if (thread_done && thread_checks.failed)
-            wl_check(&c, 0, "%s", thread_checks.msg);
-        int ok = wl_report(ctl, &c, "nobody with capabilities, securebits, pdeath signal and dumpable");
-        if (req == WL_VERIFY_EXIT)
-            exit(ok ? 0 : 1);
-    }
+    wl_serve(ctl, verify, NULL, "nobody with capabilities, securebits, pdeath signal and dumpable");
 }

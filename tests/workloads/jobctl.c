@@ -211,6 +211,14 @@ static void finish_tree(struct wl_checks *c)
     }
 }
 
+static void verify_tree(struct wl_checks *c, int exiting, void *arg)
+{
+    (void)arg;
+    check_tree(c);
+    if (exiting)
+        finish_tree(c);
+}
+
 static void run_tree(const char *ctl)
 {
     sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -261,61 +269,42 @@ static void run_tree(const char *ctl)
     while (!sh->c4_pending)
         wl_sleep_ms(1);
 
+    static char summary[160];
+    snprintf(summary, sizeof summary, "c1 %d c2 %d c3 %d stopped, c4 %d running with SIGTSTP pending", (int)c1,
+             (int)c2, (int)c3, (int)c4);
     wl_ready(ctl);
-    for (;;) {
-        int req = wl_poll_verify(ctl);
-        if (req == WL_VERIFY_NONE) {
-            wl_sleep_ms(10);
-            continue;
-        }
-        struct wl_checks c;
-        wl_checks_init(&c);
-        check_tree(&c);
-        if (req == WL_VERIFY_EXIT)
-            finish_tree(&c);
-        char summary[160];
-        snprintf(summary, sizeof summary, "c1 %d c2 %d c3 %d stopped, c4 %d running with SIGTSTP pending", (int)c1,
-                 (int)c2, (int)c3, (int)c4);
-        int ok = wl_report(ctl, &c, summary);
-        if (req == WL_VERIFY_EXIT)
-            exit(ok ? 0 : 1);
+    wl_serve(ctl, verify_tree, NULL, summary);
+}
+
+static pid_t tracee, tracee_child;
+
+static void verify_tracer(struct wl_checks *c, int exiting, void *arg)
+{
+    (void)arg;
+    int st;
+    wl_check(c, waitpid(tracee, &st, WNOHANG | __WALL) == 0, "tracee %d changed state", (int)tracee);
+    if (exiting && tracee_child) {
+        kill(tracee_child, SIGKILL);
+        waitpid(tracee_child, NULL, __WALL);
     }
 }
 
-/* Traces `tracee` (or a child of its own when 0) until told to exit. */
-static void run_tracer(const char *ctl, pid_t tracee)
+/* Traces `pid` (or a child of its own when 0) until told to exit. */
+static void run_tracer(const char *ctl, pid_t pid)
 {
-    pid_t child = 0;
+    tracee = pid;
     if (!tracee) {
-        if ((child = fork_or_die()) == 0)
+        if ((tracee_child = fork_or_die()) == 0)
             for (;;)
                 pause();
-        tracee = child;
+        tracee = tracee_child;
     }
     if (ptrace(PTRACE_SEIZE, tracee, NULL, NULL) != 0)
         wl_die("PTRACE_SEIZE %d", (int)tracee);
+    static char summary[64];
+    snprintf(summary, sizeof summary, "tracing %d", (int)tracee);
     wl_ready(ctl);
-    for (;;) {
-        int req = wl_poll_verify(ctl);
-        if (req == WL_VERIFY_NONE) {
-            wl_sleep_ms(10);
-            continue;
-        }
-        struct wl_checks c;
-        wl_checks_init(&c);
-        int st;
-        wl_check(&c, waitpid(tracee, &st, WNOHANG | __WALL) == 0, "tracee %d changed state", (int)tracee);
-        char summary[64];
-        snprintf(summary, sizeof summary, "tracing %d", (int)tracee);
-        int ok = wl_report(ctl, &c, summary);
-        if (req == WL_VERIFY_EXIT) {
-            if (child) {
-                kill(child, SIGKILL);
-                waitpid(child, NULL, __WALL);
-            }
-            exit(ok ? 0 : 1);
-        }
-    }
+    wl_serve(ctl, verify_tracer, NULL, summary);
 }
 
 int main(int argc, char **argv)

@@ -113,14 +113,53 @@ static int cpus_of(pid_t tid)
     return bits;
 }
 
+static long loginuid, sessionid;
+static pid_t child;
+
+static void verify(struct wl_checks *c, int exiting, void *arg)
+{
+    (void)arg;
+    long v;
+    v = read_long("/proc/self/oom_score_adj", 10);
+    wl_check(c, v == 500, "oom_score_adj %ld, expected 500", v);
+    v = read_long("/proc/self/coredump_filter", 16);
+    wl_check(c, v == 0x7f, "coredump_filter %#lx, expected 0x7f", v);
+    v = read_long("/proc/self/autogroup", 10);
+    wl_check(c, v == 5, "autogroup nice %ld, expected 5", v);
+    v = read_long("/proc/self/loginuid", 10);
+    wl_check(c, v == loginuid, "loginuid %ld, expected %ld", v, loginuid);
+    v = read_long("/proc/self/sessionid", 10);
+    wl_check(c, v == sessionid, "audit session %ld, expected %ld", v, sessionid);
+    pid_t me = wl_getpid();
+    wl_check(c, cpus_of(me) == 1, "main thread CPUs %#x, expected CPU 0", cpus_of(me));
+    wl_check(c, cpus_of(tid2) == 2, "thread 2 CPUs %#x, expected CPU 1", cpus_of(tid2));
+    v = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, me);
+    wl_check(c, v == IOPRIO(IOPRIO_CLASS_IDLE, 0), "main thread I/O priority %#lx", v);
+    v = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, tid2);
+    wl_check(c, v == IOPRIO(IOPRIO_CLASS_BE, 3), "thread 2 I/O priority %#lx", v);
+    wl_check(c, sched_getscheduler(tid2) == SCHED_BATCH, "thread 2 policy %d", sched_getscheduler(tid2));
+    errno = 0;
+    v = getpriority(PRIO_PROCESS, (id_t)tid2);
+    wl_check(c, v == 7, "thread 2 nice %ld, expected 7", v);
+    struct sched_attr_k a;
+    memset(&a, 0, sizeof a);
+    long r = syscall(SYS_sched_getattr, tid3, &a, sizeof a, 0);
+    wl_check(c, r == 0 && a.policy == SCHED_DEADLINE && a.runtime == 1000000 && a.period == 100000000,
+             "thread 3: policy %u runtime %llu period %llu, expected SCHED_DEADLINE 1 ms / 100 ms", a.policy,
+             (unsigned long long)a.runtime, (unsigned long long)a.period);
+    if (exiting && child) {
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
         wl_die("usage: procattr CTL [new-session]");
     const char *ctl = argv[1];
-    const long loginuid = read_long("/proc/self/loginuid", 10);
-    const long sessionid = read_long("/proc/self/sessionid", 10);
-    pid_t child = 0;
+    loginuid = read_long("/proc/self/loginuid", 10);
+    sessionid = read_long("/proc/self/sessionid", 10);
     if (argc > 2 && strcmp(argv[2], "new-session") == 0) {
         if ((child = fork()) < 0)
             wl_die("fork");
@@ -146,49 +185,5 @@ int main(int argc, char **argv)
         wl_sleep_ms(1);
     wl_sleep_ms(20); /* both threads have set themselves up */
     wl_ready(ctl);
-    for (;;) {
-        int req = wl_poll_verify(ctl);
-        if (req == WL_VERIFY_NONE) {
-            wl_sleep_ms(10);
-            continue;
-        }
-        struct wl_checks c;
-        wl_checks_init(&c);
-        long v;
-        v = read_long("/proc/self/oom_score_adj", 10);
-        wl_check(&c, v == 500, "oom_score_adj %ld, expected 500", v);
-        v = read_long("/proc/self/coredump_filter", 16);
-        wl_check(&c, v == 0x7f, "coredump_filter %#lx, expected 0x7f", v);
-        v = read_long("/proc/self/autogroup", 10);
-        wl_check(&c, v == 5, "autogroup nice %ld, expected 5", v);
-        v = read_long("/proc/self/loginuid", 10);
-        wl_check(&c, v == loginuid, "loginuid %ld, expected %ld", v, loginuid);
-        v = read_long("/proc/self/sessionid", 10);
-        wl_check(&c, v == sessionid, "audit session %ld, expected %ld", v, sessionid);
-        pid_t me = wl_getpid();
-        wl_check(&c, cpus_of(me) == 1, "main thread CPUs %#x, expected CPU 0", cpus_of(me));
-        wl_check(&c, cpus_of(tid2) == 2, "thread 2 CPUs %#x, expected CPU 1", cpus_of(tid2));
-        v = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, me);
-        wl_check(&c, v == IOPRIO(IOPRIO_CLASS_IDLE, 0), "main thread I/O priority %#lx", v);
-        v = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, tid2);
-        wl_check(&c, v == IOPRIO(IOPRIO_CLASS_BE, 3), "thread 2 I/O priority %#lx", v);
-        wl_check(&c, sched_getscheduler(tid2) == SCHED_BATCH, "thread 2 policy %d", sched_getscheduler(tid2));
-        errno = 0;
-        v = getpriority(PRIO_PROCESS, (id_t)tid2);
-        wl_check(&c, v == 7, "thread 2 nice %ld, expected 7", v);
-        struct sched_attr_k a;
-        memset(&a, 0, sizeof a);
-        long r = syscall(SYS_sched_getattr, tid3, &a, sizeof a, 0);
-        wl_check(&c, r == 0 && a.policy == SCHED_DEADLINE && a.runtime == 1000000 && a.period == 100000000,
-                 "thread 3: policy %u runtime %llu period %llu, expected SCHED_DEADLINE 1 ms / 100 ms", a.policy,
-                 (unsigned long long)a.runtime, (unsigned long long)a.period);
-        int ok = wl_report(ctl, &c, "oom_score_adj, coredump_filter, autogroup, audit, affinity, ioprio, scheduling");
-        if (req == WL_VERIFY_EXIT) {
-            if (child) {
-                kill(child, SIGKILL);
-                waitpid(child, NULL, 0);
-            }
-            exit(ok ? 0 : 1);
-        }
-    }
+    wl_serve(ctl, verify, NULL, "oom_score_adj, coredump_filter, autogroup, audit, affinity, ioprio, scheduling");
 }
