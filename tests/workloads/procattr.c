@@ -1,7 +1,7 @@
 /* Per-process and per-thread attributes (tests/e2e/test_taskstate.py).
  *
  *   procattr CTL            sets, and verifies:
- *       oom_score_adj 500, coredump_filter 0x7f, its autogroup's nice 5 (it
+ *       oom_score_adj 500, coredump_filter 0x7f, dumpable 0, its autogroup's nice 5 (it
  *       leads its session); main thread: CPU 0 only, I/O priority idle;
  *       thread 2: CPU 1 only, I/O priority best-effort 3, SCHED_BATCH nice 7;
  *       thread 3: SCHED_DEADLINE (1 ms every 100 ms);
@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -124,6 +125,7 @@ static void verify(struct wl_checks *c, int exiting, void *arg)
     wl_check(c, v == 500, "oom_score_adj %ld, expected 500", v);
     v = read_long("/proc/self/coredump_filter", 16);
     wl_check(c, v == 0x7f, "coredump_filter %#lx, expected 0x7f", v);
+    wl_check(c, prctl(PR_GET_DUMPABLE) == 0, "dumpable %d, expected 0", prctl(PR_GET_DUMPABLE));
     v = read_long("/proc/self/autogroup", 10);
     wl_check(c, v == 5, "autogroup nice %ld, expected 5", v);
     v = read_long("/proc/self/loginuid", 10);
@@ -171,6 +173,8 @@ int main(int argc, char **argv)
     }
     write_str("/proc/self/oom_score_adj", "500");
     write_str("/proc/self/coredump_filter", "0x7f");
+    if (prctl(PR_SET_DUMPABLE, 0) != 0)
+        wl_die("PR_SET_DUMPABLE");
     /* The autogroup is the session's: never touch a session it does not lead. */
     if (getsid(0) != getpid())
         wl_die("procattr must lead its session");
