@@ -92,7 +92,7 @@ struct DumpedProcess {
 // records are written once the whole tree is collected (shared objects and
 // terminals add to them).
 Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWriter& writer, const DumpOptions& opts,
-                   DumpedProcess* out, std::set<std::string>* features, PhaseTimes* times) {
+                   DumpedProcess* out, std::set<std::string>* features, PhaseTimes* times, bool* may_trace) {
   const pid_t pid = seized.pid();
   times->proc += facts.proc_s;
   times->fds += facts.fds_s;
@@ -114,7 +114,7 @@ Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWrite
   CRYO_RETURN_IF_ERROR(rs.Prepare(facts.vmas).Prefixed("preparing remote system calls"));
   CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
   lap(&times->remote);
-  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core).Prefixed("task state"));
+  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core, may_trace).Prefixed("task state"));
   if (out->core.posix_timers_size()) features->insert("posix-timers");
   lap(&times->task);
 
@@ -178,6 +178,7 @@ Status Dump(const DumpOptions& opts) {
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             tree.processes().size(), tree.zombies().size());
   // Task state refused by /proc alone, before anything is written.
+  const double tp = Now();
   std::vector<pid_t> live;
   std::map<pid_t, pid_t> parent;
   std::vector<cgroup::ProcessTasks> tasks;
@@ -190,6 +191,7 @@ Status Dump(const DumpOptions& opts) {
   CRYO_RETURN_IF_ERROR(CheckProcessAttrs(live, parent));
   CRYO_ASSIGN_OR_RETURN(cgroup::CgroupRecords cgroups, cgroup::CollectCgroups(tasks));
   if (cgroup::MovesAnyProcess(cgroups)) features.insert("cgroups");
+  LOG_DEBUG("audit sessions, oom_score_adj and cgroups checked in %.1f ms", (Now() - tp) * 1e3);
 
   std::vector<DumpedProcess> procs(tree.processes().size());
   std::vector<ProcessFds> tables;
@@ -204,12 +206,15 @@ Status Dump(const DumpOptions& opts) {
     parents.push_back(tree.ParentOf(sp->pid()));
   }
   Prefetcher prefetch(order, parents, opts.shell_job, kBufferedPages, 2);
+  bool may_trace = false;
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
     const std::string who = "pid " + std::to_string(sp.pid());
     auto facts = prefetch.Take();
     if (!facts.ok()) return facts.status().Prefixed(who);
-    CRYO_RETURN_IF_ERROR(DumpProcess(sp, *facts, *writer, opts, &procs[i], &features, &times).Prefixed(who));
+    bool traces = false;
+    CRYO_RETURN_IF_ERROR(DumpProcess(sp, *facts, *writer, opts, &procs[i], &features, &times, &traces).Prefixed(who));
+    may_trace |= traces;
     for (image::CgroupPath& c : cgroups[sp.pid()]) *procs[i].core.add_cgroups() = std::move(c);
     tables.push_back({sp.pid(), &procs[i].fds});
     pids.insert(sp.pid());
@@ -219,6 +224,11 @@ Status Dump(const DumpOptions& opts) {
             procs.size(), (Now() - tc) * 1e3, times.proc * 1e3, times.fds * 1e3, times.remote * 1e3,
             times.task * 1e3, times.pages * 1e3);
   for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
+  if (may_trace) {
+    const double tt = Now();
+    CRYO_RETURN_IF_ERROR(tree.CheckNoTracees());
+    LOG_DEBUG("a process might trace: every task of the system looked at in %.1f ms", (Now() - tt) * 1e3);
+  }
   double ts = Now();
   CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
   LOG_DEBUG("shared file descriptions found in %.1f ms", (Now() - ts) * 1e3);

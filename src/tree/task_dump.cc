@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -161,7 +162,7 @@ struct ProcessQueries {
     int32_t child_subreaper;
   };
   Out out{};
-  long securebits = 0, brk = 0, dumpable = 0;
+  long securebits = 0, brk = 0, dumpable = 0, wait = 0;
 };
 
 // With the leader's own thread queries (slot 0) in the same batch.
@@ -190,15 +191,21 @@ Status QueryProcess(pid_t pid, RemoteSyscaller& rs, ProcessQueries* q, std::vect
   add("PR_GET_PDEATHSIG", SYS_prctl, {PR_GET_PDEATHSIG, at(&q->out.pdeath_sig)});
   add("PR_GET_DUMPABLE", SYS_prctl, {PR_GET_DUMPABLE});
   add("PR_GET_CHILD_SUBREAPER", SYS_prctl, {PR_GET_CHILD_SUBREAPER, at(&q->out.child_subreaper)});
+  // Tracees are waited for whatever their exit signal (eligible_child), real
+  // children under __WCLONE only if theirs is not SIGCHLD: ECHILD means no
+  // tracee (when every child exits with SIGCHLD). No infop: nothing written.
+  add("waitid", SYS_waitid, {P_ALL, 0, 0, WNOHANG | WNOWAIT | WEXITED | WSTOPPED | __WCLONE, 0});
   CRYO_ASSIGN_OR_RETURN(std::vector<long> r, rs.Batch(calls));
   CRYO_RETURN_IF_ERROR(ThreadResults(pid, r, &(*tq)[0]));
   CRYO_RETURN_IF_ERROR(ReadThreadOuts(rs, 0, 1, tq));
   for (size_t i = kThreadCalls; i < r.size(); ++i)
-    if (std::strcmp(names[i], "brk") != 0) CRYO_RETURN_IF_ERROR(CheckRemote(r[i], pid, names[i]));
+    if (std::strcmp(names[i], "brk") != 0 && std::strcmp(names[i], "waitid") != 0)
+      CRYO_RETURN_IF_ERROR(CheckRemote(r[i], pid, names[i]));
   const size_t n = r.size();
-  q->securebits = r[n - 5];
-  q->brk = r[n - 4];
-  q->dumpable = r[n - 2];
+  q->securebits = r[n - 6];
+  q->brk = r[n - 5];
+  q->dumpable = r[n - 3];
+  q->wait = r[n - 1];
   return rs.ReadMem(base, &q->out, sizeof(q->out));
 }
 
@@ -305,7 +312,7 @@ Status DumpMmFields(pid_t pid, const ProcessQueries& q, const proc::Stat& stat, 
 }  // namespace
 
 Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat& stat, const proc::ProcStatus& status,
-                       image::ProcessCore* core) {
+                       image::ProcessCore* core, bool* may_trace) {
   const pid_t pid = sp.pid();
   const std::string dir = "/proc/" + std::to_string(pid);
   core->set_pid(pid);
@@ -324,6 +331,7 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   std::vector<ThreadQueries> tq(n);
   ProcessQueries q;
   CRYO_RETURN_IF_ERROR(QueryProcess(pid, rs, &q, &tq));
+  *may_trace = q.wait != -ECHILD;
   for (size_t i = 1; i < n; ++i) {
     SeizedTask& t = sp.threads()[i];
     CRYO_ASSIGN_OR_RETURN(auto trs, rs.ForThread(t.tid, t.regs));

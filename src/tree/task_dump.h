@@ -11,8 +11,11 @@
 namespace cryo {
 
 // Fills `core` for a seized process, every thread included. `rs` runs system
-// calls in the leader (its scratch memory must be mapped).
+// calls in the leader (its scratch memory must be mapped). `may_trace` is set
+// when the process might trace a task (SeizedTree::CheckNoTracees decides):
+// a remote waitid(__WCLONE) that finds a task to wait for, which is a tracee
+// unless the process has a child with an exit signal other than SIGCHLD.
 Status DumpProcessCore(SeizedProcess& proc, RemoteSyscaller& rs, const proc::Stat& stat, const proc::ProcStatus& status,
-                       image::ProcessCore* core);
+                       image::ProcessCore* core, bool* may_trace);
 
 }  // namespace cryo
