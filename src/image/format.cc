@@ -105,12 +105,14 @@ const std::vector<std::string>& SupportedFeatures() {
       "sysv-shm",
       "tty",
       "listen-sockets",
-      "coredump-filter",
       "map-noreserve",
       "file-locks",
       "fd-owner",
       "shared-fd-table",
       "shared-fs",
+      "stopped",
+      "proc-attrs",
+      "cgroups",
   };
   return kFeatures;
 }
