@@ -21,6 +21,7 @@
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
 #include "mem/vma_dump.h"
+#include "proc/path_check.h"
 #include "proc/proc.h"
 #include "seize/ptrace_util.h"
 #include "seize/seize.h"
@@ -169,6 +170,17 @@ Status Dump(const DumpOptions& opts) {
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             tree.processes().size(), tree.zombies().size());
 
+  // Every task of the tree: paths under their /proc directories cannot be
+  // reopened before they exist. The working directories, roots and
+  // executables are checked before anything is written.
+  std::set<pid_t> tasks, live;
+  for (const auto& sp : tree.processes()) {
+    live.insert(sp->pid());
+    for (const SeizedTask& t : sp->threads()) tasks.insert(t.tid);
+  }
+  for (const ZombieInfo& z : tree.zombies()) tasks.insert(z.pid);
+  CRYO_RETURN_IF_ERROR(paths::CheckProcessPaths(live, tasks));
+
   std::set<std::string> features;
   std::vector<DumpedProcess> procs(tree.processes().size());
   std::vector<ProcessFds> tables;
@@ -182,7 +194,7 @@ Status Dump(const DumpOptions& opts) {
     order.push_back(sp->pid());
     parents.push_back(tree.ParentOf(sp->pid()));
   }
-  Prefetcher prefetch(order, parents, opts.shell_job, kBufferedPages, 2);
+  Prefetcher prefetch(order, parents, opts.shell_job, kBufferedPages, 2, tasks);
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
     const std::string who = "pid " + std::to_string(sp.pid());

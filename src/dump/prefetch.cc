@@ -13,7 +13,8 @@
 namespace cryo {
 
 
-Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max, const ParentMemory* parent) {
+Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max, const ParentMemory* parent,
+                               const std::set<pid_t>* tree) {
   ProcessFacts f;
   f.pid = pid;
   const double t0 = Now();
@@ -28,7 +29,7 @@ Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max,
     if (f.mm.inherited_size()) f.features.insert("cow-shared");
   }
   const double t1 = Now();
-  CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &f.fds, &f.features, shell_job).Prefixed("files"));
+  CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &f.fds, &f.features, shell_job, tree).Prefixed("files"));
   const double t2 = Now();
   auto planned = PlanProcessPages(pid, &f.mm);
   if (!planned.ok()) return planned.status().Prefixed("memory");
@@ -45,10 +46,11 @@ Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max,
 }
 
 Prefetcher::Prefetcher(std::vector<pid_t> pids, std::vector<pid_t> parents, bool shell_job, uint64_t buffered_max,
-                       size_t ahead)
+                       size_t ahead, std::set<pid_t> tree)
     : pids_(std::move(pids)),
       parents_(std::move(parents)),
       shell_job_(shell_job),
+      tree_(std::move(tree)),
       buffered_max_(buffered_max),
       ahead_(ahead ? ahead : 1) {
   if (pids_.size() < 2) return;  // nothing to overlap
@@ -88,7 +90,8 @@ void Prefetcher::Loop() {
 // On one thread only (the reading thread, or Take's without one).
 Result<ProcessFacts> Prefetcher::Read(size_t i) {
   auto parent = i < parents_.size() ? memories_.find(parents_[i]) : memories_.end();
-  Result<ProcessFacts> f = ReadFacts(pids_[i], shell_job_, buffered_max_, parent == memories_.end() ? nullptr : &parent->second);
+  Result<ProcessFacts> f = ReadFacts(pids_[i], shell_job_, buffered_max_, parent == memories_.end() ? nullptr : &parent->second,
+                                    &tree_);
   if (f.ok()) {
     ParentMemory& m = memories_[pids_[i]];
     m.pid = pids_[i];

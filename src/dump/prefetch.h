@@ -49,8 +49,10 @@ struct ParentMemory {
 
 // Reads the facts of one process; one with at most `buffered_max` bytes of
 // pages also has them read. Pages it still shares copy-on-write with
-// `parent` (if given) are recorded as inherited and not stored.
-Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max, const ParentMemory* parent);
+// `parent` (if given) are recorded as inherited and not stored. `tree`: every
+// task of the tree (files under their /proc directories are refused).
+Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max, const ParentMemory* parent,
+                               const std::set<pid_t>* tree = nullptr);
 
 class Prefetcher {
  public:
@@ -58,7 +60,9 @@ class Prefetcher {
   // ahead of Take(). The first error ends the reading; Take() returns it for
   // its process.
   // `parents[i]`: the parent of pids[i] in the tree (0: none), read before it.
-  Prefetcher(std::vector<pid_t> pids, std::vector<pid_t> parents, bool shell_job, uint64_t buffered_max, size_t ahead);
+  // `tree`: every task of the tree (ReadFacts).
+  Prefetcher(std::vector<pid_t> pids, std::vector<pid_t> parents, bool shell_job, uint64_t buffered_max, size_t ahead,
+             std::set<pid_t> tree = {});
   ~Prefetcher();  // stops the thread (what it read is dropped)
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
@@ -72,6 +76,7 @@ class Prefetcher {
   const std::vector<pid_t> parents_;
   std::map<pid_t, ParentMemory> memories_;  // the VMAs of every process read, by pid (reading thread only)
   const bool shell_job_;
+  const std::set<pid_t> tree_;
   const uint64_t buffered_max_;
   const size_t ahead_;
   std::mutex mu_;

@@ -11,6 +11,7 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "proc/path_check.h"
 #include "proc/proc.h"
 
 namespace cryo {
@@ -24,6 +25,7 @@ struct FdSource {
   proc::FdInfo info;
   int pidfd = -1;    // pidfd of the target, for pidfd_getfd(2)
   bool shell_job = false;  // --shell-job: terminals belong to the caller's shell
+  const paths::TaskIds* tree = nullptr;  // every task of the dumped tree (for /proc paths)
   std::string what() const { return "pid " + std::to_string(pid) + " fd " + std::to_string(fd); }
   // A duplicate of the target's fd in cryo (pidfd_getfd(2)); -1 with errno on failure.
   int Grab() const;
@@ -31,6 +33,9 @@ struct FdSource {
 
 // Whether an fd link names a file that was unlinked ("PATH (deleted)").
 bool IsDeletedLink(const std::string& link);
+// Refuses an fd whose file cannot be reopened by its path at restore
+// (path_check.h), naming the fd, the path and why.
+Status CheckReopenable(const FdSource& src);
 // The identity of the file an fd names: path, device, inode, size, mtime, mode.
 void FillFileId(const FdSource& src, image::FileId* id);
 

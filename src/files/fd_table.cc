@@ -52,7 +52,8 @@ std::string DescribeFdTarget(const std::string& link) {
   return link;
 }
 
-Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job) {
+Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job,
+                   const std::set<pid_t>* tree) {
   CRYO_ASSIGN_OR_RETURN(std::vector<int> fds, proc::ListFds(pid));
   const std::string dir = "/proc/" + std::to_string(pid) + "/fd/";
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
@@ -63,6 +64,7 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
     src.fd = fd;
     src.pidfd = pidfd.get();
     src.shell_job = shell_job;
+    src.tree = tree;
     CRYO_ASSIGN_OR_RETURN(src.link, ReadLink(dir + std::to_string(fd)));
     CRYO_ASSIGN_OR_RETURN(src.info, proc::ReadFdInfo(pid, fd));
     if (::stat((dir + std::to_string(fd)).c_str(), &src.st) != 0) return Status::FromErrno("stat " + src.what());

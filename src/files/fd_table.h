@@ -15,7 +15,9 @@ namespace cryo {
 
 // Dumps every fd; adds the features the image needs for them to `features`.
 // With `shell_job`, terminals are the caller's (--shell-job), not refused.
-Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job = false);
+// `tree`: every task of the dumped tree, whose /proc paths are refused.
+Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job = false,
+                   const std::set<pid_t>* tree = nullptr);
 
 // What an fd link target says it is ("a pipe", "a socket", ...), for messages.
 std::string DescribeFdTarget(const std::string& link);
