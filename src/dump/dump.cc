@@ -235,9 +235,13 @@ Status Dump(const DumpOptions& opts) {
   if (!tree.zombies().empty()) inv.add_features("zombies");
   if (SharesDescriptions(procs)) inv.add_features("shared-files");
   std::map<uint64_t, int> shmem_holders;
+  bool private_rw = false;
   for (const DumpedProcess& p : procs)
-    for (const image::Vma& v : p.mm.vmas())
+    for (const image::Vma& v : p.mm.vmas()) {
       if (v.shmem_id()) ++shmem_holders[v.shmem_id()];
+      private_rw |= v.kind() == image::VMA_FILE_PRIVATE && v.file_opened_rw();
+    }
+  if (private_rw) inv.add_features("file-open-mode");
   for (const auto& [id, n] : shmem_holders)
     if (n > 1) {
       inv.add_features("shmem");

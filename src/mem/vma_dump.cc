@@ -47,6 +47,17 @@ Status FileIdentity(pid_t pid, const proc::Vma& v, image::FileId* id) {
   return Status::Ok();
 }
 
+// Whether the file behind a mapping was opened for writing: its map_files
+// entry's own mode has S_IWUSR then (proc_map_files_instantiate, from f_mode).
+Result<bool> OpenedForWriting(pid_t pid, const proc::Vma& v) {
+  char buf[64];
+  snprintf(buf, sizeof(buf), "/map_files/%" PRIx64 "-%" PRIx64, v.start, v.end);
+  const std::string link = "/proc/" + std::to_string(pid) + buf;
+  struct stat st;
+  if (::lstat(link.c_str(), &st) != 0) return Status::FromErrno("lstat " + link + " for " + VmaName(v));
+  return (st.st_mode & S_IWUSR) != 0;
+}
+
 // The restore maps the file again by its path, in cryo's mount namespace.
 Status CheckMappedPath(pid_t pid, const proc::Vma& v, const image::FileId& id) {
   char buf[64];
@@ -117,6 +128,10 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
       CRYO_RETURN_IF_ERROR(CheckMappedPath(pid, v, iv->file()));
     } else {
       return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " is of a kind cryo does not know");
+    }
+    if (kind == image::VMA_FILE_SHARED || kind == image::VMA_FILE_PRIVATE) {
+      CRYO_ASSIGN_OR_RETURN(bool rw, OpenedForWriting(pid, v));
+      iv->set_file_opened_rw(rw);
     }
     if (kind == image::VMA_ANON_SHARED) {
       flags |= MAP_ANONYMOUS;
