@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,10 @@ class FdKindHandler {
   virtual const char* name() const = 0;
   // Feature an image with this kind needs to be restored ("" for the base set).
   virtual const char* feature() const { return ""; }
+  // Adds the features the image needs for `fd` (by default, feature()).
+  virtual void AddFeatures(const image::Fd& /*fd*/, std::set<std::string>* features) const {
+    if (*feature()) features->insert(feature());
+  }
   // Whether this handler dumps `src`.
   virtual bool Handles(const FdSource& src) const = 0;
   // Fills the kind-specific part of `out` (fd, flags, cloexec and pos are set).

@@ -89,7 +89,7 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
     f->mutable_file()->set_dev(src.st.st_dev);
     f->mutable_file()->set_ino(src.st.st_ino);
     CRYO_RETURN_IF_ERROR(handler->Dump(src, f).Prefixed(src.what() + " (" + handler->name() + ")"));
-    if (*handler->feature()) features->insert(handler->feature());
+    handler->AddFeatures(*f, features);
   }
   return Status::Ok();
 }
