@@ -49,12 +49,17 @@ while True:
 """
 
 
+def wait_file(w, name):
+    """Until the program w writes `name` in its control directory (bounded)."""
+    deadline = time.monotonic() + 10
+    while not os.path.exists(w.path(name)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    check(os.path.exists(w.path(name)), "%s did not start: %s" % (w.name, cryotest.read_text(w.path("stderr"), "")))
+
+
 def start_server(h):
     w = h.start("server", [cryotest.PYTHON, "-c", SERVER])
-    deadline = time.monotonic() + 10
-    while not os.path.exists(w.path("port")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    check(os.path.exists(w.path("port")), "the server did not start: %s" % cryotest.read_text(w.path("stderr"), ""))
+    wait_file(w, "port")
     time.sleep(0.2)  # both threads blocked in accept
     return w, int(open(w.path("port")).read())
 
@@ -103,8 +108,10 @@ def test_listeners_leave_running(h):
 
 
 def expect_refused(h, w, words):
-    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", h.mkdir("img")])
+    images = h.mkdir("img")
+    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images])
     check(r.rc != 0, "the dump succeeded")
+    check_eq(sorted(os.listdir(images)), [], "files in the image directory after the refused dump")
     for word in words:
         check(word in r.message, "the error should say %r: %s" % (word, r.message))
     st = proc_stat(w.pid)
@@ -118,9 +125,7 @@ def test_pending_connection_refused(h):
                              "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(4)\n"
                              "open('port', 'w').write(str(s.getsockname()[1]))\n"
                              "while True: time.sleep(0.05)\n"])
-    deadline = time.monotonic() + 10
-    while not os.path.exists(w.path("port")) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_file(w, "port")
     time.sleep(0.1)
     c = socket.create_connection(("127.0.0.1", int(open(w.path("port")).read())), timeout=5)
     try:
@@ -135,9 +140,7 @@ def test_connected_socket_refused(h):
                          "a, b = socket.socketpair()\n"
                          "open('ready', 'w').write('x')\n"
                          "while True: time.sleep(0.05)\n"])
-    deadline = time.monotonic() + 10
-    while not os.path.exists(w.path("ready")) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_file(w, "ready")
     expect_refused(h, w, ["socket", "not supported", str(w.pid)])
 
 
@@ -210,10 +213,7 @@ def unix_backlog(path):
 
 def test_unix_socket_file_options_and_peer(h):
     w = h.start("unixsrv", [cryotest.PYTHON, "-c", UNIX_SERVER])
-    deadline = time.monotonic() + 10
-    while not os.path.exists(w.path("first")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    check(os.path.exists(w.path("first")), "the server did not start: %s" % w.stderr())
+    wait_file(w, "first")
     path = w.path("srv.sock")
     peer, backlog = unix_peer(path), unix_backlog(path)
     check_eq(peer, (w.pid, 1234, 5678, [42, 43]), "the listener's peer credentials before the dump")
@@ -225,9 +225,7 @@ def test_unix_socket_file_options_and_peer(h):
     h.cleanup_one(w.pid)
 
     w = h.start("unixsrv2", [cryotest.PYTHON, "-c", UNIX_SERVER])
-    deadline = time.monotonic() + 10
-    while not os.path.exists(w.path("first")) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_file(w, "first")
     path = w.path("srv.sock")
     check(os.path.exists(path), "the server did not start: %s" % w.stderr())
     images = h.mkdir("img")
@@ -253,12 +251,8 @@ def test_two_listeners_on_one_path_refused(h):
                              "b = socket.socket(socket.AF_UNIX); b.bind(os.path.abspath('s')); b.listen(1)\n"
                              "open('ready', 'w').write('x')\n"
                              "while True: time.sleep(0.05)\n"])
-    deadline = time.monotonic() + 10
-    while not os.path.exists(w.path("ready")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    images = h.mkdir("img")
+    wait_file(w, "ready")
     expect_refused(h, w, ["UNIX socket %s" % w.path("s"), "now leads to another file", str(w.pid)])
-    check_eq(sorted(os.listdir(images)), [], "files in the image directory after the refused dump")
 
 
 TESTS = [
