@@ -102,6 +102,7 @@ constexpr KindRules kKinds[] = {
     {image::FD_EVENTFD, kEventfd}, {image::FD_TIMERFD, kTimerfd},   {image::FD_SIGNALFD, kSignalfd},
     {image::FD_EPOLL, kEpoll},     {image::FD_INOTIFY, kInotify},   {image::FD_TTY, kTty},
     {image::FD_EXTERNAL_TTY, kTty}, {image::FD_LISTEN_SOCKET, kUnixSocket},
+    {image::FD_UNIX_SOCKET, kUnixSocket},
 };
 
 }  // namespace

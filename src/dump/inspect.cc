@@ -10,6 +10,7 @@
 #include "audit/audit.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "net/unix_socket.h"
 
 namespace cryo {
 
@@ -112,6 +113,9 @@ Result<Inspection> InspectTree(SeizedTree& tree, bool shell_job, const DumpScope
     lock_ids.insert(r.lock_ids.begin(), r.lock_ids.end());
   }
   if (n) shown.root_parent = in.facts[0].stat.ppid;
+  std::vector<std::pair<pid_t, image::FdTable*>> tables;
+  for (ProcessFacts& f : in.facts) tables.push_back({f.pid, &f.fds});
+  CRYO_RETURN_IF_ERROR(LinkUnixSockets(tables));
   CRYO_RETURN_IF_ERROR(audit::AuditTreeWide(shown, lock_ids, &in.report));
   for (ProcessFacts& f : in.facts) {
     // Read for the audit only.

@@ -59,6 +59,7 @@ const std::vector<const FdKindHandler*>& FdKindHandlers() {
       PipeHandler(),
       FifoHandler(),
       ListenSocketFdHandler(),
+      UnixSocketFdHandler(),
       PtyHandler(),
       ExternalTtyHandler(),
   };

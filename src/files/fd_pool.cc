@@ -12,6 +12,7 @@
 #include "files/fd_kind.h"
 #include "files/fd_table.h"
 #include "base/unique_fd.h"
+#include "net/unix_socket.h"
 
 namespace cryo {
 
@@ -115,6 +116,9 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
   for (const image::Pipe& p : img.pipes.pipes()) {
     CRYO_ASSIGN_OR_RETURN(pipes[p.id()], MakePipe(p, fifo_modes.count(p.id()) ? fifo_modes[p.id()] : 0600));
   }
+  // UNIX sockets with their peers, before listeners bind (an accepted
+  // connection borrows its listener's name).
+  CRYO_ASSIGN_OR_RETURN(UnixSocketSet unix_sockets, UnixSocketSet::Build(img));
   CRYO_ASSIGN_OR_RETURN(pool.ttys_, TtySet::Build(img, base));
   for (int fd : pool.ttys_.fds()) pool.pool_fds_.insert(fd);
   Status result;
@@ -145,6 +149,10 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
         }
         if (::fcntl(fd, F_SETFL, static_cast<int>(f.flags()) & kSettableFlags) != 0)
           return Status::FromErrno("F_SETFL on the pipe of " + what);
+      } else if (f.kind() == image::FD_UNIX_SOCKET) {
+        CRYO_ASSIGN_OR_RETURN(fd, unix_sockets.Open(f));
+        if (::fcntl(fd, F_SETFL, static_cast<int>(f.flags()) & kSettableFlags) != 0)
+          return Status::FromErrno("F_SETFL on the socket of " + what);
       } else if (f.kind() == image::FD_TTY || f.kind() == image::FD_EXTERNAL_TTY) {
         Result<int> opened = pool.ttys_.Open(f);
         if (!opened.ok()) return opened.status().Prefixed(what);

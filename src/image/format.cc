@@ -117,6 +117,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "memfd-writers",
       "pty-owner",
       "socket-state",
+      "unix-sockets",
   };
   return kFeatures;
 }

@@ -87,6 +87,19 @@ uint64_t ShmStoredPages(const ShmObject& o) {
 
 // What a listening socket's record holds beyond its fd line.
 std::string ListenSocketText(const Fd& f) {
+  if (f.kind() == FD_UNIX_SOCKET) {  // a UNIX socket that does not listen: its peer and queue
+    const UnixSocket& u = f.unix_socket();
+    size_t bytes = 0;
+    for (const std::string& m : u.queue()) bytes += m.size();
+    std::ostringstream o;
+    o << ", type " << u.type() << " inode " << u.ino();
+    if (u.peer_ino()) o << ", peer inode " << u.peer_ino();
+    if (u.peer_closed()) o << ", peer closed";
+    if (u.shutdown()) o << ", shutdown " << u.shutdown();
+    if (u.queue_stored()) o << ", " << u.queue_size() << " messages queued (" << bytes << " bytes)";
+    if (u.options_size()) o << ", " << u.options_size() << " options set";
+    return o.str();
+  }
   if (f.kind() != FD_LISTEN_SOCKET) return "";
   const ListenSocket& l = f.listen_socket();
   std::ostringstream o;

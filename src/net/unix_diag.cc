@@ -28,7 +28,7 @@ Result<UnixSocketDiag> QueryUnixSocket(uint64_t ino) {
   msg.nlh.nlmsg_flags = NLM_F_REQUEST;  // one socket (unix_diag_get_exact), not a dump
   msg.req.sdiag_family = AF_UNIX;
   msg.req.udiag_ino = static_cast<uint32_t>(ino);
-  msg.req.udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN;
+  msg.req.udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN | UDIAG_SHOW_PEER;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE
   struct sockaddr_nl sa;
   std::memset(&sa, 0, sizeof(sa));
@@ -52,6 +52,7 @@ Result<UnixSocketDiag> QueryUnixSocket(uint64_t ino) {
     const auto* d = static_cast<const struct unix_diag_msg*>(NLMSG_DATA(h));
     if (d->udiag_ino != static_cast<uint32_t>(ino)) continue;
     UnixSocketDiag out;
+    out.state = d->udiag_state;
     int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*d)));
     for (auto* a = reinterpret_cast<const struct rtattr*>(d + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
       if (a->rta_type == UNIX_DIAG_VFS && RTA_PAYLOAD(a) >= sizeof(struct unix_diag_vfs)) {
@@ -64,6 +65,10 @@ Result<UnixSocketDiag> QueryUnixSocket(uint64_t ino) {
         const auto* q = static_cast<const struct unix_diag_rqlen*>(RTA_DATA(a));
         out.queued = q->udiag_rqueue;
         out.backlog = q->udiag_wqueue;
+      } else if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= sizeof(uint32_t)) {
+        out.peer_ino = *static_cast<const uint32_t*>(RTA_DATA(a));
+      } else if (a->rta_type == UNIX_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= sizeof(uint8_t)) {
+        out.shutdown = *static_cast<const uint8_t*>(RTA_DATA(a));
       }
     }
     return out;

@@ -1,5 +1,6 @@
 // One UNIX socket as NETLINK_SOCK_DIAG reports it (unix_diag, by the inode of
-// the socket): what no getsockopt(2) tells about a listener.
+// the socket): what no getsockopt(2) tells (a listener's backlog, a socket's
+// peer, state and shutdown).
 #pragma once
 
 #include <sys/types.h>
@@ -14,8 +15,12 @@ struct UnixSocketDiag {
   bool has_file = false;    // bound to a path: the inode the bind created
   uint64_t file_dev = 0;    // as stat(2)'s st_dev (makedev)
   uint64_t file_ino = 0;
-  uint32_t queued = 0;      // a listener: connections waiting to be accepted
+  uint32_t queued = 0;      // a listener: connections waiting to be accepted; else bytes
+                            // queued (stream, seqpacket: all; datagram: the first message's)
   uint32_t backlog = 0;     // a listener: its listen(2) backlog (sk_max_ack_backlog)
+  uint64_t peer_ino = 0;    // the connected peer's inode (UNIX_DIAG_PEER; 0: none or closed)
+  int state = 0;            // sk_state (TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN)
+  uint8_t shutdown = 0;     // sk_shutdown (UNIX_DIAG_SHUTDOWN): RCV_SHUTDOWN 1, SEND_SHUTDOWN 2
 };
 
 // Asks the kernel about the socket whose sockfs inode is `ino` (st_ino of an

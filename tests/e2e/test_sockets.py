@@ -2,7 +2,7 @@
 """End-to-end tests of listening sockets: a TCP listener on loopback and a
 UNIX listener, each with a thread blocked in accept(2), are restored bound
 and listening, and the blocked accepts go on; a listener with a connection
-waiting and a connected socket are refused by name, the process untouched.
+waiting and a connected TCP socket are refused by name, the process untouched.
 A UNIX listener's file keeps its owner, mode and times; its options, backlog
 and peer credentials (as clients see them) are restored; one whose file was
 removed stays without one; one whose path now leads to another listener's
@@ -135,9 +135,11 @@ def test_pending_connection_refused(h):
 
 
 def test_connected_socket_refused(h):
+    """A TCP connection (UNIX socketpairs are restored: test_unix.py)."""
     w = h.start("pair", [cryotest.PYTHON, "-c",
                          "import socket, time\n"
-                         "a, b = socket.socketpair()\n"
+                         "l = socket.create_server(('127.0.0.1', 0))\n"
+                         "a = socket.create_connection(l.getsockname()); b, _ = l.accept(); l.close()\n"
                          "open('ready', 'w').write('x')\n"
                          "while True: time.sleep(0.05)\n"])
     wait_file(w, "ready")

@@ -1,0 +1,229 @@
+// UNIX sockets across the tree: matched to their peers and their queues read
+// at dump (LinkUnixSockets), made again together at restore (UnixSocketSet).
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdlib>
+#include <set>
+
+#include "files/fd_kind.h"
+#include "net/socket_options.h"
+#include "net/unix_queue.h"
+#include "net/unix_socket.h"
+#include "net/unix_socket_file.h"
+#include "proc/proc.h"
+
+namespace cryo {
+
+namespace {
+
+constexpr int kRcvShutdown = 1, kSendShutdown = 2;
+
+bool IsAbstract(const std::string& a) {
+  const size_t off = offsetof(struct sockaddr_un, sun_path);
+  return a.size() > off && a[off] == '\0';
+}
+
+std::string PathOf(const std::string& a) {
+  const size_t off = offsetof(struct sockaddr_un, sun_path);
+  return a.size() > off && a[off] != '\0' ? std::string(a.c_str() + off) : "";
+}
+
+// Whether a socket option of `u` is set (non-zero).
+bool OptionSet(const image::UnixSocket& u, int name) {
+  for (const image::SocketOption& o : u.options())
+    if (o.level() == SOL_SOCKET && o.name() == name && o.value().find_first_not_of('\0') != std::string::npos)
+      return true;
+  return false;
+}
+
+// Who outside the tree holds socket inode `ino`, for a refusal.
+std::string OutsideHolders(uint64_t ino, const std::set<pid_t>& tree) {
+  const std::string link = "socket:[" + std::to_string(ino) + "]";
+  std::string who;
+  (void)proc::ForEachFdOutside(tree, [&](const proc::OutsideFd& o) {
+    if (o.link == link && who.size() < 200) who += (who.empty() ? "" : ", ") + NamePid(o.pid) + " fd " + o.fd;
+    return Status::Ok();
+  });
+  return who;
+}
+
+// A duplicate of `pid`'s `fd` in cryo.
+UniqueFd GrabFd(pid_t pid, int fd) {
+  UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd.valid()) return UniqueFd();
+  return UniqueFd(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
+}
+
+}  // namespace
+
+Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tables) {
+  struct Holder {
+    pid_t pid;
+    image::Fd* fd;
+  };
+  std::map<uint64_t, std::vector<Holder>> by_ino;
+  std::map<std::string, int> names;  // address -> sockets named so (listeners too)
+  std::set<pid_t> tree;
+  for (const auto& [pid, table] : tables) {
+    tree.insert(pid);
+    for (image::Fd& f : *table->mutable_fds()) {
+      if (f.kind() == image::FD_UNIX_SOCKET) {
+        std::vector<Holder>& h = by_ino[f.unix_socket().ino()];
+        if (h.empty() && !f.unix_socket().address().empty()) ++names[f.unix_socket().address()];
+        h.push_back({pid, &f});
+      } else if (f.kind() == image::FD_LISTEN_SOCKET && f.listen_socket().family() == AF_UNIX) {
+        names[f.listen_socket().address()] += 2;  // counted once per fd: any listener makes it borrowed
+      }
+    }
+  }
+  std::vector<std::string> refused;
+  for (auto& [ino, holders] : by_ino) {
+    image::UnixSocket* u = holders[0].fd->mutable_unix_socket();
+    const std::string what = "pid " + std::to_string(holders[0].pid) + " fd " + std::to_string(holders[0].fd->fd()) +
+                             ": " + DescribeUnixSocket(*u);
+    const image::UnixSocket* peer = nullptr;
+    const Holder* peer_holder = nullptr;
+    if (u->peer_ino()) {
+      auto it = by_ino.find(u->peer_ino());
+      if (it == by_ino.end()) {
+        const std::string who = OutsideHolders(u->peer_ino(), tree);
+        refused.push_back(what + (who.empty() ? ": its peer (socket:[" + std::to_string(u->peer_ino()) +
+                                                    "]) is held by no process (a connection waiting in a listener's "
+                                                    "accept queue, or a socket in flight), not supported yet"
+                                              : ": its peer is outside the tree, held by " + who +
+                                                    " (dump that process with the tree, or close the connection)"));
+        continue;
+      }
+      peer_holder = &it->second[0];
+      peer = &peer_holder->fd->unix_socket();
+      if (peer->peer_ino() != ino) {
+        refused.push_back(what + ": a datagram socket with a default peer that is not connected back, not supported "
+                                 "yet");
+        continue;
+      }
+    }
+    if (!u->address().empty() && names[u->address()] > 1) {
+      if (IsAbstract(u->address())) {
+        refused.push_back(what + ": its abstract name is a listener's (an accepted connection), not supported yet");
+        continue;
+      }
+      u->set_name_borrowed(true);
+      u->clear_file();
+      u->set_file_unlinked(false);
+    }
+    UniqueFd fd = GrabFd(holders[0].pid, holders[0].fd->fd());
+    if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + what);
+    UniqueFd peer_fd = peer_holder ? GrabFd(peer_holder->pid, peer_holder->fd->fd()) : UniqueFd();
+    if (peer_holder && !peer_fd.valid()) return Status::FromErrno("pidfd_getfd of the peer of " + what);
+    Status st = PeekUnixQueue(fd.get(), u->type(), u->shutdown() & kRcvShutdown, peer_fd.get(), what, u->mutable_queue());
+    if (!st.ok()) {
+      refused.push_back(st.ToString());
+      continue;
+    }
+    u->set_queue_stored(true);
+    if (u->queue_size() && !peer && !u->peer_closed()) {
+      refused.push_back(what + " has " + std::to_string(u->queue_size()) +
+                        " messages queued from sockets it is not connected to, not supported yet");
+      continue;
+    }
+    // The queued messages carry their senders' credentials, which a restore
+    // cannot give back (they would be cryo's).
+    if (u->queue_size() && (OptionSet(*u, SO_PASSCRED) || OptionSet(*u, 76 /* SO_PASSPIDFD */)))
+      refused.push_back(what + " receives its senders' credentials (SO_PASSCRED or SO_PASSPIDFD) and has " +
+                        std::to_string(u->queue_size()) + " messages queued, whose credentials cryo cannot restore");
+  }
+  if (refused.empty()) return Status::Ok();
+  std::string all;
+  for (const std::string& r : refused) all += (all.empty() ? "" : "\n") + r;
+  return Status::Error(all);
+}
+
+Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
+  std::map<uint64_t, const image::UnixSocket*> recs;
+  for (const auto& [pid, p] : img.processes)
+    for (const image::Fd& f : p.fds.fds()) {
+      if (f.kind() != image::FD_UNIX_SOCKET) continue;
+      const image::UnixSocket*& r = recs[f.unix_socket().ino()];
+      if (!r || (f.unix_socket().queue_stored() && !r->queue_stored())) r = &f.unix_socket();
+    }
+  UnixSocketSet set;
+  std::map<uint64_t, UniqueFd> closed_peers;  // the other end of a pair whose peer was closed
+  for (const auto& [ino, u] : recs) {
+    if (set.fds_.count(ino)) continue;
+    const std::string what = DescribeUnixSocket(*u);
+    auto peer = recs.find(u->peer_ino());
+    if (u->peer_ino() && (peer == recs.end() || peer->second->peer_ino() != ino))
+      return Status::Error(what + ": its peer is not in the image");
+    if (u->peer_ino() || u->peer_closed()) {
+      int sv[2];
+      if (::socketpair(AF_UNIX, u->type() | SOCK_CLOEXEC, 0, sv) != 0) return Status::FromErrno("socketpair for " + what);
+      set.fds_[ino] = UniqueFd(sv[0]);
+      (u->peer_ino() ? set.fds_[u->peer_ino()] : closed_peers[ino]) = UniqueFd(sv[1]);
+    } else {
+      UniqueFd fd(::socket(AF_UNIX, u->type() | SOCK_CLOEXEC, 0));
+      if (!fd.valid()) return Status::FromErrno("socket for " + what);
+      set.fds_[ino] = std::move(fd);
+    }
+  }
+  // Options, then names: a borrowed name first (bound, its file removed for
+  // its listener to bind), then the sockets' own.
+  for (const auto& [ino, u] : recs)
+    CRYO_RETURN_IF_ERROR(RestoreSocketOptions(set.fds_[ino].get(), u->options(), DescribeUnixSocket(*u)));
+  for (bool borrowed : {true, false})
+    for (const auto& [ino, u] : recs) {
+      if (u->address().empty() || u->name_borrowed() != borrowed) continue;
+      const std::string what = DescribeUnixSocket(*u);
+      const int fd = set.fds_[ino].get();
+      const auto* addr = reinterpret_cast<const sockaddr*>(u->address().data());
+      const auto len = static_cast<socklen_t>(u->address().size());
+      if (IsAbstract(u->address())) {
+        if (::bind(fd, addr, len) != 0) return Status::FromErrno("bind to " + what);
+      } else if (borrowed) {
+        const std::string path = PathOf(u->address());
+        if (::bind(fd, addr, len) != 0 && !(errno == EADDRINUSE && ::unlink(path.c_str()) == 0 && ::bind(fd, addr, len) == 0))
+          return Status::FromErrno("bind to " + what);
+        if (::unlink(path.c_str()) != 0) return Status::FromErrno("unlink " + path + " after binding " + what);
+      } else {
+        image::ListenSocket l;
+        l.set_address(u->address());
+        l.set_type(u->type());
+        if (u->has_file()) *l.mutable_file() = u->file();
+        l.set_file_unlinked(u->file_unlinked());
+        CRYO_RETURN_IF_ERROR(BindUnixSocketFile(fd, l, what));
+      }
+    }
+  // Queues, from each socket's peer; then the closed peers go, and shutdowns.
+  for (const auto& [ino, u] : recs) {
+    if (u->queue().empty()) continue;
+    const int sender = u->peer_ino() ? set.fds_[u->peer_ino()].get() : closed_peers.count(ino) ? closed_peers[ino].get() : -1;
+    if (sender < 0) return Status::Error(DescribeUnixSocket(*u) + " has a queue but no peer to send it");
+    CRYO_RETURN_IF_ERROR(RefillUnixQueue(sender, u->queue(), DescribeUnixSocket(*u)));
+  }
+  closed_peers.clear();
+  for (const auto& [ino, u] : recs) {
+    const int fd = set.fds_[ino].get();
+    const std::string what = DescribeUnixSocket(*u);
+    const uint32_t bits = u->peer_closed() ? 0 : u->shutdown() & (kRcvShutdown | kSendShutdown);
+    if (bits && ::shutdown(fd, bits == 3 ? SHUT_RDWR : bits == kRcvShutdown ? SHUT_RD : SHUT_WR) != 0)
+      return Status::FromErrno("shutdown of " + what);
+    // The socket's own inode: its owner is the socket's sk_uid (sockfs_setattr).
+    if ((u->owner_uid() || u->owner_gid()) && ::fchown(fd, u->owner_uid(), u->owner_gid()) != 0)
+      return Status::FromErrno("fchown of " + what);
+  }
+  return set;
+}
+
+Result<int> UnixSocketSet::Open(const image::Fd& f) const {
+  auto it = fds_.find(f.unix_socket().ino());
+  if (it == fds_.end()) return Status::Error(DescribeUnixSocket(f.unix_socket()) + " is not in the image");
+  const int fd = ::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno("dup of " + DescribeUnixSocket(f.unix_socket()));
+  return fd;
+}
+
+}  // namespace cryo

@@ -1,0 +1,142 @@
+#!/usr/bin/python3
+"""End-to-end tests of connected UNIX sockets (tests/workloads/unixsk.c): a
+parent and its child with socketpairs of each type whose queues are full in
+both directions, sequence-numbered (message boundaries and zero-length
+messages kept), a pair shut down one way, one whose peer was closed, names
+(abstract and path) and options; in kill, leave-running and rewind modes.
+What is not restored is refused by name: a peer outside the tree (naming the
+outside process), file descriptors in flight (SCM_RIGHTS).
+
+Run: test_unix.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import os
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cryotest  # noqa: E402
+from cryotest import check, check_eq  # noqa: E402
+
+
+def image_pids(h, images):
+    return [p["pid"] for p in h.show_json(images)["processes"]]
+
+
+def start(h):
+    w = h.start_workload("unixsk")
+    h.wait_ready(w)
+    return w
+
+
+def check_image(h, images):
+    img = h.show_json(images)
+    check("unix-sockets" in img["features"], "image features lack 'unix-sockets': %r" % img["features"])
+
+
+def test_unixsk_kill(h):
+    w = start(h)
+    h.verify_ok(w, when="before dump")
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    check_image(h, images)
+    cryotest.wait_pids_gone(image_pids(h, images))
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    rw = w.restored(r.pid)
+    h.verify_ok(rw, when="after restore")
+    h.verify_ok(rw, exit=True, when="after restore (again, exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored unixsk exit status")
+
+
+def test_unixsk_leave_running(h):
+    w = start(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    # Nothing was consumed: the original's streams go on without a gap.
+    h.verify_ok(w, when="of the original after dump --leave-running")
+    h.verify_ok(w, exit=True, when="of the original (exit)")
+    check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
+    cryotest.wait_pids_gone(image_pids(h, images))
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    rw = w.restored(r.pid)
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored unixsk exit status")
+
+
+def test_unixsk_rewind(h):
+    w = start(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    h.verify_ok(w, when="of the original")
+    h.kill_and_reap(w)
+    pids = image_pids(h, images)
+    for i in range(3):
+        cryotest.wait_pids_gone(pids)
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        rw = w.restored(r.pid)
+        h.verify_ok(rw, exit=True, when="of rewind instance %d (exit)" % (i + 1))
+        check_eq(h.wait_exit(rw), ("exit", 0), "exit status of rewind instance %d" % (i + 1))
+
+
+def expect_refused(h, w, words):
+    images = h.mkdir("refused")
+    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images])
+    check(r.rc != 0, "dump succeeded but should be refused (%s)" % words)
+    for word in words:
+        check(word in r.message, "refusal should name %r:\n%s" % (word, r.describe()))
+    check_eq(os.listdir(images), [], "files written by a refused dump")
+    check(cryotest.pid_alive(w.pid), "the refused process died")
+    return r
+
+
+def test_peer_outside_refused(h):
+    """Connected to a socket the harness holds: refused, naming the harness."""
+    srv = socket.socket(socket.AF_UNIX)
+    path = os.path.join(h.mkdir("srv"), "s")
+    srv.bind(path)
+    srv.listen(1)
+    try:
+        w = h.start("client", [cryotest.PYTHON, "-c",
+                               "import socket, sys, time\n"
+                               "c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1])\n"
+                               "open('ready', 'w').write('x')\n"
+                               "while True: time.sleep(0.05)\n", path])
+        conn, _ = srv.accept()
+        try:
+            deadline = time.monotonic() + 10
+            while not os.path.exists(w.path("ready")) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            expect_refused(h, w, ["pid %d" % w.pid, "outside the tree", "pid %d" % os.getpid(), path])
+        finally:
+            conn.close()
+    finally:
+        srv.close()
+
+
+def test_fds_in_flight_refused(h):
+    """A descriptor sent with SCM_RIGHTS and not received yet: refused by name."""
+    w = h.start("scm", [cryotest.PYTHON, "-c",
+                        "import os, socket, time\n"
+                        "a, b = socket.socketpair()\n"
+                        "r, wr = os.pipe()\n"
+                        "socket.send_fds(a, [b'x'], [r])\n"
+                        "open('ready', 'w').write('x')\n"
+                        "while True: time.sleep(0.05)\n"])
+    deadline = time.monotonic() + 10
+    while not os.path.exists(w.path("ready")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    expect_refused(h, w, ["pid %d" % w.pid, "SCM_RIGHTS"])
+
+
+TESTS = [
+    test_unixsk_kill,
+    test_unixsk_leave_running,
+    test_unixsk_rewind,
+    test_peer_outside_refused,
+    test_fds_in_flight_refused,
+]
+
+if __name__ == "__main__":
+    cryotest.main(TESTS, __doc__)
