@@ -115,7 +115,8 @@ Result<Inspection> InspectTree(SeizedTree& tree, bool shell_job, const DumpScope
   if (n) shown.root_parent = in.facts[0].stat.ppid;
   std::vector<std::pair<pid_t, image::FdTable*>> tables;
   for (ProcessFacts& f : in.facts) tables.push_back({f.pid, &f.fds});
-  CRYO_RETURN_IF_ERROR(LinkUnixSockets(tables));
+  // Only over complete fd tables: a refused process's stops at its refusal.
+  if (!in.report.refusals()) CRYO_RETURN_IF_ERROR(LinkUnixSockets(tables));
   CRYO_RETURN_IF_ERROR(audit::AuditTreeWide(shown, lock_ids, &in.report));
   for (ProcessFacts& f : in.facts) {
     // Read for the audit only.

@@ -2,9 +2,12 @@
 
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -39,13 +42,16 @@ bool DropControl(msghdr* m) {
   return any;
 }
 
-Status Peek(int fd, int type, bool rcv_shutdown, const std::string& what, UnixQueue* out) {
+Status Peek(int fd, int type, bool rcv_shutdown, const std::string& what, UnixQueue* out, UnixQueue* senders) {
   std::vector<char> buf(256 * 1024);
   alignas(cmsghdr) char control[CMSG_SPACE(253 * sizeof(int)) + CMSG_SPACE(64)];
   bool continued = false;  // the last peek stopped inside a message (MSG_TRUNC)
   for (;;) {
     iovec iov = {buf.data(), buf.size()};
     msghdr m{};
+    sockaddr_un from{};
+    m.msg_name = &from;
+    m.msg_namelen = sizeof(from);
     m.msg_iov = &iov;
     m.msg_iovlen = 1;
     m.msg_control = control;
@@ -62,10 +68,14 @@ Status Peek(int fd, int type, bool rcv_shutdown, const std::string& what, UnixQu
     // returned once: the kernel marks it peeked and skips it from then on.
     // What this loses is caught by the SIOCOUTQ check of the caller.
     if (n == 0 && (type == SOCK_STREAM || rcv_shutdown)) return Status::Ok();
-    if (continued && !out->empty())
+    if (continued && !out->empty()) {
       out->rbegin()->append(buf.data(), static_cast<size_t>(n));
-    else
+    } else {
       out->Add()->assign(buf.data(), static_cast<size_t>(n));
+      // The sender's name (recvfrom(2)); only the family when it has none.
+      const size_t named = m.msg_namelen > offsetof(sockaddr_un, sun_path) ? m.msg_namelen : 0;
+      if (senders) senders->Add()->assign(reinterpret_cast<const char*>(&from), named);
+    }
     continued = type != SOCK_STREAM && (m.msg_flags & MSG_TRUNC);
     if (out->size() > 1000000) return Status::Error(what + ": more than a million messages queued");
   }
@@ -77,7 +87,7 @@ Result<int> ReplicaOutq(int type, const UnixQueue& queue, const std::string& wha
   int sv[2];
   if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) return Status::FromErrno("socketpair for " + what);
   UniqueFd a(sv[0]), b(sv[1]);
-  CRYO_RETURN_IF_ERROR(RefillUnixQueue(b.get(), queue, what));
+  CRYO_RETURN_IF_ERROR(RefillUnixQueue({b.get()}, queue, "", what));
   int outq = 0;
   if (::ioctl(b.get(), TIOCOUTQ, &outq) != 0) return Status::FromErrno("SIOCOUTQ of a replica of " + what);
   return outq;
@@ -85,7 +95,8 @@ Result<int> ReplicaOutq(int type, const UnixQueue& queue, const std::string& wha
 
 }  // namespace
 
-Status PeekUnixQueue(int fd, int type, bool rcv_shutdown, int peer_fd, const std::string& what, UnixQueue* out) {
+Status PeekUnixQueue(int fd, int type, bool rcv_shutdown, int peer_fd, const std::string& what, UnixQueue* out,
+                     UnixQueue* senders) {
   // The peek offset is the socket's own: processes sharing it are all
   // stopped, and only one dump peeks at a time.
   static std::mutex mu;
@@ -94,7 +105,7 @@ Status PeekUnixQueue(int fd, int type, bool rcv_shutdown, int peer_fd, const std
   const int zero = 0;
   if (::setsockopt(fd, SOL_SOCKET, kSoPeekOff, &zero, sizeof(zero)) != 0)
     return Status::FromErrno("SO_PEEK_OFF on " + what);
-  Status st = Peek(fd, type, rcv_shutdown, what, out);
+  Status st = Peek(fd, type, rcv_shutdown, what, out, senders);
   if (::setsockopt(fd, SOL_SOCKET, kSoPeekOff, &saved, sizeof(saved)) != 0 && st.ok())
     st = Status::FromErrno("setting SO_PEEK_OFF of " + what + " back");
   CRYO_RETURN_IF_ERROR(st);
@@ -111,27 +122,41 @@ Status PeekUnixQueue(int fd, int type, bool rcv_shutdown, int peer_fd, const std
   return Status::Ok();
 }
 
-Status RefillUnixQueue(int sender, const UnixQueue& queue, const std::string& what) {
+Status RefillUnixQueue(const std::vector<int>& senders, const UnixQueue& queue, const std::string& to,
+                       const std::string& what) {
   if (queue.empty()) return Status::Ok();
+  if (senders.size() != 1 && senders.size() != static_cast<size_t>(queue.size()))
+    return Status::Error("the queue of " + what + ": " + std::to_string(senders.size()) + " senders for " +
+                         std::to_string(queue.size()) + " messages");
   size_t total = 0;
   for (const std::string& m : queue) total += m.size() + 1024;
-  const int saved = IntOpt(sender, SOL_SOCKET, SO_SNDBUF);
+  std::map<int, int> saved;  // sender -> its SO_SNDBUF
   const int big = static_cast<int>(std::min<size_t>(total * 2 + (1 << 20), 1u << 30));
-  if (::setsockopt(sender, SOL_SOCKET, kSoSndbufForce, &big, sizeof(big)) != 0)
-    return Status::FromErrno("SO_SNDBUFFORCE for the queue of " + what);
-  for (const std::string& m : queue) {
+  for (int s : senders) {
+    if (saved.count(s)) continue;
+    saved[s] = IntOpt(s, SOL_SOCKET, SO_SNDBUF);
+    if (::setsockopt(s, SOL_SOCKET, kSoSndbufForce, &big, sizeof(big)) != 0)
+      return Status::FromErrno("SO_SNDBUFFORCE for the queue of " + what);
+  }
+  const auto* dest = to.empty() ? nullptr : reinterpret_cast<const sockaddr*>(to.data());
+  for (int i = 0; i < queue.size(); ++i) {
+    const std::string& m = queue[i];
+    const int sender = senders.size() == 1 ? senders[0] : senders[static_cast<size_t>(i)];
     for (size_t off = 0;;) {
-      const ssize_t n = ::send(sender, m.data() + off, m.size() - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+      const ssize_t n = ::sendto(sender, m.data() + off, m.size() - off, MSG_DONTWAIT | MSG_NOSIGNAL, dest,
+                                 static_cast<socklen_t>(to.size()));
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) return Status::FromErrno("refilling the queue of " + what);
+      if (n < 0) return Status::FromErrno("refilling the queue of " + what + " (message " + std::to_string(i) + ")");
       off += static_cast<size_t>(n);
       if (off >= m.size()) break;
     }
   }
   // getsockopt shows twice what was set (socket(7)): set half back.
-  const int half = saved / 2;
-  if (saved > 0 && ::setsockopt(sender, SOL_SOCKET, kSoSndbufForce, &half, sizeof(half)) != 0)
-    return Status::FromErrno("setting SO_SNDBUF of the peer of " + what + " back");
+  for (const auto& [s, value] : saved) {
+    const int half = value / 2;
+    if (value > 0 && ::setsockopt(s, SOL_SOCKET, kSoSndbufForce, &half, sizeof(half)) != 0)
+      return Status::FromErrno("setting SO_SNDBUF of a sender to " + what + " back");
+  }
   return Status::Ok();
 }
 

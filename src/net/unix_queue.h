@@ -7,6 +7,7 @@
 #include <google/protobuf/repeated_ptr_field.h>
 
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 
@@ -21,11 +22,16 @@ using UnixQueue = google::protobuf::RepeatedPtrField<std::string>;
 // (the peer of a pair): for datagrams its SIOCOUTQ must match a replica of the
 // queue, else messages cryo cannot see (zero-length ones a MSG_PEEK already
 // passed over, which the kernel skips from then on) refuse the dump.
-Status PeekUnixQueue(int fd, int type, bool rcv_shutdown, int peer_fd, const std::string& what, UnixQueue* out);
+// `senders` (null: not wanted) gets each message's sender name (struct
+// sockaddr_un; empty: unnamed).
+Status PeekUnixQueue(int fd, int type, bool rcv_shutdown, int peer_fd, const std::string& what, UnixQueue* out,
+                     UnixQueue* senders);
 
-// Sends `queue` from `sender` (connected to the socket that must receive it),
-// with its send buffer raised for the time (SO_SNDBUFFORCE) so that a full
-// queue fits again, then set back.
-Status RefillUnixQueue(int sender, const UnixQueue& queue, const std::string& what);
+// Sends `queue`, message i from senders[i] (or all from senders[0]), to `to`
+// (struct sockaddr_un; empty: the senders are connected to the receiver),
+// with the senders' send buffers raised for the time (SO_SNDBUFFORCE) so that
+// a full queue fits again, then set back.
+Status RefillUnixQueue(const std::vector<int>& senders, const UnixQueue& queue, const std::string& to,
+                       const std::string& what);
 
 }  // namespace cryo

@@ -91,7 +91,13 @@ class UnixSocketHandler final : public FdKindHandler {
     if (diag.state != TCP_ESTABLISHED && diag.state != TCP_CLOSE)
       return Status::Error(what + " is in state " + std::to_string(diag.state) +
                            " (connecting?), which cryo cannot restore");
-    if (u->type() == SOCK_DGRAM && diag.state == TCP_ESTABLISHED && !diag.peer_ino)
+    // A datagram socket's state says little (socketpair(2) makes both ends
+    // TCP_ESTABLISHED, so does a bind on this kernel): it has a peer when
+    // getpeername(2) answers.
+    sockaddr_storage ignored{};
+    socklen_t ignored_len = sizeof(ignored);
+    const bool has_peer = ::getpeername(fd.get(), reinterpret_cast<sockaddr*>(&ignored), &ignored_len) == 0;
+    if (u->type() == SOCK_DGRAM && has_peer && !diag.peer_ino)
       return Status::Error(what + " is connected to a datagram socket that was closed, which cryo cannot restore yet");
     const std::string name = NameOf(u->address());
     if (!name.empty() && name[0] != '@' && name[0] != '/')

@@ -33,6 +33,11 @@ std::string PathOf(const std::string& a) {
   return a.size() > off && a[off] != '\0' ? std::string(a.c_str() + off) : "";
 }
 
+std::string DescribeAddress(const std::string& a) {
+  if (IsAbstract(a)) return "@" + a.substr(offsetof(struct sockaddr_un, sun_path) + 1);
+  return PathOf(a);
+}
+
 // Whether a socket option of `u` is set (non-zero).
 bool OptionSet(const image::UnixSocket& u, int name) {
   for (const image::SocketOption& o : u.options())
@@ -69,10 +74,13 @@ Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tab
   std::map<uint64_t, std::vector<Holder>> by_ino;
   std::map<std::string, int> names;  // address -> sockets named so (listeners too)
   std::set<pid_t> tree;
+  std::set<std::string> dgram_names;  // names of the tree's datagram sockets (senders to refill from)
   for (const auto& [pid, table] : tables) {
     tree.insert(pid);
     for (image::Fd& f : *table->mutable_fds()) {
       if (f.kind() == image::FD_UNIX_SOCKET) {
+        if (f.unix_socket().type() == SOCK_DGRAM && !f.unix_socket().address().empty())
+          dgram_names.insert(f.unix_socket().address());
         std::vector<Holder>& h = by_ino[f.unix_socket().ino()];
         if (h.empty() && !f.unix_socket().address().empty()) ++names[f.unix_socket().address()];
         h.push_back({pid, &f});
@@ -101,12 +109,15 @@ Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tab
       }
       peer_holder = &it->second[0];
       peer = &peer_holder->fd->unix_socket();
-      if (peer->peer_ino() != ino) {
-        refused.push_back(what + ": a datagram socket with a default peer that is not connected back, not supported "
-                                 "yet");
+      // A datagram socket's default peer (connect(2)) need not be connected
+      // back: connected again by its name at restore.
+      if (peer->peer_ino() != ino && (peer->address().empty() || peer->file_unlinked())) {
+        refused.push_back(what + ": its default peer has no name to connect to again (unnamed, or its file was "
+                                 "removed)");
         continue;
       }
     }
+    const bool paired = peer && peer->peer_ino() == ino;
     if (!u->address().empty() && names[u->address()] > 1) {
       if (IsAbstract(u->address())) {
         refused.push_back(what + ": its abstract name is a listener's (an accepted connection), not supported yet");
@@ -118,19 +129,30 @@ Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tab
     }
     UniqueFd fd = GrabFd(holders[0].pid, holders[0].fd->fd());
     if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + what);
-    UniqueFd peer_fd = peer_holder ? GrabFd(peer_holder->pid, peer_holder->fd->fd()) : UniqueFd();
-    if (peer_holder && !peer_fd.valid()) return Status::FromErrno("pidfd_getfd of the peer of " + what);
-    Status st = PeekUnixQueue(fd.get(), u->type(), u->shutdown() & kRcvShutdown, peer_fd.get(), what, u->mutable_queue());
+    // The sender of all the queue of a pair, whose SIOCOUTQ vouches for it.
+    UniqueFd peer_fd = paired ? GrabFd(peer_holder->pid, peer_holder->fd->fd()) : UniqueFd();
+    if (paired && !peer_fd.valid()) return Status::FromErrno("pidfd_getfd of the peer of " + what);
+    const bool unconnected = !peer && !u->peer_closed();
+    Status st = PeekUnixQueue(fd.get(), u->type(), u->shutdown() & kRcvShutdown, peer_fd.get(), what, u->mutable_queue(),
+                              unconnected ? u->mutable_senders() : nullptr);
     if (!st.ok()) {
       refused.push_back(st.ToString());
       continue;
     }
     u->set_queue_stored(true);
-    if (u->queue_size() && !peer && !u->peer_closed()) {
+    // Messages sent to it by name (recvfrom): from its default peer, or, when
+    // not connected, from anyone; sent again by name at restore.
+    if (u->queue_size() && (unconnected || (peer && !paired)) && (u->address().empty() || u->file_unlinked())) {
       refused.push_back(what + " has " + std::to_string(u->queue_size()) +
-                        " messages queued from sockets it is not connected to, not supported yet");
+                        " messages queued but no name to send them to again (unnamed, or its file was removed)");
       continue;
     }
+    for (const std::string& from : u->senders())
+      if (!from.empty() && !dgram_names.count(from)) {
+        refused.push_back(what + " has messages queued from " + DescribeAddress(from) +
+                          ", a socket outside the tree (dump its process with the tree, or drain the queue)");
+        break;
+      }
     // The queued messages carry their senders' credentials, which a restore
     // cannot give back (they would be cryo's).
     if (u->queue_size() && (OptionSet(*u, SO_PASSCRED) || OptionSet(*u, 76 /* SO_PASSPIDFD */)))
@@ -157,9 +179,8 @@ Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
     if (set.fds_.count(ino)) continue;
     const std::string what = DescribeUnixSocket(*u);
     auto peer = recs.find(u->peer_ino());
-    if (u->peer_ino() && (peer == recs.end() || peer->second->peer_ino() != ino))
-      return Status::Error(what + ": its peer is not in the image");
-    if (u->peer_ino() || u->peer_closed()) {
+    if (u->peer_ino() && peer == recs.end()) return Status::Error(what + ": its peer is not in the image");
+    if ((u->peer_ino() && peer->second->peer_ino() == ino) || u->peer_closed()) {
       int sv[2];
       if (::socketpair(AF_UNIX, u->type() | SOCK_CLOEXEC, 0, sv) != 0) return Status::FromErrno("socketpair for " + what);
       set.fds_[ino] = UniqueFd(sv[0]);
@@ -197,12 +218,45 @@ Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
         CRYO_RETURN_IF_ERROR(BindUnixSocketFile(fd, l, what));
       }
     }
-  // Queues, from each socket's peer; then the closed peers go, and shutdowns.
+  // Default peers (a datagram socket connected to one that is not connected
+  // back), by name now that every name is bound.
+  std::map<std::string, int> by_name;  // datagram sockets by name: senders to refill from
+  for (const auto& [ino, u] : recs) {
+    if (u->type() == SOCK_DGRAM && !u->address().empty()) by_name[u->address()] = set.fds_[ino].get();
+    auto peer = recs.find(u->peer_ino());
+    if (!u->peer_ino() || peer->second->peer_ino() == ino) continue;
+    const std::string& to = peer->second->address();
+    if (::connect(set.fds_[ino].get(), reinterpret_cast<const sockaddr*>(to.data()), static_cast<socklen_t>(to.size())) != 0)
+      return Status::FromErrno("connect of " + DescribeUnixSocket(*u) + " to its default peer");
+  }
+  // Queues: from each socket's peer; to a socket not connected back or not
+  // connected at all, by its name from each message's sender (a new unnamed
+  // socket for an unnamed one). Then the closed peers go, and shutdowns.
+  UniqueFd unnamed;
   for (const auto& [ino, u] : recs) {
     if (u->queue().empty()) continue;
-    const int sender = u->peer_ino() ? set.fds_[u->peer_ino()].get() : closed_peers.count(ino) ? closed_peers[ino].get() : -1;
-    if (sender < 0) return Status::Error(DescribeUnixSocket(*u) + " has a queue but no peer to send it");
-    CRYO_RETURN_IF_ERROR(RefillUnixQueue(sender, u->queue(), DescribeUnixSocket(*u)));
+    const std::string what = DescribeUnixSocket(*u);
+    auto peer = recs.find(u->peer_ino());
+    if (u->peer_ino() && peer->second->peer_ino() == ino) {
+      CRYO_RETURN_IF_ERROR(RefillUnixQueue({set.fds_[u->peer_ino()].get()}, u->queue(), "", what));
+    } else if (u->peer_closed()) {
+      CRYO_RETURN_IF_ERROR(RefillUnixQueue({closed_peers[ino].get()}, u->queue(), "", what));
+    } else if (u->peer_ino()) {
+      CRYO_RETURN_IF_ERROR(RefillUnixQueue({set.fds_[u->peer_ino()].get()}, u->queue(), u->address(), what));
+    } else {
+      std::vector<int> senders;
+      for (const std::string& from : u->senders()) {
+        if (from.empty() && !unnamed.valid()) {
+          unnamed.reset(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+          if (!unnamed.valid()) return Status::FromErrno("socket to refill " + what);
+        }
+        auto it = by_name.find(from);
+        if (!from.empty() && it == by_name.end())
+          return Status::Error(what + ": a message from " + DescribeAddress(from) + ", which is not in the image");
+        senders.push_back(from.empty() ? unnamed.get() : it->second);
+      }
+      CRYO_RETURN_IF_ERROR(RefillUnixQueue(senders, u->queue(), u->address(), what));
+    }
   }
   closed_peers.clear();
   for (const auto& [ino, u] : recs) {

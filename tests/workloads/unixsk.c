@@ -16,8 +16,14 @@
  * - "orphan": the child wrote kLast and closed its end (its peer was closed).
  * - "opts": options SO_SNDBUF, SO_RCVBUF, SO_PASSCRED, SO_PEEK_OFF,
  *   SO_RCVTIMEO, SO_SNDTIMEO on the parent's end.
+ * - a datagram server, not connected, bound to @cryo-unixsk-srv-PID, holding
+ *   messages from a client connected to it (its default peer, bound to
+ *   CTL_DIR/client.sock) and from an unnamed socket (one of them empty); the
+ *   client holds the server's reply (sent to it by name).
  * Verify (parent): both sides' counts advanced in every direction, no error;
- * the idle pairs as set (bytes peeked, EOF seen by poll, names, options).
+ * the idle pairs as set (bytes peeked, EOF seen by poll, names, options); the
+ * server's and the client's queues read with their senders' names, then sent
+ * again the same way for the next verify.
  */
 #define _GNU_SOURCE
 #include <poll.h>
@@ -174,6 +180,78 @@ static socklen_t set_name(struct sockaddr_un *a, const char *name, int abstract)
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (abstract ? 1 : 1));
 }
 
+/* The datagram server and its senders (parent only). */
+struct dgram_set {
+    int server, client, unnamed;
+    struct sockaddr_un srv, cli;
+    socklen_t srv_len, cli_len;
+};
+static const char *kToServer[] = {"from the client #0", "from the client #1", "", "from an unnamed socket"};
+
+static void dgram_send_all(struct dgram_set *d)
+{
+    for (int i = 0; i < 4; i++) {
+        ssize_t n = i < 2 ? send(d->client, kToServer[i], strlen(kToServer[i]), 0)
+                          : sendto(d->unnamed, kToServer[i], strlen(kToServer[i]), 0, (struct sockaddr *)&d->srv,
+                                   d->srv_len);
+        if (n != (ssize_t)strlen(kToServer[i]))
+            wl_die("datagram %d to the server", i);
+    }
+    if (sendto(d->server, "reply", 5, 0, (struct sockaddr *)&d->cli, d->cli_len) != 5)
+        wl_die("reply to the client");
+}
+
+static void dgram_setup(struct dgram_set *d, const char *ctl)
+{
+    char name[64], path[WL_PATH_MAX];
+    snprintf(name, sizeof name, "cryo-unixsk-srv-%d", (int)getpid());
+    wl_path(path, sizeof path, ctl, "client.sock");
+    memset(d, 0, sizeof *d);
+    d->srv.sun_family = d->cli.sun_family = AF_UNIX;
+    memcpy(d->srv.sun_path + 1, name, strlen(name));
+    d->srv_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(name));
+    if (strlen(path) >= sizeof d->cli.sun_path)
+        wl_die("path too long for a socket: %s", path);
+    memcpy(d->cli.sun_path, path, strlen(path) + 1);
+    d->cli_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+    d->server = socket(AF_UNIX, SOCK_DGRAM, 0);
+    d->client = socket(AF_UNIX, SOCK_DGRAM, 0);
+    d->unnamed = socket(AF_UNIX, SOCK_DGRAM, 0);
+    if (d->server < 0 || d->client < 0 || d->unnamed < 0 || bind(d->server, (struct sockaddr *)&d->srv, d->srv_len) ||
+        bind(d->client, (struct sockaddr *)&d->cli, d->cli_len) ||
+        connect(d->client, (struct sockaddr *)&d->srv, d->srv_len))
+        wl_die("datagram server setup");
+    dgram_send_all(d);
+}
+
+static void dgram_check(struct dgram_set *d, struct wl_checks *c)
+{
+    char buf[128];
+    struct sockaddr_un from;
+    for (int i = 0; i < 4; i++) {
+        socklen_t flen = sizeof from;
+        memset(&from, 0, sizeof from);
+        ssize_t n = recvfrom(d->server, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
+        int named = i < 2;
+        wl_check(c, n == (ssize_t)strlen(kToServer[i]) && memcmp(buf, kToServer[i], (size_t)n) == 0,
+                 "server message %d: %zd bytes '%.*s', expected '%s'", i, n, (int)(n > 0 ? n : 0), buf, kToServer[i]);
+        wl_check(c, named ? (flen == d->cli_len && strcmp(from.sun_path, d->cli.sun_path) == 0)
+                          : (flen == 0 || flen == sizeof(sa_family_t)),
+                 "server message %d: sender name '%s' (length %d)", i, from.sun_path, (int)flen);
+    }
+    ssize_t n = recv(d->server, buf, sizeof buf, MSG_DONTWAIT);
+    wl_check(c, n < 0 && errno == EAGAIN, "server: a fifth message (%zd bytes)", n);
+    socklen_t flen = sizeof from;
+    n = recvfrom(d->client, buf, sizeof buf, MSG_DONTWAIT, (struct sockaddr *)&from, &flen);
+    wl_check(c, n == 5 && memcmp(buf, "reply", 5) == 0 && flen == d->srv_len && memcmp(&from, &d->srv, flen) == 0,
+             "client: reply of %zd bytes from a sender of name length %d", n, (int)flen);
+    flen = sizeof from;
+    wl_check(c, getpeername(d->client, (struct sockaddr *)&from, &flen) == 0 && flen == d->srv_len &&
+                    memcmp(&from, &d->srv, flen) == 0,
+             "client: peer name of length %d, expected the server's", (int)flen);
+    dgram_send_all(d);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -245,6 +323,8 @@ int main(int argc, char **argv)
     }
     close(half[1]);
     close(orphan[1]);
+    struct dgram_set dg;
+    dgram_setup(&dg, ctl);
     int ready = 0;
     for (;;) {
         pump(ch, &b->s[0]);
@@ -322,6 +402,7 @@ int main(int argc, char **argv)
                  (long)tv.tv_usec);
         getsockopt(opts[0], SOL_SOCKET, SO_SNDTIMEO, &tv, &tl);
         wl_check(&c, tv.tv_sec == 3 && tv.tv_usec == 0, "SO_SNDTIMEO %ld.%06ld", (long)tv.tv_sec, (long)tv.tv_usec);
+        dgram_check(&dg, &c);
         int fl = fcntl(ch[0].fd, F_GETFL);
         wl_check(&c, (fl & O_NONBLOCK) != 0, "stream flags %#x: not O_NONBLOCK", fl);
         char summary[256];
@@ -332,6 +413,7 @@ int main(int argc, char **argv)
             kill(child, SIGKILL);
             waitpid(child, NULL, 0);
             unlink(path);
+            unlink(dg.cli.sun_path);
             return ok ? 0 : 1;
         }
     }
