@@ -13,6 +13,7 @@
 #include <set>
 
 #include "base/clock.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "files/fd_table.h"
 #include "image/image_dir.h"
@@ -105,14 +106,20 @@ Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWrite
     t = now;
   };
 
-  RemoteSyscaller rs(pid, seized.leader().regs);
-  rs.SetDispositions(facts.status.sig_ign, facts.status.sig_cgt);
-  CRYO_RETURN_IF_ERROR(rs.Prepare(facts.vmas).Prefixed("preparing remote system calls"));
-  CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
-  lap(&times->remote);
-  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core).Prefixed("task state"));
+  {
+    CRYO_ASSIGN_OR_RETURN(auto rs, RemoteSyscaller::Attach(seized, facts.vmas, facts.status.sig_ign,
+                                                           facts.status.sig_cgt));
+    CRYO_RETURN_IF_ERROR(rs->MapScratch(kScratchSize).Prefixed("remote scratch memory"));
+    lap(&times->remote);
+    CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, *rs, facts.stat, facts.status, &out->core).Prefixed("task state"));
+    lap(&times->task);
+    // Before the pages are read: the stack bytes under the signal frames are
+    // put back, the vDSO's too.
+    CRYO_RETURN_IF_ERROR(rs->Finish());
+    lap(&times->remote);
+  }
   if (out->core.posix_timers_size()) features->insert("posix-timers");
-  lap(&times->task);
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
 
   const uint64_t bytes = out->mm.total_pages() * image::kPageSize;
   ProgressFn progress;
@@ -141,9 +148,7 @@ Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWrite
     LOG_DEBUG("pid %d: %" PRIu64 " pages written in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
   }
   lap(&times->pages);
-  Status s = rs.Finish();
-  lap(&times->remote);
-  return s;
+  return Status::Ok();
 }
 
 bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {

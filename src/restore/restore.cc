@@ -229,11 +229,10 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
   if (!rep.area) return Status::Error("pid " + std::to_string(pid) + ": the helper did not report its restorer area");
   user_regs_struct cur;
   CRYO_RETURN_IF_ERROR(GetRegs(pid, &cur));
-  RemoteSyscaller rs(pid, cur);
-  rs.SetSyscallInsn(rep.area + syscall_off);
-  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_close, rep.status_fd));
+  auto rs = RemoteSyscaller::Unguarded(pid, cur, rep.area + syscall_off);  // dies with cryo (PTRACE_O_EXITKILL)
+  CRYO_ASSIGN_OR_RETURN(long r, rs->Syscall(SYS_close, rep.status_fd));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the status pipe in pid " + std::to_string(pid));
-  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_munmap, rep.area, rep.area_len));
+  CRYO_ASSIGN_OR_RETURN(r, rs->Syscall(SYS_munmap, rep.area, rep.area_len));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "unmapping the restorer from pid " + std::to_string(pid));
   for (const image::TaskCore& t : proc.core.threads()) {
     user_regs_struct regs;

@@ -122,6 +122,7 @@ Result<std::unique_ptr<SeizedProcess>> SeizedProcess::Seize(pid_t pid) {
   for (SeizedTask& t : sp->threads_) {
     CRYO_RETURN_IF_ERROR(GetRegs(t.tid, &t.regs));
     CRYO_ASSIGN_OR_RETURN(t.sigmask, GetSigmask(t.tid));
+    CRYO_ASSIGN_OR_RETURN(t.xsave, GetXstate(t.tid, XsaveSize()));
   }
   return sp;
 }
