@@ -61,4 +61,6 @@ void InitFaultPoints() {
 
 uint64_t FaultPointsPassed() { return g_passed.load(); }
 
+void DisarmFaultPoints() { internal::g_fault_points_armed = false; }
+
 }  // namespace cryo

@@ -28,6 +28,8 @@ Status CheckInterrupt();
 // Reads CRYO_FAULT_POINT and CRYO_FAULT_SIGNAL (once, at start).
 void InitFaultPoints();
 uint64_t FaultPointsPassed();
+// In a child that must finish its work whatever happens to cryo.
+void DisarmFaultPoints();
 
 namespace internal {
 extern bool g_fault_points_armed;

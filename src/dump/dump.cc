@@ -14,6 +14,7 @@
 
 #include "base/clock.h"
 #include "base/interrupt.h"
+#include "base/privileges.h"
 #include "base/log.h"
 #include "files/fd_table.h"
 #include "image/image_dir.h"
@@ -161,18 +162,16 @@ bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
 
 }  // namespace
 
-Status Dump(const DumpOptions& opts) {
-  const double t0 = Now();
+// Seize, collect, write, then kill or detach. Returns with the tree detached
+// (or killed); an interrupt is noticed between steps (CheckInterrupt) until
+// the image is complete.
+Status DumpTree(const DumpOptions& opts, const std::unique_ptr<image::ImageWriter>& writer, double t0,
+                bool* image_complete) {
   const pid_t pid = opts.pid;
-  CRYO_RETURN_IF_ERROR(CheckDumpable(pid));
-  CRYO_ASSIGN_OR_RETURN(auto writer, image::ImageWriter::Create(opts.env, opts.images_dir));
-  // An inventory left by an earlier dump must not vouch for this one's files.
-  if (::unlink((opts.images_dir + "/" + image::InventoryName()).c_str()) != 0 && errno != ENOENT)
-    return Status::FromErrno("cannot remove old " + opts.images_dir + "/" + image::InventoryName());
-
   CRYO_ASSIGN_OR_RETURN(SeizedTree tree, SeizedTree::Seize(pid));
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             tree.processes().size(), tree.zombies().size());
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
 
   std::set<std::string> features;
   std::vector<DumpedProcess> procs(tree.processes().size());
@@ -191,6 +190,7 @@ Status Dump(const DumpOptions& opts) {
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
     const std::string who = "pid " + std::to_string(sp.pid());
+    CRYO_RETURN_IF_ERROR(CheckInterrupt());
     auto facts = prefetch.Take();
     if (!facts.ok()) return facts.status().Prefixed(who);
     CRYO_RETURN_IF_ERROR(DumpProcess(sp, *facts, *writer, opts, &procs[i], &features, &times).Prefixed(who));
@@ -202,6 +202,7 @@ Status Dump(const DumpOptions& opts) {
             procs.size(), (Now() - tc) * 1e3, times.proc * 1e3, times.fds * 1e3, times.remote * 1e3,
             times.task * 1e3, times.pages * 1e3);
   for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
   double ts = Now();
   CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
   LOG_DEBUG("shared file descriptions found in %.1f ms", (Now() - ts) * 1e3);
@@ -209,11 +210,13 @@ Status Dump(const DumpOptions& opts) {
   image::PipeTable pipes;
   CRYO_RETURN_IF_ERROR(DumpPipes(tables, pids, &pipes).Prefixed("pipes"));
   LOG_DEBUG("%d pipes dumped in %.1f ms", pipes.pipes_size(), (Now() - ts) * 1e3);
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
   ts = Now();
   image::ShmTable shm;
   std::vector<ShmHolders> shm_holders;
   for (DumpedProcess& p : procs) shm_holders.push_back({p.core.pid(), &p.mm, &p.fds, &p.shm_maps});
   CRYO_RETURN_IF_ERROR(DumpShmObjects(shm_holders, pids, writer.get(), &shm, &features).Prefixed("shared memory"));
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
   image::TtyTable ttys;
   std::vector<TtyProcess> tty_procs;
   for (size_t i = 0; i < procs.size(); ++i)
@@ -222,6 +225,7 @@ Status Dump(const DumpOptions& opts) {
   LOG_DEBUG("%d shared memory objects and %d terminals dumped in %.1f ms", shm.objects_size(), ttys.ttys_size(),
             (Now() - ts) * 1e3);
   ts = Now();
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
   if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
@@ -265,12 +269,17 @@ Status Dump(const DumpOptions& opts) {
   // The inventory goes last, once every other file is durable: an image
   // without one is incomplete.
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
   CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, inv));
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
-  CRYO_RETURN_IF_ERROR(writer->SyncDir());
+  CRYO_RETURN_IF_ERROR(writer->MarkComplete());
   LOG_DEBUG("records written and synced in %.1f ms", (Now() - ts) * 1e3);
   ts = Now();
 
+  // The last point where an interrupt undoes the dump; from here on the
+  // image is complete and the kill, or the detach, is finished whatever comes.
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
+  *image_complete = true;
   if (opts.leave_running) {
     CRYO_RETURN_IF_ERROR(tree.DetachAll());
   } else {
@@ -282,6 +291,26 @@ Status Dump(const DumpOptions& opts) {
            others ? (" and " + std::to_string(others) + (others == 1 ? " descendant" : " descendants")).c_str() : "",
            opts.images_dir.c_str(), (Now() - t0) * 1e3, opts.leave_running ? "left running" : "killed");
   return Status::Ok();
+}
+
+Status Dump(const DumpOptions& opts) {
+  const double t0 = Now();
+  CRYO_RETURN_IF_ERROR(CheckPrivileges());
+  CRYO_RETURN_IF_ERROR(CheckDumpable(opts.pid));
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
+  CRYO_ASSIGN_OR_RETURN(auto writer, image::ImageWriter::Create(opts.env, opts.images_dir));
+  bool complete = false;
+  Status s = writer->MarkIncomplete("cryo " CRYO_VERSION " is dumping pid " + std::to_string(opts.pid) +
+                                    " here; if this file stays, the dump did not finish");
+  // An inventory left by an earlier dump must not vouch for this one's files.
+  if (s.ok()) s = opts.env->RemoveFile(opts.images_dir + "/" + image::InventoryName());
+  if (s.ok()) s = DumpTree(opts, writer, t0, &complete);
+  if (!s.ok() && !complete) {
+    // The tree is detached by now: its files can go.
+    Status d = writer->Discard();
+    if (!d.ok()) LOG_WARN("removing the partial image: %s", d.ToString().c_str());
+  }
+  return s;
 }
 
 }  // namespace cryo

@@ -24,6 +24,7 @@
 #include "base/clock.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/privileges.h"
 #include "base/unique_fd.h"
 #include "files/fd_pool.h"
 #include "files/fd_table.h"
@@ -274,6 +275,7 @@ Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::vec
 
 Result<pid_t> Restore(const RestoreOptions& opts) {
   const double t0 = Now();
+  CRYO_RETURN_IF_ERROR(CheckPrivileges());
   CRYO_ASSIGN_OR_RETURN(image::LoadedImage img, image::LoadImage(opts.images_dir));
   const pid_t root = img.inventory.root_pid();
   CRYO_RETURN_IF_ERROR(CheckCpu(img.inventory));

@@ -18,6 +18,8 @@ constexpr uint64_t kPfKthread = 0x00200000;
 
 std::string Pid(pid_t pid) { return "pid " + std::to_string(pid); }
 std::string Tid(pid_t tid) { return "task " + std::to_string(tid); }
+
+bool IsStopSignal(int sig) { return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
 }  // namespace
 
 Status CheckDumpable(pid_t pid) {
@@ -64,22 +66,30 @@ Status SeizedProcess::SeizeThread(pid_t tid) {
   return Status::Ok();
 }
 
-// Waits for the interrupt stop of one thread. A signal dequeued meanwhile into a
-// signal-delivery-stop is kept (with its siginfo); a clone event lets the
-// parent go on to its interrupt stop (the child is auto-attached).
+// Waits for the interrupt stop of one thread. A stop signal dequeued meanwhile
+// into a signal-delivery-stop is kept (with its siginfo); any other signal is
+// delivered now (its handler is entered before the interrupt stop), as it
+// would have been without cryo: a signal cryo held back would be lost if cryo
+// died. A clone event lets the parent go on to its interrupt stop (the child
+// is auto-attached).
 Status SeizedProcess::WaitInterrupted(SeizedTask& t) {
   for (int i = 0; i < 256; ++i) {
     CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(t.tid));
     if (si.exited) return Status::Errno(ESRCH, Tid(t.tid) + " exited while being seized");
     if (si.event_stop()) return Status::Ok();
-    if (si.signal_delivery_stop()) {
+    long deliver = 0;
+    if (si.signal_delivery_stop() && !IsStopSignal(si.stopsig)) {
+      LOG_DEBUG("%s: signal %d delivered while seizing", Tid(t.tid).c_str(), si.stopsig);
+      deliver = si.stopsig;
+    } else if (si.signal_delivery_stop()) {
       std::vector<uint8_t> info(128);
       if (ptrace(PTRACE_GETSIGINFO, t.tid, nullptr, info.data()) != 0) return Status::FromErrno("PTRACE_GETSIGINFO " + Tid(t.tid));
       LOG_DEBUG("%s: intercepted signal %d while seizing", Tid(t.tid).c_str(), si.stopsig);
       t.intercepted.push_back(std::move(info));
     }
     if (ptrace(PTRACE_INTERRUPT, t.tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_INTERRUPT " + Tid(t.tid));
-    if (ptrace(PTRACE_CONT, t.tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_CONT " + Tid(t.tid));
+    if (ptrace(PTRACE_CONT, t.tid, nullptr, reinterpret_cast<void*>(deliver)) != 0)
+      return Status::FromErrno("PTRACE_CONT " + Tid(t.tid));
   }
   return Status::Error(Tid(t.tid) + " did not stop");
 }
