@@ -24,7 +24,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,19 +41,6 @@ def find(arg, *candidates):
         if c and os.path.exists(c):
             return os.path.abspath(c)
     sys.exit("not found: %s (build first, or pass the path)" % " or ".join(candidates))
-
-
-def timed_dump(h, w, images, leave_running, delay, sig):
-    args = [h.cryo, "dump", "-t", str(w.pid), "-D", images] + (["--leave-running"] if leave_running else [])
-    err = os.path.join(h.tmp_root, "timed.err")
-    with open(err, "wb") as e:
-        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=e, close_fds=True)
-    time.sleep(delay)
-    if p.poll() is None:
-        p.send_signal(getattr(signal, "SIG" + sig))
-    rc = p.wait(timeout=120)
-    h.reap_orphans()
-    return cryotest.CryoResult(args, rc, "", cryotest.read_text(err, ""), None)
 
 
 def main():
@@ -97,18 +83,18 @@ def main():
             total = totals[(kind, True)] + (0 if leave_running else 10)
             images = os.path.join(tmp, "img-%d" % n)
             before = faultlib.snapshot(w.pid)
+            point = delay = None
             if rng.random() < 0.25:
-                how = "after %.1f ms" % (lengths[kind] * 1e3 * rng.random())
-                r = timed_dump(h, w, images, leave_running, float(how.split()[1]) / 1e3, sig)
+                delay = lengths[kind] * rng.random()
+                how = "after %.1f ms" % (delay * 1e3)
             else:
                 point = rng.randint(1, total)
                 how = "at fault point %d/%d" % (point, total)
-                r = faultlib.fault_dump(h, w, images, leave_running, point, sig)
             what = "run %d: %s, %s mode, SIG%s %s" % (n, kind, "leave-running" if leave_running else "kill", sig, how)
             runs += 1
             by[(kind, sig)] = by.get((kind, sig), 0) + 1
             try:
-                live[kind] = faultlib.check_after(h, w, before, images, r, sig, leave_running, what)
+                live[kind] = faultlib.interrupted_dump(h, w, images, leave_running, sig, what, point, delay)
             except cryotest.TestFailure as e:
                 problem = faultlib.free_of_cryo(before, timeout=1.0)
                 original = problem is not None or not cryotest.pid_alive(w.pid)

@@ -86,6 +86,12 @@ int Interrupted(int sig, pid_t pid, const Status& s) {
 
 int main(int argc, char** argv) {
   using namespace cryo;
+  // Until the command is known (a dump catches them, the others die by them),
+  // SIGINT, SIGTERM, SIGHUP and SIGPIPE wait.
+  sigset_t interrupts, old_mask;
+  sigemptyset(&interrupts);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) sigaddset(&interrupts, sig);
+  sigprocmask(SIG_BLOCK, &interrupts, &old_mask);
   CLI::App app{"cryo: checkpoint and restore Linux processes.\n\n"
                "  cryo check                     can this kernel checkpoint?\n"
                "  cryo dump -t PID -D DIR        checkpoint a process into DIR (then kill it)\n"
@@ -132,8 +138,15 @@ int main(int argc, char** argv) {
     sub->add_flag("-v,--verbose", verbosity, "more messages on stderr (-vv for debug)");
   }
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    return app.exit(e);
+  }
   InitFaultPoints();
+  if (*app.get_subcommand("dump")) CatchInterrupts();
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   SetStderrLogLevel(verbosity >= 2 ? LogLevel::kDebug : verbosity == 1 ? LogLevel::kInfo : LogLevel::kWarn);
   if (!log_file.empty()) {
     Status s = OpenLogFile(log_file);
@@ -142,7 +155,6 @@ int main(int argc, char** argv) {
 
   if (*dump_cmd) {
     dump.show_progress = progress;
-    CatchInterrupts();
     Status s = Dump(dump);
     ReportFaultPoints();
     if (const int sig = InterruptSignal()) {

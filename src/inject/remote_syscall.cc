@@ -80,15 +80,8 @@ Result<std::unique_ptr<RemoteSyscaller>> RemoteSyscaller::Attach(SeizedProcess& 
   p->sig_cgt = sig_cgt;
   CRYO_ASSIGN_OR_RETURN(p->code, InjectedCode::Find(leader.tid, vmas));
   CRYO_RETURN_IF_ERROR(ReclaimTasks(sp, p->code));
-  std::unique_ptr<RemoteSyscaller> rs(new RemoteSyscaller());
-  rs->tid_ = leader.tid;
-  rs->tgid_ = leader.tid;
-  rs->proc_ = p;
+  std::unique_ptr<RemoteSyscaller> rs(new RemoteSyscaller(leader, p));
   rs->owner_ = true;
-  rs->own_ = leader.regs;
-  rs->own_mask_ = leader.sigmask;
-  rs->own_xsave_ = leader.xsave;
-  rs->batch_signal_ = BatchEndSignal(sig_ign, sig_cgt, leader.sigmask);
   p->owner = rs.get();
   return rs;
 }
@@ -104,16 +97,17 @@ std::unique_ptr<RemoteSyscaller> RemoteSyscaller::Unguarded(pid_t tid, const use
 
 Result<std::unique_ptr<RemoteSyscaller>> RemoteSyscaller::ForThread(const SeizedTask& task) {
   if (!guarded()) return Status::Error("internal: ForThread on an unguarded remote syscaller");
-  std::unique_ptr<RemoteSyscaller> rs(new RemoteSyscaller());
-  rs->tid_ = task.tid;
-  rs->tgid_ = tgid_;
-  rs->proc_ = proc_;
-  rs->own_ = task.regs;
-  rs->own_mask_ = task.sigmask;
-  rs->own_xsave_ = task.xsave;
-  rs->batch_signal_ = BatchEndSignal(proc_->sig_ign, proc_->sig_cgt, task.sigmask);
-  return rs;
+  return std::unique_ptr<RemoteSyscaller>(new RemoteSyscaller(task, proc_));
 }
+
+RemoteSyscaller::RemoteSyscaller(const SeizedTask& task, std::shared_ptr<RemoteProcess> proc)
+    : tid_(task.tid),
+      tgid_(proc->pid),
+      proc_(std::move(proc)),
+      own_(task.regs),
+      own_mask_(task.sigmask),
+      own_xsave_(task.xsave),
+      batch_signal_(BatchEndSignal(proc_->sig_ign, proc_->sig_cgt, task.sigmask)) {}
 
 RemoteSyscaller::~RemoteSyscaller() {
   if (!guarded()) return;
@@ -237,17 +231,22 @@ Status RemoteSyscaller::WaitSyscallStops(long nr) {
   }
 }
 
+// `base` with the call's number and arguments loaded, at `rip`.
+static user_regs_struct CallRegs(user_regs_struct base, long nr, const uint64_t args[6], uint64_t rip) {
+  base.rax = static_cast<unsigned long long>(nr);
+  base.orig_rax = static_cast<unsigned long long>(-1);  // no syscall-restart rewrite of our registers
+  base.rdi = args[0];
+  base.rsi = args[1];
+  base.rdx = args[2];
+  base.r10 = args[3];
+  base.r8 = args[4];
+  base.r9 = args[5];
+  base.rip = rip;
+  return base;
+}
+
 Result<long> RemoteSyscaller::UnguardedSyscall(long nr, const uint64_t args[6]) {
-  user_regs_struct r = own_;
-  r.rax = static_cast<unsigned long long>(nr);
-  r.orig_rax = static_cast<unsigned long long>(-1);
-  r.rdi = args[0];
-  r.rsi = args[1];
-  r.rdx = args[2];
-  r.r10 = args[3];
-  r.r8 = args[4];
-  r.r9 = args[5];
-  r.rip = syscall_insn_;
+  const user_regs_struct r = CallRegs(own_, nr, args, syscall_insn_);
   CRYO_RETURN_IF_ERROR(SetRegs(tid_, r));
   if (ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_SYSCALL " + Tid(tid_));
   CRYO_RETURN_IF_ERROR(WaitSyscallStops(nr));
@@ -262,15 +261,7 @@ Result<long> RemoteSyscaller::Syscall(long nr, uint64_t a1, uint64_t a2, uint64_
   if (!guarded()) return UnguardedSyscall(nr, args);
   if (loop_running_) return Status::Error("internal: remote syscall on " + Tid(tid_) + " during its batch");
   CRYO_RETURN_IF_ERROR(Enter());
-  user_regs_struct r = base_;
-  r.rax = static_cast<unsigned long long>(nr);
-  r.rdi = a1;
-  r.rsi = a2;
-  r.rdx = a3;
-  r.r10 = a4;
-  r.r8 = a5;
-  r.r9 = a6;
-  r.rip = proc_->code.call();
+  user_regs_struct r = CallRegs(base_, nr, args, proc_->code.call());
   r.r15 = Finisher();
   CRYO_RETURN_IF_ERROR(Inject(r, PTRACE_SYSCALL));
   CRYO_RETURN_IF_ERROR(WaitSyscallStops(nr));

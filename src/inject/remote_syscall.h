@@ -117,6 +117,7 @@ class RemoteSyscaller {
 
  private:
   RemoteSyscaller() = default;
+  RemoteSyscaller(const SeizedTask& task, std::shared_ptr<RemoteProcess> proc);
   bool guarded() const { return proc_ != nullptr; }
   Status Enter();
   Status Inject(const user_regs_struct& regs, int request);

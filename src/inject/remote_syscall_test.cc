@@ -1,4 +1,5 @@
 #include "inject/remote_syscall.h"
+#include "inject/test_child.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -100,13 +101,7 @@ void RunBatch(Trap trap, bool expect_one_stop, bool fallback) {
   int to_child = -1, from_child = -1;
   const pid_t pid = StartChild(trap, &to_child, &from_child);
   ASSERT_GT(pid, 0);
-  struct KillOnExit {
-    pid_t pid;
-    bool reaped = false;
-    ~KillOnExit() {
-      if (!reaped && ::kill(pid, SIGKILL) == 0) waitpid(pid, nullptr, 0);
-    }
-  } guard{pid};
+  KillOnExit guard{pid};
   // Blocked in read(2), so that it does not use its stack after the detach
   // before the test looks at it.
   for (int i = 0; i < 500; ++i) {
@@ -240,12 +235,7 @@ TEST(RemoteBatchTest, ThreadsRunTheirBatchesTogether) {
     if (write(fds[1], done, sizeof(done)) != sizeof(done)) _exit(1);
     for (;;) pause();
   }
-  struct KillOnExit {
-    pid_t pid;
-    ~KillOnExit() {
-      if (::kill(pid, SIGKILL) == 0) waitpid(pid, nullptr, 0);
-    }
-  } guard{pid};
+  KillOnExit guard{pid};
   close(fds[1]);
   std::map<pid_t, int> index;  // tid -> i
   for (int k = 0; k <= kThreads; ++k) {

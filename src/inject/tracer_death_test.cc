@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@
 #include "base/interrupt.h"
 #include "inject/injected_code.h"
 #include "inject/remote_syscall.h"
+#include "inject/test_child.h"
 #include "proc/proc.h"
 #include "seize/seize.h"
 
@@ -240,12 +242,7 @@ TEST_P(TracerDeathTest, TheTargetRunsOnAsItWasWhereverTheTracerDies) {
     g_res = res[1];
     RunTarget();
   }
-  struct KillOnExit {
-    pid_t pid;
-    ~KillOnExit() {
-      if (::kill(pid, SIGKILL) == 0) waitpid(pid, nullptr, 0);
-    }
-  } guard{target};
+  KillOnExit guard{target};
   char c;
   ASSERT_TRUE(ReadByte(res[0], &c));
   ASSERT_EQ(c, 'R');
@@ -313,6 +310,110 @@ TEST_P(TracerDeathTest, TheTargetRunsOnAsItWasWhereverTheTracerDies) {
 
 INSTANTIATE_TEST_SUITE_P(CodePlaces, TracerDeathTest, testing::Values(false, true),
                          [](const testing::TestParamInfo<bool>& i) { return i.param ? "Fallback" : "InVdso"; });
+
+// ---------------------------------------------------------------- reclaim
+
+// A thread seized in a sleep, whose tracer dies during one of its remote
+// calls, sleeps out the rest in cryo's code ("restart"). A second tracer
+// finds it there and takes it back to its own state (reclaim.h): the sleep
+// goes on where the thread's own code was, ends at its deadline and
+// returns 0; the code is then removed from the vDSO.
+TEST(ReclaimTest, ASleepLeftInCryosCodeIsTakenBack) {
+  int res[2];
+  ASSERT_EQ(pipe(res), 0);
+  const pid_t target = fork();
+  if (target == 0) {
+    static int out;
+    out = res[1];
+    pthread_t t;
+    auto sleeper = [](void*) -> void* {
+      struct timespec a, b, req = {1, 500 * 1000 * 1000}, rem;
+      clock_gettime(CLOCK_MONOTONIC, &a);
+      if (write(out, "R", 1) != 1) _exit(3);
+      const int r = clock_nanosleep(CLOCK_MONOTONIC, 0, &req, &rem);
+      clock_gettime(CLOCK_MONOTONIC, &b);
+      const long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+      const long rec[2] = {r, ms};
+      if (write(out, rec, sizeof(rec)) != sizeof(rec)) _exit(3);
+      return nullptr;
+    };
+    if (pthread_create(&t, nullptr, sleeper, nullptr) != 0) _exit(2);
+    for (;;) pause();
+  }
+  KillOnExit guard{target};
+  char c;
+  ASSERT_TRUE(ReadByte(res[0], &c));
+  usleep(50000);  // in its sleep
+  auto tids = proc::ListThreads(target);
+  ASSERT_TRUE(tids.ok() && tids->size() == 2u);
+  const pid_t sleeper = (*tids)[1];
+  auto vmas = proc::ReadVmas(target);
+  ASSERT_TRUE(vmas.ok());
+  std::string vdso;
+  for (const proc::Vma& v : *vmas)
+    if (v.name == "[vdso]") {
+      vdso.resize(v.end - v.start);
+      struct iovec l = {vdso.data(), vdso.size()}, r = {reinterpret_cast<void*>(v.start), vdso.size()};
+      ASSERT_EQ(process_vm_readv(target, &l, 1, &r, 1, 0), static_cast<ssize_t>(vdso.size()));
+    }
+  // The first tracer: one call in the sleeping thread, then death.
+  const pid_t first = fork();
+  if (first == 0) {
+    auto sp = SeizedProcess::Seize(target);
+    if (!sp.ok()) _exit(10);
+    auto st = proc::ReadStatus(target);
+    auto rs = RemoteSyscaller::Attach(**sp, *vmas, st->sig_ign, st->sig_cgt);
+    if (!rs.ok() || !(*rs)->MapScratch(64 << 10).ok()) _exit(11);
+    auto t = (*rs)->ForThread((*sp)->threads()[1]);
+    if (!t.ok() || !(*t)->Syscall(SYS_getpid).ok()) _exit(12);
+    raise(SIGKILL);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(first, &status, 0), first);
+  ASSERT_TRUE(WIFSIGNALED(status)) << status;
+  // Now in restart_syscall, called from cryo's code in the vDSO.
+  usleep(50000);
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", target, sleeper);
+  FILE* f = fopen(path, "r");
+  ASSERT_NE(f, nullptr);
+  long nr = -1;
+  ASSERT_EQ(fscanf(f, "%ld", &nr), 1);
+  fclose(f);
+  EXPECT_EQ(nr, SYS_restart_syscall);
+  // The second tracer reclaims it and finishes normally.
+  const pid_t second = fork();
+  if (second == 0) {
+    auto sp = SeizedProcess::Seize(target);
+    if (!sp.ok()) _exit(20);
+    auto vm = proc::ReadVmas(target);
+    auto st = proc::ReadStatus(target);
+    auto rs = RemoteSyscaller::Attach(**sp, *vm, st->sig_ign, st->sig_cgt);
+    if (!rs.ok()) _exit(21);
+    const user_regs_struct& r = (*sp)->threads()[1].regs;
+    if (static_cast<long>(r.orig_rax) != SYS_clock_nanosleep || static_cast<long>(r.rax) != -516) _exit(22);
+    if (!(*rs)->MapScratch(64 << 10).ok() || !(*rs)->Finish().ok()) _exit(23);
+    _exit((*sp)->Detach().ok() ? 0 : 24);
+  }
+  ASSERT_EQ(waitpid(second, &status, 0), second);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  long rec[2];
+  struct pollfd p = {res[0], POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 10000), 1);
+  ASSERT_EQ(read(res[0], rec, sizeof(rec)), static_cast<ssize_t>(sizeof(rec)));
+  EXPECT_EQ(rec[0], 0) << "clock_nanosleep's result";
+  EXPECT_GE(rec[1], 1500) << "the sleep ended before its deadline";
+  // cryo's code is gone from the vDSO.
+  std::string now(vdso.size(), '\0');
+  for (const proc::Vma& v : *vmas)
+    if (v.name == "[vdso]") {
+      struct iovec l = {now.data(), now.size()}, r = {reinterpret_cast<void*>(v.start), now.size()};
+      ASSERT_EQ(process_vm_readv(target, &l, 1, &r, 1, 0), static_cast<ssize_t>(now.size()));
+    }
+  EXPECT_EQ(now, vdso);
+  close(res[0]);
+  close(res[1]);
+}
 
 }  // namespace
 }  // namespace cryo

@@ -39,10 +39,8 @@ def campaign(h, kind, points=POINTS_PER_CASE):
         for sig in ("KILL", "INT"):
             for point in faultlib.spread(total, points):
                 what = "%s, %s mode, SIG%s at fault point %d of %d" % (kind, mode, sig, point, total)
-                before = faultlib.snapshot(w.pid)
-                images = os.path.join(h.tmp_root, "img-%d" % point)
-                r = faultlib.fault_dump(h, w, images, leave_running, point, sig)
-                w = faultlib.check_after(h, w, before, images, r, sig, leave_running, what)
+                w = faultlib.interrupted_dump(h, w, os.path.join(h.tmp_root, "img-%d" % point), leave_running,
+                                              sig, what, point=point)
     h.verify_ok(w, exit=True, when="at the end")
     check_eq(h.wait_exit(w), ("exit", 0), "exit status at the end")
 
@@ -98,25 +96,6 @@ def test_fault_points_terminal(h):
     check("C-OK" in line, "pty verify: %s" % line)
 
 
-def timed_dump(h, w, images, leave_running, delay, sig):
-    """A dump that gets `sig` after `delay` seconds (if still running)."""
-    args = [h.cryo, "dump", "-t", str(w.pid), "-D", images] + (["--leave-running"] if leave_running else [])
-    err = os.path.join(h.tmp_root, "timed.err")
-    with open(err, "wb") as e:
-        p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=e, close_fds=True)
-    time.sleep(delay)
-    if p.poll() is None:
-        p.send_signal(sig)
-    try:
-        rc = p.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.wait(timeout=10)
-        fail("cryo did not finish within 60 s of SIG%s" % signal.Signals(sig).name)
-    h.reap_orphans()
-    return cryotest.CryoResult(args, rc, "", read_text(err, ""), None)
-
-
 def test_timed_signals(h):
     """SIGKILL, SIGINT, SIGTERM, SIGHUP at random moments of dumps of a tree."""
     rng = random.Random(8)
@@ -130,10 +109,8 @@ def test_timed_signals(h):
         leave_running = rng.random() < 0.5
         delay = rng.uniform(0, length)
         what = "SIG%s after %.1f ms of a %s dump" % (sig, delay * 1e3, "--leave-running" if leave_running else "kill-mode")
-        before = faultlib.snapshot(w.pid)
-        images = os.path.join(h.tmp_root, "img-timed-%d" % i)
-        r = timed_dump(h, w, images, leave_running, delay, getattr(signal, "SIG" + sig))
-        w = faultlib.check_after(h, w, before, images, r, sig, leave_running, what)
+        w = faultlib.interrupted_dump(h, w, os.path.join(h.tmp_root, "img-timed-%d" % i), leave_running, sig,
+                                      what, delay=delay)
     h.verify_ok(w, exit=True, when="at the end")
     check_eq(h.wait_exit(w), ("exit", 0), "exit status at the end")
 
