@@ -43,6 +43,11 @@ def find(arg, *candidates):
     sys.exit("not found: %s (build first, or pass the path)" % " or ".join(candidates))
 
 
+def mappings(tree):
+    """How many VMAs the processes of a tree have."""
+    return sum(len(cryotest.read_text("/proc/%d/maps" % pid, "").splitlines()) for pid in tree)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=300)
@@ -64,7 +69,7 @@ def main():
     live = {}       # kind -> workload
     totals = {}     # (kind, leave_running) -> fault points of a whole dump
     lengths = {}    # kind -> seconds of a whole --leave-running dump
-    runs = harmed = other = 0
+    runs = harmed = other = leaks = 0
     by = {}
     t0 = time.monotonic()
     try:
@@ -83,6 +88,7 @@ def main():
             total = totals[(kind, True)] + (0 if leave_running else 10)
             images = os.path.join(tmp, "img-%d" % n)
             before = faultlib.snapshot(w.pid)
+            maps = mappings(before)
             point = delay = None
             if rng.random() < 0.25:
                 delay = lengths[kind] * rng.random()
@@ -95,6 +101,8 @@ def main():
             by[(kind, sig)] = by.get((kind, sig), 0) + 1
             try:
                 live[kind] = faultlib.interrupted_dump(h, w, images, leave_running, sig, what, point, delay)
+                if live[kind] is w and mappings(before) > maps:
+                    leaks += 1  # the scratch memory of a killed cryo (architecture.md, "Tracer death")
             except cryotest.TestFailure as e:
                 problem = faultlib.free_of_cryo(before, timeout=1.0)
                 original = problem is not None or not cryotest.pid_alive(w.pid)
@@ -119,8 +127,8 @@ def main():
         problems = h.cleanup()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    print("\nbench_interrupt: %d runs in %.0f s (seed %d): %d originals harmed, %d other failures"
-          % (runs, time.monotonic() - t0, seed, harmed, other))
+    print("\nbench_interrupt: %d runs in %.0f s (seed %d): %d originals harmed, %d other failures, "
+          "%d left an unused mapping behind" % (runs, time.monotonic() - t0, seed, harmed, other, leaks))
     for (kind, sig), k in sorted(by.items()):
         print("  %-8s SIG%-4s %d runs" % (kind, sig, k))
     for p in problems:
