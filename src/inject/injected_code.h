@@ -1,4 +1,4 @@
-// The code cryo runs inside a seized task (remote_syscall.h), 114 bytes:
+// The code cryo runs inside a seized task (remote_syscall.h), 127 bytes:
 //
 //   +0x00 call:      syscall; jmp *%r15          the call in rax, then r15
 //   +0x05 loop:      a batch: for each 64-byte entry {nr, a1..a6, result} of
@@ -9,6 +9,8 @@
 //                    restart_syscall(); the result into the frame's rax;
 //                    then:
 //   +0x6d sigreturn: push $15; pop %rax; syscall (rt_sigreturn)
+//   +0x72 unmap_result: munmap(rax, rsi); jmp *%r14: after the mmap of the
+//                    scratch memory, its way back unmaps what it mapped
 //
 // "restart" is how a task seized in a system call interrupted with
 // ERESTART_RESTARTBLOCK (nanosleep, clock_nanosleep, poll, futex waits with
@@ -47,8 +49,9 @@ namespace cryo {
 
 class InjectedCode {
  public:
-  static constexpr size_t kSize = 114;
-  static constexpr uint64_t kCall = 0x00, kLoop = 0x05, kAfterLoopSyscall = 0x27, kRestart = 0x42, kSigreturn = 0x6d;
+  static constexpr size_t kSize = 127;
+  static constexpr uint64_t kCall = 0x00, kLoop = 0x05, kAfterLoopSyscall = 0x27, kRestart = 0x42, kSigreturn = 0x6d,
+                            kUnmapResult = 0x72;
   // The trampoline at EI_PAD: the call, then rt_sigreturn at +2.
   static constexpr uint8_t kBootCode[7] = {0x0f, 0x05, 0x6a, 0x0f, 0x58, 0x0f, 0x05};
   static constexpr uint64_t kEiPad = 9;

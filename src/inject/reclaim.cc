@@ -39,7 +39,9 @@ Status Reclaim(SeizedTask& t, const InjectedCode::Place& at) {
   user_regs_struct r = parsed->regs;
   r.orig_rax = static_cast<unsigned long long>(-1);
   if (parsed->note.restart && !at.boot) {
-    if (at.offset < kAfterRestartSyscall || (at.offset == kAfterRestartSyscall && Restarting(t.regs))) {
+    // Not through "restart" yet (the call, the loop, unmap_result), or in it.
+    const bool before = at.offset < kAfterRestartSyscall || at.offset >= InjectedCode::kUnmapResult;
+    if (before || (at.offset == kAfterRestartSyscall && Restarting(t.regs))) {
       // Still in the interrupted call: as the kernel left it the first time.
       r.orig_rax = parsed->note.orig_rax;
       r.rax = static_cast<unsigned long long>(-516);  // ERESTART_RESTARTBLOCK

@@ -259,15 +259,26 @@ Result<long> RemoteSyscaller::Syscall(long nr, uint64_t a1, uint64_t a2, uint64_
                                       uint64_t a6) {
   const uint64_t args[6] = {a1, a2, a3, a4, a5, a6};
   if (!guarded()) return UnguardedSyscall(nr, args);
+  return Call(nr, args, false);
+}
+
+// With `unmap_result` (an mmap, in the vDSO's code), the way back first
+// unmaps what the call mapped: a cryo dying before it has parked the owner
+// leaves no mapping.
+Result<long> RemoteSyscaller::Call(long nr, const uint64_t args[6], bool unmap_result) {
   if (loop_running_) return Status::Error("internal: remote syscall on " + Tid(tid_) + " during its batch");
   CRYO_RETURN_IF_ERROR(Enter());
   user_regs_struct r = CallRegs(base_, nr, args, proc_->code.call());
   r.r15 = Finisher();
+  if (unmap_result && proc_->code.in_vdso()) {
+    r.r14 = r.r15;
+    r.r15 = proc_->code.base() + InjectedCode::kUnmapResult;
+  }
   CRYO_RETURN_IF_ERROR(Inject(r, PTRACE_SYSCALL));
   CRYO_RETURN_IF_ERROR(WaitSyscallStops(nr));
   user_regs_struct out;
   CRYO_RETURN_IF_ERROR(GetRegs(tid_, &out));
-  CRYO_RETURN_IF_ERROR(Park());
+  if (!unmap_result) CRYO_RETURN_IF_ERROR(Park());  // (else already at rest on a way back that unmaps)
   return static_cast<long>(out.rax);
 }
 
@@ -366,8 +377,8 @@ Result<std::vector<long>> RemoteSyscaller::Batch(const std::vector<RemoteCall>& 
 Status RemoteSyscaller::MapScratch(size_t size) {
   if (!guarded() || !owner_) return Status::Error("internal: MapScratch on a syscaller that does not own the scratch memory");
   if (proc_->code.in_vdso()) {
-    CRYO_ASSIGN_OR_RETURN(long addr, Syscall(SYS_mmap, 0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                                             static_cast<uint64_t>(-1), 0));
+    const uint64_t args[6] = {0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0};
+    CRYO_ASSIGN_OR_RETURN(long addr, Call(SYS_mmap, args, true));
     if (IsError(addr)) return Status::Errno(static_cast<int>(-addr), "remote mmap of scratch memory in " + Tid(tid_));
     proc_->scratch = static_cast<uint64_t>(addr);
     proc_->scratch_size = proc_->mapping_len = size;

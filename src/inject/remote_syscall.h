@@ -127,6 +127,7 @@ class RemoteSyscaller {
   Status Park();
   uint64_t Finisher() const;
   Result<long> UnguardedSyscall(long nr, const uint64_t args[6]);
+  Result<long> Call(long nr, const uint64_t args[6], bool unmap_result);
 
   pid_t tid_ = 0;
   pid_t tgid_ = 0;
