@@ -97,7 +97,9 @@ std::unique_ptr<RemoteSyscaller> RemoteSyscaller::Unguarded(pid_t tid, const use
 
 Result<std::unique_ptr<RemoteSyscaller>> RemoteSyscaller::ForThread(const SeizedTask& task) {
   if (!guarded()) return Status::Error("internal: ForThread on an unguarded remote syscaller");
-  return std::unique_ptr<RemoteSyscaller>(new RemoteSyscaller(task, proc_));
+  std::unique_ptr<RemoteSyscaller> rs(new RemoteSyscaller(task, proc_));
+  rs->stop_sink_ = stop_sink_;
+  return rs;
 }
 
 RemoteSyscaller::RemoteSyscaller(const SeizedTask& task, std::shared_ptr<RemoteProcess> proc)
@@ -203,15 +205,31 @@ Status RemoteSyscaller::Park() {
   return SetRegs(tid_, r);
 }
 
-Status RemoteSyscaller::OnOtherStop(int stopsig, int event, const char* during) {
-  // SIGKILL and SIGSTOP cannot be blocked, nor can the batch signal be (it
-  // is ignored and not blocked by the thread: dropping it is what the kernel
-  // would have done); anything else here is unexpected. Resuming with no
-  // signal discards it.
-  if (stopsig == batch_signal_ && event == 0)
-    LOG_DEBUG("%s: signal %d sent during %s dropped (the process ignores it)", Tid(tid_).c_str(), stopsig, during);
+Status RemoteSyscaller::OnOtherStop(const StopInfo& si, const char* during) {
+  // A PTRACE_EVENT_STOP: a group-stop trap (the task was stopped when seized
+  // and PTRACE_INTERRUPT asked for one more trap, or a SIGSTOP/SIGCONT
+  // arrived meanwhile: ptrace(2) "Group-stop"). Resuming it does not end the
+  // group-stop, which the detach re-enters.
+  if (si.event_stop()) {
+    LOG_DEBUG("%s: group-stop or interrupt trap (signal %d) during %s; resumed", Tid(tid_).c_str(), si.stopsig, during);
+    return Status::Ok();
+  }
+  // Every signal is blocked but SIGKILL, SIGSTOP and the batch signal: a
+  // SIGSTOP sent meanwhile is dequeued into a signal-delivery-stop. Resuming
+  // with no signal keeps it from stopping the task now; the stop is recorded
+  // and takes effect at the detach (SeizedProcess::pending_stop()).
+  if (si.signal_delivery_stop() && si.stopsig == SIGSTOP) {
+    LOG_DEBUG("%s: SIGSTOP dequeued during %s; kept for after the dump", Tid(tid_).c_str(), during);
+    if (stop_sink_) *stop_sink_ = SIGSTOP;
+    return Status::Ok();
+  }
+  // The batch signal is ignored by the process and not blocked by the
+  // thread: dropping it is what the kernel would have done. Anything else
+  // here is unexpected. Resuming with no signal discards it.
+  if (si.stopsig == batch_signal_ && si.event == 0)
+    LOG_DEBUG("%s: signal %d sent during %s dropped (the process ignores it)", Tid(tid_).c_str(), si.stopsig, during);
   else
-    LOG_WARN("%s: unexpected stop (signal %d, event %d) during %s", Tid(tid_).c_str(), stopsig, event, during);
+    LOG_WARN("%s: unexpected stop (signal %d, event %d) during %s", Tid(tid_).c_str(), si.stopsig, si.event, during);
   return Status::Ok();
 }
 
@@ -224,7 +242,7 @@ Status RemoteSyscaller::WaitSyscallStops(long nr) {
     if (si.syscall_stop()) {
       if (++stops == 2) return Status::Ok();
     } else {
-      CRYO_RETURN_IF_ERROR(OnOtherStop(si.stopsig, si.event, during.c_str()));
+      CRYO_RETURN_IF_ERROR(OnOtherStop(si, during.c_str()));
     }
     FaultPoint();
     if (ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_SYSCALL " + Tid(tid_));
@@ -351,7 +369,7 @@ Status RemoteSyscaller::WaitBatchEnd() {
       if (info.si_code == kSiTkill && info.si_pid == tgid_ && out.rip == proc_->code.base() + InjectedCode::kAfterLoopSyscall)
         return Status::Ok();
     }
-    CRYO_RETURN_IF_ERROR(OnOtherStop(si.stopsig, si.event, "a batch of remote syscalls"));
+    CRYO_RETURN_IF_ERROR(OnOtherStop(si, "a batch of remote syscalls"));
     FaultPoint();
     if (ptrace(PTRACE_CONT, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_CONT " + Tid(tid_));
   }

@@ -44,6 +44,7 @@
 #include "base/status.h"
 #include "inject/sigframe.h"
 #include "proc/proc.h"
+#include "seize/ptrace_util.h"
 #include "seize/seize.h"
 
 namespace cryo {
@@ -115,6 +116,11 @@ class RemoteSyscaller {
   // syscall restart it was due), the stack bytes under its frame.
   Status Release();
 
+  // Where to note a SIGSTOP the task dequeues while it runs our calls (set to
+  // SIGSTOP): it cannot be blocked, and is kept from taking effect; the caller
+  // records it as a stop to come. Inherited by ForThread().
+  void SetStopSink(int* sink) { stop_sink_ = sink; }
+
  private:
   RemoteSyscaller() = default;
   RemoteSyscaller(const SeizedTask& task, std::shared_ptr<RemoteProcess> proc);
@@ -123,13 +129,16 @@ class RemoteSyscaller {
   Status Inject(const user_regs_struct& regs, int request);
   Status WaitSyscallStops(long nr);
   Status WaitBatchEnd();
-  Status OnOtherStop(int stopsig, int event, const char* during);
+  // A stop other than the one awaited: resumed with no signal, after noting
+  // what it was (a group-stop or interrupt trap, a SIGSTOP dequeued).
+  Status OnOtherStop(const StopInfo& si, const char* during);
   Status Park();
   uint64_t Finisher() const;
   Result<long> UnguardedSyscall(long nr, const uint64_t args[6]);
   Result<long> Call(long nr, const uint64_t args[6], bool unmap_result);
 
   pid_t tid_ = 0;
+  int* stop_sink_ = nullptr;
   pid_t tgid_ = 0;
   std::shared_ptr<RemoteProcess> proc_;  // null: unguarded
   bool owner_ = false;                   // owns the scratch memory
