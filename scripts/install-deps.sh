@@ -5,6 +5,8 @@ set -euo pipefail
 PKGS=(g++ cmake ninja-build pkg-config libprotobuf-dev protobuf-compiler libcli11-dev
       libzstd-dev libxxhash-dev libgtest-dev python3 iproute2
       openjdk-17-jre-headless openjdk-17-jdk-headless)
+# tests/e2e/test_postgres.py: the server, initdb, pg_ctl and amcheck; psql and pg_isready.
+PKGS+=(postgresql-15 postgresql-client-15)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -68,6 +68,7 @@ const char* ShmKindLabel(ShmKind k) {
     case SHM_MEMFD: return "memfd";
     case SHM_POSIX: return "posix";
     case SHM_SYSV: return "sysv";
+    case SHM_ANON: return "anon";
     default: return "unknown";
   }
 }
@@ -260,7 +261,7 @@ std::string ShowText(const LoadedImage& img) {
       char key[16];
       snprintf(key, sizeof(key), "%#x", static_cast<uint32_t>(so.sysv_key()));
       o << " id " << so.sysv_id() << " key " << key << (so.sysv_removed() ? " (removed)" : "");
-    } else {
+    } else if (so.kind() != SHM_ANON) {
       o << " \"" << so.name() << "\"" << (so.unlinked() ? " (unlinked)" : "");
     }
     o << ", " << so.size() << " bytes, mode 0" << std::oct << so.mode() << std::dec << ", uid " << so.uid() << " gid "

@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "image/format.h"
+#include "mem/anon_shmem.h"
 #include "mem/memfd.h"
 #include "mem/posix_shm.h"
 #include "mem/sysv_shm.h"
@@ -28,6 +29,7 @@ std::string What(const image::ShmObject& o) {
     case image::SHM_MEMFD: return "memfd \"" + o.name() + "\"";
     case image::SHM_POSIX: return "POSIX shared memory " + o.name();
     case image::SHM_SYSV: return "SysV shared memory segment id " + std::to_string(o.sysv_id());
+    case image::SHM_ANON: return "shared anonymous memory object " + std::to_string(o.id());
     default: return "shared memory object " + std::to_string(o.id());
   }
 }
@@ -88,6 +90,8 @@ Result<std::unique_ptr<ShmObjects>> ShmObjects::Create(const image::LoadedImage&
       CRYO_ASSIGN_OR_RETURN(fd, CreateMemfd(o));
     } else if (o.kind() == image::SHM_POSIX) {
       CRYO_ASSIGN_OR_RETURN(fd, CreatePosixShmFile(o, &live.temp_path));
+    } else if (o.kind() == image::SHM_ANON) {
+      CRYO_ASSIGN_OR_RETURN(fd, CreateAnonShmem(o, AnonShmemNoreserve(img, o.id())));
     } else {
       return Status::Error(what + " is of a kind this cryo cannot restore");
     }
