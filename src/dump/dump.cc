@@ -18,6 +18,7 @@
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
 #include "dump/prefetch.h"
+#include "mem/mm_attrs.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
 #include "mem/vma_dump.h"
@@ -112,6 +113,13 @@ Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWrite
   lap(&times->remote);
   CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core).Prefixed("task state"));
   if (out->core.posix_timers_size()) features->insert("posix-timers");
+  image::MmFields* mmf = out->core.mutable_mm();
+  CRYO_RETURN_IF_ERROR(
+      ProbeLockFuture(pid, facts.vmas, rs.scratch(), rs.scratch_size(), mmf->mutable_attrs()).Prefixed("memory"));
+  if (HasMmAttributes(mmf->attrs()))
+    features->insert("mm-attributes");
+  else
+    mmf->clear_attrs();
   lap(&times->task);
 
   const uint64_t bytes = out->mm.total_pages() * image::kPageSize;

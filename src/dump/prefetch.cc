@@ -21,6 +21,7 @@ Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max,
   CRYO_ASSIGN_OR_RETURN(f.status, proc::ReadStatus(pid));
   CRYO_ASSIGN_OR_RETURN(f.vmas, proc::ReadVmas(pid));
   CRYO_RETURN_IF_ERROR(DescribeVmas(pid, f.vmas, &f.mm, &f.shm_maps).Prefixed("memory"));
+  if (HasVmaAttributes(f.mm)) f.features.insert("vma-attributes");
   if (parent) {
     auto inherited = FindInheritedPages(pid, f.mm, parent->pid, parent->mm);
     if (!inherited.ok()) return inherited.status().Prefixed("memory");

@@ -15,6 +15,7 @@
 #include "mem/memfd.h"
 #include "mem/posix_shm.h"
 #include "mem/sysv_shm.h"
+#include "mem/vma_restore.h"
 
 namespace cryo {
 
@@ -214,8 +215,8 @@ Status ShmObjects::MapVma(const image::Vma& v, uint64_t at, int prot) const {
   if (live->obj.kind() == image::SHM_SYSV) return AttachSysvSegment(live->obj, v, at, prot).Prefixed(VmaName(v));
   const bool shared = v.flags() & MAP_SHARED;
   const int fd = shared && v.file_writable() ? live->rw_fd : live->ro_fd;
-  void* p = ::mmap(reinterpret_cast<void*>(at), v.end() - v.start(), prot, MAP_FIXED | (shared ? MAP_SHARED : MAP_PRIVATE),
-                   fd, static_cast<off_t>(v.pgoff()));
+  void* p = ::mmap(reinterpret_cast<void*>(at), v.end() - v.start(), prot, MAP_FIXED | MapFlags(v), fd,
+                   static_cast<off_t>(v.pgoff()));
   if (p == MAP_FAILED) return Status::FromErrno("mmap of " + What(live->obj) + " for " + VmaName(v));
   return Status::Ok();
 }

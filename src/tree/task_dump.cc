@@ -17,6 +17,7 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "mem/mm_attrs.h"
 #include "seize/ptrace_util.h"
 #include "tree/posix_timers.h"
 
@@ -161,6 +162,7 @@ struct ProcessQueries {
   };
   Out out{};
   long securebits = 0, brk = 0, dumpable = 0;
+  image::MmAttributes mm_attrs;
 };
 
 // With the leader's own thread queries (slot 0) in the same batch.
@@ -180,6 +182,13 @@ Status QueryProcess(pid_t pid, RemoteSyscaller& rs, ProcessQueries* q, std::vect
     calls.push_back(c);
     names.push_back(name);
   };
+  // Memory settings (mm_attrs.h): their results are read as they are.
+  const size_t mm_first = calls.size();
+  for (const RemoteCall& c : MmAttributeCalls()) {
+    calls.push_back(c);
+    names.push_back("");
+  }
+  const size_t mm_last = calls.size();
   for (int sig = 1; sig <= 64; ++sig)
     if (sig != SIGKILL && sig != SIGSTOP) add("rt_sigaction", SYS_rt_sigaction, {static_cast<uint64_t>(sig), 0, at(&q->out.actions[sig - 1]), 8});
   const int whiches[3] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
@@ -193,7 +202,9 @@ Status QueryProcess(pid_t pid, RemoteSyscaller& rs, ProcessQueries* q, std::vect
   CRYO_RETURN_IF_ERROR(ThreadResults(pid, r, &(*tq)[0]));
   CRYO_RETURN_IF_ERROR(ReadThreadOuts(rs, 0, 1, tq));
   for (size_t i = kThreadCalls; i < r.size(); ++i)
-    if (std::strcmp(names[i], "brk") != 0) CRYO_RETURN_IF_ERROR(CheckRemote(r[i], pid, names[i]));
+    if (std::strcmp(names[i], "brk") != 0 && (i < mm_first || i >= mm_last))
+      CRYO_RETURN_IF_ERROR(CheckRemote(r[i], pid, names[i]));
+  MmAttributesFromResults(&r[mm_first], &q->mm_attrs);
   const size_t n = r.size();
   q->securebits = r[n - 5];
   q->brk = r[n - 4];
@@ -294,6 +305,7 @@ Status DumpMmFields(pid_t pid, const ProcessQueries& q, const proc::Stat& stat, 
   mm->set_env_start(stat.env_start);
   mm->set_env_end(stat.env_end);
   mm->set_brk(static_cast<uint64_t>(q.brk));
+  if (HasMmAttributes(q.mm_attrs)) *mm->mutable_attrs() = q.mm_attrs;
   CRYO_ASSIGN_OR_RETURN(auto auxv, proc::ReadAuxv(pid));
   for (uint64_t w : auxv) mm->add_auxv(w);
   CRYO_ASSIGN_OR_RETURN(std::string exe, ReadLink("/proc/" + std::to_string(pid) + "/exe"));
