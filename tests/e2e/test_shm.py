@@ -5,7 +5,7 @@ offsets, sealed, privately mapped with copied pages), POSIX shared memory in
 SHM_RDONLY attach, marked IPC_RMID while attached), shared by a parent and its
 child. The shm workload verifies all of it itself, including that a write by
 one process is seen by the other. The shanon workload holds shared anonymous
-memory whose pages only the object holds (written by processes that exited
+memory (and a memfd, a SysV segment) whose pages only the object holds (written by processes that exited
 before the dump; a region partly unmapped, moved and split), and checks that
 they come back, holes stay holes and the sharing is still shared.
 
@@ -264,6 +264,9 @@ def check_shanon_image(h, images):
     # the pages they hold (R2's page 2 too, though nobody maps it any more),
     # holes left out.
     check_eq(anon, [(4096, 1), (32 * 4096, 5), (64 * 4096, 4)], "shared anonymous objects (size, pages) in the image")
+    # R3 and R4: a memfd and a SysV segment with a page each only the object holds.
+    others = sorted((o["kind"], o["size"], o["pages"]) for o in shown["shm_objects"] if o["kind"] != "anon")
+    check_eq(others, [("memfd", 8 * 4096, 2), ("sysv", 8 * 4096, 2)], "memfd and SysV objects (size, pages)")
     check("anon-shmem" in shown["features"], "image features %s lack 'anon-shmem'" % shown["features"])
 
 

@@ -1,7 +1,8 @@
-/* shanon: shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS) whose pages only
- * the shmem object holds: written by processes that have exited since, so no
- * live process has them in its page table (what PostgreSQL's exited backends
- * leave in its shared buffers).
+/* shanon: shared memory whose pages only the shmem object holds: written by
+ * processes that have exited since, so no live process has them in its page
+ * table (what PostgreSQL's exited backends leave in its shared buffers).
+ * Mostly shared anonymous memory (MAP_SHARED|MAP_ANONYMOUS); a memfd and a
+ * SysV segment the same way.
  *
  * Usage: shanon CTL_DIR
  *
@@ -13,10 +14,14 @@
  *     (mremap) to another address and makes object pages 16-19 read-only:
  *     three VMAs whose file offsets (pgoff) are 8, 16 and 20 pages into one
  *     object.
+ * R3  a memfd of 8 pages, mapped shared (its fd closed): a child writes page
+ *     6 and exits; the parent writes page 0.
+ * R4  a SysV segment of 8 pages (IPC_PRIVATE, marked removed): a child writes
+ *     page 3 and exits; the parent writes page 1.
  * M   one page, where the parent asks a live child C (forked last, which
- *     maps all three, one object each) for an answer and C gives its checks.
+ *     maps them all, one object each) for an answer and C gives its checks.
  *
- * Nobody reads R1 or R2 through a mapping before the exit request: a read
+ * Nobody reads R1-R4 through a mapping before the exit request: a read
  * fault maps the neighbouring pages of the object too (fault-around), which
  * would put the exited writers' pages back into a page table. Their bytes are
  * read with pread(2) on the object (/proc/self/map_files/), which does not.
@@ -36,22 +41,30 @@
 #define _GNU_SOURCE
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/shm.h>
 #include <sys/wait.h>
 
 #include "wl_common.h"
 
 #define PAGE 4096UL
 #define MBOX 64
-#define R1_PAGES 64
-#define R2_PAGES 32
-#define R2_CUT 8    /* object pages 0..7 of R2 are unmapped */
-#define R1_TOKEN 0  /* the pages whose last 16 bytes carry token and answer */
+#define NREG 4
+#define R1_TOKEN 0 /* the pages whose last 16 bytes carry token and answer */
 #define R2_TOKEN 24
 
-static const int r1_written[] = {0, 5, 9, 63};
-static const int r2_written[] = {12, 16, 20, 24}; /* 2 too, but unmapped */
-#define NR1 (sizeof r1_written / sizeof r1_written[0])
-#define NR2 (sizeof r2_written / sizeof r2_written[0])
+/* A region: `base` maps object page `first` on, `pages` of them. */
+struct region {
+    const char *name;
+    char *base;
+    int first, pages;
+    int written[4], nwritten; /* object pages written (and still mapped) */
+};
+static struct region reg[NREG] = {
+    {"R1", NULL, 0, 64, {0, 5, 9, 63}, 4},
+    {"R2", NULL, 8, 24, {12, 16, 20, R2_TOKEN}, 4}, /* 2 too, but unmapped */
+    {"R3 (memfd)", NULL, 0, 8, {0, 6}, 2},
+    {"R4 (SysV)", NULL, 0, 8, {1, 3}, 2},
+};
 
 struct mbox {
     volatile uint64_t token;  /* parent -> child */
@@ -60,38 +73,40 @@ struct mbox {
     char what[256];
 };
 
-static char *r1, *r2; /* r2 maps object page R2_CUT at r2 */
 static struct mbox *m;
 static const char *ctl_dir;
 
 static uint64_t seed(int region, int page) { return 0x5a000ull + (uint64_t)region * 1000 + (uint64_t)page; }
-static char *r2_page(int page) { return r2 + (size_t)(page - R2_CUT) * PAGE; }
-static void fill_page(char *p, int region, int page) { wl_fill(p, PAGE - MBOX, seed(region, page)); }
+static char *page_of(int r, int page) { return reg[r].base + (size_t)(page - reg[r].first) * PAGE; }
+static void fill_page(char *p, int r, int page) { wl_fill(p, PAGE - MBOX, seed(r + 1, page)); }
 
-/* A new fd on the object a mapping maps (/proc/self/map_files/START-END). */
-static int open_object(const void *start, size_t len)
-{
-    char path[96];
-    snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)start,
-             (unsigned long)start + len);
-    return open(path, O_RDWR | O_CLOEXEC);
-}
-
+/* New fds on the objects (/proc/self/map_files/START-END of a mapping: any
+ * mapping of an object opens the object itself). */
 struct objects {
-    int r1, r2;
+    int fd[NREG];
 };
 
 static int open_objects(struct wl_checks *c, struct objects *o)
 {
-    o->r1 = open_object(r1, R1_PAGES * PAGE);
-    o->r2 = open_object(r2_page(20), 12 * PAGE);
-    return wl_check(c, o->r1 >= 0 && o->r2 >= 0, "open /proc/self/map_files of R1 and R2: %s", strerror(errno));
+    int ok = 1;
+    for (int r = 0; r < NREG; r++) {
+        /* R2's last VMA (object pages 20-31) is whole; the others are one VMA. */
+        char *start = r == 1 ? page_of(1, 20) : reg[r].base;
+        size_t len = r == 1 ? 12 * PAGE : (size_t)reg[r].pages * PAGE;
+        char path[96];
+        snprintf(path, sizeof path, "/proc/self/map_files/%lx-%lx", (unsigned long)start,
+                 (unsigned long)start + len);
+        o->fd[r] = open(path, O_RDWR | O_CLOEXEC);
+        ok &= wl_check(c, o->fd[r] >= 0, "open %s of %s: %s", path, reg[r].name, strerror(errno));
+    }
+    return ok;
 }
 
 static void close_objects(struct objects *o)
 {
-    close(o->r1);
-    close(o->r2);
+    for (int r = 0; r < NREG; r++)
+        if (o->fd[r] >= 0)
+            close(o->fd[r]);
 }
 
 static uint64_t slot(int fd, int page, int i)
@@ -109,44 +124,36 @@ static void put_slot(char *page_addr, int i, uint64_t v) { memcpy(page_addr + PA
 static void check_pages(struct wl_checks *c, const char *who, const struct objects *o, int mapped)
 {
     char what[96], buf[PAGE];
-    for (int k = 0; k < 2; k++)
-        for (size_t i = 0; i < (k ? NR2 : NR1); i++) {
-            int page = k ? r2_written[i] : r1_written[i];
-            snprintf(what, sizeof what, "%s: R%d page %d%s", who, k + 1, page, mapped ? " (mapped)" : "");
+    for (int r = 0; r < NREG; r++)
+        for (int i = 0; i < reg[r].nwritten; i++) {
+            int page = reg[r].written[i];
+            snprintf(what, sizeof what, "%s: %s page %d%s", who, reg[r].name, page, mapped ? " (mapped)" : "");
             const char *p = buf;
             if (mapped)
-                p = k ? r2_page(page) : r1 + (size_t)page * PAGE;
-            else if (!wl_check(c, pread(k ? o->r2 : o->r1, buf, PAGE, (off_t)(page * PAGE)) == PAGE,
-                               "%s: pread: %s", what, strerror(errno)))
+                p = page_of(r, page);
+            else if (!wl_check(c, pread(o->fd[r], buf, PAGE, (off_t)(page * PAGE)) == PAGE, "%s: pread: %s", what,
+                               strerror(errno)))
                 continue;
-            wl_check_pattern(c, what, p, PAGE - MBOX, seed(k + 1, page));
+            wl_check_pattern(c, what, p, PAGE - MBOX, seed(r + 1, page));
         }
-}
-
-static int in(const int *set, size_t n, int v)
-{
-    for (size_t i = 0; i < n; i++)
-        if (set[i] == v)
-            return 1;
-    return 0;
 }
 
 /* The objects hold exactly the pages written: the others are holes. */
 static void check_holes(struct wl_checks *c)
 {
-    unsigned char vec[R1_PAGES];
-    if (wl_check(c, mincore(r1, R1_PAGES * PAGE, vec) == 0, "mincore R1: %s", strerror(errno)))
-        for (int i = 0; i < R1_PAGES; i++) {
-            int want = in(r1_written, NR1, i);
-            wl_check(c, (vec[i] & 1) == want, "R1 page %d: %s expected, actual %s", i, want ? "data" : "a hole",
-                     vec[i] & 1 ? "data" : "a hole");
+    unsigned char vec[64];
+    for (int r = 0; r < NREG; r++) {
+        if (!wl_check(c, mincore(reg[r].base, (size_t)reg[r].pages * PAGE, vec) == 0, "mincore %s: %s",
+                      reg[r].name, strerror(errno)))
+            continue;
+        for (int i = 0; i < reg[r].pages; i++) {
+            int page = reg[r].first + i, want = 0;
+            for (int k = 0; k < reg[r].nwritten; k++)
+                want |= reg[r].written[k] == page;
+            wl_check(c, (vec[i] & 1) == want, "%s page %d: %s expected, actual %s", reg[r].name, page,
+                     want ? "data" : "a hole", vec[i] & 1 ? "data" : "a hole");
         }
-    if (wl_check(c, mincore(r2, (R2_PAGES - R2_CUT) * PAGE, vec) == 0, "mincore R2: %s", strerror(errno)))
-        for (int i = R2_CUT; i < R2_PAGES; i++) {
-            int want = in(r2_written, NR2, i);
-            wl_check(c, (vec[i - R2_CUT] & 1) == want, "R2 object page %d: %s expected, actual %s", i,
-                     want ? "data" : "a hole", vec[i - R2_CUT] & 1 ? "data" : "a hole");
-        }
+    }
 }
 
 /* R2 is three VMAs of one object at offsets 8, 16 and 20 pages. */
@@ -170,7 +177,7 @@ static void check_r2_layout(struct wl_checks *c)
             continue;
         line[strcspn(line, "\n")] = '\0';
         for (int k = 0; k < 3; k++) {
-            if (lo != (unsigned long)r2_page(want[k].first))
+            if (lo != (unsigned long)page_of(1, want[k].first))
                 continue;
             found++;
             wl_check(c, hi - lo == want[k].pages * PAGE && off == want[k].first * PAGE &&
@@ -204,18 +211,18 @@ static void child_loop(pid_t parent)
         struct objects o;
         if (open_objects(&c, &o)) {
             check_pages(&c, "child", &o, 0);
-            wl_check(&c, slot(o.r1, R1_TOKEN, 0) == t && slot(o.r2, R2_TOKEN, 0) == t,
+            wl_check(&c, slot(o.fd[0], R1_TOKEN, 0) == t && slot(o.fd[1], R2_TOKEN, 0) == t,
                      "child: the token in R1 %#llx and R2 %#llx, expected %#llx",
-                     (unsigned long long)slot(o.r1, R1_TOKEN, 0), (unsigned long long)slot(o.r2, R2_TOKEN, 0),
+                     (unsigned long long)slot(o.fd[0], R1_TOKEN, 0), (unsigned long long)slot(o.fd[1], R2_TOKEN, 0),
                      (unsigned long long)t);
-            close_objects(&o);
         }
+        close_objects(&o);
         size_t n = strnlen(c.msg, sizeof m->what - 1);
         memcpy(m->what, c.msg, n);
         m->what[n] = '\0';
         m->ok = c.failed == 0;
-        put_slot(r1 + R1_TOKEN * PAGE, 1, t + 1);
-        put_slot(r2_page(R2_TOKEN), 1, t + 1);
+        put_slot(page_of(0, R1_TOKEN), 1, t + 1);
+        put_slot(page_of(1, R2_TOKEN), 1, t + 1);
         __sync_synchronize();
         m->answer = t + 1;
     }
@@ -243,14 +250,19 @@ static void run_child(void (*fn)(void))
         wl_die("child %d failed (status %#x)", (int)p, status);
 }
 
-static void write_r1_page5(void) { fill_page(r1 + 5 * PAGE, 1, 5); }
-static void write_r1_page9(void) { fill_page(r1 + 9 * PAGE, 1, 9); }
+static void write_r1_page5(void) { fill_page(page_of(0, 5), 0, 5); }
+static void write_r1_page9(void) { fill_page(page_of(0, 9), 0, 9); }
 static void grandchild_writes(void) { run_child(write_r1_page9); }
-static void write_r2_pages(void)
+static void write_r2_pages(void) /* before R2's first pages are unmapped */
 {
-    fill_page(r2 + 2 * PAGE, 2, 2);
-    fill_page(r2 + 12 * PAGE, 2, 12);
-    fill_page(r2 + 20 * PAGE, 2, 20);
+    fill_page(reg[1].base + 2 * PAGE, 1, 2);
+    fill_page(reg[1].base + 12 * PAGE, 1, 12);
+    fill_page(reg[1].base + 20 * PAGE, 1, 20);
+}
+static void write_r3_r4(void)
+{
+    fill_page(page_of(2, 6), 2, 6);
+    fill_page(page_of(3, 3), 3, 3);
 }
 
 static int verify(pid_t parent, pid_t child, int verifies, int exiting)
@@ -266,8 +278,8 @@ static int verify(pid_t parent, pid_t child, int verifies, int exiting)
             check_pages(&c, "parent", &o, 1);
         check_r2_layout(&c);
         uint64_t token = (wl_now_ns() << 1) | 1;
-        put_slot(r1 + R1_TOKEN * PAGE, 0, token);
-        put_slot(r2_page(R2_TOKEN), 0, token);
+        put_slot(page_of(0, R1_TOKEN), 0, token);
+        put_slot(page_of(1, R2_TOKEN), 0, token);
         __sync_synchronize();
         m->token = token;
         uint64_t deadline = wl_now_ns() + 5000000000ULL;
@@ -275,17 +287,18 @@ static int verify(pid_t parent, pid_t child, int verifies, int exiting)
             wl_sleep_ms(2);
         if (wl_check(&c, m->answer == token + 1, "the child did not answer within 5 s")) {
             wl_check(&c, m->ok, "child: %s", m->what);
-            wl_check(&c, slot(o.r1, R1_TOKEN, 1) == token + 1 && slot(o.r2, R2_TOKEN, 1) == token + 1,
+            wl_check(&c, slot(o.fd[0], R1_TOKEN, 1) == token + 1 && slot(o.fd[1], R2_TOKEN, 1) == token + 1,
                      "the child's answer in R1 %#llx and R2 %#llx, expected %#llx",
-                     (unsigned long long)slot(o.r1, R1_TOKEN, 1), (unsigned long long)slot(o.r2, R2_TOKEN, 1),
+                     (unsigned long long)slot(o.fd[0], R1_TOKEN, 1), (unsigned long long)slot(o.fd[1], R2_TOKEN, 1),
                      (unsigned long long)token + 1);
         }
-        close_objects(&o);
     }
+    close_objects(&o);
     char summary[128];
     snprintf(summary, sizeof summary, "shanon verifies=%d child=%d", verifies, (int)child);
     return wl_report(ctl_dir, &c, summary);
 }
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -293,28 +306,45 @@ int main(int argc, char **argv)
     ctl_dir = argv[1];
     const pid_t parent = getpid();
 
-    r1 = map_shared(R1_PAGES);
-    fill_page(r1, 1, 0);
+    reg[0].base = map_shared(64);
+    fill_page(page_of(0, 0), 0, 0);
     run_child(write_r1_page5);
     run_child(grandchild_writes);
-    fill_page(r1 + 63 * PAGE, 1, 63);
+    fill_page(page_of(0, 63), 0, 63);
 
-    r2 = map_shared(R2_PAGES);
+    char *r2 = map_shared(32);
+    reg[1].base = r2; /* object page 0 for now */
     run_child(write_r2_pages);
-    fill_page(r2 + 16 * PAGE, 2, 16);
-    fill_page(r2 + R2_TOKEN * PAGE, 2, R2_TOKEN);
-    if (munmap(r2, R2_CUT * PAGE) != 0)
+    fill_page(r2 + 16 * PAGE, 1, 16);
+    fill_page(r2 + R2_TOKEN * PAGE, 1, R2_TOKEN);
+    if (munmap(r2, 8 * PAGE) != 0)
         wl_die("munmap the first pages of R2");
-    size_t rest = (R2_PAGES - R2_CUT) * PAGE;
+    size_t rest = 24 * PAGE;
     void *dest = mmap(NULL, rest, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (dest == MAP_FAILED)
         wl_die("mmap a place for R2");
-    void *moved = mremap(r2 + R2_CUT * PAGE, rest, rest, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+    void *moved = mremap(r2 + 8 * PAGE, rest, rest, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
     if (moved != dest)
         wl_die("mremap R2");
-    r2 = moved;
-    if (mprotect(r2_page(16), 4 * PAGE, PROT_READ) != 0)
+    reg[1].base = moved;
+    if (mprotect(page_of(1, 16), 4 * PAGE, PROT_READ) != 0)
         wl_die("mprotect R2 pages 16-19");
+
+    int mfd = memfd_create("shanon", MFD_CLOEXEC);
+    if (mfd < 0 || ftruncate(mfd, 8 * PAGE) != 0)
+        wl_die("memfd R3");
+    reg[2].base = mmap(NULL, 8 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    if (reg[2].base == MAP_FAILED)
+        wl_die("mmap R3");
+    close(mfd);
+    int sid = shmget(IPC_PRIVATE, 8 * PAGE, IPC_CREAT | 0600);
+    if (sid < 0 || (reg[3].base = shmat(sid, NULL, 0)) == (void *)-1)
+        wl_die("SysV R4");
+    run_child(write_r3_r4);
+    if (shmctl(sid, IPC_RMID, NULL) != 0) /* it lives as long as it is attached */
+        wl_die("IPC_RMID R4");
+    fill_page(page_of(2, 0), 2, 0);
+    fill_page(page_of(3, 1), 3, 1);
     m = map_shared(1);
 
     pid_t child = fork();
@@ -333,10 +363,10 @@ int main(int argc, char **argv)
             wl_sleep_ms(10);
         int ok = verify(parent, child, verifies, req == WL_VERIFY_EXIT);
         if (req == WL_VERIFY_EXIT) {
-            for (size_t i = 0; i < NR1; i++)
-                memset(r1 + (size_t)r1_written[i] * PAGE, 0xa5, 64);
-            memset(r2_page(12), 0xa5, 64);
-            memset(r2_page(20), 0xa5, 64);
+            for (int r = 0; r < NREG; r++)
+                for (int i = 0; i < reg[r].nwritten; i++)
+                    if (!(r == 1 && reg[r].written[i] == 16)) /* read-only */
+                        memset(page_of(r, reg[r].written[i]), 0xa5, 64);
             kill(child, SIGKILL);
             waitpid(child, NULL, 0);
             return ok ? 0 : 1;
