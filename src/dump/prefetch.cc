@@ -8,6 +8,7 @@
 #include "files/fd_table.h"
 #include "image/format.h"
 #include "mem/cow_share.h"
+#include "mem/mm_attrs.h"
 #include "mem/vma_dump.h"
 
 namespace cryo {
@@ -22,6 +23,7 @@ Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max,
   CRYO_ASSIGN_OR_RETURN(f.vmas, proc::ReadVmas(pid));
   CRYO_RETURN_IF_ERROR(DescribeVmas(pid, f.vmas, &f.mm, &f.shm_maps).Prefixed("memory"));
   if (HasVmaAttributes(f.mm)) f.features.insert("vma-attributes");
+  CRYO_RETURN_IF_ERROR(CheckKsmMergeAny(pid).Prefixed("memory"));
   if (parent) {
     auto inherited = FindInheritedPages(pid, f.mm, parent->pid, parent->mm);
     if (!inherited.ok()) return inherited.status().Prefixed("memory");

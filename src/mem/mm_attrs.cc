@@ -81,6 +81,24 @@ Status ProbeLockFuture(pid_t pid, const std::vector<proc::Vma>& vmas, uint64_t s
                        " KiB): memory locked by something cryo does not know");
 }
 
+bool KsmMergeAny(std::string_view text) {
+  constexpr std::string_view kKey = "ksm_merge_any: ";
+  const size_t at = text.find(kKey);
+  return at != std::string_view::npos && (at == 0 || text[at - 1] == '\n') &&
+         text.substr(at + kKey.size()).starts_with("yes");
+}
+
+Status CheckKsmMergeAny(pid_t pid) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/ksm_stat";
+  auto text = ReadFileToString(path);
+  if (!text.ok()) return Status::Ok();  // a kernel without KSM: nothing to merge
+  if (KsmMergeAny(*text))
+    return Status::Error("pid " + std::to_string(pid) +
+                         " has all its memory mergeable by KSM (prctl PR_SET_MEMORY_MERGE, ksm_merge_any in " + path +
+                         "), which a restore cannot set without CAP_SYS_RESOURCE; not supported");
+  return Status::Ok();
+}
+
 bool HasMmAttributes(const image::MmAttributes& a) { return a.thp_disable() || a.mlock_future() || a.membarrier(); }
 
 Status RestoreMmAttributes(const image::MmAttributes& a) {

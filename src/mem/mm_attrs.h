@@ -9,6 +9,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "base/status.h"
@@ -35,6 +36,14 @@ void MmAttributesFromResults(const long* results, image::MmAttributes* out);
 // shows "lf").
 Status ProbeLockFuture(pid_t pid, const std::vector<proc::Vma>& vmas, uint64_t scratch, uint64_t len,
                        image::MmAttributes* out);
+
+// prctl(PR_SET_MEMORY_MERGE) makes every mapping of a process mergeable by
+// KSM, later ones too; setting it needs CAP_SYS_RESOURCE (prctl(2)), which
+// the restore cannot count on (these machines do not grant it): refused,
+// from /proc/PID/ksm_stat ("ksm_merge_any: yes"), before any remote call.
+Status CheckKsmMergeAny(pid_t pid);
+// The "ksm_merge_any" line of a ksm_stat text (false without one).
+bool KsmMergeAny(std::string_view ksm_stat);
 
 // Whether anything in `a` is set (feature "mm-attributes").
 bool HasMmAttributes(const image::MmAttributes& a);
