@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <string>
 
 #include "base/file_util.h"
@@ -65,7 +66,9 @@ Status ProbeLockFuture(pid_t pid, const std::vector<proc::Vma>& vmas, uint64_t s
   CRYO_ASSIGN_OR_RETURN(std::string status, ReadFileToString(path));
   const size_t at = status.find("\nVmLck:");
   if (at == std::string::npos) return Status::Error(path + " has no VmLck line");
-  const uint64_t vm_lck = std::stoull(status.substr(at + 7)) << 10;
+  char* end = nullptr;
+  const uint64_t vm_lck = std::strtoull(status.c_str() + at + 7, &end, 10) << 10;
+  if (end == status.c_str() + at + 7) return Status::Error(path + ": cannot read VmLck");
   // Other users of locked_vm (device drivers pinning memory) are refused for
   // their own fds; what is left beyond the VMAs is the scratch mapping.
   if (vm_lck < locked + len) return Status::Ok();
