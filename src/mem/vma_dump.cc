@@ -45,88 +45,12 @@ Status FileIdentity(pid_t pid, const proc::Vma& v, image::FileId* id) {
   return Status::Ok();
 }
 
-// What cryo does with each VmFlags mnemonic (proc_pid_smaps(5), and
-// show_smap_vma_flags() in fs/proc/task_mmu.c for the newer ones). A flag
-// that is not in this table is refused: cryo cannot know whether it matters.
-enum class VmFlagUse {
-  kMapping,   // follows from what the restore maps (kind, protection, sharing) or only informs
-  kRestored,  // restored (Vma.flags, madvise, mlock, mseal)
-  kRefused,   // refused at dump, naming the VMA (special mappings excepted: found by name)
-};
-struct VmFlagRule {
-  const char* flag;
-  VmFlagUse use;
-  const char* meaning;  // for refusals
-};
-constexpr VmFlagRule kVmFlagRules[] = {
-    {"rd", VmFlagUse::kMapping, "readable"},
-    {"wr", VmFlagUse::kMapping, "writable"},
-    {"ex", VmFlagUse::kMapping, "executable"},
-    {"sh", VmFlagUse::kMapping, "shared"},
-    {"mr", VmFlagUse::kMapping, "may read"},
-    {"mw", VmFlagUse::kMapping, "may write"},  // Vma.file_writable
-    {"me", VmFlagUse::kMapping, "may execute"},
-    {"ms", VmFlagUse::kMapping, "may share"},
-    {"ac", VmFlagUse::kMapping, "accountable"},  // private writable memory without "nr"
-    {"sd", VmFlagUse::kMapping, "soft-dirty"},   // change tracking only; new mappings are soft-dirty
-    {"dw", VmFlagUse::kMapping, "denies writes to the mapped file"},  // gone since Linux 5.15
-    {"gd", VmFlagUse::kRestored, "grows down"},  // MAP_GROWSDOWN
-    {"lo", VmFlagUse::kRestored, "locked"},      // mlock2
-    {"lf", VmFlagUse::kRestored, "locked on fault"},  // MLOCK_ONFAULT
-    {"sr", VmFlagUse::kRestored, "sequential read advice"},  // MADV_SEQUENTIAL
-    {"rr", VmFlagUse::kRestored, "random read advice"},      // MADV_RANDOM
-    {"dc", VmFlagUse::kRestored, "not copied on fork"},      // MADV_DONTFORK
-    {"wf", VmFlagUse::kRestored, "wiped on fork"},           // MADV_WIPEONFORK
-    {"dd", VmFlagUse::kRestored, "not in core dumps"},       // MADV_DONTDUMP
-    {"hg", VmFlagUse::kRestored, "huge page advice"},        // MADV_HUGEPAGE
-    {"nh", VmFlagUse::kRestored, "no huge page advice"},     // MADV_NOHUGEPAGE
-    {"mg", VmFlagUse::kRestored, "mergeable (KSM)"},         // MADV_MERGEABLE
-    {"nr", VmFlagUse::kRestored, "no swap space reserved"},  // MAP_NORESERVE
-    {"dp", VmFlagUse::kRestored, "droppable"},               // MAP_DROPPABLE
-    {"sl", VmFlagUse::kRestored, "sealed"},                  // mseal, at the end of the restore
-    {"ht", VmFlagUse::kRefused, "hugetlbfs memory"},
-    {"pf", VmFlagUse::kRefused, "device memory (VM_PFNMAP)"},
-    {"io", VmFlagUse::kRefused, "device memory (VM_IO)"},
-    {"mm", VmFlagUse::kRefused, "driver memory (VM_MIXEDMAP)"},
-    {"de", VmFlagUse::kRefused, "a mapping its driver does not let grow (VM_DONTEXPAND)"},
-    {"ar", VmFlagUse::kRefused, "architecture-specific memory (VM_ARCH_1)"},
-    {"sf", VmFlagUse::kRefused, "DAX memory with synchronous page faults (MAP_SYNC)"},
-    {"um", VmFlagUse::kRefused, "registered with a userfaultfd (missing pages)"},
-    {"uw", VmFlagUse::kRefused, "registered with a userfaultfd (write protection)"},
-    {"ui", VmFlagUse::kRefused, "registered with a userfaultfd (minor faults)"},
-    {"ss", VmFlagUse::kRefused, "a shadow stack"},
-    {"gu", VmFlagUse::kRefused, "memory with guard regions (MADV_GUARD_INSTALL)"},
-    {"bt", VmFlagUse::kRefused, "BTI-guarded memory"},
-    {"mt", VmFlagUse::kRefused, "memory with MTE tags"},
-};
-
-// Refuses a VMA with a flag cryo does not restore (not for the special
-// mappings, which are recognised by name and left to the kernel or moved).
-Status CheckVmFlags(pid_t pid, const proc::Vma& v) {
-  for (const std::string& f : v.vm_flags) {
-    const VmFlagRule* rule = nullptr;
-    for (const VmFlagRule& r : kVmFlagRules)
-      if (f == r.flag) rule = &r;
-    if (!rule)
-      return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " has VmFlags \"" + f +
-                           "\", which this cryo does not know, not supported");
-    if (rule->use == VmFlagUse::kRefused)
-      return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " is " + rule->meaning +
-                           " (VmFlags \"" + f + "\"), not supported yet");
-  }
-  return Status::Ok();
-}
-
-bool IsSpecialName(const std::string& name) {
-  return name == "[vdso]" || name == "[vvar]" || name == "[vvar_vclock]" || name == "[vsyscall]";
-}
-
 }  // namespace
 
 bool HasVmaAttributes(const image::Mm& mm) {
   for (const image::Vma& v : mm.vmas())
     for (const std::string& f : v.vm_flags())
-      if (f == "lo" || f == "lf" || f == "sr" || f == "rr" || f == "nr" || f == "dp" || f == "sl") return true;
+      if (f == "lo" || f == "lf" || f == "sr" || f == "rr" || f == "dp" || f == "sl") return true;
   return false;
 }
 
@@ -142,9 +66,12 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
     uint32_t flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
     if (v.HasFlag("dp")) flags = kMapDroppable;  // a mapping type of its own, private anonymous memory only
     if (v.HasFlag("gd")) flags |= MAP_GROWSDOWN;
-    if (v.HasFlag("nr")) flags |= MAP_NORESERVE;
     iv->set_file_writable(v.HasFlag("mw"));
-    if (!IsSpecialName(v.name)) CRYO_RETURN_IF_ERROR(CheckVmFlags(pid, v));
+    if (v.HasFlag("ht")) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " is hugetlbfs memory, not supported yet");
+    const bool special = !v.name.empty() && v.name[0] == '[' && v.name.compare(0, 6, "[anon:") != 0 &&
+                         v.name != "[heap]" && v.name != "[stack]";
+    if (!special && (v.HasFlag("io") || v.HasFlag("pf"))) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " maps device memory (VM_IO/VM_PFNMAP), which cannot be checkpointed");
+    if (v.HasFlag("um") || v.HasFlag("uw")) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " is registered with a userfaultfd, not supported yet");
 
     image::VmaKind kind;
     const image::ShmKind shm_kind = shm ? ShmKindOfVma(v) : image::SHM_UNKNOWN;

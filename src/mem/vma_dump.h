@@ -18,17 +18,16 @@ struct ShmMapping;
 inline constexpr uint32_t kMapDroppable = 0x08;
 
 // Builds the image VMAs of a process from /proc. Fails, naming the VMA, on a
-// mapping cryo cannot restore yet (device memory, hugetlbfs, deleted files, ...),
-// and on any VmFlags it does not restore (userfaultfd, guard regions, shadow
-// stacks, ...) or does not know.
+// mapping cryo cannot restore yet (device memory, hugetlbfs, deleted files, ...).
+// (Every VmFlags mnemonic is classified by the audit, audit/vma_rules.cc.)
 // Mappings of memfds, /dev/shm files and SysV segments are listed in `shm`
 // (DumpShmObjects records the objects); without `shm` they are refused.
 Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm,
                     std::vector<ShmMapping>* shm = nullptr);
 
 // Whether a VMA of `mm` has an attribute older cryo did not restore (mlock,
-// MADV_SEQUENTIAL/RANDOM, MAP_NORESERVE, MAP_DROPPABLE, mseal): feature
-// "vma-attributes".
+// MADV_SEQUENTIAL/RANDOM, MAP_DROPPABLE, mseal): feature "vma-attributes"
+// (MAP_NORESERVE has its own, "map-noreserve").
 bool HasVmaAttributes(const image::Mm& mm);
 
 }  // namespace cryo

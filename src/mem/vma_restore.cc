@@ -171,7 +171,10 @@ Result<uint64_t> FindGap(const std::vector<std::pair<uint64_t, uint64_t>>& used_
 int MapFlags(const image::Vma& v) {
   const uint32_t type = v.flags() & 0x0f;  // MAP_TYPE
   int flags = type == kMapDroppable ? static_cast<int>(kMapDroppable) : (v.flags() & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE;
-  return flags | static_cast<int>(v.flags() & (MAP_GROWSDOWN | MAP_NORESERVE));
+  if (v.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
+  // VM_NORESERVE (VmFlags nr) comes only from mmap's flags.
+  if (std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end()) flags |= MAP_NORESERVE;
+  return flags;
 }
 
 namespace {

@@ -30,8 +30,6 @@
  *               PRIVATE_EXPEDITED_SYNC_CORE, which the child inherits; the
  *               child registers PRIVATE_EXPEDITED_RSEQ too: each expedited
  *               barrier works where registered, EPERM elsewhere
- *   guard       a guard region (MADV_GUARD_INSTALL, "gu"): not restorable,
- *               the dump must refuse it
  * Every written page holds a pattern checked byte for byte.
  *
  * A child is always forked last; the parent asks it to check itself through
@@ -51,7 +49,6 @@
 #define PAGE 4096UL
 #define MAP_DROPPABLE_ 0x08
 #define SYS_MSEAL 462
-#define MADV_GUARD_INSTALL_ 102
 #define THP_EXCEPT_ADVISED (1UL << 1)
 
 static const char *mode;
@@ -392,12 +389,6 @@ int main(int argc, char **argv)
         wl_die("PR_SET_THP_DISABLE");
     if (want("membarrier"))
         register_barriers(3);
-    if (strcmp(mode, "guard") == 0) {
-        char *g = map(4, PROT_READ | PROT_WRITE, MAP_PRIVATE);
-        if (madvise(g + PAGE, PAGE, MADV_GUARD_INSTALL_) != 0)
-            wl_die("MADV_GUARD_INSTALL");
-    }
-
     pid_t child = fork();
     if (child < 0)
         wl_die("fork");
