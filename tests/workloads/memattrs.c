@@ -28,8 +28,9 @@
  *               (PR_GET_THP_DISABLE 3)
  *   membarrier  the parent registers PRIVATE_EXPEDITED and
  *               PRIVATE_EXPEDITED_SYNC_CORE, which the child inherits; the
- *               child registers PRIVATE_EXPEDITED_RSEQ too: each expedited
- *               barrier works where registered, EPERM elsewhere
+ *               child registers PRIVATE_EXPEDITED_RSEQ and GLOBAL_EXPEDITED
+ *               too: MEMBARRIER_CMD_GET_REGISTRATIONS shows exactly those,
+ *               each expedited barrier works where registered, EPERM elsewhere
  * Every written page holds a pattern checked byte for byte.
  *
  * A child is always forked last; the parent asks it to check itself through
@@ -199,8 +200,15 @@ static void check_future(struct wl_checks *c, const char *who, const char *has, 
     munmap(p, PAGE);
 }
 
-static void check_barriers(struct wl_checks *c, const char *who, int registered_mask)
+/* registered_mask: bit 0 PRIVATE_EXPEDITED, 1 SYNC_CORE, 2 RSEQ; global: GLOBAL_EXPEDITED too. */
+static void check_barriers(struct wl_checks *c, const char *who, int registered_mask, int global)
 {
+    long want = (global ? MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED : 0) |
+                ((registered_mask & 1) ? MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED : 0) |
+                ((registered_mask & 2) ? MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE : 0) |
+                ((registered_mask & 4) ? MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ : 0);
+    long got = syscall(SYS_membarrier, 1 << 9 /* MEMBARRIER_CMD_GET_REGISTRATIONS */, 0, 0);
+    wl_check(c, got == want, "%s: membarrier registrations %#lx, expected %#lx", who, got, want);
     static const struct {
         int cmd;
         const char *name;
@@ -240,7 +248,7 @@ static void check_child(struct wl_checks *c)
                  "child: PR_GET_THP_DISABLE %d, expected %lu", prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0),
                  1 | THP_EXCEPT_ADVISED);
     if (want("membarrier"))
-        check_barriers(c, "child", 7);
+        check_barriers(c, "child", 7, 1);
 }
 
 static void child_loop(pid_t parent)
@@ -326,7 +334,7 @@ static void check_parent(struct wl_checks *c)
         wl_check(c, prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0) == 1, "parent: PR_GET_THP_DISABLE %d, expected 1",
                  prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0));
     if (want("membarrier"))
-        check_barriers(c, "parent", 3);
+        check_barriers(c, "parent", 3, 0);
 }
 
 int main(int argc, char **argv)
@@ -401,8 +409,11 @@ int main(int argc, char **argv)
         }
         if (want("thp") && prctl(PR_SET_THP_DISABLE, 1, THP_EXCEPT_ADVISED, 0, 0) != 0)
             wl_die("PR_SET_THP_DISABLE except advised");
-        if (want("membarrier"))
+        if (want("membarrier")) {
             register_barriers(4);
+            if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) != 0)
+                wl_die("membarrier REGISTER_GLOBAL_EXPEDITED");
+        }
         board->done = (uint64_t)-1;
         child_loop(parent);
     }
