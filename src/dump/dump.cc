@@ -14,6 +14,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "cgroup/cgroup_dump.h"
 #include "files/fd_table.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
@@ -27,6 +28,8 @@
 #include "proc/proc.h"
 #include "seize/ptrace_util.h"
 #include "seize/seize.h"
+#include "tree/job_control.h"
+#include "tree/proc_attrs.h"
 #include "tree/task_dump.h"
 #include "tree/tree_seize.h"
 #include "files/file_locks.h"
@@ -96,8 +99,9 @@ struct DumpedProcess {
 // before any file is written: its task state, by ptrace and remote system
 // calls (registers, signals, timers, credentials, ...). The attributes only
 // a remote call shows are classified into `report` (audit/remote_rules.h).
+// `may_trace` is set if the process might trace a task.
 Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, DumpedProcess* out,
-                        std::set<std::string>* features, audit::Report* report, PhaseTimes* times) {
+                        std::set<std::string>* features, audit::Report* report, PhaseTimes* times, bool* may_trace) {
   const pid_t pid = seized.pid();
   times->proc += facts.proc_s;
   times->fds += facts.fds_s;
@@ -105,6 +109,7 @@ Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, Dumped
   out->rs = std::make_unique<RemoteSyscaller>(pid, seized.leader().regs);
   RemoteSyscaller& rs = *out->rs;
   rs.SetDispositions(facts.status.sig_ign, facts.status.sig_cgt);
+  rs.SetStopSink(seized.stop_sink());
   CRYO_RETURN_IF_ERROR(rs.Prepare(facts.vmas).Prefixed("preparing remote system calls"));
   CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
   const double t1 = Now();
@@ -114,8 +119,9 @@ Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, Dumped
   const size_t n_audit = extra.size();
   for (const RemoteCall& c : MmAttributeCalls()) extra.push_back(c);
   std::vector<long> attributes;
-  CRYO_RETURN_IF_ERROR(
-      DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core, extra, &attributes).Prefixed("task state"));
+  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core, may_trace, extra,
+                                       &attributes)
+                           .Prefixed("task state"));
   if (attributes.size() != extra.size())
     return Status::Error("internal: the remote attribute queries of pid " + std::to_string(pid) + " went missing");
   image::MmFields* mmf = out->core.mutable_mm();
@@ -129,7 +135,6 @@ Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, Dumped
   else
     mmf->clear_attrs();
   if (out->core.posix_timers_size()) features->insert("posix-timers");
-  if (out->core.has_coredump_filter()) features->insert("coredump-filter");
   times->task += Now() - t1;
   return Status::Ok();
 }
@@ -187,6 +192,10 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
   Status s = out->rs->Finish();
   out->rs.reset();
   lap(&times->remote);
+  // Last: a SIGSTOP may arrive until the last remote call.
+  RecordJobControl(seized, &out->core);
+  if (out->core.stop_signal()) features->insert("stopped");
+  if (NeedsProcAttrsFeature(out->core)) features->insert("proc-attrs");
   return s;
 }
 
@@ -276,6 +285,21 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             c->tree.processes().size(), c->tree.zombies().size());
   CRYO_ASSIGN_OR_RETURN(c->sharing, ScopeTree(c->tree, pid, kill_mode, &c->scope));
+  // Task state refused by /proc alone (audit sessions, oom_score_adj, cgroups).
+  const double tp = Now();
+  std::vector<pid_t> live;
+  std::map<pid_t, pid_t> parent;
+  std::vector<cgroup::ProcessTasks> tasks;
+  for (const auto& sp : c->tree.processes()) {
+    live.push_back(sp->pid());
+    parent[sp->pid()] = c->tree.ParentOf(sp->pid());
+    tasks.push_back({sp->pid(), {}});
+    for (const SeizedTask& t : sp->threads()) tasks.back().tids.push_back(t.tid);
+  }
+  CRYO_RETURN_IF_ERROR(CheckProcessAttrs(live, parent));
+  CRYO_ASSIGN_OR_RETURN(cgroup::CgroupRecords cgroups, cgroup::CollectCgroups(tasks));
+  if (cgroup::MovesAnyProcess(cgroups)) c->features.insert("cgroups");
+  LOG_DEBUG("audit sessions, oom_score_adj and cgroups checked in %.1f ms", (Now() - tp) * 1e3);
   // Restored or refused: what /proc shows first, before any remote call.
   CRYO_ASSIGN_OR_RETURN(c->inspection, InspectTree(c->tree, shell_job, &c->scope));
   const audit::Report& report = c->inspection.report;
@@ -287,12 +311,21 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
     return report.ToStatus();
   }
   const double tc = Now();
+  bool may_trace = false;
   c->procs.resize(c->tree.processes().size());
   for (size_t i = 0; i < c->procs.size(); ++i) {
     SeizedProcess& sp = *c->tree.processes()[i];
+    bool traces = false;
     CRYO_RETURN_IF_ERROR(CollectTaskState(sp, c->inspection.facts[i], &c->procs[i], &c->features,
-                                          &c->inspection.report, &c->times)
+                                          &c->inspection.report, &c->times, &traces)
                              .Prefixed("pid " + std::to_string(sp.pid())));
+    may_trace |= traces;
+    for (image::CgroupPath& g : cgroups[sp.pid()]) *c->procs[i].core.add_cgroups() = std::move(g);
+  }
+  if (may_trace) {
+    const double tt = Now();
+    CRYO_RETURN_IF_ERROR(c->tree.CheckNoTracees());
+    LOG_DEBUG("a process might trace: every task of the system looked at in %.1f ms", (Now() - tt) * 1e3);
   }
   LOG_DEBUG("task state of %zu processes collected in %.1f ms", c->procs.size(), (Now() - tc) * 1e3);
   log_summary();

@@ -105,7 +105,6 @@ const std::vector<std::string>& SupportedFeatures() {
       "sysv-shm",
       "tty",
       "listen-sockets",
-      "coredump-filter",
       "map-noreserve",
       "anon-shmem",
       "vma-attributes",
@@ -114,6 +113,9 @@ const std::vector<std::string>& SupportedFeatures() {
       "fd-owner",
       "shared-fd-table",
       "shared-fs",
+      "stopped",
+      "proc-attrs",
+      "cgroups",
   };
   return kFeatures;
 }

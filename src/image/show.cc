@@ -89,6 +89,30 @@ uint64_t ShmStoredPages(const ShmObject& o) {
 // user_regs_struct word indexes.
 constexpr int kRip = 16, kRsp = 19;
 
+// Job control, per-process attributes and cgroups of one process.
+void TaskStateJson(const ProcessCore& c, std::ostringstream& o) {
+  if (c.stop_signal()) o << ",\"stop_signal\":" << c.stop_signal();
+  if (c.has_loginuid()) o << ",\"loginuid\":" << c.loginuid() << ",\"sessionid\":" << c.sessionid();
+  if (c.has_oom_score_adj()) o << ",\"oom_score_adj\":" << c.oom_score_adj();
+  if (c.has_coredump_filter()) o << ",\"coredump_filter\":" << c.coredump_filter();
+  if (c.has_autogroup_nice()) o << ",\"autogroup_nice\":" << c.autogroup_nice();
+  o << ",\"cgroups\":{";
+  for (int i = 0; i < c.cgroups_size(); ++i)
+    o << (i ? "," : "") << JsonString(c.cgroups(i).hierarchy()) << ":" << JsonString(c.cgroups(i).path());
+  o << "}";
+}
+
+void TaskStateText(const ProcessCore& c, std::ostringstream& o) {
+  if (c.stop_signal()) o << "  stopped by signal " << c.stop_signal() << "\n";
+  if (c.has_loginuid())
+    o << "  audit: loginuid " << c.loginuid() << ", session " << c.sessionid() << " (4294967295: unset)\n";
+  if (c.has_oom_score_adj())
+    o << "  oom_score_adj " << c.oom_score_adj() << ", coredump_filter 0x" << std::hex << c.coredump_filter()
+      << std::dec << (c.has_autogroup_nice() ? ", autogroup nice " + std::to_string(c.autogroup_nice()) : "") << "\n";
+  for (const CgroupPath& g : c.cgroups())
+    if (!g.path().empty()) o << "  cgroup " << (g.hierarchy().empty() ? "cgroup2" : g.hierarchy()) << ": " << g.path() << " (relative to cryo's)\n";
+}
+
 }  // namespace
 
 std::string ShowJson(const LoadedImage& img) {
@@ -174,6 +198,7 @@ std::string ShowJson(const LoadedImage& img) {
     if (c.has_ctty())
       o << ",\"ctty\":{\"rdev\":" << c.ctty().rdev() << ",\"tty_id\":" << c.ctty().tty_id()
         << ",\"foreground_pgrp\":" << c.ctty().foreground_pgrp() << "}";
+    TaskStateJson(c, o);
     o << "}";
   }
   o << "],\"shm_objects\":[";
@@ -275,6 +300,7 @@ std::string ShowText(const LoadedImage& img) {
       o << "  controlling terminal: device " << major(c.ctty().rdev()) << ":" << minor(c.ctty().rdev())
         << (c.ctty().tty_id() ? " (terminal " + std::to_string(c.ctty().tty_id()) + " of the image)" : " (outside the image)")
         << ", foreground group " << c.ctty().foreground_pgrp() << "\n";
+    TaskStateText(c, o);
   }
   for (const Tty& t : img.ttys.ttys()) {
     if (t.kind() == TTY_EXTERNAL) {

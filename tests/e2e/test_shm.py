@@ -42,12 +42,6 @@ def read_objects(w):
     return out
 
 
-def restore_temp_files():
-    """cryo's temporary POSIX files in /dev/shm (another test's interrupted
-    restore may have left some: only new ones count)."""
-    return {n for n in os.listdir("/dev/shm") if n.startswith(".cryo-restore")}
-
-
 def sysv_segments():
     """shmid -> (key, nattch, mode) from /proc/sysvipc/shm."""
     segs = {}
@@ -175,14 +169,15 @@ def test_shm_sysv_id_in_use(h):
         images = h.mkdir("img")
         h.dump(w.pid, images, leave_running=True)
         before = sysv_segments()
-        temp_before = restore_temp_files()
+        shm_before = set(os.listdir("/dev/shm"))
         r = h.restore(images, expect_ok=False)
         check(r.rc != 0, "restore beside the running original succeeded")
         s1, s2 = objs["sysv"][0][0], objs["removed"][0]
         check(any("SysV shared memory segment id %d" % i in r.message for i in (s1, s2))
               and "in use" in r.message,
               "error should name SysV segment id %d or %d in use: %s" % (s1, s2, r.message))
-        check_eq(restore_temp_files() - temp_before, set(), "files the refused restore left in /dev/shm")
+        left = sorted(n for n in set(os.listdir("/dev/shm")) - shm_before if n.startswith(".cryo-restore"))
+        check(not left, "the refused restore left files in /dev/shm: %s" % left)
         check_eq(sysv_segments(), before, "SysV segments after the refused restore")
         h.verify_ok(w, when="of the original after the refused restore")
         h.verify_ok(w, exit=True, when="of the original (exit)")
@@ -209,8 +204,8 @@ def test_shm_failed_restore_leaves_nothing(h):
         before = sysv_segments()
         posix = objs["posix"][0]
         ino = os.stat(posix).st_ino
-        temp_before = restore_temp_files()
         os.rename(exe, exe + ".away")  # same inode and mtime when it comes back
+        shm_before = set(os.listdir("/dev/shm"))
         r = h.restore(images, expect_ok=False)
         check(r.rc != 0, "restore without the executable succeeded")
         check(exe in r.message, "the error should name the executable %s: %s" % (exe, r.message))
@@ -219,7 +214,8 @@ def test_shm_failed_restore_leaves_nothing(h):
         check(objs["removed"][0] not in after, "the removed segment %d made by the failed restore is still there: %r"
               % (objs["removed"][0], after.get(objs["removed"][0])))
         check_eq(after, before, "SysV segments after the failed restore")
-        check_eq(restore_temp_files() - temp_before, set(), "files the failed restore left in /dev/shm")
+        left = sorted(n for n in set(os.listdir("/dev/shm")) - shm_before if n.startswith(".cryo-restore"))
+        check(not left, "the failed restore left files in /dev/shm: %s" % left)
         check_eq(os.stat(posix).st_ino, ino, "inode of %s after the failed restore" % posix)
         os.rename(exe + ".away", exe)
         restore_verify_exit(h, w, images, "after restoring again")
