@@ -25,6 +25,8 @@
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
 #include "mem/vma_dump.h"
+#include "proc/path_check.h"
+#include "proc/path_check.h"
 #include "proc/proc.h"
 #include "seize/ptrace_util.h"
 #include "seize/seize.h"
@@ -238,7 +240,11 @@ Result<TableSharing> ScopeTree(SeizedTree& tree, pid_t root, bool kill_mode, Dum
     c.set_sid(st.session);
     live.push_back(std::move(tp));
   }
-  for (const ZombieInfo& z : tree.zombies()) plan_cores[z.pid] = ZombieCore(z);
+  scope->all_tasks = scope->tids;
+  for (const ZombieInfo& z : tree.zombies()) {
+    plan_cores[z.pid] = ZombieCore(z);
+    scope->all_tasks.insert(z.pid);
+  }
   CRYO_ASSIGN_OR_RETURN(TableSharing sharing, FindSharedTables(live));
   for (pid_t p : sharing.files_with_parent) plan_cores[p].set_shares_files_with_parent(true);
   for (pid_t p : sharing.fs_with_parent) plan_cores[p].set_shares_fs_with_parent(true);
@@ -285,6 +291,10 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             c->tree.processes().size(), c->tree.zombies().size());
   CRYO_ASSIGN_OR_RETURN(c->sharing, ScopeTree(c->tree, pid, kill_mode, &c->scope));
+  // Paths under the tree's /proc directories cannot be reopened before its
+  // tasks exist; deleted working directories, roots and executables cannot
+  // be reopened at all.
+  CRYO_RETURN_IF_ERROR(paths::CheckProcessPaths(c->scope.pids, c->scope.all_tasks));
   // Task state refused by /proc alone (audit sessions, oom_score_adj, cgroups).
   const double tp = Now();
   std::vector<pid_t> live;
@@ -434,9 +444,13 @@ Status Dump(const DumpOptions& opts) {
   if (!tree.zombies().empty()) inv.add_features("zombies");
   if (SharesDescriptions(procs)) inv.add_features("shared-files");
   std::map<uint64_t, int> shmem_holders;
+  bool private_rw = false;
   for (const DumpedProcess& p : procs)
-    for (const image::Vma& v : p.mm.vmas())
+    for (const image::Vma& v : p.mm.vmas()) {
       if (v.shmem_id()) ++shmem_holders[v.shmem_id()];
+      private_rw |= v.kind() == image::VMA_FILE_PRIVATE && v.file_opened_rw();
+    }
+  if (private_rw) inv.add_features("file-open-mode");
   for (const auto& [id, n] : shmem_holders)
     if (n > 1) {
       inv.add_features("shmem");

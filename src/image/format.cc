@@ -116,6 +116,10 @@ const std::vector<std::string>& SupportedFeatures() {
       "stopped",
       "proc-attrs",
       "cgroups",
+      "file-open-mode",
+      "memfd-writers",
+      "pty-owner",
+      "socket-state",
   };
   return kFeatures;
 }

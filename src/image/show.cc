@@ -86,6 +86,20 @@ uint64_t ShmStoredPages(const ShmObject& o) {
   return n;
 }
 
+// What a listening socket's record holds beyond its fd line.
+std::string ListenSocketText(const Fd& f) {
+  if (f.kind() != FD_LISTEN_SOCKET) return "";
+  const ListenSocket& l = f.listen_socket();
+  std::ostringstream o;
+  o << ", backlog " << l.backlog();
+  if (l.has_file())
+    o << ", file " << l.file().uid() << ":" << l.file().gid() << " mode 0" << std::oct << l.file().mode() << std::dec;
+  if (l.file_unlinked()) o << ", file removed";
+  if (l.options_size()) o << ", " << l.options_size() << " options set";
+  if (l.listen_pid()) o << ", listened as pid " << l.listen_pid() << " uid " << l.listen_uid() << " gid " << l.listen_gid();
+  return o.str();
+}
+
 // user_regs_struct word indexes.
 constexpr int kRip = 16, kRsp = 19;
 
@@ -207,7 +221,8 @@ std::string ShowJson(const LoadedImage& img) {
     o << (i ? "," : "") << "{\"id\":" << so.id() << ",\"kind\":\"" << ShmKindLabel(so.kind())
       << "\",\"name\":" << JsonString(so.name()) << ",\"size\":" << so.size() << ",\"mode\":" << so.mode()
       << ",\"uid\":" << so.uid() << ",\"gid\":" << so.gid() << ",\"pages\":" << ShmStoredPages(so);
-    if (so.kind() == SHM_MEMFD) o << ",\"seals\":" << so.seals();
+    if (so.kind() == SHM_MEMFD)
+      o << ",\"seals\":" << so.seals() << ",\"writers_uncounted\":" << (so.writers_uncounted() ? "true" : "false");
     if (so.kind() == SHM_POSIX) o << ",\"unlinked\":" << (so.unlinked() ? "true" : "false");
     if (so.kind() == SHM_SYSV)
       o << ",\"sysv_id\":" << so.sysv_id() << ",\"sysv_key\":" << so.sysv_key()
@@ -221,7 +236,9 @@ std::string ShowJson(const LoadedImage& img) {
       << ",\"index\":" << t.index() << ",\"rdev\":" << t.rdev() << ",\"session\":" << t.session()
       << ",\"foreground_pgrp\":" << t.foreground_pgrp() << ",\"locked\":" << (t.locked() ? "true" : "false")
       << ",\"packet_mode\":" << (t.packet_mode() ? "true" : "false")
-      << ",\"exclusive\":" << (t.exclusive() ? "true" : "false") << ",\"rows\":" << t.winsize().rows()
+      << ",\"exclusive\":" << (t.exclusive() ? "true" : "false") << ",\"slave_uid\":" << t.slave_attrs().uid()
+      << ",\"slave_gid\":" << t.slave_attrs().gid() << ",\"slave_mode\":" << t.slave_attrs().mode()
+      << ",\"rows\":" << t.winsize().rows()
       << ",\"cols\":" << t.winsize().cols() << ",\"lflag\":" << t.termios().lflag()
       << ",\"master_unread\":" << JsonString(t.master_unread()) << ",\"slave_unread\":[";
     for (int j = 0; j < t.slave_unread_size(); ++j)
@@ -271,12 +288,13 @@ std::string ShowText(const LoadedImage& img) {
       snprintf(line, sizeof(line), "    %012" PRIx64 "-%012" PRIx64 " %s %8" PRIu64 " pages  %s\n", v.start(), v.end(),
                ProtString(v).c_str(), v.stored_pages(), v.name().c_str());
       o << line;
+      if (v.kind() == VMA_FILE_PRIVATE && v.file_opened_rw()) o << "        (its file opened read-write)\n";
     }
     o << "  fds:\n";
     for (const Fd& f : p.fds.fds())
     {
       o << "    " << f.fd() << ": " << FdKindName(f.kind()) << " " << f.file().path() << " pos " << f.pos() << " flags 0"
-        << std::oct << f.flags() << std::dec << (f.cloexec() ? " cloexec" : "");
+        << std::oct << f.flags() << std::dec << (f.cloexec() ? " cloexec" : "") << ListenSocketText(f);
       for (const FileLock& l : f.locks()) {
         o << ", " << LockKindName(l.kind()) << (l.write() ? " write" : " read");
         if (l.kind() == LOCK_POSIX || l.kind() == LOCK_OFD)
@@ -312,6 +330,9 @@ std::string ShowText(const LoadedImage& img) {
       << t.winsize().rows() << "x" << t.winsize().cols() << ", lflag 0" << std::oct << t.termios().lflag() << std::dec
       << (t.locked() ? ", locked" : "") << (t.packet_mode() ? ", packet mode" : "") << (t.exclusive() ? ", exclusive" : "");
     if (t.session()) o << ", controls session " << t.session() << " (foreground group " << t.foreground_pgrp() << ")";
+    if (t.has_slave_attrs())
+      o << ", slave owner " << t.slave_attrs().uid() << ":" << t.slave_attrs().gid() << " mode 0" << std::oct
+        << t.slave_attrs().mode() << std::dec;
     size_t in = 0;
     for (const TtyInput& i : t.slave_unread()) in += i.data().size();
     o << "\n  queued: " << t.master_unread().size() << " bytes for the master, " << in << " bytes in "
@@ -330,6 +351,7 @@ std::string ShowText(const LoadedImage& img) {
     o << ", " << so.size() << " bytes, mode 0" << std::oct << so.mode() << std::dec << ", uid " << so.uid() << " gid "
       << so.gid() << ", " << ShmStoredPages(so) << " pages stored";
     if (so.kind() == SHM_MEMFD && so.seals()) o << ", seals " << std::hex << "0x" << so.seals() << std::dec;
+    if (so.kind() == SHM_MEMFD && so.writers_uncounted()) o << ", written through its own description only";
     o << "\n";
   }
   return o.str();
