@@ -11,7 +11,8 @@ namespace cryo {
 inline constexpr const char* kNeedPrivileges =
     "cryo must run as root or with CAP_CHECKPOINT_RESTORE + CAP_SYS_PTRACE (see cryo check)";
 
-// An error with kNeedPrivileges unless both capabilities are effective.
+// An error with kNeedPrivileges unless both capabilities are effective
+// (CAP_SYS_ADMIN does for CAP_CHECKPOINT_RESTORE, as in the kernel).
 Status CheckPrivileges();
 
 }  // namespace cryo

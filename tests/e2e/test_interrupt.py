@@ -198,6 +198,12 @@ def test_not_root(h):
         check("cryo must run as root or with CAP_CHECKPOINT_RESTORE + CAP_SYS_PTRACE (see cryo check)" in p.stderr,
               "cryo %s as nobody: %r" % (cmd[0], p.stderr))
     check(not os.path.exists(images), "cryo dump as nobody created %s" % images)
+    # `cryo check` says which capabilities are missing.
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", h.cryo, "check"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    caps = [line for line in p.stdout.splitlines() if " capabilities " in line]
+    check(len(caps) == 1 and not caps[0].startswith("ok") and "CAP_SYS_PTRACE no" in caps[0]
+          and "CAP_CHECKPOINT_RESTORE no" in caps[0], "cryo check as nobody: %r" % caps)
     h.verify_ok(w)
 
 
