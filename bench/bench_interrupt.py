@@ -110,7 +110,8 @@ def main():
                     harmed += 1
                 else:
                     other += 1
-                print("%s: %s\n  %s" % ("HARMED" if original else "FAILED", what, str(e).splitlines()[0]))
+                detail = str(e).splitlines()[:40]  # the check, then cryo's command, status and stderr
+                print("%s: %s\n  %s" % ("HARMED" if original else "FAILED", what, "\n  ".join(detail)))
                 shutil.rmtree(images, ignore_errors=True)
                 if cryotest.pid_alive(w.pid):
                     faultlib.kill_tree(h, w.pid)

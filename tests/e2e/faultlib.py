@@ -15,8 +15,9 @@ After each interrupted dump (check_after):
     is gone, the image is complete (cryo show reads it) and restorable (the
     restored tree passes its verification, and becomes the next original);
   - the image directory: after SIGINT (and the other catchable signals)
-    removed, unless the dump had completed; after SIGKILL absent, complete,
-    or refused by `cryo show` as "incomplete image: the dump did not finish".
+    removed, unless the dump had completed; after SIGKILL absent, empty (cryo
+    died between the mkdir and the marker), complete, or refused by `cryo
+    show` as "incomplete image: the dump did not finish".
 """
 import os
 import re
@@ -146,9 +147,11 @@ def timed_dump(h, w, images, leave_running, delay, sig):
 
 
 def image_state(h, images):
-    """'absent', 'complete' or 'incomplete' (what `cryo show` says)."""
+    """'absent', 'empty', 'complete' or 'incomplete' (what `cryo show` says)."""
     if not os.path.exists(images):
         return "absent"
+    if not os.listdir(images):
+        return "empty"  # a SIGKILL between the directory's creation and its marker's
     r = h.run_cryo(["show", images], log=False, tag="show")
     if r.rc == 0:
         return "complete"
