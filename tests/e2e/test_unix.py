@@ -5,14 +5,18 @@ both directions, sequence-numbered (message boundaries and zero-length
 messages kept), a pair shut down one way, one whose peer was closed, names
 (abstract and path) and options; in kill, leave-running and rewind modes.
 What is not restored is refused by name: a peer outside the tree (naming the
-outside process), file descriptors in flight (SCM_RIGHTS).
+outside process), file descriptors in flight (SCM_RIGHTS). A real program:
+nginx, a master and 2 workers talking over socketpairs, serves requests after
+a restore (kill and rewind) and reloads its workers over those channels.
 
 Run: test_unix.py --cryo PATH --workloads DIR [NAME ...]
 """
 import os
+import signal
 import socket
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -130,12 +134,129 @@ def test_fds_in_flight_refused(h):
     expect_refused(h, w, ["pid %d" % w.pid, "SCM_RIGHTS"])
 
 
+NGINX = "/usr/sbin/nginx"
+NGINX_CONF = """daemon off;
+master_process on;
+worker_processes 2;
+pid %(dir)s/nginx.pid;
+error_log %(dir)s/error.log;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path %(dir)s/body;
+  proxy_temp_path %(dir)s/proxy;
+  fastcgi_temp_path %(dir)s/fastcgi;
+  uwsgi_temp_path %(dir)s/uwsgi;
+  scgi_temp_path %(dir)s/scgi;
+  server { listen 127.0.0.1:%(port)d; location / { return 200 "hello from $pid\\n"; } }
+}
+"""
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def children(pid):
+    try:
+        return [int(c) for c in open("/proc/%d/task/%d/children" % (pid, pid)).read().split()]
+    except OSError:
+        return []
+
+
+def get(port):
+    with urllib.request.urlopen("http://127.0.0.1:%d/" % port, timeout=5) as r:
+        return r.read().decode()
+
+
+def wait_workers(master, old, when):
+    """Until the master has 2 workers, none of them in `old` (bounded)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        kids = children(master)
+        if len(kids) == 2 and not set(kids) & set(old):
+            return kids
+        time.sleep(0.05)
+    cryotest.fail("nginx %s: workers %r, expected 2 new ones (old %r)" % (when, children(master), old))
+
+
+def check_serves(port, workers, when):
+    served = set()
+    for _ in range(8):
+        text = get(port)
+        check(text.startswith("hello from "), "nginx %s answered %r" % (when, text))
+        served.add(int(text.split()[-1]))
+    check(served <= set(workers), "nginx %s: answered by %r, workers are %r" % (when, served, workers))
+
+
+def start_nginx(h):
+    check(os.access(NGINX, os.X_OK), "%s is missing (install nginx-light, scripts/install-deps.sh)" % NGINX)
+    d = h.mkdir("nginx")
+    port = free_port()
+    with open(os.path.join(d, "nginx.conf"), "w") as f:
+        f.write(NGINX_CONF % {"dir": d, "port": port})
+    w = h.start("nginx-run", [NGINX, "-c", os.path.join(d, "nginx.conf"), "-p", d])
+    workers = wait_workers(w.pid, [], "at start")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            get(port)
+            break
+        except OSError:
+            time.sleep(0.05)
+    check_serves(port, workers, "before the dump")
+    return w, port, workers
+
+
+def after_restore(h, master, port, workers, when):
+    check_eq(sorted(children(master)), sorted(workers), "nginx workers %s" % when)
+    check_serves(port, workers, when)
+    # A reload: the master tells the old workers to quit over the channels
+    # (socketpairs) and starts new ones, which serve.
+    os.kill(master, signal.SIGHUP)
+    new = wait_workers(master, workers, "reloaded " + when)
+    check_serves(port, new, "reloaded " + when)
+    os.kill(master, signal.SIGQUIT)
+    check_eq(h.wait_exit(master), ("exit", 0), "nginx master exit status " + when)
+
+
+def test_nginx_kill(h):
+    w, port, workers = start_nginx(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    check_image(h, images)
+    cryotest.wait_pids_gone(image_pids(h, images))
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    after_restore(h, r.pid, port, workers, "after restore")
+
+
+def test_nginx_rewind(h):
+    w, port, workers = start_nginx(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    check_serves(port, workers, "after dump --leave-running")
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    h.kill_and_reap(w)
+    for i in range(2):
+        cryotest.wait_pids_gone(image_pids(h, images))
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        after_restore(h, r.pid, port, workers, "after rewind %d" % (i + 1))
+
+
 TESTS = [
     test_unixsk_kill,
     test_unixsk_leave_running,
     test_unixsk_rewind,
     test_peer_outside_refused,
     test_fds_in_flight_refused,
+    test_nginx_kill,
+    test_nginx_rewind,
 ]
 
 if __name__ == "__main__":
