@@ -31,18 +31,12 @@ namespace cryo {
 
 namespace {
 
-int IntOpt(int fd, int level, int name) {
-  int v = 0;
-  socklen_t len = sizeof(v);
-  return ::getsockopt(fd, level, name, &v, &len) == 0 ? v : -1;
-}
-
 // A description of the target's socket in cryo (pidfd_getfd), if it listens.
 UniqueFd GrabListener(const FdSource& s) {
   if (!S_ISSOCK(s.st.st_mode)) return UniqueFd();
   UniqueFd fd(s.Grab());
-  if (!fd.valid() || IntOpt(fd.get(), SOL_SOCKET, SO_ACCEPTCONN) != 1) return UniqueFd();
-  const int family = IntOpt(fd.get(), SOL_SOCKET, SO_DOMAIN);
+  if (!fd.valid() || IntSocketOption(fd.get(), SOL_SOCKET, SO_ACCEPTCONN) != 1) return UniqueFd();
+  const int family = IntSocketOption(fd.get(), SOL_SOCKET, SO_DOMAIN);
   if (family != AF_INET && family != AF_INET6 && family != AF_UNIX) return UniqueFd();
   return fd;
 }
@@ -121,17 +115,17 @@ class ListenSocketHandler final : public FdKindHandler {
     UniqueFd fd = GrabListener(s);
     if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + s.what());
     image::ListenSocket* l = out->mutable_listen_socket();
-    l->set_family(IntOpt(fd.get(), SOL_SOCKET, SO_DOMAIN));
-    l->set_type(IntOpt(fd.get(), SOL_SOCKET, SO_TYPE));
-    l->set_protocol(IntOpt(fd.get(), SOL_SOCKET, SO_PROTOCOL));
+    l->set_family(IntSocketOption(fd.get(), SOL_SOCKET, SO_DOMAIN));
+    l->set_type(IntSocketOption(fd.get(), SOL_SOCKET, SO_TYPE));
+    l->set_protocol(IntSocketOption(fd.get(), SOL_SOCKET, SO_PROTOCOL));
     sockaddr_storage addr{};
     socklen_t len = sizeof(addr);
     if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
       return Status::FromErrno("getsockname of " + s.what());
     l->set_address(std::string(reinterpret_cast<const char*>(&addr), len));
-    l->set_reuseaddr(IntOpt(fd.get(), SOL_SOCKET, SO_REUSEADDR) == 1);
-    l->set_reuseport(IntOpt(fd.get(), SOL_SOCKET, SO_REUSEPORT) == 1);
-    if (l->family() == AF_INET6) l->set_v6only(IntOpt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY) == 1);
+    l->set_reuseaddr(IntSocketOption(fd.get(), SOL_SOCKET, SO_REUSEADDR) == 1);
+    l->set_reuseport(IntSocketOption(fd.get(), SOL_SOCKET, SO_REUSEPORT) == 1);
+    if (l->family() == AF_INET6) l->set_v6only(IntSocketOption(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY) == 1);
     l->set_backlog(SOMAXCONN);
     l->set_owner_uid(s.st.st_uid);
     l->set_owner_gid(s.st.st_gid);

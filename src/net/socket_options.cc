@@ -169,6 +169,12 @@ Status CheckUnreadable(int fd, int family, const std::string& what) {
 
 }  // namespace
 
+int IntSocketOption(int fd, int level, int name) {
+  int v = 0;
+  socklen_t len = sizeof(v);
+  return ::getsockopt(fd, level, name, &v, &len) == 0 ? v : -1;
+}
+
 std::string SocketOptionName(int level, int name) {
   const Option* o = Find(level, name);
   return o ? o->label : "level " + std::to_string(level) + " option " + std::to_string(name);

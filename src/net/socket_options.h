@@ -25,6 +25,9 @@ Status DumpSocketOptions(int fd, int family, int type, int protocol, const std::
 Status RestoreSocketOptions(int fd, const google::protobuf::RepeatedPtrField<image::SocketOption>& options,
                             const std::string& what);
 
+// An int option of `fd` (getsockopt(2)), -1 if it cannot be read.
+int IntSocketOption(int fd, int level, int name);
+
 // "SO_RCVBUF", "TCP_NODELAY", ... ("level L option N" for one not in the table).
 std::string SocketOptionName(int level, int name);
 

@@ -12,18 +12,13 @@
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "net/socket_options.h"
 
 namespace cryo {
 
 namespace {
 
 constexpr int kSoPeekOff = 42, kSoSndbufForce = 32;
-
-int IntOpt(int fd, int level, int name) {
-  int v = 0;
-  socklen_t len = sizeof(v);
-  return ::getsockopt(fd, level, name, &v, &len) == 0 ? v : -1;
-}
 
 // Closes the fds an SCM_RIGHTS message installed in cryo; whether there was any control data.
 bool DropControl(msghdr* m) {
@@ -101,7 +96,7 @@ Status PeekUnixQueue(int fd, int type, bool rcv_shutdown, int peer_fd, const std
   // stopped, and only one dump peeks at a time.
   static std::mutex mu;
   std::lock_guard<std::mutex> guard(mu);
-  const int saved = IntOpt(fd, SOL_SOCKET, kSoPeekOff);
+  const int saved = IntSocketOption(fd, SOL_SOCKET, kSoPeekOff);
   const int zero = 0;
   if (::setsockopt(fd, SOL_SOCKET, kSoPeekOff, &zero, sizeof(zero)) != 0)
     return Status::FromErrno("SO_PEEK_OFF on " + what);
@@ -134,7 +129,7 @@ Status RefillUnixQueue(const std::vector<int>& senders, const UnixQueue& queue, 
   const int big = static_cast<int>(std::min<size_t>(total * 2 + (1 << 20), 1u << 30));
   for (int s : senders) {
     if (saved.count(s)) continue;
-    saved[s] = IntOpt(s, SOL_SOCKET, SO_SNDBUF);
+    saved[s] = IntSocketOption(s, SOL_SOCKET, SO_SNDBUF);
     if (::setsockopt(s, SOL_SOCKET, kSoSndbufForce, &big, sizeof(big)) != 0)
       return Status::FromErrno("SO_SNDBUFFORCE for the queue of " + what);
   }

@@ -22,12 +22,6 @@ namespace cryo {
 
 namespace {
 
-int IntOpt(int fd, int level, int name) {
-  int v = 0;
-  socklen_t len = sizeof(v);
-  return ::getsockopt(fd, level, name, &v, &len) == 0 ? v : -1;
-}
-
 const char* TypeName(int type) {
   switch (type) {
     case SOCK_STREAM: return "stream";
@@ -48,8 +42,8 @@ std::string NameOf(const std::string& a) {
 UniqueFd GrabUnixSocket(const FdSource& s) {
   if (!S_ISSOCK(s.st.st_mode)) return UniqueFd();
   UniqueFd fd(s.Grab());
-  if (!fd.valid() || IntOpt(fd.get(), SOL_SOCKET, SO_DOMAIN) != AF_UNIX ||
-      IntOpt(fd.get(), SOL_SOCKET, SO_ACCEPTCONN) == 1)
+  if (!fd.valid() || IntSocketOption(fd.get(), SOL_SOCKET, SO_DOMAIN) != AF_UNIX ||
+      IntSocketOption(fd.get(), SOL_SOCKET, SO_ACCEPTCONN) == 1)
     return UniqueFd();
   return fd;
 }
@@ -73,7 +67,7 @@ class UnixSocketHandler final : public FdKindHandler {
     UniqueFd fd = GrabUnixSocket(s);
     if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + s.what());
     image::UnixSocket* u = out->mutable_unix_socket();
-    u->set_type(IntOpt(fd.get(), SOL_SOCKET, SO_TYPE));
+    u->set_type(IntSocketOption(fd.get(), SOL_SOCKET, SO_TYPE));
     u->set_ino(s.st.st_ino);
     u->set_address(Sockname(fd.get(), false));
     u->set_peer_address(Sockname(fd.get(), true));

@@ -64,6 +64,21 @@ UniqueFd GrabFd(pid_t pid, int fd) {
   return UniqueFd(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
 }
 
+// socketpair(2) under effective ids `uid`, `gid` (of this thread only: raw
+// system calls, glibc's would change every thread's), which both ends show
+// as their peer's (SO_PEERCRED); then back to root.
+Status SocketpairAs(int type, uid_t uid, gid_t gid, int sv[2], const std::string& what) {
+  const gid_t egid = ::getegid();
+  Status st;
+  if (gid && syscall(SYS_setresgid, -1, gid, -1) != 0) st = Status::FromErrno("setresgid for " + what);
+  if (st.ok() && uid && syscall(SYS_setresuid, -1, uid, -1) != 0) st = Status::FromErrno("setresuid for " + what);
+  if (st.ok() && ::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) st = Status::FromErrno("socketpair for " + what);
+  // Back to root: the saved uid allows it (capabilities(7), "Effect of user ID changes").
+  if ((uid && syscall(SYS_setresuid, -1, 0, -1) != 0) || (gid && syscall(SYS_setresgid, -1, egid, -1) != 0))
+    return Status::FromErrno("returning to cryo's ids after the socketpair for " + what);
+  return st;
+}
+
 }  // namespace
 
 Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tables) {
@@ -118,6 +133,15 @@ Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tab
       }
     }
     const bool paired = peer && peer->peer_ino() == ino;
+    // socketpair(2) gives both ends its caller's credentials (SO_PEERCRED):
+    // made again under those ids. An accepted connection between two users
+    // would need each end's own.
+    if (paired && (peer->peer_uid() != u->peer_uid() || peer->peer_gid() != u->peer_gid())) {
+      refused.push_back(what + ": its ends have different peer credentials (SO_PEERCRED uid " +
+                        std::to_string(u->peer_uid()) + " and " + std::to_string(peer->peer_uid()) +
+                        ": a connection between two users), not supported yet");
+      continue;
+    }
     if (!u->address().empty() && names[u->address()] > 1) {
       if (IsAbstract(u->address())) {
         refused.push_back(what + ": its abstract name is a listener's (an accepted connection), not supported yet");
@@ -182,7 +206,7 @@ Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
     if (u->peer_ino() && peer == recs.end()) return Status::Error(what + ": its peer is not in the image");
     if ((u->peer_ino() && peer->second->peer_ino() == ino) || u->peer_closed()) {
       int sv[2];
-      if (::socketpair(AF_UNIX, u->type() | SOCK_CLOEXEC, 0, sv) != 0) return Status::FromErrno("socketpair for " + what);
+      CRYO_RETURN_IF_ERROR(SocketpairAs(u->type(), u->peer_uid(), u->peer_gid(), sv, what));
       set.fds_[ino] = UniqueFd(sv[0]);
       (u->peer_ino() ? set.fds_[u->peer_ino()] : closed_peers[ino]) = UniqueFd(sv[1]);
     } else {
@@ -265,8 +289,9 @@ Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
     const uint32_t bits = u->peer_closed() ? 0 : u->shutdown() & (kRcvShutdown | kSendShutdown);
     if (bits && ::shutdown(fd, bits == 3 ? SHUT_RDWR : bits == kRcvShutdown ? SHUT_RD : SHUT_WR) != 0)
       return Status::FromErrno("shutdown of " + what);
-    // The socket's own inode: its owner is the socket's sk_uid (sockfs_setattr).
-    if ((u->owner_uid() || u->owner_gid()) && ::fchown(fd, u->owner_uid(), u->owner_gid()) != 0)
+    // The socket's own inode: its owner is the socket's sk_uid (sockfs_setattr);
+    // set even to root's, as a pair made under other ids is theirs.
+    if (::fchown(fd, u->owner_uid(), u->owner_gid()) != 0)
       return Status::FromErrno("fchown of " + what);
   }
   return set;

@@ -134,6 +134,49 @@ def test_fds_in_flight_refused(h):
     expect_refused(h, w, ["pid %d" % w.pid, "SCM_RIGHTS"])
 
 
+def test_peer_credentials(h):
+    """A socketpair made by an unprivileged process keeps its SO_PEERCRED ids."""
+    d = h.mkdir("creds")
+    os.chmod(d, 0o777)
+    w = h.start("creds", [cryotest.PYTHON, "-c",
+                          "import os, socket, struct, time\n"
+                          "os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+                          "a, b = socket.socketpair()\n"
+                          "a.send(b'queued')\n"
+                          "open('ready', 'w').write('x')\n"
+                          "while True:\n"
+                          "    if os.path.exists('verify'):\n"
+                          "        os.unlink('verify')\n"
+                          "        pid, uid, gid = struct.unpack('3i', b.getsockopt(socket.SOL_SOCKET, "
+                          "socket.SO_PEERCRED, 12))\n"
+                          "        st = os.fstat(a.fileno())\n"
+                          "        open('result.tmp', 'w').write('%d %d %d %d %r' % (uid, gid, st.st_uid, st.st_gid, "
+                          "b.recv(16, socket.MSG_PEEK)))\n"
+                          "        os.rename('result.tmp', 'result')\n"
+                          "    time.sleep(0.02)\n"], ctl=d)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(w.path("ready")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    def ask(when):
+        open(w.path("verify"), "w").close()
+        deadline = time.monotonic() + 10
+        while not os.path.exists(w.path("result")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        text = cryotest.read_text(w.path("result"), "")
+        os.unlink(w.path("result"))
+        check_eq(text, "65534 65534 65534 65534 b'queued'", "SO_PEERCRED ids, owner and queue %s" % when)
+
+    ask("before the dump")
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    cryotest.wait_pids_gone(image_pids(h, images))
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    ask("after restore")
+    h.cleanup_one(r.pid)
+
+
 NGINX = "/usr/sbin/nginx"
 NGINX_CONF = """daemon off;
 master_process on;
@@ -255,6 +298,7 @@ TESTS = [
     test_unixsk_rewind,
     test_peer_outside_refused,
     test_fds_in_flight_refused,
+    test_peer_credentials,
     test_nginx_kill,
     test_nginx_rewind,
 ]
