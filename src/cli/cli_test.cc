@@ -32,6 +32,13 @@ TEST(MessagesTest, PidValues) {
   EXPECT_NE(PidValueProblem("99999999999").find("out of range"), std::string::npos);
 }
 
+TEST(MessagesTest, FirstWord) {
+  const char* argv[] = {"cryo", "-o", "log", "-v", "undump", "-t", "1"};
+  EXPECT_EQ(FirstWord(7, argv, {"-o", "--log-file"}), "undump");
+  EXPECT_EQ(FirstWord(4, argv, {"-o", "--log-file"}), "");
+  EXPECT_EQ(FirstWord(3, argv, {}), "log");
+}
+
 class TempDir {
  public:
   TempDir() {

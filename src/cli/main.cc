@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -174,6 +175,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // "A subcommand is required" would hide a mistyped command.
+    const std::string command = cli::FirstWord(argc, argv, {"-o", "--log-file"});
+    const auto subs = {dump_cmd, restore_cmd, show_cmd, check_cmd};
+    if (!command.empty() && std::none_of(subs.begin(), subs.end(), [&](auto* c) { return c->get_name() == command; }))
+      return UsageError("unknown command '" + command + "' (the commands are check, dump, restore and show)");
     const int rc = app.exit(e);  // prints help, the version or the error
     return rc == 0 ? 0 : kUsage;
   }

@@ -1,5 +1,6 @@
 #include "cli/messages.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -41,6 +42,18 @@ std::string PidValueProblem(const std::string& text) {
   if (text_max.ok()) pid_max = std::atoll(std::string(Trim(*text_max)).c_str());
   if (pid_max > 0 && v >= pid_max)
     return "pid " + text + " is out of range (/proc/sys/kernel/pid_max is " + std::to_string(pid_max) + ")";
+  return "";
+}
+
+std::string FirstWord(int argc, const char* const* argv, const std::vector<std::string>& with_value) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (std::find(with_value.begin(), with_value.end(), arg) != with_value.end()) {
+      ++i;
+      continue;
+    }
+    if (!arg.starts_with("-")) return arg;
+  }
   return "";
 }
 

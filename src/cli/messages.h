@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace cryo::cli {
 
@@ -17,5 +18,9 @@ std::string RestoredLine(size_t processes, pid_t root, double seconds);
 // Why `text` is not a pid a process can have (a positive number up to the
 // kernel's pid_max), or "" if it is one. For -t/--pid.
 std::string PidValueProblem(const std::string& text);
+
+// The first word of a command line that is not an option (nor the value of
+// one of `with_value`): the command it names, or "".
+std::string FirstWord(int argc, const char* const* argv, const std::vector<std::string>& with_value);
 
 }  // namespace cryo::cli
