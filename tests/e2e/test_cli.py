@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cryotest  # noqa: E402
-from cryotest import check, check_eq, fail, pid_alive, proc_stat, proc_status, read_text  # noqa: E402
+from cryotest import check, check_eq, fail, pid_alive, proc_status, read_text  # noqa: E402
 
 PTRACE_SEIZE = 0x4206
 SIZE_RE = r"[0-9]+(?:\.[0-9])? KiB|[0-9]+\.[0-9] MiB|[0-9]+\.[0-9] GiB"
@@ -35,19 +35,6 @@ def format_size(n):
 
 def dir_bytes(d):
     return sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
-
-
-def tree_pids(root):
-    """The root and its descendants (zombies included)."""
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        if proc_stat(pid) is None:
-            continue
-        out.append(pid)
-        for tid in os.listdir("/proc/%d/task" % pid):
-            todo.extend(int(k) for k in read_text("/proc/%d/task/%s/children" % (pid, tid), "").split())
-    return out
 
 
 def quiet_cryo(h, args, tag=None):
@@ -72,7 +59,7 @@ def test_success_lines(h):
     processes, the root pid, the directory, the image size and the time."""
     w = h.start_workload("tree", "4")
     h.wait_ready(w, timeout=30)
-    tree_pids_before = tree_pids(w.pid)
+    tree_pids_before = [w.pid] + h._descendants(w.pid)  # zombies included
     n = len(tree_pids_before)
     check(n > 1, "the tree workload should have several processes, found %d" % n)
     images = h.mkdir("img")
