@@ -110,6 +110,8 @@ TEST(CountingEnvTest, CountsTheEndOfEachFile) {
   ASSERT_TRUE(a2.ok());
   ASSERT_TRUE((*a2)->Append("1", 1).ok());
   EXPECT_EQ(env.BytesWritten(), 1u + 4098u);
+  ASSERT_EQ(unlink((d.path() + "/b").c_str()), 0);  // removed again: not part of the image
+  EXPECT_EQ(env.BytesWritten(), 1u);
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "cli/counting_env.h"
 
+#include <unistd.h>
+
 namespace cryo::cli {
 namespace {
 
@@ -51,7 +53,9 @@ Result<std::unique_ptr<WritableFile>> CountingEnv::NewWritableFile(const std::st
 uint64_t CountingEnv::BytesWritten() const {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t total = 0;
-  for (const auto& [path, size] : sizes_) total += size->load();
+  // A file the dump removed again (a marker, say) is not part of the image.
+  for (const auto& [path, size] : sizes_)
+    if (::access(path.c_str(), F_OK) == 0) total += size->load();
   return total;
 }
 

@@ -22,8 +22,8 @@ class CountingEnv final : public Env {
   Status CreateDir(const std::string& path, mode_t mode) override { return base_->CreateDir(path, mode); }
   Status SyncDir(const std::string& path) override { return base_->SyncDir(path); }
 
-  // Bytes of every file created through this Env (a file created again
-  // counts with its last content).
+  // Bytes of every file created through this Env that still exists (a file
+  // created again counts with its last content).
   uint64_t BytesWritten() const;
 
  private:
