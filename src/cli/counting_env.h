@@ -21,6 +21,8 @@ class CountingEnv final : public Env {
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) override;
   Status CreateDir(const std::string& path, mode_t mode) override { return base_->CreateDir(path, mode); }
   Status SyncDir(const std::string& path) override { return base_->SyncDir(path); }
+  Status RemoveFile(const std::string& path) override { return base_->RemoveFile(path); }
+  Status RemoveDir(const std::string& path) override { return base_->RemoveDir(path); }
 
   // Bytes of every file created through this Env that still exists (a file
   // created again counts with its last content).
