@@ -13,6 +13,7 @@
 #include "base/clock.h"
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "base/privileges.h"
 #include "cgroup/cgroup_restore.h"
 #include "check/probes.h"
 #include "cli/counting_env.h"
@@ -236,6 +237,9 @@ int main(int argc, char** argv) {
 
   if (*dump_cmd) {
     dump.show_progress = progress;
+    // Privileges first (the dump checks them again): without them even the
+    // image directory's check may fail on a permission, naming the wrong cause.
+    if (Status priv = CheckPrivileges(); !priv.ok()) return Fail(priv);
     Status free = cli::CheckImageDirFree(dump.images_dir, force);
     if (!free.ok()) return Fail(free);
     cli::CountingEnv counted(dump.env);
