@@ -81,7 +81,16 @@ class UnixSocketHandler final : public FdKindHandler {
     u->set_state(diag.state);
     u->set_shutdown(diag.shutdown);
     const bool connection = u->type() != SOCK_DGRAM;
-    if (connection && diag.state == TCP_ESTABLISHED && !diag.peer_ino) u->set_peer_closed(true);
+    // The peer's close shuts this end down both ways (unix_release_sock); a
+    // connection still waiting in a listener's accept queue has no peer
+    // inode either (the new socket has no inode until accept(2)).
+    if (connection && diag.state == TCP_ESTABLISHED && !diag.peer_ino) {
+      if ((diag.shutdown & 3) != 3)
+        return Status::Error(what + " waits to be accepted by " +
+                             (u->peer_address().empty() ? std::string("its listener") : NameOf(u->peer_address())) +
+                             " (a connection not accepted yet), not supported yet");
+      u->set_peer_closed(true);
+    }
     if (diag.state != TCP_ESTABLISHED && diag.state != TCP_CLOSE)
       return Status::Error(what + " is in state " + std::to_string(diag.state) +
                            " (connecting?), which cryo cannot restore");

@@ -177,6 +177,27 @@ def test_peer_credentials(h):
     h.cleanup_one(r.pid)
 
 
+def test_pending_client_refused(h):
+    """A client whose connection waits in the accept queue of a listener
+    outside the tree: refused by name, not taken for a closed peer."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    path = os.path.join(h.mkdir("srv"), "s")
+    srv.bind(path)
+    srv.listen(1)
+    try:
+        w = h.start("client", [cryotest.PYTHON, "-c",
+                               "import socket, sys, time\n"
+                               "c = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET); c.connect(sys.argv[1])\n"
+                               "open('ready', 'w').write('x')\n"
+                               "while True: time.sleep(0.05)\n", path])
+        deadline = time.monotonic() + 10
+        while not os.path.exists(w.path("ready")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        expect_refused(h, w, ["pid %d" % w.pid, "waits to be accepted", path])
+    finally:
+        srv.close()
+
+
 NGINX = "/usr/sbin/nginx"
 NGINX_CONF = """daemon off;
 master_process on;
@@ -265,6 +286,7 @@ def after_restore(h, master, port, workers, when):
     check_serves(port, new, "reloaded " + when)
     os.kill(master, signal.SIGQUIT)
     check_eq(h.wait_exit(master), ("exit", 0), "nginx master exit status " + when)
+    cryotest.wait_pids_gone(new)  # they hold the port
 
 
 def test_nginx_kill(h):
@@ -299,6 +321,7 @@ TESTS = [
     test_peer_outside_refused,
     test_fds_in_flight_refused,
     test_peer_credentials,
+    test_pending_client_refused,
     test_nginx_kill,
     test_nginx_rewind,
 ]
