@@ -260,7 +260,7 @@ Status Dump(const DumpOptions& opts) {
   // The inventory goes last, once every other file is durable: an image
   // without one is incomplete.
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
-  CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, inv));
+  CRYO_RETURN_IF_ERROR(writer->WriteInventory(inv));
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(writer->SyncDir());
   LOG_DEBUG("records written and synced in %.1f ms", (Now() - ts) * 1e3);

@@ -201,7 +201,7 @@ Status FdPool::BuildShmem(const image::LoadedImage& img, int base) {
     for (const auto& [pid, p] : img.processes) {
       if (!st.ok()) break;
       if (p.core.zombie()) continue;
-      auto pages = image::OpenPageFile(img.dir, pid, p.mm);
+      auto pages = image::OpenPageFile(img, pid);
       if (!pages.ok()) {
         st = pages.status();
         break;

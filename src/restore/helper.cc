@@ -178,7 +178,7 @@ AreaLayout LayoutArea(const image::ProcessImage& p) {
 Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   const image::ProcessImage& p = ctx.img->processes.at(ctx.pid);
   const WindowSlot& slot = ctx.window->slots.at(ctx.pid);
-  CRYO_ASSIGN_OR_RETURN(UniqueFd pages, image::OpenPageFile(ctx.img->dir, ctx.pid, p.mm));
+  CRYO_ASSIGN_OR_RETURN(UniqueFd pages, image::OpenPageFile(*ctx.img, ctx.pid));
   // The vDSO family is where cryo had it when it cloned the tree (a fork keeps it).
   CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, *ctx.cryo_vmas, &out->specials));
   const FdPool* pool = ctx.pool;
