@@ -11,6 +11,7 @@
 
 #include "files/fd_kind.h"
 #include "files/fd_table.h"
+#include "base/janitor.h"
 #include "base/unique_fd.h"
 
 namespace cryo {
@@ -31,6 +32,8 @@ Result<int> OpenFifoKeeper(const image::Pipe& p, mode_t mode) {
   const std::string& path = p.fifo_path();
   int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
+    // A FIFO made for the restore goes if the restore does not complete.
+    if (Janitor* j = CurrentJanitor()) CRYO_RETURN_IF_ERROR(j->WillCreateFile(path));
     if (::mkfifo(path.c_str(), mode & 07777) != 0) return Status::FromErrno("mkfifo " + path);
     fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
   }

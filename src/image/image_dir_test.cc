@@ -73,7 +73,7 @@ TEST(ImageDirTest, TerminalsRoundTrip) {
   Fd* f = img.procs[42].fds.add_fds();
   f->set_fd(3);
   f->set_kind(FD_TTY);
-  f->set_flags(O_RDWR);
+  f->set_flags(O_RDWR | 0x8000);
   f->mutable_tty()->set_tty_id(1);
   f->mutable_tty()->set_master(true);
   f->mutable_tty()->set_index(7);
@@ -285,8 +285,10 @@ void WriteShmImage(const std::string& dir, const std::function<void(ShmTable*)>&
   Fd* f = img.procs[42].fds.add_fds();
   f->set_fd(3);
   f->set_kind(FD_MEMFD);
-  f->set_flags(O_RDWR);
+  f->set_flags(O_RDWR | 0x8000);
   f->set_shm_object(1);
+  f->mutable_file()->set_path("/memfd:a memfd (deleted)");
+  f->mutable_file()->set_mode(S_IFREG | 0600);
   ASSERT_TRUE(WriteTestImage(dir, img).ok());
 }
 

@@ -40,6 +40,13 @@ TestImage MakeTestImage() {
   core.set_pgid(42);
   core.set_sid(42);
   core.set_cwd("/");
+  core.set_root("/");
+  for (uint32_t r = 0; r < 16; ++r) {
+    Rlimit* l = core.add_rlimits();
+    l->set_resource(r);
+    l->set_soft(UINT64_MAX);
+    l->set_hard(UINT64_MAX);
+  }
   core.mutable_mm()->set_exe_path("/bin/true");
   for (int i = 0; i < 4; ++i) {
     core.mutable_creds()->add_uid(0);

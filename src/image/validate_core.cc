@@ -20,6 +20,7 @@ constexpr uint64_t kSaFlags = 0x1 | 0x2 | 0x4 | 0x400 | 0x800 | 0x04000000 | 0x0
 constexpr uint64_t kUserFlags = 0x50dd5;
 constexpr uint64_t kFixedFlags = 0x202;
 // user_regs_struct word indexes.
+constexpr int kResourceLimits = 16;  // RLIM_NLIMITS
 constexpr int kEflags = 18, kCs = 17, kSs = 20, kFsBase = 21, kGsBase = 22, kDs = 23;
 
 bool ValidSignal(int64_t sig) { return sig >= 1 && sig <= 64; }
@@ -73,7 +74,7 @@ std::string AltstackProblem(uint64_t sp, uint64_t size, int32_t flags) {
   constexpr uint32_t kOnStack = 1, kDisable = 2, kAutoDisarm = 1u << 31;
   const uint32_t f = static_cast<uint32_t>(flags);
   if (f & ~(kOnStack | kDisable | kAutoDisarm)) return "sigaltstack flags " + Hex(f) + " unknown";
-  if (f & kDisable) return sp || size ? "a disabled sigaltstack with an address or size" : "";
+  if (f & kDisable) return sp || size || (f & kOnStack) ? "a disabled sigaltstack with an address, size or in use" : "";
   if (size < 2048 || sp >= kUserTop || size > kUserTop - sp) return "sigaltstack " + Hex(sp) + "+" + Hex(size) + " invalid";
   return "";
 }
@@ -125,11 +126,20 @@ std::string MmFieldsProblem(const MmFields& m) {
   return "";
 }
 
-std::string TimerProblem(int pid, const PosixTimer& t) {
+std::string TimerProblem(int pid, const ProcessCore& core, const PosixTimer& t) {
   const int32_t clock = t.clockid();
-  // CLOCK_REALTIME 0, MONOTONIC 1, PROCESS/THREAD_CPUTIME 2/3, the coarse,
-  // boot and alarm clocks 5..9, TAI 11; negative: a CPU clock of a process.
-  if (clock == 4 || clock == 10 || clock > 11) return "clock " + std::to_string(clock) + " is not one timers run on";
+  // CLOCK_REALTIME 0, MONOTONIC 1, the coarse, boot and alarm clocks 5..9,
+  // TAI 11. CLOCK_PROCESS/THREAD_CPUTIME_ID (2, 3) are kept as the CPU clock
+  // they name (negative: ~pid << 3 | perthread << 2 | type, type < 3, pid 0 =
+  // the caller), which is what /proc shows.
+  if (clock == 2 || clock == 3 || clock == 4 || clock == 10 || clock > 11)
+    return "clock " + std::to_string(clock) + " is not one a timer keeps";
+  if (clock < 0) {
+    const int64_t owner = ~(static_cast<int64_t>(clock) >> 3);
+    bool ours = owner == 0 || owner == pid;
+    for (const TaskCore& th : core.threads()) ours |= owner == th.tid();
+    if ((clock & 3) == 3 || !ours) return "CPU clock " + std::to_string(clock) + " of a task outside the process";
+  }
   constexpr int32_t kSignal = 0, kNone = 1, kThreadId = 4;
   if (t.sigev_notify() != kSignal && t.sigev_notify() != kNone && t.sigev_notify() != (kSignal | kThreadId))
     return "notification " + std::to_string(t.sigev_notify()) + " unknown";
@@ -183,32 +193,39 @@ Status ValidateCore(const LoadedImage& img, const Index& index, int pid, const P
     if (std::string p = TaskProblem(img.inventory, t); !p.empty())
       return Bad(img, file, "thread " + std::to_string(t.tid()) + ": " + p);
   }
-  std::set<uint32_t> sigs;
+  uint32_t prev_sig = 0;
   for (const SigAction& a : c.actions()) {
     const std::string what = "action of signal " + std::to_string(a.sig());
-    if (!ValidSignal(a.sig()) || a.sig() == 9 || a.sig() == 19 || !sigs.insert(a.sig()).second)
-      return Bad(img, file, what + ": no such signal, SIGKILL/SIGSTOP, or listed twice");
+    if (!ValidSignal(a.sig()) || a.sig() == 9 || a.sig() == 19 || a.sig() <= prev_sig)
+      return Bad(img, file, what + ": no such signal, SIGKILL/SIGSTOP, or not in ascending order");
+    prev_sig = a.sig();
     if (a.flags() & ~kSaFlags) return Bad(img, file, what + ": flags " + Hex(a.flags()) + " unknown to the kernel");
     if (a.mask() & kSigKillStopMask) return Bad(img, file, what + ": mask holds SIGKILL or SIGSTOP");
     if ((a.handler() > 1 && a.handler() >= kUserTop) || a.restorer() >= kUserTop)
       return Bad(img, file, what + ": handler or restorer outside user space");
   }
   if (std::string p = QueueProblem(c.shared_pending()); !p.empty()) return Bad(img, file, "shared queue: " + p);
-  std::set<uint32_t> which;
-  for (const ITimer& it : c.itimers())
-    if (it.which() > 2 || !which.insert(it.which()).second || it.interval_us() > kKtimeMaxNs / 1000 ||
+  int64_t prev_which = -1;
+  for (const ITimer& it : c.itimers()) {
+    if (it.which() > 2 || static_cast<int64_t>(it.which()) <= prev_which || it.interval_us() > kKtimeMaxNs / 1000 ||
         it.value_us() > kKtimeMaxNs / 1000)
-      return Bad(img, file, "interval timer " + std::to_string(it.which()) + ": unknown, twice, or beyond KTIME_MAX");
-  std::set<uint32_t> resources;
-  for (const Rlimit& r : c.rlimits())
-    if (r.resource() >= 16 || !resources.insert(r.resource()).second || r.soft() > r.hard())
-      return Bad(img, file, "resource limit " + std::to_string(r.resource()) + ": unknown, twice, or soft above hard");
+      return Bad(img, file, "interval timer " + std::to_string(it.which()) + ": unknown, out of order, or beyond KTIME_MAX");
+    prev_which = it.which();
+  }
+  // Every limit, in resource order (/proc/PID/limits): a limit left out would
+  // come back as cryo's.
+  if (c.rlimits_size() != kResourceLimits)
+    return Bad(img, file, std::to_string(c.rlimits_size()) + " resource limits, not " + std::to_string(kResourceLimits));
+  for (int i = 0; i < c.rlimits_size(); ++i) {
+    const Rlimit& r = c.rlimits(i);
+    if (r.resource() != static_cast<uint32_t>(i) || r.soft() > r.hard())
+      return Bad(img, file, "resource limit " + std::to_string(r.resource()) + ": out of order, or soft above hard");
+  }
   if (std::string p = CredsProblem(c.creds()); !p.empty()) return Bad(img, file, p);
   if (c.umask() > 0777) return Bad(img, file, "umask " + Hex(c.umask()) + " has bits beyond 0777");
   if (c.personality() == UINT32_MAX) return Bad(img, file, "personality 0xffffffff (a query, not a value)");
   if (std::string p = PathProblem(c.cwd()); !p.empty()) return Bad(img, file, "working directory " + p);
-  if (!c.root().empty())
-    if (std::string p = PathProblem(c.root()); !p.empty()) return Bad(img, file, "root directory " + p);
+  if (std::string p = PathProblem(c.root()); !p.empty()) return Bad(img, file, "root directory " + p);
   if (c.pdeath_sig() < 0 || c.pdeath_sig() > 64)
     return Bad(img, file, "parent-death signal " + std::to_string(c.pdeath_sig()) + " out of range");
   if (c.dumpable() < 0 || c.dumpable() > 2) return Bad(img, file, "dumpable " + std::to_string(c.dumpable()) + " out of range");
@@ -218,9 +235,15 @@ Status ValidateCore(const LoadedImage& img, const Index& index, int pid, const P
   for (const PosixTimer& t : c.posix_timers()) {
     if (t.id() <= prev_id) return Bad(img, file, "POSIX timer ids not ascending and unique (" + std::to_string(t.id()) + ")");
     prev_id = t.id();
-    if (std::string p = TimerProblem(pid, t); !p.empty())
+    if (std::string p = TimerProblem(pid, c, t); !p.empty())
       return Bad(img, file, "POSIX timer " + std::to_string(t.id()) + ": " + p);
   }
+  // The members of a session whose terminal is a pty of the image all have it.
+  for (const auto& [id, t] : index.ttys)
+    if (t->kind() == TTY_PTY && t->session() && t->session() == c.sid() &&
+        (!c.has_ctty() || c.ctty().tty_id() != id))
+      return Bad(img, file, "its session " + std::to_string(c.sid()) + " has terminal " + std::to_string(id) +
+                                ", it does not");
   if (c.has_ctty()) {
     const TtyControl& ct = c.ctty();
     if (!ct.rdev()) return Bad(img, file, "a controlling terminal with device number 0");

@@ -40,7 +40,7 @@ const std::map<std::string, dev_t>& CharDevices() {
 // Anonymous-inode files: the access mode the kernel gives them, and only
 // O_NONBLOCK of their own (the restore makes them with that and nothing else).
 std::string AnonFlagsProblem(const Fd& f, uint32_t access) {
-  if ((f.flags() & O_ACCMODE) != access || (f.flags() & ~(O_ACCMODE | O_NONBLOCK | kLargefile)))
+  if ((f.flags() & O_ACCMODE) != access || (f.flags() & ~(O_ACCMODE | O_NONBLOCK)))
     return "flags " + Hex(f.flags()) + " that file of this kind cannot have";
   return "";
 }
@@ -99,12 +99,31 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
       (f.shm_object() != 0) != (k == FD_MEMFD || k == FD_POSIX_SHM))
     return "state of another kind of file";
   if ((f.flags() & O_PATH) && k != FD_REGULAR && k != FD_DIRECTORY) return "O_PATH on a file of this kind";
+  // open(2) gives every file it opens O_LARGEFILE on x86_64, but not with
+  // O_PATH; pipe(2) and the anonymous-inode kinds never have it.
+  const bool opened = k == FD_REGULAR || k == FD_DIRECTORY || k == FD_CHARDEV || k == FD_FIFO || k == FD_TTY ||
+                      k == FD_EXTERNAL_TTY || k == FD_MEMFD || k == FD_POSIX_SHM;
+  if (opened && ((f.flags() & kLargefile) != 0) == ((f.flags() & O_PATH) != 0))
+    return "flags " + Hex(f.flags()) + " without O_LARGEFILE (or with O_PATH and it), which open(2) never gives";
+  if (f.flags() & O_PATH && f.flags() & ~(O_PATH | O_DIRECTORY | O_NOFOLLOW))
+    return "flags " + Hex(f.flags()) + " that an O_PATH file cannot have";
   if ((f.flags() & O_DIRECTORY) && k != FD_DIRECTORY) return "O_DIRECTORY on a file that is not a directory";
   const bool seeks = k == FD_REGULAR || k == FD_DIRECTORY || k == FD_MEMFD || k == FD_POSIX_SHM;
   if (f.pos() > static_cast<uint64_t>(INT64_MAX) || (!seeks && f.pos()))
     return "offset " + std::to_string(f.pos()) + " a file of this kind cannot have";
-  if (k == FD_REGULAR || k == FD_DIRECTORY || k == FD_CHARDEV || k == FD_FIFO)
+  // The identity of the file: whole for files with a path, the path alone for
+  // terminals, nothing but device and inode for the rest (fd_table.cc).
+  const bool whole = k == FD_REGULAR || k == FD_DIRECTORY || k == FD_CHARDEV || k == FD_FIFO || k == FD_MEMFD ||
+                     k == FD_POSIX_SHM;
+  const bool tty = k == FD_TTY || k == FD_EXTERNAL_TTY;
+  if (whole || tty) {
     if (std::string p = PathProblem(f.file().path()); !p.empty()) return "path " + p;
+  } else if (!f.file().path().empty()) {
+    return "a path on a file of this kind";
+  }
+  if (!whole && (f.file().size() || f.file().mtime_ns() || f.file().mode()))
+    return "size, time or mode on a file of this kind";
+  if ((k == FD_MEMFD || k == FD_POSIX_SHM) && type != S_IFREG) return "shared memory whose mode is not a regular file's";
   switch (k) {
     case FD_REGULAR:
       return type == S_IFREG ? "" : "a regular file whose mode is not a regular file's";

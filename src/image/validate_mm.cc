@@ -54,8 +54,10 @@ std::string VmaProblem(const Vma& v) {
   const uint32_t want = (shared ? MAP_SHARED : MAP_PRIVATE) | (anon ? MAP_ANONYMOUS : 0);
   if ((v.flags() & ~static_cast<uint32_t>(MAP_GROWSDOWN)) != want && SpecialName(k) == nullptr)
     return "mmap flags " + Hex(v.flags()) + " do not fit its kind (" + Hex(want) + ")";
-  if (SpecialName(k) && (v.flags() & ~static_cast<uint32_t>(MAP_SHARED | MAP_PRIVATE)))
-    return "mmap flags " + Hex(v.flags()) + " on a kernel mapping";
+  if (SpecialName(k) && v.flags() != MAP_PRIVATE) return "mmap flags " + Hex(v.flags()) + " on a kernel mapping";
+  // An anonymous mapping has no file offset; a private /dev/zero mapping, made
+  // anonymous again, shows the one it had.
+  if (k == VMA_ANON_PRIVATE && v.pgoff() && v.name() != "/dev/zero") return "a file offset on anonymous memory";
   if (((v.flags() & MAP_GROWSDOWN) != 0) != HasFlag(v, "gd")) return "MAP_GROWSDOWN and VmFlags gd disagree";
   if (v.pgoff() % kPageSize || v.pgoff() > (1ull << 62) || len > (1ull << 62) - v.pgoff())
     return "file offset " + Hex(v.pgoff()) + " unaligned or too large";

@@ -36,10 +36,11 @@ Status ValidatePipes(const LoadedImage& img, const Index& index) {
         e.first |= !f.pipe().write_end();
         e.second = true;
       }
-  std::set<uint64_t> ids;
+  uint64_t prev_id = 0;
   for (const Pipe& p : img.pipes.pipes()) {
     const std::string what = "pipe " + std::to_string(p.id());
-    if (!ids.insert(p.id()).second) return Bad(img, file, what + " is listed twice");
+    if (p.id() <= prev_id) return Bad(img, file, what + ": pipe ids not ascending and unique");
+    prev_id = p.id();
     if (!ends[p.id()].second) return Bad(img, file, what + " is held by no fd of the image");
     if (((p.id() >> 63) != 0) != !p.fifo_path().empty()) return Bad(img, file, what + ": a FIFO path on a pipe id, or none on a FIFO id");
     if (!p.fifo_path().empty())
@@ -68,11 +69,12 @@ Status ValidateShm(const LoadedImage& img, const Index& index) {
     for (const Fd& f : p.fds.fds())
       if (f.kind() == FD_MEMFD || f.kind() == FD_POSIX_SHM) held.insert(f.shm_object());
   }
-  std::set<uint64_t> ids;
+  uint64_t prev_id = 0;
   uint64_t expect_off = kPageDataOffset, pages = 0;
   for (const ShmObject& o : img.shm.objects()) {
     const std::string obj = "object " + std::to_string(o.id());
-    if (o.id() == 0 || !ids.insert(o.id()).second) return Bad(img, file, "object ids are not unique");
+    if (o.id() <= prev_id) return Bad(img, file, "object ids are not ascending and unique");
+    prev_id = o.id();
     if (!held.count(o.id())) return Bad(img, file, obj + " is held by no fd or VMA of the image");
     const bool memfd = o.kind() == SHM_MEMFD, posix = o.kind() == SHM_POSIX, sysv = o.kind() == SHM_SYSV;
     if (memfd) {
@@ -134,11 +136,12 @@ Status ValidateTtys(const LoadedImage& img, const Index& index) {
   for (const auto& [pid, p] : img.processes)
     for (const Fd& f : p.fds.fds())
       if (f.has_tty()) held.insert(f.tty().tty_id());
-  std::set<uint64_t> ids;
+  uint64_t prev_id = 0;
   std::set<uint32_t> indexes;
   for (const Tty& t : img.ttys.ttys()) {
     const std::string what = "terminal " + std::to_string(t.id());
-    if (t.id() == 0 || !ids.insert(t.id()).second) return Bad(img, file, what + ": ids are not unique or 0");
+    if (t.id() <= prev_id) return Bad(img, file, what + ": ids are not ascending and unique");
+    prev_id = t.id();
     if (!held.count(t.id())) return Bad(img, file, what + " is held by no fd of the image");
     const TtyTermios& tio = t.termios();
     if (tio.cc().size() != 19) return Bad(img, file, what + ": c_cc of " + std::to_string(tio.cc().size()) + " bytes, not 19");

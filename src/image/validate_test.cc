@@ -171,12 +171,24 @@ TEST(ValidateTest, ProcessAndTreeFields) {
       {"itimer 3", [](TestImage& t) { Core(t).add_itimers()->set_which(3); }, "interval timer 3"},
       {"rlimit soft above hard",
        [](TestImage& t) {
-         Rlimit* r = Core(t).add_rlimits();
-         r->set_resource(7);
+         Rlimit* r = Core(t).mutable_rlimits(7);
          r->set_soft(10);
          r->set_hard(5);
        },
        "soft above hard"},
+      {"rlimit left out", [](TestImage& t) { Core(t).mutable_rlimits()->RemoveLast(); }, "15 resource limits"},
+      {"actions out of order",
+       [](TestImage& t) {
+         Core(t).add_actions()->set_sig(12);
+         Core(t).add_actions()->set_sig(10);
+       },
+       "ascending"},
+      {"process CPU clock", [](TestImage& t) {
+         PosixTimer* p = Core(t).add_posix_timers();
+         p->set_clockid(2);
+         p->set_sigev_notify(1);
+         t.inv.add_features("posix-timers");
+       }, "not one a timer keeps"},
       {"pdeath 65", [](TestImage& t) { Core(t).set_pdeath_sig(65); }, "parent-death signal"},
       {"personality query", [](TestImage& t) { Core(t).set_personality(UINT32_MAX); }, "personality"},
       {"brk below start", [](TestImage& t) { Core(t).mutable_mm()->set_start_brk(10); }, "end before they start"},
@@ -319,7 +331,7 @@ TEST(ValidateTest, FdFields) {
       {"access mode 3", [](TestImage& t) { AddFd(t, 3, FD_EVENTFD, 3)->mutable_eventfd(); }, "open flags"},
       {"chardev path",
        [](TestImage& t) {
-         Fd* f = AddFd(t, 3, FD_CHARDEV, O_RDWR);
+         Fd* f = AddFd(t, 3, FD_CHARDEV, O_RDWR | 0x8000);
          f->mutable_file()->set_path("/etc/shadow");
          f->mutable_file()->set_mode(S_IFCHR);
        },
@@ -334,6 +346,13 @@ TEST(ValidateTest, FdFields) {
          t.inv.add_features("eventfd");
        },
        "cannot have"},
+      {"a regular file without O_LARGEFILE",
+       [](TestImage& t) {
+         Fd* f = AddFd(t, 3, FD_REGULAR, O_RDONLY);
+         f->mutable_file()->set_path("/etc/hostname");
+         f->mutable_file()->set_mode(S_IFREG | 0644);
+       },
+       "without O_LARGEFILE"},
       {"pos on a pipe", [](TestImage& t) {
          AddPipe(t, "", 0);
          t.procs[42].fds.mutable_fds(0)->set_pos(5);
@@ -384,7 +403,7 @@ TEST(ValidateTest, FdFields) {
        "another family"},
       {"shared description, different flags",
        [](TestImage& t) {
-         Fd* a = AddFd(t, 3, FD_CHARDEV, O_RDWR);
+         Fd* a = AddFd(t, 3, FD_CHARDEV, O_RDWR | 0x8000);
          a->mutable_file()->set_path("/dev/null");
          a->mutable_file()->set_mode(S_IFCHR | 0666);
          a->set_rdev(makedev(1, 3));
@@ -392,7 +411,7 @@ TEST(ValidateTest, FdFields) {
          Fd* b = t.procs[42].fds.add_fds();
          *b = *a;
          b->set_fd(4);
-         b->set_flags(O_RDONLY);
+         b->set_flags(O_RDONLY | 0x8000);
          t.inv.add_features("shared-files");
        },
        "but not its state"},
@@ -425,7 +444,7 @@ TEST(ValidateTest, SharedObjectFields) {
          y->set_master_path("/dev/ptmx");
          y->mutable_termios()->set_cc(std::string(19, '\0'));
          y->mutable_winsize()->set_rows(70000);
-         Fd* f = AddFd(t, 3, FD_TTY, O_RDWR);
+         Fd* f = AddFd(t, 3, FD_TTY, O_RDWR | 0x8000);
          f->mutable_tty()->set_tty_id(1);
          f->mutable_tty()->set_master(true);
          f->mutable_file()->set_path("/dev/ptmx");
@@ -443,7 +462,7 @@ TEST(ValidateTest, SharedObjectFields) {
          TtyInput* in = y->add_slave_unread();
          in->set_data(std::string(5000, 'x'));
          in->set_partial(true);
-         Fd* f = AddFd(t, 3, FD_TTY, O_RDWR);
+         Fd* f = AddFd(t, 3, FD_TTY, O_RDWR | 0x8000);
          f->mutable_tty()->set_tty_id(1);
          f->mutable_tty()->set_master(true);
          f->mutable_file()->set_path("/dev/ptmx");

@@ -8,6 +8,7 @@
 #include <sys/ptrace.h>
 #include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -22,6 +23,8 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "base/fault.h"
+#include "base/janitor.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
@@ -271,11 +274,36 @@ Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::vec
   return w;
 }
 
+// Whether the restore creates something that outlives its processes: SysV
+// segments and files of /dev/shm, FIFOs, UNIX socket files.
+bool NeedsJanitor(const image::LoadedImage& img) {
+  for (const image::ShmObject& o : img.shm.objects())
+    if (o.kind() == image::SHM_SYSV || o.kind() == image::SHM_POSIX) return true;
+  for (const auto& [pid, p] : img.processes)
+    for (const image::Fd& f : p.fds.fds())
+      if (f.kind() == image::FD_FIFO || (f.kind() == image::FD_LISTEN_SOCKET && f.listen_socket().family() == AF_UNIX))
+        return true;
+  return false;
+}
+
+// Every id the restore gives a process: pids, thread ids, and the sessions
+// and groups a temporary leader may take.
+std::set<pid_t> ImagePids(const image::LoadedImage& img) {
+  std::set<pid_t> out;
+  for (const auto& [pid, p] : img.processes) {
+    out.insert({pid, p.core.pgid(), p.core.sid()});
+    for (const image::TaskCore& t : p.core.threads()) out.insert(t.tid());
+  }
+  return out;
+}
+
 }  // namespace
 
 Result<pid_t> Restore(const RestoreOptions& opts) {
   const double t0 = Now();
+  ArmRestoreFaults();
   CRYO_ASSIGN_OR_RETURN(image::LoadedImage img, image::LoadImage(opts.images_dir));
+  RestoreFaultPoint("loaded");
   const pid_t root = img.inventory.root_pid();
   CRYO_RETURN_IF_ERROR(CheckCpu(img.inventory));
   CRYO_ASSIGN_OR_RETURN(uint64_t syscall_off, BlobSyscallInsn());
@@ -283,7 +311,15 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   if (!opts.shell_job && std::find(features.begin(), features.end(), "shell-job") != features.end())
     return Status::Error("the image was dumped with --shell-job (its terminal belonged to the calling shell); "
                          "restore it with --shell-job from a terminal");
+  // What outlives a killed cryo (SysV segments, files) is made known to the
+  // janitor first; it removes it unless the restore completes.
+  std::unique_ptr<Janitor> janitor;
+  if (NeedsJanitor(img)) {
+    CRYO_ASSIGN_OR_RETURN(janitor, Janitor::Start(ImagePids(img)));
+    SetCurrentJanitor(janitor.get());
+  }
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
+  RestoreFaultPoint("objects");
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
 
   std::map<pid_t, const image::ProcessCore*> cores;
@@ -308,6 +344,8 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ctx.img = &img;
   ctx.pool = &pool;
   ctx.pid = root;
+  ctx.parent = ::getpid();
+  ctx.cryo_ends = {sync_w.get(), status_r.get(), go_w.get(), ghost_w.get()};
   ctx.sync_fd = sync_r.get();
   ctx.status_fd = status_w.get();
   ctx.go_fd = go_r.get();
@@ -321,7 +359,6 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   const std::vector<int> pool_fds = pool.Fds();
   ctx.pool_fds = &pool_fds;
   ctx.cryo_vmas = &cryo_vmas;
-  const pid_t parent = ::getpid();
 
   // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
   // blocked and read from a signalfd, it wakes the wait loop below at once.
@@ -330,10 +367,8 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   CRYO_RETURN_IF_ERROR(child_signals.Open());
   const int root_exit_signal = img.processes.at(root).core.exit_signal() ? img.processes.at(root).core.exit_signal() : SIGCHLD;
   CRYO_ASSIGN_OR_RETURN(pid_t child, CloneWithPid(root, root_exit_signal));
-  if (child == 0) {
-    if (::getppid() != parent) ::_exit(1);
-    RunHelper(ctx);
-  }
+  if (child == 0) RunHelper(ctx);
+  RestoreFaultPoint("root-cloned");
   std::vector<pid_t> all_pids(plan.ghosts);
   for (const auto& [pid, p] : img.processes) all_pids.push_back(pid);
   TreeGuard guard(child, all_pids);
@@ -363,6 +398,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   RseqRegistration reg{rc.addr, rc.len, rc.sig};
   if (::write(sync_w.get(), &reg, sizeof(reg)) != sizeof(reg)) return Status::FromErrno("starting the restore helper");
   sync_w.reset();
+  RestoreFaultPoint("seized");
 
   // Every thread of every live process stops itself with SIGSTOP at the end of
   // the blob; zombies exit. Other tasks (the helpers' fill threads) run and are
@@ -387,6 +423,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     status_reader.Poll();
     if (!status_reader.error.empty()) return Status::Error(status_reader.error);
     if (!go_sent && status_reader.created == nprocs) {
+      RestoreFaultPoint("tree-created");
       // The whole tree exists: sessions and groups can be joined now.
       std::string bytes(static_cast<size_t>(nprocs), 'g');
       if (::write(go_w.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
@@ -445,10 +482,12 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
 
   for (pid_t pid : leaders)
     CRYO_RETURN_IF_ERROR(Finalize(img.processes.at(pid), status_reader.reports[pid], syscall_off));
+  RestoreFaultPoint("finalized");
   // Every holder has its shared memory now: seals, SysV removal, POSIX names.
   std::vector<std::string> shm_warnings;
   CRYO_RETURN_IF_ERROR(pool.FinishSharedMemory(&shm_warnings).Prefixed("shared memory"));
   for (const std::string& w : shm_warnings) LOG_WARN("%s", w.c_str());
+  RestoreFaultPoint("shm-finished");
   if (!opts.pidfile.empty()) {
     std::ofstream pf(opts.pidfile, std::ios::trunc);
     pf << root << "\n";
@@ -456,6 +495,9 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   }
   // Queued while they are stopped: handled as soon as they run.
   pool.ttys().NotifyWindowChange();
+  // What the restore made stays from here on (a kill between this and the
+  // release leaves it, never a running tree without it).
+  if (janitor) janitor->Done();
   // Release every thread of every process together.
   for (pid_t tid : expected)
     if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));

@@ -1,0 +1,313 @@
+#!/usr/bin/python3
+"""Record mutation campaign: edits real images field by field, the way a buggy
+or hostile writer would (checksums, sizes and image id kept right, with
+image_mutate), and checks what cryo makes of each one.
+
+For each workload: dump it (kill mode), restore that image and dump the
+restored tree again (the baseline: which fields come back as they were), then
+for each mutation (all of them, or --max of them chosen with --seed):
+  - `cryo show` and `show --json` must finish (bounded) and not crash;
+  - `cryo restore` must finish (bounded) and either
+      refuse:   exit non-zero with a message, leaving no process of the image,
+                no /dev/shm/.cryo-* file and no new SysV segment; or
+      restore:  the restored tree is dumped again (--leave-running) and the
+                mutated field must read back as the mutated image has it
+                (for the fields that read back in the baseline), then the
+                workload checks its own state.
+Outcomes (the summary counts them):
+  refused                    good: refused with a message, nothing left
+  faithful                   good: restored, the field reads back as recorded
+  informational              fine: a field restore documents as ignored
+  opaque                     fine: program content (registers, addresses,
+                             data) restored as recorded, whatever the
+                             program then does with it
+  unobservable               restored, the field cannot be read back (not
+                             stable in the baseline), the workload's check passed
+  SILENT-MISRESTORE          restored, but the field reads back otherwise, or
+                             the workload's check failed / it died
+  LEFTOVER                   refused but left a process, file or segment
+  HANG / CRASH / SHOW-*      cryo did not finish, or died of a signal
+
+Run (root):
+  mutate_campaign.py --cryo build/src/cli/cryo --workloads build/tests/workloads \\
+      --tool build/tests/image_mutate [--workload tree --workload eventfds ...] \\
+      [--max 300] [--seed 1] [--out results.jsonl]
+Exit status 1 if any mutation had a bad outcome (SILENT-MISRESTORE, LEFTOVER,
+HANG, CRASH, SHOW-*).
+"""
+import argparse
+import collections
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
+
+import cryotest  # noqa: E402
+from cryotest import pid_alive, proc_stat  # noqa: E402
+
+BAD = ("SILENT-MISRESTORE", "LEFTOVER", "HANG", "CRASH", "SHOW-CRASH", "SHOW-HANG")
+
+# Workloads: name -> extra arguments.
+WORKLOADS = {
+    "tree": [],
+    "eventfds": [],
+    "shm": [],
+    "pty": [],
+    "state": [],
+    "threads": ["4"],
+}
+
+# Fields that are the program's own content: any value is restored as is and
+# is the program's business (a register, an address, bytes in flight).
+OPAQUE = [
+    r"regs\.gpr\[(?!(17|18|20|21|22|23|24|25|26)\])\d+\]$", r"regs\.xsave$", r"\.raw$", r"\.handler$",
+    r"\.restorer$", r"altstack_sp$", r"rseq_(addr|sig)$", r"robust_list$", r"clear_child_tid$",
+    r"^mm\.", r"\.auxv", r"epoll\.targets\[\d+\]\.data$", r"sigev_value$", r"pipes\[\d+\]\.data$",
+    r"master_unread$", r"slave_unread", r"\.mask$", r"\.blocked$", r"mtime_ns$", r"eventfd\.count$",
+    r"timerfd\.(value_ns|interval_ns|ticks|clock_ns)$", r"(interval|value)_(us|ns)$", r"checksum$",
+    r"timer_slack_ns$", r"\.termios\.", r"\.winsize\.",
+]
+# Fields restore documents as ignored (docs/image-format.md "Ignored by restore").
+INFORMATIONAL = [
+    r"^(cryo_version|kernel_release|hostname|created_unix_ns|dump_mode)$", r"stored_pages$",
+    r"inherited_pages$", r"\.file\.(dev|ino)$", r"\.rdev$", r"tty\.index$", r"objects\[\d+\]\.(dev|ino)$",
+    r"overrun$", r"^files", r"exit_signal$", r"^fds\[\d+\]\.file\.(size|mtime_ns|mode)$",
+]
+
+
+def matches(patterns, path):
+    return any(re.search(p, path) for p in patterns)
+
+
+def sysv_ids():
+    ids = set()
+    for line in (cryotest.read_text("/proc/sysvipc/shm", "") or "").splitlines()[1:]:
+        w = line.split()
+        if len(w) > 1:
+            ids.add(int(w[1]))
+    return ids
+
+
+def shm_leftovers():
+    try:
+        return sorted(n for n in os.listdir("/dev/shm") if n.startswith(".cryo-"))
+    except OSError:
+        return []
+
+
+class Campaign:
+    def __init__(self, args, h):
+        self.args = args
+        self.h = h
+        self.tool = os.path.abspath(args.tool)
+
+    def tool_run(self, *a, timeout=30):
+        r = subprocess.run([self.tool] + list(a), capture_output=True, text=True, timeout=timeout)
+        return r.returncode, r.stdout.strip(), r.stderr.strip()
+
+    def get(self, d, f, p):
+        return self.tool_run("get", d, f, p)[1]
+
+    def cryo(self, argv, timeout):
+        """Runs cryo; returns (rc or 'HANG', stderr)."""
+        err_path = os.path.join(self.h.tmp_root, "cryo.err")
+        with open(err_path, "wb") as err:
+            p = subprocess.Popen([self.h.cryo] + argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=err, close_fds=True)
+            try:
+                rc = p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=10)
+                rc = "HANG"
+        self.h.reap_orphans()
+        return rc, cryotest.read_text(err_path, "")
+
+    def wait_gone(self, pids, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.h.reap_orphans(everything=True)
+            left = [p for p in pids if proc_stat(p) is not None]
+            if not left:
+                return []
+            time.sleep(0.02)
+        return [p for p in pids if proc_stat(p) is not None]
+
+    def kill_tree(self, pids):
+        for p in pids:
+            if pid_alive(p) and self.h._is_ours(p):
+                for d in self.h._descendants(p) + [p]:
+                    try:
+                        os.kill(d, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        return self.wait_gone(pids)
+
+    def restore(self, images):
+        pidfile = os.path.join(self.h.tmp_root, "restore.pid")
+        if os.path.exists(pidfile):
+            os.unlink(pidfile)
+        rc, err = self.cryo(["restore", "-D", images, "--detach", "--pidfile", pidfile], self.args.timeout)
+        return rc, err
+
+    def redump(self, pid, out):
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+        return self.cryo(["dump", "-t", str(pid), "-D", out, "--leave-running"], self.args.timeout)
+
+    def run_workload(self, name, results):
+        h = self.h
+        w = h.start_workload(name, *WORKLOADS[name])
+        h.wait_ready(w)
+        h.verify_ok(w, when="before dump")
+        img0 = h.mkdir(name + "-img")
+        h.dump(w.pid, img0)
+        h.reap_original(w)
+        pids = json.loads(self.get(img0, "inventory.img", "pids").replace("[", "[").strip() or "[]")
+        root = pids[0]
+        cryotest.wait_pids_gone(pids)
+        # Baseline: what reads back after a plain restore.
+        base = h.mkdir(name + "-base")
+        rc, err = self.restore(img0)
+        if rc != 0:
+            raise RuntimeError("baseline restore of %s failed: %s" % (name, err))
+        rc, err = self.redump(root, base)
+        if rc != 0:
+            raise RuntimeError("baseline re-dump of %s failed: %s" % (name, err))
+        rw = w.restored(root)
+        h.verify_ok(rw, when="baseline")
+        left = self.kill_tree(pids)
+        if left:
+            raise RuntimeError("baseline processes %s survive" % left)
+        rc, out, err = self.tool_run("list", img0)
+        sites = [tuple(line.split("\t")) for line in out.splitlines() if line.count("\t") == 2]
+        rnd = random.Random("%s-%d" % (name, self.args.seed))
+        if self.args.max and len(sites) > self.args.max:
+            sites = rnd.sample(sites, self.args.max)
+        print("%s: %d mutations (pids %s)" % (name, len(sites), pids), flush=True)
+        work = os.path.join(h.tmp_root, "m")
+        redump = os.path.join(h.tmp_root, "r")
+        for i, (f, path, op) in enumerate(sites):
+            res = self.one(name, img0, base, work, redump, pids, root, w, f, path, op)
+            results.append(res)
+            if self.args.out:
+                with open(self.args.out, "a") as o:
+                    o.write(json.dumps(res) + "\n")
+            if res["outcome"] in BAD or self.args.verbose:
+                print("  %-18s %s %s %s: %s" % (res["outcome"], f, path, op[:60], res.get("why", "")[:300]),
+                      flush=True)
+            if (i + 1) % 50 == 0:
+                print("  %d/%d" % (i + 1, len(sites)), flush=True)
+
+    def one(self, name, img0, base, work, redump, pids, root, w, f, path, op):
+        res = {"workload": name, "file": f, "path": path, "op": op[:200]}
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(img0, work)
+        rc, _, err = self.tool_run("apply", work, f, path, op)
+        if rc != 0:
+            res["outcome"] = "not-applicable"
+            res["why"] = err
+            return res
+        for argv in (["show", work], ["show", work, "--json"]):
+            src, serr = self.cryo(argv, 20)
+            if src == "HANG":
+                res.update(outcome="SHOW-HANG", why=" ".join(argv))
+                return res
+            if src < 0 or src > 1 or (src == 1 and "error" not in serr):
+                res.update(outcome="SHOW-CRASH", why="%s -> %s %s" % (" ".join(argv), src, serr[-300:]))
+                return res
+        sysv_before = sysv_ids()
+        t0 = time.monotonic()
+        rc, err = self.restore(work)
+        res["restore_s"] = round(time.monotonic() - t0, 3)
+        if rc == "HANG" or (isinstance(rc, int) and rc < 0):
+            self.kill_tree(pids)
+            res.update(outcome="HANG" if rc == "HANG" else "CRASH", why=err[-300:])
+            return res
+        if rc != 0:
+            left = self.wait_gone(pids, 5.0)
+            files = shm_leftovers()
+            segs = sysv_ids() - sysv_before
+            if left or files or segs:
+                self.kill_tree(left)
+                res.update(outcome="LEFTOVER", why="processes %s files %s segments %s; %s" % (left, files, sorted(segs), err[-200:]))
+            elif "error" not in err:
+                res.update(outcome="CRASH", why="exit %s without a message" % rc)
+            else:
+                res.update(outcome="refused", why=err.strip().splitlines()[-1][-300:] if err.strip() else "")
+            return res
+        # Restored: read the field back, then let the workload check itself.
+        if matches(INFORMATIONAL, path):
+            outcome = "informational"
+        else:
+            outcome = None
+        drc, derr = self.redump(root, redump)
+        back = self.get(redump, f, path) if drc == 0 else None
+        want = self.get(work, f, path)
+        stable = self.get(img0, f, path) == self.get(base, f, path)
+        try:
+            line = self.h.verify(w.restored(root), timeout=10)
+        except cryotest.TestFailure as e:
+            line = "FAIL " + str(e)
+        verified = line.startswith("OK ")
+        self.kill_tree(pids)
+        if outcome:
+            pass
+        elif drc == 0 and stable and back == want:
+            outcome = "faithful"
+        elif matches(OPAQUE, path):
+            outcome = "opaque"
+        elif drc == 0 and stable and back != want:
+            outcome = "SILENT-MISRESTORE"
+            res["why"] = "reads back %s, the image says %s" % (back[:80], want[:80])
+        elif verified:
+            outcome = "unobservable"
+        else:
+            outcome = "SILENT-MISRESTORE"
+            res["why"] = "workload check: %s; re-dump: %s" % (line[:150], (derr or "ok").strip()[-150:])
+        res["outcome"] = outcome
+        return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cryo", required=True)
+    ap.add_argument("--workloads", required=True)
+    ap.add_argument("--tool", required=True, help="the image_mutate binary")
+    ap.add_argument("--workload", action="append", help="workloads to use (default: all)")
+    ap.add_argument("--max", type=int, default=0, help="mutations per workload (0: all)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--timeout", type=float, default=30.0, help="seconds a cryo run may take")
+    ap.add_argument("--out", help="append one JSON line per mutation to this file")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args()
+    cryotest._set_subreaper()
+    tmp = os.path.join("/tmp", "cryo-mutate-%d" % os.getpid())
+    os.makedirs(tmp)
+    h = cryotest.Harness(os.path.abspath(args.cryo), os.path.abspath(args.workloads), tmp)
+    results = []
+    c = Campaign(args, h)
+    try:
+        for name in args.workload or list(WORKLOADS):
+            try:
+                c.run_workload(name, results)
+            finally:
+                for p in h.cleanup():
+                    print("cleanup: %s" % p)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    counts = collections.Counter(r["outcome"] for r in results)
+    print("summary: %d mutations: %s" % (len(results), ", ".join("%s %d" % kv for kv in sorted(counts.items()))))
+    return 1 if any(counts[b] for b in BAD) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
