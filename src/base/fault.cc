@@ -34,8 +34,13 @@ void RestoreFaultPoint(const char* name) {
   if (g_point.empty() || g_point != name) return;
   ::kill(g_cryo, g_signal);
   if (::getpid() == g_cryo) return;
-  // A helper: cryo goes, and with it this process (its parent-death signal or
-  // ptrace's EXITKILL), shortly.
+  // A helper: it goes on once cryo is gone, as if cryo had died right here
+  // (its parent-death signal or ptrace's EXITKILL then ends it).
+  for (int i = 0; i < 500 && ::kill(g_cryo, 0) == 0; ++i) ::usleep(10000);
+}
+
+void RestoreFaultAwait(const char* name) {
+  if (g_point.empty() || g_point != name) return;
   for (int i = 0; i < 500; ++i) ::usleep(10000);
 }
 

@@ -13,5 +13,8 @@ namespace cryo {
 void ArmRestoreFaults();
 // Kills cryo if `name` is the point asked for.
 void RestoreFaultPoint(const char* name);
+// In cryo: if the point asked for is `name`, which a helper reaches, waits
+// there (bounded) for the helper to kill it, so that cryo dies exactly then.
+void RestoreFaultAwait(const char* name);
 
 }  // namespace cryo

@@ -368,6 +368,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   const int root_exit_signal = img.processes.at(root).core.exit_signal() ? img.processes.at(root).core.exit_signal() : SIGCHLD;
   CRYO_ASSIGN_OR_RETURN(pid_t child, CloneWithPid(root, root_exit_signal));
   if (child == 0) RunHelper(ctx);
+  RestoreFaultAwait("helper-cloned");
   RestoreFaultPoint("root-cloned");
   std::vector<pid_t> all_pids(plan.ghosts);
   for (const auto& [pid, p] : img.processes) all_pids.push_back(pid);

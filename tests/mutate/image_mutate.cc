@@ -5,7 +5,12 @@
 //   image_mutate list DIR [--all-elements]   every mutation, one per line:
 //                                            FILE <TAB> PATH <TAB> OP
 //   image_mutate apply DIR FILE PATH OP      applies one, in place
-//   image_mutate get DIR FILE PATH           prints a field's value
+//   image_mutate get DIR FILE PATH [--canonical]
+//                                            prints a field's value (canonical:
+//                                            without the ids each dump assigns
+//                                            anew and device/inode numbers)
+//   image_mutate groups DIR FIELD            which fds/VMAs/ttys share a value
+//                                            of id field FIELD (file_id, ...)
 //
 // PATH names a field of the file's record: "threads[0].regs.gpr[18]",
 // "vmas[2].name", "fds[1]" (a whole element). OP is one of
@@ -27,7 +32,9 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -433,14 +440,81 @@ int Apply(const std::string& dir, const std::string& file, const std::string& pa
   return 0;
 }
 
-int Get(const std::string& dir, const std::string& file, const std::string& path) {
+// Ids a dump hands out anew (which objects share one is what counts, see
+// Groups), and numbers of the objects the restore made.
+bool Relabeled(const std::string& field) {
+  static const std::set<std::string> kIds = {"file_id", "shmem_id", "pipe_id", "tty_id", "shm_object", "dev", "ino"};
+  return kIds.count(field) > 0;
+}
+
+void StripRelabeled(Message* m) {
+  const Reflection* r = m->GetReflection();
+  std::vector<const FieldDescriptor*> set;
+  r->ListFields(*m, &set);
+  for (const FieldDescriptor* f : set) {
+    if (Relabeled(f->name())) {
+      r->ClearField(m, f);
+    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (f->is_repeated()) {
+        for (int i = 0; i < r->FieldSize(*m, f); ++i) StripRelabeled(r->MutableRepeatedMessage(m, f, i));
+      } else {
+        StripRelabeled(r->MutableMessage(m, f));
+      }
+    }
+  }
+}
+
+int Get(const std::string& dir, const std::string& file, const std::string& path, bool canonical) {
   auto msg = Load(dir, file);
   if (!msg) {
     printf("<no record>\n");
     return 0;
   }
+  if (canonical) StripRelabeled(msg.get());
   auto t = Resolve(msg.get(), path, false);
   printf("%s\n", t ? ValueText(*t).c_str() : "<absent>");
+  return 0;
+}
+
+// The owners of each value of id field `field` in the image, as sets of
+// "pid:fd=N", "pid:vma=START", "pid:ctty": equal output, equal sharing.
+int Groups(const std::string& dir, const std::string& field) {
+  std::map<std::string, std::set<std::string>> by_value;
+  int lonely = 0;
+  auto note = [&](const std::string& owner, uint64_t v) {
+    // 0: not shared with anything.
+    by_value[v ? std::to_string(v) : "0/" + std::to_string(lonely++)].insert(owner);
+  };
+  for (const RecordFile& rf : Records(dir)) {
+    auto msg = Load(dir, rf.name);
+    if (!msg) continue;
+    const std::string pid = rf.name.substr(rf.name.find('-') + 1, rf.name.find('.') - rf.name.find('-') - 1);
+    if (rf.kind == img::FileKind::kFdTable)
+      for (const img::Fd& f : static_cast<img::FdTable&>(*msg).fds()) {
+        const std::string owner = pid + ":fd=" + std::to_string(f.fd());
+        if (field == "file_id") note(owner, f.file_id());
+        if (field == "pipe_id" && f.has_pipe()) note(owner, f.pipe().pipe_id());
+        if (field == "tty_id" && f.has_tty()) note(owner, f.tty().tty_id());
+        if (field == "shm_object" && f.shm_object()) note(owner, f.shm_object());
+      }
+    if (rf.kind == img::FileKind::kMm)
+      for (const img::Vma& v : static_cast<img::Mm&>(*msg).vmas()) {
+        const std::string owner = pid + ":vma=" + std::to_string(v.start());
+        if (field == "shmem_id" && v.shmem_id()) note(owner, v.shmem_id());
+        if (field == "shm_object" && v.shm_object()) note(owner, v.shm_object());
+      }
+    if (rf.kind == img::FileKind::kProcessCore) {
+      const auto& c = static_cast<img::ProcessCore&>(*msg);
+      if (field == "tty_id" && c.has_ctty()) note(pid + ":ctty", c.ctty().tty_id());
+    }
+  }
+  std::set<std::string> groups;
+  for (const auto& [v, owners] : by_value) {
+    std::string g;
+    for (const std::string& o : owners) g += (g.empty() ? "" : " ") + o;
+    groups.insert("{" + g + "}");
+  }
+  for (const std::string& g : groups) printf("%s\n", g.c_str());
   return 0;
 }
 
@@ -450,8 +524,10 @@ int main(int argc, char** argv) {
   std::vector<std::string> a(argv + 1, argv + argc);
   if (a.size() >= 2 && a[0] == "list") return List(a[1], a.size() > 2 && a[2] == "--all-elements");
   if (a.size() == 5 && a[0] == "apply") return Apply(a[1], a[2], a[3], a[4]);
-  if (a.size() == 4 && a[0] == "get") return Get(a[1], a[2], a[3]);
+  if ((a.size() == 4 || a.size() == 5) && a[0] == "get") return Get(a[1], a[2], a[3], a.size() == 5 && a[4] == "--canonical");
+  if (a.size() == 3 && a[0] == "groups") return Groups(a[1], a[2]);
   fprintf(stderr,
-          "usage: image_mutate list DIR [--all-elements] | apply DIR FILE PATH OP | get DIR FILE PATH\n");
+          "usage: image_mutate list DIR [--all-elements] | apply DIR FILE PATH OP | get DIR FILE PATH [--canonical] | "
+          "groups DIR FIELD\n");
   return 2;
 }

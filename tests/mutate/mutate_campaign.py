@@ -23,6 +23,8 @@ Outcomes (the summary counts them):
                              program then does with it
   unobservable               restored, the field cannot be read back (not
                              stable in the baseline), the workload's check passed
+  warned                     restored with a warning on stderr naming what
+                             could not be made as recorded
   SILENT-MISRESTORE          restored, but the field reads back otherwise, or
                              the workload's check failed / it died
   LEFTOVER                   refused but left a process, file or segment
@@ -83,22 +85,39 @@ INFORMATIONAL = [
 ]
 
 
+# Ids each dump hands out anew: what must come back is which objects share one.
+ID_FIELDS = ("file_id", "pipe_id", "tty_id", "shm_object", "shmem_id")
+# VmFlags the restore sets (the others follow from the mapping itself).
+CONTROLLED_VM_FLAGS = {"rd", "wr", "ex", "sh", "ms", "gd", "mw", "dd", "dc", "hg", "nh", "wf", "mg"}
+
+
+def vm_flag_set(text):
+    """The controlled VmFlags of a `get` of a vm_flags list ("[x:6d72,...]")."""
+    out = set()
+    for item in text.strip("[]").split(","):
+        if item.startswith("x:"):
+            out.add(bytes.fromhex(item[2:]).decode("ascii", "replace"))
+    return out & CONTROLLED_VM_FLAGS
+
+
 def matches(patterns, path):
     return any(re.search(p, path) for p in patterns)
 
 
-def sysv_ids():
+def sysv_ids(cryo_pid):
+    """SysV segments the cryo `cryo_pid` created (other tests may run)."""
     ids = set()
     for line in (cryotest.read_text("/proc/sysvipc/shm", "") or "").splitlines()[1:]:
         w = line.split()
-        if len(w) > 1:
+        if len(w) > 4 and int(w[4]) == cryo_pid:
             ids.add(int(w[1]))
     return ids
 
 
-def shm_leftovers():
+def shm_leftovers(cryo_pid):
+    """Its temporaries (.cryo-restore-PID-STARTTIME-ID) under /dev/shm."""
     try:
-        return sorted(n for n in os.listdir("/dev/shm") if n.startswith(".cryo-"))
+        return sorted(n for n in os.listdir("/dev/shm") if n.startswith(".cryo-restore-%d-" % cryo_pid))
     except OSError:
         return []
 
@@ -113,15 +132,33 @@ class Campaign:
         r = subprocess.run([self.tool] + list(a), capture_output=True, text=True, timeout=timeout)
         return r.returncode, r.stdout.strip(), r.stderr.strip()
 
-    def get(self, d, f, p):
-        return self.tool_run("get", d, f, p)[1]
+    def get(self, d, f, p, canonical=True):
+        return self.tool_run("get", d, f, p, *(["--canonical"] if canonical else []))[1]
+
+    def groups(self, d, field):
+        return self.tool_run("groups", d, field)[1]
+
+    def reads_back(self, img0, base, work, redump, f, path):
+        """(stable in the baseline, the mutated value reads back) for PATH."""
+        leaf = re.sub(r"\[\d+\]$", "", path).split(".")[-1]
+        if leaf in ID_FIELDS:
+            return (self.groups(img0, leaf) == self.groups(base, leaf),
+                    self.groups(work, leaf) == self.groups(redump, leaf))
+        m = re.match(r"(.*vmas\[\d+\]\.vm_flags)", path)
+        if m:
+            lst = m.group(1)
+            return (vm_flag_set(self.get(img0, f, lst)) == vm_flag_set(self.get(base, f, lst)),
+                    vm_flag_set(self.get(work, f, lst)) == vm_flag_set(self.get(redump, f, lst)))
+        return (self.get(img0, f, path) == self.get(base, f, path),
+                self.get(work, f, path) == self.get(redump, f, path))
 
     def cryo(self, argv, timeout):
-        """Runs cryo; returns (rc or 'HANG', stderr)."""
+        """Runs cryo; returns (rc or 'HANG', stderr); self.last_pid is its pid."""
         err_path = os.path.join(self.h.tmp_root, "cryo.err")
         with open(err_path, "wb") as err:
             p = subprocess.Popen([self.h.cryo] + argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=err, close_fds=True)
+            self.last_pid = p.pid
             try:
                 rc = p.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -179,6 +216,7 @@ class Campaign:
         rc, err = self.restore(img0)
         if rc != 0:
             raise RuntimeError("baseline restore of %s failed: %s" % (name, err))
+        self.baseline_warns = "warning" in err
         rc, err = self.redump(root, base)
         if rc != 0:
             raise RuntimeError("baseline re-dump of %s failed: %s" % (name, err))
@@ -224,9 +262,9 @@ class Campaign:
             if src < 0 or src > 1 or (src == 1 and "error" not in serr):
                 res.update(outcome="SHOW-CRASH", why="%s -> %s %s" % (" ".join(argv), src, serr[-300:]))
                 return res
-        sysv_before = sysv_ids()
         t0 = time.monotonic()
         rc, err = self.restore(work)
+        cryo_pid = self.last_pid
         res["restore_s"] = round(time.monotonic() - t0, 3)
         if rc == "HANG" or (isinstance(rc, int) and rc < 0):
             self.kill_tree(pids)
@@ -234,8 +272,8 @@ class Campaign:
             return res
         if rc != 0:
             left = self.wait_gone(pids, 5.0)
-            files = shm_leftovers()
-            segs = sysv_ids() - sysv_before
+            files = shm_leftovers(cryo_pid)
+            segs = sysv_ids(cryo_pid)
             if left or files or segs:
                 self.kill_tree(left)
                 res.update(outcome="LEFTOVER", why="processes %s files %s segments %s; %s" % (left, files, sorted(segs), err[-200:]))
@@ -245,14 +283,16 @@ class Campaign:
                 res.update(outcome="refused", why=err.strip().splitlines()[-1][-300:] if err.strip() else "")
             return res
         # Restored: read the field back, then let the workload check itself.
-        if matches(INFORMATIONAL, path):
+        root_file = f == "core-%d.img" % root
+        if matches(INFORMATIONAL, path) or (root_file and path == "ppid"):
             outcome = "informational"
         else:
             outcome = None
+        warned = "warning" in err and not self.baseline_warns
         drc, derr = self.redump(root, redump)
-        back = self.get(redump, f, path) if drc == 0 else None
-        want = self.get(work, f, path)
-        stable = self.get(img0, f, path) == self.get(base, f, path)
+        gone = drc == 0 and self.get(redump, f, "", canonical=False) == "<no record>"
+        stable, same = self.reads_back(img0, base, work, redump, f, path) if drc == 0 and not gone else (False, False)
+        back, want = (self.get(redump, f, path), self.get(work, f, path)) if drc == 0 else ("", "")
         try:
             line = self.h.verify(w.restored(root), timeout=10)
         except cryotest.TestFailure as e:
@@ -261,20 +301,28 @@ class Campaign:
         self.kill_tree(pids)
         if outcome:
             pass
-        elif drc == 0 and stable and back == want:
+        elif drc == 0 and not gone and stable and same:
             outcome = "faithful"
         elif matches(OPAQUE, path):
             outcome = "opaque"
-        elif drc == 0 and stable and back != want:
+        elif warned:
+            outcome = "warned"
+            res["why"] = [l for l in err.splitlines() if "warning" in l][0][-200:]
+        elif drc == 0 and not gone and stable and not same:
             outcome = "SILENT-MISRESTORE"
             res["why"] = "reads back %s, the image says %s" % (back[:80], want[:80])
         elif verified:
             outcome = "unobservable"
         else:
             outcome = "SILENT-MISRESTORE"
-            res["why"] = "workload check: %s; re-dump: %s" % (line[:150], (derr or "ok").strip()[-150:])
+            res["why"] = "workload check: %s; re-dump: %s%s" % (line[:150], (derr or "ok").strip()[-150:],
+                                                               " (the process is gone)" if gone else "")
         res["outcome"] = outcome
         return res
+
+
+def on_signal(signo, frame):
+    raise cryotest.HarnessAbort("campaign got signal %d" % signo)
 
 
 def main():
@@ -290,6 +338,8 @@ def main():
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
     cryotest._set_subreaper()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     tmp = os.path.join("/tmp", "cryo-mutate-%d" % os.getpid())
     os.makedirs(tmp)
     h = cryotest.Harness(os.path.abspath(args.cryo), os.path.abspath(args.workloads), tmp)
