@@ -23,7 +23,7 @@ std::string JsonString(const std::string& s) {
       case '\n': out += "\\n"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20) {
+        if (c < 0x20 || c == 0x7f) {
           char buf[8];
           snprintf(buf, sizeof(buf), "\\u%04x", c);
           out += buf;
@@ -33,6 +33,22 @@ std::string JsonString(const std::string& s) {
     }
   }
   return out + "\"";
+}
+
+// A name from the image for a terminal: control characters (an escape
+// sequence would drive the terminal) as \xNN; the rest (UTF-8 too) as is.
+std::string Safe(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
 }
 
 std::string ProtString(const Vma& v) {
@@ -86,7 +102,8 @@ constexpr int kRip = 16, kRsp = 19;
 std::string ShowJson(const LoadedImage& img) {
   const Inventory& inv = img.inventory;
   std::ostringstream o;
-  o << "{\"format_version\":" << inv.format_version() << ",\"cryo_version\":" << JsonString(inv.cryo_version())
+  o << "{\"format_version\":" << inv.format_version() << ",\"image_id\":" << JsonString(ImageIdHex(inv.image_id()))
+    << ",\"cryo_version\":" << JsonString(inv.cryo_version())
     << ",\"kernel\":" << JsonString(inv.kernel_release()) << ",\"dump_mode\":" << JsonString(inv.dump_mode())
     << ",\"features\":[";
   for (int i = 0; i < inv.features_size(); ++i) o << (i ? "," : "") << JsonString(inv.features(i));
@@ -187,10 +204,12 @@ std::string ShowJson(const LoadedImage& img) {
 std::string ShowText(const LoadedImage& img) {
   const Inventory& inv = img.inventory;
   std::ostringstream o;
-  o << "image " << img.dir << ": format " << inv.format_version() << ", made by cryo " << inv.cryo_version() << " on "
-    << inv.hostname() << " (Linux " << inv.kernel_release() << "), " << inv.dump_mode() << " dump\n";
+  o << "image " << Safe(img.dir) << ": format " << inv.format_version() << ", made by cryo " << Safe(inv.cryo_version())
+    << " on " << Safe(inv.hostname()) << " (Linux " << Safe(inv.kernel_release()) << "), " << Safe(inv.dump_mode())
+    << " dump\n";
+  if (!inv.image_id().empty()) o << "image id " << ImageIdHex(inv.image_id()) << "\n";
   o << "features needed:";
-  for (const auto& f : inv.features()) o << " " << f;
+  for (const auto& f : inv.features()) o << " " << Safe(f);
   o << "\n";
   for (const auto& [pid, p] : img.processes) {
     const ProcessCore& c = p.core;
@@ -201,8 +220,8 @@ std::string ShowText(const LoadedImage& img) {
     }
     const TaskCore& t = c.threads(0);
     char line[512];
-    o << "\nprocess " << pid << " (" << t.comm() << ") ppid " << c.ppid() << " pgid " << c.pgid() << " sid " << c.sid()
-      << "\n  exe " << c.mm().exe_path() << "\n  cwd " << c.cwd() << "\n  uid " << c.creds().uid(0) << " gid "
+    o << "\nprocess " << pid << " (" << Safe(t.comm()) << ") ppid " << c.ppid() << " pgid " << c.pgid() << " sid "
+      << c.sid() << "\n  exe " << Safe(c.mm().exe_path()) << "\n  cwd " << Safe(c.cwd()) << "\n  uid " << c.creds().uid(0) << " gid "
       << c.creds().gid(0) << "\n";
     snprintf(line, sizeof(line), "  registers: rip %016" PRIx64 " rsp %016" PRIx64 ", xsave %zu bytes (features %#" PRIx64 ")\n",
              t.regs().gpr(kRip), t.regs().gpr(kRsp), t.regs().xsave().size(), inv.xsave_features());
@@ -216,12 +235,12 @@ std::string ShowText(const LoadedImage& img) {
     o << "\n";
     for (const Vma& v : p.mm.vmas()) {
       snprintf(line, sizeof(line), "    %012" PRIx64 "-%012" PRIx64 " %s %8" PRIu64 " pages  %s\n", v.start(), v.end(),
-               ProtString(v).c_str(), v.stored_pages(), v.name().c_str());
+               ProtString(v).c_str(), v.stored_pages(), Safe(v.name()).substr(0, 300).c_str());
       o << line;
     }
     o << "  fds:\n";
     for (const Fd& f : p.fds.fds())
-      o << "    " << f.fd() << ": " << FdKindName(f.kind()) << " " << f.file().path() << " pos " << f.pos() << " flags 0"
+      o << "    " << f.fd() << ": " << FdKindName(f.kind()) << " " << Safe(f.file().path()) << " pos " << f.pos() << " flags 0"
         << std::oct << f.flags() << std::dec << (f.cloexec() ? " cloexec" : "") << "\n";
     snprintf(line, sizeof(line), "  signals: blocked %#" PRIx64 ", pending [%s], shared pending [%s]\n", t.blocked(),
              SigList(t.pending(), " ").c_str(), SigList(c.shared_pending(), " ").c_str());
@@ -244,7 +263,7 @@ std::string ShowText(const LoadedImage& img) {
         << "), " << t.winsize().rows() << "x" << t.winsize().cols() << "\n";
       continue;
     }
-    o << "\nterminal " << t.id() << ": pseudoterminal /dev/pts/" << t.index() << " (" << t.master_path() << "), "
+    o << "\nterminal " << t.id() << ": pseudoterminal /dev/pts/" << t.index() << " (" << Safe(t.master_path()) << "), "
       << t.winsize().rows() << "x" << t.winsize().cols() << ", lflag 0" << std::oct << t.termios().lflag() << std::dec
       << (t.locked() ? ", locked" : "") << (t.packet_mode() ? ", packet mode" : "") << (t.exclusive() ? ", exclusive" : "");
     if (t.session()) o << ", controls session " << t.session() << " (foreground group " << t.foreground_pgrp() << ")";
@@ -261,7 +280,7 @@ std::string ShowText(const LoadedImage& img) {
       snprintf(key, sizeof(key), "%#x", static_cast<uint32_t>(so.sysv_key()));
       o << " id " << so.sysv_id() << " key " << key << (so.sysv_removed() ? " (removed)" : "");
     } else {
-      o << " \"" << so.name() << "\"" << (so.unlinked() ? " (unlinked)" : "");
+      o << " \"" << Safe(so.name()) << "\"" << (so.unlinked() ? " (unlinked)" : "");
     }
     o << ", " << so.size() << " bytes, mode 0" << std::oct << so.mode() << std::dec << ", uid " << so.uid() << " gid "
       << so.gid() << ", " << ShmStoredPages(so) << " pages stored";

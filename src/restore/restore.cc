@@ -38,6 +38,7 @@
 #include "restore/helper.h"
 #include "restorer/blob.h"
 #include "restorer/restorer_args.h"
+#include "tree/task_restore.h"
 #include "seize/ptrace_util.h"
 
 namespace cryo {
@@ -306,6 +307,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   RestoreFaultPoint("loaded");
   const pid_t root = img.inventory.root_pid();
   CRYO_RETURN_IF_ERROR(CheckCpu(img.inventory));
+  for (const auto& [pid, p] : img.processes) CRYO_RETURN_IF_ERROR(CheckCapabilitiesFit(p.core));
   CRYO_ASSIGN_OR_RETURN(uint64_t syscall_off, BlobSyscallInsn());
   const auto& features = img.inventory.features();
   if (!opts.shell_job && std::find(features.begin(), features.end(), "shell-job") != features.end())

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "base/file_util.h"
@@ -177,6 +178,38 @@ Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* 
   a->creds.no_new_privs = c.no_new_privs();
   auto last = ReadFileToString("/proc/sys/kernel/cap_last_cap");
   a->creds.last_cap = last.ok() ? static_cast<uint32_t>(std::stoul(*last)) : 40;
+  return Status::Ok();
+}
+
+namespace {
+
+// The highest capability number the kernel knows (40 in Linux 6.x).
+uint32_t CapLastCap() {
+  auto last = ReadFileToString("/proc/sys/kernel/cap_last_cap");
+  if (!last.ok()) return 40;
+  const std::string_view v = Trim(*last);
+  uint32_t n = 0;
+  for (char c : v) n = n * 10 + static_cast<uint32_t>(c - '0');
+  return v.empty() || v.find_first_not_of("0123456789") != std::string_view::npos || n > 63 ? 40 : n;
+}
+
+}  // namespace
+
+Status CheckCapabilitiesFit(const image::ProcessCore& core) {
+  if (core.zombie()) return Status::Ok();
+  static const uint32_t last = CapLastCap();
+  const uint64_t unknown = last >= 63 ? 0 : ~((2ull << last) - 1);
+  const image::Creds& c = core.creds();
+  const std::pair<const char*, uint64_t> sets[] = {{"inheritable", c.cap_inh()}, {"permitted", c.cap_prm()},
+                                                   {"effective", c.cap_eff()}, {"bounding", c.cap_bnd()},
+                                                   {"ambient", c.cap_amb()}};
+  for (const auto& [name, set] : sets)
+    if (set & unknown) {
+      char buf[200];
+      snprintf(buf, sizeof(buf), "pid %d: its %s capabilities %#llx hold capabilities above %u, the last this kernel knows",
+               core.pid(), name, static_cast<unsigned long long>(set), last);
+      return Status::Error(buf);
+    }
   return Status::Ok();
 }
 

@@ -27,4 +27,8 @@ Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* 
                     uint64_t thread_stack);
 size_t PendingCount(const image::ProcessCore& core);
 
+// In cryo, before anything is created: the capability sets hold no
+// capability this kernel lacks (capset(2) would drop it without a word).
+Status CheckCapabilitiesFit(const image::ProcessCore& core);
+
 }  // namespace cryo
