@@ -254,6 +254,10 @@ Status ValidateCore(const LoadedImage& img, const Index& index, int pid, const P
       if (t->second->kind() == TTY_PTY && t->second->session() != c.sid())
         return Bad(img, file, "controlling terminal " + std::to_string(ct.tty_id()) + " belongs to session " +
                                   std::to_string(t->second->session()) + ", not to its session " + std::to_string(c.sid()));
+      // What the process sees as its terminal's foreground is the terminal's.
+      if (t->second->kind() == TTY_PTY && ct.foreground_pgrp() != t->second->foreground_pgrp())
+        return Bad(img, file, "foreground group " + std::to_string(ct.foreground_pgrp()) + " of its terminal, which says " +
+                                  std::to_string(t->second->foreground_pgrp()));
     }
   }
   return Status::Ok();
