@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <google/protobuf/stubs/logging.h>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -107,6 +108,9 @@ int main(int argc, char** argv) {
   }
 
   CLI11_PARSE(app, argc, argv);
+  // A record that does not parse is refused with cryo's own message (naming
+  // the file); protobuf's log lines about it would only add noise.
+  google::protobuf::SetLogHandler(nullptr);
   SetStderrLogLevel(verbosity >= 2 ? LogLevel::kDebug : verbosity == 1 ? LogLevel::kInfo : LogLevel::kWarn);
   if (!log_file.empty()) {
     Status s = OpenLogFile(log_file);

@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <string>
 
+#include <google/protobuf/stubs/logging.h>
+
 #include "image/image_dir.h"
 #include "image/show.h"
 #include "image_input.h"
@@ -41,6 +43,12 @@ void Empty(const std::string& dir) {
 }
 
 }  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // A record that does not parse is refused by cryo's own message.
+  google::protobuf::SetLogHandler(nullptr);
+  return 0;
+}
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace cryo::image;
