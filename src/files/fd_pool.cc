@@ -64,12 +64,23 @@ Result<PipeEnds> MakePipe(const image::Pipe& p, mode_t fifo_mode) {
   }
   if (p.capacity() && ::fcntl(e.w, F_SETPIPE_SZ, p.capacity()) < 0)
     return Status::FromErrno("F_SETPIPE_SZ " + std::to_string(p.capacity()) + " on " + what);
+  // Never blocking: a pipe smaller than its data (the user is over
+  // fs.pipe-user-pages-soft, or the image says so) is an error, not a hang.
+  // Each fd's own flags are set once the description is in the pool.
   const std::string& d = p.data();
+  const int fl = ::fcntl(e.w, F_GETFL);
+  if (fl < 0 || ::fcntl(e.w, F_SETFL, fl | O_NONBLOCK) != 0) return Status::FromErrno("F_SETFL on " + what);
   for (size_t off = 0; off < d.size();) {
     ssize_t n = ::write(e.w, d.data() + off, d.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN)
+      return Status::Error("refilling " + what + ": it holds " + std::to_string(off) + " of its " +
+                           std::to_string(d.size()) + " bytes and takes no more (pipe capacity " +
+                           std::to_string(::fcntl(e.w, F_GETPIPE_SZ)) + ")");
     if (n <= 0) return Status::FromErrno("refilling " + what);
     off += static_cast<size_t>(n);
   }
+  if (::fcntl(e.w, F_SETFL, fl) != 0) return Status::FromErrno("F_SETFL on " + what);
   return e;
 }
 

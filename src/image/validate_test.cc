@@ -48,6 +48,22 @@ void AddPipe(TestImage& t, const std::string& data, uint32_t capacity) {
   w->mutable_pipe()->set_write_end(true);
 }
 
+// A pty of the image (/dev/pts/0, no session) whose master is fd 3.
+Tty* AddPty(TestImage& t) {
+  t.inv.add_features("tty");
+  Tty* y = t.ttys.add_ttys();
+  y->set_id(1);
+  y->set_kind(TTY_PTY);
+  y->set_rdev(makedev(136, 0));
+  y->set_master_path("/dev/ptmx");
+  y->mutable_termios()->set_cc(std::string(19, '\0'));
+  Fd* f = AddFd(t, 3, FD_TTY, O_RDWR | 0x8000);
+  f->mutable_tty()->set_tty_id(1);
+  f->mutable_tty()->set_master(true);
+  f->mutable_file()->set_path("/dev/ptmx");
+  return y;
+}
+
 std::string LoadError(const TestImage& t) {
   TempDir d;
   Status s = WriteTestImage(d.path(), t);
@@ -434,38 +450,12 @@ TEST(ValidateTest, SharedObjectFields) {
          t.pipes.add_pipes()->set_id(99);
        },
        "held by no fd"},
-      {"pty winsize",
-       [](TestImage& t) {
-         t.inv.add_features("tty");
-         Tty* y = t.ttys.add_ttys();
-         y->set_id(1);
-         y->set_kind(TTY_PTY);
-         y->set_rdev(makedev(136, 0));
-         y->set_master_path("/dev/ptmx");
-         y->mutable_termios()->set_cc(std::string(19, '\0'));
-         y->mutable_winsize()->set_rows(70000);
-         Fd* f = AddFd(t, 3, FD_TTY, O_RDWR | 0x8000);
-         f->mutable_tty()->set_tty_id(1);
-         f->mutable_tty()->set_master(true);
-         f->mutable_file()->set_path("/dev/ptmx");
-       },
-       "window size"},
+      {"pty winsize", [](TestImage& t) { AddPty(t)->mutable_winsize()->set_rows(70000); }, "window size"},
       {"too much terminal input",
        [](TestImage& t) {
-         t.inv.add_features("tty");
-         Tty* y = t.ttys.add_ttys();
-         y->set_id(1);
-         y->set_kind(TTY_PTY);
-         y->set_rdev(makedev(136, 0));
-         y->set_master_path("/dev/ptmx");
-         y->mutable_termios()->set_cc(std::string(19, '\0'));
-         TtyInput* in = y->add_slave_unread();
+         TtyInput* in = AddPty(t)->add_slave_unread();
          in->set_data(std::string(5000, 'x'));
          in->set_partial(true);
-         Fd* f = AddFd(t, 3, FD_TTY, O_RDWR | 0x8000);
-         f->mutable_tty()->set_tty_id(1);
-         f->mutable_tty()->set_master(true);
-         f->mutable_file()->set_path("/dev/ptmx");
        },
        "line discipline"},
   });

@@ -10,6 +10,8 @@ the restore made, and a plain restore of the same image then succeeds and the
 workload verifies its state.
 
 Run: test_restore_faults.py --cryo PATH --workloads DIR [NAME ...]
+Longer campaigns on demand: CRYO_RESTORE_KILLS=N (random timed kills per
+workload, default 6), e.g. CRYO_RESTORE_KILLS=200 with --deadline 3600.
 """
 import os
 import random
@@ -28,6 +30,7 @@ from cryotest import check, check_eq, fail, proc_stat  # noqa: E402
 POINTS = ["loaded", "objects", "root-cloned", "helper-cloned", "seized", "memory-built", "tree-created",
           "finalized", "shm-finished"]
 SIGNALS = [("KILL", signal.SIGKILL), ("INT", signal.SIGINT)]
+TIMED_KILLS = int(os.environ.get("CRYO_RESTORE_KILLS", "6"))
 
 
 def image_ids(h, images):
@@ -136,20 +139,25 @@ def campaign(h, w, images, pids, timed_kills, prepare=lambda: None):
             check_eq(rc, -sig, "%s: cryo's exit status (the point must be reached)" % what)
             after_fault(what, cryo_pid)
     rnd = random.Random(8)
+    outcomes = {"killed": 0, "done first": 0}
     for i in range(timed_kills):
         name, sig = SIGNALS[i % 2]
         delay = rnd.uniform(0, duration)
         what = "restore killed (SIG%s) after %.3f s" % (name, delay)
         prepare()
         rc, cryo_pid = interrupted_restore(h, images, kill_after=delay, sig=sig)
+        outcomes["done first" if rc == 0 else "killed"] += 1
         if rc == 0:  # it was done already: what it made stays
             kill_restored(h, pids)
             cryo_pid = -1
         after_fault(what, cryo_pid)
+    h.note("%d fault points x 2 signals; %d timed kills: %r" % (len(POINTS), timed_kills, outcomes))
 
 
-def dumped(h, name, *args):
-    w = h.start_workload(name, *args)
+def dumped(h, name, *args, started=None):
+    """Starts workload `name` (or takes the `started` one), dumps it in kill
+    mode; returns it, the image and the image's pids, all gone."""
+    w = started or h.start_workload(name, *args)
     h.wait_ready(w, timeout=30)
     h.verify_ok(w, when="before dump")
     images = h.mkdir("img")
@@ -162,26 +170,18 @@ def dumped(h, name, *args):
 
 def test_faults_tree(h):
     w, images, pids = dumped(h, "tree")
-    campaign(h, w, images, pids, timed_kills=6)
+    campaign(h, w, images, pids, timed_kills=TIMED_KILLS)
 
 
 def test_faults_threads(h):
     w, images, pids = dumped(h, "threads", "4")
-    campaign(h, w, images, pids, timed_kills=6)
+    campaign(h, w, images, pids, timed_kills=TIMED_KILLS)
 
 
 def test_faults_shm(h):
     with test_shm.ShmObjects() as objects:
-        w = h.start_workload("shm")
-        h.wait_ready(w, timeout=30)
-        objs = test_shm.read_objects(w)
-        objects.add(objs)
-        h.verify_ok(w, when="before dump")
-        images = h.mkdir("img")
-        h.dump(w.pid, images)
-        h.reap_original(w)
-        pids = image_ids(h, images)
-        cryotest.wait_pids_gone(pids)
+        w, objs = test_shm.start_shm(h, objects)
+        w, images, pids = dumped(h, "shm", started=w)
         s1 = objs["sysv"][0][0]
 
         def remove_s1():
@@ -191,7 +191,7 @@ def test_faults_shm(h):
                 subprocess.run(["ipcrm", "-m", str(s1)], check=True, timeout=10)
             check(s1 not in test_shm.sysv_segments(), "segment %d still there" % s1)
 
-        campaign(h, w, images, pids, timed_kills=6, prepare=remove_s1)
+        campaign(h, w, images, pids, timed_kills=TIMED_KILLS, prepare=remove_s1)
 
 
 def test_pid_not_held_after_early_kill(h):
