@@ -294,7 +294,10 @@ class Campaign:
         outcome = None
         warned = "warning" in err and not self.baseline_warns
         drc, derr = self.redump(root, redump)
-        gone = drc == 0 and self.get(redump, f, "", canonical=False) == "<no record>"
+        # The process of the mutated record died (no record, or a zombie's).
+        core = "core-" + f.split("-", 1)[1] if "-" in f else None
+        gone = drc == 0 and (self.get(redump, f, "", canonical=False) == "<no record>" or
+                             (core is not None and self.get(redump, core, "zombie") == "1"))
         stable, same = self.reads_back(img0, base, work, redump, f, path) if drc == 0 and not gone else (False, False)
         back, want = (self.get(redump, f, path), self.get(work, f, path)) if drc == 0 else ("", "")
         try:
