@@ -239,11 +239,6 @@ Status ReadMetadata(const std::string& path, const std::string& name, FileKind k
   return Status::Ok();
 }
 
-Status ReadImageRecord(const LoadedImage& img, const std::string& name, FileKind kind,
-                       google::protobuf::MessageLite* msg) {
-  return ReadMetadata(img.dir + "/" + name, name, kind, &img.identity, kMaxRecordBytes, msg);
-}
-
 // A page file (kind 5) of the image whose page data must be exactly
 // `total_pages` pages.
 Result<UniqueFd> OpenPageData(const LoadedImage& img, const std::string& name, uint64_t total_pages) {
@@ -273,6 +268,11 @@ bool HasFeature(const Inventory& inv, const char* name) {
 }
 
 }  // namespace
+
+Status ReadImageRecord(const LoadedImage& img, const std::string& name, FileKind kind,
+                       google::protobuf::MessageLite* msg) {
+  return ReadMetadata(img.dir + "/" + name, name, kind, &img.identity, kMaxRecordBytes, msg);
+}
 
 Status ReadRecord(const std::string& dir, const std::string& name, FileKind kind, google::protobuf::MessageLite* msg) {
   return ReadMetadata(dir + "/" + name, name, kind, nullptr,

@@ -125,6 +125,12 @@ struct LoadedImage {
 // Reads one metadata file on its own (tools, tests), checking magic, version,
 // kind, size and checksum, but not that it belongs to any image.
 Status ReadRecord(const std::string& dir, const std::string& name, FileKind kind, google::protobuf::MessageLite* msg);
+// Reads one metadata file of the loaded image `img` (its dir and identity set,
+// e.g. from LoadImage): also checks that it belongs to the image (format,
+// image id) and has the size the inventory records. A new kind of record read
+// by LoadImage goes through this.
+Status ReadImageRecord(const LoadedImage& img, const std::string& name, FileKind kind,
+                       google::protobuf::MessageLite* msg);
 // Reads inventory.img and the identity every other file must match.
 Status ReadInventory(const std::string& dir, Inventory* inv, ImageIdentity* identity);
 // Rewrites one record of an existing image (tools and tests that edit images):
