@@ -63,18 +63,20 @@ def janitors():
     return out
 
 
-def check_nothing_left(h, pids, cryo_pid, what):
+def check_nothing_left(h, pids, cryo_pid, what, paths=()):
     """Within 10 s: no process of the image, no janitor, no /dev/shm file and
-    no SysV segment the killed cryo made. (Only those: other tests may run.)"""
+    no SysV segment the killed cryo made (only those: other tests may run),
+    none of `paths` (files the restore would create)."""
     deadline = time.monotonic() + 10
     while True:
         h.reap_orphans(everything=True)
         alive = [p for p in pids if proc_stat(p) is not None]
-        state = (alive, janitors(), shm_leftovers(cryo_pid), sorted(sysv_ids(cryo_pid)))
+        files = shm_leftovers(cryo_pid) + [p for p in paths if os.path.lexists(p)]
+        state = (alive, janitors(), files, sorted(sysv_ids(cryo_pid)))
         if not any(state):
             return
         if time.monotonic() > deadline:
-            fail("%s: left behind: processes %s, janitors %s, /dev/shm files %s, SysV segments %s"
+            fail("%s: left behind: processes %s, janitors %s, files %s, SysV segments %s"
                  % ((what,) + state))
         time.sleep(0.02)
 
@@ -118,16 +120,23 @@ def kill_restored(h, pids):
     cryotest.wait_pids_gone(pids)
 
 
-def campaign(h, w, images, pids, timed_kills, prepare=lambda: None):
+def campaign(h, w, images, pids, timed_kills, prepare=lambda: None, paths=()):
     """Every fault point with both signals, then random timed kills.
-    `prepare` runs before each interrupted restore."""
-    t0 = time.monotonic()
+    `prepare` runs before each interrupted restore; `paths` must not exist
+    after one."""
     restore_and_verify(h, w, images, "before the faults")
+    kill_restored(h, pids)
+    # How long a restore takes, from its start to its exit: the random kills
+    # fall inside it.
+    prepare()
+    t0 = time.monotonic()
+    rc, _ = interrupted_restore(h, images)
     duration = time.monotonic() - t0
+    check_eq(rc, 0, "a plain restore")
     kill_restored(h, pids)
 
     def after_fault(what, cryo_pid):
-        check_nothing_left(h, pids, cryo_pid, what)
+        check_nothing_left(h, pids, cryo_pid, what, paths if cryo_pid > 0 else ())
         restore_and_verify(h, w, images, "after " + what)
         kill_restored(h, pids)
 
@@ -206,7 +215,21 @@ def test_pid_not_held_after_early_kill(h):
     check_eq(r.pid, w.pid, "restored pid")
 
 
-TESTS = [test_pid_not_held_after_early_kill, test_faults_tree, test_faults_threads, test_faults_shm]
+def test_faults_fifo(h):
+    """FIFOs whose path is gone are made again by the restore (mkfifo): a
+    restore that does not complete removes them."""
+    w, images, pids = dumped(h, "fifo")
+    fifos = [w.path("stream"), w.path("parked")]
+
+    def remove_fifos():
+        for p in fifos:
+            if os.path.lexists(p):
+                os.unlink(p)
+
+    campaign(h, w, images, pids, timed_kills=TIMED_KILLS, prepare=remove_fifos, paths=fifos)
+
+
+TESTS = [test_pid_not_held_after_early_kill, test_faults_tree, test_faults_threads, test_faults_shm, test_faults_fifo]
 
 if __name__ == "__main__":
     sys.exit(cryotest.main(TESTS, description=__doc__))
