@@ -57,6 +57,7 @@ TestImage MakeTestImage() {
   th->set_comm("test");
   th->set_altstack_flags(2);  // SS_DISABLE
   th->set_robust_list_len(24);
+  th->set_timer_slack_ns(50000);
   for (int i = 0; i < 27; ++i) th->mutable_regs()->add_gpr(0);
   th->mutable_regs()->set_gpr(17, 0x33);   // cs
   th->mutable_regs()->set_gpr(18, 0x246);  // eflags

@@ -98,6 +98,10 @@ std::string TaskProblem(const Inventory& inv, const TaskCore& t) {
   if (rt ? (t.sched_priority() < 1 || t.sched_priority() > 99) : t.sched_priority() != 0)
     return "scheduling priority " + std::to_string(t.sched_priority()) + " invalid for policy " + std::to_string(policy);
   if (t.nice() < -20 || t.nice() > 19) return "nice value " + std::to_string(t.nice()) + " out of range -20..19";
+  // Timer slack: 0 only for a real-time task (PR_SET_TIMERSLACK 0 means "the
+  // default"); below 2^63 - 4096, or PR_GET_TIMERSLACK's result reads as an error.
+  if ((t.timer_slack_ns() == 0 && !rt) || t.timer_slack_ns() >= (1ull << 63) - 4096)
+    return "timer slack " + std::to_string(t.timer_slack_ns()) + " ns no task of this policy keeps";
   return "";
 }
 
@@ -220,6 +224,8 @@ Status ValidateCore(const LoadedImage& img, const Index& index, int pid, const P
     const Rlimit& r = c.rlimits(i);
     if (r.resource() != static_cast<uint32_t>(i) || r.soft() > r.hard())
       return Bad(img, file, "resource limit " + std::to_string(r.resource()) + ": out of order, or soft above hard");
+    // setrlimit(2) makes an RLIMIT_CPU soft limit of 0 one second.
+    if (i == 0 && r.soft() == 0) return Bad(img, file, "RLIMIT_CPU soft limit 0 (the kernel keeps 1)");
   }
   if (std::string p = CredsProblem(c.creds()); !p.empty()) return Bad(img, file, p);
   if (c.umask() > 0777) return Bad(img, file, "umask " + Hex(c.umask()) + " has bits beyond 0777");

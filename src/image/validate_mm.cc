@@ -54,7 +54,8 @@ std::string VmaProblem(const Vma& v) {
   const uint32_t want = (shared ? MAP_SHARED : MAP_PRIVATE) | (anon ? MAP_ANONYMOUS : 0);
   if ((v.flags() & ~static_cast<uint32_t>(MAP_GROWSDOWN)) != want && SpecialName(k) == nullptr)
     return "mmap flags " + Hex(v.flags()) + " do not fit its kind (" + Hex(want) + ")";
-  if (SpecialName(k) && v.flags() != MAP_PRIVATE) return "mmap flags " + Hex(v.flags()) + " on a kernel mapping";
+  if (SpecialName(k) && (v.flags() != MAP_PRIVATE || v.pgoff()))
+    return "mmap flags " + Hex(v.flags()) + " or a file offset on a kernel mapping";
   // An anonymous mapping has no file offset; a private /dev/zero mapping, made
   // anonymous again, shows the one it had.
   if (k == VMA_ANON_PRIVATE && v.pgoff() && v.name() != "/dev/zero") return "a file offset on anonymous memory";

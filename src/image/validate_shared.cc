@@ -23,6 +23,29 @@ constexpr int kPtsMax = 1 << 20;                   // NR_UNIX98_PTY_MAX
 
 bool PowerOfTwo(uint64_t v) { return v && !(v & (v - 1)); }
 
+// The speed a CBAUD code stands for (termbits.h), -1 for BOTHER and unknown
+// codes.
+int64_t BaudRate(uint32_t code) {
+  static const int64_t kLow[] = {0, 50, 75, 110, 134, 150, 200, 300, 600, 1200, 1800, 2400, 4800, 9600, 19200, 38400};
+  static const int64_t kHigh[] = {-1, 57600, 115200, 230400, 460800, 500000, 576000, 921600, 1000000, 1152000,
+                                  1500000, 2000000, 2500000, 3000000, 3500000, 4000000};
+  return code & 010000 ? kHigh[code & 017] : kLow[code & 017];
+}
+
+// TCSETS2 computes c_ispeed and c_ospeed from the CBAUD codes of c_cflag but
+// for BOTHER (tty_ioctl.c set_termios): speeds that disagree would come back
+// as the codes say.
+std::string SpeedProblem(const TtyTermios& t) {
+  constexpr uint32_t kCbaud = 010017, kBother = 010000, kIbshift = 16;
+  const uint32_t out = t.cflag() & kCbaud, in = (t.cflag() >> kIbshift) & kCbaud;
+  const int64_t ospeed = out == kBother ? t.ospeed() : BaudRate(out);
+  const int64_t ispeed = in == 0 ? ospeed : in == kBother ? t.ispeed() : BaudRate(in);
+  if (ospeed < 0 || ispeed < 0 || ospeed != t.ospeed() || ispeed != t.ispeed())
+    return "speeds " + std::to_string(t.ispeed()) + "/" + std::to_string(t.ospeed()) + " disagree with c_cflag " +
+           Hex(t.cflag());
+  return "";
+}
+
 }  // namespace
 
 Status ValidatePipes(const LoadedImage& img, const Index& index) {
@@ -145,6 +168,7 @@ Status ValidateTtys(const LoadedImage& img, const Index& index) {
     if (!held.count(t.id())) return Bad(img, file, what + " is held by no fd of the image");
     const TtyTermios& tio = t.termios();
     if (tio.cc().size() != 19) return Bad(img, file, what + ": c_cc of " + std::to_string(tio.cc().size()) + " bytes, not 19");
+    if (std::string p = SpeedProblem(tio); !p.empty()) return Bad(img, file, what + ": " + p);
     const TtyWinsize& w = t.winsize();
     if (w.rows() > 0xffff || w.cols() > 0xffff || w.xpixel() > 0xffff || w.ypixel() > 0xffff)
       return Bad(img, file, what + ": window size beyond 16 bits");

@@ -254,6 +254,8 @@ TEST(ValidateTest, ThreadFields) {
       {"xstate_bv", [](TestImage& t) { (*Leader(t).mutable_regs()->mutable_xsave())[512] = 4; }, "beyond the CPU"},
       {"blocked SIGKILL", [](TestImage& t) { Leader(t).set_blocked(1ull << 8); }, "SIGKILL or SIGSTOP blocked"},
       {"nice 25", [](TestImage& t) { Leader(t).set_nice(25); }, "nice value 25"},
+      {"timer slack 0", [](TestImage& t) { Leader(t).set_timer_slack_ns(0); }, "timer slack 0"},
+      {"RLIMIT_CPU 0", [](TestImage& t) { Core(t).mutable_rlimits(0)->set_soft(0); }, "RLIMIT_CPU"},
       {"FIFO priority 0", [](TestImage& t) { Leader(t).set_sched_policy(1); }, "scheduling priority"},
       {"comm with NUL", [](TestImage& t) { Leader(t).set_comm(std::string("a\0b", 3)); }, "thread name"},
       {"altstack too small",
@@ -320,6 +322,17 @@ TEST(ValidateTest, MemoryFields) {
          t.procs[43].mm.mutable_vmas(0)->set_inherited_pages(1);
        },
        "has no private anonymous VMA"},
+      {"offset of the vDSO",
+       [](TestImage& t) {
+         Vma* v = t.procs[42].mm.add_vmas();
+         v->set_start(0x20000);
+         v->set_end(0x22000);
+         v->set_kind(VMA_VDSO);
+         v->set_flags(MAP_PRIVATE);
+         v->set_name("[vdso]");
+         v->set_pgoff(4096);
+       },
+       "a file offset on a kernel mapping"},
       {"two vdsos",
        [](TestImage& t) {
          for (uint64_t at : {0x20000, 0x30000}) {
@@ -451,6 +464,14 @@ TEST(ValidateTest, SharedObjectFields) {
        },
        "held by no fd"},
       {"pty winsize", [](TestImage& t) { AddPty(t)->mutable_winsize()->set_rows(70000); }, "window size"},
+      {"pty speed not its code's",
+       [](TestImage& t) {
+         TtyTermios* tio = AddPty(t)->mutable_termios();
+         tio->set_cflag(015);  // B9600
+         tio->set_ispeed(9600);
+         tio->set_ospeed(9601);
+       },
+       "disagree with c_cflag"},
       {"too much terminal input",
        [](TestImage& t) {
          TtyInput* in = AddPty(t)->add_slave_unread();

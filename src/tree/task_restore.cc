@@ -200,6 +200,18 @@ Status CheckCapabilitiesFit(const image::ProcessCore& core) {
   static const uint32_t last = CapLastCap();
   const uint64_t unknown = last >= 63 ? 0 : ~((2ull << last) - 1);
   const image::Creds& c = core.creds();
+  // A bounding set can only lose capabilities: one cryo's own lacks cannot
+  // come back (PR_CAPBSET_DROP), and nothing would say so.
+  uint64_t own = 0;
+  for (uint32_t cap = 0; cap <= last && cap < 64; ++cap)
+    if (::prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1) own |= 1ull << cap;
+  if (c.cap_bnd() & ~own & ~unknown) {
+    char buf[200];
+    snprintf(buf, sizeof(buf), "pid %d: its bounding set %#llx holds capabilities %#llx that cryo's own lacks",
+             core.pid(), static_cast<unsigned long long>(c.cap_bnd()),
+             static_cast<unsigned long long>(c.cap_bnd() & ~own & ~unknown));
+    return Status::Error(buf);
+  }
   const std::pair<const char*, uint64_t> sets[] = {{"inheritable", c.cap_inh()}, {"permitted", c.cap_prm()},
                                                    {"effective", c.cap_eff()}, {"bounding", c.cap_bnd()},
                                                    {"ambient", c.cap_amb()}};
