@@ -44,7 +44,9 @@ PID_SETTLE_S = 0.2         # a freed pid can stay busy a moment (DESIGN.md)
 # (label, regex) pairs read from cryo's debug log; missing ones print "?".
 DUMP_PHASES = [
     ("seize", r"seized in ([\d.]+) ms"),
-    ("collect", r"processes collected in ([\d.]+) ms"),
+    ("describe+audit", r"described and audited in ([\d.]+) ms"),
+    ("task state", r"task state of \d+ processes collected in ([\d.]+) ms"),
+    ("pages", r"processes' pages written in ([\d.]+) ms"),
     ("records+sync", r"records written and synced in ([\d.]+) ms"),
     ("kill", r"tree killed in ([\d.]+) ms"),
 ]

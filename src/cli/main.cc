@@ -63,6 +63,7 @@ int main(int argc, char** argv) {
   using namespace cryo;
   CLI::App app{"cryo: checkpoint and restore Linux processes.\n\n"
                "  cryo check                     can this kernel checkpoint?\n"
+               "  cryo check -t PID              can this tree be checkpointed? (what would be refused)\n"
                "  cryo dump -t PID -D DIR        checkpoint a process into DIR (then kill it)\n"
                "  cryo restore -D DIR            bring it back, with its PID, memory and files\n"
                "  cryo show DIR                  what an image holds\n",
@@ -97,10 +98,14 @@ int main(int argc, char** argv) {
   show_cmd->add_option("dir", show_dir, "image directory")->required();
   show_cmd->add_flag("--json", show_json, "machine-readable output");
 
-  bool check_json = false, check_refresh = false;
-  auto* check_cmd = app.add_subcommand("check", "probe the kernel features cryo relies on");
+  bool check_json = false, check_refresh = false, check_all = false, check_shell_job = false;
+  pid_t check_pid = 0;
+  auto* check_cmd = app.add_subcommand("check", "probe the kernel features cryo relies on; with -t PID, whether that tree can be checkpointed");
   check_cmd->add_flag("--json", check_json, "machine-readable output");
   check_cmd->add_flag("--refresh", check_refresh, "probe again instead of using the cached result");
+  check_cmd->add_option("-t,--pid", check_pid, "classify everything the tree of PID holds (restored or refused), without dumping it");
+  check_cmd->add_flag("--all", check_all, "with -t: list every item, not a summary");
+  check_cmd->add_flag("--shell-job", check_shell_job, "with -t: as dump --shell-job");
 
   for (auto* sub : {dump_cmd, restore_cmd, show_cmd, check_cmd}) {
     sub->add_option("--log-file,-o", log_file, "append a detailed log to FILE");
@@ -143,6 +148,10 @@ int main(int argc, char** argv) {
     std::string out = show_json ? image::ShowJson(*img) : image::ShowText(*img);
     fwrite(out.data(), 1, out.size(), stdout);
     return 0;
+  }
+  if (*check_cmd && check_pid != 0) {
+    Status s = CheckTree(check_pid, check_shell_job, check_all);
+    return s.ok() ? 0 : Fail(s);
   }
   if (*check_cmd) {
     Result<check::Report> report = check::LoadOrRunProbes(check::DefaultCachePath(), check_refresh);

@@ -17,6 +17,8 @@
 #include "files/fd_table.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
+#include "audit/remote_rules.h"
+#include "dump/inspect.h"
 #include "dump/prefetch.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
@@ -26,9 +28,12 @@
 #include "seize/seize.h"
 #include "tree/task_dump.h"
 #include "tree/tree_seize.h"
+#include "files/file_locks.h"
 #include "files/file_sharing.h"
 #include "files/pipe_table.h"
+#include "files/shared_tables.h"
 #include "files/tty_table.h"
+#include "tree/restore_plan.h"
 
 namespace cryo {
 
@@ -81,38 +86,61 @@ struct DumpedProcess {
   image::Mm mm;
   image::FdTable fds;
   std::vector<ShmMapping> shm_maps;  // VMAs of memfds, /dev/shm files, SysV segments
+  // Its remote system calls; the scratch memory stays mapped until its
+  // pages are written (and is unmapped on any error).
+  std::unique_ptr<RemoteSyscaller> rs;
 };
 
-// Collects one seized process from its facts read ahead: task state by
-// ptrace and remote system calls, then its page file (written on the image
-// writer's thread, but for the pages of a big process, streamed here). Its
-// records are written once the whole tree is collected (shared objects and
-// terminals add to them).
-Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWriter& writer, const DumpOptions& opts,
-                   DumpedProcess* out, std::set<std::string>* features, PhaseTimes* times) {
+// The first half of collecting a process, for every process of the tree
+// before any file is written: its task state, by ptrace and remote system
+// calls (registers, signals, timers, credentials, ...). The attributes only
+// a remote call shows are classified into `report` (audit/remote_rules.h).
+Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, DumpedProcess* out,
+                        std::set<std::string>* features, audit::Report* report, PhaseTimes* times) {
   const pid_t pid = seized.pid();
   times->proc += facts.proc_s;
   times->fds += facts.fds_s;
+  double t = Now();
+  out->rs = std::make_unique<RemoteSyscaller>(pid, seized.leader().regs);
+  RemoteSyscaller& rs = *out->rs;
+  rs.SetDispositions(facts.status.sig_ign, facts.status.sig_cgt);
+  CRYO_RETURN_IF_ERROR(rs.Prepare(facts.vmas).Prefixed("preparing remote system calls"));
+  CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
+  const double t1 = Now();
+  times->remote += t1 - t;
+  std::vector<long> attributes;
+  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core, audit::RemoteQueryCalls(),
+                                       &attributes)
+                           .Prefixed("task state"));
+  audit::ClassifyRemoteResults(attributes, "pid " + std::to_string(pid), report);
+  if (out->core.posix_timers_size()) features->insert("posix-timers");
+  if (out->core.has_coredump_filter()) features->insert("coredump-filter");
+  times->task += Now() - t1;
+  return Status::Ok();
+}
+
+// The second half: its page file (written on the image writer's thread, but
+// for the pages of a big process, streamed here), from its facts with the
+// pages read ahead; then its scratch memory is unmapped. Its records are
+// written once the whole tree is collected (shared objects and terminals add
+// to them).
+Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::ImageWriter& writer,
+                        const DumpOptions& opts, DumpedProcess* out, std::set<std::string>* features,
+                        PhaseTimes* times) {
+  const pid_t pid = seized.pid();
   times->pages += facts.pages_s;
   out->mm = std::move(facts.mm);
   out->fds = std::move(facts.fds);
   out->shm_maps = std::move(facts.shm_maps);
   features->insert(facts.features.begin(), facts.features.end());
+  for (const image::Vma& v : out->mm.vmas())
+    if (std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end()) features->insert("map-noreserve");
   double t = Now();
   auto lap = [&t](double* phase) {
     const double now = Now();
     *phase += now - t;
     t = now;
   };
-
-  RemoteSyscaller rs(pid, seized.leader().regs);
-  rs.SetDispositions(facts.status.sig_ign, facts.status.sig_cgt);
-  CRYO_RETURN_IF_ERROR(rs.Prepare(facts.vmas).Prefixed("preparing remote system calls"));
-  CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
-  lap(&times->remote);
-  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core).Prefixed("task state"));
-  if (out->core.posix_timers_size()) features->insert("posix-timers");
-  lap(&times->task);
 
   const uint64_t bytes = out->mm.total_pages() * image::kPageSize;
   ProgressFn progress;
@@ -141,9 +169,67 @@ Status DumpProcess(SeizedProcess& seized, ProcessFacts& facts, image::ImageWrite
     LOG_DEBUG("pid %d: %" PRIu64 " pages written in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
   }
   lap(&times->pages);
-  Status s = rs.Finish();
+  Status s = out->rs->Finish();
+  out->rs.reset();
   lap(&times->remote);
   return s;
+}
+
+image::ProcessCore ZombieCore(const ZombieInfo& z) {
+  image::ProcessCore core;
+  core.set_pid(z.pid);
+  core.set_ppid(z.ppid);
+  core.set_pgid(z.pgid);
+  core.set_sid(z.sid);
+  core.set_zombie(true);
+  core.set_exit_status(z.exit_status);
+  core.set_exit_signal(z.exit_signal);
+  core.set_zombie_comm(z.comm);
+  return core;
+}
+
+// Known before anything is read: the tree's pids, threads and the process
+// groups the restore rebuilds (for state that names other processes), and
+// which of its processes share an fd table or fs_struct with their parent
+// (other sharing is refused, and so is sharing the restore plan could not
+// rebuild: the plan is made here from what it needs).
+Result<TableSharing> ScopeTree(SeizedTree& tree, pid_t root, bool kill_mode, DumpScope* scope) {
+  scope->kill_mode = kill_mode;
+  std::vector<TreeProcess> live;
+  std::map<pid_t, image::ProcessCore> plan_cores;
+  for (const auto& sp : tree.processes()) {
+    TreeProcess tp;
+    tp.pid = sp->pid();
+    tp.ppid = tree.ParentOf(sp->pid());
+    for (const SeizedTask& t : sp->threads()) {
+      tp.tids.push_back(t.tid);
+      scope->tids.insert(t.tid);
+    }
+    scope->pids.insert(tp.pid);
+    CRYO_ASSIGN_OR_RETURN(proc::Stat st, proc::ReadStat(tp.pid));
+    image::ProcessCore& c = plan_cores[tp.pid];
+    c.set_pid(tp.pid);
+    c.set_ppid(st.ppid);
+    c.set_pgid(st.pgrp);
+    c.set_sid(st.session);
+    live.push_back(std::move(tp));
+  }
+  for (const ZombieInfo& z : tree.zombies()) plan_cores[z.pid] = ZombieCore(z);
+  CRYO_ASSIGN_OR_RETURN(TableSharing sharing, FindSharedTables(live));
+  for (pid_t p : sharing.files_with_parent) plan_cores[p].set_shares_files_with_parent(true);
+  for (pid_t p : sharing.fs_with_parent) plan_cores[p].set_shares_fs_with_parent(true);
+  std::map<pid_t, const image::ProcessCore*> cores;
+  for (const auto& [p, c] : plan_cores) cores[p] = &c;
+  const RestorePlan plan = PlanRestore(root, cores);
+  CRYO_RETURN_IF_ERROR(CheckSharingPlan(plan, cores));
+  for (pid_t p : scope->pids) {
+    const pid_t g = cores.at(p)->pgid();
+    auto leader = cores.find(g);
+    auto ghost = plan.tasks.find(g);
+    if ((leader != cores.end() && leader->second->pgid() == g) || (ghost != plan.tasks.end() && ghost->second.ghost()))
+      scope->pgids.insert(g);
+  }
+  return sharing;
 }
 
 bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
@@ -154,51 +240,128 @@ bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
   return false;
 }
 
+// Everything before the first file is written: the tree seized, described
+// and audited; the task state of every process collected, its remote-only
+// attributes audited too. Refuses (detaching the tree untouched) if any
+// item is refused.
+struct Classified {
+  SeizedTree tree;
+  DumpScope scope;       // the tree's pids, threads and rebuilt groups
+  TableSharing sharing;  // processes sharing an fd table or fs_struct with their parent
+  Inspection inspection;
+  std::vector<DumpedProcess> procs;
+  std::set<std::string> features;
+  PhaseTimes times;
+};
+
+Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c) {
+  const double t0 = Now();
+  CRYO_RETURN_IF_ERROR(CheckDumpable(pid));
+  CRYO_ASSIGN_OR_RETURN(c->tree, SeizedTree::Seize(pid));
+  LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
+            c->tree.processes().size(), c->tree.zombies().size());
+  CRYO_ASSIGN_OR_RETURN(c->sharing, ScopeTree(c->tree, pid, kill_mode, &c->scope));
+  // Restored or refused: what /proc shows first, before any remote call.
+  CRYO_ASSIGN_OR_RETURN(c->inspection, InspectTree(c->tree, shell_job, &c->scope));
+  const audit::Report& report = c->inspection.report;
+  auto log_summary = [&report] {
+    for (const std::string& line : report.Summary()) LOG_DEBUG("audit: %s", line.c_str());
+  };
+  if (report.refusals()) {
+    log_summary();
+    return report.ToStatus();
+  }
+  const double tc = Now();
+  c->procs.resize(c->tree.processes().size());
+  for (size_t i = 0; i < c->procs.size(); ++i) {
+    SeizedProcess& sp = *c->tree.processes()[i];
+    CRYO_RETURN_IF_ERROR(CollectTaskState(sp, c->inspection.facts[i], &c->procs[i], &c->features,
+                                          &c->inspection.report, &c->times)
+                             .Prefixed("pid " + std::to_string(sp.pid())));
+  }
+  LOG_DEBUG("task state of %zu processes collected in %.1f ms", c->procs.size(), (Now() - tc) * 1e3);
+  log_summary();
+  return report.ToStatus();
+}
+
 }  // namespace
+
+Status CheckTree(pid_t pid, bool shell_job, bool all) {
+  Classified c;
+  // As for a dump in kill mode, the default (its refusals are a superset).
+  Status s = SeizeAndClassify(pid, shell_job, /*kill_mode=*/true, &c);
+  const audit::Report& r = c.inspection.report;
+  for (const std::string& line : all ? r.AllLines() : r.Summary()) std::printf("%s\n", line.c_str());
+  const std::vector<std::string> refused = r.RefusalLines();
+  if (s.ok()) {
+    std::printf("pid %d: every item is restored, inherited from cryo or not state: the tree can be checkpointed\n", pid);
+    return Status::Ok();
+  }
+  if (refused.empty()) return s;  // not a refusal: an error
+  std::printf("refused:\n");
+  for (const std::string& line : refused) std::printf("  %s\n", line.c_str());
+  std::fflush(stdout);
+  return Status::Error("the tree of pid " + std::to_string(pid) + " cannot be checkpointed: " +
+                       std::to_string(refused.size()) + (refused.size() == 1 ? " refusal" : " refusals"));
+}
 
 Status Dump(const DumpOptions& opts) {
   const double t0 = Now();
   const pid_t pid = opts.pid;
-  CRYO_RETURN_IF_ERROR(CheckDumpable(pid));
+  Classified c;
+  CRYO_RETURN_IF_ERROR(SeizeAndClassify(pid, opts.shell_job, !opts.leave_running, &c));
+  const TableSharing& sharing = c.sharing;
+  SeizedTree& tree = c.tree;
+  std::vector<DumpedProcess>& procs = c.procs;
+  std::set<std::string>& features = c.features;
+  PhaseTimes& times = c.times;
+
   CRYO_ASSIGN_OR_RETURN(auto writer, image::ImageWriter::Create(opts.env, opts.images_dir));
   // An inventory left by an earlier dump must not vouch for this one's files.
   if (::unlink((opts.images_dir + "/" + image::InventoryName()).c_str()) != 0 && errno != ENOENT)
     return Status::FromErrno("cannot remove old " + opts.images_dir + "/" + image::InventoryName());
 
-  CRYO_ASSIGN_OR_RETURN(SeizedTree tree, SeizedTree::Seize(pid));
-  LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
-            tree.processes().size(), tree.zombies().size());
-
-  std::set<std::string> features;
-  std::vector<DumpedProcess> procs(tree.processes().size());
   std::vector<ProcessFds> tables;
   std::set<pid_t> pids;
-  PhaseTimes times;
   const double tc = Now();
   // Parents come before their children (SeizedTree): a child's pages still
   // shared with its parent are found against the parent's VMAs.
-  std::vector<pid_t> order, parents;
-  for (const auto& sp : tree.processes()) {
-    order.push_back(sp->pid());
-    parents.push_back(tree.ParentOf(sp->pid()));
-  }
-  Prefetcher prefetch(order, parents, opts.shell_job, kBufferedPages, 2);
+  std::vector<pid_t> parents;
+  for (const auto& sp : tree.processes()) parents.push_back(tree.ParentOf(sp->pid()));
+  Prefetcher prefetch(std::move(c.inspection.facts), parents, kBufferedPages, 2);
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
     const std::string who = "pid " + std::to_string(sp.pid());
     auto facts = prefetch.Take();
     if (!facts.ok()) return facts.status().Prefixed(who);
-    CRYO_RETURN_IF_ERROR(DumpProcess(sp, *facts, *writer, opts, &procs[i], &features, &times).Prefixed(who));
+    CRYO_RETURN_IF_ERROR(DumpProcessPages(sp, *facts, *writer, opts, &procs[i], &features, &times).Prefixed(who));
     tables.push_back({sp.pid(), &procs[i].fds});
     pids.insert(sp.pid());
   }
-  LOG_DEBUG("%zu processes collected in %.1f ms: /proc and VMAs %.1f ms, fds %.1f ms (read ahead), remote setup %.1f ms, "
+  LOG_DEBUG("%zu processes' pages written in %.1f ms; in all: /proc and VMAs %.1f ms, fds %.1f ms, remote setup %.1f ms, "
             "task state %.1f ms, pages %.1f ms (planned and small ones read ahead, written)",
             procs.size(), (Now() - tc) * 1e3, times.proc * 1e3, times.fds * 1e3, times.remote * 1e3,
             times.task * 1e3, times.pages * 1e3);
   for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
+  // Processes sharing an fd table or fs_struct with their parent.
+  std::map<pid_t, const image::ProcessCore*> cores;
+  std::map<pid_t, pid_t> table_of;  // the process whose fd table each one uses
+  for (DumpedProcess& p : procs) {
+    const pid_t pp = p.core.pid();
+    p.core.set_shares_files_with_parent(sharing.files_with_parent.count(pp) > 0);
+    p.core.set_shares_fs_with_parent(sharing.fs_with_parent.count(pp) > 0);
+    if (p.core.shares_files_with_parent()) features.insert("shared-fd-table");
+    if (p.core.shares_fs_with_parent()) features.insert("shared-fs");
+    cores[pp] = &p.core;
+  }
+  for (const auto& [p, core] : cores) {
+    pid_t t = p;
+    while (cores.at(t)->shares_files_with_parent()) t = cores.at(t)->ppid();
+    table_of[p] = t;
+  }
   double ts = Now();
   CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
+  if (AssignFileLocks(tables, table_of)) features.insert("file-locks");
   LOG_DEBUG("shared file descriptions found in %.1f ms", (Now() - ts) * 1e3);
   ts = Now();
   image::PipeTable pipes;
@@ -241,18 +404,11 @@ Status Dump(const DumpOptions& opts) {
     writer->AsyncWriteRecord(image::MmName(p), image::FileKind::kMm, procs[i].mm);
     writer->AsyncWriteRecord(image::FdsName(p), image::FileKind::kFdTable, procs[i].fds);
   }
-  for (const ZombieInfo& z : tree.zombies()) {
-    image::ProcessCore core;
-    core.set_pid(z.pid);
-    core.set_ppid(z.ppid);
-    core.set_pgid(z.pgid);
-    core.set_sid(z.sid);
-    core.set_zombie(true);
-    core.set_exit_status(z.exit_status);
-    core.set_exit_signal(z.exit_signal);
-    core.set_zombie_comm(z.comm);
-    inv.add_pids(z.pid);
-    writer->AsyncWriteRecord(image::CoreName(z.pid), image::FileKind::kProcessCore, core);
+  std::vector<image::ProcessCore> zombie_cores;
+  for (const ZombieInfo& z : tree.zombies()) zombie_cores.push_back(ZombieCore(z));
+  for (const image::ProcessCore& z : zombie_cores) {
+    inv.add_pids(z.pid());
+    writer->AsyncWriteRecord(image::CoreName(z.pid()), image::FileKind::kProcessCore, z);
   }
   if (pipes.pipes_size()) writer->AsyncWriteRecord(image::PipesName(), image::FileKind::kPipes, pipes);
   if (shm.objects_size()) writer->AsyncWriteRecord(image::ShmName(), image::FileKind::kShm, shm);

@@ -24,4 +24,10 @@ struct DumpOptions {
 // complete and fsynced.
 Status Dump(const DumpOptions& opts);
 
+// `cryo check -t PID`: everything a dump does before it writes anything
+// (seize, describe, audit, collect the task state), then the tree is let go.
+// Prints the refusals and a summary (every item with `all`) to stdout; fails
+// if anything is refused.
+Status CheckTree(pid_t pid, bool shell_job, bool all);
+
 }  // namespace cryo

@@ -5,6 +5,7 @@
 #include <system_error>
 
 #include "base/clock.h"
+#include "base/file_util.h"
 #include "files/fd_table.h"
 #include "image/format.h"
 #include "mem/cow_share.h"
@@ -13,45 +14,52 @@
 namespace cryo {
 
 
-Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max, const ParentMemory* parent) {
+Result<ProcessFacts> DescribeProcess(pid_t pid, bool shell_job, const DumpScope* scope) {
   ProcessFacts f;
   f.pid = pid;
   const double t0 = Now();
-  CRYO_ASSIGN_OR_RETURN(f.stat, proc::ReadStat(pid));
-  CRYO_ASSIGN_OR_RETURN(f.status, proc::ReadStatus(pid));
-  CRYO_ASSIGN_OR_RETURN(f.vmas, proc::ReadVmas(pid));
-  CRYO_RETURN_IF_ERROR(DescribeVmas(pid, f.vmas, &f.mm, &f.shm_maps).Prefixed("memory"));
-  if (parent) {
-    auto inherited = FindInheritedPages(pid, f.mm, parent->pid, parent->mm);
-    if (!inherited.ok()) return inherited.status().Prefixed("memory");
-    for (image::PageRange& r : *inherited) *f.mm.add_inherited() = std::move(r);
-    if (f.mm.inherited_size()) f.features.insert("cow-shared");
-  }
+  const std::string dir = "/proc/" + std::to_string(pid) + "/";
+  CRYO_ASSIGN_OR_RETURN(f.stat_text, ReadFileToString(dir + "stat"));
+  CRYO_ASSIGN_OR_RETURN(f.stat, proc::ParseStat(f.stat_text));
+  CRYO_ASSIGN_OR_RETURN(f.status_text, ReadFileToString(dir + "status"));
+  CRYO_ASSIGN_OR_RETURN(f.status, proc::ParseStatus(f.status_text));
+  CRYO_ASSIGN_OR_RETURN(f.smaps_text, ReadFileToString(dir + "smaps"));
+  CRYO_ASSIGN_OR_RETURN(f.vmas, proc::ParseSmaps(f.smaps_text));
+  f.refusal = DescribeVmas(pid, f.vmas, &f.mm, &f.shm_maps);
   const double t1 = Now();
-  CRYO_RETURN_IF_ERROR(DumpFdTable(pid, &f.fds, &f.features, shell_job).Prefixed("files"));
-  const double t2 = Now();
-  auto planned = PlanProcessPages(pid, &f.mm);
-  if (!planned.ok()) return planned.status().Prefixed("memory");
-  f.pieces = std::move(*planned);
-  if (f.mm.total_pages() * image::kPageSize <= buffered_max) {
-    f.pages = std::make_shared<std::string>();
-    CRYO_RETURN_IF_ERROR(ReadPages(pid, f.pieces, &f.mm, f.pages.get()).Prefixed("memory"));
-  }
-  const double t3 = Now();
+  if (f.refusal.ok()) f.refusal = DumpFdTable(pid, &f.fds, &f.features, shell_job, scope, &f.fd_infos);
   f.proc_s = t1 - t0;
-  f.fds_s = t2 - t1;
-  f.pages_s = t3 - t2;
+  f.fds_s = Now() - t1;
   return f;
 }
 
-Prefetcher::Prefetcher(std::vector<pid_t> pids, std::vector<pid_t> parents, bool shell_job, uint64_t buffered_max,
+Status ReadProcessPages(ProcessFacts* f, uint64_t buffered_max, const ParentMemory* parent) {
+  const double t0 = Now();
+  const pid_t pid = f->pid;
+  if (parent) {
+    auto inherited = FindInheritedPages(pid, f->mm, parent->pid, parent->mm);
+    if (!inherited.ok()) return inherited.status().Prefixed("memory");
+    for (image::PageRange& r : *inherited) *f->mm.add_inherited() = std::move(r);
+    if (f->mm.inherited_size()) f->features.insert("cow-shared");
+  }
+  auto planned = PlanProcessPages(pid, &f->mm);
+  if (!planned.ok()) return planned.status().Prefixed("memory");
+  f->pieces = std::move(*planned);
+  if (f->mm.total_pages() * image::kPageSize <= buffered_max) {
+    f->pages = std::make_shared<std::string>();
+    CRYO_RETURN_IF_ERROR(ReadPages(pid, f->pieces, &f->mm, f->pages.get()).Prefixed("memory"));
+  }
+  f->pages_s = Now() - t0;
+  return Status::Ok();
+}
+
+Prefetcher::Prefetcher(std::vector<ProcessFacts> described, std::vector<pid_t> parents, uint64_t buffered_max,
                        size_t ahead)
-    : pids_(std::move(pids)),
+    : described_(std::move(described)),
       parents_(std::move(parents)),
-      shell_job_(shell_job),
       buffered_max_(buffered_max),
       ahead_(ahead ? ahead : 1) {
-  if (pids_.size() < 2) return;  // nothing to overlap
+  if (described_.size() < 2) return;  // nothing to overlap
   try {
     thread_ = std::thread(&Prefetcher::Loop, this);
   } catch (const std::system_error&) {
@@ -70,7 +78,7 @@ Prefetcher::~Prefetcher() {
 
 void Prefetcher::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
-  while (read_ < pids_.size()) {
+  while (read_ < described_.size()) {
     cv_.wait(lock, [&] { return stop_ || read_ < taken_ + ahead_; });
     if (stop_) return;
     const size_t i = read_;
@@ -88,18 +96,17 @@ void Prefetcher::Loop() {
 // On one thread only (the reading thread, or Take's without one).
 Result<ProcessFacts> Prefetcher::Read(size_t i) {
   auto parent = i < parents_.size() ? memories_.find(parents_[i]) : memories_.end();
-  Result<ProcessFacts> f = ReadFacts(pids_[i], shell_job_, buffered_max_, parent == memories_.end() ? nullptr : &parent->second);
-  if (f.ok()) {
-    ParentMemory& m = memories_[pids_[i]];
-    m.pid = pids_[i];
-    *m.mm.mutable_vmas() = f->mm.vmas();
-  }
+  ProcessFacts f = std::move(described_[i]);
+  CRYO_RETURN_IF_ERROR(ReadProcessPages(&f, buffered_max_, parent == memories_.end() ? nullptr : &parent->second));
+  ParentMemory& m = memories_[f.pid];
+  m.pid = f.pid;
+  *m.mm.mutable_vmas() = f.mm.vmas();
   return f;
 }
 
 Result<ProcessFacts> Prefetcher::Take() {
   std::unique_lock<std::mutex> lock(mu_);
-  if (taken_ >= pids_.size()) return Status::Error("internal: no more processes to prefetch");
+  if (taken_ >= described_.size()) return Status::Error("internal: no more processes to prefetch");
   if (!thread_.joinable()) {
     const size_t i = taken_++;
     lock.unlock();

@@ -19,20 +19,27 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "files/fd_kind.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
 #include "proc/proc.h"
 
 namespace cryo {
 
-// One process, read ahead.
+// One process: described before anything is written (DescribeProcess), its
+// pages read ahead later (ReadProcessPages).
 struct ProcessFacts {
   pid_t pid = 0;
+  std::string stat_text, status_text, smaps_text;  // as read (for the audit; dropped after it)
   proc::Stat stat;
   proc::ProcStatus status;
   std::vector<proc::Vma> vmas;
   image::Mm mm;        // VMAs described, pages planned (checksummed too when `pages` is set)
   image::FdTable fds;  // before file ids are assigned
+  std::vector<proc::FdInfo> fd_infos;  // fdinfo of each fd of `fds`, in the same order
+  // Why describing stopped: a VMA or fd cryo does not support (the audit
+  // reports it with the rest). `mm` and `fds` are then incomplete.
+  Status refusal;
   std::vector<ShmMapping> shm_maps;  // VMAs of memfds, /dev/shm files, SysV segments
   std::set<std::string> features;
   std::vector<PagePiece> pieces;
@@ -47,18 +54,23 @@ struct ParentMemory {
   image::Mm mm;  // its VMAs
 };
 
-// Reads the facts of one process; one with at most `buffered_max` bytes of
-// pages also has them read. Pages it still shares copy-on-write with
-// `parent` (if given) are recorded as inherited and not stored.
-Result<ProcessFacts> ReadFacts(pid_t pid, bool shell_job, uint64_t buffered_max, const ParentMemory* parent);
+// Reads /proc/PID/{stat,status,smaps} and describes the process's VMAs and
+// fds. A VMA or fd of a kind cryo does not support ends the describing and
+// is kept in `refusal` (an error reading /proc is returned). Its fds are
+// checked against `scope` (the tree) when given.
+Result<ProcessFacts> DescribeProcess(pid_t pid, bool shell_job, const DumpScope* scope = nullptr);
+// The pages of a described process: those it still shares copy-on-write
+// with `parent` (if given) are recorded as inherited and not stored; with at
+// most `buffered_max` bytes of pages left, they are read too.
+Status ReadProcessPages(ProcessFacts* f, uint64_t buffered_max, const ParentMemory* parent);
 
 class Prefetcher {
  public:
-  // Starts reading `pids` in order on a thread, at most `ahead` processes
-  // ahead of Take(). The first error ends the reading; Take() returns it for
-  // its process.
-  // `parents[i]`: the parent of pids[i] in the tree (0: none), read before it.
-  Prefetcher(std::vector<pid_t> pids, std::vector<pid_t> parents, bool shell_job, uint64_t buffered_max, size_t ahead);
+  // Starts reading the pages of `described` processes in order on a thread,
+  // at most `ahead` processes ahead of Take(). The first error ends the
+  // reading; Take() returns it for its process.
+  // `parents[i]`: the parent of described[i] in the tree (0: none), read before it.
+  Prefetcher(std::vector<ProcessFacts> described, std::vector<pid_t> parents, uint64_t buffered_max, size_t ahead);
   ~Prefetcher();  // stops the thread (what it read is dropped)
   Prefetcher(const Prefetcher&) = delete;
   Prefetcher& operator=(const Prefetcher&) = delete;
@@ -68,10 +80,9 @@ class Prefetcher {
  private:
   void Loop();
   Result<ProcessFacts> Read(size_t i);
-  const std::vector<pid_t> pids_;
+  std::vector<ProcessFacts> described_;  // each moved out when its pages are read
   const std::vector<pid_t> parents_;
   std::map<pid_t, ParentMemory> memories_;  // the VMAs of every process read, by pid (reading thread only)
-  const bool shell_job_;
   const uint64_t buffered_max_;
   const size_t ahead_;
   std::mutex mu_;

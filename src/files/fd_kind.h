@@ -6,6 +6,9 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <map>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -14,6 +17,24 @@
 #include "proc/proc.h"
 
 namespace cryo {
+
+// The tree a dump covers, for state that names other processes: lock
+// requests waiting on the tree's locks, fd owners (F_SETOWN).
+struct DumpScope {
+  std::set<pid_t> pids;   // live processes of the tree
+  std::set<pid_t> tids;   // their threads (leaders included)
+  std::set<pid_t> pgids;  // their process groups that the restore rebuilds
+  bool kill_mode = false;  // the tree dies after the dump
+  // The fds of every process outside the tree by link target, read once, the
+  // first time a check needs them (file_locks.cc). Processes are described on
+  // several threads at once (dump/inspect.cc): read and filled under the mutex.
+  mutable std::mutex outside_fds_mu;
+  mutable std::multimap<std::string, std::pair<pid_t, int>> outside_fds;
+  mutable bool outside_fds_read = false;
+};
+
+// "pid 12 (comm)", for messages.
+std::string NamePid(pid_t pid);
 
 // What the dump knows about one fd of the target.
 struct FdSource {
@@ -24,6 +45,7 @@ struct FdSource {
   proc::FdInfo info;
   int pidfd = -1;    // pidfd of the target, for pidfd_getfd(2)
   bool shell_job = false;  // --shell-job: terminals belong to the caller's shell
+  const DumpScope* scope = nullptr;  // null: checks that need the tree are skipped (tests)
   std::string what() const { return "pid " + std::to_string(pid) + " fd " + std::to_string(fd); }
   // A duplicate of the target's fd in cryo (pidfd_getfd(2)); -1 with errno on failure.
   int Grab() const;

@@ -1,9 +1,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "base/file_util.h"
 #include "files/fd_kind.h"
 
 namespace cryo {
+
+std::string NamePid(pid_t pid) {
+  auto comm = ReadFileToString("/proc/" + std::to_string(pid) + "/comm");
+  return "pid " + std::to_string(pid) + (comm.ok() ? " (" + std::string(Trim(*comm)) + ")" : std::string());
+}
 
 int FdSource::Grab() const { return static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
 

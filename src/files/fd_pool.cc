@@ -259,9 +259,9 @@ int FdPool::FdFor(pid_t pid, const image::Fd& fd) const {
   return it == fds_.end() ? -1 : it->second;
 }
 
-bool FdPool::FinishedBy(pid_t pid, const image::Fd& fd) const {
+pid_t FdPool::FirstHolder(pid_t pid, const image::Fd& fd) const {
   auto it = finisher_.find(Key(pid, fd));
-  return it != finisher_.end() && it->second == pid;
+  return it == finisher_.end() ? 0 : it->second;
 }
 
 std::vector<int> FdPool::Fds() const { return {pool_fds_.begin(), pool_fds_.end()}; }

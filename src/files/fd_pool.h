@@ -26,9 +26,9 @@ class FdPool {
 
   // The pool fd holding the description of `fd` (-1 if none).
   int FdFor(pid_t pid, const image::Fd& fd) const;
-  // Whether `pid` is the process that finishes the description (epoll
-  // registrations are made once, by its first holder).
-  bool FinishedBy(pid_t pid, const image::Fd& fd) const;
+  // The process that finishes the description (epoll registrations, O_ASYNC
+  // are made once, by its first holder); 0 if unknown.
+  pid_t FirstHolder(pid_t pid, const image::Fd& fd) const;
   // Every fd the pool holds, ascending.
   std::vector<int> Fds() const;
   // The shmem object (an fd on it) of a shared anonymous VMA, -1 if none.

@@ -5,10 +5,15 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <set>
+
 #include "base/file_util.h"
 #include "base/unique_fd.h"
 #include "files/fd_kind.h"
+#include "files/fd_owner.h"
 #include "files/fd_pool.h"
+#include "files/file_locks.h"
 #include "proc/proc.h"
 
 namespace cryo {
@@ -52,7 +57,8 @@ std::string DescribeFdTarget(const std::string& link) {
   return link;
 }
 
-Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job) {
+Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job,
+                   const DumpScope* scope, std::vector<proc::FdInfo>* infos) {
   CRYO_ASSIGN_OR_RETURN(std::vector<int> fds, proc::ListFds(pid));
   const std::string dir = "/proc/" + std::to_string(pid) + "/fd/";
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
@@ -63,6 +69,7 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
     src.fd = fd;
     src.pidfd = pidfd.get();
     src.shell_job = shell_job;
+    src.scope = scope;
     CRYO_ASSIGN_OR_RETURN(src.link, ReadLink(dir + std::to_string(fd)));
     CRYO_ASSIGN_OR_RETURN(src.info, proc::ReadFdInfo(pid, fd));
     if (::stat((dir + std::to_string(fd)).c_str(), &src.st) != 0) return Status::FromErrno("stat " + src.what());
@@ -88,7 +95,12 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
     f->mutable_file()->set_ino(src.st.st_ino);
     CRYO_RETURN_IF_ERROR(handler->Dump(src, f).Prefixed(src.what() + " (" + handler->name() + ")"));
     if (*handler->feature()) features->insert(handler->feature());
+    CRYO_RETURN_IF_ERROR(DumpFdLocks(src, f));
+    CRYO_RETURN_IF_ERROR(DumpFdOwner(src, f));
+    if (f->has_owner() || f->signal()) features->insert("fd-owner");
+    if (infos) infos->push_back(std::move(src.info));
   }
+  if (scope) CRYO_RETURN_IF_ERROR(CheckProcessLocks(pid, *table, *scope));
   return Status::Ok();
 }
 
@@ -98,7 +110,7 @@ int MaxFd(const image::FdTable& table) {
   return max;
 }
 
-Status RestoreFdTable(pid_t pid, const image::FdTable& table, const FdPool& pool) {
+Status RestoreFdTable(pid_t pid, const image::FdTable& table, const FdPool& pool, const std::vector<pid_t>& users) {
   for (const image::Fd& f : table.fds()) {
     const std::string what = "fd " + std::to_string(f.fd());
     const int from = pool.FdFor(pid, f);
@@ -106,9 +118,15 @@ Status RestoreFdTable(pid_t pid, const image::FdTable& table, const FdPool& pool
     if (::dup2(from, f.fd()) < 0) return Status::FromErrno("dup2 for " + what);
     if (f.cloexec() && ::fcntl(f.fd(), F_SETFD, FD_CLOEXEC) != 0) return Status::FromErrno("F_SETFD on " + what);
   }
+  std::set<uint64_t> finished;
   for (const image::Fd& f : table.fds()) {
-    const FdKindHandler* h = HandlerFor(f.kind());
-    if (h && pool.FinishedBy(pid, f)) CRYO_RETURN_IF_ERROR(h->Finish(f).Prefixed("fd " + std::to_string(f.fd())));
+    const pid_t first = pool.FirstHolder(pid, f);
+    if (users.empty() ? first != pid : std::find(users.begin(), users.end(), first) == users.end()) continue;
+    // Each description once: dups in this process share it too.
+    if (f.file_id() && !finished.insert(f.file_id()).second) continue;
+    const std::string what = "fd " + std::to_string(f.fd());
+    if (const FdKindHandler* h = HandlerFor(f.kind())) CRYO_RETURN_IF_ERROR(h->Finish(f).Prefixed(what));
+    CRYO_RETURN_IF_ERROR(RestoreAsync(f));
   }
   return Status::Ok();
 }

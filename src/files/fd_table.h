@@ -7,15 +7,23 @@
 
 #include <set>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "proc/proc.h"
 
 namespace cryo {
 
+struct DumpScope;
+
 // Dumps every fd; adds the features the image needs for them to `features`.
 // With `shell_job`, terminals are the caller's (--shell-job), not refused.
-Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job = false);
+// With `scope`, what fds say about other processes (lock requests waiting on
+// them, fd owners) is checked against the tree.
+// `infos`, if given, gets the fdinfo of each fd dumped, in the table's order.
+Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job = false,
+                   const DumpScope* scope = nullptr, std::vector<proc::FdInfo>* infos = nullptr);
 
 // What an fd link target says it is ("a pipe", "a socket", ...), for messages.
 std::string DescribeFdTarget(const std::string& link);
@@ -25,8 +33,11 @@ class FdPool;
 // The highest fd number of the table (-1 if empty).
 int MaxFd(const image::FdTable& table);
 // In the restore helper of `pid`: installs every fd at its number from the
-// pool, then finishes the descriptions this process is first to hold. The
-// caller has moved its own fds out of the way and closed all but the pool.
-Status RestoreFdTable(pid_t pid, const image::FdTable& table, const FdPool& pool);
+// pool, then finishes the descriptions (epoll registrations, O_ASYNC) that
+// one of `users` (the processes using this fd table; empty: `pid` alone) is
+// first to hold. The caller has moved its own fds out of the way and closed
+// all but the pool.
+Status RestoreFdTable(pid_t pid, const image::FdTable& table, const FdPool& pool,
+                      const std::vector<pid_t>& users = {});
 
 }  // namespace cryo

@@ -129,7 +129,37 @@ void StreamHash::Update(const void* data, size_t n) { XXH3_64bits_update(static_
 uint64_t StreamHash::Digest() const { return XXH3_64bits_digest(static_cast<const XXH3_state_t*>(state_)); }
 
 const std::vector<std::string>& SupportedFeatures() {
-  static const std::vector<std::string> kFeatures = {"x86_64", "xsave", "threads", "tree", "zombies", "pipes", "shared-files", "shmem", "fifos", "cow-shared", "shell-job", "eventfd", "timerfd", "signalfd", "epoll", "inotify", "posix-timers", "memfd", "posix-shm", "sysv-shm", "tty", "listen-sockets"};
+  // One name a line: branches adding features merge without conflicts.
+  static const std::vector<std::string> kFeatures = {
+      "x86_64",
+      "xsave",
+      "threads",
+      "tree",
+      "zombies",
+      "pipes",
+      "shared-files",
+      "shmem",
+      "fifos",
+      "cow-shared",
+      "shell-job",
+      "eventfd",
+      "timerfd",
+      "signalfd",
+      "epoll",
+      "inotify",
+      "posix-timers",
+      "memfd",
+      "posix-shm",
+      "sysv-shm",
+      "tty",
+      "listen-sockets",
+      "coredump-filter",
+      "map-noreserve",
+      "file-locks",
+      "fd-owner",
+      "shared-fd-table",
+      "shared-fs",
+  };
   return kFeatures;
 }
 

@@ -68,6 +68,13 @@ std::string FdKindName(FdKind k) {
   return n;
 }
 
+// "LOCK_POSIX" -> "posix".
+std::string LockKindName(LockKind k) {
+  std::string n = LockKind_Name(k);
+  for (char& ch : n) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return n.size() > 5 ? n.substr(5) : n;
+}
+
 std::string SigList(const google::protobuf::RepeatedPtrField<SigInfo>& q, const char* sep) {
   std::string out;
   for (const SigInfo& si : q) {
@@ -141,6 +148,18 @@ std::string ShowJson(const LoadedImage& img) {
       if (f.has_tty())
         o << ",\"tty\":{\"tty_id\":" << f.tty().tty_id() << ",\"master\":" << (f.tty().master() ? "true" : "false")
           << ",\"index\":" << f.tty().index() << "}";
+      if (f.locks_size()) {
+        o << ",\"locks\":[";
+        for (int j = 0; j < f.locks_size(); ++j) {
+          const FileLock& l = f.locks(j);
+          o << (j ? "," : "") << "{\"kind\":\"" << LockKindName(l.kind()) << "\",\"write\":" << (l.write() ? "true" : "false")
+            << ",\"start\":" << l.start() << ",\"end\":" << l.end() << ",\"to_eof\":" << (l.to_eof() ? "true" : "false")
+            << "}";
+        }
+        o << "]";
+      }
+      if (f.has_owner()) o << ",\"owner\":{\"type\":" << f.owner().type() << ",\"pid\":" << f.owner().pid() << "}";
+      if (f.signal()) o << ",\"signal\":" << f.signal();
       o << "}";
     }
     o << "],\"signals\":{\"blocked\":" << t.blocked() << ",\"pending\":[" << SigList(t.pending(), ",")
@@ -240,8 +259,18 @@ std::string ShowText(const LoadedImage& img) {
     }
     o << "  fds:\n";
     for (const Fd& f : p.fds.fds())
+    {
       o << "    " << f.fd() << ": " << FdKindName(f.kind()) << " " << Safe(f.file().path()) << " pos " << f.pos() << " flags 0"
-        << std::oct << f.flags() << std::dec << (f.cloexec() ? " cloexec" : "") << "\n";
+        << std::oct << f.flags() << std::dec << (f.cloexec() ? " cloexec" : "");
+      for (const FileLock& l : f.locks()) {
+        o << ", " << LockKindName(l.kind()) << (l.write() ? " write" : " read");
+        if (l.kind() == LOCK_POSIX || l.kind() == LOCK_OFD)
+          o << " " << l.start() << "-" << (l.to_eof() ? std::string("EOF") : std::to_string(l.end()));
+      }
+      if (f.has_owner()) o << ", SIGIO to " << (f.owner().type() == 2 ? "group " : "") << f.owner().pid();
+      if (f.signal()) o << ", signal " << f.signal();
+      o << "\n";
+    }
     snprintf(line, sizeof(line), "  signals: blocked %#" PRIx64 ", pending [%s], shared pending [%s]\n", t.blocked(),
              SigList(t.pending(), " ").c_str(), SigList(c.shared_pending(), " ").c_str());
     o << line;

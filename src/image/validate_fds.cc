@@ -231,6 +231,8 @@ Status ValidateSharedDescriptions(const LoadedImage& img) {
       Fd d = f;
       d.clear_fd();
       d.clear_cloexec();
+      // A lock is recorded on the fd of the process that takes it back.
+      d.clear_locks();
       std::string bytes;
       d.SerializeToString(&bytes);
       auto [it, fresh] = first.emplace(f.file_id(), std::make_pair(pid, bytes));

@@ -246,6 +246,8 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
       const int map_prot = has_pages ? PROT_READ | PROT_WRITE : prot;
       int flags = MAP_FIXED | ((v.flags() & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE);
       if (v.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
+      // VM_NORESERVE (VmFlags nr) comes only from mmap's flags.
+      if (std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end()) flags |= MAP_NORESERVE;
       void* p;
       if (v.shm_object()) {
         if (!map_shm) return Status::Error(VmaName(v) + " maps a shared memory object, which this restore cannot map");

@@ -34,6 +34,8 @@ struct Vma {
 
 // Parses /proc/PID/maps. Paths may contain spaces.
 Result<std::vector<Vma>> ParseMaps(std::string_view text);
+// Parses /proc/PID/smaps: its VMAs with their VmFlags.
+Result<std::vector<Vma>> ParseSmaps(std::string_view text);
 // Fills vm_flags of each VMA in `vmas` from /proc/PID/smaps text (matched by range).
 Status ParseSmapsVmFlags(std::string_view smaps_text, std::vector<Vma>* vmas);
 // maps + smaps of a process.
@@ -145,6 +147,10 @@ struct OutsideFd {
   std::string path;       // /proc/PID/fd/N (stat it for the open file)
   std::string link;       // what it points to
 };
+
+// Calls `fn` for every process (by pid, from /proc) but those in `skip` and
+// cryo itself, until `fn` returns an error, which is returned.
+Status ForEachPidOutside(const std::set<pid_t>& skip, const std::function<Status(pid_t)>& fn);
 
 // Calls `fn` for every fd of every process but those in `skip` and cryo
 // itself, until `fn` returns an error, which is returned. Processes that exit

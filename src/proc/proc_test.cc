@@ -226,7 +226,10 @@ TEST(ReadVmasTest, MatchesMapsFile) {
 TEST(ParseStatTest, FieldNumbering) {
   // Field n holds the value n, so any off-by-one shows up.
   std::string line = "42 (a) b) (c d) S";
-  for (int n = 4; n <= 52; ++n) line += " " + std::to_string(n);
+  for (int n = 4; n <= 52; ++n) {
+    line += ' ';  // not `" " + ...`: GCC 12 -O3 false -Wrestrict (bug 105329)
+    line += std::to_string(n);
+  }
   auto r = ParseStat(line + "\n");
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   const Stat& s = *r;

@@ -21,6 +21,7 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "files/fd_table.h"
+#include "files/file_locks.h"
 #include "mem/vma_restore.h"
 #include "proc/proc.h"
 #include "restorer/blob.h"
@@ -222,6 +223,61 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   return HideFromChildren(out->moves, wanted).Prefixed("memory");
 }
 
+int SlotOf(const SharingRole& r, pid_t pid) {
+  return static_cast<int>(std::find(r.group.begin(), r.group.end(), pid) - r.group.begin());
+}
+
+// The helper's own fds (status pipe, executable) moved above every fd number
+// of the image, everything else but the pool closed. In an fd table shared
+// with other processes (CLONE_FILES) each helper moves its own fds only, and
+// the table's leader closes the rest once every user of the table has.
+Status ClearFdTable(HelperContext& ctx, int* exe_fd) {
+  const SharingRole& r = ctx.role;
+  if (!r.shares_files()) {
+    CRYO_RETURN_IF_ERROR(MoveOwnFds(ctx.max_image_fd, {&ctx.status_fd, exe_fd}, *ctx.pool_fds));
+    if (r.in_group()) ctx.board.Post(r.index, GroupBoard::kReady);
+    return Status::Ok();
+  }
+  const int base = std::max(ctx.max_image_fd + 1, 3);
+  const int status = ::fcntl(ctx.status_fd, F_DUPFD_CLOEXEC, base);
+  const int exe = ::fcntl(*exe_fd, F_DUPFD_CLOEXEC, base);
+  if (status < 0 || exe < 0) return Status::FromErrno("moving cryo's fds out of the way");
+  ::close(*exe_fd);  // ours alone; the status pipe's old number is every user's
+  ctx.status_fd = status;
+  *exe_fd = exe;
+  ctx.board.SetFds(r.index, status, exe);
+  ctx.board.Post(r.index, GroupBoard::kReady);
+  if (r.files_leader != ctx.pid) return Status::Ok();
+  std::vector<int> keep = *ctx.pool_fds;
+  for (pid_t u : r.files_users) {
+    const int slot = SlotOf(r, u);
+    CRYO_RETURN_IF_ERROR(ctx.board.Wait(slot, GroupBoard::kReady));
+    int s, e;
+    ctx.board.Fds(slot, &s, &e);
+    keep.push_back(s);
+    keep.push_back(e);
+  }
+  std::sort(keep.begin(), keep.end());
+  return CloseAllBut(keep);
+}
+
+// The image's fds at their numbers, the pool closed, the locks taken back
+// (after the last close of a pool fd: closing any fd on a file drops the
+// POSIX locks of the table on it). A shared table is installed once, by its
+// leader; its other users wait for that, then take their own locks.
+Status InstallFdTable(HelperContext& ctx) {
+  const image::ProcessImage& p = ctx.img->processes.at(ctx.pid);
+  const SharingRole& r = ctx.role;
+  if (r.files_leader == ctx.pid) {
+    CRYO_RETURN_IF_ERROR(RestoreFdTable(ctx.pid, p.fds, *ctx.pool, r.files_users).Prefixed("files"));
+    CloseRuns(*ctx.pool_fds);
+    if (r.shares_files()) ctx.board.Post(r.index, GroupBoard::kInstalled);
+  } else {
+    CRYO_RETURN_IF_ERROR(ctx.board.Wait(SlotOf(r, r.files_leader), GroupBoard::kInstalled));
+  }
+  return TakeFileLocks(p.fds).Prefixed("files");
+}
+
 // The rest, once the tree exists and this process is in its session and group:
 // settings, fds, the restorer's arguments; then into the blob.
 Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
@@ -230,13 +286,12 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
   CRYO_RETURN_IF_ERROR(ApplyForkAdvice(p.mm, mem.moves).Prefixed("memory"));
   int exe_fd = ::open(core.mm().exe_path().c_str(), O_RDONLY | O_CLOEXEC);
   if (exe_fd < 0) return Status::FromErrno("open executable " + core.mm().exe_path());
-  CRYO_RETURN_IF_ERROR(MoveOwnFds(ctx.max_image_fd, {&ctx.status_fd, &exe_fd}, *ctx.pool_fds));
+  CRYO_RETURN_IF_ERROR(ClearFdTable(ctx, &exe_fd));
 
   std::vector<std::string> warnings;
   CRYO_RETURN_IF_ERROR(ApplyProcessSettings(core, &warnings));
   for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
-  CRYO_RETURN_IF_ERROR(RestoreFdTable(ctx.pid, p.fds, *ctx.pool).Prefixed("files"));
-  CloseRuns(*ctx.pool_fds);
+  CRYO_RETURN_IF_ERROR(InstallFdTable(ctx));
 
   const PremapWindow& win = *ctx.window;
   const WindowSlot& slot = win.slots.at(ctx.pid);
@@ -271,11 +326,19 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
   a->threads_off = (a->pending_off + PendingCount(core) * 128 + 63) & ~63ull;
   CRYO_RETURN_IF_ERROR(FillTaskArgs(core, exe_fd, a, area + l.blob_len + l.args_len + kStackSize, kThreadStackSize));
   warnings.clear();
-  CRYO_RETURN_IF_ERROR(ApplyLateSettings(core, &warnings));
+  // A shared fs_struct is chrooted once, by its leader, when no user of it
+  // resolves paths any more.
+  const SharingRole& r = ctx.role;
+  const bool sets_root = r.fs_leader == ctx.pid;
+  if (sets_root && r.shares_fs() && core.root() != "/" && !core.root().empty())
+    for (pid_t u : r.fs_users)
+      if (u != ctx.pid) CRYO_RETURN_IF_ERROR(ctx.board.Wait(SlotOf(r, u), GroupBoard::kPrepared));
+  CRYO_RETURN_IF_ERROR(ApplyLateSettings(core, &warnings, sets_root));
   for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
 
   const uint64_t rec[3] = {area, slot.area_len, static_cast<uint64_t>(ctx.status_fd)};
   Send(ctx.status_fd, HelperRecord::kArea, ctx.pid, rec, sizeof(rec));
+  if (r.in_group()) ctx.board.Post(r.index, GroupBoard::kPrepared);
 
   // glibc registered rseq for this thread inside memory the blob unmaps; the
   // kernel would write there on the next preemption (rseq(2)).
@@ -334,7 +397,7 @@ Status CloneTask(HelperContext& ctx, pid_t pid, std::vector<pid_t>* ghosts) {
   }
   const image::ProcessCore& core = ctx.img->processes.at(pid).core;
   const int exit_signal = core.exit_signal() ? core.exit_signal() : SIGCHLD;
-  CRYO_ASSIGN_OR_RETURN(pid_t cpid, CloneWithPid(pid, exit_signal));
+  CRYO_ASSIGN_OR_RETURN(pid_t cpid, CloneWithPid(pid, exit_signal, 3.0, SharingCloneFlags(core)));
   if (cpid == 0) {
     ctx.parent = ctx.pid;
     ctx.pid = pid;
@@ -377,13 +440,22 @@ Status Run(HelperContext& ctx) {
   BuiltMemory mem;
   if (!core.zombie()) CRYO_RETURN_IF_ERROR(BuildMemory(ctx, &mem));
   if (ctx.pid == ctx.img->inventory.root_pid()) RestoreFaultPoint("memory-built");
+  // Before the clones: the processes that share our fd table or fs_struct
+  // meet on the board of their group's topmost process.
+  ctx.role = core.zombie() ? SharingRole() : ctx.roles->at(ctx.pid);
+  if (!ctx.role.in_group()) {
+    ctx.board = GroupBoard();
+  } else if (ctx.role.top == ctx.pid) {
+    CRYO_ASSIGN_OR_RETURN(ctx.board, GroupBoard::Create(ctx.role.group.size()));
+  }
   std::vector<pid_t> ghosts;
   for (pid_t pid : ctx.plan->at(ctx.pid).clones) CRYO_RETURN_IF_ERROR(CloneTask(ctx, pid, &ghosts));
   if (!core.zombie()) SendWarnings(ctx, [&](auto* w) { ttys.CheckControllingTty(core, w); });
   Send(ctx.status_fd, HelperRecord::kCreated, ctx.pid, nullptr, 0);
   char go;
   if (!ReadFromCryo(ctx.go_fd, &go, 1)) return Status::Error("cryo is gone or stuck (waiting for the whole tree)");
-  ::close(ctx.go_fd);
+  // A shared fd table keeps it for the others; its leader closes it later.
+  if (!ctx.role.shares_files()) ::close(ctx.go_fd);
   SessionPhase2(core, ctx.status_fd, ctx.shell_job);
   Send(ctx.status_fd, HelperRecord::kJoined, ctx.pid, nullptr, 0);
   if (!core.zombie()) {
@@ -396,7 +468,7 @@ Status Run(HelperContext& ctx) {
     while (::waitpid(g, &st, 0) < 0)
       if (errno != EINTR) return Status::FromErrno("reaping the leader of rebuilt session/group " + std::to_string(g));
   }
-  ::close(ctx.ghost_fd);
+  if (!ctx.role.shares_files()) ::close(ctx.ghost_fd);
   if (core.zombie()) BecomeZombie(core);
   // Our zombie children must be dead (not reaped) before we go on, so that
   // their SIGCHLD reaches the helper, not the restored process.
@@ -411,9 +483,10 @@ Status Run(HelperContext& ctx) {
 
 }  // namespace
 
-Result<pid_t> CloneWithPid(pid_t pid, int exit_signal, double patience) {
+Result<pid_t> CloneWithPid(pid_t pid, int exit_signal, double patience, uint64_t flags) {
   struct clone_args args;
   std::memset(&args, 0, sizeof(args));
+  args.flags = flags;
   args.exit_signal = static_cast<uint64_t>(exit_signal);
   pid_t tid = pid;
   args.set_tid = reinterpret_cast<uint64_t>(&tid);

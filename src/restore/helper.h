@@ -9,10 +9,12 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "files/fd_pool.h"
+#include "files/shared_tables.h"
 #include "image/image_dir.h"
 #include "mem/premap_window.h"
 #include "mem/vma_restore.h"
@@ -61,6 +63,11 @@ struct HelperContext {
   const std::vector<int>* pool_fds = nullptr;  // the fd pool's fds, ascending (open in every helper)
   const std::vector<proc::Vma>* cryo_vmas = nullptr;  // cryo's mappings when it cloned the tree
   RseqRegistration rseq;  // glibc's registration, the same in every helper (fork copies it)
+  const std::map<pid_t, SharingRole>* roles = nullptr;  // of every live process (shared_tables.h)
+  // Set by each helper for itself: its part in a group of processes sharing
+  // an fd table or fs_struct, and the group's board.
+  SharingRole role;
+  GroupBoard board;
 };
 
 [[noreturn]] void RunHelper(HelperContext ctx);
@@ -74,7 +81,7 @@ uint64_t RestorerAreaSize(const image::ProcessImage& p);
 
 // clone3(2) with set_tid: the child gets exactly `pid`. A PID just freed can
 // stay busy for a moment, so EEXIST is retried for a bounded time;
-// `patience` bounds that retry (seconds).
-Result<pid_t> CloneWithPid(pid_t pid, int exit_signal, double patience = 3.0);
+// `patience` bounds that retry (seconds). `flags`: CLONE_FILES, CLONE_FS.
+Result<pid_t> CloneWithPid(pid_t pid, int exit_signal, double patience = 3.0, uint64_t flags = 0);
 
 }  // namespace cryo

@@ -28,8 +28,11 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "files/fd_owner.h"
 #include "files/fd_pool.h"
 #include "files/fd_table.h"
+#include "files/file_locks.h"
+#include "files/shared_tables.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
 #include "mem/premap_window.h"
@@ -313,6 +316,18 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   if (!opts.shell_job && std::find(features.begin(), features.end(), "shell-job") != features.end())
     return Status::Error("the image was dumped with --shell-job (its terminal belonged to the calling shell); "
                          "restore it with --shell-job from a terminal");
+  std::map<pid_t, const image::ProcessCore*> cores;
+  std::map<pid_t, const image::FdTable*> fd_tables;
+  for (const auto& [pid, p] : img.processes) {
+    cores[pid] = &p.core;
+    fd_tables[pid] = &p.fds;
+  }
+  const RestorePlan plan = PlanRestore(root, cores);
+  CRYO_RETURN_IF_ERROR(CheckSharingPlan(plan, cores));
+  CRYO_RETURN_IF_ERROR(CheckFdOwners(img));
+  CRYO_RETURN_IF_ERROR(CheckOwnerGroups(plan, cores, fd_tables));
+  CRYO_RETURN_IF_ERROR(CheckLeasesFree(img));
+  CRYO_RETURN_IF_ERROR(CheckLocksFree(img));
   // What outlives a killed cryo (SysV segments, files) is made known to the
   // janitor first; it removes it unless the restore completes.
   std::unique_ptr<Janitor> janitor;
@@ -324,9 +339,6 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   RestoreFaultPoint("objects");
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
 
-  std::map<pid_t, const image::ProcessCore*> cores;
-  for (const auto& [pid, p] : img.processes) cores[pid] = &p.core;
-  const RestorePlan plan = PlanRestore(root, cores);
   // Our mappings (maps, not smaps: no page counts needed): the window avoids
   // them, and every helper starts with them (its vDSO family is cryo's).
   CRYO_ASSIGN_OR_RETURN(std::string maps_text, ReadFileToString("/proc/self/maps"));
@@ -361,6 +373,8 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   const std::vector<int> pool_fds = pool.Fds();
   ctx.pool_fds = &pool_fds;
   ctx.cryo_vmas = &cryo_vmas;
+  const std::map<pid_t, SharingRole> roles = SharingRoles(cores);
+  ctx.roles = &roles;
 
   // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
   // blocked and read from a signalfd, it wakes the wait loop below at once.
@@ -483,8 +497,11 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   LOG_DEBUG("pid %d: %zu processes, %zu threads rebuilt in %.3f ms", root, leaders.size(), stopped.size(),
             (Now() - t0) * 1e3);
 
-  for (pid_t pid : leaders)
+  for (pid_t pid : leaders) {
     CRYO_RETURN_IF_ERROR(Finalize(img.processes.at(pid), status_reader.reports[pid], syscall_off));
+    // Now that every thread exists: who gets SIGIO for each description.
+    CRYO_RETURN_IF_ERROR(RestoreFdOwners(pid, img.processes.at(pid).fds));
+  }
   RestoreFaultPoint("finalized");
   // Every holder has its shared memory now: seals, SysV removal, POSIX names.
   std::vector<std::string> shm_warnings;

@@ -163,8 +163,10 @@ struct ProcessQueries {
   long securebits = 0, brk = 0, dumpable = 0;
 };
 
-// With the leader's own thread queries (slot 0) in the same batch.
-Status QueryProcess(pid_t pid, RemoteSyscaller& rs, ProcessQueries* q, std::vector<ThreadQueries>* tq) {
+// With the leader's own thread queries (slot 0) in the same batch, and the
+// caller's `extra` calls (results in `extra_results`, unchecked).
+Status QueryProcess(pid_t pid, RemoteSyscaller& rs, ProcessQueries* q, std::vector<ThreadQueries>* tq,
+                    const std::vector<RemoteCall>& extra, std::vector<long>* extra_results) {
   static_assert(sizeof(ProcessQueries::Out) < 4096);
   const uint64_t base = rs.scratch();
   auto at = [&](const void* field) {
@@ -189,12 +191,14 @@ Status QueryProcess(pid_t pid, RemoteSyscaller& rs, ProcessQueries* q, std::vect
   add("PR_GET_PDEATHSIG", SYS_prctl, {PR_GET_PDEATHSIG, at(&q->out.pdeath_sig)});
   add("PR_GET_DUMPABLE", SYS_prctl, {PR_GET_DUMPABLE});
   add("PR_GET_CHILD_SUBREAPER", SYS_prctl, {PR_GET_CHILD_SUBREAPER, at(&q->out.child_subreaper)});
+  const size_t n = calls.size();
+  calls.insert(calls.end(), extra.begin(), extra.end());
   CRYO_ASSIGN_OR_RETURN(std::vector<long> r, rs.Batch(calls));
   CRYO_RETURN_IF_ERROR(ThreadResults(pid, r, &(*tq)[0]));
   CRYO_RETURN_IF_ERROR(ReadThreadOuts(rs, 0, 1, tq));
-  for (size_t i = kThreadCalls; i < r.size(); ++i)
+  for (size_t i = kThreadCalls; i < n; ++i)
     if (std::strcmp(names[i], "brk") != 0) CRYO_RETURN_IF_ERROR(CheckRemote(r[i], pid, names[i]));
-  const size_t n = r.size();
+  if (extra_results) extra_results->assign(r.begin() + static_cast<long>(n), r.end());
   q->securebits = r[n - 5];
   q->brk = r[n - 4];
   q->dumpable = r[n - 2];
@@ -304,7 +308,7 @@ Status DumpMmFields(pid_t pid, const ProcessQueries& q, const proc::Stat& stat, 
 }  // namespace
 
 Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat& stat, const proc::ProcStatus& status,
-                       image::ProcessCore* core) {
+                       image::ProcessCore* core, const std::vector<RemoteCall>& extra, std::vector<long>* extra_results) {
   const pid_t pid = sp.pid();
   const std::string dir = "/proc/" + std::to_string(pid);
   core->set_pid(pid);
@@ -322,7 +326,7 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   std::vector<pid_t> tids = {sp.leader().tid};
   std::vector<ThreadQueries> tq(n);
   ProcessQueries q;
-  CRYO_RETURN_IF_ERROR(QueryProcess(pid, rs, &q, &tq));
+  CRYO_RETURN_IF_ERROR(QueryProcess(pid, rs, &q, &tq, extra, extra_results));
   for (size_t i = 1; i < n; ++i) {
     SeizedTask& t = sp.threads()[i];
     CRYO_ASSIGN_OR_RETURN(auto trs, rs.ForThread(t.tid, t.regs));
@@ -362,6 +366,12 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   core->set_cwd(cwd);
   CRYO_ASSIGN_OR_RETURN(std::string root, ReadLink(dir + "/root"));
   core->set_root(root);
+
+  // The core dump filter is inherited across fork: recorded only when the
+  // restored process, a fork of cryo, would not have it anyway.
+  CRYO_ASSIGN_OR_RETURN(std::string filter, ReadFileToString(dir + "/coredump_filter"));
+  CRYO_ASSIGN_OR_RETURN(std::string own_filter, ReadFileToString("/proc/self/coredump_filter"));
+  if (filter != own_filter) core->set_coredump_filter(static_cast<uint32_t>(std::stoul(filter, nullptr, 16)));
 
   core->set_pdeath_sig(q.out.pdeath_sig);
   core->set_dumpable(static_cast<int32_t>(q.dumpable));

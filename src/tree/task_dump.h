@@ -2,6 +2,8 @@
 // credentials, limits, mm fields and the small per-process settings.
 #pragma once
 
+#include <vector>
+
 #include "base/status.h"
 #include "cryo/image.pb.h"
 #include "inject/remote_syscall.h"
@@ -11,8 +13,11 @@
 namespace cryo {
 
 // Fills `core` for a seized process, every thread included. `rs` runs system
-// calls in the leader (its scratch memory must be mapped).
+// calls in the leader (its scratch memory must be mapped). The read-only
+// `extra` calls (registers only, no memory) run in the leader's batch too;
+// their raw results (-errno on failure) go to `extra_results`.
 Status DumpProcessCore(SeizedProcess& proc, RemoteSyscaller& rs, const proc::Stat& stat, const proc::ProcStatus& status,
-                       image::ProcessCore* core);
+                       image::ProcessCore* core, const std::vector<RemoteCall>& extra = {},
+                       std::vector<long>* extra_results = nullptr);
 
 }  // namespace cryo

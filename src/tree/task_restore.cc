@@ -1,5 +1,6 @@
 #include "tree/task_restore.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <sys/personality.h>
 #include <sys/prctl.h>
@@ -34,10 +35,21 @@ Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::str
   if (::prctl(PR_SET_CHILD_SUBREAPER, core.child_subreaper() ? 1 : 0, 0, 0, 0) != 0)
     return Status::FromErrno("PR_SET_CHILD_SUBREAPER");
   CRYO_RETURN_IF_ERROR(RestorePosixTimers(core));
+  if (core.has_coredump_filter()) {
+    // An mm flag (proc(5)): the helper's mm is the restored process's.
+    char hex[16];
+    snprintf(hex, sizeof(hex), "0x%x", core.coredump_filter());  // base 0: kstrtouint
+    const int fd = ::open("/proc/self/coredump_filter", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return Status::FromErrno("open /proc/self/coredump_filter");
+    const ssize_t n = ::write(fd, hex, strlen(hex));
+    const int err = errno;
+    ::close(fd);
+    if (n != static_cast<ssize_t>(strlen(hex))) return Status::Errno(err, "writing coredump_filter " + std::string(hex));
+  }
   return Status::Ok();
 }
 
-Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string>* warnings) {
+Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string>* warnings, bool set_root) {
   // After the premap: a tight RLIMIT_AS or READ_IMPLIES_EXEC must not change how
   // the helper builds the image's memory.
   if (::personality(core.personality()) < 0) return Status::FromErrno("personality");
@@ -55,7 +67,7 @@ Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string
                         " cannot be raised without CAP_SYS_RESOURCE; kept " + std::to_string(cur.rlim_max));
   }
 
-  if (!core.root().empty() && core.root() != "/") {
+  if (set_root && !core.root().empty() && core.root() != "/") {
     if (::chroot(core.root().c_str()) != 0) return Status::FromErrno("chroot to " + core.root());
   }
   if (::prctl(PR_SET_DUMPABLE, core.dumpable(), 0, 0, 0) != 0) return Status::FromErrno("PR_SET_DUMPABLE");

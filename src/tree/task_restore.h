@@ -16,8 +16,9 @@ namespace cryo {
 // are the helper's: they depend on the tree). Non-fatal differences are appended to `warnings`.
 Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::string>* warnings);
 // Last settings, after files are open and memory is premapped: personality,
-// rlimits, root directory, dumpable.
-Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string>* warnings);
+// rlimits, root directory (unless `set_root` is false: another process sets
+// the fs_struct it shares), dumpable.
+Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string>* warnings, bool set_root = true);
 
 // Fills the signal, timer, rseq, robust-list, credential and mm parts of the
 // blob's arguments, and one ThreadArg per thread besides the leader. Pending

@@ -21,11 +21,17 @@
 
 namespace {
 
+void Empty(const std::string& dir);
+
+// Under /tmp, not /dev/shm (tests look for what is left there); removed at exit.
 std::string WorkDir() {
   static const std::string dir = [] {
-    const char* base = ::access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    std::string d = std::string(base) + "/cryo-fuzz-" + std::to_string(::getpid());
+    std::string d = "/tmp/cryo-fuzz-" + std::to_string(::getpid());
     ::mkdir(d.c_str(), 0700);
+    std::atexit([] {
+      Empty(WorkDir());
+      ::rmdir(WorkDir().c_str());
+    });
     return d;
   }();
   return dir;

@@ -9,6 +9,10 @@
 //                                            prints a field's value (canonical:
 //                                            without the ids each dump assigns
 //                                            anew and device/inode numbers)
+//   image_mutate keys DIR FILE PATH          the identity of each element of a
+//                                            repeated field (fd number, VMA
+//                                            range, timer id, ...), for lists
+//                                            compared after a removal
 //   image_mutate groups DIR FIELD            which fds/VMAs/ttys share a value
 //                                            of id field FIELD (file_id, ...)
 //
@@ -476,6 +480,32 @@ int Get(const std::string& dir, const std::string& file, const std::string& path
   return 0;
 }
 
+// One line per element of the repeated field at PATH: the fields that name
+// it (fd, start-end, id, tid, sig, which, resource, wd), or its canonical bytes.
+int Keys(const std::string& dir, const std::string& file, const std::string& path) {
+  auto msg = Load(dir, file);
+  if (!msg) return 0;
+  StripRelabeled(msg.get());
+  auto t = Resolve(msg.get(), path, false);
+  if (!t || !t->field->is_repeated()) return 0;
+  const Reflection* r = t->msg->GetReflection();
+  for (int i = 0; i < r->FieldSize(*t->msg, t->field); ++i) {
+    if (t->field->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE) {
+      printf("%s\n", ScalarText(*t->msg, t->field, i).c_str());
+      continue;
+    }
+    const Message& e = r->GetRepeatedMessage(*t->msg, t->field, i);
+    std::string key;
+    for (const char* name : {"fd", "start", "end", "id", "tid", "sig", "which", "resource", "wd", "vaddr"}) {
+      const FieldDescriptor* f = e.GetDescriptor()->FindFieldByName(name);
+      if (f && !f->is_repeated() && f->cpp_type() != FieldDescriptor::CPPTYPE_MESSAGE)
+        key += std::string(name) + "=" + ScalarText(e, f, -1) + " ";
+    }
+    printf("%s\n", key.empty() ? Hex(e.SerializeAsString()).c_str() : key.c_str());
+  }
+  return 0;
+}
+
 // The owners of each value of id field `field` in the image, as sets of
 // "pid:fd=N", "pid:vma=START", "pid:ctty": equal output, equal sharing.
 int Groups(const std::string& dir, const std::string& field) {
@@ -526,6 +556,7 @@ int main(int argc, char** argv) {
   if (a.size() == 5 && a[0] == "apply") return Apply(a[1], a[2], a[3], a[4]);
   if ((a.size() == 4 || a.size() == 5) && a[0] == "get") return Get(a[1], a[2], a[3], a.size() == 5 && a[4] == "--canonical");
   if (a.size() == 3 && a[0] == "groups") return Groups(a[1], a[2]);
+  if (a.size() == 4 && a[0] == "keys") return Keys(a[1], a[2], a[3]);
   fprintf(stderr,
           "usage: image_mutate list DIR [--all-elements] | apply DIR FILE PATH OP | get DIR FILE PATH [--canonical] | "
           "groups DIR FIELD\n");

@@ -151,24 +151,26 @@ class Campaign:
         def norm(v):  # an empty message, list or no message: the same
             return "" if v in ("<unset>", "<absent>", "x:", "[]") else v
 
-        if op in ("del", "dup"):
-            # An element went or came: the whole list, but [vsyscall], which
-            # the kernel gives or not.
-            lst = re.sub(r"\[\d+\]$", "", path)
-
-            def items(d):
-                v = self.get(d, f, lst)
-                return [i for i in v.strip("[]").split(",") if "5b7673797363616c6c5d" not in i]
-            return items(img0) == items(base), items(work) == items(redump)
-        leaf = re.sub(r"\[\d+\]$", "", path).split(".")[-1]
-        if leaf in ID_FIELDS:
-            return (self.groups(img0, leaf) == self.groups(base, leaf),
-                    self.groups(work, leaf) == self.groups(redump, leaf))
         m = re.match(r"(.*vmas\[\d+\]\.vm_flags)", path)
         if m:
             lst = m.group(1)
             return (vm_flag_set(self.get(img0, f, lst)) == vm_flag_set(self.get(base, f, lst)),
                     vm_flag_set(self.get(work, f, lst)) == vm_flag_set(self.get(redump, f, lst)))
+        if op in ("del", "dup"):
+            # An element went or came: the elements of the list by what names
+            # them (fd number, VMA range, id...), but [vsyscall], which the
+            # kernel gives or not.
+            lst = re.sub(r"\[\d+\]$", "", path)
+
+            def items(d):
+                rc, out, _ = self.tool_run("keys", d, f, lst)
+                vsyscall = "start=%d " % 0xffffffffff600000
+                return [i for i in out.splitlines() if not i.startswith(vsyscall)]
+            return items(img0) == items(base), items(work) == items(redump)
+        leaf = re.sub(r"\[\d+\]$", "", path).split(".")[-1]
+        if leaf in ID_FIELDS:
+            return (self.groups(img0, leaf) == self.groups(base, leaf),
+                    self.groups(work, leaf) == self.groups(redump, leaf))
         return (norm(self.get(img0, f, path)) == norm(self.get(base, f, path)),
                 norm(self.get(work, f, path)) == norm(self.get(redump, f, path)))
 

@@ -267,7 +267,19 @@ int main(int argc, char **argv)
         for (int i = 0; i < 9 + ring; i++)
             before[i] = board[i].counter;
         long gen = ++*generation;
-        wl_sleep_ms(400);
+        /* Wait (bounded) until every slot has ticked and echoed the generation.
+         * A ring member ticks only when a token reaches it, and 200 members on a
+         * loaded 2-core machine just after a restore can take well over 400 ms
+         * to pass the tokens around; a fixed wait made this check flaky. */
+        for (int waited = 0; waited < 10000; waited += 20) {
+            int all = 1;
+            for (int i = 1; i < 9 + ring && all; i++)
+                if (i != 4 && (board[i].counter <= before[i] || board[i].seen_gen != gen))
+                    all = 0;
+            if (all && waited >= 100)
+                break;
+            wl_sleep_ms(20);
+        }
         struct { int slot; pid_t pid; pid_t ppid; pid_t pgid; pid_t sid; } expect[MAX_SLOTS];
         int n = 0;
         expect[n++] = (typeof(expect[0])){1, a, root, a, root};

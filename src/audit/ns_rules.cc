@@ -1,0 +1,100 @@
+// Namespaces (/proc/PID/ns, namespaces(7)) and cgroups (/proc/PID/cgroup,
+// cgroups(7)): a restored process is a fork of cryo and lives in cryo's
+// namespaces and cgroups, so anything else is refused until cryo restores it.
+#include <string>
+
+#include "audit/classify.h"
+#include "base/file_util.h"
+
+namespace cryo::audit {
+
+namespace {
+
+struct NsKind {
+  std::string_view name;
+  std::string_view what;  // completes "lives in ..."
+};
+constexpr NsKind kNamespaces[] = {
+    {"cgroup", "a cgroup namespace"},
+    {"ipc", "an IPC namespace"},
+    {"mnt", "a mount namespace"},
+    {"net", "a network namespace"},
+    {"pid", "a PID namespace"},
+    {"pid_for_children", "a PID namespace for its children"},
+    {"time", "a time namespace"},
+    {"time_for_children", "a time namespace for its children"},
+    {"user", "a user namespace"},
+    {"uts", "a UTS namespace (host and domain name)"},
+};
+
+std::string NsRefusal(const NsKind& k, std::string_view link, std::string_view other) {
+  if (k.name.ends_with("_for_children"))
+    return "has " + std::string(k.what) + " other than " + std::string(other) + " (" + std::string(k.name) + ": " +
+           std::string(link) + ", set by unshare or setns); restoring namespaces is not supported yet";
+  return "lives in " + std::string(k.what) + " other than " + std::string(other) + " (" + std::string(link) +
+         "); restoring namespaces is not supported yet";
+}
+
+}  // namespace
+
+void ClassifyNamespaces(const std::map<std::string, std::string>& links, const std::string& subject,
+                        const Baseline& cryo, const std::map<std::string, std::string>* leader, Report* report) {
+  for (const auto& [name, link] : links) {
+    const NsKind* kind = nullptr;
+    for (const NsKind& k : kNamespaces)
+      if (k.name == name) kind = &k;
+    if (!kind) {
+      report->Add(subject, "ns", name, link, Verdict::kRefused,
+                  "has a namespace cryo does not know (/proc/PID/ns/" + name + " -> " + link + ")");
+      continue;
+    }
+    const std::map<std::string, std::string>& other = leader ? *leader : cryo.ns;
+    auto it = other.find(name);
+    if (it != other.end() && it->second == link) {
+      report->Tally(subject, "ns", kind->name, leader ? Verdict::kRestored : Verdict::kInherited);
+      continue;
+    }
+    report->Add(subject, "ns", name, link, Verdict::kRefused,
+                NsRefusal(*kind, link, leader ? "its process leader's" : "cryo's"));
+  }
+}
+
+void ClassifyCgroups(std::string_view text, const std::string& subject, const Baseline& cryo,
+                     const std::string* leader, Report* report) {
+  if (leader) {
+    if (*leader == text) return report->Tally(subject, "cgroup", "membership", Verdict::kRestored);
+    return report->Add(subject, "cgroup", "membership", std::string(Trim(text)), Verdict::kRefused,
+                       "is in other cgroups than its process leader (cgroup v1 or threaded v2 placement), which is "
+                       "not restored yet");
+  }
+  for (std::string_view line : SplitLines(text)) {
+    if (Trim(line).empty()) continue;
+    // "hierarchy-id:controllers:path"; the path may contain ':'.
+    const size_t c1 = line.find(':'), c2 = c1 == std::string_view::npos ? c1 : line.find(':', c1 + 1);
+    if (c2 == std::string_view::npos) {
+      report->Add(subject, "cgroup", std::string(line), "", Verdict::kRefused,
+                  "has a cgroup line cryo cannot read (\"" + std::string(line) + "\")");
+      continue;
+    }
+    const std::string_view hierarchy = line.substr(0, c2), path = line.substr(c2 + 1);
+    std::string mine;
+    for (const std::string& l : cryo.cgroup)
+      if (std::string_view(l).substr(0, c2 + 1) == line.substr(0, c2 + 1)) mine = l.substr(c2 + 1);
+    if (mine == path) {
+      report->Add(subject, "cgroup", std::string(hierarchy), std::string(path), Verdict::kInherited,
+                  "cryo's own cgroup; inherited by the restored process");
+      continue;
+    }
+    const std::string_view controllers = line.substr(c1 + 1, c2 - c1 - 1);
+    const std::string which = line.substr(0, c1) == "0" && controllers.empty()
+                                  ? std::string("the cgroup v2 hierarchy")
+                                  : "the cgroup v1 hierarchy " + std::string(controllers);
+    report->Add(subject, "cgroup", std::string(hierarchy), std::string(path), Verdict::kRefused,
+                "is in cgroup " + std::string(path) + " of " + which + ", cryo in " +
+                    (mine.empty() ? std::string("none") : mine) +
+                    "; restoring cgroup membership is not supported yet: run cryo in that cgroup, or move the "
+                    "process into cryo's");
+  }
+}
+
+}  // namespace cryo::audit

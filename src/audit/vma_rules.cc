@@ -1,0 +1,175 @@
+// Memory, per VMA: every /proc/PID/smaps key (proc_pid_smaps(5)), every
+// VmFlags mnemonic (fs/proc/task_mmu.c show_smap_vma_flags; "gu", "dp" and
+// "sl" checked on this kernel with MADV_GUARD_INSTALL, MAP_DROPPABLE and
+// mseal), and each VMA's NUMA policy from /proc/PID/numa_maps. The VMA kinds
+// themselves (file, anonymous, shared memory, special) are classified by
+// DescribeVmas (mem/vma_dump.cc), which refuses the kinds it does not know.
+#include <cinttypes>
+#include <cstdio>
+#include <string>
+
+#include "audit/classify.h"
+#include "base/file_util.h"
+
+namespace cryo::audit {
+
+namespace {
+
+constexpr Verdict R = Verdict::kRestored;
+constexpr Verdict N = Verdict::kNotState;
+constexpr Verdict X = Verdict::kRefused;
+
+bool Special(std::string_view name) {
+  return name == "[vdso]" || name == "[vvar]" || name == "[vvar_vclock]" || name == "[vsyscall]";
+}
+
+// Flags the kernel sets on its own special mappings ([vdso], [vvar], ...),
+// which cryo moves into place; on any other mapping they mean device memory.
+Decision KernelMappingFlag(const Line& l) {
+  if (Special(l.vma_name)) return {R, "set by the kernel on its special mapping, which is moved into place"};
+  return {X, "maps device or driver memory (VmFlags " + std::string(l.key) + "), which cannot be checkpointed"};
+}
+
+// MAP_NORESERVE is given to mmap again for anonymous and file mappings; a
+// shared memory object (memfd, /dev/shm, SysV) is mapped by its own code.
+Decision NoReserve(const Line& l) {
+  const std::string_view n = l.vma_name;
+  if (n.starts_with("/memfd:") || n.starts_with("/dev/shm/") || n.starts_with("/SYSV"))
+    return {X, "maps a shared memory object with MAP_NORESERVE (VmFlags nr), which is not restored yet"};
+  return {R, "MAP_NORESERVE (mmap)"};
+}
+
+constexpr std::string_view kProt = "protection and sharing (mmap and mprotect in the restore helper)";
+
+constexpr Rule kVmFlagRules[] = {
+    {"rd", R, kProt},
+    {"wr", R, kProt},
+    {"ex", R, kProt},
+    {"sh", R, kProt},
+    {"mr", R, kProt},
+    {"mw", R, "may be made writable: the file's open mode (mw) and copy-on-write (mmap)"},
+    {"me", R, kProt},
+    {"ms", R, kProt},
+    {"gd", R, "MAP_GROWSDOWN (mmap)"},
+    {"pf", N, "", KernelMappingFlag},
+    {"io", N, "", KernelMappingFlag},
+    {"de", N, "", KernelMappingFlag},
+    {"ar", N, "", KernelMappingFlag},
+    {"mm", N, "", KernelMappingFlag},
+    {"lo", X, "is locked in memory (mlock, mlockall; VmFlags lo), which is not restored yet: it would come back "
+              "unlocked"},
+    {"lf", X, "is locked on fault (mlock2 MLOCK_ONFAULT; VmFlags lf), which is not restored yet"},
+    {"sr", X, "has sequential read-ahead advice (MADV_SEQUENTIAL; VmFlags sr), which is not restored yet"},
+    {"rr", X, "has random-access advice (MADV_RANDOM; VmFlags rr), which is not restored yet"},
+    {"dc", R, "MADV_DONTFORK (madvise after the children are cloned)"},
+    {"ac", R, "accounted memory: the kernel accounts the mapping again when it is made"},
+    {"nr", N, "", NoReserve},
+    {"ht", X, "is hugetlbfs memory (VmFlags ht), not supported yet"},
+    {"sf", X, "is a synchronous DAX mapping (MAP_SYNC; VmFlags sf), not supported"},
+    {"wf", R, "MADV_WIPEONFORK (madvise after the children are cloned)"},
+    {"dd", R, "MADV_DONTDUMP (madvise)"},
+    {"sd", N, "soft-dirty tracking, set on every new mapping"},
+    {"hg", R, "MADV_HUGEPAGE (madvise)"},
+    {"nh", R, "MADV_NOHUGEPAGE (madvise)"},
+    {"mg", R, "MADV_MERGEABLE (madvise)"},
+    {"um", X, "is registered with a userfaultfd (VmFlags um), not supported yet"},
+    {"uw", X, "is registered with a userfaultfd for write protection (VmFlags uw), not supported yet"},
+    {"ui", X, "is registered with a userfaultfd for minor faults (VmFlags ui), not supported yet"},
+    {"ss", X, "is a shadow stack (VmFlags ss), not supported yet"},
+    {"dp", X, "is droppable memory (MAP_DROPPABLE; VmFlags dp), which is not restored yet"},
+    {"sl", X, "is sealed (mseal; VmFlags sl), which is not restored yet"},
+    {"gu", X, "may hold guard regions (MADV_GUARD_INSTALL; VmFlags gu), which are not restored yet"},
+};
+
+Decision ProtectionKey(const Line& l) {
+  if (l.value == "0") return {N, "the default protection key"};
+  return {X, "uses memory protection key " + std::string(l.value) + " (pkey_mprotect), which is not restored yet"};
+}
+
+constexpr std::string_view kMemStat = "memory accounting";
+
+constexpr Rule kSmapsRules[] = {
+    {"Size", N, kMemStat},
+    {"KernelPageSize", N, "page size (hugetlb VMAs are refused by their flags)"},
+    {"MMUPageSize", N, "page size (hugetlb VMAs are refused by their flags)"},
+    {"Rss", N, kMemStat},
+    {"Pss", N, kMemStat},
+    {"Pss_Dirty", N, kMemStat},
+    {"Pss_Anon", N, kMemStat},
+    {"Pss_File", N, kMemStat},
+    {"Pss_Shmem", N, kMemStat},
+    {"Shared_Clean", N, kMemStat},
+    {"Shared_Dirty", N, kMemStat},
+    {"Private_Clean", N, kMemStat},
+    {"Private_Dirty", N, kMemStat},
+    {"Referenced", N, kMemStat},
+    {"Anonymous", N, kMemStat},
+    {"KSM", N, "pages merged by KSM (their content is stored)"},
+    {"LazyFree", N, "pages freed with MADV_FREE but still there: stored with their content"},
+    {"AnonHugePages", N, kMemStat},
+    {"ShmemPmdMapped", N, kMemStat},
+    {"FilePmdMapped", N, kMemStat},
+    {"Shared_Hugetlb", N, kMemStat},
+    {"Private_Hugetlb", N, kMemStat},
+    {"Swap", N, "swapped-out pages (stored like present ones)"},
+    {"SwapPss", N, kMemStat},
+    {"Locked", N, "locked memory (classified by the lo flag)"},
+    {"THPeligible", N, "whether huge pages may back it (derived from the flags)"},
+    {"ProtectionKey", N, "", ProtectionKey},
+};
+
+std::string VmaSubject(pid_t pid, const proc::Vma& v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%" PRIx64 "-%" PRIx64, v.start, v.end);
+  return "pid " + std::to_string(pid) + " VMA " + buf + (v.name.empty() ? "" : " (" + v.name + ")");
+}
+
+}  // namespace
+
+std::span<const Rule> VmFlagRules() { return kVmFlagRules; }
+
+Status ClassifySmaps(std::string_view text, pid_t pid, const Baseline& cryo, Report* report) {
+  std::string subject;
+  std::string name;
+  bool in_vma = false;
+  for (std::string_view raw : SplitLines(text)) {
+    if (Trim(raw).empty()) continue;
+    const std::string_view first = SplitWords(raw).front();
+    if (!first.ends_with(':')) {
+      CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> header, proc::ParseMaps(raw));
+      subject = VmaSubject(pid, header.front());
+      name = header.front().name;
+      in_vma = true;
+      continue;
+    }
+    if (!in_vma) return Status::Error("smaps line before any VMA: \"" + std::string(raw) + "\"");
+    const size_t colon = raw.find(':');
+    const std::string_view key = Trim(raw.substr(0, colon)), value = Trim(raw.substr(colon + 1));
+    if (key != "VmFlags") {
+      ClassifyLine(kSmapsRules, "smaps", subject, Line{key, value, &cryo, name}, report);
+      continue;
+    }
+    for (std::string_view flag : SplitWords(value))
+      ClassifyLine(kVmFlagRules, "VmFlags", subject, Line{flag, "", &cryo, name}, report);
+  }
+  return Status::Ok();
+}
+
+Status ClassifyNumaMaps(std::string_view text, pid_t pid, Report* report) {
+  for (std::string_view raw : SplitLines(text)) {
+    std::vector<std::string_view> w = SplitWords(raw);
+    if (w.empty()) continue;
+    if (w.size() < 2) return Status::Error("malformed numa_maps line \"" + std::string(raw) + "\"");
+    const std::string subject = "pid " + std::to_string(pid) + " VMA at " + std::string(w[0]);
+    if (w[1] == "default") {
+      report->Tally(subject, "numa_maps", "policy", N);
+      continue;
+    }
+    report->Add(subject, "numa_maps", "policy", std::string(w[1]), X,
+                "has the NUMA memory policy \"" + std::string(w[1]) +
+                    "\" (mbind, set_mempolicy), which is not restored yet");
+  }
+  return Status::Ok();
+}
+
+}  // namespace cryo::audit
