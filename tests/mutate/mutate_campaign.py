@@ -56,6 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 
 import cryotest  # noqa: E402
+import test_shm  # noqa: E402
 from cryotest import pid_alive, proc_stat  # noqa: E402
 
 BAD = ("SILENT-MISRESTORE", "LEFTOVER", "HANG", "CRASH", "SHOW-CRASH", "SHOW-HANG")
@@ -223,9 +224,18 @@ class Campaign:
         return self.cryo(["dump", "-t", str(pid), "-D", out, "--leave-running"], self.args.timeout)
 
     def run_workload(self, name, results):
+        if name != "shm":
+            return self.run_started(name, results)
+        # Its SysV segments and /dev/shm files outlive it: removed at the end.
+        with test_shm.ShmObjects() as objects:
+            return self.run_started(name, results, objects)
+
+    def run_started(self, name, results, objects=None):
         h = self.h
         w = h.start_workload(name, *WORKLOADS[name])
         h.wait_ready(w)
+        if objects is not None:
+            objects.add(test_shm.read_objects(w))
         h.verify_ok(w, when="before dump")
         img0 = h.mkdir(name + "-img")
         h.dump(w.pid, img0)
