@@ -230,6 +230,9 @@ Status ValidateCore(const LoadedImage& img, const Index& index, int pid, const P
   if (std::string p = CredsProblem(c.creds()); !p.empty()) return Bad(img, file, p);
   if (c.umask() > 0777) return Bad(img, file, "umask " + Hex(c.umask()) + " has bits beyond 0777");
   if (c.personality() == UINT32_MAX) return Bad(img, file, "personality 0xffffffff (a query, not a value)");
+  // /proc/PID/coredump_filter keeps the 9 bits it knows (MMF_DUMP_FILTER_BITS).
+  if (c.has_coredump_filter() && (c.coredump_filter() & ~0x1ffu))
+    return Bad(img, file, "coredump_filter " + Hex(c.coredump_filter()) + " has bits the kernel does not keep");
   if (std::string p = PathProblem(c.cwd()); !p.empty()) return Bad(img, file, "working directory " + p);
   if (std::string p = PathProblem(c.root()); !p.empty()) return Bad(img, file, "root directory " + p);
   if (c.pdeath_sig() < 0 || c.pdeath_sig() > 64)

@@ -23,18 +23,20 @@ namespace {
 
 void Empty(const std::string& dir);
 
-// Under /tmp, not /dev/shm (tests look for what is left there); removed at exit.
+// Under /tmp, not /dev/shm (tests look for what is left there); removed at
+// exit. A plain array: no destructor runs before the exit handler.
+char g_dir[64];
+
 std::string WorkDir() {
-  static const std::string dir = [] {
-    std::string d = "/tmp/cryo-fuzz-" + std::to_string(::getpid());
-    ::mkdir(d.c_str(), 0700);
+  if (!g_dir[0]) {
+    snprintf(g_dir, sizeof(g_dir), "/tmp/cryo-fuzz-%d", static_cast<int>(::getpid()));
+    ::mkdir(g_dir, 0700);
     std::atexit([] {
-      Empty(WorkDir());
-      ::rmdir(WorkDir().c_str());
+      Empty(g_dir);
+      ::rmdir(g_dir);
     });
-    return d;
-  }();
-  return dir;
+  }
+  return g_dir;
 }
 
 void Empty(const std::string& dir) {
