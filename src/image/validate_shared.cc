@@ -169,6 +169,8 @@ Status ValidateTtys(const LoadedImage& img, const Index& index) {
     const TtyTermios& tio = t.termios();
     if (tio.cc().size() != 19) return Bad(img, file, what + ": c_cc of " + std::to_string(tio.cc().size()) + " bytes, not 19");
     if (std::string p = SpeedProblem(tio); !p.empty()) return Bad(img, file, what + ": " + p);
+    // c_line: TCSETS2 keeps the line discipline's own (the dump takes N_TTY only).
+    if (tio.line() != 0) return Bad(img, file, what + ": line discipline " + std::to_string(tio.line()) + ", not N_TTY");
     const TtyWinsize& w = t.winsize();
     if (w.rows() > 0xffff || w.cols() > 0xffff || w.xpixel() > 0xffff || w.ypixel() > 0xffff)
       return Bad(img, file, what + ": window size beyond 16 bits");

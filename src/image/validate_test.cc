@@ -479,6 +479,7 @@ TEST(ValidateTest, SharedObjectFields) {
          in->set_partial(true);
        },
        "line discipline"},
+      {"pty line discipline not N_TTY", [](TestImage& t) { AddPty(t)->mutable_termios()->set_line(2); }, "not N_TTY"},
   });
 }
 
