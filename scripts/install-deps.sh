@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(g++ cmake ninja-build pkg-config libprotobuf-dev protobuf-compiler libcli11-dev
       libzstd-dev libxxhash-dev libgtest-dev python3 iproute2
       openjdk-17-jre-headless openjdk-17-jdk-headless
-      clang libclang-rt-14-dev)
+      clang libclang-rt-14-dev  # scripts/fuzz.sh and the fuzz test: libFuzzer
+      screen)  # test_screen.py: a GNU screen session checkpointed and restored
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -70,10 +70,13 @@ void ClassifySeizeStop(pid_t tid, const std::string& subject, Report* report) {
     return;
   }
   if (si.si_signo == SIGTRAP) return report->Tally(subject, "seize", "stop", Verdict::kNotState);
+  // A job-control stop comes back stopped (tree/job_control.cc).
+  if (si.si_signo == SIGSTOP || si.si_signo == SIGTSTP || si.si_signo == SIGTTIN || si.si_signo == SIGTTOU)
+    return report->Tally(subject, "seize", "job-control stop", Verdict::kRestored);
   const char* name = sigabbrev_np(si.si_signo);
   report->Add(subject, "seize", "stop", std::to_string(si.si_signo), Verdict::kRefused,
               std::string("is stopped by SIG") + (name ? name : "?") +
-                  " (job control); restoring a stopped process is not supported yet: continue it first (kill -CONT)");
+                  ", a stop cryo does not know; continue it first (kill -CONT)");
 }
 
 // The owner and signal of signal-driven I/O belong to the open file

@@ -1,6 +1,7 @@
 // Namespaces (/proc/PID/ns, namespaces(7)) and cgroups (/proc/PID/cgroup,
 // cgroups(7)): a restored process is a fork of cryo and lives in cryo's
-// namespaces and cgroups, so anything else is refused until cryo restores it.
+// namespaces, so any other namespace is refused until cryo restores it; its
+// cgroups are restored (src/cgroup/), a thread's own cgroup is refused.
 #include <string>
 
 #include "audit/classify.h"
@@ -89,11 +90,12 @@ void ClassifyCgroups(std::string_view text, const std::string& subject, const Ba
     const std::string which = line.substr(0, c1) == "0" && controllers.empty()
                                   ? std::string("the cgroup v2 hierarchy")
                                   : "the cgroup v1 hierarchy " + std::string(controllers);
-    report->Add(subject, "cgroup", std::string(hierarchy), std::string(path), Verdict::kRefused,
-                "is in cgroup " + std::string(path) + " of " + which + ", cryo in " +
-                    (mine.empty() ? std::string("none") : mine) +
-                    "; restoring cgroup membership is not supported yet: run cryo in that cgroup, or move the "
-                    "process into cryo's");
+    // Recorded relative to cryo's and moved back at restore (src/cgroup/),
+    // which refuses what it cannot place (outside cryo's cgroup namespace, a
+    // hierarchy not mounted here).
+    report->Add(subject, "cgroup", std::string(hierarchy), std::string(path), Verdict::kRestored,
+                "in cgroup " + std::string(path) + " of " + which + ", cryo in " +
+                    (mine.empty() ? std::string("none") : mine) + ": moved there again by the restore");
   }
 }
 

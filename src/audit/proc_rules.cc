@@ -89,14 +89,15 @@ Decision Autogroup(const Line& l) {
   // "/autogroup-182 nice 0"
   std::vector<std::string_view> w = SplitWords(l.value);
   if (w.size() == 3 && w[1] == "nice" && w[2] == "0") return {N, "a session's autogroup; a new one has nice 0 too"};
-  return {X, "has its autogroup's nice value changed (" + std::string(l.value) + "), which is not restored yet"};
+  return {R, "the autogroup's nice value (set by the session leader: tree/proc_attrs.cc)"};
 }
 
 constexpr Rule kSmallFiles[] = {
-    {"loginuid", X, "has a login uid other than cryo's, which is not restored yet", nullptr, Scope::kProcess, kCryo},
-    {"oom_score_adj", X, "has an OOM score adjustment other than cryo's, which is not restored yet", nullptr,
-     Scope::kProcess, kCryo},
-    {"coredump_filter", R, "the core dump filter (task_dump.cc, written back by task_restore.cc)"},
+    // tree/proc_attrs.cc restores these, and refuses what it cannot (an audit
+    // session it cannot rebuild, an oom_score_adj below cryo's minimum).
+    {"loginuid", R, "the audit login uid (tree/proc_attrs.cc)"},
+    {"oom_score_adj", R, "the OOM score adjustment (tree/proc_attrs.cc)"},
+    {"coredump_filter", R, "the core dump filter (tree/proc_attrs.cc)"},
     {"attr/current", X, "runs under a security label (LSM) other than cryo's, which is not restored yet", nullptr,
      Scope::kProcess, kCryo},
     {"cpu_resctrl_groups", X, "is in a resource control group other than cryo's, which is not restored yet", nullptr,
@@ -131,9 +132,8 @@ std::span<const std::string_view> SmallProcFiles() { return kSmallFileNames; }
 
 void ClassifyIoPriority(int ioprio, const std::string& subject, const Baseline& cryo, Report* report) {
   if (ioprio == cryo.ioprio) return report->Tally(subject, "ioprio_get", "ioprio", Verdict::kInherited);
-  report->Add(subject, "ioprio_get", "ioprio", std::to_string(ioprio), X,
-              "has I/O priority class " + std::to_string(ioprio >> 13) + " level " + std::to_string(ioprio & 0x1fff) +
-                  " (ioprio_set, ionice; cryo's: " + std::to_string(cryo.ioprio) + "), which is not restored yet");
+  // Per thread, set at the release (tree/proc_attrs.cc).
+  report->Tally(subject, "ioprio_get", "ioprio", Verdict::kRestored);
 }
 
 void ClassifySmallFile(std::string_view name, std::string_view content, const std::string& subject,

@@ -35,7 +35,7 @@ Decision Flags(const Line& l) {
 }
 
 Decision Policy(const Line& l) {
-  if (l.value == "6") return {Verdict::kRefused, "runs under SCHED_DEADLINE, which is not restored yet"};
+  if (l.value == "6") return {R, "SCHED_DEADLINE (sched_setattr at the release: tree/proc_attrs.cc)"};
   if (l.value == "7") return {Verdict::kRefused, "runs under SCHED_EXT, which is not restored yet"};
   return {R, "scheduling policy (sched_setscheduler in the restore helper)"};
 }
@@ -64,7 +64,7 @@ constexpr Rule kStatRules[] = {
     {"cutime", N, kAccounting},
     {"cstime", N, kAccounting},
     {"priority", N, "derived from nice and the policy", nullptr, Scope::kPerThread},
-    {"nice", R, "nice (setpriority in the restore helper)", nullptr, Scope::kLikeLeader},
+    {"nice", R, "nice, per thread (sched_setattr at the release)", nullptr, Scope::kPerThread},
     {"num_threads", N, "the number of threads; each is classified"},
     {"itrealvalue", N, "always 0"},
     {"starttime", N, "the restored process starts at the restore"},
@@ -85,8 +85,8 @@ constexpr Rule kStatRules[] = {
     {"cnswap", N, "always 0"},
     {"exit_signal", R, "exit signal (clone3)"},
     {"processor", N, "the CPU it last ran on", nullptr, Scope::kPerThread},
-    {"rt_priority", R, "real-time priority (sched_setscheduler in the restore helper)", nullptr, Scope::kLikeLeader},
-    {"policy", N, "", Policy, Scope::kLikeLeader},
+    {"rt_priority", R, "real-time priority, per thread (sched_setattr at the release)", nullptr, Scope::kPerThread},
+    {"policy", N, "", Policy, Scope::kPerThread},
     {"delayacct_blkio_ticks", N, kAccounting, nullptr, Scope::kPerThread},
     {"guest_time", N, kAccounting, nullptr, Scope::kPerThread},
     {"cguest_time", N, kAccounting},

@@ -23,8 +23,7 @@ Decision State(const Line& l) {
     case 'I':
       return {N, "scheduler state; an interrupted system call is restarted after the restore"};
     case 'T':
-      return {Verdict::kRefused, "is stopped (job control); restoring a stopped process is not supported yet: "
-                                 "continue it first (kill -CONT)"};
+      return {N, "a job-control stop, classified from the seize (restored stopped: tree/job_control.cc)"};
     case 'Z':
       return {Verdict::kRefused, "has a thread that exited and was not reaped (its main thread called pthread_exit?), "
                                  "which is not supported"};
@@ -74,9 +73,6 @@ constexpr Against kCryo = Against::kCryoStatus;
 constexpr std::string_view kMemStat = "memory accounting; every VMA is classified by itself";
 constexpr std::string_view kSpeculation =
     "has speculation control set by prctl(PR_SET_SPECULATION_CTRL), which is not restored yet";
-constexpr std::string_view kAffinity =
-    "is pinned to a set of CPUs (sched_setaffinity, taskset), which is not restored yet: run cryo with the same "
-    "affinity, or reset the process's";
 constexpr std::string_view kMems = "may only use some memory nodes (cpuset), which is not restored yet";
 constexpr std::string_view kCreds = "credentials, set by the restorer blob (setresuid, setresgid, capset, ...)";
 
@@ -136,8 +132,9 @@ constexpr Rule kStatusRules[] = {
     {"Seccomp_filters", N, "", Seccomp, Scope::kLikeLeader},
     {"Speculation_Store_Bypass", X, kSpeculation, nullptr, Scope::kLikeLeader, kCryo},
     {"SpeculationIndirectBranch", X, kSpeculation, nullptr, Scope::kLikeLeader, kCryo},
-    {"Cpus_allowed", X, kAffinity, nullptr, Scope::kLikeLeader, kCryo},
-    {"Cpus_allowed_list", X, kAffinity, nullptr, Scope::kLikeLeader, kCryo},
+    {"Cpus_allowed", R, "CPU affinity, per thread (sched_setaffinity at the release: tree/proc_attrs.cc)", nullptr,
+     Scope::kPerThread},
+    {"Cpus_allowed_list", R, "CPU affinity, per thread (tree/proc_attrs.cc)", nullptr, Scope::kPerThread},
     {"Mems_allowed", X, kMems, nullptr, Scope::kLikeLeader, kCryo},
     {"Mems_allowed_list", X, kMems, nullptr, Scope::kLikeLeader, kCryo},
     {"voluntary_ctxt_switches", N, "scheduler statistics", nullptr, Scope::kPerThread},

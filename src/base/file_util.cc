@@ -26,6 +26,15 @@ Result<std::string> ReadFileToString(const std::string& path) {
   return out;
 }
 
+Status WriteToFile(const std::string& path, std::string_view data) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open " + path);
+  const ssize_t n = ::write(fd.get(), data.data(), data.size());
+  if (n < 0) return Status::FromErrno("write " + std::string(Trim(data)) + " to " + path);
+  if (static_cast<size_t>(n) != data.size()) return Status::Errno(EIO, "short write to " + path);
+  return Status::Ok();
+}
+
 Result<std::string> ReadLink(const std::string& path) {
   char buf[PATH_MAX + 1];
   ssize_t n = ::readlink(path.c_str(), buf, sizeof(buf) - 1);

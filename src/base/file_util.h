@@ -11,6 +11,9 @@ namespace cryo {
 
 // Reads a whole file (works for /proc files whose size is reported as 0).
 Result<std::string> ReadFileToString(const std::string& path);
+// Writes `data` to an existing file with one write(2), as /proc and cgroup
+// files want it (O_WRONLY, no O_CREAT, no O_TRUNC).
+Status WriteToFile(const std::string& path, std::string_view data);
 // readlink(2) into a string.
 Result<std::string> ReadLink(const std::string& path);
 std::vector<std::string_view> SplitLines(std::string_view text);

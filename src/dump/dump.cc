@@ -14,6 +14,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "cgroup/cgroup_dump.h"
 #include "files/fd_table.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
@@ -23,9 +24,13 @@
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
 #include "mem/vma_dump.h"
+#include "proc/path_check.h"
+#include "proc/path_check.h"
 #include "proc/proc.h"
 #include "seize/ptrace_util.h"
 #include "seize/seize.h"
+#include "tree/job_control.h"
+#include "tree/proc_attrs.h"
 #include "tree/task_dump.h"
 #include "tree/tree_seize.h"
 #include "files/file_locks.h"
@@ -95,8 +100,9 @@ struct DumpedProcess {
 // before any file is written: its task state, by ptrace and remote system
 // calls (registers, signals, timers, credentials, ...). The attributes only
 // a remote call shows are classified into `report` (audit/remote_rules.h).
+// `may_trace` is set if the process might trace a task.
 Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, DumpedProcess* out,
-                        std::set<std::string>* features, audit::Report* report, PhaseTimes* times) {
+                        std::set<std::string>* features, audit::Report* report, PhaseTimes* times, bool* may_trace) {
   const pid_t pid = seized.pid();
   times->proc += facts.proc_s;
   times->fds += facts.fds_s;
@@ -104,17 +110,17 @@ Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, Dumped
   out->rs = std::make_unique<RemoteSyscaller>(pid, seized.leader().regs);
   RemoteSyscaller& rs = *out->rs;
   rs.SetDispositions(facts.status.sig_ign, facts.status.sig_cgt);
+  rs.SetStopSink(seized.stop_sink());
   CRYO_RETURN_IF_ERROR(rs.Prepare(facts.vmas).Prefixed("preparing remote system calls"));
   CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
   const double t1 = Now();
   times->remote += t1 - t;
   std::vector<long> attributes;
-  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core, audit::RemoteQueryCalls(),
-                                       &attributes)
+  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core, may_trace,
+                                       audit::RemoteQueryCalls(), &attributes)
                            .Prefixed("task state"));
   audit::ClassifyRemoteResults(attributes, "pid " + std::to_string(pid), report);
   if (out->core.posix_timers_size()) features->insert("posix-timers");
-  if (out->core.has_coredump_filter()) features->insert("coredump-filter");
   times->task += Now() - t1;
   return Status::Ok();
 }
@@ -172,6 +178,10 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
   Status s = out->rs->Finish();
   out->rs.reset();
   lap(&times->remote);
+  // Last: a SIGSTOP may arrive until the last remote call.
+  RecordJobControl(seized, &out->core);
+  if (out->core.stop_signal()) features->insert("stopped");
+  if (NeedsProcAttrsFeature(out->core)) features->insert("proc-attrs");
   return s;
 }
 
@@ -214,7 +224,11 @@ Result<TableSharing> ScopeTree(SeizedTree& tree, pid_t root, bool kill_mode, Dum
     c.set_sid(st.session);
     live.push_back(std::move(tp));
   }
-  for (const ZombieInfo& z : tree.zombies()) plan_cores[z.pid] = ZombieCore(z);
+  scope->all_tasks = scope->tids;
+  for (const ZombieInfo& z : tree.zombies()) {
+    plan_cores[z.pid] = ZombieCore(z);
+    scope->all_tasks.insert(z.pid);
+  }
   CRYO_ASSIGN_OR_RETURN(TableSharing sharing, FindSharedTables(live));
   for (pid_t p : sharing.files_with_parent) plan_cores[p].set_shares_files_with_parent(true);
   for (pid_t p : sharing.fs_with_parent) plan_cores[p].set_shares_fs_with_parent(true);
@@ -261,6 +275,25 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             c->tree.processes().size(), c->tree.zombies().size());
   CRYO_ASSIGN_OR_RETURN(c->sharing, ScopeTree(c->tree, pid, kill_mode, &c->scope));
+  // Paths under the tree's /proc directories cannot be reopened before its
+  // tasks exist; deleted working directories, roots and executables cannot
+  // be reopened at all.
+  CRYO_RETURN_IF_ERROR(paths::CheckProcessPaths(c->scope.pids, c->scope.all_tasks));
+  // Task state refused by /proc alone (audit sessions, oom_score_adj, cgroups).
+  const double tp = Now();
+  std::vector<pid_t> live;
+  std::map<pid_t, pid_t> parent;
+  std::vector<cgroup::ProcessTasks> tasks;
+  for (const auto& sp : c->tree.processes()) {
+    live.push_back(sp->pid());
+    parent[sp->pid()] = c->tree.ParentOf(sp->pid());
+    tasks.push_back({sp->pid(), {}});
+    for (const SeizedTask& t : sp->threads()) tasks.back().tids.push_back(t.tid);
+  }
+  CRYO_RETURN_IF_ERROR(CheckProcessAttrs(live, parent));
+  CRYO_ASSIGN_OR_RETURN(cgroup::CgroupRecords cgroups, cgroup::CollectCgroups(tasks));
+  if (cgroup::MovesAnyProcess(cgroups)) c->features.insert("cgroups");
+  LOG_DEBUG("audit sessions, oom_score_adj and cgroups checked in %.1f ms", (Now() - tp) * 1e3);
   // Restored or refused: what /proc shows first, before any remote call.
   CRYO_ASSIGN_OR_RETURN(c->inspection, InspectTree(c->tree, shell_job, &c->scope));
   const audit::Report& report = c->inspection.report;
@@ -272,12 +305,21 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
     return report.ToStatus();
   }
   const double tc = Now();
+  bool may_trace = false;
   c->procs.resize(c->tree.processes().size());
   for (size_t i = 0; i < c->procs.size(); ++i) {
     SeizedProcess& sp = *c->tree.processes()[i];
+    bool traces = false;
     CRYO_RETURN_IF_ERROR(CollectTaskState(sp, c->inspection.facts[i], &c->procs[i], &c->features,
-                                          &c->inspection.report, &c->times)
+                                          &c->inspection.report, &c->times, &traces)
                              .Prefixed("pid " + std::to_string(sp.pid())));
+    may_trace |= traces;
+    for (image::CgroupPath& g : cgroups[sp.pid()]) *c->procs[i].core.add_cgroups() = std::move(g);
+  }
+  if (may_trace) {
+    const double tt = Now();
+    CRYO_RETURN_IF_ERROR(c->tree.CheckNoTracees());
+    LOG_DEBUG("a process might trace: every task of the system looked at in %.1f ms", (Now() - tt) * 1e3);
   }
   LOG_DEBUG("task state of %zu processes collected in %.1f ms", c->procs.size(), (Now() - tc) * 1e3);
   log_summary();
@@ -386,9 +428,13 @@ Status Dump(const DumpOptions& opts) {
   if (!tree.zombies().empty()) inv.add_features("zombies");
   if (SharesDescriptions(procs)) inv.add_features("shared-files");
   std::map<uint64_t, int> shmem_holders;
+  bool private_rw = false;
   for (const DumpedProcess& p : procs)
-    for (const image::Vma& v : p.mm.vmas())
+    for (const image::Vma& v : p.mm.vmas()) {
       if (v.shmem_id()) ++shmem_holders[v.shmem_id()];
+      private_rw |= v.kind() == image::VMA_FILE_PRIVATE && v.file_opened_rw();
+    }
+  if (private_rw) inv.add_features("file-open-mode");
   for (const auto& [id, n] : shmem_holders)
     if (n > 1) {
       inv.add_features("shmem");

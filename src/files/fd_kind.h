@@ -14,6 +14,7 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "proc/path_check.h"
 #include "proc/proc.h"
 
 namespace cryo {
@@ -23,6 +24,7 @@ namespace cryo {
 struct DumpScope {
   std::set<pid_t> pids;   // live processes of the tree
   std::set<pid_t> tids;   // their threads (leaders included)
+  std::set<pid_t> all_tasks;  // their threads and the zombies (their /proc paths cannot be reopened)
   std::set<pid_t> pgids;  // their process groups that the restore rebuilds
   bool kill_mode = false;  // the tree dies after the dump
   // The fds of every process outside the tree by link target, read once, the
@@ -46,6 +48,7 @@ struct FdSource {
   int pidfd = -1;    // pidfd of the target, for pidfd_getfd(2)
   bool shell_job = false;  // --shell-job: terminals belong to the caller's shell
   const DumpScope* scope = nullptr;  // null: checks that need the tree are skipped (tests)
+  const paths::TaskIds* tree = nullptr;  // every task of the dumped tree (for /proc paths)
   std::string what() const { return "pid " + std::to_string(pid) + " fd " + std::to_string(fd); }
   // A duplicate of the target's fd in cryo (pidfd_getfd(2)); -1 with errno on failure.
   int Grab() const;
@@ -53,6 +56,9 @@ struct FdSource {
 
 // Whether an fd link names a file that was unlinked ("PATH (deleted)").
 bool IsDeletedLink(const std::string& link);
+// Refuses an fd whose file cannot be reopened by its path at restore
+// (path_check.h), naming the fd, the path and why.
+Status CheckReopenable(const FdSource& src);
 // The identity of the file an fd names: path, device, inode, size, mtime, mode.
 void FillFileId(const FdSource& src, image::FileId* id);
 
@@ -64,6 +70,10 @@ class FdKindHandler {
   virtual const char* name() const = 0;
   // Feature an image with this kind needs to be restored ("" for the base set).
   virtual const char* feature() const { return ""; }
+  // Adds the features the image needs for `fd` (by default, feature()).
+  virtual void AddFeatures(const image::Fd& /*fd*/, std::set<std::string>* features) const {
+    if (*feature()) features->insert(feature());
+  }
   // Whether this handler dumps `src`.
   virtual bool Handles(const FdSource& src) const = 0;
   // Fills the kind-specific part of `out` (fd, flags, cloexec and pos are set).

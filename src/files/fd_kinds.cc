@@ -1,4 +1,6 @@
+#include <fcntl.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "base/file_util.h"
@@ -15,6 +17,21 @@ int FdSource::Grab() const { return static_cast<int>(syscall(SYS_pidfd_getfd, pi
 
 bool IsDeletedLink(const std::string& link) {
   return link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0;
+}
+
+Status CheckReopenable(const FdSource& src) {
+  paths::Opened o;
+  o.link = src.link;
+  o.st = src.st;
+  o.access = static_cast<int>(src.info.flags & O_ACCMODE);
+  const std::string entry = "/proc/" + std::to_string(src.pid) + "/fd/" + std::to_string(src.fd);
+  struct statfs sf;
+  if (::statfs(entry.c_str(), &sf) != 0) return Status::FromErrno("statfs " + entry);
+  o.fs_type = static_cast<long>(sf.f_type);
+  static const paths::TaskIds kNone;
+  const std::string why = paths::WhyNotReopenable(o, src.tree ? *src.tree : kNone);
+  if (why.empty()) return Status::Ok();
+  return Status::Error(paths::ShownPath(o) + " " + why);
 }
 
 void FillFileId(const FdSource& src, image::FileId* id) {

@@ -135,7 +135,11 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
   for (const auto& [pid, p] : img.processes) {
     for (const image::Fd& f : p.fds.fds()) {
       const uint64_t key = Key(pid, f);
-      if (pool.fds_.count(key)) continue;
+      if (pool.fds_.count(key)) {
+        // A listener listens in the process that did (its peer credentials).
+        if (f.kind() == image::FD_LISTEN_SOCKET && f.listen_socket().listen_pid() == pid) pool.finisher_[key] = pid;
+        continue;
+      }
       const std::string what = "pid " + std::to_string(pid) + " fd " + std::to_string(f.fd());
       int fd = -1;
       if (f.kind() == image::FD_PIPE || f.kind() == image::FD_FIFO) {

@@ -70,6 +70,7 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
     src.pidfd = pidfd.get();
     src.shell_job = shell_job;
     src.scope = scope;
+    if (scope) src.tree = &scope->all_tasks;
     CRYO_ASSIGN_OR_RETURN(src.link, ReadLink(dir + std::to_string(fd)));
     CRYO_ASSIGN_OR_RETURN(src.info, proc::ReadFdInfo(pid, fd));
     if (::stat((dir + std::to_string(fd)).c_str(), &src.st) != 0) return Status::FromErrno("stat " + src.what());
@@ -94,7 +95,7 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
     f->mutable_file()->set_dev(src.st.st_dev);
     f->mutable_file()->set_ino(src.st.st_ino);
     CRYO_RETURN_IF_ERROR(handler->Dump(src, f).Prefixed(src.what() + " (" + handler->name() + ")"));
-    if (*handler->feature()) features->insert(handler->feature());
+    handler->AddFeatures(*f, features);
     CRYO_RETURN_IF_ERROR(DumpFdLocks(src, f));
     CRYO_RETURN_IF_ERROR(DumpFdOwner(src, f));
     if (f->has_owner() || f->signal()) features->insert("fd-owner");

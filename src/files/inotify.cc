@@ -23,6 +23,7 @@
 #include "base/file_util.h"
 #include "base/unique_fd.h"
 #include "files/event_fds.h"
+#include "proc/proc.h"
 #include "files/fd_kind.h"
 
 namespace cryo {
@@ -60,21 +61,6 @@ bool ParseHexBytes(std::string_view s, std::string* out) {
 
 std::string DevName(uint64_t dev) { return std::to_string(major(dev)) + ":" + std::to_string(minor(dev)); }
 
-// mountinfo escapes space, tab, newline and backslash as \ooo.
-std::string Unescape(std::string_view s) {
-  auto oct = [](char c) { return c >= '0' && c <= '7'; };
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 3 < s.size() && oct(s[i + 1]) && oct(s[i + 2]) && oct(s[i + 3])) {
-      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
-      i += 3;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 // The mount points (relative to the process's root) of the file system `dev`
 // in pid's mountinfo, those that mount the file system's root first.
 Result<std::vector<std::string>> MountsOf(pid_t pid, uint64_t dev) {
@@ -85,7 +71,7 @@ Result<std::vector<std::string>> MountsOf(pid_t pid, uint64_t dev) {
   for (std::string_view line : SplitLines(text)) {
     std::vector<std::string_view> w = SplitWords(line);
     if (w.size() < 5 || w[2] != want) continue;
-    (w[3] == "/" ? whole : part).push_back(Unescape(w[4]));
+    (w[3] == "/" ? whole : part).push_back(proc::UnescapeMountField(w[4]));
   }
   whole.insert(whole.end(), part.begin(), part.end());
   return whole;

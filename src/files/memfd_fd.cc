@@ -18,7 +18,7 @@ namespace {
 Result<int> OpenObject(const image::Fd& f) {
   const ShmObjects* objects = RestoringShmObjects();
   if (!objects) return Status::Error("no shared memory objects are being restored");
-  CRYO_ASSIGN_OR_RETURN(int fd, objects->Reopen(f.shm_object(), static_cast<int>(f.flags())));
+  CRYO_ASSIGN_OR_RETURN(int fd, objects->OpenDescription(f.shm_object(), static_cast<int>(f.flags())));
   if (f.pos() != 0 && ::lseek(fd, static_cast<off_t>(f.pos()), SEEK_SET) != static_cast<off_t>(f.pos())) {
     Status st = Status::FromErrno("lseek to " + std::to_string(f.pos()));
     ::close(fd);

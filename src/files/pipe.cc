@@ -38,6 +38,7 @@ class FifoEndHandler final : public FdKindHandler {
   Status Dump(const FdSource& s, image::Fd* out) const override {
     if (s.link.empty() || s.link[0] != '/' || IsDeletedLink(s.link))
       return Status::Error(s.what() + " is a FIFO without a path (" + s.link + "), which is not supported yet");
+    CRYO_RETURN_IF_ERROR(CheckReopenable(s));
     FillFileId(s, out->mutable_file());
     out->mutable_pipe()->set_pipe_id(FifoPipeId(s.st.st_dev, s.st.st_ino));
     out->mutable_pipe()->set_write_end((s.info.flags & O_ACCMODE) == O_WRONLY);

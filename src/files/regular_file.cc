@@ -37,6 +37,7 @@ class RegularFile final : public FdKindHandler {
            !StartsWith(s.link, "/memfd:");
   }
   Status Dump(const FdSource& s, image::Fd* out) const override {
+    CRYO_RETURN_IF_ERROR(CheckReopenable(s));
     FillFileId(s, out->mutable_file());
     return Status::Ok();
   }
@@ -51,6 +52,7 @@ class Directory final : public FdKindHandler {
     return S_ISDIR(s.st.st_mode) && !s.link.empty() && s.link[0] == '/' && !IsDeletedLink(s.link);
   }
   Status Dump(const FdSource& s, image::Fd* out) const override {
+    CRYO_RETURN_IF_ERROR(CheckReopenable(s));
     FillFileId(s, out->mutable_file());
     return Status::Ok();
   }
@@ -67,6 +69,7 @@ class CharDevice final : public FdKindHandler {
                                      s.link == "/dev/random" || s.link == "/dev/urandom");
   }
   Status Dump(const FdSource& s, image::Fd* out) const override {
+    CRYO_RETURN_IF_ERROR(CheckReopenable(s));
     FillFileId(s, out->mutable_file());
     out->set_rdev(static_cast<uint32_t>(s.st.st_rdev));
     return Status::Ok();

@@ -14,6 +14,7 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "files/file_attrs.h"
 #include "files/tty_device.h"
 #include "proc/proc.h"
 
@@ -82,6 +83,9 @@ Status TtySet::BuildPty(const image::Tty& t, int base, std::vector<int>* held) {
   // Packet mode last, so that no status change above is reported to the master.
   if (st.ok() && t.packet_mode()) st = tty::SetInt(master, TIOCPKT, 1, "TIOCPKT");
   if (st.ok() && t.exclusive() && ::ioctl(*slave, TIOCEXCL) != 0) st = Status::FromErrno("TIOCEXCL");
+  // Owner and mode as the program (grantpt, chown) left them; times last:
+  // the bytes written through the slave above change them.
+  if (st.ok() && t.has_slave_attrs()) st = ApplyFileAttrs(*slave, t.slave_attrs(), PtsPath(index));
   if (!st.ok()) {
     ::close(master);
     ::close(*slave);

@@ -13,6 +13,7 @@
 
 #include "base/file_util.h"
 #include "base/unique_fd.h"
+#include "files/file_attrs.h"
 #include "files/tty_device.h"
 #include "proc/proc.h"
 
@@ -100,6 +101,7 @@ Status DumpPty(const Holder& master_holder, image::Tty* t) {
   struct stat st;
   if (::fstat(s.get(), &st) != 0) return Status::FromErrno("fstat of the slave");
   t->set_rdev(static_cast<uint32_t>(st.st_rdev));
+  RecordFileAttrs(st, t->mutable_slave_attrs());  // before the queues are read (which touches the times)
   CRYO_ASSIGN_OR_RETURN(pid_t sid, AskMaster(m.get(), TIOCGSID, "TIOCGSID"));
   CRYO_ASSIGN_OR_RETURN(pid_t pgrp, AskMaster(m.get(), TIOCGPGRP, "TIOCGPGRP"));
   t->set_session(sid);
@@ -237,6 +239,7 @@ Status DumpTtys(const std::vector<TtyProcess>& procs, bool shell_job, image::Tty
     outside_ctty = true;
   }
   if (out->ttys_size()) features->insert("tty");
+  if (!ptys.empty()) features->insert("pty-owner");
   if (!externals.empty() || (shell_job && outside_ctty)) features->insert("shell-job");
   return Status::Ok();
 }

@@ -153,12 +153,18 @@ const std::vector<std::string>& SupportedFeatures() {
       "sysv-shm",
       "tty",
       "listen-sockets",
-      "coredump-filter",
       "map-noreserve",
       "file-locks",
       "fd-owner",
       "shared-fd-table",
       "shared-fs",
+      "stopped",
+      "proc-attrs",
+      "cgroups",
+      "file-open-mode",
+      "memfd-writers",
+      "pty-owner",
+      "socket-state",
   };
   return kFeatures;
 }

@@ -101,8 +101,46 @@ uint64_t ShmStoredPages(const ShmObject& o) {
   return n;
 }
 
+// What a listening socket's record holds beyond its fd line.
+std::string ListenSocketText(const Fd& f) {
+  if (f.kind() != FD_LISTEN_SOCKET) return "";
+  const ListenSocket& l = f.listen_socket();
+  std::ostringstream o;
+  o << ", backlog " << l.backlog();
+  if (l.has_file())
+    o << ", file " << l.file().uid() << ":" << l.file().gid() << " mode 0" << std::oct << l.file().mode() << std::dec;
+  if (l.file_unlinked()) o << ", file removed";
+  if (l.options_size()) o << ", " << l.options_size() << " options set";
+  if (l.listen_pid()) o << ", listened as pid " << l.listen_pid() << " uid " << l.listen_uid() << " gid " << l.listen_gid();
+  return o.str();
+}
+
 // user_regs_struct word indexes.
 constexpr int kRip = 16, kRsp = 19;
+
+// Job control, per-process attributes and cgroups of one process.
+void TaskStateJson(const ProcessCore& c, std::ostringstream& o) {
+  if (c.stop_signal()) o << ",\"stop_signal\":" << c.stop_signal();
+  if (c.has_loginuid()) o << ",\"loginuid\":" << c.loginuid() << ",\"sessionid\":" << c.sessionid();
+  if (c.has_oom_score_adj()) o << ",\"oom_score_adj\":" << c.oom_score_adj();
+  if (c.has_coredump_filter()) o << ",\"coredump_filter\":" << c.coredump_filter();
+  if (c.has_autogroup_nice()) o << ",\"autogroup_nice\":" << c.autogroup_nice();
+  o << ",\"cgroups\":{";
+  for (int i = 0; i < c.cgroups_size(); ++i)
+    o << (i ? "," : "") << JsonString(c.cgroups(i).hierarchy()) << ":" << JsonString(c.cgroups(i).path());
+  o << "}";
+}
+
+void TaskStateText(const ProcessCore& c, std::ostringstream& o) {
+  if (c.stop_signal()) o << "  stopped by signal " << c.stop_signal() << "\n";
+  if (c.has_loginuid())
+    o << "  audit: loginuid " << c.loginuid() << ", session " << c.sessionid() << " (4294967295: unset)\n";
+  if (c.has_oom_score_adj())
+    o << "  oom_score_adj " << c.oom_score_adj() << ", coredump_filter 0x" << std::hex << c.coredump_filter()
+      << std::dec << (c.has_autogroup_nice() ? ", autogroup nice " + std::to_string(c.autogroup_nice()) : "") << "\n";
+  for (const CgroupPath& g : c.cgroups())
+    if (!g.path().empty()) o << "  cgroup " << (g.hierarchy().empty() ? "cgroup2" : g.hierarchy()) << ": " << g.path() << " (relative to cryo's)\n";
+}
 
 }  // namespace
 
@@ -185,6 +223,7 @@ std::string ShowJson(const LoadedImage& img) {
     if (c.has_ctty())
       o << ",\"ctty\":{\"rdev\":" << c.ctty().rdev() << ",\"tty_id\":" << c.ctty().tty_id()
         << ",\"foreground_pgrp\":" << c.ctty().foreground_pgrp() << "}";
+    TaskStateJson(c, o);
     o << "}";
   }
   o << "],\"shm_objects\":[";
@@ -193,7 +232,8 @@ std::string ShowJson(const LoadedImage& img) {
     o << (i ? "," : "") << "{\"id\":" << so.id() << ",\"kind\":\"" << ShmKindLabel(so.kind())
       << "\",\"name\":" << JsonString(so.name()) << ",\"size\":" << so.size() << ",\"mode\":" << so.mode()
       << ",\"uid\":" << so.uid() << ",\"gid\":" << so.gid() << ",\"pages\":" << ShmStoredPages(so);
-    if (so.kind() == SHM_MEMFD) o << ",\"seals\":" << so.seals();
+    if (so.kind() == SHM_MEMFD)
+      o << ",\"seals\":" << so.seals() << ",\"writers_uncounted\":" << (so.writers_uncounted() ? "true" : "false");
     if (so.kind() == SHM_POSIX) o << ",\"unlinked\":" << (so.unlinked() ? "true" : "false");
     if (so.kind() == SHM_SYSV)
       o << ",\"sysv_id\":" << so.sysv_id() << ",\"sysv_key\":" << so.sysv_key()
@@ -207,7 +247,9 @@ std::string ShowJson(const LoadedImage& img) {
       << ",\"index\":" << t.index() << ",\"rdev\":" << t.rdev() << ",\"session\":" << t.session()
       << ",\"foreground_pgrp\":" << t.foreground_pgrp() << ",\"locked\":" << (t.locked() ? "true" : "false")
       << ",\"packet_mode\":" << (t.packet_mode() ? "true" : "false")
-      << ",\"exclusive\":" << (t.exclusive() ? "true" : "false") << ",\"rows\":" << t.winsize().rows()
+      << ",\"exclusive\":" << (t.exclusive() ? "true" : "false") << ",\"slave_uid\":" << t.slave_attrs().uid()
+      << ",\"slave_gid\":" << t.slave_attrs().gid() << ",\"slave_mode\":" << t.slave_attrs().mode()
+      << ",\"rows\":" << t.winsize().rows()
       << ",\"cols\":" << t.winsize().cols() << ",\"lflag\":" << t.termios().lflag()
       << ",\"master_unread\":" << JsonString(t.master_unread()) << ",\"slave_unread\":[";
     for (int j = 0; j < t.slave_unread_size(); ++j)
@@ -256,12 +298,13 @@ std::string ShowText(const LoadedImage& img) {
       snprintf(line, sizeof(line), "    %012" PRIx64 "-%012" PRIx64 " %s %8" PRIu64 " pages  %s\n", v.start(), v.end(),
                ProtString(v).c_str(), v.stored_pages(), Safe(v.name()).substr(0, 300).c_str());
       o << line;
+      if (v.kind() == VMA_FILE_PRIVATE && v.file_opened_rw()) o << "        (its file opened read-write)\n";
     }
     o << "  fds:\n";
     for (const Fd& f : p.fds.fds())
     {
       o << "    " << f.fd() << ": " << FdKindName(f.kind()) << " " << Safe(f.file().path()) << " pos " << f.pos() << " flags 0"
-        << std::oct << f.flags() << std::dec << (f.cloexec() ? " cloexec" : "");
+        << std::oct << f.flags() << std::dec << (f.cloexec() ? " cloexec" : "") << ListenSocketText(f);
       for (const FileLock& l : f.locks()) {
         o << ", " << LockKindName(l.kind()) << (l.write() ? " write" : " read");
         if (l.kind() == LOCK_POSIX || l.kind() == LOCK_OFD)
@@ -285,6 +328,7 @@ std::string ShowText(const LoadedImage& img) {
       o << "  controlling terminal: device " << major(c.ctty().rdev()) << ":" << minor(c.ctty().rdev())
         << (c.ctty().tty_id() ? " (terminal " + std::to_string(c.ctty().tty_id()) + " of the image)" : " (outside the image)")
         << ", foreground group " << c.ctty().foreground_pgrp() << "\n";
+    TaskStateText(c, o);
   }
   for (const Tty& t : img.ttys.ttys()) {
     if (t.kind() == TTY_EXTERNAL) {
@@ -296,6 +340,9 @@ std::string ShowText(const LoadedImage& img) {
       << t.winsize().rows() << "x" << t.winsize().cols() << ", lflag 0" << std::oct << t.termios().lflag() << std::dec
       << (t.locked() ? ", locked" : "") << (t.packet_mode() ? ", packet mode" : "") << (t.exclusive() ? ", exclusive" : "");
     if (t.session()) o << ", controls session " << t.session() << " (foreground group " << t.foreground_pgrp() << ")";
+    if (t.has_slave_attrs())
+      o << ", slave owner " << t.slave_attrs().uid() << ":" << t.slave_attrs().gid() << " mode 0" << std::oct
+        << t.slave_attrs().mode() << std::dec;
     size_t in = 0;
     for (const TtyInput& i : t.slave_unread()) in += i.data().size();
     o << "\n  queued: " << t.master_unread().size() << " bytes for the master, " << in << " bytes in "
@@ -314,6 +361,7 @@ std::string ShowText(const LoadedImage& img) {
     o << ", " << so.size() << " bytes, mode 0" << std::oct << so.mode() << std::dec << ", uid " << so.uid() << " gid "
       << so.gid() << ", " << ShmStoredPages(so) << " pages stored";
     if (so.kind() == SHM_MEMFD && so.seals()) o << ", seals " << std::hex << "0x" << so.seals() << std::dec;
+    if (so.kind() == SHM_MEMFD && so.writers_uncounted()) o << ", written through its own description only";
     o << "\n";
   }
   return o.str();

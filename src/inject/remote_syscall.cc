@@ -85,6 +85,7 @@ Result<std::unique_ptr<RemoteSyscaller>> RemoteSyscaller::ForThread(pid_t tid, c
   rs->scratch_ = scratch_;
   rs->scratch_size_ = scratch_size_;
   rs->owns_scratch_ = false;
+  rs->stop_sink_ = stop_sink_;
   rs->batch_mode_ = batch_mode_;
   rs->code_ = code_;
   CRYO_RETURN_IF_ERROR(SetSigmask(tid, ~0ULL));
@@ -127,13 +128,34 @@ Result<long> RemoteSyscaller::Syscall(long nr, uint64_t a1, uint64_t a2, uint64_
       ++stops;
       continue;
     }
-    // SIGKILL/SIGSTOP cannot be blocked; anything else here is unexpected.
+    if (ExpectedDetour(si)) continue;
     LOG_WARN("%s: unexpected stop (signal %d, event %d) during remote syscall %ld", Tid(tid_).c_str(), si.stopsig,
              si.event, nr);
   }
   user_regs_struct out;
   CRYO_RETURN_IF_ERROR(GetRegs(tid_, &out));
   return static_cast<long>(out.rax);
+}
+
+bool RemoteSyscaller::ExpectedDetour(const StopInfo& si) {
+  // A PTRACE_EVENT_STOP before our code runs: a group-stop trap (the task was
+  // stopped when seized and PTRACE_INTERRUPT asked for one more trap, or a
+  // SIGSTOP/SIGCONT arrived meanwhile: ptrace(2) "Group-stop"). Resuming it
+  // does not end the group-stop, which the detach re-enters.
+  if (si.event_stop()) {
+    LOG_DEBUG("%s: group-stop or interrupt trap (signal %d) before a remote call; resumed", Tid(tid_).c_str(),
+              si.stopsig);
+    return true;
+  }
+  // Every signal is blocked but SIGKILL and SIGSTOP: a SIGSTOP sent meanwhile
+  // is dequeued into a signal-delivery-stop. Resuming with no signal keeps it
+  // from stopping the task now; the stop is recorded and takes effect later.
+  if (si.signal_delivery_stop() && si.stopsig == SIGSTOP) {
+    LOG_DEBUG("%s: SIGSTOP dequeued during remote calls; kept for after the dump", Tid(tid_).c_str());
+    if (stop_sink_) *stop_sink_ = SIGSTOP;
+    return true;
+  }
+  return false;
 }
 
 Status RemoteSyscaller::PrepareBatch() {
@@ -203,9 +225,9 @@ Result<std::vector<long>> RemoteSyscaller::FinishLoop() {
       CRYO_RETURN_IF_ERROR(GetRegs(tid_, &out));
       if (out.rip == code_ + kBatchLoopEnd) break;  // our int3; resuming with signal 0 discards it
     }
-    // SIGKILL/SIGSTOP cannot be blocked; anything else here is unexpected.
-    LOG_WARN("%s: unexpected stop (signal %d, event %d) during a batch of remote syscalls", Tid(tid_).c_str(),
-             si.stopsig, si.event);
+    if (!ExpectedDetour(si))
+      LOG_WARN("%s: unexpected stop (signal %d, event %d) during a batch of remote syscalls", Tid(tid_).c_str(),
+               si.stopsig, si.event);
     if (ptrace(PTRACE_CONT, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_CONT " + Tid(tid_));
   }
   // The trap unblocked SIGTRAP (force_sig_info_to_task): block it again.

@@ -13,6 +13,7 @@
 
 #include "base/status.h"
 #include "proc/proc.h"
+#include "seize/ptrace_util.h"
 
 namespace cryo {
 
@@ -78,6 +79,11 @@ class RemoteSyscaller {
   // and scratch memory (not unmapped by it); blocks that thread's signals.
   Result<std::unique_ptr<RemoteSyscaller>> ForThread(pid_t tid, const user_regs_struct& regs) const;
 
+  // Where to note a SIGSTOP the task dequeues while it runs our calls (set to
+  // SIGSTOP): it cannot be blocked, and is kept from taking effect; the caller
+  // records it as a stop to come. Inherited by ForThread().
+  void SetStopSink(int* sink) { stop_sink_ = sink; }
+
   uint64_t syscall_insn() const { return syscall_insn_; }
   // Uses a known syscall instruction instead of Prepare()'s search.
   void SetSyscallInsn(uint64_t addr) { syscall_insn_ = addr; }
@@ -87,8 +93,12 @@ class RemoteSyscaller {
   Status PrepareBatch();
   Status StartLoop(const std::vector<RemoteCall>& calls, uint64_t table);
   Result<std::vector<long>> FinishLoop();
+  // A stop other than the one awaited: true if it is one a seized task may
+  // report in passing (a group-stop or interrupt trap, a SIGSTOP dequeued).
+  bool ExpectedDetour(const StopInfo& si);
   pid_t tid_;
   user_regs_struct base_regs_;
+  int* stop_sink_ = nullptr;
   uint64_t syscall_insn_ = 0;
   uint64_t scratch_ = 0;
   size_t scratch_size_ = 0;

@@ -79,7 +79,19 @@ Status ReadMemfdState(int fd, const std::string& what, image::ShmObject* out) {
   if (!KnownSeals(static_cast<uint32_t>(seals)))
     return Status::Error(what + " has seals " + SealsString(static_cast<uint32_t>(seals)) + " this cryo does not know");
   out->set_seals(static_cast<uint32_t>(seals));
+  out->set_writers_uncounted(!HasCountedWriter(fd));
   return Status::Ok();
+}
+
+bool HasCountedWriter(int ro_fd) {
+  // A read lease is refused while the inode is open for writing
+  // (check_conflicting_open in fs/locks.c: i_writecount > 0). memfd_create's
+  // own file is made without get_write_access, a reopen through /proc is not.
+  if (::fcntl(ro_fd, F_SETLEASE, F_RDLCK) == 0) {
+    ::fcntl(ro_fd, F_SETLEASE, F_UNLCK);
+    return false;
+  }
+  return true;  // EAGAIN; or leases unavailable: assume a counted writer (every writer reopened)
 }
 
 Result<int> CreateMemfd(const image::ShmObject& obj) {

@@ -24,9 +24,15 @@ std::string SealsString(uint32_t seals);
 // Whether every bit of `seals` is a seal this cryo knows (F_SEAL_*).
 bool KnownSeals(uint32_t seals);
 
-// Dump: what an fd on the memfd (any fd of the inode) tells: seals, and whether
-// it lives on hugetlbfs (MFD_HUGETLB, refused).
+// Dump: what a read-only fd on the memfd (any fd of the inode) tells: seals,
+// whether some open file counts as a writer, and whether it lives on hugetlbfs
+// (MFD_HUGETLB, refused).
 Status ReadMemfdState(int fd, const std::string& what, image::ShmObject* out);
+// Whether an open file of the inode of `ro_fd` (a read-only description)
+// counts as a writer, i.e. makes exec(2) fail with ETXTBSY: any description
+// opened for writing by open(2), but not memfd_create(2)'s own (the kernel
+// makes that file without get_write_access). Tested with a read lease.
+bool HasCountedWriter(int ro_fd);
 
 // Restore: a new memfd named like `obj`, with its owner and mode, sized, still
 // unsealed (seals go on once every holder has it: MemfdAddSeals).

@@ -61,6 +61,12 @@ const char* KindName(image::ShmKind k) {
   }
 }
 
+// Whether the holder's open file was opened for writing.
+bool WritesThrough(const Holder& h) {
+  if (h.fd) return (h.fd->flags() & O_ACCMODE) != O_RDONLY;
+  return h.vma->file_opened_rw();
+}
+
 // Opens the object behind a holder for reading, without touching its atime.
 Result<UniqueFd> OpenHolder(const Holder& h) {
   const std::string path = h.path();
@@ -218,6 +224,8 @@ Status DumpShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t
         o->set_name(*name);
         CRYO_RETURN_IF_ERROR(ReadMemfdState(fd.get(), first.what(), o));
         features->insert("memfd");
+        if (o->writers_uncounted() && std::any_of(obj.holders.begin(), obj.holders.end(), WritesThrough))
+          features->insert("memfd-writers");
         break;
       }
       case image::SHM_POSIX: {

@@ -14,6 +14,7 @@
 #include "mem/memfd.h"
 #include "mem/posix_shm.h"
 #include "mem/sysv_shm.h"
+#include "mem/vma_restore.h"
 
 namespace cryo {
 
@@ -204,12 +205,43 @@ Result<int> ShmObjects::Reopen(uint64_t id, int flags) const {
   return fd;
 }
 
+Result<int> ShmObjects::OpenDescription(uint64_t id, int flags) const {
+  const Live* live = Find(id);
+  if (!live || live->rw_fd < 0) return Status::Error("shared memory object " + std::to_string(id) + " is not in the image");
+  if (live->obj.kind() != image::SHM_MEMFD || !live->obj.writers_uncounted() || (flags & O_ACCMODE) != O_RDWR ||
+      live->own_rw_given)
+    return Reopen(id, flags);
+  // memfd_create's file counts as no writer (exec of the memfd works while it
+  // is open); a reopen for writing would (get_write_access, ETXTBSY).
+  live->own_rw_given = true;
+  const int fd = ::fcntl(live->rw_fd, F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return Status::FromErrno("dup of " + What(live->obj));
+  constexpr int kSettable = O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK;
+  if (::fcntl(fd, F_SETFL, flags & kSettable) != 0) {
+    Status st = Status::FromErrno("F_SETFL on " + What(live->obj));
+    ::close(fd);
+    return st;
+  }
+  return fd;
+}
+
 Status ShmObjects::MapVma(const image::Vma& v, uint64_t at, int prot) const {
   const Live* live = Find(v.shm_object());
   if (!live) return Status::Error(VmaName(v) + " maps shared memory object " + std::to_string(v.shm_object()) + ", which is not in the image");
   if (live->obj.kind() == image::SHM_SYSV) return AttachSysvSegment(live->obj, v, at, prot).Prefixed(VmaName(v));
   const bool shared = v.flags() & MAP_SHARED;
-  const int fd = shared && v.file_writable() ? live->rw_fd : live->ro_fd;
+  // The mapping keeps the open file it is made from, with its mode: a
+  // writable one of a memfd whose writers were counted is a reopen of its own.
+  UniqueFd counted;
+  int fd = live->ro_fd;
+  if (FileOpenedWritable(v)) {
+    fd = live->rw_fd;
+    if (live->obj.kind() == image::SHM_MEMFD && !live->obj.writers_uncounted()) {
+      CRYO_ASSIGN_OR_RETURN(int c, Reopen(live->obj.id(), O_RDWR));
+      counted.reset(c);
+      fd = c;
+    }
+  }
   void* p = ::mmap(reinterpret_cast<void*>(at), v.end() - v.start(), prot, MAP_FIXED | (shared ? MAP_SHARED : MAP_PRIVATE),
                    fd, static_cast<off_t>(v.pgoff()));
   if (p == MAP_FAILED) return Status::FromErrno("mmap of " + What(live->obj) + " for " + VmaName(v));

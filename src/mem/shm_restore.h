@@ -34,9 +34,13 @@ class ShmObjects {
 
   // The fds the restore helpers must keep until their memory is built.
   std::vector<int> PoolFds() const;
-  // A new open file description of object `id` (FD_MEMFD, FD_POSIX_SHM fds)
-  // with the open(2) flags `flags`.
+  // A new open file description of object `id` with the open(2) flags `flags`.
   Result<int> Reopen(uint64_t id, int flags) const;
+  // The open file description of an FD_MEMFD or FD_POSIX_SHM fd: a reopen,
+  // but for the read-write description of a memfd whose writers were not
+  // counted (ShmObject.writers_uncounted), which is the new memfd's own, so
+  // that exec(2) of the memfd works as it did.
+  Result<int> OpenDescription(uint64_t id, int flags) const;
   // In a restore helper: maps VMA `v` at `at` (MAP_FIXED over the premap
   // reservation) with protection `prot`.
   Status MapVma(const image::Vma& v, uint64_t at, int prot) const;
@@ -48,7 +52,8 @@ class ShmObjects {
  private:
   struct Live {
     image::ShmObject obj;  // without extents
-    int rw_fd = -1;        // pool fds (memfd, POSIX)
+    int rw_fd = -1;        // pool fds (memfd, POSIX); a memfd's is memfd_create's own
+    mutable bool own_rw_given = false;  // rw_fd's description went to an fd (OpenDescription)
     int ro_fd = -1;
     int seal_fd = -1;      // cryo's own, for the seals at Finish
     std::string temp_path; // POSIX: where the file waits for its name

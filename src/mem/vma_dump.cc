@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "mem/cow_share.h"
 #include "mem/pagemap_scan.h"
 #include "mem/shm_dump.h"
+#include "proc/path_check.h"
 
 namespace cryo {
 
@@ -43,6 +45,35 @@ Status FileIdentity(pid_t pid, const proc::Vma& v, image::FileId* id) {
   id->set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
   id->set_mode(st.st_mode);
   return Status::Ok();
+}
+
+// Whether the file behind a mapping was opened for writing: its map_files
+// entry's own mode has S_IWUSR then (proc_map_files_instantiate, from f_mode).
+Result<bool> OpenedForWriting(pid_t pid, const proc::Vma& v) {
+  char buf[64];
+  snprintf(buf, sizeof(buf), "/map_files/%" PRIx64 "-%" PRIx64, v.start, v.end);
+  const std::string link = "/proc/" + std::to_string(pid) + buf;
+  struct stat st;
+  if (::lstat(link.c_str(), &st) != 0) return Status::FromErrno("lstat " + link + " for " + VmaName(v));
+  return (st.st_mode & S_IWUSR) != 0;
+}
+
+// The restore maps the file again by its path, in cryo's mount namespace.
+Status CheckMappedPath(pid_t pid, const proc::Vma& v, const image::FileId& id) {
+  char buf[64];
+  snprintf(buf, sizeof(buf), "/map_files/%" PRIx64 "-%" PRIx64, v.start, v.end);
+  const std::string link = "/proc/" + std::to_string(pid) + buf;
+  paths::Opened o;
+  o.link = v.name;
+  o.st.st_dev = static_cast<dev_t>(id.dev());
+  o.st.st_ino = static_cast<ino_t>(id.ino());
+  o.st.st_nlink = 1;  // deleted files are refused before
+  struct statfs sf;
+  if (::statfs(link.c_str(), &sf) != 0) return Status::FromErrno("statfs " + link + " for " + VmaName(v));
+  o.fs_type = static_cast<long>(sf.f_type);
+  const std::string why = paths::WhyNotReopenable(o, {});
+  if (why.empty()) return Status::Ok();
+  return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " maps a file that " + why);
 }
 
 }  // namespace
@@ -94,8 +125,13 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
       CRYO_RETURN_IF_ERROR(FileIdentity(pid, v, iv->mutable_file()));
       if (S_ISCHR(iv->file().mode()))
         return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " maps a character device, not supported");
+      CRYO_RETURN_IF_ERROR(CheckMappedPath(pid, v, iv->file()));
     } else {
       return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " is of a kind cryo does not know");
+    }
+    if (kind == image::VMA_FILE_SHARED || kind == image::VMA_FILE_PRIVATE) {
+      CRYO_ASSIGN_OR_RETURN(bool rw, OpenedForWriting(pid, v));
+      iv->set_file_opened_rw(rw);
     }
     if (kind == image::VMA_ANON_SHARED) {
       flags |= MAP_ANONYMOUS;

@@ -36,7 +36,7 @@ std::string VmaName(const image::Vma& v) {
 // Opens the file behind a file mapping and checks it is the one dumped.
 Result<UniqueFd> OpenMappedFile(const image::Vma& v) {
   const image::FileId& id = v.file();
-  const bool rw = v.kind() == image::VMA_FILE_SHARED && v.file_writable();
+  const bool rw = FileOpenedWritable(v);
   UniqueFd fd(::open(id.path().c_str(), (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC));
   if (!fd.valid()) return Status::FromErrno("open " + id.path() + " for " + VmaName(v));
   struct stat st;
@@ -124,6 +124,14 @@ Status Fill(const std::vector<FillJob>& jobs, int fd, int threads) {
 }
 
 }  // namespace
+
+bool FileOpenedWritable(const image::Vma& v) {
+  // A shared mapping of a write-sealed memfd can come from a read-write
+  // description without being writable (no VM_MAYWRITE, memfd_file_seals):
+  // its may-write flag decides, or sealing it again would fail (EBUSY).
+  if (v.kind() == image::VMA_FILE_SHARED) return v.file_writable();
+  return v.kind() == image::VMA_FILE_PRIVATE && v.file_opened_rw();
+}
 
 bool IsPremapped(const image::Vma& v) {
   switch (v.kind()) {
@@ -257,7 +265,7 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
         // Each mapped file is opened once, whatever the number of its VMAs.
         const image::FileId& id = v.file();
         auto key = std::make_tuple(id.path(), id.dev(), id.ino(), id.size(), id.mtime_ns(), static_cast<int>(v.kind()),
-                                   v.kind() == image::VMA_FILE_SHARED && v.file_writable());
+                                   FileOpenedWritable(v));
         auto it = files.find(key);
         if (it == files.end()) {
           CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenMappedFile(v));

@@ -15,6 +15,10 @@
 
 namespace cryo {
 
+// Whether the file behind a file mapping is opened for writing: a shared
+// mapping that may write it, or a private one whose original file was open
+// read-write (Vma.file_opened_rw: the kernel keeps the file's mode).
+bool FileOpenedWritable(const image::Vma& v);
 // VMAs the restorer recreates (not the vDSO family, not [vsyscall]).
 bool IsPremapped(const image::Vma& v);
 // Bytes of address space the premaps need (VMAs plus a guard page each).

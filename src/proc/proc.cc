@@ -427,19 +427,26 @@ Result<std::vector<uint64_t>> ReadAuxv(pid_t pid) {
   return out;
 }
 
-Status ForEachPidOutside(const std::set<pid_t>& skip, const std::function<Status(pid_t)>& fn) {
+Status ForEachPid(const std::function<Status(pid_t pid)>& fn) {
   DIR* proc = ::opendir("/proc");
   if (!proc) return Status::FromErrno("opendir /proc");
   Status result;
   while (struct dirent* e = ::readdir(proc)) {
     char* end;
     const long pid = std::strtol(e->d_name, &end, 10);
-    if (*end || pid <= 0 || skip.count(static_cast<pid_t>(pid)) || pid == ::getpid()) continue;
+    if (*end || pid <= 0) continue;
     result = fn(static_cast<pid_t>(pid));
     if (!result.ok()) break;
   }
   ::closedir(proc);
   return result;
+}
+
+Status ForEachPidOutside(const std::set<pid_t>& skip, const std::function<Status(pid_t)>& fn) {
+  return ForEachPid([&](pid_t pid) {
+    if (skip.count(pid) || pid == ::getpid()) return Status::Ok();
+    return fn(pid);
+  });
 }
 
 Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(const OutsideFd&)>& fn) {
@@ -459,6 +466,55 @@ Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(
     }
     ::closedir(fds);
     return result;
+  });
+}
+
+std::string UnescapeMountField(std::string_view s) {
+  auto oct = [](char c) { return c >= '0' && c <= '7'; };
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 3 < s.size() && oct(s[i + 1]) && oct(s[i + 2]) && oct(s[i + 3])) {
+      out.push_back(static_cast<char>((s[i + 1] - '0') * 64 + (s[i + 2] - '0') * 8 + (s[i + 3] - '0')));
+      i += 3;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+Result<std::vector<MountInfo>> ParseMountInfo(std::string_view text) {
+  std::vector<MountInfo> out;
+  for (std::string_view line : SplitLines(text)) {
+    if (Trim(line).empty()) continue;
+    const std::vector<std::string_view> w = SplitWords(line);
+    // ID PARENT MAJ:MIN ROOT MOUNT_POINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER_OPTIONS
+    size_t dash = 6;
+    while (dash < w.size() && w[dash] != "-") ++dash;
+    if (dash + 3 >= w.size()) return Status::Error("malformed mountinfo line " + Quote(line));
+    MountInfo m;
+    m.root = UnescapeMountField(w[3]);
+    m.mount_point = UnescapeMountField(w[4]);
+    m.fstype = std::string(w[dash + 1]);
+    const std::string_view opts = w[dash + 3];
+    for (size_t start = 0; start <= opts.size();) {
+      size_t comma = opts.find(',', start);
+      if (comma == std::string_view::npos) comma = opts.size();
+      if (comma > start) m.super_options.emplace_back(opts.substr(start, comma - start));
+      start = comma + 1;
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+Status ForEachTask(const std::function<Status(pid_t pid, pid_t tid)>& fn) {
+  return ForEachPid([&](pid_t pid) {
+    if (pid == ::getpid()) return Status::Ok();
+    auto tids = ListThreads(pid);
+    if (!tids.ok()) return Status::Ok();  // gone
+    for (pid_t tid : *tids) CRYO_RETURN_IF_ERROR(fn(pid, tid));
+    return Status::Ok();
   });
 }
 

@@ -148,6 +148,9 @@ struct OutsideFd {
   std::string link;       // what it points to
 };
 
+// Calls `fn` for every process in /proc (cryo and kernel threads included),
+// until `fn` returns an error, which is returned.
+Status ForEachPid(const std::function<Status(pid_t pid)>& fn);
 // Calls `fn` for every process (by pid, from /proc) but those in `skip` and
 // cryo itself, until `fn` returns an error, which is returned.
 Status ForEachPidOutside(const std::set<pid_t>& skip, const std::function<Status(pid_t)>& fn);
@@ -156,5 +159,21 @@ Status ForEachPidOutside(const std::set<pid_t>& skip, const std::function<Status
 // itself, until `fn` returns an error, which is returned. Processes that exit
 // meanwhile, kernel threads and fds that close are skipped.
 Status ForEachFdOutside(const std::set<pid_t>& skip, const std::function<Status(const OutsideFd&)>& fn);
+
+// One line of /proc/PID/mountinfo (proc(5)); paths unescaped (\ooo).
+struct MountInfo {
+  std::string root;          // the mounted directory of the file system
+  std::string mount_point;   // relative to the reader's root
+  std::string fstype;        // "ext4", "cgroup", "cgroup2", ...
+  std::vector<std::string> super_options;  // comma-separated list after the source
+};
+Result<std::vector<MountInfo>> ParseMountInfo(std::string_view text);
+// mountinfo escapes space, tab, newline and backslash as \ooo.
+std::string UnescapeMountField(std::string_view s);
+
+// Calls `fn(pid, tid)` for every thread of every process (but cryo's own),
+// until `fn` returns an error, which is returned. Processes and threads that
+// exit meanwhile are skipped.
+Status ForEachTask(const std::function<Status(pid_t pid, pid_t tid)>& fn);
 
 }  // namespace cryo::proc

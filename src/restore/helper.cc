@@ -26,6 +26,7 @@
 #include "proc/proc.h"
 #include "restorer/blob.h"
 #include "restorer/restorer_args.h"
+#include "tree/proc_attrs.h"
 #include "tree/task_restore.h"
 
 namespace cryo {
@@ -290,6 +291,8 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
 
   std::vector<std::string> warnings;
   CRYO_RETURN_IF_ERROR(ApplyProcessSettings(core, &warnings));
+  const bool leads_session = core.sid() == ctx.pid && !(ctx.shell_job && ctx.pool->ttys().JoinsShellSession(core));
+  CRYO_RETURN_IF_ERROR(ApplyProcessAttrs(core, leads_session));
   for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
   CRYO_RETURN_IF_ERROR(InstallFdTable(ctx));
 
@@ -416,6 +419,12 @@ Status CloneTask(HelperContext& ctx, pid_t pid, std::vector<pid_t>* ghosts) {
   Status s;
   if (t.kind == PlannedTask::kSessionGhost ? ::setsid() < 0 : ::setpgid(0, 0) != 0)
     s = Status::FromErrno("leading the rebuilt session/group " + std::to_string(ctx.pid));
+  // The session's autogroup is the ghost's: its members inherit it.
+  for (const auto& [pid, p] : ctx.img->processes)
+    if (s.ok() && t.kind == PlannedTask::kSessionGhost && p.core.sid() == ctx.pid && p.core.has_autogroup_nice()) {
+      s = ApplyAutogroupNice(p.core.autogroup_nice());
+      break;
+    }
   std::vector<pid_t> none;
   for (pid_t m : t.clones)
     if (s.ok()) s = CloneTask(ctx, m, &none);
@@ -434,6 +443,12 @@ Status Run(HelperContext& ctx) {
   const image::ProcessCore& core = ctx.img->processes.at(ctx.pid).core;
   const TtySet& ttys = ctx.pool->ttys();
   const bool joins_shell_session = ctx.shell_job && ttys.JoinsShellSession(core);
+  // Before any clone (the children inherit both) and before memory is mapped
+  // (charged to the memory cgroup the helper is in).
+  if (!core.zombie()) {
+    CRYO_RETURN_IF_ERROR(cgroup::JoinCgroups(ctx.cgroups->ProcsFiles(ctx.pid)));
+    CRYO_RETURN_IF_ERROR(ApplyAuditSession(core));
+  }
   SessionPhase1(core, joins_shell_session);
   // Before any clone: the session's other processes inherit the terminal.
   CRYO_RETURN_IF_ERROR(ttys.TakeControllingTty(ctx.pid, core.sid() == ctx.pid && !joins_shell_session));

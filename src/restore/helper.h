@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cgroup/cgroup_restore.h"
 #include "files/fd_pool.h"
 #include "files/shared_tables.h"
 #include "image/image_dir.h"
@@ -68,6 +69,7 @@ struct HelperContext {
   // an fd table or fs_struct, and the group's board.
   SharingRole role;
   GroupBoard board;
+  const cgroup::CgroupPlacement* cgroups = nullptr;  // where each process moves itself
 };
 
 [[noreturn]] void RunHelper(HelperContext ctx);

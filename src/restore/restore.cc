@@ -41,8 +41,10 @@
 #include "restore/helper.h"
 #include "restorer/blob.h"
 #include "restorer/restorer_args.h"
-#include "tree/task_restore.h"
 #include "seize/ptrace_util.h"
+#include "tree/job_control.h"
+#include "tree/proc_attrs.h"
+#include "tree/task_restore.h"
 
 namespace cryo {
 
@@ -240,6 +242,8 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
   rs.SetSyscallInsn(rep.area + syscall_off);
   CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_close, rep.status_fd));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the status pipe in pid " + std::to_string(pid));
+  // While the blob's syscall instruction is still mapped.
+  CRYO_RETURN_IF_ERROR(RestoreDumpableFlag(rs, proc.core));
   CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_munmap, rep.area, rep.area_len));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "unmapping the restorer from pid " + std::to_string(pid));
   for (const image::TaskCore& t : proc.core.threads()) {
@@ -249,6 +253,8 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
     CRYO_RETURN_IF_ERROR(SetRegs(t.tid(), regs));
     CRYO_RETURN_IF_ERROR(SetXstate(t.tid(), t.regs().xsave()));
     CRYO_RETURN_IF_ERROR(SetSigmask(t.tid(), t.blocked()));
+    CRYO_RETURN_IF_ERROR(ApplyThreadAttrs(t));
+    if (t.has_sched_attr()) continue;  // older images: policy, priority and nice only
     const int policy = static_cast<int>(t.sched_policy());
     if (policy != SCHED_OTHER) {
       struct sched_param sp = {static_cast<int>(t.sched_priority())};
@@ -328,6 +334,11 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   CRYO_RETURN_IF_ERROR(CheckOwnerGroups(plan, cores, fd_tables));
   CRYO_RETURN_IF_ERROR(CheckLeasesFree(img));
   CRYO_RETURN_IF_ERROR(CheckLocksFree(img));
+  for (const auto& [pid, p] : img.processes) {
+    CRYO_RETURN_IF_ERROR(ValidateJobControl(p.core));
+    CRYO_RETURN_IF_ERROR(CheckDumpableFlag(p.core));
+    CRYO_RETURN_IF_ERROR(CheckRestoreAttrs(p.core, pid == root));
+  }
   // What outlives a killed cryo (SysV segments, files) is made known to the
   // janitor first; it removes it unless the restore completes.
   std::unique_ptr<Janitor> janitor;
@@ -335,6 +346,11 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     CRYO_ASSIGN_OR_RETURN(janitor, Janitor::Start(ImagePids(img)));
     SetCurrentJanitor(janitor.get());
   }
+  CRYO_ASSIGN_OR_RETURN(cgroup::CgroupRoots cgroup_roots, cgroup::ParseCgroupRoots(opts.cgroup_roots));
+  // Declared before the tree guard: on failure the processes go first, then
+  // the cgroups created for them.
+  CRYO_ASSIGN_OR_RETURN(std::unique_ptr<cgroup::CgroupPlacement> cgroups,
+                        cgroup::CgroupPlacement::Prepare(img, cgroup_roots));
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   RestoreFaultPoint("objects");
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
@@ -375,6 +391,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ctx.cryo_vmas = &cryo_vmas;
   const std::map<pid_t, SharingRole> roles = SharingRoles(cores);
   ctx.roles = &roles;
+  ctx.cgroups = cgroups.get();
 
   // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
   // blocked and read from a signalfd, it wakes the wait loop below at once.
@@ -515,6 +532,10 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   }
   // Queued while they are stopped: handled as soon as they run.
   pool.ttys().NotifyWindowChange();
+  // Processes that were stopped stop again as they leave their ptrace stop.
+  std::vector<std::string> stop_warnings;
+  for (pid_t pid : leaders) CRYO_RETURN_IF_ERROR(StopAtRelease(img.processes.at(pid).core, &stop_warnings));
+  for (const std::string& w : stop_warnings) LOG_WARN("%s", w.c_str());
   // What the restore made stays from here on (a kill between this and the
   // release leaves it, never a running tree without it).
   if (janitor) janitor->Done();
@@ -522,6 +543,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   for (pid_t tid : expected)
     if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
   guard.Release();
+  cgroups->Keep();
   LOG_INFO("pid %d restored from %s in %.1f ms (%zu %s)", root, opts.images_dir.c_str(), (Now() - t0) * 1e3,
            img.processes.size(), img.processes.size() == 1 ? "process" : "processes");
   return root;

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 
@@ -16,6 +17,9 @@ struct RestoreOptions {
   bool detach = false;
   std::string pidfile;
   bool shell_job = false;  // the image's terminals become cryo's terminal
+  // --cgroup-root: "PATH" or "HIERARCHY:PATH", where to place the tree's
+  // cgroups instead of below cryo's own (cgroup_restore.h).
+  std::vector<std::string> cgroup_roots;
 };
 
 // Restores the image. On success returns the restored root pid, running (cryo

@@ -23,7 +23,7 @@ enum : long {
   kSetitimer = 38, kGetpid = 39, kExitGroup = 231, kTgkill = 234, kSetresuid = 117, kSetresgid = 119,
   kSetfsuid = 122, kSetfsgid = 123, kCapset = 126, kRtSigqueueinfo = 129, kSigaltstack = 131, kPrctl = 157,
   kSetgroups = 116, kSetTidAddress = 218, kSetRobustList = 273, kRtTgsigqueueinfo = 297, kRseq = 334,
-  kClone3 = 435, kNanosleep = 35,
+  kClone3 = 435, kNanosleep = 35, kCapget = 125,
 };
 
 inline long Sys(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) {
@@ -148,39 +148,68 @@ void RestoreThreadState(const Args* a) {
     CHECK(a, Sys(kSetRobustList, a->robust_list, a->robust_list_len), "set_robust_list", a->robust_list);
   Sys(kSetTidAddress, a->clear_child_tid);
   if (a->rseq_addr) CHECK(a, Sys(kRseq, a->rseq_addr, a->rseq_len, 0, a->rseq_sig), "rseq registration", a->rseq_addr);
-  constexpr long kPrSetPdeathsig = 1;  // the helper ran with SIGKILL, to die with a failed cryo
+}
+
+// After the credentials, which reset it (prctl(2)). The helper ran with
+// SIGKILL, to die with a failed cryo; cryo's PTRACE_O_EXITKILL covers the rest.
+void RestorePdeathSignal(const Args* a) {
+  constexpr long kPrSetPdeathsig = 1;
   CHECK(a, Sys(kPrctl, kPrSetPdeathsig, a->pdeath_sig), "PR_SET_PDEATHSIG", a->pdeath_sig);
 }
 
+// Credentials, in an order the kernel's side effects allow (each thread its
+// own: they are per task):
+//  - the uid/gid switch runs under SECBIT_NO_SETUID_FIXUP, so the kernel does
+//    not touch the capability sets meanwhile (capabilities(7), "Effect of
+//    user ID changes on capabilities") and CAP_SETPCAP stays for the rest;
+//  - the inheritable set comes before the ambient raises (ambient needs each
+//    capability permitted and inheritable) and before the bounding-set drops
+//    (capset only adds inheritable capabilities that are in the bounding set);
+//  - the image's securebits (locks included) come after the ambient raises
+//    (SECBIT_NO_CAP_AMBIENT_RAISE) and before the final capset, which may drop
+//    CAP_SETPCAP.
+// A uid or gid change resets the parent-death signal and the dumpable flag
+// (commit_creds): both are set after this, not before.
 void RestoreCreds(const Args* a) {
   const CredsArg& c = a->creds;
-  constexpr long kPrCapbsetDrop = 24, kPrSetSecurebits = 28, kPrSetKeepcaps = 8, kPrCapAmbient = 47,
-                 kPrCapAmbientRaise = 2, kPrCapAmbientClearAll = 4, kPrSetNoNewPrivs = 38;
-  const bool to_root = c.uid[0] == 0 && c.uid[1] == 0 && c.uid[2] == 0 && c.uid[3] == 0;
-  CHECK(a, Sys(kSetgroups, c.ngroups, reinterpret_cast<long>(c.groups)), "setgroups", c.ngroups);
-  for (uint32_t cap = 0; cap <= c.last_cap && cap < 64; ++cap)
-    if (!(c.cap_bnd & (1ull << cap))) CHECK(a, Sys(kPrctl, kPrCapbsetDrop, cap), "PR_CAPBSET_DROP", cap);
-  if (!to_root) CHECK(a, Sys(kPrctl, kPrSetSecurebits, c.securebits | (1 << 4) /*SECBIT_KEEP_CAPS*/), "PR_SET_SECUREBITS", c.securebits);
-  else if (c.securebits) CHECK(a, Sys(kPrctl, kPrSetSecurebits, c.securebits), "PR_SET_SECUREBITS", c.securebits);
-  CHECK(a, Sys(kSetresgid, c.gid[0], c.gid[1], c.gid[2]), "setresgid", c.gid[1]);
-  Sys(kSetfsgid, c.gid[3]);
-  CHECK(a, Sys(kSetresuid, c.uid[0], c.uid[1], c.uid[2]), "setresuid", c.uid[1]);
-  Sys(kSetfsuid, c.uid[3]);
+  constexpr long kPrCapbsetDrop = 24, kPrSetSecurebits = 28, kPrCapAmbient = 47, kPrCapAmbientRaise = 2,
+                 kPrCapAmbientClearAll = 4, kPrSetNoNewPrivs = 38, kSecbitNoSetuidFixup = 1 << 2;
   struct {
     uint32_t version;
     int32_t pid;
   } hdr = {0x20080522 /*_LINUX_CAPABILITY_VERSION_3*/, 0};
-  struct {
+  struct CapData {
     uint32_t eff, prm, inh;
-  } data[2] = {{static_cast<uint32_t>(c.cap_eff), static_cast<uint32_t>(c.cap_prm), static_cast<uint32_t>(c.cap_inh)},
-               {static_cast<uint32_t>(c.cap_eff >> 32), static_cast<uint32_t>(c.cap_prm >> 32),
-                static_cast<uint32_t>(c.cap_inh >> 32)}};
-  CHECK(a, Sys(kCapset, reinterpret_cast<long>(&hdr), reinterpret_cast<long>(data)), "capset", c.cap_eff);
+  } now[2] = {}, data[2];
+  CHECK(a, Sys(kCapget, reinterpret_cast<long>(&hdr), reinterpret_cast<long>(now)), "capget", 0);
+  CHECK(a, Sys(kSetgroups, c.ngroups, reinterpret_cast<long>(c.groups)), "setgroups", c.ngroups);
+  CHECK(a, Sys(kPrctl, kPrSetSecurebits, kSecbitNoSetuidFixup), "PR_SET_SECUREBITS", kSecbitNoSetuidFixup);
+  CHECK(a, Sys(kSetresgid, c.gid[0], c.gid[1], c.gid[2]), "setresgid", c.gid[1]);
+  Sys(kSetfsgid, c.gid[3]);
+  CHECK(a, Sys(kSetresuid, c.uid[0], c.uid[1], c.uid[2]), "setresuid", c.uid[1]);
+  Sys(kSetfsuid, c.uid[3]);
+  for (int i = 0; i < 2; ++i) data[i] = {now[i].eff, now[i].prm, static_cast<uint32_t>(c.cap_inh >> (32 * i))};
+  CHECK(a, Sys(kCapset, reinterpret_cast<long>(&hdr), reinterpret_cast<long>(data)), "capset (inheritable)", c.cap_inh);
   Sys(kPrctl, kPrCapAmbient, kPrCapAmbientClearAll, 0, 0, 0);
   for (uint32_t cap = 0; cap <= c.last_cap && cap < 64; ++cap)
     if (c.cap_amb & (1ull << cap)) CHECK(a, Sys(kPrctl, kPrCapAmbient, kPrCapAmbientRaise, cap, 0, 0), "PR_CAP_AMBIENT_RAISE", cap);
-  if (!to_root) CHECK(a, Sys(kPrctl, kPrSetKeepcaps, (c.securebits >> 4) & 1), "PR_SET_KEEPCAPS", c.securebits);
+  for (uint32_t cap = 0; cap <= c.last_cap && cap < 64; ++cap)
+    if (!(c.cap_bnd & (1ull << cap))) CHECK(a, Sys(kPrctl, kPrCapbsetDrop, cap), "PR_CAPBSET_DROP", cap);
+  CHECK(a, Sys(kPrctl, kPrSetSecurebits, c.securebits), "PR_SET_SECUREBITS", c.securebits);
+  for (int i = 0; i < 2; ++i)
+    data[i] = {static_cast<uint32_t>(c.cap_eff >> (32 * i)), static_cast<uint32_t>(c.cap_prm >> (32 * i)),
+               static_cast<uint32_t>(c.cap_inh >> (32 * i))};
+  CHECK(a, Sys(kCapset, reinterpret_cast<long>(&hdr), reinterpret_cast<long>(data)), "capset", c.cap_eff);
   if (c.no_new_privs) CHECK(a, Sys(kPrctl, kPrSetNoNewPrivs, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS", 1);
+}
+
+// Makes the dumpable flag fs.suid_dumpable, which is what the original's 2
+// (SUID_DUMP_ROOT) came from: prctl(PR_SET_DUMPABLE) takes only 0 and 1, but
+// a change of the effective uid sets it (commit_creds). Before the
+// credentials are restored (it needs CAP_SETUID); they keep it.
+void DumpableFromSysctl(const Args* a) {
+  CHECK(a, Sys(kSetresuid, -1, 1, -1), "setresuid (dumpable)", 1);
+  CHECK(a, Sys(kSetresuid, -1, 0, -1), "setresuid (dumpable)", 0);
 }
 
 void RestoreAltstack(const Args* a, uint64_t sp, uint64_t size, int32_t flags) {
@@ -304,7 +333,11 @@ void* memset(void* d, int c, size_t n) {
   // Threads are created while we still have CAP_CHECKPOINT_RESTORE (set_tid);
   // each then sets its own credentials (they are per thread in the kernel).
   CreateThreads(a);
+  if (a->dumpable == 2) DumpableFromSysctl(a);
   if (a->restore_creds) RestoreCreds(a);
+  RestorePdeathSignal(a);
+  // The dumpable flag is per address space, and every thread's credential
+  // switch resets it: cryo sets it once all of them have stopped.
   // cryo, our ptracer, takes it from here: it closes status_fd, unmaps the
   // blob, loads every thread's registers and signal mask, and releases them.
   for (;;) Sys(kTgkill, a->pid, a->pid, 19 /*SIGSTOP*/);

@@ -139,6 +139,7 @@ struct Args {
   uint64_t robust_list_len;
   uint64_t clear_child_tid;
   int32_t pdeath_sig;
+  int32_t dumpable;  // PR_GET_DUMPABLE of the image (2: from fs.suid_dumpable)
 
   uint32_t n_pending_private;
   uint32_t n_pending_shared;

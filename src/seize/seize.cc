@@ -18,6 +18,25 @@ constexpr uint64_t kPfKthread = 0x00200000;
 
 std::string Pid(pid_t pid) { return "pid " + std::to_string(pid); }
 std::string Tid(pid_t tid) { return "task " + std::to_string(tid); }
+
+bool IsStopSignal(int sig) { return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU; }
+
+int32_t Signo(const std::vector<uint8_t>& info) {
+  int32_t signo;
+  std::memcpy(&signo, info.data(), sizeof(signo));
+  return signo;
+}
+
+// Names who traces `tid` (PTRACE_SEIZE failed with EPERM), or an empty string.
+std::string TracedBy(pid_t pid, pid_t tid) {
+  auto st = proc::ReadStatus(tid);
+  if (!st.ok() || st->tracer_pid == 0) return "";
+  auto tracer = proc::ReadStatus(st->tracer_pid);
+  const std::string who = (tid == pid ? Pid(pid) : Tid(tid) + " of " + Pid(pid));
+  return who + " is traced by pid " + std::to_string(st->tracer_pid) +
+         (tracer.ok() ? " (" + tracer->name + ")" : std::string()) +
+         "; detach it first (cryo cannot seize a traced process, nor restore a ptrace relationship)";
+}
 }  // namespace
 
 Status CheckDumpable(pid_t pid) {
@@ -30,7 +49,9 @@ Status CheckDumpable(pid_t pid) {
     return st.status();
   }
   if (st->pid != pid) return Status::Error(Pid(pid) + " is a thread, not a process; give its thread-group id");
-  if ((st->flags & kPfKthread) || pid == 2 || st->ppid == 2)
+  // By the flag, not the number: pid 2 is kthreadd only in the initial PID
+  // namespace; in another one it is the first process after its init.
+  if (st->flags & kPfKthread)
     return Status::Error(Pid(pid) + " (" + st->comm + ") is a kernel thread");
   if (st->state == 'Z') return Status::Error(Pid(pid) + " (" + st->comm + ") is a zombie");
   return Status::Ok();
@@ -53,7 +74,12 @@ Status SeizedProcess::SeizeThread(pid_t tid) {
       }
       errno = EPERM;
     }
-    if (errno == EPERM) return Status::FromErrno("PTRACE_SEIZE " + Tid(tid) + " (already traced by another process, or not permitted)");
+    if (errno == EPERM) {
+      const std::string traced = TracedBy(pid_, tid);
+      if (!traced.empty()) return Status::Error(traced);
+      errno = EPERM;
+      return Status::FromErrno("PTRACE_SEIZE " + Tid(tid) + " (not permitted)");
+    }
     return Status::FromErrno("PTRACE_SEIZE " + Tid(tid));
   }
   SeizedTask t;
@@ -71,7 +97,12 @@ Status SeizedProcess::WaitInterrupted(SeizedTask& t) {
   for (int i = 0; i < 256; ++i) {
     CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(t.tid));
     if (si.exited) return Status::Errno(ESRCH, Tid(t.tid) + " exited while being seized");
-    if (si.event_stop()) return Status::Ok();
+    if (si.event_stop()) {
+      // A seized task reports the signal of a group-stop in effect or in
+      // progress in its PTRACE_EVENT_STOP, SIGTRAP otherwise (do_jobctl_trap).
+      if (IsStopSignal(si.stopsig)) t.group_stop = si.stopsig;
+      return Status::Ok();
+    }
     if (si.signal_delivery_stop()) {
       std::vector<uint8_t> info(128);
       if (ptrace(PTRACE_GETSIGINFO, t.tid, nullptr, info.data()) != 0) return Status::FromErrno("PTRACE_GETSIGINFO " + Tid(t.tid));
@@ -126,6 +157,20 @@ Result<std::unique_ptr<SeizedProcess>> SeizedProcess::Seize(pid_t pid) {
   return sp;
 }
 
+int SeizedProcess::group_stop() const {
+  for (const SeizedTask& t : threads_)
+    if (t.group_stop) return t.group_stop;
+  return 0;
+}
+
+int SeizedProcess::pending_stop() const {
+  if (dequeued_stop_) return SIGSTOP;
+  for (const SeizedTask& t : threads_)
+    for (const auto& info : t.intercepted)
+      if (Signo(info) == SIGSTOP) return SIGSTOP;
+  return 0;
+}
+
 SeizedProcess::~SeizedProcess() {
   if (!released_) {
     Status s = Detach();
@@ -136,6 +181,12 @@ SeizedProcess::~SeizedProcess() {
 Status SeizedProcess::Detach() {
   released_ = true;
   Status first;
+  // A SIGSTOP cryo dequeued is queued again while every thread is still
+  // traced (no thread takes it then: wants_signal); each thread finds it on
+  // its way out of the ptrace stop, before any user code runs. A group-stop
+  // in effect needs nothing: the detach re-enters it.
+  if (!group_stop() && pending_stop() && ::kill(pid_, SIGSTOP) != 0)
+    first = Status::FromErrno("queueing the SIGSTOP of " + Pid(pid_) + " again");
   for (SeizedTask& t : threads_) {
     // The registers may have been used for remote system calls: put them back,
     // applying the syscall-restart rewrite the kernel would have made had the
@@ -149,11 +200,11 @@ Status SeizedProcess::Detach() {
     }
     Status m = SetSigmask(t.tid, t.sigmask);
     int sig = 0;
-    if (!t.intercepted.empty()) {
-      int32_t signo;
-      std::memcpy(&signo, t.intercepted.front().data(), sizeof(signo));
-      sig = signo;  // delivered again by the detach itself
-    }
+    for (const auto& info : t.intercepted)
+      if (Signo(info) != SIGSTOP) {
+        sig = Signo(info);  // delivered again by the detach itself
+        break;
+      }
     if (ptrace(PTRACE_DETACH, t.tid, nullptr, reinterpret_cast<void*>(static_cast<long>(sig))) != 0 && first.ok())
       first = Status::FromErrno("PTRACE_DETACH " + Tid(t.tid));
     if (first.ok() && !s.ok()) first = s;

@@ -21,8 +21,14 @@ struct SeizedTask {
   user_regs_struct regs{};    // as found when seized
   uint64_t sigmask = 0;       // blocked signals as found
   // Signals dequeued by a signal-delivery-stop while we seized (raw siginfo):
-  // recorded as pending in the image, and delivered again on detach.
+  // recorded as pending in the image, and delivered again on detach. A
+  // SIGSTOP among them is not a pending signal but a stop about to happen
+  // (SeizedProcess::pending_stop()).
   std::vector<std::vector<uint8_t>> intercepted;
+  // The stop signal of the group-stop its PTRACE_EVENT_STOP reported
+  // (SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU): the process was stopped, or
+  // stopping, when seized. 0: the plain interrupt stop (SIGTRAP).
+  int group_stop = 0;
 };
 
 class SeizedProcess {
@@ -37,7 +43,20 @@ class SeizedProcess {
   std::vector<SeizedTask>& threads() { return threads_; }
   SeizedTask& leader() { return threads_.front(); }
 
-  // Restores the found registers and masks and lets every thread run on.
+  // The job-control stop of the process when it was seized: the signal of its
+  // group-stop (in effect, or in progress: a thread that had not stopped yet
+  // would have), else 0.
+  int group_stop() const;
+  // A SIGSTOP dequeued while cryo held the process (intercepted at the seize,
+  // or during remote system calls: `stop_sink()`), which cryo kept from
+  // taking effect: the process is to stop as soon as it runs. 0 or SIGSTOP.
+  int pending_stop() const;
+  // Where remote system calls in this process report a SIGSTOP they dequeued.
+  int* stop_sink() { return &dequeued_stop_; }
+
+  // Restores the found registers and masks and lets every thread run on. A
+  // group-stopped process stays stopped (the kernel re-enters the stop on
+  // detach, __ptrace_unlink); a pending stop is queued again.
   Status Detach();
   // SIGKILL, then waits until every thread is reported dead.
   Status Kill();
@@ -48,6 +67,7 @@ class SeizedProcess {
   Status WaitInterrupted(SeizedTask& t);
   pid_t pid_;
   std::vector<SeizedTask> threads_;
+  int dequeued_stop_ = 0;
   bool released_ = false;
 };
 

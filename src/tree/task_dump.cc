@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include "base/log.h"
 #include "seize/ptrace_util.h"
 #include "tree/posix_timers.h"
+#include "tree/proc_attrs.h"
 
 namespace cryo {
 
@@ -160,7 +162,7 @@ struct ProcessQueries {
     int32_t child_subreaper;
   };
   Out out{};
-  long securebits = 0, brk = 0, dumpable = 0;
+  long securebits = 0, brk = 0, dumpable = 0, wait = 0;
 };
 
 // With the leader's own thread queries (slot 0) in the same batch, and the
@@ -191,17 +193,23 @@ Status QueryProcess(pid_t pid, RemoteSyscaller& rs, ProcessQueries* q, std::vect
   add("PR_GET_PDEATHSIG", SYS_prctl, {PR_GET_PDEATHSIG, at(&q->out.pdeath_sig)});
   add("PR_GET_DUMPABLE", SYS_prctl, {PR_GET_DUMPABLE});
   add("PR_GET_CHILD_SUBREAPER", SYS_prctl, {PR_GET_CHILD_SUBREAPER, at(&q->out.child_subreaper)});
+  // Tracees are waited for whatever their exit signal (eligible_child), real
+  // children under __WCLONE only if theirs is not SIGCHLD: ECHILD means no
+  // tracee (when every child exits with SIGCHLD). No infop: nothing written.
+  add("waitid", SYS_waitid, {P_ALL, 0, 0, WNOHANG | WNOWAIT | WEXITED | WSTOPPED | __WCLONE, 0});
   const size_t n = calls.size();
   calls.insert(calls.end(), extra.begin(), extra.end());
   CRYO_ASSIGN_OR_RETURN(std::vector<long> r, rs.Batch(calls));
   CRYO_RETURN_IF_ERROR(ThreadResults(pid, r, &(*tq)[0]));
   CRYO_RETURN_IF_ERROR(ReadThreadOuts(rs, 0, 1, tq));
   for (size_t i = kThreadCalls; i < n; ++i)
-    if (std::strcmp(names[i], "brk") != 0) CRYO_RETURN_IF_ERROR(CheckRemote(r[i], pid, names[i]));
+    if (std::strcmp(names[i], "brk") != 0 && std::strcmp(names[i], "waitid") != 0)
+      CRYO_RETURN_IF_ERROR(CheckRemote(r[i], pid, names[i]));
   if (extra_results) extra_results->assign(r.begin() + static_cast<long>(n), r.end());
-  q->securebits = r[n - 5];
-  q->brk = r[n - 4];
-  q->dumpable = r[n - 2];
+  q->securebits = r[n - 6];
+  q->brk = r[n - 5];
+  q->dumpable = r[n - 3];
+  q->wait = r[n - 1];
   return rs.ReadMem(base, &q->out, sizeof(q->out));
 }
 
@@ -267,7 +275,7 @@ Status DumpTask(SeizedTask& task, const ThreadQueries& q, const proc::Stat& stat
   t->set_sched_priority(static_cast<uint32_t>(sp.sched_priority));
   t->set_nice(static_cast<int32_t>(stat.nice));
   t->set_timer_slack_ns(static_cast<uint64_t>(q.timer_slack));
-  return Status::Ok();
+  return DumpThreadAttrs(tid, t);
 }
 
 Status DumpCreds(const proc::ProcStatus& st, const ProcessQueries& q, image::Creds* c) {
@@ -308,7 +316,8 @@ Status DumpMmFields(pid_t pid, const ProcessQueries& q, const proc::Stat& stat, 
 }  // namespace
 
 Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat& stat, const proc::ProcStatus& status,
-                       image::ProcessCore* core, const std::vector<RemoteCall>& extra, std::vector<long>* extra_results) {
+                       image::ProcessCore* core, bool* may_trace, const std::vector<RemoteCall>& extra,
+                       std::vector<long>* extra_results) {
   const pid_t pid = sp.pid();
   const std::string dir = "/proc/" + std::to_string(pid);
   core->set_pid(pid);
@@ -327,6 +336,7 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   std::vector<ThreadQueries> tq(n);
   ProcessQueries q;
   CRYO_RETURN_IF_ERROR(QueryProcess(pid, rs, &q, &tq, extra, extra_results));
+  *may_trace = q.wait != -ECHILD;
   for (size_t i = 1; i < n; ++i) {
     SeizedTask& t = sp.threads()[i];
     CRYO_ASSIGN_OR_RETURN(auto trs, rs.ForThread(t.tid, t.regs));
@@ -367,16 +377,10 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   CRYO_ASSIGN_OR_RETURN(std::string root, ReadLink(dir + "/root"));
   core->set_root(root);
 
-  // The core dump filter is inherited across fork: recorded only when the
-  // restored process, a fork of cryo, would not have it anyway.
-  CRYO_ASSIGN_OR_RETURN(std::string filter, ReadFileToString(dir + "/coredump_filter"));
-  CRYO_ASSIGN_OR_RETURN(std::string own_filter, ReadFileToString("/proc/self/coredump_filter"));
-  if (filter != own_filter) core->set_coredump_filter(static_cast<uint32_t>(std::stoul(filter, nullptr, 16)));
-
   core->set_pdeath_sig(q.out.pdeath_sig);
   core->set_dumpable(static_cast<int32_t>(q.dumpable));
   core->set_child_subreaper(q.out.child_subreaper != 0);
-  return Status::Ok();
+  return DumpProcessAttrs(pid, core);
 }
 
 }  // namespace cryo

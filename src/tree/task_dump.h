@@ -13,11 +13,14 @@
 namespace cryo {
 
 // Fills `core` for a seized process, every thread included. `rs` runs system
-// calls in the leader (its scratch memory must be mapped). The read-only
-// `extra` calls (registers only, no memory) run in the leader's batch too;
-// their raw results (-errno on failure) go to `extra_results`.
+// calls in the leader (its scratch memory must be mapped). `may_trace` is set
+// when the process might trace a task (SeizedTree::CheckNoTracees decides):
+// a remote waitid(__WCLONE) that finds a task to wait for, which is a tracee
+// unless the process has a child with an exit signal other than SIGCHLD. The
+// read-only `extra` calls (registers only, no memory) run in the leader's
+// batch too; their raw results (-errno on failure) go to `extra_results`.
 Status DumpProcessCore(SeizedProcess& proc, RemoteSyscaller& rs, const proc::Stat& stat, const proc::ProcStatus& status,
-                       image::ProcessCore* core, const std::vector<RemoteCall>& extra = {},
+                       image::ProcessCore* core, bool* may_trace, const std::vector<RemoteCall>& extra = {},
                        std::vector<long>* extra_results = nullptr);
 
 }  // namespace cryo

@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -23,7 +24,9 @@ Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::str
   const image::TaskCore& t = core.threads(0);
   if (::prctl(PR_SET_NAME, t.comm().c_str(), 0, 0, 0) != 0) return Status::FromErrno("PR_SET_NAME");
   const int policy = static_cast<int>(t.sched_policy()) & ~SCHED_RESET_ON_FORK;
-  if (policy != SCHED_OTHER || (t.sched_policy() & SCHED_RESET_ON_FORK)) {
+  // SCHED_DEADLINE needs sched_setattr, and a deadline task cannot clone its
+  // threads: cryo sets it at the final stop (ApplyThreadAttrs).
+  if (policy != SCHED_DEADLINE && (policy != SCHED_OTHER || (t.sched_policy() & SCHED_RESET_ON_FORK))) {
     struct sched_param sp = {static_cast<int>(t.sched_priority())};
     if (::sched_setscheduler(0, static_cast<int>(t.sched_policy()), &sp) != 0)
       return Status::FromErrno("sched_setscheduler policy " + std::to_string(policy));
@@ -35,17 +38,6 @@ Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::str
   if (::prctl(PR_SET_CHILD_SUBREAPER, core.child_subreaper() ? 1 : 0, 0, 0, 0) != 0)
     return Status::FromErrno("PR_SET_CHILD_SUBREAPER");
   CRYO_RETURN_IF_ERROR(RestorePosixTimers(core));
-  if (core.has_coredump_filter()) {
-    // An mm flag (proc(5)): the helper's mm is the restored process's.
-    char hex[16];
-    snprintf(hex, sizeof(hex), "0x%x", core.coredump_filter());  // base 0: kstrtouint
-    const int fd = ::open("/proc/self/coredump_filter", O_WRONLY | O_CLOEXEC);
-    if (fd < 0) return Status::FromErrno("open /proc/self/coredump_filter");
-    const ssize_t n = ::write(fd, hex, strlen(hex));
-    const int err = errno;
-    ::close(fd);
-    if (n != static_cast<ssize_t>(strlen(hex))) return Status::Errno(err, "writing coredump_filter " + std::string(hex));
-  }
   return Status::Ok();
 }
 
@@ -70,7 +62,33 @@ Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string
   if (set_root && !core.root().empty() && core.root() != "/") {
     if (::chroot(core.root().c_str()) != 0) return Status::FromErrno("chroot to " + core.root());
   }
-  if (::prctl(PR_SET_DUMPABLE, core.dumpable(), 0, 0, 0) != 0) return Status::FromErrno("PR_SET_DUMPABLE");
+  return Status::Ok();
+}
+
+Status CheckDumpableFlag(const image::ProcessCore& core) {
+  const std::string who = "pid " + std::to_string(core.pid());
+  if (core.zombie()) return Status::Ok();
+  if (core.dumpable() < 0 || core.dumpable() > 2)
+    return Status::Error(who + ": dumpable flag " + std::to_string(core.dumpable()) + " is invalid (corrupted)");
+  if (core.dumpable() != 2) return Status::Ok();
+  // 2 (SUID_DUMP_ROOT) can only come from fs.suid_dumpable (restorer.cc).
+  auto sysctl = ReadFileToString("/proc/sys/fs/suid_dumpable");
+  const std::string here = sysctl.ok() ? std::string(Trim(*sysctl)) : "unknown";
+  if (here != "2")
+    return Status::Error(who + " has dumpable flag 2 (fs.suid_dumpable), which this system (fs.suid_dumpable " + here +
+                         ") would not give it; set the sysctl fs.suid_dumpable to 2 to restore it");
+  return Status::Ok();
+}
+
+Status RestoreDumpableFlag(RemoteSyscaller& rs, const image::ProcessCore& core) {
+  const std::string who = "pid " + std::to_string(core.pid());
+  CRYO_ASSIGN_OR_RETURN(long now, rs.Syscall(SYS_prctl, PR_GET_DUMPABLE));
+  if (now < 0) return Status::Errno(static_cast<int>(-now), "PR_GET_DUMPABLE in restored " + who);
+  if (now == core.dumpable()) return Status::Ok();
+  if (core.dumpable() == 2)
+    return Status::Error(who + ": its dumpable flag came out " + std::to_string(now) + ", not 2 (fs.suid_dumpable)");
+  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_prctl, PR_SET_DUMPABLE, static_cast<uint64_t>(core.dumpable())));
+  if (r != 0) return Status::Errno(static_cast<int>(-r), "PR_SET_DUMPABLE in restored " + who);
   return Status::Ok();
 }
 
@@ -141,6 +159,7 @@ Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* 
   a->robust_list_len = t.robust_list_len();
   a->clear_child_tid = t.clear_child_tid();
   a->pdeath_sig = core.pdeath_sig();
+  a->dumpable = core.dumpable();
 
   a->n_pending_private = static_cast<uint32_t>(t.pending_size());
   a->n_pending_shared = static_cast<uint32_t>(core.shared_pending_size());

@@ -8,6 +8,7 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "inject/remote_syscall.h"
 #include "restorer/restorer_args.h"
 
 namespace cryo {
@@ -17,7 +18,7 @@ namespace cryo {
 Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::string>* warnings);
 // Last settings, after files are open and memory is premapped: personality,
 // rlimits, root directory (unless `set_root` is false: another process sets
-// the fs_struct it shares), dumpable.
+// the fs_struct it shares).
 Status ApplyLateSettings(const image::ProcessCore& core, std::vector<std::string>* warnings, bool set_root = true);
 
 // Fills the signal, timer, rseq, robust-list, credential and mm parts of the
@@ -31,5 +32,13 @@ size_t PendingCount(const image::ProcessCore& core);
 // In cryo, before anything is created: the capability sets hold no
 // capability this kernel lacks (capset(2) would drop it without a word).
 Status CheckCapabilitiesFit(const image::ProcessCore& core);
+
+// The dumpable flag (PR_GET_DUMPABLE) is set at the very end, when every
+// thread has switched its credentials (each switch resets it, commit_creds):
+// CheckDumpableFlag refuses, before anything is created, a value this system
+// cannot give; RestoreDumpableFlag sets it in the stopped process with a remote
+// prctl (2, fs.suid_dumpable, comes from the credential switch itself).
+Status CheckDumpableFlag(const image::ProcessCore& core);
+Status RestoreDumpableFlag(RemoteSyscaller& rs, const image::ProcessCore& core);
 
 }  // namespace cryo

@@ -3,8 +3,16 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "base/unique_fd.h"
 #include "proc/proc.h"
 
 namespace cryo {
@@ -23,7 +31,41 @@ Result<std::vector<pid_t>> ChildrenOf(pid_t pid) {
   return out;
 }
 
+// TracerPid of /proc/PID/task/TID/status, from its first lines only (the
+// scan below reads it for every task of the system); 0 if gone.
+pid_t TracerOf(pid_t pid, pid_t tid) {
+  char path[64];
+  snprintf(path, sizeof(path), "/proc/%d/task/%d/status", static_cast<int>(pid), static_cast<int>(tid));
+  UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return 0;
+  char buf[512];
+  const ssize_t n = ::read(fd.get(), buf, sizeof(buf) - 1);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  const char* at = std::strstr(buf, "\nTracerPid:");
+  return at ? static_cast<pid_t>(std::strtol(at + 11, nullptr, 10)) : 0;
+}
+
 }  // namespace
+
+// A process of the tree that traces a task (its tracee runs on, or waits in
+// a ptrace stop for its tracer): the relationship would be lost by a kill-mode
+// dump and cannot be restored. (A traced process of the tree is refused when
+// it is seized, naming its tracer.)
+Status SeizedTree::CheckNoTracees() const {
+  std::map<pid_t, pid_t> tids;  // tid -> its process
+  for (const auto& p : processes_)
+    for (const SeizedTask& t : p->threads()) tids[t.tid] = p->pid();
+  return proc::ForEachTask([&](pid_t pid, pid_t tid) {
+    const pid_t tracer = TracerOf(pid, tid);
+    auto it = tids.find(tracer);
+    if (!tracer || it == tids.end()) return Status::Ok();
+    auto st = proc::ReadStatus(tid);
+    return Status::Error("pid " + std::to_string(it->second) + " traces " +
+                         (tid == pid ? "pid " + std::to_string(pid) : "task " + std::to_string(tid) + " of pid " + std::to_string(pid)) +
+                         " (" + (st.ok() ? st->name : "?") + "); cryo cannot restore a ptrace relationship: detach it first");
+  });
+}
 
 pid_t SeizedTree::ParentOf(pid_t pid) const {
   for (const auto& [p, pp] : parent_)

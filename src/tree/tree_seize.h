@@ -34,6 +34,12 @@ class SeizedTree {
   const std::vector<ZombieInfo>& zombies() const { return zombies_; }
   pid_t ParentOf(pid_t pid) const;
 
+  // Refuses a process of the tree that traces a task (the relationship
+  // cannot be restored), naming both: every task of the system is looked at
+  // (only /proc/PID/task/TID/status shows who traces whom), so it is called
+  // only when a process might trace (DumpProcessCore's `may_trace`).
+  Status CheckNoTracees() const;
+
   Status DetachAll();
   Status KillAll();
 

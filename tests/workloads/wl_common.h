@@ -252,6 +252,30 @@ static inline int wl_report(const char *dir, const struct wl_checks *c, const ch
     return c->failed == 0;
 }
 
+/* The verify loop of a workload whose state needs no ticking: polls for
+ * <dir>/verify every 10 ms, runs check(c, exiting, arg) (exiting: the request
+ * was "exit", the workload may tear down what it made), writes the result
+ * with `summary` and, on "exit", exits 0 (OK) or 1. Never returns. */
+typedef void (*wl_check_fn)(struct wl_checks *c, int exiting, void *arg);
+
+static inline __attribute__((noreturn)) void wl_serve(const char *dir, wl_check_fn check, void *arg,
+                                                      const char *summary)
+{
+    for (;;) {
+        int req = wl_poll_verify(dir);
+        if (req == WL_VERIFY_NONE) {
+            wl_sleep_ms(10);
+            continue;
+        }
+        struct wl_checks c;
+        wl_checks_init(&c);
+        check(&c, req == WL_VERIFY_EXIT, arg);
+        int ok = wl_report(dir, &c, summary);
+        if (req == WL_VERIFY_EXIT)
+            exit(ok ? 0 : 1);
+    }
+}
+
 /* Deterministic 64-bit pattern: a splitmix64 hash of (seed, index). */
 static inline uint64_t wl_pat(uint64_t seed, uint64_t i)
 {

@@ -1,0 +1,31 @@
+// The options of a socket cryo makes again (a listener): every option that
+// getsockopt(2) can read and setsockopt(2) can set, for the socket's family,
+// is compared with a new socket's of the same kind; those that differ are
+// recorded, and each is set once on a new socket at dump to check that it
+// reads back the same (else the dump is refused, naming the option). State
+// attached to a socket that cannot be read back (a socket filter, a TCP
+// upper-layer protocol) refuses the dump.
+#pragma once
+
+#include <google/protobuf/repeated_ptr_field.h>
+
+#include <string>
+
+#include "base/status.h"
+#include "cryo/image.pb.h"
+
+namespace cryo {
+
+// Records the options of `fd` (family, type and protocol as given) that differ
+// from a new socket's. `what` names the socket in errors.
+Status DumpSocketOptions(int fd, int family, int type, int protocol, const std::string& what,
+                         google::protobuf::RepeatedPtrField<image::SocketOption>* out);
+
+// Sets `options` on `fd`, a new socket (before bind).
+Status RestoreSocketOptions(int fd, const google::protobuf::RepeatedPtrField<image::SocketOption>& options,
+                            const std::string& what);
+
+// "SO_RCVBUF", "TCP_NODELAY", ... ("level L option N" for one not in the table).
+std::string SocketOptionName(int level, int name);
+
+}  // namespace cryo

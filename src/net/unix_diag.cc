@@ -1,0 +1,74 @@
+#include "net/unix_diag.h"
+
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/sysmacros.h>
+
+#include <cstring>
+
+#include "base/unique_fd.h"
+
+namespace cryo {
+
+Result<UnixSocketDiag> QueryUnixSocket(uint64_t ino) {
+  const std::string what = "UNIX_DIAG of socket inode " + std::to_string(ino);
+  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!nl.valid()) return Status::FromErrno("socket(NETLINK_SOCK_DIAG)");
+  struct {
+    struct nlmsghdr nlh;
+    struct unix_diag_req req;
+  } msg;
+  std::memset(&msg, 0, sizeof(msg));
+  msg.nlh.nlmsg_len = sizeof(msg);
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST;  // one socket (unix_diag_get_exact), not a dump
+  msg.req.sdiag_family = AF_UNIX;
+  msg.req.udiag_ino = static_cast<uint32_t>(ino);
+  msg.req.udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN;
+  msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE
+  struct sockaddr_nl sa;
+  std::memset(&sa, 0, sizeof(sa));
+  sa.nl_family = AF_NETLINK;
+  if (::sendto(nl.get(), &msg, sizeof(msg), 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) !=
+      static_cast<ssize_t>(sizeof(msg)))
+    return Status::FromErrno("sending " + what);
+  struct pollfd p = {nl.get(), POLLIN, 0};
+  const int ready = ::poll(&p, 1, 1000);
+  if (ready < 0) return Status::FromErrno("waiting for " + what);
+  if (ready == 0) return Status::Error(what + ": no answer within 1 s");
+  alignas(struct nlmsghdr) char buf[8192];
+  ssize_t n = ::recv(nl.get(), buf, sizeof(buf), 0);
+  if (n < 0) return Status::FromErrno("receiving " + what);
+  for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
+    if (h->nlmsg_type == NLMSG_ERROR) {
+      const auto* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
+      return Status::Errno(-e->error, what + " (a socket of another network namespace?)");
+    }
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+    const auto* d = static_cast<const struct unix_diag_msg*>(NLMSG_DATA(h));
+    if (d->udiag_ino != static_cast<uint32_t>(ino)) continue;
+    UnixSocketDiag out;
+    int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*d)));
+    for (auto* a = reinterpret_cast<const struct rtattr*>(d + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+      if (a->rta_type == UNIX_DIAG_VFS && RTA_PAYLOAD(a) >= sizeof(struct unix_diag_vfs)) {
+        const auto* v = static_cast<const struct unix_diag_vfs*>(RTA_DATA(a));
+        // The file system's s_dev, a kernel dev_t (20 bits of minor).
+        out.has_file = true;
+        out.file_dev = makedev(v->udiag_vfs_dev >> 20, v->udiag_vfs_dev & 0xfffff);
+        out.file_ino = v->udiag_vfs_ino;
+      } else if (a->rta_type == UNIX_DIAG_RQLEN && RTA_PAYLOAD(a) >= sizeof(struct unix_diag_rqlen)) {
+        const auto* q = static_cast<const struct unix_diag_rqlen*>(RTA_DATA(a));
+        out.queued = q->udiag_rqueue;
+        out.backlog = q->udiag_wqueue;
+      }
+    }
+    return out;
+  }
+  return Status::Error(what + ": no answer for that socket");
+}
+
+}  // namespace cryo
