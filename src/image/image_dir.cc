@@ -373,7 +373,8 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
   }
   if (HasFeature(inv, "pipes") || HasFeature(inv, "fifos"))
     CRYO_RETURN_IF_ERROR(ReadImageRecord(img, PipesName(), FileKind::kPipes, &img.pipes));
-  if (HasFeature(inv, "memfd") || HasFeature(inv, "posix-shm") || HasFeature(inv, "sysv-shm"))
+  if (HasFeature(inv, "memfd") || HasFeature(inv, "posix-shm") || HasFeature(inv, "sysv-shm") ||
+      HasFeature(inv, "anon-shmem"))
     CRYO_RETURN_IF_ERROR(ReadImageRecord(img, ShmName(), FileKind::kShm, &img.shm));
   if (HasFeature(inv, "tty")) CRYO_RETURN_IF_ERROR(ReadImageRecord(img, TtysName(), FileKind::kTtys, &img.ttys));
   CRYO_RETURN_IF_ERROR(ValidateImage(img));

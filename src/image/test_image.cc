@@ -113,7 +113,7 @@ Status WriteTestImage(const std::string& dir, const TestImage& t) {
   }
   if (Lists(t.inv, "pipes") || Lists(t.inv, "fifos"))
     CRYO_RETURN_IF_ERROR(w->WriteRecord(PipesName(), FileKind::kPipes, t.pipes));
-  if (Lists(t.inv, "memfd") || Lists(t.inv, "posix-shm") || Lists(t.inv, "sysv-shm")) {
+  if (Lists(t.inv, "memfd") || Lists(t.inv, "posix-shm") || Lists(t.inv, "sysv-shm") || Lists(t.inv, "anon-shmem")) {
     CRYO_RETURN_IF_ERROR(w->WriteRecord(ShmName(), FileKind::kShm, t.shm));
     CRYO_ASSIGN_OR_RETURN(auto pf, w->CreatePageFile(ShmPagesName()));
     if (!t.shm_pages.empty()) CRYO_RETURN_IF_ERROR(pf->WriteAt(t.shm_pages.data(), t.shm_pages.size(), kPageDataOffset));

@@ -36,9 +36,16 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
+std::string FileAttrsProblem(const FileAttrs& a) {
+  if (a.uid() == UINT32_MAX || a.gid() == UINT32_MAX) return "owner or group -1";
+  if (a.mode() & ~07777u) return "mode " + Hex(a.mode()) + " beyond the permission bits";
+  return "";
+}
+
 }  // namespace validate
 
 using namespace validate;
+
 
 namespace {
 
@@ -122,8 +129,16 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
     if (c.threads_size() > 1) needed.insert("threads");
     if (c.posix_timers_size()) needed.insert("posix-timers");
     if (p.mm.inherited_size()) needed.insert("cow-shared");
-    for (const Vma& v : p.mm.vmas())
+    if (c.stop_signal()) needed.insert("stopped");
+    for (const Vma& v : p.mm.vmas()) {
       if (v.shmem_id()) ++shmem_ids[v.shmem_id()];
+      for (const std::string& f : v.vm_flags()) {
+        // Attributes an older cryo dropped (mem/vma_dump.h HasVmaAttributes).
+        if (f == "lo" || f == "lf" || f == "sr" || f == "rr" || f == "dp" || f == "sl") needed.insert("vma-attributes");
+        if (f == "nr") needed.insert("map-noreserve");
+      }
+      if (v.kind() == VMA_FILE_PRIVATE && v.file_opened_rw()) needed.insert("file-open-mode");
+    }
     for (const Fd& f : p.fds.fds()) {
       if (const char* feat = FeatureOf(f.kind())) needed.insert(feat);
       if (f.kind() == FD_EXTERNAL_TTY) needed.insert("tty");
@@ -135,7 +150,10 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
   for (const auto& [id, n] : shmem_ids)
     if (n > 1) needed.insert("shmem");
   for (const ShmObject& o : img.shm.objects())
-    needed.insert(o.kind() == SHM_MEMFD ? "memfd" : o.kind() == SHM_POSIX ? "posix-shm" : "sysv-shm");
+    needed.insert(o.kind() == SHM_MEMFD   ? "memfd"
+                  : o.kind() == SHM_POSIX ? "posix-shm"
+                  : o.kind() == SHM_ANON  ? "anon-shmem"
+                                          : "sysv-shm");
   for (const std::string& f : needed)
     if (!index.features.count(f))
       return Bad(img, InventoryName(), "the records need feature '" + f + "', which the inventory does not list");

@@ -79,8 +79,11 @@ std::string AltstackProblem(uint64_t sp, uint64_t size, int32_t flags) {
   return "";
 }
 
+std::string ThreadAttrsProblem(const TaskCore& t);
+
 std::string TaskProblem(const Inventory& inv, const TaskCore& t) {
   if (std::string p = RegistersProblem(inv, t.regs()); !p.empty()) return p;
+  if (std::string p = ThreadAttrsProblem(t); !p.empty()) return p;
   if (t.blocked() & kSigKillStopMask) return "SIGKILL or SIGSTOP blocked (the kernel never does that)";
   if (std::string p = QueueProblem(t.pending()); !p.empty()) return p;
   if (std::string p = AltstackProblem(t.altstack_sp(), t.altstack_size(), t.altstack_flags()); !p.empty()) return p;
@@ -102,6 +105,71 @@ std::string TaskProblem(const Inventory& inv, const TaskCore& t) {
   // default"); below 2^63 - 4096, or PR_GET_TIMERSLACK's result reads as an error.
   if ((t.timer_slack_ns() == 0 && !rt) || t.timer_slack_ns() >= (1ull << 63) - 4096)
     return "timer slack " + std::to_string(t.timer_slack_ns()) + " ns no task of this policy keeps";
+  return "";
+}
+
+// struct sched_attr as sched_getattr(2) reports it and sched_setattr takes it
+// back (kernel/sched/syscalls.c __sched_setscheduler, __checkparam_dl).
+std::string SchedAttrProblem(const SchedAttr& a) {
+  constexpr uint32_t kDeadline = 6;
+  constexpr uint64_t kFlags = 0x1 | 0x2 | 0x4;  // RESET_ON_FORK, RECLAIM, DL_OVERRUN
+  if (a.policy() > kDeadline || a.policy() == 4) return "sched_attr policy " + std::to_string(a.policy()) + " unknown";
+  if (a.flags() & ~kFlags) return "sched_attr flags " + Hex(a.flags()) + " unknown";
+  if (a.nice() < -20 || a.nice() > 19) return "sched_attr nice " + std::to_string(a.nice()) + " out of range -20..19";
+  const bool rt = a.policy() == 1 || a.policy() == 2;
+  if (rt ? (a.priority() < 1 || a.priority() > 99) : a.priority() != 0)
+    return "sched_attr priority " + std::to_string(a.priority()) + " invalid for policy " + std::to_string(a.policy());
+  if (a.policy() == kDeadline) {
+    // runtime at least 1024 ns, runtime <= deadline <= period (0: the
+    // deadline), deadline below 2^63.
+    const uint64_t period = a.period() ? a.period() : a.deadline();
+    if (a.runtime() < 1024 || a.runtime() > a.deadline() || a.deadline() > period || a.deadline() >> 63)
+      return "SCHED_DEADLINE runtime/deadline/period " + std::to_string(a.runtime()) + "/" +
+             std::to_string(a.deadline()) + "/" + std::to_string(a.period()) + " the kernel refuses";
+  }
+  if (a.has_util_min() != a.has_util_max() || a.util_max() > 1024 || a.util_min() > a.util_max())
+    return "utilization clamps " + std::to_string(a.util_min()) + ".." + std::to_string(a.util_max()) + " invalid";
+  return "";
+}
+
+// The per-thread attributes of tree/proc_attrs.h.
+std::string ThreadAttrsProblem(const TaskCore& t) {
+  // A cpu_set_t (unsigned longs) of at most 8192 CPUs (CONFIG_NR_CPUS), one
+  // CPU at least (sched_setaffinity refuses an empty mask).
+  const std::string& m = t.cpu_affinity();
+  if (m.size() % 8 || m.size() > 1024 || (!m.empty() && m.find_first_not_of('\0') == std::string::npos))
+    return "CPU affinity mask of " + std::to_string(m.size()) + " bytes invalid or empty";
+  // IOPRIO_PRIO_VALUE(class, data): class 0..3.
+  // data: hint << 3 | level, hints 0..7 (IOPRIO_HINT_DEV_DURATION_LIMIT_*).
+  if (t.has_ioprio() && ((t.ioprio() >> 13) > 3 || ((t.ioprio() & 0x1fff) >> 3) > 7))
+    return "I/O priority " + Hex(t.ioprio()) + " invalid";
+  if (t.has_sched_attr()) return SchedAttrProblem(t.sched_attr());
+  return "";
+}
+
+// MmAttributes: the values prctl, mlockall and membarrier report (mem/mm_attrs.h).
+std::string MmAttributesProblem(const MmAttributes& a) {
+  if (a.thp_disable() != 0 && a.thp_disable() != 1 && a.thp_disable() != 3)
+    return "THP disable " + std::to_string(a.thp_disable()) + " not 0, 1 or 1|EXCEPT_ADVISED";
+  if (a.mlock_future() != 0 && a.mlock_future() != 2 && a.mlock_future() != 6)
+    return "mlockall flags " + std::to_string(a.mlock_future()) + " not 0, MCL_FUTURE or MCL_FUTURE|MCL_ONFAULT";
+  // MEMBARRIER_CMD_REGISTER_{GLOBAL_EXPEDITED, PRIVATE_EXPEDITED,
+  // PRIVATE_EXPEDITED_SYNC_CORE, PRIVATE_EXPEDITED_RSEQ}.
+  if (a.membarrier() & ~(4u | 16u | 64u | 256u)) return "membarrier registrations " + Hex(a.membarrier()) + " unknown";
+  return "";
+}
+
+// A cgroup path relative to cryo's (the restore joins it to a directory): no
+// NUL, not absolute, no empty or "." component, shorter than PATH_MAX.
+std::string CgroupProblem(const CgroupPath& c) {
+  const std::string& p = c.path();
+  const std::string slashed = "/" + p + "/";
+  if (p.size() >= kPathMax || p.find('\0') != std::string::npos ||
+      (!p.empty() && (p[0] == '/' || slashed.find("//") != std::string::npos || slashed.find("/./") != std::string::npos)))
+    return "cgroup path \"" + Printable(p) + "\" invalid";
+  const std::string& h = c.hierarchy();
+  if (h.size() > 255 || h.find_first_of(std::string(":/\n\0", 4)) != std::string::npos)
+    return "cgroup hierarchy \"" + Printable(h) + "\" invalid";
   return "";
 }
 
@@ -240,6 +308,25 @@ Status ValidateCore(const LoadedImage& img, const Index& index, int pid, const P
   if (c.dumpable() < 0 || c.dumpable() > 2) return Bad(img, file, "dumpable " + std::to_string(c.dumpable()) + " out of range");
   if (!c.has_mm()) return Bad(img, file, "no mm fields");
   if (std::string p = MmFieldsProblem(c.mm()); !p.empty()) return Bad(img, file, p);
+  if (c.mm().has_attrs()) {
+    if (!index.has("mm-attributes")) return Bad(img, file, "address space settings without feature 'mm-attributes'");
+    if (std::string p = MmAttributesProblem(c.mm().attrs()); !p.empty()) return Bad(img, file, p);
+  }
+  // Job control: SIGSTOP, SIGTSTP, SIGTTIN or SIGTTOU (19..22).
+  if (c.stop_signal() && (c.stop_signal() < 19 || c.stop_signal() > 22))
+    return Bad(img, file, "stop signal " + std::to_string(c.stop_signal()) + " is no stop signal");
+  if (c.has_oom_score_adj() && (c.oom_score_adj() < -1000 || c.oom_score_adj() > 1000))
+    return Bad(img, file, "oom_score_adj " + std::to_string(c.oom_score_adj()) + " out of range -1000..1000");
+  if (c.has_autogroup_nice() && (c.autogroup_nice() < -20 || c.autogroup_nice() > 19))
+    return Bad(img, file, "autogroup nice " + std::to_string(c.autogroup_nice()) + " out of range -20..19");
+  // An audit session comes with its loginuid (both read together).
+  if (c.has_loginuid() != c.has_sessionid()) return Bad(img, file, "a loginuid without a session id, or the reverse");
+  std::set<std::string> hierarchies;
+  for (const CgroupPath& cg : c.cgroups()) {
+    if (std::string p = CgroupProblem(cg); !p.empty()) return Bad(img, file, p);
+    if (!hierarchies.insert(cg.hierarchy()).second)
+      return Bad(img, file, "cgroup hierarchy \"" + Printable(cg.hierarchy()) + "\" listed twice");
+  }
   int prev_id = -1;
   for (const PosixTimer& t : c.posix_timers()) {
     if (t.id() <= prev_id) return Bad(img, file, "POSIX timer ids not ascending and unique (" + std::to_string(t.id()) + ")");

@@ -71,6 +71,26 @@ std::string ListenProblem(const Fd& f) {
   if (std::string p = AddressProblem(l); !p.empty()) return p;
   if (l.backlog() < 0) return "negative backlog";
   if (l.v6only() && l.family() != AF_INET6) return "IPV6_V6ONLY on a socket that is not IPv6";
+  // A socket file (its attributes, or its removal) only for a UNIX path name.
+  const bool path = l.family() == AF_UNIX && l.address()[offsetof(sockaddr_un, sun_path)] != '\0';
+  if ((l.has_file() || l.file_unlinked()) && !path) return "socket file attributes on a socket without a path";
+  if (l.has_file() && l.file_unlinked()) return "attributes of a socket file that was removed";
+  if (l.has_file())
+    if (std::string p = FileAttrsProblem(l.file()); !p.empty()) return "socket file: " + p;
+  if (l.owner_uid() == UINT32_MAX || l.owner_gid() == UINT32_MAX) return "socket owner -1";
+  // Options: plain values (at most 64 bytes, what the dump reads), each once,
+  // at the socket or IPv6 level (net/socket_options.cc).
+  std::set<std::pair<int32_t, int32_t>> options;
+  for (const SocketOption& o : l.options())
+    if ((o.level() != SOL_SOCKET && o.level() != IPPROTO_IPV6) || o.value().empty() || o.value().size() > 64 ||
+        !options.insert({o.level(), o.name()}).second)
+      return "socket option " + std::to_string(o.level()) + "/" + std::to_string(o.name()) + " invalid or twice";
+  // Peer credentials of listen(2): a process of the image, real ids.
+  if (l.listen_pid() < 0 || l.listen_pid() > kPidMax || l.listen_uid() == UINT32_MAX || l.listen_gid() == UINT32_MAX ||
+      l.listen_groups_size() > 65536)
+    return "listener credentials invalid";
+  if (l.family() != AF_UNIX && (l.listen_pid() || l.listen_uid() || l.listen_gid() || l.listen_groups_size()))
+    return "listener credentials on a socket that is not UNIX";
   return AnonFlagsProblem(f, O_RDWR);
 }
 

@@ -30,6 +30,9 @@ std::string PathProblem(const std::string& path);
 // A name for messages: at most 80 bytes, non-printable bytes as '?'.
 std::string Printable(const std::string& s);
 std::string Hex(uint64_t v);
+// Owner, mode and times of an inode the restore creates again: ids not -1
+// ("unchanged" to chown), permission bits only.
+std::string FileAttrsProblem(const FileAttrs& a);
 
 // Everything the image names, for cross-references.
 struct Index {

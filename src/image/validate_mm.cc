@@ -12,6 +12,7 @@ namespace cryo::image::validate {
 namespace {
 
 constexpr uint64_t kMaxRunPages = (4u << 20) / kPageSize;
+constexpr uint32_t kMapDroppable = 0x08;  // MAP_DROPPABLE (Linux 6.11)
 
 const char* SpecialName(VmaKind k) {
   switch (k) {
@@ -51,9 +52,16 @@ std::string VmaProblem(const Vma& v) {
   if (v.prot() & ~7u) return "protection " + Hex(v.prot()) + " unknown";
   const bool anon = k == VMA_ANON_PRIVATE || k == VMA_ANON_SHARED;
   const bool shared = k == VMA_ANON_SHARED || k == VMA_FILE_SHARED;
-  const uint32_t want = (shared ? MAP_SHARED : MAP_PRIVATE) | (anon ? MAP_ANONYMOUS : 0);
+  // MAP_DROPPABLE (0x08, "dp"): a mapping type of its own, private anonymous
+  // memory only (mm/mmap.c do_mmap).
+  const bool droppable = HasFlag(v, "dp");
+  if (droppable && k != VMA_ANON_PRIVATE) return "VmFlags dp (MAP_DROPPABLE) on memory that is not private anonymous";
+  const uint32_t want = (droppable ? kMapDroppable : shared ? MAP_SHARED : MAP_PRIVATE) | (anon ? MAP_ANONYMOUS : 0);
   if ((v.flags() & ~static_cast<uint32_t>(MAP_GROWSDOWN)) != want && SpecialName(k) == nullptr)
     return "mmap flags " + Hex(v.flags()) + " do not fit its kind (" + Hex(want) + ")";
+  // mlock on fault ("lf") is a variant of mlock ("lo"), never alone (VM_LOCKONFAULT).
+  if (HasFlag(v, "lf") && !HasFlag(v, "lo")) return "VmFlags lf (lock on fault) without lo";
+  if (HasFlag(v, "sr") && HasFlag(v, "rr")) return "VmFlags sr and rr together (MADV_SEQUENTIAL and MADV_RANDOM exclude each other)";
   if (SpecialName(k) && (v.flags() != MAP_PRIVATE || v.pgoff()))
     return "mmap flags " + Hex(v.flags()) + " or a file offset on a kernel mapping";
   // An anonymous mapping has no file offset; a private /dev/zero mapping, made
@@ -79,6 +87,12 @@ std::string VmaProblem(const Vma& v) {
   if (const char* special = SpecialName(k)) {
     if (v.name() != special) return "a kernel mapping named \"" + Printable(v.name()) + "\"";
     if (v.has_file() || v.shmem_id() || v.shm_object()) return "a kernel mapping with a file or shared object";
+  } else if (anon && v.shm_object()) {
+    // Shared anonymous memory stored whole (feature anon-shmem): the object's
+    // inode as its file, named /dev/zero as maps shows it (without " (deleted)").
+    if (k != VMA_ANON_SHARED) return "private anonymous memory naming a shared memory object";
+    if (v.name() != "/dev/zero") return "shared anonymous memory named \"" + Printable(v.name()) + "\", not /dev/zero";
+    if (v.shmem_id() != v.file().ino()) return "shmem id " + Hex(v.shmem_id()) + " is not its object's inode";
   } else if (anon) {
     if (v.has_file() || v.shm_object()) return "anonymous memory with a file";
     if (v.name().rfind("[anon:", 0) == 0 &&
@@ -91,6 +105,9 @@ std::string VmaProblem(const Vma& v) {
     if (!S_ISREG(v.file().mode())) return "mapped file mode " + Hex(v.file().mode()) + " is not a regular file's";
   }
   if (v.shmem_id() && k != VMA_ANON_SHARED) return "a shmem id on memory that is not shared anonymous";
+  // The open mode of a private file mapping's file (reopened read-write).
+  if (v.file_opened_rw() && k != VMA_FILE_PRIVATE && k != VMA_FILE_SHARED)
+    return "file_opened_rw on a mapping without a file";
   return "";
 }
 
@@ -127,7 +144,7 @@ Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const Pro
     while (vi < mm.vmas_size() && mm.vmas(vi).end() <= r.vaddr()) ++vi;
     if (vi == mm.vmas_size() || r.vaddr() < mm.vmas(vi).start() || end > mm.vmas(vi).end())
       return Bad(img, file, what + ": a page run lies outside every VMA");
-    if (!StoresPages(mm.vmas(vi).kind()))
+    if (!StoresPages(mm.vmas(vi).kind()) || (mm.vmas(vi).kind() == VMA_ANON_SHARED && mm.vmas(vi).shm_object()))
       return Bad(img, file, what + ": pages stored for a VMA whose content is not in the page file");
     stored[vi] += r.npages();
     expect_off += r.npages() * kPageSize;

@@ -99,7 +99,8 @@ Status ValidateShm(const LoadedImage& img, const Index& index) {
     if (o.id() <= prev_id) return Bad(img, file, "object ids are not ascending and unique");
     prev_id = o.id();
     if (!held.count(o.id())) return Bad(img, file, obj + " is held by no fd or VMA of the image");
-    const bool memfd = o.kind() == SHM_MEMFD, posix = o.kind() == SHM_POSIX, sysv = o.kind() == SHM_SYSV;
+    const bool memfd = o.kind() == SHM_MEMFD, posix = o.kind() == SHM_POSIX, sysv = o.kind() == SHM_SYSV,
+               anon = o.kind() == SHM_ANON;
     if (memfd) {
       if (o.name().size() > 249 || o.name().find('\0') != std::string::npos)
         return Bad(img, file, obj + ": memfd name longer than 249 bytes or with a NUL");
@@ -111,9 +112,13 @@ Status ValidateShm(const LoadedImage& img, const Index& index) {
         return Bad(img, file, obj + ": POSIX shared memory path " + Printable(n) + " is not a file under /dev/shm");
     } else if (sysv) {
       if (!o.name().empty() || o.sysv_id() < 0 || o.size() == 0) return Bad(img, file, obj + ": invalid SysV segment");
+    } else if (anon) {
+      // Shared anonymous memory: mapped only, no name, no size 0 (mmap would refuse it).
+      if (!o.name().empty() || o.size() == 0) return Bad(img, file, obj + ": invalid shared anonymous memory");
     } else {
       return Bad(img, file, obj + ": unknown kind " + std::to_string(o.kind()));
     }
+    if (!memfd && o.writers_uncounted()) return Bad(img, file, obj + ": writers_uncounted on an object that is not a memfd");
     if ((!memfd && o.seals()) || o.seals() & ~0x3fu) return Bad(img, file, obj + ": seals " + Hex(o.seals()) + " invalid");
     if (!posix && o.unlinked()) return Bad(img, file, obj + ": only POSIX shared memory can be unlinked");
     if (!sysv && (o.sysv_id() || o.sysv_key() || o.sysv_removed() || o.sysv_locked()))
@@ -138,7 +143,9 @@ Status ValidateShm(const LoadedImage& img, const Index& index) {
     for (const Vma& v : p.mm.vmas()) {
       if (!v.shm_object()) continue;
       auto it = index.shm.find(v.shm_object());
-      if (it == index.shm.end() || (v.kind() != VMA_FILE_SHARED && v.kind() != VMA_FILE_PRIVATE) ||
+      const bool anon = it != index.shm.end() && it->second->kind() == SHM_ANON;
+      if (it == index.shm.end() ||
+          (anon ? v.kind() != VMA_ANON_SHARED : v.kind() != VMA_FILE_SHARED && v.kind() != VMA_FILE_PRIVATE) ||
           (it->second->kind() == SHM_SYSV && v.kind() != VMA_FILE_SHARED))
         return Bad(img, MmName(pid), "a VMA names shared memory object " + std::to_string(v.shm_object()) +
                                          ", which does not fit it");
@@ -192,6 +199,8 @@ Status ValidateTtys(const LoadedImage& img, const Index& index) {
     if (t.master_path() != "/dev/ptmx" && t.master_path() != "/dev/pts/ptmx")
       return Bad(img, file, what + ": master opened from " + Printable(t.master_path()) +
                                 ", neither /dev/ptmx nor /dev/pts/ptmx");
+    if (t.has_slave_attrs())
+      if (std::string p = FileAttrsProblem(t.slave_attrs()); !p.empty()) return Bad(img, file, what + ": slave " + p);
     if (t.session()) {
       auto leader = img.processes.find(t.session());
       if (!index.live.count(t.session()) || leader->second.core.sid() != t.session())

@@ -8,8 +8,11 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <termios.h>
 
+#include <cstddef>
+#include <cstring>
 #include <functional>
 
 #include "image/test_image.h"
@@ -64,6 +67,45 @@ Tty* AddPty(TestImage& t) {
   return y;
 }
 
+// Shared anonymous memory stored whole (feature anon-shmem): a second VMA
+// 0x20000-0x22000 mapping SHM_ANON object 5 (inode 900) of two pages, none stored.
+Vma* AddAnonShmem(TestImage& t) {
+  t.inv.add_features("anon-shmem");
+  ShmObject* o = t.shm.add_objects();
+  o->set_id(5);
+  o->set_kind(SHM_ANON);
+  o->set_size(0x2000);
+  o->set_mode(0600);
+  Vma* v = t.procs[42].mm.add_vmas();
+  v->set_start(0x20000);
+  v->set_end(0x22000);
+  v->set_prot(PROT_READ | PROT_WRITE);
+  v->set_flags(MAP_SHARED | MAP_ANONYMOUS);
+  v->set_kind(VMA_ANON_SHARED);
+  v->set_name("/dev/zero");
+  v->mutable_file()->set_path("/dev/zero");
+  v->mutable_file()->set_ino(900);
+  v->mutable_file()->set_mode(S_IFREG | 0600);
+  v->set_shmem_id(900);
+  v->set_shm_object(5);
+  for (const char* f : {"rd", "wr", "sh", "mr", "mw", "me", "ms"}) v->add_vm_flags(f);
+  v->set_file_writable(true);
+  return v;
+}
+
+// A UNIX listener at /tmp/s on fd 3.
+ListenSocket* AddUnixListener(TestImage& t) {
+  t.inv.add_features("listen-sockets");
+  ListenSocket* l = AddFd(t, 3, FD_LISTEN_SOCKET, O_RDWR)->mutable_listen_socket();
+  l->set_family(AF_UNIX);
+  l->set_type(SOCK_STREAM);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, "/tmp/s");
+  l->set_address(std::string(reinterpret_cast<const char*>(&a), offsetof(sockaddr_un, sun_path) + 7));
+  return l;
+}
+
 std::string LoadError(const TestImage& t) {
   TempDir d;
   Status s = WriteTestImage(d.path(), t);
@@ -81,7 +123,14 @@ TEST(ValidateTest, TheTestImagesAreValid) {
   TestImage piped = MakeTestImage();
   AddPipe(piped, "abc", 65536);
   EXPECT_EQ(LoadError(piped), "");
+  TestImage anon = MakeTestImage();
+  AddAnonShmem(anon);
+  EXPECT_EQ(LoadError(anon), "");
+  TestImage listener = MakeTestImage();
+  AddUnixListener(listener)->mutable_file()->set_mode(0600);
+  EXPECT_EQ(LoadError(listener), "");
 }
+
 
 struct Case {
   const char* what;
@@ -480,6 +529,85 @@ TEST(ValidateTest, SharedObjectFields) {
        },
        "line discipline"},
       {"pty line discipline not N_TTY", [](TestImage& t) { AddPty(t)->mutable_termios()->set_line(2); }, "not N_TTY"},
+  });
+}
+
+// Fields of the merged branches: shared anonymous objects and memory
+// attributes (shmem), per-process attributes and job control (taskstate),
+// socket files, options and pty owners (paths).
+TEST(ValidateTest, MergedBranchFields) {
+  ExpectRefused({
+      {"anon object from a file mapping",
+       [](TestImage& t) { AddAnonShmem(t)->set_kind(VMA_FILE_SHARED); }, "fit its kind"},
+      {"anon object with a name", [](TestImage& t) {
+         AddAnonShmem(t);
+         t.shm.mutable_objects(0)->set_name("x");
+       }, "invalid shared anonymous memory"},
+      {"anon object without its feature", [](TestImage& t) {
+         AddAnonShmem(t);
+         t.inv.mutable_features()->RemoveLast();
+       }, "does not fit it"},  // without the feature shm.img is not read: the VMA names no object
+      {"anon shmem VMA named otherwise", [](TestImage& t) { AddAnonShmem(t)->set_name("/x"); }, "not /dev/zero"},
+      {"droppable shared memory", [](TestImage& t) { AddAnonShmem(t)->add_vm_flags("dp"); }, "MAP_DROPPABLE"},
+      {"lock on fault without lock", [](TestImage& t) {
+         FirstVma(t).add_vm_flags("lf");
+         t.inv.add_features("vma-attributes");
+       }, "without lo"},
+      {"mlock without its feature", [](TestImage& t) { FirstVma(t).add_vm_flags("lo"); }, "vma-attributes"},
+      {"writers_uncounted on SysV", [](TestImage& t) {
+         AddAnonShmem(t);
+         t.shm.mutable_objects(0)->set_writers_uncounted(true);
+       }, "writers_uncounted"},
+      {"THP disable 2", [](TestImage& t) {
+         Core(t).mutable_mm()->mutable_attrs()->set_thp_disable(2);
+         t.inv.add_features("mm-attributes");
+       }, "THP disable"},
+      {"membarrier bits", [](TestImage& t) {
+         Core(t).mutable_mm()->mutable_attrs()->set_membarrier(1);
+         t.inv.add_features("mm-attributes");
+       }, "membarrier"},
+      {"mm attributes without their feature", [](TestImage& t) { Core(t).mutable_mm()->mutable_attrs()->set_mlock_future(2); },
+       "mm-attributes"},
+      {"stop signal SIGKILL", [](TestImage& t) {
+         Core(t).set_stop_signal(9);
+         t.inv.add_features("stopped");
+       }, "no stop signal"},
+      {"oom_score_adj", [](TestImage& t) { Core(t).set_oom_score_adj(1001); }, "oom_score_adj"},
+      {"loginuid alone", [](TestImage& t) { Core(t).set_loginuid(1000); }, "session id"},
+      {"absolute cgroup", [](TestImage& t) {
+         CgroupPath* c = Core(t).add_cgroups();
+         c->set_path("/etc");
+       }, "cgroup path"},
+      {"cgroup hierarchy twice", [](TestImage& t) {
+         Core(t).add_cgroups()->set_path("a");
+         Core(t).add_cgroups()->set_path("b");
+       }, "listed twice"},
+      {"empty CPU affinity", [](TestImage& t) { Leader(t).set_cpu_affinity(std::string(8, '\0')); }, "CPU affinity"},
+      {"I/O priority class 5", [](TestImage& t) { Leader(t).set_ioprio(5u << 13); }, "I/O priority"},
+      {"deadline runtime beyond its deadline", [](TestImage& t) {
+         SchedAttr* a = Leader(t).mutable_sched_attr();
+         a->set_policy(6);
+         a->set_runtime(2000000);
+         a->set_deadline(1000000);
+       }, "SCHED_DEADLINE"},
+      {"utilization clamps reversed", [](TestImage& t) {
+         SchedAttr* a = Leader(t).mutable_sched_attr();
+         a->set_util_min(800);
+         a->set_util_max(100);
+       }, "utilization clamps"},
+      {"socket file mode", [](TestImage& t) { AddUnixListener(t)->mutable_file()->set_mode(0170777); }, "socket file: mode"},
+      {"socket file both kept and removed", [](TestImage& t) {
+         ListenSocket* l = AddUnixListener(t);
+         l->mutable_file();
+         l->set_file_unlinked(true);
+       }, "was removed"},
+      {"socket option of another level", [](TestImage& t) {
+         SocketOption* o = AddUnixListener(t)->add_options();
+         o->set_level(6);
+         o->set_name(1);
+         o->set_value("abcd");
+       }, "socket option"},
+      {"pty slave owner -1", [](TestImage& t) { AddPty(t)->mutable_slave_attrs()->set_uid(UINT32_MAX); }, "slave owner"},
   });
 }
 
