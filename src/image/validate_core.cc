@@ -95,7 +95,9 @@ std::string TaskProblem(const Inventory& inv, const TaskCore& t) {
   if (t.clear_child_tid() >= kUserTop) return "clear_child_tid " + Hex(t.clear_child_tid()) + " outside user space";
   if (t.comm().size() > 15 || t.comm().find('\0') != std::string::npos) return "thread name longer than 15 bytes or with a NUL";
   const uint32_t policy = t.sched_policy() & ~0x40000000u;  // SCHED_RESET_ON_FORK
-  if (t.sched_policy() & ~0x40000007u || policy == 4 || policy == 6 || policy == 7)
+  // SCHED_DEADLINE (6) only with its sched_attr (restored with sched_setattr).
+  const bool deadline = policy == 6 && t.has_sched_attr() && t.sched_attr().policy() == 6;
+  if (t.sched_policy() & ~0x40000007u || policy == 4 || (policy == 6 && !deadline) || policy == 7)
     return "scheduling policy " + Hex(t.sched_policy()) + " unknown or not restorable";
   const bool rt = policy == 1 || policy == 2;
   if (rt ? (t.sched_priority() < 1 || t.sched_priority() > 99) : t.sched_priority() != 0)
@@ -103,7 +105,7 @@ std::string TaskProblem(const Inventory& inv, const TaskCore& t) {
   if (t.nice() < -20 || t.nice() > 19) return "nice value " + std::to_string(t.nice()) + " out of range -20..19";
   // Timer slack: 0 only for a real-time task (PR_SET_TIMERSLACK 0 means "the
   // default"); below 2^63 - 4096, or PR_GET_TIMERSLACK's result reads as an error.
-  if ((t.timer_slack_ns() == 0 && !rt) || t.timer_slack_ns() >= (1ull << 63) - 4096)
+  if ((t.timer_slack_ns() == 0 && !rt && !deadline) || t.timer_slack_ns() >= (1ull << 63) - 4096)
     return "timer slack " + std::to_string(t.timer_slack_ns()) + " ns no task of this policy keeps";
   return "";
 }

@@ -164,20 +164,28 @@ Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const Pro
     const uint64_t end = r.vaddr() + r.npages() * kPageSize;
     if (r.vaddr() < prev_end) return Bad(img, file, what + ": ranges out of order or overlapping");
     prev_end = end;
-    while (vi < mm.vmas_size() && mm.vmas(vi).end() <= r.vaddr()) ++vi;
-    if (vi == mm.vmas_size() || r.vaddr() < mm.vmas(vi).start() || end > mm.vmas(vi).end() ||
-        mm.vmas(vi).kind() != VMA_ANON_PRIVATE)
-      return Bad(img, file, what + ": not inside one private anonymous VMA");
     while (ri < mm.runs_size() && mm.runs(ri).vaddr() + mm.runs(ri).npages() * kPageSize <= r.vaddr()) ++ri;
     if (ri < mm.runs_size() && mm.runs(ri).vaddr() < end) return Bad(img, file, what + ": they are also stored here");
-    const Vma& v = mm.vmas(vi);
+    // A range may span adjacent private anonymous VMAs (split by mlock or
+    // madvise); the parent has each one's range in one of its own.
+    while (vi < mm.vmas_size() && mm.vmas(vi).end() <= r.vaddr()) ++vi;
     const Mm& parent = img.processes.at(p.core.ppid()).mm;
-    if (std::none_of(parent.vmas().begin(), parent.vmas().end(), [&](const Vma& pv) {
-          return pv.kind() == VMA_ANON_PRIVATE && pv.start() <= v.start() && v.end() <= pv.end();
-        }))
-      return Bad(img, file, what + ": the parent " + std::to_string(p.core.ppid()) + " has no private anonymous VMA holding " +
-                                Hex(v.start()) + "-" + Hex(v.end()));
-    inherited[vi] += r.npages();
+    // The dump counts a range's pages on the VMA it starts in (page_dump.cc).
+    if (vi < mm.vmas_size()) inherited[vi] += r.npages();
+    for (uint64_t at = r.vaddr(); at < end; ++vi) {
+      if (vi == mm.vmas_size() || at < mm.vmas(vi).start() || mm.vmas(vi).kind() != VMA_ANON_PRIVATE)
+        return Bad(img, file, what + ": not inside private anonymous VMAs");
+      const Vma& v = mm.vmas(vi);
+      if (std::none_of(parent.vmas().begin(), parent.vmas().end(), [&](const Vma& pv) {
+            return pv.kind() == VMA_ANON_PRIVATE && pv.start() <= v.start() && v.end() <= pv.end();
+          }))
+        return Bad(img, file, what + ": the parent " + std::to_string(p.core.ppid()) +
+                                  " has no private anonymous VMA holding " + Hex(v.start()) + "-" + Hex(v.end()));
+      at = std::min(end, v.end());
+      if (at < end && vi + 1 < mm.vmas_size() && mm.vmas(vi + 1).start() != at)
+        return Bad(img, file, what + ": not inside private anonymous VMAs");
+    }
+    --vi;
   }
   for (int i = 0; i < mm.vmas_size(); ++i)
     if (mm.vmas(i).stored_pages() != stored[i] || mm.vmas(i).inherited_pages() != inherited[i])
