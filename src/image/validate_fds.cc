@@ -120,9 +120,12 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
     return "state of another kind of file";
   if ((f.flags() & O_PATH) && k != FD_REGULAR && k != FD_DIRECTORY) return "O_PATH on a file of this kind";
   // open(2) gives every file it opens O_LARGEFILE on x86_64, but not with
-  // O_PATH; pipe(2) and the anonymous-inode kinds never have it.
-  const bool opened = k == FD_REGULAR || k == FD_DIRECTORY || k == FD_CHARDEV || k == FD_FIFO || k == FD_TTY ||
-                      k == FD_EXTERNAL_TTY || k == FD_MEMFD || k == FD_POSIX_SHM;
+  // O_PATH; pipe(2) and the anonymous-inode kinds never have it. A pty slave
+  // from ioctl(TIOCGPTPEER) is opened by the kernel without it (ptm_open_peer).
+  const bool peer = k == FD_TTY && !f.tty().master();
+  const bool opened = k == FD_REGULAR || k == FD_DIRECTORY || k == FD_CHARDEV || k == FD_FIFO ||
+                      (k == FD_TTY && !peer) || k == FD_EXTERNAL_TTY || k == FD_MEMFD || k == FD_POSIX_SHM;
+  if (peer && (f.flags() & O_PATH)) return "O_PATH on a pty slave";
   if (opened && ((f.flags() & kLargefile) != 0) == ((f.flags() & O_PATH) != 0))
     return "flags " + Hex(f.flags()) + " without O_LARGEFILE (or with O_PATH and it), which open(2) never gives";
   if (f.flags() & O_PATH && f.flags() & ~(O_PATH | O_DIRECTORY | O_NOFOLLOW))
