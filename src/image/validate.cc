@@ -122,6 +122,7 @@ const char* FeatureOf(FdKind k) {
 Status ValidateFeatures(const LoadedImage& img, const Index& index) {
   std::set<std::string> needed;
   std::map<uint64_t, int> file_ids, shmem_ids;
+  std::map<bool, int> sched_attrs;
   if (img.processes.size() > 1) needed.insert("tree");
   for (const auto& [pid, p] : img.processes) {
     const ProcessCore& c = p.core;
@@ -130,6 +131,9 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
     if (c.posix_timers_size()) needed.insert("posix-timers");
     if (p.mm.inherited_size()) needed.insert("cow-shared");
     if (c.stop_signal()) needed.insert("stopped");
+    // A dump records the scheduling attributes of every thread or (older cryo)
+    // of none: a thread without them would keep its policy's defaults.
+    for (const TaskCore& t : c.threads()) ++sched_attrs[t.has_sched_attr()];
     for (const Vma& v : p.mm.vmas()) {
       if (v.shmem_id()) ++shmem_ids[v.shmem_id()];
       for (const std::string& f : v.vm_flags()) {
@@ -145,6 +149,9 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
       if (f.file_id()) ++file_ids[f.file_id()];
     }
   }
+  if (sched_attrs.size() > 1)
+    return Bad(img, InventoryName(), std::to_string(sched_attrs[false]) + " threads without scheduling attributes, " +
+                                         std::to_string(sched_attrs[true]) + " with");
   for (const auto& [id, n] : file_ids)
     if (n > 1) needed.insert("shared-files");
   for (const auto& [id, n] : shmem_ids)

@@ -128,6 +128,9 @@ std::string SchedAttrProblem(const SchedAttr& a) {
     if (a.runtime() < 1024 || a.runtime() > a.deadline() || a.deadline() > period || a.deadline() >> 63)
       return "SCHED_DEADLINE runtime/deadline/period " + std::to_string(a.runtime()) + "/" +
              std::to_string(a.deadline()) + "/" + std::to_string(a.period()) + " the kernel refuses";
+  } else if (a.deadline() || a.period()) {
+    // Only SCHED_DEADLINE has them (runtime: a fair task's slice, 6.12+).
+    return "deadline or period on policy " + std::to_string(a.policy());
   }
   if (a.has_util_min() != a.has_util_max() || a.util_max() > 1024 || a.util_min() > a.util_max())
     return "utilization clamps " + std::to_string(a.util_min()) + ".." + std::to_string(a.util_max()) + " invalid";
