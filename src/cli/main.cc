@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "check/probes.h"
 #include "dump/dump.h"
@@ -56,11 +57,42 @@ int WaitAsParent(pid_t pid) {
   return 1;
 }
 
+// With CRYO_FAULT_POINT=0 (the tests' count of fault points).
+void ReportFaultPoints() {
+  const char* at = getenv("CRYO_FAULT_POINT");
+  if (at && std::string(at) == "0") fprintf(stderr, "cryo: fault points passed: %llu\n",
+                                            static_cast<unsigned long long>(FaultPointsPassed()));
+}
+
+// A dump undone by SIGINT, SIGTERM, SIGHUP or SIGPIPE: the tree is detached
+// as it was and the partial image removed. cryo then dies by the same signal,
+// so that a shell running it in a loop stops too.
+int Interrupted(int sig, pid_t pid, const Status& s) {
+  LOG_DEBUG("%s", s.ToString().c_str());
+  if (pid != ::getpid() && ::kill(pid, 0) == 0)
+    fprintf(stderr, "cryo: dump interrupted: pid %d left running\n", pid);
+  else
+    fprintf(stderr, "cryo: dump interrupted\n");
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  ::raise(sig);
+  return 128 + sig;
+}
+
 }  // namespace
 }  // namespace cryo
 
 int main(int argc, char** argv) {
   using namespace cryo;
+  // Until the command is known (a dump catches them, the others die by them),
+  // SIGINT, SIGTERM, SIGHUP and SIGPIPE wait.
+  sigset_t interrupts, old_mask;
+  sigemptyset(&interrupts);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) sigaddset(&interrupts, sig);
+  sigprocmask(SIG_BLOCK, &interrupts, &old_mask);
   CLI::App app{"cryo: checkpoint and restore Linux processes.\n\n"
                "  cryo check                     can this kernel checkpoint?\n"
                "  cryo check -t PID              can this tree be checkpointed? (what would be refused)\n"
@@ -115,7 +147,15 @@ int main(int argc, char** argv) {
     sub->add_flag("-v,--verbose", verbosity, "more messages on stderr (-vv for debug)");
   }
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    return app.exit(e);
+  }
+  InitFaultPoints();
+  if (*app.get_subcommand("dump")) CatchInterrupts();
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   // A record that does not parse is refused with cryo's own message (naming
   // the file); protobuf's log lines about it would only add noise.
   google::protobuf::SetLogHandler(nullptr);
@@ -128,6 +168,11 @@ int main(int argc, char** argv) {
   if (*dump_cmd) {
     dump.show_progress = progress;
     Status s = Dump(dump);
+    ReportFaultPoints();
+    if (const int sig = InterruptSignal()) {
+      if (!s.ok()) return Interrupted(sig, dump.pid, s);
+      LOG_WARN("SIG%s came once the image was complete: the dump went to its end", sigabbrev_np(sig));
+    }
     if (!s.ok()) {
       LOG_ERROR("dump of pid %d failed: %s", dump.pid, s.ToString().c_str());
       if (dump.pid != ::getpid() && dump.pid != ::getppid() && ::kill(dump.pid, 0) == 0)
@@ -138,6 +183,7 @@ int main(int argc, char** argv) {
   }
   if (*restore_cmd) {
     Result<pid_t> pid = Restore(restore);
+    ReportFaultPoints();
     if (!pid.ok()) {
       LOG_ERROR("restore from %s failed: %s", restore.images_dir.c_str(), pid.status().ToString().c_str());
       return 1;

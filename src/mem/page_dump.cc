@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "image/format.h"
 #include "mem/cow_share.h"
@@ -461,6 +462,7 @@ Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::M
   CopyTimes reader, writer_times;
   const double start = Now();
   auto read_and_hash = [&](const Filled& f, const std::vector<PagePiece>& c, char* buf) -> Status {
+    CRYO_RETURN_IF_ERROR(CheckInterrupt());  // a buffer at a time
     const double t0 = Now();
     CRYO_RETURN_IF_ERROR(src.Read(c.data(), c.size(), buf));
     const double t1 = Now();

@@ -29,6 +29,7 @@
 #include "base/janitor.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/privileges.h"
 #include "base/unique_fd.h"
 #include "files/fd_owner.h"
 #include "files/fd_pool.h"
@@ -258,14 +259,13 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
   if (!rep.area) return Status::Error("pid " + std::to_string(pid) + ": the helper did not report its restorer area");
   user_regs_struct cur;
   CRYO_RETURN_IF_ERROR(GetRegs(pid, &cur));
-  RemoteSyscaller rs(pid, cur);
-  rs.SetSyscallInsn(rep.area + syscall_off);
-  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_close, rep.status_fd));
+  auto rs = RemoteSyscaller::Unguarded(pid, cur, rep.area + syscall_off);  // dies with cryo (PTRACE_O_EXITKILL)
+  CRYO_ASSIGN_OR_RETURN(long r, rs->Syscall(SYS_close, rep.status_fd));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the status pipe in pid " + std::to_string(pid));
   // While the blob's syscall instruction is still mapped.
-  CRYO_RETURN_IF_ERROR(SealVmas(proc.mm, rs).Prefixed("pid " + std::to_string(pid)));
-  CRYO_RETURN_IF_ERROR(RestoreDumpableFlag(rs, proc.core));
-  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_munmap, rep.area, rep.area_len));
+  CRYO_RETURN_IF_ERROR(SealVmas(proc.mm, *rs).Prefixed("pid " + std::to_string(pid)));
+  CRYO_RETURN_IF_ERROR(RestoreDumpableFlag(*rs, proc.core));
+  CRYO_ASSIGN_OR_RETURN(r, rs->Syscall(SYS_munmap, rep.area, rep.area_len));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "unmapping the restorer from pid " + std::to_string(pid));
   for (const image::TaskCore& t : proc.core.threads()) {
     user_regs_struct regs;
@@ -332,6 +332,7 @@ std::set<pid_t> ImagePids(const image::LoadedImage& img) {
 
 Result<pid_t> Restore(const RestoreOptions& opts) {
   const double t0 = Now();
+  CRYO_RETURN_IF_ERROR(CheckPrivileges());
   ArmRestoreFaults();
   CRYO_ASSIGN_OR_RETURN(image::LoadedImage img, image::LoadImage(opts.images_dir));
   RestoreFaultPoint("loaded");

@@ -498,10 +498,11 @@ class Harness:
         return self.wait_exit(w, timeout)
 
     # -- running cryo
-    def run_cryo(self, args, timeout=CRYO_TIMEOUT, log=True, tag=None):
+    def run_cryo(self, args, timeout=CRYO_TIMEOUT, log=True, tag=None, env=None):
         """Run cryo to completion; returns CryoResult (never raises on a
-        non-zero exit).  stdout/stderr go to files, not pipes, so a process
-        that inherits them cannot make us wait."""
+        non-zero exit; rc is negative when cryo died by a signal).
+        stdout/stderr go to files, not pipes, so a process that inherits them
+        cannot make us wait.  `env`: variables added to cryo's environment."""
         if not (os.path.isfile(self.cryo) and os.access(self.cryo, os.X_OK)):
             fail("cryo binary not found or not executable: %s" % self.cryo)
         self.counter += 1
@@ -511,7 +512,8 @@ class Harness:
             argv += ["--log-file", base + ".log", "-v"]
         with open(base + ".out", "wb") as out, open(base + ".err", "wb") as err:
             p = subprocess.Popen([self.cryo] + argv, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=err, close_fds=True)
+                                 stderr=err, close_fds=True,
+                                 env=dict(os.environ, **env) if env else None)
         try:
             rc = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
