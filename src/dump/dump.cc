@@ -16,6 +16,7 @@
 #include "base/interrupt.h"
 #include "base/privileges.h"
 #include "base/log.h"
+#include "base/size_format.h"
 #include "cgroup/cgroup_dump.h"
 #include "files/fd_table.h"
 #include "image/image_dir.h"
@@ -174,7 +175,7 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
   ProgressFn progress;
   if (opts.show_progress)
     progress = [pid](uint64_t done, uint64_t total) {
-      fprintf(stderr, "\rcryo: pid %d: writing pages %" PRIu64 "/%" PRIu64 " MiB", pid, done >> 20, total >> 20);
+      fprintf(stderr, "\rcryo: pid %d: writing pages %s of %s ", pid, FormatSize(done).c_str(), FormatSize(total).c_str());
       if (done == total) fprintf(stderr, "\n");
     };
   if (facts.pages) {

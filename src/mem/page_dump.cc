@@ -20,6 +20,7 @@
 #include "base/clock.h"
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "base/size_format.h"
 #include "image/format.h"
 #include "mem/cow_share.h"
 
@@ -555,8 +556,8 @@ Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm) {
       if (v.start() <= r.vaddr() && r.vaddr() < v.end()) inherited += r.npages();
     v.set_inherited_pages(inherited);
   }
-  LOG_INFO("pid %d: storing %" PRIu64 " pages (%" PRIu64 " MiB)", pid, mm->total_pages(),
-           mm->total_pages() * kPage >> 20);
+  LOG_INFO("pid %d: storing %" PRIu64 " pages (%s)", pid, mm->total_pages(),
+           FormatSize(mm->total_pages() * kPage).c_str());
   return pieces;
 }
 

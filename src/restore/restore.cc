@@ -30,6 +30,7 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/privileges.h"
+#include "base/size_format.h"
 #include "base/unique_fd.h"
 #include "files/fd_owner.h"
 #include "files/fd_pool.h"
@@ -301,7 +302,7 @@ Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::vec
   CRYO_ASSIGN_OR_RETURN(PremapWindow w, PlanPremapWindow(used, sizes));
   if (::mmap(reinterpret_cast<void*>(w.start), w.len, PROT_NONE,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
-    return Status::FromErrno("reserving " + std::to_string(w.len >> 20) + " MiB of address space for the restore");
+    return Status::FromErrno("reserving " + FormatSize(w.len) + " of address space for the restore");
   return w;
 }
 

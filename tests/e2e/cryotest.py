@@ -527,12 +527,16 @@ class Harness:
         return CryoResult(argv, rc, read_text(base + ".out", ""), read_text(base + ".err", ""),
                           read_text(base + ".log") if log else None)
 
-    def dump(self, pid, images, leave_running=False, expect_ok=True, mkdir=True, timeout=CRYO_TIMEOUT):
+    def dump(self, pid, images, leave_running=False, expect_ok=True, mkdir=True, timeout=CRYO_TIMEOUT,
+             force=False):
+        """`force`: replace the image `images` holds (cryo refuses without)."""
         if mkdir:
             os.makedirs(images, exist_ok=True)
         args = ["dump", "-t", str(pid), "-D", images]
         if leave_running:
             args.append("--leave-running")
+        if force:
+            args.append("--force")
         r = self.run_cryo(args, timeout=timeout)
         if expect_ok and r.rc != 0:
             fail("dump of pid %d failed\n%s" % (pid, r.describe()))

@@ -116,7 +116,9 @@ def count_points(h, w, images, leave_running):
 
 
 def dump(h, w, images, leave_running, env):
-    args = ["dump", "-t", str(w.pid), "-D", images]
+    # --force: these tests dump again and again into one directory, and over
+    # older images on purpose.
+    args = ["dump", "-t", str(w.pid), "-D", images, "--force"]
     if leave_running:
         args.append("--leave-running")
     return h.run_cryo(args, env=env, tag="dump-fault")
@@ -129,7 +131,7 @@ def fault_dump(h, w, images, leave_running, point, sig):
 def timed_dump(h, w, images, leave_running, delay, sig):
     """A dump that gets SIG`sig` from outside after `delay` seconds (if still
     running)."""
-    args = [h.cryo, "dump", "-t", str(w.pid), "-D", images] + (["--leave-running"] if leave_running else [])
+    args = [h.cryo, "dump", "-t", str(w.pid), "-D", images, "--force"] + (["--leave-running"] if leave_running else [])
     err = os.path.join(h.tmp_root, "timed.err")
     with open(err, "wb") as e:
         p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=e, close_fds=True)
