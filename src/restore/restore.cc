@@ -331,6 +331,16 @@ std::set<pid_t> ImagePids(const image::LoadedImage& img) {
 
 }  // namespace
 
+namespace {
+
+// Ignored rather than blocked: a process-directed signal goes to any thread
+// that does not block it (signal(7)), and cryo's worker threads do not.
+void IgnoreTerminatingSignals() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::signal(sig, SIG_IGN);
+}
+
+}  // namespace
+
 Result<pid_t> Restore(const RestoreOptions& opts) {
   const double t0 = Now();
   CRYO_RETURN_IF_ERROR(CheckPrivileges());
@@ -560,7 +570,12 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   for (pid_t pid : leaders) CRYO_RETURN_IF_ERROR(StopAtRelease(img.processes.at(pid).core, &stop_warnings));
   for (const std::string& w : stop_warnings) LOG_WARN("%s", w.c_str());
   // What the restore made stays from here on (a kill between this and the
-  // release leaves it, never a running tree without it).
+  // release leaves it, never a running tree without it). The restore is
+  // committed: signals that would end cryo are ignored until it has reported
+  // success (a Ctrl-C now would release the tree and still exit as if it had
+  // failed); without --detach cryo forwards them to the tree once it waits as
+  // its parent.
+  IgnoreTerminatingSignals();
   if (janitor) janitor->Done();
   // Release every thread of every process together.
   for (pid_t tid : expected)
