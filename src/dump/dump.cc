@@ -23,6 +23,7 @@
 #include "dump/prefetch.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
+#include "files/unlinked_dump.h"
 #include "mem/vma_dump.h"
 #include "proc/path_check.h"
 #include "proc/path_check.h"
@@ -91,6 +92,7 @@ struct DumpedProcess {
   image::Mm mm;
   image::FdTable fds;
   std::vector<ShmMapping> shm_maps;  // VMAs of memfds, /dev/shm files, SysV segments
+  std::vector<int> unlinked_maps;    // VMAs of deleted files with no name left
   // Its remote system calls; the scratch memory stays mapped until its
   // pages are written (and is unmapped on any error).
   std::unique_ptr<RemoteSyscaller> rs;
@@ -138,6 +140,7 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
   out->mm = std::move(facts.mm);
   out->fds = std::move(facts.fds);
   out->shm_maps = std::move(facts.shm_maps);
+  out->unlinked_maps = std::move(facts.unlinked_maps);
   features->insert(facts.features.begin(), facts.features.end());
   for (const image::Vma& v : out->mm.vmas())
     if (std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end()) features->insert("map-noreserve");
@@ -414,6 +417,10 @@ Status Dump(const DumpOptions& opts) {
   std::vector<ShmHolders> shm_holders;
   for (DumpedProcess& p : procs) shm_holders.push_back({p.core.pid(), &p.mm, &p.fds, &p.shm_maps});
   CRYO_RETURN_IF_ERROR(DumpShmObjects(shm_holders, pids, writer.get(), &shm, &features).Prefixed("shared memory"));
+  image::UnlinkedFileTable unlinked;
+  std::vector<UnlinkedHolders> unlinked_holders;
+  for (DumpedProcess& p : procs) unlinked_holders.push_back({p.core.pid(), &p.core, &p.mm, &p.fds, &p.unlinked_maps});
+  CRYO_RETURN_IF_ERROR(DumpUnlinkedFiles(unlinked_holders, pids, writer.get(), &unlinked, &features).Prefixed("unlinked files"));
   image::TtyTable ttys;
   std::vector<TtyProcess> tty_procs;
   for (size_t i = 0; i < procs.size(); ++i)
@@ -458,6 +465,8 @@ Status Dump(const DumpOptions& opts) {
   }
   if (pipes.pipes_size()) writer->AsyncWriteRecord(image::PipesName(), image::FileKind::kPipes, pipes);
   if (shm.objects_size()) writer->AsyncWriteRecord(image::ShmName(), image::FileKind::kShm, shm);
+  if (std::find(inv.features().begin(), inv.features().end(), "unlinked-files") != inv.features().end())
+    writer->AsyncWriteRecord(image::FilesName(), image::FileKind::kFiles, unlinked);
   if (ttys.ttys_size()) writer->AsyncWriteRecord(image::TtysName(), image::FileKind::kTtys, ttys);
   // The inventory goes last, once every other file is durable: an image
   // without one is incomplete.

@@ -92,6 +92,7 @@ const FdKindHandler* HandlerFor(image::FdKind kind);
 // Handlers, one per file.
 const FdKindHandler* RegularFileHandler();
 const FdKindHandler* DirectoryHandler();
+const FdKindHandler* UnlinkedFileHandler();  // unlinked_fd.cc
 const FdKindHandler* CharDeviceHandler();
 const FdKindHandler* EventfdHandler();
 const FdKindHandler* TimerfdHandler();

@@ -50,6 +50,7 @@ const std::vector<const FdKindHandler*>& FdKindHandlers() {
       MemfdHandler(),
       RegularFileHandler(),
       DirectoryHandler(),
+      UnlinkedFileHandler(),
       CharDeviceHandler(),
       EventfdHandler(),
       TimerfdHandler(),

@@ -257,7 +257,7 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
       // VM_NORESERVE (VmFlags nr) comes only from mmap's flags.
       if (std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end()) flags |= MAP_NORESERVE;
       void* p;
-      if (v.shm_object()) {
+      if (v.shm_object() || v.unlinked_file()) {
         if (!map_shm) return Status::Error(VmaName(v) + " maps a shared memory object, which this restore cannot map");
         CRYO_RETURN_IF_ERROR(map_shm(v, at, map_prot));
         p = reinterpret_cast<void*>(at);
