@@ -153,12 +153,40 @@ def test_unlinked_failed_restore_leaves_nothing(h):
     restore_verify_exit(h, w, child, images, "after restoring again")
 
 
+def test_unlinked_executable(h):
+    """A program whose executable was deleted (no name left) runs from the
+    copy in the image: /proc/PID/exe shows the name, deleted, in kill mode and
+    rewind."""
+    exe_dir = h.mkdir("exe")
+    exe = os.path.join(exe_dir, "unlinked")
+    shutil.copy2(h.workload_path("unlinked"), exe)
+    ctl = h.mkdir("unlinked")
+    w = h.start("unlinked", [exe, ctl], ctl)
+    h.wait_ready(w, timeout=30)
+    child = int((cryotest.read_text(w.path("objects")) or "child 0").split()[1])
+    os.unlink(exe)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    cryotest.wait_pids_gone([w.pid, child])
+    for i in range(2):
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        check_eq(os.readlink("/proc/%d/exe" % r.pid), exe + " (deleted)", "/proc/%d/exe" % r.pid)
+        check_eq(os.listdir(exe_dir), [], "names the restore left in %s" % exe_dir)
+        rw = w.restored(r.pid)
+        h.verify_ok(rw, when="after restore %d" % (i + 1))
+        h.verify_ok(rw, exit=True, when="after restore %d (exit)" % (i + 1))
+        check_eq(h.wait_exit(rw), ("exit", 0), "exit status after restore %d" % (i + 1))
+        cryotest.wait_pids_gone([w.pid, child])
+
+
 TESTS = [
     test_unlinked_kill,
     test_unlinked_leave_running,
     test_unlinked_rewind,
     test_unlinked_held_outside_refused,
     test_unlinked_failed_restore_leaves_nothing,
+    test_unlinked_executable,
 ]
 
 if __name__ == "__main__":
