@@ -3,7 +3,6 @@
 // image (pipe_table.h). A FIFO is the same kernel pipe behind a path: its fds
 // are reopened by that path at restore (fd_pool.cc).
 #include <fcntl.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "base/file_util.h"
@@ -48,12 +47,7 @@ class FifoEndHandler final : public FdKindHandler {
       return Status::Error(s.what() + " is a FIFO without a path (" + s.link + "), which is not supported yet");
     if (IsDeletedLink(s.link)) {
       paths::Opened o;
-      o.link = s.link;
-      o.st = s.st;
-      const std::string entry = "/proc/" + std::to_string(s.pid) + "/fd/" + std::to_string(s.fd);
-      struct statfs sf;
-      if (::statfs(entry.c_str(), &sf) != 0) return Status::FromErrno("statfs " + entry);
-      o.fs_type = static_cast<long>(sf.f_type);
+      CRYO_RETURN_IF_ERROR(FdOpened(s, &o));
       if (s.st.st_nlink > 0)
         return Status::Error("the FIFO " + s.link + " was deleted but has another name, which cryo does not look for");
       const std::string why = paths::WhyNotRecreatable(o);

@@ -4,7 +4,6 @@
 // tree is cloned (unlinked_restore.h); each open file description is a new
 // open of it with its flags and offset.
 #include <fcntl.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "base/file_util.h"
@@ -27,12 +26,7 @@ class UnlinkedFileFd final : public FdKindHandler {
   }
   Status Dump(const FdSource& s, image::Fd* out) const override {
     paths::Opened o;
-    o.link = s.link;
-    o.st = s.st;
-    const std::string entry = "/proc/" + std::to_string(s.pid) + "/fd/" + std::to_string(s.fd);
-    struct statfs sf;
-    if (::statfs(entry.c_str(), &sf) != 0) return Status::FromErrno("statfs " + entry);
-    o.fs_type = static_cast<long>(sf.f_type);
+    CRYO_RETURN_IF_ERROR(FdOpened(s, &o));
     const std::string why = paths::WhyNotRecreatable(o);
     if (!why.empty()) return Status::Error(paths::ShownPath(o) + " " + why);
     FillFileId(s, out->mutable_file());

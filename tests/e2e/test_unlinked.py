@@ -33,6 +33,19 @@ def start(h):
     return w, child
 
 
+def start_copy(h):
+    """The workload started from a copy of its executable, in a directory of
+    its own: (that directory, the copy, the workload, its child)."""
+    exe_dir = h.mkdir("exe")
+    exe = os.path.join(exe_dir, "unlinked")
+    shutil.copy2(h.workload_path("unlinked"), exe)
+    ctl = h.mkdir("unlinked")
+    w = h.start("unlinked", [exe, ctl], ctl)
+    h.wait_ready(w, timeout=30)
+    child = int((cryotest.read_text(w.path("objects")) or "child 0").split()[1])
+    return exe_dir, exe, w, child
+
+
 def leftovers(w):
     """Names a restore made in the workload's directory and did not remove."""
     return sorted(n for n in os.listdir(w.ctl) if n.startswith(".cryo-unlinked"))
@@ -131,13 +144,8 @@ def test_unlinked_held_outside_refused(h):
 def test_unlinked_failed_restore_leaves_nothing(h):
     """A restore that fails after the unlinked files were made (the executable
     is gone) leaves no name behind; the image still restores afterwards."""
-    exe_dir = h.mkdir("exe")
-    exe = os.path.join(exe_dir, "unlinked")
-    shutil.copy2(h.workload_path("unlinked"), exe)
-    ctl = h.mkdir("unlinked")
-    w = h.start("unlinked", [exe, ctl], ctl)
-    h.wait_ready(w, timeout=30)
-    child = int((cryotest.read_text(w.path("objects")) or "child 0").split()[1])
+    exe_dir, exe, w, child = start_copy(h)
+    ctl = w.ctl
     images = h.mkdir("img")
     h.dump(w.pid, images)
     h.reap_original(w)
@@ -157,13 +165,8 @@ def test_unlinked_executable(h):
     """A program whose executable was deleted (no name left) runs from the
     copy in the image: /proc/PID/exe shows the name, deleted, in kill mode and
     rewind."""
-    exe_dir = h.mkdir("exe")
-    exe = os.path.join(exe_dir, "unlinked")
-    shutil.copy2(h.workload_path("unlinked"), exe)
-    ctl = h.mkdir("unlinked")
-    w = h.start("unlinked", [exe, ctl], ctl)
-    h.wait_ready(w, timeout=30)
-    child = int((cryotest.read_text(w.path("objects")) or "child 0").split()[1])
+    exe_dir, exe, w, child = start_copy(h)
+    ctl = w.ctl
     os.unlink(exe)
     images = h.mkdir("img")
     h.dump(w.pid, images)
