@@ -61,6 +61,13 @@ def check_image(h, images):
     check(data < 8 << 20, "files-data.img holds %d bytes: the holes of the sparse file were stored" % data)
     st = os.stat(os.path.join(images, "files-data.img"))
     check(st.st_blocks * 512 < 8 << 20, "files-data.img allocates %d bytes" % (st.st_blocks * 512))
+    files = {os.path.basename(f["path"]): f for f in shown["unlinked_files"]}
+    for name in ("dense", "sparse", "empty", "shared-map", "private-map", "code", "shared-fd", "gone", "inner"):
+        check(name in files, "cryo show lists no unlinked file %r: %s" % (name, sorted(files)))
+    check_eq((files["sparse"]["size"], files["sparse"]["stored"]), (SPARSE_SIZE, 4096 + 65536 + 4096),
+             "size and stored bytes of the sparse file")
+    check_eq((files["dense"]["stored"], files["dense"]["mode"]), ((1 << 20) + 3, 0o640), "dense file")
+    check_eq(files["gone"]["kind"], "directory", "kind of gone")
 
 
 def check_links(pid, ctl):
