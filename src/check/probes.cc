@@ -35,6 +35,7 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/privileges.h"
 #include "base/unique_fd.h"
 
 // Kernel interfaces newer than the build host's headers; the kernel decides at run time.
@@ -639,9 +640,12 @@ Probe ProbeCapabilities() {
   }
   if (!eff) return Fail(p, Status::Error("no CapEff in /proc/self/status"));
   auto has = [&](int bit) { return (*eff >> bit) & 1; };
-  const bool cr = has(40), admin = has(21), resource = has(24);
-  p.ok = cr || admin;
-  p.detail = std::string("CAP_CHECKPOINT_RESTORE ") + (cr ? "yes" : "no") + ", CAP_SYS_ADMIN " + (admin ? "yes" : "no");
+  const bool cr = has(40), admin = has(21), ptrace = has(19), resource = has(24);
+  // What `cryo dump` and `cryo restore` check first (base/privileges.h).
+  p.ok = (cr || admin) && ptrace;
+  p.detail = std::string("CAP_CHECKPOINT_RESTORE ") + (cr ? "yes" : "no") + ", CAP_SYS_ADMIN " + (admin ? "yes" : "no") +
+             ", CAP_SYS_PTRACE " + (ptrace ? "yes" : "no");
+  if (!p.ok) p.detail += "; " + std::string(kNeedPrivileges);
   if (!resource) p.detail += "; no CAP_SYS_RESOURCE: rlimits above the current hard limit cannot be restored";
   return p;
 }
@@ -889,7 +893,13 @@ Result<Report> LoadOrRunProbes(const std::string& cache_path, bool refresh) {
   CRYO_ASSIGN_OR_RETURN(std::string boot_id, BootId());
   if (!refresh) {
     auto cached = ReadCache(cache_path);
-    if (cached.ok() && cached->kernel_release == release && cached->boot_id == boot_id) return cached;
+    if (cached.ok() && cached->kernel_release == release && cached->boot_id == boot_id) {
+      // The capabilities are the caller's, not the kernel's: never cached.
+      for (Probe& p : cached->probes)
+        if (p.name == "capabilities") p = ProbeCapabilities();
+      ComputeVerdict(*cached);
+      return cached;
+    }
     if (cached.ok())
       LOG_DEBUG("check: cache %s is for another boot or kernel; probing again", cache_path.c_str());
     else if (cached.status().err() != ENOENT)

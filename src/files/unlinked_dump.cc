@@ -11,6 +11,7 @@
 #include <map>
 
 #include "base/file_util.h"
+#include "base/interrupt.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "image/format.h"
@@ -126,6 +127,7 @@ Status StreamFileData(int fd, uint64_t size, const std::string& what, WritableFi
     uint64_t a = static_cast<uint64_t>(data);
     const uint64_t b = std::min(static_cast<uint64_t>(hole), size);
     while (a < b) {
+      CRYO_RETURN_IF_ERROR(CheckInterrupt());  // a big file takes a while: SIGINT is noticed per extent
       const uint64_t len = std::min(b - a, max_extent);
       CRYO_RETURN_IF_ERROR(ReadFull(fd, buf.data(), len, a, what));
       CRYO_RETURN_IF_ERROR(out->WriteAt(buf.data(), len, static_cast<off_t>(*offset)));

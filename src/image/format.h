@@ -85,5 +85,10 @@ inline std::string TtysName() { return "ttys.img"; }
 inline std::string FilesName() { return "files.img"; }
 // The content of every unlinked regular file, in the page file layout (kind 5).
 inline std::string FilesDataName() { return "files-data.img"; }
+// Written first by a dump and removed last, once the inventory is durable:
+// an image that still has it is one whose dump did not finish (cryo was
+// killed), even if an inventory of an earlier dump were there.
+inline std::string IncompleteMarkerName() { return "dump-incomplete"; }
+inline constexpr const char* kIncompleteImage = "incomplete image: the dump did not finish";
 
 }  // namespace cryo::image
