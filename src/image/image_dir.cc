@@ -296,9 +296,20 @@ Status ReadMetadata(const std::string& path, const std::string& name, FileKind k
   return Status::Ok();
 }
 
+Result<UniqueFd> OpenDataFile(const LoadedImage& img, const std::string& name, uint64_t want);
+
 // A page file (kind 5) of the image whose page data must be exactly
 // `total_pages` pages.
 Result<UniqueFd> OpenPageData(const LoadedImage& img, const std::string& name, uint64_t total_pages) {
+  if (total_pages > (UINT64_MAX - kPageDataOffset) / kPageSize)
+    return Status::Error(img.dir + "/" + name + ": page count " + std::to_string(total_pages) +
+                         " is impossible (corrupted)");
+  return OpenDataFile(img, name, total_pages * kPageSize);
+}
+
+// A data file (kind 5: page data, unlinked files' content) of the image whose
+// payload must be exactly `want` bytes.
+Result<UniqueFd> OpenDataFile(const LoadedImage& img, const std::string& name, uint64_t want) {
   const std::string path = img.dir + "/" + name;
   uint64_t size = 0;
   CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenImageFile(path, &size));
@@ -311,9 +322,7 @@ Result<UniqueFd> OpenPageData(const LoadedImage& img, const std::string& name, u
   FileHeader h;
   CRYO_RETURN_IF_ERROR(CheckFileHeader(path, hdr, static_cast<size_t>(n), FileKind::kPages, &h));
   CRYO_RETURN_IF_ERROR(img.identity.CheckHeader(path, name, h));
-  if (total_pages > (UINT64_MAX - kPageDataOffset) / kPageSize)
-    return Status::Error(path + ": page count " + std::to_string(total_pages) + " is impossible (corrupted)");
-  const uint64_t want = total_pages * kPageSize;
+  if (want > UINT64_MAX - kPageDataOffset) return Status::Error(path + ": impossible size (corrupted)");
   if (h.payload_size != want || size != kPageDataOffset + want)
     return Status::Error(path + ": holds " + std::to_string(size) + " bytes, expected " +
                          std::to_string(kPageDataOffset + want) + " (truncated or corrupted)");
@@ -467,7 +476,16 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
     CRYO_ASSIGN_OR_RETURN(UniqueFd sf, OpenShmPageFile(img));
     (void)sf;
   }
+  if (HasFeature(inv, "unlinked-files")) {
+    CRYO_RETURN_IF_ERROR(ReadImageRecord(img, FilesName(), FileKind::kFiles, &img.files));
+    if (!img.files.files().empty()) CRYO_RETURN_IF_ERROR(OpenFilesDataFile(img).status());
+  }
+  CRYO_RETURN_IF_ERROR(ValidateUnlinkedFiles(img));
   return img;
+}
+
+Result<UniqueFd> OpenFilesDataFile(const LoadedImage& img) {
+  return OpenDataFile(img, FilesDataName(), img.files.data_size());
 }
 
 }  // namespace cryo::image

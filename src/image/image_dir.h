@@ -135,6 +135,7 @@ struct LoadedImage {
   PipeTable pipes;
   ShmTable shm;  // memfds, POSIX and SysV shared memory (shm.img)
   TtyTable ttys;
+  UnlinkedFileTable files;  // unlinked files and directories (files.img)
 };
 
 // Reads one metadata file on its own (tools, tests), checking magic, version,
@@ -160,5 +161,9 @@ Result<LoadedImage> LoadImage(const std::string& dir);
 Result<UniqueFd> OpenPageFile(const LoadedImage& img, int pid);
 // Opens shm-pages.img after checking its header against the ShmTable.
 Result<UniqueFd> OpenShmPageFile(const LoadedImage& img);
+// Opens files-data.img after checking its header against img.files.
+Result<UniqueFd> OpenFilesDataFile(const LoadedImage& img);
+// files.img (and the holders that name its files): every field checked.
+Status ValidateUnlinkedFiles(const LoadedImage& img);
 
 }  // namespace cryo::image
