@@ -118,25 +118,28 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
       f.has_tty() != (k == FD_TTY || k == FD_EXTERNAL_TTY) || f.has_listen_socket() != (k == FD_LISTEN_SOCKET) ||
       (f.shm_object() != 0) != (k == FD_MEMFD || k == FD_POSIX_SHM))
     return "state of another kind of file";
-  if ((f.flags() & O_PATH) && k != FD_REGULAR && k != FD_DIRECTORY) return "O_PATH on a file of this kind";
+  // An unlinked file (files.img) is a regular file or a directory opened again.
+  const bool unlinked = k == FD_UNLINKED_FILE;
+  if ((f.flags() & O_PATH) && k != FD_REGULAR && k != FD_DIRECTORY && !unlinked) return "O_PATH on a file of this kind";
   // open(2) gives every file it opens O_LARGEFILE on x86_64, but not with
   // O_PATH; pipe(2) and the anonymous-inode kinds never have it. A pty slave
   // from ioctl(TIOCGPTPEER) is opened by the kernel without it (ptm_open_peer).
   const bool peer = k == FD_TTY && !f.tty().master();
-  const bool opened = k == FD_REGULAR || k == FD_DIRECTORY || k == FD_CHARDEV || k == FD_FIFO ||
+  const bool opened = k == FD_REGULAR || k == FD_DIRECTORY || unlinked || k == FD_CHARDEV || k == FD_FIFO ||
                       (k == FD_TTY && !peer) || k == FD_EXTERNAL_TTY || k == FD_MEMFD || k == FD_POSIX_SHM;
   if (peer && (f.flags() & O_PATH)) return "O_PATH on a pty slave";
   if (opened && ((f.flags() & kLargefile) != 0) == ((f.flags() & O_PATH) != 0))
     return "flags " + Hex(f.flags()) + " without O_LARGEFILE (or with O_PATH and it), which open(2) never gives";
   if (f.flags() & O_PATH && f.flags() & ~(O_PATH | O_DIRECTORY | O_NOFOLLOW))
     return "flags " + Hex(f.flags()) + " that an O_PATH file cannot have";
-  if ((f.flags() & O_DIRECTORY) && k != FD_DIRECTORY) return "O_DIRECTORY on a file that is not a directory";
-  const bool seeks = k == FD_REGULAR || k == FD_DIRECTORY || k == FD_MEMFD || k == FD_POSIX_SHM;
+  if ((f.flags() & O_DIRECTORY) && k != FD_DIRECTORY && !(unlinked && type == S_IFDIR))
+    return "O_DIRECTORY on a file that is not a directory";
+  const bool seeks = k == FD_REGULAR || k == FD_DIRECTORY || unlinked || k == FD_MEMFD || k == FD_POSIX_SHM;
   if (f.pos() > static_cast<uint64_t>(INT64_MAX) || (!seeks && f.pos()))
     return "offset " + std::to_string(f.pos()) + " a file of this kind cannot have";
   // The identity of the file: whole for files with a path, the path alone for
   // terminals, nothing but device and inode for the rest (fd_table.cc).
-  const bool whole = k == FD_REGULAR || k == FD_DIRECTORY || k == FD_CHARDEV || k == FD_FIFO || k == FD_MEMFD ||
+  const bool whole = k == FD_REGULAR || k == FD_DIRECTORY || unlinked || k == FD_CHARDEV || k == FD_FIFO || k == FD_MEMFD ||
                      k == FD_POSIX_SHM;
   const bool tty = k == FD_TTY || k == FD_EXTERNAL_TTY;
   if (whole || tty) {
@@ -150,6 +153,9 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
   switch (k) {
     case FD_REGULAR:
       return type == S_IFREG ? "" : "a regular file whose mode is not a regular file's";
+    case FD_UNLINKED_FILE:
+      if (type == S_IFDIR) return acc == O_RDONLY || (f.flags() & O_PATH) ? "" : "a directory open for writing";
+      return type == S_IFREG ? "" : "an unlinked file that is neither a regular file nor a directory";
     case FD_DIRECTORY:
       if (type != S_IFDIR) return "a directory whose mode is not a directory's";
       return acc == O_RDONLY || (f.flags() & O_PATH) ? "" : "a directory open for writing";
@@ -204,7 +210,9 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
       if (f.flags() & ~(O_ACCMODE | kSettable)) return "flags " + Hex(f.flags()) + " the restore cannot set";
       if (fifo)
         for (const Pipe& p : img.pipes.pipes())
-          if (p.id() == id && p.fifo_path() != f.file().path()) return "FIFO path differs from pipes.img's";
+          // An unlinked FIFO's fds keep its link, " (deleted)" included.
+          if (p.id() == id && (p.fifo_unlinked() ? p.fifo_path() + " (deleted)" : p.fifo_path()) != f.file().path())
+            return "FIFO path differs from pipes.img's";
       return "";
     }
     case FD_TTY:

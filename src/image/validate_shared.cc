@@ -6,6 +6,7 @@
 #include <sys/sysmacros.h>
 #include <termios.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -68,6 +69,9 @@ Status ValidatePipes(const LoadedImage& img, const Index& index) {
     if (((p.id() >> 63) != 0) != !p.fifo_path().empty()) return Bad(img, file, what + ": a FIFO path on a pipe id, or none on a FIFO id");
     if (!p.fifo_path().empty())
       if (std::string pr = PathProblem(p.fifo_path()); !pr.empty()) return Bad(img, file, what + ": FIFO path " + pr);
+    if (p.fifo_unlinked() && (p.fifo_path().empty() || std::find(img.inventory.features().begin(), img.inventory.features().end(), "unlinked-files") ==
+                                              img.inventory.features().end()))
+      return Bad(img, file, what + ": an unlinked FIFO without a path or without feature unlinked-files");
     // F_SETPIPE_SZ rounds to a power of two pages; capacity 0: not recorded.
     if (p.capacity() && (!PowerOfTwo(p.capacity()) || p.capacity() < kPageSize || p.capacity() > kMaxPipeCapacity))
       return Bad(img, file, what + ": capacity " + std::to_string(p.capacity()) + " no pipe can have");
