@@ -314,6 +314,23 @@ TEST(RemoteRules, ComparedWithCryo) {
   EXPECT_EQ(DecideRemote(*flusher, -EINVAL, 0).verdict, Verdict::kRefused);
 }
 
+TEST(RemoteRules, MembarrierWithoutGetRegistrations) {
+  // Before Linux 6.3 GET_REGISTRATIONS is EINVAL in cryo and the process alike:
+  // not "inherited"; the private expedited commands tell instead.
+  const RemoteQuery& get = RemoteQueries()[0];
+  Decision d = DecideRemote(get, -EINVAL, -EINVAL);
+  EXPECT_EQ(d.verdict, Verdict::kNotState);
+  EXPECT_NE(d.why.find("Linux 6.3"), std::string::npos) << d.why;
+  const RemoteQuery* priv = nullptr;
+  for (const RemoteQuery& q : RemoteQueries())
+    if (q.key == "membarrier PRIVATE_EXPEDITED") priv = &q;
+  ASSERT_NE(priv, nullptr);
+  EXPECT_EQ(DecideRemote(*priv, -EPERM, -EPERM).verdict, Verdict::kInherited);
+  d = DecideRemote(*priv, 0, -EPERM);  // registered: the command went through
+  EXPECT_EQ(d.verdict, Verdict::kRefused);
+  EXPECT_NE(d.why.find("MEMBARRIER_CMD_PRIVATE_EXPEDITED"), std::string::npos) << d.why;
+}
+
 TEST(Report, EveryRefusalOnItsOwnLineOnce) {
   Report r;
   r.Add("pid 1", "status", "A", "1", Verdict::kRefused, "is odd");

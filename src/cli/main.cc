@@ -9,6 +9,7 @@
 #include <string>
 
 #include "base/log.h"
+#include "check/features.h"
 #include "check/probes.h"
 #include "dump/dump.h"
 #include "image/image_dir.h"
@@ -116,6 +117,7 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   SetStderrLogLevel(verbosity >= 2 ? LogLevel::kDebug : verbosity == 1 ? LogLevel::kInfo : LogLevel::kWarn);
+  if (Status s = check::CheckPretendedNames(); !s.ok()) return Fail(s);
   if (!log_file.empty()) {
     Status s = OpenLogFile(log_file);
     if (!s.ok()) return Fail(s);
