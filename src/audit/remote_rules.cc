@@ -32,39 +32,54 @@ std::string Hex(long v) {
   return buf;
 }
 
+// Whether cryo's kernel answers MEMBARRIER_CMD_GET_REGISTRATIONS (and
+// CRYO_PRETEND_MISSING does not take it away).
+bool HaveGetRegistrations() {
+  if (PretendMissing("membarrier-registrations")) return false;
+  static const bool kHave = ::syscall(SYS_membarrier, kMembarrierGetRegistrations, 0, 0) >= 0;
+  return kHave;
+}
+
 }  // namespace
 
 const std::vector<RemoteQuery>& RemoteQueries() {
   static const std::vector<RemoteQuery> kQueries = {
       {kGetRegistrationsKey, SYS_membarrier, {kMembarrierGetRegistrations, 0, 0},
-       "is registered for membarrier(2) commands, which is not restored yet", 0, ""},
+       "is registered for membarrier(2) commands", 0, "",
+       "registered again by the restore helper (mem/mm_attrs.h, MmAttributes.membarrier)"},
+      // Only where GET_REGISTRATIONS is missing (DecideRemote): see kernels.md.
       {"membarrier PRIVATE_EXPEDITED", SYS_membarrier, {kMembarrierPrivateExpedited, 0, 0},
-       "is registered for membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED, which is not restored yet", EPERM,
-       "not registered (the command answers EPERM)"},
+       "is registered for membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED, which is not restored on kernels without "
+       "MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3)", EPERM, "not registered (the command answers EPERM)", ""},
       {"membarrier PRIVATE_EXPEDITED_SYNC_CORE", SYS_membarrier, {kMembarrierPrivateExpeditedSyncCore, 0, 0},
-       "is registered for membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, which is not restored yet", EPERM,
-       "not registered (the command answers EPERM)"},
+       "is registered for membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, which is not restored on kernels "
+       "without MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3)", EPERM, "not registered (the command answers EPERM)", ""},
       {"membarrier PRIVATE_EXPEDITED_RSEQ", SYS_membarrier, {kMembarrierPrivateExpeditedRseq, 0, 0},
-       "is registered for membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, which is not restored yet", EPERM,
-       "not registered (the command answers EPERM)"},
+       "is registered for membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, which is not restored on kernels "
+       "without MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3)", EPERM, "not registered (the command answers EPERM)", ""},
       {"PR_GET_MDWE", SYS_prctl, {kPrGetMdwe, 0, 0},
-       "denies writable and executable memory (prctl PR_SET_MDWE), which is not restored yet", 0, ""},
+       "denies writable and executable memory (prctl PR_SET_MDWE), which is not restored yet", 0, "", ""},
       {"ARCH_GET_CPUID", SYS_arch_prctl, {kArchGetCpuid, 0, 0},
-       "has CPUID faulting set (arch_prctl ARCH_SET_CPUID), which is not restored yet", 0, ""},
+       "has CPUID faulting set (arch_prctl ARCH_SET_CPUID), which is not restored yet", 0, "", ""},
       {"PR_GET_IO_FLUSHER", SYS_prctl, {kPrGetIoFlusher, 0, 0},
        "is marked an I/O flusher (prctl PR_SET_IO_FLUSHER), which is not restored yet", EPERM,
-       "not visible without CAP_SYS_RESOURCE, which setting it needs too"},
+       "not visible without CAP_SYS_RESOURCE, which setting it needs too", ""},
       {"PR_SPEC_L1D_FLUSH", SYS_prctl, {kPrGetSpeculationCtrl, kPrSpecL1dFlush, 0},
-       "has L1D flushing on context switch set (prctl PR_SET_SPECULATION_CTRL), which is not restored yet", 0, ""},
+       "has L1D flushing on context switch set (prctl PR_SET_SPECULATION_CTRL), which is not restored yet", 0, "",
+       ""},
   };
   return kQueries;
 }
 
 Decision DecideRemote(const RemoteQuery& q, long target, long mine) {
-  if (q.key == kGetRegistrationsKey && (mine == -EINVAL || PretendMissing("membarrier-registrations")))
+  const bool have_get_registrations = HaveGetRegistrations();
+  if (q.key == kGetRegistrationsKey && !have_get_registrations)
     return {Verdict::kNotState,
             "cannot be asked on this kernel (MEMBARRIER_CMD_GET_REGISTRATIONS, Linux 6.3+): the private expedited "
             "registrations are found by issuing those commands; a global expedited registration is not seen"};
+  if (q.nr == SYS_membarrier && q.key != kGetRegistrationsKey && have_get_registrations)
+    return {Verdict::kNotState, "told by the membarrier registrations (MEMBARRIER_CMD_GET_REGISTRATIONS)"};
+  if (!q.restored.empty() && !(target < 0 && target > -4096)) return {Verdict::kRestored, std::string(q.restored)};
   if (target == mine) return {Verdict::kInherited, "the same as cryo's; inherited by the restored process"};
   if (q.tolerated_errno && target == -q.tolerated_errno) return {Verdict::kNotState, std::string(q.tolerated_why)};
   if (target < 0 && target > -4096)

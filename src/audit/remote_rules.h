@@ -24,6 +24,7 @@ struct RemoteQuery {
   std::string_view what;  // refused: completes "<subject> ..." (the value is appended)
   int tolerated_errno;    // an error of the process's call that says nothing is set (0: none)
   std::string_view tolerated_why;
+  std::string_view restored;  // set: cryo restores whatever value it reads (this says how)
 };
 
 const std::vector<RemoteQuery>& RemoteQueries();

@@ -30,15 +30,6 @@ Decision KernelMappingFlag(const Line& l) {
   return {X, "maps device or driver memory (VmFlags " + std::string(l.key) + "), which cannot be checkpointed"};
 }
 
-// MAP_NORESERVE is given to mmap again for anonymous and file mappings; a
-// shared memory object (memfd, /dev/shm, SysV) is mapped by its own code.
-Decision NoReserve(const Line& l) {
-  const std::string_view n = l.vma_name;
-  if (n.starts_with("/memfd:") || n.starts_with("/dev/shm/") || n.starts_with("/SYSV"))
-    return {X, "maps a shared memory object with MAP_NORESERVE (VmFlags nr), which is not restored yet"};
-  return {R, "MAP_NORESERVE (mmap)"};
-}
-
 constexpr std::string_view kProt = "protection and sharing (mmap and mprotect in the restore helper)";
 
 constexpr Rule kVmFlagRules[] = {
@@ -56,14 +47,13 @@ constexpr Rule kVmFlagRules[] = {
     {"de", N, "", KernelMappingFlag},
     {"ar", N, "", KernelMappingFlag},
     {"mm", N, "", KernelMappingFlag},
-    {"lo", X, "is locked in memory (mlock, mlockall; VmFlags lo), which is not restored yet: it would come back "
-              "unlocked"},
-    {"lf", X, "is locked on fault (mlock2 MLOCK_ONFAULT; VmFlags lf), which is not restored yet"},
-    {"sr", X, "has sequential read-ahead advice (MADV_SEQUENTIAL; VmFlags sr), which is not restored yet"},
-    {"rr", X, "has random-access advice (MADV_RANDOM; VmFlags rr), which is not restored yet"},
+    {"lo", R, "locked (mlock2 on the filled premap, as root, before the credentials are switched)"},
+    {"lf", R, "locked on fault (mlock2 MLOCK_ONFAULT)"},
+    {"sr", R, "MADV_SEQUENTIAL (madvise)"},
+    {"rr", R, "MADV_RANDOM (madvise)"},
     {"dc", R, "MADV_DONTFORK (madvise after the children are cloned)"},
     {"ac", R, "accounted memory: the kernel accounts the mapping again when it is made"},
-    {"nr", N, "", NoReserve},
+    {"nr", R, "MAP_NORESERVE (mmap; also of a shared memory object)"},
     {"ht", X, "is hugetlbfs memory (VmFlags ht), not supported yet"},
     {"sf", X, "is a synchronous DAX mapping (MAP_SYNC; VmFlags sf), not supported"},
     {"wf", R, "MADV_WIPEONFORK (madvise after the children are cloned)"},
@@ -76,8 +66,8 @@ constexpr Rule kVmFlagRules[] = {
     {"uw", X, "is registered with a userfaultfd for write protection (VmFlags uw), not supported yet"},
     {"ui", X, "is registered with a userfaultfd for minor faults (VmFlags ui), not supported yet"},
     {"ss", X, "is a shadow stack (VmFlags ss), not supported yet"},
-    {"dp", X, "is droppable memory (MAP_DROPPABLE; VmFlags dp), which is not restored yet"},
-    {"sl", X, "is sealed (mseal; VmFlags sl), which is not restored yet"},
+    {"dp", R, "MAP_DROPPABLE (mmap)"},
+    {"sl", R, "sealed (mseal by cryo, from inside the process, once everything is in place)"},
     {"gu", X, "may hold guard regions (MADV_GUARD_INSTALL; VmFlags gu), which are not restored yet"},
 };
 

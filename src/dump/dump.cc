@@ -21,6 +21,7 @@
 #include "audit/remote_rules.h"
 #include "dump/inspect.h"
 #include "dump/prefetch.h"
+#include "mem/mm_attrs.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
 #include "mem/vma_dump.h"
@@ -115,11 +116,26 @@ Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, Dumped
   CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
   const double t1 = Now();
   times->remote += t1 - t;
+  // The audit's queries, then the memory settings' (mem/mm_attrs.h).
+  std::vector<RemoteCall> extra = audit::RemoteQueryCalls();
+  const size_t n_audit = extra.size();
+  for (const RemoteCall& c : MmAttributeCalls()) extra.push_back(c);
   std::vector<long> attributes;
-  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core, may_trace,
-                                       audit::RemoteQueryCalls(), &attributes)
+  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core, may_trace, extra,
+                                       &attributes)
                            .Prefixed("task state"));
+  if (attributes.size() != extra.size())
+    return Status::Error("internal: the remote attribute queries of pid " + std::to_string(pid) + " went missing");
+  image::MmFields* mmf = out->core.mutable_mm();
+  MmAttributesFromResults(attributes.data() + n_audit, mmf->mutable_attrs());
+  attributes.resize(n_audit);
   audit::ClassifyRemoteResults(attributes, "pid " + std::to_string(pid), report);
+  CRYO_RETURN_IF_ERROR(
+      ProbeLockFuture(pid, facts.vmas, rs.scratch(), rs.scratch_size(), mmf->mutable_attrs()).Prefixed("memory"));
+  if (HasMmAttributes(mmf->attrs()))
+    features->insert("mm-attributes");
+  else
+    mmf->clear_attrs();
   if (out->core.posix_timers_size()) features->insert("posix-timers");
   times->task += Now() - t1;
   return Status::Ok();

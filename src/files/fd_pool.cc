@@ -174,10 +174,11 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
   return pool;
 }
 
-// Shared anonymous memory: one shmem object per id, created here as a real
-// MAP_SHARED|MAP_ANONYMOUS mapping (so it still shows as "/dev/zero (deleted)"),
-// filled from the first holder's pages, and kept as an fd opened through
-// /proc/self/map_files. Every holder maps that fd.
+// Shared anonymous memory of images made before feature "anon-shmem" (since,
+// it is a shared memory object of shm.img, made by ShmObjects): one shmem
+// object per id, created here as a real MAP_SHARED|MAP_ANONYMOUS mapping (so it
+// still shows as "/dev/zero (deleted)"), filled from the holders' pages, and
+// kept as an fd opened through /proc/self/map_files. Every holder maps that fd.
 Status FdPool::BuildShmem(const image::LoadedImage& img, int base) {
   struct Object {
     uint64_t size = 0;
@@ -186,7 +187,7 @@ Status FdPool::BuildShmem(const image::LoadedImage& img, int base) {
   std::map<uint64_t, Object> objects;
   for (const auto& [pid, p] : img.processes)
     for (const image::Vma& v : p.mm.vmas())
-      if (v.kind() == image::VMA_ANON_SHARED && v.shmem_id()) {
+      if (v.kind() == image::VMA_ANON_SHARED && v.shmem_id() && !v.shm_object()) {
         Object& o = objects[v.shmem_id()];
         o.size = std::max(o.size, v.pgoff() + (v.end() - v.start()));
         if (!o.holder) o.holder = pid;

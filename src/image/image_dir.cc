@@ -282,6 +282,9 @@ Status ValidateShm(const LoadedImage& img) {
       case SHM_SYSV:
         if (o.sysv_id() < 0) return Status::Error(obj + ": invalid SysV id");
         break;
+      case SHM_ANON:
+        if (o.size() == 0) return Status::Error(obj + ": shared anonymous memory of size 0 (corrupted)");
+        break;
       default:
         return Status::Error(obj + ": unknown kind " + std::to_string(o.kind()));
     }
@@ -301,7 +304,8 @@ Status ValidateShm(const LoadedImage& img) {
     for (const Vma& v : p.mm.vmas()) {
       if (!v.shm_object()) continue;
       auto it = by_id.find(v.shm_object());
-      if (it == by_id.end() || (v.kind() != VMA_FILE_SHARED && v.kind() != VMA_FILE_PRIVATE) ||
+      const bool anon = it != by_id.end() && it->second->kind() == SHM_ANON;
+      if (it == by_id.end() || (anon ? v.kind() != VMA_ANON_SHARED : v.kind() != VMA_FILE_SHARED && v.kind() != VMA_FILE_PRIVATE) ||
           (it->second->kind() == SHM_SYSV && v.kind() != VMA_FILE_SHARED))
         return Status::Error(img.dir + "/" + MmName(pid) + ": a VMA names shared memory object " +
                              std::to_string(v.shm_object()) + ", which does not fit it (corrupted)");
@@ -384,7 +388,7 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
   if (std::find(inv.features().begin(), inv.features().end(), "pipes") != inv.features().end() ||
       std::find(inv.features().begin(), inv.features().end(), "fifos") != inv.features().end())
     CRYO_RETURN_IF_ERROR(ReadRecord(dir, PipesName(), FileKind::kPipes, &img.pipes));
-  if (HasAnyFeature(inv, {"memfd", "posix-shm", "sysv-shm"})) {
+  if (HasAnyFeature(inv, {"memfd", "posix-shm", "sysv-shm", "anon-shmem"})) {
     CRYO_RETURN_IF_ERROR(ReadRecord(dir, ShmName(), FileKind::kShm, &img.shm));
     CRYO_RETURN_IF_ERROR(ValidateShm(img));
     if (!img.shm.objects().empty()) {

@@ -75,6 +75,7 @@ const char* ShmKindLabel(ShmKind k) {
     case SHM_MEMFD: return "memfd";
     case SHM_POSIX: return "posix";
     case SHM_SYSV: return "sysv";
+    case SHM_ANON: return "anon";
     default: return "unknown";
   }
 }
@@ -148,7 +149,12 @@ std::string ShowJson(const LoadedImage& img) {
     const TaskCore& t = c.threads(0);
     o << (first_proc ? "" : ",") << "{\"pid\":" << pid << ",\"ppid\":" << c.ppid() << ",\"pgid\":" << c.pgid()
       << ",\"sid\":" << c.sid() << ",\"comm\":" << JsonString(t.comm()) << ",\"exe\":" << JsonString(c.mm().exe_path())
-      << ",\"threads\":" << c.threads_size() << ",\"cwd\":" << JsonString(c.cwd()) << ",\"vmas\":[";
+      << ",\"threads\":" << c.threads_size() << ",\"cwd\":" << JsonString(c.cwd());
+    if (c.mm().has_attrs())
+      o << ",\"mm_attrs\":{\"thp_disable\":" << c.mm().attrs().thp_disable()
+        << ",\"mlock_future\":" << c.mm().attrs().mlock_future() << ",\"membarrier\":" << c.mm().attrs().membarrier()
+        << "}";
+    o << ",\"vmas\":[";
     first_proc = false;
     for (int i = 0; i < p.mm.vmas_size(); ++i) {
       const Vma& v = p.mm.vmas(i);
@@ -275,6 +281,9 @@ std::string ShowText(const LoadedImage& img) {
       << (p.mm.total_pages() * 4096 >> 10) << " KiB)";
     if (inherited) o << ", " << inherited << " shared with the parent (stored there)";
     o << "\n";
+    if (c.mm().has_attrs())
+      o << "  memory settings: THP disable " << c.mm().attrs().thp_disable() << ", mlockall future flags "
+        << c.mm().attrs().mlock_future() << ", membarrier registrations " << c.mm().attrs().membarrier() << "\n";
     for (const Vma& v : p.mm.vmas()) {
       snprintf(line, sizeof(line), "    %012" PRIx64 "-%012" PRIx64 " %s %8" PRIu64 " pages  %s\n", v.start(), v.end(),
                ProtString(v).c_str(), v.stored_pages(), v.name().c_str());
@@ -336,7 +345,7 @@ std::string ShowText(const LoadedImage& img) {
       char key[16];
       snprintf(key, sizeof(key), "%#x", static_cast<uint32_t>(so.sysv_key()));
       o << " id " << so.sysv_id() << " key " << key << (so.sysv_removed() ? " (removed)" : "");
-    } else {
+    } else if (so.kind() != SHM_ANON) {
       o << " \"" << so.name() << "\"" << (so.unlinked() ? " (unlinked)" : "");
     }
     o << ", " << so.size() << " bytes, mode 0" << std::oct << so.mode() << std::dec << ", uid " << so.uid() << " gid "

@@ -41,8 +41,7 @@ bool WantPage(image::VmaKind kind, uint64_t cat) {
   if (cat & kPagePfnZero) return false;
   switch (kind) {
     case image::VMA_ANON_PRIVATE:
-    case image::VMA_ANON_SHARED:
-      return true;
+      return true;  // shared anonymous memory is stored from its object (shm_dump.h)
     case image::VMA_FILE_PRIVATE:
       return (cat & kPageSwapped) || !(cat & kPageFile);  // only pages copied on write
     default:

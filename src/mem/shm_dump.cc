@@ -1,8 +1,10 @@
 #include "mem/shm_dump.h"
 
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
@@ -57,6 +59,7 @@ const char* KindName(image::ShmKind k) {
     case image::SHM_MEMFD: return "memfd";
     case image::SHM_POSIX: return "POSIX shared memory";
     case image::SHM_SYSV: return "SysV shared memory";
+    case image::SHM_ANON: return "shared anonymous memory";
     default: return "shared memory";
   }
 }
@@ -160,6 +163,9 @@ Status CheckShmMapping(pid_t pid, const proc::Vma& v, image::ShmKind kind, const
 }
 
 image::ShmKind ShmKindOfVma(const proc::Vma& v) {
+  // MAP_SHARED|MAP_ANONYMOUS (or a shared mapping of /dev/zero) is an unlinked
+  // shmem file named "dev/zero" (shmem_zero_setup, mm/shmem.c).
+  if (v.shared && v.deleted && v.name == "/dev/zero" && v.inode != 0) return image::SHM_ANON;
   if (v.deleted && MemfdName(v.name, false)) return image::SHM_MEMFD;
   if (v.deleted && v.shared && SysvKeyFromName(v.name)) return image::SHM_SYSV;
   if (IsPosixShm(v.name, makedev(v.dev_major, v.dev_minor))) return image::SHM_POSIX;
@@ -242,6 +248,16 @@ Status DumpShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t
         if (!segments.ok()) return segments.status().Prefixed(first.what());
         CRYO_RETURN_IF_ERROR(DescribeSysv(obj, *segments, o));
         features->insert("sysv-shm");
+        break;
+      }
+      case image::SHM_ANON: {
+        // Its pages are found on the object (SEEK_DATA), which only tmpfs
+        // (shmem) answers page by page.
+        struct statfs sfs;
+        if (::fstatfs(fd.get(), &sfs) != 0) return Status::FromErrno("statfs of " + first.what());
+        if (sfs.f_type != TMPFS_MAGIC)
+          return Status::Error(first.what() + ": shared anonymous memory that is not a shmem object, not supported");
+        features->insert("anon-shmem");
         break;
       }
       default:

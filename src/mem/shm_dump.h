@@ -1,7 +1,10 @@
-// The dump half of shared memory objects: memfds, POSIX shared memory (/dev/shm)
-// and SysV segments, wherever the tree maps or holds them. Each object is
-// recorded once (shm.img) with its content (shm-pages.img); every holder, a VMA
-// or an fd, names it by id.
+// The dump half of shared memory objects: memfds, POSIX shared memory (/dev/shm),
+// SysV segments and shared anonymous memory, wherever the tree maps or holds
+// them. Each object is recorded once (shm.img) with its content (shm-pages.img):
+// every page the object holds, found on the object itself, so also the pages
+// no process of the tree has in its page table (written by a process that has
+// exited since, or only ever written with write(2)); every holder, a VMA or an
+// fd, names it by id.
 #pragma once
 
 #include <sys/types.h>
@@ -18,7 +21,8 @@
 namespace cryo {
 
 // What a VMA maps, if it is a shared memory object (SHM_UNKNOWN otherwise):
-// "/memfd:NAME (deleted)", "/SYSV%08x (deleted)" (shared), or a file of /dev/shm.
+// "/memfd:NAME (deleted)", "/SYSV%08x (deleted)" (shared), a file of /dev/shm,
+// or "/dev/zero (deleted)" (shared: MAP_SHARED|MAP_ANONYMOUS).
 image::ShmKind ShmKindOfVma(const proc::Vma& v);
 
 // Refuses, before anything is done to the process, a mapping whose object
@@ -48,7 +52,7 @@ struct ShmHolders {
 // writes the content to shm-pages.img and fills `table`. Refuses, naming the
 // holder, what cannot be restored (a SysV segment of another IPC namespace, a
 // partial SysV attach, a hugetlb memfd). Adds "memfd", "posix-shm",
-// "sysv-shm" to `features` as used. `tree`: every pid of the tree.
+// "sysv-shm", "anon-shmem" to `features` as used. `tree`: every pid of the tree.
 Status DumpShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t>& tree, image::ImageWriter* writer,
                       image::ShmTable* table, std::set<std::string>* features);
 

@@ -11,6 +11,7 @@
 
 #include "base/log.h"
 #include "image/format.h"
+#include "mem/anon_shmem.h"
 #include "mem/memfd.h"
 #include "mem/posix_shm.h"
 #include "mem/sysv_shm.h"
@@ -29,6 +30,7 @@ std::string What(const image::ShmObject& o) {
     case image::SHM_MEMFD: return "memfd \"" + o.name() + "\"";
     case image::SHM_POSIX: return "POSIX shared memory " + o.name();
     case image::SHM_SYSV: return "SysV shared memory segment id " + std::to_string(o.sysv_id());
+    case image::SHM_ANON: return "shared anonymous memory object " + std::to_string(o.id());
     default: return "shared memory object " + std::to_string(o.id());
   }
 }
@@ -89,6 +91,8 @@ Result<std::unique_ptr<ShmObjects>> ShmObjects::Create(const image::LoadedImage&
       CRYO_ASSIGN_OR_RETURN(fd, CreateMemfd(o));
     } else if (o.kind() == image::SHM_POSIX) {
       CRYO_ASSIGN_OR_RETURN(fd, CreatePosixShmFile(o, &live.temp_path));
+    } else if (o.kind() == image::SHM_ANON) {
+      CRYO_ASSIGN_OR_RETURN(fd, CreateAnonShmem(o, AnonShmemNoreserve(img, o.id())));
     } else {
       return Status::Error(what + " is of a kind this cryo cannot restore");
     }
@@ -229,7 +233,6 @@ Status ShmObjects::MapVma(const image::Vma& v, uint64_t at, int prot) const {
   const Live* live = Find(v.shm_object());
   if (!live) return Status::Error(VmaName(v) + " maps shared memory object " + std::to_string(v.shm_object()) + ", which is not in the image");
   if (live->obj.kind() == image::SHM_SYSV) return AttachSysvSegment(live->obj, v, at, prot).Prefixed(VmaName(v));
-  const bool shared = v.flags() & MAP_SHARED;
   // The mapping keeps the open file it is made from, with its mode: a
   // writable one of a memfd whose writers were counted is a reopen of its own.
   UniqueFd counted;
@@ -242,8 +245,8 @@ Status ShmObjects::MapVma(const image::Vma& v, uint64_t at, int prot) const {
       fd = c;
     }
   }
-  void* p = ::mmap(reinterpret_cast<void*>(at), v.end() - v.start(), prot, MAP_FIXED | (shared ? MAP_SHARED : MAP_PRIVATE),
-                   fd, static_cast<off_t>(v.pgoff()));
+  void* p = ::mmap(reinterpret_cast<void*>(at), v.end() - v.start(), prot, MAP_FIXED | MapFlags(v), fd,
+                   static_cast<off_t>(v.pgoff()));
   if (p == MAP_FAILED) return Status::FromErrno("mmap of " + What(live->obj) + " for " + VmaName(v));
   return Status::Ok();
 }

@@ -1,5 +1,5 @@
 // The restore half of shared memory objects (memfds, POSIX shared memory, SysV
-// segments). cryo creates every object of shm.img once, with its content,
+// segments, shared anonymous memory). cryo creates every object of shm.img once, with its content,
 // before the tree is cloned; the restore helpers inherit the objects' fds (the
 // fd pool) and map them (SysV: attach by id) at their VMAs, fds are new open
 // file descriptions of them. Seals and POSIX names are applied last, when

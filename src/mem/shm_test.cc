@@ -140,7 +140,9 @@ TEST(ShmKind, OfVmas) {
   EXPECT_EQ(ShmKindOfVma(MakeVma("/memfd:x", false, true)), image::SHM_UNKNOWN);  // a real file of that name
   EXPECT_EQ(ShmKindOfVma(MakeVma("/SYSV1234abcd", true, true)), image::SHM_SYSV);
   EXPECT_EQ(ShmKindOfVma(MakeVma("/SYSV1234abcd", true, false)), image::SHM_UNKNOWN);
-  EXPECT_EQ(ShmKindOfVma(MakeVma("/dev/zero", true, true)), image::SHM_UNKNOWN);
+  EXPECT_EQ(ShmKindOfVma(MakeVma("/dev/zero", true, true)), image::SHM_ANON);    // MAP_SHARED|MAP_ANONYMOUS
+  EXPECT_EQ(ShmKindOfVma(MakeVma("/dev/zero", false, false)), image::SHM_UNKNOWN);  // MAP_PRIVATE of /dev/zero
+  EXPECT_EQ(ShmKindOfVma(MakeVma("/dev/zero", true, false)), image::SHM_UNKNOWN);
   struct stat st;
   if (stat("/dev/shm", &st) == 0) {
     EXPECT_EQ(ShmKindOfVma(MakeVma("/dev/shm/x", false, true, st.st_dev)), image::SHM_POSIX);

@@ -78,6 +78,13 @@ Status CheckMappedPath(pid_t pid, const proc::Vma& v, const image::FileId& id) {
 
 }  // namespace
 
+bool HasVmaAttributes(const image::Mm& mm) {
+  for (const image::Vma& v : mm.vmas())
+    for (const std::string& f : v.vm_flags())
+      if (f == "lo" || f == "lf" || f == "sr" || f == "rr" || f == "dp" || f == "sl") return true;
+  return false;
+}
+
 Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm, std::vector<ShmMapping>* shm) {
   for (const proc::Vma& v : vmas) {
     image::Vma* iv = mm->add_vmas();
@@ -88,6 +95,7 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
     iv->set_name(v.name);
     for (const auto& f : v.vm_flags) iv->add_vm_flags(f);
     uint32_t flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
+    if (v.HasFlag("dp")) flags = kMapDroppable;  // a mapping type of its own, private anonymous memory only
     if (v.HasFlag("gd")) flags |= MAP_GROWSDOWN;
     iv->set_file_writable(v.HasFlag("mw"));
     if (v.HasFlag("ht")) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " is hugetlbfs memory, not supported yet");
@@ -99,9 +107,12 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
     image::VmaKind kind;
     const image::ShmKind shm_kind = shm ? ShmKindOfVma(v) : image::SHM_UNKNOWN;
     if (shm_kind != image::SHM_UNKNOWN) {
-      // A memfd, /dev/shm file or SysV segment: the object is recorded once for
-      // the tree (shm_dump.h) and restored before this mapping is made again.
-      kind = v.shared ? image::VMA_FILE_SHARED : image::VMA_FILE_PRIVATE;
+      // A memfd, /dev/shm file, SysV segment or shared anonymous memory: the
+      // object is recorded once for the tree, with every page it holds
+      // (shm_dump.h), and restored before this mapping is made again.
+      kind = shm_kind == image::SHM_ANON ? image::VMA_ANON_SHARED
+             : v.shared                  ? image::VMA_FILE_SHARED
+                                         : image::VMA_FILE_PRIVATE;
       CRYO_RETURN_IF_ERROR(FileIdentity(pid, v, iv->mutable_file()));
       CRYO_RETURN_IF_ERROR(CheckShmMapping(pid, v, shm_kind, iv->file(), "pid " + std::to_string(pid) + ": " + VmaName(v)));
       shm->push_back({mm->vmas_size() - 1, shm_kind});
@@ -113,10 +124,8 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
       kind = image::VMA_VVAR_VCLOCK;
     } else if (v.name == "[vsyscall]") {
       kind = image::VMA_VSYSCALL;
-    } else if (v.inode == 0 || (v.name == "/dev/zero" && !v.shared)) {
-      kind = v.shared ? image::VMA_ANON_SHARED : image::VMA_ANON_PRIVATE;
-    } else if (v.shared && v.deleted && v.name == "/dev/zero") {
-      kind = image::VMA_ANON_SHARED;  // MAP_SHARED|MAP_ANONYMOUS is shmem behind "/dev/zero (deleted)"
+    } else if (!v.shared && (v.inode == 0 || v.name == "/dev/zero")) {
+      kind = image::VMA_ANON_PRIVATE;
     } else if (v.deleted) {
       return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) +
                            " maps a deleted file, not supported yet");
@@ -133,14 +142,10 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
       CRYO_ASSIGN_OR_RETURN(bool rw, OpenedForWriting(pid, v));
       iv->set_file_opened_rw(rw);
     }
-    if (kind == image::VMA_ANON_SHARED) {
-      flags |= MAP_ANONYMOUS;
-      // The shmem object behind it: the same inode in every process sharing it.
-      image::FileId shm;
-      CRYO_RETURN_IF_ERROR(FileIdentity(pid, v, &shm));
-      iv->set_shmem_id(shm.ino());
-    }
-    if (kind == image::VMA_ANON_PRIVATE) flags |= MAP_ANONYMOUS;
+    // The shmem object behind shared anonymous memory: the same inode in every
+    // process sharing it.
+    if (kind == image::VMA_ANON_SHARED) iv->set_shmem_id(iv->file().ino());
+    if (kind == image::VMA_ANON_PRIVATE || kind == image::VMA_ANON_SHARED) flags |= MAP_ANONYMOUS;
     iv->set_flags(flags);
     iv->set_kind(kind);
   }

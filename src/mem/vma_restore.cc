@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -16,6 +17,7 @@
 
 #include "base/unique_fd.h"
 #include "image/format.h"
+#include "mem/vma_dump.h"
 
 namespace cryo {
 
@@ -52,9 +54,10 @@ Result<UniqueFd> OpenMappedFile(const image::Vma& v) {
 }
 
 int Madvice(const std::string& flag) {
-  static const std::map<std::string, int> kFlags = {{"dd", MADV_DONTDUMP}, {"dc", MADV_DONTFORK},
-                                                    {"hg", MADV_HUGEPAGE}, {"nh", MADV_NOHUGEPAGE},
-                                                    {"wf", MADV_WIPEONFORK}, {"mg", MADV_MERGEABLE}};
+  static const std::map<std::string, int> kFlags = {{"dd", MADV_DONTDUMP},   {"dc", MADV_DONTFORK},
+                                                    {"hg", MADV_HUGEPAGE},   {"nh", MADV_NOHUGEPAGE},
+                                                    {"wf", MADV_WIPEONFORK}, {"mg", MADV_MERGEABLE},
+                                                    {"sr", MADV_SEQUENTIAL}, {"rr", MADV_RANDOM}};
   auto it = kFlags.find(flag);
   return it == kFlags.end() ? -1 : it->second;
 }
@@ -129,7 +132,8 @@ bool FileOpenedWritable(const image::Vma& v) {
   // A shared mapping of a write-sealed memfd can come from a read-write
   // description without being writable (no VM_MAYWRITE, memfd_file_seals):
   // its may-write flag decides, or sealing it again would fail (EBUSY).
-  if (v.kind() == image::VMA_FILE_SHARED) return v.file_writable();
+  // Shared anonymous memory (a shmem object of its own) likewise.
+  if (v.kind() == image::VMA_FILE_SHARED || v.kind() == image::VMA_ANON_SHARED) return v.file_writable();
   return v.kind() == image::VMA_FILE_PRIVATE && v.file_opened_rw();
 }
 
@@ -173,7 +177,20 @@ Result<uint64_t> FindGap(const std::vector<std::pair<uint64_t, uint64_t>>& used_
   return Status::Error("no free address range of " + std::to_string(len >> 20) + " MiB for the restore");
 }
 
+int MapFlags(const image::Vma& v) {
+  const uint32_t type = v.flags() & 0x0f;  // MAP_TYPE
+  int flags = type == kMapDroppable ? static_cast<int>(kMapDroppable) : (v.flags() & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE;
+  if (v.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
+  // VM_NORESERVE (VmFlags nr) comes only from mmap's flags.
+  if (std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end()) flags |= MAP_NORESERVE;
+  return flags;
+}
+
 namespace {
+
+bool HasVmFlag(const image::Vma& v, const char* flag) {
+  return std::find(v.vm_flags().begin(), v.vm_flags().end(), flag) != v.vm_flags().end();
+}
 
 // Advice that changes what a fork copies: applied only once the children are
 // cloned (ApplyForkAdvice), since they must inherit the premap.
@@ -230,6 +247,12 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
     int prot;
   };
   std::vector<Final> finals;
+  struct Lock {
+    uint64_t addr, len;
+    int prot;
+    bool on_fault;
+  };
+  std::vector<Lock> locks;
   // A file is mapped by several VMAs (text, data, ...): opened and checked once
   // per identity (path, dev, inode, size, mtime), kind and access.
   std::map<std::tuple<std::string, uint64_t, uint64_t, uint64_t, int64_t, int, bool>, UniqueFd> files;
@@ -252,10 +275,7 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
         return Status::FromErrno("mprotect of the inherited " + VmaName(v));
     } else {
       const int map_prot = has_pages ? PROT_READ | PROT_WRITE : prot;
-      int flags = MAP_FIXED | ((v.flags() & MAP_SHARED) ? MAP_SHARED : MAP_PRIVATE);
-      if (v.flags() & MAP_GROWSDOWN) flags |= MAP_GROWSDOWN;
-      // VM_NORESERVE (VmFlags nr) comes only from mmap's flags.
-      if (std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end()) flags |= MAP_NORESERVE;
+      const int flags = MAP_FIXED | MapFlags(v);
       void* p;
       if (v.shm_object()) {
         if (!map_shm) return Status::Error(VmaName(v) + " maps a shared memory object, which this restore cannot map");
@@ -298,12 +318,22 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
     if (has_pages)
       for (int r = first_run; r < ri; ++r) jobs.push_back({&mm.runs(r), at + (mm.runs(r).vaddr() - v.start())});
     if (has_pages || !inherited.empty()) finals.push_back({at, len, prot});
+    if (HasVmFlag(v, "lo")) locks.push_back({at, len, prot, HasVmFlag(v, "lf")});
     moves->push_back({at, v.start(), len});
     if (v.kind() == image::VMA_ANON_PRIVATE) inheritable->push_back({v.start(), v.end(), at});
   }
   CRYO_RETURN_IF_ERROR(Fill(jobs, pages_fd, threads));
   for (const Final& f : finals)
     if (::mprotect(reinterpret_cast<void*>(f.addr), f.len, f.prot) != 0) return Status::FromErrno("mprotect of a premapped VMA");
+  // Locked once filled, with its final protection; mremap keeps a VMA locked.
+  // The helper still runs as root (CAP_IPC_LOCK), so RLIMIT_MEMLOCK, which
+  // mlock alone checks, does not stop it (mlock(2)).
+  // A PROT_NONE VMA is locked but cannot be populated: ENOMEM, as for the
+  // original (__mm_populate in mm/gup.c).
+  for (const Lock& l : locks)
+    if (::syscall(SYS_mlock2, l.addr, l.len, l.on_fault ? MLOCK_ONFAULT : 0) != 0 &&
+        !(errno == ENOMEM && l.prot == PROT_NONE))
+      return Status::FromErrno("mlock of the premapped VMA of " + Hex(l.len >> 10) + " KiB at " + Hex(l.addr));
   return Status::Ok();
 }
 

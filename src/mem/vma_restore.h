@@ -21,6 +21,10 @@ namespace cryo {
 bool FileOpenedWritable(const image::Vma& v);
 // VMAs the restorer recreates (not the vDSO family, not [vsyscall]).
 bool IsPremapped(const image::Vma& v);
+// The mmap(2) flags that recreate `v` (but MAP_FIXED and MAP_ANONYMOUS): its
+// type (MAP_SHARED, MAP_PRIVATE or MAP_DROPPABLE), MAP_GROWSDOWN, and
+// MAP_NORESERVE for VmFlags "nr".
+int MapFlags(const image::Vma& v);
 // Bytes of address space the premaps need (VMAs plus a guard page each).
 uint64_t PremapSize(const image::Mm& mm);
 

@@ -20,6 +20,7 @@
 #include "base/log.h"
 #include "files/fd_table.h"
 #include "files/file_locks.h"
+#include "mem/mm_attrs.h"
 #include "mem/vma_restore.h"
 #include "proc/proc.h"
 #include "restorer/blob.h"
@@ -262,6 +263,7 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
   const image::ProcessImage& p = ctx.img->processes.at(ctx.pid);
   const image::ProcessCore& core = p.core;
   CRYO_RETURN_IF_ERROR(ApplyForkAdvice(p.mm, mem.moves).Prefixed("memory"));
+  CRYO_RETURN_IF_ERROR(RestoreMmAttributes(core.mm().attrs()).Prefixed("memory"));
   int exe_fd = ::open(core.mm().exe_path().c_str(), O_RDONLY | O_CLOEXEC);
   if (exe_fd < 0) return Status::FromErrno("open executable " + core.mm().exe_path());
   CRYO_RETURN_IF_ERROR(ClearFdTable(ctx, &exe_fd));
@@ -316,6 +318,8 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
   CRYO_RETURN_IF_ERROR(ApplyLateSettings(core, &warnings, sets_root));
   for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
 
+  // Last: every mapping made from here on would be locked.
+  CRYO_RETURN_IF_ERROR(LockFutureMappings(core.mm().attrs()).Prefixed("memory"));
   const uint64_t rec[3] = {area, slot.area_len, static_cast<uint64_t>(ctx.status_fd)};
   Send(ctx.status_fd, HelperRecord::kArea, ctx.pid, rec, sizeof(rec));
   if (r.in_group()) ctx.board.Post(r.index, GroupBoard::kPrepared);

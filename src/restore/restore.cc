@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -228,8 +230,26 @@ Status CheckCpu(const image::Inventory& inv) {
   return Status::Ok();
 }
 
+// Sealed VMAs (mseal(2), VmFlags "sl") are sealed last, from inside the
+// process, once the blob has moved everything into place: a sealed VMA can
+// no longer be moved or unmapped.
+Status SealVmas(const image::Mm& mm, RemoteSyscaller& rs) {
+  constexpr long kSysMseal = 462;
+  for (const image::Vma& v : mm.vmas()) {
+    if (std::find(v.vm_flags().begin(), v.vm_flags().end(), "sl") == v.vm_flags().end()) continue;
+    CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(kSysMseal, v.start(), v.end() - v.start(), 0));
+    if (r != 0) {
+      char what[64];
+      snprintf(what, sizeof(what), "mseal of VMA %" PRIx64 "-%" PRIx64, v.start(), v.end());
+      return Status::Errno(static_cast<int>(-r), what);
+    }
+  }
+  return Status::Ok();
+}
+
 // Final step for one process: close the status pipe and unmap the blob from
-// inside it, then load every thread's registers, xsave state and signal mask.
+// inside it, seal what was sealed, then load every thread's registers, xsave
+// state and signal mask.
 Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint64_t syscall_off) {
   const pid_t pid = proc.core.pid();
   if (!rep.area) return Status::Error("pid " + std::to_string(pid) + ": the helper did not report its restorer area");
@@ -240,6 +260,7 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
   CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_close, rep.status_fd));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the status pipe in pid " + std::to_string(pid));
   // While the blob's syscall instruction is still mapped.
+  CRYO_RETURN_IF_ERROR(SealVmas(proc.mm, rs).Prefixed("pid " + std::to_string(pid)));
   CRYO_RETURN_IF_ERROR(RestoreDumpableFlag(rs, proc.core));
   CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_munmap, rep.area, rep.area_len));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "unmapping the restorer from pid " + std::to_string(pid));

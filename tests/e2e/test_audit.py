@@ -5,7 +5,8 @@ mode per kind) is refused at dump, by name, before anything is written: the
 message names the pid and the state, the images directory is left exactly as
 it was, and the process runs on untouched (it checks its own state after).
 Several refusals come all at once, one a line. State cryo restores
-(coredump_filter, MAP_NORESERVE) goes through and comes back. Workloads of
+(coredump_filter, MAP_NORESERVE, mlock, madvise advice, MAP_DROPPABLE, mseal,
+THP disable, membarrier registrations) goes through and comes back. Workloads of
 the other suites dump with every item classified (the debug log's summary),
 and `cryo check -t PID` tells the same without dumping.
 
@@ -29,24 +30,31 @@ REFUSED = [
     ("flock_mapped", ["holds a FLOCK lock on inode", "/proc/locks"]),
     ("thread_files", ["thread ", "has a fd table of its own"]),
     ("seccomp_thread", ["thread ", "Seccomp"]),
-    ("mlock", ["VMA ", "is locked in memory"]),
-    ("lockonfault", ["VMA ", "MLOCK_ONFAULT"]),
-    ("madv_random", ["VMA ", "MADV_RANDOM"]),
-    ("madv_sequential", ["VMA ", "MADV_SEQUENTIAL"]),
-    ("droppable", ["VMA ", "MAP_DROPPABLE"]),
-    ("mseal", ["VMA ", "mseal"]),
-    ("guard", ["VMA ", "MADV_GUARD_INSTALL"]),
+    ("guard", ["VMA ", "MADV_GUARD_INSTALL", "VmFlags gu"]),
     ("seccomp", ["runs under seccomp"]),
     ("netns", ["lives in a network namespace other than cryo's (net:["]),
     ("timens_children", ["has a time namespace for its children other than cryo's"]),
-    ("thp", ["PR_SET_THP_DISABLE"]),
-    ("membarrier", ["membarrier"]),
     ("mdwe", ["PR_SET_MDWE"]),
     ("numa", ["NUMA memory policy \"bind"]),
     ("ksm", ["PR_SET_MEMORY_MERGE"]),
     ("mce", ["PR_MCE_KILL"]),
     ("sem_undo", ["SEM_UNDO"]),
 ]
+
+
+# State cryo restores: mode -> the image feature it needs.
+RESTORED = {
+    "coredump": "proc-attrs",
+    "noreserve": "map-noreserve",
+    "mlock": "vma-attributes",
+    "lockonfault": "vma-attributes",
+    "madv_random": "vma-attributes",
+    "madv_sequential": "vma-attributes",
+    "droppable": "vma-attributes",
+    "mseal": "vma-attributes",
+    "thp": "mm-attributes",
+    "membarrier": "mm-attributes",
+}
 
 
 def start(h, mode):
@@ -105,8 +113,8 @@ def refused_test(mode, words):
 
 def test_refuse_several_at_once(h):
     """Every refusal is reported, each on its own line, in one message."""
-    w = start(h, "mseal+mce+ksm")
-    r = expect_refused(h, w, ["mseal", "PR_MCE_KILL", "PR_SET_MEMORY_MERGE"])
+    w = start(h, "guard+mce+ksm")
+    r = expect_refused(h, w, ["MADV_GUARD_INSTALL", "PR_MCE_KILL", "PR_SET_MEMORY_MERGE"])
     lines = [l for l in r.message.splitlines() if ("pid %d" % w.pid) in l]
     check(len(lines) >= 3, "expected each refusal on a line of its own:\n%s" % r.message)
     h.verify_ok(w, exit=True, when="after the refused dump")
@@ -115,10 +123,10 @@ def test_refuse_several_at_once(h):
 
 def test_refuse_nonexistent_dir_stays_absent(h):
     """A refused dump does not even create the images directory."""
-    w = start(h, "mseal")
+    w = start(h, "guard")
     images = os.path.join(h.mkdir("parent"), "img")
     r = h.dump(w.pid, images, expect_ok=False, mkdir=False)
-    check(r.rc != 0, "dump of a process with sealed memory succeeded")
+    check(r.rc != 0, "dump of a process with guard regions succeeded")
     check(not os.path.exists(images), "the refused dump created %s" % images)
     h.verify_ok(w, exit=True, when="after the refused dump")
     check_eq(h.wait_exit(w), ("exit", 0), "exit status")
@@ -133,7 +141,7 @@ def restored_test(mode):
         images = h.mkdir("img")
         h.dump(w.pid, images)
         h.reap_original(w)
-        feature = {"coredump": "proc-attrs", "noreserve": "map-noreserve"}[mode]
+        feature = RESTORED[mode]
         check(feature in h.show_json(images).get("features", []), "the image lacks feature %s" % feature)
         r = h.restore(images, detach=True, expected_pid=w.pid)
         rw = w.restored(r.pid)
@@ -177,11 +185,11 @@ def test_check_command(h):
     check("can be checkpointed" in r.stdout, "check output:\n%s" % r.describe())
     h.verify_ok(w, exit=True, when="after cryo check")
     check_eq(h.wait_exit(w), ("exit", 0), "exit status")
-    w = start(h, "madv_random")
-    r = expect_refused(h, w, ["MADV_RANDOM"], args=("check",))
+    w = start(h, "guard")
+    r = expect_refused(h, w, ["MADV_GUARD_INSTALL"], args=("check",))
     check("refused:" in r.stdout, "check output lists the refusals:\n%s" % r.describe())
     r = h.run_cryo(["check", "-t", str(w.pid), "--all"])
-    check("VmFlags rr" in r.stdout and "REFUSED" in r.stdout, "check --all lists every item:\n%s" % r.describe())
+    check("VmFlags gu" in r.stdout and "REFUSED" in r.stdout, "check --all lists every item:\n%s" % r.describe())
     h.verify_ok(w, exit=True, when="after cryo check")
     check_eq(h.wait_exit(w), ("exit", 0), "exit status")
 
@@ -189,8 +197,7 @@ def test_check_command(h):
 TESTS = [refused_test(mode, words) for mode, words in REFUSED] + [
     test_refuse_several_at_once,
     test_refuse_nonexistent_dir_stays_absent,
-    restored_test("coredump"),
-    restored_test("noreserve"),
+] + [restored_test(mode) for mode in RESTORED] + [
     test_workloads_classified_without_refusal,
     test_check_command,
 ]

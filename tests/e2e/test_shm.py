@@ -4,7 +4,10 @@ offsets, sealed, privately mapped with copied pages), POSIX shared memory in
 /dev/shm (also unlinked while mapped) and SysV segments (fixed address,
 SHM_RDONLY attach, marked IPC_RMID while attached), shared by a parent and its
 child. The shm workload verifies all of it itself, including that a write by
-one process is seen by the other.
+one process is seen by the other. The shanon workload holds shared anonymous
+memory (and a memfd, a SysV segment) whose pages only the object holds (written by processes that exited
+before the dump; a region partly unmapped, moved and split), and checks that
+they come back, holes stay holes and the sharing is still shared.
 
 Run: test_shm.py --cryo PATH --workloads DIR [NAME ...]
 """
@@ -247,6 +250,63 @@ def test_refuse_other_ipc_namespace(h):
     refused(h, "ipc-ns", ["VMA", "/SYSV", "another IPC namespace"])
 
 
+# -- shared anonymous memory whose pages only the object holds (shanon)
+
+def start_shanon(h):
+    w = h.start_workload("shanon")
+    h.wait_ready(w, timeout=30)
+    layout = h.read_layout(w)
+    return w, int(layout["child"])
+
+
+def check_shanon_image(h, images):
+    shown = h.show_json(images)
+    anon = sorted((o["size"], o["pages"]) for o in shown["shm_objects"] if o["kind"] == "anon")
+    # M, R2 and R1, each once although the parent and the child map them, with
+    # the pages they hold (R2's page 2 too, though nobody maps it any more),
+    # holes left out.
+    check_eq(anon, [(4096, 1), (32 * 4096, 5), (64 * 4096, 4)], "shared anonymous objects (size, pages) in the image")
+    # R3 and R4: a memfd and a SysV segment with a page each only the object holds.
+    others = sorted((o["kind"], o["size"], o["pages"]) for o in shown["shm_objects"] if o["kind"] != "anon")
+    check_eq(others, [("memfd", 8 * 4096, 2), ("sysv", 8 * 4096, 2)], "memfd and SysV objects (size, pages)")
+    check("anon-shmem" in shown["features"], "image features %s lack 'anon-shmem'" % shown["features"])
+
+
+def test_shanon_kill(h):
+    w, child = start_shanon(h)
+    h.verify_ok(w, when="before dump")
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    cryotest.wait_pids_gone([w.pid, child])
+    check_shanon_image(h, images)
+    restore_verify_exit(h, w, images, "after restore")
+
+
+def test_shanon_leave_running(h):
+    w, child = start_shanon(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    h.verify_ok(w, when="of the original after dump --leave-running")
+    h.verify_ok(w, exit=True, when="of the original (exit)")
+    check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
+    cryotest.wait_pids_gone([w.pid, child])
+    restore_verify_exit(h, w, images, "after restore")
+
+
+def test_shanon_rewind(h):
+    w, child = start_shanon(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    cryotest.wait_pids_gone([w.pid, child])
+    for i in range(2):
+        # Each instance overwrites every page before it exits: the next one
+        # gets its own object with the image's bytes.
+        restore_verify_exit(h, w, images, "of rewind instance %d" % (i + 1))
+        cryotest.wait_pids_gone([w.pid, child])
+
+
 TESTS = [
     test_shm_kill,
     test_shm_leave_running,
@@ -256,6 +316,9 @@ TESTS = [
     test_refuse_hugetlb_memfd,
     test_refuse_partial_sysv_attach,
     test_refuse_other_ipc_namespace,
+    test_shanon_kill,
+    test_shanon_leave_running,
+    test_shanon_rewind,
 ]
 
 if __name__ == "__main__":

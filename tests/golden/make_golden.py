@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Makes a golden image: a freestanding program (ticker: one process;
-pipetree: a parent, a child fed through a pipe, a zombie), checkpointed by
-the cryo given.
+pipetree: a parent, a child fed through a pipe, a zombie; shantree: a parent
+and a child sharing shared anonymous memory), checkpointed by the cryo given.
 
 Usage: make_golden.py CRYO OUTDIR [PROGRAM]
 
@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DIR = "/tmp/cryo-golden"
 PID = 32100
 MTIME = 1767225600  # 2026-01-01T00:00:00Z
-PROGRAMS = ("ticker", "pipetree")
+PROGRAMS = ("ticker", "pipetree", "shantree")
 
 
 def setup():

@@ -23,9 +23,9 @@
  *   oom loginuid thp affinity membarrier mdwe numa ioprio autogroup ksm
  *   mce sem_undo     the per-process attribute of that name
  *   plain            nothing (the test moves it into another cgroup)
- * and two that cryo restores:
  *   coredump         /proc/self/coredump_filter 0x7b
  *   noreserve        a MAP_NORESERVE mapping holding a pattern
+ * (which of them cryo restores: RESTORED in test_audit.py)
  */
 #define _GNU_SOURCE
 #include <linux/kcmp.h>

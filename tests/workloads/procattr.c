@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -67,6 +68,8 @@ static void pin(int cpu)
 }
 
 static pid_t tid2, tid3;
+/* Set by each thread once its own attributes are in place. */
+static atomic_int set_up;
 
 static void *thread2(void *arg)
 {
@@ -78,6 +81,7 @@ static void *thread2(void *arg)
     struct sched_param sp = {0};
     if (sched_setscheduler(0, SCHED_BATCH, &sp) != 0 || setpriority(PRIO_PROCESS, 0, 7) != 0)
         wl_die("SCHED_BATCH");
+    atomic_fetch_add(&set_up, 1);
     for (;;)
         wl_sleep_ms(50);
     return NULL;
@@ -97,6 +101,7 @@ static void *thread3(void *arg)
     struct sched_attr_k a = {sizeof a, SCHED_DEADLINE, 0, 0, 0, 1000000, 100000000, 100000000};
     if (syscall(SYS_sched_setattr, 0, &a, 0) != 0)
         wl_die("SCHED_DEADLINE");
+    atomic_fetch_add(&set_up, 1);
     for (;;)
         wl_sleep_ms(50);
     return NULL;
@@ -185,9 +190,8 @@ int main(int argc, char **argv)
     pthread_t t;
     if (pthread_create(&t, NULL, thread2, NULL) != 0 || pthread_create(&t, NULL, thread3, NULL) != 0)
         wl_die("pthread_create");
-    while (!tid2 || !tid3)
+    while (atomic_load(&set_up) < 2) /* bounded by the harness's wait for ready */
         wl_sleep_ms(1);
-    wl_sleep_ms(20); /* both threads have set themselves up */
     wl_ready(ctl);
     wl_serve(ctl, verify, NULL, "oom_score_adj, coredump_filter, autogroup, audit, affinity, ioprio, scheduling");
 }
