@@ -310,7 +310,11 @@ TEST(RemoteRules, ComparedWithCryo) {
   const RemoteQuery& membarrier = RemoteQueries()[0];
   EXPECT_EQ(DecideRemote(membarrier, 0x10, 0).verdict, Verdict::kRestored);
   EXPECT_EQ(DecideRemote(membarrier, -EINVAL, 0).verdict, Verdict::kRefused);  // before Linux 6.3: cannot tell
-  const RemoteQuery& mdwe = RemoteQueries()[1];
+  const RemoteQuery* mdwe_q = nullptr;
+  for (const RemoteQuery& q : RemoteQueries())
+    if (q.key == "PR_GET_MDWE") mdwe_q = &q;
+  ASSERT_NE(mdwe_q, nullptr);
+  const RemoteQuery& mdwe = *mdwe_q;
   EXPECT_EQ(DecideRemote(mdwe, 0, 0).verdict, Verdict::kInherited);
   Decision d = DecideRemote(mdwe, 1, 0);
   EXPECT_EQ(d.verdict, Verdict::kRefused);

@@ -127,5 +127,6 @@ Probe ProbeNamespaces();
 Probe ProbeCapabilities();
 Probe ProbeMembarrierRegistrations();
 Probe ProbeTimerRestoreIds();
+Probe ProbeEventfdSemaphore();
 
 }  // namespace cryo::check::probe

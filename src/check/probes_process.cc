@@ -2,6 +2,7 @@
 // per-process state the dump asks about or the restore sets (membarrier(2)
 // registrations, POSIX timer ids).
 #include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 
 #include <optional>
@@ -81,6 +82,19 @@ Probe ProbeTimerRestoreIds() {
   if (r < 0) return Fail(p, Status::FromErrno("prctl(PR_TIMER_CREATE_RESTORE_IDS, GET)"));
   p.ok = true;
   p.detail = "prctl PR_TIMER_CREATE_RESTORE_IDS is known (mode " + std::to_string(r) + ")";
+  return p;
+}
+
+Probe ProbeEventfdSemaphore() {
+  Probe p{"eventfd-semaphore", false, false, ""};
+  UniqueFd fd(::eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC));
+  if (!fd.valid()) return Fail(p, Status::FromErrno("eventfd"));
+  auto info = ReadFileToString("/proc/self/fdinfo/" + std::to_string(fd.get()));
+  if (!info.ok()) return Fail(p, info.status());
+  if (info->find("eventfd-semaphore:\t1") == std::string::npos && info->find("eventfd-semaphore: 1") == std::string::npos)
+    return Fail(p, Status::Error("fdinfo of an EFD_SEMAPHORE eventfd has no \"eventfd-semaphore: 1\" line"));
+  p.ok = true;
+  p.detail = "fdinfo shows an eventfd's semaphore mode";
   return p;
 }
 

@@ -104,7 +104,7 @@ TEST(ProbesTest, RunProbesOnThisMachineCanCheckpoint) {
   EXPECT_FALSE(r.kernel_release.empty());
   EXPECT_EQ(r.boot_id, CurrentBootId());
   for (const char* name : {"ptrace-seize", "xsave", "process-vm-readv", "pidfd-getfd", "clone3-set-tid", "pr-set-mm-map",
-                           "userfaultfd-wp-async", "pagemap-scan", "membarrier-registrations", "timer-restore-ids", "tcp-repair", "sock-diag", "namespaces", "capabilities", "soft-dirty"}) {
+                           "userfaultfd-wp-async", "pagemap-scan", "membarrier-registrations", "timer-restore-ids", "eventfd-semaphore", "tcp-repair", "sock-diag", "namespaces", "capabilities", "soft-dirty"}) {
     const Probe* p = Find(r, name);
     ASSERT_NE(p, nullptr) << name;
     EXPECT_FALSE(p->detail.empty()) << name;

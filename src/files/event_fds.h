@@ -19,7 +19,7 @@
 namespace cryo {
 
 // "eventfd-count: <hex>" and "eventfd-semaphore: 0|1" (absent before Linux 6.6:
-// then false).
+// then an error, as the mode cannot be seen).
 Status ParseEventfdInfo(const proc::FdInfo& info, image::EventfdState* out);
 
 // "clockid: N", "ticks: N", "settime flags: 0<octal>", "it_value: (sec, nsec)",

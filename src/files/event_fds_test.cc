@@ -42,11 +42,18 @@ TEST(EventfdInfoTest, CountIsHexAndSemaphoreFlag) {
   EXPECT_TRUE(e.semaphore());
 }
 
-TEST(EventfdInfoTest, HugeCountAndNoSemaphoreLine) {
+TEST(EventfdInfoTest, HugeCount) {
   image::EventfdState e;
-  ASSERT_TRUE(ParseEventfdInfo(Info("eventfd-count: fffffffffffffffe\n"), &e).ok());
+  ASSERT_TRUE(ParseEventfdInfo(Info("eventfd-count: fffffffffffffffe\neventfd-semaphore: 0\n"), &e).ok());
   EXPECT_EQ(e.count(), 0xfffffffffffffffeull);
   EXPECT_FALSE(e.semaphore());
+}
+
+TEST(EventfdInfoTest, NoSemaphoreLineBeforeLinux66IsRefused) {
+  image::EventfdState e;
+  Status s = ParseEventfdInfo(Info("eventfd-count: 5\neventfd-id: 1\n"), &e);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("semaphore mode (fdinfo \"eventfd-semaphore\", Linux 6.6+)"), std::string::npos) << s.message();
 }
 
 TEST(EventfdInfoTest, MissingOrMalformedCountFails) {

@@ -58,8 +58,14 @@ Status ParseEventfdInfo(const proc::FdInfo& info, image::EventfdState* out) {
   uint64_t v = 0;
   if (!ParseHex(count->second, &v)) return Status::Error("malformed eventfd-count \"" + count->second + "\"");
   out->set_count(v);
+  // Before Linux 6.6 fdinfo does not say whether the eventfd counts as a
+  // semaphore (EFD_SEMAPHORE), and nothing else shows it: refused rather than
+  // restored in the wrong mode.
   auto sem = info.fields.find("eventfd-semaphore");
-  out->set_semaphore(sem != info.fields.end() && Trim(sem->second) == "1");
+  if (sem == info.fields.end())
+    return Status::Error("this kernel does not show whether the eventfd is in semaphore mode (fdinfo "
+                         "\"eventfd-semaphore\", Linux 6.6+), so it cannot be restored in the right mode");
+  out->set_semaphore(Trim(sem->second) == "1");
   return Status::Ok();
 }
 

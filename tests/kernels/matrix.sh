@@ -40,6 +40,7 @@ wait_file() {
 
 # verify CTL [exit]: asks the workload to check itself; 0 when it said OK.
 verify() {
+    sleep 0.3  # counter-like workloads must have ticked (200 ms) since the last verify
     rm -f "$1/result"
     echo "${2:-check}" > "$1/verify.tmp" && mv "$1/verify.tmp" "$1/verify"
     wait_file "$1/result" 600 || { WHY="no result within 60 s"; return 1; }
