@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/file_util.h"
+#include "base/pagemap_scan_abi.h"
 #include "check/probe_child.h"
 
 #ifndef UFFD_FEATURE_WP_ASYNC
@@ -23,29 +24,6 @@
 #endif
 #ifndef USERFAULTFD_IOC_NEW
 #define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
-#ifndef PAGEMAP_SCAN
-struct page_region {
-  uint64_t start;
-  uint64_t end;
-  uint64_t categories;
-};
-struct pm_scan_arg {
-  uint64_t size;
-  uint64_t flags;
-  uint64_t start;
-  uint64_t end;
-  uint64_t walk_end;
-  uint64_t vec;
-  uint64_t vec_len;
-  uint64_t max_pages;
-  uint64_t category_inverted;
-  uint64_t category_mask;
-  uint64_t category_anyof_mask;
-  uint64_t return_mask;
-};
-#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
-#define PAGE_IS_PRESENT (1 << 3)
 #endif
 
 namespace cryo::check::probe {
@@ -83,6 +61,8 @@ Probe ProbeUserfaultfdWpAsync() {
   return p;
 }
 
+constexpr uint64_t kPageIsPresent = 1 << 3;  // PAGE_IS_PRESENT
+
 Probe ProbePagemapScan() {
   Probe p{"pagemap-scan", false, false, ""};  // how the dump finds present pages (else: reading pagemap)
   const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
@@ -92,18 +72,18 @@ Probe ProbePagemapScan() {
   m.addr()[2 * page] = 1;
   UniqueFd fd(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return Fail(p, Status::FromErrno("open /proc/self/pagemap"));
-  struct page_region vec[8];
+  PmPageRegion vec[8];
   std::memset(vec, 0, sizeof(vec));
-  struct pm_scan_arg arg;
+  PmScanArg arg;
   std::memset(&arg, 0, sizeof(arg));
   arg.size = sizeof(arg);
   arg.start = reinterpret_cast<uint64_t>(m.addr());
   arg.end = arg.start + 4 * page;
   arg.vec = reinterpret_cast<uint64_t>(vec);
   arg.vec_len = 8;
-  arg.category_mask = PAGE_IS_PRESENT;
-  arg.return_mask = PAGE_IS_PRESENT;
-  int n = ::ioctl(fd.get(), PAGEMAP_SCAN, &arg);
+  arg.category_mask = kPageIsPresent;
+  arg.return_mask = kPageIsPresent;
+  int n = ::ioctl(fd.get(), kPagemapScanIoctl, &arg);
   if (n < 0) return Fail(p, Status::FromErrno("ioctl PAGEMAP_SCAN"));
   const uint64_t base = arg.start;
   if (n != 2 || vec[0].start != base || vec[0].end != base + page || vec[1].start != base + 2 * page || vec[1].end != base + 3 * page)

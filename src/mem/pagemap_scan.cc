@@ -11,27 +11,12 @@
 #include <string>
 
 #include "base/kernel_features.h"
+#include "base/pagemap_scan_abi.h"
 #include "base/log.h"
 
 namespace cryo {
 
 namespace {
-// From include/uapi/linux/fs.h (Linux 6.7); Debian 12's headers predate it.
-struct PmScanArg {
-  uint64_t size;
-  uint64_t flags;
-  uint64_t start;
-  uint64_t end;
-  uint64_t walk_end;
-  uint64_t vec;
-  uint64_t vec_len;
-  uint64_t max_pages;
-  uint64_t category_inverted;
-  uint64_t category_mask;
-  uint64_t category_anyof_mask;
-  uint64_t return_mask;
-};
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kEntryPresent = 1ull << 63, kEntrySwapped = 1ull << 62, kEntryFile = 1ull << 61;
@@ -123,7 +108,7 @@ Result<std::vector<PageRegion>> PagemapScanner::ScanIoctl(uint64_t start, uint64
     arg.vec_len = sizeof(vec) / sizeof(vec[0]);
     arg.category_anyof_mask = kPagePresent | kPageSwapped;
     arg.return_mask = kPagePresent | kPageSwapped | kPageFile | kPagePfnZero;
-    long n = ::ioctl(fd_.get(), kPagemapScan, &arg);
+    long n = ::ioctl(fd_.get(), kPagemapScanIoctl, &arg);
     if (n < 0) return Status::FromErrno("PAGEMAP_SCAN of pid " + std::to_string(pid_) + " range " + Hex(start));
     for (long i = 0; i < n; ++i) out.push_back(vec[i]);
     if (arg.walk_end <= start) break;
