@@ -26,8 +26,9 @@ const std::vector<Feature>& Features() {
       {"timer-restore-ids", "Linux 6.15", false, true,
        "POSIX timers are restored only when their ids are 0, 1, ... n-1 (the ids a new process gets); a process "
        "with other timer ids is refused at dump"},
-      {"eventfd-semaphore", "Linux 6.6", false, false,
-       "an eventfd's semaphore mode (EFD_SEMAPHORE) cannot be seen: processes with eventfds are refused at dump"},
+      {"eventfd-semaphore", "Linux 6.6", false, true,
+       "an eventfd's semaphore mode (EFD_SEMAPHORE) is found by a read of cryo's duplicate while the tree is "
+       "stopped (the counter is put back; a poller of the tree may see one spurious wakeup)"},
       {"tcp-repair", "Linux 3.5", false, false, "nothing: TCP connections are refused at dump in any case"},
       {"sock-diag", "Linux 3.3 (CONFIG_UNIX_DIAG)", false, false,
        "processes with unix sockets cannot be described: their dump fails naming NETLINK_SOCK_DIAG"},

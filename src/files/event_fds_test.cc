@@ -64,6 +64,24 @@ TEST(EventfdInfoTest, MissingOrMalformedCountFails) {
   EXPECT_NE(s.message().find("12g"), std::string::npos) << s.message();
 }
 
+TEST(EventfdInfoTest, SemaphoreModeByReadingLeavesTheCount) {
+  for (int sem : {0, 1})
+    for (uint64_t count : {0ull, 1ull, 2ull, 7ull, 0xfffffffffffffffeull}) {
+      int fd = ::eventfd(0, (sem ? EFD_SEMAPHORE : 0) | EFD_CLOEXEC | EFD_NONBLOCK);
+      ASSERT_GE(fd, 0);
+      if (count) {
+        ASSERT_EQ(::write(fd, &count, 8), 8);
+      }
+      auto r = EventfdIsSemaphore(fd, count);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      EXPECT_EQ(*r, sem == 1) << "count " << count;
+      image::EventfdState e;
+      ASSERT_TRUE(ParseEventfdInfo(LiveInfo(fd), &e).ok());
+      EXPECT_EQ(e.count(), count) << "semaphore " << sem;
+      ::close(fd);
+    }
+}
+
 TEST(EventfdInfoTest, LiveEventfd) {
   int fd = ::eventfd(0, EFD_SEMAPHORE | EFD_CLOEXEC);
   ASSERT_GE(fd, 0);

@@ -9,7 +9,9 @@
 - without MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3) a process registered
   for private expedited membarrier(2) is still refused, by name;
 - without PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15) POSIX timers with the ids
-  a new process gets (0, 1, ...) still come back.
+  a new process gets (0, 1, ...) still come back;
+- without the eventfd-semaphore fdinfo line (Linux 6.6) an eventfd's mode is
+  found by reading it, its count put back.
 
 The core suites also run whole with CRYO_PRETEND_MISSING=pagemap-scan
 (ctest: e2e_no_pagemap_scan_*).
@@ -134,12 +136,34 @@ def test_timers_without_chosen_ids(h):
     check_eq(h.wait_exit(rw), ("exit", 0), "restored exit status")
 
 
+def test_eventfd_mode_by_reading(h):
+    """Without the fdinfo line (Linux 6.6) the semaphore mode is found by a
+    read of cryo's duplicate: the original's eventfds keep their counts
+    (leave-running dump, it checks them), and the restored ones have the
+    right mode and count (kill-mode dump)."""
+    w = h.start_workload("eventfds")
+    h.wait_ready(w)
+    h.verify_ok(w, when="before dump")
+    with Pretend("eventfd-semaphore"):
+        h.dump(w.pid, h.mkdir("img-left"), leave_running=True)
+        h.verify_ok(w, when="after a leave-running dump (counts put back)")
+        images = h.mkdir("img")
+        h.dump(w.pid, images)
+        h.reap_original(w)
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+    rw = w.restored(r.pid)
+    h.verify_ok(rw, when="after restore")
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored exit status")
+
+
 TESTS = [
     test_check_names_missing_features,
     test_hard_requirement_cannot_be_pretended,
     test_pagemap_read_same_image,
     test_membarrier_without_get_registrations_refused,
     test_timers_without_chosen_ids,
+    test_eventfd_mode_by_reading,
 ]
 
 if __name__ == "__main__":

@@ -97,7 +97,7 @@ stamp() { [ -n "$MATRIX_TRACE" ] && echo "TRACE $(cat /proc/uptime | cut -d' ' -
 
 restore_and_verify() {  # IMG CTL PID LAST
     "$CRYO" restore -D "$1" --detach -o "$1.restore.log" -v > "$1.restore.out" 2>&1 || {
-        WHY="restore failed: $(grep -v '^ ' "$1.restore.out" | tail -n 3 | tr '\n' ' ')"; return 1; }
+        WHY="restore failed: $(tail -n 4 "$1.restore.out" | tr '\n' ' ')"; return 1; }
     [ -e "/proc/$3/stat" ] || { WHY="restored pid $3 not running"; return 1; }
     verify "$2" || { WHY="after restore: $WHY"; return 1; }
     return 0
@@ -115,12 +115,12 @@ run_case() {  # NAME ARGS MODE
     verify "$ctl" || { WHY="before dump: $WHY"; return 1; }
     if [ "$mode" = kill ]; then
         "$CRYO" dump -t "$pid" -D "$img" -o "$img.dump.log" -v > "$img.dump.out" 2>&1 || {
-            WHY="dump failed: $(grep -v '^ ' "$img.dump.out" | tail -n 3 | tr '\n' ' ')"; return 1; }
+            WHY="dump failed: $(grep -v ': storing ' "$img.dump.out" | tail -n 4 | tr '\n' ' ')"; return 1; }
         wait_gone "$pid" || { WHY="original $pid still there after a kill-mode dump"; return 1; }
         restore_and_verify "$img" "$ctl" "$pid" || return 1
     else  # rewind: the original runs on; the image is restored twice
         "$CRYO" dump -t "$pid" -D "$img" --leave-running -o "$img.dump.log" -v > "$img.dump.out" 2>&1 || {
-            WHY="dump failed: $(grep -v '^ ' "$img.dump.out" | tail -n 3 | tr '\n' ' ')"; return 1; }
+            WHY="dump failed: $(grep -v ': storing ' "$img.dump.out" | tail -n 4 | tr '\n' ' ')"; return 1; }
         verify "$ctl" || { WHY="original after the dump: $WHY"; return 1; }
         for round in 1 2; do
             stamp clean; clean_slate
