@@ -91,6 +91,16 @@ class PosixEnv final : public Env {
 
 }  // namespace
 
+Status Env::RemoveFile(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("cannot remove " + path);
+  return Status::Ok();
+}
+
+Status Env::RemoveDir(const std::string& path) {
+  if (::rmdir(path.c_str()) != 0) return Status::FromErrno("cannot remove directory " + path);
+  return Status::Ok();
+}
+
 Env* Env::Default() {
   static PosixEnv env;
   return &env;

@@ -45,6 +45,10 @@ class Env {
   virtual Status CreateDir(const std::string& path, mode_t mode) = 0;
   // fsync(2) on a directory so that new entries are durable.
   virtual Status SyncDir(const std::string& path) = 0;
+  // unlink(2); a file already gone is fine.
+  virtual Status RemoveFile(const std::string& path);
+  // rmdir(2) of an empty directory.
+  virtual Status RemoveDir(const std::string& path);
 };
 
 }  // namespace cryo

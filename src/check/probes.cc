@@ -97,6 +97,9 @@ Result<Report> LoadOrRunProbes(const std::string& cache_path, bool refresh) {
   if (!refresh) {
     auto cached = ReadCache(cache_path);
     if (cached.ok() && cached->kernel_release == release && cached->boot_id == boot_id && SameProbes(*cached)) {
+      // The capabilities are the caller's, not the kernel's: never cached.
+      for (Probe& p : cached->probes)
+        if (p.name == "capabilities") p = probe::ProbeCapabilities();
       ApplyPretendedMissing(*cached);
       return cached;
     }

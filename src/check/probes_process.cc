@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "base/file_util.h"
+#include "base/privileges.h"
 #include "check/probe_child.h"
 
 namespace cryo::check::probe {
@@ -58,9 +59,12 @@ Probe ProbeCapabilities() {
   }
   if (!eff) return Fail(p, Status::Error("no CapEff in /proc/self/status"));
   auto has = [&](int bit) { return (*eff >> bit) & 1; };
-  const bool cr = has(40), admin = has(21), resource = has(24);
-  p.ok = cr || admin;
-  p.detail = std::string("CAP_CHECKPOINT_RESTORE ") + (cr ? "yes" : "no") + ", CAP_SYS_ADMIN " + (admin ? "yes" : "no");
+  const bool cr = has(40), admin = has(21), ptrace = has(19), resource = has(24);
+  // What `cryo dump` and `cryo restore` check first (base/privileges.h).
+  p.ok = (cr || admin) && ptrace;
+  p.detail = std::string("CAP_CHECKPOINT_RESTORE ") + (cr ? "yes" : "no") + ", CAP_SYS_ADMIN " + (admin ? "yes" : "no") +
+             ", CAP_SYS_PTRACE " + (ptrace ? "yes" : "no");
+  if (!p.ok) p.detail += "; " + std::string(kNeedPrivileges);
   if (!resource) p.detail += "; no CAP_SYS_RESOURCE: rlimits above the current hard limit cannot be restored";
   return p;
 }

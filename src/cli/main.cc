@@ -4,13 +4,22 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <string>
 
+#include "base/clock.h"
+#include "base/interrupt.h"
 #include "base/log.h"
+#include "base/privileges.h"
+#include "cgroup/cgroup_restore.h"
 #include "check/features.h"
 #include "check/probes.h"
+#include "cli/counting_env.h"
+#include "cli/messages.h"
+#include "cli/preflight.h"
 #include "dump/dump.h"
 #include "image/image_dir.h"
 #include "image/show.h"
@@ -19,9 +28,39 @@
 namespace cryo {
 namespace {
 
+// Exit statuses (docs/cryo.1, EXIT STATUS): 1 for a command that failed, 2
+// for a command line that is wrong (the option parser's errors included).
+constexpr int kFailed = 1;
+constexpr int kUsage = 2;
+
 int Fail(const Status& s) {
   LOG_ERROR("%s", s.ToString().c_str());
-  return 1;
+  return kFailed;
+}
+
+int UsageError(const std::string& msg) {
+  fprintf(stderr, "cryo: %s\nRun with --help for more information.\n", msg.c_str());
+  return kUsage;
+}
+
+// How long a restore waits for the pids of its image still held by exiting
+// processes (a zombie not reaped yet), before it tries anyway.
+constexpr double kPidWaitSeconds = 10;
+
+bool g_quiet = false;
+bool g_verbose = false;
+
+// A line for the user on success (and in the log file); -q silences it.
+void Say(const std::string& line) {
+  if (!g_quiet && !g_verbose) fprintf(stderr, "cryo: %s\n", line.c_str());
+  LOG_INFO("%s", line.c_str());  // on stderr with -v; in the log file
+}
+
+// The inventory of a complete image, if it can be read.
+std::optional<image::Inventory> ReadInventory(const std::string& dir) {
+  image::Inventory inv;
+  if (!image::ReadRecord(dir, image::InventoryName(), image::FileKind::kInventory, &inv).ok()) return std::nullopt;
+  return inv;
 }
 
 volatile sig_atomic_t g_child = 0;
@@ -56,49 +95,98 @@ int WaitAsParent(pid_t pid) {
   return 1;
 }
 
+// With CRYO_FAULT_POINT=0 (the tests' count of fault points).
+void ReportFaultPoints() {
+  const char* at = getenv("CRYO_FAULT_POINT");
+  if (at && std::string(at) == "0") fprintf(stderr, "cryo: fault points passed: %llu\n",
+                                            static_cast<unsigned long long>(FaultPointsPassed()));
+}
+
+// A dump undone by SIGINT, SIGTERM, SIGHUP or SIGPIPE: the tree is detached
+// as it was and the partial image removed. cryo then dies by the same signal,
+// so that a shell running it in a loop stops too.
+int Interrupted(int sig, pid_t pid, const Status& s) {
+  LOG_DEBUG("%s", s.ToString().c_str());
+  if (pid != ::getpid() && ::kill(pid, 0) == 0)
+    fprintf(stderr, "cryo: dump interrupted: pid %d left running\n", pid);
+  else
+    fprintf(stderr, "cryo: dump interrupted\n");
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  sigprocmask(SIG_UNBLOCK, &set, nullptr);
+  ::raise(sig);
+  return 128 + sig;
+}
+
 }  // namespace
 }  // namespace cryo
 
 int main(int argc, char** argv) {
   using namespace cryo;
+  // Until the command is known (a dump catches them, the others die by them),
+  // SIGINT, SIGTERM, SIGHUP and SIGPIPE wait.
+  sigset_t interrupts, old_mask;
+  sigemptyset(&interrupts);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) sigaddset(&interrupts, sig);
+  sigprocmask(SIG_BLOCK, &interrupts, &old_mask);
   CLI::App app{"cryo: checkpoint and restore Linux processes.\n\n"
                "  cryo check                     can this kernel checkpoint?\n"
                "  cryo check -t PID              can this tree be checkpointed? (what would be refused)\n"
                "  cryo dump -t PID -D DIR        checkpoint a process into DIR (then kill it)\n"
-               "  cryo restore -D DIR            bring it back, with its PID, memory and files\n"
+               "  cryo restore DIR               bring it back, with its PID, memory and files\n"
                "  cryo show DIR                  what an image holds\n",
                "cryo"};
   app.set_version_flag("-V,--version", std::string("cryo ") + CRYO_VERSION + " (image format " +
                                            std::to_string(image::kFormatVersion) + ")");
   app.require_subcommand(1);
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return "cryo: " + std::string(e.what()) + "\nRun with --help for more information.\n";
+  });
   std::string log_file;
   int verbosity = 0;
-  app.add_option("--log-file,-o", log_file, "append a detailed log to FILE");
+  bool quiet = false;
+  app.add_option("--log-file,-o", log_file, "append a detailed log to FILE")->type_name("FILE");
   app.add_flag("-v,--verbose", verbosity, "more messages on stderr (-vv for debug)");
+  app.add_flag("-q,--quiet", quiet, "no line on success (errors and warnings are still printed)");
+  // -t/--pid: a pid a process can have, or a usage error.
+  const CLI::Validator pid_value([](std::string& text) { return cli::PidValueProblem(text); }, "", "pid");
 
   DumpOptions dump;
   auto* dump_cmd = app.add_subcommand("dump", "checkpoint a process into an image directory");
-  dump_cmd->add_option("-t,--pid", dump.pid, "the process to checkpoint")->required();
-  dump_cmd->add_option("-D,--images-dir", dump.images_dir, "where to write the image (created 0700)")->required();
+  dump_cmd->add_option("-t,--pid", dump.pid, "the process to checkpoint")->required()->check(pid_value)->type_name("PID");
+  dump_cmd->add_option("-D,--images-dir", dump.images_dir, "where to write the image (created 0700)")->required()->type_name("DIR");
   dump_cmd->add_flag("-R,--leave-running", dump.leave_running, "let the process run on after the dump (default: kill it once the image is synced)");
   dump_cmd->add_flag("--shell-job", dump.shell_job, "the process runs in the caller's shell: its terminal is not part of the image");
   bool progress = false;
   dump_cmd->add_flag("--progress", progress, "show progress while writing memory");
+  bool force = false;
+  dump_cmd->add_flag("-f,--force", force, "replace the image DIR already holds (refused without it)");
 
   RestoreOptions restore;
   auto* restore_cmd = app.add_subcommand("restore", "restore a process from an image directory");
-  restore_cmd->add_option("-D,--images-dir", restore.images_dir, "the image to restore")->required();
+  std::string restore_dir;
+  restore_cmd->add_option("dir", restore_dir, "the image to restore (or -D DIR)")->type_name("DIR");
+  restore_cmd->add_option("-D,--images-dir", restore.images_dir, "the image to restore (or DIR)")->type_name("DIR");
   restore_cmd->add_flag("-d,--detach", restore.detach, "return once the process runs (default: stay its parent and exit with its status)");
-  restore_cmd->add_option("--pidfile", restore.pidfile, "write the restored root pid to FILE");
+  restore_cmd->add_option("--pidfile", restore.pidfile, "write the restored root pid to FILE")->type_name("FILE");
   restore_cmd->add_flag("--shell-job", restore.shell_job, "restore a --shell-job image onto cryo's own terminal, in cryo's session");
   restore_cmd->add_option("--cgroup-root", restore.cgroup_roots,
                           "place the tree's cgroups below PATH instead of below cryo's own cgroup; "
-                          "HIERARCHY:PATH for one hierarchy (v1 controllers as in /proc/PID/cgroup, or cgroup2); repeatable");
+                          "HIERARCHY:PATH for one hierarchy (v1 controllers as in /proc/PID/cgroup, or cgroup2); repeatable")
+      ->check(CLI::Validator(
+          [](std::string& value) {
+            auto roots = cgroup::ParseCgroupRoots({value});
+            return roots.ok() ? std::string() : roots.status().message();
+          },
+          "", "cgroup root"))
+      ->type_name("[HIERARCHY:]PATH");
 
   std::string show_dir;
   bool show_json = false;
   auto* show_cmd = app.add_subcommand("show", "print what an image holds");
-  show_cmd->add_option("dir", show_dir, "image directory")->required();
+  show_cmd->add_option("dir", show_dir, "image directory")->required()->type_name("DIR");
   show_cmd->add_flag("--json", show_json, "machine-readable output");
 
   bool check_json = false, check_refresh = false, check_all = false, check_shell_job = false;
@@ -106,16 +194,42 @@ int main(int argc, char** argv) {
   auto* check_cmd = app.add_subcommand("check", "probe the kernel features cryo relies on; with -t PID, whether that tree can be checkpointed");
   check_cmd->add_flag("--json", check_json, "machine-readable output");
   check_cmd->add_flag("--refresh", check_refresh, "probe again instead of using the cached result");
-  check_cmd->add_option("-t,--pid", check_pid, "classify everything the tree of PID holds (restored or refused), without dumping it");
+  check_cmd->add_option("-t,--pid", check_pid, "classify everything the tree of PID holds (restored or refused), without dumping it")
+      ->check(pid_value)
+      ->type_name("PID");
   check_cmd->add_flag("--all", check_all, "with -t: list every item, not a summary");
   check_cmd->add_flag("--shell-job", check_shell_job, "with -t: as dump --shell-job");
 
   for (auto* sub : {dump_cmd, restore_cmd, show_cmd, check_cmd}) {
-    sub->add_option("--log-file,-o", log_file, "append a detailed log to FILE");
+    sub->add_option("--log-file,-o", log_file, "append a detailed log to FILE")->type_name("FILE");
     sub->add_flag("-v,--verbose", verbosity, "more messages on stderr (-vv for debug)");
+    sub->add_flag("-q,--quiet", quiet, "no line on success (errors and warnings are still printed)");
   }
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    // "A subcommand is required" would hide a mistyped command.
+    const std::string command = cli::FirstWord(argc, argv, {"-o", "--log-file"});
+    const auto subs = {dump_cmd, restore_cmd, show_cmd, check_cmd};
+    if (!command.empty() && std::none_of(subs.begin(), subs.end(), [&](auto* c) { return c->get_name() == command; }))
+      return UsageError("unknown command '" + command + "' (the commands are check, dump, restore and show)");
+    const int rc = app.exit(e);  // prints help, the version or the error
+    return rc == 0 ? 0 : kUsage;
+  }
+  InitFaultPoints();
+  if (*app.get_subcommand("dump")) CatchInterrupts();
+  sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  if (*restore_cmd) {
+    if (restore_dir.empty() && restore.images_dir.empty())
+      return UsageError("restore: the image directory is missing: cryo restore DIR (or -D DIR)");
+    if (!restore_dir.empty() && !restore.images_dir.empty() && restore_dir != restore.images_dir)
+      return UsageError("restore: two image directories given (" + restore_dir + " and -D " + restore.images_dir + ")");
+    if (restore.images_dir.empty()) restore.images_dir = restore_dir;
+  }
+  g_quiet = quiet;
+  g_verbose = verbosity >= 1;
   SetStderrLogLevel(verbosity >= 2 ? LogLevel::kDebug : verbosity == 1 ? LogLevel::kInfo : LogLevel::kWarn);
   if (Status s = check::CheckPretendedNames(); !s.ok()) return Fail(s);
   if (!log_file.empty()) {
@@ -125,21 +239,46 @@ int main(int argc, char** argv) {
 
   if (*dump_cmd) {
     dump.show_progress = progress;
+    // Privileges first (the dump checks them again): without them even the
+    // image directory's check may fail on a permission, naming the wrong cause.
+    if (Status priv = CheckPrivileges(); !priv.ok()) return Fail(priv);
+    Status free = cli::CheckImageDirFree(dump.images_dir, force);
+    if (!free.ok()) return Fail(free);
+    cli::CountingEnv counted(dump.env);
+    dump.env = &counted;
+    const double t0 = Now();
     Status s = Dump(dump);
+    ReportFaultPoints();
+    if (const int sig = InterruptSignal()) {
+      if (!s.ok()) return Interrupted(sig, dump.pid, s);
+      LOG_WARN("SIG%s came once the image was complete: the dump went to its end", sigabbrev_np(sig));
+    }
     if (!s.ok()) {
       LOG_ERROR("dump of pid %d failed: %s", dump.pid, s.ToString().c_str());
       if (dump.pid != ::getpid() && dump.pid != ::getppid() && ::kill(dump.pid, 0) == 0)
         LOG_ERROR("pid %d was left running, untouched", dump.pid);
       return 1;
     }
+    const std::optional<image::Inventory> inv = ReadInventory(dump.images_dir);
+    Say(cli::DumpedLine(inv ? inv->pids_size() : 1, dump.pid, dump.images_dir, counted.BytesWritten(), Now() - t0));
     return 0;
   }
   if (*restore_cmd) {
+    // After a kill-mode dump the original's pids are free only once its
+    // parent reaps it: say what the restore waits for, and how long at most.
+    const std::optional<image::Inventory> inv = ReadInventory(restore.images_dir);
+    if (inv) {
+      const std::string held = cli::WaitForExitingPids({inv->pids().begin(), inv->pids().end()}, kPidWaitSeconds, Say);
+      if (!held.empty()) LOG_WARN("%s", held.c_str());
+    }
+    const double t0 = Now();
     Result<pid_t> pid = Restore(restore);
+    ReportFaultPoints();
     if (!pid.ok()) {
       LOG_ERROR("restore from %s failed: %s", restore.images_dir.c_str(), pid.status().ToString().c_str());
       return 1;
     }
+    Say(cli::RestoredLine(inv ? inv->pids_size() : 1, *pid, Now() - t0));
     if (restore.detach) return 0;
     return WaitAsParent(*pid);
   }
@@ -150,7 +289,7 @@ int main(int argc, char** argv) {
     fwrite(out.data(), 1, out.size(), stdout);
     return 0;
   }
-  if (*check_cmd && check_pid != 0) {
+  if (*check_cmd && check_cmd->count("--pid")) {
     Status s = CheckTree(check_pid, check_shell_job, check_all);
     return s.ok() ? 0 : Fail(s);
   }

@@ -13,7 +13,10 @@
 #include <set>
 
 #include "base/clock.h"
+#include "base/interrupt.h"
+#include "base/privileges.h"
 #include "base/log.h"
+#include "base/size_format.h"
 #include "cgroup/cgroup_dump.h"
 #include "files/fd_table.h"
 #include "image/image_dir.h"
@@ -92,9 +95,6 @@ struct DumpedProcess {
   image::Mm mm;
   image::FdTable fds;
   std::vector<ShmMapping> shm_maps;  // VMAs of memfds, /dev/shm files, SysV segments
-  // Its remote system calls; the scratch memory stays mapped until its
-  // pages are written (and is unmapped on any error).
-  std::unique_ptr<RemoteSyscaller> rs;
 };
 
 // The first half of collecting a process, for every process of the tree
@@ -108,12 +108,10 @@ Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, Dumped
   times->proc += facts.proc_s;
   times->fds += facts.fds_s;
   double t = Now();
-  out->rs = std::make_unique<RemoteSyscaller>(pid, seized.leader().regs);
-  RemoteSyscaller& rs = *out->rs;
-  rs.SetDispositions(facts.status.sig_ign, facts.status.sig_cgt);
-  rs.SetStopSink(seized.stop_sink());
-  CRYO_RETURN_IF_ERROR(rs.Prepare(facts.vmas).Prefixed("preparing remote system calls"));
-  CRYO_RETURN_IF_ERROR(rs.MapScratch(kScratchSize));
+  CRYO_ASSIGN_OR_RETURN(auto rs, RemoteSyscaller::Attach(seized, facts.vmas, facts.status.sig_ign,
+                                                         facts.status.sig_cgt));
+  rs->SetStopSink(seized.stop_sink());
+  CRYO_RETURN_IF_ERROR(rs->MapScratch(kScratchSize).Prefixed("remote scratch memory"));
   const double t1 = Now();
   times->remote += t1 - t;
   // The audit's queries, then the memory settings' (mem/mm_attrs.h).
@@ -121,7 +119,7 @@ Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, Dumped
   const size_t n_audit = extra.size();
   for (const RemoteCall& c : MmAttributeCalls()) extra.push_back(c);
   std::vector<long> attributes;
-  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, rs, facts.stat, facts.status, &out->core, may_trace, extra,
+  CRYO_RETURN_IF_ERROR(DumpProcessCore(seized, *rs, facts.stat, facts.status, &out->core, may_trace, extra,
                                        &attributes)
                            .Prefixed("task state"));
   if (attributes.size() != extra.size())
@@ -129,9 +127,18 @@ Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, Dumped
   image::MmFields* mmf = out->core.mutable_mm();
   MmAttributesFromResults(attributes.data() + n_audit, mmf->mutable_attrs());
   attributes.resize(n_audit);
-  audit::ClassifyRemoteResults(attributes, "pid " + std::to_string(pid), report);
+  // While cryo's scratch memory is mapped (mlockall(MCL_FUTURE) locks it).
   CRYO_RETURN_IF_ERROR(
-      ProbeLockFuture(pid, facts.vmas, rs.scratch(), rs.scratch_size(), mmf->mutable_attrs()).Prefixed("memory"));
+      ProbeLockFuture(pid, facts.vmas, rs->scratch(), rs->scratch_size(), mmf->mutable_attrs()).Prefixed("memory"));
+  // At once, before anything reads its pages: the scratch memory unmapped,
+  // every thread back in its own state, the stack bytes under cryo's signal
+  // frames and the vDSO's bytes put back (remote_syscall.h).
+  CRYO_RETURN_IF_ERROR(rs->Finish());
+  // After the last remote call: a SIGSTOP may be dequeued until then.
+  RecordJobControl(seized, &out->core);
+  if (out->core.stop_signal()) features->insert("stopped");
+  if (NeedsProcAttrsFeature(out->core)) features->insert("proc-attrs");
+  audit::ClassifyRemoteResults(attributes, "pid " + std::to_string(pid), report);
   if (HasMmAttributes(mmf->attrs()))
     features->insert("mm-attributes");
   else
@@ -143,7 +150,7 @@ Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, Dumped
 
 // The second half: its page file (written on the image writer's thread, but
 // for the pages of a big process, streamed here), from its facts with the
-// pages read ahead; then its scratch memory is unmapped. Its records are
+// pages read ahead. Its records are
 // written once the whole tree is collected (shared objects and terminals add
 // to them).
 Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::ImageWriter& writer,
@@ -168,7 +175,7 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
   ProgressFn progress;
   if (opts.show_progress)
     progress = [pid](uint64_t done, uint64_t total) {
-      fprintf(stderr, "\rcryo: pid %d: writing pages %" PRIu64 "/%" PRIu64 " MiB", pid, done >> 20, total >> 20);
+      fprintf(stderr, "\rcryo: pid %d: writing pages %s of %s ", pid, FormatSize(done).c_str(), FormatSize(total).c_str());
       if (done == total) fprintf(stderr, "\n");
     };
   if (facts.pages) {
@@ -191,14 +198,7 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
     LOG_DEBUG("pid %d: %" PRIu64 " pages written in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
   }
   lap(&times->pages);
-  Status s = out->rs->Finish();
-  out->rs.reset();
-  lap(&times->remote);
-  // Last: a SIGSTOP may arrive until the last remote call.
-  RecordJobControl(seized, &out->core);
-  if (out->core.stop_signal()) features->insert("stopped");
-  if (NeedsProcAttrsFeature(out->core)) features->insert("proc-attrs");
-  return s;
+  return Status::Ok();
 }
 
 image::ProcessCore ZombieCore(const ZombieInfo& z) {
@@ -290,6 +290,7 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   CRYO_ASSIGN_OR_RETURN(c->tree, SeizedTree::Seize(pid));
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             c->tree.processes().size(), c->tree.zombies().size());
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
   CRYO_ASSIGN_OR_RETURN(c->sharing, ScopeTree(c->tree, pid, kill_mode, &c->scope));
   // Paths under the tree's /proc directories cannot be reopened before its
   // tasks exist; deleted working directories, roots and executables cannot
@@ -325,6 +326,7 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   c->procs.resize(c->tree.processes().size());
   for (size_t i = 0; i < c->procs.size(); ++i) {
     SeizedProcess& sp = *c->tree.processes()[i];
+    CRYO_RETURN_IF_ERROR(CheckInterrupt());
     bool traces = false;
     CRYO_RETURN_IF_ERROR(CollectTaskState(sp, c->inspection.facts[i], &c->procs[i], &c->features,
                                           &c->inspection.report, &c->times, &traces)
@@ -363,22 +365,17 @@ Status CheckTree(pid_t pid, bool shell_job, bool all) {
                        std::to_string(refused.size()) + (refused.size() == 1 ? " refusal" : " refusals"));
 }
 
-Status Dump(const DumpOptions& opts) {
-  const double t0 = Now();
+// Everything from the first file on: pages, shared objects, records, then
+// kill or detach. An interrupt is noticed between steps (CheckInterrupt)
+// until the image is complete.
+Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* writer, double t0,
+                  bool* image_complete) {
   const pid_t pid = opts.pid;
-  Classified c;
-  CRYO_RETURN_IF_ERROR(SeizeAndClassify(pid, opts.shell_job, !opts.leave_running, &c));
   const TableSharing& sharing = c.sharing;
   SeizedTree& tree = c.tree;
   std::vector<DumpedProcess>& procs = c.procs;
   std::set<std::string>& features = c.features;
   PhaseTimes& times = c.times;
-
-  CRYO_ASSIGN_OR_RETURN(auto writer, image::ImageWriter::Create(opts.env, opts.images_dir));
-  // An inventory left by an earlier dump must not vouch for this one's files.
-  if (::unlink((opts.images_dir + "/" + image::InventoryName()).c_str()) != 0 && errno != ENOENT)
-    return Status::FromErrno("cannot remove old " + opts.images_dir + "/" + image::InventoryName());
-
   std::vector<ProcessFds> tables;
   std::set<pid_t> pids;
   const double tc = Now();
@@ -390,6 +387,7 @@ Status Dump(const DumpOptions& opts) {
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
     const std::string who = "pid " + std::to_string(sp.pid());
+    CRYO_RETURN_IF_ERROR(CheckInterrupt());
     auto facts = prefetch.Take();
     if (!facts.ok()) return facts.status().Prefixed(who);
     CRYO_RETURN_IF_ERROR(DumpProcessPages(sp, *facts, *writer, opts, &procs[i], &features, &times).Prefixed(who));
@@ -401,6 +399,7 @@ Status Dump(const DumpOptions& opts) {
             procs.size(), (Now() - tc) * 1e3, times.proc * 1e3, times.fds * 1e3, times.remote * 1e3,
             times.task * 1e3, times.pages * 1e3);
   for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
   // Processes sharing an fd table or fs_struct with their parent.
   std::map<pid_t, const image::ProcessCore*> cores;
   std::map<pid_t, pid_t> table_of;  // the process whose fd table each one uses
@@ -425,11 +424,13 @@ Status Dump(const DumpOptions& opts) {
   image::PipeTable pipes;
   CRYO_RETURN_IF_ERROR(DumpPipes(tables, pids, &pipes).Prefixed("pipes"));
   LOG_DEBUG("%d pipes dumped in %.1f ms", pipes.pipes_size(), (Now() - ts) * 1e3);
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
   ts = Now();
   image::ShmTable shm;
   std::vector<ShmHolders> shm_holders;
   for (DumpedProcess& p : procs) shm_holders.push_back({p.core.pid(), &p.mm, &p.fds, &p.shm_maps});
-  CRYO_RETURN_IF_ERROR(DumpShmObjects(shm_holders, pids, writer.get(), &shm, &features).Prefixed("shared memory"));
+  CRYO_RETURN_IF_ERROR(DumpShmObjects(shm_holders, pids, writer, &shm, &features).Prefixed("shared memory"));
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
   image::TtyTable ttys;
   std::vector<TtyProcess> tty_procs;
   for (size_t i = 0; i < procs.size(); ++i)
@@ -438,6 +439,7 @@ Status Dump(const DumpOptions& opts) {
   LOG_DEBUG("%d shared memory objects and %d terminals dumped in %.1f ms", shm.objects_size(), ttys.ttys_size(),
             (Now() - ts) * 1e3);
   ts = Now();
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
   if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
@@ -478,12 +480,17 @@ Status Dump(const DumpOptions& opts) {
   // The inventory goes last, once every other file is durable: an image
   // without one is incomplete.
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
   CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, inv));
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
-  CRYO_RETURN_IF_ERROR(writer->SyncDir());
+  CRYO_RETURN_IF_ERROR(writer->MarkComplete());
   LOG_DEBUG("records written and synced in %.1f ms", (Now() - ts) * 1e3);
   ts = Now();
 
+  // The last point where an interrupt undoes the dump; from here on the
+  // image is complete and the kill, or the detach, is finished whatever comes.
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
+  *image_complete = true;
   if (opts.leave_running) {
     CRYO_RETURN_IF_ERROR(tree.DetachAll());
   } else {
@@ -495,6 +502,31 @@ Status Dump(const DumpOptions& opts) {
            others ? (" and " + std::to_string(others) + (others == 1 ? " descendant" : " descendants")).c_str() : "",
            opts.images_dir.c_str(), (Now() - t0) * 1e3, opts.leave_running ? "left running" : "killed");
   return Status::Ok();
+}
+
+
+Status Dump(const DumpOptions& opts) {
+  const double t0 = Now();
+  CRYO_RETURN_IF_ERROR(CheckPrivileges());
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
+  Classified c;
+  CRYO_RETURN_IF_ERROR(SeizeAndClassify(opts.pid, opts.shell_job, !opts.leave_running, &c));
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
+  CRYO_ASSIGN_OR_RETURN(auto writer, image::ImageWriter::Create(opts.env, opts.images_dir));
+  bool complete = false;
+  Status s = writer->MarkIncomplete("cryo " CRYO_VERSION " is dumping pid " + std::to_string(opts.pid) +
+                                    " here; if this file stays, the dump did not finish");
+  // An inventory left by an earlier dump must not vouch for this one's files.
+  if (s.ok()) s = opts.env->RemoveFile(opts.images_dir + "/" + image::InventoryName());
+  if (s.ok()) s = WriteImage(opts, c, writer.get(), t0, &complete);
+  if (!s.ok() && !complete) {
+    // The tree back first, then its files go.
+    Status d = c.tree.DetachAll();
+    if (!d.ok()) LOG_WARN("detaching the tree: %s", d.ToString().c_str());
+    d = writer->Discard();
+    if (!d.ok()) LOG_WARN("removing the partial image: %s", d.ToString().c_str());
+  }
+  return s;
 }
 
 }  // namespace cryo

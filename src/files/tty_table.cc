@@ -6,12 +6,16 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstring>
 #include <map>
 
 #include "base/file_util.h"
+#include "base/interrupt.h"
 #include "base/unique_fd.h"
 #include "files/file_attrs.h"
 #include "files/tty_device.h"
@@ -67,6 +71,7 @@ Status CopyQueues(int master, int slave, const image::Tty& t, tty::PtyQueues* q)
     CRYO_RETURN_IF_ERROR(tty::SetInt(master, TIOCPKT, 0, "TIOCPKT off"));
   }
   Status st = q->Drain(master, slave, t.termios());
+  FaultPoint();  // the bytes are out of the terminal
   if (st.ok()) {
     st = q->Refill(master, slave, t.termios());
     if (!st.ok()) st.Prefix("putting " + std::to_string(q->master_unread.size()) + "+" +
@@ -77,6 +82,74 @@ Status CopyQueues(int master, int slave, const image::Tty& t, tty::PtyQueues* q)
     if (st.ok()) st = back;
   }
   return st;
+}
+
+bool WriteAll(int fd, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+// CopyQueues in a child of cryo's: between the drain and the refill the bytes
+// are out of the terminal, and a cryo killed then (SIGKILL included) would
+// lose them. The child, in a process group of its own (a Ctrl-C for cryo's
+// group does not reach it) and ignoring SIGINT, SIGTERM, SIGHUP and SIGPIPE,
+// puts them back whatever happens to cryo, then hands them over on a pipe:
+// its status, then the queues as a Tty record.
+Status CopyQueuesOutOfReach(int master, int slave, const image::Tty& t, tty::PtyQueues* q) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return Status::FromErrno("pipe2");
+  UniqueFd r(p[0]), w(p[1]);
+  const pid_t child = ::fork();
+  if (child < 0) return Status::FromErrno("fork to copy the terminal's queues");
+  if (child == 0) {
+    DisarmFaultPoints();
+    ::setpgid(0, 0);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) ::signal(sig, SIG_IGN);
+    tty::PtyQueues cq;
+    const Status st = CopyQueues(master, slave, t, &cq);
+    image::Tty out;
+    out.set_master_unread(cq.master_unread);
+    for (image::TtyInput& in : cq.slave_unread) *out.add_slave_unread() = std::move(in);
+    const std::string msg = st.ok() ? std::string() : st.ToString();
+    std::string body;
+    out.SerializeToString(&body);
+    const uint32_t sizes[2] = {static_cast<uint32_t>(msg.size()), static_cast<uint32_t>(body.size())};
+    const bool sent = WriteAll(w.get(), sizes, sizeof(sizes)) && WriteAll(w.get(), msg.data(), msg.size()) &&
+                      WriteAll(w.get(), body.data(), body.size());
+    ::_exit(sent ? 0 : 1);
+  }
+  w.reset();
+  FaultPoint();  // the child is at work
+  std::string got;
+  char buf[8192];
+  for (;;) {
+    const ssize_t n = ::read(r.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  uint32_t sizes[2];
+  if (got.size() < sizeof(sizes)) return Status::Error("the child copying the terminal's queues failed (status " + std::to_string(status) + ")");
+  std::memcpy(sizes, got.data(), sizeof(sizes));
+  if (got.size() != sizeof(sizes) + uint64_t{sizes[0]} + sizes[1])
+    return Status::Error("the child copying the terminal's queues sent a truncated answer");
+  if (sizes[0]) return Status::Error(got.substr(sizeof(sizes), sizes[0]));
+  image::Tty in;
+  if (!in.ParseFromArray(got.data() + sizeof(sizes) + sizes[0], static_cast<int>(sizes[1])))
+    return Status::Error("cannot parse the terminal's queues from the child that copied them");
+  q->master_unread = in.master_unread();
+  q->slave_unread.assign(in.slave_unread().begin(), in.slave_unread().end());
+  return Status::Ok();
 }
 
 Status DumpPty(const Holder& master_holder, image::Tty* t) {
@@ -107,7 +180,7 @@ Status DumpPty(const Holder& master_holder, image::Tty* t) {
   t->set_session(sid);
   t->set_foreground_pgrp(sid ? pgrp : 0);
   tty::PtyQueues q;
-  CRYO_RETURN_IF_ERROR(CopyQueues(m.get(), s.get(), *t, &q));
+  CRYO_RETURN_IF_ERROR(CopyQueuesOutOfReach(m.get(), s.get(), *t, &q));
   t->set_master_unread(q.master_unread);
   for (image::TtyInput& in : q.slave_unread) *t->add_slave_unread() = std::move(in);
   return Status::Ok();

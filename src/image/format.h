@@ -81,5 +81,10 @@ inline std::string ShmName() { return "shm.img"; }
 // The content of every shared memory object, in the page file layout (kind 5).
 inline std::string ShmPagesName() { return "shm-pages.img"; }
 inline std::string TtysName() { return "ttys.img"; }
+// Written first by a dump and removed last, once the inventory is durable:
+// an image that still has it is one whose dump did not finish (cryo was
+// killed), even if an inventory of an earlier dump were there.
+inline std::string IncompleteMarkerName() { return "dump-incomplete"; }
+inline constexpr const char* kIncompleteImage = "incomplete image: the dump did not finish";
 
 }  // namespace cryo::image

@@ -1,5 +1,6 @@
 #include "image/image_dir.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,8 +18,66 @@
 namespace cryo::image {
 
 Result<std::unique_ptr<ImageWriter>> ImageWriter::Create(Env* env, const std::string& dir) {
+  struct stat st;
+  const bool existed = ::lstat(dir.c_str(), &st) == 0;
   CRYO_RETURN_IF_ERROR(env->CreateDir(dir, 0700));
-  return std::unique_ptr<ImageWriter>(new ImageWriter(env, dir));
+  std::unique_ptr<ImageWriter> w(new ImageWriter(env, dir));
+  w->created_dir_ = !existed;
+  return w;
+}
+
+Result<std::unique_ptr<WritableFile>> ImageWriter::NewFile(const std::string& name) {
+  {
+    std::lock_guard<std::mutex> lock(created_mu_);
+    created_.push_back(name);  // before it exists: a failed creation is removed too (no-op)
+  }
+  return env_->NewWritableFile(dir_ + "/" + name, 0600);
+}
+
+Status ImageWriter::MarkIncomplete(const std::string& what) {
+  CRYO_ASSIGN_OR_RETURN(auto f, NewFile(IncompleteMarkerName()));
+  const std::string text = what + "\n";
+  CRYO_RETURN_IF_ERROR(f->Append(text.data(), text.size()));
+  return f->Close();
+}
+
+Status ImageWriter::MarkComplete() {
+  CRYO_RETURN_IF_ERROR(env_->RemoveFile(dir_ + "/" + IncompleteMarkerName()));
+  {
+    std::lock_guard<std::mutex> lock(created_mu_);
+    created_.erase(std::remove(created_.begin(), created_.end(), IncompleteMarkerName()), created_.end());
+  }
+  return SyncDir();
+}
+
+Status ImageWriter::Discard() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    async_error_ = Status::Error("the dump was abandoned");  // queued jobs are skipped
+  }
+  (void)Flush();
+  {
+    std::lock_guard<std::mutex> lock(pending_mu_);
+    for (auto& f : pending_) (void)f->Close();
+    pending_.clear();
+  }
+  std::vector<std::string> names;
+  {
+    std::lock_guard<std::mutex> lock(created_mu_);
+    names.swap(created_);
+  }
+  Status first;
+  // The marker last: until every other file is gone, the image is marked.
+  std::stable_partition(names.begin(), names.end(), [](const std::string& n) { return n != IncompleteMarkerName(); });
+  for (const std::string& n : names) {
+    Status s = env_->RemoveFile(dir_ + "/" + n);
+    if (first.ok() && !s.ok()) first = s;
+  }
+  if (created_dir_) {
+    Status s = env_->RemoveDir(dir_);
+    if (first.ok() && !s.ok() && s.err() != ENOTEMPTY && s.err() != EEXIST) first = s;
+  }
+  return first;
 }
 
 Status ImageWriter::WriteRecord(const std::string& name, FileKind kind, const google::protobuf::MessageLite& msg) {
@@ -34,15 +93,13 @@ Status ImageWriter::WritePayload(const std::string& name, FileKind kind, const s
   h.payload_hash = HashBytes(payload.data(), payload.size());
   uint8_t hdr[kHeaderSize];
   EncodeHeader(h, hdr);
-  CRYO_ASSIGN_OR_RETURN(auto file, env_->NewWritableFile(dir_ + "/" + name, 0600));
+  CRYO_ASSIGN_OR_RETURN(auto file, NewFile(name));
   CRYO_RETURN_IF_ERROR(file->Append(hdr, sizeof(hdr)));
   CRYO_RETURN_IF_ERROR(file->Append(payload.data(), payload.size()));
   return AddPending(std::move(file), sizeof(hdr) + payload.size());
 }
 
-Result<std::unique_ptr<WritableFile>> ImageWriter::CreatePageFile(const std::string& name) {
-  return env_->NewWritableFile(dir_ + "/" + name, 0600);
-}
+Result<std::unique_ptr<WritableFile>> ImageWriter::CreatePageFile(const std::string& name) { return NewFile(name); }
 
 Status ImageWriter::FinishPageFile(std::unique_ptr<WritableFile> file, uint64_t payload_size) {
   FileHeader h;
@@ -338,10 +395,33 @@ Result<UniqueFd> OpenShmPageFile(const std::string& dir, const ShmTable& shm) {
   return OpenPageData(dir + "/" + ShmPagesName(), shm.total_pages());
 }
 
+namespace {
+
+// A dump that did not finish left its marker, or (a cryo killed before it
+// could write its marker, or an older cryo's) process records without an
+// inventory.
+Status CheckComplete(const std::string& dir) {
+  struct stat st;
+  const std::string marker = dir + "/" + IncompleteMarkerName();
+  if (::lstat(marker.c_str(), &st) == 0) return Status::Error(dir + ": " + kIncompleteImage);
+  if (::lstat((dir + "/" + InventoryName()).c_str(), &st) == 0 || errno != ENOENT) return Status::Ok();
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return Status::Ok();
+  bool records = false;
+  while (struct dirent* e = ::readdir(d))
+    if (std::strncmp(e->d_name, "core-", 5) == 0 || std::strncmp(e->d_name, "pages-", 6) == 0) records = true;
+  ::closedir(d);
+  if (records) return Status::Error(dir + ": " + kIncompleteImage + " (no " + InventoryName() + ")");
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<LoadedImage> LoadImage(const std::string& dir) {
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) return Status::FromErrno("images directory " + dir);
   if (!S_ISDIR(st.st_mode)) return Status::Error("images directory " + dir + " is not a directory");
+  CRYO_RETURN_IF_ERROR(CheckComplete(dir));
   LoadedImage img;
   img.dir = dir;
   CRYO_RETURN_IF_ERROR(ReadRecord(dir, InventoryName(), FileKind::kInventory, &img.inventory));

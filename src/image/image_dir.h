@@ -63,9 +63,20 @@ class ImageWriter {
   Status SyncDir();
   const std::string& dir() const { return dir_; }
 
+  // A dump's first file: IncompleteMarkerName(), holding `what`.
+  Status MarkIncomplete(const std::string& what);
+  // A dump's last step: the marker removed and the directory synced.
+  Status MarkComplete();
+  // A dump that failed or was interrupted: drops the jobs not run yet, then
+  // removes every file this writer created and the directory if it created
+  // it (and nothing else is in it); files it did not create stay. Best
+  // effort: the first error is returned.
+  Status Discard();
+
  private:
   ImageWriter(Env* env, std::string dir) : env_(env), dir_(std::move(dir)) {}
   Status WritePayload(const std::string& name, FileKind kind, const std::string& payload);
+  Result<std::unique_ptr<WritableFile>> NewFile(const std::string& name);
   Status AddPending(std::unique_ptr<WritableFile> file, uint64_t size);
   Status SyncPending();
   void WriterLoop();
@@ -87,6 +98,10 @@ class ImageWriter {
   Status async_error_;
   std::thread writer_;
   bool no_thread_ = false;  // it could not be started
+
+  bool created_dir_ = false;  // the directory did not exist before
+  std::mutex created_mu_;
+  std::vector<std::string> created_;  // names of the files created, in order
 };
 
 // One process of a loaded image.

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "base/size_format.h"
+
 namespace cryo::image {
 
 namespace {
@@ -278,7 +280,7 @@ std::string ShowText(const LoadedImage& img) {
     uint64_t inherited = 0;
     for (const PageRange& r : p.mm.inherited()) inherited += r.npages();
     o << "  memory: " << p.mm.vmas_size() << " VMAs, " << p.mm.total_pages() << " pages stored ("
-      << (p.mm.total_pages() * 4096 >> 10) << " KiB)";
+      << FormatSize(p.mm.total_pages() * 4096) << ")";
     if (inherited) o << ", " << inherited << " shared with the parent (stored there)";
     o << "\n";
     if (c.mm().has_attrs())

@@ -18,7 +18,9 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "base/interrupt.h"
 #include "base/log.h"
+#include "base/size_format.h"
 #include "image/format.h"
 #include "mem/cow_share.h"
 
@@ -461,6 +463,7 @@ Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::M
   CopyTimes reader, writer_times;
   const double start = Now();
   auto read_and_hash = [&](const Filled& f, const std::vector<PagePiece>& c, char* buf) -> Status {
+    CRYO_RETURN_IF_ERROR(CheckInterrupt());  // a buffer at a time
     const double t0 = Now();
     CRYO_RETURN_IF_ERROR(src.Read(c.data(), c.size(), buf));
     const double t1 = Now();
@@ -558,8 +561,8 @@ Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm) {
       if (v.start() <= r.vaddr() && r.vaddr() < v.end()) inherited += r.npages();
     v.set_inherited_pages(inherited);
   }
-  LOG_INFO("pid %d: storing %" PRIu64 " pages (%" PRIu64 " MiB)", pid, mm->total_pages(),
-           mm->total_pages() * kPage >> 20);
+  LOG_INFO("pid %d: storing %" PRIu64 " pages (%s)", pid, mm->total_pages(),
+           FormatSize(mm->total_pages() * kPage).c_str());
   return pieces;
 }
 

@@ -15,6 +15,7 @@
 #include <map>
 #include <tuple>
 
+#include "base/size_format.h"
 #include "base/unique_fd.h"
 #include "image/format.h"
 #include "mem/vma_dump.h"
@@ -174,7 +175,7 @@ Result<uint64_t> FindGap(const std::vector<std::pair<uint64_t, uint64_t>>& used_
     if (k < used.size()) hi = std::min(hi, used[k].first);
     if (hi <= kLow) break;
   }
-  return Status::Error("no free address range of " + std::to_string(len >> 20) + " MiB for the restore");
+  return Status::Error("no free address range of " + FormatSize(len) + " for the restore");
 }
 
 int MapFlags(const image::Vma& v) {

@@ -26,6 +26,8 @@
 #include "base/clock.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/privileges.h"
+#include "base/size_format.h"
 #include "base/unique_fd.h"
 #include "files/fd_owner.h"
 #include "files/fd_pool.h"
@@ -255,14 +257,13 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
   if (!rep.area) return Status::Error("pid " + std::to_string(pid) + ": the helper did not report its restorer area");
   user_regs_struct cur;
   CRYO_RETURN_IF_ERROR(GetRegs(pid, &cur));
-  RemoteSyscaller rs(pid, cur);
-  rs.SetSyscallInsn(rep.area + syscall_off);
-  CRYO_ASSIGN_OR_RETURN(long r, rs.Syscall(SYS_close, rep.status_fd));
+  auto rs = RemoteSyscaller::Unguarded(pid, cur, rep.area + syscall_off);  // dies with cryo (PTRACE_O_EXITKILL)
+  CRYO_ASSIGN_OR_RETURN(long r, rs->Syscall(SYS_close, rep.status_fd));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the status pipe in pid " + std::to_string(pid));
   // While the blob's syscall instruction is still mapped.
-  CRYO_RETURN_IF_ERROR(SealVmas(proc.mm, rs).Prefixed("pid " + std::to_string(pid)));
-  CRYO_RETURN_IF_ERROR(RestoreDumpableFlag(rs, proc.core));
-  CRYO_ASSIGN_OR_RETURN(r, rs.Syscall(SYS_munmap, rep.area, rep.area_len));
+  CRYO_RETURN_IF_ERROR(SealVmas(proc.mm, *rs).Prefixed("pid " + std::to_string(pid)));
+  CRYO_RETURN_IF_ERROR(RestoreDumpableFlag(*rs, proc.core));
+  CRYO_ASSIGN_OR_RETURN(r, rs->Syscall(SYS_munmap, rep.area, rep.area_len));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "unmapping the restorer from pid " + std::to_string(pid));
   for (const image::TaskCore& t : proc.core.threads()) {
     user_regs_struct regs;
@@ -298,7 +299,7 @@ Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::vec
   CRYO_ASSIGN_OR_RETURN(PremapWindow w, PlanPremapWindow(used, sizes));
   if (::mmap(reinterpret_cast<void*>(w.start), w.len, PROT_NONE,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0) == MAP_FAILED)
-    return Status::FromErrno("reserving " + std::to_string(w.len >> 20) + " MiB of address space for the restore");
+    return Status::FromErrno("reserving " + FormatSize(w.len) + " of address space for the restore");
   return w;
 }
 
@@ -306,6 +307,7 @@ Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::vec
 
 Result<pid_t> Restore(const RestoreOptions& opts) {
   const double t0 = Now();
+  CRYO_RETURN_IF_ERROR(CheckPrivileges());
   CRYO_ASSIGN_OR_RETURN(image::LoadedImage img, image::LoadImage(opts.images_dir));
   const pid_t root = img.inventory.root_pid();
   CRYO_RETURN_IF_ERROR(CheckCpu(img.inventory));

@@ -13,6 +13,8 @@
 
 #include <vector>
 
+#include "base/interrupt.h"
+
 namespace cryo {
 
 namespace {
@@ -20,6 +22,7 @@ std::string Tid(pid_t tid) { return "task " + std::to_string(tid); }
 }  // namespace
 
 Result<StopInfo> WaitStop(pid_t tid, int timeout_ms) {
+  FaultPoint();
   struct timespec start;
   clock_gettime(CLOCK_MONOTONIC, &start);
   for (int spin = 0;; ++spin) {
@@ -55,11 +58,13 @@ Result<StopInfo> WaitStop(pid_t tid, int timeout_ms) {
 }
 
 Status GetRegs(pid_t tid, user_regs_struct* regs) {
+  FaultPoint();
   if (ptrace(PTRACE_GETREGS, tid, nullptr, regs) != 0) return Status::FromErrno("PTRACE_GETREGS " + Tid(tid));
   return Status::Ok();
 }
 
 Status SetRegs(pid_t tid, const user_regs_struct& regs) {
+  FaultPoint();
   if (ptrace(PTRACE_SETREGS, tid, nullptr, &regs) != 0) return Status::FromErrno("PTRACE_SETREGS " + Tid(tid));
   return Status::Ok();
 }
@@ -74,6 +79,7 @@ Result<std::string> GetXstate(pid_t tid, size_t size) {
 }
 
 Status SetXstate(pid_t tid, const std::string& xsave) {
+  FaultPoint();
   std::string copy = xsave;
   struct iovec iov = {copy.data(), copy.size()};
   if (ptrace(PTRACE_SETREGSET, tid, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) != 0)
@@ -88,6 +94,7 @@ Result<uint64_t> GetSigmask(pid_t tid) {
 }
 
 Status SetSigmask(pid_t tid, uint64_t mask) {
+  FaultPoint();
   if (ptrace(PTRACE_SETSIGMASK, tid, sizeof(mask), &mask) != 0) return Status::FromErrno("PTRACE_SETSIGMASK " + Tid(tid));
   return Status::Ok();
 }

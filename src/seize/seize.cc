@@ -90,9 +90,12 @@ Status SeizedProcess::SeizeThread(pid_t tid) {
   return Status::Ok();
 }
 
-// Waits for the interrupt stop of one thread. A signal dequeued meanwhile into a
-// signal-delivery-stop is kept (with its siginfo); a clone event lets the
-// parent go on to its interrupt stop (the child is auto-attached).
+// Waits for the interrupt stop of one thread. A stop signal dequeued meanwhile
+// into a signal-delivery-stop is kept (with its siginfo); any other signal is
+// delivered now (its handler is entered before the interrupt stop), as it
+// would have been without cryo: a signal cryo held back would be lost if cryo
+// died. A clone event lets the parent go on to its interrupt stop (the child
+// is auto-attached).
 Status SeizedProcess::WaitInterrupted(SeizedTask& t) {
   for (int i = 0; i < 256; ++i) {
     CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(t.tid));
@@ -103,14 +106,19 @@ Status SeizedProcess::WaitInterrupted(SeizedTask& t) {
       if (IsStopSignal(si.stopsig)) t.group_stop = si.stopsig;
       return Status::Ok();
     }
-    if (si.signal_delivery_stop()) {
+    long deliver = 0;
+    if (si.signal_delivery_stop() && !IsStopSignal(si.stopsig)) {
+      LOG_DEBUG("%s: signal %d delivered while seizing", Tid(t.tid).c_str(), si.stopsig);
+      deliver = si.stopsig;
+    } else if (si.signal_delivery_stop()) {
       std::vector<uint8_t> info(128);
       if (ptrace(PTRACE_GETSIGINFO, t.tid, nullptr, info.data()) != 0) return Status::FromErrno("PTRACE_GETSIGINFO " + Tid(t.tid));
       LOG_DEBUG("%s: intercepted signal %d while seizing", Tid(t.tid).c_str(), si.stopsig);
       t.intercepted.push_back(std::move(info));
     }
     if (ptrace(PTRACE_INTERRUPT, t.tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_INTERRUPT " + Tid(t.tid));
-    if (ptrace(PTRACE_CONT, t.tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_CONT " + Tid(t.tid));
+    if (ptrace(PTRACE_CONT, t.tid, nullptr, reinterpret_cast<void*>(deliver)) != 0)
+      return Status::FromErrno("PTRACE_CONT " + Tid(t.tid));
   }
   return Status::Error(Tid(t.tid) + " did not stop");
 }
@@ -153,6 +161,7 @@ Result<std::unique_ptr<SeizedProcess>> SeizedProcess::Seize(pid_t pid) {
   for (SeizedTask& t : sp->threads_) {
     CRYO_RETURN_IF_ERROR(GetRegs(t.tid, &t.regs));
     CRYO_ASSIGN_OR_RETURN(t.sigmask, GetSigmask(t.tid));
+    CRYO_ASSIGN_OR_RETURN(t.xsave, GetXstate(t.tid, XsaveSize()));
   }
   return sp;
 }

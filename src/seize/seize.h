@@ -10,6 +10,7 @@
 #include <sys/user.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "base/status.h"
@@ -20,6 +21,7 @@ struct SeizedTask {
   pid_t tid = 0;
   user_regs_struct regs{};    // as found when seized
   uint64_t sigmask = 0;       // blocked signals as found
+  std::string xsave;          // FPU/vector state as found (PTRACE_GETREGSET NT_X86_XSTATE)
   // Signals dequeued by a signal-delivery-stop while we seized (raw siginfo):
   // recorded as pending in the image, and delivered again on detach. A
   // SIGSTOP among them is not a pending signal but a stop about to happen

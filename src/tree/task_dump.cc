@@ -50,13 +50,11 @@ Status CheckRemote(long r, pid_t pid, const char* what) {
   return Status::Ok();
 }
 
-Status DumpRegisters(pid_t tid, const user_regs_struct& regs, image::TaskCore* t) {
-  const uint64_t* words = reinterpret_cast<const uint64_t*>(&regs);
+void DumpRegisters(const SeizedTask& task, image::TaskCore* t) {
+  const uint64_t* words = reinterpret_cast<const uint64_t*>(&task.regs);
   static_assert(sizeof(user_regs_struct) == 27 * 8);
   for (int i = 0; i < 27; ++i) t->mutable_regs()->add_gpr(words[i]);
-  CRYO_ASSIGN_OR_RETURN(std::string xs, GetXstate(tid, XsaveSize()));
-  t->mutable_regs()->set_xsave(std::move(xs));
-  return Status::Ok();
+  t->mutable_regs()->set_xsave(task.xsave);
 }
 
 Status DumpPending(pid_t tid, bool shared, google::protobuf::RepeatedPtrField<image::SigInfo>* out) {
@@ -92,6 +90,7 @@ constexpr size_t kThreadWave = 32;
 constexpr size_t kThreadCalls = 4;
 constexpr uint64_t kThreadOutOff = 4096, kThreadOutBytes = 64;
 constexpr uint64_t kThreadTableOff = kThreadOutOff + kThreadWave * kThreadOutBytes;
+constexpr uint64_t kThreadTableBytes = RemoteSyscaller::TableBytes(kThreadCalls);
 static_assert(sizeof(ThreadQueries::Out) <= kThreadOutBytes);
 
 std::vector<RemoteCall> ThreadCalls(uint64_t out) {
@@ -133,7 +132,7 @@ Status QueryThreads(const std::vector<RemoteSyscaller*>& rss, const std::vector<
     const uint64_t slot = i - first;
     RemoteSyscaller& rs = *rss[i];
     CRYO_RETURN_IF_ERROR(rs.StartBatch(ThreadCalls(rs.scratch() + kThreadOutOff + slot * kThreadOutBytes),
-                                       rs.scratch() + kThreadTableOff + slot * kThreadCalls * RemoteSyscaller::kBatchEntryBytes));
+                                       rs.scratch() + kThreadTableOff + slot * kThreadTableBytes));
   }
   // Every started batch is waited for, even after an error (its thread must
   // be stopped again before anything else happens to it).
@@ -242,7 +241,7 @@ Status DumpTask(SeizedTask& task, const ThreadQueries& q, const proc::Stat& stat
   const pid_t tid = task.tid;
   t->set_tid(tid);
   t->set_comm(stat.comm);
-  CRYO_RETURN_IF_ERROR(DumpRegisters(tid, task.regs, t));
+  DumpRegisters(task, t);
   t->set_blocked(task.sigmask);
   CRYO_RETURN_IF_ERROR(DumpPending(tid, false, t->mutable_pending()));
   for (const auto& info : task.intercepted) t->add_pending()->set_raw(std::string(info.begin(), info.end()));
@@ -339,13 +338,16 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   *may_trace = q.wait != -ECHILD;
   for (size_t i = 1; i < n; ++i) {
     SeizedTask& t = sp.threads()[i];
-    CRYO_ASSIGN_OR_RETURN(auto trs, rs.ForThread(t.tid, t.regs));
+    CRYO_ASSIGN_OR_RETURN(auto trs, rs.ForThread(t));
     rss.push_back(trs.get());
     others.push_back(std::move(trs));
     tids.push_back(t.tid);
   }
   for (size_t first = 1; first < n; first += kThreadWave)
     CRYO_RETURN_IF_ERROR(QueryThreads(rss, tids, first, std::min(n, first + kThreadWave), &tq));
+  // The threads back to their own state at once (see remote_syscall.h).
+  rss.resize(1);
+  others.clear();
   CRYO_RETURN_IF_ERROR(DumpTask(sp.leader(), tq[0], stat, core->add_threads()));
   for (size_t i = 1; i < n; ++i) {
     // Name (queried above) and nice of this thread: no /proc read per thread.

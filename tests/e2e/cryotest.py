@@ -486,10 +486,11 @@ class Harness:
         return self.wait_exit(w, timeout)
 
     # -- running cryo
-    def run_cryo(self, args, timeout=CRYO_TIMEOUT, log=True, tag=None):
+    def run_cryo(self, args, timeout=CRYO_TIMEOUT, log=True, tag=None, env=None):
         """Run cryo to completion; returns CryoResult (never raises on a
-        non-zero exit).  stdout/stderr go to files, not pipes, so a process
-        that inherits them cannot make us wait."""
+        non-zero exit; rc is negative when cryo died by a signal).
+        stdout/stderr go to files, not pipes, so a process that inherits them
+        cannot make us wait.  `env`: variables added to cryo's environment."""
         if not (os.path.isfile(self.cryo) and os.access(self.cryo, os.X_OK)):
             fail("cryo binary not found or not executable: %s" % self.cryo)
         self.counter += 1
@@ -499,7 +500,8 @@ class Harness:
             argv += ["--log-file", base + ".log", "-v"]
         with open(base + ".out", "wb") as out, open(base + ".err", "wb") as err:
             p = subprocess.Popen([self.cryo] + argv, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=err, close_fds=True)
+                                 stderr=err, close_fds=True,
+                                 env=dict(os.environ, **env) if env else None)
         try:
             rc = p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -513,12 +515,16 @@ class Harness:
         return CryoResult(argv, rc, read_text(base + ".out", ""), read_text(base + ".err", ""),
                           read_text(base + ".log") if log else None)
 
-    def dump(self, pid, images, leave_running=False, expect_ok=True, mkdir=True, timeout=CRYO_TIMEOUT):
+    def dump(self, pid, images, leave_running=False, expect_ok=True, mkdir=True, timeout=CRYO_TIMEOUT,
+             force=False):
+        """`force`: replace the image `images` holds (cryo refuses without)."""
         if mkdir:
             os.makedirs(images, exist_ok=True)
         args = ["dump", "-t", str(pid), "-D", images]
         if leave_running:
             args.append("--leave-running")
+        if force:
+            args.append("--force")
         r = self.run_cryo(args, timeout=timeout)
         if expect_ok and r.rc != 0:
             fail("dump of pid %d failed\n%s" % (pid, r.describe()))

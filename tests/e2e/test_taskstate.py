@@ -132,7 +132,7 @@ def test_stopped_root(h):
     check("unexpected stop" not in r.stderr + (r.log or ""), "dump warned about a stop:\n" + r.describe())
     check_eq(proc_stat(w.pid)["state"], "T", "state after dump --leave-running")
     check_eq(h.show_json(images)["processes"][0].get("stop_signal"), signal.SIGSTOP, "stop signal in the image")
-    h.dump(w.pid, images)
+    h.dump(w.pid, images, force=True)  # the kill-mode image replaces the first
     h.reap_original(w)
     cryotest.wait_pids_gone([w.pid])
     rr = h.restore(images, expected_pid=w.pid)
