@@ -11,6 +11,7 @@
 
 #include "files/fd_kind.h"
 #include "files/fd_table.h"
+#include "base/log.h"
 #include "base/unique_fd.h"
 
 namespace cryo {
@@ -28,6 +29,7 @@ struct PipeEnds {
 // A FIFO is opened O_RDWR first: that never blocks (fifo(7)) and keeps both a
 // reader and a writer, so that every end can then be opened by path at once.
 Result<int> OpenFifoKeeper(const image::Pipe& p, mode_t mode) {
+  if (p.fifo_unlinked()) return MakeUnlinkedFifo(p.fifo_path(), mode, p.id());
   const std::string& path = p.fifo_path();
   int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
@@ -107,6 +109,12 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
   CRYO_ASSIGN_OR_RETURN(pool.shm_, ShmObjects::Create(img, base));
   SetRestoringShmObjects(pool.shm_.get());
   for (int fd : pool.shm_->PoolFds()) pool.pool_fds_.insert(fd);
+  // Unlinked files next: fds, mappings and working directories are opened on them.
+  std::vector<std::string> warnings;
+  CRYO_ASSIGN_OR_RETURN(pool.unlinked_, UnlinkedFiles::Create(img, base, &warnings));
+  for (const std::string& w : warnings) LOG_WARN("%s", w.c_str());
+  SetRestoringUnlinkedFiles(pool.unlinked_.get());
+  for (int fd : pool.unlinked_->PoolFds()) pool.pool_fds_.insert(fd);
   std::map<uint64_t, mode_t> fifo_modes;
   for (const auto& [pid, p] : img.processes)
     for (const image::Fd& f : p.fds.fds())
@@ -134,7 +142,10 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
         PipeEnds& e = it->second;
         const int end = f.pipe().write_end() ? e.w : e.r;
         bool& used = f.pipe().write_end() ? e.w_used : e.r_used;
-        if (f.kind() == image::FD_FIFO) {
+        if (f.kind() == image::FD_FIFO && IsDeletedLink(f.file().path())) {
+          // An unlinked FIFO has no path: every end is a reopen of the keeper.
+          CRYO_ASSIGN_OR_RETURN(fd, Reopen(e.r, static_cast<int>(f.flags())));
+        } else if (f.kind() == image::FD_FIFO) {
           CRYO_ASSIGN_OR_RETURN(fd, OpenFifoEnd(f));
         } else if (!used) {
           fd = ::dup(end);

@@ -35,6 +35,7 @@ const char* FileKindName(FileKind kind) {
     case FileKind::kPipes: return "pipe table";
     case FileKind::kShm: return "shared memory table";
     case FileKind::kTtys: return "terminal table";
+    case FileKind::kFiles: return "unlinked file table";
   }
   return "unknown";
 }
@@ -120,6 +121,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "memfd-writers",
       "pty-owner",
       "socket-state",
+      "unlinked-files",
   };
   return kFeatures;
 }

@@ -35,6 +35,7 @@ enum class FileKind : uint32_t {
   kPipes = 6,
   kTtys = 12,
   kShm = 13,  // shm.img: ShmTable
+  kFiles = 30,  // files.img: UnlinkedFileTable
 };
 const char* FileKindName(FileKind kind);
 
@@ -81,6 +82,9 @@ inline std::string ShmName() { return "shm.img"; }
 // The content of every shared memory object, in the page file layout (kind 5).
 inline std::string ShmPagesName() { return "shm-pages.img"; }
 inline std::string TtysName() { return "ttys.img"; }
+inline std::string FilesName() { return "files.img"; }
+// The content of every unlinked regular file, in the page file layout (kind 5).
+inline std::string FilesDataName() { return "files-data.img"; }
 // Written first by a dump and removed last, once the inventory is durable:
 // an image that still has it is one whose dump did not finish (cryo was
 // killed), even if an inventory of an earlier dump were there.

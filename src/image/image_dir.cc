@@ -484,7 +484,30 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
   }
   if (std::find(inv.features().begin(), inv.features().end(), "tty") != inv.features().end())
     CRYO_RETURN_IF_ERROR(ReadRecord(dir, TtysName(), FileKind::kTtys, &img.ttys));
+  if (HasAnyFeature(inv, {"unlinked-files"})) {
+    CRYO_RETURN_IF_ERROR(ReadRecord(dir, FilesName(), FileKind::kFiles, &img.files));
+    if (!img.files.files().empty()) CRYO_RETURN_IF_ERROR(OpenFilesDataFile(dir, img.files).status());
+  }
+  CRYO_RETURN_IF_ERROR(ValidateUnlinkedFiles(img));
   return img;
+}
+
+Result<UniqueFd> OpenFilesDataFile(const std::string& dir, const UnlinkedFileTable& files) {
+  const std::string path = dir + "/" + FilesDataName();
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open " + path);
+  uint8_t hdr[kHeaderSize];
+  const ssize_t n = ::pread(fd.get(), hdr, sizeof(hdr), 0);
+  if (n < 0) return Status::FromErrno("read " + path);
+  FileHeader h;
+  CRYO_RETURN_IF_ERROR(CheckHeader(path, hdr, static_cast<size_t>(n), FileKind::kPages, &h));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("stat " + path);
+  const uint64_t want = files.data_size();
+  if (h.payload_size != want || static_cast<uint64_t>(st.st_size) != kPageDataOffset + want)
+    return Status::Error(path + ": holds " + std::to_string(st.st_size) + " bytes, expected " +
+                         std::to_string(kPageDataOffset + want) + " (truncated or corrupted)");
+  return fd;
 }
 
 }  // namespace cryo::image

@@ -118,6 +118,7 @@ struct LoadedImage {
   PipeTable pipes;
   ShmTable shm;  // memfds, POSIX and SysV shared memory (shm.img)
   TtyTable ttys;
+  UnlinkedFileTable files;  // unlinked files and directories (files.img)
 };
 
 // Reads one metadata file, checking magic, version, kind, size and checksum.
@@ -129,5 +130,9 @@ Result<LoadedImage> LoadImage(const std::string& dir);
 Result<UniqueFd> OpenPageFile(const std::string& dir, int pid, const Mm& mm);
 // Opens shm-pages.img after checking its header against `shm`.
 Result<UniqueFd> OpenShmPageFile(const std::string& dir, const ShmTable& shm);
+// Opens files-data.img after checking its header against `files`.
+Result<UniqueFd> OpenFilesDataFile(const std::string& dir, const UnlinkedFileTable& files);
+// files.img (and the holders that name its files): every field checked.
+Status ValidateUnlinkedFiles(const LoadedImage& img);
 
 }  // namespace cryo::image

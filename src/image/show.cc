@@ -82,6 +82,12 @@ const char* ShmKindLabel(ShmKind k) {
   }
 }
 
+uint64_t StoredBytes(const UnlinkedFile& f) {
+  uint64_t n = 0;
+  for (const FileExtent& e : f.extents()) n += e.length();
+  return n;
+}
+
 uint64_t ShmStoredPages(const ShmObject& o) {
   uint64_t n = 0;
   for (const ShmExtent& e : o.extents()) n += e.npages();
@@ -165,6 +171,7 @@ std::string ShowJson(const LoadedImage& img) {
       for (int j = 0; j < v.vm_flags_size(); ++j) o << (j ? "," : "") << JsonString(v.vm_flags(j));
       o << "],\"pages\":" << v.stored_pages() << ",\"inherited_pages\":" << v.inherited_pages();
       if (v.shm_object()) o << ",\"shm_object\":" << v.shm_object();
+      if (v.unlinked_file()) o << ",\"unlinked_file\":" << v.unlinked_file();
       o << "}";
     }
     o << "],\"fds\":[";
@@ -174,6 +181,7 @@ std::string ShowJson(const LoadedImage& img) {
         << "\",\"path\":" << JsonString(f.file().path()) << ",\"flags\":" << f.flags() << ",\"pos\":" << f.pos()
         << ",\"cloexec\":" << (f.cloexec() ? "true" : "false");
       if (f.shm_object()) o << ",\"shm_object\":" << f.shm_object();
+      if (f.unlinked_file()) o << ",\"unlinked_file\":" << f.unlinked_file();
       if (f.has_tty())
         o << ",\"tty\":{\"tty_id\":" << f.tty().tty_id() << ",\"master\":" << (f.tty().master() ? "true" : "false")
           << ",\"index\":" << f.tty().index() << "}";
@@ -230,6 +238,14 @@ std::string ShowJson(const LoadedImage& img) {
       o << ",\"sysv_id\":" << so.sysv_id() << ",\"sysv_key\":" << so.sysv_key()
         << ",\"sysv_removed\":" << (so.sysv_removed() ? "true" : "false");
     o << "}";
+  }
+  o << "],\"unlinked_files\":[";
+  for (int i = 0; i < img.files.files_size(); ++i) {
+    const UnlinkedFile& f = img.files.files(i);
+    o << (i ? "," : "") << "{\"id\":" << f.id() << ",\"kind\":\""
+      << (f.kind() == UNLINKED_DIRECTORY ? "directory" : "regular") << "\",\"path\":" << JsonString(f.path())
+      << ",\"size\":" << f.size() << ",\"mode\":" << f.mode() << ",\"uid\":" << f.uid() << ",\"gid\":" << f.gid()
+      << ",\"stored\":" << StoredBytes(f) << ",\"extents\":" << f.extents_size() << "}";
   }
   o << "],\"ttys\":[";
   for (int i = 0; i < img.ttys.ttys_size(); ++i) {
@@ -340,6 +356,11 @@ std::string ShowText(const LoadedImage& img) {
     o << "\n  queued: " << t.master_unread().size() << " bytes for the master, " << in << " bytes in "
       << t.slave_unread_size() << " pieces for the slave\n";
   }
+  if (img.files.files_size()) o << "\nunlinked files:\n";
+  for (const UnlinkedFile& f : img.files.files())
+    o << "  " << f.id() << ": " << (f.kind() == UNLINKED_DIRECTORY ? "directory " : "file ") << f.path() << " (deleted), "
+      << f.size() << " bytes (" << StoredBytes(f) << " stored in " << f.extents_size() << " extents), mode 0" << std::oct
+      << f.mode() << std::dec << ", uid " << f.uid() << " gid " << f.gid() << "\n";
   if (img.shm.objects_size()) o << "\nshared memory objects:\n";
   for (const ShmObject& so : img.shm.objects()) {
     o << "  " << so.id() << ": " << ShmKindLabel(so.kind());

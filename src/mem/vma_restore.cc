@@ -278,7 +278,7 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
       const int map_prot = has_pages ? PROT_READ | PROT_WRITE : prot;
       const int flags = MAP_FIXED | MapFlags(v);
       void* p;
-      if (v.shm_object()) {
+      if (v.shm_object() || v.unlinked_file()) {
         if (!map_shm) return Status::Error(VmaName(v) + " maps a shared memory object, which this restore cannot map");
         CRYO_RETURN_IF_ERROR(map_shm(v, at, map_prot));
         p = reinterpret_cast<void*>(at);

@@ -192,7 +192,9 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   CRYO_RETURN_IF_ERROR(PremapAndFill(
                            p.mm, pages.get(), slot.premap, fill_threads,
                            [pool](uint64_t id) { return pool->ShmemFd(id); }, ctx.inheritable, &out->moves, &mine,
-                           [pool](const image::Vma& v, uint64_t at, int prot) { return pool->shm()->MapVma(v, at, prot); })
+                           [pool](const image::Vma& v, uint64_t at, int prot) {
+                             return v.unlinked_file() ? pool->unlinked()->MapVma(v, at, prot) : pool->shm()->MapVma(v, at, prot);
+                           })
                            .Prefixed("memory"));
   ctx.inheritable = std::move(mine);
   // What our children inherit from us: the rest need not be copied by fork.
@@ -264,12 +266,19 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
   const image::ProcessCore& core = p.core;
   CRYO_RETURN_IF_ERROR(ApplyForkAdvice(p.mm, mem.moves).Prefixed("memory"));
   CRYO_RETURN_IF_ERROR(RestoreMmAttributes(core.mm().attrs()).Prefixed("memory"));
-  int exe_fd = ::open(core.mm().exe_path().c_str(), O_RDONLY | O_CLOEXEC);
-  if (exe_fd < 0) return Status::FromErrno("open executable " + core.mm().exe_path());
+  int exe_fd = -1;
+  if (core.exe_unlinked()) {
+    CRYO_ASSIGN_OR_RETURN(exe_fd, ctx.pool->unlinked()->Reopen(core.exe_unlinked(), O_RDONLY));
+  } else {
+    exe_fd = ::open(core.mm().exe_path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (exe_fd < 0) return Status::FromErrno("open executable " + core.mm().exe_path());
+  }
   CRYO_RETURN_IF_ERROR(ClearFdTable(ctx, &exe_fd));
 
   std::vector<std::string> warnings;
   CRYO_RETURN_IF_ERROR(ApplyProcessSettings(core, &warnings));
+  if (core.cwd_unlinked() && ::fchdir(ctx.pool->unlinked()->Anchor(core.cwd_unlinked())) != 0)
+    return Status::FromErrno("fchdir to the deleted working directory " + core.cwd());
   const bool leads_session = core.sid() == ctx.pid && !(ctx.shell_job && ctx.pool->ttys().JoinsShellSession(core));
   CRYO_RETURN_IF_ERROR(ApplyProcessAttrs(core, leads_session));
   for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);

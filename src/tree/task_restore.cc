@@ -20,7 +20,9 @@ namespace cryo {
 Status ApplyProcessSettings(const image::ProcessCore& core, std::vector<std::string>* warnings) {
   (void)warnings;
   ::umask(core.umask());
-  if (::chdir(core.cwd().c_str()) != 0) return Status::FromErrno("chdir to " + core.cwd());
+  // A deleted working directory is entered by the helper (fchdir to the
+  // directory cryo created again, files/unlinked_restore.h).
+  if (!core.cwd_unlinked() && ::chdir(core.cwd().c_str()) != 0) return Status::FromErrno("chdir to " + core.cwd());
   const image::TaskCore& t = core.threads(0);
   if (::prctl(PR_SET_NAME, t.comm().c_str(), 0, 0, 0) != 0) return Status::FromErrno("PR_SET_NAME");
   const int policy = static_cast<int>(t.sched_policy()) & ~SCHED_RESET_ON_FORK;
