@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/privileges.h"
 #include "cgroup/cgroup_restore.h"
+#include "check/features.h"
 #include "check/probes.h"
 #include "cli/counting_env.h"
 #include "cli/messages.h"
@@ -234,6 +235,7 @@ int main(int argc, char** argv) {
   g_quiet = quiet;
   g_verbose = verbosity >= 1;
   SetStderrLogLevel(verbosity >= 2 ? LogLevel::kDebug : verbosity == 1 ? LogLevel::kInfo : LogLevel::kWarn);
+  if (Status s = check::CheckPretendedNames(); !s.ok()) return Fail(s);
   if (!log_file.empty()) {
     Status s = OpenLogFile(log_file);
     if (!s.ok()) return Fail(s);
