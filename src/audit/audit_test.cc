@@ -323,7 +323,11 @@ TEST(RemoteRules, ComparedWithCryo) {
   const RemoteQuery& membarrier = RemoteQueries()[0];
   EXPECT_EQ(DecideRemote(membarrier, 0x10, 0).verdict, Verdict::kRestored);
   EXPECT_EQ(DecideRemote(membarrier, -EINVAL, 0).verdict, Verdict::kRefused);  // before Linux 6.3: cannot tell
-  const RemoteQuery& mdwe = RemoteQueries()[1];
+  const RemoteQuery* mdwe_q = nullptr;
+  for (const RemoteQuery& q : RemoteQueries())
+    if (q.key == "PR_GET_MDWE") mdwe_q = &q;
+  ASSERT_NE(mdwe_q, nullptr);
+  const RemoteQuery& mdwe = *mdwe_q;
   EXPECT_EQ(DecideRemote(mdwe, 0, 0).verdict, Verdict::kInherited);
   Decision d = DecideRemote(mdwe, 1, 0);
   EXPECT_EQ(d.verdict, Verdict::kRefused);
@@ -334,6 +338,30 @@ TEST(RemoteRules, ComparedWithCryo) {
   ASSERT_NE(flusher, nullptr);
   EXPECT_EQ(DecideRemote(*flusher, -EPERM, 0).verdict, Verdict::kNotState);
   EXPECT_EQ(DecideRemote(*flusher, -EINVAL, 0).verdict, Verdict::kRefused);
+}
+
+TEST(RemoteRules, MembarrierWithoutGetRegistrations) {
+  // Before Linux 6.3 GET_REGISTRATIONS is EINVAL in cryo and the process alike:
+  // not "inherited"; the private expedited commands tell instead.
+  ASSERT_EQ(setenv("CRYO_PRETEND_MISSING", "membarrier-registrations", 1), 0);
+  const RemoteQuery& get = RemoteQueries()[0];
+  Decision d = DecideRemote(get, -EINVAL, -EINVAL);
+  EXPECT_EQ(d.verdict, Verdict::kNotState);
+  EXPECT_NE(d.why.find("Linux 6.3"), std::string::npos) << d.why;
+  const RemoteQuery* priv = nullptr;
+  for (const RemoteQuery& q : RemoteQueries())
+    if (q.key == "membarrier PRIVATE_EXPEDITED") priv = &q;
+  ASSERT_NE(priv, nullptr);
+  EXPECT_EQ(DecideRemote(*priv, -EPERM, -EPERM).verdict, Verdict::kInherited);
+  d = DecideRemote(*priv, 0, -EPERM);  // registered: the command went through
+  EXPECT_EQ(d.verdict, Verdict::kRefused);
+  EXPECT_NE(d.why.find("MEMBARRIER_CMD_PRIVATE_EXPEDITED"), std::string::npos) << d.why;
+  // With GET_REGISTRATIONS (this kernel), the registrations are restored from it.
+  ASSERT_EQ(unsetenv("CRYO_PRETEND_MISSING"), 0);
+  if (syscall(SYS_membarrier, 1 << 9, 0, 0) >= 0) {
+    EXPECT_EQ(DecideRemote(*priv, 0, -EPERM).verdict, Verdict::kNotState);
+    EXPECT_EQ(DecideRemote(get, 0x10, 0).verdict, Verdict::kRestored);
+  }
 }
 
 TEST(Report, EveryRefusalOnItsOwnLineOnce) {

@@ -3,7 +3,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+
+#include "base/kernel_features.h"
 
 
 namespace cryo::audit {
@@ -15,6 +18,12 @@ constexpr long kPrSpecL1dFlush = 2;
 constexpr long kPrGetIoFlusher = 58;
 constexpr long kPrGetMdwe = 66;                            // Linux 6.3
 constexpr long kMembarrierGetRegistrations = 1 << 9;       // Linux 6.3
+// Without GET_REGISTRATIONS: a private expedited command answers EPERM unless
+// the process registered for it (membarrier(2)), and is only a barrier.
+constexpr long kMembarrierPrivateExpedited = 1 << 3;
+constexpr long kMembarrierPrivateExpeditedSyncCore = 1 << 5;
+constexpr long kMembarrierPrivateExpeditedRseq = 1 << 7;
+constexpr std::string_view kGetRegistrationsKey = "membarrier registrations";
 constexpr long kArchGetCpuid = 0x1011;
 
 std::string Hex(long v) {
@@ -23,13 +32,31 @@ std::string Hex(long v) {
   return buf;
 }
 
+// Whether cryo's kernel answers MEMBARRIER_CMD_GET_REGISTRATIONS (and
+// CRYO_PRETEND_MISSING does not take it away).
+bool HaveGetRegistrations() {
+  if (PretendMissing("membarrier-registrations")) return false;
+  static const bool kHave = ::syscall(SYS_membarrier, kMembarrierGetRegistrations, 0, 0) >= 0;
+  return kHave;
+}
+
 }  // namespace
 
 const std::vector<RemoteQuery>& RemoteQueries() {
   static const std::vector<RemoteQuery> kQueries = {
-      {"membarrier registrations", SYS_membarrier, {kMembarrierGetRegistrations, 0, 0},
+      {kGetRegistrationsKey, SYS_membarrier, {kMembarrierGetRegistrations, 0, 0},
        "is registered for membarrier(2) commands", 0, "",
        "registered again by the restore helper (mem/mm_attrs.h, MmAttributes.membarrier)"},
+      // Only where GET_REGISTRATIONS is missing (DecideRemote): see kernels.md.
+      {"membarrier PRIVATE_EXPEDITED", SYS_membarrier, {kMembarrierPrivateExpedited, 0, 0},
+       "is registered for membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED, which is not restored on kernels without "
+       "MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3)", EPERM, "not registered (the command answers EPERM)", ""},
+      {"membarrier PRIVATE_EXPEDITED_SYNC_CORE", SYS_membarrier, {kMembarrierPrivateExpeditedSyncCore, 0, 0},
+       "is registered for membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, which is not restored on kernels "
+       "without MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3)", EPERM, "not registered (the command answers EPERM)", ""},
+      {"membarrier PRIVATE_EXPEDITED_RSEQ", SYS_membarrier, {kMembarrierPrivateExpeditedRseq, 0, 0},
+       "is registered for membarrier(2) MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, which is not restored on kernels "
+       "without MEMBARRIER_CMD_GET_REGISTRATIONS (Linux 6.3)", EPERM, "not registered (the command answers EPERM)", ""},
       {"PR_GET_MDWE", SYS_prctl, {kPrGetMdwe, 0, 0},
        "denies writable and executable memory (prctl PR_SET_MDWE), which is not restored yet", 0, "", ""},
       {"ARCH_GET_CPUID", SYS_arch_prctl, {kArchGetCpuid, 0, 0},
@@ -45,6 +72,13 @@ const std::vector<RemoteQuery>& RemoteQueries() {
 }
 
 Decision DecideRemote(const RemoteQuery& q, long target, long mine) {
+  const bool have_get_registrations = HaveGetRegistrations();
+  if (q.key == kGetRegistrationsKey && !have_get_registrations)
+    return {Verdict::kNotState,
+            "cannot be asked on this kernel (MEMBARRIER_CMD_GET_REGISTRATIONS, Linux 6.3+): the private expedited "
+            "registrations are found by issuing those commands; a global expedited registration is not seen"};
+  if (q.nr == SYS_membarrier && q.key != kGetRegistrationsKey && have_get_registrations)
+    return {Verdict::kNotState, "told by the membarrier registrations (MEMBARRIER_CMD_GET_REGISTRATIONS)"};
   if (!q.restored.empty() && !(target < 0 && target > -4096)) return {Verdict::kRestored, std::string(q.restored)};
   if (target == mine) return {Verdict::kInherited, "the same as cryo's; inherited by the restored process"};
   if (q.tolerated_errno && target == -q.tolerated_errno) return {Verdict::kNotState, std::string(q.tolerated_why)};

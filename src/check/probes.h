@@ -44,6 +44,10 @@ std::string FormatJson(const Report& report);
 // /run/cryo/check.cache, or /tmp/cryo-check.cache when /run/cryo cannot be created.
 std::string DefaultCachePath();
 
+// Marks the probes CRYO_PRETEND_MISSING names as failed (LoadOrRunProbes does,
+// after caching the real results), then recomputes the verdict.
+void ApplyPretendedMissing(Report& report);
+
 // Exposed for tests and the cache: sets can_checkpoint and why from the probes.
 void ComputeVerdict(Report& report);
 // The cache file's contents for `report`, and its parser (errors on any malformed input).

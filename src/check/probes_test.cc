@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 
 #include "base/file_util.h"
+#include "check/features.h"
 
 namespace cryo::check {
 namespace {
@@ -103,7 +104,7 @@ TEST(ProbesTest, RunProbesOnThisMachineCanCheckpoint) {
   EXPECT_FALSE(r.kernel_release.empty());
   EXPECT_EQ(r.boot_id, CurrentBootId());
   for (const char* name : {"ptrace-seize", "xsave", "process-vm-readv", "pidfd-getfd", "clone3-set-tid", "pr-set-mm-map",
-                           "userfaultfd-wp-async", "pagemap-scan", "tcp-repair", "sock-diag", "namespaces", "capabilities", "soft-dirty"}) {
+                           "userfaultfd-wp-async", "pagemap-scan", "membarrier-registrations", "timer-restore-ids", "eventfd-semaphore", "tcp-repair", "sock-diag", "namespaces", "capabilities", "soft-dirty"}) {
     const Probe* p = Find(r, name);
     ASSERT_NE(p, nullptr) << name;
     EXPECT_FALSE(p->detail.empty()) << name;
@@ -144,8 +145,43 @@ TEST(ProbesTest, FormatText) {
   EXPECT_EQ(FormatText(r),
             "ok    ptrace-seize      PTRACE_SEIZE + PTRACE_INTERRUPT on a child\n"
             "FAIL  xsave             broken\n"
+            "      hard requirement (an x86-64 CPU with XSAVE): the FPU/SSE/AVX registers cannot be saved: no checkpoint\n"
             "FAIL  tcp-repair        EPERM (optional)\n"
+            "      without it (Linux 3.5): nothing: TCP connections are refused at dump in any case\n"
+            "hard requirements: ptrace-seize, xsave\n"
+            "missing, cryo works without them (see above): tcp-repair\n"
             "verdict: cannot checkpoint. Required probe failed: xsave.\n");
+}
+
+TEST(ProbesTest, EveryProbeHasAFeatureEntryOfTheSameKind) {
+  Report r = RunProbes();
+  ASSERT_EQ(r.probes.size(), Features().size());
+  for (size_t i = 0; i < r.probes.size(); ++i) {
+    EXPECT_EQ(r.probes[i].name, Features()[i].name);
+    EXPECT_EQ(r.probes[i].required, Features()[i].required) << r.probes[i].name;
+    EXPECT_FALSE(Features()[i].required && Features()[i].pretendable) << r.probes[i].name;
+  }
+}
+
+TEST(ProbesTest, PretendedMissingFeaturesFailWithTheirFallbackSaid) {
+  ASSERT_EQ(::setenv("CRYO_PRETEND_MISSING", "pagemap-scan", 1), 0);
+  struct Unset {
+    ~Unset() { ::unsetenv("CRYO_PRETEND_MISSING"); }
+  } unset;
+  ASSERT_TRUE(CheckPretendedNames().ok());
+  Report r = RunProbes();
+  ASSERT_TRUE(Find(r, "pagemap-scan")->ok) << "this kernel has PAGEMAP_SCAN; the real probe result is cached";
+  ApplyPretendedMissing(r);
+  EXPECT_FALSE(Find(r, "pagemap-scan")->ok);
+  EXPECT_EQ(Find(r, "pagemap-scan")->detail, "taken as missing (CRYO_PRETEND_MISSING)");
+  EXPECT_TRUE(r.can_checkpoint);
+  const std::string text = FormatText(r);
+  EXPECT_NE(text.find("      without it (Linux 6.7): the dump reads the 64-bit entries of /proc/PID/pagemap"), std::string::npos) << text;
+  EXPECT_NE(text.find("missing, cryo works without them (see above): pagemap-scan\n"), std::string::npos) << text;
+  ASSERT_EQ(::setenv("CRYO_PRETEND_MISSING", "pagemap-scan,xsave,nonesuch", 1), 0);
+  EXPECT_EQ(CheckPretendedNames().ToString(),
+            "CRYO_PRETEND_MISSING names 'xsave' (a hard requirement), 'nonesuch' (no such feature); it takes features cryo "
+            "can do without: pagemap-scan, membarrier-registrations, timer-restore-ids, eventfd-semaphore");
 }
 
 TEST(ProbesTest, FormatJsonEscapes) {
@@ -220,17 +256,28 @@ TEST(ProbesTest, ParseRejectsGarbage) {
 TEST(ProbesTest, CacheHitWhenKernelAndBootIdMatch) {
   TempDir dir;
   const std::string path = dir.path() + "/check.cache";
-  WriteAll(path, SerializeReport(FakeReport(RealRelease(), CurrentBootId())));
+  Report cached = RunProbes();  // this cryo's probes, one detail no real run produces
+  cached.probes[0].detail = "from the cache, with spaces\nand %25 a newline";
+  WriteAll(path, SerializeReport(cached));
   auto r = LoadOrRunProbes(path, /*refresh=*/false);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  ASSERT_NE(Find(*r, "fake-probe"), nullptr);
-  EXPECT_EQ(Find(*r, "fake-probe")->detail, "from the cache, with spaces\nand %25 a newline");
+  EXPECT_EQ(r->probes[0].detail, "from the cache, with spaces\nand %25 a newline");
   // refresh ignores the cache and rewrites it.
   auto fresh = LoadOrRunProbes(path, /*refresh=*/true);
   ASSERT_TRUE(fresh.ok());
-  EXPECT_EQ(Find(*fresh, "fake-probe"), nullptr);
+  EXPECT_NE(fresh->probes[0].detail, cached.probes[0].detail);
   EXPECT_TRUE(fresh->can_checkpoint);
   EXPECT_EQ(ReadAll(path), SerializeReport(*fresh));
+}
+
+TEST(ProbesTest, CacheOfOtherProbesIgnored) {  // written by another cryo version
+  TempDir dir;
+  const std::string path = dir.path() + "/check.cache";
+  WriteAll(path, SerializeReport(FakeReport(RealRelease(), CurrentBootId())));
+  auto r = LoadOrRunProbes(path, /*refresh=*/false);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(Find(*r, "fake-probe"), nullptr);
+  EXPECT_NE(Find(*r, "pagemap-scan"), nullptr);
 }
 
 TEST(ProbesTest, CacheWrittenAndReused) {

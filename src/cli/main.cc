@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <google/protobuf/stubs/logging.h>
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include "base/log.h"
 #include "base/privileges.h"
 #include "cgroup/cgroup_restore.h"
+#include "check/features.h"
 #include "check/probes.h"
 #include "cli/counting_env.h"
 #include "cli/messages.h"
@@ -220,6 +222,9 @@ int main(int argc, char** argv) {
   InitFaultPoints();
   if (*app.get_subcommand("dump")) CatchInterrupts();
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  // A record that does not parse is refused with cryo's own message (naming
+  // the file); protobuf's log lines about it would only add noise.
+  google::protobuf::SetLogHandler(nullptr);
   if (*restore_cmd) {
     if (restore_dir.empty() && restore.images_dir.empty())
       return UsageError("restore: the image directory is missing: cryo restore DIR (or -D DIR)");
@@ -230,6 +235,7 @@ int main(int argc, char** argv) {
   g_quiet = quiet;
   g_verbose = verbosity >= 1;
   SetStderrLogLevel(verbosity >= 2 ? LogLevel::kDebug : verbosity == 1 ? LogLevel::kInfo : LogLevel::kWarn);
+  if (Status s = check::CheckPretendedNames(); !s.ok()) return Fail(s);
   if (!log_file.empty()) {
     Status s = OpenLogFile(log_file);
     if (!s.ok()) return Fail(s);

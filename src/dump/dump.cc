@@ -27,6 +27,7 @@
 #include "mem/mm_attrs.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
+#include "files/unlinked_dump.h"
 #include "mem/vma_dump.h"
 #include "proc/path_check.h"
 #include "proc/path_check.h"
@@ -95,6 +96,7 @@ struct DumpedProcess {
   image::Mm mm;
   image::FdTable fds;
   std::vector<ShmMapping> shm_maps;  // VMAs of memfds, /dev/shm files, SysV segments
+  std::vector<int> unlinked_maps;    // VMAs of deleted files with no name left
 };
 
 // The first half of collecting a process, for every process of the tree
@@ -161,6 +163,7 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
   out->mm = std::move(facts.mm);
   out->fds = std::move(facts.fds);
   out->shm_maps = std::move(facts.shm_maps);
+  out->unlinked_maps = std::move(facts.unlinked_maps);
   features->insert(facts.features.begin(), facts.features.end());
   for (const image::Vma& v : out->mm.vmas())
     if (std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end()) features->insert("map-noreserve");
@@ -431,6 +434,11 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   for (DumpedProcess& p : procs) shm_holders.push_back({p.core.pid(), &p.mm, &p.fds, &p.shm_maps});
   CRYO_RETURN_IF_ERROR(DumpShmObjects(shm_holders, pids, writer, &shm, &features).Prefixed("shared memory"));
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
+  image::UnlinkedFileTable unlinked;
+  std::vector<UnlinkedHolders> unlinked_holders;
+  for (DumpedProcess& p : procs) unlinked_holders.push_back({p.core.pid(), &p.core, &p.mm, &p.fds, &p.unlinked_maps});
+  CRYO_RETURN_IF_ERROR(DumpUnlinkedFiles(unlinked_holders, pids, writer, &unlinked, &features).Prefixed("unlinked files"));
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
   image::TtyTable ttys;
   std::vector<TtyProcess> tty_procs;
   for (size_t i = 0; i < procs.size(); ++i)
@@ -476,12 +484,14 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   }
   if (pipes.pipes_size()) writer->AsyncWriteRecord(image::PipesName(), image::FileKind::kPipes, pipes);
   if (shm.objects_size()) writer->AsyncWriteRecord(image::ShmName(), image::FileKind::kShm, shm);
+  if (std::find(inv.features().begin(), inv.features().end(), "unlinked-files") != inv.features().end())
+    writer->AsyncWriteRecord(image::FilesName(), image::FileKind::kFiles, unlinked);
   if (ttys.ttys_size()) writer->AsyncWriteRecord(image::TtysName(), image::FileKind::kTtys, ttys);
   // The inventory goes last, once every other file is durable: an image
   // without one is incomplete.
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
-  CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, inv));
+  CRYO_RETURN_IF_ERROR(writer->WriteInventory(inv));
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(writer->MarkComplete());
   LOG_DEBUG("records written and synced in %.1f ms", (Now() - ts) * 1e3);

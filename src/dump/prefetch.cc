@@ -25,7 +25,7 @@ Result<ProcessFacts> DescribeProcess(pid_t pid, bool shell_job, const DumpScope*
   CRYO_ASSIGN_OR_RETURN(f.status, proc::ParseStatus(f.status_text));
   CRYO_ASSIGN_OR_RETURN(f.smaps_text, ReadFileToString(dir + "smaps"));
   CRYO_ASSIGN_OR_RETURN(f.vmas, proc::ParseSmaps(f.smaps_text));
-  f.refusal = DescribeVmas(pid, f.vmas, &f.mm, &f.shm_maps);
+  f.refusal = DescribeVmas(pid, f.vmas, &f.mm, &f.shm_maps, &f.unlinked_maps);
   if (HasVmaAttributes(f.mm)) f.features.insert("vma-attributes");
   const double t1 = Now();
   if (f.refusal.ok()) f.refusal = DumpFdTable(pid, &f.fds, &f.features, shell_job, scope, &f.fd_infos);

@@ -41,6 +41,7 @@ struct ProcessFacts {
   // reports it with the rest). `mm` and `fds` are then incomplete.
   Status refusal;
   std::vector<ShmMapping> shm_maps;  // VMAs of memfds, /dev/shm files, SysV segments
+  std::vector<int> unlinked_maps;    // VMAs of deleted files with no name left
   std::set<std::string> features;
   std::vector<PagePiece> pieces;
   std::shared_ptr<std::string> pages;  // the page data, read ahead when small; else null

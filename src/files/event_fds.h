@@ -19,8 +19,17 @@
 namespace cryo {
 
 // "eventfd-count: <hex>" and "eventfd-semaphore: 0|1" (absent before Linux 6.6:
-// then false).
+// then an error, as the mode cannot be seen).
 Status ParseEventfdInfo(const proc::FdInfo& info, image::EventfdState* out);
+
+// Whether the eventfd `fd` (holding `count`) is in semaphore mode, where
+// fdinfo does not say (before Linux 6.6, or CRYO_PRETEND_MISSING=
+// eventfd-semaphore): a read takes 1 from a semaphore and the whole count
+// from another (eventfd(2)). The counter is brought to at least 2 first and
+// put back to `count` after. For the dump, on cryo's duplicate of a stopped
+// tree's eventfd: the stopped tasks are not in a read; a poller of the tree
+// sees at most a wakeup that finds the same count.
+Result<bool> EventfdIsSemaphore(int fd, uint64_t count);
 
 // "clockid: N", "ticks: N", "settime flags: 0<octal>", "it_value: (sec, nsec)",
 // "it_interval: (sec, nsec)". it_value is the time left (relative), even for a

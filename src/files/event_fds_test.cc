@@ -42,11 +42,18 @@ TEST(EventfdInfoTest, CountIsHexAndSemaphoreFlag) {
   EXPECT_TRUE(e.semaphore());
 }
 
-TEST(EventfdInfoTest, HugeCountAndNoSemaphoreLine) {
+TEST(EventfdInfoTest, HugeCount) {
   image::EventfdState e;
-  ASSERT_TRUE(ParseEventfdInfo(Info("eventfd-count: fffffffffffffffe\n"), &e).ok());
+  ASSERT_TRUE(ParseEventfdInfo(Info("eventfd-count: fffffffffffffffe\neventfd-semaphore: 0\n"), &e).ok());
   EXPECT_EQ(e.count(), 0xfffffffffffffffeull);
   EXPECT_FALSE(e.semaphore());
+}
+
+TEST(EventfdInfoTest, NoSemaphoreLineBeforeLinux66IsRefused) {
+  image::EventfdState e;
+  Status s = ParseEventfdInfo(Info("eventfd-count: 5\neventfd-id: 1\n"), &e);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("semaphore mode (fdinfo \"eventfd-semaphore\", Linux 6.6+)"), std::string::npos) << s.message();
 }
 
 TEST(EventfdInfoTest, MissingOrMalformedCountFails) {
@@ -55,6 +62,24 @@ TEST(EventfdInfoTest, MissingOrMalformedCountFails) {
   Status s = ParseEventfdInfo(Info("eventfd-count: 12g\n"), &e);
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("12g"), std::string::npos) << s.message();
+}
+
+TEST(EventfdInfoTest, SemaphoreModeByReadingLeavesTheCount) {
+  for (int sem : {0, 1})
+    for (uint64_t count : {0ull, 1ull, 2ull, 7ull, 0xfffffffffffffffeull}) {
+      int fd = ::eventfd(0, (sem ? EFD_SEMAPHORE : 0) | EFD_CLOEXEC | EFD_NONBLOCK);
+      ASSERT_GE(fd, 0);
+      if (count) {
+        ASSERT_EQ(::write(fd, &count, 8), 8);
+      }
+      auto r = EventfdIsSemaphore(fd, count);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      EXPECT_EQ(*r, sem == 1) << "count " << count;
+      image::EventfdState e;
+      ASSERT_TRUE(ParseEventfdInfo(LiveInfo(fd), &e).ok());
+      EXPECT_EQ(e.count(), count) << "semaphore " << sem;
+      ::close(fd);
+    }
 }
 
 TEST(EventfdInfoTest, LiveEventfd) {

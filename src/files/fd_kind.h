@@ -56,6 +56,8 @@ struct FdSource {
 
 // Whether an fd link names a file that was unlinked ("PATH (deleted)").
 bool IsDeletedLink(const std::string& link);
+// What paths:: knows of the fd's file: link, stat, file system, access mode.
+Status FdOpened(const FdSource& src, paths::Opened* o);
 // Refuses an fd whose file cannot be reopened by its path at restore
 // (path_check.h), naming the fd, the path and why.
 Status CheckReopenable(const FdSource& src);
@@ -92,6 +94,7 @@ const FdKindHandler* HandlerFor(image::FdKind kind);
 // Handlers, one per file.
 const FdKindHandler* RegularFileHandler();
 const FdKindHandler* DirectoryHandler();
+const FdKindHandler* UnlinkedFileHandler();  // unlinked_fd.cc
 const FdKindHandler* CharDeviceHandler();
 const FdKindHandler* EventfdHandler();
 const FdKindHandler* TimerfdHandler();

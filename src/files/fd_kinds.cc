@@ -19,15 +19,20 @@ bool IsDeletedLink(const std::string& link) {
   return link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0;
 }
 
-Status CheckReopenable(const FdSource& src) {
-  paths::Opened o;
-  o.link = src.link;
-  o.st = src.st;
-  o.access = static_cast<int>(src.info.flags & O_ACCMODE);
+Status FdOpened(const FdSource& src, paths::Opened* o) {
+  o->link = src.link;
+  o->st = src.st;
+  o->access = static_cast<int>(src.info.flags & O_ACCMODE);
   const std::string entry = "/proc/" + std::to_string(src.pid) + "/fd/" + std::to_string(src.fd);
   struct statfs sf;
   if (::statfs(entry.c_str(), &sf) != 0) return Status::FromErrno("statfs " + entry);
-  o.fs_type = static_cast<long>(sf.f_type);
+  o->fs_type = static_cast<long>(sf.f_type);
+  return Status::Ok();
+}
+
+Status CheckReopenable(const FdSource& src) {
+  paths::Opened o;
+  CRYO_RETURN_IF_ERROR(FdOpened(src, &o));
   static const paths::TaskIds kNone;
   const std::string why = paths::WhyNotReopenable(o, src.tree ? *src.tree : kNone);
   if (why.empty()) return Status::Ok();
@@ -50,6 +55,7 @@ const std::vector<const FdKindHandler*>& FdKindHandlers() {
       MemfdHandler(),
       RegularFileHandler(),
       DirectoryHandler(),
+      UnlinkedFileHandler(),
       CharDeviceHandler(),
       EventfdHandler(),
       TimerfdHandler(),

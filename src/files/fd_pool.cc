@@ -11,6 +11,8 @@
 
 #include "files/fd_kind.h"
 #include "files/fd_table.h"
+#include "base/janitor.h"
+#include "base/log.h"
 #include "base/unique_fd.h"
 #include "net/unix_socket.h"
 
@@ -29,9 +31,12 @@ struct PipeEnds {
 // A FIFO is opened O_RDWR first: that never blocks (fifo(7)) and keeps both a
 // reader and a writer, so that every end can then be opened by path at once.
 Result<int> OpenFifoKeeper(const image::Pipe& p, mode_t mode) {
+  if (p.fifo_unlinked()) return MakeUnlinkedFifo(p.fifo_path(), mode, p.id());
   const std::string& path = p.fifo_path();
   int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
+    // A FIFO made for the restore goes if the restore does not complete.
+    if (Janitor* j = CurrentJanitor()) CRYO_RETURN_IF_ERROR(j->WillCreateFile(path));
     if (::mkfifo(path.c_str(), mode & 07777) != 0) return Status::FromErrno("mkfifo " + path);
     fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
   }
@@ -62,12 +67,23 @@ Result<PipeEnds> MakePipe(const image::Pipe& p, mode_t fifo_mode) {
   }
   if (p.capacity() && ::fcntl(e.w, F_SETPIPE_SZ, p.capacity()) < 0)
     return Status::FromErrno("F_SETPIPE_SZ " + std::to_string(p.capacity()) + " on " + what);
+  // Never blocking: a pipe smaller than its data (the user is over
+  // fs.pipe-user-pages-soft, or the image says so) is an error, not a hang.
+  // Each fd's own flags are set once the description is in the pool.
   const std::string& d = p.data();
+  const int fl = ::fcntl(e.w, F_GETFL);
+  if (fl < 0 || ::fcntl(e.w, F_SETFL, fl | O_NONBLOCK) != 0) return Status::FromErrno("F_SETFL on " + what);
   for (size_t off = 0; off < d.size();) {
     ssize_t n = ::write(e.w, d.data() + off, d.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN)
+      return Status::Error("refilling " + what + ": it holds " + std::to_string(off) + " of its " +
+                           std::to_string(d.size()) + " bytes and takes no more (pipe capacity " +
+                           std::to_string(::fcntl(e.w, F_GETPIPE_SZ)) + ")");
     if (n <= 0) return Status::FromErrno("refilling " + what);
     off += static_cast<size_t>(n);
   }
+  if (::fcntl(e.w, F_SETFL, fl) != 0) return Status::FromErrno("F_SETFL on " + what);
   return e;
 }
 
@@ -108,6 +124,12 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
   CRYO_ASSIGN_OR_RETURN(pool.shm_, ShmObjects::Create(img, base));
   SetRestoringShmObjects(pool.shm_.get());
   for (int fd : pool.shm_->PoolFds()) pool.pool_fds_.insert(fd);
+  // Unlinked files next: fds, mappings and working directories are opened on them.
+  std::vector<std::string> warnings;
+  CRYO_ASSIGN_OR_RETURN(pool.unlinked_, UnlinkedFiles::Create(img, base, &warnings));
+  for (const std::string& w : warnings) LOG_WARN("%s", w.c_str());
+  SetRestoringUnlinkedFiles(pool.unlinked_.get());
+  for (int fd : pool.unlinked_->PoolFds()) pool.pool_fds_.insert(fd);
   std::map<uint64_t, mode_t> fifo_modes;
   for (const auto& [pid, p] : img.processes)
     for (const image::Fd& f : p.fds.fds())
@@ -138,7 +160,10 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
         PipeEnds& e = it->second;
         const int end = f.pipe().write_end() ? e.w : e.r;
         bool& used = f.pipe().write_end() ? e.w_used : e.r_used;
-        if (f.kind() == image::FD_FIFO) {
+        if (f.kind() == image::FD_FIFO && IsDeletedLink(f.file().path())) {
+          // An unlinked FIFO has no path: every end is a reopen of the keeper.
+          CRYO_ASSIGN_OR_RETURN(fd, Reopen(e.r, static_cast<int>(f.flags())));
+        } else if (f.kind() == image::FD_FIFO) {
           CRYO_ASSIGN_OR_RETURN(fd, OpenFifoEnd(f));
         } else if (!used) {
           fd = ::dup(end);
@@ -214,7 +239,7 @@ Status FdPool::BuildShmem(const image::LoadedImage& img, int base) {
     for (const auto& [pid, p] : img.processes) {
       if (!st.ok()) break;
       if (p.core.zombie()) continue;
-      auto pages = image::OpenPageFile(img.dir, pid, p.mm);
+      auto pages = image::OpenPageFile(img, pid);
       if (!pages.ok()) {
         st = pages.status();
         break;

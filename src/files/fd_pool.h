@@ -13,6 +13,7 @@
 
 #include "base/status.h"
 #include "files/tty_restore.h"
+#include "files/unlinked_restore.h"
 #include "image/image_dir.h"
 #include "mem/shm_restore.h"
 
@@ -38,6 +39,8 @@ class FdPool {
   // In cryo, once every process is rebuilt: seals, SysV removal, POSIX names.
   Status FinishSharedMemory(std::vector<std::string>* warnings) { return shm_->Finish(warnings); }
   void CloseAll();
+  // Unlinked files and directories of the image (never null after Build).
+  const UnlinkedFiles* unlinked() const { return unlinked_.get(); }
   // The image's terminals (ctty and foreground steps of the helpers).
   const TtySet& ttys() const { return ttys_; }
 
@@ -49,6 +52,7 @@ class FdPool {
   std::set<int> pool_fds_;
   std::map<uint64_t, int> shmem_;       // shmem id -> fd
   std::unique_ptr<ShmObjects> shm_;
+  std::unique_ptr<UnlinkedFiles> unlinked_;
   TtySet ttys_;
 };
 

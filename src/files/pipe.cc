@@ -7,6 +7,7 @@
 
 #include "base/file_util.h"
 #include "files/fd_kind.h"
+#include "proc/unlinked_path.h"
 
 namespace cryo {
 
@@ -35,10 +36,25 @@ class FifoEndHandler final : public FdKindHandler {
   const char* name() const override { return "FIFO"; }
   const char* feature() const override { return "fifos"; }
   bool Handles(const FdSource& s) const override { return S_ISFIFO(s.st.st_mode) && !StartsWith(s.link, "pipe:"); }
+  // A FIFO that was deleted keeps its link, " (deleted)" included, as its
+  // path: the pipe table (pipe_table.cc) records it as unlinked.
+  void AddFeatures(const image::Fd& fd, std::set<std::string>* features) const override {
+    features->insert(feature());
+    if (IsDeletedLink(fd.file().path())) features->insert("unlinked-files");
+  }
   Status Dump(const FdSource& s, image::Fd* out) const override {
-    if (s.link.empty() || s.link[0] != '/' || IsDeletedLink(s.link))
+    if (s.link.empty() || s.link[0] != '/')
       return Status::Error(s.what() + " is a FIFO without a path (" + s.link + "), which is not supported yet");
-    CRYO_RETURN_IF_ERROR(CheckReopenable(s));
+    if (IsDeletedLink(s.link)) {
+      paths::Opened o;
+      CRYO_RETURN_IF_ERROR(FdOpened(s, &o));
+      if (s.st.st_nlink > 0)
+        return Status::Error("the FIFO " + s.link + " was deleted but has another name, which cryo does not look for");
+      const std::string why = paths::WhyNotRecreatable(o);
+      if (!why.empty()) return Status::Error("the FIFO " + paths::ShownPath(o) + " " + why);
+    } else {
+      CRYO_RETURN_IF_ERROR(CheckReopenable(s));
+    }
     FillFileId(s, out->mutable_file());
     out->mutable_pipe()->set_pipe_id(FifoPipeId(s.st.st_dev, s.st.st_ino));
     out->mutable_pipe()->set_write_end((s.info.flags & O_ACCMODE) == O_WRONLY);

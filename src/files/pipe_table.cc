@@ -66,7 +66,11 @@ Status PeekPipe(const Holder& holder, bool has_reader, image::Pipe* pipe) {
     src.reset(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), holder.fd, 0)));
     if (!src.valid()) return Status::FromErrno("pidfd_getfd of " + what);
   } else {
-    src.reset(::open(pipe->fifo_path().c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    // An unlinked FIFO has no path left: opened through the holder's fd.
+    const std::string path = pipe->fifo_unlinked()
+                                 ? "/proc/" + std::to_string(holder.pid) + "/fd/" + std::to_string(holder.fd)
+                                 : pipe->fifo_path();
+    src.reset(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
     if (!src.valid()) return Status::FromErrno("opening " + what + " to read what it holds");
   }
   const int cap = ::fcntl(src.get(), F_GETPIPE_SZ);
@@ -108,7 +112,14 @@ Status DumpPipes(const std::vector<ProcessFds>& tables, const std::set<pid_t>& t
     image::Pipe* p = out->add_pipes();
     p->set_id(id);
     auto fifo = fifo_paths.find(id);
-    if (fifo != fifo_paths.end()) p->set_fifo_path(fifo->second);
+    if (fifo != fifo_paths.end()) {
+      // An unlinked FIFO's fds keep its link, " (deleted)" included.
+      constexpr std::string_view kDeleted = " (deleted)";
+      const std::string& path = fifo->second;
+      const bool unlinked = path.size() > kDeleted.size() && path.compare(path.size() - kDeleted.size(), kDeleted.size(), kDeleted) == 0;
+      p->set_fifo_path(unlinked ? path.substr(0, path.size() - kDeleted.size()) : path);
+      p->set_fifo_unlinked(unlinked);
+    }
     const Holder* reader = nullptr;
     for (const Holder& h : holders)
       if (!h.write_end) reader = &h;

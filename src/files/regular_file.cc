@@ -6,6 +6,7 @@
 
 #include "base/file_util.h"
 #include "files/fd_kind.h"
+#include "proc/unlinked_path.h"
 
 namespace cryo {
 
@@ -32,13 +33,27 @@ class RegularFile final : public FdKindHandler {
  public:
   image::FdKind kind() const override { return image::FD_REGULAR; }
   const char* name() const override { return "regular file"; }
+  // Also a file deleted through the name /proc shows that still has another
+  // (a hard link): reopened through that one.
   bool Handles(const FdSource& s) const override {
-    return S_ISREG(s.st.st_mode) && !s.link.empty() && s.link[0] == '/' && !IsDeletedLink(s.link) &&
-           !StartsWith(s.link, "/memfd:");
+    return S_ISREG(s.st.st_mode) && !s.link.empty() && s.link[0] == '/' &&
+           (!IsDeletedLink(s.link) || s.st.st_nlink > 0) && !StartsWith(s.link, "/memfd:");
   }
   Status Dump(const FdSource& s, image::Fd* out) const override {
-    CRYO_RETURN_IF_ERROR(CheckReopenable(s));
-    FillFileId(s, out->mutable_file());
+    if (!IsDeletedLink(s.link)) {
+      CRYO_RETURN_IF_ERROR(CheckReopenable(s));
+      FillFileId(s, out->mutable_file());
+      return Status::Ok();
+    }
+    paths::Opened o;
+    o.link = s.link;
+    o.st = s.st;
+    auto other = paths::FindOtherName(o);
+    if (!other.ok()) return Status::Error(s.link + " " + other.status().message());
+    FdSource named = s;
+    named.link = *other;
+    CRYO_RETURN_IF_ERROR(CheckReopenable(named));
+    FillFileId(named, out->mutable_file());
     return Status::Ok();
   }
   Result<int> Open(const image::Fd& f) const override { return Reopen(f, true); }

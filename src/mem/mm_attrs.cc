@@ -38,8 +38,9 @@ std::vector<RemoteCall> MmAttributeCalls() {
 
 void MmAttributesFromResults(const long* r, image::MmAttributes* out) {
   out->set_thp_disable(r[0] > 0 ? static_cast<uint32_t>(r[0]) : 0);
-  // An error (a kernel before 6.3) leaves it 0: the audit refuses a process
-  // it could not ask (audit/remote_rules.cc).
+  // An error (a kernel before 6.3) leaves it 0: there the audit finds the
+  // private expedited registrations by issuing those commands, and refuses
+  // them (audit/remote_rules.cc, docs/kernels.md).
   out->set_membarrier(r[1] > 0 ? static_cast<uint32_t>(r[1]) : 0);
 }
 

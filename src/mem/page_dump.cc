@@ -531,8 +531,13 @@ Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm) {
       ++i;
       continue;
     }
+    // Reading pagemap (no PAGEMAP_SCAN) would read the holes between VMAs
+    // entry by entry: only VMAs that touch are scanned together then.
+    const bool holes_free = scanner.method() == PagemapScanner::Method::kIoctl;
     int j = i;
-    while (j + 1 < vmas.size() && WantPage(vmas[j + 1].kind(), kPagePresent)) ++j;
+    while (j + 1 < vmas.size() && WantPage(vmas[j + 1].kind(), kPagePresent) &&
+           (holes_free || vmas[j + 1].start() == vmas[j].end()))
+      ++j;
     CRYO_ASSIGN_OR_RETURN(auto found, scanner.Scan(vmas[i].start(), vmas[j].end()));
     regions.insert(regions.end(), found.begin(), found.end());
     i = j + 1;

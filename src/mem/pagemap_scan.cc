@@ -2,41 +2,104 @@
 
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <cinttypes>
+#include <cstdio>
 #include <string>
+
+#include "base/kernel_features.h"
+#include "base/pagemap_scan_abi.h"
+#include "base/log.h"
 
 namespace cryo {
 
 namespace {
-// From include/uapi/linux/fs.h (Linux 6.7); Debian 12's headers predate it.
-struct PmScanArg {
-  uint64_t size;
-  uint64_t flags;
-  uint64_t start;
-  uint64_t end;
-  uint64_t walk_end;
-  uint64_t vec;
-  uint64_t vec_len;
-  uint64_t max_pages;
-  uint64_t category_inverted;
-  uint64_t category_mask;
-  uint64_t category_anyof_mask;
-  uint64_t return_mask;
-};
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kEntryPresent = 1ull << 63, kEntrySwapped = 1ull << 62, kEntryFile = 1ull << 61;
+constexpr uint64_t kEntryPfnMask = (1ull << 55) - 1;
+constexpr size_t kReadBatch = 32768;  // entries per read: 256 KiB of pagemap for 128 MiB of address space
+
+// Set once a PAGEMAP_SCAN failed with ENOTTY: /proc/PID/pagemap has no ioctl
+// before Linux 6.7 (vfs_ioctl() returns -ENOTTY without unlocked_ioctl).
+std::atomic<bool> g_ioctl_missing{false};
+
+std::string Hex(uint64_t v) {
+  char buf[24];
+  snprintf(buf, sizeof(buf), "0x%" PRIx64, v);
+  return buf;
+}
+
+// The frame of the shared zero page: a read fault on untouched private
+// anonymous memory maps it (do_anonymous_page()); pagemap shows its frame to
+// CAP_SYS_ADMIN. 0 when not visible: zero pages are then stored as data.
+uint64_t ZeroPfn() {
+  static const uint64_t kPfn = [] {
+    void* m = ::mmap(nullptr, kPage, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return uint64_t{0};
+    (void)*static_cast<volatile const char*>(m);
+    uint64_t entry = 0;
+    const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0 && ::pread(fd, &entry, sizeof(entry), static_cast<off_t>(reinterpret_cast<uintptr_t>(m) / kPage * 8)) != 8)
+      entry = 0;
+    if (fd >= 0) ::close(fd);
+    ::munmap(m, kPage);
+    return (entry & kEntryPresent) ? (entry & kEntryPfnMask) : 0;
+  }();
+  return kPfn;
+}
+
 }  // namespace
 
+uint64_t PagemapEntryCategories(uint64_t entry, uint64_t zero_pfn) {
+  uint64_t cat = 0;
+  if (entry & kEntryPresent) {
+    cat |= kPagePresent;
+    if (zero_pfn != 0 && (entry & kEntryPfnMask) == zero_pfn) cat |= kPagePfnZero;
+  }
+  if (entry & kEntrySwapped) cat |= kPageSwapped;
+  if (entry & kEntryFile) cat |= kPageFile;
+  return cat;
+}
+
 Result<PagemapScanner> PagemapScanner::Open(pid_t pid) {
+  if (!g_ioctl_missing.load(std::memory_order_relaxed) && PretendMissing("pagemap-scan") && !g_ioctl_missing.exchange(true))
+    LOG_INFO("PAGEMAP_SCAN taken as missing (CRYO_PRETEND_MISSING): reading /proc/PID/pagemap instead");
+  CRYO_ASSIGN_OR_RETURN(PagemapScanner s, Open(pid, g_ioctl_missing.load(std::memory_order_relaxed) ? Method::kRead : Method::kIoctl));
+  // Known before the first real scan, so that callers never hand a range
+  // with holes to kRead (an empty range costs nothing to the ioctl).
+  if (s.method_ == Method::kIoctl) {
+    auto r = s.Scan(0, 0);
+    if (!r.ok()) return r.status();
+  }
+  return s;
+}
+
+Result<PagemapScanner> PagemapScanner::Open(pid_t pid, Method method) {
   const std::string path = "/proc/" + std::to_string(pid) + "/pagemap";
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return Status::FromErrno("open " + path);
-  return PagemapScanner(pid, std::move(fd));
+  return PagemapScanner(pid, std::move(fd), method);
 }
 
 Result<std::vector<PageRegion>> PagemapScanner::Scan(uint64_t start, uint64_t end) {
+  if (method_ == Method::kRead) return ScanRead(start, end);
+  auto r = ScanIoctl(start, end);
+  if (r.ok() || r.status().err() != ENOTTY || start != end) return r;
+  // The empty scan Open() tries: the ioctl does not exist.
+  if (!g_ioctl_missing.exchange(true))
+    LOG_INFO("this kernel has no PAGEMAP_SCAN (Linux 6.7+): reading /proc/PID/pagemap instead");
+  method_ = Method::kRead;
+  return std::vector<PageRegion>{};
+}
+
+Result<std::vector<PageRegion>> PagemapScanner::ScanIoctl(uint64_t start, uint64_t end) {
   std::vector<PageRegion> out;
   PageRegion vec[512];
-  while (start < end) {
+  for (bool first = true; first || start < end; first = false) {
     PmScanArg arg{};
     arg.size = sizeof(arg);
     arg.start = start;
@@ -45,12 +108,42 @@ Result<std::vector<PageRegion>> PagemapScanner::Scan(uint64_t start, uint64_t en
     arg.vec_len = sizeof(vec) / sizeof(vec[0]);
     arg.category_anyof_mask = kPagePresent | kPageSwapped;
     arg.return_mask = kPagePresent | kPageSwapped | kPageFile | kPagePfnZero;
-    long n = ::ioctl(fd_.get(), kPagemapScan, &arg);
-    if (n < 0)
-      return Status::FromErrno("PAGEMAP_SCAN of pid " + std::to_string(pid_) + " range " + std::to_string(start));
+    long n = ::ioctl(fd_.get(), kPagemapScanIoctl, &arg);
+    if (n < 0) return Status::FromErrno("PAGEMAP_SCAN of pid " + std::to_string(pid_) + " range " + Hex(start));
     for (long i = 0; i < n; ++i) out.push_back(vec[i]);
     if (arg.walk_end <= start) break;
     start = arg.walk_end;
+  }
+  return out;
+}
+
+Result<std::vector<PageRegion>> PagemapScanner::ScanRead(uint64_t start, uint64_t end) {
+  std::vector<PageRegion> out;
+  std::vector<uint64_t> entries;
+  const uint64_t zero_pfn = ZeroPfn();
+  for (uint64_t a = start; a < end;) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>((end - a) / kPage, kReadBatch));
+    if (n == 0) break;  // less than a page left: ranges are page-aligned
+    entries.resize(n);
+    char* dst = reinterpret_cast<char*>(entries.data());
+    const size_t want = n * 8;
+    for (size_t got = 0; got < want;) {
+      const ssize_t r = ::pread(fd_.get(), dst + got, want - got, static_cast<off_t>(a / kPage * 8 + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0)
+        return Status::Errno(r < 0 ? errno : EIO, "reading /proc/" + std::to_string(pid_) + "/pagemap at " + Hex(a));
+      got += static_cast<size_t>(r);
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const uint64_t cat = PagemapEntryCategories(entries[i], zero_pfn);
+      if (!(cat & (kPagePresent | kPageSwapped))) continue;
+      const uint64_t page = a + i * kPage;
+      if (!out.empty() && out.back().end == page && out.back().categories == cat)
+        out.back().end += kPage;
+      else
+        out.push_back({page, page + kPage, cat});
+    }
+    a += n * kPage;
   }
   return out;
 }

@@ -1,6 +1,9 @@
-// Which pages of a range are present, swapped, file-backed or the zero page:
-// the PAGEMAP_SCAN ioctl on /proc/PID/pagemap (Linux 6.7+), one call per batch of
-// runs instead of 8 bytes read per page.
+// Which pages of a range are present, swapped, file-backed or the zero page.
+// Two ways to ask, with the same answer: the PAGEMAP_SCAN ioctl on
+// /proc/PID/pagemap (Linux 6.7+), one call per batch of runs; or, on older
+// kernels (or with CRYO_PRETEND_MISSING=pagemap-scan), reading the 64-bit
+// pagemap entries themselves in large batches
+// (Documentation/admin-guide/mm/pagemap.rst).
 #pragma once
 
 #include <sys/types.h>
@@ -25,18 +28,35 @@ struct PageRegion {
   uint64_t start;
   uint64_t end;
   uint64_t categories;
+  bool operator==(const PageRegion&) const = default;
 };
+
+// The categories PAGEMAP_SCAN would report for one /proc/PID/pagemap entry:
+// bit 63 present, 62 swapped, 61 file page or shared anonymous (not
+// PageAnon, as PAGE_IS_FILE), bits 0-54 the frame number (0 without
+// CAP_SYS_ADMIN). `zero_pfn` is the shared zero page's frame (0: unknown).
+uint64_t PagemapEntryCategories(uint64_t entry, uint64_t zero_pfn);
 
 class PagemapScanner {
  public:
+  enum class Method { kIoctl, kRead };
+  // kIoctl when the kernel has PAGEMAP_SCAN (tried at once) and it is not
+  // pretended missing; else kRead.
   static Result<PagemapScanner> Open(pid_t pid);
+  static Result<PagemapScanner> Open(pid_t pid, Method method);
   // Regions of [start, end) that are present or swapped, with their categories.
+  // With kRead, [start, end) should hold no hole between VMAs: a hole is
+  // read entry by entry (8 bytes a page) like mapped memory.
   Result<std::vector<PageRegion>> Scan(uint64_t start, uint64_t end);
+  Method method() const { return method_; }
 
  private:
-  explicit PagemapScanner(pid_t pid, UniqueFd fd) : pid_(pid), fd_(std::move(fd)) {}
+  PagemapScanner(pid_t pid, UniqueFd fd, Method method) : pid_(pid), fd_(std::move(fd)), method_(method) {}
+  Result<std::vector<PageRegion>> ScanIoctl(uint64_t start, uint64_t end);
+  Result<std::vector<PageRegion>> ScanRead(uint64_t start, uint64_t end);
   pid_t pid_;
   UniqueFd fd_;
+  Method method_;
 };
 
 }  // namespace cryo

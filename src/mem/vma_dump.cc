@@ -21,6 +21,7 @@
 #include "mem/pagemap_scan.h"
 #include "mem/shm_dump.h"
 #include "proc/path_check.h"
+#include "proc/unlinked_path.h"
 
 namespace cryo {
 
@@ -76,6 +77,34 @@ Status CheckMappedPath(pid_t pid, const proc::Vma& v, const image::FileId& id) {
   return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " maps a file that " + why);
 }
 
+// A mapping of a deleted file: one with no name left is recreated at restore
+// (listed in `unlinked`), one with another name left (a hard link) is mapped
+// again through that name.
+Status DescribeDeletedMapping(pid_t pid, const proc::Vma& v, image::Vma* iv, int index, std::vector<int>* unlinked) {
+  char buf[64];
+  snprintf(buf, sizeof(buf), "/map_files/%" PRIx64 "-%" PRIx64, v.start, v.end);
+  paths::Opened o;
+  CRYO_RETURN_IF_ERROR(paths::ReadOpened("/proc/" + std::to_string(pid) + buf, &o));
+  const std::string what = "pid " + std::to_string(pid) + ": " + VmaName(v) + " maps a deleted file that ";
+  if (paths::IsUnlinked(o)) {
+    const std::string why = paths::WhyNotRecreatable(o);
+    if (!why.empty()) return Status::Error(what + why);
+    if (!unlinked) return Status::Error(what + "has no name left, not supported here");
+    unlinked->push_back(index);
+    return Status::Ok();
+  }
+  if (!paths::HasOtherName(o))
+    return Status::Error(what + (paths::PseudoFileKind(o.fs_type) ? std::string("is ") + paths::PseudoFileKind(o.fs_type)
+                                                                   : "cryo cannot restore"));
+  auto other = paths::FindOtherName(o);
+  if (!other.ok()) return Status::Error(what + other.status().message());
+  iv->mutable_file()->set_path(*other);
+  o.link = *other;
+  const std::string why = paths::WhyNotReopenable(o, {});
+  if (!why.empty()) return Status::Error(what + "has another name, " + *other + ", which " + why);
+  return Status::Ok();
+}
+
 }  // namespace
 
 bool HasVmaAttributes(const image::Mm& mm) {
@@ -85,7 +114,8 @@ bool HasVmaAttributes(const image::Mm& mm) {
   return false;
 }
 
-Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm, std::vector<ShmMapping>* shm) {
+Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm, std::vector<ShmMapping>* shm,
+                    std::vector<int>* unlinked) {
   for (const proc::Vma& v : vmas) {
     image::Vma* iv = mm->add_vmas();
     iv->set_start(v.start);
@@ -126,9 +156,12 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
       kind = image::VMA_VSYSCALL;
     } else if (!v.shared && (v.inode == 0 || v.name == "/dev/zero")) {
       kind = image::VMA_ANON_PRIVATE;
+    } else if (v.deleted && !v.name.empty() && v.name[0] == '/') {
+      kind = v.shared ? image::VMA_FILE_SHARED : image::VMA_FILE_PRIVATE;
+      CRYO_RETURN_IF_ERROR(FileIdentity(pid, v, iv->mutable_file()));
+      CRYO_RETURN_IF_ERROR(DescribeDeletedMapping(pid, v, iv, mm->vmas_size() - 1, unlinked));
     } else if (v.deleted) {
-      return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) +
-                           " maps a deleted file, not supported yet");
+      return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " maps a deleted file, not supported yet");
     } else if (!v.name.empty() && v.name[0] == '/') {
       kind = v.shared ? image::VMA_FILE_SHARED : image::VMA_FILE_PRIVATE;
       CRYO_RETURN_IF_ERROR(FileIdentity(pid, v, iv->mutable_file()));

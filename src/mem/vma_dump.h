@@ -22,8 +22,11 @@ inline constexpr uint32_t kMapDroppable = 0x08;
 // (Every VmFlags mnemonic is classified by the audit, audit/vma_rules.cc.)
 // Mappings of memfds, /dev/shm files and SysV segments are listed in `shm`
 // (DumpShmObjects records the objects); without `shm` they are refused.
+// Mappings of deleted files with no name left are listed in `unlinked` (VMA
+// indices; DumpUnlinkedFiles records the files); without it they are refused.
+// A deleted file that still has another name is mapped again through it.
 Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm,
-                    std::vector<ShmMapping>* shm = nullptr);
+                    std::vector<ShmMapping>* shm = nullptr, std::vector<int>* unlinked = nullptr);
 
 // Whether a VMA of `mm` has an attribute older cryo did not restore (mlock,
 // MADV_SEQUENTIAL/RANDOM, MAP_DROPPABLE, mseal): feature "vma-attributes"

@@ -278,7 +278,7 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
       const int map_prot = has_pages ? PROT_READ | PROT_WRITE : prot;
       const int flags = MAP_FIXED | MapFlags(v);
       void* p;
-      if (v.shm_object()) {
+      if (v.shm_object() || v.unlinked_file()) {
         if (!map_shm) return Status::Error(VmaName(v) + " maps a shared memory object, which this restore cannot map");
         CRYO_RETURN_IF_ERROR(map_shm(v, at, map_prot));
         p = reinterpret_cast<void*>(at);
@@ -309,7 +309,8 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
     if (named) {
       std::string name = v.name().substr(6, v.name().size() - 7);
       if (::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, name.c_str()) != 0)
-        return Status::FromErrno("naming " + VmaName(v));
+        return Status::FromErrno("naming " + VmaName(v) +
+                                 " (prctl PR_SET_VMA_ANON_NAME: Linux 5.17+ with CONFIG_ANON_VMA_NAME)");
     } else if (!inherited.empty()) {
       // An inherited VMA may carry its parent's name. (Without
       // CONFIG_ANON_VMA_NAME nothing has a name and this fails: fine.)

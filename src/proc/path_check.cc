@@ -6,6 +6,7 @@
 #include <string_view>
 
 #include "base/file_util.h"
+#include "proc/unlinked_path.h"
 
 namespace cryo::paths {
 
@@ -104,13 +105,21 @@ Status CheckProcessPaths(const std::set<pid_t>& pids, const TaskIds& tree) {
     for (const auto& [entry, what] : kEntries) {
       Opened o;
       CRYO_RETURN_IF_ERROR(ReadOpened("/proc/" + std::to_string(pid) + "/" + entry, &o));
-      const std::string why = WhyNotReopenable(o, tree);
+      const std::string_view e = entry;
+      std::string why = WhyNotReopenable(o, tree);
+      // A deleted working directory or executable is created again, unlinked
+      // (files/unlinked_*.h); an executable with another name is reopened
+      // through it. A deleted root is refused.
+      if (!why.empty() && e != "root" && IsUnlinked(o)) why = WhyNotRecreatable(o);
+      if (!why.empty() && e == "exe" && HasOtherName(o)) {
+        auto other = FindOtherName(o);
+        why = other.ok() ? "" : other.status().message();
+      }
       if (why.empty()) continue;
       std::string msg = "pid " + std::to_string(pid) + "'s " + what + " " + ShownPath(o) + " " + why;
-      if (std::string_view(entry) == "exe")
+      if (e == "exe" && !IsUnlinked(o))
         msg += " (cryo maps the program's executable again by path; restart a program whose executable was replaced)";
-      if (std::string_view(entry) == "cwd" && why == "was deleted")
-        msg += " (the program must change to an existing directory first)";
+      if (e == "root" && why == "was deleted") msg += " (a deleted root directory is not restored)";
       return Status::Error(msg);
     }
   return Status::Ok();

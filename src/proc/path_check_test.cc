@@ -109,14 +109,14 @@ TEST(PathCheck, StatefulSpecialFilesAreNot) {
   EXPECT_EQ(UnreopenableFileSystem(0xEF53), nullptr);  // ext4
 }
 
-TEST(PathCheck, ADeletedWorkingDirectoryIsRefusedByName) {
-  const std::string dir = TempDir();
+// A process whose working directory (or root, `chroot`) is a directory that
+// was then removed; returns its pid, stopped in pause().
+pid_t HoldDeletedDirectory(const std::string& dir, bool as_root) {
   int sync[2];
-  ASSERT_EQ(::pipe(sync), 0);
+  if (::pipe(sync) != 0) return -1;
   const pid_t child = ::fork();
-  ASSERT_GE(child, 0);
   if (child == 0) {
-    if (::chdir(dir.c_str()) != 0 || ::rmdir(dir.c_str()) != 0) ::_exit(1);
+    if (::chdir(dir.c_str()) != 0 || (as_root && ::chroot(".") != 0)) ::_exit(1);
     char c = 'x';
     if (::write(sync[1], &c, 1) != 1) ::_exit(1);
     ::pause();
@@ -124,16 +124,34 @@ TEST(PathCheck, ADeletedWorkingDirectoryIsRefusedByName) {
   }
   ::close(sync[1]);
   char c;
-  ASSERT_EQ(::read(sync[0], &c, 1), 1);
+  const bool ok = child > 0 && ::read(sync[0], &c, 1) == 1 && ::rmdir(dir.c_str()) == 0;
   ::close(sync[0]);
+  return ok ? child : -1;
+}
+
+TEST(PathCheck, ADeletedWorkingDirectoryIsRecreatedNotRefused) {
+  const std::string dir = TempDir();
+  const pid_t child = HoldDeletedDirectory(dir, false);
+  ASSERT_GT(child, 0);
+  Status st = CheckProcessPaths({child}, {child});
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  EXPECT_TRUE(st.ok()) << st.message();
+  EXPECT_TRUE(CheckProcessPaths({::getpid()}, {::getpid()}).ok());
+}
+
+TEST(PathCheck, ADeletedRootDirectoryIsRefusedByName) {
+  if (::geteuid() != 0) GTEST_SKIP() << "chroot needs root";
+  const std::string dir = TempDir();
+  const pid_t child = HoldDeletedDirectory(dir, true);
+  ASSERT_GT(child, 0);
   Status st = CheckProcessPaths({child}, {child});
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.message().find("pid " + std::to_string(child) + "'s working directory " + dir + " was deleted"),
+  EXPECT_NE(st.message().find("pid " + std::to_string(child) + "'s root directory " + dir + " was deleted"),
             std::string::npos)
       << st.message();
-  EXPECT_TRUE(CheckProcessPaths({::getpid()}, {::getpid()}).ok());
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 #include <charconv>
 
 #include "base/file_util.h"
+#include "base/kernel_features.h"
 
 namespace cryo {
 
@@ -124,11 +125,30 @@ Result<std::vector<ProcTimer>> ParseProcTimers(std::string_view text) {
   return out;
 }
 
+bool TimerIdsCanBeChosen() {
+  constexpr int kGet = 2;  // PR_TIMER_CREATE_RESTORE_IDS_GET: changes nothing
+  return !PretendMissing("timer-restore-ids") && ::prctl(kPrTimerCreateRestoreIds, kGet, 0, 0, 0) >= 0;
+}
+
+Status CheckTimerIdsWithoutChoice(pid_t pid, const std::vector<ProcTimer>& timers) {
+  std::string ids;
+  bool sequential = true;
+  for (size_t i = 0; i < timers.size(); ++i) {
+    sequential = sequential && timers[i].id == static_cast<int>(i);
+    ids += (i ? ", " : "") + std::to_string(timers[i].id);
+  }
+  if (sequential) return Status::Ok();
+  return Status::Error("pid " + std::to_string(pid) + " has POSIX timers with ids " + ids +
+                       ": a restored process gets the ids 0, 1, ... in order, and this kernel lacks "
+                       "PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15+) to choose them");
+}
+
 Status DumpPosixTimers(pid_t pid, RemoteSyscaller& rs, image::ProcessCore* core) {
   const std::string path = "/proc/" + std::to_string(pid) + "/timers";
   CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
   auto parsed = ParseProcTimers(text);
   if (!parsed.ok()) return parsed.status().Prefixed(path);
+  if (!parsed->empty() && !TimerIdsCanBeChosen()) CRYO_RETURN_IF_ERROR(CheckTimerIdsWithoutChoice(pid, *parsed));
   for (const ProcTimer& t : *parsed) {
     const std::string what = "POSIX timer " + std::to_string(t.id);
     if ((t.sigev_notify & SIGEV_THREAD_ID) && t.notify_pid != pid)
@@ -170,7 +190,8 @@ Status RestorePosixTimers(const image::ProcessCore& core) {
   // With the mode on, timer_create(2) takes the id to use from *timerid. A
   // kernel without it allocates ids from 0 up in this new process: enough when
   // the ids are 0..n-1.
-  const bool choose_ids = ::prctl(kPrTimerCreateRestoreIds, kRestoreIdsOn, 0, 0, 0) == 0;
+  const bool choose_ids =
+      !PretendMissing("timer-restore-ids") && ::prctl(kPrTimerCreateRestoreIds, kRestoreIdsOn, 0, 0, 0) == 0;
   if (!choose_ids)
     for (size_t i = 0; i < timers.size(); ++i)
       if (timers[i]->id() != static_cast<int>(i))

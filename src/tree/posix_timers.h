@@ -31,7 +31,16 @@ struct ProcTimer {
 // In increasing id order.
 Result<std::vector<ProcTimer>> ParseProcTimers(std::string_view text);
 
+// Whether timer_create(2) can be given the id to use: the kernel has
+// PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15+) and CRYO_PRETEND_MISSING does not
+// name timer-restore-ids.
+bool TimerIdsCanBeChosen();
+// Without that, a new process gets the ids 0, 1, 2, ... in creation order: an
+// error naming `pid` and the ids unless `timers` (increasing ids) are exactly those.
+Status CheckTimerIdsWithoutChoice(pid_t pid, const std::vector<ProcTimer>& timers);
+
 // Fills core->posix_timers for a seized process; `rs` runs system calls in it.
+// Refuses timers the restore could not give their ids back (see above).
 Status DumpPosixTimers(pid_t pid, RemoteSyscaller& rs, image::ProcessCore* core);
 
 // In the restore helper (the process itself, only its leader thread exists):

@@ -359,8 +359,10 @@ static int verify(char *summary, size_t sumsz)
     write_u64(efd, EFD_COUNT, "eventfd");
 
     /* semaphore eventfd: 3 reads of 1, then EAGAIN */
+    /* (fdinfo has the line from Linux 6.6 on; the reads below tell the mode anyway) */
     fdinfo_field(sem, "eventfd-semaphore", v, sizeof v);
-    wl_check(&c, strcmp(v, "1") == 0, "semaphore eventfd: fdinfo semaphore expected 1 actual '%s'", v);
+    wl_check(&c, strcmp(v, "1") == 0 || v[0] == '\0',
+             "semaphore eventfd: fdinfo semaphore expected 1 actual '%s'", v);
     int got = 0;
     for (int i = 0; i < SEM_COUNT + 1; i++) {
         x = 0;

@@ -1,0 +1,98 @@
+// Probes of network interfaces: TCP repair mode and sock_diag.
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "base/file_util.h"
+#include "check/probe_child.h"
+
+namespace cryo::check::probe {
+
+Probe ProbeTcpRepair() {
+  Probe p{"tcp-repair", false, false, ""};
+  UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s.valid()) s.reset(::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!s.valid()) return Fail(p, Status::FromErrno("socket(SOCK_STREAM)"));
+  int one = 1;
+  if (::setsockopt(s.get(), IPPROTO_TCP, TCP_REPAIR, &one, sizeof(one)) != 0) return Fail(p, Status::FromErrno("setsockopt TCP_REPAIR"));
+  int val = 0;
+  socklen_t len = sizeof(val);
+  if (::getsockopt(s.get(), IPPROTO_TCP, TCP_REPAIR, &val, &len) != 0 || val != 1) return Fail(p, Status::FromErrno("getsockopt TCP_REPAIR"));
+  p.ok = true;
+  p.detail = "TCP_REPAIR set on a TCP socket";
+  return p;
+}
+
+Probe ProbeSockDiag() {
+  Probe p{"sock-diag", false, false, ""};
+  int pair[2];  // guarantees at least one unix socket to report
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) != 0) return Fail(p, Status::FromErrno("socketpair"));
+  UniqueFd a(pair[0]), b(pair[1]);
+  struct stat st;
+  if (::fstat(a.get(), &st) != 0) return Fail(p, Status::FromErrno("fstat socketpair"));
+  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!nl.valid()) return Fail(p, Status::FromErrno("socket(NETLINK_SOCK_DIAG)"));
+  struct {
+    struct nlmsghdr nlh;
+    struct unix_diag_req req;
+  } msg;
+  std::memset(&msg, 0, sizeof(msg));
+  msg.nlh.nlmsg_len = sizeof(msg);
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.nlh.nlmsg_seq = 1;
+  msg.req.sdiag_family = AF_UNIX;
+  msg.req.udiag_states = ~0u;
+  msg.req.udiag_show = UDIAG_SHOW_NAME;
+  struct sockaddr_nl sa;
+  std::memset(&sa, 0, sizeof(sa));
+  sa.nl_family = AF_NETLINK;
+  if (::sendto(nl.get(), &msg, sizeof(msg), 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != static_cast<ssize_t>(sizeof(msg)))
+    return Fail(p, Status::FromErrno("send UNIX_DIAG dump request"));
+  size_t count = 0;
+  bool own_found = false;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(kChildTimeoutMs);
+  alignas(struct nlmsghdr) char buf[32768];
+  for (;;) {
+    const int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    struct pollfd pfd = {nl.get(), POLLIN, 0};
+    if (left <= 0 || ::poll(&pfd, 1, left) <= 0) return Fail(p, Status::Error("no complete UNIX_DIAG reply within 1s"));
+    ssize_t n = ::recv(nl.get(), buf, sizeof(buf), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Fail(p, Status::FromErrno("recv UNIX_DIAG reply"));
+    for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        auto* e = static_cast<struct nlmsgerr*>(NLMSG_DATA(h));
+        return Fail(p, Status::Errno(-e->error, "UNIX_DIAG dump"));
+      }
+      if (h->nlmsg_type == NLMSG_DONE) {
+        if (count == 0) return Fail(p, Status::Error("UNIX_DIAG dump returned no sockets"));
+        p.ok = true;
+        p.detail = "UNIX_DIAG dump listed " + std::to_string(count) + " unix sockets" + (own_found ? ", our socketpair among them" : "");
+        return p;
+      }
+      if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+      ++count;
+      auto* d = static_cast<struct unix_diag_msg*>(NLMSG_DATA(h));
+      if (d->udiag_ino == st.st_ino) own_found = true;
+    }
+  }
+}
+
+}  // namespace cryo::check::probe
