@@ -113,6 +113,7 @@ const char* FeatureOf(FdKind k) {
     case FD_MEMFD: return "memfd";
     case FD_POSIX_SHM: return "posix-shm";
     case FD_LISTEN_SOCKET: return "listen-sockets";
+    case FD_UNIX_SOCKET: return "unix-sockets";
     default: return nullptr;
   }
 }
@@ -234,6 +235,7 @@ Status ValidateImage(const LoadedImage& img) {
     CRYO_RETURN_IF_ERROR(ValidateFds(img, index, pid, p));
   }
   CRYO_RETURN_IF_ERROR(ValidateSharedDescriptions(img));
+  CRYO_RETURN_IF_ERROR(ValidateUnixSockets(img, index));
   CRYO_RETURN_IF_ERROR(ValidatePipes(img, index));
   CRYO_RETURN_IF_ERROR(ValidateShm(img, index));
   CRYO_RETURN_IF_ERROR(ValidateTtys(img, index));

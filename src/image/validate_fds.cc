@@ -1,6 +1,6 @@
 // fds-PID.img: FdTable, Fd, FileId of an fd, and the per-kind states
 // (EventfdState, TimerfdState, SignalfdState, EpollState, InotifyState,
-// PipeEnd, TtyEnd, ListenSocket).
+// PipeEnd, TtyEnd, ListenSocket; UnixSocket in validate_unix.cc).
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -52,14 +52,23 @@ std::string AddressProblem(const ListenSocket& l) {
   if (fam != l.family()) return "address of another family";
   if (l.family() == AF_INET) return a.size() == sizeof(sockaddr_in) ? "" : "IPv4 address of the wrong size";
   if (l.family() == AF_INET6) return a.size() == sizeof(sockaddr_in6) ? "" : "IPv6 address of the wrong size";
-  const size_t off = offsetof(sockaddr_un, sun_path);
-  if (a.size() <= off + 1 || a.size() > sizeof(sockaddr_un)) return "UNIX address without a name, or too long";
-  // A path name ends at its NUL (abstract names start with one).
-  if (a[off] != '\0' && a.find('\0', off) != std::string::npos && a.find('\0', off) != a.size() - 1)
-    return "UNIX path with a NUL inside";
-  if (a[off] != '\0' && a[off] != '/') return "relative UNIX path";
+  return UnixAddressProblem(a);
+}
+
+}  // namespace
+
+// Options: plain values (at most 64 bytes, what the dump reads), each once,
+// at the socket or (`ipv6`) the IPv6 level (net/socket_options.cc).
+std::string SocketOptionsProblem(const google::protobuf::RepeatedPtrField<SocketOption>& opts, bool ipv6) {
+  std::set<std::pair<int32_t, int32_t>> options;
+  for (const SocketOption& o : opts)
+    if ((o.level() != SOL_SOCKET && (!ipv6 || o.level() != IPPROTO_IPV6)) || o.value().empty() ||
+        o.value().size() > 64 || !options.insert({o.level(), o.name()}).second)
+      return "socket option " + std::to_string(o.level()) + "/" + std::to_string(o.name()) + " invalid or twice";
   return "";
 }
+
+namespace {
 
 std::string ListenProblem(const Fd& f) {
   const ListenSocket& l = f.listen_socket();
@@ -78,13 +87,7 @@ std::string ListenProblem(const Fd& f) {
   if (l.has_file())
     if (std::string p = FileAttrsProblem(l.file()); !p.empty()) return "socket file: " + p;
   if (l.owner_uid() == UINT32_MAX || l.owner_gid() == UINT32_MAX) return "socket owner -1";
-  // Options: plain values (at most 64 bytes, what the dump reads), each once,
-  // at the socket or IPv6 level (net/socket_options.cc).
-  std::set<std::pair<int32_t, int32_t>> options;
-  for (const SocketOption& o : l.options())
-    if ((o.level() != SOL_SOCKET && o.level() != IPPROTO_IPV6) || o.value().empty() || o.value().size() > 64 ||
-        !options.insert({o.level(), o.name()}).second)
-      return "socket option " + std::to_string(o.level()) + "/" + std::to_string(o.name()) + " invalid or twice";
+  if (std::string p = SocketOptionsProblem(l.options(), true); !p.empty()) return p;
   // Peer credentials of listen(2): a process of the image, real ids.
   if (l.listen_pid() < 0 || l.listen_pid() > kPidMax || l.listen_uid() == UINT32_MAX || l.listen_gid() == UINT32_MAX ||
       l.listen_groups_size() > 65536)
@@ -116,6 +119,7 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
       f.has_signalfd() != (k == FD_SIGNALFD) || (f.has_epoll() && k != FD_EPOLL) ||
       (f.has_inotify() && k != FD_INOTIFY) || f.has_pipe() != (k == FD_PIPE || k == FD_FIFO) ||
       f.has_tty() != (k == FD_TTY || k == FD_EXTERNAL_TTY) || f.has_listen_socket() != (k == FD_LISTEN_SOCKET) ||
+      f.has_unix_socket() != (k == FD_UNIX_SOCKET) ||
       (f.shm_object() != 0) != (k == FD_MEMFD || k == FD_POSIX_SHM))
     return "state of another kind of file";
   // An unlinked file (files.img) is a regular file or a directory opened again.
@@ -231,6 +235,9 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
       return acc == 3 || (f.flags() & ~kFileFlags) ? "flags invalid" : "";
     case FD_LISTEN_SOCKET:
       return ListenProblem(f);
+    case FD_UNIX_SOCKET:
+      if (std::string p = UnixSocketProblem(f); !p.empty()) return p;
+      return AnonFlagsProblem(f, O_RDWR);
     default:
       return "kind " + std::to_string(k) + " unknown";
   }
@@ -264,6 +271,12 @@ Status ValidateSharedDescriptions(const LoadedImage& img) {
       d.clear_cloexec();
       // A lock is recorded on the fd of the process that takes it back.
       d.clear_locks();
+      // A UNIX socket's queue is in one of its records (validate_unix.cc).
+      if (d.has_unix_socket()) {
+        d.mutable_unix_socket()->clear_queue();
+        d.mutable_unix_socket()->clear_senders();
+        d.mutable_unix_socket()->clear_queue_stored();
+      }
       std::string bytes;
       d.SerializeToString(&bytes);
       auto [it, fresh] = first.emplace(f.file_id(), std::make_pair(pid, bytes));

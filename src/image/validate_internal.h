@@ -50,6 +50,14 @@ struct Index {
 Status ValidateCore(const LoadedImage& img, const Index& index, int pid, const ProcessCore& core);
 Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const ProcessImage& p);
 Status ValidateFds(const LoadedImage& img, const Index& index, int pid, const ProcessImage& p);
+// A UNIX socket's fd record on its own (validate_unix.cc); "" if valid.
+std::string UnixSocketProblem(const Fd& f);
+// struct sockaddr_un with a name: absolute path or abstract; "" if valid.
+std::string UnixAddressProblem(const std::string& a);
+// Recorded socket options (validate_fds.cc); `ipv6`: IPPROTO_IPV6 allowed.
+std::string SocketOptionsProblem(const google::protobuf::RepeatedPtrField<SocketOption>& opts, bool ipv6);
+// UNIX sockets together: one record per socket, peers, pairs, names, queues.
+Status ValidateUnixSockets(const LoadedImage& img, const Index& index);
 // Fds of one open file description (file_id), in any process, agree.
 Status ValidateSharedDescriptions(const LoadedImage& img);
 // The shared-object tables on their own (ids, ranges) and the references of

@@ -5,6 +5,8 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/sysmacros.h>
@@ -12,6 +14,7 @@
 #include <termios.h>
 
 #include <cstddef>
+#include <algorithm>
 #include <cstring>
 #include <functional>
 
@@ -106,6 +109,53 @@ ListenSocket* AddUnixListener(TestImage& t) {
   return l;
 }
 
+// struct sockaddr_un of a path, or ("@name") of an abstract name.
+std::string UnixName(const std::string& name) {
+  std::string a(offsetof(sockaddr_un, sun_path), '\0');
+  const sa_family_t fam = AF_UNIX;
+  std::memcpy(a.data(), &fam, sizeof(fam));
+  if (name[0] == '@') return a + '\0' + name.substr(1);
+  return a + name + '\0';
+}
+
+// A UNIX socket of inode `ino` on fd `fd`, not connected, its queue stored there.
+UnixSocket* AddUnixSocket(TestImage& t, int fd, uint64_t ino, int type) {
+  auto& feats = *t.inv.mutable_features();
+  if (std::find(feats.begin(), feats.end(), "unix-sockets") == feats.end()) t.inv.add_features("unix-sockets");
+  UnixSocket* u = AddFd(t, fd, FD_UNIX_SOCKET, O_RDWR)->mutable_unix_socket();
+  u->set_type(type);
+  u->set_ino(ino);
+  u->set_state(TCP_CLOSE);
+  u->set_queue_stored(true);
+  return u;
+}
+
+// A pair made by root (fds 3 and 4, inodes 100 and 101), "abc" queued on fd 3.
+std::pair<UnixSocket*, UnixSocket*> AddUnixPair(TestImage& t, int type = SOCK_STREAM) {
+  UnixSocket* a = AddUnixSocket(t, 3, 100, type);
+  UnixSocket* b = AddUnixSocket(t, 4, 101, type);
+  for (UnixSocket* u : {a, b}) {
+    u->set_state(TCP_ESTABLISHED);
+    u->set_peer_ino(u == a ? 101 : 100);
+    u->set_peer_pid(42);
+  }
+  a->add_queue("abc");
+  return {a, b};
+}
+
+// A datagram server at /tmp/d (fd 5, inode 200) with one message queued from
+// the datagram socket @c (fd 6, inode 201), one from an unnamed one.
+UnixSocket* AddDatagramServer(TestImage& t) {
+  UnixSocket* d = AddUnixSocket(t, 5, 200, SOCK_DGRAM);
+  d->set_address(UnixName("/tmp/d"));
+  d->add_queue("from c");
+  d->add_senders(UnixName("@c"));
+  d->add_queue("");
+  d->add_senders("");
+  AddUnixSocket(t, 6, 201, SOCK_DGRAM)->set_address(UnixName("@c"));
+  return d;
+}
+
 std::string LoadError(const TestImage& t) {
   TempDir d;
   Status s = WriteTestImage(d.path(), t);
@@ -129,6 +179,23 @@ TEST(ValidateTest, TheTestImagesAreValid) {
   TestImage listener = MakeTestImage();
   AddUnixListener(listener)->mutable_file()->set_mode(0600);
   EXPECT_EQ(LoadError(listener), "");
+  TestImage unix_sockets = MakeTestImage();
+  AddUnixPair(unix_sockets);
+  AddDatagramServer(unix_sockets);
+  // A second fd on the server, without its queue.
+  UnixSocket* again = AddUnixSocket(unix_sockets, 7, 200, SOCK_DGRAM);
+  *again = unix_sockets.procs[42].fds.fds(2).unix_socket();
+  again->clear_queue();
+  again->clear_senders();
+  again->set_queue_stored(false);
+  EXPECT_EQ(LoadError(unix_sockets), "");
+  // An accepted connection: it has its listener's name, borrowed.
+  TestImage accepted = MakeTestImage();
+  AddUnixListener(accepted);
+  UnixSocket* c = AddUnixSocket(accepted, 4, 100, SOCK_STREAM);
+  c->set_address(UnixName("/tmp/s"));
+  c->set_name_borrowed(true);
+  EXPECT_EQ(LoadError(accepted), "");
 }
 
 
@@ -608,6 +675,156 @@ TEST(ValidateTest, MergedBranchFields) {
          o->set_value("abcd");
        }, "socket option"},
       {"pty slave owner -1", [](TestImage& t) { AddPty(t)->mutable_slave_attrs()->set_uid(UINT32_MAX); }, "slave owner"},
+  });
+}
+
+// UNIX sockets (unixsk): each record, then the sockets together (peers,
+// pairs, queues, names).
+TEST(ValidateTest, UnixSocketFields) {
+  ExpectRefused({
+      {"without its feature", [](TestImage& t) {
+         AddUnixPair(t);
+         t.inv.mutable_features()->RemoveLast();
+       }, "feature 'unix-sockets'"},
+      {"state message missing", [](TestImage& t) {
+         AddUnixPair(t);
+         t.procs[42].fds.mutable_fds(0)->clear_unix_socket();
+       }, "state of another kind"},
+      {"UNIX state on an eventfd", [](TestImage& t) {
+         Fd* f = AddFd(t, 3, FD_EVENTFD, O_RDWR);
+         f->mutable_eventfd();
+         f->mutable_unix_socket();
+         t.inv.add_features("eventfd");
+       }, "state of another kind"},
+      {"write-only socket", [](TestImage& t) {
+         AddUnixPair(t);
+         t.procs[42].fds.mutable_fds(0)->set_flags(O_WRONLY);
+       }, "flags"},
+      {"raw type", [](TestImage& t) { AddUnixPair(t).first->set_type(SOCK_RAW); }, "type 3 unknown"},
+      {"no inode", [](TestImage& t) { AddUnixSocket(t, 3, 0, SOCK_DGRAM); }, "without an inode"},
+      {"its own peer", [](TestImage& t) { AddUnixSocket(t, 3, 7, SOCK_DGRAM)->set_peer_ino(7); }, "its own peer"},
+      {"relative path", [](TestImage& t) { AddUnixSocket(t, 3, 7, SOCK_DGRAM)->set_address(UnixName("x")); },
+       "relative UNIX path"},
+      {"peer address of another family", [](TestImage& t) {
+         AddUnixPair(t).first->set_peer_address(std::string(16, '\0'));
+       }, "peer address of another family"},
+      {"connecting", [](TestImage& t) { AddUnixPair(t).first->set_state(TCP_SYN_SENT); }, "state 2"},
+      {"shutdown bit 4", [](TestImage& t) { AddUnixPair(t).first->set_shutdown(4); }, "shutdown bits"},
+      {"closed peer and a peer", [](TestImage& t) { AddUnixPair(t).first->set_peer_closed(true); }, "peer_closed"},
+      {"closed peer, not shut down", [](TestImage& t) {
+         UnixSocket* u = AddUnixSocket(t, 3, 7, SOCK_STREAM);
+         u->set_peer_closed(true);
+         u->set_shutdown(1);
+       }, "peer_closed"},
+      {"peer not in the image", [](TestImage& t) {
+         AddUnixPair(t);
+         t.procs[42].fds.mutable_fds()->RemoveLast();
+       }, "its peer 101 is not a socket of the image"},
+      {"stream peer not connected back", [](TestImage& t) {
+         AddUnixPair(t);
+         UnixSocket* u = AddUnixSocket(t, 5, 102, SOCK_STREAM);
+         u->set_state(TCP_ESTABLISHED);
+         u->set_peer_ino(100);
+       }, "not connected back"},
+      {"datagram default peer without a name", [](TestImage& t) {
+         AddUnixSocket(t, 3, 7, SOCK_DGRAM);
+         AddUnixSocket(t, 4, 8, SOCK_DGRAM)->set_peer_ino(7);
+       }, "not connected back"},
+      {"peer of another type", [](TestImage& t) { AddUnixPair(t).second->set_type(SOCK_SEQPACKET); }, "another type"},
+      {"pair ends of two users", [](TestImage& t) { AddUnixPair(t).second->set_peer_uid(1000); },
+       "different peer credentials"},
+      {"connection credentials -1", [](TestImage& t) {
+         auto [a, b] = AddUnixPair(t);
+         a->set_peer_uid(UINT32_MAX);
+         b->set_peer_uid(UINT32_MAX);
+       }, "peer credentials -1"},
+      {"peer pid", [](TestImage& t) { AddUnixPair(t).first->set_peer_pid(-5); }, "peer pid -5"},
+      {"queue where it is not stored", [](TestImage& t) { AddUnixPair(t).first->set_queue_stored(false); },
+       "does not store it"},
+      {"queue stored twice", [](TestImage& t) {
+         AddUnixPair(t);
+         *AddUnixSocket(t, 5, 100, SOCK_STREAM) = t.procs[42].fds.fds(0).unix_socket();
+       }, "stores its queue twice"},
+      {"queue stored nowhere", [](TestImage& t) {
+         AddUnixPair(t);
+         t.procs[42].fds.mutable_fds(1)->mutable_unix_socket()->set_queue_stored(false);
+       }, "stores its queue in no record"},
+      {"two fds, two records", [](TestImage& t) {
+         AddUnixPair(t);
+         UnixSocket* u = AddUnixSocket(t, 5, 101, SOCK_STREAM);
+         *u = t.procs[42].fds.fds(1).unix_socket();
+         u->set_queue_stored(false);
+         u->set_shutdown(1);
+       }, "recorded otherwise"},
+      {"empty stream chunk", [](TestImage& t) { AddUnixPair(t).first->add_queue(""); }, "empty chunk"},
+      {"a million messages and one", [](TestImage& t) {
+         UnixSocket* u = AddUnixPair(t, SOCK_SEQPACKET).first;
+         for (int i = 0; i < 1000000; ++i) u->add_queue();
+       }, "at most a million"},
+      {"queue the refill cannot send", [](TestImage& t) {
+         UnixSocket* u = AddUnixPair(t).first;
+         for (int i = 0; i < 530000; ++i) u->add_queue("x");
+       }, "more than the refill can send"},
+      {"senders on a pair", [](TestImage& t) { AddUnixPair(t).first->add_senders(""); }, "1 senders for 1"},
+      {"a sender missing", [](TestImage& t) { AddDatagramServer(t)->mutable_senders()->RemoveLast(); },
+       "1 senders for 2"},
+      {"a sender outside the image", [](TestImage& t) {
+         AddDatagramServer(t)->set_senders(0, UnixName("@elsewhere"));
+       }, "not a datagram socket of the image"},
+      {"sender's address", [](TestImage& t) { AddDatagramServer(t)->set_senders(0, UnixName("rel")); },
+       "sender's address: relative"},
+      {"queue of an unconnected stream socket", [](TestImage& t) {
+         UnixSocket* u = AddUnixSocket(t, 3, 7, SOCK_STREAM);
+         u->add_queue("x");
+         u->add_senders("");
+       }, "connection without a peer"},
+      {"queue and SO_PASSCRED", [](TestImage& t) {
+         SocketOption* o = AddUnixPair(t).first->add_options();
+         o->set_level(SOL_SOCKET);
+         o->set_name(SO_PASSCRED);
+         o->set_value(std::string("\1\0\0\0", 4));
+       }, "receives credentials"},
+      {"queue of a datagram server without a name", [](TestImage& t) { AddDatagramServer(t)->clear_address(); },
+       "no name to send them to"},
+      {"queue of a datagram server whose file was removed", [](TestImage& t) {
+         AddDatagramServer(t)->set_file_unlinked(true);
+       }, "no name to send them to"},
+      {"IPv6 option", [](TestImage& t) {
+         SocketOption* o = AddUnixPair(t).first->add_options();
+         o->set_level(IPPROTO_IPV6);
+         o->set_name(26);
+         o->set_value("abcd");
+       }, "socket option 41/26"},
+      {"owner -1", [](TestImage& t) { AddUnixPair(t).first->set_owner_gid(UINT32_MAX); }, "socket owner -1"},
+      {"socket file of an abstract name", [](TestImage& t) {
+         UnixSocket* u = AddUnixSocket(t, 3, 7, SOCK_DGRAM);
+         u->set_address(UnixName("@a"));
+         u->mutable_file();
+       }, "without a path"},
+      {"socket file mode", [](TestImage& t) {
+         UnixSocket* u = AddUnixSocket(t, 3, 7, SOCK_DGRAM);
+         u->set_address(UnixName("/tmp/a"));
+         u->mutable_file()->set_mode(S_IFSOCK | 0777);
+       }, "socket file: mode"},
+      {"borrowed name and removed file", [](TestImage& t) {
+         UnixSocket* u = AddUnixSocket(t, 3, 7, SOCK_DGRAM);
+         u->set_address(UnixName("/tmp/a"));
+         u->set_name_borrowed(true);
+         u->set_file_unlinked(true);
+       }, "together"},
+      {"borrowed name of no listener", [](TestImage& t) {
+         UnixSocket* u = AddUnixSocket(t, 3, 7, SOCK_STREAM);
+         u->set_address(UnixName("/tmp/a"));
+         u->set_name_borrowed(true);
+       }, "no UNIX listener's"},
+      {"a listener's name not borrowed", [](TestImage& t) {
+         AddUnixListener(t);
+         AddUnixSocket(t, 4, 7, SOCK_STREAM)->set_address(UnixName("/tmp/s"));
+       }, "not recorded as borrowed"},
+      {"one name, two sockets", [](TestImage& t) {
+         AddUnixSocket(t, 3, 7, SOCK_DGRAM)->set_address(UnixName("@n"));
+         AddUnixSocket(t, 4, 8, SOCK_DGRAM)->set_address(UnixName("@n"));
+       }, "its name is also socket 7's"},
   });
 }
 
