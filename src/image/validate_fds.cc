@@ -236,8 +236,7 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
     case FD_LISTEN_SOCKET:
       return ListenProblem(f);
     case FD_UNIX_SOCKET:
-      if (std::string p = UnixSocketProblem(f); !p.empty()) return p;
-      return AnonFlagsProblem(f, O_RDWR);
+      return UnixSocketProblem(f);
     default:
       return "kind " + std::to_string(k) + " unknown";
   }

@@ -181,6 +181,7 @@ TEST(ValidateTest, TheTestImagesAreValid) {
   EXPECT_EQ(LoadError(listener), "");
   TestImage unix_sockets = MakeTestImage();
   AddUnixPair(unix_sockets);
+  unix_sockets.procs[42].fds.mutable_fds(1)->set_flags(O_RDWR | O_NONBLOCK | O_ASYNC);  // nginx's channels
   AddDatagramServer(unix_sockets);
   // A second fd on the server, without its queue.
   UnixSocket* again = AddUnixSocket(unix_sockets, 7, 200, SOCK_DGRAM);
@@ -699,7 +700,11 @@ TEST(ValidateTest, UnixSocketFields) {
       {"write-only socket", [](TestImage& t) {
          AddUnixPair(t);
          t.procs[42].fds.mutable_fds(0)->set_flags(O_WRONLY);
-       }, "flags"},
+       }, "flags 0x1 a socket"},
+      {"O_DIRECT socket", [](TestImage& t) {
+         AddUnixPair(t);
+         t.procs[42].fds.mutable_fds(0)->set_flags(O_RDWR | O_DIRECT);
+       }, "a socket cannot have"},
       {"raw type", [](TestImage& t) { AddUnixPair(t).first->set_type(SOCK_RAW); }, "type 3 unknown"},
       {"no inode", [](TestImage& t) { AddUnixSocket(t, 3, 0, SOCK_DGRAM); }, "without an inode"},
       {"its own peer", [](TestImage& t) { AddUnixSocket(t, 3, 7, SOCK_DGRAM)->set_peer_ino(7); }, "its own peer"},

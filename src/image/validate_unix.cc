@@ -86,6 +86,10 @@ std::string UnixAddressProblem(const std::string& a) {
 
 std::string UnixSocketProblem(const Fd& f) {
   const UnixSocket& u = f.unix_socket();
+  // socket(2) makes it O_RDWR; the restore sets what F_SETFL can set on a
+  // socket (O_DIRECT is refused there: no direct_IO; nginx sets O_ASYNC).
+  if ((f.flags() & O_ACCMODE) != O_RDWR || (f.flags() & ~(O_RDWR | O_NONBLOCK | O_ASYNC | O_APPEND | O_NOATIME)))
+    return "flags " + Hex(f.flags()) + " a socket cannot have";
   if (u.type() != SOCK_STREAM && u.type() != SOCK_DGRAM && u.type() != SOCK_SEQPACKET)
     return "UNIX socket type " + std::to_string(u.type()) + " unknown";
   if (!u.ino()) return "UNIX socket without an inode";
