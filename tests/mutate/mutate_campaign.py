@@ -69,6 +69,7 @@ WORKLOADS = {
     "pty": [],
     "state": [],
     "threads": ["4"],
+    "unixsk": [],
 }
 
 # Fields that are the program's own content: any value is restored as is and
