@@ -150,18 +150,23 @@ Status Janitor::WillCreateSysv(int id) { return Send('S', std::to_string(id)); }
 
 Status Janitor::WillCreateFile(const std::string& path) { return Send('F', path); }
 
-void Janitor::Done() { Finish(true); }
+void Janitor::Done() { Hangup(true); }
 
 Janitor::~Janitor() {
   if (g_current == this) g_current = nullptr;
-  Finish(false);
+  Hangup(false);
+  AwaitExit();
 }
 
-void Janitor::Finish(bool done) {
+void Janitor::Hangup(bool done) {
   if (fd_ < 0) return;
   if (done) (void)Send('D', "");
   ::close(fd_);
   fd_ = -1;
+}
+
+void Janitor::AwaitExit() {
+  if (alive_fd_ < 0) return;
   // Its end of the status pipe closes when it exits: bounded, then it goes on alone.
   const double deadline = Now() + 5;
   char c;

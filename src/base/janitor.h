@@ -35,14 +35,20 @@ class Janitor {
   Status WillCreateSysv(int id);
   // Before creating the file `path` (O_CREAT | O_EXCL).
   Status WillCreateFile(const std::string& path);
-  // The restore is complete: what was created stays. The janitor exits.
+  // The restore is complete: what was created stays. The janitor exits;
+  // its exit is awaited only when this object goes, so that the release of
+  // the tree follows "done" at once (a cryo killed between the two leaves
+  // what it made and a tree that dies with it).
   void Done();
   pid_t pid() const { return pid_; }
 
  private:
   Janitor(pid_t pid, int fd, int alive_fd) : pid_(pid), fd_(fd), alive_fd_(alive_fd) {}
   Status Send(char kind, const std::string& payload);
-  void Finish(bool done);
+  // Closes the pipe (after "done" if `done`): the janitor goes on alone.
+  void Hangup(bool done);
+  // Waits (bounded) until the janitor has exited.
+  void AwaitExit();
   pid_t pid_;
   int fd_;        // commands to the janitor
   int alive_fd_;  // EOF once it exited

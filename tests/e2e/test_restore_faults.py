@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cryotest  # noqa: E402
 import test_shm  # noqa: E402
-from cryotest import check, check_eq, fail, proc_stat  # noqa: E402
+from cryotest import check, check_eq, fail, pid_alive, proc_stat  # noqa: E402
 
 # Every step of a restore, in order (restore.cc, helper.cc).
 POINTS = ["loaded", "objects", "root-cloned", "helper-cloned", "seized", "memory-built", "tree-created",
@@ -33,10 +33,11 @@ SIGNALS = [("KILL", signal.SIGKILL), ("INT", signal.SIGINT)]
 TIMED_KILLS = int(os.environ.get("CRYO_RESTORE_KILLS", "6"))
 
 
-def image_ids(h, images):
-    """Every pid and thread id of the image."""
+def image_ids(h, images, live_only=False):
+    """Every pid and thread id of the image (with live_only, not those of
+    its zombies)."""
     shown = h.show_json(images)
-    return [p["pid"] for p in shown["processes"]]
+    return [p["pid"] for p in shown["processes"] if not (live_only and p.get("zombie"))]
 
 
 def shm_leftovers(cryo_pid):
@@ -45,14 +46,25 @@ def shm_leftovers(cryo_pid):
     return sorted(n for n in os.listdir("/dev/shm") if n.startswith(".cryo-restore-%d-" % cryo_pid))
 
 
-def sysv_ids(cryo_pid=None):
-    """Ids of the SysV segments (those cryo_pid created)."""
+def sysv_creators():
+    """(id, creator pid) of every SysV segment."""
     out = set()
     for line in (cryotest.read_text("/proc/sysvipc/shm") or "").splitlines()[1:]:
         f = line.split()
-        if cryo_pid is None or int(f[4]) == cryo_pid:
-            out.add(int(f[1]))
+        out.add((int(f[1]), int(f[4])))
     return out
+
+
+# The SysV segments there before each interrupted cryo started, by its pid.
+# A segment outlives its creator, and /proc/sysvipc/shm keeps naming the
+# creator's pid after the kernel gave that pid to another process: segments
+# other runs left behind may name the pid of a later cryo that made none.
+SEGMENTS_BEFORE = {}
+
+
+def sysv_ids(cryo_pid):
+    """Ids of the SysV segments cryo_pid created."""
+    return {i for i, cpid in sysv_creators() - SEGMENTS_BEFORE.get(cryo_pid, set()) if cpid == cryo_pid}
 
 
 def janitors():
@@ -89,10 +101,12 @@ def interrupted_restore(h, images, env=None, kill_after=None, sig=signal.SIGKILL
         os.unlink(pidfile)
     full_env = dict(os.environ)
     full_env.update(env or {})
+    before = sysv_creators()
     with open(os.path.join(h.tmp_root, "fault.err"), "wb") as err:
         p = subprocess.Popen([h.cryo, "restore", "-D", images, "--detach", "--pidfile", pidfile],
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=full_env,
                              close_fds=True)
+        SEGMENTS_BEFORE[p.pid] = before
         if kill_after is not None:
             time.sleep(kill_after)
             try:
@@ -120,13 +134,16 @@ def kill_restored(h, pids):
     cryotest.wait_pids_gone(pids)
 
 
-def committed(h, w, pids):
+def committed(h, w, live):
     """Whether a restore whose cryo was killed had released the tree: every
-    process of the image still there a second later, and the workload
-    verifying itself (a tree killed before the commit dies with its cryo)."""
+    `live` process (those of the image but its zombies) still running a
+    second later, and the workload verifying itself. A tree killed before
+    the commit dies with its cryo; its processes stay zombies of the
+    harness (the subreaper) until reaped, and a zombie is no released
+    process."""
     for pause in (0, 1):
         time.sleep(pause)
-        if not all(proc_stat(p) is not None for p in pids):
+        if not all(pid_alive(p) for p in live):
             return False
     h.verify_ok(w.restored(w.pid), when="restore killed after its commit point")
     return True
@@ -136,6 +153,7 @@ def campaign(h, w, images, pids, timed_kills, prepare=lambda: None, paths=()):
     """Every fault point with both signals, then random timed kills.
     `prepare` runs before each interrupted restore; `paths` must not exist
     after one."""
+    live = image_ids(h, images, live_only=True)
     restore_and_verify(h, w, images, "before the faults")
     kill_restored(h, pids)
     # How long a restore takes, from its start to its exit: the random kills
@@ -158,6 +176,10 @@ def campaign(h, w, images, pids, timed_kills, prepare=lambda: None, paths=()):
             prepare()
             rc, cryo_pid = interrupted_restore(h, images, env={"CRYO_RESTORE_FAULT_POINT": "%s:%s" % (point, name)})
             check_eq(rc, -sig, "%s: cryo's exit status (the point must be reached)" % what)
+            if point == POINTS[-1] and sig == signal.SIGKILL:
+                # The last step before the commit: the tree died with cryo,
+                # and the timed kills below must not take it for released.
+                check(not committed(h, w, live), "%s: the tree is taken for released" % what)
             after_fault(what, cryo_pid)
     rnd = random.Random(8)
     outcomes = {"killed": 0, "done first": 0, "killed after the commit": 0}
@@ -167,7 +189,7 @@ def campaign(h, w, images, pids, timed_kills, prepare=lambda: None, paths=()):
         what = "restore killed (SIG%s) after %.3f s" % (name, delay)
         prepare()
         rc, cryo_pid = interrupted_restore(h, images, kill_after=delay, sig=sig)
-        released = rc == 0 or (rc == -signal.SIGKILL and committed(h, w, pids))
+        released = rc == 0 or (rc == -signal.SIGKILL and committed(h, w, live))
         if rc == 0:  # it was done already: what it made stays
             outcomes["done first"] += 1
         elif released:
