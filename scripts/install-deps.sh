@@ -5,6 +5,7 @@ set -euo pipefail
 PKGS=(g++ cmake ninja-build pkg-config libprotobuf-dev protobuf-compiler libcli11-dev
       libzstd-dev libxxhash-dev libgtest-dev python3 iproute2
       openjdk-17-jre-headless openjdk-17-jdk-headless
+      clang libclang-rt-14-dev  # scripts/fuzz.sh and the fuzz test: libFuzzer
       screen   # test_screen.py: a GNU screen session checkpointed and restored
       sqlite3) # test_sqlite.py: the sqlite3 shell mid-transaction
 # tests/e2e/test_postgres.py: the server, initdb, pg_ctl and amcheck; psql and pg_isready.

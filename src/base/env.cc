@@ -63,7 +63,10 @@ class PosixWritableFile final : public WritableFile {
 class PosixEnv final : public Env {
  public:
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) override {
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+    // A new inode every time: a file left at that name (a symbolic link, a
+    // hard link to another file) is unlinked, never written through.
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("cannot replace " + path);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0) return Status::FromErrno("cannot create " + path);
     if (::fchmod(fd, mode) != 0) {
       Status s = Status::FromErrno("chmod " + path);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "base/clock.h"
 #include "base/file_util.h"
@@ -53,6 +54,21 @@ Result<CgroupRoots> ParseCgroupRoots(const std::vector<std::string>& options) {
 Result<std::unique_ptr<CgroupPlacement>> CgroupPlacement::Prepare(const image::LoadedImage& img,
                                                                    const CgroupRoots& roots) {
   std::unique_ptr<CgroupPlacement> p(new CgroupPlacement());
+  // The dump records every line of /proc/PID/cgroup: a process listing other
+  // hierarchies than cryo has here would be placed wrong in some (a missing
+  // one would silently stay in cryo's cgroup). Checked before anything is made.
+  CRYO_ASSIGN_OR_RETURN(std::vector<Membership> here, ReadProcCgroup("/proc/self/cgroup"));
+  std::set<std::string> own_hierarchies;
+  for (const Membership& m : here) own_hierarchies.insert(m.hierarchy);
+  for (const auto& [pid, proc] : img.processes) {
+    if (proc.core.zombie() || proc.core.cgroups().empty()) continue;
+    std::set<std::string> listed;
+    for (const image::CgroupPath& c : proc.core.cgroups()) listed.insert(c.hierarchy());
+    if (listed != own_hierarchies)
+      return Status::Error("pid " + std::to_string(pid) + ": the image lists " + std::to_string(listed.size()) +
+                           " cgroup hierarchies, this system has " + std::to_string(own_hierarchies.size()) +
+                           " others: it cannot be placed in the same cgroups");
+  }
   // Hierarchies with work to do: a process outside cryo's cgroup, or a root given.
   std::map<std::string, bool> work;
   for (const auto& [pid, proc] : img.processes)

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <google/protobuf/stubs/logging.h>
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
@@ -221,6 +222,9 @@ int main(int argc, char** argv) {
   InitFaultPoints();
   if (*app.get_subcommand("dump")) CatchInterrupts();
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  // A record that does not parse is refused with cryo's own message (naming
+  // the file); protobuf's log lines about it would only add noise.
+  google::protobuf::SetLogHandler(nullptr);
   if (*restore_cmd) {
     if (restore_dir.empty() && restore.images_dir.empty())
       return UsageError("restore: the image directory is missing: cryo restore DIR (or -D DIR)");

@@ -491,7 +491,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   // without one is incomplete.
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
-  CRYO_RETURN_IF_ERROR(writer->WriteRecord(image::InventoryName(), image::FileKind::kInventory, inv));
+  CRYO_RETURN_IF_ERROR(writer->WriteInventory(inv));
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(writer->MarkComplete());
   LOG_DEBUG("records written and synced in %.1f ms", (Now() - ts) * 1e3);

@@ -11,6 +11,7 @@
 
 #include "files/fd_kind.h"
 #include "files/fd_table.h"
+#include "base/janitor.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
 
@@ -33,6 +34,8 @@ Result<int> OpenFifoKeeper(const image::Pipe& p, mode_t mode) {
   const std::string& path = p.fifo_path();
   int fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0 && errno == ENOENT) {
+    // A FIFO made for the restore goes if the restore does not complete.
+    if (Janitor* j = CurrentJanitor()) CRYO_RETURN_IF_ERROR(j->WillCreateFile(path));
     if (::mkfifo(path.c_str(), mode & 07777) != 0) return Status::FromErrno("mkfifo " + path);
     fd = ::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
   }
@@ -63,12 +66,23 @@ Result<PipeEnds> MakePipe(const image::Pipe& p, mode_t fifo_mode) {
   }
   if (p.capacity() && ::fcntl(e.w, F_SETPIPE_SZ, p.capacity()) < 0)
     return Status::FromErrno("F_SETPIPE_SZ " + std::to_string(p.capacity()) + " on " + what);
+  // Never blocking: a pipe smaller than its data (the user is over
+  // fs.pipe-user-pages-soft, or the image says so) is an error, not a hang.
+  // Each fd's own flags are set once the description is in the pool.
   const std::string& d = p.data();
+  const int fl = ::fcntl(e.w, F_GETFL);
+  if (fl < 0 || ::fcntl(e.w, F_SETFL, fl | O_NONBLOCK) != 0) return Status::FromErrno("F_SETFL on " + what);
   for (size_t off = 0; off < d.size();) {
     ssize_t n = ::write(e.w, d.data() + off, d.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN)
+      return Status::Error("refilling " + what + ": it holds " + std::to_string(off) + " of its " +
+                           std::to_string(d.size()) + " bytes and takes no more (pipe capacity " +
+                           std::to_string(::fcntl(e.w, F_GETPIPE_SZ)) + ")");
     if (n <= 0) return Status::FromErrno("refilling " + what);
     off += static_cast<size_t>(n);
   }
+  if (::fcntl(e.w, F_SETFL, fl) != 0) return Status::FromErrno("F_SETFL on " + what);
   return e;
 }
 
@@ -217,7 +231,7 @@ Status FdPool::BuildShmem(const image::LoadedImage& img, int base) {
     for (const auto& [pid, p] : img.processes) {
       if (!st.ok()) break;
       if (p.core.zombie()) continue;
-      auto pages = image::OpenPageFile(img.dir, pid, p.mm);
+      auto pages = image::OpenPageFile(img, pid);
       if (!pages.ok()) {
         st = pages.status();
         break;

@@ -136,7 +136,7 @@ Result<std::unique_ptr<UnlinkedFiles>> UnlinkedFiles::Create(const image::Loaded
                                                              std::vector<std::string>* warnings) {
   std::unique_ptr<UnlinkedFiles> files(new UnlinkedFiles());
   if (img.files.files().empty()) return files;
-  CRYO_ASSIGN_OR_RETURN(UniqueFd data, image::OpenFilesDataFile(img.dir, img.files));
+  CRYO_ASSIGN_OR_RETURN(UniqueFd data, image::OpenFilesDataFile(img));
   for (const image::UnlinkedFile& f : img.files.files()) {
     Live& live = files->files_[f.id()];
     live.file = f;

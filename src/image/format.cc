@@ -2,6 +2,12 @@
 
 #include <xxhash.h>
 
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <new>
 
@@ -40,17 +46,21 @@ const char* FileKindName(FileKind kind) {
   return "unknown";
 }
 
-void EncodeHeader(const FileHeader& h, uint8_t out[kHeaderSize]) {
+void EncodeHeader(FileHeader& h, uint8_t out[kHeaderSize]) {
+  const bool with_id = h.format_version >= 2;
+  h.header_size = with_id ? kHeaderSize : kHeaderSizeV1;
+  std::memset(out, 0, kHeaderSize);
   std::memcpy(out, kMagic, 4);
   Put32(out + 4, h.format_version);
   Put32(out + 8, static_cast<uint32_t>(h.kind));
   Put32(out + 12, h.header_size);
   Put64(out + 16, h.payload_size);
   Put64(out + 24, h.payload_hash);
+  if (with_id) std::memcpy(out + 32, h.image_id.data(), std::min(h.image_id.size(), kImageIdSize));
 }
 
 bool DecodeHeader(const uint8_t* data, size_t n, FileHeader* h, std::string* why) {
-  if (n < kHeaderSize) {
+  if (n < kHeaderSizeV1) {
     *why = "file is shorter than the 32-byte header (truncated)";
     return false;
   }
@@ -63,11 +73,49 @@ bool DecodeHeader(const uint8_t* data, size_t n, FileHeader* h, std::string* why
   h->header_size = Get32(data + 12);
   h->payload_size = Get64(data + 16);
   h->payload_hash = Get64(data + 24);
-  if (h->header_size < kHeaderSize) {
+  h->image_id.clear();
+  if (h->header_size < kHeaderSizeV1) {
     *why = "header size " + std::to_string(h->header_size) + " is invalid";
     return false;
   }
+  if (h->format_version >= 2) {
+    if (h->header_size < kHeaderSize || n < kHeaderSize) {
+      *why = "header of format " + std::to_string(h->format_version) + " is shorter than 48 bytes (truncated or corrupted)";
+      return false;
+    }
+    h->image_id.assign(reinterpret_cast<const char*>(data + 32), kImageIdSize);
+  }
   return true;
+}
+
+std::string NewImageId() {
+  std::string id(kImageIdSize, '\0');
+  size_t got = 0;
+  while (got < id.size()) {
+    const ssize_t n = ::getrandom(&id[got], id.size() - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+    else if (n < 0 && errno != EINTR) break;
+  }
+  if (got < id.size()) {  // no getrandom: time and pid still tell images apart
+    const uint64_t t = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+    const uint64_t p = static_cast<uint64_t>(::getpid());
+    std::memcpy(&id[0], &t, 8);
+    std::memcpy(&id[8], &p, 8);
+  }
+  // An all-zero id would read as "no id": never hand one out.
+  if (id == std::string(kImageIdSize, '\0')) id[0] = 1;
+  return id;
+}
+
+std::string ImageIdHex(const std::string& id) {
+  if (id.empty()) return "-";
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : id) {
+    out += kHex[c >> 4];
+    out += kHex[c & 15];
+  }
+  return out;
 }
 
 uint64_t HashBytes(const void* data, size_t n) { return XXH3_64bits(data, n); }

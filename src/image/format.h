@@ -1,13 +1,15 @@
 // The byte layout shared by every file of an image (docs/image-format.md).
 //
-// Every file starts with a 32-byte little-endian header:
+// Every file starts with a little-endian header (48 bytes in format 2, 32 in 1):
 //   0  char[4] magic        "CRYO"
 //   4  u32     format_version
 //   8  u32     kind          (FileKind)
-//   12 u32     header_size   (32; readers skip to header_size for forward growth)
+//   12 u32     header_size   (48; readers skip to header_size for forward growth)
 //   16 u64     payload_size  bytes that follow the header (pages: after the 4096-byte prefix)
 //   24 u64     payload_hash  XXH3-64 of the payload (0 for page files: each page run
 //                            carries its own hash in the mm record)
+//   32 u8[16]  image_id      format 2: the image's random id, the same in every
+//                            file of one image (and in Inventory.image_id)
 // Metadata files carry one protobuf message as payload. Page files pad the header
 // to 4096 bytes so that page data is page-aligned in the file.
 #pragma once
@@ -21,8 +23,11 @@ namespace cryo::image {
 inline constexpr char kMagic[4] = {'C', 'R', 'Y', 'O'};
 // Bumped when a reader of an older version could mis-read an image; new optional
 // fields do not bump it. Readers accept every version up to their own.
-inline constexpr uint32_t kFormatVersion = 1;
-inline constexpr uint32_t kHeaderSize = 32;
+// 2: the image id in every header, file sizes in the inventory.
+inline constexpr uint32_t kFormatVersion = 2;
+inline constexpr uint32_t kHeaderSizeV1 = 32;   // format 1: no image id
+inline constexpr uint32_t kHeaderSize = 48;     // format 2
+inline constexpr size_t kImageIdSize = 16;
 inline constexpr uint64_t kPageSize = 4096;
 inline constexpr uint64_t kPageDataOffset = 4096;
 
@@ -45,11 +50,19 @@ struct FileHeader {
   uint32_t header_size = kHeaderSize;
   uint64_t payload_size = 0;
   uint64_t payload_hash = 0;
+  std::string image_id;  // kImageIdSize bytes from format 2 on, empty before
 };
 
-void EncodeHeader(const FileHeader& h, uint8_t out[kHeaderSize]);
-// Decodes without judging the version; the reader checks it against its own.
+// Writes the header of `h.format_version` (48 bytes from format 2 on, 32
+// before; h.header_size is set to it) into `out`, which holds kHeaderSize.
+void EncodeHeader(FileHeader& h, uint8_t out[kHeaderSize]);
+// Decodes without judging the version against the reader's; the caller checks
+// it. A header of format 2 or later must be at least 48 bytes.
 bool DecodeHeader(const uint8_t* data, size_t n, FileHeader* h, std::string* why);
+// A new random image id (getrandom(2)).
+std::string NewImageId();
+// The id in hex, for messages ("-" for none).
+std::string ImageIdHex(const std::string& id);
 
 uint64_t HashBytes(const void* data, size_t n);
 

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "base/file_util.h"
+#include "image/validate.h"
 
 namespace cryo::image {
 
@@ -21,9 +22,37 @@ Result<std::unique_ptr<ImageWriter>> ImageWriter::Create(Env* env, const std::st
   struct stat st;
   const bool existed = ::lstat(dir.c_str(), &st) == 0;
   CRYO_RETURN_IF_ERROR(env->CreateDir(dir, 0700));
-  std::unique_ptr<ImageWriter> w(new ImageWriter(env, dir));
+  std::unique_ptr<ImageWriter> w(new ImageWriter(env, dir, kFormatVersion, NewImageId()));
   w->created_dir_ = !existed;
   return w;
+}
+
+Result<std::unique_ptr<ImageWriter>> ImageWriter::ForImage(Env* env, const std::string& dir,
+                                                           const ImageIdentity& identity) {
+  CRYO_RETURN_IF_ERROR(env->CreateDir(dir, 0700));
+  auto w = std::unique_ptr<ImageWriter>(new ImageWriter(env, dir, identity.format_version, identity.image_id));
+  w->sizes_ = identity.sizes;
+  return w;
+}
+
+void ImageWriter::NoteSize(const std::string& name, uint64_t size) {
+  std::lock_guard<std::mutex> lock(sizes_mu_);
+  sizes_[name] = size;
+}
+
+Status ImageWriter::WriteInventory(Inventory inv) {
+  inv.set_image_id(image_id_);
+  inv.clear_files();
+  {
+    std::lock_guard<std::mutex> lock(sizes_mu_);
+    for (const auto& [name, size] : sizes_) {
+      if (name == InventoryName()) continue;
+      ImageFile* f = inv.add_files();
+      f->set_name(name);
+      f->set_size(size);
+    }
+  }
+  return WriteRecord(InventoryName(), FileKind::kInventory, inv);
 }
 
 Result<std::unique_ptr<WritableFile>> ImageWriter::NewFile(const std::string& name) {
@@ -88,26 +117,33 @@ Status ImageWriter::WriteRecord(const std::string& name, FileKind kind, const go
 
 Status ImageWriter::WritePayload(const std::string& name, FileKind kind, const std::string& payload) {
   FileHeader h;
+  h.format_version = format_version_;
+  h.image_id = image_id_;
   h.kind = kind;
   h.payload_size = payload.size();
   h.payload_hash = HashBytes(payload.data(), payload.size());
   uint8_t hdr[kHeaderSize];
   EncodeHeader(h, hdr);
   CRYO_ASSIGN_OR_RETURN(auto file, NewFile(name));
-  CRYO_RETURN_IF_ERROR(file->Append(hdr, sizeof(hdr)));
+  CRYO_RETURN_IF_ERROR(file->Append(hdr, h.header_size));
   CRYO_RETURN_IF_ERROR(file->Append(payload.data(), payload.size()));
-  return AddPending(std::move(file), sizeof(hdr) + payload.size());
+  NoteSize(name, h.header_size + payload.size());
+  return AddPending(std::move(file), h.header_size + payload.size());
 }
 
 Result<std::unique_ptr<WritableFile>> ImageWriter::CreatePageFile(const std::string& name) { return NewFile(name); }
 
 Status ImageWriter::FinishPageFile(std::unique_ptr<WritableFile> file, uint64_t payload_size) {
   FileHeader h;
+  h.format_version = format_version_;
+  h.image_id = image_id_;
   h.kind = FileKind::kPages;
   h.payload_size = payload_size;
   uint8_t hdr[kPageDataOffset] = {};
   EncodeHeader(h, hdr);
   CRYO_RETURN_IF_ERROR(file->WriteAt(hdr, sizeof(hdr), 0));
+  const std::string& path = file->path();
+  NoteSize(path.substr(path.rfind('/') + 1), kPageDataOffset + payload_size);
   return AddPending(std::move(file), sizeof(hdr));  // the page data's writeback is started as it is written
 }
 
@@ -232,29 +268,23 @@ Status ImageWriter::SyncPending() {
 
 Status ImageWriter::SyncDir() { return env_->SyncDir(dir_); }
 
+
 namespace {
 
-Status CheckHeader(const std::string& path, const uint8_t* data, size_t n, FileKind kind, FileHeader* h) {
-  std::string why;
-  if (!DecodeHeader(data, n, h, &why)) return Status::Error(path + ": " + why);
-  if (h->format_version > kFormatVersion)
-    return Status::Error(path + ": image format version " + std::to_string(h->format_version) +
-                         " is newer than this cryo supports (" + std::to_string(kFormatVersion) +
-                         "); restore it with a newer cryo");
-  if (h->format_version == 0) return Status::Error(path + ": image format version 0 is invalid (corrupted)");
-  if (h->kind != kind)
-    return Status::Error(path + ": expected a " + FileKindName(kind) + " file, found kind " +
-                         std::to_string(static_cast<uint32_t>(h->kind)));
-  return Status::Ok();
-}
-
-}  // namespace
-
-Status ReadRecord(const std::string& dir, const std::string& name, FileKind kind, google::protobuf::MessageLite* msg) {
-  const std::string path = dir + "/" + name;
-  CRYO_ASSIGN_OR_RETURN(std::string data, ReadFileToString(path));
+// Reads a metadata file of kind `kind` whole: a regular file of at most
+// `max_size` bytes whose header, size and checksum hold.
+Status ReadMetadata(const std::string& path, const std::string& name, FileKind kind, const ImageIdentity* identity,
+                    uint64_t max_size, google::protobuf::MessageLite* msg) {
+  uint64_t size = 0;
+  CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenImageFile(path, &size));
+  if (identity) CRYO_RETURN_IF_ERROR(identity->CheckSize(path, name, size, false));
+  if (size > max_size)
+    return Status::Error(path + ": " + std::to_string(size) + " bytes, more than the " + std::to_string(max_size) +
+                         " such a file may have (corrupted)");
+  CRYO_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(fd.get(), size, path));
   FileHeader h;
-  CRYO_RETURN_IF_ERROR(CheckHeader(path, reinterpret_cast<const uint8_t*>(data.data()), data.size(), kind, &h));
+  CRYO_RETURN_IF_ERROR(CheckFileHeader(path, reinterpret_cast<const uint8_t*>(data.data()), data.size(), kind, &h));
+  if (identity) CRYO_RETURN_IF_ERROR(identity->CheckHeader(path, name, h));
   if (h.header_size > data.size() || data.size() - h.header_size != h.payload_size)
     return Status::Error(path + ": size " + std::to_string(data.size()) + " does not match the header (payload " +
                          std::to_string(h.payload_size) + " bytes): truncated or corrupted");
@@ -266,133 +296,125 @@ Status ReadRecord(const std::string& dir, const std::string& name, FileKind kind
   return Status::Ok();
 }
 
-namespace {
+Result<UniqueFd> OpenDataFile(const LoadedImage& img, const std::string& name, uint64_t want);
 
-Status ValidateMm(const std::string& dir, int pid, const Mm& mm) {
-  const std::string what = dir + "/" + MmName(pid);
-  uint64_t expect_off = kPageDataOffset, pages = 0, prev_end = 0;
-  for (const Vma& v : mm.vmas()) {
-    if (v.start() >= v.end() || v.start() % kPageSize || v.end() % kPageSize)
-      return Status::Error(what + ": invalid VMA range (corrupted)");
-    if (v.start() < prev_end) return Status::Error(what + ": VMAs overlap or are out of order (corrupted)");
-    prev_end = v.end();
-  }
-  // Runs are in address order, each inside one VMA, at most 4 MiB, and stored
-  // back to back in the page file.
-  int vi = 0;
-  uint64_t prev_run_end = 0;
-  for (const PageRun& r : mm.runs()) {
-    if (r.offset() != expect_off || r.npages() == 0 || r.vaddr() % kPageSize || r.npages() > (4u << 20) / kPageSize)
-      return Status::Error(what + ": page runs are malformed (corrupted)");
-    const uint64_t end = r.vaddr() + r.npages() * kPageSize;
-    if (r.vaddr() < prev_run_end || end < r.vaddr()) return Status::Error(what + ": page runs out of order (corrupted)");
-    prev_run_end = end;
-    while (vi < mm.vmas_size() && mm.vmas(vi).end() <= r.vaddr()) ++vi;
-    if (vi == mm.vmas_size() || r.vaddr() < mm.vmas(vi).start() || end > mm.vmas(vi).end())
-      return Status::Error(what + ": a page run lies outside every VMA (corrupted)");
-    expect_off += r.npages() * kPageSize;
-    pages += r.npages();
-  }
-  if (pages != mm.total_pages()) return Status::Error(what + ": page count does not match the page runs (corrupted)");
-  return Status::Ok();
+// A page file (kind 5) of the image whose page data must be exactly
+// `total_pages` pages.
+Result<UniqueFd> OpenPageData(const LoadedImage& img, const std::string& name, uint64_t total_pages) {
+  if (total_pages > (UINT64_MAX - kPageDataOffset) / kPageSize)
+    return Status::Error(img.dir + "/" + name + ": page count " + std::to_string(total_pages) +
+                         " is impossible (corrupted)");
+  return OpenDataFile(img, name, total_pages * kPageSize);
 }
 
-}  // namespace
-
-namespace {
-
-// A page file (kind 5) whose page data must be exactly `total_pages` pages.
-Result<UniqueFd> OpenPageData(const std::string& path, uint64_t total_pages) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno("open " + path);
+// A data file (kind 5: page data, unlinked files' content) of the image whose
+// payload must be exactly `want` bytes.
+Result<UniqueFd> OpenDataFile(const LoadedImage& img, const std::string& name, uint64_t want) {
+  const std::string path = img.dir + "/" + name;
+  uint64_t size = 0;
+  CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenImageFile(path, &size));
+  CRYO_RETURN_IF_ERROR(img.identity.CheckSize(path, name, size, true));
   uint8_t hdr[kHeaderSize];
-  ssize_t n = ::pread(fd.get(), hdr, sizeof(hdr), 0);
+  ssize_t n;
+  while ((n = ::pread(fd.get(), hdr, sizeof(hdr), 0)) < 0 && errno == EINTR) {
+  }
   if (n < 0) return Status::FromErrno("read " + path);
   FileHeader h;
-  CRYO_RETURN_IF_ERROR(CheckHeader(path, hdr, static_cast<size_t>(n), FileKind::kPages, &h));
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("stat " + path);
-  const uint64_t want = total_pages * kPageSize;
-  if (h.payload_size != want || static_cast<uint64_t>(st.st_size) != kPageDataOffset + want)
-    return Status::Error(path + ": holds " + std::to_string(st.st_size) + " bytes, expected " +
+  CRYO_RETURN_IF_ERROR(CheckFileHeader(path, hdr, static_cast<size_t>(n), FileKind::kPages, &h));
+  CRYO_RETURN_IF_ERROR(img.identity.CheckHeader(path, name, h));
+  if (want > UINT64_MAX - kPageDataOffset) return Status::Error(path + ": impossible size (corrupted)");
+  if (h.payload_size != want || size != kPageDataOffset + want)
+    return Status::Error(path + ": holds " + std::to_string(size) + " bytes, expected " +
                          std::to_string(kPageDataOffset + want) + " (truncated or corrupted)");
   return fd;
 }
 
-// shm.img: objects well formed, extents back to back in shm-pages.img, and
-// every holder naming an object of a kind it can hold.
-Status ValidateShm(const LoadedImage& img) {
-  const std::string what = img.dir + "/" + ShmName();
-  std::map<uint64_t, const ShmObject*> by_id;
-  uint64_t expect_off = kPageDataOffset, pages = 0;
-  for (const ShmObject& o : img.shm.objects()) {
-    if (o.id() == 0 || !by_id.emplace(o.id(), &o).second) return Status::Error(what + ": object ids are not unique (corrupted)");
-    const std::string obj = what + ": object " + std::to_string(o.id());
-    switch (o.kind()) {
-      case SHM_MEMFD:
-        if (o.name().size() > 249) return Status::Error(obj + ": memfd name longer than 249 bytes");
-        break;
-      case SHM_POSIX:
-        if (o.name().rfind("/dev/shm/", 0) != 0 || o.name().find("/../") != std::string::npos)
-          return Status::Error(obj + ": POSIX shared memory path " + o.name() + " is not under /dev/shm");
-        break;
-      case SHM_SYSV:
-        if (o.sysv_id() < 0) return Status::Error(obj + ": invalid SysV id");
-        break;
-      case SHM_ANON:
-        if (o.size() == 0) return Status::Error(obj + ": shared anonymous memory of size 0 (corrupted)");
-        break;
-      default:
-        return Status::Error(obj + ": unknown kind " + std::to_string(o.kind()));
-    }
-    const uint64_t limit = (o.size() + kPageSize - 1) / kPageSize * kPageSize;
-    uint64_t prev_end = 0;
-    for (const ShmExtent& e : o.extents()) {
-      if (e.file_offset() != expect_off || e.npages() == 0 || e.npages() > (4u << 20) / kPageSize ||
-          e.offset() % kPageSize || e.offset() < prev_end || e.offset() + e.npages() * kPageSize > limit)
-        return Status::Error(obj + ": content extents are malformed (corrupted)");
-      prev_end = e.offset() + e.npages() * kPageSize;
-      expect_off += e.npages() * kPageSize;
-      pages += e.npages();
-    }
-  }
-  if (pages != img.shm.total_pages()) return Status::Error(what + ": page count does not match the extents (corrupted)");
-  for (const auto& [pid, p] : img.processes) {
-    for (const Vma& v : p.mm.vmas()) {
-      if (!v.shm_object()) continue;
-      auto it = by_id.find(v.shm_object());
-      const bool anon = it != by_id.end() && it->second->kind() == SHM_ANON;
-      if (it == by_id.end() || (anon ? v.kind() != VMA_ANON_SHARED : v.kind() != VMA_FILE_SHARED && v.kind() != VMA_FILE_PRIVATE) ||
-          (it->second->kind() == SHM_SYSV && v.kind() != VMA_FILE_SHARED))
-        return Status::Error(img.dir + "/" + MmName(pid) + ": a VMA names shared memory object " +
-                             std::to_string(v.shm_object()) + ", which does not fit it (corrupted)");
-    }
-    for (const Fd& f : p.fds.fds()) {
-      if (f.kind() != FD_MEMFD && f.kind() != FD_POSIX_SHM) continue;
-      auto it = by_id.find(f.shm_object());
-      if (it == by_id.end() || it->second->kind() != (f.kind() == FD_MEMFD ? SHM_MEMFD : SHM_POSIX))
-        return Status::Error(img.dir + "/" + FdsName(pid) + ": fd " + std::to_string(f.fd()) +
-                             " names no shared memory object of its kind (corrupted)");
-    }
-  }
-  return Status::Ok();
-}
-
-bool HasAnyFeature(const Inventory& inv, std::initializer_list<const char*> names) {
-  for (const std::string& f : inv.features())
-    for (const char* n : names)
-      if (f == n) return true;
-  return false;
+bool HasFeature(const Inventory& inv, const char* name) {
+  return std::find(inv.features().begin(), inv.features().end(), name) != inv.features().end();
 }
 
 }  // namespace
 
-Result<UniqueFd> OpenPageFile(const std::string& dir, int pid, const Mm& mm) {
-  return OpenPageData(dir + "/" + PagesName(pid), mm.total_pages());
+Status ReadImageRecord(const LoadedImage& img, const std::string& name, FileKind kind,
+                       google::protobuf::MessageLite* msg) {
+  return ReadMetadata(img.dir + "/" + name, name, kind, &img.identity, kMaxRecordBytes, msg);
 }
 
-Result<UniqueFd> OpenShmPageFile(const std::string& dir, const ShmTable& shm) {
-  return OpenPageData(dir + "/" + ShmPagesName(), shm.total_pages());
+Status ReadRecord(const std::string& dir, const std::string& name, FileKind kind, google::protobuf::MessageLite* msg) {
+  return ReadMetadata(dir + "/" + name, name, kind, nullptr,
+                      kind == FileKind::kInventory ? kMaxInventoryBytes : kMaxRecordBytes, msg);
+}
+
+Status ReadInventory(const std::string& dir, Inventory* inv, ImageIdentity* identity) {
+  const std::string path = dir + "/" + InventoryName();
+  uint64_t size = 0;
+  CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenImageFile(path, &size));
+  if (size > kMaxInventoryBytes)
+    return Status::Error(path + ": " + std::to_string(size) + " bytes, more than the " +
+                         std::to_string(kMaxInventoryBytes) + " an inventory may have (corrupted)");
+  CRYO_ASSIGN_OR_RETURN(std::string data, ReadWholeFile(fd.get(), size, path));
+  FileHeader h;
+  CRYO_RETURN_IF_ERROR(
+      CheckFileHeader(path, reinterpret_cast<const uint8_t*>(data.data()), data.size(), FileKind::kInventory, &h));
+  fd.reset();
+  // The header is the identity: read the rest like every other file of it.
+  identity->format_version = h.format_version;
+  identity->image_id = h.image_id;
+  identity->sizes.clear();
+  CRYO_RETURN_IF_ERROR(ReadMetadata(path, InventoryName(), FileKind::kInventory, nullptr, kMaxInventoryBytes, inv));
+  if (inv->format_version() != h.format_version)
+    return Status::Error(path + ": the inventory says format version " + std::to_string(inv->format_version()) +
+                         ", its header " + std::to_string(h.format_version) + " (corrupted)");
+  if (inv->image_id() != h.image_id)
+    return Status::Error(path + ": the inventory's image id " + ImageIdHex(inv->image_id()) +
+                         " is not its header's " + ImageIdHex(h.image_id) + " (corrupted)");
+  if (h.format_version >= 2 && h.image_id == std::string(kImageIdSize, '\0'))
+    return Status::Error(path + ": the image id is missing (all zero; corrupted)");
+  if (h.format_version < 2 && inv->files_size())
+    return Status::Error(path + ": a format 1 inventory lists file sizes (corrupted)");
+  for (const ImageFile& f : inv->files()) {
+    const std::string& n = f.name();
+    if (n.empty() || n.size() > 255 || n.find('/') != std::string::npos || n.find('\0') != std::string::npos ||
+        n == "." || n == ".." || n == InventoryName())
+      return Status::Error(path + ": lists an invalid file name (corrupted)");
+    if (!identity->sizes.emplace(n, f.size()).second)
+      return Status::Error(path + ": lists " + n + " twice (corrupted)");
+  }
+  return Status::Ok();
+}
+
+Status ReplaceRecord(const std::string& dir, const std::string& name, FileKind kind,
+                     const google::protobuf::MessageLite& msg) {
+  Inventory inv;
+  ImageIdentity identity;
+  CRYO_RETURN_IF_ERROR(ReadInventory(dir, &inv, &identity));
+  CRYO_ASSIGN_OR_RETURN(auto w, ImageWriter::ForImage(Env::Default(), dir, identity));
+  CRYO_RETURN_IF_ERROR(w->WriteRecord(name, kind, msg));
+  CRYO_RETURN_IF_ERROR(w->SyncFiles());
+  if (name == InventoryName() || identity.format_version < 2) return Status::Ok();
+  struct stat st;
+  if (::stat((dir + "/" + name).c_str(), &st) != 0) return Status::FromErrno("stat " + dir + "/" + name);
+  bool listed = false;
+  for (ImageFile& f : *inv.mutable_files())
+    if (f.name() == name) {
+      f.set_size(static_cast<uint64_t>(st.st_size));
+      listed = true;
+    }
+  if (!listed) {
+    ImageFile* f = inv.add_files();
+    f->set_name(name);
+    f->set_size(static_cast<uint64_t>(st.st_size));
+  }
+  CRYO_RETURN_IF_ERROR(w->WriteRecord(InventoryName(), FileKind::kInventory, inv));
+  return w->SyncFiles();
+}
+
+Result<UniqueFd> OpenPageFile(const LoadedImage& img, int pid) {
+  return OpenPageData(img, PagesName(pid), img.processes.at(pid).mm.total_pages());
+}
+
+Result<UniqueFd> OpenShmPageFile(const LoadedImage& img) {
+  return OpenPageData(img, ShmPagesName(), img.shm.total_pages());
 }
 
 namespace {
@@ -424,90 +446,46 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
   CRYO_RETURN_IF_ERROR(CheckComplete(dir));
   LoadedImage img;
   img.dir = dir;
-  CRYO_RETURN_IF_ERROR(ReadRecord(dir, InventoryName(), FileKind::kInventory, &img.inventory));
+  CRYO_RETURN_IF_ERROR(ReadInventory(dir, &img.inventory, &img.identity));
   const Inventory& inv = img.inventory;
-  if (inv.format_version() > kFormatVersion)
-    return Status::Error(dir + ": image format version " + std::to_string(inv.format_version()) +
-                         " is newer than this cryo supports (" + std::to_string(kFormatVersion) + ")");
-  const auto& supported = SupportedFeatures();
-  for (const std::string& f : inv.features())
-    if (std::find(supported.begin(), supported.end(), f) == supported.end())
-      return Status::Error(dir + ": the image needs feature '" + f + "', which this cryo (" CRYO_VERSION
-                           ") does not support; restore it with a newer cryo");
-  if (inv.format_version() == 0) return Status::Error(dir + ": the inventory's format version 0 is invalid (corrupted)");
-  if (inv.pids().empty()) return Status::Error(dir + ": the inventory lists no process");
+  // What decides which files are read comes first: features, pids.
+  CRYO_RETURN_IF_ERROR(ValidateInventory(img));
   for (int pid : inv.pids()) {
-    if (pid <= 0 || img.processes.count(pid))
-      return Status::Error(dir + ": the inventory lists pid " + std::to_string(pid) + " " +
-                           (pid <= 0 ? "(invalid)" : "twice") + " (corrupted)");
     ProcessImage& p = img.processes[pid];
-    CRYO_RETURN_IF_ERROR(ReadRecord(dir, CoreName(pid), FileKind::kProcessCore, &p.core));
-    if (p.core.pid() != pid) return Status::Error(dir + "/" + CoreName(pid) + ": record is for pid " + std::to_string(p.core.pid()));
+    CRYO_RETURN_IF_ERROR(ReadImageRecord(img, CoreName(pid), FileKind::kProcessCore, &p.core));
+    if (p.core.pid() != pid)
+      return Status::Error(dir + "/" + CoreName(pid) + ": record is for pid " + std::to_string(p.core.pid()) +
+                           " (corrupted)");
     if (p.core.zombie()) continue;  // nothing but its core
-    CRYO_RETURN_IF_ERROR(ReadRecord(dir, MmName(pid), FileKind::kMm, &p.mm));
-    CRYO_RETURN_IF_ERROR(ReadRecord(dir, FdsName(pid), FileKind::kFdTable, &p.fds));
-    if (p.core.threads_size() < 1) return Status::Error(dir + "/" + CoreName(pid) + ": no thread");
-    for (const TaskCore& t : p.core.threads()) {
-      if (t.regs().gpr_size() != 27) return Status::Error(dir + "/" + CoreName(pid) + ": register set is incomplete");
-      if (t.regs().xsave().size() != inv.xsave_size())
-        return Status::Error(dir + "/" + CoreName(pid) + ": xsave area size does not match the inventory");
-    }
-    CRYO_RETURN_IF_ERROR(ValidateMm(dir, pid, p.mm));
-    CRYO_ASSIGN_OR_RETURN(UniqueFd pf, OpenPageFile(dir, pid, p.mm));
+    CRYO_RETURN_IF_ERROR(ReadImageRecord(img, MmName(pid), FileKind::kMm, &p.mm));
+    CRYO_RETURN_IF_ERROR(ReadImageRecord(img, FdsName(pid), FileKind::kFdTable, &p.fds));
+  }
+  if (HasFeature(inv, "pipes") || HasFeature(inv, "fifos"))
+    CRYO_RETURN_IF_ERROR(ReadImageRecord(img, PipesName(), FileKind::kPipes, &img.pipes));
+  if (HasFeature(inv, "memfd") || HasFeature(inv, "posix-shm") || HasFeature(inv, "sysv-shm") ||
+      HasFeature(inv, "anon-shmem"))
+    CRYO_RETURN_IF_ERROR(ReadImageRecord(img, ShmName(), FileKind::kShm, &img.shm));
+  if (HasFeature(inv, "tty")) CRYO_RETURN_IF_ERROR(ReadImageRecord(img, TtysName(), FileKind::kTtys, &img.ttys));
+  CRYO_RETURN_IF_ERROR(ValidateImage(img));
+  for (const auto& [pid, p] : img.processes) {
+    if (p.core.zombie()) continue;
+    CRYO_ASSIGN_OR_RETURN(UniqueFd pf, OpenPageFile(img, pid));
     (void)pf;
   }
-  if (!img.processes.count(inv.root_pid()) || img.processes[inv.root_pid()].core.zombie())
-    return Status::Error(dir + ": the root process " + std::to_string(inv.root_pid()) + " is missing or a zombie");
-  for (const auto& [pid, p] : img.processes) {
-    if (pid == inv.root_pid()) continue;
-    auto parent = img.processes.find(p.core.ppid());
-    if (parent == img.processes.end() || parent->second.core.zombie())
-      return Status::Error(dir + ": the parent " + std::to_string(p.core.ppid()) + " of pid " + std::to_string(pid) +
-                           " is not a live process of the image (corrupted)");
+  if (!img.shm.objects().empty()) {
+    CRYO_ASSIGN_OR_RETURN(UniqueFd sf, OpenShmPageFile(img));
+    (void)sf;
   }
-  if (std::find(inv.features().begin(), inv.features().end(), "pipes") != inv.features().end() ||
-      std::find(inv.features().begin(), inv.features().end(), "fifos") != inv.features().end())
-    CRYO_RETURN_IF_ERROR(ReadRecord(dir, PipesName(), FileKind::kPipes, &img.pipes));
-  if (HasAnyFeature(inv, {"memfd", "posix-shm", "sysv-shm", "anon-shmem"})) {
-    CRYO_RETURN_IF_ERROR(ReadRecord(dir, ShmName(), FileKind::kShm, &img.shm));
-    CRYO_RETURN_IF_ERROR(ValidateShm(img));
-    if (!img.shm.objects().empty()) {
-      CRYO_ASSIGN_OR_RETURN(UniqueFd sf, OpenShmPageFile(dir, img.shm));
-      (void)sf;
-    }
-  } else {
-    // Without the features an image holds no shared memory objects.
-    for (const auto& [pid, p] : img.processes) {
-      for (const Vma& v : p.mm.vmas())
-        if (v.shm_object()) return Status::Error(dir + "/" + MmName(pid) + ": a VMA names a shared memory object, but the image lists no shared memory feature (corrupted)");
-    }
-  }
-  if (std::find(inv.features().begin(), inv.features().end(), "tty") != inv.features().end())
-    CRYO_RETURN_IF_ERROR(ReadRecord(dir, TtysName(), FileKind::kTtys, &img.ttys));
-  if (HasAnyFeature(inv, {"unlinked-files"})) {
-    CRYO_RETURN_IF_ERROR(ReadRecord(dir, FilesName(), FileKind::kFiles, &img.files));
-    if (!img.files.files().empty()) CRYO_RETURN_IF_ERROR(OpenFilesDataFile(dir, img.files).status());
+  if (HasFeature(inv, "unlinked-files")) {
+    CRYO_RETURN_IF_ERROR(ReadImageRecord(img, FilesName(), FileKind::kFiles, &img.files));
+    if (!img.files.files().empty()) CRYO_RETURN_IF_ERROR(OpenFilesDataFile(img).status());
   }
   CRYO_RETURN_IF_ERROR(ValidateUnlinkedFiles(img));
   return img;
 }
 
-Result<UniqueFd> OpenFilesDataFile(const std::string& dir, const UnlinkedFileTable& files) {
-  const std::string path = dir + "/" + FilesDataName();
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno("open " + path);
-  uint8_t hdr[kHeaderSize];
-  const ssize_t n = ::pread(fd.get(), hdr, sizeof(hdr), 0);
-  if (n < 0) return Status::FromErrno("read " + path);
-  FileHeader h;
-  CRYO_RETURN_IF_ERROR(CheckHeader(path, hdr, static_cast<size_t>(n), FileKind::kPages, &h));
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("stat " + path);
-  const uint64_t want = files.data_size();
-  if (h.payload_size != want || static_cast<uint64_t>(st.st_size) != kPageDataOffset + want)
-    return Status::Error(path + ": holds " + std::to_string(st.st_size) + " bytes, expected " +
-                         std::to_string(kPageDataOffset + want) + " (truncated or corrupted)");
-  return fd;
+Result<UniqueFd> OpenFilesDataFile(const LoadedImage& img) {
+  return OpenDataFile(img, FilesDataName(), img.files.data_size());
 }
 
 }  // namespace cryo::image

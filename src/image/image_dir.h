@@ -30,12 +30,18 @@
 #include "base/unique_fd.h"
 #include "cryo/image.pb.h"
 #include "image/format.h"
+#include "image/image_file.h"
 
 namespace cryo::image {
 
 class ImageWriter {
  public:
+  // A writer for a new image: a new random image id, the current format.
   static Result<std::unique_ptr<ImageWriter>> Create(Env* env, const std::string& dir);
+  // A writer of more files for the existing image `identity` (tools and tests
+  // that edit an image): its format version and id.
+  static Result<std::unique_ptr<ImageWriter>> ForImage(Env* env, const std::string& dir,
+                                                       const ImageIdentity& identity);
 
   ~ImageWriter();
 
@@ -61,7 +67,11 @@ class ImageWriter {
   Status SyncFiles();
   // fsyncs the directory (new entries durable).
   Status SyncDir();
+  // Writes inventory.img (after SyncFiles: every other file is complete), with
+  // the image id and the size of every file this writer wrote.
+  Status WriteInventory(Inventory inv);
   const std::string& dir() const { return dir_; }
+  const std::string& image_id() const { return image_id_; }
 
   // A dump's first file: IncompleteMarkerName(), holding `what`.
   Status MarkIncomplete(const std::string& what);
@@ -74,7 +84,9 @@ class ImageWriter {
   Status Discard();
 
  private:
-  ImageWriter(Env* env, std::string dir) : env_(env), dir_(std::move(dir)) {}
+  ImageWriter(Env* env, std::string dir, uint32_t version, std::string id)
+      : env_(env), dir_(std::move(dir)), format_version_(version), image_id_(std::move(id)) {}
+  void NoteSize(const std::string& name, uint64_t size);
   Status WritePayload(const std::string& name, FileKind kind, const std::string& payload);
   Result<std::unique_ptr<WritableFile>> NewFile(const std::string& name);
   Status AddPending(std::unique_ptr<WritableFile> file, uint64_t size);
@@ -82,6 +94,10 @@ class ImageWriter {
   void WriterLoop();
   Env* env_;
   std::string dir_;
+  uint32_t format_version_;
+  std::string image_id_;
+  std::mutex sizes_mu_;
+  std::map<std::string, uint64_t> sizes_;  // every file written, by name
   std::mutex pending_mu_;
   std::vector<std::unique_ptr<WritableFile>> pending_;  // written, not yet fsynced
 
@@ -113,6 +129,7 @@ struct ProcessImage {
 
 struct LoadedImage {
   std::string dir;
+  ImageIdentity identity;  // format version, image id, file sizes
   Inventory inventory;
   std::map<int, ProcessImage> processes;  // by pid
   PipeTable pipes;
@@ -121,17 +138,31 @@ struct LoadedImage {
   UnlinkedFileTable files;  // unlinked files and directories (files.img)
 };
 
-// Reads one metadata file, checking magic, version, kind, size and checksum.
+// Reads one metadata file on its own (tools, tests), checking magic, version,
+// kind, size and checksum, but not that it belongs to any image.
 Status ReadRecord(const std::string& dir, const std::string& name, FileKind kind, google::protobuf::MessageLite* msg);
-// Loads and validates a whole image: every record, the features it needs, the
+// Reads one metadata file of the loaded image `img` (its dir and identity set,
+// e.g. from LoadImage): also checks that it belongs to the image (format,
+// image id) and has the size the inventory records. A new kind of record read
+// by LoadImage goes through this.
+Status ReadImageRecord(const LoadedImage& img, const std::string& name, FileKind kind,
+                       google::protobuf::MessageLite* msg);
+// Reads inventory.img and the identity every other file must match.
+Status ReadInventory(const std::string& dir, Inventory* inv, ImageIdentity* identity);
+// Rewrites one record of an existing image (tools and tests that edit images):
+// the image's format and id in its header, its size updated in the inventory.
+Status ReplaceRecord(const std::string& dir, const std::string& name, FileKind kind,
+                     const google::protobuf::MessageLite& msg);
+// Loads and validates a whole image: every record, every field against its
+// range and the records it refers to (validate.h), the features it needs, the
 // page files' headers and sizes against the page runs. Nothing is created.
 Result<LoadedImage> LoadImage(const std::string& dir);
-// Opens a process's page file after checking its header against `mm`.
-Result<UniqueFd> OpenPageFile(const std::string& dir, int pid, const Mm& mm);
-// Opens shm-pages.img after checking its header against `shm`.
-Result<UniqueFd> OpenShmPageFile(const std::string& dir, const ShmTable& shm);
-// Opens files-data.img after checking its header against `files`.
-Result<UniqueFd> OpenFilesDataFile(const std::string& dir, const UnlinkedFileTable& files);
+// Opens a process's page file after checking its header against its Mm.
+Result<UniqueFd> OpenPageFile(const LoadedImage& img, int pid);
+// Opens shm-pages.img after checking its header against the ShmTable.
+Result<UniqueFd> OpenShmPageFile(const LoadedImage& img);
+// Opens files-data.img after checking its header against img.files.
+Result<UniqueFd> OpenFilesDataFile(const LoadedImage& img);
 // files.img (and the holders that name its files): every field checked.
 Status ValidateUnlinkedFiles(const LoadedImage& img);
 

@@ -1,7 +1,11 @@
 #include "image/image_dir.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <termios.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,60 +15,23 @@
 #include <vector>
 
 #include "base/file_util.h"
+#include "image/test_image.h"
 
 namespace cryo::image {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/cryo-image-test-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { (void)!std::system(("rm -rf " + path_).c_str()); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::MakeTestImage;
+using testing::TempDir;
+using testing::TestImage;
+using testing::WriteTestImage;
 
 // Writes a minimal valid one-process image into dir.
 void WriteImage(const std::string& dir, uint32_t version = kFormatVersion, const std::string& extra_feature = "") {
-  auto w = ImageWriter::Create(Env::Default(), dir);
-  ASSERT_TRUE(w.ok()) << w.status().ToString();
-  Inventory inv;
-  inv.set_format_version(version);
-  inv.add_features("x86_64");
-  if (!extra_feature.empty()) inv.add_features(extra_feature);
-  inv.set_xsave_size(16);
-  inv.set_root_pid(42);
-  inv.add_pids(42);
-  ASSERT_TRUE((*w)->WriteRecord(InventoryName(), FileKind::kInventory, inv).ok());
-  ProcessCore core;
-  core.set_pid(42);
-  TaskCore* t = core.add_threads();
-  t->set_tid(42);
-  for (int i = 0; i < 27; ++i) t->mutable_regs()->add_gpr(i);
-  t->mutable_regs()->set_xsave(std::string(16, 'x'));
-  ASSERT_TRUE((*w)->WriteRecord(CoreName(42), FileKind::kProcessCore, core).ok());
-  Mm mm;
-  Vma* v = mm.add_vmas();
-  v->set_start(0x10000);
-  v->set_end(0x14000);
-  PageRun* r = mm.add_runs();
-  r->set_vaddr(0x11000);
-  r->set_npages(2);
-  r->set_offset(kPageDataOffset);
-  mm.set_total_pages(2);
-  ASSERT_TRUE((*w)->WriteRecord(MmName(42), FileKind::kMm, mm).ok());
-  ASSERT_TRUE((*w)->WriteRecord(FdsName(42), FileKind::kFdTable, FdTable()).ok());
-  auto pf = (*w)->CreatePageFile(PagesName(42));
-  ASSERT_TRUE(pf.ok());
-  std::string pages(2 * kPageSize, 'p');
-  ASSERT_TRUE((*pf)->WriteAt(pages.data(), pages.size(), kPageDataOffset).ok());
-  ASSERT_TRUE((*w)->FinishPageFile(std::move(*pf), pages.size()).ok());
-  ASSERT_TRUE((*w)->SyncFiles().ok());
-  ASSERT_TRUE((*w)->SyncDir().ok());
+  TestImage t = MakeTestImage();
+  t.inv.set_format_version(version);
+  if (!extra_feature.empty()) t.inv.add_features(extra_feature);
+  Status s = WriteTestImage(dir, t);
+  ASSERT_TRUE(s.ok()) << s.ToString();
 }
 
 void FlipByte(const std::string& path, off_t off) {
@@ -88,29 +55,40 @@ TEST(ImageDirTest, RoundTrip) {
 
 TEST(ImageDirTest, TerminalsRoundTrip) {
   TempDir d;
-  WriteImage(d.path(), kFormatVersion, "tty");
-  TtyTable ttys;
-  Tty* t = ttys.add_ttys();
+  TestImage img = MakeTestImage();
+  img.inv.add_features("tty");
+  Tty* t = img.ttys.add_ttys();
   t->set_id(1);
   t->set_kind(TTY_PTY);
   t->set_index(7);
+  t->set_rdev(makedev(136, 7));
+  t->set_master_path("/dev/ptmx");
+  t->mutable_termios()->set_cc(std::string(19, '\0'));
+  t->mutable_termios()->set_lflag(ICANON);
   t->mutable_winsize()->set_rows(37);
   t->set_master_unread("out\r\n");
   TtyInput* in = t->add_slave_unread();
   in->set_data("partial");
   in->set_partial(true);
-  auto w = ImageWriter::Create(Env::Default(), d.path());
-  ASSERT_TRUE(w.ok());
-  ASSERT_TRUE((*w)->WriteRecord(TtysName(), FileKind::kTtys, ttys).ok());
-  auto img = LoadImage(d.path());
-  ASSERT_TRUE(img.ok()) << img.status().ToString();
-  ASSERT_EQ(img->ttys.ttys_size(), 1);
-  EXPECT_EQ(img->ttys.ttys(0).SerializeAsString(), t->SerializeAsString());
+  Fd* f = img.procs[42].fds.add_fds();
+  f->set_fd(3);
+  f->set_kind(FD_TTY);
+  f->set_flags(O_RDWR | 0x8000);
+  f->mutable_tty()->set_tty_id(1);
+  f->mutable_tty()->set_master(true);
+  f->mutable_tty()->set_index(7);
+  f->mutable_file()->set_path("/dev/ptmx");
+  ASSERT_TRUE(WriteTestImage(d.path(), img).ok());
+  auto loaded = LoadImage(d.path());
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  ASSERT_EQ(loaded->ttys.ttys_size(), 1);
+  EXPECT_EQ(loaded->ttys.ttys(0).SerializeAsString(), t->SerializeAsString());
 }
 
 TEST(ImageDirTest, MissingTerminalTableNamesIt) {
   TempDir d;
   WriteImage(d.path(), kFormatVersion, "tty");
+  ASSERT_EQ(::unlink((d.path() + "/" + TtysName()).c_str()), 0);
   auto img = LoadImage(d.path());
   ASSERT_FALSE(img.ok());
   EXPECT_NE(img.status().ToString().find("ttys.img"), std::string::npos) << img.status().ToString();
@@ -197,16 +175,15 @@ TEST(ImageDirTest, UnknownFeatureIsRefusedByName) {
   EXPECT_NE(img.status().ToString().find("'teleportation'"), std::string::npos);
 }
 
-// Reads one record of an image, lets `edit` change it, and writes it back.
+// Reads one record of an image, lets `edit` change it, and writes it back
+// (same image id, its size updated in the inventory).
 template <typename Msg>
 void EditRecord(const std::string& dir, const std::string& name, FileKind kind, const std::function<void(Msg*)>& edit) {
   Msg msg;
   ASSERT_TRUE(ReadRecord(dir, name, kind, &msg).ok());
   edit(&msg);
-  auto w = ImageWriter::Create(Env::Default(), dir);
-  ASSERT_TRUE(w.ok());
-  ASSERT_TRUE((*w)->WriteRecord(name, kind, msg).ok());
-  ASSERT_TRUE((*w)->SyncFiles().ok());
+  Status s = ReplaceRecord(dir, name, kind, msg);
+  ASSERT_TRUE(s.ok()) << s.ToString();
 }
 
 TEST(ImageDirTest, InventoryVersionZeroIsRefused) {
@@ -276,10 +253,9 @@ class FullDiskEnv : public Env {
 // mapped by the VMA and held as fd 3.
 void WriteShmImage(const std::string& dir, const std::function<void(ShmTable*)>& edit = nullptr,
                    uint64_t stored_pages = 2) {
-  WriteImage(dir, kFormatVersion, "memfd");
-  auto w = ImageWriter::Create(Env::Default(), dir);
-  ASSERT_TRUE(w.ok());
-  ShmTable t;
+  TestImage img = MakeTestImage();
+  img.inv.add_features("memfd");
+  ShmTable& t = img.shm;
   ShmObject* o = t.add_objects();
   o->set_id(1);
   o->set_kind(SHM_MEMFD);
@@ -291,23 +267,29 @@ void WriteShmImage(const std::string& dir, const std::function<void(ShmTable*)>&
   e->set_file_offset(kPageDataOffset);
   t.set_total_pages(2);
   if (edit) edit(&t);
-  ASSERT_TRUE((*w)->WriteRecord(ShmName(), FileKind::kShm, t).ok());
-  auto pf = (*w)->CreatePageFile(ShmPagesName());
-  ASSERT_TRUE(pf.ok());
-  std::string pages(stored_pages * kPageSize, 's');
-  ASSERT_TRUE((*pf)->WriteAt(pages.data(), pages.size(), kPageDataOffset).ok());
-  ASSERT_TRUE((*w)->FinishPageFile(std::move(*pf), pages.size()).ok());
-  Mm mm;
-  ASSERT_TRUE(ReadRecord(dir, MmName(42), FileKind::kMm, &mm).ok());
-  mm.mutable_vmas(0)->set_kind(VMA_FILE_SHARED);
-  mm.mutable_vmas(0)->set_shm_object(1);
-  ASSERT_TRUE((*w)->WriteRecord(MmName(42), FileKind::kMm, mm).ok());
-  FdTable fds;
-  Fd* f = fds.add_fds();
+  img.shm_pages = std::string(stored_pages * kPageSize, 's');
+  Mm& mm = img.procs[42].mm;
+  Vma* v = mm.mutable_vmas(0);
+  v->set_kind(VMA_FILE_SHARED);
+  v->set_flags(MAP_SHARED);
+  v->add_vm_flags("sh");
+  v->add_vm_flags("ms");
+  v->set_shm_object(1);
+  v->set_name("/memfd:a memfd");
+  v->mutable_file()->set_path("/memfd:a memfd");
+  v->mutable_file()->set_mode(S_IFREG | 0600);
+  v->set_stored_pages(0);
+  mm.clear_runs();
+  mm.set_total_pages(0);
+  img.pages[42].clear();
+  Fd* f = img.procs[42].fds.add_fds();
   f->set_fd(3);
   f->set_kind(FD_MEMFD);
+  f->set_flags(O_RDWR | 0x8000);
   f->set_shm_object(1);
-  ASSERT_TRUE((*w)->WriteRecord(FdsName(42), FileKind::kFdTable, fds).ok());
+  f->mutable_file()->set_path("/memfd:a memfd (deleted)");
+  f->mutable_file()->set_mode(S_IFREG | 0600);
+  ASSERT_TRUE(WriteTestImage(dir, img).ok());
 }
 
 TEST(ImageDirTest, ShmTableRoundTrip) {
@@ -317,7 +299,7 @@ TEST(ImageDirTest, ShmTableRoundTrip) {
   ASSERT_TRUE(img.ok()) << img.status().ToString();
   ASSERT_EQ(img->shm.objects_size(), 1);
   EXPECT_EQ(img->shm.objects(0).name(), "a memfd");
-  EXPECT_TRUE(OpenShmPageFile(d.path(), img->shm).ok());
+  EXPECT_TRUE(OpenShmPageFile(*img).ok());
 }
 
 TEST(ImageDirTest, ShmExtentsMustBeWellFormed) {
@@ -351,7 +333,10 @@ TEST(ImageDirTest, ShmExtentsMustBeWellFormed) {
 TEST(ImageDirTest, ShmHoldersMustNameAnObjectOfTheirKind) {
   TempDir d;
   // The fd is a memfd, the object a SysV segment.
-  WriteShmImage(d.path(), [](ShmTable* t) { t->mutable_objects(0)->set_kind(SHM_SYSV); });
+  WriteShmImage(d.path(), [](ShmTable* t) {
+    t->mutable_objects(0)->set_kind(SHM_SYSV);
+    t->mutable_objects(0)->clear_name();
+  });
   auto img = LoadImage(d.path());
   ASSERT_FALSE(img.ok());
   EXPECT_NE(img.status().message().find("fd 3"), std::string::npos) << img.status().ToString();
@@ -449,6 +434,147 @@ TEST(ImageDirTest, UnwritableDirIsRefused) {
   auto w = ImageWriter::Create(Env::Default(), "/proc/version/images");
   ASSERT_FALSE(w.ok());
   EXPECT_NE(w.status().ToString().find("/proc/version/images"), std::string::npos);
+}
+
+// An image is one image: a file copied in from another one is refused, named.
+TEST(ImageDirTest, FileOfAnotherImageIsRefused) {
+  TempDir a, b;
+  WriteImage(a.path());
+  WriteImage(b.path());
+  ASSERT_EQ(std::system(("cp " + b.path() + "/fds-42.img " + a.path() + "/fds-42.img").c_str()), 0);
+  auto img = LoadImage(a.path());
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().message().find("fds-42.img belongs to another image"), std::string::npos)
+      << img.status().ToString();
+  // Page files too.
+  WriteImage(a.path());
+  ASSERT_EQ(std::system(("cp " + b.path() + "/pages-42.img " + a.path() + "/pages-42.img").c_str()), 0);
+  img = LoadImage(a.path());
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().message().find("pages-42.img belongs to another image"), std::string::npos)
+      << img.status().ToString();
+}
+
+// Writes `t` as a format 1 image: 32-byte headers without an id, no file list.
+void WriteV1Image(const std::string& dir, TestImage t) {
+  t.inv.set_format_version(1);
+  ImageIdentity v1;
+  v1.format_version = 1;
+  auto w = ImageWriter::ForImage(Env::Default(), dir, v1);
+  ASSERT_TRUE(w.ok());
+  const ProcessImage& p = t.procs.at(42);
+  ASSERT_TRUE((*w)->WriteRecord(CoreName(42), FileKind::kProcessCore, p.core).ok());
+  ASSERT_TRUE((*w)->WriteRecord(MmName(42), FileKind::kMm, p.mm).ok());
+  ASSERT_TRUE((*w)->WriteRecord(FdsName(42), FileKind::kFdTable, p.fds).ok());
+  auto pf = (*w)->CreatePageFile(PagesName(42));
+  ASSERT_TRUE(pf.ok());
+  ASSERT_TRUE((*pf)->WriteAt(t.pages[42].data(), t.pages[42].size(), kPageDataOffset).ok());
+  ASSERT_TRUE((*w)->FinishPageFile(std::move(*pf), t.pages[42].size()).ok());
+  ASSERT_TRUE((*w)->WriteRecord(InventoryName(), FileKind::kInventory, t.inv).ok());
+  ASSERT_TRUE((*w)->SyncFiles().ok());
+}
+
+TEST(ImageDirTest, FormatOneImagesWithoutIdStillLoad) {
+  TempDir d;
+  WriteV1Image(d.path(), MakeTestImage());
+  auto img = LoadImage(d.path());
+  ASSERT_TRUE(img.ok()) << img.status().ToString();
+  EXPECT_EQ(img->identity.format_version, 1u);
+  EXPECT_TRUE(img->identity.image_id.empty());
+  uint8_t hdr[kHeaderSize];
+  std::ifstream f(d.path() + "/" + CoreName(42), std::ios::binary);
+  f.read(reinterpret_cast<char*>(hdr), kHeaderSize);
+  FileHeader h;
+  std::string why;
+  ASSERT_TRUE(DecodeHeader(hdr, kHeaderSize, &h, &why)) << why;
+  EXPECT_EQ(h.header_size, kHeaderSizeV1);
+}
+
+TEST(ImageDirTest, FormatOneFileInAFormatTwoImageIsRefused) {
+  TempDir v1, v2;
+  WriteV1Image(v1.path(), MakeTestImage());
+  WriteImage(v2.path());
+  ASSERT_EQ(std::system(("cp " + v1.path() + "/mm-42.img " + v2.path() + "/mm-42.img").c_str()), 0);
+  auto img = LoadImage(v2.path());
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().message().find("mm-42.img"), std::string::npos) << img.status().ToString();
+  // And the other way round: an id-less image takes no file with an id.
+  WriteV1Image(v1.path(), MakeTestImage());
+  WriteImage(v2.path());
+  ASSERT_EQ(std::system(("cp " + v2.path() + "/mm-42.img " + v1.path() + "/mm-42.img").c_str()), 0);
+  img = LoadImage(v1.path());
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().message().find("mm-42.img belongs to another image"), std::string::npos) << img.status().ToString();
+}
+
+// Only regular files are read: a FIFO would block, a device node could do
+// anything when opened or give endless bytes, a symbolic link leads anywhere.
+TEST(ImageDirTest, SpecialFilesAreRefusedWithoutBeingOpened) {
+  struct Case {
+    const char* name;
+    std::function<int(const std::string&)> make;
+    const char* says;
+  } cases[] = {
+      {"inventory.img", [](const std::string& p) { return ::mkfifo(p.c_str(), 0600); }, "is a FIFO"},
+      {"core-42.img", [](const std::string& p) { return ::mknod(p.c_str(), S_IFCHR | 0600, makedev(1, 5)); },
+       "is a character device"},
+      {"mm-42.img", [](const std::string& p) { return ::symlink("/etc/passwd", p.c_str()); }, "is a symbolic link"},
+      {"pages-42.img", [](const std::string& p) { return ::mkdir(p.c_str(), 0700); }, "is a directory"},
+  };
+  for (const Case& c : cases) {
+    TempDir d;
+    WriteImage(d.path());
+    const std::string path = d.path() + "/" + c.name;
+    ASSERT_EQ(::unlink(path.c_str()), 0);
+    ASSERT_EQ(c.make(path), 0) << c.name;
+    auto img = LoadImage(d.path());
+    ASSERT_FALSE(img.ok()) << c.name;
+    EXPECT_NE(img.status().message().find(c.says), std::string::npos) << img.status().ToString();
+  }
+}
+
+// A record that grew (a sparse 2 GiB file) is refused by its size alone.
+TEST(ImageDirTest, ReadsAreBoundedByTheInventory) {
+  TempDir d;
+  WriteImage(d.path());
+  ASSERT_EQ(::truncate((d.path() + "/" + FdsName(42)).c_str(), 2ll << 30), 0);
+  auto img = LoadImage(d.path());
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().message().find("the inventory says"), std::string::npos) << img.status().ToString();
+  // A file the inventory does not list is not part of the image.
+  WriteImage(d.path());
+  EditRecord<Inventory>(d.path(), InventoryName(), FileKind::kInventory, [](Inventory* inv) {
+    for (int i = 0; i < inv->files_size(); ++i)
+      if (inv->files(i).name() == MmName(42)) inv->mutable_files()->DeleteSubrange(i, 1);
+  });
+  img = LoadImage(d.path());
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().message().find("does not list mm-42.img"), std::string::npos) << img.status().ToString();
+}
+
+TEST(ImageDirTest, InventorySizeIsCapped) {
+  TempDir d;
+  WriteImage(d.path());
+  ASSERT_EQ(::truncate((d.path() + "/" + InventoryName()).c_str(), 1ll << 40), 0);
+  auto img = LoadImage(d.path());
+  ASSERT_FALSE(img.ok());
+  EXPECT_NE(img.status().message().find("more than"), std::string::npos) << img.status().ToString();
+}
+
+TEST(ImageDirTest, InventoryListsEveryFileWithItsSize) {
+  TempDir d;
+  WriteImage(d.path());
+  Inventory inv;
+  ImageIdentity id;
+  ASSERT_TRUE(ReadInventory(d.path(), &inv, &id).ok());
+  EXPECT_EQ(id.image_id.size(), kImageIdSize);
+  EXPECT_EQ(inv.image_id(), id.image_id);
+  ASSERT_EQ(id.sizes.size(), 4u);
+  for (const auto& [name, size] : id.sizes) {
+    struct stat st;
+    ASSERT_EQ(::stat((d.path() + "/" + name).c_str(), &st), 0) << name;
+    EXPECT_EQ(static_cast<uint64_t>(st.st_size), size) << name;
+  }
 }
 
 }  // namespace

@@ -25,7 +25,7 @@ std::string JsonString(const std::string& s) {
       case '\n': out += "\\n"; break;
       case '\t': out += "\\t"; break;
       default:
-        if (c < 0x20) {
+        if (c < 0x20 || c == 0x7f) {
           char buf[8];
           snprintf(buf, sizeof(buf), "\\u%04x", c);
           out += buf;
@@ -35,6 +35,22 @@ std::string JsonString(const std::string& s) {
     }
   }
   return out + "\"";
+}
+
+// A name from the image for a terminal: control characters (an escape
+// sequence would drive the terminal) as \xNN; the rest (UTF-8 too) as is.
+std::string Safe(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
 }
 
 std::string ProtString(const Vma& v) {
@@ -140,7 +156,8 @@ void TaskStateText(const ProcessCore& c, std::ostringstream& o) {
 std::string ShowJson(const LoadedImage& img) {
   const Inventory& inv = img.inventory;
   std::ostringstream o;
-  o << "{\"format_version\":" << inv.format_version() << ",\"cryo_version\":" << JsonString(inv.cryo_version())
+  o << "{\"format_version\":" << inv.format_version() << ",\"image_id\":" << JsonString(ImageIdHex(inv.image_id()))
+    << ",\"cryo_version\":" << JsonString(inv.cryo_version())
     << ",\"kernel\":" << JsonString(inv.kernel_release()) << ",\"dump_mode\":" << JsonString(inv.dump_mode())
     << ",\"features\":[";
   for (int i = 0; i < inv.features_size(); ++i) o << (i ? "," : "") << JsonString(inv.features(i));
@@ -272,10 +289,12 @@ std::string ShowJson(const LoadedImage& img) {
 std::string ShowText(const LoadedImage& img) {
   const Inventory& inv = img.inventory;
   std::ostringstream o;
-  o << "image " << img.dir << ": format " << inv.format_version() << ", made by cryo " << inv.cryo_version() << " on "
-    << inv.hostname() << " (Linux " << inv.kernel_release() << "), " << inv.dump_mode() << " dump\n";
+  o << "image " << Safe(img.dir) << ": format " << inv.format_version() << ", made by cryo " << Safe(inv.cryo_version())
+    << " on " << Safe(inv.hostname()) << " (Linux " << Safe(inv.kernel_release()) << "), " << Safe(inv.dump_mode())
+    << " dump\n";
+  if (!inv.image_id().empty()) o << "image id " << ImageIdHex(inv.image_id()) << "\n";
   o << "features needed:";
-  for (const auto& f : inv.features()) o << " " << f;
+  for (const auto& f : inv.features()) o << " " << Safe(f);
   o << "\n";
   for (const auto& [pid, p] : img.processes) {
     const ProcessCore& c = p.core;
@@ -286,8 +305,8 @@ std::string ShowText(const LoadedImage& img) {
     }
     const TaskCore& t = c.threads(0);
     char line[512];
-    o << "\nprocess " << pid << " (" << t.comm() << ") ppid " << c.ppid() << " pgid " << c.pgid() << " sid " << c.sid()
-      << "\n  exe " << c.mm().exe_path() << "\n  cwd " << c.cwd() << "\n  uid " << c.creds().uid(0) << " gid "
+    o << "\nprocess " << pid << " (" << Safe(t.comm()) << ") ppid " << c.ppid() << " pgid " << c.pgid() << " sid "
+      << c.sid() << "\n  exe " << Safe(c.mm().exe_path()) << "\n  cwd " << Safe(c.cwd()) << "\n  uid " << c.creds().uid(0) << " gid "
       << c.creds().gid(0) << "\n";
     snprintf(line, sizeof(line), "  registers: rip %016" PRIx64 " rsp %016" PRIx64 ", xsave %zu bytes (features %#" PRIx64 ")\n",
              t.regs().gpr(kRip), t.regs().gpr(kRsp), t.regs().xsave().size(), inv.xsave_features());
@@ -304,14 +323,14 @@ std::string ShowText(const LoadedImage& img) {
         << c.mm().attrs().mlock_future() << ", membarrier registrations " << c.mm().attrs().membarrier() << "\n";
     for (const Vma& v : p.mm.vmas()) {
       snprintf(line, sizeof(line), "    %012" PRIx64 "-%012" PRIx64 " %s %8" PRIu64 " pages  %s\n", v.start(), v.end(),
-               ProtString(v).c_str(), v.stored_pages(), v.name().c_str());
+               ProtString(v).c_str(), v.stored_pages(), Safe(v.name()).substr(0, 300).c_str());
       o << line;
       if (v.kind() == VMA_FILE_PRIVATE && v.file_opened_rw()) o << "        (its file opened read-write)\n";
     }
     o << "  fds:\n";
     for (const Fd& f : p.fds.fds())
     {
-      o << "    " << f.fd() << ": " << FdKindName(f.kind()) << " " << f.file().path() << " pos " << f.pos() << " flags 0"
+      o << "    " << f.fd() << ": " << FdKindName(f.kind()) << " " << Safe(f.file().path()) << " pos " << f.pos() << " flags 0"
         << std::oct << f.flags() << std::dec << (f.cloexec() ? " cloexec" : "") << ListenSocketText(f);
       for (const FileLock& l : f.locks()) {
         o << ", " << LockKindName(l.kind()) << (l.write() ? " write" : " read");
@@ -344,7 +363,7 @@ std::string ShowText(const LoadedImage& img) {
         << "), " << t.winsize().rows() << "x" << t.winsize().cols() << "\n";
       continue;
     }
-    o << "\nterminal " << t.id() << ": pseudoterminal /dev/pts/" << t.index() << " (" << t.master_path() << "), "
+    o << "\nterminal " << t.id() << ": pseudoterminal /dev/pts/" << t.index() << " (" << Safe(t.master_path()) << "), "
       << t.winsize().rows() << "x" << t.winsize().cols() << ", lflag 0" << std::oct << t.termios().lflag() << std::dec
       << (t.locked() ? ", locked" : "") << (t.packet_mode() ? ", packet mode" : "") << (t.exclusive() ? ", exclusive" : "");
     if (t.session()) o << ", controls session " << t.session() << " (foreground group " << t.foreground_pgrp() << ")";
@@ -369,7 +388,7 @@ std::string ShowText(const LoadedImage& img) {
       snprintf(key, sizeof(key), "%#x", static_cast<uint32_t>(so.sysv_key()));
       o << " id " << so.sysv_id() << " key " << key << (so.sysv_removed() ? " (removed)" : "");
     } else if (so.kind() != SHM_ANON) {
-      o << " \"" << so.name() << "\"" << (so.unlinked() ? " (unlinked)" : "");
+      o << " \"" << Safe(so.name()) << "\"" << (so.unlinked() ? " (unlinked)" : "");
     }
     o << ", " << so.size() << " bytes, mode 0" << std::oct << so.mode() << std::dec << ", uid " << so.uid() << " gid "
       << so.gid() << ", " << ShmStoredPages(so) << " pages stored";

@@ -1,6 +1,8 @@
 #include "mem/posix_shm.h"
 #include "mem/shm_object.h"
+#include "base/janitor.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -11,6 +13,17 @@ namespace cryo {
 namespace {
 
 constexpr std::string_view kDir = "/dev/shm/";
+constexpr const char* kTempPrefix = ".cryo-restore";
+
+// Temporary files of restores that were killed along with their janitor
+// (base/janitor.h): their names say which cryo made them, and it is gone.
+void RemoveStaleTemps(const std::string& dir) {
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  while (struct dirent* e = ::readdir(d))
+    if (IsStaleTempName(kTempPrefix, e->d_name)) ::unlinkat(::dirfd(d), e->d_name, 0);
+  ::closedir(d);
+}
 
 }  // namespace
 
@@ -29,8 +42,12 @@ Result<int> CreatePosixShmFile(const image::ShmObject& obj, std::string* temp_pa
   const size_t slash = path.rfind('/');
   if (slash == std::string::npos || path.compare(0, kDir.size(), kDir) != 0 || path.find("/../") != std::string::npos)
     return Status::Error(what + ": not a path under /dev/shm");
-  const std::string temp = path.substr(0, slash + 1) + ".cryo-restore-" + std::to_string(::getpid()) + "-" +
-                           std::to_string(obj.id());
+  const std::string dir = path.substr(0, slash + 1);
+  RemoveStaleTemps(dir);
+  // Named after this cryo (pid and start time), so that a later one knows it
+  // is left over if neither this cryo nor its janitor could remove it.
+  const std::string temp = dir + OwnTempName(kTempPrefix, std::to_string(obj.id()));
+  if (Janitor* j = CurrentJanitor()) CRYO_RETURN_IF_ERROR(j->WillCreateFile(temp).Prefixed(what));
   int fd = ::open(temp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Status::FromErrno("creating " + temp + " for " + what);
   *temp_path = temp;

@@ -69,7 +69,7 @@ void SetRestoringShmObjects(const ShmObjects* objects) { g_restoring = objects; 
 Result<std::unique_ptr<ShmObjects>> ShmObjects::Create(const image::LoadedImage& img, int fd_base) {
   std::unique_ptr<ShmObjects> objs(new ShmObjects());
   if (img.shm.objects().empty()) return objs;
-  CRYO_ASSIGN_OR_RETURN(UniqueFd pages, image::OpenShmPageFile(img.dir, img.shm));
+  CRYO_ASSIGN_OR_RETURN(UniqueFd pages, image::OpenShmPageFile(img));
   std::vector<std::string> warnings;
   // Removed SysV segments first: once removed again their keys are free for
   // segments of the image that took the same key later.

@@ -10,6 +10,7 @@
 #include <cstdio>
 
 #include "base/file_util.h"
+#include "base/janitor.h"
 
 namespace cryo {
 
@@ -109,6 +110,8 @@ Result<bool> MakeSysvSegment(const image::ShmObject& obj, std::vector<std::strin
       key = IPC_PRIVATE;
     }
   }
+  // Told first: if cryo dies from here on, the segment still goes.
+  if (Janitor* j = CurrentJanitor()) CRYO_RETURN_IF_ERROR(j->WillCreateSysv(id).Prefixed(what));
   CRYO_RETURN_IF_ERROR(SetNextShmId(id).Prefixed(what));
   const int got = ::shmget(key, obj.size(), IPC_CREAT | IPC_EXCL | 0600);
   if (got < 0) return Status::FromErrno("shmget for " + what);

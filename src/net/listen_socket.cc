@@ -21,6 +21,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/janitor.h"
 #include "base/unique_fd.h"
 #include "files/fd_kind.h"
 #include "net/socket_options.h"
@@ -185,6 +186,11 @@ class ListenSocketHandler final : public FdKindHandler {
     } else if (::bind(fd.get(), addr, len) != 0) {
       return Status::FromErrno("bind to " + what);
     }
+    // The socket file bind made goes if the restore does not complete.
+    const auto* bound = reinterpret_cast<const sockaddr_un*>(addr);
+    if (l.family() == AF_UNIX && len > offsetof(sockaddr_un, sun_path) + 1 && bound->sun_path[0] != '\0')
+      if (Janitor* j = CurrentJanitor())
+        CRYO_RETURN_IF_ERROR(j->WillCreateFile(std::string(bound->sun_path, strnlen(bound->sun_path, len - offsetof(sockaddr_un, sun_path)))));
     if (l.family() != AF_UNIX && !l.reuseaddr() &&
         ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &zero, sizeof(zero)) != 0)
       return Status::FromErrno("SO_REUSEADDR on " + what);

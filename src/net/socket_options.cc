@@ -203,6 +203,9 @@ Status DumpSocketOptions(int fd, int family, int type, int protocol, const std::
 Status RestoreSocketOptions(int fd, const google::protobuf::RepeatedPtrField<image::SocketOption>& options,
                             const std::string& what) {
   for (const image::SocketOption& o : options)
+    if (!Find(o.level(), o.name()))
+      return Status::Error(what + ": option " + SocketOptionName(o.level(), o.name()) + " is none cryo dumps (corrupted image)");
+  for (const image::SocketOption& o : options)
     if (Set(fd, o.level(), o.name(), o.value()) != 0)
       return Status::FromErrno("setting " + SocketOptionName(o.level(), o.name()) + " on " + what);
   return Status::Ok();

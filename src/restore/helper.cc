@@ -1,6 +1,7 @@
 #include "restore/helper.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/fault.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "files/fd_table.h"
@@ -53,6 +55,27 @@ void Send(int fd, HelperRecord kind, pid_t pid, const void* payload, uint32_t le
   // One write: records from different helpers must not interleave.
   while (::write(fd, rec.data(), rec.size()) < 0 && errno == EINTR) {
   }
+}
+
+// Reads `n` bytes that cryo (which holds the only write end) sends, waiting at
+// most kHelperWaitSeconds: false at EOF (cryo is gone) or timeout.
+bool ReadFromCryo(int fd, void* buf, size_t n) {
+  char* p = static_cast<char*>(buf);
+  const double deadline = Now() + kHelperWaitSeconds;
+  while (n) {
+    struct pollfd pf = {fd, POLLIN, 0};
+    const int left = static_cast<int>((deadline - Now()) * 1000);
+    if (left <= 0) return false;
+    const int r = ::poll(&pf, 1, left);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    const ssize_t got = ::read(fd, p, n);
+    if (got < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (got <= 0) return false;
+    p += got;
+    n -= static_cast<size_t>(got);
+  }
+  return true;
 }
 
 void SendText(int fd, HelperRecord kind, pid_t pid, const std::string& text) {
@@ -181,7 +204,7 @@ AreaLayout LayoutArea(const image::ProcessImage& p) {
 Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   const image::ProcessImage& p = ctx.img->processes.at(ctx.pid);
   const WindowSlot& slot = ctx.window->slots.at(ctx.pid);
-  CRYO_ASSIGN_OR_RETURN(UniqueFd pages, image::OpenPageFile(ctx.img->dir, ctx.pid, p.mm));
+  CRYO_ASSIGN_OR_RETURN(UniqueFd pages, image::OpenPageFile(*ctx.img, ctx.pid));
   // The vDSO family is where cryo had it when it cloned the tree (a fork keeps it).
   CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, *ctx.cryo_vmas, &out->specials));
   const FdPool* pool = ctx.pool;
@@ -378,6 +401,7 @@ Status CloneTask(HelperContext& ctx, pid_t pid, std::vector<pid_t>* ghosts) {
       return Status::Ok();
     }
     if (*g == 0) {
+      ctx.parent = ctx.pid;
       ctx.pid = pid;
       RunGhost(ctx);
     }
@@ -391,6 +415,7 @@ Status CloneTask(HelperContext& ctx, pid_t pid, std::vector<pid_t>* ghosts) {
   const int exit_signal = core.exit_signal() ? core.exit_signal() : SIGCHLD;
   CRYO_ASSIGN_OR_RETURN(pid_t cpid, CloneWithPid(pid, exit_signal, 3.0, SharingCloneFlags(core)));
   if (cpid == 0) {
+    ctx.parent = ctx.pid;
     ctx.pid = pid;
     RunHelper(ctx);
   }
@@ -400,6 +425,9 @@ Status CloneTask(HelperContext& ctx, pid_t pid, std::vector<pid_t>* ghosts) {
 // A ghost: leads its session or group, clones the members that must descend
 // from it, and exits once every process has joined its group.
 [[noreturn]] void RunGhost(HelperContext ctx) {
+  // Dies with the helper that cloned it, which outlives it (see RunHelper).
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != ctx.parent) ::_exit(1);
   const PlannedTask& t = ctx.plan->at(ctx.pid);
   Status s;
   if (t.kind == PlannedTask::kSessionGhost ? ::setsid() < 0 : ::setpgid(0, 0) != 0)
@@ -418,8 +446,7 @@ Status CloneTask(HelperContext& ctx, pid_t pid, std::vector<pid_t>* ghosts) {
     ::_exit(1);
   }
   char byte;
-  while (::read(ctx.ghost_fd, &byte, 1) < 0 && errno == EINTR) {
-  }
+  (void)ReadFromCryo(ctx.ghost_fd, &byte, 1);  // or cryo is gone: either way, leave
   ::_exit(0);
 }
 
@@ -440,6 +467,7 @@ Status Run(HelperContext& ctx) {
   CRYO_RETURN_IF_ERROR(ttys.TakeControllingTty(ctx.pid, core.sid() == ctx.pid && !joins_shell_session));
   BuiltMemory mem;
   if (!core.zombie()) CRYO_RETURN_IF_ERROR(BuildMemory(ctx, &mem));
+  if (ctx.pid == ctx.img->inventory.root_pid()) RestoreFaultPoint("memory-built");
   // Before the clones: the processes that share our fd table or fs_struct
   // meet on the board of their group's topmost process.
   ctx.role = core.zombie() ? SharingRole() : ctx.roles->at(ctx.pid);
@@ -453,7 +481,7 @@ Status Run(HelperContext& ctx) {
   if (!core.zombie()) SendWarnings(ctx, [&](auto* w) { ttys.CheckControllingTty(core, w); });
   Send(ctx.status_fd, HelperRecord::kCreated, ctx.pid, nullptr, 0);
   char go;
-  if (::read(ctx.go_fd, &go, 1) != 1) return Status::FromErrno("waiting for the whole tree");
+  if (!ReadFromCryo(ctx.go_fd, &go, 1)) return Status::Error("cryo is gone or stuck (waiting for the whole tree)");
   // A shared fd table keeps it for the others; its leader closes it later.
   if (!ctx.role.shares_files()) ::close(ctx.go_fd);
   SessionPhase2(core, ctx.status_fd, ctx.shell_job);
@@ -510,19 +538,27 @@ Result<pid_t> CloneWithPid(pid_t pid, int exit_signal, double patience, uint64_t
 uint64_t RestorerAreaSize(const image::ProcessImage& p) { return LayoutArea(p).total(); }
 
 void RunHelper(HelperContext ctx) {
+  const bool root = ctx.sync_fd >= 0;
+  if (root) RestoreFaultPoint("helper-cloned");
+  // The helper dies with its parent until the restore is complete (cryo's
+  // ptrace EXITKILL covers it too, once seized). The signal first, then the
+  // check that the parent is still the one that cloned it: a parent that died
+  // before the prctl sends nothing, and getppid() then names the reaper
+  // (prctl(2)). Not under a ghost, which exits early: EXITKILL covers those.
+  const auto creator = ctx.plan->tasks.find(ctx.parent);
+  if (creator == ctx.plan->tasks.end() || !creator->second.ghost()) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != ctx.parent) ::_exit(1);
+  for (int fd : ctx.cryo_ends) ::close(fd);
+  ctx.cryo_ends.clear();
   // cryo blocks SIGCHLD while it rebuilds the tree; a helper must not (the
   // SIGCHLD of its zombie children would stay pending into the restored process).
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_UNBLOCK, &chld, nullptr);
-  // The helper dies with cryo until the restore is complete (cryo's ptrace
-  // EXITKILL covers it too, once seized). Not under a ghost, which exits early.
-  const auto parent = ctx.plan->tasks.find(::getppid());
-  if (parent == ctx.plan->tasks.end() || !parent->second.ghost()) ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   CloseLogFile();
-  if (ctx.sync_fd >= 0) {
-    if (::read(ctx.sync_fd, &ctx.rseq, sizeof(ctx.rseq)) != sizeof(ctx.rseq)) ::_exit(1);
+  if (root) {
+    if (!ReadFromCryo(ctx.sync_fd, &ctx.rseq, sizeof(ctx.rseq))) ::_exit(1);
     ::close(ctx.sync_fd);
     ctx.sync_fd = -1;
   }

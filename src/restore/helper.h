@@ -45,6 +45,10 @@ struct HelperContext {
   const image::LoadedImage* img = nullptr;
   const FdPool* pool = nullptr;
   pid_t pid = 0;        // the process this helper becomes
+  pid_t parent = 0;     // the process that clones it (cryo for the root)
+  // cryo's ends of the pipes above: the root closes them first (a helper that
+  // held a write end would never see cryo go).
+  std::vector<int> cryo_ends;
   int sync_fd = -1;     // root only: cryo writes the rseq registration once it seized the root
   int status_fd = -1;   // HelperRecords to cryo
   int go_fd = -1;       // one byte per process once the whole tree exists
@@ -69,6 +73,10 @@ struct HelperContext {
 };
 
 [[noreturn]] void RunHelper(HelperContext ctx);
+
+// How long a helper waits for cryo at most (cryo gives up on the whole tree
+// after 120 s): every blocking wait of a helper is bounded.
+inline constexpr int kHelperWaitSeconds = 150;
 
 // Bytes of the restorer area a process needs (blob, arguments, stacks).
 uint64_t RestorerAreaSize(const image::ProcessImage& p);

@@ -8,6 +8,7 @@
 #include <sys/ptrace.h>
 #include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/signalfd.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -24,6 +25,8 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "base/fault.h"
+#include "base/janitor.h"
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/privileges.h"
@@ -303,14 +306,50 @@ Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::vec
   return w;
 }
 
+// Whether the restore creates something that outlives its processes: SysV
+// segments and files of /dev/shm, FIFOs, UNIX socket files.
+bool NeedsJanitor(const image::LoadedImage& img) {
+  for (const image::ShmObject& o : img.shm.objects())
+    if (o.kind() == image::SHM_SYSV || o.kind() == image::SHM_POSIX) return true;
+  for (const auto& [pid, p] : img.processes)
+    for (const image::Fd& f : p.fds.fds())
+      if (f.kind() == image::FD_FIFO || (f.kind() == image::FD_LISTEN_SOCKET && f.listen_socket().family() == AF_UNIX))
+        return true;
+  return false;
+}
+
+// Every id the restore gives a process: pids, thread ids, and the sessions
+// and groups a temporary leader may take.
+std::set<pid_t> ImagePids(const image::LoadedImage& img) {
+  std::set<pid_t> out;
+  for (const auto& [pid, p] : img.processes) {
+    out.insert({pid, p.core.pgid(), p.core.sid()});
+    for (const image::TaskCore& t : p.core.threads()) out.insert(t.tid());
+  }
+  return out;
+}
+
+}  // namespace
+
+namespace {
+
+// Ignored rather than blocked: a process-directed signal goes to any thread
+// that does not block it (signal(7)), and cryo's worker threads do not.
+void IgnoreTerminatingSignals() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::signal(sig, SIG_IGN);
+}
+
 }  // namespace
 
 Result<pid_t> Restore(const RestoreOptions& opts) {
   const double t0 = Now();
   CRYO_RETURN_IF_ERROR(CheckPrivileges());
+  ArmRestoreFaults();
   CRYO_ASSIGN_OR_RETURN(image::LoadedImage img, image::LoadImage(opts.images_dir));
+  RestoreFaultPoint("loaded");
   const pid_t root = img.inventory.root_pid();
   CRYO_RETURN_IF_ERROR(CheckCpu(img.inventory));
+  for (const auto& [pid, p] : img.processes) CRYO_RETURN_IF_ERROR(CheckCapabilitiesFit(p.core));
   CRYO_ASSIGN_OR_RETURN(uint64_t syscall_off, BlobSyscallInsn());
   const auto& features = img.inventory.features();
   if (!opts.shell_job && std::find(features.begin(), features.end(), "shell-job") != features.end())
@@ -333,12 +372,20 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     CRYO_RETURN_IF_ERROR(CheckDumpableFlag(p.core));
     CRYO_RETURN_IF_ERROR(CheckRestoreAttrs(p.core, pid == root));
   }
+  // What outlives a killed cryo (SysV segments, files) is made known to the
+  // janitor first; it removes it unless the restore completes.
+  std::unique_ptr<Janitor> janitor;
+  if (NeedsJanitor(img)) {
+    CRYO_ASSIGN_OR_RETURN(janitor, Janitor::Start(ImagePids(img)));
+    SetCurrentJanitor(janitor.get());
+  }
   CRYO_ASSIGN_OR_RETURN(cgroup::CgroupRoots cgroup_roots, cgroup::ParseCgroupRoots(opts.cgroup_roots));
   // Declared before the tree guard: on failure the processes go first, then
   // the cgroups created for them.
   CRYO_ASSIGN_OR_RETURN(std::unique_ptr<cgroup::CgroupPlacement> cgroups,
                         cgroup::CgroupPlacement::Prepare(img, cgroup_roots));
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
+  RestoreFaultPoint("objects");
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
 
   // Our mappings (maps, not smaps: no page counts needed): the window avoids
@@ -360,6 +407,8 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ctx.img = &img;
   ctx.pool = &pool;
   ctx.pid = root;
+  ctx.parent = ::getpid();
+  ctx.cryo_ends = {sync_w.get(), status_r.get(), go_w.get(), ghost_w.get()};
   ctx.sync_fd = sync_r.get();
   ctx.status_fd = status_w.get();
   ctx.go_fd = go_r.get();
@@ -376,7 +425,6 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   const std::map<pid_t, SharingRole> roles = SharingRoles(cores);
   ctx.roles = &roles;
   ctx.cgroups = cgroups.get();
-  const pid_t parent = ::getpid();
 
   // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
   // blocked and read from a signalfd, it wakes the wait loop below at once.
@@ -385,10 +433,9 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   CRYO_RETURN_IF_ERROR(child_signals.Open());
   const int root_exit_signal = img.processes.at(root).core.exit_signal() ? img.processes.at(root).core.exit_signal() : SIGCHLD;
   CRYO_ASSIGN_OR_RETURN(pid_t child, CloneWithPid(root, root_exit_signal));
-  if (child == 0) {
-    if (::getppid() != parent) ::_exit(1);
-    RunHelper(ctx);
-  }
+  if (child == 0) RunHelper(ctx);
+  RestoreFaultAwait("helper-cloned");
+  RestoreFaultPoint("root-cloned");
   std::vector<pid_t> all_pids(plan.ghosts);
   for (const auto& [pid, p] : img.processes) all_pids.push_back(pid);
   TreeGuard guard(child, all_pids);
@@ -418,6 +465,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   RseqRegistration reg{rc.addr, rc.len, rc.sig};
   if (::write(sync_w.get(), &reg, sizeof(reg)) != sizeof(reg)) return Status::FromErrno("starting the restore helper");
   sync_w.reset();
+  RestoreFaultPoint("seized");
 
   // Every thread of every live process stops itself with SIGSTOP at the end of
   // the blob; zombies exit. Other tasks (the helpers' fill threads) run and are
@@ -442,6 +490,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     status_reader.Poll();
     if (!status_reader.error.empty()) return Status::Error(status_reader.error);
     if (!go_sent && status_reader.created == nprocs) {
+      RestoreFaultPoint("tree-created");
       // The whole tree exists: sessions and groups can be joined now.
       std::string bytes(static_cast<size_t>(nprocs), 'g');
       if (::write(go_w.get(), bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size()))
@@ -503,10 +552,12 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     // Now that every thread exists: who gets SIGIO for each description.
     CRYO_RETURN_IF_ERROR(RestoreFdOwners(pid, img.processes.at(pid).fds));
   }
+  RestoreFaultPoint("finalized");
   // Every holder has its shared memory now: seals, SysV removal, POSIX names.
   std::vector<std::string> shm_warnings;
   CRYO_RETURN_IF_ERROR(pool.FinishSharedMemory(&shm_warnings).Prefixed("shared memory"));
   for (const std::string& w : shm_warnings) LOG_WARN("%s", w.c_str());
+  RestoreFaultPoint("shm-finished");
   if (!opts.pidfile.empty()) {
     std::ofstream pf(opts.pidfile, std::ios::trunc);
     pf << root << "\n";
@@ -518,6 +569,14 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   std::vector<std::string> stop_warnings;
   for (pid_t pid : leaders) CRYO_RETURN_IF_ERROR(StopAtRelease(img.processes.at(pid).core, &stop_warnings));
   for (const std::string& w : stop_warnings) LOG_WARN("%s", w.c_str());
+  // What the restore made stays from here on (a kill between this and the
+  // release leaves it, never a running tree without it). The restore is
+  // committed: signals that would end cryo are ignored until it has reported
+  // success (a Ctrl-C now would release the tree and still exit as if it had
+  // failed); without --detach cryo forwards them to the tree once it waits as
+  // its parent.
+  IgnoreTerminatingSignals();
+  if (janitor) janitor->Done();
   // Release every thread of every process together.
   for (pid_t tid : expected)
     if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));

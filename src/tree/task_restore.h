@@ -29,6 +29,10 @@ Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* 
                     uint64_t thread_stack);
 size_t PendingCount(const image::ProcessCore& core);
 
+// In cryo, before anything is created: the capability sets hold no
+// capability this kernel lacks (capset(2) would drop it without a word).
+Status CheckCapabilitiesFit(const image::ProcessCore& core);
+
 // The dumpable flag (PR_GET_DUMPABLE) is set at the very end, when every
 // thread has switched its credentials (each switch resets it, commit_creds):
 // CheckDumpableFlag refuses, before anything is created, a value this system

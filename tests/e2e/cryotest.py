@@ -210,6 +210,18 @@ def find_kernel_thread():
     return None
 
 
+def check_private_image(images):
+    """An image holds memory and credentials: the directory is 0700 and every
+    file in it (whoever added it) a regular file of mode 0600."""
+    st = os.lstat(images)
+    check(stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700,
+          "image directory %s has mode %o, not 0700" % (images, stat.S_IMODE(st.st_mode)))
+    for name in os.listdir(images):
+        fst = os.lstat(os.path.join(images, name))
+        check(stat.S_ISREG(fst.st_mode) and stat.S_IMODE(fst.st_mode) == 0o600,
+              "image file %s/%s is not a regular file of mode 0600 (mode %o)" % (images, name, fst.st_mode))
+
+
 # ---------------------------------------------------------------- data types
 
 def wait_pids_gone(pids, timeout=10.0):
@@ -528,6 +540,8 @@ class Harness:
         r = self.run_cryo(args, timeout=timeout)
         if expect_ok and r.rc != 0:
             fail("dump of pid %d failed\n%s" % (pid, r.describe()))
+        if r.rc == 0:
+            check_private_image(images)
         return r
 
     def restore(self, images, detach=True, expect_ok=True, expected_pid=None,

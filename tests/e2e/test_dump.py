@@ -64,7 +64,7 @@ def check_untouched(h, w, before, maps=True):
 
 
 def image_process(img, pid):
-    check_eq(img.get("format_version"), 1, "image format_version")
+    check_eq(img.get("format_version"), 2, "image format_version")
     check_eq(img.get("root_pid"), pid, "image root_pid")
     procs = img.get("processes") or []
     check_eq(len(procs), 1, "number of processes in image")

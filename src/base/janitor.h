@@ -1,0 +1,68 @@
+// The janitor: what a restore creates that outlives its processes (a SysV
+// shared memory segment, a file under /dev/shm) must go if the restore does
+// not complete, also when cryo is killed with SIGKILL, which it cannot catch.
+// So before creating such an object cryo tells a process of its own, forked
+// for the restore, how to remove it; if the pipe to that process closes before
+// cryo said "done" (cryo failed, or died), the janitor removes everything it
+// was told about and exits. It runs in a session of its own (a Ctrl-C at the
+// terminal does not reach it), holds no fd but its pipe and stderr, and only
+// removes what is still the object cryo made: a SysV segment whose creator is
+// cryo's pid, a file by a name only that cryo uses.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "base/status.h"
+
+namespace cryo {
+
+class Janitor {
+ public:
+  // Starts the janitor (not a child of cryo). Its pid is none of `avoid` (the
+  // pids a restore needs).
+  static Result<std::unique_ptr<Janitor>> Start(const std::set<pid_t>& avoid);
+  // Not done: the janitor removes what it was told about; waits (bounded) for
+  // it to finish, so that nothing is left when cryo returns.
+  ~Janitor();
+  Janitor(const Janitor&) = delete;
+  Janitor& operator=(const Janitor&) = delete;
+
+  // Before creating SysV segment `id` (shmget with the id set by shm_next_id).
+  Status WillCreateSysv(int id);
+  // Before creating the file `path` (O_CREAT | O_EXCL).
+  Status WillCreateFile(const std::string& path);
+  // The restore is complete: what was created stays. The janitor exits;
+  // its exit is awaited only when this object goes, so that the release of
+  // the tree follows "done" at once (a cryo killed between the two leaves
+  // what it made and a tree that dies with it).
+  void Done();
+  pid_t pid() const { return pid_; }
+
+ private:
+  Janitor(pid_t pid, int fd, int alive_fd) : pid_(pid), fd_(fd), alive_fd_(alive_fd) {}
+  Status Send(char kind, const std::string& payload);
+  // Closes the pipe (after "done" if `done`): the janitor goes on alone.
+  void Hangup(bool done);
+  // Waits (bounded) until the janitor has exited.
+  void AwaitExit();
+  pid_t pid_;
+  int fd_;        // commands to the janitor
+  int alive_fd_;  // EOF once it exited
+};
+
+// The janitor of the restore in progress, for the code that creates objects
+// (nullptr: no janitor, nothing to tell).
+Janitor* CurrentJanitor();
+void SetCurrentJanitor(Janitor* j);
+
+// A name for a temporary file of this process that no other process uses and
+// that a later cryo can recognise as left behind: PREFIX-PID-STARTTIME-TAG.
+std::string OwnTempName(const std::string& prefix, const std::string& tag);
+// Whether `name` (PREFIX-PID-STARTTIME-...) was made by a process that is gone.
+bool IsStaleTempName(const std::string& prefix, const std::string& name);
+
+}  // namespace cryo

@@ -1,0 +1,243 @@
+#include "image/validate.h"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include "image/validate_internal.h"
+
+namespace cryo::image {
+
+namespace validate {
+
+Status Bad(const LoadedImage& img, const std::string& file, const std::string& what) {
+  return Status::Error(img.dir + "/" + file + ": " + what + " (corrupted image)");
+}
+
+std::string PathProblem(const std::string& path) {
+  if (path.empty()) return "is empty";
+  if (path[0] != '/') return "is not absolute";
+  if (path.find('\0') != std::string::npos) return "contains a NUL byte";
+  if (path.size() >= kPathMax) return "is longer than PATH_MAX";
+  return "";
+}
+
+std::string Printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s.substr(0, 80)) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+  return s.size() > 80 ? out + "..." : out;
+}
+
+std::string Hex(uint64_t v) {
+  char buf[24];
+  snprintf(buf, sizeof(buf), "%#" PRIx64, v);
+  return buf;
+}
+
+std::string FileAttrsProblem(const FileAttrs& a) {
+  if (a.uid() == UINT32_MAX || a.gid() == UINT32_MAX) return "owner or group -1";
+  if (a.mode() & ~07777u) return "mode " + Hex(a.mode()) + " beyond the permission bits";
+  return "";
+}
+
+}  // namespace validate
+
+using namespace validate;
+
+
+namespace {
+
+bool ValidPid(int64_t pid) { return pid >= 1 && pid <= kPidMax; }
+
+// Every process descends from the root through live parents of the image,
+// sessions and groups are consistent the way the kernel keeps them, and no
+// session or group the restore must lead with a temporary process (its id is
+// not a process of the image) takes the id of a thread.
+Status ValidateTree(const LoadedImage& img, const Index& index) {
+  const int root = img.inventory.root_pid();
+  const auto root_it = img.processes.find(root);
+  if (root_it == img.processes.end() || root_it->second.core.zombie())
+    return Bad(img, InventoryName(), "the root process " + std::to_string(root) + " is missing or a zombie");
+  std::map<int, int> session_of_group;
+  for (const auto& [pid, p] : img.processes) {
+    const ProcessCore& c = p.core;
+    const std::string file = CoreName(pid);
+    if (pid != root) {
+      auto parent = img.processes.find(c.ppid());
+      if (parent == img.processes.end() || parent->second.core.zombie())
+        return Bad(img, file, "its parent " + std::to_string(c.ppid()) + " is not a live process of the image");
+      int up = c.ppid();
+      for (size_t steps = 0; up != root; ++steps) {
+        if (steps > img.processes.size())
+          return Bad(img, file, "its parents form a cycle that never reaches the root " + std::to_string(root));
+        up = img.processes.at(up).core.ppid();
+      }
+    } else if (c.ppid() < 0 || c.ppid() > kPidMax) {
+      return Bad(img, file, "parent pid " + std::to_string(c.ppid()) + " is out of range");
+    }
+    if (!ValidPid(c.pgid()) || !ValidPid(c.sid()))
+      return Bad(img, file, "process group " + std::to_string(c.pgid()) + " / session " + std::to_string(c.sid()) +
+                                " out of range 1.." + std::to_string(kPidMax));
+    if (c.sid() == pid && c.pgid() != pid)
+      return Bad(img, file, "a session leader in another process group (" + std::to_string(c.pgid()) + ")");
+    auto [g, fresh] = session_of_group.emplace(c.pgid(), c.sid());
+    if (!fresh && g->second != c.sid())
+      return Bad(img, file, "process group " + std::to_string(c.pgid()) + " spans sessions " +
+                                std::to_string(g->second) + " and " + std::to_string(c.sid()));
+    for (int leader : {c.sid(), c.pgid()}) {
+      auto l = img.processes.find(leader);
+      if (l != img.processes.end() && l->second.core.sid() != c.sid())
+        return Bad(img, file, "leader " + std::to_string(leader) + " of its session or group is in another session");
+      if (l == img.processes.end() && index.tid_owner.count(leader))
+        return Bad(img, file, "session or group " + std::to_string(leader) + " is led from outside the image, but " +
+                                  std::to_string(leader) + " is a thread of pid " +
+                                  std::to_string(index.tid_owner.at(leader)));
+    }
+  }
+  return Status::Ok();
+}
+
+const char* FeatureOf(FdKind k) {
+  switch (k) {
+    case FD_EVENTFD: return "eventfd";
+    case FD_TIMERFD: return "timerfd";
+    case FD_SIGNALFD: return "signalfd";
+    case FD_EPOLL: return "epoll";
+    case FD_INOTIFY: return "inotify";
+    case FD_PIPE: return "pipes";
+    case FD_FIFO: return "fifos";
+    case FD_EXTERNAL_TTY: return "shell-job";
+    case FD_TTY: return "tty";
+    case FD_MEMFD: return "memfd";
+    case FD_POSIX_SHM: return "posix-shm";
+    case FD_LISTEN_SOCKET: return "listen-sockets";
+    default: return nullptr;
+  }
+}
+
+// Whatever the records hold, the inventory announces (an older cryo refuses
+// what it cannot restore by those names, section 4 of the format).
+Status ValidateFeatures(const LoadedImage& img, const Index& index) {
+  std::set<std::string> needed;
+  std::map<uint64_t, int> file_ids, shmem_ids;
+  std::map<bool, int> sched_attrs;
+  if (img.processes.size() > 1) needed.insert("tree");
+  for (const auto& [pid, p] : img.processes) {
+    const ProcessCore& c = p.core;
+    if (c.zombie()) needed.insert("zombies");
+    if (c.threads_size() > 1) needed.insert("threads");
+    if (c.posix_timers_size()) needed.insert("posix-timers");
+    if (p.mm.inherited_size()) needed.insert("cow-shared");
+    if (c.stop_signal()) needed.insert("stopped");
+    // A dump records the scheduling attributes of every thread or (older cryo)
+    // of none: a thread without them would keep its policy's defaults.
+    for (const TaskCore& t : c.threads()) ++sched_attrs[t.has_sched_attr()];
+    for (const Vma& v : p.mm.vmas()) {
+      if (v.shmem_id()) ++shmem_ids[v.shmem_id()];
+      for (const std::string& f : v.vm_flags()) {
+        // Attributes an older cryo dropped (mem/vma_dump.h HasVmaAttributes).
+        if (f == "lo" || f == "lf" || f == "sr" || f == "rr" || f == "dp" || f == "sl") needed.insert("vma-attributes");
+        if (f == "nr") needed.insert("map-noreserve");
+      }
+      if (v.kind() == VMA_FILE_PRIVATE && v.file_opened_rw()) needed.insert("file-open-mode");
+    }
+    for (const Fd& f : p.fds.fds()) {
+      if (const char* feat = FeatureOf(f.kind())) needed.insert(feat);
+      if (f.kind() == FD_EXTERNAL_TTY) needed.insert("tty");
+      if (f.file_id()) ++file_ids[f.file_id()];
+    }
+  }
+  if (sched_attrs.size() > 1)
+    return Bad(img, InventoryName(), std::to_string(sched_attrs[false]) + " threads without scheduling attributes, " +
+                                         std::to_string(sched_attrs[true]) + " with");
+  for (const auto& [id, n] : file_ids)
+    if (n > 1) needed.insert("shared-files");
+  for (const auto& [id, n] : shmem_ids)
+    if (n > 1) needed.insert("shmem");
+  for (const ShmObject& o : img.shm.objects())
+    needed.insert(o.kind() == SHM_MEMFD   ? "memfd"
+                  : o.kind() == SHM_POSIX ? "posix-shm"
+                  : o.kind() == SHM_ANON  ? "anon-shmem"
+                                          : "sysv-shm");
+  for (const std::string& f : needed)
+    if (!index.features.count(f))
+      return Bad(img, InventoryName(), "the records need feature '" + f + "', which the inventory does not list");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ValidateInventory(const LoadedImage& img) {
+  const Inventory& inv = img.inventory;
+  const std::string file = InventoryName();
+  if (inv.format_version() == 0)
+    return Bad(img, file, "the inventory's format version 0 is invalid");
+  if (inv.format_version() > kFormatVersion)
+    return Status::Error(img.dir + ": image format version " + std::to_string(inv.format_version()) +
+                         " is newer than this cryo supports (" + std::to_string(kFormatVersion) + ")");
+  const auto& supported = SupportedFeatures();
+  std::set<std::string> seen;
+  for (const std::string& f : inv.features()) {
+    if (std::find(supported.begin(), supported.end(), f) == supported.end())
+      return Status::Error(img.dir + ": the image needs feature '" + Printable(f) + "', which this cryo (" CRYO_VERSION
+                           ") does not support; restore it with a newer cryo");
+    if (!seen.insert(f).second) return Bad(img, file, "feature '" + f + "' is listed twice");
+  }
+  for (const char* always : {"x86_64", "xsave"})
+    if (!seen.count(always)) return Bad(img, file, std::string("the feature '") + always + "' is missing");
+  // Sizes of XSAVE areas: the legacy area and header (576 bytes) up to what
+  // any CPU has (AMX: about 11 KiB).
+  if (inv.xsave_size() < 576 || inv.xsave_size() > (64u << 10))
+    return Bad(img, file, "xsave area size " + std::to_string(inv.xsave_size()) + " is out of range 576..65536");
+  if (!(inv.xsave_features() & 1)) return Bad(img, file, "the CPU state features " + Hex(inv.xsave_features()) + " lack x87");
+  if (inv.pids().empty()) return Status::Error(img.dir + ": the inventory lists no process (corrupted image)");
+  std::set<int> pids;
+  for (int pid : inv.pids()) {
+    if (!ValidPid(pid) || !pids.insert(pid).second)
+      return Status::Error(img.dir + ": the inventory lists pid " + std::to_string(pid) + " " +
+                           (ValidPid(pid) ? "twice" : "(invalid)") + " (corrupted image)");
+  }
+  if (!pids.count(inv.root_pid()))
+    return Bad(img, file, "the root pid " + std::to_string(inv.root_pid()) + " is not one of its processes");
+  if (!inv.dump_mode().empty() && inv.dump_mode() != "kill" && inv.dump_mode() != "leave-running")
+    return Bad(img, file, "dump mode \"" + Printable(inv.dump_mode()) + "\" is neither kill nor leave-running");
+  for (const std::string* s : {&inv.cryo_version(), &inv.kernel_release(), &inv.hostname()})
+    if (s->size() > 256) return Bad(img, file, "a version or host name longer than 256 bytes");
+  return Status::Ok();
+}
+
+Status ValidateImage(const LoadedImage& img) {
+  Index index;
+  index.features.insert(img.inventory.features().begin(), img.inventory.features().end());
+  for (const auto& [pid, p] : img.processes) {
+    if (!p.core.zombie()) index.live.insert(pid);
+    for (const TaskCore& t : p.core.threads()) {
+      auto [it, fresh] = index.tid_owner.emplace(t.tid(), pid);
+      if (!fresh)
+        return Bad(img, CoreName(pid), "thread id " + std::to_string(t.tid()) + " is also a thread of pid " +
+                                           std::to_string(it->second));
+    }
+  }
+  for (const auto& [tid, pid] : index.tid_owner)
+    if (tid != pid && img.processes.count(tid))
+      return Bad(img, CoreName(pid), "thread id " + std::to_string(tid) + " is also a process of the image");
+  for (const Pipe& p : img.pipes.pipes()) index.pipe_ids.insert(p.id());
+  for (const Tty& t : img.ttys.ttys()) index.ttys.emplace(t.id(), &t);
+  for (const ShmObject& o : img.shm.objects()) index.shm.emplace(o.id(), &o);
+  for (const auto& [pid, p] : img.processes) CRYO_RETURN_IF_ERROR(ValidateCore(img, index, pid, p.core));
+  CRYO_RETURN_IF_ERROR(ValidateTree(img, index));
+  for (const auto& [pid, p] : img.processes) {
+    if (p.core.zombie()) continue;
+    CRYO_RETURN_IF_ERROR(ValidateMm(img, index, pid, p));
+    CRYO_RETURN_IF_ERROR(ValidateFds(img, index, pid, p));
+  }
+  CRYO_RETURN_IF_ERROR(ValidateSharedDescriptions(img));
+  CRYO_RETURN_IF_ERROR(ValidatePipes(img, index));
+  CRYO_RETURN_IF_ERROR(ValidateShm(img, index));
+  CRYO_RETURN_IF_ERROR(ValidateTtys(img, index));
+  return ValidateFeatures(img, index);
+}
+
+}  // namespace cryo::image

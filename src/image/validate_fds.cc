@@ -1,0 +1,278 @@
+// fds-PID.img: FdTable, Fd, FileId of an fd, and the per-kind states
+// (EventfdState, TimerfdState, SignalfdState, EpollState, InotifyState,
+// PipeEnd, TtyEnd, ListenSocket).
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "image/validate_internal.h"
+
+namespace cryo::image::validate {
+
+namespace {
+
+// open(2) flags the kernel keeps in f_flags and fdinfo shows (O_CLOEXEC is
+// recorded apart; O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC are dropped at open).
+// The kernel's O_LARGEFILE: glibc's is 0 on x86_64, where every open gets it.
+constexpr uint32_t kLargefile = 0x8000;
+constexpr uint32_t kFileFlags = O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_ASYNC | O_DIRECT | kLargefile |
+                                O_DIRECTORY | O_NOFOLLOW | O_NOATIME | O_SYNC | O_PATH | 0x400000 /*__O_TMPFILE dir*/;
+// What F_SETFL changes on a pipe, a terminal: the restore sets these.
+constexpr uint32_t kSettable = O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK | kLargefile;
+constexpr uint32_t kEpollEvents = 0x3fff | 0x2000 | (1u << 28) | (1u << 29) | (1u << 30) | (1u << 31);
+constexpr uint32_t kInotifyMask = 0xfff | 0x01000000 | 0x02000000 | 0x04000000 | 0x10000000 | 0x20000000 | 0x80000000;
+
+// The stateless devices FD_CHARDEV reopens, with their numbers (devices.txt).
+const std::map<std::string, dev_t>& CharDevices() {
+  static const std::map<std::string, dev_t> kDevs = {{"/dev/null", makedev(1, 3)}, {"/dev/zero", makedev(1, 5)},
+                                                     {"/dev/full", makedev(1, 7)}, {"/dev/random", makedev(1, 8)},
+                                                     {"/dev/urandom", makedev(1, 9)}};
+  return kDevs;
+}
+
+// Anonymous-inode files: the access mode the kernel gives them, and only
+// O_NONBLOCK of their own (the restore makes them with that and nothing else).
+std::string AnonFlagsProblem(const Fd& f, uint32_t access) {
+  if ((f.flags() & O_ACCMODE) != access || (f.flags() & ~(O_ACCMODE | O_NONBLOCK)))
+    return "flags " + Hex(f.flags()) + " that file of this kind cannot have";
+  return "";
+}
+
+std::string AddressProblem(const ListenSocket& l) {
+  const std::string& a = l.address();
+  sa_family_t fam = 0;
+  if (a.size() >= sizeof(fam)) std::memcpy(&fam, a.data(), sizeof(fam));
+  if (fam != l.family()) return "address of another family";
+  if (l.family() == AF_INET) return a.size() == sizeof(sockaddr_in) ? "" : "IPv4 address of the wrong size";
+  if (l.family() == AF_INET6) return a.size() == sizeof(sockaddr_in6) ? "" : "IPv6 address of the wrong size";
+  const size_t off = offsetof(sockaddr_un, sun_path);
+  if (a.size() <= off + 1 || a.size() > sizeof(sockaddr_un)) return "UNIX address without a name, or too long";
+  // A path name ends at its NUL (abstract names start with one).
+  if (a[off] != '\0' && a.find('\0', off) != std::string::npos && a.find('\0', off) != a.size() - 1)
+    return "UNIX path with a NUL inside";
+  if (a[off] != '\0' && a[off] != '/') return "relative UNIX path";
+  return "";
+}
+
+std::string ListenProblem(const Fd& f) {
+  const ListenSocket& l = f.listen_socket();
+  if (l.family() != AF_UNIX && l.family() != AF_INET && l.family() != AF_INET6) return "socket family unknown";
+  if (l.type() != SOCK_STREAM && l.type() != SOCK_SEQPACKET) return "socket type not a listening one";
+  if (l.family() != AF_UNIX && (l.type() != SOCK_STREAM || (l.protocol() != 0 && l.protocol() != IPPROTO_TCP)))
+    return "an IP listener that is not TCP";
+  if (l.family() == AF_UNIX && l.protocol() != 0) return "UNIX socket with a protocol";
+  if (std::string p = AddressProblem(l); !p.empty()) return p;
+  if (l.backlog() < 0) return "negative backlog";
+  if (l.v6only() && l.family() != AF_INET6) return "IPV6_V6ONLY on a socket that is not IPv6";
+  // A socket file (its attributes, or its removal) only for a UNIX path name.
+  const bool path = l.family() == AF_UNIX && l.address()[offsetof(sockaddr_un, sun_path)] != '\0';
+  if ((l.has_file() || l.file_unlinked()) && !path) return "socket file attributes on a socket without a path";
+  if (l.has_file() && l.file_unlinked()) return "attributes of a socket file that was removed";
+  if (l.has_file())
+    if (std::string p = FileAttrsProblem(l.file()); !p.empty()) return "socket file: " + p;
+  if (l.owner_uid() == UINT32_MAX || l.owner_gid() == UINT32_MAX) return "socket owner -1";
+  // Options: plain values (at most 64 bytes, what the dump reads), each once,
+  // at the socket or IPv6 level (net/socket_options.cc).
+  std::set<std::pair<int32_t, int32_t>> options;
+  for (const SocketOption& o : l.options())
+    if ((o.level() != SOL_SOCKET && o.level() != IPPROTO_IPV6) || o.value().empty() || o.value().size() > 64 ||
+        !options.insert({o.level(), o.name()}).second)
+      return "socket option " + std::to_string(o.level()) + "/" + std::to_string(o.name()) + " invalid or twice";
+  // Peer credentials of listen(2): a process of the image, real ids.
+  if (l.listen_pid() < 0 || l.listen_pid() > kPidMax || l.listen_uid() == UINT32_MAX || l.listen_gid() == UINT32_MAX ||
+      l.listen_groups_size() > 65536)
+    return "listener credentials invalid";
+  if (l.family() != AF_UNIX && (l.listen_pid() || l.listen_uid() || l.listen_gid() || l.listen_groups_size()))
+    return "listener credentials on a socket that is not UNIX";
+  return AnonFlagsProblem(f, O_RDWR);
+}
+
+std::string TimerfdProblem(const TimerfdState& t) {
+  const int32_t c = t.clockid();
+  if (c != 0 && c != 1 && c != 7 && c != 8 && c != 9) return "timerfd clock " + std::to_string(c) + " invalid";
+  if (t.settime_flags() & ~3) return "timerfd settime flags " + Hex(static_cast<uint32_t>(t.settime_flags())) + " unknown";
+  // TFD_TIMER_CANCEL_ON_SET: absolute realtime timers only (timerfd_settime(2)).
+  if ((t.settime_flags() & 2) && (!(t.settime_flags() & 1) || (c != 0 && c != 8)))
+    return "TFD_TIMER_CANCEL_ON_SET without an absolute realtime timer";
+  if (t.interval_ns() > kKtimeMaxNs || t.value_ns() > kKtimeMaxNs || t.clock_ns() > kKtimeMaxNs - t.value_ns())
+    return "timerfd times beyond KTIME_MAX";
+  return "";
+}
+
+// Everything but the kind's own state, which the caller checks.
+std::string KindProblem(const LoadedImage& img, const Index& index, const FdTable& table, const Fd& f) {
+  const FdKind k = f.kind();
+  const uint32_t acc = f.flags() & O_ACCMODE;
+  const mode_t type = f.file().mode() & S_IFMT;
+  // Each state message belongs to one kind.
+  if (f.has_eventfd() != (k == FD_EVENTFD) || f.has_timerfd() != (k == FD_TIMERFD) ||
+      f.has_signalfd() != (k == FD_SIGNALFD) || (f.has_epoll() && k != FD_EPOLL) ||
+      (f.has_inotify() && k != FD_INOTIFY) || f.has_pipe() != (k == FD_PIPE || k == FD_FIFO) ||
+      f.has_tty() != (k == FD_TTY || k == FD_EXTERNAL_TTY) || f.has_listen_socket() != (k == FD_LISTEN_SOCKET) ||
+      (f.shm_object() != 0) != (k == FD_MEMFD || k == FD_POSIX_SHM))
+    return "state of another kind of file";
+  // An unlinked file (files.img) is a regular file or a directory opened again.
+  const bool unlinked = k == FD_UNLINKED_FILE;
+  if ((f.flags() & O_PATH) && k != FD_REGULAR && k != FD_DIRECTORY && !unlinked) return "O_PATH on a file of this kind";
+  // open(2) gives every file it opens O_LARGEFILE on x86_64, but not with
+  // O_PATH; pipe(2) and the anonymous-inode kinds never have it. A pty slave
+  // from ioctl(TIOCGPTPEER) is opened by the kernel without it (ptm_open_peer).
+  const bool peer = k == FD_TTY && !f.tty().master();
+  const bool opened = k == FD_REGULAR || k == FD_DIRECTORY || unlinked || k == FD_CHARDEV || k == FD_FIFO ||
+                      (k == FD_TTY && !peer) || k == FD_EXTERNAL_TTY || k == FD_MEMFD || k == FD_POSIX_SHM;
+  if (peer && (f.flags() & O_PATH)) return "O_PATH on a pty slave";
+  if (opened && ((f.flags() & kLargefile) != 0) == ((f.flags() & O_PATH) != 0))
+    return "flags " + Hex(f.flags()) + " without O_LARGEFILE (or with O_PATH and it), which open(2) never gives";
+  if (f.flags() & O_PATH && f.flags() & ~(O_PATH | O_DIRECTORY | O_NOFOLLOW))
+    return "flags " + Hex(f.flags()) + " that an O_PATH file cannot have";
+  if ((f.flags() & O_DIRECTORY) && k != FD_DIRECTORY && !(unlinked && type == S_IFDIR))
+    return "O_DIRECTORY on a file that is not a directory";
+  const bool seeks = k == FD_REGULAR || k == FD_DIRECTORY || unlinked || k == FD_MEMFD || k == FD_POSIX_SHM;
+  if (f.pos() > static_cast<uint64_t>(INT64_MAX) || (!seeks && f.pos()))
+    return "offset " + std::to_string(f.pos()) + " a file of this kind cannot have";
+  // The identity of the file: whole for files with a path, the path alone for
+  // terminals, nothing but device and inode for the rest (fd_table.cc).
+  const bool whole = k == FD_REGULAR || k == FD_DIRECTORY || unlinked || k == FD_CHARDEV || k == FD_FIFO || k == FD_MEMFD ||
+                     k == FD_POSIX_SHM;
+  const bool tty = k == FD_TTY || k == FD_EXTERNAL_TTY;
+  if (whole || tty) {
+    if (std::string p = PathProblem(f.file().path()); !p.empty()) return "path " + p;
+  } else if (!f.file().path().empty()) {
+    return "a path on a file of this kind";
+  }
+  if (!whole && (f.file().size() || f.file().mtime_ns() || f.file().mode()))
+    return "size, time or mode on a file of this kind";
+  if ((k == FD_MEMFD || k == FD_POSIX_SHM) && type != S_IFREG) return "shared memory whose mode is not a regular file's";
+  switch (k) {
+    case FD_REGULAR:
+      return type == S_IFREG ? "" : "a regular file whose mode is not a regular file's";
+    case FD_UNLINKED_FILE:
+      if (type == S_IFDIR) return acc == O_RDONLY || (f.flags() & O_PATH) ? "" : "a directory open for writing";
+      return type == S_IFREG ? "" : "an unlinked file that is neither a regular file nor a directory";
+    case FD_DIRECTORY:
+      if (type != S_IFDIR) return "a directory whose mode is not a directory's";
+      return acc == O_RDONLY || (f.flags() & O_PATH) ? "" : "a directory open for writing";
+    case FD_CHARDEV: {
+      auto dev = CharDevices().find(f.file().path());
+      if (dev == CharDevices().end()) return "character device " + Printable(f.file().path()) + " is not one cryo reopens";
+      if (type != S_IFCHR || f.rdev() != dev->second) return "device numbers of another device";
+      return "";
+    }
+    case FD_EVENTFD:
+      if (f.eventfd().count() == UINT64_MAX) return "eventfd count 2^64-1 (the kernel's limit is one less)";
+      return AnonFlagsProblem(f, O_RDWR);
+    case FD_TIMERFD:
+      if (std::string p = TimerfdProblem(f.timerfd()); !p.empty()) return p;
+      return AnonFlagsProblem(f, O_RDWR);
+    case FD_SIGNALFD:
+      if (f.signalfd().mask() & kSigKillStopMask) return "signalfd mask with SIGKILL or SIGSTOP";
+      return AnonFlagsProblem(f, O_RDWR);
+    case FD_EPOLL: {
+      std::set<int> targets;
+      for (const EpollTarget& t : f.epoll().targets()) {
+        const Fd* target = nullptr;
+        for (const Fd& o : table.fds())
+          if (o.fd() == t.fd()) target = &o;
+        if (!target || t.fd() == f.fd() || !targets.insert(t.fd()).second)
+          return "epoll target fd " + std::to_string(t.fd()) + " is not another open fd, or is listed twice";
+        if (target->kind() == FD_REGULAR || target->kind() == FD_DIRECTORY)
+          return "epoll target fd " + std::to_string(t.fd()) + " is a file epoll cannot watch";
+        if (t.events() & ~kEpollEvents) return "epoll events " + Hex(t.events()) + " unknown";
+      }
+      return AnonFlagsProblem(f, O_RDWR);
+    }
+    case FD_INOTIFY: {
+      int prev = 0;
+      for (const InotifyWatch& w : f.inotify().watches()) {
+        const std::string what = "inotify watch " + std::to_string(w.wd());
+        if (w.wd() <= prev || w.wd() > (1 << 20)) return what + ": watch descriptors not ascending in 1..2^20";
+        prev = w.wd();
+        if (!(w.mask() & 0xfff) || (w.mask() & ~kInotifyMask)) return what + ": mask " + Hex(w.mask()) + " invalid";
+        if (std::string p = PathProblem(w.path()); !p.empty()) return what + ": path " + p;
+      }
+      return AnonFlagsProblem(f, O_RDONLY);
+    }
+    case FD_PIPE:
+    case FD_FIFO: {
+      const bool fifo = k == FD_FIFO;
+      const uint64_t id = f.pipe().pipe_id();
+      if (!index.pipe_ids.count(id)) return "pipe " + std::to_string(id) + " is not in pipes.img";
+      if (((id >> 63) != 0) != fifo) return "pipe id " + Hex(id) + " of the other kind (pipe, FIFO)";
+      if (fifo ? type != S_IFIFO : acc == O_RDWR) return "access mode or file type no pipe end has";
+      if (f.pipe().write_end() != (acc == O_WRONLY)) return "write_end disagrees with the access mode";
+      if (f.flags() & ~(O_ACCMODE | kSettable)) return "flags " + Hex(f.flags()) + " the restore cannot set";
+      if (fifo)
+        for (const Pipe& p : img.pipes.pipes())
+          // An unlinked FIFO's fds keep its link, " (deleted)" included.
+          if (p.id() == id && (p.fifo_unlinked() ? p.fifo_path() + " (deleted)" : p.fifo_path()) != f.file().path())
+            return "FIFO path differs from pipes.img's";
+      return "";
+    }
+    case FD_TTY:
+    case FD_EXTERNAL_TTY: {
+      auto t = index.ttys.find(f.tty().tty_id());
+      if (t == index.ttys.end()) return "terminal " + std::to_string(f.tty().tty_id()) + " is not in ttys.img";
+      if ((t->second->kind() == TTY_EXTERNAL) != (k == FD_EXTERNAL_TTY)) return "a terminal of the other kind";
+      if (f.tty().master() && (k != FD_TTY || f.tty().via_dev_tty())) return "a master that is not a pty's";
+      if (k == FD_TTY && f.tty().index() != t->second->index()) return "pts number differs from ttys.img's";
+      if (f.tty().via_dev_tty() != (f.file().path() == "/dev/tty")) return "via_dev_tty disagrees with its path";
+      if (acc == 3 || (f.flags() & ~(O_ACCMODE | kSettable))) return "flags " + Hex(f.flags()) + " invalid";
+      return "";
+    }
+    case FD_MEMFD:
+    case FD_POSIX_SHM:
+      return acc == 3 || (f.flags() & ~kFileFlags) ? "flags invalid" : "";
+    case FD_LISTEN_SOCKET:
+      return ListenProblem(f);
+    default:
+      return "kind " + std::to_string(k) + " unknown";
+  }
+}
+
+}  // namespace
+
+Status ValidateFds(const LoadedImage& img, const Index& index, int pid, const ProcessImage& p) {
+  const std::string file = FdsName(pid);
+  int prev = -1;
+  for (const Fd& f : p.fds.fds()) {
+    const std::string what = "fd " + std::to_string(f.fd());
+    if (f.fd() <= prev || f.fd() > kMaxFd) return Bad(img, file, what + ": fd numbers not ascending and unique, or too large");
+    prev = f.fd();
+    if ((f.flags() & O_ACCMODE) == 3 || (f.flags() & ~kFileFlags))
+      return Bad(img, file, what + ": open flags " + Hex(f.flags()) + " invalid");
+    if (std::string pr = KindProblem(img, index, p.fds, f); !pr.empty()) return Bad(img, file, what + ": " + pr);
+  }
+  return Status::Ok();
+}
+
+// Fds that share an open file description (the same file_id, in any process)
+// share everything but their number and close-on-exec bit.
+Status ValidateSharedDescriptions(const LoadedImage& img) {
+  std::map<uint64_t, std::pair<int, std::string>> first;
+  for (const auto& [pid, p] : img.processes)
+    for (const Fd& f : p.fds.fds()) {
+      if (!f.file_id()) continue;
+      Fd d = f;
+      d.clear_fd();
+      d.clear_cloexec();
+      // A lock is recorded on the fd of the process that takes it back.
+      d.clear_locks();
+      std::string bytes;
+      d.SerializeToString(&bytes);
+      auto [it, fresh] = first.emplace(f.file_id(), std::make_pair(pid, bytes));
+      if (!fresh && it->second.second != bytes)
+        return Bad(img, FdsName(pid), "fd " + std::to_string(f.fd()) + " shares open file description " +
+                                          std::to_string(f.file_id()) + " with pid " +
+                                          std::to_string(it->second.first) + " but not its state");
+    }
+  return Status::Ok();
+}
+
+}  // namespace cryo::image::validate

@@ -1,0 +1,615 @@
+// Field rules of validate.h: each case edits one field of a valid image the
+// way a buggy or hostile writer would (checksums right) and expects LoadImage
+// to refuse it, naming the file and the field.
+#include "image/validate.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/sysmacros.h>
+#include <sys/un.h>
+#include <termios.h>
+
+#include <cstddef>
+#include <cstring>
+#include <functional>
+
+#include "image/test_image.h"
+
+namespace cryo::image {
+namespace {
+
+using testing::AddChild;
+using testing::MakeTestImage;
+using testing::TempDir;
+using testing::TestImage;
+using testing::WriteTestImage;
+
+TaskCore& Leader(TestImage& t) { return *t.procs[42].core.mutable_threads(0); }
+ProcessCore& Core(TestImage& t, int pid = 42) { return t.procs[pid].core; }
+Vma& FirstVma(TestImage& t) { return *t.procs[42].mm.mutable_vmas(0); }
+
+Fd* AddFd(TestImage& t, int fd, FdKind kind, uint32_t flags) {
+  Fd* f = t.procs[42].fds.add_fds();
+  f->set_fd(fd);
+  f->set_kind(kind);
+  f->set_flags(flags);
+  return f;
+}
+
+// A pipe of the image held by fd 3 (read end) and fd 4 (write end).
+void AddPipe(TestImage& t, const std::string& data, uint32_t capacity) {
+  t.inv.add_features("pipes");
+  Pipe* p = t.pipes.add_pipes();
+  p->set_id(77);
+  p->set_capacity(capacity);
+  p->set_data(data);
+  AddFd(t, 3, FD_PIPE, O_RDONLY)->mutable_pipe()->set_pipe_id(77);
+  Fd* w = AddFd(t, 4, FD_PIPE, O_WRONLY);
+  w->mutable_pipe()->set_pipe_id(77);
+  w->mutable_pipe()->set_write_end(true);
+}
+
+// A pty of the image (/dev/pts/0, no session) whose master is fd 3.
+Tty* AddPty(TestImage& t) {
+  t.inv.add_features("tty");
+  Tty* y = t.ttys.add_ttys();
+  y->set_id(1);
+  y->set_kind(TTY_PTY);
+  y->set_rdev(makedev(136, 0));
+  y->set_master_path("/dev/ptmx");
+  y->mutable_termios()->set_cc(std::string(19, '\0'));
+  Fd* f = AddFd(t, 3, FD_TTY, O_RDWR | 0x8000);
+  f->mutable_tty()->set_tty_id(1);
+  f->mutable_tty()->set_master(true);
+  f->mutable_file()->set_path("/dev/ptmx");
+  return y;
+}
+
+// Shared anonymous memory stored whole (feature anon-shmem): a second VMA
+// 0x20000-0x22000 mapping SHM_ANON object 5 (inode 900) of two pages, none stored.
+Vma* AddAnonShmem(TestImage& t) {
+  t.inv.add_features("anon-shmem");
+  ShmObject* o = t.shm.add_objects();
+  o->set_id(5);
+  o->set_kind(SHM_ANON);
+  o->set_size(0x2000);
+  o->set_mode(0600);
+  Vma* v = t.procs[42].mm.add_vmas();
+  v->set_start(0x20000);
+  v->set_end(0x22000);
+  v->set_prot(PROT_READ | PROT_WRITE);
+  v->set_flags(MAP_SHARED | MAP_ANONYMOUS);
+  v->set_kind(VMA_ANON_SHARED);
+  v->set_name("/dev/zero");
+  v->mutable_file()->set_path("/dev/zero");
+  v->mutable_file()->set_ino(900);
+  v->mutable_file()->set_mode(S_IFREG | 0600);
+  v->set_shmem_id(900);
+  v->set_shm_object(5);
+  for (const char* f : {"rd", "wr", "sh", "mr", "mw", "me", "ms"}) v->add_vm_flags(f);
+  v->set_file_writable(true);
+  return v;
+}
+
+// A UNIX listener at /tmp/s on fd 3.
+ListenSocket* AddUnixListener(TestImage& t) {
+  t.inv.add_features("listen-sockets");
+  ListenSocket* l = AddFd(t, 3, FD_LISTEN_SOCKET, O_RDWR)->mutable_listen_socket();
+  l->set_family(AF_UNIX);
+  l->set_type(SOCK_STREAM);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, "/tmp/s");
+  l->set_address(std::string(reinterpret_cast<const char*>(&a), offsetof(sockaddr_un, sun_path) + 7));
+  return l;
+}
+
+std::string LoadError(const TestImage& t) {
+  TempDir d;
+  Status s = WriteTestImage(d.path(), t);
+  if (!s.ok()) return "write failed: " + s.ToString();
+  auto img = LoadImage(d.path());
+  return img.ok() ? "" : img.status().ToString();
+}
+
+TEST(ValidateTest, TheTestImagesAreValid) {
+  EXPECT_EQ(LoadError(MakeTestImage()), "");
+  TestImage tree = MakeTestImage();
+  AddChild(&tree, 43, 42);
+  AddChild(&tree, 44, 43);
+  EXPECT_EQ(LoadError(tree), "");
+  TestImage piped = MakeTestImage();
+  AddPipe(piped, "abc", 65536);
+  EXPECT_EQ(LoadError(piped), "");
+  TestImage anon = MakeTestImage();
+  AddAnonShmem(anon);
+  EXPECT_EQ(LoadError(anon), "");
+  TestImage listener = MakeTestImage();
+  AddUnixListener(listener)->mutable_file()->set_mode(0600);
+  EXPECT_EQ(LoadError(listener), "");
+}
+
+
+struct Case {
+  const char* what;
+  std::function<void(TestImage&)> edit;
+  const char* says;  // expected in the message
+};
+
+void ExpectRefused(const std::vector<Case>& cases) {
+  for (const Case& c : cases) {
+    TestImage t = MakeTestImage();
+    c.edit(t);
+    const std::string err = LoadError(t);
+    EXPECT_NE(err.find(c.says), std::string::npos) << c.what << ": got \"" << err << "\"";
+  }
+}
+
+TEST(ValidateTest, InventoryFields) {
+  ExpectRefused({
+      {"feature twice", [](TestImage& t) { t.inv.add_features("xsave"); }, "listed twice"},
+      {"no x86_64", [](TestImage& t) { t.inv.mutable_features()->DeleteSubrange(0, 1); }, "'x86_64' is missing"},
+      {"tiny xsave", [](TestImage& t) { t.inv.set_xsave_size(16); }, "xsave area size 16"},
+      {"pid 0", [](TestImage& t) { t.inv.add_pids(0); }, "pid 0 (invalid)"},
+      {"root not listed", [](TestImage& t) { t.inv.set_root_pid(7); }, "root pid 7"},
+      {"dump mode", [](TestImage& t) { t.inv.set_dump_mode("teleport"); }, "dump mode"},
+      {"tree without the feature",
+       [](TestImage& t) {
+         AddChild(&t, 43, 42);
+         t.inv.mutable_features()->RemoveLast();
+       },
+       "feature 'tree'"},
+  });
+}
+
+TEST(ValidateTest, ProcessAndTreeFields) {
+  ExpectRefused({
+      {"parent cycle",
+       [](TestImage& t) {
+         AddChild(&t, 43, 42);
+         AddChild(&t, 44, 43);
+         Core(t, 43).set_ppid(44);
+       },
+       "cycle"},
+      {"parent missing",
+       [](TestImage& t) {
+         AddChild(&t, 43, 42);
+         Core(t, 43).set_ppid(99);
+       },
+       "parent 99"},
+      {"group spans sessions",
+       [](TestImage& t) {
+         AddChild(&t, 43, 42);
+         Core(t, 43).set_sid(43);
+         Core(t, 43).set_pgid(43);
+         AddChild(&t, 44, 43);
+         Core(t, 44).set_pgid(42);
+       },
+       "spans sessions"},
+      {"session leader elsewhere", [](TestImage& t) { Core(t).set_pgid(5); }, "session leader in another"},
+      {"ghost on a thread",
+       [](TestImage& t) {
+         AddChild(&t, 43, 42);
+         TaskCore* th = Core(t).add_threads();
+         *th = Core(t).threads(0);
+         th->set_tid(50);
+         t.inv.add_features("threads");
+         Core(t, 43).set_sid(50);
+         Core(t, 43).set_pgid(50);
+       },
+       "is a thread of pid 42"},
+      {"tid twice",
+       [](TestImage& t) {
+         *Core(t).add_threads() = Core(t).threads(0);
+         t.inv.add_features("threads");
+       },
+       "also a thread"},
+      {"umask", [](TestImage& t) { Core(t).set_umask(01777); }, "umask"},
+      {"cwd with a NUL", [](TestImage& t) { Core(t).set_cwd(std::string("/tmp\0/x", 7)); }, "contains a NUL"},
+      {"relative cwd", [](TestImage& t) { Core(t).set_cwd("tmp"); }, "not absolute"},
+      {"empty creds", [](TestImage& t) { Core(t).clear_creds(); }, "exactly 4 uids"},
+      {"uid -1", [](TestImage& t) { Core(t).mutable_creds()->set_uid(3, UINT32_MAX); }, "uid or gid -1"},
+      {"65 groups",
+       [](TestImage& t) {
+         for (int i = 0; i < 65; ++i) Core(t).mutable_creds()->add_groups(i);
+       },
+       "65 supplementary"},
+      {"ambient outside", [](TestImage& t) { Core(t).mutable_creds()->set_cap_amb(1); }, "ambient"},
+      {"action for SIGKILL",
+       [](TestImage& t) { Core(t).add_actions()->set_sig(9); }, "SIGKILL/SIGSTOP"},
+      {"action flags", [](TestImage& t) {
+         SigAction* a = Core(t).add_actions();
+         a->set_sig(10);
+         a->set_flags(0x100000);
+       }, "unknown to the kernel"},
+      {"two pending SIGUSR1",
+       [](TestImage& t) {
+         std::string raw(128, '\0');
+         raw[0] = 10;
+         Core(t).add_shared_pending()->set_raw(raw);
+         Core(t).add_shared_pending()->set_raw(raw);
+       },
+       "pending twice"},
+      {"short siginfo", [](TestImage& t) { Leader(t).add_pending()->set_raw("x"); }, "not 128"},
+      {"itimer 3", [](TestImage& t) { Core(t).add_itimers()->set_which(3); }, "interval timer 3"},
+      {"rlimit soft above hard",
+       [](TestImage& t) {
+         Rlimit* r = Core(t).mutable_rlimits(7);
+         r->set_soft(10);
+         r->set_hard(5);
+       },
+       "soft above hard"},
+      {"rlimit left out", [](TestImage& t) { Core(t).mutable_rlimits()->RemoveLast(); }, "15 resource limits"},
+      {"actions out of order",
+       [](TestImage& t) {
+         Core(t).add_actions()->set_sig(12);
+         Core(t).add_actions()->set_sig(10);
+       },
+       "ascending"},
+      {"process CPU clock", [](TestImage& t) {
+         PosixTimer* p = Core(t).add_posix_timers();
+         p->set_clockid(2);
+         p->set_sigev_notify(1);
+         t.inv.add_features("posix-timers");
+       }, "not one a timer keeps"},
+      {"pdeath 65", [](TestImage& t) { Core(t).set_pdeath_sig(65); }, "parent-death signal"},
+      {"personality query", [](TestImage& t) { Core(t).set_personality(UINT32_MAX); }, "personality"},
+      {"brk below start", [](TestImage& t) { Core(t).mutable_mm()->set_start_brk(10); }, "end before they start"},
+      {"auxv odd", [](TestImage& t) { Core(t).mutable_mm()->add_auxv(6); }, "auxv"},
+      {"exe relative", [](TestImage& t) { Core(t).mutable_mm()->set_exe_path("true"); }, "executable path"},
+      {"timer thread",
+       [](TestImage& t) {
+         PosixTimer* p = Core(t).add_posix_timers();
+         p->set_sigev_notify(4);
+         p->set_sigev_signo(10);
+         p->set_notify_tid(43);
+         t.inv.add_features("posix-timers");
+       },
+       "thread group leader"},
+      {"zombie with creds",
+       [](TestImage& t) {
+         AddChild(&t, 43, 42);
+         Core(t, 43).set_zombie(true);
+         t.inv.add_features("zombies");
+       },
+       "a zombie with more"},
+      {"zombie stopped",
+       [](TestImage& t) {
+         AddChild(&t, 43, 42);
+         ProcessCore z;
+         z.set_pid(43);
+         z.set_ppid(42);
+         z.set_pgid(42);
+         z.set_sid(42);
+         z.set_zombie(true);
+         z.set_exit_status(17);  // killed by SIGCHLD: impossible
+         Core(t, 43) = z;
+         t.inv.add_features("zombies");
+       },
+       "no way a process dies"},
+  });
+}
+
+TEST(ValidateTest, ThreadFields) {
+  ExpectRefused({
+      {"26 registers", [](TestImage& t) { Leader(t).mutable_regs()->mutable_gpr()->RemoveLast(); }, "26 words"},
+      {"eflags IOPL", [](TestImage& t) { Leader(t).mutable_regs()->set_gpr(18, 0x3246); }, "eflags"},
+      {"32-bit cs", [](TestImage& t) { Leader(t).mutable_regs()->set_gpr(17, 0x23); }, "segments"},
+      {"fs base", [](TestImage& t) { Leader(t).mutable_regs()->set_gpr(21, 1ull << 60); }, "fs/gs base"},
+      {"xsave size",
+       [](TestImage& t) { Leader(t).mutable_regs()->mutable_xsave()->append(64, '\0'); }, "xsave area of 640"},
+      {"xstate_bv", [](TestImage& t) { (*Leader(t).mutable_regs()->mutable_xsave())[512] = 4; }, "beyond the CPU"},
+      {"blocked SIGKILL", [](TestImage& t) { Leader(t).set_blocked(1ull << 8); }, "SIGKILL or SIGSTOP blocked"},
+      {"nice 25", [](TestImage& t) { Leader(t).set_nice(25); }, "nice value 25"},
+      {"timer slack 0", [](TestImage& t) { Leader(t).set_timer_slack_ns(0); }, "timer slack 0"},
+      {"RLIMIT_CPU 0", [](TestImage& t) { Core(t).mutable_rlimits(0)->set_soft(0); }, "RLIMIT_CPU"},
+      {"FIFO priority 0", [](TestImage& t) { Leader(t).set_sched_policy(1); }, "scheduling priority"},
+      {"comm with NUL", [](TestImage& t) { Leader(t).set_comm(std::string("a\0b", 3)); }, "thread name"},
+      {"altstack too small",
+       [](TestImage& t) {
+         Leader(t).set_altstack_flags(0);
+         Leader(t).set_altstack_sp(0x10000);
+         Leader(t).set_altstack_size(100);
+       },
+       "sigaltstack"},
+      {"rseq unaligned",
+       [](TestImage& t) {
+         Leader(t).set_rseq_addr(0x10004);
+         Leader(t).set_rseq_len(32);
+       },
+       "rseq area"},
+      {"robust list length", [](TestImage& t) { Leader(t).set_robust_list_len(8); }, "robust list"},
+  });
+}
+
+TEST(ValidateTest, MemoryFields) {
+  ExpectRefused({
+      {"unknown kind", [](TestImage& t) { FirstVma(t).set_kind(static_cast<VmaKind>(42)); }, "kind 42 unknown"},
+      {"shared flags on private", [](TestImage& t) { FirstVma(t).set_flags(MAP_SHARED | MAP_ANONYMOUS); }, "mmap flags"},
+      {"prot vs VmFlags", [](TestImage& t) { FirstVma(t).set_prot(PROT_READ); }, "rd/wr/ex"},
+      {"beyond user space",
+       [](TestImage& t) {
+         FirstVma(t).set_start(1ull << 60);
+         FirstVma(t).set_end((1ull << 60) + 0x4000);
+       },
+       "beyond user space"},
+      {"anon name", [](TestImage& t) { FirstVma(t).set_name("[anon:a$b]"); }, "cannot be given again"},
+      {"stored pages", [](TestImage& t) { FirstVma(t).set_stored_pages(3); }, "page counts disagree"},
+      {"run outside VMAs", [](TestImage& t) { t.procs[42].mm.mutable_runs(0)->set_vaddr(0x20000); }, "outside every VMA"},
+      {"pages of a shared file",
+       [](TestImage& t) {
+         Vma& v = FirstVma(t);
+         v.set_kind(VMA_FILE_SHARED);
+         v.set_flags(MAP_SHARED);
+         v.add_vm_flags("sh");
+         v.add_vm_flags("ms");
+         v.set_name("/etc/hostname");
+         v.mutable_file()->set_path("/etc/hostname");
+         v.mutable_file()->set_mode(S_IFREG | 0644);
+       },
+       "content is not in the page file"},
+      {"inherited in the root",
+       [](TestImage& t) {
+         PageRange* r = t.procs[42].mm.add_inherited();
+         r->set_vaddr(0x10000);
+         r->set_npages(1);
+       },
+       "the root has no parent"},
+      {"inherited from nowhere",
+       [](TestImage& t) {
+         AddChild(&t, 43, 42);
+         t.inv.add_features("cow-shared");
+         t.procs[42].mm.mutable_vmas(0)->set_kind(VMA_ANON_SHARED);
+         t.procs[42].mm.mutable_vmas(0)->set_flags(MAP_SHARED | MAP_ANONYMOUS);
+         t.procs[42].mm.mutable_vmas(0)->add_vm_flags("sh");
+         t.procs[42].mm.mutable_vmas(0)->add_vm_flags("ms");
+         PageRange* r = t.procs[43].mm.add_inherited();
+         r->set_vaddr(0x10000);
+         r->set_npages(1);
+         t.procs[43].mm.mutable_vmas(0)->set_inherited_pages(1);
+       },
+       "has no private anonymous VMA"},
+      {"offset of the vDSO",
+       [](TestImage& t) {
+         Vma* v = t.procs[42].mm.add_vmas();
+         v->set_start(0x20000);
+         v->set_end(0x22000);
+         v->set_kind(VMA_VDSO);
+         v->set_flags(MAP_PRIVATE);
+         v->set_name("[vdso]");
+         v->set_pgoff(4096);
+       },
+       "a file offset on a kernel mapping"},
+      {"two vdsos",
+       [](TestImage& t) {
+         for (uint64_t at : {0x20000, 0x30000}) {
+           Vma* v = t.procs[42].mm.add_vmas();
+           v->set_start(at);
+           v->set_end(at + 0x2000);
+           v->set_kind(VMA_VDSO);
+           v->set_flags(MAP_PRIVATE);
+           v->set_name("[vdso]");
+         }
+       },
+       "a second [vdso]"},
+  });
+}
+
+TEST(ValidateTest, FdFields) {
+  ExpectRefused({
+      {"fds out of order",
+       [](TestImage& t) {
+         AddFd(t, 5, FD_EVENTFD, O_RDWR)->mutable_eventfd();
+         AddFd(t, 4, FD_EVENTFD, O_RDWR)->mutable_eventfd();
+         t.inv.add_features("eventfd");
+       },
+       "not ascending"},
+      {"access mode 3", [](TestImage& t) { AddFd(t, 3, FD_EVENTFD, 3)->mutable_eventfd(); }, "open flags"},
+      {"chardev path",
+       [](TestImage& t) {
+         Fd* f = AddFd(t, 3, FD_CHARDEV, O_RDWR | 0x8000);
+         f->mutable_file()->set_path("/etc/shadow");
+         f->mutable_file()->set_mode(S_IFCHR);
+       },
+       "not one cryo reopens"},
+      {"eventfd state on a pipe", [](TestImage& t) {
+         AddPipe(t, "", 0);
+         t.procs[42].fds.mutable_fds(0)->mutable_eventfd();
+       }, "state of another kind"},
+      {"eventfd append",
+       [](TestImage& t) {
+         AddFd(t, 3, FD_EVENTFD, O_RDWR | O_APPEND)->mutable_eventfd();
+         t.inv.add_features("eventfd");
+       },
+       "cannot have"},
+      {"a regular file without O_LARGEFILE",
+       [](TestImage& t) {
+         Fd* f = AddFd(t, 3, FD_REGULAR, O_RDONLY);
+         f->mutable_file()->set_path("/etc/hostname");
+         f->mutable_file()->set_mode(S_IFREG | 0644);
+       },
+       "without O_LARGEFILE"},
+      {"pos on a pipe", [](TestImage& t) {
+         AddPipe(t, "", 0);
+         t.procs[42].fds.mutable_fds(0)->set_pos(5);
+       }, "offset 5"},
+      {"epoll target missing",
+       [](TestImage& t) {
+         Fd* f = AddFd(t, 3, FD_EPOLL, O_RDWR);
+         f->mutable_epoll()->add_targets()->set_fd(9);
+         t.inv.add_features("epoll");
+       },
+       "epoll target fd 9"},
+      {"signalfd SIGKILL",
+       [](TestImage& t) {
+         AddFd(t, 3, FD_SIGNALFD, O_RDWR)->mutable_signalfd()->set_mask(1ull << 8);
+         t.inv.add_features("signalfd");
+       },
+       "signalfd mask"},
+      {"timerfd cancel-on-set relative",
+       [](TestImage& t) {
+         AddFd(t, 3, FD_TIMERFD, O_RDWR)->mutable_timerfd()->set_settime_flags(2);
+         t.inv.add_features("timerfd");
+       },
+       "CANCEL_ON_SET"},
+      {"inotify empty mask",
+       [](TestImage& t) {
+         InotifyWatch* w = AddFd(t, 3, FD_INOTIFY, O_RDONLY)->mutable_inotify()->add_watches();
+         w->set_wd(1);
+         w->set_path("/tmp");
+         t.inv.add_features("inotify");
+       },
+       "mask 0 invalid"},
+      {"pipe missing", [](TestImage& t) {
+         AddPipe(t, "", 0);
+         t.procs[42].fds.mutable_fds(0)->mutable_pipe()->set_pipe_id(78);
+       }, "pipe 78 is not in pipes.img"},
+      {"write end that reads", [](TestImage& t) {
+         AddPipe(t, "", 0);
+         t.procs[42].fds.mutable_fds(0)->mutable_pipe()->set_write_end(true);
+       }, "write_end"},
+      {"socket address of another family",
+       [](TestImage& t) {
+         ListenSocket* l = AddFd(t, 3, FD_LISTEN_SOCKET, O_RDWR)->mutable_listen_socket();
+         l->set_family(AF_INET);
+         l->set_type(SOCK_STREAM);
+         l->set_address(std::string(16, '\0'));
+         t.inv.add_features("listen-sockets");
+       },
+       "another family"},
+      {"shared description, different flags",
+       [](TestImage& t) {
+         Fd* a = AddFd(t, 3, FD_CHARDEV, O_RDWR | 0x8000);
+         a->mutable_file()->set_path("/dev/null");
+         a->mutable_file()->set_mode(S_IFCHR | 0666);
+         a->set_rdev(makedev(1, 3));
+         a->set_file_id(5);
+         Fd* b = t.procs[42].fds.add_fds();
+         *b = *a;
+         b->set_fd(4);
+         b->set_flags(O_RDONLY | 0x8000);
+         t.inv.add_features("shared-files");
+       },
+       "but not its state"},
+  });
+}
+
+TEST(ValidateTest, SharedObjectFields) {
+  ExpectRefused({
+      {"data beyond capacity", [](TestImage& t) { AddPipe(t, std::string(5000, 'x'), 4096); }, "more than its capacity"},
+      {"capacity not a power of two", [](TestImage& t) { AddPipe(t, "", 5000); }, "capacity 5000"},
+      {"data without a reader",
+       [](TestImage& t) {
+         AddPipe(t, "abc", 0);
+         t.procs[42].fds.mutable_fds()->DeleteSubrange(0, 1);
+       },
+       "no read end"},
+      {"unreferenced pipe",
+       [](TestImage& t) {
+         AddPipe(t, "", 0);
+         t.pipes.add_pipes()->set_id(99);
+       },
+       "held by no fd"},
+      {"pty winsize", [](TestImage& t) { AddPty(t)->mutable_winsize()->set_rows(70000); }, "window size"},
+      {"pty speed not its code's",
+       [](TestImage& t) {
+         TtyTermios* tio = AddPty(t)->mutable_termios();
+         tio->set_cflag(015);  // B9600
+         tio->set_ispeed(9600);
+         tio->set_ospeed(9601);
+       },
+       "disagree with c_cflag"},
+      {"too much terminal input",
+       [](TestImage& t) {
+         TtyInput* in = AddPty(t)->add_slave_unread();
+         in->set_data(std::string(5000, 'x'));
+         in->set_partial(true);
+       },
+       "line discipline"},
+      {"pty line discipline not N_TTY", [](TestImage& t) { AddPty(t)->mutable_termios()->set_line(2); }, "not N_TTY"},
+  });
+}
+
+// Fields of the merged branches: shared anonymous objects and memory
+// attributes (shmem), per-process attributes and job control (taskstate),
+// socket files, options and pty owners (paths).
+TEST(ValidateTest, MergedBranchFields) {
+  ExpectRefused({
+      {"anon object from a file mapping",
+       [](TestImage& t) { AddAnonShmem(t)->set_kind(VMA_FILE_SHARED); }, "fit its kind"},
+      {"anon object with a name", [](TestImage& t) {
+         AddAnonShmem(t);
+         t.shm.mutable_objects(0)->set_name("x");
+       }, "invalid shared anonymous memory"},
+      {"anon object without its feature", [](TestImage& t) {
+         AddAnonShmem(t);
+         t.inv.mutable_features()->RemoveLast();
+       }, "does not fit it"},  // without the feature shm.img is not read: the VMA names no object
+      {"anon shmem VMA named otherwise", [](TestImage& t) { AddAnonShmem(t)->set_name("/x"); }, "not /dev/zero"},
+      {"droppable shared memory", [](TestImage& t) { AddAnonShmem(t)->add_vm_flags("dp"); }, "MAP_DROPPABLE"},
+      {"lock on fault without lock", [](TestImage& t) {
+         FirstVma(t).add_vm_flags("lf");
+         t.inv.add_features("vma-attributes");
+       }, "without lo"},
+      {"mlock without its feature", [](TestImage& t) { FirstVma(t).add_vm_flags("lo"); }, "vma-attributes"},
+      {"writers_uncounted on SysV", [](TestImage& t) {
+         AddAnonShmem(t);
+         t.shm.mutable_objects(0)->set_writers_uncounted(true);
+       }, "writers_uncounted"},
+      {"THP disable 2", [](TestImage& t) {
+         Core(t).mutable_mm()->mutable_attrs()->set_thp_disable(2);
+         t.inv.add_features("mm-attributes");
+       }, "THP disable"},
+      {"membarrier bits", [](TestImage& t) {
+         Core(t).mutable_mm()->mutable_attrs()->set_membarrier(1);
+         t.inv.add_features("mm-attributes");
+       }, "membarrier"},
+      {"mm attributes without their feature", [](TestImage& t) { Core(t).mutable_mm()->mutable_attrs()->set_mlock_future(2); },
+       "mm-attributes"},
+      {"stop signal SIGKILL", [](TestImage& t) {
+         Core(t).set_stop_signal(9);
+         t.inv.add_features("stopped");
+       }, "no stop signal"},
+      {"oom_score_adj", [](TestImage& t) { Core(t).set_oom_score_adj(1001); }, "oom_score_adj"},
+      {"loginuid alone", [](TestImage& t) { Core(t).set_loginuid(1000); }, "session id"},
+      {"absolute cgroup", [](TestImage& t) {
+         CgroupPath* c = Core(t).add_cgroups();
+         c->set_path("/etc");
+       }, "cgroup path"},
+      {"cgroup hierarchy twice", [](TestImage& t) {
+         Core(t).add_cgroups()->set_path("a");
+         Core(t).add_cgroups()->set_path("b");
+       }, "listed twice"},
+      {"empty CPU affinity", [](TestImage& t) { Leader(t).set_cpu_affinity(std::string(8, '\0')); }, "CPU affinity"},
+      {"I/O priority class 5", [](TestImage& t) { Leader(t).set_ioprio(5u << 13); }, "I/O priority"},
+      {"deadline runtime beyond its deadline", [](TestImage& t) {
+         SchedAttr* a = Leader(t).mutable_sched_attr();
+         a->set_policy(6);
+         a->set_runtime(2000000);
+         a->set_deadline(1000000);
+       }, "SCHED_DEADLINE"},
+      {"utilization clamps reversed", [](TestImage& t) {
+         SchedAttr* a = Leader(t).mutable_sched_attr();
+         a->set_util_min(800);
+         a->set_util_max(100);
+       }, "utilization clamps"},
+      {"socket file mode", [](TestImage& t) { AddUnixListener(t)->mutable_file()->set_mode(0170777); }, "socket file: mode"},
+      {"socket file both kept and removed", [](TestImage& t) {
+         ListenSocket* l = AddUnixListener(t);
+         l->mutable_file();
+         l->set_file_unlinked(true);
+       }, "was removed"},
+      {"socket option of another level", [](TestImage& t) {
+         SocketOption* o = AddUnixListener(t)->add_options();
+         o->set_level(6);
+         o->set_name(1);
+         o->set_value("abcd");
+       }, "socket option"},
+      {"pty slave owner -1", [](TestImage& t) { AddPty(t)->mutable_slave_attrs()->set_uid(UINT32_MAX); }, "slave owner"},
+  });
+}
+
+}  // namespace
+}  // namespace cryo::image
