@@ -324,6 +324,18 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
     log_summary();
     return report.ToStatus();
   }
+  // Pipes and FIFOs with an end outside the tree: refused before the first
+  // file is written (zombies hold no fds, but they are of the tree).
+  {
+    std::vector<ProcessFds> tables;
+    std::set<pid_t> pids;
+    for (size_t i = 0; i < c->inspection.facts.size(); ++i) {
+      tables.push_back({c->tree.processes()[i]->pid(), &c->inspection.facts[i].fds});
+      pids.insert(c->tree.processes()[i]->pid());
+    }
+    for (const ZombieInfo& z : c->tree.zombies()) pids.insert(z.pid);
+    CRYO_RETURN_IF_ERROR(CheckPipesHeldOutside(tables, pids).Prefixed("pipes"));
+  }
   const double tc = Now();
   bool may_trace = false;
   c->procs.resize(c->tree.processes().size());

@@ -91,23 +91,41 @@ Status PeekPipe(const Holder& holder, bool has_reader, image::Pipe* pipe) {
   return Status::Ok();
 }
 
-}  // namespace
-
-Status DumpPipes(const std::vector<ProcessFds>& tables, const std::set<pid_t>& tree, image::PipeTable* out) {
+// The tree's pipes with their holders, its FIFOs by path, their paths by id.
+struct PipeHolders {
   std::map<uint64_t, std::vector<Holder>> pipes;
   std::map<std::string, Fifo> fifos;  // by path
   std::map<uint64_t, std::string> fifo_paths;
+};
+
+PipeHolders CollectPipeHolders(const std::vector<ProcessFds>& tables) {
+  PipeHolders h;
   for (const ProcessFds& t : tables)
     for (const image::Fd& f : t.table->fds()) {
       if (f.kind() != image::FD_PIPE && f.kind() != image::FD_FIFO) continue;
-      pipes[f.pipe().pipe_id()].push_back({t.pid, f.fd(), f.pipe().write_end()});
+      h.pipes[f.pipe().pipe_id()].push_back({t.pid, f.fd(), f.pipe().write_end()});
       if (f.kind() == image::FD_FIFO) {
-        fifos[f.file().path()] = {f.pipe().pipe_id(), f.file().dev(), f.file().ino()};
-        fifo_paths[f.pipe().pipe_id()] = f.file().path();
+        h.fifos[f.file().path()] = {f.pipe().pipe_id(), f.file().dev(), f.file().ino()};
+        h.fifo_paths[f.pipe().pipe_id()] = f.file().path();
       }
     }
+  return h;
+}
+
+}  // namespace
+
+Status CheckPipesHeldOutside(const std::vector<ProcessFds>& tables, const std::set<pid_t>& tree) {
+  const PipeHolders h = CollectPipeHolders(tables);
+  if (h.pipes.empty()) return Status::Ok();
+  return CheckOutsideHolders(h.pipes, h.fifos, tree);
+}
+
+Status DumpPipes(const std::vector<ProcessFds>& tables, const std::set<pid_t>& tree, image::PipeTable* out) {
+  PipeHolders held = CollectPipeHolders(tables);
+  auto& pipes = held.pipes;
+  auto& fifo_paths = held.fifo_paths;
   if (pipes.empty()) return Status::Ok();
-  CRYO_RETURN_IF_ERROR(CheckOutsideHolders(pipes, fifos, tree));
+  CRYO_RETURN_IF_ERROR(CheckOutsideHolders(pipes, held.fifos, tree));
   for (const auto& [id, holders] : pipes) {
     image::Pipe* p = out->add_pipes();
     p->set_id(id);

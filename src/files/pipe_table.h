@@ -18,6 +18,11 @@ struct ProcessFds {
   image::FdTable* table;
 };
 
+// Fails, naming the pipe and the outside process, if a process outside `tree`
+// holds an end of a pipe or FIFO of `tables`. The dump runs it before it
+// writes anything (DumpPipes checks again once the image is written).
+Status CheckPipesHeldOutside(const std::vector<ProcessFds>& tables, const std::set<pid_t>& tree);
+
 // Fills `out` with every pipe held by the tree. Fails, naming the pipe and the
 // outside process, if a process outside `tree` holds an end of one of them.
 Status DumpPipes(const std::vector<ProcessFds>& tables, const std::set<pid_t>& tree, image::PipeTable* out);

@@ -208,8 +208,13 @@ def test_pipe_held_outside(h):
     h.tracked_pids.append(p.pid)
     h.popens[p.pid] = p
     try:
-        r = h.run_cryo(["dump", "-t", str(p.pid), "-D", h.mkdir("img")])
+        images = os.path.join(h.tmp_root, "img-pipe-outside")
+        r = h.run_cryo(["dump", "-t", str(p.pid), "-D", images, "-vv"])
         check(r.rc != 0, "dump of a process whose pipe is read outside the tree succeeded")
+        # Refused before anything is written: no image directory was made.
+        check("pages written" not in (r.log or "") and "is dumping pid" not in (r.log or ""),
+              "the refusal came after files were written:\n%s" % r.log)
+        check(not os.path.exists(images), "the refused dump made %s" % images)
         msg = r.message
         check("pipe" in msg and str(os.getpid()) in msg,
               "error should name the pipe and the outside holder %d: %s" % (os.getpid(), msg))
