@@ -10,32 +10,12 @@
 #include <cstring>
 #include <sstream>
 
+#include "base/json_string.h"
 #include "base/size_format.h"
 
 namespace cryo::image {
 
 namespace {
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          char buf[8];
-          snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
-}
 
 // A name from the image for a terminal: control characters (an escape
 // sequence would drive the terminal) as \xNN; the rest (UTF-8 too) as is.
