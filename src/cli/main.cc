@@ -173,6 +173,12 @@ int main(int argc, char** argv) {
   restore_cmd->add_flag("-d,--detach", restore.detach, "return once the process runs (default: stay its parent and exit with its status)");
   restore_cmd->add_option("--pidfile", restore.pidfile, "write the restored root pid to FILE")->type_name("FILE");
   restore_cmd->add_flag("--shell-job", restore.shell_job, "restore a --shell-job image onto cryo's own terminal, in cryo's session");
+  restore_cmd->add_flag("--ignore-changed-files", restore.ignore_changed_files,
+                        "restore even if files the tree refers to changed since the dump (each is named in a warning)");
+  restore_cmd->add_option("--allow-changed", restore.allow_changed,
+                          "restore even if this file changed since the dump (repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("PATH");
   restore_cmd->add_option("--cgroup-root", restore.cgroup_roots,
                           "place the tree's cgroups below PATH instead of below cryo's own cgroup; "
                           "HIERARCHY:PATH for one hierarchy (v1 controllers as in /proc/PID/cgroup, or cgroup2); repeatable")

@@ -27,6 +27,7 @@
 #include "mem/mm_attrs.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
+#include "files/file_facts.h"
 #include "files/unlinked_dump.h"
 #include "mem/vma_dump.h"
 #include "proc/path_check.h"
@@ -450,6 +451,14 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   std::vector<UnlinkedHolders> unlinked_holders;
   for (DumpedProcess& p : procs) unlinked_holders.push_back({p.core.pid(), &p.core, &p.mm, &p.fds, &p.unlinked_maps});
   CRYO_RETURN_IF_ERROR(DumpUnlinkedFiles(unlinked_holders, pids, writer, &unlinked, &features).Prefixed("unlinked files"));
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
+  // What a restore checks has not changed: cwd, root, executable, and the
+  // content of every executable mapping's file (file_facts.h).
+  ContentHasher hasher;
+  for (DumpedProcess& p : procs)
+    CRYO_RETURN_IF_ERROR(RecordFileFacts(p.core.pid(), &p.core, &p.mm, &hasher).Prefixed("pid " + std::to_string(p.core.pid())));
+  LOG_DEBUG("%" PRIu64 " executable files (%s) hashed in %.1f ms", hasher.files(), FormatSize(hasher.bytes()).c_str(),
+            hasher.seconds() * 1e3);
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   image::TtyTable ttys;
   std::vector<TtyProcess> tty_procs;
