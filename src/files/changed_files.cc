@@ -9,6 +9,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
 #include <set>
 
 #include "base/clock.h"
@@ -110,16 +111,26 @@ Status CheckChangedFiles(image::LoadedImage* img, const ChangedFilesPolicy& poli
       missing.push_back(who + " is missing (" + std::strerror(errno) + ")");
       continue;
     }
-    std::vector<std::string> diffs = FileChanges(f.recorded, now, f.check);
+    std::vector<std::string> diffs;
+    auto add = [&diffs](const std::string& d) {
+      if (std::find(diffs.begin(), diffs.end(), d) == diffs.end()) diffs.push_back(d);
+    };
+    for (const image::FileId& r : f.records)
+      for (const std::string& d : FileChanges(r, now, f.check)) add(d);
     // Hashing costs a read of the file: not for a file already known changed,
     // nor for one the user lets change.
-    if (diffs.empty() && !allow && f.check == image::FileCheck::kContent && f.recorded.has_content_xxh3()) {
-      CRYO_ASSIGN_OR_RETURN(std::optional<uint64_t> h, HashNow(f.path, now));
-      ++hashed;
-      if (!h)
-        diffs.push_back("changed while cryo read it");
-      else if (*h != f.recorded.content_xxh3())
-        diffs.push_back(ContentChange(f.recorded.content_xxh3(), *h));
+    std::optional<uint64_t> h;
+    for (const image::FileId& r : f.records) {
+      if (!diffs.empty() || allow || f.check != image::FileCheck::kContent || !r.has_content_xxh3()) continue;
+      if (!h) {
+        CRYO_ASSIGN_OR_RETURN(h, HashNow(f.path, now));
+        ++hashed;
+        if (!h) {
+          add("changed while cryo read it");
+          break;
+        }
+      }
+      if (*h != r.content_xxh3()) add(ContentChange(r.content_xxh3(), *h));
     }
     if (diffs.empty()) continue;
     std::string what;

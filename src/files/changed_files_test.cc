@@ -232,6 +232,16 @@ TEST_F(CheckChangedFilesTest, MissingIsRefusedWhateverTheOptions) {
   EXPECT_NE(m.find(path_ + " (mapped by pid 12) is missing (No such file or directory)"), std::string::npos) << m;
 }
 
+TEST_F(CheckChangedFilesTest, EveryHolderRecordIsCompared) {
+  // A second mapping of the same file whose record says other content (an
+  // edited image, or a file that changed while the dump read it).
+  image::Vma* v = img_.processes[12].mm.add_vmas();
+  *v = img_.processes[12].mm.vmas(0);
+  v->mutable_file()->set_content_xxh3(1);
+  const std::string m = Check();
+  EXPECT_NE(m.find("content differs (XXH3-64 0000000000000001 -> "), std::string::npos) << m;
+}
+
 TEST_F(CheckChangedFilesTest, AllowedByPathOrAllGoesOnAndAcceptsTheNewFacts) {
   Write("0123456789abc");
   EXPECT_NE(Check({false, {dir_ + "/other"}}), "");

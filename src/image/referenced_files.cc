@@ -23,6 +23,11 @@ bool KernelMade(const std::string& p) {
   return false;
 }
 
+bool SameRecord(const FileId& a, const FileId& b) {
+  return a.dev() == b.dev() && a.ino() == b.ino() && a.size() == b.size() && a.mtime_ns() == b.mtime_ns() &&
+         a.mode() == b.mode() && a.has_content_xxh3() == b.has_content_xxh3() && a.content_xxh3() == b.content_xxh3();
+}
+
 class Collector {
  public:
   void Add(const FileId& id, FileCheck check, const std::string& holder) {
@@ -35,6 +40,8 @@ class Collector {
     } else if (id.has_content_xxh3() && !f.recorded.has_content_xxh3()) {
       f.recorded = id;
     }
+    if (std::none_of(f.records.begin(), f.records.end(), [&](const FileId& r) { return SameRecord(r, id); }))
+      f.records.push_back(id);
     if (check == FileCheck::kContent) f.check = FileCheck::kContent;
     if (std::find(f.holders.begin(), f.holders.end(), holder) == f.holders.end()) f.holders.push_back(holder);
   }

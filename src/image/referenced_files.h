@@ -28,6 +28,10 @@ enum class FileCheck {
 struct ReferencedFile {
   std::string path;
   FileId recorded;                   // as the dump saw it (with a content hash if one holder has it)
+  // Every distinct record of it among its holders, `recorded` included: one,
+  // unless the file changed while the dump read it (or the image was edited);
+  // the restore compares the file with each.
+  std::vector<FileId> records;
   FileCheck check = FileCheck::kIdentity;  // the strictest of its holders'
   std::vector<std::string> holders;  // "fd 3 of pid 12", "mapped by pid 12", "executable of pid 12", ...
 };
