@@ -12,6 +12,7 @@
 
 #include "files/fd_kind.h"
 #include "net/socket_options.h"
+#include "net/unix_pending.h"
 #include "net/unix_queue.h"
 #include "net/unix_socket.h"
 #include "net/unix_socket_file.h"
@@ -64,19 +65,13 @@ UniqueFd GrabFd(pid_t pid, int fd) {
   return UniqueFd(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
 }
 
-// socketpair(2) under effective ids `uid`, `gid` (of this thread only: raw
-// system calls, glibc's would change every thread's), which both ends show
-// as their peer's (SO_PEERCRED); then back to root.
+// socketpair(2) under effective ids `uid`, `gid`, which both ends show as
+// their peer's (SO_PEERCRED).
 Status SocketpairAs(int type, uid_t uid, gid_t gid, int sv[2], const std::string& what) {
-  const gid_t egid = ::getegid();
-  Status st;
-  if (gid && syscall(SYS_setresgid, -1, gid, -1) != 0) st = Status::FromErrno("setresgid for " + what);
-  if (st.ok() && uid && syscall(SYS_setresuid, -1, uid, -1) != 0) st = Status::FromErrno("setresuid for " + what);
-  if (st.ok() && ::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) st = Status::FromErrno("socketpair for " + what);
-  // Back to root: the saved uid allows it (capabilities(7), "Effect of user ID changes").
-  if ((uid && syscall(SYS_setresuid, -1, 0, -1) != 0) || (gid && syscall(SYS_setresgid, -1, egid, -1) != 0))
-    return Status::FromErrno("returning to cryo's ids after the socketpair for " + what);
-  return st;
+  return WithEffectiveIds(uid, gid, [&]() -> Status {
+    if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) return Status::FromErrno("socketpair for " + what);
+    return Status::Ok();
+  }, "the socketpair for " + what);
 }
 
 }  // namespace
@@ -105,10 +100,38 @@ Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tab
     }
   }
   std::vector<std::string> refused;
+  // Connections waiting in an accept queue: their clients must be in the tree.
+  const std::map<uint64_t, std::string> pending = PendingClientsOf(tables);
+  for (const auto& [client, listener] : pending) {
+    if (by_ino.count(client)) continue;
+    const std::string who = OutsideHolders(client, tree);
+    refused.push_back(listener + " has a connection waiting to be accepted from socket:[" + std::to_string(client) +
+                      "], " + (who.empty() ? "held by no process (a socket in flight)" : "held outside the tree by " + who) +
+                      " (dump that process with the tree, or accept the connection first)");
+  }
   for (auto& [ino, holders] : by_ino) {
     image::UnixSocket* u = holders[0].fd->mutable_unix_socket();
     const std::string what = "pid " + std::to_string(holders[0].pid) + " fd " + std::to_string(holders[0].fd->fd()) +
                              ": " + DescribeUnixSocket(*u);
+    // A connection its listener has not accepted yet (a client may have shut
+    // it down both ways, which looks like a closed peer).
+    if (pending.count(ino) && u->type() != SOCK_DGRAM) {
+      for (Holder& h : holders) {
+        h.fd->mutable_unix_socket()->set_accept_pending(true);
+        h.fd->mutable_unix_socket()->set_peer_closed(false);
+      }
+      UniqueFd fd = GrabFd(holders[0].pid, holders[0].fd->fd());
+      if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + what);
+      Status st = CheckPendingClientSentNothing(fd.get(), what);
+      if (!st.ok()) refused.push_back(st.ToString());
+      u->set_queue_stored(true);  // nothing can have sent to it
+      continue;
+    }
+    if (u->accept_pending()) {
+      refused.push_back(what + " waits to be accepted by a listener outside the tree (dump the listener's process "
+                               "with it, or let it accept the connection first)");
+      continue;
+    }
     const image::UnixSocket* peer = nullptr;
     const Holder* peer_holder = nullptr;
     if (u->peer_ino()) {
@@ -286,7 +309,8 @@ Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
   for (const auto& [ino, u] : recs) {
     const int fd = set.fds_[ino].get();
     const std::string what = DescribeUnixSocket(*u);
-    const uint32_t bits = u->peer_closed() ? 0 : u->shutdown() & (kRcvShutdown | kSendShutdown);
+    // A pending connection is shut down once connected (ConnectPendingClients).
+    const uint32_t bits = u->peer_closed() || u->accept_pending() ? 0 : u->shutdown() & (kRcvShutdown | kSendShutdown);
     if (bits && ::shutdown(fd, bits == 3 ? SHUT_RDWR : bits == kRcvShutdown ? SHUT_RD : SHUT_WR) != 0)
       return Status::FromErrno("shutdown of " + what);
     // The socket's own inode: its owner is the socket's sk_uid (sockfs_setattr);

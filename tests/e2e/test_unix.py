@@ -34,31 +34,31 @@ def start(h):
     return w
 
 
-def check_image(h, images):
+def check_image(h, images, feature="unix-sockets"):
     img = h.show_json(images)
-    check("unix-sockets" in img["features"], "image features lack 'unix-sockets': %r" % img["features"])
+    check(feature in img["features"], "image features lack %r: %r" % (feature, img["features"]))
 
 
-def test_unixsk_kill(h):
-    w = start(h)
+# The three modes, for a workload that verifies itself (`w`, started) and
+# the feature its image must list.
+def kill_mode(h, w, feature):
     h.verify_ok(w, when="before dump")
     images = h.mkdir("img")
     h.dump(w.pid, images)
     h.reap_original(w)
-    check_image(h, images)
+    check_image(h, images, feature)
     cryotest.wait_pids_gone(image_pids(h, images))
     r = h.restore(images, detach=True, expected_pid=w.pid)
     rw = w.restored(r.pid)
     h.verify_ok(rw, when="after restore")
     h.verify_ok(rw, exit=True, when="after restore (again, exit)")
-    check_eq(h.wait_exit(rw), ("exit", 0), "restored unixsk exit status")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored %s exit status" % w.name)
 
 
-def test_unixsk_leave_running(h):
-    w = start(h)
+def leave_running_mode(h, w):
     images = h.mkdir("img")
     h.dump(w.pid, images, leave_running=True)
-    # Nothing was consumed: the original's streams go on without a gap.
+    # Nothing was consumed: the original goes on without a gap.
     h.verify_ok(w, when="of the original after dump --leave-running")
     h.verify_ok(w, exit=True, when="of the original (exit)")
     check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
@@ -66,22 +66,33 @@ def test_unixsk_leave_running(h):
     r = h.restore(images, detach=True, expected_pid=w.pid)
     rw = w.restored(r.pid)
     h.verify_ok(rw, exit=True, when="after restore (exit)")
-    check_eq(h.wait_exit(rw), ("exit", 0), "restored unixsk exit status")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored %s exit status" % w.name)
 
 
-def test_unixsk_rewind(h):
-    w = start(h)
+def rewind_mode(h, w, instances):
     images = h.mkdir("img")
     h.dump(w.pid, images, leave_running=True)
     h.verify_ok(w, when="of the original")
     h.kill_and_reap(w)
     pids = image_pids(h, images)
-    for i in range(3):
+    for i in range(instances):
         cryotest.wait_pids_gone(pids)
         r = h.restore(images, detach=True, expected_pid=w.pid)
         rw = w.restored(r.pid)
         h.verify_ok(rw, exit=True, when="of rewind instance %d (exit)" % (i + 1))
         check_eq(h.wait_exit(rw), ("exit", 0), "exit status of rewind instance %d" % (i + 1))
+
+
+def test_unixsk_kill(h):
+    kill_mode(h, start(h), "unix-sockets")
+
+
+def test_unixsk_leave_running(h):
+    leave_running_mode(h, start(h))
+
+
+def test_unixsk_rewind(h):
+    rewind_mode(h, start(h), 3)
 
 
 def expect_refused(h, w, words):
@@ -196,6 +207,67 @@ def test_pending_client_refused(h):
         expect_refused(h, w, ["pid %d" % w.pid, "waits to be accepted", path])
     finally:
         srv.close()
+
+
+def start_pending(h):
+    w = h.start_workload("unixpend.py")
+    h.wait_ready(w)
+    return w
+
+
+def test_pending_kill(h):
+    """Connections waiting in two listeners' accept queues (stream, seqpacket)
+    come back in the same order, from the same clients, with the clients'
+    ids, one shut down for writing; accepted after restore, they carry data
+    both ways."""
+    kill_mode(h, start_pending(h), "unix-pending-connections")
+
+
+def test_pending_leave_running(h):
+    leave_running_mode(h, start_pending(h))
+
+
+def test_pending_rewind(h):
+    rewind_mode(h, start_pending(h), 2)
+
+
+def start_script(h, name, script, *args):
+    w = h.start(name, [cryotest.PYTHON, "-c", script] + list(args))
+    deadline = time.monotonic() + 10
+    while not os.path.exists(w.path("ready")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    check(os.path.exists(w.path("ready")), "%s never got ready: %s" % (name, w.stderr()))
+    return w
+
+
+def test_pending_unreadable_refused(h):
+    """A pending connection whose client sent data, or whose client was
+    closed: what waits on the server's end cannot be read before accept."""
+    for sent, words in ((True, ["has sent", "not accepted yet"]), (False, ["client was closed"])):
+        w = start_script(h, "pend", "import os, socket, sys, time\n"
+                         "l = socket.socket(socket.AF_UNIX); l.bind(os.path.abspath('s')); l.listen(4)\n"
+                         "c = socket.socket(socket.AF_UNIX); c.connect(os.path.abspath('s'))\n"
+                         "if sys.argv[1] == '1': c.send(b'request')\n"
+                         "else: c.close()\n"
+                         "open('ready', 'w').write('x')\n"
+                         "while True: time.sleep(0.05)\n", "1" if sent else "0")
+        expect_refused(h, w, ["pid %d" % w.pid] + words)
+        h.cleanup_one(w.pid)
+
+
+def test_pending_client_outside_refused(h):
+    """A listener of the tree with a connection from a client outside it:
+    refused, naming the outside process."""
+    w = start_script(h, "listener", "import os, socket, time\n"
+                     "l = socket.socket(socket.AF_UNIX); l.bind(os.path.abspath('s')); l.listen(4)\n"
+                     "open('ready', 'w').write('x')\n"
+                     "while True: time.sleep(0.05)\n")
+    c = socket.socket(socket.AF_UNIX)
+    try:
+        c.connect(w.path("s"))
+        expect_refused(h, w, ["pid %d" % w.pid, "waiting to be accepted", "outside the tree", "pid %d" % os.getpid()])
+    finally:
+        c.close()
 
 
 NGINX = "/usr/sbin/nginx"
@@ -322,6 +394,11 @@ TESTS = [
     test_fds_in_flight_refused,
     test_peer_credentials,
     test_pending_client_refused,
+    test_pending_kill,
+    test_pending_leave_running,
+    test_pending_rewind,
+    test_pending_unreadable_refused,
+    test_pending_client_outside_refused,
     test_nginx_kill,
     test_nginx_rewind,
 ]
