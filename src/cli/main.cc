@@ -160,6 +160,9 @@ int main(int argc, char** argv) {
   dump_cmd->add_option("-D,--images-dir", dump.images_dir, "where to write the image (created 0700)")->required()->type_name("DIR");
   dump_cmd->add_flag("-R,--leave-running", dump.leave_running, "let the process run on after the dump (default: kill it once the image is synced)");
   dump_cmd->add_flag("--shell-job", dump.shell_job, "the process runs in the caller's shell: its terminal is not part of the image");
+  dump_cmd->add_flag("--ext-unix-sk", dump.ext_unix_sk,
+                     "UNIX sockets connected to a socket outside the tree: a datagram one is connected again to that "
+                     "name at restore, a stream one comes back closed by its peer");
   bool progress = false;
   dump_cmd->add_flag("--progress", progress, "show progress while writing memory");
   bool force = false;

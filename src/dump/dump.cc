@@ -532,6 +532,7 @@ Status Dump(const DumpOptions& opts) {
   CRYO_RETURN_IF_ERROR(CheckPrivileges());
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   Classified c;
+  c.scope.ext_unix_sk = opts.ext_unix_sk;
   CRYO_RETURN_IF_ERROR(SeizeAndClassify(opts.pid, opts.shell_job, !opts.leave_running, &c));
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   CRYO_ASSIGN_OR_RETURN(auto writer, image::ImageWriter::Create(opts.env, opts.images_dir));

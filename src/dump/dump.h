@@ -16,6 +16,7 @@ struct DumpOptions {
   bool leave_running = false;
   bool show_progress = false;
   bool shell_job = false;  // terminals belong to the calling shell (not dumped)
+  bool ext_unix_sk = false;  // UNIX sockets with a peer outside the tree: datagram reconnected by name, stream closed
   Env* env = Env::Default();
 };
 

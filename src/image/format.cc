@@ -172,6 +172,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "unix-sockets",
       "unlinked-files",
       "unix-pending-connections",
+      "unix-external-peers",
   };
   return kFeatures;
 }

@@ -721,6 +721,20 @@ TEST(ValidateTest, UnixPendingConnections) {
          t = MakePendingConnection();
          t.procs[42].fds.mutable_fds(1)->mutable_unix_socket()->set_type(SOCK_DGRAM);
        }, "waiting to be accepted"},
+      {"a peer outside on a pending client", [](TestImage& t) {
+         t = MakePendingConnection();
+         t.inv.add_features("unix-external-peers");
+         t.procs[42].fds.mutable_fds(1)->mutable_unix_socket()->set_peer_outside(true);
+       }, "peer outside the tree"},
+      {"a peer outside without its feature", [](TestImage& t) {
+         UnixSocket* d = AddUnixSocket(t, 5, 300, SOCK_DGRAM);
+         d->set_peer_outside(true);
+         d->set_peer_address(UnixName("/dev/log"));
+       }, "unix-external-peers"},
+      {"a datagram peer outside without a name", [](TestImage& t) {
+         t.inv.add_features("unix-external-peers");
+         AddUnixSocket(t, 5, 300, SOCK_DGRAM)->set_peer_outside(true);
+       }, "peer outside the tree"},
       {"the listener's file removed", [](TestImage& t) {
          t = MakePendingConnection();
          t.procs[42].fds.mutable_fds(0)->mutable_listen_socket()->set_file_unlinked(true);

@@ -109,6 +109,13 @@ std::string UnixSocketProblem(const Fd& f) {
   if (u.accept_pending() && (u.type() == SOCK_DGRAM || u.peer_ino() || u.peer_closed() || u.queue_size() ||
                              u.state() != TCP_ESTABLISHED))
     return "a connection waiting to be accepted that is a datagram socket, has a peer, or a queue";
+  // A peer let go (--ext-unix-sk): a connection's end closed by it, or a
+  // datagram socket with its peer's name and nothing queued from it.
+  if (u.peer_outside() && (u.peer_ino() || u.accept_pending() ||
+                           (u.type() == SOCK_DGRAM ? u.peer_address().empty() || u.peer_closed() || u.queue_size()
+                                                   : !u.peer_closed())))
+    return "a peer outside the tree on a socket with a peer in the image, without a name to connect to, a queue "
+           "from it or not closed";
   if (std::string p = QueueProblem(u); !p.empty()) return p;
   if (std::string p = SocketOptionsProblem(u.options(), false); !p.empty()) return p;
   if (u.owner_uid() == UINT32_MAX || u.owner_gid() == UINT32_MAX) return "socket owner -1";

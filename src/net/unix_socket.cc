@@ -137,7 +137,11 @@ std::string DescribeUnixSocket(const image::UnixSocket& u) {
   std::string d = (name.empty() ? "unnamed UNIX " : "UNIX ") + std::string(TypeName(u.type())) + " socket";
   if (!name.empty()) d += " " + name;
   const std::string peer = NameOf(u.peer_address());
-  if (u.accept_pending())
+  if (u.peer_outside() && u.type() == SOCK_DGRAM)
+    d += " connected to " + peer + " outside the tree";
+  else if (u.peer_outside())
+    d += " whose peer outside the tree was let go";
+  else if (u.accept_pending())
     d += " connecting to " + (peer.empty() ? std::string("a listener") : peer);
   else if (u.peer_closed())
     d += " whose peer was closed";

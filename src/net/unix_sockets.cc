@@ -74,13 +74,33 @@ Status SocketpairAs(int type, uid_t uid, gid_t gid, int sv[2], const std::string
   }, "the socketpair for " + what);
 }
 
+struct Holder {
+  pid_t pid;
+  image::Fd* fd;
+};
+
+// --ext-unix-sk: the socket of `holders` whose peer is outside the tree
+// forgets it. A connection's end comes back closed by its peer (its queue
+// kept, shut down both ways, as unix_release_sock leaves it); a datagram
+// socket is connected again by the peer's name.
+Status LetPeerGo(std::vector<Holder>& holders, const std::string& what) {
+  const image::UnixSocket& u = holders[0].fd->unix_socket();
+  const bool dgram = u.type() == SOCK_DGRAM;
+  if (dgram && !IsAbstract(u.peer_address()) && PathOf(u.peer_address()).empty())
+    return Status::Error(what + ": that peer has no name to connect to again");
+  for (Holder& h : holders) {
+    image::UnixSocket* v = h.fd->mutable_unix_socket();
+    v->set_peer_ino(0);
+    v->set_peer_outside(true);
+    if (!dgram) v->set_peer_closed(true);  // shut down both ways once its queue is read
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
-Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tables) {
-  struct Holder {
-    pid_t pid;
-    image::Fd* fd;
-  };
+Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tables, bool ext_peers,
+                       std::set<std::string>* features) {
   std::map<uint64_t, std::vector<Holder>> by_ino;
   std::map<std::string, int> names;  // address -> sockets named so (listeners too)
   std::set<pid_t> tree;
@@ -138,21 +158,32 @@ Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tab
       auto it = by_ino.find(u->peer_ino());
       if (it == by_ino.end()) {
         const std::string who = OutsideHolders(u->peer_ino(), tree);
-        refused.push_back(what + (who.empty() ? ": its peer (socket:[" + std::to_string(u->peer_ino()) +
+        if (ext_peers && !who.empty()) {
+          Status st = LetPeerGo(holders, what + " (its peer is outside the tree, held by " + who + ")");
+          if (!st.ok()) {
+            refused.push_back(st.ToString());
+            continue;
+          }
+          if (features) features->insert("unix-external-peers");
+        } else {
+          refused.push_back(what + (who.empty() ? ": its peer (socket:[" + std::to_string(u->peer_ino()) +
                                                     "]) is held by no process (a connection waiting in a listener's "
                                                     "accept queue, or a socket in flight), not supported yet"
                                               : ": its peer is outside the tree, held by " + who +
-                                                    " (dump that process with the tree, or close the connection)"));
-        continue;
-      }
-      peer_holder = &it->second[0];
-      peer = &peer_holder->fd->unix_socket();
-      // A datagram socket's default peer (connect(2)) need not be connected
-      // back: connected again by its name at restore.
-      if (peer->peer_ino() != ino && (peer->address().empty() || peer->file_unlinked())) {
-        refused.push_back(what + ": its default peer has no name to connect to again (unnamed, or its file was "
-                                 "removed)");
-        continue;
+                                                    " (dump that process with the tree, close the connection, or "
+                                                    "let it go with --ext-unix-sk)"));
+          continue;
+        }
+      } else {
+        peer_holder = &it->second[0];
+        peer = &peer_holder->fd->unix_socket();
+        // A datagram socket's default peer (connect(2)) need not be connected
+        // back: connected again by its name at restore.
+        if (peer->peer_ino() != ino && (peer->address().empty() || peer->file_unlinked())) {
+          refused.push_back(what + ": its default peer has no name to connect to again (unnamed, or its file was "
+                                   "removed)");
+          continue;
+        }
       }
     }
     const bool paired = peer && peer->peer_ino() == ino;
@@ -187,6 +218,15 @@ Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tab
       continue;
     }
     u->set_queue_stored(true);
+    if (u->peer_outside() && u->type() != SOCK_DGRAM)
+      for (Holder& h : holders) h.fd->mutable_unix_socket()->set_shutdown(kRcvShutdown | kSendShutdown);
+    // Only its peer outside could send to a connected datagram socket, and
+    // cryo cannot send in its name.
+    if (u->peer_outside() && u->type() == SOCK_DGRAM && u->queue_size()) {
+      refused.push_back(what + " has " + std::to_string(u->queue_size()) +
+                        " messages queued from its peer outside the tree, which cryo cannot send again in its name");
+      continue;
+    }
     // Messages sent to it by name (recvfrom): from its default peer, or, when
     // not connected, from anyone; sent again by name at restore.
     if (u->queue_size() && (unconnected || (peer && !paired)) && (u->address().empty() || u->file_unlinked())) {
@@ -270,6 +310,13 @@ Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
   std::map<std::string, int> by_name;  // datagram sockets by name: senders to refill from
   for (const auto& [ino, u] : recs) {
     if (u->type() == SOCK_DGRAM && !u->address().empty()) by_name[u->address()] = set.fds_[ino].get();
+    // A peer outside the image (--ext-unix-sk), by its name: it must be there.
+    const std::string& outside = u->peer_address();
+    if (u->peer_outside() && u->type() == SOCK_DGRAM &&
+        ::connect(set.fds_[ino].get(), reinterpret_cast<const sockaddr*>(outside.data()),
+                  static_cast<socklen_t>(outside.size())) != 0)
+      return Status::FromErrno("connect of " + DescribeUnixSocket(*u) + " to its peer outside the image, " +
+                               DescribeAddress(outside));
     auto peer = recs.find(u->peer_ino());
     if (!u->peer_ino() || peer->second->peer_ino() == ino) continue;
     const std::string& to = peer->second->address();

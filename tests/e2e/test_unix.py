@@ -270,6 +270,148 @@ def test_pending_client_outside_refused(h):
         c.close()
 
 
+def ask(w, when, expected, timeout=10):
+    """Writes <ctl>/verify, waits for <ctl>/result and compares it."""
+    open(w.path("verify"), "w").close()
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(w.path("result")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    text = cryotest.read_text(w.path("result"), "")
+    if os.path.exists(w.path("result")):
+        os.unlink(w.path("result"))
+    check_eq(text, expected, "%s %s" % (w.name, when))
+
+
+def dump_ext(h, w):
+    images = h.mkdir("img")
+    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images, "--ext-unix-sk"])
+    check(r.rc == 0, "dump --ext-unix-sk failed:\n%s" % r.describe())
+    h.reap_original(w)
+    check_image(h, images, "unix-external-peers")
+    cryotest.wait_pids_gone(image_pids(h, images))
+    return images
+
+
+EXT_STREAM = """import errno, os, socket, sys, time
+c = socket.socket(socket.AF_UNIX); c.connect(sys.argv[1])
+while c.recv(1, socket.MSG_PEEK) != b'q': time.sleep(0.01)
+open('ready', 'w').write('x')
+while True:
+    if os.path.exists('verify'):
+        os.unlink('verify')
+        got = c.recv(100, socket.MSG_PEEK)
+        if os.path.exists('restored'):
+            got = c.recv(100) + b'|' + c.recv(100)
+            try:
+                c.send(b'x')
+                got += b'|sent'
+            except BrokenPipeError:
+                got += b'|EPIPE'
+        open('result.tmp', 'w').write(repr(got))
+        os.rename('result.tmp', 'result')
+    time.sleep(0.02)
+"""
+
+
+def test_ext_peer_stream(h):
+    """--ext-unix-sk, a stream connected to a server outside the tree: the
+    dump lets the server go; restored, the client reads what was queued
+    from it, then end of file, and writing fails (EPIPE): closed by its
+    peer."""
+    srv = socket.socket(socket.AF_UNIX)
+    path = os.path.join(h.mkdir("srv"), "s")
+    srv.bind(path)
+    srv.listen(1)
+    try:
+        w = h.start("client", [cryotest.PYTHON, "-c", EXT_STREAM, path])
+        conn, _ = srv.accept()
+        conn.sendall(b"queued")
+        try:
+            deadline = time.monotonic() + 10
+            while not os.path.exists(w.path("ready")) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            ask(w, "before the dump", "b'queued'")
+            images = dump_ext(h, w)
+        finally:
+            conn.close()
+        open(w.path("restored"), "w").close()
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        ask(w, "after restore", "b'queued||EPIPE'")  # the queue, end of file, EPIPE
+        h.cleanup_one(r.pid)
+    finally:
+        srv.close()
+
+
+EXT_DGRAM = """import os, socket, sys, time
+d = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+if len(sys.argv) > 2: d.bind(sys.argv[2])
+d.connect(sys.argv[1])
+n = 0
+d.send(b'hello %d' % n)
+open('ready', 'w').write('x')
+while True:
+    if os.path.exists('verify'):
+        os.unlink('verify')
+        n += 1
+        d.send(b'hello %d' % n)
+        open('result.tmp', 'w').write(repr(d.getpeername()))
+        os.rename('result.tmp', 'result')
+    time.sleep(0.02)
+"""
+
+
+def test_ext_peer_datagram(h):
+    """--ext-unix-sk, a datagram socket connected to one outside the tree
+    (syslog's /dev/log): connected again by name at each restore (rewind),
+    its messages reach the outside socket, numbered on from the image."""
+    log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = os.path.join(h.mkdir("log"), "log")
+    log.bind(path)
+    log.settimeout(10)
+    try:
+        w = h.start("logger", [cryotest.PYTHON, "-c", EXT_DGRAM, path])
+        check_eq(log.recv(100), b"hello 0", "first message")
+        deadline = time.monotonic() + 10
+        while not os.path.exists(w.path("ready")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        ask(w, "before the dump", repr(path))
+        check_eq(log.recv(100), b"hello 1", "message before the dump")
+        images = dump_ext(h, w)
+        for i in range(2):
+            cryotest.wait_pids_gone([w.pid])
+            r = h.restore(images, detach=True, expected_pid=w.pid)
+            ask(w, "after restore %d" % (i + 1), repr(path))
+            check_eq(log.recv(100), b"hello 2", "message after restore %d" % (i + 1))
+            h.cleanup_one(r.pid)
+    finally:
+        log.close()
+
+
+def test_ext_peer_refusals(h):
+    """Without --ext-unix-sk a peer outside is refused (test_peer_outside_refused);
+    with it, a datagram socket with messages queued from that peer is still
+    refused (cryo cannot send them in its name)."""
+    log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    d = h.mkdir("log")
+    path = os.path.join(d, "log")
+    log.bind(path)
+    try:
+        mine = os.path.join(d, "mine")
+        w = h.start("logger", [cryotest.PYTHON, "-c", EXT_DGRAM, path, mine])
+        deadline = time.monotonic() + 10
+        while not os.path.exists(w.path("ready")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        log.sendto(b"reply", mine)
+        images = h.mkdir("refused")
+        r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images, "--ext-unix-sk"])
+        check(r.rc != 0, "dump --ext-unix-sk of a socket with messages from outside succeeded")
+        for word in ["pid %d" % w.pid, "messages queued from its peer outside the tree"]:
+            check(word in r.message, "refusal should name %r:\n%s" % (word, r.describe()))
+        check(cryotest.pid_alive(w.pid), "the refused process died")
+    finally:
+        log.close()
+
+
 NGINX = "/usr/sbin/nginx"
 NGINX_CONF = """daemon off;
 master_process on;
@@ -399,6 +541,9 @@ TESTS = [
     test_pending_rewind,
     test_pending_unreadable_refused,
     test_pending_client_outside_refused,
+    test_ext_peer_stream,
+    test_ext_peer_datagram,
+    test_ext_peer_refusals,
     test_nginx_kill,
     test_nginx_rewind,
 ]
