@@ -166,6 +166,9 @@ int main(int argc, char** argv) {
                      "do not fsync the image: faster, but a crash or power loss before the kernel writes it back "
                      "loses the image and, in kill mode, the process with it");
   dump_cmd->add_flag("--shell-job", dump.shell_job, "the process runs in the caller's shell: its terminal is not part of the image");
+  dump_cmd->add_flag("--ext-unix-sk", dump.ext_unix_sk,
+                     "UNIX sockets connected to a socket outside the tree: a datagram one is connected again to that "
+                     "name at restore, a stream one comes back closed by its peer");
   bool progress = false;
   dump_cmd->add_flag("--progress", progress, "show progress while writing memory");
   bool force = false;

@@ -574,6 +574,7 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   CRYO_RETURN_IF_ERROR(CheckPrivileges());
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   Classified c;
+  c.scope.ext_unix_sk = opts.ext_unix_sk;
   CRYO_RETURN_IF_ERROR(SeizeAndClassify(opts.pid, opts.shell_job, !opts.leave_running, &c));
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   NoSyncEnv no_sync(opts.env);

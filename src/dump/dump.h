@@ -16,6 +16,7 @@ struct DumpOptions {
   bool leave_running = false;
   bool show_progress = false;
   bool shell_job = false;  // terminals belong to the calling shell (not dumped)
+  bool ext_unix_sk = false;  // UNIX sockets with a peer outside the tree: datagram reconnected by name, stream closed
   // fsync the image (files and directory) before the kill, or in leave-running
   // mode once the tree runs again. Off (--no-sync): a crash or power loss
   // before the kernel writes the image back loses it (in kill mode, with the

@@ -14,6 +14,7 @@
 #include "base/janitor.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "net/unix_pending.h"
 #include "net/unix_socket.h"
 
 namespace cryo {
@@ -193,6 +194,7 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
       ::close(fd);
       if (moved < 0) return Status::FromErrno("moving the description of " + what + " into the fd pool");
       if (f.kind() == image::FD_TTY || f.kind() == image::FD_EXTERNAL_TTY) pool.ttys_.NotePoolFd(f, moved);
+      if (f.kind() == image::FD_UNIX_SOCKET && f.unix_socket().accept_pending()) NotePendingClient(f.unix_socket(), moved);
       pool.fds_[key] = moved;
       pool.finisher_[key] = pid;
       pool.pool_fds_.insert(moved);

@@ -171,6 +171,8 @@ const std::vector<std::string>& SupportedFeatures() {
       "socket-state",
       "unix-sockets",
       "unlinked-files",
+      "unix-pending-connections",
+      "unix-external-peers",
   };
   return kFeatures;
 }

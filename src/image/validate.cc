@@ -147,6 +147,9 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
     for (const Fd& f : p.fds.fds()) {
       if (const char* feat = FeatureOf(f.kind())) needed.insert(feat);
       if (f.kind() == FD_EXTERNAL_TTY) needed.insert("tty");
+      if (f.kind() == FD_LISTEN_SOCKET && f.listen_socket().pending_clients_size())
+        needed.insert("unix-pending-connections");
+      if (f.kind() == FD_UNIX_SOCKET && f.unix_socket().peer_outside()) needed.insert("unix-external-peers");
       if (f.file_id()) ++file_ids[f.file_id()];
     }
   }

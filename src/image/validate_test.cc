@@ -165,6 +165,18 @@ std::string LoadError(const TestImage& t) {
   return img.ok() ? "" : img.status().ToString();
 }
 
+// A listener with a connection waiting to be accepted from the client on fd 4.
+TestImage MakePendingConnection() {
+  TestImage t = MakeTestImage();
+  AddUnixListener(t)->add_pending_clients(100);
+  t.inv.add_features("unix-pending-connections");
+  UnixSocket* c = AddUnixSocket(t, 4, 100, SOCK_STREAM);
+  c->set_state(TCP_ESTABLISHED);
+  c->set_accept_pending(true);
+  c->set_peer_address(UnixName("/tmp/s"));
+  return t;
+}
+
 TEST(ValidateTest, TheTestImagesAreValid) {
   EXPECT_EQ(LoadError(MakeTestImage()), "");
   TestImage tree = MakeTestImage();
@@ -198,6 +210,7 @@ TEST(ValidateTest, TheTestImagesAreValid) {
   c->set_address(UnixName("/tmp/s"));
   c->set_name_borrowed(true);
   EXPECT_EQ(LoadError(accepted), "");
+  EXPECT_EQ(LoadError(MakePendingConnection()), "");
 }
 
 
@@ -682,6 +695,54 @@ TEST(ValidateTest, MergedBranchFields) {
 
 // UNIX sockets (unixsk): each record, then the sockets together (peers,
 // pairs, queues, names).
+TEST(ValidateTest, UnixPendingConnections) {
+  ExpectRefused({
+      {"without its feature", [](TestImage& t) {
+         t = MakePendingConnection();
+         auto& f = *t.inv.mutable_features();
+         f.erase(std::find(f.begin(), f.end(), "unix-pending-connections"));
+       }, "unix-pending-connections"},
+      {"a client in no queue", [](TestImage& t) {
+         t = MakePendingConnection();
+         t.procs[42].fds.mutable_fds(0)->mutable_listen_socket()->clear_pending_clients();
+       }, "in no listener's queue"},
+      {"a queue naming no pending client", [](TestImage& t) {
+         t = MakePendingConnection();
+         t.procs[42].fds.mutable_fds(0)->mutable_listen_socket()->add_pending_clients(555);
+       }, "is no pending UNIX socket"},
+      {"a client twice in the queue", [](TestImage& t) {
+         t = MakePendingConnection();
+         t.procs[42].fds.mutable_fds(0)->mutable_listen_socket()->add_pending_clients(100);
+       }, "two accept queues"},
+      {"a pending client with a queue", [](TestImage& t) {
+         t = MakePendingConnection();
+         t.procs[42].fds.mutable_fds(1)->mutable_unix_socket()->add_queue("x");
+       }, "waiting to be accepted"},
+      {"a pending datagram socket", [](TestImage& t) {
+         t = MakePendingConnection();
+         t.procs[42].fds.mutable_fds(1)->mutable_unix_socket()->set_type(SOCK_DGRAM);
+       }, "waiting to be accepted"},
+      {"a peer outside on a pending client", [](TestImage& t) {
+         t = MakePendingConnection();
+         t.inv.add_features("unix-external-peers");
+         t.procs[42].fds.mutable_fds(1)->mutable_unix_socket()->set_peer_outside(true);
+       }, "peer outside the tree"},
+      {"a peer outside without its feature", [](TestImage& t) {
+         UnixSocket* d = AddUnixSocket(t, 5, 300, SOCK_DGRAM);
+         d->set_peer_outside(true);
+         d->set_peer_address(UnixName("/dev/log"));
+       }, "unix-external-peers"},
+      {"a datagram peer outside without a name", [](TestImage& t) {
+         t.inv.add_features("unix-external-peers");
+         AddUnixSocket(t, 5, 300, SOCK_DGRAM)->set_peer_outside(true);
+       }, "peer outside the tree"},
+      {"the listener's file removed", [](TestImage& t) {
+         t = MakePendingConnection();
+         t.procs[42].fds.mutable_fds(0)->mutable_listen_socket()->set_file_unlinked(true);
+       }, "connect to"},
+  });
+}
+
 TEST(ValidateTest, UnixSocketFields) {
   ExpectRefused({
       {"without its feature", [](TestImage& t) {

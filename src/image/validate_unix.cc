@@ -104,6 +104,18 @@ std::string UnixSocketProblem(const Fd& f) {
   // a datagram socket connected to a closed one is refused at dump.
   if (u.peer_closed() && (u.type() == SOCK_DGRAM || u.peer_ino() || u.shutdown() != (kRcvShutdown | kSendShutdown)))
     return "peer_closed on a datagram socket, with a peer, or not shut down both ways";
+  // A connection not accepted yet: a stream or seqpacket client end alone,
+  // that never sent anything (net/unix_pending.h).
+  if (u.accept_pending() && (u.type() == SOCK_DGRAM || u.peer_ino() || u.peer_closed() || u.queue_size() ||
+                             u.state() != TCP_ESTABLISHED))
+    return "a connection waiting to be accepted that is a datagram socket, has a peer, or a queue";
+  // A peer let go (--ext-unix-sk): a connection's end closed by it, or a
+  // datagram socket with its peer's name and nothing queued from it.
+  if (u.peer_outside() && (u.peer_ino() || u.accept_pending() ||
+                           (u.type() == SOCK_DGRAM ? u.peer_address().empty() || u.peer_closed() || u.queue_size()
+                                                   : !u.peer_closed())))
+    return "a peer outside the tree on a socket with a peer in the image, without a name to connect to, a queue "
+           "from it or not closed";
   if (std::string p = QueueProblem(u); !p.empty()) return p;
   if (std::string p = SocketOptionsProblem(u.options(), false); !p.empty()) return p;
   if (u.owner_uid() == UINT32_MAX || u.owner_gid() == UINT32_MAX) return "socket owner -1";
@@ -129,11 +141,33 @@ Status ValidateUnixSockets(const LoadedImage& img, const Index& index) {
   };
   std::map<uint64_t, std::vector<Holder>> by_ino;
   std::map<std::string, int> listener_names;  // UNIX listeners' addresses
+  std::map<uint64_t, const ListenSocket*> pending;  // client inode -> the listener whose queue holds it
   for (const auto& [pid, p] : img.processes)
     for (const Fd& f : p.fds.fds()) {
       if (f.kind() == FD_UNIX_SOCKET) by_ino[f.unix_socket().ino()].push_back({pid, &f});
       if (f.kind() == FD_LISTEN_SOCKET && f.listen_socket().family() == AF_UNIX)
         listener_names[f.listen_socket().address()] = pid;
+    }
+  // Accept queues: a listener's fds all record the same one; a client is in
+  // one queue, once.
+  for (const auto& [pid, p] : img.processes)
+    for (const Fd& f : p.fds.fds()) {
+      const ListenSocket& l = f.listen_socket();
+      if (f.kind() != FD_LISTEN_SOCKET || !l.pending_clients_size()) continue;
+      const std::string what = "fd " + std::to_string(f.fd()) + ": a listener's connection waiting to be accepted";
+      if (l.family() != AF_UNIX || l.file_unlinked())
+        return Bad(img, FdsName(pid), what + " on a listener that is not a UNIX one with a name to connect to");
+      std::set<uint64_t> seen;
+      for (uint64_t c : l.pending_clients()) {
+        auto it = by_ino.find(c);
+        if (it == by_ino.end() || !it->second[0].fd->unix_socket().accept_pending() ||
+            it->second[0].fd->unix_socket().type() != l.type())
+          return Bad(img, FdsName(pid), what + ": its client " + std::to_string(c) +
+                                            " is no pending UNIX socket of the image of the listener's type");
+        auto [at, fresh] = pending.emplace(c, &l);
+        if (!seen.insert(c).second || (!fresh && at->second->SerializeAsString() != l.SerializeAsString()))
+          return Bad(img, FdsName(pid), what + ": client " + std::to_string(c) + " is in two accept queues");
+      }
     }
   std::map<std::string, uint64_t> names;  // own (not borrowed) names of the sockets
   std::set<std::string> dgram_names;      // datagram sockets' names: the senders a refill uses
@@ -167,6 +201,8 @@ Status ValidateUnixSockets(const LoadedImage& img, const Index& index) {
     }
     if (!stored) return Bad(img, file, what + " stores its queue in no record");
     const UnixSocket& u = *stored;
+    if (u.accept_pending() && !pending.count(ino))
+      return Bad(img, file, what + " waits to be accepted, but in no listener's queue of the image");
     // The peer: another socket of the image, of the same type, connected back
     // (a pair, made with socketpair(2) under the same ids on both ends) or,
     // for a datagram socket, a named one it sends to by default.

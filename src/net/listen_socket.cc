@@ -5,9 +5,8 @@
 // the restore makes a new socket with those options, binds it (in cryo, in
 // the fd pool) and makes it listen in the restore helper of the process that
 // listened, under its ids, so that clients see the same peer credentials
-// (SO_PEERCRED). A socket with a connection waiting to be accepted is refused
-// (the connection cannot be carried over yet), as is every other socket
-// (sockets are a later part of cryo).
+// (SO_PEERCRED). A TCP socket with a connection waiting to be accepted is
+// refused; a UNIX one's connections are connected again (unix_pending.h).
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -26,6 +25,7 @@
 #include "files/fd_kind.h"
 #include "net/socket_options.h"
 #include "net/unix_diag.h"
+#include "net/unix_pending.h"
 #include "net/unix_socket_file.h"
 
 namespace cryo {
@@ -110,6 +110,7 @@ class ListenSocketHandler final : public FdKindHandler {
     const image::ListenSocket& l = f.listen_socket();
     if (l.has_file() || l.file_unlinked() || l.options_size() || l.owner_uid() || l.owner_gid() || l.listen_pid())
       features->insert("socket-state");
+    if (l.pending_clients_size()) features->insert("unix-pending-connections");
   }
   bool Handles(const FdSource& s) const override { return GrabListener(s).valid(); }
   Status Dump(const FdSource& s, image::Fd* out) const override {
@@ -148,10 +149,11 @@ class ListenSocketHandler final : public FdKindHandler {
       if (diag.backlog) l->set_backlog(static_cast<int>(diag.backlog));
       if (a[off] == '/') CRYO_RETURN_IF_ERROR(DumpUnixSocketFile(s, diag, l, what));
       CRYO_RETURN_IF_ERROR(DumpListenCreds(fd.get(), l, what));
+      CRYO_RETURN_IF_ERROR(DumpPendingConnections(diag, l, s.what() + ": " + what));
     }
     // A listener is readable when a connection waits in its accept queue.
     pollfd p = {fd.get(), POLLIN, 0};
-    if (::poll(&p, 1, 0) > 0 && (p.revents & POLLIN))
+    if (l->family() != AF_UNIX && ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN))
       return Status::Error(s.what() + ": " + what + " has connections waiting to be accepted, which cryo cannot checkpoint yet");
     return DumpSocketOptions(fd.get(), l->family(), l->type(), l->protocol(), what, l->mutable_options());
   }
@@ -202,9 +204,12 @@ class ListenSocketHandler final : public FdKindHandler {
     const image::ListenSocket& l = f.listen_socket();
     const std::string what = Describe(l);
     const int backlog = l.backlog() > 0 ? l.backlog() : SOMAXCONN;
-    if (l.family() == AF_UNIX && l.listen_pid() == ::getpid()) return ListenAs(f.fd(), l, backlog, what);
-    if (::listen(f.fd(), backlog) != 0) return Status::FromErrno("listen on " + what);
-    return Status::Ok();
+    if (l.family() == AF_UNIX && l.listen_pid() == ::getpid()) {
+      CRYO_RETURN_IF_ERROR(ListenAs(f.fd(), l, backlog, what));
+    } else if (::listen(f.fd(), backlog) != 0) {
+      return Status::FromErrno("listen on " + what);
+    }
+    return ConnectPendingClients(l, what);
   }
 };
 

@@ -28,7 +28,7 @@ Result<UnixSocketDiag> QueryUnixSocket(uint64_t ino) {
   msg.nlh.nlmsg_flags = NLM_F_REQUEST;  // one socket (unix_diag_get_exact), not a dump
   msg.req.sdiag_family = AF_UNIX;
   msg.req.udiag_ino = static_cast<uint32_t>(ino);
-  msg.req.udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN | UDIAG_SHOW_PEER;
+  msg.req.udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE
   struct sockaddr_nl sa;
   std::memset(&sa, 0, sizeof(sa));
@@ -40,8 +40,10 @@ Result<UnixSocketDiag> QueryUnixSocket(uint64_t ino) {
   const int ready = ::poll(&p, 1, 1000);
   if (ready < 0) return Status::FromErrno("waiting for " + what);
   if (ready == 0) return Status::Error(what + ": no answer within 1 s");
-  alignas(struct nlmsghdr) char buf[8192];
-  ssize_t n = ::recv(nl.get(), buf, sizeof(buf), 0);
+  // Room for the accept queue of a listener with a large backlog (4 bytes a connection).
+  std::vector<char> space(1 << 20);
+  char* buf = space.data();
+  ssize_t n = ::recv(nl.get(), buf, space.size(), 0);
   if (n < 0) return Status::FromErrno("receiving " + what);
   for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
     if (h->nlmsg_type == NLMSG_ERROR) {
@@ -67,6 +69,9 @@ Result<UnixSocketDiag> QueryUnixSocket(uint64_t ino) {
         out.backlog = q->udiag_wqueue;
       } else if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= sizeof(uint32_t)) {
         out.peer_ino = *static_cast<const uint32_t*>(RTA_DATA(a));
+      } else if (a->rta_type == UNIX_DIAG_ICONS) {
+        const auto* icons = static_cast<const uint32_t*>(RTA_DATA(a));
+        out.pending_clients.assign(icons, icons + RTA_PAYLOAD(a) / sizeof(uint32_t));
       } else if (a->rta_type == UNIX_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= sizeof(uint8_t)) {
         out.shutdown = *static_cast<const uint8_t*>(RTA_DATA(a));
       }

@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "base/status.h"
 
@@ -21,6 +22,10 @@ struct UnixSocketDiag {
   uint64_t peer_ino = 0;    // the connected peer's inode (UNIX_DIAG_PEER; 0: none or closed)
   int state = 0;            // sk_state (TCP_ESTABLISHED, TCP_CLOSE, TCP_LISTEN)
   uint8_t shutdown = 0;     // sk_shutdown (UNIX_DIAG_SHUTDOWN): RCV_SHUTDOWN 1, SEND_SHUTDOWN 2
+  // A listener: the client end of each connection waiting to be accepted, in
+  // accept order (UNIX_DIAG_ICONS: the inode of each embryo's peer; 0 for a
+  // client that was closed since, sk_diag_dump_icons).
+  std::vector<uint32_t> pending_clients;
 };
 
 // Asks the kernel about the socket whose sockfs inode is `ino` (st_ino of an

@@ -84,12 +84,13 @@ class UnixSocketHandler final : public FdKindHandler {
     // The peer's close shuts this end down both ways (unix_release_sock); a
     // connection still waiting in a listener's accept queue has no peer
     // inode either (the new socket has no inode until accept(2)).
+    // Which it is, LinkUnixSockets tells from the listeners' accept queues
+    // (a client may have shut its pending connection down both ways too).
     if (connection && diag.state == TCP_ESTABLISHED && !diag.peer_ino) {
-      if ((diag.shutdown & 3) != 3)
-        return Status::Error(what + " waits to be accepted by " +
-                             (u->peer_address().empty() ? std::string("its listener") : NameOf(u->peer_address())) +
-                             " (a connection not accepted yet), not supported yet");
-      u->set_peer_closed(true);
+      if ((diag.shutdown & 3) == 3)
+        u->set_peer_closed(true);
+      else
+        u->set_accept_pending(true);
     }
     if (diag.state != TCP_ESTABLISHED && diag.state != TCP_CLOSE)
       return Status::Error(what + " is in state " + std::to_string(diag.state) +
@@ -136,7 +137,13 @@ std::string DescribeUnixSocket(const image::UnixSocket& u) {
   std::string d = (name.empty() ? "unnamed UNIX " : "UNIX ") + std::string(TypeName(u.type())) + " socket";
   if (!name.empty()) d += " " + name;
   const std::string peer = NameOf(u.peer_address());
-  if (u.peer_closed())
+  if (u.peer_outside() && u.type() == SOCK_DGRAM)
+    d += " connected to " + peer + " outside the tree";
+  else if (u.peer_outside())
+    d += " whose peer outside the tree was let go";
+  else if (u.accept_pending())
+    d += " connecting to " + (peer.empty() ? std::string("a listener") : peer);
+  else if (u.peer_closed())
     d += " whose peer was closed";
   else if (u.peer_ino())
     d += " connected to " + (peer.empty() ? "socket:[" + std::to_string(u.peer_ino()) + "]" : peer);

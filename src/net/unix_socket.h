@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -25,8 +26,11 @@ namespace cryo {
 std::string DescribeUnixSocket(const image::UnixSocket& u);
 
 // Dump, before anything is written: `tables` are the fd tables of every live
-// process of the tree.
-Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tables);
+// process of the tree. With `ext_peers` (--ext-unix-sk), a peer outside the
+// tree is let go (UnixSocket.peer_outside); `features` gets the features
+// that needs.
+Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tables, bool ext_peers,
+                       std::set<std::string>* features);
 
 class UnixSocketSet {
  public:

@@ -12,6 +12,7 @@
 
 #include "files/fd_kind.h"
 #include "net/socket_options.h"
+#include "net/unix_pending.h"
 #include "net/unix_queue.h"
 #include "net/unix_socket.h"
 #include "net/unix_socket_file.h"
@@ -64,28 +65,42 @@ UniqueFd GrabFd(pid_t pid, int fd) {
   return UniqueFd(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
 }
 
-// socketpair(2) under effective ids `uid`, `gid` (of this thread only: raw
-// system calls, glibc's would change every thread's), which both ends show
-// as their peer's (SO_PEERCRED); then back to root.
+// socketpair(2) under effective ids `uid`, `gid`, which both ends show as
+// their peer's (SO_PEERCRED).
 Status SocketpairAs(int type, uid_t uid, gid_t gid, int sv[2], const std::string& what) {
-  const gid_t egid = ::getegid();
-  Status st;
-  if (gid && syscall(SYS_setresgid, -1, gid, -1) != 0) st = Status::FromErrno("setresgid for " + what);
-  if (st.ok() && uid && syscall(SYS_setresuid, -1, uid, -1) != 0) st = Status::FromErrno("setresuid for " + what);
-  if (st.ok() && ::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) st = Status::FromErrno("socketpair for " + what);
-  // Back to root: the saved uid allows it (capabilities(7), "Effect of user ID changes").
-  if ((uid && syscall(SYS_setresuid, -1, 0, -1) != 0) || (gid && syscall(SYS_setresgid, -1, egid, -1) != 0))
-    return Status::FromErrno("returning to cryo's ids after the socketpair for " + what);
-  return st;
+  return WithEffectiveIds(uid, gid, [&]() -> Status {
+    if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) != 0) return Status::FromErrno("socketpair for " + what);
+    return Status::Ok();
+  }, "the socketpair for " + what);
+}
+
+struct Holder {
+  pid_t pid;
+  image::Fd* fd;
+};
+
+// --ext-unix-sk: the socket of `holders` whose peer is outside the tree
+// forgets it. A connection's end comes back closed by its peer (its queue
+// kept, shut down both ways, as unix_release_sock leaves it); a datagram
+// socket is connected again by the peer's name.
+Status LetPeerGo(std::vector<Holder>& holders, const std::string& what) {
+  const image::UnixSocket& u = holders[0].fd->unix_socket();
+  const bool dgram = u.type() == SOCK_DGRAM;
+  if (dgram && !IsAbstract(u.peer_address()) && PathOf(u.peer_address()).empty())
+    return Status::Error(what + ": that peer has no name to connect to again");
+  for (Holder& h : holders) {
+    image::UnixSocket* v = h.fd->mutable_unix_socket();
+    v->set_peer_ino(0);
+    v->set_peer_outside(true);
+    if (!dgram) v->set_peer_closed(true);  // shut down both ways once its queue is read
+  }
+  return Status::Ok();
 }
 
 }  // namespace
 
-Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tables) {
-  struct Holder {
-    pid_t pid;
-    image::Fd* fd;
-  };
+Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tables, bool ext_peers,
+                       std::set<std::string>* features) {
   std::map<uint64_t, std::vector<Holder>> by_ino;
   std::map<std::string, int> names;  // address -> sockets named so (listeners too)
   std::set<pid_t> tree;
@@ -105,31 +120,70 @@ Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tab
     }
   }
   std::vector<std::string> refused;
+  // Connections waiting in an accept queue: their clients must be in the tree.
+  const std::map<uint64_t, std::string> pending = PendingClientsOf(tables);
+  for (const auto& [client, listener] : pending) {
+    if (by_ino.count(client)) continue;
+    const std::string who = OutsideHolders(client, tree);
+    refused.push_back(listener + " has a connection waiting to be accepted from socket:[" + std::to_string(client) +
+                      "], " + (who.empty() ? "held by no process (a socket in flight)" : "held outside the tree by " + who) +
+                      " (dump that process with the tree, or accept the connection first)");
+  }
   for (auto& [ino, holders] : by_ino) {
     image::UnixSocket* u = holders[0].fd->mutable_unix_socket();
     const std::string what = "pid " + std::to_string(holders[0].pid) + " fd " + std::to_string(holders[0].fd->fd()) +
                              ": " + DescribeUnixSocket(*u);
+    // A connection its listener has not accepted yet (a client may have shut
+    // it down both ways, which looks like a closed peer).
+    if (pending.count(ino) && u->type() != SOCK_DGRAM) {
+      for (Holder& h : holders) {
+        h.fd->mutable_unix_socket()->set_accept_pending(true);
+        h.fd->mutable_unix_socket()->set_peer_closed(false);
+      }
+      UniqueFd fd = GrabFd(holders[0].pid, holders[0].fd->fd());
+      if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + what);
+      Status st = CheckPendingClientSentNothing(fd.get(), what);
+      if (!st.ok()) refused.push_back(st.ToString());
+      u->set_queue_stored(true);  // nothing can have sent to it
+      continue;
+    }
+    if (u->accept_pending()) {
+      refused.push_back(what + " waits to be accepted by a listener outside the tree (dump the listener's process "
+                               "with it, or let it accept the connection first)");
+      continue;
+    }
     const image::UnixSocket* peer = nullptr;
     const Holder* peer_holder = nullptr;
     if (u->peer_ino()) {
       auto it = by_ino.find(u->peer_ino());
       if (it == by_ino.end()) {
         const std::string who = OutsideHolders(u->peer_ino(), tree);
-        refused.push_back(what + (who.empty() ? ": its peer (socket:[" + std::to_string(u->peer_ino()) +
+        if (ext_peers && !who.empty()) {
+          Status st = LetPeerGo(holders, what + " (its peer is outside the tree, held by " + who + ")");
+          if (!st.ok()) {
+            refused.push_back(st.ToString());
+            continue;
+          }
+          if (features) features->insert("unix-external-peers");
+        } else {
+          refused.push_back(what + (who.empty() ? ": its peer (socket:[" + std::to_string(u->peer_ino()) +
                                                     "]) is held by no process (a connection waiting in a listener's "
                                                     "accept queue, or a socket in flight), not supported yet"
                                               : ": its peer is outside the tree, held by " + who +
-                                                    " (dump that process with the tree, or close the connection)"));
-        continue;
-      }
-      peer_holder = &it->second[0];
-      peer = &peer_holder->fd->unix_socket();
-      // A datagram socket's default peer (connect(2)) need not be connected
-      // back: connected again by its name at restore.
-      if (peer->peer_ino() != ino && (peer->address().empty() || peer->file_unlinked())) {
-        refused.push_back(what + ": its default peer has no name to connect to again (unnamed, or its file was "
-                                 "removed)");
-        continue;
+                                                    " (dump that process with the tree, close the connection, or "
+                                                    "let it go with --ext-unix-sk)"));
+          continue;
+        }
+      } else {
+        peer_holder = &it->second[0];
+        peer = &peer_holder->fd->unix_socket();
+        // A datagram socket's default peer (connect(2)) need not be connected
+        // back: connected again by its name at restore.
+        if (peer->peer_ino() != ino && (peer->address().empty() || peer->file_unlinked())) {
+          refused.push_back(what + ": its default peer has no name to connect to again (unnamed, or its file was "
+                                   "removed)");
+          continue;
+        }
       }
     }
     const bool paired = peer && peer->peer_ino() == ino;
@@ -164,6 +218,15 @@ Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tab
       continue;
     }
     u->set_queue_stored(true);
+    if (u->peer_outside() && u->type() != SOCK_DGRAM)
+      for (Holder& h : holders) h.fd->mutable_unix_socket()->set_shutdown(kRcvShutdown | kSendShutdown);
+    // Only its peer outside could send to a connected datagram socket, and
+    // cryo cannot send in its name.
+    if (u->peer_outside() && u->type() == SOCK_DGRAM && u->queue_size()) {
+      refused.push_back(what + " has " + std::to_string(u->queue_size()) +
+                        " messages queued from its peer outside the tree, which cryo cannot send again in its name");
+      continue;
+    }
     // Messages sent to it by name (recvfrom): from its default peer, or, when
     // not connected, from anyone; sent again by name at restore.
     if (u->queue_size() && (unconnected || (peer && !paired)) && (u->address().empty() || u->file_unlinked())) {
@@ -247,6 +310,13 @@ Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
   std::map<std::string, int> by_name;  // datagram sockets by name: senders to refill from
   for (const auto& [ino, u] : recs) {
     if (u->type() == SOCK_DGRAM && !u->address().empty()) by_name[u->address()] = set.fds_[ino].get();
+    // A peer outside the image (--ext-unix-sk), by its name: it must be there.
+    const std::string& outside = u->peer_address();
+    if (u->peer_outside() && u->type() == SOCK_DGRAM &&
+        ::connect(set.fds_[ino].get(), reinterpret_cast<const sockaddr*>(outside.data()),
+                  static_cast<socklen_t>(outside.size())) != 0)
+      return Status::FromErrno("connect of " + DescribeUnixSocket(*u) + " to its peer outside the image, " +
+                               DescribeAddress(outside));
     auto peer = recs.find(u->peer_ino());
     if (!u->peer_ino() || peer->second->peer_ino() == ino) continue;
     const std::string& to = peer->second->address();
@@ -286,7 +356,8 @@ Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
   for (const auto& [ino, u] : recs) {
     const int fd = set.fds_[ino].get();
     const std::string what = DescribeUnixSocket(*u);
-    const uint32_t bits = u->peer_closed() ? 0 : u->shutdown() & (kRcvShutdown | kSendShutdown);
+    // A pending connection is shut down once connected (ConnectPendingClients).
+    const uint32_t bits = u->peer_closed() || u->accept_pending() ? 0 : u->shutdown() & (kRcvShutdown | kSendShutdown);
     if (bits && ::shutdown(fd, bits == 3 ? SHUT_RDWR : bits == kRcvShutdown ? SHUT_RD : SHUT_WR) != 0)
       return Status::FromErrno("shutdown of " + what);
     // The socket's own inode: its owner is the socket's sk_uid (sockfs_setattr);
