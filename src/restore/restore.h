@@ -20,6 +20,9 @@ struct RestoreOptions {
   // --cgroup-root: "PATH" or "HIERARCHY:PATH", where to place the tree's
   // cgroups instead of below cryo's own (cgroup_restore.h).
   std::vector<std::string> cgroup_roots;
+  // --pidns new: Restore() runs as pid 1 of a new PID namespace
+  // (restore/pidns.h), which refuses what the tree could not find there.
+  bool new_pidns = false;
 };
 
 // Restores the image. On success returns the restored root pid, running (cryo
