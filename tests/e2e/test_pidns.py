@@ -227,7 +227,12 @@ def test_failed_restore_leaves_nothing(h):
     check("a1.map" in r.message, "the error names a1.map: %s" % r.message)
     check_eq(in_other_pidns(h), set(), "processes left in other pid namespaces")
 
-    # cryo killed while the namespace's init waits after cloning the root.
+    # cryo killed while the namespace's init waits after cloning the root
+    # (an image that restores).
+    w = h.start_workload("sleep")
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
     log = os.path.join(h.mkdir("killed"), "cryo.err")
     with open(log, "wb") as err:
         p = subprocess.Popen([h.cryo, "restore", "-D", images, "-d"] + PIDNS, stdin=subprocess.DEVNULL,
