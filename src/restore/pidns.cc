@@ -60,9 +60,18 @@ void ForwardToRoot(int sig) {
 // exits with the root's status when the root is gone (the kernel then kills
 // the rest of the namespace: pid_namespaces(7)).
 [[noreturn]] void RunInit(pid_t root, int exit_fd) {
+  // Holds nothing of cryo's: not its log, its stdio (a detached restore run
+  // as $(cryo restore -d ...) must not wait for the init), nor its cwd.
   CloseLogFile();
+  const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd >= 0)
+    for (int fd = 0; fd < 3; ++fd) ::dup2(null_fd, fd);
+  const int kept = ::fcntl(exit_fd, F_DUPFD_CLOEXEC, 3);
+  ::close_range(3, kept - 1, 0);
+  ::close_range(static_cast<unsigned>(kept) + 1, ~0U, 0);
+  exit_fd = kept;
   if (::chdir("/") != 0) {
-  }  // keeps no directory of the caller busy
+  }
   g_root = root;
   struct sigaction sa = {};
   sa.sa_handler = ForwardToRoot;
@@ -128,6 +137,9 @@ pid_t HostPidOfChild(int host_proc, pid_t root) {
   struct pollfd p = {alive_fd, POLLIN, 0};
   if (::poll(&p, 1, 0) != 0) ::_exit(1);
   ::close(alive_fd);
+  // A session of its own: the terminal's SIGINT or SIGHUP reach the tree
+  // through cryo only, as in a plain restore (the root leads its own session).
+  ::setsid();
   auto fail = [&](const Status& s) {
     const std::string text = kFailed + s.ToString();
     (void)WriteAll(report_fd, text.data(), text.size());
