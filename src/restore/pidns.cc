@@ -205,8 +205,14 @@ Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts) {
   if (reply.size() == 1 + 2 * sizeof(pid_t) && reply[0] == kRestored) {
     std::memcpy(&out.root, reply.data() + 1, sizeof(pid_t));
     std::memcpy(&out.root_host, reply.data() + 1 + sizeof(pid_t), sizeof(pid_t));
-    out.exit_fd = exit_r.release();
-    return out;
+    if (out.root_host > 0) {
+      out.exit_fd = exit_r.release();
+      return out;
+    }
+    // Nothing to name it by: the restore fails, and its namespace goes with its init.
+    ::kill(init, SIGKILL);
+    reply = std::string(1, kFailed) + "cannot find the host pid of restored pid " + std::to_string(out.root) +
+            " (/proc/PID/task/TID/children of its init)";
   }
   // Failed: the init exits (and the kernel kills what it had made).
   int st;

@@ -78,6 +78,17 @@ def wait_gone(pid, timeout=10.0):
         time.sleep(0.01)
 
 
+def dumped(h, name, *args):
+    """Start workload `name`, dump it in kill mode, reap it: (workload, image)."""
+    w = h.start_workload(name, *args)
+    if name != "sleep":
+        h.wait_ready(w, timeout=30)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    return w, images
+
+
 def test_rewind_beside_original(h):
     """dump --leave-running, then restore --pidns new while the original runs
     with the same pid: both verify themselves, before and after each other."""
@@ -99,11 +110,7 @@ def test_rewind_beside_original(h):
 
 def test_three_copies(h):
     """Three copies of one image at once, each its own namespace."""
-    w = h.start_workload("counter")
-    h.wait_ready(w)
-    images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.reap_original(w)
+    w, images = dumped(h, "counter")
     copies = [restore_copy(h, w, images) for _ in range(3)]
     check_eq(len({c.pid for c, _, _ in copies}), 3, "three host pids")
     for round_ in range(2):
@@ -131,11 +138,7 @@ def test_tree_in_new_pidns(h):
     new PID namespace, its /proc shows exactly the image's pids (and the
     init), with their parents, groups and sessions, and the tree verifies
     itself (getpid(), /proc/PID and the board inside)."""
-    w = h.start_workload("tree", "4")
-    h.wait_ready(w, timeout=30)
-    images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.reap_original(w)
+    w, images = dumped(h, "tree", "4")
     image = h.show_json(images)["processes"]
     want = {p["pid"]: p for p in image}
     copy, r, init = restore_copy(h, w, images)
@@ -152,11 +155,7 @@ def test_tree_in_new_pidns(h):
 
 def test_exit_status_attached(h):
     """Attached: the root's exit status (1, a failed verify) is cryo's."""
-    w = h.start_workload("state")
-    h.wait_ready(w)
-    images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.reap_original(w)
+    w, images = dumped(h, "state")
     copy, r, init = restore_copy(h, w, images, detach=False, own_ctl=False)
     h.verify_ok(copy, when="after attached restore")
     lay = h.read_layout(w)
@@ -171,10 +170,7 @@ def test_exit_status_attached(h):
 def test_sigterm_to_cryo_forwarded(h):
     """SIGTERM to an attached cryo goes through the init to the root; cryo
     dies by it as the root did."""
-    w = h.start_workload("sleep")
-    images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.reap_original(w)
+    w, images = dumped(h, "sleep")
     r = h.restore(images, detach=False, extra_args=PIDNS)
     init = proc_stat(r.pid)["ppid"]
     check_eq(proc_stat(init)["ppid"], r.cryo.pid, "the init is attached cryo's child")
@@ -189,10 +185,7 @@ def test_sigterm_to_init_forwarded(h):
     """SIGTERM to the init (detached) reaches the root; the init exits 128+15.
     A detached restore whose output is read through pipes returns: the init
     holds none of cryo's stdio."""
-    w = h.start_workload("sleep")
-    images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.reap_original(w)
+    w, images = dumped(h, "sleep")
     pidfile = os.path.join(h.mkdir("pidfile"), "pid")
     try:
         p = subprocess.run([h.cryo, "restore", "-D", images, "-d", "--pidfile", pidfile] + PIDNS,
@@ -231,11 +224,7 @@ def test_failed_restore_leaves_nothing(h):
     """A restore that fails in the middle of the tree (A1's mapped file changed)
     and one whose cryo is killed (SIGKILL) with the root helper made: the init
     and every process of the namespace are gone."""
-    w = h.start_workload("tree", "4")
-    h.wait_ready(w, timeout=30)
-    images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.reap_original(w)
+    w, images = dumped(h, "tree", "4")
     os.utime(w.path("a1.map"), (1, 1))
     r = h.restore(images, detach=True, expect_ok=False, extra_args=PIDNS)
     check(r.rc not in (0, "TIMEOUT"), "restore with a changed a1.map: exit status %r\n%s" % (r.rc, r.describe()))
@@ -244,10 +233,7 @@ def test_failed_restore_leaves_nothing(h):
 
     # cryo killed while the namespace's init waits after cloning the root
     # (an image that restores).
-    w = h.start_workload("sleep")
-    images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.reap_original(w)
+    w, images = dumped(h, "sleep")
     log = os.path.join(h.mkdir("killed"), "cryo.err")
     with open(log, "wb") as err:
         p = subprocess.Popen([h.cryo, "restore", "-D", images, "-d"] + PIDNS, stdin=subprocess.DEVNULL,
