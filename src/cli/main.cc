@@ -77,12 +77,16 @@ void ForwardSignal(int sig) {
 // same signal). With --pidns new its child is the namespace's init, which
 // forwards them to the root and, on `root_status_fd`, tells how the root
 // ended: cryo ends the same way.
-int WaitAsParent(pid_t pid, int root_status_fd = -1) {
+void ForwardSignalsTo(pid_t pid) {
   g_child = pid;
   struct sigaction sa = {};
   sa.sa_handler = ForwardSignal;
   sa.sa_flags = SA_RESTART;
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) sigaction(sig, &sa, nullptr);
+}
+
+int WaitAsParent(pid_t pid, int root_status_fd = -1) {
+  ForwardSignalsTo(pid);
   int status = 0;
   for (;;) {
     pid_t r = ::waitpid(pid, &status, 0);
@@ -299,6 +303,9 @@ int main(int argc, char** argv) {
       LOG_ERROR("restore from %s failed: %s", restore.images_dir.c_str(), r.status().ToString().c_str());
       return 1;
     }
+    // Attached, the signals the tree gets through cryo are forwarded from the
+    // moment the pidfile names it.
+    if (!restore.detach) ForwardSignalsTo(r->init);
     if (!restore.pidfile.empty()) {
       std::ofstream pf(restore.pidfile, std::ios::trunc);
       pf << r->root_host << "\n";
