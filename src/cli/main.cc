@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <optional>
 #include <string>
 
@@ -24,6 +25,7 @@
 #include "dump/dump.h"
 #include "image/image_dir.h"
 #include "image/show.h"
+#include "restore/pidns.h"
 #include "restore/restore.h"
 
 namespace cryo {
@@ -72,19 +74,28 @@ void ForwardSignal(int sig) {
 
 // Without --detach cryo stays the restored process's parent: it forwards
 // SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 and leaves with the process's exit status (or dies by the
-// same signal).
-int WaitAsParent(pid_t pid) {
+// same signal). With --pidns new its child is the namespace's init, which
+// forwards them to the root and, on `root_status_fd`, tells how the root
+// ended: cryo ends the same way.
+void ForwardSignalsTo(pid_t pid) {
   g_child = pid;
   struct sigaction sa = {};
   sa.sa_handler = ForwardSignal;
   sa.sa_flags = SA_RESTART;
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) sigaction(sig, &sa, nullptr);
+}
+
+int WaitAsParent(pid_t pid, int root_status_fd = -1) {
+  ForwardSignalsTo(pid);
   int status = 0;
   for (;;) {
     pid_t r = ::waitpid(pid, &status, 0);
     if (r == pid) break;
     if (r < 0 && errno != EINTR) return Fail(Status::FromErrno("waitpid " + std::to_string(pid)));
   }
+  int root_status = 0;
+  if (root_status_fd >= 0 && ::read(root_status_fd, &root_status, sizeof(root_status)) == sizeof(root_status))
+    status = root_status;
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) {
     const int sig = WTERMSIG(status);
@@ -181,6 +192,12 @@ int main(int argc, char** argv) {
   restore_cmd->add_option("-D,--images-dir", restore.images_dir, "the image to restore (or DIR)")->type_name("DIR");
   restore_cmd->add_flag("-d,--detach", restore.detach, "return once the process runs (default: stay its parent and exit with its status)");
   restore_cmd->add_option("--pidfile", restore.pidfile, "write the restored root pid to FILE")->type_name("FILE");
+  std::string pidns;
+  restore_cmd->add_option("--pidns", pidns,
+                          "new: restore into a new PID namespace (and mount namespace with its own /proc), with the "
+                          "image's pids inside it, beside the original or other copies; the pidfile gets the host pid")
+      ->check(CLI::IsMember({"new"}))
+      ->type_name("new");
   restore_cmd->add_flag("--shell-job", restore.shell_job, "restore a --shell-job image onto cryo's own terminal, in cryo's session");
   restore_cmd->add_flag("--ignore-changed-files", restore.ignore_changed_files,
                         "restore even if files the tree refers to changed since the dump (each is named in a warning)");
@@ -246,6 +263,7 @@ int main(int argc, char** argv) {
     if (!restore_dir.empty() && !restore.images_dir.empty() && restore_dir != restore.images_dir)
       return UsageError("restore: two image directories given (" + restore_dir + " and -D " + restore.images_dir + ")");
     if (restore.images_dir.empty()) restore.images_dir = restore_dir;
+    restore.new_pidns = pidns == "new";
   }
   g_quiet = quiet;
   g_verbose = verbosity >= 1;
@@ -284,6 +302,33 @@ int main(int argc, char** argv) {
     Say(cli::DumpedLine(inv ? inv->pids_size() : 1, dump.pid, dump.images_dir, counted.BytesWritten(), Now() - t0,
                         stats.frozen_seconds, dump.sync));
     return 0;
+  }
+  if (*restore_cmd && restore.new_pidns) {
+    const std::optional<image::Inventory> inv = ReadInventory(restore.images_dir);
+    const double t0 = Now();
+    Result<PidnsRestored> r = RestoreInNewPidns(restore);
+    ReportFaultPoints();
+    if (!r.ok()) {
+      LOG_ERROR("restore from %s failed: %s", restore.images_dir.c_str(), r.status().ToString().c_str());
+      return 1;
+    }
+    // Attached, the signals the tree gets through cryo are forwarded from the
+    // moment the pidfile names it.
+    if (!restore.detach) ForwardSignalsTo(r->init);
+    if (!restore.pidfile.empty()) {
+      std::ofstream pf(restore.pidfile, std::ios::trunc);
+      pf << r->root_host << "\n";
+      if (!pf) {
+        // The restore fails: its namespace goes with its init.
+        ::kill(r->init, SIGKILL);
+        ::waitpid(r->init, nullptr, 0);
+        return Fail(Status::Error("cannot write pidfile " + restore.pidfile + "; the restored tree was killed"));
+      }
+    }
+    Say(cli::RestoredLine(inv ? inv->pids_size() : 1, r->root, Now() - t0) + "; in a new PID namespace: host pid " +
+        std::to_string(r->root_host) + ", its init host pid " + std::to_string(r->init));
+    if (restore.detach) return 0;
+    return WaitAsParent(r->init, r->exit_fd);
   }
   if (*restore_cmd) {
     // After a kill-mode dump the original's pids are free only once its

@@ -44,6 +44,7 @@
 #include "mem/vma_restore.h"
 #include "proc/proc.h"
 #include "restore/helper.h"
+#include "restore/pidns.h"
 #include "restorer/blob.h"
 #include "restorer/restorer_args.h"
 #include "seize/ptrace_util.h"
@@ -364,6 +365,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   }
   const RestorePlan plan = PlanRestore(root, cores);
   CRYO_RETURN_IF_ERROR(CheckSharingPlan(plan, cores));
+  if (opts.new_pidns) CRYO_RETURN_IF_ERROR(CheckPidnsFit(img, plan, opts.shell_job));
   CRYO_RETURN_IF_ERROR(CheckFdOwners(img));
   CRYO_RETURN_IF_ERROR(CheckOwnerGroups(plan, cores, fd_tables));
   CRYO_RETURN_IF_ERROR(CheckLeasesFree(img));
@@ -380,6 +382,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   // janitor first; it removes it unless the restore completes.
   std::unique_ptr<Janitor> janitor;
   if (NeedsJanitor(img)) {
+    if (opts.new_pidns) return PidnsJanitorRefusal(img);
     CRYO_ASSIGN_OR_RETURN(janitor, Janitor::Start(ImagePids(img)));
     SetCurrentJanitor(janitor.get());
   }

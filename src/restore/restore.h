@@ -24,6 +24,9 @@ struct RestoreOptions {
   // allowed, each (--allow-changed PATH) or all (--ignore-changed-files).
   bool ignore_changed_files = false;
   std::vector<std::string> allow_changed;
+  // --pidns new: Restore() runs as pid 1 of a new PID namespace
+  // (restore/pidns.h), which refuses what the tree could not find there.
+  bool new_pidns = false;
 };
 
 // Restores the image. On success returns the restored root pid, running (cryo

@@ -549,12 +549,15 @@ class Harness:
         """Restore from images.  On success returns Restored (pid checked
         against expected_pid, pid tracked for cleanup).  With expect_ok=False
         a failure returns the CryoResult instead of raising.  `extra`: more
-        arguments (--ignore-changed-files, --allow-changed PATH)."""
+        arguments (--ignore-changed-files, --allow-changed PATH, --pidns new).
+        With ["--pidns", "new"] the pid is the host pid of the restored root,
+        whose parent is the namespace's init (tracked too)."""
         self.counter += 1
         pidfile = os.path.join(self.tmp_root, "%03d-restore.pid" % self.counter)
         if expected_pid is not None:
             self.tracked_pids.append(expected_pid)  # whatever happens, clean it up
         args = ["restore", "-D", images, "--pidfile", pidfile] + list(extra)
+        pidns = "--pidns" in extra
         if detach:
             args.append("--detach")
             r = self.run_cryo(args, timeout=timeout)
@@ -573,6 +576,9 @@ class Harness:
             check(pid_alive(pid), "restored pid %d not running after restore --detach (state %s)"
                   % (pid, pid_state(pid)))
             st = proc_stat(pid)
+            if pidns:  # its parent is the namespace's init, the harness's child
+                self.tracked_pids.append(st["ppid"])
+                st = proc_stat(st["ppid"])
             check_eq(st["ppid"], os.getpid(),
                      "parent of detached restored pid %d (harness is subreaper)" % pid)
             return Restored(pid, None, r)
@@ -604,6 +610,8 @@ class Harness:
                 pid = int(txt.strip())
             if pid is not None and rc is None:
                 self.tracked_pids.append(pid)
+                if pidns:
+                    self.tracked_pids.append(proc_stat(pid)["ppid"])
                 if expected_pid is not None:
                     check_eq(pid, expected_pid, "restored pid")
                 return Restored(pid, p, result(None))

@@ -1,0 +1,283 @@
+#include "restore/pidns.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "base/file_util.h"
+#include "base/log.h"
+#include "base/unique_fd.h"
+
+namespace cryo {
+
+namespace {
+
+// The pid a procfs path names ("/proc/123/status"), or 0.
+pid_t ProcPidIn(const std::string& path) {
+  if (!StartsWith(path, "/proc/")) return 0;
+  const size_t end = path.find('/', 6);
+  const std::string c = path.substr(6, end == std::string::npos ? std::string::npos : end - 6);
+  if (c.empty() || c.size() > 9 || c.find_first_not_of("0123456789") != std::string::npos) return 0;
+  return static_cast<pid_t>(std::stol(c));
+}
+
+std::string Pid(pid_t pid) { return "pid " + std::to_string(pid); }
+
+Status NotInNewPidns(const std::string& what, const std::string& why) {
+  return Status::Error(what + ": " + why + "; restore it without --pidns new");
+}
+
+// Writes all of `data`; false if the pipe is gone.
+bool WriteAll(int fd, const void* data, size_t len) {
+  const char* p = static_cast<const char*>(data);
+  while (len > 0) {
+    const ssize_t n = ::write(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// ------------------------------------------------------------------ the init
+
+volatile sig_atomic_t g_root = 0;
+
+void ForwardToRoot(int sig) {
+  if (g_root > 0) ::kill(g_root, sig);
+}
+
+// From here on the init forwards these signals to the root. Installed before
+// cryo hears of the success: a signal sent as soon as the pids are known
+// must not meet Restore()'s SIG_IGN.
+void ForwardSignalsTo(pid_t root) {
+  g_root = root;
+  struct sigaction sa = {};
+  sa.sa_handler = ForwardToRoot;
+  sa.sa_flags = SA_RESTART;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) ::sigaction(sig, &sa, nullptr);
+}
+
+// The namespace's pid 1 once the tree is released: reaps every child, and
+// exits with the root's status when the root is gone (the kernel then kills
+// the rest of the namespace: pid_namespaces(7)).
+[[noreturn]] void RunInit(pid_t root, int exit_fd) {
+  // Holds nothing of cryo's: not its log, its stdio (a detached restore run
+  // as $(cryo restore -d ...) must not wait for the init), nor its cwd.
+  CloseLogFile();
+  const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd >= 0)
+    for (int fd = 0; fd < 3; ++fd) ::dup2(null_fd, fd);
+  const int kept = ::fcntl(exit_fd, F_DUPFD_CLOEXEC, 3);
+  ::close_range(3, kept - 1, 0);
+  ::close_range(static_cast<unsigned>(kept) + 1, ~0U, 0);
+  exit_fd = kept;
+  if (::chdir("/") != 0) {
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  int status = 0;
+  for (;;) {
+    int st = 0;
+    // __WALL: the root may have an exit signal other than SIGCHLD.
+    const pid_t r = ::waitpid(-1, &st, __WALL);
+    if (r == root && (WIFEXITED(st) || WIFSIGNALED(st))) {
+      status = st;
+      break;
+    }
+    if (r < 0 && errno == ECHILD) ::_exit(1);  // cannot be: the root is a child
+  }
+  (void)WriteAll(exit_fd, &status, sizeof(status));
+  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+// ---------------------------------------------------------------- the engine
+
+// What the init reports to cryo on its report pipe.
+constexpr char kRestored = 'R';  // then pid_t root, pid_t root_host
+constexpr char kFailed = 'E';    // then the error text, up to EOF
+
+// The host pid of our child `root`, through the host's /proc (opened before
+// the namespace's own was mounted over it): "self" there is our host pid.
+pid_t HostPidOfChild(int host_proc, pid_t root) {
+  char self[32] = {};
+  if (::readlinkat(host_proc, "self", self, sizeof(self) - 1) <= 0) return 0;
+  const std::string me(self);
+  const int fd = ::openat(host_proc, (me + "/task/" + me + "/children").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  UniqueFd owned(fd);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = ::read(fd, buf, sizeof(buf))) > 0;) text.append(buf, static_cast<size_t>(n));
+  for (std::string_view c : SplitWords(text)) {
+    const std::string status_path = std::string(c) + "/status";
+    const int sfd = ::openat(host_proc, status_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (sfd < 0) continue;
+    UniqueFd sowned(sfd);
+    std::string st;
+    for (ssize_t n; (n = ::read(sfd, buf, sizeof(buf))) > 0;) st.append(buf, static_cast<size_t>(n));
+    const size_t at = st.find("\nNSpid:");
+    if (at == std::string::npos) continue;
+    const std::vector<std::string_view> ids = SplitWords(st.substr(at + 7, st.find('\n', at + 1) - at - 7));
+    if (ids.size() == 2 && std::string(ids.back()) == std::to_string(root)) return std::stoi(std::string(c));
+  }
+  return 0;
+}
+
+// The forked pid 1 of the new namespace: its own mount namespace and /proc,
+// then the restore, then the init.
+[[noreturn]] void RunEngine(RestoreOptions opts, int report_fd, int alive_fd, int exit_fd) {
+  // Dies with cryo until the restore is complete. A cryo that died before the
+  // prctl sends nothing: its end of the `alive` pipe is then closed.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  struct pollfd p = {alive_fd, POLLIN, 0};
+  if (::poll(&p, 1, 0) != 0) ::_exit(1);
+  ::close(alive_fd);
+  // A session of its own: the terminal's SIGINT or SIGHUP reach the tree
+  // through cryo only, as in a plain restore (the root leads its own session).
+  ::setsid();
+  auto fail = [&](const Status& s) {
+    const std::string text = kFailed + s.ToString();
+    (void)WriteAll(report_fd, text.data(), text.size());
+    ::_exit(1);
+  };
+  // A mount namespace of its own, receiving the host's mounts but sending
+  // none (a slave): the /proc of the new PID namespace is mounted in it only.
+  if (::unshare(CLONE_NEWNS) != 0) fail(Status::FromErrno("unshare(CLONE_NEWNS) for the new PID namespace"));
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+    fail(Status::FromErrno("making / a slave mount in the new mount namespace"));
+  const int host_proc = ::open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (host_proc < 0) fail(Status::FromErrno("open /proc"));
+  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+    fail(Status::FromErrno("mounting /proc of the new PID namespace"));
+  opts.pidfile.clear();  // cryo writes it, with the host pid
+  Result<pid_t> root = Restore(opts);
+  if (!root.ok()) fail(root.status());
+  // Complete: the tree stays, also if cryo goes now.
+  ::prctl(PR_SET_PDEATHSIG, 0);
+  ForwardSignalsTo(*root);
+  const pid_t ids[2] = {*root, HostPidOfChild(host_proc, *root)};
+  ::close(host_proc);
+  char msg[1 + sizeof(ids)];
+  msg[0] = kRestored;
+  std::memcpy(msg + 1, ids, sizeof(ids));
+  (void)WriteAll(report_fd, msg, sizeof(msg));
+  ::close(report_fd);
+  RunInit(*root, exit_fd);
+}
+
+}  // namespace
+
+Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts) {
+  int report[2], alive[2], exits[2];
+  if (::pipe2(report, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
+  UniqueFd report_r(report[0]), report_w(report[1]);
+  if (::pipe2(alive, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
+  UniqueFd alive_r(alive[0]), alive_w(alive[1]);
+  if (::pipe2(exits, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
+  UniqueFd exit_r(exits[0]), exit_w(exits[1]);
+  // The next child of cryo is pid 1 of a new PID namespace (unshare(2)).
+  if (::unshare(CLONE_NEWPID) != 0) return Status::FromErrno("unshare(CLONE_NEWPID)");
+  const pid_t init = ::fork();
+  if (init < 0) return Status::FromErrno("fork of the new PID namespace's init");
+  if (init == 0) {
+    report_r.reset();
+    alive_w.reset();
+    exit_r.reset();
+    RunEngine(std::move(opts), report_w.get(), alive_r.get(), exit_w.get());
+  }
+  report_w.reset();
+  alive_r.reset();
+  exit_w.reset();
+  std::string reply;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(report_r.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    reply.append(buf, static_cast<size_t>(n));
+  }
+  PidnsRestored out;
+  out.init = init;
+  if (reply.size() == 1 + 2 * sizeof(pid_t) && reply[0] == kRestored) {
+    std::memcpy(&out.root, reply.data() + 1, sizeof(pid_t));
+    std::memcpy(&out.root_host, reply.data() + 1 + sizeof(pid_t), sizeof(pid_t));
+    if (out.root_host > 0) {
+      out.exit_fd = exit_r.release();
+      return out;
+    }
+    // Nothing to name it by: the restore fails, and its namespace goes with its init.
+    ::kill(init, SIGKILL);
+    reply = std::string(1, kFailed) + "cannot find the host pid of restored pid " + std::to_string(out.root) +
+            " (/proc/PID/task/TID/children of its init)";
+  }
+  // Failed: the init exits (and the kernel kills what it had made).
+  int st;
+  while (::waitpid(init, &st, 0) < 0 && errno == EINTR) {
+  }
+  if (!reply.empty() && reply[0] == kFailed) return Status::Error(reply.substr(1));
+  return Status::Error("the init of the new PID namespace (pid " + std::to_string(init) + ") died (wait status " +
+                       std::to_string(st) + ")");
+}
+
+Status CheckPidnsFit(const image::LoadedImage& img, const RestorePlan& plan, bool shell_job) {
+  if (shell_job)
+    return Status::Error("--shell-job and --pidns new: the tree would join cryo's session, which is led from "
+                         "outside the new PID namespace");
+  for (const auto& [pid, p] : img.processes) {
+    const image::ProcessCore& c = p.core;
+    for (pid_t id : {c.pid(), c.pgid(), c.sid()})
+      if (id == 1)
+        return NotInNewPidns(Pid(pid), "the image holds pid 1 (a tree dumped inside its own PID namespace), which is "
+                                       "cryo's init in the new namespace");
+    if (!plan.tasks.count(c.sid()))
+      return NotInNewPidns(Pid(pid), "its session " + std::to_string(c.sid()) +
+                                         " is led from outside the image; no process of the new PID namespace "
+                                         "could have that id");
+    if (!plan.tasks.count(c.pgid()))
+      return NotInNewPidns(Pid(pid), "its process group " + std::to_string(c.pgid()) +
+                                         " is led from outside the image and cannot be rebuilt");
+    for (const image::Fd& f : p.fds.fds())
+      if (const pid_t other = ProcPidIn(f.file().path()))
+        return NotInNewPidns(Pid(pid) + " fd " + std::to_string(f.fd()) + " (" + f.file().path() + ")",
+                             "it is open in the /proc directory of pid " + std::to_string(other) +
+                                 ", outside the tree: in the new PID namespace that pid is another process or none");
+    for (const image::Vma& v : p.mm.vmas())
+      if (const pid_t other = ProcPidIn(v.file().path()))
+        return NotInNewPidns(Pid(pid) + " mapping of " + v.file().path(),
+                             "it maps a file in the /proc directory of pid " + std::to_string(other) + ", outside the tree");
+  }
+  if (img.files.files_size() > 0)
+    return NotInNewPidns("unlinked file " + img.files.files(0).path(),
+                         "a restore recreates it under a temporary name made from cryo's pid, which is 1 in every new "
+                         "PID namespace (not supported yet)");
+  return Status::Ok();
+}
+
+Status PidnsJanitorRefusal(const image::LoadedImage& img) {
+  std::string what = "it";
+  for (const image::ShmObject& o : img.shm.objects()) {
+    if (o.kind() == image::SHM_SYSV) what = "SysV shared memory segment " + std::to_string(o.sysv_id());
+    if (o.kind() == image::SHM_POSIX) what = "POSIX shared memory " + o.name();
+  }
+  for (const auto& [pid, p] : img.processes)
+    for (const image::Fd& f : p.fds.fds()) {
+      if (f.kind() == image::FD_FIFO) what = "the FIFO " + f.file().path() + " (pid " + std::to_string(pid) + ")";
+      if (f.kind() == image::FD_LISTEN_SOCKET) what = "a UNIX socket file (pid " + std::to_string(pid) + " fd " + std::to_string(f.fd()) + ")";
+    }
+  return NotInNewPidns("the image", "the restore recreates objects that outlive its processes (" + what +
+                                        "), which the restore janitor removes if it fails; that janitor would die "
+                                        "with the new PID namespace (not supported yet)");
+}
+
+}  // namespace cryo
