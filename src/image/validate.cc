@@ -147,6 +147,8 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
     for (const Fd& f : p.fds.fds()) {
       if (const char* feat = FeatureOf(f.kind())) needed.insert(feat);
       if (f.kind() == FD_EXTERNAL_TTY) needed.insert("tty");
+      if (f.has_owner() || f.signal()) needed.insert("fd-owner");
+      if (f.locks_size()) needed.insert("file-locks");
       if (f.file_id()) ++file_ids[f.file_id()];
     }
   }
@@ -213,7 +215,10 @@ Status ValidateImage(const LoadedImage& img) {
   Index index;
   index.features.insert(img.inventory.features().begin(), img.inventory.features().end());
   for (const auto& [pid, p] : img.processes) {
-    if (!p.core.zombie()) index.live.insert(pid);
+    if (!p.core.zombie()) {
+      index.live.insert(pid);
+      index.pgids.insert(p.core.pgid());
+    }
     for (const TaskCore& t : p.core.threads()) {
       auto [it, fresh] = index.tid_owner.emplace(t.tid(), pid);
       if (!fresh)
