@@ -565,7 +565,7 @@ class Harness:
         return r
 
     def restore(self, images, detach=True, expect_ok=True, expected_pid=None,
-                timeout=CRYO_TIMEOUT):
+                timeout=CRYO_TIMEOUT, env=None):
         """Restore from images.  On success returns Restored (pid checked
         against expected_pid, pid tracked for cleanup).  With expect_ok=False
         a failure returns the CryoResult instead of raising."""
@@ -576,7 +576,7 @@ class Harness:
         args = ["restore", "-D", images, "--pidfile", pidfile]
         if detach:
             args.append("--detach")
-            r = self.run_cryo(args, timeout=timeout)
+            r = self.run_cryo(args, timeout=timeout, env=env)
             if r.rc != 0:
                 if expect_ok:
                     fail("restore from %s failed\n%s" % (images, r.describe()))
