@@ -57,7 +57,7 @@ bool ReadAll(int fd, void* buf, size_t n) {
   if (hi > lo + 1) ::close_range(lo + 1, hi - 1, 0);
   ::close_range(hi + 1, ~0U, 0);
   std::vector<int> segments;
-  std::vector<std::string> files;
+  std::vector<std::string> files, cgroups;
   bool done = false;
   for (;;) {
     char kind;
@@ -68,6 +68,7 @@ bool ReadAll(int fd, void* buf, size_t n) {
     if (kind == 'D') done = true;
     if (kind == 'S') segments.push_back(std::atoi(payload.c_str()));
     if (kind == 'F') files.push_back(payload);
+    if (kind == 'C') cgroups.push_back(payload);
   }
   if (done) ::_exit(0);
   int removed = 0;
@@ -78,9 +79,17 @@ bool ReadAll(int fd, void* buf, size_t n) {
   }
   for (const std::string& f : files)
     if (::unlink(f.c_str()) == 0) ++removed;
+  // Deepest first. The tree's killed processes leave their cgroup a moment
+  // after they die: a busy one is retried for a bounded time.
+  const double deadline = Now() + 5;
+  for (auto it = cgroups.rbegin(); it != cgroups.rend(); ++it) {
+    int r;
+    while ((r = ::rmdir(it->c_str())) != 0 && errno == EBUSY && Now() < deadline) ::usleep(5000);
+    if (r == 0) ++removed;
+  }
   if (removed)
-    dprintf(2, "cryo: the restore (pid %d) did not complete: removed %d SysV segment(s) and file(s) it had created\n",
-            cryo, removed);
+    dprintf(2, "cryo: the restore (pid %d) did not complete: removed %d SysV segment(s), file(s) and cgroup(s) it had "
+            "created\n", cryo, removed);
   ::_exit(0);
 }
 
@@ -149,6 +158,8 @@ Status Janitor::Send(char kind, const std::string& payload) {
 Status Janitor::WillCreateSysv(int id) { return Send('S', std::to_string(id)); }
 
 Status Janitor::WillCreateFile(const std::string& path) { return Send('F', path); }
+
+Status Janitor::WillCreateCgroup(const std::string& path) { return Send('C', path); }
 
 void Janitor::Done() { Hangup(true); }
 

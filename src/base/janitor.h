@@ -7,7 +7,8 @@
 // was told about and exits. It runs in a session of its own (a Ctrl-C at the
 // terminal does not reach it), holds no fd but its pipe and stderr, and only
 // removes what is still the object cryo made: a SysV segment whose creator is
-// cryo's pid, a file by a name only that cryo uses.
+// cryo's pid, a file by a name only that cryo uses, a cgroup directory cryo
+// made (rmdir(2) removes only an empty cgroup: none another program uses).
 #pragma once
 
 #include <sys/types.h>
@@ -35,6 +36,9 @@ class Janitor {
   Status WillCreateSysv(int id);
   // Before creating the file `path` (O_CREAT | O_EXCL).
   Status WillCreateFile(const std::string& path);
+  // Before creating the cgroup directory `path` (mkdir, parents told first):
+  // removed last, deepest first, once the processes have left it.
+  Status WillCreateCgroup(const std::string& path);
   // The restore is complete: what was created stays. The janitor exits;
   // its exit is awaited only when this object goes, so that the release of
   // the tree follows "done" at once (a cryo killed between the two leaves

@@ -309,6 +309,8 @@ Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::vec
 // Whether the restore creates something that outlives its processes: SysV
 // segments and files of /dev/shm, FIFOs, UNIX socket files.
 bool NeedsJanitor(const image::LoadedImage& img) {
+  for (const auto& [pid, p] : img.processes)
+    if (p.core.cgroups_size()) return true;  // cgroups it may create
   for (const image::ShmObject& o : img.shm.objects())
     if (o.kind() == image::SHM_SYSV || o.kind() == image::SHM_POSIX) return true;
   for (const auto& [pid, p] : img.processes)
