@@ -45,6 +45,34 @@ bool ReadAll(int fd, void* buf, size_t n) {
   return true;
 }
 
+// cryo said "done", then its pipe closed before "released": whether the tree
+// of `root` runs on (its release done), or dies with cryo. A task cryo still
+// traced is killed once cryo's exit gets to its tracees (exit_ptrace, after
+// its files are closed, kernel/exit.c): until then it shows cryo as its
+// tracer. Bounded: 5 s.
+bool ReleasedAlive(pid_t root, pid_t cryo) {
+  const std::string status = "/proc/" + std::to_string(root) + "/status";
+  const double deadline = Now() + 5;
+  for (;;) {
+    auto text = ReadFileToString(status);
+    if (!text.ok()) return false;  // gone: killed with cryo
+    std::string state, tracer;
+    bool killed = false;
+    for (std::string_view line : SplitLines(*text)) {
+      if (line.substr(0, 6) == "State:") state = std::string(Trim(line.substr(6)));
+      if (line.substr(0, 10) == "TracerPid:") tracer = std::string(Trim(line.substr(10)));
+      // EXITKILL sends SIGKILL, then detaches (exit_ptrace): the task shows
+      // no tracer while it dies.
+      if (line.substr(0, 7) == "SigPnd:" || line.substr(0, 7) == "ShdPnd:")
+        killed |= (std::strtoull(std::string(Trim(line.substr(7))).c_str(), nullptr, 16) >> (SIGKILL - 1)) & 1;
+    }
+    if (state.empty() || state[0] == 'Z' || state[0] == 'X' || killed) return false;
+    if (tracer == "0") return true;
+    if (tracer != std::to_string(cryo) || Now() > deadline) return tracer != std::to_string(cryo);
+    ::usleep(2000);
+  }
+}
+
 // The janitor process: collects what cryo creates until its pipe closes.
 [[noreturn]] void Run(int fd, int alive_fd, pid_t cryo) {
   ::setsid();
@@ -59,18 +87,20 @@ bool ReadAll(int fd, void* buf, size_t n) {
   std::vector<int> segments;
   std::vector<std::string> files, cgroups;
   bool done = false;
+  pid_t root = 0;  // "done" said: the tree of `root` was being released
   for (;;) {
     char kind;
     uint32_t len;
     if (!ReadAll(fd, &kind, 1) || !ReadAll(fd, &len, 4) || len > 8192) break;
     std::string payload(len, '\0');
     if (len && !ReadAll(fd, &payload[0], len)) break;
-    if (kind == 'D') done = true;
+    if (kind == 'D') root = std::atoi(payload.c_str());
+    if (kind == 'R') done = true;
     if (kind == 'S') segments.push_back(std::atoi(payload.c_str()));
     if (kind == 'F') files.push_back(payload);
     if (kind == 'C') cgroups.push_back(payload);
   }
-  if (done) ::_exit(0);
+  if (done || (root > 0 && ReleasedAlive(root, cryo))) ::_exit(0);
   int removed = 0;
   for (int id : segments) {
     struct shmid_ds ds;
@@ -161,7 +191,9 @@ Status Janitor::WillCreateFile(const std::string& path) { return Send('F', path)
 
 Status Janitor::WillCreateCgroup(const std::string& path) { return Send('C', path); }
 
-void Janitor::Done() { Hangup(true); }
+void Janitor::Done(pid_t root) { (void)Send('D', std::to_string(root)); }
+
+void Janitor::Released() { Hangup(true); }
 
 Janitor::~Janitor() {
   if (g_current == this) g_current = nullptr;
@@ -169,9 +201,9 @@ Janitor::~Janitor() {
   AwaitExit();
 }
 
-void Janitor::Hangup(bool done) {
+void Janitor::Hangup(bool released) {
   if (fd_ < 0) return;
-  if (done) (void)Send('D', "");
+  if (released) (void)Send('R', "");
   ::close(fd_);
   fd_ = -1;
 }

@@ -578,11 +578,13 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   // failed); without --detach cryo forwards them to the tree once it waits as
   // its parent.
   IgnoreTerminatingSignals();
-  if (janitor) janitor->Done();
+  if (janitor) janitor->Done(root);
+  RestoreFaultPoint("janitor-done");
   // Release every thread of every process together.
   for (pid_t tid : expected)
     if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
   guard.Release();
+  if (janitor) janitor->Released();
   cgroups->Keep();
   LOG_INFO("pid %d restored from %s in %.1f ms (%zu %s)", root, opts.images_dir.c_str(), (Now() - t0) * 1e3,
            img.processes.size(), img.processes.size() == 1 ? "process" : "processes");
