@@ -45,30 +45,56 @@ bool ReadAll(int fd, void* buf, size_t n) {
   return true;
 }
 
+// The process a thread (by id, as /proc shows it) belongs to; 0 if gone.
+pid_t TgidOf(const std::string& tid) {
+  auto text = ReadFileToString("/proc/" + tid + "/status");
+  if (!text.ok()) return 0;
+  for (std::string_view line : SplitLines(*text))
+    if (line.substr(0, 5) == "Tgid:") return static_cast<pid_t>(std::atoi(std::string(Trim(line.substr(5))).c_str()));
+  return 0;
+}
+
 // cryo said "done", then its pipe closed before "released": whether the tree
 // of `root` runs on (its release done), or dies with cryo. A task cryo still
 // traced is killed once cryo's exit gets to its tracees (exit_ptrace, after
-// its files are closed, kernel/exit.c): until then it shows cryo as its
-// tracer. Bounded: 5 s.
+// its files are closed, kernel/exit.c), which sends SIGKILL and then detaches
+// it: it shows no tracer while it dies, and the SIGKILL may already be taken
+// from its pending set. So a root counts as released only once it has shown
+// no tracer, no pending SIGKILL and no PF_EXITING for 200 ms on end (a killed
+// task is gone within that). Bounded: 5 s.
 bool ReleasedAlive(pid_t root, pid_t cryo) {
-  const std::string status = "/proc/" + std::to_string(root) + "/status";
+  const std::string dir = "/proc/" + std::to_string(root) + "/";
   const double deadline = Now() + 5;
+  double untraced_since = 0;
   for (;;) {
-    auto text = ReadFileToString(status);
-    if (!text.ok()) return false;  // gone: killed with cryo
+    auto text = ReadFileToString(dir + "status");
+    auto stat = ReadFileToString(dir + "stat");
+    if (!text.ok() || !stat.ok()) return false;  // gone: killed with cryo
     std::string state, tracer;
-    bool killed = false;
+    bool dying = false;
     for (std::string_view line : SplitLines(*text)) {
       if (line.substr(0, 6) == "State:") state = std::string(Trim(line.substr(6)));
       if (line.substr(0, 10) == "TracerPid:") tracer = std::string(Trim(line.substr(10)));
-      // EXITKILL sends SIGKILL, then detaches (exit_ptrace): the task shows
-      // no tracer while it dies.
       if (line.substr(0, 7) == "SigPnd:" || line.substr(0, 7) == "ShdPnd:")
-        killed |= (std::strtoull(std::string(Trim(line.substr(7))).c_str(), nullptr, 16) >> (SIGKILL - 1)) & 1;
+        dying |= (std::strtoull(std::string(Trim(line.substr(7))).c_str(), nullptr, 16) >> (SIGKILL - 1)) & 1;
     }
-    if (state.empty() || state[0] == 'Z' || state[0] == 'X' || killed) return false;
-    if (tracer == "0") return true;
-    if (tracer != std::to_string(cryo) || Now() > deadline) return tracer != std::to_string(cryo);
+    // Field 9 of stat, the task's flags: PF_EXITING (0x4).
+    const size_t paren = stat->rfind(')');
+    const std::vector<std::string_view> w =
+        SplitWords(std::string_view(*stat).substr(paren == std::string::npos ? 0 : paren + 2));
+    dying |= w.size() > 6 && (std::strtoull(std::string(w[6]).c_str(), nullptr, 10) & 0x4);
+    if (state.empty() || state[0] == 'Z' || state[0] == 'X' || dying) return false;
+    if (tracer != "0") {
+      untraced_since = 0;
+      // TracerPid is the tracing thread's id: cryo's until its exit gets here.
+      if (Now() > deadline) return TgidOf(tracer) != cryo;
+    } else if (!untraced_since) {
+      untraced_since = Now();
+    } else if (Now() - untraced_since >= 0.2) {
+      return true;
+    } else if (Now() > deadline) {
+      return true;
+    }
     ::usleep(2000);
   }
 }
