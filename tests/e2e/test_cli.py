@@ -67,7 +67,7 @@ def test_success_lines(h):
     check_eq(r.rc, 0, "dump exit status\n" + r.describe())
     h.reap_original(w)
     pids = tree_pids_before
-    want = r"cryo: dumped %d processes \(pid %d\) to %s: (%s) in [0-9]+\.[0-9]{2} s\n" % (
+    want = r"cryo: dumped %d processes \(pid %d\) to %s: (%s) in [0-9]+\.[0-9]{2} s, frozen [0-9]+ ms\n" % (
         n, w.pid, re.escape(images), SIZE_RE)
     m = re.fullmatch(want, r.stderr)
     check(m, "dump's stderr: expected one line matching %r, got %r" % (want, r.stderr))
