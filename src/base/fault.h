@@ -4,6 +4,11 @@
 // so that a test can check what an interrupted restore leaves behind at every
 // step. A point reached in a restore helper signals cryo (the helper then
 // waits to be killed with it). Without the variable, a point costs a branch.
+// NAME:HOLDFD does not kill: a helper reaching NAME holds an fd of its own
+// for 200 ms and fails (its process exits 1, so the restore fails) if that fd
+// was closed or replaced meanwhile, as a helper sharing its fd table
+// (CLONE_FILES) with others would find if one of them closed or installed
+// fds while it had a file open there.
 // (The dump side uses a hook of its own.)
 #pragma once
 

@@ -45,6 +45,60 @@ bool ReadAll(int fd, void* buf, size_t n) {
   return true;
 }
 
+// The process a thread (by id, as /proc shows it) belongs to; 0 if gone.
+pid_t TgidOf(const std::string& tid) {
+  auto text = ReadFileToString("/proc/" + tid + "/status");
+  if (!text.ok()) return 0;
+  for (std::string_view line : SplitLines(*text))
+    if (line.substr(0, 5) == "Tgid:") return static_cast<pid_t>(std::atoi(std::string(Trim(line.substr(5))).c_str()));
+  return 0;
+}
+
+// cryo said "done", then its pipe closed before "released": whether the tree
+// of `root` runs on (its release done), or dies with cryo. A task cryo still
+// traced is killed once cryo's exit gets to its tracees (exit_ptrace, after
+// its files are closed, kernel/exit.c), which sends SIGKILL and then detaches
+// it: it shows no tracer while it dies, and the SIGKILL may already be taken
+// from its pending set. So a root counts as released only once it has shown
+// no tracer, no pending SIGKILL and no PF_EXITING for 200 ms on end (a killed
+// task is gone within that). Bounded: 5 s.
+bool ReleasedAlive(pid_t root, pid_t cryo) {
+  const std::string dir = "/proc/" + std::to_string(root) + "/";
+  const double deadline = Now() + 5;
+  double untraced_since = 0;
+  for (;;) {
+    auto text = ReadFileToString(dir + "status");
+    auto stat = ReadFileToString(dir + "stat");
+    if (!text.ok() || !stat.ok()) return false;  // gone: killed with cryo
+    std::string state, tracer;
+    bool dying = false;
+    for (std::string_view line : SplitLines(*text)) {
+      if (line.substr(0, 6) == "State:") state = std::string(Trim(line.substr(6)));
+      if (line.substr(0, 10) == "TracerPid:") tracer = std::string(Trim(line.substr(10)));
+      if (line.substr(0, 7) == "SigPnd:" || line.substr(0, 7) == "ShdPnd:")
+        dying |= (std::strtoull(std::string(Trim(line.substr(7))).c_str(), nullptr, 16) >> (SIGKILL - 1)) & 1;
+    }
+    // Field 9 of stat, the task's flags: PF_EXITING (0x4).
+    const size_t paren = stat->rfind(')');
+    const std::vector<std::string_view> w =
+        SplitWords(std::string_view(*stat).substr(paren == std::string::npos ? 0 : paren + 2));
+    dying |= w.size() > 6 && (std::strtoull(std::string(w[6]).c_str(), nullptr, 10) & 0x4);
+    if (state.empty() || state[0] == 'Z' || state[0] == 'X' || dying) return false;
+    if (tracer != "0") {
+      untraced_since = 0;
+      // TracerPid is the tracing thread's id: cryo's until its exit gets here.
+      if (Now() > deadline) return TgidOf(tracer) != cryo;
+    } else if (!untraced_since) {
+      untraced_since = Now();
+    } else if (Now() - untraced_since >= 0.2) {
+      return true;
+    } else if (Now() > deadline) {
+      return true;
+    }
+    ::usleep(2000);
+  }
+}
+
 // The janitor process: collects what cryo creates until its pipe closes.
 [[noreturn]] void Run(int fd, int alive_fd, pid_t cryo) {
   ::setsid();
@@ -57,19 +111,22 @@ bool ReadAll(int fd, void* buf, size_t n) {
   if (hi > lo + 1) ::close_range(lo + 1, hi - 1, 0);
   ::close_range(hi + 1, ~0U, 0);
   std::vector<int> segments;
-  std::vector<std::string> files;
+  std::vector<std::string> files, cgroups;
   bool done = false;
+  pid_t root = 0;  // "done" said: the tree of `root` was being released
   for (;;) {
     char kind;
     uint32_t len;
     if (!ReadAll(fd, &kind, 1) || !ReadAll(fd, &len, 4) || len > 8192) break;
     std::string payload(len, '\0');
     if (len && !ReadAll(fd, &payload[0], len)) break;
-    if (kind == 'D') done = true;
+    if (kind == 'D') root = std::atoi(payload.c_str());
+    if (kind == 'R') done = true;
     if (kind == 'S') segments.push_back(std::atoi(payload.c_str()));
     if (kind == 'F') files.push_back(payload);
+    if (kind == 'C') cgroups.push_back(payload);
   }
-  if (done) ::_exit(0);
+  if (done || (root > 0 && ReleasedAlive(root, cryo))) ::_exit(0);
   int removed = 0;
   for (int id : segments) {
     struct shmid_ds ds;
@@ -78,9 +135,17 @@ bool ReadAll(int fd, void* buf, size_t n) {
   }
   for (const std::string& f : files)
     if (::unlink(f.c_str()) == 0) ++removed;
+  // Deepest first. The tree's killed processes leave their cgroup a moment
+  // after they die: a busy one is retried for a bounded time.
+  const double deadline = Now() + 5;
+  for (auto it = cgroups.rbegin(); it != cgroups.rend(); ++it) {
+    int r;
+    while ((r = ::rmdir(it->c_str())) != 0 && errno == EBUSY && Now() < deadline) ::usleep(5000);
+    if (r == 0) ++removed;
+  }
   if (removed)
-    dprintf(2, "cryo: the restore (pid %d) did not complete: removed %d SysV segment(s) and file(s) it had created\n",
-            cryo, removed);
+    dprintf(2, "cryo: the restore (pid %d) did not complete: removed %d SysV segment(s), file(s) and cgroup(s) it had "
+            "created\n", cryo, removed);
   ::_exit(0);
 }
 
@@ -150,7 +215,11 @@ Status Janitor::WillCreateSysv(int id) { return Send('S', std::to_string(id)); }
 
 Status Janitor::WillCreateFile(const std::string& path) { return Send('F', path); }
 
-void Janitor::Done() { Hangup(true); }
+Status Janitor::WillCreateCgroup(const std::string& path) { return Send('C', path); }
+
+void Janitor::Done(pid_t root) { (void)Send('D', std::to_string(root)); }
+
+void Janitor::Released() { Hangup(true); }
 
 Janitor::~Janitor() {
   if (g_current == this) g_current = nullptr;
@@ -158,9 +227,9 @@ Janitor::~Janitor() {
   AwaitExit();
 }
 
-void Janitor::Hangup(bool done) {
+void Janitor::Hangup(bool released) {
   if (fd_ < 0) return;
-  if (done) (void)Send('D', "");
+  if (released) (void)Send('R', "");
   ::close(fd_);
   fd_ = -1;
 }

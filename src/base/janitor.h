@@ -7,7 +7,8 @@
 // was told about and exits. It runs in a session of its own (a Ctrl-C at the
 // terminal does not reach it), holds no fd but its pipe and stderr, and only
 // removes what is still the object cryo made: a SysV segment whose creator is
-// cryo's pid, a file by a name only that cryo uses.
+// cryo's pid, a file by a name only that cryo uses, a cgroup directory cryo
+// made (rmdir(2) removes only an empty cgroup: none another program uses).
 #pragma once
 
 #include <sys/types.h>
@@ -35,18 +36,25 @@ class Janitor {
   Status WillCreateSysv(int id);
   // Before creating the file `path` (O_CREAT | O_EXCL).
   Status WillCreateFile(const std::string& path);
-  // The restore is complete: what was created stays. The janitor exits;
-  // its exit is awaited only when this object goes, so that the release of
-  // the tree follows "done" at once (a cryo killed between the two leaves
-  // what it made and a tree that dies with it).
-  void Done();
+  // Before creating the cgroup directory `path` (mkdir, parents told first):
+  // removed last, deepest first, once the processes have left it.
+  Status WillCreateCgroup(const std::string& path);
+  // The restore is complete, its tree `root` about to be released: what was
+  // created stays if the release happens. Then Released(), once every task
+  // is detached: the janitor exits (awaited only when this object goes). If
+  // the pipe closes between the two (cryo killed while it released the
+  // tree), the janitor waits (bounded) for `root` to be killed with cryo
+  // (PTRACE_O_EXITKILL) or to run untraced, and removes the objects only in
+  // the first case.
+  void Done(pid_t root);
+  void Released();
   pid_t pid() const { return pid_; }
 
  private:
   Janitor(pid_t pid, int fd, int alive_fd) : pid_(pid), fd_(fd), alive_fd_(alive_fd) {}
   Status Send(char kind, const std::string& payload);
-  // Closes the pipe (after "done" if `done`): the janitor goes on alone.
-  void Hangup(bool done);
+  // Closes the pipe (after "released" if `released`): the janitor goes on alone.
+  void Hangup(bool released);
   // Waits (bounded) until the janitor has exited.
   void AwaitExit();
   pid_t pid_;

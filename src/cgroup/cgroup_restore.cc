@@ -8,6 +8,7 @@
 #include <cstring>
 #include <set>
 
+#include "base/janitor.h"
 #include "base/clock.h"
 #include "base/file_util.h"
 #include "base/log.h"
@@ -117,6 +118,8 @@ Status CgroupPlacement::MakeDir(const std::string& dir, const std::string& hiera
   }
   if (errno != ENOENT) return Status::FromErrno("stat " + dir);
   CRYO_RETURN_IF_ERROR(MakeDir(Parent(dir), hierarchy));
+  // Told first: if cryo dies from here on, the janitor removes it.
+  if (Janitor* j = CurrentJanitor()) CRYO_RETURN_IF_ERROR(j->WillCreateCgroup(dir).Prefixed("cgroup " + dir));
   if (::mkdir(dir.c_str(), 0755) != 0) return Status::FromErrno("creating cgroup " + dir);
   created_.push_back(dir);
   LOG_DEBUG("created cgroup %s", dir.c_str());

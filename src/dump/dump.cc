@@ -25,6 +25,7 @@
 #include "audit/remote_rules.h"
 #include "dump/inspect.h"
 #include "dump/prefetch.h"
+#include "dump/shared_objects_check.h"
 #include "mem/mm_attrs.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
@@ -285,6 +286,7 @@ struct Classified {
   TableSharing sharing;  // processes sharing an fd table or fs_struct with their parent
   Inspection inspection;
   std::vector<DumpedProcess> procs;
+  image::TtyTable ttys;  // fds name them (tty_id) in inspection.facts
   std::set<std::string> features;
   PhaseTimes times;
   double seize_start = 0;  // the tree is frozen from here
@@ -338,18 +340,11 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
     log_summary();
     return report.ToStatus();
   }
-  // Pipes and FIFOs with an end outside the tree: refused before the first
-  // file is written (zombies hold no fds, but they are of the tree).
-  {
-    std::vector<ProcessFds> tables;
-    std::set<pid_t> pids;
-    for (size_t i = 0; i < c->inspection.facts.size(); ++i) {
-      tables.push_back({c->tree.processes()[i]->pid(), &c->inspection.facts[i].fds});
-      pids.insert(c->tree.processes()[i]->pid());
-    }
-    for (const ZombieInfo& z : c->tree.zombies()) pids.insert(z.pid);
-    CRYO_RETURN_IF_ERROR(CheckPipesHeldOutside(tables, pids).Prefixed("pipes"));
-  }
+  // Pipes, shared memory and unlinked files held outside the tree: refused
+  // before the first file is written.
+  const double to = Now();
+  CRYO_RETURN_IF_ERROR(CheckSharedObjects(c->tree, c->inspection.facts));
+  LOG_DEBUG("pipes, shared memory and unlinked files checked in %.1f ms", (Now() - to) * 1e3);
   const double tc = Now();
   bool may_trace = false;
   c->procs.resize(c->tree.processes().size());
@@ -371,7 +366,13 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   LOG_DEBUG("task state of %zu processes collected in %.1f ms", c->procs.size(), (Now() - tc) * 1e3);
   c->audit_s = Now() - t0 - c->seize_s;
   log_summary();
-  return report.ToStatus();
+  CRYO_RETURN_IF_ERROR(report.ToStatus());
+  // Terminals, with their sessions (from the task state): every refusal
+  // before the first file; the queued bytes are read and put back at once.
+  std::vector<TtyProcess> tty_procs;
+  for (size_t i = 0; i < c->procs.size(); ++i)
+    tty_procs.push_back({c->tree.processes()[i]->pid(), &c->procs[i].core, &c->inspection.facts[i].fds});
+  return DumpTtys(tty_procs, shell_job, &c->ttys, &c->features).Prefixed("terminals");
 }
 
 }  // namespace
@@ -479,11 +480,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   LOG_DEBUG("%" PRIu64 " executable files (%s) hashed in %.1f ms", hasher.files(), FormatSize(hasher.bytes()).c_str(),
             hasher.seconds() * 1e3);
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
-  image::TtyTable ttys;
-  std::vector<TtyProcess> tty_procs;
-  for (size_t i = 0; i < procs.size(); ++i)
-    tty_procs.push_back({tree.processes()[i]->pid(), &procs[i].core, &procs[i].fds});
-  CRYO_RETURN_IF_ERROR(DumpTtys(tty_procs, opts.shell_job, &ttys, &features).Prefixed("terminals"));
+  const image::TtyTable& ttys = c.ttys;
   LOG_DEBUG("%d shared memory objects and %d terminals dumped in %.1f ms", shm.objects_size(), ttys.ttys_size(),
             (Now() - ts) * 1e3);
   ts = Now();

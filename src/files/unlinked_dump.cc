@@ -145,8 +145,10 @@ Status StreamFileData(int fd, uint64_t size, const std::string& what, WritableFi
   return Status::Ok();
 }
 
-Status DumpUnlinkedFiles(const std::vector<UnlinkedHolders>& procs, const std::set<pid_t>& tree,
-                         image::ImageWriter* writer, image::UnlinkedFileTable* table, std::set<std::string>* features) {
+namespace {
+
+// Every unlinked file the tree holds, once per inode, with its holders.
+Result<std::vector<Object>> CollectObjects(const std::vector<UnlinkedHolders>& procs) {
   std::vector<Object> objects;
   std::map<std::pair<uint64_t, uint64_t>, size_t> index;
   auto add = [&](Holder h, const struct stat& st, const std::string& path) -> Status {
@@ -179,6 +181,32 @@ Status DumpUnlinkedFiles(const std::vector<UnlinkedHolders>& procs, const std::s
     }
     CRYO_RETURN_IF_ERROR(AddProcessEntries(p.pid, p.core, add));
   }
+  return objects;
+}
+
+// Whether the object is a directory (else it must be a regular file), by
+// its first holder.
+Result<bool> IsDirectory(const Object& obj) {
+  const Holder& first = obj.holders.front();
+  struct stat st;
+  if (::stat(first.entry.c_str(), &st) != 0) return Status::FromErrno("stat " + first.entry + " for " + first.what);
+  if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+    return Status::Error(first.what + ": the unlinked " + obj.path + " is not a regular file or a directory");
+  return S_ISDIR(st.st_mode);
+}
+
+}  // namespace
+
+Status CheckUnlinkedFiles(const std::vector<UnlinkedHolders>& procs, const std::set<pid_t>& tree) {
+  CRYO_ASSIGN_OR_RETURN(std::vector<Object> objects, CollectObjects(procs));
+  if (objects.empty()) return Status::Ok();
+  for (const Object& obj : objects) CRYO_RETURN_IF_ERROR(IsDirectory(obj).status());
+  return CheckOutsideHolders(objects, tree);
+}
+
+Status DumpUnlinkedFiles(const std::vector<UnlinkedHolders>& procs, const std::set<pid_t>& tree,
+                         image::ImageWriter* writer, image::UnlinkedFileTable* table, std::set<std::string>* features) {
+  CRYO_ASSIGN_OR_RETURN(std::vector<Object> objects, CollectObjects(procs));
   if (objects.empty()) return Status::Ok();
   features->insert("unlinked-files");
   CRYO_RETURN_IF_ERROR(CheckOutsideHolders(objects, tree));
@@ -194,9 +222,7 @@ Status DumpUnlinkedFiles(const std::vector<UnlinkedHolders>& procs, const std::s
     f->set_dev(obj.dev);
     f->set_ino(obj.ino);
     // The holder's kind says whether it is a directory; open it as such.
-    struct stat lst;
-    if (::stat(first.entry.c_str(), &lst) != 0) return Status::FromErrno("stat " + first.entry + " for " + first.what);
-    const bool dir = S_ISDIR(lst.st_mode);
+    CRYO_ASSIGN_OR_RETURN(const bool dir, IsDirectory(obj));
     CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenHolder(first, dir));
     struct stat st;
     if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("stat of " + first.what);

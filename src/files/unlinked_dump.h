@@ -30,6 +30,12 @@ struct UnlinkedHolders {
   const std::vector<int>* maps;
 };
 
+// Before anything is written: refuses what DumpUnlinkedFiles would refuse
+// (an unlinked file also held outside `tree`, every pid of the tree; one that
+// is neither a regular file nor a directory). Only stats: nothing changes.
+// `core` of each holder only gets the other name of a deleted executable.
+Status CheckUnlinkedFiles(const std::vector<UnlinkedHolders>& procs, const std::set<pid_t>& tree);
+
 // Finds every unlinked file the tree holds (FD_UNLINKED_FILE fds, the VMAs of
 // `maps`, deleted working directories and executables), refuses one that a
 // process outside `tree` also holds open (the restored tree would get a copy

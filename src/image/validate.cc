@@ -150,6 +150,8 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
       if (f.kind() == FD_LISTEN_SOCKET && f.listen_socket().pending_clients_size())
         needed.insert("unix-pending-connections");
       if (f.kind() == FD_UNIX_SOCKET && f.unix_socket().peer_outside()) needed.insert("unix-external-peers");
+      if (f.has_owner() || f.signal()) needed.insert("fd-owner");
+      if (f.locks_size()) needed.insert("file-locks");
       if (f.file_id()) ++file_ids[f.file_id()];
     }
   }
@@ -216,7 +218,10 @@ Status ValidateImage(const LoadedImage& img) {
   Index index;
   index.features.insert(img.inventory.features().begin(), img.inventory.features().end());
   for (const auto& [pid, p] : img.processes) {
-    if (!p.core.zombie()) index.live.insert(pid);
+    if (!p.core.zombie()) {
+      index.live.insert(pid);
+      index.pgids.insert(p.core.pgid());
+    }
     for (const TaskCore& t : p.core.threads()) {
       auto [it, fresh] = index.tid_owner.emplace(t.tid(), pid);
       if (!fresh)

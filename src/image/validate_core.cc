@@ -132,6 +132,11 @@ std::string SchedAttrProblem(const SchedAttr& a) {
   } else if (a.deadline() || a.period()) {
     // Only SCHED_DEADLINE has them (runtime: a fair task's slice, 6.12+).
     return "deadline or period on policy " + std::to_string(a.policy());
+  } else if (rt ? a.runtime() != 0 : (a.runtime() && (a.runtime() < 100000 || a.runtime() > 100000000))) {
+    // A fair task's slice is clamped to 0.1..100 ms (__setscheduler_params),
+    // 0 the default; sched_getattr shows none for a real-time one (get_params).
+    return "time slice " + std::to_string(a.runtime()) + " ns the kernel would not keep for policy " +
+           std::to_string(a.policy());
   }
   if (a.has_util_min() != a.has_util_max() || a.util_max() > 1024 || a.util_min() > a.util_max())
     return "utilization clamps " + std::to_string(a.util_min()) + ".." + std::to_string(a.util_max()) + " invalid";
@@ -149,7 +154,20 @@ std::string ThreadAttrsProblem(const TaskCore& t) {
   // data: hint << 3 | level, hints 0..7 (IOPRIO_HINT_DEV_DURATION_LIMIT_*).
   if (t.has_ioprio() && ((t.ioprio() >> 13) > 3 || ((t.ioprio() & 0x1fff) >> 3) > 7))
     return "I/O priority " + Hex(t.ioprio()) + " invalid";
-  if (t.has_sched_attr()) return SchedAttrProblem(t.sched_attr());
+  if (!t.has_sched_attr()) return "";
+  if (std::string p = SchedAttrProblem(t.sched_attr()); !p.empty()) return p;
+  // The same settings as sched_getscheduler, sched_getparam and getpriority
+  // showed: read at once from the same task, they agree (sched_getattr shows
+  // nice 0 for a real-time or deadline task). The restore sets both.
+  const SchedAttr& a = t.sched_attr();
+  const uint32_t policy = t.sched_policy() & ~0x40000000u;
+  const bool reset = t.sched_policy() & 0x40000000u;
+  const bool fair = policy == 0 || policy == 3 || policy == 5;
+  if (a.policy() != policy || ((a.flags() & 1) != 0) != reset || a.priority() != t.sched_priority() ||
+      (fair && a.nice() != t.nice()) || (!fair && a.nice() != 0))
+    return "sched_attr (policy " + std::to_string(a.policy()) + ", priority " + std::to_string(a.priority()) +
+           ", nice " + std::to_string(a.nice()) + ") disagrees with the thread's policy " + Hex(t.sched_policy()) +
+           ", priority " + std::to_string(t.sched_priority()) + ", nice " + std::to_string(t.nice());
   return "";
 }
 

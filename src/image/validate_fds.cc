@@ -243,6 +243,76 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
   }
 }
 
+// F_SETOWN_EX's owner (fcntl(2)): a thread, process or process group of the
+// image (the dump refuses any other), and F_SETSIG's signal (0: SIGIO).
+std::string OwnerProblem(const Index& index, const Fd& f) {
+  if (f.signal() < 0 || f.signal() > 64) return "F_SETSIG signal " + std::to_string(f.signal()) + " out of range 0..64";
+  if (!f.has_owner()) return "";
+  const FdOwner& o = f.owner();
+  const std::string who = "owner (type " + std::to_string(o.type()) + ", " + std::to_string(o.pid()) + ")";
+  switch (o.type()) {
+    case F_OWNER_TID:
+      return index.tid_owner.count(o.pid()) && index.live.count(index.tid_owner.at(o.pid()))
+                 ? ""
+                 : who + " is not a thread of a live process of the image";
+    case F_OWNER_PID:
+      return index.live.count(o.pid()) ? "" : who + " is not a live process of the image";
+    case F_OWNER_PGRP:
+      return index.pgids.count(o.pid()) ? "" : who + " is not a process group of the image";
+    default:
+      return who + ": unknown owner type";
+  }
+}
+
+// One lock as the dump records it (files/file_locks.h): a known kind on a
+// regular file or directory; a range (first..last byte, or to the end) for
+// POSIX and OFD locks only, below 2^63 as off_t; a lock mode the fd's access
+// mode allows (F_WRLCK needs it open for writing, F_RDLCK for reading,
+// fcntl(2)); a read lease on a read-only fd only.
+std::string LockProblem(const Fd& f, const FileLock& l) {
+  const std::string what = "lock (kind " + std::to_string(l.kind()) + ")";
+  if (l.kind() < LOCK_POSIX || l.kind() > LOCK_LEASE) return what + ": unknown kind";
+  if (f.kind() != FD_REGULAR && f.kind() != FD_DIRECTORY) return what + " on an fd that is not a file or directory";
+  const uint32_t acc = f.flags() & O_ACCMODE;
+  constexpr uint64_t kOffMax = INT64_MAX;
+  switch (l.kind()) {
+    case LOCK_POSIX:
+    case LOCK_OFD:
+      if (l.start() > kOffMax || (l.to_eof() ? l.end() != 0 : (l.end() < l.start() || l.end() >= kOffMax)))
+        return what + ": range " + std::to_string(l.start()) + ".." + (l.to_eof() ? "EOF" : std::to_string(l.end())) +
+               " invalid";
+      if (l.write() ? acc == O_RDONLY : acc == O_WRONLY)
+        return what + ": a " + (l.write() ? "write" : "read") + " lock the fd's access mode does not allow";
+      return "";
+    case LOCK_LEASE:
+      if (!l.write() && acc != O_RDONLY) return what + ": a read lease on an fd open for writing";
+      [[fallthrough]];
+    default:  // flock, lease: the whole file, no range
+      if (l.start() || l.end() || l.to_eof()) return what + ": a range on a lock of the whole file";
+      return "";
+  }
+}
+
+// At most one flock and one lease per open file description (the kernel
+// converts a second one), and POSIX/OFD ranges of one fd not overlapping
+// (the kernel merges or splits them).
+std::string LocksTogetherProblem(const Fd& f) {
+  int flocks = 0, leases = 0;
+  for (const FileLock& l : f.locks()) {
+    flocks += l.kind() == LOCK_FLOCK;
+    leases += l.kind() == LOCK_LEASE;
+  }
+  if (flocks > 1 || leases > 1) return "more than one flock or lease on one open file description";
+  for (int i = 0; i < f.locks_size(); ++i)
+    for (int j = i + 1; j < f.locks_size(); ++j) {
+      const FileLock &a = f.locks(i), &b = f.locks(j);
+      if (a.kind() != b.kind() || (a.kind() != LOCK_POSIX && a.kind() != LOCK_OFD)) continue;
+      const uint64_t a_end = a.to_eof() ? UINT64_MAX : a.end(), b_end = b.to_eof() ? UINT64_MAX : b.end();
+      if (a.start() <= b_end && b.start() <= a_end) return "overlapping lock ranges (the kernel would merge them)";
+    }
+  return "";
+}
+
 }  // namespace
 
 Status ValidateFds(const LoadedImage& img, const Index& index, int pid, const ProcessImage& p) {
@@ -255,6 +325,10 @@ Status ValidateFds(const LoadedImage& img, const Index& index, int pid, const Pr
     if ((f.flags() & O_ACCMODE) == 3 || (f.flags() & ~kFileFlags))
       return Bad(img, file, what + ": open flags " + Hex(f.flags()) + " invalid");
     if (std::string pr = KindProblem(img, index, p.fds, f); !pr.empty()) return Bad(img, file, what + ": " + pr);
+    if (std::string pr = OwnerProblem(index, f); !pr.empty()) return Bad(img, file, what + ": " + pr);
+    for (const FileLock& l : f.locks())
+      if (std::string pr = LockProblem(f, l); !pr.empty()) return Bad(img, file, what + ": " + pr);
+    if (std::string pr = LocksTogetherProblem(f); !pr.empty()) return Bad(img, file, what + ": " + pr);
   }
   return Status::Ok();
 }

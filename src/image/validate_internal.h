@@ -37,6 +37,7 @@ std::string FileAttrsProblem(const FileAttrs& a);
 // Everything the image names, for cross-references.
 struct Index {
   std::set<int> live;                      // pids of live processes
+  std::set<int> pgids;                     // process groups of live processes
   std::map<int, int> tid_owner;            // every thread id -> its process
   std::set<uint64_t> pipe_ids;             // pipes.img
   std::map<uint64_t, const Tty*> ttys;     // ttys.img, by id

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/sysmacros.h>
@@ -691,6 +692,116 @@ TEST(ValidateTest, MergedBranchFields) {
        }, "socket option"},
       {"pty slave owner -1", [](TestImage& t) { AddPty(t)->mutable_slave_attrs()->set_uid(UINT32_MAX); }, "slave owner"},
   });
+}
+
+// A regular file open at fd `fd` (valid as it is), for locks and owners.
+Fd* AddFile(TestImage& t, int fd, uint32_t flags) {
+  Fd* f = AddFd(t, fd, FD_REGULAR, flags | 0x8000);
+  f->mutable_file()->set_path("/etc/hostname");
+  f->mutable_file()->set_mode(S_IFREG | 0644);
+  return f;
+}
+
+void AddFeature(TestImage& t, const char* feature) {
+  if (std::find(t.inv.features().begin(), t.inv.features().end(), feature) == t.inv.features().end())
+    t.inv.add_features(feature);
+}
+
+FileLock* AddLock(TestImage& t, Fd* f, LockKind kind, bool write) {
+  AddFeature(t, "file-locks");
+  FileLock* l = f->add_locks();
+  l->set_kind(kind);
+  l->set_write(write);
+  if (kind == LOCK_POSIX || kind == LOCK_OFD) l->set_to_eof(true);
+  return l;
+}
+
+void SetOwner(TestImage& t, Fd* f, int type, int pid) {
+  AddFeature(t, "fd-owner");
+  f->mutable_owner()->set_type(type);
+  f->mutable_owner()->set_pid(pid);
+}
+
+// F_SETOWN_EX owners, F_SETSIG signals and file locks (fds-PID.img), and the
+// scheduling attributes against the thread's policy, priority and nice.
+TEST(ValidateTest, OwnerLockAndSchedFields) {
+  TestImage valid = MakeTestImage();
+  AddChild(&valid, 43, 42);
+  SetOwner(valid, AddFile(valid, 3, O_RDWR), F_OWNER_PID, 43);
+  valid.procs[42].fds.mutable_fds(0)->set_signal(SIGRTMIN);
+  SetOwner(valid, AddFile(valid, 4, O_RDONLY), F_OWNER_PGRP, Core(valid).pgid());
+  Fd* locked = AddFile(valid, 5, O_RDWR);
+  AddLock(valid, locked, LOCK_POSIX, true)->set_to_eof(false);
+  locked->mutable_locks(0)->set_end(9);
+  AddLock(valid, locked, LOCK_POSIX, false)->set_start(10);
+  AddLock(valid, locked, LOCK_FLOCK, true);
+  AddLock(valid, AddFile(valid, 6, O_RDONLY), LOCK_LEASE, false);
+  EXPECT_EQ(LoadError(valid), "");
+  ExpectRefused({
+      {"owner type 7", [](TestImage& t) { SetOwner(t, AddFile(t, 3, O_RDWR), 7, 42); }, "unknown owner type"},
+      {"owner pid outside the image", [](TestImage& t) { SetOwner(t, AddFile(t, 3, O_RDWR), F_OWNER_PID, 1); },
+       "not a live process of the image"},
+      {"owner thread outside the image", [](TestImage& t) { SetOwner(t, AddFile(t, 3, O_RDWR), F_OWNER_TID, 99); },
+       "not a thread"},
+      {"owner group 1", [](TestImage& t) { SetOwner(t, AddFile(t, 3, O_RDWR), F_OWNER_PGRP, 1); },
+       "not a process group of the image"},
+      {"owner without its feature", [](TestImage& t) {
+         SetOwner(t, AddFile(t, 3, O_RDWR), F_OWNER_PID, 42);
+         t.inv.mutable_features()->RemoveLast();
+       }, "feature 'fd-owner'"},
+      {"signal 65", [](TestImage& t) {
+         AddFile(t, 3, O_RDWR)->set_signal(65);
+         t.inv.add_features("fd-owner");
+       }, "F_SETSIG signal 65"},
+      {"lock kind 0", [](TestImage& t) { AddLock(t, AddFile(t, 3, O_RDWR), LOCK_UNKNOWN, false); }, "unknown kind"},
+      {"lock kind 9", [](TestImage& t) { AddLock(t, AddFile(t, 3, O_RDWR), static_cast<LockKind>(9), false); },
+       "unknown kind"},
+      {"lock on a pipe", [](TestImage& t) {
+         AddPipe(t, "", 0);
+         AddLock(t, t.procs[42].fds.mutable_fds(0), LOCK_FLOCK, false);
+       }, "not a file or directory"},
+      {"lock range reversed", [](TestImage& t) {
+         FileLock* l = AddLock(t, AddFile(t, 3, O_RDWR), LOCK_POSIX, false);
+         l->set_to_eof(false);
+         l->set_start(10);
+         l->set_end(5);
+       }, "range 10..5"},
+      {"lock beyond off_t", [](TestImage& t) { AddLock(t, AddFile(t, 3, O_RDWR), LOCK_OFD, false)->set_start(1ull << 63); },
+       "invalid"},
+      {"write lock on a read-only fd", [](TestImage& t) { AddLock(t, AddFile(t, 3, O_RDONLY), LOCK_POSIX, true); },
+       "access mode does not allow"},
+      {"read lock on a write-only fd", [](TestImage& t) { AddLock(t, AddFile(t, 3, O_WRONLY), LOCK_OFD, false); },
+       "access mode does not allow"},
+      {"flock with a range", [](TestImage& t) { AddLock(t, AddFile(t, 3, O_RDWR), LOCK_FLOCK, false)->set_start(4); },
+       "a range on a lock of the whole file"},
+      {"read lease on an fd open for writing", [](TestImage& t) { AddLock(t, AddFile(t, 3, O_RDWR), LOCK_LEASE, false); },
+       "read lease"},
+      {"two flocks", [](TestImage& t) {
+         Fd* f = AddFile(t, 3, O_RDWR);
+         AddLock(t, f, LOCK_FLOCK, false);
+         AddLock(t, f, LOCK_FLOCK, true);
+       }, "more than one flock"},
+      {"overlapping POSIX ranges", [](TestImage& t) {
+         Fd* f = AddFile(t, 3, O_RDWR);
+         AddLock(t, f, LOCK_POSIX, false);
+         AddLock(t, f, LOCK_POSIX, true)->set_start(100);
+       }, "overlapping"},
+      {"locks without their feature", [](TestImage& t) {
+         AddLock(t, AddFile(t, 3, O_RDWR), LOCK_FLOCK, false);
+         t.inv.mutable_features()->RemoveLast();
+       }, "feature 'file-locks'"},
+      {"sched_attr nice disagrees", [](TestImage& t) {
+         Leader(t).mutable_sched_attr()->set_nice(5);
+       }, "disagrees"},
+      {"sched_attr policy disagrees", [](TestImage& t) { Leader(t).mutable_sched_attr()->set_policy(3); }, "disagrees"},
+      {"fair time slice below 0.1 ms", [](TestImage& t) { Leader(t).mutable_sched_attr()->set_runtime(99999); },
+       "time slice"},
+      {"fair time slice above 100 ms", [](TestImage& t) { Leader(t).mutable_sched_attr()->set_runtime(100000001); },
+       "time slice"},
+  });
+  TestImage slice = MakeTestImage();
+  Leader(slice).mutable_sched_attr()->set_runtime(2800000);
+  EXPECT_EQ(LoadError(slice), "");
 }
 
 // UNIX sockets (unixsk): each record, then the sockets together (peers,

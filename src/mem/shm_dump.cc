@@ -20,6 +20,7 @@
 #include "mem/memfd.h"
 #include "mem/posix_shm.h"
 #include "mem/sysv_shm.h"
+#include "proc/proc.h"
 
 namespace cryo {
 
@@ -142,10 +143,13 @@ Status DescribeSysv(const Object& obj, const std::vector<SysvSegment>& segments,
   o->set_gid(seg->gid);
   o->set_sysv_removed(seg->mode & SHM_DEST);
   o->set_sysv_locked(seg->mode & SHM_LOCKED);
+  // Attaches outside the tree are looked for by pid first (CheckHeldOutside);
+  // this catches the ones no /proc/PID/maps shows.
   if (seg->nattch > obj.holders.size())
-    LOG_WARN("SysV segment id %d (key %#x) is attached %" PRIu64 " times, %zu of them by the tree: the others are "
-             "outside it; a restore needs them detached",
-             id, static_cast<uint32_t>(*key), seg->nattch, obj.holders.size());
+    return Status::Error(first.what() + ": SysV segment id " + std::to_string(id) + " is attached " +
+                         std::to_string(seg->nattch) + " times, " + std::to_string(obj.holders.size()) +
+                         " of them by the tree: the others are outside it, and a restored tree would no longer share "
+                         "it");
   return Status::Ok();
 }
 
@@ -172,8 +176,11 @@ image::ShmKind ShmKindOfVma(const proc::Vma& v) {
   return image::SHM_UNKNOWN;
 }
 
-Status DumpShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t>& tree, image::ImageWriter* writer,
-                      image::ShmTable* table, std::set<std::string>* features) {
+namespace {
+
+// Every object the tree holds, each with its holders (fds and mappings), in
+// the order first met.
+Result<std::vector<Object>> CollectObjects(const std::vector<ShmHolders>& procs) {
   std::vector<Object> objects;
   std::map<std::pair<uint64_t, uint64_t>, size_t> index;
   auto add = [&](image::ShmKind kind, const image::FileId& id, Holder h) -> Status {
@@ -193,6 +200,122 @@ Status DumpShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t
       if (f.kind() == image::FD_POSIX_SHM) CRYO_RETURN_IF_ERROR(add(image::SHM_POSIX, f.file(), {p.pid, &f, nullptr}));
     }
   }
+  return objects;
+}
+
+// The object's metadata (size, mode, owner, and what its kind records),
+// read through `fd`, its first holder opened. Refuses what cannot be
+// restored (a hugetlb memfd, unknown seals, a SysV segment not in
+// /proc/sysvipc/shm, shared anonymous memory that is not shmem).
+Status DescribeObject(const Object& obj, int fd, const Result<std::vector<SysvSegment>>& segments,
+                      image::ShmObject* o, std::set<std::string>* features) {
+  const Holder& first = obj.holders.front();
+  o->set_kind(obj.kind);
+  o->set_dev(obj.dev);
+  o->set_ino(obj.ino);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Status::FromErrno("stat of " + first.what());
+  o->set_size(static_cast<uint64_t>(st.st_size));
+  o->set_mode(st.st_mode & 07777);
+  o->set_uid(st.st_uid);
+  o->set_gid(st.st_gid);
+  switch (obj.kind) {
+    case image::SHM_MEMFD: {
+      auto name = first.fd ? MemfdName(first.fd->file().path(), true) : MemfdName(first.vma->name(), false);
+      if (!name) return Status::Error(first.what() + ": cannot read the memfd name");
+      o->set_name(*name);
+      CRYO_RETURN_IF_ERROR(ReadMemfdState(fd, first.what(), o));
+      features->insert("memfd");
+      if (o->writers_uncounted() && std::any_of(obj.holders.begin(), obj.holders.end(), WritesThrough))
+        features->insert("memfd-writers");
+      return Status::Ok();
+    }
+    case image::SHM_POSIX: {
+      std::string name = first.fd ? first.fd->file().path() : first.vma->name();
+      constexpr std::string_view kDeleted = " (deleted)";
+      if (first.fd && st.st_nlink == 0 && std::string_view(name).ends_with(kDeleted))
+        name.resize(name.size() - kDeleted.size());
+      o->set_name(name);
+      o->set_unlinked(st.st_nlink == 0);
+      features->insert("posix-shm");
+      return Status::Ok();
+    }
+    case image::SHM_SYSV: {
+      if (!segments.ok()) return segments.status().Prefixed(first.what());
+      CRYO_RETURN_IF_ERROR(DescribeSysv(obj, *segments, o));
+      features->insert("sysv-shm");
+      return Status::Ok();
+    }
+    case image::SHM_ANON: {
+      // Its pages are found on the object (SEEK_DATA), which only tmpfs
+      // (shmem) answers page by page.
+      struct statfs sfs;
+      if (::fstatfs(fd, &sfs) != 0) return Status::FromErrno("statfs of " + first.what());
+      if (sfs.f_type != TMPFS_MAGIC)
+        return Status::Error(first.what() + ": shared anonymous memory that is not a shmem object, not supported");
+      features->insert("anon-shmem");
+      return Status::Ok();
+    }
+    default:
+      return Status::Error(first.what() + ": unknown kind of shared memory");
+  }
+}
+
+// A process outside the tree that holds one of the objects, by an fd or a
+// mapping (by device and inode): a restored tree would get an object of its
+// own, no longer shared with it. (A SysV segment attached outside would also
+// keep its id busy, so that the restore could not make it again.)
+Status CheckHeldOutside(const std::vector<Object>& objects, const std::set<pid_t>& tree) {
+  std::map<std::pair<uint64_t, uint64_t>, const Object*> by_inode;
+  for (const Object& o : objects) by_inode[{o.dev, o.ino}] = &o;
+  auto refuse = [](const Object& o, pid_t pid, const std::string& how) {
+    return Status::Error(o.holders.front().what() + ": this " + KindName(o.kind) + " is also " + how + " pid " +
+                         std::to_string(pid) + ", outside the dumped tree; a restored tree would no longer share "
+                         "it (dump the tree that holds it all, or end that process first)");
+  };
+  CRYO_RETURN_IF_ERROR(proc::ForEachFdOutside(tree, [&](const proc::OutsideFd& fd) {
+    struct stat st;
+    if (!StartsWith(fd.link, "/") || ::stat(fd.path.c_str(), &st) != 0) return Status::Ok();
+    auto it = by_inode.find({static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)});
+    if (it == by_inode.end()) return Status::Ok();
+    return refuse(*it->second, fd.pid, "held (fd " + std::string(fd.fd) + ") by");
+  }));
+  return proc::ForEachPidOutside(tree, [&](pid_t pid) {
+    auto maps = ReadFileToString("/proc/" + std::to_string(pid) + "/maps");
+    if (!maps.ok()) return Status::Ok();  // gone meanwhile, or a kernel thread
+    auto vmas = proc::ParseMaps(*maps);
+    if (!vmas.ok()) return Status::Ok();
+    for (const proc::Vma& v : *vmas) {
+      if (v.inode == 0) continue;
+      auto it = by_inode.find({static_cast<uint64_t>(makedev(v.dev_major, v.dev_minor)), v.inode});
+      if (it == by_inode.end()) continue;
+      char range[64];
+      snprintf(range, sizeof(range), "%" PRIx64 "-%" PRIx64, v.start, v.end);
+      return refuse(*it->second, pid, std::string("mapped (VMA ") + range + ") by");
+    }
+    return Status::Ok();
+  });
+}
+
+}  // namespace
+
+Status CheckShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t>& tree) {
+  CRYO_ASSIGN_OR_RETURN(std::vector<Object> objects, CollectObjects(procs));
+  if (objects.empty()) return Status::Ok();
+  CRYO_RETURN_IF_ERROR(CheckHeldOutside(objects, tree));
+  const auto segments = ReadSysvShm();
+  std::set<std::string> features;
+  for (const Object& obj : objects) {
+    CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenHolder(obj.holders.front()));
+    image::ShmObject o;
+    CRYO_RETURN_IF_ERROR(DescribeObject(obj, fd.get(), segments, &o, &features));
+  }
+  return Status::Ok();
+}
+
+Status DumpShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t>& tree, image::ImageWriter* writer,
+                      image::ShmTable* table, std::set<std::string>* features) {
+  CRYO_ASSIGN_OR_RETURN(std::vector<Object> objects, CollectObjects(procs));
   auto segments = ReadSysvShm();
   if (segments.ok())
     for (const SysvSegment& s : *segments)
@@ -213,56 +336,8 @@ Status DumpShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t
     const Holder& first = obj.holders.front();
     image::ShmObject* o = table->add_objects();
     o->set_id(i + 1);
-    o->set_kind(obj.kind);
-    o->set_dev(obj.dev);
-    o->set_ino(obj.ino);
     CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenHolder(first));
-    struct stat st;
-    if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("stat of " + first.what());
-    o->set_size(static_cast<uint64_t>(st.st_size));
-    o->set_mode(st.st_mode & 07777);
-    o->set_uid(st.st_uid);
-    o->set_gid(st.st_gid);
-    switch (obj.kind) {
-      case image::SHM_MEMFD: {
-        auto name = first.fd ? MemfdName(first.fd->file().path(), true) : MemfdName(first.vma->name(), false);
-        if (!name) return Status::Error(first.what() + ": cannot read the memfd name");
-        o->set_name(*name);
-        CRYO_RETURN_IF_ERROR(ReadMemfdState(fd.get(), first.what(), o));
-        features->insert("memfd");
-        if (o->writers_uncounted() && std::any_of(obj.holders.begin(), obj.holders.end(), WritesThrough))
-          features->insert("memfd-writers");
-        break;
-      }
-      case image::SHM_POSIX: {
-        std::string name = first.fd ? first.fd->file().path() : first.vma->name();
-        constexpr std::string_view kDeleted = " (deleted)";
-        if (first.fd && st.st_nlink == 0 && std::string_view(name).ends_with(kDeleted))
-          name.resize(name.size() - kDeleted.size());
-        o->set_name(name);
-        o->set_unlinked(st.st_nlink == 0);
-        features->insert("posix-shm");
-        break;
-      }
-      case image::SHM_SYSV: {
-        if (!segments.ok()) return segments.status().Prefixed(first.what());
-        CRYO_RETURN_IF_ERROR(DescribeSysv(obj, *segments, o));
-        features->insert("sysv-shm");
-        break;
-      }
-      case image::SHM_ANON: {
-        // Its pages are found on the object (SEEK_DATA), which only tmpfs
-        // (shmem) answers page by page.
-        struct statfs sfs;
-        if (::fstatfs(fd.get(), &sfs) != 0) return Status::FromErrno("statfs of " + first.what());
-        if (sfs.f_type != TMPFS_MAGIC)
-          return Status::Error(first.what() + ": shared anonymous memory that is not a shmem object, not supported");
-        features->insert("anon-shmem");
-        break;
-      }
-      default:
-        return Status::Error(first.what() + ": unknown kind of shared memory");
-    }
+    CRYO_RETURN_IF_ERROR(DescribeObject(obj, fd.get(), segments, o, features));
     CRYO_RETURN_IF_ERROR(DumpContent(fd.get(), first.what(), o, file.get(), &off, &buf));
     for (const Holder& h : obj.holders) (h.fd ? h.fd->set_shm_object(o->id()) : h.vma->set_shm_object(o->id()));
     LOG_DEBUG("%s \"%s\" (id %" PRIu64 "): %" PRIu64 " bytes, %d extents, %zu holders", KindName(obj.kind),

@@ -46,6 +46,12 @@ struct ShmHolders {
   const std::vector<ShmMapping>* maps;
 };
 
+// Before anything is written: refuses, naming the holder, every object of
+// the tree that DumpShmObjects would refuse, and every object also held
+// (an fd or a mapping) by a process outside `tree` (every pid of the tree).
+// Reads metadata only, through cryo's own opens: nothing in the tree changes.
+Status CheckShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t>& tree);
+
 // Finds every object the tree holds (FD_MEMFD and FD_POSIX_SHM fds, and the
 // mappings), reads each one's metadata and content through one of its holders
 // (/proc/PID/fd/N or /proc/PID/map_files/A-B, so nothing in the tree changes),

@@ -296,14 +296,20 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
     exe_fd = ::open(core.mm().exe_path().c_str(), O_RDONLY | O_CLOEXEC);
     if (exe_fd < 0) return Status::FromErrno("open executable " + core.mm().exe_path());
   }
-  CRYO_RETURN_IF_ERROR(ClearFdTable(ctx, &exe_fd));
-
+  // Everything that opens a file of its own (/proc/self/...) or uses a pool
+  // fd comes before ClearFdTable: in an fd table shared with other helpers
+  // (CLONE_FILES), the table's leader closes every other fd, then installs
+  // the image's fds and closes the pool, once each user has said it is ready;
+  // an fd a user opened meanwhile could be closed under it (EBADF), or be
+  // replaced by an image fd it would then read, or close.
   std::vector<std::string> warnings;
   CRYO_RETURN_IF_ERROR(ApplyProcessSettings(core, &warnings));
   if (core.cwd_unlinked() && ::fchdir(ctx.pool->unlinked()->Anchor(core.cwd_unlinked())) != 0)
     return Status::FromErrno("fchdir to the deleted working directory " + core.cwd());
   const bool leads_session = core.sid() == ctx.pid && !(ctx.shell_job && ctx.pool->ttys().JoinsShellSession(core));
+  RestoreFaultPoint("helper-opens-files");  // HOLDFD: test_locks.py shared_table_helpers_keep_their_fds
   CRYO_RETURN_IF_ERROR(ApplyProcessAttrs(core, leads_session));
+  CRYO_RETURN_IF_ERROR(ClearFdTable(ctx, &exe_fd));
   for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
   CRYO_RETURN_IF_ERROR(InstallFdTable(ctx));
 

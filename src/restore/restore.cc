@@ -311,6 +311,8 @@ Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::vec
 // Whether the restore creates something that outlives its processes: SysV
 // segments and files of /dev/shm, FIFOs, UNIX socket files.
 bool NeedsJanitor(const image::LoadedImage& img) {
+  for (const auto& [pid, p] : img.processes)
+    if (p.core.cgroups_size()) return true;  // cgroups it may create
   for (const image::ShmObject& o : img.shm.objects())
     if (o.kind() == image::SHM_SYSV || o.kind() == image::SHM_POSIX) return true;
   for (const auto& [pid, p] : img.processes)
@@ -583,11 +585,13 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   // failed); without --detach cryo forwards them to the tree once it waits as
   // its parent.
   IgnoreTerminatingSignals();
-  if (janitor) janitor->Done();
+  if (janitor) janitor->Done(root);
+  RestoreFaultPoint("janitor-done");
   // Release every thread of every process together.
   for (pid_t tid : expected)
     if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
   guard.Release();
+  if (janitor) janitor->Released();
   cgroups->Keep();
   LOG_INFO("pid %d restored from %s in %.1f ms (%zu %s)", root, opts.images_dir.c_str(), (Now() - t0) * 1e3,
            img.processes.size(), img.processes.size() == 1 ? "process" : "processes");

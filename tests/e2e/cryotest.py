@@ -544,8 +544,28 @@ class Harness:
             check_private_image(images)
         return r
 
+    def dump_refused(self, pid, must_name, extra_args=()):
+        """A dump of `pid` that must be refused before anything is written:
+        exit status 1, a message naming each of `must_name`, no image
+        directory made, no page file written, and `pid` neither traced nor
+        stopped afterwards. Returns the CryoResult."""
+        self.counter += 1
+        images = os.path.join(self.tmp_root, "%03d-refused-img" % self.counter)
+        r = self.run_cryo(["dump", "-t", str(pid), "-D", images, "-vv"] + list(extra_args))
+        check(r.rc == 1, "dump of pid %d should be refused (exit 1)\n%s" % (pid, r.describe()))
+        for part in must_name:
+            check(part in r.message, "the refusal should name %r: %s" % (part, r.message))
+        log = r.log or ""
+        check("pages written" not in log and "is dumping pid" not in log,
+              "the refusal came after files were written:\n%s" % r.describe())
+        check(not os.path.exists(images), "the refused dump made %s" % images)
+        st = proc_status(pid)
+        check(st is not None and st.get("TracerPid") == "0", "pid %d still traced after the refused dump" % pid)
+        check(st["State"][0] in "SR", "pid %d left in state %r by the refused dump" % (pid, st["State"]))
+        return r
+
     def restore(self, images, detach=True, expect_ok=True, expected_pid=None,
-                timeout=CRYO_TIMEOUT, extra=()):
+                timeout=CRYO_TIMEOUT, extra=(), env=None):
         """Restore from images.  On success returns Restored (pid checked
         against expected_pid, pid tracked for cleanup).  With expect_ok=False
         a failure returns the CryoResult instead of raising.  `extra`: more
@@ -560,7 +580,7 @@ class Harness:
         pidns = "--pidns" in extra
         if detach:
             args.append("--detach")
-            r = self.run_cryo(args, timeout=timeout)
+            r = self.run_cryo(args, timeout=timeout, env=env)
             if r.rc != 0:
                 if expect_ok:
                     fail("restore from %s failed\n%s" % (images, r.describe()))

@@ -114,6 +114,25 @@ def test_locks_rewind(h):
         cryotest.wait_pids_gone(pids)
 
 
+def test_shared_table_helpers_keep_their_fds(h):
+    """The workload's processes share an fd table (CLONE_FILES). Each restore
+    helper holds an fd of its own for 200 ms where it opens files
+    (/proc/self/oom_score_adj, ...; the HOLDFD fault point): the leader of the
+    table must not close or install fds meanwhile. It did once: a helper's
+    read failed with EBADF, or it closed an fd the leader had just installed
+    and dropped the table's POSIX locks on that file."""
+    w, pids, images = dump_killed(h)
+    for i in range(2):
+        r = h.restore(images, detach=True, expected_pid=w.pid,
+                      env={"CRYO_RESTORE_FAULT_POINT": "helper-opens-files:HOLDFD"})
+        rw = w.restored(r.pid)
+        when = "after restore %d with helpers holding fds" % (i + 1)
+        h.verify_ok(rw, when=when, timeout=VERIFY_TIMEOUT)
+        h.verify_ok(rw, exit=True, when=when + " (exit)", timeout=VERIFY_TIMEOUT)
+        check_eq(h.wait_exit(rw), ("exit", 0), "exit status " + when)
+        cryotest.wait_pids_gone(pids)
+
+
 def leftovers(pids):
     return [p for p in pids if cryotest.pid_alive(p)]
 
@@ -268,6 +287,7 @@ TESTS = [
     test_locks_kill,
     test_locks_leave_running,
     test_locks_rewind,
+    test_shared_table_helpers_keep_their_fds,
     test_restore_beside_original_fails,
     test_restore_fails_if_lock_taken,
     test_refuse_waiter_outside_in_kill_mode,

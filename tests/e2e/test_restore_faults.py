@@ -187,6 +187,15 @@ def campaign(h, w, images, pids, timed_kills, prepare=lambda: None, paths=()):
                 # and the timed kills below must not take it for released.
                 check(not committed(h, w, live), "%s: the tree is taken for released" % what)
             after_fault(what, cryo_pid)
+    # Between the janitor's "done" and the release only SIGKILL ends cryo
+    # (the others are ignored from there on): the tree dies with cryo, and
+    # the janitor, which sees it die, removes what the restore made.
+    what = "restore killed (SIGKILL) between the janitor's done and the release"
+    prepare()
+    rc, cryo_pid = interrupted_restore(h, images, env={"CRYO_RESTORE_FAULT_POINT": "janitor-done:KILL"})
+    check_eq(rc, -signal.SIGKILL, "%s: cryo's exit status (the point must be reached)" % what)
+    check(not committed(h, w, live), "%s: the tree is taken for released" % what)
+    after_fault(what, cryo_pid)
     rnd = random.Random(8)
     outcomes = {"killed": 0, "done first": 0, "killed after the commit": 0}
     for i in range(timed_kills):

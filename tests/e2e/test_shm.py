@@ -221,21 +221,75 @@ def test_shm_failed_restore_leaves_nothing(h):
         restore_verify_exit(h, w, images, "after restoring again")
 
 
-def refused(h, mode, must_name):
+def refused(h, mode, must_name, hold_outside=None):
+    """A dump of the shm workload (in `mode`) is refused before anything is
+    written, naming the workload's pid and `must_name`; it runs on untouched.
+    `hold_outside(w, objs)`: a context manager that makes this test process
+    hold one of its objects during the dump (it yields what to name)."""
+    import contextlib
     with ShmObjects() as objects:
         w, objs = start_shm(h, objects, mode)
-        before = sysv_segments()
-        r = h.dump(w.pid, h.mkdir("img"), expect_ok=False)
-        check(r.rc != 0, "dump of an unsupported %s succeeded" % mode)
-        msg = r.message
-        for part in ["pid %d" % w.pid] + must_name:
-            check(part in msg, "the refusal should name %r: %s" % (part, msg))
+        with (hold_outside(w, objs) if hold_outside else contextlib.nullcontext([])) as names:
+            before = sysv_segments()
+            h.dump_refused(w.pid, ["pid %d" % w.pid] + must_name + names)
+            check_eq(sysv_segments(), before, "SysV segments after the refused dump")
         st = proc_stat(w.pid)
         check(st is not None and st["state"] in ("S", "R"), "workload disturbed by the refused dump: %r" % (st,))
-        check_eq(sysv_segments(), before, "SysV segments after the refused dump")
         h.verify_ok(w, when="after the refused dump")
         h.verify_ok(w, exit=True, when="(exit)")
         check_eq(h.wait_exit(w), ("exit", 0), "exit status")
+
+
+def holding(open_it, close_it):
+    import contextlib
+
+    @contextlib.contextmanager
+    def hold(w, objs):
+        held, names = open_it(w, objs)
+        try:
+            yield names
+        finally:
+            close_it(held)
+    return hold
+
+
+def map_posix_shm(w, objs):
+    """Maps the workload's POSIX shm object here, with no fd left open
+    (Python's mmap would keep one: ctypes)."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    fd = os.open(objs["posix"][0], os.O_RDWR)
+    try:
+        at = libc.mmap(None, 4096, 3, 1, fd, 0)  # PROT_READ|PROT_WRITE, MAP_SHARED
+    finally:
+        os.close(fd)
+    check(at not in (None, ctypes.c_void_p(-1).value), "mmap: errno %d" % ctypes.get_errno())
+    unmap = lambda: libc.munmap(ctypes.c_void_p(at), ctypes.c_size_t(4096))  # noqa: E731
+    return unmap, ["POSIX shared memory", "mapped (VMA", "by pid %d" % os.getpid(), "outside the dumped tree"]
+
+
+def attach_sysv(w, objs):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmat.restype = ctypes.c_void_p
+    shmid = objs["sysv"][0][0]
+    at = libc.shmat(shmid, None, 0o10000)  # SHM_RDONLY
+    check(at not in (None, ctypes.c_void_p(-1).value), "shmat %d: errno %d" % (shmid, ctypes.get_errno()))
+    return (libc, at), ["SysV shared memory", "by pid %d" % os.getpid(), "outside the dumped tree"]
+
+
+def hold_memfd(w, objs):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    fds = cryotest.proc_fds(w.pid)
+    fd = [n for n, info in fds.items() if info["path"].startswith("/memfd:cryo test memfd")][0]
+    pidfd = os.pidfd_open(w.pid)
+    held = libc.syscall(438, pidfd, fd, 0)  # pidfd_getfd
+    os.close(pidfd)
+    check(held >= 0, "pidfd_getfd: errno %d" % ctypes.get_errno())
+    return held, ["memfd", "held (fd %d) by pid %d" % (held, os.getpid()), "outside the dumped tree"]
 
 
 def test_refuse_hugetlb_memfd(h):
@@ -248,6 +302,28 @@ def test_refuse_partial_sysv_attach(h):
 
 def test_refuse_other_ipc_namespace(h):
     refused(h, "ipc-ns", ["VMA", "/SYSV", "another IPC namespace"])
+
+
+def test_refuse_posix_shm_mapped_outside(h):
+    """POSIX shared memory also mapped by a process outside the tree: a
+    restored tree would have an object of its own; refused by name."""
+    refused(h, None, [], holding(map_posix_shm, lambda unmap: unmap()))
+
+
+def test_refuse_sysv_attached_outside(h):
+    """A SysV segment also attached outside the tree: the restore could not
+    make it again (its id busy) and would no longer share it; refused."""
+    refused(h, None, [], holding(attach_sysv, lambda held: held[0].shmdt(ctypes_ptr(held[1]))))
+
+
+def ctypes_ptr(addr):
+    import ctypes
+    return ctypes.c_void_p(addr)
+
+
+def test_refuse_memfd_held_outside(h):
+    """A memfd also held as an fd outside the tree is refused by name."""
+    refused(h, None, [], holding(hold_memfd, os.close))
 
 
 # -- shared anonymous memory whose pages only the object holds (shanon)
@@ -316,6 +392,9 @@ TESTS = [
     test_refuse_hugetlb_memfd,
     test_refuse_partial_sysv_attach,
     test_refuse_other_ipc_namespace,
+    test_refuse_posix_shm_mapped_outside,
+    test_refuse_sysv_attached_outside,
+    test_refuse_memfd_held_outside,
     test_shanon_kill,
     test_shanon_leave_running,
     test_shanon_rewind,

@@ -487,6 +487,35 @@ def test_cgroups_kill_and_rewind(h):
         cg.remove()
 
 
+def test_cgroups_removed_when_restore_killed(h):
+    """cryo killed (SIGKILL) once the restore made the tree's cgroups: the
+    janitor removes them (cryo's own cleanup never runs), and no process of
+    the image is left; the image then restores."""
+    cg = Cgroups(h)
+    try:
+        w, child, plan = place_cgroups_tree(h, cg)
+        images = h.mkdir("img")
+        dump_kill(h, w, images)
+        cg.rmdir_all(cg.made)  # the restore creates them again
+        r = h.run_cryo(["restore", "-D", images, "--detach"], timeout=30,
+                       env={"CRYO_RESTORE_FAULT_POINT": "objects:KILL"})
+        check(r.rc == -signal.SIGKILL, "cryo was not killed at the fault point:\n" + r.describe())
+        deadline = time.monotonic() + 10
+        while True:
+            left = [d for d in cg.made if os.path.isdir(d)]
+            alive = [p for p in (w.pid, child) if cryotest.pid_alive(p)]
+            if not left and not alive:
+                break
+            check(time.monotonic() < deadline, "left behind by the killed restore: cgroups %s, processes %s" % (left, alive))
+            time.sleep(0.05)
+        rr = h.restore(images, expected_pid=w.pid)
+        check_placement(plan, "after restoring again")
+        for pid in (rr.pid, child):
+            h.cleanup_one(pid)
+    finally:
+        cg.remove()
+
+
 def test_cgroups_leave_running(h):
     cg = Cgroups(h)
     try:
@@ -651,7 +680,8 @@ if __name__ == "__main__":
         test_audit_session_same_session,
         test_audit_session_of_child_refused,
         test_cgroups_kill_and_rewind,
-        test_cgroups_leave_running,
+        test_cgroups_removed_when_restore_killed,
+    test_cgroups_leave_running,
         test_cgroup_root_option,
         test_thread_in_another_cgroup_refused,
         test_cgroups_v2_only,

@@ -1,0 +1,33 @@
+#include "dump/shared_objects_check.h"
+
+#include <set>
+
+#include "files/pipe_table.h"
+#include "files/unlinked_dump.h"
+#include "mem/shm_dump.h"
+
+namespace cryo {
+
+Status CheckSharedObjects(SeizedTree& tree, std::vector<ProcessFacts>& facts) {
+  std::set<pid_t> pids;  // zombies hold nothing, but they are of the tree
+  for (const auto& sp : tree.processes()) pids.insert(sp->pid());
+  for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
+  std::vector<ProcessFds> tables;
+  std::vector<ShmHolders> shm;
+  // Only the other name of a deleted executable is written to these (the
+  // dump finds it again for the records).
+  std::vector<image::ProcessCore> scratch(facts.size());
+  std::vector<UnlinkedHolders> unlinked;
+  for (size_t i = 0; i < facts.size(); ++i) {
+    const pid_t pid = tree.processes()[i]->pid();
+    ProcessFacts& f = facts[i];
+    tables.push_back({pid, &f.fds});
+    shm.push_back({pid, &f.mm, &f.fds, &f.shm_maps});
+    unlinked.push_back({pid, &scratch[i], &f.mm, &f.fds, &f.unlinked_maps});
+  }
+  CRYO_RETURN_IF_ERROR(CheckPipesHeldOutside(tables, pids).Prefixed("pipes"));
+  CRYO_RETURN_IF_ERROR(CheckShmObjects(shm, pids).Prefixed("shared memory"));
+  return CheckUnlinkedFiles(unlinked, pids).Prefixed("unlinked files");
+}
+
+}  // namespace cryo
