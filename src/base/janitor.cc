@@ -45,6 +45,33 @@ bool ReadAll(int fd, void* buf, size_t n) {
   return true;
 }
 
+// `nft delete table inet NAME` (a network lock of the restore), bounded.
+bool RemoveNftTable(const std::string& name) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const int null = ::open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+    }
+    ::execl("/usr/sbin/nft", "nft", "delete", "table", "inet", name.c_str(), static_cast<char*>(nullptr));
+    ::execlp("nft", "nft", "delete", "table", "inet", name.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  if (child < 0) return false;
+  for (int i = 0; i < 2000; ++i) {  // 20 s
+    int st = 0;
+    const pid_t r = ::waitpid(child, &st, WNOHANG);
+    if (r == child) return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (r < 0 && errno != EINTR) return false;
+    ::usleep(10000);
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  return false;
+}
+
 // The janitor process: collects what cryo creates until its pipe closes.
 [[noreturn]] void Run(int fd, int alive_fd, pid_t cryo) {
   ::setsid();
@@ -58,6 +85,7 @@ bool ReadAll(int fd, void* buf, size_t n) {
   ::close_range(hi + 1, ~0U, 0);
   std::vector<int> segments;
   std::vector<std::string> files;
+  std::vector<std::string> locks;  // nftables tables (net/net_lock.h)
   bool done = false;
   for (;;) {
     char kind;
@@ -68,6 +96,7 @@ bool ReadAll(int fd, void* buf, size_t n) {
     if (kind == 'D') done = true;
     if (kind == 'S') segments.push_back(std::atoi(payload.c_str()));
     if (kind == 'F') files.push_back(payload);
+    if (kind == 'N') locks.push_back(payload);
   }
   if (done) ::_exit(0);
   int removed = 0;
@@ -78,6 +107,8 @@ bool ReadAll(int fd, void* buf, size_t n) {
   }
   for (const std::string& f : files)
     if (::unlink(f.c_str()) == 0) ++removed;
+  for (const std::string& name : locks)
+    if (RemoveNftTable(name)) ++removed;
   if (removed)
     dprintf(2, "cryo: the restore (pid %d) did not complete: removed %d SysV segment(s) and file(s) it had created\n",
             cryo, removed);
@@ -149,6 +180,8 @@ Status Janitor::Send(char kind, const std::string& payload) {
 Status Janitor::WillCreateSysv(int id) { return Send('S', std::to_string(id)); }
 
 Status Janitor::WillCreateFile(const std::string& path) { return Send('F', path); }
+
+Status Janitor::WillRemoveNetLock(const std::string& name) { return Send('N', name); }
 
 void Janitor::Done() { Hangup(true); }
 

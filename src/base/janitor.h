@@ -35,6 +35,8 @@ class Janitor {
   Status WillCreateSysv(int id);
   // Before creating the file `path` (O_CREAT | O_EXCL).
   Status WillCreateFile(const std::string& path);
+  // The nftables table `name` (family inet) goes if the restore fails.
+  Status WillRemoveNetLock(const std::string& name);
   // The restore is complete: what was created stays. The janitor exits;
   // its exit is awaited only when this object goes, so that the release of
   // the tree follows "done" at once (a cryo killed between the two leaves

@@ -41,6 +41,7 @@
 #include "files/file_locks.h"
 #include "files/file_sharing.h"
 #include "files/pipe_table.h"
+#include "net/tcp_session.h"
 #include "files/shared_tables.h"
 #include "files/tty_table.h"
 #include "tree/restore_plan.h"
@@ -279,6 +280,8 @@ bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
 // item is refused.
 struct Classified {
   SeizedTree tree;
+  // After the tree: its connections leave repair mode before the tree runs.
+  TcpDumpSession tcp;
   DumpScope scope;       // the tree's pids, threads and rebuilt groups
   TableSharing sharing;  // processes sharing an fd table or fs_struct with their parent
   Inspection inspection;
@@ -462,6 +465,8 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
+  // Kill mode: the connections stay locked until the restore.
+  if (!opts.leave_running) inv.set_net_lock(c.tcp.lock_name());
   if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
   if (!tree.zombies().empty()) inv.add_features("zombies");
   if (SharesDescriptions(procs)) inv.add_features("shared-files");
@@ -514,9 +519,14 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   *image_complete = true;
   if (opts.leave_running) {
+    CRYO_RETURN_IF_ERROR(c.tcp.Release());
     CRYO_RETURN_IF_ERROR(tree.DetachAll());
   } else {
     CRYO_RETURN_IF_ERROR(tree.KillAll());
+    c.tcp.Keep();
+    if (!inv.net_lock().empty())
+      LOG_INFO("TCP connections stay locked (nftables table inet %s) until the restore, or `cryo unlock %s`",
+               inv.net_lock().c_str(), opts.images_dir.c_str());
   }
   LOG_DEBUG("tree %s in %.1f ms", opts.leave_running ? "detached" : "killed", (Now() - ts) * 1e3);
   const size_t others = procs.size() + tree.zombies().size() - 1;
@@ -542,8 +552,11 @@ Status Dump(const DumpOptions& opts) {
   if (s.ok()) s = opts.env->RemoveFile(opts.images_dir + "/" + image::InventoryName());
   if (s.ok()) s = WriteImage(opts, c, writer.get(), t0, &complete);
   if (!s.ok() && !complete) {
-    // The tree back first, then its files go.
-    Status d = c.tree.DetachAll();
+    // The tree back first (its connections out of repair mode, unlocked),
+    // then its files go.
+    Status d = c.tcp.Release();
+    if (!d.ok()) LOG_WARN("TCP connections: %s", d.ToString().c_str());
+    d = c.tree.DetachAll();
     if (!d.ok()) LOG_WARN("detaching the tree: %s", d.ToString().c_str());
     d = writer->Discard();
     if (!d.ok()) LOG_WARN("removing the partial image: %s", d.ToString().c_str());

@@ -171,6 +171,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "socket-state",
       "unix-sockets",
       "unlinked-files",
+      "tcp-established",
   };
   return kFeatures;
 }
