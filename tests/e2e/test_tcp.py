@@ -21,6 +21,7 @@ After every test no nftables table of cryo's remains.
 Run: test_tcp.py --cryo PATH --workloads DIR [NAME ...]
 """
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -170,11 +171,17 @@ def kill_tree(h, pid):
     cryotest.wait_pids_gone([pid] + kids)
 
 
-def tcp_records(h, images):
-    """The TcpSocket records of the image (cryo show --json)."""
+def check_queues(h, images, sockets):
+    """The image's connections (cryo show) hold bytes in both queues: what
+    the restore must bring back exactly."""
     img = h.show_json(images)
     check("tcp-established" in img["features"], "image features lack tcp-established: %r" % img["features"])
-    return img
+    r = h.run_cryo(["show", images], log=False)
+    check(r.rc == 0, "cryo show: %s" % r.describe())
+    found = re.findall(r"send queue (\d+) bytes \((\d+) unsent\), receive queue (\d+) bytes", r.stdout)
+    check_eq(len(found), sockets, "TCP connections in the image")
+    for sendq, unsent, recvq in found:
+        check(int(sendq) > 0 and int(recvq) > 0, "a connection's queues are empty in the image: %r" % (found,))
 
 
 def start_pair(h, family):
@@ -192,7 +199,7 @@ def pair_kill(h, family):
     check_eq(len(tables), 1, "lock tables between a kill-mode dump and its restore")
     h.reap_original(w)
     before = (progress(w.ctl, "client"), progress(w.ctl, "server"))
-    tcp_records(h, images)
+    check_queues(h, images, 2)
     r = h.restore(images, detach=True, expected_pid=w.pid)
     check_no_lock("after the restore")
     check_flows([(w.ctl, "client"), (w.ctl, "server")], "after the restore")
@@ -245,6 +252,7 @@ def test_outside_peer_kill(h):
     images = h.mkdir("img")
     h.dump(w.pid, images)
     check_eq(len(lock_tables()), 1, "lock tables between the dump and the restore")
+    check_queues(h, images, 1)
     h.reap_original(w)
     # The peer goes on sending into the lock meanwhile: nothing reaches it,
     # and no reset.
