@@ -22,25 +22,8 @@ constexpr int kNftTimeoutMs = 20000;
 
 // "ip saddr 1.2.3.4 tcp sport 5" for one end of a connection.
 std::string Match(const std::string& addr, const char* dir) {
-  char text[INET6_ADDRSTRLEN] = {};
-  sa_family_t fam = 0;
-  if (addr.size() >= sizeof(fam)) std::memcpy(&fam, addr.data(), sizeof(fam));
-  if (fam == AF_INET && addr.size() >= sizeof(sockaddr_in)) {
-    sockaddr_in a;
-    std::memcpy(&a, addr.data(), sizeof(a));
-    ::inet_ntop(AF_INET, &a.sin_addr, text, sizeof(text));
-    return std::string("ip ") + dir + "addr " + text + " tcp " + dir + "port " + std::to_string(ntohs(a.sin_port));
-  }
-  sockaddr_in6 a{};
-  std::memcpy(&a, addr.data(), std::min(addr.size(), sizeof(a)));
-  const uint16_t port = ntohs(a.sin6_port);
-  // A v4-mapped address (::ffff:a.b.c.d) goes over the wire as IPv4.
-  if (IN6_IS_ADDR_V4MAPPED(&a.sin6_addr)) {
-    ::inet_ntop(AF_INET, &a.sin6_addr.s6_addr[12], text, sizeof(text));
-    return std::string("ip ") + dir + "addr " + text + " tcp " + dir + "port " + std::to_string(port);
-  }
-  ::inet_ntop(AF_INET6, &a.sin6_addr, text, sizeof(text));
-  return std::string("ip6 ") + dir + "addr " + text + " tcp " + dir + "port " + std::to_string(port);
+  const InetEndpoint e = ParseInetEndpoint(addr);
+  return std::string(e.ipv4 ? "ip " : "ip6 ") + dir + "addr " + e.ip + " tcp " + dir + "port " + std::to_string(e.port);
 }
 
 // Runs nft with `args` and `input` on stdin; its exit status, and what it
@@ -109,6 +92,29 @@ Result<int> Nft(const std::vector<std::string>& args, const std::string& input, 
 }
 
 }  // namespace
+
+InetEndpoint ParseInetEndpoint(const std::string& addr) {
+  InetEndpoint e;
+  char text[INET6_ADDRSTRLEN] = {};
+  sa_family_t fam = 0;
+  if (addr.size() >= sizeof(fam)) std::memcpy(&fam, addr.data(), sizeof(fam));
+  if (fam == AF_INET && addr.size() >= sizeof(sockaddr_in)) {
+    sockaddr_in a;
+    std::memcpy(&a, addr.data(), sizeof(a));
+    e.ipv4 = true;
+    e.port = ntohs(a.sin_port);
+    if (::inet_ntop(AF_INET, &a.sin_addr, text, sizeof(text))) e.ip = text;
+  } else if (fam == AF_INET6 && addr.size() >= sizeof(sockaddr_in6)) {
+    sockaddr_in6 a;
+    std::memcpy(&a, addr.data(), sizeof(a));
+    e.port = ntohs(a.sin6_port);
+    e.ipv4 = IN6_IS_ADDR_V4MAPPED(&a.sin6_addr);
+    if (e.ipv4 ? ::inet_ntop(AF_INET, &a.sin6_addr.s6_addr[12], text, sizeof(text))
+               : ::inet_ntop(AF_INET6, &a.sin6_addr, text, sizeof(text)))
+      e.ip = text;
+  }
+  return e;
+}
 
 bool IsNetLockName(const std::string& name) {
   const std::string prefix = std::string(kNetLockPrefix) + "-";

@@ -21,6 +21,16 @@ inline constexpr char kNetLockPrefix[] = "cryo-lock";
 // Whether `name` is a name cryo gives a lock table (prefix, then [A-Za-z0-9-]).
 bool IsNetLockName(const std::string& name);
 
+// One end of a connection: a struct sockaddr_in or sockaddr_in6 as text; a
+// v4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address it carries
+// (what goes over the wire).
+struct InetEndpoint {
+  bool ipv4 = false;
+  std::string ip;  // "" if `addr` is neither
+  uint16_t port = 0;
+};
+InetEndpoint ParseInetEndpoint(const std::string& addr);
+
 // A new table name for a lock of this process.
 std::string NewNetLockName();
 

@@ -25,6 +25,7 @@
 
 #include "base/unique_fd.h"
 #include "files/fd_kind.h"
+#include "net/net_lock.h"
 #include "net/socket_options.h"
 #include "net/tcp_session.h"
 
@@ -262,22 +263,9 @@ std::string TcpStateName(int state) {
 }
 
 std::string TcpEndpointName(const std::string& addr) {
-  char text[INET6_ADDRSTRLEN] = {};
-  sa_family_t fam = 0;
-  if (addr.size() >= sizeof(fam)) std::memcpy(&fam, addr.data(), sizeof(fam));
-  if (fam == AF_INET && addr.size() >= sizeof(sockaddr_in)) {
-    sockaddr_in a;
-    std::memcpy(&a, addr.data(), sizeof(a));
-    ::inet_ntop(AF_INET, &a.sin_addr, text, sizeof(text));
-    return std::string(text) + ":" + std::to_string(ntohs(a.sin_port));
-  }
-  if (fam == AF_INET6 && addr.size() >= sizeof(sockaddr_in6)) {
-    sockaddr_in6 a;
-    std::memcpy(&a, addr.data(), sizeof(a));
-    ::inet_ntop(AF_INET6, &a.sin6_addr, text, sizeof(text));
-    return "[" + std::string(text) + "]:" + std::to_string(ntohs(a.sin6_port));
-  }
-  return "(no address)";
+  const InetEndpoint e = ParseInetEndpoint(addr);
+  if (e.ip.empty()) return "(no address)";
+  return (e.ipv4 ? e.ip : "[" + e.ip + "]") + ":" + std::to_string(e.port);
 }
 
 const FdKindHandler* TcpSocketFdHandler() {

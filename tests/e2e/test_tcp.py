@@ -76,13 +76,18 @@ def stream(s, role, delay):
 
 # Both ends in the tree: the server forks its client.
 PAIR = STREAM + r"""
-family = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
-host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+# "4", "6", or "m": a dual-stack IPv6 listener and an IPv4 client (the
+# accepted socket has v4-mapped addresses).
+family = socket.AF_INET if sys.argv[1] == "4" else socket.AF_INET6
+host = {"4": "127.0.0.1", "6": "::1", "m": "::"}[sys.argv[1]]
 l = socket.socket(family)
+if sys.argv[1] == "m":
+    l.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
 l.bind((host, 0))
 l.listen(1)
 if os.fork() == 0:
-    c = socket.create_connection(l.getsockname()[:2])
+    port = l.getsockname()[1]
+    c = socket.create_connection(("127.0.0.1" if sys.argv[1] != "6" else "::1", port))
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 77)
@@ -215,6 +220,10 @@ def test_pair_ipv6_kill(h):
     pair_kill(h, "6")
 
 
+def test_pair_v4_mapped_kill(h):
+    pair_kill(h, "m")
+
+
 def test_pair_rewind(h):
     """dump --leave-running: the original goes on; killed, the image goes on
     from the dump's sequence numbers (twice)."""
@@ -265,13 +274,20 @@ def test_outside_peer_kill(h):
     h.cleanup_one(peer.pid)
 
 
-def test_failed_restore_removes_lock(h):
-    """cryo killed in the middle of a restore: the janitor removes the lock."""
+def dump_locked(h):
+    """An outside peer and its client, the client dumped in kill mode: the
+    connection is locked."""
     peer, w = start_peer_and_client(h)
     images = h.mkdir("img")
     h.dump(w.pid, images)
     h.reap_original(w)
-    check_eq(len(lock_tables()), 1, "lock tables before the restore")
+    check_eq(len(lock_tables()), 1, "lock tables after the dump")
+    return peer, w, images
+
+
+def test_failed_restore_removes_lock(h):
+    """cryo killed in the middle of a restore: the janitor removes the lock."""
+    peer, w, images = dump_locked(h)
     r = h.run_cryo(["restore", "-D", images, "--detach"], env={"CRYO_RESTORE_FAULT_POINT": "finalized:KILL"})
     check(r.rc != 0, "the restore with a fault succeeded")
     deadline = time.monotonic() + 20
@@ -284,11 +300,7 @@ def test_failed_restore_removes_lock(h):
 
 def test_unlock_command(h):
     """`cryo unlock DIR` removes the lock of an image that is not restored."""
-    peer, w = start_peer_and_client(h)
-    images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.reap_original(w)
-    check_eq(len(lock_tables()), 1, "lock tables after the dump")
+    peer, w, images = dump_locked(h)
     r = h.run_cryo(["unlock", images])
     check(r.rc == 0, "cryo unlock failed: %s" % r.describe())
     check_no_lock("after cryo unlock")
@@ -352,6 +364,7 @@ def unlocking(test):
 TESTS = [unlocking(t) for t in [
     test_pair_ipv4_kill,
     test_pair_ipv6_kill,
+    test_pair_v4_mapped_kill,
     test_pair_rewind,
     test_outside_peer_kill,
     test_failed_restore_removes_lock,
