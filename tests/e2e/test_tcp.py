@@ -13,6 +13,8 @@ reordered byte, a reset or an end of stream writes an `error` file.
 - one end outside the tree (a peer this test starts): kill and restore, the
   peer sees no reset and no lost or repeated byte; the connection is locked
   by an nftables table from the dump to the restore;
+- redis-server with a client outside the tree holding a connection: INCR
+  goes on over the same connection after kill + restore;
 - a failed restore (cryo killed mid-way) and a refused restore beside the
   original leave no table behind; other states are refused by name.
 
@@ -345,6 +347,52 @@ def test_other_states_refused(h):
     h.cleanup_one(w.pid)
 
 
+def redis_call(sock, *args):
+    """One command over a connection held open (RESP), its reply line."""
+    sock.sendall(("*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)).encode())
+    buf = b""
+    while not buf.endswith(b"\r\n"):
+        d = sock.recv(4096)
+        check(d, "redis closed the connection")
+        buf += d
+    return buf.decode().strip()
+
+
+def test_redis_client_outside(h):
+    """redis-server checkpointed in kill mode while a client outside the tree
+    holds a connection to it: after the restore the same connection goes on
+    (no reset), and the data is there."""
+    if not os.path.exists("/usr/bin/redis-server"):
+        check(False, "redis-server is not installed (scripts/install-deps.sh installs it)")
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    w = h.start("redis", ["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--daemonize", "no", "--dir", "."])
+    deadline = time.monotonic() + 10
+    client = None
+    while client is None and time.monotonic() < deadline:
+        try:
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            time.sleep(0.05)
+    check(client is not None, "redis did not start: %s" % cryotest.read_text(w.path("stdout"), ""))
+    try:
+        check_eq(redis_call(client, "SET", "k", "41"), "+OK", "SET")
+        check_eq(redis_call(client, "INCR", "k"), ":42", "INCR before the dump")
+        images = h.mkdir("img")
+        h.dump(w.pid, images)
+        h.reap_original(w)
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        check_no_lock("after the restore")
+        check_eq(redis_call(client, "INCR", "k"), ":43", "INCR on the same connection after the restore")
+        check_eq(redis_call(client, "PING"), "+PONG", "PING after the restore")
+        h.cleanup_one(r.pid)
+    finally:
+        client.close()
+
+
 def unlocking(test):
     """A test that fails between a dump and its restore leaves the dump's
     lock: it goes then (the failure is still reported), so the next tests
@@ -371,6 +419,7 @@ TESTS = [unlocking(t) for t in [
     test_unlock_command,
     test_restore_beside_original_refused,
     test_other_states_refused,
+    test_redis_client_outside,
 ]]
 
 if __name__ == "__main__":
