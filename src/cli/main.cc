@@ -201,6 +201,8 @@ int main(int argc, char** argv) {
   unlock_cmd->add_option("dir", unlock_dir, "image directory whose lock goes")->type_name("DIR");
   unlock_cmd->add_option("--table", unlock_table, "the lock's nftables table (cryo-lock-...), for an image that is gone")
       ->type_name("NAME");
+  bool unlock_stale = false;
+  unlock_cmd->add_flag("--stale", unlock_stale, "remove the locks of dumps that died (killed) before they finished");
 
   bool check_json = false, check_refresh = false, check_all = false, check_shell_job = false;
   pid_t check_pid = 0;
@@ -306,7 +308,15 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*unlock_cmd) {
-    if (unlock_dir.empty() == unlock_table.empty()) return UsageError("unlock: give an image directory or --table NAME");
+    if (unlock_stale) {
+      if (!unlock_dir.empty() || !unlock_table.empty()) return UsageError("unlock: --stale takes no image or table");
+      std::vector<std::string> removed;
+      if (Status s = RemoveStaleNetLocks(&removed); !s.ok()) return Fail(s);
+      Say(std::to_string(removed.size()) + " stale network lock(s) removed");
+      return 0;
+    }
+    if (unlock_dir.empty() == unlock_table.empty())
+      return UsageError("unlock: give an image directory, --table NAME or --stale");
     std::string table = unlock_table;
     if (table.empty()) {
       const std::optional<image::Inventory> inv = ReadInventory(unlock_dir);

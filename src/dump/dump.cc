@@ -523,7 +523,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     CRYO_RETURN_IF_ERROR(tree.DetachAll());
   } else {
     CRYO_RETURN_IF_ERROR(tree.KillAll());
-    c.tcp.Keep();
+    CRYO_RETURN_IF_ERROR(c.tcp.Keep());
     if (!inv.net_lock().empty())
       LOG_INFO("TCP connections stay locked (nftables table inet %s) until the restore, or `cryo unlock %s`",
                inv.net_lock().c_str(), opts.images_dir.c_str());

@@ -135,6 +135,7 @@ std::string NetLockScript(const std::string& name, const std::vector<LockedConne
   s += "add table inet " + name + "\n";
   s += "add chain inet " + name + " input { type filter hook input priority -300 ; policy accept ; }\n";
   s += "add chain inet " + name + " output { type filter hook output priority -300 ; policy accept ; }\n";
+  s += "add chain inet " + name + " dumping\n";
   for (const LockedConnection& c : conns) {
     const std::string out = Match(c.local, "s") + " " + Match(c.peer, "d");
     const std::string in = Match(c.peer, "s") + " " + Match(c.local, "d");
@@ -182,6 +183,29 @@ Result<bool> NetLockExists(const std::string& name) {
   CRYO_ASSIGN_OR_RETURN(int rc, Nft({"list", "tables", "inet"}, "", &output));
   if (rc != 0) return Status::Error("nft list tables failed: " + output);
   return output.find("table inet " + name + "\n") != std::string::npos;
+}
+
+Status MarkNetLockKept(const std::string& name) {
+  if (!IsNetLockName(name)) return Status::Error("\"" + name + "\" is no network lock of cryo's");
+  return RunNft("delete chain inet " + name + " dumping\n").Prefixed("network lock " + name);
+}
+
+Status RemoveStaleNetLocks(std::vector<std::string>* removed) {
+  std::string output;
+  CRYO_ASSIGN_OR_RETURN(int rc, Nft({"list", "tables", "inet"}, "", &output));
+  if (rc != 0) return Status::Error("nft list tables failed: " + output);
+  size_t pos = 0;
+  while ((pos = output.find("table inet ", pos)) != std::string::npos) {
+    pos += 11;
+    const std::string name = output.substr(pos, output.find('\n', pos) - pos);
+    if (!IsNetLockName(name) || !IsStaleTempName(kNetLockPrefix, name)) continue;
+    std::string table;
+    CRYO_ASSIGN_OR_RETURN(int lrc, Nft({"list", "table", "inet", name}, "", &table));
+    if (lrc != 0 || table.find("chain dumping") == std::string::npos) continue;
+    CRYO_RETURN_IF_ERROR(RunNft("delete table inet " + name + "\n").Prefixed("removing stale network lock " + name));
+    removed->push_back(name);
+  }
+  return Status::Ok();
 }
 
 Status RemoveNetLock(const std::string& name) {

@@ -48,6 +48,13 @@ std::string NetLockScript(const std::string& name, const std::vector<LockedConne
 // in both directions.
 Status AddNetLock(const std::string& name, const std::vector<LockedConnection>& conns, bool create);
 
+// A dump's table carries a marker chain ("dumping") until the dump hands it
+// over to its image (kill mode): a table with the marker whose creator is
+// gone is left by a dump that died (kill -9), and is stale.
+Status MarkNetLockKept(const std::string& name);
+// Removes the stale tables of dead dumps; their names in *removed.
+Status RemoveStaleNetLocks(std::vector<std::string>* removed);
+
 // Removes the table; Ok if there is none of that name.
 Status RemoveNetLock(const std::string& name);
 

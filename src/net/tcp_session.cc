@@ -79,6 +79,12 @@ TcpDumpSession::~TcpDumpSession() {
 Status TcpDumpSession::Lock(const LockedConnection& c) {
   std::lock_guard<std::mutex> l(mu_);
   const bool create = lock_.empty();
+  if (create) {
+    // The tables of dumps that died (kill -9) go first.
+    std::vector<std::string> stale;
+    CRYO_RETURN_IF_ERROR(RemoveStaleNetLocks(&stale));
+    for (const std::string& s : stale) LOG_WARN("removed network lock %s, left by a dump that died", s.c_str());
+  }
   const std::string name = create ? NewNetLockName() : lock_;
   // Named before it is made: a failure half-way still removes it.
   lock_ = name;
@@ -112,10 +118,12 @@ Status TcpDumpSession::Release() {
   return first;
 }
 
-void TcpDumpSession::Keep() {
+Status TcpDumpSession::Keep() {
   std::lock_guard<std::mutex> l(mu_);
   done_ = true;
   held_.clear();  // closed in repair mode: no reset reaches the peer
+  // The table is the image's now, no longer a dump's.
+  return lock_.empty() ? Status::Ok() : MarkNetLockKept(lock_);
 }
 
 TcpDumpSession* CurrentTcpDump() { return current; }

@@ -42,8 +42,8 @@ class TcpDumpSession {
   // Repair mode off on every held socket, the lock removed.
   Status Release();
   // Kill mode, once the tree is dead: the sockets closed in repair mode, the
-  // lock kept (named in the image).
-  void Keep();
+  // lock kept (named in the image; its "dumping" marker removed).
+  Status Keep();
 
  private:
   struct Held {

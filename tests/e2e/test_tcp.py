@@ -309,6 +309,31 @@ def test_unlock_command(h):
     h.cleanup_one(peer.pid)
 
 
+def test_stale_lock_of_dead_dump_removed(h):
+    """A table left by a dump that died (its "dumping" marker chain, its
+    creator gone) is removed by `cryo unlock --stale` and by the next dump of
+    a connection; an image's table (the marker gone) stays."""
+    gone = subprocess.Popen(["/bin/true"])
+    gone.wait()
+    stale = "cryo-lock-%d-1-0" % gone.pid
+    script = ("add table inet {0}\nadd chain inet {0} output {{ type filter hook output priority -300 ; }}\n"
+              "add chain inet {0} dumping\n").format(stale)
+    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True, timeout=20)
+    peer, w, images = dump_locked(h)  # its first lock removed the stale one
+    kept = lock_tables()
+    check(stale not in kept, "the next dump left the stale table: %r" % kept)
+    check_eq(len(kept), 1, "the image's lock after the dump")
+    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True, timeout=20)
+    r = h.run_cryo(["unlock", "--stale"])
+    check(r.rc == 0, "cryo unlock --stale failed: %s" % r.describe())
+    check_eq(lock_tables(), kept, "tables after cryo unlock --stale (the image's stays)")
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    check_no_lock("after the restore")
+    check_flows([(w.ctl, "client"), (peer.ctl, "peer")], "after the restore")
+    h.cleanup_one(r.pid)
+    h.cleanup_one(peer.pid)
+
+
 def test_restore_beside_original_refused(h):
     """A leave-running image restored while the original holds its
     connections: refused with the reason, nothing left."""
@@ -417,6 +442,7 @@ TESTS = [unlocking(t) for t in [
     test_outside_peer_kill,
     test_failed_restore_removes_lock,
     test_unlock_command,
+    test_stale_lock_of_dead_dump_removed,
     test_restore_beside_original_refused,
     test_other_states_refused,
     test_redis_client_outside,
