@@ -1,5 +1,6 @@
 #include "net/tcp_session.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -91,9 +92,32 @@ Status TcpDumpSession::Lock(const LockedConnection& c) {
   return AddNetLock(name, {c}, create);
 }
 
-void TcpDumpSession::Hold(UniqueFd fd, int reuseaddr) {
+Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string& what) {
   std::lock_guard<std::mutex> l(mu_);
-  held_.push_back({std::move(fd), reuseaddr});
+  for (const Held& h : held_)
+    if (h.ino == ino) return h.reuseaddr;
+  int reuseaddr = 0;
+  socklen_t len = sizeof(reuseaddr);
+  if (::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuseaddr, &len) != 0) return Status::FromErrno("SO_REUSEADDR of " + what);
+  UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!dup.valid()) return Status::FromErrno("dup of " + what);
+  const int on = TCP_REPAIR_ON;
+  if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) != 0) return Status::FromErrno("TCP_REPAIR on " + what);
+  held_.push_back({ino, std::move(dup), reuseaddr});
+  return reuseaddr;
+}
+
+bool TcpDumpSession::FindRecord(uint64_t ino, image::TcpSocket* out) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = records_.find(ino);
+  if (it == records_.end()) return false;
+  *out = it->second;
+  return true;
+}
+
+void TcpDumpSession::KeepRecord(const image::TcpSocket& t) {
+  std::lock_guard<std::mutex> l(mu_);
+  records_.emplace(t.ino(), t);
 }
 
 std::string TcpDumpSession::lock_name() const {

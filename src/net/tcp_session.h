@@ -15,6 +15,7 @@
 // repair mode (no reset) and removes the lock.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,6 +23,7 @@
 
 #include "base/status.h"
 #include "base/unique_fd.h"
+#include "cryo/image.pb.h"
 #include "net/net_lock.h"
 
 namespace cryo {
@@ -35,8 +37,18 @@ class TcpDumpSession {
 
   // Drops the packets of `c` from now on (the table is made the first time).
   Status Lock(const LockedConnection& c);
-  // A socket now in repair mode, with its SO_REUSEADDR value before.
-  void Hold(UniqueFd fd, int reuseaddr);
+  // Puts socket `fd` (inode `ino`) in repair mode and holds a duplicate;
+  // returns its SO_REUSEADDR value from before (repair mode forces address
+  // reuse, do_tcp_setsockopt), also for another fd of a socket held already.
+  Result<int> EnterRepair(uint64_t ino, int fd, const std::string& what);
+  // Held while a socket is read in repair mode: the queue TCP_REPAIR_QUEUE
+  // selects is the socket's, shared by the fds of several processes that
+  // the dump describes on several threads.
+  std::unique_lock<std::mutex> SerializeRepair() { return std::unique_lock<std::mutex>(repair_mu_); }
+  // Every fd of one socket carries the same record (shared descriptions are
+  // checked to agree): the first fd's, read once.
+  bool FindRecord(uint64_t ino, image::TcpSocket* out) const;
+  void KeepRecord(const image::TcpSocket& t);
   // The lock table ("" when no connection was locked).
   std::string lock_name() const;
   // Repair mode off on every held socket, the lock removed.
@@ -47,12 +59,15 @@ class TcpDumpSession {
 
  private:
   struct Held {
+    uint64_t ino;
     UniqueFd fd;
     int reuseaddr;
   };
   mutable std::mutex mu_;
+  std::mutex repair_mu_;
   std::string lock_;
   std::vector<Held> held_;
+  std::map<uint64_t, image::TcpSocket> records_;
   bool done_ = false;
 };
 

@@ -112,9 +112,6 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
     return Status::Error(what + " is in another network namespace than cryo's, which cryo does not restore yet");
   TcpDumpSession* session = CurrentTcpDump();
   if (!session) return Status::Error("internal: " + what + " met outside a dump");
-  // Read before repair mode, which forces sk_reuse (do_tcp_setsockopt).
-  const int reuseaddr = IntSocketOption(fd, SOL_SOCKET, SO_REUSEADDR);
-  t->set_reuseaddr(reuseaddr == 1);
   t->set_reuseport(IntSocketOption(fd, SOL_SOCKET, SO_REUSEPORT) == 1);
   if (t->family() == AF_INET6) t->set_v6only(IntSocketOption(fd, IPPROTO_IPV6, IPV6_V6ONLY) == 1);
   t->set_owner_uid(s.st.st_uid);
@@ -124,11 +121,11 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
 
   // From here no packet of the connection passes, and the socket stays in
   // repair mode until the dump ends.
+  const auto serialized = session->SerializeRepair();
+  if (session->FindRecord(t->ino(), t)) return Status::Ok();
   CRYO_RETURN_IF_ERROR(session->Lock({t->local(), t->peer()}));
-  UniqueFd held(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (!held.valid()) return Status::FromErrno("dup of " + what);
-  CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, what, "TCP_REPAIR"));
-  session->Hold(std::move(held), reuseaddr);
+  CRYO_ASSIGN_OR_RETURN(const int reuseaddr, session->EnterRepair(s.st.st_ino, fd, what));
+  t->set_reuseaddr(reuseaddr != 0);
   tl = sizeof(ti);
   if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0) return Status::FromErrno("TCP_INFO of " + what);
   if (ti.tcpi_state != TCP_ESTABLISHED)
@@ -162,6 +159,7 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
   t->set_max_window(w.max_window);
   t->set_rcv_wnd(w.rcv_wnd);
   t->set_rcv_wup(w.rcv_wup);
+  session->KeepRecord(*t);
   return Status::Ok();
 }
 

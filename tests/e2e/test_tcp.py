@@ -106,7 +106,13 @@ while True:
 
 # One end in the tree, connecting to PORT.
 CLIENT = STREAM + r"""
-c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+c = socket.socket()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+c.connect(("127.0.0.1", int(sys.argv[1])))
+# A child holds the same socket (one description in two processes).
+if os.fork() == 0:
+    while True:
+        time.sleep(0.05)
 stream(c, "client", 0.01)
 open("ready", "w").write("x")
 while True:
@@ -172,9 +178,10 @@ def check_flows(ctls_roles, when, more=20000):
 def kill_tree(h, pid):
     """SIGKILL a process and its children (the forked client), reaped."""
     kids = [int(k) for k in cryotest.read_text("/proc/%d/task/%d/children" % (pid, pid), "").split()]
+    # The parent first: its children, orphaned to the harness, are reaped.
+    h.cleanup_one(pid)
     for k in kids:
         h.cleanup_one(k)
-    h.cleanup_one(pid)
     cryotest.wait_pids_gone([pid] + kids)
 
 
@@ -185,9 +192,10 @@ def check_queues(h, images, sockets):
     check("tcp-established" in img["features"], "image features lack tcp-established: %r" % img["features"])
     r = h.run_cryo(["show", images], log=False)
     check(r.rc == 0, "cryo show: %s" % r.describe())
-    found = re.findall(r"send queue (\d+) bytes \((\d+) unsent\), receive queue (\d+) bytes", r.stdout)
-    check_eq(len(found), sockets, "TCP connections in the image")
-    for sendq, unsent, recvq in found:
+    found = set(re.findall(r"TCP inode (\d+), send queue (\d+) bytes \((\d+) unsent\), receive queue (\d+) bytes",
+                           r.stdout))
+    check_eq(len(found), sockets, "TCP connections in the image (fds of one socket carry one record)")
+    for _, sendq, unsent, recvq in found:
         check(int(sendq) > 0 and int(recvq) > 0, "a connection's queues are empty in the image: %r" % (found,))
 
 
@@ -272,7 +280,7 @@ def test_outside_peer_kill(h):
     r = h.restore(images, detach=True, expected_pid=w.pid)
     check_no_lock("after the restore")
     check_flows([(w.ctl, "client"), (peer.ctl, "peer")], "after the restore")
-    h.cleanup_one(r.pid)
+    kill_tree(h, r.pid)
     h.cleanup_one(peer.pid)
 
 
@@ -330,7 +338,7 @@ def test_stale_lock_of_dead_dump_removed(h):
     r = h.restore(images, detach=True, expected_pid=w.pid)
     check_no_lock("after the restore")
     check_flows([(w.ctl, "client"), (peer.ctl, "peer")], "after the restore")
-    h.cleanup_one(r.pid)
+    kill_tree(h, r.pid)
     h.cleanup_one(peer.pid)
 
 
