@@ -22,6 +22,7 @@ After every test no nftables table of cryo's remains.
 
 Run: test_tcp.py --cryo PATH --workloads DIR [NAME ...]
 """
+import ctypes
 import os
 import re
 import socket
@@ -175,6 +176,44 @@ def check_flows(ctls_roles, when, more=20000):
     check(False, "streams did not advance %s: %r" % (when, fail_at))
 
 
+def connected_sockets(pid):
+    """Duplicates (pidfd_getfd) of the connected TCP sockets of `pid`."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    out = []
+    try:
+        for name in os.listdir("/proc/%d/fd" % pid):
+            if not os.readlink("/proc/%d/fd/%s" % (pid, name)).startswith("socket:"):
+                continue
+            fd = libc.syscall(438, pidfd, int(name), 0)  # pidfd_getfd
+            check(fd >= 0, "pidfd_getfd of pid %d fd %s: errno %d" % (pid, name, ctypes.get_errno()))
+            s = socket.socket(fileno=fd)
+            if s.family in (socket.AF_INET, socket.AF_INET6) and not s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                out.append(s)
+            else:
+                s.close()
+    finally:
+        os.close(pidfd)
+    return out
+
+
+def check_pair_options(pid, when):
+    """The options the pair set: TCP_USER_TIMEOUT on the server's end;
+    TCP_NODELAY, SO_KEEPALIVE, TCP_KEEPIDLE on the client's."""
+    kids = [int(k) for k in cryotest.read_text("/proc/%d/task/%d/children" % (pid, pid), "").split()]
+    check_eq(len(kids), 1, "the pair's client process")
+    (server,) = connected_sockets(pid)
+    (client,) = connected_sockets(kids[0])
+    try:
+        check_eq(server.getsockopt(socket.IPPROTO_TCP, 18), 12345, "server's TCP_USER_TIMEOUT %s" % when)
+        check_eq(client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0, True, "client's TCP_NODELAY %s" % when)
+        check_eq(client.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0, True, "client's SO_KEEPALIVE %s" % when)
+        check_eq(client.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), 77, "client's TCP_KEEPIDLE %s" % when)
+    finally:
+        server.close()
+        client.close()
+
+
 def kill_tree(h, pid):
     """SIGKILL a process and its children (the forked client), reaped."""
     kids = [int(k) for k in cryotest.read_text("/proc/%d/task/%d/children" % (pid, pid), "").split()]
@@ -219,6 +258,7 @@ def pair_kill(h, family):
     check_no_lock("after the restore")
     check_flows([(w.ctl, "client"), (w.ctl, "server")], "after the restore")
     check(progress(w.ctl, "client") > before[0] and progress(w.ctl, "server") > before[1], "streams went on")
+    check_pair_options(r.pid, "after the restore")
     kill_tree(h, r.pid)
 
 
