@@ -26,6 +26,14 @@
  *       used; warming right before a timed step makes cryo and the baselines
  *       start from the same, recently used, free memory.
  *
+ *   baseline_io rusage OUT CMD [ARG...]
+ *       fork + exec CMD (killed if baseline_io dies), wait4 for it, write
+ *       "maxrss_kib=N" (its ru_maxrss) to the file OUT and exit with its status
+ *       (128 + signal if it was killed).  A child forked straight from Python
+ *       would count the interpreter's resident memory in its ru_maxrss (the
+ *       high-water mark survives exec), so the benchmarks measure cryo's peak
+ *       RSS through this small process.
+ *
  * Prints one line of key=value pairs, e.g. "seconds=0.412345 bytes=1073741824".
  * Exit status 0 on success, 1 on an I/O error, 2 on bad usage.
  */
@@ -37,7 +45,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,7 +72,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: baseline_io write FILE BYTES [--no-fsync] [--chunk-mib N] [--wait-go]\n"
             "       baseline_io read FILE [--chunk-mib N]\n"
-            "       baseline_io warm MIB\n");
+            "       baseline_io warm MIB\n"
+            "       baseline_io rusage OUT CMD [ARG...]\n");
     exit(2);
 }
 
@@ -207,6 +220,27 @@ static int do_read(const char *path, size_t chunk)
     return 0;
 }
 
+static int do_rusage(const char *out, char **argv)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        fail("fork", argv[0]);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execv(argv[0], argv);
+        fail("exec", argv[0]);
+    }
+    int status;
+    struct rusage ru;
+    while (wait4(pid, &status, 0, &ru) < 0)
+        if (errno != EINTR)
+            fail("wait4", argv[0]);
+    FILE *f = fopen(out, "w");
+    if (!f || fprintf(f, "maxrss_kib=%ld\n", ru.ru_maxrss) < 0 || fclose(f) != 0)
+        fail("writing", out);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3)
@@ -214,6 +248,11 @@ int main(int argc, char **argv)
     const char *mode = argv[1], *path = argv[2];
     if (strcmp(mode, "warm") == 0)
         return do_warm(strtoull(path, NULL, 10));
+    if (strcmp(mode, "rusage") == 0) {
+        if (argc < 4)
+            usage();
+        return do_rusage(path, argv + 3);
+    }
     int i = 3, do_fsync = 1, wait_go = 0;
     size_t bytes = 0, chunk = 64UL << 20;
     if (strcmp(mode, "write") == 0) {

@@ -342,9 +342,12 @@ class Bench:
     # -- cryo
     def run_cryo(self, argv, log, timeout=CRYO_TIMEOUT):
         """Run cryo ARGV --log-file LOG.  Returns (rc, wall seconds, ru_maxrss KiB,
-        stderr).  The wall time is spawn to reap of the cryo process."""
+        stderr).  The wall time is spawn to reap of the cryo process (through
+        `baseline_io rusage`, which forks it from a small process: a child
+        forked from Python would count the interpreter in its ru_maxrss)."""
         err_path = log + ".stderr"
-        full = [self.cryo] + argv + ["--log-file", log]
+        rss_path = log + ".rusage"
+        full = [self.baseline_io(), "rusage", rss_path, self.cryo] + argv + ["--log-file", log]
         with open(err_path, "wb") as err:
             t0 = time.monotonic()
             p = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -363,9 +366,14 @@ class Bench:
                 wall = time.monotonic() - t0
             finally:
                 os.close(pidfd)
-            _, status, ru = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        return p.returncode, wall, ru.ru_maxrss, read_text(err_path, "")
+            _, status, _ = os.wait4(p.pid, 0)
+        rc = os.waitstatus_to_exitcode(status)
+        p.returncode = -(rc - 128) if rc > 128 else rc  # cryo killed by a signal: negative, as from Popen
+        kv = parse_kv(read_text(rss_path, "") or "")
+        if "maxrss_kib" not in kv:
+            raise BenchError("cryo %s: no rusage from baseline_io (status %d): %s"
+                             % (" ".join(argv), rc, read_text(err_path, "")))
+        return p.returncode, wall, int(kv["maxrss_kib"]), read_text(err_path, "")
 
     def cryo_or_fail(self, argv, log, timeout=CRYO_TIMEOUT):
         rc, wall, rss, err = self.run_cryo(argv, log, timeout)

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 
 namespace cryo {
 
@@ -22,6 +23,17 @@ std::string FormatSize(uint64_t bytes) {
     snprintf(buf, sizeof(buf), "%.1f GiB", b / kGiB);
   }
   return buf;
+}
+
+std::string FormatTimeNs(int64_t ns) {
+  const time_t secs = static_cast<time_t>(ns / 1000000000);
+  struct tm tm;
+  char date[40];
+  if (ns < 0 || !::gmtime_r(&secs, &tm) || !::strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S", &tm))
+    return std::to_string(ns) + " ns";
+  char out[64];
+  snprintf(out, sizeof(out), "%s.%09lld UTC", date, static_cast<long long>(ns % 1000000000));
+  return out;
 }
 
 }  // namespace cryo

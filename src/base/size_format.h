@@ -12,4 +12,8 @@ namespace cryo {
 // above (binary units, one decimal; whole KiB without one).
 std::string FormatSize(uint64_t bytes);
 
+// A time in nanoseconds since the epoch (a file's mtime), to the nanosecond:
+// "2026-12-06 20:11:43.000000001 UTC".
+std::string FormatTimeNs(int64_t ns);
+
 }  // namespace cryo

@@ -16,8 +16,10 @@ namespace cryo::cli {
 namespace {
 
 TEST(MessagesTest, SuccessLines) {
-  EXPECT_EQ(DumpedLine(3, 1234, "/var/tmp/img", 268540723, 0.412), "dumped 3 processes (pid 1234) to /var/tmp/img: 256.1 MiB in 0.41 s");
-  EXPECT_EQ(DumpedLine(1, 7, "img", 12288, 0.004), "dumped 1 process (pid 7) to img: 12 KiB in 0.00 s");
+  EXPECT_EQ(DumpedLine(3, 1234, "/var/tmp/img", 268540723, 0.412, 0.3804, true),
+            "dumped 3 processes (pid 1234) to /var/tmp/img: 256.1 MiB in 0.41 s, frozen 380 ms");
+  EXPECT_EQ(DumpedLine(1, 7, "img", 12288, 0.004, 0.0031, false),
+            "dumped 1 process (pid 7) to img: 12 KiB in 0.00 s, frozen 3 ms, not synced");
   EXPECT_EQ(RestoredLine(3, 1234, 0.1249), "restored 3 processes (pid 1234) in 0.12 s");
   EXPECT_EQ(RestoredLine(1, 1234, 2), "restored 1 process (pid 1234) in 2.00 s");
 }

@@ -160,7 +160,13 @@ int main(int argc, char** argv) {
   auto* dump_cmd = app.add_subcommand("dump", "checkpoint a process into an image directory");
   dump_cmd->add_option("-t,--pid", dump.pid, "the process to checkpoint")->required()->check(pid_value)->type_name("PID");
   dump_cmd->add_option("-D,--images-dir", dump.images_dir, "where to write the image (created 0700)")->required()->type_name("DIR");
-  dump_cmd->add_flag("-R,--leave-running", dump.leave_running, "let the process run on after the dump (default: kill it once the image is synced)");
+  dump_cmd->add_flag("-R,--leave-running", dump.leave_running,
+                     "let the process run on after the dump: it resumes once its memory is read, before the image is "
+                     "synced (default: kill it once the image is synced)");
+  bool no_sync = false;
+  dump_cmd->add_flag("--no-sync", no_sync,
+                     "do not fsync the image: faster, but a crash or power loss before the kernel writes it back "
+                     "loses the image and, in kill mode, the process with it");
   dump_cmd->add_flag("--shell-job", dump.shell_job, "the process runs in the caller's shell: its terminal is not part of the image");
   bool progress = false;
   dump_cmd->add_flag("--progress", progress, "show progress while writing memory");
@@ -178,6 +184,12 @@ int main(int argc, char** argv) {
   restore_cmd->add_flag("-d,--detach", restore.detach, "return once the process runs (default: stay its parent and exit with its status)");
   restore_cmd->add_option("--pidfile", restore.pidfile, "write the restored root pid to FILE")->type_name("FILE");
   restore_cmd->add_flag("--shell-job", restore.shell_job, "restore a --shell-job image onto cryo's own terminal, in cryo's session");
+  restore_cmd->add_flag("--ignore-changed-files", restore.ignore_changed_files,
+                        "restore even if files the tree refers to changed since the dump (each is named in a warning)");
+  restore_cmd->add_option("--allow-changed", restore.allow_changed,
+                          "restore even if this file changed since the dump (repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("PATH");
   restore_cmd->add_option("--cgroup-root", restore.cgroup_roots,
                           "place the tree's cgroups below PATH instead of below cryo's own cgroup; "
                           "HIERARCHY:PATH for one hierarchy (v1 controllers as in /proc/PID/cgroup, or cgroup2); repeatable")
@@ -257,6 +269,7 @@ int main(int argc, char** argv) {
 
   if (*dump_cmd) {
     dump.show_progress = progress;
+    dump.sync = !no_sync;
     // Privileges first (the dump checks them again): without them even the
     // image directory's check may fail on a permission, naming the wrong cause.
     if (Status priv = CheckPrivileges(); !priv.ok()) return Fail(priv);
@@ -265,7 +278,8 @@ int main(int argc, char** argv) {
     cli::CountingEnv counted(dump.env);
     dump.env = &counted;
     const double t0 = Now();
-    Status s = Dump(dump);
+    DumpStats stats;
+    Status s = Dump(dump, &stats);
     ReportFaultPoints();
     if (const int sig = InterruptSignal()) {
       if (!s.ok()) return Interrupted(sig, dump.pid, s);
@@ -278,7 +292,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     const std::optional<image::Inventory> inv = ReadInventory(dump.images_dir);
-    Say(cli::DumpedLine(inv ? inv->pids_size() : 1, dump.pid, dump.images_dir, counted.BytesWritten(), Now() - t0));
+    Say(cli::DumpedLine(inv ? inv->pids_size() : 1, dump.pid, dump.images_dir, counted.BytesWritten(), Now() - t0,
+                        stats.frozen_seconds, dump.sync));
     return 0;
   }
   if (*restore_cmd) {

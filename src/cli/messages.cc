@@ -21,9 +21,12 @@ std::string Seconds(double s) {
 
 }  // namespace
 
-std::string DumpedLine(size_t processes, pid_t root, const std::string& dir, uint64_t bytes, double seconds) {
+std::string DumpedLine(size_t processes, pid_t root, const std::string& dir, uint64_t bytes, double seconds,
+                       double frozen_seconds, bool synced) {
+  char frozen[48];
+  snprintf(frozen, sizeof(frozen), ", frozen %.0f ms", frozen_seconds * 1e3);
   return "dumped " + Processes(processes) + " (pid " + std::to_string(root) + ") to " + dir + ": " + FormatSize(bytes) +
-         " in " + Seconds(seconds);
+         " in " + Seconds(seconds) + frozen + (synced ? "" : ", not synced");
 }
 
 std::string RestoredLine(size_t processes, pid_t root, double seconds) {

@@ -10,8 +10,10 @@
 
 namespace cryo::cli {
 
-// "dumped 3 processes (pid 1234) to DIR: 256.1 MiB in 0.41 s"
-std::string DumpedLine(size_t processes, pid_t root, const std::string& dir, uint64_t bytes, double seconds);
+// "dumped 3 processes (pid 1234) to DIR: 256.1 MiB in 0.41 s, frozen 380 ms"
+// (", not synced" appended after a --no-sync dump).
+std::string DumpedLine(size_t processes, pid_t root, const std::string& dir, uint64_t bytes, double seconds,
+                       double frozen_seconds, bool synced);
 // "restored 3 processes (pid 1234) in 0.12 s"
 std::string RestoredLine(size_t processes, pid_t root, double seconds);
 

@@ -16,6 +16,7 @@
 #include "base/interrupt.h"
 #include "base/privileges.h"
 #include "base/log.h"
+#include "base/no_sync_env.h"
 #include "base/size_format.h"
 #include "cgroup/cgroup_dump.h"
 #include "files/fd_table.h"
@@ -27,6 +28,7 @@
 #include "mem/mm_attrs.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
+#include "files/file_facts.h"
 #include "files/unlinked_dump.h"
 #include "mem/vma_dump.h"
 #include "proc/path_check.h"
@@ -288,12 +290,24 @@ struct Classified {
   std::vector<DumpedProcess> procs;
   std::set<std::string> features;
   PhaseTimes times;
+  double seize_start = 0;  // the tree is frozen from here
+  double seize_s = 0, audit_s = 0;
+};
+
+// Where a dump got to: what its failure path must undo, and its phases for
+// the log (seconds).
+struct DumpProgress {
+  bool resumed = false;   // leave-running: the tree runs again (nothing to undo in it)
+  bool complete = false;  // the image is complete: kill or detach whatever comes
+  double frozen = 0;      // seize to kill or resume
+  double pages = 0, records = 0, sync = 0, end = 0;
 };
 
 Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c) {
-  const double t0 = Now();
   CRYO_RETURN_IF_ERROR(CheckDumpable(pid));
+  const double t0 = c->seize_start = Now();
   CRYO_ASSIGN_OR_RETURN(c->tree, SeizedTree::Seize(pid));
+  c->seize_s = Now() - t0;
   LOG_DEBUG("tree of pid %d seized in %.3f ms: %zu processes, %zu zombies", pid, (Now() - t0) * 1e3,
             c->tree.processes().size(), c->tree.zombies().size());
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
@@ -358,6 +372,7 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
     LOG_DEBUG("a process might trace: every task of the system looked at in %.1f ms", (Now() - tt) * 1e3);
   }
   LOG_DEBUG("task state of %zu processes collected in %.1f ms", c->procs.size(), (Now() - tc) * 1e3);
+  c->audit_s = Now() - t0 - c->seize_s;
   log_summary();
   return report.ToStatus();
 }
@@ -386,9 +401,7 @@ Status CheckTree(pid_t pid, bool shell_job, bool all) {
 // Everything from the first file on: pages, shared objects, records, then
 // kill or detach. An interrupt is noticed between steps (CheckInterrupt)
 // until the image is complete.
-Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* writer, double t0,
-                  bool* image_complete) {
-  const pid_t pid = opts.pid;
+Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* writer, DumpProgress* progress) {
   const TableSharing& sharing = c.sharing;
   SeizedTree& tree = c.tree;
   std::vector<DumpedProcess>& procs = c.procs;
@@ -397,6 +410,11 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   std::vector<ProcessFds> tables;
   std::set<pid_t> pids;
   const double tc = Now();
+  auto lap = [](double* phase, double* since) {
+    const double now = Now();
+    *phase = now - *since;
+    *since = now;
+  };
   // Parents come before their children (SeizedTree): a child's pages still
   // shared with its parent are found against the parent's VMAs.
   std::vector<pid_t> parents;
@@ -416,6 +434,8 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
             "task state %.1f ms, pages %.1f ms (planned and small ones read ahead, written)",
             procs.size(), (Now() - tc) * 1e3, times.proc * 1e3, times.fds * 1e3, times.remote * 1e3,
             times.task * 1e3, times.pages * 1e3);
+  double tphase = tc;
+  lap(&progress->pages, &tphase);
   for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   // Processes sharing an fd table or fs_struct with their parent.
@@ -454,6 +474,14 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   for (DumpedProcess& p : procs) unlinked_holders.push_back({p.core.pid(), &p.core, &p.mm, &p.fds, &p.unlinked_maps});
   CRYO_RETURN_IF_ERROR(DumpUnlinkedFiles(unlinked_holders, pids, writer, &unlinked, &features).Prefixed("unlinked files"));
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
+  // What a restore checks has not changed: cwd, root, executable, and the
+  // content of every executable mapping's file (file_facts.h).
+  ContentHasher hasher;
+  for (DumpedProcess& p : procs)
+    CRYO_RETURN_IF_ERROR(RecordFileFacts(p.core.pid(), &p.core, &p.mm, &hasher).Prefixed("pid " + std::to_string(p.core.pid())));
+  LOG_DEBUG("%" PRIu64 " executable files (%s) hashed in %.1f ms", hasher.files(), FormatSize(hasher.bytes()).c_str(),
+            hasher.seconds() * 1e3);
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
   image::TtyTable ttys;
   std::vector<TtyProcess> tty_procs;
   for (size_t i = 0; i < procs.size(); ++i)
@@ -463,6 +491,20 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
             (Now() - ts) * 1e3);
   ts = Now();
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
+  // Nothing more is read from the tree (what is left to write is in memory):
+  // in leave-running mode it runs on from here, and the image is written out
+  // and synced after. The last point where an interrupt undoes the dump with
+  // the tree still in cryo's hands.
+  if (opts.leave_running) {
+    const double td = Now();
+    // Its connections out of repair mode and unlocked first.
+    CRYO_RETURN_IF_ERROR(c.tcp.Release());
+    CRYO_RETURN_IF_ERROR(tree.DetachAll());
+    progress->resumed = true;
+    progress->end = Now() - td;
+    progress->frozen = Now() - c.seize_start;
+    LOG_DEBUG("tree resumed after %.1f ms frozen; the image is written out and synced now", progress->frozen * 1e3);
+  }
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
   // Kill mode: the connections stay locked until the restore.
@@ -504,64 +546,81 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   if (std::find(inv.features().begin(), inv.features().end(), "unlinked-files") != inv.features().end())
     writer->AsyncWriteRecord(image::FilesName(), image::FileKind::kFiles, unlinked);
   if (ttys.ttys_size()) writer->AsyncWriteRecord(image::TtysName(), image::FileKind::kTtys, ttys);
+  CRYO_RETURN_IF_ERROR(writer->Flush());
+  lap(&progress->records, &tphase);
   // The inventory goes last, once every other file is durable: an image
-  // without one is incomplete.
+  // without one is incomplete. The marker goes once the inventory is durable
+  // too (with --no-sync nothing is synced: NoSyncEnv).
+  FaultPoint();  // (the tests interrupt the leave-running sync here)
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   CRYO_RETURN_IF_ERROR(writer->WriteInventory(inv));
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(writer->MarkComplete());
+  lap(&progress->sync, &tphase);
   LOG_DEBUG("records written and synced in %.1f ms", (Now() - ts) * 1e3);
-  ts = Now();
 
   // The last point where an interrupt undoes the dump; from here on the
-  // image is complete and the kill, or the detach, is finished whatever comes.
+  // image is complete and the kill is finished whatever comes. (In
+  // leave-running mode the tree already runs: an interrupt until here removes
+  // the image and leaves the tree alone.)
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
-  *image_complete = true;
-  if (opts.leave_running) {
-    CRYO_RETURN_IF_ERROR(c.tcp.Release());
-    CRYO_RETURN_IF_ERROR(tree.DetachAll());
-  } else {
+  progress->complete = true;
+  if (!opts.leave_running) {
+    progress->frozen = Now() - c.seize_start;
     CRYO_RETURN_IF_ERROR(tree.KillAll());
+    // The dead tree's sockets close in repair mode (no reset); the lock is
+    // the image's until the restore.
     CRYO_RETURN_IF_ERROR(c.tcp.Keep());
     if (!inv.net_lock().empty())
       LOG_INFO("TCP connections stay locked (nftables table inet %s) until the restore, or `cryo unlock %s`",
                inv.net_lock().c_str(), opts.images_dir.c_str());
+    lap(&progress->end, &tphase);
+    LOG_DEBUG("tree killed in %.1f ms", progress->end * 1e3);
   }
-  LOG_DEBUG("tree %s in %.1f ms", opts.leave_running ? "detached" : "killed", (Now() - ts) * 1e3);
-  const size_t others = procs.size() + tree.zombies().size() - 1;
-  LOG_INFO("pid %d%s dumped to %s in %.1f ms (%s)", pid,
-           others ? (" and " + std::to_string(others) + (others == 1 ? " descendant" : " descendants")).c_str() : "",
-           opts.images_dir.c_str(), (Now() - t0) * 1e3, opts.leave_running ? "left running" : "killed");
   return Status::Ok();
 }
 
 
-Status Dump(const DumpOptions& opts) {
+Status Dump(const DumpOptions& opts, DumpStats* stats) {
   const double t0 = Now();
   CRYO_RETURN_IF_ERROR(CheckPrivileges());
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   Classified c;
   CRYO_RETURN_IF_ERROR(SeizeAndClassify(opts.pid, opts.shell_job, !opts.leave_running, &c));
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
-  CRYO_ASSIGN_OR_RETURN(auto writer, image::ImageWriter::Create(opts.env, opts.images_dir));
-  bool complete = false;
+  NoSyncEnv no_sync(opts.env);
+  CRYO_ASSIGN_OR_RETURN(auto writer, image::ImageWriter::Create(opts.sync ? opts.env : &no_sync, opts.images_dir));
+  DumpProgress progress;
   Status s = writer->MarkIncomplete("cryo " CRYO_VERSION " is dumping pid " + std::to_string(opts.pid) +
                                     " here; if this file stays, the dump did not finish");
   // An inventory left by an earlier dump must not vouch for this one's files.
   if (s.ok()) s = opts.env->RemoveFile(opts.images_dir + "/" + image::InventoryName());
-  if (s.ok()) s = WriteImage(opts, c, writer.get(), t0, &complete);
-  if (!s.ok() && !complete) {
-    // The tree back first (its connections out of repair mode, unlocked),
-    // then its files go.
-    Status d = c.tcp.Release();
-    if (!d.ok()) LOG_WARN("TCP connections: %s", d.ToString().c_str());
-    d = c.tree.DetachAll();
-    if (!d.ok()) LOG_WARN("detaching the tree: %s", d.ToString().c_str());
-    d = writer->Discard();
+  if (s.ok()) s = WriteImage(opts, c, writer.get(), &progress);
+  if (!s.ok() && !progress.complete) {
+    // The tree back first (unless it runs already; its connections out of
+    // repair mode, unlocked), then its files go.
+    if (!progress.resumed) {
+      Status d = c.tcp.Release();
+      if (!d.ok()) LOG_WARN("TCP connections: %s", d.ToString().c_str());
+      d = c.tree.DetachAll();
+      if (!d.ok()) LOG_WARN("detaching the tree: %s", d.ToString().c_str());
+    }
+    Status d = writer->Discard();
     if (!d.ok()) LOG_WARN("removing the partial image: %s", d.ToString().c_str());
   }
-  return s;
+  if (!s.ok()) return s;
+  const size_t others = c.procs.size() + c.tree.zombies().size() - 1;
+  LOG_INFO("pid %d%s dumped to %s in %.1f ms (%s), frozen %.1f ms: seize %.1f ms, audit and task state %.1f ms, "
+           "memory read and written %.1f ms, other records %.1f ms, %s %.1f ms, %s %.1f ms",
+           opts.pid,
+           others ? (" and " + std::to_string(others) + (others == 1 ? " descendant" : " descendants")).c_str() : "",
+           opts.images_dir.c_str(), (Now() - t0) * 1e3, opts.leave_running ? "left running" : "killed",
+           progress.frozen * 1e3, c.seize_s * 1e3, c.audit_s * 1e3, progress.pages * 1e3, progress.records * 1e3,
+           opts.sync ? "fsync" : "closed (no sync)", progress.sync * 1e3,
+           opts.leave_running ? "resume (before the sync)" : "kill", progress.end * 1e3);
+  if (stats) stats->frozen_seconds = progress.frozen;
+  return Status::Ok();
 }
 
 }  // namespace cryo

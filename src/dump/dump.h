@@ -16,13 +16,25 @@ struct DumpOptions {
   bool leave_running = false;
   bool show_progress = false;
   bool shell_job = false;  // terminals belong to the calling shell (not dumped)
+  // fsync the image (files and directory) before the kill, or in leave-running
+  // mode once the tree runs again. Off (--no-sync): a crash or power loss
+  // before the kernel writes the image back loses it (in kill mode, with the
+  // process).
+  bool sync = true;
   Env* env = Env::Default();
+};
+
+// What a dump that succeeded reports.
+struct DumpStats {
+  double frozen_seconds = 0;  // from the seize to the kill, or to the resume
 };
 
 // Checkpoints a process. On any failure the process is detached exactly as it
 // was and keeps running; in kill mode it is killed only after the image is
-// complete and fsynced.
-Status Dump(const DumpOptions& opts);
+// complete and fsynced. In leave-running mode the tree runs again as soon as
+// everything has been read from it, before the image is synced; a failure (or
+// an interrupt) after that leaves the tree alone and removes the image.
+Status Dump(const DumpOptions& opts, DumpStats* stats = nullptr);
 
 // `cryo check -t PID`: everything a dump does before it writes anything
 // (seize, describe, audit, collect the task state), then the tree is let go.

@@ -5,6 +5,7 @@
 
 #include "base/file_util.h"
 #include "files/fd_kind.h"
+#include "files/file_facts.h"
 
 namespace cryo {
 
@@ -39,14 +40,7 @@ Status CheckReopenable(const FdSource& src) {
   return Status::Error(paths::ShownPath(o) + " " + why);
 }
 
-void FillFileId(const FdSource& src, image::FileId* id) {
-  id->set_path(src.link);
-  id->set_dev(src.st.st_dev);
-  id->set_ino(src.st.st_ino);
-  id->set_size(static_cast<uint64_t>(src.st.st_size));
-  id->set_mtime_ns(src.st.st_mtim.tv_sec * 1000000000ll + src.st.st_mtim.tv_nsec);
-  id->set_mode(src.st.st_mode);
-}
+void FillFileId(const FdSource& src, image::FileId* id) { FileIdFromStat(src.link, src.st, id); }
 
 const std::vector<const FdKindHandler*>& FdKindHandlers() {
   static const std::vector<const FdKindHandler*> kAll = {

@@ -76,7 +76,16 @@ Status ImageWriter::MarkComplete() {
     std::lock_guard<std::mutex> lock(created_mu_);
     created_.erase(std::remove(created_.begin(), created_.end(), IncompleteMarkerName()), created_.end());
   }
-  return SyncDir();
+  CRYO_RETURN_IF_ERROR(SyncDir());
+  if (!created_dir_) return Status::Ok();
+  // A directory this dump created is durable only once its entry in its
+  // parent is (fsync(2): "Calling fsync() does not necessarily ensure that
+  // the entry in the directory containing the file has also reached disk").
+  std::string parent = dir_;
+  while (parent.size() > 1 && parent.back() == '/') parent.pop_back();
+  const size_t slash = parent.rfind('/');
+  parent = slash == std::string::npos ? "." : slash == 0 ? "/" : parent.substr(0, slash);
+  return env_->SyncDir(parent);
 }
 
 Status ImageWriter::Discard() {

@@ -75,7 +75,8 @@ class ImageWriter {
 
   // A dump's first file: IncompleteMarkerName(), holding `what`.
   Status MarkIncomplete(const std::string& what);
-  // A dump's last step: the marker removed and the directory synced.
+  // A dump's last step: the marker removed and the directory synced (and its
+  // parent, if this writer created it).
   Status MarkComplete();
   // A dump that failed or was interrupted: drops the jobs not run yet, then
   // removes every file this writer created and the directory if it created

@@ -12,6 +12,7 @@
 
 #include "base/json_string.h"
 #include "base/size_format.h"
+#include "image/referenced_files.h"
 
 namespace cryo::image {
 
@@ -123,6 +124,46 @@ std::string ListenSocketText(const Fd& f) {
   if (l.options_size()) o << ", " << l.options_size() << " options set";
   if (l.listen_pid()) o << ", listened as pid " << l.listen_pid() << " uid " << l.listen_uid() << " gid " << l.listen_gid();
   return o.str();
+}
+
+std::string Xxh3Hex(uint64_t h) {
+  char buf[24];
+  snprintf(buf, sizeof(buf), "%016" PRIx64, h);
+  return buf;
+}
+
+// The files a restore checks have not changed since the dump.
+void ReferencedFilesJson(const LoadedImage& img, std::ostringstream& o) {
+  o << ",\"referenced_files\":[";
+  bool first = true;
+  for (const ReferencedFile& f : ReferencedFiles(img)) {
+    const FileId& id = f.recorded;
+    o << (first ? "" : ",") << "{\"path\":" << JsonString(f.path) << ",\"check\":\""
+      << (f.check == FileCheck::kContent ? "content" : "identity") << "\",\"dev\":" << id.dev() << ",\"ino\":" << id.ino()
+      << ",\"size\":" << id.size() << ",\"mtime_ns\":" << id.mtime_ns();
+    if (id.has_content_xxh3()) o << ",\"xxh3\":\"" << Xxh3Hex(id.content_xxh3()) << "\"";
+    o << ",\"holders\":[";
+    for (size_t i = 0; i < f.holders.size(); ++i) o << (i ? "," : "") << JsonString(f.holders[i]);
+    o << "]}";
+    first = false;
+  }
+  o << "]";
+}
+
+void ReferencedFilesText(const LoadedImage& img, std::ostringstream& o) {
+  const std::vector<ReferencedFile> files = ReferencedFiles(img);
+  if (!files.empty()) o << "\nfiles checked at restore (refused if changed since the dump):\n";
+  for (const ReferencedFile& f : files) {
+    const FileId& id = f.recorded;
+    o << "  " << Safe(f.path) << ": inode " << id.ino() << " on " << major(id.dev()) << ":" << minor(id.dev());
+    if (f.check == FileCheck::kContent) {
+      o << ", " << id.size() << " bytes, mtime " << FormatTimeNs(id.mtime_ns());
+      if (id.has_content_xxh3()) o << ", XXH3-64 " << Xxh3Hex(id.content_xxh3());
+    } else {
+      o << " (which file only)";
+    }
+    o << "; " << Safe(HoldersText(f, 4)) << "\n";
+  }
 }
 
 // user_regs_struct word indexes.
@@ -283,7 +324,9 @@ std::string ShowJson(const LoadedImage& img) {
         << ",\"partial\":" << (t.slave_unread(j).partial() ? "true" : "false") << "}";
     o << "]}";
   }
-  o << "]}\n";
+  o << "]";
+  ReferencedFilesJson(img, o);
+  o << "}\n";
   return o.str();
 }
 
@@ -397,6 +440,7 @@ std::string ShowText(const LoadedImage& img) {
     if (so.kind() == SHM_MEMFD && so.writers_uncounted()) o << ", written through its own description only";
     o << "\n";
   }
+  ReferencedFilesText(img, o);
   return o.str();
 }
 

@@ -1,5 +1,6 @@
 // core-PID.img: ProcessCore, TaskCore, Registers, SigAction, SigInfo, ITimer,
 // Rlimit, Creds, MmFields, PosixTimer, TtyControl.
+#include <sys/stat.h>
 #include <cstring>
 #include <set>
 
@@ -203,6 +204,25 @@ std::string MmFieldsProblem(const MmFields& m) {
   return "";
 }
 
+// cwd_file, root_file, exe_file: the files the restore checks have not
+// changed (files/changed_files.h), named as cwd, root and exe_path are.
+std::string RecordedFilesProblem(const ProcessCore& c) {
+  if (c.has_cwd_file()) {
+    if (c.cwd_unlinked()) return "a recorded working directory beside a deleted one";
+    if (c.cwd_file().path() != c.cwd() || !S_ISDIR(c.cwd_file().mode()) || c.cwd_file().has_content_xxh3())
+      return "recorded working directory is not its cwd, not a directory, or has a content hash";
+  }
+  if (c.has_root_file() &&
+      (c.root_file().path() != c.root() || !S_ISDIR(c.root_file().mode()) || c.root_file().has_content_xxh3()))
+    return "recorded root directory is not its root, not a directory, or has a content hash";
+  if (c.has_exe_file()) {
+    if (c.exe_unlinked()) return "a recorded executable beside a deleted one";
+    if (c.exe_file().path() != c.mm().exe_path() || !S_ISREG(c.exe_file().mode()))
+      return "recorded executable is not its exe_path or not a regular file";
+  }
+  return "";
+}
+
 std::string TimerProblem(int pid, const ProcessCore& core, const PosixTimer& t) {
   const int32_t clock = t.clockid();
   // CLOCK_REALTIME 0, MONOTONIC 1, the coarse, boot and alarm clocks 5..9,
@@ -308,6 +328,7 @@ Status ValidateCore(const LoadedImage& img, const Index& index, int pid, const P
     return Bad(img, file, "coredump_filter " + Hex(c.coredump_filter()) + " has bits the kernel does not keep");
   if (std::string p = PathProblem(c.cwd()); !p.empty()) return Bad(img, file, "working directory " + p);
   if (std::string p = PathProblem(c.root()); !p.empty()) return Bad(img, file, "root directory " + p);
+  if (std::string p = RecordedFilesProblem(c); !p.empty()) return Bad(img, file, p);
   if (c.pdeath_sig() < 0 || c.pdeath_sig() > 64)
     return Bad(img, file, "parent-death signal " + std::to_string(c.pdeath_sig()) + " out of range");
   if (c.dumpable() < 0 || c.dumpable() > 2) return Bad(img, file, "dumpable " + std::to_string(c.dumpable()) + " out of range");

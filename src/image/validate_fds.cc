@@ -153,6 +153,7 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
   }
   if (!whole && (f.file().size() || f.file().mtime_ns() || f.file().mode()))
     return "size, time or mode on a file of this kind";
+  if (f.file().has_content_xxh3()) return "a content hash on an fd (only executables and executable mappings have one)";
   if ((k == FD_MEMFD || k == FD_POSIX_SHM) && type != S_IFREG) return "shared memory whose mode is not a regular file's";
   switch (k) {
     case FD_REGULAR:

@@ -105,6 +105,11 @@ std::string VmaProblem(const Vma& v) {
     if (!S_ISREG(v.file().mode())) return "mapped file mode " + Hex(v.file().mode()) + " is not a regular file's";
   }
   if (v.shmem_id() && k != VMA_ANON_SHARED) return "a shmem id on memory that is not shared anonymous";
+  // Content hashes are taken of the files of executable mappings that are
+  // reopened by path (file_facts.h).
+  if (v.file().has_content_xxh3() &&
+      ((k != VMA_FILE_PRIVATE && k != VMA_FILE_SHARED) || !(v.prot() & PROT_EXEC) || v.shm_object() || v.unlinked_file()))
+    return "a content hash on a mapping that is not an executable mapping of a file reopened by path";
   // The open mode of a private file mapping's file (reopened read-write).
   if (v.file_opened_rw() && k != VMA_FILE_PRIVATE && k != VMA_FILE_SHARED)
     return "file_opened_rw on a mapping without a file";

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <tuple>
 
 #include "image/test_image.h"
 
@@ -904,6 +905,77 @@ TEST(ValidateTest, TcpSocketFields) {
          AddTcp(t);
          t.procs[42].fds.mutable_fds(0)->set_flags(O_WRONLY);
        }, "flags"},
+  });
+}
+
+}  // namespace
+}  // namespace cryo::image
+
+namespace cryo::image {
+namespace {
+
+// The files a restore checks have not changed (ProcessCore 380-382,
+// FileId.content_xxh3).
+void RecordFiles(TestImage& t) {
+  ProcessCore& c = Core(t);
+  for (auto [id, path, mode] : {std::tuple{c.mutable_cwd_file(), "/", S_IFDIR | 0755},
+                                std::tuple{c.mutable_root_file(), "/", S_IFDIR | 0755},
+                                std::tuple{c.mutable_exe_file(), "/bin/true", S_IFREG | 0755}}) {
+    id->set_path(path);
+    id->set_ino(2);
+    id->set_mode(static_cast<uint32_t>(mode));
+  }
+  c.mutable_exe_file()->set_content_xxh3(0x1234);
+}
+
+TEST(ValidateTest, RecordedFileFields) {
+  TestImage ok = MakeTestImage();
+  RecordFiles(ok);
+  EXPECT_EQ(LoadError(ok), "");
+  ExpectRefused({
+      {"cwd elsewhere",
+       [](TestImage& t) {
+         RecordFiles(t);
+         Core(t).mutable_cwd_file()->set_path("/tmp");
+       },
+       "recorded working directory is not its cwd"},
+      {"root not a directory",
+       [](TestImage& t) {
+         RecordFiles(t);
+         Core(t).mutable_root_file()->set_mode(S_IFREG | 0644);
+       },
+       "recorded root directory"},
+      {"hash of a directory",
+       [](TestImage& t) {
+         RecordFiles(t);
+         Core(t).mutable_cwd_file()->set_content_xxh3(1);
+       },
+       "has a content hash"},
+      {"exe elsewhere",
+       [](TestImage& t) {
+         RecordFiles(t);
+         Core(t).mutable_exe_file()->set_path("/bin/false");
+       },
+       "recorded executable is not its exe_path"},
+      {"hash of an fd",
+       [](TestImage& t) {
+         Fd* f = AddFd(t, 3, FD_REGULAR, O_RDONLY | 0x8000);
+         f->mutable_file()->set_path("/etc/hostname");
+         f->mutable_file()->set_mode(S_IFREG | 0644);
+         f->mutable_file()->set_content_xxh3(1);
+       },
+       "a content hash on an fd"},
+      {"hash of a mapping that does not execute",
+       [](TestImage& t) {
+         Vma& v = FirstVma(t);
+         v.set_kind(VMA_FILE_PRIVATE);
+         v.set_flags(MAP_PRIVATE);
+         v.set_name("/etc/hostname");
+         v.mutable_file()->set_path("/etc/hostname");
+         v.mutable_file()->set_mode(S_IFREG | 0644);
+         v.mutable_file()->set_content_xxh3(1);
+       },
+       "a content hash on a mapping"},
   });
 }
 

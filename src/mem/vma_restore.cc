@@ -49,8 +49,9 @@ Result<UniqueFd> OpenMappedFile(const image::Vma& v) {
   if (v.kind() == image::VMA_FILE_PRIVATE &&
       (static_cast<uint64_t>(st.st_size) != id.size() ||
        st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec != id.mtime_ns()))
-    return Status::Error(id.path() + " changed since the dump (size or mtime differs); " + VmaName(v) +
-                         " cannot be restored faithfully");
+    return Status::Error(id.path() + " (" + VmaName(v) + ") changed during the restore, after cryo checked it: size " +
+                         std::to_string(id.size()) + " -> " + std::to_string(st.st_size) +
+                         " bytes or its mtime; the mapping cannot be restored faithfully");
   return fd;
 }
 

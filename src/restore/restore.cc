@@ -32,6 +32,7 @@
 #include "base/privileges.h"
 #include "base/size_format.h"
 #include "base/unique_fd.h"
+#include "files/changed_files.h"
 #include "files/fd_owner.h"
 #include "files/fd_pool.h"
 #include "files/fd_table.h"
@@ -374,6 +375,9 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     CRYO_RETURN_IF_ERROR(CheckDumpableFlag(p.core));
     CRYO_RETURN_IF_ERROR(CheckRestoreAttrs(p.core, pid == root));
   }
+  // Before anything is made: the files the tree reopens by path are the ones
+  // it was dumped with.
+  CRYO_RETURN_IF_ERROR(CheckChangedFiles(&img, {opts.ignore_changed_files, opts.allow_changed}));
   // What outlives a killed cryo (SysV segments, files) is made known to the
   // janitor first; it removes it unless the restore completes.
   std::unique_ptr<Janitor> janitor;

@@ -20,6 +20,10 @@ struct RestoreOptions {
   // --cgroup-root: "PATH" or "HIERARCHY:PATH", where to place the tree's
   // cgroups instead of below cryo's own (cgroup_restore.h).
   std::vector<std::string> cgroup_roots;
+  // Files changed since the dump (files/changed_files.h): refused unless
+  // allowed, each (--allow-changed PATH) or all (--ignore-changed-files).
+  bool ignore_changed_files = false;
+  std::vector<std::string> allow_changed;
 };
 
 // Restores the image. On success returns the restored root pid, running (cryo

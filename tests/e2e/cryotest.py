@@ -545,15 +545,16 @@ class Harness:
         return r
 
     def restore(self, images, detach=True, expect_ok=True, expected_pid=None,
-                timeout=CRYO_TIMEOUT):
+                timeout=CRYO_TIMEOUT, extra=()):
         """Restore from images.  On success returns Restored (pid checked
         against expected_pid, pid tracked for cleanup).  With expect_ok=False
-        a failure returns the CryoResult instead of raising."""
+        a failure returns the CryoResult instead of raising.  `extra`: more
+        arguments (--ignore-changed-files, --allow-changed PATH)."""
         self.counter += 1
         pidfile = os.path.join(self.tmp_root, "%03d-restore.pid" % self.counter)
         if expected_pid is not None:
             self.tracked_pids.append(expected_pid)  # whatever happens, clean it up
-        args = ["restore", "-D", images, "--pidfile", pidfile]
+        args = ["restore", "-D", images, "--pidfile", pidfile] + list(extra)
         if detach:
             args.append("--detach")
             r = self.run_cryo(args, timeout=timeout)

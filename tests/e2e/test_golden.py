@@ -32,7 +32,16 @@ def restore_golden(h, images):
     for pid in pids:
         if proc_stat(pid) is not None:
             fail("pid %d, needed by the golden image, is in use on this machine: %r" % (pid, proc_stat(pid)))
-    r = h.restore(images, detach=True, expected_pid=make_golden.PID)
+    # setup() made the program and its output file anew (other inodes, the
+    # output emptied): every file the image refers to changed since the dump,
+    # by construction. Refused by default, even in an image older than the
+    # check; the test says the change is expected.
+    refused = h.restore(images, expect_ok=False)
+    check(refused.rc != 0 and make_golden.DIR + "/out" in refused.message and "changed since the dump" in refused.message,
+          "restore of %s onto files made anew was not refused: %s" % (images, refused.message))
+    for pid in pids:
+        check(proc_stat(pid) is None, "pid %d exists after the refused restore" % pid)
+    r = h.restore(images, detach=True, expected_pid=make_golden.PID, extra=["--ignore-changed-files"])
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and len(ticks()) < 5:
         time.sleep(0.05)
