@@ -10,6 +10,8 @@ PKGS=(g++ cmake ninja-build pkg-config libprotobuf-dev protobuf-compiler libcli1
       sqlite3) # test_sqlite.py: the sqlite3 shell mid-transaction
 # tests/e2e/test_postgres.py: the server, initdb, pg_ctl and amcheck; psql and pg_isready.
 PKGS+=(postgresql-15 postgresql-client-15)
+# cryo dump/restore of TCP connections: the network lock (nft); test_tcp.py: redis-server.
+PKGS+=(nftables redis-server)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -97,6 +97,31 @@ bool ReleasedAlive(pid_t root, pid_t cryo) {
     }
     ::usleep(2000);
   }
+// `nft delete table inet NAME` (a network lock of the restore), bounded.
+bool RemoveNftTable(const std::string& name) {
+  const pid_t child = ::fork();
+  if (child == 0) {
+    const int null = ::open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      ::dup2(null, 2);
+    }
+    ::execl("/usr/sbin/nft", "nft", "delete", "table", "inet", name.c_str(), static_cast<char*>(nullptr));
+    ::execlp("nft", "nft", "delete", "table", "inet", name.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  if (child < 0) return false;
+  for (int i = 0; i < 2000; ++i) {  // 20 s
+    int st = 0;
+    const pid_t r = ::waitpid(child, &st, WNOHANG);
+    if (r == child) return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    if (r < 0 && errno != EINTR) return false;
+    ::usleep(10000);
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  return false;
 }
 
 // The janitor process: collects what cryo creates until its pipe closes.
@@ -112,6 +137,7 @@ bool ReleasedAlive(pid_t root, pid_t cryo) {
   ::close_range(hi + 1, ~0U, 0);
   std::vector<int> segments;
   std::vector<std::string> files, cgroups;
+  std::vector<std::string> locks;  // nftables tables (net/net_lock.h)
   bool done = false;
   pid_t root = 0;  // "done" said: the tree of `root` was being released
   for (;;) {
@@ -125,6 +151,7 @@ bool ReleasedAlive(pid_t root, pid_t cryo) {
     if (kind == 'S') segments.push_back(std::atoi(payload.c_str()));
     if (kind == 'F') files.push_back(payload);
     if (kind == 'C') cgroups.push_back(payload);
+    if (kind == 'N') locks.push_back(payload);
   }
   if (done || (root > 0 && ReleasedAlive(root, cryo))) ::_exit(0);
   int removed = 0;
@@ -143,6 +170,8 @@ bool ReleasedAlive(pid_t root, pid_t cryo) {
     while ((r = ::rmdir(it->c_str())) != 0 && errno == EBUSY && Now() < deadline) ::usleep(5000);
     if (r == 0) ++removed;
   }
+  for (const std::string& name : locks)
+    if (RemoveNftTable(name)) ++removed;
   if (removed)
     dprintf(2, "cryo: the restore (pid %d) did not complete: removed %d SysV segment(s), file(s) and cgroup(s) it had "
             "created\n", cryo, removed);
@@ -220,6 +249,8 @@ Status Janitor::WillCreateCgroup(const std::string& path) { return Send('C', pat
 void Janitor::Done(pid_t root) { (void)Send('D', std::to_string(root)); }
 
 void Janitor::Released() { Hangup(true); }
+Status Janitor::WillRemoveNetLock(const std::string& name) { return Send('N', name); }
+
 
 Janitor::~Janitor() {
   if (g_current == this) g_current = nullptr;

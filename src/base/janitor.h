@@ -36,6 +36,8 @@ class Janitor {
   Status WillCreateSysv(int id);
   // Before creating the file `path` (O_CREAT | O_EXCL).
   Status WillCreateFile(const std::string& path);
+  // The nftables table `name` (family inet) goes if the restore fails.
+  Status WillRemoveNetLock(const std::string& name);
   // Before creating the cgroup directory `path` (mkdir, parents told first):
   // removed last, deepest first, once the processes have left it.
   Status WillCreateCgroup(const std::string& path);

@@ -25,6 +25,7 @@
 #include "dump/dump.h"
 #include "image/image_dir.h"
 #include "image/show.h"
+#include "net/net_lock.h"
 #include "restore/pidns.h"
 #include "restore/restore.h"
 
@@ -148,7 +149,8 @@ int main(int argc, char** argv) {
                "  cryo check -t PID              can this tree be checkpointed? (what would be refused)\n"
                "  cryo dump -t PID -D DIR        checkpoint a process into DIR (then kill it)\n"
                "  cryo restore DIR               bring it back, with its PID, memory and files\n"
-               "  cryo show DIR                  what an image holds\n",
+               "  cryo show DIR                  what an image holds\n"
+               "  cryo unlock DIR                let the TCP connections of an image go (no restore)\n",
                "cryo"};
   app.set_version_flag("-V,--version", std::string("cryo ") + CRYO_VERSION + " (image format " +
                                            std::to_string(image::kFormatVersion) + ")");
@@ -184,6 +186,9 @@ int main(int argc, char** argv) {
   dump_cmd->add_flag("--progress", progress, "show progress while writing memory");
   bool force = false;
   dump_cmd->add_flag("-f,--force", force, "replace the image DIR already holds (refused without it)");
+  bool tcp_established = false;
+  dump_cmd->add_flag("--tcp-established", tcp_established,
+                     "accepted for compatibility: established TCP connections are always checkpointed");
 
   RestoreOptions restore;
   auto* restore_cmd = app.add_subcommand("restore", "restore a process from an image directory");
@@ -222,6 +227,15 @@ int main(int argc, char** argv) {
   show_cmd->add_option("dir", show_dir, "image directory")->required()->type_name("DIR");
   show_cmd->add_flag("--json", show_json, "machine-readable output");
 
+  std::string unlock_dir, unlock_table;
+  auto* unlock_cmd = app.add_subcommand(
+      "unlock", "remove the network lock that holds an image's TCP connections since a dump (the restore does it too)");
+  unlock_cmd->add_option("dir", unlock_dir, "image directory whose lock goes")->type_name("DIR");
+  unlock_cmd->add_option("--table", unlock_table, "the lock's nftables table (cryo-lock-...), for an image that is gone")
+      ->type_name("NAME");
+  bool unlock_stale = false;
+  unlock_cmd->add_flag("--stale", unlock_stale, "remove the locks of dumps that died (killed) before they finished");
+
   bool check_json = false, check_refresh = false, check_all = false, check_shell_job = false;
   pid_t check_pid = 0;
   auto* check_cmd = app.add_subcommand("check", "probe the kernel features cryo relies on; with -t PID, whether that tree can be checkpointed");
@@ -233,7 +247,7 @@ int main(int argc, char** argv) {
   check_cmd->add_flag("--all", check_all, "with -t: list every item, not a summary");
   check_cmd->add_flag("--shell-job", check_shell_job, "with -t: as dump --shell-job");
 
-  for (auto* sub : {dump_cmd, restore_cmd, show_cmd, check_cmd}) {
+  for (auto* sub : {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd}) {
     sub->add_option("--log-file,-o", log_file, "append a detailed log to FILE")->type_name("FILE");
     sub->add_flag("-v,--verbose", verbosity, "more messages on stderr (-vv for debug)");
     sub->add_flag("-q,--quiet", quiet, "no line on success (errors and warnings are still printed)");
@@ -245,9 +259,9 @@ int main(int argc, char** argv) {
     sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     // "A subcommand is required" would hide a mistyped command.
     const std::string command = cli::FirstWord(argc, argv, {"-o", "--log-file"});
-    const auto subs = {dump_cmd, restore_cmd, show_cmd, check_cmd};
+    const auto subs = {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd};
     if (!command.empty() && std::none_of(subs.begin(), subs.end(), [&](auto* c) { return c->get_name() == command; }))
-      return UsageError("unknown command '" + command + "' (the commands are check, dump, restore and show)");
+      return UsageError("unknown command '" + command + "' (the commands are check, dump, restore, show and unlock)");
     const int rc = app.exit(e);  // prints help, the version or the error
     return rc == 0 ? 0 : kUsage;
   }
@@ -354,6 +368,31 @@ int main(int argc, char** argv) {
     if (!img.ok()) return Fail(img.status());
     std::string out = show_json ? image::ShowJson(*img) : image::ShowText(*img);
     fwrite(out.data(), 1, out.size(), stdout);
+    return 0;
+  }
+  if (*unlock_cmd) {
+    if (unlock_stale) {
+      if (!unlock_dir.empty() || !unlock_table.empty()) return UsageError("unlock: --stale takes no image or table");
+      std::vector<std::string> removed;
+      if (Status s = RemoveStaleNetLocks(&removed); !s.ok()) return Fail(s);
+      Say(std::to_string(removed.size()) + " stale network lock(s) removed");
+      return 0;
+    }
+    if (unlock_dir.empty() == unlock_table.empty())
+      return UsageError("unlock: give an image directory, --table NAME or --stale");
+    std::string table = unlock_table;
+    if (table.empty()) {
+      const std::optional<image::Inventory> inv = ReadInventory(unlock_dir);
+      if (!inv) return Fail(Status::Error(unlock_dir + ": no complete image here"));
+      table = inv->net_lock();
+      if (table.empty()) {
+        Say(unlock_dir + ": the image holds no network lock");
+        return 0;
+      }
+    }
+    if (!IsNetLockName(table)) return UsageError("unlock: \"" + table + "\" is no network lock of cryo's");
+    if (Status s = RemoveNetLock(table); !s.ok()) return Fail(s);
+    Say("network lock " + table + " removed: the connections it held are free (their peers may reset them)");
     return 0;
   }
   if (*check_cmd && check_cmd->count("--pid")) {

@@ -44,6 +44,7 @@
 #include "files/file_locks.h"
 #include "files/file_sharing.h"
 #include "files/pipe_table.h"
+#include "net/tcp_session.h"
 #include "files/shared_tables.h"
 #include "files/tty_table.h"
 #include "tree/restore_plan.h"
@@ -282,6 +283,8 @@ bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
 // item is refused.
 struct Classified {
   SeizedTree tree;
+  // After the tree: its connections leave repair mode before the tree runs.
+  TcpDumpSession tcp;
   DumpScope scope;       // the tree's pids, threads and rebuilt groups
   TableSharing sharing;  // processes sharing an fd table or fs_struct with their parent
   Inspection inspection;
@@ -491,6 +494,8 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   // the tree still in cryo's hands.
   if (opts.leave_running) {
     const double td = Now();
+    // Its connections out of repair mode and unlocked first.
+    CRYO_RETURN_IF_ERROR(c.tcp.Release());
     CRYO_RETURN_IF_ERROR(tree.DetachAll());
     progress->resumed = true;
     progress->end = Now() - td;
@@ -499,6 +504,8 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   }
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
+  // Kill mode: the connections stay locked until the restore.
+  if (!opts.leave_running) inv.set_net_lock(c.tcp.lock_name());
   if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
   if (!tree.zombies().empty()) inv.add_features("zombies");
   if (SharesDescriptions(procs)) inv.add_features("shared-files");
@@ -559,6 +566,12 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   if (!opts.leave_running) {
     progress->frozen = Now() - c.seize_start;
     CRYO_RETURN_IF_ERROR(tree.KillAll());
+    // The dead tree's sockets close in repair mode (no reset); the lock is
+    // the image's until the restore.
+    CRYO_RETURN_IF_ERROR(c.tcp.Keep());
+    if (!inv.net_lock().empty())
+      LOG_INFO("TCP connections stay locked (nftables table inet %s) until the restore, or `cryo unlock %s`",
+               inv.net_lock().c_str(), opts.images_dir.c_str());
     lap(&progress->end, &tphase);
     LOG_DEBUG("tree killed in %.1f ms", progress->end * 1e3);
   }
@@ -583,9 +596,12 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   if (s.ok()) s = opts.env->RemoveFile(opts.images_dir + "/" + image::InventoryName());
   if (s.ok()) s = WriteImage(opts, c, writer.get(), &progress);
   if (!s.ok() && !progress.complete) {
-    // The tree back first (unless it runs already), then its files go.
+    // The tree back first (unless it runs already; its connections out of
+    // repair mode, unlocked), then its files go.
     if (!progress.resumed) {
-      Status d = c.tree.DetachAll();
+      Status d = c.tcp.Release();
+      if (!d.ok()) LOG_WARN("TCP connections: %s", d.ToString().c_str());
+      d = c.tree.DetachAll();
       if (!d.ok()) LOG_WARN("detaching the tree: %s", d.ToString().c_str());
     }
     Status d = writer->Discard();

@@ -106,6 +106,7 @@ const FdKindHandler* PipeHandler();
 const FdKindHandler* FifoHandler();
 const FdKindHandler* ListenSocketFdHandler();  // src/net/listen_socket.cc
 const FdKindHandler* UnixSocketFdHandler();    // src/net/unix_socket.cc
+const FdKindHandler* TcpSocketFdHandler();     // src/net/tcp_socket.cc
 
 // The pipe id of a FIFO (its inode on a file system), distinct from pipe ids.
 uint64_t FifoPipeId(uint64_t dev, uint64_t ino);

@@ -60,6 +60,7 @@ const std::vector<const FdKindHandler*>& FdKindHandlers() {
       FifoHandler(),
       ListenSocketFdHandler(),
       UnixSocketFdHandler(),
+      TcpSocketFdHandler(),
       PtyHandler(),
       ExternalTtyHandler(),
   };

@@ -173,6 +173,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "unlinked-files",
       "unix-pending-connections",
       "unix-external-peers",
+      "tcp-established",
   };
   return kFeatures;
 }

@@ -106,6 +106,14 @@ std::string ListenSocketText(const Fd& f) {
     if (u.options_size()) o << ", " << u.options_size() << " options set";
     return o.str();
   }
+  if (f.kind() == FD_TCP_SOCKET) {  // an established TCP connection: its queues
+    const TcpSocket& t = f.tcp_socket();
+    std::ostringstream o;
+    o << ", TCP inode " << t.ino() << ", send queue " << t.send_queue().size() << " bytes (" << t.unsent()
+      << " unsent), receive queue " << t.recv_queue().size() << " bytes, mss " << t.mss();
+    if (t.options_size()) o << ", " << t.options_size() << " options set";
+    return o.str();
+  }
   if (f.kind() != FD_LISTEN_SOCKET) return "";
   const ListenSocket& l = f.listen_socket();
   std::ostringstream o;

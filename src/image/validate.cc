@@ -114,6 +114,7 @@ const char* FeatureOf(FdKind k) {
     case FD_POSIX_SHM: return "posix-shm";
     case FD_LISTEN_SOCKET: return "listen-sockets";
     case FD_UNIX_SOCKET: return "unix-sockets";
+    case FD_TCP_SOCKET: return "tcp-established";
     default: return nullptr;
   }
 }
@@ -167,6 +168,8 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
                   : o.kind() == SHM_POSIX ? "posix-shm"
                   : o.kind() == SHM_ANON  ? "anon-shmem"
                                           : "sysv-shm");
+  // A network lock holds TCP connections of the image.
+  if (!img.inventory.net_lock().empty()) needed.insert("tcp-established");
   for (const std::string& f : needed)
     if (!index.features.count(f))
       return Bad(img, InventoryName(), "the records need feature '" + f + "', which the inventory does not list");
@@ -191,6 +194,7 @@ Status ValidateInventory(const LoadedImage& img) {
                            ") does not support; restore it with a newer cryo");
     if (!seen.insert(f).second) return Bad(img, file, "feature '" + f + "' is listed twice");
   }
+  if (std::string p = NetLockProblem(inv); !p.empty()) return Bad(img, file, p);
   for (const char* always : {"x86_64", "xsave"})
     if (!seen.count(always)) return Bad(img, file, std::string("the feature '") + always + "' is missing");
   // Sizes of XSAVE areas: the legacy area and header (576 bytes) up to what

@@ -53,6 +53,9 @@ Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const Pro
 Status ValidateFds(const LoadedImage& img, const Index& index, int pid, const ProcessImage& p);
 // A UNIX socket's fd record on its own (validate_unix.cc); "" if valid.
 std::string UnixSocketProblem(const Fd& f);
+// FD_TCP_SOCKET (validate_tcp.cc); the inventory's net_lock.
+std::string TcpSocketProblem(const Fd& f);
+std::string NetLockProblem(const Inventory& inv);
 // struct sockaddr_un with a name: absolute path or abstract; "" if valid.
 std::string UnixAddressProblem(const std::string& a);
 // Recorded socket options (validate_fds.cc); `ipv6`: IPPROTO_IPV6 allowed.

@@ -1006,6 +1006,80 @@ TEST(ValidateTest, UnixSocketFields) {
   });
 }
 
+// An established IPv4 connection 127.0.0.1:1000 <-> 127.0.0.1:2000 on fd 3.
+TcpSocket* AddTcp(TestImage& t) {
+  t.inv.add_features("tcp-established");
+  TcpSocket* s = AddFd(t, 3, FD_TCP_SOCKET, O_RDWR)->mutable_tcp_socket();
+  s->set_family(AF_INET);
+  for (uint16_t port : {1000, 2000}) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    (port == 1000 ? s->mutable_local() : s->mutable_peer())->assign(reinterpret_cast<const char*>(&a), sizeof(a));
+  }
+  s->set_state(TCP_ESTABLISHED);
+  s->set_mss(65483);
+  s->set_send_queue("abcdef");
+  s->set_unsent(2);
+  s->set_recv_queue("xyz");
+  s->set_window_scaling(true);
+  s->set_send_wscale(7);
+  s->set_recv_wscale(7);
+  return s;
+}
+
+// TCP connections (validate_tcp.cc) and the inventory's network lock.
+TEST(ValidateTest, TcpSocketFields) {
+  {
+    TestImage t = MakeTestImage();
+    AddTcp(t);
+    t.inv.set_net_lock("cryo-lock-12-345-0");
+    EXPECT_EQ(LoadError(t), "");
+  }
+  ExpectRefused({
+      {"without its feature", [](TestImage& t) {
+         AddTcp(t);
+         t.inv.mutable_features()->RemoveLast();
+       }, "feature 'tcp-established'"},
+      {"a lock without the feature", [](TestImage& t) { t.inv.set_net_lock("cryo-lock-1-2-0"); }, "feature 'tcp-established'"},
+      {"a lock name nft would read otherwise", [](TestImage& t) {
+         AddTcp(t);
+         t.inv.set_net_lock("cryo-lock-1; flush ruleset");
+       }, "network lock name"},
+      {"a lock of another's name", [](TestImage& t) {
+         AddTcp(t);
+         t.inv.set_net_lock("filter");
+       }, "network lock name"},
+      {"state message missing", [](TestImage& t) {
+         AddTcp(t);
+         t.procs[42].fds.mutable_fds(0)->clear_tcp_socket();
+       }, "state of another kind"},
+      {"not established", [](TestImage& t) { AddTcp(t)->set_state(TCP_FIN_WAIT1); }, "TCP state 4"},
+      {"unknown family", [](TestImage& t) { AddTcp(t)->set_family(AF_UNIX); }, "family unknown"},
+      {"IPv6 family, IPv4 addresses", [](TestImage& t) { AddTcp(t)->set_family(AF_INET6); }, "another family"},
+      {"short peer", [](TestImage& t) { AddTcp(t)->mutable_peer()->resize(8); }, "peer"},
+      {"more unsent than queued", [](TestImage& t) { AddTcp(t)->set_unsent(7); }, "unsent"},
+      {"mss 0", [](TestImage& t) { AddTcp(t)->set_mss(0); }, "MSS 0"},
+      {"window scale 15", [](TestImage& t) { AddTcp(t)->set_send_wscale(15); }, "window scale"},
+      {"scale without scaling", [](TestImage& t) { AddTcp(t)->set_window_scaling(false); }, "window scale"},
+      {"v6only on IPv4", [](TestImage& t) { AddTcp(t)->set_v6only(true); }, "IPV6_V6ONLY"},
+      {"option twice", [](TestImage& t) {
+         TcpSocket* s = AddTcp(t);
+         for (int i = 0; i < 2; ++i) {
+           SocketOption* o = s->add_options();
+           o->set_level(IPPROTO_TCP);
+           o->set_name(TCP_NODELAY);
+           o->set_value("abcd");
+         }
+       }, "socket option"},
+      {"write-only", [](TestImage& t) {
+         AddTcp(t);
+         t.procs[42].fds.mutable_fds(0)->set_flags(O_WRONLY);
+       }, "flags"},
+  });
+}
+
 }  // namespace
 }  // namespace cryo::image
 

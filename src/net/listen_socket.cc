@@ -206,9 +206,18 @@ class ListenSocketHandler final : public FdKindHandler {
     const int backlog = l.backlog() > 0 ? l.backlog() : SOMAXCONN;
     if (l.family() == AF_UNIX && l.listen_pid() == ::getpid()) {
       CRYO_RETURN_IF_ERROR(ListenAs(f.fd(), l, backlog, what));
-    } else if (::listen(f.fd(), backlog) != 0) {
-      return Status::FromErrno("listen on " + what);
+      return ConnectPendingClients(l, what);
     }
+    // Connections accepted from it are bound to its port already (restored
+    // in repair mode, net/tcp_socket.cc): listen(2) checks the port again
+    // (inet_csk_listen_start), and passes with SO_REUSEADDR, put back after.
+    const int one = 1, zero = 0;
+    const bool reuse = l.family() != AF_UNIX && !l.reuseaddr();
+    if (reuse && ::setsockopt(f.fd(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+      return Status::FromErrno("SO_REUSEADDR on " + what);
+    if (::listen(f.fd(), backlog) != 0) return Status::FromErrno("listen on " + what);
+    if (reuse && ::setsockopt(f.fd(), SOL_SOCKET, SO_REUSEADDR, &zero, sizeof(zero)) != 0)
+      return Status::FromErrno("SO_REUSEADDR on " + what);
     return ConnectPendingClients(l, what);
   }
 };

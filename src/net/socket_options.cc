@@ -181,12 +181,12 @@ std::string SocketOptionName(int level, int name) {
 }
 
 Status DumpSocketOptions(int fd, int family, int type, int protocol, const std::string& what,
-                         google::protobuf::RepeatedPtrField<image::SocketOption>* out) {
+                         google::protobuf::RepeatedPtrField<image::SocketOption>* out, bool connected) {
   CRYO_RETURN_IF_ERROR(CheckUnreadable(fd, family, what));
   UniqueFd fresh(::socket(family, type | SOCK_CLOEXEC, protocol));
   if (!fresh.valid()) return Status::FromErrno("socket to compare the options of " + what);
   for (const Option& o : kOptions) {
-    if (!Applies(o, family)) continue;
+    if (!Applies(o, family) || (connected && o.level == kTcp && o.name == 2 /*TCP_MAXSEG*/)) continue;
     std::string mine, theirs;
     const bool has = Get(fd, o, &mine);
     if (!has || (Get(fresh.get(), o, &theirs) && theirs == mine)) continue;

@@ -17,9 +17,11 @@
 namespace cryo {
 
 // Records the options of `fd` (family, type and protocol as given) that differ
-// from a new socket's. `what` names the socket in errors.
+// from a new socket's. `what` names the socket in errors. A `connected` TCP
+// socket skips TCP_MAXSEG (its segment size is the connection's, restored
+// with TCP_REPAIR_OPTIONS, not a user's clamp).
 Status DumpSocketOptions(int fd, int family, int type, int protocol, const std::string& what,
-                         google::protobuf::RepeatedPtrField<image::SocketOption>* out);
+                         google::protobuf::RepeatedPtrField<image::SocketOption>* out, bool connected = false);
 
 // Sets `options` on `fd`, a new socket (before bind).
 Status RestoreSocketOptions(int fd, const google::protobuf::RepeatedPtrField<image::SocketOption>& options,

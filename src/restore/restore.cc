@@ -48,6 +48,7 @@
 #include "restorer/blob.h"
 #include "restorer/restorer_args.h"
 #include "seize/ptrace_util.h"
+#include "net/tcp_session.h"
 #include "tree/job_control.h"
 #include "tree/proc_attrs.h"
 #include "tree/task_restore.h"
@@ -313,6 +314,7 @@ Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::vec
 bool NeedsJanitor(const image::LoadedImage& img) {
   for (const auto& [pid, p] : img.processes)
     if (p.core.cgroups_size()) return true;  // cgroups it may create
+  if (!img.inventory.net_lock().empty()) return true;
   for (const image::ShmObject& o : img.shm.objects())
     if (o.kind() == image::SHM_SYSV || o.kind() == image::SHM_POSIX) return true;
   for (const auto& [pid, p] : img.processes)
@@ -388,6 +390,11 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     CRYO_ASSIGN_OR_RETURN(janitor, Janitor::Start(ImagePids(img)));
     SetCurrentJanitor(janitor.get());
   }
+  // The image's TCP connections: the lock goes whatever happens (the
+  // janitor removes it if cryo dies).
+  const std::string& net_lock = img.inventory.net_lock();
+  TcpRestoreGuard tcp_guard(net_lock);
+  if (!net_lock.empty()) CRYO_RETURN_IF_ERROR(janitor->WillRemoveNetLock(net_lock));
   CRYO_ASSIGN_OR_RETURN(cgroup::CgroupRoots cgroup_roots, cgroup::ParseCgroupRoots(opts.cgroup_roots));
   // Declared before the tree guard: on failure the processes go first, then
   // the cgroups created for them.
@@ -578,6 +585,9 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   std::vector<std::string> stop_warnings;
   for (pid_t pid : leaders) CRYO_RETURN_IF_ERROR(StopAtRelease(img.processes.at(pid).core, &stop_warnings));
   for (const std::string& w : stop_warnings) LOG_WARN("%s", w.c_str());
+  // TCP connections out of repair mode, unsent bytes sent, the lock removed:
+  // the tree is stopped until the release below.
+  CRYO_RETURN_IF_ERROR(tcp_guard.Finish());
   // What the restore made stays from here on (a kill between this and the
   // release leaves it, never a running tree without it). The restore is
   // committed: signals that would end cryo are ignored until it has reported

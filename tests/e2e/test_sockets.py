@@ -2,7 +2,8 @@
 """End-to-end tests of listening sockets: a TCP listener on loopback and a
 UNIX listener, each with a thread blocked in accept(2), are restored bound
 and listening, and the blocked accepts go on; a listener with a connection
-waiting and a connected TCP socket are refused by name, the process untouched.
+waiting is refused by name, the process untouched (TCP connections:
+test_tcp.py).
 A UNIX listener's file keeps its owner, mode and times; its options, backlog
 and peer credentials (as clients see them) are restored; one whose file was
 removed stays without one; one whose path now leads to another listener's
@@ -134,18 +135,6 @@ def test_pending_connection_refused(h):
         c.close()
 
 
-def test_connected_socket_refused(h):
-    """A TCP connection (UNIX socketpairs are restored: test_unix.py)."""
-    w = h.start("pair", [cryotest.PYTHON, "-c",
-                         "import socket, time\n"
-                         "l = socket.create_server(('127.0.0.1', 0))\n"
-                         "a = socket.create_connection(l.getsockname()); b, _ = l.accept(); l.close()\n"
-                         "open('ready', 'w').write('x')\n"
-                         "while True: time.sleep(0.05)\n"])
-    wait_file(w, "ready")
-    expect_refused(h, w, ["socket", "not supported", str(w.pid)])
-
-
 # A UNIX server whose socket file has its own owner, mode and times, with
 # options set, a small backlog, and listening under other effective ids
 # (clients see them as its SO_PEERCRED); it reports what it observes of itself.
@@ -261,7 +250,6 @@ TESTS = [
     test_listeners_kill_and_rewind,
     test_listeners_leave_running,
     test_pending_connection_refused,
-    test_connected_socket_refused,
     test_unix_socket_file_options_and_peer,
     test_two_listeners_on_one_path_refused,
 ]

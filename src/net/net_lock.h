@@ -1,0 +1,68 @@
+// The network lock: while a TCP connection is checkpointed and until it is
+// restored, its packets are dropped by an nftables table of cryo's own
+// (family inet, named cryo-lock-PID-STARTTIME-N), so that neither end sees a
+// reset or an acknowledgement the other end's image does not know about.
+// The table is made by the dump (net/tcp_dump_session.h) and removed when the
+// dump fails or leaves the tree running; after a dump in kill mode it stays,
+// named in the image's inventory (net_lock), until the restore (or
+// `cryo unlock`) removes it. nft(8) is run as a child process.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+
+namespace cryo {
+
+// The prefix of every lock table's name.
+inline constexpr char kNetLockPrefix[] = "cryo-lock";
+
+// Whether `name` is a name cryo gives a lock table (prefix, then [A-Za-z0-9-]).
+bool IsNetLockName(const std::string& name);
+
+// One end of a connection: a struct sockaddr_in or sockaddr_in6 as text; a
+// v4-mapped IPv6 address (::ffff:a.b.c.d) is the IPv4 address it carries
+// (what goes over the wire).
+struct InetEndpoint {
+  bool ipv4 = false;
+  std::string ip;  // "" if `addr` is neither
+  uint16_t port = 0;
+};
+InetEndpoint ParseInetEndpoint(const std::string& addr);
+
+// A new table name for a lock of this process.
+std::string NewNetLockName();
+
+// One connection's two ends: struct sockaddr_in or sockaddr_in6 each (a
+// v4-mapped IPv6 address is locked as the IPv4 address it carries).
+struct LockedConnection {
+  std::string local, peer;
+};
+
+// The nft(8) commands that add the table with its drop rules for `conns`
+// (exposed for tests).
+std::string NetLockScript(const std::string& name, const std::vector<LockedConnection>& conns);
+
+// Adds the table (if `create`) and rules that drop every packet of `conns`
+// in both directions.
+Status AddNetLock(const std::string& name, const std::vector<LockedConnection>& conns, bool create);
+
+// A dump's table carries a marker chain ("dumping") until the dump hands it
+// over to its image (kill mode): a table with the marker whose creator is
+// gone is left by a dump that died (kill -9), and is stale.
+Status MarkNetLockKept(const std::string& name);
+// Removes the stale tables of dead dumps; their names in *removed.
+Status RemoveStaleNetLocks(std::vector<std::string>* removed);
+
+// Removes the table; Ok if there is none of that name.
+Status RemoveNetLock(const std::string& name);
+
+// Whether the table exists.
+Result<bool> NetLockExists(const std::string& name);
+
+// Runs nft(8) with `script` on its standard input (bounded wait); its error
+// output in the status.
+Status RunNft(const std::string& script);
+
+}  // namespace cryo

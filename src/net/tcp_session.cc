@@ -1,0 +1,186 @@
+#include "net/tcp_session.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <atomic>
+
+#include "base/log.h"
+
+namespace cryo {
+
+namespace {
+
+std::atomic<TcpDumpSession*> current{nullptr};
+std::mutex pending_mu;
+std::vector<PendingTcp> pending;
+
+Status RepairOff(int fd, int reuseaddr, const std::string& what) {
+  const int off = TCP_REPAIR_OFF;
+  if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)) != 0)
+    return Status::FromErrno("TCP_REPAIR off on " + what);
+  // Leaving repair mode resets sk_reuse (do_tcp_setsockopt).
+  if (reuseaddr > 0 && ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuseaddr, sizeof(reuseaddr)) != 0)
+    return Status::FromErrno("SO_REUSEADDR on " + what);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status SendAll(int fd, const std::string& data, bool receive_queue, const std::string& what) {
+  const int get = receive_queue ? SO_RCVBUF : SO_SNDBUF;
+  const int force = receive_queue ? SO_RCVBUFFORCE : SO_SNDBUFFORCE;
+  int before = 0;
+  socklen_t len = sizeof(before);
+  if (::getsockopt(fd, SOL_SOCKET, get, &before, &len) != 0) return Status::FromErrno("buffer size of " + what);
+  bool raised = false;
+  size_t done = 0;
+  Status st;
+  while (done < data.size()) {
+    const ssize_t n = ::send(fd, data.data() + done, data.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == ENOMEM) && !raised) {
+      // The kernel doubles what is set (socket(7)): room for the rest twice over.
+      const size_t want = static_cast<size_t>(before) + 2 * (data.size() - done) + (1 << 20);
+      const int v = static_cast<int>(std::min<size_t>(want, 1u << 30));
+      if (::setsockopt(fd, SOL_SOCKET, force, &v, sizeof(v)) != 0) {
+        st = Status::FromErrno("raising the buffer of " + what);
+        break;
+      }
+      raised = true;
+      continue;
+    }
+    if (n <= 0) {
+      st = Status::FromErrno(std::string("queueing ") + std::to_string(data.size() - done) + " bytes (" +
+                             (receive_queue ? "received" : "to send") + ") on " + what);
+      break;
+    }
+    done += static_cast<size_t>(n);
+  }
+  const int half = before / 2;  // getsockopt reports the doubled value
+  if (raised && ::setsockopt(fd, SOL_SOCKET, force, &half, sizeof(half)) != 0 && st.ok())
+    st = Status::FromErrno("setting the buffer of " + what + " back");
+  return st;
+}
+
+TcpDumpSession::TcpDumpSession() { current = this; }
+
+TcpDumpSession::~TcpDumpSession() {
+  if (!done_) {
+    Status s = Release();
+    if (!s.ok()) LOG_WARN("TCP connections after the dump: %s", s.ToString().c_str());
+  }
+  TcpDumpSession* me = this;
+  current.compare_exchange_strong(me, nullptr);
+}
+
+Status TcpDumpSession::Lock(const LockedConnection& c) {
+  std::lock_guard<std::mutex> l(mu_);
+  const bool create = lock_.empty();
+  if (create) {
+    // The tables of dumps that died (kill -9) go first.
+    std::vector<std::string> stale;
+    CRYO_RETURN_IF_ERROR(RemoveStaleNetLocks(&stale));
+    for (const std::string& s : stale) LOG_WARN("removed network lock %s, left by a dump that died", s.c_str());
+  }
+  const std::string name = create ? NewNetLockName() : lock_;
+  // Named before it is made: a failure half-way still removes it.
+  lock_ = name;
+  return AddNetLock(name, {c}, create);
+}
+
+Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string& what) {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const Held& h : held_)
+    if (h.ino == ino) return h.reuseaddr;
+  int reuseaddr = 0;
+  socklen_t len = sizeof(reuseaddr);
+  if (::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuseaddr, &len) != 0) return Status::FromErrno("SO_REUSEADDR of " + what);
+  UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!dup.valid()) return Status::FromErrno("dup of " + what);
+  const int on = TCP_REPAIR_ON;
+  if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) != 0) return Status::FromErrno("TCP_REPAIR on " + what);
+  held_.push_back({ino, std::move(dup), reuseaddr});
+  return reuseaddr;
+}
+
+bool TcpDumpSession::FindRecord(uint64_t ino, image::TcpSocket* out) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = records_.find(ino);
+  if (it == records_.end()) return false;
+  *out = it->second;
+  return true;
+}
+
+void TcpDumpSession::KeepRecord(const image::TcpSocket& t) {
+  std::lock_guard<std::mutex> l(mu_);
+  records_.emplace(t.ino(), t);
+}
+
+std::string TcpDumpSession::lock_name() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return lock_;
+}
+
+Status TcpDumpSession::Release() {
+  std::lock_guard<std::mutex> l(mu_);
+  done_ = true;
+  Status first;
+  for (Held& h : held_) {
+    Status s = RepairOff(h.fd.get(), h.reuseaddr, "a TCP connection of the tree");
+    if (!s.ok() && first.ok()) first = s;
+  }
+  held_.clear();
+  if (!lock_.empty()) {
+    Status s = RemoveNetLock(lock_);
+    if (!s.ok() && first.ok()) first = s;
+    lock_.clear();
+  }
+  return first;
+}
+
+Status TcpDumpSession::Keep() {
+  std::lock_guard<std::mutex> l(mu_);
+  done_ = true;
+  held_.clear();  // closed in repair mode: no reset reaches the peer
+  // The table is the image's now, no longer a dump's.
+  return lock_.empty() ? Status::Ok() : MarkNetLockKept(lock_);
+}
+
+TcpDumpSession* CurrentTcpDump() { return current; }
+
+void AddPendingTcp(PendingTcp p) {
+  std::lock_guard<std::mutex> l(pending_mu);
+  pending.push_back(std::move(p));
+}
+
+Status FinishTcpRestore(const std::string& lock) {
+  std::vector<PendingTcp> mine;
+  {
+    std::lock_guard<std::mutex> l(pending_mu);
+    mine.swap(pending);
+  }
+  for (PendingTcp& p : mine) {
+    CRYO_RETURN_IF_ERROR(RepairOff(p.fd.get(), p.reuseaddr ? 1 : 0, p.what));
+    // Never sent by the original: sent now, as the program had asked.
+    CRYO_RETURN_IF_ERROR(SendAll(p.fd.get(), p.unsent, false, p.what));
+  }
+  mine.clear();
+  if (!lock.empty()) CRYO_RETURN_IF_ERROR(RemoveNetLock(lock));
+  return Status::Ok();
+}
+
+void AbandonTcpRestore(const std::string& lock) {
+  {
+    std::lock_guard<std::mutex> l(pending_mu);
+    pending.clear();  // closed in repair mode: no reset
+  }
+  if (lock.empty()) return;
+  Status s = RemoveNetLock(lock);
+  if (!s.ok()) LOG_WARN("%s", s.ToString().c_str());
+}
+
+}  // namespace cryo

@@ -1,0 +1,118 @@
+// The TCP connections of one dump and of one restore.
+//
+// Dump: each connection is locked (net_lock.h) and put in repair mode
+// (TCP_REPAIR) before its state is read; a duplicate of the socket is held
+// until the dump ends. If the dump fails, or leaves the tree running, repair
+// mode ends (SO_REUSEADDR put back: leaving repair clears it, tcp.c
+// do_tcp_setsockopt) and the lock goes, before the tree runs again. In kill
+// mode the duplicates are closed after the kill while still in repair mode,
+// which closes them without a reset (tcp_disconnect), and the lock stays for
+// the restore.
+//
+// Restore: the sockets made again stay in repair mode in cryo's hands until
+// the tree is complete; then repair mode ends, the bytes that had not been
+// sent are sent, and the image's lock goes. A failed restore closes them in
+// repair mode (no reset) and removes the lock.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "base/unique_fd.h"
+#include "cryo/image.pb.h"
+#include "net/net_lock.h"
+
+namespace cryo {
+
+class TcpDumpSession {
+ public:
+  TcpDumpSession();
+  ~TcpDumpSession();  // Release() unless Keep() came first
+  TcpDumpSession(const TcpDumpSession&) = delete;
+  TcpDumpSession& operator=(const TcpDumpSession&) = delete;
+
+  // Drops the packets of `c` from now on (the table is made the first time).
+  Status Lock(const LockedConnection& c);
+  // Puts socket `fd` (inode `ino`) in repair mode and holds a duplicate;
+  // returns its SO_REUSEADDR value from before (repair mode forces address
+  // reuse, do_tcp_setsockopt), also for another fd of a socket held already.
+  Result<int> EnterRepair(uint64_t ino, int fd, const std::string& what);
+  // Held while a socket is read in repair mode: the queue TCP_REPAIR_QUEUE
+  // selects is the socket's, shared by the fds of several processes that
+  // the dump describes on several threads.
+  std::unique_lock<std::mutex> SerializeRepair() { return std::unique_lock<std::mutex>(repair_mu_); }
+  // Every fd of one socket carries the same record (shared descriptions are
+  // checked to agree): the first fd's, read once.
+  bool FindRecord(uint64_t ino, image::TcpSocket* out) const;
+  void KeepRecord(const image::TcpSocket& t);
+  // The lock table ("" when no connection was locked).
+  std::string lock_name() const;
+  // Repair mode off on every held socket, the lock removed.
+  Status Release();
+  // Kill mode, once the tree is dead: the sockets closed in repair mode, the
+  // lock kept (named in the image; its "dumping" marker removed).
+  Status Keep();
+
+ private:
+  struct Held {
+    uint64_t ino;
+    UniqueFd fd;
+    int reuseaddr;
+  };
+  mutable std::mutex mu_;
+  std::mutex repair_mu_;
+  std::string lock_;
+  std::vector<Held> held_;
+  std::map<uint64_t, image::TcpSocket> records_;
+  bool done_ = false;
+};
+
+// The session of the dump in progress (nullptr: none).
+TcpDumpSession* CurrentTcpDump();
+
+// Sends all of `data` on `fd` without blocking. The restored buffer may
+// account the bytes differently from the original's (one segment per send in
+// repair mode): when it is full, it is raised for the moment (SO_SNDBUFFORCE,
+// or SO_RCVBUFFORCE for the receive queue of repair mode) and set back.
+Status SendAll(int fd, const std::string& data, bool receive_queue, const std::string& what);
+
+// Restore side (in cryo, where the fd pool makes the sockets).
+struct PendingTcp {
+  UniqueFd fd;          // a duplicate of the restored socket, in repair mode
+  std::string unsent;   // bytes to send once repair mode is off
+  bool reuseaddr = false;
+  std::string what;
+};
+// Registers a restored socket (net/tcp_socket.cc).
+void AddPendingTcp(PendingTcp p);
+// Every restored connection leaves repair mode and sends what it had not
+// sent; then the image's lock (`lock`, may be empty) is removed.
+Status FinishTcpRestore(const std::string& lock);
+// A failed restore: sockets closed in repair mode, the lock removed.
+void AbandonTcpRestore(const std::string& lock);
+
+// Abandons the restore's connections unless Finish() succeeded.
+class TcpRestoreGuard {
+ public:
+  explicit TcpRestoreGuard(std::string lock) : lock_(std::move(lock)) {}
+  ~TcpRestoreGuard() {
+    if (!done_) AbandonTcpRestore(lock_);
+  }
+  TcpRestoreGuard(const TcpRestoreGuard&) = delete;
+  TcpRestoreGuard& operator=(const TcpRestoreGuard&) = delete;
+  Status Finish() {
+    Status s = FinishTcpRestore(lock_);
+    done_ = s.ok();
+    return s;
+  }
+
+ private:
+  std::string lock_;
+  bool done_ = false;
+};
+
+}  // namespace cryo

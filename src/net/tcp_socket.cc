@@ -1,0 +1,274 @@
+// Established TCP connections (IPv4, IPv6, v4-mapped), with TCP_REPAIR
+// (Documentation/networking/ and net/ipv4/tcp.c): the dump locks the
+// connection (net_lock.h), puts the socket in repair mode and reads its
+// sequence numbers, both queues (MSG_PEEK on the queue TCP_REPAIR_QUEUE
+// selects), the options the handshake negotiated (TCP_INFO), the window
+// (TCP_REPAIR_WINDOW) and the timestamp clock; the restore makes a socket in
+// repair mode, sets the sequence numbers, binds and connects it (no packet
+// is sent in repair mode: the socket is just ESTABLISHED), refills both
+// queues and sets the options and window back. Repair mode ends once the
+// whole tree is rebuilt (tcp_session.h). Every other state, and a connection
+// shut down for reading, is refused by name.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+
+#include "base/unique_fd.h"
+#include "files/fd_kind.h"
+#include "net/net_lock.h"
+#include "net/socket_options.h"
+#include "net/tcp_session.h"
+
+namespace cryo {
+
+std::string TcpStateName(int state);
+std::string TcpEndpointName(const std::string& addr);
+
+namespace {
+
+constexpr int kTcpOptMss = 2, kTcpOptWindow = 3, kTcpOptSackPerm = 4, kTcpOptTimestamp = 8;  // TCPOPT_* (net/tcp.h)
+
+UniqueFd GrabTcp(const FdSource& s) {
+  if (!S_ISSOCK(s.st.st_mode)) return UniqueFd();
+  UniqueFd fd(s.Grab());
+  if (!fd.valid()) return UniqueFd();
+  const int family = IntSocketOption(fd.get(), SOL_SOCKET, SO_DOMAIN);
+  if ((family != AF_INET && family != AF_INET6) || IntSocketOption(fd.get(), SOL_SOCKET, SO_TYPE) != SOCK_STREAM ||
+      IntSocketOption(fd.get(), SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP ||
+      IntSocketOption(fd.get(), SOL_SOCKET, SO_ACCEPTCONN) == 1)
+    return UniqueFd();
+  return fd;
+}
+
+std::string Describe(const image::TcpSocket& t) {
+  return std::string(t.family() == AF_INET ? "TCP " : "TCP6 ") + TcpEndpointName(t.local()) + " <-> " +
+         TcpEndpointName(t.peer());
+}
+
+Status SetInt(int fd, int level, int name, int value, const std::string& what, const char* label) {
+  if (::setsockopt(fd, level, name, &value, sizeof(value)) != 0) return Status::FromErrno(std::string(label) + " on " + what);
+  return Status::Ok();
+}
+
+// The queue TCP_REPAIR_QUEUE selects: its sequence number and `len` bytes
+// read without consuming them.
+Status PeekQueue(int fd, int queue, size_t len, uint32_t* seq, std::string* data, const std::string& what) {
+  const char* name = queue == TCP_SEND_QUEUE ? "send queue" : "receive queue";
+  CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue, what, "TCP_REPAIR_QUEUE"));
+  socklen_t sl = sizeof(*seq);
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, seq, &sl) != 0)
+    return Status::FromErrno("TCP_QUEUE_SEQ of the " + std::string(name) + " of " + what);
+  data->assign(len, '\0');
+  if (len == 0) return Status::Ok();
+  const ssize_t n = ::recv(fd, data->data(), len, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0) return Status::FromErrno("reading the " + std::string(name) + " of " + what);
+  if (static_cast<size_t>(n) != len)
+    return Status::Error(what + ": its " + name + " holds " + std::to_string(len) + " bytes but " + std::to_string(n) +
+                         " could be read");
+  return Status::Ok();
+}
+
+// Whether the socket lives in cryo's network namespace (the lock and the
+// restore act there).
+bool InOurNetns(int fd) {
+  UniqueFd ns(::ioctl(fd, SIOCGSKNS));
+  struct stat a{}, b{};
+  return ns.valid() && ::fstat(ns.get(), &a) == 0 && ::stat("/proc/self/ns/net", &b) == 0 && a.st_ino == b.st_ino &&
+         a.st_dev == b.st_dev;
+}
+
+Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
+  t->set_family(IntSocketOption(fd, SOL_SOCKET, SO_DOMAIN));
+  t->set_ino(s.st.st_ino);
+  sockaddr_storage a{};
+  socklen_t len = sizeof(a);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return Status::FromErrno("getsockname of " + s.what());
+  t->set_local(std::string(reinterpret_cast<const char*>(&a), len));
+  tcp_info ti{};
+  socklen_t tl = sizeof(ti);
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0) return Status::FromErrno("TCP_INFO of " + s.what());
+  len = sizeof(a);
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) t->set_peer(std::string(reinterpret_cast<const char*>(&a), len));
+  t->set_state(ti.tcpi_state);
+  std::string what = s.what() + ": " + Describe(*t);
+  if (ti.tcpi_state != TCP_ESTABLISHED)
+    return Status::Error(what + " (" + TcpStateName(ti.tcpi_state) +
+                         "): only established connections are restored (close or finish it before the checkpoint)");
+  // Shut down for reading (shutdown(SHUT_RD)) keeps ESTABLISHED; poll shows it.
+  pollfd p = {fd, POLLRDHUP, 0};
+  if (::poll(&p, 1, 0) > 0 && (p.revents & POLLRDHUP))
+    return Status::Error(what + " (ESTABLISHED) is shut down for reading, which cryo does not restore");
+  if (!InOurNetns(fd))
+    return Status::Error(what + " is in another network namespace than cryo's, which cryo does not restore yet");
+  TcpDumpSession* session = CurrentTcpDump();
+  if (!session) return Status::Error("internal: " + what + " met outside a dump");
+  t->set_reuseport(IntSocketOption(fd, SOL_SOCKET, SO_REUSEPORT) == 1);
+  if (t->family() == AF_INET6) t->set_v6only(IntSocketOption(fd, IPPROTO_IPV6, IPV6_V6ONLY) == 1);
+  t->set_owner_uid(s.st.st_uid);
+  t->set_owner_gid(s.st.st_gid);
+  CRYO_RETURN_IF_ERROR(
+      DumpSocketOptions(fd, t->family(), SOCK_STREAM, IPPROTO_TCP, what, t->mutable_options(), /*connected=*/true));
+
+  // From here no packet of the connection passes, and the socket stays in
+  // repair mode until the dump ends.
+  const auto serialized = session->SerializeRepair();
+  if (session->FindRecord(t->ino(), t)) return Status::Ok();
+  CRYO_RETURN_IF_ERROR(session->Lock({t->local(), t->peer()}));
+  CRYO_ASSIGN_OR_RETURN(const int reuseaddr, session->EnterRepair(s.st.st_ino, fd, what));
+  t->set_reuseaddr(reuseaddr != 0);
+  tl = sizeof(ti);
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0) return Status::FromErrno("TCP_INFO of " + what);
+  if (ti.tcpi_state != TCP_ESTABLISHED)
+    return Status::Error(what + " became " + TcpStateName(ti.tcpi_state) + " during the dump; only established connections are restored");
+  int outq = 0, unsent = 0, inq = 0;
+  if (::ioctl(fd, SIOCOUTQ, &outq) != 0 || ::ioctl(fd, SIOCOUTQNSD, &unsent) != 0 || ::ioctl(fd, SIOCINQ, &inq) != 0)
+    return Status::FromErrno("queue sizes of " + what);
+  if (outq < 0 || unsent < 0 || unsent > outq || inq < 0) return Status::Error(what + ": queue sizes make no sense");
+  uint32_t seq = 0;
+  CRYO_RETURN_IF_ERROR(PeekQueue(fd, TCP_SEND_QUEUE, static_cast<size_t>(outq), &seq, t->mutable_send_queue(), what));
+  t->set_send_seq(seq);
+  t->set_unsent(static_cast<uint32_t>(unsent));
+  CRYO_RETURN_IF_ERROR(PeekQueue(fd, TCP_RECV_QUEUE, static_cast<size_t>(inq), &seq, t->mutable_recv_queue(), what));
+  t->set_recv_seq(seq);
+  CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, what, "TCP_REPAIR_QUEUE"));
+  t->set_mss(static_cast<uint32_t>(IntSocketOption(fd, IPPROTO_TCP, TCP_MAXSEG)));
+  t->set_timestamps(ti.tcpi_options & TCPI_OPT_TIMESTAMPS);
+  t->set_sack(ti.tcpi_options & TCPI_OPT_SACK);
+  t->set_window_scaling(ti.tcpi_options & TCPI_OPT_WSCALE);
+  t->set_send_wscale(ti.tcpi_snd_wscale);
+  t->set_recv_wscale(ti.tcpi_rcv_wscale);
+  uint32_t ts = 0;
+  socklen_t tsl = sizeof(ts);
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_TIMESTAMP, &ts, &tsl) != 0) return Status::FromErrno("TCP_TIMESTAMP of " + what);
+  t->set_timestamp(ts);
+  tcp_repair_window w{};
+  socklen_t wl = sizeof(w);
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, &wl) != 0) return Status::FromErrno("TCP_REPAIR_WINDOW of " + what);
+  t->set_snd_wl1(w.snd_wl1);
+  t->set_snd_wnd(w.snd_wnd);
+  t->set_max_window(w.max_window);
+  t->set_rcv_wnd(w.rcv_wnd);
+  t->set_rcv_wup(w.rcv_wup);
+  session->KeepRecord(*t);
+  return Status::Ok();
+}
+
+// Writes `data` into the queue TCP_REPAIR_QUEUE selected: in repair mode
+// send(2) queues it as sent (send queue) or as received (receive queue,
+// tcp_send_rcvq), advancing the sequence numbers set before connect.
+Status FillQueue(int fd, int queue, const std::string& data, const std::string& what) {
+  CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue, what, "TCP_REPAIR_QUEUE"));
+  return SendAll(fd, data, queue == TCP_RECV_QUEUE, what);
+}
+
+Status RestoreTcp(int fd, const image::Fd& f, const std::string& what, std::string* unsent) {
+  const image::TcpSocket& t = f.tcp_socket();
+  CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, what, "TCP_REPAIR"));
+  CRYO_RETURN_IF_ERROR(RestoreSocketOptions(fd, t.options(), what));
+  if (t.reuseport()) CRYO_RETURN_IF_ERROR(SetInt(fd, SOL_SOCKET, SO_REUSEPORT, 1, what, "SO_REUSEPORT"));
+  if (t.family() == AF_INET6) CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, t.v6only(), what, "IPV6_V6ONLY"));
+  const uint32_t sent = static_cast<uint32_t>(t.send_queue().size()) - t.unsent();
+  // Sequence numbers of the first queued byte of each queue: refilling the
+  // queues below brings them to where they were.
+  CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, what, "TCP_REPAIR_QUEUE"));
+  CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ,
+                              static_cast<int>(t.send_seq() - static_cast<uint32_t>(t.send_queue().size())), what,
+                              "TCP_QUEUE_SEQ (send)"));
+  CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, what, "TCP_REPAIR_QUEUE"));
+  CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ,
+                              static_cast<int>(t.recv_seq() - static_cast<uint32_t>(t.recv_queue().size())), what,
+                              "TCP_QUEUE_SEQ (receive)"));
+  // Repair mode forces address reuse (SK_FORCE_REUSE): the bind succeeds next
+  // to the listener the connection was accepted from.
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(t.local().data()), static_cast<socklen_t>(t.local().size())) != 0)
+    return Status::FromErrno("bind of " + what);
+  if (::connect(fd, reinterpret_cast<const sockaddr*>(t.peer().data()), static_cast<socklen_t>(t.peer().size())) != 0) {
+    if (errno == EADDRNOTAVAIL || errno == EADDRINUSE)
+      return Status::FromErrno(what + ": another socket of this machine holds this connection (the original "
+                               "process still runs? a checkpoint left running cannot be restored beside it: stop "
+                               "the original first)");
+    return Status::FromErrno("connect (repair mode) of " + what);
+  }
+  tcp_repair_opt opts[4];
+  int n = 0;
+  opts[n++] = {kTcpOptMss, t.mss()};
+  if (t.window_scaling()) opts[n++] = {kTcpOptWindow, t.send_wscale() | (t.recv_wscale() << 16)};
+  if (t.sack()) opts[n++] = {kTcpOptSackPerm, 0};
+  if (t.timestamps()) opts[n++] = {kTcpOptTimestamp, 0};
+  if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, static_cast<socklen_t>(n * sizeof(opts[0]))) != 0)
+    return Status::FromErrno("TCP_REPAIR_OPTIONS of " + what);
+  if (t.timestamps()) CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_TIMESTAMP, static_cast<int>(t.timestamp()), what, "TCP_TIMESTAMP"));
+  CRYO_RETURN_IF_ERROR(FillQueue(fd, TCP_SEND_QUEUE, t.send_queue().substr(0, sent), what));
+  CRYO_RETURN_IF_ERROR(FillQueue(fd, TCP_RECV_QUEUE, t.recv_queue(), what));
+  CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, what, "TCP_REPAIR_QUEUE"));
+  tcp_repair_window w{t.snd_wl1(), t.snd_wnd(), t.max_window(), t.rcv_wnd(), t.rcv_wup()};
+  if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) != 0)
+    return Status::FromErrno("TCP_REPAIR_WINDOW of " + what);
+  unsent->assign(t.send_queue().substr(sent));
+  return Status::Ok();
+}
+
+class TcpSocketHandler final : public FdKindHandler {
+ public:
+  image::FdKind kind() const override { return image::FD_TCP_SOCKET; }
+  const char* name() const override { return "TCP connection"; }
+  const char* feature() const override { return "tcp-established"; }
+  bool Handles(const FdSource& s) const override { return GrabTcp(s).valid(); }
+  Status Dump(const FdSource& s, image::Fd* out) const override {
+    UniqueFd fd = GrabTcp(s);
+    if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + s.what());
+    return DumpTcp(s, fd.get(), out->mutable_tcp_socket());
+  }
+  // Made in cryo (the fd pool), left in repair mode (tcp_session.h).
+  Result<int> Open(const image::Fd& f) const override {
+    const image::TcpSocket& t = f.tcp_socket();
+    const std::string what = Describe(t);
+    UniqueFd fd(::socket(t.family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+    if (!fd.valid()) return Status::FromErrno("socket for " + what);
+    PendingTcp p;
+    CRYO_RETURN_IF_ERROR(RestoreTcp(fd.get(), f, what, &p.unsent));
+    p.fd = UniqueFd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (!p.fd.valid()) return Status::FromErrno("dup of " + what);
+    p.reuseaddr = t.reuseaddr();
+    p.what = what;
+    AddPendingTcp(std::move(p));
+    if ((t.owner_uid() || t.owner_gid()) && ::fchown(fd.get(), t.owner_uid(), t.owner_gid()) != 0)
+      return Status::FromErrno("fchown of " + what);
+    if ((f.flags() & O_NONBLOCK) && ::fcntl(fd.get(), F_SETFL, O_NONBLOCK) != 0)
+      return Status::FromErrno("O_NONBLOCK on " + what);
+    return fd.release();
+  }
+};
+
+}  // namespace
+
+std::string TcpStateName(int state) {
+  static const char* const kNames[] = {"?",         "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",
+                                       "TIME_WAIT", "CLOSE",       "CLOSE_WAIT", "LAST_ACK", "LISTEN",   "CLOSING",
+                                       "NEW_SYN_RECV"};
+  if (state > 0 && state < static_cast<int>(sizeof(kNames) / sizeof(kNames[0]))) return kNames[state];
+  return "state " + std::to_string(state);
+}
+
+std::string TcpEndpointName(const std::string& addr) {
+  const InetEndpoint e = ParseInetEndpoint(addr);
+  if (e.ip.empty()) return "(no address)";
+  return (e.ipv4 ? e.ip : "[" + e.ip + "]") + ":" + std::to_string(e.port);
+}
+
+const FdKindHandler* TcpSocketFdHandler() {
+  static const TcpSocketHandler h;
+  return &h;
+}
+
+}  // namespace cryo

@@ -1,0 +1,502 @@
+#!/usr/bin/python3
+"""End-to-end tests of established TCP connections (TCP_REPAIR, src/net/tcp_*.cc).
+
+Each end of a connection sends a stream of 8-byte counters (0, 1, 2, ...) as
+fast as it can and reads the other's slowly, checking every counter: at the
+dump both receive queues hold unread bytes and both send queues hold bytes
+not yet sent. The programs check their own streams: a lost, repeated or
+reordered byte, a reset or an end of stream writes an `error` file.
+
+- both ends in the tree (a server and its forked client, over loopback,
+  IPv4 and IPv6): kill mode, and rewind (dump --leave-running, the original
+  killed, the image restored);
+- one end outside the tree (a peer this test starts): kill and restore, the
+  peer sees no reset and no lost or repeated byte; the connection is locked
+  by an nftables table from the dump to the restore;
+- redis-server with a client outside the tree holding a connection: INCR
+  goes on over the same connection after kill + restore;
+- a failed restore (cryo killed mid-way) and a refused restore beside the
+  original leave no table behind; other states are refused by name.
+
+After every test no nftables table of cryo's remains.
+
+Run: test_tcp.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import ctypes
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cryotest  # noqa: E402
+from cryotest import check, check_eq  # noqa: E402
+
+# The stream both ends run: sender and checking reader threads; progress in
+# files recv-ROLE (last counter read) and sent-ROLE.
+STREAM = r"""
+import os, socket, struct, sys, threading, time
+def stream(s, role, delay):
+    def send():
+        n = 0
+        try:
+            while True:
+                s.sendall(b"".join(struct.pack(">Q", i) for i in range(n, n + 512)))
+                n += 512
+        except Exception as e:
+            open("error-%s" % role, "a").write("send: %r\n" % e)
+            os._exit(1)
+    def recv():
+        want, buf, last = 0, b"", 0
+        while True:
+            try:
+                d = s.recv(4096)
+            except Exception as e:
+                open("error-%s" % role, "a").write("recv: %r\n" % e)
+                os._exit(1)
+            if not d:
+                open("error-%s" % role, "a").write("end of stream at %d\n" % want)
+                os._exit(1)
+            buf += d
+            while len(buf) >= 8:
+                (v,) = struct.unpack(">Q", buf[:8])
+                buf = buf[8:]
+                if v != want:
+                    open("error-%s" % role, "a").write("got %d, expected %d\n" % (v, want))
+                    os._exit(1)
+                want += 1
+            if time.monotonic() - last > 0.05:
+                open("recv-%s.tmp" % role, "w").write(str(want))
+                os.rename("recv-%s.tmp" % role, "recv-%s" % role)
+                last = time.monotonic()
+            time.sleep(delay)
+    threading.Thread(target=send, daemon=True).start()
+    threading.Thread(target=recv, daemon=True).start()
+"""
+
+# Both ends in the tree: the server forks its client.
+PAIR = STREAM + r"""
+# "4", "6", or "m": a dual-stack IPv6 listener and an IPv4 client (the
+# accepted socket has v4-mapped addresses).
+family = socket.AF_INET if sys.argv[1] == "4" else socket.AF_INET6
+host = {"4": "127.0.0.1", "6": "::1", "m": "::"}[sys.argv[1]]
+l = socket.socket(family)
+if sys.argv[1] == "m":
+    l.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+l.bind((host, 0))
+l.listen(1)
+if os.fork() == 0:
+    port = l.getsockname()[1]
+    c = socket.create_connection(("127.0.0.1" if sys.argv[1] != "6" else "::1", port))
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 77)
+    l.close()
+    stream(c, "client", 0.01)
+else:
+    a, _ = l.accept()
+    a.setsockopt(socket.IPPROTO_TCP, 18, 12345)  # TCP_USER_TIMEOUT
+    stream(a, "server", 0.01)
+open("ready", "w").write("x")
+while True:
+    time.sleep(0.05)
+"""
+
+# One end in the tree, connecting to PORT.
+CLIENT = STREAM + r"""
+c = socket.socket()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+c.connect(("127.0.0.1", int(sys.argv[1])))
+# A child holds the same socket (one description in two processes).
+if os.fork() == 0:
+    while True:
+        time.sleep(0.05)
+stream(c, "client", 0.01)
+open("ready", "w").write("x")
+while True:
+    time.sleep(0.05)
+"""
+
+# The peer outside the tree: listens, writes its port, serves one connection.
+PEER = STREAM + r"""
+l = socket.socket()
+l.bind(("127.0.0.1", 0))
+l.listen(1)
+open("port.tmp", "w").write(str(l.getsockname()[1]))
+os.rename("port.tmp", "port")
+a, _ = l.accept()
+stream(a, "peer", 0.01)
+while True:
+    time.sleep(0.05)
+"""
+
+
+def wait_file(w, name, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(w.path(name)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    check(os.path.exists(w.path(name)), "%s did not write %s: %s" % (w.name, name, cryotest.read_text(w.path("stderr"), "")))
+
+
+def lock_tables():
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=20)
+    check(out.returncode == 0, "nft list tables: %s" % out.stderr)
+    return [line.split()[-1] for line in out.stdout.splitlines() if "cryo-lock" in line]
+
+
+def check_no_lock(when):
+    check_eq(lock_tables(), [], "cryo's nftables tables %s" % when)
+
+
+def progress(ctl, role):
+    txt = cryotest.read_text(os.path.join(ctl, "recv-" + role), "0")
+    return int(txt) if txt.strip().isdigit() else 0
+
+
+def check_errors(ctl, roles, when):
+    for role in roles:
+        err = cryotest.read_text(os.path.join(ctl, "error-" + role))
+        check(err is None, "%s's stream %s: %s" % (role, when, err))
+
+
+def check_flows(ctls_roles, when, more=20000):
+    """Every stream goes on by `more` counters, none broken (bounded wait)."""
+    start = {(c, r): progress(c, r) for c, r in ctls_roles}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for c, r in ctls_roles:
+            check_errors(c, [r], when)
+        if all(progress(c, r) >= start[(c, r)] + more for c, r in ctls_roles):
+            return
+        time.sleep(0.05)
+    fail_at = {r: (start[(c, r)], progress(c, r)) for c, r in ctls_roles}
+    check(False, "streams did not advance %s: %r" % (when, fail_at))
+
+
+def connected_sockets(pid):
+    """Duplicates (pidfd_getfd) of the connected TCP sockets of `pid`."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(pid)
+    out = []
+    try:
+        for name in os.listdir("/proc/%d/fd" % pid):
+            if not os.readlink("/proc/%d/fd/%s" % (pid, name)).startswith("socket:"):
+                continue
+            fd = libc.syscall(438, pidfd, int(name), 0)  # pidfd_getfd
+            check(fd >= 0, "pidfd_getfd of pid %d fd %s: errno %d" % (pid, name, ctypes.get_errno()))
+            s = socket.socket(fileno=fd)
+            if s.family in (socket.AF_INET, socket.AF_INET6) and not s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                out.append(s)
+            else:
+                s.close()
+    finally:
+        os.close(pidfd)
+    return out
+
+
+def check_pair_options(pid, when):
+    """The options the pair set: TCP_USER_TIMEOUT on the server's end;
+    TCP_NODELAY, SO_KEEPALIVE, TCP_KEEPIDLE on the client's."""
+    kids = [int(k) for k in cryotest.read_text("/proc/%d/task/%d/children" % (pid, pid), "").split()]
+    check_eq(len(kids), 1, "the pair's client process")
+    (server,) = connected_sockets(pid)
+    (client,) = connected_sockets(kids[0])
+    try:
+        check_eq(server.getsockopt(socket.IPPROTO_TCP, 18), 12345, "server's TCP_USER_TIMEOUT %s" % when)
+        check_eq(client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0, True, "client's TCP_NODELAY %s" % when)
+        check_eq(client.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0, True, "client's SO_KEEPALIVE %s" % when)
+        check_eq(client.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), 77, "client's TCP_KEEPIDLE %s" % when)
+    finally:
+        server.close()
+        client.close()
+
+
+def kill_tree(h, pid):
+    """SIGKILL a process and its children (the forked client), reaped."""
+    kids = [int(k) for k in cryotest.read_text("/proc/%d/task/%d/children" % (pid, pid), "").split()]
+    # The parent first: its children, orphaned to the harness, are reaped.
+    h.cleanup_one(pid)
+    for k in kids:
+        h.cleanup_one(k)
+    cryotest.wait_pids_gone([pid] + kids)
+
+
+def check_queues(h, images, sockets):
+    """The image's connections (cryo show) hold bytes in both queues: what
+    the restore must bring back exactly."""
+    img = h.show_json(images)
+    check("tcp-established" in img["features"], "image features lack tcp-established: %r" % img["features"])
+    r = h.run_cryo(["show", images], log=False)
+    check(r.rc == 0, "cryo show: %s" % r.describe())
+    found = set(re.findall(r"TCP inode (\d+), send queue (\d+) bytes \((\d+) unsent\), receive queue (\d+) bytes",
+                           r.stdout))
+    check_eq(len(found), sockets, "TCP connections in the image (fds of one socket carry one record)")
+    for _, sendq, unsent, recvq in found:
+        check(int(sendq) > 0 and int(recvq) > 0, "a connection's queues are empty in the image: %r" % (found,))
+
+
+def start_pair(h, family):
+    w = h.start("pair%s" % family, [cryotest.PYTHON, "-c", PAIR, family])
+    wait_file(w, "ready")
+    check_flows([(w.ctl, "client"), (w.ctl, "server")], "before the dump", more=2000)
+    return w
+
+
+def pair_kill(h, family):
+    w = start_pair(h, family)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    tables = lock_tables()
+    check_eq(len(tables), 1, "lock tables between a kill-mode dump and its restore")
+    h.reap_original(w)
+    before = (progress(w.ctl, "client"), progress(w.ctl, "server"))
+    check_queues(h, images, 2)
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    check_no_lock("after the restore")
+    check_flows([(w.ctl, "client"), (w.ctl, "server")], "after the restore")
+    check(progress(w.ctl, "client") > before[0] and progress(w.ctl, "server") > before[1], "streams went on")
+    check_pair_options(r.pid, "after the restore")
+    kill_tree(h, r.pid)
+
+
+def test_pair_ipv4_kill(h):
+    pair_kill(h, "4")
+
+
+def test_pair_ipv6_kill(h):
+    pair_kill(h, "6")
+
+
+def test_pair_v4_mapped_kill(h):
+    pair_kill(h, "m")
+
+
+def test_pair_rewind(h):
+    """dump --leave-running: the original goes on; killed, the image goes on
+    from the dump's sequence numbers (twice)."""
+    w = start_pair(h, "4")
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    check_no_lock("after a dump --leave-running")
+    check_flows([(w.ctl, "client"), (w.ctl, "server")], "of the original after the dump")
+    kill_tree(h, w.pid)
+    for i in range(2):
+        # The original's ends saw each other die (a reset): its files go.
+        for name in ("recv-client", "recv-server", "error-client", "error-server"):
+            try:
+                os.unlink(w.path(name))
+            except FileNotFoundError:
+                pass
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        check_no_lock("after restore %d" % (i + 1))
+        check_flows([(w.ctl, "client"), (w.ctl, "server")], "after rewind %d" % (i + 1))
+        kill_tree(h, r.pid)
+
+
+def start_peer_and_client(h):
+    peer = h.start("peer", [cryotest.PYTHON, "-c", PEER])
+    wait_file(peer, "port")
+    w = h.start("client", [cryotest.PYTHON, "-c", CLIENT, open(peer.path("port")).read()])
+    wait_file(w, "ready")
+    check_flows([(w.ctl, "client"), (peer.ctl, "peer")], "before the dump", more=2000)
+    return peer, w
+
+
+def test_outside_peer_kill(h):
+    """The peer outside the tree keeps its connection across kill + restore."""
+    peer, w = start_peer_and_client(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    check_eq(len(lock_tables()), 1, "lock tables between the dump and the restore")
+    check_queues(h, images, 1)
+    h.reap_original(w)
+    # The peer goes on sending into the lock meanwhile: nothing reaches it,
+    # and no reset.
+    time.sleep(1.0)
+    check_errors(peer.ctl, ["peer"], "while the client is checkpointed")
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    check_no_lock("after the restore")
+    check_flows([(w.ctl, "client"), (peer.ctl, "peer")], "after the restore")
+    kill_tree(h, r.pid)
+    h.cleanup_one(peer.pid)
+
+
+def dump_locked(h):
+    """An outside peer and its client, the client dumped in kill mode: the
+    connection is locked."""
+    peer, w = start_peer_and_client(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    check_eq(len(lock_tables()), 1, "lock tables after the dump")
+    return peer, w, images
+
+
+def test_failed_restore_removes_lock(h):
+    """cryo killed in the middle of a restore: the janitor removes the lock."""
+    peer, w, images = dump_locked(h)
+    r = h.run_cryo(["restore", "-D", images, "--detach"], env={"CRYO_RESTORE_FAULT_POINT": "finalized:KILL"})
+    check(r.rc != 0, "the restore with a fault succeeded")
+    deadline = time.monotonic() + 20
+    while lock_tables() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    check_no_lock("after a restore killed mid-way")
+    cryotest.wait_pids_gone([w.pid])
+    h.cleanup_one(peer.pid)
+
+
+def test_unlock_command(h):
+    """`cryo unlock DIR` removes the lock of an image that is not restored."""
+    peer, w, images = dump_locked(h)
+    r = h.run_cryo(["unlock", images])
+    check(r.rc == 0, "cryo unlock failed: %s" % r.describe())
+    check_no_lock("after cryo unlock")
+    h.cleanup_one(peer.pid)
+
+
+def test_stale_lock_of_dead_dump_removed(h):
+    """A table left by a dump that died (its "dumping" marker chain, its
+    creator gone) is removed by `cryo unlock --stale` and by the next dump of
+    a connection; an image's table (the marker gone) stays."""
+    gone = subprocess.Popen(["/bin/true"])
+    gone.wait()
+    stale = "cryo-lock-%d-1-0" % gone.pid
+    script = ("add table inet {0}\nadd chain inet {0} output {{ type filter hook output priority -300 ; }}\n"
+              "add chain inet {0} dumping\n").format(stale)
+    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True, timeout=20)
+    peer, w, images = dump_locked(h)  # its first lock removed the stale one
+    kept = lock_tables()
+    check(stale not in kept, "the next dump left the stale table: %r" % kept)
+    check_eq(len(kept), 1, "the image's lock after the dump")
+    subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True, timeout=20)
+    r = h.run_cryo(["unlock", "--stale"])
+    check(r.rc == 0, "cryo unlock --stale failed: %s" % r.describe())
+    check_eq(lock_tables(), kept, "tables after cryo unlock --stale (the image's stays)")
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    check_no_lock("after the restore")
+    check_flows([(w.ctl, "client"), (peer.ctl, "peer")], "after the restore")
+    kill_tree(h, r.pid)
+    h.cleanup_one(peer.pid)
+
+
+def test_restore_beside_original_refused(h):
+    """A leave-running image restored while the original holds its
+    connections: refused with the reason, nothing left."""
+    w = start_pair(h, "4")
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    # Another pid: the original keeps its own.
+    r = h.restore(images, detach=True, expect_ok=False)
+    check(r.rc != 0, "restore beside the original succeeded")
+    check("holds this connection" in r.message or "pid" in r.message, "the refusal should explain: %s" % r.message)
+    check_no_lock("after the refused restore")
+    check_flows([(w.ctl, "client"), (w.ctl, "server")], "of the original after the refused restore")
+    kill_tree(h, w.pid)
+
+
+def test_other_states_refused(h):
+    """A connection shut down for writing (FIN_WAIT) is refused by name,
+    before anything is written, and left working."""
+    w = h.start("halfclosed", [cryotest.PYTHON, "-c",
+                               "import socket, time\n"
+                               "l = socket.create_server(('127.0.0.1', 0))\n"
+                               "a = socket.create_connection(l.getsockname()); b, _ = l.accept(); l.close()\n"
+                               "a.shutdown(socket.SHUT_WR)\n"
+                               "open('ready', 'w').write('x')\n"
+                               "while True: time.sleep(0.05)\n"])
+    wait_file(w, "ready")
+    time.sleep(0.2)
+    images = h.mkdir("img")
+    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images])
+    check(r.rc != 0, "the dump succeeded")
+    check_eq(sorted(os.listdir(images)), [], "files in the image directory after the refused dump")
+    for word in ("127.0.0.1", str(w.pid), "CLOSE_WAIT" if "CLOSE_WAIT" in r.message else "FIN_WAIT", "established"):
+        check(word in r.message, "the error should say %r: %s" % (word, r.message))
+    check_no_lock("after the refused dump")
+    check_eq(cryotest.proc_status(w.pid)["TracerPid"], "0", "TracerPid after the refused dump")
+    h.cleanup_one(w.pid)
+
+
+def redis_call(sock, *args):
+    """One command over a connection held open (RESP), its reply line."""
+    sock.sendall(("*%d\r\n" % len(args) + "".join("$%d\r\n%s\r\n" % (len(a), a) for a in args)).encode())
+    buf = b""
+    while not buf.endswith(b"\r\n"):
+        d = sock.recv(4096)
+        check(d, "redis closed the connection")
+        buf += d
+    return buf.decode().strip()
+
+
+def test_redis_client_outside(h):
+    """redis-server checkpointed in kill mode while a client outside the tree
+    holds a connection to it: after the restore the same connection goes on
+    (no reset), and the data is there."""
+    if not os.path.exists("/usr/bin/redis-server"):
+        check(False, "redis-server is not installed (scripts/install-deps.sh installs it)")
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    w = h.start("redis", ["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                          "--appendonly", "no", "--daemonize", "no", "--dir", "."])
+    deadline = time.monotonic() + 10
+    client = None
+    while client is None and time.monotonic() < deadline:
+        try:
+            client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            time.sleep(0.05)
+    check(client is not None, "redis did not start: %s" % cryotest.read_text(w.path("stdout"), ""))
+    try:
+        check_eq(redis_call(client, "SET", "k", "41"), "+OK", "SET")
+        check_eq(redis_call(client, "INCR", "k"), ":42", "INCR before the dump")
+        images = h.mkdir("img")
+        h.dump(w.pid, images)
+        h.reap_original(w)
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        check_no_lock("after the restore")
+        check_eq(redis_call(client, "INCR", "k"), ":43", "INCR on the same connection after the restore")
+        check_eq(redis_call(client, "PING"), "+PONG", "PING after the restore")
+        h.cleanup_one(r.pid)
+    finally:
+        client.close()
+
+
+def unlocking(test):
+    """A test that fails between a dump and its restore leaves the dump's
+    lock: it goes then (the failure is still reported), so the next tests
+    start clean."""
+    def run(h):
+        try:
+            test(h)
+        except BaseException:
+            for table in lock_tables():
+                subprocess.run(["nft", "delete", "table", "inet", table], timeout=20)
+            raise
+    run.__name__ = test.__name__
+    run.__doc__ = test.__doc__
+    return run
+
+
+TESTS = [unlocking(t) for t in [
+    test_pair_ipv4_kill,
+    test_pair_ipv6_kill,
+    test_pair_v4_mapped_kill,
+    test_pair_rewind,
+    test_outside_peer_kill,
+    test_failed_restore_removes_lock,
+    test_unlock_command,
+    test_stale_lock_of_dead_dump_removed,
+    test_restore_beside_original_refused,
+    test_other_states_refused,
+    test_redis_client_outside,
+]]
+
+if __name__ == "__main__":
+    rc = cryotest.main(TESTS, description=__doc__)
+    check_no_lock("after the suite")
+    sys.exit(rc)
