@@ -97,6 +97,8 @@ bool ReleasedAlive(pid_t root, pid_t cryo) {
     }
     ::usleep(2000);
   }
+}
+
 // `nft delete table inet NAME` (a network lock of the restore), bounded.
 bool RemoveNftTable(const std::string& name) {
   const pid_t child = ::fork();

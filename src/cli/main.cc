@@ -186,9 +186,9 @@ int main(int argc, char** argv) {
   dump_cmd->add_flag("--progress", progress, "show progress while writing memory");
   bool force = false;
   dump_cmd->add_flag("-f,--force", force, "replace the image DIR already holds (refused without it)");
-  bool tcp_established = false;
-  dump_cmd->add_flag("--tcp-established", tcp_established,
-                     "accepted for compatibility: established TCP connections are always checkpointed");
+  dump_cmd->add_flag("--tcp-established", dump.tcp_established,
+                     "checkpoint established TCP connections (refused without it): they are locked and held in "
+                     "TCP_REPAIR mode while the dump runs, which a kill -9 of cryo cannot undo");
 
   RestoreOptions restore;
   auto* restore_cmd = app.add_subcommand("restore", "restore a process from an image directory");

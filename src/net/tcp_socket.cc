@@ -110,6 +110,12 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
     return Status::Error(what + " (ESTABLISHED) is shut down for reading, which cryo does not restore");
   if (!InOurNetns(fd))
     return Status::Error(what + " is in another network namespace than cryo's, which cryo does not restore yet");
+  // Opt-in: a cryo killed with SIGKILL mid-dump leaves the socket in repair
+  // mode (nothing outlives cryo to end it), which a default dump must never
+  // risk for the original.
+  if (s.scope && !s.scope->tcp_established)
+    return Status::Error(what + ": an established TCP connection; dump with --tcp-established to checkpoint it "
+                         "(held in TCP_REPAIR mode during the dump, which a kill -9 of cryo would leave behind)");
   TcpDumpSession* session = CurrentTcpDump();
   if (!session) return Status::Error("internal: " + what + " met outside a dump");
   t->set_reuseport(IntSocketOption(fd, SOL_SOCKET, SO_REUSEPORT) == 1);

@@ -528,8 +528,9 @@ class Harness:
                           read_text(base + ".log") if log else None)
 
     def dump(self, pid, images, leave_running=False, expect_ok=True, mkdir=True, timeout=CRYO_TIMEOUT,
-             force=False):
-        """`force`: replace the image `images` holds (cryo refuses without)."""
+             force=False, extra=()):
+        """`force`: replace the image `images` holds (cryo refuses without).
+        `extra`: more arguments (--tcp-established, ...)."""
         if mkdir:
             os.makedirs(images, exist_ok=True)
         args = ["dump", "-t", str(pid), "-D", images]
@@ -537,6 +538,7 @@ class Harness:
             args.append("--leave-running")
         if force:
             args.append("--force")
+        args += list(extra)
         r = self.run_cryo(args, timeout=timeout)
         if expect_ok and r.rc != 0:
             fail("dump of pid %d failed\n%s" % (pid, r.describe()))

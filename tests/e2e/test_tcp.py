@@ -147,6 +147,11 @@ def lock_tables():
     return [line.split()[-1] for line in out.stdout.splitlines() if "cryo-lock" in line]
 
 
+# Checkpointing established connections is asked for (a kill -9 of cryo
+# mid-dump would leave them in repair mode; test_not_asked_refused).
+TCP = ("--tcp-established",)
+
+
 def check_no_lock(when):
     check_eq(lock_tables(), [], "cryo's nftables tables %s" % when)
 
@@ -248,7 +253,7 @@ def start_pair(h, family):
 def pair_kill(h, family):
     w = start_pair(h, family)
     images = h.mkdir("img")
-    h.dump(w.pid, images)
+    h.dump(w.pid, images, extra=TCP)
     tables = lock_tables()
     check_eq(len(tables), 1, "lock tables between a kill-mode dump and its restore")
     h.reap_original(w)
@@ -279,7 +284,7 @@ def test_pair_rewind(h):
     from the dump's sequence numbers (twice)."""
     w = start_pair(h, "4")
     images = h.mkdir("img")
-    h.dump(w.pid, images, leave_running=True)
+    h.dump(w.pid, images, leave_running=True, extra=TCP)
     check_no_lock("after a dump --leave-running")
     check_flows([(w.ctl, "client"), (w.ctl, "server")], "of the original after the dump")
     kill_tree(h, w.pid)
@@ -309,7 +314,7 @@ def test_outside_peer_kill(h):
     """The peer outside the tree keeps its connection across kill + restore."""
     peer, w = start_peer_and_client(h)
     images = h.mkdir("img")
-    h.dump(w.pid, images)
+    h.dump(w.pid, images, extra=TCP)
     check_eq(len(lock_tables()), 1, "lock tables between the dump and the restore")
     check_queues(h, images, 1)
     h.reap_original(w)
@@ -329,7 +334,7 @@ def dump_locked(h):
     connection is locked."""
     peer, w = start_peer_and_client(h)
     images = h.mkdir("img")
-    h.dump(w.pid, images)
+    h.dump(w.pid, images, extra=TCP)
     h.reap_original(w)
     check_eq(len(lock_tables()), 1, "lock tables after the dump")
     return peer, w, images
@@ -387,7 +392,7 @@ def test_restore_beside_original_refused(h):
     connections: refused with the reason, nothing left."""
     w = start_pair(h, "4")
     images = h.mkdir("img")
-    h.dump(w.pid, images, leave_running=True)
+    h.dump(w.pid, images, leave_running=True, extra=TCP)
     # Another pid: the original keeps its own.
     r = h.restore(images, detach=True, expect_ok=False)
     check(r.rc != 0, "restore beside the original succeeded")
@@ -410,7 +415,7 @@ def test_other_states_refused(h):
     wait_file(w, "ready")
     time.sleep(0.2)
     images = h.mkdir("img")
-    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images])
+    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images] + list(TCP))
     check(r.rc != 0, "the dump succeeded")
     check_eq(sorted(os.listdir(images)), [], "files in the image directory after the refused dump")
     for word in ("127.0.0.1", str(w.pid), "CLOSE_WAIT" if "CLOSE_WAIT" in r.message else "FIN_WAIT", "established"):
@@ -455,7 +460,7 @@ def test_redis_client_outside(h):
         check_eq(redis_call(client, "SET", "k", "41"), "+OK", "SET")
         check_eq(redis_call(client, "INCR", "k"), ":42", "INCR before the dump")
         images = h.mkdir("img")
-        h.dump(w.pid, images)
+        h.dump(w.pid, images, extra=TCP)
         h.reap_original(w)
         r = h.restore(images, detach=True, expected_pid=w.pid)
         check_no_lock("after the restore")
@@ -482,7 +487,19 @@ def unlocking(test):
     return run
 
 
+def test_not_asked_refused(h):
+    """Without --tcp-established a connection is refused by name before
+    anything is written: no image directory, no lock, no repair mode (the
+    streams go on), the tree untraced."""
+    w = start_pair(h, "4")
+    r = h.dump_refused(w.pid, ["--tcp-established", "127.0.0.1", str(w.pid)])
+    check_no_lock("after the refused dump")
+    check_flows([(w.ctl, "client"), (w.ctl, "server")], "after the refused dump", more=2000)
+    h.cleanup_one(w.pid)
+
+
 TESTS = [unlocking(t) for t in [
+    test_not_asked_refused,
     test_pair_ipv4_kill,
     test_pair_ipv6_kill,
     test_pair_v4_mapped_kill,
