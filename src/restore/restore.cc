@@ -310,10 +310,11 @@ Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::vec
 }
 
 // Whether the restore creates something that outlives its processes: SysV
-// segments and files of /dev/shm, FIFOs, UNIX socket files.
-bool NeedsJanitor(const image::LoadedImage& img) {
+// segments and files of /dev/shm, FIFOs, UNIX socket files, a network lock to
+// remove; and, with `cgroups`, the cgroup directories it may create.
+bool NeedsJanitor(const image::LoadedImage& img, bool cgroups) {
   for (const auto& [pid, p] : img.processes)
-    if (p.core.cgroups_size()) return true;  // cgroups it may create
+    if (cgroups && p.core.cgroups_size()) return true;
   if (!img.inventory.net_lock().empty()) return true;
   for (const image::ShmObject& o : img.shm.objects())
     if (o.kind() == image::SHM_SYSV || o.kind() == image::SHM_POSIX) return true;
@@ -385,8 +386,12 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   // What outlives a killed cryo (SysV segments, files) is made known to the
   // janitor first; it removes it unless the restore completes.
   std::unique_ptr<Janitor> janitor;
-  if (NeedsJanitor(img)) {
-    if (opts.new_pidns) return PidnsJanitorRefusal(img);
+  // With --pidns new the janitor would die with the namespace: images that
+  // need one for more than cgroups are refused; cgroup directories the
+  // restore creates are removed on failure by the restore itself, though not
+  // after a kill -9 of cryo (architecture.md, "Restore into a new PID namespace").
+  if (opts.new_pidns && NeedsJanitor(img, /*cgroups=*/false)) return PidnsJanitorRefusal(img);
+  if (!opts.new_pidns && NeedsJanitor(img, /*cgroups=*/true)) {
     CRYO_ASSIGN_OR_RETURN(janitor, Janitor::Start(ImagePids(img)));
     SetCurrentJanitor(janitor.get());
   }
