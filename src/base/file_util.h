@@ -20,5 +20,8 @@ std::vector<std::string_view> SplitLines(std::string_view text);
 std::vector<std::string_view> SplitWords(std::string_view text);
 std::string_view Trim(std::string_view s);
 bool StartsWith(std::string_view s, std::string_view prefix);
+// write(2) until all of `data` is written (EINTR retried); false if the fd
+// fails or the pipe is gone. Async-signal-safe: used after fork.
+bool WriteAll(int fd, const void* data, size_t len);
 
 }  // namespace cryo

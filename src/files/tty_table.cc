@@ -84,18 +84,6 @@ Status CopyQueues(int master, int slave, const image::Tty& t, tty::PtyQueues* q)
   return st;
 }
 
-bool WriteAll(int fd, const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
 // CopyQueues in a child of cryo's: between the drain and the refill the bytes
 // are out of the terminal, and a cryo killed then (SIGKILL included) would
 // lose them. The child, in a process group of its own (a Ctrl-C for cryo's

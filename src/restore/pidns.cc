@@ -35,19 +35,6 @@ Status NotInNewPidns(const std::string& what, const std::string& why) {
   return Status::Error(what + ": " + why + "; restore it without --pidns new");
 }
 
-// Writes all of `data`; false if the pipe is gone.
-bool WriteAll(int fd, const void* data, size_t len) {
-  const char* p = static_cast<const char*>(data);
-  while (len > 0) {
-    const ssize_t n = ::write(fd, p, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    p += n;
-    len -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
 // ------------------------------------------------------------------ the init
 
 volatile sig_atomic_t g_root = 0;
