@@ -86,6 +86,10 @@ Status TtySet::BuildPty(const image::Tty& t, int base, std::vector<int>* held) {
   // Owner and mode as the program (grantpt, chown) left them; times last:
   // the bytes written through the slave above change them.
   if (st.ok() && t.has_slave_attrs()) st = ApplyFileAttrs(*slave, t.slave_attrs(), PtsPath(index));
+  // Images from before the owner was recorded: said, not silently defaulted.
+  if (st.ok() && !t.has_slave_attrs())
+    LOG_WARN("%s: the image has no owner, mode or times of its slave (made by an older cryo): %s keeps the "
+             "owner and mode of a new pty", what.c_str(), PtsPath(index).c_str());
   if (!st.ok()) {
     ::close(master);
     ::close(*slave);
