@@ -359,6 +359,11 @@ def test_needs_insecure(h):
     r = h.run_cryo(["page-server", "--listen", "127.0.0.1:0", "-D", d], log=False)
     check(r.rc == 2 and "--insecure" in r.message, "page-server without --insecure: %s" % r.describe())
     check(not os.path.exists(d), "page-server without --insecure made %s" % d)
+    r = h.run_cryo(["dump", "-t", str(w.pid)], log=False)
+    check(r.rc == 2 and "-D DIR" in r.message, "dump with neither -D nor --to: %s" % r.describe())
+    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", d, "--to", "127.0.0.1:9", "--insecure"], log=False)
+    check(r.rc == 2 and "not both" in r.message, "dump with -D and --to: %s" % r.describe())
+    check(not os.path.exists(d), "a usage error made %s" % d)
     st = cryotest.proc_status(w.pid)
     check(st["TracerPid"] == "0" and st["State"][0] in "SR", "the tree was touched: %s" % st["State"])
 
