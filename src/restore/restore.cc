@@ -398,6 +398,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   // The image's TCP connections: the lock goes whatever happens (the
   // janitor removes it if cryo dies).
   const std::string& net_lock = img.inventory.net_lock();
+  SetTcpCloseOnRestore(opts.tcp_close);
   TcpRestoreGuard tcp_guard(net_lock);
   if (!net_lock.empty()) CRYO_RETURN_IF_ERROR(janitor->WillRemoveNetLock(net_lock));
   CRYO_ASSIGN_OR_RETURN(cgroup::CgroupRoots cgroup_roots, cgroup::ParseCgroupRoots(opts.cgroup_roots));
