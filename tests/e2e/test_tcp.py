@@ -406,8 +406,9 @@ def test_restore_beside_original_refused(h):
 
 
 def test_other_states_refused(h):
-    """A connection shut down for writing (FIN_WAIT) is refused by name,
-    before anything is written, and left working."""
+    """A connection shut down for writing (FIN_WAIT2 on one end, CLOSE_WAIT
+    on the other: TCP_REPAIR restores no FIN) is refused by name, before
+    anything is written, and left working."""
     w = h.start("halfclosed", [cryotest.PYTHON, "-c",
                                "import socket, time\n"
                                "l = socket.create_server(('127.0.0.1', 0))\n"
@@ -421,8 +422,10 @@ def test_other_states_refused(h):
     r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images] + list(TCP))
     check(r.rc != 0, "the dump succeeded")
     check_eq(sorted(os.listdir(images)), [], "files in the image directory after the refused dump")
-    for word in ("127.0.0.1", str(w.pid), "CLOSE_WAIT" if "CLOSE_WAIT" in r.message else "FIN_WAIT", "established"):
-        check(word in r.message, "the error should say %r: %s" % (word, r.message))
+    # Each refusal names the socket: pid, fd, both ends and the state.
+    named = r"pid %d fd \d+: TCP 127\.0\.0\.1:\d+ <-> 127\.0\.0\.1:\d+ \((CLOSE_WAIT|FIN_WAIT2)\): " % w.pid
+    check(re.search(named, r.message) is not None, "the error should name the socket and its state: %s" % r.message)
+    check("established" in r.message, "the error should say what is restored: %s" % r.message)
     check_no_lock("after the refused dump")
     check_eq(cryotest.proc_status(w.pid)["TracerPid"], "0", "TracerPid after the refused dump")
     h.cleanup_one(w.pid)
