@@ -5,13 +5,12 @@
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 
 #include <cstring>
 #include <vector>
 
-#include "base/unique_fd.h"
+#include "net/sock_diag.h"
 
 namespace cryo {
 
@@ -38,8 +37,6 @@ void Fill(const std::string& addr, __be16* port, __be32* ip) {
 
 Result<TcpDiag> QueryTcpConnection(int family, const std::string& local, const std::string& peer, int state) {
   const std::string what = "INET_DIAG of a TCP connection";
-  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-  if (!nl.valid()) return Status::FromErrno("socket(NETLINK_SOCK_DIAG)");
   struct {
     struct nlmsghdr nlh;
     struct inet_diag_req_v2 req;
@@ -57,20 +54,10 @@ Result<TcpDiag> QueryTcpConnection(int family, const std::string& local, const s
   Fill(local, &msg.req.id.idiag_sport, msg.req.id.idiag_src);
   Fill(peer, &msg.req.id.idiag_dport, msg.req.id.idiag_dst);
   msg.req.id.idiag_cookie[0] = msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-  struct sockaddr_nl sa;
-  std::memset(&sa, 0, sizeof(sa));
-  sa.nl_family = AF_NETLINK;
-  if (::sendto(nl.get(), &msg, sizeof(msg), 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) !=
-      static_cast<ssize_t>(sizeof(msg)))
-    return Status::FromErrno("sending " + what);
-  struct pollfd p = {nl.get(), POLLIN, 0};
-  const int ready = ::poll(&p, 1, 1000);
-  if (ready < 0) return Status::FromErrno("waiting for " + what);
-  if (ready == 0) return Status::Error(what + ": no answer within 1 s");
   std::vector<char> space(1 << 16);
+  CRYO_ASSIGN_OR_RETURN(const size_t got, SockDiagQuery(&msg, sizeof(msg), &space, what));
   char* buf = space.data();
-  ssize_t n = ::recv(nl.get(), buf, space.size(), 0);
-  if (n < 0) return Status::FromErrno("receiving " + what);
+  ssize_t n = static_cast<ssize_t>(got);
   for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
     if (h->nlmsg_type == NLMSG_ERROR) {
       const auto* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
