@@ -604,8 +604,12 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   if (janitor) janitor->Done(root);
   RestoreFaultPoint("janitor-done");
   // Release every thread of every process together.
+  // A thread released first may end its whole process at once (exit_group:
+  // a program whose restored connection was reset, --tcp-close), killing
+  // the threads not yet detached: ESRCH then is that death, not a failure.
   for (pid_t tid : expected)
-    if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
+    if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0 && errno != ESRCH)
+      return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
   guard.Release();
   if (janitor) janitor->Released();
   cgroups->Keep();
