@@ -4,8 +4,9 @@
 // So before creating such an object cryo tells a process of its own, forked
 // for the restore, how to remove it; if the pipe to that process closes before
 // cryo said "done" (cryo failed, or died), the janitor removes everything it
-// was told about and exits. It runs in a session of its own (a Ctrl-C at the
-// terminal does not reach it), holds no fd but its pipe and stderr, and only
+// was told about and exits. It is a sentinel (base/sentinel.h): it runs in a
+// session of its own (a Ctrl-C at the terminal does not reach it), holds no
+// fd but its channel and stderr, and only
 // removes what is still the object cryo made: a SysV segment whose creator is
 // cryo's pid, a file by a name only that cryo uses, a cgroup directory cryo
 // made (rmdir(2) removes only an empty cgroup: none another program uses).
@@ -17,6 +18,7 @@
 #include <set>
 #include <string>
 
+#include "base/sentinel.h"
 #include "base/status.h"
 
 namespace cryo {
@@ -50,18 +52,11 @@ class Janitor {
   // the first case.
   void Done(pid_t root);
   void Released();
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return sentinel_->pid(); }
 
  private:
-  Janitor(pid_t pid, int fd, int alive_fd) : pid_(pid), fd_(fd), alive_fd_(alive_fd) {}
-  Status Send(char kind, const std::string& payload);
-  // Closes the pipe (after "released" if `released`): the janitor goes on alone.
-  void Hangup(bool released);
-  // Waits (bounded) until the janitor has exited.
-  void AwaitExit();
-  pid_t pid_;
-  int fd_;        // commands to the janitor
-  int alive_fd_;  // EOF once it exited
+  explicit Janitor(std::unique_ptr<Sentinel> s) : sentinel_(std::move(s)) {}
+  std::unique_ptr<Sentinel> sentinel_;
 };
 
 // The janitor of the restore in progress, for the code that creates objects

@@ -29,7 +29,8 @@ const std::vector<Feature>& Features() {
       {"eventfd-semaphore", "Linux 6.6", false, true,
        "an eventfd's semaphore mode (EFD_SEMAPHORE) is found by a read of cryo's duplicate while the tree is "
        "stopped (the counter is put back; a poller of the tree may see one spurious wakeup)"},
-      {"tcp-repair", "Linux 3.5", false, false, "nothing: TCP connections are refused at dump in any case"},
+      {"tcp-repair", "Linux 3.5", false, false,
+       "established TCP connections cannot be checkpointed: a dump of a tree holding one fails naming TCP_REPAIR"},
       {"sock-diag", "Linux 3.3 (CONFIG_UNIX_DIAG)", false, false,
        "processes with unix sockets cannot be described: their dump fails naming NETLINK_SOCK_DIAG"},
       {"namespaces", "Linux 3.8", false, false, "nothing cryo restores needs it (processes in other namespaces than cryo's are refused)"},

@@ -147,7 +147,7 @@ TEST(ProbesTest, FormatText) {
             "FAIL  xsave             broken\n"
             "      hard requirement (an x86-64 CPU with XSAVE): the FPU/SSE/AVX registers cannot be saved: no checkpoint\n"
             "FAIL  tcp-repair        EPERM (optional)\n"
-            "      without it (Linux 3.5): nothing: TCP connections are refused at dump in any case\n"
+            "      without it (Linux 3.5): established TCP connections cannot be checkpointed: a dump of a tree holding one fails naming TCP_REPAIR\n"
             "hard requirements: ptrace-seize, xsave\n"
             "missing, cryo works without them (see above): tcp-repair\n"
             "verdict: cannot checkpoint. Required probe failed: xsave.\n");

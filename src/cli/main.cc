@@ -184,9 +184,9 @@ int main(int argc, char** argv) {
   dump_cmd->add_flag("--progress", progress, "show progress while writing memory");
   bool force = false;
   dump_cmd->add_flag("-f,--force", force, "replace the image DIR already holds (refused without it)");
-  dump_cmd->add_flag("--tcp-established", dump.tcp_established,
-                     "checkpoint established TCP connections (refused without it): they are locked and held in "
-                     "TCP_REPAIR mode while the dump runs, which a kill -9 of cryo cannot undo");
+  bool tcp_established = false;  // accepted for CRIU's command line: connections are always checkpointed
+  dump_cmd->add_flag("--tcp-established", tcp_established,
+                     "accepted for compatibility: established TCP connections are always checkpointed");
 
   RestoreOptions restore;
   auto* restore_cmd = app.add_subcommand("restore", "restore a process from an image directory");
@@ -201,6 +201,9 @@ int main(int argc, char** argv) {
                           "image's pids inside it, beside the original or other copies; the pidfile gets the host pid")
       ->check(CLI::IsMember({"new"}))
       ->type_name("new");
+  restore_cmd->add_flag("--tcp-close", restore.tcp_close,
+                        "restore TCP connections reset by their peer (the program's next recv/send fails with "
+                        "ECONNRESET) instead of established");
   restore_cmd->add_flag("--shell-job", restore.shell_job, "restore a --shell-job image onto cryo's own terminal, in cryo's session");
   restore_cmd->add_flag("--ignore-changed-files", restore.ignore_changed_files,
                         "restore even if files the tree refers to changed since the dump (each is named in a warning)");

@@ -1,5 +1,6 @@
 #include "dump/dump.h"
 
+#include <signal.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -565,6 +566,13 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   progress->complete = true;
   if (!opts.leave_running) {
     progress->frozen = Now() - c.seize_start;
+    // The TCP connections: the guardian told first; then SIGKILL, and only
+    // then back in repair mode (cryo's duplicates keep the sockets open): a
+    // killed task never runs again, so none meets a socket in repair mode,
+    // and closed in repair mode they send nothing.
+    CRYO_RETURN_IF_ERROR(c.tcp.PrepareKill(c.scope.pids));
+    for (const auto& sp : tree.processes()) ::kill(sp->pid(), SIGKILL);
+    CRYO_RETURN_IF_ERROR(c.tcp.RepairBeforeClose());
     CRYO_RETURN_IF_ERROR(tree.KillAll());
     // The dead tree's sockets close in repair mode (no reset); the lock is
     // the image's until the restore.
@@ -585,7 +593,6 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   Classified c;
   c.scope.ext_unix_sk = opts.ext_unix_sk;
-  c.scope.tcp_established = opts.tcp_established;
   CRYO_RETURN_IF_ERROR(SeizeAndClassify(opts.pid, opts.shell_job, !opts.leave_running, &c));
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   NoSyncEnv no_sync(opts.env);

@@ -16,9 +16,6 @@ struct DumpOptions {
   bool leave_running = false;
   bool show_progress = false;
   bool shell_job = false;  // terminals belong to the calling shell (not dumped)
-  // Established TCP connections checkpointed (repair mode during the dump;
-  // without it they are refused by name).
-  bool tcp_established = false;
   bool ext_unix_sk = false;  // UNIX sockets with a peer outside the tree: datagram reconnected by name, stream closed
   // fsync the image (files and directory) before the kill, or in leave-running
   // mode once the tree runs again. Off (--no-sync): a crash or power loss

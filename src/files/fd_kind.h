@@ -28,7 +28,6 @@ struct DumpScope {
   std::set<pid_t> pgids;  // their process groups that the restore rebuilds
   bool kill_mode = false;  // the tree dies after the dump
   bool ext_unix_sk = false;  // --ext-unix-sk: UNIX peers outside the tree are let go (net/unix_sockets.cc)
-  bool tcp_established = false;  // --tcp-established: established TCP connections are dumped (net/tcp_socket.cc)
   // The fds of every process outside the tree by link target, read once, the
   // first time a check needs them (file_locks.cc). Processes are described on
   // several threads at once (dump/inspect.cc): read and filled under the mutex.

@@ -1,94 +1,22 @@
 #include "net/net_lock.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 
 #include "base/janitor.h"
-#include "base/unique_fd.h"
+#include "base/nft.h"
 
 namespace cryo {
 
 namespace {
 
-constexpr int kNftTimeoutMs = 20000;
-
 // "ip saddr 1.2.3.4 tcp sport 5" for one end of a connection.
 std::string Match(const std::string& addr, const char* dir) {
   const InetEndpoint e = ParseInetEndpoint(addr);
   return std::string(e.ipv4 ? "ip " : "ip6 ") + dir + "addr " + e.ip + " tcp " + dir + "port " + std::to_string(e.port);
-}
-
-// Runs nft with `args` and `input` on stdin; its exit status, and what it
-// wrote in *output (stdout and stderr).
-Result<int> Nft(const std::vector<std::string>& args, const std::string& input, std::string* output) {
-  int in[2], out[2];
-  if (::pipe2(in, O_CLOEXEC) != 0) return Status::FromErrno("pipe for nft");
-  if (::pipe2(out, O_CLOEXEC) != 0) {
-    ::close(in[0]);
-    ::close(in[1]);
-    return Status::FromErrno("pipe for nft");
-  }
-  UniqueFd in_w(in[1]), out_r(out[0]);
-  std::vector<char*> argv;
-  std::vector<std::string> all = {"nft"};
-  all.insert(all.end(), args.begin(), args.end());
-  for (std::string& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t child = ::fork();
-  if (child == 0) {
-    ::dup2(in[0], 0);
-    ::dup2(out[1], 1);
-    ::dup2(out[1], 2);
-    ::execv("/usr/sbin/nft", argv.data());
-    ::execvp("nft", argv.data());
-    ::_exit(127);
-  }
-  ::close(in[0]);
-  ::close(out[1]);
-  if (child < 0) return Status::FromErrno("fork for nft");
-  // The script is small (a few rules per connection): written whole, then EOF.
-  size_t done = 0;
-  while (done < input.size()) {
-    const ssize_t w = ::write(in_w.get(), input.data() + done, input.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) break;
-    done += static_cast<size_t>(w);
-  }
-  in_w.reset();
-  char buf[4096];
-  int waited = 0;
-  for (;;) {
-    pollfd p = {out_r.get(), POLLIN, 0};
-    const int r = ::poll(&p, 1, 100);
-    if (r < 0 && errno != EINTR) break;
-    if (r > 0) {
-      const ssize_t n = ::read(out_r.get(), buf, sizeof(buf));
-      if (n > 0) {
-        if (output->size() < 65536) output->append(buf, static_cast<size_t>(n));
-        continue;
-      }
-      if (n == 0) break;
-    }
-    waited += 100;
-    if (waited > kNftTimeoutMs) {
-      ::kill(child, SIGKILL);
-      break;
-    }
-  }
-  int st = 0;
-  while (::waitpid(child, &st, 0) < 0 && errno == EINTR) {
-  }
-  if (waited > kNftTimeoutMs) return Status::Errno(ETIMEDOUT, "nft did not finish in time");
-  if (WIFEXITED(st) && WEXITSTATUS(st) == 127) return Status::Error("nft(8) could not be run (is nftables installed?)");
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
 }  // namespace
@@ -151,7 +79,7 @@ std::string NetLockScript(const std::string& name, const std::vector<LockedConne
 
 Status RunNft(const std::string& script) {
   std::string output;
-  CRYO_ASSIGN_OR_RETURN(int rc, Nft({"-f", "-"}, script, &output));
+  CRYO_ASSIGN_OR_RETURN(int rc, RunNftCommand({"-f", "-"}, script, &output));
   if (rc != 0) {
     while (!output.empty() && output.back() == '\n') output.pop_back();
     return Status::Error("nft failed (exit " + std::to_string(rc) + "): " + output);
@@ -180,7 +108,7 @@ Status AddNetLock(const std::string& name, const std::vector<LockedConnection>& 
 Result<bool> NetLockExists(const std::string& name) {
   if (!IsNetLockName(name)) return Status::Error("\"" + name + "\" is no network lock of cryo's");
   std::string output;
-  CRYO_ASSIGN_OR_RETURN(int rc, Nft({"list", "tables", "inet"}, "", &output));
+  CRYO_ASSIGN_OR_RETURN(int rc, RunNftCommand({"list", "tables", "inet"}, "", &output));
   if (rc != 0) return Status::Error("nft list tables failed: " + output);
   return output.find("table inet " + name + "\n") != std::string::npos;
 }
@@ -192,7 +120,7 @@ Status MarkNetLockKept(const std::string& name) {
 
 Status RemoveStaleNetLocks(std::vector<std::string>* removed) {
   std::string output;
-  CRYO_ASSIGN_OR_RETURN(int rc, Nft({"list", "tables", "inet"}, "", &output));
+  CRYO_ASSIGN_OR_RETURN(int rc, RunNftCommand({"list", "tables", "inet"}, "", &output));
   if (rc != 0) return Status::Error("nft list tables failed: " + output);
   size_t pos = 0;
   while ((pos = output.find("table inet ", pos)) != std::string::npos) {
@@ -200,7 +128,7 @@ Status RemoveStaleNetLocks(std::vector<std::string>* removed) {
     const std::string name = output.substr(pos, output.find('\n', pos) - pos);
     if (!IsNetLockName(name) || !IsStaleTempName(kNetLockPrefix, name)) continue;
     std::string table;
-    CRYO_ASSIGN_OR_RETURN(int lrc, Nft({"list", "table", "inet", name}, "", &table));
+    CRYO_ASSIGN_OR_RETURN(int lrc, RunNftCommand({"list", "table", "inet", name}, "", &table));
     if (lrc != 0 || table.find("chain dumping") == std::string::npos) continue;
     CRYO_RETURN_IF_ERROR(RunNft("delete table inet " + name + "\n").Prefixed("removing stale network lock " + name));
     removed->push_back(name);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 
+#include "base/interrupt.h"
 #include "base/log.h"
 
 namespace cryo {
@@ -15,11 +16,18 @@ namespace cryo {
 namespace {
 
 std::atomic<TcpDumpSession*> current{nullptr};
+
+// A fault point of the TCP steps of a dump, logged with its number: the tests
+// kill cryo at each (base/interrupt.h).
+void TcpFaultPoint(const char* step) {
+  FaultPoint();
+  LOG_DEBUG("TCP fault point %llu: %s", static_cast<unsigned long long>(FaultPointsPassed()), step);
+}
 std::mutex pending_mu;
 std::vector<PendingTcp> pending;
 
-Status RepairOff(int fd, int reuseaddr, const std::string& what) {
-  const int off = TCP_REPAIR_OFF;
+// `off`: TCP_REPAIR_OFF (a window probe goes out) or TCP_REPAIR_OFF_NO_WP.
+Status RepairOff(int fd, int reuseaddr, const std::string& what, int off = TCP_REPAIR_OFF) {
   if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)) != 0)
     return Status::FromErrno("TCP_REPAIR off on " + what);
   // Leaving repair mode resets sk_reuse (do_tcp_setsockopt).
@@ -77,19 +85,32 @@ TcpDumpSession::~TcpDumpSession() {
   current.compare_exchange_strong(me, nullptr);
 }
 
+Status TcpDumpSession::StartGuardian() {
+  if (guardian_) return Status::Ok();
+  CRYO_ASSIGN_OR_RETURN(guardian_, TcpGuardian::Start());
+  LOG_DEBUG("TCP guardian started (pid %d)", guardian_->pid());
+  return Status::Ok();
+}
+
 Status TcpDumpSession::Lock(const LockedConnection& c) {
   std::lock_guard<std::mutex> l(mu_);
   const bool create = lock_.empty();
   if (create) {
+    CRYO_RETURN_IF_ERROR(StartGuardian());
     // The tables of dumps that died (kill -9) go first.
     std::vector<std::string> stale;
     CRYO_RETURN_IF_ERROR(RemoveStaleNetLocks(&stale));
     for (const std::string& s : stale) LOG_WARN("removed network lock %s, left by a dump that died", s.c_str());
   }
   const std::string name = create ? NewNetLockName() : lock_;
-  // Named before it is made: a failure half-way still removes it.
+  // Named before it is made: a failure half-way still removes it, and so
+  // does the guardian if cryo dies.
+  if (create) CRYO_RETURN_IF_ERROR(guardian_->WillLock(name));
   lock_ = name;
-  return AddNetLock(name, {c}, create);
+  TcpFaultPoint("lock table named");
+  Status s = AddNetLock(name, {c}, create);
+  TcpFaultPoint("lock table made");
+  return s;
 }
 
 Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string& what) {
@@ -99,12 +120,34 @@ Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string&
   int reuseaddr = 0;
   socklen_t len = sizeof(reuseaddr);
   if (::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuseaddr, &len) != 0) return Status::FromErrno("SO_REUSEADDR of " + what);
+  int repair = 0;
+  len = sizeof(repair);
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &repair, &len) != 0) return Status::FromErrno("TCP_REPAIR of " + what);
+  if (repair)
+    return Status::Error(what + " is in TCP_REPAIR mode already (another checkpointer at work on it?), which cryo "
+                         "does not checkpoint");
   UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (!dup.valid()) return Status::FromErrno("dup of " + what);
+  if (!guardian_) return Status::Error("internal: " + what + " put in repair mode without a guardian");
+  CRYO_RETURN_IF_ERROR(guardian_->WillRepair(fd, reuseaddr));
+  TcpFaultPoint("guardian told of a socket");
   const int on = TCP_REPAIR_ON;
   if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) != 0) return Status::FromErrno("TCP_REPAIR on " + what);
   held_.push_back({ino, std::move(dup), reuseaddr});
+  TcpFaultPoint("socket in repair mode");
   return reuseaddr;
+}
+
+Status TcpDumpSession::LeaveRepair(uint64_t ino, const std::string& what) {
+  std::lock_guard<std::mutex> l(mu_);
+  for (const Held& h : held_)
+    if (h.ino == ino) {
+      // No window probe: the lock would drop it.
+      CRYO_RETURN_IF_ERROR(RepairOff(h.fd.get(), h.reuseaddr, what, TCP_REPAIR_OFF_NO_WP));
+      TcpFaultPoint("socket out of repair mode");
+      return Status::Ok();
+    }
+  return Status::Error("internal: " + what + " left repair mode without entering it");
 }
 
 bool TcpDumpSession::FindRecord(uint64_t ino, image::TcpSocket* out) const {
@@ -130,16 +173,45 @@ Status TcpDumpSession::Release() {
   done_ = true;
   Status first;
   for (Held& h : held_) {
-    Status s = RepairOff(h.fd.get(), h.reuseaddr, "a TCP connection of the tree");
+    // Only those still in repair mode (a failure mid-way): leaving repair
+    // mode clears SO_REUSEADDR, a socket not in it keeps its own.
+    int on = 0;
+    socklen_t len = sizeof(on);
+    if (::getsockopt(h.fd.get(), IPPROTO_TCP, TCP_REPAIR, &on, &len) != 0 || !on) continue;
+    Status s = RepairOff(h.fd.get(), h.reuseaddr, "a TCP connection of the tree", TCP_REPAIR_OFF_NO_WP);
     if (!s.ok() && first.ok()) first = s;
+    TcpFaultPoint("release: socket out of repair mode");
   }
-  held_.clear();
   if (!lock_.empty()) {
     Status s = RemoveNetLock(lock_);
     if (!s.ok() && first.ok()) first = s;
+    TcpFaultPoint("release: lock removed");
     lock_.clear();
   }
+  held_.clear();
+  // Undone by cryo: the guardian goes, doing nothing (else it undoes the rest).
+  if (first.ok() && guardian_) guardian_->Done();
+  guardian_.reset();
   return first;
+}
+
+Status TcpDumpSession::PrepareKill(const std::set<pid_t>& pids) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (held_.empty()) return Status::Ok();
+  CRYO_RETURN_IF_ERROR(guardian_->WillKill(pids));
+  TcpFaultPoint("kill: guardian told");
+  return Status::Ok();
+}
+
+Status TcpDumpSession::RepairBeforeClose() {
+  std::lock_guard<std::mutex> l(mu_);
+  const int on = TCP_REPAIR_ON;
+  for (Held& h : held_) {
+    if (::setsockopt(h.fd.get(), IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) != 0)
+      return Status::FromErrno("TCP_REPAIR on a TCP connection of the tree before the kill");
+    TcpFaultPoint("kill: socket in repair mode");
+  }
+  return Status::Ok();
 }
 
 Status TcpDumpSession::Keep() {
@@ -147,10 +219,23 @@ Status TcpDumpSession::Keep() {
   done_ = true;
   held_.clear();  // closed in repair mode: no reset reaches the peer
   // The table is the image's now, no longer a dump's.
-  return lock_.empty() ? Status::Ok() : MarkNetLockKept(lock_);
+  Status s = lock_.empty() ? Status::Ok() : MarkNetLockKept(lock_);
+  TcpFaultPoint("keep: lock handed over");
+  // The guardian closes its duplicates (the last ones, in repair mode) and
+  // exits: the connections are free for a restore when this returns.
+  if (s.ok() && guardian_) guardian_->Done();
+  guardian_.reset();
+  return s;
 }
 
 TcpDumpSession* CurrentTcpDump() { return current; }
+
+namespace {
+std::atomic<bool> tcp_close{false};
+}  // namespace
+
+void SetTcpCloseOnRestore(bool close) { tcp_close = close; }
+bool TcpCloseOnRestore() { return tcp_close; }
 
 void AddPendingTcp(PendingTcp p) {
   std::lock_guard<std::mutex> l(pending_mu);

@@ -1,13 +1,15 @@
 // The TCP connections of one dump and of one restore.
 //
-// Dump: each connection is locked (net_lock.h) and put in repair mode
-// (TCP_REPAIR) before its state is read; a duplicate of the socket is held
-// until the dump ends. If the dump fails, or leaves the tree running, repair
-// mode ends (SO_REUSEADDR put back: leaving repair clears it, tcp.c
-// do_tcp_setsockopt) and the lock goes, before the tree runs again. In kill
-// mode the duplicates are closed after the kill while still in repair mode,
-// which closes them without a reset (tcp_disconnect), and the lock stays for
-// the restore.
+// Dump: each connection is locked (net_lock.h), then its socket is put in
+// repair mode (TCP_REPAIR) only while its state is read, and taken out of it
+// at once (SO_REUSEADDR put back: leaving repair clears it, tcp.c
+// do_tcp_setsockopt); the lock keeps the connection still meanwhile. A
+// duplicate of the socket is held until the dump ends. If the dump fails, or
+// leaves the tree running, the lock goes before the tree runs again. In kill
+// mode the sockets go back into repair mode just before the kill and the
+// duplicates are closed after it, which closes them without a reset
+// (tcp_disconnect); the lock stays for the restore. The guardian
+// (tcp_guardian.h) is told before each change, and undoes it if cryo dies.
 //
 // Restore: the sockets made again stay in repair mode in cryo's hands until
 // the tree is complete; then repair mode ends, the bytes that had not been
@@ -18,6 +20,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,6 +28,7 @@
 #include "base/unique_fd.h"
 #include "cryo/image.pb.h"
 #include "net/net_lock.h"
+#include "net/tcp_guardian.h"
 
 namespace cryo {
 
@@ -41,6 +45,8 @@ class TcpDumpSession {
   // returns its SO_REUSEADDR value from before (repair mode forces address
   // reuse, do_tcp_setsockopt), also for another fd of a socket held already.
   Result<int> EnterRepair(uint64_t ino, int fd, const std::string& what);
+  // Takes socket `ino` out of repair mode again, its SO_REUSEADDR put back.
+  Status LeaveRepair(uint64_t ino, const std::string& what);
   // Held while a socket is read in repair mode: the queue TCP_REPAIR_QUEUE
   // selects is the socket's, shared by the fds of several processes that
   // the dump describes on several threads.
@@ -53,6 +59,12 @@ class TcpDumpSession {
   std::string lock_name() const;
   // Repair mode off on every held socket, the lock removed.
   Status Release();
+  // Kill mode, the image complete, just before the tree of `pids` is
+  // killed: the guardian told.
+  Status PrepareKill(const std::set<pid_t>& pids);
+  // Kill mode, the SIGKILLs sent: every socket in repair mode again, so that
+  // its last close sends nothing.
+  Status RepairBeforeClose();
   // Kill mode, once the tree is dead: the sockets closed in repair mode, the
   // lock kept (named in the image; its "dumping" marker removed).
   Status Keep();
@@ -63,7 +75,10 @@ class TcpDumpSession {
     UniqueFd fd;
     int reuseaddr;
   };
+  // Started with the first lock (mu_ held).
+  Status StartGuardian();
   mutable std::mutex mu_;
+  std::unique_ptr<TcpGuardian> guardian_;
   std::mutex repair_mu_;
   std::string lock_;
   std::vector<Held> held_;
@@ -87,6 +102,10 @@ struct PendingTcp {
   bool reuseaddr = false;
   std::string what;
 };
+// --tcp-close: connections are restored reset by their peer
+// (net/tcp_socket.cc, ResetConnection).
+void SetTcpCloseOnRestore(bool close);
+bool TcpCloseOnRestore();
 // Registers a restored socket (net/tcp_socket.cc).
 void AddPendingTcp(PendingTcp p);
 // Every restored connection leaves repair mode and sends what it had not

@@ -27,6 +27,7 @@
 #include "files/fd_kind.h"
 #include "net/net_lock.h"
 #include "net/socket_options.h"
+#include "net/tcp_diag.h"
 #include "net/tcp_session.h"
 
 namespace cryo {
@@ -87,6 +88,57 @@ bool InOurNetns(int fd) {
          a.st_dev == b.st_dev;
 }
 
+// A connection in another state than ESTABLISHED, by name. TCP_REPAIR
+// restores sequence numbers and queues, not a FIN sent or received (the
+// socket it makes is ESTABLISHED at connect, tcp_repair_connect), so every
+// half-closed or closing state is refused. TIME_WAIT is never an fd's: once
+// the FIN of both ends is through, the socket an fd holds is CLOSE.
+Status StateRefusal(const std::string& what, int state) {
+  std::string why;
+  switch (state) {
+    case TCP_CLOSE_WAIT:
+      why = "the peer closed its end (its FIN came) and the program has not closed its own yet";
+      break;
+    case TCP_FIN_WAIT1:
+    case TCP_FIN_WAIT2:
+      why = "the program shut down or closed its sending side (its FIN went out) and the peer has not closed yet";
+      break;
+    case TCP_CLOSING:
+    case TCP_LAST_ACK:
+      why = "both ends closed and the last acknowledgement has not come yet";
+      break;
+    case TCP_SYN_SENT:
+    case TCP_SYN_RECV:
+      why = "the connection is being opened (connect(2) in progress)";
+      break;
+    case TCP_CLOSE:
+      why = "a TCP socket neither connected nor listening (never connected, or closed by a reset)";
+      break;
+    default:
+      why = "a state cryo does not know";
+  }
+  return Status::Error(what + " (" + TcpStateName(state) + "): " + why +
+                       "; cryo restores only established connections and listeners (wait until the connection is "
+                       "established or closed before the checkpoint)");
+}
+
+// TCP_MD5SIG (RFC 2385) and TCP-AO (RFC 5925) keys: no getsockopt(2) reads
+// the MD5 keys back (inet_diag reports whether there are any) nor TCP-AO's
+// secrets, so a connection signed with either is refused by name.
+Status CheckNoSignatures(int fd, const image::TcpSocket& t, const std::string& what) {
+  CRYO_ASSIGN_OR_RETURN(const TcpDiag diag, QueryTcpConnection(t.family(), t.local(), t.peer(), t.state()));
+  if (diag.md5sig)
+    return Status::Error(what + " (ESTABLISHED) is signed with TCP_MD5SIG keys (RFC 2385), which cryo cannot read "
+                         "back and does not restore");
+  // TCP_AO_INFO (linux/tcp.h, Linux 6.7): ENOENT when no TCP-AO key is set.
+  constexpr int kTcpAoInfo = 40;
+  char info[64] = {};
+  socklen_t len = sizeof(info);
+  if (::getsockopt(fd, IPPROTO_TCP, kTcpAoInfo, info, &len) == 0)
+    return Status::Error(what + " (ESTABLISHED) is signed with TCP-AO keys (RFC 5925), which cryo does not restore");
+  return Status::Ok();
+}
+
 Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
   t->set_family(IntSocketOption(fd, SOL_SOCKET, SO_DOMAIN));
   t->set_ino(s.st.st_ino);
@@ -101,21 +153,15 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) t->set_peer(std::string(reinterpret_cast<const char*>(&a), len));
   t->set_state(ti.tcpi_state);
   std::string what = s.what() + ": " + Describe(*t);
-  if (ti.tcpi_state != TCP_ESTABLISHED)
-    return Status::Error(what + " (" + TcpStateName(ti.tcpi_state) +
-                         "): only established connections are restored (close or finish it before the checkpoint)");
+  if (ti.tcpi_state != TCP_ESTABLISHED) return StateRefusal(what, ti.tcpi_state);
   // Shut down for reading (shutdown(SHUT_RD)) keeps ESTABLISHED; poll shows it.
   pollfd p = {fd, POLLRDHUP, 0};
   if (::poll(&p, 1, 0) > 0 && (p.revents & POLLRDHUP))
     return Status::Error(what + " (ESTABLISHED) is shut down for reading, which cryo does not restore");
   if (!InOurNetns(fd))
-    return Status::Error(what + " is in another network namespace than cryo's, which cryo does not restore yet");
-  // Opt-in: a cryo killed with SIGKILL mid-dump leaves the socket in repair
-  // mode (nothing outlives cryo to end it), which a default dump must never
-  // risk for the original.
-  if (s.scope && !s.scope->tcp_established)
-    return Status::Error(what + ": an established TCP connection; dump with --tcp-established to checkpoint it "
-                         "(held in TCP_REPAIR mode during the dump, which a kill -9 of cryo would leave behind)");
+    return Status::Error(what + " (ESTABLISHED) is in another network namespace than cryo's, which cryo does not "
+                         "restore yet");
+  CRYO_RETURN_IF_ERROR(CheckNoSignatures(fd, *t, what));
   TcpDumpSession* session = CurrentTcpDump();
   if (!session) return Status::Error("internal: " + what + " met outside a dump");
   t->set_reuseport(IntSocketOption(fd, SOL_SOCKET, SO_REUSEPORT) == 1);
@@ -125,8 +171,9 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
   CRYO_RETURN_IF_ERROR(
       DumpSocketOptions(fd, t->family(), SOCK_STREAM, IPPROTO_TCP, what, t->mutable_options(), /*connected=*/true));
 
-  // From here no packet of the connection passes, and the socket stays in
-  // repair mode until the dump ends.
+  // From here no packet of the connection passes; the socket is in repair
+  // mode while it is read (the guardian, tcp_guardian.h, ends it if cryo
+  // dies).
   const auto serialized = session->SerializeRepair();
   if (session->FindRecord(t->ino(), t)) return Status::Ok();
   CRYO_RETURN_IF_ERROR(session->Lock({t->local(), t->peer()}));
@@ -165,6 +212,7 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
   t->set_max_window(w.max_window);
   t->set_rcv_wnd(w.rcv_wnd);
   t->set_rcv_wup(w.rcv_wup);
+  CRYO_RETURN_IF_ERROR(session->LeaveRepair(t->ino(), what));
   session->KeepRecord(*t);
   return Status::Ok();
 }
@@ -224,6 +272,52 @@ Status RestoreTcp(int fd, const image::Fd& f, const std::string& what, std::stri
   return Status::Ok();
 }
 
+// --tcp-close: a TCP socket of the connection's family and options that was
+// reset by its peer, as the program would find its connection had the peer
+// gone: connected over loopback to a listener of cryo's own whose end then
+// closes with SO_LINGER {1, 0}, which sends a reset (tcp_disconnect). The
+// socket is then CLOSE with ECONNRESET pending (tcp_reset): the next recv(2)
+// or send(2) fails with ECONNRESET, after which recv(2) returns 0 (end of
+// stream) and send(2) fails with EPIPE; poll(2) shows POLLIN, POLLOUT,
+// POLLHUP and POLLERR. Its queues are empty; getsockname(2) shows the loopback
+// address it was connected from, getpeername(2) fails with ENOTCONN.
+Result<UniqueFd> ResetConnection(const image::TcpSocket& t, const std::string& what) {
+  const bool v6 = t.family() == AF_INET6;
+  sockaddr_storage a{};
+  socklen_t alen;
+  if (v6) {
+    auto* a6 = reinterpret_cast<sockaddr_in6*>(&a);
+    a6->sin6_family = AF_INET6;
+    a6->sin6_addr = in6addr_loopback;
+    alen = sizeof(*a6);
+  } else {
+    auto* a4 = reinterpret_cast<sockaddr_in*>(&a);
+    a4->sin_family = AF_INET;
+    a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    alen = sizeof(*a4);
+  }
+  UniqueFd listener(::socket(t.family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+  UniqueFd fd(::socket(t.family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!listener.valid() || !fd.valid()) return Status::FromErrno("socket for " + what + " (--tcp-close)");
+  CRYO_RETURN_IF_ERROR(RestoreSocketOptions(fd.get(), t.options(), what));
+  if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), alen) != 0 || ::listen(listener.get(), 1) != 0 ||
+      ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&a), &alen) != 0)
+    return Status::FromErrno("loopback listener for " + what + " (--tcp-close)");
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), alen) != 0)
+    return Status::FromErrno("loopback connection for " + what + " (--tcp-close)");
+  UniqueFd other(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!other.valid()) return Status::FromErrno("accept for " + what + " (--tcp-close)");
+  const linger abort = {1, 0};
+  if (::setsockopt(other.get(), SOL_SOCKET, SO_LINGER, &abort, sizeof(abort)) != 0)
+    return Status::FromErrno("SO_LINGER for " + what + " (--tcp-close)");
+  other.reset();  // the reset
+  // Loopback delivers it at once; bounded wait all the same.
+  pollfd p = {fd.get(), POLLERR, 0};
+  if (::poll(&p, 1, 1000) != 1 || !(p.revents & POLLERR))
+    return Status::Error(what + ": the reset of --tcp-close did not arrive");
+  return fd;
+}
+
 class TcpSocketHandler final : public FdKindHandler {
  public:
   image::FdKind kind() const override { return image::FD_TCP_SOCKET; }
@@ -239,6 +333,10 @@ class TcpSocketHandler final : public FdKindHandler {
   Result<int> Open(const image::Fd& f) const override {
     const image::TcpSocket& t = f.tcp_socket();
     const std::string what = Describe(t);
+    if (TcpCloseOnRestore()) {
+      CRYO_ASSIGN_OR_RETURN(UniqueFd closed, ResetConnection(t, what));
+      return Finish(std::move(closed), f);
+    }
     UniqueFd fd(::socket(t.family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
     if (!fd.valid()) return Status::FromErrno("socket for " + what);
     PendingTcp p;
@@ -248,10 +346,17 @@ class TcpSocketHandler final : public FdKindHandler {
     p.reuseaddr = t.reuseaddr();
     p.what = what;
     AddPendingTcp(std::move(p));
+    return Finish(std::move(fd), f);
+  }
+
+ private:
+  // Owner and blocking mode, as the original's.
+  static Result<int> Finish(UniqueFd fd, const image::Fd& f) {
+    const image::TcpSocket& t = f.tcp_socket();
     if ((t.owner_uid() || t.owner_gid()) && ::fchown(fd.get(), t.owner_uid(), t.owner_gid()) != 0)
-      return Status::FromErrno("fchown of " + what);
+      return Status::FromErrno("fchown of " + Describe(t));
     if ((f.flags() & O_NONBLOCK) && ::fcntl(fd.get(), F_SETFL, O_NONBLOCK) != 0)
-      return Status::FromErrno("O_NONBLOCK on " + what);
+      return Status::FromErrno("O_NONBLOCK on " + Describe(t));
     return fd.release();
   }
 };

@@ -4,20 +4,17 @@
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/sysmacros.h>
 
 #include <cstring>
 
-#include "base/unique_fd.h"
+#include "net/sock_diag.h"
 
 namespace cryo {
 
 Result<UnixSocketDiag> QueryUnixSocket(uint64_t ino) {
   const std::string what = "UNIX_DIAG of socket inode " + std::to_string(ino);
-  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-  if (!nl.valid()) return Status::FromErrno("socket(NETLINK_SOCK_DIAG)");
   struct {
     struct nlmsghdr nlh;
     struct unix_diag_req req;
@@ -30,21 +27,11 @@ Result<UnixSocketDiag> QueryUnixSocket(uint64_t ino) {
   msg.req.udiag_ino = static_cast<uint32_t>(ino);
   msg.req.udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE
-  struct sockaddr_nl sa;
-  std::memset(&sa, 0, sizeof(sa));
-  sa.nl_family = AF_NETLINK;
-  if (::sendto(nl.get(), &msg, sizeof(msg), 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) !=
-      static_cast<ssize_t>(sizeof(msg)))
-    return Status::FromErrno("sending " + what);
-  struct pollfd p = {nl.get(), POLLIN, 0};
-  const int ready = ::poll(&p, 1, 1000);
-  if (ready < 0) return Status::FromErrno("waiting for " + what);
-  if (ready == 0) return Status::Error(what + ": no answer within 1 s");
   // Room for the accept queue of a listener with a large backlog (4 bytes a connection).
   std::vector<char> space(1 << 20);
+  CRYO_ASSIGN_OR_RETURN(const size_t got, SockDiagQuery(&msg, sizeof(msg), &space, what));
   char* buf = space.data();
-  ssize_t n = ::recv(nl.get(), buf, space.size(), 0);
-  if (n < 0) return Status::FromErrno("receiving " + what);
+  ssize_t n = static_cast<ssize_t>(got);
   for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
     if (h->nlmsg_type == NLMSG_ERROR) {
       const auto* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));

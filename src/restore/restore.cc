@@ -398,6 +398,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   // The image's TCP connections: the lock goes whatever happens (the
   // janitor removes it if cryo dies).
   const std::string& net_lock = img.inventory.net_lock();
+  SetTcpCloseOnRestore(opts.tcp_close);
   TcpRestoreGuard tcp_guard(net_lock);
   if (!net_lock.empty()) CRYO_RETURN_IF_ERROR(janitor->WillRemoveNetLock(net_lock));
   CRYO_ASSIGN_OR_RETURN(cgroup::CgroupRoots cgroup_roots, cgroup::ParseCgroupRoots(opts.cgroup_roots));
@@ -603,8 +604,12 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   if (janitor) janitor->Done(root);
   RestoreFaultPoint("janitor-done");
   // Release every thread of every process together.
+  // A thread released first may end its whole process at once (exit_group:
+  // a program whose restored connection was reset, --tcp-close), killing
+  // the threads not yet detached: ESRCH then is that death, not a failure.
   for (pid_t tid : expected)
-    if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
+    if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0 && errno != ESRCH)
+      return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
   guard.Release();
   if (janitor) janitor->Released();
   cgroups->Keep();

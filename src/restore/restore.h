@@ -27,6 +27,9 @@ struct RestoreOptions {
   // --pidns new: Restore() runs as pid 1 of a new PID namespace
   // (restore/pidns.h), which refuses what the tree could not find there.
   bool new_pidns = false;
+  // --tcp-close: TCP connections come back reset by their peer instead of
+  // established (net/tcp_socket.cc, ResetConnection).
+  bool tcp_close = false;
 };
 
 // Restores the image. On success returns the restored root pid, running (cryo

@@ -530,7 +530,7 @@ class Harness:
     def dump(self, pid, images, leave_running=False, expect_ok=True, mkdir=True, timeout=CRYO_TIMEOUT,
              force=False, extra=()):
         """`force`: replace the image `images` holds (cryo refuses without).
-        `extra`: more arguments (--tcp-established, ...)."""
+        `extra`: more arguments (--ext-unix-sk, ...)."""
         if mkdir:
             os.makedirs(images, exist_ok=True)
         args = ["dump", "-t", str(pid), "-D", images]

@@ -25,6 +25,8 @@ Run: test_tcp.py --cryo PATH --workloads DIR [NAME ...]
 import ctypes
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -147,9 +149,10 @@ def lock_tables():
     return [line.split()[-1] for line in out.stdout.splitlines() if "cryo-lock" in line]
 
 
-# Checkpointing established connections is asked for (a kill -9 of cryo
-# mid-dump would leave them in repair mode; test_not_asked_refused).
-TCP = ("--tcp-established",)
+# Established connections are checkpointed by default; --tcp-established
+# is accepted (CRIU's command line) and changes nothing
+# (test_tcp_established_flag_accepted).
+TCP = ()
 
 
 def check_no_lock(when):
@@ -403,8 +406,9 @@ def test_restore_beside_original_refused(h):
 
 
 def test_other_states_refused(h):
-    """A connection shut down for writing (FIN_WAIT) is refused by name,
-    before anything is written, and left working."""
+    """A connection shut down for writing (FIN_WAIT2 on one end, CLOSE_WAIT
+    on the other: TCP_REPAIR restores no FIN) is refused by name, before
+    anything is written, and left working."""
     w = h.start("halfclosed", [cryotest.PYTHON, "-c",
                                "import socket, time\n"
                                "l = socket.create_server(('127.0.0.1', 0))\n"
@@ -418,8 +422,10 @@ def test_other_states_refused(h):
     r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images] + list(TCP))
     check(r.rc != 0, "the dump succeeded")
     check_eq(sorted(os.listdir(images)), [], "files in the image directory after the refused dump")
-    for word in ("127.0.0.1", str(w.pid), "CLOSE_WAIT" if "CLOSE_WAIT" in r.message else "FIN_WAIT", "established"):
-        check(word in r.message, "the error should say %r: %s" % (word, r.message))
+    # Each refusal names the socket: pid, fd, both ends and the state.
+    named = r"pid %d fd \d+: TCP 127\.0\.0\.1:\d+ <-> 127\.0\.0\.1:\d+ \((CLOSE_WAIT|FIN_WAIT2)\): " % w.pid
+    check(re.search(named, r.message) is not None, "the error should name the socket and its state: %s" % r.message)
+    check("established" in r.message, "the error should say what is restored: %s" % r.message)
     check_no_lock("after the refused dump")
     check_eq(cryotest.proc_status(w.pid)["TracerPid"], "0", "TracerPid after the refused dump")
     h.cleanup_one(w.pid)
@@ -487,19 +493,188 @@ def unlocking(test):
     return run
 
 
-def test_not_asked_refused(h):
-    """Without --tcp-established a connection is refused by name before
-    anything is written: no image directory, no lock, no repair mode (the
-    streams go on), the tree untraced."""
-    w = start_pair(h, "4")
-    r = h.dump_refused(w.pid, ["--tcp-established", "127.0.0.1", str(w.pid)])
+# A pair signed with TCP_MD5SIG keys (RFC 2385) on both ends; after the
+# refused dump (a "go" file) the ends exchange a byte each way and write "ok".
+MD5_PAIR = r"""
+import os, socket, struct, time
+def key(s, ip):
+    addr = struct.pack("=H", socket.AF_INET) + b"\0\0" + socket.inet_aton(ip)
+    k = b"cryo-md5-secret"
+    s.setsockopt(socket.IPPROTO_TCP, 14, addr.ljust(128, b"\0") + struct.pack("=BBHi", 0, 0, len(k), 0) + k.ljust(80, b"\0"))
+l = socket.socket()
+key(l, "127.0.0.1")
+l.bind(("127.0.0.1", 0))
+l.listen(1)
+c = socket.socket()
+key(c, "127.0.0.1")
+c.connect(l.getsockname())
+a, _ = l.accept()
+open("ready", "w").write("x")
+while not os.path.exists("go"):
+    time.sleep(0.02)
+c.sendall(b"p")
+a.sendall(b"q")
+if a.recv(1) == b"p" and c.recv(1) == b"q":
+    open("ok", "w").write("x")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_md5sig_refused(h):
+    """A connection signed with TCP_MD5SIG keys (which no getsockopt reads
+    back) is refused by name before anything is written: no file, no lock,
+    the tree untraced, and the connection still works."""
+    w = h.start("md5", [cryotest.PYTHON, "-c", MD5_PAIR])
+    wait_file(w, "ready")
+    images = h.mkdir("img")
+    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images])
+    check(r.rc != 0, "the dump of a TCP_MD5SIG connection succeeded")
+    for word in ("TCP_MD5SIG", "pid %d fd" % w.pid, "127.0.0.1:"):
+        check(word in r.message, "the refusal should say %r: %s" % (word, r.message))
+    check_eq(sorted(os.listdir(images)), [], "files in the image directory after the refused dump")
     check_no_lock("after the refused dump")
-    check_flows([(w.ctl, "client"), (w.ctl, "server")], "after the refused dump", more=2000)
+    check_eq(cryotest.proc_status(w.pid)["TracerPid"], "0", "TracerPid after the refused dump")
+    open(w.path("go"), "w").write("x")
+    wait_file(w, "ok")
     h.cleanup_one(w.pid)
 
 
+def test_tcp_established_flag_accepted(h):
+    """--tcp-established (CRIU's command line) is accepted and changes
+    nothing: connections are checkpointed without it too."""
+    w = start_pair(h, "4")
+    images = h.mkdir("img")
+    h.dump(w.pid, images, extra=("--tcp-established",))
+    h.reap_original(w)
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    check_no_lock("after the restore")
+    check_flows([(w.ctl, "client"), (w.ctl, "server")], "after the restore")
+    kill_tree(h, r.pid)
+
+
+def first_error(ctl, role, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        err = cryotest.read_text(os.path.join(ctl, "error-" + role))
+        if err:
+            return err.splitlines()[0]
+        time.sleep(0.05)
+    return None
+
+
+def test_tcp_close(h):
+    """restore --tcp-close: the connection comes back reset by its peer: the
+    program's stream fails with ECONNRESET (ConnectionResetError), no lock
+    stays, and the peer outside the tree sees a reset too once it sends."""
+    peer, w = start_peer_and_client(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    r = h.run_cryo(["restore", "-D", images, "--detach", "--tcp-close"])
+    check(r.rc == 0, "restore --tcp-close failed: %s" % r.describe())
+    check_no_lock("after restore --tcp-close")
+    # The first call on the socket gets ECONNRESET; the stream's other thread
+    # may get there first and then read the end of stream (recv 0), which
+    # it reports first if it wins the race to its error file.
+    err = first_error(w.ctl, "client")
+    check(err is not None and ("ConnectionResetError" in err or "end of stream" in err),
+          "the restored client's stream should be reset: %r" % err)
+    err = first_error(peer.ctl, "peer")
+    check(err is not None and ("ConnectionResetError" in err or "BrokenPipeError" in err),
+          "the outside peer should see a reset: %r" % err)
+    cryotest.wait_pids_gone([w.pid])
+    h.cleanup_one(peer.pid)
+
+
+def socket_state(pid):
+    """(TCP_REPAIR, SO_REUSEADDR) of the connected socket of `pid`."""
+    (s,) = connected_sockets(pid)
+    try:
+        return s.getsockopt(socket.IPPROTO_TCP, 19), s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR)
+    finally:
+        s.close()
+
+
+def tcp_fault_points(h, w, leave_running):
+    """The fault point numbers of the TCP steps of a whole dump (the dump's
+    debug log); the dump itself done (kill mode: restored again)."""
+    images = os.path.join(h.tmp_root, "img-count")
+    args = ["dump", "-t", str(w.pid), "-D", images, "--force", "-vv"] + (["--leave-running"] if leave_running else [])
+    r = h.run_cryo(args, env={"CRYO_FAULT_POINT": "0"}, tag="dump-count")
+    check(r.rc == 0, "counting dump failed\n%s" % r.describe())
+    points = {int(n): step for n, step in re.findall(r"TCP fault point (\d+): ([^\n]*)", r.log or "")}
+    check(len(points) >= 4, "TCP fault points in the log: %r" % points)
+    return points, images
+
+
+def fault_campaign(h, leave_running):
+    """cryo killed (SIGKILL) at every fault point around the TCP steps of a
+    dump of a client whose peer is outside the tree: the original keeps its
+    connection (both streams go on, no reset, no lost or repeated byte), its
+    socket out of repair mode with its SO_REUSEADDR, no table left; in kill
+    mode, once the kill went through, the image restores and goes on."""
+    peer, w = start_peer_and_client(h)
+    pid = w.pid
+    points, images = tcp_fault_points(h, w, leave_running)
+    if not leave_running:
+        h.reap_original(w)
+        pid = h.restore(images, detach=True, expected_pid=w.pid).pid
+        check_no_lock("after the counting dump's restore")
+    check_flows([(w.ctl, "client"), (peer.ctl, "peer")], "after the counting dump", more=2000)
+    # Every point of the TCP steps and its neighbours, but the one inside
+    # the read of a socket's state in repair mode: a cryo killed there lets
+    # its tracees run at once (exit_ptrace), and a thread of the tree may
+    # meet repair mode before the guardian ends it (net/tcp_guardian.h).
+    window = {p for p, step in points.items() if step == "socket in repair mode"}
+    check(len(window) == 1, "the repair window's fault point: %r" % points)
+    targets = sorted(set(p + d for p in points for d in (-1, 0, 1)) - window)
+    h.note("TCP fault points %r: SIGKILL at %r" % (points, targets))
+    for point in targets:
+        when = "after SIGKILL at fault point %d (%s mode)" % (point, "leave-running" if leave_running else "kill")
+        img = os.path.join(h.tmp_root, "img-%d" % point)
+        args = ["dump", "-t", str(pid), "-D", img] + (["--leave-running"] if leave_running else [])
+        r = h.run_cryo(args, env={"CRYO_FAULT_POINT": str(point), "CRYO_FAULT_SIGNAL": "KILL"}, tag="dump-fault")
+        check(r.rc in (0, -signal.SIGKILL), "cryo's status %s\n%s" % (r.rc, r.describe()))
+        # The guardian finishes within a bounded time.
+        deadline = time.monotonic() + 20
+        while lock_tables() and cryotest.pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if leave_running:
+            check_errors(w.ctl, ["client"], when)
+        check_errors(peer.ctl, ["peer"], when)
+        if not cryotest.pid_alive(pid):
+            # Kill mode, the kill went through: the image is complete and
+            # its lock holds the connection until the restore.
+            check(not leave_running, "the original died %s" % when)
+            check_eq(len(lock_tables()), 1, "lock tables %s, the tree killed" % when)
+            cryotest.wait_pids_gone([pid])
+            pid = h.restore(img, detach=True, expected_pid=w.pid).pid
+            check_no_lock("after the restore %s" % when)
+        else:
+            check_no_lock(when)
+            check_eq(cryotest.proc_status(pid)["TracerPid"], "0", "TracerPid %s" % when)
+            check_eq(socket_state(pid), (0, 1), "the client's (TCP_REPAIR, SO_REUSEADDR) %s" % when)
+        check_flows([(w.ctl, "client"), (peer.ctl, "peer")], when, more=2000)
+        shutil.rmtree(img, ignore_errors=True)
+    kill_tree(h, pid)
+    h.cleanup_one(peer.pid)
+
+
+def test_fault_points_leave_running(h):
+    fault_campaign(h, True)
+
+
+def test_fault_points_kill(h):
+    fault_campaign(h, False)
+
+
 TESTS = [unlocking(t) for t in [
-    test_not_asked_refused,
+    test_md5sig_refused,
+    test_tcp_established_flag_accepted,
+    test_tcp_close,
+    test_fault_points_leave_running,
+    test_fault_points_kill,
     test_pair_ipv4_kill,
     test_pair_ipv6_kill,
     test_pair_v4_mapped_kill,

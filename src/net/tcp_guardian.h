@@ -1,0 +1,64 @@
+// The guardian of a dump's TCP connections: a sentinel (base/sentinel.h)
+// that undoes what the dump does to the tree's sockets and to the network if
+// cryo does not finish, also when cryo is killed with SIGKILL or crashes.
+//
+// Before each change cryo tells it how to undo it: the name of the nftables
+// table before the table is made (net_lock.h), and a duplicate of each socket
+// (the same open file description, so the same socket) with its SO_REUSEADDR
+// value before TCP_REPAIR goes on (leaving repair mode clears SO_REUSEADDR,
+// do_tcp_setsockopt in net/ipv4/tcp.c). When its channel reaches EOF without
+// "done":
+//   - the tree runs on (the dump failed, was interrupted, or left it running;
+//     or cryo died before its kill): every socket still in repair mode leaves
+//     it, its SO_REUSEADDR put back, and the tables are removed;
+//   - cryo had said "kill" (the image complete, the tree about to be killed)
+//     and every process of the tree is gone: the sockets are closed still in
+//     repair mode (no reset, tcp_disconnect) and the table stays for the
+//     restore, handed over to the image (its "dumping" marker removed).
+// On "done" (cryo undid or handed over everything itself) it exits doing
+// nothing but closing its duplicates.
+//
+// What it cannot do: the kernel lets a dead tracer's tracees run at once
+// (exit_ptrace), so if cryo dies while a socket is in repair mode for its
+// state to be read (the only time a live tree's socket is), a thread of the
+// tree may call recv(2) or send(2) on it before the guardian has ended repair
+// mode, and fail with EPERM or EINVAL. The dump keeps that window to the few
+// system calls of the read; in kill mode the sockets go back into repair mode
+// only once the SIGKILLs are sent (no killed task runs again).
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "base/sentinel.h"
+#include "base/status.h"
+
+namespace cryo {
+
+class TcpGuardian {
+ public:
+  static Result<std::unique_ptr<TcpGuardian>> Start();
+  // Not done: the guardian undoes what it was told about; awaited (bounded).
+  ~TcpGuardian() = default;
+
+  // Before the table `name` is made.
+  Status WillLock(const std::string& name);
+  // Before TCP_REPAIR goes on on `fd`, whose SO_REUSEADDR is `reuseaddr`.
+  Status WillRepair(int fd, int reuseaddr);
+  // The image is complete and the tree of `pids` is about to be killed.
+  Status WillKill(const std::set<pid_t>& pids);
+  // cryo undid (or handed over to the image) everything itself: the guardian
+  // exits doing nothing; awaited (bounded), so that its duplicates are closed
+  // when this returns.
+  void Done();
+  pid_t pid() const { return sentinel_->pid(); }
+
+ private:
+  explicit TcpGuardian(std::unique_ptr<Sentinel> s) : sentinel_(std::move(s)) {}
+  std::unique_ptr<Sentinel> sentinel_;
+};
+
+}  // namespace cryo
