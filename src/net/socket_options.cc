@@ -1,6 +1,8 @@
 #include "net/socket_options.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #include <cstring>
@@ -102,6 +104,22 @@ const Option kOptions[] = {
     {kIp, 25, "IP_RECVFRAGSIZE", true},
     {kIp, 26, "IP_RECVERR_RFC4884", true},
     {kIp, 51, "IP_LOCAL_PORT_RANGE", true},
+    // Datagram sockets (UDP): multicast sending and what recvmsg(2) reports.
+    {kIp, 6, "IP_RECVOPTS", true},
+    {kIp, 7, "IP_RETOPTS", true},
+    {kIp, 20, "IP_RECVORIGDSTADDR", true},
+    {kIp, 32, "IP_MULTICAST_IF", true},
+    {kIp, 33, "IP_MULTICAST_TTL", true},
+    {kIp, 34, "IP_MULTICAST_LOOP", true},
+    {kIp, 49, "IP_MULTICAST_ALL", true},
+    {kIp, 50, "IP_UNICAST_IF", true},
+    {kIpv6, 17, "IPV6_MULTICAST_IF", true},
+    {kIpv6, 18, "IPV6_MULTICAST_HOPS", true},
+    {kIpv6, 19, "IPV6_MULTICAST_LOOP", true},
+    {kIpv6, 29, "IPV6_MULTICAST_ALL", true},
+    {kIpv6, 51, "IPV6_RECVHOPLIMIT", true},
+    {kIpv6, 74, "IPV6_RECVORIGDSTADDR", true},
+    {kIpv6, 76, "IPV6_UNICAST_IF", true},
     {kIpv6, 16, "IPV6_UNICAST_HOPS", true},
     {kIpv6, 23, "IPV6_MTU_DISCOVER", true},
     {kIpv6, 25, "IPV6_RECVERR", true},
@@ -168,6 +186,12 @@ Status CheckUnreadable(int fd, int family, const std::string& what) {
 }
 
 }  // namespace
+
+Status SetSocketOwnerAndFlags(int fd, uint32_t uid, uint32_t gid, uint32_t flags, const std::string& what) {
+  if ((uid || gid) && ::fchown(fd, uid, gid) != 0) return Status::FromErrno("fchown of " + what);
+  if ((flags & O_NONBLOCK) && ::fcntl(fd, F_SETFL, O_NONBLOCK) != 0) return Status::FromErrno("O_NONBLOCK on " + what);
+  return Status::Ok();
+}
 
 int IntSocketOption(int fd, int level, int name) {
   int v = 0;

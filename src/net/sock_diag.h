@@ -1,0 +1,42 @@
+// Sockets other than UNIX as NETLINK_SOCK_DIAG reports them (inet_diag for
+// UDP, netlink_diag), found by the inode of the socket: what no getsockopt(2)
+// tells (a UDP socket shut down for writing, a netlink socket's peer and
+// groups, whether a netlink dump is running on it).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "base/status.h"
+
+namespace cryo {
+
+struct InetSocketDiag {
+  int state = 0;          // sk_state (TCP_CLOSE; TCP_ESTABLISHED: connected)
+  uint8_t shutdown = 0;   // sk_shutdown (INET_DIAG_SHUTDOWN): RCV_SHUTDOWN 1, SEND_SHUTDOWN 2
+  uint32_t rqueue = 0;    // bytes of kernel memory the receive queue takes
+  uint32_t wqueue = 0;    // the same for the send queue
+};
+
+// The socket of `family` (AF_INET, AF_INET6) and `protocol` (IPPROTO_UDP,
+// IPPROTO_UDPLITE, ...) whose sockfs inode is `ino`, in cryo's network
+// namespace (a dump of every such socket; bounded: 1 s for each answer).
+Result<InetSocketDiag> QueryInetSocket(int family, int protocol, uint64_t ino);
+
+struct NetlinkSocketDiag {
+  int protocol = 0;
+  uint32_t portid = 0;
+  uint32_t dst_portid = 0;
+  uint32_t dst_group = 0;
+  int state = 0;                 // NETLINK_CONNECTED (1) after connect(2)
+  std::vector<uint32_t> groups;  // the bitmap of groups it listens to (NETLINK_DIAG_GROUPS)
+  uint32_t rmem = 0;             // SK_MEMINFO_RMEM_ALLOC: non-zero while messages wait to be read
+  uint64_t flags = 0;            // NDIAG_FLAG_* (a dump running: NDIAG_FLAG_CB_RUNNING)
+};
+
+// The netlink socket whose sockfs inode is `ino`.
+Result<NetlinkSocketDiag> QueryNetlinkSocket(uint64_t ino);
+
+}  // namespace cryo
