@@ -22,72 +22,21 @@ another protocol, queued datagrams with IP_PKTINFO.
 Run: test_udp.py --cryo PATH --workloads DIR [NAME ...]
 """
 import os
-import socket
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cryotest  # noqa: E402
-from cryotest import check, check_eq  # noqa: E402
-
-
-def image_pids(h, images):
-    return [p["pid"] for p in h.show_json(images)["processes"]]
-
-
-def check_features(h, images, feature):
-    img = h.show_json(images)
-    check(feature in img["features"], "image features lack %r: %r" % (feature, img["features"]))
+from cryotest import check  # noqa: E402
+# The three modes for a workload that checks itself, as for UNIX sockets.
+from test_unix import kill_mode, leave_running_mode, rewind_mode  # noqa: E402
 
 
 def start_udp(h):
     w = h.start_workload("udpsk.py")
     h.wait_ready(w)
     return w
-
-
-def kill_mode(h, w, feature):
-    h.verify_ok(w, when="before dump")
-    images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.reap_original(w)
-    check_features(h, images, feature)
-    cryotest.wait_pids_gone(image_pids(h, images))
-    r = h.restore(images, detach=True, expected_pid=w.pid)
-    rw = w.restored(r.pid)
-    h.verify_ok(rw, when="after restore")
-    h.verify_ok(rw, exit=True, when="after restore (again, exit)")
-    check_eq(h.wait_exit(rw), ("exit", 0), "restored %s exit status" % w.name)
-
-
-def leave_running_mode(h, w):
-    images = h.mkdir("img")
-    h.dump(w.pid, images, leave_running=True)
-    # Nothing was consumed: the original reads its queues as they were.
-    h.verify_ok(w, when="of the original after dump --leave-running")
-    h.verify_ok(w, exit=True, when="of the original (exit)")
-    check_eq(h.wait_exit(w), ("exit", 0), "original exit status")
-    cryotest.wait_pids_gone(image_pids(h, images))
-    r = h.restore(images, detach=True, expected_pid=w.pid)
-    rw = w.restored(r.pid)
-    h.verify_ok(rw, exit=True, when="after restore (exit)")
-    check_eq(h.wait_exit(rw), ("exit", 0), "restored %s exit status" % w.name)
-
-
-def rewind_mode(h, w, instances):
-    images = h.mkdir("img")
-    h.dump(w.pid, images, leave_running=True)
-    h.verify_ok(w, when="of the original")
-    h.kill_and_reap(w)
-    pids = image_pids(h, images)
-    for i in range(instances):
-        cryotest.wait_pids_gone(pids)
-        r = h.restore(images, detach=True, expected_pid=w.pid)
-        rw = w.restored(r.pid)
-        h.verify_ok(rw, exit=True, when="of rewind instance %d (exit)" % (i + 1))
-        check_eq(h.wait_exit(rw), ("exit", 0), "exit status of rewind instance %d" % (i + 1))
 
 
 def test_udp_kill(h):
