@@ -34,6 +34,11 @@ struct DumpScope {
   mutable std::mutex outside_fds_mu;
   mutable std::multimap<std::string, std::pair<pid_t, int>> outside_fds;
   mutable bool outside_fds_read = false;
+  // Sockets whose state is read once for all their fds (net/udp_socket.cc:
+  // a second peek at a queue skips the zero-length datagrams the first one
+  // passed), by SO_COOKIE: the serialized record.
+  mutable std::mutex sockets_mu;
+  mutable std::map<uint64_t, std::string> socket_records;
 };
 
 // "pid 12 (comm)", for messages.
@@ -107,6 +112,9 @@ const FdKindHandler* FifoHandler();
 const FdKindHandler* ListenSocketFdHandler();  // src/net/listen_socket.cc
 const FdKindHandler* UnixSocketFdHandler();    // src/net/unix_socket.cc
 const FdKindHandler* TcpSocketFdHandler();     // src/net/tcp_socket.cc
+const FdKindHandler* UdpSocketFdHandler();     // src/net/udp_socket.cc
+const FdKindHandler* NetlinkSocketFdHandler(); // src/net/netlink_socket.cc
+const FdKindHandler* OtherSocketFdHandler();   // src/net/other_socket.cc: refuses every other socket by name
 
 // The pipe id of a FIFO (its inode on a file system), distinct from pipe ids.
 uint64_t FifoPipeId(uint64_t dev, uint64_t ino);

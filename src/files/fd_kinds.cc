@@ -61,8 +61,11 @@ const std::vector<const FdKindHandler*>& FdKindHandlers() {
       ListenSocketFdHandler(),
       UnixSocketFdHandler(),
       TcpSocketFdHandler(),
+      UdpSocketFdHandler(),
+      NetlinkSocketFdHandler(),
       PtyHandler(),
       ExternalTtyHandler(),
+      OtherSocketFdHandler(),  // last: any socket the others did not take
   };
   return kAll;
 }

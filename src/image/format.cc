@@ -175,6 +175,8 @@ const std::vector<std::string>& SupportedFeatures() {
       "unix-pending-connections",
       "unix-external-peers",
       "tcp-established",
+      "udp-sockets",
+      "netlink-sockets",
   };
   return kFeatures;
 }

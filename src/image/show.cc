@@ -114,6 +114,24 @@ std::string ListenSocketText(const Fd& f) {
     if (t.options_size()) o << ", " << t.options_size() << " options set";
     return o.str();
   }
+  if (f.kind() == FD_UDP_SOCKET) {  // a UDP socket: its queue and groups
+    const UdpSocket& u = f.udp_socket();
+    size_t bytes = 0;
+    for (const UdpDatagram& d : u.queue()) bytes += d.data().size();
+    std::ostringstream o;
+    o << ", UDP inode " << u.ino() << (u.peer().empty() ? "" : ", connected") << ", " << u.queue_size()
+      << " datagrams queued (" << bytes << " bytes)";
+    if (u.memberships_size()) o << ", " << u.memberships_size() << " multicast groups";
+    if (u.shutdown()) o << ", shutdown " << u.shutdown();
+    if (u.options_size()) o << ", " << u.options_size() << " options set";
+    return o.str();
+  }
+  if (f.kind() == FD_NETLINK_SOCKET) {
+    const NetlinkSocket& n = f.netlink_socket();
+    std::ostringstream o;
+    o << ", netlink protocol " << n.protocol() << " portid " << n.portid() << ", " << n.groups_size() << " groups";
+    return o.str();
+  }
   if (f.kind() != FD_LISTEN_SOCKET) return "";
   const ListenSocket& l = f.listen_socket();
   std::ostringstream o;

@@ -115,6 +115,8 @@ const char* FeatureOf(FdKind k) {
     case FD_LISTEN_SOCKET: return "listen-sockets";
     case FD_UNIX_SOCKET: return "unix-sockets";
     case FD_TCP_SOCKET: return "tcp-established";
+    case FD_UDP_SOCKET: return "udp-sockets";
+    case FD_NETLINK_SOCKET: return "netlink-sockets";
     default: return nullptr;
   }
 }

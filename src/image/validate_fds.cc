@@ -120,6 +120,7 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
       (f.has_inotify() && k != FD_INOTIFY) || f.has_pipe() != (k == FD_PIPE || k == FD_FIFO) ||
       f.has_tty() != (k == FD_TTY || k == FD_EXTERNAL_TTY) || f.has_listen_socket() != (k == FD_LISTEN_SOCKET) ||
       f.has_unix_socket() != (k == FD_UNIX_SOCKET) || f.has_tcp_socket() != (k == FD_TCP_SOCKET) ||
+      f.has_udp_socket() != (k == FD_UDP_SOCKET) || f.has_netlink_socket() != (k == FD_NETLINK_SOCKET) ||
       (f.shm_object() != 0) != (k == FD_MEMFD || k == FD_POSIX_SHM))
     return "state of another kind of file";
   // An unlinked file (files.img) is a regular file or a directory opened again.
@@ -240,6 +241,10 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
       return UnixSocketProblem(f);
     case FD_TCP_SOCKET:
       return TcpSocketProblem(f);
+    case FD_UDP_SOCKET:
+      return UdpSocketProblem(f);
+    case FD_NETLINK_SOCKET:
+      return NetlinkSocketProblem(f);
     default:
       return "kind " + std::to_string(k) + " unknown";
   }

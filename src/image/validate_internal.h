@@ -55,6 +55,8 @@ Status ValidateFds(const LoadedImage& img, const Index& index, int pid, const Pr
 std::string UnixSocketProblem(const Fd& f);
 // FD_TCP_SOCKET (validate_tcp.cc); the inventory's net_lock.
 std::string TcpSocketProblem(const Fd& f);
+std::string UdpSocketProblem(const Fd& f);      // validate_udp.cc
+std::string NetlinkSocketProblem(const Fd& f);  // validate_udp.cc
 std::string NetLockProblem(const Inventory& inv);
 // struct sockaddr_un with a name: absolute path or abstract; "" if valid.
 std::string UnixAddressProblem(const std::string& a);

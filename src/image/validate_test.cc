@@ -1080,6 +1080,81 @@ TEST(ValidateTest, TcpSocketFields) {
   });
 }
 
+// A UDP socket 127.0.0.1:1000 on fd 3 with a datagram from 127.0.0.1:2000 queued.
+UdpSocket* AddUdp(TestImage& t) {
+  t.inv.add_features("udp-sockets");
+  UdpSocket* s = AddFd(t, 3, FD_UDP_SOCKET, O_RDWR)->mutable_udp_socket();
+  s->set_family(AF_INET);
+  for (uint16_t port : {1000, 2000}) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string* to = port == 1000 ? s->mutable_local() : s->add_queue()->mutable_source();
+    to->assign(reinterpret_cast<const char*>(&a), sizeof(a));
+  }
+  s->mutable_queue(0)->set_data("datagram");
+  return s;
+}
+
+NetlinkSocket* AddNetlink(TestImage& t) {
+  t.inv.add_features("netlink-sockets");
+  NetlinkSocket* n = AddFd(t, 3, FD_NETLINK_SOCKET, O_RDWR)->mutable_netlink_socket();
+  n->set_type(SOCK_RAW);
+  n->set_protocol(0);
+  n->set_portid(42);
+  n->add_groups(5);
+  return n;
+}
+
+// UDP and netlink sockets (validate_udp.cc).
+TEST(ValidateTest, UdpAndNetlinkSocketFields) {
+  {
+    TestImage t = MakeTestImage();
+    AddUdp(t);
+    EXPECT_EQ(LoadError(t), "");
+  }
+  {
+    TestImage t = MakeTestImage();
+    AddNetlink(t);
+    EXPECT_EQ(LoadError(t), "");
+  }
+  ExpectRefused({
+      {"UDP without its feature", [](TestImage& t) {
+         AddUdp(t);
+         t.inv.mutable_features()->RemoveLast();
+       }, "feature 'udp-sockets'"},
+      {"UDP state missing", [](TestImage& t) {
+         AddUdp(t);
+         t.procs[42].fds.mutable_fds(0)->clear_udp_socket();
+       }, "state of another kind"},
+      {"UDP family unknown", [](TestImage& t) { AddUdp(t)->set_family(AF_UNIX); }, "family unknown"},
+      {"UDP IPv6 family, IPv4 addresses", [](TestImage& t) { AddUdp(t)->set_family(AF_INET6); }, "another family"},
+      {"UDP shutdown bits", [](TestImage& t) { AddUdp(t)->set_shutdown(4); }, "shutdown 4"},
+      {"UDP source cut short", [](TestImage& t) { AddUdp(t)->mutable_queue(0)->mutable_source()->resize(8); }, "source"},
+      {"UDP datagram too large", [](TestImage& t) { AddUdp(t)->mutable_queue(0)->mutable_data()->resize(70000); },
+       "larger than 64 KiB"},
+      {"UDP queue without a port", [](TestImage& t) {
+         std::string* local = AddUdp(t)->mutable_local();
+         (*local)[2] = (*local)[3] = 0;
+       }, "datagrams queued on a socket without a port"},
+      {"UDP option of TCP", [](TestImage& t) {
+         SocketOption* o = AddUdp(t)->add_options();
+         o->set_level(IPPROTO_TCP);
+         o->set_name(1);
+         o->set_value("1234");
+       }, "socket option 6/1"},
+      {"netlink without its feature", [](TestImage& t) {
+         AddNetlink(t);
+         t.inv.mutable_features()->RemoveLast();
+       }, "feature 'netlink-sockets'"},
+      {"netlink protocol", [](TestImage& t) { AddNetlink(t)->set_protocol(12); }, "netlink protocol 12"},
+      {"netlink group 0", [](TestImage& t) { AddNetlink(t)->add_groups(0); }, "netlink group 0"},
+      {"netlink group twice", [](TestImage& t) { AddNetlink(t)->add_groups(5); }, "netlink group 5"},
+      {"netlink peer unconnected", [](TestImage& t) { AddNetlink(t)->set_dst_portid(7); }, "a peer without a connection"},
+  });
+}
+
 }  // namespace
 }  // namespace cryo::image
 

@@ -39,6 +39,8 @@ UniqueFd GrabListener(const FdSource& s) {
   if (!fd.valid() || IntSocketOption(fd.get(), SOL_SOCKET, SO_ACCEPTCONN) != 1) return UniqueFd();
   const int family = IntSocketOption(fd.get(), SOL_SOCKET, SO_DOMAIN);
   if (family != AF_INET && family != AF_INET6 && family != AF_UNIX) return UniqueFd();
+  // An MPTCP or SCTP listener is no TCP one (net/other_socket.cc refuses it).
+  if (family != AF_UNIX && IntSocketOption(fd.get(), SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP) return UniqueFd();
   return fd;
 }
 

@@ -1,11 +1,15 @@
 #include "net/sock_diag.h"
 
+#include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/netlink_diag.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <poll.h>
 #include <sys/socket.h>
 
 #include <cstring>
+#include <functional>
 
 #include "base/unique_fd.h"
 
@@ -26,6 +30,111 @@ Result<size_t> SockDiagQuery(const void* request, size_t len, std::vector<char>*
   const ssize_t n = ::recv(nl.get(), answer->data(), answer->size(), 0);
   if (n < 0) return Status::FromErrno("receiving " + what);
   return static_cast<size_t>(n);
+}
+
+namespace {
+
+// Sends `req` (a SOCK_DIAG_BY_FAMILY dump request of `len` bytes) and calls
+// `each` with every answer until NLMSG_DONE or until it returns true.
+Status DiagDump(const void* req, size_t len, const std::string& what,
+                const std::function<bool(const nlmsghdr*)>& each) {
+  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!nl.valid()) return Status::FromErrno("socket(NETLINK_SOCK_DIAG)");
+  sockaddr_nl sa{};
+  sa.nl_family = AF_NETLINK;
+  if (::sendto(nl.get(), req, len, 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != static_cast<ssize_t>(len))
+    return Status::FromErrno("sending " + what);
+  std::vector<char> buf(64 * 1024);
+  for (;;) {
+    pollfd p = {nl.get(), POLLIN, 0};
+    const int ready = ::poll(&p, 1, 1000);
+    if (ready < 0) return Status::FromErrno("waiting for " + what);
+    if (ready == 0) return Status::Error(what + ": no answer within 1 s");
+    ssize_t n = ::recv(nl.get(), buf.data(), buf.size(), 0);
+    if (n < 0) return Status::FromErrno("receiving " + what);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
+      if (h->nlmsg_type == NLMSG_DONE) return Status::Ok();
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+        return Status::Errno(-e->error, what);
+      }
+      if (each(h)) return Status::Ok();
+    }
+  }
+}
+
+}  // namespace
+
+Result<InetSocketDiag> QueryInetSocket(int family, int protocol, uint64_t ino) {
+  const std::string what = "inet_diag of socket inode " + std::to_string(ino);
+  struct {
+    nlmsghdr nlh;
+    inet_diag_req_v2 req;
+  } msg{};
+  msg.nlh.nlmsg_len = sizeof(msg);
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.sdiag_family = static_cast<uint8_t>(family);
+  msg.req.sdiag_protocol = static_cast<uint8_t>(protocol);
+  msg.req.idiag_states = ~0u;
+  bool found = false;
+  InetSocketDiag out;
+  CRYO_RETURN_IF_ERROR(DiagDump(&msg, sizeof(msg), what, [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) return false;
+    const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
+    if (d->idiag_inode != static_cast<uint32_t>(ino)) return false;
+    found = true;
+    out.state = d->idiag_state;
+    out.rqueue = d->idiag_rqueue;
+    out.wqueue = d->idiag_wqueue;
+    int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*d)));
+    for (auto* a = reinterpret_cast<const rtattr*>(d + 1); RTA_OK(a, len); a = RTA_NEXT(a, len))
+      if (a->rta_type == INET_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1) out.shutdown = *static_cast<const uint8_t*>(RTA_DATA(a));
+    return true;
+  }));
+  if (!found) return Status::Error(what + ": no answer for that socket (a socket of another network namespace?)");
+  return out;
+}
+
+Result<NetlinkSocketDiag> QueryNetlinkSocket(uint64_t ino) {
+  const std::string what = "netlink_diag of socket inode " + std::to_string(ino);
+  struct {
+    nlmsghdr nlh;
+    netlink_diag_req req;
+  } msg{};
+  msg.nlh.nlmsg_len = sizeof(msg);
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.sdiag_family = AF_NETLINK;
+  msg.req.sdiag_protocol = NDIAG_PROTO_ALL;
+  msg.req.ndiag_show = NDIAG_SHOW_GROUPS | NDIAG_SHOW_MEMINFO | NDIAG_SHOW_FLAGS;
+  bool found = false;
+  NetlinkSocketDiag out;
+  CRYO_RETURN_IF_ERROR(DiagDump(&msg, sizeof(msg), what, [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) return false;
+    const auto* d = static_cast<const netlink_diag_msg*>(NLMSG_DATA(h));
+    if (d->ndiag_ino != static_cast<uint32_t>(ino)) return false;
+    found = true;
+    out.protocol = d->ndiag_protocol;
+    out.portid = d->ndiag_portid;
+    out.dst_portid = d->ndiag_dst_portid;
+    out.dst_group = d->ndiag_dst_group;
+    out.state = d->ndiag_state;
+    int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*d)));
+    for (auto* a = reinterpret_cast<const rtattr*>(d + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
+      if (a->rta_type == NETLINK_DIAG_GROUPS) {
+        const auto* g = static_cast<const uint32_t*>(RTA_DATA(a));
+        out.groups.assign(g, g + RTA_PAYLOAD(a) / sizeof(uint32_t));
+      } else if (a->rta_type == NETLINK_DIAG_MEMINFO && RTA_PAYLOAD(a) > SK_MEMINFO_RMEM_ALLOC * sizeof(uint32_t)) {
+        out.rmem = static_cast<const uint32_t*>(RTA_DATA(a))[SK_MEMINFO_RMEM_ALLOC];
+      } else if (a->rta_type == NETLINK_DIAG_FLAGS && RTA_PAYLOAD(a) >= sizeof(uint32_t)) {
+        out.flags = *static_cast<const uint32_t*>(RTA_DATA(a));
+      }
+    }
+    return true;
+  }));
+  if (!found) return Status::Error(what + ": no answer for that socket (a socket of another network namespace?)");
+  return out;
 }
 
 }  // namespace cryo

@@ -1,6 +1,8 @@
 #include "net/socket_options.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #include <cstring>
@@ -22,6 +24,7 @@ struct Option {
   const char* label;
   bool inet;  // AF_INET/AF_INET6 only (else every family)
   How how = kCopy;
+  bool datagram = false;  // datagram sockets only (an accepted TCP socket has mc_ttl set, which TCP cannot set)
 };
 
 constexpr int kSolSocket = SOL_SOCKET, kTcp = IPPROTO_TCP, kIp = IPPROTO_IP, kIpv6 = IPPROTO_IPV6;
@@ -102,6 +105,22 @@ const Option kOptions[] = {
     {kIp, 25, "IP_RECVFRAGSIZE", true},
     {kIp, 26, "IP_RECVERR_RFC4884", true},
     {kIp, 51, "IP_LOCAL_PORT_RANGE", true},
+    // Datagram sockets (UDP): multicast sending and what recvmsg(2) reports.
+    {kIp, 6, "IP_RECVOPTS", true, kCopy, true},
+    {kIp, 7, "IP_RETOPTS", true, kCopy, true},
+    {kIp, 20, "IP_RECVORIGDSTADDR", true, kCopy, true},
+    {kIp, 32, "IP_MULTICAST_IF", true, kCopy, true},
+    {kIp, 33, "IP_MULTICAST_TTL", true, kCopy, true},
+    {kIp, 34, "IP_MULTICAST_LOOP", true, kCopy, true},
+    {kIp, 49, "IP_MULTICAST_ALL", true, kCopy, true},
+    {kIp, 50, "IP_UNICAST_IF", true, kCopy, true},
+    {kIpv6, 17, "IPV6_MULTICAST_IF", true, kCopy, true},
+    {kIpv6, 18, "IPV6_MULTICAST_HOPS", true, kCopy, true},
+    {kIpv6, 19, "IPV6_MULTICAST_LOOP", true, kCopy, true},
+    {kIpv6, 29, "IPV6_MULTICAST_ALL", true, kCopy, true},
+    {kIpv6, 51, "IPV6_RECVHOPLIMIT", true, kCopy, true},
+    {kIpv6, 74, "IPV6_RECVORIGDSTADDR", true, kCopy, true},
+    {kIpv6, 76, "IPV6_UNICAST_IF", true, kCopy, true},
     {kIpv6, 16, "IPV6_UNICAST_HOPS", true},
     {kIpv6, 23, "IPV6_MTU_DISCOVER", true},
     {kIpv6, 25, "IPV6_RECVERR", true},
@@ -125,7 +144,8 @@ const Option* Find(int level, int name) {
   return nullptr;
 }
 
-bool Applies(const Option& o, int family) {
+bool Applies(const Option& o, int family, int type) {
+  if (o.datagram && type != SOCK_DGRAM) return false;
   if (!o.inet) return true;
   if (o.level == kIpv6) return family == AF_INET6;
   return family == AF_INET || family == AF_INET6;
@@ -169,6 +189,12 @@ Status CheckUnreadable(int fd, int family, const std::string& what) {
 
 }  // namespace
 
+Status SetSocketOwnerAndFlags(int fd, uint32_t uid, uint32_t gid, uint32_t flags, const std::string& what) {
+  if ((uid || gid) && ::fchown(fd, uid, gid) != 0) return Status::FromErrno("fchown of " + what);
+  if ((flags & O_NONBLOCK) && ::fcntl(fd, F_SETFL, O_NONBLOCK) != 0) return Status::FromErrno("O_NONBLOCK on " + what);
+  return Status::Ok();
+}
+
 int IntSocketOption(int fd, int level, int name) {
   int v = 0;
   socklen_t len = sizeof(v);
@@ -186,7 +212,7 @@ Status DumpSocketOptions(int fd, int family, int type, int protocol, const std::
   UniqueFd fresh(::socket(family, type | SOCK_CLOEXEC, protocol));
   if (!fresh.valid()) return Status::FromErrno("socket to compare the options of " + what);
   for (const Option& o : kOptions) {
-    if (!Applies(o, family) || (connected && o.level == kTcp && o.name == 2 /*TCP_MAXSEG*/)) continue;
+    if (!Applies(o, family, type) || (connected && o.level == kTcp && o.name == 2 /*TCP_MAXSEG*/)) continue;
     std::string mine, theirs;
     const bool has = Get(fd, o, &mine);
     if (!has || (Get(fresh.get(), o, &theirs) && theirs == mine)) continue;

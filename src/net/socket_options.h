@@ -27,6 +27,10 @@ Status DumpSocketOptions(int fd, int family, int type, int protocol, const std::
 Status RestoreSocketOptions(int fd, const google::protobuf::RepeatedPtrField<image::SocketOption>& options,
                             const std::string& what);
 
+// The last steps of making a socket again: its inode's owner (fchown unless
+// both ids are 0) and O_NONBLOCK when `flags` (the fd's open flags) have it.
+Status SetSocketOwnerAndFlags(int fd, uint32_t uid, uint32_t gid, uint32_t flags, const std::string& what);
+
 // An int option of `fd` (getsockopt(2)), -1 if it cannot be read.
 int IntSocketOption(int fd, int level, int name);
 

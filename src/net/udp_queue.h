@@ -1,0 +1,31 @@
+// The receive queue of a UDP socket: read at dump without consuming it
+// (MSG_PEEK from a SO_PEEK_OFF offset, which UDP honours since Linux 4.11,
+// on cryo's pidfd_getfd duplicate), and put back at restore by sending each
+// datagram again over loopback from its own source address and port: a raw
+// socket writes the IP and UDP headers itself (IP_HDRINCL; IPPROTO_RAW on
+// IPv6), so the source needs no socket bound to it, may be an address of
+// another machine, and the sender that used it may still hold its port. A
+// looped-back packet keeps the route the sender looked up (loopback_xmit),
+// so no reverse-path check drops a foreign source.
+#pragma once
+
+#include <google/protobuf/repeated_ptr_field.h>
+
+#include <string>
+
+#include "base/status.h"
+#include "cryo/image.pb.h"
+
+namespace cryo {
+
+using UdpQueue = google::protobuf::RepeatedPtrField<image::UdpDatagram>;
+
+// Every datagram queued on `fd` with its sender, oldest first, leaving the
+// queue and the socket's peek offset as they were.
+Status PeekUdpQueue(int fd, const std::string& what, UdpQueue* out);
+
+// Sends `queue` to `fd` (bound to `local`, not connected yet: a connected
+// socket takes only its peer's datagrams) and checks that each arrived.
+Status RefillUdpQueue(int fd, const std::string& local, const UdpQueue& queue, const std::string& what);
+
+}  // namespace cryo

@@ -1,0 +1,228 @@
+#!/usr/bin/python3
+"""End-to-end tests of UDP, netlink and the other sockets.
+
+UDP (tests/workloads/udpsk.py): bound sockets over IPv4 and IPv6 (also
+dual-stack, v4-mapped), one connected, one shut down for writing, one never
+bound, a multicast member; datagrams queued from two senders of the tree
+(parent and child) and from an address of no interface here, one of zero
+length; the workload checks its own queues (order, sources, boundaries),
+ports, options, group membership and that the connected socket still sends
+to its peer, in kill, leave-running and rewind modes.
+
+Netlink: a route socket bound to groups (RTMGRP_LINK, IPv4 addresses) and a
+sock_diag socket come back with their port ids and groups, and still answer
+and get notifications (a dummy address added on lo after the restore).
+
+Refused by name (pid, fd, what the socket is, nothing written): ICMP
+("ping"), raw and packet sockets, UDP-Lite, MPTCP (naming
+GODEBUG=multipathtcp=0), UDP GSO (UDP_SEGMENT), a socket filter, a datagram
+being built (MSG_MORE), a netlink socket with unread messages and one of
+another protocol, queued datagrams with IP_PKTINFO.
+
+Run: test_udp.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cryotest  # noqa: E402
+from cryotest import check  # noqa: E402
+# The three modes for a workload that checks itself, as for UNIX sockets.
+from test_unix import kill_mode, leave_running_mode, rewind_mode  # noqa: E402
+
+
+def start_udp(h):
+    w = h.start_workload("udpsk.py")
+    h.wait_ready(w)
+    return w
+
+
+def test_udp_kill(h):
+    kill_mode(h, start_udp(h), "udp-sockets")
+
+
+def test_udp_leave_running(h):
+    leave_running_mode(h, start_udp(h))
+
+
+def test_udp_rewind(h):
+    rewind_mode(h, start_udp(h), 2)
+
+
+# A process with netlink sockets that checks them itself: the route socket's
+# port id and groups (getsockname, NETLINK_LIST_MEMBERSHIPS), an answer to a
+# request on each, and a notification of an address added on lo (RTMGRP_IPV4_IFADDR).
+NETLINK = r"""
+import os, socket, struct, subprocess, sys, time
+sys.path.insert(0, sys.argv[1])
+from loop import poll_verify, write_atomic
+NETLINK_LIST_MEMBERSHIPS, SOL_NETLINK = 9, 270
+rt = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+rt.bind((0, 0x10))  # RTMGRP_IPV4_IFADDR
+rt.setsockopt(SOL_NETLINK, 1, 33)  # NETLINK_ADD_MEMBERSHIP RTNLGRP_BRVLAN (beyond the 32 of bind)
+rt.setsockopt(SOL_NETLINK, 11, 1)  # NETLINK_EXT_ACK
+rt.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+diag = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4)  # NETLINK_SOCK_DIAG
+diag.bind((0, 0))
+req = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)  # never bound
+before = (rt.getsockname(), diag.getsockname(), rt.getsockopt(SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, 8),
+          rt.getsockopt(SOL_NETLINK, 11), rt.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), req.getsockname())
+req_bound = None  # req's port id once its first request bound it
+def ask(sock, msgtype, payload):
+    sock.send(struct.pack("=LHHLL", 16 + len(payload), msgtype, 0x301, 7, 0) + payload)  # NLM_F_REQUEST|NLM_F_DUMP
+    sock.settimeout(5)
+    types = set()
+    while 3 not in types and 2 not in types:  # the whole answer, to NLMSG_DONE (or NLMSG_ERROR)
+        data = sock.recv(65536)
+        while len(data) >= 16:
+            length, mtype = struct.unpack("=LH", data[:6])
+            types.add(mtype)
+            data = data[(length + 3) & ~3:]
+    return types
+def check(gen):
+    now = (rt.getsockname(), diag.getsockname(), rt.getsockopt(SOL_NETLINK, NETLINK_LIST_MEMBERSHIPS, 8),
+           rt.getsockopt(SOL_NETLINK, 11), rt.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF), req.getsockname())
+    global req_bound
+    if now[:-1] != before[:-1] or now[-1] != (req_bound or before[-1]):
+        return "netlink sockets now %r, were %r (req bound to %r)" % (now, before, req_bound)
+    addr = "127.77.%d.1" % gen
+    subprocess.run(["ip", "addr", "add", addr + "/32", "dev", "lo"], check=True)
+    subprocess.run(["ip", "addr", "del", addr + "/32", "dev", "lo"], check=True)
+    rt.settimeout(5)
+    seen = []
+    while True:
+        data = rt.recv(65536)
+        mtype = struct.unpack("=LH", data[:6])[1]
+        seen.append(mtype)
+        if mtype == 21:  # RTM_DELADDR
+            break
+    if 20 not in seen:
+        return "route socket got %r, no RTM_NEWADDR" % seen
+    t = ask(diag, 20, struct.pack("=BBBBI", socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 0xfff) + bytes(48))
+    if 2 in t:  # NLMSG_ERROR
+        return "sock_diag answered %r" % t
+    t = ask(req, 18, struct.pack("=BxHiII", 0, 0, 0, 0, 0))  # RTM_GETLINK
+    if 16 not in t:  # RTM_NEWLINK
+        return "route request answered %r, no RTM_NEWLINK" % t
+    req_bound = req.getsockname()
+    return ""
+write_atomic(".", "ready", "%d\n" % os.getpid())
+gen = 0
+while True:
+    r = poll_verify(".")
+    if r is None:
+        time.sleep(0.02)
+        continue
+    gen += 1
+    try:
+        err = check(gen)
+    except Exception as e:
+        err = "%s: %s" % (type(e).__name__, e)
+    write_atomic(".", "result", ("FAIL " + err if err else "OK netlink %d" % gen) + "\n")
+    if r == "exit":
+        sys.exit(1 if err else 0)
+"""
+
+
+def start_netlink(h):
+    w = h.start("netlink", [cryotest.PYTHON, "-c", NETLINK, h.workloads])
+    h.wait_ready(w)
+    return w
+
+
+def test_netlink_kill(h):
+    kill_mode(h, start_netlink(h), "netlink-sockets")
+
+
+def test_netlink_rewind(h):
+    rewind_mode(h, start_netlink(h), 2)
+
+
+def start_script(h, name, script):
+    w = h.start(name, [cryotest.PYTHON, "-c", script + "\nopen('ready', 'w').write('x')\n"
+                       "while True: time.sleep(0.05)\n"])
+    deadline = time.monotonic() + 10
+    while not os.path.exists(w.path("ready")) and time.monotonic() < deadline:
+        if not cryotest.pid_alive(w.pid):
+            break
+        time.sleep(0.02)
+    check(os.path.exists(w.path("ready")), "%s never got ready: %s" % (name, w.stderr()))
+    return w
+
+
+# name -> (script making the socket as fd `s`, words the refusal must hold).
+REFUSED = {
+    "ping": ("s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)\n",
+             ["ICMP (ping)", "ping\") sockets are not restored"]),
+    "raw": ("s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)\n",
+            ["raw IPv4 protocol 17", "raw sockets are not restored"]),
+    "packet": ("s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))\n"
+               "s.bind(('lo', 0x0800))\n",
+               ["packet (datagram) ifindex 1 protocol 0x800", "packet sockets are not restored"]),
+    "udplite": ("s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, 136)\ns.bind(('127.0.0.1', 0))\n",
+                ["UDP-Lite 127.0.0.1:", "UDP-Lite sockets are not restored"]),
+    "mptcp": ("s = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)\ns.bind(('127.0.0.1', 0))\n",
+              ["MPTCP 127.0.0.1:", "GODEBUG=multipathtcp=0"]),
+    "mptcp_listen": ("s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, 262)\ns.bind(('::1', 0))\ns.listen(4)\n",
+                     ["MPTCP6 [::1]:", "GODEBUG=multipathtcp=0"]),
+    "gso": ("s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_UDP, 103, 1400)\n",
+            ["UDP 0.0.0.0:0 (not connected)", "UDP_SEGMENT (GSO)"]),
+    "filter": ("s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 0))\n"
+               "import struct\n"
+               "prog = struct.pack('HBBI', 6, 0, 0, 0xffff)\n"  # BPF_RET|BPF_K 0xffff
+               "buf = __import__('ctypes').create_string_buffer(prog)\n"
+               "s.setsockopt(socket.SOL_SOCKET, 26, struct.pack('HL', 1, __import__('ctypes').addressof(buf)))\n",
+               ["UDP 127.0.0.1:", "socket filter"]),
+    "corked": ("s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+               "s.sendto(b'half', socket.MSG_MORE, ('127.0.0.1', 9))\n",
+               ["UDP 0.0.0.0:", "being built"]),
+    "pktinfo": ("s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 0))\n"
+                "s.setsockopt(socket.IPPROTO_IP, 8, 1)  # IP_PKTINFO\n"
+                "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', s.getsockname())\n",
+                ["UDP 127.0.0.1:", "1 datagrams are queued", "IP_PKTINFO"]),
+    "netlink_queued": ("s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)\n"
+                       "import struct\n"
+                       "s.send(struct.pack('=LHHLLBxHiII', 32, 18, 0x301, 1, 0, 0, 0, 0, 0, 0))\n"
+                       "time.sleep(0.2)\n",
+                       ["netlink route socket portid", "wait to be read"]),
+    "netlink_other": ("s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)\n",  # NETLINK_NETFILTER
+                      ["netlink netfilter (raw)", "netlink sockets of this protocol are not restored"]),
+}
+
+
+PING_RANGE = "/proc/sys/net/ipv4/ping_group_range"
+
+
+def test_refused_sockets(h):
+    """Each socket cryo does not restore refuses the dump, naming the pid,
+    the fd, what the socket is and why; nothing is written."""
+    # ICMP echo sockets need the group in ping_group_range (icmp(7)); the
+    # machine's setting is put back after.
+    ping_range = cryotest.read_text(PING_RANGE).strip()
+    try:
+        with open(PING_RANGE, "w") as f:
+            f.write("0 0")
+        for name, (script, words) in REFUSED.items():
+            w = start_script(h, name, "import socket, time\n" + script +
+                             "open('fd', 'w').write(str(s.fileno()))\n")
+            fd = cryotest.read_text(w.path("fd")).strip()
+            h.dump_refused(w.pid, ["pid %d fd %s" % (w.pid, fd)] + words)
+            h.cleanup_one(w.pid)
+    finally:
+        with open(PING_RANGE, "w") as f:
+            f.write(ping_range.replace("\t", " "))
+
+
+TESTS = [
+    test_udp_kill,
+    test_udp_leave_running,
+    test_udp_rewind,
+    test_netlink_kill,
+    test_netlink_rewind,
+    test_refused_sockets,
+]
+
+if __name__ == "__main__":
+    cryotest.main(TESTS, __doc__)
