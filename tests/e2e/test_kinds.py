@@ -1,0 +1,92 @@
+#!/usr/bin/python3
+"""End-to-end tests of the remaining kinds of state (issue 9 item 4): seccomp
+filters restored (tests/workloads/seccomp.c checks that the filtered calls are
+still filtered, the others work, per thread, with the filters shared as
+before), and kinds cryo refuses by name.
+
+Run: test_kinds.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cryotest  # noqa: E402
+from cryotest import check, check_eq  # noqa: E402
+
+
+def seccomp_counts(pid):
+    """Seccomp mode and filter count of every thread of pid."""
+    out = {}
+    for tid in sorted(os.listdir("/proc/%d/task" % pid)):
+        st = cryotest.read_text("/proc/%d/task/%s/status" % (pid, tid)) or ""
+        fields = dict(l.split(":\t", 1) for l in st.splitlines() if ":\t" in l)
+        out[int(tid)] = (fields.get("Seccomp", "?").strip(), fields.get("Seccomp_filters", "?").strip())
+    return out
+
+
+def start_seccomp(h, mode):
+    w = h.start_workload("seccomp", mode)
+    h.wait_ready(w)
+    h.verify_ok(w, when="before the dump")
+    return w, seccomp_counts(w.pid)
+
+
+def check_restored(h, w, images, before, when):
+    check("seccomp" in h.show_json(images).get("features", []), "the image lacks feature seccomp")
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    rw = w.restored(r.pid)
+    check_eq(seccomp_counts(r.pid), before, "seccomp mode and filters per thread " + when)
+    h.verify_ok(rw, when=when)
+    h.verify_ok(rw, exit=True, when=when + " (exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "exit status " + when)
+
+
+def seccomp_tests(mode):
+    def kill(h):
+        w, before = start_seccomp(h, mode)
+        images = h.mkdir("img")
+        h.dump(w.pid, images)
+        h.reap_original(w)
+        check_restored(h, w, images, before, "after restore")
+
+    def leave_running(h):
+        w, before = start_seccomp(h, mode)
+        images = h.mkdir("img")
+        h.dump(w.pid, images, leave_running=True)
+        check_eq(seccomp_counts(w.pid), before, "seccomp of the original after dump --leave-running")
+        h.verify_ok(w, when="of the original after dump --leave-running")
+        h.kill_and_reap(w)
+        check_restored(h, w, images, before, "after restore")
+
+    def rewind(h):
+        w, before = start_seccomp(h, mode)
+        images = h.mkdir("img")
+        h.dump(w.pid, images)
+        h.reap_original(w)
+        for i in range(2):
+            check_restored(h, w, images, before, "in rewind instance %d" % (i + 1))
+
+    kill.__name__ = "test_seccomp_%s_kill" % mode
+    leave_running.__name__ = "test_seccomp_%s_leave_running" % mode
+    rewind.__name__ = "test_seccomp_%s_rewind" % mode
+    return [kill, leave_running, rewind]
+
+
+def test_seccomp_user_notif_refused(h):
+    """A filter that hands system calls to a supervisor (SECCOMP_RET_USER_NOTIF)
+    is refused by name: its notification fd cannot be restored."""
+    w = h.start_workload("seccomp", "notif")
+    h.wait_ready(w)
+    h.verify_ok(w, when="before the dump")
+    h.dump_refused(w.pid, ["pid %d" % w.pid, "SECCOMP_RET_USER_NOTIF"])
+    h.verify_ok(w, exit=True, when="after the refused dump")
+    check_eq(h.wait_exit(w), ("exit", 0), "exit status")
+
+
+TESTS = [test_seccomp_user_notif_refused]
+for _mode in ("filter", "mmapblock", "threads", "strict"):
+    TESTS += seccomp_tests(_mode)
+
+if __name__ == "__main__":
+    sys.exit(cryotest.main(TESTS, description=__doc__))
