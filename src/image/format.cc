@@ -175,6 +175,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "unix-external-peers",
       "tcp-established",
       "seccomp",
+      "opath-symlink",
   };
   return kFeatures;
 }
