@@ -85,6 +85,13 @@ Status ClassifyOwnerOf(int pidfd, int fd, const std::string& subject, Report* re
   UniqueFd dup(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)));
   if (!dup.valid()) return Status::FromErrno("pidfd_getfd of " + subject);
   struct f_owner_ex owner = {};
+  // An O_PATH description takes no owner: fcntl refuses every command on it
+  // but F_DUPFD*, F_GETFD, F_SETFD and F_GETFL (check_fcntl_cmd, fs/fcntl.c).
+  const int flags = ::fcntl(dup.get(), F_GETFL);
+  if (flags >= 0 && (flags & O_PATH)) {
+    ClassifyFdOwner({owner.type, 0, 0}, subject, report);
+    return Status::Ok();
+  }
   if (::fcntl(dup.get(), F_GETOWN_EX, &owner) != 0) return Status::FromErrno("F_GETOWN_EX on " + subject);
   const int sig = ::fcntl(dup.get(), F_GETSIG);
   if (sig < 0) return Status::FromErrno("F_GETSIG on " + subject);

@@ -74,7 +74,6 @@ TEST(StatusRules, StateThatIsLostIsRefused) {
     const char* says;
   } cases[] = {
       {"TracerPid:\t55\n", "is traced by pid 55"},
-      {"Seccomp:\t2\n", "runs under seccomp"},
       {"Speculation_Store_Bypass:\tthread force mitigated\n", "PR_SET_SPECULATION_CTRL"},
       {"NSpid:\t100\t1\n", "nested PID namespace"},
       {"VmPin:\t4 kB\n", "pinned by the kernel"},
@@ -85,6 +84,23 @@ TEST(StatusRules, StateThatIsLostIsRefused) {
     ClassifyStatus(c.line, "pid 100", cryo, nullptr, &r);
     EXPECT_NE(Refusals(r).find(c.says), std::string::npos) << c.line << " gave: " << Refusals(r);
   }
+}
+
+// Seccomp is restored (tree/seccomp.h), per thread, unless cryo itself runs
+// under seccomp: then it can neither read nor suspend filters.
+TEST(StatusRules, SeccompRestoredUnlessCryoRunsUnderSeccomp) {
+  Baseline cryo = Cryo();
+  Report restored;
+  ClassifyStatus("Seccomp:\t2\nSeccomp_filters:\t3\n", "pid 100 thread 101", cryo, nullptr, &restored);
+  EXPECT_EQ(Refusals(restored), "");
+  cryo.status["Seccomp"] = "2";
+  cryo.status["Seccomp_filters"] = "1";
+  Report refused;
+  ClassifyStatus("Seccomp:\t2\nSeccomp_filters:\t3\n", "pid 100", cryo, nullptr, &refused);
+  EXPECT_NE(Refusals(refused).find("cryo runs under seccomp itself"), std::string::npos) << Refusals(refused);
+  Report same;
+  ClassifyStatus("Seccomp:\t2\nSeccomp_filters:\t1\n", "pid 100", cryo, nullptr, &same);
+  EXPECT_EQ(Refusals(same), "");
 }
 
 TEST(StatusRules, ThreadMustMatchItsLeaderWhereCryoRestoresOneValue) {

@@ -59,7 +59,13 @@ Decision CoreDumping(const Line& l) { return MustBeZero(l, "is writing a core du
 
 Decision Seccomp(const Line& l) {
   if (l.value == "0") return {N, "no seccomp filter"};
-  return SameAsCryo(l, l.cryo->status, "runs under seccomp, whose filters are not restored yet");
+  // cryo under seccomp can neither read nor suspend filters (ptrace(2)):
+  // the tree's must then be cryo's own, inherited.
+  const auto own = l.cryo->status.find("Seccomp");
+  if (own == l.cryo->status.end() || own->second != "0")
+    return SameAsCryo(l, l.cryo->status, "runs under seccomp other than cryo's (cryo runs under seccomp itself, "
+                                         "so it can neither read nor suspend filters; run cryo without seccomp)");
+  return {R, "seccomp mode and filters, per thread (PTRACE_SECCOMP_GET_FILTER; installed by the blob: tree/seccomp.cc)"};
 }
 Decision ThreadFeatures(const Line& l) {
   if (l.value.empty()) return {N, "no x86 thread feature enabled"};
@@ -127,8 +133,8 @@ constexpr Rule kStatusRules[] = {
     {"CapBnd", R, kCreds, nullptr, Scope::kLikeLeader},
     {"CapAmb", R, kCreds, nullptr, Scope::kLikeLeader},
     {"NoNewPrivs", R, "no_new_privs (PR_SET_NO_NEW_PRIVS in the blob)", nullptr, Scope::kLikeLeader},
-    {"Seccomp", N, "", Seccomp, Scope::kLikeLeader},
-    {"Seccomp_filters", N, "", Seccomp, Scope::kLikeLeader},
+    {"Seccomp", N, "", Seccomp, Scope::kPerThread},
+    {"Seccomp_filters", N, "", Seccomp, Scope::kPerThread},
     {"Speculation_Store_Bypass", X, kSpeculation, nullptr, Scope::kLikeLeader, kCryo},
     {"SpeculationIndirectBranch", X, kSpeculation, nullptr, Scope::kLikeLeader, kCryo},
     {"Cpus_allowed", R, "CPU affinity, per thread (sched_setaffinity at the release: tree/proc_attrs.cc)", nullptr,

@@ -49,6 +49,7 @@
 #include "files/shared_tables.h"
 #include "files/tty_table.h"
 #include "tree/restore_plan.h"
+#include "tree/seccomp.h"
 
 namespace cryo {
 
@@ -115,6 +116,8 @@ Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, Dumped
   times->proc += facts.proc_s;
   times->fds += facts.fds_s;
   double t = Now();
+  // Before the first remote call, which a filter could refuse or punish.
+  CRYO_ASSIGN_OR_RETURN(SeccompState seccomp, DumpSeccomp(seized));
   CRYO_ASSIGN_OR_RETURN(auto rs, RemoteSyscaller::Attach(seized, facts.vmas, facts.status.sig_ign,
                                                          facts.status.sig_cgt));
   rs->SetStopSink(seized.stop_sink());
@@ -131,6 +134,8 @@ Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, Dumped
                            .Prefixed("task state"));
   if (attributes.size() != extra.size())
     return Status::Error("internal: the remote attribute queries of pid " + std::to_string(pid) + " went missing");
+  CRYO_RETURN_IF_ERROR(StoreSeccomp(seccomp, &out->core));
+  if (seccomp.any()) features->insert("seccomp");
   image::MmFields* mmf = out->core.mutable_mm();
   MmAttributesFromResults(attributes.data() + n_audit, mmf->mutable_attrs());
   attributes.resize(n_audit);

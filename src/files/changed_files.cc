@@ -107,7 +107,11 @@ Status CheckChangedFiles(image::LoadedImage* img, const ChangedFilesPolicy& poli
     const bool allow = policy.ignore_all || allowed.count(f.path);
     allowed_unused.erase(f.path);
     struct stat now;
-    if (::stat(f.path.c_str(), &now) != 0) {
+    // A symbolic link held itself (O_PATH | O_NOFOLLOW) was recorded as the
+    // link: compared with the link (lstat), every other path with its file.
+    bool link_itself = false;
+    for (const image::FileId& r : f.records) link_itself |= S_ISLNK(r.mode());
+    if ((link_itself ? ::lstat(f.path.c_str(), &now) : ::stat(f.path.c_str(), &now)) != 0) {
       missing.push_back(who + " is missing (" + std::strerror(errno) + ")");
       continue;
     }

@@ -30,6 +30,8 @@ std::string OwnerName(const image::FdOwner& o) {
 Status DumpFdOwner(const FdSource& src, image::Fd* out) {
   UniqueFd fd(src.Grab());
   if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + src.what());
+  // O_PATH: no owner or signal can be set (check_fcntl_cmd, fs/fcntl.c).
+  if (src.info.flags & O_PATH) return Status::Ok();
   struct f_owner_ex owner = {};
   if (::fcntl(fd.get(), F_GETOWN_EX, &owner) != 0) return Status::FromErrno("F_GETOWN_EX on " + src.what());
   const int sig = ::fcntl(fd.get(), F_GETSIG);

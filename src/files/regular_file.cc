@@ -35,8 +35,11 @@ class RegularFile final : public FdKindHandler {
   const char* name() const override { return "regular file"; }
   // Also a file deleted through the name /proc shows that still has another
   // (a hard link): reopened through that one.
+  // And a symbolic link itself, held O_PATH | O_NOFOLLOW (open(2)): reopened
+  // with those flags it is the link again.
   bool Handles(const FdSource& s) const override {
-    return S_ISREG(s.st.st_mode) && !s.link.empty() && s.link[0] == '/' &&
+    const bool symlink_itself = S_ISLNK(s.st.st_mode) && (s.info.flags & O_PATH) && (s.info.flags & O_NOFOLLOW);
+    return (S_ISREG(s.st.st_mode) || symlink_itself) && !s.link.empty() && s.link[0] == '/' &&
            (!IsDeletedLink(s.link) || s.st.st_nlink > 0) && !StartsWith(s.link, "/memfd:");
   }
   Status Dump(const FdSource& s, image::Fd* out) const override {
@@ -55,6 +58,9 @@ class RegularFile final : public FdKindHandler {
     CRYO_RETURN_IF_ERROR(CheckReopenable(named));
     FillFileId(named, out->mutable_file());
     return Status::Ok();
+  }
+  void AddFeatures(const image::Fd& fd, std::set<std::string>* features) const override {
+    if (S_ISLNK(fd.file().mode())) features->insert("opath-symlink");
   }
   Result<int> Open(const image::Fd& f) const override { return Reopen(f, true); }
 };

@@ -177,6 +177,8 @@ const std::vector<std::string>& SupportedFeatures() {
       "tcp-established",
       "udp-sockets",
       "netlink-sockets",
+      "seccomp",
+      "opath-symlink",
   };
   return kFeatures;
 }

@@ -293,6 +293,29 @@ Status ValidateZombie(const LoadedImage& img, const std::string& file, const Pro
   return Status::Ok();
 }
 
+// Seccomp (tree/seccomp.h): a mode the kernel has, a chain only in filter
+// mode and of at most MAX_INSNS_PER_PATH instructions in all (kernel/
+// seccomp.c), indices of recorded filters, programs of whole instructions.
+std::string SeccompProblem(const ProcessCore& c) {
+  for (const SeccompFilter& f : c.seccomp_filters())
+    if (f.program().empty() || f.program().size() % 8 != 0 || f.program().size() / 8 > 4096)
+      return "a seccomp filter that is not a classic BPF program of 1 to 4096 instructions";
+  for (const TaskCore& t : c.threads()) {
+    const std::string who = "thread " + std::to_string(t.tid()) + ": ";
+    if (t.seccomp_mode() > 2) return who + "seccomp mode " + std::to_string(t.seccomp_mode()) + " unknown";
+    if ((t.seccomp_mode() == 2) != (t.seccomp_chain_size() > 0))
+      return who + "a seccomp filter chain only in filter mode, and always there";
+    uint64_t insns = 0;
+    for (uint32_t id : t.seccomp_chain()) {
+      if (id >= static_cast<uint32_t>(c.seccomp_filters_size()))
+        return who + "seccomp filter " + std::to_string(id) + " is not recorded";
+      insns += c.seccomp_filters(static_cast<int>(id)).program().size() / 8 + 4;
+    }
+    if (insns > 32768) return who + "seccomp filters of more than 32768 instructions in all";
+  }
+  return "";
+}
+
 }  // namespace
 
 Status ValidateCore(const LoadedImage& img, const Index& index, int pid, const ProcessCore& c) {
@@ -308,6 +331,7 @@ Status ValidateCore(const LoadedImage& img, const Index& index, int pid, const P
     if (std::string p = TaskProblem(img.inventory, t); !p.empty())
       return Bad(img, file, "thread " + std::to_string(t.tid()) + ": " + p);
   }
+  if (std::string p = SeccompProblem(c); !p.empty()) return Bad(img, file, p);
   uint32_t prev_sig = 0;
   for (const SigAction& a : c.actions()) {
     const std::string what = "action of signal " + std::to_string(a.sig());

@@ -158,6 +158,8 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
   if ((k == FD_MEMFD || k == FD_POSIX_SHM) && type != S_IFREG) return "shared memory whose mode is not a regular file's";
   switch (k) {
     case FD_REGULAR:
+      if (type == S_IFLNK)  // the link itself (regular_file.cc)
+        return (f.flags() & O_PATH) && (f.flags() & O_NOFOLLOW) ? "" : "a symbolic link not held O_PATH | O_NOFOLLOW";
       return type == S_IFREG ? "" : "a regular file whose mode is not a regular file's";
     case FD_UNLINKED_FILE:
       if (type == S_IFDIR) return acc == O_RDONLY || (f.flags() & O_PATH) ? "" : "a directory open for writing";

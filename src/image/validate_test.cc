@@ -407,6 +407,43 @@ TEST(ValidateTest, ThreadFields) {
   });
 }
 
+TEST(ValidateTest, SeccompFields) {
+  auto filter = [](TestImage& t, size_t insns) {
+    Core(t).add_seccomp_filters()->set_program(std::string(insns * 8, '\0'));
+  };
+  TestImage ok = MakeTestImage();
+  filter(ok, 1);
+  Leader(ok).set_seccomp_mode(2);
+  Leader(ok).add_seccomp_chain(0);
+  EXPECT_EQ(LoadError(ok), "");
+  ExpectRefused({
+      {"mode 3", [](TestImage& t) { Leader(t).set_seccomp_mode(3); }, "seccomp mode 3"},
+      {"filter mode without a chain", [](TestImage& t) { Leader(t).set_seccomp_mode(2); }, "seccomp filter chain"},
+      {"strict mode with a chain",
+       [&](TestImage& t) {
+         filter(t, 1);
+         Leader(t).set_seccomp_mode(1);
+         Leader(t).add_seccomp_chain(0);
+       },
+       "seccomp filter chain"},
+      {"chain names no filter",
+       [](TestImage& t) {
+         Leader(t).set_seccomp_mode(2);
+         Leader(t).add_seccomp_chain(0);
+       },
+       "is not recorded"},
+      {"half an instruction", [](TestImage& t) { Core(t).add_seccomp_filters()->set_program("abcd"); },
+       "classic BPF program"},
+      {"longer than the kernel runs",
+       [&](TestImage& t) {
+         filter(t, 4096);
+         Leader(t).set_seccomp_mode(2);
+         for (int i = 0; i < 9; ++i) Leader(t).add_seccomp_chain(0);
+       },
+       "32768 instructions"},
+  });
+}
+
 TEST(ValidateTest, MemoryFields) {
   ExpectRefused({
       {"unknown kind", [](TestImage& t) { FirstVma(t).set_kind(static_cast<VmaKind>(42)); }, "kind 42 unknown"},

@@ -86,7 +86,9 @@ std::string WhyNotReopenable(const Opened& o, const TaskIds& tree) {
     return "is a cgroup pressure file open for writing, which may hold a PSI trigger (not restored)";
   // The restore opens the path in cryo: it must lead to this very object.
   struct stat now;
-  if (::stat(p.c_str(), &now) != 0 || now.st_dev != o.st.st_dev || now.st_ino != o.st.st_ino)
+  // (A symbolic link held itself, O_PATH | O_NOFOLLOW: the link, not its target.)
+  const int r = S_ISLNK(o.st.st_mode) ? ::lstat(p.c_str(), &now) : ::stat(p.c_str(), &now);
+  if (r != 0 || now.st_dev != o.st.st_dev || now.st_ino != o.st.st_ino)
     return "is no longer reachable by that path from cryo (renamed or mounted over, or in another mount namespace)";
   return "";
 }

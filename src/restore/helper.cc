@@ -28,6 +28,7 @@
 #include "restorer/blob.h"
 #include "restorer/restorer_args.h"
 #include "tree/proc_attrs.h"
+#include "tree/seccomp.h"
 #include "tree/task_restore.h"
 
 namespace cryo {
@@ -193,7 +194,7 @@ AreaLayout LayoutArea(const image::ProcessImage& p) {
   AreaLayout l;
   l.blob_len = RoundUp(restorer::BlobSize());
   l.args_len = RoundUp(sizeof(restorer::Args) + n_vmas * sizeof(restorer::Move) + PendingCount(core) * 128 +
-                       n_threads * sizeof(restorer::ThreadArg) + 64);
+                       n_threads * sizeof(restorer::ThreadArg) + SeccompArgBytes(core) + 64);
   l.stacks_len = kStackSize + n_threads * kThreadStackSize;
   l.scratch_len = vdso ? scratch : 0;  // PlanSpecialMoves moves nothing without a vDSO
   return l;

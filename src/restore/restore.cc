@@ -471,7 +471,10 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   // Seize the root helper (its descendants follow through TRACEFORK/CLONE) and
   // tell it where glibc registered its rseq area. EXITKILL: if cryo dies
   // before the release, nothing half-restored survives it.
-  const long options = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_EXITKILL;
+  // SUSPEND_SECCOMP (inherited by every task the helpers create): the
+  // filters the blob installs act only from the release on (tree/seccomp.h).
+  long options = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_EXITKILL;
+  if (std::find(features.begin(), features.end(), "seccomp") != features.end()) options |= PTRACE_O_SUSPEND_SECCOMP;
   if (ptrace(PTRACE_SEIZE, child, nullptr, reinterpret_cast<void*>(options)) != 0)
     return Status::FromErrno("PTRACE_SEIZE restored pid " + std::to_string(child));
   if (ptrace(PTRACE_INTERRUPT, child, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_INTERRUPT");

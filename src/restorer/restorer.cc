@@ -23,7 +23,7 @@ enum : long {
   kSetitimer = 38, kGetpid = 39, kExitGroup = 231, kTgkill = 234, kSetresuid = 117, kSetresgid = 119,
   kSetfsuid = 122, kSetfsgid = 123, kCapset = 126, kRtSigqueueinfo = 129, kSigaltstack = 131, kPrctl = 157,
   kSetgroups = 116, kSetTidAddress = 218, kSetRobustList = 273, kRtTgsigqueueinfo = 297, kRseq = 334,
-  kClone3 = 435, kNanosleep = 35, kCapget = 125,
+  kClone3 = 435, kNanosleep = 35, kCapget = 125, kSeccomp = 317,
 };
 
 inline long Sys(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) {
@@ -212,6 +212,23 @@ void DumpableFromSysctl(const Args* a) {
   CHECK(a, Sys(kSetresuid, -1, 0, -1), "setresuid (dumpable)", 0);
 }
 
+// Seccomp filters, then strict mode. cryo traces every restored task with
+// PTRACE_O_SUSPEND_SECCOMP, so nothing the blob or cryo calls afterwards is
+// filtered; the filters apply from the release (PTRACE_DETACH) on. Before the
+// credentials: installing a filter without no_new_privs takes CAP_SYS_ADMIN.
+void InstallSeccomp(const Args* a, const ThreadSeccomp& s) {
+  const auto* f = reinterpret_cast<const SeccompFilterArg*>(reinterpret_cast<const char*>(a) + s.filters_off);
+  for (uint32_t i = 0; i < s.n_filters; ++i) {
+    struct {
+      uint16_t len;
+      uint64_t filter;
+    } prog = {static_cast<uint16_t>(f[i].n_insns), reinterpret_cast<uint64_t>(a) + f[i].prog_off};
+    CHECK(a, Sys(kSeccomp, 1 /*SECCOMP_SET_MODE_FILTER*/, f[i].flags, reinterpret_cast<long>(&prog)), "seccomp filter",
+          i);
+  }
+  if (s.strict) CHECK(a, Sys(kSeccomp, 0 /*SECCOMP_SET_MODE_STRICT*/, 0, 0), "seccomp strict mode", 0);
+}
+
 void RestoreAltstack(const Args* a, uint64_t sp, uint64_t size, int32_t flags) {
   if (flags & 2 /*SS_DISABLE*/) return;
   struct {
@@ -267,6 +284,7 @@ void CreateThread(Args* a, ThreadArg* t);
   for (uint32_t i = 0; i < t->n_pending; ++i, info += 128)
     CHECK(a, Sys(kRtTgsigqueueinfo, a->pid, t->tid, *reinterpret_cast<const int32_t*>(info), reinterpret_cast<long>(info)),
           "rt_tgsigqueueinfo", t->tid);
+  InstallSeccomp(a, t->seccomp);
   if (a->restore_creds) RestoreCreds(a);
   for (;;) Sys(kTgkill, a->pid, t->tid, 19 /*SIGSTOP*/);
 }
@@ -332,7 +350,10 @@ void* memset(void* d, int c, size_t n) {
   RestoreSignals(a);
   // Threads are created while we still have CAP_CHECKPOINT_RESTORE (set_tid);
   // each then sets its own credentials (they are per thread in the kernel).
+  // The filters every thread has, before the threads that inherit them.
+  InstallSeccomp(a, a->seccomp_common);
   CreateThreads(a);
+  InstallSeccomp(a, a->seccomp);
   if (a->dumpable == 2) DumpableFromSysctl(a);
   if (a->restore_creds) RestoreCreds(a);
   RestorePdeathSignal(a);

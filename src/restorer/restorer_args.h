@@ -72,6 +72,20 @@ struct Failure {
 
 struct Args;
 
+// One seccomp filter to install (seccomp(SECCOMP_SET_MODE_FILTER)).
+struct SeccompFilterArg {
+  uint64_t prog_off;  // struct sock_filter[n_insns], from the start of Args
+  uint32_t n_insns;
+  uint32_t flags;     // SECCOMP_FILTER_FLAG_*
+};
+
+// What one thread installs itself, after the filters all threads share.
+struct ThreadSeccomp {
+  uint32_t strict;       // then SECCOMP_MODE_STRICT
+  uint32_t n_filters;
+  uint64_t filters_off;  // SeccompFilterArg[n_filters], from the start of Args
+};
+
 // A thread other than the leader: created by the blob with clone3(set_tid).
 struct ThreadArg {
   Args* args;            // filled by the blob
@@ -91,6 +105,7 @@ struct ThreadArg {
   int32_t altstack_flags;
   uint64_t timer_slack_ns;
   char comm[16];
+  ThreadSeccomp seccomp;
   // Filled by the blob: the threads [create_first, create_last) this one
   // creates before its own set-up (threads are created fanned out, so that
   // the creators' ptrace clone events overlap).
@@ -150,6 +165,11 @@ struct Args {
 
   uint32_t n_threads;    // threads besides the leader
   uint64_t threads_off;  // ThreadArg[n_threads]
+
+  // Seccomp: what every thread has (installed by the leader before it creates
+  // the threads, which inherit it), then the leader's own rest.
+  ThreadSeccomp seccomp_common;
+  ThreadSeccomp seccomp;
 };
 
 }  // namespace cryo::restorer

@@ -58,9 +58,7 @@ Status CheckDumpable(pid_t pid) {
 }
 
 Status SeizedProcess::SeizeThread(pid_t tid) {
-  // TRACEFORK/VFORK/CLONE: a task created by a seized one is ours from birth.
-  const long opts = PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK;
-  if (ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(opts)) != 0) {
+  if (ptrace(PTRACE_SEIZE, tid, nullptr, reinterpret_cast<void*>(kSeizeOptions)) != 0) {
     if (errno == ESRCH) return Status::Ok();  // exited meanwhile
     if (errno == EPERM) {
       // Created by a seized task: already ours through PTRACE_O_TRACECLONE/

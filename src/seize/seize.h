@@ -6,6 +6,7 @@
 // and signal mask as they were.
 #pragma once
 
+#include <sys/ptrace.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
@@ -16,6 +17,11 @@
 #include "base/status.h"
 
 namespace cryo {
+
+// The ptrace options of a seized task. TRACEFORK/VFORK/CLONE: a task created
+// by a seized one is ours from birth.
+inline constexpr long kSeizeOptions =
+    PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_TRACEFORK | PTRACE_O_TRACEVFORK;
 
 struct SeizedTask {
   pid_t tid = 0;

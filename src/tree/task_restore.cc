@@ -14,6 +14,7 @@
 
 #include "base/file_util.h"
 #include "tree/posix_timers.h"
+#include "tree/seccomp.h"
 
 namespace cryo {
 
@@ -191,6 +192,9 @@ Status FillTaskArgs(const image::ProcessCore& core, int exe_fd, restorer::Args* 
     ta.pending_off = static_cast<uint64_t>(pending - base);
     CRYO_RETURN_IF_ERROR(CopySiginfos(tc.pending(), &pending));
   }
+
+  const uint64_t seccomp_off = (a->threads_off + a->n_threads * sizeof(restorer::ThreadArg) + 7) & ~7ull;
+  CRYO_RETURN_IF_ERROR(FillSeccompArgs(core, a, seccomp_off));
 
   const image::Creds& c = core.creds();
   if (c.uid_size() != 4 || c.gid_size() != 4) return Status::Error("credentials record is incomplete");

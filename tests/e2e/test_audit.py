@@ -29,9 +29,7 @@ from cryotest import check, check_eq, proc_stat, proc_status  # noqa: E402
 REFUSED = [
     ("flock_mapped", ["holds a FLOCK lock on inode", "/proc/locks"]),
     ("thread_files", ["thread ", "has a fd table of its own"]),
-    ("seccomp_thread", ["thread ", "Seccomp"]),
     ("guard", ["VMA ", "MADV_GUARD_INSTALL", "VmFlags gu"]),
-    ("seccomp", ["runs under seccomp"]),
     ("netns", ["lives in a network namespace other than cryo's (net:["]),
     ("timens_children", ["has a time namespace for its children other than cryo's"]),
     ("mdwe", ["PR_SET_MDWE"]),
@@ -54,6 +52,8 @@ RESTORED = {
     "mseal": "vma-attributes",
     "thp": "mm-attributes",
     "membarrier": "mm-attributes",
+    "seccomp": "seccomp",
+    "seccomp_thread": "seccomp",
 }
 
 
