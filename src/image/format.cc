@@ -41,6 +41,7 @@ const char* FileKindName(FileKind kind) {
     case FileKind::kPipes: return "pipe table";
     case FileKind::kShm: return "shared memory table";
     case FileKind::kTtys: return "terminal table";
+    case FileKind::kNamespaces: return "namespace table";
     case FileKind::kFiles: return "unlinked file table";
   }
   return "unknown";
@@ -174,6 +175,9 @@ const std::vector<std::string>& SupportedFeatures() {
       "unix-pending-connections",
       "unix-external-peers",
       "tcp-established",
+      "uts-ns",
+      "ipc-ns",
+      "mqueue-fds",
   };
   return kFeatures;
 }

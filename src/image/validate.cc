@@ -115,6 +115,7 @@ const char* FeatureOf(FdKind k) {
     case FD_LISTEN_SOCKET: return "listen-sockets";
     case FD_UNIX_SOCKET: return "unix-sockets";
     case FD_TCP_SOCKET: return "tcp-established";
+    case FD_MQUEUE: return "mqueue-fds";
     default: return nullptr;
   }
 }

@@ -303,7 +303,7 @@ Status CheckShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_
   CRYO_ASSIGN_OR_RETURN(std::vector<Object> objects, CollectObjects(procs));
   if (objects.empty()) return Status::Ok();
   CRYO_RETURN_IF_ERROR(CheckHeldOutside(objects, tree));
-  const auto segments = ReadSysvShm();
+  const auto segments = ReadSysvShm(procs.front().pid);  // the tree's IPC namespace
   std::set<std::string> features;
   for (const Object& obj : objects) {
     CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenHolder(obj.holders.front()));
@@ -316,7 +316,7 @@ Status CheckShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_
 Status DumpShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t>& tree, image::ImageWriter* writer,
                       image::ShmTable* table, std::set<std::string>* features) {
   CRYO_ASSIGN_OR_RETURN(std::vector<Object> objects, CollectObjects(procs));
-  auto segments = ReadSysvShm();
+  auto segments = procs.empty() ? ReadSysvShm() : ReadSysvShm(procs.front().pid);
   if (segments.ok())
     for (const SysvSegment& s : *segments)
       if (tree.count(s.cpid) &&
