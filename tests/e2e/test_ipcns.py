@@ -128,6 +128,9 @@ def test_ipcns_under_unshare(h):
     images = h.mkdir("img")
     h.dump(u.pid, images)
     h.reap_original(u)
+    # The workload and its waiter, killed by the dump, orphans of the harness.
+    check_eq(h.wait_exit(w.pid), ("signal", 9), "the workload after the kill-mode dump")
+    h.reap_orphans()
     r = h.restore(images, detach=True, expected_pid=u.pid)
     check_outside(r.pid, "restored unshare")
     check_eq(ns_of(w.pid, "ipc"), ns_of(r.pid, "ipc"), "unshare and its child share the fresh namespace")

@@ -16,7 +16,7 @@
  * (SysV: msgrcv MSG_COPY; POSIX: taken and sent back). On "exit" it also
  * takes one message by type, releases the waiter and checks its exit status.
  *
- * Other modes (in its own namespaces, for refusals): "semop" (a semop with
+ * Other modes (in its own namespaces, for refusals): "semop" (semops with
  * SEM_UNDO), "split" (a child in another IPC namespace), "notify" (mq_notify
  * on the held queue), "loose-shm" (a segment nobody attaches). "host": no
  * namespace; it holds a POSIX queue of the host's IPC namespace open
@@ -308,8 +308,9 @@ int main(int argc, char **argv)
         wl_die("unshare");
     setup();
     if (strcmp(mode, "semop") == 0) {
-        struct sembuf op = {2, 1, SEM_UNDO};
-        if (semop(semid, &op, 1) != 0)
+        /* +1 then -1: the values are as before, but the process has an undo list. */
+        struct sembuf ops[2] = {{2, 1, SEM_UNDO}, {2, -1, SEM_UNDO}};
+        if (semop(semid, &ops[0], 1) != 0 || semop(semid, &ops[1], 1) != 0)
             wl_die("semop");
     } else if (strcmp(mode, "split") == 0) {
         pid_t child = fork();
