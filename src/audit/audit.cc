@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -14,6 +15,7 @@
 #include "audit/sharing.h"
 #include "base/file_util.h"
 #include "base/unique_fd.h"
+#include "ns/ns_thread.h"
 
 namespace cryo::audit {
 
@@ -226,9 +228,21 @@ Status AuditTreeWide(const TreeShown& tree, const std::set<std::string>& lock_id
   for (pid_t z : tree.zombies) CRYO_RETURN_IF_ERROR(AuditZombie(z, report));
   CRYO_ASSIGN_OR_RETURN(std::string locks, ReadFileToString("/proc/locks"));
   ClassifyLocks(locks, pids, lock_ids, report);
-  // /proc/sysvipc/sem: a header line, then one line per semaphore set.
+  // /proc/sysvipc/sem: a header line, then one line per semaphore set; of
+  // the tree's IPC namespace, which may be its own (ns/namespaces.h).
   bool present = false;
-  CRYO_ASSIGN_OR_RETURN(std::string sems, ReadIfPresent("/proc/sysvipc/sem", &present));
+  std::string sems;
+  auto read_sems = [&]() -> Status {
+    CRYO_ASSIGN_OR_RETURN(sems, ReadIfPresent("/proc/sysvipc/sem", &present));
+    return Status::Ok();
+  };
+  const pid_t first = tree.processes.empty() ? 0 : tree.processes.front().pid;
+  CRYO_ASSIGN_OR_RETURN(uint64_t mine, ns::NsInode(0, "ipc"));
+  auto theirs = first ? ns::NsInode(first, "ipc") : Result<uint64_t>(mine);
+  if (theirs.ok() && *theirs != mine)
+    CRYO_RETURN_IF_ERROR(ns::RunInNamespacesOf(first, CLONE_NEWIPC, read_sems));
+  else
+    CRYO_RETURN_IF_ERROR(read_sems());
   const bool semaphores = SplitLines(Trim(sems)).size() > 1;
   return ClassifySharing(sharing, tree.root_parent, semaphores, report);
 }

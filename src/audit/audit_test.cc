@@ -270,6 +270,18 @@ TEST(NsRules, OtherNamespacesAreRefusedByName) {
   EXPECT_NE(Refusals(thread).find("other than its process leader's"), std::string::npos);
 }
 
+// A tree's own UTS and IPC namespaces are restored as fresh ones (src/ns/);
+// a thread in another one than its leader is still refused.
+TEST(NsRules, OwnUtsAndIpcNamespacesAreRestored) {
+  Report r;
+  ClassifyNamespaces({{"ipc", "ipc:[77]"}, {"uts", "uts:[78]"}}, "pid 100", Cryo(), nullptr, &r);
+  EXPECT_EQ(r.refusals(), 0u) << Refusals(r);
+  Report thread;
+  const std::map<std::string, std::string> leader = {{"ipc", "ipc:[77]"}};
+  ClassifyNamespaces({{"ipc", "ipc:[5]"}}, "pid 100 thread 101", Cryo(), &leader, &thread);
+  EXPECT_EQ(thread.refusals(), 1u);
+}
+
 // A process's cgroups are restored (src/cgroup/); a thread in other cgroups
 // than its leader is refused.
 TEST(CgroupRules, ThreadInAnotherCgroupIsRefused) {

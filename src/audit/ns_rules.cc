@@ -1,6 +1,7 @@
 // Namespaces (/proc/PID/ns, namespaces(7)) and cgroups (/proc/PID/cgroup,
 // cgroups(7)): a restored process is a fork of cryo and lives in cryo's
-// namespaces, so any other namespace is refused until cryo restores it; its
+// namespaces, so any other namespace is refused until cryo restores it (a
+// UTS or IPC namespace of the tree's own is: src/ns/); its
 // cgroups are restored (src/cgroup/), a thread's own cgroup is refused.
 #include <string>
 
@@ -53,6 +54,13 @@ void ClassifyNamespaces(const std::map<std::string, std::string>& links, const s
     auto it = other.find(name);
     if (it != other.end() && it->second == link) {
       report->Tally(subject, "ns", kind->name, leader ? Verdict::kRestored : Verdict::kInherited);
+      continue;
+    }
+    if (!leader && (kind->name == "ipc" || kind->name == "uts")) {
+      // The tree's own: restored as a fresh namespace (ns/namespaces.cc,
+      // which refuses a tree in several of them or one shared outside it).
+      report->Add(subject, "ns", name, link, Verdict::kRestored,
+                  "its own " + std::string(kind->what) + ": its content dumped and restored into a fresh one");
       continue;
     }
     report->Add(subject, "ns", name, link, Verdict::kRefused,

@@ -6,7 +6,9 @@
 #include "audit/sharing.h"
 
 #include <linux/kcmp.h>
+#include <fcntl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -40,6 +42,41 @@ constexpr Shared kThreadShared[] = {
 // kcmp result: 0 equal, 1 less, 2 greater; -1 with errno.
 long Kcmp(pid_t a, pid_t b, int type) { return ::syscall(SYS_kcmp, a, b, type, 0, 0); }
 
+// A process with no SysV semaphore undo list, to compare with (KCMP_SYSVSEM
+// compares the lists' addresses): a child forked without CLONE_SYSVSEM has
+// none (ipc/sem.c copy_semundo), whereas cryo's main thread has one as soon
+// as it created a thread (pthread_create passes CLONE_SYSVSEM). It waits on
+// a pipe until this object goes.
+class NoUndoList {
+ public:
+  Status Start() {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
+    pid_ = ::fork();
+    if (pid_ < 0) return Status::FromErrno("fork");
+    if (pid_ == 0) {
+      ::close(p[1]);
+      char c;
+      while (::read(p[0], &c, 1) < 0 && errno == EINTR) {
+      }
+      ::_exit(0);
+    }
+    ::close(p[0]);
+    wr_ = p[1];
+    return Status::Ok();
+  }
+  ~NoUndoList() {
+    if (pid_ <= 0) return;
+    ::close(wr_);
+    ::waitpid(pid_, nullptr, 0);  // it exits at the pipe's EOF
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  int wr_ = -1;
+};
+
 }  // namespace
 
 Status ClassifySharing(const std::vector<SharingInput>& procs, pid_t root_parent, bool semaphores, Report* report) {
@@ -72,7 +109,9 @@ Status ClassifySharing(const std::vector<SharingInput>& procs, pid_t root_parent
                       ", which is outside the tree (" + s.flag + "); that cannot be restored");
   }
   CRYO_RETURN_IF_ERROR(error);
-  const pid_t self = ::getpid();
+  NoUndoList none;
+  if (semaphores) CRYO_RETURN_IF_ERROR(none.Start().Prefixed("a process to compare semaphore undo lists with"));
+  const pid_t self = none.pid();
   for (const SharingInput& p : procs) {
     for (size_t i = 0; i < p.tids.size(); ++i) {
       const pid_t tid = p.tids[i];

@@ -33,6 +33,7 @@
 #include "files/file_facts.h"
 #include "files/unlinked_dump.h"
 #include "mem/vma_dump.h"
+#include "ns/namespaces.h"
 #include "proc/path_check.h"
 #include "proc/path_check.h"
 #include "proc/proc.h"
@@ -296,6 +297,7 @@ struct Classified {
   Inspection inspection;
   std::vector<DumpedProcess> procs;
   image::TtyTable ttys;  // fds name them (tty_id) in inspection.facts
+  image::NamespaceTable namespaces;  // the tree's own UTS and IPC namespaces
   std::set<std::string> features;
   PhaseTimes times;
   double seize_start = 0;  // the tree is frozen from here
@@ -349,6 +351,11 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
     log_summary();
     return report.ToStatus();
   }
+  // The tree's own UTS and IPC namespaces, read whole (their SysV segments
+  // with the shared memory below).
+  const double tn = Now();
+  CRYO_RETURN_IF_ERROR(ns::DumpNamespaces(live, c->scope.pids, &c->namespaces, &c->features));
+  LOG_DEBUG("namespaces dumped in %.1f ms", (Now() - tn) * 1e3);
   // Pipes, shared memory and unlinked files held outside the tree: refused
   // before the first file is written.
   const double to = Now();
@@ -549,6 +556,8 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   if (std::find(inv.features().begin(), inv.features().end(), "unlinked-files") != inv.features().end())
     writer->AsyncWriteRecord(image::FilesName(), image::FileKind::kFiles, unlinked);
   if (ttys.ttys_size()) writer->AsyncWriteRecord(image::TtysName(), image::FileKind::kTtys, ttys);
+  if (features.count("uts-ns") || features.count("ipc-ns"))
+    writer->AsyncWriteRecord(image::NamespacesName(), image::FileKind::kNamespaces, c.namespaces);
   CRYO_RETURN_IF_ERROR(writer->Flush());
   lap(&progress->records, &tphase);
   // The inventory goes last, once every other file is durable: an image

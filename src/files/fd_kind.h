@@ -122,5 +122,6 @@ const FdKindHandler* PtyHandler();
 const FdKindHandler* ExternalTtyHandler();
 const FdKindHandler* MemfdHandler();
 const FdKindHandler* PosixShmHandler();
+const FdKindHandler* MqueueFdHandler();  // mqueue_fd.cc
 
 }  // namespace cryo

@@ -47,6 +47,8 @@ const std::vector<const FdKindHandler*>& FdKindHandlers() {
       // Before regular files: a /dev/shm file is one, but its content goes in the image.
       PosixShmHandler(),
       MemfdHandler(),
+      // Before regular files: a queue's fd is one, on the mqueue file system.
+      MqueueFdHandler(),
       RegularFileHandler(),
       DirectoryHandler(),
       UnlinkedFileHandler(),

@@ -42,6 +42,7 @@ const char* FileKindName(FileKind kind) {
     case FileKind::kPipes: return "pipe table";
     case FileKind::kShm: return "shared memory table";
     case FileKind::kTtys: return "terminal table";
+    case FileKind::kNamespaces: return "namespace table";
     case FileKind::kFiles: return "unlinked file table";
   }
   return "unknown";
@@ -179,6 +180,9 @@ const std::vector<std::string>& SupportedFeatures() {
       "netlink-sockets",
       "seccomp",
       "opath-symlink",
+      "uts-ns",
+      "ipc-ns",
+      "mqueue-fds",
   };
   return kFeatures;
 }
@@ -206,6 +210,7 @@ bool IsImageFileName(const std::string& name) {
   // One name a line: branches adding files merge without conflicts.
   static const char* const kNames[] = {
       "inventory.img", "pipes.img", "shm.img", "shm-pages.img", "ttys.img", "files.img", "files-data.img",
+      "ns.img",
   };
   for (const char* n : kNames)
     if (name == n) return true;

@@ -41,6 +41,7 @@ enum class FileKind : uint32_t {
   kTtys = 12,
   kShm = 13,  // shm.img: ShmTable
   kFiles = 30,  // files.img: UnlinkedFileTable
+  kNamespaces = 61,  // ns.img: NamespaceTable
 };
 const char* FileKindName(FileKind kind);
 
@@ -96,6 +97,7 @@ inline std::string ShmName() { return "shm.img"; }
 inline std::string ShmPagesName() { return "shm-pages.img"; }
 inline std::string TtysName() { return "ttys.img"; }
 inline std::string FilesName() { return "files.img"; }
+inline std::string NamespacesName() { return "ns.img"; }
 // The content of every unlinked regular file, in the page file layout (kind 5).
 inline std::string FilesDataName() { return "files-data.img"; }
 // Written first by a dump and removed last, once the inventory is durable:

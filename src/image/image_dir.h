@@ -139,6 +139,7 @@ struct LoadedImage {
   ShmTable shm;  // memfds, POSIX and SysV shared memory (shm.img)
   TtyTable ttys;
   UnlinkedFileTable files;  // unlinked files and directories (files.img)
+  NamespaceTable namespaces;  // the tree's own UTS and IPC namespaces (ns.img)
 };
 
 // Reads one metadata file on its own (tools, tests), checking magic, version,

@@ -117,6 +117,7 @@ const char* FeatureOf(FdKind k) {
     case FD_TCP_SOCKET: return "tcp-established";
     case FD_UDP_SOCKET: return "udp-sockets";
     case FD_NETLINK_SOCKET: return "netlink-sockets";
+    case FD_MQUEUE: return "mqueue-fds";
     default: return nullptr;
   }
 }

@@ -121,6 +121,7 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
       f.has_tty() != (k == FD_TTY || k == FD_EXTERNAL_TTY) || f.has_listen_socket() != (k == FD_LISTEN_SOCKET) ||
       f.has_unix_socket() != (k == FD_UNIX_SOCKET) || f.has_tcp_socket() != (k == FD_TCP_SOCKET) ||
       f.has_udp_socket() != (k == FD_UDP_SOCKET) || f.has_netlink_socket() != (k == FD_NETLINK_SOCKET) ||
+      f.has_mqueue() != (k == FD_MQUEUE) ||
       (f.shm_object() != 0) != (k == FD_MEMFD || k == FD_POSIX_SHM))
     return "state of another kind of file";
   // An unlinked file (files.img) is a regular file or a directory opened again.
@@ -247,6 +248,14 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
       return UdpSocketProblem(f);
     case FD_NETLINK_SOCKET:
       return NetlinkSocketProblem(f);
+    case FD_MQUEUE: {
+      const std::string& n = f.mqueue().name();
+      if (n.size() < 2 || n.size() > 256 || n[0] != '/' || n.find('/', 1) != std::string::npos ||
+          n.find('\0') != std::string::npos)
+        return "POSIX message queue name " + Printable(n) + " invalid";
+      if (f.mqueue().maxmsg() <= 0 || f.mqueue().msgsize() <= 0) return "POSIX message queue attributes invalid";
+      return acc == 3 || (f.flags() & ~(O_ACCMODE | O_NONBLOCK | kLargefile)) ? "flags " + Hex(f.flags()) + " invalid" : "";
+    }
     default:
       return "kind " + std::to_string(k) + " unknown";
   }

@@ -80,15 +80,6 @@ Result<UniqueFd> OpenHolder(const Holder& h) {
   return UniqueFd(fd);
 }
 
-Status CheckIpcNamespace(pid_t pid, const std::string& what) {
-  CRYO_ASSIGN_OR_RETURN(std::string mine, ReadLink("/proc/self/ns/ipc"));
-  CRYO_ASSIGN_OR_RETURN(std::string theirs, ReadLink("/proc/" + std::to_string(pid) + "/ns/ipc"));
-  if (mine != theirs)
-    return Status::Error(what + " is SysV shared memory of another IPC namespace (" + theirs + ", cryo is in " + mine +
-                         "), not supported yet");
-  return Status::Ok();
-}
-
 // Stores the pages of `fd` that hold data (SEEK_DATA/SEEK_HOLE: tmpfs knows
 // which pages were never written) as extents of at most 4 MiB.
 Status DumpContent(int fd, const std::string& what, image::ShmObject* o, WritableFile* file, uint64_t* off,
@@ -155,10 +146,11 @@ Status DescribeSysv(const Object& obj, const std::vector<SysvSegment>& segments,
 
 }  // namespace
 
-Status CheckShmMapping(pid_t pid, const proc::Vma& v, image::ShmKind kind, const image::FileId& file,
+Status CheckShmMapping(pid_t /*pid*/, const proc::Vma& v, image::ShmKind kind, const image::FileId& file,
                        const std::string& what) {
   if (kind != image::SHM_SYSV) return Status::Ok();
-  CRYO_RETURN_IF_ERROR(CheckIpcNamespace(pid, what));
+  // A segment of the tree's own IPC namespace is restored into a fresh one
+  // (ns/namespaces.cc refuses a tree in several).
   // shmat(2) maps a whole segment; the inode size is the segment size.
   if (v.pgoff != 0 || v.end - v.start != RoundUp(file.size()))
     return Status::Error(what + " is part of an attach of SysV segment id " + std::to_string(file.ino()) +
@@ -303,7 +295,7 @@ Status CheckShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_
   CRYO_ASSIGN_OR_RETURN(std::vector<Object> objects, CollectObjects(procs));
   if (objects.empty()) return Status::Ok();
   CRYO_RETURN_IF_ERROR(CheckHeldOutside(objects, tree));
-  const auto segments = ReadSysvShm();
+  const auto segments = ReadSysvShm(procs.front().pid);  // the tree's IPC namespace
   std::set<std::string> features;
   for (const Object& obj : objects) {
     CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenHolder(obj.holders.front()));
@@ -316,7 +308,7 @@ Status CheckShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_
 Status DumpShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t>& tree, image::ImageWriter* writer,
                       image::ShmTable* table, std::set<std::string>* features) {
   CRYO_ASSIGN_OR_RETURN(std::vector<Object> objects, CollectObjects(procs));
-  auto segments = ReadSysvShm();
+  auto segments = procs.empty() ? ReadSysvShm() : ReadSysvShm(procs.front().pid);
   if (segments.ok())
     for (const SysvSegment& s : *segments)
       if (tree.count(s.cpid) &&

@@ -26,8 +26,7 @@ namespace cryo {
 image::ShmKind ShmKindOfVma(const proc::Vma& v);
 
 // Refuses, before anything is done to the process, a mapping whose object
-// cannot be restored: a SysV segment of another IPC namespace, or part of a
-// SysV attach (split by mprotect(2) or partly unmapped). `file` is its FileId.
+// cannot be restored: part of a SysV attach (split by mprotect(2) or partly unmapped). `file` is its FileId.
 Status CheckShmMapping(pid_t pid, const proc::Vma& v, image::ShmKind kind, const image::FileId& file,
                        const std::string& what);
 
@@ -56,7 +55,7 @@ Status CheckShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_
 // mappings), reads each one's metadata and content through one of its holders
 // (/proc/PID/fd/N or /proc/PID/map_files/A-B, so nothing in the tree changes),
 // writes the content to shm-pages.img and fills `table`. Refuses, naming the
-// holder, what cannot be restored (a SysV segment of another IPC namespace, a
+// holder, what cannot be restored (a
 // partial SysV attach, a hugetlb memfd). Adds "memfd", "posix-shm",
 // "sysv-shm", "anon-shmem" to `features` as used. `tree`: every pid of the tree.
 Status DumpShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t>& tree, image::ImageWriter* writer,

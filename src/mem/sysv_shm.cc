@@ -1,6 +1,7 @@
 #include "mem/sysv_shm.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 
 #include "base/file_util.h"
 #include "base/janitor.h"
+#include "ns/ns_thread.h"
 
 namespace cryo {
 
@@ -48,6 +50,12 @@ Status SetNextShmId(int id) {
   return st;
 }
 
+bool SameIpcNamespaceAs(pid_t pid) {
+  auto theirs = ns::NsInode(pid, "ipc");
+  auto mine = ns::NsInode(0, "ipc");
+  return !theirs.ok() || !mine.ok() || *theirs == *mine;
+}
+
 }  // namespace
 
 Result<std::vector<SysvSegment>> ParseSysvShm(std::string_view text) {
@@ -66,7 +74,20 @@ Result<std::vector<SysvSegment>> ParseSysvShm(std::string_view text) {
   return out;
 }
 
-Result<std::vector<SysvSegment>> ReadSysvShm() {
+Result<std::vector<SysvSegment>> ReadSysvShm(pid_t in_ns_of) {
+  if (in_ns_of) {
+    CRYO_ASSIGN_OR_RETURN(uint64_t theirs, ns::NsInode(in_ns_of, "ipc"));
+    CRYO_ASSIGN_OR_RETURN(uint64_t mine, ns::NsInode(0, "ipc"));
+    if (theirs != mine) {
+      // The tree's own IPC namespace (ns/namespaces.h).
+      Result<std::vector<SysvSegment>> out = Status::Error("unread");
+      CRYO_RETURN_IF_ERROR(ns::RunInNamespacesOf(in_ns_of, CLONE_NEWIPC, [&out] {
+        out = ReadSysvShm(0);
+        return Status::Ok();
+      }));
+      return out;
+    }
+  }
   CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString("/proc/sysvipc/shm"));
   return ParseSysvShm(text);
 }
@@ -111,7 +132,11 @@ Result<bool> MakeSysvSegment(const image::ShmObject& obj, std::vector<std::strin
     }
   }
   // Told first: if cryo dies from here on, the segment still goes.
-  if (Janitor* j = CurrentJanitor()) CRYO_RETURN_IF_ERROR(j->WillCreateSysv(id).Prefixed(what));
+  // The janitor removes segments of its own IPC namespace; one the restore
+  // makes in a fresh namespace (ns/namespaces.h) dies with it.
+  Janitor* j = CurrentJanitor();
+  if (j && SameIpcNamespaceAs(j->pid()))
+    CRYO_RETURN_IF_ERROR(j->WillCreateSysv(id).Prefixed(what));
   CRYO_RETURN_IF_ERROR(SetNextShmId(id).Prefixed(what));
   const int got = ::shmget(key, obj.size(), IPC_CREAT | IPC_EXCL | 0600);
   if (got < 0) return Status::FromErrno("shmget for " + what);

@@ -28,7 +28,8 @@ struct SysvSegment {
   uint32_t uid = 0, gid = 0, cuid = 0, cgid = 0;
 };
 Result<std::vector<SysvSegment>> ParseSysvShm(std::string_view text);
-Result<std::vector<SysvSegment>> ReadSysvShm();
+// Of the IPC namespace of `in_ns_of` (0: cryo's).
+Result<std::vector<SysvSegment>> ReadSysvShm(pid_t in_ns_of = 0);
 
 // The key of an attach from its maps name "/SYSV%08x" (the " (deleted)"
 // suffix already removed); nullopt if the name is not one.

@@ -49,6 +49,7 @@
 #include "restorer/restorer_args.h"
 #include "seize/ptrace_util.h"
 #include "net/tcp_session.h"
+#include "ns/namespaces.h"
 #include "tree/job_control.h"
 #include "tree/proc_attrs.h"
 #include "tree/task_restore.h"
@@ -316,8 +317,11 @@ bool NeedsJanitor(const image::LoadedImage& img, bool cgroups) {
   for (const auto& [pid, p] : img.processes)
     if (cgroups && p.core.cgroups_size()) return true;
   if (!img.inventory.net_lock().empty()) return true;
+  // SysV segments of the tree's own IPC namespace die with the fresh one.
+  const bool own_ipc = std::find(img.inventory.features().begin(), img.inventory.features().end(), "ipc-ns") !=
+                       img.inventory.features().end();
   for (const image::ShmObject& o : img.shm.objects())
-    if (o.kind() == image::SHM_SYSV || o.kind() == image::SHM_POSIX) return true;
+    if ((o.kind() == image::SHM_SYSV && !own_ipc) || o.kind() == image::SHM_POSIX) return true;
   for (const auto& [pid, p] : img.processes)
     for (const image::Fd& f : p.fds.fds())
       if (f.kind() == image::FD_FIFO || (f.kind() == image::FD_LISTEN_SOCKET && f.listen_socket().family() == AF_UNIX))
@@ -406,6 +410,10 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   // the cgroups created for them.
   CRYO_ASSIGN_OR_RETURN(std::unique_ptr<cgroup::CgroupPlacement> cgroups,
                         cgroup::CgroupPlacement::Prepare(img, cgroup_roots));
+  // The tree's own UTS and IPC namespaces: cryo enters fresh ones and fills
+  // them before it makes anything (SysV segments included), so that every
+  // process it forks is in them.
+  CRYO_RETURN_IF_ERROR(ns::EnterFreshNamespaces(img.inventory, img.namespaces));
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   RestoreFaultPoint("objects");
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
@@ -582,6 +590,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   std::vector<std::string> shm_warnings;
   CRYO_RETURN_IF_ERROR(pool.FinishSharedMemory(&shm_warnings).Prefixed("shared memory"));
   for (const std::string& w : shm_warnings) LOG_WARN("%s", w.c_str());
+  CRYO_RETURN_IF_ERROR(ns::FinishFreshNamespaces(img.inventory, img.namespaces));
   RestoreFaultPoint("shm-finished");
   if (!opts.pidfile.empty()) {
     std::ofstream pf(opts.pidfile, std::ios::trunc);

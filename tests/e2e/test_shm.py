@@ -300,8 +300,24 @@ def test_refuse_partial_sysv_attach(h):
     refused(h, "partial-sysv", ["VMA", "part of an attach of SysV segment"])
 
 
-def test_refuse_other_ipc_namespace(h):
-    refused(h, "ipc-ns", ["VMA", "/SYSV", "another IPC namespace"])
+def test_shm_own_ipc_namespace(h):
+    """A tree in its own IPC namespace (refused before cryo restored such
+    namespaces): its segments are made again in a fresh one, with their ids;
+    nothing of them shows in the host's (test_ipcns.py has the rest)."""
+    with ShmObjects() as objects:
+        w, objs = start_shm(h, objects, "ipc-ns")
+        before = sysv_segments()
+        images = h.mkdir("img")
+        h.dump(w.pid, images)
+        h.reap_original(w)
+        cryotest.wait_pids_gone([w.pid, objs["child"]])
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        check(os.readlink("/proc/%d/ns/ipc" % r.pid) != os.readlink("/proc/self/ns/ipc"),
+              "the restored tree is in the host's IPC namespace")
+        check_eq(sysv_segments(), before, "the host's SysV segments after the restore")
+        rw = w.restored(r.pid)
+        h.verify_ok(rw, exit=True, when="after restore")
+        check_eq(h.wait_exit(rw), ("exit", 0), "restored exit status")
 
 
 def test_refuse_posix_shm_mapped_outside(h):
@@ -391,7 +407,7 @@ TESTS = [
     test_shm_failed_restore_leaves_nothing,
     test_refuse_hugetlb_memfd,
     test_refuse_partial_sysv_attach,
-    test_refuse_other_ipc_namespace,
+    test_shm_own_ipc_namespace,
     test_refuse_posix_shm_mapped_outside,
     test_refuse_sysv_attached_outside,
     test_refuse_memfd_held_outside,

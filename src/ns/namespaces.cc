@@ -1,0 +1,137 @@
+#include "ns/namespaces.h"
+
+#include <sched.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+
+#include "base/log.h"
+#include "ns/ipc_objects.h"
+#include "ns/ns_thread.h"
+#include "proc/proc.h"
+
+namespace cryo::ns {
+
+namespace {
+
+struct NsKind {
+  const char* name;  // /proc/PID/ns/NAME
+  int type;          // CLONE_NEW*
+  const char* what;
+  const char* feature;
+};
+constexpr NsKind kKinds[] = {
+    {"uts", CLONE_NEWUTS, "UTS namespace", "uts-ns"},
+    {"ipc", CLONE_NEWIPC, "IPC namespace", "ipc-ns"},
+};
+
+bool HasFeature(const image::Inventory& inv, const char* f) {
+  return std::find(inv.features().begin(), inv.features().end(), f) != inv.features().end();
+}
+
+std::string Link(const char* name, uint64_t ino) { return std::string(name) + ":[" + std::to_string(ino) + "]"; }
+
+// The namespace of kind `k` the tree owns (0: cryo's), or a refusal if its
+// processes are in different ones or a process outside shares it.
+Result<uint64_t> OwnedNamespace(const NsKind& k, const std::vector<pid_t>& pids, const std::set<pid_t>& tree) {
+  CRYO_ASSIGN_OR_RETURN(const uint64_t mine, NsInode(0, k.name));
+  std::map<uint64_t, pid_t> seen;  // namespace -> first process in it
+  for (pid_t p : pids) {
+    CRYO_ASSIGN_OR_RETURN(uint64_t ino, NsInode(p, k.name));
+    seen.emplace(ino, p);
+  }
+  if (seen.size() == 1 && seen.begin()->first == mine) return 0;
+  if (seen.size() > 1) {
+    auto a = seen.begin(), b = std::next(a);
+    return Status::Error("pid " + std::to_string(a->second) + " lives in " + k.what + " " + Link(k.name, a->first) +
+                         " and pid " + std::to_string(b->second) + " in " + Link(k.name, b->first) +
+                         ": a tree is restored only with one " + k.what + " (cryo's, or its own shared by all of its "
+                         "processes)");
+  }
+  const uint64_t owned = seen.begin()->first;
+  CRYO_RETURN_IF_ERROR(proc::ForEachPidOutside(tree, [&](pid_t p) {
+    auto ino = NsInode(p, k.name);
+    if (!ino.ok() || *ino != owned) return Status::Ok();
+    return Status::Error("pid " + std::to_string(p) + ", outside the tree, lives in the tree's " + k.what + " " +
+                         Link(k.name, owned) + ": a restore would not share the namespace with it (dump the tree "
+                         "that holds every process of the namespace)");
+  }));
+  return owned;
+}
+
+// Segments are restored with the processes that attach them (mem/shm_dump.cc);
+// one attached by nobody lives only in the namespace.
+Status CheckUnattachedSegments() {
+  CRYO_ASSIGN_OR_RETURN(auto rows, ReadSysvipcTable("shm", 7));
+  for (const auto& row : rows)
+    if (row[6] == 0)  // nattch
+      return Status::Error("SysV shared memory segment id " + std::to_string(row[1]) +
+                           " of the tree's IPC namespace is attached by no process, which is not restored yet");
+  return Status::Ok();
+}
+
+Status DumpIpc(image::IpcNamespace* out) {
+  CRYO_RETURN_IF_ERROR(DumpIpcSysctls(out));
+  CRYO_RETURN_IF_ERROR(CheckUnattachedSegments());
+  CRYO_RETURN_IF_ERROR(DumpSemaphores(out));
+  CRYO_RETURN_IF_ERROR(DumpMsgQueues(out));
+  return DumpPosixMqueues(out);
+}
+
+}  // namespace
+
+Status DumpNamespaces(const std::vector<pid_t>& pids, const std::set<pid_t>& tree, image::NamespaceTable* out,
+                      std::set<std::string>* features) {
+  if (pids.empty()) return Status::Ok();
+  int types = 0;
+  for (const NsKind& k : kKinds) {
+    CRYO_ASSIGN_OR_RETURN(uint64_t owned, OwnedNamespace(k, pids, tree));
+    if (!owned) continue;
+    types |= k.type;
+    features->insert(k.feature);
+  }
+  if (!types) return Status::Ok();
+  return RunInNamespacesOf(pids.front(), types, [&]() -> Status {
+    if (types & CLONE_NEWUTS) {
+      struct utsname u;
+      if (::uname(&u) != 0) return Status::FromErrno("uname in the tree's UTS namespace");
+      out->mutable_uts()->set_hostname(u.nodename);
+      out->mutable_uts()->set_domainname(u.domainname);
+    }
+    if (types & CLONE_NEWIPC) CRYO_RETURN_IF_ERROR(DumpIpc(out->mutable_ipc()).Prefixed("the tree's IPC namespace"));
+    return Status::Ok();
+  });
+}
+
+Status EnterFreshNamespaces(const image::Inventory& inv, const image::NamespaceTable& ns) {
+  int types = 0;
+  for (const NsKind& k : kKinds)
+    if (HasFeature(inv, k.feature)) types |= k.type;
+  if (!types) return Status::Ok();
+  if (::unshare(types) != 0) return Status::FromErrno("unshare (fresh UTS/IPC namespaces for the tree)");
+  if (types & CLONE_NEWUTS) {
+    const std::string& h = ns.uts().hostname();
+    const std::string& d = ns.uts().domainname();
+    if (::sethostname(h.data(), h.size()) != 0) return Status::FromErrno("sethostname \"" + h + "\"");
+    if (::setdomainname(d.data(), d.size()) != 0) return Status::FromErrno("setdomainname \"" + d + "\"");
+  }
+  if (types & CLONE_NEWIPC) {
+    const image::IpcNamespace& ipc = ns.ipc();
+    CRYO_RETURN_IF_ERROR(RestoreIpcSysctls(ipc, /*last=*/false));
+    CRYO_RETURN_IF_ERROR(RestoreSemaphores(ipc));
+    CRYO_RETURN_IF_ERROR(RestoreMsgQueues(ipc));
+    CRYO_RETURN_IF_ERROR(RestorePosixMqueues(ipc));
+    LOG_DEBUG("fresh IPC namespace: %d semaphore sets, %d message queues, %d POSIX message queues",
+              ipc.semaphores_size(), ipc.msg_queues_size(), ipc.mqueues_size());
+  }
+  return Status::Ok();
+}
+
+Status FinishFreshNamespaces(const image::Inventory& inv, const image::NamespaceTable& ns) {
+  if (!HasFeature(inv, "ipc-ns")) return Status::Ok();
+  return RestoreIpcSysctls(ns.ipc(), /*last=*/true);
+}
+
+}  // namespace cryo::ns
