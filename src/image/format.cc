@@ -174,6 +174,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "unix-pending-connections",
       "unix-external-peers",
       "tcp-established",
+      "incremental",
   };
   return kFeatures;
 }

@@ -15,6 +15,7 @@
 
 #include "base/file_util.h"
 #include "image/validate.h"
+#include "image/parent_chain.h"
 
 namespace cryo::image {
 
@@ -476,10 +477,15 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
     CRYO_RETURN_IF_ERROR(ReadImageRecord(img, ShmName(), FileKind::kShm, &img.shm));
   if (HasFeature(inv, "tty")) CRYO_RETURN_IF_ERROR(ReadImageRecord(img, TtysName(), FileKind::kTtys, &img.ttys));
   CRYO_RETURN_IF_ERROR(ValidateImage(img));
+  if (inv.has_parent() != HasFeature(inv, "incremental"))
+    return Status::Error(dir + "/" + InventoryName() + ": a parent image without the feature 'incremental', or the " +
+                         "feature without a parent (corrupted)");
+  CRYO_RETURN_IF_ERROR(LoadAncestors(&img));
   for (const auto& [pid, p] : img.processes) {
     if (p.core.zombie()) continue;
     CRYO_ASSIGN_OR_RETURN(UniqueFd pf, OpenPageFile(img, pid));
     (void)pf;
+    CRYO_RETURN_IF_ERROR(OpenAncestorPageFiles(img, pid).status());
   }
   if (!img.shm.objects().empty()) {
     CRYO_ASSIGN_OR_RETURN(UniqueFd sf, OpenShmPageFile(img));

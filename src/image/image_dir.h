@@ -128,6 +128,15 @@ struct ProcessImage {
   FdTable fds;
 };
 
+// An ancestor of an incremental image (feature "incremental"): the parent
+// image, its parent, ... whose page files hold the pages the image did not
+// store again (Mm.parent_runs).
+struct AncestorImage {
+  std::string dir;
+  ImageIdentity identity;
+  Inventory inventory;
+};
+
 struct LoadedImage {
   std::string dir;
   ImageIdentity identity;  // format version, image id, file sizes
@@ -137,6 +146,9 @@ struct LoadedImage {
   ShmTable shm;  // memfds, POSIX and SysV shared memory (shm.img)
   TtyTable ttys;
   UnlinkedFileTable files;  // unlinked files and directories (files.img)
+  // Incremental images: ancestors[0] the parent, [1] its parent, ...
+  // (PageRun.depth d is ancestors[d - 1]).
+  std::vector<AncestorImage> ancestors;
 };
 
 // Reads one metadata file on its own (tools, tests), checking magic, version,
