@@ -64,11 +64,11 @@ def incremental_dump(h, w, images, parent, leave_running=False, relative=False):
 
 
 def verify_restored(h, w, images, want_step, when, stopped=False):
-    # The step file says where the restored workload is (it would move on
-    # to a later step it names).
+    # Step 0 in the step file: the restored workload stays at the step its
+    # memory says (it would move on to a later step the file names).
     tmp = w.path("step.tmp")
     with open(tmp, "w") as f:
-        f.write("%d\n" % want_step)
+        f.write("0\n")
     os.rename(tmp, w.path("step"))
     r = h.restore(images, detach=True, expected_pid=w.pid)
     rw = w.restored(r.pid)
