@@ -16,6 +16,7 @@
 #include "base/interrupt.h"
 #include "base/log.h"
 #include "base/privileges.h"
+#include "base/signal_forward.h"
 #include "cgroup/cgroup_restore.h"
 #include "check/features.h"
 #include "check/probes.h"
@@ -68,25 +69,11 @@ std::optional<image::Inventory> ReadInventory(const std::string& dir) {
   return inv;
 }
 
-volatile sig_atomic_t g_child = 0;
-
-void ForwardSignal(int sig) {
-  if (g_child > 0) ::kill(g_child, sig);
-}
-
 // Without --detach cryo stays the restored process's parent: it forwards
-// SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 and leaves with the process's exit status (or dies by the
-// same signal). With --pidns new its child is the namespace's init, which
-// forwards them to the root and, on `root_status_fd`, tells how the root
-// ended: cryo ends the same way.
-void ForwardSignalsTo(pid_t pid) {
-  g_child = pid;
-  struct sigaction sa = {};
-  sa.sa_handler = ForwardSignal;
-  sa.sa_flags = SA_RESTART;
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) sigaction(sig, &sa, nullptr);
-}
-
+// SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 (ForwardSignalsTo) and
+// leaves with the process's exit status (or dies by the same signal). With
+// --pidns new its child is the namespace's init, which forwards them to the
+// root and, on `root_status_fd`, tells how the root ended: cryo ends the same way.
 int WaitAsParent(pid_t pid, int root_status_fd = -1) {
   ForwardSignalsTo(pid);
   int status = 0;

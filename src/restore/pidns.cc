@@ -14,6 +14,7 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/signal_forward.h"
 #include "base/unique_fd.h"
 
 namespace cryo {
@@ -36,23 +37,6 @@ Status NotInNewPidns(const std::string& what, const std::string& why) {
 }
 
 // ------------------------------------------------------------------ the init
-
-volatile sig_atomic_t g_root = 0;
-
-void ForwardToRoot(int sig) {
-  if (g_root > 0) ::kill(g_root, sig);
-}
-
-// From here on the init forwards these signals to the root. Installed before
-// cryo hears of the success: a signal sent as soon as the pids are known
-// must not meet Restore()'s SIG_IGN.
-void ForwardSignalsTo(pid_t root) {
-  g_root = root;
-  struct sigaction sa = {};
-  sa.sa_handler = ForwardToRoot;
-  sa.sa_flags = SA_RESTART;
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2}) ::sigaction(sig, &sa, nullptr);
-}
 
 // The namespace's pid 1 once the tree is released: reaps every child, and
 // exits with the root's status when the root is gone (the kernel then kills
@@ -152,6 +136,8 @@ pid_t HostPidOfChild(int host_proc, pid_t root) {
   if (!root.ok()) fail(root.status());
   // Complete: the tree stays, also if cryo goes now.
   ::prctl(PR_SET_PDEATHSIG, 0);
+  // Forwarding to the root starts before cryo hears of the success: a signal
+  // sent as soon as the pids are known must not meet Restore()'s SIG_IGN.
   ForwardSignalsTo(*root);
   const pid_t ids[2] = {*root, HostPidOfChild(host_proc, *root)};
   ::close(host_proc);

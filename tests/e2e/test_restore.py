@@ -101,6 +101,22 @@ def test_state_attached_exit_status(h):
              + res.describe())
 
 
+def test_state_attached_forwards_sighup(h):
+    """SIGHUP to an attached cryo restore reaches the restored process (state
+    ignores SIGTERM; SIGHUP kills it), and cryo ends as it did."""
+    w = h.start_workload("state")
+    h.wait_ready(w)
+    images = dump_kill_reap(h, w)
+    r = h.restore(images, detach=False, expected_pid=w.pid)
+    rw = w.restored(r.pid, r.cryo)
+    h.verify_ok(rw, when="after attached restore")
+    os.kill(r.cryo.pid, signal.SIGHUP)
+    res = h.cryo_result(r)
+    check_eq(res.rc, -signal.SIGHUP, "attached cryo restore after SIGHUP to cryo (the restored process was "
+             "sent it and died of it)\n" + res.describe())
+    check(wait_gone(h, w.pid), "restored pid %d still exists after SIGHUP was forwarded" % w.pid)
+
+
 def test_state_leave_running(h):
     w = h.start_workload("state")
     h.wait_ready(w)
@@ -400,6 +416,7 @@ TESTS = [
     test_state_kill_detach,
     test_state_kill_attached,
     test_state_attached_exit_status,
+    test_state_attached_forwards_sighup,
     test_state_leave_running,
     test_state_rewind,
     test_state_redump,
