@@ -322,16 +322,8 @@ Result<UniqueFd> OpenPageData(const LoadedImage& img, const std::string& name, u
 Result<UniqueFd> OpenDataFile(const LoadedImage& img, const std::string& name, uint64_t want) {
   const std::string path = img.dir + "/" + name;
   uint64_t size = 0;
-  CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenImageFile(path, &size));
-  CRYO_RETURN_IF_ERROR(img.identity.CheckSize(path, name, size, true));
-  uint8_t hdr[kHeaderSize];
-  ssize_t n;
-  while ((n = ::pread(fd.get(), hdr, sizeof(hdr), 0)) < 0 && errno == EINTR) {
-  }
-  if (n < 0) return Status::FromErrno("read " + path);
   FileHeader h;
-  CRYO_RETURN_IF_ERROR(CheckFileHeader(path, hdr, static_cast<size_t>(n), FileKind::kPages, &h));
-  CRYO_RETURN_IF_ERROR(img.identity.CheckHeader(path, name, h));
+  CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenDataFileOf(img.dir, img.identity, name, &size, &h));
   if (want > UINT64_MAX - kPageDataOffset) return Status::Error(path + ": impossible size (corrupted)");
   if (h.payload_size != want || size != kPageDataOffset + want)
     return Status::Error(path + ": holds " + std::to_string(size) + " bytes, expected " +
@@ -344,6 +336,21 @@ bool HasFeature(const Inventory& inv, const char* name) {
 }
 
 }  // namespace
+
+Result<UniqueFd> OpenDataFileOf(const std::string& dir, const ImageIdentity& identity, const std::string& name,
+                                uint64_t* size, FileHeader* h) {
+  const std::string path = dir + "/" + name;
+  CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenImageFile(path, size));
+  CRYO_RETURN_IF_ERROR(identity.CheckSize(path, name, *size, true));
+  uint8_t hdr[kHeaderSize];
+  ssize_t n;
+  while ((n = ::pread(fd.get(), hdr, sizeof(hdr), 0)) < 0 && errno == EINTR) {
+  }
+  if (n < 0) return Status::FromErrno("read " + path);
+  CRYO_RETURN_IF_ERROR(CheckFileHeader(path, hdr, static_cast<size_t>(n), FileKind::kPages, h));
+  CRYO_RETURN_IF_ERROR(identity.CheckHeader(path, name, *h));
+  return fd;
+}
 
 Status ReadImageRecord(const LoadedImage& img, const std::string& name, FileKind kind,
                        google::protobuf::MessageLite* msg) {

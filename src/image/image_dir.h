@@ -170,6 +170,11 @@ Status ReplaceRecord(const std::string& dir, const std::string& name, FileKind k
 // range and the records it refers to (validate.h), the features it needs, the
 // page files' headers and sizes against the page runs. Nothing is created.
 Result<LoadedImage> LoadImage(const std::string& dir);
+// Opens the data file (kind 5) `name` of the image in `dir` whose identity is
+// `identity`: its size (`size`) as the inventory lists it, its header (`h`)
+// of that image; its payload is the caller's to check.
+Result<UniqueFd> OpenDataFileOf(const std::string& dir, const ImageIdentity& identity, const std::string& name,
+                                uint64_t* size, FileHeader* h);
 // Opens a process's page file after checking its header against its Mm.
 Result<UniqueFd> OpenPageFile(const LoadedImage& img, int pid);
 // Opens shm-pages.img after checking its header against the ShmTable.

@@ -79,16 +79,8 @@ Result<std::vector<UniqueFd>> OpenAncestorPageFiles(const LoadedImage& img, int 
     UniqueFd& fd = fds[r.depth() - 1];
     uint64_t size = 0;
     if (!fd.valid()) {
-      CRYO_ASSIGN_OR_RETURN(fd, OpenImageFile(path, &size));
-      CRYO_RETURN_IF_ERROR(a.identity.CheckSize(path, name, size, true));
-      uint8_t hdr[kHeaderSize];
-      ssize_t n;
-      while ((n = ::pread(fd.get(), hdr, sizeof(hdr), 0)) < 0 && errno == EINTR) {
-      }
-      if (n < 0) return Status::FromErrno("read " + path);
       FileHeader h;
-      CRYO_RETURN_IF_ERROR(CheckFileHeader(path, hdr, static_cast<size_t>(n), FileKind::kPages, &h));
-      CRYO_RETURN_IF_ERROR(a.identity.CheckHeader(path, name, h));
+      CRYO_ASSIGN_OR_RETURN(fd, OpenDataFileOf(a.dir, a.identity, name, &size, &h));
       if (size < kPageDataOffset || h.payload_size != size - kPageDataOffset)
         return Status::Error(path + ": truncated or corrupted");
     } else {
