@@ -49,6 +49,14 @@ class Env {
   virtual Status RemoveFile(const std::string& path);
   // rmdir(2) of an empty directory.
   virtual Status RemoveDir(const std::string& path);
+  // The image in `dir` is complete: every file written, synced and closed,
+  // the directory synced. A local image is durable by then (nothing to do);
+  // a streamed one (stream/stream_env.h) asks its receiver to make it durable
+  // and waits for the acknowledgement. A dump kills its tree only after this.
+  virtual Status Commit(const std::string& dir) {
+    (void)dir;
+    return Status::Ok();
+  }
 };
 
 }  // namespace cryo

@@ -21,6 +21,7 @@ class NoSyncEnv final : public Env {
   Status SyncDir(const std::string&) override { return Status::Ok(); }
   Status RemoveFile(const std::string& path) override { return base_->RemoveFile(path); }
   Status RemoveDir(const std::string& path) override { return base_->RemoveDir(path); }
+  Status Commit(const std::string& dir) override { return base_->Commit(dir); }
 
  private:
   Env* base_;

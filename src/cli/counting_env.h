@@ -23,6 +23,7 @@ class CountingEnv final : public Env {
   Status SyncDir(const std::string& path) override { return base_->SyncDir(path); }
   Status RemoveFile(const std::string& path) override { return base_->RemoveFile(path); }
   Status RemoveDir(const std::string& path) override { return base_->RemoveDir(path); }
+  Status Commit(const std::string& dir) override { return base_->Commit(dir); }
 
   // Bytes of every file created through this Env that still exists (a file
   // created again counts with its last content).

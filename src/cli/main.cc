@@ -30,6 +30,8 @@
 #include "net/net_lock.h"
 #include "restore/pidns.h"
 #include "restore/restore.h"
+#include "stream/page_server.h"
+#include "stream/stream_env.h"
 
 namespace cryo {
 namespace {
@@ -138,7 +140,9 @@ int main(int argc, char** argv) {
                "  cryo dump -t PID -D DIR        checkpoint a process into DIR (then kill it)\n"
                "  cryo restore DIR               bring it back, with its PID, memory and files\n"
                "  cryo show DIR                  what an image holds\n"
-               "  cryo unlock DIR                let the TCP connections of an image go (no restore)\n",
+               "  cryo unlock DIR                let the TCP connections of an image go (no restore)\n"
+               "  cryo page-server --listen ADDR:PORT -D DIR --insecure   receive one streamed image into DIR\n"
+               "  cryo dump -t PID --to ADDR:PORT --insecure              checkpoint a process to a page server\n",
                "cryo"};
   app.set_version_flag("-V,--version", std::string("cryo ") + CRYO_VERSION + " (image format " +
                                            std::to_string(image::kFormatVersion) + ")");
@@ -158,7 +162,14 @@ int main(int argc, char** argv) {
   DumpOptions dump;
   auto* dump_cmd = app.add_subcommand("dump", "checkpoint a process into an image directory");
   dump_cmd->add_option("-t,--pid", dump.pid, "the process to checkpoint")->required()->check(pid_value)->type_name("PID");
-  dump_cmd->add_option("-D,--images-dir", dump.images_dir, "where to write the image (created 0700)")->required()->type_name("DIR");
+  dump_cmd->add_option("-D,--images-dir", dump.images_dir, "where to write the image (created 0700)")->type_name("DIR");
+  std::string dump_to;
+  dump_cmd->add_option("--to", dump_to, "stream the image to `cryo page-server` at ADDR:PORT instead of writing it here")
+      ->type_name("ADDR:PORT");
+  bool insecure = false;
+  dump_cmd->add_flag("--insecure", insecure,
+                     "with --to: stream without encryption or authentication (a trusted link only; required: this "
+                     "cryo has no TLS yet)");
   dump_cmd->add_flag("-R,--leave-running", dump.leave_running,
                      "let the process run on after the dump: it resumes once its memory is read, before the image is "
                      "synced (default: kill it once the image is synced)");
@@ -244,7 +255,25 @@ int main(int argc, char** argv) {
   check_cmd->add_flag("--all", check_all, "with -t: list every item, not a summary");
   check_cmd->add_flag("--shell-job", check_shell_job, "with -t: as dump --shell-job");
 
-  for (auto* sub : {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd}) {
+  stream::PageServerOptions server;
+  auto* server_cmd = app.add_subcommand("page-server", "receive one image streamed by `cryo dump --to` into a directory");
+  server_cmd->add_option("--listen", server.listen, "the address to listen on (port 0: any free port, printed)")
+      ->required()
+      ->type_name("ADDR:PORT");
+  server_cmd->add_option("-D,--images-dir", server.images_dir, "where the image goes (must not exist, or be empty)")
+      ->required()
+      ->type_name("DIR");
+  server_cmd->add_flag("--insecure", insecure,
+                       "receive without encryption or authentication (a trusted link only; required: this cryo has "
+                       "no TLS yet)");
+  server_cmd->add_option("--timeout", server.timeout_s, "give up after SECS of silence from the sender (default 60)")
+      ->check(CLI::PositiveNumber)
+      ->type_name("SECS");
+  server_cmd->add_option("--wait", server.wait_s, "wait at most SECS for the sender to connect (default 3600)")
+      ->check(CLI::PositiveNumber)
+      ->type_name("SECS");
+
+  for (auto* sub : {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd, server_cmd}) {
     sub->add_option("--log-file,-o", log_file, "append a detailed log to FILE")->type_name("FILE");
     sub->add_flag("-v,--verbose", verbosity, "more messages on stderr (-vv for debug)");
     sub->add_flag("-q,--quiet", quiet, "no line on success (errors and warnings are still printed)");
@@ -256,14 +285,14 @@ int main(int argc, char** argv) {
     sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     // "A subcommand is required" would hide a mistyped command.
     const std::string command = cli::FirstWord(argc, argv, {"-o", "--log-file"});
-    const auto subs = {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd};
+    const auto subs = {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd, server_cmd};
     if (!command.empty() && std::none_of(subs.begin(), subs.end(), [&](auto* c) { return c->get_name() == command; }))
-      return UsageError("unknown command '" + command + "' (the commands are check, dump, restore, show and unlock)");
+      return UsageError("unknown command '" + command + "' (the commands are check, dump, restore, show, unlock and page-server)");
     const int rc = app.exit(e);  // prints help, the version or the error
     return rc == 0 ? 0 : kUsage;
   }
   InitFaultPoints();
-  if (*app.get_subcommand("dump")) CatchInterrupts();
+  if (*dump_cmd || *server_cmd) CatchInterrupts();
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   // A record that does not parse is refused with cryo's own message (naming
   // the file); protobuf's log lines about it would only add noise.
@@ -285,19 +314,60 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
   }
 
+  if ((*dump_cmd && !dump_to.empty()) || *server_cmd) {
+    if (*dump_cmd && !dump.images_dir.empty()) return UsageError("dump: give -D DIR or --to ADDR:PORT, not both");
+    if (!insecure)
+      return UsageError(std::string(*server_cmd ? "page-server" : "dump --to") +
+                        ": streaming is not encrypted or authenticated in this version of cryo: add --insecure on "
+                        "both sides (cryo page-server and cryo dump --to) if the link between them is trusted "
+                        "(loopback, a private network), or copy the image over ssh instead");
+  }
+  if (*dump_cmd && dump.images_dir.empty() && dump_to.empty())
+    return UsageError("dump: the image directory is missing: give -D DIR (or --to ADDR:PORT)");
+  if (*server_cmd) {
+    server.on_listening = [](const std::string& addr) {
+      fprintf(stderr, "cryo: page-server listening on %s\n", addr.c_str());
+      fflush(stderr);
+    };
+    stream::ReceivedImage got;
+    const double t0 = Now();
+    Status s = stream::RunPageServer(server, &got);
+    ReportFaultPoints();
+    if (!s.ok()) {
+      LOG_ERROR("page-server: %s", s.ToString().c_str());
+      LOG_ERROR("page-server: nothing was kept (no %s)", server.images_dir.c_str());
+      return kFailed;
+    }
+    Say(cli::ReceivedLine(got.peer, server.images_dir, got.files, got.bytes, Now() - t0));
+    return 0;
+  }
   if (*dump_cmd) {
     dump.show_progress = progress;
     dump.sync = !no_sync;
     // Privileges first (the dump checks them again): without them even the
     // image directory's check may fail on a permission, naming the wrong cause.
     if (Status priv = CheckPrivileges(); !priv.ok()) return Fail(priv);
-    Status free = cli::CheckImageDirFree(dump.images_dir, force);
-    if (!free.ok()) return Fail(free);
+    std::unique_ptr<stream::Connection> conn;
+    std::unique_ptr<stream::StreamEnv> streamed;
+    if (!dump_to.empty()) {
+      // Connected before the tree is seized: a page server that is not there
+      // costs the tree nothing.
+      auto c = stream::StreamEnv::Open(dump_to, 60);
+      if (!c.ok()) return Fail(c.status().Prefixed("dump --to " + dump_to));
+      conn = std::move(*c);
+      streamed = std::make_unique<stream::StreamEnv>(conn.get());
+      dump.env = streamed.get();
+      dump.images_dir = dump_to;
+    } else {
+      Status free = cli::CheckImageDirFree(dump.images_dir, force);
+      if (!free.ok()) return Fail(free);
+    }
     cli::CountingEnv counted(dump.env);
     dump.env = &counted;
     const double t0 = Now();
     DumpStats stats;
     Status s = Dump(dump, &stats);
+    if (!s.ok() && streamed) streamed->Abort(s.ToString());
     ReportFaultPoints();
     if (const int sig = InterruptSignal()) {
       if (!s.ok()) return Interrupted(sig, dump.pid, s);
@@ -309,8 +379,9 @@ int main(int argc, char** argv) {
         LOG_ERROR("pid %d was left running, untouched", dump.pid);
       return 1;
     }
-    const std::optional<image::Inventory> inv = ReadInventory(dump.images_dir);
-    Say(cli::DumpedLine(inv ? inv->pids_size() : 1, dump.pid, dump.images_dir, counted.BytesWritten(), Now() - t0,
+    if (streamed) dump.images_dir = "page server " + dump_to + " (" + streamed->remote_dir() + ")";
+    Say(cli::DumpedLine(stats.processes, dump.pid, dump.images_dir,
+                        streamed ? streamed->bytes_sent() : counted.BytesWritten(), Now() - t0,
                         stats.frozen_seconds, dump.sync));
     return 0;
   }

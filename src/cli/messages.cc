@@ -29,6 +29,11 @@ std::string DumpedLine(size_t processes, pid_t root, const std::string& dir, uin
          " in " + Seconds(seconds) + frozen + (synced ? "" : ", not synced");
 }
 
+std::string ReceivedLine(const std::string& peer, const std::string& dir, size_t files, uint64_t bytes, double seconds) {
+  return "received an image from " + peer + " into " + dir + ": " + std::to_string(files) + " files, " +
+         FormatSize(bytes) + " in " + Seconds(seconds) + ", synced";
+}
+
 std::string RestoredLine(size_t processes, pid_t root, double seconds) {
   return "restored " + Processes(processes) + " (pid " + std::to_string(root) + ") in " + Seconds(seconds);
 }

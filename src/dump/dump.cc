@@ -651,7 +651,10 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
            progress.frozen * 1e3, c.seize_s * 1e3, c.audit_s * 1e3, progress.pages * 1e3, progress.records * 1e3,
            opts.sync ? "fsync" : "closed (no sync)", progress.sync * 1e3,
            opts.leave_running ? "resume (before the sync)" : "kill", progress.end * 1e3);
-  if (stats) stats->frozen_seconds = progress.frozen;
+  if (stats) {
+    stats->frozen_seconds = progress.frozen;
+    stats->processes = others + 1;
+  }
   return Status::Ok();
 }
 

@@ -34,6 +34,7 @@ struct DumpOptions {
 // What a dump that succeeded reports.
 struct DumpStats {
   double frozen_seconds = 0;  // from the seize to the kill, or to the resume
+  size_t processes = 0;       // in the image, zombies included
 };
 
 // Checkpoints a process. On any failure the process is detached exactly as it

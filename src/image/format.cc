@@ -1,4 +1,5 @@
 #include "image/format.h"
+#include "image/image_file.h"
 
 #include <xxhash.h>
 
@@ -177,6 +178,43 @@ const std::vector<std::string>& SupportedFeatures() {
       "incremental",
   };
   return kFeatures;
+}
+
+}  // namespace cryo::image
+
+namespace cryo::image {
+namespace {
+
+// "PREFIX-PID.img" with PID a decimal number a pid can have.
+bool IsPidFileName(const std::string& name, const std::string& prefix) {
+  if (name.size() < prefix.size() + 5 || name.compare(0, prefix.size(), prefix) != 0 ||
+      name.compare(name.size() - 4, 4, ".img") != 0)
+    return false;
+  const std::string digits = name.substr(prefix.size(), name.size() - prefix.size() - 4);
+  if (digits.empty() || digits.size() > 7 || digits[0] == '0') return false;
+  for (char c : digits)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+}  // namespace
+
+bool IsImageFileName(const std::string& name) {
+  // One name a line: branches adding files merge without conflicts.
+  static const char* const kNames[] = {
+      "inventory.img", "pipes.img", "shm.img", "shm-pages.img", "ttys.img", "files.img", "files-data.img",
+  };
+  for (const char* n : kNames)
+    if (name == n) return true;
+  for (const char* prefix : {"core-", "mm-", "fds-", "pages-"})
+    if (IsPidFileName(name, prefix)) return true;
+  return false;
+}
+
+uint64_t MaxImageFileBytes(const std::string& name) {
+  if (name == InventoryName()) return kMaxInventoryBytes;
+  if (name == ShmPagesName() || name == FilesDataName() || IsPidFileName(name, "pages-")) return kMaxDataFileBytes;
+  return kMaxRecordBytes;
 }
 
 }  // namespace cryo::image

@@ -102,6 +102,14 @@ inline std::string FilesDataName() { return "files-data.img"; }
 // an image that still has it is one whose dump did not finish (cryo was
 // killed), even if an inventory of an earlier dump were there.
 inline std::string IncompleteMarkerName() { return "dump-incomplete"; }
+// A name a file of an image can have: one of the names above, a PID in
+// decimal without a leading zero (dump-incomplete excluded: it is no part of
+// an image). A streamed image's receiver accepts no other name.
+bool IsImageFileName(const std::string& name);
+// The most bytes a file of that name may hold: kMaxInventoryBytes or
+// kMaxRecordBytes (image_file.h) for a metadata file, far more for page data.
+uint64_t MaxImageFileBytes(const std::string& name);
+inline constexpr uint64_t kMaxDataFileBytes = 1ull << 40;
 inline constexpr const char* kIncompleteImage = "incomplete image: the dump did not finish";
 
 }  // namespace cryo::image

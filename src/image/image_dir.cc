@@ -78,7 +78,11 @@ Status ImageWriter::MarkComplete() {
     created_.erase(std::remove(created_.begin(), created_.end(), IncompleteMarkerName()), created_.end());
   }
   CRYO_RETURN_IF_ERROR(SyncDir());
-  if (!created_dir_) return Status::Ok();
+  if (created_dir_) CRYO_RETURN_IF_ERROR(SyncParentDir());
+  return env_->Commit(dir_);
+}
+
+Status ImageWriter::SyncParentDir() {
   // A directory this dump created is durable only once its entry in its
   // parent is (fsync(2): "Calling fsync() does not necessarily ensure that
   // the entry in the directory containing the file has also reached disk").

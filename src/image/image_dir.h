@@ -76,7 +76,8 @@ class ImageWriter {
   // A dump's first file: IncompleteMarkerName(), holding `what`.
   Status MarkIncomplete(const std::string& what);
   // A dump's last step: the marker removed and the directory synced (and its
-  // parent, if this writer created it).
+  // parent, if this writer created it), then the Env's Commit (a streamed
+  // image: the receiver's acknowledgement that it is durable).
   Status MarkComplete();
   // A dump that failed or was interrupted: drops the jobs not run yet, then
   // removes every file this writer created and the directory if it created
@@ -92,6 +93,7 @@ class ImageWriter {
   Result<std::unique_ptr<WritableFile>> NewFile(const std::string& name);
   Status AddPending(std::unique_ptr<WritableFile> file, uint64_t size);
   Status SyncPending();
+  Status SyncParentDir();
   void WriterLoop();
   Env* env_;
   std::string dir_;

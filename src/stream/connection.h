@@ -1,0 +1,75 @@
+// One TCP connection carrying stream frames (protocol.h), every wait bounded.
+// The socket is non-blocking; each send or receive waits with poll(2) for at
+// most its timeout, and gives up early once SIGINT, SIGTERM, SIGHUP or
+// SIGPIPE came (base/interrupt.h). Sends use MSG_NOSIGNAL: a closed peer is
+// an error (EPIPE), never a SIGPIPE.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "base/unique_fd.h"
+#include "stream/protocol.h"
+
+namespace cryo::stream {
+
+struct Frame {
+  FrameHeader header;
+  std::string payload;
+  FrameType type() const { return static_cast<FrameType>(header.type); }
+};
+
+// "ADDR:PORT" or "[IPV6]:PORT" into its parts.
+Status SplitHostPort(const std::string& text, std::string* host, std::string* port);
+
+class Connection {
+ public:
+  // `sender`: the side that sends the image, which looks for an ERROR from
+  // the receiver before each frame (the receiver never does: the sender's
+  // frames are what it reads).
+  Connection(UniqueFd fd, std::string peer, double timeout_s, bool sender)
+      : fd_(std::move(fd)), peer_(std::move(peer)), timeout_s_(timeout_s), sender_(sender) {}
+  // Connects to "ADDR:PORT" within `timeout_s`.
+  static Result<std::unique_ptr<Connection>> Connect(const std::string& addr, double timeout_s);
+
+  // Sends one whole frame (several threads may send: frames never mix). The
+  // payload is `prefix` followed by `data`. Before it, on the sender's side, a
+  // frame the receiver sent meanwhile (an ERROR) is read and returned as the error. After a failure
+  // every later send fails at once with the same error.
+  Status Send(FrameType type, uint32_t file_id, std::string_view prefix, std::string_view data = {});
+  // Receives one frame within `timeout_s` (its header checked).
+  Result<Frame> Receive(double timeout_s);
+  // Half-closes, then reads and drops what the peer still sends, for at most
+  // `linger_s`, so that a last frame sent is not lost to a reset.
+  void CloseGracefully(double linger_s);
+  const std::string& peer() const { return peer_; }
+  double timeout() const { return timeout_s_; }
+
+ private:
+  Status SendLocked(const std::string& header, std::string_view prefix, std::string_view data);
+  Status ReadExact(char* buf, size_t n, double timeout_s);
+  std::mutex mu_;
+  UniqueFd fd_;
+  std::string peer_;
+  double timeout_s_;
+  bool sender_;
+  Status failed_;
+};
+
+class Listener {
+ public:
+  static Result<Listener> Listen(const std::string& addr);
+  // The address bound ("127.0.0.1:40123": the port chosen for port 0).
+  const std::string& address() const { return address_; }
+  // One connection within `timeout_s`.
+  Result<std::unique_ptr<Connection>> Accept(double timeout_s, double frame_timeout_s);
+
+ private:
+  UniqueFd fd_;
+  std::string address_;
+};
+
+}  // namespace cryo::stream

@@ -1,0 +1,198 @@
+#include "stream/page_server.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <map>
+
+#include "base/interrupt.h"
+#include "base/log.h"
+#include "image/format.h"
+#include "image/image_dir.h"
+#include "stream/connection.h"
+
+namespace cryo::stream {
+namespace {
+
+// The files of one image, in its temporary directory.
+class DirSink final : public FileSink {
+ public:
+  DirSink(int dirfd, std::string dir) : dirfd_(dirfd), dir_(std::move(dir)) {}
+  Status Create(uint32_t id, const std::string& name) override {
+    // A new inode, 0600 whatever the umask, never through a link.
+    UniqueFd fd(::openat(dirfd_, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd.valid()) return Status::FromErrno("cannot create " + dir_ + "/" + name);
+    if (::fchmod(fd.get(), 0600) != 0) return Status::FromErrno("chmod " + dir_ + "/" + name);
+    files_[id] = {name, std::move(fd)};
+    return Status::Ok();
+  }
+  Status Write(uint32_t id, uint64_t offset, std::string_view data) override {
+    File& f = files_.at(id);
+    const char* p = data.data();
+    size_t n = data.size();
+    off_t off = static_cast<off_t>(offset);
+    while (n > 0) {
+      const ssize_t w = ::pwrite(f.fd.get(), p, n, off);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return Status::FromErrno("write to " + dir_ + "/" + f.name);
+      p += w;
+      off += w;
+      n -= static_cast<size_t>(w);
+    }
+    return Status::Ok();
+  }
+  Status Finish(uint32_t id, uint64_t size) override {
+    File& f = files_.at(id);
+    // Bytes never written in a page file's range read as zeros: the size is
+    // the sender's, which the receiver checked against what arrived.
+    if (::ftruncate(f.fd.get(), static_cast<off_t>(size)) != 0) return Status::FromErrno("truncate " + f.name);
+    ::sync_file_range(f.fd.get(), 0, 0, SYNC_FILE_RANGE_WRITE);  // writeback starts now; syncfs waits for it
+    int fd = f.fd.release();
+    files_.erase(id);
+    if (::close(fd) != 0) return Status::FromErrno("close " + dir_ + "/" + f.name);
+    return Status::Ok();
+  }
+
+ private:
+  struct File {
+    std::string name;
+    UniqueFd fd;
+  };
+  int dirfd_;
+  std::string dir_;
+  std::map<uint32_t, File> files_;
+};
+
+std::string ParentOf(const std::string& dir, std::string* base) {
+  std::string d = dir;
+  while (d.size() > 1 && d.back() == '/') d.pop_back();
+  const size_t slash = d.rfind('/');
+  *base = slash == std::string::npos ? d : d.substr(slash + 1);
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : d.substr(0, slash);
+}
+
+Status SyncPath(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open " + path);
+  if (::fsync(fd.get()) != 0) return Status::FromErrno("fsync " + path);
+  return Status::Ok();
+}
+
+// DIR may not hold anything: an image is never received over another.
+Status CheckTarget(const std::string& dir) {
+  struct stat st;
+  if (::lstat(dir.c_str(), &st) != 0) {
+    if (errno == ENOENT) return Status::Ok();
+    return Status::FromErrno("images directory " + dir);
+  }
+  if (!S_ISDIR(st.st_mode)) return Status::Error("images directory " + dir + " exists and is not a directory");
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return Status::FromErrno("images directory " + dir);
+  bool empty = true;
+  while (struct dirent* e = ::readdir(d))
+    if (std::string(e->d_name) != "." && std::string(e->d_name) != "..") empty = false;
+  ::closedir(d);
+  if (!empty) return Status::Error("images directory " + dir + " is not empty: give a new or empty directory");
+  return Status::Ok();
+}
+
+// The temporary directory and everything in it (the receiver created every
+// file: only regular files are in it).
+void RemoveTree(const std::string& dir) {
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (struct dirent* e = ::readdir(d)) {
+      const std::string n = e->d_name;
+      if (n != "." && n != "..") ::unlinkat(dirfd(d), n.c_str(), 0);
+    }
+    ::closedir(d);
+  }
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT)
+    LOG_WARN("cannot remove the partial image %s: %s", dir.c_str(), strerror(errno));
+}
+
+// Receives the files into `tmp` until END, then makes them durable, checks
+// the image and renames it to `dir`.
+Status ReceiveInto(Connection& conn, const std::string& tmp, int tmpfd, const std::string& dir, ReceivedImage* out) {
+  DirSink sink(tmpfd, tmp);
+  ImageReceiver receiver(&sink);
+  while (!receiver.ended()) {
+    CRYO_ASSIGN_OR_RETURN(Frame f, conn.Receive(conn.timeout()));
+    // (the tests kill the receiver between files: a fault point at each file's end)
+    if (f.type() == FrameType::kClose || f.type() == FrameType::kEnd) FaultPoint();
+    CRYO_RETURN_IF_ERROR(receiver.OnFrame(f.header, f.payload));
+  }
+  out->bytes = receiver.bytes();
+  out->files = receiver.files();
+  // syncfs(2) writes back every file of the file system and, since Linux
+  // 5.8, reports a writeback error of any of them.
+  if (::syncfs(tmpfd) != 0) return Status::FromErrno("syncfs " + tmp);
+  if (::unlinkat(tmpfd, image::IncompleteMarkerName().c_str(), 0) != 0)
+    return Status::FromErrno("remove " + tmp + "/" + image::IncompleteMarkerName());
+  // What a restore would refuse is refused now, while the sender still holds
+  // its tree: every record read and checked.
+  Result<image::LoadedImage> img = image::LoadImage(tmp);
+  if (!img.ok()) return img.status().Prefixed("the image received does not validate");
+  if (::fsync(tmpfd) != 0) return Status::FromErrno("fsync " + tmp);
+  FaultPoint();
+  if (::rename(tmp.c_str(), dir.c_str()) != 0) return Status::FromErrno("rename " + tmp + " to " + dir);
+  std::string base;
+  Status s = SyncPath(ParentOf(dir, &base));
+  if (!s.ok()) {
+    ::rename(dir.c_str(), tmp.c_str());  // not durable: not complete
+    return s;
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status RunPageServer(const PageServerOptions& opts, ReceivedImage* out) {
+  CRYO_RETURN_IF_ERROR(CheckTarget(opts.images_dir));
+  CRYO_ASSIGN_OR_RETURN(Listener listener, Listener::Listen(opts.listen));
+  if (opts.on_listening) opts.on_listening(listener.address());
+  CRYO_ASSIGN_OR_RETURN(auto conn, listener.Accept(opts.wait_s, opts.timeout_s));
+  out->peer = conn->peer();
+  auto refuse = [&conn](const Status& s) {
+    (void)conn->Send(FrameType::kError, 0, s.ToString().substr(0, 4096));
+    conn->CloseGracefully(2);
+    return s;
+  };
+  Result<Frame> hello = conn->Receive(opts.timeout_s);
+  if (!hello.ok()) return hello.status().Prefixed("handshake with " + out->peer);
+  if (hello->type() != FrameType::kHello) return refuse(Status::Error("the sender " + out->peer + " said no HELLO"));
+  if (Status s = CheckHello(hello->payload, image::kFormatVersion); !s.ok()) return refuse(s);
+  // The image goes into a new directory beside DIR (the same file system:
+  // rename(2) moves it into place at once), marked incomplete meanwhile.
+  CRYO_RETURN_IF_ERROR(CheckTarget(opts.images_dir));
+  std::string base;
+  const std::string parent = ParentOf(opts.images_dir, &base);
+  std::string tmpl = parent + "/." + base + ".cryo-receiving.XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return refuse(Status::FromErrno("cannot create a directory beside " + opts.images_dir));
+  const std::string tmp = tmpl;  // mkdtemp(3): mode 0700
+  UniqueFd tmpfd(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  Status s = tmpfd.valid() ? Status::Ok() : Status::FromErrno("open " + tmp);
+  if (s.ok()) {
+    UniqueFd marker(::openat(tmpfd.get(), image::IncompleteMarkerName().c_str(),
+                             O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    const std::string text = "cryo page-server is receiving an image from " + out->peer + " here\n";
+    if (!marker.valid() || ::write(marker.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+      s = Status::FromErrno("cannot write " + tmp + "/" + image::IncompleteMarkerName());
+  }
+  if (s.ok()) s = conn->Send(FrameType::kHello, 0, HelloPayload(image::kFormatVersion));
+  if (s.ok()) s = ReceiveInto(*conn, tmp, tmpfd.get(), opts.images_dir, out);
+  if (!s.ok()) {
+    RemoveTree(tmp);
+    return refuse(s.Prefixed("image from " + out->peer));
+  }
+  FaultPoint();  // (complete, not acknowledged)
+  if (Status a = conn->Send(FrameType::kAck, 0, opts.images_dir); !a.ok())
+    LOG_WARN("the image is complete in %s, but the sender did not get the acknowledgement: %s "
+             "(it keeps its tree running)", opts.images_dir.c_str(), a.ToString().c_str());
+  conn->CloseGracefully(2);
+  return Status::Ok();
+}
+
+}  // namespace cryo::stream

@@ -1,0 +1,32 @@
+// `cryo page-server --listen ADDR:PORT --images-dir DIR`: receives one
+// streamed image (protocol.h) into a temporary directory beside DIR, and
+// only once it is complete, synced and valid (image::LoadImage) renames it to
+// DIR and acknowledges. A stream that breaks or is refused at any point
+// leaves no DIR, and the temporary directory is removed.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "base/status.h"
+
+namespace cryo::stream {
+
+struct PageServerOptions {
+  std::string listen;      // ADDR:PORT (port 0: any free port)
+  std::string images_dir;  // must not exist, or be an empty directory
+  double timeout_s = 60;   // silence on the connection
+  double wait_s = 3600;    // for the sender to connect
+  // Called once listening, with the address bound (the port chosen).
+  std::function<void(const std::string&)> on_listening;
+};
+
+struct ReceivedImage {
+  std::string peer;
+  uint64_t bytes = 0;
+  size_t files = 0;
+};
+
+Status RunPageServer(const PageServerOptions& opts, ReceivedImage* out);
+
+}  // namespace cryo::stream
