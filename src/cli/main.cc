@@ -24,6 +24,7 @@
 #include "cli/messages.h"
 #include "cli/preflight.h"
 #include "dump/dump.h"
+#include "image/compare_pages.h"
 #include "image/image_dir.h"
 #include "image/show.h"
 #include "net/net_lock.h"
@@ -184,6 +185,10 @@ int main(int argc, char** argv) {
   dump_cmd->add_flag("--progress", progress, "show progress while writing memory");
   bool force = false;
   dump_cmd->add_flag("-f,--force", force, "replace the image DIR already holds (refused without it)");
+  dump_cmd->add_option("--parent", dump.parent_dir,
+                       "incremental dump: store only the pages that changed since DIR, an earlier --leave-running "
+                       "dump of the same tree; restoring this image needs DIR (and its own parents) where they were")
+      ->type_name("DIR");
   bool tcp_established = false;  // accepted for CRIU's command line: connections are always checkpointed
   dump_cmd->add_flag("--tcp-established", tcp_established,
                      "accepted for compatibility: established TCP connections are always checkpointed");
@@ -227,6 +232,11 @@ int main(int argc, char** argv) {
   auto* show_cmd = app.add_subcommand("show", "print what an image holds");
   show_cmd->add_option("dir", show_dir, "image directory")->required()->type_name("DIR");
   show_cmd->add_flag("--json", show_json, "machine-readable output");
+  std::string compare_pages;
+  show_cmd->add_option("--compare-pages", compare_pages,
+                       "verification: every page DIR stores (its chain's too) is stored by OTHER with the same bytes, "
+                       "and the other way round; exits 1 naming the first difference")
+      ->type_name("OTHER");
 
   std::string unlock_dir, unlock_table;
   auto* unlock_cmd = app.add_subcommand(
@@ -423,6 +433,12 @@ int main(int argc, char** argv) {
     Say(cli::RestoredLine(inv ? inv->pids_size() : 1, *pid, Now() - t0));
     if (restore.detach) return 0;
     return WaitAsParent(*pid);
+  }
+  if (*show_cmd && !compare_pages.empty()) {
+    Result<std::string> same = image::ComparePages(show_dir, compare_pages);
+    if (!same.ok()) return Fail(same.status().Prefixed("the pages of " + show_dir + " and " + compare_pages + " differ"));
+    Say(*same);
+    return 0;
   }
   if (*show_cmd) {
     Result<image::LoadedImage> img = image::LoadImage(show_dir);

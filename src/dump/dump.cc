@@ -14,6 +14,7 @@
 #include <set>
 
 #include "base/clock.h"
+#include "base/file_util.h"
 #include "base/interrupt.h"
 #include "base/privileges.h"
 #include "base/log.h"
@@ -27,6 +28,7 @@
 #include "dump/inspect.h"
 #include "dump/prefetch.h"
 #include "dump/shared_objects_check.h"
+#include "mem/incremental.h"
 #include "mem/mm_attrs.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
@@ -302,6 +304,8 @@ struct Classified {
   PhaseTimes times;
   double seize_start = 0;  // the tree is frozen from here
   double seize_s = 0, audit_s = 0;
+  std::string boot_id;
+  std::unique_ptr<ParentForDump> parent;  // --parent: loaded before the tree is touched
 };
 
 // Where a dump got to: what its failure path must undo, and its phases for
@@ -433,13 +437,24 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   // shared with its parent are found against the parent's VMAs.
   std::vector<pid_t> parents;
   for (const auto& sp : tree.processes()) parents.push_back(tree.ParentOf(sp->pid()));
+  for (ProcessFacts& f : c.inspection.facts) {
+    // Leave-running images may be parents: their runs are cut as a child's are.
+    if (opts.leave_running || c.parent) f.run_block = kIncrementalRunBytes;
+    if (c.parent) {
+      auto it = c.parent->processes.find(f.pid);
+      if (it != c.parent->processes.end()) f.parent_pages = &it->second;
+    }
+  }
   Prefetcher prefetch(std::move(c.inspection.facts), parents, kBufferedPages, 2);
+  IncrementalCounts incremental;
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
     const std::string who = "pid " + std::to_string(sp.pid());
     CRYO_RETURN_IF_ERROR(CheckInterrupt());
     auto facts = prefetch.Take();
     if (!facts.ok()) return facts.status().Prefixed(who);
+    incremental.compared_pages += facts->incremental.compared_pages;
+    incremental.parent_pages += facts->incremental.parent_pages;
     CRYO_RETURN_IF_ERROR(DumpProcessPages(sp, *facts, *writer, opts, &procs[i], &features, &times).Prefixed(who));
     tables.push_back({sp.pid(), &procs[i].fds});
     pids.insert(sp.pid());
@@ -519,6 +534,14 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
   // Kill mode: the connections stay locked until the restore.
   if (!opts.leave_running) inv.set_net_lock(c.tcp.lock_name());
+  inv.set_boot_id(c.boot_id);
+  if (c.parent) {
+    *inv.mutable_parent() = c.parent->link;
+    inv.add_features("incremental");
+    LOG_INFO("incremental: %" PRIu64 " pages (%s) taken from the parent image %s, %" PRIu64 " compared",
+             incremental.parent_pages, FormatSize(incremental.parent_pages * image::kPageSize).c_str(),
+             opts.parent_dir.c_str(), incremental.compared_pages);
+  }
   if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
   if (!tree.zombies().empty()) inv.add_features("zombies");
   if (SharesDescriptions(procs)) inv.add_features("shared-files");
@@ -607,6 +630,16 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   Classified c;
   c.scope.ext_unix_sk = opts.ext_unix_sk;
+  if (auto id = ReadFileToString("/proc/sys/kernel/random/boot_id"); id.ok()) {
+    c.boot_id = *id;
+    while (!c.boot_id.empty() && c.boot_id.back() == '\n') c.boot_id.pop_back();
+  }
+  if (!opts.parent_dir.empty()) {
+    // A parent that cannot be used is refused before the tree is touched.
+    CRYO_ASSIGN_OR_RETURN(ParentForDump parent,
+                          LoadParentForDump(opts.parent_dir, opts.images_dir, opts.pid, c.boot_id));
+    c.parent = std::make_unique<ParentForDump>(std::move(parent));
+  }
   CRYO_RETURN_IF_ERROR(SeizeAndClassify(opts.pid, opts.shell_job, !opts.leave_running, &c));
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   NoSyncEnv no_sync(opts.env);

@@ -22,6 +22,9 @@ struct DumpOptions {
   // before the kernel writes the image back loses it (in kill mode, with the
   // process).
   bool sync = true;
+  // `--parent DIR`: an incremental dump against that earlier --leave-running
+  // image of the same tree (mem/incremental.h).
+  std::string parent_dir;
   Env* env = Env::Default();
 };
 

@@ -6,6 +6,7 @@
 
 #include "base/clock.h"
 #include "base/file_util.h"
+#include "base/log.h"
 #include "files/fd_table.h"
 #include "image/format.h"
 #include "mem/cow_share.h"
@@ -43,9 +44,14 @@ Status ReadProcessPages(ProcessFacts* f, uint64_t buffered_max, const ParentMemo
     for (image::PageRange& r : *inherited) *f->mm.add_inherited() = std::move(r);
     if (f->mm.inherited_size()) f->features.insert("cow-shared");
   }
-  auto planned = PlanProcessPages(pid, &f->mm);
+  auto planned = PlanProcessPages(pid, &f->mm, f->run_block);
   if (!planned.ok()) return planned.status().Prefixed("memory");
   f->pieces = std::move(*planned);
+  if (f->parent_pages && f->parent_pages->start_ticks != 0 && f->parent_pages->start_ticks == f->stat.starttime)
+    CRYO_RETURN_IF_ERROR(TakeUnchangedFromParent(pid, *f->parent_pages, &f->mm, &f->pieces, &f->incremental)
+                             .Prefixed("memory (incremental)"));
+  else if (f->parent_pages)
+    LOG_INFO("pid %d: not the process of that pid in the parent image (started at another time): stored in full", pid);
   if (f->mm.total_pages() * image::kPageSize <= buffered_max) {
     f->pages = std::make_shared<std::string>();
     CRYO_RETURN_IF_ERROR(ReadPages(pid, f->pieces, &f->mm, f->pages.get()).Prefixed("memory"));

@@ -20,6 +20,7 @@
 #include "base/status.h"
 #include "cryo/image.pb.h"
 #include "files/fd_kind.h"
+#include "mem/incremental.h"
 #include "mem/page_dump.h"
 #include "mem/shm_dump.h"
 #include "proc/proc.h"
@@ -44,6 +45,11 @@ struct ProcessFacts {
   std::vector<int> unlinked_maps;    // VMAs of deleted files with no name left
   std::set<std::string> features;
   std::vector<PagePiece> pieces;
+  // Incremental dumps: the runs' block (PlanPages), and this process in the
+  // parent image (same pid; taken from only with the same start time).
+  uint64_t run_block = 0;
+  const ParentProcessPages* parent_pages = nullptr;
+  IncrementalCounts incremental;
   std::shared_ptr<std::string> pages;  // the page data, read ahead when small; else null
   double proc_s = 0, fds_s = 0, pages_s = 0;  // where the time went (debug log)
 };

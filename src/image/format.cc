@@ -183,6 +183,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "uts-ns",
       "ipc-ns",
       "mqueue-fds",
+      "incremental",
   };
   return kFeatures;
 }

@@ -15,6 +15,7 @@
 
 #include "base/file_util.h"
 #include "image/validate.h"
+#include "image/parent_chain.h"
 
 namespace cryo::image {
 
@@ -325,16 +326,8 @@ Result<UniqueFd> OpenPageData(const LoadedImage& img, const std::string& name, u
 Result<UniqueFd> OpenDataFile(const LoadedImage& img, const std::string& name, uint64_t want) {
   const std::string path = img.dir + "/" + name;
   uint64_t size = 0;
-  CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenImageFile(path, &size));
-  CRYO_RETURN_IF_ERROR(img.identity.CheckSize(path, name, size, true));
-  uint8_t hdr[kHeaderSize];
-  ssize_t n;
-  while ((n = ::pread(fd.get(), hdr, sizeof(hdr), 0)) < 0 && errno == EINTR) {
-  }
-  if (n < 0) return Status::FromErrno("read " + path);
   FileHeader h;
-  CRYO_RETURN_IF_ERROR(CheckFileHeader(path, hdr, static_cast<size_t>(n), FileKind::kPages, &h));
-  CRYO_RETURN_IF_ERROR(img.identity.CheckHeader(path, name, h));
+  CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenDataFileOf(img.dir, img.identity, name, &size, &h));
   if (want > UINT64_MAX - kPageDataOffset) return Status::Error(path + ": impossible size (corrupted)");
   if (h.payload_size != want || size != kPageDataOffset + want)
     return Status::Error(path + ": holds " + std::to_string(size) + " bytes, expected " +
@@ -347,6 +340,21 @@ bool HasFeature(const Inventory& inv, const char* name) {
 }
 
 }  // namespace
+
+Result<UniqueFd> OpenDataFileOf(const std::string& dir, const ImageIdentity& identity, const std::string& name,
+                                uint64_t* size, FileHeader* h) {
+  const std::string path = dir + "/" + name;
+  CRYO_ASSIGN_OR_RETURN(UniqueFd fd, OpenImageFile(path, size));
+  CRYO_RETURN_IF_ERROR(identity.CheckSize(path, name, *size, true));
+  uint8_t hdr[kHeaderSize];
+  ssize_t n;
+  while ((n = ::pread(fd.get(), hdr, sizeof(hdr), 0)) < 0 && errno == EINTR) {
+  }
+  if (n < 0) return Status::FromErrno("read " + path);
+  CRYO_RETURN_IF_ERROR(CheckFileHeader(path, hdr, static_cast<size_t>(n), FileKind::kPages, h));
+  CRYO_RETURN_IF_ERROR(identity.CheckHeader(path, name, *h));
+  return fd;
+}
 
 Status ReadImageRecord(const LoadedImage& img, const std::string& name, FileKind kind,
                        google::protobuf::MessageLite* msg) {
@@ -482,10 +490,15 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
   if (HasFeature(inv, "uts-ns") || HasFeature(inv, "ipc-ns"))
     CRYO_RETURN_IF_ERROR(ReadImageRecord(img, NamespacesName(), FileKind::kNamespaces, &img.namespaces));
   CRYO_RETURN_IF_ERROR(ValidateImage(img));
+  if (inv.has_parent() != HasFeature(inv, "incremental"))
+    return Status::Error(dir + "/" + InventoryName() + ": a parent image without the feature 'incremental', or the " +
+                         "feature without a parent (corrupted)");
+  CRYO_RETURN_IF_ERROR(LoadAncestors(&img));
   for (const auto& [pid, p] : img.processes) {
     if (p.core.zombie()) continue;
     CRYO_ASSIGN_OR_RETURN(UniqueFd pf, OpenPageFile(img, pid));
     (void)pf;
+    CRYO_RETURN_IF_ERROR(OpenAncestorPageFiles(img, pid).status());
   }
   if (!img.shm.objects().empty()) {
     CRYO_ASSIGN_OR_RETURN(UniqueFd sf, OpenShmPageFile(img));

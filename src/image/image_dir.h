@@ -130,6 +130,15 @@ struct ProcessImage {
   FdTable fds;
 };
 
+// An ancestor of an incremental image (feature "incremental"): the parent
+// image, its parent, ... whose page files hold the pages the image did not
+// store again (Mm.parent_runs).
+struct AncestorImage {
+  std::string dir;
+  ImageIdentity identity;
+  Inventory inventory;
+};
+
 struct LoadedImage {
   std::string dir;
   ImageIdentity identity;  // format version, image id, file sizes
@@ -140,6 +149,9 @@ struct LoadedImage {
   TtyTable ttys;
   UnlinkedFileTable files;  // unlinked files and directories (files.img)
   NamespaceTable namespaces;  // the tree's own UTS and IPC namespaces (ns.img)
+  // Incremental images: ancestors[0] the parent, [1] its parent, ...
+  // (PageRun.depth d is ancestors[d - 1]).
+  std::vector<AncestorImage> ancestors;
 };
 
 // Reads one metadata file on its own (tools, tests), checking magic, version,
@@ -161,6 +173,11 @@ Status ReplaceRecord(const std::string& dir, const std::string& name, FileKind k
 // range and the records it refers to (validate.h), the features it needs, the
 // page files' headers and sizes against the page runs. Nothing is created.
 Result<LoadedImage> LoadImage(const std::string& dir);
+// Opens the data file (kind 5) `name` of the image in `dir` whose identity is
+// `identity`: its size (`size`) as the inventory lists it, its header (`h`)
+// of that image; its payload is the caller's to check.
+Result<UniqueFd> OpenDataFileOf(const std::string& dir, const ImageIdentity& identity, const std::string& name,
+                                uint64_t* size, FileHeader* h);
 // Opens a process's page file after checking its header against its Mm.
 Result<UniqueFd> OpenPageFile(const LoadedImage& img, int pid);
 // Opens shm-pages.img after checking its header against the ShmTable.

@@ -221,7 +221,14 @@ std::string ShowJson(const LoadedImage& img) {
     << ",\"kernel\":" << JsonString(inv.kernel_release()) << ",\"dump_mode\":" << JsonString(inv.dump_mode())
     << ",\"features\":[";
   for (int i = 0; i < inv.features_size(); ++i) o << (i ? "," : "") << JsonString(inv.features(i));
-  o << "],\"root_pid\":" << inv.root_pid() << ",\"processes\":[";
+  o << "]";
+  if (inv.has_parent()) {
+    o << ",\"parent\":{\"dir\":" << JsonString(inv.parent().dir())
+      << ",\"image_id\":" << JsonString(ImageIdHex(inv.parent().image_id())) << ",\"chain\":[";
+    for (size_t i = 0; i < img.ancestors.size(); ++i) o << (i ? "," : "") << JsonString(img.ancestors[i].dir);
+    o << "]}";
+  }
+  o << ",\"root_pid\":" << inv.root_pid() << ",\"processes\":[";
   bool first_proc = true;
   for (const auto& [pid, p] : img.processes) {
     const ProcessCore& c = p.core;
@@ -295,7 +302,10 @@ std::string ShowJson(const LoadedImage& img) {
     for (int i = 0; i < c.creds().gid_size(); ++i) o << (i ? "," : "") << c.creds().gid(i);
     uint64_t inherited = 0;
     for (const PageRange& r : p.mm.inherited()) inherited += r.npages();
-    o << "]},\"stored_pages\":" << p.mm.total_pages() << ",\"inherited_pages\":" << inherited;
+    uint64_t from_parent = 0;
+    for (const PageRun& r : p.mm.parent_runs()) from_parent += r.npages();
+    o << "]},\"stored_pages\":" << p.mm.total_pages() << ",\"inherited_pages\":" << inherited
+      << ",\"parent_pages\":" << from_parent;
     if (c.has_ctty())
       o << ",\"ctty\":{\"rdev\":" << c.ctty().rdev() << ",\"tty_id\":" << c.ctty().tty_id()
         << ",\"foreground_pgrp\":" << c.ctty().foreground_pgrp() << "}";
@@ -358,6 +368,12 @@ std::string ShowText(const LoadedImage& img) {
   o << "features needed:";
   for (const auto& f : inv.features()) o << " " << Safe(f);
   o << "\n";
+  if (inv.has_parent()) {
+    o << "parent image " << Safe(inv.parent().dir()) << " (image id " << ImageIdHex(inv.parent().image_id())
+      << "): an incremental image, restored with the pages of its chain:";
+    for (const AncestorImage& a : img.ancestors) o << " " << Safe(a.dir);
+    o << "\n";
+  }
   for (const auto& [pid, p] : img.processes) {
     const ProcessCore& c = p.core;
     if (c.zombie()) {
@@ -379,6 +395,9 @@ std::string ShowText(const LoadedImage& img) {
     o << "  memory: " << p.mm.vmas_size() << " VMAs, " << p.mm.total_pages() << " pages stored ("
       << FormatSize(p.mm.total_pages() * 4096) << ")";
     if (inherited) o << ", " << inherited << " shared with the parent (stored there)";
+    uint64_t from_parent = 0;
+    for (const PageRun& r : p.mm.parent_runs()) from_parent += r.npages();
+    if (from_parent) o << ", " << from_parent << " unchanged since the parent image (stored there)";
     o << "\n";
     if (c.mm().has_attrs())
       o << "  memory settings: THP disable " << c.mm().attrs().thp_disable() << ", mlockall future flags "

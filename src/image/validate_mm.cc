@@ -156,6 +156,26 @@ Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const Pro
     pages += r.npages();
   }
   if (pages != mm.total_pages()) return Bad(img, file, "page count does not match the page runs");
+  // Runs in an ancestor's page file: in address order, each inside one VMA
+  // that keeps pages, apart from the runs stored here (their place in the
+  // ancestor's file is checked when it is opened, parent_chain.h).
+  prev_run_end = 0;
+  vi = 0;
+  int own = 0;
+  for (const PageRun& r : mm.parent_runs()) {
+    const std::string what = "page run at " + Hex(r.vaddr()) + " in a parent image";
+    if (r.npages() == 0 || r.vaddr() % kPageSize || r.npages() > kMaxRunPages || r.depth() == 0)
+      return Bad(img, file, what + ": malformed");
+    const uint64_t end = r.vaddr() + r.npages() * kPageSize;
+    if (r.vaddr() < prev_run_end || end < r.vaddr()) return Bad(img, file, what + ": out of order");
+    prev_run_end = end;
+    while (vi < mm.vmas_size() && mm.vmas(vi).end() <= r.vaddr()) ++vi;
+    if (vi == mm.vmas_size() || r.vaddr() < mm.vmas(vi).start() || end > mm.vmas(vi).end() ||
+        !StoresPages(mm.vmas(vi).kind()) || mm.vmas(vi).shm_object())
+      return Bad(img, file, what + ": not inside a VMA whose pages are stored");
+    while (own < mm.runs_size() && mm.runs(own).vaddr() + mm.runs(own).npages() * kPageSize <= r.vaddr()) ++own;
+    if (own < mm.runs_size() && mm.runs(own).vaddr() < end) return Bad(img, file, what + ": also stored here");
+  }
   // Inherited pages: in address order, inside private anonymous VMAs, apart
   // from the runs; the parent has each such VMA's range in one of its own.
   prev_end = 0;

@@ -269,7 +269,7 @@ Status CheckLayout(const std::vector<PagePiece>& pieces, const image::Mm& mm, ui
 
 }  // namespace
 
-Result<std::vector<PagePiece>> PlanPages(image::Mm* mm, const PageScanFn& scan) {
+Result<std::vector<PagePiece>> PlanPages(image::Mm* mm, const PageScanFn& scan, uint64_t block) {
   std::vector<PagePiece> pieces;
   uint64_t off = image::kPageDataOffset;
   for (image::Vma& v : *mm->mutable_vmas()) {
@@ -282,13 +282,14 @@ Result<std::vector<PagePiece>> PlanPages(image::Mm* mm, const PageScanFn& scan) 
       for (uint64_t a = r.start; a < r.end;) {
         // Extend the previous run when contiguous (and in this VMA), else start a new one.
         image::PageRun* run = mm->runs_size() ? mm->mutable_runs(mm->runs_size() - 1) : nullptr;
+        const uint64_t to_block = block ? block - a % block : kMaxRunBytes;  // never across a block boundary
         uint64_t take;
         if (run && run->vaddr() + run->npages() * kPage == a && run->npages() * kPage < kMaxRunBytes &&
-            a != v.start()) {
-          take = std::min(r.end - a, kMaxRunBytes - run->npages() * kPage);
+            a != v.start() && (!block || a % block != 0)) {
+          take = std::min({r.end - a, kMaxRunBytes - run->npages() * kPage, to_block});
           run->set_npages(run->npages() + take / kPage);
         } else {
-          take = std::min(r.end - a, kMaxRunBytes);
+          take = std::min({r.end - a, kMaxRunBytes, to_block});
           run = mm->add_runs();
           run->set_vaddr(a);
           run->set_npages(take / kPage);
@@ -519,7 +520,7 @@ Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::M
   return Status::Ok();
 }
 
-Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm) {
+Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm, uint64_t block) {
   CRYO_ASSIGN_OR_RETURN(PagemapScanner scanner, PagemapScanner::Open(pid));
   // One PAGEMAP_SCAN per run of consecutive VMAs that may hold pages (gaps
   // hold none), rather than one per VMA (a process with many threads has a
@@ -552,7 +553,7 @@ Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm) {
   };
   // Pages shared copy-on-write with the parent are stored in its image only.
   if (mm->inherited_size()) regions = WithoutRanges(regions, {mm->inherited().begin(), mm->inherited().end()});
-  CRYO_ASSIGN_OR_RETURN(std::vector<PagePiece> pieces, PlanPages(mm, scan));
+  CRYO_ASSIGN_OR_RETURN(std::vector<PagePiece> pieces, PlanPages(mm, scan, block));
   CRYO_ASSIGN_OR_RETURN(auto shared, SharedAnonPages(pid, *mm, regions));
   SplitShared(&pieces, shared);
   for (image::Vma& v : *mm->mutable_vmas()) {

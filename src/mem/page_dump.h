@@ -58,7 +58,9 @@ using PageScanFn = std::function<Result<std::vector<PageRegion>>(uint64_t start,
 // sets every VMA's stored_pages and mm's total_pages. Returns the pieces in file
 // order; together they cover the runs exactly.
 inline constexpr uint64_t kMaxRunBytes = 4ull << 20;  // runs are the unit of parallel restore
-Result<std::vector<PagePiece>> PlanPages(image::Mm* mm, const PageScanFn& scan);
+// With `block` (a multiple of the page size, at most kMaxRunBytes), no run
+// crosses an address that is a multiple of it.
+Result<std::vector<PagePiece>> PlanPages(image::Mm* mm, const PageScanFn& scan, uint64_t block = 0);
 
 // Where the bytes of pieces come from.
 class PageSource {
@@ -102,7 +104,7 @@ Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::M
                  const ProgressFn& progress, const PageCopyOptions& opts = {});
 
 // For a seized process: PlanPages from PAGEMAP_SCAN.
-Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm);
+Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm, uint64_t block = 0);
 // Copies the planned pages of a seized process into `file` (page data from
 // kPageDataOffset on) through the ring.
 Status DumpPages(pid_t pid, const std::vector<PagePiece>& pieces, image::Mm* mm, WritableFile* file,

@@ -67,11 +67,11 @@ int Madvice(const std::string& flag) {
 struct FillJob {
   const image::PageRun* run;
   uint64_t dest;
+  int fd;  // this image's page file, or an ancestor's (Mm.parent_runs)
 };
 
 struct FillShared {
   const std::vector<FillJob>* jobs;
-  int fd;
   std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   int err = 0;
@@ -90,7 +90,7 @@ void* FillWorker(void* p) {
     const char* failure = nullptr;
     int err = 0;
     while (done < len) {
-      ssize_t n = ::pread(s->fd, reinterpret_cast<char*>(j.dest + done), len - done, static_cast<off_t>(j.run->offset() + done));
+      ssize_t n = ::pread(j.fd, reinterpret_cast<char*>(j.dest + done), len - done, static_cast<off_t>(j.run->offset() + done));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         failure = "reading page data";
@@ -113,10 +113,9 @@ void* FillWorker(void* p) {
   }
 }
 
-Status Fill(const std::vector<FillJob>& jobs, int fd, int threads) {
+Status Fill(const std::vector<FillJob>& jobs, int threads) {
   FillShared s;
   s.jobs = &jobs;
-  s.fd = fd;
   std::vector<pthread_t> tids;
   for (int i = 1; i < threads && static_cast<size_t>(i) < jobs.size(); ++i) {
     pthread_t t;
@@ -237,12 +236,12 @@ Result<uint64_t> TakeOver(const image::Vma& v, const std::vector<std::pair<uint6
 
 }  // namespace
 
-Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threads,
+Status PremapAndFill(const image::Mm& mm, int pages_fd, const std::vector<int>& parent_fds, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
                      std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
                      const MapShmFn& map_shm) {
   std::vector<FillJob> jobs;
-  int ri = 0;
+  int ri = 0, pi = 0;
   uint64_t slot = base + kPage;
   struct Final {
     uint64_t addr, len;
@@ -266,8 +265,10 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
     // Page runs of this VMA (runs are in address order and never cross VMAs).
     const int first_run = ri;
     while (ri < mm.runs_size() && mm.runs(ri).vaddr() < v.end()) ++ri;
+    const int first_parent_run = pi;
+    while (pi < mm.parent_runs_size() && mm.parent_runs(pi).vaddr() < v.end()) ++pi;
     const int shm = v.kind() == image::VMA_ANON_SHARED && v.shmem_id() && shmem_fd ? shmem_fd(v.shmem_id()) : -1;
-    const bool has_pages = ri > first_run && shm < 0;  // a shmem object comes filled
+    const bool has_pages = (ri > first_run || pi > first_parent_run) && shm < 0;  // a shmem object comes filled
     const int prot = static_cast<int>(v.prot());
     const auto inherited = v.kind() == image::VMA_ANON_PRIVATE ? InheritedIn(mm, v.start(), v.end())
                                                                  : std::vector<std::pair<uint64_t, uint64_t>>{};
@@ -317,14 +318,22 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, uint64_t base, int threa
       // CONFIG_ANON_VMA_NAME nothing has a name and this fails: fine.)
       (void)::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, nullptr);
     }
-    if (has_pages)
-      for (int r = first_run; r < ri; ++r) jobs.push_back({&mm.runs(r), at + (mm.runs(r).vaddr() - v.start())});
+    if (has_pages) {
+      for (int r = first_run; r < ri; ++r) jobs.push_back({&mm.runs(r), at + (mm.runs(r).vaddr() - v.start()), pages_fd});
+      for (int r = first_parent_run; r < pi; ++r) {
+        const image::PageRun& run = mm.parent_runs(r);
+        const int fd = run.depth() >= 1 && run.depth() <= parent_fds.size() ? parent_fds[run.depth() - 1] : -1;
+        if (fd < 0) return Status::Error("internal: no page file of parent image " + std::to_string(run.depth()) +
+                                         " for the pages at " + Hex(run.vaddr()));
+        jobs.push_back({&run, at + (run.vaddr() - v.start()), fd});
+      }
+    }
     if (has_pages || !inherited.empty()) finals.push_back({at, len, prot});
     if (HasVmFlag(v, "lo")) locks.push_back({at, len, prot, HasVmFlag(v, "lf")});
     moves->push_back({at, v.start(), len});
     if (v.kind() == image::VMA_ANON_PRIVATE) inheritable->push_back({v.start(), v.end(), at});
   }
-  CRYO_RETURN_IF_ERROR(Fill(jobs, pages_fd, threads));
+  CRYO_RETURN_IF_ERROR(Fill(jobs, threads));
   for (const Final& f : finals)
     if (::mprotect(reinterpret_cast<void*>(f.addr), f.len, f.prot) != 0) return Status::FromErrno("mprotect of a premapped VMA");
   // Locked once filled, with its final protection; mremap keeps a VMA locked.

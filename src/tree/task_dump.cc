@@ -321,6 +321,7 @@ Status DumpProcessCore(SeizedProcess& sp, RemoteSyscaller& rs, const proc::Stat&
   const std::string dir = "/proc/" + std::to_string(pid);
   core->set_pid(pid);
   core->set_ppid(stat.ppid);
+  core->set_start_ticks(stat.starttime);
   core->set_pgid(stat.pgrp);
   core->set_sid(stat.session);
   core->set_exit_signal(stat.exit_signal);
