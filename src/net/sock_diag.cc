@@ -8,22 +8,29 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#include <cstring>
 #include <functional>
 
 #include "base/unique_fd.h"
 
 namespace cryo {
 
-Result<size_t> SockDiagQuery(const void* request, size_t len, std::vector<char>* answer, const std::string& what) {
+namespace {
+
+// A NETLINK_SOCK_DIAG socket that has sent `request` (`len` bytes).
+Result<UniqueFd> SendRequest(const void* request, size_t len, const std::string& what) {
   UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
   if (!nl.valid()) return Status::FromErrno("socket(NETLINK_SOCK_DIAG)");
-  struct sockaddr_nl sa;
-  std::memset(&sa, 0, sizeof(sa));
+  sockaddr_nl sa{};
   sa.nl_family = AF_NETLINK;
   if (::sendto(nl.get(), request, len, 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != static_cast<ssize_t>(len))
     return Status::FromErrno("sending " + what);
-  struct pollfd p = {nl.get(), POLLIN, 0};
+  return nl;
+}
+
+// The next answer on `nl` into *answer (its size is the room given); its
+// length. Bounded: 1 s.
+Result<size_t> ReceiveAnswer(const UniqueFd& nl, std::vector<char>* answer, const std::string& what) {
+  pollfd p = {nl.get(), POLLIN, 0};
   const int ready = ::poll(&p, 1, 1000);
   if (ready < 0) return Status::FromErrno("waiting for " + what);
   if (ready == 0) return Status::Error(what + ": no answer within 1 s");
@@ -32,26 +39,15 @@ Result<size_t> SockDiagQuery(const void* request, size_t len, std::vector<char>*
   return static_cast<size_t>(n);
 }
 
-namespace {
-
 // Sends `req` (a SOCK_DIAG_BY_FAMILY dump request of `len` bytes) and calls
 // `each` with every answer until NLMSG_DONE or until it returns true.
 Status DiagDump(const void* req, size_t len, const std::string& what,
                 const std::function<bool(const nlmsghdr*)>& each) {
-  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-  if (!nl.valid()) return Status::FromErrno("socket(NETLINK_SOCK_DIAG)");
-  sockaddr_nl sa{};
-  sa.nl_family = AF_NETLINK;
-  if (::sendto(nl.get(), req, len, 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != static_cast<ssize_t>(len))
-    return Status::FromErrno("sending " + what);
+  CRYO_ASSIGN_OR_RETURN(UniqueFd nl, SendRequest(req, len, what));
   std::vector<char> buf(64 * 1024);
   for (;;) {
-    pollfd p = {nl.get(), POLLIN, 0};
-    const int ready = ::poll(&p, 1, 1000);
-    if (ready < 0) return Status::FromErrno("waiting for " + what);
-    if (ready == 0) return Status::Error(what + ": no answer within 1 s");
-    ssize_t n = ::recv(nl.get(), buf.data(), buf.size(), 0);
-    if (n < 0) return Status::FromErrno("receiving " + what);
+    CRYO_ASSIGN_OR_RETURN(const size_t got, ReceiveAnswer(nl, &buf, what));
+    ssize_t n = static_cast<ssize_t>(got);
     for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
       if (h->nlmsg_type == NLMSG_DONE) return Status::Ok();
       if (h->nlmsg_type == NLMSG_ERROR) {
@@ -64,6 +60,11 @@ Status DiagDump(const void* req, size_t len, const std::string& what,
 }
 
 }  // namespace
+
+Result<size_t> SockDiagQuery(const void* request, size_t len, std::vector<char>* answer, const std::string& what) {
+  CRYO_ASSIGN_OR_RETURN(UniqueFd nl, SendRequest(request, len, what));
+  return ReceiveAnswer(nl, answer, what);
+}
 
 Result<InetSocketDiag> QueryInetSocket(int family, int protocol, uint64_t ino) {
   const std::string what = "inet_diag of socket inode " + std::to_string(ino);
