@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "base/log.h"
 #include "base/unique_fd.h"
 
 namespace cryo {
@@ -222,8 +223,20 @@ Status DumpSocketOptions(int fd, int family, int type, int protocol, const std::
     if (Set(probe.get(), o.level, o.name, mine) != 0)
       return Status::FromErrno(what + ": option " + o.label + " cannot be set back to what it is");
     std::string back;
-    if (!Get(probe.get(), o, &back) || back != mine)
+    if (!Get(probe.get(), o, &back) || back != mine) {
+      // TCP grows (and clamps) the buffers of a connection itself unless the
+      // program set them (tcp_rcv_space_adjust, tcp_sndbuf_expand and
+      // tcp_clamp_window all skip a socket with SOCK_RCVBUF_LOCK /
+      // SOCK_SNDBUF_LOCK). A size the program set reads back as exactly twice
+      // what it gave (socket(7)), which the probe reproduces; one it cannot
+      // reproduce was chosen by autotuning: the restored socket autotunes again.
+      if (o.how == kBuffer && type == SOCK_STREAM && (family == AF_INET || family == AF_INET6)) {
+        LOG_DEBUG("%s: %s is autotuned by the kernel; the restored connection autotunes it again", what.c_str(),
+                  o.label);
+        continue;
+      }
       return Status::Error(what + ": option " + o.label + " cannot be set back to what it is (it reads back differently)");
+    }
     image::SocketOption* so = out->Add();
     so->set_level(o.level);
     so->set_name(o.name);
