@@ -154,6 +154,12 @@ void Sentinel::AwaitExit() {
   alive_fd_ = -1;
 }
 
+void Sentinel::Release() {
+  Hangup();
+  if (alive_fd_ >= 0) ::close(alive_fd_);
+  alive_fd_ = -1;
+}
+
 Sentinel::~Sentinel() {
   Hangup();
   AwaitExit();

@@ -56,6 +56,8 @@ class Sentinel {
   void Hangup();
   // Waits (bounded: 5 s) until the sentinel has exited.
   void AwaitExit();
+  // Hangs up and does not wait: the sentinel lives on after cryo.
+  void Release();
   pid_t pid() const { return pid_; }
 
  private:
