@@ -58,25 +58,7 @@ sockaddr_un TrackerAddress(const std::string& name, socklen_t* len) {
 }
 
 Status SendRecord(int sock, char kind, const std::string& payload, int fd) {
-  std::string rec = kind + payload;
-  iovec iov = {rec.data(), rec.size()};
-  msghdr m{};
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (fd >= 0) {
-    m.msg_control = control;
-    m.msg_controllen = sizeof(control);
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(fd));
-  }
-  ssize_t n;
-  while ((n = ::sendmsg(sock, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-  }
-  if (n != static_cast<ssize_t>(rec.size())) return Status::FromErrno("sending to the memory tracker");
+  if (!SendSentinelRecord(sock, kind, payload, fd)) return Status::FromErrno("sending to the memory tracker");
   return Status::Ok();
 }
 
