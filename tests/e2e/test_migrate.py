@@ -11,6 +11,8 @@ Run: test_migrate.py --cryo PATH --workloads DIR [NAME ...]
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -19,7 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cryotest  # noqa: E402
 from cryotest import check, check_eq, fail, read_text  # noqa: E402
-from test_stream import Server, check_nothing_complete, check_untouched, dump_to, fault_count  # noqa: E402
+from test_stream import (ACK, CLOSE, DATA, END, OPEN, Server, check_nothing_complete, check_untouched,  # noqa: E402
+                         dump_to, fault_count, frame, hello, recv_frame)
 from test_tls import Pki  # noqa: E402
 from test_tree import start_tree, tree_ids  # noqa: E402
 
@@ -201,12 +204,52 @@ def test_receiver_killed_after_ack(h):
     h.verify_ok(rw, exit=True, when="after a restore by hand of the migrated image")
 
 
+MIGRATE = 9
+
+
+def test_unconfirmed_not_restored(h):
+    """A sender that says MIGRATE, sends a whole image, gets the ACK and then
+    goes away without KILLED (as a cryo migrate killed between the ACK and
+    its kill): the receiver keeps the image but never restores it (the tree
+    it came from may still run), and says why."""
+    w = h.start_workload("cow", "8")
+    h.wait_ready(w, timeout=30)
+    before = tree_ids(w.pid)
+    local = h.mkdir("local")
+    h.dump(w.pid, local, leave_running=True)
+    images = os.path.join(h.mkdir("recv"), "img")
+    srv = Server(h, images, extra=["--restore", "--timeout", "5"])
+    host, port = srv.addr.rsplit(":", 1)
+    names = sorted(n for n in os.listdir(local) if n != "inventory.img") + ["inventory.img"]
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(hello())
+        check(recv_frame(s) is not None, "no HELLO from page-server --restore")
+        s.sendall(frame(MIGRATE))
+        for i, name in enumerate(names, 1):
+            with open(os.path.join(local, name), "rb") as f:
+                data = f.read()
+            s.sendall(frame(OPEN, i, name.encode()))
+            for off in range(0, len(data), 1 << 20):
+                s.sendall(frame(DATA, i, struct.pack("<Q", off) + data[off:off + (1 << 20)]))
+            s.sendall(frame(CLOSE, i, struct.pack("<Q", len(data))))
+        s.sendall(frame(END))
+        ack = recv_frame(s, timeout=60)
+        check(ack is not None and ack[0] == ACK, "no ACK for a whole image: %r (%s)" % (ack, srv.stderr()))
+    check_eq(srv.wait(timeout=180), 1, "page-server --restore whose sender never said KILLED (%s)" % srv.stderr())
+    check("did not confirm" in srv.stderr() and "not restored" in srv.stderr(),
+          "the page server should say the source did not confirm: %s" % srv.stderr())
+    check("waiting for pid" not in srv.stderr(), "the page server tried to restore: %s" % srv.stderr())
+    check_eq(h.run_cryo(["show", images], log=False).rc, 0, "cryo show of the kept image")
+    check_untouched(h, w, before, "after an unconfirmed migration")
+
+
 TESTS = [
     test_migrate_tree,
     test_migrate_memory,
     test_wrong_partner,
     test_sides_killed,
     test_receiver_killed_after_ack,
+    test_unconfirmed_not_restored,
 ]
 
 if __name__ == "__main__":
