@@ -187,6 +187,7 @@ def test_receiver_killed_after_ack(h):
     images = os.path.join(h.mkdir("count"), "img")
     srv = Server(h, images, auth=k.psk("psk1"), env={"CRYO_FAULT_POINT": "0"})
     r = dump_to(h, w.pid, srv.addr, leave_running=True, auth=k.psk("psk1"))
+    check(r.rc == 0, "counting dump failed\n%s" % r.describe())
     check_eq(srv.wait(), 0, "counting page-server")
     n = fault_count(srv.stderr())  # the last one of a --restore receiver comes after KILLED
     images = os.path.join(h.mkdir("recv"), "img")

@@ -163,21 +163,27 @@ def test_memory_streamed_leave_running(h):
     """64 MiB shared copy-on-write between three processes, streamed with
     --leave-running: the original runs on and verifies; killed, it restores
     from the received image."""
+    stream_memory_leave_running(h, ("--insecure",), ("--insecure",), "streamed")
+
+
+def stream_memory_leave_running(h, server_auth, dump_auth, what):
+    """cow 64 streamed with --leave-running; the original verifies and exits;
+    the received image restores and verifies."""
     w = h.start_workload("cow", "64")
     h.wait_ready(w, timeout=30)
     images = os.path.join(h.mkdir("recv"), "img")
-    srv = Server(h, images)
-    r = dump_to(h, w.pid, srv.addr, leave_running=True)
-    check(r.rc == 0, "dump --to --leave-running failed\n%s" % r.describe())
+    srv = Server(h, images, auth=server_auth)
+    r = dump_to(h, w.pid, srv.addr, leave_running=True, auth=dump_auth)
+    check(r.rc == 0, "dump --to --leave-running (%s) failed\n%s" % (what, r.describe()))
     check_eq(srv.wait(), 0, "page-server exit status (%s)" % srv.stderr())
     pids = list(tree_ids(w.pid))
-    h.verify_ok(w, exit=True, when="of the original after the streamed dump")
+    h.verify_ok(w, exit=True, when="of the original after the %s dump" % what)
     check_eq(h.wait_exit(w), ("exit", 0), "original cow exit status")
     cryotest.wait_pids_gone(pids)
     rr = h.restore(images, detach=True, expected_pid=w.pid)
     rw = w.restored(rr.pid)
-    h.verify_ok(rw, when="after restore from the streamed image")
-    h.verify_ok(rw, exit=True, when="after restore from the streamed image (exit)")
+    h.verify_ok(rw, when="after restore from the %s image" % what)
+    h.verify_ok(rw, exit=True, when="after restore from the %s image (exit)" % what)
 
 
 def test_compressed_stream(h):

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cryotest  # noqa: E402
 from cryotest import check, check_eq, fail  # noqa: E402
-from test_stream import Server, check_untouched, dump_to, leftovers  # noqa: E402
+from test_stream import Server, check_untouched, dump_to, leftovers, stream_memory_leave_running  # noqa: E402
 from test_tree import restore_and_verify, start_tree, tree_ids  # noqa: E402
 
 
@@ -89,21 +89,7 @@ def test_certs_memory_leave_running(h):
     (each side verifies the other against the CA), --leave-running: the
     original runs on; killed, it restores from the received image."""
     k = pki(h)
-    w = h.start_workload("cow", "64")
-    h.wait_ready(w, timeout=30)
-    images = os.path.join(h.mkdir("recv"), "img")
-    srv = Server(h, images, auth=k.certs("b"))
-    r = dump_to(h, w.pid, srv.addr, leave_running=True, auth=k.certs("a"))
-    check(r.rc == 0, "dump --to over TLS (certificates) failed\n%s" % r.describe())
-    check_eq(srv.wait(), 0, "page-server exit status (%s)" % srv.stderr())
-    pids = list(tree_ids(w.pid))
-    h.verify_ok(w, exit=True, when="of the original after the TLS-streamed dump")
-    check_eq(h.wait_exit(w), ("exit", 0), "original cow exit status")
-    cryotest.wait_pids_gone(pids)
-    rr = h.restore(images, detach=True, expected_pid=w.pid)
-    rw = w.restored(rr.pid)
-    h.verify_ok(rw, when="after restore from the TLS-streamed image")
-    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    stream_memory_leave_running(h, k.certs("b"), k.certs("a"), "TLS-streamed (certificates)")
 
 
 def refused(h, w, before, name, server_auth, dump_auth, dump_must, server_must):
