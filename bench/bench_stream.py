@@ -21,7 +21,7 @@ import benchlib  # noqa: E402
 from benchlib import BenchError, median  # noqa: E402
 
 WIRE_RE = re.compile(r"([\d.]+) MiB of file data sent as ([\d.]+) MiB")
-WROTE_RE = re.compile(r"\(([\d.]+) (MiB|GiB|KiB)")
+WROTE_RE = re.compile(r": ([\d.]+) (MiB|GiB|KiB) in ")
 
 
 def page_server(b, images, auth):
