@@ -195,7 +195,8 @@ int main(int argc, char** argv) {
                "  cryo show DIR                  what an image holds\n"
                "  cryo unlock DIR                let the TCP connections of an image go (no restore)\n"
                "  cryo page-server --listen ADDR:PORT -D DIR --tls-psk FILE   receive one streamed image into DIR\n"
-               "  cryo dump -t PID --to ADDR:PORT --tls-psk FILE              checkpoint a process to a page server\n",
+               "  cryo dump -t PID --to ADDR:PORT --tls-psk FILE              checkpoint a process to a page server\n"
+               "  cryo migrate -t PID --to ADDR:PORT --tls-psk FILE           move it to page-server --restore\n",
                "cryo"};
   app.set_version_flag("-V,--version", std::string("cryo ") + CRYO_VERSION + " (image format " +
                                            std::to_string(image::kFormatVersion) + ")");
