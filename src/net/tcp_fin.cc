@@ -168,13 +168,12 @@ Status SendPeerFin(const TcpFins& f, const std::string& what) {
 // Our FIN queued as sent (tcp_send_fin; tcp_write_xmit in repair mode with
 // the send queue selected marks it sent without transmitting it).
 Status ShutdownInRepair(int fd, const std::string& what) {
-  int q = TCP_SEND_QUEUE;
-  if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) != 0)
-    return Status::FromErrno("TCP_REPAIR_QUEUE on " + what);
-  if (::shutdown(fd, SHUT_WR) != 0) return Status::FromErrno("shutdown (our FIN, repair mode) of " + what);
-  q = TCP_NO_QUEUE;
-  if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) != 0)
-    return Status::FromErrno("TCP_REPAIR_QUEUE on " + what);
+  for (int q : {TCP_SEND_QUEUE, TCP_NO_QUEUE}) {
+    if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, &q, sizeof(q)) != 0)
+      return Status::FromErrno("TCP_REPAIR_QUEUE on " + what);
+    if (q == TCP_SEND_QUEUE && ::shutdown(fd, SHUT_WR) != 0)
+      return Status::FromErrno("shutdown (our FIN, repair mode) of " + what);
+  }
   return Status::Ok();
 }
 
