@@ -94,7 +94,12 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
     // Identity of the open file, for finding shared descriptions (file_sharing.h).
     f->mutable_file()->set_dev(src.st.st_dev);
     f->mutable_file()->set_ino(src.st.st_ino);
-    CRYO_RETURN_IF_ERROR(handler->Dump(src, f).Prefixed(src.what() + " (" + handler->name() + ")"));
+    if (Status st = handler->Dump(src, f); !st.ok()) {
+      // A handler whose message names the fd already ("pid N fd M: ...") is
+      // not prefixed a second time.
+      if (StartsWith(st.message(), src.what() + ":") || StartsWith(st.message(), src.what() + " ")) return st;
+      return st.Prefixed(src.what() + " (" + handler->name() + ")");
+    }
     handler->AddFeatures(*f, features);
     CRYO_RETURN_IF_ERROR(DumpFdLocks(src, f));
     CRYO_RETURN_IF_ERROR(DumpFdOwner(src, f));

@@ -176,6 +176,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "unix-pending-connections",
       "unix-external-peers",
       "tcp-established",
+      "tcp-half-closed",
       "udp-sockets",
       "netlink-sockets",
       "seccomp",

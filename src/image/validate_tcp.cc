@@ -30,6 +30,24 @@ std::string EndpointProblem(const std::string& a, int family) {
   return "";
 }
 
+// The state and its FINs (net/tcp_fin.h) agree.
+std::string FinProblem(const TcpSocket& t) {
+  const uint32_t ours = t.our_fin();  // 0 none, 1 not sent, 2 sent, 3 acknowledged
+  bool ok;
+  switch (t.state()) {
+    case TCP_ESTABLISHED: ok = ours == 0 && !t.peer_fin(); break;
+    case TCP_CLOSE_WAIT: ok = ours == 0 && t.peer_fin(); break;
+    case TCP_FIN_WAIT1: ok = (ours == 1 || ours == 2) && !t.peer_fin(); break;
+    case TCP_FIN_WAIT2: ok = ours == 3 && !t.peer_fin() && t.send_queue().empty(); break;
+    case TCP_LAST_ACK:
+    case TCP_CLOSING: ok = (ours == 1 || ours == 2) && t.peer_fin(); break;
+    default: return "TCP state " + std::to_string(t.state()) + " is none cryo restores";
+  }
+  if (!ok) return "TCP state " + std::to_string(t.state()) + " and its FINs disagree";
+  if (ours == 2 && t.unsent()) return "a FIN sent before the bytes in front of it";
+  return "";
+}
+
 }  // namespace
 
 std::string TcpSocketProblem(const Fd& f) {
@@ -37,7 +55,7 @@ std::string TcpSocketProblem(const Fd& f) {
   if (t.family() != AF_INET && t.family() != AF_INET6) return "TCP socket family unknown";
   if (std::string p = EndpointProblem(t.local(), t.family()); !p.empty()) return "local end: " + p;
   if (std::string p = EndpointProblem(t.peer(), t.family()); !p.empty()) return "peer: " + p;
-  if (t.state() != TCP_ESTABLISHED) return "TCP state " + std::to_string(t.state()) + " is none cryo restores";
+  if (std::string p = FinProblem(t); !p.empty()) return p;
   if (t.send_queue().size() > kMaxQueueBytes || t.recv_queue().size() > kMaxQueueBytes) return "a TCP queue beyond 1 GiB";
   if (t.unsent() > t.send_queue().size()) return "more unsent bytes than the send queue holds";
   if (t.mss() == 0 || t.mss() > 65535) return "MSS " + std::to_string(t.mss()) + " invalid";

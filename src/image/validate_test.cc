@@ -1074,6 +1074,16 @@ TEST(ValidateTest, TcpSocketFields) {
     t.inv.set_net_lock("cryo-lock-12-345-0");
     EXPECT_EQ(LoadError(t), "");
   }
+  {
+    // LAST_ACK: the peer's FIN came, ours not sent yet (behind 2 bytes).
+    TestImage t = MakeTestImage();
+    TcpSocket* s = AddTcp(t);
+    t.inv.add_features("tcp-half-closed");
+    s->set_state(TCP_LAST_ACK);
+    s->set_our_fin(1);
+    s->set_peer_fin(true);
+    EXPECT_EQ(LoadError(t), "");
+  }
   ExpectRefused({
       {"without its feature", [](TestImage& t) {
          AddTcp(t);
@@ -1092,7 +1102,28 @@ TEST(ValidateTest, TcpSocketFields) {
          AddTcp(t);
          t.procs[42].fds.mutable_fds(0)->clear_tcp_socket();
        }, "state of another kind"},
-      {"not established", [](TestImage& t) { AddTcp(t)->set_state(TCP_FIN_WAIT1); }, "TCP state 4"},
+      {"a state not restored", [](TestImage& t) { AddTcp(t)->set_state(TCP_SYN_SENT); }, "TCP state 2 is none"},
+      {"half-closed without its feature", [](TestImage& t) {
+         TcpSocket* s = AddTcp(t);
+         s->set_state(TCP_CLOSE_WAIT);
+         s->set_peer_fin(true);
+       }, "feature 'tcp-half-closed'"},
+      {"a state and FINs that disagree", [](TestImage& t) {
+         t.inv.add_features("tcp-half-closed");
+         AddTcp(t)->set_state(TCP_CLOSE_WAIT);  // no peer_fin
+       }, "its FINs disagree"},
+      {"FIN_WAIT2 with bytes unacknowledged", [](TestImage& t) {
+         t.inv.add_features("tcp-half-closed");
+         TcpSocket* s = AddTcp(t);
+         s->set_state(TCP_FIN_WAIT2);
+         s->set_our_fin(3);
+       }, "its FINs disagree"},
+      {"a FIN sent before unsent bytes", [](TestImage& t) {
+         t.inv.add_features("tcp-half-closed");
+         TcpSocket* s = AddTcp(t);
+         s->set_state(TCP_FIN_WAIT1);
+         s->set_our_fin(2);
+       }, "FIN sent before"},
       {"unknown family", [](TestImage& t) { AddTcp(t)->set_family(AF_UNIX); }, "family unknown"},
       {"IPv6 family, IPv4 addresses", [](TestImage& t) { AddTcp(t)->set_family(AF_INET6); }, "another family"},
       {"short peer", [](TestImage& t) { AddTcp(t)->mutable_peer()->resize(8); }, "peer"},

@@ -64,14 +64,15 @@ std::string NetLockScript(const std::string& name, const std::vector<LockedConne
   s += "add chain inet " + name + " input { type filter hook input priority -300 ; policy accept ; }\n";
   s += "add chain inet " + name + " output { type filter hook output priority -300 ; policy accept ; }\n";
   s += "add chain inet " + name + " dumping\n";
+  const std::string pass = "meta mark != " + std::to_string(kNetLockPassMark);
   for (const LockedConnection& c : conns) {
     const std::string out = Match(c.local, "s") + " " + Match(c.peer, "d");
     const std::string in = Match(c.peer, "s") + " " + Match(c.local, "d");
     // Both directions in both hooks: over loopback the two ends' packets
     // pass both hooks.
     for (const char* chain : {"input", "output"}) {
-      s += "add rule inet " + name + " " + chain + " " + out + " drop\n";
-      s += "add rule inet " + name + " " + chain + " " + in + " drop\n";
+      s += "add rule inet " + name + " " + chain + " " + out + " " + pass + " drop\n";
+      s += "add rule inet " + name + " " + chain + " " + in + " " + pass + " drop\n";
     }
   }
   return s;

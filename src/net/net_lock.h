@@ -8,12 +8,17 @@
 // `cryo unlock`) removes it. nft(8) is run as a child process.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "base/status.h"
 
 namespace cryo {
+
+// Packets cryo itself sends with this SO_MARK pass every lock: the FIN a
+// restore hands a half-closed connection from its peer (net/tcp_fin.h).
+inline constexpr uint32_t kNetLockPassMark = 0x6372796f;  // "cryo"
 
 // The prefix of every lock table's name.
 inline constexpr char kNetLockPrefix[] = "cryo-lock";

@@ -39,17 +39,17 @@ TEST(NetLock, ScriptDropsBothDirections) {
   EXPECT_NE(s.find("add table inet cryo-lock-1-2-0\n"), std::string::npos);
   for (const char* chain : {"input", "output"}) {
     const std::string rule = std::string("add rule inet cryo-lock-1-2-0 ") + chain + " ";
-    EXPECT_NE(s.find(rule + "ip saddr 127.0.0.1 tcp sport 1000 ip daddr 127.0.0.2 tcp dport 2000 drop\n"), std::string::npos) << s;
-    EXPECT_NE(s.find(rule + "ip saddr 127.0.0.2 tcp sport 2000 ip daddr 127.0.0.1 tcp dport 1000 drop\n"), std::string::npos) << s;
+    EXPECT_NE(s.find(rule + "ip saddr 127.0.0.1 tcp sport 1000 ip daddr 127.0.0.2 tcp dport 2000 meta mark != 1668446575 drop\n"), std::string::npos) << s;
+    EXPECT_NE(s.find(rule + "ip saddr 127.0.0.2 tcp sport 2000 ip daddr 127.0.0.1 tcp dport 1000 meta mark != 1668446575 drop\n"), std::string::npos) << s;
   }
 }
 
 // An IPv6 socket's v4-mapped addresses travel as IPv4.
 TEST(NetLock, MappedAddressesAreIpv4) {
   const std::string s = NetLockScript("cryo-lock-1-2-0", {{V6("::ffff:10.0.0.1", 5), V6("::ffff:10.0.0.2", 6)}});
-  EXPECT_NE(s.find("ip saddr 10.0.0.1 tcp sport 5 ip daddr 10.0.0.2 tcp dport 6 drop"), std::string::npos) << s;
+  EXPECT_NE(s.find("ip saddr 10.0.0.1 tcp sport 5 ip daddr 10.0.0.2 tcp dport 6 meta mark != 1668446575 drop"), std::string::npos) << s;
   const std::string s6 = NetLockScript("cryo-lock-1-2-0", {{V6("::1", 5), V6("::1", 6)}});
-  EXPECT_NE(s6.find("ip6 saddr ::1 tcp sport 5 ip6 daddr ::1 tcp dport 6 drop"), std::string::npos) << s6;
+  EXPECT_NE(s6.find("ip6 saddr ::1 tcp sport 5 ip6 daddr ::1 tcp dport 6 meta mark != 1668446575 drop"), std::string::npos) << s6;
 }
 
 }  // namespace

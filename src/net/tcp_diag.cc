@@ -47,7 +47,7 @@ Result<TcpDiag> QueryTcpConnection(int family, const std::string& local, const s
   msg.nlh.nlmsg_flags = NLM_F_REQUEST;  // one socket (inet_diag_cmd_exact), not a dump
   msg.req.sdiag_family = static_cast<__u8>(family);
   msg.req.sdiag_protocol = IPPROTO_TCP;
-  msg.req.idiag_states = 1u << state;
+  msg.req.idiag_states = state < 0 ? ~0u : 1u << state;
   // The auxiliary attributes (INET_DIAG_MD5SIG) come with the extensions asked for.
   msg.req.idiag_ext = 1 << (INET_DIAG_INFO - 1);
   // As a packet from the peer would find it: src is the local end.
@@ -66,6 +66,7 @@ Result<TcpDiag> QueryTcpConnection(int family, const std::string& local, const s
     if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
     const auto* d = static_cast<const struct inet_diag_msg*>(NLMSG_DATA(h));
     TcpDiag out;
+    out.ino = d->idiag_inode;
     int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*d)));
     for (auto* a = reinterpret_cast<const struct rtattr*>(d + 1); RTA_OK(a, len); a = RTA_NEXT(a, len))
       if (a->rta_type == INET_DIAG_MD5SIG && RTA_PAYLOAD(a) > 0) out.md5sig = true;

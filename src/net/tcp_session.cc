@@ -248,10 +248,13 @@ Status FinishTcpRestore(const std::string& lock) {
     std::lock_guard<std::mutex> l(pending_mu);
     mine.swap(pending);
   }
+  // Every connection exists now: the FINs come back (tcp_fin.h).
+  for (PendingTcp& p : mine) CRYO_RETURN_IF_ERROR(RestoreFinsInRepair(p.fd.get(), p.fins, p.what));
   for (PendingTcp& p : mine) {
     CRYO_RETURN_IF_ERROR(RepairOff(p.fd.get(), p.reuseaddr ? 1 : 0, p.what));
     // Never sent by the original: sent now, as the program had asked.
     CRYO_RETURN_IF_ERROR(SendAll(p.fd.get(), p.unsent, false, p.what));
+    CRYO_RETURN_IF_ERROR(RestoreFinsAfterRepair(p.fd.get(), p.fins, p.what));
   }
   mine.clear();
   if (!lock.empty()) CRYO_RETURN_IF_ERROR(RemoveNetLock(lock));

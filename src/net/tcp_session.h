@@ -28,6 +28,7 @@
 #include "base/unique_fd.h"
 #include "cryo/image.pb.h"
 #include "net/net_lock.h"
+#include "net/tcp_fin.h"
 #include "net/tcp_guardian.h"
 
 namespace cryo {
@@ -101,6 +102,7 @@ struct PendingTcp {
   std::string unsent;   // bytes to send once repair mode is off
   bool reuseaddr = false;
   std::string what;
+  TcpFins fins;         // a half-closed or closing connection's FINs
 };
 // --tcp-close: connections are restored reset by their peer
 // (net/tcp_socket.cc, ResetConnection).

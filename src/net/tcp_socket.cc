@@ -7,8 +7,9 @@
 // repair mode, sets the sequence numbers, binds and connects it (no packet
 // is sent in repair mode: the socket is just ESTABLISHED), refills both
 // queues and sets the options and window back. Repair mode ends once the
-// whole tree is rebuilt (tcp_session.h). Every other state, and a connection
-// shut down for reading, is refused by name.
+// whole tree is rebuilt (tcp_session.h). Half-closed and closing states get
+// their FINs back (tcp_fin.h). Every other state, and a connection shut down
+// for reading, is refused by name.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
@@ -21,13 +22,18 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <fstream>
+#include <functional>
+#include <sstream>
 #include <string>
 
 #include "base/unique_fd.h"
 #include "files/fd_kind.h"
+#include "proc/proc.h"
 #include "net/net_lock.h"
 #include "net/socket_options.h"
 #include "net/tcp_diag.h"
+#include "net/tcp_fin.h"
 #include "net/tcp_session.h"
 
 namespace cryo {
@@ -88,25 +94,75 @@ bool InOurNetns(int fd) {
          a.st_dev == b.st_dev;
 }
 
-// A connection in another state than ESTABLISHED, by name. TCP_REPAIR
-// restores sequence numbers and queues, not a FIN sent or received (the
-// socket it makes is ESTABLISHED at connect, tcp_repair_connect), so every
-// half-closed or closing state is refused. TIME_WAIT is never an fd's: once
-// the FIN of both ends is through, the socket an fd holds is CLOSE.
-Status StateRefusal(const std::string& what, int state) {
+// The remote address of TCP socket `ino` from /proc/net/tcp or tcp6 (cryo's
+// network namespace), as a struct sockaddr_in or sockaddr_in6: for a socket
+// that getpeername(2) tells nothing about (SYN_SENT: ENOTCONN, inet_getname).
+// "" if not found.
+std::string PeerFromProcNet(uint64_t ino, int family) {
+  std::ifstream in(family == AF_INET ? "/proc/net/tcp" : "/proc/net/tcp6");
+  std::string line;
+  std::getline(in, line);  // the header
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string sl, local, remote, st, queues, timer, retr, uid, timeout, inode;
+    if (!(f >> sl >> local >> remote >> st >> queues >> timer >> retr >> uid >> timeout >> inode)) continue;
+    if (inode != std::to_string(ino)) continue;
+    const size_t colon = remote.find(':');
+    if (colon == std::string::npos) return "";
+    const uint16_t port = htons(static_cast<uint16_t>(std::stoul(remote.substr(colon + 1), nullptr, 16)));
+    // The address as the kernel's 32-bit words, each printed in host order.
+    uint32_t words[4] = {};
+    const size_t nwords = colon / 8;
+    for (size_t i = 0; i < nwords && i < 4; ++i) words[i] = static_cast<uint32_t>(std::stoul(remote.substr(i * 8, 8), nullptr, 16));
+    if (family == AF_INET) {
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = port;
+      std::memcpy(&a.sin_addr, words, 4);
+      return std::string(reinterpret_cast<const char*>(&a), sizeof(a));
+    }
+    sockaddr_in6 a{};
+    a.sin6_family = AF_INET6;
+    a.sin6_port = port;
+    std::memcpy(&a.sin6_addr, words, 16);
+    return std::string(reinterpret_cast<const char*>(&a), sizeof(a));
+  }
+  return "";
+}
+
+// ", peer outside the tree: pid 99 (nc)" when the other end of the
+// connection is a socket of this network namespace that some process holds
+// (a refusal names it); "" when it is not known.
+std::string PeerHolder(const FdSource& s, const image::TcpSocket& t) {
+  Result<TcpDiag> peer = QueryTcpConnection(t.family(), t.peer(), t.local(), -1);
+  if (!peer.ok() || peer->ino == 0) return "";
+  const std::string link = "socket:[" + std::to_string(peer->ino) + "]";
+  std::string inside, outside;
+  (void)proc::ForEachFdOutside({}, [&](const proc::OutsideFd& o) {
+    if (o.link != link) return Status::Ok();
+    const bool in_tree = s.scope && s.scope->pids.count(o.pid);
+    std::string& who = in_tree ? inside : outside;
+    if (who.size() < 200) who += (who.empty() ? "" : ", ") + NamePid(o.pid) + " fd " + o.fd;
+    return Status::Ok();
+  });
+  if (!outside.empty()) return ", peer outside the tree: " + outside;
+  if (!inside.empty()) return ", peer in the tree: " + inside;
+  return "";
+}
+
+// The socket as a refusal names it: "pid 12 fd 4: TCP 127.0.0.1:8002 <->
+// 127.0.0.1:35550 (ESTABLISHED), peer outside the tree: pid 99 (nc) fd 5".
+std::string RefusalName(const FdSource& s, const image::TcpSocket& t, const std::string& what) {
+  return what + " (" + TcpStateName(t.state()) + ")" + PeerHolder(s, t);
+}
+
+// A connection in a state cryo does not restore, by name (established,
+// half-closed and closing states are restored, tcp_fin.h). TIME_WAIT is
+// never an fd's: once the FIN of both ends is through, the socket an fd holds
+// is CLOSE.
+Status StateRefusal(const std::string& named, int state) {
   std::string why;
   switch (state) {
-    case TCP_CLOSE_WAIT:
-      why = "the peer closed its end (its FIN came) and the program has not closed its own yet";
-      break;
-    case TCP_FIN_WAIT1:
-    case TCP_FIN_WAIT2:
-      why = "the program shut down or closed its sending side (its FIN went out) and the peer has not closed yet";
-      break;
-    case TCP_CLOSING:
-    case TCP_LAST_ACK:
-      why = "both ends closed and the last acknowledgement has not come yet";
-      break;
     case TCP_SYN_SENT:
     case TCP_SYN_RECV:
       why = "the connection is being opened (connect(2) in progress)";
@@ -117,25 +173,26 @@ Status StateRefusal(const std::string& what, int state) {
     default:
       why = "a state cryo does not know";
   }
-  return Status::Error(what + " (" + TcpStateName(state) + "): " + why +
-                       "; cryo restores only established connections and listeners (wait until the connection is "
-                       "established or closed before the checkpoint)");
+  return Status::Error(named + ": " + why +
+                       "; cryo restores established, half-closed and closing connections and listeners (wait until the "
+                       "connection is established or closed before the checkpoint)");
 }
 
 // TCP_MD5SIG (RFC 2385) and TCP-AO (RFC 5925) keys: no getsockopt(2) reads
 // the MD5 keys back (inet_diag reports whether there are any) nor TCP-AO's
 // secrets, so a connection signed with either is refused by name.
-Status CheckNoSignatures(int fd, const image::TcpSocket& t, const std::string& what) {
+// `named`: the socket as a refusal names it (looked up only for one).
+Status CheckNoSignatures(int fd, const image::TcpSocket& t, const std::function<std::string()>& named) {
   CRYO_ASSIGN_OR_RETURN(const TcpDiag diag, QueryTcpConnection(t.family(), t.local(), t.peer(), t.state()));
   if (diag.md5sig)
-    return Status::Error(what + " (ESTABLISHED) is signed with TCP_MD5SIG keys (RFC 2385), which cryo cannot read "
+    return Status::Error(named() + ": signed with TCP_MD5SIG keys (RFC 2385), which cryo cannot read "
                          "back and does not restore");
   // TCP_AO_INFO (linux/tcp.h, Linux 6.7): ENOENT when no TCP-AO key is set.
   constexpr int kTcpAoInfo = 40;
   char info[64] = {};
   socklen_t len = sizeof(info);
   if (::getsockopt(fd, IPPROTO_TCP, kTcpAoInfo, info, &len) == 0)
-    return Status::Error(what + " (ESTABLISHED) is signed with TCP-AO keys (RFC 5925), which cryo does not restore");
+    return Status::Error(named() + ": signed with TCP-AO keys (RFC 5925), which cryo does not restore");
   return Status::Ok();
 }
 
@@ -152,16 +209,19 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
   len = sizeof(a);
   if (::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) t->set_peer(std::string(reinterpret_cast<const char*>(&a), len));
   t->set_state(ti.tcpi_state);
+  // Only for the refusal's message: such a socket is not restored.
+  if (t->peer().empty() && ti.tcpi_state == TCP_SYN_SENT) t->set_peer(PeerFromProcNet(t->ino(), t->family()));
   std::string what = s.what() + ": " + Describe(*t);
-  if (ti.tcpi_state != TCP_ESTABLISHED) return StateRefusal(what, ti.tcpi_state);
-  // Shut down for reading (shutdown(SHUT_RD)) keeps ESTABLISHED; poll shows it.
+  if (!RestorableTcpState(ti.tcpi_state)) return StateRefusal(RefusalName(s, *t, what), ti.tcpi_state);
+  // Shut down for reading (shutdown(SHUT_RD)) keeps the state; poll shows it
+  // (as it does once the peer's FIN came).
   pollfd p = {fd, POLLRDHUP, 0};
-  if (::poll(&p, 1, 0) > 0 && (p.revents & POLLRDHUP))
-    return Status::Error(what + " (ESTABLISHED) is shut down for reading, which cryo does not restore");
+  if (!PeerFinReceived(ti.tcpi_state) && ::poll(&p, 1, 0) > 0 && (p.revents & POLLRDHUP))
+    return Status::Error(RefusalName(s, *t, what) + ": shut down for reading, which cryo does not restore");
   if (!InOurNetns(fd))
-    return Status::Error(what + " (ESTABLISHED) is in another network namespace than cryo's, which cryo does not "
+    return Status::Error(RefusalName(s, *t, what) + ": in another network namespace than cryo's, which cryo does not "
                          "restore yet");
-  CRYO_RETURN_IF_ERROR(CheckNoSignatures(fd, *t, what));
+  CRYO_RETURN_IF_ERROR(CheckNoSignatures(fd, *t, [&] { return RefusalName(s, *t, what); }));
   TcpDumpSession* session = CurrentTcpDump();
   if (!session) return Status::Error("internal: " + what + " met outside a dump");
   t->set_reuseport(IntSocketOption(fd, SOL_SOCKET, SO_REUSEPORT) == 1);
@@ -181,18 +241,21 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
   t->set_reuseaddr(reuseaddr != 0);
   tl = sizeof(ti);
   if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0) return Status::FromErrno("TCP_INFO of " + what);
-  if (ti.tcpi_state != TCP_ESTABLISHED)
-    return Status::Error(what + " became " + TcpStateName(ti.tcpi_state) + " during the dump; only established connections are restored");
+  // Locked from here on: the state read now is the one restored.
+  t->set_state(ti.tcpi_state);
+  if (!RestorableTcpState(ti.tcpi_state))
+    return StateRefusal(RefusalName(s, *t, what) + " (so since the dump began)", ti.tcpi_state);
   int outq = 0, unsent = 0, inq = 0;
   if (::ioctl(fd, SIOCOUTQ, &outq) != 0 || ::ioctl(fd, SIOCOUTQNSD, &unsent) != 0 || ::ioctl(fd, SIOCINQ, &inq) != 0)
     return Status::FromErrno("queue sizes of " + what);
   if (outq < 0 || unsent < 0 || unsent > outq || inq < 0) return Status::Error(what + ": queue sizes make no sense");
+  CRYO_RETURN_IF_ERROR(ExcludeFins(t, &outq, &unsent, what));
   uint32_t seq = 0;
   CRYO_RETURN_IF_ERROR(PeekQueue(fd, TCP_SEND_QUEUE, static_cast<size_t>(outq), &seq, t->mutable_send_queue(), what));
-  t->set_send_seq(seq);
+  t->set_send_seq(seq - (t->our_fin() != kNoFin ? 1 : 0));  // write_seq counts our FIN
   t->set_unsent(static_cast<uint32_t>(unsent));
   CRYO_RETURN_IF_ERROR(PeekQueue(fd, TCP_RECV_QUEUE, static_cast<size_t>(inq), &seq, t->mutable_recv_queue(), what));
-  t->set_recv_seq(seq);
+  t->set_recv_seq(seq - (t->peer_fin() ? 1 : 0));  // rcv_nxt counts the peer's FIN
   CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, what, "TCP_REPAIR_QUEUE"));
   t->set_mss(static_cast<uint32_t>(IntSocketOption(fd, IPPROTO_TCP, TCP_MAXSEG)));
   t->set_timestamps(ti.tcpi_options & TCPI_OPT_TIMESTAMPS);
@@ -266,6 +329,7 @@ Status RestoreTcp(int fd, const image::Fd& f, const std::string& what, std::stri
   CRYO_RETURN_IF_ERROR(FillQueue(fd, TCP_RECV_QUEUE, t.recv_queue(), what));
   CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, what, "TCP_REPAIR_QUEUE"));
   tcp_repair_window w{t.snd_wl1(), t.snd_wnd(), t.max_window(), t.rcv_wnd(), t.rcv_wup()};
+  AdjustWindowForPeerFin(t, &w.rcv_wup, &w.rcv_wnd);
   if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) != 0)
     return Status::FromErrno("TCP_REPAIR_WINDOW of " + what);
   unsent->assign(t.send_queue().substr(sent));
@@ -323,6 +387,10 @@ class TcpSocketHandler final : public FdKindHandler {
   image::FdKind kind() const override { return image::FD_TCP_SOCKET; }
   const char* name() const override { return "TCP connection"; }
   const char* feature() const override { return "tcp-established"; }
+  void AddFeatures(const image::Fd& f, std::set<std::string>* features) const override {
+    features->insert(feature());
+    if (f.tcp_socket().state() != TCP_ESTABLISHED) features->insert("tcp-half-closed");
+  }
   bool Handles(const FdSource& s) const override { return GrabTcp(s).valid(); }
   Status Dump(const FdSource& s, image::Fd* out) const override {
     UniqueFd fd = GrabTcp(s);
@@ -345,6 +413,7 @@ class TcpSocketHandler final : public FdKindHandler {
     if (!p.fd.valid()) return Status::FromErrno("dup of " + what);
     p.reuseaddr = t.reuseaddr();
     p.what = what;
+    p.fins = FinsOf(t);
     AddPendingTcp(std::move(p));
     return Finish(std::move(fd), f);
   }
