@@ -28,6 +28,7 @@
 #include "dump/inspect.h"
 #include "dump/prefetch.h"
 #include "dump/shared_objects_check.h"
+#include "dump/tcp_hold.h"
 #include "mem/dirty_tracker.h"
 #include "mem/incremental.h"
 #include "mem/mm_attrs.h"
@@ -114,17 +115,18 @@ struct DumpedProcess {
 // calls (registers, signals, timers, credentials, ...). The attributes only
 // a remote call shows are classified into `report` (audit/remote_rules.h).
 // `may_trace` is set if the process might trace a task.
-Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, DumpedProcess* out,
-                        std::set<std::string>* features, audit::Report* report, PhaseTimes* times, bool* may_trace) {
+Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, const SeccompState& seccomp,
+                        DumpedProcess* out, std::set<std::string>* features, audit::Report* report, PhaseTimes* times,
+                        bool* may_trace) {
   const pid_t pid = seized.pid();
   times->proc += facts.proc_s;
   times->fds += facts.fds_s;
   double t = Now();
-  // Before the first remote call, which a filter could refuse or punish.
-  CRYO_ASSIGN_OR_RETURN(SeccompState seccomp, DumpSeccomp(seized));
+  const SeccompCallCheck check(pid, seccomp);
   CRYO_ASSIGN_OR_RETURN(auto rs, RemoteSyscaller::Attach(seized, facts.vmas, facts.status.sig_ign,
                                                          facts.status.sig_cgt));
   rs->SetStopSink(seized.stop_sink());
+  rs->SetUntracedCallCheck(&check);
   CRYO_RETURN_IF_ERROR(rs->MapScratch(kScratchSize).Prefixed("remote scratch memory"));
   const double t1 = Now();
   times->remote += t1 - t;
@@ -368,6 +370,15 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   const double to = Now();
   CRYO_RETURN_IF_ERROR(CheckSharedObjects(c->tree, c->inspection.facts));
   LOG_DEBUG("pipes, shared memory and unlinked files checked in %.1f ms", (Now() - to) * 1e3);
+  // Seccomp filters read and suspended before cryo's first remote call,
+  // which a filter could refuse or punish.
+  std::vector<SeccompState> seccomp(c->tree.processes().size());
+  for (size_t i = 0; i < seccomp.size(); ++i) {
+    SeizedProcess& sp = *c->tree.processes()[i];
+    CRYO_ASSIGN_OR_RETURN(seccomp[i], DumpSeccomp(sp));
+  }
+  // TCP connections, read in repair mode with the tree held (dump/tcp_hold.h).
+  CRYO_RETURN_IF_ERROR(ReadTcpConnections(c->tree, c->inspection.facts, seccomp, c->tcp));
   const double tc = Now();
   bool may_trace = false;
   c->procs.resize(c->tree.processes().size());
@@ -375,7 +386,7 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
     SeizedProcess& sp = *c->tree.processes()[i];
     CRYO_RETURN_IF_ERROR(CheckInterrupt());
     bool traces = false;
-    CRYO_RETURN_IF_ERROR(CollectTaskState(sp, c->inspection.facts[i], &c->procs[i], &c->features,
+    CRYO_RETURN_IF_ERROR(CollectTaskState(sp, c->inspection.facts[i], seccomp[i], &c->procs[i], &c->features,
                                           &c->inspection.report, &c->times, &traces)
                              .Prefixed("pid " + std::to_string(sp.pid())));
     may_trace |= traces;

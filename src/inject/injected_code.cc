@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -51,6 +52,21 @@ namespace {
 //   75: mov $11, %eax           b8 0b 00 00 00     just mapped, rsi: its length)
 //   7a: syscall                 0f 05
 //   7c: jmp *%r14               41 ff e6
+//   7f: cmpq $0, c0(%rip)       48 83 3d 39 00 00 00 00   gate: the flag after the code
+//   87: jne a8                  75 1f
+//   89: dec %r12                49 ff cc
+//   8c: je a8                   74 1a              rounds used up
+//   8e: mov $271, %eax          b8 0f 01 00 00     ppoll(NULL, 0, &1 ms, NULL, 0): a
+//   93: xor %edi, %edi          31 ff              sleep that leaves the task's
+//   95: xor %esi, %esi          31 f6              restart block alone
+//   97: lea b0(%rip), %rdx      48 8d 15 12 00 00 00
+//   9e: xor %r10d, %r10d        45 31 d2
+//   a1: xor %r8d, %r8d          45 31 c0
+//   a4: syscall                 0f 05
+//   a6: jmp 7f                  eb d7
+//   a8: jmp *%r15               41 ff e7
+//   ab: (5 bytes never run)
+//   b0: struct timespec {0, 1000000}
 constexpr uint8_t kCode[InjectedCode::kSize] = {
     0x0f, 0x05, 0x41, 0xff, 0xe7, 0x4d, 0x85, 0xe4, 0x74, 0x2a, 0x48, 0x8b, 0x03, 0x48, 0x8b, 0x7b, 0x08, 0x48, 0x8b,
     0x73, 0x10, 0x48, 0x8b, 0x53, 0x18, 0x4c, 0x8b, 0x53, 0x20, 0x4c, 0x8b, 0x43, 0x28, 0x4c, 0x8b, 0x4b, 0x30, 0x0f,
@@ -58,11 +74,26 @@ constexpr uint8_t kCode[InjectedCode::kSize] = {
     0x7b, 0x08, 0x48, 0x8b, 0x73, 0x10, 0x41, 0xff, 0xe5, 0xb8, 0x0e, 0x00, 0x00, 0x00, 0xbf, 0x02, 0x00, 0x00, 0x00,
     0x48, 0x8d, 0xb4, 0x24, 0x28, 0x01, 0x00, 0x00, 0x31, 0xd2, 0x41, 0xba, 0x08, 0x00, 0x00, 0x00, 0x0f, 0x05, 0xb8,
     0xdb, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x48, 0x89, 0x84, 0x24, 0x90, 0x00, 0x00, 0x00, 0x6a, 0x0f, 0x58, 0x0f, 0x05,
-    0x48, 0x89, 0xc7, 0xb8, 0x0b, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x41, 0xff, 0xe6};
+    0x48, 0x89, 0xc7, 0xb8, 0x0b, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x41, 0xff, 0xe6,
+    // gate
+    0x48, 0x83, 0x3d, 0x39, 0x00, 0x00, 0x00, 0x00, 0x75, 0x1f, 0x49, 0xff, 0xcc, 0x74, 0x1a, 0xb8, 0x0f, 0x01, 0x00,
+    0x00, 0x31, 0xff, 0x31, 0xf6, 0x48, 0x8d, 0x15, 0x12, 0x00, 0x00, 0x00, 0x45, 0x31, 0xd2, 0x45, 0x31, 0xc0, 0x0f,
+    0x05, 0xeb, 0xd7, 0x41, 0xff, 0xe7, 0x90, 0x90, 0x90, 0x90, 0x90,
+    // the gate's timespec: 0 s, 1000000 ns
+    0, 0, 0, 0, 0, 0, 0, 0, 0x40, 0x42, 0x0f, 0, 0, 0, 0, 0};
 static_assert(kCode[InjectedCode::kAfterLoopSyscall - 2] == 0x0f && kCode[InjectedCode::kRestart] == 0xb8 &&
-              kCode[InjectedCode::kSigreturn] == 0x6a && kCode[InjectedCode::kUnmapResult] == 0x48);
+              kCode[InjectedCode::kSigreturn] == 0x6a && kCode[InjectedCode::kUnmapResult] == 0x48 &&
+              kCode[InjectedCode::kGate] == 0x48 && kCode[InjectedCode::kAfterGateSyscall - 2] == 0x0f &&
+              kCode[0xb8] == 0x40);
 
 std::atomic<bool> g_fallback_for_test{false};
+
+// The code and its gate's flag, closed (0).
+std::array<uint8_t, InjectedCode::kRoom> CodeWithClosedGate() {
+  std::array<uint8_t, InjectedCode::kRoom> out{};
+  std::memcpy(out.data(), kCode, InjectedCode::kSize);
+  return out;
+}
 
 std::string Pid(pid_t pid) { return "pid " + std::to_string(pid); }
 
@@ -133,12 +164,13 @@ Result<InjectedCode> InjectedCode::Find(pid_t pid, const std::vector<proc::Vma>&
   const uint64_t size = vdso->end - vdso->start;
   CRYO_ASSIGN_OR_RETURN(uint64_t extent, ElfExtent(c.mem_.get(), pid, vdso->start, size));
   const uint64_t at = (extent + 63) & ~uint64_t{63};
-  if (extent && !g_fallback_for_test && at + kSize <= size) {
-    uint8_t there[kSize];
+  if (extent && !g_fallback_for_test && at + kRoom <= size) {
+    uint8_t there[kRoom];
     CRYO_RETURN_IF_ERROR(ReadAt(c.mem_.get(), pid, vdso->start + at, there, sizeof(there)));
-    // Zero (never written), or this very code (left by a cryo that died).
-    static constexpr uint8_t kZero[kSize] = {};
-    if (!std::memcmp(there, kZero, kSize) || !std::memcmp(there, kCode, kSize)) c.tail_ = vdso->start + at;
+    // Zero (never written), or this very code with any flag (left by a cryo
+    // that died).
+    static constexpr uint8_t kZero[kRoom] = {};
+    if (!std::memcmp(there, kZero, kRoom) || !std::memcmp(there, kCode, kSize)) c.tail_ = vdso->start + at;
   }
   c.boot_ = vdso->start + kEiPad;
   if (!c.tail_) CRYO_RETURN_IF_ERROR(ReadAt(c.mem_.get(), pid, c.boot_, c.saved_, sizeof(c.saved_)));
@@ -174,7 +206,8 @@ Result<InjectedCode::Place> InjectedCode::Locate(pid_t tid, uint64_t rip) const 
 Status InjectedCode::Install() {
   if (installed_) return Status::Ok();
   if (in_vdso()) {
-    CRYO_RETURN_IF_ERROR(PokeMem(mem_.get(), pid_, tail_, kCode, kSize).Prefixed("cryo's code in the vDSO"));
+    CRYO_RETURN_IF_ERROR(PokeMem(mem_.get(), pid_, tail_, CodeWithClosedGate().data(), kRoom)
+                             .Prefixed("cryo's code in the vDSO"));
     base_ = tail_;
   } else {
     CRYO_RETURN_IF_ERROR(PokeMem(mem_.get(), pid_, boot_, kBootCode, sizeof(kBootCode)).Prefixed("cryo's code in the vDSO"));
@@ -184,16 +217,22 @@ Status InjectedCode::Install() {
 }
 
 Status InjectedCode::InstallAt(uint64_t addr) {
-  CRYO_RETURN_IF_ERROR(PokeMem(mem_.get(), pid_, addr, kCode, kSize).Prefixed("cryo's code"));
+  CRYO_RETURN_IF_ERROR(PokeMem(mem_.get(), pid_, addr, CodeWithClosedGate().data(), kRoom).Prefixed("cryo's code"));
   base_ = addr;
   return Status::Ok();
 }
 
+Status InjectedCode::OpenGate() {
+  if (!base_) return Status::Ok();
+  const uint64_t open = 1;
+  return PokeMem(mem_.get(), pid_, base_ + kGateFlag, &open, sizeof(open)).Prefixed("opening cryo's gate");
+}
+
 Status InjectedCode::Remove() {
   if (!installed_) return Status::Ok();
-  static constexpr uint8_t kZero[kSize] = {};
+  static constexpr uint8_t kZero[kRoom] = {};
   if (in_vdso())
-    CRYO_RETURN_IF_ERROR(PokeMem(mem_.get(), pid_, tail_, kZero, kSize).Prefixed("the vDSO's bytes"));
+    CRYO_RETURN_IF_ERROR(PokeMem(mem_.get(), pid_, tail_, kZero, kRoom).Prefixed("the vDSO's bytes"));
   else
     CRYO_RETURN_IF_ERROR(PokeMem(mem_.get(), pid_, boot_, saved_, sizeof(saved_)).Prefixed("the vDSO's bytes"));
   installed_ = false;

@@ -1,4 +1,5 @@
-// The code cryo runs inside a seized task (remote_syscall.h), 127 bytes:
+// The code cryo runs inside a seized task (remote_syscall.h), 192 bytes and
+// an 8-byte flag:
 //
 //   +0x00 call:      syscall; jmp *%r15          the call in rax, then r15
 //   +0x05 loop:      a batch: for each 64-byte entry {nr, a1..a6, result} of
@@ -11,6 +12,12 @@
 //   +0x6d sigreturn: push $15; pop %rax; syscall (rt_sigreturn)
 //   +0x72 unmap_result: munmap(rax, rsi); jmp *%r14: after the mmap of the
 //                    scratch memory, its way back unmaps what it mapped
+//   +0x7f gate:      until the flag at +0xc0 is set (or r12 rounds of 1 ms
+//                    are used up): ppoll(NULL, 0, 1 ms); then jmp *%r15.
+//                    cryo holds a task at the entry of that ppoll while the
+//                    tree's TCP sockets are in repair mode (net/tcp_hold.h):
+//                    if cryo dies, the task waits there, untraced, until
+//                    the guardian has ended repair mode and set the flag.
 //
 // "restart" is how a task seized in a system call interrupted with
 // ERESTART_RESTARTBLOCK (nanosleep, clock_nanosleep, poll, futex waits with
@@ -49,9 +56,12 @@ namespace cryo {
 
 class InjectedCode {
  public:
-  static constexpr size_t kSize = 127;
+  static constexpr size_t kSize = 0xc0;
   static constexpr uint64_t kCall = 0x00, kLoop = 0x05, kAfterLoopSyscall = 0x27, kRestart = 0x42, kSigreturn = 0x6d,
-                            kUnmapResult = 0x72;
+                            kUnmapResult = 0x72, kGate = 0x7f, kAfterGateSyscall = 0xa6, kGateTimespec = 0xb0;
+  // The gate's flag, right after the code (not part of what identifies it).
+  static constexpr uint64_t kGateFlag = kSize;
+  static constexpr size_t kRoom = kSize + 8;
   // The trampoline at EI_PAD: the call, then rt_sigreturn at +2.
   static constexpr uint8_t kBootCode[7] = {0x0f, 0x05, 0x6a, 0x0f, 0x58, 0x0f, 0x05};
   static constexpr uint64_t kEiPad = 9;
@@ -63,6 +73,8 @@ class InjectedCode {
   Status Install();
   // The fallback: the whole code at `addr`, a page cryo mapped in the task.
   Status InstallAt(uint64_t addr);
+  // Sets the gate's flag: a task waiting at the gate goes on.
+  Status OpenGate();
   // Puts the vDSO's bytes back (the page at InstallAt goes with its munmap).
   Status Remove();
   // The fallback: the page at InstallAt is about to be unmapped.

@@ -99,6 +99,7 @@ Result<std::unique_ptr<RemoteSyscaller>> RemoteSyscaller::ForThread(const Seized
   if (!guarded()) return Status::Error("internal: ForThread on an unguarded remote syscaller");
   std::unique_ptr<RemoteSyscaller> rs(new RemoteSyscaller(task, proc_));
   rs->stop_sink_ = stop_sink_;
+  rs->check_ = check_;
   return rs;
 }
 
@@ -136,6 +137,12 @@ Status RemoteSyscaller::Enter() {
   restart_ = InRestartBlock(own_) && (proc_->code.in_vdso() || (!owner_ && proc_->code.base()));
   user_regs_struct resume = own_;
   if (!restart_) ApplySyscallRestartAfterRestore(&resume);
+  // The way back, which runs through the task's filters if cryo dies.
+  CRYO_RETURN_IF_ERROR(CheckUntraced(SYS_rt_sigreturn, {}, true));
+  if (restart_) {
+    CRYO_RETURN_IF_ERROR(CheckUntraced(SYS_rt_sigprocmask, {SIG_SETMASK, 0, 0, 8}, true));
+    CRYO_RETURN_IF_ERROR(CheckUntraced(SYS_restart_syscall, {}, true));
+  }
   FrameNote note;
   note.restart = restart_;
   note.orig_rax = own_.orig_rax;
@@ -195,6 +202,7 @@ Status RemoteSyscaller::Park() {
   user_regs_struct r = base_;
   r.r15 = Finisher();
   if (proc_->scratch && proc_->threads_in == 0 && !(restart_ && !proc_->code.in_vdso())) {
+    CRYO_RETURN_IF_ERROR(CheckUntraced(SYS_munmap, {proc_->scratch, proc_->mapping_len}, false));
     r.rip = proc_->code.call();
     r.rax = SYS_munmap;
     r.rdi = proc_->scratch;
@@ -286,6 +294,9 @@ Result<long> RemoteSyscaller::Syscall(long nr, uint64_t a1, uint64_t a2, uint64_
 Result<long> RemoteSyscaller::Call(long nr, const uint64_t args[6], bool unmap_result) {
   if (loop_running_) return Status::Error("internal: remote syscall on " + Tid(tid_) + " during its batch");
   CRYO_RETURN_IF_ERROR(Enter());
+  CRYO_RETURN_IF_ERROR(CheckUntraced(nr, {args[0], args[1], args[2], args[3], args[4], args[5]}, false));
+  // Its way back unmaps what it mapped (the address is not known yet).
+  if (unmap_result) CRYO_RETURN_IF_ERROR(CheckUntraced(SYS_munmap, {0, args[1]}, false));
   user_regs_struct r = CallRegs(base_, nr, args, proc_->code.call());
   r.r15 = Finisher();
   if (unmap_result && proc_->code.in_vdso()) {
@@ -323,6 +334,10 @@ Status RemoteSyscaller::StartBatch(const std::vector<RemoteCall>& calls, uint64_
     std::memcpy(entries[i].args, calls[i].args, sizeof(entries[i].args));
     entries[i].result = -ENOSYS;
   }
+  for (const RemoteCall& c : calls)
+    CRYO_RETURN_IF_ERROR(
+        CheckUntraced(c.nr, {c.args[0], c.args[1], c.args[2], c.args[3], c.args[4], c.args[5]}, false));
+  CRYO_RETURN_IF_ERROR(CheckUntraced(SYS_tkill, {static_cast<uint64_t>(tid_), static_cast<uint64_t>(batch_signal_)}, false));
   BatchEntry& end = entries[calls.size()];
   end.nr = SYS_tkill;
   end.args[0] = static_cast<uint64_t>(tid_);
@@ -334,6 +349,7 @@ Status RemoteSyscaller::StartBatch(const std::vector<RemoteCall>& calls, uint64_
   r.r13 = r.r15 = Finisher();
   if (owner_ && proc_->threads_in == 0 && !(restart_ && !proc_->code.in_vdso())) {
     // Alone with the scratch memory: leaving untraced also unmaps it.
+    CRYO_RETURN_IF_ERROR(CheckUntraced(SYS_munmap, {scratch, proc_->mapping_len}, false));
     BatchEntry& exit = entries[calls.size() + 1];
     exit.nr = SYS_munmap;
     exit.args[0] = scratch;
@@ -442,6 +458,75 @@ Status RemoteSyscaller::ReadMem(uint64_t addr, void* data, size_t n) {
   return Status::Ok();
 }
 
+Status RemoteSyscaller::CheckUntraced(long nr, std::initializer_list<uint64_t> args, bool needed) const {
+  if (!check_) return Status::Ok();
+  uint64_t a[6] = {};
+  size_t i = 0;
+  for (uint64_t v : args)
+    if (i < 6) a[i++] = v;
+  return check_->Check(tid_, nr, a, needed);
+}
+
+Result<uint64_t> RemoteSyscaller::PrepareGate() {
+  if (!guarded()) return Status::Error("internal: a gate on an unguarded remote syscaller");
+  if (!proc_->code.in_vdso() && !proc_->code.base()) {
+    // The fallback: the code's page comes with the scratch memory.
+    if (!owner_) return Status::Error("internal: the gate's page is mapped by the thread that owns the scratch memory");
+    CRYO_RETURN_IF_ERROR(MapScratch(kCodePage).Prefixed("the page of cryo's code"));
+  }
+  CRYO_RETURN_IF_ERROR(proc_->code.Install());
+  if (!proc_->code.base()) return Status::Error("internal: cryo's code is not in place in " + Tid(tid_));
+  return proc_->code.base() + InjectedCode::kGateFlag;
+}
+
+Status RemoteSyscaller::OpenGate() {
+  if (!guarded()) return Status::Ok();
+  return proc_->code.OpenGate();
+}
+
+// The thread runs to the entry of the gate's first sleep (the flag is 0),
+// where it stays: cryo gone, it would sleep, look at the flag again, ...
+Status RemoteSyscaller::Hold(uint64_t rounds) {
+  if (loop_running_ || held_) return Status::Error("internal: holding " + Tid(tid_) + " during a call");
+  CRYO_ASSIGN_OR_RETURN(const uint64_t flag, PrepareGate());
+  CRYO_RETURN_IF_ERROR(Enter());
+  CRYO_RETURN_IF_ERROR(CheckUntraced(SYS_ppoll, {0, 0, flag - InjectedCode::kGateFlag + InjectedCode::kGateTimespec, 0, 0}, true));
+  user_regs_struct r = base_;
+  r.rip = flag - InjectedCode::kGateFlag + InjectedCode::kGate;
+  r.r12 = rounds;
+  r.r15 = Finisher();
+  CRYO_RETURN_IF_ERROR(Inject(r, PTRACE_SYSCALL));
+  held_ = true;
+  for (;;) {
+    CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(tid_));
+    if (si.exited) return Status::Error(Tid(tid_) + " died on its way to cryo's gate");
+    if (si.syscall_stop()) return Status::Ok();
+    CRYO_RETURN_IF_ERROR(OnOtherStop(si, "the way to cryo's gate"));
+    FaultPoint();
+    if (ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_SYSCALL " + Tid(tid_));
+  }
+}
+
+// At the entry stop: the sleep skipped (orig_rax -1), then its exit stop.
+Status RemoteSyscaller::Unhold() {
+  if (!held_) return Status::Ok();
+  held_ = false;
+  user_regs_struct r;
+  CRYO_RETURN_IF_ERROR(GetRegs(tid_, &r));
+  r.orig_rax = static_cast<unsigned long long>(-1);
+  CRYO_RETURN_IF_ERROR(SetRegs(tid_, r));
+  FaultPoint();
+  if (ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_SYSCALL " + Tid(tid_));
+  for (;;) {
+    CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(tid_));
+    if (si.exited) return Status::Error(Tid(tid_) + " died leaving cryo's gate");
+    if (si.syscall_stop()) break;
+    CRYO_RETURN_IF_ERROR(OnOtherStop(si, "leaving cryo's gate"));
+    if (ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_SYSCALL " + Tid(tid_));
+  }
+  return owner_ ? Park() : Status::Ok();
+}
+
 // Mask first, then registers: never the task's own code with cryo's mask.
 Status RemoteSyscaller::Release() {
   if (!guarded()) return Status::Ok();
@@ -449,6 +534,7 @@ Status RemoteSyscaller::Release() {
   auto keep = [&first](Status s) {
     if (first.ok() && !s.ok()) first = std::move(s);
   };
+  if (held_) keep(Unhold());
   // A batch still running (an error came first): its end must be seen
   // before the registers can be changed.
   keep(WaitBatchEnd());

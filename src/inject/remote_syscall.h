@@ -37,6 +37,7 @@
 #include <sys/user.h>
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +57,19 @@ struct RemoteCall {
 };
 
 struct RemoteProcess;
+
+// What a task's seccomp filters would do with a system call it makes on its
+// own once cryo is gone (the kernel ends the suspension of the filters,
+// PTRACE_O_SUSPEND_SECCOMP, with the ptrace link): the call cryo has set
+// going (a remote call, the rest of a batch) and the way back to the task's
+// own state. `needed`: the call must run (rt_sigreturn, the restart path,
+// the gate's sleep); else it may fail but must not kill or trap. An error
+// refuses the call before the task can make it (tree/seccomp.h).
+class UntracedCallCheck {
+ public:
+  virtual ~UntracedCallCheck() = default;
+  virtual Status Check(pid_t tid, long nr, const uint64_t args[6], bool needed) const = 0;
+};
 
 class RemoteSyscaller {
  public:
@@ -116,10 +130,26 @@ class RemoteSyscaller {
   // syscall restart it was due), the stack bytes under its frame.
   Status Release();
 
+  // The gate (injected_code.h), which holds a task still should cryo die:
+  // PrepareGate() puts the code in place (the fallback maps its page) and
+  // returns the address of the gate's flag; Hold() stops the thread at the
+  // entry of the gate's sleep (untraced, it would wait there until the flag
+  // is set or `rounds` sleeps of 1 ms are over, then go back to its own
+  // state); Unhold() skips that sleep and leaves the thread at rest at its
+  // exit. Open the gate (OpenGate) before the first Unhold(): a cryo dying
+  // then lets the thread go on at once.
+  Result<uint64_t> PrepareGate();
+  Status Hold(uint64_t rounds);
+  Status Unhold();
+  Status OpenGate();
+
   // Where to note a SIGSTOP the task dequeues while it runs our calls (set to
   // SIGSTOP): it cannot be blocked, and is kept from taking effect; the caller
   // records it as a stop to come. Inherited by ForThread().
   void SetStopSink(int* sink) { stop_sink_ = sink; }
+  // Every call this thread could make on its own checked first (inherited
+  // by ForThread(); null: none).
+  void SetUntracedCallCheck(const UntracedCallCheck* check) { check_ = check; }
 
  private:
   RemoteSyscaller() = default;
@@ -139,6 +169,8 @@ class RemoteSyscaller {
 
   pid_t tid_ = 0;
   int* stop_sink_ = nullptr;
+  const UntracedCallCheck* check_ = nullptr;
+  Status CheckUntraced(long nr, std::initializer_list<uint64_t> args, bool needed) const;
   pid_t tgid_ = 0;
   std::shared_ptr<RemoteProcess> proc_;  // null: unguarded
   bool owner_ = false;                   // owns the scratch memory
@@ -151,6 +183,7 @@ class RemoteSyscaller {
   bool entered_ = false;  // frame written
   bool injected_ = false;  // registers changed
   bool masked_ = false;   // cryo's mask set
+  bool held_ = false;     // at the entry of the gate's sleep
   SigFrame frame_;
   std::string under_frame_;  // the stack bytes the frame covers
   int batch_signal_ = 0;     // 0: batches run one call at a time

@@ -1,5 +1,6 @@
 #include "net/tcp_guardian.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -24,6 +25,21 @@ struct Guarded {
   UniqueFd fd;
   int reuseaddr;
 };
+
+// A process held at cryo's gate: its /proc/PID/mem (opened when told: the
+// same address space whatever becomes of the pid) and the gate's flag.
+struct Gate {
+  UniqueFd mem;
+  uint64_t flag;
+};
+
+// Sets the flag: the process's threads waiting at the gate go on. A flag
+// set late (the threads gone on already) is harmless: it is padding of the
+// vDSO nothing runs or reads (inject/injected_code.h).
+void OpenGate(const Gate& g) {
+  const uint64_t open = 1;
+  if (g.mem.valid()) (void)::pwrite(g.mem.get(), &open, sizeof(open), static_cast<off_t>(g.flag));
+}
 
 // Whether `pid` is gone or a zombie.
 bool Dead(pid_t pid) {
@@ -61,6 +77,7 @@ bool Unrepair(const Guarded& g) {
 
 void Run(int channel, pid_t cryo) {
   std::vector<Guarded> sockets;
+  std::vector<Gate> gates;
   std::vector<std::string> tables;
   std::vector<pid_t> kill_pids;
   bool killing = false, done = false;
@@ -71,6 +88,14 @@ void Run(int channel, pid_t cryo) {
     if (rec.kind == 'K') {
       killing = true;
       for (std::string_view w : SplitWords(rec.payload)) kill_pids.push_back(std::atoi(std::string(w).c_str()));
+    }
+    if (rec.kind == 'G') {
+      const std::vector<std::string_view> w = SplitWords(rec.payload);
+      if (w.size() == 2) {
+        const std::string mem = "/proc/" + std::string(w[0]) + "/mem";
+        gates.push_back({UniqueFd(::open(mem.c_str(), O_RDWR | O_CLOEXEC)),
+                         std::strtoull(std::string(w[1]).c_str(), nullptr, 0)});
+      }
     }
     if (rec.kind == 'X') done = true;
   }
@@ -89,7 +114,10 @@ void Run(int channel, pid_t cryo) {
     return;
   }
   int released = 0, removed = 0;
+  // Repair mode off first, then the tree held at the gate goes on: no
+  // thread of it meets a socket in repair mode.
   for (const Guarded& g : sockets) released += Unrepair(g);
+  for (const Gate& g : gates) OpenGate(g);
   for (const std::string& t : tables) {
     std::string output;
     Result<int> rc = RunNftCommand({"delete", "table", "inet", t}, "", &output);
@@ -110,6 +138,10 @@ Result<std::unique_ptr<TcpGuardian>> TcpGuardian::Start() {
 Status TcpGuardian::WillLock(const std::string& name) { return sentinel_->Send('N', name); }
 
 Status TcpGuardian::WillRepair(int fd, int reuseaddr) { return sentinel_->Send('S', std::to_string(reuseaddr), fd); }
+
+Status TcpGuardian::WillHold(pid_t pid, uint64_t flag) {
+  return sentinel_->Send('G', std::to_string(pid) + " " + std::to_string(flag));
+}
 
 Status TcpGuardian::WillKill(const std::set<pid_t>& pids) {
   std::string list;

@@ -18,16 +18,19 @@
 // On "done" (cryo undid or handed over everything itself) it exits doing
 // nothing but closing its duplicates.
 //
-// What it cannot do: the kernel lets a dead tracer's tracees run at once
-// (exit_ptrace), so if cryo dies while a socket is in repair mode for its
-// state to be read (the only time a live tree's socket is), a thread of the
-// tree may call recv(2) or send(2) on it before the guardian has ended repair
-// mode, and fail with EPERM or EINVAL. The dump keeps that window to the few
-// system calls of the read; in kill mode the sockets go back into repair mode
-// only once the SIGKILLs are sent (no killed task runs again).
+// The kernel lets a dead tracer's tracees run at once (exit_ptrace), so
+// while a live tree's sockets are in repair mode (their state read) every
+// thread of the tree waits at cryo's gate (inject/injected_code.h,
+// dump/tcp_hold.h), a loop that, untraced, sleeps until a flag in the
+// process's copy of cryo's code is set: the guardian is told each process
+// and flag before its threads go there, and sets the flags only once every
+// socket is out of repair mode. In kill mode the sockets go back into repair
+// mode only once the SIGKILLs are sent (no killed task runs again).
 #pragma once
 
 #include <sys/types.h>
+
+#include <cstdint>
 
 #include <memory>
 #include <set>
@@ -48,6 +51,9 @@ class TcpGuardian {
   Status WillLock(const std::string& name);
   // Before TCP_REPAIR goes on on `fd`, whose SO_REUSEADDR is `reuseaddr`.
   Status WillRepair(int fd, int reuseaddr);
+  // The threads of `pid` are about to wait at cryo's gate, whose flag is at
+  // `flag` in its memory.
+  Status WillHold(pid_t pid, uint64_t flag);
   // The image is complete and the tree of `pids` is about to be killed.
   Status WillKill(const std::set<pid_t>& pids);
   // cryo undid (or handed over to the image) everything itself: the guardian

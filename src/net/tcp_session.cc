@@ -92,6 +92,67 @@ Status TcpDumpSession::StartGuardian() {
   return Status::Ok();
 }
 
+Status TcpDumpSession::Defer(const image::TcpSocket& partial, int fd, const std::string& what) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (deferred_.count(partial.ino())) return Status::Ok();
+  UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!dup.valid()) return Status::FromErrno("dup of " + what);
+  deferred_.emplace(partial.ino(), Deferred{partial, std::move(dup), what});
+  return Status::Ok();
+}
+
+bool TcpDumpSession::has_deferred() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return !deferred_.empty();
+}
+
+Status TcpDumpSession::LockDeferred() {
+  std::vector<LockedConnection> all;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& [ino, d] : deferred_) all.push_back({d.partial.local(), d.partial.peer()});
+  }
+  for (const LockedConnection& c : all) CRYO_RETURN_IF_ERROR(Lock(c));
+  return Status::Ok();
+}
+
+Status TcpDumpSession::WillHold(pid_t pid, uint64_t flag) {
+  std::lock_guard<std::mutex> l(mu_);
+  CRYO_RETURN_IF_ERROR(StartGuardian());
+  CRYO_RETURN_IF_ERROR(guardian_->WillHold(pid, flag));
+  TcpFaultPoint("guardian told of a held process");
+  return Status::Ok();
+}
+
+Status TcpDumpSession::ReadDeferred() {
+  std::vector<std::pair<uint64_t, Deferred*>> todo;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& [ino, d] : deferred_) todo.push_back({ino, &d});
+  }
+  for (auto& [ino, d] : todo) {
+    image::TcpSocket t = d->partial;
+    CRYO_ASSIGN_OR_RETURN(const int reuseaddr, EnterRepair(ino, d->fd.get(), d->what));
+    t.set_reuseaddr(reuseaddr != 0);
+    Status read = ReadTcpRepairState(d->fd.get(), &t, d->what);
+    // Out of repair mode whatever the read gave, before the tree is let go.
+    Status left = LeaveRepair(ino, d->what);
+    CRYO_RETURN_IF_ERROR(read);
+    CRYO_RETURN_IF_ERROR(left);
+    KeepRecord(t);
+  }
+  return Status::Ok();
+}
+
+Status TcpDumpSession::Complete(image::TcpSocket* t) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = records_.find(t->ino());
+  if (it == records_.end())
+    return Status::Error("internal: TCP socket inode " + std::to_string(t->ino()) + " was not read in repair mode");
+  *t = it->second;
+  return Status::Ok();
+}
+
 Status TcpDumpSession::Lock(const LockedConnection& c) {
   std::lock_guard<std::mutex> l(mu_);
   const bool create = lock_.empty();
@@ -148,14 +209,6 @@ Status TcpDumpSession::LeaveRepair(uint64_t ino, const std::string& what) {
       return Status::Ok();
     }
   return Status::Error("internal: " + what + " left repair mode without entering it");
-}
-
-bool TcpDumpSession::FindRecord(uint64_t ino, image::TcpSocket* out) const {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = records_.find(ino);
-  if (it == records_.end()) return false;
-  *out = it->second;
-  return true;
 }
 
 void TcpDumpSession::KeepRecord(const image::TcpSocket& t) {

@@ -40,6 +40,21 @@ class TcpDumpSession {
   TcpDumpSession(const TcpDumpSession&) = delete;
   TcpDumpSession& operator=(const TcpDumpSession&) = delete;
 
+  // Describing the tree: the connection `partial` (what is read without
+  // repair mode), held by `fd`, is read in repair mode later (ReadDeferred);
+  // once per socket.
+  Status Defer(const image::TcpSocket& partial, int fd, const std::string& what);
+  bool has_deferred() const;
+  // Every deferred connection locked (before the tree is held).
+  Status LockDeferred();
+  // The guardian told: the threads of `pid` are about to wait at cryo's
+  // gate, whose flag is at `flag` (tcp_guardian.h).
+  Status WillHold(pid_t pid, uint64_t flag);
+  // With the tree held: each deferred connection put in repair mode, read,
+  // taken out of it again (also when the read fails), and recorded.
+  Status ReadDeferred();
+  // The record of the socket `t` names (by inode), read in repair mode.
+  Status Complete(image::TcpSocket* t) const;
   // Drops the packets of `c` from now on (the table is made the first time).
   Status Lock(const LockedConnection& c);
   // Puts socket `fd` (inode `ino`) in repair mode and holds a duplicate;
@@ -48,13 +63,8 @@ class TcpDumpSession {
   Result<int> EnterRepair(uint64_t ino, int fd, const std::string& what);
   // Takes socket `ino` out of repair mode again, its SO_REUSEADDR put back.
   Status LeaveRepair(uint64_t ino, const std::string& what);
-  // Held while a socket is read in repair mode: the queue TCP_REPAIR_QUEUE
-  // selects is the socket's, shared by the fds of several processes that
-  // the dump describes on several threads.
-  std::unique_lock<std::mutex> SerializeRepair() { return std::unique_lock<std::mutex>(repair_mu_); }
   // Every fd of one socket carries the same record (shared descriptions are
   // checked to agree): the first fd's, read once.
-  bool FindRecord(uint64_t ino, image::TcpSocket* out) const;
   void KeepRecord(const image::TcpSocket& t);
   // The lock table ("" when no connection was locked).
   std::string lock_name() const;
@@ -76,19 +86,27 @@ class TcpDumpSession {
     UniqueFd fd;
     int reuseaddr;
   };
+  struct Deferred {
+    image::TcpSocket partial;
+    UniqueFd fd;
+    std::string what;
+  };
   // Started with the first lock (mu_ held).
   Status StartGuardian();
   mutable std::mutex mu_;
   std::unique_ptr<TcpGuardian> guardian_;
-  std::mutex repair_mu_;
   std::string lock_;
   std::vector<Held> held_;
   std::map<uint64_t, image::TcpSocket> records_;
+  std::map<uint64_t, Deferred> deferred_;
   bool done_ = false;
 };
 
 // The session of the dump in progress (nullptr: none).
 TcpDumpSession* CurrentTcpDump();
+
+// Reads a connection's state in repair mode (net/tcp_socket.cc).
+Status ReadTcpRepairState(int fd, image::TcpSocket* t, const std::string& what);
 
 // Sends all of `data` on `fd` without blocking. The restored buffer may
 // account the bytes differently from the original's (one segment per send in

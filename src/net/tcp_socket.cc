@@ -231,15 +231,17 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
   CRYO_RETURN_IF_ERROR(
       DumpSocketOptions(fd, t->family(), SOCK_STREAM, IPPROTO_TCP, what, t->mutable_options(), /*connected=*/true));
 
-  // From here no packet of the connection passes; the socket is in repair
-  // mode while it is read (the guardian, tcp_guardian.h, ends it if cryo
-  // dies).
-  const auto serialized = session->SerializeRepair();
-  if (session->FindRecord(t->ino(), t)) return Status::Ok();
-  CRYO_RETURN_IF_ERROR(session->Lock({t->local(), t->peer()}));
-  CRYO_ASSIGN_OR_RETURN(const int reuseaddr, session->EnterRepair(s.st.st_ino, fd, what));
-  t->set_reuseaddr(reuseaddr != 0);
-  tl = sizeof(ti);
+  // The rest is read in repair mode, later, with the whole tree held at
+  // cryo's gate (TcpDumpSession::ReadDeferred, dump/tcp_hold.h).
+  return session->Defer(*t, fd, what);
+}
+
+}  // namespace
+
+// In repair mode (tcp_session.h): sequence numbers, queues, options, window.
+Status ReadTcpRepairState(int fd, image::TcpSocket* t, const std::string& what) {
+  tcp_info ti{};
+  socklen_t tl = sizeof(ti);
   if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0) return Status::FromErrno("TCP_INFO of " + what);
   // Locked from here on: the state read now is the one restored.
   t->set_state(ti.tcpi_state);
@@ -275,10 +277,10 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
   t->set_max_window(w.max_window);
   t->set_rcv_wnd(w.rcv_wnd);
   t->set_rcv_wup(w.rcv_wup);
-  CRYO_RETURN_IF_ERROR(session->LeaveRepair(t->ino(), what));
-  session->KeepRecord(*t);
   return Status::Ok();
 }
+
+namespace {
 
 // Writes `data` into the queue TCP_REPAIR_QUEUE selected: in repair mode
 // send(2) queues it as sent (send queue) or as received (receive queue,

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "proc/proc.h"
+#include "tree/seccomp_bpf.h"
 
 namespace cryo {
 
@@ -102,6 +103,63 @@ Result<SeccompState> DumpSeccomp(SeizedProcess& proc) {
     out.threads.push_back(std::move(st));
   }
   return out;
+}
+
+namespace {
+
+// Names of the calls cryo's injected code makes (messages).
+std::string CallName(long nr) {
+  switch (nr) {
+    case 0: return "read";
+    case 9: return "mmap";
+    case 10: return "mprotect";
+    case 11: return "munmap";
+    case 13: return "rt_sigaction";
+    case 14: return "rt_sigprocmask";
+    case 15: return "rt_sigreturn";
+    case 36: return "getitimer";
+    case 12: return "brk";
+    case 131: return "sigaltstack";
+    case 157: return "prctl";
+    case 200: return "tkill";
+    case 219: return "restart_syscall";
+    case 247: return "waitid";
+    case 271: return "ppoll";
+  }
+  return "system call " + std::to_string(nr);
+}
+
+}  // namespace
+
+Status SeccompCallCheck::Check(pid_t tid, long nr, const uint64_t args[6], bool needed) const {
+  for (const SeccompThread& t : state_.threads) {
+    if (t.tid != tid || t.mode == 0) continue;
+    uint32_t action = SECCOMP_RET_ALLOW;
+    if (t.mode == SECCOMP_MODE_STRICT) {
+      // mode1_syscalls (kernel/seccomp.c): anything else is SIGKILL.
+      if (nr != 0 && nr != 1 && nr != 60 && nr != 15) action = SECCOMP_RET_KILL_THREAD;
+    } else {
+      std::vector<const std::string*> chain;
+      for (uint32_t id : t.chain) chain.push_back(&state_.filters[id].program());
+      SeccompCall call;
+      call.nr = static_cast<int32_t>(nr);
+      for (int i = 0; i < 6; ++i) call.args[i] = args[i];
+      auto r = RunSeccompChain(chain, call);
+      if (!r.ok()) return r.status().Prefixed(Who(pid_, tid) + ": its seccomp filter");
+      action = *r;
+    }
+    const uint32_t a = action & SECCOMP_RET_ACTION_FULL;
+    const bool harms = a == SECCOMP_RET_KILL_PROCESS || a == SECCOMP_RET_KILL_THREAD || a == SECCOMP_RET_TRAP ||
+                       a == SECCOMP_RET_USER_NOTIF;
+    const bool keeps = needed && a != SECCOMP_RET_ALLOW && a != SECCOMP_RET_LOG;
+    if (harms || keeps)
+      return Status::Error(Who(pid_, tid) + ": its seccomp " + (t.mode == SECCOMP_MODE_STRICT ? "strict mode" : "filter") +
+                           " would " + SeccompVerdict(action, CallName(nr)) +
+                           ", which cryo's injected code needs to leave the process intact if cryo is killed; cryo "
+                           "does not checkpoint it (allow that call in the filter)");
+    return Status::Ok();
+  }
+  return Status::Ok();
 }
 
 Status StoreSeccomp(const SeccompState& state, image::ProcessCore* core) {

@@ -26,6 +26,7 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "inject/remote_syscall.h"
 #include "restorer/restorer_args.h"
 #include "seize/seize.h"
 
@@ -50,6 +51,22 @@ struct SeccompState {
 // fd is not restored) or returns a computed action. Nothing to do when cryo
 // itself runs under seccomp (the audit compares the tree's with cryo's).
 Result<SeccompState> DumpSeccomp(SeizedProcess& proc);
+
+// The calls a thread of the process would make on its own were cryo killed
+// (inject/remote_syscall.h UntracedCallCheck), run through its filters
+// (seccomp_bpf.h) or strict mode: refused by name when a filter would kill
+// the task or trap (SIGSYS) on any of them, or would keep one from running
+// that the way back needs (rt_sigreturn, the restart path, the gate's
+// sleep). Made before cryo's first remote call in the process.
+class SeccompCallCheck : public UntracedCallCheck {
+ public:
+  SeccompCallCheck(pid_t pid, const SeccompState& state) : pid_(pid), state_(state) {}
+  Status Check(pid_t tid, long nr, const uint64_t args[6], bool needed) const override;
+
+ private:
+  pid_t pid_;
+  const SeccompState& state_;
+};
 
 // Records `state` into `core`, whose threads are recorded in the same order.
 Status StoreSeccomp(const SeccompState& state, image::ProcessCore* core);

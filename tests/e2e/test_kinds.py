@@ -87,6 +87,22 @@ def test_seccomp_user_notif_refused(h):
     check_eq(h.wait_exit(w), ("exit", 0), "exit status")
 
 
+def seccomp_refused_test(mode, must_name):
+    """A filter (or strict mode) that would kill a thread on a call cryo's
+    injected code makes on its own if cryo is killed (the way back to the
+    task's own state, or a remote call in flight): refused by name before
+    anything is written, the tree untouched."""
+    def refused(h):
+        w = h.start_workload("seccomp", mode)
+        h.wait_ready(w)
+        h.verify_ok(w, when="before the dump")
+        h.dump_refused(w.pid, ["pid %d" % w.pid] + must_name)
+        h.verify_ok(w, exit=True, when="after the refused dump")
+        check_eq(h.wait_exit(w), ("exit", 0), "exit status")
+    refused.__name__ = "test_seccomp_%s_refused" % mode
+    return refused
+
+
 def start_kind(h, mode):
     """The kinds workload in `mode` (a kernel that cannot make it fails the test)."""
     w = h.start_workload("kinds", mode)
@@ -190,8 +206,14 @@ TESTS += [
     refused_kind_test("hugetlb_private", ["hugetlb"], hugepages),
     refused_kind_test("hugetlb_shared", ["hugetlb"], hugepages),
 ]
-for _mode in ("filter", "mmapblock", "threads", "strict"):
+for _mode in ("filter", "mmapblock", "threads"):
     TESTS += seccomp_tests(_mode)
+# munmap: the way back of the scratch memory; strict mode kills on every
+# remote call cryo makes in that thread.
+TESTS += [
+    seccomp_refused_test("killmunmap", ["would kill munmap", "cryo's injected code needs"]),
+    seccomp_refused_test("strict", ["strict mode would kill", "cryo's injected code needs"]),
+]
 
 if __name__ == "__main__":
     sys.exit(cryotest.main(TESTS, description=__doc__))

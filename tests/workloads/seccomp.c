@@ -8,6 +8,10 @@
  *   mmapblock  filter's four, then a fifth making mmap, munmap, mremap and
  *              mprotect fail with EPERM: cryo's own remote mmap/munmap would
  *              be refused too unless the filters are suspended while it works.
+ *   killmunmap filter's four, then a fifth killing the process on munmap
+ *              (SECCOMP_RET_KILL_PROCESS): were cryo killed in the middle of
+ *              its remote calls, the way back of its injected code (munmap
+ *              of its scratch memory) would meet it: refused by name.
  *   threads    two threads; the leader installs getppid -> EPERM with
  *              SECCOMP_FILTER_FLAG_TSYNC (all three share that filter), then
  *              the second thread adds getpgrp -> EACCES on itself only.
@@ -170,11 +174,11 @@ static void check_state(struct wl_checks *c, int exiting, void *arg)
     wl_check(c, r == -1 && errno == EPERM, "getppid returned %ld errno %d, expected EPERM", r, errno);
     wl_check(c, syscall(SYS_getpid) == me, "getpid does not work");
     wl_check(c, syscall(SYS_getpgrp) > 0, "getpgrp does not work in the leader");
-    int want = is("filter") ? 4 : is("mmapblock") ? 5 : 1;
+    int want = is("filter") ? 4 : (is("mmapblock") || is("killmunmap")) ? 5 : 1;
     wl_check(c, status_field(me, "Seccomp") == 2, "leader Seccomp %d, expected 2", status_field(me, "Seccomp"));
     wl_check(c, status_field(me, "Seccomp_filters") == want, "leader Seccomp_filters %d, expected %d",
              status_field(me, "Seccomp_filters"), want);
-    if (is("filter") || is("mmapblock")) {
+    if (is("filter") || is("mmapblock") || is("killmunmap")) {
         check_acct_kills(c);
         errno = 0;
         r = syscall(SYS_getsid, 0);
@@ -215,7 +219,7 @@ int main(int argc, char **argv)
     const char *ctl = argv[1];
     mode = argv[2];
     tids[0] = wl_getpid();
-    if (!is("filter") && !is("mmapblock") && !is("threads") && !is("strict") && !is("notif"))
+    if (!is("filter") && !is("mmapblock") && !is("threads") && !is("strict") && !is("notif") && !is("killmunmap"))
         wl_die("unknown mode %s", mode);
     if (pipe(to_thread) != 0 || pipe(from_thread) != 0)
         wl_die("pipe");
@@ -238,7 +242,7 @@ int main(int argc, char **argv)
             while (__atomic_load_n(&done[i], __ATOMIC_SEQ_CST) == 0)
                 wl_sleep_ms(1);
     }
-    if (is("filter") || is("mmapblock")) {
+    if (is("filter") || is("mmapblock") || is("killmunmap")) {
         const int getsid_nr = SYS_getsid;
         install_or_die(&getsid_nr, 1, SECCOMP_RET_ERRNO | ENOENT, 0);
         install_or_die(&ppid, 1, SECCOMP_RET_ERRNO | EPERM, 0);
@@ -260,6 +264,10 @@ int main(int argc, char **argv)
     if (is("mmapblock")) {
         const int mm[] = {SYS_mmap, SYS_munmap, SYS_mremap, SYS_mprotect};
         install_or_die(mm, 4, SECCOMP_RET_ERRNO | EPERM, 0);
+    }
+    if (is("killmunmap")) {
+        const int mu = SYS_munmap;
+        install_or_die(&mu, 1, SECCOMP_RET_KILL_PROCESS, 0);
     }
     wl_ready(ctl);
     wl_serve(ctl, check_state, NULL, mode);
