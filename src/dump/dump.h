@@ -30,6 +30,11 @@ struct DumpOptions {
   // the image carries, put back by the restore (files/snapshot_dump.h).
   std::vector<std::string> snapshot_paths;
   bool snapshot_open_files = false;
+  // `--track-mem` (leave-running): the tree's memory is write-protected after
+  // the dump so that a later --parent dump reads only the pages written since
+  // (mem/dirty_tracker.h). Once a tracker runs for the tree, every
+  // leave-running dump of it keeps it up to date.
+  bool track_mem = false;
   Env* env = Env::Default();
 };
 
