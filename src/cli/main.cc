@@ -249,6 +249,14 @@ int main(int argc, char** argv) {
                        "incremental dump: store only the pages that changed since DIR, an earlier --leave-running "
                        "dump of the same tree; restoring this image needs DIR (and its own parents) where they were")
       ->type_name("DIR");
+  dump_cmd->add_option("--snapshot-path", dump.snapshot_paths,
+                       "carry the content of PATH (a file, a directory tree or a symbolic link, with mode, owner, "
+                       "xattrs and times) in the image; the restore puts it back (repeatable)")
+      ->allow_extra_args(false)
+      ->type_name("PATH");
+  dump_cmd->add_flag("--snapshot-open-files", dump.snapshot_open_files,
+                     "carry the content of every regular file the tree holds open in the image (a database and its "
+                     "journal); the restore puts them back");
   dump_cmd->add_flag("--track-mem", dump.track_mem,
                      "with --leave-running: track the pages the tree writes from now on (userfaultfd write-protect, "
                      "held by a small cryo-memtrack process), so that later --parent dumps read only those; every "
@@ -276,6 +284,9 @@ int main(int argc, char** argv) {
   restore_cmd->add_flag("--shell-job", restore.shell_job, "restore a --shell-job image onto cryo's own terminal, in cryo's session");
   restore_cmd->add_flag("--ignore-changed-files", restore.ignore_changed_files,
                         "restore even if files the tree refers to changed since the dump (each is named in a warning)");
+  restore_cmd->add_flag("--no-restore-files", restore.no_restore_files,
+                        "do not put back the files the image carries (--snapshot-path): they are checked for changes "
+                        "like every other file");
   restore_cmd->add_option("--allow-changed", restore.allow_changed,
                           "restore even if this file changed since the dump (repeatable)")
       ->allow_extra_args(false)

@@ -36,6 +36,7 @@
 #include "mem/shm_dump.h"
 #include "files/file_facts.h"
 #include "files/unlinked_dump.h"
+#include "files/snapshot_dump.h"
 #include "mem/vma_dump.h"
 #include "ns/namespaces.h"
 #include "proc/path_check.h"
@@ -309,6 +310,7 @@ struct Classified {
   double seize_s = 0, audit_s = 0;
   std::string boot_id;
   std::unique_ptr<ParentForDump> parent;  // --parent: loaded before the tree is touched
+  SnapshotPlan snapshot;  // --snapshot-path: walked before the tree is touched
   std::unique_ptr<DirtyTracking> tracking;  // the tree's memory tracker, if one runs (or --track-mem)
   std::map<pid_t, DirtyPages> dirty;        // what it knows since the parent image
 };
@@ -536,6 +538,15 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   for (DumpedProcess& p : procs) unlinked_holders.push_back({p.core.pid(), &p.core, &p.mm, &p.fds, &p.unlinked_maps});
   CRYO_RETURN_IF_ERROR(DumpUnlinkedFiles(unlinked_holders, pids, writer, &unlinked, &features).Prefixed("unlinked files"));
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
+  // File snapshots, read while the tree is still frozen.
+  if (opts.snapshot_open_files) {
+    std::vector<const image::FdTable*> fd_tables;
+    for (const DumpedProcess& p : procs) fd_tables.push_back(&p.fds);
+    CRYO_RETURN_IF_ERROR(AddOpenFiles(fd_tables, &c.snapshot));
+  }
+  image::SnapshotTable snapshot;
+  CRYO_RETURN_IF_ERROR(DumpSnapshot(c.snapshot, c.parent ? &c.parent->snapshot : nullptr, writer, &snapshot, &features));
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
   // What a restore checks has not changed: cwd, root, executable, and the
   // content of every executable mapping's file (file_facts.h).
   ContentHasher hasher;
@@ -613,6 +624,8 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   if (std::find(inv.features().begin(), inv.features().end(), "unlinked-files") != inv.features().end())
     writer->AsyncWriteRecord(image::FilesName(), image::FileKind::kFiles, unlinked);
   if (ttys.ttys_size()) writer->AsyncWriteRecord(image::TtysName(), image::FileKind::kTtys, ttys);
+  if (features.count("snapshot-files"))
+    writer->AsyncWriteRecord(image::SnapshotName(), image::FileKind::kSnapshot, snapshot);
   if (features.count("uts-ns") || features.count("ipc-ns"))
     writer->AsyncWriteRecord(image::NamespacesName(), image::FileKind::kNamespaces, c.namespaces);
   CRYO_RETURN_IF_ERROR(writer->Flush());
@@ -696,6 +709,10 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
     CRYO_ASSIGN_OR_RETURN(ParentForDump parent,
                           LoadParentForDump(opts.parent_dir, opts.images_dir, opts.pid, c.boot_id));
     c.parent = std::make_unique<ParentForDump>(std::move(parent));
+  }
+  // What --snapshot-path cannot carry is refused before the tree is touched.
+  if (!opts.snapshot_paths.empty()) {
+    CRYO_ASSIGN_OR_RETURN(c.snapshot, PlanSnapshot(opts.snapshot_paths));
   }
   CRYO_RETURN_IF_ERROR(FindMemoryTracker(opts, &c));
   CRYO_RETURN_IF_ERROR(SeizeAndClassify(opts.pid, opts.shell_job, !opts.leave_running, &c));

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <string>
+#include <vector>
 
 #include "base/env.h"
 #include "base/status.h"
@@ -25,6 +26,10 @@ struct DumpOptions {
   // `--parent DIR`: an incremental dump against that earlier --leave-running
   // image of the same tree (mem/incremental.h).
   std::string parent_dir;
+  // --snapshot-path (repeatable) and --snapshot-open-files: files whose content
+  // the image carries, put back by the restore (files/snapshot_dump.h).
+  std::vector<std::string> snapshot_paths;
+  bool snapshot_open_files = false;
   // `--track-mem` (leave-running): the tree's memory is write-protected after
   // the dump so that a later --parent dump reads only the pages written since
   // (mem/dirty_tracker.h). Once a tracker runs for the tree, every

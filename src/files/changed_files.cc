@@ -103,6 +103,7 @@ Status CheckChangedFiles(image::LoadedImage* img, const ChangedFilesPolicy& poli
   uint64_t hashed = 0;
   const std::vector<image::ReferencedFile> files = image::ReferencedFiles(*img);
   for (const image::ReferencedFile& f : files) {
+    if (policy.carried.count(f.path)) continue;  // put back from the image
     const std::string who = f.path + " (" + image::HoldersText(f) + ")";
     const bool allow = policy.ignore_all || allowed.count(f.path);
     allowed_unused.erase(f.path);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,9 @@ namespace cryo {
 struct ChangedFilesPolicy {
   bool ignore_all = false;           // --ignore-changed-files
   std::vector<std::string> allowed;  // --allow-changed PATH (repeatable)
+  // Files the restore put back from the image (--snapshot-path): as the dump
+  // left them, whatever their inode; not checked.
+  std::set<std::string> carried;
 };
 
 // How the file `now` differs from `was` for `check` ("size 10 -> 20 bytes",

@@ -228,8 +228,15 @@ TEST_F(CheckChangedFilesTest, ReplacedIsRefused) {
 
 TEST_F(CheckChangedFilesTest, MissingIsRefusedWhateverTheOptions) {
   ASSERT_EQ(::unlink(path_.c_str()), 0);
-  const std::string m = Check({true, {}});
+  const std::string m = Check({true, {}, {}});
   EXPECT_NE(m.find(path_ + " (mapped by pid 12) is missing (No such file or directory)"), std::string::npos) << m;
+}
+
+// A file the image carries (--snapshot-path) was put back: not checked.
+TEST_F(CheckChangedFilesTest, CarriedFilesAreNotChecked) {
+  Write("0123456789abc");
+  EXPECT_NE(Check(), "");
+  EXPECT_EQ(Check({false, {}, {path_}}), "");
 }
 
 TEST_F(CheckChangedFilesTest, EveryHolderRecordIsCompared) {
@@ -244,11 +251,11 @@ TEST_F(CheckChangedFilesTest, EveryHolderRecordIsCompared) {
 
 TEST_F(CheckChangedFilesTest, AllowedByPathOrAllGoesOnAndAcceptsTheNewFacts) {
   Write("0123456789abc");
-  EXPECT_NE(Check({false, {dir_ + "/other"}}), "");
-  EXPECT_EQ(Check({false, {dir_ + "/./lib.so"}}), "");  // resolved like the kernel shows it
+  EXPECT_NE(Check({false, {dir_ + "/other"}, {}}), "");
+  EXPECT_EQ(Check({false, {dir_ + "/./lib.so"}, {}}), "");  // resolved like the kernel shows it
   EXPECT_EQ(img_.processes[12].mm.vmas(0).file().size(), 13u);
   Write("0123456789abcdef");
-  EXPECT_EQ(Check({true, {}}), "");
+  EXPECT_EQ(Check({true, {}, {}}), "");
   EXPECT_EQ(img_.processes[12].mm.vmas(0).file().size(), 16u);
 }
 

@@ -115,7 +115,7 @@ Status AddProcessEntries(pid_t pid, image::ProcessCore* core, const AddFn& add) 
 }  // namespace
 
 Status StreamFileData(int fd, uint64_t size, const std::string& what, WritableFile* out, uint64_t* offset,
-                      image::UnlinkedFile* file, uint64_t max_extent) {
+                      google::protobuf::RepeatedPtrField<image::FileExtent>* extents, uint64_t max_extent) {
   std::vector<char> buf(static_cast<size_t>(std::min<uint64_t>(max_extent, std::max<uint64_t>(size, 1))));
   uint64_t pos = 0;
   while (pos < size) {
@@ -132,7 +132,7 @@ Status StreamFileData(int fd, uint64_t size, const std::string& what, WritableFi
       CRYO_RETURN_IF_ERROR(ReadFull(fd, buf.data(), len, a, what));
       CRYO_RETURN_IF_ERROR(out->WriteAt(buf.data(), len, static_cast<off_t>(*offset)));
       CRYO_RETURN_IF_ERROR(out->StartWriteback(static_cast<off_t>(*offset), len));
-      image::FileExtent* e = file->add_extents();
+      image::FileExtent* e = extents->Add();
       e->set_offset(a);
       e->set_length(len);
       e->set_data_offset(*offset);
@@ -238,7 +238,7 @@ Status DumpUnlinkedFiles(const std::vector<UnlinkedHolders>& procs, const std::s
       if (!S_ISREG(st.st_mode)) return Status::Error(first.what + ": the unlinked " + obj.path + " is not a regular file");
       f->set_size(static_cast<uint64_t>(st.st_size));
       CRYO_RETURN_IF_ERROR(StreamFileData(fd.get(), f->size(), "the unlinked file " + obj.path + " (" + first.what + ")",
-                                          data.get(), &off, f));
+                                          data.get(), &off, f->mutable_extents()));
     }
     for (const Holder& h : obj.holders) {
       if (h.fd) h.fd->set_unlinked_file(f->id());

@@ -49,8 +49,9 @@ Status DumpUnlinkedFiles(const std::vector<UnlinkedHolders>& procs, const std::s
 // Streams the data of `fd` (a regular file of `size` bytes) into `out` from
 // byte `*offset` on, one extent per run of data of at most `max_extent` bytes
 // (holes are skipped, SEEK_DATA/SEEK_HOLE), each checksummed; advances
-// `*offset`. `what` names the file in errors. (Exposed for tests.)
+// `*offset`. `what` names the file in errors. Also the content of snapshot
+// files (snapshot_dump.h).
 Status StreamFileData(int fd, uint64_t size, const std::string& what, WritableFile* out, uint64_t* offset,
-                      image::UnlinkedFile* file, uint64_t max_extent = 8ull << 20);
+                      google::protobuf::RepeatedPtrField<image::FileExtent>* extents, uint64_t max_extent = 8ull << 20);
 
 }  // namespace cryo

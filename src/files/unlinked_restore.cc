@@ -81,13 +81,17 @@ const UnlinkedFiles* RestoringUnlinkedFiles() { return g_restoring; }
 void SetRestoringUnlinkedFiles(const UnlinkedFiles* files) { g_restoring = files; }
 
 Status FillUnlinkedFile(const image::UnlinkedFile& f, int data_fd, int fd) {
-  const std::string what = What(f);
-  if (::ftruncate(fd, static_cast<off_t>(f.size())) != 0)
-    return Status::FromErrno("ftruncate of " + what + " to " + std::to_string(f.size()));
+  return FillFileExtents(f.extents(), f.size(), data_fd, fd, What(f));
+}
+
+Status FillFileExtents(const google::protobuf::RepeatedPtrField<image::FileExtent>& extents, uint64_t size,
+                       int data_fd, int fd, const std::string& what) {
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0)
+    return Status::FromErrno("ftruncate of " + what + " to " + std::to_string(size));
   uint64_t biggest = 0;
-  for (const image::FileExtent& e : f.extents()) biggest = std::max(biggest, e.length());
+  for (const image::FileExtent& e : extents) biggest = std::max(biggest, e.length());
   std::vector<char> buf(static_cast<size_t>(biggest));
-  for (const image::FileExtent& e : f.extents()) {
+  for (const image::FileExtent& e : extents) {
     const uint64_t len = e.length();
     for (uint64_t got = 0; got < len;) {
       const ssize_t n = ::pread(data_fd, buf.data() + got, len - got, static_cast<off_t>(e.data_offset() + got));

@@ -76,5 +76,9 @@ Result<int> MakeUnlinkedFifo(const std::string& path, mode_t mode, uint64_t id);
 // each checked against its checksum) into `fd` and gives it its size.
 // (Exposed for tests.)
 Status FillUnlinkedFile(const image::UnlinkedFile& f, int data_fd, int fd);
+// The same for any extents (snapshot files): `fd` gets `size` bytes, the
+// extents' data read from `data_fd`; `what` names the file in errors.
+Status FillFileExtents(const google::protobuf::RepeatedPtrField<image::FileExtent>& extents, uint64_t size,
+                       int data_fd, int fd, const std::string& what);
 
 }  // namespace cryo

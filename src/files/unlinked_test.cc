@@ -52,7 +52,7 @@ TEST(UnlinkedFiles, SparseContentRoundTripsWithItsHoles) {
   file.set_path(src);
   file.set_size(size);
   uint64_t off = image::kPageDataOffset;
-  Status st = StreamFileData(fd, size, "test file", out->get(), &off, &file, 8192);
+  Status st = StreamFileData(fd, size, "test file", out->get(), &off, file.mutable_extents(), 8192);
   ASSERT_TRUE(st.ok()) << st.message();
   ASSERT_TRUE((*out)->Close().ok());
   // 12 KiB at 0 in runs of at most 8 KiB, then 4 KiB at 32 MiB.
@@ -106,7 +106,7 @@ TEST(UnlinkedFiles, AnEmptyFileHasNoExtent) {
   ASSERT_TRUE(out.ok());
   image::UnlinkedFile file;
   uint64_t off = image::kPageDataOffset;
-  ASSERT_TRUE(StreamFileData(fd, 0, "empty", out->get(), &off, &file).ok());
+  ASSERT_TRUE(StreamFileData(fd, 0, "empty", out->get(), &off, file.mutable_extents()).ok());
   EXPECT_EQ(file.extents_size(), 0);
   EXPECT_EQ(off, image::kPageDataOffset);
   ::close(fd);

@@ -44,6 +44,7 @@ const char* FileKindName(FileKind kind) {
     case FileKind::kTtys: return "terminal table";
     case FileKind::kNamespaces: return "namespace table";
     case FileKind::kFiles: return "unlinked file table";
+    case FileKind::kSnapshot: return "snapshot file table";
   }
   return "unknown";
 }
@@ -185,6 +186,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "ipc-ns",
       "mqueue-fds",
       "incremental",
+      "snapshot-files",
   };
   return kFeatures;
 }
@@ -213,6 +215,7 @@ bool IsImageFileName(const std::string& name) {
   static const char* const kNames[] = {
       "inventory.img", "pipes.img", "shm.img", "shm-pages.img", "ttys.img", "files.img", "files-data.img",
       "ns.img",
+      "snapshot.img", "snapshot-data.img",
   };
   for (const char* n : kNames)
     if (name == n) return true;
@@ -223,7 +226,7 @@ bool IsImageFileName(const std::string& name) {
 
 uint64_t MaxImageFileBytes(const std::string& name) {
   if (name == InventoryName()) return kMaxInventoryBytes;
-  if (name == ShmPagesName() || name == FilesDataName() || IsPidFileName(name, "pages-")) return kMaxDataFileBytes;
+  if (name == ShmPagesName() || name == FilesDataName() || name == SnapshotDataName() || IsPidFileName(name, "pages-")) return kMaxDataFileBytes;
   return kMaxRecordBytes;
 }
 

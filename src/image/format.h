@@ -42,6 +42,7 @@ enum class FileKind : uint32_t {
   kShm = 13,  // shm.img: ShmTable
   kFiles = 30,  // files.img: UnlinkedFileTable
   kNamespaces = 61,  // ns.img: NamespaceTable
+  kSnapshot = 70,  // snapshot.img: SnapshotTable
 };
 const char* FileKindName(FileKind kind);
 
@@ -100,6 +101,10 @@ inline std::string FilesName() { return "files.img"; }
 inline std::string NamespacesName() { return "ns.img"; }
 // The content of every unlinked regular file, in the page file layout (kind 5).
 inline std::string FilesDataName() { return "files-data.img"; }
+// Files carried by --snapshot-path: snapshot.img, their content in
+// snapshot-data.img (page file layout, kind 5).
+inline std::string SnapshotName() { return "snapshot.img"; }
+inline std::string SnapshotDataName() { return "snapshot-data.img"; }
 // Written first by a dump and removed last, once the inventory is durable:
 // an image that still has it is one whose dump did not finish (cryo was
 // killed), even if an inventory of an earlier dump were there.

@@ -509,7 +509,16 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
     if (!img.files.files().empty()) CRYO_RETURN_IF_ERROR(OpenFilesDataFile(img).status());
   }
   CRYO_RETURN_IF_ERROR(ValidateUnlinkedFiles(img));
+  if (HasFeature(inv, "snapshot-files")) {
+    CRYO_RETURN_IF_ERROR(ReadImageRecord(img, SnapshotName(), FileKind::kSnapshot, &img.snapshot));
+    CRYO_RETURN_IF_ERROR(ValidateSnapshot(img));
+    CRYO_RETURN_IF_ERROR(OpenSnapshotDataFile(img).status());
+  }
   return img;
+}
+
+Result<UniqueFd> OpenSnapshotDataFile(const LoadedImage& img) {
+  return OpenDataFile(img, SnapshotDataName(), img.snapshot.data_size());
 }
 
 Result<UniqueFd> OpenFilesDataFile(const LoadedImage& img) {

@@ -149,6 +149,7 @@ struct LoadedImage {
   TtyTable ttys;
   UnlinkedFileTable files;  // unlinked files and directories (files.img)
   NamespaceTable namespaces;  // the tree's own UTS and IPC namespaces (ns.img)
+  SnapshotTable snapshot;  // files whose content the image carries (snapshot.img)
   // Incremental images: ancestors[0] the parent, [1] its parent, ...
   // (PageRun.depth d is ancestors[d - 1]).
   std::vector<AncestorImage> ancestors;
@@ -186,5 +187,9 @@ Result<UniqueFd> OpenShmPageFile(const LoadedImage& img);
 Result<UniqueFd> OpenFilesDataFile(const LoadedImage& img);
 // files.img (and the holders that name its files): every field checked.
 Status ValidateUnlinkedFiles(const LoadedImage& img);
+// Opens snapshot-data.img after checking its header against img.snapshot.
+Result<UniqueFd> OpenSnapshotDataFile(const LoadedImage& img);
+// snapshot.img: paths, kinds, order, extents, depths against the ancestors.
+Status ValidateSnapshot(const LoadedImage& img);
 
 }  // namespace cryo::image

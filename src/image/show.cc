@@ -18,6 +18,10 @@ namespace cryo::image {
 
 namespace {
 
+const char* SnapshotKindText(const SnapshotEntry& e) {
+  return e.kind() == SNAPSHOT_DIRECTORY ? "directory" : e.kind() == SNAPSHOT_SYMLINK ? "symlink" : "file";
+}
+
 // A name from the image for a terminal: control characters (an escape
 // sequence would drive the terminal) as \xNN; the rest (UTF-8 too) as is.
 std::string Safe(const std::string& s) {
@@ -334,6 +338,13 @@ std::string ShowJson(const LoadedImage& img) {
       << ",\"size\":" << f.size() << ",\"mode\":" << f.mode() << ",\"uid\":" << f.uid() << ",\"gid\":" << f.gid()
       << ",\"stored\":" << StoredBytes(f) << ",\"extents\":" << f.extents_size() << "}";
   }
+  o << "],\"snapshot\":[";
+  for (int i = 0; i < img.snapshot.entries_size(); ++i) {
+    const SnapshotEntry& e = img.snapshot.entries(i);
+    o << (i ? "," : "") << "{\"path\":" << JsonString(e.path()) << ",\"kind\":" << JsonString(SnapshotKindText(e))
+      << ",\"size\":" << e.size() << ",\"mode\":" << e.mode() << ",\"depth\":" << e.depth()
+      << ",\"root\":" << (e.root() ? "true" : "false") << "}";
+  }
   o << "],\"ttys\":[";
   for (int i = 0; i < img.ttys.ttys_size(); ++i) {
     const Tty& t = img.ttys.ttys(i);
@@ -461,6 +472,14 @@ std::string ShowText(const LoadedImage& img) {
     o << "  " << f.id() << ": " << (f.kind() == UNLINKED_DIRECTORY ? "directory " : "file ") << f.path() << " (deleted), "
       << f.size() << " bytes (" << StoredBytes(f) << " stored in " << f.extents_size() << " extents), mode 0" << std::oct
       << f.mode() << std::dec << ", uid " << f.uid() << " gid " << f.gid() << "\n";
+  if (img.snapshot.entries_size()) o << "\nfiles carried (put back by the restore):\n";
+  for (const SnapshotEntry& e : img.snapshot.entries()) {
+    o << "  " << SnapshotKindText(e) << " " << e.path();
+    if (e.kind() == SNAPSHOT_REGULAR)
+      o << ", " << e.size() << " bytes" << (e.depth() ? " (unchanged: in parent image " + std::to_string(e.depth()) + ")" : "");
+    if (e.kind() == SNAPSHOT_SYMLINK) o << " -> " << e.link_target();
+    o << "\n";
+  }
   if (img.shm.objects_size()) o << "\nshared memory objects:\n";
   for (const ShmObject& so : img.shm.objects()) {
     o << "  " << so.id() << ": " << ShmKindLabel(so.kind());

@@ -80,6 +80,7 @@ Result<ParentForDump> LoadParentForDump(const std::string& parent_dir, const std
   out.link.set_dir(recorded);
   out.link.set_image_id(img.identity.image_id);
   out.same_boot = !boot_id.empty() && img.inventory.boot_id() == boot_id;
+  out.snapshot = img.snapshot;  // files compare by content hash, whatever the boot
   if (!out.same_boot)
     LOG_WARN("the parent image %s is from another boot (or an older cryo): every page is stored again", parent_dir.c_str());
   for (const auto& [pid, proc] : img.processes) {

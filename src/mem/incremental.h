@@ -43,6 +43,7 @@ struct ParentForDump {
   image::ParentImage link;  // as the child's inventory records it
   bool same_boot = false;   // processes compare by start time within one boot only
   std::map<int, ParentProcessPages> processes;  // by pid
+  image::SnapshotTable snapshot;  // its carried files (unchanged ones are not stored again)
 };
 
 // Loads `parent_dir` for a dump of the tree of `root` into `images_dir`: the

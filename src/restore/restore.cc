@@ -33,6 +33,7 @@
 #include "base/size_format.h"
 #include "base/unique_fd.h"
 #include "files/changed_files.h"
+#include "files/snapshot_restore.h"
 #include "files/fd_owner.h"
 #include "files/fd_pool.h"
 #include "files/fd_table.h"
@@ -384,9 +385,16 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     CRYO_RETURN_IF_ERROR(CheckDumpableFlag(p.core));
     CRYO_RETURN_IF_ERROR(CheckRestoreAttrs(p.core, pid == root));
   }
+  // The files the image carries go back first (undone if the restore fails):
+  // they are then as the tree left them, not "changed".
+  std::unique_ptr<SnapshotRestore> snapshot;
+  if (!opts.no_restore_files) {
+    CRYO_ASSIGN_OR_RETURN(snapshot, SnapshotRestore::Apply(img));
+  }
   // Before anything is made: the files the tree reopens by path are the ones
   // it was dumped with.
-  CRYO_RETURN_IF_ERROR(CheckChangedFiles(&img, {opts.ignore_changed_files, opts.allow_changed}));
+  CRYO_RETURN_IF_ERROR(CheckChangedFiles(&img, {opts.ignore_changed_files, opts.allow_changed,
+                                                opts.no_restore_files ? std::set<std::string>() : SnapshotPaths(img)}));
   // What outlives a killed cryo (SysV segments, files) is made known to the
   // janitor first; it removes it unless the restore completes.
   std::unique_ptr<Janitor> janitor;
@@ -625,6 +633,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   guard.Release();
   if (janitor) janitor->Released();
   cgroups->Keep();
+  if (snapshot) snapshot->Keep();
   LOG_INFO("pid %d restored from %s in %.1f ms (%zu %s)", root, opts.images_dir.c_str(), (Now() - t0) * 1e3,
            img.processes.size(), img.processes.size() == 1 ? "process" : "processes");
   return root;

@@ -30,6 +30,9 @@ struct RestoreOptions {
   // --tcp-close: TCP connections come back reset by their peer instead of
   // established (net/tcp_socket.cc, ResetConnection).
   bool tcp_close = false;
+  // --no-restore-files: the files the image carries (--snapshot-path) are not
+  // put back; they are checked like every other file the tree refers to.
+  bool no_restore_files = false;
 };
 
 // Restores the image. On success returns the restored root pid, running (cryo

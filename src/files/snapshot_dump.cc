@@ -1,0 +1,267 @@
+#include "files/snapshot_dump.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/magic.h>
+#include <stdlib.h>
+#include <sys/statfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <map>
+#include <set>
+
+#include "base/interrupt.h"
+#include "base/log.h"
+#include "base/size_format.h"
+#include "base/unique_fd.h"
+#include "files/file_facts.h"
+#include "files/unlinked_dump.h"
+#include "image/format.h"
+#include "image/parent_chain.h"
+
+namespace cryo {
+
+namespace {
+
+int64_t Ns(const struct timespec& t) { return t.tv_sec * 1000000000ll + t.tv_nsec; }
+
+const char* KindText(mode_t mode) {
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  return "of an unknown file type";
+}
+
+// File systems whose files the kernel makes at each read: nothing to carry.
+const char* PseudoFs(long type) {
+  switch (type) {
+    case PROC_SUPER_MAGIC: return "proc";
+    case SYSFS_MAGIC: return "sysfs";
+    case CGROUP_SUPER_MAGIC: return "cgroup";
+    case CGROUP2_SUPER_MAGIC: return "cgroup2";
+    case DEBUGFS_MAGIC: return "debugfs";
+    case TRACEFS_MAGIC: return "tracefs";
+    case SECURITYFS_MAGIC: return "securityfs";
+    case BPF_FS_MAGIC: return "bpf";
+    case DEVPTS_SUPER_MAGIC: return "devpts";
+    default: return nullptr;
+  }
+}
+
+// The absolute path of `path` with its directories' symbolic links resolved
+// (the last component stays as it is: a named link is carried as a link).
+Result<std::string> Absolute(const std::string& path) {
+  if (path.empty()) return Status::Error("--snapshot-path: an empty path");
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : p.substr(0, slash);
+  const std::string base = slash == std::string::npos ? p : p.substr(slash + 1);
+  char resolved[PATH_MAX];
+  if (!::realpath(dir.c_str(), resolved)) return Status::FromErrno("--snapshot-path " + path + ": its directory " + dir);
+  if (base.empty() || base == "/") return std::string("/");
+  if (base == "." || base == "..") {
+    if (!::realpath(p.c_str(), resolved)) return Status::FromErrno("--snapshot-path " + path);
+    return std::string(resolved);
+  }
+  const std::string d = resolved;
+  return (d == "/" ? "" : d) + "/" + base;
+}
+
+Status RefuseKind(const std::string& root, const std::string& path, mode_t mode) {
+  return Status::Error("--snapshot-path " + root + ": " + path + " is " + KindText(mode) +
+                       ": cryo carries regular files, directories and symbolic links only; leave it out (name the "
+                       "files beside it one by one)");
+}
+
+Status ReadLink(const std::string& path, std::string* target) {
+  std::vector<char> buf(PATH_MAX + 1);
+  const ssize_t n = ::readlink(path.c_str(), buf.data(), buf.size());
+  if (n < 0) return Status::FromErrno("readlink " + path);
+  if (static_cast<size_t>(n) >= buf.size()) return Status::Error("readlink " + path + ": target too long");
+  target->assign(buf.data(), static_cast<size_t>(n));
+  return Status::Ok();
+}
+
+// Walks `path` (lstat `st`) into `out`; `root` and `root_dev` for messages
+// and the file system not to leave; `named`: other roots, walked on their own.
+Status Walk(const std::string& root, dev_t root_dev, const std::string& path, const struct stat& st,
+            const std::set<std::string>& named, std::vector<SnapshotItem>* out) {
+  CRYO_RETURN_IF_ERROR(CheckInterrupt());
+  SnapshotItem item{path, st, path == root, {}};
+  if (S_ISLNK(st.st_mode)) CRYO_RETURN_IF_ERROR(ReadLink(path, &item.link_target));
+  else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) return RefuseKind(root, path, st.st_mode);
+  if (st.st_dev != root_dev)
+    return Status::Error("--snapshot-path " + root + ": " + path +
+                         " is a mount point of another file system; cryo does not cross file systems: name it with "
+                         "a --snapshot-path of its own");
+  out->push_back(item);
+  if (!S_ISDIR(st.st_mode)) return Status::Ok();
+  DIR* d = ::opendir(path.c_str());
+  if (!d) return Status::FromErrno("--snapshot-path " + root + ": opendir " + path);
+  std::vector<std::string> names;
+  errno = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  const int err = errno;
+  ::closedir(d);
+  if (err) return Status::Errno(err, "--snapshot-path " + root + ": readdir " + path);
+  std::sort(names.begin(), names.end());
+  for (const std::string& n : names) {
+    const std::string child = (path == "/" ? "" : path) + "/" + n;
+    if (named.count(child)) continue;  // its own root
+    struct stat cst;
+    if (::lstat(child.c_str(), &cst) != 0) return Status::FromErrno("--snapshot-path " + root + ": lstat " + child);
+    CRYO_RETURN_IF_ERROR(Walk(root, root_dev, child, cst, named, out));
+  }
+  return Status::Ok();
+}
+
+Status ReadXattrs(const std::string& path, image::SnapshotEntry* e) {
+  std::vector<char> names(4096);
+  ssize_t n;
+  while ((n = ::llistxattr(path.c_str(), names.data(), names.size())) < 0 && errno == ERANGE) names.resize(names.size() * 4);
+  if (n < 0) {
+    if (errno == ENOTSUP) return Status::Ok();
+    return Status::FromErrno("llistxattr " + path);
+  }
+  for (size_t at = 0; at < static_cast<size_t>(n);) {
+    const std::string name(names.data() + at);
+    at += name.size() + 1;
+    std::vector<char> value(256);
+    ssize_t v;
+    while ((v = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size())) < 0 && errno == ERANGE)
+      value.resize(value.size() * 4);
+    if (v < 0) return Status::FromErrno("lgetxattr " + path + " " + name);
+    image::SnapshotXattr* x = e->add_xattrs();
+    x->set_name(name);
+    x->set_value(value.data(), static_cast<size_t>(v));
+  }
+  return Status::Ok();
+}
+
+bool SameAttrs(const struct stat& a, const struct stat& b) {
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino && (a.st_mode & S_IFMT) == (b.st_mode & S_IFMT);
+}
+
+}  // namespace
+
+Result<SnapshotPlan> PlanSnapshot(const std::vector<std::string>& paths) {
+  SnapshotPlan plan;
+  std::set<std::string> named;
+  std::vector<std::string> roots;
+  for (const std::string& p : paths) {
+    CRYO_ASSIGN_OR_RETURN(std::string abs, Absolute(p));
+    if (named.insert(abs).second) roots.push_back(abs);
+  }
+  std::map<std::string, SnapshotItem> by_path;
+  for (const std::string& root : roots) {
+    struct stat st;
+    if (::lstat(root.c_str(), &st) != 0) return Status::FromErrno("--snapshot-path " + root);
+    struct statfs fs;
+    if (::statfs(root.c_str(), &fs) == 0 && PseudoFs(fs.f_type))
+      return Status::Error(std::string("--snapshot-path ") + root + ": on a " + PseudoFs(fs.f_type) +
+                           " file system, whose files the kernel makes: there is nothing to carry");
+    if (root == "/") return Status::Error("--snapshot-path /: the whole root file system is not carried; name the "
+                                          "directories the program needs");
+    std::vector<SnapshotItem> items;
+    CRYO_RETURN_IF_ERROR(Walk(root, st.st_dev, root, st, named, &items));
+    for (SnapshotItem& i : items) by_path.emplace(i.path, std::move(i));
+  }
+  for (auto& [path, item] : by_path) plan.items.push_back(std::move(item));
+  return plan;
+}
+
+Status AddOpenFiles(const std::vector<const image::FdTable*>& tables, SnapshotPlan* plan) {
+  std::set<std::string> have;
+  for (const SnapshotItem& i : plan->items) have.insert(i.path);
+  std::vector<SnapshotItem> added;
+  for (const image::FdTable* t : tables)
+    for (const image::Fd& f : t->fds()) {
+      if (f.kind() != image::FD_REGULAR || !f.has_file() || f.file().path().empty() || f.file().path()[0] != '/')
+        continue;
+      const std::string& path = f.file().path();
+      if (have.count(path)) continue;
+      struct stat st;
+      if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != f.file().ino()) continue;
+      struct statfs fs;
+      if (::statfs(path.c_str(), &fs) != 0 || PseudoFs(fs.f_type)) continue;
+      have.insert(path);
+      added.push_back({path, st, true, {}});
+    }
+  for (SnapshotItem& i : added) plan->items.push_back(std::move(i));
+  std::sort(plan->items.begin(), plan->items.end(),
+            [](const SnapshotItem& a, const SnapshotItem& b) { return a.path < b.path; });
+  return Status::Ok();
+}
+
+Status DumpSnapshot(const SnapshotPlan& plan, const image::SnapshotTable* parent, image::ImageWriter* writer,
+                    image::SnapshotTable* table, std::set<std::string>* features) {
+  if (plan.empty()) return Status::Ok();
+  features->insert("snapshot-files");
+  std::map<std::string, const image::SnapshotEntry*> before;
+  if (parent)
+    for (const image::SnapshotEntry& e : parent->entries())
+      if (e.kind() == image::SNAPSHOT_REGULAR) before.emplace(e.path(), &e);
+  CRYO_ASSIGN_OR_RETURN(auto data, writer->CreatePageFile(image::SnapshotDataName()));
+  uint64_t off = image::kPageDataOffset, stored = 0, reused = 0;
+  for (const SnapshotItem& item : plan.items) {
+    CRYO_RETURN_IF_ERROR(CheckInterrupt());
+    const std::string& path = item.path;
+    image::SnapshotEntry* e = table->add_entries();
+    e->set_path(path);
+    e->set_root(item.root);
+    UniqueFd fd;
+    struct stat st;
+    if (S_ISLNK(item.st.st_mode)) {
+      if (::lstat(path.c_str(), &st) != 0) return Status::FromErrno("snapshot: lstat " + path);
+      e->set_kind(image::SNAPSHOT_SYMLINK);
+      e->set_link_target(item.link_target);
+    } else {
+      const int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (S_ISDIR(item.st.st_mode) ? O_DIRECTORY : 0);
+      int raw = ::open(path.c_str(), flags | O_NOATIME);
+      if (raw < 0 && errno == EPERM) raw = ::open(path.c_str(), flags);
+      if (raw < 0) return Status::FromErrno("snapshot: open " + path);
+      fd.reset(raw);
+      if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("snapshot: stat " + path);
+      e->set_kind(S_ISDIR(st.st_mode) ? image::SNAPSHOT_DIRECTORY : image::SNAPSHOT_REGULAR);
+    }
+    if (!SameAttrs(st, item.st))
+      return Status::Error("snapshot: " + path + " was replaced while the dump ran; dump again");
+    e->set_mode(st.st_mode & 07777);
+    e->set_uid(st.st_uid);
+    e->set_gid(st.st_gid);
+    e->set_atime_ns(Ns(st.st_atim));
+    e->set_mtime_ns(Ns(st.st_mtim));
+    CRYO_RETURN_IF_ERROR(ReadXattrs(path, e));
+    if (e->kind() != image::SNAPSHOT_REGULAR) continue;
+    e->set_size(static_cast<uint64_t>(st.st_size));
+    CRYO_ASSIGN_OR_RETURN(const uint64_t hash, HashFileContent(fd.get(), "the snapshot file " + path));
+    e->set_content_xxh3(hash);
+    auto it = before.find(path);
+    if (it != before.end() && it->second->size() == e->size() && it->second->mtime_ns() == e->mtime_ns() &&
+        it->second->content_xxh3() == hash && it->second->depth() < image::kMaxParentDepth) {
+      // Unchanged since the parent: its content stays where the parent has it.
+      *e->mutable_extents() = it->second->extents();
+      e->set_depth(it->second->depth() + 1);
+      reused += e->size();
+      continue;
+    }
+    CRYO_RETURN_IF_ERROR(StreamFileData(fd.get(), e->size(), "the snapshot file " + path, data.get(), &off,
+                                        e->mutable_extents()));
+    stored += e->size();
+  }
+  LOG_INFO("snapshot: %d entries, %s stored, %s unchanged since the parent image", table->entries_size(),
+           FormatSize(stored).c_str(), FormatSize(reused).c_str());
+  table->set_data_size(off - image::kPageDataOffset);
+  return writer->FinishPageFile(std::move(data), off - image::kPageDataOffset);
+}
+
+}  // namespace cryo

@@ -1,0 +1,61 @@
+// The dump half of file snapshots (`cryo dump --snapshot-path PATH`,
+// `--snapshot-open-files`): files and directories whose content the image
+// carries, so that `cryo restore` can put them back as they were at the dump
+// (snapshot_restore.h): a temporary file the program closed and will open
+// again, a database and its journal in the middle of a transaction.
+//
+// What is carried: regular files (content with its holes, SEEK_DATA and
+// SEEK_HOLE), directories (their entries, recursively) and symbolic links
+// (the link itself), each with its mode, owner, xattrs and times. Anything
+// else met on the way (a device node, a socket, a FIFO, a mount point of
+// another file system, /proc or /sys) is refused by name before the tree is
+// touched. Hard links within a snapshot are carried as separate files.
+//
+// The content is read while the tree is frozen: what the tree wrote is all
+// there. A process outside the tree writing the same files meanwhile is not
+// frozen: its writes may be half in (docs/architecture.md, "File snapshots").
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "base/status.h"
+#include "cryo/image.pb.h"
+#include "image/image_dir.h"
+
+namespace cryo {
+
+// One path to carry, found by PlanSnapshot or AddOpenFiles (no content yet).
+struct SnapshotItem {
+  std::string path;
+  struct stat st;
+  bool root = false;       // named on the command line (or an open file)
+  std::string link_target;  // symlinks
+};
+
+// The whole walk, in path order (a directory before its entries).
+struct SnapshotPlan {
+  std::vector<SnapshotItem> items;
+  bool empty() const { return items.empty(); }
+};
+
+// Walks every --snapshot-path (made absolute, its symbolic links resolved),
+// refusing by name what cannot be carried. Only reads: nothing changes.
+Result<SnapshotPlan> PlanSnapshot(const std::vector<std::string>& paths);
+
+// --snapshot-open-files: adds every regular file an fd of `tables` holds
+// (FD_REGULAR, by the path it was dumped with) that is not already in the plan.
+Status AddOpenFiles(const std::vector<const image::FdTable*>& tables, SnapshotPlan* plan);
+
+// Reads every planned item again (a file that changed type or vanished since
+// the plan is refused), its xattrs and, for regular files, its content:
+// stored in snapshot-data.img unless `parent` (the --parent image's table, or
+// null) holds the same path with the same size, mtime and content hash, which
+// is then named by depth. Adds "snapshot-files" to `features`.
+Status DumpSnapshot(const SnapshotPlan& plan, const image::SnapshotTable* parent, image::ImageWriter* writer,
+                    image::SnapshotTable* table, std::set<std::string>* features);
+
+}  // namespace cryo

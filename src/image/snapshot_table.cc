@@ -1,0 +1,60 @@
+// snapshot.img validation (files carried by --snapshot-path, files/snapshot_*.h).
+#include <string>
+
+#include "image/format.h"
+#include "image/image_dir.h"
+
+namespace cryo::image {
+
+namespace {
+
+constexpr uint64_t kMaxExtent = 8ull << 20;
+
+// Absolute, no empty, "." or ".." component, no NUL, no trailing slash.
+bool CleanPath(const std::string& p) {
+  if (p.size() < 2 || p[0] != '/' || p.back() == '/' || p.find('\0') != std::string::npos) return false;
+  for (size_t at = 1; at <= p.size();) {
+    const size_t next = std::min(p.find('/', at), p.size());
+    const std::string part = p.substr(at, next - at);
+    if (part.empty() || part == "." || part == "..") return false;
+    at = next + 1;
+  }
+  return true;
+}
+
+}  // namespace
+
+Status ValidateSnapshot(const LoadedImage& img) {
+  const std::string what = img.dir + "/" + SnapshotName();
+  uint64_t expect_off = kPageDataOffset;
+  const std::string* prev = nullptr;
+  for (const SnapshotEntry& e : img.snapshot.entries()) {
+    const std::string entry = what + ": " + e.path();
+    if (!CleanPath(e.path())) return Status::Error(what + ": path \"" + e.path() + "\" is not a clean absolute path (corrupted)");
+    if (prev && !(*prev < e.path())) return Status::Error(entry + ": entries out of order or twice (corrupted)");
+    prev = &e.path();
+    if (e.kind() != SNAPSHOT_REGULAR && e.kind() != SNAPSHOT_DIRECTORY && e.kind() != SNAPSHOT_SYMLINK)
+      return Status::Error(entry + ": unknown kind " + std::to_string(e.kind()) + " (corrupted)");
+    if (e.mode() & ~07777u) return Status::Error(entry + ": mode has more than permission bits (corrupted)");
+    if (e.kind() != SNAPSHOT_REGULAR && (e.size() || e.extents_size() || e.depth()))
+      return Status::Error(entry + ": content for a directory or link (corrupted)");
+    if (e.kind() == SNAPSHOT_SYMLINK && (e.link_target().empty() || e.link_target().find('\0') != std::string::npos))
+      return Status::Error(entry + ": a link without a valid target (corrupted)");
+    if (e.depth() > img.ancestors.size())
+      return Status::Error(entry + ": its content is in ancestor " + std::to_string(e.depth()) + ", and the image has " +
+                           std::to_string(img.ancestors.size()) + " (corrupted)");
+    uint64_t prev_end = 0;
+    for (const FileExtent& x : e.extents()) {
+      if (x.length() == 0 || x.length() > kMaxExtent || x.offset() < prev_end || x.offset() + x.length() < x.offset() ||
+          x.offset() + x.length() > e.size() || (e.depth() == 0 && x.data_offset() != expect_off))
+        return Status::Error(entry + ": content extents are malformed (corrupted)");
+      prev_end = x.offset() + x.length();
+      if (e.depth() == 0) expect_off += x.length();
+    }
+  }
+  if (expect_off - kPageDataOffset != img.snapshot.data_size())
+    return Status::Error(what + ": content size does not match the extents (corrupted)");
+  return Status::Ok();
+}
+
+}  // namespace cryo::image
