@@ -246,7 +246,7 @@ Status ReadTcpRepairState(int fd, image::TcpSocket* t, const std::string& what) 
   // Locked from here on: the state read now is the one restored.
   t->set_state(ti.tcpi_state);
   if (!RestorableTcpState(ti.tcpi_state))
-    return StateRefusal(RefusalName(s, *t, what) + " (so since the dump began)", ti.tcpi_state);
+    return StateRefusal(what + " (" + TcpStateName(ti.tcpi_state) + ", so since the dump began)", ti.tcpi_state);
   int outq = 0, unsent = 0, inq = 0;
   if (::ioctl(fd, SIOCOUTQ, &outq) != 0 || ::ioctl(fd, SIOCOUTQNSD, &unsent) != 0 || ::ioctl(fd, SIOCINQ, &inq) != 0)
     return Status::FromErrno("queue sizes of " + what);
