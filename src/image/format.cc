@@ -182,6 +182,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "opath-symlink",
       "uts-ns",
       "ipc-ns",
+      "pid-ns",
       "mqueue-fds",
       "incremental",
   };

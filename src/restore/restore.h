@@ -30,6 +30,8 @@ struct RestoreOptions {
   // --tcp-close: TCP connections come back reset by their peer instead of
   // established (net/tcp_socket.cc, ResetConnection).
   bool tcp_close = false;
+  // --join-ns KIND:PATH: existing namespaces the tree is made in (ns/join_ns.h).
+  std::vector<std::string> join_ns;
 };
 
 // Restores the image. On success returns the restored root pid, running (cryo
