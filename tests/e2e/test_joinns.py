@@ -121,7 +121,7 @@ def test_join_refusals(h):
         check(connect_host().startswith("served 2"), "the original still serves on the host")
         check_eq(ns.connect(), "ERROR Connection refused", "nothing was restored into the namespace")
     p = subprocess.Popen(["unshare", "--uts", "/bin/sleep", "1000"], stdin=subprocess.DEVNULL,
-                         start_new_session=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     h.tracked_pids.append(p.pid)
     h.popens[p.pid] = p
     h.wait_state(p.pid, "S", comm="sleep")

@@ -141,7 +141,8 @@ def test_run_refusals(h):
     h.wait_state(w.pid, "S", comm="sleep")
     h.dump_refused(w.pid, ["network namespace"])
     p = subprocess.Popen(["unshare", "--pid", "--fork", "--mount-proc", "/bin/sleep", "1000"],
-                         stdin=subprocess.DEVNULL, start_new_session=True)
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
     h.tracked_pids.append(p.pid)
     h.popens[p.pid] = p
     for _ in range(500):
