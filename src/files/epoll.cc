@@ -19,26 +19,13 @@
 #include <charconv>
 
 #include "base/file_util.h"
+#include "base/parse_number.h"
 #include "files/event_fds.h"
 #include "files/fd_kind.h"
 
 namespace cryo {
 
 namespace {
-
-template <typename T>
-bool ParseNum(std::string_view s, T* out, int base) {
-  s = Trim(s);
-  if (s.empty()) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, base);
-  return ec == std::errc() && p == s.data() + s.size();
-}
-
-const std::string* Get(const std::vector<std::pair<std::string, std::string>>& pairs, const char* key) {
-  for (const auto& [k, v] : pairs)
-    if (k == key) return &v;
-  return nullptr;
-}
 
 class Epoll final : public FdKindHandler {
  public:
@@ -97,6 +84,12 @@ class Epoll final : public FdKindHandler {
 
 uint64_t KernelDevToUser(uint64_t kdev) { return makedev(kdev >> 20, kdev & 0xfffff); }
 
+const std::string* FindFdinfoPair(const std::vector<std::pair<std::string, std::string>>& pairs, const char* key) {
+  for (const auto& [k, v] : pairs)
+    if (k == key) return &v;
+  return nullptr;
+}
+
 bool SplitFdinfoPairs(std::string_view text, std::string* first,
                       std::vector<std::pair<std::string, std::string>>* pairs) {
   std::vector<std::string_view> words = SplitWords(text);
@@ -126,10 +119,11 @@ Result<std::vector<EpollEntry>> ParseEpollInfo(const proc::FdInfo& info) {
     EpollEntry e;
     const std::string *events, *data, *ino, *sdev;
     uint64_t kdev = 0;
-    if (!SplitFdinfoPairs(it->second, &first, &pairs) || !ParseNum(first, &e.fd, 10) ||
-        !(events = Get(pairs, "events")) || !(data = Get(pairs, "data")) || !(ino = Get(pairs, "ino")) ||
-        !(sdev = Get(pairs, "sdev")) || !ParseNum(*events, &e.events, 16) || !ParseNum(*data, &e.data, 16) ||
-        !ParseNum(*ino, &e.ino, 16) || !ParseNum(*sdev, &kdev, 16))
+    auto field = [&pairs](const char* key) { return FindFdinfoPair(pairs, key); };
+    if (!SplitFdinfoPairs(it->second, &first, &pairs) || !ParseNumber(first, &e.fd, 10) ||
+        !(events = field("events")) || !(data = field("data")) || !(ino = field("ino")) ||
+        !(sdev = field("sdev")) || !ParseNumber(*events, &e.events, 16) || !ParseNumber(*data, &e.data, 16) ||
+        !ParseNumber(*ino, &e.ino, 16) || !ParseNumber(*sdev, &kdev, 16))
       return Status::Error("malformed epoll fdinfo line \"" + line + "\"");
     e.dev = KernelDevToUser(kdev);
     out.push_back(e);

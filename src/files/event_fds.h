@@ -66,6 +66,8 @@ Result<std::vector<InotifyMark>> ParseInotifyInfo(const proc::FdInfo& info);
 // Splits "FIRST key: value key:value ..." (the shape of epoll and inotify
 // fdinfo lines after their first colon) into FIRST and key -> value.
 bool SplitFdinfoPairs(std::string_view text, std::string* first, std::vector<std::pair<std::string, std::string>>* pairs);
+// The value of `key` in pairs SplitFdinfoPairs made, or null.
+const std::string* FindFdinfoPair(const std::vector<std::pair<std::string, std::string>>& pairs, const char* key);
 
 // A device number as the kernel prints it in fdinfo (MAJOR << 20 | MINOR) as
 // a user-space dev_t.

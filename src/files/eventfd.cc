@@ -9,6 +9,7 @@
 
 #include "base/file_util.h"
 #include "base/kernel_features.h"
+#include "base/parse_number.h"
 #include "base/unique_fd.h"
 #include "files/event_fds.h"
 #include "files/fd_kind.h"
@@ -16,13 +17,6 @@
 namespace cryo {
 
 namespace {
-
-bool ParseHex(std::string_view s, uint64_t* out) {
-  s = Trim(s);
-  if (s.empty()) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, 16);
-  return ec == std::errc() && p == s.data() + s.size();
-}
 
 class Eventfd final : public FdKindHandler {
  public:
@@ -36,7 +30,7 @@ class Eventfd final : public FdKindHandler {
     // Before Linux 6.6: the mode is found by reading cryo's duplicate.
     auto count = s.info.fields.find("eventfd-count");
     uint64_t v = 0;
-    if (count == s.info.fields.end() || !ParseHex(count->second, &v))
+    if (count == s.info.fields.end() || !ParseNumber(count->second, &v, 16))
       return Status::Error("fdinfo has no readable eventfd-count line");
     UniqueFd dup(s.Grab());
     if (!dup.valid()) return Status::FromErrno("pidfd_getfd of " + s.what());
@@ -71,7 +65,7 @@ Status ParseEventfdInfo(const proc::FdInfo& info, image::EventfdState* out) {
   auto count = info.fields.find("eventfd-count");
   if (count == info.fields.end()) return Status::Error("fdinfo has no eventfd-count line");
   uint64_t v = 0;
-  if (!ParseHex(count->second, &v)) return Status::Error("malformed eventfd-count \"" + count->second + "\"");
+  if (!ParseNumber(count->second, &v, 16)) return Status::Error("malformed eventfd-count \"" + count->second + "\"");
   out->set_count(v);
   // Before Linux 6.6 fdinfo does not say whether the eventfd counts as a
   // semaphore (EFD_SEMAPHORE), and nothing else shows it: refused rather than

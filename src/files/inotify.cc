@@ -21,10 +21,11 @@
 #include <vector>
 
 #include "base/file_util.h"
+#include "base/parse_number.h"
 #include "base/unique_fd.h"
 #include "files/event_fds.h"
-#include "proc/proc.h"
 #include "files/fd_kind.h"
+#include "proc/proc.h"
 
 namespace cryo {
 
@@ -34,26 +35,12 @@ namespace {
 // reproduced by adding and removing a watch; this bounds how many.
 constexpr int kMaxBurnedWds = 1 << 20;
 
-template <typename T>
-bool ParseNum(std::string_view s, T* out, int base) {
-  s = Trim(s);
-  if (s.empty()) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, base);
-  return ec == std::errc() && p == s.data() + s.size();
-}
-
-const std::string* Get(const std::vector<std::pair<std::string, std::string>>& pairs, const char* key) {
-  for (const auto& [k, v] : pairs)
-    if (k == key) return &v;
-  return nullptr;
-}
-
 bool ParseHexBytes(std::string_view s, std::string* out) {
   if (s.size() % 2) return false;
   out->clear();
   for (size_t i = 0; i < s.size(); i += 2) {
     uint8_t b;
-    if (!ParseNum(s.substr(i, 2), &b, 16)) return false;
+    if (!ParseNumber(s.substr(i, 2), &b, 16)) return false;
     out->push_back(static_cast<char>(b));
   }
   return true;
@@ -195,18 +182,19 @@ Result<std::vector<InotifyMark>> ParseInotifyInfo(const proc::FdInfo& info) {
     InotifyMark m;
     uint64_t kdev = 0;
     const std::string *ino, *sdev, *mask, *ignored;
-    if (!SplitFdinfoPairs(it->second, &first, &pairs) || !ParseNum(first, &m.wd, 16) ||
-        !(ino = Get(pairs, "ino")) || !(sdev = Get(pairs, "sdev")) || !(mask = Get(pairs, "mask")) ||
-        !(ignored = Get(pairs, "ignored_mask")) || !ParseNum(*ino, &m.ino, 16) || !ParseNum(*sdev, &kdev, 16) ||
-        !ParseNum(*mask, &m.mask, 16) || !ParseNum(*ignored, &m.ignored_mask, 16))
+    auto field = [&pairs](const char* key) { return FindFdinfoPair(pairs, key); };
+    if (!SplitFdinfoPairs(it->second, &first, &pairs) || !ParseNumber(first, &m.wd, 16) ||
+        !(ino = field("ino")) || !(sdev = field("sdev")) || !(mask = field("mask")) ||
+        !(ignored = field("ignored_mask")) || !ParseNumber(*ino, &m.ino, 16) || !ParseNumber(*sdev, &kdev, 16) ||
+        !ParseNumber(*mask, &m.mask, 16) || !ParseNumber(*ignored, &m.ignored_mask, 16))
       return Status::Error("malformed inotify fdinfo line \"" + line + "\"");
     m.dev = KernelDevToUser(kdev);
-    const std::string* bytes = Get(pairs, "fhandle-bytes");
-    const std::string* type = Get(pairs, "fhandle-type");
-    const std::string* handle = Get(pairs, "f_handle");
+    const std::string* bytes = field("fhandle-bytes");
+    const std::string* type = field("fhandle-type");
+    const std::string* handle = field("f_handle");
     if (bytes && type && handle) {
       size_t n = 0;
-      if (!ParseNum(*bytes, &n, 16) || !ParseNum(*type, &m.handle_type, 16) || !ParseHexBytes(*handle, &m.handle) ||
+      if (!ParseNumber(*bytes, &n, 16) || !ParseNumber(*type, &m.handle_type, 16) || !ParseHexBytes(*handle, &m.handle) ||
           m.handle.size() != n)
         return Status::Error("malformed file handle in inotify fdinfo line \"" + line + "\"");
     }

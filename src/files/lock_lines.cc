@@ -5,18 +5,12 @@
 #include <charconv>
 
 #include "base/file_util.h"
+#include "base/parse_number.h"
 #include "files/fd_kind.h"
 
 namespace cryo {
 
 namespace {
-
-template <typename T>
-bool ParseNumber(std::string_view s, T* out, int base = 10) {
-  if (s.empty()) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, base);
-  return ec == std::errc() && p == s.data() + s.size();
-}
 
 }  // namespace
 

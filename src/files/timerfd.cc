@@ -24,6 +24,7 @@
 #include <charconv>
 
 #include "base/file_util.h"
+#include "base/parse_number.h"
 #include "files/event_fds.h"
 #include "files/fd_kind.h"
 
@@ -37,14 +38,6 @@ namespace {
 
 constexpr uint64_t kNsPerSec = 1000000000ull;
 
-template <typename T>
-bool ParseNum(std::string_view s, T* out, int base = 10) {
-  s = Trim(s);
-  if (s.empty()) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, base);
-  return ec == std::errc() && p == s.data() + s.size();
-}
-
 // "(sec, nsec)" -> nanoseconds.
 bool ParseTimespec(std::string_view s, uint64_t* ns) {
   s = Trim(s);
@@ -53,7 +46,7 @@ bool ParseTimespec(std::string_view s, uint64_t* ns) {
   const size_t comma = s.find(',');
   if (comma == std::string_view::npos) return false;
   uint64_t sec = 0, nsec = 0;
-  if (!ParseNum(s.substr(0, comma), &sec) || !ParseNum(s.substr(comma + 1), &nsec) || nsec >= kNsPerSec) return false;
+  if (!ParseNumber(s.substr(0, comma), &sec) || !ParseNumber(s.substr(comma + 1), &nsec) || nsec >= kNsPerSec) return false;
   *ns = sec * kNsPerSec + nsec;
   return true;
 }
@@ -134,9 +127,9 @@ Status ParseTimerfdInfo(const proc::FdInfo& info, image::TimerfdState* out) {
     return Status::Error("fdinfo lacks one of clockid, ticks, settime flags, it_value, it_interval");
   int32_t c = 0, fl = 0;
   uint64_t n = 0, v = 0, iv = 0;
-  if (!ParseNum(*clockid, &c)) return Status::Error("malformed clockid \"" + *clockid + "\"");
-  if (!ParseNum(*ticks, &n)) return Status::Error("malformed ticks \"" + *ticks + "\"");
-  if (!ParseNum(*flags, &fl, 8)) return Status::Error("malformed settime flags \"" + *flags + "\"");
+  if (!ParseNumber(*clockid, &c)) return Status::Error("malformed clockid \"" + *clockid + "\"");
+  if (!ParseNumber(*ticks, &n)) return Status::Error("malformed ticks \"" + *ticks + "\"");
+  if (!ParseNumber(*flags, &fl, 8)) return Status::Error("malformed settime flags \"" + *flags + "\"");
   if (!ParseTimespec(*value, &v)) return Status::Error("malformed it_value \"" + *value + "\"");
   if (!ParseTimespec(*interval, &iv)) return Status::Error("malformed it_interval \"" + *interval + "\"");
   out->set_clockid(c);

@@ -12,17 +12,12 @@
 
 #include "base/file_util.h"
 #include "base/janitor.h"
+#include "base/parse_number.h"
 #include "ns/ns_thread.h"
 
 namespace cryo {
 
 namespace {
-
-template <typename T>
-bool ParseNum(std::string_view s, T* out, int base = 10) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, base);
-  return ec == std::errc() && p == s.data() + s.size();
-}
 
 std::string Hex(int32_t key) {
   char buf[16];
@@ -64,10 +59,10 @@ Result<std::vector<SysvSegment>> ParseSysvShm(std::string_view text) {
     auto w = SplitWords(line);
     if (w.empty() || w[0] == "key") continue;  // the header
     SysvSegment s;
-    if (w.size() < 11 || !ParseNum(w[0], &s.key) || !ParseNum(w[1], &s.id) || !ParseNum(w[2], &s.mode, 8) ||
-        !ParseNum(w[3], &s.size) || !ParseNum(w[4], &s.cpid) || !ParseNum(w[5], &s.lpid) ||
-        !ParseNum(w[6], &s.nattch) || !ParseNum(w[7], &s.uid) || !ParseNum(w[8], &s.gid) || !ParseNum(w[9], &s.cuid) ||
-        !ParseNum(w[10], &s.cgid) || s.id < 0)
+    if (w.size() < 11 || !ParseNumber(w[0], &s.key) || !ParseNumber(w[1], &s.id) || !ParseNumber(w[2], &s.mode, 8) ||
+        !ParseNumber(w[3], &s.size) || !ParseNumber(w[4], &s.cpid) || !ParseNumber(w[5], &s.lpid) ||
+        !ParseNumber(w[6], &s.nattch) || !ParseNumber(w[7], &s.uid) || !ParseNumber(w[8], &s.gid) || !ParseNumber(w[9], &s.cuid) ||
+        !ParseNumber(w[10], &s.cgid) || s.id < 0)
       return Status::Error("malformed /proc/sysvipc/shm line \"" + std::string(line) + "\"");
     out.push_back(s);
   }
@@ -96,7 +91,7 @@ std::optional<int32_t> SysvKeyFromName(std::string_view name) {
   constexpr std::string_view kPrefix = "/SYSV";
   if (!name.starts_with(kPrefix) || name.size() != kPrefix.size() + 8) return std::nullopt;
   uint32_t key = 0;
-  if (!ParseNum(name.substr(kPrefix.size()), &key, 16)) return std::nullopt;
+  if (!ParseNumber(name.substr(kPrefix.size()), &key, 16)) return std::nullopt;
   return static_cast<int32_t>(key);
 }
 

@@ -13,26 +13,19 @@
 #include <unordered_map>
 
 #include "base/file_util.h"
+#include "base/parse_number.h"
 
 namespace cryo::proc {
 namespace {
 
 std::string ProcPath(pid_t pid, const std::string& rest) { return "/proc/" + std::to_string(pid) + "/" + rest; }
 
-// Parses all of `s` as an integer of type T; false on junk, sign mismatch or overflow.
-template <typename T>
-bool ParseInt(std::string_view s, T* out, int base = 10) {
-  if (s.empty()) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, base);
-  return ec == std::errc() && p == s.data() + s.size();
-}
-
 template <typename T>
 bool ParseList(const std::vector<std::string_view>& words, std::vector<T>* out) {
   out->clear();
   for (std::string_view w : words) {
     T x;
-    if (!ParseInt(w, &x)) return false;
+    if (!ParseNumber(w, &x)) return false;
     out->push_back(x);
   }
   return true;
@@ -75,9 +68,9 @@ Result<Vma> ParseMapsLine(std::string_view line) {
   size_t dash = range.find('-'), colon = dev.find(':');
   if (dash == std::string_view::npos || colon == std::string_view::npos || perms.size() != 4) return bad();
   Vma v;
-  if (!ParseInt(range.substr(0, dash), &v.start, 16) || !ParseInt(range.substr(dash + 1), &v.end, 16) ||
-      !ParseInt(off, &v.pgoff, 16) || !ParseInt(dev.substr(0, colon), &v.dev_major, 16) ||
-      !ParseInt(dev.substr(colon + 1), &v.dev_minor, 16) || !ParseInt(ino, &v.inode) || v.start >= v.end)
+  if (!ParseNumber(range.substr(0, dash), &v.start, 16) || !ParseNumber(range.substr(dash + 1), &v.end, 16) ||
+      !ParseNumber(off, &v.pgoff, 16) || !ParseNumber(dev.substr(0, colon), &v.dev_major, 16) ||
+      !ParseNumber(dev.substr(colon + 1), &v.dev_minor, 16) || !ParseNumber(ino, &v.inode) || v.start >= v.end)
     return bad();
   const char* want = "rwx";
   for (int i = 0; i < 3; ++i)
@@ -161,20 +154,20 @@ Result<Stat> ParseStat(std::string_view text) {
   size_t open = line.find('('), close = line.rfind(')');
   if (open == std::string_view::npos || close == std::string_view::npos || close < open) return bad();
   Stat st;
-  if (!ParseInt(Trim(line.substr(0, open)), &st.pid)) return bad();
+  if (!ParseNumber(Trim(line.substr(0, open)), &st.pid)) return bad();
   st.comm = std::string(line.substr(open + 1, close - open - 1));
   std::vector<std::string_view> w = SplitWords(line.substr(close + 1));
   if (w.size() < 50 || w[0].size() != 1) return bad();
   auto f = [&](int n) { return w[n - 3]; };  // proc(5) field numbers start at 1 (pid), 2 (comm)
   st.state = f(3)[0];
-  bool ok = ParseInt(f(4), &st.ppid) && ParseInt(f(5), &st.pgrp) && ParseInt(f(6), &st.session) &&
-            ParseInt(f(7), &st.tty_nr) && ParseInt(f(8), &st.tpgid) && ParseInt(f(9), &st.flags) &&
-            ParseInt(f(18), &st.priority) && ParseInt(f(19), &st.nice) && ParseInt(f(20), &st.num_threads) &&
-            ParseInt(f(22), &st.starttime) && ParseInt(f(26), &st.startcode) && ParseInt(f(27), &st.endcode) &&
-            ParseInt(f(28), &st.startstack) && ParseInt(f(38), &st.exit_signal) && ParseInt(f(40), &st.rt_priority) &&
-            ParseInt(f(41), &st.policy) && ParseInt(f(45), &st.start_data) && ParseInt(f(46), &st.end_data) &&
-            ParseInt(f(47), &st.start_brk) && ParseInt(f(48), &st.arg_start) && ParseInt(f(49), &st.arg_end) &&
-            ParseInt(f(50), &st.env_start) && ParseInt(f(51), &st.env_end) && ParseInt(f(52), &st.exit_code);
+  bool ok = ParseNumber(f(4), &st.ppid) && ParseNumber(f(5), &st.pgrp) && ParseNumber(f(6), &st.session) &&
+            ParseNumber(f(7), &st.tty_nr) && ParseNumber(f(8), &st.tpgid) && ParseNumber(f(9), &st.flags) &&
+            ParseNumber(f(18), &st.priority) && ParseNumber(f(19), &st.nice) && ParseNumber(f(20), &st.num_threads) &&
+            ParseNumber(f(22), &st.starttime) && ParseNumber(f(26), &st.startcode) && ParseNumber(f(27), &st.endcode) &&
+            ParseNumber(f(28), &st.startstack) && ParseNumber(f(38), &st.exit_signal) && ParseNumber(f(40), &st.rt_priority) &&
+            ParseNumber(f(41), &st.policy) && ParseNumber(f(45), &st.start_data) && ParseNumber(f(46), &st.end_data) &&
+            ParseNumber(f(47), &st.start_brk) && ParseNumber(f(48), &st.arg_start) && ParseNumber(f(49), &st.arg_end) &&
+            ParseNumber(f(50), &st.env_start) && ParseNumber(f(51), &st.env_end) && ParseNumber(f(52), &st.exit_code);
   if (!ok) return bad();
   return st;
 }
@@ -208,7 +201,7 @@ Result<ProcStatus> ParseStatus(std::string_view text) {
     auto ids = [&](uint32_t* out) {
       if (words.size() != 4) return false;
       for (int i = 0; i < 4; ++i)
-        if (!ParseInt(words[i], &out[i])) return false;
+        if (!ParseNumber(words[i], &out[i])) return false;
       return true;
     };
     bool ok = true;
@@ -217,21 +210,21 @@ Result<ProcStatus> ParseStatus(std::string_view text) {
       s.name = std::string(raw.starts_with('\t') ? raw.substr(1) : raw);
       required |= 1u;
     } else if (key == "Umask") {
-      ok = ParseInt(val, &s.umask, 8);
+      ok = ParseNumber(val, &s.umask, 8);
     } else if (key == "State") {
       ok = !val.empty();
       if (ok) s.state = val[0];
       required |= 2u;
     } else if (key == "Tgid") {
-      ok = ParseInt(val, &s.tgid);
+      ok = ParseNumber(val, &s.tgid);
     } else if (key == "Pid") {
-      ok = ParseInt(val, &s.pid);
+      ok = ParseNumber(val, &s.pid);
       required |= 4u;
     } else if (key == "PPid") {
-      ok = ParseInt(val, &s.ppid);
+      ok = ParseNumber(val, &s.ppid);
       required |= 8u;
     } else if (key == "TracerPid") {
-      ok = ParseInt(val, &s.tracer_pid);
+      ok = ParseNumber(val, &s.tracer_pid);
     } else if (key == "Uid") {
       ok = ids(s.uid);
       required |= 16u;
@@ -249,33 +242,33 @@ Result<ProcStatus> ParseStatus(std::string_view text) {
     } else if (key == "NSsid") {
       ok = ParseList(words, &s.ns_sid);
     } else if (key == "Threads") {
-      ok = ParseInt(val, &s.threads);
+      ok = ParseNumber(val, &s.threads);
     } else if (key == "SigPnd") {
-      ok = ParseInt(val, &s.sig_pnd, 16);
+      ok = ParseNumber(val, &s.sig_pnd, 16);
     } else if (key == "ShdPnd") {
-      ok = ParseInt(val, &s.shd_pnd, 16);
+      ok = ParseNumber(val, &s.shd_pnd, 16);
     } else if (key == "SigBlk") {
-      ok = ParseInt(val, &s.sig_blk, 16);
+      ok = ParseNumber(val, &s.sig_blk, 16);
     } else if (key == "SigIgn") {
-      ok = ParseInt(val, &s.sig_ign, 16);
+      ok = ParseNumber(val, &s.sig_ign, 16);
     } else if (key == "SigCgt") {
-      ok = ParseInt(val, &s.sig_cgt, 16);
+      ok = ParseNumber(val, &s.sig_cgt, 16);
     } else if (key == "CapInh") {
-      ok = ParseInt(val, &s.cap_inh, 16);
+      ok = ParseNumber(val, &s.cap_inh, 16);
     } else if (key == "CapPrm") {
-      ok = ParseInt(val, &s.cap_prm, 16);
+      ok = ParseNumber(val, &s.cap_prm, 16);
     } else if (key == "CapEff") {
-      ok = ParseInt(val, &s.cap_eff, 16);
+      ok = ParseNumber(val, &s.cap_eff, 16);
     } else if (key == "CapBnd") {
-      ok = ParseInt(val, &s.cap_bnd, 16);
+      ok = ParseNumber(val, &s.cap_bnd, 16);
     } else if (key == "CapAmb") {
-      ok = ParseInt(val, &s.cap_amb, 16);
+      ok = ParseNumber(val, &s.cap_amb, 16);
     } else if (key == "NoNewPrivs") {
-      ok = ParseInt(val, &s.no_new_privs);
+      ok = ParseNumber(val, &s.no_new_privs);
     } else if (key == "Seccomp") {
-      ok = ParseInt(val, &s.seccomp);
+      ok = ParseNumber(val, &s.seccomp);
     } else if (key == "Seccomp_filters") {
-      ok = ParseInt(val, &s.seccomp_filters);
+      ok = ParseNumber(val, &s.seccomp_filters);
     }
     if (!ok) return Status::Error("malformed status line " + Quote(line));
   }
@@ -319,7 +312,7 @@ Result<std::vector<Limit>> ParseLimits(std::string_view text) {
       *out = RLIM_INFINITY;
       return true;
     }
-    return ParseInt(w, out);
+    return ParseNumber(w, out);
   };
   std::vector<Limit> limits;
   for (std::string_view line : SplitLines(text)) {
@@ -357,13 +350,13 @@ Result<FdInfo> ParseFdInfo(std::string_view text) {
     std::string_view val = colon == std::string_view::npos ? std::string_view() : Trim(line.substr(colon + 1));
     bool ok = true;
     if (key == "pos") {
-      ok = has_pos = ParseInt(val, &info.pos);
+      ok = has_pos = ParseNumber(val, &info.pos);
     } else if (key == "flags") {
-      ok = has_flags = ParseInt(val, &info.flags, 8);
+      ok = has_flags = ParseNumber(val, &info.flags, 8);
     } else if (key == "mnt_id") {
-      ok = ParseInt(val, &info.mnt_id);
+      ok = ParseNumber(val, &info.mnt_id);
     } else if (key == "ino") {
-      ok = ParseInt(val, &info.ino);
+      ok = ParseNumber(val, &info.ino);
     }
     if (!ok) return Status::Error("malformed fdinfo line " + Quote(line));
     info.fields.emplace(key, val);
@@ -390,7 +383,7 @@ Result<std::vector<int>> ListNumericDir(const std::string& path) {
   errno = 0;
   while (dirent* e = ::readdir(dir)) {
     int n;
-    if (ParseInt(std::string_view(e->d_name), &n)) out.push_back(n);
+    if (ParseNumber(std::string_view(e->d_name), &n)) out.push_back(n);
   }
   int err = errno;
   ::closedir(dir);
@@ -411,7 +404,7 @@ Result<std::vector<pid_t>> ReadChildren(pid_t pid, pid_t tid) {
   std::vector<pid_t> out;
   for (std::string_view w : SplitWords(Trim(text))) {
     pid_t p;
-    if (!ParseInt(w, &p)) return Status::Error(path + ": malformed pid " + Quote(w));
+    if (!ParseNumber(w, &p)) return Status::Error(path + ": malformed pid " + Quote(w));
     out.push_back(p);
   }
   return out;

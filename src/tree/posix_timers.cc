@@ -29,6 +29,7 @@
 
 #include "base/file_util.h"
 #include "base/kernel_features.h"
+#include "base/parse_number.h"
 
 namespace cryo {
 
@@ -55,14 +56,6 @@ struct KernelItimerspec {
   int64_t interval_sec, interval_nsec, value_sec, value_nsec;
 };
 
-template <typename T>
-bool ParseNum(std::string_view s, T* out, int base = 10) {
-  s = Trim(s);
-  if (s.empty()) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out, base);
-  return ec == std::errc() && p == s.data() + s.size();
-}
-
 Status CheckRemote(long r, pid_t pid, const std::string& what) {
   if (r < 0 && r > -4096) return Status::Errno(static_cast<int>(-r), "remote " + what + " in pid " + std::to_string(pid));
   return Status::Ok();
@@ -79,7 +72,7 @@ bool ParseNotify(std::string_view v, ProcTimer* t) {
   else return false;
   if (StartsWith(target, "tid.")) t->sigev_notify |= SIGEV_THREAD_ID;
   else if (!StartsWith(target, "pid.")) return false;
-  return ParseNum(target.substr(4), &t->notify_pid);
+  return ParseNumber(target.substr(4), &t->notify_pid);
 }
 
 }  // namespace
@@ -103,19 +96,19 @@ Result<std::vector<ProcTimer>> ParseProcTimers(std::string_view text) {
       CRYO_RETURN_IF_ERROR(finish());
       out.emplace_back();
       seen = 1;
-      ok = ParseNum(val, &out.back().id);
+      ok = ParseNumber(val, &out.back().id);
     } else if (out.empty()) {
       ok = false;
     } else if (key == "signal") {
       const size_t slash = val.find('/');
-      ok = slash != std::string_view::npos && ParseNum(val.substr(0, slash), &out.back().signo) &&
-           ParseNum(val.substr(slash + 1), &out.back().sigev_value, 16);
+      ok = slash != std::string_view::npos && ParseNumber(val.substr(0, slash), &out.back().signo) &&
+           ParseNumber(val.substr(slash + 1), &out.back().sigev_value, 16);
       seen |= 2;
     } else if (key == "notify") {
       ok = ParseNotify(val, &out.back());
       seen |= 4;
     } else if (key == "ClockID") {
-      ok = ParseNum(val, &out.back().clockid);
+      ok = ParseNumber(val, &out.back().clockid);
       seen |= 8;
     }
     if (!ok) return Status::Error("malformed /proc timers line \"" + std::string(line) + "\"");

@@ -298,12 +298,13 @@ static void verifier(pid_t p, pid_t c2, const pid_t *waiters)
 /* ---- checks in P -------------------------------------------------------- */
 
 /* Writes a byte into a pipe and waits (bounded) until `counter` moves. */
+/* Bounds are generous (20 s): under a loaded CI machine the signalled process may wait long for a CPU. */
 static int raise_io(int wfd, int rfd, volatile int *counter)
 {
     int before = *counter;
     if (write(wfd, "x", 1) != 1)
         return 0;
-    for (int t = 0; t < 500 && *counter == before; t++)
+    for (int t = 0; t < 2000 && *counter == before; t++)
         wl_sleep_ms(10);
     char ch;
     while (read(rfd, &ch, 1) == 1) {
@@ -465,7 +466,7 @@ int main(int argc, char **argv)
         wl_check(&c, raise_io(pp[2][1], pp[2][0], &b->c1_count[SIGIO]), "no SIGIO in C1 for pipe 2");
         int c1_grp = b->c1_count[sig_grp];
         wl_check(&c, raise_io(pp[3][1], pp[3][0], &p_count[sig_grp]), "no SIGRTMIN+4 in P for pipe 3");
-        for (int t = 0; t < 500 && b->c1_count[sig_grp] == c1_grp; t++)
+        for (int t = 0; t < 2000 && b->c1_count[sig_grp] == c1_grp; t++)
             wl_sleep_ms(10);
         wl_check(&c, b->c1_count[sig_grp] != c1_grp, "no SIGRTMIN+4 in C1 (the process group) for pipe 3");
 
