@@ -382,7 +382,7 @@ int main(int argc, char** argv) {
     if (*inner) {
       Result<pid_t> dumper = ns::ForkInPidnsOf(dump.pid);
       if (!dumper.ok()) return Fail(dumper.status());
-      if (*dumper) return WaitAsParent(*dumper);
+      if (*dumper) return ns::WaitForDumper(*dumper, dump.pid);
       dump.pid = *inner;
     }
     std::unique_ptr<stream::Connection> conn;

@@ -36,6 +36,7 @@
 #include "files/unlinked_dump.h"
 #include "mem/vma_dump.h"
 #include "ns/namespaces.h"
+#include "ns/tree_pidns.h"
 #include "proc/path_check.h"
 #include "proc/path_check.h"
 #include "proc/proc.h"
@@ -601,6 +602,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   // the image and leaves the tree alone.)
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   progress->complete = true;
+  ns::ReportImageComplete();
   if (!opts.leave_running) {
     progress->frozen = Now() - c.seize_start;
     // The TCP connections: the guardian told first; then SIGKILL, and only

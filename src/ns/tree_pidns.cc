@@ -5,13 +5,17 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "base/file_util.h"
+#include "base/log.h"
+#include "base/signal_forward.h"
 #include "base/unique_fd.h"
 #include "ns/ns_thread.h"
 #include "proc/proc.h"
@@ -21,6 +25,8 @@ namespace cryo::ns {
 namespace {
 
 bool g_in_tree_pidns = false;
+int g_complete_w = -1;  // in the dumper: its end of the pipe to cryo
+int g_complete_r = -1;  // in cryo: the other end
 uint64_t g_cryo_mnt_ns = 0;  // the mount namespace cryo was started in
 
 std::string Pid(pid_t pid) { return "pid " + std::to_string(pid); }
@@ -107,11 +113,19 @@ Result<pid_t> ForkInPidnsOf(pid_t host_pid) {
   const std::string path = "/proc/" + std::to_string(host_pid) + "/ns/pid";
   UniqueFd pidns(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (pidns.get() < 0) return Status::FromErrno("open " + path);
+  int complete[2];
+  if (::pipe2(complete, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
   // cryo's next child is created in the tree's PID namespace (setns(2)).
   if (::setns(pidns.get(), CLONE_NEWPID) != 0) return Status::FromErrno("setns " + path);
   const pid_t child = ::fork();
   if (child < 0) return Status::FromErrno("fork into the PID namespace of pid " + std::to_string(host_pid));
-  if (child > 0) return child;
+  if (child > 0) {
+    ::close(complete[1]);
+    g_complete_r = complete[0];
+    return child;
+  }
+  ::close(complete[0]);
+  g_complete_w = complete[1];
   // Killing cryo (even with SIGKILL) stops the dump as it would without the
   // namespace: the tree is then let go by the kernel (tracer gone).
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -125,6 +139,43 @@ Result<pid_t> ForkInPidnsOf(pid_t host_pid) {
 }
 
 bool DumpingInTreePidns() { return g_in_tree_pidns; }
+
+void ReportImageComplete() {
+  if (g_complete_w >= 0) (void)WriteAll(g_complete_w, "C", 1);
+}
+
+int WaitForDumper(pid_t dumper, pid_t host_root) {
+  ForwardSignalsTo(dumper);
+  int status = 0;
+  while (::waitpid(dumper, &status, 0) < 0) {
+    if (errno != EINTR) {
+      fprintf(stderr, "cryo: waitpid %d: %s\n", dumper, strerror(errno));
+      return 1;
+    }
+  }
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  char c = 0;
+  const bool complete = ::read(g_complete_r, &c, 1) == 1 && c == 'C';
+  if (complete && WTERMSIG(status) == SIGKILL) {
+    // Killed with the namespace once its init ended: the tree must be gone
+    // too (its processes are killed with it; waited for at most 10 s).
+    for (int i = 0; i < 1000; ++i) {
+      auto stat = ReadFileToString("/proc/" + std::to_string(host_root) + "/stat");
+      const size_t paren = stat.ok() ? stat->rfind(')') : std::string::npos;
+      if (!stat.ok() || (paren != std::string::npos && paren + 2 < stat->size() && (*stat)[paren + 2] == 'Z')) {
+        LOG_INFO("the dumper (pid %d) ended with the tree's PID namespace once the image was complete", dumper);
+        return 0;
+      }
+      ::usleep(10000);
+    }
+    fprintf(stderr, "cryo: the dumper was killed after the image was complete, and pid %d still runs\n", host_root);
+    return 1;
+  }
+  const int sig = WTERMSIG(status);
+  signal(sig, SIG_DFL);
+  ::kill(::getpid(), sig);
+  return 128 + sig;
+}
 
 bool IsCryoInit() {
   if (!g_in_tree_pidns) return false;

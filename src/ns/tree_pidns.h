@@ -33,6 +33,19 @@ Result<pid_t> PidInChildPidns(pid_t host_pid);
 // in cryo, 0 in it (as fork(2)); it dies with cryo.
 Result<pid_t> ForkInPidnsOf(pid_t host_pid);
 
+// In that process: the image is complete (called before a kill-mode dump
+// kills the tree). Killing the tree's root ends its namespace's init, and the
+// kernel then kills every process of the namespace, the dumper too
+// (pid_namespaces(7)): cryo learns here that the image was complete.
+void ReportImageComplete();
+
+// In cryo: waits for the dumper `dumper` of the tree whose root is
+// `host_root`, forwarding SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and
+// SIGUSR2 to it, and returns the dump's exit status: the dumper's, or 0 when
+// it was killed with its namespace after the image was complete and the tree
+// is gone.
+int WaitForDumper(pid_t dumper, pid_t host_root);
+
 // True in the process ForkInPidnsOf made.
 bool DumpingInTreePidns();
 

@@ -107,14 +107,7 @@ Result<RunStarted> RunInFreshNamespaces(const RunOptions& opts) {
   }
   report_w.reset();
   // EOF once the program was exec'd and the init closed its copy.
-  std::string reply;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(report_r.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    reply.append(buf, static_cast<size_t>(n));
-  }
+  std::string reply = ReadToEof(report_r.get());
   if (!reply.empty()) {
     // The init ends with its program (or has failed itself).
     ::kill(init, SIGKILL);
