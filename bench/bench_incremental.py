@@ -3,11 +3,16 @@
 dumps (through /proc/PID/mem: 2560 pages, either 10 MiB in a row or pages
 scattered at random), dumped --leave-running in full and with --parent against
 a --leave-running image of it: dump time and bytes of page files, medians.
+The incremental dump twice: with dirty tracking (the parent dumped with
+--track-mem: only the pages written since are read) and by content (every
+page the parent stored read again and hashed), in the same run.
 
 Run: bench/bench_incremental.py [--runs N] [--cryo PATH --memtouch PATH]
 """
 import os
 import random
+import re
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -55,14 +60,25 @@ def body(b):
     lo, hi = biggest_anon(pid)
     pages = (hi - lo) // 4096
     gen = 1
+    tracker = 0
     for scattered in (False, True):
-        full_t, full_b, inc_t, inc_b = [], [], [], []
+        full_t, full_b, inc_t, inc_b, trk_t, trk_b = [], [], [], [], [], []
         for i in range(args.runs):
             # A fresh parent each run: exactly 10 MiB written since it.
             parent = b.fresh_dir("parent")
-            b.cryo_or_fail(["dump", "-t", str(pid), "-D", parent, "-R", "--no-sync"], b.path("parent%d.log" % i))
+            log = b.path("parent%d.log" % i)
+            b.cryo_or_fail(["dump", "-t", str(pid), "-D", parent, "-R", "--no-sync", "--track-mem"], log)
+            m = re.search(r"memory tracker started \(pid (\d+)\)", open(log).read())
+            tracker = int(m.group(1)) if m else tracker
             dirty(pid, lo, pages, scattered, rng, gen)
             gen += 1
+            # Tracked first: the dumps after it move the tracking on, and
+            # the comparison then runs against the same parent and bytes.
+            trk = b.fresh_dir("trk")
+            t, _ = b.cryo_or_fail(["dump", "-t", str(pid), "-D", trk, "-R", "--no-sync", "--parent", parent],
+                                  b.path("trk%d.log" % i))
+            trk_t.append(t)
+            trk_b.append(page_bytes(trk))
             full = b.fresh_dir("full")
             t, _ = b.cryo_or_fail(["dump", "-t", str(pid), "-D", full, "-R", "--no-sync"], b.path("full%d.log" % i))
             full_t.append(t)
@@ -72,13 +88,15 @@ def body(b):
                                   b.path("inc%d.log" % i))
             inc_t.append(t)
             inc_b.append(page_bytes(inc))
-            benchlib.rmtree(full)
-            benchlib.rmtree(inc)
-            benchlib.rmtree(parent)
+            for d in (full, inc, trk, parent):
+                benchlib.rmtree(d)
         what = "scattered pages" if scattered else "10 MiB in a row"
-        print("dirty %-16s full dump %s, %6.1f MiB | incremental %s, %6.1f MiB  (medians of %d)"
+        print("dirty %-16s full dump %s, %6.1f MiB | incremental by content %s, %6.1f MiB | with dirty tracking "
+              "%s, %6.1f MiB  (medians of %d)"
               % (what + ":", fmt_s(median(full_t)), median(full_b) / 2**20, fmt_s(median(inc_t)),
-                 median(inc_b) / 2**20, args.runs))
+                 median(inc_b) / 2**20, fmt_s(median(trk_t)), median(trk_b) / 2**20, args.runs))
+    if tracker:
+        os.kill(tracker, signal.SIGKILL)
     b.kill(pid)
     return 0
 

@@ -10,6 +10,7 @@
 
 #include "audit/classify.h"
 #include "base/file_util.h"
+#include "base/tracked_memory.h"
 
 namespace cryo::audit {
 
@@ -28,6 +29,14 @@ bool Special(std::string_view name) {
 Decision KernelMappingFlag(const Line& l) {
   if (Special(l.vma_name)) return {R, "set by the kernel on its special mapping, which is moved into place"};
   return {X, "maps device or driver memory (VmFlags " + std::string(l.key) + "), which cannot be checkpointed"};
+}
+
+// "uw": the program's own userfaultfd is refused; cryo's dirty tracking
+// (mem/dirty_tracker.h) is not state (the restored tree is not tracked).
+Decision UffdWriteProtect(const Line& l) {
+  if (IsTrackedByCryo(l.pid, l.vma_start, l.vma_end))
+    return {N, "registered with cryo's own dirty tracking (cryo dump --track-mem), not the program's"};
+  return {X, "is registered with a userfaultfd for write protection (VmFlags uw), not supported yet"};
 }
 
 constexpr std::string_view kProt = "protection and sharing (mmap and mprotect in the restore helper)";
@@ -63,7 +72,7 @@ constexpr Rule kVmFlagRules[] = {
     {"nh", R, "MADV_NOHUGEPAGE (madvise)"},
     {"mg", R, "MADV_MERGEABLE (madvise)"},
     {"um", X, "is registered with a userfaultfd (VmFlags um), not supported yet"},
-    {"uw", X, "is registered with a userfaultfd for write protection (VmFlags uw), not supported yet"},
+    {"uw", X, "", UffdWriteProtect},
     {"ui", X, "is registered with a userfaultfd for minor faults (VmFlags ui), not supported yet"},
     {"ss", X, "is a shadow stack (VmFlags ss), not supported yet"},
     {"dp", R, "MAP_DROPPABLE (mmap)"},
@@ -121,6 +130,7 @@ std::span<const Rule> VmFlagRules() { return kVmFlagRules; }
 Status ClassifySmaps(std::string_view text, pid_t pid, const Baseline& cryo, Report* report) {
   std::string subject;
   std::string name;
+  uint64_t vma_start = 0, vma_end = 0;
   bool in_vma = false;
   for (std::string_view raw : SplitLines(text)) {
     if (Trim(raw).empty()) continue;
@@ -129,6 +139,8 @@ Status ClassifySmaps(std::string_view text, pid_t pid, const Baseline& cryo, Rep
       CRYO_ASSIGN_OR_RETURN(std::vector<proc::Vma> header, proc::ParseMaps(raw));
       subject = VmaSubject(pid, header.front());
       name = header.front().name;
+      vma_start = header.front().start;
+      vma_end = header.front().end;
       in_vma = true;
       continue;
     }
@@ -140,7 +152,7 @@ Status ClassifySmaps(std::string_view text, pid_t pid, const Baseline& cryo, Rep
       continue;
     }
     for (std::string_view flag : SplitWords(value))
-      ClassifyLine(kVmFlagRules, "VmFlags", subject, Line{flag, "", &cryo, name}, report);
+      ClassifyLine(kVmFlagRules, "VmFlags", subject, Line{flag, "", &cryo, name, pid, vma_start, vma_end}, report);
   }
   return Status::Ok();
 }

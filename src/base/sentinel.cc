@@ -71,6 +71,28 @@ bool ReadSentinelRecord(int channel, SentinelRecord* out) {
   return true;
 }
 
+bool SendSentinelRecord(int channel, char kind, const std::string& payload, int fd) {
+  std::string rec = kind + payload;
+  iovec iov = {rec.data(), rec.size()};
+  msghdr m{};
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  if (fd >= 0) {
+    m.msg_control = control;
+    m.msg_controllen = sizeof(control);
+    cmsghdr* c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(c), &fd, sizeof(fd));
+  }
+  ssize_t n;
+  while ((n = ::sendmsg(channel, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  }
+  return n == static_cast<ssize_t>(rec.size());
+}
+
 Result<std::unique_ptr<Sentinel>> Sentinel::Start(const std::string& name, const std::set<pid_t>& avoid, Body body) {
   const pid_t cryo = ::getpid();
   int chan[2], status[2];
@@ -109,25 +131,7 @@ Result<std::unique_ptr<Sentinel>> Sentinel::Start(const std::string& name, const
 Status Sentinel::Send(char kind, const std::string& payload, int fd) {
   if (fd_ < 0) return Status::Error("internal: the " + name_ + " was hung up on");
   if (payload.size() >= kMaxRecord) return Status::Error("internal: a record for the " + name_ + " is too long");
-  std::string rec = kind + payload;
-  iovec iov = {rec.data(), rec.size()};
-  msghdr m{};
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (fd >= 0) {
-    m.msg_control = control;
-    m.msg_controllen = sizeof(control);
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(fd));
-  }
-  ssize_t n;
-  while ((n = ::sendmsg(fd_, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
-  }
-  if (n != static_cast<ssize_t>(rec.size()))
+  if (!SendSentinelRecord(fd_, kind, payload, fd))
     return Status::FromErrno("telling the " + name_ + " (pid " + std::to_string(pid_) + ")");
   return Status::Ok();
 }
@@ -151,6 +155,12 @@ void Sentinel::AwaitExit() {
     if (r == 0 || (r < 0 && errno != EINTR)) break;
   }
   ::close(alive_fd_);
+  alive_fd_ = -1;
+}
+
+void Sentinel::Release() {
+  Hangup();
+  if (alive_fd_ >= 0) ::close(alive_fd_);
   alive_fd_ = -1;
 }
 

@@ -37,6 +37,9 @@ struct SentinelRecord {
 // In the sentinel: the next record; false once cryo is gone (EOF) or the
 // channel failed.
 bool ReadSentinelRecord(int channel, SentinelRecord* out);
+// Sends one record (with a duplicate of `fd` if not -1) on a SOCK_SEQPACKET
+// socket; false (errno set) if it was not sent whole.
+bool SendSentinelRecord(int channel, char kind, const std::string& payload, int fd);
 
 class Sentinel {
  public:
@@ -56,6 +59,8 @@ class Sentinel {
   void Hangup();
   // Waits (bounded: 5 s) until the sentinel has exited.
   void AwaitExit();
+  // Hangs up and does not wait: the sentinel lives on after cryo.
+  void Release();
   pid_t pid() const { return pid_; }
 
  private:

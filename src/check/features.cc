@@ -16,7 +16,7 @@ const std::vector<Feature>& Features() {
       {"clone3-set-tid", "Linux 5.5", true, false, "processes cannot get their own PIDs back: no restore"},
       {"pr-set-mm-map", "Linux 3.18 (CONFIG_CHECKPOINT_RESTORE)", true, false,
        "a restored process's memory layout (brk, arguments, auxv, exe link) cannot be set: no restore"},
-      {"userfaultfd-wp-async", "Linux 6.7", false, false, "nothing: cryo does not use it yet"},
+      {"userfaultfd-wp-async", "Linux 6.7", false, false, "cryo dump --track-mem: dirty tracking (else --parent compares every page)"},
       {"pagemap-scan", "Linux 6.7", false, true,
        "the dump reads the 64-bit entries of /proc/PID/pagemap to find the pages to store (8 bytes a page, "
        "slower for large processes); the images are the same"},

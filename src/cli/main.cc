@@ -193,6 +193,10 @@ int main(int argc, char** argv) {
                        "incremental dump: store only the pages that changed since DIR, an earlier --leave-running "
                        "dump of the same tree; restoring this image needs DIR (and its own parents) where they were")
       ->type_name("DIR");
+  dump_cmd->add_flag("--track-mem", dump.track_mem,
+                     "with --leave-running: track the pages the tree writes from now on (userfaultfd write-protect, "
+                     "held by a small cryo-memtrack process), so that later --parent dumps read only those; every "
+                     "later leave-running dump of the tree keeps the tracking up to date");
   bool tcp_established = false;  // accepted for CRIU's command line: connections are always checkpointed
   dump_cmd->add_flag("--tcp-established", tcp_established,
                      "accepted for compatibility: established TCP connections are always checkpointed");

@@ -28,6 +28,7 @@
 #include "dump/inspect.h"
 #include "dump/prefetch.h"
 #include "dump/shared_objects_check.h"
+#include "mem/dirty_tracker.h"
 #include "mem/incremental.h"
 #include "mem/mm_attrs.h"
 #include "mem/page_dump.h"
@@ -307,6 +308,8 @@ struct Classified {
   double seize_s = 0, audit_s = 0;
   std::string boot_id;
   std::unique_ptr<ParentForDump> parent;  // --parent: loaded before the tree is touched
+  std::unique_ptr<DirtyTracking> tracking;  // the tree's memory tracker, if one runs (or --track-mem)
+  std::map<pid_t, DirtyPages> dirty;        // what it knows since the parent image
 };
 
 // Where a dump got to: what its failure path must undo, and its phases for
@@ -446,6 +449,24 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
       if (it != c.parent->processes.end()) f.parent_pages = &it->second;
     }
   }
+  if (c.tracking) {
+    // Before any page is read: what was written since the parent, protected
+    // again; in leave-running mode every private anonymous VMA is tracked
+    // for the next dump (mem/dirty_tracker.h).
+    const double tt = Now();
+    std::vector<TrackedProcess> tracked;
+    for (size_t i = 0; i < c.inspection.facts.size(); ++i) {
+      const ProcessFacts& f = c.inspection.facts[i];
+      tracked.push_back({tree.processes()[i].get(), &f.vmas, f.status.sig_ign, f.status.sig_cgt, f.stat.starttime, &f.mm});
+    }
+    CRYO_RETURN_IF_ERROR(c.tracking->Prepare(tracked, c.parent ? c.parent->link.image_id() : "", opts.leave_running,
+                                             &c.dirty)
+                             .Prefixed("dirty tracking"));
+    for (ProcessFacts& f : c.inspection.facts)
+      if (auto it = c.dirty.find(f.pid); it != c.dirty.end()) f.dirty = &it->second;
+    LOG_DEBUG("dirty tracking: %zu processes known since the parent image, protected in %.1f ms", c.dirty.size(),
+              (Now() - tt) * 1e3);
+  }
   Prefetcher prefetch(std::move(c.inspection.facts), parents, kBufferedPages, 2);
   IncrementalCounts incremental;
   for (size_t i = 0; i < procs.size(); ++i) {
@@ -456,6 +477,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     if (!facts.ok()) return facts.status().Prefixed(who);
     incremental.compared_pages += facts->incremental.compared_pages;
     incremental.parent_pages += facts->incremental.parent_pages;
+    incremental.tracked_pages += facts->incremental.tracked_pages;
     CRYO_RETURN_IF_ERROR(DumpProcessPages(sp, *facts, *writer, opts, &procs[i], &features, &times).Prefixed(who));
     tables.push_back({sp.pid(), &procs[i].fds});
     pids.insert(sp.pid());
@@ -539,9 +561,10 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   if (c.parent) {
     *inv.mutable_parent() = c.parent->link;
     inv.add_features("incremental");
-    LOG_INFO("incremental: %" PRIu64 " pages (%s) taken from the parent image %s, %" PRIu64 " compared",
+    LOG_INFO("incremental: %" PRIu64 " pages (%s) taken from the parent image %s, %" PRIu64
+             " known unchanged by dirty tracking, %" PRIu64 " compared",
              incremental.parent_pages, FormatSize(incremental.parent_pages * image::kPageSize).c_str(),
-             opts.parent_dir.c_str(), incremental.compared_pages);
+             opts.parent_dir.c_str(), incremental.tracked_pages, incremental.compared_pages);
   }
   if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
   if (!tree.zombies().empty()) inv.add_features("zombies");
@@ -593,6 +616,11 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   CRYO_RETURN_IF_ERROR(writer->WriteInventory(inv));
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(writer->MarkComplete());
+  if (c.tracking && opts.leave_running) {
+    // The protection is this image's now (until then a failure leaves none).
+    Status t = c.tracking->Commit(writer->image_id());
+    if (!t.ok()) LOG_WARN("dirty tracking: %s (the next --parent dump compares every page)", t.ToString().c_str());
+  }
   lap(&progress->sync, &tphase);
   LOG_DEBUG("records written and synced in %.1f ms", (Now() - ts) * 1e3);
 
@@ -625,6 +653,24 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   return Status::Ok();
 }
 
+// The tree's memory tracker, before the tree is seized: its registrations are
+// cryo's to the audit ("uw"); --track-mem starts one if none runs.
+Status FindMemoryTracker(const DumpOptions& opts, Classified* c) {
+  if (opts.track_mem && !opts.leave_running)
+    return Status::Error("--track-mem needs --leave-running: the tracking is for later dumps of a tree that runs on");
+  auto st = proc::ReadStat(opts.pid);
+  if (!st.ok()) return Status::Ok();  // the seize names the problem
+  auto found = DirtyTracking::Find(opts.pid, st->starttime);
+  if (!found.ok()) {
+    LOG_WARN("the memory tracker of pid %d: %s (pages are compared)", opts.pid, found.status().ToString().c_str());
+    return opts.track_mem ? found.status() : Status::Ok();
+  }
+  c->tracking = std::move(*found);
+  if (!c->tracking && opts.track_mem) {
+    CRYO_ASSIGN_OR_RETURN(c->tracking, DirtyTracking::Start(opts.pid, st->starttime));
+  }
+  return Status::Ok();
+}
 
 Status Dump(const DumpOptions& opts, DumpStats* stats) {
   const double t0 = Now();
@@ -642,6 +688,7 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
                           LoadParentForDump(opts.parent_dir, opts.images_dir, opts.pid, c.boot_id));
     c.parent = std::make_unique<ParentForDump>(std::move(parent));
   }
+  CRYO_RETURN_IF_ERROR(FindMemoryTracker(opts, &c));
   CRYO_RETURN_IF_ERROR(SeizeAndClassify(opts.pid, opts.shell_job, !opts.leave_running, &c));
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   NoSyncEnv no_sync(opts.env);

@@ -25,6 +25,11 @@ struct DumpOptions {
   // `--parent DIR`: an incremental dump against that earlier --leave-running
   // image of the same tree (mem/incremental.h).
   std::string parent_dir;
+  // `--track-mem` (leave-running): the tree's memory is write-protected after
+  // the dump so that a later --parent dump reads only the pages written since
+  // (mem/dirty_tracker.h). Once a tracker runs for the tree, every
+  // leave-running dump of it keeps it up to date.
+  bool track_mem = false;
   Env* env = Env::Default();
 };
 

@@ -49,6 +49,7 @@ struct ProcessFacts {
   // parent image (same pid; taken from only with the same start time).
   uint64_t run_block = 0;
   const ParentProcessPages* parent_pages = nullptr;
+  const DirtyPages* dirty = nullptr;  // what the dirty tracking knows since the parent (mem/dirty_tracker.h)
   IncrementalCounts incremental;
   std::shared_ptr<std::string> pages;  // the page data, read ahead when small; else null
   double proc_s = 0, fds_s = 0, pages_s = 0;  // where the time went (debug log)

@@ -8,6 +8,7 @@
 #include "image/format.h"
 #include "image/image_dir.h"
 #include "image/parent_chain.h"
+#include "mem/dirty_tracker.h"
 
 namespace cryo {
 
@@ -126,10 +127,11 @@ std::vector<PagePiece> Relayout(const std::vector<PagePiece>& pieces, const std:
 }
 
 Status TakeUnchangedFromParent(pid_t pid, const ParentProcessPages& parent, image::Mm* mm,
-                               std::vector<PagePiece>* pieces, IncrementalCounts* counts) {
+                               std::vector<PagePiece>* pieces, IncrementalCounts* counts, const DirtyPages* dirty) {
   // Candidates: runs the parent has at the same address and size, in the same VMA.
   std::vector<const image::PageRun*> candidates;
   std::vector<const image::PageRun*> parent_of;
+  std::vector<bool> tracked;  // known unchanged by the dirty tracking: not read
   int vi = 0;
   for (const image::PageRun& r : mm->runs()) {
     while (vi < mm->vmas_size() && mm->vmas(vi).end() <= r.vaddr()) ++vi;
@@ -143,24 +145,34 @@ Status TakeUnchangedFromParent(pid_t pid, const ParentProcessPages& parent, imag
       continue;
     candidates.push_back(&r);
     parent_of.push_back(&it->second);
+    tracked.push_back(dirty && dirty->Unchanged(r.vaddr(), end));
   }
   if (candidates.empty()) return Status::Ok();
-  // Their bytes now, hashed (read, not written).
+  // The bytes of the others now, hashed (read, not written).
+  std::vector<const image::PageRun*> to_compare;
+  for (size_t i = 0; i < candidates.size(); ++i)
+    if (!tracked[i]) to_compare.push_back(candidates[i]);
   image::Mm compared;
-  std::vector<image::PageRun> laid;
-  std::vector<PagePiece> compare_pieces = Relayout(*pieces, candidates, &laid);
-  for (image::PageRun& r : laid) *compared.add_runs() = std::move(r);
-  CRYO_ASSIGN_OR_RETURN(auto source, ProcessPageSource::Open(pid));
-  DiscardFile discard;
-  CRYO_RETURN_IF_ERROR(CopyPages(*source, compare_pieces, &compared, &discard, nullptr));
+  if (!to_compare.empty()) {
+    std::vector<image::PageRun> laid;
+    std::vector<PagePiece> compare_pieces = Relayout(*pieces, to_compare, &laid);
+    for (image::PageRun& r : laid) *compared.add_runs() = std::move(r);
+    CRYO_ASSIGN_OR_RETURN(auto source, ProcessPageSource::Open(pid));
+    DiscardFile discard;
+    CRYO_RETURN_IF_ERROR(CopyPages(*source, compare_pieces, &compared, &discard, nullptr));
+  }
   // The runs whose bytes are the parent's go to parent_runs; the rest stay.
   std::vector<const image::PageRun*> keep;
   std::vector<image::PageRun> from_parent;
-  size_t c = 0;
+  size_t c = 0, k = 0;
   for (const image::PageRun& r : mm->runs()) {
     if (c < candidates.size() && candidates[c] == &r) {
-      const bool same = compared.runs(static_cast<int>(c)).checksum() == parent_of[c]->checksum();
-      counts->compared_pages += r.npages();
+      bool same = tracked[c];
+      if (same)
+        counts->tracked_pages += r.npages();
+      else
+        same = compared.runs(static_cast<int>(k++)).checksum() == parent_of[c]->checksum();
+      counts->compared_pages += tracked[c] ? 0 : r.npages();
       if (same) {
         from_parent.push_back(*parent_of[c]);
         counts->parent_pages += r.npages();
@@ -188,8 +200,9 @@ Status TakeUnchangedFromParent(pid_t pid, const ParentProcessPages& parent, imag
     while (ri < mm->runs_size() && mm->runs(ri).vaddr() < v.end()) stored += mm->runs(ri++).npages();
     v.set_stored_pages(stored);
   }
-  LOG_INFO("pid %d: %" PRIu64 " of %" PRIu64 " pages compared unchanged since the parent image; storing %" PRIu64,
-           pid, counts->parent_pages, counts->compared_pages, total);
+  LOG_INFO("pid %d: %" PRIu64 " pages unchanged since the parent image (%" PRIu64 " known by dirty tracking, %" PRIu64
+           " compared); storing %" PRIu64,
+           pid, counts->parent_pages, counts->tracked_pages, counts->compared_pages, total);
   return Status::Ok();
 }
 

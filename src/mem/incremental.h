@@ -55,14 +55,20 @@ Result<ParentForDump> LoadParentForDump(const std::string& parent_dir, const std
 struct IncrementalCounts {
   uint64_t compared_pages = 0;  // read to compare with the parent
   uint64_t parent_pages = 0;    // unchanged: taken from the parent
+  uint64_t tracked_pages = 0;   // of those, known unchanged by dirty tracking (not read)
 };
+
+struct DirtyPages;
 
 // For mm's planned runs (PlanProcessPages with kIncrementalRunBytes; `pieces`
 // their layout) of the seized process `pid`: the runs that hold what the
 // parent's run at the same address held move to mm.parent_runs; the others are
-// laid out again (runs, pieces, stored_pages, total_pages).
+// laid out again (runs, pieces, stored_pages, total_pages). With `dirty`
+// (dirty_tracker.h), a run it says was not written since the parent is taken
+// without reading it; every other candidate is compared.
 Status TakeUnchangedFromParent(pid_t pid, const ParentProcessPages& parent, image::Mm* mm,
-                               std::vector<PagePiece>* pieces, IncrementalCounts* counts);
+                               std::vector<PagePiece>* pieces, IncrementalCounts* counts,
+                               const DirtyPages* dirty = nullptr);
 
 // Exposed for tests: the parts of `pieces` (laid out for some runs) that hold
 // `keep` (runs of that layout, in file order), laid out back to back from

@@ -1,5 +1,7 @@
 #include "mem/vma_dump.h"
 
+#include "base/tracked_memory.h"
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -123,7 +125,8 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
     iv->set_prot(static_cast<uint32_t>(v.prot));
     iv->set_pgoff(v.pgoff);
     iv->set_name(v.name);
-    for (const auto& f : v.vm_flags) iv->add_vm_flags(f);
+    for (const auto& f : v.vm_flags)
+      if (f != "uw") iv->add_vm_flags(f);  // "uw" reaches here only as cryo's own tracking: not state
     uint32_t flags = v.shared ? MAP_SHARED : MAP_PRIVATE;
     if (v.HasFlag("dp")) flags = kMapDroppable;  // a mapping type of its own, private anonymous memory only
     if (v.HasFlag("gd")) flags |= MAP_GROWSDOWN;
@@ -132,7 +135,7 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
     const bool special = !v.name.empty() && v.name[0] == '[' && v.name.compare(0, 6, "[anon:") != 0 &&
                          v.name != "[heap]" && v.name != "[stack]";
     if (!special && (v.HasFlag("io") || v.HasFlag("pf"))) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " maps device memory (VM_IO/VM_PFNMAP), which cannot be checkpointed");
-    if (v.HasFlag("um") || v.HasFlag("uw")) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " is registered with a userfaultfd, not supported yet");
+    if (v.HasFlag("um") || (v.HasFlag("uw") && !IsTrackedByCryo(pid, v.start, v.end))) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " is registered with a userfaultfd, not supported yet");
 
     image::VmaKind kind;
     const image::ShmKind shm_kind = shm ? ShmKindOfVma(v) : image::SHM_UNKNOWN;

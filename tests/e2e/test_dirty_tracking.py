@@ -1,0 +1,152 @@
+#!/usr/bin/python3
+"""End-to-end tests of dirty tracking for incremental dumps
+(`cryo dump --leave-running --track-mem`, then `--parent`).
+
+The incr workload (tests/workloads/incr.c) rewrites a few pages of 16 MiB at
+each step and checks every byte of its memory after a restore, so a page the
+tracking wrongly called unchanged comes back with its old bytes and the
+restored workload fails its verification (and `cryo show --compare-pages`
+against a full dump of the same moment differs). Tests: the tracked
+incremental dump (pages known unchanged without being read), a chain of
+tracked dumps, and the fallbacks to the content comparison: the tracker
+killed, a --parent that is not the tracker's last image.
+
+Run: test_dirty_tracking.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import os
+import re
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cryotest  # noqa: E402
+from cryotest import check, check_eq, fail  # noqa: E402
+from test_incremental import start, step, verify_restored, incremental_dump  # noqa: E402
+
+TRACKED = re.compile(r"incremental: (\d+) pages .* taken from the parent image .*, (\d+) known unchanged by dirty "
+                     r"tracking, (\d+) compared")
+
+
+def tracker_pid(r):
+    m = re.search(r"memory tracker started \(pid (\d+)\)", r.log or "")
+    if not m:
+        fail("no memory tracker started\n%s" % r.describe())
+    return int(m.group(1))
+
+
+def counts(r):
+    m = TRACKED.search(r.log or "")
+    if not m:
+        fail("no incremental summary in the log\n%s" % r.describe())
+    return int(m.group(1)), int(m.group(2)), int(m.group(3))
+
+
+def stop_tracker(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    cryotest.wait_pids_gone([pid])
+
+
+def test_tracked_pages_not_read(h):
+    w = start(h)
+    parent = h.mkdir("parent")
+    r = h.dump(w.pid, parent, leave_running=True, extra=["--track-mem"])
+    tracker = tracker_pid(r)
+    try:
+        # The program sees no extra fd and runs on.
+        fds = os.listdir("/proc/%d/fd" % w.pid)
+        check(all("userfaultfd" not in os.readlink("/proc/%d/fd/%s" % (w.pid, fd)) for fd in fds),
+              "a userfaultfd was left in the program")
+        step(h, w, 1)
+        step(h, w, 2)
+        os.kill(w.pid, signal.SIGSTOP)
+        h.wait_state(w.pid, "T")
+        child = h.mkdir("child")
+        r, show = incremental_dump(h, w, child, parent, leave_running=True)
+        taken, tracked, compared = counts(r)
+        h.note("taken from the parent %d pages: %d by tracking, %d compared" % (taken, tracked, compared))
+        check(tracked > 3000, "only %d pages known unchanged by tracking\n%s" % (tracked, r.describe()))
+        check(compared < 1000, "%d pages compared although tracked" % compared)
+        full = h.mkdir("full")
+        h.dump(w.pid, full, leave_running=True)
+        cmp = h.run_cryo(["show", child, "--compare-pages", full], tag="compare")
+        check(cmp.rc == 0, "the tracked incremental image differs from a full dump\n%s" % cmp.describe())
+        h.kill_and_reap(w)
+        cryotest.wait_pids_gone([w.pid])
+        verify_restored(h, w, child, 2, "after restoring the tracked incremental image", stopped=True)
+    finally:
+        stop_tracker(tracker)
+
+
+def test_chain_of_tracked_dumps(h):
+    w = start(h)
+    images = [h.mkdir("p%d" % i) for i in range(4)]
+    r = h.dump(w.pid, images[0], leave_running=True, extra=["--track-mem"])
+    tracker = tracker_pid(r)
+    try:
+        for i in range(1, 4):
+            step(h, w, i)
+            r, _ = incremental_dump(h, w, images[i], images[i - 1], leave_running=True)
+            _, tracked, _ = counts(r)
+            check(tracked > 3000, "dump %d: only %d pages known unchanged by tracking" % (i, tracked))
+        h.kill_and_reap(w)
+        cryotest.wait_pids_gone([w.pid])
+        verify_restored(h, w, images[3], 3, "rewind to the last tracked image")
+        verify_restored(h, w, images[2], 2, "rewind to the third image")
+    finally:
+        stop_tracker(tracker)
+
+
+def test_tracker_killed_falls_back_to_comparison(h):
+    w = start(h)
+    parent = h.mkdir("parent")
+    r = h.dump(w.pid, parent, leave_running=True, extra=["--track-mem"])
+    stop_tracker(tracker_pid(r))
+    step(h, w, 1)
+    child = h.mkdir("child")
+    r, _ = incremental_dump(h, w, child, parent)
+    taken, tracked, compared = counts(r)
+    check_eq(tracked, 0, "pages known unchanged by a tracker that was killed")
+    check(taken > 3000 and compared >= taken, "the comparison took %d of %d pages" % (taken, compared))
+    h.reap_original(w)
+    cryotest.wait_pids_gone([w.pid])
+    verify_restored(h, w, child, 1, "after restoring with the tracker killed")
+
+
+def test_other_parent_falls_back_to_comparison(h):
+    """The tracker's protection is relative to its last image: a --parent
+    that is an older image is compared, never taken on the tracking's word."""
+    w = start(h)
+    p0, p1, child = h.mkdir("p0"), h.mkdir("p1"), h.mkdir("child")
+    r = h.dump(w.pid, p0, leave_running=True, extra=["--track-mem"])
+    tracker = tracker_pid(r)
+    try:
+        step(h, w, 1)
+        h.dump(w.pid, p1, leave_running=True)  # the tracking is p1's from here
+        step(h, w, 2)
+        r, _ = incremental_dump(h, w, child, p0, leave_running=True)
+        taken, tracked, compared = counts(r)
+        check_eq(tracked, 0, "pages known unchanged relative to an image that is not the tracker's")
+        check(taken > 3000, "the comparison took only %d pages" % taken)
+        h.kill_and_reap(w)
+        cryotest.wait_pids_gone([w.pid])
+        verify_restored(h, w, child, 2, "after restoring against the older parent")
+    finally:
+        stop_tracker(tracker)
+
+
+def test_track_mem_needs_leave_running(h):
+    w = start(h)
+    r = h.dump(w.pid, h.mkdir("img"), expect_ok=False, extra=["--track-mem"])
+    check(r.rc != 0 and "--leave-running" in r.message, "--track-mem without --leave-running\n%s" % r.describe())
+    check_eq(cryotest.proc_status(w.pid)["TracerPid"], "0", "tracer of the workload after the refusal")
+    h.verify_ok(w, when="after the refused dump")
+
+
+if __name__ == "__main__":
+    cryotest.main([test_tracked_pages_not_read, test_chain_of_tracked_dumps,
+                   test_tracker_killed_falls_back_to_comparison, test_other_parent_falls_back_to_comparison,
+                   test_track_mem_needs_leave_running], description=__doc__)
