@@ -58,6 +58,19 @@ int UsageError(const std::string& msg) {
 // processes (a zombie not reaped yet), before it tries anyway.
 constexpr double kPidWaitSeconds = 10;
 
+// --tls-cert, --tls-key, --tls-ca, --tls-psk (docs/stream-protocol.md, Security).
+void AddTlsOptions(CLI::App* cmd, stream::TlsOptions* tls) {
+  cmd->add_option("--tls-cert", tls->cert, "TLS: this side's certificate (PEM), signed by the CA the peer trusts")
+      ->type_name("FILE");
+  cmd->add_option("--tls-key", tls->key, "TLS: the private key of --tls-cert (PEM)")->type_name("FILE");
+  cmd->add_option("--tls-ca", tls->ca, "TLS: the CA certificate(s) the peer's certificate must be signed by")
+      ->type_name("FILE");
+  cmd->add_option("--tls-psk", tls->psk,
+                  "TLS with a pre-shared key instead of certificates: the same FILE on both sides (hex, 32 to 64 "
+                  "bytes, mode 0600: openssl rand -hex 32 > FILE)")
+      ->type_name("FILE");
+}
+
 bool g_quiet = false;
 bool g_verbose = false;
 
@@ -72,6 +85,46 @@ std::optional<image::Inventory> ReadInventory(const std::string& dir) {
   image::Inventory inv;
   if (!image::ReadRecord(dir, image::InventoryName(), image::FileKind::kInventory, &inv).ok()) return std::nullopt;
   return inv;
+}
+
+// `cryo page-server --restore`: the received image, restored detached (the
+// root outlives the page server) once the original's pids are free (on one
+// machine: once the source tree's parent reaped it).
+Result<pid_t> RestoreReceived(const std::string& dir, const std::string& pidfile) {
+  RestoreOptions opts;
+  opts.images_dir = dir;
+  opts.detach = true;
+  opts.pidfile = pidfile;
+  if (const std::optional<image::Inventory> inv = ReadInventory(dir)) {
+    const std::string held = cli::WaitForExitingPids({inv->pids().begin(), inv->pids().end()}, kPidWaitSeconds, Say);
+    if (!held.empty()) LOG_WARN("%s", held.c_str());
+  }
+  return Restore(opts);
+}
+
+// "; 64.0 MiB of file data sent as 2.1 MiB (zstd 1)", or nothing uncompressed.
+std::string CompressionNote(const stream::StreamEnv& s) {
+  if (s.zstd_level() == 0) return "";
+  char buf[160];
+  snprintf(buf, sizeof(buf), "; %.1f MiB of file data sent as %.1f MiB (zstd %d)", s.bytes_sent() / 1048576.0,
+           s.data_bytes_on_wire() / 1048576.0, s.zstd_level());
+  return buf;
+}
+
+// `cryo migrate` once its tree is killed here: KILLED, then the receiver's
+// restore. A failure now leaves the image in the receiver's directory.
+int ReportMigrated(stream::StreamEnv& streamed, pid_t pid, size_t processes, double seconds) {
+  Result<pid_t> there = streamed.ConfirmKilled();
+  if (!there.ok()) {
+    LOG_ERROR("migrate of pid %d: the tree was killed here once its image was complete in %s on the page server, "
+              "which did not restore it: %s", pid, streamed.remote_dir().c_str(), there.status().ToString().c_str());
+    LOG_ERROR("restore it there with: cryo restore -D %s", streamed.remote_dir().c_str());
+    return kFailed;
+  }
+  Say("migrated " + std::to_string(processes) + " process(es) (pid " + std::to_string(pid) + ") in " +
+      std::to_string(static_cast<int>(seconds * 1000)) + " ms: restored on the page server as pid " +
+      std::to_string(*there) + " (image in " + streamed.remote_dir() + ")" + CompressionNote(streamed));
+  return 0;
 }
 
 // Without --detach cryo stays the restored process's parent: it forwards
@@ -145,8 +198,9 @@ int main(int argc, char** argv) {
                "  cryo show DIR                  what an image holds\n"
                "  cryo run -- CMD ARGS           start a program in namespaces of its own, ready to checkpoint\n"
                "  cryo unlock DIR                let the TCP connections of an image go (no restore)\n"
-               "  cryo page-server --listen ADDR:PORT -D DIR --insecure   receive one streamed image into DIR\n"
-               "  cryo dump -t PID --to ADDR:PORT --insecure              checkpoint a process to a page server\n",
+               "  cryo page-server --listen ADDR:PORT -D DIR --tls-psk FILE   receive one streamed image into DIR\n"
+               "  cryo dump -t PID --to ADDR:PORT --tls-psk FILE              checkpoint a process to a page server\n"
+               "  cryo migrate -t PID --to ADDR:PORT --tls-psk FILE           move it to page-server --restore\n",
                "cryo"};
   app.set_version_flag("-V,--version", std::string("cryo ") + CRYO_VERSION + " (image format " +
                                            std::to_string(image::kFormatVersion) + ")");
@@ -172,8 +226,14 @@ int main(int argc, char** argv) {
       ->type_name("ADDR:PORT");
   bool insecure = false;
   dump_cmd->add_flag("--insecure", insecure,
-                     "with --to: stream without encryption or authentication (a trusted link only; required: this "
-                     "cryo has no TLS yet)");
+                     "with --to: stream without encryption or authentication (a trusted link only)");
+  stream::TlsOptions tls;
+  AddTlsOptions(dump_cmd, &tls);
+  std::string compress = "zstd";
+  const std::string compress_help =
+      "with --to: compress page data and records on the wire: zstd, zstd:LEVEL (1 to 19) or none (default zstd, "
+      "level 1); the image the page server writes is not compressed";
+  dump_cmd->add_option("--compress", compress, compress_help)->type_name("zstd[:LEVEL]|none");
   dump_cmd->add_flag("-R,--leave-running", dump.leave_running,
                      "let the process run on after the dump: it resumes once its memory is read, before the image is "
                      "synced (default: kill it once the image is synced)");
@@ -285,15 +345,33 @@ int main(int argc, char** argv) {
   server_cmd->add_option("-D,--images-dir", server.images_dir, "where the image goes (must not exist, or be empty)")
       ->required()
       ->type_name("DIR");
-  server_cmd->add_flag("--insecure", insecure,
-                       "receive without encryption or authentication (a trusted link only; required: this cryo has "
-                       "no TLS yet)");
+  server_cmd->add_flag("--insecure", insecure, "receive without encryption or authentication (a trusted link only)");
+  AddTlsOptions(server_cmd, &tls);
   server_cmd->add_option("--timeout", server.timeout_s, "give up after SECS of silence from the sender (default 60)")
       ->check(CLI::PositiveNumber)
       ->type_name("SECS");
   server_cmd->add_option("--wait", server.wait_s, "wait at most SECS for the sender to connect (default 3600)")
       ->check(CLI::PositiveNumber)
       ->type_name("SECS");
+  bool server_restore = false;
+  server_cmd->add_flag("--restore", server_restore,
+                       "receive a tree from `cryo migrate` and restore it here once the source has killed it "
+                       "(the image stays in DIR)");
+  std::string server_pidfile;
+  server_cmd->add_option("--pidfile", server_pidfile, "with --restore: write the restored root pid to FILE")
+      ->type_name("FILE");
+
+  auto* migrate_cmd = app.add_subcommand(
+      "migrate", "move a process tree to `cryo page-server --restore` at ADDR:PORT: streamed, restored there, killed "
+                 "here once the image is safe there");
+  migrate_cmd->add_option("-t,--pid", dump.pid, "the process to migrate")->required()->check(pid_value)->type_name("PID");
+  migrate_cmd->add_option("--to", dump_to, "the page server (cryo page-server --restore) at ADDR:PORT")
+      ->required()
+      ->type_name("ADDR:PORT");
+  migrate_cmd->add_flag("--insecure", insecure, "stream without encryption or authentication (a trusted link only)");
+  AddTlsOptions(migrate_cmd, &tls);
+  migrate_cmd->add_flag("--ext-unix-sk", dump.ext_unix_sk, "as cryo dump --ext-unix-sk");
+  migrate_cmd->add_option("--compress", compress, compress_help)->type_name("zstd[:LEVEL]|none");
 
   RunOptions run;
   std::string run_pidfile;
@@ -305,7 +383,7 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--pidfile", run_pidfile, "write the program's pid to FILE")->type_name("FILE");
   run_cmd->add_option("command", run.argv, "the program and its arguments (after --)")->required()->type_name("CMD");
 
-  for (auto* sub : {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd, server_cmd, run_cmd}) {
+  for (auto* sub : {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd, server_cmd, migrate_cmd, run_cmd}) {
     sub->add_option("--log-file,-o", log_file, "append a detailed log to FILE")->type_name("FILE");
     sub->add_flag("-v,--verbose", verbosity, "more messages on stderr (-vv for debug)");
     sub->add_flag("-q,--quiet", quiet, "no line on success (errors and warnings are still printed)");
@@ -317,14 +395,14 @@ int main(int argc, char** argv) {
     sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     // "A subcommand is required" would hide a mistyped command.
     const std::string command = cli::FirstWord(argc, argv, {"-o", "--log-file"});
-    const auto subs = {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd, server_cmd, run_cmd};
+    const auto subs = {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd, server_cmd, migrate_cmd, run_cmd};
     if (!command.empty() && std::none_of(subs.begin(), subs.end(), [&](auto* c) { return c->get_name() == command; }))
-      return UsageError("unknown command '" + command + "' (the commands are check, dump, restore, run, show, unlock and page-server)");
+      return UsageError("unknown command '" + command + "' (the commands are check, dump, restore, run, show, unlock, page-server and migrate)");
     const int rc = app.exit(e);  // prints help, the version or the error
     return rc == 0 ? 0 : kUsage;
   }
   InitFaultPoints();
-  if (*dump_cmd || *server_cmd) CatchInterrupts();
+  if (*dump_cmd || *server_cmd || *migrate_cmd) CatchInterrupts();
   sigprocmask(SIG_SETMASK, &old_mask, nullptr);
   // A record that does not parse is refused with cryo's own message (naming
   // the file); protobuf's log lines about it would only add noise.
@@ -346,17 +424,30 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
   }
 
-  if ((*dump_cmd && !dump_to.empty()) || *server_cmd) {
+  if ((*dump_cmd && !dump_to.empty()) || *server_cmd || *migrate_cmd) {
     if (*dump_cmd && !dump.images_dir.empty()) return UsageError("dump: give -D DIR or --to ADDR:PORT, not both");
-    if (!insecure)
-      return UsageError(std::string(*server_cmd ? "page-server" : "dump --to") +
-                        ": streaming is not encrypted or authenticated in this version of cryo: add --insecure on "
-                        "both sides (cryo page-server and cryo dump --to) if the link between them is trusted "
-                        "(loopback, a private network), or copy the image over ssh instead");
+    const std::string cmd = *server_cmd ? "page-server" : *migrate_cmd ? "migrate" : "dump --to";
+    if (!server_pidfile.empty() && !server_restore) return UsageError("page-server: --pidfile goes with --restore");
+    if (std::string p = tls.UsageProblem(); !p.empty()) return UsageError(cmd + ": " + p);
+    if (insecure && tls.enabled())
+      return UsageError(cmd + ": --insecure turns TLS off: give it or the --tls-* options, not both");
+    if (!insecure && !tls.enabled())
+      return UsageError(cmd + ": the stream is encrypted and authenticated with TLS: give both sides "
+                        "--tls-psk FILE (the same key: openssl rand -hex 32 > FILE) or --tls-cert FILE "
+                        "--tls-key FILE --tls-ca FILE; or --insecure on both sides if the link between them is "
+                        "trusted (loopback, a private network)");
+    server.tls = tls;
+  } else if (*dump_cmd && (tls.enabled() || insecure)) {
+    return UsageError("dump: --insecure and the --tls-* options go with --to ADDR:PORT");
+  } else if (*dump_cmd && dump_cmd->count("--compress")) {
+    return UsageError("dump: --compress goes with --to ADDR:PORT (images on disk are not compressed in this version)");
   }
+  Result<int> zstd_level = stream::ParseCompression(compress);
+  if (!zstd_level.ok()) return UsageError(zstd_level.status().message());
   if (*dump_cmd && dump.images_dir.empty() && dump_to.empty())
     return UsageError("dump: the image directory is missing: give -D DIR (or --to ADDR:PORT)");
   if (*server_cmd) {
+    if (server_restore) server.restore = [&](const std::string& dir) { return RestoreReceived(dir, server_pidfile); };
     server.on_listening = [](const std::string& addr) {
       fprintf(stderr, "cryo: page-server listening on %s\n", addr.c_str());
       fflush(stderr);
@@ -367,13 +458,16 @@ int main(int argc, char** argv) {
     ReportFaultPoints();
     if (!s.ok()) {
       LOG_ERROR("page-server: %s", s.ToString().c_str());
-      LOG_ERROR("page-server: nothing was kept (no %s)", server.images_dir.c_str());
+      if (::access(server.images_dir.c_str(), F_OK) != 0)
+        LOG_ERROR("page-server: nothing was kept (no %s)", server.images_dir.c_str());
       return kFailed;
     }
-    Say(cli::ReceivedLine(got.peer, server.images_dir, got.files, got.bytes, Now() - t0));
+    Say(cli::ReceivedLine(got.peer + (server.tls.enabled() ? " over TLS" : " (insecure)"), server.images_dir,
+                          got.files, got.bytes, Now() - t0) +
+        (got.restored ? "; restored, root pid " + std::to_string(got.restored) : ""));
     return 0;
   }
-  if (*dump_cmd) {
+  if (*dump_cmd || *migrate_cmd) {
     dump.show_progress = progress;
     dump.sync = !no_sync;
     // Privileges first (the dump checks them again): without them even the
@@ -394,10 +488,11 @@ int main(int argc, char** argv) {
     if (!dump_to.empty()) {
       // Connected before the tree is seized: a page server that is not there
       // costs the tree nothing.
-      auto c = stream::StreamEnv::Open(dump_to, 60);
-      if (!c.ok()) return Fail(c.status().Prefixed("dump --to " + dump_to));
+      auto c = stream::StreamEnv::Open(dump_to, 60, tls, /*migrate=*/static_cast<bool>(*migrate_cmd));
+      if (!c.ok()) return Fail(c.status().Prefixed((*migrate_cmd ? "migrate --to " : "dump --to ") + dump_to));
       conn = std::move(*c);
       streamed = std::make_unique<stream::StreamEnv>(conn.get());
+      streamed->set_zstd_level(*zstd_level);
       dump.env = streamed.get();
       dump.images_dir = dump_to;
     } else {
@@ -421,7 +516,10 @@ int main(int argc, char** argv) {
         LOG_ERROR("pid %d was left running, untouched", dump.pid);
       return 1;
     }
-    if (streamed) dump.images_dir = "page server " + dump_to + " (" + streamed->remote_dir() + ")";
+    if (*migrate_cmd) return ReportMigrated(*streamed, dump.pid, stats.processes, Now() - t0);
+    if (streamed)
+      dump.images_dir = "page server " + dump_to + (conn->encrypted() ? " over TLS" : " (insecure)") + " (" +
+                        streamed->remote_dir() + ")" + CompressionNote(*streamed);
     Say(cli::DumpedLine(stats.processes, dump.pid, dump.images_dir,
                         streamed ? streamed->bytes_sent() : counted.BytesWritten(), Now() - t0,
                         stats.frozen_seconds, dump.sync));

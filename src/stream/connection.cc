@@ -83,7 +83,10 @@ Status SplitHostPort(const std::string& text, std::string* host, std::string* po
   return Status::Ok();
 }
 
-Result<std::unique_ptr<Connection>> Connection::Connect(const std::string& addr, double timeout_s) {
+Connection::~Connection() = default;
+
+Result<std::unique_ptr<Connection>> Connection::Connect(const std::string& addr, double timeout_s,
+                                                        std::shared_ptr<const TlsContext> tls) {
   CRYO_ASSIGN_OR_RETURN(struct addrinfo * res, Resolve(addr, false));
   std::unique_ptr<struct addrinfo, void (*)(struct addrinfo*)> guard(res, freeaddrinfo);
   Status last = Status::Error("address " + addr + ": nothing to connect to");
@@ -114,9 +117,100 @@ Result<std::unique_ptr<Connection>> Connection::Connect(const std::string& addr,
       }
     }
     SetOptions(fd.get());
-    return std::make_unique<Connection>(std::move(fd), peer, timeout_s, /*sender=*/true);
+    auto conn = std::make_unique<Connection>(std::move(fd), peer, timeout_s, /*sender=*/true);
+    if (tls) CRYO_RETURN_IF_ERROR(conn->StartTls(tls));
+    return conn;
   }
   return last;
+}
+
+Status Connection::StartTls(std::shared_ptr<const TlsContext> tls) {
+  tls_ctx_ = tls;
+  CRYO_ASSIGN_OR_RETURN(tls_, tls->NewSession(peer_));
+  for (;;) {
+    Result<bool> done = tls_->Handshake();
+    CRYO_RETURN_IF_ERROR(FlushTls());  // the next flight, or the alert that says why not
+    if (!done.ok()) {
+      // The peer reads the alert before it sees the connection close (what
+      // it sent meanwhile is drained: no reset discards the alert).
+      CloseGracefully(1);
+      return done.status();
+    }
+    if (*done) return Status::Ok();
+    char buf[16384];
+    Result<size_t> n = RawRecv(buf, sizeof(buf), timeout_s_);
+    if (!n.ok() || *n == 0)
+      return Status::Error("TLS with " + peer_ + ": the handshake ended: " +
+                           (n.ok() ? std::string("the peer closed the connection") : n.status().ToString()) + " (" +
+                           tls->Describe() + "; does the peer use TLS with the same kind of authentication? its "
+                           "own messages say why it refused)");
+    tls_->Feed(buf, *n);
+  }
+}
+
+Status Connection::FlushTls() {
+  const std::string out = tls_->TakeOutput();
+  return RawSend(out.data(), out.size());
+}
+
+Status Connection::RawSend(const char* data, size_t n) {
+  struct iovec iov = {const_cast<char*>(data), n};
+  return RawSendv(&iov, 1);
+}
+
+Status Connection::RawSendv(struct iovec* iov, int count) {
+  int first = 0;
+  double deadline = Now() + timeout_s_;
+  while (first < count) {
+    if (iov[first].iov_len == 0) {
+      ++first;
+      continue;
+    }
+    struct msghdr msg = {};
+    msg.msg_iov = iov + first;
+    msg.msg_iovlen = static_cast<size_t>(count - first);
+    const ssize_t w = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN) return Status::FromErrno("send to " + peer_);
+      CRYO_RETURN_IF_ERROR(WaitFor(fd_.get(), POLLOUT, deadline, "send to " + peer_));
+      continue;
+    }
+    deadline = Now() + timeout_s_;  // progress: the timeout is for silence
+    size_t left = static_cast<size_t>(w);
+    while (first < count && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+    if (first < count) {
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+      iov[first].iov_len -= left;
+    }
+  }
+  return Status::Ok();
+}
+
+Result<size_t> Connection::RawRecv(char* buf, size_t n, double timeout_s) {
+  const double deadline = Now() + timeout_s;
+  for (;;) {
+    const ssize_t r = ::recv(fd_.get(), buf, n, 0);
+    if (r >= 0) return static_cast<size_t>(r);
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return Status::FromErrno("receive from " + peer_);
+    CRYO_RETURN_IF_ERROR(WaitFor(fd_.get(), POLLIN, deadline, "receive from " + peer_));
+  }
+}
+
+// Has the receiver sent a frame (an ERROR) the sender has not read? Never waits.
+Result<bool> Connection::IncomingFrame() {
+  struct pollfd p = {fd_.get(), POLLIN, 0};
+  if (!tls_) return ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+  char buf[16384];
+  for (;;) {
+    const ssize_t r = ::recv(fd_.get(), buf, sizeof(buf), MSG_DONTWAIT);
+    if (r == 0) return true;  // closed: the receive says so
+    if (r < 0) break;
+    tls_->Feed(buf, static_cast<size_t>(r));
+  }
+  if (!tls_->HasBuffered()) return false;
+  return tls_->HasPlaintext();
 }
 
 Status Connection::Send(FrameType type, uint32_t file_id, std::string_view prefix, std::string_view data) {
@@ -132,59 +226,48 @@ Status Connection::Send(FrameType type, uint32_t file_id, std::string_view prefi
 
 Status Connection::SendLocked(const std::string& header, std::string_view prefix, std::string_view data) {
   // Did the receiver refuse something? It says so in a frame, then stops reading.
-  struct pollfd p = {fd_.get(), POLLIN, 0};
-  if (sender_ && ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN)) {
-    Result<Frame> f = Receive(1);
-    if (f.ok() && f->type() == FrameType::kError)
-      return Status::Error("the receiver " + peer_ + " refused the image: " + f->payload);
-    if (f.ok()) return Status::Error(std::string("unexpected ") + FrameTypeName(f->header.type) + " from " + peer_);
-    return f.status();
+  if (sender_) {
+    CRYO_ASSIGN_OR_RETURN(bool incoming, IncomingFrame());
+    if (incoming) {
+      Result<Frame> f = Receive(1);
+      if (f.ok() && f->type() == FrameType::kError)
+        return Status::Error("the receiver " + peer_ + " refused the image: " + f->payload);
+      if (f.ok()) return Status::Error(std::string("unexpected ") + FrameTypeName(f->header.type) + " from " + peer_);
+      return f.status();
+    }
+  }
+  if (tls_) {
+    // Into the session's memory, then onto the socket (TLS records of at most 16 KiB).
+    CRYO_RETURN_IF_ERROR(tls_->Write(header.data(), header.size()));
+    CRYO_RETURN_IF_ERROR(tls_->Write(prefix.data(), prefix.size()));
+    CRYO_RETURN_IF_ERROR(tls_->Write(data.data(), data.size()));
+    return FlushTls();
   }
   struct iovec iov[3] = {{const_cast<char*>(header.data()), header.size()},
                          {const_cast<char*>(prefix.data()), prefix.size()},
                          {const_cast<char*>(data.data()), data.size()}};
-  int first = 0;
-  double deadline = Now() + timeout_s_;
-  while (first < 3) {
-    if (iov[first].iov_len == 0) {
-      ++first;
-      continue;
-    }
-    struct msghdr msg = {};
-    msg.msg_iov = iov + first;
-    msg.msg_iovlen = static_cast<size_t>(3 - first);
-    const ssize_t w = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) return Status::FromErrno("send to " + peer_);
-      CRYO_RETURN_IF_ERROR(WaitFor(fd_.get(), POLLOUT, deadline, "send to " + peer_));
-      continue;
-    }
-    deadline = Now() + timeout_s_;  // progress: the timeout is for silence
-    size_t left = static_cast<size_t>(w);
-    while (first < 3 && left >= iov[first].iov_len) left -= iov[first++].iov_len;
-    if (first < 3) {
-      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
-      iov[first].iov_len -= left;
-    }
-  }
-  return Status::Ok();
+  return RawSendv(iov, 3);
 }
 
 Status Connection::ReadExact(char* buf, size_t n, double timeout_s) {
-  double deadline = Now() + timeout_s;
-  while (n > 0) {
-    const ssize_t r = ::recv(fd_.get(), buf, n, 0);
+  while (tls_ && n > 0) {
+    bool need_input = false;
+    CRYO_ASSIGN_OR_RETURN(size_t got, tls_->Read(buf, n, &need_input));
+    buf += got;
+    n -= got;
+    if (got > 0) continue;
+    if (!need_input) return Status::Errno(ECONNRESET, "connection closed by " + peer_ + " (TLS close_notify)");
+    CRYO_RETURN_IF_ERROR(FlushTls());
+    char raw[65536];
+    CRYO_ASSIGN_OR_RETURN(size_t r, RawRecv(raw, sizeof(raw), timeout_s));
     if (r == 0) return Status::Errno(ECONNRESET, "connection closed by " + peer_);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN) return Status::FromErrno("receive from " + peer_);
-      CRYO_RETURN_IF_ERROR(WaitFor(fd_.get(), POLLIN, deadline, "receive from " + peer_));
-      continue;
-    }
-    deadline = Now() + timeout_s;
+    tls_->Feed(raw, r);
+  }
+  while (n > 0) {
+    CRYO_ASSIGN_OR_RETURN(size_t r, RawRecv(buf, n, timeout_s));
+    if (r == 0) return Status::Errno(ECONNRESET, "connection closed by " + peer_);
     buf += r;
-    n -= static_cast<size_t>(r);
+    n -= r;
   }
   return Status::Ok();
 }
@@ -200,6 +283,11 @@ Result<Frame> Connection::Receive(double timeout_s) {
 }
 
 void Connection::CloseGracefully(double linger_s) {
+  if (tls_) {
+    tls_->Shutdown();
+    const std::string out = tls_->TakeOutput();
+    (void)::send(fd_.get(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
   ::shutdown(fd_.get(), SHUT_WR);
   const double deadline = Now() + linger_s;
   char buf[65536];
@@ -241,15 +329,18 @@ Result<Listener> Listener::Listen(const std::string& addr) {
   return last;
 }
 
-Result<std::unique_ptr<Connection>> Listener::Accept(double timeout_s, double frame_timeout_s) {
+Result<std::unique_ptr<Connection>> Listener::Accept(double timeout_s, double frame_timeout_s,
+                                                     std::shared_ptr<const TlsContext> tls) {
   CRYO_RETURN_IF_ERROR(WaitFor(fd_.get(), POLLIN, Now() + timeout_s, "waiting for the sender on " + address_));
   struct sockaddr_storage ss;
   socklen_t len = sizeof(ss);
   UniqueFd fd(::accept4(fd_.get(), reinterpret_cast<struct sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC));
   if (!fd.valid()) return Status::FromErrno("accept on " + address_);
   SetOptions(fd.get());
-  return std::make_unique<Connection>(std::move(fd), AddressText(reinterpret_cast<struct sockaddr*>(&ss)),
-                                      frame_timeout_s, /*sender=*/false);
+  auto conn = std::make_unique<Connection>(std::move(fd), AddressText(reinterpret_cast<struct sockaddr*>(&ss)),
+                                           frame_timeout_s, /*sender=*/false);
+  if (tls) CRYO_RETURN_IF_ERROR(conn->StartTls(tls));
+  return conn;
 }
 
 }  // namespace cryo::stream

@@ -5,6 +5,8 @@
 // an error (EPIPE), never a SIGPIPE.
 #pragma once
 
+#include <sys/uio.h>
+
 #include <memory>
 #include <mutex>
 #include <string>
@@ -13,6 +15,7 @@
 #include "base/status.h"
 #include "base/unique_fd.h"
 #include "stream/protocol.h"
+#include "stream/tls.h"
 
 namespace cryo::stream {
 
@@ -32,8 +35,14 @@ class Connection {
   // frames are what it reads).
   Connection(UniqueFd fd, std::string peer, double timeout_s, bool sender)
       : fd_(std::move(fd)), peer_(std::move(peer)), timeout_s_(timeout_s), sender_(sender) {}
-  // Connects to "ADDR:PORT" within `timeout_s`.
-  static Result<std::unique_ptr<Connection>> Connect(const std::string& addr, double timeout_s);
+  ~Connection();
+  // Connects to "ADDR:PORT" within `timeout_s`; with `tls`, the TLS
+  // handshake too (the peer authenticated, or an error saying why not).
+  static Result<std::unique_ptr<Connection>> Connect(const std::string& addr, double timeout_s,
+                                                     std::shared_ptr<const TlsContext> tls);
+  // The TLS handshake on this connection, within the timeout.
+  Status StartTls(std::shared_ptr<const TlsContext> tls);
+  bool encrypted() const { return tls_ != nullptr; }
 
   // Sends one whole frame (several threads may send: frames never mix). The
   // payload is `prefix` followed by `data`. Before it, on the sender's side, a
@@ -51,6 +60,14 @@ class Connection {
  private:
   Status SendLocked(const std::string& header, std::string_view prefix, std::string_view data);
   Status ReadExact(char* buf, size_t n, double timeout_s);
+  // The socket itself (under TLS: the ciphertext).
+  Status RawSend(const char* data, size_t n);
+  Status RawSendv(struct iovec* iov, int count);  // advances `iov`
+  Result<size_t> RawRecv(char* buf, size_t n, double timeout_s);  // 0: closed
+  Status FlushTls();
+  Result<bool> IncomingFrame();
+  std::shared_ptr<const TlsContext> tls_ctx_;  // outlives the session (its callbacks use it)
+  std::unique_ptr<TlsSession> tls_;
   std::mutex mu_;
   UniqueFd fd_;
   std::string peer_;
@@ -64,8 +81,9 @@ class Listener {
   static Result<Listener> Listen(const std::string& addr);
   // The address bound ("127.0.0.1:40123": the port chosen for port 0).
   const std::string& address() const { return address_; }
-  // One connection within `timeout_s`.
-  Result<std::unique_ptr<Connection>> Accept(double timeout_s, double frame_timeout_s);
+  // One connection within `timeout_s`, with `tls` its TLS handshake done.
+  Result<std::unique_ptr<Connection>> Accept(double timeout_s, double frame_timeout_s,
+                                             std::shared_ptr<const TlsContext> tls);
 
  private:
   UniqueFd fd_;

@@ -147,13 +147,56 @@ Status ReceiveInto(Connection& conn, const std::string& tmp, int tmpfd, const st
   return Status::Ok();
 }
 
+// --restore: the sender must be `cryo migrate`, which says so first.
+Status ExpectMigrate(Connection& conn) {
+  CRYO_ASSIGN_OR_RETURN(Frame f, conn.Receive(conn.timeout()));
+  if (f.type() == FrameType::kMigrate && f.payload.empty()) return Status::Ok();
+  if (f.type() == FrameType::kOpen)
+    return Status::Error("the sender does not migrate (cryo dump --to): this page server restores what it receives "
+                         "(--restore); use cryo migrate, or a page server without --restore");
+  return Status::Error(std::string("expected MIGRATE, got ") + FrameTypeName(f.header.type));
+}
+
+// How long the receiver waits for KILLED once it sent the ACK: the source
+// kills its tree and waits for it to die first.
+constexpr double kKilledTimeoutSeconds = 120;
+
+// After the ACK: the source kills its tree and says KILLED; only then is the
+// image restored here (on one machine the restore needs the source's pids).
+Status RestoreMigrated(const PageServerOptions& opts, Connection& conn, ReceivedImage* out) {
+  Result<Frame> k = conn.Receive(kKilledTimeoutSeconds);
+  if (!k.ok() || k->type() != FrameType::kKilled)
+    return Status::Error("the source did not confirm that its tree is gone (" +
+                         (k.ok() ? std::string(FrameTypeName(k->header.type)) : k.status().ToString()) +
+                         "): not restored; the image is complete in " + opts.images_dir +
+                         " (cryo restore -D " + opts.images_dir + " once the source tree is gone)");
+  FaultPoint();
+  Result<pid_t> pid = opts.restore(opts.images_dir);
+  if (!pid.ok()) {
+    const Status s = pid.status().Prefixed("restore of the migrated image " + opts.images_dir);
+    (void)conn.Send(FrameType::kError, 0, s.ToString().substr(0, 4096));
+    conn.CloseGracefully(2);
+    return s;
+  }
+  out->restored = *pid;
+  if (Status r = conn.Send(FrameType::kRestored, 0, std::to_string(*pid)); !r.ok())
+    LOG_WARN("restored as pid %d, but the source did not hear it: %s", *pid, r.ToString().c_str());
+  conn.CloseGracefully(2);
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status RunPageServer(const PageServerOptions& opts, ReceivedImage* out) {
   CRYO_RETURN_IF_ERROR(CheckTarget(opts.images_dir));
+  std::shared_ptr<TlsContext> tls;  // its files loaded before anything listens
+  if (opts.tls.enabled()) {
+    CRYO_ASSIGN_OR_RETURN(tls, TlsContext::Create(opts.tls, /*server=*/true));
+  }
   CRYO_ASSIGN_OR_RETURN(Listener listener, Listener::Listen(opts.listen));
   if (opts.on_listening) opts.on_listening(listener.address());
-  CRYO_ASSIGN_OR_RETURN(auto conn, listener.Accept(opts.wait_s, opts.timeout_s));
+  // A sender that fails the TLS handshake gets nothing: no directory is made.
+  CRYO_ASSIGN_OR_RETURN(auto conn, listener.Accept(opts.wait_s, opts.timeout_s, tls));
   out->peer = conn->peer();
   auto refuse = [&conn](const Status& s) {
     (void)conn->Send(FrameType::kError, 0, s.ToString().substr(0, 4096));
@@ -182,6 +225,7 @@ Status RunPageServer(const PageServerOptions& opts, ReceivedImage* out) {
       s = Status::FromErrno("cannot write " + tmp + "/" + image::IncompleteMarkerName());
   }
   if (s.ok()) s = conn->Send(FrameType::kHello, 0, HelloPayload(image::kFormatVersion));
+  if (s.ok() && opts.restore) s = ExpectMigrate(*conn);
   if (s.ok()) s = ReceiveInto(*conn, tmp, tmpfd.get(), opts.images_dir, out);
   if (!s.ok()) {
     RemoveTree(tmp);
@@ -191,6 +235,7 @@ Status RunPageServer(const PageServerOptions& opts, ReceivedImage* out) {
   if (Status a = conn->Send(FrameType::kAck, 0, opts.images_dir); !a.ok())
     LOG_WARN("the image is complete in %s, but the sender did not get the acknowledgement: %s "
              "(it keeps its tree running)", opts.images_dir.c_str(), a.ToString().c_str());
+  if (opts.restore) return RestoreMigrated(opts, *conn, out);
   conn->CloseGracefully(2);
   return Status::Ok();
 }

@@ -5,10 +5,13 @@
 // leaves no DIR, and the temporary directory is removed.
 #pragma once
 
+#include <sys/types.h>
+
 #include <functional>
 #include <string>
 
 #include "base/status.h"
+#include "stream/tls.h"
 
 namespace cryo::stream {
 
@@ -17,6 +20,11 @@ struct PageServerOptions {
   std::string images_dir;  // must not exist, or be an empty directory
   double timeout_s = 60;   // silence on the connection
   double wait_s = 3600;    // for the sender to connect
+  TlsOptions tls;          // none: no TLS (--insecure)
+  // --restore: the sender migrates (MIGRATE); once the image is in DIR and
+  // acknowledged, and the sender says its tree is gone (KILLED), this
+  // restores DIR and the root's pid goes back (RESTORED).
+  std::function<Result<pid_t>(const std::string& dir)> restore;
   // Called once listening, with the address bound (the port chosen).
   std::function<void(const std::string&)> on_listening;
 };
@@ -25,6 +33,7 @@ struct ReceivedImage {
   std::string peer;
   uint64_t bytes = 0;
   size_t files = 0;
+  pid_t restored = 0;  // with --restore
 };
 
 Status RunPageServer(const PageServerOptions& opts, ReceivedImage* out);

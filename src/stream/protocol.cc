@@ -1,5 +1,7 @@
 #include "stream/protocol.h"
 
+#include <zstd.h>
+
 #include <cstring>
 
 #include "image/format.h"
@@ -35,6 +37,10 @@ const char* FrameTypeName(uint32_t type) {
     case FrameType::kAbort: return "ABORT";
     case FrameType::kAck: return "ACK";
     case FrameType::kError: return "ERROR";
+    case FrameType::kMigrate: return "MIGRATE";
+    case FrameType::kKilled: return "KILLED";
+    case FrameType::kRestored: return "RESTORED";
+    case FrameType::kDataZstd: return "DATA_ZSTD";
   }
   return "unknown";
 }
@@ -50,7 +56,11 @@ Status DecodeFrameHeader(const uint8_t in[kFrameHeaderSize], FrameHeader* h) {
   h->type = GetU32(in);
   h->file_id = GetU32(in + 4);
   h->length = GetU32(in + 8);
-  if (h->type < static_cast<uint32_t>(FrameType::kHello) || h->type > static_cast<uint32_t>(FrameType::kError))
+  // A TLS record header (handshake, version 3.x) where a frame should be.
+  if (in[0] == 0x16 && in[1] == 0x03)
+    return Status::Error("unknown frame type " + std::to_string(h->type) + ": a TLS handshake, not a cryo frame: the "
+                         "peer uses TLS; give this side the same --tls-* options");
+  if (h->type < static_cast<uint32_t>(FrameType::kHello) || h->type > static_cast<uint32_t>(FrameType::kDataZstd))
     return Status::Error("unknown frame type " + std::to_string(h->type) + " (not a cryo stream, or corrupted)");
   if (h->length > kMaxPayload)
     return Status::Error(std::string(FrameTypeName(h->type)) + " frame of " + std::to_string(h->length) +
@@ -71,6 +81,10 @@ uint64_t GetU64(std::string_view p) {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(static_cast<uint8_t>(p[i])) << (8 * i);
   return v;
+}
+
+void PutU32(std::string* out, uint32_t v) {
+  for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
 }
 
 void PutU64(std::string* out, uint64_t v) {
@@ -107,6 +121,7 @@ Status ImageReceiver::OnFrame(const FrameHeader& h, std::string_view payload) {
   switch (static_cast<FrameType>(h.type)) {
     case FrameType::kOpen: return OnOpen(h.file_id, payload);
     case FrameType::kData: return OnData(h.file_id, payload);
+    case FrameType::kDataZstd: return OnDataZstd(h.file_id, payload);
     case FrameType::kClose: return OnClose(h.file_id, payload);
     case FrameType::kEnd:
       if (!payload.empty()) return Status::Error("END with a payload");
@@ -117,6 +132,9 @@ Status ImageReceiver::OnFrame(const FrameHeader& h, std::string_view payload) {
       return Status::Ok();
     case FrameType::kAbort:
       return Status::Error("the sender gave up: " + Printable(payload));
+    case FrameType::kMigrate:
+      return Status::Error("the sender migrates its tree (cryo migrate): this page server only receives an image; "
+                           "run cryo page-server with --restore");
     default:
       return Status::Error(std::string(FrameTypeName(h.type)) + " frame in the middle of an image");
   }
@@ -138,18 +156,37 @@ Status ImageReceiver::OnOpen(uint32_t id, std::string_view payload) {
 }
 
 Status ImageReceiver::OnData(uint32_t id, std::string_view payload) {
+  if (payload.size() <= 8 || payload.size() - 8 > kMaxChunk)
+    return Status::Error("DATA for file id " + std::to_string(id) + " of " + std::to_string(payload.size()) + " bytes");
+  return WriteData(id, GetU64(payload), payload.substr(8));
+}
+
+// The bytes' length comes first, so the output is bounded before anything is
+// decompressed: a frame that inflates to more (or less) is refused.
+Status ImageReceiver::OnDataZstd(uint32_t id, std::string_view payload) {
+  if (payload.size() <= 12) return Status::Error("DATA_ZSTD for file id " + std::to_string(id) + " too short");
+  const auto* p = reinterpret_cast<const uint8_t*>(payload.data());
+  const uint32_t n = GetU32(p + 8);
+  if (n == 0 || n > kMaxChunk)
+    return Status::Error("DATA_ZSTD for file id " + std::to_string(id) + " of " + std::to_string(n) + " bytes");
+  inflated_.resize(n);
+  const size_t got = ZSTD_decompress(inflated_.data(), n, payload.data() + 12, payload.size() - 12);
+  if (ZSTD_isError(got)) return Status::Error(std::string("DATA_ZSTD that does not decompress: ") + ZSTD_getErrorName(got));
+  if (got != n)
+    return Status::Error("DATA_ZSTD of " + std::to_string(n) + " bytes decompressed to " + std::to_string(got));
+  return WriteData(id, GetU64(payload), inflated_);
+}
+
+Status ImageReceiver::WriteData(uint32_t id, uint64_t offset, std::string_view data) {
   auto it = open_.find(id);
   if (it == open_.end()) return Status::Error("DATA for file id " + std::to_string(id) + ", which is not open");
-  if (payload.size() <= 8 || payload.size() - 8 > kMaxChunk)
-    return Status::Error("DATA for " + it->second.name + " of " + std::to_string(payload.size()) + " bytes");
-  const uint64_t offset = GetU64(payload);
-  const uint64_t n = payload.size() - 8;
+  const uint64_t n = data.size();
   if (offset > it->second.max_bytes || n > it->second.max_bytes - offset)
     return Status::Error("DATA beyond what " + it->second.name + " may hold (" +
                          std::to_string(it->second.max_bytes) + " bytes)");
   it->second.end = std::max(it->second.end, offset + n);
   bytes_ += n;
-  return sink_->Write(id, offset, payload.substr(8));
+  return sink_->Write(id, offset, data);
 }
 
 Status ImageReceiver::OnClose(uint32_t id, std::string_view payload) {

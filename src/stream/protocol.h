@@ -41,6 +41,12 @@ enum class FrameType : uint32_t {
   kAbort = 6,  // sender -> receiver: the dump failed; payload: why (text)
   kAck = 7,    // receiver -> sender: the image is durable; payload: its directory (text)
   kError = 8,  // receiver -> sender: refused; payload: why (text)
+  // `cryo migrate` to `cryo page-server --restore`:
+  kMigrate = 9,    // sender, first after HELLO: after the ACK it kills its tree and says KILLED; empty
+  kKilled = 10,    // sender, after the ACK: the source tree is gone, restore it; empty
+  kRestored = 11,  // receiver, after KILLED: restored; payload: the root's pid (text)
+  // file_id: open; payload: u64 offset, u32 n (1..kMaxChunk), then n bytes as one zstd frame
+  kDataZstd = 12,
 };
 const char* FrameTypeName(uint32_t type);
 
@@ -62,6 +68,7 @@ std::string HelloPayload(uint32_t format_version);
 Status CheckHello(std::string_view payload, uint32_t max_format);
 uint64_t GetU64(std::string_view p);
 void PutU64(std::string* out, uint64_t v);
+void PutU32(std::string* out, uint32_t v);
 
 // Where the receiver puts what it accepts.
 class FileSink {
@@ -94,6 +101,9 @@ class ImageReceiver {
   };
   Status OnOpen(uint32_t id, std::string_view payload);
   Status OnData(uint32_t id, std::string_view payload);
+  Status OnDataZstd(uint32_t id, std::string_view payload);
+  Status WriteData(uint32_t id, uint64_t offset, std::string_view data);
+  std::string inflated_;  // a DATA_ZSTD frame's bytes
   Status OnClose(uint32_t id, std::string_view payload);
   FileSink* sink_;
   std::map<uint32_t, OpenFile> open_;

@@ -1,5 +1,7 @@
 #include "stream/stream_env.h"
 
+#include <zstd.h>
+
 #include <algorithm>
 
 #include "base/interrupt.h"
@@ -18,9 +20,7 @@ class StreamFile final : public WritableFile {
     uint64_t off = static_cast<uint64_t>(offset);
     while (n > 0) {
       const size_t chunk = std::min<size_t>(n, kMaxChunk);
-      std::string prefix;
-      PutU64(&prefix, off);
-      CRYO_RETURN_IF_ERROR(env_->conn_->Send(FrameType::kData, id_, prefix, std::string_view(p, chunk)));
+      CRYO_RETURN_IF_ERROR(SendChunk(off, std::string_view(p, chunk)));
       env_->bytes_ += chunk;
       p += chunk;
       off += chunk;
@@ -43,6 +43,28 @@ class StreamFile final : public WritableFile {
   const std::string& path() const override { return path_; }
 
  private:
+  // One DATA frame, or DATA_ZSTD when that is smaller (zero pages, text...).
+  Status SendChunk(uint64_t off, std::string_view bytes) {
+    std::string prefix;
+    PutU64(&prefix, off);
+    if (env_->zstd_level_ > 0) {
+      // One context and buffer per sending thread (the writer's and the dump's).
+      thread_local std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+      thread_local std::string packed;
+      packed.resize(ZSTD_compressBound(bytes.size()));
+      const size_t n = cctx ? ZSTD_compressCCtx(cctx.get(), packed.data(), packed.size(), bytes.data(), bytes.size(),
+                                                env_->zstd_level_)
+                            : 0;
+      // Smaller with its 4-byte length than the bytes: a frame within kMaxPayload.
+      if (cctx && !ZSTD_isError(n) && n + 4 < bytes.size()) {
+        PutU32(&prefix, static_cast<uint32_t>(bytes.size()));
+        env_->wire_bytes_ += n;
+        return env_->conn_->Send(FrameType::kDataZstd, id_, prefix, std::string_view(packed.data(), n));
+      }
+    }
+    env_->wire_bytes_ += bytes.size();
+    return env_->conn_->Send(FrameType::kData, id_, prefix, bytes);
+  }
   StreamEnv* env_;
   uint32_t id_;
   std::string path_;
@@ -69,14 +91,35 @@ class DroppedFile final : public WritableFile {
 
 }  // namespace
 
-Result<std::unique_ptr<Connection>> StreamEnv::Open(const std::string& addr, double timeout_s) {
-  CRYO_ASSIGN_OR_RETURN(auto conn, Connection::Connect(addr, timeout_s));
+Result<int> ParseCompression(const std::string& text) {
+  if (text == "none") return 0;
+  if (text == "zstd") return 1;
+  if (text.rfind("zstd:", 0) == 0 && text.size() > 5 && text.size() <= 7 &&
+      text.find_first_not_of("0123456789", 5) == std::string::npos) {
+    const int level = std::stoi(text.substr(5));
+    if (level >= 1 && level <= 19) return level;
+  }
+  return Status::Error("--compress " + text + ": give zstd, zstd:LEVEL (1 to 19) or none");
+}
+
+Result<std::unique_ptr<Connection>> StreamEnv::Open(const std::string& addr, double timeout_s,
+                                                    const TlsOptions& tls, bool migrate) {
+  std::shared_ptr<TlsContext> ctx;
+  if (tls.enabled()) {
+    CRYO_ASSIGN_OR_RETURN(ctx, TlsContext::Create(tls, /*server=*/false));
+  }
+  CRYO_ASSIGN_OR_RETURN(auto conn, Connection::Connect(addr, timeout_s, ctx));
   CRYO_RETURN_IF_ERROR(conn->Send(FrameType::kHello, 0, HelloPayload(image::kFormatVersion)));
-  CRYO_ASSIGN_OR_RETURN(Frame f, conn->Receive(timeout_s));
+  Result<Frame> answer = conn->Receive(timeout_s);
+  if (!answer.ok() && !conn->encrypted())
+    return answer.status().Prefixed("no HELLO from the page server (if it uses TLS, give this side the same --tls-* "
+                                    "options)");
+  CRYO_ASSIGN_OR_RETURN(Frame f, std::move(answer));
   if (f.type() == FrameType::kError) return Status::Error("the page server " + addr + " refused: " + f.payload);
   if (f.type() != FrameType::kHello)
     return Status::Error(std::string("the page server ") + addr + " answered " + FrameTypeName(f.header.type));
   CRYO_RETURN_IF_ERROR(CheckHello(f.payload, image::kFormatVersion).Prefixed("page server " + addr));
+  if (migrate) CRYO_RETURN_IF_ERROR(conn->Send(FrameType::kMigrate, 0, {}));
   return conn;
 }
 
@@ -100,6 +143,19 @@ Status StreamEnv::Commit(const std::string&) {
   remote_dir_ = f->payload;
   FaultPoint();
   return Status::Ok();
+}
+
+Result<pid_t> StreamEnv::ConfirmKilled() {
+  CRYO_RETURN_IF_ERROR(conn_->Send(FrameType::kKilled, 0, {}));
+  Result<Frame> f = conn_->Receive(kAckTimeoutSeconds);
+  if (!f.ok()) return f.status().Prefixed("waiting for the page server's restore");
+  if (f->type() == FrameType::kError) return Status::Error("the page server " + conn_->peer() + ": " + f->payload);
+  if (f->type() != FrameType::kRestored)
+    return Status::Error(std::string("the page server answered KILLED with ") + FrameTypeName(f->header.type));
+  const std::string& p = f->payload;
+  if (p.empty() || p.size() > 9 || p.find_first_not_of("0123456789") != std::string::npos)
+    return Status::Error("the page server said RESTORED without a pid");
+  return static_cast<pid_t>(std::stol(p));
 }
 
 void StreamEnv::Abort(const std::string& why) {

@@ -20,11 +20,17 @@ namespace cryo::stream {
 // validates the whole image first.
 inline constexpr double kAckTimeoutSeconds = 600;
 
+// `--compress zstd[:LEVEL]|none`: the zstd level, 0 for none.
+Result<int> ParseCompression(const std::string& text);
+
 class StreamEnv final : public Env {
  public:
   explicit StreamEnv(Connection* conn) : conn_(conn) {}
-  // Connects to `addr` and says HELLO; the receiver must answer HELLO.
-  static Result<std::unique_ptr<Connection>> Open(const std::string& addr, double timeout_s);
+  // Connects to `addr` (with TLS when `tls` is enabled) and says HELLO; the
+  // receiver must answer HELLO.
+  // `migrate`: says MIGRATE too (the receiver must run with --restore).
+  static Result<std::unique_ptr<Connection>> Open(const std::string& addr, double timeout_s, const TlsOptions& tls,
+                                                  bool migrate = false);
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) override;
   Status CreateDir(const std::string&, mode_t) override { return Status::Ok(); }
@@ -35,15 +41,25 @@ class StreamEnv final : public Env {
   // The dump failed: tells the receiver (best effort), which removes what it
   // received.
   void Abort(const std::string& why);
+  // `cryo migrate`, once the tree is killed (after the ACK): says KILLED and
+  // waits for the receiver's restore; its root's pid there.
+  Result<pid_t> ConfirmKilled();
   // Where the receiver put the image (its ACK), once committed.
   const std::string& remote_dir() const { return remote_dir_; }
   uint64_t bytes_sent() const { return bytes_; }
+  // DATA compressed with zstd at `level` (DATA_ZSTD frames; 0: none).
+  void set_zstd_level(int level) { zstd_level_ = level; }
+  int zstd_level() const { return zstd_level_; }
+  // The bytes of file data as sent (after compression).
+  uint64_t data_bytes_on_wire() const { return wire_bytes_; }
 
  private:
   friend class StreamFile;
   Connection* conn_;
   std::atomic<uint32_t> next_id_{1};
   std::atomic<uint64_t> bytes_{0};
+  std::atomic<uint64_t> wire_bytes_{0};
+  int zstd_level_ = 0;
   std::string remote_dir_;
 };
 

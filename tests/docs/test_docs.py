@@ -17,7 +17,7 @@ import re
 import subprocess
 import sys
 
-COMMANDS = ["dump", "restore", "show", "check", "unlock", "page-server", "run"]
+COMMANDS = ["dump", "restore", "show", "check", "unlock", "page-server", "migrate", "run"]
 OPTION_RE = r"(?<![\w-])(--?[a-zA-Z][a-z0-9-]*)"
 
 
@@ -40,7 +40,8 @@ def man_synopsis(man):
     syn = man.split(".SH SYNOPSIS", 1)[1].split(".SH DESCRIPTION", 1)[0].replace("\\-", "-")
     out = {}
     for block in syn.split(".br"):
-        words = re.findall(r"\b(check|dump|restore|show)\b", block)
+        # (a command word, not an option such as page-server's --restore)
+        words = re.findall(r"(?<![\w-])(check|dump|restore|show|unlock|page-server|migrate)\b", block)
         if words:
             out.setdefault(words[0], set()).update(re.findall(OPTION_RE, block))
     return out
