@@ -1,12 +1,14 @@
 // Namespaces (/proc/PID/ns, namespaces(7)) and cgroups (/proc/PID/cgroup,
 // cgroups(7)): a restored process is a fork of cryo and lives in cryo's
 // namespaces, so any other namespace is refused until cryo restores it (a
-// UTS or IPC namespace of the tree's own is: src/ns/); its
+// UTS or IPC namespace of the tree's own is: src/ns/; so are its own PID
+// namespace and the mount namespace that goes with it: ns/tree_pidns.h); its
 // cgroups are restored (src/cgroup/), a thread's own cgroup is refused.
 #include <string>
 
 #include "audit/classify.h"
 #include "base/file_util.h"
+#include "ns/tree_pidns.h"
 
 namespace cryo::audit {
 
@@ -52,8 +54,18 @@ void ClassifyNamespaces(const std::map<std::string, std::string>& links, const s
     }
     const std::map<std::string, std::string>& other = leader ? *leader : cryo.ns;
     auto it = other.find(name);
+    // Dumped from inside the tree's own PID namespace (ns/tree_pidns.h):
+    // that namespace and its mount namespace are made again by --pidns new.
+    const bool own_pidns = !leader && ns::DumpingInTreePidns();
     if (it != other.end() && it->second == link) {
-      report->Tally(subject, "ns", kind->name, leader ? Verdict::kRestored : Verdict::kInherited);
+      const bool remade = own_pidns && kind->name.starts_with("pid");
+      report->Tally(subject, "ns", kind->name, leader || remade ? Verdict::kRestored : Verdict::kInherited);
+      continue;
+    }
+    if (own_pidns && kind->name == "mnt") {
+      report->Add(subject, "ns", name, link, Verdict::kRestored,
+                  "the mount namespace of its own PID namespace: checked to be cryo's mounts with its own /proc, "
+                  "made again by the restore with --pidns new");
       continue;
     }
     if (!leader && (kind->name == "ipc" || kind->name == "uts")) {

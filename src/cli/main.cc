@@ -28,8 +28,11 @@
 #include "image/image_dir.h"
 #include "image/show.h"
 #include "net/net_lock.h"
+#include "ns/join_ns.h"
+#include "ns/tree_pidns.h"
 #include "restore/pidns.h"
 #include "restore/restore.h"
+#include "restore/run.h"
 #include "stream/page_server.h"
 #include "stream/stream_env.h"
 
@@ -193,6 +196,7 @@ int main(int argc, char** argv) {
                "  cryo dump -t PID -D DIR        checkpoint a process into DIR (then kill it)\n"
                "  cryo restore DIR               bring it back, with its PID, memory and files\n"
                "  cryo show DIR                  what an image holds\n"
+               "  cryo run -- CMD ARGS           start a program in namespaces of its own, ready to checkpoint\n"
                "  cryo unlock DIR                let the TCP connections of an image go (no restore)\n"
                "  cryo page-server --listen ADDR:PORT -D DIR --tls-psk FILE   receive one streamed image into DIR\n"
                "  cryo dump -t PID --to ADDR:PORT --tls-psk FILE              checkpoint a process to a page server\n"
@@ -278,6 +282,17 @@ int main(int argc, char** argv) {
                           "image's pids inside it, beside the original or other copies; the pidfile gets the host pid")
       ->check(CLI::IsMember({"new"}))
       ->type_name("new");
+  restore_cmd->add_option("--join-ns", restore.join_ns,
+                          "make the tree inside this existing namespace (KIND net, ipc, uts or mnt; PATH as "
+                          "/proc/PID/ns/net or a bind-mounted namespace file); repeatable")
+      ->allow_extra_args(false)
+      ->check(CLI::Validator(
+          [](std::string& value) {
+            Status s = ns::ParseJoinNs(value);
+            return s.ok() ? std::string() : s.message();
+          },
+          "", "namespace to join"))
+      ->type_name("KIND:PATH");
   restore_cmd->add_flag("--tcp-close", restore.tcp_close,
                         "restore TCP connections reset by their peer (the program's next recv/send fails with "
                         "ECONNRESET) instead of established");
@@ -369,7 +384,17 @@ int main(int argc, char** argv) {
   migrate_cmd->add_flag("--ext-unix-sk", dump.ext_unix_sk, "as cryo dump --ext-unix-sk");
   migrate_cmd->add_option("--compress", compress, compress_help)->type_name("zstd[:LEVEL]|none");
 
-  for (auto* sub : {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd, server_cmd, migrate_cmd}) {
+  RunOptions run;
+  std::string run_pidfile;
+  auto* run_cmd = app.add_subcommand("run", "start a program in fresh namespaces suited to checkpointing (a PID "
+                                            "namespace of its own, whose init is cryo's), detached; prints its pid");
+  run_cmd->add_option("--ns", run.namespaces,
+                      "its namespaces, from pid, mnt, net, ipc, uts (pid and mnt required; default pid,mnt)")
+      ->type_name("KINDS");
+  run_cmd->add_option("--pidfile", run_pidfile, "write the program's pid to FILE")->type_name("FILE");
+  run_cmd->add_option("command", run.argv, "the program and its arguments (after --)")->required()->type_name("CMD");
+
+  for (auto* sub : {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd, server_cmd, migrate_cmd, run_cmd}) {
     sub->add_option("--log-file,-o", log_file, "append a detailed log to FILE")->type_name("FILE");
     sub->add_flag("-v,--verbose", verbosity, "more messages on stderr (-vv for debug)");
     sub->add_flag("-q,--quiet", quiet, "no line on success (errors and warnings are still printed)");
@@ -381,9 +406,9 @@ int main(int argc, char** argv) {
     sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     // "A subcommand is required" would hide a mistyped command.
     const std::string command = cli::FirstWord(argc, argv, {"-o", "--log-file"});
-    const auto subs = {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd, server_cmd, migrate_cmd};
+    const auto subs = {dump_cmd, restore_cmd, show_cmd, check_cmd, unlock_cmd, server_cmd, migrate_cmd, run_cmd};
     if (!command.empty() && std::none_of(subs.begin(), subs.end(), [&](auto* c) { return c->get_name() == command; }))
-      return UsageError("unknown command '" + command + "' (the commands are check, dump, restore, show, unlock, page-server and migrate)");
+      return UsageError("unknown command '" + command + "' (the commands are check, dump, restore, run, show, unlock, page-server and migrate)");
     const int rc = app.exit(e);  // prints help, the version or the error
     return rc == 0 ? 0 : kUsage;
   }
@@ -459,6 +484,16 @@ int main(int argc, char** argv) {
     // Privileges first (the dump checks them again): without them even the
     // image directory's check may fail on a permission, naming the wrong cause.
     if (Status priv = CheckPrivileges(); !priv.ok()) return Fail(priv);
+    // A tree in a PID namespace of its own is dumped from inside it: cryo
+    // waits for the dumper, which goes on below (ns/tree_pidns.h).
+    Result<pid_t> inner = ns::PidInChildPidns(dump.pid);
+    if (!inner.ok()) return Fail(inner.status());
+    if (*inner) {
+      Result<pid_t> dumper = ns::ForkInPidnsOf(dump.pid);
+      if (!dumper.ok()) return Fail(dumper.status());
+      if (*dumper) return ns::WaitForDumper(*dumper, dump.pid);
+      dump.pid = *inner;
+    }
     std::unique_ptr<stream::Connection> conn;
     std::unique_ptr<stream::StreamEnv> streamed;
     if (!dump_to.empty()) {
@@ -499,6 +534,19 @@ int main(int argc, char** argv) {
     Say(cli::DumpedLine(stats.processes, dump.pid, dump.images_dir,
                         streamed ? streamed->bytes_sent() : counted.BytesWritten(), Now() - t0,
                         stats.frozen_seconds, dump.sync));
+    return 0;
+  }
+  if (*run_cmd) {
+    if (Status priv = CheckPrivileges(); !priv.ok()) return Fail(priv);
+    Result<RunStarted> r = RunInFreshNamespaces(run);
+    if (!r.ok()) return Fail(r.status().Prefixed("run"));
+    if (!run_pidfile.empty()) {
+      std::ofstream pf(run_pidfile, std::ios::trunc);
+      pf << r->pid << "\n";
+      if (!pf) return Fail(Status::Error("cannot write pidfile " + run_pidfile + " (pid " + std::to_string(r->pid) + " runs)"));
+    }
+    printf("%d\n", r->pid);
+    LOG_INFO("pid %d runs in namespaces of its own, its init host pid %d", r->pid, r->init);
     return 0;
   }
   if (*restore_cmd && restore.new_pidns) {

@@ -39,6 +39,7 @@
 #include "files/snapshot_dump.h"
 #include "mem/vma_dump.h"
 #include "ns/namespaces.h"
+#include "ns/tree_pidns.h"
 #include "proc/path_check.h"
 #include "proc/path_check.h"
 #include "proc/proc.h"
@@ -653,6 +654,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   // the image and leaves the tree alone.)
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   progress->complete = true;
+  ns::ReportImageComplete();
   if (!opts.leave_running) {
     progress->frozen = Now() - c.seize_start;
     // The TCP connections: the guardian told first; then SIGKILL, and only

@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "ns/ipc_objects.h"
 #include "ns/ns_thread.h"
+#include "ns/tree_pidns.h"
 #include "proc/proc.h"
 
 namespace cryo::ns {
@@ -52,6 +53,9 @@ Result<uint64_t> OwnedNamespace(const NsKind& k, const std::vector<pid_t>& pids,
   }
   const uint64_t owned = seen.begin()->first;
   CRYO_RETURN_IF_ERROR(proc::ForEachPidOutside(tree, [&](pid_t p) {
+    // A restore with --pidns new makes its init (pid 1) in the tree's fresh
+    // namespaces: cryo's init holds nothing of them, and is made again.
+    if (p == 1 && IsCryoInit()) return Status::Ok();
     auto ino = NsInode(p, k.name);
     if (!ino.ok() || *ino != owned) return Status::Ok();
     return Status::Error("pid " + std::to_string(p) + ", outside the tree, lives in the tree's " + k.what + " " +
@@ -85,6 +89,7 @@ Status DumpIpc(image::IpcNamespace* out) {
 Status DumpNamespaces(const std::vector<pid_t>& pids, const std::set<pid_t>& tree, image::NamespaceTable* out,
                       std::set<std::string>* features) {
   if (pids.empty()) return Status::Ok();
+  CRYO_RETURN_IF_ERROR(CheckTreePidns(pids.front(), tree, features));
   int types = 0;
   for (const NsKind& k : kKinds) {
     CRYO_ASSIGN_OR_RETURN(uint64_t owned, OwnedNamespace(k, pids, tree));

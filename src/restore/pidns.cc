@@ -36,42 +36,6 @@ Status NotInNewPidns(const std::string& what, const std::string& why) {
   return Status::Error(what + ": " + why + "; restore it without --pidns new");
 }
 
-// ------------------------------------------------------------------ the init
-
-// The namespace's pid 1 once the tree is released: reaps every child, and
-// exits with the root's status when the root is gone (the kernel then kills
-// the rest of the namespace: pid_namespaces(7)).
-[[noreturn]] void RunInit(pid_t root, int exit_fd) {
-  // Holds nothing of cryo's: not its log, its stdio (a detached restore run
-  // as $(cryo restore -d ...) must not wait for the init), nor its cwd.
-  CloseLogFile();
-  const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-  if (null_fd >= 0)
-    for (int fd = 0; fd < 3; ++fd) ::dup2(null_fd, fd);
-  const int kept = ::fcntl(exit_fd, F_DUPFD_CLOEXEC, 3);
-  ::close_range(3, kept - 1, 0);
-  ::close_range(static_cast<unsigned>(kept) + 1, ~0U, 0);
-  exit_fd = kept;
-  if (::chdir("/") != 0) {
-  }
-  sigset_t none;
-  sigemptyset(&none);
-  ::sigprocmask(SIG_SETMASK, &none, nullptr);
-  int status = 0;
-  for (;;) {
-    int st = 0;
-    // __WALL: the root may have an exit signal other than SIGCHLD.
-    const pid_t r = ::waitpid(-1, &st, __WALL);
-    if (r == root && (WIFEXITED(st) || WIFSIGNALED(st))) {
-      status = st;
-      break;
-    }
-    if (r < 0 && errno == ECHILD) ::_exit(1);  // cannot be: the root is a child
-  }
-  (void)WriteAll(exit_fd, &status, sizeof(status));
-  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-}
-
 // ---------------------------------------------------------------- the engine
 
 // What the init reports to cryo on its report pipe.
@@ -146,10 +110,56 @@ pid_t HostPidOfChild(int host_proc, pid_t root) {
   std::memcpy(msg + 1, ids, sizeof(ids));
   (void)WriteAll(report_fd, msg, sizeof(msg));
   ::close(report_fd);
-  RunInit(*root, exit_fd);
+  RunNamespaceInit(*root, exit_fd);
 }
 
 }  // namespace
+
+std::string ReadToEof(int fd) {
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return text;
+    text.append(buf, static_cast<size_t>(n));
+  }
+}
+
+[[noreturn]] void RunNamespaceInit(pid_t root, int exit_fd) {
+  // Holds nothing of cryo's: not its log, its stdio (a detached restore run
+  // as $(cryo restore -d ...) must not wait for the init), nor its cwd.
+  CloseLogFile();
+  const int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (null_fd >= 0)
+    for (int fd = 0; fd < 3; ++fd) ::dup2(null_fd, fd);
+  if (exit_fd >= 0) {
+    const int kept = ::fcntl(exit_fd, F_DUPFD_CLOEXEC, 3);
+    ::close_range(3, kept - 1, 0);
+    ::close_range(static_cast<unsigned>(kept) + 1, ~0U, 0);
+    exit_fd = kept;
+  } else {
+    ::close_range(3, ~0U, 0);
+  }
+  if (::chdir("/") != 0) {
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
+  int status = 0;
+  for (;;) {
+    int st = 0;
+    // __WALL: the root may have an exit signal other than SIGCHLD.
+    const pid_t r = ::waitpid(-1, &st, __WALL);
+    if (r == root && (WIFEXITED(st) || WIFSIGNALED(st))) {
+      status = st;
+      break;
+    }
+    if (r < 0 && errno == ECHILD) ::_exit(1);  // cannot be: the root is a child
+  }
+  if (exit_fd >= 0) (void)WriteAll(exit_fd, &status, sizeof(status));
+  ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
 
 Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts) {
   int report[2], alive[2], exits[2];
@@ -172,14 +182,7 @@ Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts) {
   report_w.reset();
   alive_r.reset();
   exit_w.reset();
-  std::string reply;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(report_r.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    reply.append(buf, static_cast<size_t>(n));
-  }
+  std::string reply = ReadToEof(report_r.get());
   PidnsRestored out;
   out.init = init;
   if (reply.size() == 1 + 2 * sizeof(pid_t) && reply[0] == kRestored) {

@@ -35,6 +35,16 @@ struct PidnsRestored {
   int exit_fd = -1;
 };
 
+// What a pipe carries until its writers are gone (EINTR retried).
+std::string ReadToEof(int fd);
+
+// A PID namespace's pid 1 once its tree runs (after ForwardSignalsTo(root)):
+// holds nothing of cryo's (stdio on /dev/null, every other fd closed but
+// `exit_fd`), reaps every child, and when `root` ends writes its wait status
+// to `exit_fd` (if >= 0) and exits with it (the kernel then kills the rest of
+// the namespace: pid_namespaces(7)). Used by `cryo run` too.
+[[noreturn]] void RunNamespaceInit(pid_t root, int exit_fd);
+
 // Restores opts.images_dir into a new PID namespace (opts.new_pidns is set).
 // On success the init and the tree run, the init a child of cryo.
 Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts);

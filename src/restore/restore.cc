@@ -50,6 +50,7 @@
 #include "restorer/restorer_args.h"
 #include "seize/ptrace_util.h"
 #include "net/tcp_session.h"
+#include "ns/join_ns.h"
 #include "ns/namespaces.h"
 #include "tree/job_control.h"
 #include "tree/proc_attrs.h"
@@ -376,6 +377,9 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   const RestorePlan plan = PlanRestore(root, cores);
   CRYO_RETURN_IF_ERROR(CheckSharingPlan(plan, cores));
   if (opts.new_pidns) CRYO_RETURN_IF_ERROR(CheckPidnsFit(img, plan, opts.shell_job));
+  if (!opts.new_pidns && std::count(img.inventory.features().begin(), img.inventory.features().end(), "pid-ns"))
+    return Status::Error("the tree lived in a PID namespace of its own (its pids are that namespace's, not cryo's): "
+                         "restore it with --pidns new");
   CRYO_RETURN_IF_ERROR(CheckFdOwners(img));
   CRYO_RETURN_IF_ERROR(CheckOwnerGroups(plan, cores, fd_tables));
   CRYO_RETURN_IF_ERROR(CheckLeasesFree(img));
@@ -421,6 +425,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   // The tree's own UTS and IPC namespaces: cryo enters fresh ones and fills
   // them before it makes anything (SysV segments included), so that every
   // process it forks is in them.
+  CRYO_RETURN_IF_ERROR(ns::JoinNamespaces(opts.join_ns, img.inventory, opts.images_dir, opts.new_pidns));
   CRYO_RETURN_IF_ERROR(ns::EnterFreshNamespaces(img.inventory, img.namespaces));
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   RestoreFaultPoint("objects");

@@ -33,6 +33,8 @@ struct RestoreOptions {
   // --no-restore-files: the files the image carries (--snapshot-path) are not
   // put back; they are checked like every other file the tree refers to.
   bool no_restore_files = false;
+  // --join-ns KIND:PATH: existing namespaces the tree is made in (ns/join_ns.h).
+  std::vector<std::string> join_ns;
 };
 
 // Restores the image. On success returns the restored root pid, running (cryo

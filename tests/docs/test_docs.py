@@ -17,7 +17,7 @@ import re
 import subprocess
 import sys
 
-COMMANDS = ["dump", "restore", "show", "check", "unlock", "page-server", "migrate"]
+COMMANDS = ["dump", "restore", "show", "check", "unlock", "page-server", "migrate", "run"]
 OPTION_RE = r"(?<![\w-])(--?[a-zA-Z][a-z0-9-]*)"
 
 
