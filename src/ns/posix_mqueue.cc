@@ -24,10 +24,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 #include "base/clock.h"
 #include "base/file_util.h"
+#include "base/interrupt.h"
+#include "base/log.h"
 #include "base/unique_fd.h"
 #include "ns/ipc_objects.h"
 
@@ -54,6 +58,7 @@ long NotifyPid(std::string_view text) {
 }
 
 struct QueueMessages {
+  std::atomic<uint32_t> out{0};  // 1 once the messages are taken, until they are sent back
   uint32_t count = 0;  // messages taken and sent back
   int32_t err = 0;     // errno of the step that failed, 0 if none
   int32_t step = 0;    // 1 open, 2 receive, 3 send
@@ -64,7 +69,8 @@ struct QueueMessages {
 void CopyQueue(const std::string& name, long curmsgs, long msgsize, char* slots, QueueMessages* r) {
   const mqd_t q = ::mq_open(name.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (q < 0) {
-    *r = {0, errno, 1};
+    r->err = errno;
+    r->step = 1;
     return;
   }
   const size_t slot = static_cast<size_t>(msgsize) + 8;
@@ -82,6 +88,10 @@ void CopyQueue(const std::string& name, long curmsgs, long msgsize, char* slots,
     std::memcpy(s, &len, 4);
     std::memcpy(s + 4, &prio, 4);
   }
+  r->out = 1;
+  // Test hook: hold the messages out of the queue for a while, so that the
+  // tests can kill cryo exactly then (test_ipcns killed_during_mqueue_copy).
+  if (const char* ms = std::getenv("CRYO_TEST_MQUEUE_HOLD_MS")) ::usleep(1000 * std::atoi(ms));
   for (long i = 0; i < taken; ++i) {
     const char* s = slots + slot * static_cast<size_t>(i);
     uint32_t len, prio;
@@ -110,6 +120,11 @@ Status CopyMessages(image::PosixMqueue* q, long curmsgs) {
     return Status::FromErrno("fork");
   }
   if (child == 0) {
+    // Between taking the messages and sending them back, the queue is empty:
+    // the child must finish whatever happens to cryo, a signal to cryo's
+    // process group (Ctrl-C, kill -9 -PGID) included.
+    DisarmFaultPoints();
+    ::setpgid(0, 0);
     for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::signal(sig, SIG_IGN);
     CopyQueue(q->name(), curmsgs, q->msgsize(), slots, r);
     ::_exit(0);
@@ -118,7 +133,16 @@ Status CopyMessages(image::PosixMqueue* q, long curmsgs) {
   int st = 0;
   const double deadline = Now() + 10;
   pid_t w;
-  while ((w = ::waitpid(child, &st, WNOHANG)) == 0 && Now() < deadline) ::usleep(200);
+  bool seen_out = false;
+  while ((w = ::waitpid(child, &st, WNOHANG)) == 0 && Now() < deadline) {
+    if (!seen_out && r->out.load()) {
+      seen_out = true;
+      FaultPoint();
+      LOG_DEBUG("mqueue fault point %llu: the messages of POSIX message queue %s are out of it",
+                static_cast<unsigned long long>(FaultPointsPassed()), q->name().c_str());
+    }
+    ::usleep(200);
+  }
   Status out = Status::Ok();
   if (w != child || !WIFEXITED(st))
     out = Status::Error("the process copying POSIX message queue " + q->name() + " did not finish");

@@ -147,6 +147,6 @@ def test_track_mem_needs_leave_running(h):
 
 
 if __name__ == "__main__":
-    cryotest.main([test_tracked_pages_not_read, test_chain_of_tracked_dumps,
+    sys.exit(cryotest.main([test_tracked_pages_not_read, test_chain_of_tracked_dumps,
                    test_tracker_killed_falls_back_to_comparison, test_other_parent_falls_back_to_comparison,
-                   test_track_mem_needs_leave_running], description=__doc__)
+                   test_track_mem_needs_leave_running], description=__doc__))

@@ -15,6 +15,8 @@ written.
 Run: test_ipcns.py --cryo PATH --workloads DIR [NAME ...]
 """
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -170,6 +172,43 @@ def test_refusals(h):
         h.kill_and_reap(w)
 
 
+def test_killed_during_mqueue_copy(h):
+    """cryo killed (SIGKILL, SIGINT) while a POSIX message queue's messages
+    are out of it (taken by cryo's copying process, to be sent back): the
+    copier finishes alone, so the original finds every message, in order and
+    with its priority; then a kill-mode dump and restore still work."""
+    w = start(h)
+    images = os.path.join(h.tmp_root, "img-count")
+    hold = {"CRYO_TEST_MQUEUE_HOLD_MS": "300"}  # the copier holds the messages out that long
+    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images, "--force", "--leave-running", "-vv"],
+                   env=dict(hold, CRYO_FAULT_POINT="0"), tag="dump-count")
+    check(r.rc == 0, "counting dump failed\n%s" % r.describe())
+    points = [int(n) for n in re.findall(r"mqueue fault point (\d+):", r.log or "")]
+    check(len(points) >= 1, "no mqueue fault point in the dump's log")
+    h.verify_ok(w, when="after the counting dump")
+    for point in points:
+        for sig in ("KILL", "INT"):
+            when = "after SIG%s at mqueue fault point %d" % (sig, point)
+            img = os.path.join(h.tmp_root, "img-%d-%s" % (point, sig))
+            r = h.run_cryo(["dump", "-t", str(w.pid), "-D", img, "--leave-running"],
+                           env=dict(hold, CRYO_FAULT_POINT=str(point), CRYO_FAULT_SIGNAL=sig), tag="dump-fault")
+            check(r.rc in (0, -getattr(signal, "SIG" + sig)), "%s: cryo's status %s\n%s" % (when, r.rc, r.describe()))
+            h.reap_orphans()
+            check(pid_alive(w.pid), "%s: the original died" % when)
+            # The copier, on its own now, sends the messages back within its hold.
+            deadline = time.monotonic() + 20
+            line = h.verify(w)  # every queue checked: messages, order, priorities
+            while not line.startswith("OK ") and time.monotonic() < deadline:
+                time.sleep(0.1)
+                line = h.verify(w)
+            check(line.startswith("OK "), "%s: verify: %s" % (when, line))
+            check_outside(w.pid, when)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    restore_verify_exit(h, w, images, "after the last restore")
+
+
 TESTS = [
     test_ipcns_kill,
     test_ipcns_leave_running,
@@ -177,7 +216,8 @@ TESTS = [
     test_ipcns_under_unshare,
     test_host_mqueue_fd,
     test_refusals,
+    test_killed_during_mqueue_copy,
 ]
 
 if __name__ == "__main__":
-    cryotest.main(TESTS)
+    sys.exit(cryotest.main(TESTS))

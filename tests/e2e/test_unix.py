@@ -549,4 +549,4 @@ TESTS = [
 ]
 
 if __name__ == "__main__":
-    cryotest.main(TESTS, __doc__)
+    sys.exit(cryotest.main(TESTS, __doc__))
