@@ -1,6 +1,7 @@
 #include "net/udp_queue.h"
 
 #include <arpa/inet.h>
+#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/ip.h>
 #include <sys/socket.h>
@@ -169,7 +170,23 @@ Result<End> Destination(const std::string& local, bool v4, const std::string& wh
 
 }  // namespace
 
-Status PeekUdpQueue(int fd, const std::string& what, UdpQueue* out) { return PeekAll(fd, what, out); }
+Status PeekUdpQueue(int fd, const std::string& what, UdpQueue* out) {
+  CRYO_RETURN_IF_ERROR(PeekAll(fd, what, out));
+  if (!out->empty()) return Status::Ok();
+  // An empty datagram that was peeked at once (by an earlier --leave-running
+  // dump) is passed over by every later peek (net/core/datagram.c,
+  // __skb_try_recv_from_queue skips an empty skb marked peeked). Nothing seen
+  // while the queue still holds memory (SO_MEMINFO's receive allocation, the
+  // truesize of every skb queued) means such datagrams are all it holds.
+  uint32_t mem[SK_MEMINFO_VARS] = {};
+  socklen_t len = sizeof(mem);
+  if (::getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0) return Status::FromErrno("SO_MEMINFO of " + what);
+  if (mem[SK_MEMINFO_RMEM_ALLOC] != 0)
+    return Status::Error(what + ": its receive queue holds datagrams that can only be read by taking them (empty "
+                                "datagrams an earlier dump already peeked at), which cryo does not restore; let the "
+                                "program read them, then dump again");
+  return Status::Ok();
+}
 
 Status RefillUdpQueue(int fd, const std::string& local, const UdpQueue& queue, const std::string& what) {
   if (queue.empty()) return Status::Ok();

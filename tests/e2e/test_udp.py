@@ -215,6 +215,21 @@ def test_refused_sockets(h):
             f.write(ping_range.replace("\t", " "))
 
 
+def test_peeked_empty_datagram_refused(h):
+    """An empty datagram that an earlier --leave-running dump peeked at is
+    passed over by every later peek (the kernel skips an empty skb once
+    peeked): a later dump that would not see it is refused by name instead
+    of losing it."""
+    w = start_script(h, "udp-empty",
+                     "import socket, time\n"
+                     "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 0))\n"
+                     "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'', s.getsockname())\n"
+                     "time.sleep(0.2)\n")
+    h.dump(w.pid, h.mkdir("img-first"), leave_running=True)  # sees it, and marks it peeked
+    h.dump_refused(w.pid, ["UDP 127.0.0.1:", "empty datagrams an earlier dump already peeked at"])
+    h.kill_and_reap(w)
+
+
 TESTS = [
     test_udp_kill,
     test_udp_leave_running,
@@ -222,6 +237,7 @@ TESTS = [
     test_netlink_kill,
     test_netlink_rewind,
     test_refused_sockets,
+    test_peeked_empty_datagram_refused,
 ]
 
 if __name__ == "__main__":
