@@ -23,6 +23,7 @@ After every test no nftables table of cryo's remains.
 Run: test_tcp.py --cryo PATH --workloads DIR [NAME ...]
 """
 import ctypes
+import errno
 import os
 import re
 import shutil
@@ -191,9 +192,15 @@ def connected_sockets(pid):
     out = []
     try:
         for name in os.listdir("/proc/%d/fd" % pid):
-            if not os.readlink("/proc/%d/fd/%s" % (pid, name)).startswith("socket:"):
+            try:
+                link = os.readlink("/proc/%d/fd/%s" % (pid, name))
+            except FileNotFoundError:
+                continue  # a file the program had open for a moment (its status files)
+            if not link.startswith("socket:"):
                 continue
             fd = libc.syscall(438, pidfd, int(name), 0)  # pidfd_getfd
+            if fd < 0 and ctypes.get_errno() == errno.EBADF:
+                continue  # closed since
             check(fd >= 0, "pidfd_getfd of pid %d fd %s: errno %d" % (pid, name, ctypes.get_errno()))
             s = socket.socket(fileno=fd)
             if s.family in (socket.AF_INET, socket.AF_INET6) and not s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
