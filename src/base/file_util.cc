@@ -88,4 +88,15 @@ bool WriteAll(int fd, const void* data, size_t len) {
   return true;
 }
 
+std::string ReadToEof(int fd) {
+  std::string text;
+  char buf[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return text;
+    text.append(buf, static_cast<size_t>(n));
+  }
+}
+
 }  // namespace cryo

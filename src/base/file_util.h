@@ -23,5 +23,7 @@ bool StartsWith(std::string_view s, std::string_view prefix);
 // write(2) until all of `data` is written (EINTR retried); false if the fd
 // fails or the pipe is gone. Async-signal-safe: used after fork.
 bool WriteAll(int fd, const void* data, size_t len);
+// What a pipe carries until its writers are gone (EINTR retried).
+std::string ReadToEof(int fd);
 
 }  // namespace cryo

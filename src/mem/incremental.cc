@@ -28,19 +28,6 @@ bool SameMemory(const image::Vma& a, const image::Vma& b, uint64_t start, uint64
          a.shmem_id() == b.shmem_id();
 }
 
-// The pages compared are only hashed: nothing is written.
-class DiscardFile final : public WritableFile {
- public:
-  Status Append(const void*, size_t) override { return Status::Ok(); }
-  Status WriteAt(const void*, size_t, off_t) override { return Status::Ok(); }
-  Status Sync() override { return Status::Ok(); }
-  Status Close() override { return Status::Ok(); }
-  const std::string& path() const override { return path_; }
-
- private:
-  std::string path_ = "(compared, not written)";
-};
-
 }  // namespace
 
 Result<ParentForDump> LoadParentForDump(const std::string& parent_dir, const std::string& images_dir, pid_t root,
@@ -159,7 +146,7 @@ Status TakeUnchangedFromParent(pid_t pid, const ParentProcessPages& parent, imag
     std::vector<PagePiece> compare_pieces = Relayout(*pieces, to_compare, &laid);
     for (image::PageRun& r : laid) *compared.add_runs() = std::move(r);
     CRYO_ASSIGN_OR_RETURN(auto source, ProcessPageSource::Open(pid));
-    DiscardFile discard;
+    NullWritableFile discard("(compared, not written)");
     CRYO_RETURN_IF_ERROR(CopyPages(*source, compare_pieces, &compared, &discard, nullptr));
   }
   // The runs whose bytes are the parent's go to parent_runs; the rest stay.

@@ -115,17 +115,6 @@ pid_t HostPidOfChild(int host_proc, pid_t root) {
 
 }  // namespace
 
-std::string ReadToEof(int fd) {
-  std::string text;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::read(fd, buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return text;
-    text.append(buf, static_cast<size_t>(n));
-  }
-}
-
 [[noreturn]] void RunNamespaceInit(pid_t root, int exit_fd) {
   // Holds nothing of cryo's: not its log, its stdio (a detached restore run
   // as $(cryo restore -d ...) must not wait for the init), nor its cwd.

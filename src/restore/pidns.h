@@ -35,8 +35,6 @@ struct PidnsRestored {
   int exit_fd = -1;
 };
 
-// What a pipe carries until its writers are gone (EINTR retried).
-std::string ReadToEof(int fd);
 
 // A PID namespace's pid 1 once its tree runs (after ForwardSignalsTo(root)):
 // holds nothing of cryo's (stdio on /dev/null, every other fd closed but

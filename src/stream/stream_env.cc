@@ -72,25 +72,6 @@ class StreamFile final : public WritableFile {
   bool closed_ = false;
 };
 
-namespace {
-
-// The incomplete-image marker is no part of a streamed image: the receiver's
-// directory is incomplete until it is renamed into place.
-class DroppedFile final : public WritableFile {
- public:
-  explicit DroppedFile(std::string path) : path_(std::move(path)) {}
-  Status Append(const void*, size_t) override { return Status::Ok(); }
-  Status WriteAt(const void*, size_t, off_t) override { return Status::Ok(); }
-  Status Sync() override { return Status::Ok(); }
-  Status Close() override { return Status::Ok(); }
-  const std::string& path() const override { return path_; }
-
- private:
-  std::string path_;
-};
-
-}  // namespace
-
 Result<int> ParseCompression(const std::string& text) {
   if (text == "none") return 0;
   if (text == "zstd") return 1;
@@ -125,7 +106,9 @@ Result<std::unique_ptr<Connection>> StreamEnv::Open(const std::string& addr, dou
 
 Result<std::unique_ptr<WritableFile>> StreamEnv::NewWritableFile(const std::string& path, mode_t) {
   const std::string name = path.substr(path.rfind('/') + 1);
-  if (name == image::IncompleteMarkerName()) return std::unique_ptr<WritableFile>(new DroppedFile(path));
+  // The incomplete-image marker is no part of a streamed image: the receiver's
+  // directory is incomplete until it is renamed into place.
+  if (name == image::IncompleteMarkerName()) return std::unique_ptr<WritableFile>(new NullWritableFile(path));
   const uint32_t id = next_id_++;
   CRYO_RETURN_IF_ERROR(conn_->Send(FrameType::kOpen, id, name));
   return std::unique_ptr<WritableFile>(new StreamFile(this, id, path));
