@@ -88,6 +88,22 @@ Status ReadLink(const std::string& path, std::string* target) {
   return Status::Ok();
 }
 
+// Why `path` (lstat `st`) cannot be carried as it is, "" if it can.
+std::string NotCarried(const std::string& path, const struct stat& st) {
+  // The restore writes a file under a new name and renames it over the old:
+  // another name of the same inode would keep the old content.
+  if (S_ISREG(st.st_mode) && st.st_nlink > 1)
+    return " has " + std::to_string(st.st_nlink) + " hard links, which are not carried as links (the restore would "
+           "split them)";
+  // Inode flags (chattr(1)) are not carried: a file that only grows or cannot
+  // change would come back as an ordinary one.
+  struct statx sx{};
+  if (!S_ISLNK(st.st_mode) && ::statx(AT_FDCWD, path.c_str(), AT_SYMLINK_NOFOLLOW, 0, &sx) == 0 &&
+      (sx.stx_attributes & sx.stx_attributes_mask & (STATX_ATTR_IMMUTABLE | STATX_ATTR_APPEND)))
+    return " is immutable or append-only (chattr +i/+a), which is not carried";
+  return "";
+}
+
 // Walks `path` (lstat `st`) into `out`; `root` and `root_dev` for messages
 // and the file system not to leave; `named`: other roots, walked on their own.
 Status Walk(const std::string& root, dev_t root_dev, const std::string& path, const struct stat& st,
@@ -100,6 +116,8 @@ Status Walk(const std::string& root, dev_t root_dev, const std::string& path, co
     return Status::Error("--snapshot-path " + root + ": " + path +
                          " is a mount point of another file system; cryo does not cross file systems: name it with "
                          "a --snapshot-path of its own");
+  const std::string why = NotCarried(path, st);
+  if (!why.empty()) return Status::Error("--snapshot-path " + root + ": " + path + why);
   out->push_back(item);
   if (!S_ISDIR(st.st_mode)) return Status::Ok();
   DIR* d = ::opendir(path.c_str());
@@ -193,6 +211,13 @@ Status AddOpenFiles(const std::vector<const image::FdTable*>& tables, SnapshotPl
       if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_ino != f.file().ino()) continue;
       struct statfs fs;
       if (::statfs(path.c_str(), &fs) != 0 || PseudoFs(fs.f_type)) continue;
+      // Left to the changed-file check, like every file not carried.
+      const std::string why = NotCarried(path, st);
+      if (!why.empty()) {
+        LOG_INFO("--snapshot-open-files: %s%s; the restore checks it like any file not carried", path.c_str(),
+                 why.c_str());
+        continue;
+      }
       have.insert(path);
       added.push_back({path, st, true, {}});
     }

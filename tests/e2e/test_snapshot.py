@@ -325,6 +325,20 @@ def test_refused_by_name(h):
     h.dump_refused(w.pid, [fifo, "is a FIFO"], extra_args=["--snapshot-path", root])
     os.unlink(fifo)
     h.dump_refused(w.pid, ["/dev/null", "is a character device"], extra_args=["--snapshot-path", "/dev/null"])
+    # A second name of a file: the restore would split the two names.
+    linked = os.path.join(root, "linked")
+    with open(linked, "w") as f:
+        f.write("one inode")
+    os.link(linked, linked + "-2")
+    h.dump_refused(w.pid, [linked, "2 hard links"], extra_args=["--snapshot-path", root])
+    os.unlink(linked + "-2")
+    # An append-only file would come back as an ordinary one.
+    subprocess.run(["chattr", "+a", linked], check=True)
+    try:
+        h.dump_refused(w.pid, [linked, "append-only"], extra_args=["--snapshot-path", root])
+    finally:
+        subprocess.run(["chattr", "-a", linked], check=True)
+    os.unlink(linked)
     h.dump_refused(w.pid, ["/proc/", "on a proc file system"], extra_args=["--snapshot-path", "/proc/self/status"])
     finish(h, w)
 
