@@ -78,9 +78,14 @@ Status ValidateTree(const LoadedImage& img, const Index& index) {
     } else if (c.ppid() < 0 || c.ppid() > kPidMax) {
       return Bad(img, file, "parent pid " + std::to_string(c.ppid()) + " is out of range");
     }
-    if (!ValidPid(c.pgid()) || !ValidPid(c.sid()))
+    // 0: the leader is in an ancestor PID namespace, where getsid(2) and
+    // /proc/PID/stat show no id (task_session_vnr); a group inside a session
+    // led from this namespace cannot be led from outside it.
+    if ((c.pgid() != 0 && !ValidPid(c.pgid())) || (c.sid() != 0 && !ValidPid(c.sid())) ||
+        (c.pgid() == 0 && c.sid() != 0))
       return Bad(img, file, "process group " + std::to_string(c.pgid()) + " / session " + std::to_string(c.sid()) +
-                                " out of range 1.." + std::to_string(kPidMax));
+                                " out of range 1.." + std::to_string(kPidMax) +
+                                " (0: led from an ancestor PID namespace, for both)");
     if (c.sid() == pid && c.pgid() != pid)
       return Bad(img, file, "a session leader in another process group (" + std::to_string(c.pgid()) + ")");
     auto [g, fresh] = session_of_group.emplace(c.pgid(), c.sid());

@@ -212,6 +212,12 @@ TEST(ValidateTest, TheTestImagesAreValid) {
   c->set_name_borrowed(true);
   EXPECT_EQ(LoadError(accepted), "");
   EXPECT_EQ(LoadError(MakePendingConnection()), "");
+  // A process whose session and group are led from an ancestor PID
+  // namespace: /proc/PID/stat shows 0 for both.
+  TestImage outside = MakeTestImage();
+  outside.procs[42].core.set_sid(0);
+  outside.procs[42].core.set_pgid(0);
+  EXPECT_EQ(LoadError(outside), "");
 }
 
 
@@ -272,6 +278,10 @@ TEST(ValidateTest, ProcessAndTreeFields) {
        },
        "spans sessions"},
       {"session leader elsewhere", [](TestImage& t) { Core(t).set_pgid(5); }, "session leader in another"},
+      {"group led from an ancestor namespace in a session of this one",
+       [](TestImage& t) { Core(t).set_pgid(0); },
+       "out of range"},
+      {"session -1", [](TestImage& t) { Core(t).set_sid(-1); }, "out of range"},
       {"ghost on a thread",
        [](TestImage& t) {
          AddChild(&t, 43, 42);

@@ -142,7 +142,9 @@ void SessionPhase2(const image::ProcessCore& core, int status_fd, bool shell_job
   const pid_t pid = core.pid();
   if (core.sid() == pid || core.pgid() == pid) return;
   if (::getpgid(0) == core.pgid()) return;
-  if (::getsid(0) == core.sid() && ::setpgid(0, core.pgid()) == 0) return;
+  // pgid 0: led from an ancestor PID namespace; setpgid(0, 0) would make the
+  // process a group leader instead.
+  if (core.pgid() != 0 && ::getsid(0) == core.sid() && ::setpgid(0, core.pgid()) == 0) return;
   if (shell_job) return;  // a shell job joins the session of the shell cryo runs in
   SendText(status_fd, HelperRecord::kWarning, pid,
            "pid " + std::to_string(pid) + ": session " + std::to_string(core.sid()) + " / process group " +

@@ -206,9 +206,9 @@ Status CheckPidnsFit(const image::LoadedImage& img, const RestorePlan& plan, boo
         return NotInNewPidns(Pid(pid), "the image holds pid 1 (a tree dumped inside its own PID namespace), which is "
                                        "cryo's init in the new namespace");
     if (!plan.tasks.count(c.sid()))
-      return NotInNewPidns(Pid(pid), "its session " + std::to_string(c.sid()) +
-                                         " is led from outside the image; no process of the new PID namespace "
-                                         "could have that id");
+      return NotInNewPidns(Pid(pid), "its session " + std::to_string(c.sid()) + " is led from outside the image" +
+                                         (c.sid() == 0 ? " (from an ancestor PID namespace)" : "") +
+                                         "; no process of the new PID namespace could have that id");
     if (!plan.tasks.count(c.pgid()))
       return NotInNewPidns(Pid(pid), "its process group " + std::to_string(c.pgid()) +
                                          " is led from outside the image and cannot be rebuilt");
