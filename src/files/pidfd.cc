@@ -11,13 +11,13 @@
 #include <signal.h>
 #include <linux/sched.h>
 #include <sys/ioctl.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
 
+#include "base/exit_like.h"
 #include "base/parse_number.h"
 #include "base/unique_fd.h"
 #include "files/fd_kind.h"
@@ -77,17 +77,7 @@ Result<int> ReapedPidfd(const image::PidfdState& st, int flags) {
     char byte;
     while (::read(r.get(), &byte, 1) < 0 && errno == EINTR) {
     }
-    const int code = st.exit_status();
-    if (WIFSIGNALED(code)) {
-      struct rlimit none = {0, 0};
-      ::setrlimit(RLIMIT_CORE, &none);
-      ::signal(WTERMSIG(code), SIG_DFL);
-      sigset_t all;
-      sigfillset(&all);
-      sigprocmask(SIG_UNBLOCK, &all, nullptr);
-      ::kill(::getpid(), WTERMSIG(code));
-    }
-    ::_exit(WEXITSTATUS(code));
+    ExitLike(st.exit_status());
   }
   const int fd = static_cast<int>(syscall(SYS_pidfd_open, static_cast<pid_t>(child), flags));
   const int saved = errno;
