@@ -150,6 +150,16 @@ def fd_table(pid):
     return out
 
 
+def own_state(pid):
+    """tid -> (blocked signals, the system call it sleeps in), of every
+    thread of `pid`: both the program's own once it is out of cryo's code."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        out[tid] = (cryotest.read_text("/proc/%d/task/%s/status" % (pid, tid)).split("SigBlk:")[1].split()[0],
+                    cryotest.read_text("/proc/%d/task/%s/syscall" % (pid, tid)).split()[0])
+    return out
+
+
 def trackers_of(pid):
     """The pids of the memory trackers of the tree rooted at `pid` (the
     processes holding the listening socket @cryo-memtrack/PID/...)."""
@@ -175,7 +185,7 @@ def test_killed_while_making_the_userfaultfd(h):
     way back closes the fd in the program, whenever cryo dies), and the
     program runs on untraced and passes its own verification."""
     w = start(h)
-    before = fd_table(w.pid)
+    before, own = fd_table(w.pid), own_state(w.pid)
     r = h.run_cryo(["dump", "-t", str(w.pid), "-D", h.mkdir("img-count"), "--leave-running", "--track-mem", "-vv"],
                    env={"CRYO_FAULT_POINT": "0"}, tag="dump-count")
     check(r.rc == 0, "counting dump failed\n%s" % r.describe())
@@ -192,10 +202,14 @@ def test_killed_while_making_the_userfaultfd(h):
                            env={"CRYO_FAULT_POINT": str(p), "CRYO_FAULT_SIGNAL": "KILL"}, tag="dump-fault")
             check_eq(r.rc, -signal.SIGKILL, "cryo's status %s\n%s" % (when, r.describe()))
             check_eq(cryotest.proc_status(w.pid)["TracerPid"], "0", "TracerPid %s" % when)
-            # The way back runs once the dead tracer's tracee runs on.
+            # The way back runs once the dead tracer's tracee runs on; the
+            # threads back in their own masks and sleeps means it is through
+            # (the close comes before), out of cryo's code before the next
+            # dump seizes it.
             deadline = time.monotonic() + 10
-            while fd_table(w.pid) != before and time.monotonic() < deadline:
+            while own_state(w.pid) != own and time.monotonic() < deadline:
                 time.sleep(0.02)
+            check_eq(own_state(w.pid), own, "the program's masks and sleeps %s" % when)
             check_eq(fd_table(w.pid), before, "the program's fds %s" % when)
         step(h, w, 1)  # runs on
     finally:
