@@ -14,6 +14,7 @@
 #include "base/janitor.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "image/in_flight.h"
 #include "net/unix_pending.h"
 #include "net/unix_socket.h"
 
@@ -145,8 +146,15 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
   CRYO_ASSIGN_OR_RETURN(pool.ttys_, TtySet::Build(img, base));
   for (int fd : pool.ttys_.fds()) pool.pool_fds_.insert(fd);
   Status result;
-  for (const auto& [pid, p] : img.processes) {
-    for (const image::Fd& f : p.fds.fds()) {
+  std::vector<std::pair<pid_t, const image::Fd*>> all;
+  for (const auto& [pid, p] : img.processes)
+    for (const image::Fd& f : p.fds.fds()) all.push_back({pid, &f});
+  // The fds in flight in UNIX socket queues (pid 0: no process holds them),
+  // opened like the others for FillQueues to send.
+  for (const image::Fd* f : image::InFlightFds(img)) all.push_back({0, f});
+  for (const auto& [pid, fp] : all) {
+    {
+      const image::Fd& f = *fp;
       const uint64_t key = Key(pid, f);
       if (pool.fds_.count(key)) {
         // A listener listens in the process that did (its peer credentials).
@@ -204,6 +212,10 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
     ::close(e.r);
     ::close(e.w);
   }
+  CRYO_RETURN_IF_ERROR(unix_sockets.FillQueues([&pool](const image::Fd& f) {
+    auto it = pool.fds_.find(Key(0, f));
+    return it == pool.fds_.end() ? -1 : it->second;
+  }));
   CRYO_RETURN_IF_ERROR(pool.ttys_.Finish());
   CRYO_RETURN_IF_ERROR(pool.BuildShmem(img, base));
   return pool;
