@@ -17,6 +17,23 @@ std::vector<const UnixSocket*> QueueHolders(const LoadedImage& img) {
   return out;
 }
 
+bool SendableInFlight(FdKind k) {
+  switch (k) {
+    case FD_REGULAR:
+    case FD_DIRECTORY:
+    case FD_CHARDEV:
+    case FD_MEMFD:
+    case FD_PIPE:
+    case FD_EVENTFD:
+    case FD_TIMERFD:
+    case FD_SIGNALFD:
+    case FD_UNIX_SOCKET:
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::vector<const Fd*> InFlightFds(const LoadedImage& img) {
   std::vector<const Fd*> out;
   for (const UnixSocket* u : QueueHolders(img))

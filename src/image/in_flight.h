@@ -14,6 +14,12 @@ namespace cryo::image {
 // (queue_stored; one record per socket inode).
 std::vector<const UnixSocket*> QueueHolders(const LoadedImage& img);
 
+// Whether an fd of kind `k` can be in flight in an image: the kinds the fd
+// pool makes without a process (a file, directory or device by its path, a
+// memfd, a pipe end, an eventfd, timerfd or signalfd) and UNIX sockets, made
+// with their peers (the dump takes only those the tree holds too).
+bool SendableInFlight(FdKind k);
+
 // Every fd in flight in the image, each once.
 std::vector<const Fd*> InFlightFds(const LoadedImage& img);
 

@@ -7,33 +7,9 @@
 
 #include "files/fd_kind.h"
 #include "files/fd_table.h"
+#include "image/in_flight.h"
 
 namespace cryo {
-
-namespace {
-
-// The kinds the fd pool makes on their own, without a process: a file
-// reopened by its path, a memfd, a pipe, an eventfd, timerfd or signalfd.
-// A UNIX socket is made with its peer (UnixSocketSet): only one the tree
-// holds too.
-bool SendableKind(image::FdKind k) {
-  switch (k) {
-    case image::FD_REGULAR:
-    case image::FD_DIRECTORY:
-    case image::FD_CHARDEV:
-    case image::FD_MEMFD:
-    case image::FD_PIPE:
-    case image::FD_EVENTFD:
-    case image::FD_TIMERFD:
-    case image::FD_SIGNALFD:
-    case image::FD_UNIX_SOCKET:
-      return true;
-    default:
-      return false;
-  }
-}
-
-}  // namespace
 
 pid_t InFlightFiles::pid() const { return ::getpid(); }
 
@@ -60,7 +36,7 @@ Status InFlightFiles::Add(image::UnixSocket* u, std::vector<QueuedFds> queued, c
       image::Fd& f = *table_.mutable_fds()->rbegin();
       f.set_cloexec(false);  // the receiver's choice (MSG_CMSG_CLOEXEC)
       const std::string target = DescribeFdTarget(src.link);
-      if (!SendableKind(f.kind()))
+      if (!image::SendableInFlight(f.kind()))
         return Status::Error(which + " is " + target + ", which cryo cannot send again yet (let the program receive "
                                                        "it before the dump)");
       if (f.kind() == image::FD_UNIX_SOCKET && !tree_unix_sockets.count(f.unix_socket().ino()))
