@@ -96,11 +96,9 @@ constexpr Rule kPidfd[] = {
 };
 constexpr Rule kTty[] = {{"tty-index", R, "the pty number (tty_restore.cc; another number with a warning if taken)"}};
 
-Decision ScmFds(const Line& l) {
-  if (l.value == "0") return {N, "no fd in flight"};
-  return {X, "has " + std::string(l.value) + " file descriptors in flight (SCM_RIGHTS), which are not restored"};
-}
-constexpr Rule kUnixSocket[] = {{"scm_fds", N, "", ScmFds}};
+// Fds in flight are sent again with their messages (net/unix_in_flight.cc,
+// which refuses by name the kinds it cannot send).
+constexpr Rule kUnixSocket[] = {{"scm_fds", R, "fds in flight (SCM_RIGHTS), sent again with their messages (unix_in_flight.cc)"}};
 
 constexpr KindRules kKinds[] = {
     {image::FD_EVENTFD, kEventfd}, {image::FD_TIMERFD, kTimerfd},   {image::FD_SIGNALFD, kSignalfd},

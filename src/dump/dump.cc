@@ -371,7 +371,7 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   // Pipes, shared memory and unlinked files held outside the tree: refused
   // before the first file is written.
   const double to = Now();
-  CRYO_RETURN_IF_ERROR(CheckSharedObjects(c->tree, c->inspection.facts));
+  CRYO_RETURN_IF_ERROR(CheckSharedObjects(c->tree, c->inspection.facts, c->inspection.in_flight));
   LOG_DEBUG("pipes, shared memory and unlinked files checked in %.1f ms", (Now() - to) * 1e3);
   // Seccomp filters read and suspended before cryo's first remote call,
   // which a filter could refuse or punish.
@@ -519,20 +519,29 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     while (cores.at(t)->shares_files_with_parent()) t = cores.at(t)->ppid();
     table_of[p] = t;
   }
+  // The fds in flight in UNIX socket queues, which cryo holds: their open
+  // files are shared with the tree's and their pipes and memfds stored with
+  // the tree's (net/unix_in_flight.h). Not in `tables` from here on.
+  InFlightFiles& in_flight = c.inspection.in_flight;
+  std::vector<ProcessFds> with_in_flight = tables;
+  image::Mm no_mm;
+  const std::vector<ShmMapping> no_maps;
+  if (!in_flight.empty()) with_in_flight.push_back({in_flight.pid(), in_flight.table()});
   double ts = Now();
-  CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
+  CRYO_RETURN_IF_ERROR(AssignFileIds(with_in_flight).Prefixed("files"));
   CRYO_RETURN_IF_ERROR(CheckPidfdSharing(tables, table_of).Prefixed("files"));
   if (AssignFileLocks(tables, table_of)) features.insert("file-locks");
   LOG_DEBUG("shared file descriptions found in %.1f ms", (Now() - ts) * 1e3);
   ts = Now();
   image::PipeTable pipes;
-  CRYO_RETURN_IF_ERROR(DumpPipes(tables, pids, &pipes).Prefixed("pipes"));
+  CRYO_RETURN_IF_ERROR(DumpPipes(with_in_flight, pids, &pipes).Prefixed("pipes"));
   LOG_DEBUG("%d pipes dumped in %.1f ms", pipes.pipes_size(), (Now() - ts) * 1e3);
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   ts = Now();
   image::ShmTable shm;
   std::vector<ShmHolders> shm_holders;
   for (DumpedProcess& p : procs) shm_holders.push_back({p.core.pid(), &p.mm, &p.fds, &p.shm_maps});
+  if (!in_flight.empty()) shm_holders.push_back({in_flight.pid(), &no_mm, in_flight.table(), &no_maps});
   CRYO_RETURN_IF_ERROR(DumpShmObjects(shm_holders, pids, writer, &shm, &features).Prefixed("shared memory"));
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   image::UnlinkedFileTable unlinked;
@@ -605,6 +614,11 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
       inv.add_features("shmem");
       break;
     }
+  if (!in_flight.empty()) {
+    std::vector<image::FdTable*> fd_tables;
+    for (DumpedProcess& p : procs) fd_tables.push_back(&p.fds);
+    in_flight.Complete(fd_tables);
+  }
   inv.clear_pids();
   for (size_t i = 0; i < procs.size(); ++i) {
     const pid_t p = procs[i].core.pid();

@@ -117,7 +117,8 @@ Result<Inspection> InspectTree(SeizedTree& tree, bool shell_job, const DumpScope
   for (ProcessFacts& f : in.facts) tables.push_back({f.pid, &f.fds});
   // Only over complete fd tables: a refused process's stops at its refusal.
   if (!in.report.refusals())
-    CRYO_RETURN_IF_ERROR(LinkUnixSockets(tables, scope && scope->ext_unix_sk, n ? &in.facts[0].features : nullptr));
+    CRYO_RETURN_IF_ERROR(LinkUnixSockets(tables, scope && scope->ext_unix_sk, n ? &in.facts[0].features : nullptr,
+                                         &in.in_flight, scope));
   CRYO_RETURN_IF_ERROR(audit::AuditTreeWide(shown, lock_ids, &in.report));
   for (ProcessFacts& f : in.facts) {
     // Read for the audit only.

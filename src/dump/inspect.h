@@ -8,6 +8,7 @@
 #include "audit/item.h"
 #include "base/status.h"
 #include "dump/prefetch.h"
+#include "net/unix_in_flight.h"
 #include "tree/tree_seize.h"
 
 namespace cryo {
@@ -15,6 +16,9 @@ namespace cryo {
 struct Inspection {
   std::vector<ProcessFacts> facts;  // in the order of tree.processes() (the root first)
   audit::Report report;
+  // The fds in flight in the tree's UNIX socket queues, held by cryo until
+  // the image is written (net/unix_in_flight.h).
+  InFlightFiles in_flight;
 };
 
 // Describes every process of `tree` and classifies everything /proc shows

@@ -8,7 +8,7 @@
 
 namespace cryo {
 
-Status CheckSharedObjects(SeizedTree& tree, std::vector<ProcessFacts>& facts) {
+Status CheckSharedObjects(SeizedTree& tree, std::vector<ProcessFacts>& facts, InFlightFiles& in_flight) {
   std::set<pid_t> pids;  // zombies hold nothing, but they are of the tree
   for (const auto& sp : tree.processes()) pids.insert(sp->pid());
   for (const ZombieInfo& z : tree.zombies()) pids.insert(z.pid);
@@ -24,6 +24,13 @@ Status CheckSharedObjects(SeizedTree& tree, std::vector<ProcessFacts>& facts) {
     tables.push_back({pid, &f.fds});
     shm.push_back({pid, &f.mm, &f.fds, &f.shm_maps});
     unlinked.push_back({pid, &scratch[i], &f.mm, &f.fds, &f.unlinked_maps});
+  }
+  // A pipe or memfd may be held only in flight (by cryo since the peek).
+  image::Mm no_mm;
+  const std::vector<ShmMapping> no_maps;
+  if (!in_flight.empty()) {
+    tables.push_back({in_flight.pid(), in_flight.table()});
+    shm.push_back({in_flight.pid(), &no_mm, in_flight.table(), &no_maps});
   }
   CRYO_RETURN_IF_ERROR(CheckPipesHeldOutside(tables, pids).Prefixed("pipes"));
   CRYO_RETURN_IF_ERROR(CheckShmObjects(shm, pids).Prefixed("shared memory"));

@@ -9,6 +9,7 @@
 
 #include "base/status.h"
 #include "dump/prefetch.h"
+#include "net/unix_in_flight.h"
 #include "tree/tree_seize.h"
 
 namespace cryo {
@@ -19,6 +20,8 @@ namespace cryo {
 //   memory) held or mapped outside the tree, or of a kind cryo cannot store;
 // - an unlinked file also held outside the tree.
 // `facts` are in the order of tree.processes().
-Status CheckSharedObjects(SeizedTree& tree, std::vector<ProcessFacts>& facts);
+// `in_flight`: the fds in flight in the tree's UNIX socket queues, which cryo
+// holds (net/unix_in_flight.h).
+Status CheckSharedObjects(SeizedTree& tree, std::vector<ProcessFacts>& facts, InFlightFiles& in_flight);
 
 }  // namespace cryo

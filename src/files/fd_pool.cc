@@ -14,6 +14,7 @@
 #include "base/janitor.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "image/in_flight.h"
 #include "net/unix_pending.h"
 #include "net/unix_socket.h"
 
@@ -145,67 +146,76 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
   CRYO_ASSIGN_OR_RETURN(pool.ttys_, TtySet::Build(img, base));
   for (int fd : pool.ttys_.fds()) pool.pool_fds_.insert(fd);
   Status result;
-  for (const auto& [pid, p] : img.processes) {
-    for (const image::Fd& f : p.fds.fds()) {
-      const uint64_t key = Key(pid, f);
-      if (pool.fds_.count(key)) {
-        // A listener listens in the process that did (its peer credentials).
-        if (f.kind() == image::FD_LISTEN_SOCKET && f.listen_socket().listen_pid() == pid) pool.finisher_[key] = pid;
-        continue;
-      }
-      // A pidfd needs its process: opened by its holder once the tree exists.
-      if (f.kind() == image::FD_PIDFD) continue;
-      const std::string what = "pid " + std::to_string(pid) + " fd " + std::to_string(f.fd());
-      int fd = -1;
-      if (f.kind() == image::FD_PIPE || f.kind() == image::FD_FIFO) {
-        auto it = pipes.find(f.pipe().pipe_id());
-        if (it == pipes.end()) return Status::Error(what + ": pipe " + std::to_string(f.pipe().pipe_id()) + " is not in the image");
-        PipeEnds& e = it->second;
-        const int end = f.pipe().write_end() ? e.w : e.r;
-        bool& used = f.pipe().write_end() ? e.w_used : e.r_used;
-        if (f.kind() == image::FD_FIFO && IsDeletedLink(f.file().path())) {
-          // An unlinked FIFO has no path: every end is a reopen of the keeper.
-          CRYO_ASSIGN_OR_RETURN(fd, Reopen(e.r, static_cast<int>(f.flags())));
-        } else if (f.kind() == image::FD_FIFO) {
-          CRYO_ASSIGN_OR_RETURN(fd, OpenFifoEnd(f));
-        } else if (!used) {
-          fd = ::dup(end);
-          if (fd < 0) return Status::FromErrno("dup of a pipe end for " + what);
-          used = true;
-        } else {
-          CRYO_ASSIGN_OR_RETURN(fd, Reopen(end, static_cast<int>(f.flags())));
-        }
-        if (::fcntl(fd, F_SETFL, static_cast<int>(f.flags()) & kSettableFlags) != 0)
-          return Status::FromErrno("F_SETFL on the pipe of " + what);
-      } else if (f.kind() == image::FD_UNIX_SOCKET) {
-        CRYO_ASSIGN_OR_RETURN(fd, unix_sockets.Open(f));
-        if (::fcntl(fd, F_SETFL, static_cast<int>(f.flags()) & kSettableFlags) != 0)
-          return Status::FromErrno("F_SETFL on the socket of " + what);
-      } else if (f.kind() == image::FD_TTY || f.kind() == image::FD_EXTERNAL_TTY) {
-        Result<int> opened = pool.ttys_.Open(f);
-        if (!opened.ok()) return opened.status().Prefixed(what);
-        fd = *opened;
-      } else {
-        const FdKindHandler* h = HandlerFor(f.kind());
-        if (!h) return Status::Error(what + " is of a kind this cryo cannot restore");
-        Result<int> opened = h->Open(f);
-        if (!opened.ok()) return opened.status().Prefixed(what + " (" + h->name() + ")");
-        fd = *opened;
-      }
-      const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, base);
-      ::close(fd);
-      if (moved < 0) return Status::FromErrno("moving the description of " + what + " into the fd pool");
-      if (f.kind() == image::FD_TTY || f.kind() == image::FD_EXTERNAL_TTY) pool.ttys_.NotePoolFd(f, moved);
-      if (f.kind() == image::FD_UNIX_SOCKET && f.unix_socket().accept_pending()) NotePendingClient(f.unix_socket(), moved);
-      pool.fds_[key] = moved;
-      pool.finisher_[key] = pid;
-      pool.pool_fds_.insert(moved);
+  std::vector<std::pair<pid_t, const image::Fd*>> all;
+  for (const auto& [pid, p] : img.processes)
+    for (const image::Fd& f : p.fds.fds()) all.push_back({pid, &f});
+  // The fds in flight in UNIX socket queues (pid 0: no process holds them),
+  // opened like the others for FillQueues to send.
+  for (const image::Fd* f : image::InFlightFds(img)) all.push_back({0, f});
+  for (const auto& [pid, fp] : all) {
+    const image::Fd& f = *fp;
+    const uint64_t key = Key(pid, f);
+    if (pool.fds_.count(key)) {
+      // A listener listens in the process that did (its peer credentials).
+      if (f.kind() == image::FD_LISTEN_SOCKET && f.listen_socket().listen_pid() == pid) pool.finisher_[key] = pid;
+      continue;
     }
+    // A pidfd needs its process: opened by its holder once the tree exists.
+    if (f.kind() == image::FD_PIDFD) continue;
+    const std::string what = "pid " + std::to_string(pid) + " fd " + std::to_string(f.fd());
+    int fd = -1;
+    if (f.kind() == image::FD_PIPE || f.kind() == image::FD_FIFO) {
+      auto it = pipes.find(f.pipe().pipe_id());
+      if (it == pipes.end()) return Status::Error(what + ": pipe " + std::to_string(f.pipe().pipe_id()) + " is not in the image");
+      PipeEnds& e = it->second;
+      const int end = f.pipe().write_end() ? e.w : e.r;
+      bool& used = f.pipe().write_end() ? e.w_used : e.r_used;
+      if (f.kind() == image::FD_FIFO && IsDeletedLink(f.file().path())) {
+        // An unlinked FIFO has no path: every end is a reopen of the keeper.
+        CRYO_ASSIGN_OR_RETURN(fd, Reopen(e.r, static_cast<int>(f.flags())));
+      } else if (f.kind() == image::FD_FIFO) {
+        CRYO_ASSIGN_OR_RETURN(fd, OpenFifoEnd(f));
+      } else if (!used) {
+        fd = ::dup(end);
+        if (fd < 0) return Status::FromErrno("dup of a pipe end for " + what);
+        used = true;
+      } else {
+        CRYO_ASSIGN_OR_RETURN(fd, Reopen(end, static_cast<int>(f.flags())));
+      }
+      if (::fcntl(fd, F_SETFL, static_cast<int>(f.flags()) & kSettableFlags) != 0)
+        return Status::FromErrno("F_SETFL on the pipe of " + what);
+    } else if (f.kind() == image::FD_UNIX_SOCKET) {
+      CRYO_ASSIGN_OR_RETURN(fd, unix_sockets.Open(f));
+      if (::fcntl(fd, F_SETFL, static_cast<int>(f.flags()) & kSettableFlags) != 0)
+        return Status::FromErrno("F_SETFL on the socket of " + what);
+    } else if (f.kind() == image::FD_TTY || f.kind() == image::FD_EXTERNAL_TTY) {
+      Result<int> opened = pool.ttys_.Open(f);
+      if (!opened.ok()) return opened.status().Prefixed(what);
+      fd = *opened;
+    } else {
+      const FdKindHandler* h = HandlerFor(f.kind());
+      if (!h) return Status::Error(what + " is of a kind this cryo cannot restore");
+      Result<int> opened = h->Open(f);
+      if (!opened.ok()) return opened.status().Prefixed(what + " (" + h->name() + ")");
+      fd = *opened;
+    }
+    const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, base);
+    ::close(fd);
+    if (moved < 0) return Status::FromErrno("moving the description of " + what + " into the fd pool");
+    if (f.kind() == image::FD_TTY || f.kind() == image::FD_EXTERNAL_TTY) pool.ttys_.NotePoolFd(f, moved);
+    if (f.kind() == image::FD_UNIX_SOCKET && f.unix_socket().accept_pending()) NotePendingClient(f.unix_socket(), moved);
+    pool.fds_[key] = moved;
+    pool.finisher_[key] = pid;
+    pool.pool_fds_.insert(moved);
   }
   for (auto& [id, e] : pipes) {
     ::close(e.r);
     ::close(e.w);
   }
+  CRYO_RETURN_IF_ERROR(unix_sockets.FillQueues([&pool](const image::Fd& f) {
+    auto it = pool.fds_.find(Key(0, f));
+    return it == pool.fds_.end() ? -1 : it->second;
+  }));
   CRYO_RETURN_IF_ERROR(pool.ttys_.Finish());
   CRYO_RETURN_IF_ERROR(pool.BuildShmem(img, base));
   return pool;

@@ -58,10 +58,47 @@ std::string DescribeFdTarget(const std::string& link) {
   return link;
 }
 
+Status DescribeFd(FdSource& src, image::FdTable* table, std::set<std::string>* features) {
+  const std::string path = "/proc/" + std::to_string(src.pid) + "/fd/" + std::to_string(src.fd);
+  CRYO_ASSIGN_OR_RETURN(src.link, ReadLink(path));
+  CRYO_ASSIGN_OR_RETURN(src.info, proc::ReadFdInfo(src.pid, src.fd));
+  if (::stat(path.c_str(), &src.st) != 0) return Status::FromErrno("stat " + src.what());
+  const FdKindHandler* handler = nullptr;
+  for (const FdKindHandler* h : FdKindHandlers())
+    if (h->Handles(src)) {
+      handler = h;
+      break;
+    }
+  if (!handler)
+    return Status::Error(src.what() + " is " + DescribeFdTarget(src.link) + ", which is not supported yet" +
+                         (StartsWith(DescribeFdTarget(src.link), "a terminal")
+                              ? " (if it is the terminal of the shell the process runs in, use --shell-job)"
+                              : ""));
+  image::Fd* f = table->add_fds();
+  f->set_fd(src.fd);
+  f->set_kind(handler->kind());
+  f->set_flags(src.info.flags & ~static_cast<uint32_t>(O_CLOEXEC));
+  f->set_cloexec((src.info.flags & O_CLOEXEC) != 0);
+  f->set_pos(src.info.pos);
+  // Identity of the open file, for finding shared descriptions (file_sharing.h).
+  f->mutable_file()->set_dev(src.st.st_dev);
+  f->mutable_file()->set_ino(src.st.st_ino);
+  if (Status st = handler->Dump(src, f); !st.ok()) {
+    // A handler whose message names the fd already ("pid N fd M: ...") is
+    // not prefixed a second time.
+    if (StartsWith(st.message(), src.what() + ":") || StartsWith(st.message(), src.what() + " ")) return st;
+    return st.Prefixed(src.what() + " (" + handler->name() + ")");
+  }
+  handler->AddFeatures(*f, features);
+  CRYO_RETURN_IF_ERROR(DumpFdLocks(src, f));
+  CRYO_RETURN_IF_ERROR(DumpFdOwner(src, f));
+  if (f->has_owner() || f->signal()) features->insert("fd-owner");
+  return Status::Ok();
+}
+
 Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* features, bool shell_job,
                    const DumpScope* scope, std::vector<proc::FdInfo>* infos) {
   CRYO_ASSIGN_OR_RETURN(std::vector<int> fds, proc::ListFds(pid));
-  const std::string dir = "/proc/" + std::to_string(pid) + "/fd/";
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd.valid()) return Status::FromErrno("pidfd_open pid " + std::to_string(pid));
   for (int fd : fds) {
@@ -72,39 +109,7 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
     src.shell_job = shell_job;
     src.scope = scope;
     if (scope) src.tree = &scope->all_tasks;
-    CRYO_ASSIGN_OR_RETURN(src.link, ReadLink(dir + std::to_string(fd)));
-    CRYO_ASSIGN_OR_RETURN(src.info, proc::ReadFdInfo(pid, fd));
-    if (::stat((dir + std::to_string(fd)).c_str(), &src.st) != 0) return Status::FromErrno("stat " + src.what());
-    const FdKindHandler* handler = nullptr;
-    for (const FdKindHandler* h : FdKindHandlers())
-      if (h->Handles(src)) {
-        handler = h;
-        break;
-      }
-    if (!handler)
-      return Status::Error(src.what() + " is " + DescribeFdTarget(src.link) + ", which is not supported yet" +
-                           (StartsWith(DescribeFdTarget(src.link), "a terminal")
-                                ? " (if it is the terminal of the shell the process runs in, use --shell-job)"
-                                : ""));
-    image::Fd* f = table->add_fds();
-    f->set_fd(fd);
-    f->set_kind(handler->kind());
-    f->set_flags(src.info.flags & ~static_cast<uint32_t>(O_CLOEXEC));
-    f->set_cloexec((src.info.flags & O_CLOEXEC) != 0);
-    f->set_pos(src.info.pos);
-    // Identity of the open file, for finding shared descriptions (file_sharing.h).
-    f->mutable_file()->set_dev(src.st.st_dev);
-    f->mutable_file()->set_ino(src.st.st_ino);
-    if (Status st = handler->Dump(src, f); !st.ok()) {
-      // A handler whose message names the fd already ("pid N fd M: ...") is
-      // not prefixed a second time.
-      if (StartsWith(st.message(), src.what() + ":") || StartsWith(st.message(), src.what() + " ")) return st;
-      return st.Prefixed(src.what() + " (" + handler->name() + ")");
-    }
-    handler->AddFeatures(*f, features);
-    CRYO_RETURN_IF_ERROR(DumpFdLocks(src, f));
-    CRYO_RETURN_IF_ERROR(DumpFdOwner(src, f));
-    if (f->has_owner() || f->signal()) features->insert("fd-owner");
+    CRYO_RETURN_IF_ERROR(DescribeFd(src, table, features));
     if (infos) infos->push_back(std::move(src.info));
   }
   if (scope) CRYO_RETURN_IF_ERROR(CheckProcessLocks(pid, *table, *scope));

@@ -17,6 +17,11 @@ namespace cryo {
 
 struct DumpScope;
 
+struct FdSource;
+// Describes the fd `src` names (pid, fd, pidfd, scope set) into a new entry of
+// `table`, with the handler of its kind; adds the features it needs.
+Status DescribeFd(FdSource& src, image::FdTable* table, std::set<std::string>* features);
+
 // Dumps every fd; adds the features the image needs for them to `features`.
 // With `shell_job`, terminals are the caller's (--shell-job), not refused.
 // With `scope`, what fds say about other processes (lock requests waiting on

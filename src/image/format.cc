@@ -176,6 +176,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "unlinked-files",
       "unix-pending-connections",
       "unix-external-peers",
+      "unix-scm-rights",
       "tcp-established",
       "tcp-half-closed",
       "udp-sockets",

@@ -161,6 +161,7 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
       if (f.kind() == FD_LISTEN_SOCKET && f.listen_socket().pending_clients_size())
         needed.insert("unix-pending-connections");
       if (f.kind() == FD_UNIX_SOCKET && f.unix_socket().peer_outside()) needed.insert("unix-external-peers");
+      if (f.kind() == FD_UNIX_SOCKET && f.unix_socket().in_flight_size()) needed.insert("unix-scm-rights");
       if (f.kind() == FD_TCP_SOCKET && f.tcp_socket().state() != TCP_ESTABLISHED) needed.insert("tcp-half-closed");
       if (f.has_owner() || f.signal()) needed.insert("fd-owner");
       if (f.locks_size()) needed.insert("file-locks");

@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 
+#include "image/in_flight.h"
 #include "image/validate_internal.h"
 
 namespace cryo::image::validate {
@@ -53,13 +54,15 @@ Status ValidatePipes(const LoadedImage& img, const Index& index) {
   (void)index;
   const std::string file = PipesName();
   std::map<uint64_t, std::pair<bool, bool>> ends;  // pipe id -> (read end, any end) in the image
+  std::vector<const Fd*> fds = InFlightFds(img);  // a pipe end may be only in flight
   for (const auto& [pid, p] : img.processes)
-    for (const Fd& f : p.fds.fds())
-      if (f.kind() == FD_PIPE || f.kind() == FD_FIFO) {
-        auto& e = ends[f.pipe().pipe_id()];
-        e.first |= !f.pipe().write_end();
-        e.second = true;
-      }
+    for (const Fd& f : p.fds.fds()) fds.push_back(&f);
+  for (const Fd* f : fds)
+    if (f->kind() == FD_PIPE || f->kind() == FD_FIFO) {
+      auto& e = ends[f->pipe().pipe_id()];
+      e.first |= !f->pipe().write_end();
+      e.second = true;
+    }
   uint64_t prev_id = 0;
   for (const Pipe& p : img.pipes.pipes()) {
     const std::string what = "pipe " + std::to_string(p.id());
@@ -96,6 +99,8 @@ Status ValidateShm(const LoadedImage& img, const Index& index) {
     for (const Fd& f : p.fds.fds())
       if (f.kind() == FD_MEMFD || f.kind() == FD_POSIX_SHM) held.insert(f.shm_object());
   }
+  for (const Fd* f : InFlightFds(img))
+    if (f->kind() == FD_MEMFD || f->kind() == FD_POSIX_SHM) held.insert(f->shm_object());
   uint64_t prev_id = 0;
   uint64_t expect_off = kPageDataOffset, pages = 0;
   for (const ShmObject& o : img.shm.objects()) {

@@ -938,6 +938,19 @@ TEST(ValidateTest, UnixPendingConnections) {
          t.inv.add_features("unix-external-peers");
          AddUnixSocket(t, 5, 300, SOCK_DGRAM)->set_peer_outside(true);
        }, "peer outside the tree"},
+      {"fds in flight without their feature", [](TestImage& t) {
+         AddUnixPair(t).first->add_in_flight()->add_fds()->set_kind(FD_EVENTFD);
+       }, "unix-scm-rights"},
+      {"fds in flight with a message the queue lacks", [](TestImage& t) {
+         t.inv.add_features("unix-scm-rights");
+         UnixInFlight* m = AddUnixPair(t).first->add_in_flight();
+         m->set_message(1);
+         m->add_fds()->set_kind(FD_EVENTFD);
+       }, "not a message of the queue"},
+      {"an epoll instance in flight", [](TestImage& t) {
+         t.inv.add_features("unix-scm-rights");
+         AddUnixPair(t).first->add_in_flight()->add_fds()->set_kind(FD_EPOLL);
+       }, "cannot send"},
       {"the listener's file removed", [](TestImage& t) {
          t = MakePendingConnection();
          t.procs[42].fds.mutable_fds(0)->mutable_listen_socket()->set_file_unlinked(true);

@@ -13,6 +13,7 @@
 #include <set>
 #include <vector>
 
+#include "image/in_flight.h"
 #include "image/validate_internal.h"
 
 namespace cryo::image::validate {
@@ -63,6 +64,20 @@ std::string QueueProblem(const UnixSocket& u) {
   for (const std::string& s : u.senders())
     if (!s.empty())
       if (std::string p = UnixAddressProblem(s); !p.empty()) return "sender's address: " + p;
+  // Fds in flight (net/unix_in_flight.cc): each group with a message of the
+  // queue, in order, at most SCM_MAX_FD (253) each, of the kinds a restore
+  // can send without a process.
+  int64_t prev_message = -1;
+  for (const UnixInFlight& m : u.in_flight()) {
+    if (static_cast<int64_t>(m.message()) <= prev_message || m.message() >= static_cast<uint32_t>(u.queue_size()))
+      return "fds in flight with message " + std::to_string(m.message()) + ", not a message of the queue in order";
+    prev_message = m.message();
+    if (m.fds().empty() || m.fds_size() > 253)
+      return std::to_string(m.fds_size()) + " fds in flight with one message (1 to 253)";
+    for (const Fd& f : m.fds())
+      if (!SendableInFlight(f.kind()))
+        return "an fd in flight of kind " + std::to_string(f.kind()) + ", which a restore cannot send";
+  }
   // Queued messages carry their senders' credentials (net/unix_sockets.cc).
   if (u.queue_size() && (OptionSet(u, SO_PASSCRED) || OptionSet(u, kSoPassPidfd)))
     return "a queue on a socket that receives credentials (SO_PASSCRED, SO_PASSPIDFD)";

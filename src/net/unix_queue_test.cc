@@ -7,6 +7,8 @@
 
 #include <cstddef>
 #include <cstring>
+#include <map>
+#include <sys/stat.h>
 
 #include "base/unique_fd.h"
 
@@ -129,6 +131,50 @@ TEST(UnixQueue, SendersByName) {
   ASSERT_EQ(senders.size(), 2);
   EXPECT_EQ(senders[0], std::string(reinterpret_cast<const char*>(&b), blen));
   EXPECT_EQ(senders[1], "");
+}
+
+// Fds in flight: each message's own, peeked into the caller (the queue and
+// the sender's fds untouched), and sent again with the same messages.
+// A stream: more bytes before the first fds than one peek's buffer holds (a
+// peek stopped by its buffer returns the fds of the next segment that has
+// any), then fds, then bytes without.
+TEST(UnixQueue, FdsInFlightKeepTheirMessages) {
+  for (int type : {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET}) {
+    Pair p(type);
+    const std::string big(type == SOCK_STREAM ? 300000 : 1000, 'x');
+    UnixQueue q;
+    for (const char* m : {"", "abc", "def", "tail"}) q.Add()->assign(m);
+    *q.Mutable(0) = big;
+    int pipe_fds[2];
+    ASSERT_EQ(::pipe(pipe_fds), 0);
+    UniqueFd r(pipe_fds[0]), w(pipe_fds[1]);
+    const std::map<int, std::vector<int>> fds = {{1, {r.get()}}, {2, {w.get(), r.get()}}};
+    ASSERT_TRUE(RefillUnixQueue({p.b.get()}, q, "", "test", &fds).ok());
+    UnixQueue got;
+    std::vector<QueuedFds> in_flight;
+    Status st = PeekUnixQueue(p.a.get(), type, false, type == SOCK_STREAM ? -1 : p.b.get(), "test", &got, nullptr,
+                              &in_flight);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    std::string all;
+    for (const std::string& m : got) all += m;
+    EXPECT_EQ(all, big + "abcdeftail") << type;
+    ASSERT_EQ(in_flight.size(), 2u) << type;
+    // The fds close the message they end (a stream: the bytes since the
+    // previous fds); the first message of a stream peek is the big one.
+    const size_t first = type == SOCK_STREAM ? got.size() - 3 : 1;
+    EXPECT_EQ(in_flight[0].message, static_cast<int>(first)) << type;
+    EXPECT_EQ(got[in_flight[0].message].substr(got[in_flight[0].message].size() - 3), "abc") << type;
+    EXPECT_EQ(got[in_flight[1].message], "def") << type;
+    ASSERT_EQ(in_flight[0].fds.size(), 1u);
+    ASSERT_EQ(in_flight[1].fds.size(), 2u);
+    struct stat a{}, b{};
+    ASSERT_EQ(::fstat(in_flight[1].fds[1].get(), &a), 0);
+    ASSERT_EQ(::fstat(r.get(), &b), 0);
+    EXPECT_EQ(a.st_ino, b.st_ino);  // the same pipe
+    if (type != SOCK_STREAM) {
+      EXPECT_EQ(got.size(), 4);
+    }
+  }
 }
 
 }  // namespace

@@ -11,7 +11,9 @@
 #include <set>
 
 #include "files/fd_kind.h"
+#include "image/in_flight.h"
 #include "net/socket_options.h"
+#include "net/unix_in_flight.h"
 #include "net/unix_pending.h"
 #include "net/unix_queue.h"
 #include "net/unix_socket.h"
@@ -100,7 +102,7 @@ Status LetPeerGo(std::vector<Holder>& holders, const std::string& what) {
 }  // namespace
 
 Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tables, bool ext_peers,
-                       std::set<std::string>* features) {
+                       std::set<std::string>* features, InFlightFiles* in_flight, const DumpScope* scope) {
   std::map<uint64_t, std::vector<Holder>> by_ino;
   std::map<std::string, int> names;  // address -> sockets named so (listeners too)
   std::set<pid_t> tree;
@@ -119,6 +121,8 @@ Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tab
       }
     }
   }
+  std::set<uint64_t> tree_sockets;
+  for (const auto& [ino, holders] : by_ino) tree_sockets.insert(ino);
   std::vector<std::string> refused;
   // Connections waiting in an accept queue: their clients must be in the tree.
   const std::map<uint64_t, std::string> pending = PendingClientsOf(tables);
@@ -211,8 +215,10 @@ Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tab
     UniqueFd peer_fd = paired ? GrabFd(peer_holder->pid, peer_holder->fd->fd()) : UniqueFd();
     if (paired && !peer_fd.valid()) return Status::FromErrno("pidfd_getfd of the peer of " + what);
     const bool unconnected = !peer && !u->peer_closed();
+    std::vector<QueuedFds> queued;
     Status st = PeekUnixQueue(fd.get(), u->type(), u->shutdown() & kRcvShutdown, peer_fd.get(), what, u->mutable_queue(),
-                              unconnected ? u->mutable_senders() : nullptr);
+                              unconnected ? u->mutable_senders() : nullptr, in_flight ? &queued : nullptr);
+    if (st.ok() && !queued.empty()) st = in_flight->Add(u, std::move(queued), tree_sockets, what, scope, features);
     if (!st.ok()) {
       refused.push_back(st.ToString());
       continue;
@@ -254,12 +260,7 @@ Status LinkUnixSockets(const std::vector<std::pair<pid_t, image::FdTable*>>& tab
 
 Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
   std::map<uint64_t, const image::UnixSocket*> recs;
-  for (const auto& [pid, p] : img.processes)
-    for (const image::Fd& f : p.fds.fds()) {
-      if (f.kind() != image::FD_UNIX_SOCKET) continue;
-      const image::UnixSocket*& r = recs[f.unix_socket().ino()];
-      if (!r || (f.unix_socket().queue_stored() && !r->queue_stored())) r = &f.unix_socket();
-    }
+  for (const image::UnixSocket* u : image::QueueHolders(img)) recs[u->ino()] = u;
   UnixSocketSet set;
   std::map<uint64_t, UniqueFd> closed_peers;  // the other end of a pair whose peer was closed
   for (const auto& [ino, u] : recs) {
@@ -307,9 +308,7 @@ Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
     }
   // Default peers (a datagram socket connected to one that is not connected
   // back), by name now that every name is bound.
-  std::map<std::string, int> by_name;  // datagram sockets by name: senders to refill from
   for (const auto& [ino, u] : recs) {
-    if (u->type() == SOCK_DGRAM && !u->address().empty()) by_name[u->address()] = set.fds_[ino].get();
     // A peer outside the image (--ext-unix-sk), by its name: it must be there.
     const std::string& outside = u->peer_address();
     if (u->peer_outside() && u->type() == SOCK_DGRAM &&
@@ -323,20 +322,41 @@ Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
     if (::connect(set.fds_[ino].get(), reinterpret_cast<const sockaddr*>(to.data()), static_cast<socklen_t>(to.size())) != 0)
       return Status::FromErrno("connect of " + DescribeUnixSocket(*u) + " to its default peer");
   }
+  set.recs_ = std::move(recs);
+  set.closed_peers_ = std::move(closed_peers);
+  return set;
+}
+
+Status UnixSocketSet::FillQueues(const std::function<int(const image::Fd&)>& pool_fd) {
+  std::map<uint64_t, const image::UnixSocket*>& recs = recs_;
+  UnixSocketSet& set = *this;
+  std::map<uint64_t, UniqueFd>& closed_peers = closed_peers_;
   // Queues: from each socket's peer; to a socket not connected back or not
   // connected at all, by its name from each message's sender (a new unnamed
-  // socket for an unnamed one). Then the closed peers go, and shutdowns.
+  // socket for an unnamed one), each message with the fds in flight with it.
+  // Then the closed peers go, and shutdowns.
+  std::map<std::string, int> by_name;  // datagram sockets by name: senders to refill from
+  for (const auto& [ino, u] : recs)
+    if (u->type() == SOCK_DGRAM && !u->address().empty()) by_name[u->address()] = fds_[ino].get();
   UniqueFd unnamed;
   for (const auto& [ino, u] : recs) {
     if (u->queue().empty()) continue;
     const std::string what = DescribeUnixSocket(*u);
+    std::map<int, std::vector<int>> in_flight;  // message -> pool fds
+    for (const image::UnixInFlight& m : u->in_flight())
+      for (const image::Fd& f : m.fds()) {
+        const int fd = pool_fd(f);
+        if (fd < 0) return Status::Error(what + ": a file descriptor in flight has no open file description in the pool");
+        in_flight[static_cast<int>(m.message())].push_back(fd);
+      }
+    const auto* fds = in_flight.empty() ? nullptr : &in_flight;
     auto peer = recs.find(u->peer_ino());
     if (u->peer_ino() && peer->second->peer_ino() == ino) {
-      CRYO_RETURN_IF_ERROR(RefillUnixQueue({set.fds_[u->peer_ino()].get()}, u->queue(), "", what));
+      CRYO_RETURN_IF_ERROR(RefillUnixQueue({set.fds_[u->peer_ino()].get()}, u->queue(), "", what, fds));
     } else if (u->peer_closed()) {
-      CRYO_RETURN_IF_ERROR(RefillUnixQueue({closed_peers[ino].get()}, u->queue(), "", what));
+      CRYO_RETURN_IF_ERROR(RefillUnixQueue({closed_peers[ino].get()}, u->queue(), "", what, fds));
     } else if (u->peer_ino()) {
-      CRYO_RETURN_IF_ERROR(RefillUnixQueue({set.fds_[u->peer_ino()].get()}, u->queue(), u->address(), what));
+      CRYO_RETURN_IF_ERROR(RefillUnixQueue({set.fds_[u->peer_ino()].get()}, u->queue(), u->address(), what, fds));
     } else {
       std::vector<int> senders;
       for (const std::string& from : u->senders()) {
@@ -349,7 +369,7 @@ Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
           return Status::Error(what + ": a message from " + DescribeAddress(from) + ", which is not in the image");
         senders.push_back(from.empty() ? unnamed.get() : it->second);
       }
-      CRYO_RETURN_IF_ERROR(RefillUnixQueue(senders, u->queue(), u->address(), what));
+      CRYO_RETURN_IF_ERROR(RefillUnixQueue(senders, u->queue(), u->address(), what, fds));
     }
   }
   closed_peers.clear();
@@ -365,7 +385,7 @@ Result<UnixSocketSet> UnixSocketSet::Build(const image::LoadedImage& img) {
     if (::fchown(fd, u->owner_uid(), u->owner_gid()) != 0)
       return Status::FromErrno("fchown of " + what);
   }
-  return set;
+  return Status::Ok();
 }
 
 Result<int> UnixSocketSet::Open(const image::Fd& f) const {

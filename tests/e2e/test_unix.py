@@ -5,7 +5,8 @@ both directions, sequence-numbered (message boundaries and zero-length
 messages kept), a pair shut down one way, one whose peer was closed, names
 (abstract and path) and options; in kill, leave-running and rewind modes.
 What is not restored is refused by name: a peer outside the tree (naming the
-outside process), file descriptors in flight (SCM_RIGHTS). A real program:
+outside process); file descriptors in flight (SCM_RIGHTS) are in
+test_scm_rights.py. A real program:
 nginx, a master and 2 workers talking over socketpairs, serves requests after
 a restore (kill and rewind) and reloads its workers over those channels.
 
@@ -128,21 +129,6 @@ def test_peer_outside_refused(h):
             conn.close()
     finally:
         srv.close()
-
-
-def test_fds_in_flight_refused(h):
-    """A descriptor sent with SCM_RIGHTS and not received yet: refused by name."""
-    w = h.start("scm", [cryotest.PYTHON, "-c",
-                        "import os, socket, time\n"
-                        "a, b = socket.socketpair()\n"
-                        "r, wr = os.pipe()\n"
-                        "socket.send_fds(a, [b'x'], [r])\n"
-                        "open('ready', 'w').write('x')\n"
-                        "while True: time.sleep(0.05)\n"])
-    deadline = time.monotonic() + 10
-    while not os.path.exists(w.path("ready")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    expect_refused(h, w, ["pid %d" % w.pid, "SCM_RIGHTS"])
 
 
 def test_peer_credentials(h):
@@ -533,7 +519,6 @@ TESTS = [
     test_unixsk_leave_running,
     test_unixsk_rewind,
     test_peer_outside_refused,
-    test_fds_in_flight_refused,
     test_peer_credentials,
     test_pending_client_refused,
     test_pending_kill,
