@@ -752,6 +752,10 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   if (stats) {
     stats->frozen_seconds = progress.frozen;
     stats->processes = others + 1;
+    for (const DumpedProcess& p : c.procs)
+      for (const image::PageRun& r : p.mm.runs()) stats->stored_pages += r.npages();
+    for (const auto& [pid, d] : c.dirty)
+      for (const auto& [start, end] : d.written) stats->written_pages += (end - start) / image::kPageSize;
   }
   return Status::Ok();
 }

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,8 @@ struct DumpOptions {
 struct DumpStats {
   double frozen_seconds = 0;  // from the seize to the kill, or to the resume
   size_t processes = 0;       // in the image, zombies included
+  uint64_t stored_pages = 0;  // pages this image stores itself (not in its parent)
+  uint64_t written_pages = 0;  // pages the dirty tracking saw written since the parent image
 };
 
 // Checkpoints a process. On any failure the process is detached exactly as it

@@ -1,0 +1,201 @@
+#!/usr/bin/python3
+"""End-to-end tests of pre-copy (`cryo dump --pre-copy`): rounds of copying
+while the tree runs, then a frozen final round with only what it wrote since.
+
+The dirtier workload (tests/workloads/dirtier.c) writes its pages round and
+round without pause and maps a region again every 100 ms; after a restore it
+checks every byte against its write counter, so a page it wrote after a round
+copied it, and that the final round did not copy again, comes back one
+generation old and the restored workload fails its verification
+(test_kill_mode, test_leave_running: the final round must send the dirtied
+pages again). The rounds are reported on stderr; the tree keeps no
+userfaultfd once the pre-copy is over, or once cryo is killed in a round
+(test_cryo_killed_mid_round).
+
+Run: test_precopy.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cryotest  # noqa: E402
+from cryotest import check, check_eq, fail  # noqa: E402
+
+ROUND = re.compile(r"pre-copy round (\d+): (\d+) pages .* frozen ([\d.]+) ms")
+FINAL = re.compile(r"pre-copy final round \((\d+) round\(s\) before it\): (\d+) pages .*dirty rate [\d.]+ MiB/s "
+                   r"\((\d+) pages written\), frozen ([\d.]+) ms")
+
+
+def start(h, mib=64, rate=20, *more):
+    w = h.start_workload("dirtier", str(mib), str(rate), *more)
+    h.wait_ready(w, timeout=60)
+    h.verify_ok(w, when="before the dump")
+    return w
+
+
+def written(line):
+    m = re.search(r"written=(\d+)", line)
+    if not m:
+        fail("no write counter in the verification: %r" % line)
+    return int(m.group(1))
+
+
+def rounds(r):
+    """The rounds reported ([(round, stored pages)]) and the final one
+    (stored pages, pages written)."""
+    text = r.stderr + (r.log or "")
+    found = sorted({(int(m.group(1)), int(m.group(2))) for m in ROUND.finditer(text)})
+    f = FINAL.search(text)
+    if not found or not f:
+        fail("the rounds are not reported\n%s" % r.describe())
+    check_eq([n for n, _ in found], list(range(len(found))), "rounds reported")
+    check_eq(int(f.group(1)), len(found), "rounds before the final one")
+    return found, (int(f.group(2)), int(f.group(3)))
+
+
+def uffd_left(pid):
+    """What of the dirty tracking the process still has: userfaultfd fds,
+    VMAs registered with a userfaultfd (VmFlags uw)."""
+    left = []
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if "userfaultfd" in os.readlink("/proc/%d/fd/%s" % (pid, fd)):
+                left.append("fd %s" % fd)
+        except FileNotFoundError:
+            pass
+    vma = None
+    for line in cryotest.read_text("/proc/%d/smaps" % pid, "").splitlines():
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            vma = line.split()[0]
+        elif line.startswith("VmFlags:") and " uw" in line:
+            left.append("VMA %s registered (uw)" % vma)
+    return left
+
+
+def wait_untracked(pid, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        left = uffd_left(pid)
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            fail("pid %d still has the dirty tracking's %s" % (pid, left[:5]))
+        time.sleep(0.05)
+
+
+def restore_and_verify(h, w, images, when):
+    cryotest.wait_pids_gone([w.pid])
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    rw = w.restored(r.pid)
+    first = written(h.verify_ok(rw, when=when))
+    time.sleep(0.2)
+    # It runs on: more pages written, every one still right.
+    check(written(h.verify_ok(rw, when=when + " (later)")) > first, "%s: the restored workload writes no more" % when)
+    h.verify_ok(rw, exit=True, when=when + " (exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "exit status " + when)
+
+
+def test_kill_mode(h):
+    w = start(h)
+    images = h.mkdir("img")
+    r = h.dump(w.pid, images, extra=["--pre-copy"])
+    found, (final_pages, final_written) = rounds(r)
+    h.note("rounds %s, final %d pages (%d written)" % (found, final_pages, final_written))
+    check(len(found) >= 2, "only %d round(s) before the final one" % len(found))
+    check(found[0][1] >= 64 * 256, "round 0 stored %d pages, not all of the 64 MiB" % found[0][1])
+    check(final_pages < found[0][1] // 4, "the final round stored %d pages: no better than round 0" % final_pages)
+    # The tree wrote between the last round and the freeze: the final round
+    # has something to send again (what the verification below checks).
+    check(final_written > 0, "no page written since the last round: the test proves nothing")
+    check(os.path.isdir(os.path.join(images, "pre-copy", "0")), "no round 0 in the image directory")
+    h.reap_original(w)
+    restore_and_verify(h, w, images, "after the pre-copy kill-mode dump")
+
+
+def test_leave_running(h):
+    w = start(h)
+    images = h.mkdir("img")
+    maps_before = [(m["start"], m["end"], m["prot"]) for m in cryotest.proc_maps(w.pid)]
+    r = h.dump(w.pid, images, leave_running=True, extra=["--pre-copy", "--pre-copy-rounds", "3"])
+    found, _ = rounds(r)
+    check(len(found) <= 3, "%d rounds for --pre-copy-rounds 3" % len(found))
+    # The tracker was this pre-copy's: it is gone, and with it every
+    # registration; the original runs on and checks itself.
+    wait_untracked(w.pid)
+    line = h.verify_ok(w, when="the original after the pre-copy dump")
+    h.note("original %s; maps before %d VMAs" % (line, len(maps_before)))
+    h.kill_and_reap(w)
+    restore_and_verify(h, w, images, "after the pre-copy leave-running dump")
+
+
+def test_cryo_killed_mid_round(h):
+    # No churn: its mappings stay as they are, so they can be compared.
+    w = start(h, 128, 20, "nochurn")
+    maps_before = cryotest.proc_maps(w.pid)
+    fds_before = sorted(os.listdir("/proc/%d/fd" % w.pid))
+    images = h.mkdir("img")
+    base = os.path.join(h.tmp_root, "killed-cryo")
+    with open(base + ".err", "wb") as err:
+        p = subprocess.Popen([h.cryo, "dump", "-t", str(w.pid), "-D", images, "--pre-copy", "--pre-copy-rounds",
+                              "30", "--log-file", base + ".log", "-v"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=err, close_fds=True)
+    # Killed once round 1 began (its directory exists: the tree is seized or
+    # being read), before it ended.
+    round1 = os.path.join(images, "pre-copy", "1")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(round1) and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.001)
+    ended = p.poll() is not None
+    p.kill()
+    p.wait(timeout=10)
+    h.reap_orphans()
+    log = cryotest.read_text(base + ".log", "")
+    check(not ended, "cryo ended before it could be killed in round 1\n%s" % log[-3000:])
+    check(os.path.exists(round1), "round 1 never began\n%s" % log[-3000:])
+    check("pre-copy round 1:" not in log, "round 1 had ended when cryo was killed: try again")
+    # The original: running, not traced, no userfaultfd, no VMA registered
+    # (the tracker ended with cryo), no mapping or fd of cryo's left.
+    st = cryotest.proc_status(w.pid)
+    check(st is not None and st["TracerPid"] == "0", "pid %d still traced" % w.pid)
+    wait_untracked(w.pid)
+    st = cryotest.proc_status(w.pid)
+    check(st["State"][0] in "SR", "pid %d left in state %r" % (w.pid, st["State"]))
+    check_eq(sorted(os.listdir("/proc/%d/fd" % w.pid)), fds_before, "the original's fds")
+    check_eq(cryotest.proc_maps(w.pid), maps_before, "the original's mappings")
+    h.verify_ok(w, when="the original after cryo was killed in round 1")
+    # The next pre-copy starts from scratch (a new directory) and works.
+    images2 = h.mkdir("img2")
+    h.dump(w.pid, images2, extra=["--pre-copy", "--pre-copy-rounds", "2"])
+    h.reap_original(w)
+    restore_and_verify(h, w, images2, "after a pre-copy that followed a killed one")
+
+
+def test_refused(h):
+    w = start(h, 16, 5)
+    images = h.mkdir("img")
+    for extra, must in ((["--pre-copy", "--parent", images], "does not take --parent"),
+                        (["--pre-copy-rounds", "2"], "goes with --pre-copy"),
+                        (["--pre-copy", "--pre-copy-rounds", "0"], "at least 1")):
+        r = h.run_cryo(["dump", "-t", str(w.pid), "-D", h.mkdir("x%d" % len(must))] + extra, tag="refused")
+        check(r.rc != 0 and must in r.message, "expected a refusal naming %r\n%s" % (must, r.describe()))
+    r = h.run_cryo(["dump", "-t", str(w.pid), "--to", "127.0.0.1:1", "--insecure", "--pre-copy"], tag="refused")
+    check(r.rc != 0 and "not built for streamed images" in r.message, "dump --to --pre-copy\n%s" % r.describe())
+    r = h.run_cryo(["migrate", "-t", str(w.pid), "--to", "127.0.0.1:1", "--insecure", "--pre-copy"], tag="refused")
+    check(r.rc != 0 and "not built for streamed images" in r.message, "migrate --pre-copy\n%s" % r.describe())
+    # A directory that holds rounds already is not written over.
+    os.makedirs(os.path.join(images, "pre-copy"))
+    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images, "--pre-copy"], tag="refused")
+    check(r.rc == 1 and "already holds pre-copy rounds" in r.message, "rounds over rounds\n%s" % r.describe())
+    wait_untracked(w.pid)
+    h.verify_ok(w, when="after the refusals")
+    check(cryotest.proc_status(w.pid)["TracerPid"] == "0", "traced after the refusals")
+
+
+if __name__ == "__main__":
+    sys.exit(cryotest.main([test_kill_mode, test_leave_running, test_cryo_killed_mid_round, test_refused],
+                           description=__doc__))
