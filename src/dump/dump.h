@@ -12,6 +12,8 @@
 
 namespace cryo {
 
+struct ParentForDump;
+
 struct DumpOptions {
   pid_t pid = 0;
   std::string images_dir;
@@ -36,6 +38,12 @@ struct DumpOptions {
   // (mem/dirty_tracker.h). Once a tracker runs for the tree, every
   // leave-running dump of it keeps it up to date.
   bool track_mem = false;
+  // Pre-copy (dump/precopy.h): the parent image as the dump before left it in
+  // memory (instead of parent_dir: nothing is read back, which a streamed
+  // round could not be), and where a complete dump leaves itself as the next
+  // one's parent (its link's dir is the caller's to set).
+  const ParentForDump* parent = nullptr;
+  ParentForDump* as_parent = nullptr;
   Env* env = Env::Default();
 };
 

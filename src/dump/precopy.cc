@@ -16,6 +16,7 @@
 #include "image/format.h"
 #include "image/parent_chain.h"
 #include "mem/dirty_tracker.h"
+#include "mem/incremental.h"
 #include "proc/proc.h"
 
 namespace cryo {
@@ -88,14 +89,6 @@ class RoundsDir {
   bool made_images_dir_ = false, keep_ = false;
 };
 
-// `path` as the chain records it: relative to the working directory, so that
-// LoadParentForDump names it relative to the image (DIR moves with its rounds).
-std::string RelativeToCwd(const std::string& path) {
-  std::error_code ec;
-  const fs::path rel = fs::relative(fs::path(path), fs::current_path(ec), ec);
-  return ec || rel.empty() ? path : rel.string();
-}
-
 }  // namespace
 
 Status PreCopyDump(const DumpOptions& opts, const PreCopyOptions& pc, DumpStats* stats) {
@@ -106,8 +99,9 @@ Status PreCopyDump(const DumpOptions& opts, const PreCopyOptions& pc, DumpStats*
     return Status::Error("--pre-copy-rounds may be at most " + std::to_string(image::kMaxParentDepth - 1));
   auto st = proc::ReadStat(opts.pid);
   if (!st.ok()) return st.status().Prefixed("pid " + std::to_string(opts.pid));
+  const bool streamed = static_cast<bool>(pc.begin_round);
   RoundsDir rounds_dir;
-  CRYO_RETURN_IF_ERROR(rounds_dir.Make(opts.images_dir));
+  if (!streamed) CRYO_RETURN_IF_ERROR(rounds_dir.Make(opts.images_dir));
   // The tracker: the tree's own if it runs one (--track-mem earlier), a
   // lasting one for -R --track-mem, else one that ends with this pre-copy.
   // (Sessions to it are each round's: the tracker serves one client at a time.)
@@ -125,25 +119,32 @@ Status PreCopyDump(const DumpOptions& opts, const PreCopyOptions& pc, DumpStats*
   };
 
   std::vector<Round> rounds;
-  std::string parent;
+  // Each round is the next one's parent, kept in memory (ParentForDump);
+  // the chain's links are relative: DIR/pre-copy/N names "../N-1", DIR names
+  // "pre-copy/N" (the page server lays a streamed pre-copy out the same way).
+  std::unique_ptr<ParentForDump> parent;
   for (int k = 0; k < pc.max_rounds; ++k) {
     CRYO_RETURN_IF_ERROR(CheckInterrupt());
+    if (streamed) CRYO_RETURN_IF_ERROR(pc.begin_round(k));
     DumpOptions r = opts;
     r.leave_running = true;
     r.track_mem = true;
-    r.images_dir = rounds_dir.dir() + "/" + std::to_string(k);
-    r.parent_dir = parent;
+    r.images_dir = (streamed ? opts.images_dir : rounds_dir.dir()) + "/" + std::to_string(k);
+    if (parent) parent->link.set_dir("../" + std::to_string(k - 1));
+    r.parent = parent.get();
+    auto next = std::make_unique<ParentForDump>();
+    r.as_parent = next.get();
     Round round;
     round.start = Now();
     DumpStats rs;
     Status s = Dump(r, &rs);
     if (!s.ok()) return s.Prefixed("pre-copy round " + std::to_string(k));
+    parent = std::move(next);
     round.seconds = Now() - round.start;
     round.pages = rs.stored_pages;
     round.written = rs.written_pages;
     round.frozen = rs.frozen_seconds;
     say(RoundLine("pre-copy round " + std::to_string(k), round, rounds.empty() ? nullptr : &rounds.back()));
-    parent = RelativeToCwd(r.images_dir);
     const bool small = round.pages <= pc.small_pages;
     const bool flat = !rounds.empty() && round.pages > pc.shrink * static_cast<double>(rounds.back().pages);
     rounds.push_back(round);
@@ -154,7 +155,8 @@ Status PreCopyDump(const DumpOptions& opts, const PreCopyOptions& pc, DumpStats*
   }
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   DumpOptions f = opts;
-  f.parent_dir = parent;
+  parent->link.set_dir(std::string(kPreCopyDirName) + "/" + std::to_string(rounds.size() - 1));
+  f.parent = parent.get();
   Round final_round;
   final_round.start = Now();
   DumpStats fs_stats;

@@ -33,6 +33,9 @@ struct PreCopyOptions {
   uint64_t small_pages = 512;               // a round storing at most this many pages (2 MiB) is the last
   double shrink = 0.8;                      // a round storing more than this share of the one before is the last
   std::function<void(const std::string&)> report;  // one line per round (and the final dump)
+  // A streamed pre-copy (`--to`): nothing is made here; before each round,
+  // this tells the page server that a round's image comes (its number).
+  std::function<Status(int round)> begin_round;
 };
 
 // The name of the rounds' directory inside the images directory.

@@ -113,8 +113,14 @@ def test_kill_mode(h):
     # has something to send again (what the verification below checks).
     check(final_written > 0, "no page written since the last round: the test proves nothing")
     check(os.path.isdir(os.path.join(images, "pre-copy", "0")), "no round 0 in the image directory")
+    show = h.run_cryo(["show", images], tag="show")
+    check(show.rc == 0 and "pre-copy/%d" % (len(found) - 1) in show.stdout + show.stderr,
+          "cryo show does not name the last round as the parent\n%s" % show.describe())
     h.reap_original(w)
-    restore_and_verify(h, w, images, "after the pre-copy kill-mode dump")
+    # The chain's links are relative: the directory moves whole.
+    moved = images + "-moved"
+    os.rename(images, moved)
+    restore_and_verify(h, w, moved, "after the pre-copy kill-mode dump")
 
 
 def test_leave_running(h):
