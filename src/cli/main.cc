@@ -394,7 +394,9 @@ int main(int argc, char** argv) {
   AddTlsOptions(migrate_cmd, &tls);
   migrate_cmd->add_flag("--ext-unix-sk", dump.ext_unix_sk, "as cryo dump --ext-unix-sk");
   migrate_cmd->add_option("--compress", compress, compress_help)->type_name("zstd[:LEVEL]|none");
-  migrate_cmd->add_flag("--pre-copy", pre_copy, "as cryo dump --pre-copy (not built for streams yet: refused)");
+  migrate_cmd->add_flag("--pre-copy", pre_copy,
+                        "copy the memory in rounds while the tree runs, then freeze it and send only what it wrote "
+                        "since (as cryo dump --pre-copy): a short downtime");
   migrate_cmd->add_option("--pre-copy-rounds", pre_copy_opts.max_rounds, "as cryo dump --pre-copy-rounds")
       ->type_name("N");
 
@@ -472,10 +474,6 @@ int main(int argc, char** argv) {
   if ((*dump_cmd || *migrate_cmd) && (dump_cmd->count("--pre-copy-rounds") || migrate_cmd->count("--pre-copy-rounds")) &&
       !pre_copy)
     return UsageError("--pre-copy-rounds goes with --pre-copy");
-  if (pre_copy && !dump_to.empty())
-    return UsageError(std::string(*migrate_cmd ? "migrate" : "dump --to") +
-                      ": --pre-copy is not built for streamed images yet: dump --pre-copy -D DIR, then copy DIR "
-                      "(its rounds are inside it) and restore it there");
   if (pre_copy && !dump.parent_dir.empty())
     return UsageError("dump: --pre-copy makes its own chain of images: it does not take --parent");
   if (*dump_cmd && dump.images_dir.empty() && dump_to.empty())
@@ -538,6 +536,7 @@ int main(int argc, char** argv) {
     const double t0 = Now();
     DumpStats stats;
     pre_copy_opts.report = Say;
+    if (streamed) pre_copy_opts.begin_round = [&streamed](int round) { return streamed->BeginRound(round); };
     Status s = pre_copy ? PreCopyDump(dump, pre_copy_opts, &stats) : Dump(dump, &stats);
     if (!s.ok() && streamed) streamed->Abort(s.ToString());
     ReportFaultPoints();

@@ -25,6 +25,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cryotest  # noqa: E402
 from cryotest import check, check_eq, fail  # noqa: E402
+from test_migrate import Migrate, reap_while  # noqa: E402
+from test_stream import Server, dump_to  # noqa: E402
 
 ROUND = re.compile(r"pre-copy round (\d+): (\d+) pages .* frozen ([\d.]+) ms")
 FINAL = re.compile(r"pre-copy final round \((\d+) round\(s\) before it\): (\d+) pages .*dirty rate [\d.]+ MiB/s "
@@ -128,6 +130,7 @@ def test_leave_running(h):
     images = h.mkdir("img")
     maps_before = [(m["start"], m["end"], m["prot"]) for m in cryotest.proc_maps(w.pid)]
     r = h.dump(w.pid, images, leave_running=True, extra=["--pre-copy", "--pre-copy-rounds", "3"])
+    check("pre-copy round 0:" in r.stderr, "the rounds are not on stderr\n%s" % r.describe())
     found, _ = rounds(r)
     check(len(found) <= 3, "%d rounds for --pre-copy-rounds 3" % len(found))
     # The tracker was this pre-copy's: it is gone, and with it every
@@ -179,6 +182,53 @@ def test_cryo_killed_mid_round(h):
     h.dump(w.pid, images2, extra=["--pre-copy", "--pre-copy-rounds", "2"])
     h.reap_original(w)
     restore_and_verify(h, w, images2, "after a pre-copy that followed a killed one")
+    # (The rounds a killed cryo left are incomplete images, refused as such.)
+    r = h.run_cryo(["show", round1], log=False, tag="show")
+    check(r.rc != 0 and "incomplete" in r.message, "cryo show of the interrupted round: %s" % r.message)
+
+
+def verify_running(h, rw, when):
+    first = written(h.verify_ok(rw, when=when))
+    time.sleep(0.2)
+    check(written(h.verify_ok(rw, when=when + " (later)")) > first, "%s: the workload writes no more" % when)
+    h.verify_ok(rw, exit=True, when=when + " (exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "exit status " + when)
+
+
+def test_streamed(h):
+    """dump --to --pre-copy: every round streamed to a page server on
+    loopback, which lays them out in DIR/pre-copy/N as a local pre-copy."""
+    w = start(h)
+    images = os.path.join(h.mkdir("recv"), "img")
+    srv = Server(h, images)
+    r = dump_to(h, w.pid, srv.addr, extra=["--pre-copy"])
+    check_eq(r.rc, 0, "dump --to --pre-copy exit status\n%s" % r.describe())
+    check_eq(srv.wait(), 0, "page-server exit status (%s)" % srv.stderr())
+    found, (final_pages, final_written) = rounds(r)
+    h.note("rounds %s, final %d pages (%d written)" % (found, final_pages, final_written))
+    check(final_written > 0 and final_pages < found[0][1] // 4, "final round: %d pages" % final_pages)
+    cryotest.check_private_image(images)
+    check(os.path.isdir(os.path.join(images, "pre-copy", str(len(found) - 1))), "the last round is not in DIR")
+    h.reap_original(w)
+    restore_and_verify(h, w, images, "after dump --to --pre-copy")
+
+
+def test_migrate(h):
+    """migrate --pre-copy into page-server --restore on loopback."""
+    w = start(h)
+    images = os.path.join(h.mkdir("recv"), "img")
+    pidfile = os.path.join(h.tmp_root, "migrated.pid")
+    srv = Server(h, images, extra=["--restore", "--pidfile", pidfile])
+    m = Migrate(h, w.pid, srv.addr, ["--insecure", "--pre-copy", "-v"])
+    h.reap_original(w, timeout=60)
+    reap_while(m, [w.pid])
+    check_eq(m.wait(), 0, "cryo migrate --pre-copy exit status (%s)" % m.stderr())
+    check_eq(srv.wait(), 0, "page-server --restore exit status (%s)" % srv.stderr())
+    check("pre-copy round 1:" in m.stderr() and "pre-copy final round" in m.stderr(),
+          "migrate did not report its rounds: %s" % m.stderr())
+    check_eq(cryotest.read_text(pidfile, "").strip(), str(w.pid), "pidfile of page-server --restore")
+    h.tracked_pids.append(w.pid)
+    verify_running(h, w.restored(w.pid), "after migrate --pre-copy")
 
 
 def test_refused(h):
@@ -189,10 +239,6 @@ def test_refused(h):
                         (["--pre-copy", "--pre-copy-rounds", "0"], "at least 1")):
         r = h.run_cryo(["dump", "-t", str(w.pid), "-D", h.mkdir("x%d" % len(must))] + extra, tag="refused")
         check(r.rc != 0 and must in r.message, "expected a refusal naming %r\n%s" % (must, r.describe()))
-    r = h.run_cryo(["dump", "-t", str(w.pid), "--to", "127.0.0.1:1", "--insecure", "--pre-copy"], tag="refused")
-    check(r.rc != 0 and "not built for streamed images" in r.message, "dump --to --pre-copy\n%s" % r.describe())
-    r = h.run_cryo(["migrate", "-t", str(w.pid), "--to", "127.0.0.1:1", "--insecure", "--pre-copy"], tag="refused")
-    check(r.rc != 0 and "not built for streamed images" in r.message, "migrate --pre-copy\n%s" % r.describe())
     # A directory that holds rounds already is not written over.
     os.makedirs(os.path.join(images, "pre-copy"))
     r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images, "--pre-copy"], tag="refused")
@@ -203,5 +249,6 @@ def test_refused(h):
 
 
 if __name__ == "__main__":
-    sys.exit(cryotest.main([test_kill_mode, test_leave_running, test_cryo_killed_mid_round, test_refused],
+    sys.exit(cryotest.main([test_kill_mode, test_leave_running, test_cryo_killed_mid_round, test_streamed, test_migrate,
+                            test_refused],
                            description=__doc__))
