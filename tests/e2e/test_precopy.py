@@ -26,7 +26,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cryotest  # noqa: E402
 from cryotest import check, check_eq, fail  # noqa: E402
 from test_migrate import Migrate, reap_while  # noqa: E402
-from test_stream import Server, dump_to  # noqa: E402
+from test_stream import CLOSE, DATA, OPEN, Server, dump_to, frame, hello, hostile  # noqa: E402
+
+ROUND_FRAME = 13  # docs/stream-protocol.md
 
 ROUND = re.compile(r"pre-copy round (\d+): (\d+) pages .* frozen ([\d.]+) ms")
 FINAL = re.compile(r"pre-copy final round \((\d+) round\(s\) before it\): (\d+) pages .*dirty rate [\d.]+ MiB/s "
@@ -231,6 +233,20 @@ def test_migrate(h):
     verify_running(h, w.restored(w.pid), "after migrate --pre-copy")
 
 
+def test_hostile_rounds(h):
+    """ROUND frames out of order, in the middle of an image, or a round that
+    never ends: the page server refuses by name and keeps nothing."""
+    import struct
+    core = frame(OPEN, 1, b"core-1.img") + frame(DATA, 1, struct.pack("<Q", 0) + b"x") + frame(CLOSE, 1, struct.pack("<Q", 1))
+    for name, data, must in (
+            ("round-order", hello() + frame(ROUND_FRAME, 0, b"1"), "where pre-copy round 0 was due"),
+            ("round-text", hello() + frame(ROUND_FRAME, 0, b"00"), "where pre-copy round 0 was due"),
+            ("round-inside", hello() + frame(ROUND_FRAME, 0, b"0") + core + frame(ROUND_FRAME, 0, b"1"),
+             "ROUND frame in the middle of an image"),
+            ("round-cut", hello() + frame(ROUND_FRAME, 0, b"0") + core, "connection closed")):
+        hostile(h, data, must, name)
+
+
 def test_refused(h):
     w = start(h, 16, 5)
     images = h.mkdir("img")
@@ -250,5 +266,5 @@ def test_refused(h):
 
 if __name__ == "__main__":
     sys.exit(cryotest.main([test_kill_mode, test_leave_running, test_cryo_killed_mid_round, test_streamed, test_migrate,
-                            test_refused],
+                            test_hostile_rounds, test_refused],
                            description=__doc__))
