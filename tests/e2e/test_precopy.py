@@ -92,16 +92,19 @@ def wait_untracked(pid, timeout=10.0):
         time.sleep(0.05)
 
 
+def verify_running(h, rw, when):
+    """Every page right, and it runs on: more pages written, still right."""
+    first = written(h.verify_ok(rw, when=when))
+    time.sleep(0.2)
+    check(written(h.verify_ok(rw, when=when + " (later)")) > first, "%s: the workload writes no more" % when)
+    h.verify_ok(rw, exit=True, when=when + " (exit)")
+    check_eq(h.wait_exit(rw), ("exit", 0), "exit status " + when)
+
+
 def restore_and_verify(h, w, images, when):
     cryotest.wait_pids_gone([w.pid])
     r = h.restore(images, detach=True, expected_pid=w.pid)
-    rw = w.restored(r.pid)
-    first = written(h.verify_ok(rw, when=when))
-    time.sleep(0.2)
-    # It runs on: more pages written, every one still right.
-    check(written(h.verify_ok(rw, when=when + " (later)")) > first, "%s: the restored workload writes no more" % when)
-    h.verify_ok(rw, exit=True, when=when + " (exit)")
-    check_eq(h.wait_exit(rw), ("exit", 0), "exit status " + when)
+    verify_running(h, w.restored(r.pid), when)
 
 
 def test_kill_mode(h):
@@ -187,14 +190,6 @@ def test_cryo_killed_mid_round(h):
     # (The rounds a killed cryo left are incomplete images, refused as such.)
     r = h.run_cryo(["show", round1], log=False, tag="show")
     check(r.rc != 0 and "incomplete" in r.message, "cryo show of the interrupted round: %s" % r.message)
-
-
-def verify_running(h, rw, when):
-    first = written(h.verify_ok(rw, when=when))
-    time.sleep(0.2)
-    check(written(h.verify_ok(rw, when=when + " (later)")) > first, "%s: the workload writes no more" % when)
-    h.verify_ok(rw, exit=True, when=when + " (exit)")
-    check_eq(h.wait_exit(rw), ("exit", 0), "exit status " + when)
 
 
 def test_streamed(h):
