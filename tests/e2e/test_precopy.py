@@ -26,7 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cryotest  # noqa: E402
 from cryotest import check, check_eq, fail  # noqa: E402
 from test_migrate import Migrate, reap_while  # noqa: E402
-from test_stream import CLOSE, DATA, OPEN, Server, dump_to, frame, hello, hostile  # noqa: E402
+from test_stream import (CLOSE, DATA, OPEN, Server, check_nothing_complete, dump_to, frame, hello, hostile,  # noqa: E402
+                         leftovers)
 
 ROUND_FRAME = 13  # docs/stream-protocol.md
 
@@ -210,6 +211,53 @@ def test_streamed(h):
     restore_and_verify(h, w, images, "after dump --to --pre-copy")
 
 
+def test_streamed_leave_running(h):
+    w = start(h)
+    images = os.path.join(h.mkdir("recv"), "img")
+    srv = Server(h, images)
+    r = dump_to(h, w.pid, srv.addr, leave_running=True, extra=["--pre-copy", "--pre-copy-rounds", "2"])
+    check_eq(r.rc, 0, "dump --to -R --pre-copy exit status\n%s" % r.describe())
+    check_eq(srv.wait(), 0, "page-server exit status (%s)" % srv.stderr())
+    found, _ = rounds(r)
+    check(len(found) <= 2, "%d rounds for --pre-copy-rounds 2" % len(found))
+    wait_untracked(w.pid)
+    h.verify_ok(w, when="the original after dump --to -R --pre-copy")
+    h.kill_and_reap(w)
+    restore_and_verify(h, w, images, "after dump --to -R --pre-copy")
+
+
+def test_receiver_killed_mid_round(h):
+    """kill -9 of the page server while it receives round 1: the dump
+    fails, the tree runs on untouched and untracked, nothing looks complete."""
+    w = start(h, 128, 20, "nochurn")
+    maps_before = cryotest.proc_maps(w.pid)
+    images = os.path.join(h.mkdir("recv"), "img")
+    srv = Server(h, images)
+    base = os.path.join(h.tmp_root, "dump-to")
+    with open(base + ".err", "wb") as err:
+        p = subprocess.Popen([h.cryo, "dump", "-t", str(w.pid), "--to", srv.addr, "--insecure", "--pre-copy",
+                              "--pre-copy-rounds", "30"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=err, close_fds=True)
+    deadline = time.monotonic() + 60
+    while p.poll() is None and time.monotonic() < deadline:
+        if any(os.path.exists(os.path.join(t, "pre-copy", "1")) for t in leftovers(images)):
+            break
+        time.sleep(0.001)
+    srv.stop()
+    rc = p.wait(timeout=60)
+    h.reap_orphans()
+    msg = cryotest.read_text(base + ".err", "")
+    check(rc == 1 and "left running" in msg, "dump --to with its receiver killed: status %s: %s" % (rc, msg))
+    check("pre-copy round 0:" in msg, "killed before round 1: %s" % msg)
+    wait_untracked(w.pid)
+    st = cryotest.proc_status(w.pid)
+    check(st["TracerPid"] == "0" and st["State"][0] in "SR", "pid %d left %s, traced by %s" % (w.pid, st["State"],
+                                                                                           st["TracerPid"]))
+    check_eq(cryotest.proc_maps(w.pid), maps_before, "the original's mappings")
+    h.verify_ok(w, when="the original after its receiver was killed in round 1")
+    check_nothing_complete(h, images, "receiver killed in round 1")
+
+
 def test_migrate(h):
     """migrate --pre-copy into page-server --restore on loopback."""
     w = start(h)
@@ -260,6 +308,7 @@ def test_refused(h):
 
 
 if __name__ == "__main__":
-    sys.exit(cryotest.main([test_kill_mode, test_leave_running, test_cryo_killed_mid_round, test_streamed, test_migrate,
+    sys.exit(cryotest.main([test_kill_mode, test_leave_running, test_cryo_killed_mid_round, test_streamed,
+                            test_streamed_leave_running, test_receiver_killed_mid_round, test_migrate,
                             test_hostile_rounds, test_refused],
                            description=__doc__))
