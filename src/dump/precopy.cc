@@ -2,6 +2,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cinttypes>
 #include <filesystem>
@@ -94,6 +95,8 @@ class RoundsDir {
 Status PreCopyDump(const DumpOptions& opts, const PreCopyOptions& pc, DumpStats* stats) {
   if (!opts.parent_dir.empty())
     return Status::Error("--pre-copy makes its own chain of images: it does not take --parent");
+  if (opts.track_mem && !opts.leave_running)
+    return Status::Error("--track-mem needs --leave-running: the tracking is for later dumps of a tree that runs on");
   if (pc.max_rounds < 1) return Status::Error("--pre-copy-rounds must be at least 1");
   if (pc.max_rounds + 1 > static_cast<int>(image::kMaxParentDepth))
     return Status::Error("--pre-copy-rounds may be at most " + std::to_string(image::kMaxParentDepth - 1));

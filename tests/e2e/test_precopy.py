@@ -295,7 +295,8 @@ def test_refused(h):
     images = h.mkdir("img")
     for extra, must in ((["--pre-copy", "--parent", images], "does not take --parent"),
                         (["--pre-copy-rounds", "2"], "goes with --pre-copy"),
-                        (["--pre-copy", "--pre-copy-rounds", "0"], "at least 1")):
+                        (["--pre-copy", "--pre-copy-rounds", "0"], "at least 1"),
+                        (["--pre-copy", "--track-mem"], "--track-mem needs --leave-running")):
         r = h.run_cryo(["dump", "-t", str(w.pid), "-D", h.mkdir("x%d" % len(must))] + extra, tag="refused")
         check(r.rc != 0 and must in r.message, "expected a refusal naming %r\n%s" % (must, r.describe()))
     # A directory that holds rounds already is not written over.
