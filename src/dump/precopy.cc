@@ -46,10 +46,12 @@ std::string RoundLine(const std::string& what, const Round& r, const Round* befo
   std::string line = buf;
   if (before) {
     // Pages written between the protection of the round before and this
-    // one's scan (the round stores them in whole runs: a little more).
+    // one's scan (the round stores them in whole runs: a little more), per
+    // second the tree ran meanwhile (it was frozen for the round before's read).
     const double written_mib = static_cast<double>(r.written * image::kPageSize) / kMiB;
+    const double ran = r.start - before->start - before->frozen;
     std::snprintf(buf, sizeof buf, ", dirty rate %.1f MiB/s (%" PRIu64 " pages written)",
-                  written_mib / std::max(r.start - before->start, 1e-6), r.written);
+                  written_mib / std::max(ran, 1e-3), r.written);
     line += buf;
   }
   std::snprintf(buf, sizeof buf, ", frozen %.1f ms", r.frozen * 1e3);
