@@ -23,6 +23,7 @@
 #include "cli/counting_env.h"
 #include "cli/messages.h"
 #include "cli/preflight.h"
+#include "dump/precopy.h"
 #include "dump/dump.h"
 #include "image/compare_pages.h"
 #include "image/image_dir.h"
@@ -279,6 +280,16 @@ int main(int argc, char** argv) {
                      "with --leave-running: track the pages the tree writes from now on (userfaultfd write-protect, "
                      "held by a small cryo-memtrack process), so that later --parent dumps read only those; every "
                      "later leave-running dump of the tree keeps the tracking up to date");
+  bool pre_copy = false;
+  PreCopyOptions pre_copy_opts;
+  dump_cmd->add_flag("--pre-copy", pre_copy,
+                     "copy the memory in rounds while the process runs (each round only what it wrote since the "
+                     "one before, into DIR/pre-copy/N), then freeze it and copy only what it wrote since: a short "
+                     "frozen time; DIR is an ordinary image (restore -D DIR)");
+  dump_cmd->add_option("--pre-copy-rounds", pre_copy_opts.max_rounds,
+                       "with --pre-copy: at most N rounds before the final one (default 6; fewer when the pages "
+                       "written between rounds are few or stop shrinking)")
+      ->type_name("N");
   bool tcp_established = false;  // accepted for CRIU's command line: connections are always checkpointed
   dump_cmd->add_flag("--tcp-established", tcp_established,
                      "accepted for compatibility: established TCP connections are always checkpointed");
@@ -397,6 +408,11 @@ int main(int argc, char** argv) {
   AddTlsOptions(migrate_cmd, &tls);
   migrate_cmd->add_flag("--ext-unix-sk", dump.ext_unix_sk, "as cryo dump --ext-unix-sk");
   migrate_cmd->add_option("--compress", compress, compress_help)->type_name("zstd[:LEVEL]|none");
+  migrate_cmd->add_flag("--pre-copy", pre_copy,
+                        "copy the memory in rounds while the tree runs, then freeze it and send only what it wrote "
+                        "since (as cryo dump --pre-copy): a short downtime");
+  migrate_cmd->add_option("--pre-copy-rounds", pre_copy_opts.max_rounds, "as cryo dump --pre-copy-rounds")
+      ->type_name("N");
 
   RunOptions run;
   std::string run_pidfile;
@@ -469,6 +485,11 @@ int main(int argc, char** argv) {
   }
   Result<int> zstd_level = stream::ParseCompression(compress);
   if (!zstd_level.ok()) return UsageError(zstd_level.status().message());
+  if ((*dump_cmd || *migrate_cmd) && (dump_cmd->count("--pre-copy-rounds") || migrate_cmd->count("--pre-copy-rounds")) &&
+      !pre_copy)
+    return UsageError("--pre-copy-rounds goes with --pre-copy");
+  if (pre_copy && !dump.parent_dir.empty())
+    return UsageError("dump: --pre-copy makes its own chain of images: it does not take --parent");
   if (*dump_cmd && dump.images_dir.empty() && dump_to.empty())
     return UsageError("dump: the image directory is missing: give -D DIR (or --to ADDR:PORT)");
   if (*server_cmd) {
@@ -519,7 +540,9 @@ int main(int argc, char** argv) {
     dump.env = &counted;
     const double t0 = Now();
     DumpStats stats;
-    Status s = Dump(dump, &stats);
+    pre_copy_opts.report = Say;
+    if (streamed) pre_copy_opts.begin_round = [&streamed](int round) { return streamed->BeginRound(round); };
+    Status s = pre_copy ? PreCopyDump(dump, pre_copy_opts, &stats) : Dump(dump, &stats);
     if (!s.ok() && streamed) streamed->Abort(s.ToString());
     ReportFaultPoints();
     if (const int sig = InterruptSignal()) {

@@ -596,7 +596,8 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     LOG_INFO("incremental: %" PRIu64 " pages (%s) taken from the parent image %s, %" PRIu64
              " known unchanged by dirty tracking, %" PRIu64 " compared",
              incremental.parent_pages, FormatSize(incremental.parent_pages * image::kPageSize).c_str(),
-             opts.parent_dir.c_str(), incremental.tracked_pages, incremental.compared_pages);
+             opts.parent_dir.empty() ? c.parent->link.dir().c_str() : opts.parent_dir.c_str(),
+             incremental.tracked_pages, incremental.compared_pages);
   }
   if (procs.size() + tree.zombies().size() > 1) inv.add_features("tree");
   if (!tree.zombies().empty()) inv.add_features("zombies");
@@ -655,6 +656,16 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   CRYO_RETURN_IF_ERROR(writer->WriteInventory(inv));
   CRYO_RETURN_IF_ERROR(writer->SyncFiles());
   CRYO_RETURN_IF_ERROR(writer->MarkComplete());
+  if (opts.as_parent) {
+    // (pre-copy) This image, as the next dump's parent.
+    ParentForDump& next = *opts.as_parent;
+    next = ParentForDump();
+    next.link.set_image_id(writer->image_id());
+    next.same_boot = !c.boot_id.empty();
+    next.snapshot = snapshot;
+    for (const DumpedProcess& p : procs)
+      if (next.same_boot) AddParentProcess(p.core, p.mm, &next);
+  }
   if (c.tracking && opts.leave_running) {
     // The protection is this image's now (until then a failure leaves none).
     Status t = c.tracking->Commit(writer->image_id());
@@ -721,7 +732,9 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
     c.boot_id = *id;
     while (!c.boot_id.empty() && c.boot_id.back() == '\n') c.boot_id.pop_back();
   }
-  if (!opts.parent_dir.empty()) {
+  if (opts.parent) {
+    c.parent = std::make_unique<ParentForDump>(*opts.parent);
+  } else if (!opts.parent_dir.empty()) {
     // A parent that cannot be used is refused before the tree is touched.
     CRYO_ASSIGN_OR_RETURN(ParentForDump parent,
                           LoadParentForDump(opts.parent_dir, opts.images_dir, opts.pid, c.boot_id));
@@ -767,6 +780,10 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   if (stats) {
     stats->frozen_seconds = progress.frozen;
     stats->processes = others + 1;
+    for (const DumpedProcess& p : c.procs)
+      for (const image::PageRun& r : p.mm.runs()) stats->stored_pages += r.npages();
+    for (const auto& [pid, d] : c.dirty)
+      for (const auto& [start, end] : d.written) stats->written_pages += (end - start) / image::kPageSize;
   }
   return Status::Ok();
 }

@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,8 @@
 #include "base/status.h"
 
 namespace cryo {
+
+struct ParentForDump;
 
 struct DumpOptions {
   pid_t pid = 0;
@@ -35,6 +38,12 @@ struct DumpOptions {
   // (mem/dirty_tracker.h). Once a tracker runs for the tree, every
   // leave-running dump of it keeps it up to date.
   bool track_mem = false;
+  // Pre-copy (dump/precopy.h): the parent image as the dump before left it in
+  // memory (instead of parent_dir: nothing is read back, which a streamed
+  // round could not be), and where a complete dump leaves itself as the next
+  // one's parent (its link's dir is the caller's to set).
+  const ParentForDump* parent = nullptr;
+  ParentForDump* as_parent = nullptr;
   Env* env = Env::Default();
 };
 
@@ -42,6 +51,8 @@ struct DumpOptions {
 struct DumpStats {
   double frozen_seconds = 0;  // from the seize to the kill, or to the resume
   size_t processes = 0;       // in the image, zombies included
+  uint64_t stored_pages = 0;  // pages this image stores itself (not in its parent)
+  uint64_t written_pages = 0;  // pages the dirty tracking saw written since the parent image
 };
 
 // Checkpoints a process. On any failure the process is detached exactly as it

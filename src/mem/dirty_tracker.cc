@@ -97,17 +97,20 @@ void ServeClient(int c, std::map<pid_t, HeldFd>* held, std::string* gen) {
   }
 }
 
-void ServeTracker(int channel) {
+// `owned`: the tracker of one pre-copy, which keeps its channel to cryo and
+// exits (closing every userfaultfd) once cryo hangs up or dies.
+void ServeTracker(int channel, bool owned) {
   SentinelRecord first;
   if (!ReadSentinelRecord(channel, &first) || first.kind != 'S' || !first.fd.valid()) return;
-  ::close(channel);
+  if (!owned) ::close(channel);
   const int listen_fd = first.fd.get();
   std::map<pid_t, HeldFd> held;
   std::string gen;
   double last_client = Now();
   for (;;) {
-    pollfd p = {listen_fd, POLLIN, 0};
-    const int r = ::poll(&p, 1, 1000);
+    pollfd p[2] = {{listen_fd, POLLIN, 0}, {channel, POLLIN, 0}};
+    const int r = ::poll(p, owned ? 2 : 1, 1000);
+    if (owned && r > 0 && p[1].revents) return;  // cryo is gone (EOF): nothing else comes on it
     if (r > 0) {
       UniqueFd c(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
       if (c.valid()) ServeClient(c.get(), &held, &gen);
@@ -200,18 +203,33 @@ Result<std::unique_ptr<DirtyTracking>> DirtyTracking::Find(pid_t root, uint64_t 
   return t;
 }
 
-Result<std::unique_ptr<DirtyTracking>> DirtyTracking::Start(pid_t root, uint64_t root_ticks) {
+namespace {
+
+Result<std::unique_ptr<Sentinel>> StartTracker(pid_t root, uint64_t root_ticks, bool owned) {
   UniqueFd l(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
   if (!l.valid()) return Status::FromErrno("socket for the memory tracker");
   socklen_t len;
   const sockaddr_un a = TrackerAddress(TrackerSocketName(root, root_ticks), &len);
   if (::bind(l.get(), reinterpret_cast<const sockaddr*>(&a), len) != 0 || ::listen(l.get(), 8) != 0)
     return Status::FromErrno("binding the memory tracker's socket");
-  CRYO_ASSIGN_OR_RETURN(auto sentinel,
-                        Sentinel::Start("cryo-memtrack", {}, [](int channel, pid_t) { ServeTracker(channel); }));
+  CRYO_ASSIGN_OR_RETURN(auto sentinel, Sentinel::Start("cryo-memtrack", {}, [owned](int channel, pid_t) {
+                          ServeTracker(channel, owned);
+                        }));
   CRYO_RETURN_IF_ERROR(sentinel->Send('S', "", l.get()));
+  return sentinel;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Sentinel>> DirtyTracking::StartOwned(pid_t root, uint64_t root_ticks) {
+  CRYO_ASSIGN_OR_RETURN(auto sentinel, StartTracker(root, root_ticks, /*owned=*/true));
+  LOG_INFO("memory tracker started (pid %d) for this pre-copy only", sentinel->pid());
+  return sentinel;
+}
+
+Result<std::unique_ptr<DirtyTracking>> DirtyTracking::Start(pid_t root, uint64_t root_ticks) {
+  CRYO_ASSIGN_OR_RETURN(auto sentinel, StartTracker(root, root_ticks, /*owned=*/false));
   sentinel->Release();  // it outlives cryo: no wait for its exit
-  l.reset();
   CRYO_ASSIGN_OR_RETURN(auto t, Find(root, root_ticks));
   if (!t) return Status::Error("the memory tracker did not answer");
   LOG_INFO("memory tracker started (pid %d): later --parent dumps of this tree read only the pages written since",

@@ -78,6 +78,12 @@ class DirtyTracking {
   static Result<std::unique_ptr<DirtyTracking>> Find(pid_t root, uint64_t root_ticks);
   // Starts a tracker for the tree (none runs) and returns a session to it.
   static Result<std::unique_ptr<DirtyTracking>> Start(pid_t root, uint64_t root_ticks);
+  // Starts a tracker for the tree (none runs) that lives only as long as the
+  // returned Sentinel (pre-copy, dump/precopy.h): when it is destroyed, or
+  // cryo dies however it dies, the tracker exits and its userfaultfds close,
+  // which unregisters the tree's memory and lifts every protection
+  // (fs/userfaultfd.c, userfaultfd_release). Sessions reach it with Find.
+  static Result<std::unique_ptr<Sentinel>> StartOwned(pid_t root, uint64_t root_ticks);
   ~DirtyTracking();
   DirtyTracking(const DirtyTracking&) = delete;
   DirtyTracking& operator=(const DirtyTracking&) = delete;

@@ -70,21 +70,24 @@ Result<ParentForDump> LoadParentForDump(const std::string& parent_dir, const std
   out.snapshot = img.snapshot;  // files compare by content hash, whatever the boot
   if (!out.same_boot)
     LOG_WARN("the parent image %s is from another boot (or an older cryo): every page is stored again", parent_dir.c_str());
-  for (const auto& [pid, proc] : img.processes) {
-    if (proc.core.zombie() || !out.same_boot) continue;
-    ParentProcessPages& pp = out.processes[pid];
-    pp.start_ticks = proc.core.start_ticks();
-    pp.vmas.assign(proc.mm.vmas().begin(), proc.mm.vmas().end());
-    for (image::PageRun r : proc.mm.runs()) {
-      r.set_depth(1);
-      pp.runs[r.vaddr()] = r;
-    }
-    for (image::PageRun r : proc.mm.parent_runs()) {
-      r.set_depth(r.depth() + 1);
-      pp.runs[r.vaddr()] = r;
-    }
-  }
+  for (const auto& [pid, proc] : img.processes)
+    if (out.same_boot) AddParentProcess(proc.core, proc.mm, &out);
   return out;
+}
+
+void AddParentProcess(const image::ProcessCore& core, const image::Mm& mm, ParentForDump* parent) {
+  if (core.zombie()) return;
+  ParentProcessPages& pp = parent->processes[core.pid()];
+  pp.start_ticks = core.start_ticks();
+  pp.vmas.assign(mm.vmas().begin(), mm.vmas().end());
+  for (image::PageRun r : mm.runs()) {
+    r.set_depth(1);
+    pp.runs[r.vaddr()] = r;
+  }
+  for (image::PageRun r : mm.parent_runs()) {
+    r.set_depth(r.depth() + 1);
+    pp.runs[r.vaddr()] = r;
+  }
 }
 
 std::vector<PagePiece> Relayout(const std::vector<PagePiece>& pieces, const std::vector<const image::PageRun*>& keep,

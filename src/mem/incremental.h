@@ -53,6 +53,10 @@ struct ParentForDump {
 Result<ParentForDump> LoadParentForDump(const std::string& parent_dir, const std::string& images_dir, pid_t root,
                                         const std::string& boot_id);
 
+// Adds a process of an image (its core and mm as written) to `parent`, the
+// image as a later dump's parent.
+void AddParentProcess(const image::ProcessCore& core, const image::Mm& mm, ParentForDump* parent);
+
 struct IncrementalCounts {
   uint64_t compared_pages = 0;  // read to compare with the parent
   uint64_t parent_pages = 0;    // unchanged: taken from the parent

@@ -6,12 +6,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <map>
+#include <optional>
 
 #include "base/interrupt.h"
 #include "base/log.h"
 #include "image/format.h"
 #include "image/image_dir.h"
+#include "image/parent_chain.h"
 #include "stream/connection.h"
 
 namespace cryo::stream {
@@ -99,33 +102,45 @@ Status CheckTarget(const std::string& dir) {
   return Status::Ok();
 }
 
-// The temporary directory and everything in it (the receiver created every
-// file: only regular files are in it).
+// The temporary directory and everything in it (the receiver made every
+// entry: regular files, and the pre-copy rounds' directories).
 void RemoveTree(const std::string& dir) {
-  if (DIR* d = ::opendir(dir.c_str())) {
-    while (struct dirent* e = ::readdir(d)) {
-      const std::string n = e->d_name;
-      if (n != "." && n != "..") ::unlinkat(dirfd(d), n.c_str(), 0);
-    }
-    ::closedir(d);
-  }
-  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT)
-    LOG_WARN("cannot remove the partial image %s: %s", dir.c_str(), strerror(errno));
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (ec) LOG_WARN("cannot remove the partial image %s: %s", dir.c_str(), ec.message().c_str());
 }
 
-// Receives the files into `tmp` until END, then makes them durable, checks
-// the image and renames it to `dir`.
-Status ReceiveInto(Connection& conn, const std::string& tmp, int tmpfd, const std::string& dir, ReceivedImage* out) {
+// The incomplete-image marker of a directory being received into.
+Status MarkReceiving(int dirfd, const std::string& dir, const std::string& peer) {
+  UniqueFd marker(::openat(dirfd, image::IncompleteMarkerName().c_str(),
+                           O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+  const std::string text = "cryo page-server is receiving an image from " + peer + " here\n";
+  if (!marker.valid() || ::write(marker.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    return Status::FromErrno("cannot write " + dir + "/" + image::IncompleteMarkerName());
+  return Status::Ok();
+}
+
+// Receives one image's files into `tmp` until END (`first`: its first frame,
+// read already), then makes them durable and checks the image as a restore
+// would (its chain included).
+Status ReceiveImage(Connection& conn, const std::string& tmp, int tmpfd, std::optional<Frame> first,
+                    ReceivedImage* out) {
   DirSink sink(tmpfd, tmp);
   ImageReceiver receiver(&sink);
   while (!receiver.ended()) {
-    CRYO_ASSIGN_OR_RETURN(Frame f, conn.Receive(conn.timeout()));
+    Frame f;
+    if (first) {
+      f = std::move(*first);
+      first.reset();
+    } else {
+      CRYO_ASSIGN_OR_RETURN(f, conn.Receive(conn.timeout()));
+    }
     // (the tests kill the receiver between files: a fault point at each file's end)
     if (f.type() == FrameType::kClose || f.type() == FrameType::kEnd) FaultPoint();
     CRYO_RETURN_IF_ERROR(receiver.OnFrame(f.header, f.payload));
   }
-  out->bytes = receiver.bytes();
-  out->files = receiver.files();
+  out->bytes += receiver.bytes();
+  out->files += receiver.files();
   // syncfs(2) writes back every file of the file system and, since Linux
   // 5.8, reports a writeback error of any of them.
   if (::syncfs(tmpfd) != 0) return Status::FromErrno("syncfs " + tmp);
@@ -136,6 +151,40 @@ Status ReceiveInto(Connection& conn, const std::string& tmp, int tmpfd, const st
   Result<image::LoadedImage> img = image::LoadImage(tmp);
   if (!img.ok()) return img.status().Prefixed("the image received does not validate");
   if (::fsync(tmpfd) != 0) return Status::FromErrno("fsync " + tmp);
+  return Status::Ok();
+}
+
+// A pre-copy sends ROUND N before each round's image: each goes into
+// pre-copy/N of the temporary directory, is checked like any image (its
+// parent is round N-1, "../N-1") and acknowledged. Returns the first frame
+// that is not ROUND: the final image's (whose parent is pre-copy/LAST).
+Result<Frame> ReceiveRounds(Connection& conn, const std::string& tmp, int tmpfd, const std::string& dir,
+                            ReceivedImage* out) {
+  const std::string rounds = "pre-copy";
+  for (uint32_t n = 0;; ++n) {
+    CRYO_ASSIGN_OR_RETURN(Frame f, conn.Receive(conn.timeout()));
+    if (f.type() != FrameType::kRound) return f;
+    if (f.payload != std::to_string(n))
+      return Status::Error("ROUND " + f.payload.substr(0, 16) + " where pre-copy round " + std::to_string(n) +
+                           " was due");
+    if (n + 1 >= image::kMaxParentDepth) return Status::Error("more pre-copy rounds than an image chain may have");
+    if (n == 0 && ::mkdirat(tmpfd, rounds.c_str(), 0700) != 0) return Status::FromErrno("mkdir " + tmp + "/" + rounds);
+    const std::string rel = rounds + "/" + f.payload, path = tmp + "/" + rel;
+    if (::mkdirat(tmpfd, rel.c_str(), 0700) != 0) return Status::FromErrno("mkdir " + path);
+    UniqueFd fd(::openat(tmpfd, rel.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid()) return Status::FromErrno("open " + path);
+    CRYO_RETURN_IF_ERROR(MarkReceiving(fd.get(), path, out->peer));
+    CRYO_RETURN_IF_ERROR(ReceiveImage(conn, path, fd.get(), std::nullopt, out).Prefixed("pre-copy round " + f.payload));
+    CRYO_RETURN_IF_ERROR(SyncPath(tmp + "/" + rounds));
+    CRYO_RETURN_IF_ERROR(conn.Send(FrameType::kAck, 0, dir + "/" + rel));
+  }
+}
+
+// Receives the image (after any pre-copy rounds) into `tmp`, then renames it
+// to `dir`.
+Status ReceiveInto(Connection& conn, const std::string& tmp, int tmpfd, const std::string& dir, ReceivedImage* out) {
+  CRYO_ASSIGN_OR_RETURN(Frame first, ReceiveRounds(conn, tmp, tmpfd, dir, out));
+  CRYO_RETURN_IF_ERROR(ReceiveImage(conn, tmp, tmpfd, std::move(first), out));
   FaultPoint();
   if (::rename(tmp.c_str(), dir.c_str()) != 0) return Status::FromErrno("rename " + tmp + " to " + dir);
   std::string base;
@@ -217,13 +266,7 @@ Status RunPageServer(const PageServerOptions& opts, ReceivedImage* out) {
   const std::string tmp = tmpl;  // mkdtemp(3): mode 0700
   UniqueFd tmpfd(::open(tmp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   Status s = tmpfd.valid() ? Status::Ok() : Status::FromErrno("open " + tmp);
-  if (s.ok()) {
-    UniqueFd marker(::openat(tmpfd.get(), image::IncompleteMarkerName().c_str(),
-                             O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
-    const std::string text = "cryo page-server is receiving an image from " + out->peer + " here\n";
-    if (!marker.valid() || ::write(marker.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
-      s = Status::FromErrno("cannot write " + tmp + "/" + image::IncompleteMarkerName());
-  }
+  if (s.ok()) s = MarkReceiving(tmpfd.get(), tmp, out->peer);
   if (s.ok()) s = conn->Send(FrameType::kHello, 0, HelloPayload(image::kFormatVersion));
   if (s.ok() && opts.restore) s = ExpectMigrate(*conn);
   if (s.ok()) s = ReceiveInto(*conn, tmp, tmpfd.get(), opts.images_dir, out);

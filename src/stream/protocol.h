@@ -47,6 +47,10 @@ enum class FrameType : uint32_t {
   kRestored = 11,  // receiver, after KILLED: restored; payload: the root's pid (text)
   // file_id: open; payload: u64 offset, u32 n (1..kMaxChunk), then n bytes as one zstd frame
   kDataZstd = 12,
+  // sender, before each pre-copy round's image (`--pre-copy`): payload: the
+  // round's number, decimal text (0, 1, ... in order); that image goes into
+  // pre-copy/N of the image directory and is acknowledged (ACK) as any.
+  kRound = 13,
 };
 const char* FrameTypeName(uint32_t type);
 

@@ -123,6 +123,12 @@ TEST(ImageReceiverTest, RefusesTruncatedAndOutOfOrderImages) {
     ImageReceiver r(&sink);
     EXPECT_FALSE(Feed(r, FrameType::kAbort, 0, "disk full").ok());
   }
+  {
+    MemorySink sink;
+    ImageReceiver r(&sink);
+    ASSERT_TRUE(SendFile(r, 1, "core-1.img", "a").ok());
+    EXPECT_FALSE(Feed(r, FrameType::kRound, 0, "1").ok());  // a pre-copy round begins between images only
+  }
 }
 
 TEST(FrameHeaderTest, RefusesOversizeAndUnknownFrames) {
@@ -133,6 +139,11 @@ TEST(FrameHeaderTest, RefusesOversizeAndUnknownFrames) {
   EncodeFrameHeader({static_cast<uint32_t>(FrameType::kData), 1, kMaxPayload + 1}, h);
   EXPECT_FALSE(DecodeFrameHeader(h, &fh).ok());
   EncodeFrameHeader({99, 1, 0}, h);
+  EXPECT_FALSE(DecodeFrameHeader(h, &fh).ok());
+  EncodeFrameHeader({static_cast<uint32_t>(FrameType::kRound), 0, 1}, h);  // the last type there is
+  EXPECT_TRUE(DecodeFrameHeader(h, &fh).ok());
+  EXPECT_STREQ(FrameTypeName(fh.type), "ROUND");
+  EncodeFrameHeader({static_cast<uint32_t>(FrameType::kRound) + 1, 0, 0}, h);
   EXPECT_FALSE(DecodeFrameHeader(h, &fh).ok());
   EncodeFrameHeader({1, 0, 0}, h);
   h[12] = 1;

@@ -128,6 +128,8 @@ Status StreamEnv::Commit(const std::string&) {
   return Status::Ok();
 }
 
+Status StreamEnv::BeginRound(int round) { return conn_->Send(FrameType::kRound, 0, std::to_string(round)); }
+
 Result<pid_t> StreamEnv::ConfirmKilled() {
   CRYO_RETURN_IF_ERROR(conn_->Send(FrameType::kKilled, 0, {}));
   Result<Frame> f = conn_->Receive(kAckTimeoutSeconds);

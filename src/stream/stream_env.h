@@ -41,6 +41,9 @@ class StreamEnv final : public Env {
   // The dump failed: tells the receiver (best effort), which removes what it
   // received.
   void Abort(const std::string& why);
+  // A pre-copy round's image comes next (ROUND): the receiver puts it in
+  // pre-copy/N of its directory.
+  Status BeginRound(int round);
   // `cryo migrate`, once the tree is killed (after the ACK): says KILLED and
   // waits for the receiver's restore; its root's pid there.
   Result<pid_t> ConfirmKilled();

@@ -218,6 +218,11 @@ def check_private_image(images):
           "image directory %s has mode %o, not 0700" % (images, stat.S_IMODE(st.st_mode)))
     for name in os.listdir(images):
         fst = os.lstat(os.path.join(images, name))
+        if name == "pre-copy" and stat.S_ISDIR(fst.st_mode):  # the rounds of `dump --pre-copy`, images too
+            check(stat.S_IMODE(fst.st_mode) == 0o700, "%s/pre-copy has mode %o" % (images, fst.st_mode))
+            for r in os.listdir(os.path.join(images, name)):
+                check_private_image(os.path.join(images, name, r))
+            continue
         check(stat.S_ISREG(fst.st_mode) and stat.S_IMODE(fst.st_mode) == 0o600,
               "image file %s/%s is not a regular file of mode 0600 (mode %o)" % (images, name, fst.st_mode))
 

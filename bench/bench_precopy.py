@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""bench_precopy: downtime of `cryo migrate` over loopback with and without
+--pre-copy, side by side in the same run.
+
+The workload is tests/workloads/dirtier (1 GiB by default, writing 10 MiB/s
+round its pages). Each round migrates it with `cryo migrate -t PID --to ADDR
+--insecure [--pre-copy]` into a fresh `cryo page-server --restore` (port 0);
+the restored process is the next round's original (the modes alternate).
+Measured per migration:
+  - downtime: the last pause of the workload's own loop (its lastgap_ms,
+    CLOCK_MONOTONIC, which one machine keeps across the move): from its last
+    turn before the freeze to its first turn after the restore, so freeze to
+    resume plus at most one turn of its loop (2 ms);
+  - frozen at the source: cryo's "frozen X ms" of the final dump (seize to
+    kill, the image acknowledged by the receiver);
+  - total: spawn to exit of cryo migrate.
+Each migration is verified by the workload (every page against its counter).
+Prints medians.
+
+Exit status 0 when every run succeeded, 1 if one failed, 2 on bad setup.
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+from benchlib import BenchError, median  # noqa: E402
+from bench_stream import page_server  # noqa: E402
+
+GAP_RE = re.compile(r"lastgap_ms=([\d.]+)")
+FROZEN_RE = re.compile(r"frozen ([\d.]+) ms")
+ROUNDS_RE = re.compile(r"pre-copy final round \((\d+) round")
+
+
+def reap_zombie(b, pid, deadline):
+    """The killed original: reaped so that its pid comes free for the restore."""
+    while time.monotonic() < deadline:
+        st = benchlib.proc_stat(pid)
+        if st is None:
+            return
+        if st["state"] == "Z":
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        time.sleep(0.002)
+
+
+def one(b, pid, ctl, pre_copy):
+    images = os.path.join(b.fresh_dir("recv"), "img")
+    srv, addr, err = page_server(b, images, ["--insecure", "--restore"])
+    argv = [b.cryo, "migrate", "-t", str(pid), "--to", addr, "--insecure", "-v"] + (["--pre-copy"] if pre_copy else [])
+    t0 = time.monotonic()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, close_fds=True)
+    # The original dies once the image is safe on the receiver; its pid must
+    # come free while migrate waits for the restore.
+    b.popens.pop(pid, None)
+    deadline = t0 + 600
+    while p.poll() is None and time.monotonic() < deadline:
+        st = benchlib.proc_stat(pid)
+        if st is not None and st["state"] == "Z" and st["ppid"] == os.getpid():
+            reap_zombie(b, pid, deadline)
+        time.sleep(0.002)
+    _, stderr = p.communicate(timeout=60)
+    secs = time.monotonic() - t0
+    srv.wait(timeout=60)
+    if p.returncode != 0 or srv.returncode != 0:
+        raise BenchError("migrate%s failed: %s %s" % (" --pre-copy" if pre_copy else "", stderr,
+                                                      benchlib.read_text(err, "")))
+    b.tracked.add(pid)
+    b.wait_running(pid)
+    line = b.verify(pid, ctl)
+    gap = float(GAP_RE.search(line).group(1))
+    frozen = [float(x) for x in FROZEN_RE.findall(stderr)]
+    rounds = ROUNDS_RE.search(stderr)
+    benchlib.rmtree(os.path.dirname(images))
+    return gap, frozen[-1] if frozen else float("nan"), secs, int(rounds.group(1)) if rounds else 0
+
+
+def body(b):
+    a = b.args
+    dirtier = benchlib.find_binary(a.dirtier, "tests/workloads/dirtier", "dirtier")
+    pid, ctl, _ = b.start_ready(lambda c: [dirtier, c, str(a.mib), str(a.rate)], "dirtier %d MiB" % a.mib, 300)
+    results = {False: [], True: []}
+    for rnd in range(a.rounds):
+        print("round %d/%d (cpu busy %.0f%%)" % (rnd + 1, a.rounds, 100 * benchlib.wait_quiet(a.quiet_wait)))
+        sys.stdout.flush()
+        for pre_copy in ((False, True) if rnd % 2 == 0 else (True, False)):
+            r = one(b, pid, ctl, pre_copy)
+            print("  %-9s downtime %7.1f ms, frozen %7.1f ms, total %6.2f s, %d rounds"
+                  % ("pre-copy" if pre_copy else "plain", r[0], r[1], r[2], r[3]))
+            sys.stdout.flush()
+            results[pre_copy].append(r)
+    print("\ndirtier %d MiB writing %g MiB/s, cryo migrate over 127.0.0.1 (--insecure), medians of %d"
+          % (a.mib, a.rate, a.rounds))
+    print("%-9s %14s %18s %10s %7s" % ("mode", "downtime ms", "frozen (source) ms", "total s", "rounds"))
+    for pre_copy in (False, True):
+        rs = results[pre_copy]
+        print("%-9s %14.1f %18.1f %10.2f %7.0f" % ("pre-copy" if pre_copy else "plain", median([r[0] for r in rs]),
+                                                  median([r[1] for r in rs]), median([r[2] for r in rs]),
+                                                  median([r[3] for r in rs])))
+    return 0
+
+
+def main():
+    ap = benchlib.common_args(__doc__, warm_mib=0)
+    ap.add_argument("--dirtier", help="dirtier binary (default: build-bench/ or build/ tests/workloads/dirtier)")
+    ap.add_argument("--mib", type=int, default=1024, help="dirtier size (default 1024)")
+    ap.add_argument("--rate", type=float, default=10, help="MiB/s it writes (default 10)")
+    ap.add_argument("--rounds", type=int, default=5, help="migrations per mode (default 5)")
+    args = ap.parse_args()
+    return benchlib.run(args, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
