@@ -8,6 +8,7 @@
 
 #include "base/env.h"
 #include "base/status.h"
+#include "image/page_frames.h"
 
 namespace cryo {
 
@@ -35,6 +36,9 @@ struct DumpOptions {
   // (mem/dirty_tracker.h). Once a tracker runs for the tree, every
   // leave-running dump of it keeps it up to date.
   bool track_mem = false;
+  // `--compress` with -D: the page files of the processes in compressed
+  // frames (image/page_frames.h, feature "compressed-pages"); none by default.
+  image::Compression compression;
   Env* env = Env::Default();
 };
 

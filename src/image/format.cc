@@ -45,6 +45,7 @@ const char* FileKindName(FileKind kind) {
     case FileKind::kNamespaces: return "namespace table";
     case FileKind::kFiles: return "unlinked file table";
     case FileKind::kSnapshot: return "snapshot file table";
+    case FileKind::kCompressedPages: return "compressed page data";
   }
   return "unknown";
 }
@@ -188,6 +189,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "mqueue-fds",
       "incremental",
       "snapshot-files",
+      "compressed-pages",
   };
   return kFeatures;
 }
