@@ -4,31 +4,23 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <memory>
 
 namespace cryo::image {
 namespace {
 
-void Put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v);
-  p[1] = static_cast<uint8_t>(v >> 8);
+// Little-endian on disk, as every integer of an image; cryo is x86_64 only.
+static_assert(std::endian::native == std::endian::little);
+template <typename T>
+void Put(uint8_t* p, T v) {
+  std::memcpy(p, &v, sizeof(v));
 }
-void Put32(uint8_t* p, uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-void Put64(uint8_t* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-uint16_t Get16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
-uint32_t Get32(const uint8_t* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | p[i];
-  return v;
-}
-uint64_t Get64(const uint8_t* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+template <typename T>
+T Get(const uint8_t* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(v));
   return v;
 }
 
@@ -70,11 +62,11 @@ Result<Compression> ParseCompression(const std::string& text, int default_zstd_l
 void EncodeDescriptor(const FrameDescriptor& d, uint8_t out[kDescriptorSize]) {
   std::memset(out, 0, kDescriptorSize);
   std::memcpy(out, kFrameMagic, 4);
-  Put32(out + 4, static_cast<uint32_t>(d.codec));
-  Put32(out + 8, d.level);
-  Put32(out + 12, d.chunk_bytes);
-  Put64(out + 16, d.frame_count);
-  Put64(out + 24, d.index_offset);
+  Put<uint32_t>(out + 4, static_cast<uint32_t>(d.codec));
+  Put<uint32_t>(out + 8, d.level);
+  Put<uint32_t>(out + 12, d.chunk_bytes);
+  Put<uint64_t>(out + 16, d.frame_count);
+  Put<uint64_t>(out + 24, d.index_offset);
 }
 
 bool DecodeDescriptor(const uint8_t* p, FrameDescriptor* d, std::string* why) {
@@ -82,21 +74,21 @@ bool DecodeDescriptor(const uint8_t* p, FrameDescriptor* d, std::string* why) {
     *why = "no frame descriptor (bad magic)";
     return false;
   }
-  const uint32_t codec = Get32(p + 4);
+  const uint32_t codec = Get<uint32_t>(p + 4);
   if (codec != static_cast<uint32_t>(Codec::kZstd) && codec != static_cast<uint32_t>(Codec::kLz4)) {
     *why = "unknown compression " + std::to_string(codec);
     return false;
   }
   d->codec = static_cast<Codec>(codec);
-  d->level = Get32(p + 8);
-  d->chunk_bytes = Get32(p + 12);
-  d->frame_count = Get64(p + 16);
-  d->index_offset = Get64(p + 24);
+  d->level = Get<uint32_t>(p + 8);
+  d->chunk_bytes = Get<uint32_t>(p + 12);
+  d->frame_count = Get<uint64_t>(p + 16);
+  d->index_offset = Get<uint64_t>(p + 24);
   if (d->chunk_bytes < kMinChunkBytes || d->chunk_bytes > kMaxChunkBytes || d->chunk_bytes % kPageSize) {
     *why = "chunk size " + std::to_string(d->chunk_bytes) + " is not a multiple of 4096 in 4 KiB..16 MiB";
     return false;
   }
-  if (Get32(p + 32) != 0 || Get32(p + 36) != 0) {
+  if (Get<uint32_t>(p + 32) != 0 || Get<uint32_t>(p + 36) != 0) {
     *why = "reserved descriptor bytes are not zero";
     return false;
   }
@@ -104,20 +96,20 @@ bool DecodeDescriptor(const uint8_t* p, FrameDescriptor* d, std::string* why) {
 }
 
 void EncodeEntry(const FrameEntry& e, uint8_t out[kFrameEntrySize]) {
-  Put64(out, e.file_offset);
-  Put32(out + 8, e.stored_bytes);
-  Put16(out + 12, static_cast<uint16_t>(e.method));
-  Put16(out + 14, 0);
-  Put64(out + 16, e.hash);
+  Put<uint64_t>(out, e.file_offset);
+  Put<uint32_t>(out + 8, e.stored_bytes);
+  Put<uint16_t>(out + 12, static_cast<uint16_t>(e.method));
+  Put<uint16_t>(out + 14, 0);
+  Put<uint64_t>(out + 16, e.hash);
 }
 
 FrameEntry DecodeEntry(const uint8_t* p, uint16_t* reserved) {
   FrameEntry e;
-  e.file_offset = Get64(p);
-  e.stored_bytes = Get32(p + 8);
-  e.method = static_cast<FrameMethod>(Get16(p + 12));
-  *reserved = Get16(p + 14);
-  e.hash = Get64(p + 16);
+  e.file_offset = Get<uint64_t>(p);
+  e.stored_bytes = Get<uint32_t>(p + 8);
+  e.method = static_cast<FrameMethod>(Get<uint16_t>(p + 12));
+  *reserved = Get<uint16_t>(p + 14);
+  e.hash = Get<uint64_t>(p + 16);
   return e;
 }
 

@@ -52,15 +52,20 @@ def compressed_dump(h, w, images, spec, leave_running=False, extra=()):
     return show
 
 
-def test_zstd_kill_and_rewind(h):
+def kill_mode_then_rewind(h, spec, at_step):
     w = start(h)
-    step(h, w, 1)
+    if at_step:
+        step(h, w, at_step)
     images = h.mkdir("img")
-    compressed_dump(h, w, images, "zstd")
+    compressed_dump(h, w, images, spec)
     h.reap_original(w)
     cryotest.wait_pids_gone([w.pid])
-    verify_restored(h, w, images, 1, "after restoring a zstd image")
-    verify_restored(h, w, images, 1, "after restoring it again (rewind)")
+    verify_restored(h, w, images, at_step, "after restoring a %s image" % spec)
+    verify_restored(h, w, images, at_step, "after restoring it again (rewind)")
+
+
+def test_zstd_kill_and_rewind(h):
+    kill_mode_then_rewind(h, "zstd", 1)
 
 
 def test_zstd19_leave_running(h):
@@ -76,13 +81,7 @@ def test_zstd19_leave_running(h):
 
 
 def test_lz4_kill_and_rewind(h):
-    w = start(h)
-    images = h.mkdir("img")
-    compressed_dump(h, w, images, "lz4")
-    h.reap_original(w)
-    cryotest.wait_pids_gone([w.pid])
-    verify_restored(h, w, images, 0, "after restoring an lz4 image")
-    verify_restored(h, w, images, 0, "after restoring it again (rewind)")
+    kill_mode_then_rewind(h, "lz4", 0)
 
 
 def test_incremental_over_compressed_parent(h):
