@@ -158,6 +158,6 @@ def test_bad_compress_option(h):
 
 
 if __name__ == "__main__":
-    cryotest.main([test_zstd_kill_and_rewind, test_zstd19_leave_running, test_lz4_kill_and_rewind,
+    sys.exit(cryotest.main([test_zstd_kill_and_rewind, test_zstd19_leave_running, test_lz4_kill_and_rewind,
                    test_incremental_over_compressed_parent, test_corrupted_frame_refused_by_name,
-                   test_uncompressed_image_unchanged, test_bad_compress_option], __doc__)
+                   test_uncompressed_image_unchanged, test_bad_compress_option], __doc__))
