@@ -3,7 +3,7 @@
 # everything is present already.
 set -euo pipefail
 PKGS=(g++ cmake ninja-build pkg-config libprotobuf-dev protobuf-compiler libcli11-dev
-      libzstd-dev libxxhash-dev libssl-dev openssl libgtest-dev python3 iproute2
+      libzstd-dev liblz4-dev libxxhash-dev libssl-dev openssl libgtest-dev python3 iproute2
       openjdk-17-jre-headless openjdk-17-jdk-headless
       clang libclang-rt-14-dev  # scripts/fuzz.sh and the fuzz test: libFuzzer
       screen   # test_screen.py: a GNU screen session checkpointed and restored

@@ -248,7 +248,11 @@ int main(int argc, char** argv) {
   const std::string compress_help =
       "with --to: compress page data and records on the wire: zstd, zstd:LEVEL (1 to 19) or none (default zstd, "
       "level 1); the image the page server writes is not compressed";
-  dump_cmd->add_option("--compress", compress, compress_help)->type_name("zstd[:LEVEL]|none");
+  dump_cmd->add_option("--compress", compress,
+                       "with -D: the page data of the image in compressed frames: zstd (level 3), zstd:LEVEL (1 to "
+                       "19), lz4 or none (default none: an older cryo can restore the image; a compressed one needs "
+                       "a cryo that knows the feature 'compressed-pages'); " + compress_help)
+      ->type_name("zstd[:LEVEL]|lz4|none");
   dump_cmd->add_flag("-R,--leave-running", dump.leave_running,
                      "let the process run on after the dump: it resumes once its memory is read, before the image is "
                      "synced (default: kill it once the image is synced)");
@@ -481,7 +485,10 @@ int main(int argc, char** argv) {
   } else if (*dump_cmd && (tls.enabled() || insecure)) {
     return UsageError("dump: --insecure and the --tls-* options go with --to ADDR:PORT");
   } else if (*dump_cmd && dump_cmd->count("--compress")) {
-    return UsageError("dump: --compress goes with --to ADDR:PORT (images on disk are not compressed in this version)");
+    Result<image::Compression> on_disk = image::ParseCompression(compress, /*default_zstd_level=*/3);
+    if (!on_disk.ok()) return UsageError("dump: " + on_disk.status().message());
+    dump.compression = *on_disk;
+    compress = "none";  // the wire's option, unused without --to
   }
   Result<int> zstd_level = stream::ParseCompression(compress);
   if (!zstd_level.ok()) return UsageError(zstd_level.status().message());

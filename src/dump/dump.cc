@@ -8,6 +8,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <algorithm>
+#include <thread>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -590,6 +591,10 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   // Kill mode: the connections stay locked until the restore.
   if (!opts.leave_running) inv.set_net_lock(c.tcp.lock_name());
   inv.set_boot_id(c.boot_id);
+  if (writer->compression().on()) {  // --compress: an older cryo refuses the image by this name
+    inv.add_features("compressed-pages");
+    inv.set_compression(writer->compression().ToString());
+  }
   if (c.parent) {
     *inv.mutable_parent() = c.parent->link;
     inv.add_features("incremental");
@@ -749,6 +754,7 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   NoSyncEnv no_sync(opts.env);
   CRYO_ASSIGN_OR_RETURN(auto writer, image::ImageWriter::Create(opts.sync ? opts.env : &no_sync, opts.images_dir));
+  writer->set_compression(opts.compression, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   DumpProgress progress;
   Status s = writer->MarkIncomplete("cryo " CRYO_VERSION " is dumping pid " + std::to_string(opts.pid) +
                                     " here; if this file stays, the dump did not finish");

@@ -9,6 +9,7 @@
 
 #include "base/env.h"
 #include "base/status.h"
+#include "image/page_frames.h"
 
 namespace cryo {
 
@@ -44,6 +45,9 @@ struct DumpOptions {
   // one's parent (its link's dir is the caller's to set).
   const ParentForDump* parent = nullptr;
   ParentForDump* as_parent = nullptr;
+  // `--compress` with -D: the page files of the processes in compressed
+  // frames (image/page_frames.h, feature "compressed-pages"); none by default.
+  image::Compression compression;
   Env* env = Env::Default();
 };
 

@@ -266,8 +266,8 @@ Status FdPool::BuildShmem(const image::LoadedImage& img, int base) {
           const image::PageRun& run = p.mm.runs(r);
           char* dest = static_cast<char*>(m) + v.pgoff() + (run.vaddr() - v.start());
           const size_t len = run.npages() * image::kPageSize;
-          if (::pread(pages->get(), dest, len, static_cast<off_t>(run.offset())) != static_cast<ssize_t>(len))
-            st = Status::FromErrno("reading the pages of " + what);
+          if (Status rs = pages->Read(dest, len, run.offset()); !rs.ok())
+            st = rs.Prefixed("reading the pages of " + what);
           else if (image::HashBytes(dest, len) != run.checksum())
             st = Status::Error("checksum mismatch in the pages of " + what + " (corrupted image)");
         }

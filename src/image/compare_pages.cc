@@ -20,11 +20,11 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
-// Where each stored page of a process is: (fd, offset) by address.
+// Where each stored page of a process is: (page file, offset) by address.
 struct PageMap {
-  UniqueFd own;
-  std::vector<UniqueFd> parents;
-  std::map<uint64_t, std::pair<int, uint64_t>> pages;
+  PageSource own;
+  std::vector<PageSource> parents;
+  std::map<uint64_t, std::pair<const PageSource*, uint64_t>> pages;
 };
 
 Status MapPages(const LoadedImage& img, int pid, PageMap* m) {
@@ -33,18 +33,14 @@ Status MapPages(const LoadedImage& img, int pid, PageMap* m) {
   const Mm& mm = img.processes.at(pid).mm;
   for (const PageRun& r : mm.runs())
     for (uint64_t i = 0; i < r.npages(); ++i)
-      m->pages[r.vaddr() + i * kPageSize] = {m->own.get(), r.offset() + i * kPageSize};
+      m->pages[r.vaddr() + i * kPageSize] = {&m->own, r.offset() + i * kPageSize};
   for (const PageRun& r : mm.parent_runs())
     for (uint64_t i = 0; i < r.npages(); ++i)
-      m->pages[r.vaddr() + i * kPageSize] = {m->parents[r.depth() - 1].get(), r.offset() + i * kPageSize};
+      m->pages[r.vaddr() + i * kPageSize] = {&m->parents[r.depth() - 1], r.offset() + i * kPageSize};
   return Status::Ok();
 }
 
-Status ReadPage(int fd, uint64_t off, char* out) {
-  if (::pread(fd, out, kPageSize, static_cast<off_t>(off)) != static_cast<ssize_t>(kPageSize))
-    return Status::FromErrno("reading a page at offset " + std::to_string(off));
-  return Status::Ok();
-}
+Status ReadPage(const PageSource* src, uint64_t off, char* out) { return src->Read(out, kPageSize, off); }
 
 }  // namespace
 

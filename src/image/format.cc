@@ -45,6 +45,7 @@ const char* FileKindName(FileKind kind) {
     case FileKind::kNamespaces: return "namespace table";
     case FileKind::kFiles: return "unlinked file table";
     case FileKind::kSnapshot: return "snapshot file table";
+    case FileKind::kCompressedPages: return "compressed page data";
   }
   return "unknown";
 }
@@ -190,6 +191,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "incremental",
       "snapshot-files",
       "pidfds",
+      "compressed-pages",
   };
   return kFeatures;
 }

@@ -43,6 +43,7 @@ enum class FileKind : uint32_t {
   kFiles = 30,  // files.img: UnlinkedFileTable
   kNamespaces = 61,  // ns.img: NamespaceTable
   kSnapshot = 70,  // snapshot.img: SnapshotTable
+  kCompressedPages = 86,  // pages-PID.img in compressed frames (page_frames.h)
 };
 const char* FileKindName(FileKind kind);
 

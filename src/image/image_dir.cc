@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "base/file_util.h"
+#include "image/framed_writer.h"
 #include "image/validate.h"
 #include "image/parent_chain.h"
 
@@ -145,9 +146,30 @@ Status ImageWriter::WritePayload(const std::string& name, FileKind kind, const s
   return AddPending(std::move(file), h.header_size + payload.size());
 }
 
-Result<std::unique_ptr<WritableFile>> ImageWriter::CreatePageFile(const std::string& name) { return NewFile(name); }
+Result<std::unique_ptr<WritableFile>> ImageWriter::CreatePageFile(const std::string& name) {
+  CRYO_ASSIGN_OR_RETURN(auto file, NewFile(name));
+  if (!compression_.on() || name.rfind("pages-", 0) != 0) return file;
+  return std::unique_ptr<WritableFile>(new FramedPageFile(std::move(file), compression_, compress_workers_));
+}
 
 Status ImageWriter::FinishPageFile(std::unique_ptr<WritableFile> file, uint64_t payload_size) {
+  if (auto* framed = dynamic_cast<FramedPageFile*>(file.get())) {
+    if (framed->payload_bytes() != payload_size)
+      return Status::Error(framed->path() + ": internal: " + std::to_string(framed->payload_bytes()) +
+                           " bytes of page data written, " + std::to_string(payload_size) + " announced");
+    CRYO_ASSIGN_OR_RETURN(uint64_t size, framed->Finish([this](uint64_t payload, uint64_t index_hash, uint8_t* hdr) {
+      FileHeader h;
+      h.format_version = format_version_;
+      h.image_id = image_id_;
+      h.kind = FileKind::kCompressedPages;
+      h.payload_size = payload;
+      h.payload_hash = index_hash;
+      EncodeHeader(h, hdr);
+    }));
+    const std::string& path = framed->path();
+    NoteSize(path.substr(path.rfind('/') + 1), size);
+    return AddPending(framed->Release(), size);
+  }
   FileHeader h;
   h.format_version = format_version_;
   h.image_id = image_id_;
@@ -430,8 +452,19 @@ Status ReplaceRecord(const std::string& dir, const std::string& name, FileKind k
   return w->SyncFiles();
 }
 
-Result<UniqueFd> OpenPageFile(const LoadedImage& img, int pid) {
-  return OpenPageData(img, PagesName(pid), img.processes.at(pid).mm.total_pages());
+Result<PageSource> OpenPageFile(const LoadedImage& img, int pid) {
+  const uint64_t total_pages = img.processes.at(pid).mm.total_pages();
+  const std::string name = PagesName(pid);
+  if (total_pages > (UINT64_MAX - kPageDataOffset) / kPageSize)
+    return Status::Error(img.dir + "/" + name + ": page count " + std::to_string(total_pages) +
+                         " is impossible (corrupted)");
+  FileHeader h;
+  CRYO_ASSIGN_OR_RETURN(PageSource src, PageSource::Open(img.dir, img.identity, name,
+                                                         HasFeature(img.inventory, "compressed-pages"), &h));
+  if (h.payload_size != total_pages * kPageSize)
+    return Status::Error(src.path() + ": holds " + std::to_string(h.payload_size) + " bytes of page data, expected " +
+                         std::to_string(total_pages * kPageSize) + " (truncated or corrupted)");
+  return src;
 }
 
 Result<UniqueFd> OpenShmPageFile(const LoadedImage& img) {
@@ -496,7 +529,7 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
   CRYO_RETURN_IF_ERROR(LoadAncestors(&img));
   for (const auto& [pid, p] : img.processes) {
     if (p.core.zombie()) continue;
-    CRYO_ASSIGN_OR_RETURN(UniqueFd pf, OpenPageFile(img, pid));
+    CRYO_ASSIGN_OR_RETURN(PageSource pf, OpenPageFile(img, pid));
     (void)pf;
     CRYO_RETURN_IF_ERROR(OpenAncestorPageFiles(img, pid).status());
   }

@@ -31,6 +31,8 @@
 #include "cryo/image.pb.h"
 #include "image/format.h"
 #include "image/image_file.h"
+#include "image/page_frames.h"
+#include "image/page_source.h"
 
 namespace cryo::image {
 
@@ -50,7 +52,14 @@ class ImageWriter {
   // A page file: the caller writes page data from offset kPageDataOffset on and
   // then hands it to FinishPageFile, which writes the header; durable after
   // SyncFiles().
+  // With compression set, a process's page file (pages-PID.img) is written in
+  // compressed frames (page_frames.h) by a pool of `compress_workers` threads.
   Result<std::unique_ptr<WritableFile>> CreatePageFile(const std::string& name);
+  void set_compression(const Compression& c, int compress_workers) {
+    compression_ = c;
+    compress_workers_ = compress_workers;
+  }
+  const Compression& compression() const { return compression_; }
   Status FinishPageFile(std::unique_ptr<WritableFile> file, uint64_t payload_size);
   // Runs `job` on the writer thread (started on first use), jobs in order. The
   // first failed job's error is returned by Flush() (and SyncFiles()); later
@@ -118,6 +127,8 @@ class ImageWriter {
   std::thread writer_;
   bool no_thread_ = false;  // it could not be started
 
+  Compression compression_;
+  int compress_workers_ = 0;
   bool created_dir_ = false;  // the directory did not exist before
   std::mutex created_mu_;
   std::vector<std::string> created_;  // names of the files created, in order
@@ -179,8 +190,9 @@ Result<LoadedImage> LoadImage(const std::string& dir);
 // of that image; its payload is the caller's to check.
 Result<UniqueFd> OpenDataFileOf(const std::string& dir, const ImageIdentity& identity, const std::string& name,
                                 uint64_t* size, FileHeader* h);
-// Opens a process's page file after checking its header against its Mm.
-Result<UniqueFd> OpenPageFile(const LoadedImage& img, int pid);
+// Opens a process's page file after checking its header against its Mm
+// (raw, or compressed when the image lists "compressed-pages").
+Result<PageSource> OpenPageFile(const LoadedImage& img, int pid);
 // Opens shm-pages.img after checking its header against the ShmTable.
 Result<UniqueFd> OpenShmPageFile(const LoadedImage& img);
 // Opens files-data.img after checking its header against img.files.

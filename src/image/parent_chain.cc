@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 
 #include "image/format.h"
@@ -65,8 +66,8 @@ Status LoadAncestors(LoadedImage* img) {
   return Status::Ok();
 }
 
-Result<std::vector<UniqueFd>> OpenAncestorPageFiles(const LoadedImage& img, int pid) {
-  std::vector<UniqueFd> fds(img.ancestors.size());
+Result<std::vector<PageSource>> OpenAncestorPageFiles(const LoadedImage& img, int pid) {
+  std::vector<PageSource> fds(img.ancestors.size());
   const Mm& mm = img.processes.at(pid).mm;
   for (const PageRun& r : mm.parent_runs()) {
     if (r.depth() == 0 || r.depth() > img.ancestors.size())
@@ -75,23 +76,18 @@ Result<std::vector<UniqueFd>> OpenAncestorPageFiles(const LoadedImage& img, int 
                            std::to_string(img.ancestors.size()) + " (corrupted)");
     const AncestorImage& a = img.ancestors[r.depth() - 1];
     const std::string name = PagesName(pid);
-    const std::string path = a.dir + "/" + name;
-    UniqueFd& fd = fds[r.depth() - 1];
-    uint64_t size = 0;
-    if (!fd.valid()) {
+    PageSource& src = fds[r.depth() - 1];
+    if (!src.valid()) {
       FileHeader h;
-      CRYO_ASSIGN_OR_RETURN(fd, OpenDataFileOf(a.dir, a.identity, name, &size, &h));
-      if (size < kPageDataOffset || h.payload_size != size - kPageDataOffset)
-        return Status::Error(path + ": truncated or corrupted");
-    } else {
-      struct stat st;
-      if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path);
-      size = static_cast<uint64_t>(st.st_size);
+      const bool compressed_ok = std::find(a.inventory.features().begin(), a.inventory.features().end(),
+                                           "compressed-pages") != a.inventory.features().end();
+      CRYO_ASSIGN_OR_RETURN(src, PageSource::Open(a.dir, a.identity, name, compressed_ok, &h));
     }
+    // Offsets are the uncompressed page data's, in a compressed file too.
     if (r.offset() < kPageDataOffset || r.offset() % kPageSize || r.npages() > kMaxRunPages ||
-        r.offset() + r.npages() * kPageSize > size)
-      return Status::Error(img.dir + "/" + MmName(pid) + ": page run at " + Hex(r.vaddr()) + " lies outside " + path +
-                           " (corrupted)");
+        r.offset() + r.npages() * kPageSize > src.end())
+      return Status::Error(img.dir + "/" + MmName(pid) + ": page run at " + Hex(r.vaddr()) + " lies outside " +
+                           src.path() + " (corrupted)");
   }
   return fds;
 }

@@ -26,8 +26,8 @@ std::string ParentDir(const std::string& dir, const ParentImage& parent);
 Status LoadAncestors(LoadedImage* img);
 
 // The page files of pid's ancestors, by depth (fds[d - 1] for PageRun.depth
-// d; -1 where no run of pid's Mm.parent_runs needs it): each one's header
+// d; not valid() where no run of pid's Mm.parent_runs needs it): each one's header
 // checked against its ancestor's identity, every run inside its data.
-Result<std::vector<UniqueFd>> OpenAncestorPageFiles(const LoadedImage& img, int pid);
+Result<std::vector<PageSource>> OpenAncestorPageFiles(const LoadedImage& img, int pid);
 
 }  // namespace cryo::image

@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <sys/sysmacros.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cctype>
@@ -215,6 +216,25 @@ void TaskStateText(const ProcessCore& c, std::ostringstream& o) {
     if (!g.path().empty()) o << "  cgroup " << (g.hierarchy().empty() ? "cgroup2" : g.hierarchy()) << ": " << g.path() << " (relative to cryo's)\n";
 }
 
+bool Compressed(const Inventory& inv) {
+  return std::find(inv.features().begin(), inv.features().end(), "compressed-pages") != inv.features().end();
+}
+
+// The processes' page data (uncompressed) and what their page files take.
+struct PageDataSize {
+  uint64_t data = 0, files = 0;
+};
+PageDataSize PageDataSizes(const LoadedImage& img) {
+  PageDataSize s;
+  for (const auto& [pid, p] : img.processes) {
+    if (p.core.zombie()) continue;
+    s.data += p.mm.total_pages() * kPageSize;
+    auto it = img.identity.sizes.find(PagesName(pid));
+    s.files += it == img.identity.sizes.end() ? kPageDataOffset + p.mm.total_pages() * kPageSize : it->second;
+  }
+  return s;
+}
+
 }  // namespace
 
 std::string ShowJson(const LoadedImage& img) {
@@ -226,6 +246,9 @@ std::string ShowJson(const LoadedImage& img) {
     << ",\"features\":[";
   for (int i = 0; i < inv.features_size(); ++i) o << (i ? "," : "") << JsonString(inv.features(i));
   o << "]";
+  const PageDataSize pds = PageDataSizes(img);
+  o << ",\"compression\":" << JsonString(Compressed(inv) ? inv.compression() : "none")
+    << ",\"page_data_bytes\":" << pds.data << ",\"page_files_bytes\":" << pds.files;
   if (inv.has_parent()) {
     o << ",\"parent\":{\"dir\":" << JsonString(inv.parent().dir())
       << ",\"image_id\":" << JsonString(ImageIdHex(inv.parent().image_id())) << ",\"chain\":[";
@@ -379,6 +402,11 @@ std::string ShowText(const LoadedImage& img) {
   o << "features needed:";
   for (const auto& f : inv.features()) o << " " << Safe(f);
   o << "\n";
+  if (Compressed(inv)) {
+    const PageDataSize pds = PageDataSizes(img);
+    o << "compression: " << Safe(inv.compression()) << " (page data in independent frames): "
+      << FormatSize(pds.data) << " of pages in " << FormatSize(pds.files) << " of page files\n";
+  }
   if (inv.has_parent()) {
     o << "parent image " << Safe(inv.parent().dir()) << " (image id " << ImageIdHex(inv.parent().image_id())
       << "): an incremental image, restored with the pages of its chain:";

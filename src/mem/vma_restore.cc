@@ -67,7 +67,7 @@ int Madvice(const std::string& flag) {
 struct FillJob {
   const image::PageRun* run;
   uint64_t dest;
-  int fd;  // this image's page file, or an ancestor's (Mm.parent_runs)
+  const image::PageSource* src;  // this image's page file, or an ancestor's (Mm.parent_runs)
 };
 
 struct FillShared {
@@ -86,18 +86,15 @@ void* FillWorker(void* p) {
     if (i >= s->jobs->size() || s->failed.load()) return nullptr;
     const FillJob& j = (*s->jobs)[i];
     const uint64_t len = j.run->npages() * kPage;
-    uint64_t done = 0;
     const char* failure = nullptr;
     int err = 0;
-    while (done < len) {
-      ssize_t n = ::pread(j.fd, reinterpret_cast<char*>(j.dest + done), len - done, static_cast<off_t>(j.run->offset() + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        failure = "reading page data";
-        err = n < 0 ? errno : EIO;
-        break;
-      }
-      done += static_cast<uint64_t>(n);
+    std::string detail;
+    // A raw file is read with pread(2); a compressed one frame by frame, each
+    // frame's checksum checked before it is decompressed (page_source.h).
+    if (Status rs = j.src->Read(reinterpret_cast<void*>(j.dest), len, j.run->offset()); !rs.ok()) {
+      failure = "reading page data";
+      err = rs.err();
+      detail = rs.message();
     }
     if (!failure && image::HashBytes(reinterpret_cast<void*>(j.dest), len) != j.run->checksum())
       failure = "checksum mismatch in page data (corrupted image)";
@@ -105,7 +102,7 @@ void* FillWorker(void* p) {
       pthread_mutex_lock(&s->mu);
       if (!s->failed.exchange(true)) {
         s->err = err;
-        s->what = std::string(failure) + " for pages at " + Hex(j.run->vaddr());
+        s->what = std::string(failure) + " for pages at " + Hex(j.run->vaddr()) + (detail.empty() ? "" : ": " + detail);
       }
       pthread_mutex_unlock(&s->mu);
       return nullptr;
@@ -236,7 +233,7 @@ Result<uint64_t> TakeOver(const image::Vma& v, const std::vector<std::pair<uint6
 
 }  // namespace
 
-Status PremapAndFill(const image::Mm& mm, int pages_fd, const std::vector<int>& parent_fds, uint64_t base, int threads,
+Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const std::vector<const image::PageSource*>& parents, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
                      std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
                      const MapShmFn& map_shm) {
@@ -319,13 +316,14 @@ Status PremapAndFill(const image::Mm& mm, int pages_fd, const std::vector<int>& 
       (void)::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, nullptr);
     }
     if (has_pages) {
-      for (int r = first_run; r < ri; ++r) jobs.push_back({&mm.runs(r), at + (mm.runs(r).vaddr() - v.start()), pages_fd});
+      for (int r = first_run; r < ri; ++r) jobs.push_back({&mm.runs(r), at + (mm.runs(r).vaddr() - v.start()), &pages});
       for (int r = first_parent_run; r < pi; ++r) {
         const image::PageRun& run = mm.parent_runs(r);
-        const int fd = run.depth() >= 1 && run.depth() <= parent_fds.size() ? parent_fds[run.depth() - 1] : -1;
-        if (fd < 0) return Status::Error("internal: no page file of parent image " + std::to_string(run.depth()) +
+        const image::PageSource* src =
+            run.depth() >= 1 && run.depth() <= parents.size() ? parents[run.depth() - 1] : nullptr;
+        if (src == nullptr || !src->valid()) return Status::Error("internal: no page file of parent image " + std::to_string(run.depth()) +
                                          " for the pages at " + Hex(run.vaddr()));
-        jobs.push_back({&run, at + (run.vaddr() - v.start()), fd});
+        jobs.push_back({&run, at + (run.vaddr() - v.start()), src});
       }
     }
     if (has_pages || !inherited.empty()) finals.push_back({at, len, prot});

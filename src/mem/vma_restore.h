@@ -10,6 +10,7 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "image/page_source.h"
 #include "proc/proc.h"
 #include "restorer/restorer_args.h"
 
@@ -39,8 +40,8 @@ struct InheritableVma {
 };
 
 // Maps every premapped VMA inside [base, base + PremapSize) (reserved PROT_NONE
-// by the caller), fills it from `pages_fd` (mm.parent_runs from
-// `parent_fds[depth - 1]`, the ancestors' page files) with `threads` threads, checks each
+// by the caller), fills it from `pages` (mm.parent_runs from
+// `parents[depth - 1]`, the ancestors' page files) with `threads` threads, checks each
 // page run's checksum, and applies the final protection and the madvise flags
 // (but MADV_DONTFORK and MADV_WIPEONFORK, see ApplyForkAdvice). Appends one
 // move per VMA to `moves`, in the order of mm.vmas().
@@ -52,7 +53,7 @@ struct InheritableVma {
 // VMA's own stored pages written). `inheritable` receives this process's
 // private anonymous VMAs, for its own children.
 using MapShmFn = std::function<Status(const image::Vma&, uint64_t, int)>;
-Status PremapAndFill(const image::Mm& mm, int pages_fd, const std::vector<int>& parent_fds, uint64_t base, int threads,
+Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const std::vector<const image::PageSource*>& parents, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
                      std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
                      const MapShmFn& map_shm = nullptr);

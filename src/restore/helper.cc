@@ -199,10 +199,10 @@ AreaLayout LayoutArea(const image::ProcessImage& p) {
 Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   const image::ProcessImage& p = ctx.img->processes.at(ctx.pid);
   const WindowSlot& slot = ctx.window->slots.at(ctx.pid);
-  CRYO_ASSIGN_OR_RETURN(UniqueFd pages, image::OpenPageFile(*ctx.img, ctx.pid));
-  CRYO_ASSIGN_OR_RETURN(std::vector<UniqueFd> parent_pages, image::OpenAncestorPageFiles(*ctx.img, ctx.pid));
-  std::vector<int> parent_fds;
-  for (const UniqueFd& fd : parent_pages) parent_fds.push_back(fd.valid() ? fd.get() : -1);
+  CRYO_ASSIGN_OR_RETURN(image::PageSource pages, image::OpenPageFile(*ctx.img, ctx.pid));
+  CRYO_ASSIGN_OR_RETURN(std::vector<image::PageSource> parent_pages, image::OpenAncestorPageFiles(*ctx.img, ctx.pid));
+  std::vector<const image::PageSource*> parents;
+  for (const image::PageSource& src : parent_pages) parents.push_back(&src);
   // The vDSO family is where cryo had it when it cloned the tree (a fork keeps it).
   CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, *ctx.cryo_vmas, &out->specials));
   const FdPool* pool = ctx.pool;
@@ -213,7 +213,7 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   for (const image::PageRun& r : p.mm.parent_runs()) fill_pages += r.npages();
   const int fill_threads = fill_pages * kPage >= kThreadedFillBytes ? ctx.fill_threads : 1;
   CRYO_RETURN_IF_ERROR(PremapAndFill(
-                           p.mm, pages.get(), parent_fds, slot.premap, fill_threads,
+                           p.mm, pages, parents, slot.premap, fill_threads,
                            [pool](uint64_t id) { return pool->ShmemFd(id); }, ctx.inheritable, &out->moves, &mine,
                            [pool](const image::Vma& v, uint64_t at, int prot) {
                              return v.unlinked_file() ? pool->unlinked()->MapVma(v, at, prot) : pool->shm()->MapVma(v, at, prot);

@@ -2,7 +2,7 @@
 // (image_input.h), for its seed corpus (tests/fuzz/corpus):
 //   image_fuzz_pack IMAGE_DIR OUT_PREFIX
 // writes OUT_PREFIX-files (mode 0: the files as they are, page files cut to
-// their first 4096 bytes) and OUT_PREFIX-records (mode 1: record payloads).
+// their first 4096 bytes but small compressed ones) and OUT_PREFIX-records (mode 1: record payloads).
 #include <dirent.h>
 
 #include <cstdio>
@@ -44,7 +44,13 @@ int main(int argc, char** argv) {
   for (const std::string& n : names) {
     std::string content = Slurp(dir + "/" + n);
     if (fuzz::IsPageFile(n)) {
-      raw.push_back({n, content.substr(0, kPageDataOffset)});
+      // A small compressed page file whole (its frame index ends it), others
+      // cut to their header block.
+      FileHeader ph;
+      std::string why;
+      const bool framed = DecodeHeader(reinterpret_cast<const uint8_t*>(content.data()), content.size(), &ph, &why) &&
+                          ph.kind == FileKind::kCompressedPages && content.size() <= (256u << 10);
+      raw.push_back({n, framed ? content : content.substr(0, kPageDataOffset)});
       records.push_back({n, ""});
       continue;
     }

@@ -68,8 +68,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (img.ok()) {
     volatile size_t n = ShowText(*img).size() + ShowJson(*img).size();
     (void)n;
-    for (const auto& [pid, p] : img->processes)
-      if (!p.core.zombie()) (void)OpenPageFile(*img, pid);
+    for (const auto& [pid, p] : img->processes) {
+      if (p.core.zombie()) continue;
+      auto src = OpenPageFile(*img, pid);
+      // A compressed page file: every run read back through its frames.
+      if (src.ok() && src->compressed())
+        for (const PageRun& r : p.mm.runs()) {
+          std::string buf(r.npages() * kPageSize, '\0');
+          (void)src->Read(buf.data(), buf.size(), r.offset());
+        }
+    }
     if (img->shm.objects_size()) (void)OpenShmPageFile(*img);
   } else {
     volatile size_t n = img.status().ToString().size();
