@@ -54,6 +54,20 @@ int UsageError(const std::string& msg) {
   return kUsage;
 }
 
+// A tree in a PID namespace of its own (`cryo run`) is dumped and checked from
+// inside it (ns/tree_pidns.h): cryo forks a process there and waits for it,
+// returning its exit status; that process goes on with *pid the tree's own.
+std::optional<int> EnterTreePidns(pid_t* pid) {
+  Result<pid_t> inner = ns::PidInChildPidns(*pid);
+  if (!inner.ok()) return Fail(inner.status());
+  if (!*inner) return std::nullopt;
+  Result<pid_t> worker = ns::ForkInPidnsOf(*pid);
+  if (!worker.ok()) return Fail(worker.status());
+  if (*worker) return ns::WaitForDumper(*worker, *pid);
+  *pid = *inner;
+  return std::nullopt;
+}
+
 // How long a restore waits for the pids of its image still held by exiting
 // processes (a zombie not reaped yet), before it tries anyway.
 constexpr double kPidWaitSeconds = 10;
@@ -484,16 +498,7 @@ int main(int argc, char** argv) {
     // Privileges first (the dump checks them again): without them even the
     // image directory's check may fail on a permission, naming the wrong cause.
     if (Status priv = CheckPrivileges(); !priv.ok()) return Fail(priv);
-    // A tree in a PID namespace of its own is dumped from inside it: cryo
-    // waits for the dumper, which goes on below (ns/tree_pidns.h).
-    Result<pid_t> inner = ns::PidInChildPidns(dump.pid);
-    if (!inner.ok()) return Fail(inner.status());
-    if (*inner) {
-      Result<pid_t> dumper = ns::ForkInPidnsOf(dump.pid);
-      if (!dumper.ok()) return Fail(dumper.status());
-      if (*dumper) return ns::WaitForDumper(*dumper, dump.pid);
-      dump.pid = *inner;
-    }
+    if (std::optional<int> rc = EnterTreePidns(&dump.pid)) return *rc;
     std::unique_ptr<stream::Connection> conn;
     std::unique_ptr<stream::StreamEnv> streamed;
     if (!dump_to.empty()) {
@@ -634,6 +639,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (*check_cmd && check_cmd->count("--pid")) {
+    const pid_t host_pid = check_pid;
+    if (std::optional<int> rc = EnterTreePidns(&check_pid)) return *rc;
+    if (check_pid != host_pid)
+      std::printf("pid %d lives in a PID namespace of its own, where it is pid %d: checked from inside it\n", host_pid,
+                  check_pid);
     Status s = CheckTree(check_pid, check_shell_job, check_all);
     return s.ok() ? 0 : Fail(s);
   }

@@ -83,6 +83,10 @@ def test_run_dump_restore_twice(h):
     program keeps counting with pid 2 inside; the original's init exits
     with it; the last copy exits 0 and so does its init."""
     w, init = started_counter(h)
+    # cryo check -t classifies the tree from inside its namespace, as the dump does.
+    r = h.run_cryo(["check", "-t", str(w.pid)])
+    check(r.rc == 0 and "where it is pid 2" in r.stdout and "can be checkpointed" in r.stdout,
+          "check -t of a cryo run tree:\n%s" % r.describe())
     for round_ in range(2):
         images = h.mkdir("img%d" % round_)
         h.dump(w.pid, images)
