@@ -90,6 +90,10 @@ constexpr Rule kTimerfd[] = {
 constexpr Rule kSignalfd[] = {{"sigmask", R, "signalfd.cc"}};
 constexpr Rule kEpoll[] = {{"tfd", R, "a registered fd (epoll.cc)"}};
 constexpr Rule kInotify[] = {{"inotify wd", R, "a watch (inotify.cc)"}};
+constexpr Rule kPidfd[] = {
+    {"Pid", R, "the process, opened again once the tree exists (pidfd.cc)"},
+    {"NSpid", N, "the same process in nested PID namespaces (the tree's pid is Pid)"},
+};
 constexpr Rule kTty[] = {{"tty-index", R, "the pty number (tty_restore.cc; another number with a warning if taken)"}};
 
 Decision ScmFds(const Line& l) {
@@ -102,7 +106,7 @@ constexpr KindRules kKinds[] = {
     {image::FD_EVENTFD, kEventfd}, {image::FD_TIMERFD, kTimerfd},   {image::FD_SIGNALFD, kSignalfd},
     {image::FD_EPOLL, kEpoll},     {image::FD_INOTIFY, kInotify},   {image::FD_TTY, kTty},
     {image::FD_EXTERNAL_TTY, kTty}, {image::FD_LISTEN_SOCKET, kUnixSocket},
-    {image::FD_UNIX_SOCKET, kUnixSocket},
+    {image::FD_UNIX_SOCKET, kUnixSocket}, {image::FD_PIDFD, kPidfd},
 };
 
 }  // namespace

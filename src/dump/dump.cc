@@ -530,6 +530,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   }
   double ts = Now();
   CRYO_RETURN_IF_ERROR(AssignFileIds(tables).Prefixed("files"));
+  CRYO_RETURN_IF_ERROR(CheckPidfdSharing(tables, table_of).Prefixed("files"));
   if (AssignFileLocks(tables, table_of)) features.insert("file-locks");
   LOG_DEBUG("shared file descriptions found in %.1f ms", (Now() - ts) * 1e3);
   ts = Now();

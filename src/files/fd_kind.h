@@ -103,6 +103,7 @@ const FdKindHandler* DirectoryHandler();
 const FdKindHandler* UnlinkedFileHandler();  // unlinked_fd.cc
 const FdKindHandler* CharDeviceHandler();
 const FdKindHandler* EventfdHandler();
+const FdKindHandler* PidfdHandler();  // pidfd.cc: opened in RestoreFdTable, once the tree exists
 const FdKindHandler* TimerfdHandler();
 const FdKindHandler* SignalfdHandler();
 const FdKindHandler* EpollHandler();

@@ -54,6 +54,7 @@ const std::vector<const FdKindHandler*>& FdKindHandlers() {
       UnlinkedFileHandler(),
       CharDeviceHandler(),
       EventfdHandler(),
+      PidfdHandler(),
       TimerfdHandler(),
       SignalfdHandler(),
       EpollHandler(),

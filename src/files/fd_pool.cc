@@ -153,6 +153,8 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
         if (f.kind() == image::FD_LISTEN_SOCKET && f.listen_socket().listen_pid() == pid) pool.finisher_[key] = pid;
         continue;
       }
+      // A pidfd needs its process: opened by its holder once the tree exists.
+      if (f.kind() == image::FD_PIDFD) continue;
       const std::string what = "pid " + std::to_string(pid) + " fd " + std::to_string(f.fd());
       int fd = -1;
       if (f.kind() == image::FD_PIPE || f.kind() == image::FD_FIFO) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "base/file_util.h"
@@ -116,14 +117,41 @@ int MaxFd(const image::FdTable& table) {
   return max;
 }
 
+namespace {
+
+// A pidfd, made here because its process must exist (files/pidfd.cc): once per
+// description (dups share it; the dump refuses one shared by fd tables).
+Result<int> OpenPidfd(const image::Fd& f, int above, std::map<uint64_t, int>* made) {
+  const uint64_t key = f.file_id() ? f.file_id() : (1ull << 63) | static_cast<uint64_t>(f.fd());
+  if (auto it = made->find(key); it != made->end()) return it->second;
+  CRYO_ASSIGN_OR_RETURN(int fd, PidfdHandler()->Open(f));
+  const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, above);
+  ::close(fd);
+  if (moved < 0) return Status::FromErrno("moving a pidfd out of the image's fd numbers");
+  (*made)[key] = moved;
+  return moved;
+}
+
+}  // namespace
+
 Status RestoreFdTable(pid_t pid, const image::FdTable& table, const FdPool& pool, const std::vector<pid_t>& users) {
+  std::map<uint64_t, int> pidfds;
+  const int above = MaxFd(table) + 1;
   for (const image::Fd& f : table.fds()) {
     const std::string what = "fd " + std::to_string(f.fd());
+    if (f.kind() == image::FD_PIDFD) {
+      Result<int> from = OpenPidfd(f, above, &pidfds);
+      if (!from.ok()) return from.status().Prefixed(what + " (pidfd)");
+      if (::dup2(*from, f.fd()) < 0) return Status::FromErrno("dup2 for " + what);
+      if (f.cloexec() && ::fcntl(f.fd(), F_SETFD, FD_CLOEXEC) != 0) return Status::FromErrno("F_SETFD on " + what);
+      continue;
+    }
     const int from = pool.FdFor(pid, f);
     if (from < 0) return Status::Error(what + " has no open file description in the pool");
     if (::dup2(from, f.fd()) < 0) return Status::FromErrno("dup2 for " + what);
     if (f.cloexec() && ::fcntl(f.fd(), F_SETFD, FD_CLOEXEC) != 0) return Status::FromErrno("F_SETFD on " + what);
   }
+  for (const auto& [id, fd] : pidfds) ::close(fd);
   std::set<uint64_t> finished;
   for (const image::Fd& f : table.fds()) {
     const pid_t first = pool.FirstHolder(pid, f);

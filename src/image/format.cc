@@ -189,6 +189,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "mqueue-fds",
       "incremental",
       "snapshot-files",
+      "pidfds",
   };
   return kFeatures;
 }

@@ -124,6 +124,7 @@ const char* FeatureOf(FdKind k) {
     case FD_UDP_SOCKET: return "udp-sockets";
     case FD_NETLINK_SOCKET: return "netlink-sockets";
     case FD_MQUEUE: return "mqueue-fds";
+    case FD_PIDFD: return "pidfds";
     default: return nullptr;
   }
 }

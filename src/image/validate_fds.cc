@@ -121,7 +121,7 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
       f.has_tty() != (k == FD_TTY || k == FD_EXTERNAL_TTY) || f.has_listen_socket() != (k == FD_LISTEN_SOCKET) ||
       f.has_unix_socket() != (k == FD_UNIX_SOCKET) || f.has_tcp_socket() != (k == FD_TCP_SOCKET) ||
       f.has_udp_socket() != (k == FD_UDP_SOCKET) || f.has_netlink_socket() != (k == FD_NETLINK_SOCKET) ||
-      f.has_mqueue() != (k == FD_MQUEUE) ||
+      f.has_mqueue() != (k == FD_MQUEUE) || f.has_pidfd() != (k == FD_PIDFD) ||
       (f.shm_object() != 0) != (k == FD_MEMFD || k == FD_POSIX_SHM))
     return "state of another kind of file";
   // An unlinked file (files.img) is a regular file or a directory opened again.
@@ -256,6 +256,18 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
       if (f.mqueue().maxmsg() <= 0 || f.mqueue().msgsize() <= 0) return "POSIX message queue attributes invalid";
       return acc == 3 || (f.flags() & ~(O_ACCMODE | O_NONBLOCK | kLargefile)) ? "flags " + Hex(f.flags()) + " invalid" : "";
     }
+    case FD_PIDFD: {
+      // A process of the image (a zombie too; PIDFD_THREAD: O_EXCL, its
+      // leader only) or a reaped one (0) with its wait status.
+      const PidfdState& pf = f.pidfd();
+      if (pf.pid() < 0 || (pf.pid() && !img.processes.count(pf.pid())))
+        return "pidfd of pid " + std::to_string(pf.pid()) + ", which is not a process of the image";
+      if (pf.pid() && pf.has_exit_status()) return "exit status on a pidfd of a live process";
+      if (pf.has_exit_status() && (pf.exit_status() & ~0xff7f)) return "pidfd exit status " + Hex(static_cast<uint32_t>(pf.exit_status())) + " invalid";
+      if ((f.flags() & O_ACCMODE) != O_RDWR || (f.flags() & ~(O_ACCMODE | O_NONBLOCK | O_EXCL)))
+        return "flags " + Hex(f.flags()) + " that a pidfd cannot have";
+      return "";
+    }
     default:
       return "kind " + std::to_string(k) + " unknown";
   }
@@ -340,7 +352,9 @@ Status ValidateFds(const LoadedImage& img, const Index& index, int pid, const Pr
     const std::string what = "fd " + std::to_string(f.fd());
     if (f.fd() <= prev || f.fd() > kMaxFd) return Bad(img, file, what + ": fd numbers not ascending and unique, or too large");
     prev = f.fd();
-    if ((f.flags() & O_ACCMODE) == 3 || (f.flags() & ~kFileFlags))
+    // PIDFD_THREAD is O_EXCL, kept in a pidfd's flags (KindProblem checks them).
+    const uint32_t kind_flags = f.kind() == FD_PIDFD ? O_EXCL : 0;
+    if ((f.flags() & O_ACCMODE) == 3 || (f.flags() & ~(kFileFlags | kind_flags)))
       return Bad(img, file, what + ": open flags " + Hex(f.flags()) + " invalid");
     if (std::string pr = KindProblem(img, index, p.fds, f); !pr.empty()) return Bad(img, file, what + ": " + pr);
     if (std::string pr = OwnerProblem(index, f); !pr.empty()) return Bad(img, file, what + ": " + pr);

@@ -236,6 +236,50 @@ void ExpectRefused(const std::vector<Case>& cases) {
   }
 }
 
+TEST(ValidateTest, Pidfds) {
+  TestImage ok = MakeTestImage();
+  AddChild(&ok, 43, 42);
+  ok.inv.add_features("pidfds");
+  AddFd(ok, 3, FD_PIDFD, O_RDWR | O_NONBLOCK)->mutable_pidfd()->set_pid(43);
+  AddFd(ok, 4, FD_PIDFD, O_RDWR | O_EXCL)->mutable_pidfd()->set_pid(42);  // PIDFD_THREAD
+  PidfdState* reaped = AddFd(ok, 5, FD_PIDFD, O_RDWR)->mutable_pidfd();
+  reaped->set_has_exit_status(true);
+  reaped->set_exit_status(7 << 8);
+  EXPECT_EQ(LoadError(ok), "");
+  ExpectRefused({
+      {"pidfd of a pid outside the image",
+       [](TestImage& t) {
+         AddFd(t, 3, FD_PIDFD, O_RDWR)->mutable_pidfd()->set_pid(4242);
+         t.inv.add_features("pidfds");
+       },
+       "not a process of the image"},
+      {"pidfd without the feature", [](TestImage& t) { AddFd(t, 3, FD_PIDFD, O_RDWR)->mutable_pidfd()->set_pid(42); },
+       "pidfds"},
+      {"pidfd with O_APPEND",
+       [](TestImage& t) {
+         AddFd(t, 3, FD_PIDFD, O_RDWR | O_APPEND)->mutable_pidfd()->set_pid(42);
+         t.inv.add_features("pidfds");
+       },
+       "cannot have"},
+      {"exit status of a live process",
+       [](TestImage& t) {
+         PidfdState* p = AddFd(t, 3, FD_PIDFD, O_RDWR)->mutable_pidfd();
+         p->set_pid(42);
+         p->set_has_exit_status(true);
+         t.inv.add_features("pidfds");
+       },
+       "live process"},
+      {"eventfd state on a pidfd",
+       [](TestImage& t) {
+         Fd* f = AddFd(t, 3, FD_PIDFD, O_RDWR);
+         f->mutable_pidfd();
+         f->mutable_eventfd();
+         t.inv.add_features("pidfds");
+       },
+       "state of another kind"},
+  });
+}
+
 TEST(ValidateTest, InventoryFields) {
   ExpectRefused({
       {"feature twice", [](TestImage& t) { t.inv.add_features("xsave"); }, "listed twice"},

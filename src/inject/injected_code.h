@@ -18,6 +18,10 @@
 //                    tree's TCP sockets are in repair mode (net/tcp_hold.h):
 //                    if cryo dies, the task waits there, untraced, until
 //                    the guardian has ended repair mode and set the flag.
+//   +0xab close_result: close(eax), SYS_close from rbx, through
+//                    unmap_result's `syscall; jmp *%r14`: the way back of a
+//                    call that makes an fd cryo takes out (pidfd_getfd), so
+//                    that the task never keeps it, whenever cryo dies.
 //
 // "restart" is how a task seized in a system call interrupted with
 // ERESTART_RESTARTBLOCK (nanosleep, clock_nanosleep, poll, futex waits with
@@ -58,7 +62,8 @@ class InjectedCode {
  public:
   static constexpr size_t kSize = 0xc0;
   static constexpr uint64_t kCall = 0x00, kLoop = 0x05, kAfterLoopSyscall = 0x27, kRestart = 0x42, kSigreturn = 0x6d,
-                            kUnmapResult = 0x72, kGate = 0x7f, kAfterGateSyscall = 0xa6, kGateTimespec = 0xb0;
+                            kUnmapResult = 0x72, kGate = 0x7f, kAfterGateSyscall = 0xa6, kCloseResult = 0xab,
+                            kGateTimespec = 0xb0;
   // The gate's flag, right after the code (not part of what identifies it).
   static constexpr uint64_t kGateFlag = kSize;
   static constexpr size_t kRoom = kSize + 8;

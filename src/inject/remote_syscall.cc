@@ -467,16 +467,63 @@ Status RemoteSyscaller::CheckUntraced(long nr, std::initializer_list<uint64_t> a
   return check_->Check(tid_, nr, a, needed);
 }
 
-Result<uint64_t> RemoteSyscaller::PrepareGate() {
-  if (!guarded()) return Status::Error("internal: a gate on an unguarded remote syscaller");
+Status RemoteSyscaller::WholeCode(const char* what) {
+  if (!guarded()) return Status::Error(std::string("internal: ") + what + " on an unguarded remote syscaller");
   if (!proc_->code.in_vdso() && !proc_->code.base()) {
     // The fallback: the code's page comes with the scratch memory.
-    if (!owner_) return Status::Error("internal: the gate's page is mapped by the thread that owns the scratch memory");
+    if (!owner_)
+      return Status::Error(std::string("internal: ") + what + ": the code's page is mapped by the thread that owns the scratch memory");
     CRYO_RETURN_IF_ERROR(MapScratch(kCodePage).Prefixed("the page of cryo's code"));
   }
   CRYO_RETURN_IF_ERROR(proc_->code.Install());
   if (!proc_->code.base()) return Status::Error("internal: cryo's code is not in place in " + Tid(tid_));
+  return Status::Ok();
+}
+
+Result<uint64_t> RemoteSyscaller::PrepareGate() {
+  CRYO_RETURN_IF_ERROR(WholeCode("a gate"));
   return proc_->code.base() + InjectedCode::kGateFlag;
+}
+
+Result<UniqueFd> RemoteSyscaller::TakeFdMadeBy(long nr, uint64_t a1, const std::string& what) {
+  if (loop_running_) return Status::Error("internal: remote syscall on " + Tid(tid_) + " during its batch");
+  CRYO_RETURN_IF_ERROR(WholeCode("taking an fd out"));
+  CRYO_RETURN_IF_ERROR(Enter());
+  CRYO_RETURN_IF_ERROR(CheckUntraced(nr, {a1}, false));
+  CRYO_RETURN_IF_ERROR(CheckUntraced(SYS_close, {}, false));  // its way back
+  const uint64_t args[6] = {a1, 0, 0, 0, 0, 0};
+  // The whole code's call stub (not the fallback's trampoline, which ends
+  // with rt_sigreturn at once): the way back is r15.
+  user_regs_struct r = CallRegs(base_, nr, args, proc_->code.base() + InjectedCode::kCall);
+  r.r14 = Finisher();
+  r.r15 = proc_->code.base() + InjectedCode::kCloseResult;
+  r.rbx = SYS_close;  // (the frame holds the task's own rbx)
+  CRYO_RETURN_IF_ERROR(Inject(r, PTRACE_SYSCALL));
+  CRYO_RETURN_IF_ERROR(WaitSyscallStops(nr));
+  user_regs_struct out;
+  CRYO_RETURN_IF_ERROR(GetRegs(tid_, &out));
+  const long made = static_cast<long>(out.rax);
+  UniqueFd dup;
+  int err = 0;
+  if (made >= 0) {
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, tgid_, 0)));
+    dup.reset(pidfd.valid() ? static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), static_cast<int>(made), 0)) : -1);
+    err = errno;
+  }
+  FaultPoint();  // (the tests kill cryo here: the task is to close it by itself)
+  LOG_DEBUG("fault point %llu: %s made in %s as fd %ld, to be closed there",
+            static_cast<unsigned long long>(FaultPointsPassed()), what.c_str(), Tid(tid_).c_str(), made);
+  // The way back: close(made), then at rest before its jmp *%r14.
+  FaultPoint();
+  if (ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_SYSCALL " + Tid(tid_));
+  CRYO_RETURN_IF_ERROR(WaitSyscallStops(SYS_close));
+  CRYO_RETURN_IF_ERROR(GetRegs(tid_, &out));
+  CRYO_RETURN_IF_ERROR(Park());
+  if (made < 0) return Status::Errno(static_cast<int>(-made), what + " in " + Tid(tid_));
+  if (!dup.valid()) return Status::Errno(err, "pidfd_getfd of the " + what + " of " + Tid(tid_));
+  const long closed = static_cast<long>(out.rax);
+  if (closed < 0) return Status::Errno(static_cast<int>(-closed), "closing the " + what + " in " + Tid(tid_));
+  return dup;
 }
 
 Status RemoteSyscaller::OpenGate() {

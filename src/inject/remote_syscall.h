@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "base/unique_fd.h"
 #include "inject/sigframe.h"
 #include "proc/proc.h"
 #include "seize/ptrace_util.h"
@@ -91,6 +92,11 @@ class RemoteSyscaller {
   // Runs one system call; returns the raw result (-errno on failure).
   Result<long> Syscall(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4 = 0, uint64_t a5 = 0,
                        uint64_t a6 = 0);
+  // Runs a call that makes an fd in the task (userfaultfd(2)) and returns a
+  // duplicate of it (pidfd_getfd(2) at the call's syscall-exit stop); the
+  // call's way back closes it in the task (the code's close_result), so
+  // that the task never keeps it, whenever cryo dies. `what` names it.
+  Result<UniqueFd> TakeFdMadeBy(long nr, uint64_t a1, const std::string& what);
   // Runs `calls` in order inside the task and returns their raw results
   // (-errno on failure), like as many Syscall()s, with one stop instead of
   // two each when the thread has a signal to end the loop with (see above);
@@ -166,6 +172,9 @@ class RemoteSyscaller {
   uint64_t Finisher() const;
   Result<long> UnguardedSyscall(long nr, const uint64_t args[6]);
   Result<long> Call(long nr, const uint64_t args[6], bool unmap_result);
+  // The whole code in place (the fallback maps its page), for the gate and
+  // close_result.
+  Status WholeCode(const char* what);
 
   pid_t tid_ = 0;
   int* stop_sink_ = nullptr;

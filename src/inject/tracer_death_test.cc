@@ -4,6 +4,7 @@
 // after each, the target runs on, untraced, with every thread's own mask,
 // and finally checks its own registers (general, AVX), alternate stack and
 // interrupted system calls.
+#include <dirent.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -20,9 +21,11 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 
+#include "base/file_util.h"
 #include "base/interrupt.h"
 #include "inject/injected_code.h"
 #include "inject/remote_syscall.h"
@@ -225,6 +228,24 @@ bool ReadByte(int fd, char* c) {
   return poll(&p, 1, 5000) == 1 && read(fd, c, 1) == 1;
 }
 
+// Forks a tracer running `body(its end of a pipe)` (which never returns),
+// waits for it and reads its report (`n` bytes, zeros if it wrote none).
+template <typename Body>
+int ForkTracer(Body body, void* report, size_t n, bool* wrote) {
+  int out[2];
+  EXPECT_EQ(pipe(out), 0);
+  const pid_t tracer = fork();
+  if (tracer == 0) body(out[1]);
+  close(out[1]);
+  int status = 0;
+  EXPECT_EQ(waitpid(tracer, &status, 0), tracer);
+  std::memset(report, 0, n);
+  *wrote = read(out[0], report, n) == static_cast<ssize_t>(n);
+  if (!*wrote) std::memset(report, 0, n);
+  close(out[0]);
+  return status;
+}
+
 class TracerDeathTest : public testing::TestWithParam<bool> {
  protected:
   void SetUp() override { InjectedCode::SetFallbackForTest(GetParam()); }
@@ -250,16 +271,8 @@ TEST_P(TracerDeathTest, TheTargetRunsOnAsItWasWhereverTheTracerDies) {
   ASSERT_EQ(masks.size(), 3u);
 
   auto trace = [&](uint64_t n, uint64_t* passed) {
-    int out[2];
-    EXPECT_EQ(pipe(out), 0);
-    const pid_t tracer = fork();
-    if (tracer == 0) RunTracer(target, n, out[1]);
-    close(out[1]);
-    int status = 0;
-    EXPECT_EQ(waitpid(tracer, &status, 0), tracer);
-    *passed = 0;
-    const bool wrote = read(out[0], passed, sizeof(*passed)) == sizeof(*passed);
-    close(out[0]);
+    bool wrote = false;
+    const int status = ForkTracer([&](int out) { RunTracer(target, n, out); }, passed, sizeof(*passed), &wrote);
     return std::make_pair(status, wrote);
   };
   uint64_t total = 0;
@@ -309,6 +322,102 @@ TEST_P(TracerDeathTest, TheTargetRunsOnAsItWasWhereverTheTracerDies) {
 }
 
 INSTANTIATE_TEST_SUITE_P(CodePlaces, TracerDeathTest, testing::Values(false, true),
+                         [](const testing::TestParamInfo<bool>& i) { return i.param ? "Fallback" : "InVdso"; });
+
+// ---------------------------------------------------------------- an fd taken out
+
+std::set<std::string> FdNames(pid_t pid) {
+  std::set<std::string> out;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d))
+      if (e->d_name[0] != '.') out.insert(e->d_name);
+    closedir(d);
+  }
+  return out;
+}
+
+// The system call `pid` sleeps in (-1: running).
+long SyscallOf(pid_t pid) {
+  auto text = ReadFileToString("/proc/" + std::to_string(pid) + "/syscall");
+  return text.ok() && !text->empty() && (*text)[0] != 'r' ? std::strtol(text->c_str(), nullptr, 10) : -1;
+}
+
+// The tracer: makes an eventfd in `pid` and takes it out (TakeFdMadeBy);
+// dies at fault point `n` (0: all of it, then writes the points passed and
+// whether the duplicate is an eventfd).
+[[noreturn]] void RunFdTaker(pid_t pid, uint64_t n, int out) {
+  setenv("CRYO_FAULT_POINT", std::to_string(n).c_str(), 1);
+  setenv("CRYO_FAULT_SIGNAL", "KILL", 1);
+  InitFaultPoints();
+  uint64_t report[2] = {0, 0};
+  auto run = [&]() -> Status {
+    CRYO_ASSIGN_OR_RETURN(auto sp, SeizedProcess::Seize(pid));
+    CRYO_ASSIGN_OR_RETURN(auto vmas, proc::ReadVmas(pid));
+    CRYO_ASSIGN_OR_RETURN(auto st, proc::ReadStatus(pid));
+    CRYO_ASSIGN_OR_RETURN(auto rs, RemoteSyscaller::Attach(*sp, vmas, st.sig_ign, st.sig_cgt));
+    CRYO_ASSIGN_OR_RETURN(UniqueFd fd, rs->TakeFdMadeBy(SYS_eventfd2, 0, "eventfd"));
+    char link[64] = {};
+    const std::string path = "/proc/self/fd/" + std::to_string(fd.get());
+    if (readlink(path.c_str(), link, sizeof(link) - 1) > 0 && std::string(link) == "anon_inode:[eventfd]") report[1] = 1;
+    CRYO_RETURN_IF_ERROR(rs->Finish());
+    return sp->Detach();
+  };
+  Status s = run();
+  report[0] = FaultPointsPassed();
+  if (!s.ok()) fprintf(stderr, "tracer: %s\n", s.ToString().c_str());
+  if (write(out, report, sizeof(report)) != sizeof(report)) _exit(2);
+  _exit(s.ok() ? 0 : 1);
+}
+
+class TakeFdTest : public TracerDeathTest {};
+
+// Whenever the tracer dies, the fd it made in the task is closed there by
+// the call's way back: the task's fd table is what it was.
+TEST_P(TakeFdTest, TheTaskNeverKeepsTheFdWhereverTheTracerDies) {
+  int res[2];
+  ASSERT_EQ(pipe(res), 0);
+  const pid_t target = fork();
+  if (target == 0) {
+    close(res[0]);
+    if (write(res[1], "R", 1) != 1) _exit(3);
+    for (;;) pause();
+  }
+  KillOnExit guard{target};
+  close(res[1]);
+  char c;
+  ASSERT_TRUE(ReadByte(res[0], &c));
+  const std::set<std::string> before = FdNames(target);
+  const auto masks = Masks(target);
+  auto take = [&](uint64_t n, uint64_t report[2]) {
+    bool wrote = false;
+    return ForkTracer([&](int out) { RunFdTaker(target, n, out); }, report, 2 * sizeof(uint64_t), &wrote);
+  };
+  uint64_t report[2];
+  int st = take(0, report);
+  ASSERT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+  EXPECT_EQ(report[1], 1u) << "the duplicate is not the eventfd made in the task";
+  EXPECT_EQ(FdNames(target), before);
+  const uint64_t total = report[0];
+  ASSERT_GT(total, 5u);
+  for (uint64_t n = 1; n <= total; ++n) {
+    st = take(n, report);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0) break;
+    ASSERT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "point " << n << " status " << st;
+    ExpectFree(target, n);
+    // The task runs the way back once its dead tracer has let it go; its
+    // own mask back means it is through (the close comes before), and out
+    // of the code before the next tracer seizes it.
+    for (int i = 0; i < 200 && (Masks(target) != masks || SyscallOf(target) != SYS_pause); ++i) usleep(10000);
+    EXPECT_EQ(Masks(target), masks) << "point " << n;
+    EXPECT_EQ(SyscallOf(target), SYS_pause) << "point " << n;
+    EXPECT_EQ(FdNames(target), before) << "point " << n << " of " << total;
+    if (HasFailure()) break;
+  }
+  close(res[0]);
+}
+
+INSTANTIATE_TEST_SUITE_P(CodePlaces, TakeFdTest, testing::Values(false, true),
                          [](const testing::TestParamInfo<bool>& i) { return i.param ? "Fallback" : "InVdso"; });
 
 // ---------------------------------------------------------------- reclaim

@@ -262,17 +262,10 @@ bool DirtyTracking::Owns(pid_t pid, uint64_t start, uint64_t end) {
 }
 
 Result<UniqueFd> DirtyTracking::MakeUserfaultfd(const TrackedProcess& p) {
-  const pid_t pid = p.sp->pid();
   CRYO_ASSIGN_OR_RETURN(auto rs, RemoteSyscaller::Attach(*p.sp, *p.vmas, p.sig_ign, p.sig_cgt));
-  CRYO_ASSIGN_OR_RETURN(long remote, rs->Syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | kUserModeOnly));
-  if (remote < 0) return Status::Errno(static_cast<int>(-remote), "userfaultfd in pid " + std::to_string(pid));
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  UniqueFd fd(pidfd.valid() ? static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), static_cast<int>(remote), 0)) : -1);
-  const int err = errno;
-  // Closed in the process whatever happened: it never sees the fd.
-  CRYO_ASSIGN_OR_RETURN(long closed, rs->Syscall(SYS_close, static_cast<uint64_t>(remote)));
-  if (!fd.valid()) return Status::Errno(err, "pidfd_getfd of the userfaultfd of pid " + std::to_string(pid));
-  if (closed < 0) return Status::Errno(static_cast<int>(-closed), "closing the userfaultfd in pid " + std::to_string(pid));
+  // Made in the process (it is bound to the mm of its maker) and closed
+  // there on the call's way back, which runs also if cryo dies meanwhile.
+  CRYO_ASSIGN_OR_RETURN(UniqueFd fd, rs->TakeFdMadeBy(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | kUserModeOnly, "userfaultfd"));
   uffdio_api api{};
   api.api = UFFD_API;
   api.features = kFeatureWpAsync | kFeatureWpUnpopulated;

@@ -168,6 +168,19 @@ Result<End> Destination(const std::string& local, bool v4, const std::string& wh
   return to;
 }
 
+Status MemInfo(int fd, const std::string& what, uint32_t (&mem)[SK_MEMINFO_VARS]) {
+  socklen_t len = sizeof(mem);
+  if (::getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0) return Status::FromErrno("SO_MEMINFO of " + what);
+  return Status::Ok();
+}
+
+Status SetRcvbufBack(int fd, int rcvbuf, const std::string& what) {
+  const int half = rcvbuf / 2;  // getsockopt shows twice what was set (socket(7))
+  if (rcvbuf > 0 && ::setsockopt(fd, SOL_SOCKET, kSoRcvbufForce, &half, sizeof(half)) != 0)
+    return Status::FromErrno("setting SO_RCVBUF of " + what + " back");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status PeekUdpQueue(int fd, const std::string& what, UdpQueue* out) {
@@ -179,8 +192,7 @@ Status PeekUdpQueue(int fd, const std::string& what, UdpQueue* out) {
   // while the queue still holds memory (SO_MEMINFO's receive allocation, the
   // truesize of every skb queued) means such datagrams are all it holds.
   uint32_t mem[SK_MEMINFO_VARS] = {};
-  socklen_t len = sizeof(mem);
-  if (::getsockopt(fd, SOL_SOCKET, SO_MEMINFO, mem, &len) != 0) return Status::FromErrno("SO_MEMINFO of " + what);
+  CRYO_RETURN_IF_ERROR(MemInfo(fd, what, mem));
   if (mem[SK_MEMINFO_RMEM_ALLOC] != 0)
     return Status::Error(what + ": its receive queue holds datagrams that can only be read by taking them (empty "
                                 "datagrams an earlier dump already peeked at), which cryo does not restore; let the "
@@ -198,6 +210,18 @@ Status RefillUdpQueue(int fd, const std::string& local, const UdpQueue& queue, c
   const int big = static_cast<int>(std::min<size_t>(total * 4 + (1 << 20), 1u << 30));
   if (::setsockopt(fd, SOL_SOCKET, kSoRcvbufForce, &big, sizeof(big)) != 0)
     return Status::FromErrno("SO_RCVBUFFORCE for the queue of " + what);
+  // Peeking at an empty datagram marks it peeked, and every later peek from
+  // a peek offset passes over it (net/core/datagram.c,
+  // __skb_try_recv_from_queue): checked by peeking, an empty datagram would
+  // be invisible to the next dump of the restored program. So a queue that
+  // holds one is checked by its memory instead: each datagram arrived if the
+  // queue's memory grew (loopback delivers before sendto returns; the
+  // enqueue charges the skb's truesize, __udp_enqueue_schedule_skb) and the
+  // socket dropped nothing.
+  bool has_empty = false;
+  for (const image::UdpDatagram& d : queue) has_empty |= d.data().empty();
+  uint32_t mem[SK_MEMINFO_VARS] = {};
+  if (has_empty) CRYO_RETURN_IF_ERROR(MemInfo(fd, what, mem));
   UniqueFd raw4, raw6;
   for (int i = 0; i < queue.size(); ++i) {
     const image::UdpDatagram& d = queue[i];
@@ -228,7 +252,15 @@ Status RefillUdpQueue(int fd, const std::string& local, const UdpQueue& queue, c
     if (::sendto(raw.get(), packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&dst), dlen) !=
         static_cast<ssize_t>(packet.size()))
       return Status::FromErrno("sending " + which + " again");
+    if (has_empty) {
+      uint32_t now[SK_MEMINFO_VARS] = {};
+      CRYO_RETURN_IF_ERROR(MemInfo(fd, what, now));
+      if (now[SK_MEMINFO_RMEM_ALLOC] <= mem[SK_MEMINFO_RMEM_ALLOC] || now[SK_MEMINFO_DROPS] != mem[SK_MEMINFO_DROPS])
+        return Status::Error(which + " did not arrive when refilling its queue");
+      std::memcpy(mem, now, sizeof(mem));
+    }
   }
+  if (has_empty) return SetRcvbufBack(fd, rcvbuf, what);
   // Loopback delivers in the sender's softirq, before sendto returns; check
   // that every datagram arrived, in order, from its source.
   UdpQueue back;
@@ -245,10 +277,7 @@ Status RefillUdpQueue(int fd, const std::string& local, const UdpQueue& queue, c
     if (!same || back[i].data() != queue[i].data())
       return Status::Error(what + ": queued datagram " + std::to_string(i) + " came back as another when refilling its queue");
   }
-  const int half = rcvbuf / 2;  // getsockopt shows twice what was set (socket(7))
-  if (rcvbuf > 0 && ::setsockopt(fd, SOL_SOCKET, kSoRcvbufForce, &half, sizeof(half)) != 0)
-    return Status::FromErrno("setting SO_RCVBUF of " + what + " back");
-  return Status::Ok();
+  return SetRcvbufBack(fd, rcvbuf, what);
 }
 
 }  // namespace cryo

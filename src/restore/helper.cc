@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/clock.h"
+#include "base/exit_like.h"
 #include "base/fault.h"
 #include "base/file_util.h"
 #include "base/log.h"
@@ -163,17 +164,7 @@ void SendWarnings(const HelperContext& ctx, Step step) {
 // A zombie: exits the way it did, once the whole tree exists.
 [[noreturn]] void BecomeZombie(const image::ProcessCore& core) {
   ::prctl(PR_SET_NAME, core.zombie_comm().c_str(), 0, 0, 0);
-  const int st = core.exit_status();
-  if (WIFSIGNALED(st)) {
-    struct rlimit none = {0, 0};
-    ::setrlimit(RLIMIT_CORE, &none);
-    ::signal(WTERMSIG(st), SIG_DFL);
-    sigset_t all;
-    sigfillset(&all);
-    sigprocmask(SIG_UNBLOCK, &all, nullptr);
-    ::kill(::getpid(), WTERMSIG(st));
-  }
-  ::_exit(WIFEXITED(st) ? WEXITSTATUS(st) : 0);
+  ExitLike(core.exit_status());
 }
 
 // The restorer area of a process: [blob | Args + moves + siginfos + threads |

@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -138,6 +139,85 @@ def test_other_parent_falls_back_to_comparison(h):
         stop_tracker(tracker)
 
 
+def fd_table(pid):
+    """fd -> what it is, of `pid`."""
+    out = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            out[fd] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except FileNotFoundError:
+            pass
+    return out
+
+
+def own_state(pid):
+    """tid -> (blocked signals, the system call it sleeps in), of every
+    thread of `pid`: both the program's own once it is out of cryo's code."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        out[tid] = (cryotest.read_text("/proc/%d/task/%s/status" % (pid, tid)).split("SigBlk:")[1].split()[0],
+                    cryotest.read_text("/proc/%d/task/%s/syscall" % (pid, tid)).split()[0])
+    return out
+
+
+def trackers_of(pid):
+    """The pids of the memory trackers of the tree rooted at `pid` (the
+    processes holding the listening socket @cryo-memtrack/PID/...)."""
+    inodes = set()
+    for line in cryotest.read_text("/proc/net/unix").splitlines()[1:]:
+        f = line.split()
+        if len(f) >= 8 and f[7].startswith("@cryo-memtrack/%d/" % pid):
+            inodes.add("socket:[%s]" % f[6])
+    out = set()
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if inodes & set(os.readlink("/proc/%s/fd/%s" % (p, fd)) for fd in os.listdir("/proc/%s/fd" % p)):
+                out.add(int(p))
+        except OSError:
+            pass
+    return out
+
+
+def test_killed_while_making_the_userfaultfd(h):
+    """cryo killed (SIGKILL) at each fault point around the userfaultfd that
+    --track-mem makes inside the program (a remote call, then taken out with
+    pidfd_getfd): the program's fd table is exactly what it was (the call's
+    way back closes the fd in the program, whenever cryo dies), and the
+    program runs on untraced and passes its own verification."""
+    w = start(h)
+    before, own = fd_table(w.pid), own_state(w.pid)
+    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", h.mkdir("img-count"), "--leave-running", "--track-mem", "-vv"],
+                   env={"CRYO_FAULT_POINT": "0"}, tag="dump-count")
+    check(r.rc == 0, "counting dump failed\n%s" % r.describe())
+    stop_tracker(tracker_pid(r))
+    m = re.search(r"fault point (\d+): userfaultfd made in task %d as fd (\d+)" % w.pid, r.log or "")
+    check(m is not None, "no fault point of the userfaultfd in the log\n%s" % r.describe())
+    point = int(m.group(1))
+    check(m.group(2) not in before, "the userfaultfd took fd %s, which the program holds" % m.group(2))
+    check_eq(fd_table(w.pid), before, "the program's fds after the counting dump")
+    try:
+        for p in range(point - 3, point + 3):
+            when = "after SIGKILL at fault point %d (the userfaultfd is made at %d)" % (p, point)
+            r = h.run_cryo(["dump", "-t", str(w.pid), "-D", h.mkdir("img-%d" % p), "--leave-running", "--track-mem"],
+                           env={"CRYO_FAULT_POINT": str(p), "CRYO_FAULT_SIGNAL": "KILL"}, tag="dump-fault")
+            check_eq(r.rc, -signal.SIGKILL, "cryo's status %s\n%s" % (when, r.describe()))
+            check_eq(cryotest.proc_status(w.pid)["TracerPid"], "0", "TracerPid %s" % when)
+            # The way back runs once the dead tracer's tracee runs on; the
+            # threads back in their own masks and sleeps means it is through
+            # (the close comes before), out of cryo's code before the next
+            # dump seizes it.
+            deadline = time.monotonic() + 10
+            while own_state(w.pid) != own and time.monotonic() < deadline:
+                time.sleep(0.02)
+            check_eq(own_state(w.pid), own, "the program's masks and sleeps %s" % when)
+            check_eq(fd_table(w.pid), before, "the program's fds %s" % when)
+        step(h, w, 1)  # runs on
+    finally:
+        for t in trackers_of(w.pid):
+            stop_tracker(t)
+        h.kill_and_reap(w)
+
+
 def test_track_mem_needs_leave_running(h):
     w = start(h)
     r = h.dump(w.pid, h.mkdir("img"), expect_ok=False, extra=["--track-mem"])
@@ -149,4 +229,4 @@ def test_track_mem_needs_leave_running(h):
 if __name__ == "__main__":
     sys.exit(cryotest.main([test_tracked_pages_not_read, test_chain_of_tracked_dumps,
                    test_tracker_killed_falls_back_to_comparison, test_other_parent_falls_back_to_comparison,
-                   test_track_mem_needs_leave_running], description=__doc__))
+                   test_track_mem_needs_leave_running, test_killed_while_making_the_userfaultfd], description=__doc__))

@@ -148,8 +148,9 @@ def test_iouring_refused(h):
 
 
 def test_other_anon_kinds_refused(h):
-    """fanotify, userfaultfd, pidfd, perf_event and BPF map fds are refused by name."""
-    for kind, name in [("fanotify", "fanotify"), ("userfaultfd", "userfaultfd"), ("pidfd", "pidfd"),
+    """fanotify, userfaultfd, perf_event and BPF map fds are refused by name
+    (pidfds are restored: test_pidfd.py)."""
+    for kind, name in [("fanotify", "fanotify"), ("userfaultfd", "userfaultfd"),
                        ("perf_event", "perf_event"), ("bpf-map", "BPF map")]:
         w = start_holder(h, kind)
         if w is None:

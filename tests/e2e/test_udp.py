@@ -28,7 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cryotest  # noqa: E402
-from cryotest import check  # noqa: E402
+from cryotest import check, check_eq  # noqa: E402
 # The three modes for a workload that checks itself, as for UNIX sockets.
 from test_unix import kill_mode, leave_running_mode, rewind_mode  # noqa: E402
 
@@ -230,6 +230,45 @@ def test_peeked_empty_datagram_refused(h):
     h.kill_and_reap(w)
 
 
+def test_empty_datagram_among_others_dumped_again(h):
+    """[b"a", b"", b"b"] queued: restored exactly, and again after a second
+    dump of the restored program (the restore checks the arrival of a queue
+    holding an empty datagram without peeking, which would mark it peeked
+    and hide it from every later peek)."""
+    w = start_script(h, "udp-empty-among",
+                     "import socket, threading, time, os\n"
+                     "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 0))\n"
+                     "o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+                     "for d in [b'a', b'', b'b']: o.sendto(d, s.getsockname())\n"
+                     "def reader():\n"
+                     "    while not os.path.exists('go'): time.sleep(0.02)\n"
+                     "    s.setblocking(False)\n"
+                     "    got = []\n"
+                     "    while True:\n"
+                     "        try: got.append(s.recv(100))\n"
+                     "        except BlockingIOError: break\n"
+                     "    open('got.tmp', 'w').write(repr(got))\n"
+                     "    os.rename('got.tmp', 'got')\n"
+                     "threading.Thread(target=reader, daemon=True).start()\n"
+                     "time.sleep(0.2)\n")
+    pid = w.pid
+    for n in (1, 2):
+        images = h.mkdir("img-%d" % n)
+        h.dump(pid, images)
+        if n == 1:
+            h.reap_original(w)
+        cryotest.wait_pids_gone([pid])
+        pid = h.restore(images, detach=True, expected_pid=w.pid).pid
+    with open(w.path("go"), "w") as f:
+        f.write("x")
+    deadline = time.monotonic() + 10
+    while not os.path.exists(w.path("got")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    check_eq(cryotest.read_text(w.path("got"), "(nothing)"), repr([b"a", b"", b"b"]),
+             "the queue read by the program restored from its second dump")
+    h.cleanup_one(pid)
+
+
 TESTS = [
     test_udp_kill,
     test_udp_leave_running,
@@ -238,6 +277,7 @@ TESTS = [
     test_netlink_rewind,
     test_refused_sockets,
     test_peeked_empty_datagram_refused,
+    test_empty_datagram_among_others_dumped_again,
 ]
 
 if __name__ == "__main__":
