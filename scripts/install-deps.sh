@@ -12,6 +12,8 @@ PKGS=(g++ cmake ninja-build pkg-config libprotobuf-dev protobuf-compiler libcli1
 PKGS+=(postgresql-15 postgresql-client-15)
 # cryo dump/restore of TCP connections: the network lock (nft); test_tcp.py: redis-server.
 PKGS+=(nftables redis-server)
+# A network namespace of the tree's own (src/ns/rtnl.cc): rtnetlink through libmnl.
+PKGS+=(libmnl-dev)
 # test_snapshot.py: chattr (an append-only file refused).
 PKGS+=(e2fsprogs)
 missing=()

@@ -253,10 +253,10 @@ TEST(FdInfoRules, LocksAsyncAndOwnersRestoredUnknownFlagsRefused) {
 
 TEST(NsRules, OtherNamespacesAreRefusedByName) {
   Report r;
-  ClassifyNamespaces({{"net", "net:[99]"}, {"pid", "pid:[4026531836]"}, {"quux", "quux:[1]"}}, "pid 100", Cryo(),
+  ClassifyNamespaces({{"time", "time:[99]"}, {"pid", "pid:[4026531836]"}, {"quux", "quux:[1]"}}, "pid 100", Cryo(),
                      nullptr, &r);
   const std::string s = Refusals(r);
-  EXPECT_NE(s.find("pid 100 lives in a network namespace other than cryo's (net:[99]); restoring namespaces is not "
+  EXPECT_NE(s.find("pid 100 lives in a time namespace other than cryo's (time:[99]); restoring namespaces is not "
                    "supported yet"),
             std::string::npos)
       << s;
@@ -268,11 +268,11 @@ TEST(NsRules, OtherNamespacesAreRefusedByName) {
   EXPECT_NE(Refusals(thread).find("other than its process leader's"), std::string::npos);
 }
 
-// A tree's own UTS and IPC namespaces are restored as fresh ones (src/ns/);
-// a thread in another one than its leader is still refused.
+// A tree's own UTS, IPC and network namespaces are restored as fresh ones
+// (src/ns/); a thread in another one than its leader is still refused.
 TEST(NsRules, OwnUtsAndIpcNamespacesAreRestored) {
   Report r;
-  ClassifyNamespaces({{"ipc", "ipc:[77]"}, {"uts", "uts:[78]"}}, "pid 100", Cryo(), nullptr, &r);
+  ClassifyNamespaces({{"ipc", "ipc:[77]"}, {"uts", "uts:[78]"}, {"net", "net:[79]"}}, "pid 100", Cryo(), nullptr, &r);
   EXPECT_EQ(r.refusals(), 0u) << Refusals(r);
   Report thread;
   const std::map<std::string, std::string> leader = {{"ipc", "ipc:[77]"}};

@@ -1,7 +1,7 @@
 // Namespaces (/proc/PID/ns, namespaces(7)) and cgroups (/proc/PID/cgroup,
 // cgroups(7)): a restored process is a fork of cryo and lives in cryo's
 // namespaces, so any other namespace is refused until cryo restores it (a
-// UTS or IPC namespace of the tree's own is: src/ns/; so are its own PID
+// UTS, IPC or network namespace of the tree's own is: src/ns/; so are its own PID
 // namespace and the mount namespace that goes with it: ns/tree_pidns.h); its
 // cgroups are restored (src/cgroup/), a thread's own cgroup is refused.
 #include <string>
@@ -68,7 +68,7 @@ void ClassifyNamespaces(const std::map<std::string, std::string>& links, const s
                   "made again by the restore with --pidns new");
       continue;
     }
-    if (!leader && (kind->name == "ipc" || kind->name == "uts")) {
+    if (!leader && (kind->name == "ipc" || kind->name == "uts" || kind->name == "net")) {
       // The tree's own: restored as a fresh namespace (ns/namespaces.cc,
       // which refuses a tree in several of them or one shared outside it).
       report->Add(subject, "ns", name, link, Verdict::kRestored,

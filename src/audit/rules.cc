@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "base/file_util.h"
+#include "ns/ns_thread.h"
 
 namespace cryo::audit {
 
@@ -92,6 +93,8 @@ Result<Baseline> Baseline::OfCryo() {
                          "user", "uts"}) {
     auto link = ReadLink(std::string("/proc/self/ns/") + ns);
     if (link.ok()) b.ns[ns] = *link;
+    // Its main thread visiting the tree's network namespace (ns/netns.h).
+    if (std::string_view(ns) == "net" && ns::HomeNetInode()) b.ns[ns] = "net:[" + std::to_string(ns::HomeNetInode()) + "]";
   }
   auto cg = ReadFileToString("/proc/self/cgroup");
   if (cg.ok())

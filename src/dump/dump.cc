@@ -40,6 +40,7 @@
 #include "files/snapshot_dump.h"
 #include "mem/vma_dump.h"
 #include "ns/namespaces.h"
+#include "ns/netns.h"
 #include "ns/tree_pidns.h"
 #include "proc/path_check.h"
 #include "proc/path_check.h"
@@ -297,6 +298,8 @@ bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
 // attributes audited too. Refuses (detaching the tree untouched) if any
 // item is refused.
 struct Classified {
+  // Destroyed last: cryo's main thread back in its own network namespace.
+  ns::NetnsVisit netns_visit;
   SeizedTree tree;
   // After the tree: its connections leave repair mode before the tree runs.
   TcpDumpSession tcp;
@@ -339,6 +342,9 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   // tasks exist; deleted working directories, roots and executables cannot
   // be reopened at all.
   CRYO_RETURN_IF_ERROR(paths::CheckProcessPaths(c->scope.pids, c->scope.all_tasks));
+  // A tree in a network namespace of its own: its sockets are looked up
+  // (sock_diag, /proc/net) from inside it.
+  CRYO_ASSIGN_OR_RETURN(c->netns_visit, ns::NetnsVisit::Enter(pid));
   // Task state refused by /proc alone (audit sessions, oom_score_adj, cgroups).
   const double tp = Now();
   std::vector<pid_t> live;
@@ -381,6 +387,9 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
     SeizedProcess& sp = *c->tree.processes()[i];
     CRYO_ASSIGN_OR_RETURN(seccomp[i], DumpSeccomp(sp));
   }
+  if (c->features.count("net-ns") && c->tcp.has_deferred())
+    return Status::Error("the tree holds established TCP connections in its own network namespace, which are not "
+                         "restored yet (its listeners, UDP and UNIX sockets are)");
   // TCP connections, read in repair mode with the tree held (dump/tcp_hold.h).
   CRYO_RETURN_IF_ERROR(ReadTcpConnections(c->tree, c->inspection.facts, seccomp, c->tcp));
   const double tc = Now();
@@ -648,7 +657,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   if (ttys.ttys_size()) writer->AsyncWriteRecord(image::TtysName(), image::FileKind::kTtys, ttys);
   if (features.count("snapshot-files"))
     writer->AsyncWriteRecord(image::SnapshotName(), image::FileKind::kSnapshot, snapshot);
-  if (features.count("uts-ns") || features.count("ipc-ns"))
+  if (features.count("uts-ns") || features.count("ipc-ns") || features.count("net-ns"))
     writer->AsyncWriteRecord(image::NamespacesName(), image::FileKind::kNamespaces, c.namespaces);
   CRYO_RETURN_IF_ERROR(writer->Flush());
   lap(&progress->records, &tphase);

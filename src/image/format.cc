@@ -186,6 +186,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "opath-symlink",
       "uts-ns",
       "ipc-ns",
+      "net-ns",
       "pid-ns",
       "mqueue-fds",
       "incremental",

@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "ns/ipc_objects.h"
+#include "ns/netns.h"
 #include "ns/ns_thread.h"
 #include "ns/tree_pidns.h"
 #include "proc/proc.h"
@@ -26,6 +27,7 @@ struct NsKind {
 constexpr NsKind kKinds[] = {
     {"uts", CLONE_NEWUTS, "UTS namespace", "uts-ns"},
     {"ipc", CLONE_NEWIPC, "IPC namespace", "ipc-ns"},
+    {"net", CLONE_NEWNET, "network namespace", "net-ns"},
 };
 
 bool HasFeature(const image::Inventory& inv, const char* f) {
@@ -97,6 +99,9 @@ Status DumpNamespaces(const std::vector<pid_t>& pids, const std::set<pid_t>& tre
     types |= k.type;
     features->insert(k.feature);
   }
+  if (types & CLONE_NEWNET)  // on threads of its own (ns/netns.h)
+    CRYO_RETURN_IF_ERROR(DumpNetNamespace(pids.front(), out->mutable_net()).Prefixed("the tree's network namespace"));
+  types &= ~CLONE_NEWNET;
   if (!types) return Status::Ok();
   return RunInNamespacesOf(pids.front(), types, [&]() -> Status {
     if (types & CLONE_NEWUTS) {
@@ -115,7 +120,10 @@ Status EnterFreshNamespaces(const image::Inventory& inv, const image::NamespaceT
   for (const NsKind& k : kKinds)
     if (HasFeature(inv, k.feature)) types |= k.type;
   if (!types) return Status::Ok();
-  if (::unshare(types) != 0) return Status::FromErrno("unshare (fresh UTS/IPC namespaces for the tree)");
+  if (::unshare(types) != 0) return Status::FromErrno("unshare (fresh UTS/IPC/network namespaces for the tree)");
+  // Before any socket of the tree is made (FdPool): sockets belong to the
+  // namespace of the thread that makes them.
+  if (types & CLONE_NEWNET) CRYO_RETURN_IF_ERROR(RestoreNetNamespace(ns.net()).Prefixed("the tree's network namespace"));
   if (types & CLONE_NEWUTS) {
     const std::string& h = ns.uts().hostname();
     const std::string& d = ns.uts().domainname();

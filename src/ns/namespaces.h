@@ -1,5 +1,5 @@
-// The namespaces a tree owns: a UTS namespace (host and domain name) and an
-// IPC namespace (SysV semaphores, message queues and shared memory, POSIX
+// The namespaces a tree owns: a UTS namespace (host and domain name), a
+// network namespace (ns/netns.h) and an IPC namespace (SysV semaphores, message queues and shared memory, POSIX
 // message queues, the namespace's sysctls), each shared by every process of
 // the tree and by no process outside it (`unshare --fork --ipc --uts CMD`,
 // a container). The dump reads them (ns.img); the restore recreates each as a
@@ -20,7 +20,7 @@
 namespace cryo::ns {
 
 // Before anything is written: the namespaces of the live processes `pids`
-// that are not cryo's, read into `out` (features "uts-ns", "ipc-ns"), or a
+// that are not cryo's, read into `out` (features "uts-ns", "ipc-ns", "net-ns"), or a
 // refusal naming what is not restored (processes in different namespaces, a
 // process outside `tree` in the tree's namespace, objects that cannot be
 // read). Leaves everything as it was.

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <charconv>
+#include <string_view>
 #include <thread>
 
 #include "base/file_util.h"
@@ -13,7 +15,15 @@
 
 namespace cryo::ns {
 
+namespace {
+std::atomic<uint64_t> g_home_net{0};
+}  // namespace
+
+void SetHomeNetInode(uint64_t ino) { g_home_net = ino; }
+uint64_t HomeNetInode() { return g_home_net; }
+
 Result<uint64_t> NsInode(pid_t pid, const char* name) {
+  if (pid == 0 && g_home_net && std::string_view(name) == "net") return g_home_net.load();
   const std::string path = (pid ? "/proc/" + std::to_string(pid) : std::string("/proc/self")) + "/ns/" + name;
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) return Status::FromErrno("stat " + path);
@@ -22,7 +32,8 @@ Result<uint64_t> NsInode(pid_t pid, const char* name) {
 
 Status RunInNamespacesOf(pid_t pid, int nstypes, const std::function<Status()>& fn) {
   std::vector<std::pair<UniqueFd, int>> fds;
-  for (auto [type, name] : {std::pair{CLONE_NEWIPC, "ipc"}, std::pair{CLONE_NEWUTS, "uts"}}) {
+  for (auto [type, name] : {std::pair{CLONE_NEWIPC, "ipc"}, std::pair{CLONE_NEWUTS, "uts"},
+                             std::pair{CLONE_NEWNET, "net"}}) {
     if (!(nstypes & type)) continue;
     const std::string path = "/proc/" + std::to_string(pid) + "/ns/" + name;
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));

@@ -15,11 +15,15 @@
 
 namespace cryo::ns {
 
-// The inode of /proc/PID/ns/NAME (PID 0: cryo's own, /proc/self).
+// The inode of /proc/PID/ns/NAME (PID 0: cryo's own, /proc/self; its
+// network namespace is the one it came from while its main thread visits
+// the tree's, netns.h NetnsVisit).
 Result<uint64_t> NsInode(pid_t pid, const char* name);
+void SetHomeNetInode(uint64_t ino);
+uint64_t HomeNetInode();  // 0: not visiting
 
 // Runs `fn` on a new thread that joined the namespaces `nstypes`
-// (CLONE_NEWIPC, CLONE_NEWUTS) of `pid`, and returns its status.
+// (CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWNET) of `pid`, and returns its status.
 Status RunInNamespacesOf(pid_t pid, int nstypes, const std::function<Status()>& fn);
 
 // Reads /proc/sys/PATH ("kernel/msgmnb") without its newline.

@@ -1,0 +1,44 @@
+// A network namespace owned by the tree (`unshare --net`, `cryo run --ns
+// net`): its lo, addresses, main-table routes, sysctls that differ from a
+// fresh namespace's and its nftables ruleset are dumped (NetNamespace of
+// ns.img, feature "net-ns") and rebuilt at restore in a fresh namespace that
+// cryo's main thread enters before it makes any socket, so that every
+// socket of the tree is made in it. Anything else the namespace holds is
+// refused by name at dump (other links, policy routing, tc, xfrm,
+// iptables-legacy, ...). The dump checks the image by rebuilding it once
+// in a throwaway fresh namespace. A failed restore leaves nothing: the
+// namespace dies with the processes that hold it.
+#pragma once
+
+#include <sys/types.h>
+
+#include "base/status.h"
+#include "base/unique_fd.h"
+#include "cryo/image.pb.h"
+
+namespace cryo::ns {
+
+// Reads the network namespace of `pid` into `out` (threads of cryo's that
+// join it and fresh ones), or refuses what it holds that is not restored.
+Status DumpNetNamespace(pid_t pid, image::NetNamespace* out);
+
+// On the calling thread, which must be in the fresh namespace.
+Status RestoreNetNamespace(const image::NetNamespace& net);
+
+// While the dump reads the tree's sockets: cryo's main thread in the tree's
+// network namespace, so that sock_diag and /proc/net answer about it
+// (both are the namespace of the caller; socket(7), proc(5)). Goes back
+// to cryo's own when destroyed.
+class NetnsVisit {
+ public:
+  static Result<NetnsVisit> Enter(pid_t pid);
+  NetnsVisit() = default;
+  NetnsVisit(NetnsVisit&&) = default;
+  NetnsVisit& operator=(NetnsVisit&&) = default;
+  ~NetnsVisit();
+
+ private:
+  UniqueFd home_;
+};
+
+}  // namespace cryo::ns
