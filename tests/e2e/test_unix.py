@@ -13,6 +13,7 @@ a restore (kill and rewind) and reloads its workers over those channels.
 Run: test_unix.py --cryo PATH --workloads DIR [NAME ...]
 """
 import os
+import random
 import signal
 import socket
 import sys
@@ -418,11 +419,22 @@ http {
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A free port below ip_local_port_range: nginx binds it only later, and
+    again at each restore, so it must not be one the kernel hands out to
+    other programs' outgoing connections meanwhile (EADDRINUSE under load)."""
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    cryotest.fail("no free port below %d" % low)
 
 
 def children(pid):
