@@ -186,6 +186,10 @@ def test_killed_while_making_the_userfaultfd(h):
     program runs on untraced and passes its own verification."""
     w = start(h)
     before, own = fd_table(w.pid), own_state(w.pid)
+    deadline = time.monotonic() + 10  # taken while every thread sleeps
+    while any(v[1] == "running" for v in own.values()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+        own = own_state(w.pid)
     r = h.run_cryo(["dump", "-t", str(w.pid), "-D", h.mkdir("img-count"), "--leave-running", "--track-mem", "-vv"],
                    env={"CRYO_FAULT_POINT": "0"}, tag="dump-count")
     check(r.rc == 0, "counting dump failed\n%s" % r.describe())
@@ -206,10 +210,14 @@ def test_killed_while_making_the_userfaultfd(h):
             # threads back in their own masks and sleeps means it is through
             # (the close comes before), out of cryo's code before the next
             # dump seizes it.
+            # (The state that ended the wait is the one checked: a second
+            # read could find a thread on a CPU, "running".)
             deadline = time.monotonic() + 10
-            while own_state(w.pid) != own and time.monotonic() < deadline:
+            state = own_state(w.pid)
+            while state != own and time.monotonic() < deadline:
                 time.sleep(0.02)
-            check_eq(own_state(w.pid), own, "the program's masks and sleeps %s" % when)
+                state = own_state(w.pid)
+            check_eq(state, own, "the program's masks and sleeps %s" % when)
             check_eq(fd_table(w.pid), before, "the program's fds %s" % when)
         step(h, w, 1)  # runs on
     finally:
