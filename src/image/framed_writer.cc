@@ -59,6 +59,7 @@ void FramedPageFile::Submit() {
   if (workers_.empty()) {
     lock.unlock();
     job->method = CompressChunk(compression_, job->in.data(), job->in.size(), &job->out);
+    job->hash = HashBytes(job->out.data(), job->out.size());
     job->in.clear();
     job->done = true;
     return;
@@ -77,9 +78,11 @@ void FramedPageFile::WorkerLoop() {
     lock.unlock();
     std::string out;
     const FrameMethod m = CompressChunk(compression_, job->in.data(), job->in.size(), &out);
+    const uint64_t hash = HashBytes(out.data(), out.size());
     lock.lock();
     job->out.swap(out);
     job->method = m;
+    job->hash = hash;
     job->in.clear();
     job->in.shrink_to_fit();
     job->done = true;
@@ -106,7 +109,7 @@ Status FramedPageFile::WriteReady(bool wait_all) {
     e.file_offset = physical_;
     e.stored_bytes = static_cast<uint32_t>(job->out.size());
     e.method = job->method;
-    e.hash = HashBytes(job->out.data(), job->out.size());
+    e.hash = job->hash;
     CRYO_RETURN_IF_ERROR(out_->WriteAt(job->out.data(), job->out.size(), static_cast<off_t>(physical_)));
     CRYO_RETURN_IF_ERROR(out_->StartWriteback(static_cast<off_t>(physical_), job->out.size()));
     physical_ += job->out.size();

@@ -49,6 +49,7 @@ class FramedPageFile final : public WritableFile {
     std::string in;
     std::string out;
     FrameMethod method = FrameMethod::kStored;
+    uint64_t hash = 0;  // of `out`, taken by the thread that compressed it
     bool done = false;
   };
   void Submit();

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 
@@ -25,7 +26,9 @@ Status PreadAll(int fd, void* out, uint64_t n, uint64_t offset, const std::strin
 
 Result<PageSource> PageSource::Open(const std::string& dir, const ImageIdentity& identity, const std::string& name,
                                     bool compressed_ok, FileHeader* h) {
+  static std::atomic<uint64_t> next_id{1};
   PageSource s;
+  s.id_ = next_id++;
   s.path_ = dir + "/" + name;
   CRYO_ASSIGN_OR_RETURN(s.fd_, OpenImageFile(s.path_, &s.file_size_));
   CRYO_RETURN_IF_ERROR(identity.CheckSize(s.path_, name, s.file_size_, true));
@@ -71,7 +74,12 @@ Status PageSource::Read(void* out, uint64_t n, uint64_t offset) const {
   if (!compressed()) return PreadAll(fd_.get(), out, n, offset, path_);
   const uint64_t chunk = descriptor_.chunk_bytes;
   const uint64_t from = offset - kPageDataOffset;
-  thread_local std::string stored, whole;
+  thread_local std::string stored;
+  // The last frame this thread decompressed for a part of its chunk.
+  thread_local struct {
+    uint64_t source = 0, frame = 0;
+    std::string data;
+  } last;
   char* dst = static_cast<char*>(out);
   for (uint64_t pos = from; pos < from + n;) {
     const uint64_t i = pos / chunk;
@@ -79,21 +87,32 @@ Status PageSource::Read(void* out, uint64_t n, uint64_t offset) const {
     const uint64_t chunk_start = i * chunk;
     const uint64_t chunk_len = std::min(chunk, payload_size_ - chunk_start);
     const uint64_t take = std::min(from + n, chunk_start + chunk_len) - pos;
-    const std::string frame = path_ + ": frame " + std::to_string(i) + " (page data offsets " +
-                              std::to_string(kPageDataOffset + chunk_start) + "-" +
-                              std::to_string(kPageDataOffset + chunk_start + chunk_len) + ")";
-    stored.resize(e.stored_bytes);
-    CRYO_RETURN_IF_ERROR(PreadAll(fd_.get(), stored.data(), e.stored_bytes, e.file_offset, path_));
-    if (HashBytes(stored.data(), stored.size()) != e.hash)
-      return Status::Error(frame + ": checksum mismatch (corrupted image)");
-    // The whole chunk wanted: straight into place; else through a buffer.
+    const auto frame = [&] {
+      return path_ + ": frame " + std::to_string(i) + " (page data offsets " +
+             std::to_string(kPageDataOffset + chunk_start) + "-" +
+             std::to_string(kPageDataOffset + chunk_start + chunk_len) + ")";
+    };
+    // The whole chunk wanted: straight into place; else through the cache.
     const bool direct = pos == chunk_start && take == chunk_len;
-    if (!direct) whole.resize(chunk_len);
-    char* into = direct ? dst : whole.data();
-    std::string why;
-    if (!DecompressFrame(e.method, stored.data(), stored.size(), into, chunk_len, &why))
-      return Status::Error(frame + ": does not decompress: " + why + " (corrupted image)");
-    if (!direct) std::memcpy(dst, whole.data() + (pos - chunk_start), take);
+    if (direct || last.source != id_ || last.frame != i) {
+      stored.resize(e.stored_bytes);
+      CRYO_RETURN_IF_ERROR(PreadAll(fd_.get(), stored.data(), e.stored_bytes, e.file_offset, path_));
+      if (HashBytes(stored.data(), stored.size()) != e.hash)
+        return Status::Error(frame() + ": checksum mismatch (corrupted image)");
+      if (!direct) {
+        last.source = 0;  // until the frame is whole
+        last.data.resize(chunk_len);
+      }
+      char* into = direct ? dst : last.data.data();
+      std::string why;
+      if (!DecompressFrame(e.method, stored.data(), stored.size(), into, chunk_len, &why))
+        return Status::Error(frame() + ": does not decompress: " + why + " (corrupted image)");
+      if (!direct) {
+        last.source = id_;
+        last.frame = i;
+      }
+    }
+    if (!direct) std::memcpy(dst, last.data.data() + (pos - chunk_start), take);
     dst += take;
     pos += take;
   }

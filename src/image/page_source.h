@@ -3,7 +3,9 @@
 // read decompresses only the frames it touches; every frame's checksum is
 // checked before it is decompressed, and it must decompress to exactly its
 // chunk's size: a corrupted frame is an error naming the file and the frame,
-// never a crash or a page of zeros. Reads are safe from several threads.
+// never a crash or a page of zeros. Reads are safe from several threads; each
+// thread keeps the last frame it decompressed for a part of a chunk, so page
+// by page reads (show --compare-pages, small runs) decompress a frame once.
 #pragma once
 
 #include <cstdint>
@@ -51,6 +53,9 @@ class PageSource {
   uint64_t file_size_ = 0;
   FrameDescriptor descriptor_{};
   std::vector<FrameEntry> frames_;
+  // Names this opened file for the per-thread cache of the last frame read
+  // (an address could be another file's once this one is gone).
+  uint64_t id_ = 0;
 };
 
 }  // namespace cryo::image
