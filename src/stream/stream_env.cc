@@ -6,6 +6,7 @@
 
 #include "base/interrupt.h"
 #include "image/format.h"
+#include "image/page_frames.h"
 
 namespace cryo::stream {
 
@@ -73,13 +74,9 @@ class StreamFile final : public WritableFile {
 };
 
 Result<int> ParseCompression(const std::string& text) {
-  if (text == "none") return 0;
-  if (text == "zstd") return 1;
-  if (text.rfind("zstd:", 0) == 0 && text.size() > 5 && text.size() <= 7 &&
-      text.find_first_not_of("0123456789", 5) == std::string::npos) {
-    const int level = std::stoi(text.substr(5));
-    if (level >= 1 && level <= 19) return level;
-  }
+  // The spellings of the image's --compress (image/page_frames.h), zstd only.
+  Result<image::Compression> c = image::ParseCompression(text, /*default_zstd_level=*/1);
+  if (c.ok() && c->codec != image::Codec::kLz4) return c->codec == image::Codec::kZstd ? c->level : 0;
   return Status::Error("--compress " + text + ": give zstd, zstd:LEVEL (1 to 19) or none");
 }
 
