@@ -64,7 +64,10 @@ put("done", order + " " + ",".join(r[0] for r in c.execute("SELECT v FROM t ORDE
 
 PROGRAM_CLI = COMMON + r"""
 import subprocess
-shell = subprocess.Popen([sys.argv[3], "-bail", db], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+# A busy timeout, as Python's sqlite3 has by default: its COMMIT waits while
+# the outside writer that waits for it holds a SHARED lock for a moment
+# (without one, "database is locked" at once: a race of the test, not cryo's).
+shell = subprocess.Popen([sys.argv[3], "-bail", "-cmd", ".timeout 30000", db], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT, close_fds=True)
 def run(sql, marker):
     shell.stdin.write((sql + "\nSELECT '" + marker + "';\n").encode())
