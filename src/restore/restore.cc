@@ -49,6 +49,7 @@
 #include "restorer/blob.h"
 #include "restorer/restorer_args.h"
 #include "seize/ptrace_util.h"
+#include "net/tcp_rewind.h"
 #include "net/tcp_session.h"
 #include "ns/join_ns.h"
 #include "ns/namespaces.h"
@@ -384,6 +385,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   CRYO_RETURN_IF_ERROR(CheckOwnerGroups(plan, cores, fd_tables));
   CRYO_RETURN_IF_ERROR(CheckLeasesFree(img));
   CRYO_RETURN_IF_ERROR(CheckLocksFree(img));
+  CRYO_RETURN_IF_ERROR(CheckOutsidePeersHeld(img, opts.tcp_close));
   for (const auto& [pid, p] : img.processes) {
     CRYO_RETURN_IF_ERROR(ValidateJobControl(p.core));
     CRYO_RETURN_IF_ERROR(CheckDumpableFlag(p.core));
