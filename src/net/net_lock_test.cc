@@ -1,29 +1,13 @@
 #include "net/net_lock.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 
 #include <cstring>
 
+#include "net/sockaddr_for_tests.h"
+
 namespace cryo {
 namespace {
-
-std::string V4(const char* ip, uint16_t port) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  inet_pton(AF_INET, ip, &a.sin_addr);
-  return std::string(reinterpret_cast<const char*>(&a), sizeof(a));
-}
-
-std::string V6(const char* ip, uint16_t port) {
-  sockaddr_in6 a{};
-  a.sin6_family = AF_INET6;
-  a.sin6_port = htons(port);
-  inet_pton(AF_INET6, ip, &a.sin6_addr);
-  return std::string(reinterpret_cast<const char*>(&a), sizeof(a));
-}
 
 TEST(NetLock, Names) {
   EXPECT_TRUE(IsNetLockName(NewNetLockName()));
