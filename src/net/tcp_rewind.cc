@@ -3,6 +3,7 @@
 #include <set>
 #include <utility>
 
+#include "base/log.h"
 #include "net/net_lock.h"
 
 namespace cryo {
@@ -19,15 +20,15 @@ std::string Key(const std::string& addr) {
 
 }  // namespace
 
-std::vector<std::string> ConnectionsWithPeerOutside(const image::LoadedImage& img) {
+std::vector<std::string> ConnectionsWithPeerOutside(const TreeFdTables& tables) {
   std::set<std::pair<std::string, std::string>> ends;  // (local, peer) of each socket
-  for (const auto& [pid, p] : img.processes)
-    for (const image::Fd& f : p.fds.fds())
+  for (const auto& [pid, fds] : tables)
+    for (const image::Fd& f : fds->fds())
       if (f.kind() == image::FD_TCP_SOCKET) ends.insert({Key(f.tcp_socket().local()), Key(f.tcp_socket().peer())});
   std::vector<std::string> out;
   std::set<uint64_t> named;
-  for (const auto& [pid, p] : img.processes)
-    for (const image::Fd& f : p.fds.fds()) {
+  for (const auto& [pid, fds] : tables)
+    for (const image::Fd& f : fds->fds()) {
       if (f.kind() != image::FD_TCP_SOCKET) continue;
       const image::TcpSocket& t = f.tcp_socket();
       if (ends.count({Key(t.peer()), Key(t.local())}) || !named.insert(t.ino()).second) continue;
@@ -35,6 +36,18 @@ std::vector<std::string> ConnectionsWithPeerOutside(const image::LoadedImage& im
                     TcpEndpointName(t.local()) + " <-> " + TcpEndpointName(t.peer()));
     }
   return out;
+}
+
+std::vector<std::string> ConnectionsWithPeerOutside(const image::LoadedImage& img) {
+  TreeFdTables tables;
+  for (const auto& [pid, p] : img.processes) tables.push_back({pid, &p.fds});
+  return ConnectionsWithPeerOutside(tables);
+}
+
+void WarnPeersNotRewound(const TreeFdTables& tables) {
+  for (const std::string& c : ConnectionsWithPeerOutside(tables))
+    LOG_WARN("%s: its peer is outside the tree and goes on with the running original: this image restores the "
+             "connection only with --tcp-close (reset by its peer)", c.c_str());
 }
 
 Status CheckOutsidePeersHeld(const image::LoadedImage& img, bool tcp_close) {

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -24,9 +25,17 @@
 
 namespace cryo {
 
-// The connections of `img` whose other end is not in the image, named
+// The fd tables of a tree's processes, by pid.
+using TreeFdTables = std::vector<std::pair<int, const image::FdTable*>>;
+
+// The connections of `tables` whose other end is not in them, named
 // ("pid 12 fd 4: TCP 127.0.0.1:8002 <-> 127.0.0.1:35550"), each socket once.
+std::vector<std::string> ConnectionsWithPeerOutside(const TreeFdTables& tables);
 std::vector<std::string> ConnectionsWithPeerOutside(const image::LoadedImage& img);
+
+// A dump --leave-running: says (warning) which connections the image
+// restores only with --tcp-close.
+void WarnPeersNotRewound(const TreeFdTables& tables);
 
 // Refuses the restore of an image holding a connection whose peer is outside
 // the tree when no network lock holds that peer's end any more (see above);

@@ -62,15 +62,18 @@ def forget_errors(w):
 
 
 def test_rewind_refused_by_name(h):
-    """dump --leave-running of a client whose peer is outside the tree:
-    restored beside the running original (--pidns new), then after the
+    """dump --leave-running of a client whose peer is outside the tree (the
+    dump warns that it restores only with --tcp-close): restored beside the running original (--pidns new), then after the
     original was killed, the restore is refused naming the connection, before
     anything is made; the original's connection goes on untouched meanwhile.
     --tcp-close restores it reset."""
     peer, w = start_peer_and_client(h)
     images = h.mkdir("img")
-    h.dump(w.pid, images, leave_running=True)
+    r = h.dump(w.pid, images, leave_running=True)
     check_no_lock("after a dump --leave-running")
+    # The dump says so already.
+    check("pid %d fd" % w.pid in r.stderr and "only with --tcp-close" in r.stderr,
+          "the dump should warn that the connection restores only with --tcp-close: %s" % r.describe())
     must = ("pid %d fd" % w.pid, "TCP 127.0.0.1:", "peer is outside the tree", "--leave-running", "--tcp-close")
     restore_refused(h, images, must, extra=("--pidns", "new"))
     # Both ends of the original's connection go on: nothing was made.
