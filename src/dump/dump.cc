@@ -599,8 +599,10 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
   // Kill mode: the connections stay locked until the restore.
-  if (!opts.leave_running) inv.set_net_lock(c.tcp.lock_name());
-  if (opts.leave_running) {
+  if (!opts.leave_running) {
+    inv.set_net_lock(c.tcp.lock_name());
+  } else {
+    // The peers outside the tree go on with the original.
     TreeFdTables fd_tables;
     for (const DumpedProcess& p : procs) fd_tables.push_back({p.core.pid(), &p.fds});
     WarnPeersNotRewound(fd_tables);

@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-
 #include "net/sockaddr_for_tests.h"
 
 namespace cryo {
