@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "bpf/udp_queue_count.h"
 #include "net/socket_names.h"
 #include "net/socket_options.h"
 
@@ -183,21 +184,44 @@ Status SetRcvbufBack(int fd, int rcvbuf, const std::string& what) {
 
 }  // namespace
 
-Status PeekUdpQueue(int fd, const std::string& what, UdpQueue* out) {
-  CRYO_RETURN_IF_ERROR(PeekAll(fd, what, out));
-  if (!out->empty()) return Status::Ok();
-  // An empty datagram that was peeked at once (by an earlier --leave-running
-  // dump) is passed over by every later peek (net/core/datagram.c,
-  // __skb_try_recv_from_queue skips an empty skb marked peeked). Nothing seen
-  // while the queue still holds memory (SO_MEMINFO's receive allocation, the
-  // truesize of every skb queued) means such datagrams are all it holds.
-  uint32_t mem[SK_MEMINFO_VARS] = {};
-  CRYO_RETURN_IF_ERROR(MemInfo(fd, what, mem));
-  if (mem[SK_MEMINFO_RMEM_ALLOC] != 0)
+Status PeekUdpQueue(int fd, const std::string& what, bool unverified_ok, UdpQueue* out) {
+  // A datagram arriving between the peek and the count makes the kernel's
+  // count larger for a moment: peeked and counted again. Hidden datagrams
+  // stay hidden (the tree is frozen, nothing takes them).
+  Result<uint32_t> held = 0u;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    out->Clear();
+    CRYO_RETURN_IF_ERROR(PeekAll(fd, what, out));
+    // Every skb queued is charged to the receive allocation (its truesize,
+    // __udp_enqueue_schedule_skb) until it is taken: an empty queue needs no
+    // count.
+    uint32_t mem[SK_MEMINFO_VARS] = {};
+    CRYO_RETURN_IF_ERROR(MemInfo(fd, what, mem));
+    if (out->empty() && mem[SK_MEMINFO_RMEM_ALLOC] == 0) return Status::Ok();
+    held = bpf::CountUdpDatagrams(fd);
+    if (!held.ok()) break;
+    if (*held == static_cast<uint32_t>(out->size())) return Status::Ok();
+  }
+  if (held.ok()) {
+    if (*held < static_cast<uint32_t>(out->size()))
+      return Status::Error(what + ": cryo peeked at " + std::to_string(out->size()) + " queued datagrams but the kernel " +
+                           "holds " + std::to_string(*held) + " (a process outside the tree reads the socket?)");
+    return Status::Error(what + ": its receive queue holds " + std::to_string(*held - out->size()) +
+                         " datagrams the kernel hides from peeking: empty datagrams already peeked at (by the program, "
+                         "or by an earlier --leave-running dump), which cryo does not restore; let the program read "
+                         "them, then dump again");
+  }
+  // No exact count. Nothing seen while the queue still holds memory: hidden
+  // datagrams are all it holds.
+  if (out->empty())
     return Status::Error(what + ": its receive queue holds datagrams that can only be read by taking them (empty "
-                                "datagrams an earlier dump already peeked at), which cryo does not restore; let the "
-                                "program read them, then dump again");
-  return Status::Ok();
+                                "datagrams already peeked at, by the program or by an earlier --leave-running dump), "
+                                "which cryo does not restore; let the program read them, then dump again");
+  if (unverified_ok) return Status::Ok();
+  return Status::Error(what + ": cannot count the datagrams of its receive queue exactly: BPF iterator unavailable (" +
+                       held.status().ToString() + "); cryo peeked at " + std::to_string(out->size()) +
+                       " but an empty datagram the program already peeked at would be missed. --udp-queue-unverified "
+                       "dumps the datagrams seen anyway");
 }
 
 Status RefillUdpQueue(int fd, const std::string& local, const UdpQueue& queue, const std::string& what) {
