@@ -4,9 +4,10 @@
 // from a new socket's (socket_options.h), multicast memberships
 // (udp_multicast.h), the shutdown state (inet_diag: shutdown(SHUT_WR) shows
 // nowhere else) and the datagrams waiting to be read with their senders
-// (udp_queue.h). The restore makes the socket in cryo, binds it, refills its
-// queue (before connecting it: a connected socket takes only its peer's
-// datagrams), joins its groups, connects it and shuts it down again.
+// (udp_queue.h; their number checked against the kernel's count,
+// bpf/udp_queue_count.h). The restore makes the socket in cryo, binds it,
+// refills its queue (before connecting it: a connected socket takes only its
+// peer's datagrams), joins its groups, connects it and shuts it down again.
 // Refused by name: a datagram being built (UDP_CORK, MSG_MORE), UDP
 // encapsulation, GSO/GRO (UDP_SEGMENT, UDP_GRO), IPv6 zero checksums,
 // datagrams queued on a socket that receives per-datagram ancillary data the

@@ -9,6 +9,12 @@ length; the workload checks its own queues (order, sources, boundaries),
 ports, options, group membership and that the connected socket still sends
 to its peer, in kill, leave-running and rewind modes.
 
+Queued datagrams the kernel hides from peeking (an empty datagram already
+peeked at, by the program or by an earlier --leave-running dump) are found
+by the kernel's own count (a BPF iterator) and refused by name; without the
+iterator (CRYO_PRETEND_MISSING=bpf-iter-udp) a queue is refused unless
+--udp-queue-unverified.
+
 Netlink: a route socket bound to groups (RTMGRP_LINK, IPv4 addresses) and a
 sock_diag socket come back with their port ids and groups, and still answer
 and get notifications (a dummy address added on lo after the restore).
