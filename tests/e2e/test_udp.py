@@ -342,6 +342,31 @@ def test_leave_running_twice(h):
         h.cleanup_one(pid)
 
 
+def test_hidden_datagram_in_own_network_namespace(h):
+    """The count walks the socket's own network namespace (a tree that owns
+    one; a socket of a namespace the describing thread is not in is counted
+    by src/bpf's unit test): a fresh [b"a",
+    b"", b"b"] there dumps, and the next dump, which the first one's peek
+    hides the empty datagram from, is refused by the count; the program still
+    reads its whole queue."""
+    script = ("import subprocess\nsubprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)\n" +
+              QUEUE_ABC.replace("PEEK", "pass") + "open('pid', 'w').write(str(os.getpid()))\n"
+              "open('ready', 'w').write('x')\nwhile True: time.sleep(0.05)\n")
+    u = h.start("udp-netns", ["/usr/bin/unshare", "--net", "--fork", "--", cryotest.PYTHON, "-c", script])
+    deadline = time.monotonic() + 10
+    while not os.path.exists(u.path("ready")) and time.monotonic() < deadline and cryotest.pid_alive(u.pid):
+        time.sleep(0.02)
+    check(os.path.exists(u.path("ready")), "the program under unshare never got ready: %s" % u.stderr())
+    child = int(cryotest.read_text(u.path("pid")).strip())
+    h.tracked_pids.append(child)
+    fd = cryotest.read_text(u.path("fd")).strip()
+    h.dump(u.pid, h.mkdir("img-netns"), leave_running=True)
+    h.dump_refused(u.pid, ["pid %d fd %s" % (child, fd), "1 datagrams the kernel hides from peeking"])
+    check_eq(queue_read(h, u, child), repr([b"a", b"", b"b"]), "the queue read by the program after the refused dump")
+    os.kill(child, 9)
+    h.wait_exit(u)
+
+
 def test_without_exact_count(h):
     """Without the BPF iterator (CRYO_PRETEND_MISSING=bpf-iter-udp): `cryo
     check` says so; a socket with datagrams queued is refused by name with the
@@ -386,6 +411,7 @@ TESTS = [
     test_empty_datagram_among_others_dumped_again,
     test_program_peeked_empty_datagram_refused,
     test_leave_running_twice,
+    test_hidden_datagram_in_own_network_namespace,
     test_without_exact_count,
 ]
 
