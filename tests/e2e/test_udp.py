@@ -372,7 +372,8 @@ def test_without_exact_count(h):
     check` says so; a socket with datagrams queued is refused by name with the
     reason unless --udp-queue-unverified, which dumps what cryo sees (for a
     queue no one peeked at, the whole queue: restored exactly); an empty
-    queue needs no count."""
+    queue needs no count, and one holding only hidden datagrams is refused by
+    its memory, option or not."""
     with Pretend("bpf-iter-udp"):
         r = h.run_cryo(["check"], log=False, tag="check")
         check("FAIL  bpf-iter-udp" in r.stdout and "--udp-queue-unverified" in r.stdout,
@@ -381,6 +382,15 @@ def test_without_exact_count(h):
                              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 0))\n")
         h.dump(empty.pid, h.mkdir("img-empty"), leave_running=True)
         h.kill_and_reap(empty)
+        # Only an empty datagram queued, peeked at by a first dump: nothing
+        # seen but memory held is refused even with the option.
+        only = start_script(h, "udp-no-count-only-empty", "import socket, time\n"
+                            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 0))\n"
+                            "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'', s.getsockname())\n")
+        h.dump(only.pid, h.mkdir("img-only-empty"), leave_running=True, extra=["--udp-queue-unverified"])
+        h.dump_refused(only.pid, ["UDP 127.0.0.1:", "can only be read by taking them (empty datagrams already "
+                                  "peeked at"], extra_args=["--udp-queue-unverified"])
+        h.kill_and_reap(only)
         w = start_abc(h, "udp-no-count")
         fd = cryotest.read_text(w.path("fd")).strip()
         h.dump_refused(w.pid, ["pid %d fd %s" % (w.pid, fd), "UDP 127.0.0.1:", "cannot count the datagrams of its "
