@@ -467,6 +467,8 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ctx.cryo_vmas = &cryo_vmas;
   const std::map<pid_t, SharingRole> roles = SharingRoles(cores);
   ctx.roles = &roles;
+  const std::map<pid_t, ProcessFacts> facts = GatherProcessFacts(img);
+  ctx.facts = &facts;
   ctx.cgroups = cgroups.get();
 
   // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
