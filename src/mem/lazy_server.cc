@@ -457,7 +457,10 @@ bool LazyServer::ServeOnce() {
   bool missing = false;
   for (const auto& sp : spaces_) missing |= !sp->pending.empty();
   if (!missing && released_) return false;
-  const bool prefetch = missing && !PrefetchHeld();
+  // No prefetch before the release: a blob registers its VMAs only once they
+  // are in place, and a copy before that finds no registered VMA (ENOENT),
+  // which would drop the pages. Faults come only after the registration.
+  const bool prefetch = missing && released_ && !PrefetchHeld();
   std::vector<pollfd> fds;
   for (const auto& sp : spaces_) fds.push_back({sp->uffd.get(), POLLIN, 0});
   if (::poll(fds.data(), fds.size(), prefetch ? 0 : 20) < 0 && errno != EINTR) {
@@ -497,14 +500,18 @@ bool LazyServer::ServeOnce() {
 void LazyServer::Serve() {
   while (!stop_ && ServeOnce()) {
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  stats_.seconds = Now() - t0_;
-  if (status_.ok() && !stop_) {
+  bool finished;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.seconds = Now() - t0_;
+    finished = status_.ok() && !stop_;
     // Every page is in: the guardian may go; the userfaultfds close
     // (userfaultfd_release: the VMAs are ordinary again).
-    (void)guardian_->Send('D', "");
+    if (finished) (void)guardian_->Send('D', "");
+  }
+  if (finished) {
     spaces_.clear();
-    LOG_DEBUG("%s", "every lazy page is in");
+    LOG_DEBUG("every lazy page is in; %s", Report().c_str());
   }
   done_ = true;
 }
