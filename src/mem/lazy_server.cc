@@ -24,8 +24,15 @@
 #include "image/format.h"
 #include "image/parent_chain.h"
 #include "mem/lazy_plan.h"
+#include "mem/missing_pages.h"
 
 namespace cryo {
+
+using lazy::Drop;
+using lazy::Lookup;
+using lazy::Move;
+using lazy::Piece;
+using lazy::Pieces;
 
 namespace {
 
@@ -36,60 +43,6 @@ std::string Hex(uint64_t v) {
   char buf[32];
   snprintf(buf, sizeof(buf), "%#" PRIx64, v);
   return buf;
-}
-
-// Pages of one lazy run still missing, at their current address: pages
-// [first, first + npages) of the run.
-struct Piece {
-  uint64_t npages;
-  uint32_t run;
-  uint64_t first;
-};
-using Pieces = std::map<uint64_t, Piece>;
-
-uint64_t EndOf(const Pieces::value_type& p) { return p.first + p.second.npages * kPage; }
-
-Pieces::iterator Lookup(Pieces& m, uint64_t addr) {
-  auto it = m.upper_bound(addr);
-  if (it == m.begin()) return m.end();
-  --it;
-  return addr < EndOf(*it) ? it : m.end();
-}
-
-// Splits the piece that straddles `addr`, if any.
-void SplitAt(Pieces& m, uint64_t addr) {
-  auto it = Lookup(m, addr);
-  if (it == m.end() || it->first == addr) return;
-  const uint64_t k = (addr - it->first) / kPage;
-  const Piece tail = {it->second.npages - k, it->second.run, it->second.first + k};
-  it->second.npages = k;
-  m.emplace(addr, tail);
-}
-
-// Drops the missing pages of [start, end); returns how many.
-uint64_t Drop(Pieces& m, uint64_t start, uint64_t end) {
-  SplitAt(m, start);
-  SplitAt(m, end);
-  uint64_t n = 0;
-  auto it = m.lower_bound(start);
-  while (it != m.end() && it->first < end) {
-    n += it->second.npages;
-    it = m.erase(it);
-  }
-  return n;
-}
-
-// mremap moved [from, from + len) to `to`: so do its missing pages.
-void Move(Pieces& m, uint64_t from, uint64_t to, uint64_t len) {
-  SplitAt(m, from);
-  SplitAt(m, from + len);
-  std::vector<std::pair<uint64_t, Piece>> moved;
-  for (auto it = m.lower_bound(from); it != m.end() && it->first < from + len;) {
-    moved.emplace_back(to + (it->first - from), it->second);
-    it = m.erase(it);
-  }
-  Drop(m, to, to + len);
-  for (const auto& [a, p] : moved) m.emplace(a, p);
 }
 
 // The children of `pid` (every thread's), from /proc.
