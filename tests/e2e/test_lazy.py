@@ -15,7 +15,8 @@ pages are missing. The tests:
   - 256 MiB restored lazily in kill mode (checked while the prefetch is held,
     then once every page is in), then again from the same image (rewind),
     and after a --leave-running dump;
-  - a tree of two processes, each with memory of its own;
+  - a tree of two processes, each with memory of its own; 8 threads; a
+    zstd-compressed image;
   - fork, MADV_DONTNEED, mremap and munmap while pages are missing;
   - the page file truncated while pages are missing: the tree is killed,
     cryo fails naming the pages and the file, nothing is left;
@@ -163,6 +164,31 @@ def test_fork_madvise_mremap_munmap_while_missing(h):
     check("forked address space" in (lazy_report(res) or ""), "the fork was not served:\n%s" % res.describe())
 
 
+def test_threads(h):
+    w = h.start_workload("threads", "8")
+    h.wait_ready(w)
+    h.verify_ok(w, when="before the dump")
+    images = dump_kill(h, w)
+    r, release = restore_lazy_held(h, w, images)
+    rw = w.restored(r.pid)
+    check_eq(len(os.listdir("/proc/%d/task" % r.pid)), 9, "threads of the restored process")
+    # Every thread's stack and TLS come on first touch.
+    h.verify_ok(rw, when="8 threads, prefetch held")
+    release()
+    h.verify_ok(rw, exit=True, when="(exit)")
+    check_eq(h.cryo_result(r, timeout=30).rc, 0, "exit status of the attached lazy restore")
+    cryotest.wait_pids_gone([w.pid])
+
+
+def test_compressed_image(h):
+    w = start(h, 32)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, extra=["--compress", "zstd"])
+    h.reap_original(w)
+    cryotest.wait_pids_gone([w.pid])
+    restore_lazy_detached(h, w, images, "a zstd-compressed image, restored lazily")
+
+
 def check_nothing_left(h, pid):
     cryotest.wait_pids_gone([pid], timeout=20)
     deadline = time.monotonic() + 10
@@ -216,5 +242,5 @@ def test_pidns_new_refused(h):
 
 if __name__ == "__main__":
     sys.exit(cryotest.main([test_256mib_kill_mode_and_rewind, test_leave_running_mode, test_tree_of_two,
-                            test_fork_madvise_mremap_munmap_while_missing, test_page_file_gone_kills_the_tree,
+                            test_threads, test_compressed_image, test_fork_madvise_mremap_munmap_while_missing, test_page_file_gone_kills_the_tree,
                             test_cryo_killed_kills_the_tree, test_pidns_new_refused], __doc__))
