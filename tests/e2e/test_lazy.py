@@ -16,7 +16,7 @@ pages are missing. The tests:
     then once every page is in), then again from the same image (rewind),
     and after a --leave-running dump;
   - a tree of two processes, each with memory of its own; 8 threads; a
-    zstd-compressed image;
+    zstd-compressed image; an incremental image (pages from its parent's);
   - fork, MADV_DONTNEED, mremap and munmap while pages are missing;
   - the page file truncated while pages are missing: the tree is killed,
     cryo fails naming the pages and the file, nothing is left;
@@ -189,6 +189,18 @@ def test_compressed_image(h):
     restore_lazy_detached(h, w, images, "a zstd-compressed image, restored lazily")
 
 
+def test_incremental_image(h):
+    w = start(h, 32)
+    parent = h.mkdir("parent")
+    h.dump(w.pid, parent, leave_running=True)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, extra=["--parent", parent])
+    h.reap_original(w)
+    cryotest.wait_pids_gone([w.pid])
+    # Nearly every page is the parent image's: served from its page file.
+    restore_lazy_detached(h, w, images, "an incremental image, restored lazily")
+
+
 def check_nothing_left(h, pid):
     cryotest.wait_pids_gone([pid], timeout=20)
     deadline = time.monotonic() + 10
@@ -242,5 +254,6 @@ def test_pidns_new_refused(h):
 
 if __name__ == "__main__":
     sys.exit(cryotest.main([test_256mib_kill_mode_and_rewind, test_leave_running_mode, test_tree_of_two,
-                            test_threads, test_compressed_image, test_fork_madvise_mremap_munmap_while_missing, test_page_file_gone_kills_the_tree,
+                            test_threads, test_compressed_image, test_incremental_image,
+                            test_fork_madvise_mremap_munmap_while_missing, test_page_file_gone_kills_the_tree,
                             test_cryo_killed_kills_the_tree, test_pidns_new_refused], __doc__))
