@@ -126,6 +126,28 @@ def test_leave_running_mode(h):
     restore_lazy_detached(h, w, images, "after a --leave-running dump")
 
 
+def test_dump_again_once_every_page_is_in(h):
+    """Once cryo is done the VMAs are plain again (no VmFlags um): the tree
+    can be dumped and restored as any other."""
+    w = start(h, 32)
+    images = dump_kill(h, w)
+    r = h.restore(images, detach=True, expected_pid=w.pid, extra=["--lazy"])
+    rw = w.restored(r.pid)
+    h.verify_ok(rw, when="after the lazy restore")
+    smaps = cryotest.read_text("/proc/%d/smaps" % r.pid) or ""
+    check(" um" not in smaps, "a VMA is still registered with a userfaultfd after cryo finished")
+    again = h.mkdir("again")
+    h.dump(r.pid, again)
+    check_eq(h.wait_exit(r.pid)[0], "signal", "how the dumped restored tree ended")
+    cryotest.wait_pids_gone([w.pid])
+    r2 = h.restore(again, detach=True, expected_pid=w.pid)
+    rw2 = w.restored(r2.pid)
+    h.verify_ok(rw2, when="restored from a dump of the lazily restored tree")
+    h.verify_ok(rw2, exit=True, when="(exit)")
+    check_eq(h.wait_exit(rw2), ("exit", 0), "exit status")
+    cryotest.wait_pids_gone([w.pid])
+
+
 def test_tree_of_two(h):
     w = start(h, 32, "tree")
     child = int(cryotest.read_text("/proc/%d/task/%d/children" % (w.pid, w.pid)).split()[0])
@@ -253,7 +275,8 @@ def test_pidns_new_refused(h):
 
 
 if __name__ == "__main__":
-    sys.exit(cryotest.main([test_256mib_kill_mode_and_rewind, test_leave_running_mode, test_tree_of_two,
+    sys.exit(cryotest.main([test_256mib_kill_mode_and_rewind, test_leave_running_mode,
+                            test_dump_again_once_every_page_is_in, test_tree_of_two,
                             test_threads, test_compressed_image, test_incremental_image,
                             test_fork_madvise_mremap_munmap_while_missing, test_page_file_gone_kills_the_tree,
                             test_cryo_killed_kills_the_tree, test_pidns_new_refused], __doc__))
