@@ -32,8 +32,10 @@ uint64_t LazyPlan::pages() const {
 }
 
 bool LazyEligibleVma(const image::Vma& v) {
+  // Hugetlb pages ("ht") would need UFFDIO_COPY of whole huge pages; sealed
+  // VMAs ("sl") stay as simple as possible.
   return v.kind() == image::VMA_ANON_PRIVATE && (v.flags() & 0x0f) != kMapDroppable && !HasFlag(v, "lo") &&
-         !HasFlag(v, "wf") && !v.shm_object() && !v.unlinked_file();
+         !HasFlag(v, "wf") && !HasFlag(v, "ht") && !HasFlag(v, "sl") && !v.shm_object() && !v.unlinked_file();
 }
 
 std::vector<image::PageRange> InheritedByChildren(const image::LoadedImage& img, pid_t pid) {

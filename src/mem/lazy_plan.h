@@ -8,8 +8,9 @@
 // child shares copy-on-write (a fetch into one process would unshare them),
 // mlocked VMAs (mlock populates them with zero pages before the blob could
 // register them), VMAs with MADV_WIPEONFORK (a child forked during the lazy
-// phase must see them zero, not fetched) and MAP_DROPPABLE ones (userfaultfd
-// refuses them, vma_can_userfault in include/linux/userfaultfd_k.h).
+// phase must see them zero, not fetched), MAP_DROPPABLE ones (userfaultfd
+// refuses them, vma_can_userfault in include/linux/userfaultfd_k.h), hugetlb
+// and sealed (mseal) VMAs.
 #pragma once
 
 #include <linux/userfaultfd.h>

@@ -152,6 +152,10 @@ Result<std::unique_ptr<LazyServer>> LazyServer::Create(const image::LoadedImage&
 LazyServer::~LazyServer() {
   stop_ = true;
   if (thread_.joinable()) thread_.join();
+  // Before the release the restore's tree guard (and ptrace's EXITKILL) kill
+  // the tree: nothing for the guardian to do. After it, a server destroyed
+  // before every page is in leaves the guardian to kill the tree.
+  if (!released_ && guardian_) (void)guardian_->Send('D', "");
   spaces_.clear();
   incoming_.clear();
   if (buf_) ::munmap(buf_, buf_len_);
