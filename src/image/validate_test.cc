@@ -524,6 +524,20 @@ TEST(ValidateTest, MemoryFields) {
          v.mutable_file()->set_mode(S_IFREG | 0644);
        },
        "content is not in the page file"},
+      {"huge range not 2 MiB-aligned",
+       [](TestImage& t) {
+         PageRange* r = t.procs[42].mm.add_huge_ranges();
+         r->set_vaddr(0x10000);
+         r->set_npages(512);
+       },
+       "huge pages at 0x10000: malformed range"},
+      {"huge range outside every VMA",
+       [](TestImage& t) {
+         PageRange* r = t.procs[42].mm.add_huge_ranges();
+         r->set_vaddr(0x40000000);
+         r->set_npages(512);
+       },
+       "not inside one private anonymous VMA"},
       {"inherited in the root",
        [](TestImage& t) {
          PageRange* r = t.procs[42].mm.add_inherited();

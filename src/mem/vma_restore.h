@@ -11,6 +11,7 @@
 #include "base/status.h"
 #include "cryo/image.pb.h"
 #include "image/page_source.h"
+#include "mem/thp.h"
 #include "proc/proc.h"
 #include "restorer/restorer_args.h"
 
@@ -52,11 +53,14 @@ struct InheritableVma {
 // `from_parent` over (pages outside mm.inherited() are dropped there, the
 // VMA's own stored pages written). `inheritable` receives this process's
 // private anonymous VMAs, for its own children.
+// The ranges of mm.huge_ranges are made huge pages again before the fill
+// where the system allows (thp.h), counted in `huge`; MADV_HUGEPAGE and
+// MADV_NOHUGEPAGE are applied after the fill.
 using MapShmFn = std::function<Status(const image::Vma&, uint64_t, int)>;
 Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const std::vector<const image::PageSource*>& parents, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
                      std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
-                     const MapShmFn& map_shm = nullptr);
+                     const MapShmFn& map_shm = nullptr, HugeCount* huge = nullptr);
 
 // Before cloning children: marks MADV_DONTFORK every premapped VMA (`moves`)
 // that holds none of `wanted` (the pages the children inherit), so fork(2)

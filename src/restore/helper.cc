@@ -212,13 +212,19 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   uint64_t fill_pages = p.mm.total_pages();
   for (const image::PageRun& r : p.mm.parent_runs()) fill_pages += r.npages();
   const int fill_threads = fill_pages * kPage >= kThreadedFillBytes ? ctx.fill_threads : 1;
+  HugeCount huge;
   CRYO_RETURN_IF_ERROR(PremapAndFill(
                            p.mm, pages, parents, slot.premap, fill_threads,
                            [pool](uint64_t id) { return pool->ShmemFd(id); }, ctx.inheritable, &out->moves, &mine,
                            [pool](const image::Vma& v, uint64_t at, int prot) {
                              return v.unlinked_file() ? pool->unlinked()->MapVma(v, at, prot) : pool->shm()->MapVma(v, at, prot);
-                           })
+                           }, &huge)
                            .Prefixed("memory"));
+  if (huge.asked)
+    SendText(ctx.status_fd, HelperRecord::kInfo, ctx.pid,
+             "pid " + std::to_string(ctx.pid) + ": " + std::to_string(huge.made) + " of " + std::to_string(huge.asked) +
+                 " transparent huge pages of the image made huge again" +
+                 (huge.made < huge.asked ? " (the rest: small pages, the same contents)" : ""));
   ctx.inheritable = std::move(mine);
   // What our children inherit from us: the rest need not be copied by fork.
   std::vector<image::PageRange> wanted;
