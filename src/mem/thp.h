@@ -47,9 +47,11 @@ bool ThpEnabledText(std::string_view enabled);
 // missing (CRYO_PRETEND_MISSING=madv-collapse).
 bool ThpAllowed();
 
-// Counts of a MakeHuge call: ranges of 2 MiB asked for, made huge.
+// Counts of MakeHuge calls: ranges of 2 MiB asked for, made huge, and the
+// time they took.
 struct HugeCount {
   uint64_t asked = 0, made = 0;
+  double seconds = 0;
 };
 
 // Makes each 2 MiB range of mm.huge_ranges inside `v`, premapped at `at`

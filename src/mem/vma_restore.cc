@@ -334,6 +334,7 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
       if (huge) {
         huge->asked += n.asked;
         huge->made += n.made;
+        huge->seconds += n.seconds;
       }
     }
     if (has_pages) {

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -213,6 +214,7 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   for (const image::PageRun& r : p.mm.parent_runs()) fill_pages += r.npages();
   const int fill_threads = fill_pages * kPage >= kThreadedFillBytes ? ctx.fill_threads : 1;
   HugeCount huge;
+  const double start = Now();
   CRYO_RETURN_IF_ERROR(PremapAndFill(
                            p.mm, pages, parents, slot.premap, fill_threads,
                            [pool](uint64_t id) { return pool->ShmemFd(id); }, ctx.inheritable, &out->moves, &mine,
@@ -220,11 +222,14 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
                              return v.unlinked_file() ? pool->unlinked()->MapVma(v, at, prot) : pool->shm()->MapVma(v, at, prot);
                            }, &huge)
                            .Prefixed("memory"));
-  if (huge.asked)
+  if (huge.asked) {
+    char ms[96];
+    snprintf(ms, sizeof(ms), " in %.1f ms (memory built in %.1f ms)", huge.seconds * 1e3, (Now() - start) * 1e3);
     SendText(ctx.status_fd, HelperRecord::kInfo, ctx.pid,
              "pid " + std::to_string(ctx.pid) + ": " + std::to_string(huge.made) + " of " + std::to_string(huge.asked) +
-                 " transparent huge pages of the image made huge again" +
+                 " transparent huge pages of the image made huge again" + ms +
                  (huge.made < huge.asked ? " (the rest: small pages, the same contents)" : ""));
+  }
   ctx.inheritable = std::move(mine);
   // What our children inherit from us: the rest need not be copied by fork.
   std::vector<image::PageRange> wanted;
