@@ -195,8 +195,8 @@ bool HasVmFlag(const image::Vma& v, const char* flag) {
 // cloned (ApplyForkAdvice), since they must inherit the premap.
 bool IsForkAdvice(const std::string& flag) { return flag == "dc" || flag == "wf"; }
 
-// THP advice: applied once the VMA is filled, so that the fill's faults do
-// not decide which ranges are huge (Mm.huge_ranges do, thp.h).
+// THP advice: applied once the VMA is filled when its huge ranges are made
+// huge (thp.h), so that the fill's faults do not decide which others are.
 bool IsThpAdvice(const std::string& flag) { return flag == "hg" || flag == "nh"; }
 
 // The inherited page ranges inside [start, end), clipped.
@@ -312,10 +312,12 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
       }
       if (p == MAP_FAILED) return Status::FromErrno("mmap of " + VmaName(v));
     }
+    const bool make_huge = has_huge && thp_allowed && has_pages && inherited.empty();
     for (const std::string& f : v.vm_flags()) {
       int adv = Madvice(f);
-      if (adv >= 0 && IsThpAdvice(f)) thp_advice.push_back({at, len, adv, &f});
-      if (adv >= 0 && !IsForkAdvice(f) && !IsThpAdvice(f) && ::madvise(reinterpret_cast<void*>(at), len, adv) != 0)
+      const bool later = make_huge && IsThpAdvice(f);
+      if (adv >= 0 && later) thp_advice.push_back({at, len, adv, &f});
+      if (adv >= 0 && !IsForkAdvice(f) && !later && ::madvise(reinterpret_cast<void*>(at), len, adv) != 0)
         return Status::FromErrno("madvise " + f + " on " + VmaName(v));
     }
     const bool named = v.name().rfind("[anon:", 0) == 0 && v.name().back() == ']';
@@ -329,7 +331,7 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
       // CONFIG_ANON_VMA_NAME nothing has a name and this fails: fine.)
       (void)::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, nullptr);
     }
-    if (has_huge && thp_allowed && has_pages && inherited.empty()) {
+    if (make_huge) {
       const HugeCount n = MakeHuge(mm, v, at);
       if (huge) {
         huge->asked += n.asked;

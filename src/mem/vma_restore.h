@@ -55,7 +55,7 @@ struct InheritableVma {
 // private anonymous VMAs, for its own children.
 // The ranges of mm.huge_ranges are made huge pages again before the fill
 // where the system allows (thp.h), counted in `huge`; MADV_HUGEPAGE and
-// MADV_NOHUGEPAGE are applied after the fill.
+// MADV_NOHUGEPAGE of such a VMA are applied after the fill.
 using MapShmFn = std::function<Status(const image::Vma&, uint64_t, int)>;
 Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const std::vector<const image::PageSource*>& parents, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
