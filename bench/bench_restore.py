@@ -13,7 +13,8 @@ Then, after --warmup untimed rounds, each round (order alternating):
             buffer with 64 MiB read() calls, single-threaded (timed in C).
 Prints the medians and cryo/read (target <= 0.8).
 With --huge, memtouch's memory is in transparent huge pages (MADV_HUGEPAGE,
-2 MiB-aligned), and each round also times, interleaved:
+2 MiB-aligned; --huge collapse: MADV_COLLAPSE once written, no "hg"), and
+each round also times, interleaved:
   small     the same restore with CRYO_PRETEND_MISSING=madv-collapse (the
             memory comes back in small pages, as before THP-backed restore)
 With --base-cryo PATH, each round also times that cryo binary's restore of
@@ -41,7 +42,7 @@ RATIO_TARGET = 0.8
 TRIVIAL_TARGET_S = 0.010
 
 
-def dump_once(b, mib, name, huge=False):
+def dump_once(b, mib, name, huge=None):
     pid, ctl, _ = b.start_memtouch(mib, huge=huge)
     img = b.path(name)
     log = b.path(name + "-dump.log")
@@ -96,7 +97,7 @@ def body(b):
     if args.mib > 0:
         print("restore of %d MiB: %d warm-up + %d timed rounds; %d MiB warmed before each timed step"
               % (args.mib, args.warmup, args.runs, args.warm_mib))
-        pid, ctl, img = dump_once(b, args.mib, "img", huge=args.huge)
+        pid, ctl, img = dump_once(b, args.mib, "img", huge={"advice": "huge", "collapse": "collapse"}.get(args.huge))
         pages = os.path.join(img, "pages-%d.img" % pid)
         if not os.path.isfile(pages):
             raise BenchError("no %s after the dump (image holds %s)" % (pages, sorted(os.listdir(img))))
@@ -195,8 +196,9 @@ def main():
     ap.add_argument("--runs", type=int, default=7, help="timed rounds for the big image (default 7, at least 5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default 1)")
     ap.add_argument("--chunk-mib", type=int, default=64, help="baseline read() size in MiB (default 64)")
-    ap.add_argument("--huge", action="store_true",
-                    help="the big image's memory in transparent huge pages; also time a small-page restore")
+    ap.add_argument("--huge", nargs="?", const="advice", choices=["advice", "collapse"],
+                    help="the big image's memory in transparent huge pages (by MADV_HUGEPAGE, or by MADV_COLLAPSE "
+                         "without it); also time a small-page restore")
     ap.add_argument("--base-cryo", help="another cryo binary whose restore is timed too (interleaved)")
     ap.add_argument("--trivial-runs", type=int, default=20, help="timed trivial restores (default 20; 0 skips)")
     args = ap.parse_args()

@@ -102,9 +102,10 @@ static uint64_t parse_mib(const char *arg)
 }
 
 /* Maps MIB MiB of private anonymous memory and writes the pattern to every
- * page (NULL for 0 MiB). With `huge`, the memory starts at a 2 MiB boundary
- * and is advised MADV_HUGEPAGE first: transparent huge pages where the
- * system allows them. */
+ * page (NULL for 0 MiB). With `huge` 1, the memory starts at a 2 MiB boundary
+ * and is advised MADV_HUGEPAGE first; with 2, it is collapsed into huge pages
+ * after it is written (MADV_COLLAPSE, no VmFlags "hg"): transparent huge
+ * pages either way, where the system allows them. */
 static inline uint64_t *map_and_fill_huge(uint64_t mib, uint64_t *pages_out, int huge)
 {
     const uint64_t bytes = mib << 20;
@@ -123,7 +124,7 @@ static inline uint64_t *map_and_fill_huge(uint64_t mib, uint64_t *pages_out, int
                 munmap(m, (size_t)(at - m));
             if (at + bytes < m + bytes + pad)
                 munmap(at + bytes, (size_t)(m + bytes + pad - (at + bytes)));
-            if (madvise(at, bytes, MADV_HUGEPAGE) != 0)
+            if (huge == 1 && madvise(at, bytes, MADV_HUGEPAGE) != 0)
                 die("madvise MADV_HUGEPAGE");
             m = at;
         }
@@ -134,6 +135,8 @@ static inline uint64_t *map_and_fill_huge(uint64_t mib, uint64_t *pages_out, int
                 pg[w] = pattern(p, w);
         }
     }
+    if (mem && huge == 2 && madvise(mem, bytes, 25 /* MADV_COLLAPSE */) != 0)
+        die("madvise MADV_COLLAPSE");
     *pages_out = pages;
     return mem;
 }
