@@ -124,6 +124,7 @@ Probe ProbeMadvCollapse();
 Probe ProbeSoftDirty();
 Probe ProbeTcpRepair();
 Probe ProbeSockDiag();
+Probe ProbeBpfIterUdp();
 Probe ProbeNamespaces();
 Probe ProbeCapabilities();
 Probe ProbeMembarrierRegistrations();
