@@ -143,6 +143,8 @@ Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const Pro
     const std::string what = "page run at " + Hex(r.vaddr());
     if (r.offset() != expect_off || r.npages() == 0 || r.vaddr() % kPageSize || r.npages() > kMaxRunPages)
       return Bad(img, file, what + ": page runs are malformed");
+    // Only parent_runs name an ancestor's page file.
+    if (r.depth() != 0) return Bad(img, file, what + ": a run of this image's own page file names an ancestor (depth)");
     const uint64_t end = r.vaddr() + r.npages() * kPageSize;
     if (r.vaddr() < prev_run_end || end < r.vaddr()) return Bad(img, file, what + ": page runs out of order");
     prev_run_end = end;

@@ -511,6 +511,7 @@ TEST(ValidateTest, MemoryFields) {
        "beyond user space"},
       {"anon name", [](TestImage& t) { FirstVma(t).set_name("[anon:a$b]"); }, "cannot be given again"},
       {"stored pages", [](TestImage& t) { FirstVma(t).set_stored_pages(3); }, "page counts disagree"},
+      {"own run with a depth", [](TestImage& t) { t.procs[42].mm.mutable_runs(0)->set_depth(1); }, "names an ancestor"},
       {"run outside VMAs", [](TestImage& t) { t.procs[42].mm.mutable_runs(0)->set_vaddr(0x20000); }, "outside every VMA"},
       {"pages of a shared file",
        [](TestImage& t) {
