@@ -17,7 +17,7 @@ With --huge, memtouch's memory is in transparent huge pages (MADV_HUGEPAGE,
 each round also times, interleaved:
   small     the same restore with CRYO_PRETEND_MISSING=madv-collapse (the
             memory comes back in small pages, as before THP-backed restore)
-With --base-cryo PATH, each round also times that cryo binary's restore of
+With --baseline PATH, each round also times that cryo binary's restore of
 the same image ("base": e.g. a build of the commit before a change).
 Every restore's AnonHugePages (smaps_rollup, before the kill) is printed.
 
@@ -103,7 +103,7 @@ def body(b):
             raise BenchError("no %s after the dump (image holds %s)" % (pages, sorted(os.listdir(img))))
         size = os.path.getsize(pages)
         print("image %s: pages file %.1f MiB" % (img, size / 2**20))
-        kinds = ["cryo", "read"] + (["small"] if args.huge else []) + (["base"] if args.base_cryo else [])
+        kinds = ["cryo", "read"] + (["small"] if args.huge else []) + (["base"] if args.baseline else [])
         res = {k: [] for k in kinds}
         busy_list = []
         for i in range(args.warmup + args.runs):
@@ -117,7 +117,7 @@ def body(b):
                 b.warm()
                 if k != "read":
                     r = restore_round(b, pid, ctl, img, logdir, "%s-%02d" % (k, i),
-                                      cryo=args.base_cryo if k == "base" else None,
+                                      cryo=args.baseline if k == "base" else None,
                                       env={"CRYO_PRETEND_MISSING": "madv-collapse"} if k == "small" else None)
                     line.append("%s %s (log: as rebuilt %s, total %s; %.0f MiB huge) %s"
                                 % (k, fmt_s(r["wall"]), "%.0f ms" % r["as_ms"] if r["as_ms"] else "?",
@@ -150,7 +150,7 @@ def body(b):
         print("ratio cryo / read                      %.2f   target <= %.1f  %s"
               % (cryo / rd, RATIO_TARGET, "OK" if cryo / rd <= RATIO_TARGET else "MISSED"))
         print("restored in huge pages                 median %.0f MiB" % median([r["huge_mib"] for r in res["cryo"]]))
-        for k, what in (("small", "in small pages (madv-collapse missing)"), ("base", "by --base-cryo")):
+        for k, what in (("small", "in small pages (madv-collapse missing)"), ("base", "by --baseline")):
             if res.get(k):
                 m = median([r["wall"] for r in res[k]])
                 print("cryo restore %-26s %-10s  ratio to read %.2f, cryo / it %.2f (%.0f MiB huge)"
@@ -199,7 +199,7 @@ def main():
     ap.add_argument("--huge", nargs="?", const="advice", choices=["advice", "collapse"],
                     help="the big image's memory in transparent huge pages (by MADV_HUGEPAGE, or by MADV_COLLAPSE "
                          "without it); also time a small-page restore")
-    ap.add_argument("--base-cryo", help="another cryo binary whose restore is timed too (interleaved)")
+    ap.add_argument("--baseline", help="another cryo binary whose restore is timed too (interleaved)")
     ap.add_argument("--trivial-runs", type=int, default=20, help="timed trivial restores (default 20; 0 skips)")
     args = ap.parse_args()
     if args.mib > 0 and args.runs < 5:
