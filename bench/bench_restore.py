@@ -12,6 +12,14 @@ Then, after --warmup untimed rounds, each round (order alternating):
             it reports the resident fraction) into a freshly mmapped, untouched
             buffer with 64 MiB read() calls, single-threaded (timed in C).
 Prints the medians and cryo/read (target <= 0.8).
+With --huge, memtouch's memory is in transparent huge pages (MADV_HUGEPAGE,
+2 MiB-aligned; --huge collapse: MADV_COLLAPSE once written, no "hg"), and
+each round also times, interleaved:
+  small     the same restore with CRYO_PRETEND_MISSING=madv-collapse (the
+            memory comes back in small pages, as before THP-backed restore)
+With --baseline PATH, each round also times that cryo binary's restore of
+the same image ("base": e.g. a build of the commit before a change).
+Every restore's AnonHugePages (smaps_rollup, before the kill) is printed.
 
 Part 2, trivial (--trivial-runs, default 20): memtouch with 0 MiB is dumped
 once; each run times `cryo restore -d` returning (target: median < 10 ms),
@@ -34,8 +42,8 @@ RATIO_TARGET = 0.8
 TRIVIAL_TARGET_S = 0.010
 
 
-def dump_once(b, mib, name):
-    pid, ctl, _ = b.start_memtouch(mib)
+def dump_once(b, mib, name, huge=None):
+    pid, ctl, _ = b.start_memtouch(mib, huge=huge)
     img = b.path(name)
     log = b.path(name + "-dump.log")
     b.cryo_or_fail(["dump", "-t", str(pid), "-D", img], log)
@@ -43,18 +51,38 @@ def dump_once(b, mib, name):
     return pid, ctl, img
 
 
-def restore_round(b, pid, ctl, img, logdir, tag, verify=True):
+def anon_huge_mib(pid):
+    for line in (benchlib.read_text("/proc/%d/smaps_rollup" % pid, "") or "").splitlines():
+        if line.startswith("AnonHugePages:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def restore_round(b, pid, ctl, img, logdir, tag, verify=True, cryo=None, env=None):
+    """`cryo`: another cryo binary; `env`: variables set for that restore."""
     pidfile = os.path.join(logdir, "restore-%s.pid" % tag)
     log = os.path.join(logdir, "restore-%s.log" % tag)
     b.tracked.add(pid)
-    wall, rss = b.cryo_or_fail(["restore", "-D", img, "-d", "--pidfile", pidfile], log)
+    saved_cryo, saved_env = b.cryo, {k: os.environ.get(k) for k in (env or {})}
+    try:
+        b.cryo = cryo or b.cryo
+        os.environ.update(env or {})
+        wall, rss = b.cryo_or_fail(["restore", "-D", img, "-d", "--pidfile", pidfile], log)
+    finally:
+        b.cryo = saved_cryo
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     txt = (benchlib.read_text(pidfile, "") or "").strip()
     if txt != str(pid):
         raise BenchError("restore --pidfile %s holds %r, expected %d" % (pidfile, txt, pid))
     b.wait_running(pid)
     verdict = b.verify(pid, ctl) if verify else "not verified"
+    huge = anon_huge_mib(pid)
     b.kill(pid)
-    return {"wall": wall, "rss_kib": rss, "verify": verdict,
+    return {"wall": wall, "rss_kib": rss, "verify": verdict, "huge_mib": huge,
             "load_ms": benchlib.log_ms(log, r"loaded and validated in ([\d.]+) ms"),
             "as_ms": benchlib.log_ms(log, r"address space rebuilt in ([\d.]+) ms"),
             "total_ms": benchlib.log_ms(log, r"restored from .* in ([\d.]+) ms")}
@@ -69,26 +97,31 @@ def body(b):
     if args.mib > 0:
         print("restore of %d MiB: %d warm-up + %d timed rounds; %d MiB warmed before each timed step"
               % (args.mib, args.warmup, args.runs, args.warm_mib))
-        pid, ctl, img = dump_once(b, args.mib, "img")
+        pid, ctl, img = dump_once(b, args.mib, "img", huge={"advice": "huge", "collapse": "collapse"}.get(args.huge))
         pages = os.path.join(img, "pages-%d.img" % pid)
         if not os.path.isfile(pages):
             raise BenchError("no %s after the dump (image holds %s)" % (pages, sorted(os.listdir(img))))
         size = os.path.getsize(pages)
         print("image %s: pages file %.1f MiB" % (img, size / 2**20))
-        res = {"cryo": [], "read": []}
+        kinds = ["cryo", "read"] + (["small"] if args.huge else []) + (["base"] if args.baseline else [])
+        res = {k: [] for k in kinds}
         busy_list = []
         for i in range(args.warmup + args.runs):
             timed = i >= args.warmup
             busy = benchlib.wait_quiet(args.quiet_wait)
-            order = ["cryo", "read"] if i % 2 == 0 else ["read", "cryo"]
+            order = kinds[i % len(kinds):] + kinds[:i % len(kinds)]
+            if i % 2:
+                order.reverse()
             line = []
             for k in order:
                 b.warm()
-                if k == "cryo":
-                    r = restore_round(b, pid, ctl, img, logdir, "%02d" % i)
-                    line.append("cryo %s (log: as rebuilt %s, total %s) %s"
-                                % (fmt_s(r["wall"]), "%.0f ms" % r["as_ms"] if r["as_ms"] else "?",
-                                   "%.0f ms" % r["total_ms"] if r["total_ms"] else "?", r["verify"]))
+                if k != "read":
+                    r = restore_round(b, pid, ctl, img, logdir, "%s-%02d" % (k, i),
+                                      cryo=args.baseline if k == "base" else None,
+                                      env={"CRYO_PRETEND_MISSING": "madv-collapse"} if k == "small" else None)
+                    line.append("%s %s (log: as rebuilt %s, total %s; %.0f MiB huge) %s"
+                                % (k, fmt_s(r["wall"]), "%.0f ms" % r["as_ms"] if r["as_ms"] else "?",
+                                   "%.0f ms" % r["total_ms"] if r["total_ms"] else "?", r["huge_mib"], r["verify"]))
                 else:
                     kv = b.run_baseline(["read", pages, "--chunk-mib", str(args.chunk_mib)])
                     r = {"wall": float(kv["seconds"]), "resident": float(kv["resident"])}
@@ -116,6 +149,13 @@ def body(b):
         print("read() from page cache baseline        %-10s  %.2f GiB/s" % (fmt_s(rd), gib / rd))
         print("ratio cryo / read                      %.2f   target <= %.1f  %s"
               % (cryo / rd, RATIO_TARGET, "OK" if cryo / rd <= RATIO_TARGET else "MISSED"))
+        print("restored in huge pages                 median %.0f MiB" % median([r["huge_mib"] for r in res["cryo"]]))
+        for k, what in (("small", "in small pages (madv-collapse missing)"), ("base", "by --baseline")):
+            if res.get(k):
+                m = median([r["wall"] for r in res[k]])
+                print("cryo restore %-26s %-10s  ratio to read %.2f, cryo / it %.2f (%.0f MiB huge)"
+                      % (what, fmt_s(m), m / rd, cryo / m, median([r["huge_mib"] for r in res[k]])))
+                print("all %s raw: %s" % (k, ", ".join("%.3f" % r["wall"] for r in res[k])))
         print("cryo restore peak RSS (info)           median %.1f MiB"
               % median([r["rss_kib"] / 1024.0 for r in res["cryo"]]))
         if max(busy_list) > 0.15:
@@ -156,6 +196,10 @@ def main():
     ap.add_argument("--runs", type=int, default=7, help="timed rounds for the big image (default 7, at least 5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default 1)")
     ap.add_argument("--chunk-mib", type=int, default=64, help="baseline read() size in MiB (default 64)")
+    ap.add_argument("--huge", nargs="?", const="advice", choices=["advice", "collapse"],
+                    help="the big image's memory in transparent huge pages (by MADV_HUGEPAGE, or by MADV_COLLAPSE "
+                         "without it); also time a small-page restore")
+    ap.add_argument("--baseline", help="another cryo binary whose restore is timed too (interleaved)")
     ap.add_argument("--trivial-runs", type=int, default=20, help="timed trivial restores (default 20; 0 skips)")
     args = ap.parse_args()
     if args.mib > 0 and args.runs < 5:

@@ -296,10 +296,13 @@ class Bench:
                 raise BenchError("%s (pid %d) not ready within %.0f s" % (what, p.pid, timeout))
             time.sleep(0.005)
 
-    def start_memtouch(self, mib, timeout=120.0):
-        """Start memtouch with MIB MiB; wait for `ready`.
-        Returns (pid, ctl, seconds until ready)."""
-        return self.start_ready(lambda ctl: [self.memtouch, ctl, str(mib)], "memtouch %d MiB" % mib, timeout)
+    def start_memtouch(self, mib, timeout=120.0, huge=None):
+        """Start memtouch with MIB MiB (in transparent huge pages with `huge`:
+        "huge" by MADV_HUGEPAGE, "collapse" by MADV_COLLAPSE); wait for
+        `ready`. Returns (pid, ctl, seconds until ready)."""
+        extra = [huge] if huge else []
+        return self.start_ready(lambda ctl: [self.memtouch, ctl, str(mib)] + extra,
+                                "memtouch %d MiB%s" % (mib, " " + huge if huge else ""), timeout)
 
     def verify(self, pid, ctl, timeout=60.0):
         """Ask memtouch to check its pages; returns the result line (raises on FAIL)."""

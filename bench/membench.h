@@ -102,27 +102,48 @@ static uint64_t parse_mib(const char *arg)
 }
 
 /* Maps MIB MiB of private anonymous memory and writes the pattern to every
- * page (NULL for 0 MiB). */
-static uint64_t *map_and_fill(uint64_t mib, uint64_t *pages_out)
+ * page (NULL for 0 MiB). With `huge` 1, the memory starts at a 2 MiB boundary
+ * and is advised MADV_HUGEPAGE first; with 2, it is collapsed into huge pages
+ * after it is written (MADV_COLLAPSE, no VmFlags "hg"): transparent huge
+ * pages either way, where the system allows them. */
+static inline uint64_t *map_and_fill_huge(uint64_t mib, uint64_t *pages_out, int huge)
 {
     const uint64_t bytes = mib << 20;
     const uint64_t pages = bytes / PAGE;
+    const uint64_t pad = huge ? (2UL << 20) : 0;
     uint64_t *mem = NULL;
     if (bytes) {
         /* MAP_NORESERVE only to avoid overcommit surprises; every page gets written. */
-        void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+        char *m = mmap(NULL, bytes + pad, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (m == MAP_FAILED)
             die("mmap");
-        mem = m;
+        if (huge) {
+            char *at = (char *)(((uintptr_t)m + pad - 1) & ~(uintptr_t)(pad - 1));
+            if (at > m)
+                munmap(m, (size_t)(at - m));
+            if (at + bytes < m + bytes + pad)
+                munmap(at + bytes, (size_t)(m + bytes + pad - (at + bytes)));
+            if (huge == 1 && madvise(at, bytes, MADV_HUGEPAGE) != 0)
+                die("madvise MADV_HUGEPAGE");
+            m = at;
+        }
+        mem = (uint64_t *)m;
         for (uint64_t p = 0; p < pages; p++) {
             uint64_t *pg = mem + p * WORDS_PER_PAGE;
             for (uint64_t w = 0; w < WORDS_PER_PAGE; w++)
                 pg[w] = pattern(p, w);
         }
     }
+    if (mem && huge == 2 && madvise(mem, bytes, 25 /* MADV_COLLAPSE */) != 0)
+        die("madvise MADV_COLLAPSE");
     *pages_out = pages;
     return mem;
+}
+
+static inline uint64_t *map_and_fill(uint64_t mib, uint64_t *pages_out)
+{
+    return map_and_fill_huge(mib, pages_out, 0);
 }
 
 /* Waits (100 ms naps) for CTL/verify; removes it; returns 1 if it said "exit". */

@@ -1,9 +1,11 @@
 /* memtouch: benchmark workload for cryo (see bench/README.md).
  *
- *   memtouch CTL_DIR MIB
+ *   memtouch CTL_DIR MIB [huge|collapse]
  *
  * Maps MIB MiB of private anonymous memory (MIB may be 0: the "trivial"
- * process), writes a non-zero, page-dependent pattern to every page, then
+ * process; with "huge", 2 MiB-aligned and MADV_HUGEPAGE, with "collapse",
+ * 2 MiB-aligned and MADV_COLLAPSE once written: transparent huge pages where
+ * the system allows), writes a non-zero, page-dependent pattern to every page, then
  * writes CTL_DIR/ready (its pid; ready.tmp + rename, so readers never see a
  * partial file) and sleeps in a loop (nanosleep 100 ms).
  *
@@ -24,13 +26,14 @@
 int main(int argc, char **argv)
 {
     g_prog = "memtouch";
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s CTL_DIR MIB   (MIB >= 0; 0 = trivial process)\n", argv[0]);
+    const int huge = argc == 4 ? (strcmp(argv[3], "huge") == 0 ? 1 : strcmp(argv[3], "collapse") == 0 ? 2 : -1) : 0;
+    if (argc < 3 || argc > 4 || huge < 0) {
+        fprintf(stderr, "usage: %s CTL_DIR MIB [huge|collapse]   (MIB >= 0; 0 = trivial process)\n", argv[0]);
         return 2;
     }
     g_ctl = argv[1];
     uint64_t pages;
-    uint64_t *mem = map_and_fill(parse_mib(argv[2]), &pages);
+    uint64_t *mem = map_and_fill_huge(parse_mib(argv[2]), &pages, huge);
 
     char buf[64];
     snprintf(buf, sizeof buf, "%d\n", (int)getpid());

@@ -105,7 +105,7 @@ constexpr Rule kSmapsRules[] = {
     {"Anonymous", N, kMemStat},
     {"KSM", N, "pages merged by KSM (their content is stored)"},
     {"LazyFree", N, "pages freed with MADV_FREE but still there: stored with their content"},
-    {"AnonHugePages", N, kMemStat},
+    {"AnonHugePages", R, "transparent huge pages: Mm.huge_ranges, made huge again at restore (mem/thp.h)"},
     {"ShmemPmdMapped", N, kMemStat},
     {"FilePmdMapped", N, kMemStat},
     {"Shared_Hugetlb", N, kMemStat},

@@ -41,6 +41,9 @@ const std::vector<Feature>& Features() {
       {"capabilities", "root, or CAP_CHECKPOINT_RESTORE (Linux 5.9) + CAP_SYS_PTRACE", true, false,
        "cryo must run as root or with CAP_CHECKPOINT_RESTORE + CAP_SYS_PTRACE"},
       {"soft-dirty", "CONFIG_MEM_SOFT_DIRTY", false, false, "nothing: shown for information"},
+      {"madv-collapse", "Linux 6.1 (CONFIG_TRANSPARENT_HUGEPAGE)", false, true,
+       "a restore fills memory that was in transparent huge pages with small pages (the same contents, one page "
+       "fault per 4 KiB instead of per 2 MiB)"},
   };
   return kFeatures;
 }

@@ -120,6 +120,7 @@ Probe ProbeClone3SetTid();
 Probe ProbePrSetMmMap();
 Probe ProbeUserfaultfdWpAsync();
 Probe ProbePagemapScan();
+Probe ProbeMadvCollapse();
 Probe ProbeSoftDirty();
 Probe ProbeTcpRepair();
 Probe ProbeSockDiag();

@@ -68,7 +68,7 @@ Report RunProbes() {
   static const ProbeFn kProbes[] = {ProbePtraceSeize,        ProbeXsave,       ProbeProcessVmReadv,          ProbePidfdGetfd,
                                     ProbeClone3SetTid,       ProbePrSetMmMap,  ProbeUserfaultfdWpAsync,      ProbePagemapScan,
                                     ProbeMembarrierRegistrations, ProbeTimerRestoreIds, ProbeEventfdSemaphore, ProbeTcpRepair, ProbeSockDiag, ProbeBpfIterUdp,
-                                    ProbeNamespaces,         ProbeCapabilities, ProbeSoftDirty};
+                                    ProbeNamespaces,         ProbeCapabilities, ProbeSoftDirty, ProbeMadvCollapse};
   for (ProbeFn fn : kProbes) {
     const auto t0 = Clock::now();
     Probe p = fn();

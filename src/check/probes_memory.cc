@@ -1,5 +1,5 @@
-// Probes of memory interfaces: userfaultfd write-protect, PAGEMAP_SCAN and
-// soft-dirty bits.
+// Probes of memory interfaces: userfaultfd write-protect, PAGEMAP_SCAN,
+// MADV_COLLAPSE and soft-dirty bits.
 #include <linux/userfaultfd.h>
 #include <sys/mman.h>
 
@@ -90,6 +90,22 @@ Probe ProbePagemapScan() {
     return Fail(p, Status::Error("PAGEMAP_SCAN reported " + std::to_string(n) + " regions, expected pages 0 and 2"));
   p.ok = true;
   p.detail = "PAGEMAP_SCAN found the 2 touched pages of a 4-page mapping";
+  return p;
+}
+
+Probe ProbeMadvCollapse() {
+  Probe p{"madv-collapse", false, false, ""};  // how a restore makes huge pages again (else: small pages)
+  constexpr size_t kHuge = 2 << 20;
+  Mapping m(2 * kHuge);
+  if (m.addr() == nullptr) return Fail(p, Status::FromErrno("mmap"));
+  char* huge = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(m.addr()) + kHuge - 1) & ~(kHuge - 1));
+  huge[0] = 1;
+  auto enabled = ReadFileToString("/sys/kernel/mm/transparent_hugepage/enabled");
+  const std::string thp = "transparent_hugepage/enabled: " + (enabled.ok() ? std::string(Trim(*enabled)) : "absent");
+  if (::madvise(huge, kHuge, 25 /*MADV_COLLAPSE*/) != 0 && errno == EINVAL)
+    return Fail(p, Status::FromErrno("madvise MADV_COLLAPSE (" + thp + ")"));
+  p.ok = true;
+  p.detail = "MADV_COLLAPSE accepted (" + thp + ")";
   return p;
 }
 

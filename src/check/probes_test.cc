@@ -104,7 +104,7 @@ TEST(ProbesTest, RunProbesOnThisMachineCanCheckpoint) {
   EXPECT_FALSE(r.kernel_release.empty());
   EXPECT_EQ(r.boot_id, CurrentBootId());
   for (const char* name : {"ptrace-seize", "xsave", "process-vm-readv", "pidfd-getfd", "clone3-set-tid", "pr-set-mm-map",
-                           "userfaultfd-wp-async", "pagemap-scan", "membarrier-registrations", "timer-restore-ids", "eventfd-semaphore", "tcp-repair", "sock-diag", "namespaces", "capabilities", "soft-dirty"}) {
+                           "userfaultfd-wp-async", "pagemap-scan", "membarrier-registrations", "timer-restore-ids", "eventfd-semaphore", "tcp-repair", "sock-diag", "namespaces", "capabilities", "soft-dirty", "madv-collapse"}) {
     const Probe* p = Find(r, name);
     ASSERT_NE(p, nullptr) << name;
     EXPECT_FALSE(p->detail.empty()) << name;
@@ -181,7 +181,7 @@ TEST(ProbesTest, PretendedMissingFeaturesFailWithTheirFallbackSaid) {
   ASSERT_EQ(::setenv("CRYO_PRETEND_MISSING", "pagemap-scan,xsave,nonesuch", 1), 0);
   EXPECT_EQ(CheckPretendedNames().ToString(),
             "CRYO_PRETEND_MISSING names 'xsave' (a hard requirement), 'nonesuch' (no such feature); it takes features cryo "
-            "can do without: pagemap-scan, membarrier-registrations, timer-restore-ids, eventfd-semaphore, bpf-iter-udp");
+            "can do without: pagemap-scan, membarrier-registrations, timer-restore-ids, eventfd-semaphore, bpf-iter-udp, madv-collapse");
 }
 
 TEST(ProbesTest, FormatJsonEscapes) {

@@ -1,4 +1,4 @@
-// mm-PID.img: Mm, Vma, FileId of a mapping, PageRun, PageRange (inherited).
+// mm-PID.img: Mm, Vma, FileId of a mapping, PageRun, PageRange (inherited, huge).
 #include <sys/mman.h>
 #include <sys/stat.h>
 
@@ -143,6 +143,8 @@ Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const Pro
     const std::string what = "page run at " + Hex(r.vaddr());
     if (r.offset() != expect_off || r.npages() == 0 || r.vaddr() % kPageSize || r.npages() > kMaxRunPages)
       return Bad(img, file, what + ": page runs are malformed");
+    // Only parent_runs name an ancestor's page file.
+    if (r.depth() != 0) return Bad(img, file, what + ": a run of this image's own page file names an ancestor (depth)");
     const uint64_t end = r.vaddr() + r.npages() * kPageSize;
     if (r.vaddr() < prev_run_end || end < r.vaddr()) return Bad(img, file, what + ": page runs out of order");
     prev_run_end = end;
@@ -211,6 +213,24 @@ Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const Pro
         return Bad(img, file, what + ": not inside private anonymous VMAs");
     }
     --vi;
+  }
+  // Huge pages: whole 2 MiB ones, in address order, each range inside one
+  // private anonymous VMA.
+  constexpr uint64_t kHuge = 2ull << 20;
+  prev_end = 0;
+  vi = 0;
+  for (const PageRange& r : mm.huge_ranges()) {
+    const std::string what = "huge pages at " + Hex(r.vaddr());
+    if (r.vaddr() % kHuge || r.npages() == 0 || r.npages() % (kHuge / kPageSize) || r.vaddr() >= kUserTop ||
+        r.npages() > (kUserTop - r.vaddr()) / kPageSize)
+      return Bad(img, file, what + ": malformed range");
+    const uint64_t end = r.vaddr() + r.npages() * kPageSize;
+    if (r.vaddr() < prev_end) return Bad(img, file, what + ": ranges out of order or overlapping");
+    prev_end = end;
+    while (vi < mm.vmas_size() && mm.vmas(vi).end() <= r.vaddr()) ++vi;
+    if (vi == mm.vmas_size() || r.vaddr() < mm.vmas(vi).start() || end > mm.vmas(vi).end() ||
+        mm.vmas(vi).kind() != VMA_ANON_PRIVATE)
+      return Bad(img, file, what + ": not inside one private anonymous VMA");
   }
   for (int i = 0; i < mm.vmas_size(); ++i)
     if (mm.vmas(i).stored_pages() != stored[i] || mm.vmas(i).inherited_pages() != inherited[i])

@@ -511,6 +511,7 @@ TEST(ValidateTest, MemoryFields) {
        "beyond user space"},
       {"anon name", [](TestImage& t) { FirstVma(t).set_name("[anon:a$b]"); }, "cannot be given again"},
       {"stored pages", [](TestImage& t) { FirstVma(t).set_stored_pages(3); }, "page counts disagree"},
+      {"own run with a depth", [](TestImage& t) { t.procs[42].mm.mutable_runs(0)->set_depth(1); }, "names an ancestor"},
       {"run outside VMAs", [](TestImage& t) { t.procs[42].mm.mutable_runs(0)->set_vaddr(0x20000); }, "outside every VMA"},
       {"pages of a shared file",
        [](TestImage& t) {
@@ -524,6 +525,20 @@ TEST(ValidateTest, MemoryFields) {
          v.mutable_file()->set_mode(S_IFREG | 0644);
        },
        "content is not in the page file"},
+      {"huge range not 2 MiB-aligned",
+       [](TestImage& t) {
+         PageRange* r = t.procs[42].mm.add_huge_ranges();
+         r->set_vaddr(0x10000);
+         r->set_npages(512);
+       },
+       "huge pages at 0x10000: malformed range"},
+      {"huge range outside every VMA",
+       [](TestImage& t) {
+         PageRange* r = t.procs[42].mm.add_huge_ranges();
+         r->set_vaddr(0x40000000);
+         r->set_npages(512);
+       },
+       "not inside one private anonymous VMA"},
       {"inherited in the root",
        [](TestImage& t) {
          PageRange* r = t.procs[42].mm.add_inherited();

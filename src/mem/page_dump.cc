@@ -23,6 +23,7 @@
 #include "base/size_format.h"
 #include "image/format.h"
 #include "mem/cow_share.h"
+#include "mem/thp.h"
 
 namespace cryo {
 
@@ -554,6 +555,7 @@ Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm, uint64
   // Pages shared copy-on-write with the parent are stored in its image only.
   if (mm->inherited_size()) regions = WithoutRanges(regions, {mm->inherited().begin(), mm->inherited().end()});
   CRYO_ASSIGN_OR_RETURN(std::vector<PagePiece> pieces, PlanPages(mm, scan, block));
+  RecordHugeRanges(regions, mm);
   CRYO_ASSIGN_OR_RETURN(auto shared, SharedAnonPages(pid, *mm, regions));
   SplitShared(&pieces, shared);
   for (image::Vma& v : *mm->mutable_vmas()) {

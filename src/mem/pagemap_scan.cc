@@ -107,7 +107,7 @@ Result<std::vector<PageRegion>> PagemapScanner::ScanIoctl(uint64_t start, uint64
     arg.vec = reinterpret_cast<uint64_t>(vec);
     arg.vec_len = sizeof(vec) / sizeof(vec[0]);
     arg.category_anyof_mask = kPagePresent | kPageSwapped;
-    arg.return_mask = kPagePresent | kPageSwapped | kPageFile | kPagePfnZero;
+    arg.return_mask = kPagePresent | kPageSwapped | kPageFile | kPagePfnZero | kPageHuge;
     long n = ::ioctl(fd_.get(), kPagemapScanIoctl, &arg);
     if (n < 0) return Status::FromErrno("PAGEMAP_SCAN of pid " + std::to_string(pid_) + " range " + Hex(start));
     for (long i = 0; i < n; ++i) out.push_back(vec[i]);

@@ -22,6 +22,7 @@ enum PageCategory : uint64_t {
   kPagePresent = 1 << 3,
   kPageSwapped = 1 << 4,
   kPagePfnZero = 1 << 5,
+  kPageHuge = 1 << 6,  // a PMD-mapped transparent huge page (PAGEMAP_SCAN only; never from kRead)
 };
 
 struct PageRegion {

@@ -131,6 +131,7 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
     if (v.HasFlag("dp")) flags = kMapDroppable;  // a mapping type of its own, private anonymous memory only
     if (v.HasFlag("gd")) flags |= MAP_GROWSDOWN;
     iv->set_file_writable(v.HasFlag("mw"));
+    iv->set_anon_huge_bytes(v.anon_huge_kb << 10);
     if (v.HasFlag("ht")) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " is hugetlbfs memory, not supported yet");
     const bool special = !v.name.empty() && v.name[0] == '[' && v.name.compare(0, 6, "[anon:") != 0 &&
                          v.name != "[heap]" && v.name != "[stack]";

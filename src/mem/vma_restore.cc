@@ -18,6 +18,7 @@
 #include "base/size_format.h"
 #include "base/unique_fd.h"
 #include "image/format.h"
+#include "mem/thp.h"
 #include "mem/vma_dump.h"
 
 namespace cryo {
@@ -150,7 +151,7 @@ bool IsPremapped(const image::Vma& v) {
 uint64_t PremapSize(const image::Mm& mm) {
   uint64_t size = kPage;
   for (const image::Vma& v : mm.vmas())
-    if (IsPremapped(v)) size += v.end() - v.start() + kPage;
+    if (IsPremapped(v)) size += v.end() - v.start() + kPage + (HasHugeRanges(mm, v) ? kHugePageSize : 0);
   return size;
 }
 
@@ -194,6 +195,10 @@ bool HasVmFlag(const image::Vma& v, const char* flag) {
 // cloned (ApplyForkAdvice), since they must inherit the premap.
 bool IsForkAdvice(const std::string& flag) { return flag == "dc" || flag == "wf"; }
 
+// THP advice: applied once the VMA is filled when its huge ranges are made
+// huge (thp.h), so that the fill's faults do not decide which others are.
+bool IsThpAdvice(const std::string& flag) { return flag == "hg" || flag == "nh"; }
+
 // The inherited page ranges inside [start, end), clipped.
 std::vector<std::pair<uint64_t, uint64_t>> InheritedIn(const image::Mm& mm, uint64_t start, uint64_t end) {
   std::vector<std::pair<uint64_t, uint64_t>> out;
@@ -236,9 +241,17 @@ Result<uint64_t> TakeOver(const image::Vma& v, const std::vector<std::pair<uint6
 Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const std::vector<const image::PageSource*>& parents, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
                      std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
-                     const MapShmFn& map_shm, const std::unordered_set<const image::PageRun*>* lazy) {
+                     const MapShmFn& map_shm, const std::unordered_set<const image::PageRun*>* lazy,
+                     HugeCount* huge) {
   auto eager = [lazy](const image::PageRun& r) { return !lazy || !lazy->count(&r); };
   std::vector<FillJob> jobs;
+  struct Advice {
+    uint64_t addr, len;
+    int advice;
+    const std::string* flag;
+  };
+  std::vector<Advice> thp_advice;
+  const bool thp_allowed = mm.huge_ranges_size() > 0 && ThpAllowed();
   int ri = 0, pi = 0;
   uint64_t slot = base + kPage;
   struct Final {
@@ -258,14 +271,16 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
   for (const image::Vma& v : mm.vmas()) {
     if (!IsPremapped(v)) continue;
     const uint64_t len = v.end() - v.start();
-    uint64_t at = slot;
-    slot += len + kPage;
+    const bool has_huge = HasHugeRanges(mm, v);
+    uint64_t at = PremapAddress(slot, v, has_huge);
+    slot = at + len + kPage;
     // Page runs of this VMA (runs are in address order and never cross VMAs).
     const int first_run = ri;
-    int eager_runs = 0;
-    for (; ri < mm.runs_size() && mm.runs(ri).vaddr() < v.end(); ++ri) eager_runs += eager(mm.runs(ri));
+    int eager_runs = 0, lazy_runs = 0;
+    for (; ri < mm.runs_size() && mm.runs(ri).vaddr() < v.end(); ++ri) eager(mm.runs(ri)) ? ++eager_runs : ++lazy_runs;
     const int first_parent_run = pi;
-    for (; pi < mm.parent_runs_size() && mm.parent_runs(pi).vaddr() < v.end(); ++pi) eager_runs += eager(mm.parent_runs(pi));
+    for (; pi < mm.parent_runs_size() && mm.parent_runs(pi).vaddr() < v.end(); ++pi)
+      eager(mm.parent_runs(pi)) ? ++eager_runs : ++lazy_runs;
     const int shm = v.kind() == image::VMA_ANON_SHARED && v.shmem_id() && shmem_fd ? shmem_fd(v.shmem_id()) : -1;
     const bool has_pages = eager_runs > 0 && shm < 0;  // a shmem object comes filled
     const int prot = static_cast<int>(v.prot());
@@ -301,9 +316,14 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
       }
       if (p == MAP_FAILED) return Status::FromErrno("mmap of " + VmaName(v));
     }
+    // Not with pages left to --lazy: the collapse's write fault would make
+    // them present (zero), and the fault that fetches them would never come.
+    const bool make_huge = has_huge && thp_allowed && has_pages && inherited.empty() && lazy_runs == 0;
     for (const std::string& f : v.vm_flags()) {
       int adv = Madvice(f);
-      if (adv >= 0 && !IsForkAdvice(f) && ::madvise(reinterpret_cast<void*>(at), len, adv) != 0)
+      const bool later = make_huge && IsThpAdvice(f);
+      if (adv >= 0 && later) thp_advice.push_back({at, len, adv, &f});
+      if (adv >= 0 && !IsForkAdvice(f) && !later && ::madvise(reinterpret_cast<void*>(at), len, adv) != 0)
         return Status::FromErrno("madvise " + f + " on " + VmaName(v));
     }
     const bool named = v.name().rfind("[anon:", 0) == 0 && v.name().back() == ']';
@@ -316,6 +336,14 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
       // An inherited VMA may carry its parent's name. (Without
       // CONFIG_ANON_VMA_NAME nothing has a name and this fails: fine.)
       (void)::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, nullptr);
+    }
+    if (make_huge) {
+      const HugeCount n = MakeHuge(mm, v, at);
+      if (huge) {
+        huge->asked += n.asked;
+        huge->made += n.made;
+        huge->seconds += n.seconds;
+      }
     }
     if (has_pages) {
       for (int r = first_run; r < ri; ++r)
@@ -336,6 +364,9 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
     if (v.kind() == image::VMA_ANON_PRIVATE) inheritable->push_back({v.start(), v.end(), at});
   }
   CRYO_RETURN_IF_ERROR(Fill(jobs, threads));
+  for (const Advice& a : thp_advice)
+    if (::madvise(reinterpret_cast<void*>(a.addr), a.len, a.advice) != 0)
+      return Status::FromErrno("madvise " + *a.flag + " on the premapped VMA at " + Hex(a.addr));
   for (const Final& f : finals)
     if (::mprotect(reinterpret_cast<void*>(f.addr), f.len, f.prot) != 0) return Status::FromErrno("mprotect of a premapped VMA");
   // Locked once filled, with its final protection; mremap keeps a VMA locked.

@@ -12,6 +12,7 @@
 #include "base/status.h"
 #include "cryo/image.pb.h"
 #include "image/page_source.h"
+#include "mem/thp.h"
 #include "proc/proc.h"
 #include "restorer/restorer_args.h"
 
@@ -55,11 +56,16 @@ struct InheritableVma {
 // private anonymous VMAs, for its own children.
 // `lazy` (cryo restore --lazy, mem/lazy_plan.h): page runs left out, to be
 // fetched on first touch; a VMA whose runs are all lazy stays unpopulated.
+// The ranges of mm.huge_ranges are made huge pages again before the fill
+// where the system allows (thp.h), counted in `huge`; MADV_HUGEPAGE and
+// MADV_NOHUGEPAGE of such a VMA are applied after the fill (not in a VMA
+// with lazy pages: the collapse would make them present).
 using MapShmFn = std::function<Status(const image::Vma&, uint64_t, int)>;
 Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const std::vector<const image::PageSource*>& parents, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
                      std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
-                     const MapShmFn& map_shm = nullptr, const std::unordered_set<const image::PageRun*>* lazy = nullptr);
+                     const MapShmFn& map_shm = nullptr, const std::unordered_set<const image::PageRun*>* lazy = nullptr,
+                     HugeCount* huge = nullptr);
 
 // Before cloning children: marks MADV_DONTFORK every premapped VMA (`moves`)
 // that holds none of `wanted` (the pages the children inherit), so fork(2)

@@ -109,6 +109,8 @@ Result<std::vector<Vma>> ParseSmaps(std::string_view text) {
       auto& flags = vmas.back().vm_flags;
       flags.clear();
       for (std::string_view f : SplitWords(rest)) flags.emplace_back(f);
+    } else if (key == "AnonHugePages:") {
+      if (!ParseNumber(NextWord(&rest), &vmas.back().anon_huge_kb)) return Status::Error("malformed smaps line " + Quote(line));
     }
   }
   return vmas;
@@ -135,6 +137,7 @@ Status ParseSmapsVmFlags(std::string_view smaps_text, std::vector<Vma>* vmas) {
     if (it == by_start.end() || it->second->end != p.end)
       return Status::Error("smaps VMA " + HexRange(p) + " not in maps");
     it->second->vm_flags = std::move(p.vm_flags);
+    it->second->anon_huge_kb = p.anon_huge_kb;
   }
   return Status::Ok();
 }

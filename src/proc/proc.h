@@ -29,14 +29,15 @@ struct Vma {
   std::string name;      // path, "[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]", "[anon:...]" or ""
   bool deleted = false;  // name ended in " (deleted)" (suffix removed from `name`)
   std::vector<std::string> vm_flags;  // two-letter VmFlags mnemonics: "rd", "wr", "gd", "ht", ...
+  uint64_t anon_huge_kb = 0;          // smaps AnonHugePages (transparent huge pages, PMD-mapped)
   bool HasFlag(std::string_view f) const;
 };
 
 // Parses /proc/PID/maps. Paths may contain spaces.
 Result<std::vector<Vma>> ParseMaps(std::string_view text);
-// Parses /proc/PID/smaps: its VMAs with their VmFlags.
+// Parses /proc/PID/smaps: its VMAs with their VmFlags and AnonHugePages.
 Result<std::vector<Vma>> ParseSmaps(std::string_view text);
-// Fills vm_flags of each VMA in `vmas` from /proc/PID/smaps text (matched by range).
+// Fills vm_flags and anon_huge_kb of each VMA in `vmas` from /proc/PID/smaps text (matched by range).
 Status ParseSmapsVmFlags(std::string_view smaps_text, std::vector<Vma>* vmas);
 // maps + smaps of a process.
 Result<std::vector<Vma>> ReadVmas(pid_t pid);

@@ -104,14 +104,18 @@ TEST(ParseSmapsVmFlagsTest, MatchesByRange) {
   Status s = ParseSmapsVmFlags(
       "1000-2000 rw-p 00000000 00:00 0\n"
       "Size:                  4 kB\n"
+      "AnonHugePages:      4096 kB\n"
       "VmFlags: rd wr mr mw me ac \n"
       "2000-3000 r--p 00000000 fe:00 9   /lib/a b.so\n"
       "Rss:                   0 kB\n"
+      "AnonHugePages:         0 kB\n"
       "THPeligible:           0\n"
       "VmFlags: rd mr mw me dd\n",
       &vmas);
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_EQ(vmas[0].vm_flags, (std::vector<std::string>{"rd", "wr", "mr", "mw", "me", "ac"}));
+  EXPECT_EQ(vmas[0].anon_huge_kb, 4096u);
+  EXPECT_EQ(vmas[1].anon_huge_kb, 0u);
   EXPECT_TRUE(vmas[1].HasFlag("dd"));
   EXPECT_FALSE(vmas[1].HasFlag("wr"));
 }
@@ -126,6 +130,9 @@ TEST(ParseSmapsVmFlagsTest, RejectsUnknownRangeAndMalformedHeader) {
   EXPECT_NE(s.message().find("1000-2000 rw-p 00000000"), std::string::npos) << s.message();
   s = ParseSmapsVmFlags("VmFlags: rd\n", &vmas);
   EXPECT_FALSE(s.ok());
+  s = ParseSmapsVmFlags("1000-2000 rw-p 00000000 00:00 0\nAnonHugePages: lots kB\nVmFlags: rd\n", &vmas);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("AnonHugePages: lots"), std::string::npos) << s.message();
 }
 
 TEST(ReadVmasTest, SeesFreshMappingWithFlags) {

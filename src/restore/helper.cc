@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -222,14 +223,24 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   // nor (--lazy) be filled now.
   const std::vector<image::PageRange>& wanted = ctx.facts->at(ctx.pid).children_inherit;
   if (ctx.lazy) out->lazy = PlanLazy(p.mm, wanted);
+  HugeCount huge;
+  const double start = Now();
   CRYO_RETURN_IF_ERROR(PremapAndFill(
                            p.mm, pages, parents, slot.premap, fill_threads,
                            [pool](uint64_t id) { return pool->ShmemFd(id); }, ctx.inheritable, &out->moves, &mine,
                            [pool](const image::Vma& v, uint64_t at, int prot) {
                              return v.unlinked_file() ? pool->unlinked()->MapVma(v, at, prot) : pool->shm()->MapVma(v, at, prot);
                            },
-                           ctx.lazy ? &out->lazy.set : nullptr)
+                           ctx.lazy ? &out->lazy.set : nullptr, &huge)
                            .Prefixed("memory"));
+  if (huge.asked) {
+    char ms[96];
+    snprintf(ms, sizeof(ms), " in %.1f ms (memory built in %.1f ms)", huge.seconds * 1e3, (Now() - start) * 1e3);
+    SendText(ctx.status_fd, HelperRecord::kInfo, ctx.pid,
+             "pid " + std::to_string(ctx.pid) + ": " + std::to_string(huge.made) + " of " + std::to_string(huge.asked) +
+                 " transparent huge pages of the image made huge again" + ms +
+                 (huge.made < huge.asked ? " (the rest: small pages, the same contents)" : ""));
+  }
   ctx.inheritable = std::move(mine);
   return HideFromChildren(out->moves, wanted).Prefixed("memory");
 }

@@ -33,6 +33,7 @@ enum class HelperRecord : uint8_t {
   kArea = 'A',     // u64 address, u64 length of the restorer area, u64 status fd, i64 userfaultfd (-1: none)
   kBlobFailure = 'B',  // restorer::Failure, written by the blob (its own layout)
   kJoined = 'J',   // no payload: this process is in its session and group
+  kInfo = 'I',     // text: for cryo's log
 };
 
 // What the helper of a process needs to know of the other processes of the

@@ -188,6 +188,9 @@ class StatusReader {
         case HelperRecord::kWarning:
           LOG_WARN("%s", payload.c_str());
           break;
+        case HelperRecord::kInfo:
+          LOG_INFO("%s", payload.c_str());
+          break;
         case HelperRecord::kError:
           if (error.empty()) error = "pid " + std::to_string(pid) + ": " + payload;
           break;

@@ -12,6 +12,8 @@
   a new process gets (0, 1, ...) still come back;
 - without the eventfd-semaphore fdinfo line (Linux 6.6) an eventfd's mode is
   found by reading it, its count put back.
+- without MADV_COLLAPSE (Linux 6.1) memory that was in transparent huge
+  pages comes back in small pages, the same bytes (test_thp.py).
 
 The core suites also run whole with CRYO_PRETEND_MISSING=pagemap-scan
 (ctest: e2e_no_pagemap_scan_*).
