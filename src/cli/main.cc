@@ -322,6 +322,10 @@ int main(int argc, char** argv) {
           },
           "", "namespace to join"))
       ->type_name("KIND:PATH");
+  restore_cmd->add_option("--veth-peer-ns", restore.veth_peer_ns,
+                          "make the outside ends of the tree's veth pairs in this network namespace (default: where "
+                          "they were, /run/netns/NAME or cryo's own)")
+      ->type_name("PATH");
   restore_cmd->add_flag("--tcp-close", restore.tcp_close,
                         "restore TCP connections reset by their peer (the program's next recv/send fails with "
                         "ECONNRESET) instead of established");
