@@ -330,6 +330,10 @@ int main(int argc, char** argv) {
           },
           "", "namespace to join"))
       ->type_name("KIND:PATH");
+  restore_cmd->add_option("--veth-peer-ns", restore.veth_peer_ns,
+                          "make the outside ends of the tree's veth pairs in this network namespace (default: where "
+                          "they were, /run/netns/NAME or cryo's own)")
+      ->type_name("PATH");
   restore_cmd->add_flag("--lazy", restore.lazy,
                         "resume the tree at once: its private anonymous pages come from the image on first touch "
                         "(userfaultfd) and from a background prefetch; cryo stays until every page is in (a page "

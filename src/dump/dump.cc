@@ -388,9 +388,6 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
     SeizedProcess& sp = *c->tree.processes()[i];
     CRYO_ASSIGN_OR_RETURN(seccomp[i], DumpSeccomp(sp));
   }
-  if (c->features.count("net-ns") && c->tcp.has_deferred())
-    return Status::Error("the tree holds established TCP connections in its own network namespace, which are not "
-                         "restored yet (its listeners, UDP and UNIX sockets are)");
   // TCP connections, read in repair mode with the tree held (dump/tcp_hold.h).
   CRYO_RETURN_IF_ERROR(ReadTcpConnections(c->tree, c->inspection.facts, seccomp, c->tcp));
   const double tc = Now();

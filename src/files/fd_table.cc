@@ -15,6 +15,7 @@
 #include "files/fd_owner.h"
 #include "files/fd_pool.h"
 #include "files/file_locks.h"
+#include "net/socket_netns.h"
 #include "proc/proc.h"
 
 namespace cryo {
@@ -63,6 +64,9 @@ Status DescribeFd(FdSource& src, image::FdTable* table, std::set<std::string>* f
   CRYO_ASSIGN_OR_RETURN(src.link, ReadLink(path));
   CRYO_ASSIGN_OR_RETURN(src.info, proc::ReadFdInfo(src.pid, src.fd));
   if (::stat(path.c_str(), &src.st) != 0) return Status::FromErrno("stat " + src.what());
+  // Before its handler: a socket of another namespace than its process's
+  // would be restored in the wrong one (net/socket_netns.h).
+  if (S_ISSOCK(src.st.st_mode) && src.pidfd >= 0) CRYO_RETURN_IF_ERROR(CheckSocketNetns(src));
   const FdKindHandler* handler = nullptr;
   for (const FdKindHandler* h : FdKindHandlers())
     if (h->Handles(src)) {

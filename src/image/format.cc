@@ -187,6 +187,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "uts-ns",
       "ipc-ns",
       "net-ns",
+      "net-veth",
       "pid-ns",
       "mqueue-fds",
       "incremental",

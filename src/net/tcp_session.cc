@@ -313,6 +313,16 @@ Status FinishTcpRestore(const std::string& lock) {
   return Status::Ok();
 }
 
+std::string FreshNetnsLockScript(const image::LoadedImage& img) {
+  const auto& f = img.inventory.features();
+  if (img.inventory.net_lock().empty() || std::find(f.begin(), f.end(), "net-ns") == f.end()) return "";
+  std::vector<LockedConnection> conns;
+  for (const auto& [pid, p] : img.processes)
+    for (const image::Fd& fd : p.fds.fds())
+      if (fd.kind() == image::FD_TCP_SOCKET) conns.push_back({fd.tcp_socket().local(), fd.tcp_socket().peer()});
+  return NetLockScript(img.inventory.net_lock(), conns);
+}
+
 void AbandonTcpRestore(const std::string& lock) {
   {
     std::lock_guard<std::mutex> l(pending_mu);

@@ -27,6 +27,7 @@
 #include "base/status.h"
 #include "base/unique_fd.h"
 #include "cryo/image.pb.h"
+#include "image/image_dir.h"
 #include "net/net_lock.h"
 #include "net/tcp_fin.h"
 #include "net/tcp_guardian.h"
@@ -135,6 +136,12 @@ void AddPendingTcp(PendingTcp p);
 Status FinishTcpRestore(const std::string& lock);
 // A failed restore: sockets closed in repair mode, the lock removed.
 void AbandonTcpRestore(const std::string& lock);
+
+// A tree of its own network namespace: the dump's lock went with that
+// namespace, so the restore makes it again in the fresh one before its
+// links are up (the script of `img`'s lock, "" if it has none); the usual
+// end of the restore removes it there.
+std::string FreshNetnsLockScript(const image::LoadedImage& img);
 
 // Abandons the restore's connections unless Finish() succeeded.
 class TcpRestoreGuard {

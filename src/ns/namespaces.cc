@@ -99,8 +99,11 @@ Status DumpNamespaces(const std::vector<pid_t>& pids, const std::set<pid_t>& tre
     types |= k.type;
     features->insert(k.feature);
   }
-  if (types & CLONE_NEWNET)  // on threads of its own (ns/netns.h)
+  if (types & CLONE_NEWNET) {  // on threads of its own (ns/netns.h)
     CRYO_RETURN_IF_ERROR(DumpNetNamespace(pids.front(), out->mutable_net()).Prefixed("the tree's network namespace"));
+    for (const image::NetLink& l : out->net().links())
+      if (l.has_veth()) features->insert("net-veth");
+  }
   types &= ~CLONE_NEWNET;
   if (!types) return Status::Ok();
   return RunInNamespacesOf(pids.front(), types, [&]() -> Status {
@@ -115,15 +118,19 @@ Status DumpNamespaces(const std::vector<pid_t>& pids, const std::set<pid_t>& tre
   });
 }
 
-Status EnterFreshNamespaces(const image::Inventory& inv, const image::NamespaceTable& ns) {
+Status EnterFreshNamespaces(const image::Inventory& inv, const image::NamespaceTable& ns,
+                            const std::string& veth_peer_ns, const std::string& lock_script) {
   int types = 0;
   for (const NsKind& k : kKinds)
     if (HasFeature(inv, k.feature)) types |= k.type;
   if (!types) return Status::Ok();
+  // Opened from cryo's namespace: the outside ends of veth pairs go there by default.
+  CRYO_ASSIGN_OR_RETURN(VethPeerNamespaces peers, OpenVethPeerNamespaces(ns.net(), veth_peer_ns));
   if (::unshare(types) != 0) return Status::FromErrno("unshare (fresh UTS/IPC/network namespaces for the tree)");
   // Before any socket of the tree is made (FdPool): sockets belong to the
   // namespace of the thread that makes them.
-  if (types & CLONE_NEWNET) CRYO_RETURN_IF_ERROR(RestoreNetNamespace(ns.net()).Prefixed("the tree's network namespace"));
+  if (types & CLONE_NEWNET)
+    CRYO_RETURN_IF_ERROR(RestoreNetNamespace(ns.net(), &peers, lock_script).Prefixed("the tree's network namespace"));
   if (types & CLONE_NEWUTS) {
     const std::string& h = ns.uts().hostname();
     const std::string& d = ns.uts().domainname();

@@ -29,8 +29,13 @@ Status DumpNamespaces(const std::vector<pid_t>& pids, const std::set<pid_t>& tre
 
 // Restore, first thing: cryo's main thread enters fresh namespaces for the
 // ones in the image and fills them (names, sysctls, semaphores, message
-// queues); processes forked from it inherit them.
-Status EnterFreshNamespaces(const image::Inventory& inv, const image::NamespaceTable& ns);
+// queues); processes forked from it inherit them. `veth_peer_ns`
+// (--veth-peer-ns, "" for where they were): the namespace the outside ends
+// of the tree's veth pairs are made in.
+// `lock_script`: nft commands run in the fresh network namespace first (the
+// image's network lock, net/tcp_session.h).
+Status EnterFreshNamespaces(const image::Inventory& inv, const image::NamespaceTable& ns,
+                            const std::string& veth_peer_ns, const std::string& lock_script);
 // Once every object of the image exists (SysV segments included): the
 // namespace's last sysctls (next ids, shm_rmid_forced).
 Status FinishFreshNamespaces(const image::Inventory& inv, const image::NamespaceTable& ns);

@@ -56,15 +56,18 @@ Status ReadFreshLinks(Rtnl& nl, std::map<std::string, std::string>* out) {
   }, "the links of a fresh network namespace");
 }
 
-Status DumpLinks(Rtnl& nl, const FreshNetDefaults& fresh, image::NetNamespace* out) {
-  return nl.Dump(RTM_GETLINK, AF_UNSPEC, sizeof(ifinfomsg), [&](const nlmsghdr* h) -> Status {
+Status DumpLinks(Rtnl& nl, const FreshNetDefaults& fresh, int home_fd, image::NetNamespace* out) {
+  // Answers of a dump are read before another request goes on the socket.
+  std::vector<std::string> veths;
+  CRYO_RETURN_IF_ERROR(nl.Dump(RTM_GETLINK, AF_UNSPEC, sizeof(ifinfomsg), [&](const nlmsghdr* h) -> Status {
     const LinkInfo l = ParseLink(h);
     const std::string what = "link " + l.name + " (" + (l.kind.empty() ? "of no kind" : "kind " + l.kind) + ")";
-    if (l.kind == "loopback") {
+    if (l.kind == "loopback" || l.kind == "veth") {
       image::NetLink* link = out->add_links();
       link->set_name(l.name);
       link->set_flags(l.flags & IFF_UP);
       link->set_mtu(l.mtu);
+      if (l.kind == "veth") veths.emplace_back(reinterpret_cast<const char*>(h), h->nlmsg_len);
       return Status::Ok();
     }
     auto it = fresh.links.find(l.name);
@@ -75,9 +78,16 @@ Status DumpLinks(Rtnl& nl, const FreshNetDefaults& fresh, image::NetNamespace* o
         return Status::Error(what + " is up: a fallback tunnel device's configuration is not restored");
       return Status::Ok();
     }
-    return Status::Error(what + ": links other than lo are not restored yet (move it out of the namespace or "
-                         "delete it before the dump)");
-  }, "the links of the tree's network namespace");
+    return Status::Error(what + ": links other than lo and veth pairs are not restored yet (move it out of the "
+                         "namespace or delete it before the dump)");
+  }, "the links of the tree's network namespace"));
+  for (const std::string& msg : veths) {
+    const auto* h = reinterpret_cast<const nlmsghdr*>(msg.data());
+    const std::string name = ParseLink(h).name;
+    for (image::NetLink& link : *out->mutable_links())
+      if (link.name() == name) CRYO_RETURN_IF_ERROR(DumpVeth(nl, h, home_fd, &link));
+  }
+  return Status::Ok();
 }
 
 Status DumpAddresses(Rtnl& nl, image::NetNamespace* out) {
@@ -112,7 +122,10 @@ Status DumpAddresses(Rtnl& nl, image::NetNamespace* out) {
   }, "the addresses of the tree's network namespace");
 }
 
-Status RestoreLinks(Rtnl& nl, const image::NetNamespace& net) {
+Status RestoreLinks(Rtnl& nl, const image::NetNamespace& net, const VethPeerNamespaces* peers) {
+  int serial = 0;
+  for (const image::NetLink& l : net.links())
+    if (l.has_veth()) CRYO_RETURN_IF_ERROR(CreateVeth(nl, l, peers, serial++));
   for (const image::NetLink& l : net.links()) {
     CRYO_ASSIGN_OR_RETURN(const int index, LinkIndex(l.name()));
     NlBuffer buf;

@@ -9,6 +9,7 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "ns/netns.h"
 #include "ns/rtnl.h"
 
 namespace cryo::ns {
@@ -27,9 +28,16 @@ Status ReadFreshNetDefaults(FreshNetDefaults* out);
 // too (a fallback tunnel) is accepted while down and unconfigured; any
 // other kind is refused by name.
 Status ReadFreshLinks(Rtnl& nl, std::map<std::string, std::string>* out);
-Status DumpLinks(Rtnl& nl, const FreshNetDefaults& fresh, image::NetNamespace* out);
+// `home_fd`: cryo's own namespace, where a veth's outside end may be.
+Status DumpLinks(Rtnl& nl, const FreshNetDefaults& fresh, int home_fd, image::NetNamespace* out);
 Status DumpAddresses(Rtnl& nl, image::NetNamespace* out);
-Status RestoreLinks(Rtnl& nl, const image::NetNamespace& net);
+Status RestoreLinks(Rtnl& nl, const image::NetNamespace& net, const VethPeerNamespaces* peers);
+
+// veth pairs with their outside end (ns/net_veth.cc): `link` has its name
+// and MTU; the rest of the pair from the RTM_NEWLINK message `h`.
+Status DumpVeth(Rtnl& nl, const nlmsghdr* h, int home_fd, image::NetLink* link);
+// `serial`: tells the outside ends apart in the dump's check (peers null).
+Status CreateVeth(Rtnl& nl, const image::NetLink& link, const VethPeerNamespaces* peers, int serial);
 Status RestoreAddresses(Rtnl& nl, const image::NetNamespace& net);
 
 // Routes of the main table (those the kernel does not make from an

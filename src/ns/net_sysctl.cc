@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include <algorithm>
+#include <cstring>
 
 #include "ns/net_objects.h"
 #include "ns/ns_thread.h"
@@ -49,6 +50,20 @@ int Rank(const std::string& path) {
   return 3;
 }
 
+// A device's own setting (net/ipv4/conf/DEV/..., net/ipv6/neigh/DEV/...) as
+// the namespace's default for new devices ("default" for DEV), which a
+// device made at restore starts with (net/ipv4/devinet.c inetdev_init
+// copies it); "" for other paths.
+std::string DefaultFor(const std::string& path) {
+  for (const char* dir : {"net/ipv4/conf/", "net/ipv6/conf/", "net/ipv4/neigh/", "net/ipv6/neigh/"}) {
+    if (!path.starts_with(dir)) continue;
+    const size_t dev = std::strlen(dir), slash = path.find('/', dev);
+    if (slash == std::string::npos) return "";
+    return std::string(dir) + "default" + path.substr(slash);
+  }
+  return "";
+}
+
 }  // namespace
 
 Status ReadNetSysctls(std::map<std::string, std::string>* out) {
@@ -64,6 +79,12 @@ Status DumpNetSysctls(const FreshNetDefaults& fresh, image::NetNamespace* out) {
   for (const auto& [path, value] : mine) {
     auto it = fresh.sysctls.find(path);
     if (it != fresh.sysctls.end() && it->second == value) continue;
+    // A device a fresh namespace lacks (veth), made at restore before the
+    // sysctls are written: set where it differs from a fresh default.
+    if (it == fresh.sysctls.end()) {
+      auto def = fresh.sysctls.find(DefaultFor(path));
+      if (def != fresh.sysctls.end() && def->second == value) continue;
+    }
     changed.emplace_back(path, value);
   }
   std::stable_sort(changed.begin(), changed.end(),

@@ -61,9 +61,9 @@ Result<std::string> ReadNftRuleset() {
   return text;
 }
 
-Status DumpInside(const FreshNetDefaults& fresh, image::NetNamespace* out) {
+Status DumpInside(const FreshNetDefaults& fresh, int home_fd, image::NetNamespace* out) {
   CRYO_ASSIGN_OR_RETURN(Rtnl nl, Rtnl::Open());
-  CRYO_RETURN_IF_ERROR(DumpLinks(nl, fresh, out));
+  CRYO_RETURN_IF_ERROR(DumpLinks(nl, fresh, home_fd, out));
   CRYO_RETURN_IF_ERROR(DumpAddresses(nl, out));
   CRYO_RETURN_IF_ERROR(DumpRoutes(nl, fresh, out));
   CRYO_RETURN_IF_ERROR(CheckTrafficControl(nl));
@@ -96,9 +96,14 @@ Status DumpNetNamespace(pid_t pid, image::NetNamespace* out) {
   CRYO_RETURN_IF_ERROR(CheckNotMounted(ino));
   FreshNetDefaults fresh;
   CRYO_RETURN_IF_ERROR(RunInFreshNetns([&] { return ReadFresh(&fresh); }));
-  CRYO_RETURN_IF_ERROR(RunInNamespacesOf(pid, CLONE_NEWNET, [&] { return DumpInside(fresh, out); }));
+  // cryo's own namespace (the calling thread may be visiting the tree's),
+  // where the outside end of a veth pair may be.
+  UniqueFd home(HomeNetFd() >= 0 ? ::fcntl(HomeNetFd(), F_DUPFD_CLOEXEC, 0)
+                                 : ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (!home.valid()) return Status::FromErrno("opening cryo's network namespace");
+  CRYO_RETURN_IF_ERROR(RunInNamespacesOf(pid, CLONE_NEWNET, [&] { return DumpInside(fresh, home.get(), out); }));
   // Refused now rather than failing the restore: the image rebuilt once.
-  CRYO_RETURN_IF_ERROR(RunInFreshNetns([&] { return RestoreNetNamespace(*out); })
+  CRYO_RETURN_IF_ERROR(RunInFreshNetns([&] { return RestoreNetNamespace(*out, nullptr); })
                            .Prefixed("rebuilding the namespace in a throwaway one (checked at dump)"));
   LOG_DEBUG("network namespace: %d links, %d addresses, %d routes, %d sysctls, nft ruleset of %zu bytes",
             out->links_size(), out->addresses_size(), out->routes_size(), out->sysctls_size(),
@@ -106,9 +111,15 @@ Status DumpNetNamespace(pid_t pid, image::NetNamespace* out) {
   return Status::Ok();
 }
 
-Status RestoreNetNamespace(const image::NetNamespace& net) {
+Status RestoreNetNamespace(const image::NetNamespace& net, const VethPeerNamespaces* peers,
+                           const std::string& lock_script) {
   CRYO_ASSIGN_OR_RETURN(Rtnl nl, Rtnl::Open());
-  CRYO_RETURN_IF_ERROR(RestoreLinks(nl, net));
+  if (!lock_script.empty()) {
+    std::string output;
+    CRYO_ASSIGN_OR_RETURN(const int rc, RunNftCommand({"-f", "-"}, lock_script, &output));
+    if (rc != 0) return Status::Error("nft -f with the image's network lock failed: " + output);
+  }
+  CRYO_RETURN_IF_ERROR(RestoreLinks(nl, net, peers));
   std::vector<const image::NetSysctl*> later;
   CRYO_RETURN_IF_ERROR(RestoreNetSysctls(net, &later));
   CRYO_RETURN_IF_ERROR(RestoreAddresses(nl, net));
@@ -136,6 +147,7 @@ Result<NetnsVisit> NetnsVisit::Enter(pid_t pid) {
   if (::setns(there.get(), CLONE_NEWNET) != 0) return Status::FromErrno("setns into the network namespace of pid " +
                                                                         std::to_string(pid));
   SetHomeNetInode(mine);
+  SetHomeNetFd(home.get());
   v.home_ = std::move(home);
   return v;
 }
@@ -144,6 +156,7 @@ NetnsVisit::~NetnsVisit() {
   if (!home_.valid()) return;
   if (::setns(home_.get(), CLONE_NEWNET) != 0) LOG_ERROR("setns back into cryo's network namespace: %s", std::strerror(errno));
   SetHomeNetInode(0);
+  SetHomeNetFd(-1);
 }
 
 }  // namespace cryo::ns

@@ -12,6 +12,9 @@
 
 #include <sys/types.h>
 
+#include <map>
+#include <string>
+
 #include "base/status.h"
 #include "base/unique_fd.h"
 #include "cryo/image.pb.h"
@@ -22,8 +25,33 @@ namespace cryo::ns {
 // join it and fresh ones), or refuses what it holds that is not restored.
 Status DumpNetNamespace(pid_t pid, image::NetNamespace* out);
 
-// On the calling thread, which must be in the fresh namespace.
-Status RestoreNetNamespace(const image::NetNamespace& net);
+// Where the outside ends of the image's veth pairs are made (ns/net_veth.cc),
+// by the name of their end in the tree's namespace: an fd of the namespace,
+// and its name for messages.
+struct VethPeerNamespaces {
+  std::map<std::string, UniqueFd> fds;
+  std::map<std::string, std::string> where;
+};
+
+// Before the fresh namespace is entered: for each veth, `user_path`
+// (--veth-peer-ns) or else where its outside end was at the dump
+// (/run/netns/NAME, or the dumping cryo's namespace, for which the caller's
+// is taken).
+Result<VethPeerNamespaces> OpenVethPeerNamespaces(const image::NetNamespace& net, const std::string& user_path);
+
+// On the calling thread, which must be in the fresh namespace. `peers`
+// null: the dump's check in a throwaway namespace, where the outside ends
+// of veth pairs stay.
+// `lock_script`: nft commands run before the links are made (the image's
+// network lock).
+Status RestoreNetNamespace(const image::NetNamespace& net, const VethPeerNamespaces* peers,
+                           const std::string& lock_script = "");
+
+// A failed restore deletes the veth pairs it made (their outside ends would
+// otherwise keep their names until the fresh namespace is gone); a
+// successful one keeps them.
+void DeleteRestoredVeths();
+void KeepRestoredVeths();
 
 // While the dump reads the tree's sockets: cryo's main thread in the tree's
 // network namespace, so that sock_diag and /proc/net answer about it

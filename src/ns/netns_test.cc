@@ -68,12 +68,24 @@ TEST(Netns, DumpsWhatDiffersFromAFreshNamespace) {
 
 TEST(Netns, RefusesALinkByName) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (unshare)";
+  Child child("ip link add cryotest0 type bridge");
+  ASSERT_TRUE(child.ready);
+  image::NetNamespace net;
+  Status st = DumpNetNamespace(child.pid, &net);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.ToString().find("link cryotest0 (kind bridge)"), std::string::npos) << st.ToString();
+}
+
+// A veth pair is restored only with its other end outside the namespace.
+TEST(Netns, RefusesAVethPairInsideByName) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (unshare)";
   Child child("ip link add cryotest0 type veth peer name cryotest1");
   ASSERT_TRUE(child.ready);
   image::NetNamespace net;
   Status st = DumpNetNamespace(child.pid, &net);
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.ToString().find("(kind veth)"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.ToString().find("has its other end in the tree's namespace too"), std::string::npos)
+      << st.ToString();
 }
 
 }  // namespace

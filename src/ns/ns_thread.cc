@@ -17,10 +17,13 @@ namespace cryo::ns {
 
 namespace {
 std::atomic<uint64_t> g_home_net{0};
+std::atomic<int> g_home_net_fd{-1};
 }  // namespace
 
 void SetHomeNetInode(uint64_t ino) { g_home_net = ino; }
 uint64_t HomeNetInode() { return g_home_net; }
+void SetHomeNetFd(int fd) { g_home_net_fd = fd; }
+int HomeNetFd() { return g_home_net_fd; }
 
 Result<uint64_t> NsInode(pid_t pid, const char* name) {
   if (pid == 0 && g_home_net && std::string_view(name) == "net") return g_home_net.load();

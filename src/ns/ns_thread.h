@@ -21,6 +21,9 @@ namespace cryo::ns {
 Result<uint64_t> NsInode(pid_t pid, const char* name);
 void SetHomeNetInode(uint64_t ino);
 uint64_t HomeNetInode();  // 0: not visiting
+// While visiting: an fd of cryo's own network namespace (-1 otherwise).
+void SetHomeNetFd(int fd);
+int HomeNetFd();
 
 // Runs `fn` on a new thread that joined the namespaces `nstypes`
 // (CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWNET) of `pid`, and returns its status.

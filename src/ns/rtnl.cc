@@ -79,10 +79,14 @@ Status Rtnl::Dump(uint16_t type, uint8_t family, size_t hdr_len, const std::func
 }
 
 Status Rtnl::Request(nlmsghdr* msg, const std::string& what) {
+  return Get(msg, [](const nlmsghdr*) { return Status::Ok(); }, what);
+}
+
+Status Rtnl::Get(nlmsghdr* msg, const std::function<Status(const nlmsghdr*)>& each, const std::string& what) {
   msg->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
   msg->nlmsg_seq = ++seq_;
   if (mnl_socket_sendto(nl_, msg, msg->nlmsg_len) < 0) return Status::FromErrno("sending " + what);
-  return Receive(nl_, seq_, portid_, [](const nlmsghdr*) { return Status::Ok(); }, what);
+  return Receive(nl_, seq_, portid_, each, what);
 }
 
 std::vector<const nlattr*> ParseAttrs(const nlmsghdr* h, size_t hdr_len, uint16_t max_type) {

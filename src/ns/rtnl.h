@@ -33,6 +33,9 @@ class Rtnl {
   // Sends the request in `msg` (NLM_F_REQUEST|NLM_F_ACK added) and waits for
   // its acknowledgement.
   Status Request(nlmsghdr* msg, const std::string& what);
+  // A request whose answers (RTM_GETLINK of one link, RTM_GETNSID) `each`
+  // sees before the acknowledgement.
+  Status Get(nlmsghdr* msg, const std::function<Status(const nlmsghdr*)>& each, const std::string& what);
 
  private:
   explicit Rtnl(mnl_socket* nl);

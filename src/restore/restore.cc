@@ -55,6 +55,7 @@
 #include "net/tcp_session.h"
 #include "ns/join_ns.h"
 #include "ns/namespaces.h"
+#include "ns/netns.h"
 #include "tree/job_control.h"
 #include "tree/proc_attrs.h"
 #include "tree/task_restore.h"
@@ -449,7 +450,13 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   // them before it makes anything (SysV segments included), so that every
   // process it forks is in them.
   CRYO_RETURN_IF_ERROR(ns::JoinNamespaces(opts.join_ns, img.inventory, opts.images_dir, opts.new_pidns));
-  CRYO_RETURN_IF_ERROR(ns::EnterFreshNamespaces(img.inventory, img.namespaces));
+  // Declared before the tree guard: the veth pairs go once the processes have.
+  struct VethUndo {
+    bool keep = false;
+    ~VethUndo() { keep ? ns::KeepRestoredVeths() : ns::DeleteRestoredVeths(); }
+  } veth_undo;
+  CRYO_RETURN_IF_ERROR(ns::EnterFreshNamespaces(img.inventory, img.namespaces, opts.veth_peer_ns,
+                                                FreshNetnsLockScript(img)));
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   RestoreFaultPoint("objects");
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);
@@ -682,6 +689,7 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
     if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0 && errno != ESRCH)
       return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
   guard.Release();
+  veth_undo.keep = true;
   if (lazy) {
     lazy->Released();
     if (lazy_out) *lazy_out = std::move(lazy);

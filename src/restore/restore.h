@@ -36,6 +36,9 @@ struct RestoreOptions {
   bool no_restore_files = false;
   // --join-ns KIND:PATH: existing namespaces the tree is made in (ns/join_ns.h).
   std::vector<std::string> join_ns;
+  // --veth-peer-ns PATH: the network namespace the outside ends of the tree's
+  // veth pairs are made in ("": where they were at the dump).
+  std::string veth_peer_ns;
   // --lazy: private anonymous pages come on first touch, and from a
   // background prefetch, once the tree runs (mem/lazy_server.h).
   bool lazy = false;

@@ -10,6 +10,7 @@ namespace. Then the refusals, by name, before anything is written.
 
 Run: test_netns.py --cryo PATH --workloads DIR [NAME ...]
 """
+import json
 import os
 import signal
 import subprocess
@@ -47,11 +48,12 @@ def client_reaches(pid, w_pid, when):
         check_eq((rc, out), (0, "pong %d outside\n" % w_pid), "%s: a client of %s:7777" % (when, host))
 
 
-def start(h):
-    """`unshare --net --fork netns.py CTL`: (unshare's pid, the workload)."""
+def start(h, args=(), setup=None):
+    """`unshare --net --fork netns.py CTL ARGS`: (unshare's pid, the workload).
+    `setup(pid)`: run once the workload is ready, before it is verified."""
     ctl = h.mkdir("netns")
     u = h.start("netns", ["/usr/bin/unshare", "--net", "--fork", "--", PYTHON,
-                          h.workload_path("netns.py"), ctl], ctl)
+                          h.workload_path("netns.py"), ctl] + list(args), ctl)
     deadline = time.monotonic() + 20
     while not (read_text(os.path.join(ctl, "ready")) or "").strip():
         if time.monotonic() > deadline or not pid_alive(u.pid):
@@ -60,6 +62,8 @@ def start(h):
     child = int(read_text(os.path.join(ctl, "ready")).strip())
     h.tracked_pids.append(child)
     w = cryotest.Workload("netns", ctl, child, None, u.argv)
+    if setup:
+        setup(child)
     h.verify_ok(w, when="of the original")
     check(ns_of(child) != ns_of(os.getpid()), "the workload is in the host's network namespace")
     client_reaches(child, child, "original")
@@ -131,7 +135,9 @@ def test_netns_cryo_run(h):
 # (setup run in the namespace, a part of the refusal, undo)
 REFUSALS = [
     (["ip", "link", "add", "cryoveth0", "type", "veth", "peer", "name", "cryoveth1"],
-     "(kind veth): links other than lo are not restored", ["ip", "link", "del", "cryoveth0"]),
+     "has its other end in the tree's namespace too", ["ip", "link", "del", "cryoveth0"]),
+    (["ip", "link", "add", "cryobr0", "type", "bridge"],
+     "(kind bridge): links other than lo and veth pairs are not restored", ["ip", "link", "del", "cryobr0"]),
     (["ip", "rule", "add", "from", "10.77.0.0/24", "table", "100"], "policy routing rule",
      ["ip", "rule", "del", "from", "10.77.0.0/24", "table", "100"]),
     (["ip", "route", "add", "10.79.0.0/16", "dev", "lo", "table", "100"], "route 10.79.0.0/16 dev lo (table 100",
@@ -176,7 +182,195 @@ def test_netns_refusals(h):
     check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status")
 
 
+class PeerNamespaces:
+    """Network namespaces made with `ip netns add` for the outside ends of
+    veth pairs, deleted on exit."""
+
+    def __init__(self, *suffixes):
+        self.names = ["cryov%d%s" % (os.getpid(), s) for s in suffixes]
+
+    def __enter__(self):
+        for n in self.names:
+            subprocess.run(["ip", "netns", "del", n], capture_output=True, timeout=20)  # a leftover
+            p = subprocess.run(["ip", "netns", "add", n], capture_output=True, text=True, timeout=20)
+            check_eq((p.returncode, p.stderr), (0, ""), "ip netns add " + n)
+        return self.names
+
+    def __exit__(self, *exc):
+        for n in self.names:
+            subprocess.run(["ip", "netns", "del", n], capture_output=True, timeout=20)
+
+
+def ip_n(ns, *argv):
+    """`ip -n NS ARGV`: (status, output)."""
+    p = subprocess.run(["ip", "-n", ns] + list(argv), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+    return p.returncode, p.stdout.decode(errors="replace")
+
+
+def peer_link(ns, peer):
+    """The outside end as `ip -j link` shows it in NS (None: there is none)."""
+    rc, out = ip_n(ns, "-j", "-d", "link", "show", "dev", peer)
+    return json.loads(out)[0] if rc == 0 else None
+
+
+def wait_peer_gone(ns, peer, when):
+    deadline = time.monotonic() + 10
+    while peer_link(ns, peer) is not None:
+        if time.monotonic() > deadline:
+            fail("%s: the veth's outside end %s is still in %s" % (when, peer, ns))
+        time.sleep(0.02)
+
+
+def outside_reaches(ns, peer, w_pid, when):
+    """From the peer's namespace, over the veth: the outside end gets its
+    address back (its configuration is the user's: the restore makes the
+    link only), then a TCP client reaches the tree's listener over it."""
+    link = peer_link(ns, peer)
+    check(link is not None, "%s: no outside end %s in %s" % (when, peer, ns))
+    if when == "original":  # the test's to configure
+        check_eq(ip_n(ns, "link", "set", peer, "up"), (0, ""), "ip link set %s up" % peer)
+    else:  # given back by the restore
+        check("UP" in link.get("flags", []), "%s: the outside end %s is down: %r" % (when, peer, link))
+    rc, out = ip_n(ns, "addr", "replace", "10.88.0.2/24", "dev", peer)
+    check_eq((rc, out), (0, ""), "%s: ip addr replace on %s" % (when, peer))
+    p = subprocess.run(["ip", "netns", "exec", ns, PYTHON, "-c", CLIENT, "10.88.0.1"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+    check_eq((p.returncode, p.stdout.decode(errors="replace")), (0, "pong %d outside\n" % w_pid),
+             "%s: a client of 10.88.0.1:7777 in %s" % (when, ns))
+
+
+def test_netns_veth(h):
+    """A veth pair whose outside end is in a namespace `ip netns add` made:
+    the pair dies with the tree's namespace at the kill-mode dump and comes
+    back at restore with its outside end in that namespace (found by the
+    dump under /run/netns), with its name, MAC and up state; the tree checks
+    its end (address, MAC, MTU, up, listener), and a client outside reaches
+    it over the veth."""
+    peer = "cvp%d" % (os.getpid() % 100000)
+    with PeerNamespaces("") as (ns,):
+        u, w = start(h, ["--veth", ns, peer])
+        outside_reaches(ns, peer, w.pid, "original")
+        mac = peer_link(ns, peer)["address"]
+        images = h.mkdir("img")
+        h.dump(u.pid, images)
+        h.reap_original(u)
+        check_eq(h.wait_exit(w.pid), ("signal", 9), "the workload after the kill-mode dump")
+        h.reap_orphans()
+        wait_peer_gone(ns, peer, "after the kill-mode dump")
+        show = h.show_json(images)
+        check("net-veth" in json.dumps(show), "the inventory lacks feature net-veth")
+        r = h.restore(images, detach=True, expected_pid=u.pid)
+        check(ns_of(r.pid) != ns_of(os.getpid()), "the tree is in the host's network namespace")
+        link = peer_link(ns, peer)
+        check(link is not None and link.get("address") == mac and link["linkinfo"]["info_kind"] == "veth",
+              "the outside end after restore: %r (MAC before: %s)" % (link, mac))
+        rw = w.restored(w.pid)
+        h.verify_ok(rw, when="after restore")
+        outside_reaches(ns, peer, w.pid, "after restore")
+        client_reaches(w.pid, w.pid, "after restore")
+        h.verify_ok(rw, exit=True, when="after restore (exit)")
+        check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status once its child exited 0")
+        wait_peer_gone(ns, peer, "once the restored tree exited")
+
+
+def test_netns_veth_refusals(h):
+    """The outside end's name is taken at restore (the original runs):
+    refused by name, nothing made. With --veth-peer-ns another namespace the
+    pair is made, then the restore fails (the original's pids are in use):
+    the pair it made is deleted before cryo exits."""
+    peer = "cvp%d" % (os.getpid() % 100000)
+    with PeerNamespaces("", "b") as (ns, other):
+        u, w = start(h, ["--veth", ns, peer])
+        images = h.mkdir("img")
+        h.dump(u.pid, images, leave_running=True)
+        r = h.restore(images, expect_ok=False, extra=["--pidns", "new"])
+        check(not isinstance(r, cryotest.Restored) and r.rc != 0, "restore beside the original with its veth's "
+              "outside end name taken went through")
+        check("veth veth0's outside end %s cannot be made in /run/netns/%s: a link of that name exists there"
+              % (peer, ns) in r.message, "the refusal should name the veth and its outside end: " + r.message)
+        r = h.restore(images, expect_ok=False, extra=["--veth-peer-ns", "/run/netns/" + other])
+        check(not isinstance(r, cryotest.Restored) and r.rc != 0, "restore beside the original went through")
+        check("in use" in r.message, "the restore should fail on a pid in use: " + r.message)
+        check("veth veth0 made with its outside end %s in /run/netns/%s" % (peer, other) in (r.log or ""),
+              "the failed restore did not get as far as making the veth:\n" + r.describe())
+        check(peer_link(other, peer) is None, "the failed restore left the veth's outside end %s in %s"
+              % (peer, other))
+        h.verify_ok(w, exit=True, when="of the original (exit)")
+        check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status")
+
+
+def lock_tables(argv_prefix):
+    p = subprocess.run(argv_prefix + ["nft", "list", "tables"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=20)
+    return [t for t in p.stdout.decode(errors="replace").split("\n") if "cryo-lock" in t]
+
+
+def test_netns_tcp(h):
+    """An established TCP connection inside the tree's namespace, over lo
+    with both ends in the tree (with a veth to the test's namespace beside
+    it). The network lock acts in the tree's namespace at the dump (none is
+    left in the host's, nor in the tree's after a leave-running dump), and is
+    made again in the fresh one at restore before its links are up, removed
+    once the connections are out of repair mode; after a kill and a restore
+    the connection carries the workload's numbered lines again, and a
+    client outside reaches the listener over the veth. (A connection to a
+    peer outside the tree is refused at restore by the lock check of
+    net/tcp_rewind: its lock went with the dead namespace.)"""
+    peer = "cvp%d" % (os.getpid() % 100000)
+    with PeerNamespaces("") as (ns,):
+        u, w = start(h, ["--veth", ns, peer, "--tcp"], setup=lambda pid: outside_reaches(ns, peer, pid, "original"))
+        images = h.mkdir("img")
+        h.dump(u.pid, images, leave_running=True)
+        h.verify_ok(w, when="of the original after dump --leave-running")
+        check_eq(lock_tables(["nsenter", "--net=/proc/%d/ns/net" % w.pid, "--"]), [],
+                 "lock tables left in the tree's namespace after dump --leave-running")
+        images = h.mkdir("img")
+        h.dump(u.pid, images)
+        h.reap_original(u)
+        check_eq(h.wait_exit(w.pid), ("signal", 9), "the workload after the kill-mode dump")
+        h.reap_orphans()
+        check_eq(lock_tables([]), [], "lock tables in the host's namespace")
+        wait_peer_gone(ns, peer, "after the kill-mode dump")
+        r = h.restore(images, detach=True, expected_pid=u.pid)
+        check_eq(lock_tables(["nsenter", "--net=/proc/%d/ns/net" % r.pid, "--"]), [],
+                 "lock tables left in the restored namespace")
+        outside_reaches(ns, peer, w.pid, "after restore")
+        rw = w.restored(w.pid)
+        h.verify_ok(rw, when="after restore")
+        h.verify_ok(rw, exit=True, when="after restore (exit)")
+        check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status once its child exited 0")
+
+
+# Makes a UDP socket in the harness's namespace, then becomes `unshare
+# --net --fork sleep`, whose two processes keep it (inherited).
+HOST_SOCKET = ("import os,socket\n"
+               "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+               "s.bind(('127.0.0.1', 0))\n"
+               "os.set_inheritable(s.fileno(), True)\n"
+               "os.execv('/usr/bin/unshare', ['unshare', '--net', '--fork', '--', '/bin/sleep', '100'])\n")
+
+
+def test_netns_foreign_socket(h):
+    """A socket made in the host's namespace before the unshare (SIOCGSKNS
+    tells its namespace) is refused by name: a restore would make it in the
+    tree's fresh namespace."""
+    t = h.start("hostsock", [PYTHON, "-c", HOST_SOCKET])
+    deadline = time.monotonic() + 10
+    while len(h._descendants(t.pid)) < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    check(ns_of(t.pid) != ns_of(os.getpid()), "unshare is in the host's network namespace")
+    mine = ns_of(os.getpid())[len("net:"):]
+    h.dump_refused(t.pid, ["is UDP 127.0.0.1:", "of network namespace net:%s, not of the one the process lives in"
+                           % mine])
+    t.popen.kill()
+    t.popen.wait()
+
+
 TESTS = [
+    test_netns_foreign_socket,
+    test_netns_veth,
+    test_netns_veth_refusals,
+    test_netns_tcp,
     test_netns_kill,
     test_netns_rewind_beside_original,
     test_netns_cryo_run,
