@@ -193,6 +193,8 @@ const std::vector<std::string>& SupportedFeatures() {
       "snapshot-files",
       "pidfds",
       "compressed-pages",
+      "guard-regions",
+      "hugetlb",
   };
   return kFeatures;
 }

@@ -18,6 +18,8 @@
 #include "base/size_format.h"
 #include "base/unique_fd.h"
 #include "image/format.h"
+#include "mem/guard_regions.h"
+#include "mem/hugetlb.h"
 #include "mem/vma_dump.h"
 
 namespace cryo {
@@ -150,7 +152,7 @@ bool IsPremapped(const image::Vma& v) {
 uint64_t PremapSize(const image::Mm& mm) {
   uint64_t size = kPage;
   for (const image::Vma& v : mm.vmas())
-    if (IsPremapped(v)) size += v.end() - v.start() + kPage;
+    if (IsPremapped(v)) size += v.end() - v.start() + kPage + (v.huge_page_size() ? v.huge_page_size() : 0);  // alignment
   return size;
 }
 
@@ -238,6 +240,7 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
                      std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
                      const MapShmFn& map_shm) {
   std::vector<FillJob> jobs;
+  const size_t first_move = moves->size();
   int ri = 0, pi = 0;
   uint64_t slot = base + kPage;
   struct Final {
@@ -257,8 +260,10 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
   for (const image::Vma& v : mm.vmas()) {
     if (!IsPremapped(v)) continue;
     const uint64_t len = v.end() - v.start();
-    uint64_t at = slot;
-    slot += len + kPage;
+    // hugetlb memory is mapped at a multiple of its page size (EINVAL else).
+    const uint64_t align = v.huge_page_size() ? v.huge_page_size() : kPage;
+    uint64_t at = (slot + align - 1) / align * align;
+    slot = at + len + kPage;
     // Page runs of this VMA (runs are in address order and never cross VMAs).
     const int first_run = ri;
     while (ri < mm.runs_size() && mm.runs(ri).vaddr() < v.end()) ++ri;
@@ -271,6 +276,7 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
                                                                  : std::vector<std::pair<uint64_t, uint64_t>>{};
     if (!inherited.empty()) {
       CRYO_ASSIGN_OR_RETURN(at, TakeOver(v, inherited, from_parent));
+      CRYO_RETURN_IF_ERROR(ClearGuardRegions(v, at, len));  // the parent's, copied by fork
       if (has_pages && ::mprotect(reinterpret_cast<void*>(at), len, PROT_READ | PROT_WRITE) != 0)
         return Status::FromErrno("mprotect of the inherited " + VmaName(v));
     } else {
@@ -295,9 +301,13 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
       } else if (shm >= 0) {
         p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, shm, static_cast<off_t>(v.pgoff()));
       } else {
-        p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags | MAP_ANONYMOUS, -1, 0);
+        p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags | MAP_ANONYMOUS | HugetlbMapFlags(v.huge_page_size()), -1, 0);
       }
-      if (p == MAP_FAILED) return Status::FromErrno("mmap of " + VmaName(v));
+      if (p == MAP_FAILED)
+        return Status::FromErrno("mmap of " + VmaName(v) +
+                                 (v.huge_page_size() ? " (hugetlb memory: " + std::to_string(v.huge_page_size() >> 10) +
+                                                           " KiB pages from the pool of /sys/kernel/mm/hugepages)"
+                                                     : std::string()));
     }
     for (const std::string& f : v.vm_flags()) {
       int adv = Madvice(f);
@@ -332,6 +342,13 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
     if (v.kind() == image::VMA_ANON_PRIVATE) inheritable->push_back({v.start(), v.end(), at});
   }
   CRYO_RETURN_IF_ERROR(Fill(jobs, threads));
+  // Once the content is in, before mlock: MADV_GUARD_INSTALL refuses a locked
+  // VMA (EINVAL, madvise(2)).
+  for (size_t i = 0, m = 0; mm.guard_regions_size() && i < static_cast<size_t>(mm.vmas_size()); ++i) {
+    const image::Vma& v = mm.vmas(static_cast<int>(i));
+    if (!IsPremapped(v)) continue;
+    CRYO_RETURN_IF_ERROR(InstallGuardRegions(mm, v, (*moves)[first_move + m++].from));
+  }
   for (const Final& f : finals)
     if (::mprotect(reinterpret_cast<void*>(f.addr), f.len, f.prot) != 0) return Status::FromErrno("mprotect of a premapped VMA");
   // Locked once filled, with its final protection; mremap keeps a VMA locked.

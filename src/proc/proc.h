@@ -29,6 +29,7 @@ struct Vma {
   std::string name;      // path, "[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]", "[anon:...]" or ""
   bool deleted = false;  // name ended in " (deleted)" (suffix removed from `name`)
   std::vector<std::string> vm_flags;  // two-letter VmFlags mnemonics: "rd", "wr", "gd", "ht", ...
+  uint64_t kernel_page_size = 0;      // smaps KernelPageSize in bytes (0: maps only)
   bool HasFlag(std::string_view f) const;
 };
 
