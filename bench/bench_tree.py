@@ -23,6 +23,11 @@ untimed rounds):
             shared memory and offset, the zombie); then every pid is killed and
             reaped.
 
+With --baseline PATH (another cryo binary, e.g. one built from the commit
+before a change), each round also restores the same image with it, in turns
+(which binary goes first alternates between rounds), under the same
+checks; the summary then gives both medians and their ratio.
+
 Prints, per size, the medians, the time per process (target: dump < 2 ms,
 restore < 1 ms per process), cryo's own phase timings from its log, and the
 marginal cost per process between the smallest and the largest tree.  Exit
@@ -57,7 +62,32 @@ RESTORE_PHASES = [
 ]
 
 
-def tree_round(b, args, n, logdir, tag):
+def timed_restore(b, args, img, pid, pids, ctl, logdir, tag, cryo):
+    """One `cryo restore` of img with the binary `cryo` (timed), then the
+    tree's own verify, then every pid killed (untimed)."""
+    rlog = os.path.join(logdir, "restore-%s.log" % tag)
+    pidfile = os.path.join(logdir, "restore-%s.pid" % tag)
+    b.tracked.update(pids)
+    saved, b.cryo = b.cryo, cryo
+    try:
+        # The tree appends to its shared log: a second restore of the image
+        # finds it grown, as the program itself left it.
+        wall, rss = b.cryo_or_fail(["restore", "-D", img, "-d", "--pidfile", pidfile,
+                                    "--allow-changed", os.path.join(ctl, "shared.log")], rlog)
+    finally:
+        b.cryo = saved
+    txt = (benchlib.read_text(pidfile, "") or "").strip()
+    if txt != str(pid):
+        raise BenchError("restore --pidfile %s holds %r, expected %d" % (pidfile, txt, pid))
+    b.wait_running(pid)
+    verdict = b.verify(pid, ctl) if args.verify else "not verified"
+    b.kill_all(pids)
+    b.wait_gone(pids)
+    time.sleep(PID_SETTLE_S)
+    return wall, rss, verdict, rlog
+
+
+def tree_round(b, args, n, logdir, tag, base_first=False):
     ring = n - 9
     pid, ctl, _ = b.start_ready(lambda c: [args.tree_bin, c, str(ring)], "tree of %d" % n, timeout=60)
     pids = benchlib.tree_pids(pid)
@@ -71,21 +101,18 @@ def tree_round(b, args, n, logdir, tag):
     b.reap(pid, timeout=20.0)  # our child, killed by cryo
     b.wait_gone(pids)
     time.sleep(PID_SETTLE_S)
-    rlog = os.path.join(logdir, "restore-%s.log" % tag)
-    pidfile = os.path.join(logdir, "restore-%s.pid" % tag)
-    b.tracked.update(pids)
-    restore_wall, restore_rss = b.cryo_or_fail(["restore", "-D", img, "-d", "--pidfile", pidfile], rlog)
-    txt = (benchlib.read_text(pidfile, "") or "").strip()
-    if txt != str(pid):
-        raise BenchError("restore --pidfile %s holds %r, expected %d" % (pidfile, txt, pid))
-    b.wait_running(pid)
-    verdict = b.verify(pid, ctl) if args.verify else "not verified"
-    b.kill_all(pids)
-    b.wait_gone(pids)
+    base = None
+    if args.baseline and base_first:
+        base = timed_restore(b, args, img, pid, pids, ctl, logdir, tag + "-base", args.baseline)
+    restore_wall, restore_rss, verdict, rlog = timed_restore(b, args, img, pid, pids, ctl, logdir, tag, b.cryo)
+    if args.baseline and not base_first:
+        base = timed_restore(b, args, img, pid, pids, ctl, logdir, tag + "-base", args.baseline)
     # The image stays until the end: on ext4 without a journal, creating files
     # where many were deleted in the last 30 s is slow (see README).
     r = {"dump": dump_wall, "restore": restore_wall, "dump_rss": dump_rss, "restore_rss": restore_rss,
          "verify": verdict}
+    if base:  # (its verify raised if it failed)
+        r["restore_base"] = base[0]
     for label, rx in DUMP_PHASES:
         r["d:" + label] = benchlib.log_ms(dlog, rx)
     for label, rx in RESTORE_PHASES:
@@ -115,11 +142,13 @@ def body(b):
         order = args.sizes[i % len(args.sizes):] + args.sizes[:i % len(args.sizes)]
         line = []
         for n in order:
-            r = tree_round(b, args, n, logdir, "%d-%02d" % (n, i))
+            r = tree_round(b, args, n, logdir, "%d-%02d" % (n, i), base_first=i % 2 == 1)
             if timed:
                 res[n].append(r)
-            line.append("%d: dump %s restore %s %s" % (n, fmt_s(r["dump"]), fmt_s(r["restore"]),
-                                                      r["verify"].split(" verifies")[0]))
+            line.append("%d: dump %s restore %s%s %s" % (
+                n, fmt_s(r["dump"]), fmt_s(r["restore"]),
+                " (baseline %s)" % fmt_s(r["restore_base"]) if "restore_base" in r else "",
+                r["verify"].split(" verifies")[0]))
         if timed:
             busy_list.append(busy)
         print("%s %d (cpu %2.0f%% busy before): %s" % ("run" if timed else "warm-up",
@@ -145,6 +174,14 @@ def body(b):
     if hi > lo:
         print("marginal cost per process (%d -> %d): dump %.2f ms, restore %.2f ms"
               % (lo, hi, (med[hi][0] - med[lo][0]) / (hi - lo) * 1e3, (med[hi][1] - med[lo][1]) / (hi - lo) * 1e3))
+    if args.baseline:
+        print("against the baseline %s (same rounds, in turns):" % args.baseline)
+        for n in args.sizes:
+            rs = median([r["restore"] for r in res[n]])
+            rb = median([r["restore_base"] for r in res[n]])
+            per_round = median([r["restore"] / r["restore_base"] for r in res[n]])
+            print("  %4d restore: %s, baseline %s: ratio %.2f (median of the rounds' ratios %.2f)"
+                  % (n, fmt_s(rs), fmt_s(rb), rs / rb, per_round))
     print("cryo's own phases (log, medians):")
     for n in args.sizes:
         print("  %4d dump:    %s" % (n, phase_line(res[n], DUMP_PHASES, "d:")))
@@ -157,8 +194,9 @@ def body(b):
         print("WARNING: other work was running (CPU up to %.0f%% busy before a round): figures are skewed"
               % (max(busy_list) * 100))
     for n in args.sizes:
-        print("all %d raw: dump %s; restore %s" % (n, ", ".join("%.3f" % r["dump"] for r in res[n]),
-                                                  ", ".join("%.3f" % r["restore"] for r in res[n])))
+        print("all %d raw: dump %s; restore %s%s" % (
+            n, ", ".join("%.3f" % r["dump"] for r in res[n]), ", ".join("%.3f" % r["restore"] for r in res[n]),
+            "; baseline restore " + ", ".join("%.3f" % r["restore_base"] for r in res[n]) if args.baseline else ""))
     return 0
 
 
@@ -169,11 +207,17 @@ def main():
                     help="comma-separated tree sizes in processes, each 7..261 (default 10,50,200)")
     ap.add_argument("--runs", type=int, default=5, help="timed rounds (default 5, at least 5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default 1)")
+    ap.add_argument("--baseline", metavar="PATH",
+                    help="another cryo binary: each round also restores the image with it, in turns; prints the ratio")
     ap.add_argument("--no-verify", dest="verify", action="store_false",
                     help="do not have the restored tree verify itself (saves ~0.5 s a round)")
     args = ap.parse_args()
     if args.runs < 5:
         ap.error("--runs must be at least 5")
+    if args.baseline and not (os.path.isfile(args.baseline) and os.access(args.baseline, os.X_OK)):
+        ap.error("--baseline: %s is not an executable file" % args.baseline)
+    if args.baseline:
+        args.baseline = os.path.abspath(args.baseline)
     try:
         args.sizes = [int(x) for x in args.sizes.split(",")]
     except ValueError:

@@ -14,6 +14,8 @@ PKGS+=(postgresql-15 postgresql-client-15)
 PKGS+=(nftables redis-server)
 # A network namespace of the tree's own (src/ns/rtnl.cc): rtnetlink through libmnl.
 PKGS+=(libmnl-dev)
+# The exact count of a UDP socket's queued datagrams (src/bpf): a BPF iterator through libbpf.
+PKGS+=(libbpf-dev)
 # test_snapshot.py: chattr (an append-only file refused).
 PKGS+=(e2fsprogs)
 missing=()

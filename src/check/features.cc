@@ -33,6 +33,10 @@ const std::vector<Feature>& Features() {
        "established TCP connections cannot be checkpointed: a dump of a tree holding one fails naming TCP_REPAIR"},
       {"sock-diag", "Linux 3.3 (CONFIG_UNIX_DIAG)", false, false,
        "processes with unix sockets cannot be described: their dump fails naming NETLINK_SOCK_DIAG"},
+      {"bpf-iter-udp", "Linux 5.9 (iter/udp; kernel BTF, CONFIG_DEBUG_INFO_BTF; CAP_BPF + CAP_PERFMON)", false, true,
+       "the datagrams queued on a UDP socket cannot be counted exactly (an empty datagram the program already "
+       "peeked at hides from peeking): a dump of a socket with datagrams queued is refused unless "
+       "--udp-queue-unverified"},
       {"namespaces", "Linux 3.8", false, false, "nothing cryo restores needs it (processes in other namespaces than cryo's are refused)"},
       {"capabilities", "root, or CAP_CHECKPOINT_RESTORE (Linux 5.9) + CAP_SYS_PTRACE", true, false,
        "cryo must run as root or with CAP_CHECKPOINT_RESTORE + CAP_SYS_PTRACE"},

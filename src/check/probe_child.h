@@ -123,6 +123,7 @@ Probe ProbePagemapScan();
 Probe ProbeSoftDirty();
 Probe ProbeTcpRepair();
 Probe ProbeSockDiag();
+Probe ProbeBpfIterUdp();
 Probe ProbeNamespaces();
 Probe ProbeCapabilities();
 Probe ProbeMembarrierRegistrations();

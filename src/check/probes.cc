@@ -67,7 +67,7 @@ Report RunProbes() {
   using namespace probe;
   static const ProbeFn kProbes[] = {ProbePtraceSeize,        ProbeXsave,       ProbeProcessVmReadv,          ProbePidfdGetfd,
                                     ProbeClone3SetTid,       ProbePrSetMmMap,  ProbeUserfaultfdWpAsync,      ProbePagemapScan,
-                                    ProbeMembarrierRegistrations, ProbeTimerRestoreIds, ProbeEventfdSemaphore, ProbeTcpRepair, ProbeSockDiag,
+                                    ProbeMembarrierRegistrations, ProbeTimerRestoreIds, ProbeEventfdSemaphore, ProbeTcpRepair, ProbeSockDiag, ProbeBpfIterUdp,
                                     ProbeNamespaces,         ProbeCapabilities, ProbeSoftDirty};
   for (ProbeFn fn : kProbes) {
     const auto t0 = Clock::now();

@@ -1,4 +1,5 @@
-// Probes of network interfaces: TCP repair mode and sock_diag.
+// Probes of network interfaces: TCP repair mode, sock_diag and the BPF
+// iterator that counts a UDP socket's queued datagrams.
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <linux/unix_diag.h>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "base/file_util.h"
+#include "bpf/udp_queue_count.h"
 #include "check/probe_child.h"
 
 namespace cryo::check::probe {
@@ -93,6 +95,30 @@ Probe ProbeSockDiag() {
       if (d->udiag_ino == st.st_ino) own_found = true;
     }
   }
+}
+
+// One datagram sent to a socket of cryo's, counted by the iterator (none
+// where loopback is down, as in a fresh network namespace: the socket is
+// still found, its queue counted empty).
+Probe ProbeBpfIterUdp() {
+  Probe p{bpf::kUdpIterFeature, false, false, ""};
+  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (!s.valid() || ::bind(s.get(), reinterpret_cast<sockaddr*>(&a), len) != 0 ||
+      ::getsockname(s.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    return Fail(p, Status::FromErrno("a UDP socket bound on 127.0.0.1"));
+  const uint32_t sent = ::sendto(s.get(), "x", 1, 0, reinterpret_cast<sockaddr*>(&a), len) == 1 ? 1 : 0;
+  Result<uint32_t> n = bpf::CountUdpDatagrams(s.get());
+  if (!n.ok()) return Fail(p, n.status());
+  if (*n != sent)
+    return Fail(p, Status::Error("the iterator counted " + std::to_string(*n) + " datagrams queued, not " + std::to_string(sent)));
+  p.ok = true;
+  p.detail = std::string("a BPF iterator (iter/udp) counted ") +
+             (sent ? "the datagram queued on a UDP socket" : "a UDP socket's empty queue (loopback is down)");
+  return p;
 }
 
 }  // namespace cryo::check::probe

@@ -264,6 +264,10 @@ int main(int argc, char** argv) {
   dump_cmd->add_flag("--ext-unix-sk", dump.ext_unix_sk,
                      "UNIX sockets connected to a socket outside the tree: a datagram one is connected again to that "
                      "name at restore, a stream one comes back closed by its peer");
+  dump_cmd->add_flag("--udp-queue-unverified", dump.udp_queue_unverified,
+                     "where the kernel's count of a UDP socket's queued datagrams is unavailable (no BPF iterator: "
+                     "see cryo check), dump the datagrams cryo can peek at anyway: an empty datagram the program "
+                     "already peeked at would be lost");
   bool progress = false;
   dump_cmd->add_flag("--progress", progress, "show progress while writing memory");
   bool force = false;
@@ -411,6 +415,7 @@ int main(int argc, char** argv) {
   migrate_cmd->add_flag("--insecure", insecure, "stream without encryption or authentication (a trusted link only)");
   AddTlsOptions(migrate_cmd, &tls);
   migrate_cmd->add_flag("--ext-unix-sk", dump.ext_unix_sk, "as cryo dump --ext-unix-sk");
+  migrate_cmd->add_flag("--udp-queue-unverified", dump.udp_queue_unverified, "as cryo dump --udp-queue-unverified");
   migrate_cmd->add_option("--compress", compress, compress_help)->type_name("zstd[:LEVEL]|none");
   migrate_cmd->add_flag("--pre-copy", pre_copy,
                         "copy the memory in rounds while the tree runs, then freeze it and send only what it wrote "

@@ -742,6 +742,7 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   Classified c;
   c.scope.ext_unix_sk = opts.ext_unix_sk;
+  c.scope.udp_queue_unverified = opts.udp_queue_unverified;
   if (auto id = ReadFileToString("/proc/sys/kernel/random/boot_id"); id.ok()) {
     c.boot_id = *id;
     while (!c.boot_id.empty() && c.boot_id.back() == '\n') c.boot_id.pop_back();

@@ -22,6 +22,9 @@ struct DumpOptions {
   bool show_progress = false;
   bool shell_job = false;  // terminals belong to the calling shell (not dumped)
   bool ext_unix_sk = false;  // UNIX sockets with a peer outside the tree: datagram reconnected by name, stream closed
+  // UDP receive queues dumped as peeked when the kernel's count (a BPF iterator) is unavailable: an empty
+  // datagram the program already peeked at would be lost.
+  bool udp_queue_unverified = false;
   // fsync the image (files and directory) before the kill, or in leave-running
   // mode once the tree runs again. Off (--no-sync): a crash or power loss
   // before the kernel writes the image back loses it (in kill mode, with the

@@ -28,6 +28,7 @@ struct DumpScope {
   std::set<pid_t> pgids;  // their process groups that the restore rebuilds
   bool kill_mode = false;  // the tree dies after the dump
   bool ext_unix_sk = false;  // --ext-unix-sk: UNIX peers outside the tree are let go (net/unix_sockets.cc)
+  bool udp_queue_unverified = false;  // --udp-queue-unverified: UDP queues dumped without the exact count (net/udp_queue.cc)
   // The fds of every process outside the tree by link target, read once, the
   // first time a check needs them (file_locks.cc). Processes are described on
   // several threads at once (dump/inspect.cc): read and filled under the mutex.

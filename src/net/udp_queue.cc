@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/unique_fd.h"
+#include "bpf/udp_queue_count.h"
 #include "net/socket_names.h"
 #include "net/socket_options.h"
 
@@ -22,13 +23,14 @@ namespace {
 constexpr int kSoPeekOff = 42, kSoRcvbufForce = 33;
 constexpr size_t kMaxDatagram = 65535;
 
-// Peeks at every datagram from offset 0, then sets the peek offset back.
-Status PeekAll(int fd, const std::string& what, UdpQueue* out) {
+// Peeks at every datagram from byte offset `from` (the bytes of the
+// datagrams already seen) and adds them to `out`, then sets the peek offset
+// back.
+Status PeekAll(int fd, const std::string& what, int from, UdpQueue* out) {
   static std::mutex mu;  // the peek offset is the socket's own
   std::lock_guard<std::mutex> guard(mu);
   const int saved = IntSocketOption(fd, SOL_SOCKET, kSoPeekOff);
-  const int zero = 0;
-  if (::setsockopt(fd, SOL_SOCKET, kSoPeekOff, &zero, sizeof(zero)) != 0)
+  if (::setsockopt(fd, SOL_SOCKET, kSoPeekOff, &from, sizeof(from)) != 0)
     return Status::FromErrno("SO_PEEK_OFF on " + what);
   std::vector<char> buf(kMaxDatagram + 1);
   Status st;
@@ -183,21 +185,50 @@ Status SetRcvbufBack(int fd, int rcvbuf, const std::string& what) {
 
 }  // namespace
 
-Status PeekUdpQueue(int fd, const std::string& what, UdpQueue* out) {
-  CRYO_RETURN_IF_ERROR(PeekAll(fd, what, out));
-  if (!out->empty()) return Status::Ok();
-  // An empty datagram that was peeked at once (by an earlier --leave-running
-  // dump) is passed over by every later peek (net/core/datagram.c,
-  // __skb_try_recv_from_queue skips an empty skb marked peeked). Nothing seen
-  // while the queue still holds memory (SO_MEMINFO's receive allocation, the
-  // truesize of every skb queued) means such datagrams are all it holds.
+Status PeekUdpQueue(int fd, const std::string& what, bool unverified_ok, UdpQueue* out) {
+  out->Clear();
+  CRYO_RETURN_IF_ERROR(PeekAll(fd, what, 0, out));
+  // Every skb queued is charged to the receive allocation (its truesize,
+  // __udp_enqueue_schedule_skb) until it is taken: an empty queue needs no
+  // count.
   uint32_t mem[SK_MEMINFO_VARS] = {};
   CRYO_RETURN_IF_ERROR(MemInfo(fd, what, mem));
-  if (mem[SK_MEMINFO_RMEM_ALLOC] != 0)
+  if (out->empty() && mem[SK_MEMINFO_RMEM_ALLOC] == 0) return Status::Ok();
+  Result<uint32_t> held = bpf::CountUdpDatagrams(fd);
+  // A datagram arriving between the peek and the count makes the kernel's
+  // count larger: peeked at (from where the first peek stopped: a peek from
+  // 0 would now pass over the empty datagrams the first one marked) and
+  // counted again. Hidden datagrams stay hidden (the tree is frozen).
+  for (int again = 0; held.ok() && *held > static_cast<uint32_t>(out->size()) && again < 2; ++again) {
+    size_t seen_bytes = 0;
+    for (const image::UdpDatagram& d : *out) seen_bytes += d.data().size();
+    const int before = out->size();
+    if (seen_bytes > INT32_MAX) break;
+    CRYO_RETURN_IF_ERROR(PeekAll(fd, what, static_cast<int>(seen_bytes), out));
+    if (out->size() == before) break;  // nothing new: the difference is hidden
+    held = bpf::CountUdpDatagrams(fd);
+  }
+  if (held.ok() && *held == static_cast<uint32_t>(out->size())) return Status::Ok();
+  if (held.ok()) {
+    if (*held < static_cast<uint32_t>(out->size()))
+      return Status::Error(what + ": cryo peeked at " + std::to_string(out->size()) + " queued datagrams but the kernel " +
+                           "holds " + std::to_string(*held) + " (a process outside the tree reads the socket?)");
+    return Status::Error(what + ": its receive queue holds " + std::to_string(*held - out->size()) +
+                         " datagrams the kernel hides from peeking: empty datagrams already peeked at (by the program, "
+                         "or by an earlier --leave-running dump), which cryo does not restore; let the program read "
+                         "them, then dump again");
+  }
+  // No exact count. Nothing seen while the queue still holds memory: hidden
+  // datagrams are all it holds.
+  if (out->empty())
     return Status::Error(what + ": its receive queue holds datagrams that can only be read by taking them (empty "
-                                "datagrams an earlier dump already peeked at), which cryo does not restore; let the "
-                                "program read them, then dump again");
-  return Status::Ok();
+                                "datagrams already peeked at, by the program or by an earlier --leave-running dump), "
+                                "which cryo does not restore; let the program read them, then dump again");
+  if (unverified_ok) return Status::Ok();
+  return Status::Error(what + ": cannot count the datagrams of its receive queue exactly: BPF iterator unavailable (" +
+                       held.status().ToString() + "); cryo peeked at " + std::to_string(out->size()) +
+                       " but an empty datagram the program already peeked at would be missed. --udp-queue-unverified "
+                       "dumps the datagrams seen anyway");
 }
 
 Status RefillUdpQueue(int fd, const std::string& local, const UdpQueue& queue, const std::string& what) {
@@ -264,7 +295,7 @@ Status RefillUdpQueue(int fd, const std::string& local, const UdpQueue& queue, c
   // Loopback delivers in the sender's softirq, before sendto returns; check
   // that every datagram arrived, in order, from its source.
   UdpQueue back;
-  CRYO_RETURN_IF_ERROR(PeekAll(fd, what, &back));
+  CRYO_RETURN_IF_ERROR(PeekAll(fd, what, 0, &back));
   if (back.size() != queue.size())
     return Status::Error(what + ": " + std::to_string(back.size()) + " of " + std::to_string(queue.size()) +
                          " queued datagrams arrived when refilling its queue");

@@ -21,8 +21,12 @@ namespace cryo {
 using UdpQueue = google::protobuf::RepeatedPtrField<image::UdpDatagram>;
 
 // Every datagram queued on `fd` with its sender, oldest first, leaving the
-// queue and the socket's peek offset as they were.
-Status PeekUdpQueue(int fd, const std::string& what, UdpQueue* out);
+// queue and the socket's peek offset as they were. A non-empty queue is
+// checked against the kernel's own count (bpf/udp_queue_count.h): an empty
+// datagram already peeked at is passed over by every peek, so more datagrams
+// held than seen are refused by name. Without the count (no BPF iterator),
+// such a queue is refused unless `unverified_ok` (--udp-queue-unverified).
+Status PeekUdpQueue(int fd, const std::string& what, bool unverified_ok, UdpQueue* out);
 
 // Sends `queue` to `fd` (bound to `local`, not connected yet: a connected
 // socket takes only its peer's datagrams) and checks that each arrived.

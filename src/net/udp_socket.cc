@@ -4,9 +4,10 @@
 // from a new socket's (socket_options.h), multicast memberships
 // (udp_multicast.h), the shutdown state (inet_diag: shutdown(SHUT_WR) shows
 // nowhere else) and the datagrams waiting to be read with their senders
-// (udp_queue.h). The restore makes the socket in cryo, binds it, refills its
-// queue (before connecting it: a connected socket takes only its peer's
-// datagrams), joins its groups, connects it and shuts it down again.
+// (udp_queue.h; their number checked against the kernel's count,
+// bpf/udp_queue_count.h). The restore makes the socket in cryo, binds it,
+// refills its queue (before connecting it: a connected socket takes only its
+// peer's datagrams), joins its groups, connects it and shuts it down again.
 // Refused by name: a datagram being built (UDP_CORK, MSG_MORE), UDP
 // encapsulation, GSO/GRO (UDP_SEGMENT, UDP_GRO), IPv6 zero checksums,
 // datagrams queued on a socket that receives per-datagram ancillary data the
@@ -141,14 +142,8 @@ Status DumpUdp(const FdSource& s, int fd, image::UdpSocket* u) {
   u->set_owner_gid(s.st.st_gid);
   CRYO_RETURN_IF_ERROR(DumpSocketOptions(fd, u->family(), SOCK_DGRAM, IPPROTO_UDP, what, u->mutable_options()));
   CRYO_RETURN_IF_ERROR(DumpMemberships(fd, u->family(), what, u->mutable_memberships()));
-  CRYO_RETURN_IF_ERROR(PeekUdpQueue(fd, what, u->mutable_queue()));
-  if (u->queue().empty()) {
-    if (diag.rqueue)
-      return Status::Error(what + ": its receive queue takes " + std::to_string(diag.rqueue) +
-                           " bytes but cryo could read no datagram from it (zero-length datagrams the program "
-                           "peeked at?)");
-    return Status::Ok();
-  }
+  CRYO_RETURN_IF_ERROR(PeekUdpQueue(fd, what, s.scope && s.scope->udp_queue_unverified, u->mutable_queue()));
+  if (u->queue().empty()) return Status::Ok();
   const std::string queued = ": " + std::to_string(u->queue().size()) + " datagrams are queued on it and ";
   CRYO_RETURN_IF_ERROR(CheckFlags(fd, u->family(), kArrivalData, std::size(kArrivalData),
                                   " is set, which makes each carry what the kernel recorded at its arrival (not "

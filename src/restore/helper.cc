@@ -221,10 +221,7 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
                            .Prefixed("memory"));
   ctx.inheritable = std::move(mine);
   // What our children inherit from us: the rest need not be copied by fork.
-  std::vector<image::PageRange> wanted;
-  for (const auto& [pid, child] : ctx.img->processes)
-    if (child.core.ppid() == ctx.pid) wanted.insert(wanted.end(), child.mm.inherited().begin(), child.mm.inherited().end());
-  return HideFromChildren(out->moves, wanted).Prefixed("memory");
+  return HideFromChildren(out->moves, ctx.facts->at(ctx.pid).children_inherit).Prefixed("memory");
 }
 
 int SlotOf(const SharingRole& r, pid_t pid) {
@@ -417,9 +414,8 @@ Status CloneTask(HelperContext& ctx, pid_t pid, std::vector<pid_t>* ghosts) {
     ghosts->push_back(*g);
     return Status::Ok();
   }
-  const image::ProcessCore& core = ctx.img->processes.at(pid).core;
-  const int exit_signal = core.exit_signal() ? core.exit_signal() : SIGCHLD;
-  CRYO_ASSIGN_OR_RETURN(pid_t cpid, CloneWithPid(pid, exit_signal, 3.0, SharingCloneFlags(core)));
+  const ProcessFacts& f = ctx.facts->at(pid);
+  CRYO_ASSIGN_OR_RETURN(pid_t cpid, CloneWithPid(pid, f.exit_signal, 3.0, f.clone_flags));
   if (cpid == 0) {
     ctx.parent = ctx.pid;
     ctx.pid = pid;
@@ -506,8 +502,7 @@ Status Run(HelperContext& ctx) {
   if (core.zombie()) BecomeZombie(core);
   // Our zombie children must be dead (not reaped) before we go on, so that
   // their SIGCHLD reaches the helper, not the restored process.
-  for (const auto& [pid, child] : ctx.img->processes) {
-    if (!child.core.zombie() || child.core.ppid() != ctx.pid || pid == ctx.img->inventory.root_pid()) continue;
+  for (pid_t pid : ctx.facts->at(ctx.pid).zombie_children) {
     siginfo_t info;
     while (::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT) != 0 && errno == EINTR) {
     }
@@ -542,6 +537,23 @@ Result<pid_t> CloneWithPid(pid_t pid, int exit_signal, double patience, uint64_t
 }
 
 uint64_t RestorerAreaSize(const image::ProcessImage& p) { return LayoutArea(p).total(); }
+
+std::map<pid_t, ProcessFacts> GatherProcessFacts(const image::LoadedImage& img) {
+  std::map<pid_t, ProcessFacts> facts;
+  for (const auto& [pid, p] : img.processes) {
+    ProcessFacts& f = facts[pid];
+    f.exit_signal = p.core.exit_signal() ? p.core.exit_signal() : SIGCHLD;
+    f.clone_flags = SharingCloneFlags(p.core);
+  }
+  for (const auto& [pid, p] : img.processes) {
+    auto parent = facts.find(p.core.ppid());
+    if (parent == facts.end() || pid == img.inventory.root_pid()) continue;
+    std::vector<image::PageRange>& in = parent->second.children_inherit;
+    in.insert(in.end(), p.mm.inherited().begin(), p.mm.inherited().end());
+    if (p.core.zombie()) parent->second.zombie_children.push_back(pid);
+  }
+  return facts;
+}
 
 void RunHelper(HelperContext ctx) {
   const bool root = ctx.sync_fd >= 0;

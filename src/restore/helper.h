@@ -35,6 +35,20 @@ enum class HelperRecord : uint8_t {
   kJoined = 'J',   // no payload: this process is in its session and group
 };
 
+// What the helper of a process needs to know of the other processes of the
+// image, gathered once by cryo before it clones anything. A helper that
+// walked every process of the image itself would make the restore of a tree
+// quadratic in its size, and read pages of the whole loaded image (each page
+// a helper has touched is one more page-table entry its clones copy).
+struct ProcessFacts {
+  int exit_signal = 0;       // the signal its parent gets when it exits, as it was cloned
+  uint64_t clone_flags = 0;  // CLONE_FILES, CLONE_FS (shared_tables.h)
+  // The pages its children inherit from it (their Mm.inherited ranges).
+  std::vector<image::PageRange> children_inherit;
+  std::vector<pid_t> zombie_children;  // its children that are zombies
+};
+std::map<pid_t, ProcessFacts> GatherProcessFacts(const image::LoadedImage& img);
+
 struct RseqRegistration {
   uint64_t addr = 0;
   uint32_t len = 0;
@@ -65,6 +79,7 @@ struct HelperContext {
   const std::vector<proc::Vma>* cryo_vmas = nullptr;  // cryo's mappings when it cloned the tree
   RseqRegistration rseq;  // glibc's registration, the same in every helper (fork copies it)
   const std::map<pid_t, SharingRole>* roles = nullptr;  // of every live process (shared_tables.h)
+  const std::map<pid_t, ProcessFacts>* facts = nullptr;  // of every process
   // Set by each helper for itself: its part in a group of processes sharing
   // an fd table or fs_struct, and the group's board.
   SharingRole role;

@@ -45,6 +45,7 @@
 #include "mem/premap_window.h"
 #include "mem/vma_restore.h"
 #include "proc/proc.h"
+#include "restore/heap_file.h"
 #include "restore/helper.h"
 #include "restore/pidns.h"
 #include "restorer/blob.h"
@@ -469,6 +470,8 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ctx.cryo_vmas = &cryo_vmas;
   const std::map<pid_t, SharingRole> roles = SharingRoles(cores);
   ctx.roles = &roles;
+  const std::map<pid_t, ProcessFacts> facts = GatherProcessFacts(img);
+  ctx.facts = &facts;
   ctx.cgroups = cgroups.get();
 
   // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
@@ -477,8 +480,13 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   ChildSignals child_signals;
   CRYO_RETURN_IF_ERROR(child_signals.Open());
   const int root_exit_signal = img.processes.at(root).core.exit_signal() ? img.processes.at(root).core.exit_signal() : SIGCHLD;
+  if (Result<uint64_t> moved = MoveHeapToFile(); moved.ok())
+    LOG_DEBUG("cryo's heap (%s) moved into a file mapping", FormatSize(*moved).c_str());
+  else
+    LOG_DEBUG("cryo's heap stays as it is: %s", moved.status().ToString().c_str());
   CRYO_ASSIGN_OR_RETURN(pid_t child, CloneWithPid(root, root_exit_signal));
   if (child == 0) RunHelper(ctx);
+  TakeBackHeap();
   RestoreFaultAwait("helper-cloned");
   RestoreFaultPoint("root-cloned");
   std::vector<pid_t> all_pids(plan.ghosts);

@@ -121,6 +121,29 @@ def test_tree_200_ring(h):
     check_eq(h.wait_exit(rw, timeout=30), ("exit", 0), "restored tree exit status")
 
 
+def test_big_tree_shared_tables(h):
+    """200 processes in 11 sessions and 50 process groups, fd tables shared
+    by groups of 2 and of 10 (CLONE_FILES), every one with a parent-death
+    signal: restored twice from one image (kill mode), the bigtree workload
+    checks ids, counting, the sharing of its fd tables (kcmp and an fd each
+    partner opened) and the death signals itself."""
+    w = h.start_workload("bigtree")
+    h.wait_ready(w, timeout=60)
+    before = tree_ids(w.pid)
+    check_eq(len(before), 200, "processes in the bigtree workload")
+    h.verify_ok(w, when="before the dump")
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.reap_original(w)
+    pids = image_pids(h, images)
+    cryotest.wait_pids_gone(pids, timeout=20)
+    for i in range(2):
+        rw = restore_and_verify(h, w, images, before, "after restore %d" % (i + 1))
+        h.verify_ok(rw, exit=True, when="after restore %d (exit)" % (i + 1))
+        check_eq(h.wait_exit(rw, timeout=30), ("exit", 0), "restored bigtree exit status")
+        cryotest.wait_pids_gone(pids, timeout=20)
+
+
 def test_tree_failed_restore_leaves_nothing(h):
     """A restore of a tree whose file changed since the dump (A1's mapped
     file) fails naming the file, and leaves no process behind: the restore
@@ -306,6 +329,7 @@ TESTS = [
     test_tree_leave_running,
     test_tree_rewind,
     test_tree_200_ring,
+    test_big_tree_shared_tables,
     test_tree_failed_restore_leaves_nothing,
     test_cow_shared_pages,
     test_pipe_held_outside,

@@ -9,6 +9,12 @@ length; the workload checks its own queues (order, sources, boundaries),
 ports, options, group membership and that the connected socket still sends
 to its peer, in kill, leave-running and rewind modes.
 
+Queued datagrams the kernel hides from peeking (an empty datagram already
+peeked at, by the program or by an earlier --leave-running dump) are found
+by the kernel's own count (a BPF iterator) and refused by name; without the
+iterator (CRYO_PRETEND_MISSING=bpf-iter-udp) a queue is refused unless
+--udp-queue-unverified.
+
 Netlink: a route socket bound to groups (RTMGRP_LINK, IPv4 addresses) and a
 sock_diag socket come back with their port ids and groups, and still answer
 and get notifications (a dummy address added on lo after the restore).
@@ -31,6 +37,7 @@ import cryotest  # noqa: E402
 from cryotest import check, check_eq  # noqa: E402
 # The three modes for a workload that checks itself, as for UNIX sockets.
 from test_unix import kill_mode, leave_running_mode, rewind_mode  # noqa: E402
+from test_fallbacks import Pretend  # noqa: E402
 
 
 def start_udp(h):
@@ -226,8 +233,48 @@ def test_peeked_empty_datagram_refused(h):
                      "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'', s.getsockname())\n"
                      "time.sleep(0.2)\n")
     h.dump(w.pid, h.mkdir("img-first"), leave_running=True)  # sees it, and marks it peeked
-    h.dump_refused(w.pid, ["UDP 127.0.0.1:", "empty datagrams an earlier dump already peeked at"])
+    h.dump_refused(w.pid, ["UDP 127.0.0.1:", "1 datagrams the kernel hides from peeking: empty datagrams "
+                           "already peeked at"])
     h.kill_and_reap(w)
+
+
+# A program with [b"a", b"", b"b"] queued on a UDP socket (`PEEK` runs
+# then), that reads its queue once the file `go` exists and writes what it
+# got to `got`.
+QUEUE_ABC = r"""
+import os, socket, threading, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('127.0.0.1', 0))
+o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for d in [b'a', b'', b'b']: o.sendto(d, s.getsockname())
+PEEK
+open('fd', 'w').write(str(s.fileno()))
+def reader():
+    while not os.path.exists('go'): time.sleep(0.02)
+    s.setblocking(False)
+    got = []
+    while True:
+        try: got.append(s.recv(100))
+        except BlockingIOError: break
+    open('got.tmp', 'w').write(repr(got))
+    os.rename('got.tmp', 'got')
+threading.Thread(target=reader, daemon=True).start()
+"""
+SO_PEEK_OFF = 42
+
+
+def start_abc(h, name, peek="pass"):
+    return start_script(h, name, QUEUE_ABC.replace("PEEK", peek))
+
+
+def queue_read(h, w, pid):
+    """What the program `w` (running as `pid`) reads from its queue."""
+    with open(w.path("go"), "w") as f:
+        f.write("x")
+    deadline = time.monotonic() + 10
+    while not os.path.exists(w.path("got")) and time.monotonic() < deadline and cryotest.pid_alive(pid):
+        time.sleep(0.02)
+    return cryotest.read_text(w.path("got"), "(nothing)")
 
 
 def test_empty_datagram_among_others_dumped_again(h):
@@ -235,22 +282,7 @@ def test_empty_datagram_among_others_dumped_again(h):
     dump of the restored program (the restore checks the arrival of a queue
     holding an empty datagram without peeking, which would mark it peeked
     and hide it from every later peek)."""
-    w = start_script(h, "udp-empty-among",
-                     "import socket, threading, time, os\n"
-                     "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 0))\n"
-                     "o = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
-                     "for d in [b'a', b'', b'b']: o.sendto(d, s.getsockname())\n"
-                     "def reader():\n"
-                     "    while not os.path.exists('go'): time.sleep(0.02)\n"
-                     "    s.setblocking(False)\n"
-                     "    got = []\n"
-                     "    while True:\n"
-                     "        try: got.append(s.recv(100))\n"
-                     "        except BlockingIOError: break\n"
-                     "    open('got.tmp', 'w').write(repr(got))\n"
-                     "    os.rename('got.tmp', 'got')\n"
-                     "threading.Thread(target=reader, daemon=True).start()\n"
-                     "time.sleep(0.2)\n")
+    w = start_abc(h, "udp-empty-among")
     pid = w.pid
     for n in (1, 2):
         images = h.mkdir("img-%d" % n)
@@ -259,14 +291,123 @@ def test_empty_datagram_among_others_dumped_again(h):
             h.reap_original(w)
         cryotest.wait_pids_gone([pid])
         pid = h.restore(images, detach=True, expected_pid=w.pid).pid
-    with open(w.path("go"), "w") as f:
-        f.write("x")
-    deadline = time.monotonic() + 10
-    while not os.path.exists(w.path("got")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    check_eq(cryotest.read_text(w.path("got"), "(nothing)"), repr([b"a", b"", b"b"]),
-             "the queue read by the program restored from its second dump")
+    check_eq(queue_read(h, w, pid), repr([b"a", b"", b"b"]), "the queue read by the program restored from its second dump")
     h.cleanup_one(pid)
+
+
+# The program itself peeked at the empty datagram: past "a" with a peek
+# offset, or at offset 0 once "a" was taken. Every later peek passes it over;
+# the kernel's count (a BPF iterator) still holds it.
+PROGRAM_PEEKS = {
+    "past-a": ("s.setsockopt(socket.SOL_SOCKET, %d, 0)\n"
+               "assert s.recv(100, socket.MSG_PEEK) == b'a' and s.recv(100, socket.MSG_PEEK) == b''\n"
+               "s.setsockopt(socket.SOL_SOCKET, %d, -1)\n" % (SO_PEEK_OFF, SO_PEEK_OFF),
+               [b"a", b"", b"b"]),
+    "first": ("assert s.recv(100) == b'a' and s.recv(100, socket.MSG_PEEK) == b''\n", [b"", b"b"]),
+}
+
+
+def test_program_peeked_empty_datagram_refused(h):
+    """An empty datagram the program peeked at, among datagrams cryo sees:
+    refused by name (socket, pid, fd, how many the kernel hides), nothing
+    written, and the program still reads its whole queue."""
+    for name, (peek, queue) in PROGRAM_PEEKS.items():
+        w = start_abc(h, "udp-peeked-" + name, peek)
+        fd = cryotest.read_text(w.path("fd")).strip()
+        h.dump_refused(w.pid, ["pid %d fd %s" % (w.pid, fd), "UDP 127.0.0.1:",
+                               "1 datagrams the kernel hides from peeking: empty datagrams already peeked at"])
+        check_eq(queue_read(h, w, w.pid), repr(queue), "%s: the queue read by the program after the refused dump" % name)
+        h.kill_and_reap(w)
+
+
+def test_leave_running_twice(h):
+    """dump -R twice in a row: a queue without empty datagrams is the same in
+    both images (the second restored exactly); with one, the first dump marks
+    it peeked, so the second is refused by name, and the first image still
+    restores the queue exactly."""
+    for name, peek, queue, second_ok in [("plain", "assert s.recv(100) == b'a' and s.recv(100) == b''", [b"b"], True),
+                                         ("empty", "pass", [b"a", b"", b"b"], False)]:
+        w = start_abc(h, "udp-twice-" + name, peek)
+        first = h.mkdir("img-%s-1" % name)
+        h.dump(w.pid, first, leave_running=True)
+        image = first
+        if second_ok:
+            image = h.mkdir("img-%s-2" % name)
+            h.dump(w.pid, image, leave_running=True)
+        else:
+            h.dump_refused(w.pid, ["UDP 127.0.0.1:", "1 datagrams the kernel hides from peeking"])
+        h.kill_and_reap(w)
+        pid = h.restore(image, detach=True, expected_pid=w.pid).pid
+        check_eq(queue_read(h, w, pid), repr(queue), "%s: the queue read by the program restored from %s" % (name, image))
+        h.cleanup_one(pid)
+
+
+def test_hidden_datagram_in_own_network_namespace(h):
+    """The count walks the socket's own network namespace (a tree that owns
+    one; a socket of a namespace the describing thread is not in is counted
+    by src/bpf's unit test): a fresh [b"a",
+    b"", b"b"] there dumps, and the next dump, which the first one's peek
+    hides the empty datagram from, is refused by the count; the program still
+    reads its whole queue."""
+    script = ("import subprocess\nsubprocess.run(['ip', 'link', 'set', 'lo', 'up'], check=True)\n" +
+              QUEUE_ABC.replace("PEEK", "pass") + "open('pid', 'w').write(str(os.getpid()))\n"
+              "open('ready', 'w').write('x')\nwhile True: time.sleep(0.05)\n")
+    u = h.start("udp-netns", ["/usr/bin/unshare", "--net", "--fork", "--", cryotest.PYTHON, "-c", script])
+    deadline = time.monotonic() + 10
+    while not os.path.exists(u.path("ready")) and time.monotonic() < deadline and cryotest.pid_alive(u.pid):
+        time.sleep(0.02)
+    check(os.path.exists(u.path("ready")), "the program under unshare never got ready: %s" % u.stderr())
+    child = int(cryotest.read_text(u.path("pid")).strip())
+    h.tracked_pids.append(child)
+    fd = cryotest.read_text(u.path("fd")).strip()
+    h.dump(u.pid, h.mkdir("img-netns"), leave_running=True)
+    h.dump_refused(u.pid, ["pid %d fd %s" % (child, fd), "1 datagrams the kernel hides from peeking"])
+    check_eq(queue_read(h, u, child), repr([b"a", b"", b"b"]), "the queue read by the program after the refused dump")
+    os.kill(child, 9)
+    h.wait_exit(u)
+
+
+def test_without_exact_count(h):
+    """Without the BPF iterator (CRYO_PRETEND_MISSING=bpf-iter-udp): `cryo
+    check` says so; a socket with datagrams queued is refused by name with the
+    reason unless --udp-queue-unverified, which dumps what cryo sees (for a
+    queue no one peeked at, the whole queue: restored exactly); an empty
+    queue needs no count, and one holding only hidden datagrams is refused by
+    its memory, option or not."""
+    with Pretend("bpf-iter-udp"):
+        r = h.run_cryo(["check"], log=False, tag="check")
+        check("FAIL  bpf-iter-udp" in r.stdout and "--udp-queue-unverified" in r.stdout,
+              "cryo check names the missing UDP count and the option\n" + r.describe())
+        empty = start_script(h, "udp-no-count-empty", "import socket, time\n"
+                             "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 0))\n")
+        h.dump(empty.pid, h.mkdir("img-empty"), leave_running=True)
+        h.kill_and_reap(empty)
+        # Only an empty datagram queued, peeked at by a first dump: nothing
+        # seen but memory held is refused even with the option.
+        only = start_script(h, "udp-no-count-only-empty", "import socket, time\n"
+                            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.bind(('127.0.0.1', 0))\n"
+                            "socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'', s.getsockname())\n")
+        h.dump(only.pid, h.mkdir("img-only-empty"), leave_running=True, extra=["--udp-queue-unverified"])
+        h.dump_refused(only.pid, ["UDP 127.0.0.1:", "can only be read by taking them (empty datagrams already "
+                                  "peeked at"], extra_args=["--udp-queue-unverified"])
+        h.kill_and_reap(only)
+        w = start_abc(h, "udp-no-count")
+        fd = cryotest.read_text(w.path("fd")).strip()
+        h.dump_refused(w.pid, ["pid %d fd %s" % (w.pid, fd), "UDP 127.0.0.1:", "cannot count the datagrams of its "
+                               "receive queue exactly: BPF iterator unavailable (taken as missing",
+                               "--udp-queue-unverified"])
+        h.kill_and_reap(w)
+        # A fresh one: the refused dump peeked at the empty datagram, hiding it.
+        w = start_abc(h, "udp-unverified")
+        images = h.mkdir("img-unverified")
+        h.dump(w.pid, images, extra=["--udp-queue-unverified"])
+    h.reap_original(w)
+    cryotest.wait_pids_gone([w.pid])
+    pid = h.restore(images, detach=True, expected_pid=w.pid).pid
+    check_eq(queue_read(h, w, pid), repr([b"a", b"", b"b"]), "the queue read by the program restored")
+    h.cleanup_one(pid)
+    r = h.run_cryo(["check"], log=False, tag="check")
+    check("ok    bpf-iter-udp" in r.stdout, "cryo check: the exact UDP count is available here\n" + r.describe())
 
 
 TESTS = [
@@ -278,6 +419,10 @@ TESTS = [
     test_refused_sockets,
     test_peeked_empty_datagram_refused,
     test_empty_datagram_among_others_dumped_again,
+    test_program_peeked_empty_datagram_refused,
+    test_leave_running_twice,
+    test_hidden_datagram_in_own_network_namespace,
+    test_without_exact_count,
 ]
 
 if __name__ == "__main__":
