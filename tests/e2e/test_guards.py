@@ -43,12 +43,17 @@ def restore_verify_exit(h, w, images, when):
     check_eq(h.wait_exit(rw), ("exit", 0), "exit status " + when)
 
 
-def test_kill(h):
+def dump_killed(h):
     w, child = start(h)
     images = h.mkdir("img")
     h.dump(w.pid, images)
     h.reap_original(w)
     cryotest.wait_pids_gone([w.pid, child])
+    return w, child, images
+
+
+def test_kill(h):
+    w, child, images = dump_killed(h)
     check_feature(h, images)
     restore_verify_exit(h, w, images, "after restore")
 
@@ -66,11 +71,7 @@ def test_leave_running(h):
 
 
 def test_rewind(h):
-    w, child = start(h)
-    images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.reap_original(w)
-    cryotest.wait_pids_gone([w.pid, child])
+    w, child, images = dump_killed(h)
     for i in range(2):
         restore_verify_exit(h, w, images, "of rewind instance %d" % (i + 1))
         cryotest.wait_pids_gone([w.pid, child])

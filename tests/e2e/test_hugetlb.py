@@ -86,6 +86,17 @@ def check_feature(h, images):
     check(FEATURE in feats, "image features %s lack %r" % (feats, FEATURE))
 
 
+def dump_killed(h, mode, timeout=cryotest.CRYO_TIMEOUT):
+    """Starts the workload in `mode`, dumps it (kill mode), waits for it to
+    be gone: (workload, its pids, the images directory)."""
+    w, pids = start(h, mode)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, timeout=timeout)
+    h.reap_original(w)
+    cryotest.wait_pids_gone(pids)
+    return w, pids, images
+
+
 def restore_verify_exit(h, w, images, when):
     r = h.restore(images, detach=True, expected_pid=w.pid)
     rw = w.restored(r.pid)
@@ -100,11 +111,7 @@ def test_2m_kill(h):
     with Pool(MB2, 16) as pool:
         if not pool.ok:
             return skipped(h, pool)
-        w, pids = start(h, "2m")
-        images = h.mkdir("img")
-        h.dump(w.pid, images)
-        h.reap_original(w)
-        cryotest.wait_pids_gone(pids)
+        w, pids, images = dump_killed(h, "2m")
         check_feature(h, images)
         restore_verify_exit(h, w, images, "after restore")
 
@@ -128,11 +135,7 @@ def test_2m_rewind(h):
     with Pool(MB2, 16) as pool:
         if not pool.ok:
             return skipped(h, pool)
-        w, pids = start(h, "2m")
-        images = h.mkdir("img")
-        h.dump(w.pid, images)
-        h.reap_original(w)
-        cryotest.wait_pids_gone(pids)
+        w, pids, images = dump_killed(h, "2m")
         for i in range(2):
             restore_verify_exit(h, w, images, "of rewind instance %d" % (i + 1))
             cryotest.wait_pids_gone(pids)
@@ -144,11 +147,7 @@ def test_too_few_free_huge_pages(h):
     with Pool(MB2, 16) as pool:
         if not pool.ok:
             return skipped(h, pool)
-        w, pids = start(h, "2m")
-        images = h.mkdir("img")
-        h.dump(w.pid, images)
-        h.reap_original(w)
-        cryotest.wait_pids_gone(pids)
+        w, pids, images = dump_killed(h, "2m")
         pool.set_extra(7)
         check_eq(read_int(MB2 + "free_hugepages") - read_int(MB2 + "resv_hugepages"), 7, "free huge pages")
         r = h.restore(images, expect_ok=False)
@@ -165,11 +164,7 @@ def test_1g_kill(h):
     with Pool(GB1, 2) as pool:
         if not pool.ok:
             return skipped(h, pool)
-        w, pids = start(h, "1g")
-        images = h.mkdir("img")
-        h.dump(w.pid, images, timeout=120)
-        h.reap_original(w)
-        cryotest.wait_pids_gone(pids)
+        w, pids, images = dump_killed(h, "1g", timeout=120)
         check_feature(h, images)
         restore_verify_exit(h, w, images, "after restore")
 
