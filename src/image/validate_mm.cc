@@ -173,7 +173,8 @@ Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const Pro
   int vi = 0;
   for (const PageRun& r : mm.runs()) {
     const std::string what = "page run at " + Hex(r.vaddr());
-    if (r.offset() != expect_off || r.npages() == 0 || r.vaddr() % kPageSize || r.npages() > kMaxRunPages)
+    // depth names an ancestor's page file: Mm.parent_runs only.
+    if (r.offset() != expect_off || r.npages() == 0 || r.vaddr() % kPageSize || r.npages() > kMaxRunPages || r.depth())
       return Bad(img, file, what + ": page runs are malformed");
     const uint64_t end = r.vaddr() + r.npages() * kPageSize;
     if (r.vaddr() < prev_run_end || end < r.vaddr()) return Bad(img, file, what + ": page runs out of order");
