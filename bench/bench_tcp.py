@@ -15,6 +15,12 @@ bytes both ways and holds the bytes queued at the dump, and writes `verified`.
 The smaller size is subtracted from the larger one: the marginal time per
 connection (goal: at most 30 us each way).
 
+--baseline-cryo OTHER: every round also runs OTHER (an earlier build) right
+after the cryo under test, for each size: medians of both and their ratio
+(a busy machine slows both alike). E.g. the network lock's cost per
+connection: --sizes 1,10,50 --baseline-cryo a build of before one nft
+script per dump.
+
 Exit status 0 when the runs succeeded (goals missed are reported, not
 failed), 1 if a run failed, 2 on bad setup.
 """
@@ -96,33 +102,49 @@ def tcp_round(b, n, logdir, tag):
     return dump_wall, restore_wall
 
 
-def body(b):
-    args = b.args
-    logdir = b.fresh_dir("logs")
-    print("%s connections; %d warm-up + %d timed rounds" % (",".join(map(str, args.sizes)), args.warmup, args.runs))
-    res = {n: [] for n in args.sizes}
-    for i in range(args.warmup + args.runs):
-        benchlib.wait_quiet(args.quiet_wait)
-        line = []
-        for n in args.sizes:
-            d, r = tcp_round(b, n, logdir, "%d-%02d" % (n, i))
-            if i >= args.warmup:
-                res[n].append((d, r))
-            line.append("%d: dump %s restore %s" % (n, fmt_s(d), fmt_s(r)))
-        print("%s %d: %s" % ("run" if i >= args.warmup else "warm-up", i + 1, "; ".join(line)))
-        sys.stdout.flush()
-    print()
-    print("== bench_tcp: medians of %d runs ==" % args.runs)
-    med = {n: (median([x[0] for x in res[n]]), median([x[1] for x in res[n]])) for n in args.sizes}
-    for n in args.sizes:
+def report(label, res, sizes, runs):
+    """Medians per size and the marginal time per connection; the medians."""
+    print("== bench_tcp%s: medians of %d runs ==" % (label, runs))
+    med = {n: (median([x[0] for x in res[n]]), median([x[1] for x in res[n]])) for n in sizes}
+    for n in sizes:
         print("%6d connections: dump %s, restore %s" % (n, fmt_s(med[n][0]), fmt_s(med[n][1])))
-    lo, hi = min(args.sizes), max(args.sizes)
+    lo, hi = min(sizes), max(sizes)
     if hi > lo:
         d = (med[hi][0] - med[lo][0]) / (hi - lo)
         r = (med[hi][1] - med[lo][1]) / (hi - lo)
         print("per connection (%d -> %d): dump %.1f us %s, restore %.1f us %s (goal <= %.0f us each way)"
               % (lo, hi, d * 1e6, "OK" if d <= GOAL_S else "MISSED", r * 1e6, "OK" if r <= GOAL_S else "MISSED",
                  GOAL_S * 1e6))
+    return med
+
+
+def body(b):
+    args = b.args
+    logdir = b.fresh_dir("logs")
+    print("%s connections; %d warm-up + %d timed rounds" % (",".join(map(str, args.sizes)), args.warmup, args.runs))
+    cryos = [("", b.cryo)] + ([(" (baseline)", args.baseline_cryo)] if args.baseline_cryo else [])
+    res = {label: {n: [] for n in args.sizes} for label, _ in cryos}
+    for i in range(args.warmup + args.runs):
+        benchlib.wait_quiet(args.quiet_wait)
+        line = []
+        for n in args.sizes:
+            for label, cryo in cryos:
+                b.cryo = cryo
+                d, r = tcp_round(b, n, logdir, "%d-%02d%s" % (n, i, "-base" if label else ""))
+                if i >= args.warmup:
+                    res[label][n].append((d, r))
+                line.append("%d%s: dump %s restore %s" % (n, label, fmt_s(d), fmt_s(r)))
+        print("%s %d: %s" % ("run" if i >= args.warmup else "warm-up", i + 1, "; ".join(line)))
+        sys.stdout.flush()
+    b.cryo = cryos[0][1]
+    print()
+    meds = {label: report(label, res[label], args.sizes, args.runs) for label, _ in cryos}
+    if args.baseline_cryo:
+        print("== against the baseline (%s) ==" % args.baseline_cryo)
+        for n in args.sizes:
+            (d, r), (bd, br) = meds[""][n], meds[" (baseline)"][n]
+            print("%6d connections: dump %.2fx (%s -> %s), restore %.2fx (%s -> %s)"
+                  % (n, d / bd, fmt_s(bd), fmt_s(d), r / br, fmt_s(br), fmt_s(r)))
     return 0
 
 
@@ -131,6 +153,7 @@ def main():
     ap.add_argument("--sizes", default="10,1000", help="comma-separated connection counts (default 10,1000)")
     ap.add_argument("--runs", type=int, default=5, help="timed rounds (default 5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default 1)")
+    ap.add_argument("--baseline-cryo", help="another cryo binary run interleaved with the one under test")
     args = ap.parse_args()
     args.sizes = [int(x) for x in args.sizes.split(",")]
     return benchlib.run(args, body)

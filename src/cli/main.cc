@@ -32,6 +32,7 @@
 #include "ns/join_ns.h"
 #include "ns/tree_pidns.h"
 #include "restore/pidns.h"
+#include "mem/lazy_server.h"
 #include "restore/restore.h"
 #include "restore/run.h"
 #include "stream/page_server.h"
@@ -147,7 +148,9 @@ int ReportMigrated(stream::StreamEnv& streamed, pid_t pid, size_t processes, dou
 // leaves with the process's exit status (or dies by the same signal). With
 // --pidns new its child is the namespace's init, which forwards them to the
 // root and, on `root_status_fd`, tells how the root ended: cryo ends the same way.
-int WaitAsParent(pid_t pid, int root_status_fd = -1) {
+// With --lazy (`lazy`), a tree killed because a page could not be served
+// makes cryo fail (the server named the page).
+int WaitAsParent(pid_t pid, int root_status_fd = -1, LazyServer* lazy = nullptr) {
   ForwardSignalsTo(pid);
   int status = 0;
   for (;;) {
@@ -155,6 +158,7 @@ int WaitAsParent(pid_t pid, int root_status_fd = -1) {
     if (r == pid) break;
     if (r < 0 && errno != EINTR) return Fail(Status::FromErrno("waitpid " + std::to_string(pid)));
   }
+  if (lazy && !lazy->Wait().ok()) return 1;
   int root_status = 0;
   if (root_status_fd >= 0 && ::read(root_status_fd, &root_status, sizeof(root_status)) == sizeof(root_status))
     status = root_status;
@@ -326,6 +330,10 @@ int main(int argc, char** argv) {
           },
           "", "namespace to join"))
       ->type_name("KIND:PATH");
+  restore_cmd->add_flag("--lazy", restore.lazy,
+                        "resume the tree at once: its private anonymous pages come from the image on first touch "
+                        "(userfaultfd) and from a background prefetch; cryo stays until every page is in (a page "
+                        "that cannot be read kills the tree)");
   restore_cmd->add_flag("--tcp-close", restore.tcp_close,
                         "restore TCP connections reset by their peer (the program's next recv/send fails with "
                         "ECONNRESET) instead of established");
@@ -589,6 +597,9 @@ int main(int argc, char** argv) {
     LOG_INFO("pid %d runs in namespaces of its own, its init host pid %d", r->pid, r->init);
     return 0;
   }
+  if (*restore_cmd && restore.new_pidns && restore.lazy)
+    return UsageError("restore: --lazy is not supported with --pidns new yet (the namespace's init would have to "
+                      "serve the pages); restore without --lazy");
   if (*restore_cmd && restore.new_pidns) {
     const std::optional<image::Inventory> inv = ReadInventory(restore.images_dir);
     const double t0 = Now();
@@ -625,15 +636,23 @@ int main(int argc, char** argv) {
       if (!held.empty()) LOG_WARN("%s", held.c_str());
     }
     const double t0 = Now();
-    Result<pid_t> pid = Restore(restore);
+    std::unique_ptr<LazyServer> lazy;
+    Result<pid_t> pid = Restore(restore, &lazy);
     ReportFaultPoints();
     if (!pid.ok()) {
       LOG_ERROR("restore from %s failed: %s", restore.images_dir.c_str(), pid.status().ToString().c_str());
       return 1;
     }
     Say(cli::RestoredLine(inv ? inv->pids_size() : 1, *pid, Now() - t0));
-    if (restore.detach) return 0;
-    return WaitAsParent(*pid);
+    // --lazy --detach: cryo stays until every page is in (the server logs
+    // the report, or names the page that failed and kills the tree).
+    if (restore.detach) {
+      if (!lazy) return 0;
+      if (!lazy->Wait().ok()) return 1;
+      Say(lazy->Report());
+      return 0;
+    }
+    return WaitAsParent(*pid, -1, lazy.get());
   }
   if (*show_cmd && !compare_pages.empty()) {
     Result<std::string> same = image::ComparePages(show_dir, compare_pages);

@@ -54,6 +54,7 @@
 #include "files/file_locks.h"
 #include "files/file_sharing.h"
 #include "files/pipe_table.h"
+#include "net/tcp_rewind.h"
 #include "net/tcp_session.h"
 #include "files/shared_tables.h"
 #include "files/tty_table.h"
@@ -598,7 +599,14 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
   // Kill mode: the connections stay locked until the restore.
-  if (!opts.leave_running) inv.set_net_lock(c.tcp.lock_name());
+  if (!opts.leave_running) {
+    inv.set_net_lock(c.tcp.lock_name());
+  } else {
+    // The peers outside the tree go on with the original.
+    TreeFdTables fd_tables;
+    for (const DumpedProcess& p : procs) fd_tables.push_back({p.core.pid(), &p.fds});
+    WarnPeersNotRewound(fd_tables);
+  }
   inv.set_boot_id(c.boot_id);
   if (writer->compression().on()) {  // --compress: an older cryo refuses the image by this name
     inv.add_features("compressed-pages");

@@ -238,7 +238,8 @@ Result<uint64_t> TakeOver(const image::Vma& v, const std::vector<std::pair<uint6
 Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const std::vector<const image::PageSource*>& parents, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
                      std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
-                     const MapShmFn& map_shm) {
+                     const MapShmFn& map_shm, const std::unordered_set<const image::PageRun*>* lazy) {
+  auto eager = [lazy](const image::PageRun& r) { return !lazy || !lazy->count(&r); };
   std::vector<FillJob> jobs;
   const size_t first_move = moves->size();
   int ri = 0, pi = 0;
@@ -266,11 +267,12 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
     slot = at + len + kPage;
     // Page runs of this VMA (runs are in address order and never cross VMAs).
     const int first_run = ri;
-    while (ri < mm.runs_size() && mm.runs(ri).vaddr() < v.end()) ++ri;
+    int eager_runs = 0;
+    for (; ri < mm.runs_size() && mm.runs(ri).vaddr() < v.end(); ++ri) eager_runs += eager(mm.runs(ri));
     const int first_parent_run = pi;
-    while (pi < mm.parent_runs_size() && mm.parent_runs(pi).vaddr() < v.end()) ++pi;
+    for (; pi < mm.parent_runs_size() && mm.parent_runs(pi).vaddr() < v.end(); ++pi) eager_runs += eager(mm.parent_runs(pi));
     const int shm = v.kind() == image::VMA_ANON_SHARED && v.shmem_id() && shmem_fd ? shmem_fd(v.shmem_id()) : -1;
-    const bool has_pages = (ri > first_run || pi > first_parent_run) && shm < 0;  // a shmem object comes filled
+    const bool has_pages = eager_runs > 0 && shm < 0;  // a shmem object comes filled
     const int prot = static_cast<int>(v.prot());
     const auto inherited = v.kind() == image::VMA_ANON_PRIVATE ? InheritedIn(mm, v.start(), v.end())
                                                                  : std::vector<std::pair<uint64_t, uint64_t>>{};
@@ -326,9 +328,11 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
       (void)::prctl(0x53564d41 /*PR_SET_VMA*/, 0 /*PR_SET_VMA_ANON_NAME*/, at, len, nullptr);
     }
     if (has_pages) {
-      for (int r = first_run; r < ri; ++r) jobs.push_back({&mm.runs(r), at + (mm.runs(r).vaddr() - v.start()), &pages});
+      for (int r = first_run; r < ri; ++r)
+        if (eager(mm.runs(r))) jobs.push_back({&mm.runs(r), at + (mm.runs(r).vaddr() - v.start()), &pages});
       for (int r = first_parent_run; r < pi; ++r) {
         const image::PageRun& run = mm.parent_runs(r);
+        if (!eager(run)) continue;
         const image::PageSource* src =
             run.depth() >= 1 && run.depth() <= parents.size() ? parents[run.depth() - 1] : nullptr;
         if (src == nullptr || !src->valid()) return Status::Error("internal: no page file of parent image " + std::to_string(run.depth()) +

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <unordered_set>
 #include <vector>
 
 #include "base/status.h"
@@ -52,11 +53,13 @@ struct InheritableVma {
 // `from_parent` over (pages outside mm.inherited() are dropped there, the
 // VMA's own stored pages written). `inheritable` receives this process's
 // private anonymous VMAs, for its own children.
+// `lazy` (cryo restore --lazy, mem/lazy_plan.h): page runs left out, to be
+// fetched on first touch; a VMA whose runs are all lazy stays unpopulated.
 using MapShmFn = std::function<Status(const image::Vma&, uint64_t, int)>;
 Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const std::vector<const image::PageSource*>& parents, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
                      std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
-                     const MapShmFn& map_shm = nullptr);
+                     const MapShmFn& map_shm = nullptr, const std::unordered_set<const image::PageRun*>* lazy = nullptr);
 
 // Before cloning children: marks MADV_DONTFORK every premapped VMA (`moves`)
 // that holds none of `wanted` (the pages the children inherit), so fork(2)

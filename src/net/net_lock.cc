@@ -5,19 +5,39 @@
 
 #include <atomic>
 #include <cstring>
+#include <set>
+#include <utility>
 
+#include "base/clock.h"
 #include "base/janitor.h"
+#include "base/log.h"
 #include "base/nft.h"
 
 namespace cryo {
 
 namespace {
 
-// "ip saddr 1.2.3.4 tcp sport 5" for one end of a connection.
-std::string Match(const std::string& addr, const char* dir) {
-  const InetEndpoint e = ParseInetEndpoint(addr);
-  return std::string(e.ipv4 ? "ip " : "ip6 ") + dir + "addr " + e.ip + " tcp " + dir + "port " + std::to_string(e.port);
+// One end as an element of a set of 4-tuples: "1.2.3.4 . 5".
+std::string Element(const InetEndpoint& e) { return e.ip + " . " + std::to_string(e.port); }
+
+// Every nft(8) run of the lock goes through here, logged with its time:
+// tests count the runs of a dump (one lock script, whatever the number of
+// connections).
+Result<int> Nft(const std::vector<std::string>& args, const std::string& input, std::string* output) {
+  const double t0 = Now();
+  Result<int> rc = RunNftCommand(args, input, output);
+  std::string cmd;
+  for (const std::string& a : args) cmd += " " + a;
+  const std::string end = rc.ok() ? "exit " + std::to_string(*rc) : rc.status().ToString();
+  LOG_DEBUG("network lock: nft%s (%zu bytes of script): %s in %.1f ms", cmd.c_str(), input.size(), end.c_str(),
+            (Now() - t0) * 1e3);
+  return rc;
 }
+
+// The sets of 4-tuples (saddr . sport . daddr . dport) whose packets the
+// rules drop, one per address family.
+constexpr const char* kSet4 = "conns4";
+constexpr const char* kSet6 = "conns6";
 
 }  // namespace
 
@@ -64,23 +84,38 @@ std::string NetLockScript(const std::string& name, const std::vector<LockedConne
   s += "add chain inet " + name + " input { type filter hook input priority -300 ; policy accept ; }\n";
   s += "add chain inet " + name + " output { type filter hook output priority -300 ; policy accept ; }\n";
   s += "add chain inet " + name + " dumping\n";
-  const std::string pass = "meta mark != " + std::to_string(kNetLockPassMark);
+  // A constant number of rules, whatever the number of connections: one
+  // lookup in a hashed set per packet of the machine while the lock is on,
+  // and one nft run locks every connection of a dump.
+  s += "add set inet " + name + " " + kSet4 + " { type ipv4_addr . inet_service . ipv4_addr . inet_service ; }\n";
+  s += "add set inet " + name + " " + kSet6 + " { type ipv6_addr . inet_service . ipv6_addr . inet_service ; }\n";
+  const std::string pass = " meta mark != " + std::to_string(kNetLockPassMark) + " drop\n";
+  // Both hooks: over loopback the two ends' packets pass both.
+  for (const char* chain : {"input", "output"}) {
+    s += "add rule inet " + name + " " + chain + " ip saddr . tcp sport . ip daddr . tcp dport @" + kSet4 + pass;
+    s += "add rule inet " + name + " " + chain + " ip6 saddr . tcp sport . ip6 daddr . tcp dport @" + kSet6 + pass;
+  }
+  // Both directions of each; both ends of a connection inside the tree give
+  // the same two 4-tuples, listed once.
+  std::set<std::string> v4, v6;
   for (const LockedConnection& c : conns) {
-    const std::string out = Match(c.local, "s") + " " + Match(c.peer, "d");
-    const std::string in = Match(c.peer, "s") + " " + Match(c.local, "d");
-    // Both directions in both hooks: over loopback the two ends' packets
-    // pass both hooks.
-    for (const char* chain : {"input", "output"}) {
-      s += "add rule inet " + name + " " + chain + " " + out + " " + pass + " drop\n";
-      s += "add rule inet " + name + " " + chain + " " + in + " " + pass + " drop\n";
-    }
+    const InetEndpoint local = ParseInetEndpoint(c.local), peer = ParseInetEndpoint(c.peer);
+    std::set<std::string>& set = local.ipv4 ? v4 : v6;
+    set.insert(Element(local) + " . " + Element(peer));
+    set.insert(Element(peer) + " . " + Element(local));
+  }
+  for (const auto& [set, elements] : {std::pair{kSet4, &v4}, std::pair{kSet6, &v6}}) {
+    if (elements->empty()) continue;
+    std::string list;
+    for (const std::string& e : *elements) list += (list.empty() ? "" : ", ") + e;
+    s += "add element inet " + name + " " + set + " { " + list + " }\n";
   }
   return s;
 }
 
 Status RunNft(const std::string& script) {
   std::string output;
-  CRYO_ASSIGN_OR_RETURN(int rc, RunNftCommand({"-f", "-"}, script, &output));
+  CRYO_ASSIGN_OR_RETURN(int rc, Nft({"-f", "-"}, script, &output));
   if (rc != 0) {
     while (!output.empty() && output.back() == '\n') output.pop_back();
     return Status::Error("nft failed (exit " + std::to_string(rc) + "): " + output);
@@ -92,16 +127,17 @@ Status AddNetLock(const std::string& name, const std::vector<LockedConnection>& 
   if (!IsNetLockName(name)) return Status::Error("\"" + name + "\" is no network lock of cryo's");
   std::string script = NetLockScript(name, conns);
   if (!create) {
-    // The table and its chains exist: the rules only.
-    std::string rules;
+    // The table, its chains, sets and rules exist: the elements only.
+    std::string elements;
     size_t pos = 0;
     while (pos < script.size()) {
       const size_t end = script.find('\n', pos);
       const std::string line = script.substr(pos, end - pos + 1);
-      if (line.rfind("add rule", 0) == 0) rules += line;
+      if (line.rfind("add element", 0) == 0) elements += line;
       pos = end + 1;
     }
-    script = rules;
+    if (elements.empty()) return Status::Ok();
+    script = elements;
   }
   return RunNft(script).Prefixed("network lock " + name);
 }
@@ -109,7 +145,7 @@ Status AddNetLock(const std::string& name, const std::vector<LockedConnection>& 
 Result<bool> NetLockExists(const std::string& name) {
   if (!IsNetLockName(name)) return Status::Error("\"" + name + "\" is no network lock of cryo's");
   std::string output;
-  CRYO_ASSIGN_OR_RETURN(int rc, RunNftCommand({"list", "tables", "inet"}, "", &output));
+  CRYO_ASSIGN_OR_RETURN(int rc, Nft({"list", "tables", "inet"}, "", &output));
   if (rc != 0) return Status::Error("nft list tables failed: " + output);
   return output.find("table inet " + name + "\n") != std::string::npos;
 }
@@ -121,7 +157,7 @@ Status MarkNetLockKept(const std::string& name) {
 
 Status RemoveStaleNetLocks(std::vector<std::string>* removed) {
   std::string output;
-  CRYO_ASSIGN_OR_RETURN(int rc, RunNftCommand({"list", "tables", "inet"}, "", &output));
+  CRYO_ASSIGN_OR_RETURN(int rc, Nft({"list", "tables", "inet"}, "", &output));
   if (rc != 0) return Status::Error("nft list tables failed: " + output);
   size_t pos = 0;
   while ((pos = output.find("table inet ", pos)) != std::string::npos) {
@@ -129,7 +165,7 @@ Status RemoveStaleNetLocks(std::vector<std::string>* removed) {
     const std::string name = output.substr(pos, output.find('\n', pos) - pos);
     if (!IsNetLockName(name) || !IsStaleTempName(kNetLockPrefix, name)) continue;
     std::string table;
-    CRYO_ASSIGN_OR_RETURN(int lrc, RunNftCommand({"list", "table", "inet", name}, "", &table));
+    CRYO_ASSIGN_OR_RETURN(int lrc, Nft({"list", "table", "inet", name}, "", &table));
     if (lrc != 0 || table.find("chain dumping") == std::string::npos) continue;
     CRYO_RETURN_IF_ERROR(RunNft("delete table inet " + name + "\n").Prefixed("removing stale network lock " + name));
     removed->push_back(name);
@@ -138,9 +174,11 @@ Status RemoveStaleNetLocks(std::vector<std::string>* removed) {
 }
 
 Status RemoveNetLock(const std::string& name) {
-  CRYO_ASSIGN_OR_RETURN(bool exists, NetLockExists(name));
-  if (!exists) return Status::Ok();
-  return RunNft("delete table inet " + name + "\n").Prefixed("removing network lock " + name);
+  if (!IsNetLockName(name)) return Status::Error("\"" + name + "\" is no network lock of cryo's");
+  // One run whether the table exists or not: in one transaction, adding a
+  // table that exists changes nothing, and the delete then removes it.
+  // (The nft of Debian 12, 1.0.6, has no `destroy` command.)
+  return RunNft("add table inet " + name + "\ndelete table inet " + name + "\n").Prefixed("removing network lock " + name);
 }
 
 }  // namespace cryo

@@ -2,10 +2,12 @@
 // restored, its packets are dropped by an nftables table of cryo's own
 // (family inet, named cryo-lock-PID-STARTTIME-N), so that neither end sees a
 // reset or an acknowledgement the other end's image does not know about.
-// The table is made by the dump (net/tcp_dump_session.h) and removed when the
+// The table is made by the dump (net/tcp_session.h) and removed when the
 // dump fails or leaves the tree running; after a dump in kill mode it stays,
 // named in the image's inventory (net_lock), until the restore (or
-// `cryo unlock`) removes it. nft(8) is run as a child process.
+// `cryo unlock`) removes it. nft(8) is run as a child process (~15 ms a
+// run), once for all the connections of a dump: the table's rules drop the
+// 4-tuples of two sets (IPv4, IPv6), filled by the same script.
 #pragma once
 
 #include <cstdint>
@@ -45,12 +47,13 @@ struct LockedConnection {
   std::string local, peer;
 };
 
-// The nft(8) commands that add the table with its drop rules for `conns`
-// (exposed for tests).
+// The nft(8) commands that add the table, its chains, sets and drop rules,
+// and the 4-tuples of `conns` (both directions) to the sets (exposed for
+// tests).
 std::string NetLockScript(const std::string& name, const std::vector<LockedConnection>& conns);
 
-// Adds the table (if `create`) and rules that drop every packet of `conns`
-// in both directions.
+// Adds the table (if `create`) and the 4-tuples of `conns` to its sets, in
+// one nft run: every packet of `conns` is dropped, in both directions.
 Status AddNetLock(const std::string& name, const std::vector<LockedConnection>& conns, bool create);
 
 // A dump's table carries a marker chain ("dumping") until the dump hands it
@@ -60,7 +63,7 @@ Status MarkNetLockKept(const std::string& name);
 // Removes the stale tables of dead dumps; their names in *removed.
 Status RemoveStaleNetLocks(std::vector<std::string>* removed);
 
-// Removes the table; Ok if there is none of that name.
+// Removes the table (one nft run); Ok if there is none of that name.
 Status RemoveNetLock(const std::string& name);
 
 // Whether the table exists.

@@ -112,8 +112,7 @@ Status TcpDumpSession::LockDeferred() {
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& [ino, d] : deferred_) all.push_back({d.partial.local(), d.partial.peer()});
   }
-  for (const LockedConnection& c : all) CRYO_RETURN_IF_ERROR(Lock(c));
-  return Status::Ok();
+  return all.empty() ? Status::Ok() : Lock(all);
 }
 
 Status TcpDumpSession::WillHold(pid_t pid, uint64_t flag) {
@@ -153,7 +152,7 @@ Status TcpDumpSession::Complete(image::TcpSocket* t) const {
   return Status::Ok();
 }
 
-Status TcpDumpSession::Lock(const LockedConnection& c) {
+Status TcpDumpSession::Lock(const std::vector<LockedConnection>& conns) {
   std::lock_guard<std::mutex> l(mu_);
   const bool create = lock_.empty();
   if (create) {
@@ -169,7 +168,7 @@ Status TcpDumpSession::Lock(const LockedConnection& c) {
   if (create) CRYO_RETURN_IF_ERROR(guardian_->WillLock(name));
   lock_ = name;
   TcpFaultPoint("lock table named");
-  Status s = AddNetLock(name, {c}, create);
+  Status s = AddNetLock(name, conns, create);
   TcpFaultPoint("lock table made");
   return s;
 }

@@ -45,7 +45,8 @@ class TcpDumpSession {
   // once per socket.
   Status Defer(const image::TcpSocket& partial, int fd, const std::string& what);
   bool has_deferred() const;
-  // Every deferred connection locked (before the tree is held).
+  // Every deferred connection locked (before the tree is held), by one nft
+  // run.
   Status LockDeferred();
   // The guardian told: the threads of `pid` are about to wait at cryo's
   // gate, whose flag is at `flag` (tcp_guardian.h).
@@ -55,8 +56,9 @@ class TcpDumpSession {
   Status ReadDeferred();
   // The record of the socket `t` names (by inode), read in repair mode.
   Status Complete(image::TcpSocket* t) const;
-  // Drops the packets of `c` from now on (the table is made the first time).
-  Status Lock(const LockedConnection& c);
+  // Drops the packets of `conns` from now on (the table is made the first
+  // time).
+  Status Lock(const std::vector<LockedConnection>& conns);
   // Puts socket `fd` (inode `ino`) in repair mode and holds a duplicate;
   // returns its SO_REUSEADDR value from before (repair mode forces address
   // reuse, do_tcp_setsockopt), also for another fd of a socket held already.

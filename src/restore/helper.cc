@@ -4,6 +4,8 @@
 #include <poll.h>
 #include <linux/sched.h>
 #include <signal.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -21,8 +23,10 @@
 #include "base/fault.h"
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/unique_fd.h"
 #include "files/fd_table.h"
 #include "files/file_locks.h"
+#include "mem/lazy_plan.h"
 #include "mem/mm_attrs.h"
 #include "image/parent_chain.h"
 #include "mem/vma_restore.h"
@@ -44,6 +48,7 @@ constexpr uint64_t kThreadStackSize = 16 << 10;
 struct BuiltMemory {
   std::vector<restorer::Move> moves;     // premapped VMAs -> their addresses
   std::vector<restorer::Move> specials;  // the vDSO family
+  LazyPlan lazy;                         // --lazy: what the blob registers with the userfaultfd
 };
 
 uint64_t RoundUp(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
@@ -187,7 +192,8 @@ AreaLayout LayoutArea(const image::ProcessImage& p) {
   const uint64_t n_threads = static_cast<uint64_t>(std::max(core.threads_size(), 1) - 1);
   AreaLayout l;
   l.blob_len = RoundUp(restorer::BlobSize());
-  l.args_len = RoundUp(sizeof(restorer::Args) + n_vmas * sizeof(restorer::Move) + PendingCount(core) * 128 +
+  l.args_len = RoundUp(sizeof(restorer::Args) + n_vmas * (sizeof(restorer::Move) + sizeof(restorer::Range)) +
+                       PendingCount(core) * 128 +
                        n_threads * sizeof(restorer::ThreadArg) + SeccompArgBytes(core) + 64);
   l.stacks_len = kStackSize + n_threads * kThreadStackSize;
   l.scratch_len = vdso ? scratch : 0;  // PlanSpecialMoves moves nothing without a vDSO
@@ -212,16 +218,20 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   uint64_t fill_pages = p.mm.total_pages();
   for (const image::PageRun& r : p.mm.parent_runs()) fill_pages += r.npages();
   const int fill_threads = fill_pages * kPage >= kThreadedFillBytes ? ctx.fill_threads : 1;
+  // What our children inherit from us: the rest need not be copied by fork,
+  // nor (--lazy) be filled now.
+  const std::vector<image::PageRange>& wanted = ctx.facts->at(ctx.pid).children_inherit;
+  if (ctx.lazy) out->lazy = PlanLazy(p.mm, wanted);
   CRYO_RETURN_IF_ERROR(PremapAndFill(
                            p.mm, pages, parents, slot.premap, fill_threads,
                            [pool](uint64_t id) { return pool->ShmemFd(id); }, ctx.inheritable, &out->moves, &mine,
                            [pool](const image::Vma& v, uint64_t at, int prot) {
                              return v.unlinked_file() ? pool->unlinked()->MapVma(v, at, prot) : pool->shm()->MapVma(v, at, prot);
-                           })
+                           },
+                           ctx.lazy ? &out->lazy.set : nullptr)
                            .Prefixed("memory"));
   ctx.inheritable = std::move(mine);
-  // What our children inherit from us: the rest need not be copied by fork.
-  return HideFromChildren(out->moves, ctx.facts->at(ctx.pid).children_inherit).Prefixed("memory");
+  return HideFromChildren(out->moves, wanted).Prefixed("memory");
 }
 
 int SlotOf(const SharingRole& r, pid_t pid) {
@@ -279,6 +289,26 @@ Status InstallFdTable(HelperContext& ctx) {
   return TakeFileLocks(p.fds).Prefixed("files");
 }
 
+// --lazy: the userfaultfd the blob registers the lazy VMAs with, above every
+// fd number of the image; cryo takes it (pidfd_getfd) on the kArea record and
+// closes this copy at the end. Made here, as root: a process without
+// CAP_SYS_PTRACE could make only a UFFD_USER_MODE_ONLY one (vm.unprivileged_
+// userfaultfd is 0), whose faults from the kernel (a read(2) into a page not
+// yet in) fail with EFAULT instead of waiting; and only such a process may
+// ask for UFFD_FEATURE_EVENT_FORK (userfaultfd_api in fs/userfaultfd.c). The
+// events are those cryo follows (mem/lazy_server.h).
+Result<int> MakeLazyUffd(int min_fd) {
+  UniqueFd fd(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)));
+  if (!fd.valid()) return Status::FromErrno("userfaultfd for --lazy");
+  struct uffdio_api api = {};
+  api.api = UFFD_API;
+  api.features = kLazyUffdFeatures;
+  if (::ioctl(fd.get(), UFFDIO_API, &api) != 0) return Status::FromErrno("UFFDIO_API (fork, remap, remove and unmap events) for --lazy");
+  const int moved = ::fcntl(fd.get(), F_DUPFD_CLOEXEC, min_fd);
+  if (moved < 0) return Status::FromErrno("moving the userfaultfd out of the image's fd numbers");
+  return moved;
+}
+
 // The rest, once the tree exists and this process is in its session and group:
 // settings, fds, the restorer's arguments; then into the blob.
 Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
@@ -310,6 +340,11 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
   for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
   CRYO_RETURN_IF_ERROR(InstallFdTable(ctx));
 
+  int uffd = -1;
+  if (!mem.lazy.empty()) {
+    CRYO_ASSIGN_OR_RETURN(uffd, MakeLazyUffd(ctx.max_image_fd + 1));
+  }
+
   const PremapWindow& win = *ctx.window;
   const WindowSlot& slot = win.slots.at(ctx.pid);
   const AreaLayout l = LayoutArea(p);
@@ -339,7 +374,13 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
   a->vmas_off = sizeof(restorer::Args);
   std::copy(mem.moves.begin(), mem.moves.end(),
             reinterpret_cast<restorer::Move*>(reinterpret_cast<char*>(a) + a->vmas_off));
-  a->pending_off = a->vmas_off + mem.moves.size() * sizeof(restorer::Move);
+  a->uffd = uffd;
+  a->n_lazy = static_cast<uint32_t>(mem.lazy.vmas.size());
+  a->lazy_off = a->vmas_off + mem.moves.size() * sizeof(restorer::Move);
+  auto* lazy_ranges = reinterpret_cast<restorer::Range*>(reinterpret_cast<char*>(a) + a->lazy_off);
+  for (size_t i = 0; i < mem.lazy.vmas.size(); ++i)
+    lazy_ranges[i] = {mem.lazy.vmas[i].first, mem.lazy.vmas[i].second - mem.lazy.vmas[i].first};
+  a->pending_off = a->lazy_off + mem.lazy.vmas.size() * sizeof(restorer::Range);
   a->threads_off = (a->pending_off + PendingCount(core) * 128 + 63) & ~63ull;
   CRYO_RETURN_IF_ERROR(FillTaskArgs(core, exe_fd, a, area + l.blob_len + l.args_len + kStackSize, kThreadStackSize));
   warnings.clear();
@@ -355,7 +396,7 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
 
   // Last: every mapping made from here on would be locked.
   CRYO_RETURN_IF_ERROR(LockFutureMappings(core.mm().attrs()).Prefixed("memory"));
-  const uint64_t rec[3] = {area, slot.area_len, static_cast<uint64_t>(ctx.status_fd)};
+  const uint64_t rec[4] = {area, slot.area_len, static_cast<uint64_t>(ctx.status_fd), static_cast<uint64_t>(int64_t{uffd})};
   Send(ctx.status_fd, HelperRecord::kArea, ctx.pid, rec, sizeof(rec));
   if (r.in_group()) ctx.board.Post(r.index, GroupBoard::kPrepared);
 

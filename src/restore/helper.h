@@ -30,7 +30,7 @@ enum class HelperRecord : uint8_t {
   kWarning = 'W',  // text: a difference that does not stop the restore
   kError = 'E',    // text: the helper failed and exits
   kCreated = 'C',  // no payload: this process and its children exist
-  kArea = 'A',     // u64 address, u64 length of the restorer area, u64 status fd
+  kArea = 'A',     // u64 address, u64 length of the restorer area, u64 status fd, i64 userfaultfd (-1: none)
   kBlobFailure = 'B',  // restorer::Failure, written by the blob (its own layout)
   kJoined = 'J',   // no payload: this process is in its session and group
 };
@@ -85,6 +85,7 @@ struct HelperContext {
   SharingRole role;
   GroupBoard board;
   const cgroup::CgroupPlacement* cgroups = nullptr;  // where each process moves itself
+  bool lazy = false;  // cryo restore --lazy (mem/lazy_plan.h)
 };
 
 [[noreturn]] void RunHelper(HelperContext ctx);

@@ -42,6 +42,7 @@
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
 #include "mem/hugetlb.h"
+#include "mem/lazy_server.h"
 #include "mem/premap_window.h"
 #include "mem/vma_restore.h"
 #include "proc/proc.h"
@@ -51,6 +52,7 @@
 #include "restorer/blob.h"
 #include "restorer/restorer_args.h"
 #include "seize/ptrace_util.h"
+#include "net/tcp_rewind.h"
 #include "net/tcp_session.h"
 #include "ns/join_ns.h"
 #include "ns/namespaces.h"
@@ -132,6 +134,8 @@ class TreeGuard {
 
 struct ProcessReport {
   uint64_t area = 0, area_len = 0, status_fd = 0;
+  int uffd = -1;         // --lazy: the process's userfaultfd (its fd number there)
+  bool adopted = false;  // cryo took it
 };
 
 // Parses helper records from the status pipe (non-blocking).
@@ -195,10 +199,13 @@ class StatusReader {
           ++joined;
           break;
         case HelperRecord::kArea:
-          if (payload.size() == 24) {
+          if (payload.size() == 32) {
             std::memcpy(&reports[pid].area, payload.data(), 8);
             std::memcpy(&reports[pid].area_len, payload.data() + 8, 8);
             std::memcpy(&reports[pid].status_fd, payload.data() + 16, 8);
+            int64_t uffd;
+            std::memcpy(&uffd, payload.data() + 24, 8);
+            reports[pid].uffd = static_cast<int>(uffd);
           }
           break;
         default:
@@ -271,6 +278,10 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
   auto rs = RemoteSyscaller::Unguarded(pid, cur, rep.area + syscall_off);  // dies with cryo (PTRACE_O_EXITKILL)
   CRYO_ASSIGN_OR_RETURN(long r, rs->Syscall(SYS_close, rep.status_fd));
   if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the status pipe in pid " + std::to_string(pid));
+  if (rep.uffd >= 0) {  // --lazy: cryo holds its own copy (LazyServer::Adopt)
+    CRYO_ASSIGN_OR_RETURN(r, rs->Syscall(SYS_close, rep.uffd));
+    if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the userfaultfd in pid " + std::to_string(pid));
+  }
   // While the blob's syscall instruction is still mapped.
   CRYO_RETURN_IF_ERROR(SealVmas(proc.mm, *rs).Prefixed("pid " + std::to_string(pid)));
   CRYO_RETURN_IF_ERROR(RestoreDumpableFlag(*rs, proc.core));
@@ -356,7 +367,7 @@ void IgnoreTerminatingSignals() {
 
 }  // namespace
 
-Result<pid_t> Restore(const RestoreOptions& opts) {
+Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* lazy_out) {
   const double t0 = Now();
   CRYO_RETURN_IF_ERROR(CheckPrivileges());
   ArmRestoreFaults();
@@ -387,6 +398,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   CRYO_RETURN_IF_ERROR(CheckLeasesFree(img));
   CRYO_RETURN_IF_ERROR(CheckLocksFree(img));
   CRYO_RETURN_IF_ERROR(CheckFreeHugePages(img));
+  CRYO_RETURN_IF_ERROR(CheckOutsidePeersHeld(img, opts.tcp_close));
   for (const auto& [pid, p] : img.processes) {
     CRYO_RETURN_IF_ERROR(ValidateJobControl(p.core));
     CRYO_RETURN_IF_ERROR(CheckDumpableFlag(p.core));
@@ -413,6 +425,13 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   if (!opts.new_pidns && NeedsJanitor(img, /*cgroups=*/true)) {
     CRYO_ASSIGN_OR_RETURN(janitor, Janitor::Start(ImagePids(img)));
     SetCurrentJanitor(janitor.get());
+  }
+  // --lazy: the page files stay open in cryo, which serves the pages once the
+  // tree runs; declared before the tree guard, so that on failure the tree
+  // is gone before the server stops.
+  std::unique_ptr<LazyServer> lazy;
+  if (opts.lazy) {
+    CRYO_ASSIGN_OR_RETURN(lazy, LazyServer::Create(img, ImagePids(img)));
   }
   // The image's TCP connections: the lock goes whatever happens (the
   // janitor removes it if cryo dies).
@@ -473,6 +492,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   const std::map<pid_t, ProcessFacts> facts = GatherProcessFacts(img);
   ctx.facts = &facts;
   ctx.cgroups = cgroups.get();
+  ctx.lazy = opts.lazy;
 
   // Tracee stops and exits raise SIGCHLD in cryo (do_notify_parent_cldstop):
   // blocked and read from a signalfd, it wakes the wait loop below at once.
@@ -542,9 +562,23 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   StatusReader status_reader(status_r.get());
   bool go_sent = false, ghosts_sent = plan.ghosts.empty();
   const double deadline = Now() + 120;
+  // --lazy: a blob registers its lazy VMAs and may fault on them at once (its
+  // rseq registration makes the kernel write into the TLS): cryo serves them
+  // from the moment it knows the process's userfaultfd.
+  auto adopt_uffds = [&]() -> Status {
+    if (!lazy) return Status::Ok();
+    CRYO_RETURN_IF_ERROR(lazy->status());
+    for (auto& [pid, rep] : status_reader.reports)
+      if (rep.uffd >= 0 && !rep.adopted) {
+        CRYO_RETURN_IF_ERROR(lazy->Adopt(pid, rep.uffd));
+        rep.adopted = true;
+      }
+    return Status::Ok();
+  };
   while (stopped.size() < expected.size() || zombies_done.size() < zombies.size() || !helper_threads.empty()) {
     status_reader.Poll();
     if (!status_reader.error.empty()) return Status::Error(status_reader.error);
+    CRYO_RETURN_IF_ERROR(adopt_uffds());
     if (!go_sent && status_reader.created == nprocs) {
       RestoreFaultPoint("tree-created");
       // The whole tree exists: sessions and groups can be joined now.
@@ -600,6 +634,7 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
   }
   status_reader.Poll();
   if (!status_reader.error.empty()) return Status::Error(status_reader.error);
+  CRYO_RETURN_IF_ERROR(adopt_uffds());
   LOG_DEBUG("pid %d: %zu processes, %zu threads rebuilt in %.3f ms", root, leaders.size(), stopped.size(),
             (Now() - t0) * 1e3);
 
@@ -646,6 +681,10 @@ Result<pid_t> Restore(const RestoreOptions& opts) {
     if (ptrace(PTRACE_DETACH, tid, nullptr, nullptr) != 0 && errno != ESRCH)
       return Status::FromErrno("PTRACE_DETACH task " + std::to_string(tid));
   guard.Release();
+  if (lazy) {
+    lazy->Released();
+    if (lazy_out) *lazy_out = std::move(lazy);
+  }
   if (janitor) janitor->Released();
   cgroups->Keep();
   if (snapshot) snapshot->Keep();

@@ -5,6 +5,7 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,10 +36,17 @@ struct RestoreOptions {
   bool no_restore_files = false;
   // --join-ns KIND:PATH: existing namespaces the tree is made in (ns/join_ns.h).
   std::vector<std::string> join_ns;
+  // --lazy: private anonymous pages come on first touch, and from a
+  // background prefetch, once the tree runs (mem/lazy_server.h).
+  bool lazy = false;
 };
+
+class LazyServer;
 
 // Restores the image. On success returns the restored root pid, running (cryo
 // is its parent). On failure no restored process is left behind.
-Result<pid_t> Restore(const RestoreOptions& opts);
+// With opts.lazy, `lazy` receives the server that still fills the tree's
+// memory (the caller waits for it; destroying it early kills the tree).
+Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* lazy = nullptr);
 
 }  // namespace cryo

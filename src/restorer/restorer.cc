@@ -19,7 +19,7 @@ namespace {
 
 // x86_64 system call numbers (arch/x86/entry/syscalls/syscall_64.tbl).
 enum : long {
-  kWrite = 1, kClose = 3, kMprotect = 10, kMunmap = 11, kRtSigaction = 13, kRtSigprocmask = 14, kMremap = 25,
+  kWrite = 1, kClose = 3, kIoctl = 16, kMprotect = 10, kMunmap = 11, kRtSigaction = 13, kRtSigprocmask = 14, kMremap = 25,
   kSetitimer = 38, kGetpid = 39, kExitGroup = 231, kTgkill = 234, kSetresuid = 117, kSetresgid = 119,
   kSetfsuid = 122, kSetfsgid = 123, kCapset = 126, kRtSigqueueinfo = 129, kSigaltstack = 131, kPrctl = 157,
   kSetgroups = 116, kSetTidAddress = 218, kSetRobustList = 273, kRtTgsigqueueinfo = 297, kRseq = 334,
@@ -95,6 +95,22 @@ void MoveVmas(const Args* a) {
   if (a->premap.len) CHECK(a, Sys(kMunmap, a->premap.start, a->premap.len), "munmap of the premap area", a->premap.start);
   for (const Range& r : a->unmap_after)
     if (r.len) CHECK(a, Sys(kMunmap, r.start, r.len), "munmap of the premap window", r.start);
+}
+
+// cryo restore --lazy: the lazy VMAs are registered where they now are, in
+// missing mode (userfaultfd(2)), before anything of the program's memory is
+// touched (the rseq registration below makes the kernel write into its TLS):
+// an access to a page not yet in waits for cryo, which copies it in
+// (UFFDIO_COPY). The helper made the userfaultfd and set its features.
+void RegisterLazy(const Args* a) {
+  constexpr long kUffdioRegister = 0xc020aa00;  // _IOWR(0xAA, 0x00, struct uffdio_register)
+  const Range* r = reinterpret_cast<const Range*>(reinterpret_cast<const char*>(a) + a->lazy_off);
+  for (uint32_t i = 0; i < a->n_lazy; ++i) {
+    struct {
+      uint64_t start, len, mode, ioctls;
+    } reg = {r[i].start, r[i].len, 1 /*UFFDIO_REGISTER_MODE_MISSING*/, 0};
+    CHECK(a, Sys(kIoctl, a->uffd, kUffdioRegister, reinterpret_cast<long>(&reg)), "UFFDIO_REGISTER", r[i].start);
+  }
 }
 
 void RestoreMm(Args* a) {
@@ -345,6 +361,7 @@ void* memset(void* d, int c, size_t n) {
   UnmapAllBut(a);
   MoveSpecials(a);
   MoveVmas(a);
+  if (a->n_lazy) RegisterLazy(a);
   RestoreMm(a);
   RestoreThreadState(a);
   RestoreSignals(a);

@@ -170,6 +170,13 @@ struct Args {
   // the threads, which inherit it), then the leader's own rest.
   ThreadSeccomp seccomp_common;
   ThreadSeccomp seccomp;
+
+  // cryo restore --lazy: the process's userfaultfd (made by the helper, -1
+  // without), and the VMAs the blob registers with it, at their final
+  // addresses, once they are in place (Range[n_lazy]).
+  int32_t uffd;
+  uint32_t n_lazy;
+  uint64_t lazy_off;
 };
 
 }  // namespace cryo::restorer
