@@ -13,6 +13,7 @@
 #include "audit/classify.h"
 #include "audit/remote_rules.h"
 #include "audit/sharing.h"
+#include "mem/pagemap_scan.h"
 
 namespace cryo::audit {
 namespace {
@@ -165,7 +166,6 @@ TEST(VmaRules, LostAndUnknownFlagsAreRefused) {
     const char* smaps;
     const char* says;
   } cases[] = {
-      {"1000-2000 rw-p 00000000 00:00 0 \nVmFlags: rd gu\n", "pid 100 VMA 1000-2000 may hold guard regions"},
       {"1000-2000 rw-p 00000000 00:00 0 \nVmFlags: rd zz\n", "shows VmFlags \"zz: \", which cryo does not know"},
       {"1000-2000 rw-p 00000000 00:00 0 \nVmFlags: rd pf\n", "device or driver memory"},
       {"1000-2000 rw-p 00000000 00:00 0 \nProtectionKey:         3\n", "protection key 3"},
@@ -189,6 +189,17 @@ TEST(VmaRules, RestoredFlags) {
     ASSERT_TRUE(ClassifySmaps(smaps, 100, Cryo(), &r).ok()) << smaps;
     EXPECT_EQ(Refusals(r), "") << smaps;
   }
+}
+
+// Guard regions are restored where the kernel's pagemap shows them (6.15+),
+// refused by name where it does not (6.13, 6.14).
+TEST(VmaRules, GuardRegionsFollowWhatPagemapTells) {
+  Report r;
+  ASSERT_TRUE(ClassifySmaps("1000-2000 rw-p 00000000 00:00 0 \nVmFlags: rd wr gu\n", 100, Cryo(), &r).ok());
+  if (GuardRegionsVisible())
+    EXPECT_EQ(Refusals(r), "");
+  else
+    EXPECT_NE(Refusals(r).find("pid 100 VMA 1000-2000 may hold guard regions"), std::string::npos) << Refusals(r);
 }
 
 TEST(VmaRules, NumaPolicyOtherThanDefaultIsRefused) {

@@ -115,7 +115,7 @@ constexpr Rule kStatusRules[] = {
     {"VmLib", N, kMemStat},
     {"VmPTE", N, kMemStat},
     {"VmSwap", N, kMemStat},
-    {"HugetlbPages", N, "hugetlb memory; hugetlb VMAs are refused by their flags (ht)"},
+    {"HugetlbPages", N, "hugetlb memory; hugetlb VMAs are classified by their flags (ht)"},
     {"CoreDumping", N, "", CoreDumping},
     {"THP_enabled", R, "THP disable (PR_GET_THP_DISABLE at dump, PR_SET_THP_DISABLE in the restore helper)"},
     {"untag_mask", X, "uses linear address masking (arch_prctl ARCH_ENABLE_TAGGED_ADDR), which is not restored yet",

@@ -11,6 +11,7 @@
 #include "audit/classify.h"
 #include "base/file_util.h"
 #include "base/tracked_memory.h"
+#include "mem/pagemap_scan.h"
 
 namespace cryo::audit {
 
@@ -26,8 +27,13 @@ bool Special(std::string_view name) {
 
 // Flags the kernel sets on its own special mappings ([vdso], [vvar], ...),
 // which cryo moves into place; on any other mapping they mean device memory.
+// The name of anonymous hugetlb memory (hugetlb_file_setup, fs/hugetlbfs/inode.c).
+constexpr std::string_view kAnonHugepage = "/anon_hugepage";
+
 Decision KernelMappingFlag(const Line& l) {
   if (Special(l.vma_name)) return {R, "set by the kernel on its special mapping, which is moved into place"};
+  // VM_DONTEXPAND, which hugetlbfs_file_mmap sets on every hugetlb mapping.
+  if (l.key == "de" && l.vma_name == kAnonHugepage) return {R, "set by the kernel on hugetlb memory, mapped again so"};
   return {X, "maps device or driver memory (VmFlags " + std::string(l.key) + "), which cannot be checkpointed"};
 }
 
@@ -37,6 +43,23 @@ Decision UffdWriteProtect(const Line& l) {
   if (IsTrackedByCryo(l.pid, l.vma_start, l.vma_end))
     return {N, "registered with cryo's own dirty tracking (cryo dump --track-mem), not the program's"};
   return {X, "is registered with a userfaultfd for write protection (VmFlags uw), not supported yet"};
+}
+
+// "ht": private anonymous hugetlb memory is restored (mem/hugetlb.h), which
+// refuses the shared one by name; hugetlbfs files and memfds are refused.
+Decision Hugetlb(const Line& l) {
+  if (l.vma_name == kAnonHugepage)
+    return {R, "anonymous hugetlb memory: private, mapped again with its page size (MAP_HUGETLB, mem/hugetlb.cc)"};
+  return {X, "is hugetlb memory of a hugetlbfs file or memfd (VmFlags ht), not supported yet"};
+}
+
+// "gu": guard pages are read from pagemap where the kernel tells them apart
+// (mem/guard_regions.h), else refused.
+Decision GuardRegions(const Line&) {
+  if (GuardRegionsVisible())
+    return {R, "may hold guard regions: found in pagemap and installed again (MADV_GUARD_INSTALL, mem/guard_regions.h)"};
+  return {X, "may hold guard regions (MADV_GUARD_INSTALL; VmFlags gu), which this kernel's pagemap does not tell apart "
+             "(PAGE_IS_GUARD and pagemap bit 58: Linux 6.15)"};
 }
 
 constexpr std::string_view kProt = "protection and sharing (mmap and mprotect in the restore helper)";
@@ -63,7 +86,7 @@ constexpr Rule kVmFlagRules[] = {
     {"dc", R, "MADV_DONTFORK (madvise after the children are cloned)"},
     {"ac", R, "accounted memory: the kernel accounts the mapping again when it is made"},
     {"nr", R, "MAP_NORESERVE (mmap; also of a shared memory object)"},
-    {"ht", X, "is hugetlbfs memory (VmFlags ht), not supported yet"},
+    {"ht", X, "", Hugetlb},
     {"sf", X, "is a synchronous DAX mapping (MAP_SYNC; VmFlags sf), not supported"},
     {"wf", R, "MADV_WIPEONFORK (madvise after the children are cloned)"},
     {"dd", R, "MADV_DONTDUMP (madvise)"},
@@ -77,7 +100,7 @@ constexpr Rule kVmFlagRules[] = {
     {"ss", X, "is a shadow stack (VmFlags ss), not supported yet"},
     {"dp", R, "MAP_DROPPABLE (mmap)"},
     {"sl", R, "sealed (mseal by cryo, from inside the process, once everything is in place)"},
-    {"gu", X, "may hold guard regions (MADV_GUARD_INSTALL; VmFlags gu), which are not restored yet"},
+    {"gu", R, "", GuardRegions},
 };
 
 Decision ProtectionKey(const Line& l) {
@@ -89,8 +112,8 @@ constexpr std::string_view kMemStat = "memory accounting";
 
 constexpr Rule kSmapsRules[] = {
     {"Size", N, kMemStat},
-    {"KernelPageSize", N, "page size (hugetlb VMAs are refused by their flags)"},
-    {"MMUPageSize", N, "page size (hugetlb VMAs are refused by their flags)"},
+    {"KernelPageSize", N, "page size (hugetlb VMAs: classified by their flags, the size restored with them)"},
+    {"MMUPageSize", N, "page size (hugetlb VMAs: classified by their flags, the size restored with them)"},
     {"Rss", N, kMemStat},
     {"Pss", N, kMemStat},
     {"Pss_Dirty", N, kMemStat},

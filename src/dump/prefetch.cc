@@ -28,6 +28,8 @@ Result<ProcessFacts> DescribeProcess(pid_t pid, bool shell_job, const DumpScope*
   CRYO_ASSIGN_OR_RETURN(f.vmas, proc::ParseSmaps(f.smaps_text));
   f.refusal = DescribeVmas(pid, f.vmas, &f.mm, &f.shm_maps, &f.unlinked_maps);
   if (HasVmaAttributes(f.mm)) f.features.insert("vma-attributes");
+  for (const image::Vma& v : f.mm.vmas())
+    if (v.huge_page_size()) f.features.insert("hugetlb");
   const double t1 = Now();
   if (f.refusal.ok()) f.refusal = DumpFdTable(pid, &f.fds, &f.features, shell_job, scope, &f.fd_infos);
   f.proc_s = t1 - t0;
@@ -47,6 +49,7 @@ Status ReadProcessPages(ProcessFacts* f, uint64_t buffered_max, const ParentMemo
   auto planned = PlanProcessPages(pid, &f->mm, f->run_block);
   if (!planned.ok()) return planned.status().Prefixed("memory");
   f->pieces = std::move(*planned);
+  if (f->mm.guard_regions_size()) f->features.insert("guard-regions");
   if (f->parent_pages && f->parent_pages->start_ticks != 0 && f->parent_pages->start_ticks == f->stat.starttime)
     CRYO_RETURN_IF_ERROR(TakeUnchangedFromParent(pid, *f->parent_pages, &f->mm, &f->pieces, &f->incremental, f->dirty)
                              .Prefixed("memory (incremental)"));

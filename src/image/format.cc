@@ -194,6 +194,8 @@ const std::vector<std::string>& SupportedFeatures() {
       "snapshot-files",
       "pidfds",
       "compressed-pages",
+      "guard-regions",
+      "hugetlb",
   };
   return kFeatures;
 }

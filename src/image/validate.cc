@@ -142,6 +142,7 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
     if (c.threads_size() > 1) needed.insert("threads");
     if (c.posix_timers_size()) needed.insert("posix-timers");
     if (p.mm.inherited_size()) needed.insert("cow-shared");
+    if (p.mm.guard_regions_size()) needed.insert("guard-regions");
     if (c.stop_signal()) needed.insert("stopped");
     // A dump records the scheduling attributes of every thread or (older cryo)
     // of none: a thread without them would keep its policy's defaults.
@@ -154,6 +155,7 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
         if (f == "nr") needed.insert("map-noreserve");
       }
       if (v.kind() == VMA_FILE_PRIVATE && v.file_opened_rw()) needed.insert("file-open-mode");
+      if (v.huge_page_size()) needed.insert("hugetlb");
     }
     for (const Fd& f : p.fds.fds()) {
       if (const char* feat = FeatureOf(f.kind())) needed.insert(feat);

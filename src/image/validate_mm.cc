@@ -66,7 +66,14 @@ std::string VmaProblem(const Vma& v) {
     return "mmap flags " + Hex(v.flags()) + " or a file offset on a kernel mapping";
   // An anonymous mapping has no file offset; a private /dev/zero mapping, made
   // anonymous again, shows the one it had.
-  if (k == VMA_ANON_PRIVATE && v.pgoff() && v.name() != "/dev/zero") return "a file offset on anonymous memory";
+  // hugetlb memory: a page size of x86-64 (2 MiB, 1 GiB), private anonymous
+  // memory aligned to it; a part of a split mapping shows its offset in the
+  // mapping's hugetlbfs file.
+  const uint64_t huge = v.huge_page_size();
+  if (huge && (k != VMA_ANON_PRIVATE || (huge != (2ull << 20) && huge != (1ull << 30)) || v.start() % huge ||
+               v.end() % huge || droppable))
+    return "huge page size " + Hex(huge) + " on memory that is not private anonymous memory aligned to it";
+  if (k == VMA_ANON_PRIVATE && v.pgoff() && v.name() != "/dev/zero" && !huge) return "a file offset on anonymous memory";
   if (((v.flags() & MAP_GROWSDOWN) != 0) != HasFlag(v, "gd")) return "MAP_GROWSDOWN and VmFlags gd disagree";
   if (v.pgoff() % kPageSize || v.pgoff() > (1ull << 62) || len > (1ull << 62) - v.pgoff())
     return "file offset " + Hex(v.pgoff()) + " unaligned or too large";
@@ -117,6 +124,31 @@ std::string VmaProblem(const Vma& v) {
 }
 
 }  // namespace
+
+// Guard pages: in address order, not overlapping, each range inside one VMA
+// the restore maps again (not [vdso] and its kin), holding no stored page.
+static Status ValidateGuardRegions(const LoadedImage& img, const std::string& file, const Mm& mm) {
+  uint64_t prev_end = 0;
+  int vi = 0, ri = 0, pi = 0;
+  for (const PageRange& r : mm.guard_regions()) {
+    const std::string what = "guard region at " + Hex(r.vaddr());
+    if (r.vaddr() % kPageSize || r.npages() == 0 || r.vaddr() >= kUserTop || r.npages() > (kUserTop - r.vaddr()) / kPageSize)
+      return Bad(img, file, what + ": malformed range");
+    const uint64_t end = r.vaddr() + r.npages() * kPageSize;
+    if (r.vaddr() < prev_end) return Bad(img, file, what + ": ranges out of order or overlapping");
+    prev_end = end;
+    while (vi < mm.vmas_size() && mm.vmas(vi).end() <= r.vaddr()) ++vi;
+    if (vi == mm.vmas_size() || r.vaddr() < mm.vmas(vi).start() || end > mm.vmas(vi).end() ||
+        SpecialName(mm.vmas(vi).kind()))
+      return Bad(img, file, what + ": not inside one VMA the restore maps");
+    while (ri < mm.runs_size() && mm.runs(ri).vaddr() + mm.runs(ri).npages() * kPageSize <= r.vaddr()) ++ri;
+    if (ri < mm.runs_size() && mm.runs(ri).vaddr() < end) return Bad(img, file, what + ": its pages are also stored");
+    while (pi < mm.parent_runs_size() && mm.parent_runs(pi).vaddr() + mm.parent_runs(pi).npages() * kPageSize <= r.vaddr()) ++pi;
+    if (pi < mm.parent_runs_size() && mm.parent_runs(pi).vaddr() < end)
+      return Bad(img, file, what + ": its pages are also stored in a parent image");
+  }
+  return Status::Ok();
+}
 
 Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const ProcessImage& p) {
   (void)index;
@@ -232,6 +264,7 @@ Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const Pro
         mm.vmas(vi).kind() != VMA_ANON_PRIVATE)
       return Bad(img, file, what + ": not inside one private anonymous VMA");
   }
+  CRYO_RETURN_IF_ERROR(ValidateGuardRegions(img, file, mm));
   for (int i = 0; i < mm.vmas_size(); ++i)
     if (mm.vmas(i).stored_pages() != stored[i] || mm.vmas(i).inherited_pages() != inherited[i])
       return Bad(img, file, "VMA " + Hex(mm.vmas(i).start()) + ": its page counts disagree with the runs and inherited pages");

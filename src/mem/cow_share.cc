@@ -51,7 +51,9 @@ Result<std::vector<image::PageRange>> FindInheritedPages(pid_t child, const imag
   UniqueFd cfd, pfd;
   std::vector<uint64_t> ce(kBatch), pe(kBatch);
   for (const image::Vma& v : child_mm.vmas()) {
-    if (v.kind() != image::VMA_ANON_PRIVATE) continue;
+    // hugetlb pages are stored by each process: the restore's premaps of
+    // them are not forked (mem/hugetlb.h).
+    if (v.kind() != image::VMA_ANON_PRIVATE || v.huge_page_size()) continue;
     const bool in_parent = std::any_of(parent_mm.vmas().begin(), parent_mm.vmas().end(), [&](const image::Vma& p) {
       return p.kind() == image::VMA_ANON_PRIVATE && p.start() <= v.start() && v.end() <= p.end();
     });

@@ -24,6 +24,7 @@
 #include "image/format.h"
 #include "mem/cow_share.h"
 #include "mem/thp.h"
+#include "mem/guard_regions.h"
 
 namespace cryo {
 
@@ -552,6 +553,8 @@ Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm, uint64
       out.push_back({std::max(it->start, start), std::min(it->end, end), it->categories});
     return out;
   };
+  CRYO_RETURN_IF_ERROR(TakeGuardRegions(
+      pid, scanner, [](const image::Vma& v) { return WantPage(v.kind(), kPagePresent); }, &regions, mm));
   // Pages shared copy-on-write with the parent are stored in its image only.
   if (mm->inherited_size()) regions = WithoutRanges(regions, {mm->inherited().begin(), mm->inherited().end()});
   CRYO_ASSIGN_OR_RETURN(std::vector<PagePiece> pieces, PlanPages(mm, scan, block));

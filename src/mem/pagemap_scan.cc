@@ -21,6 +21,8 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kEntryPresent = 1ull << 63, kEntrySwapped = 1ull << 62, kEntryFile = 1ull << 61;
 constexpr uint64_t kEntryPfnMask = (1ull << 55) - 1;
+constexpr uint64_t kEntryGuard = 1ull << 58;  // PM_GUARD_REGION, Linux 6.15
+constexpr int kMadvGuardInstall = 102;        // include/uapi/asm-generic/mman-common.h, Linux 6.13
 constexpr size_t kReadBatch = 32768;  // entries per read: 256 KiB of pagemap for 128 MiB of address space
 
 // Set once a PAGEMAP_SCAN failed with ENOTTY: /proc/PID/pagemap has no ioctl
@@ -52,7 +54,60 @@ uint64_t ZeroPfn() {
   return kPfn;
 }
 
+// What this kernel tells of a guard page (probed on a page of cryo's own).
+struct GuardProbe {
+  bool kernel_has_guards = false;  // MADV_GUARD_INSTALL accepted
+  bool ioctl_reports = false;      // PAGEMAP_SCAN accepts and returns PAGE_IS_GUARD
+  bool pagemap_reports = false;    // the pagemap entry has bit 58
+};
+
+const GuardProbe& ProbeGuards() {
+  static const GuardProbe kProbe = [] {
+    GuardProbe p;
+    void* m = ::mmap(nullptr, kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return p;
+    // EINVAL before Linux 6.13: no guard regions at all.
+    p.kernel_has_guards = ::madvise(m, kPage, kMadvGuardInstall) == 0;
+    const int fd = p.kernel_has_guards ? ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC) : -1;
+    if (fd >= 0) {
+      const uint64_t at = reinterpret_cast<uintptr_t>(m);
+      uint64_t entry = 0;
+      p.pagemap_reports = ::pread(fd, &entry, sizeof(entry), static_cast<off_t>(at / kPage * 8)) == 8 && (entry & kEntryGuard);
+      // An unknown category bit makes PAGEMAP_SCAN fail with EINVAL
+      // (pagemap_scan_get_args): so before 6.15.
+      PmPageRegion region{};
+      PmScanArg arg{};
+      arg.size = sizeof(arg);
+      arg.start = at;
+      arg.end = at + kPage;
+      arg.vec = reinterpret_cast<uint64_t>(&region);
+      arg.vec_len = 1;
+      arg.category_anyof_mask = kPageGuard;
+      arg.return_mask = kPageGuard;
+      p.ioctl_reports = ::ioctl(fd, kPagemapScanIoctl, &arg) == 1 && (region.categories & kPageGuard);
+      ::close(fd);
+    }
+    ::munmap(m, kPage);
+    return p;
+  }();
+  return kProbe;
+}
+
 }  // namespace
+
+bool GuardRegionsVisible() {
+  const GuardProbe& p = ProbeGuards();
+  if (!p.kernel_has_guards) return true;
+  const bool read = g_ioctl_missing.load(std::memory_order_relaxed) || PretendMissing("pagemap-scan");
+  return read ? p.pagemap_reports : p.ioctl_reports;
+}
+
+bool KernelHasGuardRegions() { return ProbeGuards().kernel_has_guards; }
+
+bool PagemapScanner::reports_guards() const {
+  const GuardProbe& p = ProbeGuards();
+  return !p.kernel_has_guards || (method_ == Method::kIoctl ? p.ioctl_reports : p.pagemap_reports);
+}
 
 uint64_t PagemapEntryCategories(uint64_t entry, uint64_t zero_pfn) {
   uint64_t cat = 0;
@@ -62,6 +117,7 @@ uint64_t PagemapEntryCategories(uint64_t entry, uint64_t zero_pfn) {
   }
   if (entry & kEntrySwapped) cat |= kPageSwapped;
   if (entry & kEntryFile) cat |= kPageFile;
+  if (entry & kEntryGuard) cat |= kPageGuard;
   return cat;
 }
 
@@ -108,6 +164,7 @@ Result<std::vector<PageRegion>> PagemapScanner::ScanIoctl(uint64_t start, uint64
     arg.vec_len = sizeof(vec) / sizeof(vec[0]);
     arg.category_anyof_mask = kPagePresent | kPageSwapped;
     arg.return_mask = kPagePresent | kPageSwapped | kPageFile | kPagePfnZero | kPageHuge;
+    if (ProbeGuards().ioctl_reports) arg.return_mask |= kPageGuard;  // a guard page is swapped too
     long n = ::ioctl(fd_.get(), kPagemapScanIoctl, &arg);
     if (n < 0) return Status::FromErrno("PAGEMAP_SCAN of pid " + std::to_string(pid_) + " range " + Hex(start));
     for (long i = 0; i < n; ++i) out.push_back(vec[i]);

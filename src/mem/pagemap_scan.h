@@ -23,6 +23,10 @@ enum PageCategory : uint64_t {
   kPageSwapped = 1 << 4,
   kPagePfnZero = 1 << 5,
   kPageHuge = 1 << 6,  // a PMD-mapped transparent huge page (PAGEMAP_SCAN only; never from kRead)
+  // A guard region's page (MADV_GUARD_INSTALL): PAGE_IS_GUARD of PAGEMAP_SCAN,
+  // pagemap bit 58, both since Linux 6.15. The kernel reports it as swapped
+  // too (the guard is a PTE marker, a swap entry): it holds no content.
+  kPageGuard = 1 << 8,
 };
 
 struct PageRegion {
@@ -35,8 +39,17 @@ struct PageRegion {
 // The categories PAGEMAP_SCAN would report for one /proc/PID/pagemap entry:
 // bit 63 present, 62 swapped, 61 file page or shared anonymous (not
 // PageAnon, as PAGE_IS_FILE), bits 0-54 the frame number (0 without
-// CAP_SYS_ADMIN). `zero_pfn` is the shared zero page's frame (0: unknown).
+// CAP_SYS_ADMIN), 58 guard region. `zero_pfn` is the shared zero page's frame (0: unknown).
 uint64_t PagemapEntryCategories(uint64_t entry, uint64_t zero_pfn);
+
+// Whether this kernel's pagemap tells guard pages apart, by the way
+// PagemapScanner::Open(pid) will read it (PAGEMAP_SCAN, or pagemap with
+// CRYO_PRETEND_MISSING=pagemap-scan): probed once on a page of cryo's own.
+// True on a kernel without guard regions (MADV_GUARD_INSTALL, Linux 6.13):
+// there are none to miss.
+bool GuardRegionsVisible();
+// Whether MADV_GUARD_INSTALL exists (Linux 6.13).
+bool KernelHasGuardRegions();
 
 class PagemapScanner {
  public:
@@ -50,6 +63,9 @@ class PagemapScanner {
   // read entry by entry (8 bytes a page) like mapped memory.
   Result<std::vector<PageRegion>> Scan(uint64_t start, uint64_t end);
   Method method() const { return method_; }
+  // Whether Scan marks guard pages kPageGuard; false on a kernel whose
+  // pagemap does not tell them (before 6.15), where one looks swapped.
+  bool reports_guards() const;
 
  private:
   PagemapScanner(pid_t pid, UniqueFd fd, Method method) : pid_(pid), fd_(std::move(fd)), method_(method) {}

@@ -31,7 +31,7 @@ void ForEachHugeRange(const image::Mm& mm, uint64_t start, uint64_t end, Fn fn) 
 void RecordHugeRanges(const std::vector<PageRegion>& regions, image::Mm* mm) {
   auto it = regions.begin();
   for (const image::Vma& v : mm->vmas()) {
-    if (v.kind() != image::VMA_ANON_PRIVATE) continue;
+    if (v.kind() != image::VMA_ANON_PRIVATE || v.huge_page_size() != 0) continue;  // hugetlb is not THP
     while (it != regions.end() && it->end <= v.start()) ++it;
     for (auto r = it; r != regions.end() && r->start < v.end(); ++r) {
       // The huge zero page (a read fault under THP) holds nothing to restore.

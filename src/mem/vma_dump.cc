@@ -20,6 +20,7 @@
 #include "base/unique_fd.h"
 #include "image/format.h"
 #include "mem/cow_share.h"
+#include "mem/hugetlb.h"
 #include "mem/pagemap_scan.h"
 #include "mem/shm_dump.h"
 #include "proc/path_check.h"
@@ -132,7 +133,7 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
     if (v.HasFlag("gd")) flags |= MAP_GROWSDOWN;
     iv->set_file_writable(v.HasFlag("mw"));
     iv->set_anon_huge_bytes(v.anon_huge_kb << 10);
-    if (v.HasFlag("ht")) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " is hugetlbfs memory, not supported yet");
+    if (v.HasFlag("ht")) CRYO_RETURN_IF_ERROR(DescribeHugetlbVma(pid, v, iv));
     const bool special = !v.name.empty() && v.name[0] == '[' && v.name.compare(0, 6, "[anon:") != 0 &&
                          v.name != "[heap]" && v.name != "[stack]";
     if (!special && (v.HasFlag("io") || v.HasFlag("pf"))) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " maps device memory (VM_IO/VM_PFNMAP), which cannot be checkpointed");
@@ -158,7 +159,7 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
       kind = image::VMA_VVAR_VCLOCK;
     } else if (v.name == "[vsyscall]") {
       kind = image::VMA_VSYSCALL;
-    } else if (!v.shared && (v.inode == 0 || v.name == "/dev/zero")) {
+    } else if (!v.shared && (v.inode == 0 || v.name == "/dev/zero" || iv->huge_page_size())) {
       kind = image::VMA_ANON_PRIVATE;
     } else if (v.deleted && !v.name.empty() && v.name[0] == '/') {
       kind = v.shared ? image::VMA_FILE_SHARED : image::VMA_FILE_PRIVATE;

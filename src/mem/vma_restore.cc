@@ -19,6 +19,8 @@
 #include "base/unique_fd.h"
 #include "image/format.h"
 #include "mem/thp.h"
+#include "mem/guard_regions.h"
+#include "mem/hugetlb.h"
 #include "mem/vma_dump.h"
 
 namespace cryo {
@@ -151,7 +153,8 @@ bool IsPremapped(const image::Vma& v) {
 uint64_t PremapSize(const image::Mm& mm) {
   uint64_t size = kPage;
   for (const image::Vma& v : mm.vmas())
-    if (IsPremapped(v)) size += v.end() - v.start() + kPage + (HasHugeRanges(mm, v) ? kHugePageSize : 0);
+    if (IsPremapped(v))  // + room to align it (THP ranges, hugetlb pages)
+      size += v.end() - v.start() + kPage + std::max<uint64_t>(HasHugeRanges(mm, v) ? kHugePageSize : 0, v.huge_page_size());
   return size;
 }
 
@@ -252,6 +255,7 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
   };
   std::vector<Advice> thp_advice;
   const bool thp_allowed = mm.huge_ranges_size() > 0 && ThpAllowed();
+  const size_t first_move = moves->size();
   int ri = 0, pi = 0;
   uint64_t slot = base + kPage;
   struct Final {
@@ -272,7 +276,9 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
     if (!IsPremapped(v)) continue;
     const uint64_t len = v.end() - v.start();
     const bool has_huge = HasHugeRanges(mm, v);
-    uint64_t at = PremapAddress(slot, v, has_huge);
+    // hugetlb memory is mapped at a multiple of its page size (EINVAL else).
+    const uint64_t hps = v.huge_page_size();
+    uint64_t at = hps ? (slot + hps - 1) / hps * hps : PremapAddress(slot, v, has_huge);
     slot = at + len + kPage;
     // Page runs of this VMA (runs are in address order and never cross VMAs).
     const int first_run = ri;
@@ -288,6 +294,7 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
                                                                  : std::vector<std::pair<uint64_t, uint64_t>>{};
     if (!inherited.empty()) {
       CRYO_ASSIGN_OR_RETURN(at, TakeOver(v, inherited, from_parent));
+      CRYO_RETURN_IF_ERROR(ClearGuardRegions(v, at, len));  // the parent's, copied by fork
       if (has_pages && ::mprotect(reinterpret_cast<void*>(at), len, PROT_READ | PROT_WRITE) != 0)
         return Status::FromErrno("mprotect of the inherited " + VmaName(v));
     } else {
@@ -312,9 +319,13 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
       } else if (shm >= 0) {
         p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags, shm, static_cast<off_t>(v.pgoff()));
       } else {
-        p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags | MAP_ANONYMOUS, -1, 0);
+        p = ::mmap(reinterpret_cast<void*>(at), len, map_prot, flags | MAP_ANONYMOUS | HugetlbMapFlags(v.huge_page_size()), -1, 0);
       }
-      if (p == MAP_FAILED) return Status::FromErrno("mmap of " + VmaName(v));
+      if (p == MAP_FAILED)
+        return Status::FromErrno("mmap of " + VmaName(v) +
+                                 (v.huge_page_size() ? " (hugetlb memory: " + std::to_string(v.huge_page_size() >> 10) +
+                                                           " KiB pages from the pool of /sys/kernel/mm/hugepages)"
+                                                     : std::string()));
     }
     // Not with pages left to --lazy: the collapse's write fault would make
     // them present (zero), and the fault that fetches them would never come.
@@ -367,6 +378,13 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
   for (const Advice& a : thp_advice)
     if (::madvise(reinterpret_cast<void*>(a.addr), a.len, a.advice) != 0)
       return Status::FromErrno("madvise " + *a.flag + " on the premapped VMA at " + Hex(a.addr));
+  // Once the content is in, before mlock: MADV_GUARD_INSTALL refuses a locked
+  // VMA (EINVAL, madvise(2)).
+  for (size_t i = 0, m = 0; mm.guard_regions_size() && i < static_cast<size_t>(mm.vmas_size()); ++i) {
+    const image::Vma& v = mm.vmas(static_cast<int>(i));
+    if (!IsPremapped(v)) continue;
+    CRYO_RETURN_IF_ERROR(InstallGuardRegions(mm, v, (*moves)[first_move + m++].from));
+  }
   for (const Final& f : finals)
     if (::mprotect(reinterpret_cast<void*>(f.addr), f.len, f.prot) != 0) return Status::FromErrno("mprotect of a premapped VMA");
   // Locked once filled, with its final protection; mremap keeps a VMA locked.

@@ -105,6 +105,16 @@ Result<std::vector<Vma>> ParseSmaps(std::string_view text) {
       continue;
     }
     if (vmas.empty()) return Status::Error("smaps field before any VMA header: " + Quote(line));
+    if (key == "KernelPageSize:") {
+      // "KernelPageSize:     2048 kB"
+      const std::string_view n = NextWord(&rest);
+      uint64_t kb = 0;
+      for (char c : n) {
+        if (c < '0' || c > '9') return Status::Error("smaps KernelPageSize not a number: " + Quote(line));
+        kb = kb * 10 + static_cast<uint64_t>(c - '0');
+      }
+      vmas.back().kernel_page_size = kb << 10;
+    }
     if (key == "VmFlags:") {
       auto& flags = vmas.back().vm_flags;
       flags.clear();

@@ -30,6 +30,7 @@ struct Vma {
   bool deleted = false;  // name ended in " (deleted)" (suffix removed from `name`)
   std::vector<std::string> vm_flags;  // two-letter VmFlags mnemonics: "rd", "wr", "gd", "ht", ...
   uint64_t anon_huge_kb = 0;          // smaps AnonHugePages (transparent huge pages, PMD-mapped)
+  uint64_t kernel_page_size = 0;      // smaps KernelPageSize in bytes (0: maps only)
   bool HasFlag(std::string_view f) const;
 };
 

@@ -41,6 +41,7 @@
 #include "files/shared_tables.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
+#include "mem/hugetlb.h"
 #include "mem/lazy_server.h"
 #include "mem/premap_window.h"
 #include "mem/vma_restore.h"
@@ -400,6 +401,7 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   CRYO_RETURN_IF_ERROR(CheckOwnerGroups(plan, cores, fd_tables));
   CRYO_RETURN_IF_ERROR(CheckLeasesFree(img));
   CRYO_RETURN_IF_ERROR(CheckLocksFree(img));
+  CRYO_RETURN_IF_ERROR(CheckFreeHugePages(img));
   CRYO_RETURN_IF_ERROR(CheckOutsidePeersHeld(img, opts.tcp_close));
   for (const auto& [pid, p] : img.processes) {
     CRYO_RETURN_IF_ERROR(ValidateJobControl(p.core));

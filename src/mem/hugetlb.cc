@@ -1,0 +1,107 @@
+#include "mem/hugetlb.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "base/file_util.h"
+
+namespace cryo {
+
+namespace {
+
+// MAP_HUGE_SHIFT (include/uapi/asm-generic/hugetlb_encode.h): the page size's
+// log2 goes in bits 26-31 of mmap's flags.
+constexpr int kMapHugeShift = 26;
+// An anonymous hugetlb mapping is backed by an unlinked file of cryo's kernel's
+// internal hugetlbfs mount named so (hugetlb_file_setup, fs/hugetlbfs/inode.c).
+constexpr char kAnonHugepage[] = "/anon_hugepage";
+
+std::string VmaName(const proc::Vma& v) {
+  char buf[64];
+  snprintf(buf, sizeof(buf), "%" PRIx64 "-%" PRIx64, v.start, v.end);
+  return std::string("VMA ") + buf + (v.name.empty() ? "" : " (" + v.name + ")");
+}
+
+std::string SizeName(uint64_t size) {
+  return size >= (1ull << 30) ? std::to_string(size >> 30) + " GiB" : std::to_string(size >> 20) + " MiB";
+}
+
+// Where the pool of huge pages of `size` bytes is raised.
+std::string PoolKnob(uint64_t size) {
+  return "/sys/kernel/mm/hugepages/hugepages-" + std::to_string(size >> 10) + "kB/nr_hugepages";
+}
+
+Result<uint64_t> ReadCount(const std::string& path) {
+  CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  char* end = nullptr;
+  const unsigned long long n = strtoull(text.c_str(), &end, 10);
+  if (end == text.c_str()) return Status::Error(path + ": not a number: " + text);
+  return static_cast<uint64_t>(n);
+}
+
+}  // namespace
+
+Status DescribeHugetlbVma(pid_t pid, const proc::Vma& v, image::Vma* iv) {
+  const std::string what = "pid " + std::to_string(pid) + ": " + VmaName(v);
+  if (v.name.rfind("/memfd:", 0) == 0)
+    return Status::Error(what + " maps a hugetlb memfd (memfd_create MFD_HUGETLB), not supported yet");
+  if (v.name.rfind("/SYSV", 0) == 0)
+    return Status::Error(what + " is a SysV shared memory segment of huge pages (SHM_HUGETLB), not supported yet");
+  if (v.name != kAnonHugepage || !v.deleted)
+    return Status::Error(what + " maps a file on a hugetlbfs mount, not supported yet");
+  if (v.shared)
+    return Status::Error(what + " is shared anonymous hugetlb memory (MAP_SHARED | MAP_HUGETLB), not supported yet");
+  const uint64_t size = v.kernel_page_size;
+  if (size < (2ull << 20) || (size & (size - 1)) || v.start % size || v.end % size)
+    return Status::Error(what + " is hugetlb memory of pages of " + std::to_string(size >> 10) +
+                         " KiB (smaps KernelPageSize), which cryo does not know");
+  iv->set_huge_page_size(size);
+  return Status::Ok();
+}
+
+int HugetlbMapFlags(uint64_t size) {
+  if (size == 0) return 0;
+  int log2 = 0;
+  while ((1ull << log2) < size) ++log2;
+  return MAP_HUGETLB | (log2 << kMapHugeShift);
+}
+
+Status CheckFreeHugePages(const image::LoadedImage& img) {
+  std::map<uint64_t, uint64_t> needed;  // page size -> pages
+  std::map<uint64_t, std::string> example;
+  for (const auto& [pid, p] : img.processes) {
+    for (const image::Vma& v : p.mm.vmas()) {
+      const uint64_t size = v.huge_page_size();
+      if (size == 0 || std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end()) continue;
+      needed[size] += (v.end() - v.start()) / size;
+      if (!example.count(size)) {
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%" PRIx64 "-%" PRIx64, v.start(), v.end());
+        example[size] = "pid " + std::to_string(pid) + " VMA " + buf;
+      }
+    }
+  }
+  for (const auto& [size, pages] : needed) {
+    const std::string dir = "/sys/kernel/mm/hugepages/hugepages-" + std::to_string(size >> 10) + "kB/";
+    auto free_pages = ReadCount(dir + "free_hugepages");
+    if (!free_pages.ok())
+      return Status::Error("the image holds hugetlb memory of " + SizeName(size) + " pages (" + example[size] +
+                           "), which this system does not have (" + free_pages.status().message() + ")");
+    CRYO_ASSIGN_OR_RETURN(uint64_t reserved, ReadCount(dir + "resv_hugepages"));
+    const uint64_t available = *free_pages > reserved ? *free_pages - reserved : 0;
+    if (available < pages)
+      return Status::Error("the image needs " + std::to_string(pages) + " free huge pages of " + SizeName(size) +
+                           " (hugetlb memory, e.g. " + example[size] + "), the system has " + std::to_string(available) +
+                           ": raise " + (size == (2ull << 20) ? "/proc/sys/vm/nr_hugepages (or " + PoolKnob(size) + ")"
+                                                               : PoolKnob(size)) +
+                           " by " + std::to_string(pages - available));
+  }
+  return Status::Ok();
+}
+
+}  // namespace cryo

@@ -1,0 +1,237 @@
+/* huge: hugetlb memory (MAP_HUGETLB) a restore must put back with its
+ * content and its page size, each checked by the process itself (its bytes,
+ * KernelPageSize and VmFlags "ht" of its own mappings in /proc/self/smaps).
+ *
+ * Usage: huge CTL_DIR MODE
+ *
+ * MODE:
+ *   2m      H: 4 private anonymous huge pages of 2 MiB: pages 0 and 2 written
+ *           whole, page 3 only its first 4 KiB (the rest reads zero), page 1
+ *           never touched (zero); page 3 then made read-only (mprotect splits
+ *           the mapping: a part with a file offset). A child forked then
+ *           shares them copy-on-write and writes page 0 anew (a huge page of
+ *           its own); it checks its own H when the parent verifies.
+ *   1g      G: one private anonymous huge page of 1 GiB: its first MiB and
+ *           its last 4 KiB written.
+ *   shared  2 MiB of shared anonymous hugetlb memory (refused at dump)
+ *   memfd   a hugetlb memfd (MFD_HUGETLB) of 2 MiB, mapped (refused)
+ *   file    a file of 2 MiB on the hugetlbfs mount named by $HUGE_MOUNT,
+ *           mapped shared (refused)
+ * On verify "exit" the parent kills the child and exits.
+ */
+#define _GNU_SOURCE
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include "wl_common.h"
+
+#define MIB (1UL << 20)
+#define H2 (2 * MIB)
+#define G1 (1024 * MIB)
+#define MAP_HUGE_2MB_ (21 << 26)
+#define MAP_HUGE_1GB_ (30 << 26)
+#define MFD_HUGETLB_ 4U
+
+static const char *mode;
+static char *H, *G, *X;
+static int is_child;
+
+struct board {
+    volatile uint64_t gen, done;
+    volatile int ok;
+    char what[1024];
+};
+static struct board *board;
+static pid_t child;
+
+/* "KernelPageSize" of the VMA holding addr in kB, and whether its VmFlags
+ * have "ht"; -1 if not found. */
+static long page_kb(const void *addr, int *ht)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f)
+        return -1;
+    char line[512];
+    int in = 0;
+    long kb = -1;
+    *ht = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            if (in)
+                break;
+            in = (unsigned long)addr >= lo && (unsigned long)addr < hi;
+            continue;
+        }
+        if (in && strncmp(line, "KernelPageSize:", 15) == 0)
+            kb = strtol(line + 15, NULL, 10);
+        if (in && strncmp(line, "VmFlags:", 8) == 0)
+            *ht = strstr(line, " ht") != NULL;
+    }
+    fclose(f);
+    return kb;
+}
+
+static void check_zero(struct wl_checks *c, const char *what, const char *p, size_t len)
+{
+    for (size_t i = 0; i < len; i += 8)
+        if (*(const uint64_t *)(p + i) != 0) {
+            wl_check(c, 0, "%s: byte %zu not zero", what, i);
+            return;
+        }
+    wl_check(c, 1, "%s", what);
+}
+
+static void check_page_size(struct wl_checks *c, const char *what, const void *p, long want_kb)
+{
+    int ht;
+    long kb = page_kb(p, &ht);
+    wl_check(c, kb == want_kb && ht, "%s: KernelPageSize %ld kB (expected %ld), VmFlags ht %s", what, kb, want_kb,
+             ht ? "set" : "missing");
+}
+
+static void check_h(struct wl_checks *c)
+{
+    const char *who = is_child ? "child H" : "H";
+    char what[64];
+    snprintf(what, sizeof what, "%s page 0", who);
+    wl_check_pattern(c, what, H, H2, is_child ? 50 : 10);
+    snprintf(what, sizeof what, "%s page 1", who);
+    check_zero(c, what, H + H2, H2);
+    snprintf(what, sizeof what, "%s page 2", who);
+    wl_check_pattern(c, what, H + 2 * H2, H2, 12);
+    snprintf(what, sizeof what, "%s page 3 head", who);
+    wl_check_pattern(c, what, H + 3 * H2, 4096, 13);
+    snprintf(what, sizeof what, "%s page 3 tail", who);
+    check_zero(c, what, H + 3 * H2 + 4096, H2 - 4096);
+    check_page_size(c, who, H, 2048);
+    check_page_size(c, who, H + 3 * H2, 2048);
+}
+
+static void check_all(struct wl_checks *c)
+{
+    if (H)
+        check_h(c);
+    if (G) {
+        wl_check_pattern(c, "G head", G, MIB, 20);
+        check_zero(c, "G middle", G + MIB, 64 * MIB);
+        wl_check_pattern(c, "G tail", G + G1 - 4096, 4096, 21);
+        check_page_size(c, "G", G, 1024 * 1024);
+    }
+    if (X)
+        wl_check_pattern(c, "X", X, 4096, 30);
+}
+
+static __attribute__((noreturn)) void child_main(void)
+{
+    is_child = 1;
+    wl_fill(H, H2, 50);  /* a huge page of its own, copied on write */
+    board->done = (uint64_t)-1;
+    uint64_t seen = 0;
+    for (;;) {
+        uint64_t g = board->gen;
+        if (g == seen) {
+            wl_sleep_ms(5);
+            continue;
+        }
+        seen = g;
+        struct wl_checks c;
+        wl_checks_init(&c);
+        check_all(&c);
+        size_t n = strnlen(c.msg, sizeof board->what - 1);
+        memcpy(board->what, c.msg, n);
+        board->what[n] = '\0';
+        board->ok = c.failed == 0;
+        __atomic_store_n(&board->done, g, __ATOMIC_SEQ_CST);
+    }
+}
+
+static void verify(struct wl_checks *c, int exiting, void *arg)
+{
+    (void)arg;
+    check_all(c);
+    if (child > 0) {
+        uint64_t g = board->gen + 1;
+        board->gen = g;
+        const uint64_t deadline = wl_now_ns() + 10000000000ULL;
+        while (__atomic_load_n(&board->done, __ATOMIC_SEQ_CST) != g && wl_now_ns() < deadline)
+            wl_sleep_ms(2);
+        if (wl_check(c, board->done == g, "the child did not answer within 10 s"))
+            wl_check(c, board->ok, "child: %s", board->what);
+        if (exiting) {
+            kill(child, SIGKILL);
+            waitpid(child, NULL, 0);
+        }
+    }
+}
+
+static char *huge_map(size_t len, int flags, const char *what)
+{
+    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+    if (p == MAP_FAILED)
+        wl_die("mmap of %s (MAP_HUGETLB): are huge pages reserved (/proc/sys/vm/nr_hugepages)?", what);
+    return p;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3)
+        wl_die("usage: huge CTL_DIR 2m|1g|shared|memfd|file");
+    const char *ctl = argv[1];
+    mode = argv[2];
+    board = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (board == MAP_FAILED)
+        wl_die("mmap");
+    if (strcmp(mode, "2m") == 0) {
+        H = huge_map(4 * H2, MAP_PRIVATE | MAP_HUGE_2MB_, "H");
+        wl_fill(H, H2, 10);
+        wl_fill(H + 2 * H2, H2, 12);
+        wl_fill(H + 3 * H2, 4096, 13);
+        if (mprotect(H + 3 * H2, H2, PROT_READ) != 0)
+            wl_die("mprotect");
+    } else if (strcmp(mode, "1g") == 0) {
+        G = huge_map(G1, MAP_PRIVATE | MAP_HUGE_1GB_, "G");
+        wl_fill(G, MIB, 20);
+        wl_fill(G + G1 - 4096, 4096, 21);
+    } else if (strcmp(mode, "shared") == 0) {
+        X = huge_map(H2, MAP_SHARED | MAP_HUGE_2MB_, "X");
+    } else if (strcmp(mode, "memfd") == 0 || strcmp(mode, "file") == 0) {
+        int fd;
+        if (strcmp(mode, "memfd") == 0) {
+            fd = memfd_create("huge", MFD_HUGETLB_);
+        } else {
+            const char *mnt = getenv("HUGE_MOUNT");
+            char path[WL_PATH_MAX];
+            wl_path(path, sizeof path, mnt ? mnt : "/nonexistent", "huge.data");
+            fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        }
+        if (fd < 0 || ftruncate(fd, H2) != 0)
+            wl_die("hugetlb %s", mode);
+        X = mmap(NULL, H2, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (X == MAP_FAILED)
+            wl_die("mmap of the hugetlb %s", mode);
+    } else {
+        wl_die("unknown mode %s", mode);
+    }
+    if (X)
+        wl_fill(X, 4096, 30);
+    if (H) {
+        child = fork();
+        if (child < 0)
+            wl_die("fork");
+        if (child == 0)
+            child_main();
+        const uint64_t deadline = wl_now_ns() + 10000000000ULL;
+        while (__atomic_load_n(&board->done, __ATOMIC_SEQ_CST) != (uint64_t)-1 && wl_now_ns() < deadline)
+            wl_sleep_ms(2);
+        if (board->done != (uint64_t)-1)
+            wl_die("the child did not set up within 10 s");
+        board->done = 0;
+    }
+    char layout[64];
+    snprintf(layout, sizeof layout, "child %d\n", (int)child);
+    wl_write_file_atomic(ctl, "layout", layout);
+    wl_ready(ctl);
+    wl_serve(ctl, verify, NULL, "hugetlb memory, content and page size as set up");
+}
