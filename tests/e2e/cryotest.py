@@ -351,8 +351,11 @@ class Harness:
         exe = argv[0]
         if not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
             fail("workload executable not found: %s (is --workloads right and built?)" % exe)
-        with open(os.path.join(ctl, "stdout"), "wb") as out, \
-                open(os.path.join(ctl, "stderr"), "wb") as err:
+        # Opened for appending (a shell's >>): a log a program only appends to
+        # may grow after a --leave-running dump without the restore refusing
+        # it as changed (a rewind beside the original that goes on printing).
+        with open(os.path.join(ctl, "stdout"), "ab") as out, \
+                open(os.path.join(ctl, "stderr"), "ab") as err:
             p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                  cwd=ctl, start_new_session=True, close_fds=True)
         self.tracked_pids.append(p.pid)
