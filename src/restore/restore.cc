@@ -47,7 +47,6 @@
 #include "mem/vma_restore.h"
 #include "proc/proc.h"
 #include "restore/finalize.h"
-#include "restore/heap_file.h"
 #include "restore/helper.h"
 #include "restore/pidns.h"
 #include "restorer/blob.h"
@@ -415,13 +414,8 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   ChildSignals child_signals;
   CRYO_RETURN_IF_ERROR(child_signals.Open());
   const int root_exit_signal = img.processes.at(root).core.exit_signal() ? img.processes.at(root).core.exit_signal() : SIGCHLD;
-  if (Result<uint64_t> moved = MoveHeapToFile(); moved.ok())
-    LOG_DEBUG("cryo's heap (%s) moved into a file mapping", FormatSize(*moved).c_str());
-  else
-    LOG_DEBUG("cryo's heap stays as it is: %s", moved.status().ToString().c_str());
   CRYO_ASSIGN_OR_RETURN(pid_t child, CloneWithPid(root, root_exit_signal));
   if (child == 0) RunHelper(ctx);
-  TakeBackHeap();
   RestoreFaultAwait("helper-cloned");
   RestoreFaultPoint("root-cloned");
   std::vector<pid_t> all_pids(plan.ghosts);
