@@ -38,13 +38,6 @@ bool LazyEligibleVma(const image::Vma& v) {
          !HasFlag(v, "wf") && !HasFlag(v, "ht") && !HasFlag(v, "sl") && !v.shm_object() && !v.unlinked_file();
 }
 
-std::vector<image::PageRange> InheritedByChildren(const image::LoadedImage& img, pid_t pid) {
-  std::vector<image::PageRange> out;
-  for (const auto& [cpid, child] : img.processes)
-    if (child.core.ppid() == pid) out.insert(out.end(), child.mm.inherited().begin(), child.mm.inherited().end());
-  return out;
-}
-
 LazyPlan PlanLazy(const image::Mm& mm, const std::vector<image::PageRange>& inherited_by_children) {
   LazyPlan plan;
   std::vector<const image::PageRun*> all;

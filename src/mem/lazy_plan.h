@@ -45,8 +45,6 @@ struct LazyPlan {
 
 // Whether the pages of `v` may be fetched lazily.
 bool LazyEligibleVma(const image::Vma& v);
-// The pages the children of `pid` inherit from it (their Mm.inherited).
-std::vector<image::PageRange> InheritedByChildren(const image::LoadedImage& img, pid_t pid);
 LazyPlan PlanLazy(const image::Mm& mm, const std::vector<image::PageRange>& inherited_by_children);
 
 }  // namespace cryo

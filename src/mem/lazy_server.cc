@@ -124,11 +124,13 @@ void Guard(int channel, pid_t cryo) {
 
 }  // namespace
 
-Result<std::unique_ptr<LazyServer>> LazyServer::Create(const image::LoadedImage& img, const std::set<pid_t>& avoid) {
+Result<std::unique_ptr<LazyServer>> LazyServer::Create(
+    const image::LoadedImage& img, const std::set<pid_t>& avoid,
+    const std::function<const std::vector<image::PageRange>&(pid_t)>& inherited_by_children) {
   std::unique_ptr<LazyServer> s(new LazyServer());
   for (const auto& [pid, p] : img.processes) {
     if (p.core.zombie()) continue;
-    const LazyPlan plan = PlanLazy(p.mm, InheritedByChildren(img, pid));
+    const LazyPlan plan = PlanLazy(p.mm, inherited_by_children(pid));
     if (plan.empty()) continue;
     std::vector<image::PageSource>& src = s->sources_[pid];
     CRYO_ASSIGN_OR_RETURN(image::PageSource own, image::OpenPageFile(img, pid));

@@ -39,6 +39,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -69,7 +70,12 @@ class LazyServer {
  public:
   // Opens the page files of every process with lazy pages and starts the
   // guardian. `avoid`: pids the guardian must not take (the image's).
-  static Result<std::unique_ptr<LazyServer>> Create(const image::LoadedImage& img, const std::set<pid_t>& avoid);
+  // `inherited_by_children(pid)`: the pages pid's children inherit from it,
+  // which its helper fills eagerly (the same ranges the helpers plan with:
+  // a run the server thought eager and the helper left lazy would never come).
+  static Result<std::unique_ptr<LazyServer>> Create(
+      const image::LoadedImage& img, const std::set<pid_t>& avoid,
+      const std::function<const std::vector<image::PageRange>&(pid_t)>& inherited_by_children);
   ~LazyServer();  // stops serving (the tree must be dead or fully in by then)
   LazyServer(const LazyServer&) = delete;
   LazyServer& operator=(const LazyServer&) = delete;

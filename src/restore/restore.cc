@@ -337,9 +337,14 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   // --lazy: the page files stay open in cryo, which serves the pages once the
   // tree runs; declared before the tree guard, so that on failure the tree
   // is gone before the server stops.
+  // What each helper needs of the others (children's exit signals, clone
+  // flags, the pages they inherit), gathered once.
+  const std::map<pid_t, ProcessFacts> facts = GatherProcessFacts(img);
   std::unique_ptr<LazyServer> lazy;
   if (opts.lazy) {
-    CRYO_ASSIGN_OR_RETURN(lazy, LazyServer::Create(img, ImagePids(img)));
+    CRYO_ASSIGN_OR_RETURN(lazy, LazyServer::Create(img, ImagePids(img), [&facts](pid_t pid) -> const auto& {
+                            return facts.at(pid).children_inherit;
+                          }));
   }
   // The image's TCP connections: the lock goes whatever happens (the
   // janitor removes it if cryo dies).
@@ -403,7 +408,6 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   ctx.cryo_vmas = &cryo_vmas;
   const std::map<pid_t, SharingRole> roles = SharingRoles(cores);
   ctx.roles = &roles;
-  const std::map<pid_t, ProcessFacts> facts = GatherProcessFacts(img);
   ctx.facts = &facts;
   ctx.cgroups = cgroups.get();
   ctx.lazy = opts.lazy;
