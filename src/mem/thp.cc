@@ -53,11 +53,23 @@ void RecordHugeRanges(const std::vector<PageRegion>& regions, image::Mm* mm) {
   }
 }
 
-bool HasHugeRanges(const image::Mm& mm, const image::Vma& v) {
-  if (v.kind() != image::VMA_ANON_PRIVATE) return false;
-  bool any = false;
-  ForEachHugeRange(mm, v.start(), v.end(), [&](uint64_t, uint64_t) { any = true; });
-  return any;
+std::vector<bool> VmasWithHugeRanges(const image::Mm& mm) {
+  std::vector<bool> out(static_cast<size_t>(mm.vmas_size()), false);
+  const int n = mm.huge_ranges_size();
+  int h = 0;  // the first range that ends after the VMAs before
+  for (int i = 0; i < mm.vmas_size(); ++i) {
+    const image::Vma& v = mm.vmas(i);
+    auto range_end = [&mm](int k) { return mm.huge_ranges(k).vaddr() + mm.huge_ranges(k).npages() * 4096; };
+    while (h < n && range_end(h) <= v.start()) ++h;
+    if (v.kind() != image::VMA_ANON_PRIVATE) continue;
+    for (int k = h; k < n && mm.huge_ranges(k).vaddr() < v.end(); ++k) {
+      if (std::max(v.start(), mm.huge_ranges(k).vaddr()) < std::min(v.end(), range_end(k))) {
+        out[static_cast<size_t>(i)] = true;
+        break;
+      }
+    }
+  }
+  return out;
 }
 
 uint64_t PremapAddress(uint64_t slot, const image::Vma& v, bool aligned) {

@@ -33,8 +33,11 @@ inline constexpr uint64_t kHugePageSize = 2ull << 20;  // x86-64 PMD
 // PagemapScanner::Scan) that lie in mm's private anonymous VMAs.
 void RecordHugeRanges(const std::vector<PageRegion>& regions, image::Mm* mm);
 
-// Whether `v` holds a range of mm.huge_ranges (its premap is then aligned).
-bool HasHugeRanges(const image::Mm& mm, const image::Vma& v);
+// For each VMA of mm.vmas(), whether it is private anonymous memory holding
+// a range of mm.huge_ranges (its premap is then aligned). One walk of both
+// lists (ascending, image/validate_mm.cc), made once per process for the
+// premap's size and its layout, which must agree.
+std::vector<bool> VmasWithHugeRanges(const image::Mm& mm);
 
 // The premap address for `v` at or after `slot`: congruent to v.start()
 // modulo kHugePageSize when `aligned` (at most kHugePageSize - 4096 later).

@@ -42,9 +42,7 @@ TEST(RecordHugeRanges, KeepsWholeHugePagesOfPrivateAnonymousVmas) {
   EXPECT_EQ(mm.huge_ranges(1).npages(), 2 * kM / 4096);
   EXPECT_EQ(mm.huge_ranges(2).vaddr(), 0x60000000 + 2 * kM);
   EXPECT_EQ(mm.huge_ranges(2).npages(), 2 * kM / 4096);
-  EXPECT_TRUE(HasHugeRanges(mm, mm.vmas(0)));
-  EXPECT_FALSE(HasHugeRanges(mm, mm.vmas(1)));
-  EXPECT_TRUE(HasHugeRanges(mm, mm.vmas(2)));
+  EXPECT_EQ(VmasWithHugeRanges(mm), (std::vector<bool>{true, false, true}));
 }
 
 TEST(RecordHugeRanges, NothingWithoutHugeRegions) {
@@ -52,7 +50,7 @@ TEST(RecordHugeRanges, NothingWithoutHugeRegions) {
   AddVma(&mm, 0x40000000, 0x40000000 + 16 * kM);
   RecordHugeRanges({{0x40000000, 0x40000000 + 16 * kM, kPagePresent}}, &mm);
   EXPECT_EQ(mm.huge_ranges_size(), 0);
-  EXPECT_FALSE(HasHugeRanges(mm, mm.vmas(0)));
+  EXPECT_EQ(VmasWithHugeRanges(mm), std::vector<bool>{false});
 }
 
 TEST(PremapAddress, CongruentToTheFinalAddressModulo2MiB) {
@@ -72,11 +70,11 @@ TEST(PremapSize, LeavesRoomToAlignVmasWithHugePages) {
   image::Mm mm;
   AddVma(&mm, 0x40000000, 0x40000000 + 4 * kM);
   AddVma(&mm, 0x50000000, 0x50000000 + 4 * kM);
-  const uint64_t before = PremapSize(mm);
+  const uint64_t before = PremapSize(mm, VmasWithHugeRanges(mm));
   image::PageRange* r = mm.add_huge_ranges();
   r->set_vaddr(0x50000000);
   r->set_npages(512);
-  EXPECT_EQ(PremapSize(mm), before + kHugePageSize);
+  EXPECT_EQ(PremapSize(mm, VmasWithHugeRanges(mm)), before + kHugePageSize);
 }
 
 // The dump's source of Mm.huge_ranges: PAGEMAP_SCAN marks a collapsed range
@@ -113,6 +111,24 @@ TEST(ThpEnabledText, NeverTurnsItOff) {
   EXPECT_TRUE(ThpEnabledText("[always] madvise never\n"));
   EXPECT_FALSE(ThpEnabledText("always madvise [never]\n"));
   EXPECT_FALSE(ThpEnabledText(""));
+}
+
+TEST(VmasWithHugeRanges, OneWalkOfBothLists) {
+  image::Mm mm;
+  AddVma(&mm, 0x40000000, 0x40000000 + 4 * kM);                          // none
+  AddVma(&mm, 0x50000000, 0x50000000 + 4 * kM);                          // only an empty range
+  AddVma(&mm, 0x60000000, 0x60000000 + 4 * kM, image::VMA_FILE_PRIVATE);  // a file: never
+  AddVma(&mm, 0x70000000, 0x70000000 + 8 * kM);                          // its second range
+  AddVma(&mm, 0x80000000, 0x80000000 + 4 * kM);                          // none after the last range
+  auto add = [&mm](uint64_t vaddr, uint64_t npages) {
+    image::PageRange* r = mm.add_huge_ranges();
+    r->set_vaddr(vaddr);
+    r->set_npages(npages);
+  };
+  add(0x50000000 + 2 * kM, 0);
+  add(0x60000000, 512);
+  add(0x70000000 + 4 * kM, 512);
+  EXPECT_EQ(VmasWithHugeRanges(mm), (std::vector<bool>{false, false, false, true, false}));
 }
 
 }  // namespace

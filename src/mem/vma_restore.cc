@@ -150,11 +150,13 @@ bool IsPremapped(const image::Vma& v) {
   }
 }
 
-uint64_t PremapSize(const image::Mm& mm) {
+uint64_t PremapSize(const image::Mm& mm, const std::vector<bool>& huge_vmas) {
   uint64_t size = kPage;
-  for (const image::Vma& v : mm.vmas())
+  for (int i = 0; i < mm.vmas_size(); ++i) {
+    const image::Vma& v = mm.vmas(i);
     if (IsPremapped(v))  // + room to align it (THP ranges, hugetlb pages)
-      size += v.end() - v.start() + kPage + std::max<uint64_t>(HasHugeRanges(mm, v) ? kHugePageSize : 0, v.huge_page_size());
+      size += v.end() - v.start() + kPage + std::max<uint64_t>(huge_vmas.at(i) ? kHugePageSize : 0, v.huge_page_size());
+  }
   return size;
 }
 
@@ -241,7 +243,8 @@ Result<uint64_t> TakeOver(const image::Vma& v, const std::vector<std::pair<uint6
 
 }  // namespace
 
-Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const std::vector<const image::PageSource*>& parents, uint64_t base, int threads,
+Status PremapAndFill(const image::Mm& mm, const std::vector<bool>& huge_vmas, const image::PageSource& pages,
+                     const std::vector<const image::PageSource*>& parents, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
                      std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
                      const MapShmFn& map_shm, const std::unordered_set<const image::PageRun*>* lazy,
@@ -272,10 +275,11 @@ Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const 
   // A file is mapped by several VMAs (text, data, ...): opened and checked once
   // per identity (path, dev, inode, size, mtime), kind and access.
   std::map<std::tuple<std::string, uint64_t, uint64_t, uint64_t, int64_t, int, bool>, UniqueFd> files;
-  for (const image::Vma& v : mm.vmas()) {
+  for (int vi = 0; vi < mm.vmas_size(); ++vi) {
+    const image::Vma& v = mm.vmas(vi);
     if (!IsPremapped(v)) continue;
     const uint64_t len = v.end() - v.start();
-    const bool has_huge = HasHugeRanges(mm, v);
+    const bool has_huge = huge_vmas.at(vi);
     // hugetlb memory is mapped at a multiple of its page size (EINVAL else).
     const uint64_t hps = v.huge_page_size();
     uint64_t at = hps ? (slot + hps - 1) / hps * hps : PremapAddress(slot, v, has_huge);

@@ -28,8 +28,9 @@ bool IsPremapped(const image::Vma& v);
 // type (MAP_SHARED, MAP_PRIVATE or MAP_DROPPABLE), MAP_GROWSDOWN, and
 // MAP_NORESERVE for VmFlags "nr".
 int MapFlags(const image::Vma& v);
-// Bytes of address space the premaps need (VMAs plus a guard page each).
-uint64_t PremapSize(const image::Mm& mm);
+// Bytes of address space the premaps need (VMAs plus a guard page each);
+// `huge_vmas` is VmasWithHugeRanges(mm) (thp.h).
+uint64_t PremapSize(const image::Mm& mm, const std::vector<bool>& huge_vmas);
 
 // Finds a free range of `len` bytes that overlaps neither `a` nor `b`.
 Result<uint64_t> FindGap(const std::vector<std::pair<uint64_t, uint64_t>>& used, uint64_t len);
@@ -57,11 +58,13 @@ struct InheritableVma {
 // `lazy` (cryo restore --lazy, mem/lazy_plan.h): page runs left out, to be
 // fetched on first touch; a VMA whose runs are all lazy stays unpopulated.
 // The ranges of mm.huge_ranges are made huge pages again before the fill
-// where the system allows (thp.h), counted in `huge`; MADV_HUGEPAGE and
+// where the system allows (thp.h), counted in `huge`; `huge_vmas` is
+// VmasWithHugeRanges(mm), as given to PremapSize; MADV_HUGEPAGE and
 // MADV_NOHUGEPAGE of such a VMA are applied after the fill (not in a VMA
 // with lazy pages: the collapse would make them present).
 using MapShmFn = std::function<Status(const image::Vma&, uint64_t, int)>;
-Status PremapAndFill(const image::Mm& mm, const image::PageSource& pages, const std::vector<const image::PageSource*>& parents, uint64_t base, int threads,
+Status PremapAndFill(const image::Mm& mm, const std::vector<bool>& huge_vmas, const image::PageSource& pages,
+                     const std::vector<const image::PageSource*>& parents, uint64_t base, int threads,
                      const std::function<int(uint64_t)>& shmem_fd, const std::vector<InheritableVma>& from_parent,
                      std::vector<restorer::Move>* moves, std::vector<InheritableVma>* inheritable,
                      const MapShmFn& map_shm = nullptr, const std::unordered_set<const image::PageRun*>* lazy = nullptr,

@@ -97,7 +97,7 @@ TEST(PremapTest, SizeCountsGuardPages) {
   v->set_start(0x10000);
   v->set_end(0x12000);
   *mm.add_vmas() = Special(image::VMA_VDSO, "[vdso]", 0x20000, kPage);
-  EXPECT_EQ(PremapSize(mm), 2 * kPage + 2 * kPage);
+  EXPECT_EQ(PremapSize(mm, VmasWithHugeRanges(mm)), 2 * kPage + 2 * kPage);
 }
 
 }  // namespace

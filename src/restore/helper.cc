@@ -226,7 +226,7 @@ Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
   HugeCount huge;
   const double start = Now();
   CRYO_RETURN_IF_ERROR(PremapAndFill(
-                           p.mm, pages, parents, slot.premap, fill_threads,
+                           p.mm, ctx.facts->at(ctx.pid).huge_vmas, pages, parents, slot.premap, fill_threads,
                            [pool](uint64_t id) { return pool->ShmemFd(id); }, ctx.inheritable, &out->moves, &mine,
                            [pool](const image::Vma& v, uint64_t at, int prot) {
                              return v.unlinked_file() ? pool->unlinked()->MapVma(v, at, prot) : pool->shm()->MapVma(v, at, prot);
@@ -596,6 +596,7 @@ std::map<pid_t, ProcessFacts> GatherProcessFacts(const image::LoadedImage& img) 
     ProcessFacts& f = facts[pid];
     f.exit_signal = p.core.exit_signal() ? p.core.exit_signal() : SIGCHLD;
     f.clone_flags = SharingCloneFlags(p.core);
+    f.huge_vmas = VmasWithHugeRanges(p.mm);
   }
   for (const auto& [pid, p] : img.processes) {
     auto parent = facts.find(p.core.ppid());

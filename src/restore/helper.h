@@ -47,6 +47,9 @@ struct ProcessFacts {
   // The pages its children inherit from it (their Mm.inherited ranges).
   std::vector<image::PageRange> children_inherit;
   std::vector<pid_t> zombie_children;  // its children that are zombies
+  // VmasWithHugeRanges of its Mm (mem/thp.h): the premap's size (cryo) and
+  // its layout (the helper) from the same walk.
+  std::vector<bool> huge_vmas;
 };
 std::map<pid_t, ProcessFacts> GatherProcessFacts(const image::LoadedImage& img);
 

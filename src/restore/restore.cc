@@ -218,13 +218,14 @@ class StatusReader {
 
 // One premap window for the whole tree (premap_window.h), reserved here so that
 // every helper inherits the reservation.
-Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::vector<proc::Vma>& own) {
+Result<PremapWindow> ReserveWindow(const image::LoadedImage& img, const std::map<pid_t, ProcessFacts>& facts,
+                                   const std::vector<proc::Vma>& own) {
   std::vector<std::pair<uint64_t, uint64_t>> used;
   for (const proc::Vma& v : own) used.emplace_back(v.start, v.end);
   std::map<pid_t, SlotSize> sizes;
   for (const auto& [pid, p] : img.processes) {
     for (const image::Vma& v : p.mm.vmas()) used.emplace_back(v.start(), v.end());
-    if (!p.core.zombie()) sizes[pid] = {PremapSize(p.mm), RestorerAreaSize(p)};
+    if (!p.core.zombie()) sizes[pid] = {PremapSize(p.mm, facts.at(pid).huge_vmas), RestorerAreaSize(p)};
   }
   CRYO_ASSIGN_OR_RETURN(PremapWindow w, PlanPremapWindow(used, sizes));
   if (::mmap(reinterpret_cast<void*>(w.start), w.len, PROT_NONE,
@@ -376,7 +377,7 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   // them, and every helper starts with them (its vDSO family is cryo's).
   CRYO_ASSIGN_OR_RETURN(std::string maps_text, ReadFileToString("/proc/self/maps"));
   CRYO_ASSIGN_OR_RETURN(const std::vector<proc::Vma> cryo_vmas, proc::ParseMaps(maps_text));
-  CRYO_ASSIGN_OR_RETURN(PremapWindow window, ReserveWindow(img, cryo_vmas));
+  CRYO_ASSIGN_OR_RETURN(PremapWindow window, ReserveWindow(img, facts, cryo_vmas));
   for (const std::string& note : plan.notes) LOG_DEBUG("restore plan: %s", note.c_str());
   for (pid_t g : plan.ghosts) LOG_DEBUG("restore plan: a temporary leader rebuilds session/group %d", g);
 
