@@ -38,6 +38,7 @@
 #include "files/unlinked_dump.h"
 #include "files/snapshot_dump.h"
 #include "mem/vma_dump.h"
+#include "net/udp_queue.h"
 #include "ns/namespaces.h"
 #include "ns/netns.h"
 #include "ns/tree_pidns.h"
@@ -187,6 +188,7 @@ image::ProcessCore ZombieCore(const ZombieInfo& z) {
 
 Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c) {
   CRYO_RETURN_IF_ERROR(CheckDumpable(pid));
+  PrepareUdpQueueCount(pid);
   const double t0 = c->seize_start = Now();
   CRYO_ASSIGN_OR_RETURN(c->tree, SeizedTree::Seize(pid));
   c->seize_s = Now() - t0;

@@ -11,6 +11,9 @@
 #include <mutex>
 #include <vector>
 
+#include "base/clock.h"
+#include "base/file_util.h"
+#include "base/log.h"
 #include "base/unique_fd.h"
 #include "bpf/udp_queue_count.h"
 #include "net/socket_names.h"
@@ -184,6 +187,27 @@ Status SetRcvbufBack(int fd, int rcvbuf, const std::string& what) {
 }
 
 }  // namespace
+
+namespace {
+
+// Whether a /proc/net/udp table lists a socket (a line after the header).
+bool ListsASocket(const std::string& path) {
+  Result<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return false;
+  const size_t header_end = text->find('\n');
+  return header_end != std::string::npos && header_end + 1 < text->size();
+}
+
+}  // namespace
+
+void PrepareUdpQueueCount(pid_t pid) {
+  const std::string net = "/proc/" + std::to_string(pid) + "/net/";
+  if (!ListsASocket(net + "udp") && !ListsASocket(net + "udp6")) return;
+  const double t0 = Now();
+  Status s = bpf::UdpQueueCountAvailable();
+  LOG_DEBUG("UDP queue count (BPF iterator) %s in %.1f ms, before the freeze",
+            s.ok() ? "loaded" : ("unavailable: " + s.ToString()).c_str(), (Now() - t0) * 1e3);
+}
 
 Status PeekUdpQueue(int fd, const std::string& what, bool unverified_ok, UdpQueue* out) {
   out->Clear();

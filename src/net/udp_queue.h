@@ -10,6 +10,7 @@
 #pragma once
 
 #include <google/protobuf/repeated_ptr_field.h>
+#include <sys/types.h>
 
 #include <string>
 
@@ -27,6 +28,15 @@ using UdpQueue = google::protobuf::RepeatedPtrField<image::UdpDatagram>;
 // held than seen are refused by name. Without the count (no BPF iterator),
 // such a queue is refused unless `unverified_ok` (--udp-queue-unverified).
 Status PeekUdpQueue(int fd, const std::string& what, bool unverified_ok, UdpQueue* out);
+
+// Before the tree of `pid` is frozen: loads the program that counts queued
+// datagrams exactly (bpf/udp_queue_count.h, once per cryo process) if the
+// network namespace of `pid` has a UDP socket, so that a dump that needs the
+// count does not spend the load (the kernel's BTF parsed, the program
+// verified: milliseconds) with the tree frozen. Without a UDP socket there,
+// nothing is loaded (a socket of the tree in another namespace still gets
+// its count, loaded then).
+void PrepareUdpQueueCount(pid_t pid);
 
 // Sends `queue` to `fd` (bound to `local`, not connected yet: a connected
 // socket takes only its peer's datagrams) and checks that each arrived.

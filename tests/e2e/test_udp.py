@@ -410,6 +410,26 @@ def test_without_exact_count(h):
     check("ok    bpf-iter-udp" in r.stdout, "cryo check: the exact UDP count is available here\n" + r.describe())
 
 
+def test_count_loaded_before_freeze(h):
+    """The program that counts queued datagrams (a BPF iterator, verified by
+    the kernel: milliseconds) is loaded before the tree is seized when its
+    network namespace has a UDP socket, not while the tree is frozen; the
+    queue is then counted and restored exactly."""
+    w = start_abc(h, "udp-preload")
+    images = h.mkdir("img-preload")
+    r = h.dump(w.pid, images)
+    log = r.log or ""
+    loaded = log.find("UDP queue count (BPF iterator) loaded in")
+    seized = log.find("tree of pid %d seized in" % w.pid)
+    check(loaded >= 0 and seized >= 0 and loaded < seized,
+          "the UDP count should be loaded before the tree is seized\n" + r.describe())
+    h.reap_original(w)
+    cryotest.wait_pids_gone([w.pid])
+    pid = h.restore(images, detach=True, expected_pid=w.pid).pid
+    check_eq(queue_read(h, w, pid), repr([b"a", b"", b"b"]), "the queue read by the program restored")
+    h.cleanup_one(pid)
+
+
 TESTS = [
     test_udp_kill,
     test_udp_leave_running,
@@ -423,6 +443,7 @@ TESTS = [
     test_leave_running_twice,
     test_hidden_datagram_in_own_network_namespace,
     test_without_exact_count,
+    test_count_loaded_before_freeze,
 ]
 
 if __name__ == "__main__":
