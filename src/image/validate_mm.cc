@@ -125,6 +125,18 @@ std::string VmaProblem(const Vma& v) {
 
 }  // namespace
 
+// A range of guard, inherited or huge pages: whole pages of `align` bytes
+// (aligned), not empty, below kUserTop, and after the range before, which
+// ended at *prev_end (advanced to this one's end). Else what is wrong (": ...").
+static std::string RangeProblem(const PageRange& r, uint64_t align, uint64_t* prev_end) {
+  if (r.vaddr() % align || r.npages() == 0 || r.npages() % (align / kPageSize) || r.vaddr() >= kUserTop ||
+      r.npages() > (kUserTop - r.vaddr()) / kPageSize)
+    return ": malformed range";
+  if (r.vaddr() < *prev_end) return ": ranges out of order or overlapping";
+  *prev_end = r.vaddr() + r.npages() * kPageSize;
+  return "";
+}
+
 // Guard pages: in address order, not overlapping, each range inside one VMA
 // the restore maps again (not [vdso] and its kin), holding no stored page.
 static Status ValidateGuardRegions(const LoadedImage& img, const std::string& file, const Mm& mm) {
@@ -132,11 +144,8 @@ static Status ValidateGuardRegions(const LoadedImage& img, const std::string& fi
   int vi = 0, ri = 0, pi = 0;
   for (const PageRange& r : mm.guard_regions()) {
     const std::string what = "guard region at " + Hex(r.vaddr());
-    if (r.vaddr() % kPageSize || r.npages() == 0 || r.vaddr() >= kUserTop || r.npages() > (kUserTop - r.vaddr()) / kPageSize)
-      return Bad(img, file, what + ": malformed range");
-    const uint64_t end = r.vaddr() + r.npages() * kPageSize;
-    if (r.vaddr() < prev_end) return Bad(img, file, what + ": ranges out of order or overlapping");
-    prev_end = end;
+    if (std::string problem = RangeProblem(r, kPageSize, &prev_end); !problem.empty()) return Bad(img, file, what + problem);
+    const uint64_t end = prev_end;
     while (vi < mm.vmas_size() && mm.vmas(vi).end() <= r.vaddr()) ++vi;
     if (vi == mm.vmas_size() || r.vaddr() < mm.vmas(vi).start() || end > mm.vmas(vi).end() ||
         SpecialName(mm.vmas(vi).kind()))
@@ -218,11 +227,8 @@ Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const Pro
   for (const PageRange& r : mm.inherited()) {
     const std::string what = "inherited pages at " + Hex(r.vaddr());
     if (pid == img.inventory.root_pid()) return Bad(img, file, what + ": the root has no parent in the image");
-    if (r.vaddr() % kPageSize || r.npages() == 0 || r.vaddr() >= kUserTop || r.npages() > (kUserTop - r.vaddr()) / kPageSize)
-      return Bad(img, file, what + ": malformed range");
-    const uint64_t end = r.vaddr() + r.npages() * kPageSize;
-    if (r.vaddr() < prev_end) return Bad(img, file, what + ": ranges out of order or overlapping");
-    prev_end = end;
+    if (std::string problem = RangeProblem(r, kPageSize, &prev_end); !problem.empty()) return Bad(img, file, what + problem);
+    const uint64_t end = prev_end;
     while (ri < mm.runs_size() && mm.runs(ri).vaddr() + mm.runs(ri).npages() * kPageSize <= r.vaddr()) ++ri;
     if (ri < mm.runs_size() && mm.runs(ri).vaddr() < end) return Bad(img, file, what + ": they are also stored here");
     // A range may span adjacent private anonymous VMAs (split by mlock or
@@ -253,12 +259,8 @@ Status ValidateMm(const LoadedImage& img, const Index& index, int pid, const Pro
   vi = 0;
   for (const PageRange& r : mm.huge_ranges()) {
     const std::string what = "huge pages at " + Hex(r.vaddr());
-    if (r.vaddr() % kHuge || r.npages() == 0 || r.npages() % (kHuge / kPageSize) || r.vaddr() >= kUserTop ||
-        r.npages() > (kUserTop - r.vaddr()) / kPageSize)
-      return Bad(img, file, what + ": malformed range");
-    const uint64_t end = r.vaddr() + r.npages() * kPageSize;
-    if (r.vaddr() < prev_end) return Bad(img, file, what + ": ranges out of order or overlapping");
-    prev_end = end;
+    if (std::string problem = RangeProblem(r, kHuge, &prev_end); !problem.empty()) return Bad(img, file, what + problem);
+    const uint64_t end = prev_end;
     while (vi < mm.vmas_size() && mm.vmas(vi).end() <= r.vaddr()) ++vi;
     if (vi == mm.vmas_size() || r.vaddr() < mm.vmas(vi).start() || end > mm.vmas(vi).end() ||
         mm.vmas(vi).kind() != VMA_ANON_PRIVATE)
