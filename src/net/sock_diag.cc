@@ -61,9 +61,20 @@ Status DiagDump(const void* req, size_t len, const std::string& what,
 
 }  // namespace
 
-Result<size_t> SockDiagQuery(const void* request, size_t len, std::vector<char>* answer, const std::string& what) {
+Result<bool> SockDiagQuery(const void* request, size_t len, size_t room, const std::string& what,
+                           const std::string& error_note, const std::function<bool(const nlmsghdr*)>& each) {
   CRYO_ASSIGN_OR_RETURN(UniqueFd nl, SendRequest(request, len, what));
-  return ReceiveAnswer(nl, answer, what);
+  std::vector<char> answer(room);
+  CRYO_ASSIGN_OR_RETURN(const size_t got, ReceiveAnswer(nl, &answer, what));
+  ssize_t n = static_cast<ssize_t>(got);
+  for (auto* h = reinterpret_cast<nlmsghdr*>(answer.data()); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
+    if (h->nlmsg_type == NLMSG_ERROR) {
+      const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
+      return Status::Errno(-e->error, what + error_note);
+    }
+    if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY && each(h)) return true;
+  }
+  return false;
 }
 
 Result<InetSocketDiag> QueryInetSocket(int family, int protocol, uint64_t ino) {

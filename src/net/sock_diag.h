@@ -7,7 +7,10 @@
 
 #include <sys/types.h>
 
+#include <linux/netlink.h>
+
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -15,10 +18,13 @@
 
 namespace cryo {
 
-// Sends `request` (a struct nlmsghdr and its payload, `len` bytes) and reads
-// the answer into *answer (its size is the room given); returns the answer's
-// length. Bounded: 1 s for the answer. `what` names the query in errors.
-Result<size_t> SockDiagQuery(const void* request, size_t len, std::vector<char>* answer, const std::string& what);
+// Sends `request` (a struct nlmsghdr and its payload, `len` bytes), reads
+// the answer (at most `room` bytes; bounded: 1 s) and calls `each` with each
+// of its SOCK_DIAG_BY_FAMILY messages until it returns true; returns whether
+// it did. An NLMSG_ERROR in the answer comes back as its errno, described as
+// `what` + `error_note`. `what` names the query in errors.
+Result<bool> SockDiagQuery(const void* request, size_t len, size_t room, const std::string& what,
+                           const std::string& error_note, const std::function<bool(const nlmsghdr*)>& each);
 
 struct InetSocketDiag {
   int state = 0;          // sk_state (TCP_CLOSE; TCP_ESTABLISHED: connected)

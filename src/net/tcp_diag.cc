@@ -54,25 +54,17 @@ Result<TcpDiag> QueryTcpConnection(int family, const std::string& local, const s
   Fill(local, &msg.req.id.idiag_sport, msg.req.id.idiag_src);
   Fill(peer, &msg.req.id.idiag_dport, msg.req.id.idiag_dst);
   msg.req.id.idiag_cookie[0] = msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-  std::vector<char> space(1 << 16);
-  CRYO_ASSIGN_OR_RETURN(const size_t got, SockDiagQuery(&msg, sizeof(msg), &space, what));
-  char* buf = space.data();
-  ssize_t n = static_cast<ssize_t>(got);
-  for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
-    if (h->nlmsg_type == NLMSG_ERROR) {
-      const auto* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
-      return Status::Errno(-e->error, what);
-    }
-    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
+  TcpDiag out;
+  CRYO_ASSIGN_OR_RETURN(const bool found, SockDiagQuery(&msg, sizeof(msg), 1 << 16, what, "", [&](const nlmsghdr* h) {
     const auto* d = static_cast<const struct inet_diag_msg*>(NLMSG_DATA(h));
-    TcpDiag out;
     out.ino = d->idiag_inode;
     int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*d)));
     for (auto* a = reinterpret_cast<const struct rtattr*>(d + 1); RTA_OK(a, len); a = RTA_NEXT(a, len))
       if (a->rta_type == INET_DIAG_MD5SIG && RTA_PAYLOAD(a) > 0) out.md5sig = true;
-    return out;
-  }
-  return Status::Error(what + ": no answer for that connection");
+    return true;
+  }));
+  if (!found) return Status::Error(what + ": no answer for that connection");
+  return out;
 }
 
 }  // namespace cryo
