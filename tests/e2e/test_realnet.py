@@ -497,6 +497,38 @@ def test_tmux_client_terminal_replaced_refused(h):
             os.close(fd)
 
 
+ON_TERMINAL = r"""
+import fcntl, os, termios, time
+fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+open("ready", "w").write("x")
+while True:
+    time.sleep(0.05)
+"""
+
+
+def test_ext_tty_controlling_terminal_refused(h):
+    """--ext-tty takes only a terminal no process of the tree controls: a
+    process whose controlling terminal is a pty this test owns is refused
+    with it too, naming the terminal and --shell-job."""
+    master, slave = pty.openpty()
+    try:
+        path = os.ttyname(slave)
+        ctl = h.mkdir("on-terminal")
+        p = subprocess.Popen([cryotest.PYTHON, "-c", ON_TERMINAL], stdin=slave, stdout=slave, stderr=slave, cwd=ctl,
+                             start_new_session=True, close_fds=True)
+        h.tracked_pids.append(p.pid)
+        h.popens[p.pid] = p
+        wait_for(lambda: os.path.exists(os.path.join(ctl, "ready")) or p.poll() is not None, "the process on %s" % path)
+        check(p.poll() is None, "the process on %s exited with %s" % (path, p.returncode))
+        r = h.dump_refused(p.pid, ["pid %d fd 0" % p.pid, "terminal %s" % path, "--shell-job"],
+                           extra_args=["--ext-tty"])
+        check("--ext-tty if" not in r.message, "the refusal suggests --ext-tty, which was given: %s" % r.message)
+        h.cleanup_one(p.pid)
+    finally:
+        os.close(slave)
+        os.close(master)
+
+
 TESTS = [unlocking(t) for t in [
     test_java_httpserver_kill,
     test_java_httpserver_rewind,
@@ -506,6 +538,7 @@ TESTS = [unlocking(t) for t in [
     test_tmux_client_outside_refused,
     test_tmux_client_outside_kill,
     test_tmux_client_terminal_replaced_refused,
+    test_ext_tty_controlling_terminal_refused,
 ]]
 
 if __name__ == "__main__":
