@@ -14,7 +14,9 @@ outside the tree holds a connection to them, verified from outside (issue 14,
   with --tcp-close the restore goes on, the old connection comes back reset
   and a new connection is served from the image's counter.
 - nginx (a master and 2 workers): a keep-alive connection held across a
-  kill-mode checkpoint is answered by the same worker after the restore.
+  kill-mode checkpoint is answered by the same worker after the restore;
+  rewound, refused naming that worker's connection, or with --tcp-close
+  restored without it.
 - tmux with a client attached from outside the tree (`tmux attach` on a pty
   this test owns): the tmux server is the tree. Without --ext-unix-sk the
   dump is refused naming the client process; with it alone, naming the
@@ -34,6 +36,7 @@ import os
 import pty
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -299,6 +302,38 @@ def test_nginx_keepalive_kill(h):
     test_unix.after_restore(h, r.pid, port, workers, "after restore")
 
 
+def test_nginx_keepalive_rewind(h):
+    """nginx rewound (dump --leave-running, the original killed) while a
+    client outside held a keep-alive connection to a worker: refused naming
+    that worker's connection and --tcp-close; with --tcp-close the held
+    connection is gone and the restored nginx serves and reloads."""
+    w, port, workers = test_unix.start_nginx(h)
+    c = KeepAlive(port)
+    try:
+        worker = nginx_get(c, "before the dump")
+        images = h.mkdir("img")
+        h.dump(w.pid, images, leave_running=True)
+        check_eq(nginx_get(c, "from the original after the dump"), worker, "the worker of the keep-alive connection")
+        # The master first: a master that saw a worker die would start
+        # another one, which would hold the port (and serve) after it.
+        h.kill_and_reap(w)
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        cryotest.wait_pids_gone(test_unix.image_pids(h, images))
+        r = h.run_cryo(["restore", "-D", images, "--detach"])
+        check(r.rc != 0, "the rewind restore of an outside peer's connection succeeded: %s" % r.describe())
+        for word in ("pid %d fd" % worker, ":%d <-> 127.0.0.1:%d" % (port, c.port), "peer is outside the tree",
+                     "--tcp-close"):
+            check(word in r.message, "the refusal should say %r: %s" % (word, r.message))
+        check(not cryotest.pid_alive(w.pid), "pid %d runs after the refused restore" % w.pid)
+        check_no_lock("after the refused restore")
+        r = h.restore(images, detach=True, expected_pid=w.pid, extra=["--tcp-close"])
+        check(c.broken() is not None, "the connection the original held still answers after the rewind")
+    finally:
+        c.close()
+    test_unix.after_restore(h, r.pid, port, workers, "after the rewind with --tcp-close")
+
+
 # ---------------------------------------------------------------- tmux
 
 class Tmux:
@@ -535,6 +570,7 @@ TESTS = [unlocking(t) for t in [
     test_python_http_server_kill,
     test_python_http_server_rewind,
     test_nginx_keepalive_kill,
+    test_nginx_keepalive_rewind,
     test_tmux_client_outside_refused,
     test_tmux_client_outside_kill,
     test_tmux_client_terminal_replaced_refused,

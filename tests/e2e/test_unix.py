@@ -517,9 +517,11 @@ def test_nginx_rewind(h):
     images = h.mkdir("img")
     h.dump(w.pid, images, leave_running=True)
     check_serves(port, workers, "after dump --leave-running")
+    # The master first: a master that saw a worker die would start another
+    # one, which would hold the port after it (the restore then fails to bind).
+    h.kill_and_reap(w)
     for pid in workers:
         os.kill(pid, signal.SIGKILL)
-    h.kill_and_reap(w)
     for i in range(2):
         cryotest.wait_pids_gone(image_pids(h, images))
         r = h.restore(images, detach=True, expected_pid=w.pid)
