@@ -24,7 +24,8 @@ outside the tree holds a connection to them, verified from outside (issue 14,
   client sees its server go, the server comes back with that client's
   connection closed by its peer, drops the client and keeps the session: a
   shell loop in it counts on, the shell keeps its variables, and a new
-  client attaches. The client's terminal replaced by another pty of its
+  client attaches; the same after dump --leave-running, the original
+  killed and the image restored twice. The client's terminal replaced by another pty of its
   number before the restore: the restore is refused naming it.
 
 Every process started here is killed by pid at the end; no nftables table of
@@ -438,6 +439,36 @@ class Tmux:
     def tree(self):
         return [self.pid] + self.h._descendants(self.pid)
 
+    def kill(self):
+        """SIGKILL the server and everything in its sessions, reaped: a
+        shell loop forks on while its tree is being killed, and an escaped
+        child (even a zombie the harness has not reaped) would hold its
+        session's id, a pid of the image."""
+        me = os.getpid()
+        tree = self.tree()
+        sids = {self.pid} | {cryotest.proc_stat(p)["session"] for p in tree if cryotest.proc_stat(p)}
+        deadline = time.monotonic() + 15
+        while True:
+            left = []
+            for name in os.listdir("/proc"):
+                st = cryotest.proc_stat(int(name)) if name.isdigit() else None
+                if st and (st["pid"] in tree or st["session"] in sids) and self.h._is_ours(st["pid"]):
+                    left.append(st["pid"])
+                    if st["state"] == "Z" and st["ppid"] == me:
+                        try:
+                            os.waitpid(st["pid"], os.WNOHANG)
+                        except ChildProcessError:
+                            pass
+                    elif st["state"] != "Z":
+                        try:
+                            os.kill(st["pid"], signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
+            if not left:
+                return
+            check(time.monotonic() < deadline, "processes of the tmux server's sessions left: %r" % left)
+            time.sleep(0.01)
+
 
 def fd_links(pid):
     out = {}
@@ -499,6 +530,35 @@ def test_tmux_client_outside_kill(h):
     new, _, _ = t.attach()
     t.check_session("with a new client attached", "new")
     t.close_client(new)
+
+
+def test_tmux_client_outside_rewind(h):
+    """--ext-unix-sk --ext-tty with --leave-running: the client stays
+    attached to the original, which goes on; the original killed, the image
+    restored twice: each time the server drops the client (its connection
+    closed by its peer) and the session comes back from the image (the
+    shell's variable of the dump)."""
+    t = Tmux(h)
+    t.start()
+    client, out, pts = t.attach()
+    images = h.mkdir("img")
+    h.dump(t.pid, images, leave_running=True, extra=["--ext-unix-sk", "--ext-tty"])
+    check(str(client.pid) in t.run("list-clients", "-F", "#{client_pid}").stdout.split(),
+          "the client is no longer attached to the original after dump --leave-running")
+    t.check_session("the original after dump --leave-running", "original")
+    t.kill()
+    try:
+        client.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        cryotest.fail("the attached client did not exit when its server was killed: %r" % b"".join(out)[-300:])
+    for i in range(2):
+        h.restore(images, detach=True, expected_pid=t.pid)
+        wait_for(lambda: t.run("list-clients", "-F", "#{client_pid}").stdout.strip() == "",
+                 "rewind %d: the restored server dropping the client" % (i + 1))
+        wait_for(lambda: pts not in fd_links(t.pid).values(), "rewind %d: the old client's terminal closed" % (i + 1))
+        t.check_session("after rewind %d" % (i + 1), "rewind%d" % (i + 1))
+        t.kill()
+    t.close_client(client)
 
 
 def test_tmux_client_terminal_replaced_refused(h):
@@ -573,6 +633,7 @@ TESTS = [unlocking(t) for t in [
     test_nginx_keepalive_rewind,
     test_tmux_client_outside_refused,
     test_tmux_client_outside_kill,
+    test_tmux_client_outside_rewind,
     test_tmux_client_terminal_replaced_refused,
     test_ext_tty_controlling_terminal_refused,
 ]]
