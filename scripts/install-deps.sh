@@ -18,6 +18,9 @@ PKGS+=(libmnl-dev)
 PKGS+=(libbpf-dev)
 # test_snapshot.py: chattr (an append-only file refused).
 PKGS+=(e2fsprogs)
+# test_unix.py and test_realnet.py: nginx (a master and its workers); test_realnet.py: tmux
+# with a client attached from outside the tree.
+PKGS+=(nginx-light tmux)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

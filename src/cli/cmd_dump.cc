@@ -35,6 +35,10 @@ class DumpCommand : public Command {
     cmd_->add_flag("--ext-unix-sk", dump.ext_unix_sk,
                    "UNIX sockets connected to a socket outside the tree: a datagram one is connected again to that "
                    "name at restore, a stream one comes back closed by its peer");
+    cmd_->add_flag("--ext-tty", dump.ext_tty,
+                   "a pseudoterminal whose master is outside the tree and that is the controlling terminal of no "
+                   "process of the tree (a client's terminal a server holds: tmux) is opened again by its path at "
+                   "restore, while it is still that terminal");
     cmd_->add_flag("--udp-queue-unverified", dump.udp_queue_unverified,
                    "where the kernel's count of a UDP socket's queued datagrams is unavailable (no BPF iterator: "
                    "see cryo check), dump the datagrams cryo can peek at anyway: an empty datagram the program "

@@ -274,7 +274,7 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   std::vector<TtyProcess> tty_procs;
   for (size_t i = 0; i < c->procs.size(); ++i)
     tty_procs.push_back({c->tree.processes()[i]->pid(), &c->procs[i].core, &c->inspection.facts[i].fds});
-  return DumpTtys(tty_procs, shell_job, &c->ttys, &c->features).Prefixed("terminals");
+  return DumpTtys(tty_procs, shell_job, &c->ttys, &c->features, c->scope.ext_tty).Prefixed("terminals");
 }
 
 Status CheckTree(pid_t pid, bool shell_job, bool all) {

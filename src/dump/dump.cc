@@ -479,6 +479,7 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   Classified c;
   c.scope.ext_unix_sk = opts.ext_unix_sk;
+  c.scope.ext_tty = opts.ext_tty;
   c.scope.udp_queue_unverified = opts.udp_queue_unverified;
   if (auto id = ReadFileToString("/proc/sys/kernel/random/boot_id"); id.ok()) {
     c.boot_id = *id;

@@ -22,6 +22,7 @@ struct DumpOptions {
   bool show_progress = false;
   bool shell_job = false;  // terminals belong to the calling shell (not dumped)
   bool ext_unix_sk = false;  // UNIX sockets with a peer outside the tree: datagram reconnected by name, stream closed
+  bool ext_tty = false;  // a pty whose master is outside the tree and that controls no process of it: reopened by path
   // UDP receive queues dumped as peeked when the kernel's count (a BPF iterator) is unavailable: an empty
   // datagram the program already peeked at would be lost.
   bool udp_queue_unverified = false;

@@ -28,6 +28,7 @@ struct DumpScope {
   std::set<pid_t> pgids;  // their process groups that the restore rebuilds
   bool kill_mode = false;  // the tree dies after the dump
   bool ext_unix_sk = false;  // --ext-unix-sk: UNIX peers outside the tree are let go (net/unix_sockets.cc)
+  bool ext_tty = false;  // --ext-tty: a pty outside the tree, no one's controlling terminal, reopened by path (files/tty_table.cc)
   bool udp_queue_unverified = false;  // --udp-queue-unverified: UDP queues dumped without the exact count (net/udp_queue.cc)
   // The fds of every process outside the tree by link target, read once, the
   // first time a check needs them (file_locks.cc). Processes are described on

@@ -14,6 +14,7 @@
 
 #include "base/file_util.h"
 #include "base/log.h"
+#include "base/unique_fd.h"
 #include "files/file_attrs.h"
 #include "files/tty_device.h"
 #include "proc/proc.h"
@@ -41,6 +42,18 @@ std::string PtsPath(uint32_t index) { return "/dev/pts/" + std::to_string(index)
 
 bool HasFeature(const image::Inventory& inv, const char* name) {
   return std::find(inv.features().begin(), inv.features().end(), name) != inv.features().end();
+}
+
+int64_t CtimeNs(const struct stat& st) { return int64_t{st.st_ctim.tv_sec} * 1000000000 + st.st_ctim.tv_nsec; }
+
+// dump --ext-tty: /dev/pts/N must still be the pty of the dump (tty_table.cc
+// DumpOutside: its ctime is its creation), else its number went to another
+// terminal, which the restored process must not write to.
+Status CheckOutside(const image::Tty& t, const struct stat& st) {
+  if (st.st_rdev != static_cast<dev_t>(t.rdev()) || CtimeNs(st) != t.outside_ctime_ns())
+    return Status::Error("the terminal " + PtsPath(t.index()) + " outside the tree (dump --ext-tty) was closed since "
+                         "the dump: " + PtsPath(t.index()) + " is another terminal now");
+  return Status::Ok();
 }
 
 }  // namespace
@@ -205,6 +218,13 @@ Result<TtySet> TtySet::Build(const image::LoadedImage& img, int base) {
   for (const image::Tty& t : img.ttys.ttys()) {
     if (t.kind() == image::TTY_PTY) ptys.push_back(&t);
     if (t.kind() == image::TTY_EXTERNAL) set.external_[t.id()] = &t;
+    if (t.kind() == image::TTY_OUTSIDE) {
+      struct stat st;
+      if (::stat(PtsPath(t.index()).c_str(), &st) != 0)
+        return Status::FromErrno("the terminal " + PtsPath(t.index()) + " outside the tree (dump --ext-tty) is gone");
+      CRYO_RETURN_IF_ERROR(CheckOutside(t, st));
+      set.outside_[t.id()] = &t;
+    }
   }
   // Lowest numbers first: each one holds only free numbers below its own.
   std::sort(ptys.begin(), ptys.end(), [](auto* a, auto* b) { return a->index() < b->index(); });
@@ -273,6 +293,15 @@ Result<int> TtySet::Open(const image::Fd& f) {
     const int fd = ::open(shell_path_.c_str(), flags);
     if (fd < 0) return Status::FromErrno("opening cryo's terminal " + shell_path_ + " for " + f.file().path());
     return fd;
+  }
+  if (auto out = outside_.find(f.tty().tty_id()); out != outside_.end()) {
+    const std::string path = PtsPath(out->second->index());
+    UniqueFd fd(::open(path.c_str(), flags));
+    if (!fd.valid()) return Status::FromErrno("opening " + path + ", outside the tree (dump --ext-tty)");
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat of " + path);
+    CRYO_RETURN_IF_ERROR(CheckOutside(*out->second, st));
+    return fd.release();
   }
   auto it = ptys_.find(f.tty().tty_id());
   if (it == ptys_.end()) return Status::Error("terminal " + std::to_string(f.tty().tty_id()) + " is not in the image");

@@ -93,6 +93,7 @@ class TtySet {
 
   std::map<uint64_t, Pty> ptys_;                 // by Tty.id
   std::map<uint64_t, const image::Tty*> external_;
+  std::map<uint64_t, const image::Tty*> outside_;  // dump --ext-tty: reopened by path
   std::map<pid_t, Foreground> foreground_;       // by the pid that sets it
   std::map<uint64_t, DevTty> dev_ttys_;          // by file id
   int shell_fd_ = -1;         // cryo's controlling terminal (--shell-job)

@@ -198,10 +198,42 @@ Status DumpExternal(const Holder& h, image::Tty* t) {
   return Status::Ok();
 }
 
+// The process of `procs` whose controlling terminal is /dev/pts/`index` (0: none).
+Result<pid_t> ControlledBy(const std::vector<TtyProcess>& procs, uint32_t index) {
+  for (const TtyProcess& p : procs) {
+    CRYO_ASSIGN_OR_RETURN(proc::Stat stat, proc::ReadStat(p.pid));
+    if (static_cast<dev_t>(stat.tty_nr) == makedev(136, index)) return p.pid;  // new_encode_dev, as glibc's
+  }
+  return pid_t{0};
+}
+
+// --ext-tty: a pty slave whose master is outside the tree. Not part of the
+// image: its settings stay whatever the outside leaves them; the restore opens
+// /dev/pts/N again while it is the same pty. devpts gives each new pty a new
+// inode whose ctime is its creation (chown and chmod change it too); the
+// bytes written to a terminal touch its mtime and atime only
+// (tty_update_time), so the ctime tells that pty from a later one of the
+// same number.
+Status DumpOutside(const std::vector<Holder>& holders, uint32_t index, image::Tty* t) {
+  for (const Holder& h : holders)
+    if (h.fd->tty().via_dev_tty())
+      return Status::Error(h.what() + " is /dev/tty, the controlling terminal of the process that opened it");
+  CRYO_ASSIGN_OR_RETURN(UniqueFd fd, Grab(holders.front()));
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat");
+  t->set_kind(image::TTY_OUTSIDE);
+  t->set_index(index);
+  t->set_rdev(static_cast<uint32_t>(st.st_rdev));
+  t->set_outside_ctime_ns(int64_t{st.st_ctim.tv_sec} * 1000000000 + st.st_ctim.tv_nsec);
+  CRYO_RETURN_IF_ERROR(tty::GetTermios(fd.get(), t->mutable_termios()));
+  CRYO_RETURN_IF_ERROR(tty::GetWinsize(fd.get(), t->mutable_winsize()));
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status DumpTtys(const std::vector<TtyProcess>& procs, bool shell_job, image::TtyTable* out,
-                std::set<std::string>* features) {
+                std::set<std::string>* features, bool ext_tty) {
   struct PtyUse {
     std::vector<Holder> masters, slaves;
   };
@@ -216,18 +248,31 @@ Status DumpTtys(const std::vector<TtyProcess>& procs, bool shell_job, image::Tty
       if (f.kind() == image::FD_EXTERNAL_TTY) externals[f.rdev()].push_back({p.pid, &f});
     }
 
-  // A pty whose master is elsewhere is the terminal the tree was started on.
+  // A pty whose master is elsewhere is the terminal the tree was started on,
+  // or (--ext-tty) one that no process of the tree has as its controlling
+  // terminal: a terminal a client outside handed to a server (tmux).
+  std::map<uint32_t, std::vector<Holder>> outside;  // --ext-tty, by pts index
   for (auto it = ptys.begin(); it != ptys.end();) {
     if (!it->second.masters.empty()) {
       ++it;
       continue;
     }
     const Holder& h = it->second.slaves.front();
+    if (ext_tty) {
+      CRYO_ASSIGN_OR_RETURN(pid_t ctty_of, ControlledBy(procs, it->first));
+      if (!ctty_of) {
+        outside[it->first] = std::move(it->second.slaves);
+        it = ptys.erase(it);
+        continue;
+      }
+    }
     if (!shell_job)
       return Status::Error(h.what() + " is the terminal " + h.fd->file().path() +
                            ", whose master side is not in the dumped tree (it belongs to a terminal emulator, sshd or "
                            "the shell the tree was started from); dump with --shell-job to restore the tree on the "
-                           "terminal of the restoring shell");
+                           "terminal of the restoring shell" +
+                           (ext_tty ? std::string() : ", or with --ext-tty if it is the controlling terminal of no "
+                                                      "process of the tree (a client's terminal a server holds)"));
     for (const Holder& s : it->second.slaves) {
       s.fd->set_kind(image::FD_EXTERNAL_TTY);
       s.fd->set_rdev(static_cast<uint32_t>(makedev(136, s.fd->tty().index())));
@@ -267,6 +312,15 @@ Status DumpTtys(const std::vector<TtyProcess>& procs, bool shell_job, image::Tty
     pty_of_index[index] = t;
     for (const Holder& h : use.masters) h.fd->mutable_tty()->set_tty_id(t->id());
     for (const Holder& h : use.slaves) h.fd->mutable_tty()->set_tty_id(t->id());
+  }
+  for (auto& [index, holders] : outside) {
+    image::Tty* t = out->add_ttys();
+    t->set_id(next_id++);
+    CRYO_RETURN_IF_ERROR(DumpOutside(holders, index, t)
+                             .Prefixed("the terminal /dev/pts/" + std::to_string(index) + " outside the tree (" +
+                                       holders.front().what() + ")"));
+    for (const Holder& h : holders) h.fd->mutable_tty()->set_tty_id(t->id());
+    features->insert("outside-tty");
   }
   for (auto& [rdev, holders] : externals) {
     image::Tty* t = out->add_ttys();

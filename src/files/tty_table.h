@@ -31,7 +31,10 @@ struct TtyProcess {
 // Runs once every fd table is dumped, while the tree is frozen. The queued
 // bytes are read out and put back at once, so the tree keeps them whatever
 // happens to the dump.
+// With `ext_tty` (dump --ext-tty), a pty whose master is outside the tree and
+// that is no process's controlling terminal there is recorded as TTY_OUTSIDE:
+// opened again by its path at restore, while it is still that pty.
 Status DumpTtys(const std::vector<TtyProcess>& procs, bool shell_job, image::TtyTable* out,
-                std::set<std::string>* features);
+                std::set<std::string>* features, bool ext_tty = false);
 
 }  // namespace cryo

@@ -177,6 +177,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "unlinked-files",
       "unix-pending-connections",
       "unix-external-peers",
+      "outside-tty",
       "unix-scm-rights",
       "tcp-established",
       "tcp-half-closed",

@@ -483,6 +483,11 @@ std::string ShowText(const LoadedImage& img) {
         << "), " << t.winsize().rows() << "x" << t.winsize().cols() << "\n";
       continue;
     }
+    if (t.kind() == TTY_OUTSIDE) {
+      o << "\nterminal " << t.id() << ": /dev/pts/" << t.index() << ", outside the tree (dump --ext-tty: opened again "
+        << "by its path)\n";
+      continue;
+    }
     o << "\nterminal " << t.id() << ": pseudoterminal /dev/pts/" << t.index() << " (" << Safe(t.master_path()) << "), "
       << t.winsize().rows() << "x" << t.winsize().cols() << ", lflag 0" << std::oct << t.termios().lflag() << std::dec
       << (t.locked() ? ", locked" : "") << (t.packet_mode() ? ", packet mode" : "") << (t.exclusive() ? ", exclusive" : "");

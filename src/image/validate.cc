@@ -160,6 +160,8 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
     for (const Fd& f : p.fds.fds()) {
       if (const char* feat = FeatureOf(f.kind())) needed.insert(feat);
       if (f.kind() == FD_EXTERNAL_TTY) needed.insert("tty");
+      if (f.kind() == FD_TTY && index.ttys.count(f.tty().tty_id()) && index.ttys.at(f.tty().tty_id())->kind() == TTY_OUTSIDE)
+        needed.insert("outside-tty");
       if (f.kind() == FD_LISTEN_SOCKET && f.listen_socket().pending_clients_size())
         needed.insert("unix-pending-connections");
       if (f.kind() == FD_UNIX_SOCKET && f.unix_socket().peer_outside()) needed.insert("unix-external-peers");

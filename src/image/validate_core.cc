@@ -415,6 +415,8 @@ Status ValidateCore(const LoadedImage& img, const Index& index, int pid, const P
     if (ct.tty_id()) {
       auto t = index.ttys.find(ct.tty_id());
       if (t == index.ttys.end()) return Bad(img, file, "controlling terminal " + std::to_string(ct.tty_id()) + " is not in ttys.img");
+      if (t->second->kind() == TTY_OUTSIDE)  // dump --ext-tty takes only terminals no process controls
+        return Bad(img, file, "controlling terminal " + std::to_string(ct.tty_id()) + " is a terminal outside the tree");
       if (t->second->kind() == TTY_PTY && t->second->session() != c.sid())
         return Bad(img, file, "controlling terminal " + std::to_string(ct.tty_id()) + " belongs to session " +
                                   std::to_string(t->second->session()) + ", not to its session " + std::to_string(c.sid()));

@@ -230,6 +230,8 @@ std::string KindProblem(const LoadedImage& img, const Index& index, const FdTabl
       if (t == index.ttys.end()) return "terminal " + std::to_string(f.tty().tty_id()) + " is not in ttys.img";
       if ((t->second->kind() == TTY_EXTERNAL) != (k == FD_EXTERNAL_TTY)) return "a terminal of the other kind";
       if (f.tty().master() && (k != FD_TTY || f.tty().via_dev_tty())) return "a master that is not a pty's";
+      if (t->second->kind() == TTY_OUTSIDE && (f.tty().master() || f.tty().via_dev_tty()))
+        return "a master or /dev/tty of a terminal outside the tree";
       if (k == FD_TTY && f.tty().index() != t->second->index()) return "pts number differs from ttys.img's";
       if (f.tty().via_dev_tty() != (f.file().path() == "/dev/tty")) return "via_dev_tty disagrees with its path";
       if (acc == 3 || (f.flags() & ~(O_ACCMODE | kSettable))) return "flags " + Hex(f.flags()) + " invalid";

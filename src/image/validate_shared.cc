@@ -200,6 +200,18 @@ Status ValidateTtys(const LoadedImage& img, const Index& index) {
       if (rest.ByteSizeLong()) return Bad(img, file, what + ": the calling shell's terminal with pty state");
       continue;
     }
+    if (t.kind() == TTY_OUTSIDE) {  // dump --ext-tty: opened again by its path
+      if (t.index() >= static_cast<uint32_t>(kPtsMax) || !indexes.insert(t.index()).second)
+        return Bad(img, file, what + ": pts number " + std::to_string(t.index()) + " out of range or twice");
+      if (t.rdev() != makedev(136, t.index()))
+        return Bad(img, file, what + ": device number is not /dev/pts/" + std::to_string(t.index()) + "'s");
+      Tty rest = t;
+      for (int f : {Tty::kIdFieldNumber, Tty::kKindFieldNumber, Tty::kIndexFieldNumber, Tty::kRdevFieldNumber,
+                    Tty::kTermiosFieldNumber, Tty::kWinsizeFieldNumber, Tty::kOutsideCtimeNsFieldNumber})
+        rest.GetReflection()->ClearField(&rest, Tty::descriptor()->FindFieldByNumber(f));
+      if (rest.ByteSizeLong()) return Bad(img, file, what + ": a terminal outside the tree with pty state");
+      continue;
+    }
     if (t.kind() != TTY_PTY) return Bad(img, file, what + ": kind " + std::to_string(t.kind()) + " unknown");
     if (t.index() >= static_cast<uint32_t>(kPtsMax) || !indexes.insert(t.index()).second)
       return Bad(img, file, what + ": pts number " + std::to_string(t.index()) + " out of range or twice");

@@ -721,6 +721,58 @@ TEST(ValidateTest, SharedObjectFields) {
   });
 }
 
+// A terminal outside the tree (dump --ext-tty, /dev/pts/5) whose slave is fd 3.
+Tty* AddOutsideTty(TestImage& t) {
+  t.inv.add_features("tty");
+  t.inv.add_features("outside-tty");
+  Tty* y = t.ttys.add_ttys();
+  y->set_id(1);
+  y->set_kind(TTY_OUTSIDE);
+  y->set_index(5);
+  y->set_rdev(makedev(136, 5));
+  y->set_outside_ctime_ns(1234567890123);
+  y->mutable_termios()->set_cc(std::string(19, '\0'));
+  Fd* f = AddFd(t, 3, FD_TTY, O_RDWR | O_NONBLOCK);
+  f->mutable_tty()->set_tty_id(1);
+  f->mutable_tty()->set_index(5);
+  f->mutable_file()->set_path("/dev/pts/5");
+  return y;
+}
+
+TEST(ValidateTest, OutsideTty) {
+  TestImage ok = MakeTestImage();
+  AddOutsideTty(ok);
+  EXPECT_EQ(LoadError(ok), "");
+  ExpectRefused({
+      {"without its feature",
+       [](TestImage& t) {
+         AddOutsideTty(t);
+         t.inv.mutable_features()->RemoveLast();
+       },
+       "outside-tty"},
+      {"its master held", [](TestImage& t) {
+         AddOutsideTty(t);
+         Fd* f = t.procs[42].fds.mutable_fds(0);
+         f->mutable_tty()->set_master(true);
+         f->set_flags(O_RDWR | 0x8000);  // O_LARGEFILE, as /dev/ptmx gets it
+       }, "terminal outside the tree"},
+      {"opened as /dev/tty", [](TestImage& t) {
+         AddOutsideTty(t);
+         Fd* f = t.procs[42].fds.mutable_fds(0);
+         f->mutable_tty()->set_via_dev_tty(true);
+         f->mutable_file()->set_path("/dev/tty");
+       }, "terminal outside the tree"},
+      {"with a session", [](TestImage& t) { AddOutsideTty(t)->set_session(42); }, "with pty state"},
+      {"with queued bytes", [](TestImage& t) { AddOutsideTty(t)->set_master_unread("x"); }, "with pty state"},
+      {"another device", [](TestImage& t) { AddOutsideTty(t)->set_rdev(makedev(136, 6)); }, "device number"},
+      {"a controlling terminal", [](TestImage& t) {
+         AddOutsideTty(t);
+         Core(t).mutable_ctty()->set_rdev(makedev(136, 5));
+         Core(t).mutable_ctty()->set_tty_id(1);
+       }, "outside the tree"},
+  });
+}
+
 // Fields of the merged branches: shared anonymous objects and memory
 // attributes (shmem), per-process attributes and job control (taskstate),
 // socket files, options and pty owners (paths).
