@@ -392,6 +392,8 @@ int main(int argc, char** argv) {
       ->type_name("PID");
   check_cmd->add_flag("--all", check_all, "with -t: list every item, not a summary");
   check_cmd->add_flag("--shell-job", check_shell_job, "with -t: as dump --shell-job");
+  bool check_udp_unverified = false;
+  check_cmd->add_flag("--udp-queue-unverified", check_udp_unverified, "with -t: as dump --udp-queue-unverified");
 
   stream::PageServerOptions server;
   auto* server_cmd = app.add_subcommand("page-server", "receive one image streamed by `cryo dump --to` into a directory");
@@ -702,7 +704,7 @@ int main(int argc, char** argv) {
     if (check_pid != host_pid)
       std::printf("pid %d lives in a PID namespace of its own, where it is pid %d: checked from inside it\n", host_pid,
                   check_pid);
-    Status s = CheckTree(check_pid, check_shell_job, check_all);
+    Status s = CheckTree(check_pid, check_shell_job, check_all, check_udp_unverified);
     return s.ok() ? 0 : Fail(s);
   }
   if (*check_cmd) {

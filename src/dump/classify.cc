@@ -275,8 +275,10 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   return DumpTtys(tty_procs, shell_job, &c->ttys, &c->features).Prefixed("terminals");
 }
 
-Status CheckTree(pid_t pid, bool shell_job, bool all) {
+Status CheckTree(pid_t pid, bool shell_job, bool all, bool udp_queue_unverified) {
   Classified c;
+  // The describing of the fds peeks at UDP queues as the dump does.
+  c.scope.udp_queue_unverified = udp_queue_unverified;
   // As for a dump in kill mode, the default (its refusals are a superset).
   Status s = SeizeAndClassify(pid, shell_job, /*kill_mode=*/true, &c);
   const audit::Report& r = c.inspection.report;
