@@ -39,6 +39,7 @@
 #include "files/snapshot_dump.h"
 #include "mem/vma_dump.h"
 #include "ns/namespaces.h"
+#include "ns/time_ns.h"
 #include "ns/netns.h"
 #include "ns/tree_pidns.h"
 #include "proc/path_check.h"
@@ -230,6 +231,7 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   // with the shared memory below).
   const double tn = Now();
   CRYO_RETURN_IF_ERROR(ns::DumpNamespaces(live, c->scope.pids, &c->namespaces, &c->features));
+  CRYO_RETURN_IF_ERROR(ns::DumpTimeNamespace(live, parent, pid, &c->namespaces, &c->features));
   LOG_DEBUG("namespaces dumped in %.1f ms", (Now() - tn) * 1e3);
   // Pipes, shared memory and unlinked files held outside the tree: refused
   // before the first file is written.
