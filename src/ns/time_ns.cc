@@ -159,11 +159,15 @@ Status EnterFreshTimeNamespace(const image::LoadedImage& img, pid_t self) {
   if (t.entry_pid() != self) return Status::Ok();
   if (::unshare(CLONE_NEWTIME) != 0) return Status::FromErrno("unshare(CLONE_NEWTIME) (a fresh time namespace for the tree)");
   // Written before any process is created in it (the kernel refuses later
-  // writes with EACCES): the calling thread's time_for_children, through
-  // /proc/thread-self (the thread that creates the processes).
+  // writes with EACCES). The file exists only for a thread group leader
+  // (/proc/PID, not /proc/PID/task/TID) and sets its time_for_children: the
+  // caller must be the leader, the thread that creates the processes.
+  if (::gettid() != ::getpid())
+    return Status::Error("the tree's time namespace must be made by a process's main thread (thread " +
+                         std::to_string(::gettid()) + " of pid " + std::to_string(::getpid()) + ") (internal)");
   const std::string text = FormatTimensOffsets(t);
-  UniqueFd fd(::open("/proc/thread-self/timens_offsets", O_WRONLY | O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno("open /proc/thread-self/timens_offsets");
+  UniqueFd fd(::open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open /proc/self/timens_offsets");
   // One write: the kernel applies every line of it at once.
   if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
     const int err = errno;

@@ -115,8 +115,8 @@ def refused_test(mode, words):
 
 def test_refuse_several_at_once(h):
     """Every refusal is reported, each on its own line, in one message."""
-    w = start(h, "mdwe+mce+ksm")
-    r = expect_refused(h, w, ["PR_SET_MDWE", "PR_MCE_KILL", "PR_SET_MEMORY_MERGE"])
+    w = start(h, "flock_mapped+mce+ksm")
+    r = expect_refused(h, w, ["holds a FLOCK lock on inode", "PR_MCE_KILL", "PR_SET_MEMORY_MERGE"])
     lines = [l for l in r.message.splitlines() if ("pid %d" % w.pid) in l]
     check(len(lines) >= 3, "expected each refusal on a line of its own:\n%s" % r.message)
     h.verify_ok(w, exit=True, when="after the refused dump")
