@@ -122,7 +122,8 @@ void RestoreMm(Args* a) {
 }
 
 // A POSIX timer that expired since the helper armed it (RestorePosixTimers,
-// which blocks its signal) has its signal queued. Before Linux 6.13 the kernel
+// which blocks its signal) has its signal queued. An older kernel (6.1 here;
+// the later rework of posix-timer signals keeps an ignored timer's signal)
 // re-arms a periodic timer only when that signal is dequeued (posixtimer_rearm,
 // from dequeue_signal): ignored below, it would be discarded unseen and the
 // timer never fire again (seen on 6.1: a restore slow enough for a 100 ms
