@@ -14,7 +14,7 @@
 CRYO=${CRYO:-/cryo/cryo}
 WL=${WL:-/w}
 WORK=${WORK:-/tmp/matrix}
-CASES=$(echo "${CASES:-state: counter: threads:4 tree:4 cow:4 shm: eventfds:}" | tr '+' ' ')  # '+' from a kernel command line
+CASES=$(echo "${CASES:-state: counter: threads:4 tree:4 cow:4 shm: eventfds: timens:100000,200000,self}" | tr '+' ' ')  # '+' from a kernel command line
 SELF=$$
 REAPER=$PPID
 

@@ -24,7 +24,7 @@ src=$(cd "$here/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
 cache=${CACHE:-$HOME/.cache/cryo-kernels}
 timeout_s=${KERNEL_TIMEOUT:-900}
-cases=${CASES:-"state: counter: threads:4 tree:4 cow:4 shm: eventfds:"}
+cases=${CASES:-"state: counter: threads:4 tree:4 cow:4 shm: eventfds: timens:100000,200000,self"}
 workloads=$(for c in $cases; do echo "${c%%:*}"; done | sort -u)
 mkdir -p "$cache/apt/lists/partial" "$cache/apt/archives/partial" "$cache/debs" "$cache/out"
 

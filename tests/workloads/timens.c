@@ -9,11 +9,20 @@
  *    time_for_children), and time_for_children is the namespace it lives in;
  *  - a child forked now reads a CLOCK_MONOTONIC at least MONO seconds too.
  *
- * Usage: timens CTL_DIR MONO_SECONDS BOOT_SECONDS
+ * Usage: timens CTL_DIR MONO_SECONDS BOOT_SECONDS [self]
+ * With "self" (the kernel matrix, where no unshare(1) has --time) it makes
+ * the namespace itself as `unshare --fork` does: unshare(CLONE_NEWTIME), the
+ * offsets written, then a child that is the workload while this process
+ * waits for it and exits with its status.
  */
 #include "wl_common.h"
 
+#include <sched.h>
 #include <sys/wait.h>
+
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
 
 struct state {
     long long mono_s, boot_s;
@@ -102,9 +111,29 @@ static void check(struct wl_checks *c, int exiting, void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s CTL_DIR MONO_SECONDS BOOT_SECONDS\n", argv[0]);
+    if (argc != 4 && !(argc == 5 && strcmp(argv[4], "self") == 0)) {
+        fprintf(stderr, "usage: %s CTL_DIR MONO_SECONDS BOOT_SECONDS [self]\n", argv[0]);
         return 2;
+    }
+    if (argc == 5) {
+        char text[128];
+        int n = snprintf(text, sizeof text, "monotonic %s 0\nboottime %s 0\n", argv[2], argv[3]);
+        if (unshare(CLONE_NEWTIME) != 0)
+            wl_die("unshare(CLONE_NEWTIME)");
+        int fd = open("/proc/self/timens_offsets", O_WRONLY);
+        if (fd < 0 || write(fd, text, (size_t)n) != n)
+            wl_die("writing /proc/self/timens_offsets");
+        close(fd);
+        pid_t c = fork();
+        if (c < 0)
+            wl_die("fork");
+        if (c > 0) {
+            int status;
+            while (waitpid(c, &status, 0) < 0)
+                if (errno != EINTR)
+                    wl_die("waitpid");
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
     }
     static struct state st;
     st.mono_s = atoll(argv[2]);
