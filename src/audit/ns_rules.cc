@@ -1,7 +1,7 @@
 // Namespaces (/proc/PID/ns, namespaces(7)) and cgroups (/proc/PID/cgroup,
 // cgroups(7)): a restored process is a fork of cryo and lives in cryo's
 // namespaces, so any other namespace is refused until cryo restores it (a
-// UTS, IPC or network namespace of the tree's own is: src/ns/; so are its own PID
+// UTS, IPC, network or time namespace of the tree's own is: src/ns/; so are its own PID
 // namespace and the mount namespace that goes with it: ns/tree_pidns.h); its
 // cgroups are restored (src/cgroup/), a thread's own cgroup is refused.
 #include <string>
@@ -73,6 +73,13 @@ void ClassifyNamespaces(const std::map<std::string, std::string>& links, const s
       // which refuses a tree in several of them or one shared outside it).
       report->Add(subject, "ns", name, link, Verdict::kRestored,
                   "its own " + std::string(kind->what) + ": its content dumped and restored into a fresh one");
+      continue;
+    }
+    if (!leader && kind->name.starts_with("time")) {
+      // Its offsets restored into a fresh one; the shapes a restore can
+      // rebuild are checked with the whole tree (ns/time_ns.h).
+      report->Add(subject, "ns", name, link, Verdict::kRestored,
+                  "its own " + std::string(kind->what) + ": its clock offsets dumped and restored into a fresh one");
       continue;
     }
     report->Add(subject, "ns", name, link, Verdict::kRefused,

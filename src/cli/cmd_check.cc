@@ -22,6 +22,7 @@ class CheckCommand : public Command {
         ->type_name("PID");
     cmd_->add_flag("--all", all_, "with -t: list every item, not a summary");
     cmd_->add_flag("--shell-job", shell_job_, "with -t: as dump --shell-job");
+    cmd_->add_flag("--udp-queue-unverified", udp_unverified_, "with -t: as dump --udp-queue-unverified");
     return cmd_;
   }
 
@@ -34,7 +35,7 @@ class CheckCommand : public Command {
     if (pid_ != host_pid)
       std::printf("pid %d lives in a PID namespace of its own, where it is pid %d: checked from inside it\n", host_pid,
                   pid_);
-    Status s = CheckTree(pid_, shell_job_, all_);
+    Status s = CheckTree(pid_, shell_job_, all_, udp_unverified_);
     return s.ok() ? 0 : Fail(s);
   }
 
@@ -51,7 +52,7 @@ class CheckCommand : public Command {
   }
 
   CLI::App* cmd_ = nullptr;
-  bool json_ = false, refresh_ = false, all_ = false, shell_job_ = false;
+  bool json_ = false, refresh_ = false, all_ = false, shell_job_ = false, udp_unverified_ = false;
   pid_t pid_ = 0;
 };
 

@@ -40,6 +40,7 @@
 #include "mem/vma_dump.h"
 #include "net/udp_queue.h"
 #include "ns/namespaces.h"
+#include "ns/time_ns.h"
 #include "ns/netns.h"
 #include "ns/tree_pidns.h"
 #include "proc/path_check.h"
@@ -232,6 +233,7 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   // with the shared memory below).
   const double tn = Now();
   CRYO_RETURN_IF_ERROR(ns::DumpNamespaces(live, c->scope.pids, &c->namespaces, &c->features));
+  CRYO_RETURN_IF_ERROR(ns::DumpTimeNamespace(live, parent, pid, &c->namespaces, &c->features));
   LOG_DEBUG("namespaces dumped in %.1f ms", (Now() - tn) * 1e3);
   // Pipes, shared memory and unlinked files held outside the tree: refused
   // before the first file is written.
@@ -277,8 +279,10 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   return DumpTtys(tty_procs, shell_job, &c->ttys, &c->features, c->scope.ext_tty).Prefixed("terminals");
 }
 
-Status CheckTree(pid_t pid, bool shell_job, bool all) {
+Status CheckTree(pid_t pid, bool shell_job, bool all, bool udp_queue_unverified) {
   Classified c;
+  // The describing of the fds peeks at UDP queues as the dump does.
+  c.scope.udp_queue_unverified = udp_queue_unverified;
   // As for a dump in kill mode, the default (its refusals are a superset).
   Status s = SeizeAndClassify(pid, shell_job, /*kill_mode=*/true, &c);
   const audit::Report& r = c.inspection.report;

@@ -74,6 +74,6 @@ Status Dump(const DumpOptions& opts, DumpStats* stats = nullptr);
 // (seize, describe, audit, collect the task state), then the tree is let go.
 // Prints the refusals and a summary (every item with `all`) to stdout; fails
 // if anything is refused.
-Status CheckTree(pid_t pid, bool shell_job, bool all);
+Status CheckTree(pid_t pid, bool shell_job, bool all, bool udp_queue_unverified = false);
 
 }  // namespace cryo

@@ -197,6 +197,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "compressed-pages",
       "guard-regions",
       "hugetlb",
+      "time-ns",
   };
   return kFeatures;
 }

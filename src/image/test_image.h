@@ -18,6 +18,7 @@ struct TestImage {
   ShmTable shm;
   std::string shm_pages;
   TtyTable ttys;
+  NamespaceTable ns;  // written as ns.img when the inventory lists time-ns
 };
 
 // One live process, pid 42: one thread, one private anonymous VMA

@@ -186,6 +186,18 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
                                           : "sysv-shm");
   // A network lock holds TCP connections of the image.
   if (!img.inventory.net_lock().empty()) needed.insert("tcp-established");
+  // The tree's time namespace (ns/time_ns.h): made by cryo (0) or by a live
+  // process of the image.
+  if (img.namespaces.has_time()) {
+    needed.insert("time-ns");
+    const pid_t entry = img.namespaces.time().entry_pid();
+    auto p = img.processes.find(entry);
+    if (entry && (p == img.processes.end() || p->second.core.zombie()))
+      return Bad(img, NamespacesName(), "the time namespace is made by pid " + std::to_string(entry) +
+                                            ", which is no live process of the image");
+  } else if (index.features.count("time-ns")) {
+    return Bad(img, NamespacesName(), "feature 'time-ns' without the time namespace's record");
+  }
   for (const std::string& f : needed)
     if (!index.features.count(f))
       return Bad(img, InventoryName(), "the records need feature '" + f + "', which the inventory does not list");

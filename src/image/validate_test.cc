@@ -280,6 +280,27 @@ TEST(ValidateTest, Pidfds) {
   });
 }
 
+// The tree's time namespace (ns/time_ns.h): made by cryo (entry 0) or by a
+// live process of the image.
+TEST(ValidateTest, TimeNamespace) {
+  TestImage ok = MakeTestImage();
+  AddChild(&ok, 43, 42);
+  ok.inv.add_features("time-ns");
+  ok.ns.mutable_time()->set_monotonic_ns(-5);
+  ok.ns.mutable_time()->set_entry_pid(42);
+  EXPECT_EQ(LoadError(ok), "");
+  ExpectRefused({
+      {"made by a pid outside the image",
+       [](TestImage& t) {
+         t.inv.add_features("time-ns");
+         t.ns.mutable_time()->set_entry_pid(4242);
+       },
+       "the time namespace is made by pid 4242, which is no live process of the image"},
+      {"the feature without the record", [](TestImage& t) { t.inv.add_features("time-ns"); },
+       "feature 'time-ns' without the time namespace's record"},
+  });
+}
+
 TEST(ValidateTest, InventoryFields) {
   ExpectRefused({
       {"feature twice", [](TestImage& t) { t.inv.add_features("xsave"); }, "listed twice"},

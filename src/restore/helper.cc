@@ -29,6 +29,7 @@
 #include "files/file_locks.h"
 #include "mem/lazy_plan.h"
 #include "mem/mm_attrs.h"
+#include "ns/time_ns.h"
 #include "image/parent_chain.h"
 #include "mem/vma_restore.h"
 #include "proc/proc.h"
@@ -530,6 +531,9 @@ Status Run(HelperContext& ctx) {
   } else if (ctx.role.top == ctx.pid) {
     CRYO_ASSIGN_OR_RETURN(ctx.board, GroupBoard::Create(ctx.role.group.size()));
   }
+  // Before the clones: a process that made the tree's time namespace
+  // creates its children in it (ns/time_ns.h).
+  if (!core.zombie()) CRYO_RETURN_IF_ERROR(ns::EnterFreshTimeNamespace(*ctx.img, ctx.pid));
   std::vector<pid_t> ghosts;
   for (pid_t pid : ctx.plan->at(ctx.pid).clones) CRYO_RETURN_IF_ERROR(CloneTask(ctx, pid, &ghosts));
   if (!core.zombie()) SendWarnings(ctx, [&](auto* w) { ttys.CheckControllingTty(core, w); });

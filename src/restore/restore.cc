@@ -57,6 +57,7 @@
 #include "ns/join_ns.h"
 #include "ns/namespaces.h"
 #include "ns/netns.h"
+#include "ns/time_ns.h"
 #include "tree/job_control.h"
 #include "tree/proc_attrs.h"
 #include "tree/task_restore.h"
@@ -369,6 +370,9 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   } veth_undo;
   CRYO_RETURN_IF_ERROR(ns::EnterFreshNamespaces(img.inventory, img.namespaces, opts.veth_peer_ns,
                                                 FreshNetnsLockScript(img)));
+  // The tree's time namespace when the root lives in it (else the helper of
+  // the process that made it does it: ns/time_ns.h).
+  CRYO_RETURN_IF_ERROR(ns::EnterFreshTimeNamespace(img, 0));
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   RestoreFaultPoint("objects");
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);

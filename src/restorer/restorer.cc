@@ -23,7 +23,7 @@ enum : long {
   kSetitimer = 38, kGetpid = 39, kExitGroup = 231, kTgkill = 234, kSetresuid = 117, kSetresgid = 119,
   kSetfsuid = 122, kSetfsgid = 123, kCapset = 126, kRtSigqueueinfo = 129, kSigaltstack = 131, kPrctl = 157,
   kSetgroups = 116, kSetTidAddress = 218, kSetRobustList = 273, kRtTgsigqueueinfo = 297, kRseq = 334,
-  kClone3 = 435, kNanosleep = 35, kCapget = 125, kSeccomp = 317,
+  kClone3 = 435, kNanosleep = 35, kCapget = 125, kSeccomp = 317, kRtSigtimedwait = 128,
 };
 
 inline long Sys(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0, long f = 0) {
@@ -121,7 +121,41 @@ void RestoreMm(Args* a) {
   Sys(kClose, a->mm_map.exe_fd);
 }
 
+// A POSIX timer that expired since the helper armed it (RestorePosixTimers,
+// which blocks its signal) has its signal queued. An older kernel (6.1 here;
+// the later rework of posix-timer signals keeps an ignored timer's signal)
+// re-arms a periodic timer only when that signal is dequeued (posixtimer_rearm,
+// from dequeue_signal): ignored below, it would be discarded unseen and the
+// timer never fire again (seen on 6.1: a restore slow enough for a 100 ms
+// timer to expire before the handlers were in place), and a one-shot expiry
+// would be lost. So every pending signal is taken here with rt_sigtimedwait
+// (which re-arms), the timers' kept (up to kMaxExpired) to be queued again
+// after the image's pending signals; the rest is what the helper received.
+constexpr uint32_t kMaxExpired = 16;
+struct Expired {
+  uint64_t info[16];  // siginfo_t, 128 bytes
+};
+
+uint32_t TakePendingSignals(Expired* kept) {
+  const uint64_t all = ~((1ull << (9 - 1)) | (1ull << (19 - 1)));  // but SIGKILL, SIGSTOP
+  const struct {
+    int64_t sec, nsec;
+  } zero = {0, 0};
+  uint32_t n = 0;
+  Expired info;
+  // Bounded: a timer re-armed here expires again no sooner than its interval.
+  for (int i = 0; i < 1024; ++i) {
+    if (Sys(kRtSigtimedwait, reinterpret_cast<long>(&all), reinterpret_cast<long>(&info), reinterpret_cast<long>(&zero), 8) <= 0)
+      break;
+    const int32_t code = static_cast<int32_t>(info.info[1]);  // si_code, after si_signo and si_errno
+    if (code == -2 /*SI_TIMER*/ && n < kMaxExpired) kept[n++] = info;
+  }
+  return n;
+}
+
 void RestoreSignals(const Args* a) {
+  Expired expired[kMaxExpired];
+  const uint32_t n_expired = TakePendingSignals(expired);
   // Ignoring a signal discards it from every pending queue (signal(7)): what
   // the helper received (SIGCHLD of its ghosts and zombies) goes, and only the
   // image's pending signals are queued below.
@@ -156,6 +190,13 @@ void RestoreSignals(const Args* a) {
       CHECK(a, Sys(kRtTgsigqueueinfo, a->pid, a->pid, signo, reinterpret_cast<long>(info)), "rt_tgsigqueueinfo", signo);
     else
       CHECK(a, Sys(kRtSigqueueinfo, a->pid, signo, reinterpret_cast<long>(info)), "rt_sigqueueinfo", signo);
+  }
+  // The expiries since the helper armed the timers, as process-directed
+  // signals (like the image's pending timer signals: no longer tied to the
+  // timer, posix_timers.h); still blocked until the image's mask is set.
+  for (uint32_t i = 0; i < n_expired; ++i) {
+    const int32_t signo = static_cast<int32_t>(expired[i].info[0]);
+    CHECK(a, Sys(kRtSigqueueinfo, a->pid, signo, reinterpret_cast<long>(&expired[i])), "rt_sigqueueinfo", signo);
   }
 }
 

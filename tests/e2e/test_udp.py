@@ -396,6 +396,13 @@ def test_without_exact_count(h):
         h.dump_refused(w.pid, ["pid %d fd %s" % (w.pid, fd), "UDP 127.0.0.1:", "cannot count the datagrams of its "
                                "receive queue exactly: BPF iterator unavailable (taken as missing",
                                "--udp-queue-unverified"])
+        # `cryo check -t` says the same, and takes the option as the dump does.
+        r = h.run_cryo(["check", "-t", str(w.pid)], tag="check-t")
+        check(r.rc == 1 and "cannot count the datagrams of its receive queue exactly" in r.stdout,
+              "cryo check -t of the queue without the count\n" + r.describe())
+        r = h.run_cryo(["check", "-t", str(w.pid), "--udp-queue-unverified"], tag="check-t-unverified")
+        check(r.rc == 0 and "the tree can be checkpointed" in r.stdout,
+              "cryo check -t --udp-queue-unverified\n" + r.describe())
         h.kill_and_reap(w)
         # A fresh one: the refused dump peeked at the empty datagram, hiding it.
         w = start_abc(h, "udp-unverified")

@@ -14,7 +14,7 @@
 CRYO=${CRYO:-/cryo/cryo}
 WL=${WL:-/w}
 WORK=${WORK:-/tmp/matrix}
-CASES=$(echo "${CASES:-state: counter: threads:4 tree:4 cow:4 shm: eventfds:}" | tr '+' ' ')  # '+' from a kernel command line
+CASES=$(echo "${CASES:-state: counter: threads:4 tree:4 cow:4 shm: eventfds: timens:100000,200000,self}" | tr '+' ' ')  # '+' from a kernel command line
 SELF=$$
 REAPER=$PPID
 
@@ -108,8 +108,10 @@ run_case() {  # NAME ARGS MODE
     ctl="$WORK/$name-$mode"; img="$ctl.img"
     rm -rf "$ctl" "$img"; mkdir -p "$ctl" "$img"
     WHY=""
-    # In a session of its own, from its control directory, as the e2e harness starts it.
-    (cd "$ctl" && exec setsid "$WL/$name" "$ctl" $args) < /dev/null > "$ctl.out" 2>&1 &
+    # In a session of its own, from its control directory, as the e2e harness
+    # starts it (output appended, as a shell's >>).
+    : > "$ctl.out"
+    (cd "$ctl" && exec setsid "$WL/$name" "$ctl" $args) < /dev/null >> "$ctl.out" 2>&1 &
     pid=$!
     if ! wait_file "$ctl/ready" 600; then WHY="not ready within 60 s: $(tail -n 2 "$ctl.out" | tr '\n' ' ')"; return 1; fi
     verify "$ctl" || { WHY="before dump: $WHY"; return 1; }
@@ -119,7 +121,12 @@ run_case() {  # NAME ARGS MODE
         wait_gone "$pid" || { WHY="original $pid still there after a kill-mode dump"; return 1; }
         restore_and_verify "$img" "$ctl" "$pid" || return 1
     else  # rewind: the original runs on; the image is restored twice
-        "$CRYO" dump -t "$pid" -D "$img" --leave-running -o "$img.dump.log" -v > "$img.dump.out" 2>&1 || {
+        # A rewind goes back to the checkpoint, files included: the files the
+        # workload holds open are carried in the image and put back at each
+        # restore (state writes its MAP_SHARED file after the dump, which
+        # the restore would otherwise refuse as changed since the dump).
+        "$CRYO" dump -t "$pid" -D "$img" --leave-running --snapshot-open-files -o "$img.dump.log" -v \
+            > "$img.dump.out" 2>&1 || {
             WHY="dump failed: $(grep -v ': storing ' "$img.dump.out" | tail -n 4 | tr '\n' ' ')"; return 1; }
         verify "$ctl" || { WHY="original after the dump: $WHY"; return 1; }
         for round in 1 2; do

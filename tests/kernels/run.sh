@@ -24,7 +24,7 @@ src=$(cd "$here/../.." && pwd)
 build=$(cd "${1:-$src/build}" && pwd)
 cache=${CACHE:-$HOME/.cache/cryo-kernels}
 timeout_s=${KERNEL_TIMEOUT:-900}
-cases=${CASES:-"state: counter: threads:4 tree:4 cow:4 shm: eventfds:"}
+cases=${CASES:-"state: counter: threads:4 tree:4 cow:4 shm: eventfds: timens:100000,200000,self"}
 workloads=$(for c in $cases; do echo "${c%%:*}"; done | sort -u)
 mkdir -p "$cache/apt/lists/partial" "$cache/apt/archives/partial" "$cache/debs" "$cache/out"
 
@@ -93,6 +93,7 @@ echo "== initramfs: $(du -h "$initrd" | cut -f1) ($(echo $workloads | wc -w) wor
 
 # --- one column per kernel
 declare -A result
+declare -A seconds  # column -> wall time of its run (boot to power-off)
 columns=()
 collect() {  # COLUMN LOGFILE
     local col=$1 log=$2
@@ -132,7 +133,8 @@ for pkg in $KERNELS; do
         -kernel "$vmlinuz" -initrd "$initrd" \
         -append "console=ttyS0 panic=-1 quiet loglevel=3 CASES=$(echo "$cases" | tr ' ' '+')" \
         < /dev/null > "$log" 2>&1 || echo "   qemu exited with $? (timeout: 124)"
-    echo "   $(( $(date +%s) - start ))s"
+    seconds["$col"]=$(( $(date +%s) - start ))
+    echo "   ${seconds[$col]}s"
     grep -q '^MATRIX-DONE' <(tr -d '\r' < "$log") || echo "   $col: the matrix did not finish (see $log)"
     collect "$col" "$log"
 done
@@ -143,9 +145,12 @@ if [ "${HOST:-1}" != 0 ]; then
     echo "== $col: natively, in a PID namespace of its own"
     gcc -static -O2 -Wall -Wextra -Werror -o "$cache/reaper" "$here/reaper.c"
     rm -rf "$cache/host-work"
+    start=$(date +%s)
     CRYO="$cryo" WL="$build/tests/workloads" WORK="$cache/host-work" CASES="$cases" \
         timeout "$timeout_s" unshare --pid --fork --mount-proc "$cache/reaper" "$busybox" sh "$here/matrix.sh" \
         < /dev/null > "$log" 2>&1 || echo "   exited with $?"
+    seconds["$col"]=$(( $(date +%s) - start ))
+    echo "   ${seconds[$col]}s"
     collect "$col" "$log"
 fi
 
@@ -166,6 +171,8 @@ for c in $cases; do
         printf '\n'
     done
 done
-echo
+printf '%-18s' "time (s)"
+for col in "${columns[@]}"; do printf ' | %-28s' "${seconds[$col]:-?}"; done
+printf '\n\n'
 [ $fails -eq 0 ] && echo "kernel matrix: every workload passed" || echo "kernel matrix: $fails cases did not pass"
 [ $fails -eq 0 ]

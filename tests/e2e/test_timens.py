@@ -1,0 +1,154 @@
+#!/usr/bin/python3
+"""End-to-end tests of trees in a time namespace of their own (the timens
+workload under `unshare --time --monotonic 100000 --boottime 200000 --fork`):
+the namespace's clock offsets are dumped and restored into a fresh time
+namespace, so the restored process's CLOCK_MONOTONIC and CLOCK_BOOTTIME do
+not jump back by the offsets (the workload checks its clocks, its
+timens_offsets and a child's clock). Kill, rewind (leave-running, the
+original killed) and rewind beside the running original (--pidns new), the
+workload dumped alone (cryo makes the namespace) and with unshare (unshare's
+restore helper makes it, unshare itself staying in cryo's time namespace),
+and verified from outside: fresh namespaces, never the harness's.
+
+Run: test_timens.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cryotest  # noqa: E402
+from cryotest import check, check_eq, fail, pid_alive, read_text  # noqa: E402
+from test_pidns import restore_copy  # noqa: E402
+
+MONO, BOOT = 100000, 200000
+
+
+def ns_of(pid, kind):
+    return os.readlink("/proc/%d/ns/%s" % (pid, kind))
+
+
+def offsets(pid):
+    """/proc/PID/timens_offsets (its time_for_children's) as {clock: (s, ns)}."""
+    out = {}
+    for line in (read_text("/proc/%d/timens_offsets" % pid) or "").splitlines():
+        name, sec, nsec = line.split()
+        out[name] = (int(sec), int(nsec))
+    return out
+
+
+def check_inside(pid, when):
+    """pid lives in a time namespace other than the harness's, with the offsets."""
+    check(ns_of(pid, "time") != ns_of(os.getpid(), "time"), "%s: pid %d is in the harness's time namespace"
+          % (when, pid))
+    check_eq(ns_of(pid, "time"), ns_of(pid, "time_for_children"), "%s: time and time_for_children of pid %d"
+             % (when, pid))
+    check_eq(offsets(pid), {"monotonic": (MONO, 0), "boottime": (BOOT, 0)}, "%s: offsets of pid %d" % (when, pid))
+
+
+def start(h):
+    """`unshare --time ... --fork setsid timens CTL MONO BOOT`: (unshare's
+    Workload, the workload's). The workload leads a session of its own
+    (setsid execs it in unshare's child), so that a copy of it alone fits a
+    new PID namespace."""
+    ctl = h.mkdir("timens")
+    u = h.start("timens", ["/usr/bin/unshare", "--time", "--monotonic", str(MONO), "--boottime", str(BOOT), "--fork",
+                           "--", "/usr/bin/setsid", h.workload_path("timens"), ctl, str(MONO), str(BOOT)], ctl)
+    deadline = time.monotonic() + 20
+    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
+        if time.monotonic() > deadline or not pid_alive(u.pid):
+            fail("the workload under unshare did not get ready: %s" % u.stderr())
+        time.sleep(0.01)
+    child = int(read_text(os.path.join(ctl, "ready")).strip())
+    h.tracked_pids.append(child)
+    w = cryotest.Workload("timens", ctl, child, None, u.argv)
+    h.verify_ok(w, when="of the original")
+    check_inside(w.pid, "original")
+    return u, w
+
+
+def restore_verify(h, w, images, when, exit=True):
+    r = h.restore(images, detach=True, expected_pid=w.pid)
+    rw = w.restored(r.pid)
+    h.verify_ok(rw, when=when)  # the workload's own clock checks first
+    check_inside(r.pid, when)
+    if exit:
+        h.verify_ok(rw, exit=True, when=when + " (exit)")
+        check_eq(h.wait_exit(rw), ("exit", 0), "exit status " + when)
+    return rw
+
+
+def test_kill(h):
+    """The workload alone (it lives in the namespace: cryo makes a fresh one
+    before the root), restored twice from one image."""
+    u, w = start(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.wait_exit(u)  # unshare ends once its child was killed by the dump
+    for i in range(2):
+        restore_verify(h, w, images, "after restore %d" % (i + 1))
+
+
+def test_rewind(h):
+    """Leave-running dump; the original goes on, is checked, then killed;
+    the restored process's clocks are back where the original's were."""
+    u, w = start(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    h.verify_ok(w, when="of the original after dump --leave-running")
+    check_inside(w.pid, "original after the dump")
+    h.cleanup_one(w.pid)
+    h.wait_exit(u)  # unshare ends once its child was killed
+    restore_verify(h, w, images, "after the rewind")
+
+
+def test_rewind_beside_original(h):
+    """--pidns new while the original runs: both in time namespaces with the
+    offsets, neither the other's."""
+    u, w = start(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    copy, r, init = restore_copy(h, w, images)
+    check(pid_alive(w.pid), "the original runs beside its copy")
+    check_inside(r.pid, "copy")
+    check(ns_of(r.pid, "time") != ns_of(w.pid, "time"), "the copy shares the original's time namespace")
+    h.verify_ok(copy, when="of the copy")
+    h.verify_ok(w, when="of the original beside its copy")
+    h.verify_ok(copy, exit=True, when="of the copy (exit)")
+    check_eq(h.wait_exit(init), ("exit", 0), "the copy's init status once it exited 0")
+    h.verify_ok(w, exit=True, when="of the original (exit)")
+    check_eq(h.wait_exit(u), ("exit", 0), "exit status of unshare")
+
+
+def test_unshare_in_the_tree(h):
+    """Dumped from unshare: unshare lives in cryo's time namespace and makes
+    its children in the tree's; restored so (its helper unshares before it
+    creates the workload)."""
+    u, w = start(h)
+    check_eq(ns_of(u.pid, "time"), ns_of(os.getpid(), "time"), "unshare's own time namespace")
+    images = h.mkdir("img")
+    h.dump(u.pid, images)
+    h.reap_original(u)
+    check_eq(h.wait_exit(w.pid), ("signal", 9), "the workload after the kill-mode dump")
+    h.reap_orphans()
+    r = h.restore(images, detach=True, expected_pid=u.pid)
+    check_eq(ns_of(r.pid, "time"), ns_of(os.getpid(), "time"), "restored unshare's own time namespace")
+    check_eq(ns_of(r.pid, "time_for_children"), ns_of(w.pid, "time"), "unshare's children's time namespace")
+    check_eq(offsets(r.pid), {"monotonic": (MONO, 0), "boottime": (BOOT, 0)}, "offsets unshare's children get")
+    check_inside(w.pid, "restored workload")
+    rw = w.restored(w.pid)
+    h.verify_ok(rw, when="after restore")
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(r.pid), ("exit", 0), "unshare's status once its child exited 0")
+
+
+TESTS = [
+    test_kill,
+    test_rewind,
+    test_rewind_beside_original,
+    test_unshare_in_the_tree,
+]
+
+if __name__ == "__main__":
+    sys.exit(cryotest.main(TESTS))
