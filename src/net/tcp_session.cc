@@ -39,6 +39,7 @@ Status RepairOff(int fd, int reuseaddr, const std::string& what, int off = TCP_R
 }  // namespace
 
 Status SendAll(int fd, const std::string& data, bool receive_queue, const std::string& what) {
+  if (data.empty()) return Status::Ok();
   const int get = receive_queue ? SO_RCVBUF : SO_SNDBUF;
   const int force = receive_queue ? SO_RCVBUFFORCE : SO_SNDBUFFORCE;
   int before = 0;
@@ -175,8 +176,7 @@ Status TcpDumpSession::Lock(const std::vector<LockedConnection>& conns) {
 
 Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string& what) {
   std::lock_guard<std::mutex> l(mu_);
-  for (const Held& h : held_)
-    if (h.ino == ino) return h.reuseaddr;
+  if (auto it = held_index_.find(ino); it != held_index_.end()) return held_[it->second].reuseaddr;
   int reuseaddr = 0;
   socklen_t len = sizeof(reuseaddr);
   if (::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuseaddr, &len) != 0) return Status::FromErrno("SO_REUSEADDR of " + what);
@@ -193,6 +193,7 @@ Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string&
   TcpFaultPoint("guardian told of a socket");
   const int on = TCP_REPAIR_ON;
   if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) != 0) return Status::FromErrno("TCP_REPAIR on " + what);
+  held_index_[ino] = held_.size();
   held_.push_back({ino, std::move(dup), reuseaddr});
   TcpFaultPoint("socket in repair mode");
   return reuseaddr;
@@ -200,14 +201,13 @@ Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string&
 
 Status TcpDumpSession::LeaveRepair(uint64_t ino, const std::string& what) {
   std::lock_guard<std::mutex> l(mu_);
-  for (const Held& h : held_)
-    if (h.ino == ino) {
-      // No window probe: the lock would drop it.
-      CRYO_RETURN_IF_ERROR(RepairOff(h.fd.get(), h.reuseaddr, what, TCP_REPAIR_OFF_NO_WP));
-      TcpFaultPoint("socket out of repair mode");
-      return Status::Ok();
-    }
-  return Status::Error("internal: " + what + " left repair mode without entering it");
+  auto it = held_index_.find(ino);
+  if (it == held_index_.end()) return Status::Error("internal: " + what + " left repair mode without entering it");
+  const Held& h = held_[it->second];
+  // No window probe: the lock would drop it.
+  CRYO_RETURN_IF_ERROR(RepairOff(h.fd.get(), h.reuseaddr, what, TCP_REPAIR_OFF_NO_WP));
+  TcpFaultPoint("socket out of repair mode");
+  return Status::Ok();
 }
 
 void TcpDumpSession::KeepRecord(const image::TcpSocket& t) {
@@ -241,6 +241,7 @@ Status TcpDumpSession::Release() {
     lock_.clear();
   }
   held_.clear();
+  held_index_.clear();
   // Undone by cryo: the guardian goes, doing nothing (else it undoes the rest).
   if (first.ok() && guardian_) guardian_->Done();
   guardian_.reset();
@@ -270,6 +271,7 @@ Status TcpDumpSession::Keep() {
   std::lock_guard<std::mutex> l(mu_);
   done_ = true;
   held_.clear();  // closed in repair mode: no reset reaches the peer
+  held_index_.clear();
   // The table is the image's now, no longer a dump's.
   Status s = lock_.empty() ? Status::Ok() : MarkNetLockKept(lock_);
   TcpFaultPoint("keep: lock handed over");

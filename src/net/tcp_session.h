@@ -29,6 +29,7 @@
 #include "cryo/image.pb.h"
 #include "image/image_dir.h"
 #include "net/net_lock.h"
+#include "net/tcp_diag.h"
 #include "net/tcp_fin.h"
 #include "net/tcp_guardian.h"
 
@@ -69,6 +70,8 @@ class TcpDumpSession {
   // Every fd of one socket carries the same record (shared descriptions are
   // checked to agree): the first fd's, read once.
   void KeepRecord(const image::TcpSocket& t);
+  // inet_diag's view of the tree's connections, asked once (tcp_diag.h).
+  TcpDiagSnapshot& diag() { return diag_; }
   // The lock table ("" when no connection was locked).
   std::string lock_name() const;
   // Repair mode off on every held socket, the lock removed.
@@ -100,8 +103,10 @@ class TcpDumpSession {
   std::unique_ptr<TcpGuardian> guardian_;
   std::string lock_;
   std::vector<Held> held_;
+  std::map<uint64_t, size_t> held_index_;  // inode -> index in held_
   std::map<uint64_t, image::TcpSocket> records_;
   std::map<uint64_t, Deferred> deferred_;
+  TcpDiagSnapshot diag_;
   bool done_ = false;
 };
 

@@ -28,7 +28,8 @@ Result<UnixSocketDiag> QueryUnixSocket(uint64_t ino) {
   msg.req.udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE
   // Room for the accept queue of a listener with a large backlog (4 bytes a connection).
-  std::vector<char> space(1 << 20);
+  // Not zeroed per query: kept per thread (a dump asks about every socket).
+  thread_local std::vector<char> space(1 << 20);
   CRYO_ASSIGN_OR_RETURN(const size_t got, SockDiagQuery(&msg, sizeof(msg), &space, what));
   char* buf = space.data();
   ssize_t n = static_cast<ssize_t>(got);
