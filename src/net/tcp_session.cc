@@ -130,6 +130,7 @@ Status TcpDumpSession::ReadDeferred() {
     std::lock_guard<std::mutex> l(mu_);
     for (auto& [ino, d] : deferred_) todo.push_back({ino, &d});
   }
+  CRYO_RETURN_IF_ERROR(TellGuardian(todo));
   for (auto& [ino, d] : todo) {
     image::TcpSocket t = d->partial;
     CRYO_ASSIGN_OR_RETURN(const int reuseaddr, EnterRepair(ino, d->fd.get(), d->what));
@@ -174,8 +175,7 @@ Status TcpDumpSession::Lock(const std::vector<LockedConnection>& conns) {
   return s;
 }
 
-Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string& what) {
-  std::lock_guard<std::mutex> l(mu_);
+Result<int> TcpDumpSession::HoldLocked(uint64_t ino, int fd, const std::string& what) {
   if (auto it = held_index_.find(ino); it != held_index_.end()) return held_[it->second].reuseaddr;
   int reuseaddr = 0;
   socklen_t len = sizeof(reuseaddr);
@@ -188,13 +188,47 @@ Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string&
                          "does not checkpoint");
   UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (!dup.valid()) return Status::FromErrno("dup of " + what);
-  if (!guardian_) return Status::Error("internal: " + what + " put in repair mode without a guardian");
-  CRYO_RETURN_IF_ERROR(guardian_->WillRepair(fd, reuseaddr));
-  TcpFaultPoint("guardian told of a socket");
-  const int on = TCP_REPAIR_ON;
-  if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) != 0) return Status::FromErrno("TCP_REPAIR on " + what);
   held_index_[ino] = held_.size();
-  held_.push_back({ino, std::move(dup), reuseaddr});
+  held_.push_back({ino, std::move(dup), reuseaddr, false, false});
+  return reuseaddr;
+}
+
+Status TcpDumpSession::TellGuardian(const std::vector<std::pair<uint64_t, Deferred*>>& todo) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (!guardian_) return Status::Error("internal: TCP connections put in repair mode without a guardian");
+  std::vector<std::pair<int, int>> tell;
+  std::vector<size_t> told;
+  for (const auto& [ino, d] : todo) {
+    CRYO_RETURN_IF_ERROR(HoldLocked(ino, d->fd.get(), d->what).status());
+    const size_t i = held_index_[ino];
+    if (held_[i].told) continue;
+    tell.push_back({held_[i].fd.get(), held_[i].reuseaddr});
+    told.push_back(i);
+  }
+  // Every socket at once, before the first goes into repair mode (a record
+  // per kMaxSentinelFds sockets: one per socket cost a wakeup of the
+  // guardian each). Told is enough: the guardian takes out of repair mode
+  // only a socket that is in it.
+  CRYO_RETURN_IF_ERROR(guardian_->WillRepair(tell));
+  for (size_t i : told) held_[i].told = true;
+  TcpFaultPoint("guardian told of the sockets");
+  return Status::Ok();
+}
+
+Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string& what) {
+  std::lock_guard<std::mutex> l(mu_);
+  CRYO_ASSIGN_OR_RETURN(const int reuseaddr, HoldLocked(ino, fd, what));
+  Held& h = held_[held_index_[ino]];
+  if (h.in_repair) return reuseaddr;
+  if (!guardian_) return Status::Error("internal: " + what + " put in repair mode without a guardian");
+  if (!h.told) {
+    CRYO_RETURN_IF_ERROR(guardian_->WillRepair(h.fd.get(), reuseaddr));
+    h.told = true;
+    TcpFaultPoint("guardian told of a socket");
+  }
+  const int on = TCP_REPAIR_ON;
+  if (::setsockopt(h.fd.get(), IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) != 0) return Status::FromErrno("TCP_REPAIR on " + what);
+  h.in_repair = true;
   TcpFaultPoint("socket in repair mode");
   return reuseaddr;
 }

@@ -91,12 +91,19 @@ class TcpDumpSession {
     uint64_t ino;
     UniqueFd fd;
     int reuseaddr;
+    bool told;       // the guardian has its duplicate
+    bool in_repair;  // put in repair mode (by EnterRepair)
   };
   struct Deferred {
     image::TcpSocket partial;
     UniqueFd fd;
     std::string what;
   };
+  // A duplicate of socket `ino` held (mu_ held), its SO_REUSEADDR read and
+  // checked not to be in repair mode; its SO_REUSEADDR.
+  Result<int> HoldLocked(uint64_t ino, int fd, const std::string& what);
+  // The guardian told of every socket of `todo` at once.
+  Status TellGuardian(const std::vector<std::pair<uint64_t, Deferred*>>& todo);
   // Started with the first lock (mu_ held).
   Status StartGuardian();
   mutable std::mutex mu_;
