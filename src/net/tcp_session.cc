@@ -132,7 +132,7 @@ Status TcpDumpSession::ReadDeferred() {
   }
   CRYO_RETURN_IF_ERROR(TellGuardian(todo));
   for (auto& [ino, d] : todo) {
-    image::TcpSocket t = d->partial;
+    image::TcpSocket t = std::move(d->partial);  // read once: the record is kept (KeepRecord)
     CRYO_ASSIGN_OR_RETURN(const int reuseaddr, EnterRepair(ino, d->fd.get(), d->what));
     t.set_reuseaddr(reuseaddr != 0);
     Status read = ReadTcpRepairState(d->fd.get(), &t, d->what);
@@ -140,7 +140,7 @@ Status TcpDumpSession::ReadDeferred() {
     Status left = LeaveRepair(ino, d->what);
     CRYO_RETURN_IF_ERROR(read);
     CRYO_RETURN_IF_ERROR(left);
-    KeepRecord(t);
+    KeepRecord(std::move(t));
   }
   return Status::Ok();
 }
@@ -244,9 +244,10 @@ Status TcpDumpSession::LeaveRepair(uint64_t ino, const std::string& what) {
   return Status::Ok();
 }
 
-void TcpDumpSession::KeepRecord(const image::TcpSocket& t) {
+void TcpDumpSession::KeepRecord(image::TcpSocket t) {
   std::lock_guard<std::mutex> l(mu_);
-  records_.emplace(t.ino(), t);
+  const uint64_t ino = t.ino();
+  records_.emplace(ino, std::move(t));
 }
 
 std::string TcpDumpSession::lock_name() const {

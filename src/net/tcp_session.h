@@ -69,7 +69,7 @@ class TcpDumpSession {
   Status LeaveRepair(uint64_t ino, const std::string& what);
   // Every fd of one socket carries the same record (shared descriptions are
   // checked to agree): the first fd's, read once.
-  void KeepRecord(const image::TcpSocket& t);
+  void KeepRecord(image::TcpSocket t);
   // inet_diag's view of the tree's connections, asked once (tcp_diag.h).
   TcpDiagSnapshot& diag() { return diag_; }
   // The lock table ("" when no connection was locked).

@@ -292,6 +292,7 @@ namespace {
 // send(2) queues it as sent (send queue) or as received (receive queue,
 // tcp_send_rcvq), advancing the sequence numbers set before connect.
 Status FillQueue(int fd, int queue, const std::string& data, const std::string& what) {
+  if (data.empty()) return Status::Ok();  // nothing to queue: no need to select the queue
   CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue, what, "TCP_REPAIR_QUEUE"));
   return SendAll(fd, data, queue == TCP_RECV_QUEUE, what);
 }
