@@ -133,6 +133,31 @@ TEST(SocketDumpCost, SecondDescriptionOfTheSameKindMakesNoSocket) {
   EXPECT_EQ(table.fds(0).tcp_socket().options_size(), table.fds(2).tcp_socket().options_size());
 }
 
+// Questions about single sockets (UNIX ones here) share one netlink
+// socket per thread.
+TEST(SocketDumpCost, QueriesShareOneNetlinkSocket) {
+  std::vector<UniqueFd> ends;
+  for (int i = 0; i < kConnections; ++i) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ends.emplace_back(sv[0]);
+    ends.emplace_back(sv[1]);
+  }
+  (void)QueryUnixSocket(0);  // a first exchange on this thread (an error answer ends cleanly too)
+  const Counts before;
+  for (size_t i = 0; i < ends.size(); i += 2) {
+    struct stat st{}, peer{};
+    ASSERT_EQ(::fstat(ends[i].get(), &st), 0);
+    ASSERT_EQ(::fstat(ends[i + 1].get(), &peer), 0);
+    Result<UnixSocketDiag> d = QueryUnixSocket(st.st_ino);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    EXPECT_EQ(d->peer_ino, peer.st_ino);
+  }
+  const Counts after;
+  EXPECT_EQ(after.exchanges - before.exchanges, static_cast<uint64_t>(kConnections));
+  EXPECT_LE(after.opened - before.opened, 1u);
+}
+
 // A dump whose reader stopped half-way leaves answers unread: that netlink
 // socket must not answer the next query (which would read the old dump's
 // answers as its own).
