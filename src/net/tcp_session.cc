@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <set>
+#include <string>
 
 #include "base/interrupt.h"
 #include "base/log.h"
@@ -18,9 +21,18 @@ namespace {
 std::atomic<TcpDumpSession*> current{nullptr};
 
 // A fault point of the TCP steps of a dump, logged with its number: the tests
-// kill cryo at each (base/interrupt.h).
-void TcpFaultPoint(const char* step) {
+// kill cryo at each (base/interrupt.h). A step passed once per socket
+// (`per_socket`) is logged the first time only (test_tcp.py's fault
+// campaigns read the points of a dump of one connection): a line per socket
+// cost a write(2) each in a dump of thousands of sockets with a log file.
+void TcpFaultPoint(const char* step, bool per_socket = false) {
   FaultPoint();
+  if (per_socket) {
+    static std::mutex mu;
+    static std::set<std::string> logged;
+    std::lock_guard<std::mutex> l(mu);
+    if (!logged.insert(step).second) return;
+  }
   LOG_DEBUG("TCP fault point %llu: %s", static_cast<unsigned long long>(FaultPointsPassed()), step);
 }
 std::mutex pending_mu;
@@ -224,12 +236,12 @@ Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string&
   if (!h.told) {
     CRYO_RETURN_IF_ERROR(guardian_->WillRepair(h.fd.get(), reuseaddr));
     h.told = true;
-    TcpFaultPoint("guardian told of a socket");
+    TcpFaultPoint("guardian told of a socket", /*per_socket=*/true);
   }
   const int on = TCP_REPAIR_ON;
   if (::setsockopt(h.fd.get(), IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) != 0) return Status::FromErrno("TCP_REPAIR on " + what);
   h.in_repair = true;
-  TcpFaultPoint("socket in repair mode");
+  TcpFaultPoint("socket in repair mode", /*per_socket=*/true);
   return reuseaddr;
 }
 
@@ -240,7 +252,7 @@ Status TcpDumpSession::LeaveRepair(uint64_t ino, const std::string& what) {
   const Held& h = held_[it->second];
   // No window probe: the lock would drop it.
   CRYO_RETURN_IF_ERROR(RepairOff(h.fd.get(), h.reuseaddr, what, TCP_REPAIR_OFF_NO_WP));
-  TcpFaultPoint("socket out of repair mode");
+  TcpFaultPoint("socket out of repair mode", /*per_socket=*/true);
   return Status::Ok();
 }
 
@@ -267,7 +279,7 @@ Status TcpDumpSession::Release() {
     if (::getsockopt(h.fd.get(), IPPROTO_TCP, TCP_REPAIR, &on, &len) != 0 || !on) continue;
     Status s = RepairOff(h.fd.get(), h.reuseaddr, "a TCP connection of the tree", TCP_REPAIR_OFF_NO_WP);
     if (!s.ok() && first.ok()) first = s;
-    TcpFaultPoint("release: socket out of repair mode");
+    TcpFaultPoint("release: socket out of repair mode", /*per_socket=*/true);
   }
   if (!lock_.empty()) {
     Status s = RemoveNetLock(lock_);
@@ -297,7 +309,7 @@ Status TcpDumpSession::RepairBeforeClose() {
   for (Held& h : held_) {
     if (::setsockopt(h.fd.get(), IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) != 0)
       return Status::FromErrno("TCP_REPAIR on a TCP connection of the tree before the kill");
-    TcpFaultPoint("kill: socket in repair mode");
+    TcpFaultPoint("kill: socket in repair mode", /*per_socket=*/true);
   }
   return Status::Ok();
 }
