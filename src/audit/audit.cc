@@ -82,8 +82,14 @@ void ClassifySeizeStop(pid_t tid, const std::string& subject, Report* report) {
 }
 
 // The owner and signal of signal-driven I/O belong to the open file
-// description: a duplicate (pidfd_getfd) shows them.
-Status ClassifyOwnerOf(int pidfd, int fd, const std::string& subject, Report* report) {
+// description: a duplicate (pidfd_getfd) shows them. The dump read them on
+// its own duplicate already (proc::FdInfo::owner_*): those values, without
+// taking the fd again.
+Status ClassifyOwnerOf(int pidfd, int fd, const proc::FdInfo& info, const std::string& subject, Report* report) {
+  if (info.owner_read) {
+    ClassifyFdOwner({info.owner_type, info.owner_pid, info.owner_sig}, subject, report);
+    return Status::Ok();
+  }
   UniqueFd dup(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, fd, 0)));
   if (!dup.valid()) return Status::FromErrno("pidfd_getfd of " + subject);
   struct f_owner_ex owner = {};
@@ -112,7 +118,7 @@ Status AuditFds(const ProcessShown& p, Report* report, std::set<std::string>* lo
     ClassifyFdInfo(f.kind(), info, subject, report);
     auto [begin, end] = info.fields.equal_range("lock");
     for (auto it = begin; it != end; ++it) lock_ids->insert(LockIdentity(it->second));
-    CRYO_RETURN_IF_ERROR(ClassifyOwnerOf(pidfd.get(), f.fd(), subject, report));
+    CRYO_RETURN_IF_ERROR(ClassifyOwnerOf(pidfd.get(), f.fd(), info, subject, report));
   }
   return Status::Ok();
 }

@@ -48,7 +48,7 @@ bool ReadPid(int fd, pid_t* pid) {
 
 bool ReadSentinelRecord(int channel, SentinelRecord* out) {
   char buf[kMaxRecord + 1];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSentinelFds)];
   iovec iov = {buf, sizeof(buf)};
   msghdr m{};
   m.msg_iov = &iov;
@@ -60,37 +60,52 @@ bool ReadSentinelRecord(int channel, SentinelRecord* out) {
   }
   if (n <= 0) return false;
   out->fd.reset();
-  for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int))) {
+  out->more_fds.clear();
+  for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len < CMSG_LEN(sizeof(int))) continue;
+    const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
       int fd;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof(fd));
-      out->fd = UniqueFd(fd);
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+      if (!out->fd.valid() && out->more_fds.empty())
+        out->fd = UniqueFd(fd);
+      else
+        out->more_fds.emplace_back(fd);
     }
+  }
   out->kind = buf[0];
   out->payload.assign(buf + 1, static_cast<size_t>(n) - 1);
   return true;
 }
 
-bool SendSentinelRecord(int channel, char kind, const std::string& payload, int fd) {
+bool SendSentinelRecord(int channel, char kind, const std::string& payload, const int* fds, size_t nfds) {
+  if (nfds > kMaxSentinelFds) {
+    errno = EINVAL;
+    return false;
+  }
   std::string rec = kind + payload;
   iovec iov = {rec.data(), rec.size()};
   msghdr m{};
   m.msg_iov = &iov;
   m.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  if (fd >= 0) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSentinelFds)] = {};
+  if (nfds > 0) {
     m.msg_control = control;
-    m.msg_controllen = sizeof(control);
+    m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
     cmsghdr* c = CMSG_FIRSTHDR(&m);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof(fd));
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    std::memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
   }
   ssize_t n;
   while ((n = ::sendmsg(channel, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
   }
   return n == static_cast<ssize_t>(rec.size());
+}
+
+bool SendSentinelRecord(int channel, char kind, const std::string& payload, int fd) {
+  return SendSentinelRecord(channel, kind, payload, &fd, fd >= 0 ? 1 : 0);
 }
 
 Result<std::unique_ptr<Sentinel>> Sentinel::Start(const std::string& name, const std::set<pid_t>& avoid, Body body) {
@@ -126,6 +141,15 @@ Result<std::unique_ptr<Sentinel>> Sentinel::Start(const std::string& name, const
   }
   if (!ReadPid(s->alive_fd_, &s->pid_)) return Status::Error("the " + name + " did not start");
   return s;
+}
+
+Status Sentinel::Send(char kind, const std::string& payload, const std::vector<int>& fds) {
+  if (fd_ < 0) return Status::Error("internal: the " + name_ + " was hung up on");
+  if (payload.size() >= kMaxRecord) return Status::Error("internal: a record for the " + name_ + " is too long");
+  if (fds.size() > kMaxSentinelFds) return Status::Error("internal: a record for the " + name_ + " has too many fds");
+  if (!SendSentinelRecord(fd_, kind, payload, fds.data(), fds.size()))
+    return Status::FromErrno("telling the " + name_ + " (pid " + std::to_string(pid_) + ")");
+  return Status::Ok();
 }
 
 Status Sentinel::Send(char kind, const std::string& payload, int fd) {

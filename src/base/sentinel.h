@@ -21,18 +21,23 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "base/unique_fd.h"
 
 namespace cryo {
 
-// One record: a kind, a payload, maybe an fd.
+// One record: a kind, a payload, maybe fds (at most kMaxSentinelFds).
 struct SentinelRecord {
   char kind = 0;
   std::string payload;
-  UniqueFd fd;
+  UniqueFd fd;                     // the first fd, if any
+  std::vector<UniqueFd> more_fds;  // the others, in the order sent
 };
+
+// The most fds one record carries (SCM_MAX_FD is 253, net/scm.h).
+constexpr size_t kMaxSentinelFds = 200;
 
 // In the sentinel: the next record; false once cryo is gone (EOF) or the
 // channel failed.
@@ -40,6 +45,8 @@ bool ReadSentinelRecord(int channel, SentinelRecord* out);
 // Sends one record (with a duplicate of `fd` if not -1) on a SOCK_SEQPACKET
 // socket; false (errno set) if it was not sent whole.
 bool SendSentinelRecord(int channel, char kind, const std::string& payload, int fd);
+// The same with `n` fds (at most kMaxSentinelFds).
+bool SendSentinelRecord(int channel, char kind, const std::string& payload, const int* fds, size_t n);
 
 class Sentinel {
  public:
@@ -55,6 +62,8 @@ class Sentinel {
   // Sends a record (with a duplicate of `fd` if not -1). `who` names the
   // sentinel in errors.
   Status Send(char kind, const std::string& payload, int fd = -1);
+  // Sends a record with duplicates of `fds` (at most kMaxSentinelFds).
+  Status Send(char kind, const std::string& payload, const std::vector<int>& fds);
   // Closes cryo's end of the channel: the sentinel goes on alone.
   void Hangup();
   // Waits (bounded: 5 s) until the sentinel has exited.

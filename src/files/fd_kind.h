@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <set>
 #include <string>
@@ -57,10 +58,40 @@ struct FdSource {
   bool shell_job = false;  // --shell-job: terminals belong to the caller's shell
   const DumpScope* scope = nullptr;  // null: checks that need the tree are skipped (tests)
   const paths::TaskIds* tree = nullptr;  // every task of the dumped tree (for /proc paths)
+  // The inode of the network namespace the process lives in
+  // (/proc/PID/ns/net), read once per fd table (0: read per socket).
+  uint64_t process_netns = 0;
   std::string what() const { return "pid " + std::to_string(pid) + " fd " + std::to_string(fd); }
-  // A duplicate of the target's fd in cryo (pidfd_getfd(2)); -1 with errno on failure.
+  // The target's fd in cryo (pidfd_getfd(2)), taken the first time a step
+  // asks and shared by every later one (the netns check, each handler's
+  // Handles and Dump, the owner): borrowed, open while this FdSource or a
+  // copy of it lives; -1 with errno on failure.
+  int Dup() const;
+  // A new duplicate of the target's fd that the caller owns (a dup of
+  // Dup()); -1 with errno on failure.
   int Grab() const;
+  // A socket's kind, read once on Dup() (each -1 when unreadable: not a
+  // socket, or pidfd_getfd failed).
+  struct SocketKind {
+    int family = -1;     // SO_DOMAIN
+    int type = -1;       // SO_TYPE
+    int protocol = -1;   // SO_PROTOCOL
+    int accepting = -1;  // SO_ACCEPTCONN: 1 for a listener
+  };
+  const SocketKind& Socket() const;
+  // The inode of a socket's network namespace (ioctl SIOCGSKNS), read once;
+  // 0 with errno set when it cannot be read.
+  uint64_t SocketNetns() const;
+
+ private:
+  struct Taken;
+  mutable std::shared_ptr<Taken> taken_;  // shared by copies: the same fd
+  Taken& Take() const;
 };
+
+// How many times FdSource took a target's fd with pidfd_getfd(2) in this
+// process (for the dump's debug log and the tests: once per fd described).
+uint64_t FdsTaken();
 
 // Whether an fd link names a file that was unlinked ("PATH (deleted)").
 bool IsDeletedLink(const std::string& link);

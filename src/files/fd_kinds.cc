@@ -1,9 +1,16 @@
 #include <fcntl.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "base/file_util.h"
+#include "base/unique_fd.h"
 #include "files/fd_kind.h"
 #include "files/file_facts.h"
 
@@ -14,7 +21,87 @@ std::string NamePid(pid_t pid) {
   return "pid " + std::to_string(pid) + (comm.ok() ? " (" + std::string(Trim(*comm)) + ")" : std::string());
 }
 
-int FdSource::Grab() const { return static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0)); }
+struct FdSource::Taken {
+  bool tried = false;
+  int error = 0;  // errno of pidfd_getfd
+  UniqueFd fd;
+  bool kind_read = false;
+  SocketKind kind;
+  bool netns_read = false;
+  int netns_error = 0;
+  uint64_t netns = 0;
+};
+
+namespace {
+std::atomic<uint64_t> fds_taken{0};
+}  // namespace
+
+uint64_t FdsTaken() { return fds_taken.load(); }
+
+FdSource::Taken& FdSource::Take() const {
+  if (!taken_) taken_ = std::make_shared<Taken>();
+  Taken& t = *taken_;
+  if (!t.tried) {
+    t.tried = true;
+    fds_taken.fetch_add(1, std::memory_order_relaxed);
+    t.fd.reset(static_cast<int>(syscall(SYS_pidfd_getfd, pidfd, fd, 0)));
+    if (!t.fd.valid()) t.error = errno;
+  }
+  return t;
+}
+
+int FdSource::Dup() const {
+  const Taken& t = Take();
+  if (!t.fd.valid()) errno = t.error;
+  return t.fd.get();
+}
+
+int FdSource::Grab() const {
+  const int mine = Dup();
+  return mine < 0 ? -1 : ::fcntl(mine, F_DUPFD_CLOEXEC, 0);
+}
+
+namespace {
+int IntOption(int fd, int name) {
+  int v = 0;
+  socklen_t len = sizeof(v);
+  return ::getsockopt(fd, SOL_SOCKET, name, &v, &len) == 0 ? v : -1;
+}
+}  // namespace
+
+const FdSource::SocketKind& FdSource::Socket() const {
+  Taken& t = Take();
+  if (!t.kind_read) {
+    t.kind_read = true;
+    if (S_ISSOCK(st.st_mode) && t.fd.valid()) {
+      t.kind.family = IntOption(t.fd.get(), SO_DOMAIN);
+      t.kind.type = IntOption(t.fd.get(), SO_TYPE);
+      t.kind.protocol = IntOption(t.fd.get(), SO_PROTOCOL);
+      t.kind.accepting = IntOption(t.fd.get(), SO_ACCEPTCONN);
+    }
+  }
+  return t.kind;
+}
+
+uint64_t FdSource::SocketNetns() const {
+  Taken& t = Take();
+  if (!t.netns_read) {
+    t.netns_read = true;
+    if (!t.fd.valid()) {
+      t.netns_error = t.error;
+    } else {
+      // An nsfs fd of the socket's namespace (needs CAP_NET_ADMIN over it).
+      UniqueFd ns(::ioctl(t.fd.get(), SIOCGSKNS));
+      struct stat nst;
+      if (!ns.valid() || ::fstat(ns.get(), &nst) != 0)
+        t.netns_error = errno;
+      else
+        t.netns = nst.st_ino;
+    }
+  }
+  if (!t.netns) errno = t.netns_error;
+  return t.netns;
+}
 
 bool IsDeletedLink(const std::string& link) {
   return link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0;

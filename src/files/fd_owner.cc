@@ -27,15 +27,21 @@ std::string OwnerName(const image::FdOwner& o) {
 
 }  // namespace
 
-Status DumpFdOwner(const FdSource& src, image::Fd* out) {
-  UniqueFd fd(src.Grab());
-  if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + src.what());
+Status DumpFdOwner(const FdSource& src, image::Fd* out, proc::FdInfo* shown) {
+  const int fd = src.Dup();  // shared with the fd's handler (FdSource::Dup)
+  if (fd < 0) return Status::FromErrno("pidfd_getfd of " + src.what());
   // O_PATH: no owner or signal can be set (check_fcntl_cmd, fs/fcntl.c).
   if (src.info.flags & O_PATH) return Status::Ok();
   struct f_owner_ex owner = {};
-  if (::fcntl(fd.get(), F_GETOWN_EX, &owner) != 0) return Status::FromErrno("F_GETOWN_EX on " + src.what());
-  const int sig = ::fcntl(fd.get(), F_GETSIG);
+  if (::fcntl(fd, F_GETOWN_EX, &owner) != 0) return Status::FromErrno("F_GETOWN_EX on " + src.what());
+  const int sig = ::fcntl(fd, F_GETSIG);
   if (sig < 0) return Status::FromErrno("F_GETSIG on " + src.what());
+  if (shown) {
+    shown->owner_read = true;
+    shown->owner_type = owner.type;
+    shown->owner_pid = owner.pid;
+    shown->owner_sig = sig;
+  }
   if (sig) out->set_signal(sig);
   if (owner.pid <= 0) return Status::Ok();
   image::FdOwner o;

@@ -16,7 +16,8 @@ namespace cryo {
 // Dump, per fd (DumpFdTable): F_GETOWN_EX and F_GETSIG on a duplicate of the
 // description (pidfd_getfd). An owner outside the tree is refused by name: a
 // restore could not tell it from whatever process has that pid by then.
-Status DumpFdOwner(const FdSource& src, image::Fd* out);
+// `shown`, if given, gets the values fcntl(2) showed (proc::FdInfo::owner_*).
+Status DumpFdOwner(const FdSource& src, image::Fd* out, proc::FdInfo* shown = nullptr);
 
 // Restore, with the restore plan: a process group that owns an fd is
 // rebuilt by the restore (its leader is in the image, or a temporary leader

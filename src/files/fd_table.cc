@@ -95,7 +95,7 @@ Status DescribeFd(FdSource& src, image::FdTable* table, std::set<std::string>* f
   }
   handler->AddFeatures(*f, features);
   CRYO_RETURN_IF_ERROR(DumpFdLocks(src, f));
-  CRYO_RETURN_IF_ERROR(DumpFdOwner(src, f));
+  CRYO_RETURN_IF_ERROR(DumpFdOwner(src, f, &src.info));  // the audit uses what it read
   if (f->has_owner() || f->signal()) features->insert("fd-owner");
   return Status::Ok();
 }
@@ -105,12 +105,18 @@ Status DumpFdTable(pid_t pid, image::FdTable* table, std::set<std::string>* feat
   CRYO_ASSIGN_OR_RETURN(std::vector<int> fds, proc::ListFds(pid));
   UniqueFd pidfd(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
   if (!pidfd.valid()) return Status::FromErrno("pidfd_open pid " + std::to_string(pid));
+  // The process's network namespace, for the check of each socket's
+  // (net/socket_netns.h): the tree is frozen, it stays that one. Unreadable:
+  // each socket's check reads it again and says why.
+  struct stat netns{};
+  if (::stat(("/proc/" + std::to_string(pid) + "/ns/net").c_str(), &netns) != 0) netns.st_ino = 0;
   for (int fd : fds) {
     FdSource src;
     src.pid = pid;
     src.fd = fd;
     src.pidfd = pidfd.get();
     src.shell_job = shell_job;
+    src.process_netns = netns.st_ino;
     src.scope = scope;
     if (scope) src.tree = &scope->all_tasks;
     CRYO_RETURN_IF_ERROR(DescribeFd(src, table, features));

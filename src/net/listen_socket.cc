@@ -32,16 +32,16 @@ namespace cryo {
 
 namespace {
 
-// A description of the target's socket in cryo (pidfd_getfd), if it listens.
-UniqueFd GrabListener(const FdSource& s) {
-  if (!S_ISSOCK(s.st.st_mode)) return UniqueFd();
-  UniqueFd fd(s.Grab());
-  if (!fd.valid() || IntSocketOption(fd.get(), SOL_SOCKET, SO_ACCEPTCONN) != 1) return UniqueFd();
-  const int family = IntSocketOption(fd.get(), SOL_SOCKET, SO_DOMAIN);
-  if (family != AF_INET && family != AF_INET6 && family != AF_UNIX) return UniqueFd();
+// The target's socket in cryo (FdSource::Dup, borrowed) if it listens; -1
+// otherwise.
+int GrabListener(const FdSource& s) {
+  if (!S_ISSOCK(s.st.st_mode)) return -1;
+  const FdSource::SocketKind& k = s.Socket();
+  if (k.accepting != 1) return -1;
+  if (k.family != AF_INET && k.family != AF_INET6 && k.family != AF_UNIX) return -1;
   // An MPTCP or SCTP listener is no TCP one (net/other_socket.cc refuses it).
-  if (family != AF_UNIX && IntSocketOption(fd.get(), SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP) return UniqueFd();
-  return fd;
+  if (k.family != AF_UNIX && k.protocol != IPPROTO_TCP) return -1;
+  return s.Dup();
 }
 
 std::string Describe(const image::ListenSocket& l) {
@@ -114,22 +114,22 @@ class ListenSocketHandler final : public FdKindHandler {
       features->insert("socket-state");
     if (l.pending_clients_size()) features->insert("unix-pending-connections");
   }
-  bool Handles(const FdSource& s) const override { return GrabListener(s).valid(); }
+  bool Handles(const FdSource& s) const override { return GrabListener(s) >= 0; }
   Status Dump(const FdSource& s, image::Fd* out) const override {
-    UniqueFd fd = GrabListener(s);
-    if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + s.what());
+    const int fd = GrabListener(s);  // borrowed (FdSource::Dup)
+    if (fd < 0) return Status::FromErrno("pidfd_getfd of " + s.what());
     image::ListenSocket* l = out->mutable_listen_socket();
-    l->set_family(IntSocketOption(fd.get(), SOL_SOCKET, SO_DOMAIN));
-    l->set_type(IntSocketOption(fd.get(), SOL_SOCKET, SO_TYPE));
-    l->set_protocol(IntSocketOption(fd.get(), SOL_SOCKET, SO_PROTOCOL));
+    l->set_family(s.Socket().family);
+    l->set_type(s.Socket().type);
+    l->set_protocol(s.Socket().protocol);
     sockaddr_storage addr{};
     socklen_t len = sizeof(addr);
-    if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
       return Status::FromErrno("getsockname of " + s.what());
     l->set_address(std::string(reinterpret_cast<const char*>(&addr), len));
-    l->set_reuseaddr(IntSocketOption(fd.get(), SOL_SOCKET, SO_REUSEADDR) == 1);
-    l->set_reuseport(IntSocketOption(fd.get(), SOL_SOCKET, SO_REUSEPORT) == 1);
-    if (l->family() == AF_INET6) l->set_v6only(IntSocketOption(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY) == 1);
+    l->set_reuseaddr(IntSocketOption(fd, SOL_SOCKET, SO_REUSEADDR) == 1);
+    l->set_reuseport(IntSocketOption(fd, SOL_SOCKET, SO_REUSEPORT) == 1);
+    if (l->family() == AF_INET6) l->set_v6only(IntSocketOption(fd, IPPROTO_IPV6, IPV6_V6ONLY) == 1);
     l->set_backlog(SOMAXCONN);
     l->set_owner_uid(s.st.st_uid);
     l->set_owner_gid(s.st.st_gid);
@@ -138,7 +138,7 @@ class ListenSocketHandler final : public FdKindHandler {
       // For a listener, tcpi_sacked is its backlog (sk_max_ack_backlog, tcp_get_info).
       tcp_info ti{};
       socklen_t tl = sizeof(ti);
-      if (::getsockopt(fd.get(), IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) l->set_backlog(static_cast<int>(ti.tcpi_sacked));
+      if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) l->set_backlog(static_cast<int>(ti.tcpi_sacked));
     }
     if (l->family() == AF_UNIX) {
       const std::string& a = l->address();
@@ -150,14 +150,14 @@ class ListenSocketHandler final : public FdKindHandler {
       CRYO_ASSIGN_OR_RETURN(UnixSocketDiag diag, QueryUnixSocket(s.st.st_ino));
       if (diag.backlog) l->set_backlog(static_cast<int>(diag.backlog));
       if (a[off] == '/') CRYO_RETURN_IF_ERROR(DumpUnixSocketFile(s, diag, l, what));
-      CRYO_RETURN_IF_ERROR(DumpListenCreds(fd.get(), l, what));
+      CRYO_RETURN_IF_ERROR(DumpListenCreds(fd, l, what));
       CRYO_RETURN_IF_ERROR(DumpPendingConnections(diag, l, s.what() + ": " + what));
     }
     // A listener is readable when a connection waits in its accept queue.
-    pollfd p = {fd.get(), POLLIN, 0};
+    pollfd p = {fd, POLLIN, 0};
     if (l->family() != AF_UNIX && ::poll(&p, 1, 0) > 0 && (p.revents & POLLIN))
       return Status::Error(s.what() + ": " + what + " has connections waiting to be accepted, which cryo cannot checkpoint yet");
-    return DumpSocketOptions(fd.get(), l->family(), l->type(), l->protocol(), what, l->mutable_options());
+    return DumpSocketOptions(fd, l->family(), l->type(), l->protocol(), what, l->mutable_options());
   }
   // Made and bound in cryo; listen(2) comes in Finish.
   Result<int> Open(const image::Fd& f) const override {

@@ -43,12 +43,14 @@ bool Restorable(int protocol) {
          protocol == NETLINK_KOBJECT_UEVENT;
 }
 
-UniqueFd GrabNetlink(const FdSource& s) {
-  if (!S_ISSOCK(s.st.st_mode)) return UniqueFd();
-  UniqueFd fd(s.Grab());
-  if (!fd.valid() || IntSocketOption(fd.get(), SOL_SOCKET, SO_DOMAIN) != AF_NETLINK) return UniqueFd();
-  if (!Restorable(IntSocketOption(fd.get(), SOL_SOCKET, SO_PROTOCOL))) return UniqueFd();  // other_socket.cc refuses it
-  return fd;
+// The target's netlink socket in cryo (FdSource::Dup, borrowed) of a
+// protocol cryo restores; -1 otherwise.
+int GrabNetlink(const FdSource& s) {
+  if (!S_ISSOCK(s.st.st_mode)) return -1;
+  const FdSource::SocketKind& k = s.Socket();
+  if (k.family != AF_NETLINK) return -1;
+  if (!Restorable(k.protocol)) return -1;  // other_socket.cc refuses it
+  return s.Dup();
 }
 
 std::string Describe(const image::NetlinkSocket& n) {
@@ -106,11 +108,11 @@ class NetlinkSocketHandler final : public FdKindHandler {
   image::FdKind kind() const override { return image::FD_NETLINK_SOCKET; }
   const char* name() const override { return "netlink socket"; }
   const char* feature() const override { return "netlink-sockets"; }
-  bool Handles(const FdSource& s) const override { return GrabNetlink(s).valid(); }
+  bool Handles(const FdSource& s) const override { return GrabNetlink(s) >= 0; }
   Status Dump(const FdSource& s, image::Fd* out) const override {
-    UniqueFd fd = GrabNetlink(s);
-    if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + s.what());
-    return DumpNetlink(s, fd.get(), out->mutable_netlink_socket());
+    const int fd = GrabNetlink(s);  // borrowed (FdSource::Dup)
+    if (fd < 0) return Status::FromErrno("pidfd_getfd of " + s.what());
+    return DumpNetlink(s, fd, out->mutable_netlink_socket());
   }
   Result<int> Open(const image::Fd& f) const override {
     const image::NetlinkSocket& n = f.netlink_socket();

@@ -42,12 +42,10 @@ class OtherSocketHandler final : public FdKindHandler {
   const char* name() const override { return "socket"; }
   bool Handles(const FdSource& s) const override { return S_ISSOCK(s.st.st_mode); }
   Status Dump(const FdSource& s, image::Fd*) const override {
-    UniqueFd fd(s.Grab());
-    if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + s.what());
-    const int family = IntSocketOption(fd.get(), SOL_SOCKET, SO_DOMAIN);
-    const int type = IntSocketOption(fd.get(), SOL_SOCKET, SO_TYPE);
-    const int protocol = IntSocketOption(fd.get(), SOL_SOCKET, SO_PROTOCOL);
-    return Status::Error(DescribeSocket(fd.get()) + ": " + Why(family, type, protocol));
+    const int fd = s.Dup();
+    if (fd < 0) return Status::FromErrno("pidfd_getfd of " + s.what());
+    const FdSource::SocketKind& k = s.Socket();
+    return Status::Error(DescribeSocket(fd) + ": " + Why(k.family, k.type, k.protocol));
   }
   Result<int> Open(const image::Fd&) const override { return Status::Error("internal: a refused socket in an image"); }
 };

@@ -7,7 +7,9 @@
 #include <linux/sock_diag.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <functional>
 
 #include "base/unique_fd.h"
@@ -16,20 +18,58 @@ namespace cryo {
 
 namespace {
 
-// A NETLINK_SOCK_DIAG socket that has sent `request` (`len` bytes).
-Result<UniqueFd> SendRequest(const void* request, size_t len, const std::string& what) {
-  UniqueFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+// One NETLINK_SOCK_DIAG socket per thread, kept between exchanges (a dump
+// asks about thousands of sockets; opening a netlink socket for each was a
+// good part of its cost). A socket goes back to the thread's spare only after
+// an exchange that ended cleanly (the one answer of an exact query, or a
+// dump's NLMSG_DONE or error): whatever is left unread of an exchange
+// abandoned half-way would otherwise be taken for the next one's answer.
+// A child forked since (a restore helper) does not share its parent's: it
+// would read answers meant for the parent.
+thread_local UniqueFd spare;
+thread_local pid_t spare_pid = 0;
+std::atomic<uint64_t> sockets_opened{0}, exchanges{0};
+
+class DiagSocket {
+ public:
+  DiagSocket() {
+    if (spare.valid() && spare_pid == ::getpid()) fd_ = std::move(spare);
+    spare.reset();
+    if (!fd_.valid()) {
+      fd_.reset(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+      sockets_opened.fetch_add(1, std::memory_order_relaxed);
+    }
+    exchanges.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~DiagSocket() {
+    if (!clean_ || !fd_.valid()) return;
+    spare = std::move(fd_);
+    spare_pid = ::getpid();
+  }
+  DiagSocket(const DiagSocket&) = delete;
+  DiagSocket& operator=(const DiagSocket&) = delete;
+  int get() const { return fd_.get(); }
+  bool valid() const { return fd_.valid(); }
+  void Clean() { clean_ = true; }
+
+ private:
+  UniqueFd fd_;
+  bool clean_ = false;
+};
+
+// Sends `request` (`len` bytes) on `nl`.
+Status SendRequest(const DiagSocket& nl, const void* request, size_t len, const std::string& what) {
   if (!nl.valid()) return Status::FromErrno("socket(NETLINK_SOCK_DIAG)");
   sockaddr_nl sa{};
   sa.nl_family = AF_NETLINK;
   if (::sendto(nl.get(), request, len, 0, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != static_cast<ssize_t>(len))
     return Status::FromErrno("sending " + what);
-  return nl;
+  return Status::Ok();
 }
 
 // The next answer on `nl` into *answer (its size is the room given); its
 // length. Bounded: 1 s.
-Result<size_t> ReceiveAnswer(const UniqueFd& nl, std::vector<char>* answer, const std::string& what) {
+Result<size_t> ReceiveAnswer(const DiagSocket& nl, std::vector<char>* answer, const std::string& what) {
   pollfd p = {nl.get(), POLLIN, 0};
   const int ready = ::poll(&p, 1, 1000);
   if (ready < 0) return Status::FromErrno("waiting for " + what);
@@ -39,42 +79,44 @@ Result<size_t> ReceiveAnswer(const UniqueFd& nl, std::vector<char>* answer, cons
   return static_cast<size_t>(n);
 }
 
-// Sends `req` (a SOCK_DIAG_BY_FAMILY dump request of `len` bytes) and calls
-// `each` with every answer until NLMSG_DONE or until it returns true.
-Status DiagDump(const void* req, size_t len, const std::string& what,
-                const std::function<bool(const nlmsghdr*)>& each) {
-  CRYO_ASSIGN_OR_RETURN(UniqueFd nl, SendRequest(req, len, what));
-  std::vector<char> buf(64 * 1024);
+}  // namespace
+
+uint64_t SockDiagSocketsOpened() { return sockets_opened.load(); }
+uint64_t SockDiagExchanges() { return exchanges.load(); }
+
+Status SockDiagDump(const void* req, size_t len, const std::string& what,
+                    const std::function<bool(const nlmsghdr*)>& each) {
+  DiagSocket nl;
+  CRYO_RETURN_IF_ERROR(SendRequest(nl, req, len, what));
+  // Room for one batch of answers (the kernel fills up to a page or so per
+  // recv; 64 KiB takes any). Not zeroed per call: kept per thread.
+  thread_local std::vector<char> buf(64 * 1024);
   for (;;) {
     CRYO_ASSIGN_OR_RETURN(const size_t got, ReceiveAnswer(nl, &buf, what));
     ssize_t n = static_cast<ssize_t>(got);
     for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
-      if (h->nlmsg_type == NLMSG_DONE) return Status::Ok();
+      if (h->nlmsg_type == NLMSG_DONE) {
+        nl.Clean();
+        return Status::Ok();
+      }
       if (h->nlmsg_type == NLMSG_ERROR) {
+        nl.Clean();
         const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
         return Status::Errno(-e->error, what);
       }
-      if (each(h)) return Status::Ok();
+      if (each(h)) return Status::Ok();  // the rest unread: that socket is not reused
     }
   }
 }
 
-}  // namespace
-
-Result<bool> SockDiagQuery(const void* request, size_t len, size_t room, const std::string& what,
-                           const std::string& error_note, const std::function<bool(const nlmsghdr*)>& each) {
-  CRYO_ASSIGN_OR_RETURN(UniqueFd nl, SendRequest(request, len, what));
-  std::vector<char> answer(room);
-  CRYO_ASSIGN_OR_RETURN(const size_t got, ReceiveAnswer(nl, &answer, what));
-  ssize_t n = static_cast<ssize_t>(got);
-  for (auto* h = reinterpret_cast<nlmsghdr*>(answer.data()); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
-    if (h->nlmsg_type == NLMSG_ERROR) {
-      const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
-      return Status::Errno(-e->error, what + error_note);
-    }
-    if (h->nlmsg_type == SOCK_DIAG_BY_FAMILY && each(h)) return true;
-  }
-  return false;
+Result<size_t> SockDiagQuery(const void* request, size_t len, std::vector<char>* answer, const std::string& what) {
+  DiagSocket nl;
+  CRYO_RETURN_IF_ERROR(SendRequest(nl, request, len, what));
+  CRYO_ASSIGN_OR_RETURN(const size_t got, ReceiveAnswer(nl, answer, what));
+  // An exact query has one answer (the socket's record or an error), unless
+  // it did not fit in *answer (MSG_TRUNC would have dropped the rest).
+  if (got < answer->size()) nl.Clean();
+  return got;
 }
 
 Result<InetSocketDiag> QueryInetSocket(int family, int protocol, uint64_t ino) {
@@ -91,7 +133,7 @@ Result<InetSocketDiag> QueryInetSocket(int family, int protocol, uint64_t ino) {
   msg.req.idiag_states = ~0u;
   bool found = false;
   InetSocketDiag out;
-  CRYO_RETURN_IF_ERROR(DiagDump(&msg, sizeof(msg), what, [&](const nlmsghdr* h) {
+  CRYO_RETURN_IF_ERROR(SockDiagDump(&msg, sizeof(msg), what, [&](const nlmsghdr* h) {
     if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) return false;
     const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
     if (d->idiag_inode != static_cast<uint32_t>(ino)) return false;
@@ -122,7 +164,7 @@ Result<NetlinkSocketDiag> QueryNetlinkSocket(uint64_t ino) {
   msg.req.ndiag_show = NDIAG_SHOW_GROUPS | NDIAG_SHOW_MEMINFO | NDIAG_SHOW_FLAGS;
   bool found = false;
   NetlinkSocketDiag out;
-  CRYO_RETURN_IF_ERROR(DiagDump(&msg, sizeof(msg), what, [&](const nlmsghdr* h) {
+  CRYO_RETURN_IF_ERROR(SockDiagDump(&msg, sizeof(msg), what, [&](const nlmsghdr* h) {
     if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) return false;
     const auto* d = static_cast<const netlink_diag_msg*>(NLMSG_DATA(h));
     if (d->ndiag_ino != static_cast<uint32_t>(ino)) return false;

@@ -18,13 +18,23 @@
 
 namespace cryo {
 
-// Sends `request` (a struct nlmsghdr and its payload, `len` bytes), reads
-// the answer (at most `room` bytes; bounded: 1 s) and calls `each` with each
-// of its SOCK_DIAG_BY_FAMILY messages until it returns true; returns whether
-// it did. An NLMSG_ERROR in the answer comes back as its errno, described as
-// `what` + `error_note`. `what` names the query in errors.
-Result<bool> SockDiagQuery(const void* request, size_t len, size_t room, const std::string& what,
-                           const std::string& error_note, const std::function<bool(const nlmsghdr*)>& each);
+// Sends `request` (a struct nlmsghdr and its payload, `len` bytes) and reads
+// the answer into *answer (its size is the room given); returns the answer's
+// length. Bounded: 1 s for the answer. `what` names the query in errors.
+// The netlink socket is reused by the next exchange of the same thread once
+// this one ended cleanly.
+Result<size_t> SockDiagQuery(const void* request, size_t len, std::vector<char>* answer, const std::string& what);
+
+// Sends `req` (a SOCK_DIAG_BY_FAMILY dump request of `len` bytes) and calls
+// `each` with every answer until NLMSG_DONE or until it returns true.
+// Bounded: 1 s for each batch of answers.
+Status SockDiagDump(const void* req, size_t len, const std::string& what,
+                    const std::function<bool(const nlmsghdr*)>& each);
+
+// This process's NETLINK_SOCK_DIAG sockets opened and exchanges made (for the
+// dump's debug log and the tests).
+uint64_t SockDiagSocketsOpened();
+uint64_t SockDiagExchanges();
 
 struct InetSocketDiag {
   int state = 0;          // sk_state (TCP_CLOSE; TCP_ESTABLISHED: connected)

@@ -5,7 +5,14 @@
 #include <unistd.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <tuple>
+#include <vector>
 
 #include "base/log.h"
 #include "base/unique_fd.h"
@@ -207,35 +214,103 @@ std::string SocketOptionName(int level, int name) {
   return o ? o->label : "level " + std::to_string(level) + " option " + std::to_string(name);
 }
 
+namespace {
+
+constexpr size_t kOptionCount = sizeof(kOptions) / sizeof(kOptions[0]);
+std::atomic<uint64_t> sockets_made{0};
+
+// What a new socket of one kind reads for each option (nullopt: it has no
+// such option), read once per cryo process and kind: every socket of a dump
+// is compared with the same values, and a new socket's defaults do not change
+// while cryo runs (they come from the kind and from sysctls a dump does not
+// touch). Dumps describe processes on several threads: under the mutex.
+using Defaults = std::vector<std::optional<std::string>>;
+
+Result<std::shared_ptr<const Defaults>> DefaultsOf(int family, int type, int protocol, const std::string& what) {
+  static std::mutex mu;
+  static std::map<std::tuple<int, int, int>, std::shared_ptr<const Defaults>> known;
+  const auto key = std::make_tuple(family, type, protocol);
+  {
+    std::lock_guard<std::mutex> l(mu);
+    if (auto it = known.find(key); it != known.end()) return it->second;
+  }
+  UniqueFd fresh(::socket(family, type | SOCK_CLOEXEC, protocol));
+  if (!fresh.valid()) return Status::FromErrno("socket to compare the options of " + what);
+  sockets_made.fetch_add(1, std::memory_order_relaxed);
+  auto d = std::make_shared<Defaults>(kOptionCount);
+  for (size_t i = 0; i < kOptionCount; ++i) {
+    if (!Applies(kOptions[i], family, type)) continue;
+    std::string v;
+    if (Get(fresh.get(), kOptions[i], &v)) (*d)[i] = std::move(v);
+  }
+  std::lock_guard<std::mutex> l(mu);
+  return known.emplace(key, std::move(d)).first->second;
+}
+
+// Values that were checked to read back as set on a new socket of the kind
+// (`true`), or found to be chosen by TCP's autotuning (`false`); once per
+// cryo process. Failures are not kept: they refuse the dump.
+struct ProbeKey {
+  int family, type, protocol;
+  size_t option;
+  std::string value;
+  bool operator<(const ProbeKey& o) const {
+    return std::tie(family, type, protocol, option, value) < std::tie(o.family, o.type, o.protocol, o.option, o.value);
+  }
+};
+std::mutex probes_mu;
+std::map<ProbeKey, bool> probes;
+
+}  // namespace
+
+uint64_t OptionSocketsMade() { return sockets_made.load(); }
+
 Status DumpSocketOptions(int fd, int family, int type, int protocol, const std::string& what,
                          google::protobuf::RepeatedPtrField<image::SocketOption>* out, bool connected) {
   CRYO_RETURN_IF_ERROR(CheckUnreadable(fd, family, what));
-  UniqueFd fresh(::socket(family, type | SOCK_CLOEXEC, protocol));
-  if (!fresh.valid()) return Status::FromErrno("socket to compare the options of " + what);
-  for (const Option& o : kOptions) {
+  CRYO_ASSIGN_OR_RETURN(const std::shared_ptr<const Defaults> defaults, DefaultsOf(family, type, protocol, what));
+  for (size_t i = 0; i < kOptionCount; ++i) {
+    const Option& o = kOptions[i];
     if (!Applies(o, family, type) || (connected && o.level == kTcp && o.name == 2 /*TCP_MAXSEG*/)) continue;
-    std::string mine, theirs;
+    std::string mine;
     const bool has = Get(fd, o, &mine);
-    if (!has || (Get(fresh.get(), o, &theirs) && theirs == mine)) continue;
-    // Set on a new socket, it must read back as it was: else it is not restored.
-    UniqueFd probe(::socket(family, type | SOCK_CLOEXEC, protocol));
-    if (!probe.valid()) return Status::FromErrno("socket to check option " + std::string(o.label) + " of " + what);
-    if (Set(probe.get(), o.level, o.name, mine) != 0)
-      return Status::FromErrno(what + ": option " + o.label + " cannot be set back to what it is");
-    std::string back;
-    if (!Get(probe.get(), o, &back) || back != mine) {
-      // TCP grows (and clamps) the buffers of a connection itself unless the
-      // program set them (tcp_rcv_space_adjust, tcp_sndbuf_expand and
-      // tcp_clamp_window all skip a socket with SOCK_RCVBUF_LOCK /
-      // SOCK_SNDBUF_LOCK). A size the program set reads back as exactly twice
-      // what it gave (socket(7)), which the probe reproduces; one it cannot
-      // reproduce was chosen by autotuning: the restored socket autotunes again.
-      if (o.how == kBuffer && type == SOCK_STREAM && (family == AF_INET || family == AF_INET6)) {
-        LOG_DEBUG("%s: %s is autotuned by the kernel; the restored connection autotunes it again", what.c_str(),
-                  o.label);
-        continue;
+    if (!has || ((*defaults)[i] && *(*defaults)[i] == mine)) continue;
+    const ProbeKey key{family, type, protocol, i, mine};
+    bool keep = true;
+    bool probed = false;
+    {
+      std::lock_guard<std::mutex> l(probes_mu);
+      if (auto it = probes.find(key); it != probes.end()) {
+        probed = true;
+        keep = it->second;
       }
-      return Status::Error(what + ": option " + o.label + " cannot be set back to what it is (it reads back differently)");
+    }
+    if (!probed) {
+      // Set on a new socket, it must read back as it was: else it is not restored.
+      UniqueFd probe(::socket(family, type | SOCK_CLOEXEC, protocol));
+      if (!probe.valid()) return Status::FromErrno("socket to check option " + std::string(o.label) + " of " + what);
+      sockets_made.fetch_add(1, std::memory_order_relaxed);
+      if (Set(probe.get(), o.level, o.name, mine) != 0)
+        return Status::FromErrno(what + ": option " + o.label + " cannot be set back to what it is");
+      std::string back;
+      if (!Get(probe.get(), o, &back) || back != mine) {
+        // TCP grows (and clamps) the buffers of a connection itself unless the
+        // program set them (tcp_rcv_space_adjust, tcp_sndbuf_expand and
+        // tcp_clamp_window all skip a socket with SOCK_RCVBUF_LOCK /
+        // SOCK_SNDBUF_LOCK). A size the program set reads back as exactly twice
+        // what it gave (socket(7)), which the probe reproduces; one it cannot
+        // reproduce was chosen by autotuning: the restored socket autotunes again.
+        if (!(o.how == kBuffer && type == SOCK_STREAM && (family == AF_INET || family == AF_INET6)))
+          return Status::Error(what + ": option " + o.label +
+                               " cannot be set back to what it is (it reads back differently)");
+        keep = false;
+      }
+      std::lock_guard<std::mutex> l(probes_mu);
+      probes.emplace(key, keep);
+    }
+    if (!keep) {
+      LOG_DEBUG("%s: %s is autotuned by the kernel; the restored connection autotunes it again", what.c_str(), o.label);
+      continue;
     }
     image::SocketOption* so = out->Add();
     so->set_level(o.level);

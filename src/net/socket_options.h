@@ -31,6 +31,11 @@ Status RestoreSocketOptions(int fd, const google::protobuf::RepeatedPtrField<ima
 // both ids are 0) and O_NONBLOCK when `flags` (the fd's open flags) have it.
 Status SetSocketOwnerAndFlags(int fd, uint32_t uid, uint32_t gid, uint32_t flags, const std::string& what);
 
+// Sockets made by DumpSocketOptions in this process to compare and check
+// options with (a new socket's defaults: once per kind; a probe: once per
+// option value); for the dump's debug log and the tests.
+uint64_t OptionSocketsMade();
+
 // An int option of `fd` (getsockopt(2)), -1 if it cannot be read.
 int IntSocketOption(int fd, int level, int name);
 

@@ -54,17 +54,78 @@ Result<TcpDiag> QueryTcpConnection(int family, const std::string& local, const s
   Fill(local, &msg.req.id.idiag_sport, msg.req.id.idiag_src);
   Fill(peer, &msg.req.id.idiag_dport, msg.req.id.idiag_dst);
   msg.req.id.idiag_cookie[0] = msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
-  TcpDiag out;
-  CRYO_ASSIGN_OR_RETURN(const bool found, SockDiagQuery(&msg, sizeof(msg), 1 << 16, what, "", [&](const nlmsghdr* h) {
+  thread_local std::vector<char> space(1 << 16);  // not zeroed per query
+  CRYO_ASSIGN_OR_RETURN(const size_t got, SockDiagQuery(&msg, sizeof(msg), &space, what));
+  char* buf = space.data();
+  ssize_t n = static_cast<ssize_t>(got);
+  for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
+    if (h->nlmsg_type == NLMSG_ERROR) {
+      const auto* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
+      return Status::Errno(-e->error, what);
+    }
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
     const auto* d = static_cast<const struct inet_diag_msg*>(NLMSG_DATA(h));
+    TcpDiag out;
     out.ino = d->idiag_inode;
     int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*d)));
     for (auto* a = reinterpret_cast<const struct rtattr*>(d + 1); RTA_OK(a, len); a = RTA_NEXT(a, len))
       if (a->rta_type == INET_DIAG_MD5SIG && RTA_PAYLOAD(a) > 0) out.md5sig = true;
-    return true;
-  }));
-  if (!found) return Status::Error(what + ": no answer for that connection");
-  return out;
+    return out;
+  }
+  return Status::Error(what + ": no answer for that connection");
+}
+
+namespace {
+
+// Every TCP socket of `family` (inet_diag dump, with the auxiliary
+// attributes that tell TCP_MD5SIG keys) into *out by inode.
+Status DumpTcpSockets(int family, std::map<uint64_t, TcpDiag>* out) {
+  const std::string what = "INET_DIAG dump of the TCP sockets";
+  struct {
+    struct nlmsghdr nlh;
+    struct inet_diag_req_v2 req;
+  } msg;
+  std::memset(&msg, 0, sizeof(msg));
+  msg.nlh.nlmsg_len = sizeof(msg);
+  msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  msg.nlh.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  msg.req.sdiag_family = static_cast<__u8>(family);
+  msg.req.sdiag_protocol = IPPROTO_TCP;
+  // Every state but those no fd holds (TIME_WAIT and request sockets have
+  // no inode).
+  constexpr int kTimeWait = 6, kNewSynRecv = 12;  // TCP_TIME_WAIT, TCP_NEW_SYN_RECV (net/tcp_states.h)
+  msg.req.idiag_states = ~0u & ~((1u << kTimeWait) | (1u << kNewSynRecv));
+  // As for one query: INET_DIAG_MD5SIG comes with INET_DIAG_INFO asked for.
+  msg.req.idiag_ext = 1 << (INET_DIAG_INFO - 1);
+  return SockDiagDump(&msg, sizeof(msg), what, [&](const nlmsghdr* h) {
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) return false;
+    const auto* d = static_cast<const struct inet_diag_msg*>(NLMSG_DATA(h));
+    if (!d->idiag_inode) return false;
+    TcpDiag t;
+    t.ino = d->idiag_inode;
+    int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*d)));
+    for (auto* a = reinterpret_cast<const struct rtattr*>(d + 1); RTA_OK(a, len); a = RTA_NEXT(a, len))
+      if (a->rta_type == INET_DIAG_MD5SIG && RTA_PAYLOAD(a) > 0) t.md5sig = true;
+    (*out)[t.ino] = t;
+    return false;
+  });
+}
+
+}  // namespace
+
+Result<TcpDiag> TcpDiagSnapshot::Find(int family, uint64_t ino, const std::string& local, const std::string& peer,
+                                      int state) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto fam = by_family_.find(family);
+    if (fam == by_family_.end()) {
+      std::map<uint64_t, TcpDiag> all;
+      CRYO_RETURN_IF_ERROR(DumpTcpSockets(family, &all));
+      fam = by_family_.emplace(family, std::move(all)).first;
+    }
+    if (auto it = fam->second.find(ino); it != fam->second.end()) return it->second;
+  }
+  return QueryTcpConnection(family, local, peer, state);
 }
 
 }  // namespace cryo

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "base/status.h"
@@ -19,5 +21,19 @@ struct TcpDiag {
 // sockaddr_in6 each) in cryo's network namespace, in state `state` (-1: any).
 // Bounded: 1 s for the answer.
 Result<TcpDiag> QueryTcpConnection(int family, const std::string& local, const std::string& peer, int state);
+
+// Every TCP socket of cryo's network namespace, by inode, from one inet_diag
+// dump per family taken the first time a family is asked about: a dump of
+// many connections asks the kernel once instead of once per socket (and the
+// tree is frozen meanwhile: its sockets' keys stay as they were). A socket
+// the dump did not list (made since) is asked about on its own.
+class TcpDiagSnapshot {
+ public:
+  Result<TcpDiag> Find(int family, uint64_t ino, const std::string& local, const std::string& peer, int state);
+
+ private:
+  std::mutex mu_;
+  std::map<int, std::map<uint64_t, TcpDiag>> by_family_;
+};
 
 }  // namespace cryo

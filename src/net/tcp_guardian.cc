@@ -84,7 +84,13 @@ void Run(int channel, pid_t cryo) {
   SentinelRecord rec;
   while (ReadSentinelRecord(channel, &rec)) {
     if (rec.kind == 'N') tables.push_back(rec.payload);
-    if (rec.kind == 'S' && rec.fd.valid()) sockets.push_back({std::move(rec.fd), std::atoi(rec.payload.c_str())});
+    if (rec.kind == 'S' && rec.fd.valid()) {
+      // One SO_REUSEADDR value per socket, in the order of the fds.
+      const std::vector<std::string_view> w = SplitWords(rec.payload);
+      auto reuse = [&w](size_t i) { return i < w.size() ? std::atoi(std::string(w[i]).c_str()) : 0; };
+      sockets.push_back({std::move(rec.fd), reuse(0)});
+      for (size_t i = 0; i < rec.more_fds.size(); ++i) sockets.push_back({std::move(rec.more_fds[i]), reuse(i + 1)});
+    }
     if (rec.kind == 'K') {
       killing = true;
       for (std::string_view w : SplitWords(rec.payload)) kill_pids.push_back(std::atoi(std::string(w).c_str()));
@@ -138,6 +144,19 @@ Result<std::unique_ptr<TcpGuardian>> TcpGuardian::Start() {
 Status TcpGuardian::WillLock(const std::string& name) { return sentinel_->Send('N', name); }
 
 Status TcpGuardian::WillRepair(int fd, int reuseaddr) { return sentinel_->Send('S', std::to_string(reuseaddr), fd); }
+
+Status TcpGuardian::WillRepair(const std::vector<std::pair<int, int>>& sockets) {
+  for (size_t from = 0; from < sockets.size(); from += kMaxSentinelFds) {
+    std::vector<int> fds;
+    std::string reuse;
+    for (size_t i = from; i < sockets.size() && i < from + kMaxSentinelFds; ++i) {
+      fds.push_back(sockets[i].first);
+      reuse += (reuse.empty() ? "" : " ") + std::to_string(sockets[i].second);
+    }
+    CRYO_RETURN_IF_ERROR(sentinel_->Send('S', reuse, fds));
+  }
+  return Status::Ok();
+}
 
 Status TcpGuardian::WillHold(pid_t pid, uint64_t flag) {
   return sentinel_->Send('G', std::to_string(pid) + " " + std::to_string(flag));

@@ -35,6 +35,8 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "base/sentinel.h"
 #include "base/status.h"
@@ -51,6 +53,9 @@ class TcpGuardian {
   Status WillLock(const std::string& name);
   // Before TCP_REPAIR goes on on `fd`, whose SO_REUSEADDR is `reuseaddr`.
   Status WillRepair(int fd, int reuseaddr);
+  // The same for many sockets at once, as (fd, SO_REUSEADDR) pairs: a
+  // record per kMaxSentinelFds sockets rather than per socket.
+  Status WillRepair(const std::vector<std::pair<int, int>>& sockets);
   // The threads of `pid` are about to wait at cryo's gate, whose flag is at
   // `flag` in its memory.
   Status WillHold(pid_t pid, uint64_t flag);

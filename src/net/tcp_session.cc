@@ -7,6 +7,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
+#include <set>
+#include <string>
 
 #include "base/interrupt.h"
 #include "base/log.h"
@@ -18,9 +21,18 @@ namespace {
 std::atomic<TcpDumpSession*> current{nullptr};
 
 // A fault point of the TCP steps of a dump, logged with its number: the tests
-// kill cryo at each (base/interrupt.h).
-void TcpFaultPoint(const char* step) {
+// kill cryo at each (base/interrupt.h). A step passed once per socket
+// (`per_socket`) is logged the first time only (test_tcp.py's fault
+// campaigns read the points of a dump of one connection): a line per socket
+// cost a write(2) each in a dump of thousands of sockets with a log file.
+void TcpFaultPoint(const char* step, bool per_socket = false) {
   FaultPoint();
+  if (per_socket) {
+    static std::mutex mu;
+    static std::set<std::string> logged;
+    std::lock_guard<std::mutex> l(mu);
+    if (!logged.insert(step).second) return;
+  }
   LOG_DEBUG("TCP fault point %llu: %s", static_cast<unsigned long long>(FaultPointsPassed()), step);
 }
 std::mutex pending_mu;
@@ -39,6 +51,7 @@ Status RepairOff(int fd, int reuseaddr, const std::string& what, int off = TCP_R
 }  // namespace
 
 Status SendAll(int fd, const std::string& data, bool receive_queue, const std::string& what) {
+  if (data.empty()) return Status::Ok();
   const int get = receive_queue ? SO_RCVBUF : SO_SNDBUF;
   const int force = receive_queue ? SO_RCVBUFFORCE : SO_SNDBUFFORCE;
   int before = 0;
@@ -129,8 +142,9 @@ Status TcpDumpSession::ReadDeferred() {
     std::lock_guard<std::mutex> l(mu_);
     for (auto& [ino, d] : deferred_) todo.push_back({ino, &d});
   }
+  CRYO_RETURN_IF_ERROR(TellGuardian(todo));
   for (auto& [ino, d] : todo) {
-    image::TcpSocket t = d->partial;
+    image::TcpSocket t = std::move(d->partial);  // read once: the record is kept (KeepRecord)
     CRYO_ASSIGN_OR_RETURN(const int reuseaddr, EnterRepair(ino, d->fd.get(), d->what));
     t.set_reuseaddr(reuseaddr != 0);
     Status read = ReadTcpRepairState(d->fd.get(), &t, d->what);
@@ -138,7 +152,7 @@ Status TcpDumpSession::ReadDeferred() {
     Status left = LeaveRepair(ino, d->what);
     CRYO_RETURN_IF_ERROR(read);
     CRYO_RETURN_IF_ERROR(left);
-    KeepRecord(t);
+    KeepRecord(std::move(t));
   }
   return Status::Ok();
 }
@@ -173,10 +187,8 @@ Status TcpDumpSession::Lock(const std::vector<LockedConnection>& conns) {
   return s;
 }
 
-Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string& what) {
-  std::lock_guard<std::mutex> l(mu_);
-  for (const Held& h : held_)
-    if (h.ino == ino) return h.reuseaddr;
+Result<int> TcpDumpSession::HoldLocked(uint64_t ino, int fd, const std::string& what) {
+  if (auto it = held_index_.find(ino); it != held_index_.end()) return held_[it->second].reuseaddr;
   int reuseaddr = 0;
   socklen_t len = sizeof(reuseaddr);
   if (::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuseaddr, &len) != 0) return Status::FromErrno("SO_REUSEADDR of " + what);
@@ -188,31 +200,66 @@ Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string&
                          "does not checkpoint");
   UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (!dup.valid()) return Status::FromErrno("dup of " + what);
+  held_index_[ino] = held_.size();
+  held_.push_back({ino, std::move(dup), reuseaddr, false, false});
+  return reuseaddr;
+}
+
+Status TcpDumpSession::TellGuardian(const std::vector<std::pair<uint64_t, Deferred*>>& todo) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (!guardian_) return Status::Error("internal: TCP connections put in repair mode without a guardian");
+  std::vector<std::pair<int, int>> tell;
+  std::vector<size_t> told;
+  for (const auto& [ino, d] : todo) {
+    CRYO_RETURN_IF_ERROR(HoldLocked(ino, d->fd.get(), d->what).status());
+    const size_t i = held_index_[ino];
+    if (held_[i].told) continue;
+    tell.push_back({held_[i].fd.get(), held_[i].reuseaddr});
+    told.push_back(i);
+  }
+  // Every socket at once, before the first goes into repair mode (a record
+  // per kMaxSentinelFds sockets: one per socket cost a wakeup of the
+  // guardian each). Told is enough: the guardian takes out of repair mode
+  // only a socket that is in it.
+  CRYO_RETURN_IF_ERROR(guardian_->WillRepair(tell));
+  for (size_t i : told) held_[i].told = true;
+  TcpFaultPoint("guardian told of the sockets");
+  return Status::Ok();
+}
+
+Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string& what) {
+  std::lock_guard<std::mutex> l(mu_);
+  CRYO_ASSIGN_OR_RETURN(const int reuseaddr, HoldLocked(ino, fd, what));
+  Held& h = held_[held_index_[ino]];
+  if (h.in_repair) return reuseaddr;
   if (!guardian_) return Status::Error("internal: " + what + " put in repair mode without a guardian");
-  CRYO_RETURN_IF_ERROR(guardian_->WillRepair(fd, reuseaddr));
-  TcpFaultPoint("guardian told of a socket");
+  if (!h.told) {
+    CRYO_RETURN_IF_ERROR(guardian_->WillRepair(h.fd.get(), reuseaddr));
+    h.told = true;
+    TcpFaultPoint("guardian told of a socket", /*per_socket=*/true);
+  }
   const int on = TCP_REPAIR_ON;
-  if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) != 0) return Status::FromErrno("TCP_REPAIR on " + what);
-  held_.push_back({ino, std::move(dup), reuseaddr});
-  TcpFaultPoint("socket in repair mode");
+  if (::setsockopt(h.fd.get(), IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) != 0) return Status::FromErrno("TCP_REPAIR on " + what);
+  h.in_repair = true;
+  TcpFaultPoint("socket in repair mode", /*per_socket=*/true);
   return reuseaddr;
 }
 
 Status TcpDumpSession::LeaveRepair(uint64_t ino, const std::string& what) {
   std::lock_guard<std::mutex> l(mu_);
-  for (const Held& h : held_)
-    if (h.ino == ino) {
-      // No window probe: the lock would drop it.
-      CRYO_RETURN_IF_ERROR(RepairOff(h.fd.get(), h.reuseaddr, what, TCP_REPAIR_OFF_NO_WP));
-      TcpFaultPoint("socket out of repair mode");
-      return Status::Ok();
-    }
-  return Status::Error("internal: " + what + " left repair mode without entering it");
+  auto it = held_index_.find(ino);
+  if (it == held_index_.end()) return Status::Error("internal: " + what + " left repair mode without entering it");
+  const Held& h = held_[it->second];
+  // No window probe: the lock would drop it.
+  CRYO_RETURN_IF_ERROR(RepairOff(h.fd.get(), h.reuseaddr, what, TCP_REPAIR_OFF_NO_WP));
+  TcpFaultPoint("socket out of repair mode", /*per_socket=*/true);
+  return Status::Ok();
 }
 
-void TcpDumpSession::KeepRecord(const image::TcpSocket& t) {
+void TcpDumpSession::KeepRecord(image::TcpSocket t) {
   std::lock_guard<std::mutex> l(mu_);
-  records_.emplace(t.ino(), t);
+  const uint64_t ino = t.ino();
+  records_.emplace(ino, std::move(t));
 }
 
 std::string TcpDumpSession::lock_name() const {
@@ -232,7 +279,7 @@ Status TcpDumpSession::Release() {
     if (::getsockopt(h.fd.get(), IPPROTO_TCP, TCP_REPAIR, &on, &len) != 0 || !on) continue;
     Status s = RepairOff(h.fd.get(), h.reuseaddr, "a TCP connection of the tree", TCP_REPAIR_OFF_NO_WP);
     if (!s.ok() && first.ok()) first = s;
-    TcpFaultPoint("release: socket out of repair mode");
+    TcpFaultPoint("release: socket out of repair mode", /*per_socket=*/true);
   }
   if (!lock_.empty()) {
     Status s = RemoveNetLock(lock_);
@@ -241,6 +288,7 @@ Status TcpDumpSession::Release() {
     lock_.clear();
   }
   held_.clear();
+  held_index_.clear();
   // Undone by cryo: the guardian goes, doing nothing (else it undoes the rest).
   if (first.ok() && guardian_) guardian_->Done();
   guardian_.reset();
@@ -261,7 +309,7 @@ Status TcpDumpSession::RepairBeforeClose() {
   for (Held& h : held_) {
     if (::setsockopt(h.fd.get(), IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) != 0)
       return Status::FromErrno("TCP_REPAIR on a TCP connection of the tree before the kill");
-    TcpFaultPoint("kill: socket in repair mode");
+    TcpFaultPoint("kill: socket in repair mode", /*per_socket=*/true);
   }
   return Status::Ok();
 }
@@ -270,6 +318,7 @@ Status TcpDumpSession::Keep() {
   std::lock_guard<std::mutex> l(mu_);
   done_ = true;
   held_.clear();  // closed in repair mode: no reset reaches the peer
+  held_index_.clear();
   // The table is the image's now, no longer a dump's.
   Status s = lock_.empty() ? Status::Ok() : MarkNetLockKept(lock_);
   TcpFaultPoint("keep: lock handed over");

@@ -29,6 +29,7 @@
 #include "cryo/image.pb.h"
 #include "image/image_dir.h"
 #include "net/net_lock.h"
+#include "net/tcp_diag.h"
 #include "net/tcp_fin.h"
 #include "net/tcp_guardian.h"
 
@@ -68,7 +69,9 @@ class TcpDumpSession {
   Status LeaveRepair(uint64_t ino, const std::string& what);
   // Every fd of one socket carries the same record (shared descriptions are
   // checked to agree): the first fd's, read once.
-  void KeepRecord(const image::TcpSocket& t);
+  void KeepRecord(image::TcpSocket t);
+  // inet_diag's view of the tree's connections, asked once (tcp_diag.h).
+  TcpDiagSnapshot& diag() { return diag_; }
   // The lock table ("" when no connection was locked).
   std::string lock_name() const;
   // Repair mode off on every held socket, the lock removed.
@@ -88,20 +91,29 @@ class TcpDumpSession {
     uint64_t ino;
     UniqueFd fd;
     int reuseaddr;
+    bool told;       // the guardian has its duplicate
+    bool in_repair;  // put in repair mode (by EnterRepair)
   };
   struct Deferred {
     image::TcpSocket partial;
     UniqueFd fd;
     std::string what;
   };
+  // A duplicate of socket `ino` held (mu_ held), its SO_REUSEADDR read and
+  // checked not to be in repair mode; its SO_REUSEADDR.
+  Result<int> HoldLocked(uint64_t ino, int fd, const std::string& what);
+  // The guardian told of every socket of `todo` at once.
+  Status TellGuardian(const std::vector<std::pair<uint64_t, Deferred*>>& todo);
   // Started with the first lock (mu_ held).
   Status StartGuardian();
   mutable std::mutex mu_;
   std::unique_ptr<TcpGuardian> guardian_;
   std::string lock_;
   std::vector<Held> held_;
+  std::map<uint64_t, size_t> held_index_;  // inode -> index in held_
   std::map<uint64_t, image::TcpSocket> records_;
   std::map<uint64_t, Deferred> deferred_;
+  TcpDiagSnapshot diag_;
   bool done_ = false;
 };
 

@@ -45,16 +45,15 @@ namespace {
 
 constexpr int kTcpOptMss = 2, kTcpOptWindow = 3, kTcpOptSackPerm = 4, kTcpOptTimestamp = 8;  // TCPOPT_* (net/tcp.h)
 
-UniqueFd GrabTcp(const FdSource& s) {
-  if (!S_ISSOCK(s.st.st_mode)) return UniqueFd();
-  UniqueFd fd(s.Grab());
-  if (!fd.valid()) return UniqueFd();
-  const int family = IntSocketOption(fd.get(), SOL_SOCKET, SO_DOMAIN);
-  if ((family != AF_INET && family != AF_INET6) || IntSocketOption(fd.get(), SOL_SOCKET, SO_TYPE) != SOCK_STREAM ||
-      IntSocketOption(fd.get(), SOL_SOCKET, SO_PROTOCOL) != IPPROTO_TCP ||
-      IntSocketOption(fd.get(), SOL_SOCKET, SO_ACCEPTCONN) == 1)
-    return UniqueFd();
-  return fd;
+// The target's TCP socket in cryo (FdSource::Dup, borrowed) if it does not
+// listen; -1 otherwise.
+int GrabTcp(const FdSource& s) {
+  if (!S_ISSOCK(s.st.st_mode)) return -1;
+  const FdSource::SocketKind& k = s.Socket();
+  if ((k.family != AF_INET && k.family != AF_INET6) || k.type != SOCK_STREAM || k.protocol != IPPROTO_TCP ||
+      k.accepting == 1)
+    return -1;
+  return s.Dup();
 }
 
 std::string Describe(const image::TcpSocket& t) {
@@ -86,12 +85,15 @@ Status PeekQueue(int fd, int queue, size_t len, uint32_t* seq, std::string* data
 }
 
 // Whether the socket lives in cryo's network namespace (the lock and the
-// restore act there).
-bool InOurNetns(int fd) {
-  UniqueFd ns(::ioctl(fd, SIOCGSKNS));
-  struct stat a{}, b{};
-  return ns.valid() && ::fstat(ns.get(), &a) == 0 && ::stat("/proc/self/ns/net", &b) == 0 && a.st_ino == b.st_ino &&
-         a.st_dev == b.st_dev;
+// restore act there). The socket's namespace was read by the netns check
+// before the handler (FdSource::SocketNetns); cryo's is read once.
+bool InOurNetns(const FdSource& s) {
+  static const uint64_t ours = [] {
+    struct stat b{};
+    return ::stat("/proc/self/ns/net", &b) == 0 ? static_cast<uint64_t>(b.st_ino) : 0;
+  }();
+  const uint64_t theirs = s.SocketNetns();
+  return theirs && theirs == ours;
 }
 
 // The remote address of TCP socket `ino` from /proc/net/tcp or tcp6 (cryo's
@@ -183,7 +185,11 @@ Status StateRefusal(const std::string& named, int state) {
 // secrets, so a connection signed with either is refused by name.
 // `named`: the socket as a refusal names it (looked up only for one).
 Status CheckNoSignatures(int fd, const image::TcpSocket& t, const std::function<std::string()>& named) {
-  CRYO_ASSIGN_OR_RETURN(const TcpDiag diag, QueryTcpConnection(t.family(), t.local(), t.peer(), t.state()));
+  // One inet_diag dump for all the connections of a dump (TcpDiagSnapshot).
+  TcpDumpSession* session = CurrentTcpDump();
+  CRYO_ASSIGN_OR_RETURN(const TcpDiag diag,
+                        session ? session->diag().Find(t.family(), t.ino(), t.local(), t.peer(), t.state())
+                                : QueryTcpConnection(t.family(), t.local(), t.peer(), t.state()));
   if (diag.md5sig)
     return Status::Error(named() + ": signed with TCP_MD5SIG keys (RFC 2385), which cryo cannot read "
                          "back and does not restore");
@@ -197,7 +203,7 @@ Status CheckNoSignatures(int fd, const image::TcpSocket& t, const std::function<
 }
 
 Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
-  t->set_family(IntSocketOption(fd, SOL_SOCKET, SO_DOMAIN));
+  t->set_family(s.Socket().family);
   t->set_ino(s.st.st_ino);
   sockaddr_storage a{};
   socklen_t len = sizeof(a);
@@ -218,7 +224,7 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
   pollfd p = {fd, POLLRDHUP, 0};
   if (!PeerFinReceived(ti.tcpi_state) && ::poll(&p, 1, 0) > 0 && (p.revents & POLLRDHUP))
     return Status::Error(RefusalName(s, *t, what) + ": shut down for reading, which cryo does not restore");
-  if (!InOurNetns(fd))
+  if (!InOurNetns(s))
     return Status::Error(RefusalName(s, *t, what) + ": in another network namespace than cryo's, which cryo does not "
                          "restore yet");
   CRYO_RETURN_IF_ERROR(CheckNoSignatures(fd, *t, [&] { return RefusalName(s, *t, what); }));
@@ -286,6 +292,7 @@ namespace {
 // send(2) queues it as sent (send queue) or as received (receive queue,
 // tcp_send_rcvq), advancing the sequence numbers set before connect.
 Status FillQueue(int fd, int queue, const std::string& data, const std::string& what) {
+  if (data.empty()) return Status::Ok();  // nothing to queue: no need to select the queue
   CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue, what, "TCP_REPAIR_QUEUE"));
   return SendAll(fd, data, queue == TCP_RECV_QUEUE, what);
 }
@@ -393,11 +400,11 @@ class TcpSocketHandler final : public FdKindHandler {
     features->insert(feature());
     if (f.tcp_socket().state() != TCP_ESTABLISHED) features->insert("tcp-half-closed");
   }
-  bool Handles(const FdSource& s) const override { return GrabTcp(s).valid(); }
+  bool Handles(const FdSource& s) const override { return GrabTcp(s) >= 0; }
   Status Dump(const FdSource& s, image::Fd* out) const override {
-    UniqueFd fd = GrabTcp(s);
-    if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + s.what());
-    return DumpTcp(s, fd.get(), out->mutable_tcp_socket());
+    const int fd = GrabTcp(s);  // borrowed (FdSource::Dup)
+    if (fd < 0) return Status::FromErrno("pidfd_getfd of " + s.what());
+    return DumpTcp(s, fd, out->mutable_tcp_socket());
   }
   // Made in cryo (the fd pool), left in repair mode (tcp_session.h).
   Result<int> Open(const image::Fd& f) const override {

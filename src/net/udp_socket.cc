@@ -40,15 +40,12 @@ namespace cryo {
 
 namespace {
 
-UniqueFd GrabUdp(const FdSource& s) {
-  if (!S_ISSOCK(s.st.st_mode)) return UniqueFd();
-  UniqueFd fd(s.Grab());
-  if (!fd.valid()) return UniqueFd();
-  const int family = IntSocketOption(fd.get(), SOL_SOCKET, SO_DOMAIN);
-  if ((family != AF_INET && family != AF_INET6) || IntSocketOption(fd.get(), SOL_SOCKET, SO_TYPE) != SOCK_DGRAM ||
-      IntSocketOption(fd.get(), SOL_SOCKET, SO_PROTOCOL) != IPPROTO_UDP)
-    return UniqueFd();
-  return fd;
+// The target's UDP socket in cryo (FdSource::Dup, borrowed); -1 otherwise.
+int GrabUdp(const FdSource& s) {
+  if (!S_ISSOCK(s.st.st_mode)) return -1;
+  const FdSource::SocketKind& k = s.Socket();
+  if ((k.family != AF_INET && k.family != AF_INET6) || k.type != SOCK_DGRAM || k.protocol != IPPROTO_UDP) return -1;
+  return s.Dup();
 }
 
 uint16_t Port(const std::string& addr) {
@@ -168,21 +165,21 @@ class UdpSocketHandler final : public FdKindHandler {
   image::FdKind kind() const override { return image::FD_UDP_SOCKET; }
   const char* name() const override { return "UDP socket"; }
   const char* feature() const override { return "udp-sockets"; }
-  bool Handles(const FdSource& s) const override { return GrabUdp(s).valid(); }
+  bool Handles(const FdSource& s) const override { return GrabUdp(s) >= 0; }
   Status Dump(const FdSource& s, image::Fd* out) const override {
-    UniqueFd fd = GrabUdp(s);
-    if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + s.what());
-    if (!s.scope) return DumpUdp(s, fd.get(), out->mutable_udp_socket());
+    const int fd = GrabUdp(s);  // borrowed (FdSource::Dup)
+    if (fd < 0) return Status::FromErrno("pidfd_getfd of " + s.what());
+    if (!s.scope) return DumpUdp(s, fd, out->mutable_udp_socket());
     uint64_t cookie = 0;
     socklen_t len = sizeof(cookie);
-    if (::getsockopt(fd.get(), SOL_SOCKET, SO_COOKIE, &cookie, &len) != 0) return Status::FromErrno("SO_COOKIE of " + s.what());
+    if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) != 0) return Status::FromErrno("SO_COOKIE of " + s.what());
     std::lock_guard<std::mutex> guard(s.scope->sockets_mu);
     auto it = s.scope->socket_records.find(cookie);
     if (it != s.scope->socket_records.end()) {
       if (!out->mutable_udp_socket()->ParseFromString(it->second)) return Status::Error("internal: a UDP record read back");
       return Status::Ok();
     }
-    CRYO_RETURN_IF_ERROR(DumpUdp(s, fd.get(), out->mutable_udp_socket()));
+    CRYO_RETURN_IF_ERROR(DumpUdp(s, fd, out->mutable_udp_socket()));
     s.scope->socket_records[cookie] = out->udp_socket().SerializeAsString();
     return Status::Ok();
   }

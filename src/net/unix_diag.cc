@@ -27,10 +27,21 @@ Result<UnixSocketDiag> QueryUnixSocket(uint64_t ino) {
   msg.req.udiag_ino = static_cast<uint32_t>(ino);
   msg.req.udiag_show = UDIAG_SHOW_VFS | UDIAG_SHOW_RQLEN | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE
-  UnixSocketDiag out;
-  auto each = [&](const nlmsghdr* h) {
+  // Room for the accept queue of a listener with a large backlog (4 bytes a connection).
+  // Not zeroed per query: kept per thread (a dump asks about every socket).
+  thread_local std::vector<char> space(1 << 20);
+  CRYO_ASSIGN_OR_RETURN(const size_t got, SockDiagQuery(&msg, sizeof(msg), &space, what));
+  char* buf = space.data();
+  ssize_t n = static_cast<ssize_t>(got);
+  for (auto* h = reinterpret_cast<struct nlmsghdr*>(buf); NLMSG_OK(h, static_cast<unsigned>(n)); h = NLMSG_NEXT(h, n)) {
+    if (h->nlmsg_type == NLMSG_ERROR) {
+      const auto* e = static_cast<const struct nlmsgerr*>(NLMSG_DATA(h));
+      return Status::Errno(-e->error, what + " (a socket of another network namespace?)");
+    }
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) continue;
     const auto* d = static_cast<const struct unix_diag_msg*>(NLMSG_DATA(h));
-    if (d->udiag_ino != static_cast<uint32_t>(ino)) return false;
+    if (d->udiag_ino != static_cast<uint32_t>(ino)) continue;
+    UnixSocketDiag out;
     out.state = d->udiag_state;
     int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*d)));
     for (auto* a = reinterpret_cast<const struct rtattr*>(d + 1); RTA_OK(a, len); a = RTA_NEXT(a, len)) {
@@ -53,13 +64,9 @@ Result<UnixSocketDiag> QueryUnixSocket(uint64_t ino) {
         out.shutdown = *static_cast<const uint8_t*>(RTA_DATA(a));
       }
     }
-    return true;
-  };
-  // Room for the accept queue of a listener with a large backlog (4 bytes a connection).
-  CRYO_ASSIGN_OR_RETURN(const bool found, SockDiagQuery(&msg, sizeof(msg), 1 << 20, what,
-                                                        " (a socket of another network namespace?)", each));
-  if (!found) return Status::Error(what + ": no answer for that socket");
-  return out;
+    return out;
+  }
+  return Status::Error(what + ": no answer for that socket");
 }
 
 }  // namespace cryo

@@ -38,14 +38,13 @@ std::string NameOf(const std::string& a) {
   return std::string(a.c_str() + off, strnlen(a.c_str() + off, a.size() - off));
 }
 
-// A UNIX socket in cryo (pidfd_getfd) that does not listen.
-UniqueFd GrabUnixSocket(const FdSource& s) {
-  if (!S_ISSOCK(s.st.st_mode)) return UniqueFd();
-  UniqueFd fd(s.Grab());
-  if (!fd.valid() || IntSocketOption(fd.get(), SOL_SOCKET, SO_DOMAIN) != AF_UNIX ||
-      IntSocketOption(fd.get(), SOL_SOCKET, SO_ACCEPTCONN) == 1)
-    return UniqueFd();
-  return fd;
+// A UNIX socket in cryo (FdSource::Dup, borrowed) that does not listen; -1
+// otherwise.
+int GrabUnixSocket(const FdSource& s) {
+  if (!S_ISSOCK(s.st.st_mode)) return -1;
+  const FdSource::SocketKind& k = s.Socket();
+  if (k.family != AF_UNIX || k.accepting == 1) return -1;
+  return s.Dup();
 }
 
 std::string Sockname(int fd, bool peer) {
@@ -62,15 +61,15 @@ class UnixSocketHandler final : public FdKindHandler {
   image::FdKind kind() const override { return image::FD_UNIX_SOCKET; }
   const char* name() const override { return "UNIX socket"; }
   const char* feature() const override { return "unix-sockets"; }
-  bool Handles(const FdSource& s) const override { return GrabUnixSocket(s).valid(); }
+  bool Handles(const FdSource& s) const override { return GrabUnixSocket(s) >= 0; }
   Status Dump(const FdSource& s, image::Fd* out) const override {
-    UniqueFd fd = GrabUnixSocket(s);
-    if (!fd.valid()) return Status::FromErrno("pidfd_getfd of " + s.what());
+    const int fd = GrabUnixSocket(s);  // borrowed (FdSource::Dup)
+    if (fd < 0) return Status::FromErrno("pidfd_getfd of " + s.what());
     image::UnixSocket* u = out->mutable_unix_socket();
-    u->set_type(IntSocketOption(fd.get(), SOL_SOCKET, SO_TYPE));
+    u->set_type(s.Socket().type);
     u->set_ino(s.st.st_ino);
-    u->set_address(Sockname(fd.get(), false));
-    u->set_peer_address(Sockname(fd.get(), true));
+    u->set_address(Sockname(fd, false));
+    u->set_peer_address(Sockname(fd, true));
     u->set_owner_uid(s.st.st_uid);
     u->set_owner_gid(s.st.st_gid);
     const std::string what = s.what() + ": " + DescribeUnixSocket(*u);
@@ -100,7 +99,7 @@ class UnixSocketHandler final : public FdKindHandler {
     // getpeername(2) answers.
     sockaddr_storage ignored{};
     socklen_t ignored_len = sizeof(ignored);
-    const bool has_peer = ::getpeername(fd.get(), reinterpret_cast<sockaddr*>(&ignored), &ignored_len) == 0;
+    const bool has_peer = ::getpeername(fd, reinterpret_cast<sockaddr*>(&ignored), &ignored_len) == 0;
     if (u->type() == SOCK_DGRAM && has_peer && !diag.peer_ino)
       return Status::Error(what + " is connected to a datagram socket that was closed, which cryo cannot restore yet");
     const std::string name = NameOf(u->address());
@@ -117,12 +116,12 @@ class UnixSocketHandler final : public FdKindHandler {
     }
     struct ucred c{};
     socklen_t len = sizeof(c);
-    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &c, &len) == 0) {
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c, &len) == 0) {
       u->set_peer_pid(c.pid);
       u->set_peer_uid(c.uid);
       u->set_peer_gid(c.gid);
     }
-    return DumpSocketOptions(fd.get(), AF_UNIX, u->type(), 0, what, u->mutable_options());
+    return DumpSocketOptions(fd, AF_UNIX, u->type(), 0, what, u->mutable_options());
   }
   // Made by the fd pool (UnixSocketSet), with their peers.
   Result<int> Open(const image::Fd& f) const override {

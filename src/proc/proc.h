@@ -128,6 +128,12 @@ struct FdInfo {
   int mnt_id = 0;
   uint64_t ino = 0;
   std::multimap<std::string, std::string> fields;
+  // Not from fdinfo: fcntl(2) F_GETOWN_EX and F_GETSIG as the dump read them
+  // on its duplicate of the fd (files/fd_owner.cc), so that the audit does
+  // not take the fd a second time; owner_read is false when they were not
+  // read (an O_PATH fd has no owner).
+  bool owner_read = false;
+  int owner_type = 0, owner_pid = 0, owner_sig = 0;
 };
 Result<FdInfo> ParseFdInfo(std::string_view text);
 Result<FdInfo> ReadFdInfo(pid_t pid, int fd);
