@@ -189,6 +189,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "net-ns",
       "net-veth",
       "pid-ns",
+      "mount-ns",
       "mqueue-fds",
       "incremental",
       "snapshot-files",
