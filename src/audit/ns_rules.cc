@@ -2,12 +2,14 @@
 // cgroups(7)): a restored process is a fork of cryo and lives in cryo's
 // namespaces, so any other namespace is refused until cryo restores it (a
 // UTS, IPC, network or time namespace of the tree's own is: src/ns/; so are its own PID
-// namespace and the mount namespace that goes with it: ns/tree_pidns.h); its
+// namespace and the mount namespace that goes with it (ns/tree_pidns.h) and its
+// own mount namespace, which cryo dumps from inside: ns/tree_mntns.h); its
 // cgroups are restored (src/cgroup/), a thread's own cgroup is refused.
 #include <string>
 
 #include "audit/classify.h"
 #include "base/file_util.h"
+#include "ns/tree_mntns.h"
 #include "ns/tree_pidns.h"
 
 namespace cryo::audit {
@@ -58,7 +60,10 @@ void ClassifyNamespaces(const std::map<std::string, std::string>& links, const s
     // that namespace and its mount namespace are made again by --pidns new.
     const bool own_pidns = !leader && ns::DumpingInTreePidns();
     if (it != other.end() && it->second == link) {
-      const bool remade = own_pidns && kind->name.starts_with("pid");
+      // Dumped from inside the tree's own mount namespace (ns/tree_mntns.h):
+      // made again by the restore with its mounts.
+      const bool remade = (own_pidns && kind->name.starts_with("pid")) ||
+                          (!leader && kind->name == "mnt" && ns::DumpingInTreeMountNs());
       report->Tally(subject, "ns", kind->name, leader || remade ? Verdict::kRestored : Verdict::kInherited);
       continue;
     }

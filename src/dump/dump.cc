@@ -39,6 +39,7 @@
 #include "files/file_facts.h"
 #include "files/unlinked_dump.h"
 #include "files/snapshot_dump.h"
+#include "ns/tree_mntns.h"
 #include "mem/vma_dump.h"
 #include "ns/namespaces.h"
 #include "ns/netns.h"
@@ -394,7 +395,8 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   if (ttys.ttys_size()) writer->AsyncWriteRecord(image::TtysName(), image::FileKind::kTtys, ttys);
   if (features.count("snapshot-files"))
     writer->AsyncWriteRecord(image::SnapshotName(), image::FileKind::kSnapshot, snapshot);
-  if (features.count("uts-ns") || features.count("ipc-ns") || features.count("net-ns") || features.count("time-ns"))
+  if (features.count("uts-ns") || features.count("ipc-ns") || features.count("net-ns") || features.count("time-ns") ||
+      features.count("mount-ns"))
     writer->AsyncWriteRecord(image::NamespacesName(), image::FileKind::kNamespaces, c.namespaces);
   CRYO_RETURN_IF_ERROR(writer->Flush());
   lap(&progress->records, &tphase);
@@ -493,9 +495,14 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
                           LoadParentForDump(opts.parent_dir, opts.images_dir, opts.pid, c.boot_id));
     c.parent = std::make_unique<ParentForDump>(std::move(parent));
   }
+  // A tree in a mount namespace of its own: cryo dumps from inside it, its
+  // tmpfs mounts' content carried like --snapshot-path (ns/tree_mntns.h).
+  CRYO_RETURN_IF_ERROR(ns::EnterTreeMountNs(opts.pid, opts.images_dir));
+  std::vector<std::string> snapshot_paths = opts.snapshot_paths;
+  for (const std::string& root : ns::TreeTmpfsRoots()) snapshot_paths.push_back(root);
   // What --snapshot-path cannot carry is refused before the tree is touched.
-  if (!opts.snapshot_paths.empty()) {
-    CRYO_ASSIGN_OR_RETURN(c.snapshot, PlanSnapshot(opts.snapshot_paths));
+  if (!snapshot_paths.empty()) {
+    CRYO_ASSIGN_OR_RETURN(c.snapshot, PlanSnapshot(snapshot_paths, ns::TreeMountPoints()));
   }
   CRYO_RETURN_IF_ERROR(FindMemoryTracker(opts, &c));
   CRYO_RETURN_IF_ERROR(SeizeAndClassify(opts.pid, opts.shell_job, !opts.leave_running, &c));

@@ -171,13 +171,16 @@ bool SameAttrs(const struct stat& a, const struct stat& b) {
 
 }  // namespace
 
-Result<SnapshotPlan> PlanSnapshot(const std::vector<std::string>& paths) {
+Result<SnapshotPlan> PlanSnapshot(const std::vector<std::string>& paths, const std::set<std::string>& mount_points) {
   SnapshotPlan plan;
-  std::set<std::string> named;
+  std::set<std::string> named = mount_points;
   std::vector<std::string> roots;
   for (const std::string& p : paths) {
     CRYO_ASSIGN_OR_RETURN(std::string abs, Absolute(p));
-    if (named.insert(abs).second) roots.push_back(abs);
+    if (std::find(roots.begin(), roots.end(), abs) == roots.end()) {
+      named.insert(abs);
+      roots.push_back(abs);
+    }
   }
   std::map<std::string, SnapshotItem> by_path;
   for (const std::string& root : roots) {

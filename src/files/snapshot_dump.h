@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -44,7 +45,10 @@ struct SnapshotPlan {
 
 // Walks every --snapshot-path (made absolute, its symbolic links resolved),
 // refusing by name what cannot be carried. Only reads: nothing changes.
-Result<SnapshotPlan> PlanSnapshot(const std::vector<std::string>& paths);
+// `mount_points`: paths not walked into (the mount points of a tree's own
+// mount namespace met inside one of its tmpfs mounts, made by the restore).
+Result<SnapshotPlan> PlanSnapshot(const std::vector<std::string>& paths,
+                                  const std::set<std::string>& mount_points = {});
 
 // --snapshot-open-files: adds every regular file an fd of `tables` holds
 // (FD_REGULAR, by the path it was dumped with) that is not already in the plan.

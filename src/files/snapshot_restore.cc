@@ -191,9 +191,13 @@ Status SnapshotRestore::Put(const image::LoadedImage& img, const image::Snapshot
   return Publish(temp, path, exists);
 }
 
-Result<std::unique_ptr<SnapshotRestore>> SnapshotRestore::Apply(const image::LoadedImage& img) {
+Result<std::unique_ptr<SnapshotRestore>> SnapshotRestore::Apply(const image::LoadedImage& img,
+                                                                const std::function<bool(const std::string&)>& take) {
+  std::vector<const image::SnapshotEntry*> entries;
+  for (const image::SnapshotEntry& e : img.snapshot.entries())
+    if (!take || take(e.path())) entries.push_back(&e);
   std::unique_ptr<SnapshotRestore> r(new SnapshotRestore());
-  if (img.snapshot.entries().empty()) return r;
+  if (entries.empty()) return r;
   // The data files by depth: this image's, then each ancestor's that is used.
   std::vector<UniqueFd> owned;
   std::vector<int> data_fds(img.ancestors.size() + 1, -1);
@@ -202,7 +206,8 @@ Result<std::unique_ptr<SnapshotRestore>> SnapshotRestore::Apply(const image::Loa
   data_fds[0] = own.get();
   sizes[0] = image::kPageDataOffset + img.snapshot.data_size();
   owned.push_back(std::move(own));
-  for (const image::SnapshotEntry& e : img.snapshot.entries()) {
+  for (const image::SnapshotEntry* ep : entries) {
+    const image::SnapshotEntry& e = *ep;
     const uint32_t d = e.depth();
     if (d == 0 || data_fds.at(d) >= 0) continue;
     const image::AncestorImage& a = img.ancestors.at(d - 1);
@@ -211,26 +216,27 @@ Result<std::unique_ptr<SnapshotRestore>> SnapshotRestore::Apply(const image::Loa
     data_fds[d] = fd.get();
     owned.push_back(std::move(fd));
   }
-  for (const image::SnapshotEntry& e : img.snapshot.entries())
-    for (const image::FileExtent& x : e.extents())
-      if (x.data_offset() < image::kPageDataOffset || x.data_offset() + x.length() > sizes.at(e.depth()))
-        return Status::Error("snapshot: the content of " + e.path() + " lies outside the snapshot-data.img of " +
-                             (e.depth() ? img.ancestors.at(e.depth() - 1).dir : img.dir) + " (corrupted)");
+  for (const image::SnapshotEntry* ep : entries)
+    for (const image::FileExtent& x : ep->extents())
+      if (x.data_offset() < image::kPageDataOffset || x.data_offset() + x.length() > sizes.at(ep->depth()))
+        return Status::Error("snapshot: the content of " + ep->path() + " lies outside the snapshot-data.img of " +
+                             (ep->depth() ? img.ancestors.at(ep->depth() - 1).dir : img.dir) + " (corrupted)");
   std::map<std::string, std::set<std::string>> children;
-  for (const image::SnapshotEntry& e : img.snapshot.entries()) children[Parent(e.path())].insert(e.path());
+  for (const image::SnapshotEntry* e : entries) children[Parent(e->path())].insert(e->path());
   Status s;
-  for (const image::SnapshotEntry& e : img.snapshot.entries()) {
+  for (const image::SnapshotEntry* ep : entries) {
+    const image::SnapshotEntry& e = *ep;
     s = e.kind() == image::SNAPSHOT_DIRECTORY ? r->PutDirectory(e, children[e.path()]) : r->Put(img, e, data_fds);
     if (!s.ok()) break;
   }
   // Directories' attributes once their entries are in place, deepest first.
-  for (auto it = img.snapshot.entries().rbegin(); s.ok() && it != img.snapshot.entries().rend(); ++it)
-    if (it->kind() == image::SNAPSHOT_DIRECTORY) {
-      s = SetAttrs(it->path(), *it);
+  for (auto it = entries.rbegin(); s.ok() && it != entries.rend(); ++it)
+    if ((*it)->kind() == image::SNAPSHOT_DIRECTORY) {
+      s = SetAttrs((*it)->path(), **it);
       auto& [path, times] = r->dir_times_.emplace_back();
-      path = it->path();
-      times[0] = Ts(it->atime_ns());
-      times[1] = Ts(it->mtime_ns());
+      path = (*it)->path();
+      times[0] = Ts((*it)->atime_ns());
+      times[1] = Ts((*it)->mtime_ns());
     }
   if (!s.ok()) return s;  // r's destructor undoes
   LOG_INFO("snapshot: %zu files put back, %zu already as they were", r->written_, r->unchanged_);

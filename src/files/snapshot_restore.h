@@ -19,6 +19,7 @@
 
 #include <sys/stat.h>
 
+#include <functional>
 #include <memory>
 #include <set>
 #include <string>
@@ -31,8 +32,10 @@ namespace cryo {
 
 class SnapshotRestore {
  public:
-  // Puts back every entry of `img.snapshot`; on failure, undoes what it did.
-  static Result<std::unique_ptr<SnapshotRestore>> Apply(const image::LoadedImage& img);
+  // Puts back every entry of `img.snapshot` (those whose path `take` accepts,
+  // if given); on failure, undoes what it did.
+  static Result<std::unique_ptr<SnapshotRestore>> Apply(const image::LoadedImage& img,
+                                                        const std::function<bool(const std::string&)>& take = {});
   ~SnapshotRestore();
   SnapshotRestore(const SnapshotRestore&) = delete;
   SnapshotRestore& operator=(const SnapshotRestore&) = delete;

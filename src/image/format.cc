@@ -190,6 +190,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "net-ns",
       "net-veth",
       "pid-ns",
+      "mount-ns",
       "mqueue-fds",
       "incremental",
       "snapshot-files",

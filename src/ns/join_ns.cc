@@ -78,6 +78,9 @@ Status JoinNamespaces(const std::vector<std::string>& args, const image::Invento
     if (Has(inv, j.kind->owned_feature))
       return Status::Error(what + ": the image's tree owned " + j.kind->owned_what +
                            ", which the restore makes again with its content; joining another would lose it");
+    if (j.kind->type == CLONE_NEWNS && Has(inv, "mount-ns"))
+      return Status::Error(what + ": the image's tree owned its own mount namespace, which the restore makes again "
+                           "with its mounts; joining another would lose them");
     if (j.kind->type == CLONE_NEWPID)
       return Status::Error(what + ": joining a PID namespace is not supported yet (use --pidns new)");
     if (j.kind->type == CLONE_NEWNS && new_pidns)

@@ -11,6 +11,7 @@
 #include "ns/ipc_objects.h"
 #include "ns/netns.h"
 #include "ns/ns_thread.h"
+#include "ns/tree_mntns.h"
 #include "ns/tree_pidns.h"
 #include "proc/proc.h"
 
@@ -92,6 +93,11 @@ Status DumpNamespaces(const std::vector<pid_t>& pids, const std::set<pid_t>& tre
                       std::set<std::string>* features) {
   if (pids.empty()) return Status::Ok();
   CRYO_RETURN_IF_ERROR(CheckTreePidns(pids.front(), tree, features));
+  if (const image::MountNamespace* mounts = TreeMountTable()) {  // entered before the seize (ns/tree_mntns.h)
+    CRYO_RETURN_IF_ERROR(CheckTreeMountNsOwned(tree));
+    *out->mutable_mounts() = *mounts;
+    features->insert("mount-ns");
+  }
   int types = 0;
   for (const NsKind& k : kKinds) {
     CRYO_ASSIGN_OR_RETURN(uint64_t owned, OwnedNamespace(k, pids, tree));

@@ -18,6 +18,7 @@
 #include "base/signal_forward.h"
 #include "base/unique_fd.h"
 #include "ns/ns_thread.h"
+#include "ns/tree_mntns.h"
 #include "proc/proc.h"
 
 namespace cryo::ns {
@@ -140,6 +141,8 @@ Result<pid_t> ForkInPidnsOf(pid_t host_pid) {
 
 bool DumpingInTreePidns() { return g_in_tree_pidns; }
 
+uint64_t CryoMountNs() { return g_cryo_mnt_ns; }
+
 void ReportImageComplete() {
   if (g_complete_w >= 0) (void)WriteAll(g_complete_w, "C", 1);
 }
@@ -189,7 +192,9 @@ Status CheckTreePidns(pid_t first, const std::set<pid_t>& tree, std::set<std::st
   if (tree.count(1))
     return Status::Error("pid 1 of the PID namespace is in the tree: a restore into a new PID namespace gives pid 1 "
                          "to cryo's init");
-  CRYO_RETURN_IF_ERROR(CheckMountTable(first));
+  // A mount namespace of the tree's own was compared with the dumper's and
+  // entered already (ns/tree_mntns.h).
+  if (!DumpingInTreeMountNs()) CRYO_RETURN_IF_ERROR(CheckMountTable(first));
   CRYO_RETURN_IF_ERROR(proc::ForEachPidOutside(tree, [&](pid_t p) {
     if (p == 1) return Status::Ok();
     auto comm = ReadFileToString("/proc/" + std::to_string(p) + "/comm");

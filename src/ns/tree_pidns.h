@@ -49,6 +49,9 @@ int WaitForDumper(pid_t dumper, pid_t host_root);
 // True in the process ForkInPidnsOf made.
 bool DumpingInTreePidns();
 
+// In that process: the mount namespace cryo was started in.
+uint64_t CryoMountNs();
+
 // In that process: pid 1 of the namespace is cryo's init (of `cryo run` or
 // of a restore with --pidns new: the same executable as this cryo's).
 bool IsCryoInit();

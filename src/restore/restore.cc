@@ -1,4 +1,5 @@
 #include "restore/restore.h"
+#include "restore/mount_ns.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -305,6 +306,10 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
                          "restore it with --pidns new");
   CRYO_RETURN_IF_ERROR(CheckFdOwners(img));
   CRYO_RETURN_IF_ERROR(CheckOwnerGroups(plan, cores, fd_tables));
+  // A mount namespace of the tree's own is made before anything looks at a
+  // path (restore/mount_ns.h): the files below are its, its tmpfs mounts'
+  // content put back with them.
+  CRYO_RETURN_IF_ERROR(MakeTreeMountNs(img, opts.images_dir));
   CRYO_RETURN_IF_ERROR(CheckLeasesFree(img));
   CRYO_RETURN_IF_ERROR(CheckLocksFree(img));
   CRYO_RETURN_IF_ERROR(CheckFreeHugePages(img));
@@ -318,12 +323,17 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   // they are then as the tree left them, not "changed".
   std::unique_ptr<SnapshotRestore> snapshot;
   if (!opts.no_restore_files) {
-    CRYO_ASSIGN_OR_RETURN(snapshot, SnapshotRestore::Apply(img));
+    CRYO_ASSIGN_OR_RETURN(snapshot, SnapshotRestore::Apply(img, [&img](const std::string& path) {
+                            return !InTreeTmpfs(img, path);
+                          }));
   }
   // Before anything is made: the files the tree reopens by path are the ones
   // it was dumped with.
-  CRYO_RETURN_IF_ERROR(CheckChangedFiles(&img, {opts.ignore_changed_files, opts.allow_changed,
-                                                opts.no_restore_files ? std::set<std::string>() : SnapshotPaths(img)}));
+  std::set<std::string> carried = SnapshotPaths(img);
+  if (opts.no_restore_files)
+    std::erase_if(carried, [&img](const std::string& path) { return !InTreeTmpfs(img, path); });
+  CRYO_RETURN_IF_ERROR(
+      CheckChangedFiles(&img, {opts.ignore_changed_files, opts.allow_changed, std::move(carried)}));
   // What outlives a killed cryo (SysV segments, files) is made known to the
   // janitor first; it removes it unless the restore completes.
   std::unique_ptr<Janitor> janitor;
@@ -373,6 +383,7 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   // The tree's time namespace when the root lives in it (else the helper of
   // the process that made it does it: ns/time_ns.h).
   CRYO_RETURN_IF_ERROR(ns::EnterFreshTimeNamespace(img, 0));
+  CRYO_RETURN_IF_ERROR(FinishTreeMountNs(img));
   CRYO_ASSIGN_OR_RETURN(FdPool pool, FdPool::Build(img));
   RestoreFaultPoint("objects");
   LOG_DEBUG("image %s loaded, validated and its files opened in %.3f ms", opts.images_dir.c_str(), (Now() - t0) * 1e3);

@@ -132,13 +132,13 @@ def test_run_rewind_beside_original(h):
 
 def test_run_refusals(h):
     """A tree of cryo run refused by name, before anything is written: a
-    mount of its own (tmpfs), an orphan of the namespace outside the tree;
+    mount cryo does not make again (ramfs), an orphan of the namespace outside the tree;
     pid 1 of an `unshare --pid --fork`. (A network namespace of its own is
     restored: test_netns.py.)"""
     mnt = h.mkdir("mnt")
-    w, _ = cryo_run(h, ["/bin/sh", "-c", "mount -t tmpfs cryo-e2e-tmpfs %s && exec sleep 1000" % mnt])
+    w, _ = cryo_run(h, ["/bin/sh", "-c", "mount -t ramfs cryo-e2e-ramfs %s && exec sleep 1000" % mnt])
     h.wait_state(w.pid, "S", comm="sleep")
-    h.dump_refused(w.pid, ["mount namespace", "tmpfs cryo-e2e-tmpfs on " + mnt])
+    h.dump_refused(w.pid, ["mount namespace", mnt + " (ramfs cryo-e2e-ramfs) cannot be made again"])
     w, _ = cryo_run(h, ["/bin/sh", "-c", "(sleep 1000 &); exec sleep 1000"])
     h.wait_state(w.pid, "S", comm="sleep")
     h.dump_refused(w.pid, ["(sleep) lives in the tree's PID namespace outside the tree"])
