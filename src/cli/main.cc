@@ -29,6 +29,7 @@
 #include "image/image_dir.h"
 #include "image/show.h"
 #include "net/net_lock.h"
+#include "net/tcp_migrate.h"
 #include "ns/join_ns.h"
 #include "ns/tree_pidns.h"
 #include "restore/pidns.h"
@@ -106,11 +107,14 @@ std::optional<image::Inventory> ReadInventory(const std::string& dir) {
 // `cryo page-server --restore`: the received image, restored detached (the
 // root outlives the page server) once the original's pids are free (on one
 // machine: once the source tree's parent reaped it).
-Result<pid_t> RestoreReceived(const std::string& dir, const std::string& pidfile) {
+Result<pid_t> RestoreReceived(const std::string& dir, const std::string& pidfile, const std::string& before_resume) {
   RestoreOptions opts;
   opts.images_dir = dir;
   opts.detach = true;
   opts.pidfile = pidfile;
+  // The source keeps its network lock until we say RESTORED (net/tcp_migrate.h).
+  opts.lock_held_by_source = true;
+  opts.before_resume = before_resume;
   if (const std::optional<image::Inventory> inv = ReadInventory(dir)) {
     const std::string held = cli::WaitForExitingPids({inv->pids().begin(), inv->pids().end()}, kPidWaitSeconds, Say);
     if (!held.empty()) LOG_WARN("%s", held.c_str());
@@ -129,13 +133,26 @@ std::string CompressionNote(const stream::StreamEnv& s) {
 
 // `cryo migrate` once its tree is killed here: KILLED, then the receiver's
 // restore. A failure now leaves the image in the receiver's directory.
-int ReportMigrated(stream::StreamEnv& streamed, pid_t pid, size_t processes, double seconds) {
+// The tree's TCP connections stay locked here (`net_lock`) until the receiver
+// has restored them (net/tcp_migrate.h); then the lock goes.
+int ReportMigrated(stream::StreamEnv& streamed, pid_t pid, size_t processes, double seconds,
+                   const std::string& net_lock) {
   Result<pid_t> there = streamed.ConfirmKilled();
   if (!there.ok()) {
     LOG_ERROR("migrate of pid %d: the tree was killed here once its image was complete in %s on the page server, "
               "which did not restore it: %s", pid, streamed.remote_dir().c_str(), there.status().ToString().c_str());
     LOG_ERROR("restore it there with: cryo restore -D %s", streamed.remote_dir().c_str());
+    if (!net_lock.empty())
+      LOG_ERROR("its TCP connections stay locked here (nftables table inet %s): once restored there, remove it with "
+                "cryo unlock --table %s", net_lock.c_str(), net_lock.c_str());
     return kFailed;
+  }
+  if (!net_lock.empty()) {
+    if (Status u = RemoveNetLock(net_lock); !u.ok()) {
+      LOG_ERROR("migrate of pid %d: restored on the page server, but the lock of its TCP connections here stays: %s "
+                "(remove it with cryo unlock --table %s)", pid, u.ToString().c_str(), net_lock.c_str());
+      return kFailed;
+    }
   }
   Say("migrated " + std::to_string(processes) + " process(es) (pid " + std::to_string(pid) + ") in " +
       std::to_string(static_cast<int>(seconds * 1000)) + " ms: restored on the page server as pid " +
@@ -416,6 +433,11 @@ int main(int argc, char** argv) {
   std::string server_pidfile;
   server_cmd->add_option("--pidfile", server_pidfile, "with --restore: write the restored root pid to FILE")
       ->type_name("FILE");
+  std::string server_before_resume;
+  server_cmd->add_option("--before-resume", server_before_resume,
+                         "with --restore: run CMD (sh -c) once the tree is made, before it resumes (e.g. move the "
+                         "address its TCP connections use to this host); its failure fails the restore")
+      ->type_name("CMD");
 
   auto* migrate_cmd = app.add_subcommand(
       "migrate", "move a process tree to `cryo page-server --restore` at ADDR:PORT: streamed, restored there, killed "
@@ -490,6 +512,8 @@ int main(int argc, char** argv) {
     if (*dump_cmd && !dump.images_dir.empty()) return UsageError("dump: give -D DIR or --to ADDR:PORT, not both");
     const std::string cmd = *server_cmd ? "page-server" : *migrate_cmd ? "migrate" : "dump --to";
     if (!server_pidfile.empty() && !server_restore) return UsageError("page-server: --pidfile goes with --restore");
+    if (!server_before_resume.empty() && !server_restore)
+      return UsageError("page-server: --before-resume goes with --restore");
     if (std::string p = tls.UsageProblem(); !p.empty()) return UsageError(cmd + ": " + p);
     if (insecure && tls.enabled())
       return UsageError(cmd + ": --insecure turns TLS off: give it or the --tls-* options, not both");
@@ -517,7 +541,15 @@ int main(int argc, char** argv) {
   if (*dump_cmd && dump.images_dir.empty() && dump_to.empty())
     return UsageError("dump: the image directory is missing: give -D DIR (or --to ADDR:PORT)");
   if (*server_cmd) {
-    if (server_restore) server.restore = [&](const std::string& dir) { return RestoreReceived(dir, server_pidfile); };
+    if (server_restore) {
+      server.restore = [&](const std::string& dir) { return RestoreReceived(dir, server_pidfile, server_before_resume); };
+      // Refused while the source still holds its tree (net/tcp_migrate.h).
+      server.check = [&](const std::string& dir) -> Status {
+        if (!server_before_resume.empty()) return Status::Ok();
+        CRYO_ASSIGN_OR_RETURN(image::LoadedImage img, image::LoadImage(dir));
+        return CheckMigratedAddresses(img, false);
+      };
+    }
     server.on_listening = [](const std::string& addr) {
       fprintf(stderr, "cryo: page-server listening on %s\n", addr.c_str());
       fflush(stderr);
@@ -579,7 +611,7 @@ int main(int argc, char** argv) {
         LOG_ERROR("pid %d was left running, untouched", dump.pid);
       return 1;
     }
-    if (*migrate_cmd) return ReportMigrated(*streamed, dump.pid, stats.processes, Now() - t0);
+    if (*migrate_cmd) return ReportMigrated(*streamed, dump.pid, stats.processes, Now() - t0, stats.net_lock);
     if (streamed)
       dump.images_dir = "page server " + dump_to + (conn->encrypted() ? " over TLS" : " (insecure)") + " (" +
                         streamed->remote_dir() + ")" + CompressionNote(*streamed);
