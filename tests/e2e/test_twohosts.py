@@ -251,7 +251,7 @@ class Cryo:
 
 def page_server(h, hosts, images, k, extra):
     srv = Cryo(h, hosts, "B", ["page-server", "--listen", "10.77.2.2:0", "-D", images, "--restore"] +
-               k.psk("psk") + list(extra), "page-server")
+               k.psk("psk1") + list(extra), "page-server")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         m = re.search(r"listening on (\S+)", srv.stderr())
@@ -289,7 +289,7 @@ def test_migrate_between_hosts(h):
         srv, addr = page_server(h, hosts, images, k, ["--pidfile", pidfile,
                                                       "--before-resume", hosts.move_vip_command()])
         t0 = time.monotonic()
-        m = Cryo(h, hosts, "A", ["migrate", "-t", str(server.pid), "--to", addr] + k.psk("psk"), "migrate")
+        m = Cryo(h, hosts, "A", ["migrate", "-t", str(server.pid), "--to", addr] + k.psk("psk1"), "migrate")
         h.reap_original(server, timeout=60)
         reap_while(m, before)
         check_eq(m.wait(), 0, "cryo migrate exit status (%s)" % m.stderr())
@@ -321,7 +321,7 @@ def test_address_not_here_refused(h):
         before = tree_ids(server.pid)
         images = os.path.join(h.mkdir("recv"), "img")
         srv, addr = page_server(h, hosts, images, k, [])
-        m = Cryo(h, hosts, "A", ["migrate", "-t", str(server.pid), "--to", addr] + k.psk("psk"), "migrate")
+        m = Cryo(h, hosts, "A", ["migrate", "-t", str(server.pid), "--to", addr] + k.psk("psk1"), "migrate")
         check_eq(m.wait(), 1, "cryo migrate into a host without the address (%s)" % m.stderr())
         check_eq(srv.wait(), 1, "page-server without the address (%s)" % srv.stderr())
         must = "TCP %s:%d <-> 10.77.3.2:" % (VIP, PORT)
