@@ -376,6 +376,11 @@ def test_netns_outside_peer(h):
                      ["ip", "-n", ns, "link", "set", peer, "up"]):
             p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
             check_eq((p.returncode, p.stdout.decode(errors="replace")), (0, ""), " ".join(argv))
+        deadline = time.monotonic() + 20  # the server listens (its namespace's /proc/net/tcp: 7000, LISTEN)
+        while ":1B58 00000000:0000 0A" not in (read_text("/proc/%d/net/tcp" % child) or ""):
+            if time.monotonic() > deadline:
+                fail("the server in the tree's namespace does not listen: %s" % u.stderr())
+            time.sleep(0.02)
         client = h.start("client", nsenter_path("/run/netns/" + ns, [PYTHON, "-c", CLIENT, "10.88.0.1", "7000"]))
         wait_file(server, "ready")
         wait_file(client, "ready")
@@ -383,6 +388,7 @@ def test_netns_outside_peer(h):
         images = h.mkdir("img")
         h.dump(u.pid, images)
         h.reap_original(u)
+        check_eq(h.wait_exit(child), ("signal", 9), "the server after the kill-mode dump")
         h.reap_orphans()
         check_eq(len(lock_tables([])), 1, "the lock's token in the host's namespace after the kill-mode dump")
         wait_peer_gone(ns, peer, "after the kill-mode dump")
