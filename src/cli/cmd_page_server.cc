@@ -9,6 +9,8 @@
 #include "cli/command.h"
 #include "cli/messages.h"
 #include "cli/preflight.h"
+#include "image/image_dir.h"
+#include "net/tcp_migrate.h"
 #include "restore/restore.h"
 #include "stream/page_server.h"
 
@@ -19,11 +21,14 @@ namespace {
 // `cryo page-server --restore`: the received image, restored detached (the
 // root outlives the page server) once the original's pids are free (on one
 // machine: once the source tree's parent reaped it).
-Result<pid_t> RestoreReceived(const std::string& dir, const std::string& pidfile) {
+Result<pid_t> RestoreReceived(const std::string& dir, const std::string& pidfile, const std::string& before_resume) {
   RestoreOptions opts;
   opts.images_dir = dir;
   opts.detach = true;
   opts.pidfile = pidfile;
+  // The source keeps its network lock until we say RESTORED (net/tcp_migrate.h).
+  opts.lock_held_by_source = true;
+  opts.before_resume = before_resume;
   if (const std::optional<image::Inventory> inv = ReadInventory(dir)) {
     const std::string held = WaitForExitingPids({inv->pids().begin(), inv->pids().end()}, kPidWaitSeconds, Say);
     if (!held.empty()) LOG_WARN("%s", held.c_str());
@@ -53,6 +58,10 @@ class PageServerCommand : public Command {
                   "receive a tree from `cryo migrate` and restore it here once the source has killed it "
                   "(the image stays in DIR)");
     cmd->add_option("--pidfile", pidfile_, "with --restore: write the restored root pid to FILE")->type_name("FILE");
+    cmd->add_option("--before-resume", before_resume_,
+                    "with --restore: run CMD (sh -c) once the tree is made, before it resumes (e.g. move the "
+                    "address its TCP connections use to this host); its failure fails the restore")
+        ->type_name("CMD");
     return cmd;
   }
 
@@ -60,8 +69,17 @@ class PageServerCommand : public Command {
 
   int Run() override {
     if (!pidfile_.empty() && !restore_) return UsageError("page-server: --pidfile goes with --restore");
+    if (!before_resume_.empty() && !restore_) return UsageError("page-server: --before-resume goes with --restore");
     if (std::optional<int> rc = StreamUsageError("page-server", server_.tls, insecure_)) return *rc;
-    if (restore_) server_.restore = [this](const std::string& dir) { return RestoreReceived(dir, pidfile_); };
+    if (restore_) {
+      server_.restore = [this](const std::string& dir) { return RestoreReceived(dir, pidfile_, before_resume_); };
+      // Refused while the source still holds its tree (net/tcp_migrate.h).
+      server_.check = [this](const std::string& dir) -> Status {
+        if (!before_resume_.empty()) return Status::Ok();
+        CRYO_ASSIGN_OR_RETURN(image::LoadedImage img, image::LoadImage(dir));
+        return CheckMigratedAddresses(img, false);
+      };
+    }
     server_.on_listening = [](const std::string& addr) {
       fprintf(stderr, "cryo: page-server listening on %s\n", addr.c_str());
       fflush(stderr);
@@ -87,6 +105,7 @@ class PageServerCommand : public Command {
   bool insecure_ = false;
   bool restore_ = false;
   std::string pidfile_;
+  std::string before_resume_;
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "cli/counting_env.h"
 #include "cli/messages.h"
 #include "cli/preflight.h"
+#include "net/net_lock.h"
 #include "stream/stream_env.h"
 
 namespace cryo::cli {
@@ -32,13 +33,26 @@ std::string CompressionNote(const stream::StreamEnv& s) {
 
 // `cryo migrate` once its tree is killed here: KILLED, then the receiver's
 // restore. A failure now leaves the image in the receiver's directory.
-int ReportMigrated(stream::StreamEnv& streamed, pid_t pid, size_t processes, double seconds) {
+// The tree's TCP connections stay locked here (`net_lock`) until the receiver
+// has restored them (net/tcp_migrate.h); then the lock goes.
+int ReportMigrated(stream::StreamEnv& streamed, pid_t pid, size_t processes, double seconds,
+                   const std::string& net_lock) {
   Result<pid_t> there = streamed.ConfirmKilled();
   if (!there.ok()) {
     LOG_ERROR("migrate of pid %d: the tree was killed here once its image was complete in %s on the page server, "
               "which did not restore it: %s", pid, streamed.remote_dir().c_str(), there.status().ToString().c_str());
     LOG_ERROR("restore it there with: cryo restore -D %s", streamed.remote_dir().c_str());
+    if (!net_lock.empty())
+      LOG_ERROR("its TCP connections stay locked here (nftables table inet %s): once restored there, remove it with "
+                "cryo unlock --table %s", net_lock.c_str(), net_lock.c_str());
     return kFailed;
+  }
+  if (!net_lock.empty()) {
+    if (Status u = RemoveNetLock(net_lock); !u.ok()) {
+      LOG_ERROR("migrate of pid %d: restored on the page server, but the lock of its TCP connections here stays: %s "
+                "(remove it with cryo unlock --table %s)", pid, u.ToString().c_str(), net_lock.c_str());
+      return kFailed;
+    }
   }
   Say("migrated " + std::to_string(processes) + " process(es) (pid " + std::to_string(pid) + ") in " +
       std::to_string(static_cast<int>(seconds * 1000)) + " ms: restored on the page server as pid " +
@@ -117,7 +131,7 @@ int RunDump(DumpRun& r) {
       LOG_ERROR("pid %d was left running, untouched", dump.pid);
     return 1;
   }
-  if (r.migrate) return ReportMigrated(*streamed, dump.pid, stats.processes, Now() - t0);
+  if (r.migrate) return ReportMigrated(*streamed, dump.pid, stats.processes, Now() - t0, stats.net_lock);
   if (streamed)
     dump.images_dir = "page server " + r.to + (conn->encrypted() ? " over TLS" : " (insecure)") + " (" +
                       streamed->remote_dir() + ")" + CompressionNote(*streamed);

@@ -43,6 +43,7 @@
 #include "mem/vma_dump.h"
 #include "ns/namespaces.h"
 #include "ns/netns.h"
+#include "ns/ns_thread.h"
 #include "ns/tree_pidns.h"
 #include "proc/path_check.h"
 #include "proc/path_check.h"
@@ -447,6 +448,14 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     // The dead tree's sockets close in repair mode (no reset); the lock is
     // the image's until the restore.
     CRYO_RETURN_IF_ERROR(c.tcp.Keep());
+    // A tree of its own network namespace: its lock went with it (tcp_rewind.h).
+    if (!inv.net_lock().empty() && features.count("net-ns")) {
+      TreeFdTables fd_tables;
+      for (const DumpedProcess& p : procs) fd_tables.push_back({p.core.pid(), &p.fds});
+      if (Status t = KeepNetnsLockToken(inv.net_lock(), fd_tables, ns::HomeNetFd()); !t.ok())
+        LOG_WARN("%s: the image's connections to peers outside the tree will be restored only with --tcp-close",
+                 t.ToString().c_str());
+    }
     if (!inv.net_lock().empty())
       LOG_INFO("TCP connections stay locked (nftables table inet %s) until the restore, or `cryo unlock %s`",
                inv.net_lock().c_str(), opts.images_dir.c_str());
@@ -541,6 +550,7 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   if (stats) {
     stats->frozen_seconds = progress.frozen;
     stats->processes = others + 1;
+    stats->net_lock = opts.leave_running ? "" : c.tcp.lock_name();
     for (const DumpedProcess& p : c.procs)
       for (const image::PageRun& r : p.mm.runs()) stats->stored_pages += r.npages();
     for (const auto& [pid, d] : c.dirty)

@@ -61,6 +61,7 @@ struct DumpStats {
   size_t processes = 0;       // in the image, zombies included
   uint64_t stored_pages = 0;  // pages this image stores itself (not in its parent)
   uint64_t written_pages = 0;  // pages the dirty tracking saw written since the parent image
+  std::string net_lock;       // kill mode: the lock table handed to the image ("": none)
 };
 
 // Checkpoints a process. On any failure the process is detached exactly as it

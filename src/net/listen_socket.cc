@@ -24,6 +24,7 @@
 #include "base/unique_fd.h"
 #include "files/fd_kind.h"
 #include "net/socket_options.h"
+#include "net/tcp_migrate.h"
 #include "net/unix_diag.h"
 #include "net/unix_pending.h"
 #include "net/unix_socket_file.h"
@@ -182,7 +183,11 @@ class ListenSocketHandler final : public FdKindHandler {
     if (l.family() == AF_UNIX && len > off && l.address()[off] != '\0') {
       CRYO_RETURN_IF_ERROR(BindUnixSocketFile(fd.get(), l, what));
     } else if (::bind(fd.get(), addr, len) != 0) {
-      return Status::FromErrno("bind to " + what);
+      // A migration: the address comes with --before-resume (tcp_migrate.h).
+      if (errno != EADDRNOTAVAIL || l.family() == AF_UNIX || !TcpNonlocalBindOnRestore())
+        return Status::FromErrno("bind to " + what);
+      CRYO_ASSIGN_OR_RETURN(const int before, BindNonlocal(fd.get(), l.family(), l.address(), what));
+      CRYO_RETURN_IF_ERROR(EndNonlocal(fd.get(), l.family(), before, what));
     }
     // The socket file bind made goes if the restore does not complete.
     const auto* bound = reinterpret_cast<const sockaddr_un*>(addr);

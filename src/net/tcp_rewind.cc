@@ -1,6 +1,10 @@
 #include "net/tcp_rewind.h"
 
+#include <sched.h>
+
+#include <algorithm>
 #include <set>
+#include <thread>
 #include <utility>
 
 #include "base/log.h"
@@ -50,7 +54,7 @@ void WarnPeersNotRewound(const TreeFdTables& tables) {
              "connection only with --tcp-close (reset by its peer)", c.c_str());
 }
 
-Status CheckOutsidePeersHeld(const image::LoadedImage& img, bool tcp_close) {
+Status CheckOutsidePeersHeld(const image::LoadedImage& img, bool tcp_close, bool held_by_source) {
   if (tcp_close) return Status::Ok();
   const std::vector<std::string> outside = ConnectionsWithPeerOutside(img);
   if (outside.empty()) return Status::Ok();
@@ -58,6 +62,8 @@ Status CheckOutsidePeersHeld(const image::LoadedImage& img, bool tcp_close) {
   std::string why;
   if (lock.empty()) {
     why = "the image was dumped with --leave-running, and the original went on with this connection";
+  } else if (held_by_source) {
+    return Status::Ok();
   } else {
     CRYO_ASSIGN_OR_RETURN(const bool held, NetLockExists(lock));
     if (held) return Status::Ok();
@@ -71,6 +77,36 @@ Status CheckOutsidePeersHeld(const image::LoadedImage& img, bool tcp_close) {
                        "from the image's sequence numbers, it would be stuck" + more +
                        "; restore with --tcp-close to get it back reset by its peer (or dump in kill mode and restore "
                        "once)");
+}
+
+Status KeepNetnsLockToken(const std::string& lock, const TreeFdTables& tables, int home_netns) {
+  if (ConnectionsWithPeerOutside(tables).empty()) return Status::Ok();
+  if (!IsNetLockName(lock)) return Status::Error("\"" + lock + "\" is no network lock of cryo's");
+  // cryo's main thread visits the tree's namespace (ns/netns.h NetnsVisit),
+  // whose processes are dead: nft runs from a thread back in cryo's own
+  // (setns(2) changes the calling thread only; a child inherits its
+  // namespaces).
+  Status s;
+  std::thread t([&] {
+    if (home_netns >= 0 && ::setns(home_netns, CLONE_NEWNET) != 0) {
+      s = Status::FromErrno("setns into cryo's own network namespace");
+      return;
+    }
+    s = RunNft("add table inet " + lock + "\n");
+  });
+  t.join();
+  if (s.ok())
+    LOG_DEBUG("network lock %s: its token made in cryo's namespace (the tree's namespace, where the lock was, "
+              "is gone)", lock.c_str());
+  return s.Prefixed("the token of network lock " + lock);
+}
+
+Status TakeNetnsLockToken(const image::LoadedImage& img) {
+  const auto& f = img.inventory.features();
+  if (img.inventory.net_lock().empty() || std::find(f.begin(), f.end(), "net-ns") == f.end() ||
+      ConnectionsWithPeerOutside(img).empty())
+    return Status::Ok();
+  return RemoveNetLock(img.inventory.net_lock());
 }
 
 }  // namespace cryo

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "net/sockaddr_for_tests.h"
+#include "net/tcp_migrate.h"
 
 namespace cryo {
 namespace {
@@ -43,6 +44,29 @@ TEST(TcpRewind, TcpCloseRefusesNothing) {
   image::LoadedImage img;
   AddTcp(&img, 10, 3, 100, V4("10.0.0.1", 4000), V4("10.0.0.2", 80));
   EXPECT_TRUE(CheckOutsidePeersHeld(img, /*tcp_close=*/true).ok());
+}
+
+// A migration's restore: the source holds the image's lock (no nft run, the
+// table is not here); an image without a lock is refused all the same.
+TEST(TcpRewind, MigrationHeldBySource) {
+  image::LoadedImage img;
+  AddTcp(&img, 10, 3, 100, V4("10.0.0.1", 4000), V4("10.0.0.2", 80));
+  img.inventory.set_net_lock("cryo-lock-1-2-0");
+  EXPECT_TRUE(CheckOutsidePeersHeld(img, false, /*held_by_source=*/true).ok());
+  img.inventory.clear_net_lock();
+  const Status s = CheckOutsidePeersHeld(img, false, /*held_by_source=*/true);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.ToString().find("--leave-running"), std::string::npos) << s.ToString();
+}
+
+// The address a migrated connection resumes with must be on this host.
+TEST(TcpMigrate, AddressHere) {
+  EXPECT_TRUE(CheckAddressHere(V4("127.0.0.1", 4000), "pid 1 fd 3: TCP").ok());
+  const Status s = CheckAddressHere(V4("192.0.2.77", 4000), "pid 1 fd 3: TCP");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.ToString().find("pid 1 fd 3: TCP: its local address 192.0.2.77 is not on this host"), std::string::npos)
+      << s.ToString();
+  EXPECT_NE(s.ToString().find("--before-resume"), std::string::npos) << s.ToString();
 }
 
 // A leave-running image (no lock) is refused by name without nft.

@@ -13,6 +13,7 @@
 
 #include "base/interrupt.h"
 #include "base/log.h"
+#include "net/tcp_migrate.h"
 
 namespace cryo {
 
@@ -351,6 +352,9 @@ Status FinishTcpRestore(const std::string& lock) {
   }
   // Every connection exists now: the FINs come back (tcp_fin.h).
   for (PendingTcp& p : mine) CRYO_RETURN_IF_ERROR(RestoreFinsInRepair(p.fd.get(), p.fins, p.what));
+  // A migrated connection resumes only where its address is (tcp_migrate.h).
+  for (PendingTcp& p : mine)
+    if (p.nonlocal) CRYO_RETURN_IF_ERROR(CheckAddressHere(p.local, p.what));
   for (PendingTcp& p : mine) {
     CRYO_RETURN_IF_ERROR(RepairOff(p.fd.get(), p.reuseaddr ? 1 : 0, p.what));
     // Never sent by the original: sent now, as the program had asked.

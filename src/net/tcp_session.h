@@ -136,6 +136,10 @@ struct PendingTcp {
   bool reuseaddr = false;
   std::string what;
   TcpFins fins;         // a half-closed or closing connection's FINs
+  // Bound while its address was not on this host (a migration, tcp_migrate.h):
+  // the address (struct sockaddr_in or _in6) must be here before it resumes.
+  bool nonlocal = false;
+  std::string local;
 };
 // --tcp-close: connections are restored reset by their peer
 // (net/tcp_socket.cc, ResetConnection).

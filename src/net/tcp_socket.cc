@@ -34,6 +34,7 @@
 #include "net/socket_options.h"
 #include "net/tcp_diag.h"
 #include "net/tcp_fin.h"
+#include "net/tcp_migrate.h"
 #include "net/tcp_session.h"
 
 namespace cryo {
@@ -297,7 +298,7 @@ Status FillQueue(int fd, int queue, const std::string& data, const std::string& 
   return SendAll(fd, data, queue == TCP_RECV_QUEUE, what);
 }
 
-Status RestoreTcp(int fd, const image::Fd& f, const std::string& what, std::string* unsent) {
+Status RestoreTcp(int fd, const image::Fd& f, const std::string& what, std::string* unsent, bool* nonlocal) {
   const image::TcpSocket& t = f.tcp_socket();
   CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON, what, "TCP_REPAIR"));
   CRYO_RETURN_IF_ERROR(RestoreSocketOptions(fd, t.options(), what));
@@ -316,8 +317,16 @@ Status RestoreTcp(int fd, const image::Fd& f, const std::string& what, std::stri
                               "TCP_QUEUE_SEQ (receive)"));
   // Repair mode forces address reuse (SK_FORCE_REUSE): the bind succeeds next
   // to the listener the connection was accepted from.
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(t.local().data()), static_cast<socklen_t>(t.local().size())) != 0)
+  const bool bound = ::bind(fd, reinterpret_cast<const sockaddr*>(t.local().data()),
+                            static_cast<socklen_t>(t.local().size())) == 0;
+  // A migrated connection whose address follows the tree later (tcp_migrate.h).
+  int transparent = -1;
+  if (!bound && errno == EADDRNOTAVAIL && TcpNonlocalBindOnRestore()) {
+    CRYO_ASSIGN_OR_RETURN(transparent, BindNonlocal(fd, t.family(), t.local(), what));
+    *nonlocal = true;
+  } else if (!bound) {
     return Status::FromErrno("bind of " + what);
+  }
   if (::connect(fd, reinterpret_cast<const sockaddr*>(t.peer().data()), static_cast<socklen_t>(t.peer().size())) != 0) {
     if (errno == EADDRNOTAVAIL || errno == EADDRINUSE)
       return Status::FromErrno(what + ": another socket of this machine holds this connection (the original "
@@ -325,6 +334,7 @@ Status RestoreTcp(int fd, const image::Fd& f, const std::string& what, std::stri
                                "the original first)");
     return Status::FromErrno("connect (repair mode) of " + what);
   }
+  if (transparent >= 0) CRYO_RETURN_IF_ERROR(EndNonlocal(fd, t.family(), transparent, what));
   tcp_repair_opt opts[4];
   int n = 0;
   opts[n++] = {kTcpOptMss, t.mss()};
@@ -417,7 +427,8 @@ class TcpSocketHandler final : public FdKindHandler {
     UniqueFd fd(::socket(t.family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
     if (!fd.valid()) return Status::FromErrno("socket for " + what);
     PendingTcp p;
-    CRYO_RETURN_IF_ERROR(RestoreTcp(fd.get(), f, what, &p.unsent));
+    CRYO_RETURN_IF_ERROR(RestoreTcp(fd.get(), f, what, &p.unsent, &p.nonlocal));
+    if (p.nonlocal) p.local = t.local();
     p.fd = UniqueFd(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
     if (!p.fd.valid()) return Status::FromErrno("dup of " + what);
     p.reuseaddr = t.reuseaddr();

@@ -50,9 +50,11 @@
 #include "restore/finalize.h"
 #include "restore/helper.h"
 #include "restore/pidns.h"
+#include "restore/resume_hook.h"
 #include "restorer/blob.h"
 #include "restorer/restorer_args.h"
 #include "seize/ptrace_util.h"
+#include "net/tcp_migrate.h"
 #include "net/tcp_rewind.h"
 #include "net/tcp_session.h"
 #include "ns/join_ns.h"
@@ -313,7 +315,7 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   CRYO_RETURN_IF_ERROR(CheckLeasesFree(img));
   CRYO_RETURN_IF_ERROR(CheckLocksFree(img));
   CRYO_RETURN_IF_ERROR(CheckFreeHugePages(img));
-  CRYO_RETURN_IF_ERROR(CheckOutsidePeersHeld(img, opts.tcp_close));
+  CRYO_RETURN_IF_ERROR(CheckOutsidePeersHeld(img, opts.tcp_close, opts.lock_held_by_source));
   for (const auto& [pid, p] : img.processes) {
     CRYO_RETURN_IF_ERROR(ValidateJobControl(p.core));
     CRYO_RETURN_IF_ERROR(CheckDumpableFlag(p.core));
@@ -364,6 +366,9 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   SetTcpCloseOnRestore(opts.tcp_close);
   TcpRestoreGuard tcp_guard(net_lock);
   if (!net_lock.empty()) CRYO_RETURN_IF_ERROR(janitor->WillRemoveNetLock(net_lock));
+  SetTcpNonlocalBindOnRestore(opts.lock_held_by_source);
+  if (opts.lock_held_by_source && !opts.tcp_close) CRYO_RETURN_IF_ERROR(HoldLockForMigration(img));
+  if (!opts.lock_held_by_source) CRYO_RETURN_IF_ERROR(TakeNetnsLockToken(img));
   CRYO_ASSIGN_OR_RETURN(cgroup::CgroupRoots cgroup_roots, cgroup::ParseCgroupRoots(opts.cgroup_roots));
   // Declared before the tree guard: on failure the processes go first, then
   // the cgroups created for them.
@@ -592,6 +597,7 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   for (const std::string& w : stop_warnings) LOG_WARN("%s", w.c_str());
   // TCP connections out of repair mode, unsent bytes sent, the lock removed:
   // the tree is stopped until the release below.
+  CRYO_RETURN_IF_ERROR(RunBeforeResume(opts.before_resume, root));
   CRYO_RETURN_IF_ERROR(tcp_guard.Finish());
   // What the restore made stays from here on (a kill between this and the
   // release leaves it, never a running tree without it). The restore is

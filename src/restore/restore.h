@@ -42,6 +42,13 @@ struct RestoreOptions {
   // --lazy: private anonymous pages come on first touch, and from a
   // background prefetch, once the tree runs (mem/lazy_server.h).
   bool lazy = false;
+  // page-server --restore (a migration, net/tcp_migrate.h): the source holds
+  // the image's network lock until this restore is done; the lock is made
+  // here too, and connections may be bound to an address not here yet.
+  bool lock_held_by_source = false;
+  // --before-resume CMD: run (sh -c) once the tree is made, before its
+  // connections leave repair mode and it runs (restore/resume_hook.h).
+  std::string before_resume;
 };
 
 class LazyServer;

@@ -182,9 +182,12 @@ Result<Frame> ReceiveRounds(Connection& conn, const std::string& tmp, int tmpfd,
 
 // Receives the image (after any pre-copy rounds) into `tmp`, then renames it
 // to `dir`.
-Status ReceiveInto(Connection& conn, const std::string& tmp, int tmpfd, const std::string& dir, ReceivedImage* out) {
+Status ReceiveInto(Connection& conn, const std::string& tmp, int tmpfd, const PageServerOptions& opts,
+                   ReceivedImage* out) {
+  const std::string& dir = opts.images_dir;
   CRYO_ASSIGN_OR_RETURN(Frame first, ReceiveRounds(conn, tmp, tmpfd, dir, out));
   CRYO_RETURN_IF_ERROR(ReceiveImage(conn, tmp, tmpfd, std::move(first), out));
+  if (opts.check) CRYO_RETURN_IF_ERROR(opts.check(tmp));
   FaultPoint();
   if (::rename(tmp.c_str(), dir.c_str()) != 0) return Status::FromErrno("rename " + tmp + " to " + dir);
   std::string base;
@@ -269,7 +272,7 @@ Status RunPageServer(const PageServerOptions& opts, ReceivedImage* out) {
   if (s.ok()) s = MarkReceiving(tmpfd.get(), tmp, out->peer);
   if (s.ok()) s = conn->Send(FrameType::kHello, 0, HelloPayload(image::kFormatVersion));
   if (s.ok() && opts.restore) s = ExpectMigrate(*conn);
-  if (s.ok()) s = ReceiveInto(*conn, tmp, tmpfd.get(), opts.images_dir, out);
+  if (s.ok()) s = ReceiveInto(*conn, tmp, tmpfd.get(), opts, out);
   if (!s.ok()) {
     RemoveTree(tmp);
     return refuse(s.Prefixed("image from " + out->peer));

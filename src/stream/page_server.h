@@ -25,6 +25,10 @@ struct PageServerOptions {
   // acknowledged, and the sender says its tree is gone (KILLED), this
   // restores DIR and the root's pid goes back (RESTORED).
   std::function<Result<pid_t>(const std::string& dir)> restore;
+  // Optional: a last check of the complete image (in its temporary
+  // directory) before it is acknowledged; its failure refuses the image,
+  // and the sender keeps its tree.
+  std::function<Status(const std::string& dir)> check;
   // Called once listening, with the address bound (the port chosen).
   std::function<void(const std::string&)> on_listening;
 };

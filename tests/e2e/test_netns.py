@@ -314,8 +314,7 @@ def test_netns_tcp(h):
     once the connections are out of repair mode; after a kill and a restore
     the connection carries the workload's numbered lines again, and a
     client outside reaches the listener over the veth. (A connection to a
-    peer outside the tree is refused at restore by the lock check of
-    net/tcp_rewind: its lock went with the dead namespace.)"""
+    peer outside the tree: test_netns_outside_peer.)"""
     peer = "cvp%d" % (os.getpid() % 100000)
     with PeerNamespaces("") as (ns,):
         u, w = start(h, ["--veth", ns, peer, "--tcp"], setup=lambda pid: outside_reaches(ns, peer, pid, "original"))
@@ -339,6 +338,82 @@ def test_netns_tcp(h):
         h.verify_ok(rw, when="after restore")
         h.verify_ok(rw, exit=True, when="after restore (exit)")
         check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status once its child exited 0")
+
+
+def test_netns_outside_peer(h):
+    """A tree of its own network namespace (unshare --net --fork) with a
+    TCP server whose client is outside the tree, in another namespace,
+    across the tree's veth pair; both ends stream numbered counters and
+    check every one (test_twohosts.py). Kill-mode dump: the tree's
+    namespace, its lock and the veth pair die with the tree, and a token of
+    the lock stays in cryo's namespace; the client, which finds no route
+    meanwhile, sees no reset and loses no byte; the restore (the token
+    taken, the lock made again in the fresh namespace before any link is
+    up, then removed) gives the client its connection back, once its end of
+    the veth has its address again. The image does not restore twice: the
+    second restore is refused by name."""
+    from test_twohosts import CLIENT, SERVER, check_flows, nsenter_path, pauses, wait_file
+    peer = "cvp%d" % (os.getpid() % 100000)
+    with PeerNamespaces("") as (ns,):
+        ctl = h.mkdir("tree")
+        u = h.start("tree", ["/usr/bin/unshare", "--net", "--fork", "--", PYTHON, "-c", SERVER, "0.0.0.0", "7000"],
+                    ctl)
+        deadline = time.monotonic() + 20
+        while not (read_text("/proc/%d/task/%d/children" % (u.pid, u.pid)) or "").strip():
+            if time.monotonic() > deadline or not pid_alive(u.pid):
+                fail("unshare did not start its child: %s" % u.stderr())
+            time.sleep(0.01)
+        child = int(read_text("/proc/%d/task/%d/children" % (u.pid, u.pid)).split()[0])
+        h.tracked_pids.append(child)
+        server = cryotest.Workload("server", ctl, child, None, u.argv)
+        inside = ["nsenter", "--net=/proc/%d/ns/net" % child, "--"]
+        for argv in (["ip", "link", "add", "veth0", "netns", str(child), "type", "veth", "peer", "name", peer,
+                      "netns", ns],
+                     inside + ["ip", "link", "set", "lo", "up"],
+                     inside + ["ip", "addr", "add", "10.88.0.1/24", "dev", "veth0"],
+                     inside + ["ip", "link", "set", "veth0", "up"],
+                     ["ip", "-n", ns, "addr", "add", "10.88.0.2/24", "dev", peer],
+                     ["ip", "-n", ns, "link", "set", peer, "up"]):
+            p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=20)
+            check_eq((p.returncode, p.stdout.decode(errors="replace")), (0, ""), " ".join(argv))
+        deadline = time.monotonic() + 20  # the server listens (its namespace's /proc/net/tcp: 7000, LISTEN)
+        while ":1B58 00000000:0000 0A" not in (read_text("/proc/%d/net/tcp" % child) or ""):
+            if time.monotonic() > deadline:
+                fail("the server in the tree's namespace does not listen: %s" % u.stderr())
+            time.sleep(0.02)
+        client = h.start("client", nsenter_path("/run/netns/" + ns, [PYTHON, "-c", CLIENT, "10.88.0.1", "7000"]))
+        wait_file(server, "ready")
+        wait_file(client, "ready")
+        check_flows([(server, "server"), (client, "client")], "before the dump", more=5000)
+        images = h.mkdir("img")
+        h.dump(u.pid, images)
+        h.reap_original(u)
+        check_eq(h.wait_exit(child), ("signal", 9), "the server after the kill-mode dump")
+        h.reap_orphans()
+        check_eq(len(lock_tables([])), 1, "the lock's token in the host's namespace after the kill-mode dump")
+        wait_peer_gone(ns, peer, "after the kill-mode dump")
+        time.sleep(1.0)  # the client goes on sending, into no route
+        check_eq(read_text(client.path("error-client")), None, "the client's stream while the tree is checkpointed")
+        r = h.restore(images, detach=True, expected_pid=u.pid)
+        check_eq(lock_tables([]), [], "lock tables in the host's namespace after the restore")
+        check_eq(lock_tables(["nsenter", "--net=/proc/%d/ns/net" % child, "--"]), [],
+                 "lock tables left in the restored namespace")
+        # The outside end's configuration is the user's (test_netns_veth).
+        check_eq(ip_n(ns, "addr", "replace", "10.88.0.2/24", "dev", peer), (0, ""), "ip addr replace on " + peer)
+        moved = server.restored(child)
+        check_flows([(moved, "server"), (client, "client")], "after the restore")
+        sp, cp = pauses(moved, "server"), pauses(client, "client")
+        h.note("netns outside peer: longest pause of the server's sender %.0f ms, of the client's receiver %.0f ms"
+               % (sp["send"], cp["recv"]))
+        h.cleanup_one(child)
+        h.cleanup_one(r.pid)
+        h.reap_orphans()
+        h.cleanup_one(client.pid)
+        # The peer went on with the first restore: the image is not restored again.
+        rr = h.run_cryo(["restore", "-D", images, "--detach"])
+        check(rr.rc != 0 and "peer is outside the tree" in rr.message and "is gone" in rr.message,
+              "a second restore should be refused by name: %s" % rr.describe())
+        check(not pid_alive(u.pid), "pid %d runs after the refused restore" % u.pid)
 
 
 # Makes a UDP socket in the harness's namespace, then becomes `unshare
@@ -371,6 +446,7 @@ TESTS = [
     test_netns_veth,
     test_netns_veth_refusals,
     test_netns_tcp,
+    test_netns_outside_peer,
     test_netns_kill,
     test_netns_rewind_beside_original,
     test_netns_cryo_run,
