@@ -196,6 +196,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "compressed-pages",
       "guard-regions",
       "hugetlb",
+      "remote-pages",
   };
   return kFeatures;
 }
