@@ -36,6 +36,7 @@
 #include "restore/restore.h"
 #include "restore/run.h"
 #include "stream/page_server.h"
+#include "stream/postcopy.h"
 #include "stream/stream_env.h"
 
 namespace cryo {
@@ -73,6 +74,9 @@ std::optional<int> EnterTreePidns(pid_t* pid) {
 // How long a restore waits for the pids of its image still held by exiting
 // processes (a zombie not reaped yet), before it tries anyway.
 constexpr double kPidWaitSeconds = 10;
+// cryo migrate --lazy: silence from the target that ends the serving (the
+// target asks for pages or commits; its prefetch keeps asking until done).
+constexpr double kPostCopyTimeoutSeconds = 120;
 
 // --tls-cert, --tls-key, --tls-ca, --tls-psk (docs/stream-protocol.md, Security).
 void AddTlsOptions(CLI::App* cmd, stream::TlsOptions* tls) {
@@ -106,7 +110,57 @@ std::optional<image::Inventory> ReadInventory(const std::string& dir) {
 // `cryo page-server --restore`: the received image, restored detached (the
 // root outlives the page server) once the original's pids are free (on one
 // machine: once the source tree's parent reaped it).
-Result<pid_t> RestoreReceived(const std::string& dir, const std::string& pidfile) {
+// --pidns new: into a new PID namespace; the pidfile and the pid returned
+// are the root's host pid.
+Result<pid_t> RestoreReceivedInPidns(RestoreOptions opts, RemotePageSource* remote) {
+  opts.new_pidns = true;
+  opts.remote = remote;
+  opts.lazy = remote != nullptr;
+  const std::string pidfile = opts.pidfile;
+  CRYO_ASSIGN_OR_RETURN(PidnsRestored r, RestoreInNewPidns(opts));
+  if (r.exit_fd >= 0) ::close(r.exit_fd);
+  if (!pidfile.empty()) {
+    std::ofstream pf(pidfile, std::ios::trunc);
+    pf << r.root_host << "\n";
+    if (!pf) {
+      ::kill(r.init, SIGKILL);
+      ::waitpid(r.init, nullptr, 0);
+      return Status::Error("cannot write pidfile " + pidfile + "; the restored tree was killed");
+    }
+  }
+  if (r.lazy_fd >= 0) {
+    std::string report;
+    CRYO_RETURN_IF_ERROR(ReadLazyOutcome(r.lazy_fd, &report));
+    Say(report);
+  }
+  return r.root_host;
+}
+
+// `cryo page-server --restore` for `cryo migrate --lazy`: the tree restored
+// lazily, its pages from the source (`remote`); returns once every page is
+// in and the source was told, or the tree was killed.
+Result<pid_t> RestorePostCopy(const std::string& dir, const std::string& pidfile, bool new_pidns,
+                              RemotePageSource* remote) {
+  RestoreOptions opts;
+  opts.images_dir = dir;
+  opts.detach = true;
+  opts.pidfile = pidfile;
+  if (new_pidns) return RestoreReceivedInPidns(opts, remote);
+  // (the source's tree keeps its pids until every page is here: on one
+  // machine this restore needs --pidns new)
+  opts.lazy = true;
+  opts.remote = remote;
+  std::unique_ptr<LazyServer> lazy;
+  CRYO_ASSIGN_OR_RETURN(pid_t pid, Restore(opts, &lazy));
+  if (lazy) {
+    CRYO_RETURN_IF_ERROR(lazy->Wait());
+    Say(lazy->Report());
+  }
+  CRYO_RETURN_IF_ERROR(remote->AllIn().Prefixed("post-copy: telling the source"));
+  return pid;
+}
+
+Result<pid_t> RestoreReceived(const std::string& dir, const std::string& pidfile, bool new_pidns) {
   RestoreOptions opts;
   opts.images_dir = dir;
   opts.detach = true;
@@ -115,6 +169,7 @@ Result<pid_t> RestoreReceived(const std::string& dir, const std::string& pidfile
     const std::string held = cli::WaitForExitingPids({inv->pids().begin(), inv->pids().end()}, kPidWaitSeconds, Say);
     if (!held.empty()) LOG_WARN("%s", held.c_str());
   }
+  if (new_pidns) return RestoreReceivedInPidns(opts, nullptr);
   return Restore(opts);
 }
 
@@ -416,6 +471,13 @@ int main(int argc, char** argv) {
   std::string server_pidfile;
   server_cmd->add_option("--pidfile", server_pidfile, "with --restore: write the restored root pid to FILE")
       ->type_name("FILE");
+  std::string server_pidns;
+  server_cmd->add_option("--pidns", server_pidns,
+                         "with --restore: new: restore into a new PID namespace (as cryo restore --pidns new), "
+                         "beside the source tree: needed on one machine with cryo migrate --lazy, whose source "
+                         "tree keeps its pids (frozen) until every page is in; the pidfile gets the host pid")
+      ->check(CLI::IsMember({"new"}))
+      ->type_name("new");
 
   auto* migrate_cmd = app.add_subcommand(
       "migrate", "move a process tree to `cryo page-server --restore` at ADDR:PORT: streamed, restored there, killed "
@@ -434,6 +496,13 @@ int main(int argc, char** argv) {
                         "since (as cryo dump --pre-copy): a short downtime");
   migrate_cmd->add_option("--pre-copy-rounds", pre_copy_opts.max_rounds, "as cryo dump --pre-copy-rounds")
       ->type_name("N");
+  bool post_copy = false;
+  migrate_cmd->add_flag("--lazy", post_copy,
+                        "post-copy: freeze the tree and send everything but its private memory; the tree runs on "
+                        "the page server at once and fetches its pages from here (first touch, then a background "
+                        "prefetch), the original stays frozen until every page is there, then is killed. If the link "
+                        "or either side dies once the tree ran there, the tree is lost on both sides. On one machine "
+                        "the page server needs --pidns new");
 
   RunOptions run;
   std::string run_pidfile;
@@ -517,7 +586,13 @@ int main(int argc, char** argv) {
   if (*dump_cmd && dump.images_dir.empty() && dump_to.empty())
     return UsageError("dump: the image directory is missing: give -D DIR (or --to ADDR:PORT)");
   if (*server_cmd) {
-    if (server_restore) server.restore = [&](const std::string& dir) { return RestoreReceived(dir, server_pidfile); };
+    if (!server_pidns.empty() && !server_restore) return UsageError("page-server: --pidns goes with --restore");
+    if (server_restore) {
+      server.restore = [&](const std::string& dir) { return RestoreReceived(dir, server_pidfile, !server_pidns.empty()); };
+      server.restore_post_copy = [&](const std::string& dir, RemotePageSource* remote) {
+        return RestorePostCopy(dir, server_pidfile, !server_pidns.empty(), remote);
+      };
+    }
     server.on_listening = [](const std::string& addr) {
       fprintf(stderr, "cryo: page-server listening on %s\n", addr.c_str());
       fflush(stderr);
@@ -549,13 +624,21 @@ int main(int argc, char** argv) {
     if (!dump_to.empty()) {
       // Connected before the tree is seized: a page server that is not there
       // costs the tree nothing.
-      auto c = stream::StreamEnv::Open(dump_to, 60, tls, /*migrate=*/static_cast<bool>(*migrate_cmd));
+      if (post_copy && pre_copy) return UsageError("migrate: --lazy and --pre-copy are two ways to migrate: give one");
+      auto c = stream::StreamEnv::Open(dump_to, 60, tls, /*migrate=*/static_cast<bool>(*migrate_cmd), post_copy);
       if (!c.ok()) return Fail(c.status().Prefixed((*migrate_cmd ? "migrate --to " : "dump --to ") + dump_to));
       conn = std::move(*c);
       streamed = std::make_unique<stream::StreamEnv>(conn.get());
       streamed->set_zstd_level(*zstd_level);
       dump.env = streamed.get();
       dump.images_dir = dump_to;
+      if (post_copy) {
+        stream::Connection* link = conn.get();
+        dump.post_copy = [link](const stream::RemoteRuns& runs, const std::function<Status()>& commit,
+                                bool* committed) {
+          return stream::ServePostCopy(*link, runs, kPostCopyTimeoutSeconds, commit, committed);
+        };
+      }
     } else {
       Status free = cli::CheckImageDirFree(dump.images_dir, force);
       if (!free.ok()) return Fail(free);
@@ -579,6 +662,13 @@ int main(int argc, char** argv) {
         LOG_ERROR("pid %d was left running, untouched", dump.pid);
       return 1;
     }
+    if (*migrate_cmd && post_copy) {
+      Say("migrated " + std::to_string(stats.processes) + " process(es) (pid " + std::to_string(dump.pid) +
+          ") post-copy in " + std::to_string(static_cast<int>((Now() - t0) * 1000)) +
+          " ms: every page is on the page server, the tree killed here (image in " + streamed->remote_dir() + ")" +
+          CompressionNote(*streamed));
+      return 0;
+    }
     if (*migrate_cmd) return ReportMigrated(*streamed, dump.pid, stats.processes, Now() - t0);
     if (streamed)
       dump.images_dir = "page server " + dump_to + (conn->encrypted() ? " over TLS" : " (insecure)") + " (" +
@@ -601,9 +691,6 @@ int main(int argc, char** argv) {
     LOG_INFO("pid %d runs in namespaces of its own, its init host pid %d", r->pid, r->init);
     return 0;
   }
-  if (*restore_cmd && restore.new_pidns && restore.lazy)
-    return UsageError("restore: --lazy is not supported with --pidns new yet (the namespace's init would have to "
-                      "serve the pages); restore without --lazy");
   if (*restore_cmd && restore.new_pidns) {
     const std::optional<image::Inventory> inv = ReadInventory(restore.images_dir);
     const double t0 = Now();
@@ -628,8 +715,18 @@ int main(int argc, char** argv) {
     }
     Say(cli::RestoredLine(inv ? inv->pids_size() : 1, r->root, Now() - t0) + "; in a new PID namespace: host pid " +
         std::to_string(r->root_host) + ", its init host pid " + std::to_string(r->init));
-    if (restore.detach) return 0;
-    return WaitAsParent(r->init, r->exit_fd);
+    // --lazy: the namespace's init serves the pages; cryo reports how it went.
+    if (restore.detach && r->lazy_fd < 0) return 0;
+    if (restore.detach) {
+      std::string report;
+      if (Status l = ReadLazyOutcome(r->lazy_fd, &report); !l.ok()) return Fail(l);
+      Say(report);
+      return 0;
+    }
+    const int rc = WaitAsParent(r->init, r->exit_fd);
+    if (r->lazy_fd >= 0)
+      if (Status l = ReadLazyOutcome(r->lazy_fd, nullptr); !l.ok()) return Fail(l);
+    return rc;
   }
   if (*restore_cmd) {
     // After a kill-mode dump the original's pids are free only once its

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "mem/remote_pages.h"
 
 namespace cryo {
 
@@ -42,6 +43,10 @@ struct RestoreOptions {
   // --lazy: private anonymous pages come on first touch, and from a
   // background prefetch, once the tree runs (mem/lazy_server.h).
   bool lazy = false;
+  // Post-copy migration (cryo page-server --restore, feature "remote-pages"):
+  // where the page runs marked remote come from; committed (Commit) just
+  // before the tree is released. Not owned.
+  RemotePageSource* remote = nullptr;
 };
 
 class LazyServer;
