@@ -17,6 +17,15 @@ Measured per migration:
 Each migration is verified by the workload (every page against its counter).
 Prints medians.
 
+With "lazy" among --modes (the default has it), each round also migrates a
+fresh dirtier post-copy: `cryo migrate --lazy` into `cryo page-server
+--restore --pidns new` (the frozen original keeps its pids until every page
+is in). Its downtime is measured the same way (lastgap_ms: from the last turn
+before the freeze to the first turn on the target, its first touches served
+over the link); "all in" is the page server's lazy report (the tree's first
+adoption to the last page), "frozen" is not meaningful there (the source
+stays frozen, serving, until every page is in).
+
 Exit status 0 when every run succeeded, 1 if one failed, 2 on bad setup.
 """
 import os
@@ -81,28 +90,80 @@ def one(b, pid, ctl, pre_copy):
     return gap, frozen[-1] if frozen else float("nan"), secs, int(rounds.group(1)) if rounds else 0
 
 
+LAZY_RE = re.compile(r"lazy restore: (\d+) pages .* in ([\d.]+) s: (\d+) on first touch, (\d+) prefetched")
+
+
+def one_lazy(b, dirtier):
+    """A fresh dirtier migrated post-copy (--lazy) into a new PID namespace:
+    (downtime ms, all-in s, total s, pages on first touch)."""
+    a = b.args
+    pid, ctl, _ = b.start_ready(lambda c: [dirtier, c, str(a.mib), str(a.rate)], "dirtier %d MiB" % a.mib, 300)
+    images = os.path.join(b.fresh_dir("recv"), "img")
+    pidfile = os.path.join(os.path.dirname(images), "restored.pid")
+    srv, addr, err = page_server(b, images, ["--insecure", "--restore", "--pidns", "new", "--pidfile", pidfile])
+    argv = [b.cryo, "migrate", "-t", str(pid), "--to", addr, "--insecure", "-v", "--lazy"]
+    t0 = time.monotonic()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         text=True, close_fds=True)
+    _, stderr = p.communicate(timeout=600)
+    secs = time.monotonic() - t0
+    srv.wait(timeout=60)
+    serr = benchlib.read_text(err, "") or ""
+    if p.returncode != 0 or srv.returncode != 0:
+        raise BenchError("migrate --lazy failed: %s %s" % (stderr, serr))
+    b.wait_gone([pid], timeout=30)  # the original, killed once every page was in
+    restored = int((benchlib.read_text(pidfile, "") or "0").strip())
+    if restored <= 0:
+        raise BenchError("page-server --restore --pidns new wrote no pid: %s" % serr)
+    b.tracked.add(restored)
+    line = b.verify(restored, ctl)
+    gap = float(GAP_RE.search(line).group(1))
+    lazy = LAZY_RE.search(serr)
+    b.kill(restored)
+    b.reap_stray_zombies()
+    benchlib.rmtree(os.path.dirname(images))
+    return gap, float(lazy.group(2)) if lazy else float("nan"), secs, int(lazy.group(3)) if lazy else 0
+
+
 def body(b):
     a = b.args
+    modes = [m for m in a.modes.split(",") if m]
+    if any(m not in ("plain", "pre-copy", "lazy") for m in modes):
+        raise BenchError("--modes: plain, pre-copy, lazy")
     dirtier = benchlib.find_binary(a.dirtier, "tests/workloads/dirtier", "dirtier")
-    pid, ctl, _ = b.start_ready(lambda c: [dirtier, c, str(a.mib), str(a.rate)], "dirtier %d MiB" % a.mib, 300)
+    eager = [m == "pre-copy" for m in modes if m != "lazy"]
+    if eager:
+        pid, ctl, _ = b.start_ready(lambda c: [dirtier, c, str(a.mib), str(a.rate)], "dirtier %d MiB" % a.mib, 300)
     results = {False: [], True: []}
+    lazy_results = []
     for rnd in range(a.rounds):
         print("round %d/%d (cpu busy %.0f%%)" % (rnd + 1, a.rounds, 100 * benchlib.wait_quiet(a.quiet_wait)))
         sys.stdout.flush()
-        for pre_copy in ((False, True) if rnd % 2 == 0 else (True, False)):
+        for pre_copy in (eager if rnd % 2 == 0 else eager[::-1]):
             r = one(b, pid, ctl, pre_copy)
             print("  %-9s downtime %7.1f ms, frozen %7.1f ms, total %6.2f s, %d rounds"
                   % ("pre-copy" if pre_copy else "plain", r[0], r[1], r[2], r[3]))
             sys.stdout.flush()
             results[pre_copy].append(r)
+        if "lazy" in modes:
+            r = one_lazy(b, dirtier)
+            print("  %-9s downtime %7.1f ms, all in %6.2f s, total %6.2f s, %d pages on first touch"
+                  % ("lazy", r[0], r[1], r[2], r[3]))
+            sys.stdout.flush()
+            lazy_results.append(r)
     print("\ndirtier %d MiB writing %g MiB/s, cryo migrate over 127.0.0.1 (--insecure), medians of %d"
           % (a.mib, a.rate, a.rounds))
     print("%-9s %14s %18s %10s %7s" % ("mode", "downtime ms", "frozen (source) ms", "total s", "rounds"))
-    for pre_copy in (False, True):
+    for pre_copy in sorted(set(eager)):
         rs = results[pre_copy]
         print("%-9s %14.1f %18.1f %10.2f %7.0f" % ("pre-copy" if pre_copy else "plain", median([r[0] for r in rs]),
                                                   median([r[1] for r in rs]), median([r[2] for r in rs]),
                                                   median([r[3] for r in rs])))
+    if lazy_results:
+        rs = lazy_results
+        print("%-9s %14.1f %18s %10.2f %7s   (all in %.2f s after the restore, %d pages on first touch)"
+              % ("lazy", median([r[0] for r in rs]), "-", median([r[2] for r in rs]), "-",
+                 median([r[1] for r in rs]), median([r[3] for r in rs])))
     return 0
 
 
@@ -112,6 +173,8 @@ def main():
     ap.add_argument("--mib", type=int, default=1024, help="dirtier size (default 1024)")
     ap.add_argument("--rate", type=float, default=10, help="MiB/s it writes (default 10)")
     ap.add_argument("--rounds", type=int, default=5, help="migrations per mode (default 5)")
+    ap.add_argument("--modes", default="plain,pre-copy,lazy",
+                    help="comma-separated: plain, pre-copy, lazy (post-copy, migrate --lazy) (default all three)")
     args = ap.parse_args()
     return benchlib.run(args, body)
 

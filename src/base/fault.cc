@@ -55,6 +55,9 @@ void RestoreFaultPoint(const char* name) {
   if (g_point.empty() || g_point != name) return;
   if (g_hold_fd) return HoldFd(name);
   ::kill(g_cryo, g_signal);
+  // The init of a new PID namespace (restore --pidns new) ignores the
+  // signals it sends itself (pid_namespaces(7)): it ends as if killed.
+  if (::getpid() == g_cryo && g_cryo == 1) ::_exit(128 + g_signal);
   if (::getpid() == g_cryo) return;
   // A helper: it goes on once cryo is gone, as if cryo had died right here
   // (its parent-death signal or ptrace's EXITKILL then ends it).

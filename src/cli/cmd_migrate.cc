@@ -29,6 +29,12 @@ class MigrateCommand : public Command {
                    "since (as cryo dump --pre-copy): a short downtime");
     cmd_->add_option("--pre-copy-rounds", r_.pre_copy_opts.max_rounds, "as cryo dump --pre-copy-rounds")
         ->type_name("N");
+    cmd_->add_flag("--lazy", r_.post_copy,
+                   "post-copy: freeze the tree and send everything but its private memory; the tree runs on "
+                   "the page server at once and fetches its pages from here (first touch, then a background "
+                   "prefetch), the original stays frozen until every page is there, then is killed. If the link "
+                   "or either side dies once the tree ran there, the tree is lost on both sides. On one machine "
+                   "the page server needs --pidns new");
     return cmd_;
   }
 

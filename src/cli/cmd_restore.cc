@@ -120,9 +120,6 @@ class RestoreCommand : public Command {
   }
 
   int Run() override {
-    if (restore_.new_pidns && restore_.lazy)
-      return UsageError("restore: --lazy is not supported with --pidns new yet (the namespace's init would have to "
-                        "serve the pages); restore without --lazy");
     return restore_.new_pidns ? RunInNewPidns() : RunHere();
   }
 
@@ -151,8 +148,18 @@ class RestoreCommand : public Command {
     }
     Say(RestoredLine(inv ? inv->pids_size() : 1, r->root, Now() - t0) + "; in a new PID namespace: host pid " +
         std::to_string(r->root_host) + ", its init host pid " + std::to_string(r->init));
-    if (restore_.detach) return 0;
-    return WaitAsParent(r->init, r->exit_fd);
+    // --lazy: the namespace's init serves the pages; cryo reports how it went.
+    if (restore_.detach && r->lazy_fd < 0) return 0;
+    if (restore_.detach) {
+      std::string report;
+      if (Status l = ReadLazyOutcome(r->lazy_fd, &report); !l.ok()) return Fail(l);
+      Say(report);
+      return 0;
+    }
+    const int rc = WaitAsParent(r->init, r->exit_fd);
+    if (r->lazy_fd >= 0)
+      if (Status l = ReadLazyOutcome(r->lazy_fd, nullptr); !l.ok()) return Fail(l);
+    return rc;
   }
 
   int RunHere() {

@@ -16,11 +16,16 @@
 #include "cli/messages.h"
 #include "cli/preflight.h"
 #include "net/net_lock.h"
+#include "stream/postcopy.h"
 #include "stream/stream_env.h"
 
 namespace cryo::cli {
 
 namespace {
+
+// cryo migrate --lazy: silence from the target that ends the serving (the
+// target asks for pages or commits; its prefetch keeps asking until done).
+constexpr double kPostCopyTimeoutSeconds = 120;
 
 // "; 64.0 MiB of file data sent as 2.1 MiB (zstd 1)", or nothing uncompressed.
 std::string CompressionNote(const stream::StreamEnv& s) {
@@ -100,13 +105,20 @@ int RunDump(DumpRun& r) {
   if (!r.to.empty()) {
     // Connected before the tree is seized: a page server that is not there
     // costs the tree nothing.
-    auto c = stream::StreamEnv::Open(r.to, 60, r.tls, /*migrate=*/r.migrate);
+    if (r.post_copy && r.pre_copy) return UsageError("migrate: --lazy and --pre-copy are two ways to migrate: give one");
+    auto c = stream::StreamEnv::Open(r.to, 60, r.tls, /*migrate=*/r.migrate, r.post_copy);
     if (!c.ok()) return Fail(c.status().Prefixed((r.migrate ? "migrate --to " : "dump --to ") + r.to));
     conn = std::move(*c);
     streamed = std::make_unique<stream::StreamEnv>(conn.get());
     streamed->set_zstd_level(*zstd_level);
     dump.env = streamed.get();
     dump.images_dir = r.to;
+    if (r.post_copy) {
+      stream::Connection* link = conn.get();
+      dump.post_copy = [link](const stream::RemoteRuns& runs, const std::function<Status()>& commit, bool* committed) {
+        return stream::ServePostCopy(*link, runs, kPostCopyTimeoutSeconds, commit, committed);
+      };
+    }
   } else {
     Status free = CheckImageDirFree(dump.images_dir, r.force);
     if (!free.ok()) return Fail(free);
@@ -130,6 +142,19 @@ int RunDump(DumpRun& r) {
     if (dump.pid != ::getpid() && dump.pid != ::getppid() && ::kill(dump.pid, 0) == 0)
       LOG_ERROR("pid %d was left running, untouched", dump.pid);
     return 1;
+  }
+  if (r.migrate && r.post_copy) {
+    // Every page is on the page server and the tree killed here; its TCP
+    // connections were restored there (net/tcp_migrate.h): the lock goes.
+    if (!stats.net_lock.empty())
+      if (Status u = RemoveNetLock(stats.net_lock); !u.ok())
+        LOG_ERROR("migrate of pid %d: the lock of its TCP connections here stays: %s (remove it with cryo unlock "
+                  "--table %s)", dump.pid, u.ToString().c_str(), stats.net_lock.c_str());
+    Say("migrated " + std::to_string(stats.processes) + " process(es) (pid " + std::to_string(dump.pid) +
+        ") post-copy in " + std::to_string(static_cast<int>((Now() - t0) * 1000)) +
+        " ms: every page is on the page server, the tree killed here (image in " + streamed->remote_dir() + ")" +
+        CompressionNote(*streamed));
+    return 0;
   }
   if (r.migrate) return ReportMigrated(*streamed, dump.pid, stats.processes, Now() - t0, stats.net_lock);
   if (streamed)

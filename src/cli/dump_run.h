@@ -26,6 +26,7 @@ struct DumpRun {
   PreCopyOptions pre_copy_opts;
   bool progress = false, no_sync = false, force = false;
   bool migrate = false;
+  bool post_copy = false;  // migrate --lazy
 };
 
 // The checks of the options both commands share (after each command's own),

@@ -1,7 +1,9 @@
 #include "dump/dump.h"
+#include "dump/postcopy_pages.h"
 #include "dump/classify.h"
 
 #include <signal.h>
+#include <sys/ptrace.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,7 +150,13 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
   } else {
     const double tp = Now();
     CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
-    CRYO_RETURN_IF_ERROR(DumpPages(pid, facts.pieces, &out->mm, pages.get(), progress).Prefixed("memory"));
+    if (opts.post_copy) {
+      std::vector<std::pair<uint64_t, uint64_t>> remote;
+      CRYO_RETURN_IF_ERROR(DumpPagesPostCopy(pid, facts.pieces, &out->mm, pages.get(), &remote).Prefixed("memory"));
+      if (!remote.empty()) features->insert("remote-pages");
+    } else {
+      CRYO_RETURN_IF_ERROR(DumpPages(pid, facts.pieces, &out->mm, pages.get(), progress).Prefixed("memory"));
+    }
     CRYO_RETURN_IF_ERROR(writer.FinishPageFile(std::move(pages), bytes));
     LOG_DEBUG("pid %d: %" PRIu64 " pages written in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
   }
@@ -222,7 +230,8 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     LOG_DEBUG("dirty tracking: %zu processes known since the parent image, protected in %.1f ms", c.dirty.size(),
               (Now() - tt) * 1e3);
   }
-  Prefetcher prefetch(std::move(c.inspection.facts), parents, kBufferedPages, 2);
+  // (post-copy: nothing read ahead; what the target fetches stays unread)
+  Prefetcher prefetch(std::move(c.inspection.facts), parents, opts.post_copy ? 0 : kBufferedPages, 2);
   IncrementalCounts incremental;
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
@@ -433,6 +442,30 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   // leave-running mode the tree already runs: an interrupt until here removes
   // the image and leaves the tree alone.)
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
+  Status post_copy;
+  if (opts.post_copy) {
+    // The target runs the tree and fetches its pages from here; the tree
+    // stays frozen meanwhile. Until the target commits, a failure leaves
+    // the original as it was (it resumes); after, it never runs again.
+    std::map<pid_t, std::vector<std::pair<uint64_t, uint64_t>>> runs;
+    for (const DumpedProcess& p : procs)
+      for (const image::PageRun& r : p.mm.runs())
+        if (r.remote()) runs[p.core.pid()].emplace_back(r.vaddr(), r.npages() * image::kPageSize);
+    bool committed = false;
+    // Once the tree runs on the target the original must never run again,
+    // also if cryo dies (SIGKILL included): the kernel would detach it and
+    // let it run; with PTRACE_O_EXITKILL it kills it instead (ptrace(2)).
+    auto commit = [&tree]() -> Status {
+      for (const auto& sp : tree.processes())
+        for (const SeizedTask& t : sp->threads())
+          if (ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, reinterpret_cast<void*>(kSeizeOptions | PTRACE_O_EXITKILL)) != 0)
+            return Status::FromErrno("PTRACE_SETOPTIONS (PTRACE_O_EXITKILL) of task " + std::to_string(t.tid));
+      return Status::Ok();
+    };
+    post_copy = opts.post_copy(runs, commit, &committed);
+    if (!post_copy.ok() && !committed) return post_copy.Prefixed("post-copy, before the tree ran on the target");
+    if (!post_copy.ok()) post_copy = post_copy.Prefixed("post-copy, once the tree ran on the target");
+  }
   progress->complete = true;
   ns::ReportImageComplete();
   if (!opts.leave_running) {
@@ -462,7 +495,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     lap(&progress->end, &tphase);
     LOG_DEBUG("tree killed in %.1f ms", progress->end * 1e3);
   }
-  return Status::Ok();
+  return post_copy;
 }
 
 // The tree's memory tracker, before the tree is seized: its registrations are

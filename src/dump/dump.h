@@ -4,7 +4,10 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/env.h"
@@ -53,6 +56,16 @@ struct DumpOptions {
   // frames (image/page_frames.h, feature "compressed-pages"); none by default.
   image::Compression compression;
   Env* env = Env::Default();
+  // Post-copy migration (cryo migrate --lazy): the pages of the VMAs a lazy
+  // restore fetches are not read (dump/postcopy_pages.h); once the image is
+  // complete (acknowledged), `post_copy` serves them from the still-frozen
+  // tree (pid -> [(vaddr, bytes)]: what may be asked for) until the target
+  // has them all. Before the tree may run there it calls `commit` (which
+  // makes the tree die with cryo: PTRACE_O_EXITKILL) and sets *committed.
+  // An error with *committed false: the tree is detached as it was (it keeps
+  // running); with *committed true (or Ok): it is killed.
+  using RemoteRunMap = std::map<pid_t, std::vector<std::pair<uint64_t, uint64_t>>>;
+  std::function<Status(const RemoteRunMap&, const std::function<Status()>& commit, bool* committed)> post_copy;
 };
 
 // What a dump that succeeded reports.

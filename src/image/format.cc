@@ -199,6 +199,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "guard-regions",
       "hugetlb",
       "time-ns",
+      "remote-pages",
   };
   return kFeatures;
 }

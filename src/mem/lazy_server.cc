@@ -126,8 +126,10 @@ void Guard(int channel, pid_t cryo) {
 
 Result<std::unique_ptr<LazyServer>> LazyServer::Create(
     const image::LoadedImage& img, const std::set<pid_t>& avoid,
-    const std::function<const std::vector<image::PageRange>&(pid_t)>& inherited_by_children) {
+    const std::function<const std::vector<image::PageRange>&(pid_t)>& inherited_by_children,
+    RemotePageSource* remote) {
   std::unique_ptr<LazyServer> s(new LazyServer());
+  s->remote_ = remote;
   for (const auto& [pid, p] : img.processes) {
     if (p.core.zombie()) continue;
     const LazyPlan plan = PlanLazy(p.mm, inherited_by_children(pid));
@@ -141,7 +143,10 @@ Result<std::unique_ptr<LazyServer>> LazyServer::Create(
     for (const image::PageRun* r : plan.runs) {
       if (r->depth() >= src.size() || !src[r->depth()].valid())
         return Status::Error("pid " + std::to_string(pid) + ": no page file for the pages at " + Hex(r->vaddr()));
-      runs.push_back({&src[r->depth()], r->vaddr(), r->npages(), r->offset(), r->checksum()});
+      if (r->remote() && !remote)
+        return Status::Error("pid " + std::to_string(pid) + ": the pages at " + Hex(r->vaddr()) +
+                             " are on the migration source (post-copy), not in the image");
+      runs.push_back({&src[r->depth()], r->vaddr(), r->npages(), r->offset(), r->checksum(), r->remote()});
       s->stats_.pages += r->npages();
     }
   }
@@ -222,7 +227,7 @@ void LazyServer::Fail(const Status& s) {
     if (status_.ok()) status_ = s;
     for (const auto& [pid, fd] : pidfds_) procs.emplace_back(pid, fd.get());
   }
-  LOG_ERROR("%s; the restored tree is killed (a page cannot come from the image: never a page of zeros instead)",
+  LOG_ERROR("%s; the restored tree is killed (a page cannot come: never a page of zeros instead)",
             s.ToString().c_str());
   KillTreeOf(procs);
   std::lock_guard<std::mutex> lock(mu_);
@@ -244,6 +249,12 @@ Status LazyServer::FetchRun(const Space& sp, uint32_t i) {
     buf_len_ = len;
   }
   buf_run_ = nullptr;
+  if (r.remote) {
+    if (Status s = remote_->Fetch(sp.pid, r.vaddr, len, buf_); !s.ok())
+      return s.Prefixed(sp.name + ": the pages at " + Hex(r.vaddr) + " (" + FormatSize(len) + ", post-copy)");
+    buf_run_ = &r;
+    return Status::Ok();
+  }
   const std::string what = sp.name + ": the pages at " + Hex(r.vaddr) + " (" + FormatSize(len) + ", " + r.src->path() +
                            " at offset " + std::to_string(r.offset) + ")";
   if (Status s = r.src->Read(buf_, len, r.offset); !s.ok()) return s.Prefixed(what + ": reading page data");

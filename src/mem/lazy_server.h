@@ -53,6 +53,7 @@
 #include "base/unique_fd.h"
 #include "image/image_dir.h"
 #include "image/page_source.h"
+#include "mem/remote_pages.h"
 
 namespace cryo {
 
@@ -73,9 +74,12 @@ class LazyServer {
   // `inherited_by_children(pid)`: the pages pid's children inherit from it,
   // which its helper fills eagerly (the same ranges the helpers plan with:
   // a run the server thought eager and the helper left lazy would never come).
+  // `remote` (post-copy migration): where the runs marked remote come from
+  // (their checksum is none: the link's integrity is TLS's, or TCP's).
   static Result<std::unique_ptr<LazyServer>> Create(
       const image::LoadedImage& img, const std::set<pid_t>& avoid,
-      const std::function<const std::vector<image::PageRange>&(pid_t)>& inherited_by_children);
+      const std::function<const std::vector<image::PageRange>&(pid_t)>& inherited_by_children,
+      RemotePageSource* remote = nullptr);
   ~LazyServer();  // stops serving (the tree must be dead or fully in by then)
   LazyServer(const LazyServer&) = delete;
   LazyServer& operator=(const LazyServer&) = delete;
@@ -110,7 +114,9 @@ class LazyServer {
   struct Run {
     const image::PageSource* src;
     uint64_t vaddr, npages, offset, checksum;
+    bool remote = false;  // from remote_, not from src
   };
+  RemotePageSource* remote_ = nullptr;
   // The runs of each image process (children forked later share them).
   std::map<pid_t, std::vector<Run>> runs_;
   std::map<pid_t, std::vector<image::PageSource>> sources_;

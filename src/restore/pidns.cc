@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/signal_forward.h"
 #include "base/unique_fd.h"
+#include "mem/lazy_server.h"
 
 namespace cryo {
 
@@ -41,6 +42,7 @@ Status NotInNewPidns(const std::string& what, const std::string& why) {
 // What the init reports to cryo on its report pipe.
 constexpr char kRestored = 'R';  // then pid_t root, pid_t root_host
 constexpr char kFailed = 'E';    // then the error text, up to EOF
+constexpr char kLazyDone = 'L';  // (--lazy, after kRestored) every page is in: the report, up to EOF
 
 // The host pid of our child `root`, through the host's /proc (opened before
 // the namespace's own was mounted over it): "self" there is our host pid.
@@ -96,7 +98,8 @@ pid_t HostPidOfChild(int host_proc, pid_t root) {
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail(Status::FromErrno("mounting /proc of the new PID namespace"));
   opts.pidfile.clear();  // cryo writes it, with the host pid
-  Result<pid_t> root = Restore(opts);
+  std::unique_ptr<LazyServer> lazy;
+  Result<pid_t> root = Restore(opts, &lazy);
   if (!root.ok()) fail(root.status());
   // Complete: the tree stays, also if cryo goes now.
   ::prctl(PR_SET_PDEATHSIG, 0);
@@ -109,6 +112,16 @@ pid_t HostPidOfChild(int host_proc, pid_t root) {
   msg[0] = kRestored;
   std::memcpy(msg + 1, ids, sizeof(ids));
   (void)WriteAll(report_fd, msg, sizeof(msg));
+  if (lazy) {
+    // --lazy: this init serves the pages (the tree's userfaultfds are its
+    // own) until every one is in, then says how it went; a page that cannot
+    // come has the tree killed (LazyServer), the root's end follows.
+    Status done = lazy->Wait();
+    if (done.ok() && opts.remote) done = opts.remote->AllIn().Prefixed("post-copy: telling the source");
+    const std::string text = done.ok() ? kLazyDone + lazy->Report() : kFailed + done.ToString();
+    lazy.reset();
+    (void)WriteAll(report_fd, text.data(), text.size());
+  }
   ::close(report_fd);
   RunNamespaceInit(*root, exit_fd);
 }
@@ -150,7 +163,19 @@ pid_t HostPidOfChild(int host_proc, pid_t root) {
   ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 }
 
+Status ReadLazyOutcome(int lazy_fd, std::string* report) {
+  const std::string text = ReadToEof(lazy_fd);
+  ::close(lazy_fd);
+  if (!text.empty() && text[0] == kLazyDone) {
+    if (report) *report = text.substr(1);
+    return Status::Ok();
+  }
+  if (!text.empty() && text[0] == kFailed) return Status::Error(text.substr(1));
+  return Status::Error("the init of the new PID namespace ended before every lazy page was in");
+}
+
 Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts) {
+  const bool opts_lazy = opts.lazy;
   int report[2], alive[2], exits[2];
   if (::pipe2(report, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
   UniqueFd report_r(report[0]), report_w(report[1]);
@@ -171,7 +196,22 @@ Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts) {
   report_w.reset();
   alive_r.reset();
   exit_w.reset();
-  std::string reply = ReadToEof(report_r.get());
+  // The first message (kRestored and two pids), or a failure up to EOF; with
+  // --lazy the pages' outcome follows later (ReadLazyOutcome).
+  std::string reply;
+  char buf[512];
+  constexpr size_t kRestoredSize = 1 + 2 * sizeof(pid_t);
+  for (;;) {
+    size_t want = sizeof(buf);
+    if (!reply.empty() && reply[0] == kRestored) {
+      if (reply.size() >= kRestoredSize) break;
+      want = kRestoredSize - reply.size();
+    }
+    const ssize_t n = ::read(report_r.get(), buf, want);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    reply.append(buf, static_cast<size_t>(n));
+  }
   PidnsRestored out;
   out.init = init;
   if (reply.size() == 1 + 2 * sizeof(pid_t) && reply[0] == kRestored) {
@@ -179,6 +219,7 @@ Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts) {
     std::memcpy(&out.root_host, reply.data() + 1 + sizeof(pid_t), sizeof(pid_t));
     if (out.root_host > 0) {
       out.exit_fd = exit_r.release();
+      if (opts_lazy) out.lazy_fd = report_r.release();
       return out;
     }
     // Nothing to name it by: the restore fails, and its namespace goes with its init.

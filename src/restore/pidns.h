@@ -33,7 +33,14 @@ struct PidnsRestored {
   // Readable once the init has exited: the root's wait status (int), if the
   // root exited before the init did.
   int exit_fd = -1;
+  // --lazy: the init serves the pages; readable (ReadLazyOutcome) once
+  // every page is in or the serving failed.
+  int lazy_fd = -1;
 };
+
+// --lazy: waits for the init's word on the pages (closes `lazy_fd`): Ok and
+// the server's report, or why the tree was killed.
+Status ReadLazyOutcome(int lazy_fd, std::string* report);
 
 
 // A PID namespace's pid 1 once its tree runs (after ForwardSignalsTo(root)):

@@ -43,7 +43,9 @@
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
 #include "mem/hugetlb.h"
+#include "mem/lazy_plan.h"
 #include "mem/lazy_server.h"
+#include "image/format.h"
 #include "mem/premap_window.h"
 #include "mem/vma_restore.h"
 #include "proc/proc.h"
@@ -278,6 +280,36 @@ void IgnoreTerminatingSignals() {
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE}) ::signal(sig, SIG_IGN);
 }
 
+// Post-copy: the remote runs a helper fills before the tree runs (pages a
+// child inherits copy-on-write are not lazy, mem/lazy_plan.h) come from the
+// source now, into the page file, with their checksum.
+Status FetchEagerRemoteRuns(const RestoreOptions& opts, const std::map<pid_t, ProcessFacts>& facts,
+                            image::LoadedImage* img) {
+  for (auto& [pid, p] : img->processes) {
+    const LazyPlan plan = PlanLazy(p.mm, facts.at(pid).children_inherit);
+    UniqueFd file;
+    std::string buf;
+    for (image::PageRun& r : *p.mm.mutable_runs()) {
+      if (!r.remote() || plan.set.count(&r)) continue;
+      const std::string path = opts.images_dir + "/" + image::PagesName(pid);
+      if (!file.valid()) file.reset(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+      if (!file.valid()) return Status::FromErrno("open " + path);
+      buf.resize(r.npages() * image::kPageSize);
+      CRYO_RETURN_IF_ERROR(opts.remote->Fetch(pid, r.vaddr(), buf.size(), buf.data())
+                               .Prefixed("pid " + std::to_string(pid) + ": post-copy pages shared with a child"));
+      for (size_t done = 0; done < buf.size();) {
+        const ssize_t w = ::pwrite(file.get(), buf.data() + done, buf.size() - done, static_cast<off_t>(r.offset() + done));
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) return Status::FromErrno("write " + path);
+        done += static_cast<size_t>(w);
+      }
+      r.set_checksum(image::HashBytes(buf.data(), buf.size()));
+      r.set_remote(false);
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* lazy_out) {
@@ -291,6 +323,10 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   for (const auto& [pid, p] : img.processes) CRYO_RETURN_IF_ERROR(CheckCapabilitiesFit(p.core));
   CRYO_ASSIGN_OR_RETURN(uint64_t syscall_off, BlobSyscallInsn());
   const auto& features = img.inventory.features();
+  if (!opts.remote && std::find(features.begin(), features.end(), "remote-pages") != features.end())
+    return Status::Error("the image's private memory is still in the source process of a post-copy migration "
+                         "(cryo migrate --lazy): only the page server that received it can restore it");
+  if (opts.remote && !opts.lazy) return Status::Error("a post-copy restore is lazy (--lazy)");
   if (!opts.shell_job && std::find(features.begin(), features.end(), "shell-job") != features.end())
     return Status::Error("the image was dumped with --shell-job (its terminal belonged to the calling shell); "
                          "restore it with --shell-job from a terminal");
@@ -355,10 +391,12 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   // flags, the pages they inherit), gathered once.
   const std::map<pid_t, ProcessFacts> facts = GatherProcessFacts(img);
   std::unique_ptr<LazyServer> lazy;
+  if (opts.remote) CRYO_RETURN_IF_ERROR(FetchEagerRemoteRuns(opts, facts, &img));
   if (opts.lazy) {
-    CRYO_ASSIGN_OR_RETURN(lazy, LazyServer::Create(img, ImagePids(img), [&facts](pid_t pid) -> const auto& {
-                            return facts.at(pid).children_inherit;
-                          }));
+    CRYO_ASSIGN_OR_RETURN(lazy, LazyServer::Create(
+                                    img, ImagePids(img),
+                                    [&facts](pid_t pid) -> const auto& { return facts.at(pid).children_inherit; },
+                                    opts.remote));
   }
   // The image's TCP connections: the lock goes whatever happens (the
   // janitor removes it if cryo dies).
@@ -599,6 +637,10 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   // the tree is stopped until the release below.
   CRYO_RETURN_IF_ERROR(RunBeforeResume(opts.before_resume, root));
   CRYO_RETURN_IF_ERROR(tcp_guard.Finish());
+  // Post-copy migration: the source commits (its original never resumes)
+  // before the tree runs here; a failure until then leaves it the original.
+  RestoreFaultPoint("post-copy-commit");
+  if (opts.remote) CRYO_RETURN_IF_ERROR(opts.remote->Commit().Prefixed("post-copy"));
   // What the restore made stays from here on (a kill between this and the
   // release leaves it, never a running tree without it). The restore is
   // committed: signals that would end cryo are ignored until it has reported

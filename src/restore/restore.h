@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "mem/remote_pages.h"
 
 namespace cryo {
 
@@ -49,6 +50,10 @@ struct RestoreOptions {
   // --before-resume CMD: run (sh -c) once the tree is made, before its
   // connections leave repair mode and it runs (restore/resume_hook.h).
   std::string before_resume;
+  // Post-copy migration (cryo page-server --restore, feature "remote-pages"):
+  // where the page runs marked remote come from; committed (Commit) just
+  // before the tree is released. Not owned.
+  RemotePageSource* remote = nullptr;
 };
 
 class LazyServer;

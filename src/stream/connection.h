@@ -56,6 +56,9 @@ class Connection {
   void CloseGracefully(double linger_s);
   const std::string& peer() const { return peer_; }
   double timeout() const { return timeout_s_; }
+  // Post-copy: once the image is acknowledged the sender answers requests
+  // (PAGE_REQ): a frame from the receiver is no refusal any more.
+  void EndSenderChecks() { sender_ = false; }
 
  private:
   Status SendLocked(const std::string& header, std::string_view prefix, std::string_view data);

@@ -16,6 +16,7 @@
 #include "image/image_dir.h"
 #include "image/parent_chain.h"
 #include "stream/connection.h"
+#include "stream/postcopy.h"
 
 namespace cryo::stream {
 namespace {
@@ -200,9 +201,11 @@ Status ReceiveInto(Connection& conn, const std::string& tmp, int tmpfd, const Pa
 }
 
 // --restore: the sender must be `cryo migrate`, which says so first.
-Status ExpectMigrate(Connection& conn) {
+Status ExpectMigrate(Connection& conn, bool* post_copy) {
   CRYO_ASSIGN_OR_RETURN(Frame f, conn.Receive(conn.timeout()));
   if (f.type() == FrameType::kMigrate && f.payload.empty()) return Status::Ok();
+  *post_copy = f.type() == FrameType::kPostCopy && f.payload.empty();
+  if (*post_copy) return Status::Ok();
   if (f.type() == FrameType::kOpen)
     return Status::Error("the sender does not migrate (cryo dump --to): this page server restores what it receives "
                          "(--restore); use cryo migrate, or a page server without --restore");
@@ -233,6 +236,26 @@ Status RestoreMigrated(const PageServerOptions& opts, Connection& conn, Received
   out->restored = *pid;
   if (Status r = conn.Send(FrameType::kRestored, 0, std::to_string(*pid)); !r.ok())
     LOG_WARN("restored as pid %d, but the source did not hear it: %s", *pid, r.ToString().c_str());
+  conn.CloseGracefully(2);
+  return Status::Ok();
+}
+
+// Post-copy: the image is in DIR (its remote runs still on the source,
+// which keeps its tree frozen and answers PAGE_REQ from now on); the restore
+// commits with the source (READY, GO) before the tree runs, and the source
+// kills its tree once every page is in (ALL_IN). A failure after GO loses the
+// tree on both sides (the post-copy window, docs/stream-protocol.md).
+Status RestorePostCopy(const PageServerOptions& opts, Connection& conn, ReceivedImage* out) {
+  if (!opts.restore_post_copy) return Status::Error("this page server does not restore post-copy migrations");
+  StreamPages pages(&conn, opts.timeout_s);
+  Result<pid_t> pid = opts.restore_post_copy(opts.images_dir, &pages);
+  if (!pid.ok()) {
+    // Nothing more is sent: with --pidns new the connection was the
+    // namespace init's to use; the source sees it close.
+    conn.CloseGracefully(0);
+    return pid.status().Prefixed("post-copy restore of the migrated image " + opts.images_dir);
+  }
+  out->restored = *pid;
   conn.CloseGracefully(2);
   return Status::Ok();
 }
@@ -271,7 +294,8 @@ Status RunPageServer(const PageServerOptions& opts, ReceivedImage* out) {
   Status s = tmpfd.valid() ? Status::Ok() : Status::FromErrno("open " + tmp);
   if (s.ok()) s = MarkReceiving(tmpfd.get(), tmp, out->peer);
   if (s.ok()) s = conn->Send(FrameType::kHello, 0, HelloPayload(image::kFormatVersion));
-  if (s.ok() && opts.restore) s = ExpectMigrate(*conn);
+  bool post_copy = false;
+  if (s.ok() && opts.restore) s = ExpectMigrate(*conn, &post_copy);
   if (s.ok()) s = ReceiveInto(*conn, tmp, tmpfd.get(), opts, out);
   if (!s.ok()) {
     RemoveTree(tmp);
@@ -281,6 +305,7 @@ Status RunPageServer(const PageServerOptions& opts, ReceivedImage* out) {
   if (Status a = conn->Send(FrameType::kAck, 0, opts.images_dir); !a.ok())
     LOG_WARN("the image is complete in %s, but the sender did not get the acknowledgement: %s "
              "(it keeps its tree running)", opts.images_dir.c_str(), a.ToString().c_str());
+  if (opts.restore && post_copy) return RestorePostCopy(opts, *conn, out);
   if (opts.restore) return RestoreMigrated(opts, *conn, out);
   conn->CloseGracefully(2);
   return Status::Ok();

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "base/status.h"
+#include "mem/remote_pages.h"
 #include "stream/tls.h"
 
 namespace cryo::stream {
@@ -29,6 +30,11 @@ struct PageServerOptions {
   // directory) before it is acknowledged; its failure refuses the image,
   // and the sender keeps its tree.
   std::function<Status(const std::string& dir)> check;
+  // --restore, when the sender migrates post-copy (POSTCOPY, cryo migrate
+  // --lazy): restores DIR lazily with its remote pages from `remote`
+  // (stream/postcopy.h) and returns once every page is in and the source
+  // was told (ALL_IN), or why not (the restored tree killed).
+  std::function<Result<pid_t>(const std::string& dir, RemotePageSource* remote)> restore_post_copy;
   // Called once listening, with the address bound (the port chosen).
   std::function<void(const std::string&)> on_listening;
 };

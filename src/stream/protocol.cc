@@ -42,6 +42,12 @@ const char* FrameTypeName(uint32_t type) {
     case FrameType::kRestored: return "RESTORED";
     case FrameType::kDataZstd: return "DATA_ZSTD";
     case FrameType::kRound: return "ROUND";
+    case FrameType::kPostCopy: return "POSTCOPY";
+    case FrameType::kReady: return "READY";
+    case FrameType::kGo: return "GO";
+    case FrameType::kPageReq: return "PAGE_REQ";
+    case FrameType::kPages: return "PAGES";
+    case FrameType::kAllIn: return "ALL_IN";
   }
   return "unknown";
 }
@@ -61,7 +67,7 @@ Status DecodeFrameHeader(const uint8_t in[kFrameHeaderSize], FrameHeader* h) {
   if (in[0] == 0x16 && in[1] == 0x03)
     return Status::Error("unknown frame type " + std::to_string(h->type) + ": a TLS handshake, not a cryo frame: the "
                          "peer uses TLS; give this side the same --tls-* options");
-  if (h->type < static_cast<uint32_t>(FrameType::kHello) || h->type > static_cast<uint32_t>(FrameType::kRound))
+  if (h->type < static_cast<uint32_t>(FrameType::kHello) || h->type > static_cast<uint32_t>(FrameType::kAllIn))
     return Status::Error("unknown frame type " + std::to_string(h->type) + " (not a cryo stream, or corrupted)");
   if (h->length > kMaxPayload)
     return Status::Error(std::string(FrameTypeName(h->type)) + " frame of " + std::to_string(h->length) +

@@ -51,7 +51,16 @@ enum class FrameType : uint32_t {
   // round's number, decimal text (0, 1, ... in order); that image goes into
   // pre-copy/N of the image directory and is acknowledged (ACK) as any.
   kRound = 13,
+  // Post-copy migration (`cryo migrate --lazy`, docs/stream-protocol.md):
+  kPostCopy = 14,  // sender, first after HELLO instead of MIGRATE; empty
+  kReady = 15,     // receiver: the tree is restored, not yet released; empty
+  kGo = 16,        // sender: committed, the original never resumes; empty
+  kPageReq = 17,   // receiver: u32 pid, u32 0, u64 vaddr, u64 length (pages, at most kMaxPageReq)
+  kPages = 18,     // sender: u64 vaddr, then 1..kMaxChunk bytes of the pages there
+  kAllIn = 19,     // receiver: every page is in; empty
 };
+// The most one PAGE_REQ asks for (a page run of the image is at most 4 MiB).
+inline constexpr uint64_t kMaxPageReq = 4ull << 20;
 const char* FrameTypeName(uint32_t type);
 
 struct FrameHeader {

@@ -81,7 +81,7 @@ Result<int> ParseCompression(const std::string& text) {
 }
 
 Result<std::unique_ptr<Connection>> StreamEnv::Open(const std::string& addr, double timeout_s,
-                                                    const TlsOptions& tls, bool migrate) {
+                                                    const TlsOptions& tls, bool migrate, bool post_copy) {
   std::shared_ptr<TlsContext> ctx;
   if (tls.enabled()) {
     CRYO_ASSIGN_OR_RETURN(ctx, TlsContext::Create(tls, /*server=*/false));
@@ -97,7 +97,7 @@ Result<std::unique_ptr<Connection>> StreamEnv::Open(const std::string& addr, dou
   if (f.type() != FrameType::kHello)
     return Status::Error(std::string("the page server ") + addr + " answered " + FrameTypeName(f.header.type));
   CRYO_RETURN_IF_ERROR(CheckHello(f.payload, image::kFormatVersion).Prefixed("page server " + addr));
-  if (migrate) CRYO_RETURN_IF_ERROR(conn->Send(FrameType::kMigrate, 0, {}));
+  if (migrate) CRYO_RETURN_IF_ERROR(conn->Send(post_copy ? FrameType::kPostCopy : FrameType::kMigrate, 0, {}));
   return conn;
 }
 

@@ -28,9 +28,10 @@ class StreamEnv final : public Env {
   explicit StreamEnv(Connection* conn) : conn_(conn) {}
   // Connects to `addr` (with TLS when `tls` is enabled) and says HELLO; the
   // receiver must answer HELLO.
-  // `migrate`: says MIGRATE too (the receiver must run with --restore).
+  // `migrate`: says MIGRATE too (the receiver must run with --restore);
+  // with `post_copy`, POSTCOPY instead (cryo migrate --lazy).
   static Result<std::unique_ptr<Connection>> Open(const std::string& addr, double timeout_s, const TlsOptions& tls,
-                                                  bool migrate = false);
+                                                  bool migrate = false, bool post_copy = false);
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, mode_t mode) override;
   Status CreateDir(const std::string&, mode_t) override { return Status::Ok(); }

@@ -22,7 +22,7 @@ pages are missing. The tests:
     cryo fails naming the pages and the file, nothing is left;
   - cryo killed (SIGKILL) while pages are missing: its guardian kills the
     tree, nothing is left;
-  - --lazy with --pidns new is refused by name.
+  - --lazy with --pidns new: the namespace's init serves the pages.
 
 Run: test_lazy.py --cryo PATH --workloads DIR [NAME ...]
 """
@@ -266,12 +266,27 @@ def test_cryo_killed_kills_the_tree(h):
     release()
 
 
-def test_pidns_new_refused(h):
-    w = start(h, 8)
+def test_pidns_new(h):
+    """--lazy --pidns new: the namespace's init serves the pages (checked
+    while the prefetch is held, so on first touch), detached and attached."""
+    w = start(h, 32)
     images = dump_kill(h, w)
-    res = h.restore(images, detach=True, expect_ok=False, extra=["--lazy", "--pidns", "new"])
-    check(res.rc == 2 and "--lazy" in res.message and "--pidns new" in res.message,
-          "--lazy --pidns new should be refused by name\n%s" % res.describe())
+    with held_prefetch(h) as release:
+        r = h.restore(images, detach=False, extra=["--lazy", "--pidns", "new"])
+    rw = w.restored(r.pid)
+    h.verify_ok(rw, when="in a new PID namespace, prefetch held")
+    release()
+    h.verify_ok(rw, exit=True, when="in a new PID namespace (exit)")
+    check_eq(h.cryo_result(r, timeout=30).rc, 0, "exit status of the attached lazy restore --pidns new")
+    cryotest.wait_pids_gone([rw.pid], timeout=20)
+    r = h.restore(images, detach=True, extra=["--lazy", "--pidns", "new"])
+    line = lazy_report(r.result)
+    check(line is not None and "prefetched" in line, "restore -d --lazy --pidns new did not report the lazy pages\n%s"
+          % r.result.describe())
+    rw = w.restored(r.pid)
+    h.verify_ok(rw, when="in a new PID namespace, detached")
+    h.verify_ok(rw, exit=True, when="in a new PID namespace, detached (exit)")
+    cryotest.wait_pids_gone([rw.pid], timeout=20)
 
 
 if __name__ == "__main__":
@@ -279,4 +294,4 @@ if __name__ == "__main__":
                             test_dump_again_once_every_page_is_in, test_tree_of_two,
                             test_threads, test_compressed_image, test_incremental_image,
                             test_fork_madvise_mremap_munmap_while_missing, test_page_file_gone_kills_the_tree,
-                            test_cryo_killed_kills_the_tree, test_pidns_new_refused], __doc__))
+                            test_cryo_killed_kills_the_tree, test_pidns_new], __doc__))

@@ -1,0 +1,161 @@
+#include "stream/postcopy.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+
+#include "base/log.h"
+#include "base/unique_fd.h"
+#include "stream/protocol.h"
+
+namespace cryo::stream {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+std::string Hex(uint64_t v) {
+  char buf[24];
+  snprintf(buf, sizeof(buf), "%#" PRIx64, v);
+  return buf;
+}
+
+// A PAGE_REQ payload: u32 pid, u32 0, u64 vaddr, u64 length.
+std::string PageReq(pid_t pid, uint64_t vaddr, uint64_t len) {
+  std::string p;
+  PutU32(&p, static_cast<uint32_t>(pid));
+  PutU32(&p, 0);
+  PutU64(&p, vaddr);
+  PutU64(&p, len);
+  return p;
+}
+
+uint32_t U32At(std::string_view p, size_t at) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[at + static_cast<size_t>(i)]);
+  return v;
+}
+
+// Whether [vaddr, vaddr + len) lies in one remote run of `pid`: the receiver
+// asks for nothing else (it is authenticated, but reads no other memory).
+bool InRemoteRun(const RemoteRuns& runs, pid_t pid, uint64_t vaddr, uint64_t len) {
+  auto it = runs.find(pid);
+  if (it == runs.end()) return false;
+  for (const auto& [start, bytes] : it->second)
+    if (vaddr >= start && vaddr - start <= bytes && len <= bytes - (vaddr - start)) return true;
+  return false;
+}
+
+}  // namespace
+
+Status ServePostCopy(Connection& conn, const RemoteRuns& runs, double timeout_s, const std::function<Status()>& commit,
+                     bool* committed) {
+  conn.EndSenderChecks();
+  // /proc/PID/mem rather than process_vm_readv(2): it reads whatever the
+  // protection (FOLL_FORCE) and does not pin, so pages the tree still shares
+  // copy-on-write stay shared; the tracer (cryo) may read it while the tree
+  // is stopped under ptrace.
+  std::map<pid_t, UniqueFd> mem;
+  std::string buf(kMaxChunk, '\0');
+  uint64_t served = 0, requests = 0;
+  for (;;) {
+    Result<Frame> f = conn.Receive(timeout_s);
+    if (!f.ok()) return f.status().Prefixed(*committed ? "the target, once the tree ran there" : "the target, before "
+                                                         "the tree ran there");
+    switch (f->type()) {
+      case FrameType::kPageReq: {
+        if (f->payload.size() != 24) return Status::Error("PAGE_REQ of " + std::to_string(f->payload.size()) + " bytes");
+        const pid_t pid = static_cast<pid_t>(U32At(f->payload, 0));
+        const uint64_t vaddr = GetU64(std::string_view(f->payload).substr(8));
+        const uint64_t len = GetU64(std::string_view(f->payload).substr(16));
+        if (len == 0 || len > kMaxPageReq || vaddr % kPage || len % kPage || !InRemoteRun(runs, pid, vaddr, len)) {
+          const Status s = Status::Error("PAGE_REQ for pid " + std::to_string(pid) + " at " + Hex(vaddr) + " (" +
+                                         std::to_string(len) + " bytes): not pages the image left here");
+          (void)conn.Send(FrameType::kAbort, 0, s.ToString());
+          return s;
+        }
+        UniqueFd& fd = mem[pid];
+        if (!fd.valid()) {
+          fd.reset(::open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC));
+          if (!fd.valid()) return Status::FromErrno("open /proc/" + std::to_string(pid) + "/mem");
+        }
+        for (uint64_t done = 0; done < len;) {
+          const uint64_t n = std::min<uint64_t>(len - done, kMaxChunk);
+          uint64_t got = 0;
+          while (got < n) {
+            const ssize_t r = ::pread(fd.get(), buf.data() + got, n - got, static_cast<off_t>(vaddr + done + got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0)
+              return Status::FromErrno("pid " + std::to_string(pid) + ": reading its pages at " + Hex(vaddr + done + got));
+            got += static_cast<uint64_t>(r);
+          }
+          std::string head;
+          PutU64(&head, vaddr + done);
+          CRYO_RETURN_IF_ERROR(conn.Send(FrameType::kPages, 0, head, std::string_view(buf.data(), n)));
+          done += n;
+        }
+        served += len;
+        ++requests;
+        break;
+      }
+      case FrameType::kReady:
+        // From here on the original never resumes: the target releases its
+        // tree once it reads GO (if the link dies now, both are lost).
+        if (Status s = commit(); !s.ok()) {
+          (void)conn.Send(FrameType::kAbort, 0, s.ToString().substr(0, 4096));
+          return s;
+        }
+        *committed = true;
+        CRYO_RETURN_IF_ERROR(conn.Send(FrameType::kGo, 0, {}));
+        break;
+      case FrameType::kAllIn:
+        LOG_INFO("post-copy: %" PRIu64 " bytes served in %" PRIu64 " requests", served, requests);
+        return Status::Ok();
+      case FrameType::kError:
+        return Status::Error("the target " + conn.peer() + ": " + f->payload);
+      default:
+        return Status::Error(std::string("unexpected ") + FrameTypeName(f->header.type) + " from the target");
+    }
+  }
+}
+
+Status StreamPages::Fetch(pid_t pid, uint64_t vaddr, uint64_t len, void* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string src = "the migration source " + conn_->peer();
+  CRYO_RETURN_IF_ERROR(conn_->Send(FrameType::kPageReq, 0, PageReq(pid, vaddr, len)).Prefixed(src));
+  char* dst = static_cast<char*>(out);
+  for (uint64_t done = 0; done < len;) {
+    Result<Frame> f = conn_->Receive(timeout_s_);
+    if (!f.ok()) return f.status().Prefixed(src);
+    if (f->type() == FrameType::kAbort || f->type() == FrameType::kError)
+      return Status::Error(src + ": " + f->payload);
+    if (f->type() != FrameType::kPages || f->payload.size() <= 8)
+      return Status::Error(src + ": " + FrameTypeName(f->header.type) + " where PAGES was due");
+    const uint64_t at = GetU64(f->payload);
+    const uint64_t n = f->payload.size() - 8;
+    if (at != vaddr + done || n > len - done) return Status::Error(src + ": PAGES for other pages than asked");
+    std::memcpy(dst + done, f->payload.data() + 8, n);
+    done += n;
+  }
+  return Status::Ok();
+}
+
+Status StreamPages::Commit() {
+  std::lock_guard<std::mutex> lock(mu_);
+  const std::string src = "the migration source " + conn_->peer();
+  CRYO_RETURN_IF_ERROR(conn_->Send(FrameType::kReady, 0, {}).Prefixed(src));
+  Result<Frame> f = conn_->Receive(timeout_s_);
+  if (!f.ok()) return f.status().Prefixed(src + " did not commit");
+  if (f->type() != FrameType::kGo) return Status::Error(src + ": " + FrameTypeName(f->header.type) + " where GO was due");
+  return Status::Ok();
+}
+
+Status StreamPages::AllIn() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return conn_->Send(FrameType::kAllIn, 0, {});
+}
+
+}  // namespace cryo::stream

@@ -1,0 +1,51 @@
+// Post-copy migration over the stream (cryo migrate --lazy,
+// docs/stream-protocol.md "Post-copy"): the image goes without the contents
+// of the private anonymous pages (runs marked `remote`), the target restores
+// with --lazy and fetches them from the source, which reads them from its
+// still-frozen original on demand.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/status.h"
+#include "mem/remote_pages.h"
+#include "stream/connection.h"
+
+namespace cryo::stream {
+
+// The source's remote runs: pid -> [(vaddr, bytes)], what PAGE_REQ may ask for.
+using RemoteRuns = std::map<pid_t, std::vector<std::pair<uint64_t, uint64_t>>>;
+
+// The source, once its image is acknowledged: answers PAGE_REQ with the
+// pages read from the frozen process (/proc/PID/mem), READY with GO (from
+// then on *committed: the original never resumes), until ALL_IN (Ok). An
+// error: the connection broke, timed out (`timeout_s` of silence) or the
+// receiver refused; with *committed false the original may resume.
+// `commit` is called on READY before GO goes (its failure: ERROR, not committed).
+Status ServePostCopy(Connection& conn, const RemoteRuns& runs, double timeout_s, const std::function<Status()>& commit,
+                     bool* committed);
+
+// The target's side: fetches pages over the connection (one request at a
+// time, several threads may ask).
+class StreamPages final : public RemotePageSource {
+ public:
+  StreamPages(Connection* conn, double timeout_s) : conn_(conn), timeout_s_(timeout_s) {}
+  Status Fetch(pid_t pid, uint64_t vaddr, uint64_t len, void* out) override;
+  Status Commit() override;
+  Status AllIn() override;
+
+ private:
+  Connection* conn_;
+  double timeout_s_;
+  std::mutex mu_;
+};
+
+}  // namespace cryo::stream
