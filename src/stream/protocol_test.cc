@@ -142,7 +142,7 @@ TEST(FrameHeaderTest, RefusesOversizeAndUnknownFrames) {
   EXPECT_FALSE(DecodeFrameHeader(h, &fh).ok());
   EncodeFrameHeader({static_cast<uint32_t>(FrameType::kAllIn), 0, 1}, h);  // the last type there is
   EXPECT_TRUE(DecodeFrameHeader(h, &fh).ok());
-  EXPECT_STREQ(FrameTypeName(fh.type), "ROUND");
+  EXPECT_STREQ(FrameTypeName(fh.type), "ALL_IN");
   EncodeFrameHeader({static_cast<uint32_t>(FrameType::kAllIn) + 1, 0, 0}, h);
   EXPECT_FALSE(DecodeFrameHeader(h, &fh).ok());
   EncodeFrameHeader({1, 0, 0}, h);
