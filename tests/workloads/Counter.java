@@ -11,9 +11,10 @@
 // as at the previous verify (the counters continue, they did not restart),
 // and advances within 300 ms; then writes "OK ..." or "FAIL ..." to result.
 //
-// Files are handled with java.io only: the first use of java.nio file
-// channels makes the JVM keep one end of a UNIX socketpair open
-// (FileDispatcherImpl's preClose fd), and cryo cannot dump sockets yet.
+// Files are handled with java.io only (java.nio file channels would make the
+// JVM keep one end of a UNIX socketpair open, FileDispatcherImpl's preClose
+// fd: cryo restores it, but this workload is about threads and a terminal;
+// HttpCounter.java covers sockets).
 import java.io.File;
 import java.io.FileInputStream;
 import java.io.FileOutputStream;
