@@ -213,6 +213,8 @@ Status ValidateTtys(const LoadedImage& img, const Index& index) {
       continue;
     }
     if (t.kind() != TTY_PTY) return Bad(img, file, what + ": kind " + std::to_string(t.kind()) + " unknown");
+    if (t.outside_ctime_ns())
+      return Bad(img, file, what + ": a terminal of the tree with the creation time of one outside it");
     if (t.index() >= static_cast<uint32_t>(kPtsMax) || !indexes.insert(t.index()).second)
       return Bad(img, file, what + ": pts number " + std::to_string(t.index()) + " out of range or twice");
     if (t.rdev() != makedev(136, t.index())) return Bad(img, file, what + ": device number is not /dev/pts/" + std::to_string(t.index()) + "'s");

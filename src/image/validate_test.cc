@@ -786,6 +786,8 @@ TEST(ValidateTest, OutsideTty) {
       {"with a session", [](TestImage& t) { AddOutsideTty(t)->set_session(42); }, "with pty state"},
       {"with queued bytes", [](TestImage& t) { AddOutsideTty(t)->set_master_unread("x"); }, "with pty state"},
       {"another device", [](TestImage& t) { AddOutsideTty(t)->set_rdev(makedev(136, 6)); }, "device number"},
+      {"a tree's pty with an outside creation time", [](TestImage& t) { AddPty(t)->set_outside_ctime_ns(1); },
+       "creation time of one outside"},
       {"a controlling terminal", [](TestImage& t) {
          AddOutsideTty(t);
          Core(t).mutable_ctty()->set_rdev(makedev(136, 5));
