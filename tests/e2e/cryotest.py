@@ -362,6 +362,20 @@ class Harness:
         self.popens[p.pid] = p
         return Workload(name, ctl, p.pid, p, argv)
 
+    def start_under_unshare(self, name, argv, ctl):
+        """Start argv (an `unshare ... --fork` command line) and wait, at most
+        20 s, for the workload it forks to write its pid into CTL/ready:
+        (unshare's Workload, the forked workload's Workload)."""
+        u = self.start(name, argv, ctl)
+        deadline = time.monotonic() + 20
+        while not (read_text(os.path.join(ctl, "ready")) or "").strip():
+            if time.monotonic() > deadline or not pid_alive(u.pid):
+                fail("the workload under unshare did not get ready: %s" % u.stderr())
+            time.sleep(0.01)
+        child = int(read_text(os.path.join(ctl, "ready")).strip())
+        self.tracked_pids.append(child)
+        return u, Workload(name, ctl, child, None, u.argv)
+
     def start_workload(self, name, *args):
         """Start a workload by name: a C workload from --workloads, "loop.py"
         (run with /usr/bin/python3) or "sleep" (/bin/sleep 1000)."""

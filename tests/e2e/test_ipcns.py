@@ -108,16 +108,8 @@ def test_ipcns_rewind_beside_original(h):
 def start_external(h):
     """`unshare --fork --ipc --uts ipcns CTL external`: (unshare's pid, the workload)."""
     ctl = h.mkdir("ipcns-external")
-    u = h.start("ipcns", ["/usr/bin/unshare", "--fork", "--ipc", "--uts", "--",
+    return h.start_under_unshare("ipcns", ["/usr/bin/unshare", "--fork", "--ipc", "--uts", "--",
                           h.workload_path("ipcns"), ctl, "external"], ctl)
-    deadline = time.monotonic() + 20
-    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
-        if time.monotonic() > deadline or not pid_alive(u.pid):
-            fail("the workload under unshare did not get ready: %s" % u.stderr())
-        time.sleep(0.01)
-    child = int(read_text(os.path.join(ctl, "ready")).strip())
-    h.tracked_pids.append(child)
-    return u, cryotest.Workload("ipcns", ctl, child, None, u.argv)
 
 
 def test_ipcns_under_unshare(h):

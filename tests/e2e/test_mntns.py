@@ -61,16 +61,9 @@ def start(h, args=()):
     workload, BASE)."""
     base = make_base(h)
     ctl = h.mkdir("mntns")
-    u = h.start("mntns", ["/usr/bin/unshare", "--mount", "--fork", "--", PYTHON,
+    u, w = h.start_under_unshare("mntns", ["/usr/bin/unshare", "--mount", "--fork", "--", PYTHON,
                           h.workload_path("mntns.py"), ctl, base] + list(args), ctl)
-    deadline = time.monotonic() + 20
-    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
-        if time.monotonic() > deadline or not pid_alive(u.pid):
-            fail("the workload under unshare did not get ready: %s" % u.stderr())
-        time.sleep(0.01)
-    child = int(read_text(os.path.join(ctl, "ready")).strip())
-    h.tracked_pids.append(child)
-    w = cryotest.Workload("mntns", ctl, child, None, u.argv)
+    child = w.pid
     h.verify_ok(w, when="of the original")
     check_outside(child, base, "original")
     return u, w, base

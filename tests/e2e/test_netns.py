@@ -52,16 +52,9 @@ def start(h, args=(), setup=None):
     """`unshare --net --fork netns.py CTL ARGS`: (unshare's pid, the workload).
     `setup(pid)`: run once the workload is ready, before it is verified."""
     ctl = h.mkdir("netns")
-    u = h.start("netns", ["/usr/bin/unshare", "--net", "--fork", "--", PYTHON,
+    u, w = h.start_under_unshare("netns", ["/usr/bin/unshare", "--net", "--fork", "--", PYTHON,
                           h.workload_path("netns.py"), ctl] + list(args), ctl)
-    deadline = time.monotonic() + 20
-    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
-        if time.monotonic() > deadline or not pid_alive(u.pid):
-            fail("the workload under unshare did not get ready: %s" % u.stderr())
-        time.sleep(0.01)
-    child = int(read_text(os.path.join(ctl, "ready")).strip())
-    h.tracked_pids.append(child)
-    w = cryotest.Workload("netns", ctl, child, None, u.argv)
+    child = w.pid
     if setup:
         setup(child)
     h.verify_ok(w, when="of the original")

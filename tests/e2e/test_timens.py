@@ -53,16 +53,8 @@ def start(h):
     (setsid execs it in unshare's child), so that a copy of it alone fits a
     new PID namespace."""
     ctl = h.mkdir("timens")
-    u = h.start("timens", ["/usr/bin/unshare", "--time", "--monotonic", str(MONO), "--boottime", str(BOOT), "--fork",
+    u, w = h.start_under_unshare("timens", ["/usr/bin/unshare", "--time", "--monotonic", str(MONO), "--boottime", str(BOOT), "--fork",
                            "--", "/usr/bin/setsid", h.workload_path("timens"), ctl, str(MONO), str(BOOT)], ctl)
-    deadline = time.monotonic() + 20
-    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
-        if time.monotonic() > deadline or not pid_alive(u.pid):
-            fail("the workload under unshare did not get ready: %s" % u.stderr())
-        time.sleep(0.01)
-    child = int(read_text(os.path.join(ctl, "ready")).strip())
-    h.tracked_pids.append(child)
-    w = cryotest.Workload("timens", ctl, child, None, u.argv)
     h.verify_ok(w, when="of the original")
     check_inside(w.pid, "original")
     return u, w
