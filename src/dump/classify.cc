@@ -30,6 +30,7 @@
 #include "dump/shared_objects_check.h"
 #include "dump/tcp_hold.h"
 #include "mem/dirty_tracker.h"
+#include "ns/tree_mntns.h"
 #include "mem/incremental.h"
 #include "mem/mm_attrs.h"
 #include "mem/page_dump.h"
@@ -284,7 +285,10 @@ Status CheckTree(pid_t pid, bool shell_job, bool all, bool udp_queue_unverified)
   // The describing of the fds peeks at UDP queues as the dump does.
   c.scope.udp_queue_unverified = udp_queue_unverified;
   // As for a dump in kill mode, the default (its refusals are a superset).
-  Status s = SeizeAndClassify(pid, shell_job, /*kill_mode=*/true, &c);
+  // A tree in a mount namespace of its own is checked from inside it, as the
+  // dump reads it: its mounts compared (refusals named) and its paths its own.
+  Status s = ns::EnterTreeMountNs(pid, /*images_dir=*/"");
+  if (s.ok()) s = SeizeAndClassify(pid, shell_job, /*kill_mode=*/true, &c);
   const audit::Report& r = c.inspection.report;
   for (const std::string& line : all ? r.AllLines() : r.Summary()) std::printf("%s\n", line.c_str());
   const std::vector<std::string> refused = r.RefusalLines();

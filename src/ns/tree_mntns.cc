@@ -70,9 +70,11 @@ Status EnterTreeMountNs(pid_t pid, const std::string& images_dir) {
   for (const image::MountEntry& e : table.mounts())
     if (e.action() == image::MOUNT_TMPFS) g_tmpfs_roots.push_back(e.mount_point());
 
+  // `cryo check -t` writes no image: it only needs the tree's paths.
+  const bool writes_image = !images_dir.empty();
   char cwd[PATH_MAX];
   if (!::getcwd(cwd, sizeof(cwd))) return Status::FromErrno("getcwd");
-  const std::string image_anchor = ExistingAncestor(images_dir);
+  const std::string image_anchor = writes_image ? ExistingAncestor(images_dir) : std::string(cwd);
   CRYO_ASSIGN_OR_RETURN(auto cwd_id, DirId(cwd));
   CRYO_ASSIGN_OR_RETURN(auto image_id, DirId(image_anchor));
   const std::string path = proc_dir + "/ns/mnt";
@@ -85,11 +87,11 @@ Status EnterTreeMountNs(pid_t pid, const std::string& images_dir) {
   g_entered = true;
   g_tree_mnt = *theirs;
   auto cwd_there = ::chdir(cwd) == 0 ? DirId(".") : Result<std::pair<dev_t, ino_t>>(Status::Error("chdir"));
-  if (!cwd_there.ok() || *cwd_there != cwd_id)
+  if (writes_image && (!cwd_there.ok() || *cwd_there != cwd_id))
     return Status::Error(subject + "cryo's working directory " + std::string(cwd) + " is not the same directory in "
                          "the tree's mount namespace (run cryo from a directory both show)");
   auto there = DirId(image_anchor);
-  if (!there.ok() || *there != image_id)
+  if (writes_image && (!there.ok() || *there != image_id))
     return Status::Error(subject + "the image directory " + images_dir + " is not the same in the tree's mount "
                          "namespace (" + image_anchor + " differs there): put the image where both show the same "
                          "directory");

@@ -26,7 +26,9 @@ namespace cryo::ns {
 // namespace refuses a process whose threads share its fs_struct): when
 // `pid`'s mount namespace is not cryo's, its table is compared with cryo's
 // (refusing, by name, what cannot be made again) and cryo enters it.
-// `images_dir`: checked to be the same directory there. Nothing for a tree in
+// `images_dir`: checked to be the same directory there (empty for `cryo
+// check -t`, which writes nothing: neither it nor the working directory is
+// compared then). Nothing for a tree in
 // cryo's mount namespace, or a tree in its own PID namespace but cryo's
 // mount namespace (CheckTreePidns refuses that).
 Status EnterTreeMountNs(pid_t pid, const std::string& images_dir);

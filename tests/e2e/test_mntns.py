@@ -97,6 +97,10 @@ def restore_verify_exit(h, u, w, base, images, when):
 
 def test_mntns_kill(h):
     u, w, base = start(h)
+    # `cryo check -t` agrees with the dump (it reads the tree from inside its
+    # mount namespace: the cwd in the tree's tmpfs is reachable only there).
+    r = h.run_cryo(["check", "-t", str(u.pid)], tag="check-t")
+    check(r.rc == 0 and "can be checkpointed" in r.stdout, "check -t of the tree:\n%s" % r.describe())
     images = h.mkdir("img")
     h.dump(u.pid, images)
     h.reap_original(u)
@@ -230,6 +234,12 @@ def test_mntns_refusals(h):
         w = cryotest.Workload("mntns", ctl, child, None, u.argv)
         h.dump_refused(u.pid, names)
         h.verify_ok(w, when="after the refused dump (%s)" % " ".join(args))
+        # `cryo check -t` reads the tree from inside its mount namespace too.
+        r = h.run_cryo(["check", "-t", str(u.pid)], tag="check-t")
+        check(r.rc == 1, "check -t should find what the dump refuses (%s)\n%s" % (" ".join(args), r.describe()))
+        for part in names:
+            check(part in r.message + r.stdout, "check -t should name %r: %s" % (part, r.describe()))
+        h.verify_ok(w, when="after check -t (%s)" % " ".join(args))
         h.kill_and_reap(u)
         h.reap_orphans()
 
