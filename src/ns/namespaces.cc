@@ -56,9 +56,10 @@ Result<uint64_t> OwnedNamespace(const NsKind& k, const std::vector<pid_t>& pids,
   }
   const uint64_t owned = seen.begin()->first;
   CRYO_RETURN_IF_ERROR(proc::ForEachPidOutside(tree, [&](pid_t p) {
-    // A restore with --pidns new makes its init (pid 1) in the tree's fresh
-    // namespaces: cryo's init holds nothing of them, and is made again.
-    if (p == 1 && IsCryoInit()) return Status::Ok();
+    // Pid 1 of the tree's own PID namespace (cryo's init, or the user's, as
+    // under `unshare --pid --fork sh -c ...`): a restore (--pidns new) puts
+    // cryo's init in its place, as for the mount namespace (tree_mntns.cc).
+    if (p == 1 && (IsCryoInit() || DumpingInTreePidns())) return Status::Ok();
     auto ino = NsInode(p, k.name);
     if (!ino.ok() || *ino != owned) return Status::Ok();
     return Status::Error("pid " + std::to_string(p) + ", outside the tree, lives in the tree's " + k.what + " " +
