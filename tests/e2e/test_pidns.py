@@ -31,12 +31,12 @@ def ns_pids(host_pid):
     return [int(x) for x in st["NSpid"].split()]
 
 
-def restore_copy(h, w, images, detach=True, own_ctl=True):
+def restore_copy(h, w, images, detach=True, own_ctl=True, extra=()):
     """Restore a copy of w into a new PID namespace; with own_ctl its control
     directory is a fresh one, bind-mounted over w's inside the copy's mount
-    namespace. Returns (copy Workload with the host pid, Restored, init host
-    pid)."""
-    r = h.restore(images, detach=detach, extra=PIDNS)
+    namespace. `extra`: more restore arguments. Returns (copy Workload with
+    the host pid, Restored, init host pid)."""
+    r = h.restore(images, detach=detach, extra=PIDNS + list(extra))
     check_eq(ns_pids(r.pid), [r.pid, w.pid], "NSpid of the copy (host pid, the image's pid inside)")
     init = proc_stat(r.pid)["ppid"]
     check_eq(ns_pids(init)[1:], [1], "the copy's parent is pid 1 of its namespace")
