@@ -191,6 +191,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "net-veth",
       "pid-ns",
       "mount-ns",
+      "mount-ns-absent",
       "mqueue-fds",
       "incremental",
       "snapshot-files",

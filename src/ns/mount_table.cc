@@ -2,6 +2,7 @@
 
 #include <sys/mount.h>
 
+#include <algorithm>
 #include <map>
 
 #include "base/file_util.h"
@@ -136,6 +137,7 @@ Result<image::MountNamespace> DiffMountTables(const std::vector<MountLine>& tree
     if (ref[j].master) ref_groups.insert(ref[j].master);
   }
   std::set<int> first_of_group;  // the tree's own peer groups met so far
+  std::vector<const MountLine*> inherited;  // the tree's copies of reference mounts
   auto refuse = [&](const MountLine& t, const std::string& why) {
     return Status::Error(subject + DescribeMount(t) + " " + why);
   };
@@ -165,6 +167,7 @@ Result<image::MountNamespace> DiffMountTables(const std::vector<MountLine>& tree
     if (range.first != range.second) {  // a copy of a reference mount
       const MountLine& r = ref[range.first->second];
       unused.erase(range.first);
+      inherited.push_back(&t);
       // unshare(CLONE_NEWNS) copies a shared mount into its peer group, and the
       // restore makes every copy a slave (MS_REC|MS_SLAVE) first, so that
       // nothing it mounts propagates out (mount_namespaces(7)).
@@ -234,15 +237,30 @@ Result<image::MountNamespace> DiffMountTables(const std::vector<MountLine>& tree
     }
     *out.add_mounts() = std::move(e);
   }
-  for (const auto& [key, j] : unused) {
+  // What is left of the reference's mounts is not in the tree's table: the
+  // tree unmounted it, or it was mounted since the tree's namespace was made
+  // (a private copy does not receive it). The restore unmounts it in the copy
+  // it starts from, unless a mount the tree kept would go with it.
+  std::vector<size_t> absent;
+  for (const auto& [key, j] : unused) absent.push_back(j);
+  std::sort(absent.begin(), absent.end());
+  for (size_t j : absent) {
     const MountLine& r = ref[j];
     // A namespace file bound by `ip netns add` in cryo's namespace since the
     // tree's was made: the host's, nothing of the tree's.
     if (r.fstype == "nsfs") continue;
-    return Status::Error(subject + DescribeMount(r) + ", a mount of cryo's namespace, is not in the tree's (unmounted, "
-                         "or mounted since the tree's namespace was made): a restore does not unmount it");
+    for (const MountLine* kept : inherited)
+      if (PathUnder(kept->point, r.point))
+        return Status::Error(subject + DescribeMount(r) + ", a mount of cryo's namespace, is not in the tree's, but " +
+                             DescribeMount(*kept) + ", on or below it, is: a restore cannot unmount the one without "
+                             "the other");
+    image::MountEntry* e = out.add_absent();
+    e->set_mount_point(r.point);
+    e->set_fstype(r.fstype);
+    e->set_source(r.source);
+    e->set_root(r.root);
   }
-  *changed = out.mounts_size() > 0;
+  *changed = out.mounts_size() > 0 || out.absent_size() > 0;
   return out;
 }
 

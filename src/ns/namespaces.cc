@@ -98,6 +98,7 @@ Status DumpNamespaces(const std::vector<pid_t>& pids, const std::set<pid_t>& tre
     CRYO_RETURN_IF_ERROR(CheckTreeMountNsOwned(tree));
     *out->mutable_mounts() = *mounts;
     features->insert("mount-ns");
+    if (mounts->absent_size() > 0) features->insert("mount-ns-absent");
   }
   int types = 0;
   for (const NsKind& k : kKinds) {

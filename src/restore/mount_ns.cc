@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <vector>
 
+#include "base/file_util.h"
 #include "base/log.h"
 #include "files/snapshot_restore.h"
 #include "ns/mount_table.h"
@@ -128,6 +130,41 @@ Status Make(const image::LoadedImage& img, const image::MountEntry& e) {
   return Propagate(e);
 }
 
+// The reference's mounts the tree's table lacks, unmounted from the copy the
+// restore starts from: deepest first. One already gone (never mounted on this
+// host, or unmounted since the dump) is left as it is; one covered by another
+// mount since the dump cannot be reached and fails the restore.
+Status UnmountAbsent(const image::MountNamespace& table) {
+  std::vector<const image::MountEntry*> order;
+  for (const image::MountEntry& e : table.absent()) order.push_back(&e);
+  std::stable_sort(order.begin(), order.end(), [](const image::MountEntry* a, const image::MountEntry* b) {
+    return std::count(a->mount_point().begin(), a->mount_point().end(), '/') >
+           std::count(b->mount_point().begin(), b->mount_point().end(), '/');
+  });
+  for (const image::MountEntry* e : order) {
+    CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString("/proc/self/mountinfo"));
+    CRYO_ASSIGN_OR_RETURN(std::vector<ns::MountLine> lines, ns::ParseMountLines(text));
+    const ns::MountLine* top = nullptr;
+    bool present = false;
+    for (const ns::MountLine& l : lines) {
+      if (l.point != e->mount_point()) continue;
+      top = &l;  // a later line on the same point is mounted over the earlier
+      present = present || (l.fstype == e->fstype() && l.source == e->source() && l.root == e->root());
+    }
+    if (!present) continue;
+    if (top->fstype != e->fstype() || top->source != e->source() || top->root != e->root())
+      return Status::Error("the mount " + e->mount_point() + " (" + e->fstype() + " " + e->source() + "), which the "
+                           "tree's namespace did not have, is covered by " + ns::DescribeMount(*top) + " here: "
+                           "the restore cannot unmount it");
+    // MNT_DETACH: nothing of the fresh namespace uses it; a slave's unmount
+    // does not propagate to cryo's namespace (mount_namespaces(7)).
+    if (::umount2(e->mount_point().c_str(), MNT_DETACH) != 0)
+      return Status::FromErrno("unmounting " + e->mount_point() + " (" + e->fstype() + "), which the tree's mount "
+                               "namespace did not have");
+  }
+  return Status::Ok();
+}
+
 Result<std::pair<dev_t, ino_t>> DirId(const std::string& dir) {
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0) return Status::FromErrno("stat " + dir);
@@ -144,6 +181,13 @@ bool InTreeTmpfs(const image::LoadedImage& img, const std::string& path) {
 
 Status MakeTreeMountNs(const image::LoadedImage& img, const std::string& images_dir) {
   if (!Has(img.inventory, "mount-ns")) return Status::Ok();
+  if (img.namespaces.mounts().absent_size() > 0 && !Has(img.inventory, "mount-ns-absent"))
+    return Status::Error(img.dir + "/ns.img: mounts to unmount without the feature mount-ns-absent (corrupted)");
+  for (const image::MountEntry& e : img.namespaces.mounts().absent()) {
+    if (e.mount_point().size() < 2 || e.mount_point()[0] != '/' || e.mount_point().find('\0') != std::string::npos)
+      return Status::Error(img.dir + "/ns.img: the absent mount " + e.mount_point() + ": not an absolute path below / "
+                           "(corrupted)");
+  }
   for (const image::MountEntry& e : img.namespaces.mounts().mounts()) {
     const bool bad_point = e.mount_point().empty() || e.mount_point()[0] != '/' ||
                            e.mount_point().find('\0') != std::string::npos ||
@@ -159,6 +203,7 @@ Status MakeTreeMountNs(const image::LoadedImage& img, const std::string& images_
   if (::unshare(CLONE_NEWNS) != 0) return Status::FromErrno("unshare(CLONE_NEWNS) for the tree's mount namespace");
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
     return Status::FromErrno("making the mounts of the tree's fresh mount namespace slaves");
+  CRYO_RETURN_IF_ERROR(UnmountAbsent(img.namespaces.mounts()));
   auto after = DirId(images_dir);
   if (!after.ok() || *after != before)
     return Status::Error("the image directory " + images_dir + " is not the same in the tree's mount namespace");

@@ -24,7 +24,8 @@ tmpfs as it was then.
 
 --refuse KIND adds a mount cryo does not make again: "ramfs" (a ramfs on
 BASE/x) or "loop" (the ext4 image BASE/ext4.img on a loop device, on
-BASE/x); --umount PATH unmounts one of the mounts it inherited.
+BASE/x); --umount PATH unmounts one of the mounts it inherited (and checks
+it stays unmounted).
 Same control protocol as the other workloads (wl_common.h).
 """
 import ctypes
@@ -117,6 +118,9 @@ def check_state(held, m, gen):
             bad.append(msg)
 
     table = mounts()
+    if "--umount" in ARGS:
+        gone = ARGS[ARGS.index("--umount") + 1]
+        expect(gone not in table, "%s, unmounted at the start, is mounted: %r" % (gone, table.get(gone)))
     t = table.get(T)
     expect(t is not None and t[0] == "tmpfs", "no tmpfs on %s: %r" % (T, t))
     if t:
