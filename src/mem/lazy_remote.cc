@@ -5,9 +5,9 @@
 //  - a fault asks at once for the 64 KiB around the faulting page (not the
 //    whole run: the faulting thread waits for its own pages only), behind at
 //    most the prefetch window already on the link, then for the 256 KiB after
-//    them (read-ahead; a fault into those asks for the next 256 KiB);
-//  - the prefetch keeps kPrefetchWindow bytes asked for, in kPrefetchChunk
-//    requests, going on from the last fault's pages (read-ahead: a program
+//    them (read-ahead; a fault into those asks for the next pages, twice as
+//    many each time, up to 4 MiB);
+//  - the prefetch keeps 1 MiB asked for, in 512 KiB requests, going on from the last fault's pages (read-ahead: a program
 //    touching its memory in order finds the next pages there or on the way),
 //    then round to the lowest address;
 //  - pages asked for move from `pending` to `inflight` (the events follow
@@ -39,8 +39,9 @@ namespace {
 
 constexpr uint64_t kPage = lazy::kPage;
 constexpr uint64_t kFaultWindow = 64 << 10;
-constexpr uint64_t kReadAhead = 256 << 10;
-constexpr uint64_t kPrefetchChunk = 256 << 10;
+constexpr uint64_t kReadAhead = 256 << 10;      // after a fault; doubled while the program goes in order
+constexpr uint64_t kMaxReadAhead = 4 << 20;     // (kMaxPageReq)
+constexpr uint64_t kPrefetchChunk = 512 << 10;
 constexpr uint64_t kPrefetchWindow = 1 << 20;
 constexpr double kChangingSeconds = 30;  // as lazy_server.cc
 
@@ -66,7 +67,7 @@ Status LazyServer::RequestRemote(Space& sp, uint64_t lo, uint64_t hi, bool fault
 Status LazyServer::ReadAhead(Space& sp, uint64_t from) {
   auto it = Lookup(sp.pending, from);
   if (it == sp.pending.end() || !(*sp.runs)[it->second.run].remote) return Status::Ok();
-  const uint64_t hi = std::min(EndOf(*it), from + kReadAhead);
+  const uint64_t hi = std::min(EndOf(*it), from + sp.ra_size);
   sp.ra_mark = from;
   sp.readahead = hi;
   return RequestRemote(sp, from, hi, false);
@@ -75,8 +76,11 @@ Status LazyServer::ReadAhead(Space& sp, uint64_t from) {
 Status LazyServer::ServeRemoteFault(Space& sp, uint64_t addr) {
   if (Lookup(sp.inflight, addr) != sp.inflight.end()) {
     // On its way. Into the last read-ahead: the program goes in order, the
-    // next pages are asked for now.
-    if (sp.ra_mark && addr >= sp.ra_mark && addr < sp.readahead) return ReadAhead(sp, sp.readahead);
+    // next pages are asked for now, twice as many as last time.
+    if (sp.ra_mark && addr >= sp.ra_mark && addr < sp.readahead) {
+      sp.ra_size = std::min(2 * sp.ra_size, kMaxReadAhead);
+      return ReadAhead(sp, sp.readahead);
+    }
     return Status::Ok();
   }
   auto it = Lookup(sp.pending, addr);
@@ -84,6 +88,7 @@ Status LazyServer::ServeRemoteFault(Space& sp, uint64_t addr) {
   const uint64_t lo = std::max(it->first, addr & ~(kFaultWindow - 1));
   const uint64_t hi = std::min(EndOf(*it), lo + kFaultWindow);
   CRYO_RETURN_IF_ERROR(RequestRemote(sp, lo, hi, true));
+  sp.ra_size = kReadAhead;
   return ReadAhead(sp, hi);
 }
 

@@ -120,6 +120,7 @@ class LazyServer {
     lazy::Pieces inflight;
     uint64_t readahead = 0;  // (post-copy) where the prefetch goes on: after the last pages asked
     uint64_t ra_mark = 0;    // (post-copy) where the last read-ahead began
+    uint64_t ra_size = 0;    // (post-copy) and its size
     std::deque<uint64_t> faults;
     bool gone = false;  // the address space is gone (ESRCH)
   };
