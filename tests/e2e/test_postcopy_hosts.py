@@ -168,7 +168,8 @@ def test_postcopy_tcp_pidns_new_refused(h):
         m = Cryo(h, hosts, "A", ["migrate", "-t", str(server.pid), "--to", addr, "--lazy"] + k.psk("psk1"), "migrate")
         check_eq(m.wait(), 1, "cryo migrate --lazy into --pidns new (%s)" % m.stderr())
         check_eq(srv.wait(), 1, "page-server --pidns new (%s)" % srv.stderr())
-        check("janitor" in srv.stderr() and "without --pidns new" in srv.stderr(),
+        check("janitor" in srv.stderr() and "the lock of its TCP connections" in srv.stderr() and
+              "without --pidns new" in srv.stderr(),
               "the page server should say why and what to do: %s" % srv.stderr())
         check("left running, untouched" in m.stderr(), "migrate should say the tree is untouched: %s" % m.stderr())
         check_eq(tree_ids(server.pid), before, "the server's tree after the refused migration")
