@@ -7,8 +7,10 @@ round its pages). Each round migrates it with `cryo migrate -t PID --to ADDR
 --insecure [--pre-copy]` into a fresh `cryo page-server --restore` (port 0);
 the restored process is the next round's original (the modes alternate).
 Measured per migration:
-  - downtime: the last pause of the workload's own loop (its lastgap_ms,
-    CLOCK_MONOTONIC, which one machine keeps across the move): from its last
+  - downtime: the longest pause of the workload's own loop since its
+    previous check (its maxgap_ms, CLOCK_MONOTONIC, which one machine keeps
+    across the move; its last pause, lastgap_ms, is a later slow turn when
+    there is one, not the downtime): from its last
     turn before the freeze to its first turn after the restore, so freeze to
     resume plus at most one turn of its loop (2 ms);
   - frozen at the source: cryo's "frozen X ms" of the final dump (seize to
@@ -20,7 +22,7 @@ Prints medians.
 With "lazy" among --modes (the default has it), each round also migrates a
 fresh dirtier post-copy: `cryo migrate --lazy` into `cryo page-server
 --restore --pidns new` (the frozen original keeps its pids until every page
-is in). Its downtime is measured the same way (lastgap_ms: from the last turn
+is in). Its downtime is measured the same way (maxgap_ms: from the last turn
 before the freeze to the first turn on the target, its first touches served
 over the link); "all in" is the page server's lazy report (the tree's first
 adoption to the last page), "frozen" is not meaningful there (the source
@@ -39,7 +41,7 @@ import benchlib  # noqa: E402
 from benchlib import BenchError, median  # noqa: E402
 from bench_stream import page_server  # noqa: E402
 
-GAP_RE = re.compile(r"lastgap_ms=([\d.]+)")
+GAP_RE = re.compile(r"maxgap_ms=([\d.]+)")
 FROZEN_RE = re.compile(r"frozen ([\d.]+) ms")
 ROUNDS_RE = re.compile(r"pre-copy final round \((\d+) round")
 

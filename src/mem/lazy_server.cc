@@ -28,6 +28,8 @@
 
 namespace cryo {
 
+using lazy::CopyPiece;
+using lazy::CopyResult;
 using lazy::Drop;
 using lazy::Lookup;
 using lazy::Move;
@@ -64,16 +66,6 @@ std::vector<pid_t> ChildrenOf(pid_t pid) {
 int PidfdSignal(int pidfd, int sig) { return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0)); }
 
 }  // namespace
-
-struct LazyServer::Space {
-  std::string name;  // "pid N", or "a child of pid N" (forked while pages were missing)
-  pid_t pid = 0;     // the image process whose runs these are
-  const std::vector<Run>* runs = nullptr;
-  UniqueFd uffd;
-  Pieces pending;
-  std::deque<uint64_t> faults;
-  bool gone = false;  // the address space is gone (ESRCH)
-};
 
 void KillTreeOf(const std::vector<std::pair<pid_t, int>>& procs) {
   // Stopped first, so that none forks a child we would not see; a
@@ -249,12 +241,7 @@ Status LazyServer::FetchRun(const Space& sp, uint32_t i) {
     buf_len_ = len;
   }
   buf_run_ = nullptr;
-  if (r.remote) {
-    if (Status s = remote_->Fetch(sp.pid, r.vaddr, len, buf_); !s.ok())
-      return s.Prefixed(sp.name + ": the pages at " + Hex(r.vaddr) + " (" + FormatSize(len) + ", post-copy)");
-    buf_run_ = &r;
-    return Status::Ok();
-  }
+  if (r.remote) return Status::Error("internal: " + sp.name + ": the post-copy run at " + Hex(r.vaddr) + " read whole");
   const std::string what = sp.name + ": the pages at " + Hex(r.vaddr) + " (" + FormatSize(len) + ", " + r.src->path() +
                            " at offset " + std::to_string(r.offset) + ")";
   if (Status s = r.src->Read(buf_, len, r.offset); !s.ok()) return s.Prefixed(what + ": reading page data");
@@ -263,16 +250,10 @@ Status LazyServer::FetchRun(const Space& sp, uint32_t i) {
   return Status::Ok();
 }
 
-namespace {
+namespace lazy {
 
-enum class CopyResult { kDone, kChanging };
-
-// UFFDIO_COPY of the piece at `it` (its run's data at `data`); trims the
-// piece by what is in. kChanging: EAGAIN, the events must be read first.
-Result<CopyResult> CopyPiece(int uffd, Pieces& m, Pieces::iterator it, const char* data, bool* gone,
-                             uint64_t* copied) {
+Result<CopyResult> CopyPiece(int uffd, Pieces& m, Pieces::iterator it, const char* src, bool* gone, uint64_t* copied) {
   const uint64_t at = it->first, len = it->second.npages * kPage;
-  const char* src = data + it->second.first * kPage;
   uint64_t done = 0;
   Result<CopyResult> out = CopyResult::kDone;
   while (done < len) {
@@ -310,7 +291,7 @@ Result<CopyResult> CopyPiece(int uffd, Pieces& m, Pieces::iterator it, const cha
   return out;
 }
 
-}  // namespace
+}  // namespace lazy
 
 // Serves the page at `addr` (a fault) or the piece there (the prefetch).
 Status LazyServer::CopyRunAround(Space& sp, uint64_t addr, bool fault) {
@@ -318,6 +299,12 @@ Status LazyServer::CopyRunAround(Space& sp, uint64_t addr, bool fault) {
   for (;;) {
     auto it = Lookup(sp.pending, addr);
     bool changing = false;
+    // Post-copy: asked of the source already (its answer wakes the fault),
+    // or to be asked now.
+    if (it == sp.pending.end() && Lookup(sp.inflight, addr) != sp.inflight.end())
+      return fault ? ServeRemoteFault(sp, addr) : Status::Ok();
+    if (it != sp.pending.end() && (*sp.runs)[it->second.run].remote)
+      return fault ? ServeRemoteFault(sp, addr) : Status::Ok();
     if (it == sp.pending.end()) {
       if (!fault) return Status::Ok();
       struct uffdio_zeropage z = {};
@@ -335,7 +322,8 @@ Status LazyServer::CopyRunAround(Space& sp, uint64_t addr, bool fault) {
     } else {
       CRYO_RETURN_IF_ERROR(FetchRun(sp, it->second.run));
       uint64_t copied = 0;
-      Result<CopyResult> r = CopyPiece(sp.uffd.get(), sp.pending, it, static_cast<const char*>(buf_), &sp.gone, &copied);
+      const char* src = static_cast<const char*>(buf_) + it->second.first * kPage;
+      Result<CopyResult> r = CopyPiece(sp.uffd.get(), sp.pending, it, src, &sp.gone, &copied);
       if (!r.ok()) return r.status().Prefixed(sp.name);
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -381,6 +369,8 @@ Status LazyServer::HandleMessages(Space& sp) {
           child->runs = sp.runs;
           child->uffd.reset(static_cast<int>(m.arg.fork.ufd));
           child->pending = sp.pending;
+          child->inflight = sp.inflight;  // their answers go to every space of the pid
+          child->readahead = sp.readahead;
           std::lock_guard<std::mutex> lock(mu_);
           CRYO_RETURN_IF_ERROR(guardian_->Send('U', "", child->uffd.get()));
           ++stats_.forks;
@@ -389,10 +379,12 @@ Status LazyServer::HandleMessages(Space& sp) {
         }
         case UFFD_EVENT_REMAP:
           Move(sp.pending, m.arg.remap.from, m.arg.remap.to, m.arg.remap.len);
+          Move(sp.inflight, m.arg.remap.from, m.arg.remap.to, m.arg.remap.len);
           break;
         case UFFD_EVENT_REMOVE:
         case UFFD_EVENT_UNMAP: {
-          const uint64_t n_dropped = Drop(sp.pending, m.arg.remove.start, m.arg.remove.end);
+          const uint64_t n_dropped = Drop(sp.pending, m.arg.remove.start, m.arg.remove.end) +
+                                     Drop(sp.inflight, m.arg.remove.start, m.arg.remove.end);
           std::lock_guard<std::mutex> lock(mu_);
           stats_.dropped += n_dropped;
           break;
@@ -414,53 +406,58 @@ bool LazyServer::PrefetchHeld() {
   return true;
 }
 
-// One turn: faults first, then one piece of prefetch. False once done.
+void LazyServer::AbsorbIncoming() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& sp : incoming_) spaces_.push_back(std::move(sp));
+  incoming_.clear();
+}
+
+// One turn: faults first, then one piece of prefetch (post-copy: the pages
+// that came, then requests up to the prefetch window). False once done.
 bool LazyServer::ServeOnce() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& sp : incoming_) spaces_.push_back(std::move(sp));
-    incoming_.clear();
-  }
+  AbsorbIncoming();
   // A space whose pages are all in stays until the end: a fault on a page
   // the image had none for still needs the zero page.
   std::erase_if(spaces_, [](const auto& sp) { return sp->gone; });
+  auto fail = [this](const Status& s) {
+    Fail(s);
+    return false;
+  };
+  if (remote_) {
+    if (Status s = DeliverArrivals(); !s.ok()) return fail(s);
+  }
   bool missing = false;
-  for (const auto& sp : spaces_) missing |= !sp->pending.empty();
-  if (!missing && released_) return false;
+  for (const auto& sp : spaces_) missing |= !sp->pending.empty() || !sp->inflight.empty();
+  // (post-copy: every answer read, so that none is left on the connection)
+  if (!missing && released_ && (!remote_ || remote_->Outstanding() == 0)) return false;
   // No prefetch before the release: a blob registers its VMAs only once they
   // are in place, and a copy before that finds no registered VMA (ENOENT),
   // which would drop the pages. Faults come only after the registration.
-  const bool prefetch = missing && released_ && !PrefetchHeld();
+  bool prefetch = missing && released_ && !PrefetchHeld();
+  if (prefetch && remote_) {
+    if (Status s = PrefetchRemote(); !s.ok()) return fail(s);
+    prefetch = false;  // asked: the answers wake the poll
+  }
   std::vector<pollfd> fds;
   for (const auto& sp : spaces_) fds.push_back({sp->uffd.get(), POLLIN, 0});
-  if (::poll(fds.data(), fds.size(), prefetch ? 0 : 20) < 0 && errno != EINTR) {
-    Fail(Status::FromErrno("poll of the userfaultfds"));
-    return false;
-  }
-  for (size_t i = 0; i < fds.size(); ++i) {
+  if (remote_ && remote_->Outstanding() > 0) fds.push_back({remote_->PollFd(), POLLIN, 0});
+  if (::poll(fds.data(), fds.size(), prefetch ? 0 : 20) < 0 && errno != EINTR)
+    return fail(Status::FromErrno("poll of the userfaultfds"));
+  for (size_t i = 0; i < spaces_.size() && i < fds.size(); ++i) {
     Space& sp = *spaces_[i];
     if (fds[i].revents) {
-      if (Status s = HandleMessages(sp); !s.ok()) {
-        Fail(s);
-        return false;
-      }
+      if (Status s = HandleMessages(sp); !s.ok()) return fail(s);
     }
     while (!sp.faults.empty() && !sp.gone) {
       const uint64_t addr = sp.faults.front();
       sp.faults.pop_front();
-      if (Status s = CopyRunAround(sp, addr, true); !s.ok()) {
-        Fail(s);
-        return false;
-      }
+      if (Status s = CopyRunAround(sp, addr, true); !s.ok()) return fail(s);
     }
   }
   if (prefetch) {
     for (auto& sp : spaces_) {
       if (sp->gone || sp->pending.empty()) continue;
-      if (Status s = CopyRunAround(*sp, sp->pending.begin()->first, false); !s.ok()) {
-        Fail(s);
-        return false;
-      }
+      if (Status s = CopyRunAround(*sp, sp->pending.begin()->first, false); !s.ok()) return fail(s);
       break;
     }
   }

@@ -8,7 +8,10 @@
 // thread:
 //  - a page fault (UFFD_EVENT_PAGEFAULT) on a page of a lazy run: the whole
 //    run (at most 4 MiB) is read from the page file, its checksum checked,
-//    and copied in with UFFDIO_COPY, which wakes the faulting thread; a fault
+//    and copied in with UFFDIO_COPY, which wakes the faulting thread (a
+//    post-copy run's pages come from the source instead: mem/lazy_remote.cc,
+//    64 KiB around the fault first, asked at once, several requests in
+//    flight, the prefetch reading ahead from there); a fault
 //    on a page that had none (never touched before the dump, or since grown
 //    into) gets the zero page (UFFDIO_ZEROPAGE);
 //  - between faults, the prefetch copies the runs still missing, in address
@@ -38,6 +41,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -51,6 +55,7 @@
 #include "base/sentinel.h"
 #include "base/status.h"
 #include "base/unique_fd.h"
+#include "mem/missing_pages.h"
 #include "image/image_dir.h"
 #include "image/page_source.h"
 #include "mem/remote_pages.h"
@@ -97,8 +102,28 @@ class LazyServer {
   // One line for the user: pages, how they came, the time.
   std::string Report() const;
 
+  // One page run of an image process.
+  struct Run {
+    const image::PageSource* src;
+    uint64_t vaddr, npages, offset, checksum;
+    bool remote = false;  // from remote_, not from src
+  };
   // One address space served (an image process, or a child it forked).
-  struct Space;
+  struct Space {
+    std::string name;  // "pid N", or "a child of pid N" (forked while pages were missing)
+    pid_t pid = 0;     // the image process whose runs these are
+    const std::vector<Run>* runs = nullptr;
+    UniqueFd uffd;
+    lazy::Pieces pending;
+    // (post-copy) asked of the source, not yet in: a fault there waits for
+    // the answer, which wakes it (UFFDIO_COPY).
+    lazy::Pieces inflight;
+    uint64_t readahead = 0;  // (post-copy) where the prefetch goes on: after the last pages asked
+    uint64_t ra_mark = 0;    // (post-copy) where the last read-ahead began
+    uint64_t ra_size = 0;    // (post-copy) and its size
+    std::deque<uint64_t> faults;
+    bool gone = false;  // the address space is gone (ESRCH)
+  };
 
  private:
   LazyServer() = default;
@@ -110,12 +135,16 @@ class LazyServer {
   Status CopyRunAround(Space& sp, uint64_t addr, bool fault);
   Status FetchRun(const Space& sp, uint32_t run);
   bool PrefetchHeld();
+  void AbsorbIncoming();
+  // Post-copy (mem/lazy_remote.cc): remote runs come in pieces, pipelined.
+  Status RequestRemote(Space& sp, uint64_t lo, uint64_t hi, bool fault);
+  Status ServeRemoteFault(Space& sp, uint64_t addr);
+  Status ReadAhead(Space& sp, uint64_t from);
+  Status PrefetchRemote();
+  Status DeliverArrivals();
+  Status Deliver(const RemotePageSource::Arrival& a);
+  uint64_t next_tag_ = 0;
 
-  struct Run {
-    const image::PageSource* src;
-    uint64_t vaddr, npages, offset, checksum;
-    bool remote = false;  // from remote_, not from src
-  };
   RemotePageSource* remote_ = nullptr;
   // The runs of each image process (children forked later share them).
   std::map<pid_t, std::vector<Run>> runs_;
@@ -143,5 +172,13 @@ class LazyServer {
 // stopped (SIGSTOP) until no new descendant appears for a few rounds, then
 // all get SIGKILL.
 void KillTreeOf(const std::vector<std::pair<pid_t, int>>& procs);
+
+namespace lazy {
+enum class CopyResult { kDone, kChanging };
+// UFFDIO_COPY of the piece at `it` from `src` (its first page's bytes);
+// trims the piece by what is in. kChanging: EAGAIN, the events must be read
+// first. *gone: the address space is gone (ESRCH).
+Result<CopyResult> CopyPiece(int uffd, Pieces& m, Pieces::iterator it, const char* src, bool* gone, uint64_t* copied);
+}  // namespace lazy
 
 }  // namespace cryo

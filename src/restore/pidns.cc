@@ -279,8 +279,12 @@ Status PidnsJanitorRefusal(const image::LoadedImage& img) {
   for (const auto& [pid, p] : img.processes)
     for (const image::Fd& f : p.fds.fds()) {
       if (f.kind() == image::FD_FIFO) what = "the FIFO " + f.file().path() + " (pid " + std::to_string(pid) + ")";
-      if (f.kind() == image::FD_LISTEN_SOCKET) what = "a UNIX socket file (pid " + std::to_string(pid) + " fd " + std::to_string(f.fd()) + ")";
+      if (f.kind() == image::FD_LISTEN_SOCKET && f.listen_socket().family() == AF_UNIX)
+        what = "a UNIX socket file (pid " + std::to_string(pid) + " fd " + std::to_string(f.fd()) + ")";
     }
+  // (as NeedsJanitor: a TCP listener is no file; the connections' lock is)
+  if (!img.inventory.net_lock().empty())
+    what = "the lock of its TCP connections, nftables table inet " + img.inventory.net_lock();
   return NotInNewPidns("the image", "the restore recreates objects that outlive its processes (" + what +
                                         "), which the restore janitor removes if it fails; that janitor would die "
                                         "with the new PID namespace (not supported yet)");

@@ -213,6 +213,14 @@ Result<bool> Connection::IncomingFrame() {
   return tls_->HasPlaintext();
 }
 
+Result<bool> Connection::Readable() {
+  if (!tls_) {
+    struct pollfd p = {fd_.get(), POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0 && p.revents != 0;  // POLLERR, POLLHUP: the receive says what
+  }
+  return IncomingFrame();
+}
+
 Status Connection::Send(FrameType type, uint32_t file_id, std::string_view prefix, std::string_view data) {
   std::string header(kFrameHeaderSize, '\0');
   EncodeFrameHeader({static_cast<uint32_t>(type), file_id, static_cast<uint32_t>(prefix.size() + data.size())},

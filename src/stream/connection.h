@@ -59,6 +59,12 @@ class Connection {
   // Post-copy: once the image is acknowledged the sender answers requests
   // (PAGE_REQ): a frame from the receiver is no refusal any more.
   void EndSenderChecks() { sender_ = false; }
+  // The socket, to poll(2) for POLLIN (with Readable: under TLS bytes may
+  // wait decrypted in the session, the socket showing nothing).
+  int fd() const { return fd_.get(); }
+  // Is a frame (or the end of the connection) there to receive? Never waits.
+  // Not while another thread sends or receives on this connection.
+  Result<bool> Readable();
 
  private:
   Status SendLocked(const std::string& header, std::string_view prefix, std::string_view data);

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "stream/protocol.h"
@@ -88,8 +89,14 @@ Status ServePostCopy(Connection& conn, const RemoteRuns& runs, double timeout_s,
           while (got < n) {
             const ssize_t r = ::pread(fd.get(), buf.data() + got, n - got, static_cast<off_t>(vaddr + done + got));
             if (r < 0 && errno == EINTR) continue;
-            if (r <= 0)
+            if (r < 0)
               return Status::FromErrno("pid " + std::to_string(pid) + ": reading its pages at " + Hex(vaddr + done + got));
+            // 0: the memory file of a process whose address space is gone
+            // (it exited; a zombie's reads as empty), no errno set.
+            if (r == 0)
+              return Status::Error("pid " + std::to_string(pid) + ": reading its pages at " + Hex(vaddr + done + got) +
+                                   ": /proc/" + std::to_string(pid) + "/mem read nothing (its address space is gone: "
+                                   "did it exit?)");
             got += static_cast<uint64_t>(r);
           }
           std::string head;
@@ -122,39 +129,135 @@ Status ServePostCopy(Connection& conn, const RemoteRuns& runs, double timeout_s,
   }
 }
 
-Status StreamPages::Fetch(pid_t pid, uint64_t vaddr, uint64_t len, void* out) {
+uint64_t StreamPages::Outstanding() const {
   std::lock_guard<std::mutex> lock(mu_);
+  return outstanding_;
+}
+
+std::string StreamPages::WhereLocked() const {
   const std::string src = "the migration source " + conn_->peer();
-  CRYO_RETURN_IF_ERROR(conn_->Send(FrameType::kPageReq, 0, PageReq(pid, vaddr, len)).Prefixed(src));
+  if (asked_.empty()) return src;
+  const Asked& a = asked_.front();
+  return "pid " + std::to_string(a.pid) + ": the pages at " + Hex(a.vaddr + a.got) + " (" +
+         std::to_string(a.len - a.got) + " bytes, post-copy): " + src;
+}
+
+Status StreamPages::FailLocked(const Status& s) {
+  if (failed_.ok()) failed_ = s;
+  return failed_;
+}
+
+Status StreamPages::RequestLocked(pid_t pid, uint64_t vaddr, uint64_t len, uint64_t tag) {
+  if (!failed_.ok()) return failed_;
+  if (asked_.empty()) last_progress_ = Now();
+  asked_.push_back({tag, pid, vaddr, len, 0});
+  outstanding_ += len;
+  if (Status s = conn_->Send(FrameType::kPageReq, 0, PageReq(pid, vaddr, len)); !s.ok())
+    return FailLocked(s.Prefixed(WhereLocked()));
+  return Status::Ok();
+}
+
+Status StreamPages::ReadOneLocked(Frame* other, bool* got_other) {
+  *got_other = false;
+  Result<Frame> f = conn_->Receive(timeout_s_);
+  if (!f.ok()) return FailLocked(f.status().Prefixed(WhereLocked()));
+  if (f->type() == FrameType::kAbort || f->type() == FrameType::kError)
+    return FailLocked(Status::Error(WhereLocked() + ": " + f->payload));
+  if (f->type() != FrameType::kPages) {
+    *other = std::move(*f);
+    *got_other = true;
+    return Status::Ok();
+  }
+  if (asked_.empty()) return FailLocked(Status::Error(WhereLocked() + ": PAGES nobody asked for"));
+  Asked& a = asked_.front();
+  if (f->payload.size() <= 8) return FailLocked(Status::Error(WhereLocked() + ": an empty PAGES"));
+  const uint64_t at = GetU64(f->payload);
+  const uint64_t n = f->payload.size() - 8;
+  if (at != a.vaddr + a.got || n > a.len - a.got)
+    return FailLocked(Status::Error(WhereLocked() + ": PAGES for other pages than asked"));
+  arrived_.push_back({a.tag, a.pid, at, std::move(f->payload), 8});
+  a.got += n;
+  outstanding_ -= n;
+  last_progress_ = Now();
+  if (a.got == a.len) asked_.pop_front();
+  return Status::Ok();
+}
+
+Status StreamPages::Request(pid_t pid, uint64_t vaddr, uint64_t len, uint64_t tag) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return RequestLocked(pid, vaddr, len, tag);
+}
+
+Status StreamPages::Collect(std::vector<Arrival>* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!failed_.ok()) return failed_;
+  // Nothing asked, nothing read: a source gone meanwhile is found by the
+  // next request, which names the pages that cannot come.
+  while (!asked_.empty()) {
+    Result<bool> readable = conn_->Readable();
+    if (!readable.ok()) return FailLocked(readable.status().Prefixed(WhereLocked()));
+    if (!*readable) break;
+    Frame other;
+    bool got_other = false;
+    CRYO_RETURN_IF_ERROR(ReadOneLocked(&other, &got_other));
+    if (got_other)
+      return FailLocked(Status::Error(WhereLocked() + ": " + FrameTypeName(other.header.type) + " where PAGES was due"));
+  }
+  for (Arrival& a : arrived_) out->push_back(std::move(a));
+  arrived_.clear();
+  if (!asked_.empty() && Now() - last_progress_ > timeout_s_)
+    return FailLocked(Status::Errno(ETIMEDOUT, WhereLocked() + ": no answer for " +
+                                                   std::to_string(static_cast<int>(timeout_s_)) + " s"));
+  return Status::Ok();
+}
+
+Status StreamPages::Fetch(pid_t pid, uint64_t vaddr, uint64_t len, void* out) {
+  // A tag of its own: what arrives for earlier requests stays for Collect.
+  constexpr uint64_t kFetchTag = ~uint64_t{0};
+  std::lock_guard<std::mutex> lock(mu_);
+  CRYO_RETURN_IF_ERROR(RequestLocked(pid, vaddr, len, kFetchTag));
   char* dst = static_cast<char*>(out);
-  for (uint64_t done = 0; done < len;) {
-    Result<Frame> f = conn_->Receive(timeout_s_);
-    if (!f.ok()) return f.status().Prefixed(src);
-    if (f->type() == FrameType::kAbort || f->type() == FrameType::kError)
-      return Status::Error(src + ": " + f->payload);
-    if (f->type() != FrameType::kPages || f->payload.size() <= 8)
-      return Status::Error(src + ": " + FrameTypeName(f->header.type) + " where PAGES was due");
-    const uint64_t at = GetU64(f->payload);
-    const uint64_t n = f->payload.size() - 8;
-    if (at != vaddr + done || n > len - done) return Status::Error(src + ": PAGES for other pages than asked");
-    std::memcpy(dst + done, f->payload.data() + 8, n);
-    done += n;
+  uint64_t done = 0;
+  while (done < len) {
+    Frame other;
+    bool got_other = false;
+    CRYO_RETURN_IF_ERROR(ReadOneLocked(&other, &got_other));
+    if (got_other)
+      return FailLocked(Status::Error(WhereLocked() + ": " + FrameTypeName(other.header.type) + " where PAGES was due"));
+    for (auto it = arrived_.begin(); it != arrived_.end();) {
+      if (it->tag != kFetchTag) {
+        ++it;
+        continue;
+      }
+      std::memcpy(dst + (it->vaddr - vaddr), it->bytes(), it->len());
+      done += it->len();
+      it = arrived_.erase(it);
+    }
   }
   return Status::Ok();
 }
 
 Status StreamPages::Commit() {
   std::lock_guard<std::mutex> lock(mu_);
+  if (!failed_.ok()) return failed_;
   const std::string src = "the migration source " + conn_->peer();
-  CRYO_RETURN_IF_ERROR(conn_->Send(FrameType::kReady, 0, {}).Prefixed(src));
-  Result<Frame> f = conn_->Receive(timeout_s_);
-  if (!f.ok()) return f.status().Prefixed(src + " did not commit");
-  if (f->type() != FrameType::kGo) return Status::Error(src + ": " + FrameTypeName(f->header.type) + " where GO was due");
-  return Status::Ok();
+  if (Status s = conn_->Send(FrameType::kReady, 0, {}); !s.ok()) return FailLocked(s.Prefixed(src));
+  // The answers to requests sent before READY come first (the source
+  // serves in order): kept for Collect.
+  for (;;) {
+    Frame other;
+    bool got_other = false;
+    if (Status s = ReadOneLocked(&other, &got_other); !s.ok()) return s.Prefixed("waiting for GO (the commit)");
+    if (!got_other) continue;
+    if (other.type() != FrameType::kGo)
+      return FailLocked(Status::Error(src + ": " + FrameTypeName(other.header.type) + " where GO was due"));
+    return Status::Ok();
+  }
 }
 
 Status StreamPages::AllIn() {
   std::lock_guard<std::mutex> lock(mu_);
+  if (!failed_.ok()) return failed_;
   return conn_->Send(FrameType::kAllIn, 0, {});
 }
 

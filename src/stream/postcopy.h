@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -33,19 +34,44 @@ using RemoteRuns = std::map<pid_t, std::vector<std::pair<uint64_t, uint64_t>>>;
 Status ServePostCopy(Connection& conn, const RemoteRuns& runs, double timeout_s, const std::function<Status()>& commit,
                      bool* committed);
 
-// The target's side: fetches pages over the connection (one request at a
-// time, several threads may ask).
+// The target's side: fetches pages over the connection. Requests are
+// pipelined (several outstanding, answered in the order asked: the source
+// serves them one after the other); several threads may use it (one at a
+// time on the connection).
 class StreamPages final : public RemotePageSource {
  public:
   StreamPages(Connection* conn, double timeout_s) : conn_(conn), timeout_s_(timeout_s) {}
   Status Fetch(pid_t pid, uint64_t vaddr, uint64_t len, void* out) override;
+  Status Request(pid_t pid, uint64_t vaddr, uint64_t len, uint64_t tag) override;
+  Status Collect(std::vector<Arrival>* out) override;
+  int PollFd() const override { return conn_->fd(); }
+  uint64_t Outstanding() const override;
   Status Commit() override;
   Status AllIn() override;
 
  private:
+  struct Asked {
+    uint64_t tag;
+    pid_t pid;
+    uint64_t vaddr, len, got;
+  };
+  Status RequestLocked(pid_t pid, uint64_t vaddr, uint64_t len, uint64_t tag);
+  // Reads one frame (at most timeout_s_ of silence): PAGES go to arrived_
+  // (for the first request outstanding), another frame into *other.
+  Status ReadOneLocked(Frame* other, bool* got_other);
+  // "pid P: the pages at 0x... (N bytes, post-copy)" of the first request
+  // outstanding, or the source's address.
+  std::string WhereLocked() const;
+  Status FailLocked(const Status& s);
+
   Connection* conn_;
   double timeout_s_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
+  std::deque<Asked> asked_;
+  std::deque<Arrival> arrived_;
+  uint64_t outstanding_ = 0;
+  double last_progress_ = 0;  // an answer came, or a request when none was outstanding
+  Status failed_;
 };
 
 }  // namespace cryo::stream

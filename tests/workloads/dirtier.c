@@ -12,10 +12,12 @@
  * between pre-copy rounds ("nochurn": mapped once, never again). Verify checks every byte of both regions against
  * the counters (a page written after cryo copied it and not copied again
  * comes back one generation old, a torn page has two) and reports
- * "written=W churn=C lastgap_ms=G": G is the last pause of more than 10 ms
- * between two turns of its loop (CLOCK_MONOTONIC), so after a migration on
- * one machine it is the downtime as the program saw it (freeze to resume,
- * plus at most one turn of 2 ms). */
+ * "written=W churn=C lastgap_ms=G maxgap_ms=M": G is the last pause of more
+ * than 10 ms between two turns of its loop (CLOCK_MONOTONIC), M the longest
+ * since the previous verify (then reset), so after a migration on one machine
+ * M is the downtime as the program saw it (freeze to resume, plus at most one
+ * turn of 2 ms), also when a later turn was slow (a post-copy fault, a busy
+ * machine), which G would report instead. */
 #include <sys/mman.h>
 
 #include "wl_common.h"
@@ -96,13 +98,15 @@ int main(int argc, char **argv)
     const double pages_per_ns = rate * 256.0 / 1e9;
     const double cap = rate * 256.0 * 0.05 + 1;
     double due = 0;
-    uint64_t last = wl_now_ns(), last_churn = last, lastgap = 0;
+    uint64_t last = wl_now_ns(), last_churn = last, lastgap = 0, maxgap = 0;
     char buf[128];
     wl_ready(dir);
     for (;;) {
         const uint64_t now = wl_now_ns();
         if (now - last > 10000000ull)
             lastgap = now - last;
+        if (now - last > maxgap)
+            maxgap = now - last;
         due += (double)(now - last) * pages_per_ns;
         if (due > cap)
             due = cap;
@@ -122,8 +126,10 @@ int main(int argc, char **argv)
             struct wl_checks c;
             wl_checks_init(&c);
             check_all(&c);
-            snprintf(buf, sizeof buf, "written=%llu churn=%llu lastgap_ms=%.1f", (unsigned long long)written,
-                     (unsigned long long)churns, (double)lastgap / 1e6);
+            snprintf(buf, sizeof buf, "written=%llu churn=%llu lastgap_ms=%.1f maxgap_ms=%.1f",
+                     (unsigned long long)written, (unsigned long long)churns, (double)lastgap / 1e6,
+                     (double)maxgap / 1e6);
+            maxgap = 0;
             int ok = wl_report(dir, &c, buf);
             if (req == WL_VERIFY_EXIT)
                 exit(ok ? 0 : 1);
