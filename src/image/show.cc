@@ -20,7 +20,10 @@ namespace cryo::image {
 namespace {
 
 const char* SnapshotKindText(const SnapshotEntry& e) {
-  return e.kind() == SNAPSHOT_DIRECTORY ? "directory" : e.kind() == SNAPSHOT_SYMLINK ? "symlink" : "file";
+  return e.kind() == SNAPSHOT_DIRECTORY ? "directory"
+         : e.kind() == SNAPSHOT_SYMLINK ? "symlink"
+         : e.kind() == SNAPSHOT_WHITEOUT ? "whiteout"
+                                         : "file";
 }
 
 // A name from the image for a terminal: control characters (an escape
