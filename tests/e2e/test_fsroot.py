@@ -18,6 +18,8 @@ the image and put back before the tree resumes.
   file only (counted in `cryo show --json`), and restores.
 - A mount point under a plain DIR is refused by name before the tree is
   touched.
+- `cryo migrate --fs-root` to a page server on this machine: the received
+  image carries DIR's files and the restored program finds them.
 
 Run: test_fsroot.py --cryo PATH --workloads DIR [NAME ...]
 """
@@ -349,6 +351,31 @@ def test_mount_point_refused(h):
     finish(h, w)
 
 
+def test_migrate(h):
+    """`cryo migrate --fs-root`: DIR's tree goes over the stream with the
+    image; the page server (on this machine) puts it back and restores."""
+    import test_migrate  # noqa: E402 (its page server and migrate helpers)
+    root = h.mkdir("root")
+    w = start(h, root, "plain")
+    images = os.path.join(h.mkdir("recv"), "img")
+    srv = test_migrate.Server(h, images, extra=["--restore"])
+    m = test_migrate.Migrate(h, w.pid, srv.addr, ("--insecure", "--fs-root", root))
+    h.reap_original(w, timeout=60)
+    test_migrate.reap_while(m, [w.pid])
+    check_eq(m.wait(), 0, "cryo migrate exit status (%s)" % m.stderr())
+    check_eq(srv.wait(), 0, "page-server --restore exit status (%s)" % srv.stderr())
+    rw = w.restored(w.pid)
+    h.tracked_pids.append(w.pid)
+    paths = {e["path"] for e in h.show_json(images).get("snapshot", [])}
+    names = sorted(os.listdir(images))
+    data = os.path.join(images, "snapshot-data.img")
+    size = os.path.getsize(data) if os.path.exists(data) else -1
+    check(root + "/etc/app/config" in paths and size > 300000,
+          "the received image should carry DIR's files: %s; snapshot-data.img %d bytes; %s" % (sorted(paths), size, names))
+    check_eq(ask(rw), "ok", "the migrated program's DIR")
+    finish(h, rw)
+
+
 TESTS = [
     test_plain_kill,
     test_plain_rewind,
@@ -356,6 +383,7 @@ TESTS = [
     test_overlay_rewind,
     test_parent_carries_changed_only,
     test_mount_point_refused,
+    test_migrate,
 ]
 
 if __name__ == "__main__":
