@@ -122,6 +122,36 @@ Status SnapshotRestore::Publish(const std::string& temp, const std::string& path
   return Status::Ok();
 }
 
+// A directory kept in place keeps its xattrs: one the dump did not see goes
+// (an overlay's trusted.overlay.opaque set since would hide the lower dirs).
+Status SnapshotRestore::DropOtherXattrs(const image::SnapshotEntry& e) {
+  const std::string& path = e.path();
+  std::vector<char> names(4096);
+  ssize_t n;
+  while ((n = ::llistxattr(path.c_str(), names.data(), names.size())) < 0 && errno == ERANGE)
+    names.resize(names.size() * 4);
+  if (n < 0) return errno == ENOTSUP ? Status::Ok() : Status::FromErrno("snapshot: llistxattr " + path);
+  std::set<std::string> keep;
+  for (const image::SnapshotXattr& x : e.xattrs()) keep.insert(x.name());
+  for (size_t at = 0; at < static_cast<size_t>(n);) {
+    const std::string name(names.data() + at);
+    at += name.size() + 1;
+    if (keep.count(name)) continue;
+    std::vector<char> value(256);
+    ssize_t v;
+    while ((v = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size())) < 0 && errno == ERANGE)
+      value.resize(value.size() * 4);
+    if (v < 0) return Status::FromErrno("snapshot: lgetxattr " + path + " " + name);
+    if (::lremovexattr(path.c_str(), name.c_str()) != 0)
+      return Status::FromErrno("snapshot: removing the xattr " + name + " of " + path);
+    Undo u{Op::kXattr, path, {}, {}};
+    u.name = name;
+    u.value.assign(value.data(), static_cast<size_t>(v));
+    undo_.push_back(std::move(u));
+  }
+  return Status::Ok();
+}
+
 Status SnapshotRestore::PutDirectory(const image::SnapshotEntry& e, const std::set<std::string>& children) {
   const std::string& path = e.path();
   struct stat st;
@@ -266,7 +296,8 @@ Result<std::unique_ptr<SnapshotRestore>> SnapshotRestore::Apply(const image::Loa
   // Directories' attributes once their entries are in place, deepest first.
   for (auto it = entries.rbegin(); s.ok() && it != entries.rend(); ++it)
     if ((*it)->kind() == image::SNAPSHOT_DIRECTORY) {
-      s = SetAttrs((*it)->path(), **it);
+      s = r->DropOtherXattrs(**it);
+      if (s.ok()) s = SetAttrs((*it)->path(), **it);
       auto& [path, times] = r->dir_times_.emplace_back();
       path = (*it)->path();
       times[0] = Ts((*it)->atime_ns());
@@ -292,6 +323,11 @@ void SnapshotRestore::Rollback() {
       case Op::kMovedAway:
         if (::rename(u.backup.c_str(), u.path.c_str()) != 0)
           LOG_WARN("snapshot: could not put %s back (it is %s): %s", u.path.c_str(), u.backup.c_str(),
+                   std::strerror(errno));
+        break;
+      case Op::kXattr:
+        if (::lsetxattr(u.path.c_str(), u.name.c_str(), u.value.data(), u.value.size(), 0) != 0)
+          LOG_WARN("snapshot: could not set the xattr %s of %s again: %s", u.name.c_str(), u.path.c_str(),
                    std::strerror(errno));
         break;
       case Op::kAttrs: {

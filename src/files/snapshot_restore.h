@@ -52,16 +52,18 @@ class SnapshotRestore {
   size_t unchanged() const { return unchanged_; }
 
  private:
-  enum class Op { kCreated, kReplaced, kMovedAway, kAttrs };
+  enum class Op { kCreated, kReplaced, kMovedAway, kAttrs, kXattr };
   struct Undo {
     Op op;
     std::string path;
     std::string backup;  // kReplaced, kMovedAway
     struct stat was {};  // kAttrs
+    std::string name{}, value{};  // kXattr: an xattr removed (set again on undo)
   };
   SnapshotRestore() = default;
   Status Put(const image::LoadedImage& img, const image::SnapshotEntry& e, const std::vector<int>& data_fds);
   Status PutDirectory(const image::SnapshotEntry& e, const std::set<std::string>& children);
+  Status DropOtherXattrs(const image::SnapshotEntry& e);
   Status Publish(const std::string& temp, const std::string& path, bool exists);
   std::string TempName(const std::string& path, const char* kind);
   void Rollback();

@@ -264,7 +264,7 @@ def test_overlay_kill(h):
         outside_change(ov.merged)
         with open(ov.merged + "/lower-file", "w") as f:
             f.write("back again")
-        os.mkdir(ov.merged + "/lower-dir/sub")
+        subprocess.run(["rm", "-rf", ov.merged + "/lower-dir"], check=True)  # a whiteout now
         rw = restore(h, w, images)
         check_eq(ask(rw), "ok", "the restored program's view of the overlay")
         check(ov.mounted(), "the overlay should be mounted again")
