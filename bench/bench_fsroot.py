@@ -6,7 +6,8 @@ against `cp -a` and `rsync -a` of the same tree (rsync's second run is its
 incremental one, onto its first copy), interleaved in the same rounds; and
 the leave-running frozen time with and without --fs-root (the walk runs
 inside the freeze). A 64 MiB memtouch is the dumped tree. Every copy and
-image stays in the page cache (--no-sync, no fsync by cp or rsync).
+image goes to the page cache (--no-sync, no fsync by cp or rsync); a sync(2)
+before each timed step keeps one step's writeback out of the next's time.
 
 Run: bench/bench_fsroot.py [--runs N] [--cryo PATH --memtouch PATH]
 """
@@ -45,7 +46,12 @@ def change_one(root, gen):
         f.write(bytes([gen & 0xff]) * (1 << 20))
 
 
+def tree_bytes(root):
+    return sum(os.lstat(os.path.join(d, n)).st_size for d, _, fs in os.walk(root) for n in fs)
+
+
 def timed(argv):
+    os.sync()  # every timed step starts without the step before's dirty pages
     t0 = time.monotonic()
     subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, timeout=600)
     return time.monotonic() - t0
@@ -55,13 +61,19 @@ def data_bytes(d):
     return os.path.getsize(os.path.join(d, "snapshot-data.img"))
 
 
+def cryo(b, argv, log):
+    os.sync()
+    t, _ = b.cryo_or_fail(argv, log)
+    return t
+
+
 def body(b):
     args = b.args
     if not shutil.which("rsync"):
         raise benchlib.BenchError("rsync is missing (scripts/install-deps.sh installs it)")
     root = b.fresh_dir("tree")
     make_tree(root)
-    tree_mib = benchlib.dir_bytes(root) / 2**20
+    tree_mib = tree_bytes(root) / 2**20
     pid, _, _ = b.start_memtouch(64)
     res = {k: [] for k in ("cp", "rsync", "rsync_inc", "full", "inc", "full_b", "inc_b", "frz0", "frz")}
     gen = 1
@@ -72,20 +84,20 @@ def body(b):
         benchlib.rmtree(cp_dst)
         res["rsync"].append(timed(["rsync", "-a", root + "/", rs_dst + "/"]))
         full = b.fresh_dir("full")
-        t, _ = b.cryo_or_fail(["dump", "-t", str(pid), "-D", full, "-R", "--no-sync", "--fs-root", root],
-                              b.path("full%d.log" % i))
+        t = cryo(b, ["dump", "-t", str(pid), "-D", full, "-R", "--no-sync", "--fs-root", root],
+                 b.path("full%d.log" % i))
         res["full"].append(t)
         res["full_b"].append(data_bytes(full))
         res["frz"].append(benchlib.log_ms(b.path("full%d.log" % i), r"frozen ([0-9.]+) ms"))
         plain = b.fresh_dir("plain")
-        b.cryo_or_fail(["dump", "-t", str(pid), "-D", plain, "-R", "--no-sync"], b.path("plain%d.log" % i))
+        cryo(b, ["dump", "-t", str(pid), "-D", plain, "-R", "--no-sync"], b.path("plain%d.log" % i))
         res["frz0"].append(benchlib.log_ms(b.path("plain%d.log" % i), r"frozen ([0-9.]+) ms"))
         change_one(root, gen)
         gen += 1
         res["rsync_inc"].append(timed(["rsync", "-a", root + "/", rs_dst + "/"]))
         inc = b.fresh_dir("inc")
-        t, _ = b.cryo_or_fail(["dump", "-t", str(pid), "-D", inc, "-R", "--no-sync", "--fs-root", root,
-                               "--parent", full], b.path("inc%d.log" % i))
+        t = cryo(b, ["dump", "-t", str(pid), "-D", inc, "-R", "--no-sync", "--fs-root", root, "--parent", full],
+                 b.path("inc%d.log" % i))
         res["inc"].append(t)
         res["inc_b"].append(data_bytes(inc))
         for d in (inc, full, plain, rs_dst):
