@@ -8,8 +8,10 @@ the image and put back before the tree resumes.
   Rewind: the original goes on writing after a leave-running dump; each of
   two restores rolls its later writes back.
 - DIR an overlayfs mount (lower, upper, work dirs the test makes): the
-  program deletes a lower file (a whiteout in the upper dir) and replaces a
-  lower directory by a new one (an opaque directory); only the upper dir is
+  program deletes a lower file (a whiteout in the upper dir), replaces a
+  lower directory by a new one (an opaque directory) and adds a file to
+  another (copied up, not opaque; made opaque after the dump, the restore
+  takes the xattr away); only the upper dir is
   carried (the image does not hold the lower files' content); the restore
   unmounts the overlay, puts the upper dir back, mounts it again, and the
   restored program sees its view. A lower dir changed since the dump is
@@ -80,6 +82,8 @@ if kind == "overlay":
     os.mkdir("lower-dir")
     with open("lower-dir/new", "w") as f:
         f.write("made over the lower dir")
+    with open("merged-dir/added", "w") as f:  # copied up, not opaque
+        f.write("beside the lower file")
 made = walk()
 
 def scribble(n):
@@ -222,6 +226,9 @@ class Overlay:
         with open(self.lower + "/lower-file", "w") as f:
             f.write("from the lower dir\n")
         os.mkdir(self.lower + "/lower-dir")
+        os.mkdir(self.lower + "/merged-dir")
+        with open(self.lower + "/merged-dir/keep", "w") as f:
+            f.write("seen through the merged dir\n")
         with open(self.lower + "/lower-dir/old", "w") as f:
             f.write("hidden by the opaque dir\n")
         with open(self.lower + "/big-lower-file", "wb") as f:
@@ -270,10 +277,16 @@ def test_overlay_kill(h):
         with open(ov.merged + "/lower-file", "w") as f:
             f.write("back again")
         subprocess.run(["rm", "-rf", ov.merged + "/lower-dir"], check=True)  # a whiteout now
+        # Made again through the overlay: opaque now, hiding merged-dir/keep.
+        subprocess.run(["rm", "-rf", ov.merged + "/merged-dir"], check=True)
+        os.mkdir(ov.merged + "/merged-dir")
+        check_eq(os.getxattr(ov.upper + "/merged-dir", "trusted.overlay.opaque"), b"y", "merged-dir made opaque")
         rw = restore(h, w, images)
         check_eq(ask(rw), "ok", "the restored program's view of the overlay")
         check(ov.mounted(), "the overlay should be mounted again")
         check_upper_layout(ov)
+        check("trusted.overlay.opaque" not in os.listxattr(ov.upper + "/merged-dir"),
+              "merged-dir should not be opaque after the restore")
         no_temp_names(ov.upper, ov.work)
         finish(h, rw)
         w = None
