@@ -21,6 +21,8 @@ PKGS+=(e2fsprogs)
 # test_unix.py and test_realnet.py: nginx (a master and its workers); test_realnet.py: tmux
 # with a client attached from outside the tree.
 PKGS+=(nginx-light tmux)
+# rsync: the baseline of bench/fsroot_bench.py (--fs-root against rsync -a and cp -a).
+PKGS+=(rsync)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -57,6 +57,11 @@ class DumpCommand : public Command {
     cmd_->add_flag("--snapshot-open-files", dump.snapshot_open_files,
                    "carry the content of every regular file the tree holds open in the image (a database and its "
                    "journal); the restore puts them back");
+    cmd_->add_option("--fs-root", dump.fs_root,
+                     "carry the whole directory tree under DIR (a container's root file system; one file system, "
+                     "incremental with --parent) in the image; if DIR is an overlayfs mount, only its upper dir, "
+                     "the lower dirs checked at restore; the restore puts it back at the same path")
+        ->type_name("DIR");
     cmd_->add_flag("--track-mem", dump.track_mem,
                    "with --leave-running: track the pages the tree writes from now on (userfaultfd write-protect, "
                    "held by a small cryo-memtrack process), so that later --parent dumps read only those; every "

@@ -23,6 +23,10 @@ class MigrateCommand : public Command {
     AddTlsOptions(cmd_, &r_.tls);
     cmd_->add_flag("--ext-unix-sk", dump.ext_unix_sk, "as cryo dump --ext-unix-sk");
     cmd_->add_flag("--udp-queue-unverified", dump.udp_queue_unverified, "as cryo dump --udp-queue-unverified");
+    cmd_->add_option("--fs-root", dump.fs_root,
+                     "as cryo dump --fs-root: DIR's tree goes over the stream with the image and the page server "
+                     "puts it back at the same path")
+        ->type_name("DIR");
     cmd_->add_option("--compress", r_.compress, kWireCompressHelp)->type_name("zstd[:LEVEL]|none");
     cmd_->add_flag("--pre-copy", r_.pre_copy,
                    "copy the memory in rounds while the tree runs, then freeze it and send only what it wrote "

@@ -543,8 +543,11 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   std::vector<std::string> snapshot_paths = opts.snapshot_paths;
   for (const std::string& root : ns::TreeTmpfsRoots()) snapshot_paths.push_back(root);
   // What --snapshot-path cannot carry is refused before the tree is touched.
-  if (!snapshot_paths.empty()) {
-    CRYO_ASSIGN_OR_RETURN(c.snapshot, PlanSnapshot(snapshot_paths, ns::TreeMountPoints()));
+  if (!opts.fs_root.empty() && ns::DumpingInTreeMountNs())
+    return Status::Error("--fs-root " + opts.fs_root + ": the tree lives in a mount namespace of its own; --fs-root "
+                         "of such a tree is not supported yet (carry its directories with --snapshot-path)");
+  if (!snapshot_paths.empty() || !opts.fs_root.empty()) {
+    CRYO_ASSIGN_OR_RETURN(c.snapshot, PlanSnapshot(snapshot_paths, ns::TreeMountPoints(), opts.fs_root));
   }
   CRYO_RETURN_IF_ERROR(FindMemoryTracker(opts, &c));
   CRYO_RETURN_IF_ERROR(SeizeAndClassify(opts.pid, opts.shell_job, !opts.leave_running, &c));

@@ -41,6 +41,9 @@ struct DumpOptions {
   // the image carries, put back by the restore (files/snapshot_dump.h).
   std::vector<std::string> snapshot_paths;
   bool snapshot_open_files = false;
+  // --fs-root DIR: the whole directory tree under DIR (an overlay's upper
+  // dir if DIR is an overlay mount), put back by the restore (files/fs_root.h).
+  std::string fs_root;
   // `--track-mem` (leave-running): the tree's memory is write-protected after
   // the dump so that a later --parent dump reads only the pages written since
   // (mem/dirty_tracker.h). Once a tracker runs for the tree, every

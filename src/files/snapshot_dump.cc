@@ -6,6 +6,7 @@
 #include <linux/magic.h>
 #include <stdlib.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -104,24 +105,41 @@ std::string NotCarried(const std::string& path, const struct stat& st) {
   return "";
 }
 
+// How one root is walked: the option named in messages, and whether
+// character devices 0:0 are overlayfs whiteouts (an overlay's upper dir).
+struct WalkRules {
+  std::string option = "--snapshot-path";
+  bool whiteouts = false;
+};
+
+bool IsWhiteout(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0); }
+
 // Walks `path` (lstat `st`) into `out`; `root` and `root_dev` for messages
 // and the file system not to leave; `named`: other roots, walked on their own.
-Status Walk(const std::string& root, dev_t root_dev, const std::string& path, const struct stat& st,
-            const std::set<std::string>& named, std::vector<SnapshotItem>* out) {
+Status Walk(const WalkRules& rules, const std::string& root, dev_t root_dev, const std::string& path,
+            const struct stat& st, const std::set<std::string>& named, std::vector<SnapshotItem>* out) {
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
   SnapshotItem item{path, st, path == root, {}};
+  const std::string opt = rules.option + " " + root + ": ";
   if (S_ISLNK(st.st_mode)) CRYO_RETURN_IF_ERROR(ReadLink(path, &item.link_target));
-  else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) return RefuseKind(root, path, st.st_mode);
+  else if (rules.whiteouts && IsWhiteout(st)) {
+  } else if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    if (rules.option != "--snapshot-path")
+      return Status::Error(opt + path + " is " + KindText(st.st_mode) +
+                           ": cryo carries regular files, directories, symbolic links and overlay whiteouts only; "
+                           "remove it from the tree before the dump");
+    return RefuseKind(root, path, st.st_mode);
+  }
   if (st.st_dev != root_dev)
-    return Status::Error("--snapshot-path " + root + ": " + path +
+    return Status::Error(opt + path +
                          " is a mount point of another file system; cryo does not cross file systems: name it with "
                          "a --snapshot-path of its own");
   const std::string why = NotCarried(path, st);
-  if (!why.empty()) return Status::Error("--snapshot-path " + root + ": " + path + why);
+  if (!why.empty()) return Status::Error(opt + path + why);
   out->push_back(item);
   if (!S_ISDIR(st.st_mode)) return Status::Ok();
   DIR* d = ::opendir(path.c_str());
-  if (!d) return Status::FromErrno("--snapshot-path " + root + ": opendir " + path);
+  if (!d) return Status::FromErrno(opt + "opendir " + path);
   std::vector<std::string> names;
   errno = 0;
   while (struct dirent* e = ::readdir(d)) {
@@ -130,14 +148,14 @@ Status Walk(const std::string& root, dev_t root_dev, const std::string& path, co
   }
   const int err = errno;
   ::closedir(d);
-  if (err) return Status::Errno(err, "--snapshot-path " + root + ": readdir " + path);
+  if (err) return Status::Errno(err, opt + "readdir " + path);
   std::sort(names.begin(), names.end());
   for (const std::string& n : names) {
     const std::string child = (path == "/" ? "" : path) + "/" + n;
     if (named.count(child)) continue;  // its own root
     struct stat cst;
-    if (::lstat(child.c_str(), &cst) != 0) return Status::FromErrno("--snapshot-path " + root + ": lstat " + child);
-    CRYO_RETURN_IF_ERROR(Walk(root, root_dev, child, cst, named, out));
+    if (::lstat(child.c_str(), &cst) != 0) return Status::FromErrno(opt + "lstat " + child);
+    CRYO_RETURN_IF_ERROR(Walk(rules, root, root_dev, child, cst, named, out));
   }
   return Status::Ok();
 }
@@ -171,10 +189,20 @@ bool SameAttrs(const struct stat& a, const struct stat& b) {
 
 }  // namespace
 
-Result<SnapshotPlan> PlanSnapshot(const std::vector<std::string>& paths, const std::set<std::string>& mount_points) {
+Result<SnapshotPlan> PlanSnapshot(const std::vector<std::string>& paths, const std::set<std::string>& mount_points,
+                                  const std::string& fs_root) {
   SnapshotPlan plan;
   std::set<std::string> named = mount_points;
   std::vector<std::string> roots;
+  std::map<std::string, WalkRules> rules;
+  if (!fs_root.empty()) {
+    CRYO_ASSIGN_OR_RETURN(FsRootSource src, DescribeFsRoot(fs_root));
+    named.insert(src.walk_root);
+    roots.push_back(src.walk_root);
+    rules[src.walk_root] = {"--fs-root", src.whiteouts};
+    plan.has_fs_root = true;
+    plan.fs_root = std::move(src.record);
+  }
   for (const std::string& p : paths) {
     CRYO_ASSIGN_OR_RETURN(std::string abs, Absolute(p));
     if (std::find(roots.begin(), roots.end(), abs) == roots.end()) {
@@ -193,7 +221,7 @@ Result<SnapshotPlan> PlanSnapshot(const std::vector<std::string>& paths, const s
     if (root == "/") return Status::Error("--snapshot-path /: the whole root file system is not carried; name the "
                                           "directories the program needs");
     std::vector<SnapshotItem> items;
-    CRYO_RETURN_IF_ERROR(Walk(root, st.st_dev, root, st, named, &items));
+    CRYO_RETURN_IF_ERROR(Walk(rules[root], root, st.st_dev, root, st, named, &items));
     for (SnapshotItem& i : items) by_path.emplace(i.path, std::move(i));
   }
   for (auto& [path, item] : by_path) plan.items.push_back(std::move(item));
@@ -234,6 +262,10 @@ Status DumpSnapshot(const SnapshotPlan& plan, const image::SnapshotTable* parent
                     image::SnapshotTable* table, std::set<std::string>* features) {
   if (plan.empty()) return Status::Ok();
   features->insert("snapshot-files");
+  if (plan.has_fs_root) {
+    features->insert("fs-root");
+    *table->mutable_fs_root() = plan.fs_root;
+  }
   std::map<std::string, const image::SnapshotEntry*> before;
   if (parent)
     for (const image::SnapshotEntry& e : parent->entries())
@@ -252,6 +284,10 @@ Status DumpSnapshot(const SnapshotPlan& plan, const image::SnapshotTable* parent
       if (::lstat(path.c_str(), &st) != 0) return Status::FromErrno("snapshot: lstat " + path);
       e->set_kind(image::SNAPSHOT_SYMLINK);
       e->set_link_target(item.link_target);
+    } else if (IsWhiteout(item.st)) {
+      if (::lstat(path.c_str(), &st) != 0) return Status::FromErrno("snapshot: lstat " + path);
+      if (!IsWhiteout(st)) return Status::Error("snapshot: " + path + " was replaced while the dump ran; dump again");
+      e->set_kind(image::SNAPSHOT_WHITEOUT);
     } else {
       const int flags = O_RDONLY | O_CLOEXEC | O_NOFOLLOW | (S_ISDIR(item.st.st_mode) ? O_DIRECTORY : 0);
       int raw = ::open(path.c_str(), flags | O_NOATIME);

@@ -25,6 +25,7 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "files/fs_root.h"
 #include "image/image_dir.h"
 
 namespace cryo {
@@ -40,6 +41,8 @@ struct SnapshotItem {
 // The whole walk, in path order (a directory before its entries).
 struct SnapshotPlan {
   std::vector<SnapshotItem> items;
+  bool has_fs_root = false;  // --fs-root: its record (files/fs_root.h)
+  image::FsRoot fs_root;
   bool empty() const { return items.empty(); }
 };
 
@@ -47,8 +50,10 @@ struct SnapshotPlan {
 // refusing by name what cannot be carried. Only reads: nothing changes.
 // `mount_points`: paths not walked into (the mount points of a tree's own
 // mount namespace met inside one of its tmpfs mounts, made by the restore).
+// `fs_root`: --fs-root DIR (or empty), walked as DescribeFsRoot says (an
+// overlay's upper dir, whiteouts included), the paths above not walked into.
 Result<SnapshotPlan> PlanSnapshot(const std::vector<std::string>& paths,
-                                  const std::set<std::string>& mount_points = {});
+                                  const std::set<std::string>& mount_points = {}, const std::string& fs_root = {});
 
 // --snapshot-open-files: adds every regular file an fd of `tables` holds
 // (FD_REGULAR, by the path it was dumped with) that is not already in the plan.
@@ -58,7 +63,8 @@ Status AddOpenFiles(const std::vector<const image::FdTable*>& tables, SnapshotPl
 // the plan is refused), its xattrs and, for regular files, its content:
 // stored in snapshot-data.img unless `parent` (the --parent image's table, or
 // null) holds the same path with the same size, mtime and content hash, which
-// is then named by depth. Adds "snapshot-files" to `features`.
+// is then named by depth. Adds "snapshot-files" to `features` (and "fs-root"
+// with --fs-root).
 Status DumpSnapshot(const SnapshotPlan& plan, const image::SnapshotTable* parent, image::ImageWriter* writer,
                     image::SnapshotTable* table, std::set<std::string>* features);
 

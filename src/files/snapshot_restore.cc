@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <ftw.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "files/file_facts.h"
 #include "files/unlinked_restore.h"
 #include "image/format.h"
+#include "image/referenced_files.h"
 
 namespace cryo {
 
@@ -80,12 +82,24 @@ bool SameFile(const std::string& path, const struct stat& st, const image::Snaps
 std::set<std::string> SnapshotPaths(const image::LoadedImage& img) {
   std::set<std::string> out;
   for (const image::SnapshotEntry& e : img.snapshot.entries()) out.insert(e.path());
+  if (img.snapshot.has_fs_root()) {
+    const std::string& dir = img.snapshot.fs_root().path();
+    for (const image::ReferencedFile& f : image::ReferencedFiles(img))
+      if (f.path == dir || (f.path.size() > dir.size() && f.path.compare(0, dir.size(), dir) == 0 &&
+                            f.path[dir.size()] == '/'))
+        out.insert(f.path);
+  }
   return out;
 }
 
 std::string SnapshotRestore::TempName(const std::string& path, const char* kind) {
-  return Parent(path) + (Parent(path) == "/" ? "" : "/") + ".cryo-" + kind + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(++counter_);
+  const std::string name = ".cryo-" + std::string(kind) + "-" + std::to_string(::getpid()) + "-" + std::to_string(++counter_);
+  // An overlay's upper dir is mounted again before the restore succeeds:
+  // what it replaced waits in the work dir (the same file system), unseen.
+  if (overlay_ && std::string(kind) == "old" && path.compare(0, overlay_->upper_dir().size() + 1,
+                                                             overlay_->upper_dir() + "/") == 0)
+    return overlay_->work_dir() + "/" + name;
+  return Parent(path) + (Parent(path) == "/" ? "" : "/") + name;
 }
 
 Status SnapshotRestore::Publish(const std::string& temp, const std::string& path, bool exists) {
@@ -105,6 +119,36 @@ Status SnapshotRestore::Publish(const std::string& temp, const std::string& path
   }
   if (!exists) undo_.push_back({Op::kCreated, path, {}});
   ++written_;
+  return Status::Ok();
+}
+
+// A directory kept in place keeps its xattrs: one the dump did not see goes
+// (an overlay's trusted.overlay.opaque set since would hide the lower dirs).
+Status SnapshotRestore::DropOtherXattrs(const image::SnapshotEntry& e) {
+  const std::string& path = e.path();
+  std::vector<char> names(4096);
+  ssize_t n;
+  while ((n = ::llistxattr(path.c_str(), names.data(), names.size())) < 0 && errno == ERANGE)
+    names.resize(names.size() * 4);
+  if (n < 0) return errno == ENOTSUP ? Status::Ok() : Status::FromErrno("snapshot: llistxattr " + path);
+  std::set<std::string> keep;
+  for (const image::SnapshotXattr& x : e.xattrs()) keep.insert(x.name());
+  for (size_t at = 0; at < static_cast<size_t>(n);) {
+    const std::string name(names.data() + at);
+    at += name.size() + 1;
+    if (keep.count(name)) continue;
+    std::vector<char> value(256);
+    ssize_t v;
+    while ((v = ::lgetxattr(path.c_str(), name.c_str(), value.data(), value.size())) < 0 && errno == ERANGE)
+      value.resize(value.size() * 4);
+    if (v < 0) return Status::FromErrno("snapshot: lgetxattr " + path + " " + name);
+    if (::lremovexattr(path.c_str(), name.c_str()) != 0)
+      return Status::FromErrno("snapshot: removing the xattr " + name + " of " + path);
+    Undo u{Op::kXattr, path, {}, {}};
+    u.name = name;
+    u.value.assign(value.data(), static_cast<size_t>(v));
+    undo_.push_back(std::move(u));
+  }
   return Status::Ok();
 }
 
@@ -174,6 +218,22 @@ Status SnapshotRestore::Put(const image::LoadedImage& img, const image::Snapshot
     }
     return Publish(temp, path, exists);
   }
+  if (e.kind() == image::SNAPSHOT_WHITEOUT) {
+    if (exists && S_ISCHR(st.st_mode) && st.st_rdev == makedev(0, 0) && (st.st_mode & 07777) == e.mode() &&
+        st.st_uid == e.uid() && st.st_gid == e.gid() && Ns(st.st_mtim) == e.mtime_ns()) {
+      ++unchanged_;
+      return Status::Ok();
+    }
+    const std::string temp = TempName(path, "new");
+    // overlayfs.rst: "A whiteout is created as a character device with 0/0 device number".
+    if (::mknod(temp.c_str(), S_IFCHR | 0600, makedev(0, 0)) != 0)
+      return Status::FromErrno("snapshot: making the overlay whiteout " + temp);
+    if (Status s = SetAttrs(temp, e); !s.ok()) {
+      ::unlink(temp.c_str());
+      return s;
+    }
+    return Publish(temp, path, exists);
+  }
   if (exists && SameFile(path, st, e)) {
     ++unchanged_;
     return Status::Ok();
@@ -198,6 +258,10 @@ Result<std::unique_ptr<SnapshotRestore>> SnapshotRestore::Apply(const image::Loa
     if (!take || take(e.path())) entries.push_back(&e);
   std::unique_ptr<SnapshotRestore> r(new SnapshotRestore());
   if (entries.empty()) return r;
+  const image::FsRoot& fs_root = img.snapshot.fs_root();
+  if (fs_root.kind() == image::FS_ROOT_OVERLAY && (!take || take(fs_root.upper_dir()))) {
+    CRYO_ASSIGN_OR_RETURN(r->overlay_, OverlayRemount::Unmount(fs_root));
+  }
   // The data files by depth: this image's, then each ancestor's that is used.
   std::vector<UniqueFd> owned;
   std::vector<int> data_fds(img.ancestors.size() + 1, -1);
@@ -232,18 +296,23 @@ Result<std::unique_ptr<SnapshotRestore>> SnapshotRestore::Apply(const image::Loa
   // Directories' attributes once their entries are in place, deepest first.
   for (auto it = entries.rbegin(); s.ok() && it != entries.rend(); ++it)
     if ((*it)->kind() == image::SNAPSHOT_DIRECTORY) {
-      s = SetAttrs((*it)->path(), **it);
+      s = r->DropOtherXattrs(**it);
+      if (s.ok()) s = SetAttrs((*it)->path(), **it);
       auto& [path, times] = r->dir_times_.emplace_back();
       path = (*it)->path();
       times[0] = Ts((*it)->atime_ns());
       times[1] = Ts((*it)->mtime_ns());
     }
+  if (s.ok() && r->overlay_) {
+    s = r->overlay_->Mount();
+  }
   if (!s.ok()) return s;  // r's destructor undoes
   LOG_INFO("snapshot: %zu files put back, %zu already as they were", r->written_, r->unchanged_);
   return r;
 }
 
 void SnapshotRestore::Rollback() {
+  if (overlay_) overlay_->UnmountOurs();
   for (auto it = undo_.rbegin(); it != undo_.rend(); ++it) {
     const Undo& u = *it;
     switch (u.op) {
@@ -256,6 +325,11 @@ void SnapshotRestore::Rollback() {
           LOG_WARN("snapshot: could not put %s back (it is %s): %s", u.path.c_str(), u.backup.c_str(),
                    std::strerror(errno));
         break;
+      case Op::kXattr:
+        if (::lsetxattr(u.path.c_str(), u.name.c_str(), u.value.data(), u.value.size(), 0) != 0)
+          LOG_WARN("snapshot: could not set the xattr %s of %s again: %s", u.name.c_str(), u.path.c_str(),
+                   std::strerror(errno));
+        break;
       case Op::kAttrs: {
         (void)::lchown(u.path.c_str(), u.was.st_uid, u.was.st_gid);
         (void)::chmod(u.path.c_str(), u.was.st_mode & 07777);
@@ -266,6 +340,7 @@ void SnapshotRestore::Rollback() {
     }
   }
   undo_.clear();
+  if (overlay_) overlay_->RemountOld();
 }
 
 void SnapshotRestore::Keep() {
@@ -273,7 +348,12 @@ void SnapshotRestore::Keep() {
     if (u.op == Op::kReplaced || u.op == Op::kMovedAway) RemoveTree(u.backup);
   undo_.clear();
   for (const auto& [path, times] : dir_times_)
-    if (::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
+    // Nothing in a mounted overlay's upper dir changes (what was replaced is
+    // removed from its work dir): its directories' times are final.
+    if (overlay_ && (path == overlay_->upper_dir() ||
+                     path.compare(0, overlay_->upper_dir().size() + 1, overlay_->upper_dir() + "/") == 0))
+      continue;
+    else if (::utimensat(AT_FDCWD, path.c_str(), times, AT_SYMLINK_NOFOLLOW) != 0)
       LOG_WARN("snapshot: could not set the times of %s again: %s", path.c_str(), std::strerror(errno));
   kept_ = true;
 }

@@ -15,6 +15,11 @@
 //     that fails puts everything back as it found it (the destructor).
 // A cryo killed with SIGKILL in between leaves those temporary names behind
 // (nothing is lost: the old files are there under them).
+// --fs-root of an overlay (fs_root.h): the overlay on DIR is unmounted first,
+// its upper dir put back as above (whiteouts made again as character devices
+// 0:0; what is replaced kept in the overlay's work dir, so that nothing
+// extra shows through the mount) and the overlay mounted again; a failure
+// unmounts it, undoes the upper dir and mounts the overlay that was there.
 #pragma once
 
 #include <sys/stat.h>
@@ -26,6 +31,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "files/fs_root.h"
 #include "image/image_dir.h"
 
 namespace cryo {
@@ -46,20 +52,23 @@ class SnapshotRestore {
   size_t unchanged() const { return unchanged_; }
 
  private:
-  enum class Op { kCreated, kReplaced, kMovedAway, kAttrs };
+  enum class Op { kCreated, kReplaced, kMovedAway, kAttrs, kXattr };
   struct Undo {
     Op op;
     std::string path;
     std::string backup;  // kReplaced, kMovedAway
     struct stat was {};  // kAttrs
+    std::string name{}, value{};  // kXattr: an xattr removed (set again on undo)
   };
   SnapshotRestore() = default;
   Status Put(const image::LoadedImage& img, const image::SnapshotEntry& e, const std::vector<int>& data_fds);
   Status PutDirectory(const image::SnapshotEntry& e, const std::set<std::string>& children);
+  Status DropOtherXattrs(const image::SnapshotEntry& e);
   Status Publish(const std::string& temp, const std::string& path, bool exists);
   std::string TempName(const std::string& path, const char* kind);
   void Rollback();
   std::vector<Undo> undo_;
+  std::unique_ptr<OverlayRemount> overlay_;  // --fs-root of an overlay
   // The carried directories' times, set again once the temporary names in
   // them are gone (removing an entry changes a directory's mtime).
   std::vector<std::pair<std::string, struct timespec[2]>> dir_times_;
@@ -68,7 +77,8 @@ class SnapshotRestore {
 };
 
 // The paths whose content the image carries (they are put back, so they are
-// not "changed" for the changed-file check, files/changed_files.h).
+// not "changed" for the changed-file check, files/changed_files.h); with
+// --fs-root, every path of the image under DIR.
 std::set<std::string> SnapshotPaths(const image::LoadedImage& img);
 
 }  // namespace cryo

@@ -201,6 +201,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "hugetlb",
       "time-ns",
       "remote-pages",
+      "fs-root",
   };
   return kFeatures;
 }

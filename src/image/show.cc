@@ -20,7 +20,10 @@ namespace cryo::image {
 namespace {
 
 const char* SnapshotKindText(const SnapshotEntry& e) {
-  return e.kind() == SNAPSHOT_DIRECTORY ? "directory" : e.kind() == SNAPSHOT_SYMLINK ? "symlink" : "file";
+  return e.kind() == SNAPSHOT_DIRECTORY ? "directory"
+         : e.kind() == SNAPSHOT_SYMLINK ? "symlink"
+         : e.kind() == SNAPSHOT_WHITEOUT ? "whiteout"
+                                         : "file";
 }
 
 // A name from the image for a terminal: control characters (an escape
@@ -506,6 +509,15 @@ std::string ShowText(const LoadedImage& img) {
       << f.size() << " bytes (" << StoredBytes(f) << " stored in " << f.extents_size() << " extents), mode 0" << std::oct
       << f.mode() << std::dec << ", uid " << f.uid() << " gid " << f.gid() << "\n";
   if (img.snapshot.entries_size()) o << "\nfiles carried (put back by the restore):\n";
+  if (img.snapshot.has_fs_root()) {
+    const FsRoot& r = img.snapshot.fs_root();
+    o << "  --fs-root " << Safe(r.path());
+    if (r.kind() == FS_ROOT_OVERLAY) {
+      o << ": an overlay; its upper dir " << Safe(r.upper_dir()) << " carried, lower dirs checked:";
+      for (const OverlayLower& l : r.lowers()) o << " " << Safe(l.path()) << " (" << l.entries() << " entries)";
+    }
+    o << "\n";
+  }
   for (const SnapshotEntry& e : img.snapshot.entries()) {
     o << "  " << SnapshotKindText(e) << " " << e.path();
     if (e.kind() == SNAPSHOT_REGULAR)

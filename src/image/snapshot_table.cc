@@ -22,10 +22,41 @@ bool CleanPath(const std::string& p) {
   return true;
 }
 
+bool Under(const std::string& path, const std::string& dir) {
+  return path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/';
+}
+
+// --fs-root (files/fs_root.h): clean paths; an overlay's options without the
+// layers (given apart) and without a character mount(2) would misread.
+Status ValidateFsRoot(const std::string& what, const FsRoot& r) {
+  const std::string bad = what + ": fs_root ";
+  if (!CleanPath(r.path())) return Status::Error(bad + "path is not a clean absolute path (corrupted)");
+  if (r.kind() == FS_ROOT_DIRECTORY) {
+    if (!r.upper_dir().empty() || !r.work_dir().empty() || r.lowers_size() || !r.mount_options().empty())
+      return Status::Error(bad + "of a directory has overlay layers (corrupted)");
+    return Status::Ok();
+  }
+  if (r.kind() != FS_ROOT_OVERLAY) return Status::Error(bad + "has unknown kind " + std::to_string(r.kind()) + " (corrupted)");
+  auto layer = [](const std::string& p) { return CleanPath(p) && p.find_first_of(",:\\=\n") == std::string::npos; };
+  if (!layer(r.upper_dir()) || !layer(r.work_dir()) || r.lowers_size() == 0)
+    return Status::Error(bad + "overlay layers are malformed (corrupted)");
+  for (const OverlayLower& l : r.lowers())
+    if (!layer(l.path())) return Status::Error(bad + "overlay lower dir \"" + l.path() + "\" is malformed (corrupted)");
+  for (const std::string& layer_dir : {r.upper_dir(), r.work_dir()})
+    if (layer_dir == r.path() || Under(layer_dir, r.path()) || Under(r.path(), layer_dir))
+      return Status::Error(bad + "overlay layer " + layer_dir + " overlaps its mount point (corrupted)");
+  const std::string& o = r.mount_options();
+  if (o.find('\0') != std::string::npos || o.find("dir=") != std::string::npos)
+    return Status::Error(bad + "overlay mount options are malformed (corrupted)");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status ValidateSnapshot(const LoadedImage& img) {
   const std::string what = img.dir + "/" + SnapshotName();
+  const bool overlay = img.snapshot.has_fs_root() && img.snapshot.fs_root().kind() == FS_ROOT_OVERLAY;
+  if (img.snapshot.has_fs_root()) CRYO_RETURN_IF_ERROR(ValidateFsRoot(what, img.snapshot.fs_root()));
   uint64_t expect_off = kPageDataOffset;
   const std::string* prev = nullptr;
   for (const SnapshotEntry& e : img.snapshot.entries()) {
@@ -33,8 +64,11 @@ Status ValidateSnapshot(const LoadedImage& img) {
     if (!CleanPath(e.path())) return Status::Error(what + ": path \"" + e.path() + "\" is not a clean absolute path (corrupted)");
     if (prev && !(*prev < e.path())) return Status::Error(entry + ": entries out of order or twice (corrupted)");
     prev = &e.path();
-    if (e.kind() != SNAPSHOT_REGULAR && e.kind() != SNAPSHOT_DIRECTORY && e.kind() != SNAPSHOT_SYMLINK)
+    if (e.kind() != SNAPSHOT_REGULAR && e.kind() != SNAPSHOT_DIRECTORY && e.kind() != SNAPSHOT_SYMLINK &&
+        e.kind() != SNAPSHOT_WHITEOUT)
       return Status::Error(entry + ": unknown kind " + std::to_string(e.kind()) + " (corrupted)");
+    if (e.kind() == SNAPSHOT_WHITEOUT && !(overlay && Under(e.path(), img.snapshot.fs_root().upper_dir())))
+      return Status::Error(entry + ": a whiteout outside an --fs-root overlay's upper dir (corrupted)");
     if (e.mode() & ~07777u) return Status::Error(entry + ": mode has more than permission bits (corrupted)");
     if (e.kind() != SNAPSHOT_REGULAR && (e.size() || e.extents_size() || e.depth()))
       return Status::Error(entry + ": content for a directory or link (corrupted)");
