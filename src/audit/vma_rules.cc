@@ -42,6 +42,10 @@ Decision KernelMappingFlag(const Line& l) {
   // VM_DONTEXPAND, which hugetlbfs_file_mmap sets on every hugetlb mapping.
   if (l.key == "de" && l.hugetlb && KernelHugetlbFile(l.vma_name))
     return {R, "set by the kernel on hugetlb memory, mapped again so"};
+  // VM_DONTEXPAND, which aio_ring_mmap sets on an AIO context's ring.
+  if (l.key == "de" && l.vma_name == "/[aio]")
+    return {X, "is the ring of a Linux AIO context (io_setup(2); VmFlags de), refused idle or not: cryo cannot prove "
+               "that no request is in flight (mem/aio_ring.h)"};
   return {X, "maps device or driver memory (VmFlags " + std::string(l.key) + "), which cannot be checkpointed"};
 }
 
