@@ -110,15 +110,19 @@ static inline uint64_t *map_and_fill_huge(uint64_t mib, uint64_t *pages_out, int
 {
     const uint64_t bytes = mib << 20;
     const uint64_t pages = bytes / PAGE;
-    const uint64_t pad = huge ? (2UL << 20) : 0;
+    /* huge 3: shared anonymous memory (shmem); 4: the same in hugetlb pages
+     * of 2 MiB (MAP_SHARED | MAP_HUGETLB; bytes a multiple of 2 MiB). */
+    const int shared = huge == 3 || huge == 4;
+    const uint64_t pad = huge && !shared ? (2UL << 20) : 0;
     uint64_t *mem = NULL;
     if (bytes) {
         /* MAP_NORESERVE only to avoid overcommit surprises; every page gets written. */
-        char *m = mmap(NULL, bytes + pad, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        const int flags = shared ? MAP_SHARED | MAP_ANONYMOUS | (huge == 4 ? MAP_HUGETLB : MAP_NORESERVE)
+                                 : MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+        char *m = mmap(NULL, bytes + pad, PROT_READ | PROT_WRITE, flags, -1, 0);
         if (m == MAP_FAILED)
             die("mmap");
-        if (huge) {
+        if (pad) {
             char *at = (char *)(((uintptr_t)m + pad - 1) & ~(uintptr_t)(pad - 1));
             if (at > m)
                 munmap(m, (size_t)(at - m));

@@ -5,7 +5,10 @@
  * Maps MIB MiB of private anonymous memory (MIB may be 0: the "trivial"
  * process; with "huge", 2 MiB-aligned and MADV_HUGEPAGE, with "collapse",
  * 2 MiB-aligned and MADV_COLLAPSE once written: transparent huge pages where
- * the system allows), writes a non-zero, page-dependent pattern to every page, then
+ * the system allows; with "shared", shared anonymous memory; with
+ * "hugetlb-shared", shared anonymous memory of 2 MiB hugetlb pages, MAP_SHARED |
+ * MAP_HUGETLB, from the pool of /proc/sys/vm/nr_hugepages), writes a non-zero,
+ * page-dependent pattern to every page, then
  * writes CTL_DIR/ready (its pid; ready.tmp + rename, so readers never see a
  * partial file) and sleeps in a loop (nanosleep 100 ms).
  *
@@ -26,9 +29,15 @@
 int main(int argc, char **argv)
 {
     g_prog = "memtouch";
-    const int huge = argc == 4 ? (strcmp(argv[3], "huge") == 0 ? 1 : strcmp(argv[3], "collapse") == 0 ? 2 : -1) : 0;
+    const int huge = argc == 4 ? (strcmp(argv[3], "huge") == 0          ? 1
+                                  : strcmp(argv[3], "collapse") == 0    ? 2
+                                  : strcmp(argv[3], "shared") == 0      ? 3
+                                  : strcmp(argv[3], "hugetlb-shared") == 0 ? 4
+                                                                         : -1)
+                               : 0;
     if (argc < 3 || argc > 4 || huge < 0) {
-        fprintf(stderr, "usage: %s CTL_DIR MIB [huge|collapse]   (MIB >= 0; 0 = trivial process)\n", argv[0]);
+        fprintf(stderr, "usage: %s CTL_DIR MIB [huge|collapse|shared|hugetlb-shared]   (MIB >= 0; 0 = trivial process)\n",
+                argv[0]);
         return 2;
     }
     g_ctl = argv[1];

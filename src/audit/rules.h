@@ -46,6 +46,7 @@ struct Line {
   std::string_view vma_name;  // VmFlags and smaps: the VMA's name ("[vdso]", a path, "")
   pid_t pid = 0;                          // VmFlags: the process
   uint64_t vma_start = 0, vma_end = 0;    // VmFlags: the VMA
+  bool hugetlb = false;                   // VmFlags: the VMA's flags have "ht"
 };
 
 struct Decision {

@@ -4,6 +4,7 @@
 // mseal), and each VMA's NUMA policy from /proc/PID/numa_maps. The VMA kinds
 // themselves (file, anonymous, shared memory, special) are classified by
 // DescribeVmas (mem/vma_dump.cc), which refuses the kinds it does not know.
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <string>
@@ -27,13 +28,24 @@ bool Special(std::string_view name) {
 
 // Flags the kernel sets on its own special mappings ([vdso], [vvar], ...),
 // which cryo moves into place; on any other mapping they mean device memory.
-// The name of anonymous hugetlb memory (hugetlb_file_setup, fs/hugetlbfs/inode.c).
+// The names of the hugetlbfs files the kernel makes itself (hugetlb_file_setup,
+// fs/hugetlbfs/inode.c): anonymous hugetlb memory, a hugetlb memfd, a SysV
+// SHM_HUGETLB segment. cryo restores these (mem/hugetlb.h).
 constexpr std::string_view kAnonHugepage = "/anon_hugepage";
+
+bool KernelHugetlbFile(std::string_view name) {
+  return name == kAnonHugepage || name.starts_with("/memfd:") || name.starts_with("/SYSV");
+}
 
 Decision KernelMappingFlag(const Line& l) {
   if (Special(l.vma_name)) return {R, "set by the kernel on its special mapping, which is moved into place"};
   // VM_DONTEXPAND, which hugetlbfs_file_mmap sets on every hugetlb mapping.
-  if (l.key == "de" && l.vma_name == kAnonHugepage) return {R, "set by the kernel on hugetlb memory, mapped again so"};
+  if (l.key == "de" && l.hugetlb && KernelHugetlbFile(l.vma_name))
+    return {R, "set by the kernel on hugetlb memory, mapped again so"};
+  // VM_DONTEXPAND, which aio_ring_mmap sets on an AIO context's ring.
+  if (l.key == "de" && l.vma_name == "/[aio]")
+    return {X, "is the ring of a Linux AIO context (io_setup(2); VmFlags de), refused idle or not: cryo cannot prove "
+               "that no request is in flight (mem/aio_ring.h)"};
   return {X, "maps device or driver memory (VmFlags " + std::string(l.key) + "), which cannot be checkpointed"};
 }
 
@@ -45,12 +57,17 @@ Decision UffdWriteProtect(const Line& l) {
   return {X, "is registered with a userfaultfd for write protection (VmFlags uw), not supported yet"};
 }
 
-// "ht": private anonymous hugetlb memory is restored (mem/hugetlb.h), which
-// refuses the shared one by name; hugetlbfs files and memfds are refused.
+// "ht": anonymous hugetlb memory, hugetlb memfds and SysV segments are
+// restored (mem/hugetlb.h; DescribeHugetlbVma refuses a private mapping of a
+// memfd by name); files on a hugetlbfs mount are refused.
 Decision Hugetlb(const Line& l) {
   if (l.vma_name == kAnonHugepage)
-    return {R, "anonymous hugetlb memory: private, mapped again with its page size (MAP_HUGETLB, mem/hugetlb.cc)"};
-  return {X, "is hugetlb memory of a hugetlbfs file or memfd (VmFlags ht), not supported yet"};
+    return {R, "anonymous hugetlb memory: mapped again with its page size (MAP_HUGETLB, mem/hugetlb.cc); shared: a "
+               "shared memory object with its content (mem/shm_dump.h)"};
+  if (KernelHugetlbFile(l.vma_name))
+    return {R, "a hugetlb memfd or SysV segment: a shared memory object with its page size and content "
+               "(MFD_HUGETLB, SHM_HUGETLB; mem/hugetlb.h)"};
+  return {X, "is hugetlb memory of a file on a hugetlbfs mount (VmFlags ht), not supported yet"};
 }
 
 // "gu": guard pages are read from pagemap where the kernel tells them apart
@@ -174,8 +191,11 @@ Status ClassifySmaps(std::string_view text, pid_t pid, const Baseline& cryo, Rep
       ClassifyLine(kSmapsRules, "smaps", subject, Line{key, value, &cryo, name}, report);
       continue;
     }
-    for (std::string_view flag : SplitWords(value))
-      ClassifyLine(kVmFlagRules, "VmFlags", subject, Line{flag, "", &cryo, name, pid, vma_start, vma_end}, report);
+    const std::vector<std::string_view> flags = SplitWords(value);
+    const bool hugetlb = std::find(flags.begin(), flags.end(), "ht") != flags.end();
+    for (std::string_view flag : flags)
+      ClassifyLine(kVmFlagRules, "VmFlags", subject, Line{flag, "", &cryo, name, pid, vma_start, vma_end, hugetlb},
+                   report);
   }
   return Status::Ok();
 }

@@ -36,7 +36,8 @@ class MemfdFd final : public FdKindHandler {
     return S_ISREG(s.st.st_mode) && MemfdName(s.link, true).has_value();
   }
   Status Dump(const FdSource& s, image::Fd* out) const override {
-    // Refuse a hugetlb memfd here, naming the fd, before anything else.
+    // Read its state here (seals, page size), so that a memfd cryo cannot
+    // restore is refused naming the fd, before anything else.
     const std::string path = "/proc/" + std::to_string(s.pid) + "/fd/" + std::to_string(s.fd);
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOATIME);
     if (fd < 0 && errno == EPERM) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

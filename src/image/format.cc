@@ -202,6 +202,8 @@ const std::vector<std::string>& SupportedFeatures() {
       "time-ns",
       "remote-pages",
       "fs-root",
+
+      "hugetlb-shared",
   };
   return kFeatures;
 }

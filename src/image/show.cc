@@ -354,6 +354,7 @@ std::string ShowJson(const LoadedImage& img) {
     if (so.kind() == SHM_SYSV)
       o << ",\"sysv_id\":" << so.sysv_id() << ",\"sysv_key\":" << so.sysv_key()
         << ",\"sysv_removed\":" << (so.sysv_removed() ? "true" : "false");
+    if (so.huge_page_size()) o << ",\"huge_page_size\":" << so.huge_page_size();
     o << "}";
   }
   o << "],\"unlinked_files\":[";
@@ -539,6 +540,7 @@ std::string ShowText(const LoadedImage& img) {
       << so.gid() << ", " << ShmStoredPages(so) << " pages stored";
     if (so.kind() == SHM_MEMFD && so.seals()) o << ", seals " << std::hex << "0x" << so.seals() << std::dec;
     if (so.kind() == SHM_MEMFD && so.writers_uncounted()) o << ", written through its own description only";
+    if (so.huge_page_size()) o << ", hugetlb pages of " << (so.huge_page_size() >> 10) << " KiB";
     o << "\n";
   }
   ReferencedFilesText(img, o);

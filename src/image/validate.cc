@@ -184,6 +184,8 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
                   : o.kind() == SHM_POSIX ? "posix-shm"
                   : o.kind() == SHM_ANON  ? "anon-shmem"
                                           : "sysv-shm");
+  for (const ShmObject& o : img.shm.objects())
+    if (o.huge_page_size()) needed.insert("hugetlb-shared");
   // A network lock holds TCP connections of the image.
   if (!img.inventory.net_lock().empty()) needed.insert("tcp-established");
   // The tree's time namespace (ns/time_ns.h): made by cryo (0) or by a live

@@ -67,12 +67,15 @@ std::string VmaProblem(const Vma& v) {
   // An anonymous mapping has no file offset; a private /dev/zero mapping, made
   // anonymous again, shows the one it had.
   // hugetlb memory: a page size of x86-64 (2 MiB, 1 GiB), private anonymous
-  // memory aligned to it; a part of a split mapping shows its offset in the
-  // mapping's hugetlbfs file.
+  // memory or a shared mapping of a shared memory object (feature
+  // hugetlb-shared; its page size is checked against the object's in
+  // validate_shared.cc), aligned to it; a part of a split mapping shows its
+  // offset in the mapping's hugetlbfs file.
   const uint64_t huge = v.huge_page_size();
-  if (huge && (k != VMA_ANON_PRIVATE || (huge != (2ull << 20) && huge != (1ull << 30)) || v.start() % huge ||
-               v.end() % huge || droppable))
-    return "huge page size " + Hex(huge) + " on memory that is not private anonymous memory aligned to it";
+  const bool huge_kind = k == VMA_ANON_PRIVATE || (shared && v.shm_object());
+  if (huge && (!huge_kind || (huge != (2ull << 20) && huge != (1ull << 30)) || v.start() % huge ||
+               v.end() % huge || v.pgoff() % huge || droppable))
+    return "huge page size " + Hex(huge) + " on memory that is not anonymous or shared memory aligned to it";
   if (k == VMA_ANON_PRIVATE && v.pgoff() && v.name() != "/dev/zero" && !huge) return "a file offset on anonymous memory";
   if (((v.flags() & MAP_GROWSDOWN) != 0) != HasFlag(v, "gd")) return "MAP_GROWSDOWN and VmFlags gd disagree";
   if (v.pgoff() % kPageSize || v.pgoff() > (1ull << 62) || len > (1ull << 62) - v.pgoff())
@@ -98,7 +101,8 @@ std::string VmaProblem(const Vma& v) {
     // Shared anonymous memory stored whole (feature anon-shmem): the object's
     // inode as its file, named /dev/zero as maps shows it (without " (deleted)").
     if (k != VMA_ANON_SHARED) return "private anonymous memory naming a shared memory object";
-    if (v.name() != "/dev/zero") return "shared anonymous memory named \"" + Printable(v.name()) + "\", not /dev/zero";
+    if (v.name() != (huge ? "/anon_hugepage" : "/dev/zero"))
+      return "shared anonymous memory named \"" + Printable(v.name()) + "\", not /dev/zero (/anon_hugepage if hugetlb)";
     if (v.shmem_id() != v.file().ino()) return "shmem id " + Hex(v.shmem_id()) + " is not its object's inode";
   } else if (anon) {
     if (v.has_file() || v.shm_object()) return "anonymous memory with a file";

@@ -129,6 +129,12 @@ Status ValidateShm(const LoadedImage& img, const Index& index) {
     }
     if (!memfd && o.writers_uncounted()) return Bad(img, file, obj + ": writers_uncounted on an object that is not a memfd");
     if ((!memfd && o.seals()) || o.seals() & ~0x3fu) return Bad(img, file, obj + ": seals " + Hex(o.seals()) + " invalid");
+    // hugetlb objects (feature hugetlb-shared): a page size of x86-64, whole
+    // pages but for a SysV segment (shm_segsz is the size asked, the segment
+    // is made of whole pages).
+    if (const uint64_t huge = o.huge_page_size();
+        huge && (posix || (huge != (2ull << 20) && huge != (1ull << 30)) || (!sysv && o.size() % huge)))
+      return Bad(img, file, obj + ": huge page size " + Hex(huge) + " invalid for its kind or size");
     if (!posix && o.unlinked()) return Bad(img, file, obj + ": only POSIX shared memory can be unlinked");
     if (!sysv && (o.sysv_id() || o.sysv_key() || o.sysv_removed() || o.sysv_locked()))
       return Bad(img, file, obj + ": SysV fields on an object that is not a SysV segment");
@@ -155,7 +161,8 @@ Status ValidateShm(const LoadedImage& img, const Index& index) {
       const bool anon = it != index.shm.end() && it->second->kind() == SHM_ANON;
       if (it == index.shm.end() ||
           (anon ? v.kind() != VMA_ANON_SHARED : v.kind() != VMA_FILE_SHARED && v.kind() != VMA_FILE_PRIVATE) ||
-          (it->second->kind() == SHM_SYSV && v.kind() != VMA_FILE_SHARED))
+          (it->second->kind() == SHM_SYSV && v.kind() != VMA_FILE_SHARED) ||
+          v.huge_page_size() != it->second->huge_page_size() || (v.huge_page_size() && v.kind() == VMA_FILE_PRIVATE))
         return Bad(img, MmName(pid), "a VMA names shared memory object " + std::to_string(v.shm_object()) +
                                          ", which does not fit it");
     }

@@ -796,6 +796,51 @@ TEST(ValidateTest, OutsideTty) {
   });
 }
 
+// Shared hugetlb memory (feature hugetlb-shared): AddAnonShmem's object made
+// one huge page of 2 MiB, mapped at 0x200000 as /anon_hugepage.
+Vma* AddHugetlbShared(TestImage& t) {
+  Vma* v = AddAnonShmem(t);
+  t.inv.add_features("hugetlb");
+  t.inv.add_features("hugetlb-shared");
+  ShmObject* o = t.shm.mutable_objects(0);
+  o->set_size(2u << 20);
+  o->set_huge_page_size(2u << 20);
+  v->set_start(0x200000);
+  v->set_end(0x400000);
+  v->set_name("/anon_hugepage");
+  v->mutable_file()->set_path("/anon_hugepage");
+  v->set_huge_page_size(2u << 20);
+  v->add_vm_flags("ht");
+  return v;
+}
+
+TEST(ValidateTest, SharedHugetlb) {
+  TestImage ok = MakeTestImage();
+  AddHugetlbShared(ok);
+  EXPECT_EQ(LoadError(ok), "");
+  ExpectRefused({
+      {"hugetlb object without its feature", [](TestImage& t) {
+         AddHugetlbShared(t);
+         t.inv.mutable_features()->RemoveLast();
+       }, "hugetlb-shared"},
+      {"object size not whole huge pages", [](TestImage& t) {
+         AddHugetlbShared(t);
+         t.shm.mutable_objects(0)->set_size((2u << 20) + 4096);
+       }, "invalid for its kind or size"},
+      {"unknown huge page size", [](TestImage& t) {
+         AddHugetlbShared(t);
+         t.shm.mutable_objects(0)->set_huge_page_size(4u << 20);
+       }, "invalid for its kind or size"},
+      {"VMA page size not its object's", [](TestImage& t) {
+         AddHugetlbShared(t);
+         t.shm.mutable_objects(0)->set_huge_page_size(0);
+       }, "does not fit it"},
+      {"hugetlb VMA not aligned", [](TestImage& t) { AddHugetlbShared(t)->set_start(0x201000); }, "aligned"},
+      {"hugetlb anon VMA named /dev/zero", [](TestImage& t) { AddHugetlbShared(t)->set_name("/dev/zero"); },
+       "not /dev/zero (/anon_hugepage if hugetlb)"},
+  });
+}
+
 // Fields of the merged branches: shared anonymous objects and memory
 // attributes (shmem), per-process attributes and job control (taskstate),
 // socket files, options and pty owners (paths).

@@ -8,16 +8,21 @@
 #include <cstdio>
 
 #include "image/format.h"
+#include "mem/hugetlb.h"
 #include "mem/shm_object.h"
 
 namespace cryo {
 
 Result<int> CreateAnonShmem(const image::ShmObject& obj, bool noreserve) {
   const std::string what = "shared anonymous memory object " + std::to_string(obj.id());
-  const uint64_t len = (std::max<uint64_t>(obj.size(), 1) + image::kPageSize - 1) & ~(image::kPageSize - 1);
-  // The object of a shared anonymous mapping (shmem_zero_setup), kept through
+  // hugetlb memory is made in whole huge pages.
+  const uint64_t unit = obj.huge_page_size() ? obj.huge_page_size() : image::kPageSize;
+  const uint64_t len = (std::max<uint64_t>(obj.size(), 1) + unit - 1) / unit * unit;
+  // The object of a shared anonymous mapping (shmem_zero_setup; with
+  // MAP_HUGETLB an unlinked hugetlbfs file, hugetlb_file_setup), kept through
   // an fd on it: /proc/self/map_files opens the mapped file itself.
-  void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | (noreserve ? MAP_NORESERVE : 0),
+  void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS | (noreserve ? MAP_NORESERVE : 0) | HugetlbMapFlags(obj.huge_page_size()),
                    -1, 0);
   if (m == MAP_FAILED) return Status::FromErrno("mmap of " + what);
   char link[96];

@@ -13,7 +13,8 @@
 namespace cryo {
 
 // Restore: a new object of `obj`'s size, made the way the kernel makes one
-// (so it shows "/dev/zero (deleted)" where it is mapped), with its owner and
+// (so it shows "/dev/zero (deleted)" where it is mapped, or "/anon_hugepage
+// (deleted)" for hugetlb memory, with its huge page size), with its owner and
 // mode, as an fd. `noreserve`: created by a MAP_NORESERVE mapping, so that its
 // pages are charged to the commit limit as they are allocated, not up front
 // (shmem_acct_size in mm/shmem.c).

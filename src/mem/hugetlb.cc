@@ -1,6 +1,8 @@
 #include "mem/hugetlb.h"
 
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/statfs.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -48,14 +50,17 @@ Result<uint64_t> ReadCount(const std::string& path) {
 
 Status DescribeHugetlbVma(pid_t pid, const proc::Vma& v, image::Vma* iv) {
   const std::string what = "pid " + std::to_string(pid) + ": " + VmaName(v);
-  if (v.name.rfind("/memfd:", 0) == 0)
-    return Status::Error(what + " maps a hugetlb memfd (memfd_create MFD_HUGETLB), not supported yet");
-  if (v.name.rfind("/SYSV", 0) == 0)
-    return Status::Error(what + " is a SysV shared memory segment of huge pages (SHM_HUGETLB), not supported yet");
-  if (v.name != kAnonHugepage || !v.deleted)
-    return Status::Error(what + " maps a file on a hugetlbfs mount, not supported yet");
-  if (v.shared)
-    return Status::Error(what + " is shared anonymous hugetlb memory (MAP_SHARED | MAP_HUGETLB), not supported yet");
+  // The hugetlbfs files the kernel makes itself (hugetlb_file_setup) are
+  // named "anon_hugepage" (mmap MAP_HUGETLB), "memfd:NAME" (memfd_create
+  // MFD_HUGETLB) and "SYSV%08x" (shmget SHM_HUGETLB), all unlinked.
+  const bool memfd = v.deleted && v.name.rfind("/memfd:", 0) == 0;
+  const bool sysv = v.deleted && v.shared && v.name.rfind("/SYSV", 0) == 0;
+  const bool anon = v.deleted && v.name == kAnonHugepage;
+  if (!memfd && !sysv && !anon) return Status::Error(what + " maps a file on a hugetlbfs mount, not supported yet");
+  // A private mapping of a memfd would hold copies of the memfd's huge pages
+  // of its own (copy-on-write), which the shared object does not carry.
+  if (memfd && !v.shared)
+    return Status::Error(what + " is a private mapping of a hugetlb memfd (MFD_HUGETLB), not supported yet");
   const uint64_t size = v.kernel_page_size;
   if (size < (2ull << 20) || (size & (size - 1)) || v.start % size || v.end % size)
     return Status::Error(what + " is hugetlb memory of pages of " + std::to_string(size >> 10) +
@@ -64,11 +69,25 @@ Status DescribeHugetlbVma(pid_t pid, const proc::Vma& v, image::Vma* iv) {
   return Status::Ok();
 }
 
-int HugetlbMapFlags(uint64_t size) {
+int HugetlbSizeBits(uint64_t size) {
   if (size == 0) return 0;
   int log2 = 0;
   while ((1ull << log2) < size) ++log2;
-  return MAP_HUGETLB | (log2 << kMapHugeShift);
+  return log2 << kMapHugeShift;
+}
+
+int HugetlbMapFlags(uint64_t size) { return size == 0 ? 0 : MAP_HUGETLB | HugetlbSizeBits(size); }
+
+Result<uint64_t> HugetlbPageSizeOfFd(int fd, const std::string& what) {
+  struct statfs sf;
+  if (::fstatfs(fd, &sf) != 0) return Status::FromErrno("statfs of " + what);
+  // hugetlbfs reports its page size as the block size (hugetlbfs_statfs).
+  if (static_cast<unsigned long>(sf.f_type) != HUGETLBFS_MAGIC) return uint64_t{0};
+  const uint64_t size = static_cast<uint64_t>(sf.f_bsize);
+  if (size != (2ull << 20) && size != (1ull << 30))
+    return Status::Error(what + " is hugetlb memory of pages of " + std::to_string(size >> 10) +
+                         " KiB, which cryo does not know");
+  return size;
 }
 
 Status CheckFreeHugePages(const image::LoadedImage& img) {
@@ -77,7 +96,10 @@ Status CheckFreeHugePages(const image::LoadedImage& img) {
   for (const auto& [pid, p] : img.processes) {
     for (const image::Vma& v : p.mm.vmas()) {
       const uint64_t size = v.huge_page_size();
-      if (size == 0 || std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end()) continue;
+      // Shared hugetlb memory: counted once, by its object, below.
+      if (size == 0 || v.shm_object() ||
+          std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end())
+        continue;
       needed[size] += (v.end() - v.start()) / size;
       if (!example.count(size)) {
         char buf[64];
@@ -85,6 +107,17 @@ Status CheckFreeHugePages(const image::LoadedImage& img) {
         example[size] = "pid " + std::to_string(pid) + " VMA " + buf;
       }
     }
+  }
+  // A shared object reserves all its pages when it is made (shmget,
+  // memfd's ftruncate and fill, mmap of shared anonymous memory). A SysV
+  // segment the restore reuses (left by a killed original) already holds its
+  // pages but is counted too: the check errs on the side of refusing.
+  for (const image::ShmObject& o : img.shm.objects()) {
+    const uint64_t size = o.huge_page_size();
+    if (size == 0) continue;
+    needed[size] += (o.size() + size - 1) / size;
+    if (!example.count(size)) example[size] = "shared memory object " + std::to_string(o.id()) +
+                                              (o.name().empty() ? "" : " \"" + o.name() + "\"");
   }
   for (const auto& [size, pages] : needed) {
     const std::string dir = "/sys/kernel/mm/hugepages/hugepages-" + std::to_string(size >> 10) + "kB/";

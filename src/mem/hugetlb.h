@@ -1,15 +1,19 @@
 // hugetlb memory (MAP_HUGETLB, VmFlags "ht"): private anonymous mappings are
 // restored with their content and their page size (smaps KernelPageSize: 2
-// MiB, 1 GiB); the other kinds (shared anonymous hugetlb memory, hugetlb
-// memfds, files on a hugetlbfs mount, SysV SHM_HUGETLB segments) are refused
-// by name. Huge pages come from the pool the administrator reserved
+// MiB, 1 GiB), feature "hugetlb". Shared hugetlb memory (MAP_SHARED |
+// MAP_HUGETLB, memfds made with MFD_HUGETLB, SysV SHM_HUGETLB segments) is a
+// shared memory object (shm_dump.h, shm_restore.h) whose ShmObject has a
+// huge_page_size, feature "hugetlb-shared"; its VMAs carry the page size too.
+// Files on a hugetlbfs mount and private mappings of hugetlb memfds are
+// refused by name. Huge pages come from the pool the administrator reserved
 // (/proc/sys/vm/nr_hugepages and /sys/kernel/mm/hugepages/): a restore checks
-// there are enough free ones before it creates anything. Feature "hugetlb".
+// there are enough free ones before it creates anything.
 #pragma once
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <string>
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
@@ -25,6 +29,14 @@ Status DescribeHugetlbVma(pid_t pid, const proc::Vma& v, image::Vma* iv);
 // The mmap(2) flags that ask for huge pages of `size` bytes (MAP_HUGETLB and
 // the size's log2 in MAP_HUGE_SHIFT); 0 for 0.
 int HugetlbMapFlags(uint64_t size);
+
+// The page size bits alone (log2 of `size` << 26), which mmap (MAP_HUGE_*),
+// memfd_create (MFD_HUGE_*) and shmget (SHM_HUGE_*) share; 0 for 0.
+int HugetlbSizeBits(uint64_t size);
+
+// The huge page size of the hugetlbfs file `fd` (statfs f_bsize), 0 if it is
+// on another file system.
+Result<uint64_t> HugetlbPageSizeOfFd(int fd, const std::string& what);
 
 // Before anything is created: the pool of each huge page size has as many
 // free (and not reserved) pages as the image's hugetlb VMAs take (each VMA

@@ -1,4 +1,5 @@
 #include "mem/memfd.h"
+#include "mem/hugetlb.h"
 #include "mem/shm_object.h"
 
 #include <fcntl.h>
@@ -70,10 +71,10 @@ std::string SealsString(uint32_t seals) {
 bool KnownSeals(uint32_t seals) { return (seals & ~kAllSeals) == 0; }
 
 Status ReadMemfdState(int fd, const std::string& what, image::ShmObject* out) {
-  struct statfs sf;
-  if (::fstatfs(fd, &sf) != 0) return Status::FromErrno("statfs of " + what);
-  if (static_cast<unsigned long>(sf.f_type) == HUGETLBFS_MAGIC)
-    return Status::Error(what + " is a hugetlb memfd (MFD_HUGETLB), not supported yet");
+  // A hugetlb memfd (MFD_HUGETLB) is a hugetlbfs file: its page size is
+  // recorded by DescribeObject (shm_dump.cc).
+  CRYO_ASSIGN_OR_RETURN(const uint64_t huge, HugetlbPageSizeOfFd(fd, what));
+  out->set_huge_page_size(huge);
   const int seals = ::fcntl(fd, F_GET_SEALS);
   if (seals < 0) return Status::FromErrno("F_GET_SEALS on " + what);
   if (!KnownSeals(static_cast<uint32_t>(seals)))
@@ -100,9 +101,11 @@ Result<int> CreateMemfd(const image::ShmObject& obj) {
   // Sealing stays allowed until MemfdAddSeals. An exec seal is made by
   // MFD_NOEXEC_SEAL (memfd_create(2)); MFD_EXEC keeps a vm.memfd_noexec=1
   // default from adding one the original did not have.
-  unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING | ((obj.seals() & F_SEAL_EXEC) ? MFD_NOEXEC_SEAL : MFD_EXEC);
+  // A hugetlb memfd: MFD_HUGETLB with the page size (MFD_HUGE_2MB, ...).
+  const unsigned huge = obj.huge_page_size() ? MFD_HUGETLB | static_cast<unsigned>(HugetlbSizeBits(obj.huge_page_size())) : 0;
+  unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING | huge | ((obj.seals() & F_SEAL_EXEC) ? MFD_NOEXEC_SEAL : MFD_EXEC);
   int fd = ::memfd_create(obj.name().c_str(), flags);
-  if (fd < 0 && errno == EINVAL) fd = ::memfd_create(obj.name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING);  // before 6.3
+  if (fd < 0 && errno == EINVAL) fd = ::memfd_create(obj.name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING | huge);  // before 6.3
   if (fd < 0) return Status::FromErrno("memfd_create for " + what);
   Status st = ShapeShmFile(fd, obj, what);
   if (!st.ok()) {

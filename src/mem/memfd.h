@@ -25,8 +25,8 @@ std::string SealsString(uint32_t seals);
 bool KnownSeals(uint32_t seals);
 
 // Dump: what a read-only fd on the memfd (any fd of the inode) tells: seals,
-// whether some open file counts as a writer, and whether it lives on hugetlbfs
-// (MFD_HUGETLB, refused).
+// whether some open file counts as a writer, and the page size of a hugetlb
+// memfd (MFD_HUGETLB: a hugetlbfs file).
 Status ReadMemfdState(int fd, const std::string& what, image::ShmObject* out);
 // Whether an open file of the inode of `ro_fd` (a read-only description)
 // counts as a writer, i.e. makes exec(2) fail with ETXTBSY: any description

@@ -11,12 +11,14 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <cstring>
 #include <map>
 
 #include "base/file_util.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "image/format.h"
+#include "mem/hugetlb.h"
 #include "mem/memfd.h"
 #include "mem/posix_shm.h"
 #include "mem/sysv_shm.h"
@@ -30,6 +32,10 @@ constexpr uint64_t kPage = image::kPageSize;
 constexpr uint64_t kMaxExtent = 4ull << 20;  // like page runs
 
 uint64_t RoundUp(uint64_t v) { return (v + kPage - 1) & ~(kPage - 1); }
+
+bool AllZero(const std::vector<char>& buf) {
+  return buf.empty() || (buf[0] == 0 && std::memcmp(buf.data(), buf.data() + 1, buf.size() - 1) == 0);
+}
 
 struct Holder {
   pid_t pid;
@@ -104,6 +110,12 @@ Status DumpContent(int fd, const std::string& what, image::ShmObject* o, Writabl
         if (n == 0) break;
         got += static_cast<uint64_t>(n);
       }
+      // hugetlbfs answers SEEK_DATA for the whole file (default_llseek) and
+      // reads a page never faulted in as zeros: zeros are not stored.
+      if (o->huge_page_size() && AllZero(*buf)) {
+        a += len;
+        continue;
+      }
       CRYO_RETURN_IF_ERROR(file->WriteAt(buf->data(), len, static_cast<off_t>(*off)));
       image::ShmExtent* e = o->add_extents();
       e->set_offset(a);
@@ -162,6 +174,9 @@ image::ShmKind ShmKindOfVma(const proc::Vma& v) {
   // MAP_SHARED|MAP_ANONYMOUS (or a shared mapping of /dev/zero) is an unlinked
   // shmem file named "dev/zero" (shmem_zero_setup, mm/shmem.c).
   if (v.shared && v.deleted && v.name == "/dev/zero" && v.inode != 0) return image::SHM_ANON;
+  // MAP_SHARED|MAP_HUGETLB: an unlinked hugetlbfs file named "anon_hugepage"
+  // (hugetlb_file_setup, fs/hugetlbfs/inode.c).
+  if (v.shared && v.deleted && v.name == "/anon_hugepage" && v.HasFlag("ht") && v.inode != 0) return image::SHM_ANON;
   if (v.deleted && MemfdName(v.name, false)) return image::SHM_MEMFD;
   if (v.deleted && v.shared && SysvKeyFromName(v.name)) return image::SHM_SYSV;
   if (IsPosixShm(v.name, makedev(v.dev_major, v.dev_minor))) return image::SHM_POSIX;
@@ -211,6 +226,14 @@ Status DescribeObject(const Object& obj, int fd, const Result<std::vector<SysvSe
   o->set_mode(st.st_mode & 07777);
   o->set_uid(st.st_uid);
   o->set_gid(st.st_gid);
+  // hugetlb memory (mem/hugetlb.h): the object is a hugetlbfs file.
+  CRYO_ASSIGN_OR_RETURN(const uint64_t huge, HugetlbPageSizeOfFd(fd, first.what()));
+  if (huge) {
+    if (obj.kind == image::SHM_POSIX)
+      return Status::Error(first.what() + ": a file on a hugetlbfs mount, not supported yet");
+    o->set_huge_page_size(huge);
+    features->insert("hugetlb-shared");
+  }
   switch (obj.kind) {
     case image::SHM_MEMFD: {
       auto name = first.fd ? MemfdName(first.fd->file().path(), true) : MemfdName(first.vma->name(), false);
@@ -240,10 +263,10 @@ Status DescribeObject(const Object& obj, int fd, const Result<std::vector<SysvSe
     }
     case image::SHM_ANON: {
       // Its pages are found on the object (SEEK_DATA), which only tmpfs
-      // (shmem) answers page by page.
+      // (shmem) answers page by page; hugetlbfs is read whole (DumpContent).
       struct statfs sfs;
       if (::fstatfs(fd, &sfs) != 0) return Status::FromErrno("statfs of " + first.what());
-      if (sfs.f_type != TMPFS_MAGIC)
+      if (sfs.f_type != TMPFS_MAGIC && !huge)
         return Status::Error(first.what() + ": shared anonymous memory that is not a shmem object, not supported");
       features->insert("anon-shmem");
       return Status::Ok();

@@ -10,8 +10,10 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "base/unique_fd.h"
 #include "image/format.h"
 #include "mem/anon_shmem.h"
+#include "mem/hugetlb.h"
 #include "mem/memfd.h"
 #include "mem/posix_shm.h"
 #include "mem/sysv_shm.h"
@@ -53,6 +55,40 @@ Status ReadExtent(int pages_fd, const image::ShmExtent& e, char* dest, const std
   if (image::HashBytes(dest, len) != e.checksum())
     return Status::Error("checksum mismatch in the content of " + what + " (corrupted image)");
   return Status::Ok();
+}
+
+// The page size of the mapping at `base` (`len` bytes) is `huge` (0: not
+// hugetlb memory).
+Status CheckAttachPageSize(const char* base, uint64_t len, uint64_t huge, int id, const std::string& what) {
+  char link[96];
+  snprintf(link, sizeof(link), "/proc/self/map_files/%lx-%lx", reinterpret_cast<unsigned long>(base),
+           reinterpret_cast<unsigned long>(base) + len);
+  UniqueFd fd(::open(link, O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open " + std::string(link) + " for " + what);
+  CRYO_ASSIGN_OR_RETURN(const uint64_t got, HugetlbPageSizeOfFd(fd.get(), what));
+  if (got != huge)
+    return Status::Error(what + " cannot be restored: the segment left with its id and key has pages of " +
+                         std::to_string((got ? got : kPage) >> 10) + " KiB, the image's " +
+                         std::to_string((huge ? huge : kPage) >> 10) + " KiB (remove it with ipcrm -m " +
+                         std::to_string(id) + ")");
+  return Status::Ok();
+}
+
+// Fills a hugetlb object: hugetlbfs has no write(2) (no write_iter), its
+// pages are written through a shared mapping of it.
+Status FillHugetlb(const image::ShmObject& o, int fd, int pages_fd, const std::string& what) {
+  const uint64_t unit = o.huge_page_size();
+  const uint64_t len = (o.size() + unit - 1) / unit * unit;
+  if (o.extents().empty() || len == 0) return Status::Ok();
+  void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (m == MAP_FAILED) return Status::FromErrno("mmap of " + what + " to fill it");
+  Status st;
+  for (const image::ShmExtent& e : o.extents()) {
+    st = ReadExtent(pages_fd, e, static_cast<char*>(m) + e.offset(), what);
+    if (!st.ok()) break;
+  }
+  ::munmap(m, len);
+  return st;
 }
 
 int MoveAbove(int fd, int base) {
@@ -120,10 +156,14 @@ Status ShmObjects::MakeSysv(const image::ShmObject& o, int pages_fd, Live* live,
   void* p = ::shmat(o.sysv_id(), nullptr, 0);
   if (p == reinterpret_cast<void*>(-1)) return Status::FromErrno("shmat of " + what + " to fill it");
   char* base = static_cast<char*>(p);
-  const uint64_t len = (o.size() + kPage - 1) & ~(kPage - 1);
+  const uint64_t unit = o.huge_page_size() ? o.huge_page_size() : kPage;
+  const uint64_t len = (o.size() + unit - 1) / unit * unit;
   Status st;
+  // A reused segment must have the image's page size (SHM_HUGETLB or not),
+  // which only its attach tells (the hugetlbfs file behind it).
+  if (!live->created_sysv) st = CheckAttachPageSize(base, len, o.huge_page_size(), o.sysv_id(), what);
   // A reused segment holds what its last user left: zero it first.
-  if (!live->created_sysv && ::madvise(base, len, MADV_REMOVE) != 0) st = Status::FromErrno("clearing " + what);
+  if (st.ok() && !live->created_sysv && ::madvise(base, len, MADV_REMOVE) != 0) st = Status::FromErrno("clearing " + what);
   for (const image::ShmExtent& e : o.extents()) {
     if (!st.ok()) break;
     st = ReadExtent(pages_fd, e, base + e.offset(), what);
@@ -153,6 +193,7 @@ Status ShmObjects::MakeSysv(const image::ShmObject& o, int pages_fd, Live* live,
 
 Status ShmObjects::Fill(const image::ShmObject& o, int pages_fd, Live* live) {
   const std::string what = What(o);
+  if (o.huge_page_size()) return FillHugetlb(o, live->rw_fd, pages_fd, what);
   std::vector<char> buf;
   for (const image::ShmExtent& e : o.extents()) {
     const uint64_t len = e.npages() * kPage;

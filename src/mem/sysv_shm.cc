@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "base/file_util.h"
+#include "mem/hugetlb.h"
 #include "base/janitor.h"
 #include "base/parse_number.h"
 #include "ns/ns_thread.h"
@@ -133,7 +134,9 @@ Result<bool> MakeSysvSegment(const image::ShmObject& obj, std::vector<std::strin
   if (j && SameIpcNamespaceAs(j->pid()))
     CRYO_RETURN_IF_ERROR(j->WillCreateSysv(id).Prefixed(what));
   CRYO_RETURN_IF_ERROR(SetNextShmId(id).Prefixed(what));
-  const int got = ::shmget(key, obj.size(), IPC_CREAT | IPC_EXCL | 0600);
+  // SHM_HUGETLB with the page size (SHM_HUGE_2MB, ...): a hugetlb segment.
+  const int huge = obj.huge_page_size() ? SHM_HUGETLB | HugetlbSizeBits(obj.huge_page_size()) : 0;
+  const int got = ::shmget(key, obj.size(), IPC_CREAT | IPC_EXCL | 0600 | huge);
   if (got < 0) return Status::FromErrno("shmget for " + what);
   if (got != id) {
     ::shmctl(got, IPC_RMID, nullptr);

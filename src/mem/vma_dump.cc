@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "image/format.h"
+#include "mem/aio_ring.h"
 #include "mem/cow_share.h"
 #include "mem/hugetlb.h"
 #include "mem/pagemap_scan.h"
@@ -134,6 +135,7 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
     iv->set_file_writable(v.HasFlag("mw"));
     iv->set_anon_huge_bytes(v.anon_huge_kb << 10);
     if (v.HasFlag("ht")) CRYO_RETURN_IF_ERROR(DescribeHugetlbVma(pid, v, iv));
+    if (IsAioRing(v)) return RefuseAioContext(pid, v);
     const bool special = !v.name.empty() && v.name[0] == '[' && v.name.compare(0, 6, "[anon:") != 0 &&
                          v.name != "[heap]" && v.name != "[stack]";
     if (!special && (v.HasFlag("io") || v.HasFlag("pf"))) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " maps device memory (VM_IO/VM_PFNMAP), which cannot be checkpointed");

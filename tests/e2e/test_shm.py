@@ -292,8 +292,25 @@ def hold_memfd(w, objs):
     return held, ["memfd", "held (fd %d) by pid %d" % (held, os.getpid()), "outside the dumped tree"]
 
 
-def test_refuse_hugetlb_memfd(h):
-    refused(h, "hugetlb", ["fd 42", "hugetlb memfd"])
+def test_shm_hugetlb_memfd_fd(h):
+    """A hugetlb memfd (MFD_HUGETLB, empty) held as fd 42 beside everything
+    else (refused before shared hugetlb memory was restored, test_hugetlb.py
+    has the rest): restored as a hugetlb memfd of the same name."""
+    with ShmObjects() as objects:
+        w, objs = start_shm(h, objects, "hugetlb")
+        images = h.mkdir("img")
+        h.dump(w.pid, images)
+        h.reap_original(w)
+        cryotest.wait_pids_gone([w.pid, objs["child"]])
+        check("hugetlb-shared" in h.show_json(images)["features"], "image lacks feature hugetlb-shared")
+        r = h.restore(images, detach=True, expected_pid=w.pid)
+        fd = "/proc/%d/fd/42" % r.pid
+        check_eq(os.readlink(fd), "/memfd:huge (deleted)", "fd 42 of the restored tree")
+        # hugetlbfs gives its files the huge page size as their block size.
+        check_eq(os.stat(fd).st_blksize, 2 << 20, "block size of fd 42 (hugetlbfs: the huge page size)")
+        rw = w.restored(r.pid)
+        h.verify_ok(rw, exit=True, when="after restore")
+        check_eq(h.wait_exit(rw), ("exit", 0), "restored exit status")
 
 
 def test_refuse_partial_sysv_attach(h):
@@ -405,7 +422,7 @@ TESTS = [
     test_shm_rewind,
     test_shm_sysv_id_in_use,
     test_shm_failed_restore_leaves_nothing,
-    test_refuse_hugetlb_memfd,
+    test_shm_hugetlb_memfd_fd,
     test_refuse_partial_sysv_attach,
     test_shm_own_ipc_namespace,
     test_refuse_posix_shm_mapped_outside,

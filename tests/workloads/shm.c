@@ -35,9 +35,9 @@
  * SysV segment S1 and /dev/shm/cryo-shm-PID stay (the harness removes them,
  * see CTL_DIR/objects).
  *
- * Extra modes set up one more thing cryo refuses: "hugetlb" (a MFD_HUGETLB
- * memfd held as fd 42), "partial-sysv" (an attach split by mprotect), "ipc-ns"
- * (everything inside a new IPC namespace).
+ * Extra modes set up one more thing: "hugetlb" (a MFD_HUGETLB memfd held as
+ * fd 42, restored), "partial-sysv" (an attach split by mprotect, refused),
+ * "ipc-ns" (everything inside a new IPC namespace).
  */
 #define _GNU_SOURCE
 #include <poll.h>
