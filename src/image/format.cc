@@ -202,7 +202,6 @@ const std::vector<std::string>& SupportedFeatures() {
       "time-ns",
       "remote-pages",
       "fs-root",
-
       "hugetlb-shared",
   };
   return kFeatures;
