@@ -1,4 +1,5 @@
 #include "base/env.h"
+#include "base/local_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -54,6 +55,7 @@ class PosixWritableFile final : public WritableFile {
     return Status::Ok();
   }
   const std::string& path() const override { return path_; }
+  int fd() const { return fd_.get(); }
 
  private:
   std::string path_;
@@ -93,6 +95,11 @@ class PosixEnv final : public Env {
 };
 
 }  // namespace
+
+int LocalFileFd(const WritableFile* file) {
+  const auto* local = dynamic_cast<const PosixWritableFile*>(file);
+  return local ? local->fd() : -1;
+}
 
 Status Env::RemoveFile(const std::string& path) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("cannot remove " + path);
