@@ -10,7 +10,7 @@
 namespace cryo {
 namespace {
 
-class PosixWritableFile final : public WritableFile {
+class PosixWritableFile final : public WritableFile, public LocalFile {
  public:
   PosixWritableFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
   Status Append(const void* data, size_t n) override {
@@ -55,7 +55,8 @@ class PosixWritableFile final : public WritableFile {
     return Status::Ok();
   }
   const std::string& path() const override { return path_; }
-  int fd() const { return fd_.get(); }
+  int local_fd() const override { return fd_.get(); }
+  void WrittenElsewhere(off_t, size_t) override {}
 
  private:
   std::string path_;
@@ -95,11 +96,6 @@ class PosixEnv final : public Env {
 };
 
 }  // namespace
-
-int LocalFileFd(const WritableFile* file) {
-  const auto* local = dynamic_cast<const PosixWritableFile*>(file);
-  return local ? local->fd() : -1;
-}
 
 Status Env::RemoveFile(const std::string& path) {
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("cannot remove " + path);

@@ -17,7 +17,8 @@ constexpr uint64_t kPage = 4096;
 }  // namespace
 
 DirectPageWriter DirectPageWriter::Open(WritableFile* file) {
-  const int fd = LocalFileFd(file);
+  LocalFile* local = AsLocalFile(file);
+  const int fd = local ? local->local_fd() : -1;
   if (fd < 0) return {};
   // STATX_DIOALIGN (Linux 6.1; not reported by every file system, tmpfs
   // takes O_DIRECT without it): where reported, 0 means no direct I/O on this
@@ -37,7 +38,7 @@ DirectPageWriter DirectPageWriter::Open(WritableFile* file) {
     LOG_DEBUG("%s: written through the page cache: open with O_DIRECT: %s", file->path().c_str(), strerror(errno));
     return {};
   }
-  return DirectPageWriter(std::move(direct), file->path());
+  return DirectPageWriter(std::move(direct), local, file->path());
 }
 
 Status DirectPageWriter::WriteAt(const char* data, size_t n, off_t offset) {
@@ -51,6 +52,7 @@ Status DirectPageWriter::WriteAt(const char* data, size_t n, off_t offset) {
     // would leave the rest unaligned for O_DIRECT.
     if (w == 0 || static_cast<uint64_t>(w) % kPage != 0)
       return Status::Errno(EIO, "write to " + path_ + " (O_DIRECT): short write of " + std::to_string(w) + " bytes");
+    local_->WrittenElsewhere(offset, static_cast<size_t>(w));
     data += w;
     offset += w;
     n -= static_cast<size_t>(w);

@@ -27,6 +27,7 @@
 #include <string>
 
 #include "base/env.h"
+#include "base/local_file.h"
 #include "base/status.h"
 #include "base/unique_fd.h"
 
@@ -48,8 +49,10 @@ class DirectPageWriter {
   void Close() { fd_.reset(); }
 
  private:
-  DirectPageWriter(UniqueFd fd, std::string path) : fd_(std::move(fd)), path_(std::move(path)) {}
+  DirectPageWriter(UniqueFd fd, LocalFile* local, std::string path)
+      : fd_(std::move(fd)), local_(local), path_(std::move(path)) {}
   UniqueFd fd_;
+  LocalFile* local_ = nullptr;  // told of every direct write
   std::string path_;
 };
 
