@@ -1,4 +1,5 @@
 #include "base/env.h"
+#include "base/local_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -9,7 +10,7 @@
 namespace cryo {
 namespace {
 
-class PosixWritableFile final : public WritableFile {
+class PosixWritableFile final : public WritableFile, public LocalFile {
  public:
   PosixWritableFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
   Status Append(const void* data, size_t n) override {
@@ -54,6 +55,8 @@ class PosixWritableFile final : public WritableFile {
     return Status::Ok();
   }
   const std::string& path() const override { return path_; }
+  int local_fd() const override { return fd_.get(); }
+  void WrittenElsewhere(off_t, size_t) override {}
 
  private:
   std::string path_;

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/local_file.h"
 #include "cli/counting_env.h"
 #include "cli/messages.h"
 #include "cli/preflight.h"
@@ -114,6 +115,23 @@ TEST(CountingEnvTest, CountsTheEndOfEachFile) {
   EXPECT_EQ(env.BytesWritten(), 1u + 4098u);
   ASSERT_EQ(unlink((d.path() + "/b").c_str()), 0);  // removed again: not part of the image
   EXPECT_EQ(env.BytesWritten(), 1u);
+}
+
+// Page data written past the wrapper (O_DIRECT, mem/direct_write.h): the
+// local file underneath is reachable, and what is written there counts.
+TEST(CountingEnvTest, ForwardsTheLocalFileAndCountsWritesPastIt) {
+  TempDir d;
+  CountingEnv env(Env::Default());
+  auto f = env.NewWritableFile(d.path() + "/pages-1.img", 0600);
+  ASSERT_TRUE(f.ok());
+  LocalFile* local = AsLocalFile(f->get());
+  ASSERT_NE(local, nullptr);
+  const std::string data(4096, 'p');
+  ASSERT_EQ(pwrite(local->local_fd(), data.data(), data.size(), 8192), 4096);
+  local->WrittenElsewhere(8192, 4096);
+  EXPECT_EQ(env.BytesWritten(), 12288u);
+  NullWritableFile null("null");
+  EXPECT_EQ(AsLocalFile(&null), nullptr);
 }
 
 }  // namespace

@@ -2,10 +2,12 @@
 
 #include <unistd.h>
 
+#include "base/local_file.h"
+
 namespace cryo::cli {
 namespace {
 
-class CountingFile final : public WritableFile {
+class CountingFile final : public WritableFile, public LocalFile {
  public:
   CountingFile(std::unique_ptr<WritableFile> file, std::shared_ptr<std::atomic<uint64_t>> size)
       : file_(std::move(file)), size_(std::move(size)) {}
@@ -24,6 +26,16 @@ class CountingFile final : public WritableFile {
   Status Sync() override { return file_->Sync(); }
   Status Close() override { return file_->Close(); }
   const std::string& path() const override { return file_->path(); }
+  // The file underneath, if local: direct page writes go past this wrapper
+  // and are counted through WrittenElsewhere.
+  int local_fd() const override {
+    const LocalFile* local = AsLocalFile(file_.get());
+    return local ? local->local_fd() : -1;
+  }
+  void WrittenElsewhere(off_t offset, size_t n) override {
+    if (LocalFile* local = AsLocalFile(file_.get())) local->WrittenElsewhere(offset, n);
+    Grow(static_cast<uint64_t>(offset) + n);
+  }
 
  private:
   // The size is the end of the furthest write (page files are written at

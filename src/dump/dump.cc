@@ -155,7 +155,10 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
       CRYO_RETURN_IF_ERROR(DumpPagesPostCopy(pid, facts.pieces, &out->mm, pages.get(), &remote).Prefixed("memory"));
       if (!remote.empty()) features->insert("remote-pages");
     } else {
-      CRYO_RETURN_IF_ERROR(DumpPages(pid, facts.pieces, &out->mm, pages.get(), progress).Prefixed("memory"));
+      // A kill-mode dump made durable writes its big page files past the page
+      // cache (mem/direct_write.h); other modes leave the bytes there.
+      const bool direct = opts.sync && !opts.leave_running;
+      CRYO_RETURN_IF_ERROR(DumpPages(pid, facts.pieces, &out->mm, pages.get(), progress, direct).Prefixed("memory"));
     }
     CRYO_RETURN_IF_ERROR(writer.FinishPageFile(std::move(pages), bytes));
     LOG_DEBUG("pid %d: %" PRIu64 " pages written in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);

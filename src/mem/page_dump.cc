@@ -23,6 +23,7 @@
 #include "base/size_format.h"
 #include "image/format.h"
 #include "mem/cow_share.h"
+#include "mem/direct_write.h"
 #include "mem/thp.h"
 #include "mem/guard_regions.h"
 
@@ -199,8 +200,26 @@ struct CopyTimes {
   double read = 0, hash = 0, wait = 0, write = 0, writeback = 0;
 };
 
-Status WriteBuffer(WritableFile* file, const char* data, const Filled& f, CopyTimes* t) {
+// Where filled buffers go: the file, or past the page cache (direct_write.h).
+struct PageSink {
+  WritableFile* file;
+  DirectPageWriter* direct;
+};
+
+Status WriteBuffer(const PageSink& out, const char* data, const Filled& f, CopyTimes* t) {
   const double t0 = Now();
+  if (out.direct->valid()) {  // on the disk when it returns: no writeback to start
+    Status s = out.direct->WriteAt(data, f.len, static_cast<off_t>(f.file_off));
+    if (s.err() != EINVAL) {
+      t->write += Now() - t0;
+      return s;
+    }
+    // An alignment the file system did not report: this buffer and the rest
+    // through the page cache (what was written directly stays valid).
+    LOG_DEBUG("%s; writing through the page cache from offset %" PRIu64, s.ToString().c_str(), f.file_off);
+    out.direct->Close();
+  }
+  WritableFile* file = out.file;
   CRYO_RETURN_IF_ERROR(file->WriteAt(data, f.len, static_cast<off_t>(f.file_off)));
   const double t1 = Now();
   Status s = file->StartWriteback(static_cast<off_t>(f.file_off), f.len);
@@ -209,10 +228,10 @@ Status WriteBuffer(WritableFile* file, const char* data, const Filled& f, CopyTi
   return s;
 }
 
-void WriterLoop(Ring* ring, const Buffers* buffers, WritableFile* file, CopyTimes* t) {
+void WriterLoop(Ring* ring, const Buffers* buffers, PageSink out, CopyTimes* t) {
   Filled f;
   while (ring->TakeFilled(&f)) {
-    Status s = WriteBuffer(file, (*buffers)[f.buffer], f, t);
+    Status s = WriteBuffer(out, (*buffers)[f.buffer], f, t);
     const bool failed = !s.ok();
     ring->Written(f, std::move(s));
     if (failed) return;
@@ -461,6 +480,9 @@ Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::M
   const size_t nbuf = static_cast<size_t>(std::min<uint64_t>(opts.buffers, (total + chunk - 1) / chunk));
   Buffers buffers;
   CRYO_RETURN_IF_ERROR(buffers.Allocate(nbuf, chunk));
+  // (buffers, chunks and file offsets are all page-aligned, as O_DIRECT wants)
+  DirectPageWriter direct = opts.direct ? DirectPageWriter::Open(file) : DirectPageWriter();
+  const PageSink out{file, &direct};
   RunHasher hasher(mm);
   Chunker chunker(pieces, chunk);
   CopyTimes reader, writer_times;
@@ -484,14 +506,14 @@ Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::M
       Filled f{0, 0, 0};
       const std::vector<PagePiece>& c = chunker.Next(&f);
       CRYO_RETURN_IF_ERROR(read_and_hash(f, c, buffers[0]));
-      CRYO_RETURN_IF_ERROR(WriteBuffer(file, buffers[0], f, &writer_times));
+      CRYO_RETURN_IF_ERROR(WriteBuffer(out, buffers[0], f, &writer_times));
       done += f.len;
     }
   } else {
     Ring ring(nbuf);
     std::thread writer;
     try {
-      writer = std::thread(WriterLoop, &ring, &buffers, file, &writer_times);
+      writer = std::thread(WriterLoop, &ring, &buffers, out, &writer_times);
     } catch (const std::system_error& e) {
       return Status::Errno(e.code().value(), "cannot start the page writer thread");
     }
@@ -516,8 +538,9 @@ Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::M
   }
   if (progress) progress(total, total);
   LOG_DEBUG("%" PRIu64 " KiB of pages copied in %.1f ms through %zu x %" PRIu64
-            " KiB buffers: read %.1f ms, hash %.1f ms, reader waited %.1f ms, write %.1f ms, writeback start %.1f ms",
-            total >> 10, (Now() - start) * 1e3, nbuf, chunk >> 10, reader.read * 1e3, reader.hash * 1e3,
+            " KiB buffers%s: read %.1f ms, hash %.1f ms, reader waited %.1f ms, write %.1f ms, writeback start %.1f ms",
+            total >> 10, (Now() - start) * 1e3, nbuf, chunk >> 10, direct.valid() ? " (written with O_DIRECT)" : "",
+            reader.read * 1e3, reader.hash * 1e3,
             reader.wait * 1e3, writer_times.write * 1e3, writer_times.writeback * 1e3);
   return Status::Ok();
 }
@@ -573,9 +596,11 @@ Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm, uint64
 }
 
 Status DumpPages(pid_t pid, const std::vector<PagePiece>& pieces, image::Mm* mm, WritableFile* file,
-                 const ProgressFn& progress) {
+                 const ProgressFn& progress, bool direct) {
   CRYO_ASSIGN_OR_RETURN(auto source, ProcessPageSource::Open(pid));
-  return CopyPages(*source, pieces, mm, file, progress);
+  PageCopyOptions opts;
+  opts.direct = direct;
+  return CopyPages(*source, pieces, mm, file, progress, opts);
 }
 
 Status ReadPages(pid_t pid, const std::vector<PagePiece>& pieces, image::Mm* mm, std::string* data) {

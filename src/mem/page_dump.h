@@ -94,6 +94,9 @@ class ProcessPageSource final : public PageSource {
 struct PageCopyOptions {
   size_t buffer_bytes = 1 << 20;  // a multiple of the page size
   size_t buffers = 4;             // >= 1; the ring is buffers * buffer_bytes
+  // Write with O_DIRECT where the file allows it (direct_write.h): for a dump
+  // that is made durable before anything else happens to the tree.
+  bool direct = false;
 };
 
 // Copies `pieces` (PlanPages' result for `mm`) from `src` into `file` through
@@ -106,9 +109,9 @@ Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::M
 // For a seized process: PlanPages from PAGEMAP_SCAN.
 Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm, uint64_t block = 0);
 // Copies the planned pages of a seized process into `file` (page data from
-// kPageDataOffset on) through the ring.
+// kPageDataOffset on) through the ring; `direct`: PageCopyOptions::direct.
 Status DumpPages(pid_t pid, const std::vector<PagePiece>& pieces, image::Mm* mm, WritableFile* file,
-                 const ProgressFn& progress);
+                 const ProgressFn& progress, bool direct = false);
 // Reads them into `data` instead (the page data, as it goes in the file from
 // kPageDataOffset on), setting the runs' checksums: for a small process, whose
 // page file is then written on the image writer's thread.
