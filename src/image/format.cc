@@ -200,6 +200,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "hugetlb",
       "time-ns",
       "remote-pages",
+      "user-ns",
   };
   return kFeatures;
 }
