@@ -264,10 +264,10 @@ TEST(FdInfoRules, LocksAsyncAndOwnersRestoredUnknownFlagsRefused) {
 
 TEST(NsRules, OtherNamespacesAreRefusedByName) {
   Report r;
-  ClassifyNamespaces({{"cgroup", "cgroup:[99]"}, {"pid", "pid:[4026531836]"}, {"quux", "quux:[1]"}}, "pid 100", Cryo(),
+  ClassifyNamespaces({{"pid", "pid:[99]"}, {"uts", "uts:[4026531838]"}, {"quux", "quux:[1]"}}, "pid 100", Cryo(),
                      nullptr, &r);
   const std::string s = Refusals(r);
-  EXPECT_NE(s.find("pid 100 lives in a cgroup namespace other than cryo's (cgroup:[99]); restoring namespaces is not "
+  EXPECT_NE(s.find("pid 100 lives in a PID namespace other than cryo's (pid:[99]); restoring namespaces is not "
                    "supported yet"),
             std::string::npos)
       << s;
@@ -280,7 +280,7 @@ TEST(NsRules, OtherNamespacesAreRefusedByName) {
   // A user namespace of the tree's own is restored (ns/user_ns.h); a thread
   // in another one than its leader's is not.
   Report user;
-  ClassifyNamespaces({{"user", "user:[99]"}}, "pid 100", Cryo(), nullptr, &user);
+  ClassifyNamespaces({{"user", "user:[99]"}, {"cgroup", "cgroup:[98]"}}, "pid 100", Cryo(), nullptr, &user);
   EXPECT_EQ(user.refusals(), 0u) << Refusals(user);
   Report user_thread;
   const std::map<std::string, std::string> user_leader = {{"user", "user:[99]"}};

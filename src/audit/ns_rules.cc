@@ -4,8 +4,8 @@
 // UTS, IPC, network, time or user namespace of the tree's own is: src/ns/; so are its own PID
 // namespace and the mount namespace that goes with it (ns/tree_pidns.h) and its
 // own mount namespace, which cryo dumps from inside: ns/tree_mntns.h); its
-// cgroups are restored (src/cgroup/), a thread's own cgroup is refused; a
-// cgroup namespace other than cryo's is refused.
+// cgroups are restored (src/cgroup/), a thread's own cgroup is refused; so
+// is a cgroup namespace of the tree's own (ns/cgroup_ns.h).
 #include <string>
 
 #include "audit/classify.h"
@@ -79,6 +79,14 @@ void ClassifyNamespaces(const std::map<std::string, std::string>& links, const s
       // which refuses a tree in several of them or one shared outside it).
       report->Add(subject, "ns", name, link, Verdict::kRestored,
                   "its own " + std::string(kind->what) + ": its content dumped and restored into a fresh one");
+      continue;
+    }
+    if (!leader && kind->name == "cgroup") {
+      // The tree's own: its root cgroups dumped, a fresh one unshared there
+      // by the root's helper (ns/cgroup_ns.cc, which refuses one shared
+      // outside the tree).
+      report->Add(subject, "ns", name, link, Verdict::kRestored,
+                  "its own cgroup namespace: its root cgroups dumped and a fresh one made there");
       continue;
     }
     if (!leader && kind->name == "user") {

@@ -201,6 +201,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "time-ns",
       "remote-pages",
       "user-ns",
+      "cgroup-ns",
   };
   return kFeatures;
 }

@@ -215,6 +215,16 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
   } else if (index.features.count("user-ns")) {
     return Bad(img, NamespacesName(), "feature 'user-ns' without the user namespace's record");
   }
+  // The tree's cgroup namespace (ns/cgroup_ns.h): one root per hierarchy.
+  if (img.namespaces.has_cgroup()) {
+    needed.insert("cgroup-ns");
+    std::set<std::string> hierarchies;
+    for (const CgroupPath& c : img.namespaces.cgroup().roots())
+      if (!hierarchies.insert(c.hierarchy()).second)
+        return Bad(img, NamespacesName(), "the cgroup namespace has two roots in hierarchy \"" + c.hierarchy() + "\"");
+  } else if (index.features.count("cgroup-ns")) {
+    return Bad(img, NamespacesName(), "feature 'cgroup-ns' without the cgroup namespace's record");
+  }
   for (const std::string& f : needed)
     if (!index.features.count(f))
       return Bad(img, InventoryName(), "the records need feature '" + f + "', which the inventory does not list");

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "base/log.h"
+#include "ns/cgroup_ns.h"
 #include "ns/ipc_objects.h"
 #include "ns/netns.h"
 #include "ns/ns_thread.h"
@@ -95,6 +96,7 @@ Status DumpNamespaces(const std::vector<pid_t>& pids, const std::set<pid_t>& tre
   if (pids.empty()) return Status::Ok();
   CRYO_RETURN_IF_ERROR(CheckTreePidns(pids.front(), tree, features));
   CRYO_RETURN_IF_ERROR(DumpUserNamespace(pids, tree, out, features));
+  CRYO_RETURN_IF_ERROR(DumpCgroupNamespace(pids, tree, out, features));
   if (const image::MountNamespace* mounts = TreeMountTable()) {  // entered before the seize (ns/tree_mntns.h)
     CRYO_RETURN_IF_ERROR(CheckTreeMountNsOwned(tree));
     *out->mutable_mounts() = *mounts;

@@ -1,4 +1,5 @@
 #include "ns/user_ns.h"
+#include "ns/cgroup_ns.h"
 
 #include <gtest/gtest.h>
 
@@ -50,6 +51,23 @@ TEST(UserNs, NothingWithoutATreeUserNamespace) {
   image::Inventory inv;
   EXPECT_TRUE(MakeTreeUserNs(inv, image::NamespaceTable()).ok());
   EXPECT_FALSE(HaveTreeUserNs());
+}
+
+}  // namespace
+}  // namespace cryo::ns
+
+namespace cryo::ns {
+namespace {
+
+// The root of a cgroup namespace: what cryo sees less what the process sees.
+TEST(CgroupNs, RootIsCryosViewLessTheInsideView) {
+  EXPECT_EQ(*CgroupNsRoot("/a/b/c", "/b/c"), "/a");
+  EXPECT_EQ(*CgroupNsRoot("/a/b", "/"), "/a/b");
+  EXPECT_EQ(*CgroupNsRoot("/a", "/a"), "/");
+  EXPECT_EQ(*CgroupNsRoot("/", "/"), "/");
+  EXPECT_FALSE(CgroupNsRoot("/a/xb/c", "/b/c").ok());  // whole components only
+  EXPECT_FALSE(CgroupNsRoot("/a/b", "/../x").ok());    // outside its root
+  EXPECT_FALSE(CgroupNsRoot("/a/b", "/c").ok());
 }
 
 }  // namespace

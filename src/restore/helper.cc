@@ -29,6 +29,7 @@
 #include "files/file_locks.h"
 #include "mem/lazy_plan.h"
 #include "mem/mm_attrs.h"
+#include "ns/cgroup_ns.h"
 #include "ns/time_ns.h"
 #include "ns/user_ns.h"
 #include "image/parent_chain.h"
@@ -529,6 +530,10 @@ Status Run(HelperContext& ctx) {
   // Before any clone (the children inherit both) and before memory is mapped
   // (charged to the memory cgroup the helper is in).
   if (!core.zombie()) {
+    // The tree's cgroup namespace, made by the root where its root cgroups
+    // are; every other process is cloned into it (ns/cgroup_ns.h).
+    if (ctx.pid == ctx.img->inventory.root_pid())
+      CRYO_RETURN_IF_ERROR(ns::EnterFreshCgroupNamespace(ctx.img->inventory, ctx.cgroups->NsRootProcsFiles()));
     CRYO_RETURN_IF_ERROR(cgroup::JoinCgroups(ctx.cgroups->ProcsFiles(ctx.pid)));
     CRYO_RETURN_IF_ERROR(ApplyAuditSession(core));
   }

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cryotest  # noqa: E402
 from cryotest import check, check_eq, fail, pid_alive, read_text  # noqa: E402
 from test_pidns import PIDNS, ns_pids, restore_copy  # noqa: E402
+from test_taskstate import Cgroups, cgroups_of  # noqa: E402
 
 UNSHARE = "/usr/bin/unshare"
 NS_GET_USERNS = 0xb701  # _IO(0xb7, 0x1), ioctl_ns(2)
@@ -71,14 +72,34 @@ def check_outside(pid, kinds, expect_maps, when):
         check_eq(owner_ino(pid, kind), user, "%s: the user namespace owning pid %d's %s namespace" % (when, pid, kind))
 
 
-def start_pidns(h, flags=()):
+def in_cgroups(h, cg, argv):
+    """argv started from a shell that first moves itself into a fresh cgroup
+    below the harness's in the memory and pids hierarchies (those mounted
+    here): (argv, {hierarchy: cgroup path})."""
+    mine = cgroups_of(os.getpid())
+    placed = {}
+    moves = []
+    for hier in ("memory", "pids"):
+        if hier not in cg.mounts or hier not in mine:
+            continue
+        path = cg.make(hier, mine[hier].rstrip("/") + "/cryo-userns-%d-%d" % (os.getpid(), h.counter))
+        placed[hier] = path
+        moves.append("echo $$ > %s/cgroup.procs" % cg.dir(hier, path))
+    check(placed, "no memory or pids cgroup hierarchy is mounted here")
+    return ["/bin/sh", "-c", "; ".join(moves) + '; exec "$@"', "sh"] + argv, placed
+
+
+def start_pidns(h, flags=(), cg=None):
     """`unshare --user --map-root-user --pid --fork --mount-proc FLAGS sh -c
     'setsid userns CTL & wait'`: (unshare's Workload, the workload's, with its
     host pid). The workload is pid 2, beside the shell (pid 1, which a
     restore into a new PID namespace replaces with its init)."""
     ctl = h.mkdir("userns")
-    u = h.start("userns", [UNSHARE, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc"] + list(flags) +
-                ["--", "/bin/sh", "-c", "setsid %s %s & wait" % (h.workload_path("userns"), ctl)], ctl)
+    argv = [UNSHARE, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc"] + list(flags) + \
+        ["--", "/bin/sh", "-c", "setsid %s %s & wait" % (h.workload_path("userns"), ctl)]
+    if cg is not None:
+        argv, _ = in_cgroups(h, cg, argv)
+    u = h.start("userns", argv, ctl)
     deadline = time.monotonic() + 20
     while not (read_text(os.path.join(ctl, "ready")) or "").strip():
         if time.monotonic() > deadline or not pid_alive(u.pid):
@@ -152,6 +173,82 @@ def test_pidns_net_ipc_uts(h):
     h.verify_ok(rw, when="after restore")
     h.verify_ok(rw, exit=True, when="after restore (exit)")
     check_eq(h.wait_exit(init), ("exit", 0), "the init's status once the tree exited 0")
+
+
+def test_cgroupns_pidns(h):
+    """With --cgroup, started in cgroups of its own: the cgroup namespace's
+    root is those cgroups; restored with --pidns new, the workload reads the
+    same /proc/self/cgroup (its root: "/") and is in the same cgroups as seen
+    from outside; the namespace is owned by its user namespace."""
+    cg = Cgroups(h)
+    try:
+        u, w = start_pidns(h, ["--cgroup"], cg=cg)
+        before = cgroups_of(w.pid)
+        inside = parse_inside(w.pid)
+        check(all(p == "/" for p in inside.values()), "the workload reads its cgroups as roots: %s" % inside)
+        check_outside(w.pid, ["pid", "mnt", "cgroup"], ROOT_MAPS, "original")
+        images = h.mkdir("img")
+        h.dump(w.pid, images)
+        check("cgroup-ns" in h.show_json(images)["features"], "feature cgroup-ns missing")
+        h.wait_exit(u.pid)
+        h.reap_orphans()
+        r = h.restore(images, detach=True, extra=PIDNS)
+        init = cryotest.proc_stat(r.pid)["ppid"]
+        check_outside(r.pid, ["pid", "mnt", "cgroup"], ROOT_MAPS, "after restore")
+        check_eq(cgroups_of(r.pid), before, "the restored workload's cgroups, seen from outside")
+        rw = w.restored(r.pid)
+        h.verify_ok(rw, when="after restore")
+        h.verify_ok(rw, exit=True, when="after restore (exit)")
+        check_eq(h.wait_exit(init), ("exit", 0), "the init's status once the tree exited 0")
+    finally:
+        cg.remove()
+
+
+def test_cgroupns_plain(h):
+    """`unshare --cgroup --fork` (no user namespace), unshare and the
+    workload in cgroups of their own: kill and restore with their pids."""
+    cg = Cgroups(h)
+    try:
+        ctl = h.mkdir("userns")
+        argv, placed = in_cgroups(h, cg, [UNSHARE, "--cgroup", "--fork", "--", "/usr/bin/setsid",
+                                          h.workload_path("userns"), ctl])
+        u, w = h.start_under_unshare("userns", argv, ctl)
+        h.verify_ok(w, when="of the original")
+        before = cgroups_of(w.pid)
+        for hier, path in placed.items():
+            check_eq(before[hier], path, "the original's cgroup in %s" % hier)
+        check(ns_of(w.pid, "cgroup") != ns_of(os.getpid(), "cgroup"), "the workload has a cgroup namespace of its own")
+        images = h.mkdir("img")
+        h.dump(u.pid, images)
+        h.reap_original(u)
+        h.wait_exit(w.pid)
+        h.reap_orphans()
+        r = h.restore(images, detach=True, expected_pid=u.pid)
+        check_eq(cgroups_of(w.pid), before, "the restored workload's cgroups, seen from outside")
+        check_eq(ns_of(r.pid, "cgroup"), ns_of(w.pid, "cgroup"), "restored unshare and its child share the namespace")
+        check(ns_of(w.pid, "cgroup") != ns_of(os.getpid(), "cgroup"), "the restored workload's own cgroup namespace")
+        check_eq(parse_inside(w.pid), {hier: "/" for hier in parse_inside(w.pid)}, "cgroups read inside")
+        rw = w.restored(w.pid)
+        h.verify_ok(rw, when="after restore")
+        h.verify_ok(rw, exit=True, when="after restore (exit)")
+        check_eq(h.wait_exit(r.pid), ("exit", 0), "unshare's status once its child exited 0")
+    finally:
+        cg.remove()
+
+
+def parse_inside(pid):
+    """/proc/PID/cgroup as the process reads it (in its cgroup namespace):
+    nsenter into it to read it."""
+    import subprocess
+    p = subprocess.run(["nsenter", "-t", str(pid), "-C", "cat", "/proc/%d/cgroup" % pid], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=10)
+    check_eq(p.returncode, 0, "nsenter -C: %s" % p.stdout.decode(errors="replace"))
+    out = {}
+    for line in p.stdout.decode().splitlines():
+        _, hier, path = line.split(":", 2)
+        if hier in ("memory", "pids"):
+            out[hier] = path
+    return out
 
 
 def start_plain(h, map_args):
@@ -247,6 +344,8 @@ TESTS = [
     test_plain_rewind,
     test_explicit_maps,
     test_refusals,
+    test_cgroupns_pidns,
+    test_cgroupns_plain,
 ]
 
 if __name__ == "__main__":
