@@ -243,9 +243,6 @@ Status DumpUserNamespace(const std::vector<pid_t>& pids, const std::set<pid_t>& 
     return Status::Error("the tree's user namespace " + link + " is owned by uid " + std::to_string(owner) +
                          "; a restore by cryo (euid " + std::to_string(::geteuid()) + ") would make it owned by " +
                          "cryo's uid, giving that uid and not " + std::to_string(owner) + " its capabilities in it");
-  if (DumpingInTreeMountNs())
-    return Status::Error("the tree owns a mount namespace (not that of a PID namespace of its own) besides its user "
-                         "namespace " + link + ", which are not restored together yet");
   CRYO_RETURN_IF_ERROR(proc::ForEachPidOutside(tree, [&](pid_t p) {
     // Pid 1 of the tree's own PID namespace: the restore's init takes its
     // place (it lives in cryo's user namespace).
@@ -387,7 +384,7 @@ Status UnshareOwned(int flags, const std::string& what) {
 Status CheckTreeUserNsFit(const image::LoadedImage& img) {
   const image::Inventory& inv = img.inventory;
   if (!HasFeature(inv, "user-ns")) return Status::Ok();
-  for (const char* f : {"time-ns", "mount-ns"})
+  for (const char* f : {"time-ns"})
     if (HasFeature(inv, f))
       return Status::Error(std::string("the image has a user namespace of the tree's own and feature '") + f +
                            "', which are not restored together yet");

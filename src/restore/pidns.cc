@@ -193,6 +193,15 @@ Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts) {
     image::ImageIdentity identity;
     CRYO_RETURN_IF_ERROR(image::ReadInventory(opts.images_dir, &inv, &identity));
     if (std::count(inv.features().begin(), inv.features().end(), "user-ns")) {
+      // The tree's PID namespace would have to be made in the fresh user
+      // namespace, by a process of it: its pid_for_children has no file
+      // until its pid 1 exists (ENOENT), and cryo's init, which is that pid
+      // 1, needs cryo's privileges. A PID namespace of cryo's making would be
+      // owned by cryo's user namespace, not the tree's as it was.
+      if (std::count(inv.features().begin(), inv.features().end(), "pid-ns"))
+        return Status::Error("the tree lived in a PID namespace of its own owned by its own user namespace; a restore "
+                             "into a new PID namespace cannot make that namespace in the fresh user namespace yet "
+                             "(not supported)");
       image::NamespaceTable ns;
       CRYO_RETURN_IF_ERROR(image::ReadRecord(opts.images_dir, image::NamespacesName(), image::FileKind::kNamespaces, &ns));
       CRYO_RETURN_IF_ERROR(ns::MakeTreeUserNs(inv, ns));

@@ -171,7 +171,11 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   RestoreFaultPoint("loaded");
   const pid_t root = img.inventory.root_pid();
   CRYO_RETURN_IF_ERROR(CheckCpu(img.inventory));
-  for (const auto& [pid, p] : img.processes) CRYO_RETURN_IF_ERROR(CheckCapabilitiesFit(p.core));
+  // In a user namespace of the tree's own the capability sets are relative
+  // to it, where a process that joins it starts with all (setns(2)).
+  const bool own_userns = std::count(img.inventory.features().begin(), img.inventory.features().end(), "user-ns");
+  for (const auto& [pid, p] : img.processes)
+    if (!own_userns) CRYO_RETURN_IF_ERROR(CheckCapabilitiesFit(p.core));
   CRYO_ASSIGN_OR_RETURN(uint64_t syscall_off, BlobSyscallInsn());
   const auto& features = img.inventory.features();
   if (!opts.remote && std::find(features.begin(), features.end(), "remote-pages") != features.end())

@@ -27,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cryotest  # noqa: E402
 from cryotest import check, check_eq, fail, pid_alive, read_text  # noqa: E402
-from test_pidns import PIDNS, ns_pids, restore_copy  # noqa: E402
+from test_pidns import PIDNS  # noqa: E402
 from test_taskstate import Cgroups, cgroups_of  # noqa: E402
 
 UNSHARE = "/usr/bin/unshare"
@@ -117,89 +117,74 @@ def start_pidns(h, flags=(), cg=None):
 ROOT_MAPS = ["0 0 1", "0 0 1", "deny"]
 
 
-def test_pidns_kill(h):
-    """Killed by the dump, restored with --pidns new: a fresh user namespace
-    owning the fresh PID and mount namespaces."""
+def test_pidns_refused_at_restore(h):
+    """`--user --pid --mount-proc`: dumped from inside its PID namespace, but
+    a restore with --pidns new cannot make the PID namespace in the fresh
+    user namespace yet: refused by name, nothing made."""
     u, w = start_pidns(h)
     check_outside(w.pid, ["pid", "mnt"], ROOT_MAPS, "original")
     images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.wait_exit(u.pid)  # the shell (pid 1) ended once the workload was killed, and with it unshare
-    h.reap_orphans()
-    r = h.restore(images, detach=True, extra=PIDNS)
-    check_eq(ns_pids(r.pid), [r.pid, 2], "NSpid of the restored workload")
-    init = cryotest.proc_stat(r.pid)["ppid"]
-    check_outside(r.pid, ["pid", "mnt"], ROOT_MAPS, "after restore")
-    rw = w.restored(r.pid)
-    h.verify_ok(rw, when="after restore")
-    h.verify_ok(rw, exit=True, when="after restore (exit)")
-    check_eq(h.wait_exit(init), ("exit", 0), "the init's status once the tree exited 0")
-
-
-def test_pidns_rewind_beside_original(h):
-    """Leave-running, then --pidns new while the original runs: both verify
-    themselves, each in a user namespace of its own."""
-    u, w = start_pidns(h)
-    images = h.mkdir("img")
     h.dump(w.pid, images, leave_running=True)
-    h.verify_ok(w, when="of the original after dump --leave-running")
-    copy, r, init = restore_copy(h, w, images)
-    check(pid_alive(w.pid), "the original runs beside its copy")
-    check_outside(r.pid, ["pid", "mnt"], ROOT_MAPS, "copy")
-    check(ns_of(r.pid, "user") != ns_of(w.pid, "user"), "the copy shares the original's user namespace")
-    h.verify_ok(copy, when="of the copy")
-    h.verify_ok(w, when="of the original beside its copy")
-    h.verify_ok(copy, exit=True, when="of the copy (exit)")
-    check_eq(h.wait_exit(init), ("exit", 0), "the copy's init status once it exited 0")
+    check("user-ns" in h.show_json(images)["features"], "feature user-ns missing")
+    r = h.restore(images, detach=True, extra=PIDNS, expect_ok=False)
+    check(r.rc != 0 and "cannot make that namespace in the fresh user namespace" in r.message,
+          "the restore should be refused by name: %s" % r.message)
+    h.verify_ok(w, when="of the original after the refused restore")
     h.verify_ok(w, exit=True, when="of the original (exit)")
     check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status")
 
 
-def test_pidns_net_ipc_uts(h):
-    """With --net --ipc --uts too: every fresh namespace is owned by the
-    fresh user namespace (the workload sets its host name in its own UTS
-    namespace after the restore)."""
-    kinds = ["pid", "mnt", "net", "ipc", "uts"]
-    u, w = start_pidns(h, ["--net", "--ipc", "--uts"])
+def test_net_ipc_uts(h):
+    """`--user --map-root-user --net --ipc --uts --fork`: every fresh
+    namespace is owned by the fresh user namespace (the workload sets its
+    host name in its own UTS namespace after the restore)."""
+    kinds = ["net", "ipc", "uts"]
+    u, w = start_plain(h, ["--map-root-user", "--net", "--ipc", "--uts"])
     check_outside(w.pid, kinds, ROOT_MAPS, "original")
     images = h.mkdir("img")
-    h.dump(w.pid, images)
-    h.wait_exit(u.pid)
+    h.dump(u.pid, images)
+    h.reap_original(u)
+    h.wait_exit(w.pid)
     h.reap_orphans()
-    r = h.restore(images, detach=True, extra=PIDNS)
-    init = cryotest.proc_stat(r.pid)["ppid"]
-    check_outside(r.pid, kinds, ROOT_MAPS, "after restore")
-    rw = w.restored(r.pid)
+    r = h.restore(images, detach=True, expected_pid=u.pid)
+    check_outside(w.pid, kinds, ROOT_MAPS, "after restore")
+    check_eq(ns_of(r.pid, "net"), ns_of(w.pid, "net"), "restored unshare and its child share the network namespace")
+    rw = w.restored(w.pid)
     h.verify_ok(rw, when="after restore")
     h.verify_ok(rw, exit=True, when="after restore (exit)")
-    check_eq(h.wait_exit(init), ("exit", 0), "the init's status once the tree exited 0")
+    check_eq(h.wait_exit(r.pid), ("exit", 0), "unshare's status once its child exited 0")
 
 
-def test_cgroupns_pidns(h):
-    """With --cgroup, started in cgroups of its own: the cgroup namespace's
-    root is those cgroups; restored with --pidns new, the workload reads the
-    same /proc/self/cgroup (its root: "/") and is in the same cgroups as seen
-    from outside; the namespace is owned by its user namespace."""
+def test_cgroupns_userns(h):
+    """`--user --map-root-user --cgroup --fork`, started in cgroups of its
+    own: the cgroup namespace's root is those cgroups; restored, the workload
+    reads the same /proc/self/cgroup (its root: "/") and is in the same
+    cgroups as seen from outside; the namespace is owned by its user
+    namespace."""
     cg = Cgroups(h)
     try:
-        u, w = start_pidns(h, ["--cgroup"], cg=cg)
+        ctl = h.mkdir("userns")
+        argv, placed = in_cgroups(h, cg, [UNSHARE, "--user", "--map-root-user", "--cgroup", "--fork", "--",
+                                          "/usr/bin/setsid", h.workload_path("userns"), ctl])
+        u, w = h.start_under_unshare("userns", argv, ctl)
+        h.verify_ok(w, when="of the original")
         before = cgroups_of(w.pid)
-        inside = parse_inside(w.pid)
-        check(all(p == "/" for p in inside.values()), "the workload reads its cgroups as roots: %s" % inside)
-        check_outside(w.pid, ["pid", "mnt", "cgroup"], ROOT_MAPS, "original")
+        check(all(p == "/" for p in parse_inside(w.pid).values()), "the workload reads its cgroups as roots")
+        check_outside(w.pid, ["cgroup"], ROOT_MAPS, "original")
         images = h.mkdir("img")
-        h.dump(w.pid, images)
+        h.dump(u.pid, images)
         check("cgroup-ns" in h.show_json(images)["features"], "feature cgroup-ns missing")
-        h.wait_exit(u.pid)
+        h.reap_original(u)
+        h.wait_exit(w.pid)
         h.reap_orphans()
-        r = h.restore(images, detach=True, extra=PIDNS)
-        init = cryotest.proc_stat(r.pid)["ppid"]
-        check_outside(r.pid, ["pid", "mnt", "cgroup"], ROOT_MAPS, "after restore")
-        check_eq(cgroups_of(r.pid), before, "the restored workload's cgroups, seen from outside")
-        rw = w.restored(r.pid)
+        r = h.restore(images, detach=True, expected_pid=u.pid)
+        check_outside(w.pid, ["cgroup"], ROOT_MAPS, "after restore")
+        check_eq(cgroups_of(w.pid), before, "the restored workload's cgroups, seen from outside")
+        check(all(p == "/" for p in parse_inside(w.pid).values()), "the restored workload reads its cgroups as roots")
+        rw = w.restored(w.pid)
         h.verify_ok(rw, when="after restore")
         h.verify_ok(rw, exit=True, when="after restore (exit)")
-        check_eq(h.wait_exit(init), ("exit", 0), "the init's status once the tree exited 0")
+        check_eq(h.wait_exit(r.pid), ("exit", 0), "unshare's status once its child exited 0")
     finally:
         cg.remove()
 
@@ -337,14 +322,13 @@ def test_refusals(h):
 
 
 TESTS = [
-    test_pidns_kill,
-    test_pidns_rewind_beside_original,
-    test_pidns_net_ipc_uts,
+    test_pidns_refused_at_restore,
+    test_net_ipc_uts,
     test_plain_kill,
     test_plain_rewind,
     test_explicit_maps,
     test_refusals,
-    test_cgroupns_pidns,
+    test_cgroupns_userns,
     test_cgroupns_plain,
 ]
 
