@@ -2,7 +2,7 @@
 """bench_userns: what a user namespace of the tree's own costs a dump and a
 restore: the userns workload under `unshare --user --map-root-user --fork`
 against the same under `unshare --fork` (no namespace), and the same two with
-`--pid --mount-proc` (restored with --pidns new), alternating in each round;
+`--net --ipc --uts`, alternating in each round (unshare and the workload dumped together);
 wall time of each cryo command (kill mode; restore -d), median of N rounds.
 Run as root from the build tree: bench_userns.py [CRYO [USERNS] [ROUNDS]].
 """
@@ -24,9 +24,10 @@ ROUNDS = int(sys.argv[3]) if len(sys.argv) > 3 else 7
 KINDS = {
     "plain": ["unshare", "--fork", "--", "setsid", W],
     "userns": ["unshare", "--user", "--map-root-user", "--fork", "--", "setsid", W],
-    "pidns": ["unshare", "--pid", "--fork", "--mount-proc", "--", "sh", "-c", "setsid %s %%s & wait" % W],
-    "userns+pidns": ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--", "sh", "-c",
-                     "setsid %s %%s & wait" % W],
+    # The same, each with a network, IPC and UTS namespace of its own.
+    "net-ipc-uts": ["unshare", "--net", "--ipc", "--uts", "--fork", "--", "setsid", W],
+    "userns+net-ipc-uts": ["unshare", "--user", "--map-root-user", "--net", "--ipc", "--uts", "--fork", "--", "setsid",
+                           W],
 }
 
 
@@ -105,7 +106,7 @@ with open("/proc/loadavg") as f:
 for kind, r in res.items():
     print("%-14s dump median %6.1f ms  restore median %6.1f ms  (n=%d)" %
           (kind, statistics.median(r["dump"]), statistics.median(r["restore"]), len(r["dump"])))
-for base, kind in (("plain", "userns"), ("pidns", "userns+pidns")):
+for base, kind in (("plain", "userns"), ("net-ipc-uts", "userns+net-ipc-uts")):
     for op in ("dump", "restore"):
         b, k = statistics.median(res[base][op]), statistics.median(res[kind][op])
         print("%s/%s %s: %+.1f ms (x%.2f)" % (kind, base, op, k - b, k / b))
