@@ -61,9 +61,8 @@ def kill_wait(pid):
 def start(kind, d):
     ctl = d + "/ctl"
     os.makedirs(ctl)
-    argv = [a % ctl if "%s" in a else a for a in KINDS[kind]]
-    if "sh" not in argv:
-        argv.append(ctl)
+    argv = list(KINDS[kind])
+    argv.append(ctl)
     u = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          close_fds=True)
     deadline = time.monotonic() + 20
@@ -71,8 +70,6 @@ def start(kind, d):
         if time.monotonic() > deadline:
             raise SystemExit("%s did not get ready" % kind)
         time.sleep(0.01)
-    if "pidns" in kind:  # the workload, pid 2 under the shell
-        return u.pid, children(children(u.pid)[0])[0]
     return u.pid, u.pid  # unshare and its child together
 
 
@@ -93,12 +90,10 @@ for i in range(ROUNDS):
         res[kind]["dump"].append(timed(["dump", "-t", str(target), "-D", d + "/img", "-q"]))
         kill_wait(u)
         reap_all()
-        extra = ["--pidns", "new"] if "pidns" in kind else []
-        res[kind]["restore"].append(timed(["restore", "-D", d + "/img", "-d", "-q", "--pidfile", d + "/pid"] + extra))
+        res[kind]["restore"].append(timed(["restore", "-D", d + "/img", "-d", "-q", "--pidfile", d + "/pid"]))
         pid = int(open(d + "/pid").read())
-        with open("/proc/%d/stat" % pid) as f:
-            ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        kill_wait(ppid if "pidns" in kind else pid)
+        for c in children(pid):  # the restored workload, then unshare
+            kill_wait(c)
         kill_wait(pid)
         shutil.rmtree(d)
 with open("/proc/loadavg") as f:
