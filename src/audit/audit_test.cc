@@ -264,10 +264,10 @@ TEST(FdInfoRules, LocksAsyncAndOwnersRestoredUnknownFlagsRefused) {
 
 TEST(NsRules, OtherNamespacesAreRefusedByName) {
   Report r;
-  ClassifyNamespaces({{"user", "user:[99]"}, {"pid", "pid:[4026531836]"}, {"quux", "quux:[1]"}}, "pid 100", Cryo(),
+  ClassifyNamespaces({{"pid", "pid:[99]"}, {"uts", "uts:[4026531838]"}, {"quux", "quux:[1]"}}, "pid 100", Cryo(),
                      nullptr, &r);
   const std::string s = Refusals(r);
-  EXPECT_NE(s.find("pid 100 lives in a user namespace other than cryo's (user:[99]); restoring namespaces is not "
+  EXPECT_NE(s.find("pid 100 lives in a PID namespace other than cryo's (pid:[99]); restoring namespaces is not "
                    "supported yet"),
             std::string::npos)
       << s;
@@ -277,6 +277,15 @@ TEST(NsRules, OtherNamespacesAreRefusedByName) {
   const std::map<std::string, std::string> leader = {{"net", "net:[4026531833]"}};
   ClassifyNamespaces({{"net", "net:[5]"}}, "pid 100 thread 101", Cryo(), &leader, &thread);
   EXPECT_NE(Refusals(thread).find("other than its process leader's"), std::string::npos);
+  // A user namespace of the tree's own is restored (ns/user_ns.h); a thread
+  // in another one than its leader's is not.
+  Report user;
+  ClassifyNamespaces({{"user", "user:[99]"}, {"cgroup", "cgroup:[98]"}}, "pid 100", Cryo(), nullptr, &user);
+  EXPECT_EQ(user.refusals(), 0u) << Refusals(user);
+  Report user_thread;
+  const std::map<std::string, std::string> user_leader = {{"user", "user:[99]"}};
+  ClassifyNamespaces({{"user", "user:[98]"}}, "pid 100 thread 101", Cryo(), &user_leader, &user_thread);
+  EXPECT_EQ(user_thread.refusals(), 1u);
 }
 
 // A tree's own UTS, IPC, network and time namespaces are restored as fresh ones

@@ -1,10 +1,11 @@
 // Namespaces (/proc/PID/ns, namespaces(7)) and cgroups (/proc/PID/cgroup,
 // cgroups(7)): a restored process is a fork of cryo and lives in cryo's
 // namespaces, so any other namespace is refused until cryo restores it (a
-// UTS, IPC, network or time namespace of the tree's own is: src/ns/; so are its own PID
+// UTS, IPC, network, time or user namespace of the tree's own is: src/ns/; so are its own PID
 // namespace and the mount namespace that goes with it (ns/tree_pidns.h) and its
 // own mount namespace, which cryo dumps from inside: ns/tree_mntns.h); its
-// cgroups are restored (src/cgroup/), a thread's own cgroup is refused.
+// cgroups are restored (src/cgroup/), a thread's own cgroup is refused; so
+// is a cgroup namespace of the tree's own (ns/cgroup_ns.h).
 #include <string>
 
 #include "audit/classify.h"
@@ -78,6 +79,22 @@ void ClassifyNamespaces(const std::map<std::string, std::string>& links, const s
       // which refuses a tree in several of them or one shared outside it).
       report->Add(subject, "ns", name, link, Verdict::kRestored,
                   "its own " + std::string(kind->what) + ": its content dumped and restored into a fresh one");
+      continue;
+    }
+    if (!leader && kind->name == "cgroup") {
+      // The tree's own: its root cgroups dumped, a fresh one unshared there
+      // by the root's helper (ns/cgroup_ns.cc, which refuses one shared
+      // outside the tree).
+      report->Add(subject, "ns", name, link, Verdict::kRestored,
+                  "its own cgroup namespace: its root cgroups dumped and a fresh one made there");
+      continue;
+    }
+    if (!leader && kind->name == "user") {
+      // The tree's own: its maps dumped and a fresh one made first at
+      // restore, owning the tree's other namespaces (ns/user_ns.cc, which
+      // refuses a nested one, one shared outside the tree, unmapped ids).
+      report->Add(subject, "ns", name, link, Verdict::kRestored,
+                  "its own user namespace: its uid/gid maps dumped and restored into a fresh one");
       continue;
     }
     if (!leader && kind->name.starts_with("time")) {

@@ -76,6 +76,9 @@ Result<std::unique_ptr<CgroupPlacement>> CgroupPlacement::Prepare(const image::L
     for (const image::CgroupPath& c : proc.core.cgroups())
       work[c.hierarchy()] = work[c.hierarchy()] || !c.path().empty() || !roots.all.empty() ||
                             roots.by_hierarchy.count(c.hierarchy());
+  // The tree's cgroup namespace: its root's helper moves to the root first.
+  for (const image::CgroupPath& c : img.namespaces.cgroup().roots())
+    if (!c.path().empty()) work[c.hierarchy()] = true;
   if (std::none_of(work.begin(), work.end(), [](const auto& w) { return w.second; })) return p;
   for (const auto& [h, path] : roots.by_hierarchy)
     if (!work.count(h)) return Status::Error("--cgroup-root: the image has no process in cgroup hierarchy " + HierarchyName(h));
@@ -106,6 +109,26 @@ Result<std::unique_ptr<CgroupPlacement>> CgroupPlacement::Prepare(const image::L
       CRYO_RETURN_IF_ERROR(p->MakeDir(*dir, c.hierarchy()).Prefixed(who));
       p->files_[pid].push_back(*dir + "/cgroup.procs");
     }
+  }
+  for (const image::CgroupPath& c : img.namespaces.cgroup().roots()) {
+    if (!work[c.hierarchy()]) continue;
+    const std::string who = "the root of the tree's cgroup namespace, hierarchy " + HierarchyName(c.hierarchy());
+    std::string base;
+    if (auto r = roots.by_hierarchy.find(c.hierarchy()); r != roots.by_hierarchy.end()) {
+      base = r->second;
+    } else if (!roots.all.empty()) {
+      base = roots.all;
+    } else if (auto m = mine.find(c.hierarchy()); m != mine.end()) {
+      base = m->second;
+    } else {
+      return Status::Error(who + ": this system has no such hierarchy");
+    }
+    auto target = JoinPath(base, c.path());
+    if (!target.ok()) return target.status().Prefixed(who);
+    auto dir = CgroupDir(mounts, c.hierarchy(), *target);
+    if (!dir.ok()) return dir.status().Prefixed(who);
+    CRYO_RETURN_IF_ERROR(p->MakeDir(*dir, c.hierarchy()).Prefixed(who));
+    p->ns_root_files_.push_back(*dir + "/cgroup.procs");
   }
   return p;
 }

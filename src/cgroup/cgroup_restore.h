@@ -41,6 +41,9 @@ class CgroupPlacement {
 
   // The cgroup.procs files process `pid` writes itself into (empty: none).
   const std::vector<std::string>& ProcsFiles(pid_t pid) const;
+  // Those of the root of the tree's cgroup namespace (NamespaceTable.cgroup,
+  // ns/cgroup_ns.h), which the root's helper unshares in (empty: none).
+  const std::vector<std::string>& NsRootProcsFiles() const { return ns_root_files_; }
   void Keep() { keep_ = true; }
 
  private:
@@ -48,6 +51,7 @@ class CgroupPlacement {
   Status MakeDir(const std::string& dir, const std::string& hierarchy);
   std::vector<std::string> created_;  // in creation order
   std::map<pid_t, std::vector<std::string>> files_;
+  std::vector<std::string> ns_root_files_;
   bool keep_ = false;
 };
 

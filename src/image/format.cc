@@ -203,6 +203,8 @@ const std::vector<std::string>& SupportedFeatures() {
       "remote-pages",
       "fs-root",
       "hugetlb-shared",
+      "user-ns",
+      "cgroup-ns",
   };
   return kFeatures;
 }

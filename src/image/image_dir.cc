@@ -521,7 +521,8 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
     CRYO_RETURN_IF_ERROR(ReadImageRecord(img, ShmName(), FileKind::kShm, &img.shm));
   if (HasFeature(inv, "tty")) CRYO_RETURN_IF_ERROR(ReadImageRecord(img, TtysName(), FileKind::kTtys, &img.ttys));
   if (HasFeature(inv, "uts-ns") || HasFeature(inv, "ipc-ns") || HasFeature(inv, "net-ns") || HasFeature(inv, "time-ns") ||
-      HasFeature(inv, "mount-ns"))
+      HasFeature(inv, "mount-ns") || HasFeature(inv, "user-ns") ||
+      HasFeature(inv, "cgroup-ns"))
     CRYO_RETURN_IF_ERROR(ReadImageRecord(img, NamespacesName(), FileKind::kNamespaces, &img.namespaces));
   CRYO_RETURN_IF_ERROR(ValidateImage(img));
   if (inv.has_parent() != HasFeature(inv, "incremental"))

@@ -200,6 +200,33 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
   } else if (index.features.count("time-ns")) {
     return Bad(img, NamespacesName(), "feature 'time-ns' without the time namespace's record");
   }
+  // The tree's user namespace (ns/user_ns.h): maps a fresh one can be given.
+  if (img.namespaces.has_user()) {
+    needed.insert("user-ns");
+    for (const auto* map : {&img.namespaces.user().uid_map(), &img.namespaces.user().gid_map()}) {
+      if (map->empty() || map->size() > 340)
+        return Bad(img, NamespacesName(), "a user namespace map of " + std::to_string(map->size()) +
+                                              " lines (1 to 340 can be written)");
+      for (const IdMapRange& r : *map)
+        if (r.count() == 0 || uint64_t{r.inside()} + r.count() > UINT32_MAX ||
+            uint64_t{r.outside()} + r.count() > UINT32_MAX)
+          return Bad(img, NamespacesName(), "a user namespace map range " + std::to_string(r.inside()) + " " +
+                                                std::to_string(r.outside()) + " " + std::to_string(r.count()) +
+                                                " the kernel would refuse");
+    }
+  } else if (index.features.count("user-ns")) {
+    return Bad(img, NamespacesName(), "feature 'user-ns' without the user namespace's record");
+  }
+  // The tree's cgroup namespace (ns/cgroup_ns.h): one root per hierarchy.
+  if (img.namespaces.has_cgroup()) {
+    needed.insert("cgroup-ns");
+    std::set<std::string> hierarchies;
+    for (const CgroupPath& c : img.namespaces.cgroup().roots())
+      if (!hierarchies.insert(c.hierarchy()).second)
+        return Bad(img, NamespacesName(), "the cgroup namespace has two roots in hierarchy \"" + c.hierarchy() + "\"");
+  } else if (index.features.count("cgroup-ns")) {
+    return Bad(img, NamespacesName(), "feature 'cgroup-ns' without the cgroup namespace's record");
+  }
   for (const std::string& f : needed)
     if (!index.features.count(f))
       return Bad(img, InventoryName(), "the records need feature '" + f + "', which the inventory does not list");

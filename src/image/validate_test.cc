@@ -301,6 +301,49 @@ TEST(ValidateTest, TimeNamespace) {
   });
 }
 
+// The tree's user namespace (ns/user_ns.h): maps a fresh one can be given.
+TEST(ValidateTest, UserNamespace) {
+  TestImage ok = MakeTestImage();
+  ok.inv.add_features("user-ns");
+  auto* u = ok.ns.mutable_user();
+  for (auto* map : {u->add_uid_map(), u->add_gid_map()}) {
+    map->set_inside(0);
+    map->set_outside(100000);
+    map->set_count(65536);
+  }
+  EXPECT_EQ(LoadError(ok), "");
+  auto with_map = [](uint32_t inside, uint32_t outside, uint32_t count) {
+    return [=](TestImage& t) {
+      t.inv.add_features("user-ns");
+      auto* m = t.ns.mutable_user()->add_uid_map();
+      m->set_inside(inside);
+      m->set_outside(outside);
+      m->set_count(count);
+      t.ns.mutable_user()->add_gid_map()->set_count(1);
+    };
+  };
+  ExpectRefused({
+      {"the feature without the record", [](TestImage& t) { t.inv.add_features("user-ns"); },
+       "feature 'user-ns' without the user namespace's record"},
+      {"an empty map",
+       [](TestImage& t) {
+         t.inv.add_features("user-ns");
+         t.ns.mutable_user()->add_uid_map()->set_count(1);
+       },
+       "a user namespace map of 0 lines"},
+      {"a zero count", with_map(0, 0, 0), "a user namespace map range 0 0 0 the kernel would refuse"},
+      {"past 2^32", with_map(0, 4294967295u, 2), "a user namespace map range 0 4294967295 2"},
+      {"the record without the feature",
+       [](TestImage& t) {
+         t.inv.add_features("time-ns");
+         t.ns.mutable_time()->set_monotonic_ns(1);
+         t.ns.mutable_user()->add_uid_map()->set_count(1);
+         t.ns.mutable_user()->add_gid_map()->set_count(1);
+       },
+       "need feature 'user-ns'"},
+  });
+}
+
 TEST(ValidateTest, InventoryFields) {
   ExpectRefused({
       {"feature twice", [](TestImage& t) { t.inv.add_features("xsave"); }, "listed twice"},

@@ -8,11 +8,13 @@
 #include <map>
 
 #include "base/log.h"
+#include "ns/cgroup_ns.h"
 #include "ns/ipc_objects.h"
 #include "ns/netns.h"
 #include "ns/ns_thread.h"
 #include "ns/tree_mntns.h"
 #include "ns/tree_pidns.h"
+#include "ns/user_ns.h"
 #include "proc/proc.h"
 
 namespace cryo::ns {
@@ -94,6 +96,8 @@ Status DumpNamespaces(const std::vector<pid_t>& pids, const std::set<pid_t>& tre
                       std::set<std::string>* features) {
   if (pids.empty()) return Status::Ok();
   CRYO_RETURN_IF_ERROR(CheckTreePidns(pids.front(), tree, features));
+  CRYO_RETURN_IF_ERROR(DumpUserNamespace(pids, tree, out, features));
+  CRYO_RETURN_IF_ERROR(DumpCgroupNamespace(pids, tree, out, features));
   if (const image::MountNamespace* mounts = TreeMountTable()) {  // entered before the seize (ns/tree_mntns.h)
     CRYO_RETURN_IF_ERROR(CheckTreeMountNsOwned(tree));
     *out->mutable_mounts() = *mounts;
@@ -134,7 +138,8 @@ Status EnterFreshNamespaces(const image::Inventory& inv, const image::NamespaceT
   if (!types) return Status::Ok();
   // Opened from cryo's namespace: the outside ends of veth pairs go there by default.
   CRYO_ASSIGN_OR_RETURN(VethPeerNamespaces peers, OpenVethPeerNamespaces(ns.net(), veth_peer_ns));
-  if (::unshare(types) != 0) return Status::FromErrno("unshare (fresh UTS/IPC/network namespaces for the tree)");
+  // In the tree's user namespace if it has one (ns/user_ns.h).
+  CRYO_RETURN_IF_ERROR(UnshareOwned(types, "fresh UTS/IPC/network namespaces for the tree"));
   // Before any socket of the tree is made (FdPool): sockets belong to the
   // namespace of the thread that makes them.
   if (types & CLONE_NEWNET)

@@ -29,7 +29,9 @@
 #include "files/file_locks.h"
 #include "mem/lazy_plan.h"
 #include "mem/mm_attrs.h"
+#include "ns/cgroup_ns.h"
 #include "ns/time_ns.h"
+#include "ns/user_ns.h"
 #include "image/parent_chain.h"
 #include "mem/vma_restore.h"
 #include "proc/proc.h"
@@ -257,7 +259,9 @@ int SlotOf(const SharingRole& r, pid_t pid) {
 Status ClearFdTable(HelperContext& ctx, int* exe_fd) {
   const SharingRole& r = ctx.role;
   if (!r.shares_files()) {
-    CRYO_RETURN_IF_ERROR(MoveOwnFds(ctx.max_image_fd, {&ctx.status_fd, exe_fd}, *ctx.pool_fds));
+    std::vector<int*> own = {&ctx.status_fd, exe_fd};
+    if (ns::HaveTreeUserNs()) own.push_back(ns::TreeUserNsFd());  // joined last (FinishProcess)
+    CRYO_RETURN_IF_ERROR(MoveOwnFds(ctx.max_image_fd, own, *ctx.pool_fds));
     if (r.in_group()) ctx.board.Post(r.index, GroupBoard::kReady);
     return Status::Ok();
   }
@@ -395,6 +399,15 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
   a->pending_off = a->lazy_off + mem.lazy.vmas.size() * sizeof(restorer::Range);
   a->threads_off = (a->pending_off + PendingCount(core) * 128 + 63) & ~63ull;
   CRYO_RETURN_IF_ERROR(FillTaskArgs(core, exe_fd, a, area + l.blob_len + l.args_len + kStackSize, kThreadStackSize));
+  if (ns::HaveTreeUserNs()) {
+    // The blob sets the ids inside the tree's user namespace: the image's
+    // (cryo's view) through its maps; the groups are set before the join.
+    for (int i = 0; i < 4; ++i) {
+      CRYO_ASSIGN_OR_RETURN(a->creds.uid[i], ns::IdInTreeUserNs(a->creds.uid[i], false));
+      CRYO_ASSIGN_OR_RETURN(a->creds.gid[i], ns::IdInTreeUserNs(a->creds.gid[i], true));
+    }
+    a->creds.ngroups = restorer::kKeepGroups;
+  }
   warnings.clear();
   // A shared fs_struct is chrooted once, by its leader, when no user of it
   // resolves paths any more.
@@ -408,6 +421,9 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
 
   // Last: every mapping made from here on would be locked.
   CRYO_RETURN_IF_ERROR(LockFutureMappings(core.mm().attrs()).Prefixed("memory"));
+  // After everything that needs cryo's privileges (rlimits, mlock, the
+  // userfaultfd): into the tree's user namespace, if it has one.
+  CRYO_RETURN_IF_ERROR(ns::JoinTreeUserNs(core));
   const uint64_t rec[4] = {area, slot.area_len, static_cast<uint64_t>(ctx.status_fd), static_cast<uint64_t>(int64_t{uffd})};
   Send(ctx.status_fd, HelperRecord::kArea, ctx.pid, rec, sizeof(rec));
   if (r.in_group()) ctx.board.Post(r.index, GroupBoard::kPrepared);
@@ -514,6 +530,10 @@ Status Run(HelperContext& ctx) {
   // Before any clone (the children inherit both) and before memory is mapped
   // (charged to the memory cgroup the helper is in).
   if (!core.zombie()) {
+    // The tree's cgroup namespace, made by the root where its root cgroups
+    // are; every other process is cloned into it (ns/cgroup_ns.h).
+    if (ctx.pid == ctx.img->inventory.root_pid())
+      CRYO_RETURN_IF_ERROR(ns::EnterFreshCgroupNamespace(ctx.img->inventory, ctx.cgroups->NsRootProcsFiles()));
     CRYO_RETURN_IF_ERROR(cgroup::JoinCgroups(ctx.cgroups->ProcsFiles(ctx.pid)));
     CRYO_RETURN_IF_ERROR(ApplyAuditSession(core));
   }

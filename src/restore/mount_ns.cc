@@ -1,4 +1,5 @@
 #include "restore/mount_ns.h"
+#include "ns/user_ns.h"
 
 #include <fcntl.h>
 #include <sched.h>
@@ -200,7 +201,8 @@ Status MakeTreeMountNs(const image::LoadedImage& img, const std::string& images_
   CRYO_ASSIGN_OR_RETURN(auto before, DirId(images_dir));
   // unshare(2) with CLONE_NEWNS: a copy of cryo's mounts; root and cwd move
   // to the copies. EINVAL if another thread shares cryo's fs_struct.
-  if (::unshare(CLONE_NEWNS) != 0) return Status::FromErrno("unshare(CLONE_NEWNS) for the tree's mount namespace");
+  // (In the tree's user namespace if it has one: ns/user_ns.h.)
+  CRYO_RETURN_IF_ERROR(ns::UnshareOwned(CLONE_NEWNS, "the tree's mount namespace"));
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
     return Status::FromErrno("making the mounts of the tree's fresh mount namespace slaves");
   CRYO_RETURN_IF_ERROR(UnmountAbsent(img.namespaces.mounts()));

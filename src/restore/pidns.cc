@@ -16,7 +16,9 @@
 #include "base/log.h"
 #include "base/signal_forward.h"
 #include "base/unique_fd.h"
+#include "image/image_dir.h"
 #include "mem/lazy_server.h"
+#include "ns/user_ns.h"
 
 namespace cryo {
 
@@ -90,7 +92,8 @@ pid_t HostPidOfChild(int host_proc, pid_t root) {
   };
   // A mount namespace of its own, receiving the host's mounts but sending
   // none (a slave): the /proc of the new PID namespace is mounted in it only.
-  if (::unshare(CLONE_NEWNS) != 0) fail(Status::FromErrno("unshare(CLONE_NEWNS) for the new PID namespace"));
+  // (In the tree's user namespace if it has one: ns/user_ns.h.)
+  if (Status s = ns::UnshareOwned(CLONE_NEWNS, "a mount namespace for the new PID namespace"); !s.ok()) fail(s);
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
     fail(Status::FromErrno("making / a slave mount in the new mount namespace"));
   const int host_proc = ::open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -183,8 +186,29 @@ Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts) {
   UniqueFd alive_r(alive[0]), alive_w(alive[1]);
   if (::pipe2(exits, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
   UniqueFd exit_r(exits[0]), exit_w(exits[1]);
+  // A user namespace of the tree's own is made first: the PID namespace and
+  // the init's mount namespace are owned by it (ns/user_ns.h).
+  {
+    image::Inventory inv;
+    image::ImageIdentity identity;
+    CRYO_RETURN_IF_ERROR(image::ReadInventory(opts.images_dir, &inv, &identity));
+    if (std::count(inv.features().begin(), inv.features().end(), "user-ns")) {
+      // The tree's PID namespace would have to be made in the fresh user
+      // namespace, by a process of it: its pid_for_children has no file
+      // until its pid 1 exists (ENOENT), and cryo's init, which is that pid
+      // 1, needs cryo's privileges. A PID namespace of cryo's making would be
+      // owned by cryo's user namespace, not the tree's as it was.
+      if (std::count(inv.features().begin(), inv.features().end(), "pid-ns"))
+        return Status::Error("the tree lived in a PID namespace of its own owned by its own user namespace; a restore "
+                             "into a new PID namespace cannot make that namespace in the fresh user namespace yet "
+                             "(not supported)");
+      image::NamespaceTable ns;
+      CRYO_RETURN_IF_ERROR(image::ReadRecord(opts.images_dir, image::NamespacesName(), image::FileKind::kNamespaces, &ns));
+      CRYO_RETURN_IF_ERROR(ns::MakeTreeUserNs(inv, ns));
+    }
+  }
   // The next child of cryo is pid 1 of a new PID namespace (unshare(2)).
-  if (::unshare(CLONE_NEWPID) != 0) return Status::FromErrno("unshare(CLONE_NEWPID)");
+  CRYO_RETURN_IF_ERROR(ns::UnshareOwned(CLONE_NEWPID, "the new PID namespace"));
   const pid_t init = ::fork();
   if (init < 0) return Status::FromErrno("fork of the new PID namespace's init");
   if (init == 0) {

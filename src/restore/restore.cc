@@ -64,6 +64,7 @@
 #include "ns/namespaces.h"
 #include "ns/netns.h"
 #include "ns/time_ns.h"
+#include "ns/user_ns.h"
 #include "tree/job_control.h"
 #include "tree/proc_attrs.h"
 #include "tree/task_restore.h"
@@ -170,7 +171,11 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   RestoreFaultPoint("loaded");
   const pid_t root = img.inventory.root_pid();
   CRYO_RETURN_IF_ERROR(CheckCpu(img.inventory));
-  for (const auto& [pid, p] : img.processes) CRYO_RETURN_IF_ERROR(CheckCapabilitiesFit(p.core));
+  // In a user namespace of the tree's own the capability sets are relative
+  // to it, where a process that joins it starts with all (setns(2)).
+  const bool own_userns = std::count(img.inventory.features().begin(), img.inventory.features().end(), "user-ns");
+  for (const auto& [pid, p] : img.processes)
+    if (!own_userns) CRYO_RETURN_IF_ERROR(CheckCapabilitiesFit(p.core));
   CRYO_ASSIGN_OR_RETURN(uint64_t syscall_off, BlobSyscallInsn());
   const auto& features = img.inventory.features();
   if (!opts.remote && std::find(features.begin(), features.end(), "remote-pages") != features.end())
@@ -192,6 +197,19 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   if (!opts.new_pidns && std::count(img.inventory.features().begin(), img.inventory.features().end(), "pid-ns"))
     return Status::Error("the tree lived in a PID namespace of its own (its pids are that namespace's, not cryo's): "
                          "restore it with --pidns new");
+  CRYO_RETURN_IF_ERROR(ns::CheckTreeUserNsFit(img));
+  if (ns::HaveTreeUserNs() || std::count(features.begin(), features.end(), "user-ns")) {
+    if (!opts.join_ns.empty())
+      return Status::Error("--join-ns and a user namespace of the tree's own: the joined namespaces are not owned by "
+                           "the fresh user namespace (not supported)");
+    // setns(CLONE_NEWUSER) refuses a process sharing its fs_struct or fd
+    // table is not handled by the helpers' join (setns(2)).
+    for (const auto& [pid, p] : img.processes)
+      if (!p.core.zombie() && (SharingCloneFlags(p.core) & (CLONE_FS | CLONE_FILES)))
+        return Status::Error("pid " + std::to_string(pid) + " shares its filesystem context or fd table with another "
+                             "process (CLONE_FS/CLONE_FILES) in a user namespace of the tree's own, which is not "
+                             "restored yet");
+  }
   CRYO_RETURN_IF_ERROR(CheckFdOwners(img));
   CRYO_RETURN_IF_ERROR(CheckOwnerGroups(plan, cores, fd_tables));
   // A mount namespace of the tree's own is made before anything looks at a
@@ -266,6 +284,9 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   // them before it makes anything (SysV segments included), so that every
   // process it forks is in them.
   CRYO_RETURN_IF_ERROR(ns::JoinNamespaces(opts.join_ns, img.inventory, opts.images_dir, opts.new_pidns));
+  // The tree's own user namespace first: the namespaces made below are
+  // owned by it (ns/user_ns.h); with --pidns new its init made it already.
+  CRYO_RETURN_IF_ERROR(ns::MakeTreeUserNs(img.inventory, img.namespaces));
   // Declared before the tree guard: the veth pairs go once the processes have.
   struct VethUndo {
     bool keep = false;

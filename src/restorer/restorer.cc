@@ -239,7 +239,8 @@ void RestoreCreds(const Args* a) {
     uint32_t eff, prm, inh;
   } now[2] = {}, data[2];
   CHECK(a, Sys(kCapget, reinterpret_cast<long>(&hdr), reinterpret_cast<long>(now)), "capget", 0);
-  CHECK(a, Sys(kSetgroups, c.ngroups, reinterpret_cast<long>(c.groups)), "setgroups", c.ngroups);
+  if (c.ngroups != kKeepGroups)
+    CHECK(a, Sys(kSetgroups, c.ngroups, reinterpret_cast<long>(c.groups)), "setgroups", c.ngroups);
   CHECK(a, Sys(kPrctl, kPrSetSecurebits, kSecbitNoSetuidFixup), "PR_SET_SECUREBITS", kSecbitNoSetuidFixup);
   CHECK(a, Sys(kSetresgid, c.gid[0], c.gid[1], c.gid[2]), "setresgid", c.gid[1]);
   Sys(kSetfsgid, c.gid[3]);

@@ -11,6 +11,10 @@ namespace cryo::restorer {
 inline constexpr int kMaxKeep = 8;
 inline constexpr int kMaxSpecial = 4;
 inline constexpr int kMaxGroups = 64;
+// CredsArg.ngroups: leave the supplementary groups as they are (set by the
+// helper before it joined the tree's user namespace, where setgroups(2) may be
+// denied: user_namespaces(7)).
+inline constexpr uint32_t kKeepGroups = 0xffffffffu;
 inline constexpr int kAuxvWords = 128;
 inline constexpr uint64_t kTaskSize = 0x7ffffffff000ull;  // x86_64 4-level user address space top
 

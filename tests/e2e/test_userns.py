@@ -1,0 +1,336 @@
+#!/usr/bin/python3
+"""End-to-end tests of trees in a user namespace of their own (the userns
+workload under `unshare --user --map-root-user ...`): the namespace's uid and
+gid maps and setgroups state are dumped, and the restore makes a fresh user
+namespace with them before the namespaces it owns (PID, mount, network, IPC,
+UTS), so the restored workload reads the same ids, capabilities, maps and
+/proc/self/cgroup, and its namespaces are owned by its user namespace
+(the workload checks all of it; the harness checks the same from outside).
+
+- under `--pid --fork --mount-proc` (the workload pid 2 beside a shell):
+  kill, restored with --pidns new; and a rewind beside the running original;
+- the same with `--net --ipc --uts` too;
+- without a PID namespace (unshare and the workload dumped together): kill
+  and rewind (leave-running, the original killed), and explicit maps
+  (`--map-user=1000 --map-group=1000`: uid 1000 inside, no capabilities);
+- refused by name, the tree left running: a nested user namespace, the
+  workload alone while unshare (outside the tree) is in its namespace.
+
+Run: test_userns.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import fcntl
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cryotest  # noqa: E402
+from cryotest import check, check_eq, fail, pid_alive, read_text  # noqa: E402
+from test_pidns import PIDNS  # noqa: E402
+from test_taskstate import Cgroups, cgroups_of  # noqa: E402
+
+UNSHARE = "/usr/bin/unshare"
+NS_GET_USERNS = 0xb701  # _IO(0xb7, 0x1), ioctl_ns(2)
+
+
+def children(pid):
+    return [int(c) for c in read_text("/proc/%d/task/%d/children" % (pid, pid), "").split()]
+
+
+def ns_of(pid, kind):
+    return os.readlink("/proc/%d/ns/%s" % (pid, kind))
+
+
+def owner_ino(pid, kind):
+    """The inode of the user namespace owning /proc/PID/ns/KIND."""
+    fd = os.open("/proc/%d/ns/%s" % (pid, kind), os.O_RDONLY)
+    try:
+        owner = fcntl.ioctl(fd, NS_GET_USERNS)
+        try:
+            return os.fstat(owner).st_ino
+        finally:
+            os.close(owner)
+    finally:
+        os.close(fd)
+
+
+def maps(pid):
+    return [" ".join(read_text("/proc/%d/%s" % (pid, f), "").split()) for f in ("uid_map", "gid_map", "setgroups")]
+
+
+def check_outside(pid, kinds, expect_maps, when):
+    """From the harness: pid lives in a user namespace of its own with the
+    maps, and its namespaces `kinds` are owned by it."""
+    check(ns_of(pid, "user") != ns_of(os.getpid(), "user"), "%s: pid %d is in the harness's user namespace"
+          % (when, pid))
+    check_eq(maps(pid), expect_maps, "%s: uid_map, gid_map, setgroups of pid %d" % (when, pid))
+    user = os.stat("/proc/%d/ns/user" % pid).st_ino
+    for kind in kinds:
+        check(ns_of(pid, kind) != ns_of(os.getpid(), kind), "%s: pid %d is in the harness's %s namespace"
+              % (when, pid, kind))
+        check_eq(owner_ino(pid, kind), user, "%s: the user namespace owning pid %d's %s namespace" % (when, pid, kind))
+
+
+def in_cgroups(h, cg, argv):
+    """argv started from a shell that first moves itself into a fresh cgroup
+    below the harness's in the memory and pids hierarchies (those mounted
+    here): (argv, {hierarchy: cgroup path})."""
+    mine = cgroups_of(os.getpid())
+    placed = {}
+    moves = []
+    for hier in ("memory", "pids"):
+        if hier not in cg.mounts or hier not in mine:
+            continue
+        path = cg.make(hier, mine[hier].rstrip("/") + "/cryo-userns-%d-%d" % (os.getpid(), h.counter))
+        placed[hier] = path
+        moves.append("echo $$ > %s/cgroup.procs" % cg.dir(hier, path))
+    check(placed, "no memory or pids cgroup hierarchy is mounted here")
+    return ["/bin/sh", "-c", "; ".join(moves) + '; exec "$@"', "sh"] + argv, placed
+
+
+def start_pidns(h, flags=(), cg=None):
+    """`unshare --user --map-root-user --pid --fork --mount-proc FLAGS sh -c
+    'setsid userns CTL & wait'`: (unshare's Workload, the workload's, with its
+    host pid). The workload is pid 2, beside the shell (pid 1, which a
+    restore into a new PID namespace replaces with its init)."""
+    ctl = h.mkdir("userns")
+    argv = [UNSHARE, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc"] + list(flags) + \
+        ["--", "/bin/sh", "-c", "setsid %s %s & wait" % (h.workload_path("userns"), ctl)]
+    if cg is not None:
+        argv, _ = in_cgroups(h, cg, argv)
+    u = h.start("userns", argv, ctl)
+    deadline = time.monotonic() + 20
+    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
+        if time.monotonic() > deadline or not pid_alive(u.pid):
+            fail("the workload did not get ready: %s" % u.stderr())
+        time.sleep(0.01)
+    check_eq(read_text(os.path.join(ctl, "ready")).strip(), "2", "the workload's pid inside its namespace")
+    sh = children(u.pid)[0]
+    host = children(sh)[0]
+    h.tracked_pids += [sh, host]
+    w = cryotest.Workload("userns", ctl, host, None, u.argv)
+    h.verify_ok(w, when="of the original")
+    return u, w
+
+
+ROOT_MAPS = ["0 0 1", "0 0 1", "deny"]
+
+
+def test_pidns_refused_at_restore(h):
+    """`--user --pid --mount-proc`: dumped from inside its PID namespace, but
+    a restore with --pidns new cannot make the PID namespace in the fresh
+    user namespace yet: refused by name, nothing made."""
+    u, w = start_pidns(h)
+    check_outside(w.pid, ["pid", "mnt"], ROOT_MAPS, "original")
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    check("user-ns" in h.show_json(images)["features"], "feature user-ns missing")
+    r = h.restore(images, detach=True, extra=PIDNS, expect_ok=False)
+    check(r.rc != 0 and "cannot make that namespace in the fresh user namespace" in r.message,
+          "the restore should be refused by name: %s" % r.message)
+    h.verify_ok(w, when="of the original after the refused restore")
+    h.verify_ok(w, exit=True, when="of the original (exit)")
+    check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status")
+
+
+def test_net_ipc_uts(h):
+    """`--user --map-root-user --net --ipc --uts --fork`: every fresh
+    namespace is owned by the fresh user namespace (the workload sets its
+    host name in its own UTS namespace after the restore)."""
+    kinds = ["net", "ipc", "uts"]
+    u, w = start_plain(h, ["--map-root-user", "--net", "--ipc", "--uts"])
+    check_outside(w.pid, kinds, ROOT_MAPS, "original")
+    images = h.mkdir("img")
+    h.dump(u.pid, images)
+    h.reap_original(u)
+    h.wait_exit(w.pid)
+    h.reap_orphans()
+    r = h.restore(images, detach=True, expected_pid=u.pid)
+    check_outside(w.pid, kinds, ROOT_MAPS, "after restore")
+    check_eq(ns_of(r.pid, "net"), ns_of(w.pid, "net"), "restored unshare and its child share the network namespace")
+    rw = w.restored(w.pid)
+    h.verify_ok(rw, when="after restore")
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(r.pid), ("exit", 0), "unshare's status once its child exited 0")
+
+
+def test_cgroupns_userns(h):
+    """`--user --map-root-user --cgroup --fork`, started in cgroups of its
+    own: the cgroup namespace's root is those cgroups; restored, the workload
+    reads the same /proc/self/cgroup (its root: "/") and is in the same
+    cgroups as seen from outside; the namespace is owned by its user
+    namespace."""
+    cg = Cgroups(h)
+    try:
+        ctl = h.mkdir("userns")
+        argv, placed = in_cgroups(h, cg, [UNSHARE, "--user", "--map-root-user", "--cgroup", "--fork", "--",
+                                          "/usr/bin/setsid", h.workload_path("userns"), ctl])
+        u, w = h.start_under_unshare("userns", argv, ctl)
+        h.verify_ok(w, when="of the original")
+        before = cgroups_of(w.pid)
+        check(all(p == "/" for p in parse_inside(w.pid).values()), "the workload reads its cgroups as roots")
+        check_outside(w.pid, ["cgroup"], ROOT_MAPS, "original")
+        images = h.mkdir("img")
+        h.dump(u.pid, images)
+        check("cgroup-ns" in h.show_json(images)["features"], "feature cgroup-ns missing")
+        h.reap_original(u)
+        h.wait_exit(w.pid)
+        h.reap_orphans()
+        r = h.restore(images, detach=True, expected_pid=u.pid)
+        check_outside(w.pid, ["cgroup"], ROOT_MAPS, "after restore")
+        check_eq(cgroups_of(w.pid), before, "the restored workload's cgroups, seen from outside")
+        check(all(p == "/" for p in parse_inside(w.pid).values()), "the restored workload reads its cgroups as roots")
+        rw = w.restored(w.pid)
+        h.verify_ok(rw, when="after restore")
+        h.verify_ok(rw, exit=True, when="after restore (exit)")
+        check_eq(h.wait_exit(r.pid), ("exit", 0), "unshare's status once its child exited 0")
+    finally:
+        cg.remove()
+
+
+def test_cgroupns_plain(h):
+    """`unshare --cgroup --fork` (no user namespace), unshare and the
+    workload in cgroups of their own: kill and restore with their pids."""
+    cg = Cgroups(h)
+    try:
+        ctl = h.mkdir("userns")
+        argv, placed = in_cgroups(h, cg, [UNSHARE, "--cgroup", "--fork", "--", "/usr/bin/setsid",
+                                          h.workload_path("userns"), ctl])
+        u, w = h.start_under_unshare("userns", argv, ctl)
+        h.verify_ok(w, when="of the original")
+        before = cgroups_of(w.pid)
+        for hier, path in placed.items():
+            check_eq(before[hier], path, "the original's cgroup in %s" % hier)
+        check(ns_of(w.pid, "cgroup") != ns_of(os.getpid(), "cgroup"), "the workload has a cgroup namespace of its own")
+        images = h.mkdir("img")
+        h.dump(u.pid, images)
+        h.reap_original(u)
+        h.wait_exit(w.pid)
+        h.reap_orphans()
+        r = h.restore(images, detach=True, expected_pid=u.pid)
+        check_eq(cgroups_of(w.pid), before, "the restored workload's cgroups, seen from outside")
+        check_eq(ns_of(r.pid, "cgroup"), ns_of(w.pid, "cgroup"), "restored unshare and its child share the namespace")
+        check(ns_of(w.pid, "cgroup") != ns_of(os.getpid(), "cgroup"), "the restored workload's own cgroup namespace")
+        check_eq(parse_inside(w.pid), {hier: "/" for hier in parse_inside(w.pid)}, "cgroups read inside")
+        rw = w.restored(w.pid)
+        h.verify_ok(rw, when="after restore")
+        h.verify_ok(rw, exit=True, when="after restore (exit)")
+        check_eq(h.wait_exit(r.pid), ("exit", 0), "unshare's status once its child exited 0")
+    finally:
+        cg.remove()
+
+
+def parse_inside(pid):
+    """/proc/PID/cgroup as the process reads it (in its cgroup namespace):
+    nsenter into it to read it."""
+    import subprocess
+    p = subprocess.run(["nsenter", "-t", str(pid), "-C", "cat", "/proc/%d/cgroup" % pid], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=10)
+    check_eq(p.returncode, 0, "nsenter -C: %s" % p.stdout.decode(errors="replace"))
+    out = {}
+    for line in p.stdout.decode().splitlines():
+        _, hier, path = line.split(":", 2)
+        if hier in ("memory", "pids"):
+            out[hier] = path
+    return out
+
+
+def start_plain(h, map_args):
+    """`unshare --user MAP_ARGS --fork -- setsid userns CTL`: unshare and the
+    workload both live in the user namespace (dumped together)."""
+    ctl = h.mkdir("userns")
+    u, w = h.start_under_unshare("userns", [UNSHARE, "--user"] + list(map_args) + ["--fork", "--", "/usr/bin/setsid",
+                                 h.workload_path("userns"), ctl], ctl)
+    h.verify_ok(w, when="of the original")
+    return u, w
+
+
+def plain_round(h, map_args, expect_maps, leave_running):
+    u, w = start_plain(h, map_args)
+    check_outside(w.pid, [], expect_maps, "original")
+    check_eq(ns_of(u.pid, "user"), ns_of(w.pid, "user"), "unshare and its child share the user namespace")
+    images = h.mkdir("img")
+    h.dump(u.pid, images, leave_running=leave_running)
+    if leave_running:
+        h.verify_ok(w, when="of the original after dump --leave-running")
+        h.cleanup_one(w.pid)
+        h.wait_exit(u)
+    else:
+        h.reap_original(u)
+        check_eq(h.wait_exit(w.pid), ("signal", 9), "the workload after the kill-mode dump")
+    h.reap_orphans()
+    r = h.restore(images, detach=True, expected_pid=u.pid)
+    check_outside(w.pid, [], expect_maps, "restored workload")
+    check_eq(ns_of(r.pid, "user"), ns_of(w.pid, "user"), "restored unshare and its child share the user namespace")
+    rw = w.restored(w.pid)
+    h.verify_ok(rw, when="after restore")
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(r.pid), ("exit", 0), "unshare's status once its child exited 0")
+
+
+def test_plain_kill(h):
+    """Without a PID namespace: unshare and the workload, killed by the dump
+    and restored with their pids in a fresh user namespace."""
+    plain_round(h, ["--map-root-user"], ROOT_MAPS, leave_running=False)
+
+
+def test_plain_rewind(h):
+    """Leave-running; the original goes on, is checked, then killed; the
+    restore is back in a user namespace with the maps."""
+    plain_round(h, ["--map-root-user"], ROOT_MAPS, leave_running=True)
+
+
+def test_explicit_maps(h):
+    """`--map-user=1000 --map-group=1000`: cryo's uid 0 is 1000 inside; the
+    restored workload has uid and groups 1000 inside and no capabilities."""
+    u, w = start_plain(h, ["--map-user=1000", "--map-group=1000"])
+    check_eq(read_text(os.path.join(w.ctl, "ready")) is not None, True, "ready")
+    status = cryotest.proc_status(w.pid)
+    check_eq(status["CapEff"], "0000000000000000", "the original's capabilities (uid 1000 inside after exec)")
+    images = h.mkdir("img")
+    h.dump(u.pid, images)
+    h.reap_original(u)
+    h.wait_exit(w.pid)
+    h.reap_orphans()
+    h.restore(images, detach=True, expected_pid=u.pid)
+    check_outside(w.pid, [], ["1000 0 1", "1000 0 1", "deny"], "restored workload")
+    rw = w.restored(w.pid)
+    h.verify_ok(rw, when="after restore")
+    check_eq(cryotest.proc_status(w.pid)["CapEff"], "0000000000000000", "the restored workload's capabilities")
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+
+
+def test_refusals(h):
+    """Refused by name, the tree left running: the workload alone (unshare,
+    outside the tree, shares its user namespace), a user namespace nested in
+    another one."""
+    u, w = start_plain(h, ["--map-root-user"])
+    h.dump_refused(w.pid, ["pid %d, outside the tree, lives in the tree's user namespace" % u.pid])
+    h.verify_ok(w, when="after the refused dump")
+    h.cleanup_one(w.pid)
+    h.wait_exit(u)
+    ctl = h.mkdir("nested")
+    u2, w2 = h.start_under_unshare("userns", [UNSHARE, "--user", "--map-root-user", "--fork", "--", UNSHARE, "--user",
+                                   "--map-root-user", "--fork", "--", "/usr/bin/setsid", h.workload_path("userns"),
+                                   ctl], ctl)
+    inner = children(u2.pid)[0]
+    h.tracked_pids.append(inner)
+    h.dump_refused(inner, ["is nested below another user namespace than cryo's"])
+    h.verify_ok(w2, when="after the refused dump of a nested namespace")
+    h.cleanup_one(w2.pid)
+
+
+TESTS = [
+    test_pidns_refused_at_restore,
+    test_net_ipc_uts,
+    test_plain_kill,
+    test_plain_rewind,
+    test_explicit_maps,
+    test_refusals,
+    test_cgroupns_userns,
+    test_cgroupns_plain,
+]
+
+if __name__ == "__main__":
+    sys.exit(cryotest.main(TESTS))
