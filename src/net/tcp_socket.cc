@@ -41,6 +41,7 @@ namespace cryo {
 
 std::string TcpStateName(int state);
 std::string TcpEndpointName(const std::string& addr);
+std::string TcpConnectionName(const image::TcpSocket& t);
 
 namespace {
 
@@ -57,10 +58,7 @@ int GrabTcp(const FdSource& s) {
   return s.Dup();
 }
 
-std::string Describe(const image::TcpSocket& t) {
-  return std::string(t.family() == AF_INET ? "TCP " : "TCP6 ") + TcpEndpointName(t.local()) + " <-> " +
-         TcpEndpointName(t.peer());
-}
+std::string Describe(const image::TcpSocket& t) { return TcpConnectionName(t); }
 
 Status SetInt(int fd, int level, int name, int value, const std::string& what, const char* label) {
   if (::setsockopt(fd, level, name, &value, sizeof(value)) != 0) return Status::FromErrno(std::string(label) + " on " + what);
@@ -464,6 +462,11 @@ std::string TcpEndpointName(const std::string& addr) {
   const InetEndpoint e = ParseInetEndpoint(addr);
   if (e.ip.empty()) return "(no address)";
   return (e.ipv4 ? e.ip : "[" + e.ip + "]") + ":" + std::to_string(e.port);
+}
+
+std::string TcpConnectionName(const image::TcpSocket& t) {
+  return std::string(t.family() == AF_INET6 ? "TCP6 " : "TCP ") + TcpEndpointName(t.local()) + " <-> " +
+         TcpEndpointName(t.peer());
 }
 
 const FdKindHandler* TcpSocketFdHandler() {
