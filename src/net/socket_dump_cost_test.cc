@@ -148,6 +148,11 @@ TEST(SocketDumpCost, UdpSocketsOneDiagDumpPerFamily) {
     ASSERT_EQ(::bind(u.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
     socks.push_back(std::move(u));
   }
+  // shutdown(2) of a datagram socket needs a peer (ENOTCONN otherwise).
+  sockaddr_in peer{};
+  socklen_t plen = sizeof(peer);
+  ASSERT_EQ(::getsockname(socks[4].get(), reinterpret_cast<sockaddr*>(&peer), &plen), 0);
+  ASSERT_EQ(::connect(socks[3].get(), reinterpret_cast<sockaddr*>(&peer), plen), 0);
   ASSERT_EQ(::shutdown(socks[3].get(), SHUT_WR), 0);
   DumpScope scope;
   scope.pids.insert(::getpid());
@@ -166,6 +171,7 @@ TEST(SocketDumpCost, UdpSocketsOneDiagDumpPerFamily) {
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   ASSERT_EQ(::bind(late.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::connect(late.get(), reinterpret_cast<sockaddr*>(&peer), plen), 0);
   ASSERT_EQ(::shutdown(late.get(), SHUT_WR), 0);
   std::vector<UniqueFd> one;
   one.push_back(std::move(late));
