@@ -229,12 +229,14 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
   CRYO_RETURN_IF_ERROR(CheckNoSignatures(fd, *t, [&] { return RefusalName(s, *t, what); }));
   TcpDumpSession* session = CurrentTcpDump();
   if (!session) return Status::Error("internal: " + what + " met outside a dump");
-  t->set_reuseport(IntSocketOption(fd, SOL_SOCKET, SO_REUSEPORT) == 1);
+  // Most options of every connection, read in one pass (tcp_bulk_options.h).
+  const KnownOptions known = session->bulk_options().For(fd);
+  t->set_reuseport(IntSocketOption(fd, SOL_SOCKET, SO_REUSEPORT, &known) == 1);
   if (t->family() == AF_INET6) t->set_v6only(IntSocketOption(fd, IPPROTO_IPV6, IPV6_V6ONLY) == 1);
   t->set_owner_uid(s.st.st_uid);
   t->set_owner_gid(s.st.st_gid);
-  CRYO_RETURN_IF_ERROR(
-      DumpSocketOptions(fd, t->family(), SOCK_STREAM, IPPROTO_TCP, what, t->mutable_options(), /*connected=*/true));
+  CRYO_RETURN_IF_ERROR(DumpSocketOptions(fd, t->family(), SOCK_STREAM, IPPROTO_TCP, what, t->mutable_options(),
+                                         /*connected=*/true, &known));
 
   // The rest is read in repair mode, later, with the whole tree held at
   // cryo's gate (TcpDumpSession::ReadDeferred, dump/tcp_hold.h).
