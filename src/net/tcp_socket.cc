@@ -292,9 +292,11 @@ namespace {
 // Writes `data` into the queue TCP_REPAIR_QUEUE selected: in repair mode
 // send(2) queues it as sent (send queue) or as received (receive queue,
 // tcp_send_rcvq), advancing the sequence numbers set before connect.
-Status FillQueue(int fd, int queue, const std::string& data, const std::string& what) {
+// `*selected`: the queue selected now, updated.
+Status FillQueue(int fd, int queue, const std::string& data, const std::string& what, int* selected) {
   if (data.empty()) return Status::Ok();  // nothing to queue: no need to select the queue
-  CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue, what, "TCP_REPAIR_QUEUE"));
+  if (*selected != queue) CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue, what, "TCP_REPAIR_QUEUE"));
+  *selected = queue;
   return SendAll(fd, data, queue == TCP_RECV_QUEUE, what);
 }
 
@@ -344,8 +346,11 @@ Status RestoreTcp(int fd, const image::Fd& f, const std::string& what, std::stri
   if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, static_cast<socklen_t>(n * sizeof(opts[0]))) != 0)
     return Status::FromErrno("TCP_REPAIR_OPTIONS of " + what);
   if (t.timestamps()) CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_TIMESTAMP, static_cast<int>(t.timestamp()), what, "TCP_TIMESTAMP"));
-  CRYO_RETURN_IF_ERROR(FillQueue(fd, TCP_SEND_QUEUE, t.send_queue().substr(0, sent), what));
-  CRYO_RETURN_IF_ERROR(FillQueue(fd, TCP_RECV_QUEUE, t.recv_queue(), what));
+  // The receive queue first: it is still selected from setting its sequence
+  // number above (bind, connect and the options do not change that).
+  int selected = TCP_RECV_QUEUE;
+  CRYO_RETURN_IF_ERROR(FillQueue(fd, TCP_RECV_QUEUE, t.recv_queue(), what, &selected));
+  CRYO_RETURN_IF_ERROR(FillQueue(fd, TCP_SEND_QUEUE, t.send_queue().substr(0, sent), what, &selected));
   CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, what, "TCP_REPAIR_QUEUE"));
   tcp_repair_window w{t.snd_wl1(), t.snd_wnd(), t.max_window(), t.rcv_wnd(), t.rcv_wup()};
   AdjustWindowForPeerFin(t, &w.rcv_wup, &w.rcv_wnd);
