@@ -1,6 +1,7 @@
 #include "net/tcp_bulk_options.h"
 
 #include <fcntl.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 
 #include "base/log.h"
@@ -8,9 +9,29 @@
 
 namespace cryo {
 
+namespace {
+
+constexpr uint64_t kDefaultMinSockets = 4096;
+
+uint64_t MinSockets() {
+  const char* v = ::getenv("CRYO_TCP_BULK_MIN_SOCKETS");
+  if (v == nullptr || *v == '\0') return kDefaultMinSockets;
+  char* end = nullptr;
+  const unsigned long long n = ::strtoull(v, &end, 10);
+  return end && *end == '\0' ? n : kDefaultMinSockets;
+}
+
+}  // namespace
+
+TcpBulkOptions::TcpBulkOptions() : min_sockets_(MinSockets()) {}
+
 KnownOptions TcpBulkOptions::For(int fd) {
   KnownOptions out;
   std::lock_guard<std::mutex> l(mu_);
+  if (!taken_ && before_ < min_sockets_) {
+    ++before_;
+    return out;
+  }
   if (!taken_) {
     taken_ = true;
     // cryo's network namespace: the only one whose connections are dumped

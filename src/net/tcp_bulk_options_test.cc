@@ -161,7 +161,7 @@ TEST(TcpBulkOptions, IteratorReadsWhatGetsockoptReads) {
 
 TEST(TcpBulkOptions, DumpedOptionsAreTheSameEitherWay) {
   Sockets s;
-  TcpBulkOptions bulk;
+  TcpBulkOptions bulk(0);
   for (size_t i = 0; i < s.fds.size(); ++i) {
     google::protobuf::RepeatedPtrField<image::SocketOption> per_socket, in_bulk;
     const KnownOptions known = bulk.For(s.fds[i]);
@@ -190,12 +190,19 @@ TEST(TcpBulkOptions, MissingOrMadeSinceReadsPerSocket) {
   Sockets s;
   {
     ::setenv(kPretendMissingEnv, bpf::kTcpIterFeature, 1);
-    TcpBulkOptions bulk;
+    TcpBulkOptions bulk(0);
     EXPECT_TRUE(bulk.For(s.fds[0]).values.empty());
     ::unsetenv(kPretendMissingEnv);
   }
   if (!bpf::TcpOptionsIterAvailable().ok()) GTEST_SKIP() << "no TCP iterator here";
-  TcpBulkOptions bulk;
+  {
+    // Fewer sockets than the threshold: no pass, getsockopt(2) for all.
+    TcpBulkOptions few(2);
+    EXPECT_TRUE(few.For(s.fds[0]).values.empty());
+    EXPECT_TRUE(few.For(s.fds[1]).values.empty());
+    EXPECT_FALSE(few.For(s.fds[2]).values.empty());
+  }
+  TcpBulkOptions bulk(0);
   EXPECT_FALSE(bulk.For(s.fds[0]).values.empty());
   Connection later = Connect(AF_INET);
   EXPECT_TRUE(bulk.For(later.client.get()).values.empty());
