@@ -44,6 +44,9 @@ const std::vector<Feature>& Features() {
       {"madv-collapse", "Linux 6.1 (CONFIG_TRANSPARENT_HUGEPAGE)", false, true,
        "a restore fills memory that was in transparent huge pages with small pages (the same contents, one page "
        "fault per 4 KiB instead of per 2 MiB)"},
+      {"bpf-iter-tcp", "Linux 5.15 (iter/tcp with bpf_getsockopt; kernel BTF; CAP_BPF + CAP_PERFMON)", false, true,
+       "the dump reads the options of each TCP connection with a getsockopt(2) per option instead of one pass "
+       "over all of them (slower with many connections); the images are the same"},
   };
   return kFeatures;
 }

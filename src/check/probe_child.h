@@ -125,6 +125,7 @@ Probe ProbeSoftDirty();
 Probe ProbeTcpRepair();
 Probe ProbeSockDiag();
 Probe ProbeBpfIterUdp();
+Probe ProbeBpfIterTcp();
 Probe ProbeNamespaces();
 Probe ProbeCapabilities();
 Probe ProbeMembarrierRegistrations();

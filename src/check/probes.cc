@@ -68,7 +68,8 @@ Report RunProbes() {
   static const ProbeFn kProbes[] = {ProbePtraceSeize,        ProbeXsave,       ProbeProcessVmReadv,          ProbePidfdGetfd,
                                     ProbeClone3SetTid,       ProbePrSetMmMap,  ProbeUserfaultfdWpAsync,      ProbePagemapScan,
                                     ProbeMembarrierRegistrations, ProbeTimerRestoreIds, ProbeEventfdSemaphore, ProbeTcpRepair, ProbeSockDiag, ProbeBpfIterUdp,
-                                    ProbeNamespaces,         ProbeCapabilities, ProbeSoftDirty, ProbeMadvCollapse};
+                                    ProbeNamespaces,         ProbeCapabilities, ProbeSoftDirty, ProbeMadvCollapse,
+                                    ProbeBpfIterTcp};
   for (ProbeFn fn : kProbes) {
     const auto t0 = Clock::now();
     Probe p = fn();

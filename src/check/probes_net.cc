@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "base/file_util.h"
+#include "bpf/tcp_options.h"
 #include "bpf/udp_queue_count.h"
 #include "check/probe_child.h"
 
@@ -118,6 +119,42 @@ Probe ProbeBpfIterUdp() {
   p.ok = true;
   p.detail = std::string("a BPF iterator (iter/udp) counted ") +
              (sent ? "the datagram queued on a UDP socket" : "a UDP socket's empty queue (loopback is down)");
+  return p;
+}
+
+// A loopback connection of cryo's with TCP_NODELAY set on one end, read by
+// the TCP iterator: found, and the option read as getsockopt(2) reads it.
+Probe ProbeBpfIterTcp() {
+  Probe p{bpf::kTcpIterFeature, false, false, ""};
+  UniqueFd l(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)), c(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  const int one = 1;
+  if (!l.valid() || !c.valid() || ::bind(l.get(), reinterpret_cast<sockaddr*>(&a), len) != 0 ||
+      ::listen(l.get(), 1) != 0 || ::getsockname(l.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0 ||
+      ::setsockopt(c.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0 ||
+      ::connect(c.get(), reinterpret_cast<sockaddr*>(&a), len) != 0)
+    return Fail(p, Status::FromErrno("a loopback TCP connection (loopback down?)"));
+  uint64_t cookie = 0;
+  socklen_t cl = sizeof(cookie);
+  if (::getsockopt(c.get(), SOL_SOCKET, SO_COOKIE, &cookie, &cl) != 0) return Fail(p, Status::FromErrno("SO_COOKIE"));
+  UniqueFd netns(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
+  if (!netns.valid()) return Fail(p, Status::FromErrno("open /proc/self/ns/net"));
+  auto all = bpf::ReadTcpOptions(netns.get());
+  if (!all.ok()) return Fail(p, all.status());
+  auto it = all->find(cookie);
+  if (it == all->end()) return Fail(p, Status::Error("the TCP iterator did not meet cryo's own connection"));
+  const std::vector<bpf::BulkOption>& opts = bpf::TcpBulkOptions();
+  for (size_t k = 0; k < opts.size(); ++k)
+    if (opts[k].level == IPPROTO_TCP && opts[k].name == TCP_NODELAY) {
+      int v = 0;
+      if (it->second.values[k]) std::memcpy(&v, it->second.values[k]->data(), sizeof(v));
+      if (v != 1) return Fail(p, Status::Error("the TCP iterator did not read TCP_NODELAY as set"));
+    }
+  p.ok = true;
+  p.detail = "a BPF iterator (iter/tcp) read the options of a TCP connection";
   return p;
 }
 

@@ -181,7 +181,7 @@ TEST(ProbesTest, PretendedMissingFeaturesFailWithTheirFallbackSaid) {
   ASSERT_EQ(::setenv("CRYO_PRETEND_MISSING", "pagemap-scan,xsave,nonesuch", 1), 0);
   EXPECT_EQ(CheckPretendedNames().ToString(),
             "CRYO_PRETEND_MISSING names 'xsave' (a hard requirement), 'nonesuch' (no such feature); it takes features cryo "
-            "can do without: pagemap-scan, membarrier-registrations, timer-restore-ids, eventfd-semaphore, bpf-iter-udp, madv-collapse");
+            "can do without: pagemap-scan, membarrier-registrations, timer-restore-ids, eventfd-semaphore, bpf-iter-udp, madv-collapse, bpf-iter-tcp");
 }
 
 TEST(ProbesTest, FormatJsonEscapes) {

@@ -15,6 +15,7 @@
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
+#include "net/sock_diag.h"
 #include "proc/path_check.h"
 #include "proc/proc.h"
 
@@ -42,6 +43,9 @@ struct DumpScope {
   // passed), by SO_COOKIE: the serialized record.
   mutable std::mutex sockets_mu;
   mutable std::map<uint64_t, std::string> socket_records;
+  // inet_diag's view of the tree's UDP sockets, one dump per family
+  // (net/udp_socket.cc; was one per socket).
+  mutable InetDiagSnapshot inet_diag;
 };
 
 // "pid 12 (comm)", for messages.

@@ -11,6 +11,9 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
+#include <mutex>
+#include <utility>
 
 #include "base/unique_fd.h"
 
@@ -119,8 +122,13 @@ Result<size_t> SockDiagQuery(const void* request, size_t len, std::vector<char>*
   return got;
 }
 
-Result<InetSocketDiag> QueryInetSocket(int family, int protocol, uint64_t ino) {
-  const std::string what = "inet_diag of socket inode " + std::to_string(ino);
+namespace {
+
+// The sockets of `family` and `protocol` (one inet_diag dump of every state)
+// passed to `each` by inode, with what InetSocketDiag holds, until it
+// returns true.
+Status DumpInetSockets(int family, int protocol, const std::string& what,
+                       const std::function<bool(uint64_t ino, const InetSocketDiag&)>& each) {
   struct {
     nlmsghdr nlh;
     inet_diag_req_v2 req;
@@ -131,24 +139,60 @@ Result<InetSocketDiag> QueryInetSocket(int family, int protocol, uint64_t ino) {
   msg.req.sdiag_family = static_cast<uint8_t>(family);
   msg.req.sdiag_protocol = static_cast<uint8_t>(protocol);
   msg.req.idiag_states = ~0u;
-  bool found = false;
-  InetSocketDiag out;
-  CRYO_RETURN_IF_ERROR(SockDiagDump(&msg, sizeof(msg), what, [&](const nlmsghdr* h) {
+  return SockDiagDump(&msg, sizeof(msg), what, [&](const nlmsghdr* h) {
     if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY) return false;
     const auto* d = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
-    if (d->idiag_inode != static_cast<uint32_t>(ino)) return false;
-    found = true;
+    InetSocketDiag out;
     out.state = d->idiag_state;
     out.rqueue = d->idiag_rqueue;
     out.wqueue = d->idiag_wqueue;
     int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*d)));
     for (auto* a = reinterpret_cast<const rtattr*>(d + 1); RTA_OK(a, len); a = RTA_NEXT(a, len))
       if (a->rta_type == INET_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1) out.shutdown = *static_cast<const uint8_t*>(RTA_DATA(a));
+    return each(d->idiag_inode, out);
+  });
+}
+
+std::atomic<uint64_t> inet_dumps{0};
+
+}  // namespace
+
+Result<InetSocketDiag> QueryInetSocket(int family, int protocol, uint64_t ino) {
+  const std::string what = "inet_diag of socket inode " + std::to_string(ino);
+  bool found = false;
+  InetSocketDiag out;
+  inet_dumps.fetch_add(1, std::memory_order_relaxed);
+  CRYO_RETURN_IF_ERROR(DumpInetSockets(family, protocol, what, [&](uint64_t i, const InetSocketDiag& d) {
+    if (i != static_cast<uint32_t>(ino)) return false;
+    found = true;
+    out = d;
     return true;
   }));
   if (!found) return Status::Error(what + ": no answer for that socket (a socket of another network namespace?)");
   return out;
 }
+
+Result<InetSocketDiag> InetDiagSnapshot::Find(int family, int protocol, uint64_t ino) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    const auto key = std::make_pair(family, protocol);
+    auto taken = by_kind_.find(key);
+    if (taken == by_kind_.end()) {
+      std::map<uint64_t, InetSocketDiag> all;
+      inet_dumps.fetch_add(1, std::memory_order_relaxed);
+      CRYO_RETURN_IF_ERROR(DumpInetSockets(family, protocol, "inet_diag dump of the sockets",
+                                           [&](uint64_t i, const InetSocketDiag& d) {
+                                             if (i) all[i] = d;
+                                             return false;
+                                           }));
+      taken = by_kind_.emplace(key, std::move(all)).first;
+    }
+    if (auto it = taken->second.find(ino); it != taken->second.end()) return it->second;
+  }
+  return QueryInetSocket(family, protocol, ino);
+}
+
+uint64_t InetDiagDumps() { return inet_dumps.load(); }
 
 Result<NetlinkSocketDiag> QueryNetlinkSocket(uint64_t ino) {
   const std::string what = "netlink_diag of socket inode " + std::to_string(ino);

@@ -11,7 +11,10 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -47,6 +50,25 @@ struct InetSocketDiag {
 // IPPROTO_UDPLITE, ...) whose sockfs inode is `ino`, in cryo's network
 // namespace (a dump of every such socket; bounded: 1 s for each answer).
 Result<InetSocketDiag> QueryInetSocket(int family, int protocol, uint64_t ino);
+
+// The same for many sockets: every socket of a family and protocol, by
+// inode, from one inet_diag dump taken the first time that family and
+// protocol is asked about (one per dump instead of one per socket, each of
+// which lists every socket of the namespace: quadratic). The tree is held
+// while its fds are described, so what the dump tells of its sockets stays
+// true; a socket it did not list (bound since) is asked about on its own.
+class InetDiagSnapshot {
+ public:
+  Result<InetSocketDiag> Find(int family, int protocol, uint64_t ino);
+
+ private:
+  std::mutex mu_;
+  std::map<std::pair<int, int>, std::map<uint64_t, InetSocketDiag>> by_kind_;
+};
+
+// inet_diag dumps made by this process (QueryInetSocket and the snapshots;
+// for the tests).
+uint64_t InetDiagDumps();
 
 struct NetlinkSocketDiag {
   int protocol = 0;

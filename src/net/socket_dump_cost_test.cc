@@ -68,7 +68,7 @@ struct Counts {
 // Describes each of `fds` (this process's) as a dump would, in a TCP dump
 // session (the connections are only deferred: nothing is locked or put in
 // repair mode).
-void DescribeAll(const std::vector<UniqueFd>& fds, image::FdTable* table) {
+void DescribeAll(const std::vector<UniqueFd>& fds, image::FdTable* table, const DumpScope* scope = nullptr) {
   UniqueFd self(static_cast<int>(syscall(SYS_pidfd_open, ::getpid(), 0)));
   ASSERT_TRUE(self.valid());
   std::set<std::string> features;
@@ -77,6 +77,7 @@ void DescribeAll(const std::vector<UniqueFd>& fds, image::FdTable* table) {
     src.pid = ::getpid();
     src.fd = fd.get();
     src.pidfd = self.get();
+    src.scope = scope;
     Status st = DescribeFd(src, table, &features);
     ASSERT_TRUE(st.ok()) << st.ToString();
   }
@@ -131,6 +132,53 @@ TEST(SocketDumpCost, SecondDescriptionOfTheSameKindMakesNoSocket) {
   // The records of both connections carry the same options.
   ASSERT_EQ(table.fds_size(), 4);
   EXPECT_EQ(table.fds(0).tcp_socket().options_size(), table.fds(2).tcp_socket().options_size());
+}
+
+// kConnections bound UDP sockets of one family (one of them shut down for
+// writing, which only inet_diag tells) are described with one inet_diag
+// dump, not one each (each lists every UDP socket of the namespace); a
+// socket bound after that dump is still found.
+TEST(SocketDumpCost, UdpSocketsOneDiagDumpPerFamily) {
+  std::vector<UniqueFd> socks;
+  for (int i = 0; i < kConnections; ++i) {
+    UniqueFd u(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(u.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+    socks.push_back(std::move(u));
+  }
+  // shutdown(2) of a datagram socket needs a peer (ENOTCONN otherwise).
+  sockaddr_in peer{};
+  socklen_t plen = sizeof(peer);
+  ASSERT_EQ(::getsockname(socks[4].get(), reinterpret_cast<sockaddr*>(&peer), &plen), 0);
+  ASSERT_EQ(::connect(socks[3].get(), reinterpret_cast<sockaddr*>(&peer), plen), 0);
+  ASSERT_EQ(::shutdown(socks[3].get(), SHUT_WR), 0);
+  DumpScope scope;
+  scope.pids.insert(::getpid());
+  image::FdTable table;
+  const uint64_t before = InetDiagDumps();
+  DescribeAll(socks, &table, &scope);
+  EXPECT_EQ(InetDiagDumps() - before, 1u);
+  ASSERT_EQ(table.fds_size(), kConnections);
+  for (int i = 0; i < kConnections; ++i) {
+    ASSERT_EQ(table.fds(i).kind(), image::FD_UDP_SOCKET);
+    EXPECT_EQ(table.fds(i).udp_socket().shutdown(), i == 3 ? 2u : 0u) << "socket " << i;
+  }
+  // Bound since the snapshot: asked about on its own.
+  UniqueFd late(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(late.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::connect(late.get(), reinterpret_cast<sockaddr*>(&peer), plen), 0);
+  ASSERT_EQ(::shutdown(late.get(), SHUT_WR), 0);
+  std::vector<UniqueFd> one;
+  one.push_back(std::move(late));
+  table.Clear();
+  DescribeAll(one, &table, &scope);
+  ASSERT_EQ(table.fds_size(), 1);
+  EXPECT_EQ(table.fds(0).udp_socket().shutdown(), 2u);
 }
 
 // Questions about single sockets (UNIX ones here) share one netlink

@@ -203,7 +203,18 @@ Status SetSocketOwnerAndFlags(int fd, uint32_t uid, uint32_t gid, uint32_t flags
   return Status::Ok();
 }
 
-int IntSocketOption(int fd, int level, int name) {
+const std::string* KnownOptions::Find(int level, int name) const {
+  for (const Value& v : values)
+    if (v.level == level && v.name == name) return &v.bytes;
+  return nullptr;
+}
+
+int IntSocketOption(int fd, int level, int name, const KnownOptions* known) {
+  if (const std::string* k = known ? known->Find(level, name) : nullptr; k && k->size() == sizeof(int)) {
+    int v;
+    std::memcpy(&v, k->data(), sizeof(v));
+    return v;
+  }
   int v = 0;
   socklen_t len = sizeof(v);
   return ::getsockopt(fd, level, name, &v, &len) == 0 ? v : -1;
@@ -266,14 +277,17 @@ std::map<ProbeKey, bool> probes;
 uint64_t OptionSocketsMade() { return sockets_made.load(); }
 
 Status DumpSocketOptions(int fd, int family, int type, int protocol, const std::string& what,
-                         google::protobuf::RepeatedPtrField<image::SocketOption>* out, bool connected) {
+                         google::protobuf::RepeatedPtrField<image::SocketOption>* out, bool connected,
+                         const KnownOptions* known) {
   CRYO_RETURN_IF_ERROR(CheckUnreadable(fd, family, what));
   CRYO_ASSIGN_OR_RETURN(const std::shared_ptr<const Defaults> defaults, DefaultsOf(family, type, protocol, what));
   for (size_t i = 0; i < kOptionCount; ++i) {
     const Option& o = kOptions[i];
     if (!Applies(o, family, type) || (connected && o.level == kTcp && o.name == 2 /*TCP_MAXSEG*/)) continue;
     std::string mine;
-    const bool has = Get(fd, o, &mine);
+    const std::string* read = known ? known->Find(o.level, o.name) : nullptr;
+    if (read) mine = *read;
+    const bool has = read || Get(fd, o, &mine);
     if (!has || ((*defaults)[i] && *(*defaults)[i] == mine)) continue;
     const ProbeKey key{family, type, protocol, i, mine};
     bool keep = true;

@@ -10,18 +10,32 @@
 #include <google/protobuf/repeated_ptr_field.h>
 
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "cryo/image.pb.h"
 
 namespace cryo {
 
+// Option values of one socket read without a getsockopt(2) each (the TCP
+// iterator, bpf/tcp_options.h): exactly the bytes getsockopt(2) returns. An
+// option not in it is read with getsockopt(2).
+struct KnownOptions {
+  struct Value {
+    int level, name;
+    std::string bytes;
+  };
+  std::vector<Value> values;
+  const std::string* Find(int level, int name) const;
+};
+
 // Records the options of `fd` (family, type and protocol as given) that differ
 // from a new socket's. `what` names the socket in errors. A `connected` TCP
 // socket skips TCP_MAXSEG (its segment size is the connection's, restored
-// with TCP_REPAIR_OPTIONS, not a user's clamp).
+// with TCP_REPAIR_OPTIONS, not a user's clamp). `known`: values already read.
 Status DumpSocketOptions(int fd, int family, int type, int protocol, const std::string& what,
-                         google::protobuf::RepeatedPtrField<image::SocketOption>* out, bool connected = false);
+                         google::protobuf::RepeatedPtrField<image::SocketOption>* out, bool connected = false,
+                         const KnownOptions* known = nullptr);
 
 // Sets `options` on `fd`, a new socket (before bind).
 Status RestoreSocketOptions(int fd, const google::protobuf::RepeatedPtrField<image::SocketOption>& options,
@@ -36,8 +50,9 @@ Status SetSocketOwnerAndFlags(int fd, uint32_t uid, uint32_t gid, uint32_t flags
 // option value); for the dump's debug log and the tests.
 uint64_t OptionSocketsMade();
 
-// An int option of `fd` (getsockopt(2)), -1 if it cannot be read.
-int IntSocketOption(int fd, int level, int name);
+// An int option of `fd` (getsockopt(2), or `known` when it has it), -1 if it
+// cannot be read.
+int IntSocketOption(int fd, int level, int name, const KnownOptions* known = nullptr);
 
 // "SO_RCVBUF", "TCP_NODELAY", ... ("level L option N" for one not in the table).
 std::string SocketOptionName(int level, int name);

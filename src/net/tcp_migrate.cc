@@ -14,7 +14,7 @@
 
 namespace cryo {
 
-std::string TcpEndpointName(const std::string& addr);  // tcp_socket.cc
+std::string TcpConnectionName(const image::TcpSocket& t);  // tcp_socket.cc
 
 namespace {
 
@@ -101,9 +101,8 @@ Status CheckMigratedAddresses(const image::LoadedImage& img, bool hook) {
   for (const auto& [pid, p] : img.processes)
     for (const image::Fd& fd : p.fds.fds()) {
       if (fd.kind() != image::FD_TCP_SOCKET) continue;
-      const std::string what = "pid " + std::to_string(pid) + " fd " + std::to_string(fd.fd()) + ": TCP " +
-                               TcpEndpointName(fd.tcp_socket().local()) + " <-> " +
-                               TcpEndpointName(fd.tcp_socket().peer());
+      const std::string what =
+          "pid " + std::to_string(pid) + " fd " + std::to_string(fd.fd()) + ": " + TcpConnectionName(fd.tcp_socket());
       Status s = CheckAddressHere(fd.tcp_socket().local(), what);
       if (!s.ok())
         return Status::Error(what + ": its local address " + AddressText(fd.tcp_socket().local()) +

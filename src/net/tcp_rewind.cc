@@ -12,7 +12,9 @@
 
 namespace cryo {
 
-std::string TcpEndpointName(const std::string& addr);  // tcp_socket.cc
+// "TCP 10.0.0.1:4000 <-> 10.0.0.2:80", "TCP6 [::1]:4000 <-> [::1]:80": as
+// every message of the dump and the restore names a connection (tcp_socket.cc).
+std::string TcpConnectionName(const image::TcpSocket& t);
 
 namespace {
 
@@ -36,8 +38,7 @@ std::vector<std::string> ConnectionsWithPeerOutside(const TreeFdTables& tables) 
       if (f.kind() != image::FD_TCP_SOCKET) continue;
       const image::TcpSocket& t = f.tcp_socket();
       if (ends.count({Key(t.peer()), Key(t.local())}) || !named.insert(t.ino()).second) continue;
-      out.push_back("pid " + std::to_string(pid) + " fd " + std::to_string(f.fd()) + ": TCP " +
-                    TcpEndpointName(t.local()) + " <-> " + TcpEndpointName(t.peer()));
+      out.push_back("pid " + std::to_string(pid) + " fd " + std::to_string(f.fd()) + ": " + TcpConnectionName(t));
     }
   return out;
 }

@@ -15,6 +15,7 @@ void AddTcp(image::LoadedImage* img, int pid, int fd, uint64_t ino, const std::s
   f->set_fd(fd);
   f->set_kind(image::FD_TCP_SOCKET);
   f->mutable_tcp_socket()->set_ino(ino);
+  f->mutable_tcp_socket()->set_family(local.size() == sizeof(sockaddr_in6) ? AF_INET6 : AF_INET);
   f->mutable_tcp_socket()->set_local(local);
   f->mutable_tcp_socket()->set_peer(peer);
 }
@@ -35,7 +36,8 @@ TEST(TcpRewind, PeerOutsideIsTheOneWithoutItsOtherEnd) {
   const std::vector<std::string> out = ConnectionsWithPeerOutside(img);
   ASSERT_EQ(out.size(), 2u);
   EXPECT_EQ(out[0], "pid 10 fd 7: TCP 10.0.0.1:4000 <-> 10.0.0.2:80");
-  EXPECT_EQ(out[1], "pid 11 fd 9: TCP [2001:db8::1]:4001 <-> [2001:db8::2]:443");
+  // An IPv6 connection is "TCP6" here as in every other message (it was "TCP" here alone).
+  EXPECT_EQ(out[1], "pid 11 fd 9: TCP6 [2001:db8::1]:4001 <-> [2001:db8::2]:443");
 }
 
 // --tcp-close restores every connection reset: nothing to refuse, and no

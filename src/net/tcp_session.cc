@@ -55,9 +55,10 @@ Status SendAll(int fd, const std::string& data, bool receive_queue, const std::s
   if (data.empty()) return Status::Ok();
   const int get = receive_queue ? SO_RCVBUF : SO_SNDBUF;
   const int force = receive_queue ? SO_RCVBUFFORCE : SO_SNDBUFFORCE;
+  // The size to set back, read only when the buffer is full (most queues
+  // fit: a call less per queue of each connection restored). Queueing bytes
+  // does not change it (sk_sndbuf/sk_rcvbuf are limits, not fill levels).
   int before = 0;
-  socklen_t len = sizeof(before);
-  if (::getsockopt(fd, SOL_SOCKET, get, &before, &len) != 0) return Status::FromErrno("buffer size of " + what);
   bool raised = false;
   size_t done = 0;
   Status st;
@@ -65,6 +66,11 @@ Status SendAll(int fd, const std::string& data, bool receive_queue, const std::s
     const ssize_t n = ::send(fd, data.data() + done, data.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == ENOMEM) && !raised) {
+      socklen_t len = sizeof(before);
+      if (::getsockopt(fd, SOL_SOCKET, get, &before, &len) != 0) {
+        st = Status::FromErrno("buffer size of " + what);
+        break;
+      }
       // The kernel doubles what is set (socket(7)): room for the rest twice over.
       const size_t want = static_cast<size_t>(before) + 2 * (data.size() - done) + (1 << 20);
       const int v = static_cast<int>(std::min<size_t>(want, 1u << 30));

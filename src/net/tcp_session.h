@@ -29,6 +29,7 @@
 #include "cryo/image.pb.h"
 #include "image/image_dir.h"
 #include "net/net_lock.h"
+#include "net/tcp_bulk_options.h"
 #include "net/tcp_diag.h"
 #include "net/tcp_fin.h"
 #include "net/tcp_guardian.h"
@@ -72,6 +73,8 @@ class TcpDumpSession {
   void KeepRecord(image::TcpSocket t);
   // inet_diag's view of the tree's connections, asked once (tcp_diag.h).
   TcpDiagSnapshot& diag() { return diag_; }
+  // The connections' options, read in bulk once (tcp_bulk_options.h).
+  TcpBulkOptions& bulk_options() { return bulk_options_; }
   // The lock table ("" when no connection was locked).
   std::string lock_name() const;
   // Repair mode off on every held socket, the lock removed.
@@ -114,6 +117,7 @@ class TcpDumpSession {
   std::map<uint64_t, image::TcpSocket> records_;
   std::map<uint64_t, Deferred> deferred_;
   TcpDiagSnapshot diag_;
+  TcpBulkOptions bulk_options_;
   bool done_ = false;
 };
 

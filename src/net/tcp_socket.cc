@@ -41,6 +41,7 @@ namespace cryo {
 
 std::string TcpStateName(int state);
 std::string TcpEndpointName(const std::string& addr);
+std::string TcpConnectionName(const image::TcpSocket& t);
 
 namespace {
 
@@ -57,10 +58,7 @@ int GrabTcp(const FdSource& s) {
   return s.Dup();
 }
 
-std::string Describe(const image::TcpSocket& t) {
-  return std::string(t.family() == AF_INET ? "TCP " : "TCP6 ") + TcpEndpointName(t.local()) + " <-> " +
-         TcpEndpointName(t.peer());
-}
+std::string Describe(const image::TcpSocket& t) { return TcpConnectionName(t); }
 
 Status SetInt(int fd, int level, int name, int value, const std::string& what, const char* label) {
   if (::setsockopt(fd, level, name, &value, sizeof(value)) != 0) return Status::FromErrno(std::string(label) + " on " + what);
@@ -231,12 +229,14 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
   CRYO_RETURN_IF_ERROR(CheckNoSignatures(fd, *t, [&] { return RefusalName(s, *t, what); }));
   TcpDumpSession* session = CurrentTcpDump();
   if (!session) return Status::Error("internal: " + what + " met outside a dump");
-  t->set_reuseport(IntSocketOption(fd, SOL_SOCKET, SO_REUSEPORT) == 1);
+  // Most options of every connection, read in one pass (tcp_bulk_options.h).
+  const KnownOptions known = session->bulk_options().For(fd);
+  t->set_reuseport(IntSocketOption(fd, SOL_SOCKET, SO_REUSEPORT, &known) == 1);
   if (t->family() == AF_INET6) t->set_v6only(IntSocketOption(fd, IPPROTO_IPV6, IPV6_V6ONLY) == 1);
   t->set_owner_uid(s.st.st_uid);
   t->set_owner_gid(s.st.st_gid);
-  CRYO_RETURN_IF_ERROR(
-      DumpSocketOptions(fd, t->family(), SOCK_STREAM, IPPROTO_TCP, what, t->mutable_options(), /*connected=*/true));
+  CRYO_RETURN_IF_ERROR(DumpSocketOptions(fd, t->family(), SOCK_STREAM, IPPROTO_TCP, what, t->mutable_options(),
+                                         /*connected=*/true, &known));
 
   // The rest is read in repair mode, later, with the whole tree held at
   // cryo's gate (TcpDumpSession::ReadDeferred, dump/tcp_hold.h).
@@ -292,9 +292,11 @@ namespace {
 // Writes `data` into the queue TCP_REPAIR_QUEUE selected: in repair mode
 // send(2) queues it as sent (send queue) or as received (receive queue,
 // tcp_send_rcvq), advancing the sequence numbers set before connect.
-Status FillQueue(int fd, int queue, const std::string& data, const std::string& what) {
+// `*selected`: the queue selected now, updated.
+Status FillQueue(int fd, int queue, const std::string& data, const std::string& what, int* selected) {
   if (data.empty()) return Status::Ok();  // nothing to queue: no need to select the queue
-  CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue, what, "TCP_REPAIR_QUEUE"));
+  if (*selected != queue) CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, queue, what, "TCP_REPAIR_QUEUE"));
+  *selected = queue;
   return SendAll(fd, data, queue == TCP_RECV_QUEUE, what);
 }
 
@@ -344,8 +346,11 @@ Status RestoreTcp(int fd, const image::Fd& f, const std::string& what, std::stri
   if (::setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, static_cast<socklen_t>(n * sizeof(opts[0]))) != 0)
     return Status::FromErrno("TCP_REPAIR_OPTIONS of " + what);
   if (t.timestamps()) CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_TIMESTAMP, static_cast<int>(t.timestamp()), what, "TCP_TIMESTAMP"));
-  CRYO_RETURN_IF_ERROR(FillQueue(fd, TCP_SEND_QUEUE, t.send_queue().substr(0, sent), what));
-  CRYO_RETURN_IF_ERROR(FillQueue(fd, TCP_RECV_QUEUE, t.recv_queue(), what));
+  // The receive queue first: it is still selected from setting its sequence
+  // number above (bind, connect and the options do not change that).
+  int selected = TCP_RECV_QUEUE;
+  CRYO_RETURN_IF_ERROR(FillQueue(fd, TCP_RECV_QUEUE, t.recv_queue(), what, &selected));
+  CRYO_RETURN_IF_ERROR(FillQueue(fd, TCP_SEND_QUEUE, t.send_queue().substr(0, sent), what, &selected));
   CRYO_RETURN_IF_ERROR(SetInt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, what, "TCP_REPAIR_QUEUE"));
   tcp_repair_window w{t.snd_wl1(), t.snd_wnd(), t.max_window(), t.rcv_wnd(), t.rcv_wup()};
   AdjustWindowForPeerFin(t, &w.rcv_wup, &w.rcv_wnd);
@@ -464,6 +469,11 @@ std::string TcpEndpointName(const std::string& addr) {
   const InetEndpoint e = ParseInetEndpoint(addr);
   if (e.ip.empty()) return "(no address)";
   return (e.ipv4 ? e.ip : "[" + e.ip + "]") + ":" + std::to_string(e.port);
+}
+
+std::string TcpConnectionName(const image::TcpSocket& t) {
+  return std::string(t.family() == AF_INET6 ? "TCP6 " : "TCP ") + TcpEndpointName(t.local()) + " <-> " +
+         TcpEndpointName(t.peer());
 }
 
 const FdKindHandler* TcpSocketFdHandler() {

@@ -126,7 +126,8 @@ Status DumpUdp(const FdSource& s, int fd, image::UdpSocket* u) {
   // datagram_poll). Only its send side shut down alone is not seen.
   InetSocketDiag diag;
   if (Port(u->local()) != 0) {
-    CRYO_ASSIGN_OR_RETURN(diag, QueryInetSocket(u->family(), IPPROTO_UDP, s.st.st_ino));
+    CRYO_ASSIGN_OR_RETURN(diag, s.scope ? s.scope->inet_diag.Find(u->family(), IPPROTO_UDP, s.st.st_ino)
+                                         : QueryInetSocket(u->family(), IPPROTO_UDP, s.st.st_ino));
   } else {
     pollfd q = {fd, POLLRDHUP, 0};
     if (::poll(&q, 1, 0) > 0) diag.shutdown = (q.revents & POLLHUP) ? 3 : (q.revents & POLLRDHUP) ? 1 : 0;
