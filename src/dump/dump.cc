@@ -197,7 +197,14 @@ struct DumpProgress {
   bool complete = false;  // the image is complete: kill or detach whatever comes
   double frozen = 0;      // seize to kill or resume
   double pages = 0, records = 0, sync = 0, end = 0;
+  double pages_after_resume = 0;  // of `pages`: copied copy-on-write once the tree ran again
 };
+
+std::string FormatMs(double seconds) {
+  char buf[32];
+  snprintf(buf, sizeof(buf), "%.1f ms", seconds * 1e3);
+  return buf;
+}
 
 bool CowWanted(const DumpOptions& opts, const Classified& c) {
   if (!opts.leave_running || !opts.cow || opts.post_copy) return false;
@@ -433,7 +440,11 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     progress->end = Now() - td;
     progress->frozen = Now() - c.seize_start;
     LOG_DEBUG("tree resumed after %.1f ms frozen; the image is written out and synced now", progress->frozen * 1e3);
+    const double tcow = Now();
     CRYO_RETURN_IF_ERROR(CopyDeferred(writer, &deferred));
+    progress->pages_after_resume = Now() - tcow;
+    progress->pages += progress->pages_after_resume;
+    tphase += progress->pages_after_resume;  // not billed to "other records"
   }
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
@@ -672,11 +683,15 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   if (!s.ok()) return s;
   const size_t others = c.procs.size() + c.tree.zombies().size() - 1;
   LOG_INFO("pid %d%s dumped to %s in %.1f ms (%s), frozen %.1f ms: seize %.1f ms, audit and task state %.1f ms, "
-           "memory read and written %.1f ms, other records %.1f ms, %s %.1f ms, %s %.1f ms",
+           "memory read and written %.1f ms%s, other records %.1f ms, %s %.1f ms, %s %.1f ms",
            opts.pid,
            others ? (" and " + std::to_string(others) + (others == 1 ? " descendant" : " descendants")).c_str() : "",
            opts.images_dir.c_str(), (Now() - t0) * 1e3, opts.leave_running ? "left running" : "killed",
-           progress.frozen * 1e3, c.seize_s * 1e3, c.audit_s * 1e3, progress.pages * 1e3, progress.records * 1e3,
+           progress.frozen * 1e3, c.seize_s * 1e3, c.audit_s * 1e3, progress.pages * 1e3,
+           progress.pages_after_resume > 0
+               ? (" (" + FormatMs(progress.pages_after_resume) + " of it after the resume, copy-on-write)").c_str()
+               : "",
+           progress.records * 1e3,
            opts.sync ? "fsync" : "closed (no sync)", progress.sync * 1e3,
            opts.leave_running ? "resume (before the sync)" : "kill", progress.end * 1e3);
   if (stats) {
