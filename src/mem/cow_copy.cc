@@ -25,6 +25,7 @@ namespace cryo {
 namespace {
 
 constexpr uint64_t kPage = image::kPageSize;
+constexpr uint64_t kHugeBlock = 2ull << 20;
 constexpr uint64_t kPmUffdWp = 1ull << 57;  // PM_UFFD_WP (Documentation/admin-guide/mm/pagemap.rst)
 // Pages of other VMAs (private file mappings' written pages) are held in
 // cryo's memory from the freeze on: past this, the process is copied during
@@ -98,8 +99,11 @@ Status CowCopy::Protect(const image::Mm& mm, const std::vector<PagePiece>& piece
   std::sort(pieces_.begin(), pieces_.end(), [](const PagePiece& a, const PagePiece& b) { return a.vaddr < b.vaddr; });
   // The VMAs to protect, and what of the pieces lies in them.
   std::vector<std::pair<uint64_t, uint64_t>> vmas;
+  // (Not hugetlb memory: its protection changes by whole huge pages only.)
   for (const image::Vma& v : mm.vmas())
-    if (v.kind() == image::VMA_ANON_PRIVATE) vmas.emplace_back(v.start(), v.end());
+    if (v.kind() == image::VMA_ANON_PRIVATE &&
+        std::find(v.vm_flags().begin(), v.vm_flags().end(), "ht") == v.vm_flags().end())
+      vmas.emplace_back(v.start(), v.end());
   std::vector<std::pair<uint64_t, uint64_t>> outside;
   for (const PagePiece& p : pieces_) {
     uint64_t at = p.vaddr;
@@ -230,7 +234,29 @@ Status CowCopy::ReadProtected(uint64_t vaddr, uint64_t len, bool readable, char*
                          " was unmapped, discarded or moved by the program after the freeze, before cryo copied it "
                          "(copy-on-write dump; --no-cow copies during the freeze)");
   }
-  return Unprotect(vaddr, len);
+  // Copied: unprotected up to the last 2 MiB boundary (lifting the
+  // protection of part of a transparent huge page splits it); the rest with
+  // the next buffer. Until then a write there is only let through.
+  if (verified_.second != vaddr) CRYO_RETURN_IF_ERROR(FlushVerified());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (verified_.second != vaddr) verified_.first = vaddr;
+    verified_.second = vaddr + len;
+  }
+  const uint64_t upto = (vaddr + len) / kHugeBlock * kHugeBlock;
+  if (upto > verified_.first) {
+    CRYO_RETURN_IF_ERROR(Unprotect(verified_.first, upto - verified_.first));
+    std::lock_guard<std::mutex> lock(mu_);
+    verified_.first = upto;
+  }
+  return Status::Ok();
+}
+
+Status CowCopy::FlushVerified() {
+  if (verified_.second > verified_.first) CRYO_RETURN_IF_ERROR(Unprotect(verified_.first, verified_.second - verified_.first));
+  std::lock_guard<std::mutex> lock(mu_);
+  verified_ = {0, 0};
+  return Status::Ok();
 }
 
 Status CowCopy::Read(const PagePiece* pieces, size_t n, char* dst) {
@@ -244,6 +270,7 @@ Status CowCopy::Read(const PagePiece* pieces, size_t n, char* dst) {
       if (r != protected_.end()) {
         const uint64_t to = std::min(end, r->second);
         CRYO_RETURN_IF_ERROR(ReadProtected(at, to - at, p.readable, dst));
+        if (to == r->second) CRYO_RETURN_IF_ERROR(FlushVerified());
         dst += to - at;
         at = to;
         continue;
@@ -264,7 +291,12 @@ Status CowCopy::Read(const PagePiece* pieces, size_t n, char* dst) {
 void CowCopy::OnFault(uint64_t page) {
   faults_.fetch_add(1);
   Status s;
-  if (Protected(page)) {
+  bool verified;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    verified = verified_.first <= page && page < verified_.second;
+  }
+  if (Protected(page) && !verified) {
     const PagePiece one{page, kPage, 0, ReadableAt(pieces_, page)};
     std::string bytes(kPage, '\0');
     // Its writer waits in the kernel: the page is still the freeze's, unless

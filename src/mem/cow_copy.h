@@ -91,6 +91,7 @@ class CowCopy final : public PageSource {
   Status ReadProtected(uint64_t vaddr, uint64_t len, bool readable, char* dst);
   Result<std::vector<uint64_t>> PagemapEntries(uint64_t vaddr, size_t pages);
   Status Unprotect(uint64_t vaddr, uint64_t len);
+  Status FlushVerified();
   bool Protected(uint64_t page) const;
 
   const pid_t pid_;
@@ -107,6 +108,9 @@ class CowCopy final : public PageSource {
   std::map<uint64_t, std::string> frozen_;
   std::mutex mu_;
   std::map<uint64_t, std::string> copied_;  // pages copied on a write fault (under mu_)
+  // Pages copied (their bytes checked) but still protected (written by the
+  // copy under mu_, read by the fault thread): a fault there is let through.
+  std::pair<uint64_t, uint64_t> verified_{0, 0};
   Status fault_error_;                      // under mu_
   std::thread thread_;
   std::atomic<uint64_t> faults_{0}, fault_copies_{0};
