@@ -21,6 +21,10 @@ Steps of one round, for each size (order rotated between rounds, after
   write       the same without the fsyncs.
   read        baseline_io reads the kill-mode image's pages file (in the page
               cache) into fresh, untouched memory (timed in C).
+With --baseline-cryo PATH, another build of cryo (say main before a change)
+runs the kill-mode and leave-running dumps too, interleaved in the same
+rounds (base-kill, base-leave-run), and the summary prints its medians and
+the ratios of this build's to them.
 With --other PATH, another checkpoint tool's ordinary command lines are timed
 in the same rounds: `PATH dump -t PID -D DIR` followed by sync(1) (equal
 durability), the same dump alone, and `PATH restore -D DIR -d`. cryo itself
@@ -168,6 +172,8 @@ def one_size(b, args, mib, logdir, busy_list):
     steps = ["kill", "no-sync", "leave-run", "write+fsync", "write", "read"]
     if args.other:
         steps += ["other+sync", "other"]
+    if args.baseline_cryo:
+        steps += ["base-kill", "base-leave-run"]
     res = {k: [] for k in steps}
     for i in range(args.warmup + args.runs):
         timed = i >= args.warmup
@@ -181,6 +187,12 @@ def one_size(b, args, mib, logdir, busy_list):
                 r = cryo_dump(b, args, mib, k, kimg if k == "kill" else img, logdir, tag)
                 if k == "kill":
                     pages = os.path.join(kimg, "pages-%d.img" % r["pid"])
+            elif k.startswith("base-"):
+                own, b.cryo = b.cryo, args.baseline_cryo
+                try:
+                    r = cryo_dump(b, args, mib, k[len("base-"):], b.path("base-img-%d" % mib), logdir, tag + "-base")
+                finally:
+                    b.cryo = own
             elif k.startswith("write"):
                 r = write_floor(b, args, nbytes, img, k == "write+fsync")
             elif k == "read":
@@ -190,7 +202,7 @@ def one_size(b, args, mib, logdir, busy_list):
             if timed:
                 res[k].append(r)
             extra = ""
-            if k == "leave-run":
+            if k.endswith("leave-run"):
                 extra = " (frozen %s)" % fmt_s(r["frozen"])
             if "restore" in r:
                 extra += " (restore %s)" % fmt_s(r["restore"])
@@ -240,8 +252,18 @@ def report(mib, nbytes, res, runs):
                                                                                med["no-sync"] / med["other"]))
         print("other: restore -d                %-9s cryo / it        %.2f" % (fmt_s(other_restore),
                                                                               restore / other_restore))
+    if "base-kill" in med:
+        bkill, bleave = med["base-kill"], med["base-leave-run"]
+        bfreeze = median([r["frozen"] for r in res["base-leave-run"]])
+        print("baseline: kill-mode dump         %-9s cryo / it        %.2f" % (fmt_s(bkill), kill / bkill))
+        print("baseline: --leave-running        %-9s cryo / it        %.2f" % (fmt_s(bleave),
+                                                                              med["leave-run"] / bleave))
+        print("baseline:   frozen               %-9s cryo / it        %.2f;  it / its kill dump %.2f"
+              % (fmt_s(bfreeze), freeze / bfreeze, bfreeze / bkill))
     for k, v in res.items():
         print("  raw %-12s %s" % (k, ", ".join("%.3f" % r["wall"] for r in v)))
+        if k.endswith("leave-run"):
+            print("  raw %-12s %s" % (k + " frozen", ", ".join("%.3f" % r["frozen"] for r in v)))
 
 
 def body(b):
@@ -271,6 +293,8 @@ def main():
     ap.add_argument("--chunk-mib", type=int, default=64, help="baseline write()/read() size in MiB (default 64)")
     ap.add_argument("--no-verify", dest="verify", action="store_false",
                     help="do not have memtouch check its pages after each restore")
+    ap.add_argument("--baseline-cryo", metavar="PATH",
+                    help="another cryo build whose kill-mode and leave-running dumps are timed in the same rounds")
     ap.add_argument("--other", metavar="PATH", help="another checkpoint tool to time with the same command lines")
     ap.add_argument("--other-arg", action="append", default=[], metavar="ARG",
                     help="an extra argument for each of the other tool's commands (repeatable)")

@@ -28,6 +28,10 @@ class DumpCommand : public Command {
     cmd_->add_flag("-R,--leave-running", dump.leave_running,
                    "let the process run on after the dump: it resumes once its memory is read, before the image is "
                    "synced (default: kill it once the image is synced)");
+    cmd_->add_flag("--no-cow", no_cow_,
+                   "with --leave-running: copy the memory while the process is frozen (default: a big process "
+                   "resumes once its memory is write-protected and cryo copies the memory while it runs, each page "
+                   "before the process writes it)");
     cmd_->add_flag("--no-sync", r_.no_sync,
                    "do not fsync the image: faster, but a crash or power loss before the kernel writes it back "
                    "loses the image and, in kill mode, the process with it");
@@ -95,6 +99,7 @@ class DumpCommand : public Command {
       r_.compress = "none";  // the wire's option, unused without --to
     }
     r_.pre_copy_rounds_given = cmd_->count("--pre-copy-rounds") > 0;
+    r_.dump.cow = !no_cow_;
     return RunDump(r_);
   }
 
@@ -102,6 +107,7 @@ class DumpCommand : public Command {
   CLI::App* cmd_ = nullptr;
   DumpRun r_;
   bool tcp_established_ = false;
+  bool no_cow_ = false;
 };
 
 }  // namespace

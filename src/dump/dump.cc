@@ -33,6 +33,7 @@
 #include "dump/prefetch.h"
 #include "dump/shared_objects_check.h"
 #include "dump/tcp_hold.h"
+#include "mem/cow_copy.h"
 #include "mem/dirty_tracker.h"
 #include "mem/incremental.h"
 #include "mem/mm_attrs.h"
@@ -104,6 +105,18 @@ image::Inventory MakeInventory(const DumpOptions& opts, const image::ProcessCore
   return inv;
 }
 
+// A big process's page file whose pages are copied once the tree runs again
+// (leave-running, copy-on-write: mem/cow_copy.h).
+struct DeferredPages {
+  pid_t pid = 0;
+  std::vector<PagePiece> pieces;
+  std::unique_ptr<WritableFile> file;
+  image::Mm* mm = nullptr;
+  uint64_t bytes = 0;
+  std::unique_ptr<CowCopy> cow;  // null: copied during the freeze after all
+  double seconds = 0;
+};
+
 // The second half: its page file (written on the image writer's thread, but
 // for the pages of a big process, streamed here), from its facts with the
 // pages read ahead. Its records are
@@ -111,7 +124,7 @@ image::Inventory MakeInventory(const DumpOptions& opts, const image::ProcessCore
 // to them).
 Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::ImageWriter& writer,
                         const DumpOptions& opts, DumpedProcess* out, std::set<std::string>* features,
-                        PhaseTimes* times) {
+                        PhaseTimes* times, std::unique_ptr<CowCopy> cow, std::vector<DeferredPages>* deferred) {
   const pid_t pid = seized.pid();
   times->pages += facts.pages_s;
   out->mm = std::move(facts.mm);
@@ -150,6 +163,11 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
   } else {
     const double tp = Now();
     CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
+    if (cow && !opts.post_copy) {
+      deferred->push_back({pid, std::move(facts.pieces), std::move(pages), &out->mm, bytes, std::move(cow), 0});
+      lap(&times->pages);
+      return Status::Ok();
+    }
     if (opts.post_copy) {
       std::vector<std::pair<uint64_t, uint64_t>> remote;
       CRYO_RETURN_IF_ERROR(DumpPagesPostCopy(pid, facts.pieces, &out->mm, pages.get(), &remote).Prefixed("memory"));
@@ -182,7 +200,83 @@ struct DumpProgress {
   bool complete = false;  // the image is complete: kill or detach whatever comes
   double frozen = 0;      // seize to kill or resume
   double pages = 0, records = 0, sync = 0, end = 0;
+  double pages_after_resume = 0;  // of `pages`: copied copy-on-write once the tree ran again
 };
+
+std::string FormatMs(double seconds) {
+  char buf[32];
+  snprintf(buf, sizeof(buf), "%.1f ms", seconds * 1e3);
+  return buf;
+}
+
+bool CowWanted(const DumpOptions& opts, const Classified& c) {
+  if (!opts.leave_running || !opts.cow || opts.post_copy) return false;
+  // A VMA takes one userfaultfd: the tracker's (WP_ASYNC) owns them already.
+  if (c.tracking) {
+    LOG_INFO("memory copied during the freeze: the tree's memory is tracked (--track-mem)");
+    return false;
+  }
+  // An incremental dump compares pages with the parent's as it reads them.
+  if (c.parent) return false;
+  return true;
+}
+
+// A userfaultfd in each process with more than kBufferedPages of private
+// anonymous memory mapped (smaller ones are read ahead during the freeze
+// anyway); one that cannot have it is copied during the freeze.
+void OpenCowCopies(Classified& c, std::map<pid_t, std::unique_ptr<CowCopy>>* cow) {
+  for (size_t i = 0; i < c.inspection.facts.size(); ++i) {
+    const ProcessFacts& f = c.inspection.facts[i];
+    uint64_t anon = 0;
+    for (const image::Vma& v : f.mm.vmas())
+      if (v.kind() == image::VMA_ANON_PRIVATE) anon += v.end() - v.start();
+    if (anon <= kBufferedPages) continue;
+    auto made = CowCopy::Open(*c.tree.processes()[i], f.vmas, f.status.sig_ign, f.status.sig_cgt);
+    if (!made.ok()) {
+      LOG_INFO("pid %d: memory copied during the freeze (no copy-on-write: %s)", f.pid,
+               made.status().ToString().c_str());
+      continue;
+    }
+    (*cow)[f.pid] = std::move(*made);
+  }
+}
+
+Status FinishDeferred(image::ImageWriter* writer, DeferredPages* d, PageSource& src) {
+  const double t = Now();
+  CRYO_RETURN_IF_ERROR(CopyPages(src, d->pieces, d->mm, d->file.get(), ProgressFn()).Prefixed("memory"));
+  CRYO_RETURN_IF_ERROR(writer->FinishPageFile(std::move(d->file), d->bytes));
+  d->seconds = Now() - t;
+  return Status::Ok();
+}
+
+// The last step of the freeze: each deferred process's memory protected, or
+// (when it cannot be) copied now.
+Status ProtectDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred) {
+  for (DeferredPages& d : *deferred) {
+    const std::string who = "pid " + std::to_string(d.pid);
+    Status s = d.cow->Protect(*d.mm, d.pieces);
+    if (s.ok()) continue;
+    LOG_INFO("%s: memory copied during the freeze (no copy-on-write: %s)", who.c_str(), s.ToString().c_str());
+    d.cow.reset();  // its userfaultfd closed: whatever it protected is lifted
+    CRYO_ASSIGN_OR_RETURN(auto src, ProcessPageSource::Open(d.pid));
+    CRYO_RETURN_IF_ERROR(FinishDeferred(writer, &d, *src).Prefixed(who));
+  }
+  return Status::Ok();
+}
+
+// Once the tree runs again: the protected memory copied.
+Status CopyDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred) {
+  for (DeferredPages& d : *deferred) {
+    if (!d.cow) continue;
+    CRYO_RETURN_IF_ERROR(FinishDeferred(writer, &d, *d.cow).Prefixed("pid " + std::to_string(d.pid)));
+    CRYO_RETURN_IF_ERROR(d.cow->status());
+    LOG_INFO("pid %d: %s copied after the resume in %.1f ms (copy-on-write; %" PRIu64 " write faults, %" PRIu64
+             " pages copied aside first)",
+             d.pid, FormatSize(d.bytes).c_str(), d.seconds * 1e3, d.cow->faults(), d.cow->fault_copies());
+    d.cow.reset();
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -233,6 +327,11 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     LOG_DEBUG("dirty tracking: %zu processes known since the parent image, protected in %.1f ms", c.dirty.size(),
               (Now() - tt) * 1e3);
   }
+  // Leave-running: a userfaultfd in each big process, for a copy-on-write
+  // end of the freeze (mem/cow_copy.h).
+  std::map<pid_t, std::unique_ptr<CowCopy>> cow;
+  if (CowWanted(opts, c)) OpenCowCopies(c, &cow);
+  std::vector<DeferredPages> deferred;
   // (post-copy: nothing read ahead; what the target fetches stays unread)
   Prefetcher prefetch(std::move(c.inspection.facts), parents, opts.post_copy ? 0 : kBufferedPages, 2);
   IncrementalCounts incremental;
@@ -245,7 +344,11 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     incremental.compared_pages += facts->incremental.compared_pages;
     incremental.parent_pages += facts->incremental.parent_pages;
     incremental.tracked_pages += facts->incremental.tracked_pages;
-    CRYO_RETURN_IF_ERROR(DumpProcessPages(sp, *facts, *writer, opts, &procs[i], &features, &times).Prefixed(who));
+    std::unique_ptr<CowCopy> cow_copy;
+    if (auto it = cow.find(sp.pid()); it != cow.end()) cow_copy = std::move(it->second);
+    CRYO_RETURN_IF_ERROR(DumpProcessPages(sp, *facts, *writer, opts, &procs[i], &features, &times,
+                                          std::move(cow_copy), &deferred)
+                             .Prefixed(who));
     tables.push_back({sp.pid(), &procs[i].fds});
     pids.insert(sp.pid());
   }
@@ -330,6 +433,8 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   // and synced after. The last point where an interrupt undoes the dump with
   // the tree still in cryo's hands.
   if (opts.leave_running) {
+    // The memory left to copy write-protected (else copied now).
+    CRYO_RETURN_IF_ERROR(ProtectDeferred(writer, &deferred));
     const double td = Now();
     // Its connections out of repair mode and unlocked first.
     CRYO_RETURN_IF_ERROR(c.tcp.Release());
@@ -338,6 +443,11 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     progress->end = Now() - td;
     progress->frozen = Now() - c.seize_start;
     LOG_DEBUG("tree resumed after %.1f ms frozen; the image is written out and synced now", progress->frozen * 1e3);
+    const double tcow = Now();
+    CRYO_RETURN_IF_ERROR(CopyDeferred(writer, &deferred));
+    progress->pages_after_resume = Now() - tcow;
+    progress->pages += progress->pages_after_resume;
+    tphase += progress->pages_after_resume;  // not billed to "other records"
   }
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
@@ -579,11 +689,15 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
   if (!s.ok()) return s;
   const size_t others = c.procs.size() + c.tree.zombies().size() - 1;
   LOG_INFO("pid %d%s dumped to %s in %.1f ms (%s), frozen %.1f ms: seize %.1f ms, audit and task state %.1f ms, "
-           "memory read and written %.1f ms, other records %.1f ms, %s %.1f ms, %s %.1f ms",
+           "memory read and written %.1f ms%s, other records %.1f ms, %s %.1f ms, %s %.1f ms",
            opts.pid,
            others ? (" and " + std::to_string(others) + (others == 1 ? " descendant" : " descendants")).c_str() : "",
            opts.images_dir.c_str(), (Now() - t0) * 1e3, opts.leave_running ? "left running" : "killed",
-           progress.frozen * 1e3, c.seize_s * 1e3, c.audit_s * 1e3, progress.pages * 1e3, progress.records * 1e3,
+           progress.frozen * 1e3, c.seize_s * 1e3, c.audit_s * 1e3, progress.pages * 1e3,
+           progress.pages_after_resume > 0
+               ? (" (" + FormatMs(progress.pages_after_resume) + " of it after the resume, copy-on-write)").c_str()
+               : "",
+           progress.records * 1e3,
            opts.sync ? "fsync" : "closed (no sync)", progress.sync * 1e3,
            opts.leave_running ? "resume (before the sync)" : "kill", progress.end * 1e3);
   if (stats) {

@@ -49,6 +49,10 @@ struct DumpOptions {
   // (mem/dirty_tracker.h). Once a tracker runs for the tree, every
   // leave-running dump of it keeps it up to date.
   bool track_mem = false;
+  // Leave-running: the private anonymous memory of a big process is copied
+  // after the tree runs again, copy-on-write (mem/cow_copy.h); false
+  // (--no-cow): during the freeze.
+  bool cow = true;
   // Pre-copy (dump/precopy.h): the parent image as the dump before left it in
   // memory (instead of parent_dir: nothing is read back, which a streamed
   // round could not be), and where a complete dump leaves itself as the next

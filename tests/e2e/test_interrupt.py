@@ -57,6 +57,41 @@ def test_fault_points_64mib(h):
     campaign(h, "mem64", points=4)
 
 
+def test_killed_during_cow_copy(h):
+    """cryo killed (SIGKILL, then SIGINT) while it copies the memory of a
+    running tree copy-on-write (after the resume, mem/cow_copy.h): its
+    userfaultfd dies with it, the kernel lifts the write protection and wakes
+    the writers. dirtier rewrites its 64 MiB without pause, so a page left
+    protected would stop it for good: it must go on writing (its verify
+    answers) with no VMA registered, untraced, with its own masks; an
+    interrupted dump leaves no image."""
+    w = h.start_workload("dirtier", "64", "4000", "nochurn")
+    h.wait_ready(w, timeout=60)
+    images = os.path.join(h.tmp_root, "img-count")
+    total = faultlib.count_points(h, w, images, True)
+    shutil.rmtree(images, ignore_errors=True)
+    during = 0
+    for sig in ("KILL", "INT"):
+        for point in range(max(1, total - 90), total + 1, 6):
+            images = os.path.join(h.tmp_root, "img-cow-%d" % point)
+            log = os.path.join(h.tmp_root, "cow-%s-%d.log" % (sig, point))
+            before = faultlib.snapshot(w.pid)
+            r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images, "--leave-running", "--log-file", log],
+                           log=False, env={"CRYO_FAULT_POINT": str(point), "CRYO_FAULT_SIGNAL": sig}, tag="dump-cow")
+            text = read_text(log, "")
+            what = "SIG%s at fault point %d of %d" % (sig, point, total)
+            if r.rc != 0 and "tree resumed after" in text and "copied after the resume" not in text:
+                during += 1
+            w = faultlib.check_after(h, w, before, images, r, sig, True, what)
+            registered = [line for line in read_text("/proc/%d/smaps" % w.pid, "").splitlines()
+                          if line.startswith("VmFlags:") and (" uw" in line or " um" in line)]
+            check(not registered, "%s: the original keeps VMAs registered with a userfaultfd" % what)
+    check(during >= 2, "no fault point fell into the copy-on-write copy (%d points)" % total)
+    h.note("%d dumps interrupted during the copy-on-write copy" % during)
+    h.verify_ok(w, exit=True, when="at the end")
+    check_eq(h.wait_exit(w), ("exit", 0), "exit status at the end")
+
+
 def test_fault_points_registers(h):
     """After dumps killed at every kind of point, the avx512 workload's
     vector, mask and general registers are still the ones it loaded."""
@@ -222,4 +257,5 @@ if __name__ == "__main__":
         test_fault_points_64mib,
         test_timed_signals,
         test_interrupted_restore_leaves_nothing,
+        test_killed_during_cow_copy,
     ]))

@@ -17,7 +17,11 @@
  * since the previous verify (then reset), so after a migration on one machine
  * M is the downtime as the program saw it (freeze to resume, plus at most one
  * turn of 2 ms), also when a later turn was slow (a post-copy fault, a busy
- * machine), which G would report instead. */
+ * machine), which G would report instead.
+ *
+ * While CTLDIR/hold exists (looked for every 64 page writes) it writes
+ * nothing: a restored copy then verifies the image's pages themselves, not
+ * pages it wrote again since (tests/e2e/test_durability.py, copy-on-write). */
 #include <sys/mman.h>
 
 #include "wl_common.h"
@@ -86,6 +90,8 @@ int main(int argc, char **argv)
     const uint64_t mib = argc > 2 ? strtoull(argv[2], NULL, 10) : 64;
     const double rate = argc > 3 ? strtod(argv[3], NULL) : 10.0; /* MiB/s */
     const int do_churn = !(argc > 4 && strcmp(argv[4], "nochurn") == 0);
+    char hold[4096];
+    snprintf(hold, sizeof hold, "%s/hold", dir);
     npages = mib * 256;
     if (npages == 0)
         wl_die("MIB must be at least 1");
@@ -111,7 +117,12 @@ int main(int argc, char **argv)
         if (due > cap)
             due = cap;
         last = now;
+        uint64_t since_look = 0;
         while (due >= 1) {
+            if (since_look++ % 64 == 0 && access(hold, F_OK) == 0) {
+                due = 0;
+                break;
+            }
             const uint64_t i = written % npages;
             fill(region + i * WORDS, i, written / npages + 1, 0);
             written++;
