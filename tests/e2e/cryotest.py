@@ -931,7 +931,11 @@ def main(tests, description=None):
             sys.stdout.flush()
     finally:
         signal.alarm(0)
-        if args.keep:
+        # CRYO_E2E_KEEP_FAILED=1 (set by scripts/flakehunt.sh): a run with a
+        # failure keeps its directory (cryo's --log-file, workload control
+        # files), so a flake seen once under load can be read afterwards.
+        keep_failed = os.environ.get("CRYO_E2E_KEEP_FAILED") == "1" and (failed or aborted)
+        if args.keep or keep_failed:
             print("kept %s" % tmp_root)
         else:
             shutil.rmtree(tmp_root, ignore_errors=True)
