@@ -122,6 +122,11 @@ Status UdpQueueCountAvailable() {
 
 Result<uint32_t> CountUdpDatagrams(int fd) {
   CRYO_RETURN_IF_ERROR(UdpQueueCountAvailable());
+  return CountUdpDatagramsOfKernel(fd);
+}
+
+Result<uint32_t> CountUdpDatagramsOfKernel(int fd) {
+  CRYO_RETURN_IF_ERROR(TheIterator().status);
   uint64_t cookie = 0;  // also makes the kernel give the socket its cookie (sock_gen_cookie)
   socklen_t len = sizeof(cookie);
   if (::getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) != 0) return Status::FromErrno("SO_COOKIE");

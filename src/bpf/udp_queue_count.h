@@ -47,4 +47,9 @@ Status UdpQueueCountAvailable();
 // that is not the caller's.
 Result<uint32_t> CountUdpDatagrams(int fd);
 
+// The same count whatever CRYO_PRETEND_MISSING says: for the probe of `cryo
+// check`, whose results are the kernel's and are cached as such (the pretended
+// features are taken as missing on top of them, check::ApplyPretendedMissing).
+Result<uint32_t> CountUdpDatagramsOfKernel(int fd);
+
 }  // namespace cryo::bpf

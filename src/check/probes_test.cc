@@ -184,6 +184,29 @@ TEST(ProbesTest, PretendedMissingFeaturesFailWithTheirFallbackSaid) {
             "can do without: pagemap-scan, membarrier-registrations, timer-restore-ids, eventfd-semaphore, bpf-iter-udp, madv-collapse, bpf-iter-tcp");
 }
 
+// The probes report the kernel, whatever CRYO_PRETEND_MISSING says: their
+// results are cached (/run/cryo/check.cache, shared by every cryo here) and
+// the pretence is applied on top at each run. The UDP iterator's probe went
+// through the pretence: a pretended `cryo check` that probed afresh cached
+// bpf-iter-udp as missing, and the next plain one reported it missing
+// (e2e_udp without_exact_count failed when another cryo had rewritten the cache).
+TEST(ProbesTest, ProbesIgnorePretendedMissing) {
+  const Report real = RunProbes();
+  std::string all;
+  for (const auto& f : Features())
+    if (f.pretendable) all += (all.empty() ? "" : ",") + std::string(f.name);
+  ASSERT_EQ(::setenv("CRYO_PRETEND_MISSING", all.c_str(), 1), 0);
+  struct Unset {
+    ~Unset() { ::unsetenv("CRYO_PRETEND_MISSING"); }
+  } unset;
+  const Report pretended = RunProbes();
+  ASSERT_EQ(pretended.probes.size(), real.probes.size());
+  for (size_t i = 0; i < real.probes.size(); ++i) {
+    EXPECT_EQ(pretended.probes[i].ok, real.probes[i].ok) << real.probes[i].name << ": " << pretended.probes[i].detail;
+    EXPECT_EQ(pretended.probes[i].detail.find("taken as missing"), std::string::npos) << real.probes[i].name;
+  }
+}
+
 TEST(ProbesTest, FormatJsonEscapes) {
   Report r;
   r.kernel_release = "6.18.0";

@@ -783,6 +783,40 @@ class Harness:
         if problem:
             fail(problem)
 
+    def _kill_reparented(self, killed, cryos, timeout=10.0):
+        """Kill what the deaths of `killed` reparent to the harness.  A process
+        killed here hands its children to the nearest subreaper, the harness,
+        only once it has exited: a grandchild of a process a test killed itself
+        (`unshare --fork unshare --fork sleep` with only the outer one killed)
+        was not our child at the first scan and outlived the harness (orphaned
+        to init).  Rescans until every killed process is dead and no live
+        child of ours is left (bounded); returns a list of problems."""
+        me = os.getpid()
+        deadline = time.monotonic() + timeout
+        while True:
+            if any(pid_alive(pid) and self._is_ours(pid) for pid in killed):
+                if time.monotonic() > deadline:
+                    return ["pids %s not dead %.0fs after SIGKILL"
+                            % (sorted(p for p in killed if pid_alive(p)), timeout)]
+                time.sleep(0.01)
+                continue
+            new = []
+            for name in os.listdir("/proc"):
+                if name.isdigit() and int(name) not in cryos:
+                    st = proc_stat(int(name))
+                    if st and st["ppid"] == me and st["state"] != "Z" and int(name) not in killed:
+                        new += self._descendants(int(name)) + [int(name)]
+            if not new:
+                return []
+            if time.monotonic() > deadline:
+                return ["processes %s kept being reparented to the harness" % sorted(new)]
+            for pid in new:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            killed |= set(new)
+
     def cleanup(self):
         """Kill (SIGKILL, by pid) and reap everything this test started or
         restored.  Returns a list of problems (processes that survived)."""
@@ -807,6 +841,7 @@ class Harness:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        problems += self._kill_reparented(set(victims), cryos)
         for pid in pids:
             p = self.popens.get(pid)
             if p is not None and p.returncode is None:
@@ -931,7 +966,11 @@ def main(tests, description=None):
             sys.stdout.flush()
     finally:
         signal.alarm(0)
-        if args.keep:
+        # CRYO_E2E_KEEP_FAILED=1 (set by scripts/flakehunt.sh): a run with a
+        # failure keeps its directory (cryo's --log-file, workload control
+        # files), so a flake seen once under load can be read afterwards.
+        keep_failed = os.environ.get("CRYO_E2E_KEEP_FAILED") == "1" and (failed or aborted)
+        if args.keep or keep_failed:
             print("kept %s" % tmp_root)
         else:
             shutil.rmtree(tmp_root, ignore_errors=True)

@@ -54,9 +54,13 @@ def read_all(s):
         if not d:
             return out
         out += d
+def put(name, text):
+    # Written whole then renamed: the test reads `result` as soon as it exists.
+    open(name + ".tmp", "w").write(text)
+    os.rename(name + ".tmp", name)
 def expect(cond, what):
     if not cond:
-        open("result", "w").write("FAIL: %s\n" % what)
+        put("result", "FAIL: %s\n" % what)
         sys.exit(1)
 def wait_go():
     while not os.path.exists("go"):
@@ -117,7 +121,7 @@ except BrokenPipeError:
     pass
 expect(read_all(e) == pattern(3000, 4), "e: f's bytes then end of stream")
 expect(read_all(f) == ef, "f: e's %d bytes then end of stream" % len(ef))
-open("result", "w").write("ok")
+put("result", "ok")
 while True:
     time.sleep(0.05)
 """
@@ -143,7 +147,7 @@ expect(read_all(x) == pattern(3000, 8), "x: the peer's bytes then end of stream"
 x.sendall(b"more")
 x.shutdown(socket.SHUT_WR)
 expect(read_all(x2) == pattern(1500, 9), "x2: the peer's bytes then end of stream")
-open("result", "w").write("ok")
+put("result", "ok")
 while True:
     time.sleep(0.05)
 """
@@ -164,7 +168,7 @@ wait_go()
 expect(read_all(y) == pattern(4000, 6) + b"more", "y: the inside bytes, 'more', end of stream")
 expect(read_all(y2) == pattern(2500, 7), "y2: the inside bytes then end of stream")
 y2.shutdown(socket.SHUT_WR)
-open("result", "w").write("ok")
+put("result", "ok")
 while True:
     time.sleep(0.05)
 """
