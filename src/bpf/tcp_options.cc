@@ -165,6 +165,11 @@ Status TcpOptionsIterAvailable() {
 
 Result<std::unordered_map<uint64_t, TcpOptionValues>> ReadTcpOptions(int netns) {
   CRYO_RETURN_IF_ERROR(TcpOptionsIterAvailable());
+  return ReadTcpOptionsOfKernel(netns);
+}
+
+Result<std::unordered_map<uint64_t, TcpOptionValues>> ReadTcpOptionsOfKernel(int netns) {
+  CRYO_RETURN_IF_ERROR(TheIterator().status);
   CRYO_ASSIGN_OR_RETURN(UniqueFd it, CreateIterator(TheIterator().link.get(), netns));
   CRYO_ASSIGN_OR_RETURN(const std::string bytes, ReadIterator(it.get(), "the TCP iterator"));
   CRYO_ASSIGN_OR_RETURN(std::vector<TcpOptionValues> records, ParseTcpOptionRecords(bytes));

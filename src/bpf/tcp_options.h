@@ -57,4 +57,9 @@ Status TcpOptionsIterAvailable();
 // cookie. Sockets made later are not in it.
 Result<std::unordered_map<uint64_t, TcpOptionValues>> ReadTcpOptions(int netns);
 
+// The same whatever CRYO_PRETEND_MISSING says: for `cryo check`'s probe,
+// whose result is cached for every later cryo (the pretence is applied on
+// top of the cached results).
+Result<std::unordered_map<uint64_t, TcpOptionValues>> ReadTcpOptionsOfKernel(int netns);
+
 }  // namespace cryo::bpf

@@ -146,7 +146,8 @@ Probe ProbeBpfIterTcp() {
   if (::getsockopt(c.get(), SOL_SOCKET, SO_COOKIE, &cookie, &cl) != 0) return Fail(p, Status::FromErrno("SO_COOKIE"));
   UniqueFd netns(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
   if (!netns.valid()) return Fail(p, Status::FromErrno("open /proc/self/ns/net"));
-  auto all = bpf::ReadTcpOptions(netns.get());
+  // The kernel's answer, never CRYO_PRETEND_MISSING's (as for bpf-iter-udp).
+  auto all = bpf::ReadTcpOptionsOfKernel(netns.get());
   if (!all.ok()) return Fail(p, all.status());
   auto it = all->find(cookie);
   if (it == all->end()) return Fail(p, Status::Error("the TCP iterator did not meet cryo's own connection"));
