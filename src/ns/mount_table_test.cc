@@ -126,15 +126,36 @@ TEST(MountTable, Refusals) {
     EXPECT_NE(d.status().message().find("pid 7: mount namespace: "), std::string::npos) << d.status().ToString();
     EXPECT_NE(d.status().message().find(c.names), std::string::npos) << d.status().ToString();
   }
-  // A mount of cryo's gone from the tree's (umount /data).
+}
+
+TEST(MountTable, MountsTheTreeLacksAreRecordedToUnmount) {
+  // A mount of cryo's gone from the tree's (umount /data, or mounted on the
+  // host after the tree's namespace was made): listed as absent.
   bool changed = false;
   std::string tree = Copied("");
-  tree.erase(tree.find("130 127"));
+  const size_t line = tree.find("130 127");
+  ASSERT_NE(line, std::string::npos);
+  tree.erase(line, tree.find('\n', line) + 1 - line);
   auto d = Diff(tree, &changed);
-  ASSERT_FALSE(d.ok());
-  EXPECT_NE(d.status().message().find("/data (ext4 /dev/vdb), a mount of cryo's namespace, is not in the tree's"),
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_TRUE(changed);
+  ASSERT_EQ(d->absent_size(), 1);
+  EXPECT_EQ(d->absent(0).mount_point(), "/data");
+  EXPECT_EQ(d->absent(0).fstype(), "ext4");
+  EXPECT_EQ(d->absent(0).source(), "/dev/vdb");
+  // Refused when a mount the tree kept is on or below it: unmounting it
+  // would take that one along.
+  std::string below = Copied("");
+  below += "131 130 0:80 / /data/sub rw - tmpfs none rw\n";
+  std::string tree2 = below;
+  const size_t at = tree2.find("130 127");
+  tree2.erase(at, tree2.find('\n', at) + 1 - at);
+  auto r = DiffMountTables(Lines(tree2), Lines(below), "pid 7: mount namespace: ", &changed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("/data (ext4 /dev/vdb), a mount of cryo's namespace, is not in the tree's, but "
+                                      "/data/sub"),
             std::string::npos)
-      << d.status().ToString();
+      << r.status().ToString();
 }
 
 TEST(MountTable, BindOfASharedMountJoinsItsGroup) {
