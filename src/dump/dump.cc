@@ -588,6 +588,11 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     // killed task never runs again, so none meets a socket in repair mode,
     // and closed in repair mode they send nothing.
     CRYO_RETURN_IF_ERROR(c.tcp.PrepareKill(c.scope.pids));
+    if (!inv.net_lock().empty() && features.count("net-ns")) {
+      // Its namespace dies with it: no peer's packet may reach it meanwhile.
+      if (Status down = ns::TakeTreeLinksDown(tree.processes().front()->pid()); !down.ok())
+        LOG_WARN("%s", down.ToString().c_str());
+    }
     for (const auto& sp : tree.processes()) ::kill(sp->pid(), SIGKILL);
     CRYO_RETURN_IF_ERROR(c.tcp.RepairBeforeClose());
     CRYO_RETURN_IF_ERROR(tree.KillAll());

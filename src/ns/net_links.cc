@@ -142,6 +142,28 @@ Status RestoreLinks(Rtnl& nl, const image::NetNamespace& net, const VethPeerName
   return Status::Ok();
 }
 
+Status TakeLinksDown(Rtnl& nl) {
+  std::vector<std::pair<int, std::string>> up;
+  CRYO_RETURN_IF_ERROR(nl.Dump(RTM_GETLINK, AF_UNSPEC, sizeof(ifinfomsg), [&](const nlmsghdr* h) {
+    const auto* ifi = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(h));
+    const LinkInfo l = ParseLink(h);
+    if ((l.flags & IFF_UP) && l.kind != "loopback") up.emplace_back(ifi->ifi_index, l.name);
+    return Status::Ok();
+  }, "the links of the tree's network namespace"));
+  for (const auto& [index, name] : up) {
+    NlBuffer buf;
+    nlmsghdr* h = mnl_nlmsg_put_header(buf.bytes);
+    h->nlmsg_type = RTM_NEWLINK;
+    auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(h, sizeof(ifinfomsg)));
+    ifi->ifi_family = AF_UNSPEC;
+    ifi->ifi_index = index;
+    ifi->ifi_flags = 0;
+    ifi->ifi_change = IFF_UP;
+    CRYO_RETURN_IF_ERROR(nl.Request(h, "setting link " + name + " of the tree's network namespace down"));
+  }
+  return Status::Ok();
+}
+
 namespace {
 
 Status AddressRequest(Rtnl& nl, uint16_t type, int index, const image::NetAddress& a, const std::string& what) {

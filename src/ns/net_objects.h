@@ -32,6 +32,8 @@ Status ReadFreshLinks(Rtnl& nl, std::map<std::string, std::string>* out);
 Status DumpLinks(Rtnl& nl, const FreshNetDefaults& fresh, int home_fd, image::NetNamespace* out);
 Status DumpAddresses(Rtnl& nl, image::NetNamespace* out);
 Status RestoreLinks(Rtnl& nl, const image::NetNamespace& net, const VethPeerNamespaces* peers);
+// Every link of the calling thread's namespace but lo set down.
+Status TakeLinksDown(Rtnl& nl);
 
 // veth pairs with their outside end (ns/net_veth.cc): `link` has its name
 // and MTU; the rest of the pair from the RTM_NEWLINK message `h`.

@@ -91,6 +91,13 @@ Status CheckNotMounted(uint64_t ino) {
 
 }  // namespace
 
+Status TakeTreeLinksDown(pid_t pid) {
+  return RunInNamespacesOf(pid, CLONE_NEWNET, [] {
+    CRYO_ASSIGN_OR_RETURN(Rtnl nl, Rtnl::Open());
+    return TakeLinksDown(nl);
+  });
+}
+
 Status DumpNetNamespace(pid_t pid, image::NetNamespace* out) {
   CRYO_ASSIGN_OR_RETURN(uint64_t ino, NsInode(pid, "net"));
   CRYO_RETURN_IF_ERROR(CheckNotMounted(ino));

@@ -25,6 +25,14 @@ namespace cryo::ns {
 // join it and fresh ones), or refuses what it holds that is not restored.
 Status DumpNetNamespace(pid_t pid, image::NetNamespace* out);
 
+// Before a kill-mode dump kills a tree that owns its network namespace and
+// holds connections to peers outside: its links (but lo) are set down. The
+// namespace goes with the tree, and the kernel's teardown of it may remove
+// the nftables lock before the links (net/core/net_namespace.c runs the
+// pernet exits in turn): a peer's packet arriving in between would find no
+// socket and be answered with a reset. With the links down none arrives.
+Status TakeTreeLinksDown(pid_t pid);
+
 // Where the outside ends of the image's veth pairs are made (ns/net_veth.cc),
 // by the name of their end in the tree's namespace: an fd of the namespace,
 // and its name for messages.
