@@ -1,6 +1,7 @@
 #include "dump/dump.h"
 #include "dump/postcopy_pages.h"
 #include "dump/classify.h"
+#include "dump/process_pages.h"
 
 #include <signal.h>
 #include <sys/ptrace.h>
@@ -71,10 +72,6 @@ namespace cryo {
 
 namespace {
 
-// Processes with at most this much page data are read into memory and written
-// on the image writer's thread; bigger ones stream through the page ring.
-constexpr uint64_t kBufferedPages = 4 << 20;
-
 image::Inventory MakeInventory(const DumpOptions& opts, const image::ProcessCore& core,
                                const std::set<std::string>& features) {
   image::Inventory inv;
@@ -105,85 +102,6 @@ image::Inventory MakeInventory(const DumpOptions& opts, const image::ProcessCore
   return inv;
 }
 
-// A big process's page file whose pages are copied once the tree runs again
-// (leave-running, copy-on-write: mem/cow_copy.h).
-struct DeferredPages {
-  pid_t pid = 0;
-  std::vector<PagePiece> pieces;
-  std::unique_ptr<WritableFile> file;
-  image::Mm* mm = nullptr;
-  uint64_t bytes = 0;
-  std::unique_ptr<CowCopy> cow;  // null: copied during the freeze after all
-  double seconds = 0;
-};
-
-// The second half: its page file (written on the image writer's thread, but
-// for the pages of a big process, streamed here), from its facts with the
-// pages read ahead. Its records are
-// written once the whole tree is collected (shared objects and terminals add
-// to them).
-Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::ImageWriter& writer,
-                        const DumpOptions& opts, DumpedProcess* out, std::set<std::string>* features,
-                        PhaseTimes* times, std::unique_ptr<CowCopy> cow, std::vector<DeferredPages>* deferred) {
-  const pid_t pid = seized.pid();
-  times->pages += facts.pages_s;
-  out->mm = std::move(facts.mm);
-  out->fds = std::move(facts.fds);
-  out->shm_maps = std::move(facts.shm_maps);
-  out->unlinked_maps = std::move(facts.unlinked_maps);
-  features->insert(facts.features.begin(), facts.features.end());
-  for (const image::Vma& v : out->mm.vmas())
-    if (std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end()) features->insert("map-noreserve");
-  double t = Now();
-  auto lap = [&t](double* phase) {
-    const double now = Now();
-    *phase += now - t;
-    t = now;
-  };
-
-  const uint64_t bytes = out->mm.total_pages() * image::kPageSize;
-  ProgressFn progress;
-  if (opts.show_progress)
-    progress = [pid](uint64_t done, uint64_t total) {
-      fprintf(stderr, "\rcryo: pid %d: writing pages %s of %s ", pid, FormatSize(done).c_str(), FormatSize(total).c_str());
-      if (done == total) fprintf(stderr, "\n");
-    };
-  if (facts.pages) {
-    // Read ahead; the page file is created and written on the writer thread.
-    if (progress && bytes) progress(bytes, bytes);
-    image::ImageWriter* w = &writer;
-    std::shared_ptr<std::string> data = std::move(facts.pages);
-    writer.Async(
-        [w, pid, data] {
-          CRYO_ASSIGN_OR_RETURN(auto file, w->CreatePageFile(image::PagesName(pid)));
-          if (!data->empty()) CRYO_RETURN_IF_ERROR(file->WriteAt(data->data(), data->size(), image::kPageDataOffset));
-          return w->FinishPageFile(std::move(file), data->size());
-        },
-        bytes);
-  } else {
-    const double tp = Now();
-    CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
-    if (cow && !opts.post_copy) {
-      deferred->push_back({pid, std::move(facts.pieces), std::move(pages), &out->mm, bytes, std::move(cow), 0});
-      lap(&times->pages);
-      return Status::Ok();
-    }
-    if (opts.post_copy) {
-      std::vector<std::pair<uint64_t, uint64_t>> remote;
-      CRYO_RETURN_IF_ERROR(DumpPagesPostCopy(pid, facts.pieces, &out->mm, pages.get(), &remote).Prefixed("memory"));
-      if (!remote.empty()) features->insert("remote-pages");
-    } else {
-      // A kill-mode dump made durable writes its big page files past the page
-      // cache (mem/direct_write.h); other modes leave the bytes there.
-      const bool direct = opts.sync && !opts.leave_running;
-      CRYO_RETURN_IF_ERROR(DumpPages(pid, facts.pieces, &out->mm, pages.get(), progress, direct).Prefixed("memory"));
-    }
-    CRYO_RETURN_IF_ERROR(writer.FinishPageFile(std::move(pages), bytes));
-    LOG_DEBUG("pid %d: %" PRIu64 " pages written in %.3f ms", pid, out->mm.total_pages(), (Now() - tp) * 1e3);
-  }
-  lap(&times->pages);
-  return Status::Ok();
-}
 
 bool SharesDescriptions(const std::vector<DumpedProcess>& procs) {
   std::set<uint64_t> seen;
@@ -209,74 +127,6 @@ std::string FormatMs(double seconds) {
   return buf;
 }
 
-bool CowWanted(const DumpOptions& opts, const Classified& c) {
-  if (!opts.leave_running || !opts.cow || opts.post_copy) return false;
-  // A VMA takes one userfaultfd: the tracker's (WP_ASYNC) owns them already.
-  if (c.tracking) {
-    LOG_INFO("memory copied during the freeze: the tree's memory is tracked (--track-mem)");
-    return false;
-  }
-  // An incremental dump compares pages with the parent's as it reads them.
-  if (c.parent) return false;
-  return true;
-}
-
-// A userfaultfd in each process with more than kBufferedPages of private
-// anonymous memory mapped (smaller ones are read ahead during the freeze
-// anyway); one that cannot have it is copied during the freeze.
-void OpenCowCopies(Classified& c, std::map<pid_t, std::unique_ptr<CowCopy>>* cow) {
-  for (size_t i = 0; i < c.inspection.facts.size(); ++i) {
-    const ProcessFacts& f = c.inspection.facts[i];
-    uint64_t anon = 0;
-    for (const image::Vma& v : f.mm.vmas())
-      if (v.kind() == image::VMA_ANON_PRIVATE) anon += v.end() - v.start();
-    if (anon <= kBufferedPages) continue;
-    auto made = CowCopy::Open(*c.tree.processes()[i], f.vmas, f.status.sig_ign, f.status.sig_cgt);
-    if (!made.ok()) {
-      LOG_INFO("pid %d: memory copied during the freeze (no copy-on-write: %s)", f.pid,
-               made.status().ToString().c_str());
-      continue;
-    }
-    (*cow)[f.pid] = std::move(*made);
-  }
-}
-
-Status FinishDeferred(image::ImageWriter* writer, DeferredPages* d, PageSource& src) {
-  const double t = Now();
-  CRYO_RETURN_IF_ERROR(CopyPages(src, d->pieces, d->mm, d->file.get(), ProgressFn()).Prefixed("memory"));
-  CRYO_RETURN_IF_ERROR(writer->FinishPageFile(std::move(d->file), d->bytes));
-  d->seconds = Now() - t;
-  return Status::Ok();
-}
-
-// The last step of the freeze: each deferred process's memory protected, or
-// (when it cannot be) copied now.
-Status ProtectDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred) {
-  for (DeferredPages& d : *deferred) {
-    const std::string who = "pid " + std::to_string(d.pid);
-    Status s = d.cow->Protect(*d.mm, d.pieces);
-    if (s.ok()) continue;
-    LOG_INFO("%s: memory copied during the freeze (no copy-on-write: %s)", who.c_str(), s.ToString().c_str());
-    d.cow.reset();  // its userfaultfd closed: whatever it protected is lifted
-    CRYO_ASSIGN_OR_RETURN(auto src, ProcessPageSource::Open(d.pid));
-    CRYO_RETURN_IF_ERROR(FinishDeferred(writer, &d, *src).Prefixed(who));
-  }
-  return Status::Ok();
-}
-
-// Once the tree runs again: the protected memory copied.
-Status CopyDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred) {
-  for (DeferredPages& d : *deferred) {
-    if (!d.cow) continue;
-    CRYO_RETURN_IF_ERROR(FinishDeferred(writer, &d, *d.cow).Prefixed("pid " + std::to_string(d.pid)));
-    CRYO_RETURN_IF_ERROR(d.cow->status());
-    LOG_INFO("pid %d: %s copied after the resume in %.1f ms (copy-on-write; %" PRIu64 " write faults, %" PRIu64
-             " pages copied aside first)",
-             d.pid, FormatSize(d.bytes).c_str(), d.seconds * 1e3, d.cow->faults(), d.cow->fault_copies());
-    d.cow.reset();
-  }
-  return Status::Ok();
-}
 
 }  // namespace
 

@@ -1,0 +1,69 @@
+// The dump of each process's pages (its page file) and, for --leave-running,
+// the copy-on-write end of the freeze (mem/cow_copy.h): which processes get a
+// userfaultfd, protecting their memory as the last step of the freeze, and
+// copying it once the tree runs again. Split from dump.cc (WriteImage drives
+// these steps in order).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/env.h"
+#include "base/status.h"
+#include "dump/classify.h"
+#include "dump/dump.h"
+#include "dump/inspect.h"
+#include "image/image_dir.h"
+#include "mem/cow_copy.h"
+#include "mem/page_dump.h"
+#include "seize/seize.h"
+
+namespace cryo {
+
+// Processes with at most this much page data are read into memory and written
+// on the image writer's thread; bigger ones stream through the page ring.
+inline constexpr uint64_t kBufferedPages = 4 << 20;
+
+// A big process's page file whose pages are copied once the tree runs again
+// (leave-running, copy-on-write: mem/cow_copy.h).
+struct DeferredPages {
+  pid_t pid = 0;
+  std::vector<PagePiece> pieces;
+  std::unique_ptr<WritableFile> file;
+  image::Mm* mm = nullptr;
+  uint64_t bytes = 0;
+  std::unique_ptr<CowCopy> cow;  // null: copied during the freeze after all
+  double seconds = 0;
+};
+
+// The second half of a process's dump: its page file (written on the image
+// writer's thread, but for the pages of a big process, streamed here), from
+// its facts with the pages read ahead. Its records are written once the whole
+// tree is collected (shared objects and terminals add to them). With `cow`,
+// the pages are left for ProtectDeferred/CopyDeferred (in `deferred`).
+Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::ImageWriter& writer,
+                        const DumpOptions& opts, DumpedProcess* out, std::set<std::string>* features,
+                        PhaseTimes* times, std::unique_ptr<CowCopy> cow, std::vector<DeferredPages>* deferred);
+
+// Whether a --leave-running dump ends its freeze copy-on-write.
+bool CowWanted(const DumpOptions& opts, const Classified& c);
+
+// A userfaultfd in each process with more than kBufferedPages of private
+// anonymous memory mapped (smaller ones are read ahead during the freeze
+// anyway); one that cannot have it is copied during the freeze.
+void OpenCowCopies(Classified& c, std::map<pid_t, std::unique_ptr<CowCopy>>* cow);
+
+// The last step of the freeze: each deferred process's memory protected, or
+// (when it cannot be) copied now.
+Status ProtectDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred);
+
+// Once the tree runs again: the protected memory copied.
+Status CopyDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred);
+
+}  // namespace cryo
