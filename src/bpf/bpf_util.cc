@@ -151,4 +151,13 @@ Result<std::string> ReadIterator(int it, const std::string& what) {
   return bytes;
 }
 
+LoadedIterator AsLoaded(Result<UniqueFd> link) {
+  LoadedIterator l;
+  if (!link.ok())
+    l.status = link.status();
+  else
+    l.link = std::move(*link);
+  return l;
+}
+
 }  // namespace cryo::bpf

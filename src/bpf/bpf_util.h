@@ -55,6 +55,14 @@ enum : uint8_t { R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 };
 // `name`: the program's name (at most 15 characters).
 Result<UniqueFd> LoadIterator(const std::vector<bpf_insn>& insns, uint32_t attach_btf_id, const char* name);
 
+// An iterator program loaded once for the process: its link (which holds the
+// program), or why it could not be loaded.
+struct LoadedIterator {
+  Status status;
+  UniqueFd link;
+};
+LoadedIterator AsLoaded(Result<UniqueFd> link);
+
 // An iterator of `link` that walks the network namespace `netns` (an fd of
 // it; bpf_iter_init_seq_net takes the creating thread's), made on a thread
 // that joined it when it is not the caller's (setns(2) changes only the

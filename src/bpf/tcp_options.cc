@@ -103,32 +103,16 @@ std::vector<bpf_insn> Instructions(const Offsets& o) {
   return p;
 }
 
-struct Loaded {
-  Status status;
-  UniqueFd link;
-};
-
-Loaded Load() {
-  Loaded l;
-  if (RecordSize() > 512) {  // the BPF stack
-    l.status = Status::Error("internal: the TCP option record does not fit the BPF stack");
-    return l;
-  }
+LoadedIterator Load() {
+  if (RecordSize() > 512)  // the BPF stack
+    return {Status::Error("internal: the TCP option record does not fit the BPF stack"), UniqueFd()};
   Result<Offsets> o = LookUpOffsets();
-  if (!o.ok()) {
-    l.status = o.status();
-    return l;
-  }
-  Result<UniqueFd> link = LoadIterator(Instructions(*o), o->iter_func_id, "cryo_tcp_opts");
-  if (!link.ok())
-    l.status = link.status();
-  else
-    l.link = std::move(*link);
-  return l;
+  if (!o.ok()) return {o.status(), UniqueFd()};
+  return AsLoaded(LoadIterator(Instructions(*o), o->iter_func_id, "cryo_tcp_opts"));
 }
 
-const Loaded& TheIterator() {
-  static const Loaded loaded = Load();
+const LoadedIterator& TheIterator() {
+  static const LoadedIterator loaded = Load();
   return loaded;
 }
 

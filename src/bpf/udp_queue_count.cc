@@ -72,29 +72,14 @@ std::vector<bpf_insn> Instructions(const Offsets& o) {
   };
 }
 
-// The iterator's link, made once for the process (the link holds the program).
-struct Loaded {
-  Status status;
-  UniqueFd link;
-};
-
-Loaded Load() {
-  Loaded l;
+LoadedIterator Load() {
   Result<Offsets> o = LookUpOffsets();
-  if (!o.ok()) {
-    l.status = o.status();
-    return l;
-  }
-  Result<UniqueFd> link = LoadIterator(Instructions(*o), o->iter_func_id, "cryo_udp_count");
-  if (!link.ok())
-    l.status = link.status();
-  else
-    l.link = std::move(*link);
-  return l;
+  if (!o.ok()) return {o.status(), UniqueFd()};
+  return AsLoaded(LoadIterator(Instructions(*o), o->iter_func_id, "cryo_udp_count"));
 }
 
-const Loaded& TheIterator() {
-  static const Loaded loaded = Load();
+const LoadedIterator& TheIterator() {
+  static const LoadedIterator loaded = Load();
   return loaded;
 }
 

@@ -87,32 +87,8 @@ Result<std::unique_ptr<CgroupPlacement>> CgroupPlacement::Prepare(const image::L
   std::map<std::string, std::string> mine;
   for (const Membership& m : own) mine[m.hierarchy] = m.path;
   CRYO_ASSIGN_OR_RETURN(std::vector<proc::MountInfo> mounts, OwnMounts());
-  for (const auto& [pid, proc] : img.processes) {
-    if (proc.core.zombie()) continue;
-    for (const image::CgroupPath& c : proc.core.cgroups()) {
-      if (!work[c.hierarchy()]) continue;
-      const std::string who = "pid " + std::to_string(pid) + ", cgroup hierarchy " + HierarchyName(c.hierarchy());
-      std::string base;
-      if (auto r = roots.by_hierarchy.find(c.hierarchy()); r != roots.by_hierarchy.end()) {
-        base = r->second;
-      } else if (!roots.all.empty()) {
-        base = roots.all;
-      } else if (auto m = mine.find(c.hierarchy()); m != mine.end()) {
-        base = m->second;
-      } else {
-        return Status::Error(who + ": this system has no such hierarchy");
-      }
-      auto target = JoinPath(base, c.path());
-      if (!target.ok()) return target.status().Prefixed(who);
-      auto dir = CgroupDir(mounts, c.hierarchy(), *target);
-      if (!dir.ok()) return dir.status().Prefixed(who);
-      CRYO_RETURN_IF_ERROR(p->MakeDir(*dir, c.hierarchy()).Prefixed(who));
-      p->files_[pid].push_back(*dir + "/cgroup.procs");
-    }
-  }
-  for (const image::CgroupPath& c : img.namespaces.cgroup().roots()) {
-    if (!work[c.hierarchy()]) continue;
-    const std::string who = "the root of the tree's cgroup namespace, hierarchy " + HierarchyName(c.hierarchy());
+  // The directory of `c` under the root chosen for its hierarchy, made.
+  auto make = [&](const image::CgroupPath& c, const std::string& who) -> Result<std::string> {
     std::string base;
     if (auto r = roots.by_hierarchy.find(c.hierarchy()); r != roots.by_hierarchy.end()) {
       base = r->second;
@@ -128,6 +104,21 @@ Result<std::unique_ptr<CgroupPlacement>> CgroupPlacement::Prepare(const image::L
     auto dir = CgroupDir(mounts, c.hierarchy(), *target);
     if (!dir.ok()) return dir.status().Prefixed(who);
     CRYO_RETURN_IF_ERROR(p->MakeDir(*dir, c.hierarchy()).Prefixed(who));
+    return *dir;
+  };
+  for (const auto& [pid, proc] : img.processes) {
+    if (proc.core.zombie()) continue;
+    for (const image::CgroupPath& c : proc.core.cgroups()) {
+      if (!work[c.hierarchy()]) continue;
+      auto dir = make(c, "pid " + std::to_string(pid) + ", cgroup hierarchy " + HierarchyName(c.hierarchy()));
+      if (!dir.ok()) return dir.status();
+      p->files_[pid].push_back(*dir + "/cgroup.procs");
+    }
+  }
+  for (const image::CgroupPath& c : img.namespaces.cgroup().roots()) {
+    if (!work[c.hierarchy()]) continue;
+    auto dir = make(c, "the root of the tree's cgroup namespace, hierarchy " + HierarchyName(c.hierarchy()));
+    if (!dir.ok()) return dir.status();
     p->ns_root_files_.push_back(*dir + "/cgroup.procs");
   }
   return p;

@@ -46,6 +46,20 @@ LinkInfo ParseLink(const nlmsghdr* h) {
   return l;
 }
 
+// RTM_NEWLINK of link `index`: up or down, and its MTU unless 0.
+Status SetLink(Rtnl& nl, int index, bool up, uint32_t mtu, const std::string& what) {
+  NlBuffer buf;
+  nlmsghdr* h = mnl_nlmsg_put_header(buf.bytes);
+  h->nlmsg_type = RTM_NEWLINK;
+  auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(h, sizeof(ifinfomsg)));
+  ifi->ifi_family = AF_UNSPEC;
+  ifi->ifi_index = index;
+  ifi->ifi_flags = up ? IFF_UP : 0;
+  ifi->ifi_change = IFF_UP;
+  if (mtu) mnl_attr_put_u32(h, IFLA_MTU, mtu);
+  return nl.Request(h, what);
+}
+
 }  // namespace
 
 Status ReadFreshLinks(Rtnl& nl, std::map<std::string, std::string>* out) {
@@ -128,16 +142,8 @@ Status RestoreLinks(Rtnl& nl, const image::NetNamespace& net, const VethPeerName
     if (l.has_veth()) CRYO_RETURN_IF_ERROR(CreateVeth(nl, l, peers, serial++));
   for (const image::NetLink& l : net.links()) {
     CRYO_ASSIGN_OR_RETURN(const int index, LinkIndex(l.name()));
-    NlBuffer buf;
-    nlmsghdr* h = mnl_nlmsg_put_header(buf.bytes);
-    h->nlmsg_type = RTM_NEWLINK;
-    auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(h, sizeof(ifinfomsg)));
-    ifi->ifi_family = AF_UNSPEC;
-    ifi->ifi_index = index;
-    ifi->ifi_flags = l.flags() & IFF_UP;
-    ifi->ifi_change = IFF_UP;
-    if (l.mtu()) mnl_attr_put_u32(h, IFLA_MTU, l.mtu());
-    CRYO_RETURN_IF_ERROR(nl.Request(h, "setting link " + l.name() + (l.flags() & IFF_UP ? " up" : " down")));
+    CRYO_RETURN_IF_ERROR(SetLink(nl, index, l.flags() & IFF_UP, l.mtu(),
+                                 "setting link " + l.name() + (l.flags() & IFF_UP ? " up" : " down")));
   }
   return Status::Ok();
 }
@@ -150,17 +156,8 @@ Status TakeLinksDown(Rtnl& nl) {
     if ((l.flags & IFF_UP) && l.kind != "loopback") up.emplace_back(ifi->ifi_index, l.name);
     return Status::Ok();
   }, "the links of the tree's network namespace"));
-  for (const auto& [index, name] : up) {
-    NlBuffer buf;
-    nlmsghdr* h = mnl_nlmsg_put_header(buf.bytes);
-    h->nlmsg_type = RTM_NEWLINK;
-    auto* ifi = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(h, sizeof(ifinfomsg)));
-    ifi->ifi_family = AF_UNSPEC;
-    ifi->ifi_index = index;
-    ifi->ifi_flags = 0;
-    ifi->ifi_change = IFF_UP;
-    CRYO_RETURN_IF_ERROR(nl.Request(h, "setting link " + name + " of the tree's network namespace down"));
-  }
+  for (const auto& [index, name] : up)
+    CRYO_RETURN_IF_ERROR(SetLink(nl, index, false, 0, "setting link " + name + " of the tree's network namespace down"));
   return Status::Ok();
 }
 
