@@ -128,6 +128,18 @@ std::string FormatMs(double seconds) {
 }
 
 
+// Once the image is committed to (post-copy GO, or a kill under way): the
+// tree must never run again, also if cryo dies (SIGKILL included), which
+// would detach it and let it run; with PTRACE_O_EXITKILL the kernel kills it
+// instead (ptrace(2)).
+Status DiesWithCryo(SeizedTree& tree) {
+  for (const auto& sp : tree.processes())
+    for (const SeizedTask& t : sp->threads())
+      if (ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, reinterpret_cast<void*>(kSeizeOptions | PTRACE_O_EXITKILL)) != 0)
+        return Status::FromErrno("PTRACE_SETOPTIONS (PTRACE_O_EXITKILL) of task " + std::to_string(t.tid));
+  return Status::Ok();
+}
+
 }  // namespace
 
 // Everything from the first file on: pages, shared objects, records, then
@@ -418,13 +430,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     // Once the tree runs on the target the original must never run again,
     // also if cryo dies (SIGKILL included): the kernel would detach it and
     // let it run; with PTRACE_O_EXITKILL it kills it instead (ptrace(2)).
-    auto commit = [&tree]() -> Status {
-      for (const auto& sp : tree.processes())
-        for (const SeizedTask& t : sp->threads())
-          if (ptrace(PTRACE_SETOPTIONS, t.tid, nullptr, reinterpret_cast<void*>(kSeizeOptions | PTRACE_O_EXITKILL)) != 0)
-            return Status::FromErrno("PTRACE_SETOPTIONS (PTRACE_O_EXITKILL) of task " + std::to_string(t.tid));
-      return Status::Ok();
-    };
+    auto commit = [&tree]() { return DiesWithCryo(tree); };
     post_copy = opts.post_copy(runs, commit, &committed);
     if (!post_copy.ok() && !committed) return post_copy.Prefixed("post-copy, before the tree ran on the target");
     if (!post_copy.ok()) post_copy = post_copy.Prefixed("post-copy, once the tree ran on the target");
@@ -440,8 +446,11 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     CRYO_RETURN_IF_ERROR(c.tcp.PrepareKill(c.scope.pids));
     if (!inv.net_lock().empty() && features.count("net-ns")) {
       // Its namespace dies with it: no peer's packet may reach it meanwhile.
-      if (Status down = ns::TakeTreeLinksDown(tree.processes().front()->pid()); !down.ok())
-        LOG_WARN("%s", down.ToString().c_str());
+      // From here the tree must die even if cryo is killed now (a tree let
+      // go with its links down would be harmed): PTRACE_O_EXITKILL first.
+      Status down = DiesWithCryo(tree);
+      if (down.ok()) down = ns::TakeTreeLinksDown(tree.processes().front()->pid());
+      if (!down.ok()) LOG_WARN("%s", down.ToString().c_str());
     }
     for (const auto& sp : tree.processes()) ::kill(sp->pid(), SIGKILL);
     CRYO_RETURN_IF_ERROR(c.tcp.RepairBeforeClose());
