@@ -312,6 +312,18 @@ Status CheckHeldOutside(const std::vector<Object>& objects, const std::set<pid_t
   });
 }
 
+// A segment outlives its creator, and the creator's pid can be reused: a
+// segment made before the process with that pid started is someone else's.
+// /proc/sysvipc/shm's ctime (creation or last IPC_SET) and StartedAtEpoch are
+// both rounded down to the second, so a segment the process made has
+// ctime >= its start; an older one may still pass when made within the second
+// before (then it is named, as before).
+bool MadeByThatProcess(const SysvSegment& s) {
+  if (s.ctime < 0) return true;
+  auto started = proc::StartedAtEpoch(s.cpid);
+  return !started.ok() || s.ctime >= *started;
+}
+
 }  // namespace
 
 Status CheckShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t>& tree) {
@@ -334,7 +346,7 @@ Status DumpShmObjects(const std::vector<ShmHolders>& procs, const std::set<pid_t
   auto segments = procs.empty() ? ReadSysvShm() : ReadSysvShm(procs.front().pid);
   if (segments.ok())
     for (const SysvSegment& s : *segments)
-      if (tree.count(s.cpid) &&
+      if (tree.count(s.cpid) && MadeByThatProcess(s) &&
           std::none_of(objects.begin(), objects.end(), [&](const Object& o) {
             return o.kind == image::SHM_SYSV && static_cast<int>(o.ino) == s.id;
           }))

@@ -38,6 +38,7 @@ TEST(SysvShm, ParsesEveryColumnCryoUses) {
   EXPECT_EQ(a.nattch, 3u);
   EXPECT_EQ(a.uid, 1000u);
   EXPECT_EQ(a.gid, 1001u);
+  EXPECT_EQ(a.ctime, 1796110090);
   // Removed while attached: SHM_DEST in the octal perms, the key gone.
   const SysvSegment& b = (*segs)[1];
   EXPECT_EQ(b.key, 0);
@@ -60,11 +61,18 @@ TEST(SysvShm, EmptyTableHasOnlyTheHeader) {
   EXPECT_TRUE(segs->empty());
 }
 
+TEST(SysvShm, CtimeIsOptional) {
+  auto segs = ParseSysvShm("0 1 640 4096 7 7 0 0 0 0 0\n");
+  ASSERT_TRUE(segs.ok()) << segs.status().ToString();
+  EXPECT_EQ((*segs)[0].ctime, -1);
+}
+
 TEST(SysvShm, RejectsMalformedLines) {
   EXPECT_FALSE(ParseSysvShm("1 2 3\n").ok());
   EXPECT_FALSE(ParseSysvShm("x 0 640 4096 1 1 0 0 0 0 0 0 0 0 0 0\n").ok());
   EXPECT_FALSE(ParseSysvShm("0 0 999 4096 1 1 0 0 0 0 0 0 0 0 0 0\n").ok());  // perms are octal
   EXPECT_FALSE(ParseSysvShm("0 -1 640 4096 1 1 0 0 0 0 0 0 0 0 0 0\n").ok());
+  EXPECT_FALSE(ParseSysvShm("0 1 640 4096 1 1 0 0 0 0 0 0 0 x 0 0\n").ok());  // ctime
 }
 
 TEST(SysvShm, KeyFromAttachName) {

@@ -65,6 +65,8 @@ Result<std::vector<SysvSegment>> ParseSysvShm(std::string_view text) {
         !ParseNumber(w[6], &s.nattch) || !ParseNumber(w[7], &s.uid) || !ParseNumber(w[8], &s.gid) || !ParseNumber(w[9], &s.cuid) ||
         !ParseNumber(w[10], &s.cgid) || s.id < 0)
       return Status::Error("malformed /proc/sysvipc/shm line \"" + std::string(line) + "\"");
+    if (w.size() >= 14 && !ParseNumber(w[13], &s.ctime))
+      return Status::Error("malformed ctime in /proc/sysvipc/shm line \"" + std::string(line) + "\"");
     out.push_back(s);
   }
   return out;

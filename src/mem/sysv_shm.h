@@ -26,6 +26,7 @@ struct SysvSegment {
   pid_t lpid = 0;      // last shmat/shmdt
   uint64_t nattch = 0;
   uint32_t uid = 0, gid = 0, cuid = 0, cgid = 0;
+  int64_t ctime = -1;  // seconds since the epoch of the creation or last IPC_SET; -1: not shown
 };
 Result<std::vector<SysvSegment>> ParseSysvShm(std::string_view text);
 // Of the IPC namespace of `in_ns_of` (0: cryo's).

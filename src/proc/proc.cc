@@ -193,6 +193,19 @@ Result<Stat> ReadStat(pid_t pid) {
   return st;
 }
 
+Result<int64_t> StartedAtEpoch(pid_t pid) {
+  CRYO_ASSIGN_OR_RETURN(Stat st, ReadStat(pid));
+  CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString("/proc/stat"));
+  for (std::string_view line : SplitLines(text)) {
+    if (!line.starts_with("btime ")) continue;
+    int64_t btime = 0;
+    if (!ParseNumber(line.substr(6), &btime)) break;
+    const long ticks = ::sysconf(_SC_CLK_TCK);
+    return btime + static_cast<int64_t>(st.starttime / static_cast<uint64_t>(ticks > 0 ? ticks : 100));
+  }
+  return Status::Error("/proc/stat: no btime line");
+}
+
 Result<Stat> ReadTaskStat(pid_t pid, pid_t tid) {
   std::string path = ProcPath(pid, "task/" + std::to_string(tid) + "/stat");
   CRYO_ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));

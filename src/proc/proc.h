@@ -76,6 +76,10 @@ struct Stat {
 Result<Stat> ParseStat(std::string_view text);
 Result<Stat> ReadStat(pid_t pid);
 Result<Stat> ReadTaskStat(pid_t pid, pid_t tid);
+// When `pid` started, in seconds since the epoch, rounded down: btime of
+// /proc/stat (itself rounded down) plus its starttime, so never after the true
+// start (unless the clock was set back since boot).
+Result<int64_t> StartedAtEpoch(pid_t pid);
 
 // /proc/PID/status (the fields cryo uses).
 struct ProcStatus {

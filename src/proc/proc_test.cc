@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <ctime>
 #include <string>
 #include <thread>
 
@@ -315,6 +316,25 @@ TEST(ReadStatTest, Self) {
   EXPECT_LE(r->arg_end, r->env_start);
   EXPECT_LT(r->env_start, r->env_end);
   EXPECT_LE(r->start_brk, reinterpret_cast<uint64_t>(sbrk(0)));
+}
+
+TEST(ReadStatTest, StartedAtEpochIsBeforeNowAndAfterAChildStarted) {
+  auto mine = StartedAtEpoch(getpid());
+  ASSERT_TRUE(mine.ok()) << mine.status().ToString();
+  const int64_t now = time(nullptr);
+  EXPECT_LE(*mine, now + 1);
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  auto theirs = StartedAtEpoch(child);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  ASSERT_TRUE(theirs.ok()) << theirs.status().ToString();
+  EXPECT_GE(*theirs + 1, now);
+  EXPECT_LE(*theirs, time(nullptr) + 1);
 }
 
 TEST(ReadStatTest, TaskStatOfAnotherThreadWithOddName) {

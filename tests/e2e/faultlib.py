@@ -29,6 +29,42 @@ import time
 import cryotest
 from cryotest import check, fail, proc_stat, read_text
 
+# Every cryo a fault test starts with run_env() carries this variable; its
+# janitor, a fork of cryo, shows the same /proc/PID/environ. Janitors of cryo
+# runs this test did not start (other tests on the machine) are not counted.
+RUN_TAG = "CRYO_FAULT_TEST_RUN=%d" % os.getpid()
+
+
+def run_env(env=None):
+    """`env` plus RUN_TAG, for run_cryo."""
+    key, value = RUN_TAG.split("=")
+    return dict(env or {}, **{key: value})
+
+
+def janitors():
+    """Pids of the janitors of cryo runs started with run_env()."""
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (read_text("/proc/%s/comm" % name) or "").strip() == "cryo-janitor":
+            try:
+                with open("/proc/%s/environ" % name, "rb") as f:
+                    environ = f.read().split(b"\0")
+            except OSError:
+                continue
+            if RUN_TAG.encode() in environ:
+                out.append(int(name))
+    return out
+
+
+def wait_janitors_done(what, timeout=10.0):
+    """A killed restore's janitor kills what the restore made after cryo is
+    gone: wait (bounded) until it finished."""
+    deadline = time.monotonic() + timeout
+    while janitors():
+        if time.monotonic() > deadline:
+            fail("%s: the janitor (pids %s) still runs %.0f s later" % (what, janitors(), timeout))
+        time.sleep(0.02)
+
 INCOMPLETE = "incomplete image: the dump did not finish"
 
 # workload name -> (argv tail, ready timeout)

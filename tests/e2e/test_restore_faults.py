@@ -23,6 +23,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cryotest  # noqa: E402
+import faultlib  # noqa: E402
 import test_shm  # noqa: E402
 from cryotest import check, check_eq, fail, pid_alive, proc_stat  # noqa: E402
 
@@ -73,24 +74,12 @@ def sysv_ids(cryo_pid):
     return {i for i, cpid in sysv_creators() - SEGMENTS_BEFORE.get(cryo_pid, set()) if cpid == cryo_pid}
 
 
-# Every cryo this test starts carries this variable; its janitor, a fork of
-# cryo, shows the same /proc/PID/environ. Janitors of cryo runs this test did
-# not start (other tests on the machine) are not counted.
-RUN_TAG = "CRYO_FAULT_TEST_RUN=%d" % os.getpid()
+# Every cryo this test starts carries this variable (faultlib.janitors).
+RUN_TAG = faultlib.RUN_TAG
 
 
 def janitors():
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit() and (cryotest.read_text("/proc/%s/comm" % name) or "").strip() == "cryo-janitor":
-            try:
-                with open("/proc/%s/environ" % name, "rb") as f:
-                    environ = f.read().split(b"\0")
-            except OSError:
-                continue
-            if RUN_TAG.encode() in environ:
-                out.append(int(name))
-    return out
+    return faultlib.janitors()
 
 
 def check_nothing_left(h, pids, cryo_pid, what, paths=()):

@@ -317,6 +317,48 @@ def test_refuse_partial_sysv_attach(h):
     refused(h, "partial-sysv", ["VMA", "part of an attach of SysV segment"])
 
 
+def test_segment_of_an_earlier_process_with_the_same_pid(h):
+    """A segment outlives its creator, and the kernel gives the creator's pid
+    to later processes: a tree process that got the pid after the segment was
+    made did not make it, and the dump says nothing of it (it used to warn
+    that the tree made a segment it does not attach)."""
+    import ctypes
+    r, wfd = os.pipe()
+    creator = os.fork()
+    if creator == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        os.write(wfd, str(libc.shmget(0, 4096, 0o1000 | 0o600)).encode())  # IPC_PRIVATE, IPC_CREAT
+        os._exit(0)
+    os.close(wfd)
+    shmid = int(os.read(r, 32) or b"-1")
+    os.close(r)
+    os.waitpid(creator, 0)
+    check(shmid >= 0, "shmget in the creator failed")
+    try:
+        check_eq(sysv_segments()[shmid][0], 0, "key of the creator's segment")
+        # Rounded down to the second, a segment made within the second before
+        # a process started may be its own: start the workload later.
+        time.sleep(2.1)
+        w = None
+        for _ in range(50):
+            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                f.write(str(creator - 1))
+            w = h.start_workload("counter")
+            if w.pid == creator:
+                break
+            h.kill_and_reap(w)
+            w = None
+        check(w is not None, "no workload got the creator's pid %d (the machine forks too much)" % creator)
+        h.wait_ready(w)
+        images = h.mkdir("img")
+        d = h.dump(w.pid, images, leave_running=True)
+        check("SysV segment id %d" % shmid not in d.stderr, "the dump named the segment of the earlier process "
+              "%d as the tree's:\n%s" % (creator, d.stderr))
+        h.verify_ok(w, when="after the dump")
+    finally:
+        subprocess.run(["ipcrm", "-m", str(shmid)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+
+
 def test_shm_own_ipc_namespace(h):
     """A tree in its own IPC namespace (refused before cryo restored such
     namespaces): its segments are made again in a fresh one, with their ids;
@@ -425,6 +467,7 @@ TESTS = [
     test_shm_hugetlb_memfd_fd,
     test_refuse_partial_sysv_attach,
     test_shm_own_ipc_namespace,
+    test_segment_of_an_earlier_process_with_the_same_pid,
     test_refuse_posix_shm_mapped_outside,
     test_refuse_sysv_attached_outside,
     test_refuse_memfd_held_outside,
