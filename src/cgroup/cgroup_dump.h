@@ -4,8 +4,8 @@
 // written: a thread in another cgroup than its process (cgroup v2 threaded
 // mode, v1 per-thread "tasks"), a cgroup outside cryo's cgroup namespace, and
 // a cgroup other than cryo's in a hierarchy that is not mounted where cryo
-// runs (cryo could not put the process back). Controller settings (limits)
-// are not recorded.
+// runs (cryo could not put the process back). Controller settings (limits):
+// cgroup_settings.h.
 #pragma once
 
 #include <sys/types.h>

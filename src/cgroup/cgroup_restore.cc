@@ -13,6 +13,7 @@
 #include "base/file_util.h"
 #include "base/log.h"
 #include "cgroup/cgroup_paths.h"
+#include "cgroup/cgroup_settings.h"
 
 namespace cryo::cgroup {
 
@@ -87,8 +88,8 @@ Result<std::unique_ptr<CgroupPlacement>> CgroupPlacement::Prepare(const image::L
   std::map<std::string, std::string> mine;
   for (const Membership& m : own) mine[m.hierarchy] = m.path;
   CRYO_ASSIGN_OR_RETURN(std::vector<proc::MountInfo> mounts, OwnMounts());
-  // The directory of `c` under the root chosen for its hierarchy, made.
-  auto make = [&](const image::CgroupPath& c, const std::string& who) -> Result<std::string> {
+  // The directory of `c` under the root chosen for its hierarchy.
+  auto locate = [&](const image::CgroupPath& c, const std::string& who) -> Result<std::string> {
     std::string base;
     if (auto r = roots.by_hierarchy.find(c.hierarchy()); r != roots.by_hierarchy.end()) {
       base = r->second;
@@ -103,8 +104,28 @@ Result<std::unique_ptr<CgroupPlacement>> CgroupPlacement::Prepare(const image::L
     if (!target.ok()) return target.status().Prefixed(who);
     auto dir = CgroupDir(mounts, c.hierarchy(), *target);
     if (!dir.ok()) return dir.status().Prefixed(who);
-    CRYO_RETURN_IF_ERROR(p->MakeDir(*dir, c.hierarchy()).Prefixed(who));
     return *dir;
+  };
+  // Controller settings (cgroup_settings.h), before anything is made: a
+  // cgroup that exists must have the recorded ones; one cryo makes gets them
+  // in MakeDir.
+  const double t0 = Now();
+  for (const image::CgroupSettings& s : img.namespaces.cgroup_settings()) {
+    const std::string who = "cgroup " + s.cgroup().path() + " of hierarchy " + HierarchyName(s.cgroup().hierarchy());
+    CRYO_ASSIGN_OR_RETURN(std::string dir, locate(s.cgroup(), who));
+    struct stat st;
+    if (::stat(dir.c_str(), &st) == 0) {
+      CRYO_RETURN_IF_ERROR(CheckExistingSettings(dir, s));
+    } else if (errno == ENOENT) {
+      p->settings_[dir] = &s;
+    } else {
+      return Status::FromErrno("stat " + dir);
+    }
+  }
+  auto make = [&](const image::CgroupPath& c, const std::string& who) -> Result<std::string> {
+    CRYO_ASSIGN_OR_RETURN(std::string dir, locate(c, who));
+    CRYO_RETURN_IF_ERROR(p->MakeDir(dir, c.hierarchy()).Prefixed(who));
+    return dir;
   };
   for (const auto& [pid, proc] : img.processes) {
     if (proc.core.zombie()) continue;
@@ -121,6 +142,8 @@ Result<std::unique_ptr<CgroupPlacement>> CgroupPlacement::Prepare(const image::L
     if (!dir.ok()) return dir.status();
     p->ns_root_files_.push_back(*dir + "/cgroup.procs");
   }
+  LOG_DEBUG("cgroups placed (%zu made, %d with settings) in %.2f ms", p->created_.size(),
+            img.namespaces.cgroup_settings_size(), (Now() - t0) * 1e3);
   return p;
 }
 
@@ -144,6 +167,8 @@ Status CgroupPlacement::MakeDir(const std::string& dir, const std::string& hiera
       if (!Trim(v).empty()) CRYO_RETURN_IF_ERROR(WriteToFile(dir + "/" + f, Trim(v)));
     }
   }
+  // Its limits, before its children are made and any process joins it.
+  if (auto s = settings_.find(dir); s != settings_.end()) CRYO_RETURN_IF_ERROR(ApplySettings(dir, *s->second));
   return Status::Ok();
 }
 

@@ -7,7 +7,9 @@
 // (writes 0 to cgroup.procs), first thing, before it maps memory (charged to
 // the cgroup it is in) and clones its children (born in its cgroups).
 // A hierarchy in which every process was in cryo's cgroup needs nothing: the
-// processes inherit cryo's.
+// processes inherit cryo's. The controller settings recorded for the cgroups
+// (cgroup_settings.h) are checked against those that exist and written to
+// those it creates, right after each mkdir.
 #pragma once
 
 #include <sys/types.h>
@@ -52,6 +54,8 @@ class CgroupPlacement {
   std::vector<std::string> created_;  // in creation order
   std::map<pid_t, std::vector<std::string>> files_;
   std::vector<std::string> ns_root_files_;
+  // Directory -> the settings written when cryo makes it (cgroup_settings.h).
+  std::map<std::string, const image::CgroupSettings*> settings_;
   bool keep_ = false;
 };
 

@@ -21,6 +21,7 @@
 #include "base/no_sync_env.h"
 #include "base/size_format.h"
 #include "cgroup/cgroup_dump.h"
+#include "cgroup/cgroup_settings.h"
 #include "files/fd_table.h"
 #include "image/image_dir.h"
 #include "inject/remote_syscall.h"
@@ -219,6 +220,7 @@ Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c
   CRYO_RETURN_IF_ERROR(CheckProcessAttrs(live, parent));
   CRYO_ASSIGN_OR_RETURN(cgroup::CgroupRecords cgroups, cgroup::CollectCgroups(tasks));
   if (cgroup::MovesAnyProcess(cgroups)) c->features.insert("cgroups");
+  CRYO_RETURN_IF_ERROR(cgroup::DumpCgroupSettings(cgroups, &c->namespaces, &c->features));
   LOG_DEBUG("audit sessions, oom_score_adj and cgroups checked in %.1f ms", (Now() - tp) * 1e3);
   // Restored or refused: what /proc shows first, before any remote call.
   CRYO_ASSIGN_OR_RETURN(c->inspection, InspectTree(c->tree, shell_job, &c->scope));

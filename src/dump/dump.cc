@@ -381,7 +381,8 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   if (features.count("snapshot-files"))
     writer->AsyncWriteRecord(image::SnapshotName(), image::FileKind::kSnapshot, snapshot);
   if (features.count("uts-ns") || features.count("ipc-ns") || features.count("net-ns") || features.count("time-ns") ||
-      features.count("mount-ns") || features.count("user-ns") || features.count("cgroup-ns"))
+      features.count("mount-ns") || features.count("user-ns") || features.count("cgroup-ns") ||
+      features.count("cgroup-settings"))
     writer->AsyncWriteRecord(image::NamespacesName(), image::FileKind::kNamespaces, c.namespaces);
   CRYO_RETURN_IF_ERROR(writer->Flush());
   lap(&progress->records, &tphase);

@@ -522,7 +522,7 @@ Result<LoadedImage> LoadImage(const std::string& dir) {
   if (HasFeature(inv, "tty")) CRYO_RETURN_IF_ERROR(ReadImageRecord(img, TtysName(), FileKind::kTtys, &img.ttys));
   if (HasFeature(inv, "uts-ns") || HasFeature(inv, "ipc-ns") || HasFeature(inv, "net-ns") || HasFeature(inv, "time-ns") ||
       HasFeature(inv, "mount-ns") || HasFeature(inv, "user-ns") ||
-      HasFeature(inv, "cgroup-ns"))
+      HasFeature(inv, "cgroup-ns") || HasFeature(inv, "cgroup-settings"))
     CRYO_RETURN_IF_ERROR(ReadImageRecord(img, NamespacesName(), FileKind::kNamespaces, &img.namespaces));
   CRYO_RETURN_IF_ERROR(ValidateImage(img));
   if (inv.has_parent() != HasFeature(inv, "incremental"))

@@ -120,7 +120,9 @@ Status WriteTestImage(const std::string& dir, const TestImage& t) {
     CRYO_RETURN_IF_ERROR(w->FinishPageFile(std::move(pf), t.shm_pages.size()));
   }
   if (Lists(t.inv, "tty")) CRYO_RETURN_IF_ERROR(w->WriteRecord(TtysName(), FileKind::kTtys, t.ttys));
-  if (Lists(t.inv, "time-ns") || Lists(t.inv, "user-ns") || Lists(t.inv, "cgroup-ns")) CRYO_RETURN_IF_ERROR(w->WriteRecord(NamespacesName(), FileKind::kNamespaces, t.ns));
+  if (Lists(t.inv, "time-ns") || Lists(t.inv, "user-ns") || Lists(t.inv, "cgroup-ns") ||
+      Lists(t.inv, "cgroup-settings"))
+    CRYO_RETURN_IF_ERROR(w->WriteRecord(NamespacesName(), FileKind::kNamespaces, t.ns));
   CRYO_RETURN_IF_ERROR(w->SyncFiles());
   CRYO_RETURN_IF_ERROR(w->WriteInventory(t.inv));
   CRYO_RETURN_IF_ERROR(w->SyncFiles());

@@ -227,6 +227,28 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
   } else if (index.features.count("cgroup-ns")) {
     return Bad(img, NamespacesName(), "feature 'cgroup-ns' without the cgroup namespace's record");
   }
+  // cgroup controller settings (cgroup/cgroup_settings.h): a cgroup the
+  // restore may make once; file names the restore joins to a directory.
+  if (img.namespaces.cgroup_settings_size()) {
+    needed.insert("cgroup-settings");
+    std::set<std::pair<std::string, std::string>> cgroups;
+    for (const CgroupSettings& s : img.namespaces.cgroup_settings()) {
+      if (const std::string problem = CgroupProblem(s.cgroup()); !problem.empty())
+        return Bad(img, NamespacesName(), "cgroup settings: " + problem);
+      if (s.cgroup().path().empty() || !cgroups.insert({s.cgroup().hierarchy(), s.cgroup().path()}).second)
+        return Bad(img, NamespacesName(), "cgroup settings of \"" + Printable(s.cgroup().path()) +
+                                              "\" (cryo's own cgroup, or listed twice)");
+      if (s.files_size() > 256) return Bad(img, NamespacesName(), "cgroup settings: more than 256 files");
+      for (const CgroupSetting& f : s.files())
+        if (f.name().empty() || f.name().size() > 64 ||
+            f.name().find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789._-ABCDEFGHIJKLMNOPQRSTUVWXYZ") !=
+                std::string::npos ||
+            f.name().starts_with(".") || f.value().size() > 65536 || f.value().find('\0') != std::string::npos)
+          return Bad(img, NamespacesName(), "cgroup setting \"" + Printable(f.name()) + "\" invalid");
+    }
+  } else if (index.features.count("cgroup-settings")) {
+    return Bad(img, NamespacesName(), "feature 'cgroup-settings' without the cgroup settings");
+  }
   for (const std::string& f : needed)
     if (!index.features.count(f))
       return Bad(img, InventoryName(), "the records need feature '" + f + "', which the inventory does not list");

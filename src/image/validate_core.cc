@@ -183,20 +183,6 @@ std::string MmAttributesProblem(const MmAttributes& a) {
   return "";
 }
 
-// A cgroup path relative to cryo's (the restore joins it to a directory): no
-// NUL, not absolute, no empty or "." component, shorter than PATH_MAX.
-std::string CgroupProblem(const CgroupPath& c) {
-  const std::string& p = c.path();
-  const std::string slashed = "/" + p + "/";
-  if (p.size() >= kPathMax || p.find('\0') != std::string::npos ||
-      (!p.empty() && (p[0] == '/' || slashed.find("//") != std::string::npos || slashed.find("/./") != std::string::npos)))
-    return "cgroup path \"" + Printable(p) + "\" invalid";
-  const std::string& h = c.hierarchy();
-  if (h.size() > 255 || h.find_first_of(std::string(":/\n\0", 4)) != std::string::npos)
-    return "cgroup hierarchy \"" + Printable(h) + "\" invalid";
-  return "";
-}
-
 std::string CredsProblem(const Creds& c) {
   if (c.uid_size() != 4 || c.gid_size() != 4) return "credentials without exactly 4 uids and 4 gids";
   if (c.groups_size() > 64) return std::to_string(c.groups_size()) + " supplementary groups (at most 64)";
@@ -317,6 +303,20 @@ std::string SeccompProblem(const ProcessCore& c) {
 }
 
 }  // namespace
+
+// A cgroup path relative to cryo's (the restore joins it to a directory): no
+// NUL, not absolute, no empty or "." component, shorter than PATH_MAX.
+std::string CgroupProblem(const CgroupPath& c) {
+  const std::string& p = c.path();
+  const std::string slashed = "/" + p + "/";
+  if (p.size() >= kPathMax || p.find('\0') != std::string::npos ||
+      (!p.empty() && (p[0] == '/' || slashed.find("//") != std::string::npos || slashed.find("/./") != std::string::npos)))
+    return "cgroup path \"" + Printable(p) + "\" invalid";
+  const std::string& h = c.hierarchy();
+  if (h.size() > 255 || h.find_first_of(std::string(":/\n\0", 4)) != std::string::npos)
+    return "cgroup hierarchy \"" + Printable(h) + "\" invalid";
+  return "";
+}
 
 Status ValidateCore(const LoadedImage& img, const Index& index, int pid, const ProcessCore& c) {
   const std::string file = CoreName(pid);

@@ -33,6 +33,8 @@ std::string Hex(uint64_t v);
 // Owner, mode and times of an inode the restore creates again: ids not -1
 // ("unchanged" to chown), permission bits only.
 std::string FileAttrsProblem(const FileAttrs& a);
+// A cgroup path relative to cryo's and its hierarchy (validate_core.cc).
+std::string CgroupProblem(const CgroupPath& c);
 
 // Everything the image names, for cross-references.
 struct Index {

@@ -344,6 +344,43 @@ TEST(ValidateTest, UserNamespace) {
   });
 }
 
+// cgroup controller settings (cgroup/cgroup_settings.h): file names the
+// restore joins to a cgroup directory.
+TEST(ValidateTest, CgroupSettings) {
+  auto with = [](const std::string& path, const std::string& name, const std::string& value) {
+    return [=](TestImage& t) {
+      t.inv.add_features("cgroup-settings");
+      CgroupSettings* s = t.ns.add_cgroup_settings();
+      s->mutable_cgroup()->set_hierarchy("memory");
+      s->mutable_cgroup()->set_path(path);
+      CgroupSetting* f = s->add_files();
+      f->set_name(name);
+      f->set_value(value);
+    };
+  };
+  TestImage ok = MakeTestImage();
+  with("a/b", "memory.limit_in_bytes", "1048576")(ok);
+  with("../x", "hugetlb.2MB.limit_in_bytes", "0")(ok);
+  ok.inv.mutable_features()->RemoveLast();
+  EXPECT_EQ(LoadError(ok), "");
+  ExpectRefused({
+      {"the feature without the record", [](TestImage& t) { t.inv.add_features("cgroup-settings"); },
+       "feature 'cgroup-settings' without the cgroup settings"},
+      {"a file outside the cgroup", with("a", "../release_agent", "x"), "cgroup setting \"../release_agent\" invalid"},
+      {"a hidden file", with("a", ".x", "1"), "cgroup setting \".x\" invalid"},
+      {"a value with NUL", with("a", "pids.max", std::string("1\0", 2)), "cgroup setting \"pids.max\" invalid"},
+      {"cryo's own cgroup", with("", "pids.max", "1"), "cryo's own cgroup"},
+      {"an absolute path", with("/etc", "pids.max", "1"), "cgroup path"},
+      {"one cgroup twice",
+       [&](TestImage& t) {
+         with("a", "pids.max", "1")(t);
+         t.inv.mutable_features()->RemoveLast();
+         with("a", "pids.max", "2")(t);
+       },
+       "listed twice"},
+  });
+}
+
 TEST(ValidateTest, InventoryFields) {
   ExpectRefused({
       {"feature twice", [](TestImage& t) { t.inv.add_features("xsave"); }, "listed twice"},
