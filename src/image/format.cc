@@ -205,6 +205,8 @@ const std::vector<std::string>& SupportedFeatures() {
       "hugetlb-shared",
       "user-ns",
       "cgroup-ns",
+      "hugetlbfs-file",
+      "hugetlb-private-file",
   };
   return kFeatures;
 }
