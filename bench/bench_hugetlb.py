@@ -8,8 +8,14 @@ page written). Each round (order alternating) dumps each kind in kill mode
 (`cryo dump -t PID -D DIR`, timed from spawn to exit), then restores it
 (`cryo restore -D DIR -d`, timed), asks memtouch to verify every page and
 kills it. The hugetlb pool is raised by what the run needs and put back at
-the end. Prints the medians and hugetlb/shmem ratios.
+the end. Prints the medians and the ratios to the first kind.
+
+`--kinds` picks other memtouch modes (the first is the one compared):
+"hugetlbfs-file" (a file of a hugetlbfs mount the bench makes, mapped
+shared), "hugetlb-private" (private anonymous), "hugetlb-private-memfd" (a
+hugetlb memfd mapped private, every page copied on write).
 """
+import subprocess
 import os
 import sys
 
@@ -44,6 +50,8 @@ def one_round(b, kind, mib, logdir, tag):
     verdict = b.verify(pid, ctl)
     b.kill(pid)
     b.wait_gone([pid])
+    if kind == "hugetlbfs-file":  # its pages go back to the pool for the next round
+        os.unlink(os.path.join(os.environ["MEMTOUCH_HUGETLBFS"], "memtouch.data"))
     stored = benchlib.dir_bytes(img)
     benchlib.rmtree(img)
     return {"dump": t_dump, "restore": t_restore, "verify": verdict, "stored": stored}
@@ -52,13 +60,23 @@ def one_round(b, kind, mib, logdir, tag):
 def body(b):
     args = b.args
     logdir = b.fresh_dir("logs")
-    need = args.mib // 2
+    # Twice the memory: a killed original's hugetlbfs file stays on its mount
+    # until the restore replaces it; the restore's check of free pages counts
+    # a hugetlb memfd's whole size (made, but holding no page here) and the
+    # private mapping's.
+    need = args.mib if "hugetlbfs-file" in args.kinds or "hugetlb-private-memfd" in args.kinds else args.mib // 2
+    mnt = None
     old = read_int(POOL)
     write_int(POOL, old + need)
     try:
+        if "hugetlbfs-file" in args.kinds:
+            d = b.fresh_dir("hugetlbfs")
+            subprocess.run(["mount", "-t", "hugetlbfs", "-o", "pagesize=2M", "none", d], check=True)
+            mnt = d
+            os.environ["MEMTOUCH_HUGETLBFS"] = mnt
         if read_int(POOL) < old + need:
             raise BenchError("the kernel reserved %d of %d huge pages of 2 MiB" % (read_int(POOL) - old, need))
-        kinds = ["hugetlb-shared", "shared"]
+        kinds = args.kinds
         res = {k: [] for k in kinds}
         busy_list = []
         print("dump + restore of %d MiB shared memory, %d warm-up + %d timed rounds" % (args.mib, args.warmup, args.runs))
@@ -80,17 +98,21 @@ def body(b):
                                                           "; ".join(line)))
             sys.stdout.flush()
         print()
-        print("== bench_hugetlb: %d MiB shared memory, medians of %d runs ==" % (args.mib, args.runs))
+        print("== bench_hugetlb: %d MiB, medians of %d runs ==" % (args.mib, args.runs))
         for step in ("dump", "restore"):
-            h = median([r[step] for r in res["hugetlb-shared"]])
-            s = median([r[step] for r in res["shared"]])
-            print("%-8s hugetlb 2 MiB %-10s shmem 4 KiB %-10s ratio hugetlb/shmem %.2f" % (step, fmt_s(h), fmt_s(s), h / s))
+            first = median([r[step] for r in res[kinds[0]]])
+            for k in kinds:
+                m = median([r[step] for r in res[k]])
+                print("%-8s %-22s %-10s ratio to %s %.2f" % (step, k, fmt_s(m), kinds[0], m / first))
             for k in kinds:
                 print("  all %s %s raw: %s" % (k, step, ", ".join("%.3f" % r[step] for r in res[k])))
         if max(busy_list) > 0.15:
             print("WARNING: other work was running (CPU up to %.0f%% busy before a round): figures are skewed"
                   % (max(busy_list) * 100))
     finally:
+        if mnt:
+            os.environ.pop("MEMTOUCH_HUGETLBFS", None)
+            subprocess.run(["umount", mnt], check=False)
         write_int(POOL, old)
     return 0
 
@@ -100,7 +122,10 @@ def main():
     ap.add_argument("--mib", type=int, default=512, help="MiB of shared memory (default 512, a multiple of 2)")
     ap.add_argument("--runs", type=int, default=5, help="timed rounds (default 5)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed warm-up rounds (default 1)")
+    ap.add_argument("--kinds", default="hugetlb-shared,shared",
+                    help="memtouch modes, comma-separated, the first compared (default hugetlb-shared,shared)")
     args = ap.parse_args()
+    args.kinds = args.kinds.split(",")
     if args.mib <= 0 or args.mib % 2:
         ap.error("--mib must be a positive multiple of 2")
     return benchlib.run(args, body)

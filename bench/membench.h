@@ -111,7 +111,36 @@ static inline uint64_t *map_and_fill_huge(uint64_t mib, uint64_t *pages_out, int
     const uint64_t bytes = mib << 20;
     const uint64_t pages = bytes / PAGE;
     /* huge 3: shared anonymous memory (shmem); 4: the same in hugetlb pages
-     * of 2 MiB (MAP_SHARED | MAP_HUGETLB; bytes a multiple of 2 MiB). */
+     * of 2 MiB (MAP_SHARED | MAP_HUGETLB; bytes a multiple of 2 MiB); 5: a
+     * file of the hugetlbfs mount $MEMTOUCH_HUGETLBFS (memtouch.data),
+     * mapped shared; 6: private anonymous hugetlb memory; 7: a hugetlb memfd
+     * mapped private (every page then copied on write). */
+    if (bytes && huge >= 5) {
+        int fd = -1, flags = MAP_PRIVATE;
+        if (huge == 5) {
+            const char *dir = getenv("MEMTOUCH_HUGETLBFS");
+            char path[4096];
+            snprintf(path, sizeof path, "%s/memtouch.data", dir ? dir : "/nonexistent");
+            fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            flags = MAP_SHARED;
+        } else if (huge == 7) {
+            fd = memfd_create("memtouch", MFD_HUGETLB | MFD_CLOEXEC);
+        }
+        if (huge != 6 && (fd < 0 || ftruncate(fd, (off_t)bytes) != 0))
+            die("hugetlbfs file or memfd");
+        char *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, huge == 6 ? MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB : flags,
+                       fd, 0);
+        if (m == MAP_FAILED)
+            die("mmap");
+        if (fd >= 0)
+            close(fd);
+        uint64_t *hm = (uint64_t *)m;
+        for (uint64_t p = 0; p < pages; p++)
+            for (uint64_t w = 0; w < WORDS_PER_PAGE; w++)
+                hm[p * WORDS_PER_PAGE + w] = pattern(p, w);
+        *pages_out = pages;
+        return hm;
+    }
     const int shared = huge == 3 || huge == 4;
     const uint64_t pad = huge && !shared ? (2UL << 20) : 0;
     uint64_t *mem = NULL;

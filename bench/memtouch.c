@@ -7,7 +7,10 @@
  * 2 MiB-aligned and MADV_COLLAPSE once written: transparent huge pages where
  * the system allows; with "shared", shared anonymous memory; with
  * "hugetlb-shared", shared anonymous memory of 2 MiB hugetlb pages, MAP_SHARED |
- * MAP_HUGETLB, from the pool of /proc/sys/vm/nr_hugepages), writes a non-zero,
+ * MAP_HUGETLB, from the pool of /proc/sys/vm/nr_hugepages; "hugetlbfs-file", a
+ * file of the hugetlbfs mount $MEMTOUCH_HUGETLBFS mapped shared;
+ * "hugetlb-private", private anonymous MAP_HUGETLB memory;
+ * "hugetlb-private-memfd", a hugetlb memfd mapped private), writes a non-zero,
  * page-dependent pattern to every page, then
  * writes CTL_DIR/ready (its pid; ready.tmp + rename, so readers never see a
  * partial file) and sleeps in a loop (nanosleep 100 ms).
@@ -33,10 +36,13 @@ int main(int argc, char **argv)
                                   : strcmp(argv[3], "collapse") == 0    ? 2
                                   : strcmp(argv[3], "shared") == 0      ? 3
                                   : strcmp(argv[3], "hugetlb-shared") == 0 ? 4
+                                  : strcmp(argv[3], "hugetlbfs-file") == 0 ? 5
+                                  : strcmp(argv[3], "hugetlb-private") == 0 ? 6
+                                  : strcmp(argv[3], "hugetlb-private-memfd") == 0 ? 7
                                                                          : -1)
                                : 0;
     if (argc < 3 || argc > 4 || huge < 0) {
-        fprintf(stderr, "usage: %s CTL_DIR MIB [huge|collapse|shared|hugetlb-shared]   (MIB >= 0; 0 = trivial process)\n",
+        fprintf(stderr, "usage: %s CTL_DIR MIB [huge|collapse|shared|hugetlb-shared|hugetlbfs-file|hugetlb-private|hugetlb-private-memfd]   (MIB >= 0; 0 = trivial process)\n",
                 argv[0]);
         return 2;
     }

@@ -40,7 +40,7 @@ bool KernelHugetlbFile(std::string_view name) {
 Decision KernelMappingFlag(const Line& l) {
   if (Special(l.vma_name)) return {R, "set by the kernel on its special mapping, which is moved into place"};
   // VM_DONTEXPAND, which hugetlbfs_file_mmap sets on every hugetlb mapping.
-  if (l.key == "de" && l.hugetlb && KernelHugetlbFile(l.vma_name))
+  if (l.key == "de" && l.hugetlb)
     return {R, "set by the kernel on hugetlb memory, mapped again so"};
   // VM_DONTEXPAND, which aio_ring_mmap sets on an AIO context's ring.
   if (l.key == "de" && l.vma_name == "/[aio]")
@@ -57,9 +57,8 @@ Decision UffdWriteProtect(const Line& l) {
   return {X, "is registered with a userfaultfd for write protection (VmFlags uw), not supported yet"};
 }
 
-// "ht": anonymous hugetlb memory, hugetlb memfds and SysV segments are
-// restored (mem/hugetlb.h; DescribeHugetlbVma refuses a private mapping of a
-// memfd by name); files on a hugetlbfs mount are refused.
+// "ht": anonymous hugetlb memory, hugetlb memfds, SysV segments and files of
+// a hugetlbfs mount are restored, shared or private (mem/hugetlb.h).
 Decision Hugetlb(const Line& l) {
   if (l.vma_name == kAnonHugepage)
     return {R, "anonymous hugetlb memory: mapped again with its page size (MAP_HUGETLB, mem/hugetlb.cc); shared: a "
@@ -67,7 +66,8 @@ Decision Hugetlb(const Line& l) {
   if (KernelHugetlbFile(l.vma_name))
     return {R, "a hugetlb memfd or SysV segment: a shared memory object with its page size and content "
                "(MFD_HUGETLB, SHM_HUGETLB; mem/hugetlb.h)"};
-  return {X, "is hugetlb memory of a file on a hugetlbfs mount (VmFlags ht), not supported yet"};
+  return {R, "a file of a hugetlbfs mount: kept like POSIX shared memory, by path, with its page size and content "
+             "(mem/hugetlb.h); private mappings with the huge pages they copied on write"};
 }
 
 // "gu": guard pages are read from pagemap where the kernel tells them apart

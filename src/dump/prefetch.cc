@@ -28,8 +28,11 @@ Result<ProcessFacts> DescribeProcess(pid_t pid, bool shell_job, const DumpScope*
   CRYO_ASSIGN_OR_RETURN(f.vmas, proc::ParseSmaps(f.smaps_text));
   f.refusal = DescribeVmas(pid, f.vmas, &f.mm, &f.shm_maps, &f.unlinked_maps);
   if (HasVmaAttributes(f.mm)) f.features.insert("vma-attributes");
-  for (const image::Vma& v : f.mm.vmas())
+  for (const image::Vma& v : f.mm.vmas()) {
     if (v.huge_page_size()) f.features.insert("hugetlb");
+    // Copies on write of a hugetlb memfd or hugetlbfs file (mem/hugetlb.h).
+    if (v.huge_page_size() && v.kind() == image::VMA_FILE_PRIVATE) f.features.insert("hugetlb-private-file");
+  }
   const double t1 = Now();
   if (f.refusal.ok()) f.refusal = DumpFdTable(pid, &f.fds, &f.features, shell_job, scope, &f.fd_infos);
   f.proc_s = t1 - t0;

@@ -300,6 +300,7 @@ TEST(DescribeFdTargetTest, NamesAnonInodeKinds) {
   EXPECT_EQ(DescribeFdTarget("anon_inode:bpf-map"), "a BPF map (anon_inode:bpf-map)");
   EXPECT_EQ(DescribeFdTarget("anon_inode:bpf-prog"), "a BPF program (anon_inode:bpf-prog)");
   EXPECT_EQ(DescribeFdTarget("anon_inode:kvm-vcpu:0"), "a KVM vCPU (anon_inode:kvm-vcpu:0)");
+  EXPECT_EQ(DescribeFdTarget("/dmabuf:"), "a DMA buffer (/dmabuf:)");
   EXPECT_EQ(DescribeFdTarget("anon_inode:[something]"),
             "an anonymous-inode file of kind \"something\" (anon_inode:[something])");
 }

@@ -55,6 +55,8 @@ std::string DescribeFdTarget(const std::string& link) {
   if (StartsWith(link, "/dev/pts/") || StartsWith(link, "/dev/tty") || link == "/dev/ptmx")
     return "a terminal (" + link + ")";
   if (StartsWith(link, "/memfd:")) return "a memfd (" + link + ")";
+  // A dma-buf's file is named "dmabuf:NAME" (dmabuf_dname, drivers/dma-buf).
+  if (StartsWith(link, "/dmabuf:")) return "a DMA buffer (" + link + ")";
   if (link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0) return "an unlinked file (" + link + ")";
   return link;
 }

@@ -7,6 +7,7 @@
 
 #include "base/file_util.h"
 #include "files/fd_kind.h"
+#include "mem/hugetlb.h"
 #include "mem/memfd.h"
 #include "mem/posix_shm.h"
 #include "mem/shm_restore.h"
@@ -57,7 +58,13 @@ class PosixShmFd final : public FdKindHandler {
   image::FdKind kind() const override { return image::FD_POSIX_SHM; }
   const char* name() const override { return "POSIX shared memory"; }
   const char* feature() const override { return "posix-shm"; }
-  bool Handles(const FdSource& s) const override { return S_ISREG(s.st.st_mode) && IsPosixShm(s.link, s.st.st_dev); }
+  // Also a file of a hugetlbfs mount (mem/hugetlb.h): the same kind of
+  // object, a file in memory by path.
+  bool Handles(const FdSource& s) const override {
+    return S_ISREG(s.st.st_mode) &&
+           (IsPosixShm(s.link, s.st.st_dev) ||
+            (!MemfdName(s.link, true).has_value() && IsOnHugetlbfs("/proc/" + std::to_string(s.pid) + "/fd/" + std::to_string(s.fd))));
+  }
   Status Dump(const FdSource& s, image::Fd* out) const override {
     FillFileId(s, out->mutable_file());
     return Status::Ok();

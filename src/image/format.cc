@@ -206,6 +206,8 @@ const std::vector<std::string>& SupportedFeatures() {
       "user-ns",
       "cgroup-ns",
       "cgroup-settings",
+      "hugetlbfs-file",
+      "hugetlb-private-file",
   };
   return kFeatures;
 }

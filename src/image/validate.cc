@@ -156,6 +156,7 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
       }
       if (v.kind() == VMA_FILE_PRIVATE && v.file_opened_rw()) needed.insert("file-open-mode");
       if (v.huge_page_size()) needed.insert("hugetlb");
+      if (v.huge_page_size() && v.kind() == VMA_FILE_PRIVATE) needed.insert("hugetlb-private-file");
     }
     for (const Fd& f : p.fds.fds()) {
       if (const char* feat = FeatureOf(f.kind())) needed.insert(feat);
@@ -185,7 +186,7 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
                   : o.kind() == SHM_ANON  ? "anon-shmem"
                                           : "sysv-shm");
   for (const ShmObject& o : img.shm.objects())
-    if (o.huge_page_size()) needed.insert("hugetlb-shared");
+    if (o.huge_page_size()) needed.insert(o.kind() == SHM_POSIX ? "hugetlbfs-file" : "hugetlb-shared");
   // A network lock holds TCP connections of the image.
   if (!img.inventory.net_lock().empty()) needed.insert("tcp-established");
   // The tree's time namespace (ns/time_ns.h): made by cryo (0) or by a live

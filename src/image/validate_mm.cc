@@ -72,7 +72,7 @@ std::string VmaProblem(const Vma& v) {
   // validate_shared.cc), aligned to it; a part of a split mapping shows its
   // offset in the mapping's hugetlbfs file.
   const uint64_t huge = v.huge_page_size();
-  const bool huge_kind = k == VMA_ANON_PRIVATE || (shared && v.shm_object());
+  const bool huge_kind = k == VMA_ANON_PRIVATE || ((shared || k == VMA_FILE_PRIVATE) && v.shm_object());
   if (huge && (!huge_kind || (huge != (2ull << 20) && huge != (1ull << 30)) || v.start() % huge ||
                v.end() % huge || v.pgoff() % huge || droppable))
     return "huge page size " + Hex(huge) + " on memory that is not anonymous or shared memory aligned to it";

@@ -115,10 +115,12 @@ Status ValidateShm(const LoadedImage& img, const Index& index) {
         return Bad(img, file, obj + ": memfd name longer than 249 bytes or with a NUL");
     } else if (posix) {
       const std::string& n = o.name();
-      if (n.rfind("/dev/shm/", 0) != 0 || n.size() == 9 || !PathProblem(n).empty() || n.find("/../") != std::string::npos ||
+      // A hugetlbfs file (feature hugetlbfs-file) is on any mount.
+      const std::string dir = o.huge_page_size() ? "/" : "/dev/shm/";
+      if (n.rfind(dir, 0) != 0 || n.size() == dir.size() || !PathProblem(n).empty() || n.find("/../") != std::string::npos ||
           n.find("/./") != std::string::npos || n.find("//") != std::string::npos || n.back() == '/' ||
           (n.size() >= 3 && n.compare(n.size() - 3, 3, "/..") == 0))
-        return Bad(img, file, obj + ": POSIX shared memory path " + Printable(n) + " is not a file under /dev/shm");
+        return Bad(img, file, obj + ": POSIX shared memory path " + Printable(n) + " is not a file under " + dir);
     } else if (sysv) {
       if (!o.name().empty() || o.sysv_id() < 0 || o.size() == 0) return Bad(img, file, obj + ": invalid SysV segment");
     } else if (anon) {
@@ -133,7 +135,7 @@ Status ValidateShm(const LoadedImage& img, const Index& index) {
     // pages but for a SysV segment (shm_segsz is the size asked, the segment
     // is made of whole pages).
     if (const uint64_t huge = o.huge_page_size();
-        huge && (posix || (huge != (2ull << 20) && huge != (1ull << 30)) || (!sysv && o.size() % huge)))
+        huge && ((huge != (2ull << 20) && huge != (1ull << 30)) || (!sysv && o.size() % huge)))
       return Bad(img, file, obj + ": huge page size " + Hex(huge) + " invalid for its kind or size");
     if (!posix && o.unlinked()) return Bad(img, file, obj + ": only POSIX shared memory can be unlinked");
     if (!sysv && (o.sysv_id() || o.sysv_key() || o.sysv_removed() || o.sysv_locked()))
@@ -162,7 +164,7 @@ Status ValidateShm(const LoadedImage& img, const Index& index) {
       if (it == index.shm.end() ||
           (anon ? v.kind() != VMA_ANON_SHARED : v.kind() != VMA_FILE_SHARED && v.kind() != VMA_FILE_PRIVATE) ||
           (it->second->kind() == SHM_SYSV && v.kind() != VMA_FILE_SHARED) ||
-          v.huge_page_size() != it->second->huge_page_size() || (v.huge_page_size() && v.kind() == VMA_FILE_PRIVATE))
+          v.huge_page_size() != it->second->huge_page_size())
         return Bad(img, MmName(pid), "a VMA names shared memory object " + std::to_string(v.shm_object()) +
                                          ", which does not fit it");
     }

@@ -921,6 +921,78 @@ TEST(ValidateTest, SharedHugetlb) {
   });
 }
 
+// A file of a hugetlbfs mount (feature hugetlbfs-file): SHM_POSIX object 6
+// /mnt/huge/data of one huge page of 2 MiB, mapped shared at 0x200000 and
+// private at 0x600000 (feature hugetlb-private-file), one page copied on
+// write there being a page run of the private VMA in real images.
+void AddHugetlbfsFile(TestImage& t) {
+  for (const char* f : {"posix-shm", "hugetlb", "hugetlb-shared", "hugetlbfs-file", "hugetlb-private-file"})
+    t.inv.add_features(f);
+  ShmObject* o = t.shm.add_objects();
+  o->set_id(6);
+  o->set_kind(SHM_POSIX);
+  o->set_name("/mnt/huge/data");
+  o->set_size(2u << 20);
+  o->set_mode(0600);
+  o->set_huge_page_size(2u << 20);
+  for (bool shared : {true, false}) {
+    Vma* v = t.procs[42].mm.add_vmas();
+    v->set_start(shared ? 0x200000 : 0x600000);
+    v->set_end(shared ? 0x400000 : 0x800000);
+    v->set_prot(PROT_READ | PROT_WRITE);
+    v->set_flags(shared ? MAP_SHARED : MAP_PRIVATE);
+    v->set_kind(shared ? VMA_FILE_SHARED : VMA_FILE_PRIVATE);
+    v->set_name("/mnt/huge/data");
+    v->mutable_file()->set_path("/mnt/huge/data");
+    v->mutable_file()->set_ino(901);
+    v->mutable_file()->set_mode(S_IFREG | 0600);
+    v->set_shm_object(6);
+    v->set_huge_page_size(2u << 20);
+    for (const char* f : {"rd", "wr", "mr", "mw", "me", "ht"}) v->add_vm_flags(f);
+    if (shared) {
+      v->add_vm_flags("sh");
+      v->add_vm_flags("ms");
+    }
+    v->set_file_writable(true);
+  }
+}
+
+TEST(ValidateTest, HugetlbfsFile) {
+  TestImage ok = MakeTestImage();
+  AddHugetlbfsFile(ok);
+  EXPECT_EQ(LoadError(ok), "");
+  auto drop = [](TestImage& t, const std::string& f) {
+    auto* fs = t.inv.mutable_features();
+    for (int i = 0; i < fs->size(); ++i)
+      if (fs->Get(i) == f) {
+        fs->DeleteSubrange(i, 1);
+        return;
+      }
+  };
+  ExpectRefused({
+      {"hugetlbfs file without its feature", [&](TestImage& t) {
+         AddHugetlbfsFile(t);
+         drop(t, "hugetlbfs-file");
+       }, "hugetlbfs-file"},
+      {"private hugetlb mapping without its feature", [&](TestImage& t) {
+         AddHugetlbfsFile(t);
+         drop(t, "hugetlb-private-file");
+       }, "hugetlb-private-file"},
+      {"hugetlbfs file path with ..", [](TestImage& t) {
+         AddHugetlbfsFile(t);
+         t.shm.mutable_objects(0)->set_name("/mnt/../etc/x");
+       }, "is not a file under /"},
+      {"POSIX shared memory of small pages outside /dev/shm", [](TestImage& t) {
+         AddHugetlbfsFile(t);
+         t.shm.mutable_objects(0)->set_huge_page_size(0);
+       }, "is not a file under /dev/shm/"},
+      {"private VMA page size not its object's", [](TestImage& t) {
+         AddHugetlbfsFile(t);
+         t.procs[42].mm.mutable_vmas(t.procs[42].mm.vmas_size() - 1)->set_huge_page_size(1u << 30);
+       }, "aligned"},
+  });
+}
+
 // Fields of the merged branches: shared anonymous objects and memory
 // attributes (shmem), per-process attributes and job control (taskstate),
 // socket files, options and pty owners (paths).

@@ -56,17 +56,34 @@ Status DescribeHugetlbVma(pid_t pid, const proc::Vma& v, image::Vma* iv) {
   const bool memfd = v.deleted && v.name.rfind("/memfd:", 0) == 0;
   const bool sysv = v.deleted && v.shared && v.name.rfind("/SYSV", 0) == 0;
   const bool anon = v.deleted && v.name == kAnonHugepage;
-  if (!memfd && !sysv && !anon) return Status::Error(what + " maps a file on a hugetlbfs mount, not supported yet");
-  // A private mapping of a memfd would hold copies of the memfd's huge pages
-  // of its own (copy-on-write), which the shared object does not carry.
-  if (memfd && !v.shared)
-    return Status::Error(what + " is a private mapping of a hugetlb memfd (MFD_HUGETLB), not supported yet");
+  // Anything else is a file of a hugetlbfs mount (IsHugetlbfsFileVma), kept
+  // as a shared memory object like POSIX shared memory (shm_dump.h).
+  if (!memfd && !sysv && !anon && !IsHugetlbfsFileVma(v))
+    return Status::Error(what + " maps a hugetlbfs file cryo cannot name (" + v.name + ")");
+  // A private mapping of a memfd or of a hugetlbfs file (feature
+  // hugetlb-private-file) is made again from the restored object; the huge
+  // pages it copied on write are private pages of its own (pagemap: not
+  // PAGE_IS_FILE), dumped and written back like those of any private file
+  // mapping.
   const uint64_t size = v.kernel_page_size;
   if (size < (2ull << 20) || (size & (size - 1)) || v.start % size || v.end % size)
     return Status::Error(what + " is hugetlb memory of pages of " + std::to_string(size >> 10) +
                          " KiB (smaps KernelPageSize), which cryo does not know");
   iv->set_huge_page_size(size);
   return Status::Ok();
+}
+
+bool IsHugetlbfsFileVma(const proc::Vma& v) {
+  if (!v.HasFlag("ht") || v.inode == 0 || v.name.empty() || v.name[0] != '/') return false;
+  // The kernel's own files (hugetlb_file_setup): see DescribeHugetlbVma.
+  if (v.deleted && (v.name == kAnonHugepage || v.name.rfind("/memfd:", 0) == 0)) return false;
+  if (v.deleted && v.shared && v.name.rfind("/SYSV", 0) == 0) return false;
+  return true;
+}
+
+bool IsOnHugetlbfs(const std::string& path) {
+  struct statfs sf;
+  return ::statfs(path.c_str(), &sf) == 0 && static_cast<unsigned long>(sf.f_type) == HUGETLBFS_MAGIC;
 }
 
 int HugetlbSizeBits(uint64_t size) {
@@ -96,8 +113,11 @@ Status CheckFreeHugePages(const image::LoadedImage& img) {
   for (const auto& [pid, p] : img.processes) {
     for (const image::Vma& v : p.mm.vmas()) {
       const uint64_t size = v.huge_page_size();
-      // Shared hugetlb memory: counted once, by its object, below.
-      if (size == 0 || v.shm_object() ||
+      // Shared hugetlb memory: counted once, by its object, below. A private
+      // mapping of an object (a memfd, a hugetlbfs file) reserves its own
+      // pages for its copies on write, all at mmap, like private anonymous
+      // memory (hugetlb_reserve_pages).
+      if (size == 0 || (v.shm_object() && v.kind() != image::VMA_FILE_PRIVATE) ||
           std::find(v.vm_flags().begin(), v.vm_flags().end(), "nr") != v.vm_flags().end())
         continue;
       needed[size] += (v.end() - v.start()) / size;

@@ -4,8 +4,11 @@
 // MAP_HUGETLB, memfds made with MFD_HUGETLB, SysV SHM_HUGETLB segments) is a
 // shared memory object (shm_dump.h, shm_restore.h) whose ShmObject has a
 // huge_page_size, feature "hugetlb-shared"; its VMAs carry the page size too.
-// Files on a hugetlbfs mount and private mappings of hugetlb memfds are
-// refused by name. Huge pages come from the pool the administrator reserved
+// A file on a hugetlbfs mount (open, mapped shared or private, also
+// unlinked) is kept like POSIX shared memory: an SHM_POSIX object with a
+// huge_page_size, any path on a hugetlbfs mount, feature "hugetlbfs-file".
+// A private mapping of a hugetlb memfd or hugetlbfs file keeps the huge pages
+// it copied on write, feature "hugetlb-private-file". Huge pages come from the pool the administrator reserved
 // (/proc/sys/vm/nr_hugepages and /sys/kernel/mm/hugepages/): a restore checks
 // there are enough free ones before it creates anything.
 #pragma once
@@ -25,6 +28,13 @@ namespace cryo {
 // A VMA with VmFlags "ht": records its page size in iv->huge_page_size, or
 // refuses, naming the pid, the VMA and what it is.
 Status DescribeHugetlbVma(pid_t pid, const proc::Vma& v, image::Vma* iv);
+
+// Whether a hugetlb VMA maps a file of a hugetlbfs mount (one a program
+// created by path), not one of the kernel's own (anonymous, memfd, SysV).
+bool IsHugetlbfsFileVma(const proc::Vma& v);
+
+// Whether `path` (a file, or /proc/PID/fd/N) is on a hugetlbfs mount.
+bool IsOnHugetlbfs(const std::string& path);
 
 // The mmap(2) flags that ask for huge pages of `size` bytes (MAP_HUGETLB and
 // the size's log2 in MAP_HUGE_SHIFT); 0 for 0.

@@ -4,6 +4,8 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/statfs.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -25,6 +27,19 @@ void RemoveStaleTemps(const std::string& dir) {
   ::closedir(d);
 }
 
+Status CheckHugetlbfsDir(const std::string& dir, uint64_t page_size, const std::string& what) {
+  struct statfs sf;
+  if (::statfs(dir.c_str(), &sf) != 0) return Status::FromErrno(what + ": statfs of its directory " + dir);
+  if (static_cast<unsigned long>(sf.f_type) != HUGETLBFS_MAGIC)
+    return Status::Error(what + ": its directory " + dir + " is no longer on a hugetlbfs mount (mount one there: "
+                         "mount -t hugetlbfs -o pagesize=" + std::to_string(page_size >> 10) + "K none DIR)");
+  if (static_cast<uint64_t>(sf.f_bsize) != page_size)
+    return Status::Error(what + ": the hugetlbfs mount of " + dir + " has pages of " +
+                         std::to_string(static_cast<uint64_t>(sf.f_bsize) >> 10) + " KiB, the image's file " +
+                         std::to_string(page_size >> 10) + " KiB");
+  return Status::Ok();
+}
+
 }  // namespace
 
 bool IsPosixShm(std::string_view path, dev_t dev) {
@@ -38,11 +53,17 @@ bool IsPosixShm(std::string_view path, dev_t dev) {
 
 Result<int> CreatePosixShmFile(const image::ShmObject& obj, std::string* temp_path) {
   const std::string& path = obj.name();
-  const std::string what = "POSIX shared memory " + path + " (shared memory object " + std::to_string(obj.id()) + ")";
+  const bool huge = obj.huge_page_size() != 0;
+  const std::string what = (huge ? "hugetlbfs file " : "POSIX shared memory ") + path + " (shared memory object " +
+                           std::to_string(obj.id()) + ")";
   const size_t slash = path.rfind('/');
-  if (slash == std::string::npos || path.compare(0, kDir.size(), kDir) != 0 || path.find("/../") != std::string::npos)
-    return Status::Error(what + ": not a path under /dev/shm");
+  if (slash == std::string::npos || path.find("/../") != std::string::npos ||
+      (!huge && path.compare(0, kDir.size(), kDir) != 0))
+    return Status::Error(what + (huge ? ": not an absolute path" : ": not a path under /dev/shm"));
   const std::string dir = path.substr(0, slash + 1);
+  // A hugetlbfs file is made again on the mount its path names, which must be
+  // one of the image's page size (mem/hugetlb.h).
+  if (huge) CRYO_RETURN_IF_ERROR(CheckHugetlbfsDir(dir, obj.huge_page_size(), what));
   RemoveStaleTemps(dir);
   // Named after this cryo (pid and start time), so that a later one knows it
   // is left over if neither this cryo nor its janitor could remove it.
@@ -72,7 +93,7 @@ Status PublishPosixShmFile(const image::ShmObject& obj, const std::string& temp_
     return Status::Ok();
   }
   if (errno != EEXIST) return Status::FromErrno("rename " + temp_path + " to " + path);
-  warnings->push_back("unlinked POSIX shared memory " + path + " is restored as " + temp_path +
+  warnings->push_back(std::string(obj.huge_page_size() ? "unlinked hugetlbfs file " : "unlinked POSIX shared memory ") + path + " is restored as " + temp_path +
                       " (deleted): another file holds its name now");
   if (::unlink(temp_path.c_str()) != 0) return Status::FromErrno("unlink " + temp_path);
   return Status::Ok();

@@ -1,6 +1,8 @@
 // POSIX shared memory (shm_open(3)): regular files of the tmpfs at /dev/shm,
 // open or mapped, also unlinked. The image keeps their content; a restore
 // writes it into a new file that replaces whatever holds the path then.
+// A file of a hugetlbfs mount (an object with a huge_page_size, any absolute
+// path) is restored the same way, on the mount its path names then.
 #pragma once
 
 #include <sys/types.h>

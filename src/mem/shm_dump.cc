@@ -64,7 +64,7 @@ struct Object {
 const char* KindName(image::ShmKind k) {
   switch (k) {
     case image::SHM_MEMFD: return "memfd";
-    case image::SHM_POSIX: return "POSIX shared memory";
+    case image::SHM_POSIX: return "POSIX shared memory or hugetlbfs file";
     case image::SHM_SYSV: return "SysV shared memory";
     case image::SHM_ANON: return "shared anonymous memory";
     default: return "shared memory";
@@ -180,6 +180,8 @@ image::ShmKind ShmKindOfVma(const proc::Vma& v) {
   if (v.deleted && MemfdName(v.name, false)) return image::SHM_MEMFD;
   if (v.deleted && v.shared && SysvKeyFromName(v.name)) return image::SHM_SYSV;
   if (IsPosixShm(v.name, makedev(v.dev_major, v.dev_minor))) return image::SHM_POSIX;
+  // A file of a hugetlbfs mount: kept the same way (mem/hugetlb.h).
+  if (IsHugetlbfsFileVma(v)) return image::SHM_POSIX;
   return image::SHM_UNKNOWN;
 }
 
@@ -229,10 +231,10 @@ Status DescribeObject(const Object& obj, int fd, const Result<std::vector<SysvSe
   // hugetlb memory (mem/hugetlb.h): the object is a hugetlbfs file.
   CRYO_ASSIGN_OR_RETURN(const uint64_t huge, HugetlbPageSizeOfFd(fd, first.what()));
   if (huge) {
-    if (obj.kind == image::SHM_POSIX)
-      return Status::Error(first.what() + ": a file on a hugetlbfs mount, not supported yet");
     o->set_huge_page_size(huge);
     features->insert("hugetlb-shared");
+    // A file of a hugetlbfs mount, by path (mem/hugetlb.h).
+    if (obj.kind == image::SHM_POSIX) features->insert("hugetlbfs-file");
   }
   switch (obj.kind) {
     case image::SHM_MEMFD: {

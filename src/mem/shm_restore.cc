@@ -30,7 +30,7 @@ const ShmObjects* g_restoring = nullptr;
 std::string What(const image::ShmObject& o) {
   switch (o.kind()) {
     case image::SHM_MEMFD: return "memfd \"" + o.name() + "\"";
-    case image::SHM_POSIX: return "POSIX shared memory " + o.name();
+    case image::SHM_POSIX: return (o.huge_page_size() ? "hugetlbfs file " : "POSIX shared memory ") + o.name();
     case image::SHM_SYSV: return "SysV shared memory segment id " + std::to_string(o.sysv_id());
     case image::SHM_ANON: return "shared anonymous memory object " + std::to_string(o.id());
     default: return "shared memory object " + std::to_string(o.id());

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
+#include "mem/hugetlb.h"
 #include "mem/memfd.h"
 #include "mem/posix_shm.h"
 #include "mem/shm_dump.h"
@@ -160,6 +161,29 @@ TEST(ShmKind, OfVmas) {
     EXPECT_FALSE(IsPosixShm("/dev/shm/", st.st_dev));
     EXPECT_FALSE(IsPosixShm("/dev/shmx/y", st.st_dev));
   }
+}
+
+// Files of a hugetlbfs mount (VmFlags ht, a path that is none of the kernel's
+// own hugetlbfs files) are kept like POSIX shared memory (mem/hugetlb.h).
+TEST(ShmKind, HugetlbfsFiles) {
+  auto ht = [](const std::string& name, bool deleted, bool shared) {
+    proc::Vma v = MakeVma(name, deleted, shared);
+    v.vm_flags = {"rd", "wr", "ht"};
+    return v;
+  };
+  for (bool shared : {true, false})
+    for (bool deleted : {true, false}) {
+      EXPECT_EQ(ShmKindOfVma(ht("/mnt/huge/data", deleted, shared)), image::SHM_POSIX);
+      EXPECT_TRUE(IsHugetlbfsFileVma(ht("/mnt/huge/data", deleted, shared)));
+    }
+  EXPECT_EQ(ShmKindOfVma(MakeVma("/mnt/huge/data", false, true)), image::SHM_UNKNOWN);  // no ht: another file system
+  EXPECT_EQ(ShmKindOfVma(ht("/anon_hugepage", true, true)), image::SHM_ANON);
+  EXPECT_EQ(ShmKindOfVma(ht("/anon_hugepage", true, false)), image::SHM_UNKNOWN);  // private anonymous hugetlb
+  EXPECT_FALSE(IsHugetlbfsFileVma(ht("/anon_hugepage", true, false)));
+  EXPECT_EQ(ShmKindOfVma(ht("/memfd:x", true, false)), image::SHM_MEMFD);
+  EXPECT_FALSE(IsHugetlbfsFileVma(ht("/memfd:x", true, false)));
+  EXPECT_EQ(ShmKindOfVma(ht("/SYSV1234abcd", true, true)), image::SHM_SYSV);
+  EXPECT_FALSE(IsHugetlbfsFileVma(ht("/SYSV1234abcd", true, true)));
 }
 
 }  // namespace

@@ -31,6 +31,20 @@ namespace cryo {
 
 namespace {
 
+// A mapping of an anonymous-inode file (/proc/PID/maps names it
+// "anon_inode:[KIND]"): the memory of a kernel object, which its fd alone
+// cannot give back (the fd may be closed, the mapping stays). What it is, for
+// the refusal.
+std::string AnonInodeMemory(const std::string& name) {
+  std::string k = name.substr(11);
+  if (k.size() >= 2 && k.front() == '[' && k.back() == ']') k = k.substr(1, k.size() - 2);
+  if (k == "io_uring") return "the rings of an io_uring instance (io_uring_setup(2))";
+  if (k == "perf_event") return "the ring buffer of a perf_event (perf_event_open(2))";
+  if (k == "bpf-map") return "a BPF map (BPF_F_MMAPABLE)";
+  if (k.rfind("kvm", 0) == 0) return "the memory of a KVM object";
+  return "the memory of an anonymous-inode file of kind \"" + k + "\"";
+}
+
 std::string VmaName(const proc::Vma& v) {
   char buf[64];
   snprintf(buf, sizeof(buf), "%" PRIx64 "-%" PRIx64, v.start, v.end);
@@ -136,6 +150,9 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
     iv->set_anon_huge_bytes(v.anon_huge_kb << 10);
     if (v.HasFlag("ht")) CRYO_RETURN_IF_ERROR(DescribeHugetlbVma(pid, v, iv));
     if (IsAioRing(v)) return RefuseAioContext(pid, v);
+    if (v.name.rfind("anon_inode:", 0) == 0)
+      return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " maps " + AnonInodeMemory(v.name) +
+                           ", which cryo cannot restore");
     const bool special = !v.name.empty() && v.name[0] == '[' && v.name.compare(0, 6, "[anon:") != 0 &&
                          v.name != "[heap]" && v.name != "[stack]";
     if (!special && (v.HasFlag("io") || v.HasFlag("pf"))) return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " maps device memory (VM_IO/VM_PFNMAP), which cannot be checkpointed");

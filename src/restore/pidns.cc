@@ -298,7 +298,7 @@ Status PidnsJanitorRefusal(const image::LoadedImage& img) {
   std::string what = "it";
   for (const image::ShmObject& o : img.shm.objects()) {
     if (o.kind() == image::SHM_SYSV) what = "SysV shared memory segment " + std::to_string(o.sysv_id());
-    if (o.kind() == image::SHM_POSIX) what = "POSIX shared memory " + o.name();
+    if (o.kind() == image::SHM_POSIX) what = (o.huge_page_size() ? "hugetlbfs file " : "POSIX shared memory ") + o.name();
   }
   for (const auto& [pid, p] : img.processes)
     for (const image::Fd& f : p.fds.fds()) {

@@ -160,6 +160,22 @@ def test_other_anon_kinds_refused(h):
         check_eq(h.wait_exit(w), ("exit", 0), "exit status of the %s holder" % kind)
 
 
+def test_anon_inode_mappings_refused(h):
+    """The ring of an io_uring instance or of a perf_event, still mapped after
+    its fd was closed: the dump is refused naming the VMA and what it maps,
+    before anything is written."""
+    for kind, words in [("io_uring", ["anon_inode:[io_uring]", "the rings of an io_uring instance"]),
+                        ("perf_event", ["anon_inode:[perf_event]", "the ring buffer of a perf_event"])]:
+        w = start_holder(h, kind + "-mapped")
+        if w is None:
+            continue
+        check_eq([l for l in fd_links(w.pid).values() if l.startswith("anon_inode:")], [],
+                 "anonymous-inode fds of the %s holder (its fd closed)" % kind)
+        expect_refusal(h, w, ["VMA "] + words, "a mapped " + kind + " ring")
+        h.verify_ok(w, exit=True, when="after the refused dump of a mapped %s ring" % kind)
+        check_eq(h.wait_exit(w), ("exit", 0), "exit status of the mapped %s holder" % kind)
+
+
 def test_epoll_stale_target_refused(h):
     """An epoll registration whose fd number was closed cannot be restored:
     the dump names the pid, the epoll fd and the target fd."""
@@ -185,6 +201,7 @@ TESTS = [
     test_events_rewind,
     test_iouring_refused,
     test_other_anon_kinds_refused,
+    test_anon_inode_mappings_refused,
     test_epoll_stale_target_refused,
 ]
 

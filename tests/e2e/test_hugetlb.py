@@ -13,8 +13,8 @@ fd) and a SysV SHM_HUGETLB segment, all shared with a child; at each verify
 each process checks the content and page sizes and that a token the other
 wrote is there (the sharing is still shared). "shared1g": one shared page of
 1 GiB. A restore of them with too few huge pages fails before anything runs
-and leaves no process, segment or huge page behind. Files on a hugetlbfs
-mount and private mappings of hugetlb memfds are refused at dump.
+and leaves no process, segment or huge page behind. (Files on a hugetlbfs
+mount and private mappings of hugetlb memfds: test_hugefile.py.)
 
 The tests reserve the huge pages they need themselves (the pool's size is put
 back after); where the kernel cannot reserve them (fragmented memory, no 1 GiB
@@ -23,7 +23,6 @@ pages), the test says so in a NOTE and checks nothing more.
 Run: test_hugetlb.py --cryo PATH --workloads DIR [NAME ...]
 """
 import os
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -283,36 +282,7 @@ def shared_1g_test(name):
     return test
 
 
-def refused_test(mode, words):
-    def test(h):
-        with Pool(MB2, 2) as pool:
-            if not pool.ok:
-                return skipped(h, pool)
-            mnt = None
-            if mode == "file":
-                mnt = h.mkdir("hugetlbfs")
-                subprocess.run(["mount", "-t", "hugetlbfs", "none", mnt], check=True)
-                os.environ["HUGE_MOUNT"] = mnt
-            try:
-                w, pids = start(h, mode)
-                h.dump_refused(w.pid, ["pid %d" % w.pid] + words)
-                h.verify_ok(w, exit=True, when="after the refused dump")
-                check_eq(h.wait_exit(w), ("exit", 0), "exit status")
-            finally:
-                if mnt:
-                    os.environ.pop("HUGE_MOUNT", None)
-                    subprocess.run(["umount", mnt], check=False)
-    test.__name__ = "test_refuse_" + mode
-    return test
-
-
-REFUSED = [
-    ("private-memfd", ["/memfd:huge", "private mapping of a hugetlb memfd"]),
-    ("file", ["huge.data", "hugetlbfs"]),
-]
-
 TESTS = [test_2m_kill, test_2m_leave_running, test_2m_rewind, test_too_few_free_huge_pages, test_1g_kill] + \
-    [refused_test(m, w) for m, w in REFUSED] + \
     [test_shared_kill, test_shared_leave_running, test_shared_rewind, test_shared_too_few_free_huge_pages] + \
     [shared_1g_test(n) for n in ("kill", "leave_running", "rewind")]
 

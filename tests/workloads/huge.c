@@ -26,9 +26,7 @@
  *           which the parent checks: the sharing is still shared.
  *   shared1g  S alone, one shared page of 1 GiB (its first MiB and last
  *           4 KiB written), shared with a child the same way.
- *   file    a file of 2 MiB on the hugetlbfs mount named by $HUGE_MOUNT,
- *           mapped shared (refused)
- *   private-memfd  a hugetlb memfd mapped private (refused)
+ * (Files of a hugetlbfs mount, private mappings of hugetlb memfds: hugefile.c.)
  * On verify "exit" the parent kills the child and exits.
  */
 #define _GNU_SOURCE
@@ -55,7 +53,7 @@
 #define TOKEN_CHILD(p, len) ((volatile uint64_t *)((p) + (len) - 32))
 
 static const char *mode;
-static char *H, *G, *X;
+static char *H, *G;
 static char *S, *M, *V; /* shared: anonymous, memfd, SysV */
 static size_t s_len, s_page; /* S's size and page size */
 static int mfd = -1;
@@ -214,8 +212,6 @@ static void check_all(struct wl_checks *c)
         wl_check_pattern(c, "G tail", G + G1 - 4096, 4096, 21);
         check_page_size(c, "G", G, 1024 * 1024);
     }
-    if (X)
-        wl_check_pattern(c, "X", X, 4096, 30);
 }
 
 static __attribute__((noreturn)) void child_main(void)
@@ -292,7 +288,7 @@ static char *huge_map(size_t len, int flags, const char *what)
 int main(int argc, char **argv)
 {
     if (argc < 3)
-        wl_die("usage: huge CTL_DIR 2m|1g|shared|shared1g|private-memfd|file");
+        wl_die("usage: huge CTL_DIR 2m|1g|shared|shared1g");
     const char *ctl = argv[1];
     mode = argv[2];
     board = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -340,27 +336,9 @@ int main(int argc, char **argv)
                 wl_die("IPC_RMID");
             wl_fill(V, 4096, 44);
         }
-    } else if (strcmp(mode, "private-memfd") == 0 || strcmp(mode, "file") == 0) {
-        int fd;
-        const int priv = strcmp(mode, "private-memfd") == 0;
-        if (priv) {
-            fd = memfd_create("huge", MFD_HUGETLB_);
-        } else {
-            const char *mnt = getenv("HUGE_MOUNT");
-            char path[WL_PATH_MAX];
-            wl_path(path, sizeof path, mnt ? mnt : "/nonexistent", "huge.data");
-            fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        }
-        if (fd < 0 || ftruncate(fd, H2) != 0)
-            wl_die("hugetlb %s", mode);
-        X = mmap(NULL, H2, PROT_READ | PROT_WRITE, priv ? MAP_PRIVATE : MAP_SHARED, fd, 0);
-        if (X == MAP_FAILED)
-            wl_die("mmap of the hugetlb %s", mode);
     } else {
         wl_die("unknown mode %s", mode);
     }
-    if (X)
-        wl_fill(X, 4096, 30);
     if (H || S) {
         child = fork();
         if (child < 0)

@@ -1,6 +1,9 @@
 /* iouring: holds an fd of a kind cryo refuses to dump, and waits.  By default
  * an io_uring instance (io_uring_setup(2) through syscall(2)); argv[2] may
- * name another kind: fanotify, userfaultfd, pidfd, perf_event, bpf-map.
+ * name another kind: fanotify, userfaultfd, pidfd, perf_event, bpf-map;
+ * io_uring-mapped and perf_event-mapped map the ring of the kind (its
+ * memory, shown as anon_inode:[KIND] in /proc/self/maps) and close the fd:
+ * the mapping alone holds the object.
  * cryo must refuse to dump it, naming the kind, and leave it running.  verify
  * checks the fd is still there and of that kind.  If the kernel does not let
  * it create the fd, it prints "unavailable: ..." and exits 3.
@@ -12,9 +15,41 @@
 #include <linux/io_uring.h>
 #include <linux/perf_event.h>
 #include <sys/fanotify.h>
+#include <sys/mman.h>
 
 static int fd = -1;
 static char want[64];
+static int mapped; /* the fd was closed, its ring stays mapped */
+
+/* The ring of an io_uring or perf_event fd, mapped shared; the fd closed. */
+static int map_ring(const char *kind)
+{
+    size_t len = 2 * 4096;
+    off_t off = 0;
+    if (strcmp(kind, "io_uring") == 0) {
+        struct io_uring_params p;
+        memset(&p, 0, sizeof p);
+        fd = (int)syscall(SYS_io_uring_setup, 4, &p);
+        len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+        off = IORING_OFF_SQ_RING;
+    } else {
+        struct perf_event_attr a;
+        memset(&a, 0, sizeof a);
+        a.type = PERF_TYPE_SOFTWARE;
+        a.size = sizeof a;
+        a.config = PERF_COUNT_SW_CPU_CLOCK;
+        a.disabled = 1;
+        fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
+    }
+    if (fd < 0)
+        return -1;
+    if (mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off) == MAP_FAILED)
+        return -1;
+    close(fd);
+    mapped = 1;
+    snprintf(want, sizeof want, "anon_inode:[%s]", kind);
+    return 0;
+}
 
 static int create(const char *kind)
 {
@@ -64,6 +99,17 @@ static int verify(const char *ctl)
 {
     struct wl_checks c;
     wl_checks_init(&c);
+    if (mapped) {
+        FILE *f = fopen("/proc/self/maps", "r");
+        char line[512];
+        int found = 0;
+        while (f && fgets(line, sizeof line, f))
+            found |= strstr(line, want) != NULL;
+        if (f)
+            fclose(f);
+        wl_check(&c, found, "no mapping of %s", want);
+        return wl_report(ctl, &c, want);
+    }
     char path[64], link[256];
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(path, link, sizeof link - 1);
@@ -77,11 +123,20 @@ static int verify(const char *ctl)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: iouring CTL_DIR [io_uring|fanotify|userfaultfd|pidfd|perf_event|bpf-map]\n");
+        fprintf(stderr, "usage: iouring CTL_DIR [io_uring|fanotify|userfaultfd|pidfd|perf_event|bpf-map|io_uring-mapped|perf_event-mapped]\n");
         return 2;
     }
     const char *kind = argc > 2 ? argv[2] : "io_uring";
-    fd = create(kind);
+    if (strcmp(kind, "io_uring-mapped") == 0 || strcmp(kind, "perf_event-mapped") == 0) {
+        char base[32];
+        snprintf(base, sizeof base, "%.*s", (int)(strchr(kind, '-') - kind), kind);
+        if (map_ring(base) != 0) {
+            fprintf(stderr, "unavailable: cannot map a %s ring: %s\n", base, strerror(errno));
+            return 3;
+        }
+    } else {
+        fd = create(kind);
+    }
     if (fd < 0) {
         fprintf(stderr, "unavailable: cannot create a %s fd: %s\n", kind, strerror(errno));
         return 3;
