@@ -8,9 +8,11 @@ UTS), so the restored workload reads the same ids, capabilities, maps and
 (the workload checks all of it; the harness checks the same from outside).
 
 - under `--pid --fork --mount-proc` (the workload pid 2 beside a shell):
-  refused at dump by name (a restore cannot make that PID namespace inside
-  the fresh user namespace yet);
-- the same with `--net --ipc --uts` too;
+  kill and rewind with --pidns new, the fresh PID namespace owned by the
+  fresh user namespace, pid 1 cryo's init; the same with `--net --ipc
+  --uts` too; refused by name: a PID namespace not owned by the tree's user
+  namespace (made before it), --lazy;
+- `--net --ipc --uts` without a PID namespace;
 - without a PID namespace (unshare and the workload dumped together): kill
   and rewind (leave-running, the original killed), and explicit maps
   (`--map-user=1000 --map-group=1000`: uid 1000 inside, no capabilities);
@@ -21,6 +23,7 @@ Run: test_userns.py --cryo PATH --workloads DIR [NAME ...]
 """
 import fcntl
 import os
+import subprocess
 import sys
 import time
 
@@ -28,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cryotest  # noqa: E402
 from cryotest import check, check_eq, fail, pid_alive, read_text  # noqa: E402
-from test_pidns import PIDNS  # noqa: E402
+from test_pidns import PIDNS, ns_pids  # noqa: E402
 from test_taskstate import Cgroups, cgroups_of  # noqa: E402
 
 UNSHARE = "/usr/bin/unshare"
@@ -118,15 +121,94 @@ def start_pidns(h, flags=(), cg=None):
 ROOT_MAPS = ["0 0 1", "0 0 1", "deny"]
 
 
-def test_pidns_refused_at_dump(h):
-    """`--user --pid --mount-proc`: a restore with --pidns new cannot make the
-    PID namespace in the fresh user namespace yet, so the dump refuses it by
-    name before anything is written (refused only at restore, a kill-mode
-    dump would have lost the tree), the tree left running."""
-    u, w = start_pidns(h)
-    check_outside(w.pid, ["pid", "mnt"], ROOT_MAPS, "original")
-    h.dump_refused(w.pid, ["a PID namespace of its own owned by its own user namespace", "not supported"])
+def pidns_round(h, flags, leave_running):
+    """The workload (pid 2 beside unshare's shell, pid 1) dumped alone,
+    killed (or left running, checked, then its namespace ended by killing
+    the shell), restored with --pidns new: pid 2 again, in a fresh PID and
+    mount namespace owned by a fresh user namespace with the maps, its parent
+    pid 1, cryo's init (the workload checks its ids, capabilities, maps,
+    getpid/getppid/NSpid and the namespaces its user namespace owns)."""
+    kinds = ["pid", "mnt"] + [f.lstrip("-") for f in flags]
+    u, w = start_pidns(h, flags)
+    check_outside(w.pid, kinds, ROOT_MAPS, "original")
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=leave_running)
+    sh = cryotest.proc_stat(w.pid)["ppid"] if leave_running else None
+    if leave_running:
+        h.verify_ok(w, when="of the original after dump --leave-running")
+        os.kill(sh, 9)  # pid 1: the kernel kills every process of its namespace
+    status = h.wait_exit(u.pid)
+    if not leave_running:
+        check_eq(status, ("exit", 0), "unshare's status once its shell's child was killed by the dump")
+    h.reap_orphans()
+    show = h.show_json(images)
+    for feature in ("user-ns", "pid-ns"):
+        check(feature in show["features"], "the image lists the feature " + feature)
+    r = h.restore(images, detach=True, extra=PIDNS)
+    check_eq(ns_pids(r.pid), [r.pid, 2], "NSpid of the restored workload (host pid, 2 inside)")
+    check_outside(r.pid, kinds, ROOT_MAPS, "restored")
+    init = cryotest.proc_stat(r.pid)["ppid"]
+    check_eq(ns_pids(init)[1:], [1], "the restored workload's parent is pid 1 of its namespace")
+    check_eq(ns_of(init, "pid"), ns_of(r.pid, "pid"), "the init lives in the workload's PID namespace")
+    check_eq(ns_of(init, "user"), ns_of(r.pid, "user"), "the init lives in the workload's user namespace")
+    check_eq(ns_of(init, "mnt"), ns_of(r.pid, "mnt"), "the init lives in the workload's mount namespace")
+    rw = w.restored(r.pid)
+    h.verify_ok(rw, when="after restore")
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(init, timeout=20), ("exit", 0), "the init's status once the workload exited 0")
+
+
+def test_pidns_kill(h):
+    """`--user --map-root-user --pid --fork --mount-proc`: kill-mode dump,
+    restore with --pidns new."""
+    pidns_round(h, [], leave_running=False)
+
+
+def test_pidns_rewind(h):
+    """The same, dump --leave-running: the original runs on, then its
+    namespace ends; the image restores the workload as it was."""
+    pidns_round(h, [], leave_running=True)
+
+
+def test_pidns_net_ipc_uts(h):
+    """`--user --map-root-user --pid --fork --mount-proc --net --ipc --uts`:
+    every namespace of the copy owned by its fresh user namespace (the
+    workload sets its host name after the restore)."""
+    pidns_round(h, ["--net", "--ipc", "--uts"], leave_running=False)
+
+
+def test_pidns_refusals(h):
+    """Refused by name at dump, the tree left running: a PID namespace made
+    before the user namespace (`unshare --pid --fork --mount-proc unshare
+    --user ...`: owned by cryo's, which a restore would not make again as
+    it was), and --lazy for an image whose PID namespace its user namespace
+    owns (refused at restore, nothing left behind)."""
+    ctl = h.mkdir("userns")
+    argv = [UNSHARE, "--pid", "--fork", "--mount-proc", "--", "/bin/sh", "-c",
+            "%s --user --map-root-user -- setsid %s %s & wait" % (UNSHARE, h.workload_path("userns"), ctl)]
+    u = h.start("userns", argv, ctl)
+    deadline = time.monotonic() + 20
+    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
+        if time.monotonic() > deadline or not pid_alive(u.pid):
+            fail("the workload did not get ready: %s" % u.stderr())
+        time.sleep(0.01)
+    sh = children(u.pid)[0]
+    host = children(sh)[0]
+    h.tracked_pids += [sh, host]
+    w = cryotest.Workload("userns", ctl, host, None, u.argv)
+    h.verify_ok(w, when="of the original")
+    h.dump_refused(w.pid, ["is owned by user namespace", "made before the user namespace"])
     h.verify_ok(w, when="of the original after the refused dump")
+    os.kill(sh, 9)
+    h.wait_exit(u.pid)
+    h.reap_orphans()
+    u, w = start_pidns(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    h.verify_ok(w, when="of the original after dump --leave-running")
+    r = h.restore(images, detach=True, expect_ok=False, extra=PIDNS + ["--lazy"])
+    check(r.rc != 0 and "--lazy and a tree whose PID namespace was owned by its own user namespace" in r.stderr,
+          "--lazy refused by name: %s" % r.describe())
     h.verify_ok(w, exit=True, when="of the original (exit)")
     check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status")
 
@@ -278,6 +360,43 @@ def test_plain_rewind(h):
     plain_round(h, ["--map-root-user"], ROOT_MAPS, leave_running=True)
 
 
+def test_plain_pidns_new_beside(h):
+    """Without a PID namespace of its own (unshare and the workload),
+    restored with --pidns new beside the running original: the copy's user
+    namespace is a fresh one with the maps, its PID namespace and the mount
+    namespace with that namespace's /proc are cryo's making (owned by cryo's
+    user namespace, as the ones the tree shared with cryo were: the
+    workload checks which of its namespaces its user namespace owns); the
+    original and the copy verify themselves."""
+    u, w = start_plain(h, ["--map-root-user"])
+    images = h.mkdir("img")
+    h.dump(u.pid, images, leave_running=True)
+    h.verify_ok(w, when="of the original after dump --leave-running")
+    r = h.restore(images, detach=True, extra=PIDNS)
+    check_eq(ns_pids(r.pid), [r.pid, u.pid], "NSpid of unshare's copy")
+    kids = children(r.pid)
+    check_eq(len(kids), 1, "children of unshare's copy")
+    h.tracked_pids.append(kids[0])
+    check_eq(ns_pids(kids[0]), [kids[0], w.pid], "NSpid of the workload's copy")
+    own = h.mkdir("userns-copy")
+    p = subprocess.run(["nsenter", "-t", str(kids[0]), "-m", "mount", "--bind", own, w.ctl],
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+    check_eq(p.returncode, 0, "bind mount in the copy's mount namespace: %s" % p.stdout.decode(errors="replace"))
+    copy = cryotest.Workload("userns", own, kids[0], None, w.argv)
+    check_outside(kids[0], [], ROOT_MAPS, "copy")
+    check(ns_of(kids[0], "user") != ns_of(w.pid, "user"), "the copy has a user namespace of its own")
+    for kind in ("pid", "mnt"):
+        check(owner_ino(kids[0], kind) != os.stat("/proc/%d/ns/user" % kids[0]).st_ino,
+              "the copy's %s namespace is not owned by its user namespace" % kind)
+    h.verify_ok(copy, when="of the copy")
+    h.verify_ok(w, when="of the original beside its copy")
+    init = cryotest.proc_stat(r.pid)["ppid"]
+    h.verify_ok(copy, exit=True, when="of the copy (exit)")
+    check_eq(h.wait_exit(init, timeout=20), ("exit", 0), "the copy's init once unshare's copy exited 0")
+    h.verify_ok(w, exit=True, when="of the original (exit)")
+    check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status once its child exited 0")
+
+
 def test_explicit_maps(h):
     """`--map-user=1000 --map-group=1000`: cryo's uid 0 is 1000 inside; the
     restored workload has uid and groups 1000 inside and no capabilities."""
@@ -319,11 +438,15 @@ def test_refusals(h):
 
 
 TESTS = [
-    test_pidns_refused_at_dump,
+    test_pidns_kill,
+    test_pidns_rewind,
+    test_pidns_net_ipc_uts,
+    test_pidns_refusals,
     test_net_ipc_uts,
     test_plain_kill,
     test_plain_rewind,
     test_explicit_maps,
+    test_plain_pidns_new_beside,
     test_refusals,
     test_cgroupns_userns,
     test_cgroupns_plain,
