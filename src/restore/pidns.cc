@@ -321,14 +321,16 @@ Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts) {
                                                            " (/proc/PID/task/TID/children of its init)");
   }
   // Failed: the init exits (and the kernel kills what it had made); an init
-  // waiting for its root in the tree's user namespace is killed.
-  if (userns_init) ::kill(init, SIGKILL);
-  int st;
-  while (::waitpid(init, &st, 0) < 0 && errno == EINTR) {
-  }
+  // waiting for its root in the tree's user namespace is killed. Its exit
+  // waits until every process of the namespace is reaped
+  // (zap_pid_ns_processes), the engine, cryo's child, too: reaped first.
   if (userns_init) {
+    ::kill(init, SIGKILL);
     while (::waitpid(engine_pid, nullptr, 0) < 0 && errno == EINTR) {
     }
+  }
+  int st;
+  while (::waitpid(init, &st, 0) < 0 && errno == EINTR) {
   }
   if (!reply.empty() && reply[0] == kFailed) return Status::Error(reply.substr(1));
   return Status::Error("the init of the new PID namespace (pid " + std::to_string(init) + ") died (wait status " +

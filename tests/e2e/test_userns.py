@@ -30,8 +30,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import cryotest  # noqa: E402
-from cryotest import check, check_eq, fail, pid_alive, read_text  # noqa: E402
-from test_pidns import PIDNS, ns_pids  # noqa: E402
+from cryotest import check, check_eq, fail, pid_alive, proc_status, read_text  # noqa: E402
+from test_pidns import PIDNS, in_other_pidns, ns_pids  # noqa: E402
 from test_taskstate import Cgroups, cgroups_of  # noqa: E402
 
 UNSHARE = "/usr/bin/unshare"
@@ -209,6 +209,76 @@ def test_pidns_refusals(h):
     r = h.restore(images, detach=True, expect_ok=False, extra=PIDNS + ["--lazy"])
     check(r.rc != 0 and "--lazy and a tree whose PID namespace was owned by its own user namespace" in r.stderr,
           "--lazy refused by name: %s" % r.describe())
+    h.verify_ok(w, exit=True, when="of the original (exit)")
+    check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status")
+
+
+PDEATH = ("import ctypes, os, sys, time\n"
+          "ctypes.CDLL(None).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM\n"
+          "open(sys.argv[1] + '/ready', 'w').write(str(os.getpid()))\n"
+          "time.sleep(600)\n")
+
+
+def wait_new_pidns_gone(h, before, when):
+    """Every process of the harness's in a PID namespace not in `before`
+    (the restore's) gone within 10 s."""
+    deadline = time.monotonic() + 10
+    while in_other_pidns(h) - before:
+        check(time.monotonic() < deadline, "%s: left in a new pid namespace after 10 s: %s"
+              % (when, sorted(in_other_pidns(h) - before)))
+        h.reap_orphans(everything=True)
+        time.sleep(0.01)
+
+
+def test_pidns_failures(h):
+    """A restore into a PID namespace owned by the fresh user namespace that
+    fails leaves nothing: refused inside the engine (a root with a
+    parent-death signal, which the hand-over to pid 1 would fire: named), and
+    cryo killed (SIGKILL) once the root's helper is made (pid 1 dies with
+    it, and the namespace with pid 1)."""
+    ctl = h.mkdir("pdeath")
+    u = h.start("pdeath", [UNSHARE, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--", "/bin/sh",
+                           "-c", 'setsid "$@" & wait', "sh", sys.executable, "-c", PDEATH, ctl], ctl)
+    deadline = time.monotonic() + 20
+    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
+        if time.monotonic() > deadline or not pid_alive(u.pid):
+            fail("the workload did not get ready: %s" % u.stderr())
+        time.sleep(0.01)
+    sh = children(u.pid)[0]
+    py = children(sh)[0]
+    h.tracked_pids += [sh, py]
+    check_eq(proc_status(py)["SigCgt"] is not None, True, "the python workload runs")
+    images = h.mkdir("img")
+    h.dump(py, images, leave_running=True)
+    before = in_other_pidns(h)
+    r = h.restore(images, detach=True, expect_ok=False, extra=PIDNS)
+    check(r.rc not in (0, "TIMEOUT") and "has parent-death signal 15" in r.stderr,
+          "a root with a parent-death signal refused by name: %s" % r.describe())
+    wait_new_pidns_gone(h, before, "after the refused restore")
+    check(pid_alive(py), "the original runs on")
+    os.kill(sh, 9)
+    h.wait_exit(u.pid)
+    h.reap_orphans()
+
+    u, w = start_pidns(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    before = in_other_pidns(h)
+    log = os.path.join(h.mkdir("killed"), "cryo.err")
+    with open(log, "wb") as err:
+        p = subprocess.Popen([h.cryo, "restore", "-D", images, "-d"] + PIDNS, stdin=subprocess.DEVNULL,
+                             stdout=err, stderr=err, close_fds=True,
+                             env=dict(os.environ, CRYO_RESTORE_FAULT_POINT="helper-cloned"))
+    h.cryo_popens.append(p)
+    deadline = time.monotonic() + 20
+    while not in_other_pidns(h) - before:
+        check(p.poll() is None, "cryo exited before the namespace was made: %s" % read_text(log))
+        check(time.monotonic() < deadline, "no new pid namespace within 20s")
+        time.sleep(0.01)
+    time.sleep(0.2)
+    p.kill()
+    p.wait(timeout=10)
+    wait_new_pidns_gone(h, before, "after cryo was killed")
     h.verify_ok(w, exit=True, when="of the original (exit)")
     check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status")
 
@@ -420,7 +490,7 @@ def test_explicit_maps(h):
 def test_refusals(h):
     """Refused by name, the tree left running: the workload alone (unshare,
     outside the tree, shares its user namespace), a user namespace nested in
-    another one."""
+    another one, a time namespace with the user namespace."""
     u, w = start_plain(h, ["--map-root-user"])
     h.dump_refused(w.pid, ["pid %d, outside the tree, lives in the tree's user namespace" % u.pid])
     h.verify_ok(w, when="after the refused dump")
@@ -435,6 +505,11 @@ def test_refusals(h):
     h.dump_refused(inner, ["is nested below another user namespace than cryo's"])
     h.verify_ok(w2, when="after the refused dump of a nested namespace")
     h.cleanup_one(w2.pid)
+    h.wait_exit(u2)
+    u3, w3 = start_plain(h, ["--map-root-user", "--time"])
+    h.dump_refused(u3.pid, ["owns a time namespace besides its user namespace"])
+    h.verify_ok(w3, when="after the refused dump of a time namespace with the user namespace")
+    h.cleanup_one(w3.pid)
 
 
 TESTS = [
@@ -442,6 +517,7 @@ TESTS = [
     test_pidns_rewind,
     test_pidns_net_ipc_uts,
     test_pidns_refusals,
+    test_pidns_failures,
     test_net_ipc_uts,
     test_plain_kill,
     test_plain_rewind,
