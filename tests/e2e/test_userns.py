@@ -17,7 +17,11 @@ UTS), so the restored workload reads the same ids, capabilities, maps and
   and rewind (leave-running, the original killed), and explicit maps
   (`--map-user=1000 --map-group=1000`: uid 1000 inside, no capabilities);
 - refused by name, the tree left running: a nested user namespace, the
-  workload alone while unshare (outside the tree) is in its namespace.
+  workload alone while unshare (outside the tree) is in its namespace, a
+  time namespace with it (`--user --time --fork`);
+- with a PID namespace: a failed restore (a root with a parent-death signal)
+  and one whose cryo is killed leave nothing behind;
+- without a PID namespace, restored with --pidns new beside the original.
 
 Run: test_userns.py --cryo PATH --workloads DIR [NAME ...]
 """
