@@ -8,10 +8,10 @@ UTS), so the restored workload reads the same ids, capabilities, maps and
 (the workload checks all of it; the harness checks the same from outside).
 
 - under `--pid --fork --mount-proc` (the workload pid 2 beside a shell):
-  kill and rewind with --pidns new, the fresh PID namespace owned by the
-  fresh user namespace, pid 1 cryo's init; the same with `--net --ipc
-  --uts` too; refused by name: a PID namespace not owned by the tree's user
-  namespace (made before it), --lazy;
+  kill and rewind with --pidns new, two copies beside the running original,
+  the fresh PID namespace owned by the fresh user namespace, pid 1 cryo's
+  init; the same with `--net --ipc --uts` too; refused by name: a PID
+  namespace not owned by the tree's user namespace (made before it), --lazy;
 - `--net --ipc --uts` without a PID namespace;
 - without a PID namespace (unshare and the workload dumped together): kill
   and rewind (leave-running, the original killed), and explicit maps
@@ -179,6 +179,36 @@ def test_pidns_net_ipc_uts(h):
     every namespace of the copy owned by its fresh user namespace (the
     workload sets its host name after the restore)."""
     pidns_round(h, ["--net", "--ipc", "--uts"], leave_running=False)
+
+
+def test_pidns_beside(h):
+    """Two copies of the image restored with --pidns new while the original
+    runs (each with a control directory of its own, bind-mounted in its
+    mount namespace): three workloads with pid 2 in three PID namespaces,
+    each owned by its own user namespace, all verifying themselves."""
+    u, w = start_pidns(h)
+    images = h.mkdir("img")
+    h.dump(w.pid, images, leave_running=True)
+    copies = []
+    for i in (1, 2):
+        r = h.restore(images, detach=True, extra=PIDNS)
+        check_eq(ns_pids(r.pid), [r.pid, 2], "NSpid of copy %d" % i)
+        own = h.mkdir("userns-copy%d" % i)
+        p = subprocess.run(["nsenter", "-t", str(r.pid), "-m", "mount", "--bind", own, w.ctl],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+        check_eq(p.returncode, 0, "bind mount in copy %d's mount namespace: %s" % (i, p.stdout.decode(errors="replace")))
+        check_outside(r.pid, ["pid", "mnt"], ROOT_MAPS, "copy %d" % i)
+        copies.append((cryotest.Workload("userns", own, r.pid, None, w.argv), cryotest.proc_stat(r.pid)["ppid"]))
+    users = {ns_of(pid, "user") for pid in [w.pid] + [c.pid for c, _ in copies]}
+    check_eq(len(users), 3, "user namespaces of the original and its two copies")
+    for i, (c, _) in enumerate(copies):
+        h.verify_ok(c, when="of copy %d" % (i + 1))
+    h.verify_ok(w, when="of the original beside its copies")
+    for i, (c, init) in enumerate(copies):
+        h.verify_ok(c, exit=True, when="of copy %d (exit)" % (i + 1))
+        check_eq(h.wait_exit(init, timeout=20), ("exit", 0), "copy %d's init once it exited 0" % (i + 1))
+    h.verify_ok(w, exit=True, when="of the original (exit)")
+    check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status")
 
 
 def test_pidns_refusals(h):
@@ -520,6 +550,7 @@ TESTS = [
     test_pidns_kill,
     test_pidns_rewind,
     test_pidns_net_ipc_uts,
+    test_pidns_beside,
     test_pidns_refusals,
     test_pidns_failures,
     test_net_ipc_uts,
