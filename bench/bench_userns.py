@@ -2,7 +2,9 @@
 """bench_userns: what a user namespace of the tree's own costs a dump and a
 restore: the userns workload under `unshare --user --map-root-user --fork`
 against the same under `unshare --fork` (no namespace), and the same two with
-`--net --ipc --uts`, alternating in each round (unshare and the workload dumped together);
+`--net --ipc --uts`, alternating in each round (unshare and the workload dumped together); and the
+workload alone in a PID namespace of its own (`unshare --pid --fork --mount-proc`) against the same owned
+by a user namespace of its own (`--user --map-root-user` too), both restored with --pidns new;
 wall time of each cryo command (kill mode; restore -d), median of N rounds.
 Run as root from the build tree: bench_userns.py [CRYO [USERNS] [ROUNDS]].
 """
@@ -28,7 +30,14 @@ KINDS = {
     "net-ipc-uts": ["unshare", "--net", "--ipc", "--uts", "--fork", "--", "setsid", W],
     "userns+net-ipc-uts": ["unshare", "--user", "--map-root-user", "--net", "--ipc", "--uts", "--fork", "--", "setsid",
                            W],
+    # The workload alone (pid 2 beside unshare's shell) in a PID namespace of
+    # its own, without and with a user namespace owning it; restored with
+    # --pidns new.
+    "pidns": ["unshare", "--pid", "--fork", "--mount-proc", "--", "sh", "-c", 'setsid "$@" & wait', "sh", W],
+    "userns+pidns": ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--", "sh", "-c",
+                     'setsid "$@" & wait', "sh", W],
 }
+PIDNS = ("pidns", "userns+pidns")
 
 
 def children(pid):
@@ -70,6 +79,8 @@ def start(kind, d):
         if time.monotonic() > deadline:
             raise SystemExit("%s did not get ready" % kind)
         time.sleep(0.01)
+    if kind in PIDNS:  # the workload, below the namespace's pid 1
+        return u.pid, children(children(u.pid)[0])[0]
     return u.pid, u.pid  # unshare and its child together
 
 
@@ -90,9 +101,13 @@ for i in range(ROUNDS):
         res[kind]["dump"].append(timed(["dump", "-t", str(target), "-D", d + "/img", "-q"]))
         kill_wait(u)
         reap_all()
-        res[kind]["restore"].append(timed(["restore", "-D", d + "/img", "-d", "-q", "--pidfile", d + "/pid"]))
+        extra = ["--pidns", "new"] if kind in PIDNS else []
+        res[kind]["restore"].append(timed(["restore", "-D", d + "/img", "-d", "-q", "--pidfile", d + "/pid"] + extra))
         pid = int(open(d + "/pid").read())
-        for c in children(pid):  # the restored workload, then unshare
+        if kind in PIDNS:  # the namespace's init takes the copy with it
+            with open("/proc/%d/stat" % pid) as f:
+                kill_wait(int(f.read().rsplit(")", 1)[1].split()[1]))
+        for c in children(pid) if os.path.exists("/proc/%d" % pid) else []:  # the restored workload, then unshare
             kill_wait(c)
         kill_wait(pid)
         shutil.rmtree(d)
@@ -101,7 +116,7 @@ with open("/proc/loadavg") as f:
 for kind, r in res.items():
     print("%-14s dump median %6.1f ms  restore median %6.1f ms  (n=%d)" %
           (kind, statistics.median(r["dump"]), statistics.median(r["restore"]), len(r["dump"])))
-for base, kind in (("plain", "userns"), ("net-ipc-uts", "userns+net-ipc-uts")):
+for base, kind in (("plain", "userns"), ("net-ipc-uts", "userns+net-ipc-uts"), ("pidns", "userns+pidns")):
     for op in ("dump", "restore"):
         b, k = statistics.median(res[base][op]), statistics.median(res[kind][op])
         print("%s/%s %s: %+.1f ms (x%.2f)" % (kind, base, op, k - b, k / b))

@@ -139,6 +139,13 @@ Status DumpTimeNamespace(const std::vector<pid_t>& live, const std::map<pid_t, p
   }
   CRYO_ASSIGN_OR_RETURN(const TimeNsPlan plan, PlanTimeNamespace(facts, root, mine));
   if (!plan.ns) return Status::Ok();
+  // A restore does not make a time namespace with a user namespace of the
+  // tree's own (ns/user_ns.cc checks the first process only; one entered by
+  // a child, as after `unshare --user --time --fork`, is found here):
+  // refused before anything is written, not only at restore.
+  if (features->count("user-ns"))
+    return Status::Error("the tree owns a time namespace besides its user namespace (" + Link(plan.ns) +
+                         "), which is not restored yet");
   // Shows the offsets of the reader's time_for_children: the tree's.
   const std::string path = "/proc/" + std::to_string(plan.reader) + "/timens_offsets";
   CRYO_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));

@@ -277,13 +277,9 @@ Status DumpUserNamespace(const std::vector<pid_t>& pids, const std::set<pid_t>& 
       return Status::Error("the tree owns a time namespace besides its user namespace " + link +
                            ", which is not restored yet");
   }
-  // Refused here, before anything is written, not at restore (a kill-mode
-  // dump would have lost the tree): restore/pidns.cc cannot yet make the
-  // tree's PID namespace inside the fresh user namespace.
-  if (DumpingInTreePidns())
-    return Status::Error("the tree lives in a PID namespace of its own owned by its own user namespace " + link +
-                         ", which a restore cannot make again yet (not supported: start it without --pid, or "
-                         "without --user)");
+  // A PID namespace of the tree's own (dumped from inside it) is owned by it
+  // (checked above): --pidns new makes it again in the fresh user namespace
+  // (restore/pidns_userns.h).
   image::UserNamespace* u = out->mutable_user();
   CRYO_RETURN_IF_ERROR(ParseIdMap("/proc/" + std::to_string(first) + "/uid_map", u->mutable_uid_map()));
   CRYO_RETURN_IF_ERROR(ParseIdMap("/proc/" + std::to_string(first) + "/gid_map", u->mutable_gid_map()));

@@ -10,7 +10,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "base/file_util.h"
 #include "base/log.h"
@@ -19,6 +21,8 @@
 #include "image/image_dir.h"
 #include "mem/lazy_server.h"
 #include "ns/user_ns.h"
+#include "restore/helper.h"
+#include "restore/pidns_userns.h"
 
 namespace cryo {
 
@@ -73,9 +77,15 @@ pid_t HostPidOfChild(int host_proc, pid_t root) {
   return 0;
 }
 
-// The forked pid 1 of the new namespace: its own mount namespace and /proc,
-// then the restore, then the init.
-[[noreturn]] void RunEngine(RestoreOptions opts, int report_fd, int alive_fd, int exit_fd) {
+// Where the restore runs in the new PID namespace.
+enum class Engine {
+  kInit,      // as its pid 1, which then stays as the init
+  kHandOver,  // beside a pid 1 in the tree's user namespace (restore/pidns_userns.h): exits once the tree runs
+};
+
+// The forked pid 1 of the new namespace (or the engine beside it): its own
+// mount namespace and /proc, then the restore, then the init.
+[[noreturn]] void RunEngine(RestoreOptions opts, int report_fd, int alive_fd, int exit_fd, Engine role) {
   // Dies with cryo until the restore is complete. A cryo that died before the
   // prctl sends nothing: its end of the `alive` pipe is then closed.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -92,8 +102,14 @@ pid_t HostPidOfChild(int host_proc, pid_t root) {
   };
   // A mount namespace of its own, receiving the host's mounts but sending
   // none (a slave): the /proc of the new PID namespace is mounted in it only.
-  // (In the tree's user namespace if it has one: ns/user_ns.h.)
-  if (Status s = ns::UnshareOwned(CLONE_NEWNS, "a mount namespace for the new PID namespace"); !s.ok()) fail(s);
+  // Owned by the tree's user namespace when the PID namespace is (it was the
+  // tree's own, made with it: ns/user_ns.h); by cryo's otherwise, as the
+  // mount namespace the tree shared with cryo was.
+  if (role == Engine::kHandOver) {
+    if (Status s = ns::UnshareOwned(CLONE_NEWNS, "a mount namespace for the new PID namespace"); !s.ok()) fail(s);
+  } else if (::unshare(CLONE_NEWNS) != 0) {
+    fail(Status::FromErrno("unshare(CLONE_NEWNS) for the new PID namespace"));
+  }
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
     fail(Status::FromErrno("making / a slave mount in the new mount namespace"));
   const int host_proc = ::open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -101,9 +117,20 @@ pid_t HostPidOfChild(int host_proc, pid_t root) {
   if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
     fail(Status::FromErrno("mounting /proc of the new PID namespace"));
   opts.pidfile.clear();  // cryo writes it, with the host pid
+  opts.root_handed_to_init = role == Engine::kHandOver;
   std::unique_ptr<LazyServer> lazy;
   Result<pid_t> root = Restore(opts, &lazy);
   if (!root.ok()) fail(root.status());
+  if (role == Engine::kHandOver) {
+    // cryo hands the root to pid 1 once this engine is gone (it is then
+    // reparented there) and told no one yet: no signal to forward.
+    const pid_t ids[2] = {*root, HostPidOfChild(host_proc, *root)};
+    char msg[1 + sizeof(ids)];
+    msg[0] = kRestored;
+    std::memcpy(msg + 1, ids, sizeof(ids));
+    (void)WriteAll(report_fd, msg, sizeof(msg));
+    ::_exit(0);
+  }
   // Complete: the tree stays, also if cryo goes now.
   ::prctl(PR_SET_PDEATHSIG, 0);
   // Forwarding to the root starts before cryo hears of the success: a signal
@@ -186,36 +213,67 @@ Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts) {
   UniqueFd alive_r(alive[0]), alive_w(alive[1]);
   if (::pipe2(exits, O_CLOEXEC) != 0) return Status::FromErrno("pipe");
   UniqueFd exit_r(exits[0]), exit_w(exits[1]);
-  // A user namespace of the tree's own is made first: the PID namespace and
-  // the init's mount namespace are owned by it (ns/user_ns.h).
+  // A user namespace of the tree's own is made first. If the tree's PID
+  // namespace was owned by it, so is the fresh one, whose pid 1 is then made
+  // in it and the engine beside it (restore/pidns_userns.h); otherwise the
+  // PID namespace is cryo's making, as the one the tree shared with cryo.
+  Engine role = Engine::kInit;
+  std::optional<UserNsInit> userns_init;
+  pid_t engine_pid = 0;
   {
     image::Inventory inv;
     image::ImageIdentity identity;
     CRYO_RETURN_IF_ERROR(image::ReadInventory(opts.images_dir, &inv, &identity));
-    if (std::count(inv.features().begin(), inv.features().end(), "user-ns")) {
-      // The tree's PID namespace would have to be made in the fresh user
-      // namespace, by a process of it: its pid_for_children has no file
-      // until its pid 1 exists (ENOENT), and cryo's init, which is that pid
-      // 1, needs cryo's privileges. A PID namespace of cryo's making would be
-      // owned by cryo's user namespace, not the tree's as it was.
-      if (std::count(inv.features().begin(), inv.features().end(), "pid-ns"))
-        return Status::Error("the tree lived in a PID namespace of its own owned by its own user namespace; a restore "
-                             "into a new PID namespace cannot make that namespace in the fresh user namespace yet "
-                             "(not supported)");
+    const auto has = [&](const char* f) { return std::count(inv.features().begin(), inv.features().end(), f) > 0; };
+    if (has("user-ns")) {
+      if (has("pid-ns")) {
+        // The engine exits once the tree runs; a lazy restore's pages are
+        // served by it until every one is in.
+        if (opts_lazy)
+          return Status::Error("--lazy and a tree whose PID namespace was owned by its own user namespace: the "
+                               "pages would be served by a process that must be gone once the tree runs (not "
+                               "supported)");
+        role = Engine::kHandOver;
+        engine_pid = EnginePid(inv);
+      }
       image::NamespaceTable ns;
       CRYO_RETURN_IF_ERROR(image::ReadRecord(opts.images_dir, image::NamespacesName(), image::FileKind::kNamespaces, &ns));
       CRYO_RETURN_IF_ERROR(ns::MakeTreeUserNs(inv, ns));
     }
   }
-  // The next child of cryo is pid 1 of a new PID namespace (unshare(2)).
-  CRYO_RETURN_IF_ERROR(ns::UnshareOwned(CLONE_NEWPID, "the new PID namespace"));
-  const pid_t init = ::fork();
-  if (init < 0) return Status::FromErrno("fork of the new PID namespace's init");
-  if (init == 0) {
-    report_r.reset();
-    alive_w.reset();
-    exit_r.reset();
-    RunEngine(std::move(opts), report_w.get(), alive_r.get(), exit_w.get());
+  pid_t init = 0;
+  if (role == Engine::kHandOver) {
+    CRYO_ASSIGN_OR_RETURN(UserNsInit made, ForkInitInTreeUserNs(alive_r.get(), alive_w.get(), exit_w.get()));
+    init = made.pid;
+    userns_init.emplace(std::move(made));
+    // From here a failure takes the namespace down with its init.
+    Status joined = JoinPidnsOfInit(init);
+    Result<pid_t> engine = joined.ok() ? CloneWithPid(engine_pid, SIGCHLD) : Result<pid_t>(joined);
+    if (!engine.ok()) {
+      ::kill(init, SIGKILL);
+      while (::waitpid(init, nullptr, 0) < 0 && errno == EINTR) {
+      }
+      return engine.status().Prefixed("the restore engine in the new PID namespace");
+    }
+    engine_pid = *engine;
+    if (engine_pid == 0) {
+      report_r.reset();
+      alive_w.reset();
+      exit_r.reset();
+      userns_init.reset();
+      RunEngine(std::move(opts), report_w.get(), alive_r.get(), -1, role);
+    }
+  } else {
+    // The next child of cryo is pid 1 of a new PID namespace (unshare(2)).
+    if (::unshare(CLONE_NEWPID) != 0) return Status::FromErrno("unshare(CLONE_NEWPID) for the new PID namespace");
+    init = ::fork();
+    if (init < 0) return Status::FromErrno("fork of the new PID namespace's init");
+    if (init == 0) {
+      report_r.reset();
+      alive_w.reset();
+      exit_r.reset();
+      RunEngine(std::move(opts), report_w.get(), alive_r.get(), exit_w.get(), role);
+    }
   }
   report_w.reset();
   alive_r.reset();
@@ -241,17 +299,36 @@ Result<PidnsRestored> RestoreInNewPidns(RestoreOptions opts) {
   if (reply.size() == 1 + 2 * sizeof(pid_t) && reply[0] == kRestored) {
     std::memcpy(&out.root, reply.data() + 1, sizeof(pid_t));
     std::memcpy(&out.root_host, reply.data() + 1 + sizeof(pid_t), sizeof(pid_t));
-    if (out.root_host > 0) {
+    Status handed;
+    if (out.root_host > 0 && userns_init) {
+      // The engine exits once it has reported: its children are then the
+      // init's, which takes the root.
+      int est = 0;
+      while (::waitpid(engine_pid, &est, 0) < 0 && errno == EINTR) {
+      }
+      handed = HandRootToInit(*userns_init, out.root, out.root_host);
+    }
+    if (out.root_host > 0 && handed.ok()) {
       out.exit_fd = exit_r.release();
       if (opts_lazy) out.lazy_fd = report_r.release();
       return out;
     }
     // Nothing to name it by: the restore fails, and its namespace goes with its init.
     ::kill(init, SIGKILL);
-    reply = std::string(1, kFailed) + "cannot find the host pid of restored pid " + std::to_string(out.root) +
-            " (/proc/PID/task/TID/children of its init)";
+    reply = std::string(1, kFailed) + (!handed.ok() ? handed.ToString()
+                                                     : "cannot find the host pid of restored pid " +
+                                                           std::to_string(out.root) +
+                                                           " (/proc/PID/task/TID/children of its init)");
   }
-  // Failed: the init exits (and the kernel kills what it had made).
+  // Failed: the init exits (and the kernel kills what it had made); an init
+  // waiting for its root in the tree's user namespace is killed. Its exit
+  // waits until every process of the namespace is reaped
+  // (zap_pid_ns_processes), the engine, cryo's child, too: reaped first.
+  if (userns_init) {
+    ::kill(init, SIGKILL);
+    while (::waitpid(engine_pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
   int st;
   while (::waitpid(init, &st, 0) < 0 && errno == EINTR) {
   }

@@ -52,6 +52,7 @@
 #include "restore/finalize.h"
 #include "restore/helper.h"
 #include "restore/pidns.h"
+#include "restore/pidns_userns.h"
 #include "restore/resume_hook.h"
 #include "restore/tree_watch.h"
 #include "restorer/blob.h"
@@ -194,6 +195,8 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   const RestorePlan plan = PlanRestore(root, cores);
   CRYO_RETURN_IF_ERROR(CheckSharingPlan(plan, cores));
   if (opts.new_pidns) CRYO_RETURN_IF_ERROR(CheckPidnsFit(img, plan, opts.shell_job));
+  if (opts.root_handed_to_init && img.processes.count(root))
+    CRYO_RETURN_IF_ERROR(CheckHandOverFit(img.processes.at(root).core));
   if (!opts.new_pidns && std::count(img.inventory.features().begin(), img.inventory.features().end(), "pid-ns"))
     return Status::Error("the tree lived in a PID namespace of its own (its pids are that namespace's, not cryo's): "
                          "restore it with --pidns new");

@@ -54,6 +54,10 @@ struct RestoreOptions {
   // where the page runs marked remote come from; committed (Commit) just
   // before the tree is released. Not owned.
   RemotePageSource* remote = nullptr;
+  // --pidns new with a PID namespace owned by the tree's user namespace:
+  // Restore() runs beside the namespace's pid 1, which takes the root when
+  // it is done (restore/pidns_userns.h).
+  bool root_handed_to_init = false;
 };
 
 class LazyServer;

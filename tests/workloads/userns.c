@@ -11,7 +11,10 @@
  *    its user namespace owns it (ioctl NS_GET_USERNS), and, where it does
  *    for the UTS namespace, that sethostname(2) with its own name succeeds
  *    (CAP_SYS_ADMIN over it);
- *  - a child forked now has the same uid and capabilities.
+ *  - a child forked now has the same uid and capabilities;
+ *  - getpid() and getppid() (in a PID namespace of its own: its pid there,
+ *    and 1, the namespace's init), and the last pid of the NSpid line of
+ *    /proc/self/status, getpid().
  *
  * Usage: userns CTL_DIR
  */
@@ -33,6 +36,7 @@ struct state {
     char uid_map[512], gid_map[512], setgroups[32], cgroup[2048];
     char owned[64];  /* one 'y'/'n' per kind */
     char child[600]; /* a child's ids and capabilities */
+    char pids[128];  /* getpid, getppid, the last pid of NSpid */
     int verifies;
 };
 
@@ -117,8 +121,31 @@ static void child_view(char *out, size_t n)
         waitpid(c, NULL, 0);
 }
 
+static void get_pids(char *out, size_t n)
+{
+    char status[4096];
+    read_file("/proc/self/status", status, sizeof status);
+    int levels = 0;
+    long last = -1;
+    char *at = strstr(status, "\nNSpid:");
+    if (at) {
+        char *end = strchr(at + 1, '\n');
+        if (end)
+            *end = 0;
+        for (char *w = strtok(at + 7, " \t"); w; w = strtok(NULL, " \t")) {
+            levels++;
+            last = strtol(w, NULL, 10);
+        }
+    }
+    /* The levels are not compared: a restore with --pidns new of a tree
+     * that shared cryo's PID namespace nests it one level deeper. */
+    snprintf(out, n, "pid %d ppid %d NSpid last %ld%s", (int)getpid(), (int)getppid(), last,
+             levels > 0 && last == (long)getpid() ? "" : " (not getpid)");
+}
+
 static void snapshot(struct state *s)
 {
+    get_pids(s->pids, sizeof s->pids);
     get_ids(s->ids, sizeof s->ids);
     get_caps(s->caps, sizeof s->caps);
     read_file("/proc/self/uid_map", s->uid_map, sizeof s->uid_map);
@@ -150,6 +177,7 @@ static void check(struct wl_checks *c, int exiting, void *arg)
              now.owned);
     wl_check(c, strcmp(st->child, now.child) == 0, "a child's view: expected \"%s\", actual \"%s\"", st->child,
              now.child);
+    wl_check(c, strcmp(st->pids, now.pids) == 0, "pids: expected \"%s\", actual \"%s\"", st->pids, now.pids);
     if (st->owned[0] == 'y') {
         struct utsname u;
         int ok = uname(&u) == 0 && sethostname(u.nodename, strlen(u.nodename)) == 0;
