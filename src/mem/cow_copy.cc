@@ -12,9 +12,11 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <system_error>
 
+#include "base/file_util.h"
 #include "base/kernel_features.h"
 #include "base/log.h"
 #include "base/pagemap_scan_abi.h"
@@ -109,6 +111,12 @@ CowCopy::~CowCopy() {
 
 Status CowCopy::Protect(const image::Mm& mm, const std::vector<PagePiece>& pieces, const std::string& spill_dir) {
   aside_ = std::make_unique<CowAside>(spill_dir);
+  // A page in no VMA, at or above vm.mmap_min_addr (SettleMappingChanges).
+  probe_ = 64 << 10;
+  if (auto v = ReadFileToString("/proc/sys/vm/mmap_min_addr"); v.ok())
+    probe_ = std::max<uint64_t>(probe_, (std::strtoull(v->c_str(), nullptr, 10) + kPage - 1) / kPage * kPage);
+  for (const image::Vma& v : mm.vmas())
+    if (v.start() <= probe_ && probe_ < v.end()) probe_ = v.end();
   pieces_ = pieces;
   std::sort(pieces_.begin(), pieces_.end(), [](const PagePiece& a, const PagePiece& b) { return a.vaddr < b.vaddr; });
   // The VMAs to protect, and what of the pieces lies in them.
@@ -278,8 +286,9 @@ Status CowCopy::CheckBits(uint64_t vaddr, size_t pages, std::vector<char>* good)
   return Status::Ok();
 }
 
-Status CowCopy::Unprotect(uint64_t vaddr, uint64_t len, bool* whole) {
+Status CowCopy::Unprotect(uint64_t vaddr, uint64_t len, bool* whole, bool* again) {
   if (whole) *whole = true;
+  if (again) *again = false;
   uffdio_writeprotect wp{};
   wp.range = {vaddr, len};
   wp.mode = 0;  // clear, and wake the writers waiting there
@@ -288,6 +297,12 @@ Status CowCopy::Unprotect(uint64_t vaddr, uint64_t len, bool* whole) {
     // EAGAIN: the mappings are changing (retry); ENOENT: part of the range
     // is not registered any more (unmapped: nothing to lift there);
     // ESRCH: the address space is gone.
+    // (The fault thread must not wait here: the event the kernel waits
+    // for is read by that very thread.)
+    if (errno == EAGAIN && again) {
+      *again = true;
+      return Status::Ok();
+    }
     if (errno == EAGAIN && tries < 1000) continue;
     if (errno == ENOENT || errno == ESRCH) {
       if (whole) *whole = false;
@@ -312,6 +327,14 @@ Status CowCopy::ReadProtected(uint64_t vaddr, uint64_t len, bool readable, char*
   std::vector<char> good;
   CRYO_RETURN_IF_ERROR(ReadChecked(*reader_, vaddr, len, readable, dst, &good));
   const size_t pages = len / kPage;
+  CRYO_RETURN_IF_ERROR(SettleMappingChanges());
+  {
+    // A page moved here by mremap carries another address's bit: what is
+    // stored for this address is what was copied aside (or nothing: lost).
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [s, e] : moved_in_)
+      for (uint64_t a = std::max(s, vaddr); a < std::min(e, vaddr + len); a += kPage) good[(a - vaddr) / kPage] = 0;
+  }
   for (size_t i = 0; i < pages; ++i) {
     if (good[i]) continue;  // read before any change: the freeze's
     const uint64_t page = vaddr + i * kPage;
@@ -322,8 +345,15 @@ Status CowCopy::ReadProtected(uint64_t vaddr, uint64_t len, bool readable, char*
     }
     // Perhaps only the read of the whole range failed: this page alone.
     std::vector<char> one;
-    CRYO_RETURN_IF_ERROR(ReadChecked(*reader_, page, kPage, readable, dst + i * kPage, &one));
-    if (one[0]) continue;
+    bool moved;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      moved = MovedIn(page);
+    }
+    if (!moved) {
+      CRYO_RETURN_IF_ERROR(ReadChecked(*reader_, page, kPage, readable, dst + i * kPage, &one));
+      if (one[0]) continue;
+    }
     Status lost = Status::Error("page " + Hex(page) + " of pid " + std::to_string(pid_) +
                                 " was unmapped, discarded or moved by the program after the freeze, before cryo "
                                 "copied it (copy-on-write dump)");
@@ -382,7 +412,8 @@ void CowCopy::OnFault(uint64_t page) {
       lift = std::max(cs, block);
       lift_end = std::min(ce, block + kHugeBlock);
     } else if (Protected(page)) {
-      copy_aside = !aside_->Has(page);
+      // (Moved here by mremap: not this address's page.)
+      copy_aside = !aside_->Has(page) && !MovedIn(page);
     } else {
       // Not a page to store (moved here by mremap, or made since): its
       // 2 MiB block goes too, as far as no page to store is in it.
@@ -409,12 +440,47 @@ void CowCopy::OnFault(uint64_t page) {
     }
     if (!s.ok()) Fail(s.Prefixed("pid " + std::to_string(pid_) + ": write fault"), false);
   }
-  // A block reaching past the VMA (ENOENT, perhaps before the faulting
-  // page was reached): that page alone, so that its writer goes on.
-  bool whole = true;
-  Status s = Unprotect(lift, lift_end - lift, &whole);
-  if (s.ok() && !whole && lift_end - lift > kPage) s = Unprotect(page, kPage);
+  Lift(page, lift, lift_end);
+}
+
+// A block reaching past the VMA (ENOENT, perhaps before the faulting page
+// was reached): that page alone, so that its writer goes on. The mappings
+// changing (EAGAIN: an event not read yet): tried again after the events.
+void CowCopy::Lift(uint64_t page, uint64_t lift, uint64_t lift_end) {
+  bool whole = true, again = false;
+  Status s = Unprotect(lift, lift_end - lift, &whole, &again);
+  if (s.ok() && !again && !whole && lift_end - lift > kPage) s = Unprotect(page, kPage, nullptr, &again);
+  if (again) {
+    deferred_lifts_.push_back({page, lift, lift_end});
+    return;
+  }
   if (!s.ok()) Fail(s.Prefixed("pid " + std::to_string(pid_) + ": write fault"), false);
+}
+
+bool CowCopy::MovedIn(uint64_t page) const {
+  return std::any_of(moved_in_.begin(), moved_in_.end(),
+                     [page](const auto& r) { return r.first <= page && page < r.second; });
+}
+
+// After a buffer's bits are checked: the mapping changes begun before are
+// all handled by the fault thread (their events read and done), so that
+// moved_in_ holds every mremap that could have put another address's
+// protected pages there. A change in flight makes UFFDIO_WRITEPROTECT fail
+// with EAGAIN until its event is read (ctx->mmap_changing,
+// fs/userfaultfd.c); probe_ is a page in no VMA of the process at the
+// freeze (answered ENOENT otherwise, protecting nothing).
+Status CowCopy::SettleMappingChanges() {
+  for (int i = 0;; ++i) {
+    uffdio_writeprotect wp{};
+    wp.range = {probe_, kPage};
+    wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
+    if (::ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &wp) == 0 || errno != EAGAIN) break;
+    if (i >= 20000)  // 2 s and more
+      return Status::Error("pid " + std::to_string(pid_) + ": its mappings kept changing during the copy");
+    ::usleep(100);
+  }
+  std::lock_guard<std::mutex> events(events_mu_);  // the batch the fault thread is at, done
+  return status();
 }
 
 // The pages moved from [from, from + len) to `to`, their protection bits
@@ -428,7 +494,7 @@ void CowCopy::OnRemap(uint64_t from, uint64_t to, uint64_t len) {
   for (uint64_t page = from; page < from + len; page += kPage) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (!Protected(page) || CopiedRange(page).second || aside_->Has(page)) continue;
+      if (!Protected(page) || CopiedRange(page).second || aside_->Has(page) || MovedIn(page)) continue;
     }
     const uint64_t now = to + (page - from);
     Status s = ReadChecked(*fault_reader_, now, kPage, ReadableAt(pieces_, page), bytes, &good);
@@ -444,6 +510,10 @@ void CowCopy::OnRemap(uint64_t from, uint64_t to, uint64_t len) {
     // Written (or gone) at the new place before this thread got there: the
     // copy reports the page lost when it reaches it.
   }
+  // Protected pages of other addresses are there now: their bits say
+  // nothing of the pages of these addresses.
+  std::lock_guard<std::mutex> lock(mu_);
+  moved_in_.emplace_back(to, to + len);
 }
 
 // [start, end) unmapped or discarded: any page of it neither copied nor
@@ -476,9 +546,14 @@ void CowCopy::FaultLoop() {
   uffd_msg msgs[16];
   for (;;) {
     pollfd p[2] = {{uffd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-    const int r = ::poll(p, 2, -1);
+    const int r = ::poll(p, 2, deferred_lifts_.empty() ? -1 : 1);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 || p[1].revents) return;
+    std::vector<DeferredLift> lifts;
+    lifts.swap(deferred_lifts_);
+    for (const DeferredLift& l : lifts) Lift(l.page, l.start, l.end);
+    if (r == 0) continue;
+    std::lock_guard<std::mutex> events(events_mu_);  // SettleMappingChanges
     const ssize_t got = ::read(uffd_.get(), msgs, sizeof(msgs));
     if (got < 0) {
       if (errno == EAGAIN || errno == EINTR) continue;

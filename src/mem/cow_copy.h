@@ -139,7 +139,11 @@ class CowCopy final : public PageSource {
   Result<std::vector<uint64_t>> PagemapEntries(uint64_t vaddr, size_t pages);
   // *whole false: part of the range is not registered (ENOENT), and the
   // kernel may have stopped before the rest.
-  Status Unprotect(uint64_t vaddr, uint64_t len, bool* whole = nullptr);
+  // *again (if given): the mappings are changing (EAGAIN), nothing done.
+  Status Unprotect(uint64_t vaddr, uint64_t len, bool* whole = nullptr, bool* again = nullptr);
+  void Lift(uint64_t page, uint64_t lift, uint64_t lift_end);
+  Status SettleMappingChanges();
+  bool MovedIn(uint64_t page) const;  // under mu_
   bool Protected(uint64_t page) const;
   // The range of copied_ holding `page` (under mu_): {0, 0} if none.
   std::pair<uint64_t, uint64_t> CopiedRange(uint64_t page) const;
@@ -164,6 +168,15 @@ class CowCopy final : public PageSource {
   // still protected until written; a fault there only lifts the protection.
   std::map<uint64_t, uint64_t> copied_;
   Status fault_error_;  // under mu_
+  // Destinations of mremap during the copy (under mu_): the protected pages
+  // there are other addresses' (cow_copy.cc, SettleMappingChanges).
+  std::vector<std::pair<uint64_t, uint64_t>> moved_in_;
+  std::mutex events_mu_;  // held by the fault thread from a read to its messages done
+  uint64_t probe_ = 0;    // a page in no VMA (SettleMappingChanges)
+  struct DeferredLift {
+    uint64_t page, start, end;
+  };
+  std::vector<DeferredLift> deferred_lifts_;  // the fault thread's (EAGAIN)
   std::thread thread_;
   std::atomic<bool> memory_changed_{false};
   std::atomic<uint64_t> faults_{0}, fault_copies_{0}, remaps_{0}, unmaps_{0};

@@ -4,6 +4,9 @@ while the program changes its mappings or rewrites its memory (issue 13):
   - mremap right after the resume: the moved pages keep their protection
     (UFFD_EVENT_REMAP) and are read at their new place; the dump is made
     once and restores to the freeze's content;
+  - two slots swapped by mremap: each address holds the other's protected
+    pages, whose bits say nothing of it; the image still holds each
+    address's own content;
   - munmap and madvise(MADV_DONTNEED) right after the resume: pages cryo had
     not copied are gone; the copy stops, the partial image is removed and
     the dump is made again with the memory copied during the freeze; that
@@ -80,6 +83,24 @@ def test_remap_followed(h):
     restore_held(h, w, images, "after the restore (mremap during the copy)")
 
 
+def test_swap_followed(h):
+    """Two slots trading places by mremap (through a spare) before the copy
+    reaches them: each address then holds the other's protected pages,
+    whose protection bits say nothing of it; the image must still hold each
+    address's own freeze content (copied aside at the first move)."""
+    w = start_mapchurn(h, "swap")
+    images = h.mkdir("img-swap")
+    log = dump(h, w, images)
+    m = COW_LINE.search(log)
+    if m is not None:
+        h.note(m.group(0))
+        check(int(m.group(7)) > 0, "the program moved nothing during the copy: nothing was tested\n" + log[-2000:])
+    else:
+        check(AGAIN in log, "no copy-on-write copy of pid %d:\n%s" % (w.pid, log[-3000:]))
+    h.verify_ok(w, when="of the original after the dump")
+    restore_held(h, w, images, "after the restore (slots swapped by mremap during the copy)")
+
+
 def unmapped_redumped(h, mode, name):
     w = start_mapchurn(h, mode)
     images = h.mkdir("img-" + mode)
@@ -131,6 +152,7 @@ def test_aside_bounded(h):
 
 TESTS = [
     test_remap_followed,
+    test_swap_followed,
     test_unmap_redumped,
     test_dontneed_redumped,
     test_aside_bounded,

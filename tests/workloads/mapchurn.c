@@ -1,7 +1,7 @@
 /* Mappings changed continuously, for the copy-on-write leave-running dump
  * (tests/e2e/test_cowchurn.py).
  *
- * Usage: mapchurn CTLDIR MODE   (MODE: unmap, dontneed, remap)
+ * Usage: mapchurn CTLDIR MODE   (MODE: unmap, dontneed, remap, swap)
  *
  * Eight 1 MiB slots of private anonymous memory, then a 48 MiB ballast below
  * them (mapped after them, so at lower addresses: a copy in address order
@@ -11,7 +11,11 @@
  *   dontneed  madvise(MADV_DONTNEED), filled with a new generation;
  *   remap     mremap(MREMAP_MAYMOVE | MREMAP_FIXED) onto its spare (a 1 MiB
  *             PROT_NONE reservation), the old place reserved as the next
- *             spare, then filled with a new generation.
+ *             spare, then filled with a new generation;
+ *   swap      two slots (i, i xor 1) trade places by three mremaps (through
+ *             the first one's spare), then both are filled with a new
+ *             generation: protected pages land where other protected
+ *             pages were.
  * A slot's generation is recorded once its fill is complete, so at any
  * instant each slot holds its recorded generation, or is being changed (a
  * restored copy finishes that change before it looks at anything). Verify
@@ -48,8 +52,38 @@ static char *map_at(void *hint, int prot)
     return p;
 }
 
+static char *move(char *from, char *to)
+{
+    char *p = mremap(from, SLOT, SLOT, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+    if (p == MAP_FAILED)
+        wl_die("mremap");
+    return p;
+}
+
+static void swap_slots(int i)
+{
+    const int j = i ^ 1;
+    char *a = slot[i], *b = slot[j], *t = spare[i];
+    move(a, t);
+    move(b, a);
+    move(t, b);
+    spare[i] = map_at(t, PROT_NONE);
+    slot[i] = b;
+    slot[j] = a;
+    for (int k = 0; k < 2; k++) {
+        const int s = k ? j : i;
+        const uint64_t g = gen[s] + 1;
+        wl_fill(slot[s], SLOT, 1000 + g * SLOTS + (uint64_t)s);
+        gen[s] = g;
+    }
+}
+
 static void change(int i, int mode)
 {
+    if (mode == 3) {
+        swap_slots(i);
+        return;
+    }
     const uint64_t g = gen[i] + 1;
     if (mode == 0) {
         if (munmap(slot[i], SLOT) != 0)
@@ -72,10 +106,10 @@ static void change(int i, int mode)
 int main(int argc, char **argv)
 {
     if (argc != 3)
-        wl_die("usage: mapchurn CTLDIR unmap|dontneed|remap");
+        wl_die("usage: mapchurn CTLDIR unmap|dontneed|remap|swap");
     const char *dir = argv[1];
     const int mode = strcmp(argv[2], "unmap") == 0 ? 0 : strcmp(argv[2], "dontneed") == 0 ? 1
-                     : strcmp(argv[2], "remap") == 0 ? 2 : -1;
+                     : strcmp(argv[2], "remap") == 0 ? 2 : strcmp(argv[2], "swap") == 0 ? 3 : -1;
     if (mode < 0)
         wl_die("unknown mode %s", argv[2]);
     char hold[4096];
