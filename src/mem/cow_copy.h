@@ -41,7 +41,17 @@
 //   mremap caller waits until the event is read; the fault thread then reads
 //   the moved pages not yet copied at their new address (their bit still
 //   set: the freeze's), keyed by their old address, before it serves any
-//   write there (a write at the new address waits for that thread).
+//   write there (a write at the new address waits for that thread). A
+//   moved page keeps its bit wherever it lands, also onto protected pages
+//   of other addresses not copied yet (two regions swapped): so the
+//   destinations of the moves are remembered, and there the bits are not
+//   trusted; what is stored for such an address is what was copied aside
+//   when its own page moved away (else it was unmapped: lost). A move the
+//   copy could miss (done, its event not handled yet) is waited for after
+//   each buffer's bits are read: while an event is unread,
+//   UFFDIO_WRITEPROTECT fails with EAGAIN (ctx->mmap_changing,
+//   fs/userfaultfd.c), and the fault thread holds a lock from reading a
+//   batch of messages until it has handled them.
 // - munmap and MADV_DONTNEED/REMOVE/FREE (UFFD_EVENT_UNMAP, _REMOVE): the
 //   content is gone before cryo can act. An unmap event is queued after the
 //   pages are unmapped (userfaultfd_unmap_complete); a remove event is
