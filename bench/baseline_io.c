@@ -236,7 +236,9 @@ static int do_rusage(const char *out, char **argv)
         if (errno != EINTR)
             fail("wait4", argv[0]);
     FILE *f = fopen(out, "w");
-    if (!f || fprintf(f, "maxrss_kib=%ld\n", ru.ru_maxrss) < 0 || fclose(f) != 0)
+    const double cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                       ru.ru_stime.tv_usec / 1e6;
+    if (!f || fprintf(f, "maxrss_kib=%ld\ncpu_s=%.6f\n", ru.ru_maxrss, cpu) < 0 || fclose(f) != 0)
         fail("writing", out);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

@@ -25,6 +25,10 @@ With --baseline-cryo PATH, another build of cryo (say main before a change)
 runs the kill-mode and leave-running dumps too, interleaved in the same
 rounds (base-kill, base-leave-run), and the summary prints its medians and
 the ratios of this build's to them.
+With --cow-pair only the leave-running dump is timed, copy-on-write (the
+default) against --no-cow (leave-run-nocow), each build's ratio of the two
+printed with cryo's CPU time (user + system, from wait4), which a loaded
+machine skews less than the wall time.
 With --other PATH, another checkpoint tool's ordinary command lines are timed
 in the same rounds: `PATH dump -t PID -D DIR` followed by sync(1) (equal
 durability), the same dump alone, and `PATH restore -D DIR -d`. cryo itself
@@ -87,7 +91,7 @@ def cryo_dump(b, args, mib, mode, img, logdir, tag):
     pid, ctl = start(b, mib, img)
     log = os.path.join(logdir, "dump-%s-%s.log" % (mode, tag))
     argv = ["dump", "-t", str(pid), "-D", img]
-    argv += {"kill": [], "no-sync": ["--no-sync"], "leave-run": ["-R"]}[mode]
+    argv += {"kill": [], "no-sync": ["--no-sync"], "leave-run": ["-R"], "leave-run-nocow": ["-R", "--no-cow"]}[mode]
     rc, wall, rss_kib, err = b.run_cryo(argv, log)
     if rc != 0:
         b.cryo_or_fail(argv, log)  # raises with the details (cryo failed again)
@@ -96,7 +100,8 @@ def cryo_dump(b, args, mib, mode, img, logdir, tag):
         raise BenchError("no 'frozen N ms' on cryo's success line: %r" % err)
     out = {"wall": wall, "rss_kib": rss_kib, "frozen": int(m.group(1)) / 1e3,
            "bytes": benchlib.dir_bytes(img), "pid": pid}
-    if mode == "leave-run":
+    if mode.startswith("leave-run"):
+        out["cpu"] = cpu_seconds(log)
         if not benchlib.pid_alive(pid):
             raise BenchError("pid %d is not running after cryo dump -R" % pid)
         b.kill(pid)
@@ -163,17 +168,33 @@ def read_floor(b, args, pages):
     return {"wall": float(kv["seconds"])}
 
 
+def cpu_seconds(log):
+    """user + system CPU seconds of the cryo run (baseline_io rusage's file), or None."""
+    try:
+        with open(log + ".rusage") as f:
+            for line in f:
+                if line.startswith("cpu_s="):
+                    return float(line[len("cpu_s="):])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def one_size(b, args, mib, logdir, busy_list):
     img = b.path("img-%d" % mib)
     kimg = b.path("kill-img-%d" % mib)  # the kill-mode image, kept for the read floor
-    first = cryo_dump(b, args, mib, "kill", kimg, logdir, "%d-sizing" % mib)
-    nbytes = first["bytes"]
-    pages = os.path.join(kimg, "pages-%d.img" % first["pid"])
-    steps = ["kill", "no-sync", "leave-run", "write+fsync", "write", "read"]
+    if args.cow_pair:
+        nbytes, pages = 0, None
+        steps = ["leave-run", "leave-run-nocow"]
+    else:
+        first = cryo_dump(b, args, mib, "kill", kimg, logdir, "%d-sizing" % mib)
+        nbytes = first["bytes"]
+        pages = os.path.join(kimg, "pages-%d.img" % first["pid"])
+        steps = ["kill", "no-sync", "leave-run", "write+fsync", "write", "read"]
     if args.other:
         steps += ["other+sync", "other"]
     if args.baseline_cryo:
-        steps += ["base-kill", "base-leave-run"]
+        steps += ["base-leave-run", "base-leave-run-nocow"] if args.cow_pair else ["base-kill", "base-leave-run"]
     res = {k: [] for k in steps}
     for i in range(args.warmup + args.runs):
         timed = i >= args.warmup
@@ -183,7 +204,7 @@ def one_size(b, args, mib, logdir, busy_list):
         line = []
         for k in steps[i % len(steps):] + steps[:i % len(steps)]:
             tag = "%d-%02d" % (mib, i)
-            if k in ("kill", "no-sync", "leave-run"):
+            if k in ("kill", "no-sync", "leave-run", "leave-run-nocow"):
                 r = cryo_dump(b, args, mib, k, kimg if k == "kill" else img, logdir, tag)
                 if k == "kill":
                     pages = os.path.join(kimg, "pages-%d.img" % r["pid"])
@@ -214,6 +235,29 @@ def one_size(b, args, mib, logdir, busy_list):
                  "; ".join(line)))
         sys.stdout.flush()
     return nbytes, res
+
+
+def report_cow_pair(mib, res, runs):
+    """--cow-pair: the leave-running dump with copy-on-write against --no-cow."""
+    print()
+    print("== bench_dump --cow-pair: %d MiB, medians of %d runs ==" % (mib, runs))
+    for prefix in ("", "base-"):
+        if prefix + "leave-run" not in res:
+            continue
+        cow, nocow = res[prefix + "leave-run"], res[prefix + "leave-run-nocow"]
+        wc, wn = median([r["wall"] for r in cow]), median([r["wall"] for r in nocow])
+        fc, fn = median([r["frozen"] for r in cow]), median([r["frozen"] for r in nocow])
+        who = "baseline" if prefix else "cryo"
+        print("%-8s -R wall %-9s --no-cow %-9s ratio %.2f (target <= 1.1); frozen %s against %s (%.2f)"
+              % (who, fmt_s(wc), fmt_s(wn), wc / wn, fmt_s(fc), fmt_s(fn), fc / fn))
+        cc = [r["cpu"] for r in cow if r.get("cpu") is not None]
+        cn = [r["cpu"] for r in nocow if r.get("cpu") is not None]
+        if cc and cn:
+            print("%-8s -R cpu  %-9s --no-cow %-9s ratio %.2f" % (who, fmt_s(median(cc)), fmt_s(median(cn)),
+                                                                median(cc) / median(cn)))
+    for k, v in res.items():
+        print("  raw %-20s %s" % (k, ", ".join("%.3f" % r["wall"] for r in v)))
+        print("  raw %-20s %s" % (k + " frozen", ", ".join("%.3f" % r["frozen"] for r in v)))
 
 
 def report(mib, nbytes, res, runs):
@@ -277,7 +321,10 @@ def body(b):
     busy_list = []
     results = [(mib,) + one_size(b, args, mib, logdir, busy_list) for mib in args.sizes]
     for mib, nbytes, res in results:
-        report(mib, nbytes, res, args.runs)
+        if args.cow_pair:
+            report_cow_pair(mib, res, args.runs)
+        else:
+            report(mib, nbytes, res, args.runs)
     if busy_list and max(busy_list) > 0.15:
         print("WARNING: other work was running (CPU up to %.0f%% busy before a round): figures are skewed"
               % (max(busy_list) * 100))
@@ -293,6 +340,9 @@ def main():
     ap.add_argument("--chunk-mib", type=int, default=64, help="baseline write()/read() size in MiB (default 64)")
     ap.add_argument("--no-verify", dest="verify", action="store_false",
                     help="do not have memtouch check its pages after each restore")
+    ap.add_argument("--cow-pair", action="store_true",
+                    help="time only the leave-running dump, copy-on-write against --no-cow (and the baseline's "
+                         "two), with cryo's CPU time (user + system)")
     ap.add_argument("--baseline-cryo", metavar="PATH",
                     help="another cryo build whose kill-mode and leave-running dumps are timed in the same rounds")
     ap.add_argument("--other", metavar="PATH", help="another checkpoint tool to time with the same command lines")

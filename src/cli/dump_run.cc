@@ -131,6 +131,17 @@ int RunDump(DumpRun& r) {
   pre_copy_opts.report = Say;
   if (streamed) pre_copy_opts.begin_round = [&streamed](int round) { return streamed->BeginRound(round); };
   Status s = r.pre_copy ? PreCopyDump(dump, pre_copy_opts, &stats) : Dump(dump, &stats);
+  // A copy-on-write copy the program outran by unmapping or discarding
+  // memory cryo had not copied yet (mem/cow_copy.h): the tree runs on, the
+  // partial image is gone; the dump is made again from the start with the
+  // memory copied during the freeze (an image of that second freeze).
+  if (!s.ok() && stats.cow_memory_changed && !streamed && !r.pre_copy && InterruptSignal() == 0) {
+    LOG_INFO("%s; dumping again with the memory copied during the freeze (--no-cow)", s.ToString().c_str());
+    Say("the program unmapped or discarded memory during the copy-on-write copy; dumping again with --no-cow");
+    dump.cow = false;
+    stats = DumpStats();
+    s = Dump(dump, &stats);
+  }
   if (!s.ok() && streamed) streamed->Abort(s.ToString());
   ReportFaultPoints();
   if (const int sig = InterruptSignal()) {

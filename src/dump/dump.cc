@@ -119,6 +119,7 @@ struct DumpProgress {
   double frozen = 0;      // seize to kill or resume
   double pages = 0, records = 0, sync = 0, end = 0;
   double pages_after_resume = 0;  // of `pages`: copied copy-on-write once the tree ran again
+  bool cow_memory_changed = false;  // DumpStats::cow_memory_changed
 };
 
 std::string FormatMs(double seconds) {
@@ -306,7 +307,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     progress->frozen = Now() - c.seize_start;
     LOG_DEBUG("tree resumed after %.1f ms frozen; the image is written out and synced now", progress->frozen * 1e3);
     const double tcow = Now();
-    CRYO_RETURN_IF_ERROR(CopyDeferred(writer, &deferred));
+    CRYO_RETURN_IF_ERROR(CopyDeferred(writer, &deferred, &progress->cow_memory_changed));
     progress->pages_after_resume = Now() - tcow;
     progress->pages += progress->pages_after_resume;
     tphase += progress->pages_after_resume;  // not billed to "other records"
@@ -551,7 +552,10 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
     Status d = writer->Discard();
     if (!d.ok()) LOG_WARN("removing the partial image: %s", d.ToString().c_str());
   }
-  if (!s.ok()) return s;
+  if (!s.ok()) {
+    if (stats) stats->cow_memory_changed = progress.cow_memory_changed;
+    return s;
+  }
   const size_t others = c.procs.size() + c.tree.zombies().size() - 1;
   LOG_INFO("pid %d%s dumped to %s in %.1f ms (%s), frozen %.1f ms: seize %.1f ms, audit and task state %.1f ms, "
            "memory read and written %.1f ms%s, other records %.1f ms, %s %.1f ms, %s %.1f ms",

@@ -82,6 +82,10 @@ struct DumpStats {
   uint64_t stored_pages = 0;  // pages this image stores itself (not in its parent)
   uint64_t written_pages = 0;  // pages the dirty tracking saw written since the parent image
   std::string net_lock;       // kill mode: the lock table handed to the image ("": none)
+  // A failed leave-running dump: its copy-on-write copy stopped because the
+  // program unmapped or discarded memory not yet copied (mem/cow_copy.h);
+  // the tree runs on, the image is removed, a dump with --no-cow can follow.
+  bool cow_memory_changed = false;
 };
 
 // Checkpoints a process. On any failure the process is detached exactly as it

@@ -10,6 +10,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <algorithm>
+#include <system_error>
 #include <thread>
 #include <cstring>
 #include <map>
@@ -127,7 +128,7 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
     const double tp = Now();
     CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
     if (cow && !opts.post_copy) {
-      deferred->push_back({pid, std::move(facts.pieces), std::move(pages), &out->mm, bytes, std::move(cow), 0});
+      deferred->push_back({pid, std::move(facts.pieces), std::move(pages), &out->mm, bytes, std::move(cow), 0, {}});
       lap(&times->pages);
       return Status::Ok();
     }
@@ -186,7 +187,7 @@ void OpenCowCopies(Classified& c, std::map<pid_t, std::unique_ptr<CowCopy>>* cow
 Status ProtectDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred) {
   for (DeferredPages& d : *deferred) {
     const std::string who = "pid " + std::to_string(d.pid);
-    Status s = d.cow->Protect(*d.mm, d.pieces);
+    Status s = d.cow->Protect(*d.mm, d.pieces, writer->dir());
     if (s.ok()) continue;
     LOG_INFO("%s: memory copied during the freeze (no copy-on-write: %s)", who.c_str(), s.ToString().c_str());
     d.cow.reset();  // its userfaultfd closed: whatever it protected is lifted
@@ -197,15 +198,29 @@ Status ProtectDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* d
 }
 
 // Once the tree runs again: the protected memory copied.
-Status CopyDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred) {
+Status CopyDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred, bool* memory_changed) {
+  *memory_changed = false;
   for (DeferredPages& d : *deferred) {
     if (!d.cow) continue;
-    CRYO_RETURN_IF_ERROR(FinishDeferred(writer, &d, *d.cow).Prefixed("pid " + std::to_string(d.pid)));
-    CRYO_RETURN_IF_ERROR(d.cow->status());
+    Status s = FinishDeferred(writer, &d, *d.cow).Prefixed("pid " + std::to_string(d.pid));
+    if (s.ok()) s = d.cow->status();
+    if (!s.ok()) {
+      // The fault thread's error says more than the copy's.
+      if (Status f = d.cow->status(); !f.ok()) s = f;
+      *memory_changed = d.cow->memory_changed();
+      return s;
+    }
     LOG_INFO("pid %d: %s copied after the resume in %.1f ms (copy-on-write; %" PRIu64 " write faults, %" PRIu64
-             " pages copied aside first)",
-             d.pid, FormatSize(d.bytes).c_str(), d.seconds * 1e3, d.cow->faults(), d.cow->fault_copies());
-    d.cow.reset();
+             " pages copied aside first, %" PRIu64 " of them through the spill file, at most %s in memory; %" PRIu64
+             " mremap and %" PRIu64 " munmap/madvise events)",
+             d.pid, FormatSize(d.bytes).c_str(), d.seconds * 1e3, d.cow->faults(), d.cow->fault_copies(),
+             d.cow->aside_spilled(), FormatSize(d.cow->aside_peak_memory()).c_str(), d.cow->remaps(),
+             d.cow->unmaps());
+    try {
+      d.closer.thread = std::thread([cow = std::move(d.cow)]() mutable { cow.reset(); });
+    } catch (const std::system_error&) {
+      d.cow.reset();  // (not moved when the thread could not start)
+    }
   }
   return Status::Ok();
 }

@@ -12,6 +12,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/env.h"
@@ -40,6 +41,22 @@ struct DeferredPages {
   uint64_t bytes = 0;
   std::unique_ptr<CowCopy> cow;  // null: copied during the freeze after all
   double seconds = 0;
+  // Closes `cow` once the copy is done, while the image is synced: closing
+  // a userfaultfd walks the page tables of every VMA it registered (to clear
+  // what protection is left), some 25 ms a GiB. Joined when this goes.
+  struct Closer {
+    std::thread thread;
+    Closer() = default;
+    Closer(Closer&&) = default;
+    Closer& operator=(Closer&& o) {
+      if (thread.joinable()) thread.join();
+      thread = std::move(o.thread);
+      return *this;
+    }
+    ~Closer() {
+      if (thread.joinable()) thread.join();
+    }
+  } closer;
 };
 
 // The second half of a process's dump: its page file (written on the image
@@ -63,7 +80,10 @@ void OpenCowCopies(Classified& c, std::map<pid_t, std::unique_ptr<CowCopy>>* cow
 // (when it cannot be) copied now.
 Status ProtectDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred);
 
-// Once the tree runs again: the protected memory copied.
-Status CopyDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred);
+// Once the tree runs again: the protected memory copied. After an error,
+// *memory_changed tells whether the program unmapped or discarded memory not
+// yet copied (CowCopy::memory_changed: a dump without copy-on-write can be
+// made instead).
+Status CopyDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred, bool* memory_changed);
 
 }  // namespace cryo

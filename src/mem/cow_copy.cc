@@ -12,12 +12,17 @@
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <system_error>
 
+#include "base/file_util.h"
+#include "base/kernel_features.h"
 #include "base/log.h"
+#include "base/pagemap_scan_abi.h"
 #include "image/format.h"
 #include "inject/remote_syscall.h"
+#include "mem/pagemap_scan.h"
 #include "seize/seize.h"
 
 namespace cryo {
@@ -68,9 +73,18 @@ Result<std::unique_ptr<CowCopy>> CowCopy::Open(SeizedProcess& sp, const std::vec
   // vm.unprivileged_userfaultfd that needs CAP_SYS_PTRACE in the process:
   // else EPERM, and the caller copies during the freeze.
   CRYO_ASSIGN_OR_RETURN(UniqueFd fd, rs->TakeFdMadeBy(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK, "userfaultfd"));
+  // The mapping changes the copy must hear of (cow_copy.h); a kernel without
+  // them (EINVAL, the uffd left as it was) is used without: the copy finds
+  // the same losses when it reaches the pages.
   uffdio_api api{};
   api.api = UFFD_API;
-  if (::ioctl(fd.get(), UFFDIO_API, &api) != 0) return Status::FromErrno("UFFDIO_API");
+  api.features = UFFD_FEATURE_EVENT_REMAP | UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
+  if (::ioctl(fd.get(), UFFDIO_API, &api) != 0) {
+    if (errno != EINVAL) return Status::FromErrno("UFFDIO_API");
+    api = {};
+    api.api = UFFD_API;
+    if (::ioctl(fd.get(), UFFDIO_API, &api) != 0) return Status::FromErrno("UFFDIO_API");
+  }
   if (!(api.features & UFFD_FEATURE_PAGEFAULT_FLAG_WP))
     return Status::Error("this kernel's userfaultfd has no write-protect mode");
   std::unique_ptr<CowCopy> c(new CowCopy(sp.pid(), std::move(fd)));
@@ -81,6 +95,7 @@ Result<std::unique_ptr<CowCopy>> CowCopy::Open(SeizedProcess& sp, const std::vec
   if (!c->stop_.valid()) return Status::FromErrno("eventfd");
   CRYO_ASSIGN_OR_RETURN(c->reader_, ProcessPageSource::Open(sp.pid()));
   CRYO_ASSIGN_OR_RETURN(c->fault_reader_, ProcessPageSource::Open(sp.pid()));
+  c->scan_ = !PretendMissing("pagemap-scan");
   return c;
 }
 
@@ -94,7 +109,14 @@ CowCopy::~CowCopy() {
   // uffd_ closes now: the kernel unregisters the VMAs and lifts what is left.
 }
 
-Status CowCopy::Protect(const image::Mm& mm, const std::vector<PagePiece>& pieces) {
+Status CowCopy::Protect(const image::Mm& mm, const std::vector<PagePiece>& pieces, const std::string& spill_dir) {
+  aside_ = std::make_unique<CowAside>(spill_dir);
+  // A page in no VMA, at or above vm.mmap_min_addr (SettleMappingChanges).
+  probe_ = 64 << 10;
+  if (auto v = ReadFileToString("/proc/sys/vm/mmap_min_addr"); v.ok())
+    probe_ = std::max<uint64_t>(probe_, (std::strtoull(v->c_str(), nullptr, 10) + kPage - 1) / kPage * kPage);
+  for (const image::Vma& v : mm.vmas())
+    if (v.start() <= probe_ && probe_ < v.end()) probe_ = v.end();
   pieces_ = pieces;
   std::sort(pieces_.begin(), pieces_.end(), [](const PagePiece& a, const PagePiece& b) { return a.vaddr < b.vaddr; });
   // The VMAs to protect, and what of the pieces lies in them.
@@ -167,8 +189,47 @@ Status CowCopy::status() {
   return fault_error_;
 }
 
+uint64_t CowCopy::aside_peak_memory() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return aside_ ? aside_->peak_memory() : 0;
+}
+
+uint64_t CowCopy::aside_spilled() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return aside_ ? aside_->spilled_pages() : 0;
+}
+
+void CowCopy::Fail(Status s, bool memory_changed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (memory_changed) memory_changed_.store(true);
+  if (fault_error_.ok()) fault_error_ = std::move(s);
+}
+
 bool CowCopy::Protected(uint64_t page) const {
   return Containing(protected_, page) != protected_.end();
+}
+
+std::pair<uint64_t, uint64_t> CowCopy::CopiedRange(uint64_t page) const {
+  auto it = copied_.upper_bound(page);
+  if (it == copied_.begin()) return {0, 0};
+  --it;
+  if (page < it->second) return {it->first, it->second};
+  return {0, 0};
+}
+
+void CowCopy::AddCopied(uint64_t start, uint64_t end) {
+  auto it = copied_.upper_bound(start);
+  if (it != copied_.begin() && std::prev(it)->second >= start) {
+    --it;
+    start = it->first;
+    end = std::max(end, it->second);
+    it = copied_.erase(it);
+  }
+  while (it != copied_.end() && it->first <= end) {
+    end = std::max(end, it->second);
+    it = copied_.erase(it);
+  }
+  copied_.emplace(start, end);
 }
 
 Result<std::vector<uint64_t>> CowCopy::PagemapEntries(uint64_t vaddr, size_t pages) {
@@ -186,7 +247,48 @@ Result<std::vector<uint64_t>> CowCopy::PagemapEntries(uint64_t vaddr, size_t pag
   return e;
 }
 
-Status CowCopy::Unprotect(uint64_t vaddr, uint64_t len) {
+// good[i] = page i of [vaddr, ...) is present or swapped and still carries
+// its protection bit. One PAGEMAP_SCAN (regions of equal categories: one for
+// an unwritten buffer) costs less than the pagemap entries of its pages;
+// PAGE_IS_WRITTEN is the bit clear (fs/proc/task_mmu.c).
+Status CowCopy::CheckBits(uint64_t vaddr, size_t pages, std::vector<char>* good) {
+  good->assign(pages, 0);
+  const uint64_t end = vaddr + pages * kPage;
+  if (scan_) {
+    PmPageRegion vec[64];
+    for (uint64_t at = vaddr; at < end;) {
+      PmScanArg arg{};
+      arg.size = sizeof(arg);
+      arg.start = at;
+      arg.end = end;
+      arg.vec = reinterpret_cast<uint64_t>(vec);
+      arg.vec_len = sizeof(vec) / sizeof(vec[0]);
+      arg.return_mask = kPageWritten | kPagePresent | kPageSwapped;
+      const long n = ::ioctl(pagemap_.get(), kPagemapScanIoctl, &arg);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == ENOTTY || errno == EINVAL) && at == vaddr) {
+        scan_ = false;  // an older kernel: pagemap entries below
+        break;
+      }
+      if (n < 0) return Status::FromErrno("PAGEMAP_SCAN of pid " + std::to_string(pid_) + " at " + Hex(at));
+      for (long i = 0; i < n; ++i) {
+        if ((vec[i].categories & kPageWritten) || !(vec[i].categories & (kPagePresent | kPageSwapped))) continue;
+        for (uint64_t a = std::max(vec[i].start, vaddr); a < std::min(vec[i].end, end); a += kPage)
+          (*good)[(a - vaddr) / kPage] = 1;
+      }
+      if (arg.walk_end <= at) break;
+      at = arg.walk_end;
+    }
+    if (scan_) return Status::Ok();
+  }
+  CRYO_ASSIGN_OR_RETURN(auto entries, PagemapEntries(vaddr, pages));
+  for (size_t i = 0; i < pages; ++i) (*good)[i] = (entries[i] & kPmUffdWp) ? 1 : 0;
+  return Status::Ok();
+}
+
+Status CowCopy::Unprotect(uint64_t vaddr, uint64_t len, bool* whole, bool* again) {
+  if (whole) *whole = true;
+  if (again) *again = false;
   uffdio_writeprotect wp{};
   wp.range = {vaddr, len};
   wp.mode = 0;  // clear, and wake the writers waiting there
@@ -195,67 +297,75 @@ Status CowCopy::Unprotect(uint64_t vaddr, uint64_t len) {
     // EAGAIN: the mappings are changing (retry); ENOENT: part of the range
     // is not registered any more (unmapped: nothing to lift there);
     // ESRCH: the address space is gone.
+    // (The fault thread must not wait here: the event the kernel waits
+    // for is read by that very thread.)
+    if (errno == EAGAIN && again) {
+      *again = true;
+      return Status::Ok();
+    }
     if (errno == EAGAIN && tries < 1000) continue;
-    if (errno == ENOENT || errno == ESRCH) return Status::Ok();
+    if (errno == ENOENT || errno == ESRCH) {
+      if (whole) *whole = false;
+      return Status::Ok();
+    }
     return Status::FromErrno("UFFDIO_WRITEPROTECT (clear) of " + Hex(vaddr) + "+" + std::to_string(len));
   }
 }
 
-Status CowCopy::ReadProtected(uint64_t vaddr, uint64_t len, bool readable, char* dst) {
+Status CowCopy::ReadChecked(PageSource& src, uint64_t vaddr, uint64_t len, bool readable, char* dst,
+                            std::vector<char>* good) {
   const PagePiece part{vaddr, len, 0, readable};
-  Status read = reader_->Read(&part, 1, dst);
-  const size_t pages = len / kPage;
-  std::vector<uint64_t> entries;
-  if (read.ok()) {
-    CRYO_ASSIGN_OR_RETURN(entries, PagemapEntries(vaddr, pages));
+  // A failed read (part of the range unmapped since): no page counts as read.
+  if (!src.Read(&part, 1, dst).ok()) {
+    good->assign(len / kPage, 0);
+    return Status::Ok();
   }
-  // A failed read (part of the range unmapped since): page by page, from
-  // the fault thread's copies where it has them.
-  for (size_t i = 0; i < pages; ++i) {
-    const uint64_t page = vaddr + i * kPage;
-    if (read.ok() && (entries[i] & kPmUffdWp)) continue;  // read before any change: the freeze's
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = copied_.find(page);
-      if (it != copied_.end()) {
-        std::memcpy(dst + i * kPage, it->second.data(), kPage);
-        copied_.erase(it);
-        continue;
-      }
-    }
-    if (!read.ok()) {
-      const PagePiece one{page, kPage, 0, readable};
-      if (reader_->Read(&one, 1, dst + i * kPage).ok()) {
-        CRYO_ASSIGN_OR_RETURN(auto e, PagemapEntries(page, 1));
-        if (e[0] & kPmUffdWp) continue;
-      }
-    }
-    return Status::Error("page " + Hex(page) + " of pid " + std::to_string(pid_) +
-                         " was unmapped, discarded or moved by the program after the freeze, before cryo copied it "
-                         "(copy-on-write dump; --no-cow copies during the freeze)");
-  }
-  // Copied: unprotected up to the last 2 MiB boundary (lifting the
-  // protection of part of a transparent huge page splits it); the rest with
-  // the next buffer. Until then a write there is only let through.
-  if (verified_.second != vaddr) CRYO_RETURN_IF_ERROR(FlushVerified());
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (verified_.second != vaddr) verified_.first = vaddr;
-    verified_.second = vaddr + len;
-  }
-  const uint64_t upto = (vaddr + len) / kHugeBlock * kHugeBlock;
-  if (upto > verified_.first) {
-    CRYO_RETURN_IF_ERROR(Unprotect(verified_.first, upto - verified_.first));
-    std::lock_guard<std::mutex> lock(mu_);
-    verified_.first = upto;
-  }
-  return Status::Ok();
+  return CheckBits(vaddr, len / kPage, good);
 }
 
-Status CowCopy::FlushVerified() {
-  if (verified_.second > verified_.first) CRYO_RETURN_IF_ERROR(Unprotect(verified_.first, verified_.second - verified_.first));
+Status CowCopy::ReadProtected(uint64_t vaddr, uint64_t len, bool readable, char* dst) {
+  std::vector<char> good;
+  CRYO_RETURN_IF_ERROR(ReadChecked(*reader_, vaddr, len, readable, dst, &good));
+  const size_t pages = len / kPage;
+  CRYO_RETURN_IF_ERROR(SettleMappingChanges());
+  {
+    // A page moved here by mremap carries another address's bit: what is
+    // stored for this address is what was copied aside (or nothing: lost).
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [s, e] : moved_in_)
+      for (uint64_t a = std::max(s, vaddr); a < std::min(e, vaddr + len); a += kPage) good[(a - vaddr) / kPage] = 0;
+  }
+  for (size_t i = 0; i < pages; ++i) {
+    if (good[i]) continue;  // read before any change: the freeze's
+    const uint64_t page = vaddr + i * kPage;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      CRYO_ASSIGN_OR_RETURN(bool taken, aside_->Take(page, dst + i * kPage));
+      if (taken) continue;
+    }
+    // Perhaps only the read of the whole range failed: this page alone.
+    std::vector<char> one;
+    bool moved;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      moved = MovedIn(page);
+    }
+    if (!moved) {
+      CRYO_RETURN_IF_ERROR(ReadChecked(*reader_, page, kPage, readable, dst + i * kPage, &one));
+      if (one[0]) continue;
+    }
+    Status lost = Status::Error("page " + Hex(page) + " of pid " + std::to_string(pid_) +
+                                " was unmapped, discarded or moved by the program after the freeze, before cryo "
+                                "copied it (copy-on-write dump)");
+    Fail(lost, true);
+    return lost;
+  }
+  // Copied: the pages stay protected (cow_copy.h); a write there faults and
+  // the fault thread lifts the protection. What was copied aside in the
+  // range after the bits were checked is not needed.
   std::lock_guard<std::mutex> lock(mu_);
-  verified_ = {0, 0};
+  AddCopied(vaddr, vaddr + len);
+  aside_->Drop(vaddr, vaddr + len);
   return Status::Ok();
 }
 
@@ -270,7 +380,6 @@ Status CowCopy::Read(const PagePiece* pieces, size_t n, char* dst) {
       if (r != protected_.end()) {
         const uint64_t to = std::min(end, r->second);
         CRYO_RETURN_IF_ERROR(ReadProtected(at, to - at, p.readable, dst));
-        if (to == r->second) CRYO_RETURN_IF_ERROR(FlushVerified());
         dst += to - at;
         at = to;
         continue;
@@ -290,31 +399,146 @@ Status CowCopy::Read(const PagePiece* pieces, size_t n, char* dst) {
 
 void CowCopy::OnFault(uint64_t page) {
   faults_.fetch_add(1);
-  Status s;
-  bool verified;
+  uint64_t lift = page, lift_end = page + kPage;
+  bool copy_aside = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    verified = verified_.first <= page && page < verified_.second;
-  }
-  if (Protected(page) && !verified) {
-    const PagePiece one{page, kPage, 0, ReadableAt(pieces_, page)};
-    std::string bytes(kPage, '\0');
-    // Its writer waits in the kernel: the page is still the freeze's, unless
-    // its protection went meanwhile (copied and lifted by the copy, or the
-    // memory changed): then the copy has it, or reports the change.
-    if (fault_reader_->Read(&one, 1, bytes.data()).ok()) {
-      auto e = PagemapEntries(page, 1);
-      if (e.ok() && ((*e)[0] & kPmUffdWp)) {
-        std::lock_guard<std::mutex> lock(mu_);
-        copied_.emplace(page, std::move(bytes));
-        fault_copies_.fetch_add(1);
-      }
+    const auto [cs, ce] = CopiedRange(page);
+    if (ce) {
+      // Copied already: the protection of its 2 MiB block goes (as far as
+      // copied), one fault for the block (and a transparent huge page is
+      // not split by lifting part of it).
+      const uint64_t block = page / kHugeBlock * kHugeBlock;
+      lift = std::max(cs, block);
+      lift_end = std::min(ce, block + kHugeBlock);
+    } else if (Protected(page)) {
+      // (Moved here by mremap: not this address's page.)
+      copy_aside = !aside_->Has(page) && !MovedIn(page);
+    } else {
+      // Not a page to store (moved here by mremap, or made since): its
+      // 2 MiB block goes too, as far as no page to store is in it.
+      const uint64_t block = page / kHugeBlock * kHugeBlock;
+      lift = block;
+      lift_end = block + kHugeBlock;
+      auto next = std::upper_bound(protected_.begin(), protected_.end(), page,
+                                   [](uint64_t x, const auto& r) { return x < r.first; });
+      if (next != protected_.end()) lift_end = std::min(lift_end, next->first);
+      if (next != protected_.begin()) lift = std::max(lift, std::prev(next)->second);
     }
   }
-  s = Unprotect(page, kPage);
-  if (!s.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (fault_error_.ok()) fault_error_ = s.Prefixed("pid " + std::to_string(pid_) + ": write fault");
+  if (copy_aside) {
+    // Its writer waits in the kernel: the page is still the freeze's, unless
+    // its protection went meanwhile (the memory changed): then the copy
+    // reports it when it gets there.
+    char bytes[kPage];
+    std::vector<char> good;
+    Status s = ReadChecked(*fault_reader_, page, kPage, ReadableAt(pieces_, page), bytes, &good);
+    if (s.ok() && good[0]) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (CopiedRange(page).second == 0) s = aside_->Put(page, bytes);
+      if (s.ok()) fault_copies_.fetch_add(1);
+    }
+    if (!s.ok()) Fail(s.Prefixed("pid " + std::to_string(pid_) + ": write fault"), false);
+  }
+  Lift(page, lift, lift_end);
+}
+
+// A block reaching past the VMA (ENOENT, perhaps before the faulting page
+// was reached): that page alone, so that its writer goes on. The mappings
+// changing (EAGAIN: an event not read yet): tried again after the events.
+void CowCopy::Lift(uint64_t page, uint64_t lift, uint64_t lift_end) {
+  bool whole = true, again = false;
+  Status s = Unprotect(lift, lift_end - lift, &whole, &again);
+  if (s.ok() && !again && !whole && lift_end - lift > kPage) s = Unprotect(page, kPage, nullptr, &again);
+  if (again) {
+    deferred_lifts_.push_back({page, lift, lift_end});
+    return;
+  }
+  if (!s.ok()) Fail(s.Prefixed("pid " + std::to_string(pid_) + ": write fault"), false);
+}
+
+bool CowCopy::MovedIn(uint64_t page) const {
+  return std::any_of(moved_in_.begin(), moved_in_.end(),
+                     [page](const auto& r) { return r.first <= page && page < r.second; });
+}
+
+// After a buffer's bits are checked: the mapping changes begun before are
+// all handled by the fault thread (their events read and done), so that
+// moved_in_ holds every mremap that could have put another address's
+// protected pages there. A change in flight makes UFFDIO_WRITEPROTECT fail
+// with EAGAIN until its event is read (ctx->mmap_changing,
+// fs/userfaultfd.c); probe_ is a page in no VMA of the process at the
+// freeze (answered ENOENT otherwise, protecting nothing).
+Status CowCopy::SettleMappingChanges() {
+  for (int i = 0;; ++i) {
+    uffdio_writeprotect wp{};
+    wp.range = {probe_, kPage};
+    wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
+    if (::ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &wp) == 0 || errno != EAGAIN) break;
+    if (i >= 20000)  // 2 s and more
+      return Status::Error("pid " + std::to_string(pid_) + ": its mappings kept changing during the copy");
+    ::usleep(100);
+  }
+  std::lock_guard<std::mutex> events(events_mu_);  // the batch the fault thread is at, done
+  return status();
+}
+
+// The pages moved from [from, from + len) to `to`, their protection bits
+// with them (cow_copy.h): those not copied yet are read at their new place,
+// kept under their old address. The mremap caller is running again; a write
+// of it to a moved page waits for this thread.
+void CowCopy::OnRemap(uint64_t from, uint64_t to, uint64_t len) {
+  remaps_.fetch_add(1);
+  std::vector<char> good;
+  char bytes[kPage];
+  for (uint64_t page = from; page < from + len; page += kPage) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!Protected(page) || CopiedRange(page).second || aside_->Has(page) || MovedIn(page)) continue;
+    }
+    const uint64_t now = to + (page - from);
+    Status s = ReadChecked(*fault_reader_, now, kPage, ReadableAt(pieces_, page), bytes, &good);
+    if (s.ok() && good[0]) {
+      std::lock_guard<std::mutex> lock(mu_);
+      s = aside_->Put(page, bytes);
+      if (s.ok()) continue;
+    }
+    if (!s.ok()) {
+      Fail(s.Prefixed("pid " + std::to_string(pid_) + ": mremap"), false);
+      return;
+    }
+    // Written (or gone) at the new place before this thread got there: the
+    // copy reports the page lost when it reaches it.
+  }
+  // Protected pages of other addresses are there now: their bits say
+  // nothing of the pages of these addresses.
+  std::lock_guard<std::mutex> lock(mu_);
+  moved_in_.emplace_back(to, to + len);
+}
+
+// [start, end) unmapped or discarded: any page of it neither copied nor
+// copied aside is lost; the copy stops now rather than when it gets there.
+void CowCopy::OnUnmap(uint64_t start, uint64_t end, const char* how) {
+  unmaps_.fetch_add(1);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto r = std::upper_bound(protected_.begin(), protected_.end(), start,
+                            [](uint64_t x, const auto& v) { return x < v.first; });
+  if (r != protected_.begin()) --r;
+  for (; r != protected_.end() && r->first < end; ++r) {
+    for (uint64_t page = std::max(r->first, start); page < std::min(r->second, end); page += kPage) {
+      const auto [cs, ce] = CopiedRange(page);
+      if (ce) {
+        page = ce - kPage;  // the rest of the copied range
+        continue;
+      }
+      if (aside_->Has(page)) continue;
+      memory_changed_.store(true);
+      if (fault_error_.ok())
+        fault_error_ = Status::Error("pid " + std::to_string(pid_) + ": the program " + how + " " + Hex(start) +
+                                     "-" + Hex(end) + " after the freeze, page " + Hex(page) +
+                                     " not copied yet (copy-on-write dump)");
+      return;
+    }
   }
 }
 
@@ -322,18 +546,39 @@ void CowCopy::FaultLoop() {
   uffd_msg msgs[16];
   for (;;) {
     pollfd p[2] = {{uffd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
-    const int r = ::poll(p, 2, -1);
+    const int r = ::poll(p, 2, deferred_lifts_.empty() ? -1 : 1);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 || p[1].revents) return;
+    std::vector<DeferredLift> lifts;
+    lifts.swap(deferred_lifts_);
+    for (const DeferredLift& l : lifts) Lift(l.page, l.start, l.end);
+    if (r == 0) continue;
+    std::lock_guard<std::mutex> events(events_mu_);  // SettleMappingChanges
     const ssize_t got = ::read(uffd_.get(), msgs, sizeof(msgs));
     if (got < 0) {
       if (errno == EAGAIN || errno == EINTR) continue;
-      std::lock_guard<std::mutex> lock(mu_);
-      if (fault_error_.ok()) fault_error_ = Status::FromErrno("reading the userfaultfd of pid " + std::to_string(pid_));
+      Fail(Status::FromErrno("reading the userfaultfd of pid " + std::to_string(pid_)), false);
       return;
     }
-    for (size_t i = 0; i < static_cast<size_t>(got) / sizeof(uffd_msg); ++i)
-      if (msgs[i].event == UFFD_EVENT_PAGEFAULT) OnFault(msgs[i].arg.pagefault.address & ~(kPage - 1));
+    for (size_t i = 0; i < static_cast<size_t>(got) / sizeof(uffd_msg); ++i) {
+      const uffd_msg& m = msgs[i];
+      switch (m.event) {
+        case UFFD_EVENT_PAGEFAULT:
+          OnFault(m.arg.pagefault.address & ~(kPage - 1));
+          break;
+        case UFFD_EVENT_REMAP:
+          OnRemap(m.arg.remap.from, m.arg.remap.to, m.arg.remap.len);
+          break;
+        case UFFD_EVENT_UNMAP:
+          OnUnmap(m.arg.remove.start, m.arg.remove.end, "unmapped");
+          break;
+        case UFFD_EVENT_REMOVE:
+          OnUnmap(m.arg.remove.start, m.arg.remove.end, "discarded (madvise)");
+          break;
+        default:
+          break;
+      }
+    }
   }
 }
 

@@ -1,0 +1,162 @@
+#!/usr/bin/python3
+"""End-to-end tests of the copy-on-write leave-running dump (mem/cow_copy.h)
+while the program changes its mappings or rewrites its memory (issue 13):
+  - mremap right after the resume: the moved pages keep their protection
+    (UFFD_EVENT_REMAP) and are read at their new place; the dump is made
+    once and restores to the freeze's content;
+  - two slots swapped by mremap: each address holds the other's protected
+    pages, whose bits say nothing of it; the image still holds each
+    address's own content;
+  - munmap and madvise(MADV_DONTNEED) right after the resume: pages cryo had
+    not copied are gone; the copy stops, the partial image is removed and
+    the dump is made again with the memory copied during the freeze; that
+    image restores to its freeze's content;
+  - a program rewriting its memory during the copy: the pages copied aside
+    are bounded in memory (CRYO_COW_ASIDE_KIB here, 8 MiB by default), the
+    rest go through the spill file, and the image is the freeze's.
+The workloads check their own bytes (mapchurn: every slot against its
+generation; dirtier: every page against its write counter), the original
+and the restored copy alike; the restored copy is held (CTLDIR/hold) so that
+it verifies the image's pages, not ones it wrote again.
+
+Run: test_cowchurn.py --cryo PATH --workloads DIR [NAME ...]
+"""
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import cryotest  # noqa: E402
+import faultlib  # noqa: E402
+from cryotest import check, check_eq, read_text  # noqa: E402
+
+COW_LINE = re.compile(r"pid (\d+): [0-9.]+ [KMG]iB copied after the resume in [0-9.]+ ms \(copy-on-write; (\d+) write "
+                      r"faults, (\d+) pages copied aside first, (\d+) of them through the spill file, at most "
+                      r"([0-9.]+) ([KMG]?i?B) in memory; (\d+) mremap and (\d+) munmap/madvise events\)")
+AGAIN = "dumping again with the memory copied during the freeze"
+UNIT = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+
+
+def dump(h, w, images, env=None):
+    log = os.path.join(h.tmp_root, "dump-%s.log" % os.path.basename(images))
+    r = h.run_cryo(["dump", "-t", str(w.pid), "-D", images, "--leave-running", "--log-file", log], log=False,
+                   env=env)
+    text = read_text(log, "")
+    check_eq(r.rc, 0, "dump exit status\n%s\n%s" % (r.describe(), text[-3000:]))
+    return text
+
+
+def restore_held(h, w, images, when):
+    """The original killed; the image restored with CTLDIR/hold, verified."""
+    faultlib.kill_tree(h, w.pid)
+    h.wait_exit(w)
+    with open(w.path("hold"), "w"):
+        pass
+    rs = h.restore(images, detach=True, expected_pid=w.pid)
+    rw = w.restored(rs.pid)
+    h.verify_ok(rw, when=when)
+    os.unlink(w.path("hold"))
+    faultlib.kill_tree(h, rw.pid)
+
+
+def start_mapchurn(h, mode):
+    w = h.start_workload("mapchurn", mode)
+    h.wait_ready(w, timeout=60)
+    h.verify_ok(w, when="before the dump")
+    return w
+
+
+def test_remap_followed(h):
+    """mremap of slots the copy has not reached: followed to their new place,
+    no second dump, the image the freeze's."""
+    w = start_mapchurn(h, "remap")
+    images = h.mkdir("img")
+    log = dump(h, w, images)
+    m = COW_LINE.search(log)
+    check(m is not None and int(m.group(1)) == w.pid, "no copy-on-write copy of pid %d:\n%s" % (w.pid, log[-3000:]))
+    remaps = int(m.group(7))
+    check(remaps > 0, "the program moved nothing during the copy: nothing was tested\n" + log[-2000:])
+    check(AGAIN not in log, "an mremap made the dump start again:\n" + log[-3000:])
+    h.note(m.group(0))
+    h.verify_ok(w, when="of the original after the dump")
+    restore_held(h, w, images, "after the restore (mremap during the copy)")
+
+
+def test_swap_followed(h):
+    """Two slots trading places by mremap (through a spare) before the copy
+    reaches them: each address then holds the other's protected pages,
+    whose protection bits say nothing of it; the image must still hold each
+    address's own freeze content (copied aside at the first move)."""
+    w = start_mapchurn(h, "swap")
+    images = h.mkdir("img-swap")
+    log = dump(h, w, images)
+    m = COW_LINE.search(log)
+    if m is not None:
+        h.note(m.group(0))
+        check(int(m.group(7)) > 0, "the program moved nothing during the copy: nothing was tested\n" + log[-2000:])
+    else:
+        check(AGAIN in log, "no copy-on-write copy of pid %d:\n%s" % (w.pid, log[-3000:]))
+    h.verify_ok(w, when="of the original after the dump")
+    restore_held(h, w, images, "after the restore (slots swapped by mremap during the copy)")
+
+
+def unmapped_redumped(h, mode, name):
+    w = start_mapchurn(h, mode)
+    images = h.mkdir("img-" + mode)
+    log = dump(h, w, images)
+    check(AGAIN in log, "%s of memory not yet copied should make the dump start again:\n%s" % (name, log[-3000:]))
+    check("copy-on-write dump" in log and ("the program unmapped" in log or "the program discarded" in log
+                                             or "was unmapped, discarded or moved" in log),
+          "the first dump's failure should name the change:\n" + log[-3000:])
+    h.verify_ok(w, when="of the original after the dump")
+    restore_held(h, w, images, "after the restore (%s during the copy)" % name)
+
+
+def test_unmap_redumped(h):
+    """munmap of slots not yet copied: their content is gone; the dump is
+    made again, copied during the freeze, and restores right."""
+    unmapped_redumped(h, "unmap", "munmap")
+
+
+def test_dontneed_redumped(h):
+    """madvise(MADV_DONTNEED) likewise."""
+    unmapped_redumped(h, "dontneed", "MADV_DONTNEED")
+
+
+def test_aside_bounded(h):
+    """dirtier rewrites 64 MiB as fast as it can from the resume on; with the
+    copies aside limited to 16 KiB in memory, the rest go through the spill
+    file, and the image is still the freeze's, page for page."""
+    w = h.start_workload("dirtier", "64", "4000", "nochurn")
+    if os.path.exists(w.path("hold")):
+        os.unlink(w.path("hold"))
+    h.wait_ready(w, timeout=60)
+    images = h.mkdir("img-aside")
+    log = dump(h, w, images, env={"CRYO_COW_ASIDE_KIB": "16"})
+    m = COW_LINE.search(log)
+    check(m is not None and int(m.group(1)) == w.pid, "no copy-on-write copy of pid %d:\n%s" % (w.pid, log[-3000:]))
+    aside, spilled = int(m.group(3)), int(m.group(4))
+    in_memory = float(m.group(5)) * UNIT[m.group(6)]
+    check(aside > 4, "the program wrote few protected pages during the copy (%d copied aside): nothing was tested"
+          % aside)
+    check(in_memory <= 16 << 10, "%d bytes of copies aside held in memory, past the 16 KiB limit" % in_memory)
+    # (a slot in memory taken back by the copy is used again)
+    check(spilled >= aside // 2, "%d of %d pages copied aside went through the spill file" % (spilled, aside))
+    check(not [f for f in os.listdir(images) if "aside" in f], "the spill file is left in the image: %s"
+          % os.listdir(images))
+    h.note("%d pages copied aside, %d through the spill file" % (aside, spilled))
+    h.verify_ok(w, when="of the original after the dump")
+    restore_held(h, w, images, "after the restore (copies aside spilled)")
+
+
+TESTS = [
+    test_remap_followed,
+    test_swap_followed,
+    test_unmap_redumped,
+    test_dontneed_redumped,
+    test_aside_bounded,
+]
+
+if __name__ == "__main__":
+    sys.exit(cryotest.main(TESTS, description=__doc__))
