@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
 
@@ -36,13 +37,15 @@ KnownOptions TcpBulkOptions::For(int fd) {
     taken_ = true;
     // cryo's network namespace: the only one whose connections are dumped
     // (tcp_socket.cc refuses the others before their options are read).
+    const double t0 = Now();
     UniqueFd netns(::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC));
     Result<std::unordered_map<uint64_t, bpf::TcpOptionValues>> all =
         netns.valid() ? bpf::ReadTcpOptions(netns.get()) : Result<std::unordered_map<uint64_t, bpf::TcpOptionValues>>(
                                                                  Status::FromErrno("open /proc/self/ns/net"));
     if (all.ok()) {
       by_cookie_ = std::move(*all);
-      LOG_DEBUG("TCP options: %zu sockets read in bulk (%s)", by_cookie_.size(), bpf::kTcpIterFeature);
+      LOG_DEBUG("TCP options: %zu sockets read in bulk (%s) in %.1f ms", by_cookie_.size(), bpf::kTcpIterFeature,
+                (Now() - t0) * 1e3);
     } else {
       LOG_DEBUG("TCP options read with getsockopt(2) per socket: %s", all.status().ToString().c_str());
     }
