@@ -81,6 +81,14 @@ std::vector<bpf_insn> Instructions(const Offsets& o) {
   p.push_back(Load(BPF_DW, R7, R6, o.ctx_sk_common));  // r7 = ctx->sk_common
   const size_t null_check = p.size();
   p.push_back(Insn(BPF_JMP | BPF_JEQ | BPF_K, R7, 0, 0, 0));  // NULL: the end of the walk -> return 0 (patched)
+  // Only full TCP sockets (what an fd holds): the walk also meets TIME_WAIT
+  // and request sockets, often thousands on a busy machine, each of which
+  // would cost a record and 23 refused helper calls. bpf_skc_to_tcp_sock
+  // (Linux 5.9) is NULL for them.
+  p.push_back(MovReg(R1, R7));
+  p.push_back(Call(BPF_FUNC_skc_to_tcp_sock));
+  const size_t full_check = p.size();
+  p.push_back(Insn(BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, 0));  // not a full socket -> return 0 (patched)
   for (int32_t at = -rec; at < 0; at += 8) p.push_back(Insn(BPF_ST | BPF_MEM | BPF_DW, R10, 0, static_cast<int16_t>(at), 0));
   p.push_back(MovReg(R1, R7));
   p.push_back(Call(BPF_FUNC_get_socket_cookie));  // also gives the socket its cookie if it had none
@@ -104,6 +112,7 @@ std::vector<bpf_insn> Instructions(const Offsets& o) {
   p.push_back(MovImm(R3, rec));
   p.push_back(Call(BPF_FUNC_seq_write));
   p[null_check].off = static_cast<int16_t>(p.size() - null_check - 1);
+  p[full_check].off = static_cast<int16_t>(p.size() - full_check - 1);
   p.push_back(MovImm(R0, 0));
   p.push_back(Exit());
   return p;
