@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include "base/clock.h"
+#include "base/file_util.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
 
@@ -12,7 +13,8 @@ namespace cryo {
 
 namespace {
 
-constexpr uint64_t kDefaultMinSockets = 4096;
+constexpr uint64_t kDefaultMinSockets = 256;
+constexpr uint64_t kMaxRatio = 4;
 
 uint64_t MinSockets() {
   const char* v = ::getenv("CRYO_TCP_BULK_MIN_SOCKETS");
@@ -22,14 +24,42 @@ uint64_t MinSockets() {
   return end && *end == '\0' ? n : kDefaultMinSockets;
 }
 
+// "inuse N" of the line starting with `prefix` in `path`; 0 if none.
+uint64_t InUse(const char* path, std::string_view prefix) {
+  Result<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return 0;
+  for (std::string_view line : SplitLines(*text)) {
+    if (!StartsWith(line, prefix)) continue;
+    const std::vector<std::string_view> w = SplitWords(line.substr(prefix.size()));
+    if (w.size() >= 2 && w[0] == "inuse") return ::strtoull(std::string(w[1]).c_str(), nullptr, 10);
+  }
+  return 0;
+}
+
 }  // namespace
 
-TcpBulkOptions::TcpBulkOptions() : min_sockets_(MinSockets()) {}
+uint64_t NamespaceTcpSockets() {
+  return InUse("/proc/self/net/sockstat", "TCP:") + InUse("/proc/self/net/sockstat6", "TCP6:");
+}
+
+TcpBulkOptions::TcpBulkOptions() : TcpBulkOptions(MinSockets(), kMaxRatio, NamespaceTcpSockets) {}
+
+bool TcpBulkOptions::PassPays() {
+  if (before_ < min_sockets_ || before_ < next_check_) return false;
+  if (max_ratio_ == 0 || !namespace_sockets_) return true;
+  const uint64_t all = namespace_sockets_();
+  const uint64_t described = before_ ? before_ : 1;
+  if (all <= max_ratio_ * described) return true;
+  next_check_ = described * 2;
+  LOG_DEBUG("TCP options: no pass yet: %llu sockets described, %llu TCP sockets in the namespace",
+            static_cast<unsigned long long>(before_), static_cast<unsigned long long>(all));
+  return false;
+}
 
 KnownOptions TcpBulkOptions::For(int fd) {
   KnownOptions out;
   std::lock_guard<std::mutex> l(mu_);
-  if (!taken_ && before_ < min_sockets_) {
+  if (!taken_ && !PassPays()) {
     ++before_;
     return out;
   }
