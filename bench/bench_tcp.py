@@ -37,7 +37,8 @@ GOAL_S = 30e-6  # per connection, each way
 WORKLOAD = r"""
 import os, resource, socket, sys, time
 n = int(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_NOFILE, (4 * n + 64, 4 * n + 64))
+lim = min(4 * n + 64, resource.getrlimit(resource.RLIMIT_NOFILE)[1])  # a hard limit below that: up to ~(lim - 40) / 2
+resource.setrlimit(resource.RLIMIT_NOFILE, (lim, lim))
 l = socket.socket()
 l.bind(("127.0.0.1", 0))
 l.listen(1024)

@@ -151,6 +151,18 @@ Result<std::string> ReadIterator(int it, const std::string& what) {
   return bytes;
 }
 
+Result<std::string> IterLinkTarget(int link) {
+  char name[64] = {};
+  bpf_link_info info{};
+  info.iter.target_name = reinterpret_cast<uint64_t>(name);
+  info.iter.target_name_len = sizeof(name);
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(link, &info, &len) != 0) return Status::FromErrno("BPF_OBJ_GET_INFO_BY_FD of an iterator link");
+  if (info.type != BPF_LINK_TYPE_ITER) return Status::Error("the link is not an iterator's");
+  name[sizeof(name) - 1] = '\0';
+  return std::string(name);
+}
+
 LoadedIterator AsLoaded(Result<UniqueFd> link) {
   LoadedIterator l;
   if (!link.ok())

@@ -55,6 +55,11 @@ enum : uint8_t { R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, R10 };
 // `name`: the program's name (at most 15 characters).
 Result<UniqueFd> LoadIterator(const std::vector<bpf_insn>& insns, uint32_t attach_btf_id, const char* name);
 
+// The target an iterator link is attached to ("tcp", "udp"; the
+// bpf_iter_<target> function the program's attach_btf_id names), from the
+// link's info (BPF_OBJ_GET_INFO_BY_FD, Linux 5.10).
+Result<std::string> IterLinkTarget(int link);
+
 // An iterator program loaded once for the process: its link (which holds the
 // program), or why it could not be loaded.
 struct LoadedIterator {

@@ -9,6 +9,9 @@
 
 #include "base/kernel_features.h"
 #include "base/unique_fd.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "bpf/btf_cache.h"
 #include "bpf/bpf_util.h"
 
 namespace cryo::bpf {
@@ -53,15 +56,18 @@ struct Offsets {
   uint32_t iter_func_id = 0;        // the BTF id of bpf_iter_tcp, the attach point
 };
 
-Result<Offsets> LookUpOffsets() {
-  CRYO_ASSIGN_OR_RETURN(const KernelBtf kernel, LoadKernelBtf());
-  const btf* b = kernel.get();
+// Only values a wrong cached copy of which the kernel refuses (btf_cache.h):
+// the context's members and meta->seq are typed by the verifier (a load at
+// another offset is refused or gives a pointer of another type, which
+// bpf_get_socket_cookie and bpf_seq_write refuse), and the iterator's
+// function id is checked against the link's target after the load.
+Result<Offsets> LookUpOffsets(BtfLookups& lk) {
   Offsets o;
   CRYO_ASSIGN_OR_RETURN(o.iter_func_id,
-                        FunctionId(b, "bpf_iter_tcp", "the kernel has no TCP socket iterator (bpf_iter_tcp, Linux 5.9)"));
-  CRYO_ASSIGN_OR_RETURN(o.ctx_meta, PathOffset(b, "bpf_iter__tcp", {"meta"}, 8));
-  CRYO_ASSIGN_OR_RETURN(o.ctx_sk_common, PathOffset(b, "bpf_iter__tcp", {"sk_common"}, 8));
-  CRYO_ASSIGN_OR_RETURN(o.meta_seq, PathOffset(b, "bpf_iter_meta", {"seq"}, 8));
+                        lk.Function("bpf_iter_tcp", "the kernel has no TCP socket iterator (bpf_iter_tcp, Linux 5.9)"));
+  CRYO_ASSIGN_OR_RETURN(o.ctx_meta, lk.Offset("bpf_iter__tcp", {"meta"}, 8));
+  CRYO_ASSIGN_OR_RETURN(o.ctx_sk_common, lk.Offset("bpf_iter__tcp", {"sk_common"}, 8));
+  CRYO_ASSIGN_OR_RETURN(o.meta_seq, lk.Offset("bpf_iter_meta", {"seq"}, 8));
   return o;
 }
 
@@ -75,6 +81,14 @@ std::vector<bpf_insn> Instructions(const Offsets& o) {
   p.push_back(Load(BPF_DW, R7, R6, o.ctx_sk_common));  // r7 = ctx->sk_common
   const size_t null_check = p.size();
   p.push_back(Insn(BPF_JMP | BPF_JEQ | BPF_K, R7, 0, 0, 0));  // NULL: the end of the walk -> return 0 (patched)
+  // Only full TCP sockets (what an fd holds): the walk also meets TIME_WAIT
+  // and request sockets, often thousands on a busy machine, each of which
+  // would cost a record and 23 refused helper calls. bpf_skc_to_tcp_sock
+  // (Linux 5.9) is NULL for them.
+  p.push_back(MovReg(R1, R7));
+  p.push_back(Call(BPF_FUNC_skc_to_tcp_sock));
+  const size_t full_check = p.size();
+  p.push_back(Insn(BPF_JMP | BPF_JEQ | BPF_K, R0, 0, 0, 0));  // not a full socket -> return 0 (patched)
   for (int32_t at = -rec; at < 0; at += 8) p.push_back(Insn(BPF_ST | BPF_MEM | BPF_DW, R10, 0, static_cast<int16_t>(at), 0));
   p.push_back(MovReg(R1, R7));
   p.push_back(Call(BPF_FUNC_get_socket_cookie));  // also gives the socket its cookie if it had none
@@ -98,25 +112,63 @@ std::vector<bpf_insn> Instructions(const Offsets& o) {
   p.push_back(MovImm(R3, rec));
   p.push_back(Call(BPF_FUNC_seq_write));
   p[null_check].off = static_cast<int16_t>(p.size() - null_check - 1);
+  p[full_check].off = static_cast<int16_t>(p.size() - full_check - 1);
   p.push_back(MovImm(R0, 0));
   p.push_back(Exit());
   return p;
 }
 
-LoadedIterator Load() {
-  if (RecordSize() > 512)  // the BPF stack
-    return {Status::Error("internal: the TCP option record does not fit the BPF stack"), UniqueFd()};
-  Result<Offsets> o = LookUpOffsets();
-  if (!o.ok()) return {o.status(), UniqueFd()};
-  return AsLoaded(LoadIterator(Instructions(*o), o->iter_func_id, "cryo_tcp_opts"));
+// The program loaded with offsets from `lk`: its link, checked to walk TCP
+// sockets.
+Result<UniqueFd> LoadWith(BtfLookups& lk) {
+  CRYO_ASSIGN_OR_RETURN(const Offsets o, LookUpOffsets(lk));
+  CRYO_ASSIGN_OR_RETURN(UniqueFd link, LoadIterator(Instructions(o), o.iter_func_id, "cryo_tcp_opts"));
+  CRYO_ASSIGN_OR_RETURN(const std::string target, IterLinkTarget(link.get()));
+  if (target != "tcp") return Status::Error("the iterator program was attached to bpf_iter_" + target + ", not bpf_iter_tcp");
+  return link;
 }
 
 const LoadedIterator& TheIterator() {
-  static const LoadedIterator loaded = Load();
+  static const LoadedIterator loaded = LoadTcpOptionsIterator(DefaultBtfCachePath()).iterator;
   return loaded;
 }
 
 }  // namespace
+
+TcpIterLoad LoadTcpOptionsIterator(const std::string& cache_path) {
+  TcpIterLoad out;
+  if (RecordSize() > 512) {  // the BPF stack
+    out.iterator = {Status::Error("internal: the TCP option record does not fit the BPF stack"), UniqueFd()};
+    return out;
+  }
+  const double t0 = Now();
+  std::string key;
+  if (!cache_path.empty()) {
+    Result<std::string> k = KernelCacheKey();
+    if (k.ok())
+      key = *k;
+    else
+      LOG_DEBUG("TCP iterator: BTF cache not used: %s", k.status().ToString().c_str());
+  }
+  BtfLookups lk(cache_path, key);
+  Result<UniqueFd> link = LoadWith(lk);
+  if (!link.ok() && lk.used_cache()) {
+    out.cache_refused = link.status().ToString();
+    LOG_DEBUG("TCP iterator: the BTF values cached in %s were refused (%s); looking them up again",
+              cache_path.c_str(), out.cache_refused.c_str());
+    lk.Distrust();
+    link = LoadWith(lk);
+  }
+  out.from_cache = lk.used_cache() && !lk.parsed();
+  if (!lk.cache_miss().empty()) LOG_DEBUG("TCP iterator: BTF cache not used: %s", lk.cache_miss().c_str());
+  if (link.ok())
+    if (Status st = lk.Save(); !st.ok()) LOG_DEBUG("TCP iterator: cannot write the BTF cache: %s", st.ToString().c_str());
+  if (link.ok())
+    LOG_DEBUG("TCP iterator loaded in %.1f ms (BTF values %s)", (Now() - t0) * 1e3,
+              out.from_cache ? "from the cache" : "from the kernel's BTF");
+  out.iterator = AsLoaded(std::move(link));
+  return out;
+}
 
 const std::vector<BulkOption>& TcpBulkOptions() { return kOptions; }
 
@@ -154,7 +206,11 @@ Result<std::unordered_map<uint64_t, TcpOptionValues>> ReadTcpOptions(int netns) 
 
 Result<std::unordered_map<uint64_t, TcpOptionValues>> ReadTcpOptionsOfKernel(int netns) {
   CRYO_RETURN_IF_ERROR(TheIterator().status);
-  CRYO_ASSIGN_OR_RETURN(UniqueFd it, CreateIterator(TheIterator().link.get(), netns));
+  return ReadTcpOptionsWith(TheIterator().link.get(), netns);
+}
+
+Result<std::unordered_map<uint64_t, TcpOptionValues>> ReadTcpOptionsWith(int link, int netns) {
+  CRYO_ASSIGN_OR_RETURN(UniqueFd it, CreateIterator(link, netns));
   CRYO_ASSIGN_OR_RETURN(const std::string bytes, ReadIterator(it.get(), "the TCP iterator"));
   CRYO_ASSIGN_OR_RETURN(std::vector<TcpOptionValues> records, ParseTcpOptionRecords(bytes));
   std::unordered_map<uint64_t, TcpOptionValues> out;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "base/status.h"
+#include "bpf/bpf_util.h"
 
 namespace cryo::bpf {
 
@@ -61,5 +62,19 @@ Result<std::unordered_map<uint64_t, TcpOptionValues>> ReadTcpOptions(int netns);
 // whose result is cached for every later cryo (the pretence is applied on
 // top of the cached results).
 Result<std::unordered_map<uint64_t, TcpOptionValues>> ReadTcpOptionsOfKernel(int netns);
+
+// Loads the program (what the first TcpOptionsIterAvailable does, with
+// DefaultBtfCachePath()), its offsets from the BTF cache at `cache_path`
+// ("": none, btf_cache.h) or the kernel's BTF. Cached values the kernel
+// refuses are looked up again and the cache rewritten.
+struct TcpIterLoad {
+  LoadedIterator iterator;
+  bool from_cache = false;    // loaded without parsing the kernel's BTF
+  std::string cache_refused;  // why the cached values were refused ("" if they were not)
+};
+TcpIterLoad LoadTcpOptionsIterator(const std::string& cache_path);
+
+// ReadTcpOptionsOfKernel with the iterator `link`.
+Result<std::unordered_map<uint64_t, TcpOptionValues>> ReadTcpOptionsWith(int link, int netns);
 
 }  // namespace cryo::bpf

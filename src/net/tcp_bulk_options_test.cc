@@ -202,6 +202,19 @@ TEST(TcpBulkOptions, MissingOrMadeSinceReadsPerSocket) {
     EXPECT_TRUE(few.For(s.fds[1]).values.empty());
     EXPECT_FALSE(few.For(s.fds[2]).values.empty());
   }
+  {
+    // A namespace of many more TCP sockets than the dump has described: the
+    // pass waits until the dump has described a quarter of them, checked
+    // each time the count doubles (at 2, 4, 8, 16, 32).
+    TcpBulkOptions crowded(2, 4, [] { return uint64_t{100}; });
+    for (int i = 0; i < 32; ++i) EXPECT_TRUE(crowded.For(s.fds[0]).values.empty()) << "call " << i + 1;
+    EXPECT_FALSE(crowded.For(s.fds[0]).values.empty());
+    TcpBulkOptions alone(2, 4, [] { return uint64_t{8}; });
+    EXPECT_TRUE(alone.For(s.fds[0]).values.empty());
+    EXPECT_TRUE(alone.For(s.fds[1]).values.empty());
+    EXPECT_FALSE(alone.For(s.fds[2]).values.empty());
+  }
+  EXPECT_GT(NamespaceTcpSockets(), 0u);  // these sockets at least
   TcpBulkOptions bulk(0);
   EXPECT_FALSE(bulk.For(s.fds[0]).values.empty());
   Connection later = Connect(AF_INET);

@@ -343,8 +343,8 @@ def test_options_in_bulk_or_per_socket(h):
     either image holds the options the pair set and restores them."""
     w = start_pair(h, "6")
     bulk, per_socket = h.mkdir("img-bulk"), h.mkdir("img-per-socket")
-    # The pass runs from the first socket on (by default only for dumps of
-    # thousands of sockets, where it pays for its fixed cost).
+    # The pass runs from the first socket on (by default only from the 256th,
+    # in a namespace of at most 4x as many TCP sockets: where it pays).
     old = os.environ.get("CRYO_PRETEND_MISSING")
     os.environ["CRYO_TCP_BULK_MIN_SOCKETS"] = "0"
     try:
