@@ -205,6 +205,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "hugetlb-shared",
       "user-ns",
       "cgroup-ns",
+      "remote-vmas",
   };
   return kFeatures;
 }
