@@ -63,7 +63,7 @@ bool SmapsShowsGuardFlag() {
 
 Result<std::vector<std::pair<uint64_t, uint64_t>>> ExistingAnonPages(pid_t pid, uint64_t start, uint64_t end) {
   CRYO_ASSIGN_OR_RETURN(PagemapScanner scanner, PagemapScanner::Open(pid));
-  CRYO_ASSIGN_OR_RETURN(std::vector<PageRegion> regions, scanner.Scan(start, end));
+  CRYO_ASSIGN_OR_RETURN(std::vector<PageRegion> regions, scanner.ScanAnon(start, end));
   auto out = ExistingInRegions(regions, start, end);
   if (!out.ok()) return out.status().Prefixed("pid " + std::to_string(pid));
   return out;
