@@ -102,8 +102,15 @@ def one_lazy(b, dirtier):
     pid, ctl, _ = b.start_ready(lambda c: [dirtier, c, str(a.mib), str(a.rate)], "dirtier %d MiB" % a.mib, 300)
     images = os.path.join(b.fresh_dir("recv"), "img")
     pidfile = os.path.join(os.path.dirname(images), "restored.pid")
-    srv, addr, err = page_server(b, images, ["--insecure", "--restore", "--pidns", "new", "--pidfile", pidfile])
-    argv = [b.cryo, "migrate", "-t", str(pid), "--to", addr, "--insecure", "-v", "--lazy"]
+    logs = []
+    if a.log_dir:
+        # --log-file on both cryo processes (the phases, with times).
+        n = len(os.listdir(a.log_dir)) // 2
+        logs = [os.path.join(a.log_dir, "%03d-%s.log" % (n, side)) for side in ("source", "target")]
+    srv, addr, err = page_server(b, images, ["--insecure", "--restore", "--pidns", "new", "--pidfile", pidfile] +
+                                 (["--log-file", logs[1]] if logs else []))
+    argv = [b.cryo, "migrate", "-t", str(pid), "--to", addr, "--insecure", "-v", "--lazy"] + \
+        (["--log-file", logs[0]] if logs else [])
     t0 = time.monotonic()
     p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                          text=True, close_fds=True)
@@ -175,6 +182,7 @@ def main():
     ap.add_argument("--mib", type=int, default=1024, help="dirtier size (default 1024)")
     ap.add_argument("--rate", type=float, default=10, help="MiB/s it writes (default 10)")
     ap.add_argument("--rounds", type=int, default=5, help="migrations per mode (default 5)")
+    ap.add_argument("--log-dir", help="lazy mode: --log-file of both cryo processes into this directory")
     ap.add_argument("--modes", default="plain,pre-copy,lazy",
                     help="comma-separated: plain, pre-copy, lazy (post-copy, migrate --lazy) (default all three)")
     args = ap.parse_args()

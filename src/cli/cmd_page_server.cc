@@ -169,7 +169,7 @@ class PageServerCommand : public Command {
       return kFailed;
     }
     Say(ReceivedLine(got.peer + (server_.tls.enabled() ? " over TLS" : " (insecure)"), server_.images_dir, got.files,
-                     got.bytes, Now() - t0) +
+                     got.bytes, Now() - t0, got.synced) +
         (got.restored ? "; restored, root pid " + std::to_string(got.restored) : ""));
     return 0;
   }

@@ -29,9 +29,10 @@ std::string DumpedLine(size_t processes, pid_t root, const std::string& dir, uin
          " in " + Seconds(seconds) + frozen + (synced ? "" : ", not synced");
 }
 
-std::string ReceivedLine(const std::string& peer, const std::string& dir, size_t files, uint64_t bytes, double seconds) {
+std::string ReceivedLine(const std::string& peer, const std::string& dir, size_t files, uint64_t bytes, double seconds,
+                         bool synced) {
   return "received an image from " + peer + " into " + dir + ": " + std::to_string(files) + " files, " +
-         FormatSize(bytes) + " in " + Seconds(seconds) + ", synced";
+         FormatSize(bytes) + " in " + Seconds(seconds) + (synced ? ", synced" : ", not synced (post-copy)");
 }
 
 std::string RestoredLine(size_t processes, pid_t root, double seconds) {

@@ -15,7 +15,8 @@ namespace cryo::cli {
 std::string DumpedLine(size_t processes, pid_t root, const std::string& dir, uint64_t bytes, double seconds,
                        double frozen_seconds, bool synced);
 // "received an image from PEER into DIR: 14 files, 256.1 MiB in 0.52 s, synced"
-std::string ReceivedLine(const std::string& peer, const std::string& dir, size_t files, uint64_t bytes, double seconds);
+std::string ReceivedLine(const std::string& peer, const std::string& dir, size_t files, uint64_t bytes, double seconds,
+                         bool synced = true);
 // "restored 3 processes (pid 1234) in 0.12 s"
 std::string RestoredLine(size_t processes, pid_t root, double seconds);
 

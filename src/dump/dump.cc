@@ -167,6 +167,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   for (ProcessFacts& f : c.inspection.facts) {
     // Leave-running images may be parents: their runs are cut as a child's are.
     if (opts.leave_running || c.parent) f.run_block = kIncrementalRunBytes;
+    f.leave_unplanned = opts.post_copy && std::find(parents.begin(), parents.end(), f.pid) == parents.end();
     if (c.parent) {
       auto it = c.parent->processes.find(f.pid);
       if (it != c.parent->processes.end()) f.parent_pages = &it->second;
@@ -428,6 +429,9 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     for (const DumpedProcess& p : procs)
       for (const image::PageRun& r : p.mm.runs())
         if (r.remote()) runs[p.core.pid()].emplace_back(r.vaddr(), r.npages() * image::kPageSize);
+    for (const DumpedProcess& p : procs)
+      for (const image::Vma& v : p.mm.vmas())
+        if (v.remote_unplanned()) runs[p.core.pid()].emplace_back(v.start(), v.end() - v.start());
     bool committed = false;
     // Once the tree runs on the target the original must never run again,
     // also if cryo dies (SIGKILL included): the kernel would detach it and

@@ -2,6 +2,8 @@
 
 #include <time.h>
 
+#include <cinttypes>
+
 #include <system_error>
 
 #include "base/clock.h"
@@ -10,6 +12,7 @@
 #include "files/fd_table.h"
 #include "image/format.h"
 #include "mem/cow_share.h"
+#include "mem/existing_pages.h"
 #include "mem/vma_dump.h"
 
 namespace cryo {
@@ -48,6 +51,20 @@ Status ReadProcessPages(ProcessFacts* f, uint64_t buffered_max, const ParentMemo
     if (!inherited.ok()) return inherited.status().Prefixed("memory");
     for (image::PageRange& r : *inherited) *f->mm.add_inherited() = std::move(r);
     if (f->mm.inherited_size()) f->features.insert("cow-shared");
+  }
+  if (f->leave_unplanned && f->mm.inherited_size() == 0 && !f->parent_pages) {
+    uint64_t n = 0, bytes = 0;
+    for (image::Vma& v : *f->mm.mutable_vmas())
+      if (MayLeaveUnplanned(v)) {
+        v.set_remote_unplanned(true);
+        ++n;
+        bytes += v.end() - v.start();
+      }
+    if (n) {
+      f->features.insert("remote-vmas");
+      LOG_INFO("pid %d: %" PRIu64 " VMAs (%" PRIu64 " KiB mapped) left unplanned: the target asks which pages exist",
+               pid, n, bytes >> 10);
+    }
   }
   auto planned = PlanProcessPages(pid, &f->mm, f->run_block);
   if (!planned.ok()) return planned.status().Prefixed("memory");

@@ -48,6 +48,10 @@ struct ProcessFacts {
   // Incremental dumps: the runs' block (PlanPages), and this process in the
   // parent image (same pid; taken from only with the same start time).
   uint64_t run_block = 0;
+  // Post-copy (cryo migrate --lazy) of a process no child in the tree shares
+  // pages with: its private anonymous VMAs are left unplanned (feature
+  // "remote-vmas", mem/existing_pages.h).
+  bool leave_unplanned = false;
   const ParentProcessPages* parent_pages = nullptr;
   const DirtyPages* dirty = nullptr;  // what the dirty tracking knows since the parent (mem/dirty_tracker.h)
   IncrementalCounts incremental;

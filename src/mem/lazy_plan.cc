@@ -54,7 +54,11 @@ LazyPlan PlanLazy(const image::Mm& mm, const std::vector<image::PageRange>& inhe
       plan.set.insert(all[i]);
       any = true;
     }
-    if (any) plan.vmas.emplace_back(v.start(), v.end());
+    // An unplanned VMA (post-copy) has no runs and is lazy all the same: its
+    // pages are on the source (never zeros because the image lists none).
+    const bool unplanned = v.remote_unplanned() && LazyEligibleVma(v);
+    if (any || unplanned) plan.vmas.emplace_back(v.start(), v.end());
+    if (unplanned) plan.unplanned.emplace_back(v.start(), v.end());
   }
   return plan;
 }

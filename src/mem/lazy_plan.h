@@ -39,7 +39,11 @@ struct LazyPlan {
   // The lazy runs, in address order (Mm.runs and Mm.parent_runs).
   std::vector<const image::PageRun*> runs;
   std::unordered_set<const image::PageRun*> set;  // the same, for lookups
-  bool empty() const { return runs.empty(); }
+  // (post-copy, feature "remote-vmas") the VMAs among `vmas` whose pages the
+  // dump did not look for (Vma.remote_unplanned): the server asks the source
+  // which of their pages exist (RemotePageSource::Map).
+  std::vector<std::pair<uint64_t, uint64_t>> unplanned;
+  bool empty() const { return runs.empty() && vmas.empty(); }
   uint64_t pages() const;
 };
 

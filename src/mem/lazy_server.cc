@@ -11,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
@@ -141,11 +142,63 @@ Result<std::unique_ptr<LazyServer>> LazyServer::Create(
       runs.push_back({&src[r->depth()], r->vaddr(), r->npages(), r->offset(), r->checksum(), r->remote()});
       s->stats_.pages += r->npages();
     }
+    CRYO_RETURN_IF_ERROR(s->AddUnplannedRuns(pid, p.mm, plan, inherited_by_children(pid), &runs));
   }
   const char* hold = getenv("CRYO_LAZY_HOLD");
   if (hold) s->hold_file_ = hold;
   CRYO_ASSIGN_OR_RETURN(s->guardian_, Sentinel::Start("cryo-lazy-guard", avoid, Guard));
   return s;
+}
+
+// Post-copy, VMAs the dump did not plan (feature "remote-vmas"): the source
+// says which of their pages exist (present or swapped out there, not the
+// zero page); those become remote runs, the rest is left to the zero page
+// (UFFDIO_ZEROPAGE on a fault outside every run), which is what the source
+// process would read there too.
+Status LazyServer::AddUnplannedRuns(pid_t pid, const image::Mm& mm, const LazyPlan& plan,
+                                    const std::vector<image::PageRange>& inherited_by_children, std::vector<Run>* runs) {
+  for (const image::Vma& v : mm.vmas()) {
+    if (!v.remote_unplanned()) continue;
+    bool inherited = false;
+    for (const image::PageRange& r : inherited_by_children)
+      inherited |= r.vaddr() < v.end() && v.start() < r.vaddr() + r.npages() * lazy::kPage;
+    if (!LazyEligibleVma(v) || inherited)
+      return Status::Error("pid " + std::to_string(pid) + ": the VMA at " + Hex(v.start()) +
+                           " is marked unplanned (post-copy) but its pages cannot be fetched lazily");
+  }
+  if (plan.unplanned.empty()) return Status::Ok();
+  if (!remote_)
+    return Status::Error("pid " + std::to_string(pid) + ": the pages of its VMA at " + Hex(plan.unplanned[0].first) +
+                         " are on the migration source (post-copy), not in the image");
+  std::vector<std::pair<uint64_t, uint64_t>> present;
+  const double t0 = Now();
+  CRYO_RETURN_IF_ERROR(remote_->Map(pid, plan.unplanned, &present).Prefixed("pid " + std::to_string(pid)));
+  uint64_t bytes = 0;
+  for (const auto& p : present) bytes += p.second;
+  LOG_INFO("pid %d: %zu VMAs unplanned at the dump: %" PRIu64 " pages of them exist on the source (%zu ranges, "
+           "asked in %.1f ms)",
+           pid, plan.unplanned.size(), bytes / lazy::kPage, present.size(), (Now() - t0) * 1e3);
+  const image::PageSource* own = &sources_[pid][0];
+  constexpr uint64_t kMaxRun = 4 << 20;  // as the dump's runs (kMaxRunBytes)
+  for (const auto& [start, len] : present) {
+    bool inside = false;
+    for (const auto& [vs, ve] : plan.unplanned) inside |= start >= vs && len <= ve - start;
+    if (!inside || len == 0 || start % lazy::kPage || len % lazy::kPage)
+      return Status::Error("pid " + std::to_string(pid) + ": the source named pages at " + Hex(start) + " (" +
+                           std::to_string(len) + " bytes) outside the VMAs asked about");
+    for (uint64_t a = start; a < start + len;) {
+      const uint64_t n = std::min(kMaxRun - a % kMaxRun, start + len - a);
+      runs->push_back({own, a, n / lazy::kPage, 0, 0, true});
+      stats_.pages += n / lazy::kPage;
+      a += n;
+    }
+  }
+  std::sort(runs->begin(), runs->end(), [](const Run& x, const Run& y) { return x.vaddr < y.vaddr; });
+  for (size_t i = 1; i < runs->size(); ++i)
+    if ((*runs)[i - 1].vaddr + (*runs)[i - 1].npages * lazy::kPage > (*runs)[i].vaddr)
+      return Status::Error("pid " + std::to_string(pid) + ": the source named pages at " + Hex((*runs)[i].vaddr) +
+                           " twice");
+  return Status::Ok();
 }
 
 LazyServer::~LazyServer() {

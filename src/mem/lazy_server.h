@@ -72,6 +72,8 @@ struct LazyStats {
   double seconds = 0;             // from the first process adopted to the last page in
 };
 
+struct LazyPlan;
+
 class LazyServer {
  public:
   // Opens the page files of every process with lazy pages and starts the
@@ -133,6 +135,8 @@ class LazyServer {
   Status HandleMessages(Space& sp);
   Status ServeFault(Space& sp, uint64_t addr);
   Status CopyRunAround(Space& sp, uint64_t addr, bool fault);
+  Status AddUnplannedRuns(pid_t pid, const image::Mm& mm, const LazyPlan& plan,
+                          const std::vector<image::PageRange>& inherited_by_children, std::vector<Run>* runs);
   Status FetchRun(const Space& sp, uint32_t run);
   bool PrefetchHeld();
   void AbsorbIncoming();

@@ -54,6 +54,11 @@ bool WantPage(image::VmaKind kind, uint64_t cat) {
   }
 }
 
+// Whether the pages of `v` are looked for (PlanPages): not those of a VMA a
+// post-copy dump leaves unplanned (mem/existing_pages.h); guard regions are
+// not looked for there either (it has none: MayLeaveUnplanned).
+bool Planned(const image::Vma& v) { return WantPage(v.kind(), kPagePresent) && !v.remote_unplanned(); }
+
 // Sets the checksum of each page run as the run's bytes stream past, in file
 // order (a run may straddle two buffers).
 class RunHasher {
@@ -294,7 +299,7 @@ Result<std::vector<PagePiece>> PlanPages(image::Mm* mm, const PageScanFn& scan, 
   std::vector<PagePiece> pieces;
   uint64_t off = image::kPageDataOffset;
   for (image::Vma& v : *mm->mutable_vmas()) {
-    if (!WantPage(v.kind(), kPagePresent)) continue;
+    if (!Planned(v)) continue;
     CRYO_ASSIGN_OR_RETURN(auto regions, scan(v.start(), v.end()));
     const bool readable = v.prot() & PROT_READ;
     uint64_t stored = 0;
@@ -553,7 +558,7 @@ Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm, uint64
   std::vector<PageRegion> regions;
   const auto& vmas = mm->vmas();
   for (int i = 0; i < vmas.size();) {
-    if (!WantPage(vmas[i].kind(), kPagePresent)) {
+    if (!Planned(vmas[i])) {
       ++i;
       continue;
     }
@@ -561,7 +566,7 @@ Result<std::vector<PagePiece>> PlanProcessPages(pid_t pid, image::Mm* mm, uint64
     // entry by entry: only VMAs that touch are scanned together then.
     const bool holes_free = scanner.method() == PagemapScanner::Method::kIoctl;
     int j = i;
-    while (j + 1 < vmas.size() && WantPage(vmas[j + 1].kind(), kPagePresent) &&
+    while (j + 1 < vmas.size() && Planned(vmas[j + 1]) &&
            (holes_free || vmas[j + 1].start() == vmas[j].end()))
       ++j;
     CRYO_ASSIGN_OR_RETURN(auto found, scanner.Scan(vmas[i].start(), vmas[j].end()));

@@ -152,7 +152,12 @@ Result<std::vector<PageRegion>> PagemapScanner::Scan(uint64_t start, uint64_t en
   return std::vector<PageRegion>{};
 }
 
-Result<std::vector<PageRegion>> PagemapScanner::ScanIoctl(uint64_t start, uint64_t end) {
+Result<std::vector<PageRegion>> PagemapScanner::ScanAnon(uint64_t start, uint64_t end) {
+  if (method_ == Method::kIoctl && start < end) return ScanIoctl(start, end, false);
+  return Scan(start, end);
+}
+
+Result<std::vector<PageRegion>> PagemapScanner::ScanIoctl(uint64_t start, uint64_t end, bool with_file) {
   std::vector<PageRegion> out;
   PageRegion vec[512];
   for (bool first = true; first || start < end; first = false) {
@@ -163,7 +168,7 @@ Result<std::vector<PageRegion>> PagemapScanner::ScanIoctl(uint64_t start, uint64
     arg.vec = reinterpret_cast<uint64_t>(vec);
     arg.vec_len = sizeof(vec) / sizeof(vec[0]);
     arg.category_anyof_mask = kPagePresent | kPageSwapped;
-    arg.return_mask = kPagePresent | kPageSwapped | kPageFile | kPagePfnZero | kPageHuge;
+    arg.return_mask = kPagePresent | kPageSwapped | (with_file ? uint64_t{kPageFile} : uint64_t{0}) | kPagePfnZero | kPageHuge;
     if (ProbeGuards().ioctl_reports) arg.return_mask |= kPageGuard;  // a guard page is swapped too
     long n = ::ioctl(fd_.get(), kPagemapScanIoctl, &arg);
     if (n < 0) return Status::FromErrno("PAGEMAP_SCAN of pid " + std::to_string(pid_) + " range " + Hex(start));

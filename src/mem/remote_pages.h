@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -21,6 +22,13 @@ class RemotePageSource {
   // `out`, waiting for them. An error is final: the page cannot come (never
   // zeros instead).
   virtual Status Fetch(pid_t pid, uint64_t vaddr, uint64_t len, void* out) = 0;
+
+  // (feature "remote-vmas") Which pages of the VMAs `vmas` (start, end) of
+  // `pid` exist on the source (present or swapped out, not the zero page):
+  // appended to `present` as (vaddr, bytes), ascending. Asked before any
+  // Request; waits for the answers.
+  virtual Status Map(pid_t pid, const std::vector<std::pair<uint64_t, uint64_t>>& vmas,
+                     std::vector<std::pair<uint64_t, uint64_t>>* present) = 0;
 
   // Pipelined requests: several may be outstanding; their pages arrive in
   // the order asked (Collect), each request's in one or more pieces.

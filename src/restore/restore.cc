@@ -179,7 +179,8 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
     if (!own_userns) CRYO_RETURN_IF_ERROR(CheckCapabilitiesFit(p.core));
   CRYO_ASSIGN_OR_RETURN(uint64_t syscall_off, BlobSyscallInsn());
   const auto& features = img.inventory.features();
-  if (!opts.remote && std::find(features.begin(), features.end(), "remote-pages") != features.end())
+  if (!opts.remote && (std::find(features.begin(), features.end(), "remote-pages") != features.end() ||
+                       std::find(features.begin(), features.end(), "remote-vmas") != features.end()))
     return Status::Error("the image's private memory is still in the source process of a post-copy migration "
                          "(cryo migrate --lazy): only the page server that received it can restore it");
   if (opts.remote && !opts.lazy) return Status::Error("a post-copy restore is lazy (--lazy)");

@@ -125,7 +125,7 @@ Status MarkReceiving(int dirfd, const std::string& dir, const std::string& peer)
 // read already), then makes them durable and checks the image as a restore
 // would (its chain included).
 Status ReceiveImage(Connection& conn, const std::string& tmp, int tmpfd, std::optional<Frame> first,
-                    ReceivedImage* out) {
+                    ReceivedImage* out, bool durable = true) {
   DirSink sink(tmpfd, tmp);
   ImageReceiver receiver(&sink);
   while (!receiver.ended()) {
@@ -144,14 +144,14 @@ Status ReceiveImage(Connection& conn, const std::string& tmp, int tmpfd, std::op
   out->files += receiver.files();
   // syncfs(2) writes back every file of the file system and, since Linux
   // 5.8, reports a writeback error of any of them.
-  if (::syncfs(tmpfd) != 0) return Status::FromErrno("syncfs " + tmp);
+  if (durable && ::syncfs(tmpfd) != 0) return Status::FromErrno("syncfs " + tmp);
   if (::unlinkat(tmpfd, image::IncompleteMarkerName().c_str(), 0) != 0)
     return Status::FromErrno("remove " + tmp + "/" + image::IncompleteMarkerName());
   // What a restore would refuse is refused now, while the sender still holds
   // its tree: every record read and checked.
   Result<image::LoadedImage> img = image::LoadImage(tmp);
   if (!img.ok()) return img.status().Prefixed("the image received does not validate");
-  if (::fsync(tmpfd) != 0) return Status::FromErrno("fsync " + tmp);
+  if (durable && ::fsync(tmpfd) != 0) return Status::FromErrno("fsync " + tmp);
   return Status::Ok();
 }
 
@@ -183,16 +183,20 @@ Result<Frame> ReceiveRounds(Connection& conn, const std::string& tmp, int tmpfd,
 
 // Receives the image (after any pre-copy rounds) into `tmp`, then renames it
 // to `dir`.
+// `durable` false (a post-copy migration restored on arrival): nothing is
+// synced. Such an image is no use after a crash of this machine (its private
+// memory is in the source's tree, which stays frozen until every page is here
+// and dies then), so its ACK need not wait for the disk.
 Status ReceiveInto(Connection& conn, const std::string& tmp, int tmpfd, const PageServerOptions& opts,
-                   ReceivedImage* out) {
+                   ReceivedImage* out, bool durable) {
   const std::string& dir = opts.images_dir;
   CRYO_ASSIGN_OR_RETURN(Frame first, ReceiveRounds(conn, tmp, tmpfd, dir, out));
-  CRYO_RETURN_IF_ERROR(ReceiveImage(conn, tmp, tmpfd, std::move(first), out));
+  CRYO_RETURN_IF_ERROR(ReceiveImage(conn, tmp, tmpfd, std::move(first), out, durable));
   if (opts.check) CRYO_RETURN_IF_ERROR(opts.check(tmp));
   FaultPoint();
   if (::rename(tmp.c_str(), dir.c_str()) != 0) return Status::FromErrno("rename " + tmp + " to " + dir);
   std::string base;
-  Status s = SyncPath(ParentOf(dir, &base));
+  Status s = durable ? SyncPath(ParentOf(dir, &base)) : Status::Ok();
   if (!s.ok()) {
     ::rename(dir.c_str(), tmp.c_str());  // not durable: not complete
     return s;
@@ -296,7 +300,8 @@ Status RunPageServer(const PageServerOptions& opts, ReceivedImage* out) {
   if (s.ok()) s = conn->Send(FrameType::kHello, 0, HelloPayload(image::kFormatVersion));
   bool post_copy = false;
   if (s.ok() && opts.restore) s = ExpectMigrate(*conn, &post_copy);
-  if (s.ok()) s = ReceiveInto(*conn, tmp, tmpfd.get(), opts, out);
+  out->synced = !(opts.restore && post_copy);
+  if (s.ok()) s = ReceiveInto(*conn, tmp, tmpfd.get(), opts, out, out->synced);
   if (!s.ok()) {
     RemoveTree(tmp);
     return refuse(s.Prefixed("image from " + out->peer));

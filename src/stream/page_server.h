@@ -44,6 +44,7 @@ struct ReceivedImage {
   uint64_t bytes = 0;
   size_t files = 0;
   pid_t restored = 0;  // with --restore
+  bool synced = true;  // false: a post-copy migration's image, restored on arrival, not synced
 };
 
 Status RunPageServer(const PageServerOptions& opts, ReceivedImage* out);

@@ -11,6 +11,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
+#include "mem/existing_pages.h"
 #include "stream/protocol.h"
 
 namespace cryo::stream {
@@ -106,6 +107,39 @@ Status ServePostCopy(Connection& conn, const RemoteRuns& runs, double timeout_s,
         }
         served += len;
         ++requests;
+        break;
+      }
+      case FrameType::kMapReq: {
+        // Which pages of an unplanned VMA exist (feature "remote-vmas"):
+        // looked for now, in the frozen process, rather than in the freeze.
+        if (f->payload.size() != 24) return Status::Error("MAP_REQ of " + std::to_string(f->payload.size()) + " bytes");
+        const pid_t pid = static_cast<pid_t>(U32At(f->payload, 0));
+        const uint64_t start = GetU64(std::string_view(f->payload).substr(8));
+        const uint64_t end = GetU64(std::string_view(f->payload).substr(16));
+        if (end <= start || start % kPage || end % kPage || !InRemoteRun(runs, pid, start, end - start)) {
+          const Status s = Status::Error("MAP_REQ for pid " + std::to_string(pid) + " at " + Hex(start) + "-" +
+                                         Hex(end) + ": not a VMA the image left here");
+          (void)conn.Send(FrameType::kAbort, 0, s.ToString());
+          return s;
+        }
+        Result<std::vector<std::pair<uint64_t, uint64_t>>> found = ExistingAnonPages(pid, start, end);
+        if (!found.ok()) {
+          (void)conn.Send(FrameType::kAbort, 0, found.status().ToString().substr(0, 4096));
+          return found.status();
+        }
+        size_t i = 0;
+        do {
+          const size_t n = std::min(found->size() - i, kMaxMapPairs);
+          std::string p;
+          PutU32(&p, i + n < found->size() ? 1 : 0);
+          PutU32(&p, 0);
+          for (size_t k = i; k < i + n; ++k) {
+            PutU64(&p, (*found)[k].first);
+            PutU64(&p, (*found)[k].second);
+          }
+          CRYO_RETURN_IF_ERROR(conn.Send(FrameType::kMap, 0, p));
+          i += n;
+        } while (i < found->size());
         break;
       }
       case FrameType::kReady:
@@ -253,6 +287,46 @@ Status StreamPages::Commit() {
       return FailLocked(Status::Error(src + ": " + FrameTypeName(other.header.type) + " where GO was due"));
     return Status::Ok();
   }
+}
+
+Status StreamPages::Map(pid_t pid, const std::vector<std::pair<uint64_t, uint64_t>>& vmas,
+                        std::vector<std::pair<uint64_t, uint64_t>>* present) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!failed_.ok()) return failed_;
+  const std::string src = "the migration source " + conn_->peer();
+  if (!asked_.empty()) return Status::Error("internal: MAP_REQ with pages outstanding");
+  // All asked at once, answered in order.
+  for (const auto& [start, end] : vmas) {
+    std::string p;
+    PutU32(&p, static_cast<uint32_t>(pid));
+    PutU32(&p, 0);
+    PutU64(&p, start);
+    PutU64(&p, end);
+    if (Status s = conn_->Send(FrameType::kMapReq, 0, p); !s.ok()) return FailLocked(s.Prefixed(src));
+  }
+  for (const auto& [start, end] : vmas) {
+    const std::string what = src + ": the pages of the VMA at " + Hex(start) + "-" + Hex(end);
+    for (bool more = true; more;) {
+      Result<Frame> f = conn_->Receive(timeout_s_);
+      if (!f.ok()) return FailLocked(f.status().Prefixed(what));
+      if (f->type() == FrameType::kAbort || f->type() == FrameType::kError)
+        return FailLocked(Status::Error(what + ": " + f->payload));
+      if (f->type() != FrameType::kMap)
+        return FailLocked(Status::Error(what + ": " + FrameTypeName(f->header.type) + " where MAP was due"));
+      const std::string_view p = f->payload;
+      if (p.size() < 8 || (p.size() - 8) % 16) return FailLocked(Status::Error(what + ": a MAP of " + std::to_string(p.size()) + " bytes"));
+      more = U32At(p, 0) != 0;
+      for (size_t at = 8; at < p.size(); at += 16) {
+        const uint64_t v = GetU64(p.substr(at)), n = GetU64(p.substr(at + 8));
+        if (v < start || v >= end || n == 0 || n > end - v || v % kPage || n % kPage ||
+            (!present->empty() && present->back().first + present->back().second > v))
+          return FailLocked(Status::Error(what + ": MAP names pages at " + Hex(v) + " (" + std::to_string(n) +
+                                          " bytes), not in order inside it"));
+        present->emplace_back(v, n);
+      }
+    }
+  }
+  return Status::Ok();
 }
 
 Status StreamPages::AllIn() {

@@ -48,6 +48,8 @@ class StreamPages final : public RemotePageSource {
   uint64_t Outstanding() const override;
   Status Commit() override;
   Status AllIn() override;
+  Status Map(pid_t pid, const std::vector<std::pair<uint64_t, uint64_t>>& vmas,
+             std::vector<std::pair<uint64_t, uint64_t>>* present) override;
 
  private:
   struct Asked {

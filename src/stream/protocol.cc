@@ -48,6 +48,8 @@ const char* FrameTypeName(uint32_t type) {
     case FrameType::kPageReq: return "PAGE_REQ";
     case FrameType::kPages: return "PAGES";
     case FrameType::kAllIn: return "ALL_IN";
+    case FrameType::kMapReq: return "MAP_REQ";
+    case FrameType::kMap: return "MAP";
   }
   return "unknown";
 }
@@ -67,7 +69,7 @@ Status DecodeFrameHeader(const uint8_t in[kFrameHeaderSize], FrameHeader* h) {
   if (in[0] == 0x16 && in[1] == 0x03)
     return Status::Error("unknown frame type " + std::to_string(h->type) + ": a TLS handshake, not a cryo frame: the "
                          "peer uses TLS; give this side the same --tls-* options");
-  if (h->type < static_cast<uint32_t>(FrameType::kHello) || h->type > static_cast<uint32_t>(FrameType::kAllIn))
+  if (h->type < static_cast<uint32_t>(FrameType::kHello) || h->type > static_cast<uint32_t>(FrameType::kMap))
     return Status::Error("unknown frame type " + std::to_string(h->type) + " (not a cryo stream, or corrupted)");
   if (h->length > kMaxPayload)
     return Status::Error(std::string(FrameTypeName(h->type)) + " frame of " + std::to_string(h->length) +

@@ -58,7 +58,15 @@ enum class FrameType : uint32_t {
   kPageReq = 17,   // receiver: u32 pid, u32 0, u64 vaddr, u64 length (pages, at most kMaxPageReq)
   kPages = 18,     // sender: u64 vaddr, then 1..kMaxChunk bytes of the pages there
   kAllIn = 19,     // receiver: every page is in; empty
+  // (feature "remote-vmas") receiver, before any PAGE_REQ: which pages of a
+  // VMA the dump did not plan exist: u32 pid, u32 0, u64 start, u64 end
+  kMapReq = 20,
+  // sender, the answer to a MAP_REQ (in order): u32 more (1: another MAP of
+  // the same answer follows), u32 0, then (u64 vaddr, u64 bytes) ascending
+  kMap = 21,
 };
+// The most (vaddr, bytes) pairs one MAP holds.
+inline constexpr size_t kMaxMapPairs = (kMaxChunk - 8) / 16;
 // The most one PAGE_REQ asks for (a page run of the image is at most 4 MiB).
 inline constexpr uint64_t kMaxPageReq = 4ull << 20;
 const char* FrameTypeName(uint32_t type);

@@ -140,10 +140,10 @@ TEST(FrameHeaderTest, RefusesOversizeAndUnknownFrames) {
   EXPECT_FALSE(DecodeFrameHeader(h, &fh).ok());
   EncodeFrameHeader({99, 1, 0}, h);
   EXPECT_FALSE(DecodeFrameHeader(h, &fh).ok());
-  EncodeFrameHeader({static_cast<uint32_t>(FrameType::kAllIn), 0, 1}, h);  // the last type there is
+  EncodeFrameHeader({static_cast<uint32_t>(FrameType::kMap), 0, 1}, h);  // the last type there is
   EXPECT_TRUE(DecodeFrameHeader(h, &fh).ok());
-  EXPECT_STREQ(FrameTypeName(fh.type), "ALL_IN");
-  EncodeFrameHeader({static_cast<uint32_t>(FrameType::kAllIn) + 1, 0, 0}, h);
+  EXPECT_STREQ(FrameTypeName(fh.type), "MAP");
+  EncodeFrameHeader({static_cast<uint32_t>(FrameType::kMap) + 1, 0, 0}, h);
   EXPECT_FALSE(DecodeFrameHeader(h, &fh).ok());
   EncodeFrameHeader({1, 0, 0}, h);
   h[12] = 1;

@@ -23,11 +23,15 @@ is held fetch pages on first touch. The tests:
     (PTRACE_O_EXITKILL), never two copies;
   - the page server killed just before it would release the tree: the
     source's original resumes untouched and checks itself.
+  - unplanned VMAs (feature remote-vmas): the target learns from the source
+    which pages exist; never-written pages read zero, the private file
+    mapping's unwritten pages the file.
 
 Run: test_postcopy.py --cryo PATH --workloads DIR [NAME ...]
 """
 import contextlib
 import os
+import re
 import signal
 import sys
 import time
@@ -58,7 +62,7 @@ class PostCopy:
     """A page server (--restore --pidns new, prefetch held) and a migrate
     --lazy into it."""
 
-    def __init__(self, h, w, auth, hold=True, server_env=None):
+    def __init__(self, h, w, auth, hold=True, server_env=None, server_extra=(), migrate_extra=()):
         self.h = h
         self.hold = os.path.join(h.mkdir("hold"), "go") if hold else None
         env = dict(server_env or {})
@@ -66,9 +70,9 @@ class PostCopy:
             env["CRYO_LAZY_HOLD"] = self.hold
         self.images = os.path.join(h.mkdir("recv"), "img")
         self.pidfile = os.path.join(h.tmp_root, "postcopy-%d.pid" % w.pid)
-        self.srv = Server(h, self.images, auth=auth, extra=["--restore", "--pidns", "new", "--pidfile", self.pidfile],
-                          env=env)
-        self.m = Migrate(h, w.pid, self.srv.addr, list(auth) + ["--lazy"])
+        self.srv = Server(h, self.images, auth=auth, extra=["--restore", "--pidns", "new", "--pidfile", self.pidfile] +
+                          list(server_extra), env=env)
+        self.m = Migrate(h, w.pid, self.srv.addr, list(auth) + ["--lazy"] + list(migrate_extra))
 
     def restored(self, w, timeout=60.0):
         """The tree restored on the target (host pid of its root)."""
@@ -136,6 +140,32 @@ def test_tree_of_two_insecure(h):
     cryotest.wait_pids_gone([child], timeout=20)
 
 
+def test_unplanned_vmas(h):
+    """The dump leaves the process's private anonymous VMAs unplanned (feature
+    remote-vmas): the target asks the source which pages exist. Pages never
+    written there (the "holes", "sparse" and only-read "zeroread" regions of
+    lazymem) must read zero, written ones their bytes, the private file
+    mapping's unwritten pages the file, first on touch (prefetch held), then
+    with every page in."""
+    w = start(h, 64)
+    src_log = os.path.join(h.tmp_root, "unplanned-source.log")
+    dst_log = os.path.join(h.tmp_root, "unplanned-target.log")
+    pc = PostCopy(h, w, ["--insecure"], server_extra=["--log-file", dst_log], migrate_extra=["--log-file", src_log])
+    rw = pc.restored(w)
+    h.verify_ok(rw, timeout=120, when="on the target, prefetch held (pages on first touch)")
+    finish_and_check(h, w, pc, rw, "unplanned VMAs")
+    src = read_text(src_log, "")
+    check("left unplanned" in src, "the source's log should say the VMAs were left unplanned: %s" % src[-2000:])
+    dst = read_text(dst_log, "")
+    m = re.search(r"VMAs unplanned at the dump: (\d+) pages of them exist on the source", dst)
+    check(m is not None, "the target's log should say which pages exist on the source: %s" % dst[-2000:])
+    # 64 MiB + holes (a quarter of 16) + moving + unmapping + sparse (4 pages), not the only-read 16 MiB.
+    n = int(m.group(1))
+    check(16384 + 1024 + 4096 + 4096 + 4 <= n < 16384 + 1024 + 4096 + 4096 + 4096,
+          "pages the source said exist: %d (the zero pages of zeroread are not among them)" % n)
+    h.note("unplanned VMAs: %d pages exist on the source" % n)
+
+
 def test_source_killed_mid_transfer(h):
     k = Pki(h.mkdir("pki"))
     w = start(h, 64)
@@ -179,4 +209,5 @@ def test_target_killed_before_resume(h):
 
 if __name__ == "__main__":
     sys.exit(cryotest.main([test_256mib_tls_page_by_page, test_tree_of_two_insecure,
-                            test_source_killed_mid_transfer, test_target_killed_before_resume], __doc__))
+                            test_source_killed_mid_transfer, test_target_killed_before_resume,
+                            test_unplanned_vmas], __doc__))

@@ -9,6 +9,13 @@
  * an 8 MiB region of its own (none of it shared with the parent) and checks
  * it on <ctl>/child-verify into <ctl>/child-result.
  *
+ * Three more regions whose pages are not all written (post-copy asks the
+ * source which exist, mem/existing_pages.h): "zeroread", 16 MiB only read
+ * (the zero page: must read zero); "sparse", 256 MiB with one page written
+ * every 64 MiB (the rest must read zero); "filepriv", a private mapping of a
+ * 4 MiB file <ctl>/filepriv.dat whose even pages were written (copied on
+ * write) and odd pages only read (they must read the file).
+ *
  * <ctl>/act (written by the test while pages may still be missing) makes the
  * program change its memory, as a program could during a lazy restore:
  *   - a child is forked that checks every page of every region and exits 0
@@ -19,6 +26,7 @@
  * The program answers <ctl>/acted. Verify checks every byte of every region
  * against what it must hold (after act, if it acted). */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -30,7 +38,11 @@
 #define DROP_FIRST 16u
 #define DROP_LAST 32u
 
-static unsigned char *region, *holes, *moving, *unmapping;
+#define SPARSE (256u << 20)
+#define SPARSE_EVERY 16384u /* pages: 64 MiB */
+#define FILEPRIV (4u << 20)
+
+static unsigned char *region, *holes, *moving, *unmapping, *zeroread, *sparse, *filepriv;
 static size_t region_len;
 static int acted, fork_child_status = -1;
 
@@ -70,9 +82,61 @@ static void check_pages(struct wl_checks *c, const char *what, const unsigned ch
     wl_check(c, 1, "%s", what);
 }
 
+/* The file's pattern (salt 6) on odd pages, the written one (salt 7) on even. */
+static void check_filepriv(struct wl_checks *c)
+{
+    static unsigned char want[PAGE];
+    int bad = 0;
+    for (size_t i = 0; i < FILEPRIV / PAGE && bad < 3; i++) {
+        fill(want, i, i % 2 ? 6 : 7);
+        if (memcmp(filepriv + i * PAGE, want, PAGE) != 0) {
+            bad++;
+            wl_check(c, 0, "filepriv page %zu differs (first byte %u, expected %u)", i, filepriv[i * PAGE], want[0]);
+        }
+    }
+    wl_check(c, 1, "filepriv");
+}
+
+static void map_others(const char *dir)
+{
+    zeroread = mmap(NULL, SMALL, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (zeroread == MAP_FAILED)
+        wl_die("mmap zeroread");
+    unsigned sum = 0;
+    for (size_t i = 0; i < SMALL; i += PAGE)
+        sum += ((volatile unsigned char *)zeroread)[i];
+    if (sum != 0)
+        wl_die("fresh memory reads %u", sum);
+    sparse = map_filled(SPARSE, 8, SPARSE_EVERY);
+    char path[WL_PATH_MAX];
+    wl_path(path, sizeof path, dir, "filepriv.dat");
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        wl_die("open %s", path);
+    static unsigned char page[PAGE];
+    for (size_t i = 0; i < FILEPRIV / PAGE; i++) {
+        fill(page, i, 6);
+        if (pwrite(fd, page, PAGE, (off_t)(i * PAGE)) != PAGE)
+            wl_die("write %s", path);
+    }
+    filepriv = mmap(NULL, FILEPRIV, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (filepriv == MAP_FAILED)
+        wl_die("mmap %s", path);
+    close(fd);
+    for (size_t i = 0; i < FILEPRIV / PAGE; i++) {
+        if (i % 2 == 0)
+            fill(filepriv + i * PAGE, i, 7);
+        else
+            sum += ((volatile unsigned char *)filepriv)[i * PAGE];
+    }
+}
+
 static void check_all(struct wl_checks *c)
 {
     const size_t n = region_len / PAGE, s = SMALL / PAGE;
+    check_pages(c, "zeroread", zeroread, 0, s, 9, 1, 0, s);
+    check_pages(c, "sparse", sparse, 0, SPARSE / PAGE, 8, SPARSE_EVERY, 0, 0);
+    check_filepriv(c);
     check_pages(c, "region", region, 0, n, 1, 1, acted ? DROP_FIRST : 0, acted ? DROP_LAST : 0);
     check_pages(c, "holes", holes, 0, s, 2, 4, 0, 0);
     check_pages(c, "moving", moving, 0, s, 3, 1, 0, 0);
@@ -159,6 +223,7 @@ int main(int argc, char **argv)
     holes = map_filled(SMALL, 2, 4);
     moving = map_filled(SMALL, 3, 1);
     unmapping = map_filled(SMALL, 4, 1);
+    map_others(dir);
     wl_ready(dir);
     for (;;) {
         if (take_file(dir, "act")) {
