@@ -4,7 +4,8 @@ restore: the userns workload under `unshare --user --map-root-user --fork`
 against the same under `unshare --fork` (no namespace), and the same two with
 `--net --ipc --uts`, alternating in each round (unshare and the workload dumped together); and the
 workload alone in a PID namespace of its own (`unshare --pid --fork --mount-proc`) against the same owned
-by a user namespace of its own (`--user --map-root-user` too), both restored with --pidns new;
+by a user namespace of its own (`--user --map-root-user` too), both restored with --pidns new; a time
+namespace of its own (`--time --monotonic 1000 --boottime 2000 --fork`) without and with the user namespace;
 wall time of each cryo command (kill mode; restore -d), median of N rounds.
 Run as root from the build tree: bench_userns.py [CRYO [USERNS] [ROUNDS]].
 """
@@ -36,6 +37,12 @@ KINDS = {
     "pidns": ["unshare", "--pid", "--fork", "--mount-proc", "--", "sh", "-c", 'setsid "$@" & wait', "sh", W],
     "userns+pidns": ["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--", "sh", "-c",
                      'setsid "$@" & wait', "sh", W],
+    # A time namespace of its own (offsets 1000 s, 2000 s), without and with
+    # a user namespace owning it (made by unshare's restore helper once it
+    # joined the user namespace; the workload's helper enters it).
+    "time": ["unshare", "--time", "--monotonic", "1000", "--boottime", "2000", "--fork", "--", "setsid", W],
+    "userns+time": ["unshare", "--user", "--map-root-user", "--time", "--monotonic", "1000", "--boottime", "2000",
+                    "--fork", "--", "setsid", W],
 }
 PIDNS = ("pidns", "userns+pidns")
 
@@ -116,7 +123,8 @@ with open("/proc/loadavg") as f:
 for kind, r in res.items():
     print("%-14s dump median %6.1f ms  restore median %6.1f ms  (n=%d)" %
           (kind, statistics.median(r["dump"]), statistics.median(r["restore"]), len(r["dump"])))
-for base, kind in (("plain", "userns"), ("net-ipc-uts", "userns+net-ipc-uts"), ("pidns", "userns+pidns")):
+for base, kind in (("plain", "userns"), ("net-ipc-uts", "userns+net-ipc-uts"), ("pidns", "userns+pidns"),
+                   ("time", "userns+time"), ("userns", "userns+time")):
     for op in ("dump", "restore"):
         b, k = statistics.median(res[base][op]), statistics.median(res[kind][op])
         print("%s/%s %s: %+.1f ms (x%.2f)" % (kind, base, op, k - b, k / b))

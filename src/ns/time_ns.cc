@@ -1,10 +1,14 @@
 #include "ns/time_ns.h"
 
 #include <fcntl.h>
+#include <linux/nsfs.h>
 #include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cinttypes>
 #include <cstdio>
 
@@ -12,6 +16,7 @@
 #include "base/log.h"
 #include "base/unique_fd.h"
 #include "ns/ns_thread.h"
+#include "ns/user_ns.h"
 
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
@@ -38,6 +43,74 @@ std::string SecNsec(int64_t ns) {
     --sec;
   }
   return std::to_string(sec) + " " + std::to_string(nsec);
+}
+
+// The user namespace owning namespace file `path` (NS_GET_USERNS, ioctl_ns(2)).
+Result<uint64_t> OwnerOf(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open " + path);
+  UniqueFd owner(::ioctl(fd.get(), NS_GET_USERNS));
+  if (!owner.valid()) return Status::FromErrno("NS_GET_USERNS on " + path);
+  struct stat st;
+  if (::fstat(owner.get(), &st) != 0) return Status::FromErrno("fstat the owner of " + path);
+  return static_cast<uint64_t>(st.st_ino);
+}
+
+// The tree's time namespace (reader's time_for_children) must be owned by
+// the user namespace of `maker`, the process that made it, not cryo's: the
+// restore makes it in the tree's.
+Status CheckTimeNsOwner(pid_t reader, pid_t maker, const std::string& link) {
+  CRYO_ASSIGN_OR_RETURN(const uint64_t owner, OwnerOf("/proc/" + std::to_string(reader) + "/ns/time_for_children"));
+  CRYO_ASSIGN_OR_RETURN(const uint64_t users, NsInode(maker, "user"));
+  CRYO_ASSIGN_OR_RETURN(const uint64_t cryos, NsInode(0, "user"));
+  if (owner != users || users == cryos)
+    return Status::Error("the tree's time namespace " + link + " is owned by user namespace user:[" +
+                         std::to_string(owner) + "], not by the tree's user namespace user:[" + std::to_string(users) +
+                         "] of " + Pid(maker) + " (it was made before the user namespace); a restore makes it in the "
+                         "tree's");
+  return Status::Ok();
+}
+
+// One write: the kernel applies every line of it at once, and only before a
+// process has entered the namespace (EACCES after). /proc/self/timens_offsets
+// exists for a thread group leader only and sets its time_for_children's.
+Status WriteOffsets(const image::TimeNamespace& t) {
+  if (::gettid() != ::getpid())
+    return Status::Error("the tree's time namespace must be made by a process's main thread (thread " +
+                         std::to_string(::gettid()) + " of pid " + std::to_string(::getpid()) + ") (internal)");
+  const std::string text = FormatTimensOffsets(t);
+  UniqueFd fd(::open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open /proc/self/timens_offsets");
+  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+    const int err = errno;
+    std::string what = "setting the fresh time namespace's offsets (monotonic " + SecNsec(t.monotonic_ns()) +
+                       ", boottime " + SecNsec(t.boottime_ns()) + " s ns)";
+    if (err == ERANGE) what += ": they would put a clock of the namespace below zero or too far ahead on this machine";
+    return Status::Errno(err, what);
+  }
+  return Status::Ok();
+}
+
+// The process whose helper makes the tree's time namespace with a user
+// namespace of the tree's own: entry_pid, else the root (it lives in it).
+pid_t Maker(const image::LoadedImage& img) {
+  const pid_t e = img.namespaces.time().entry_pid();
+  return e ? e : img.inventory.root_pid();
+}
+
+// Whether `self` lives in the tree's time namespace: the maker when it is the
+// root, its descendants (the dump refused any other layout).
+bool LivesInTreeTimeNs(const image::LoadedImage& img, pid_t self) {
+  const pid_t maker = Maker(img);
+  if (self == maker) return img.namespaces.time().entry_pid() == 0;
+  pid_t p = self;
+  for (size_t hops = 0; hops <= img.processes.size(); ++hops) {
+    auto it = img.processes.find(p);
+    if (it == img.processes.end()) return false;
+    p = it->second.core.ppid();
+    if (p == maker) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -139,13 +212,14 @@ Status DumpTimeNamespace(const std::vector<pid_t>& live, const std::map<pid_t, p
   }
   CRYO_ASSIGN_OR_RETURN(const TimeNsPlan plan, PlanTimeNamespace(facts, root, mine));
   if (!plan.ns) return Status::Ok();
-  // A restore does not make a time namespace with a user namespace of the
-  // tree's own (ns/user_ns.cc checks the first process only; one entered by
-  // a child, as after `unshare --user --time --fork`, is found here):
-  // refused before anything is written, not only at restore.
-  if (features->count("user-ns"))
-    return Status::Error("the tree owns a time namespace besides its user namespace (" + Link(plan.ns) +
-                         "), which is not restored yet");
+  // With a user namespace of the tree's own the restore makes the time
+  // namespace in it (TimeNsAfterUserNsJoin): it must be owned by it.
+  if (features->count("user-ns")) {
+    if (features->count("pid-ns"))
+      return Status::Error("the tree owns a time namespace (" + Link(plan.ns) + ") besides its user namespace and "
+                           "its PID namespace, which are not restored together yet");
+    CRYO_RETURN_IF_ERROR(CheckTimeNsOwner(plan.reader, plan.entry ? plan.entry : root, Link(plan.ns)));
+  }
   // Shows the offsets of the reader's time_for_children: the tree's.
   const std::string path = "/proc/" + std::to_string(plan.reader) + "/timens_offsets";
   CRYO_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(path));
@@ -164,6 +238,8 @@ Status EnterFreshTimeNamespace(const image::LoadedImage& img, pid_t self) {
   const image::TimeNamespace& t = img.namespaces.time();
   // (entry_pid is 0 or a live process of the image: image/validate.cc)
   if (t.entry_pid() != self) return Status::Ok();
+  // With a user namespace of the tree's own it is made later, in it.
+  if (HaveTreeUserNs()) return Status::Ok();
   if (::unshare(CLONE_NEWTIME) != 0) return Status::FromErrno("unshare(CLONE_NEWTIME) (a fresh time namespace for the tree)");
   // Written before any process is created in it (the kernel refuses later
   // writes with EACCES). The file exists only for a thread group leader
@@ -172,17 +248,46 @@ Status EnterFreshTimeNamespace(const image::LoadedImage& img, pid_t self) {
   if (::gettid() != ::getpid())
     return Status::Error("the tree's time namespace must be made by a process's main thread (thread " +
                          std::to_string(::gettid()) + " of pid " + std::to_string(::getpid()) + ") (internal)");
-  const std::string text = FormatTimensOffsets(t);
-  UniqueFd fd(::open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno("open /proc/self/timens_offsets");
-  // One write: the kernel applies every line of it at once.
-  if (::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
-    const int err = errno;
-    std::string what = "setting the fresh time namespace's offsets (monotonic " + SecNsec(t.monotonic_ns()) +
-                       ", boottime " + SecNsec(t.boottime_ns()) + " s ns)";
-    if (err == ERANGE) what += ": they would put a clock of the namespace below zero or too far ahead on this machine";
-    return Status::Errno(err, what);
+  return WriteOffsets(t);
+}
+
+Status TimeNsBeforeUserNsJoin(const image::LoadedImage& img, pid_t self) {
+  if (!HasTimeNs(img.inventory) || !HaveTreeUserNs() || !LivesInTreeTimeNs(img, self) || self == Maker(img))
+    return Status::Ok();
+  // The maker (an ancestor, alive until the tree runs) makes it once it has
+  // joined the tree's user namespace, concurrently with this helper.
+  const pid_t maker = Maker(img);
+  const std::string path = "/proc/" + std::to_string(maker) + "/ns/time_for_children";
+  CRYO_ASSIGN_OR_RETURN(const uint64_t mine, NsInode(0, "time"));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    CRYO_ASSIGN_OR_RETURN(const uint64_t theirs, NsInode(maker, "time_for_children"));
+    if (theirs != mine) break;
+    if (std::chrono::steady_clock::now() > deadline)
+      return Status::Error(Pid(maker) + " made no time namespace within 30 s (" + path + ")");
+    ::usleep(200);
   }
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open " + path);
+  // setns(2) of a time namespace moves the caller and its time_for_children,
+  // single-threaded only (EUSERS), and switches the vvar page to it (the
+  // restored process keeps the helper's).
+  if (::setns(fd.get(), CLONE_NEWTIME) != 0)
+    return Status::FromErrno("setns into the tree's time namespace (" + path + ")");
+  return Status::Ok();
+}
+
+Status TimeNsAfterUserNsJoin(const image::LoadedImage& img, pid_t self) {
+  if (!HasTimeNs(img.inventory) || !HaveTreeUserNs() || self != Maker(img)) return Status::Ok();
+  // Owned by the user namespace of the caller's credentials: the tree's,
+  // where it now has every capability (setns(2)), CAP_SYS_TIME included.
+  if (::unshare(CLONE_NEWTIME) != 0) return Status::FromErrno("unshare(CLONE_NEWTIME) in the tree's user namespace");
+  CRYO_RETURN_IF_ERROR(WriteOffsets(img.namespaces.time()));
+  if (img.namespaces.time().entry_pid() != 0) return Status::Ok();
+  // The root lives in it: it enters it itself, once the offsets are set.
+  UniqueFd fd(::open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("open /proc/self/ns/time_for_children");
+  if (::setns(fd.get(), CLONE_NEWTIME) != 0) return Status::FromErrno("setns into the tree's fresh time namespace");
   return Status::Ok();
 }
 

@@ -18,7 +18,9 @@
 //    unshared before forking), every descendant in the namespace: that
 //    process's restore helper unshares before it creates its children.
 // Anything else (two time namespaces, a process that moved with setns(2), a
-// child created before its parent unshared) is refused at dump, by name.
+// child created before its parent unshared) is refused at dump, by name; so
+// is one with a user namespace of the tree's own that does not own it, or
+// with a PID namespace of the tree's own too.
 #pragma once
 
 #include <sys/types.h>
@@ -70,5 +72,16 @@ Status DumpTimeNamespace(const std::vector<pid_t>& live, const std::map<pid_t, p
 // makes it. The calling thread's time_for_children changes; the caller stays
 // where it is.
 Status EnterFreshTimeNamespace(const image::LoadedImage& img, pid_t self);
+
+// With a user namespace of the tree's own (ns/user_ns.h) the time namespace
+// must be owned by it: made by a process whose credentials are in it, which a
+// restore helper is only once it has joined it, last, after its children are
+// created. So the helper of the process that made it (entry_pid, else the
+// root) makes it then (TimeNsAfterUserNsJoin: unshare, offsets, and the root
+// enters it), and the helper of every process living in it enters it before
+// its own join (TimeNsBeforeUserNsJoin: setns(2), waiting, bounded, for the
+// maker). Nothing without a tree user namespace or a time namespace.
+Status TimeNsBeforeUserNsJoin(const image::LoadedImage& img, pid_t self);
+Status TimeNsAfterUserNsJoin(const image::LoadedImage& img, pid_t self);
 
 }  // namespace cryo::ns

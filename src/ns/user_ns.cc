@@ -273,9 +273,6 @@ Status DumpUserNamespace(const std::vector<pid_t>& pids, const std::set<pid_t>& 
                            "] is owned by user namespace user:[" + std::to_string(ns_owner) + "], not by the tree's " +
                            link + " (it was made before the user namespace); a restore makes every namespace of the "
                            "tree's own in its user namespace");
-    if (std::string(kind) == "time")
-      return Status::Error("the tree owns a time namespace besides its user namespace " + link +
-                           ", which is not restored yet");
   }
   // A PID namespace of the tree's own (dumped from inside it) is owned by it
   // (checked above): --pidns new makes it again in the fresh user namespace
@@ -387,10 +384,11 @@ Status UnshareOwned(int flags, const std::string& what) {
 Status CheckTreeUserNsFit(const image::LoadedImage& img) {
   const image::Inventory& inv = img.inventory;
   if (!HasFeature(inv, "user-ns")) return Status::Ok();
-  for (const char* f : {"time-ns"})
-    if (HasFeature(inv, f))
-      return Status::Error(std::string("the image has a user namespace of the tree's own and feature '") + f +
-                           "', which are not restored together yet");
+  // The time namespace is made in it (ns/time_ns.h), not with a PID
+  // namespace made in it too.
+  if (HasFeature(inv, "time-ns") && HasFeature(inv, "pid-ns"))
+    return Status::Error("the image has a user namespace of the tree's own, feature 'time-ns' and feature 'pid-ns', "
+                         "which are not restored together yet");
   if (img.namespaces.user().uid_map().empty() || img.namespaces.user().gid_map().empty())
     return Status::Error("the tree's user namespace has an empty uid or gid map (corrupted image)");
   return Status::Ok();

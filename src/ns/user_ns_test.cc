@@ -53,6 +53,20 @@ TEST(UserNs, NothingWithoutATreeUserNamespace) {
   EXPECT_FALSE(HaveTreeUserNs());
 }
 
+// An image with a user namespace of the tree's own: a time namespace with
+// it is restored (made in it), not together with a PID namespace too.
+TEST(UserNs, TimeNamespaceFitsWithoutAPidNamespace) {
+  image::LoadedImage img;
+  for (const char* f : {"user-ns", "time-ns"}) img.inventory.add_features(f);
+  *img.namespaces.mutable_user()->mutable_uid_map() = Map({{0, 0, 1}});
+  *img.namespaces.mutable_user()->mutable_gid_map() = Map({{0, 0, 1}});
+  EXPECT_TRUE(CheckTreeUserNsFit(img).ok());
+  img.inventory.add_features("pid-ns");
+  const Status st = CheckTreeUserNsFit(img);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("'time-ns' and feature 'pid-ns'"), std::string::npos) << st.message();
+}
+
 }  // namespace
 }  // namespace cryo::ns
 

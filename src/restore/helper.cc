@@ -195,7 +195,11 @@ Status FinishProcess(HelperContext& ctx, const BuiltMemory& mem) {
   CRYO_RETURN_IF_ERROR(LockFutureMappings(core.mm().attrs()).Prefixed("memory"));
   // After everything that needs cryo's privileges (rlimits, mlock, the
   // userfaultfd): into the tree's user namespace, if it has one.
+  // The tree's time namespace is owned by its user namespace: entered just
+  // before the join, made just after it (ns/time_ns.h).
+  CRYO_RETURN_IF_ERROR(ns::TimeNsBeforeUserNsJoin(*ctx.img, ctx.pid));
   CRYO_RETURN_IF_ERROR(ns::JoinTreeUserNs(core));
+  CRYO_RETURN_IF_ERROR(ns::TimeNsAfterUserNsJoin(*ctx.img, ctx.pid));
   const uint64_t rec[4] = {area, slot.area_len, static_cast<uint64_t>(ctx.status_fd), static_cast<uint64_t>(int64_t{uffd})};
   Send(ctx.status_fd, HelperRecord::kArea, ctx.pid, rec, sizeof(rec));
   if (r.in_group()) ctx.board.Post(r.index, GroupBoard::kPrepared);

@@ -202,6 +202,10 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
     return Status::Error("the tree lived in a PID namespace of its own (its pids are that namespace's, not cryo's): "
                          "restore it with --pidns new");
   CRYO_RETURN_IF_ERROR(ns::CheckTreeUserNsFit(img));
+  if (opts.new_pidns && std::count(features.begin(), features.end(), "user-ns") &&
+      std::count(features.begin(), features.end(), "time-ns"))
+    return Status::Error("--pidns new with a user namespace and a time namespace of the tree's own: not restored "
+                         "together yet");
   if (ns::HaveTreeUserNs() || std::count(features.begin(), features.end(), "user-ns")) {
     if (!opts.join_ns.empty())
       return Status::Error("--join-ns and a user namespace of the tree's own: the joined namespaces are not owned by "

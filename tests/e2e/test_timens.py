@@ -8,7 +8,11 @@ timens_offsets and a child's clock). Kill, rewind (leave-running, the
 original killed) and rewind beside the running original (--pidns new), the
 workload dumped alone (cryo makes the namespace) and with unshare (unshare's
 restore helper makes it, unshare itself staying in cryo's time namespace),
-and verified from outside: fresh namespaces, never the harness's.
+and verified from outside: fresh namespaces, never the harness's. With a
+user namespace of the tree's own (`--user --map-root-user --time`, with
+--fork dumped from unshare, without it the workload alone): the time
+namespace owned by the fresh user namespace (NS_GET_USERNS), kill and
+rewind; --pidns new refused by name.
 
 Run: test_timens.py --cryo PATH --workloads DIR [NAME ...]
 """
@@ -135,11 +139,128 @@ def test_unshare_in_the_tree(h):
     check_eq(h.wait_exit(r.pid), ("exit", 0), "unshare's status once its child exited 0")
 
 
+NS_GET_USERNS = 0xb701  # _IO(0xb7, 0x1), ioctl_ns(2)
+
+
+def owner_ino(path):
+    """The inode of the user namespace owning namespace file `path`."""
+    import fcntl
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        owner = fcntl.ioctl(fd, NS_GET_USERNS)
+        try:
+            return os.fstat(owner).st_ino
+        finally:
+            os.close(owner)
+    finally:
+        os.close(fd)
+
+
+def start_userns(h):
+    """`unshare --user --map-root-user --time ... --fork setsid timens CTL
+    MONO BOOT`: unshare lives in the fresh user namespace and in the
+    harness's time namespace, its child in both fresh ones (the time
+    namespace owned by the user namespace)."""
+    ctl = h.mkdir("timens")
+    u, w = h.start_under_unshare("timens", ["/usr/bin/unshare", "--user", "--map-root-user", "--time", "--monotonic",
+                                 str(MONO), "--boottime", str(BOOT), "--fork", "--", "/usr/bin/setsid",
+                                 h.workload_path("timens"), ctl, str(MONO), str(BOOT)], ctl)
+    h.verify_ok(w, when="of the original")
+    check_userns_layout(u.pid, w.pid, "original")
+    return u, w
+
+
+def check_userns_layout(upid, wpid, when):
+    check(ns_of(upid, "user") != ns_of(os.getpid(), "user"), "%s: unshare in the harness's user namespace" % when)
+    check_eq(ns_of(upid, "user"), ns_of(wpid, "user"), "%s: unshare and the workload share the user namespace" % when)
+    check_eq(ns_of(upid, "time"), ns_of(os.getpid(), "time"), "%s: unshare's own time namespace" % when)
+    check_eq(ns_of(upid, "time_for_children"), ns_of(wpid, "time"), "%s: unshare's children's time namespace" % when)
+    check_eq(offsets(upid), {"monotonic": (MONO, 0), "boottime": (BOOT, 0)}, "%s: offsets unshare's children get"
+             % when)
+    check_inside(wpid, when)
+    user = os.stat("/proc/%d/ns/user" % wpid).st_ino
+    check_eq(owner_ino("/proc/%d/ns/time" % wpid), user, "%s: the user namespace owning the workload's time "
+             "namespace" % when)
+    check_eq(owner_ino("/proc/%d/ns/time_for_children" % upid), user, "%s: the user namespace owning unshare's "
+             "time_for_children" % when)
+
+
+def userns_round(h, leave_running):
+    u, w = start_userns(h)
+    images = h.mkdir("img")
+    h.dump(u.pid, images, leave_running=leave_running)
+    if leave_running:
+        h.verify_ok(w, when="of the original after dump --leave-running")
+        h.cleanup_one(w.pid)
+        h.wait_exit(u)
+    else:
+        h.reap_original(u)
+        check_eq(h.wait_exit(w.pid), ("signal", 9), "the workload after the kill-mode dump")
+    h.reap_orphans()
+    if leave_running:
+        # Not with --pidns new yet: refused by name, nothing made.
+        res = h.restore(images, expect_ok=False, extra=["--pidns", "new"])
+        check(res.rc != 0 and "--pidns new with a user namespace and a time namespace" in res.stderr,
+              "--pidns new refused by name: %s" % res.describe())
+    r = h.restore(images, detach=True, expected_pid=u.pid)
+    rw = w.restored(w.pid)
+    h.verify_ok(rw, when="after restore")  # the workload's own clock checks first
+    check_userns_layout(r.pid, w.pid, "after restore")
+    h.verify_ok(rw, exit=True, when="after restore (exit)")
+    check_eq(h.wait_exit(r.pid), ("exit", 0), "unshare's status once its child exited 0")
+
+
+def test_userns_kill(h):
+    """`--user --map-root-user --time --fork`, dumped from unshare: the
+    restore makes the time namespace in the fresh user namespace (unshare's
+    helper once it joined it; the workload's helper enters it), with the
+    offsets; the workload's clocks go on."""
+    userns_round(h, leave_running=False)
+
+
+def test_userns_rewind(h):
+    """The same, leave-running: the original goes on, is checked and killed,
+    then the restore (--pidns new refused by name first)."""
+    userns_round(h, leave_running=True)
+
+
+def test_userns_root_inside(h):
+    """`unshare --user --map-root-user --time ... CMD` without --fork: the
+    workload (unshare exec'd into it) lives in both fresh namespaces, dumped
+    alone: its helper makes the time namespace once in the user namespace and
+    enters it, its child's helper enters it; kill-mode dump, restored twice."""
+    ctl = h.mkdir("timens")
+    w = h.start("timens", ["/usr/bin/unshare", "--user", "--map-root-user", "--time", "--monotonic", str(MONO),
+                           "--boottime", str(BOOT), "--", h.workload_path("timens"), ctl, str(MONO), str(BOOT)], ctl)
+    deadline = time.monotonic() + 20
+    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
+        if time.monotonic() > deadline or not pid_alive(w.pid):
+            fail("the workload did not get ready: %s" % w.stderr())
+        time.sleep(0.01)
+    h.verify_ok(w, when="of the original")
+    check_inside(w.pid, "original")
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    check_eq(h.wait_exit(w), ("signal", 9), "the workload after the kill-mode dump")
+    h.reap_orphans()
+    for i in range(2):
+        when = "after restore %d" % (i + 1)
+        rw = restore_verify(h, w, images, when, exit=False)
+        check(ns_of(rw.pid, "user") != ns_of(os.getpid(), "user"), "%s: in the harness's user namespace" % when)
+        check_eq(owner_ino("/proc/%d/ns/time" % rw.pid), os.stat("/proc/%d/ns/user" % rw.pid).st_ino,
+                 "%s: the user namespace owning the workload's time namespace" % when)
+        h.verify_ok(rw, exit=True, when=when + " (exit)")
+        check_eq(h.wait_exit(rw), ("exit", 0), "exit status " + when)
+
+
 TESTS = [
     test_kill,
     test_rewind,
     test_rewind_beside_original,
     test_unshare_in_the_tree,
+    test_userns_kill,
+    test_userns_rewind,
+    test_userns_root_inside,
 ]
 
 if __name__ == "__main__":

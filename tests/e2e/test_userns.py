@@ -18,7 +18,9 @@ UTS), so the restored workload reads the same ids, capabilities, maps and
   (`--map-user=1000 --map-group=1000`: uid 1000 inside, no capabilities);
 - refused by name, the tree left running: a nested user namespace, the
   workload alone while unshare (outside the tree) is in its namespace, a
-  time namespace with it (`--user --time --fork`);
+  time namespace made before it (`--time -- unshare --user`), a time
+  namespace with a PID namespace of the tree's own too (a time namespace
+  with the user namespace alone is restored: test_timens.py);
 - with a PID namespace: a failed restore (a root with a parent-death signal)
   and one whose cryo is killed leave nothing behind;
 - without a PID namespace, restored with --pidns new beside the original.
@@ -220,8 +222,9 @@ def test_pidns_refusals(h):
     """Refused by name at dump, the tree left running: a PID namespace made
     before the user namespace (`unshare --pid --fork --mount-proc unshare
     --user ...`: owned by cryo's, which a restore would not make again as
-    it was), and --lazy for an image whose PID namespace its user namespace
-    owns (refused at restore, nothing left behind)."""
+    it was), a time namespace with them (`--time` too), and --lazy for an
+    image whose PID namespace its user namespace owns (refused at restore,
+    nothing left behind)."""
     ctl = h.mkdir("userns")
     argv = [UNSHARE, "--pid", "--fork", "--mount-proc", "--", "/bin/sh", "-c",
             "%s --user --map-root-user -- setsid %s %s & wait" % (UNSHARE, h.workload_path("userns"), ctl)]
@@ -249,6 +252,12 @@ def test_pidns_refusals(h):
     check(r.rc != 0 and "--lazy and a tree whose PID namespace was owned by its own user namespace" in r.stderr,
           "--lazy refused by name: %s" % r.describe())
     h.verify_ok(w, exit=True, when="of the original (exit)")
+    check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status")
+    # A time namespace with the PID namespace, both owned by the user
+    # namespace: not restored together yet.
+    u, w = start_pidns(h, ["--time"])
+    h.dump_refused(w.pid, ["owns a time namespace (time:[", "besides its user namespace and its PID namespace"])
+    h.verify_ok(w, exit=True, when="of the original after the refused dump (exit)")
     check_eq(h.wait_exit(u.pid), ("exit", 0), "unshare's status")
 
 
@@ -529,7 +538,7 @@ def test_explicit_maps(h):
 def test_refusals(h):
     """Refused by name, the tree left running: the workload alone (unshare,
     outside the tree, shares its user namespace), a user namespace nested in
-    another one, a time namespace with the user namespace."""
+    another one, a time namespace made before the user namespace."""
     u, w = start_plain(h, ["--map-root-user"])
     h.dump_refused(w.pid, ["pid %d, outside the tree, lives in the tree's user namespace" % u.pid])
     h.verify_ok(w, when="after the refused dump")
@@ -545,9 +554,19 @@ def test_refusals(h):
     h.verify_ok(w2, when="after the refused dump of a nested namespace")
     h.cleanup_one(w2.pid)
     h.wait_exit(u2)
-    u3, w3 = start_plain(h, ["--map-root-user", "--time"])
-    h.dump_refused(u3.pid, ["owns a time namespace besides its user namespace"])
-    h.verify_ok(w3, when="after the refused dump of a time namespace with the user namespace")
+    # A time namespace made before the user namespace (owned by cryo's): the
+    # restore would make it in the tree's.
+    ctl3 = h.mkdir("timefirst")
+    w3 = h.start("userns", [UNSHARE, "--time", "--", UNSHARE, "--user", "--map-root-user", "--",
+                            h.workload_path("userns"), ctl3], ctl3)
+    deadline = time.monotonic() + 20
+    while not (read_text(os.path.join(ctl3, "ready")) or "").strip():
+        if time.monotonic() > deadline or not pid_alive(w3.pid):
+            fail("the workload did not get ready: %s" % w3.stderr())
+        time.sleep(0.01)
+    h.verify_ok(w3, when="of the workload in a time namespace made before its user namespace")
+    h.dump_refused(w3.pid, ["the tree's time namespace time:[", "not by the tree's user:["])
+    h.verify_ok(w3, when="after the refused dump of a time namespace made before the user namespace")
     h.cleanup_one(w3.pid)
 
 
