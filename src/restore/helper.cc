@@ -96,6 +96,120 @@ void SendText(int fd, HelperRecord kind, pid_t pid, const std::string& text) {
   Send(fd, kind, pid, t.data(), static_cast<uint32_t>(t.size()));
 }
 
+// Session and process group, first half: leaders set themselves up before
+// their children are cloned (children inherit the session). A leader whose
+// terminal was the calling shell's joins cryo's session instead (--shell-job).
+void SessionPhase1(const image::ProcessCore& core, bool joins_shell_session) {
+  const pid_t pid = core.pid();
+  if (core.sid() == pid && !joins_shell_session) {
+    ::setsid();
+  } else if (core.pgid() == pid) {
+    ::setpgid(0, 0);
+  }
+}
+
+// Second half, once every process exists: join the group of another process.
+void SessionPhase2(const image::ProcessCore& core, int status_fd, bool shell_job) {
+  const pid_t pid = core.pid();
+  if (core.sid() == pid || core.pgid() == pid) return;
+  if (::getpgid(0) == core.pgid()) return;
+  // pgid 0: led from an ancestor PID namespace; setpgid(0, 0) would make the
+  // process a group leader instead.
+  if (core.pgid() != 0 && ::getsid(0) == core.sid() && ::setpgid(0, core.pgid()) == 0) return;
+  if (shell_job) return;  // a shell job joins the session of the shell cryo runs in
+  SendText(status_fd, HelperRecord::kWarning, pid,
+           "pid " + std::to_string(pid) + ": session " + std::to_string(core.sid()) + " / process group " +
+               std::to_string(core.pgid()) + " cannot be rebuilt (their leader is outside the image); it joins " +
+               std::to_string(::getsid(0)) + " / " + std::to_string(::getpgid(0)));
+}
+
+// Runs `step(&warnings)` and sends what it warns about to cryo.
+template <typename Step>
+void SendWarnings(const HelperContext& ctx, Step step) {
+  std::vector<std::string> warnings;
+  step(&warnings);
+  for (const auto& w : warnings) SendText(ctx.status_fd, HelperRecord::kWarning, ctx.pid, w);
+}
+
+// A zombie: exits the way it did, once the whole tree exists.
+[[noreturn]] void BecomeZombie(const image::ProcessCore& core) {
+  ::prctl(PR_SET_NAME, core.zombie_comm().c_str(), 0, 0, 0);
+  ExitLike(core.exit_status());
+}
+
+// The restorer area of a process: [blob | Args + moves + siginfos + threads |
+// stack | thread stacks | vDSO scratch].
+struct AreaLayout {
+  uint64_t blob_len, args_len, stacks_len, scratch_len;
+  uint64_t total() const { return blob_len + args_len + stacks_len + scratch_len; }
+};
+
+AreaLayout LayoutArea(const image::ProcessImage& p) {
+  const image::ProcessCore& core = p.core;
+  uint64_t n_vmas = 0, scratch = 0;
+  bool vdso = false;
+  for (const image::Vma& v : p.mm.vmas()) {
+    n_vmas += IsPremapped(v);
+    vdso |= v.kind() == image::VMA_VDSO;
+    if (v.kind() == image::VMA_VDSO || v.kind() == image::VMA_VVAR || v.kind() == image::VMA_VVAR_VCLOCK)
+      scratch += v.end() - v.start();
+  }
+  const uint64_t n_threads = static_cast<uint64_t>(std::max(core.threads_size(), 1) - 1);
+  AreaLayout l;
+  l.blob_len = RoundUp(restorer::BlobSize());
+  l.args_len = RoundUp(sizeof(restorer::Args) + n_vmas * (sizeof(restorer::Move) + sizeof(restorer::Range)) +
+                       PendingCount(core) * 128 +
+                       n_threads * sizeof(restorer::ThreadArg) + SeccompArgBytes(core) + 64);
+  l.stacks_len = kStackSize + n_threads * kThreadStackSize;
+  l.scratch_len = vdso ? scratch : 0;  // PlanSpecialMoves moves nothing without a vDSO
+  return l;
+}
+
+// Memory first, before the children are cloned, so that they inherit it (the
+// pages they share copy-on-write with us stay shared, restore_plan.h).
+Status BuildMemory(HelperContext& ctx, BuiltMemory* out) {
+  const image::ProcessImage& p = ctx.img->processes.at(ctx.pid);
+  const WindowSlot& slot = ctx.window->slots.at(ctx.pid);
+  CRYO_ASSIGN_OR_RETURN(image::PageSource pages, image::OpenPageFile(*ctx.img, ctx.pid));
+  CRYO_ASSIGN_OR_RETURN(std::vector<image::PageSource> parent_pages, image::OpenAncestorPageFiles(*ctx.img, ctx.pid));
+  std::vector<const image::PageSource*> parents;
+  for (const image::PageSource& src : parent_pages) parents.push_back(&src);
+  // The vDSO family is where cryo had it when it cloned the tree (a fork keeps it).
+  CRYO_RETURN_IF_ERROR(PlanSpecialMoves(p.mm, *ctx.cryo_vmas, &out->specials));
+  const FdPool* pool = ctx.pool;
+  std::vector<InheritableVma> mine;
+  // Fill threads pay off for much memory only: each is a clone cryo traces.
+  constexpr uint64_t kThreadedFillBytes = 8 << 20;
+  uint64_t fill_pages = p.mm.total_pages();
+  for (const image::PageRun& r : p.mm.parent_runs()) fill_pages += r.npages();
+  const int fill_threads = fill_pages * kPage >= kThreadedFillBytes ? ctx.fill_threads : 1;
+  // What our children inherit from us: the rest need not be copied by fork,
+  // nor (--lazy) be filled now.
+  const std::vector<image::PageRange>& wanted = ctx.facts->at(ctx.pid).children_inherit;
+  if (ctx.lazy) out->lazy = PlanLazy(p.mm, wanted);
+  HugeCount huge;
+  const double start = Now();
+  CRYO_RETURN_IF_ERROR(PremapAndFill(
+                           p.mm, ctx.facts->at(ctx.pid).huge_vmas, pages, parents, slot.premap, fill_threads,
+                           [pool](uint64_t id) { return pool->ShmemFd(id); }, ctx.inheritable, &out->moves, &mine,
+                           [pool](const image::Vma& v, uint64_t at, int prot) {
+                             return v.unlinked_file() ? pool->unlinked()->MapVma(v, at, prot) : pool->shm()->MapVma(v, at, prot);
+                           },
+                           ctx.lazy ? &out->lazy.set : nullptr, &huge)
+                           .Prefixed("memory"));
+  if (huge.asked) {
+    char ms[96];
+    snprintf(ms, sizeof(ms), " in %.1f ms (memory built in %.1f ms)", huge.seconds * 1e3, (Now() - start) * 1e3);
+    SendText(ctx.status_fd, HelperRecord::kInfo, ctx.pid,
+             "pid " + std::to_string(ctx.pid) + ": " + std::to_string(huge.made) + " of " + std::to_string(huge.asked) +
+                 " transparent huge pages of the image made huge again" + ms +
+                 (huge.made < huge.asked ? " (the rest: small pages, the same contents)" : ""));
+  }
+  ctx.inheritable = std::move(mine);
+  return HideFromChildren(out->moves, wanted).Prefixed("memory");
+}
+
+
 
 // The rest, once the tree exists and this process is in its session and group:
 // settings, fds, the restorer's arguments; then into the blob.
