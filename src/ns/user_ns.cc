@@ -277,6 +277,21 @@ Status DumpUserNamespace(const std::vector<pid_t>& pids, const std::set<pid_t>& 
   // A PID namespace of the tree's own (dumped from inside it) is owned by it
   // (checked above): --pidns new makes it again in the fresh user namespace
   // (restore/pidns_userns.h).
+  // Threads are cloned with their ids (clone3 set_tid: CAP_SYS_ADMIN in the
+  // user namespace owning the PID namespace, clone3(2)) by a process that has
+  // already joined the tree's user namespace (setns(2) into a user namespace
+  // takes a single-threaded caller). In a PID namespace the tree's user
+  // namespace does not own, that clone fails: refuse before the tree is lost.
+  CRYO_ASSIGN_OR_RETURN(uint64_t pid_owner, OwnerUserNs("/proc/" + std::to_string(first) + "/ns/pid"));
+  if (pid_owner != owned)
+    for (pid_t p : pids) {
+      auto st = proc::ReadStat(p);
+      if (st.ok() && st->num_threads > 1)
+        return Status::Error(Pid(p) + " has " + std::to_string(st->num_threads) + " threads and lives in the tree's "
+                             "user namespace " + link + ", whose PID namespace it does not own: a restore cannot give "
+                             "its threads their ids from inside that user namespace (start the program with "
+                             "`unshare --user --pid --fork`, so that its user namespace owns its PID namespace)");
+    }
   image::UserNamespace* u = out->mutable_user();
   CRYO_RETURN_IF_ERROR(ParseIdMap("/proc/" + std::to_string(first) + "/uid_map", u->mutable_uid_map()));
   CRYO_RETURN_IF_ERROR(ParseIdMap("/proc/" + std::to_string(first) + "/gid_map", u->mutable_gid_map()));

@@ -570,6 +570,49 @@ def test_refusals(h):
     h.cleanup_one(w3.pid)
 
 
+def test_threads(h):
+    """A process with threads in the tree's user namespace. Its threads are
+    cloned with their thread ids (clone3 set_tid), which takes CAP_SYS_ADMIN
+    in the user namespace owning the PID namespace, after the process joined
+    the tree's user namespace (setns into a user namespace takes a single-
+    threaded caller): sharing cryo's PID namespace it is refused at dump, by
+    name (a restore would fail, after a kill-mode dump killed the tree); in a
+    PID namespace its user namespace owns, it is restored."""
+    ctl = h.mkdir("threads-plain")
+    u, w = h.start_under_unshare("threads", [UNSHARE, "--user", "--map-root-user", "--fork", "--", "/usr/bin/setsid",
+                                 h.workload_path("threads"), ctl, "4"], ctl)
+    h.verify_ok(w, when="of the original")
+    h.dump_refused(u.pid, ["pid %d" % w.pid, "5 threads", "the tree's user namespace",
+                           "unshare --user --pid"])
+    h.verify_ok(w, when="after the refused dump")
+    h.cleanup_one(w.pid)
+    h.wait_exit(u)
+    h.reap_orphans()
+    # In a PID namespace its user namespace owns: kill-mode dump, restore.
+    ctl = h.mkdir("threads-pidns")
+    u = h.start("threads", [UNSHARE, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--",
+                            "/bin/sh", "-c", "setsid %s %s 4 & wait" % (h.workload_path("threads"), ctl)], ctl)
+    deadline = time.monotonic() + 20
+    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
+        if time.monotonic() > deadline or not pid_alive(u.pid):
+            fail("the workload did not get ready: %s" % u.stderr())
+        time.sleep(0.01)
+    sh = children(u.pid)[0]
+    host = children(sh)[0]
+    h.tracked_pids += [sh, host]
+    w = cryotest.Workload("threads", ctl, host, None, u.argv)
+    h.verify_ok(w, when="of the original in its PID namespace")
+    images = h.mkdir("img")
+    h.dump(w.pid, images)
+    h.wait_exit(u.pid)
+    h.reap_orphans()
+    r = h.restore(images, detach=True, extra=PIDNS)
+    check_eq(len(os.listdir("/proc/%d/task" % r.pid)), 5, "threads of the restored process")
+    rw = w.restored(r.pid)
+    h.verify_ok(rw, when="after restore")
+    h.cleanup_one(r.pid)
+
+
 TESTS = [
     test_pidns_kill,
     test_pidns_rewind,
@@ -583,6 +626,7 @@ TESTS = [
     test_explicit_maps,
     test_plain_pidns_new_beside,
     test_refusals,
+    test_threads,
     test_cgroupns_userns,
     test_cgroupns_plain,
 ]
