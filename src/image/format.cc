@@ -208,6 +208,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "cgroup-settings",
       "hugetlbfs-file",
       "hugetlb-private-file",
+      "snapshot-hardlinks",
   };
   return kFeatures;
 }
