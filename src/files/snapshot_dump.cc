@@ -90,10 +90,12 @@ Status ReadLink(const std::string& path, std::string* target) {
 }
 
 // Why `path` (lstat `st`) cannot be carried as it is, "" if it can.
-std::string NotCarried(const std::string& path, const struct stat& st) {
+// `links_ok`: a file with several names may be carried (the walk then checks
+// that every name is in the snapshot, LinkGroups).
+std::string NotCarried(const std::string& path, const struct stat& st, bool links_ok) {
   // The restore writes a file under a new name and renames it over the old:
   // another name of the same inode would keep the old content.
-  if (S_ISREG(st.st_mode) && st.st_nlink > 1)
+  if (!links_ok && S_ISREG(st.st_mode) && st.st_nlink > 1)
     return " has " + std::to_string(st.st_nlink) + " hard links, which are not carried as links (the restore would "
            "split them)";
   // Inode flags (chattr(1)) are not carried: a file that only grows or cannot
@@ -119,7 +121,7 @@ bool IsWhiteout(const struct stat& st) { return S_ISCHR(st.st_mode) && st.st_rde
 Status Walk(const WalkRules& rules, const std::string& root, dev_t root_dev, const std::string& path,
             const struct stat& st, const std::set<std::string>& named, std::vector<SnapshotItem>* out) {
   CRYO_RETURN_IF_ERROR(CheckInterrupt());
-  SnapshotItem item{path, st, path == root, {}};
+  SnapshotItem item{path, st, path == root, {}, {}};
   const std::string opt = rules.option + " " + root + ": ";
   if (S_ISLNK(st.st_mode)) CRYO_RETURN_IF_ERROR(ReadLink(path, &item.link_target));
   else if (rules.whiteouts && IsWhiteout(st)) {
@@ -134,7 +136,7 @@ Status Walk(const WalkRules& rules, const std::string& root, dev_t root_dev, con
     return Status::Error(opt + path +
                          " is a mount point of another file system; cryo does not cross file systems: name it with "
                          "a --snapshot-path of its own");
-  const std::string why = NotCarried(path, st);
+  const std::string why = NotCarried(path, st, true);
   if (!why.empty()) return Status::Error(opt + path + why);
   out->push_back(item);
   if (!S_ISDIR(st.st_mode)) return Status::Ok();
@@ -183,6 +185,34 @@ Status ReadXattrs(const std::string& path, image::SnapshotEntry* e) {
   return Status::Ok();
 }
 
+// The names of one file (regular, st_nlink > 1) are carried as links: the
+// first in path order with the content, the others naming it (link_of), so
+// that the restore makes the file once and link(2)s the rest. Every name must
+// be in the snapshot: st_nlink counts the names anywhere in the file system
+// (a directory not carried, one hidden under a mount point, another
+// --snapshot-path's tree of the same file system counts only if carried), and
+// the restore renames a new inode over the names it carries, so a name it does
+// not carry would keep the old inode, split from the others. That is refused.
+Status LinkGroups(std::map<std::string, SnapshotItem>* by_path) {
+  std::map<std::pair<dev_t, ino_t>, std::vector<SnapshotItem*>> groups;
+  for (auto& [path, item] : *by_path)
+    if (S_ISREG(item.st.st_mode) && item.st.st_nlink > 1) groups[{item.st.st_dev, item.st.st_ino}].push_back(&item);
+  for (auto& [key, names] : groups) {
+    const nlink_t nlink = names.front()->st.st_nlink;
+    if (names.size() != nlink) {
+      std::string list;
+      for (const SnapshotItem* i : names) list += (list.empty() ? "" : ", ") + i->path;
+      return Status::Error("--snapshot-path: " + names.front()->path + " has " + std::to_string(nlink) +
+                           " hard links, of which the snapshot holds " + std::to_string(names.size()) + " (" + list +
+                           "): the others are elsewhere in its file system, and the restore would split them from "
+                           "these; carry the directories that hold them too, or remove those names");
+    }
+    // by_path is in path order: the first name carries the content.
+    for (size_t n = 1; n < names.size(); ++n) names[n]->link_of = names.front()->path;
+  }
+  return Status::Ok();
+}
+
 bool SameAttrs(const struct stat& a, const struct stat& b) {
   return a.st_dev == b.st_dev && a.st_ino == b.st_ino && (a.st_mode & S_IFMT) == (b.st_mode & S_IFMT);
 }
@@ -224,6 +254,7 @@ Result<SnapshotPlan> PlanSnapshot(const std::vector<std::string>& paths, const s
     CRYO_RETURN_IF_ERROR(Walk(rules[root], root, st.st_dev, root, st, named, &items));
     for (SnapshotItem& i : items) by_path.emplace(i.path, std::move(i));
   }
+  CRYO_RETURN_IF_ERROR(LinkGroups(&by_path));
   for (auto& [path, item] : by_path) plan.items.push_back(std::move(item));
   return plan;
 }
@@ -243,14 +274,14 @@ Status AddOpenFiles(const std::vector<const image::FdTable*>& tables, SnapshotPl
       struct statfs fs;
       if (::statfs(path.c_str(), &fs) != 0 || PseudoFs(fs.f_type)) continue;
       // Left to the changed-file check, like every file not carried.
-      const std::string why = NotCarried(path, st);
+      const std::string why = NotCarried(path, st, false);
       if (!why.empty()) {
         LOG_INFO("--snapshot-open-files: %s%s; the restore checks it like any file not carried", path.c_str(),
                  why.c_str());
         continue;
       }
       have.insert(path);
-      added.push_back({path, st, true, {}});
+      added.push_back({path, st, true, {}, {}});
     }
   for (SnapshotItem& i : added) plan->items.push_back(std::move(i));
   std::sort(plan->items.begin(), plan->items.end(),
@@ -269,7 +300,7 @@ Status DumpSnapshot(const SnapshotPlan& plan, const image::SnapshotTable* parent
   std::map<std::string, const image::SnapshotEntry*> before;
   if (parent)
     for (const image::SnapshotEntry& e : parent->entries())
-      if (e.kind() == image::SNAPSHOT_REGULAR) before.emplace(e.path(), &e);
+      if (e.kind() == image::SNAPSHOT_REGULAR && e.link_of().empty()) before.emplace(e.path(), &e);
   CRYO_ASSIGN_OR_RETURN(auto data, writer->CreatePageFile(image::SnapshotDataName()));
   uint64_t off = image::kPageDataOffset, stored = 0, reused = 0;
   for (const SnapshotItem& item : plan.items) {
@@ -304,6 +335,17 @@ Status DumpSnapshot(const SnapshotPlan& plan, const image::SnapshotTable* parent
     e->set_gid(st.st_gid);
     e->set_atime_ns(Ns(st.st_atim));
     e->set_mtime_ns(Ns(st.st_mtim));
+    if (e->kind() == image::SNAPSHOT_REGULAR && st.st_nlink != item.st.st_nlink)
+      return Status::Error("snapshot: " + path + " was linked or unlinked while the dump ran (" +
+                           std::to_string(item.st.st_nlink) + " names, now " + std::to_string(st.st_nlink) +
+                           "); dump again");
+    if (!item.link_of.empty()) {
+      // Another name of a file carried before (the same inode: SameAttrs
+      // against the walk's lstat, which grouped it): no content of its own.
+      features->insert("snapshot-hardlinks");
+      e->set_link_of(item.link_of);
+      continue;
+    }
     CRYO_RETURN_IF_ERROR(ReadXattrs(path, e));
     if (e->kind() != image::SNAPSHOT_REGULAR) continue;
     e->set_size(static_cast<uint64_t>(st.st_size));

@@ -9,7 +9,8 @@
 // (the link itself), each with its mode, owner, xattrs and times. Anything
 // else met on the way (a device node, a socket, a FIFO, a mount point of
 // another file system, /proc or /sys) is refused by name before the tree is
-// touched. Hard links within a snapshot are carried as separate files.
+// touched. A file with several names (hard links) is carried once, its other
+// names as links to the first; every name must be in the snapshot.
 //
 // The content is read while the tree is frozen: what the tree wrote is all
 // there. A process outside the tree writing the same files meanwhile is not
@@ -36,6 +37,7 @@ struct SnapshotItem {
   struct stat st;
   bool root = false;       // named on the command line (or an open file)
   std::string link_target;  // symlinks
+  std::string link_of;      // another name of the regular file at this path (carried first)
 };
 
 // The whole walk, in path order (a directory before its entries).

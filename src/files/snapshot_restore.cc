@@ -234,7 +234,10 @@ Status SnapshotRestore::Put(const image::LoadedImage& img, const image::Snapshot
     }
     return Publish(temp, path, exists);
   }
-  if (exists && SameFile(path, st, e)) {
+  if (!e.link_of().empty()) return PutLink(e, exists, st);
+  // A file with other names is always made anew (a new inode they are linked
+  // to): the one in place may have names the image does not hold.
+  if (exists && !linked_.count(path) && SameFile(path, st, e)) {
     ++unchanged_;
     return Status::Ok();
   }
@@ -248,6 +251,23 @@ Status SnapshotRestore::Put(const image::LoadedImage& img, const image::Snapshot
     ::unlink(temp.c_str());
     return s;
   }
+  return Publish(temp, path, exists);
+}
+
+// Another name of a file put back just before (Apply checked that link_of
+// names an earlier regular entry taken with this one): linked to it, so that
+// the names share the inode as at the dump.
+Status SnapshotRestore::PutLink(const image::SnapshotEntry& e, bool exists, const struct stat& st) {
+  const std::string& path = e.path();
+  struct stat target;
+  if (::lstat(e.link_of().c_str(), &target) != 0) return Status::FromErrno("snapshot: lstat " + e.link_of());
+  if (exists && st.st_dev == target.st_dev && st.st_ino == target.st_ino) {
+    ++unchanged_;
+    return Status::Ok();
+  }
+  const std::string temp = TempName(path, "new");
+  if (::link(e.link_of().c_str(), temp.c_str()) != 0)
+    return Status::FromErrno("snapshot: link " + e.link_of() + " to " + temp + " (for " + path + ")");
   return Publish(temp, path, exists);
 }
 
@@ -285,6 +305,19 @@ Result<std::unique_ptr<SnapshotRestore>> SnapshotRestore::Apply(const image::Loa
       if (x.data_offset() < image::kPageDataOffset || x.data_offset() + x.length() > sizes.at(ep->depth()))
         return Status::Error("snapshot: the content of " + ep->path() + " lies outside the snapshot-data.img of " +
                              (ep->depth() ? img.ancestors.at(ep->depth() - 1).dir : img.dir) + " (corrupted)");
+  // A link names a regular file with content that comes before it among the
+  // entries put back (a table that says otherwise is corrupted).
+  std::set<std::string> files;
+  for (const image::SnapshotEntry* ep : entries) {
+    if (ep->link_of().empty()) {
+      if (ep->kind() == image::SNAPSHOT_REGULAR) files.insert(ep->path());
+      continue;
+    }
+    if (ep->kind() != image::SNAPSHOT_REGULAR || ep->extents_size() || !files.count(ep->link_of()))
+      return Status::Error("snapshot: " + ep->path() + " is a hard link to " + ep->link_of() +
+                           ", which is not a file put back before it (corrupted)");
+    r->linked_.insert(ep->link_of());
+  }
   std::map<std::string, std::set<std::string>> children;
   for (const image::SnapshotEntry* e : entries) children[Parent(e->path())].insert(e->path());
   Status s;

@@ -7,6 +7,9 @@
 //     content, holes, owner, mode, xattrs and times, then renamed over it;
 //     an identical one is left alone;
 //   - a symbolic link likewise (made as a link, renamed over);
+//   - a file with several names (hard links, link_of) is made anew under the
+//     first and link(2)ed under a temporary name beside each other, renamed
+//     over it: the names share one inode again;
 //   - a missing directory is made; entries made in a carried directory since
 //     the dump are moved away (it is put back exactly); its owner, mode,
 //     xattrs and times are set once its entries are in place;
@@ -62,6 +65,7 @@ class SnapshotRestore {
   };
   SnapshotRestore() = default;
   Status Put(const image::LoadedImage& img, const image::SnapshotEntry& e, const std::vector<int>& data_fds);
+  Status PutLink(const image::SnapshotEntry& e, bool exists, const struct stat& st);
   Status PutDirectory(const image::SnapshotEntry& e, const std::set<std::string>& children);
   Status DropOtherXattrs(const image::SnapshotEntry& e);
   Status Publish(const std::string& temp, const std::string& path, bool exists);
@@ -72,6 +76,7 @@ class SnapshotRestore {
   // The carried directories' times, set again once the temporary names in
   // them are gone (removing an entry changes a directory's mtime).
   std::vector<std::pair<std::string, struct timespec[2]>> dir_times_;
+  std::set<std::string> linked_;  // paths of files with other names (link_of)
   bool kept_ = false;
   size_t written_ = 0, unchanged_ = 0, counter_ = 0;
 };

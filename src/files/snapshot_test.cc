@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "files/fs_root.h"
@@ -90,6 +91,47 @@ TEST(Snapshot, ValidateRefusesMalformedTables) {
   EXPECT_FALSE(image::ValidateSnapshot(img).ok());
   f->set_path("/0");  // before "/a": out of order
   EXPECT_FALSE(image::ValidateSnapshot(img).ok());
+  f->set_path("/a/f");
+  // A hard link names a file with content before it.
+  image::SnapshotEntry* l = add("/a/g", image::SNAPSHOT_REGULAR);
+  l->set_link_of("/a/f");
+  EXPECT_TRUE(image::ValidateSnapshot(img).ok());
+  l->set_link_of("/a/h");  // no such file
+  EXPECT_FALSE(image::ValidateSnapshot(img).ok());
+  l->set_link_of("/a");  // a directory
+  EXPECT_FALSE(image::ValidateSnapshot(img).ok());
+  l->set_link_of("/a/f");
+  l->set_size(3);  // content of its own
+  EXPECT_FALSE(image::ValidateSnapshot(img).ok());
+  l->set_size(0);
+  f->set_link_of("/a/g");  // after it, itself a link
+  EXPECT_FALSE(image::ValidateSnapshot(img).ok());
+}
+
+// Hard links: every name in the snapshot is carried, the first with the
+// content and the others naming it; a name outside is refused by name.
+TEST(Snapshot, PlanCarriesHardLinksAndRefusesNamesOutside) {
+  const std::string d = TempDir();
+  ASSERT_EQ(::mkdir((d + "/in").c_str(), 0755), 0);
+  ASSERT_EQ(::mkdir((d + "/in/sub").c_str(), 0755), 0);
+  Write(d + "/in/b", "one inode");
+  ASSERT_EQ(::link((d + "/in/b").c_str(), (d + "/in/sub/a").c_str()), 0);
+  ASSERT_EQ(::link((d + "/in/b").c_str(), (d + "/in/a").c_str()), 0);
+  auto plan = PlanSnapshot({d + "/in"});
+  ASSERT_TRUE(plan.ok()) << plan.status().message();
+  std::map<std::string, std::string> link_of;
+  for (const SnapshotItem& i : plan->items) link_of[i.path] = i.link_of;
+  EXPECT_EQ(link_of[d + "/in/a"], "");
+  EXPECT_EQ(link_of[d + "/in/b"], d + "/in/a");
+  EXPECT_EQ(link_of[d + "/in/sub/a"], d + "/in/a");
+  ASSERT_EQ(::link((d + "/in/b").c_str(), (d + "/out").c_str()), 0);
+  plan = PlanSnapshot({d + "/in"});
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("4 hard links, of which the snapshot holds 3"), std::string::npos)
+      << plan.status().message();
+  plan = PlanSnapshot({d + "/in", d + "/out"});  // every name carried
+  EXPECT_TRUE(plan.ok()) << plan.status().message();
+  ASSERT_EQ(std::system(("rm -rf " + d).c_str()), 0);
 }
 
 // --fs-root of a plain directory: walked as one more root; a character

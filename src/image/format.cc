@@ -209,6 +209,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "hugetlbfs-file",
       "hugetlb-private-file",
       "remote-vmas",
+      "snapshot-hardlinks",
   };
   return kFeatures;
 }

@@ -370,7 +370,9 @@ std::string ShowJson(const LoadedImage& img) {
     const SnapshotEntry& e = img.snapshot.entries(i);
     o << (i ? "," : "") << "{\"path\":" << JsonString(e.path()) << ",\"kind\":" << JsonString(SnapshotKindText(e))
       << ",\"size\":" << e.size() << ",\"mode\":" << e.mode() << ",\"depth\":" << e.depth()
-      << ",\"root\":" << (e.root() ? "true" : "false") << "}";
+      << ",\"root\":" << (e.root() ? "true" : "false");
+    if (!e.link_of().empty()) o << ",\"link_of\":" << JsonString(e.link_of());
+    o << "}";
   }
   o << "],\"ttys\":[";
   for (int i = 0; i < img.ttys.ttys_size(); ++i) {
@@ -521,7 +523,9 @@ std::string ShowText(const LoadedImage& img) {
   }
   for (const SnapshotEntry& e : img.snapshot.entries()) {
     o << "  " << SnapshotKindText(e) << " " << e.path();
-    if (e.kind() == SNAPSHOT_REGULAR)
+    if (!e.link_of().empty())
+      o << ", a hard link to " << e.link_of();
+    else if (e.kind() == SNAPSHOT_REGULAR)
       o << ", " << e.size() << " bytes" << (e.depth() ? " (unchanged: in parent image " + std::to_string(e.depth()) + ")" : "");
     if (e.kind() == SNAPSHOT_SYMLINK) o << " -> " << e.link_target();
     o << "\n";

@@ -1,4 +1,5 @@
 // snapshot.img validation (files carried by --snapshot-path, files/snapshot_*.h).
+#include <set>
 #include <string>
 
 #include "image/format.h"
@@ -59,6 +60,7 @@ Status ValidateSnapshot(const LoadedImage& img) {
   if (img.snapshot.has_fs_root()) CRYO_RETURN_IF_ERROR(ValidateFsRoot(what, img.snapshot.fs_root()));
   uint64_t expect_off = kPageDataOffset;
   const std::string* prev = nullptr;
+  std::set<std::string> files;  // regular files with content met so far (link_of targets)
   for (const SnapshotEntry& e : img.snapshot.entries()) {
     const std::string entry = what + ": " + e.path();
     if (!CleanPath(e.path())) return Status::Error(what + ": path \"" + e.path() + "\" is not a clean absolute path (corrupted)");
@@ -74,6 +76,14 @@ Status ValidateSnapshot(const LoadedImage& img) {
       return Status::Error(entry + ": content for a directory or link (corrupted)");
     if (e.kind() == SNAPSHOT_SYMLINK && (e.link_target().empty() || e.link_target().find('\0') != std::string::npos))
       return Status::Error(entry + ": a link without a valid target (corrupted)");
+    if (!e.link_of().empty()) {
+      // Another name of a file carried before it (in path order).
+      if (e.kind() != SNAPSHOT_REGULAR || e.size() || e.extents_size() || e.depth() || !files.count(e.link_of()))
+        return Status::Error(entry + ": a hard link to " + e.link_of() +
+                             ", which is not a file with content before it (corrupted)");
+    } else if (e.kind() == SNAPSHOT_REGULAR) {
+      files.insert(e.path());
+    }
     if (e.depth() > img.ancestors.size())
       return Status::Error(entry + ": its content is in ancestor " + std::to_string(e.depth()) + ", and the image has " +
                            std::to_string(img.ancestors.size()) + " (corrupted)");

@@ -3,7 +3,8 @@
 the image and put back before the tree resumes.
 
 - A program with its cwd in DIR writes a tree of files there (a file with a
-  hole, a symbolic link, an xattr, modes, subdirectories). Kill mode: DIR is
+  hole, a symbolic link, an xattr, modes, subdirectories, a file with a
+  second name in another directory: one inode, two links after restore). Kill mode: DIR is
   changed after the dump, the restored program finds DIR as it left it.
   Rewind: the original goes on writing after a leave-running dump; each of
   two restores rolls its later writes back.
@@ -61,7 +62,11 @@ def walk():
                 with open(p, "rb") as f:
                     rec.append(hashlib.sha256(f.read()).hexdigest())
                 rec.append(sorted((x, os.getxattr(p, x)) for x in os.listxattr(p) if x.startswith("user.")))
+                rec.append(st.st_nlink)
             out[p] = rec
+    # Hard links: the two names are one inode.
+    a, b = os.stat("etc/app/config"), os.stat("var/config-hard")
+    out["config-hard is config"] = (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
     return out
 
 os.makedirs("etc/app", exist_ok=True)
@@ -76,6 +81,7 @@ with open("var/sparse", "wb") as f:
     f.seek(32 << 20)
     f.write(b"tail")
 os.symlink("app/config", "etc/config-link")
+os.link("etc/app/config", "var/config-hard")
 if kind == "overlay":
     os.unlink("lower-file")          # a whiteout in the upper dir
     shutil.rmtree("lower-dir")       # made again: an opaque directory

@@ -108,6 +108,10 @@ def test_mntns_kill(h):
     h.reap_orphans()
     show = h.show_json(images)
     check("mount-ns" in str(show), "the image lists the feature mount-ns")
+    check("snapshot-hardlinks" in str(show), "the image lists the feature snapshot-hardlinks")
+    links = [e for e in show["snapshot"] if e.get("link_of")]
+    check_eq([(e["path"], e["link_of"]) for e in links], [(base + "/t/linked", base + "/t/d/linked2")],
+             "the hard link entries of the image")
     for i in range(2):  # and again from the same image: a fresh namespace each time
         restore_verify_exit(h, u, w, base, images, "after restore %d" % (i + 1))
         h.reap_orphans()

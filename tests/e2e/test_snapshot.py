@@ -325,13 +325,16 @@ def test_refused_by_name(h):
     h.dump_refused(w.pid, [fifo, "is a FIFO"], extra_args=["--snapshot-path", root])
     os.unlink(fifo)
     h.dump_refused(w.pid, ["/dev/null", "is a character device"], extra_args=["--snapshot-path", "/dev/null"])
-    # A second name of a file: the restore would split the two names.
+    # A second name of a file outside the snapshot: the restore would split
+    # the two names (both inside are carried as links).
     linked = os.path.join(root, "linked")
     with open(linked, "w") as f:
         f.write("one inode")
-    os.link(linked, linked + "-2")
-    h.dump_refused(w.pid, [linked, "2 hard links"], extra_args=["--snapshot-path", root])
-    os.unlink(linked + "-2")
+    outside = os.path.join(os.path.dirname(root), "linked-outside")
+    os.link(linked, outside)
+    h.dump_refused(w.pid, [linked, "2 hard links, of which the snapshot holds 1"],
+                   extra_args=["--snapshot-path", root])
+    os.unlink(outside)
     # An append-only file would come back as an ordinary one.
     subprocess.run(["chattr", "+a", linked], check=True)
     try:

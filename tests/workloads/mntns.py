@@ -9,13 +9,17 @@ mounts a tmpfs on BASE/t (size=4m, mode=0711, nr_inodes=1000; made shared:
 a peer group of its own) holding: d/ (0750), d/a.txt (owner 1234:4321, mtime
 fixed), a sparse file "holes" (1 MiB hole, then data), a symlink "link" ->
 d/a.txt, "open" held open at offset 1234 and "mapped" mapped MAP_SHARED and
-written through the mapping; a bind mount of BASE/src on BASE/ro, then
+written through the mapping, a file under two names
+"linked" and "d/linked2" (hard links) held open through the first and
+mapped MAP_SHARED through the second; a bind mount of BASE/src on BASE/ro, then
 remounted read-only; a bind of t/d on t/again (a mount inside the tmpfs);
 and its working directory is BASE/t/d.
 
 On "check" it reads it all back: its mounts from /proc/self/mountinfo (type,
 options, propagation), the files' content, modes, owners, times and holes,
-the open file's offset, the mapping (still shared with the file), the
+the open file's offset, the mapping (still shared with the file), the hard
+links (one inode, two links, a write through one name or the fd or the
+mapping seen through all), the
 read-only bind (EROFS on write), the cwd. On "write" (after a dump with
 --leave-running) it changes the tmpfs (a new file, more in a.txt, new
 bytes in the mapping) and from then on expects that; a copy restored from
@@ -48,6 +52,8 @@ ARGS = sys.argv[3:]
 T, RO, SRC = os.path.join(BASE, "t"), os.path.join(BASE, "ro"), os.path.join(BASE, "src")
 MTIME = 1700000000
 A_TEXT = b"the first file of the tmpfs\n"
+LINKED = b"one file, two names".ljust(4096, b".")
+HELD_LINKS = []  # the fd of "linked", the shared mapping of "d/linked2"
 
 
 def mount(src, target, fstype, flags, data=None):
@@ -91,6 +97,14 @@ def setup():
     mfd = os.open(os.path.join(T, "mapped"), os.O_RDWR)
     m = mmap.mmap(mfd, 8192, mmap.MAP_SHARED)
     m[0:16] = b"mapped:gen=00000"
+    with open(os.path.join(T, "linked"), "wb") as f:
+        f.write(LINKED)
+    os.link(os.path.join(T, "linked"), os.path.join(T, "d", "linked2"))
+    lfd = os.open(os.path.join(T, "linked"), os.O_RDWR)
+    l2 = os.open(os.path.join(T, "d", "linked2"), os.O_RDWR)
+    lm = mmap.mmap(l2, 4096, mmap.MAP_SHARED)
+    os.close(l2)
+    HELD_LINKS.extend([lfd, lm])
     mount(None, T, None, MS_SHARED)
     mount(SRC, RO, None, MS_BIND)
     mount(None, RO, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
@@ -159,6 +173,7 @@ def check_state(held, m, gen):
         finally:
             os.close(h)
         expect(os.readlink(os.path.join(T, "link")) == "d/a.txt", "link target")
+        check_links(expect)
         expect(held.tell() == 1234, "held file offset %d" % held.tell())
         expect(held.read(4) == (bytes(range(256)) * 20)[1234:1238], "held file content")
         held.seek(1234)
@@ -176,6 +191,37 @@ def check_state(held, m, gen):
     except OSError as e:
         bad.append(str(e))
     return bad
+
+
+def check_links(expect):
+    """"linked" and "d/linked2": one inode with two names, the held fd and
+    the shared mapping on it; a write through any is read through all."""
+    lfd, lm = HELD_LINKS
+    one, two = os.path.join(T, "linked"), os.path.join(T, "d", "linked2")
+    s1, s2, sf = os.stat(one), os.stat(two), os.fstat(lfd)
+    expect(s1.st_ino == s2.st_ino == sf.st_ino and s1.st_dev == s2.st_dev == sf.st_dev,
+           "linked, d/linked2 and the held fd are not one inode: %d %d %d" % (s1.st_ino, s2.st_ino, sf.st_ino))
+    expect(s1.st_nlink == 2, "linked has %d links, not 2" % s1.st_nlink)
+
+    def read(path, off, n):
+        with open(path, "rb") as f:
+            f.seek(off)
+            return f.read(n)
+
+    expect(read(two, 0, len(LINKED)) == LINKED, "d/linked2 content")
+    expect(os.pread(lfd, len(LINKED), 0) == LINKED, "content through the held fd of linked")
+    expect(lm[:] == LINKED, "content through the mapping of d/linked2")
+    with open(one, "r+b") as f:  # through one name ...
+        f.seek(30)
+        f.write(b"ping")
+    expect(read(two, 30, 4) == b"ping", "a write through linked is not seen through d/linked2")
+    expect(os.pread(lfd, 4, 30) == b"ping", "a write through linked is not seen through the held fd")
+    expect(lm[30:34] == b"ping", "a write through linked is not seen through the mapping of d/linked2")
+    lm[30:34] = b"pong"  # ... through the mapping of the other
+    expect(read(one, 30, 4) == b"pong", "a write through the mapping of d/linked2 is not seen through linked")
+    os.pwrite(lfd, LINKED[30:34], 30)  # ... and through the fd, back as it was
+    expect(read(two, 30, 4) == LINKED[30:34] and lm[30:34] == LINKED[30:34],
+           "a write through the held fd is not seen through d/linked2 or its mapping")
 
 
 def write_more(m, gen):
