@@ -1,6 +1,7 @@
 #include "base/file_util.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -97,6 +98,47 @@ std::string ReadToEof(int fd) {
     if (n <= 0) return text;
     text.append(buf, static_cast<size_t>(n));
   }
+}
+
+Result<std::string> ReadOwnedSmallFile(const std::string& path, size_t max_size) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) return Status::FromErrno("open " + path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path);
+  if (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022) != 0)
+    return Status::Error(path + " is not a regular file owned by us and writable only by us");
+  if (static_cast<size_t>(st.st_size) > max_size) return Status::Error(path + " is too large");
+  std::string text;
+  char buf[16384];
+  for (;;) {
+    const ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Status::FromErrno("read " + path);
+    if (n == 0) break;
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > max_size) return Status::Error(path + " is too large");
+  }
+  return text;
+}
+
+Status ReplaceFileOwnerOnly(const std::string& path, std::string_view text) {
+  std::string tmp = path + ".tmp.XXXXXX";
+  UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
+  if (!fd.valid()) return Status::FromErrno("create a temporary file for " + path);
+  Status st;
+  if (::fchmod(fd.get(), 0600) != 0)
+    st = Status::FromErrno("fchmod " + tmp);
+  else if (!WriteAll(fd.get(), text.data(), text.size()))
+    st = Status::FromErrno("write " + tmp);
+  else if (::close(fd.release()) != 0)
+    st = Status::FromErrno("close " + tmp);
+  else if (::rename(tmp.c_str(), path.c_str()) != 0)
+    st = Status::FromErrno("rename " + tmp + " to " + path);
+  if (!st.ok()) {
+    fd.reset();
+    ::unlink(tmp.c_str());
+  }
+  return st;
 }
 
 }  // namespace cryo

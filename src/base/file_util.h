@@ -26,4 +26,12 @@ bool WriteAll(int fd, const void* data, size_t len);
 // What a pipe carries until its writers are gone (EINTR retried).
 std::string ReadToEof(int fd);
 
+// A cache file of cryo's own (under /run/cryo): read only if it is a regular
+// file (not followed through a symbolic link) owned by cryo's euid, writable
+// by it alone, and at most `max_size` bytes.
+Result<std::string> ReadOwnedSmallFile(const std::string& path, size_t max_size);
+// Replaces `path` with `text` atomically (a temporary file beside it renamed
+// over it), mode 0600.
+Status ReplaceFileOwnerOnly(const std::string& path, std::string_view text);
+
 }  // namespace cryo

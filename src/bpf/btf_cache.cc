@@ -98,48 +98,14 @@ Result<BtfValues> ParseBtfCache(std::string_view text, const std::string& key) {
 }
 
 Result<BtfValues> ReadBtfCache(const std::string& path, const std::string& key) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd.valid()) return Status::FromErrno("open " + path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path);
-  if (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022) != 0)
-    return Status::Error(path + " is not a regular file owned by us and writable only by us");
-  if (static_cast<size_t>(st.st_size) > kMaxSize) return Status::Error(path + " is too large");
-  std::string text(kMaxSize + 1, '\0');
-  size_t got = 0;
-  for (;;) {
-    const ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno("read " + path);
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-    if (got > kMaxSize) return Status::Error(path + " is too large");
-  }
-  text.resize(got);
+  CRYO_ASSIGN_OR_RETURN(std::string text, ReadOwnedSmallFile(path, kMaxSize));
   Result<BtfValues> v = ParseBtfCache(text, key);
   if (!v.ok()) return v.status().Prefixed(path);
   return v;
 }
 
 Status WriteBtfCache(const std::string& path, const std::string& key, const BtfValues& values) {
-  const std::string text = SerializeBtfCache(key, values);
-  std::string tmp = path + ".tmp.XXXXXX";
-  UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno("create a temporary file for " + path);
-  Status st;
-  if (::fchmod(fd.get(), 0600) != 0)
-    st = Status::FromErrno("fchmod " + tmp);
-  else if (!WriteAll(fd.get(), text.data(), text.size()))
-    st = Status::FromErrno("write " + tmp);
-  else if (::close(fd.release()) != 0)
-    st = Status::FromErrno("close " + tmp);
-  else if (::rename(tmp.c_str(), path.c_str()) != 0)
-    st = Status::FromErrno("rename " + tmp + " to " + path);
-  if (!st.ok()) {
-    fd.reset();
-    ::unlink(tmp.c_str());
-  }
-  return st;
+  return ReplaceFileOwnerOnly(path, SerializeBtfCache(key, values));
 }
 
 uint64_t KernelBtfParses() { return parses.load(); }

@@ -63,49 +63,14 @@ Result<bool> ParseBool(std::string_view s) {
 }  // namespace
 
 Result<Report> ReadCache(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-  if (!fd.valid()) return Status::FromErrno("open " + path);
-  struct stat st;
-  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat " + path);
-  if (!S_ISREG(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022) != 0)
-    return Status::Error(path + " is not a regular file owned by us and writable only by us");
-  if (static_cast<size_t>(st.st_size) > kMaxCacheSize) return Status::Error(path + " is too large");
-  std::string text;
-  char buf[16384];
-  for (;;) {
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::FromErrno("read " + path);
-    if (n == 0) break;
-    text.append(buf, static_cast<size_t>(n));
-    if (text.size() > kMaxCacheSize) return Status::Error(path + " is too large");
-  }
+  CRYO_ASSIGN_OR_RETURN(std::string text, ReadOwnedSmallFile(path, kMaxCacheSize));
   auto report = ParseReport(text);
   if (!report.ok()) return report.status().Prefixed("parsing " + path);
   return report;
 }
+
 Status WriteCache(const std::string& path, const Report& report) {
-  const std::string text = SerializeReport(report);
-  std::string tmp = path + ".tmp.XXXXXX";
-  UniqueFd fd(::mkostemp(tmp.data(), O_CLOEXEC));
-  if (!fd.valid()) return Status::FromErrno("create temporary file for " + path);
-  auto fail = [&](const char* what) {
-    Status st = Status::FromErrno(std::string(what) + " " + tmp);
-    fd.reset();
-    ::unlink(tmp.c_str());
-    return st;
-  };
-  if (::fchmod(fd.get(), 0600) != 0) return fail("fchmod");
-  size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd.get(), text.data() + off, text.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return fail("write");
-    off += static_cast<size_t>(n);
-  }
-  if (::close(fd.release()) != 0) return fail("close");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) return fail("rename to cache");
-  return Status::Ok();
+  return ReplaceFileOwnerOnly(path, SerializeReport(report)).Prefixed("the check cache");
 }
 
 std::string SerializeReport(const Report& report) {

@@ -99,6 +99,25 @@ def in_cgroups(h, cg, argv):
     return ["/bin/sh", "-c", "; ".join(moves) + '; exec "$@"', "sh"] + argv, placed
 
 
+def start_behind_shell(h, name, argv, ctl, when):
+    """Start argv (an unshare command line ending in `sh -c 'setsid WORKLOAD
+    CTL ... & wait'`), wait at most 20 s for the workload to write CTL/ready:
+    (unshare's Workload, the shell's pid, the workload's Workload with its
+    host pid), checked by the workload itself."""
+    u = h.start(name, argv, ctl)
+    deadline = time.monotonic() + 20
+    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
+        if time.monotonic() > deadline or not pid_alive(u.pid):
+            fail("the workload did not get ready: %s" % u.stderr())
+        time.sleep(0.01)
+    sh = children(u.pid)[0]
+    host = children(sh)[0]
+    h.tracked_pids += [sh, host]
+    w = cryotest.Workload(name, ctl, host, None, u.argv)
+    h.verify_ok(w, when=when)
+    return u, sh, w
+
+
 def start_pidns(h, flags=(), cg=None):
     """`unshare --user --map-root-user --pid --fork --mount-proc FLAGS sh -c
     'setsid userns CTL & wait'`: (unshare's Workload, the workload's, with its
@@ -109,18 +128,8 @@ def start_pidns(h, flags=(), cg=None):
         ["--", "/bin/sh", "-c", "setsid %s %s & wait" % (h.workload_path("userns"), ctl)]
     if cg is not None:
         argv, _ = in_cgroups(h, cg, argv)
-    u = h.start("userns", argv, ctl)
-    deadline = time.monotonic() + 20
-    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
-        if time.monotonic() > deadline or not pid_alive(u.pid):
-            fail("the workload did not get ready: %s" % u.stderr())
-        time.sleep(0.01)
+    u, _, w = start_behind_shell(h, "userns", argv, ctl, "of the original")
     check_eq(read_text(os.path.join(ctl, "ready")).strip(), "2", "the workload's pid inside its namespace")
-    sh = children(u.pid)[0]
-    host = children(sh)[0]
-    h.tracked_pids += [sh, host]
-    w = cryotest.Workload("userns", ctl, host, None, u.argv)
-    h.verify_ok(w, when="of the original")
     return u, w
 
 
@@ -228,17 +237,7 @@ def test_pidns_refusals(h):
     ctl = h.mkdir("userns")
     argv = [UNSHARE, "--pid", "--fork", "--mount-proc", "--", "/bin/sh", "-c",
             "%s --user --map-root-user -- setsid %s %s & wait" % (UNSHARE, h.workload_path("userns"), ctl)]
-    u = h.start("userns", argv, ctl)
-    deadline = time.monotonic() + 20
-    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
-        if time.monotonic() > deadline or not pid_alive(u.pid):
-            fail("the workload did not get ready: %s" % u.stderr())
-        time.sleep(0.01)
-    sh = children(u.pid)[0]
-    host = children(sh)[0]
-    h.tracked_pids += [sh, host]
-    w = cryotest.Workload("userns", ctl, host, None, u.argv)
-    h.verify_ok(w, when="of the original")
+    u, sh, w = start_behind_shell(h, "userns", argv, ctl, "of the original")
     h.dump_refused(w.pid, ["is owned by user namespace", "made before the user namespace"])
     h.verify_ok(w, when="of the original after the refused dump")
     os.kill(sh, 9)
@@ -590,18 +589,9 @@ def test_threads(h):
     h.reap_orphans()
     # In a PID namespace its user namespace owns: kill-mode dump, restore.
     ctl = h.mkdir("threads-pidns")
-    u = h.start("threads", [UNSHARE, "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--",
-                            "/bin/sh", "-c", "setsid %s %s 4 & wait" % (h.workload_path("threads"), ctl)], ctl)
-    deadline = time.monotonic() + 20
-    while not (read_text(os.path.join(ctl, "ready")) or "").strip():
-        if time.monotonic() > deadline or not pid_alive(u.pid):
-            fail("the workload did not get ready: %s" % u.stderr())
-        time.sleep(0.01)
-    sh = children(u.pid)[0]
-    host = children(sh)[0]
-    h.tracked_pids += [sh, host]
-    w = cryotest.Workload("threads", ctl, host, None, u.argv)
-    h.verify_ok(w, when="of the original in its PID namespace")
+    u, _, w = start_behind_shell(h, "threads", [UNSHARE, "--user", "--map-root-user", "--pid", "--fork",
+                                 "--mount-proc", "--", "/bin/sh", "-c", "setsid %s %s 4 & wait"
+                                 % (h.workload_path("threads"), ctl)], ctl, "of the original in its PID namespace")
     images = h.mkdir("img")
     h.dump(w.pid, images)
     h.wait_exit(u.pid)
