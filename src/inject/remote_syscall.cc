@@ -14,26 +14,12 @@
 #include "base/log.h"
 #include "inject/injected_code.h"
 #include "inject/reclaim.h"
+#include "inject/remote_process.h"
 #include "seize/ptrace_util.h"
 
 namespace cryo {
 
-// What the threads of one process share.
-struct RemoteProcess {
-  pid_t pid = 0;
-  std::vector<proc::Vma> vmas;
-  uint64_t sig_ign = 0, sig_cgt = 0;
-  InjectedCode code;
-  uint64_t scratch = 0;  // scratch memory (and in the fallback, the code's page after it: one range)
-  size_t scratch_size = 0;
-  size_t mapping_len = 0;
-  RemoteSyscaller* owner = nullptr;
-  int threads_in = 0;  // threads other than the owner that may run batches (whose tables are in the scratch memory)
-};
-
 namespace {
-
-std::string Tid(pid_t tid) { return "task " + std::to_string(tid); }
 
 constexpr size_t kCodePage = 4096;
 constexpr int kSiTkill = -6;  // SI_TKILL
@@ -480,11 +466,6 @@ Status RemoteSyscaller::WholeCode(const char* what) {
   return Status::Ok();
 }
 
-Result<uint64_t> RemoteSyscaller::PrepareGate() {
-  CRYO_RETURN_IF_ERROR(WholeCode("a gate"));
-  return proc_->code.base() + InjectedCode::kGateFlag;
-}
-
 Result<UniqueFd> RemoteSyscaller::TakeFdMadeBy(long nr, uint64_t a1, const std::string& what) {
   if (loop_running_) return Status::Error("internal: remote syscall on " + Tid(tid_) + " during its batch");
   CRYO_RETURN_IF_ERROR(WholeCode("taking an fd out"));
@@ -524,54 +505,6 @@ Result<UniqueFd> RemoteSyscaller::TakeFdMadeBy(long nr, uint64_t a1, const std::
   const long closed = static_cast<long>(out.rax);
   if (closed < 0) return Status::Errno(static_cast<int>(-closed), "closing the " + what + " in " + Tid(tid_));
   return dup;
-}
-
-Status RemoteSyscaller::OpenGate() {
-  if (!guarded()) return Status::Ok();
-  return proc_->code.OpenGate();
-}
-
-// The thread runs to the entry of the gate's first sleep (the flag is 0),
-// where it stays: cryo gone, it would sleep, look at the flag again, ...
-Status RemoteSyscaller::Hold(uint64_t rounds) {
-  if (loop_running_ || held_) return Status::Error("internal: holding " + Tid(tid_) + " during a call");
-  CRYO_ASSIGN_OR_RETURN(const uint64_t flag, PrepareGate());
-  CRYO_RETURN_IF_ERROR(Enter());
-  CRYO_RETURN_IF_ERROR(CheckUntraced(SYS_ppoll, {0, 0, flag - InjectedCode::kGateFlag + InjectedCode::kGateTimespec, 0, 0}, true));
-  user_regs_struct r = base_;
-  r.rip = flag - InjectedCode::kGateFlag + InjectedCode::kGate;
-  r.r12 = rounds;
-  r.r15 = Finisher();
-  CRYO_RETURN_IF_ERROR(Inject(r, PTRACE_SYSCALL));
-  held_ = true;
-  for (;;) {
-    CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(tid_));
-    if (si.exited) return Status::Error(Tid(tid_) + " died on its way to cryo's gate");
-    if (si.syscall_stop()) return Status::Ok();
-    CRYO_RETURN_IF_ERROR(OnOtherStop(si, "the way to cryo's gate"));
-    FaultPoint();
-    if (ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_SYSCALL " + Tid(tid_));
-  }
-}
-
-// At the entry stop: the sleep skipped (orig_rax -1), then its exit stop.
-Status RemoteSyscaller::Unhold() {
-  if (!held_) return Status::Ok();
-  held_ = false;
-  user_regs_struct r;
-  CRYO_RETURN_IF_ERROR(GetRegs(tid_, &r));
-  r.orig_rax = static_cast<unsigned long long>(-1);
-  CRYO_RETURN_IF_ERROR(SetRegs(tid_, r));
-  FaultPoint();
-  if (ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_SYSCALL " + Tid(tid_));
-  for (;;) {
-    CRYO_ASSIGN_OR_RETURN(StopInfo si, WaitStop(tid_));
-    if (si.exited) return Status::Error(Tid(tid_) + " died leaving cryo's gate");
-    if (si.syscall_stop()) break;
-    CRYO_RETURN_IF_ERROR(OnOtherStop(si, "leaving cryo's gate"));
-    if (ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) != 0) return Status::FromErrno("PTRACE_SYSCALL " + Tid(tid_));
-  }
-  return owner_ ? Park() : Status::Ok();
 }
 
 // Mask first, then registers: never the task's own code with cryo's mask.
