@@ -1,7 +1,9 @@
 #include "base/janitor.h"
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/shm.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include "base/clock.h"
 #include "base/file_util.h"
 #include "base/nft.h"
+#include "base/unique_fd.h"
 
 namespace cryo {
 
@@ -84,6 +87,35 @@ bool ReleasedAlive(pid_t root, pid_t cryo) {
   }
 }
 
+// Whether the task `pid` is gone or a zombie (dead, not yet reaped).
+bool Dead(pid_t pid) {
+  auto stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat.ok()) return true;
+  const size_t paren = stat->rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat->size()) return true;
+  const char state = (*stat)[paren + 2];
+  return state == 'Z' || state == 'X';
+}
+
+// cryo ended before the release: the kernel kills its tracees when cryo's
+// exit gets to them (exit_ptrace, after exit_files closed the channel,
+// kernel/exit.c), and they die a moment later. Waits until cryo has exited
+// (its pidfd polls readable once it is a zombie, pidfd_open(2)), then until
+// every task of the restore is gone or a zombie. Bounded: 5 s in all (a
+// pid some other process took meanwhile only costs the wait).
+void AwaitTreeGone(int cryo_pidfd, std::vector<pid_t> tasks) {
+  const double deadline = Now() + 5;
+  if (cryo_pidfd >= 0) {
+    struct pollfd p = {cryo_pidfd, POLLIN, 0};
+    while (::poll(&p, 1, 5000) < 0 && errno == EINTR && Now() < deadline) {
+    }
+  }
+  while (!tasks.empty() && Now() < deadline) {
+    std::erase_if(tasks, Dead);
+    if (!tasks.empty()) ::usleep(2000);
+  }
+}
+
 // `nft delete table inet NAME` (a network lock of the restore).
 bool RemoveNftTable(const std::string& name) {
   std::string output;
@@ -93,6 +125,11 @@ bool RemoveNftTable(const std::string& name) {
 
 // The janitor process: collects what cryo creates until its pipe closes.
 void Run(int channel, pid_t cryo) {
+  // Opened while cryo runs (it started this process and waits for its
+  // report); fails only if cryo is already gone.
+  const UniqueFd cryo_pidfd(static_cast<int>(::syscall(SYS_pidfd_open, cryo, 0)));
+  std::vector<pid_t> tasks;
+  bool orderly = false;  // cryo hung up itself, its tree already killed and reaped
   std::vector<int> segments;
   std::vector<std::string> files, cgroups;
   std::vector<std::string> locks;  // nftables tables (net/net_lock.h)
@@ -108,8 +145,12 @@ void Run(int channel, pid_t cryo) {
     if (kind == 'F') files.push_back(payload);
     if (kind == 'C') cgroups.push_back(payload);
     if (kind == 'N') locks.push_back(payload);
+    if (kind == 'X') orderly = true;
+    if (kind == 'T')
+      for (std::string_view w : SplitWords(payload)) tasks.push_back(static_cast<pid_t>(std::atoi(std::string(w).c_str())));
   }
   if (done || (root > 0 && ReleasedAlive(root, cryo))) return;
+  if (!orderly) AwaitTreeGone(cryo_pidfd.get(), std::move(tasks));
   int removed = 0;
   for (int id : segments) {
     struct shmid_ds ds;
@@ -148,6 +189,16 @@ Status Janitor::WillCreateCgroup(const std::string& path) { return sentinel_->Se
 
 Status Janitor::WillRemoveNetLock(const std::string& name) { return sentinel_->Send('N', name); }
 
+Status Janitor::WillMakeTasks(const std::vector<pid_t>& tasks) {
+  // A record holds at most 8 KiB: 900 ids of up to 7 digits and a space each.
+  for (size_t at = 0; at < tasks.size(); at += 900) {
+    std::string payload;
+    for (size_t i = at; i < std::min(tasks.size(), at + 900); ++i) payload += std::to_string(tasks[i]) + " ";
+    CRYO_RETURN_IF_ERROR(sentinel_->Send('T', payload));
+  }
+  return Status::Ok();
+}
+
 void Janitor::Done(pid_t root) { (void)sentinel_->Send('D', std::to_string(root)); }
 
 void Janitor::Released() {
@@ -157,6 +208,9 @@ void Janitor::Released() {
 
 Janitor::~Janitor() {
   if (g_current == this) g_current = nullptr;
+  // cryo is here: the restore's tree guard, gone before this object, has
+  // killed and reaped the tree; the janitor need not wait for it.
+  (void)sentinel_->Send('X', "");
   // The sentinel hangs up (not done: it removes what it was told about) and
   // is awaited, so that nothing is left when cryo returns.
 }

@@ -17,6 +17,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "base/sentinel.h"
 #include "base/status.h"
@@ -52,6 +53,13 @@ class Janitor {
   // the first case.
   void Done(pid_t root);
   void Released();
+  // Every task the restore makes (pids, thread ids, ghosts), told before the
+  // first is made. If cryo dies before Released(), its tracees are killed
+  // by the kernel as its exit gets to them (PTRACE_O_EXITKILL), after its
+  // channel closed: the janitor waits (bounded) for cryo's exit and then for
+  // each of these to be gone or a zombie, so that once the janitor is gone
+  // no process of the failed restore runs.
+  Status WillMakeTasks(const std::vector<pid_t>& tasks);
   pid_t pid() const { return sentinel_->pid(); }
 
  private:

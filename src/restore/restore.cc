@@ -356,12 +356,18 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
   ChildSignals child_signals;
   CRYO_RETURN_IF_ERROR(child_signals.Open());
   const int root_exit_signal = img.processes.at(root).core.exit_signal() ? img.processes.at(root).core.exit_signal() : SIGCHLD;
+  std::vector<pid_t> all_pids(plan.ghosts);
+  for (const auto& [pid, p] : img.processes) all_pids.push_back(pid);
+  if (janitor) {
+    std::vector<pid_t> tasks(all_pids);
+    for (const auto& [pid, p] : img.processes)
+      for (const image::TaskCore& t : p.core.threads()) tasks.push_back(t.tid());
+    CRYO_RETURN_IF_ERROR(janitor->WillMakeTasks(tasks));
+  }
   CRYO_ASSIGN_OR_RETURN(pid_t child, CloneWithPid(root, root_exit_signal));
   if (child == 0) RunHelper(ctx);
   RestoreFaultAwait("helper-cloned");
   RestoreFaultPoint("root-cloned");
-  std::vector<pid_t> all_pids(plan.ghosts);
-  for (const auto& [pid, p] : img.processes) all_pids.push_back(pid);
   TreeGuard guard(child, all_pids);
   ::munmap(reinterpret_cast<void*>(window.start), window.len);  // the helpers have it
   pool.CloseAll();
