@@ -31,26 +31,38 @@ Result<std::unique_ptr<LivePageSource>> LivePageSource::Open(pid_t pid) {
   return std::unique_ptr<LivePageSource>(new LivePageSource(pid, std::move(inner)));
 }
 
+void LivePageSource::Unread(uint64_t vaddr, uint64_t len, char* dst) {
+  std::memset(dst, 0, len);
+  if (!unread_.empty() && unread_.back().second == vaddr)
+    unread_.back().second += len;
+  else
+    unread_.push_back({vaddr, vaddr + len});
+}
+
 Status LivePageSource::ReadPiece(const PagePiece& p, char* dst) {
+  if (gone_) {
+    Unread(p.vaddr, p.len, dst);
+    return Status::Ok();
+  }
   if (inner_->Read(&p, 1, dst).ok()) return Status::Ok();
   // Part of it is unmapped (or mapped again) since the freeze: page by page.
   for (uint64_t off = 0; off < p.len; off += kPage) {
     const PagePiece page{p.vaddr + off, kPage, 0, p.readable};
-    Status s = inner_->Read(&page, 1, dst + off);
-    if (s.ok()) continue;
-    if (Gone(pid_)) return s.Prefixed("pid " + std::to_string(pid_) + " ended during the copy");
-    std::memset(dst + off, 0, kPage);
-    if (!unread_.empty() && unread_.back().second == page.vaddr)
-      unread_.back().second += kPage;
-    else
-      unread_.push_back({page.vaddr, page.vaddr + kPage});
+    if (!gone_ && inner_->Read(&page, 1, dst + off).ok()) continue;
+    gone_ = gone_ || Gone(pid_);
+    Unread(page.vaddr, kPage, dst + off);
   }
   return Status::Ok();
 }
 
 Status LivePageSource::Read(const PagePiece* pieces, size_t n, char* dst) {
-  if (inner_->Read(pieces, n, dst).ok()) return Status::Ok();
-  if (Gone(pid_)) return Status::Error("pid " + std::to_string(pid_) + " ended during the copy of its pages");
+  if (!gone_ && inner_->Read(pieces, n, dst).ok()) return Status::Ok();
+  if (!gone_ && Gone(pid_)) {
+    // It exited during the copy: no later dump finds it (a process of that
+    // pid started at another time is stored in full, mem/incremental.h).
+    LOG_INFO("pid %d ended during the copy of its pages: the rest stored as zeros", pid_);
+    gone_ = true;
+  }
   for (size_t i = 0; i < n; ++i) {
     CRYO_RETURN_IF_ERROR(ReadPiece(pieces[i], dst));
     dst += pieces[i].len;

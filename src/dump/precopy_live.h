@@ -38,7 +38,8 @@ namespace cryo {
 
 // The memory of a running process. A batch that cannot be read whole is read
 // again piece by piece, then page by page; a page that cannot be read at all
-// is zeros and named in unread(). Fails only if the process is gone.
+// is zeros and named in unread(); once the process is gone (it exited during
+// the copy), every page left is.
 class LivePageSource final : public PageSource {
  public:
   static Result<std::unique_ptr<LivePageSource>> Open(pid_t pid);
@@ -49,7 +50,9 @@ class LivePageSource final : public PageSource {
  private:
   LivePageSource(pid_t pid, std::unique_ptr<ProcessPageSource> inner) : pid_(pid), inner_(std::move(inner)) {}
   Status ReadPiece(const PagePiece& p, char* dst);
+  void Unread(uint64_t vaddr, uint64_t len, char* dst);
   pid_t pid_;
+  bool gone_ = false;
   std::unique_ptr<ProcessPageSource> inner_;
   std::vector<std::pair<uint64_t, uint64_t>> unread_;
 };
