@@ -31,6 +31,7 @@
 #include "inject/remote_syscall.h"
 #include "audit/remote_rules.h"
 #include "dump/inspect.h"
+#include "dump/precopy_live.h"
 #include "dump/prefetch.h"
 #include "dump/shared_objects_check.h"
 #include "dump/tcp_hold.h"
@@ -168,6 +169,7 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     // Leave-running images may be parents: their runs are cut as a child's are.
     if (opts.leave_running || c.parent) f.run_block = kIncrementalRunBytes;
     f.leave_unplanned = opts.post_copy && std::find(parents.begin(), parents.end(), f.pid) == parents.end();
+    f.compare_unchanged = !opts.live_copy;
     if (c.parent) {
       auto it = c.parent->processes.find(f.pid);
       if (it != c.parent->processes.end()) f.parent_pages = &it->second;
@@ -196,8 +198,10 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
   std::map<pid_t, std::unique_ptr<CowCopy>> cow;
   if (CowWanted(opts, c)) OpenCowCopies(c, &cow);
   std::vector<DeferredPages> deferred;
-  // (post-copy: nothing read ahead; what the target fetches stays unread)
-  Prefetcher prefetch(std::move(c.inspection.facts), parents, opts.post_copy ? 0 : kBufferedPages, 2);
+  // (post-copy: nothing read ahead; what the target fetches stays unread;
+  // a pre-copy round: everything is read once the tree runs again)
+  Prefetcher prefetch(std::move(c.inspection.facts), parents, opts.post_copy || opts.live_copy ? 0 : kBufferedPages,
+                      2);
   IncrementalCounts incremental;
   for (size_t i = 0; i < procs.size(); ++i) {
     SeizedProcess& sp = *tree.processes()[i];
@@ -312,6 +316,11 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     progress->pages_after_resume = Now() - tcow;
     progress->pages += progress->pages_after_resume;
     tphase += progress->pages_after_resume;  // not billed to "other records"
+    if (opts.live_copy) {
+      // Read while the tree ran: a parent for the next round only.
+      features.insert("live-copied-pages");
+      LiveCopyTestHold();
+    }
   }
 
   image::Inventory inv = MakeInventory(opts, procs[0].core, features);
@@ -406,6 +415,8 @@ Status WriteImage(const DumpOptions& opts, Classified& c, image::ImageWriter* wr
     next.snapshot = snapshot;
     for (const DumpedProcess& p : procs)
       if (next.same_boot) AddParentProcess(p.core, p.mm, &next);
+    for (const DeferredPages& d : deferred)
+      if (auto it = next.processes.find(d.pid); it != next.processes.end()) it->second.unread = d.unread;
   }
   if (c.tracking && opts.leave_running) {
     // The protection is this image's now (until then a failure leaves none).
@@ -568,13 +579,16 @@ Status Dump(const DumpOptions& opts, DumpStats* stats) {
            opts.images_dir.c_str(), (Now() - t0) * 1e3, opts.leave_running ? "left running" : "killed",
            progress.frozen * 1e3, c.seize_s * 1e3, c.audit_s * 1e3, progress.pages * 1e3,
            progress.pages_after_resume > 0
-               ? (" (" + FormatMs(progress.pages_after_resume) + " of it after the resume, copy-on-write)").c_str()
+               ? (" (" + FormatMs(progress.pages_after_resume) + " of it after the resume, " +
+                  (opts.live_copy ? "while the tree ran" : "copy-on-write") + ")")
+                     .c_str()
                : "",
            progress.records * 1e3,
            opts.sync ? "fsync" : "closed (no sync)", progress.sync * 1e3,
            opts.leave_running ? "resume (before the sync)" : "kill", progress.end * 1e3);
   if (stats) {
     stats->frozen_seconds = progress.frozen;
+    stats->copy_seconds = progress.pages_after_resume;
     stats->processes = others + 1;
     stats->net_lock = opts.leave_running ? "" : c.tcp.lock_name();
     for (const DumpedProcess& p : c.procs)

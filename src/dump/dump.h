@@ -59,6 +59,12 @@ struct DumpOptions {
   // one's parent (its link's dir is the caller's to set).
   const ParentForDump* parent = nullptr;
   ParentForDump* as_parent = nullptr;
+  // A pre-copy round (dump/precopy_live.h): the freeze reads the VMAs and
+  // task state and arms the dirty tracking (track_mem), and the pages are
+  // read once the tree runs again; runs the tracking does not vouch for are
+  // stored, not compared. The image (feature "live-copied-pages") is a
+  // parent only: restore refuses it.
+  bool live_copy = false;
   // `--compress` with -D: the page files of the processes in compressed
   // frames (image/page_frames.h, feature "compressed-pages"); none by default.
   image::Compression compression;
@@ -78,6 +84,7 @@ struct DumpOptions {
 // What a dump that succeeded reports.
 struct DumpStats {
   double frozen_seconds = 0;  // from the seize to the kill, or to the resume
+  double copy_seconds = 0;    // pages copied once the tree ran again (copy-on-write, pre-copy round)
   size_t processes = 0;       // in the image, zombies included
   uint64_t stored_pages = 0;  // pages this image stores itself (not in its parent)
   uint64_t written_pages = 0;  // pages the dirty tracking saw written since the parent image

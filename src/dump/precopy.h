@@ -11,8 +11,12 @@
 // written after it was read is named by the next round's PAGEMAP_SCAN; every
 // page the tracking cannot vouch for (a VMA created, moved or replaced
 // between rounds, a process forked, memory the tracking does not cover) is
-// compared by content in the next round, the final one included. DIR is then
-// an ordinary image whose chain is inside it: `cryo restore -D DIR`.
+// stored again by the next round and compared by content in the final one.
+// A round is frozen only to read the VMAs and task state and to arm the
+// tracking; it reads its pages once the tree runs again
+// (dump/precopy_live.h), so a round's image is a parent only (feature
+// "live-copied-pages"). DIR is then an ordinary image whose chain is inside
+// it: `cryo restore -D DIR`.
 //
 // Rounds stop when one stores few pages (the dirty set is small), stores
 // about as much as the one before (it stops shrinking: the tree writes as

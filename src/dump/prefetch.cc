@@ -71,7 +71,8 @@ Status ReadProcessPages(ProcessFacts* f, uint64_t buffered_max, const ParentMemo
   f->pieces = std::move(*planned);
   if (f->mm.guard_regions_size()) f->features.insert("guard-regions");
   if (f->parent_pages && f->parent_pages->start_ticks != 0 && f->parent_pages->start_ticks == f->stat.starttime)
-    CRYO_RETURN_IF_ERROR(TakeUnchangedFromParent(pid, *f->parent_pages, &f->mm, &f->pieces, &f->incremental, f->dirty)
+    CRYO_RETURN_IF_ERROR(TakeUnchangedFromParent(pid, *f->parent_pages, &f->mm, &f->pieces, &f->incremental, f->dirty,
+                                                 f->compare_unchanged)
                              .Prefixed("memory (incremental)"));
   else if (f->parent_pages)
     LOG_INFO("pid %d: not the process of that pid in the parent image (started at another time): stored in full", pid);

@@ -54,6 +54,9 @@ struct ProcessFacts {
   bool leave_unplanned = false;
   const ParentProcessPages* parent_pages = nullptr;
   const DirtyPages* dirty = nullptr;  // what the dirty tracking knows since the parent (mem/dirty_tracker.h)
+  // Runs of the parent not vouched for by `dirty` are compared (read during
+  // the freeze); false (a pre-copy round, read while the tree runs): stored.
+  bool compare_unchanged = true;
   IncrementalCounts incremental;
   std::shared_ptr<std::string> pages;  // the page data, read ahead when small; else null
   double proc_s = 0, fds_s = 0, pages_s = 0;  // where the time went (debug log)

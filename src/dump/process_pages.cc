@@ -29,6 +29,7 @@
 #include "inject/remote_syscall.h"
 #include "audit/remote_rules.h"
 #include "dump/inspect.h"
+#include "dump/precopy_live.h"
 #include "dump/prefetch.h"
 #include "dump/shared_objects_check.h"
 #include "dump/tcp_hold.h"
@@ -127,8 +128,9 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
   } else {
     const double tp = Now();
     CRYO_ASSIGN_OR_RETURN(auto pages, writer.CreatePageFile(image::PagesName(pid)));
-    if (cow && !opts.post_copy) {
-      deferred->push_back({pid, std::move(facts.pieces), std::move(pages), &out->mm, bytes, std::move(cow), 0, {}});
+    if ((cow || opts.live_copy) && !opts.post_copy) {
+      deferred->push_back({pid, std::move(facts.pieces), std::move(pages), &out->mm, bytes, std::move(cow), 0,
+                           opts.live_copy, {}, {}});
       lap(&times->pages);
       return Status::Ok();
     }
@@ -150,7 +152,7 @@ Status DumpProcessPages(SeizedProcess& seized, ProcessFacts& facts, image::Image
 }
 
 bool CowWanted(const DumpOptions& opts, const Classified& c) {
-  if (!opts.leave_running || !opts.cow || opts.post_copy) return false;
+  if (!opts.leave_running || !opts.cow || opts.post_copy || opts.live_copy) return false;
   // A VMA takes one userfaultfd: the tracker's (WP_ASYNC) owns them already.
   if (c.tracking) {
     LOG_INFO("memory copied during the freeze: the tree's memory is tracked (--track-mem)");
@@ -186,6 +188,7 @@ void OpenCowCopies(Classified& c, std::map<pid_t, std::unique_ptr<CowCopy>>* cow
 // (when it cannot be) copied now.
 Status ProtectDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred) {
   for (DeferredPages& d : *deferred) {
+    if (d.live) continue;  // read from the running tree (CopyDeferred)
     const std::string who = "pid " + std::to_string(d.pid);
     Status s = d.cow->Protect(*d.mm, d.pieces, writer->dir());
     if (s.ok()) continue;
@@ -201,6 +204,19 @@ Status ProtectDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* d
 Status CopyDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred, bool* memory_changed) {
   *memory_changed = false;
   for (DeferredPages& d : *deferred) {
+    if (d.live) {
+      // A pre-copy round: what the tree writes meanwhile is named by the
+      // next round's scan (its protection was armed during the freeze).
+      const std::string who = "pid " + std::to_string(d.pid);
+      auto src = LivePageSource::Open(d.pid);
+      if (!src.ok()) return src.status().Prefixed(who);
+      CRYO_RETURN_IF_ERROR(FinishDeferred(writer, &d, **src).Prefixed(who));
+      d.unread = (*src)->unread();
+      if (!d.unread.empty())
+        LOG_INFO("%s: %zu ranges unmapped during the copy (stored as zeros; the next round reads them again)",
+                 who.c_str(), d.unread.size());
+      continue;
+    }
     if (!d.cow) continue;
     Status s = FinishDeferred(writer, &d, *d.cow).Prefixed("pid " + std::to_string(d.pid));
     if (s.ok()) s = d.cow->status();

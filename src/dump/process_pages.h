@@ -41,6 +41,11 @@ struct DeferredPages {
   uint64_t bytes = 0;
   std::unique_ptr<CowCopy> cow;  // null: copied during the freeze after all
   double seconds = 0;
+  // A pre-copy round (DumpOptions::live_copy): copied from the running tree
+  // after the resume, unprotected (dump/precopy_live.h); `unread`: what
+  // could not be read (zeros in the page file).
+  bool live = false;
+  std::vector<std::pair<uint64_t, uint64_t>> unread;
   // Closes `cow` once the copy is done, while the image is synced: closing
   // a userfaultfd walks the page tables of every VMA it registered (to clear
   // what protection is left), some 25 ms a GiB. Joined when this goes.
@@ -77,7 +82,7 @@ bool CowWanted(const DumpOptions& opts, const Classified& c);
 void OpenCowCopies(Classified& c, std::map<pid_t, std::unique_ptr<CowCopy>>* cow);
 
 // The last step of the freeze: each deferred process's memory protected, or
-// (when it cannot be) copied now.
+// (when it cannot be) copied now. (Live copies stay for CopyDeferred.)
 Status ProtectDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* deferred);
 
 // Once the tree runs again: the protected memory copied. After an error,

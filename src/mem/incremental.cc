@@ -118,7 +118,14 @@ std::vector<PagePiece> Relayout(const std::vector<PagePiece>& pieces, const std:
 }
 
 Status TakeUnchangedFromParent(pid_t pid, const ParentProcessPages& parent, image::Mm* mm,
-                               std::vector<PagePiece>* pieces, IncrementalCounts* counts, const DirtyPages* dirty) {
+                               std::vector<PagePiece>* pieces, IncrementalCounts* counts, const DirtyPages* dirty,
+                               bool compare) {
+  // The parent's bytes there are zeros it could not read, not the pages'.
+  auto unread = [&parent](uint64_t start, uint64_t end) {
+    auto it = std::lower_bound(parent.unread.begin(), parent.unread.end(), start,
+                               [](const std::pair<uint64_t, uint64_t>& r, uint64_t a) { return r.second <= a; });
+    return it != parent.unread.end() && it->first < end;
+  };
   // Candidates: runs the parent has at the same address and size, in the same VMA.
   std::vector<const image::PageRun*> candidates;
   std::vector<const image::PageRun*> parent_of;
@@ -134,9 +141,11 @@ Status TakeUnchangedFromParent(pid_t pid, const ParentProcessPages& parent, imag
     if (std::none_of(parent.vmas.begin(), parent.vmas.end(),
                      [&](const image::Vma& pv) { return SameMemory(v, pv, r.vaddr(), end); }))
       continue;
+    const bool vouched = dirty && dirty->Unchanged(r.vaddr(), end) && !unread(r.vaddr(), end);
+    if (!vouched && !compare) continue;  // stored
     candidates.push_back(&r);
     parent_of.push_back(&it->second);
-    tracked.push_back(dirty && dirty->Unchanged(r.vaddr(), end));
+    tracked.push_back(vouched);
   }
   if (candidates.empty()) return Status::Ok();
   // The bytes of the others now, hashed (read, not written).

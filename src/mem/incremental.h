@@ -36,6 +36,10 @@ struct ParentProcessPages {
   uint64_t start_ticks = 0;          // ProcessCore.start_ticks (0: unknown, nothing taken)
   std::vector<image::Vma> vmas;      // its VMAs
   std::map<uint64_t, image::PageRun> runs;  // by address: every run of its pages, depth as the child names it
+  // Pages a pre-copy round could not read (unmapped while it copied from the
+  // running tree: zeros in its page file): never taken unread on the dirty
+  // tracking's word (dump/precopy_live.h). Ascending address ranges.
+  std::vector<std::pair<uint64_t, uint64_t>> unread;
 };
 
 // The parent image of a dump.
@@ -70,10 +74,12 @@ struct DirtyPages;
 // parent's run at the same address held move to mm.parent_runs; the others are
 // laid out again (runs, pieces, stored_pages, total_pages). With `dirty`
 // (dirty_tracker.h), a run it says was not written since the parent is taken
-// without reading it; every other candidate is compared.
+// without reading it (unless it holds a page of parent.unread); every other
+// candidate is compared, or with `compare` false (a pre-copy round, whose
+// pages are read once the tree runs) stored.
 Status TakeUnchangedFromParent(pid_t pid, const ParentProcessPages& parent, image::Mm* mm,
                                std::vector<PagePiece>* pieces, IncrementalCounts* counts,
-                               const DirtyPages* dirty = nullptr);
+                               const DirtyPages* dirty = nullptr, bool compare = true);
 
 // Exposed for tests: the parts of `pieces` (laid out for some runs) that hold
 // `keep` (runs of that layout, in file order), laid out back to back from

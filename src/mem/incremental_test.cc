@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "image/format.h"
+#include "mem/dirty_tracker.h"
 
 namespace cryo {
 namespace {
@@ -84,6 +85,42 @@ TEST(IncrementalTest, RelayoutKeepsChosenRuns) {
   EXPECT_EQ(out[2].file_off, kData + 66 * kPage);
   EXPECT_EQ(out[3].len, 60 * kPage);
   EXPECT_EQ(out[3].file_off, kData + 68 * kPage);
+}
+
+// A pre-copy round (compare false): a run the tracking vouches for is taken
+// from the parent unread, unless the parent could not read a page of it
+// (ParentProcessPages::unread: its bytes there are zeros); every other run is
+// stored without being read (pid 0: a read would fail).
+TEST(IncrementalTest, RoundTakesOnlyVouchedAndReadRuns) {
+  const uint64_t a = 0x10000000;
+  const uint64_t block = kIncrementalRunBytes;
+  image::Mm parent_mm = OneVma(a, a + 3 * block);
+  ASSERT_TRUE(PlanPages(&parent_mm, Present({{a, a + 3 * block, kPagePresent}}), block).ok());
+  ASSERT_EQ(parent_mm.runs_size(), 3);
+  ParentProcessPages parent;
+  parent.start_ticks = 1;
+  parent.vmas.assign(parent_mm.vmas().begin(), parent_mm.vmas().end());
+  for (image::PageRun r : parent_mm.runs()) {
+    r.set_depth(1);
+    parent.runs[r.vaddr()] = r;
+  }
+  parent.unread = {{a + block + 5 * kPage, a + block + 6 * kPage}};  // in run 1
+  DirtyPages dirty;
+  dirty.tracked = {{a, a + 3 * block}};
+  dirty.written = {{a + 2 * block + kPage, a + 2 * block + 2 * kPage}};  // in run 2
+  image::Mm mm = OneVma(a, a + 3 * block);
+  auto pieces = PlanPages(&mm, Present({{a, a + 3 * block, kPagePresent}}), block);
+  ASSERT_TRUE(pieces.ok());
+  IncrementalCounts counts;
+  Status s = TakeUnchangedFromParent(0, parent, &mm, &*pieces, &counts, &dirty, /*compare=*/false);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  ASSERT_EQ(mm.parent_runs_size(), 1);
+  EXPECT_EQ(mm.parent_runs(0).vaddr(), a);
+  ASSERT_EQ(mm.runs_size(), 2);
+  EXPECT_EQ(mm.runs(0).vaddr(), a + block);
+  EXPECT_EQ(mm.runs(1).vaddr(), a + 2 * block);
+  EXPECT_EQ(counts.compared_pages, 0u);
+  EXPECT_EQ(counts.tracked_pages, block / kPage);
 }
 
 }  // namespace

@@ -184,6 +184,12 @@ Result<pid_t> Restore(const RestoreOptions& opts, std::unique_ptr<LazyServer>* l
     return Status::Error("the image's private memory is still in the source process of a post-copy migration "
                          "(cryo migrate --lazy): only the page server that received it can restore it");
   if (opts.remote && !opts.lazy) return Status::Error("a post-copy restore is lazy (--lazy)");
+  // A pre-copy round read its pages while the tree ran (dump/precopy_live.h):
+  // they are no one moment's memory; only the final image of the chain is.
+  if (std::find(features.begin(), features.end(), "live-copied-pages") != features.end())
+    return Status::Error(opts.images_dir + " is a pre-copy round (feature 'live-copied-pages': its pages were read "
+                         "while the tree ran, a parent for the next dump only): restore the pre-copy's final image, "
+                         "the directory that holds pre-copy/");
   if (!opts.shell_job && std::find(features.begin(), features.end(), "shell-job") != features.end())
     return Status::Error("the image was dumped with --shell-job (its terminal belonged to the calling shell); "
                          "restore it with --shell-job from a terminal");

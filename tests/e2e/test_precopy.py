@@ -148,6 +148,68 @@ def test_leave_running(h):
     restore_and_verify(h, w, images, "after the pre-copy leave-running dump")
 
 
+def test_rounds_copy_while_running(h):
+    """A round's pages are read while the tree runs (its freeze only arms
+    the tracking): held once round 0's copy is done (CRYO_TEST_PRECOPY_HOLD),
+    the program is untraced, answers and writes on, also pages the copy had
+    already read; those come back from the later rounds (the restored
+    program checks every byte), so a round that let them go (its protection
+    taken after the copy instead of before) fails here. A round is a parent
+    only: `cryo restore` of it is refused by name."""
+    w = start(h)
+    images = h.mkdir("img")
+    hold = os.path.join(h.tmp_root, "precopy-hold")
+    open(hold, "w").close()
+    base = os.path.join(h.tmp_root, "held-cryo")
+    argv = ["dump", "-t", str(w.pid), "-D", images, "--pre-copy", "--log-file", base + ".log", "-v"]
+    with open(base + ".err", "wb") as err:
+        p = subprocess.Popen([h.cryo] + argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                             close_fds=True, env=dict(os.environ, CRYO_TEST_PRECOPY_HOLD=hold))
+    try:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(hold + ".held") and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        check(os.path.exists(hold + ".held"), "round 0 never held its copy (cryo status %s)\n%s"
+              % (p.poll(), cryotest.read_text(base + ".err", "")[-3000:]))
+        log = cryotest.read_text(base + ".log", "")
+        check("pre-copy round 0:" not in log, "round 0 reported before its copy was done")
+        # The tree runs during the round: not traced, not stopped, and it
+        # answers and writes on.
+        st = cryotest.proc_status(w.pid)
+        check(st["TracerPid"] == "0" and st["State"][0] in "SR", "during round 0's copy pid %d is %s, traced by %s"
+              % (w.pid, st["State"], st["TracerPid"]))
+        first = written(h.verify_ok(w, when="during round 0's copy"))
+        time.sleep(0.3)
+        later = written(h.verify_ok(w, when="during round 0's copy (later)"))
+        h.note("written %d -> %d while round 0 was held" % (first, later))
+        check(later > first, "the program wrote nothing while round 0 was held")
+    finally:
+        os.unlink(hold)
+    try:
+        rc = p.wait(timeout=cryotest.CRYO_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(timeout=10)
+        rc = "TIMEOUT"
+    h.reap_orphans()
+    r = cryotest.CryoResult(argv, rc, "", cryotest.read_text(base + ".err", ""), cryotest.read_text(base + ".log"))
+    check_eq(rc, 0, "cryo dump --pre-copy exit status\n%s" % r.describe())
+    found, (final_pages, final_written) = rounds(r)
+    h.note("rounds %s, final %d pages (%d written)" % (found, final_pages, final_written))
+    check(len(found) >= 2, "only %d round(s) before the final one" % len(found))
+    check(re.search(r"pre-copy round 0: .*frozen [\d.]+ ms, copied [\d.]+ ms while the tree ran", r.stderr),
+          "round 0 does not report its copy while the tree ran\n%s" % r.describe())
+    cryotest.check_private_image(images)
+    round0 = os.path.join(images, "pre-copy", "0")
+    show = h.run_cryo(["show", round0], tag="show")
+    check(show.rc == 0 and "live-copied-pages" in show.stdout, "cryo show of round 0\n%s" % show.describe())
+    h.reap_original(w)
+    refused = h.run_cryo(["restore", "-D", round0, "-d"], tag="restore-round")
+    check(refused.rc != 0 and "live-copied-pages" in refused.message,
+          "restore of a pre-copy round: expected a refusal naming live-copied-pages\n%s" % refused.describe())
+    restore_and_verify(h, w, images, "after a pre-copy whose round 0 was held while the program wrote")
+
+
 def test_cryo_killed_mid_round(h):
     # No churn: its mappings stay as they are, so they can be compared.
     w = start(h, 128, 20, "nochurn")
@@ -312,7 +374,8 @@ def test_refused(h):
 
 
 if __name__ == "__main__":
-    sys.exit(cryotest.main([test_kill_mode, test_leave_running, test_cryo_killed_mid_round, test_streamed,
+    sys.exit(cryotest.main([test_kill_mode, test_leave_running, test_rounds_copy_while_running,
+                            test_cryo_killed_mid_round, test_streamed,
                             test_streamed_leave_running, test_receiver_killed_mid_round, test_migrate,
                             test_hostile_rounds, test_refused],
                            description=__doc__))
