@@ -134,6 +134,21 @@ int MaxFd(const image::FdTable& table) {
   return max;
 }
 
+uint64_t RestoreFdsNeeded(const std::vector<const image::FdTable*>& tables, uint64_t in_flight) {
+  constexpr uint64_t kMargin = 64;  // cryo's own: log, image files, netlink, pipes to helpers
+  int max_fd = 2;
+  uint64_t need = kMargin + in_flight;
+  for (const image::FdTable* t : tables) {
+    max_fd = std::max(max_fd, MaxFd(*t));
+    for (const image::Fd& f : t->fds()) {
+      need += 1;
+      if (f.kind() == image::FD_TCP_SOCKET) need += 1;
+      if (f.kind() == image::FD_PIPE || f.kind() == image::FD_FIFO) need += 1;
+    }
+  }
+  return need + static_cast<uint64_t>(max_fd) + 1;
+}
+
 namespace {
 
 // A pidfd, made here because its process must exist (files/pidfd.cc): once per
