@@ -26,7 +26,8 @@ from test_tcp import check_no_lock, unlocking  # noqa: E402
 
 # 2000 connections: 4000 sockets, above the 1024 soft limit cryo is given,
 # below the machines' usual hard limit; the dump holds a duplicate of each
-# socket and the restore ~3 fds a socket (about 12,000 with the pool's base).
+# socket, the restore's pool is numbered above the workload's ~4000 fds (its
+# highest ~8000) and a duplicate of each socket takes a lower number.
 N = 2000
 
 
@@ -96,14 +97,15 @@ def test_rewind_above_soft_limit(h):
 
 
 def test_above_hard_limit_refused(h):
-    """cryo's hard limit (8000) enough for the dump (a duplicate of each of
-    the 4000 sockets) but not for the restore (~12,000): the dump is refused
+    """cryo's hard limit (6000) enough for the dump (a duplicate of each of
+    the 4000 sockets) but not for the restore (its pool numbered above the
+    workload's ~4000 fds, ~8000): the dump is refused
     before anything is written, naming RLIMIT_NOFILE (a kill-mode dump would
     have lost the tree); the tree runs on untouched, every connection
     checked."""
     w = start(h)
-    with LimitedCryo(h, 8000, hard=8000):
-        h.dump_refused(w.pid, ["RLIMIT_NOFILE", "hard limit of 8000", "pid %d" % w.pid])
+    with LimitedCryo(h, 6000, hard=6000):
+        h.dump_refused(w.pid, ["RLIMIT_NOFILE", "hard limit of 6000", "pid %d" % w.pid])
     check_no_lock("after the refused dump")
     verified(h, w, "after the refused dump")
 
@@ -117,10 +119,10 @@ def test_restore_above_hard_limit_fails_cleanly(h):
     with LimitedCryo(h, 1024):
         h.dump(w.pid, images)
     h.reap_original(w)
-    with LimitedCryo(h, 8000, hard=8000):
+    with LimitedCryo(h, 6000, hard=6000):
         r = h.restore(images, detach=True, expect_ok=False)
-    check(r.rc == 1, "restore under a hard limit of 8000 should fail (exit 1)\n%s" % r.describe())
-    check("RLIMIT_NOFILE" in r.message and "hard limit of 8000" in r.message,
+    check(r.rc == 1, "restore under a hard limit of 6000 should fail (exit 1)\n%s" % r.describe())
+    check("RLIMIT_NOFILE" in r.message and "hard limit of 6000" in r.message,
           "the failure should name the limit: %s" % r.message)
     check(not cryotest.pid_alive(w.pid), "pid %d exists after the failed restore" % w.pid)
     r = h.restore(images, detach=True, expected_pid=w.pid)
