@@ -14,6 +14,7 @@
 #include <set>
 
 #include "base/clock.h"
+#include "base/fd_limit.h"
 #include "base/file_util.h"
 #include "base/interrupt.h"
 #include "base/privileges.h"
@@ -191,6 +192,9 @@ image::ProcessCore ZombieCore(const ZombieInfo& z) {
 
 Status SeizeAndClassify(pid_t pid, bool shell_job, bool kill_mode, Classified* c) {
   CRYO_RETURN_IF_ERROR(CheckDumpable(pid));
+  // A duplicate of each TCP socket is held until the dump ends: as many fds
+  // as the hard limit allows (what is above it is refused by InspectTree).
+  RaiseFdLimit();
   PrepareUdpQueueCount(pid);
   const double t0 = c->seize_start = Now();
   CRYO_ASSIGN_OR_RETURN(c->tree, SeizedTree::Seize(pid));

@@ -9,8 +9,10 @@
 
 #include "audit/audit.h"
 #include "base/clock.h"
+#include "base/fd_limit.h"
 #include "base/log.h"
 #include "files/fd_kind.h"
+#include "files/fd_table.h"
 #include "net/sock_diag.h"
 #include "net/socket_options.h"
 #include "net/unix_socket.h"
@@ -123,6 +125,20 @@ Result<Inspection> InspectTree(SeizedTree& tree, bool shell_job, const DumpScope
     CRYO_RETURN_IF_ERROR(LinkUnixSockets(tables, scope && scope->ext_unix_sk, n ? &in.facts[0].features : nullptr,
                                          &in.in_flight, scope));
   CRYO_RETURN_IF_ERROR(audit::AuditTreeWide(shown, lock_ids, &in.report));
+  // What the restore will hold at once in cryo (and the dump, fewer: a
+  // duplicate of each TCP socket) must fit below cryo's hard RLIMIT_NOFILE,
+  // or the dump is refused here, the tree untouched (base/fd_limit.h).
+  if (!in.report.refusals() && n) {
+    std::vector<const image::FdTable*> fd_tables;
+    size_t fds = 0;
+    for (const ProcessFacts& f : in.facts) {
+      fd_tables.push_back(&f.fds);
+      fds += static_cast<size_t>(f.fds.fds_size());
+    }
+    const uint64_t need = RestoreFdsNeeded(fd_tables, static_cast<uint64_t>(in.in_flight.table()->fds_size()));
+    if (Status s = CheckFdLimit(need, "restoring its " + std::to_string(fds) + " fds"); !s.ok())
+      in.report.Refuse("pid " + std::to_string(pids[0]), "limits", "the tree: " + s.message());
+  }
   for (ProcessFacts& f : in.facts) {
     // Read for the audit only.
     f.stat_text = std::string();

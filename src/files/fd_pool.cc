@@ -4,13 +4,13 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdio>
 
 #include "files/fd_kind.h"
 #include "files/fd_table.h"
+#include "base/fd_limit.h"
 #include "base/janitor.h"
 #include "base/log.h"
 #include "base/unique_fd.h"
@@ -117,10 +117,20 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
   int max_fd = 2;
   for (const auto& [pid, p] : img.processes) max_fd = std::max(max_fd, MaxFd(p.fds));
   const int base = max_fd + 1;
-  struct rlimit rl;
-  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-    rl.rlim_cur = rl.rlim_max;
-    ::setrlimit(RLIMIT_NOFILE, &rl);
+  // Every description at once, above the image's fd numbers, and a
+  // duplicate of each TCP socket: refused before anything is opened if
+  // that cannot fit (the dump refuses such a tree already, by the same count).
+  RaiseFdLimit();
+  {
+    std::vector<const image::FdTable*> tables;
+    size_t fds = 0;
+    for (const auto& [pid, p] : img.processes) {
+      tables.push_back(&p.fds);
+      fds += static_cast<size_t>(p.fds.fds_size());
+    }
+    const uint64_t in_flight = image::InFlightFds(img).size();
+    CRYO_RETURN_IF_ERROR(CheckFdLimit(RestoreFdsNeeded(tables, in_flight),
+                                      "restoring the image's " + std::to_string(fds) + " fds"));
   }
   // Shared memory objects first: memfd and /dev/shm fds are opened on them.
   CRYO_ASSIGN_OR_RETURN(pool.shm_, ShmObjects::Create(img, base));
@@ -201,7 +211,7 @@ Result<FdPool> FdPool::Build(const image::LoadedImage& img) {
     }
     const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, base);
     ::close(fd);
-    if (moved < 0) return Status::FromErrno("moving the description of " + what + " into the fd pool");
+    if (moved < 0) return FdLimitError("moving the description of " + what + " into the fd pool");
     if (f.kind() == image::FD_TTY || f.kind() == image::FD_EXTERNAL_TTY) pool.ttys_.NotePoolFd(f, moved);
     if (f.kind() == image::FD_UNIX_SOCKET && f.unix_socket().accept_pending()) NotePendingClient(f.unix_socket(), moved);
     pool.fds_[key] = moved;

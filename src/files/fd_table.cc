@@ -134,6 +134,27 @@ int MaxFd(const image::FdTable& table) {
   return max;
 }
 
+uint64_t RestoreFdsNeeded(const std::vector<const image::FdTable*>& tables, uint64_t in_flight) {
+  constexpr uint64_t kMargin = 64;  // cryo's own: log, image files, netlink, pipes to helpers
+  int max_fd = 2;
+  uint64_t fds = in_flight, tcp = 0, pipes = 0;
+  for (const image::FdTable* t : tables) {
+    max_fd = std::max(max_fd, MaxFd(*t));
+    for (const image::Fd& f : t->fds()) {
+      fds += 1;
+      tcp += f.kind() == image::FD_TCP_SOCKET;
+      pipes += f.kind() == image::FD_PIPE || f.kind() == image::FD_FIFO;
+    }
+  }
+  // The pool's fds are numbered from above the highest fd of the image
+  // (F_DUPFD): the highest is below the limit.
+  const uint64_t top = static_cast<uint64_t>(max_fd) + 1 + fds + kMargin;
+  // The TCP duplicates and the pipes' ends take the lowest free numbers:
+  // what counts for them is how many fds are open at once.
+  const uint64_t open = fds + tcp + pipes + kMargin;
+  return std::max(top, open);
+}
+
 namespace {
 
 // A pidfd, made here because its process must exist (files/pidfd.cc): once per

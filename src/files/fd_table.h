@@ -37,6 +37,15 @@ class FdPool;
 
 // The highest fd number of the table (-1 if empty).
 int MaxFd(const image::FdTable& table);
+// About how many fds cryo needs to restore `tables` (and `in_flight` fds
+// queued in UNIX sockets): the fd pool opens each description (each fd
+// counted, an upper bound) numbered above the highest fd of the image, and
+// the fds open at once are those plus a duplicate of each TCP socket (until
+// repair mode ends) and a pipe's two ends meanwhile; the larger of the
+// highest pool fd and that count, with a margin for cryo's own. A dump holds
+// fewer (a duplicate of each TCP socket): it refuses a tree above cryo's
+// hard RLIMIT_NOFILE by this count, so that what it dumps restores.
+uint64_t RestoreFdsNeeded(const std::vector<const image::FdTable*>& tables, uint64_t in_flight);
 // In the restore helper of `pid`: installs every fd at its number from the
 // pool, then finishes the descriptions (epoll registrations, O_ASYNC) that
 // one of `users` (the processes using this fd table; empty: `pid` alone) is

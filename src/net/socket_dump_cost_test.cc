@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <set>
 #include <string>
 #include <vector>
@@ -111,6 +112,33 @@ TEST(SocketDumpCost, EachSocketTakenOnceOneDiagDumpOneSocketForOptions) {
   // differs from it probed once (the buffer sizes loopback connections
   // autotune alike): far fewer than one per socket.
   EXPECT_LT(after.made - before.made, static_cast<uint64_t>(kConnections) / 2);
+}
+
+// cryo's open fds (/proc/self/fd entries).
+size_t OpenFds() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// Describing holds no fd per connection: the deferred connections are taken
+// again when the tree is held (TcpDumpSession::ReadDeferred), so a dump of
+// N sockets holds N fds, not 2N (EMFILE at ~9,000 connections under a hard
+// limit of 20,000; base/fd_limit.h).
+TEST(SocketDumpCost, DescribingHoldsNoFdPerSocket) {
+  Connections c(kConnections + 1);
+  std::vector<UniqueFd> warm;
+  warm.push_back(std::move(c.ends[0]));
+  warm.push_back(std::move(c.ends[1]));
+  c.ends.erase(c.ends.begin(), c.ends.begin() + 2);
+  image::FdTable table;
+  TcpDumpSession session;
+  DescribeAll(warm, &table);  // the netlink socket kept for the thread, ...
+  const size_t before = OpenFds();
+  DescribeAll(c.ends, &table);
+  ASSERT_EQ(table.fds_size(), 2 * kConnections + 2);
+  EXPECT_TRUE(session.has_deferred());
+  EXPECT_LE(OpenFds(), before + 2) << "fds held after describing " << 2 * kConnections << " sockets";
 }
 
 TEST(SocketDumpCost, SecondDescriptionOfTheSameKindMakesNoSocket) {

@@ -4,6 +4,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -11,6 +14,7 @@
 #include <set>
 #include <string>
 
+#include "base/fd_limit.h"
 #include "base/interrupt.h"
 #include "base/log.h"
 #include "net/tcp_migrate.h"
@@ -112,12 +116,10 @@ Status TcpDumpSession::StartGuardian() {
   return Status::Ok();
 }
 
-Status TcpDumpSession::Defer(const image::TcpSocket& partial, int fd, const std::string& what) {
+Status TcpDumpSession::Defer(const image::TcpSocket& partial, pid_t pid, int target_fd, const std::string& what) {
   std::lock_guard<std::mutex> l(mu_);
   if (deferred_.count(partial.ino())) return Status::Ok();
-  UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (!dup.valid()) return Status::FromErrno("dup of " + what);
-  deferred_.emplace(partial.ino(), Deferred{partial, std::move(dup), what});
+  deferred_.emplace(partial.ino(), Deferred{partial, pid, target_fd, what});
   return Status::Ok();
 }
 
@@ -143,18 +145,51 @@ Status TcpDumpSession::WillHold(pid_t pid, uint64_t flag) {
   return Status::Ok();
 }
 
+Status TcpDumpSession::TakeDeferred(const std::vector<std::pair<uint64_t, Deferred*>>& todo) {
+  std::lock_guard<std::mutex> l(mu_);
+  // One pidfd per process at a time (the sockets come in the order of their
+  // inodes, not of their processes: pidfds of processes met are kept).
+  std::map<pid_t, UniqueFd> pidfds;
+  for (const auto& [ino, d] : todo) {
+    if (held_index_.count(ino)) continue;
+    auto it = pidfds.find(d->pid);
+    if (it == pidfds.end()) {
+      UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, d->pid, 0)));
+      if (!pidfd.valid()) return FdLimitError("pidfd_open of pid " + std::to_string(d->pid) + " for " + d->what);
+      it = pidfds.emplace(d->pid, std::move(pidfd)).first;
+    }
+    // Close-on-exec (pidfd_getfd(2)): nft and the guardian do not inherit it.
+    UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_getfd, it->second.get(), d->target_fd, 0)));
+    if (!fd.valid()) return FdLimitError("pidfd_getfd of " + d->what);
+    // The tree is held: the fd is the socket described (checked, not assumed).
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat of " + d->what);
+    if (static_cast<uint64_t>(st.st_ino) != ino)
+      return Status::Error("internal: " + d->what + " is another socket (inode " + std::to_string(st.st_ino) +
+                           ") than the one described (inode " + std::to_string(ino) + ")");
+    CRYO_RETURN_IF_ERROR(HoldLocked(ino, std::move(fd), d->what));
+  }
+  return Status::Ok();
+}
+
 Status TcpDumpSession::ReadDeferred() {
   std::vector<std::pair<uint64_t, Deferred*>> todo;
   {
     std::lock_guard<std::mutex> l(mu_);
     for (auto& [ino, d] : deferred_) todo.push_back({ino, &d});
   }
+  CRYO_RETURN_IF_ERROR(TakeDeferred(todo));
   CRYO_RETURN_IF_ERROR(TellGuardian(todo));
   for (auto& [ino, d] : todo) {
     image::TcpSocket t = std::move(d->partial);  // read once: the record is kept (KeepRecord)
-    CRYO_ASSIGN_OR_RETURN(const int reuseaddr, EnterRepair(ino, d->fd.get(), d->what));
+    CRYO_ASSIGN_OR_RETURN(const int reuseaddr, EnterRepair(ino, d->what));
     t.set_reuseaddr(reuseaddr != 0);
-    Status read = ReadTcpRepairState(d->fd.get(), &t, d->what);
+    int fd = -1;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      fd = held_[held_index_.at(ino)].fd.get();
+    }
+    Status read = ReadTcpRepairState(fd, &t, d->what);
     // Out of repair mode whatever the read gave, before the tree is let go.
     Status left = LeaveRepair(ino, d->what);
     CRYO_RETURN_IF_ERROR(read);
@@ -194,22 +229,21 @@ Status TcpDumpSession::Lock(const std::vector<LockedConnection>& conns) {
   return s;
 }
 
-Result<int> TcpDumpSession::HoldLocked(uint64_t ino, int fd, const std::string& what) {
-  if (auto it = held_index_.find(ino); it != held_index_.end()) return held_[it->second].reuseaddr;
+Status TcpDumpSession::HoldLocked(uint64_t ino, UniqueFd fd, const std::string& what) {
+  if (held_index_.count(ino)) return Status::Ok();
   int reuseaddr = 0;
   socklen_t len = sizeof(reuseaddr);
-  if (::getsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuseaddr, &len) != 0) return Status::FromErrno("SO_REUSEADDR of " + what);
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &reuseaddr, &len) != 0)
+    return Status::FromErrno("SO_REUSEADDR of " + what);
   int repair = 0;
   len = sizeof(repair);
-  if (::getsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &repair, &len) != 0) return Status::FromErrno("TCP_REPAIR of " + what);
+  if (::getsockopt(fd.get(), IPPROTO_TCP, TCP_REPAIR, &repair, &len) != 0) return Status::FromErrno("TCP_REPAIR of " + what);
   if (repair)
     return Status::Error(what + " is in TCP_REPAIR mode already (another checkpointer at work on it?), which cryo "
                          "does not checkpoint");
-  UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (!dup.valid()) return Status::FromErrno("dup of " + what);
   held_index_[ino] = held_.size();
-  held_.push_back({ino, std::move(dup), reuseaddr, false, false});
-  return reuseaddr;
+  held_.push_back({ino, std::move(fd), reuseaddr, false, false});
+  return Status::Ok();
 }
 
 Status TcpDumpSession::TellGuardian(const std::vector<std::pair<uint64_t, Deferred*>>& todo) {
@@ -218,8 +252,9 @@ Status TcpDumpSession::TellGuardian(const std::vector<std::pair<uint64_t, Deferr
   std::vector<std::pair<int, int>> tell;
   std::vector<size_t> told;
   for (const auto& [ino, d] : todo) {
-    CRYO_RETURN_IF_ERROR(HoldLocked(ino, d->fd.get(), d->what).status());
-    const size_t i = held_index_[ino];
+    auto it = held_index_.find(ino);
+    if (it == held_index_.end()) return Status::Error("internal: " + d->what + " told to the guardian before it was held");
+    const size_t i = it->second;
     if (held_[i].told) continue;
     tell.push_back({held_[i].fd.get(), held_[i].reuseaddr});
     told.push_back(i);
@@ -234,10 +269,12 @@ Status TcpDumpSession::TellGuardian(const std::vector<std::pair<uint64_t, Deferr
   return Status::Ok();
 }
 
-Result<int> TcpDumpSession::EnterRepair(uint64_t ino, int fd, const std::string& what) {
+Result<int> TcpDumpSession::EnterRepair(uint64_t ino, const std::string& what) {
   std::lock_guard<std::mutex> l(mu_);
-  CRYO_ASSIGN_OR_RETURN(const int reuseaddr, HoldLocked(ino, fd, what));
-  Held& h = held_[held_index_[ino]];
+  auto it = held_index_.find(ino);
+  if (it == held_index_.end()) return Status::Error("internal: " + what + " put in repair mode before it was held");
+  Held& h = held_[it->second];
+  const int reuseaddr = h.reuseaddr;
   if (h.in_repair) return reuseaddr;
   if (!guardian_) return Status::Error("internal: " + what + " put in repair mode without a guardian");
   if (!h.told) {

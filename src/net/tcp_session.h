@@ -44,9 +44,11 @@ class TcpDumpSession {
   TcpDumpSession& operator=(const TcpDumpSession&) = delete;
 
   // Describing the tree: the connection `partial` (what is read without
-  // repair mode), held by `fd`, is read in repair mode later (ReadDeferred);
-  // once per socket.
-  Status Defer(const image::TcpSocket& partial, int fd, const std::string& what);
+  // repair mode), fd `target_fd` of `pid`, is read in repair mode later
+  // (ReadDeferred); once per socket. No fd is held meanwhile: the tree is
+  // seized, its fd tables do not change, and the socket is taken again then
+  // (a dump of N sockets holds N fds, not 2N).
+  Status Defer(const image::TcpSocket& partial, pid_t pid, int target_fd, const std::string& what);
   bool has_deferred() const;
   // Every deferred connection locked (before the tree is held), by one nft
   // run.
@@ -62,10 +64,10 @@ class TcpDumpSession {
   // Drops the packets of `conns` from now on (the table is made the first
   // time).
   Status Lock(const std::vector<LockedConnection>& conns);
-  // Puts socket `fd` (inode `ino`) in repair mode and holds a duplicate;
-  // returns its SO_REUSEADDR value from before (repair mode forces address
-  // reuse, do_tcp_setsockopt), also for another fd of a socket held already.
-  Result<int> EnterRepair(uint64_t ino, int fd, const std::string& what);
+  // Puts socket `ino` (held: ReadDeferred) in repair mode; returns its
+  // SO_REUSEADDR value from before (repair mode forces address reuse,
+  // do_tcp_setsockopt).
+  Result<int> EnterRepair(uint64_t ino, const std::string& what);
   // Takes socket `ino` out of repair mode again, its SO_REUSEADDR put back.
   Status LeaveRepair(uint64_t ino, const std::string& what);
   // Every fd of one socket carries the same record (shared descriptions are
@@ -99,12 +101,16 @@ class TcpDumpSession {
   };
   struct Deferred {
     image::TcpSocket partial;
-    UniqueFd fd;
+    pid_t pid;
+    int target_fd;  // the fd number in `pid`
     std::string what;
   };
-  // A duplicate of socket `ino` held (mu_ held), its SO_REUSEADDR read and
-  // checked not to be in repair mode; its SO_REUSEADDR.
-  Result<int> HoldLocked(uint64_t ino, int fd, const std::string& what);
+  // Each socket of `todo` taken from its process again (pidfd_getfd(2)),
+  // checked to be the same socket, and held (HoldLocked).
+  Status TakeDeferred(const std::vector<std::pair<uint64_t, Deferred*>>& todo);
+  // Socket `ino` held by `fd` (mu_ held), its SO_REUSEADDR read and checked
+  // not to be in repair mode.
+  Status HoldLocked(uint64_t ino, UniqueFd fd, const std::string& what);
   // The guardian told of every socket of `todo` at once.
   Status TellGuardian(const std::vector<std::pair<uint64_t, Deferred*>>& todo);
   // Started with the first lock (mu_ held).

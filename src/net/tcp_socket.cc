@@ -240,7 +240,7 @@ Status DumpTcp(const FdSource& s, int fd, image::TcpSocket* t) {
 
   // The rest is read in repair mode, later, with the whole tree held at
   // cryo's gate (TcpDumpSession::ReadDeferred, dump/tcp_hold.h).
-  return session->Defer(*t, fd, what);
+  return session->Defer(*t, s.pid, s.fd, what);
 }
 
 }  // namespace
