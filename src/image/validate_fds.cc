@@ -12,6 +12,8 @@
 #include <map>
 #include <set>
 
+#include <google/protobuf/util/message_differencer.h>
+
 #include "image/validate_internal.h"
 
 namespace cryo::image::validate {
@@ -370,7 +372,8 @@ Status ValidateFds(const LoadedImage& img, const Index& index, int pid, const Pr
 // Fds that share an open file description (the same file_id, in any process)
 // share everything but their number and close-on-exec bit.
 Status ValidateSharedDescriptions(const LoadedImage& img) {
-  std::map<uint64_t, std::pair<int, std::string>> first;
+  // file_id -> (pid, the description as the first fd with it has it)
+  std::map<uint64_t, std::pair<int, Fd>> first;
   for (const auto& [pid, p] : img.processes)
     for (const Fd& f : p.fds.fds()) {
       if (!f.file_id()) continue;
@@ -385,13 +388,20 @@ Status ValidateSharedDescriptions(const LoadedImage& img) {
         d.mutable_unix_socket()->clear_senders();
         d.mutable_unix_socket()->clear_queue_stored();
       }
-      std::string bytes;
-      d.SerializeToString(&bytes);
-      auto [it, fresh] = first.emplace(f.file_id(), std::make_pair(pid, bytes));
-      if (!fresh && it->second.second != bytes)
-        return Bad(img, FdsName(pid), "fd " + std::to_string(f.fd()) + " shares open file description " +
-                                          std::to_string(f.file_id()) + " with pid " +
-                                          std::to_string(it->second.first) + " but not its state");
+      auto [it, fresh] = first.emplace(f.file_id(), std::make_pair(pid, d));
+      if (fresh) continue;
+      // The differing fields named, so that a report says which state.
+      std::string diff;
+      google::protobuf::util::MessageDifferencer differ;
+      differ.ReportDifferencesToString(&diff);
+      if (differ.Compare(it->second.second, d)) continue;
+      if (diff.size() > 300) diff = diff.substr(0, 300) + "...";
+      while (!diff.empty() && diff.back() == '\n') diff.pop_back();
+      for (char& c : diff)
+        if (c == '\n') c = ';';
+      return Bad(img, FdsName(pid), "fd " + std::to_string(f.fd()) + " shares open file description " +
+                                        std::to_string(f.file_id()) + " with pid " + std::to_string(it->second.first) +
+                                        " but not its state (" + diff + ")");
     }
   return Status::Ok();
 }

@@ -782,7 +782,7 @@ TEST(ValidateTest, FdFields) {
          b->set_flags(O_RDONLY | 0x8000);
          t.inv.add_features("shared-files");
        },
-       "but not its state"},
+       "but not its state (modified: flags: 32770 -> 32768)"},
   });
 }
 
