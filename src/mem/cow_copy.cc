@@ -205,6 +205,8 @@ void CowCopy::Fail(Status s, bool memory_changed) {
   if (fault_error_.ok()) fault_error_ = std::move(s);
 }
 
+bool CowCopy::Readable(uint64_t a) const { return ReadableAt(pieces_, a); }
+
 bool CowCopy::Protected(uint64_t page) const {
   return Containing(protected_, page) != protected_.end();
 }
@@ -543,7 +545,7 @@ void CowCopy::OnUnmap(uint64_t start, uint64_t end, const char* how) {
 }
 
 void CowCopy::FaultLoop() {
-  uffd_msg msgs[16];
+  uffd_msg msgs[1];
   for (;;) {
     pollfd p[2] = {{uffd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
     const int r = ::poll(p, 2, deferred_lifts_.empty() ? -1 : 1);
@@ -554,7 +556,11 @@ void CowCopy::FaultLoop() {
     for (const DeferredLift& l : lifts) Lift(l.page, l.start, l.end);
     if (r == 0) continue;
     std::lock_guard<std::mutex> events(events_mu_);  // SettleMappingChanges
-    const ssize_t got = ::read(uffd_.get(), msgs, sizeof(msgs));
+    // A discard's caller goes on the moment its event is read: its pages are
+    // copied aside first (cow_discard.cc), and one message is read at a time
+    // so that the look stays just before the read.
+    if (MappingsChanging()) KeepPendingDiscards();
+    const ssize_t got = ::read(uffd_.get(), msgs, sizeof(msgs[0]));
     if (got < 0) {
       if (errno == EAGAIN || errno == EINTR) continue;
       Fail(Status::FromErrno("reading the userfaultfd of pid " + std::to_string(pid_)), false);

@@ -7,10 +7,14 @@ while the program changes its mappings or rewrites its memory (issue 13):
   - two slots swapped by mremap: each address holds the other's protected
     pages, whose bits say nothing of it; the image still holds each
     address's own content;
-  - munmap and madvise(MADV_DONTNEED) right after the resume: pages cryo had
-    not copied are gone; the copy stops, the partial image is removed and
-    the dump is made again with the memory copied during the freeze; that
-    image restores to its freeze's content;
+  - madvise(MADV_DONTNEED) of slots the copy has not reached: their caller
+    waits until cryo reads the event, and cryo copies the pages aside first
+    (mem/cow_discard.cc); the dump is made once and restores to the
+    freeze's content;
+  - munmap right after the resume: pages cryo had not copied are gone (the
+    kernel reports it after the pages are freed); the copy stops, the
+    partial image is removed and the dump is made again with the memory
+    copied during the freeze; that image restores to its freeze's content;
   - a program rewriting its memory during the copy: the pages copied aside
     are bounded in memory (CRYO_COW_ASIDE_KIB here, 8 MiB by default), the
     rest go through the spill file, and the image is the freeze's.
@@ -33,7 +37,8 @@ from cryotest import check, check_eq, read_text  # noqa: E402
 
 COW_LINE = re.compile(r"pid (\d+): [0-9.]+ [KMG]iB copied after the resume in [0-9.]+ ms \(copy-on-write; (\d+) write "
                       r"faults, (\d+) pages copied aside first, (\d+) of them through the spill file, at most "
-                      r"([0-9.]+) ([KMG]?i?B) in memory; (\d+) mremap and (\d+) munmap/madvise events\)")
+                      r"([0-9.]+) ([KMG]?i?B) in memory; (\d+) mremap and (\d+) munmap/madvise "
+                      r"events, (\d+) pages kept from madvise discards\)")
 AGAIN = "dumping again with the memory copied during the freeze"
 UNIT = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 
@@ -67,17 +72,18 @@ def start_mapchurn(h, mode):
     return w
 
 
-def dump_while_moving(h, w, name, attempts=5):
+def dump_while_moving(h, w, name, attempts=5, saw=lambda m: int(m.group(7)) > 0):
     """Leave-running dumps of `w` until one saw the program move a slot
     during its copy (on a quiet machine the copy may end before the
-    program's next move): (images, log, COW_LINE match or None) of the last."""
+    program's next move; `saw`: what counts): (images, log, COW_LINE match
+    or None) of the last."""
     for i in range(attempts):
         images = h.mkdir("%s-%d" % (name, i))
         log = dump(h, w, images)
         m = COW_LINE.search(log)
-        if m is None or int(m.group(7)) > 0:
+        if m is None or saw(m):
             break
-        h.verify_ok(w, when="of the original after a dump that saw no move")
+        h.verify_ok(w, when="of the original after a dump that saw no change")
     return images, log, m
 
 
@@ -128,9 +134,20 @@ def test_unmap_redumped(h):
     unmapped_redumped(h, "unmap", "munmap")
 
 
-def test_dontneed_redumped(h):
-    """madvise(MADV_DONTNEED) likewise."""
-    unmapped_redumped(h, "dontneed", "MADV_DONTNEED")
+def test_dontneed_kept(h):
+    """madvise(MADV_DONTNEED) of slots not yet copied: the pages are copied
+    aside while the caller waits for its event to be read; no second dump,
+    the image the freeze's."""
+    w = start_mapchurn(h, "dontneed")
+    images, log, m = dump_while_moving(h, w, "img-dontneed", saw=lambda m: int(m.group(9)) > 0)
+    check(m is not None and int(m.group(1)) == w.pid, "no copy-on-write copy of pid %d (a discard made the dump "
+          "start again?):\n%s" % (w.pid, log[-3000:]))
+    check(int(m.group(8)) > 0 and int(m.group(9)) > 0, "the program discarded nothing the copy had not reached: "
+          "nothing was tested\n" + log[-2000:])
+    check(AGAIN not in log, "an madvise made the dump start again:\n" + log[-3000:])
+    h.note(m.group(0))
+    h.verify_ok(w, when="of the original after the dump")
+    restore_held(h, w, images, "after the restore (MADV_DONTNEED during the copy)")
 
 
 def test_aside_bounded(h):
@@ -163,7 +180,7 @@ TESTS = [
     test_remap_followed,
     test_swap_followed,
     test_unmap_redumped,
-    test_dontneed_redumped,
+    test_dontneed_kept,
     test_aside_bounded,
 ]
 
