@@ -21,7 +21,7 @@
 // writer in the kernel (userspace writes and kernel writes alike: read(2)
 // into a buffer, futex; the uffd is made without UFFD_USER_MODE_ONLY, whose
 // kernel faults would be SIGBUS) until that thread has copied the page aside
-// (mem/cow_aside.h: bounded, spilled to a file past 8 MiB) and lifted its
+// (mem/cow_aside.h: bounded, spilled to a file past 1 MiB) and lifted its
 // protection (which wakes the writer).
 //
 // Why an image is the memory at the freeze, page for page: the protection
@@ -187,8 +187,9 @@ class CowCopy final : public PageSource {
   std::vector<std::pair<uint64_t, uint64_t>> protected_;
   // Readable flag of the pieces (ascending by address): /proc/PID/mem or not.
   std::vector<PagePiece> pieces_;
-  // Pages outside the protected ranges, read during the freeze: start -> bytes.
-  std::map<uint64_t, std::string> frozen_;
+  // Pages outside the protected ranges, read during the freeze (the copy's
+  // alone): bounded in memory like the copies aside, the rest spilled.
+  std::unique_ptr<CowAside> frozen_;
   std::mutex mu_;
   std::unique_ptr<CowAside> aside_;  // pages copied on a write fault (under mu_)
   // Protected ranges the copy has read and checked, start -> end (under mu_):

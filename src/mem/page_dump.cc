@@ -285,6 +285,7 @@ Status CopyPages(PageSource& src, const std::vector<PagePiece>& pieces, image::M
   constexpr uint64_t kMinChunk = 1 << 20;
   uint64_t chunk = (total / opts.buffers + kPage - 1) / kPage * kPage;
   chunk = std::min<uint64_t>({std::max(chunk, kMinChunk), opts.buffer_bytes, total});
+  if (total <= kMinChunk) chunk = total;
   const size_t nbuf = static_cast<size_t>(std::min<uint64_t>(opts.buffers, (total + chunk - 1) / chunk));
   Buffers buffers;
   CRYO_RETURN_IF_ERROR(buffers.Allocate(nbuf, chunk));

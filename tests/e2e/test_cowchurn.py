@@ -16,7 +16,7 @@ while the program changes its mappings or rewrites its memory (issue 13):
     partial image is removed and the dump is made again with the memory
     copied during the freeze; that image restores to its freeze's content;
   - a program rewriting its memory during the copy: the pages copied aside
-    are bounded in memory (CRYO_COW_ASIDE_KIB here, 8 MiB by default), the
+    are bounded in memory (CRYO_COW_ASIDE_KIB here, 1 MiB by default), the
     rest go through the spill file, and the image is the freeze's.
 The workloads check their own bytes (mapchurn: every slot against its
 generation; dirtier: every page against its write counter), the original
