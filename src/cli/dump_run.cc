@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
 #include "base/clock.h"
+#include "base/file_util.h"
 #include "base/interrupt.h"
 #include "base/log.h"
 #include "base/privileges.h"
@@ -22,6 +24,16 @@
 namespace cryo::cli {
 
 namespace {
+
+// cryo's own high-water resident size (VmHWM of /proc/self/status, proc(5)):
+// issue 13 wants it <= 16 MiB at any target size (tests/e2e/test_cowchurn.py).
+void LogPeakRss() {
+  auto status = ReadFileToString("/proc/self/status");
+  if (!status.ok()) return;
+  const size_t at = status->find("\nVmHWM:");
+  if (at == std::string::npos) return;
+  LOG_DEBUG("cryo's peak RSS: %llu KiB (VmHWM)", std::strtoull(status->c_str() + at + 7, nullptr, 10));
+}
 
 // cryo migrate --lazy: silence from the target that ends the serving (the
 // target asks for pages or commits; its prefetch keeps asking until done).
@@ -174,6 +186,7 @@ int RunDump(DumpRun& r) {
   Say(DumpedLine(stats.processes, dump.pid, dump.images_dir,
                  streamed ? streamed->bytes_sent() : counted.BytesWritten(), Now() - t0, stats.frozen_seconds,
                  dump.sync));
+  LogPeakRss();
   return 0;
 }
 

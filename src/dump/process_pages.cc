@@ -228,10 +228,10 @@ Status CopyDeferred(image::ImageWriter* writer, std::vector<DeferredPages>* defe
     }
     LOG_INFO("pid %d: %s copied after the resume in %.1f ms (copy-on-write; %" PRIu64 " write faults, %" PRIu64
              " pages copied aside first, %" PRIu64 " of them through the spill file, at most %s in memory; %" PRIu64
-             " mremap and %" PRIu64 " munmap/madvise events)",
+             " mremap and %" PRIu64 " munmap/madvise events, %" PRIu64 " pages kept from madvise discards)",
              d.pid, FormatSize(d.bytes).c_str(), d.seconds * 1e3, d.cow->faults(), d.cow->fault_copies(),
              d.cow->aside_spilled(), FormatSize(d.cow->aside_peak_memory()).c_str(), d.cow->remaps(),
-             d.cow->unmaps());
+             d.cow->unmaps(), d.cow->discard_copies());
     try {
       d.closer.thread = std::thread([cow = std::move(d.cow)]() mutable { cow.reset(); });
     } catch (const std::system_error&) {

@@ -52,7 +52,7 @@ void FileIdFromStat(const std::string& path, const struct stat& st, image::FileI
 Result<uint64_t> HashFileContent(int fd, const std::string& what, uint64_t* bytes) {
   // Read, not mapped: a file truncated under a mapping would be a SIGBUS in cryo.
   (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  constexpr size_t kChunk = 1 << 20;
+  constexpr size_t kChunk = 128 << 10;  // (1 MiB was 1 MiB of cryo's peak RSS: bench/README.md, cowsmall)
   std::vector<char> buf(kChunk);
   image::StreamHash h;
   uint64_t off = 0;

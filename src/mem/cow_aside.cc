@@ -18,7 +18,7 @@ constexpr uint64_t kPage = image::kPageSize;
 uint64_t CowAside::DefaultLimit() {
   // For tests: a small limit makes the spill file take nearly every page.
   if (const char* v = ::getenv("CRYO_COW_ASIDE_KIB")) return std::strtoull(v, nullptr, 10) << 10;
-  return 8ull << 20;
+  return 1ull << 20;
 }
 
 Status CowAside::OpenSpill() {

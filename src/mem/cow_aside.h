@@ -2,7 +2,7 @@
 // program writes before the copy has reached it is read by the fault thread
 // while its writer waits, and kept here until the copy takes it.
 //
-// Bounded: up to a limit (8 MiB, CRYO_COW_ASIDE_KIB for tests) the pages are
+// Bounded: up to a limit (1 MiB, CRYO_COW_ASIDE_KIB for tests) the pages are
 // held in memory; past it they go to a spill file, an unnamed file
 // (O_TMPFILE, else a name removed at once) in the images directory, which
 // vanishes with cryo however it ends. A program rewriting all its memory
@@ -25,7 +25,8 @@ class CowAside {
  public:
   // `dir`: where the spill file goes (made on first need); limit in bytes.
   explicit CowAside(std::string dir, uint64_t limit = DefaultLimit()) : dir_(std::move(dir)), limit_(limit) {}
-  // 8 MiB, or CRYO_COW_ASIDE_KIB KiB.
+  // 1 MiB (cryo's peak RSS stays under 16 MiB: bench/README.md, branch
+  // cowsmall), or CRYO_COW_ASIDE_KIB KiB.
   static uint64_t DefaultLimit();
 
   // Keeps the page at `page` (kPageSize bytes); one already kept stays.

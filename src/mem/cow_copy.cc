@@ -32,10 +32,11 @@ namespace {
 constexpr uint64_t kPage = image::kPageSize;
 constexpr uint64_t kHugeBlock = 2ull << 20;
 constexpr uint64_t kPmUffdWp = 1ull << 57;  // PM_UFFD_WP (Documentation/admin-guide/mm/pagemap.rst)
-// Pages of other VMAs (private file mappings' written pages) are held in
-// cryo's memory from the freeze on: past this, the process is copied during
-// the freeze as before.
+// Pages of other VMAs (private file mappings' written pages) are kept from
+// the freeze on (in memory up to CowAside's limit, the rest in its spill
+// file): past this, the process is copied during the freeze as before.
 constexpr uint64_t kMaxFrozenBytes = 64ull << 20;
+constexpr uint64_t kFrozenChunk = 64 << 10;  // read at a time, then kept page by page
 
 std::string Hex(uint64_t v) {
   char buf[24];
@@ -152,11 +153,16 @@ Status CowCopy::Protect(const image::Mm& mm, const std::vector<PagePiece>& piece
   for (const auto& [s, e] : outside) outside_bytes += e - s;
   if (outside_bytes > kMaxFrozenBytes)
     return Status::Error(std::to_string(outside_bytes >> 20) + " MiB of pages outside private anonymous memory");
+  frozen_ = std::make_unique<CowAside>(spill_dir);
+  std::vector<char> buf(kFrozenChunk);
   for (const auto& [s, e] : outside) {
-    std::string bytes(e - s, '\0');
-    const PagePiece part{s, e - s, 0, ReadableAt(pieces_, s)};
-    CRYO_RETURN_IF_ERROR(reader_->Read(&part, 1, bytes.data()));
-    frozen_.emplace(s, std::move(bytes));
+    for (uint64_t at = s; at < e;) {
+      const uint64_t n = std::min<uint64_t>(e - at, buf.size());
+      const PagePiece part{at, n, 0, ReadableAt(pieces_, at)};
+      CRYO_RETURN_IF_ERROR(reader_->Read(&part, 1, buf.data()));
+      for (uint64_t i = 0; i < n; i += kPage) CRYO_RETURN_IF_ERROR(frozen_->Put(at + i, buf.data() + i));
+      at += n;
+    }
   }
   // Register whole VMAs (a range must cover whole VMAs), protect them.
   for (const auto& [s, e] : vmas) {
@@ -204,6 +210,8 @@ void CowCopy::Fail(Status s, bool memory_changed) {
   if (memory_changed) memory_changed_.store(true);
   if (fault_error_.ok()) fault_error_ = std::move(s);
 }
+
+bool CowCopy::Readable(uint64_t a) const { return ReadableAt(pieces_, a); }
 
 bool CowCopy::Protected(uint64_t page) const {
   return Containing(protected_, page) != protected_.end();
@@ -384,14 +392,14 @@ Status CowCopy::Read(const PagePiece* pieces, size_t n, char* dst) {
         at = to;
         continue;
       }
-      auto f = frozen_.upper_bound(at);
-      if (f == frozen_.begin() || (--f)->first + f->second.size() <= at)
-        return Status::Error("internal: page " + Hex(at) + " neither protected nor read");
-      const uint64_t f_end = f->first + f->second.size();
-      const uint64_t to = std::min(end, f_end);
-      std::memcpy(dst, f->second.data() + (at - f->first), to - at);
-      dst += to - at;
-      at = to;
+      // A page read during the freeze.
+      bool kept = false;
+      if (frozen_) {
+        CRYO_ASSIGN_OR_RETURN(kept, frozen_->Take(at, dst));
+      }
+      if (!kept) return Status::Error("internal: page " + Hex(at) + " neither protected nor read");
+      dst += kPage;
+      at += kPage;
     }
   }
   return Status::Ok();
@@ -543,7 +551,7 @@ void CowCopy::OnUnmap(uint64_t start, uint64_t end, const char* how) {
 }
 
 void CowCopy::FaultLoop() {
-  uffd_msg msgs[16];
+  uffd_msg msgs[1];
   for (;;) {
     pollfd p[2] = {{uffd_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
     const int r = ::poll(p, 2, deferred_lifts_.empty() ? -1 : 1);
@@ -554,7 +562,11 @@ void CowCopy::FaultLoop() {
     for (const DeferredLift& l : lifts) Lift(l.page, l.start, l.end);
     if (r == 0) continue;
     std::lock_guard<std::mutex> events(events_mu_);  // SettleMappingChanges
-    const ssize_t got = ::read(uffd_.get(), msgs, sizeof(msgs));
+    // A discard's caller goes on the moment its event is read: its pages are
+    // copied aside first (cow_discard.cc), and one message is read at a time
+    // so that the look stays just before the read.
+    if (MappingsChanging()) KeepPendingDiscards();
+    const ssize_t got = ::read(uffd_.get(), msgs, sizeof(msgs[0]));
     if (got < 0) {
       if (errno == EAGAIN || errno == EINTR) continue;
       Fail(Status::FromErrno("reading the userfaultfd of pid " + std::to_string(pid_)), false);

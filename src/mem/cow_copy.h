@@ -21,7 +21,7 @@
 // writer in the kernel (userspace writes and kernel writes alike: read(2)
 // into a buffer, futex; the uffd is made without UFFD_USER_MODE_ONLY, whose
 // kernel faults would be SIGBUS) until that thread has copied the page aside
-// (mem/cow_aside.h: bounded, spilled to a file past 8 MiB) and lifted its
+// (mem/cow_aside.h: bounded, spilled to a file past 1 MiB) and lifted its
 // protection (which wakes the writer).
 //
 // Why an image is the memory at the freeze, page for page: the protection
@@ -52,18 +52,22 @@
 //   UFFDIO_WRITEPROTECT fails with EAGAIN (ctx->mmap_changing,
 //   fs/userfaultfd.c), and the fault thread holds a lock from reading a
 //   batch of messages until it has handled them.
-// - munmap and MADV_DONTNEED/REMOVE/FREE (UFFD_EVENT_UNMAP, _REMOVE): the
-//   content is gone before cryo can act. An unmap event is queued after the
-//   pages are unmapped (userfaultfd_unmap_complete); a remove event is
-//   queued before the pages are zapped, but the madvise caller is let go the
-//   moment the event is read (userfaultfd_ctx_read completes it), and nothing
-//   tells which range is pending before that. So pages neither copied nor
-//   copied aside in such a range are lost: the copy stops at once
+// - MADV_DONTNEED/FREE (UFFD_EVENT_REMOVE): queued before the pages are
+//   zapped, its caller waiting until it is read, and let go the moment it is
+//   read (userfaultfd_ctx_read completes it); the event tells nothing before.
+//   So before each read the fault thread looks for the discards pending in
+//   the threads' syscall files and copies their pages aside first
+//   (cow_discard.cc).
+// - munmap (UFFD_EVENT_UNMAP, also mmap over memory, mremap shrinking, brk):
+//   the event is queued after the pages are unmapped
+//   (userfaultfd_unmap_complete): the content is gone before cryo can act.
+//   So pages neither copied nor copied aside in such a range (or in a
+//   discard begun after that look) are lost: the copy stops at once
 //   (memory_changed()), the partial image is removed, and `cryo dump` makes
 //   the whole dump again, the memory copied during the freeze (cli: a
-//   consistent image of that later freeze). Keeping such pages would take a
-//   reference to them from the freeze on (a forked snapshot of the process,
-//   or vmsplice(2) into pipes), which this design does not have.
+//   consistent image of that later freeze). Keeping unmapped pages would
+//   take a reference to them from the freeze on (a forked snapshot of the
+//   process, or vmsplice(2) into pipes), which this design does not have.
 // Without the events (an older kernel), the same losses are found when the
 // copy reaches the pages (their bit clear, not copied aside), with the same
 // outcome.
@@ -97,6 +101,11 @@ namespace cryo {
 
 class SeizedProcess;
 
+// The ranges of the madvise(2) calls that discard memory (MADV_DONTNEED,
+// _LOCKED, MADV_FREE) the threads of `pid` are in now (/proc/PID/task/TID/
+// syscall), page-aligned (cow_discard.cc).
+Result<std::vector<std::pair<uint64_t, uint64_t>>> PendingDiscards(pid_t pid);
+
 class CowCopy final : public PageSource {
  public:
   // During the freeze, before anything is protected: the userfaultfd, made
@@ -128,6 +137,8 @@ class CowCopy final : public PageSource {
   uint64_t faults() const { return faults_.load(); }
   uint64_t remaps() const { return remaps_.load(); }
   uint64_t unmaps() const { return unmaps_.load(); }
+  // Pages copied aside before an madvise discarded them (cow_discard.cc).
+  uint64_t discard_copies() const { return discard_copies_.load(); }
   // Of the copies aside (under the lock, read once the copy is over).
   uint64_t aside_peak_memory();
   uint64_t aside_spilled();
@@ -139,6 +150,12 @@ class CowCopy final : public PageSource {
   void OnRemap(uint64_t from, uint64_t to, uint64_t len);
   void OnUnmap(uint64_t start, uint64_t end, const char* how);
   void Fail(Status s, bool memory_changed);
+  // cow_discard.cc: an event may be pending (the fault thread, before a read);
+  // the pages of the discards pending now copied aside.
+  bool MappingsChanging();
+  void KeepPendingDiscards();
+  Status KeepRange(uint64_t start, uint64_t end);
+  bool Readable(uint64_t a) const;  // read with process_vm_readv, not /proc/PID/mem
   // Reads [vaddr, vaddr + len) (protected), checking each page's bit.
   Status ReadProtected(uint64_t vaddr, uint64_t len, bool readable, char* dst);
   // Reads [vaddr, vaddr + len) with `src`; good[i]: page i was read and
@@ -170,8 +187,9 @@ class CowCopy final : public PageSource {
   std::vector<std::pair<uint64_t, uint64_t>> protected_;
   // Readable flag of the pieces (ascending by address): /proc/PID/mem or not.
   std::vector<PagePiece> pieces_;
-  // Pages outside the protected ranges, read during the freeze: start -> bytes.
-  std::map<uint64_t, std::string> frozen_;
+  // Pages outside the protected ranges, read during the freeze (the copy's
+  // alone): bounded in memory like the copies aside, the rest spilled.
+  std::unique_ptr<CowAside> frozen_;
   std::mutex mu_;
   std::unique_ptr<CowAside> aside_;  // pages copied on a write fault (under mu_)
   // Protected ranges the copy has read and checked, start -> end (under mu_):
@@ -189,7 +207,7 @@ class CowCopy final : public PageSource {
   std::vector<DeferredLift> deferred_lifts_;  // the fault thread's (EAGAIN)
   std::thread thread_;
   std::atomic<bool> memory_changed_{false};
-  std::atomic<uint64_t> faults_{0}, fault_copies_{0}, remaps_{0}, unmaps_{0};
+  std::atomic<uint64_t> faults_{0}, fault_copies_{0}, remaps_{0}, unmaps_{0}, discard_copies_{0};
 };
 
 }  // namespace cryo

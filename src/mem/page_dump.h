@@ -86,13 +86,15 @@ class ProcessPageSource final : public PageSource {
   std::vector<struct iovec> remote_;
 };
 
-// The ring is most of the dumper's memory (cryo itself is ~7 MiB): 4 x 1 MiB
-// keeps its peak RSS near 12 MiB at any target size. Measured on 1 GiB
-// (bench/README.md, "Page ring size"): buffers of 1 MiB copy as fast as 8 MiB
-// ones within the noise; 256 KiB ones are slower (more system calls and
+// The ring is most of the dumper's own memory (cryo itself is ~10 MiB
+// resident, most of it shared library and program text): 4 x 512 KiB, one
+// transparent huge page, keeps its peak RSS near 12.5 MiB at any target size.
+// Measured on 1 GiB (bench/README.md, "Page ring size" and branch cowsmall):
+// 512 KiB buffers copy as fast as 1 MiB and 8 MiB ones within the noise;
+// 256 KiB ones were slower on a quiet machine (more system calls and
 // hand-overs per byte).
 struct PageCopyOptions {
-  size_t buffer_bytes = 1 << 20;  // a multiple of the page size
+  size_t buffer_bytes = 512 << 10;  // a multiple of the page size
   size_t buffers = 4;             // >= 1; the ring is buffers * buffer_bytes
   // Write with O_DIRECT where the file allows it (direct_write.h): for a dump
   // that is made durable before anything else happens to the tree.

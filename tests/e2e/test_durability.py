@@ -147,7 +147,8 @@ def test_interrupt_after_the_resume(h):
 
 COW_LINE = re.compile(r"pid (\d+): [0-9.]+ [KMG]iB copied after the resume in [0-9.]+ ms \(copy-on-write; (\d+) write "
                       r"faults, (\d+) pages copied aside first, (\d+) of them through the spill file, at most "
-                      r"([0-9.]+ [KMG]?i?B) in memory; (\d+) mremap and (\d+) munmap/madvise events\)")
+                      r"([0-9.]+ [KMG]?i?B) in memory; (\d+) mremap and (\d+) munmap/madvise "
+                      r"events, (\d+) pages kept from madvise discards\)")
 
 
 def start_dirtier(h, rate):
