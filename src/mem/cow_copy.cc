@@ -165,7 +165,9 @@ Status CowCopy::Protect(const image::Mm& mm, const std::vector<PagePiece>& piece
     }
   }
   // Register whole VMAs (a range must cover whole VMAs), protect them.
-  for (const auto& [s, e] : vmas) {
+  for (const auto& vma : vmas) {
+    // (Named copies: clang before 16 cannot capture structured bindings.)
+    const uint64_t s = vma.first, e = vma.second;
     const bool holds = std::any_of(protected_.begin(), protected_.end(),
                                    [&](const auto& r) { return r.first < e && s < r.second; });
     if (!holds) continue;
