@@ -5,7 +5,8 @@
 // shows, and a context restored while the original had a request in flight
 // would lose its completion silently (docs/architecture.md, "AIO contexts").
 // The refusal says what the ring shows: its size and the completions not yet
-// reaped.
+// reaped. How the in-flight count can be probed, and a ring put back, by
+// changing the ring for a while: mem/aio_context.h.
 #pragma once
 
 #include <sys/types.h>
