@@ -150,6 +150,7 @@ class Session {
     return t_.Read(t_.Scratch() + kMaskOff, saved_mask_.data(), static_cast<size_t>(r));
   }
   Status RestoreAffinity() { return SetMask(saved_mask_); }
+  const std::vector<uint8_t>& saved_mask() const { return saved_mask_; }
   int FirstSavedCpu() const {
     for (size_t i = 0; i < saved_mask_.size() * 8; ++i)
       if (saved_mask_[i / 8] & (1u << (i % 8))) return static_cast<int>(i);
@@ -266,6 +267,88 @@ Result<AioProbe> ProbeAioContext(AioTarget& t, uint64_t ctx, const std::vector<i
   return p;
 }
 
+Result<AioProbe> ProbeIdleAioContextInOneBatch(AioTarget& t, uint64_t ctx, const std::vector<int>& possible_cpus) {
+  Session s(t, ctx);
+  CRYO_RETURN_IF_ERROR(s.Init());
+  AioProbe p;
+  CRYO_ASSIGN_OR_RETURN(p.ring, ReadAioRing(t, ctx));
+  const uint32_t nr = s.nr();
+  if (!p.ring.unreaped.empty())
+    return Status::Error(Ctx(ctx) + ": " + std::to_string(p.ring.unreaped.size()) +
+                         " completions not yet reaped (io_getevents), which the probe in one batch cannot keep");
+  CRYO_RETURN_IF_ERROR(s.SaveAffinity());
+  // Scratch: the iocb and its pointers (Session), then a zero timespec, the
+  // saved mask, one mask per CPU, and room for every event of the ring.
+  const uint64_t base = t.Scratch();
+  const uint64_t ts = base + kAioScratchBytes, saved = ts + 16, masks = saved + kMaskBytes;
+  const uint64_t events = masks + kMaskBytes * possible_cpus.size();
+  if (events + uint64_t{nr} * sizeof(io_event) > base + t.ScratchBytes())
+    return Status::Error(Ctx(ctx) + ": a ring of " + std::to_string(nr) + " slots is too large for the scratch memory");
+  const timespec zero{};
+  CRYO_RETURN_IF_ERROR(t.Write(ts, &zero, sizeof(zero)));
+  CRYO_RETURN_IF_ERROR(t.Write(saved, s.saved_mask().data(), kMaskBytes));
+  std::vector<AioTarget::Call> calls;
+  const uint32_t submits = (nr - 1 + kBatch - 1) / kBatch;  // enough to take every slot
+  for (size_t i = 0; i < possible_cpus.size(); ++i) {
+    const int cpu = possible_cpus[i];
+    if (cpu < 0 || static_cast<uint64_t>(cpu) >= kMaskBytes * 8) return Status::Error("CPU " + std::to_string(cpu) + " out of range");
+    std::vector<uint8_t> mask(kMaskBytes, 0);
+    mask[cpu / 8] = static_cast<uint8_t>(1u << (cpu % 8));
+    CRYO_RETURN_IF_ERROR(t.Write(masks + kMaskBytes * i, mask.data(), mask.size()));
+    calls.push_back({SYS_sched_setaffinity, {0, kMaskBytes, masks + kMaskBytes * i}});
+    for (uint32_t j = 0; j < submits; ++j) calls.push_back({SYS_io_submit, {ctx, kBatch, base + kArrayOff}});
+  }
+  calls.push_back({SYS_sched_setaffinity, {0, kMaskBytes, saved}});
+  calls.push_back({SYS_io_getevents, {ctx, 0, nr, events, ts}});
+  CRYO_ASSIGN_OR_RETURN(std::vector<long> r, t.Batch(calls));
+  if (r.size() != calls.size()) return Status::Error(Ctx(ctx) + ": the probe's batch ran " + std::to_string(r.size()) + " calls of " + std::to_string(calls.size()));
+  size_t k = 0;
+  Status st;
+  for (size_t i = 0; i < possible_cpus.size(); ++i) {
+    if (r[k++] < 0) p.cpus_not_visited.push_back(possible_cpus[i]);
+    for (uint32_t j = 0; j < submits; ++j, ++k) {
+      if (r[k] > 0) p.drained += static_cast<uint32_t>(r[k]);
+      else if (r[k] != -EAGAIN && st.ok()) st = Status::Errno(static_cast<int>(-r[k]), Ctx(ctx) + ": io_submit of the probe");
+    }
+  }
+  if (r[k] < 0 && st.ok()) st = Status::Errno(static_cast<int>(-r[k]), "sched_setaffinity (putting the thread's CPUs back)");
+  const long reaped = r[k + 1];
+  // The completions that are not the probe's: put back, in flight at the start.
+  std::vector<io_event> kept;
+  if (reaped < 0) {
+    st = Status::Errno(static_cast<int>(-reaped), Ctx(ctx) + ": io_getevents of the probe's completions");
+    Status back = s.ReapAll(&kept);  // cryo does what the batch did not
+    if (!back.ok()) return back;
+  } else {
+    std::vector<io_event> ev(static_cast<size_t>(reaped));
+    if (!ev.empty()) CRYO_RETURN_IF_ERROR(t.Read(events, ev.data(), ev.size() * sizeof(io_event)));
+    uint32_t ours = 0;
+    for (const io_event& e : ev)
+      if (s.Ours(e)) ++ours;
+      else kept.push_back(e);
+    // Not all reaped: a completion of the probe left in the ring (cannot be).
+    if (ours != p.drained) {
+      Status back = s.ReapAll(&kept);
+      if (!back.ok()) return back;
+      if (st.ok()) st = Status::Error(Ctx(ctx) + ": the probe reaped " + std::to_string(ours) + " of its " + std::to_string(p.drained) + " completions");
+    }
+  }
+  if (!kept.empty()) {
+    CRYO_ASSIGN_OR_RETURN(RingHeader h, s.Header());
+    Status back = s.Reposition((h.tail + kept.size()) % nr, kept);
+    if (!back.ok()) return back;
+  }
+  CRYO_RETURN_IF_ERROR(st);
+  const uint64_t cpus = std::max<size_t>(possible_cpus.size(), 1);
+  const uint32_t batch = std::max<uint32_t>(1, static_cast<uint32_t>((nr - 1) / (cpus * 4)));
+  const uint64_t accounted = uint64_t{p.drained} + (nr - 1) % batch;
+  if (accounted > nr - 1)
+    return Status::Error(Ctx(ctx) + ": the probe found more free slots than the ring has");
+  p.unaccounted = static_cast<uint32_t>(nr - 1 - accounted);
+  CRYO_ASSIGN_OR_RETURN(p.ring, ReadAioRing(t, ctx));
+  return p;
+}
+
 Result<uint32_t> AioSetupArgFor(uint32_t nr, size_t possible_cpus) {
   constexpr uint64_t kPerPage = 4096 / sizeof(io_event);  // slots per page; the header takes one
   const uint64_t pages = (kHeaderBytes + uint64_t{nr} * sizeof(io_event) + 4095) / 4096;
@@ -335,7 +418,7 @@ Result<std::vector<int>> PossibleCpus() {
 }
 
 LocalAioTarget::LocalAioTarget() {
-  scratch_ = std::aligned_alloc(4096, kAioScratchBytes);
+  scratch_ = std::aligned_alloc(4096, kLocalScratchBytes);
   zero_fd_ = ::open("/dev/zero", O_RDONLY | O_CLOEXEC);
 }
 
@@ -347,6 +430,15 @@ LocalAioTarget::~LocalAioTarget() {
 Result<long> LocalAioTarget::Syscall(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5) {
   const long r = ::syscall(nr, a1, a2, a3, a4, a5);
   return r == -1 ? -static_cast<long>(errno) : r;
+}
+
+Result<std::vector<long>> LocalAioTarget::Batch(const std::vector<Call>& calls) {
+  std::vector<long> out;
+  for (const Call& c : calls) {
+    CRYO_ASSIGN_OR_RETURN(long r, Syscall(c.nr, c.a[0], c.a[1], c.a[2], c.a[3], c.a[4]));
+    out.push_back(r);
+  }
+  return out;
 }
 
 Status LocalAioTarget::Read(uint64_t addr, void* buf, size_t n) {

@@ -30,6 +30,10 @@
 //    completions (io_event.obj is not the probe's iocb) and is kept. The
 //    probe then puts the ring back with (1): the same unreaped completions
 //    (plus any that came in), at the same head and tail when none came in.
+//    Done by cryo call by call, that leaves the original's ring changed
+//    should cryo die meanwhile; ProbeIdleAioContextInOneBatch is the same
+//    count as one batch the task finishes by itself, for a context with no
+//    unreaped completion (docs/architecture.md, "AIO contexts").
 #pragma once
 
 #include <linux/aio_abi.h>
@@ -51,10 +55,18 @@ class AioTarget {
                                uint64_t a5 = 0) = 0;
   virtual Status Read(uint64_t addr, void* buf, size_t n) = 0;
   virtual Status Write(uint64_t addr, const void* buf, size_t n) = 0;
-  // kAioScratchBytes of writable memory in the target, which its program
-  // does not use, and an fd there open for reading on /dev/zero.
+  // Writable memory in the target, which its program does not use (at
+  // least kAioScratchBytes), and an fd there for zero-byte reads.
   virtual uint64_t Scratch() = 0;
+  virtual size_t ScratchBytes() = 0;
   virtual int ZeroFd() = 0;
+  // Runs `calls` in order; the raw results. Remote: one batch the task
+  // finishes by itself should cryo die (an error if it cannot run so).
+  struct Call {
+    long nr;
+    uint64_t a[5];
+  };
+  virtual Result<std::vector<long>> Batch(const std::vector<Call>& calls) = 0;
 };
 
 inline constexpr size_t kAioScratchBytes = 4096;
@@ -86,6 +98,19 @@ struct AioProbe {
 // the CPUs of /sys/devices/system/cpu/possible.
 Result<AioProbe> ProbeAioContext(AioTarget& t, uint64_t ctx, const std::vector<int>& possible_cpus);
 
+// ProbeAioContext as one batch of calls (AioTarget::Batch) which leaves
+// the ring as it found it, but for the head and tail both moved by what the
+// probe drained: per possible CPU sched_setaffinity and io_submits, the
+// thread's CPUs put back, then io_getevents with min_nr 0 and no wait, which
+// reaps the probe's completions (all in the ring once io_submit returns).
+// Should cryo die, the task ends the batch by itself. For a context with no
+// unreaped completion (else an error naming how many). A completion the
+// batch reaped that is not the probe's (a request that completed meanwhile)
+// is put back by ProbeAioContext's means (and counted in flight). The
+// caller keeps the process's other threads from reaping meanwhile (held, or
+// none).
+Result<AioProbe> ProbeIdleAioContextInOneBatch(AioTarget& t, uint64_t ctx, const std::vector<int>& possible_cpus);
+
 // The io_setup(2) argument that makes a ring of `nr` slots on a machine of
 // `possible_cpus` CPUs, the smallest (it is what counts against
 // /proc/sys/fs/aio-max-nr): ioctx_alloc takes max(n, 4 * CPUs) * 2 + 2
@@ -111,7 +136,10 @@ class LocalAioTarget : public AioTarget {
   Status Read(uint64_t addr, void* buf, size_t n) override;
   Status Write(uint64_t addr, const void* buf, size_t n) override;
   uint64_t Scratch() override { return reinterpret_cast<uint64_t>(scratch_); }
+  size_t ScratchBytes() override { return kLocalScratchBytes; }
   int ZeroFd() override { return zero_fd_; }
+  Result<std::vector<long>> Batch(const std::vector<Call>& calls) override;
+  static constexpr size_t kLocalScratchBytes = 64 << 10;
   bool ok() const { return scratch_ && zero_fd_ >= 0; }
 
  private:

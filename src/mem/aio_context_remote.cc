@@ -32,4 +32,19 @@ Result<long> RemoteAioTarget::Syscall(long nr, uint64_t a1, uint64_t a2, uint64_
   return rs_.Syscall(nr, a1, a2, a3, a4, a5);
 }
 
+Result<std::vector<long>> RemoteAioTarget::Batch(const std::vector<Call>& calls) {
+  if (!rs_.batch_in_one_stop())
+    return Status::Error("the task has no signal to end a batch of remote calls with, so the AIO probe cannot run as "
+                         "one batch");
+  if (calls.size() > RemoteSyscaller::kMaxBatch)
+    return Status::Error("the AIO probe needs " + std::to_string(calls.size()) + " remote calls in one batch, more than " +
+                         std::to_string(RemoteSyscaller::kMaxBatch));
+  std::vector<RemoteCall> rc(calls.size());
+  for (size_t i = 0; i < calls.size(); ++i) {
+    rc[i].nr = calls[i].nr;
+    for (int j = 0; j < 5; ++j) rc[i].args[j] = calls[i].a[j];
+  }
+  return rs_.Batch(rc);
+}
+
 }  // namespace cryo

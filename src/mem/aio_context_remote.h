@@ -27,7 +27,11 @@ class RemoteAioTarget : public AioTarget {
   Status Read(uint64_t addr, void* buf, size_t n) override { return rs_.ReadMem(addr, buf, n); }
   Status Write(uint64_t addr, const void* buf, size_t n) override { return rs_.WriteMem(addr, buf, n); }
   uint64_t Scratch() override { return rs_.scratch(); }
+  size_t ScratchBytes() override { return rs_.scratch_size() - RemoteSyscaller::kBatchTableBytes; }
   int ZeroFd() override { return fd_; }
+  // One batch in one stop (RemoteSyscaller::Batch), else an error: run one
+  // call at a time, the task would be left between them should cryo die.
+  Result<std::vector<long>> Batch(const std::vector<Call>& calls) override;
 
  private:
   explicit RemoteAioTarget(RemoteSyscaller& rs) : rs_(rs) {}

@@ -19,7 +19,7 @@ long Sys(long nr, uint64_t a1 = 0, uint64_t a2 = 0, uint64_t a3 = 0, uint64_t a4
 }
 
 struct ChildInfo {
-  uint64_t ctx, place;
+  uint64_t ctx, place, idle;
 };
 
 // The child: a context with 3 completions not reaped (reads 102..104) and a
@@ -49,9 +49,14 @@ struct ChildInfo {
   for (int i = 0; i < 5; ++i)
     if (!read1(ctx, 100 + i, i)) _exit(12);
   if (Sys(SYS_io_getevents, ctx, 2, 2, reinterpret_cast<uint64_t>(ev), reinterpret_cast<uint64_t>(&zero)) != 2) _exit(13);
+  aio_context_t idle = 0;  // every completion reaped
+  if (Sys(SYS_io_setup, 8, reinterpret_cast<uint64_t>(&idle)) != 0) _exit(18);
+  for (int i = 0; i < 3; ++i)
+    if (!read1(idle, 300 + i, i)) _exit(19);
+  if (Sys(SYS_io_getevents, idle, 3, 3, reinterpret_cast<uint64_t>(ev), reinterpret_cast<uint64_t>(&zero)) != 3) _exit(20);
   void* place = ::mmap(nullptr, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (place == MAP_FAILED) _exit(14);
-  ChildInfo info{ctx, reinterpret_cast<uint64_t>(place)};
+  ChildInfo info{ctx, reinterpret_cast<uint64_t>(place), idle};
   if (::write(to_parent, &info, sizeof(info)) != sizeof(info)) _exit(15);
   char go;
   if (::read(from_parent, &go, 1) != 1) _exit(16);
@@ -67,13 +72,20 @@ struct ChildInfo {
       verdict = verdict ? verdict : 4;
     if (Sys(SYS_io_destroy, c) != 0) verdict = verdict ? verdict : 5;
   }
+  if (Sys(SYS_io_getevents, idle, 0, 8, reinterpret_cast<uint64_t>(ev), reinterpret_cast<uint64_t>(&zero)) != 0)
+    verdict = verdict ? verdict : 6;  // none of the probe's left
+  if (!read1(idle, 400, 5) ||
+      Sys(SYS_io_getevents, idle, 1, 8, reinterpret_cast<uint64_t>(ev), reinterpret_cast<uint64_t>(&zero)) != 1 ||
+      ev[0].data != 400)
+    verdict = verdict ? verdict : 7;
   if (::write(to_parent, &verdict, 1) != 1) _exit(17);
   _exit(0);
 }
 
 // The probe of an idle context and its ring put back in a fresh one, both
 // by remote calls in another process, whose program then finds the same
-// completions in both and goes on using both.
+// completions in both and goes on using both; and the probe in one batch of
+// a context with all its completions reaped, which the program finds empty.
 TEST(AioContextRemoteTest, ProbeAndReplayInAStoppedProcess) {
   auto cpus = PossibleCpus();
   ASSERT_TRUE(cpus.ok());
@@ -116,6 +128,12 @@ TEST(AioContextRemoteTest, ProbeAndReplayInAStoppedProcess) {
       EXPECT_EQ(*made, info.place);
       Status st = ReplayAioRing(**t, *made, p->ring);
       EXPECT_TRUE(st.ok()) << st.ToString();
+      ASSERT_TRUE((*rs)->batch_in_one_stop());
+      auto q = ProbeIdleAioContextInOneBatch(**t, info.idle, *cpus);
+      ASSERT_TRUE(q.ok()) << q.status().ToString();
+      EXPECT_TRUE(q->cpus_not_visited.empty());
+      EXPECT_EQ(q->unaccounted, 0u);
+      EXPECT_GT(q->drained, 0u);
       EXPECT_TRUE((*t)->Close().ok());
     }
     ASSERT_TRUE((*rs)->Finish().ok());

@@ -200,6 +200,66 @@ TEST_F(AioContextTest, ProbeCountsARequestInFlightAndKeepsItsCompletion) {
   ::close(p[1]);
 }
 
+TEST_F(AioContextTest, ProbeInOneBatchOfAnIdleContextReapsOnlyItsOwn) {
+  auto cpus = PossibleCpus();
+  ASSERT_TRUE(cpus.ok());
+  const aio_context_t a = Setup(8);
+  for (int i = 0; i < 5; ++i) Read(a, 1000 + i, i);
+  ASSERT_EQ(Reap(a, 5, 5).size(), 5u);
+  auto p = ProbeIdleAioContextInOneBatch(target_, a, *cpus);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  ASSERT_TRUE(p->cpus_not_visited.empty());
+  EXPECT_EQ(p->unaccounted, 0u);
+  EXPECT_GT(p->drained, 0u);
+  EXPECT_EQ(p->ring.head, p->ring.tail);
+  EXPECT_EQ(p->ring.unreaped.size(), 0u);
+  EXPECT_EQ(Reap(a, 0, 1).size(), 0u);
+  for (uint32_t i = 0; i < 20; ++i) Read(a, 5000 + i, i);
+  std::vector<io_event> ev = Reap(a, 20, 20);
+  ASSERT_EQ(ev.size(), 20u);
+  EXPECT_EQ(ev[19].data, 5019u);
+}
+
+TEST_F(AioContextTest, ProbeInOneBatchRefusesUnreapedCompletionsAndLeavesThem) {
+  auto cpus = PossibleCpus();
+  ASSERT_TRUE(cpus.ok());
+  const aio_context_t a = Setup(8);
+  Read(a, 1000, 1);
+  auto before = ReadAioRing(target_, a);
+  ASSERT_TRUE(before.ok());
+  auto p = ProbeIdleAioContextInOneBatch(target_, a, *cpus);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("1 completions not yet reaped"), std::string::npos) << p.status().ToString();
+  auto after = ReadAioRing(target_, a);
+  ASSERT_TRUE(after.ok());
+  ExpectSameRing(*after, *before);
+}
+
+TEST_F(AioContextTest, ProbeInOneBatchCountsARequestInFlight) {
+  auto cpus = PossibleCpus();
+  ASSERT_TRUE(cpus.ok());
+  const aio_context_t a = Setup(8);
+  int p[2];
+  ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
+  iocb cb{};
+  cb.aio_data = 77;
+  cb.aio_lio_opcode = IOCB_CMD_POLL;
+  cb.aio_fildes = static_cast<uint32_t>(p[0]);
+  cb.aio_buf = POLLIN;
+  iocb* list[1] = {&cb};
+  ASSERT_EQ(Sys(SYS_io_submit, a, 1, reinterpret_cast<uint64_t>(list)), 1) << strerror(errno);
+  auto pr = ProbeIdleAioContextInOneBatch(target_, a, *cpus);
+  ASSERT_TRUE(pr.ok()) << pr.status().ToString();
+  EXPECT_EQ(pr->unaccounted, 1u);
+  ASSERT_EQ(::write(p[1], "x", 1), 1);
+  io_event ev[2];
+  timespec ten_s{10, 0};
+  ASSERT_EQ(Sys(SYS_io_getevents, a, 1, 2, reinterpret_cast<uint64_t>(ev), reinterpret_cast<uint64_t>(&ten_s)), 1);
+  EXPECT_EQ(ev[0].data, 77u);
+  ::close(p[0]);
+  ::close(p[1]);
+}
+
 TEST_F(AioContextTest, SetupAtAnAddressGivesAContextOfThatIdWithTheSameRing) {
   auto cpus = PossibleCpus();
   ASSERT_TRUE(cpus.ok());
