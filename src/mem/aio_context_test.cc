@@ -152,7 +152,6 @@ TEST_F(AioContextTest, ProbeOfAnIdleContextFindsNothingInFlightAndLeavesTheRingA
   ASSERT_TRUE(before.ok());
   auto p = ProbeAioContext(target_, a, *cpus);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
-  ASSERT_TRUE(p->cpus_not_visited.empty()) << "this test runs where it may use every CPU";
   EXPECT_EQ(p->unaccounted, 0u);
   EXPECT_GT(p->drained, 0u);
   auto after = ReadAioRing(target_, a);
@@ -184,7 +183,6 @@ TEST_F(AioContextTest, ProbeCountsARequestInFlightAndKeepsItsCompletion) {
   Read(a, 1000, 3);  // and one completion not reaped
   auto pr = ProbeAioContext(target_, a, *cpus);
   ASSERT_TRUE(pr.ok()) << pr.status().ToString();
-  ASSERT_TRUE(pr->cpus_not_visited.empty());
   EXPECT_EQ(pr->unaccounted, 1u);
   ASSERT_EQ(pr->ring.unreaped.size(), 1u);
   EXPECT_EQ(pr->ring.unreaped[0].data, 1000u);
@@ -208,7 +206,6 @@ TEST_F(AioContextTest, ProbeInOneBatchOfAnIdleContextReapsOnlyItsOwn) {
   ASSERT_EQ(Reap(a, 5, 5).size(), 5u);
   auto p = ProbeIdleAioContextInOneBatch(target_, a, *cpus);
   ASSERT_TRUE(p.ok()) << p.status().ToString();
-  ASSERT_TRUE(p->cpus_not_visited.empty());
   EXPECT_EQ(p->unaccounted, 0u);
   EXPECT_GT(p->drained, 0u);
   EXPECT_EQ(p->ring.head, p->ring.tail);
