@@ -210,6 +210,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "hugetlb-private-file",
       "remote-vmas",
       "snapshot-hardlinks",
+      "aio-context",
   };
   return kFeatures;
 }

@@ -1,6 +1,6 @@
 // The two kernel techniques an AIO context's checkpoint needs (issue 9),
-// which docs/architecture.md ("AIO contexts") once held impossible. Not yet
-// wired into dump or restore: a context is still refused (aio_ring.h).
+// which docs/architecture.md ("AIO contexts") once held impossible. Used by
+// the dump and the restore of AIO contexts (aio_ring.h).
 //
 // 1. Putting a ring back (ReplayAioRing). The kernel writes completion N
 //    into slot `ctx->tail`, its own copy of the ring's tail (fs/aio.c

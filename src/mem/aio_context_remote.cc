@@ -9,22 +9,44 @@ Result<std::unique_ptr<RemoteAioTarget>> RemoteAioTarget::Make(RemoteSyscaller& 
   if (rs.scratch_size() < kAioScratchBytes + RemoteSyscaller::kBatchTableBytes)
     return Status::Error("the remote scratch memory is too small for an AIO context's probe");
   std::unique_ptr<RemoteAioTarget> t(new RemoteAioTarget(rs));
-  static constexpr char kName[] = "cryo-aio";
-  CRYO_RETURN_IF_ERROR(rs.WriteMem(rs.scratch(), kName, sizeof(kName)));
-  CRYO_ASSIGN_OR_RETURN(long fd, rs.Syscall(SYS_memfd_create, rs.scratch(), MFD_CLOEXEC));
-  if (fd < 0) return Status::Errno(static_cast<int>(-fd), "memfd_create in the task (zero-byte AIO reads)");
-  t->fd_ = static_cast<int>(fd);
+  CRYO_RETURN_IF_ERROR(t->MakeFd());
   return t;
+}
+
+Result<std::unique_ptr<RemoteAioTarget>> RemoteAioTarget::MakeUnguarded(RemoteSyscaller& rs) {
+  std::unique_ptr<RemoteAioTarget> t(new RemoteAioTarget(rs));
+  CRYO_ASSIGN_OR_RETURN(long addr, rs.Syscall(SYS_mmap, 0, kOwnScratchBytes, PROT_READ | PROT_WRITE,
+                                              MAP_PRIVATE | MAP_ANONYMOUS, static_cast<uint64_t>(-1), 0));
+  if (addr < 0 && addr > -4096) return Status::Errno(static_cast<int>(-addr), "remote mmap of scratch memory (AIO)");
+  t->own_scratch_ = static_cast<uint64_t>(addr);
+  CRYO_RETURN_IF_ERROR(t->MakeFd());
+  return t;
+}
+
+Status RemoteAioTarget::MakeFd() {
+  static constexpr char kName[] = "cryo-aio";
+  CRYO_RETURN_IF_ERROR(rs_.WriteMem(Scratch(), kName, sizeof(kName)));
+  CRYO_ASSIGN_OR_RETURN(long fd, rs_.Syscall(SYS_memfd_create, Scratch(), MFD_CLOEXEC));
+  if (fd < 0) return Status::Errno(static_cast<int>(-fd), "memfd_create in the task (zero-byte AIO reads)");
+  fd_ = static_cast<int>(fd);
+  return Status::Ok();
 }
 
 RemoteAioTarget::~RemoteAioTarget() { (void)Close(); }
 
 Status RemoteAioTarget::Close() {
-  if (fd_ < 0) return Status::Ok();
-  const int fd = fd_;
-  fd_ = -1;
-  CRYO_ASSIGN_OR_RETURN(long r, rs_.Syscall(SYS_close, fd));
-  if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the AIO probe's memfd in the task");
+  if (fd_ >= 0) {
+    const int fd = fd_;
+    fd_ = -1;
+    CRYO_ASSIGN_OR_RETURN(long r, rs_.Syscall(SYS_close, fd));
+    if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the AIO probe's memfd in the task");
+  }
+  if (own_scratch_) {
+    const uint64_t at = own_scratch_;
+    own_scratch_ = 0;
+    CRYO_ASSIGN_OR_RETURN(long r, rs_.Syscall(SYS_munmap, at, kOwnScratchBytes));
+    if (r != 0) return Status::Errno(static_cast<int>(-r), "unmapping the AIO scratch memory in the task");
+  }
   return Status::Ok();
 }
 
@@ -33,6 +55,14 @@ Result<long> RemoteAioTarget::Syscall(long nr, uint64_t a1, uint64_t a2, uint64_
 }
 
 Result<std::vector<long>> RemoteAioTarget::Batch(const std::vector<Call>& calls) {
+  if (own_scratch_) {  // a restored task: it dies with cryo
+    std::vector<long> out;
+    for (const Call& c : calls) {
+      CRYO_ASSIGN_OR_RETURN(long r, Syscall(c.nr, c.a[0], c.a[1], c.a[2], c.a[3], c.a[4]));
+      out.push_back(r);
+    }
+    return out;
+  }
   if (!rs_.batch_in_one_stop())
     return Status::Error("the task has no signal to end a batch of remote calls with, so the AIO probe cannot run as "
                          "one batch");

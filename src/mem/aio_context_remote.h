@@ -19,6 +19,10 @@ class RemoteAioTarget : public AioTarget {
   // fd for zero-byte reads is a memfd made in the task (memfd_create(2): no
   // path, whatever the task's mount namespace), closed by Close().
   static Result<std::unique_ptr<RemoteAioTarget>> Make(RemoteSyscaller& rs);
+  // For a restored task (RemoteSyscaller::Unguarded, which has no scratch
+  // memory and dies with cryo): maps its own scratch memory in the task,
+  // unmapped by Close(); Batch() runs the calls one at a time.
+  static Result<std::unique_ptr<RemoteAioTarget>> MakeUnguarded(RemoteSyscaller& rs);
   ~RemoteAioTarget() override;  // Close(): destroy it before the syscaller
   // Closes the memfd in the task.
   Status Close();
@@ -26,8 +30,10 @@ class RemoteAioTarget : public AioTarget {
   Result<long> Syscall(long nr, uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5) override;
   Status Read(uint64_t addr, void* buf, size_t n) override { return rs_.ReadMem(addr, buf, n); }
   Status Write(uint64_t addr, const void* buf, size_t n) override { return rs_.WriteMem(addr, buf, n); }
-  uint64_t Scratch() override { return rs_.scratch(); }
-  size_t ScratchBytes() override { return rs_.scratch_size() - RemoteSyscaller::kBatchTableBytes; }
+  uint64_t Scratch() override { return own_scratch_ ? own_scratch_ : rs_.scratch(); }
+  size_t ScratchBytes() override {
+    return own_scratch_ ? kOwnScratchBytes : rs_.scratch_size() - RemoteSyscaller::kBatchTableBytes;
+  }
   int ZeroFd() override { return fd_; }
   // One batch in one stop (RemoteSyscaller::Batch), else an error: run one
   // call at a time, the task would be left between them should cryo die.
@@ -35,8 +41,11 @@ class RemoteAioTarget : public AioTarget {
 
  private:
   explicit RemoteAioTarget(RemoteSyscaller& rs) : rs_(rs) {}
+  Status MakeFd();
+  static constexpr size_t kOwnScratchBytes = 64 << 10;
   RemoteSyscaller& rs_;
   int fd_ = -1;
+  uint64_t own_scratch_ = 0;  // MakeUnguarded
 };
 
 }  // namespace cryo
