@@ -44,8 +44,8 @@ Decision KernelMappingFlag(const Line& l) {
     return {R, "set by the kernel on hugetlb memory, mapped again so"};
   // VM_DONTEXPAND, which aio_ring_mmap sets on an AIO context's ring.
   if (l.key == "de" && l.vma_name == "/[aio]")
-    return {X, "is the ring of a Linux AIO context (io_setup(2); VmFlags de), refused idle or not: cryo cannot prove "
-               "that no request is in flight (mem/aio_ring.h)"};
+    return {R, "is the ring of a Linux AIO context (io_setup(2); VmFlags de): made again by io_setup and moved into "
+               "place, once proven idle at the dump (mem/aio_ring.h)"};
   return {X, "maps device or driver memory (VmFlags " + std::string(l.key) + "), which cannot be checkpointed"};
 }
 

@@ -31,6 +31,7 @@
 #include "dump/prefetch.h"
 #include "dump/shared_objects_check.h"
 #include "dump/tcp_hold.h"
+#include "mem/aio_ring.h"
 #include "mem/dirty_tracker.h"
 #include "ns/tree_mntns.h"
 #include "mem/incremental.h"
@@ -77,7 +78,7 @@ constexpr size_t kScratchSize = 64 << 10;  // cryo's remote scratch memory in ea
 // calls (registers, signals, timers, credentials, ...). The attributes only
 // a remote call shows are classified into `report` (audit/remote_rules.h).
 // `may_trace` is set if the process might trace a task.
-Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, const SeccompState& seccomp,
+Status CollectTaskState(SeizedProcess& seized, ProcessFacts& facts, const SeccompState& seccomp,
                         DumpedProcess* out, std::set<std::string>* features, audit::Report* report, PhaseTimes* times,
                         bool* may_trace) {
   const pid_t pid = seized.pid();
@@ -103,6 +104,8 @@ Status CollectTaskState(SeizedProcess& seized, const ProcessFacts& facts, const 
   if (attributes.size() != extra.size())
     return Status::Error("internal: the remote attribute queries of pid " + std::to_string(pid) + " went missing");
   CRYO_RETURN_IF_ERROR(StoreSeccomp(seccomp, &out->core));
+  // AIO contexts proven idle, their rings' positions recorded (mem/aio_ring.h).
+  CRYO_RETURN_IF_ERROR(ProbeAioContexts(pid, seized.threads().size(), *rs, &facts.mm));
   if (seccomp.any()) features->insert("seccomp");
   image::MmFields* mmf = out->core.mutable_mm();
   MmAttributesFromResults(attributes.data() + n_audit, mmf->mutable_attrs());

@@ -35,6 +35,7 @@ Result<ProcessFacts> DescribeProcess(pid_t pid, bool shell_job, const DumpScope*
     if (v.huge_page_size()) f.features.insert("hugetlb");
     // Copies on write of a hugetlb memfd or hugetlbfs file (mem/hugetlb.h).
     if (v.huge_page_size() && v.kind() == image::VMA_FILE_PRIVATE) f.features.insert("hugetlb-private-file");
+    if (v.kind() == image::VMA_AIO_RING) f.features.insert("aio-context");  // mem/aio_ring.h
   }
   const double t1 = Now();
   if (f.refusal.ok()) f.refusal = DumpFdTable(pid, &f.fds, &f.features, shell_job, scope, &f.fd_infos);

@@ -211,6 +211,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "remote-vmas",
       "snapshot-hardlinks",
       "live-copied-pages",
+      "aio-context",
   };
   return kFeatures;
 }

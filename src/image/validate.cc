@@ -157,6 +157,7 @@ Status ValidateFeatures(const LoadedImage& img, const Index& index) {
       if (v.kind() == VMA_FILE_PRIVATE && v.file_opened_rw()) needed.insert("file-open-mode");
       if (v.huge_page_size()) needed.insert("hugetlb");
       if (v.huge_page_size() && v.kind() == VMA_FILE_PRIVATE) needed.insert("hugetlb-private-file");
+      if (v.kind() == VMA_AIO_RING) needed.insert("aio-context");
     }
     for (const Fd& f : p.fds.fds()) {
       if (const char* feat = FeatureOf(f.kind())) needed.insert(feat);

@@ -40,8 +40,24 @@ bool ValidAnonName(const std::string& n) {
 // Pages a VMA of this kind keeps in the page file.
 bool StoresPages(VmaKind k) { return k == VMA_ANON_PRIVATE || k == VMA_ANON_SHARED || k == VMA_FILE_PRIVATE; }
 
+// An AIO context's ring (mem/aio_ring.h): as io_setup maps it, read-write
+// and shared, one slot's room per slot and the header's, idle (head == tail).
+std::string AioRingProblem(const Vma& v) {
+  const AioRing& r = v.aio_ring();
+  if (!v.has_aio_ring() || r.nr() == 0 || r.head() >= r.nr() || r.tail() >= r.nr() || r.head() != r.tail())
+    return "an AIO ring whose size or position is missing or not that of an idle ring";
+  if (v.end() <= v.start() || v.end() > kUserTop || v.start() % kPageSize ||
+      v.end() - v.start() != (uint64_t{r.nr()} + 1) * 32)
+    return "an AIO ring of " + std::to_string(r.nr()) + " slots in a range not of its size";
+  if (v.prot() != (PROT_READ | PROT_WRITE) || v.flags() != MAP_SHARED || v.pgoff() || v.name() != "/[aio]" ||
+      v.has_file() || v.shmem_id() || v.shm_object() || v.unlinked_file())
+    return "an AIO ring not mapped as io_setup maps it";
+  return "";
+}
+
 std::string VmaProblem(const Vma& v) {
   const VmaKind k = v.kind();
+  if (k == VMA_AIO_RING) return AioRingProblem(v);
   if (k < VMA_ANON_PRIVATE || k > VMA_VSYSCALL) return "kind " + std::to_string(k) + " unknown";
   const uint64_t len = v.end() - v.start();
   if (k == VMA_VSYSCALL) {

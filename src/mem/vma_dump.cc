@@ -149,7 +149,12 @@ Status DescribeVmas(pid_t pid, const std::vector<proc::Vma>& vmas, image::Mm* mm
     iv->set_file_writable(v.HasFlag("mw"));
     iv->set_anon_huge_bytes(v.anon_huge_kb << 10);
     if (v.HasFlag("ht")) CRYO_RETURN_IF_ERROR(DescribeHugetlbVma(pid, v, iv));
-    if (IsAioRing(v)) return RefuseAioContext(pid, v);
+    // An AIO context's ring: proven idle once the process's calls run
+    // (ProbeAioContexts), made again at restore (mem/aio_ring.h).
+    if (IsAioRing(v)) {
+      CRYO_RETURN_IF_ERROR(DescribeAioRingVma(pid, v, iv));
+      continue;
+    }
     if (v.name.rfind("anon_inode:", 0) == 0)
       return Status::Error("pid " + std::to_string(pid) + ": " + VmaName(v) + " maps " + AnonInodeMemory(v.name) +
                            ", which cryo cannot restore");

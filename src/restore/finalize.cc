@@ -11,6 +11,7 @@
 #include <string>
 
 #include "inject/remote_syscall.h"
+#include "mem/aio_ring.h"
 #include "restorer/blob.h"
 #include "seize/ptrace_util.h"
 #include "tree/proc_attrs.h"
@@ -80,7 +81,9 @@ Status Finalize(const image::ProcessImage& proc, const ProcessReport& rep, uint6
     CRYO_ASSIGN_OR_RETURN(r, rs->Syscall(SYS_close, rep.uffd));
     if (r != 0) return Status::Errno(static_cast<int>(-r), "closing the userfaultfd in pid " + std::to_string(pid));
   }
-  // While the blob's syscall instruction is still mapped.
+  // While the blob's syscall instruction is still mapped: AIO contexts made
+  // again (their rings' addresses were left free), then sealing.
+  CRYO_RETURN_IF_ERROR(RestoreAioContexts(pid, proc.mm, *rs));
   CRYO_RETURN_IF_ERROR(SealVmas(proc.mm, *rs).Prefixed("pid " + std::to_string(pid)));
   CRYO_RETURN_IF_ERROR(RestoreDumpableFlag(*rs, proc.core));
   CRYO_ASSIGN_OR_RETURN(r, rs->Syscall(SYS_munmap, rep.area, rep.area_len));

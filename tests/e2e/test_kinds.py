@@ -3,8 +3,8 @@
 filters restored (tests/workloads/seccomp.c checks that the filtered calls are
 still filtered, the others work, per thread, with the filters shared as
 before); O_PATH fds (files, a symbolic link itself, a directory, an unlinked
-file) restored; memfd_secret and AIO contexts refused by name, the AIO
-refusal saying what its ring shows (io_uring: test_events.py; guard regions:
+file) restored; an idle AIO context restored (its refusals: test_aioctx.py);
+memfd_secret refused by name (io_uring: test_events.py; guard regions:
 test_audit.py; hugetlb memory, private and shared: test_hugetlb.py).
 
 Run: test_kinds.py --cryo PATH --workloads DIR [NAME ...]
@@ -190,8 +190,9 @@ TESTS += restored_kind_tests("opath", [10, 11, 12])
 TESTS += restored_kind_tests("opath_deleted", [10])
 TESTS += [
     refused_kind_test("secretmem", ["memfd_secret"]),
-    refused_kind_test("aio", ["AIO", "io_setup", "/[aio]", "a ring of", "in flight"]),
 ]
+# An idle AIO context (io_setup(2)): made again at its address (test_aioctx.py).
+TESTS += restored_kind_tests("aio", [])
 for _mode in ("filter", "mmapblock", "threads"):
     TESTS += seccomp_tests(_mode)
 # munmap: the way back of the scratch memory; strict mode kills on every
