@@ -84,6 +84,13 @@ std::string WhyNotReopenable(const Opened& o, const TaskIds& tree) {
   }
   if ((o.fs_type == kCgroupFs || o.fs_type == kCgroup2Fs) && EndsWith(p, ".pressure") && Writable(o.access))
     return "is a cgroup pressure file open for writing, which may hold a PSI trigger (not restored)";
+  // cgroup v1 notifications (memory thresholds, OOM, memory.pressure_level)
+  // are registered by a write to cgroup.event_control and live with the
+  // eventfd, where nothing shows them (cgroup-v1/memory.rst): a program
+  // holding that file is one that registers them.
+  if (o.fs_type == kCgroupFs && EndsWith(p, "/cgroup.event_control"))
+    return "is a cgroup v1 event_control file, whose eventfd notifications (memory thresholds, OOM, pressure level) "
+           "are not restored";
   // The restore opens the path in cryo: it must lead to this very object.
   struct stat now;
   // (A symbolic link held itself, O_PATH | O_NOFOLLOW: the link, not its target.)

@@ -13,6 +13,7 @@ namespace {
 
 constexpr long kProcFs = 0x9fa0;
 constexpr long kCgroup2Fs = 0x63677270;
+constexpr long kCgroupFs = 0x27e0eb;
 
 std::string TempDir() {
   char tmpl[] = "/tmp/cryo-path-check-XXXXXX";
@@ -102,6 +103,10 @@ TEST(PathCheck, StatefulSpecialFilesAreNot) {
   o.link = "/sys/fs/cgroup/x/memory.pressure";
   o.fs_type = kCgroup2Fs;
   EXPECT_NE(WhyNotReopenable(o, {}).find("PSI trigger"), std::string::npos);
+  o.link = "/sys/fs/cgroup/memory/x/cgroup.event_control";
+  o.fs_type = kCgroupFs;
+  o.access = O_WRONLY;
+  EXPECT_NE(WhyNotReopenable(o, {}).find("eventfd notifications"), std::string::npos);
   o.link = "/sys/kernel/debug/x";
   o.fs_type = 0x64626720;
   EXPECT_NE(WhyNotReopenable(o, {}).find("debugfs"), std::string::npos);

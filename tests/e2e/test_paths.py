@@ -145,6 +145,28 @@ os.write(t, b"full 500000 2000000\\0")
     expect_refused(h, w, ["/proc/pressure/memory", "PSI trigger"])
 
 
+def v1_event_control():
+    """cgroup.event_control of a cgroup v1 hierarchy that has one (memory), or None."""
+    for line in open("/proc/self/mountinfo"):
+        parts = line.split()
+        sep = parts.index("-")
+        path = os.path.join(parts[4], "cgroup.event_control")
+        if parts[sep + 1] == "cgroup" and os.path.exists(path):
+            return path
+    return None
+
+
+def test_cgroup_event_control_refused(h):
+    """A v1 cgroup's event_control held open: the eventfd notifications it
+    registers are not restored, so the dump is refused by name."""
+    path = v1_event_control()
+    if path is None:
+        h.note("SKIPPED, checked nothing: no cgroup v1 hierarchy with cgroup.event_control is mounted (cgroup v2 only)")
+        return
+    w = start_holder(h, "eventcontrol", "f = open(%r, 'w')" % path)
+    expect_refused(h, w, [path, "eventfd notifications"])
+
+
 def test_deleted_file_under_a_mount_refused(h):
     """A deleted file is created again in the directory of its name, which
     must be on its file system: here a mount was placed over it."""
@@ -208,6 +230,7 @@ TESTS = [
     test_child_proc_dir_refused,
     test_mounted_over_refused,
     test_psi_trigger_refused,
+    test_cgroup_event_control_refused,
     test_deleted_file_under_a_mount_refused,
     test_proc_sys_cgroup_files_restored,
 ]
