@@ -207,6 +207,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "cgroup-ns",
       "cgroup-settings",
       "hugetlbfs-file",
+      "cgroup-more-settings",
       "hugetlb-private-file",
       "remote-vmas",
       "snapshot-hardlinks",
