@@ -356,6 +356,54 @@ def test_pty_slave_held_outside_refused(h):
     check_pty_ok(h.verify_ok(w, when="after the refused dump"), "after the refused dump")
 
 
+def test_pty_other_devpts_refused(h):
+    """The tree's pty is of another devpts instance (mounted beside /dev/pts,
+    as a container's /dev/pts): a restore would make it on /dev/pts under its
+    number, another terminal. Refused at dump, naming the fd and the instance;
+    the tree runs on with its bytes in flight."""
+    d = h.mkdir("devpts")
+    r = subprocess.run(["mount", "-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=0620", "devpts", d],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "mount devpts newinstance: %s" % r.stderr)
+    w = None
+    try:
+        os.environ["WL_PTMX"] = os.path.join(d, "ptmx")
+        try:
+            w, pids = start_pty(h)
+        finally:
+            del os.environ["WL_PTMX"]
+        master = [fd for fd, l in fd_links(w.pid).items() if l == os.path.join(d, "ptmx")]
+        check(master, "the master from %s/ptmx in %r" % (d, fd_links(w.pid)))
+        dev = os.stat(d).st_dev
+        h.dump_refused(w.pid, ["pid %d fd %d" % (w.pid, master[0]),
+                               "devpts instance %d:%d" % (os.major(dev), os.minor(dev)), "not restored"])
+        check_pty_ok(h.verify_ok(w, when="after the refused dump"), "after the refused dump")
+    finally:
+        if w and cryotest.pid_alive(w.pid):
+            h.cleanup_one(w.pid)
+        subprocess.run(["umount", "-l", d], capture_output=True, timeout=30)
+
+
+def test_pty_own_mntns_devpts_refused(h):
+    """A container's terminal: a tree in a mount namespace of its own with a
+    devpts instance of its own at /dev/pts (`unshare --mount`, `mount -t
+    devpts -o newinstance`) holding a pty pair: refused at dump by name (the
+    devpts mount is not made again yet), the tree runs on."""
+    ctl = h.mkdir("pty")
+    u, w = h.start_under_unshare("pty", [
+        "/usr/bin/unshare", "--mount", "--fork", "--", "/bin/sh", "-c",
+        "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts && exec \"$0\" \"$1\"",
+        h.workload_path("pty"), ctl], ctl)
+    try:
+        r = h.dump_refused(u.pid, ["pid %d" % u.pid, "/dev/pts (devpts devpts) cannot be made again"])
+        h.note("refused: %s" % r.message.strip())
+        check_pty_ok(h.verify_ok(w, when="after the refused dump"), "after the refused dump")
+    finally:
+        for pid in (w.pid, u.pid):  # the pty holder first: its children then get SIGHUP
+            if cryotest.pid_alive(pid):
+                h.cleanup_one(pid)
+
+
 def test_pty_master_outside_refused(h):
     """A job on a terminal whose master is outside the tree is refused without
     --shell-job, naming pid, fd and the terminal; it runs on untouched."""
@@ -557,6 +605,8 @@ TESTS = [
     test_pty_rewind,
     test_pty_index_taken,
     test_pty_slave_held_outside_refused,
+    test_pty_other_devpts_refused,
+    test_pty_own_mntns_devpts_refused,
     test_pty_master_outside_refused,
     test_shell_job,
     test_shell_job_leave_running,
