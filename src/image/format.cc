@@ -192,6 +192,7 @@ const std::vector<std::string>& SupportedFeatures() {
       "pid-ns",
       "mount-ns",
       "mount-ns-absent",
+      "mount-devpts",
       "mqueue-fds",
       "incremental",
       "snapshot-files",

@@ -384,24 +384,63 @@ def test_pty_other_devpts_refused(h):
         subprocess.run(["umount", "-l", d], capture_output=True, timeout=30)
 
 
-def test_pty_own_mntns_devpts_refused(h):
-    """A container's terminal: a tree in a mount namespace of its own with a
-    devpts instance of its own at /dev/pts (`unshare --mount`, `mount -t
-    devpts -o newinstance`) holding a pty pair: refused at dump by name (the
-    devpts mount is not made again yet), the tree runs on."""
+def start_own_devpts(h):
+    """A container's terminal: `unshare --mount --fork sh -c 'mount -t devpts
+    -o newinstance,ptmxmode=0666 devpts /dev/pts && exec pty CTL'`, a tree in
+    a mount namespace of its own with a devpts instance of its own at
+    /dev/pts, holding a pty pair of it (opened through /dev/ptmx, which
+    leads to the instance beside it). (unshare's Workload, pty's, pids of
+    pty's tree)."""
     ctl = h.mkdir("pty")
     u, w = h.start_under_unshare("pty", [
         "/usr/bin/unshare", "--mount", "--fork", "--", "/bin/sh", "-c",
         "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts && exec \"$0\" \"$1\"",
         h.workload_path("pty"), ctl], ctl)
-    try:
-        r = h.dump_refused(u.pid, ["pid %d" % u.pid, "/dev/pts (devpts devpts) cannot be made again"])
-        h.note("refused: %s" % r.message.strip())
-        check_pty_ok(h.verify_ok(w, when="after the refused dump"), "after the refused dump")
-    finally:
-        for pid in (w.pid, u.pid):  # the pty holder first: its children then get SIGHUP
-            if cryotest.pid_alive(pid):
-                h.cleanup_one(pid)
+    pids = None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        pids = tree_pids(w.pid)
+        if len(pids) == 3:
+            break
+        time.sleep(0.01)
+    check_eq(len(pids), 3, "processes of the pty tree %r" % pids)
+    check_own_devpts(w.pid, "the original")
+    return u, w, pids
+
+
+def check_own_devpts(pid, when):
+    """pid's /dev/pts is a devpts instance other than cryo's, and its pty is of it."""
+    mine = os.stat("/dev/pts").st_dev
+    theirs = os.stat("/proc/%d/root/dev/pts" % pid).st_dev
+    check(theirs != mine, "%s: /dev/pts is the host's instance" % when)
+    slaves = [os.stat("/proc/%d/fd/%d" % (pid, fd)).st_dev for fd, l in fd_links(pid).items()
+              if re.match(r"/dev/pts/\d+$", l)]
+    check(slaves and all(d == theirs for d in slaves), "%s: the slave is not of the tree's instance" % when)
+
+
+def test_pty_own_devpts_kill_and_rewind(h):
+    """The tree's mount namespace with its devpts instance (kill, then
+    rewind): restored with a fresh instance at /dev/pts in the fresh mount
+    namespace and the pty made in it again at its number (0 in a fresh
+    instance), with its settings, session and bytes in flight."""
+    u, w, pids = start_own_devpts(h)
+    images = h.mkdir("img")
+    h.dump(u.pid, images)
+    h.reap_original(u)
+    wait_gone(h, pids + [u.pid])
+    check("mount-devpts" in h.show_json(images)["features"], "feature mount-devpts missing")
+    check_pty_image(h, images)
+    for when in ("after restore", "after rewind"):
+        r = h.restore(images, detach=True, expected_pid=u.pid)
+        rw = w.restored(w.pid)
+        check_eq(sorted(tree_pids(w.pid)), sorted(pids), "pids of the restored tree %s" % when)
+        h.tracked_pids.extend(pids)
+        check_own_devpts(w.pid, when)
+        check_pty_ok(h.verify_ok(rw, when=when + " (bytes in flight)"), when)
+        check_pty_ok(h.verify_ok(rw, when=when + " (ping)"), when)
+        for pid in (w.pid, r.pid):  # the pty holder first: its children then get SIGHUP
+            h.cleanup_one(pid)
+        wait_gone(h, pids + [r.pid])
 
 
 def test_pty_master_outside_refused(h):
@@ -606,7 +645,7 @@ TESTS = [
     test_pty_index_taken,
     test_pty_slave_held_outside_refused,
     test_pty_other_devpts_refused,
-    test_pty_own_mntns_devpts_refused,
+    test_pty_own_devpts_kill_and_rewind,
     test_pty_master_outside_refused,
     test_shell_job,
     test_shell_job_leave_running,
