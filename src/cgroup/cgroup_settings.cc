@@ -2,8 +2,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <map>
 
 #include "base/clock.h"
@@ -25,7 +28,14 @@ struct Knob {
   bool v2;
   const char* name;  // one '*' matches a page size: "hugetlb.*.max"
   Kind kind;
+  // nullptr: always recorded. Else the value a fresh cgroup has (kUnlimited:
+  // PAGE_COUNTER_MAX in bytes): recorded only when it reads otherwise, with
+  // feature "cgroup-more-settings" (knobs added after "cgroup-settings": an
+  // image of cgroups at their defaults stays restorable by an older cryo).
+  const char* fresh = nullptr;
 };
+
+constexpr char kUnlimited[] = "unlimited";
 
 // In the order they are written. cgroup-v1/cpusets.rst: a cpuset needs mems
 // and cpus before tasks join. memory.rst (v1): memsw.limit_in_bytes must stay
@@ -57,6 +67,19 @@ constexpr Knob kKnobs[] = {
     {false, "blkio.throttle.write_iops_device", Kind::kLines},
     {false, "net_cls.classid", Kind::kValue},
     {false, "hugetlb.*.limit_in_bytes", Kind::kValue},
+    // cgroup-v1/cpusets.rst flags, after cpus and mems (sched_load_balance
+    // and sched_relax_domain_level are deprecated in 6.x but still obeyed).
+    {false, "cpuset.mem_hardwall", Kind::kValue, "0"},
+    {false, "cpuset.memory_migrate", Kind::kValue, "0"},
+    {false, "cpuset.memory_spread_page", Kind::kValue, "0"},
+    {false, "cpuset.memory_spread_slab", Kind::kValue, "0"},
+    {false, "cpuset.sched_load_balance", Kind::kValue, "1"},
+    {false, "cpuset.sched_relax_domain_level", Kind::kValue, "-1"},
+    // memory.rst (v1) 2.7.1: the socket buffer limit of the cgroup.
+    {false, "memory.kmem.tcp.limit_in_bytes", Kind::kValue, kUnlimited},
+    // cgroups-v1.rst 1.4: inherited by children made later, so last.
+    {false, "notify_on_release", Kind::kValue, "0"},
+    {false, "cgroup.clone_children", Kind::kValue, "0"},
     {true, "cpuset.mems", Kind::kValue},
     {true, "cpuset.cpus", Kind::kValue},
     {true, "cpuset.cpus.exclusive", Kind::kValue},
@@ -83,6 +106,8 @@ constexpr Knob kKnobs[] = {
     {true, "io.latency", Kind::kLines},
     {true, "hugetlb.*.max", Kind::kValue},
     {true, "misc.max", Kind::kLines},
+    {true, "io.prio.class", Kind::kValue, "no-change"},
+    {true, "cgroup.pressure", Kind::kValue, "1"},  // cgroup-v2.rst: PSI accounting of the cgroup
     {true, "cgroup.max.depth", Kind::kValue},
     {true, "cgroup.max.descendants", Kind::kValue},
     {true, "cgroup.subtree_control", Kind::kControllers},
@@ -97,6 +122,31 @@ bool Matches(std::string_view pattern, std::string_view name) {
   const std::string_view mid = name.substr(pre.size(), name.size() - pre.size() - post.size());
   return mid.find_first_of("/*") == std::string_view::npos;
 }
+
+// Writable files that hold no state a restore loses, or whose state is
+// restored or refused elsewhere. Every other writable file of a recorded
+// cgroup that cryo does not know is refused unless it reads as in the parent
+// cgroup (UnknownFiles).
+constexpr const char* kNotSettings[] = {
+    // membership: restored per process (cgroup_dump.h)
+    "cgroup.procs", "tasks", "cgroup.threads",
+    // actions, nothing to read back
+    "cgroup.kill", "memory.force_empty", "memory.reclaim", "blkio.reset_stats",
+    // counters a write resets (a restored cgroup counts afresh, as for usage)
+    "memory.failcnt", "memory.max_usage_in_bytes", "memory.memsw.failcnt", "memory.memsw.max_usage_in_bytes",
+    "memory.kmem.failcnt", "memory.kmem.max_usage_in_bytes", "memory.kmem.tcp.failcnt",
+    "memory.kmem.tcp.max_usage_in_bytes", "cpuacct.usage", "memory.peak", "memory.swap.peak", "hugetlb.*.failcnt",
+    "hugetlb.*.max_usage_in_bytes", "hugetlb.*.rsvd.failcnt", "hugetlb.*.rsvd.max_usage_in_bytes",
+    // notifications (eventfd, PSI triggers) belong to the fd that set them up
+    "cgroup.event_control", "cpu.pressure", "io.pressure", "memory.pressure", "irq.pressure",
+    "memory.pressure_level",
+    // a hierarchy's root only (cryo never makes a root)
+    "release_agent", "cgroup.sane_behavior", "cpuset.memory_pressure_enabled",
+    // checked by Refusal below
+    "cgroup.freeze", "cgroup.type", "freezer.state", "devices.allow", "devices.deny", "devices.list",
+    "memory.oom_control", "cpuset.cpu_exclusive", "cpuset.mem_exclusive", "rdma.max", "memory.kmem.limit_in_bytes",
+    "memory.move_charge_at_immigrate", "memory.use_hierarchy", "net_prio.ifpriomap",
+};
 
 const Knob* FindKnob(const std::string& hierarchy, const std::string& name) {
   for (const Knob& k : kKnobs)
@@ -145,6 +195,36 @@ bool SameValue(Kind kind, const std::string& a, const std::string& b) {
 
 std::string Shown(const std::string& v) { return v.empty() ? "(empty)" : "\"" + v + "\""; }
 
+// PAGE_COUNTER_MAX in bytes, what an unlimited v1 memory limit reads
+// (mm/memcontrol-v1.c: LONG_MAX / PAGE_SIZE pages).
+std::string UnlimitedBytes() {
+  const long page = ::sysconf(_SC_PAGESIZE);
+  return std::to_string(LONG_MAX / page * page);
+}
+
+std::string FreshValue(const Knob& k) { return k.fresh == kUnlimited ? UnlimitedBytes() : std::string(k.fresh); }
+
+bool NotASetting(const std::string& name) {
+  for (const char* n : kNotSettings)
+    if (Matches(n, name)) return true;
+  return false;
+}
+
+// net_prio.ifpriomap ("DEVICE PRIO" lines, every device of the initial
+// network namespace): a device missing on one side reads 0 (one may have
+// come or gone between the two reads).
+bool SamePrioMap(const std::string& a, const std::string& b) {
+  auto parse = [](const std::string& text) {
+    std::map<std::string, std::string> m;
+    for (std::string_view l : SplitLines(text)) {
+      std::vector<std::string_view> w = SplitWords(l);
+      if (w.size() == 2 && w[1] != "0") m[std::string(w[0])] = std::string(w[1]);
+    }
+    return m;
+  };
+  return parse(a) == parse(b);
+}
+
 // Refusals (cgroup state that matters and is not restored), checked on the
 // files as read. "" if none.
 Result<std::string> Refusal(const std::string& dir, const std::string& parent, const std::string& hierarchy) {
@@ -173,9 +253,60 @@ Result<std::string> Refusal(const std::string& dir, const std::string& parent, c
       CRYO_ASSIGN_OR_RETURN(std::string v, read(f));
       if (exists && v != "0") return std::string("it is an exclusive cpuset (") + f + " " + v + ")";
     }
+    // memory.rst (v1): kmem limits and charge moving are deprecated (6.x
+    // ignores a kmem limit and refuses to move charges), and a cgroup outside
+    // the hierarchy of its parent cannot be made on 6.x: none is made again.
+    CRYO_ASSIGN_OR_RETURN(std::string kmem, read("memory.kmem.limit_in_bytes"));
+    if (exists && kmem != UnlimitedBytes())
+      return std::string("it has a kernel memory limit (memory.kmem.limit_in_bytes " + kmem + ")");
+    CRYO_ASSIGN_OR_RETURN(std::string move, read("memory.move_charge_at_immigrate"));
+    if (exists && move != "0")
+      return std::string("it moves charges with its tasks (memory.move_charge_at_immigrate " + move + ")");
+    CRYO_ASSIGN_OR_RETURN(std::string hier, read("memory.use_hierarchy"));
+    if (exists && hier != "1") return std::string("it does not account hierarchically (memory.use_hierarchy " + hier + ")");
+    // net_prio.rst: a new cgroup copies its parent's map; one of its own is
+    // not made again (its device names are this machine's).
+    CRYO_ASSIGN_OR_RETURN(std::string prio, read("net_prio.ifpriomap"));
+    if (exists) {
+      bool parent_exists = false;
+      CRYO_ASSIGN_OR_RETURN(std::string inherited, ReadSetting(parent + "/net_prio.ifpriomap", &parent_exists));
+      if (!SamePrioMap(prio, inherited))
+        return std::string("it has network priorities of its own (net_prio.ifpriomap \"" + prio +
+                           "\", its parent's \"" + inherited + "\")");
+    }
   }
   CRYO_ASSIGN_OR_RETURN(std::string rdma, read("rdma.max"));
   if (exists && !rdma.empty()) return std::string("it has RDMA limits (rdma.max)");
+  return std::string();
+}
+
+// A writable file cryo does not know (a newer kernel's, a vendor's) is state
+// a restore would lose unless it reads as in the parent cgroup (inherited,
+// or a default both have); without one in the parent, unless it reads as a
+// fresh value ("", "0", "max", unlimited bytes). Write-only files (actions)
+// hold nothing. "" if none, else the refusal.
+Result<std::string> UnknownFiles(const std::string& dir, const std::string& parent,
+                                 const std::string& hierarchy, const std::vector<std::string>& names) {
+  for (const std::string& n : names) {
+    if (n == "." || n == ".." || FindKnob(hierarchy, n) || NotASetting(n)) continue;
+    struct stat st;
+    if (::stat((dir + "/" + n).c_str(), &st) != 0) {
+      if (errno == ENOENT) continue;
+      return Status::FromErrno("stat " + dir + "/" + n);
+    }
+    if (!S_ISREG(st.st_mode) || !(st.st_mode & S_IWUSR) || !(st.st_mode & S_IRUSR)) continue;
+    bool exists = false, parent_exists = false;
+    auto v = ReadSetting(dir + "/" + n, &exists);
+    if (!v.ok() && (v.status().err() == EINVAL || v.status().err() == EOPNOTSUPP)) continue;
+    if (!v.ok()) return v.status();
+    if (!exists) continue;
+    auto p = ReadSetting(parent + "/" + n, &parent_exists);
+    if (parent_exists && p.ok() && *p == *v) continue;
+    if (!parent_exists && (v->empty() || *v == "0" || *v == "max" || *v == UnlimitedBytes())) continue;
+    return std::string("it has " + n + " " + Shown(*v) + " (its parent " +
+                       (parent_exists && p.ok() ? Shown(*p) : std::string("none")) +
+                       "), a file cryo does not know");
+  }
   return std::string();
 }
 
@@ -189,6 +320,11 @@ Result<std::vector<image::CgroupSetting>> ReadSettings(const std::string& dir, c
   if (!refusal.empty())
     return Status::Error(who + ": " + refusal + "; cryo does not restore that (restored cgroups get their limits only)");
   CRYO_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dir));
+  auto unknown = UnknownFiles(dir, parent, hierarchy, names);
+  if (!unknown.ok()) return unknown.status().Prefixed(who);
+  if (!unknown->empty())
+    return Status::Error(who + ": " + *unknown + "; cryo does not restore that (restored cgroups get the settings "
+                         "cgroup_settings.h lists only)");
   std::vector<image::CgroupSetting> out;
   for (const Knob& k : kKnobs) {
     if (k.v2 != hierarchy.empty()) continue;
@@ -198,6 +334,7 @@ Result<std::vector<image::CgroupSetting>> ReadSettings(const std::string& dir, c
       auto v = ReadSetting(dir + "/" + n, &exists);
       if (!v.ok()) return v.status().Prefixed(who);
       if (!exists) continue;  // gone with a controller disabled meanwhile
+      if (k.fresh && *v == FreshValue(k)) continue;
       image::CgroupSetting s;
       s.set_name(n);
       s.set_value(*v);
@@ -241,7 +378,10 @@ Status DumpCgroupSettings(const CgroupRecords& records, image::NamespaceTable* o
       image::CgroupSettings* s = out->add_cgroup_settings();
       s->mutable_cgroup()->set_hierarchy(hierarchy);
       s->mutable_cgroup()->set_path(rel);
-      for (image::CgroupSetting& f : *files) *s->add_files() = std::move(f);
+      for (image::CgroupSetting& f : *files) {
+        if (FindKnob(hierarchy, f.name())->fresh) features->insert("cgroup-more-settings");
+        *s->add_files() = std::move(f);
+      }
     }
   }
   features->insert("cgroup-settings");

@@ -6,9 +6,16 @@
 // "../x/y" for "../x/y"). The files are a fixed list per cgroup version
 // (cgroup_settings.cc: what container engines set: memory, pids, cpu, cpuset,
 // io/blkio, hugetlb, net_cls, misc, v2 cgroup.max.*, cgroup.subtree_control),
-// read whole. State cryo does not restore is refused at dump by name: a frozen
-// cgroup, v1 device rules other than the parent's, v1 oom_kill_disable,
-// exclusive cpusets, rdma limits, a v2 cgroup that is not a domain.
+// read whole; later additions (v1 cpuset flags, memory.kmem.tcp limit,
+// notify_on_release, clone_children; v2 cgroup.pressure, io.prio.class) only
+// when not at a fresh cgroup's value (feature "cgroup-more-settings"). State
+// cryo does not restore is refused at dump by name: a frozen cgroup, v1
+// device rules other than the parent's, v1 oom_kill_disable, exclusive
+// cpusets, a v1 kmem limit, move_charge_at_immigrate, use_hierarchy 0, a
+// net_prio map other than the parent's, rdma limits, a v2 cgroup that is not
+// a domain; and any writable file cryo does not know that reads otherwise
+// than in the parent cgroup. What is neither (counters, actions, notification
+// files, membership) is listed in cgroup_settings.cc with the reason.
 //
 // At restore, before anything is created, a recorded cgroup that exists must
 // read the same values (else refused: pass --cgroup-root or remove it); one

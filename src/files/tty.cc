@@ -66,6 +66,8 @@ class PtyEnd final : public FdKindHandler {
     UniqueFd fd(s.Grab());
     if (!fd.valid()) return Status::FromErrno("pidfd_getfd");
     if (tty::IsPtyMaster(s.st)) {
+      CRYO_ASSIGN_OR_RETURN(dev_t instance, tty::MasterInstance(fd.get()));
+      CRYO_RETURN_IF_ERROR(tty::CheckOnCryoDevpts(instance, s.what() + " (" + s.link + ")"));
       CRYO_ASSIGN_OR_RETURN(uint32_t index, tty::MasterIndex(fd.get()));
       end->set_master(true);
       end->set_index(index);

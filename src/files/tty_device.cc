@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <termios.h>
 #include <time.h>
@@ -222,6 +223,28 @@ Result<int> OpenPeer(int master_fd, int flags) {
   const int fd = ::ioctl(master_fd, TIOCGPTPEER, flags | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno("TIOCGPTPEER (opening the slave)");
   return fd;
+}
+
+Result<dev_t> MasterInstance(int master_fd) {
+  const int fd = ::ioctl(master_fd, TIOCGPTPEER, O_PATH | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("TIOCGPTPEER O_PATH (finding the slave's devpts)");
+  struct stat st;
+  const int rc = ::fstat(fd, &st);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) return Status::Errno(err, "fstat of the slave (O_PATH)");
+  return st.st_dev;
+}
+
+Status CheckOnCryoDevpts(dev_t instance, const std::string& what) {
+  struct stat pts;
+  if (::stat("/dev/pts", &pts) != 0) return Status::FromErrno("stat /dev/pts");
+  if (pts.st_dev == instance) return Status::Ok();
+  auto dev = [](dev_t d) { return std::to_string(major(d)) + ":" + std::to_string(minor(d)); };
+  return Status::Error(what + " is a pseudoterminal of the devpts instance " + dev(instance) +
+                       ", not of the one at /dev/pts where cryo runs (" + dev(pts.st_dev) +
+                       "): ptys of other devpts instances (mount -t devpts -o newinstance, a container's /dev/pts) "
+                       "are not restored");
 }
 
 Status GetTermios(int fd, image::TtyTermios* out) {

@@ -35,6 +35,16 @@ uint32_t SlaveIndex(dev_t rdev);
 Result<uint32_t> MasterIndex(int master_fd);
 // A new description of the slave of `master_fd` (TIOCGPTPEER), O_NOCTTY.
 Result<int> OpenPeer(int master_fd, int flags);
+// The device of the devpts instance (st_dev) a master's slave lives on: its
+// slave opened O_PATH through TIOCGPTPEER, which opens no tty (so works on a
+// locked pty and changes nothing) and fstat'ed.
+Result<dev_t> MasterInstance(int master_fd);
+// A restore makes ptys through /dev/ptmx, on the devpts instance mounted at
+// /dev/pts where cryo runs (ptmx_open looks up the "pts" beside /dev/ptmx,
+// devpts(5)). A pty of another instance (`mount -t devpts -o newinstance`
+// elsewhere, a container's) would come back on that one under its number,
+// silently another terminal: refused, naming `what` and the instance.
+Status CheckOnCryoDevpts(dev_t instance, const std::string& what);
 
 Status GetTermios(int fd, image::TtyTermios* out);
 Status SetTermios(int fd, const image::TtyTermios& t);

@@ -174,6 +174,23 @@ Status DumpPty(const Holder& master_holder, image::Tty* t) {
   return Status::Ok();
 }
 
+// The slaves of a pty the restore makes again (its master in the tree: the
+// master's fds are checked by the fd handler, tty.cc) or opens again by its
+// path (--ext-tty) must be of cryo's /dev/pts: a tree may hold two ptys of
+// one number from two devpts instances. A /dev/tty fd names its pty by
+// number only; the pty's master tells its instance. A --shell-job terminal
+// becomes the restoring shell's, whatever instance it was on.
+Status CheckSlavesOnCryoDevpts(const std::vector<Holder>& slaves) {
+  for (const Holder& h : slaves) {
+    if (h.fd->tty().via_dev_tty()) continue;
+    CRYO_ASSIGN_OR_RETURN(UniqueFd fd, Grab(h));
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return Status::FromErrno("fstat of " + h.what());
+    CRYO_RETURN_IF_ERROR(tty::CheckOnCryoDevpts(st.st_dev, h.what() + " (" + h.fd->file().path() + ")"));
+  }
+  return Status::Ok();
+}
+
 // A process outside the tree with an fd on the slave of one of `ptys` (by
 // device): it would be left on a terminal that goes away, and could read the
 // queued bytes meanwhile (like a pipe end held outside, it is refused).
@@ -280,6 +297,9 @@ Status DumpTtys(const std::vector<TtyProcess>& procs, bool shell_job, image::Tty
     }
     it = ptys.erase(it);
   }
+
+  for (const auto& [index, use] : ptys) CRYO_RETURN_IF_ERROR(CheckSlavesOnCryoDevpts(use.slaves));
+  for (const auto& [index, holders] : outside) CRYO_RETURN_IF_ERROR(CheckSlavesOnCryoDevpts(holders));
 
   std::map<pid_t, const image::ProcessCore*> live;
   for (const TtyProcess& p : procs) live[p.pid] = p.core;

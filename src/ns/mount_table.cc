@@ -231,9 +231,14 @@ Result<image::MountNamespace> DiffMountTables(const std::vector<MountLine>& tree
       e.set_action(image::MOUNT_SYSFS);
     } else if (t.fstype == "mqueue") {
       e.set_action(image::MOUNT_MQUEUE);
+    } else if (t.fstype == "devpts") {
+      // Every devpts mount is an instance of its own (since 4.7, devpts.rst);
+      // its ptys are the tree's, made again by the tty restore.
+      e.set_action(image::MOUNT_DEVPTS);
+      e.set_data(MountData(t.super));
     } else {
-      return refuse(t, "cannot be made again (cryo makes tmpfs, proc, sysfs and mqueue mounts of the namespace's "
-                    "own, and bind mounts of what cryo's mounts show)");
+      return refuse(t, "cannot be made again (cryo makes tmpfs, proc, sysfs, mqueue and devpts mounts of the "
+                    "namespace's own, and bind mounts of what cryo's mounts show)");
     }
     *out.add_mounts() = std::move(e);
   }

@@ -87,10 +87,11 @@ TEST(MountTable, AddedMounts) {
                        "201 127 254:16 /sub /mnt/ro ro,relatime - ext4 /dev/vdb rw\n"
                        "202 200 0:90 /dir /mnt/t/again rw,relatime - tmpfs none rw,size=2048k,mode=700\n"
                        "203 127 0:91 / /mnt/p rw,relatime - proc proc rw,hidepid=2\n"
-                       "204 127 0:92 / /mnt/q rw,relatime - mqueue mqueue rw\n"),
+                       "204 127 0:92 / /mnt/q rw,relatime - mqueue mqueue rw\n"
+                       "205 127 0:93 / /dev/pts rw,nosuid,noexec,relatime - devpts devpts rw,mode=620,ptmxmode=666\n"),
                 &changed);
   ASSERT_TRUE(d.ok()) << d.status().ToString();
-  ASSERT_EQ(d->mounts_size(), 9);
+  ASSERT_EQ(d->mounts_size(), 10);
   const auto& t = d->mounts(4);
   EXPECT_EQ(t.action(), image::MOUNT_TMPFS);
   EXPECT_EQ(t.data(), "size=2048k,mode=700");
@@ -103,6 +104,10 @@ TEST(MountTable, AddedMounts) {
   EXPECT_EQ(d->mounts(7).action(), image::MOUNT_PROC);
   EXPECT_EQ(d->mounts(7).data(), "hidepid=2");
   EXPECT_EQ(d->mounts(8).action(), image::MOUNT_MQUEUE);
+  // A devpts instance of the namespace's own (a container's /dev/pts).
+  EXPECT_EQ(d->mounts(9).action(), image::MOUNT_DEVPTS);
+  EXPECT_EQ(d->mounts(9).data(), "mode=620,ptmxmode=666");
+  EXPECT_EQ(d->mounts(9).flags() & (MS_NOSUID | MS_NOEXEC), unsigned(MS_NOSUID | MS_NOEXEC));
 }
 
 TEST(MountTable, Refusals) {

@@ -103,6 +103,8 @@ Status DumpNamespaces(const std::vector<pid_t>& pids, const std::set<pid_t>& tre
     *out->mutable_mounts() = *mounts;
     features->insert("mount-ns");
     if (mounts->absent_size() > 0) features->insert("mount-ns-absent");
+    for (const image::MountEntry& e : mounts->mounts())
+      if (e.action() == image::MOUNT_DEVPTS) features->insert("mount-devpts");
   }
   int types = 0;
   for (const NsKind& k : kKinds) {

@@ -116,6 +116,16 @@ Status Make(const image::LoadedImage& img, const image::MountEntry& e) {
       CRYO_RETURN_IF_ERROR(Remount(e));
       break;
     }
+    case image::MOUNT_DEVPTS: {
+      // A fresh instance (each devpts mount is one, devpts.rst): the tty
+      // restore, inside this namespace, makes the tree's ptys in it through
+      // /dev/ptmx (ptmx_open uses the "pts" beside it) or its own ptmx.
+      CRYO_RETURN_IF_ERROR(MakeMountPoint(img, e, false));
+      if (::mount("devpts", p, "devpts", fresh_flags, e.data().empty() ? nullptr : e.data().c_str()) != 0)
+        return Status::FromErrno(What(e) + ": mount devpts -o " + e.data());
+      CRYO_RETURN_IF_ERROR(Remount(e));
+      break;
+    }
     case image::MOUNT_PROC:
     case image::MOUNT_SYSFS:
     case image::MOUNT_MQUEUE: {

@@ -23,15 +23,22 @@ from test_taskstate import Cgroups, cgroups_of, children_of, dump_kill, subdirs 
 
 # hierarchy -> ((root's leaf, child's leaf), {relative dir: {file: value}}),
 # the dirs relative to the test's tag cgroup. Values as the kernel reads them.
+# Those of feature cgroup-more-settings (recorded when not at a fresh
+# cgroup's value): memory.kmem.tcp.limit_in_bytes, notify_on_release, the
+# cpuset flags, cgroup.pressure.
 LAYOUT = {
     "memory": (("r", "r/c"), {"": {"memory.limit_in_bytes": "536870912"},
                               "r": {"memory.limit_in_bytes": "268435456",
-                                    "memory.soft_limit_in_bytes": "134217728", "memory.swappiness": "17"},
+                                    "memory.soft_limit_in_bytes": "134217728", "memory.swappiness": "17",
+                                    "memory.kmem.tcp.limit_in_bytes": "16777216"},
                               "r/c": {"memory.limit_in_bytes": "201326592"}}),
     "pids": (("r", "r/c"), {"r": {"pids.max": "40"}, "r/c": {"pids.max": "9"}}),
-    "cpu": (("r", None), {"r": {"cpu.cfs_period_us": "50000", "cpu.cfs_quota_us": "20000", "cpu.shares": "512"}}),
-    "cpuset": ((None, "c"), {"c": {"cpuset.cpus": "0"}}),
-    "": (("a", "a/b"), {"a": {"cgroup.max.descendants": "5"}, "a/b": {"cgroup.max.depth": "2"}}),
+    "cpu": (("r", None), {"r": {"cpu.cfs_period_us": "50000", "cpu.cfs_quota_us": "20000", "cpu.shares": "512",
+                                "notify_on_release": "1"}}),
+    "cpuset": ((None, "c"), {"c": {"cpuset.cpus": "0", "cpuset.mem_hardwall": "1",
+                                   "cpuset.memory_spread_page": "1"}}),
+    "": (("a", "a/b"), {"a": {"cgroup.max.descendants": "5", "cgroup.pressure": "0"},
+                        "a/b": {"cgroup.max.depth": "2"}}),
 }
 
 
@@ -112,7 +119,8 @@ def test_limits_kill_and_rewind(h):
         images = h.mkdir("img")
         dump_kill(h, p.w, images)
         feats = h.show_json(images)["features"]
-        check("cgroup-settings" in feats, "feature cgroup-settings missing: %s" % feats)
+        check("cgroup-settings" in feats and "cgroup-more-settings" in feats,
+              "feature cgroup-settings or cgroup-more-settings missing: %s" % feats)
         cg.rmdir_all(cg.made)  # the restore makes them again
         rr = h.restore(images, expected_pid=p.w.pid)
         p.check_restored(rr, "after restore into made cgroups")
@@ -243,10 +251,55 @@ def test_device_rules_refused_at_dump(h):
         cg.remove()
 
 
+def test_unknown_file_refused_at_dump(h):
+    """A writable cgroup file cryo does not know, set otherwise than in the
+    parent cgroup (this machine's kernel has memory.shown_ram_in_bytes, a
+    vendor's v1 memory file): refused at dump by name (cgroup, file, value),
+    the tree runs on; as the parent's (0), the dump goes through."""
+    cg = Cgroups(h)
+    w = None
+    try:
+        mine = cgroups_of(os.getpid())
+        knob = "memory.shown_ram_in_bytes"
+        if "memory" not in cg.mounts or "memory" not in mine or \
+                not os.path.exists(os.path.join(cg.dir("memory", mine["memory"]), knob)):
+            h.note("skipped: no v1 memory hierarchy with %s (a vendor kernel's file)" % knob)
+            return
+        ctl = h.mkdir("cgroups")
+        w = h.start("cgroups", [h.workload_path("cgroups"), ctl], ctl)
+        for _ in range(500):
+            if children_of(w.pid):
+                break
+            time.sleep(0.01)
+        path = cg.make("memory", "%s/cryo-unknown-%d" % (mine["memory"].rstrip("/"), os.getpid()))
+        d = cg.dir("memory", path)
+        parent = (cryotest.read_text(os.path.join(os.path.dirname(d), knob)) or "").strip()
+        with open(os.path.join(d, knob), "w") as out:
+            out.write("1073741824")
+        check_eq(cryotest.read_text(os.path.join(d, knob)).strip(), "1073741824", knob + " as set")
+        cg.move(w.pid, "memory", path)
+        with open(os.path.join(ctl, "placed"), "w"):
+            pass
+        h.wait_ready(w)
+        r = h.dump_refused(w.pid, [path, knob, '"1073741824"', "a file cryo does not know"])
+        h.note("refused: %s" % r.message.strip())
+        h.verify_ok(w, when="after the refused dump")
+        with open(os.path.join(d, knob), "w") as out:
+            out.write(parent)
+        r = h.dump(w.pid, h.mkdir("img"), leave_running=True)
+        h.verify_ok(w, exit=True, when="after the dump with %s as the parent's" % knob)
+        check_eq(h.wait_exit(w), ("exit", 0), "exit status")
+    finally:
+        if w and cryotest.pid_alive(w.pid):
+            h.cleanup_one(w.pid)
+        cg.remove()
+
+
 if __name__ == "__main__":
     sys.exit(cryotest.main([
         test_limits_kill_and_rewind,
         test_limits_mismatch_refused,
         test_kernel_refused_write_fails_cleanly,
         test_device_rules_refused_at_dump,
+        test_unknown_file_refused_at_dump,
     ]))

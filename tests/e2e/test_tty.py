@@ -356,6 +356,93 @@ def test_pty_slave_held_outside_refused(h):
     check_pty_ok(h.verify_ok(w, when="after the refused dump"), "after the refused dump")
 
 
+def test_pty_other_devpts_refused(h):
+    """The tree's pty is of another devpts instance (mounted beside /dev/pts,
+    as a container's /dev/pts): a restore would make it on /dev/pts under its
+    number, another terminal. Refused at dump, naming the fd and the instance;
+    the tree runs on with its bytes in flight."""
+    d = h.mkdir("devpts")
+    r = subprocess.run(["mount", "-t", "devpts", "-o", "newinstance,ptmxmode=0666,mode=0620", "devpts", d],
+                       capture_output=True, text=True, timeout=30)
+    check(r.returncode == 0, "mount devpts newinstance: %s" % r.stderr)
+    w = None
+    try:
+        os.environ["WL_PTMX"] = os.path.join(d, "ptmx")
+        try:
+            w, pids = start_pty(h)
+        finally:
+            del os.environ["WL_PTMX"]
+        master = [fd for fd, l in fd_links(w.pid).items() if l == os.path.join(d, "ptmx")]
+        check(master, "the master from %s/ptmx in %r" % (d, fd_links(w.pid)))
+        dev = os.stat(d).st_dev
+        h.dump_refused(w.pid, ["pid %d fd %d" % (w.pid, master[0]),
+                               "devpts instance %d:%d" % (os.major(dev), os.minor(dev)), "not restored"])
+        check_pty_ok(h.verify_ok(w, when="after the refused dump"), "after the refused dump")
+    finally:
+        if w and cryotest.pid_alive(w.pid):
+            h.cleanup_one(w.pid)
+        subprocess.run(["umount", "-l", d], capture_output=True, timeout=30)
+
+
+def start_own_devpts(h):
+    """A container's terminal: `unshare --mount --fork sh -c 'mount -t devpts
+    -o newinstance,ptmxmode=0666 devpts /dev/pts && exec pty CTL'`, a tree in
+    a mount namespace of its own with a devpts instance of its own at
+    /dev/pts, holding a pty pair of it (opened through /dev/ptmx, which
+    leads to the instance beside it). (unshare's Workload, pty's, pids of
+    pty's tree)."""
+    ctl = h.mkdir("pty")
+    u, w = h.start_under_unshare("pty", [
+        "/usr/bin/unshare", "--mount", "--fork", "--", "/bin/sh", "-c",
+        "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts && exec \"$0\" \"$1\"",
+        h.workload_path("pty"), ctl], ctl)
+    pids = None
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        pids = tree_pids(w.pid)
+        if len(pids) == 3:
+            break
+        time.sleep(0.01)
+    check_eq(len(pids), 3, "processes of the pty tree %r" % pids)
+    check_own_devpts(w.pid, "the original")
+    return u, w, pids
+
+
+def check_own_devpts(pid, when):
+    """pid's /dev/pts is a devpts instance other than cryo's, and its pty is of it."""
+    mine = os.stat("/dev/pts").st_dev
+    theirs = os.stat("/proc/%d/root/dev/pts" % pid).st_dev
+    check(theirs != mine, "%s: /dev/pts is the host's instance" % when)
+    slaves = [os.stat("/proc/%d/fd/%d" % (pid, fd)).st_dev for fd, l in fd_links(pid).items()
+              if re.match(r"/dev/pts/\d+$", l)]
+    check(slaves and all(d == theirs for d in slaves), "%s: the slave is not of the tree's instance" % when)
+
+
+def test_pty_own_devpts_kill_and_rewind(h):
+    """The tree's mount namespace with its devpts instance (kill, then
+    rewind): restored with a fresh instance at /dev/pts in the fresh mount
+    namespace and the pty made in it again at its number (0 in a fresh
+    instance), with its settings, session and bytes in flight."""
+    u, w, pids = start_own_devpts(h)
+    images = h.mkdir("img")
+    h.dump(u.pid, images)
+    h.reap_original(u)
+    wait_gone(h, pids + [u.pid])
+    check("mount-devpts" in h.show_json(images)["features"], "feature mount-devpts missing")
+    check_pty_image(h, images)
+    for when in ("after restore", "after rewind"):
+        r = h.restore(images, detach=True, expected_pid=u.pid)
+        rw = w.restored(w.pid)
+        check_eq(sorted(tree_pids(w.pid)), sorted(pids), "pids of the restored tree %s" % when)
+        h.tracked_pids.extend(pids)
+        check_own_devpts(w.pid, when)
+        check_pty_ok(h.verify_ok(rw, when=when + " (bytes in flight)"), when)
+        check_pty_ok(h.verify_ok(rw, when=when + " (ping)"), when)
+        for pid in (w.pid, r.pid):  # the pty holder first: its children then get SIGHUP
+            h.cleanup_one(pid)
+        wait_gone(h, pids + [r.pid])
+
+
 def test_pty_master_outside_refused(h):
     """A job on a terminal whose master is outside the tree is refused without
     --shell-job, naming pid, fd and the terminal; it runs on untouched."""
@@ -557,6 +644,8 @@ TESTS = [
     test_pty_rewind,
     test_pty_index_taken,
     test_pty_slave_held_outside_refused,
+    test_pty_other_devpts_refused,
+    test_pty_own_devpts_kill_and_rewind,
     test_pty_master_outside_refused,
     test_shell_job,
     test_shell_job_leave_running,

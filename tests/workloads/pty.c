@@ -36,6 +36,9 @@
  *   the terminal and must read "job-pong N" typed there within 10 s. The OK
  *   line tells the window size and how many SIGWINCH came.
  *   On exit it turns ECHO back on.
+ * With WL_PTMX set (a devpts instance's ptmx node, e.g. DIR/ptmx of
+ *   `mount -t devpts -o newinstance,ptmxmode=0666 devpts DIR`), tree mode
+ *   opens the pty there and names its slave DIR/N.
  * Protocol: wl_common.h.
  */
 #define _GNU_SOURCE
@@ -56,6 +59,7 @@ static int master = -1, a_slave = -1, devtty = -1;
 static int packet_status; /* a status byte read from the master in packet mode */
 static pid_t b_pid, c_pid;
 static unsigned first_index;
+static char pts_dir[200] = "/dev/pts"; /* where the slave is: dirname of WL_PTMX */
 static int in_flight_checked;
 static int pings;
 
@@ -332,13 +336,20 @@ static void wait_master_bytes(int want)
 
 static void setup_tree(void)
 {
-    master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-    if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0)
-        wl_die("posix_openpt");
-    char slave_path[64];
-    if (ptsname_r(master, slave_path, sizeof slave_path) != 0)
-        wl_die("ptsname");
+    const char *ptmx = getenv("WL_PTMX");
+    if (ptmx) {
+        master = open(ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0 || unlockpt(master) != 0)
+            wl_die("open %s", ptmx);
+        snprintf(pts_dir, sizeof pts_dir, "%.*s", (int)(strrchr(ptmx, '/') - ptmx), ptmx);
+    } else {
+        master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0)
+            wl_die("posix_openpt");
+    }
     first_index = pty_index(master);
+    char slave_path[256];
+    snprintf(slave_path, sizeof slave_path, "%s/%u", pts_dir, first_index);
     a_slave = open(slave_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
     if (a_slave < 0)
         wl_die("open %s", slave_path);
@@ -442,8 +453,8 @@ static int verify_tree(const char *ctl)
         wl_write_all(master, "-done\n", 6);
         in_flight_checked = 1;
     } else {
-        char line[128];
-        snprintf(line, sizeof line, "ping %d /dev/pts/%u\n", ++pings, idx);
+        char line[300];
+        snprintf(line, sizeof line, "ping %d %s/%u\n", ++pings, pts_dir, idx);
         wl_write_all(master, line, strlen(line));
     }
     if (read_reply(reply, sizeof reply, seen, sizeof seen) != 0) {
