@@ -78,6 +78,9 @@ Status WriteOffsets(const image::TimeNamespace& t) {
   if (::gettid() != ::getpid())
     return Status::Error("the tree's time namespace must be made by a process's main thread (thread " +
                          std::to_string(::gettid()) + " of pid " + std::to_string(::getpid()) + ") (internal)");
+  // A fresh namespace's offsets are 0 already; and a helper that joined it
+  // (TimeNsBeforeUserNsJoin, which waits for the offsets) has frozen them.
+  if (t.monotonic_ns() == 0 && t.boottime_ns() == 0) return Status::Ok();
   const std::string text = FormatTimensOffsets(t);
   UniqueFd fd(::open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC));
   if (!fd.valid()) return Status::FromErrno("open /proc/self/timens_offsets");
@@ -260,9 +263,19 @@ Status TimeNsBeforeUserNsJoin(const image::LoadedImage& img, pid_t self) {
   const std::string path = "/proc/" + std::to_string(maker) + "/ns/time_for_children";
   CRYO_ASSIGN_OR_RETURN(const uint64_t mine, NsInode(0, "time"));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  // Joined only once the maker has set its offsets: the first process in a
+  // time namespace freezes them (timens_install -> timens_set_vvar_page);
+  // the maker's write after such a join fails with EACCES.
+  const image::TimeNamespace& want = img.namespaces.time();
+  const std::string offsets = "/proc/" + std::to_string(maker) + "/timens_offsets";
   for (;;) {
     CRYO_ASSIGN_OR_RETURN(const uint64_t theirs, NsInode(maker, "time_for_children"));
-    if (theirs != mine) break;
+    if (theirs != mine) {
+      CRYO_ASSIGN_OR_RETURN(const std::string text, ReadFileToString(offsets));
+      image::TimeNamespace now;
+      CRYO_RETURN_IF_ERROR(ParseTimensOffsets(text, &now).Prefixed(offsets));
+      if (now.monotonic_ns() == want.monotonic_ns() && now.boottime_ns() == want.boottime_ns()) break;
+    }
     if (std::chrono::steady_clock::now() > deadline)
       return Status::Error(Pid(maker) + " made no time namespace within 30 s (" + path + ")");
     ::usleep(200);
