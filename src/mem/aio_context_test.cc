@@ -33,7 +33,7 @@ class AioContextTest : public ::testing::Test {
     for (aio_context_t c : ctxs_) Sys(SYS_io_destroy, c);
     if (file_ >= 0) ::close(file_);
   }
-  aio_context_t Setup(unsigned n) {
+  aio_context_t MakeContext(unsigned n) {
     aio_context_t c = 0;
     EXPECT_EQ(Sys(SYS_io_setup, n, reinterpret_cast<uint64_t>(&c)), 0) << strerror(errno);
     ctxs_.push_back(c);
@@ -83,7 +83,7 @@ void ExpectSameRing(const AioRingState& a, const AioRingState& b) {
 TEST_F(AioContextTest, ReplayPutsBackUnreapedCompletionsAndTheKernelsTail) {
   for (int wrap = 0; wrap < 2; ++wrap) {
     SCOPED_TRACE(wrap ? "tail wrapped past the end of the ring" : "no wrap");
-    const aio_context_t a = Setup(8);
+    const aio_context_t a = MakeContext(8);
     auto ra = ReadAioRing(target_, a);
     ASSERT_TRUE(ra.ok()) << ra.status().ToString();
     const uint32_t nr = ra->nr;
@@ -101,7 +101,7 @@ TEST_F(AioContextTest, ReplayPutsBackUnreapedCompletionsAndTheKernelsTail) {
       EXPECT_LT(saved->tail, saved->head);
     }
 
-    const aio_context_t b = Setup(8);
+    const aio_context_t b = MakeContext(8);
     Status st = ReplayAioRing(target_, b, *saved);
     ASSERT_TRUE(st.ok()) << st.ToString();
     auto rb = ReadAioRing(target_, b);
@@ -131,7 +131,7 @@ TEST_F(AioContextTest, ReplayPutsBackUnreapedCompletionsAndTheKernelsTail) {
 }
 
 TEST_F(AioContextTest, ReplayRefusesAMismatch) {
-  const aio_context_t a = Setup(8);
+  const aio_context_t a = MakeContext(8);
   auto ra = ReadAioRing(target_, a);
   ASSERT_TRUE(ra.ok());
   AioRingState bad = *ra;
@@ -145,7 +145,7 @@ TEST_F(AioContextTest, ReplayRefusesAMismatch) {
 TEST_F(AioContextTest, ProbeOfAnIdleContextFindsNothingInFlightAndLeavesTheRingAsFound) {
   auto cpus = PossibleCpus();
   ASSERT_TRUE(cpus.ok()) << cpus.status().ToString();
-  const aio_context_t a = Setup(8);
+  const aio_context_t a = MakeContext(8);
   for (int i = 0; i < 5; ++i) Read(a, 1000 + i, i);
   ASSERT_EQ(Reap(a, 2, 2).size(), 2u);
   auto before = ReadAioRing(target_, a);
@@ -169,7 +169,7 @@ TEST_F(AioContextTest, ProbeOfAnIdleContextFindsNothingInFlightAndLeavesTheRingA
 TEST_F(AioContextTest, ProbeCountsARequestInFlightAndKeepsItsCompletion) {
   auto cpus = PossibleCpus();
   ASSERT_TRUE(cpus.ok());
-  const aio_context_t a = Setup(8);
+  const aio_context_t a = MakeContext(8);
   int p[2];
   ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
   // A poll of an empty pipe: in flight until the pipe has data.
@@ -201,7 +201,7 @@ TEST_F(AioContextTest, ProbeCountsARequestInFlightAndKeepsItsCompletion) {
 TEST_F(AioContextTest, ProbeInOneBatchOfAnIdleContextReapsOnlyItsOwn) {
   auto cpus = PossibleCpus();
   ASSERT_TRUE(cpus.ok());
-  const aio_context_t a = Setup(8);
+  const aio_context_t a = MakeContext(8);
   for (int i = 0; i < 5; ++i) Read(a, 1000 + i, i);
   ASSERT_EQ(Reap(a, 5, 5).size(), 5u);
   auto p = ProbeIdleAioContextInOneBatch(target_, a, *cpus);
@@ -220,7 +220,7 @@ TEST_F(AioContextTest, ProbeInOneBatchOfAnIdleContextReapsOnlyItsOwn) {
 TEST_F(AioContextTest, ProbeInOneBatchRefusesUnreapedCompletionsAndLeavesThem) {
   auto cpus = PossibleCpus();
   ASSERT_TRUE(cpus.ok());
-  const aio_context_t a = Setup(8);
+  const aio_context_t a = MakeContext(8);
   Read(a, 1000, 1);
   auto before = ReadAioRing(target_, a);
   ASSERT_TRUE(before.ok());
@@ -235,7 +235,7 @@ TEST_F(AioContextTest, ProbeInOneBatchRefusesUnreapedCompletionsAndLeavesThem) {
 TEST_F(AioContextTest, ProbeInOneBatchCountsARequestInFlight) {
   auto cpus = PossibleCpus();
   ASSERT_TRUE(cpus.ok());
-  const aio_context_t a = Setup(8);
+  const aio_context_t a = MakeContext(8);
   int p[2];
   ASSERT_EQ(::pipe2(p, O_CLOEXEC), 0);
   iocb cb{};
@@ -262,7 +262,7 @@ TEST_F(AioContextTest, SetupAtAnAddressGivesAContextOfThatIdWithTheSameRing) {
   ASSERT_TRUE(cpus.ok());
   for (unsigned n : {1u, 8u, 200u, 1000u}) {
     SCOPED_TRACE("io_setup(" + std::to_string(n) + ")");
-    const aio_context_t a = Setup(n);
+    const aio_context_t a = MakeContext(n);
     auto ra = ReadAioRing(target_, a);
     ASSERT_TRUE(ra.ok());
     // Where the ring goes: a page range held by a placeholder, so that
