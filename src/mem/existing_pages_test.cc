@@ -1,4 +1,5 @@
 #include "mem/existing_pages.h"
+#include "mem/pagemap_scan.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -12,7 +13,8 @@ constexpr uint64_t kPage = 4096;
 using Ranges = std::vector<std::pair<uint64_t, uint64_t>>;
 
 // Written pages exist; pages never touched and pages only read (the zero
-// page) do not: the target maps the zero page for those.
+// page) do not: the target maps the zero page for those, on kernels that do
+// (ZeroPfn(); some give a read fault a page of its own, which then exists).
 TEST(ExistingPages, WrittenOnly) {
   char* m = static_cast<char*>(::mmap(nullptr, 16 * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   ASSERT_NE(m, MAP_FAILED);
@@ -25,7 +27,10 @@ TEST(ExistingPages, WrittenOnly) {
   const uint64_t a = reinterpret_cast<uint64_t>(m);
   auto got = ExistingAnonPages(getpid(), a, a + 16 * kPage);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
-  EXPECT_EQ(*got, (Ranges{{a, 2 * kPage}, {a + 9 * kPage, kPage}}));
+  Ranges want = {{a, 2 * kPage}};
+  if (ZeroPfn() == 0 && geteuid() == 0) want.push_back({a + 5 * kPage, kPage});  // no zero page here
+  want.push_back({a + 9 * kPage, kPage});
+  EXPECT_EQ(*got, want);
   ::munmap(m, 16 * kPage);
 }
 

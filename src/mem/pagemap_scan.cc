@@ -22,6 +22,7 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kEntryPresent = 1ull << 63, kEntrySwapped = 1ull << 62, kEntryFile = 1ull << 61;
 constexpr uint64_t kEntryPfnMask = (1ull << 55) - 1;
 constexpr uint64_t kEntryGuard = 1ull << 58;  // PM_GUARD_REGION, Linux 6.15
+constexpr uint64_t kEntryExclusive = 1ull << 56;  // PM_MMAP_EXCLUSIVE
 constexpr int kMadvGuardInstall = 102;        // include/uapi/asm-generic/mman-common.h, Linux 6.13
 constexpr size_t kReadBatch = 32768;  // entries per read: 256 KiB of pagemap for 128 MiB of address space
 
@@ -35,24 +36,41 @@ std::string Hex(uint64_t v) {
   return buf;
 }
 
+}  // namespace
+
 // The frame of the shared zero page: a read fault on untouched private
 // anonymous memory maps it (do_anonymous_page()); pagemap shows its frame to
 // CAP_SYS_ADMIN. 0 when not visible: zero pages are then stored as data.
+// Some kernels give a read fault a fresh page of its own instead (seen on a
+// 6.18 build): the probe's frame is then freed with it and may later hold a
+// target's data, which must never be taken for the zero page. So two pages
+// of two mappings are read, both kept mapped, and the frame counts only when
+// both show the same one, not exclusively mapped (PM_MMAP_EXCLUSIVE, bit 56).
 uint64_t ZeroPfn() {
   static const uint64_t kPfn = [] {
-    void* m = ::mmap(nullptr, kPage, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return uint64_t{0};
-    (void)*static_cast<volatile const char*>(m);
-    uint64_t entry = 0;
+    void* m[2];
+    uint64_t entry[2] = {0, 0};
+    for (void*& p : m) {
+      p = ::mmap(nullptr, kPage, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p != MAP_FAILED) (void)*static_cast<volatile const char*>(p);
+    }
     const int fd = ::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0 && ::pread(fd, &entry, sizeof(entry), static_cast<off_t>(reinterpret_cast<uintptr_t>(m) / kPage * 8)) != 8)
-      entry = 0;
+    for (int i = 0; i < 2; ++i)
+      if (fd < 0 || m[i] == MAP_FAILED ||
+          ::pread(fd, &entry[i], sizeof(uint64_t), static_cast<off_t>(reinterpret_cast<uintptr_t>(m[i]) / kPage * 8)) != 8)
+        entry[i] = 0;
     if (fd >= 0) ::close(fd);
-    ::munmap(m, kPage);
-    return (entry & kEntryPresent) ? (entry & kEntryPfnMask) : 0;
+    for (void* p : m)
+      if (p != MAP_FAILED) ::munmap(p, kPage);
+    const uint64_t pfn = entry[0] & kEntryPfnMask;
+    const bool shared = (entry[0] & kEntryPresent) && (entry[1] & kEntryPresent) && !(entry[0] & kEntryExclusive) &&
+                        pfn != 0 && pfn == (entry[1] & kEntryPfnMask);
+    return shared ? pfn : uint64_t{0};
   }();
   return kPfn;
 }
+
+namespace {
 
 // What this kernel tells of a guard page (probed on a page of cryo's own).
 struct GuardProbe {

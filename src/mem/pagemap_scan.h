@@ -42,6 +42,11 @@ struct PageRegion {
 // CAP_SYS_ADMIN), 58 guard region. `zero_pfn` is the shared zero page's frame (0: unknown).
 uint64_t PagemapEntryCategories(uint64_t entry, uint64_t zero_pfn);
 
+// The shared zero page's frame as /proc/PID/pagemap shows it; 0 when it is
+// not visible (no CAP_SYS_ADMIN) or this kernel maps no zero page on a read
+// fault of private anonymous memory (each read then gets a page of its own).
+uint64_t ZeroPfn();
+
 // Whether this kernel's pagemap tells guard pages apart, by the way
 // PagemapScanner::Open(pid) will read it (PAGEMAP_SCAN, or pagemap with
 // CRYO_PRETEND_MISSING=pagemap-scan): probed once on a page of cryo's own.
