@@ -23,14 +23,23 @@ namespace {
 
 Janitor* g_current = nullptr;
 
+// The fields of /proc/PID/stat after the command name (which may hold spaces
+// and parentheses, so it ends at the last ')'): [0] is field 3 of proc(5),
+// the state; empty when the process is gone.
+std::vector<std::string> StatFields(pid_t pid) {
+  auto stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat.ok()) return {};
+  const size_t paren = stat->rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat->size()) return {};
+  std::vector<std::string> fields;
+  for (std::string_view w : SplitWords(std::string_view(*stat).substr(paren + 2))) fields.emplace_back(w);
+  return fields;
+}
+
 // Field 22 of /proc/PID/stat: when the process started (clock ticks since boot).
 std::string StartTime(pid_t pid) {
-  auto stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat.ok()) return "";
-  const size_t paren = stat->rfind(')');
-  if (paren == std::string::npos) return "";
-  std::vector<std::string_view> w = SplitWords(std::string_view(*stat).substr(paren + 2));
-  return w.size() > 19 ? std::string(w[19]) : "";
+  const std::vector<std::string> f = StatFields(pid);
+  return f.size() > 19 ? f[19] : "";
 }
 
 // The process a thread (by id, as /proc shows it) belongs to; 0 if gone.
@@ -56,8 +65,8 @@ bool ReleasedAlive(pid_t root, pid_t cryo) {
   double untraced_since = 0;
   for (;;) {
     auto text = ReadFileToString(dir + "status");
-    auto stat = ReadFileToString(dir + "stat");
-    if (!text.ok() || !stat.ok()) return false;  // gone: killed with cryo
+    const std::vector<std::string> stat = StatFields(root);
+    if (!text.ok() || stat.empty()) return false;  // gone: killed with cryo
     std::string state, tracer;
     bool dying = false;
     for (std::string_view line : SplitLines(*text)) {
@@ -67,10 +76,7 @@ bool ReleasedAlive(pid_t root, pid_t cryo) {
         dying |= (std::strtoull(std::string(Trim(line.substr(7))).c_str(), nullptr, 16) >> (SIGKILL - 1)) & 1;
     }
     // Field 9 of stat, the task's flags: PF_EXITING (0x4).
-    const size_t paren = stat->rfind(')');
-    const std::vector<std::string_view> w =
-        SplitWords(std::string_view(*stat).substr(paren == std::string::npos ? 0 : paren + 2));
-    dying |= w.size() > 6 && (std::strtoull(std::string(w[6]).c_str(), nullptr, 10) & 0x4);
+    dying |= stat.size() > 6 && (std::strtoull(stat[6].c_str(), nullptr, 10) & 0x4);
     if (state.empty() || state[0] == 'Z' || state[0] == 'X' || dying) return false;
     if (tracer != "0") {
       untraced_since = 0;
@@ -89,12 +95,8 @@ bool ReleasedAlive(pid_t root, pid_t cryo) {
 
 // Whether the task `pid` is gone or a zombie (dead, not yet reaped).
 bool Dead(pid_t pid) {
-  auto stat = ReadFileToString("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat.ok()) return true;
-  const size_t paren = stat->rfind(')');
-  if (paren == std::string::npos || paren + 2 >= stat->size()) return true;
-  const char state = (*stat)[paren + 2];
-  return state == 'Z' || state == 'X';
+  const std::vector<std::string> stat = StatFields(pid);
+  return stat.empty() || stat[0] == "Z" || stat[0] == "X";
 }
 
 // cryo ended before the release: the kernel kills its tracees when cryo's

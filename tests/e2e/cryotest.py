@@ -391,6 +391,15 @@ class Harness:
             return self.start(name, [PYTHON, script, ctl] + list(args), ctl)
         return self.start(name, [self.workload_path(name), ctl] + list(args), ctl)
 
+    def start_ready(self, name, *args, timeout=20.0, verify=None):
+        """start_workload + wait_ready; with verify="when", the workload's
+        own check too (verify_ok)."""
+        w = self.start_workload(name, *args)
+        self.wait_ready(w, timeout=timeout)
+        if verify:
+            self.verify_ok(w, when=verify, timeout=max(timeout, 20.0))
+        return w
+
     def wait_state(self, pid, state, comm=None, timeout=10.0):
         deadline = time.monotonic() + timeout
         while True:
@@ -696,6 +705,30 @@ class Harness:
             return json.loads(r.stdout)
         except ValueError as e:
             fail("cryo show --json printed invalid JSON (%s): %s" % (e, r.stdout[:2000]))
+
+    def dump_unshared(self, u, child, leave_running=False, what="the workload"):
+        """Dump of a tree started under unshare (start_under_unshare). Kill
+        mode: unshare reaped, `child` (pid or Workload) seen killed by the dump.
+        Leave-running: the original `child` (a Workload) verified, then ended
+        with unshare. Either way the orphans are reaped and the tree's pids
+        free. Returns the image directory."""
+        images = self.mkdir("img")
+        self.dump(u.pid, images, leave_running=leave_running)
+        if leave_running:
+            self.verify_ok(child, when="of the original after dump --leave-running")
+            self.cleanup_one(child.pid)
+            self.wait_exit(u)
+        else:
+            self.reap_original(u)
+            check_eq(self.wait_exit(child), ("signal", 9), "%s after the kill-mode dump" % what)
+        self.reap_orphans()
+        return images
+
+    def check_feature(self, images, *features):
+        """The image at `images` declares every one of `features`."""
+        have = self.show_json(images).get("features", [])
+        for f in features:
+            check(f in have, "the image lacks feature %s (it has %s)" % (f, ", ".join(have) or "none"))
 
     # -- cleanup
     def _is_ours(self, pid):

@@ -144,7 +144,7 @@ def restored_test(mode):
         h.dump(w.pid, images)
         h.reap_original(w)
         feature = RESTORED[mode]
-        check(feature in h.show_json(images).get("features", []), "the image lacks feature %s" % feature)
+        h.check_feature(images, feature)
         r = h.restore(images, detach=True, expected_pid=w.pid)
         rw = w.restored(r.pid)
         h.verify_ok(rw, when="after restore")

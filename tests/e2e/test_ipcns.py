@@ -119,12 +119,7 @@ def test_ipcns_under_unshare(h):
     h.verify_ok(w, when="of the original")
     h.dump_refused(w.pid, ["pid %d, outside the tree, lives in the tree's UTS namespace" % u.pid])
     h.verify_ok(w, when="after the refused dump")
-    images = h.mkdir("img")
-    h.dump(u.pid, images)
-    h.reap_original(u)
-    # The workload and its waiter, killed by the dump, orphans of the harness.
-    check_eq(h.wait_exit(w.pid), ("signal", 9), "the workload after the kill-mode dump")
-    h.reap_orphans()
+    images = h.dump_unshared(u, w.pid)
     r = h.restore(images, detach=True, expected_pid=u.pid)
     check_outside(r.pid, "restored unshare")
     check_eq(ns_of(w.pid, "ipc"), ns_of(r.pid, "ipc"), "unshare and its child share the fresh namespace")

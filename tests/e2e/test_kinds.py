@@ -37,7 +37,7 @@ def start_seccomp(h, mode):
 
 
 def check_restored(h, w, images, before, when):
-    check("seccomp" in h.show_json(images).get("features", []), "the image lacks feature seccomp")
+    h.check_feature(images, "seccomp")
     r = h.restore(images, detach=True, expected_pid=w.pid)
     rw = w.restored(r.pid)
     check_eq(seccomp_counts(r.pid), before, "seccomp mode and filters per thread " + when)

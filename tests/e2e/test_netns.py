@@ -65,11 +65,7 @@ def start(h, args=(), setup=None):
 
 def test_netns_kill(h):
     u, w = start(h)
-    images = h.mkdir("img")
-    h.dump(u.pid, images)
-    h.reap_original(u)
-    check_eq(h.wait_exit(w.pid), ("signal", 9), "the workload after the kill-mode dump")
-    h.reap_orphans()
+    images = h.dump_unshared(u, w.pid)
     for i in range(2):  # and again from the same image
         when = "after restore %d" % (i + 1)
         r = h.restore(images, detach=True, expected_pid=u.pid)
@@ -244,11 +240,7 @@ def test_netns_veth(h):
         u, w = start(h, ["--veth", ns, peer])
         outside_reaches(ns, peer, w.pid, "original")
         mac = peer_link(ns, peer)["address"]
-        images = h.mkdir("img")
-        h.dump(u.pid, images)
-        h.reap_original(u)
-        check_eq(h.wait_exit(w.pid), ("signal", 9), "the workload after the kill-mode dump")
-        h.reap_orphans()
+        images = h.dump_unshared(u, w.pid)
         wait_peer_gone(ns, peer, "after the kill-mode dump")
         show = h.show_json(images)
         check("net-veth" in json.dumps(show), "the inventory lacks feature net-veth")
@@ -316,11 +308,7 @@ def test_netns_tcp(h):
         h.verify_ok(w, when="of the original after dump --leave-running")
         check_eq(lock_tables(["nsenter", "--net=/proc/%d/ns/net" % w.pid, "--"]), [],
                  "lock tables left in the tree's namespace after dump --leave-running")
-        images = h.mkdir("img")
-        h.dump(u.pid, images)
-        h.reap_original(u)
-        check_eq(h.wait_exit(w.pid), ("signal", 9), "the workload after the kill-mode dump")
-        h.reap_orphans()
+        images = h.dump_unshared(u, w.pid)
         check_eq(lock_tables([]), [], "lock tables in the host's namespace")
         wait_peer_gone(ns, peer, "after the kill-mode dump")
         r = h.restore(images, detach=True, expected_pid=u.pid)
@@ -378,11 +366,7 @@ def test_netns_outside_peer(h):
         wait_file(server, "ready")
         wait_file(client, "ready")
         check_flows([(server, "server"), (client, "client")], "before the dump", more=5000)
-        images = h.mkdir("img")
-        h.dump(u.pid, images)
-        h.reap_original(u)
-        check_eq(h.wait_exit(child), ("signal", 9), "the server after the kill-mode dump")
-        h.reap_orphans()
+        images = h.dump_unshared(u, child, what="the server")
         check_eq(len(lock_tables([])), 1, "the lock's token in the host's namespace after the kill-mode dump")
         wait_peer_gone(ns, peer, "after the kill-mode dump")
         time.sleep(1.0)  # the client goes on sending, into no route

@@ -18,24 +18,13 @@ from cryotest import check, check_eq, proc_stat  # noqa: E402
 import test_pidns  # noqa: E402
 
 
-def start(h, *args):
-    w = h.start_workload("pidfds", *args)
-    h.wait_ready(w)
-    return w
-
-
-def check_image(h, images):
-    img = h.show_json(images)
-    check("pidfds" in img.get("features", []), "image features lack pidfds: %r" % img.get("features"))
-
-
 def test_pidfd_kill(h):
-    w = start(h)
+    w = h.start_ready("pidfds")
     h.verify_ok(w, when="before dump")
     images = h.mkdir("img")
     h.dump(w.pid, images)
     h.reap_original(w)
-    check_image(h, images)
+    h.check_feature(images, "pidfds")
     r = h.restore(images, detach=True, expected_pid=w.pid)
     rw = w.restored(r.pid)
     h.verify_ok(rw, when="after restore")
@@ -44,7 +33,7 @@ def test_pidfd_kill(h):
 
 
 def test_pidfd_leave_running(h):
-    w = start(h)
+    w = h.start_ready("pidfds")
     images = h.mkdir("img")
     h.dump(w.pid, images, leave_running=True)
     h.verify_ok(w, when="of the original after dump --leave-running")
@@ -58,7 +47,7 @@ def test_pidfd_leave_running(h):
 
 
 def test_pidfd_rewind(h):
-    w = start(h)
+    w = h.start_ready("pidfds")
     images = h.mkdir("img")
     h.dump(w.pid, images)
     h.reap_original(w)
@@ -73,7 +62,7 @@ def test_pidfd_pidns_new(h):
     """A copy in a new PID namespace, beside the original: its pidfds name
     the copy's processes (the image's pids inside the namespace), not the
     original's."""
-    w = start(h)
+    w = h.start_ready("pidfds")
     images = h.mkdir("img")
     h.dump(w.pid, images, leave_running=True)
     copy, r, init = test_pidns.restore_copy(h, w, images)
@@ -98,12 +87,12 @@ def expect_refusal(h, w, names, what):
 
 
 def test_pidfd_outside_refused(h):
-    w = start(h, "outside")
+    w = h.start_ready("pidfds", "outside")
     expect_refusal(h, w, ["outside the tree", "pid %d" % os.getpid()], "a pidfd of its parent")
 
 
 def test_pidfd_shared_refused(h):
-    w = start(h, "shared")
+    w = h.start_ready("pidfds", "shared")
     expect_refusal(h, w, ["share one pidfd description"], "a pidfd inherited by its child")
 
 

@@ -302,7 +302,7 @@ def test_shm_hugetlb_memfd_fd(h):
         h.dump(w.pid, images)
         h.reap_original(w)
         cryotest.wait_pids_gone([w.pid, objs["child"]])
-        check("hugetlb-shared" in h.show_json(images)["features"], "image lacks feature hugetlb-shared")
+        h.check_feature(images, "hugetlb-shared")
         r = h.restore(images, detach=True, expected_pid=w.pid)
         fd = "/proc/%d/fd/42" % r.pid
         check_eq(os.readlink(fd), "/memfd:huge (deleted)", "fd 42 of the restored tree")

@@ -231,7 +231,7 @@ def test_unix_socket_file_options_and_peer(h):
                  "the listener's peer credentials after restore %d" % (i + 1))
         h.cleanup_one(r.pid)
         cryotest.wait_pids_gone([r.pid])
-    check("socket-state" in h.show_json(images)["features"], "image features lack socket-state")
+    h.check_feature(images, "socket-state")
 
 
 def test_two_listeners_on_one_path_refused(h):

@@ -177,7 +177,7 @@ def run_kill(h, kind, row):
     h.dump(w.pid, images)
     h.reap_original(w)
     cryotest.wait_pids_gone(pids)
-    check("file-locks" in h.show_json(images)["features"], "the image has no file locks")
+    h.check_feature(images, "file-locks")
     r = h.restore(images, detach=True, expected_pid=w.pid)
     check_restored_transaction(h, w.restored(r.pid), db, row)
 

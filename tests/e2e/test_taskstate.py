@@ -474,7 +474,7 @@ def test_cgroups_kill_and_rewind(h):
         h.verify_ok(w, when="before dump")
         images = h.mkdir("img")
         dump_kill(h, w, images)
-        check("cgroups" in h.show_json(images)["features"], "feature cgroups missing")
+        h.check_feature(images, "cgroups")
         cg.rmdir_all(cg.made)  # the restore creates them again
         for i in range(2):
             rr = h.restore(images, expected_pid=w.pid)

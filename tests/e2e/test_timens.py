@@ -123,11 +123,7 @@ def test_unshare_in_the_tree(h):
     creates the workload)."""
     u, w = start(h)
     check_eq(ns_of(u.pid, "time"), ns_of(os.getpid(), "time"), "unshare's own time namespace")
-    images = h.mkdir("img")
-    h.dump(u.pid, images)
-    h.reap_original(u)
-    check_eq(h.wait_exit(w.pid), ("signal", 9), "the workload after the kill-mode dump")
-    h.reap_orphans()
+    images = h.dump_unshared(u, w.pid)
     r = h.restore(images, detach=True, expected_pid=u.pid)
     check_eq(ns_of(r.pid, "time"), ns_of(os.getpid(), "time"), "restored unshare's own time namespace")
     check_eq(ns_of(r.pid, "time_for_children"), ns_of(w.pid, "time"), "unshare's children's time namespace")
@@ -187,16 +183,7 @@ def check_userns_layout(upid, wpid, when):
 
 def userns_round(h, leave_running):
     u, w = start_userns(h)
-    images = h.mkdir("img")
-    h.dump(u.pid, images, leave_running=leave_running)
-    if leave_running:
-        h.verify_ok(w, when="of the original after dump --leave-running")
-        h.cleanup_one(w.pid)
-        h.wait_exit(u)
-    else:
-        h.reap_original(u)
-        check_eq(h.wait_exit(w.pid), ("signal", 9), "the workload after the kill-mode dump")
-    h.reap_orphans()
+    images = h.dump_unshared(u, w, leave_running=leave_running)
     if leave_running:
         # Not with --pidns new yet: refused by name, nothing made.
         res = h.restore(images, expect_ok=False, extra=["--pidns", "new"])

@@ -161,23 +161,27 @@ def wait_gone(h, pids, timeout=10.0):
 
 # ---------------------------------------------------------------- pty tree
 
-def start_pty(h):
-    w = h.start_workload("pty")
-    h.wait_ready(w)
+def wait_pty_tree(root):
+    """The pty workload's three pids, once it has forked them (bounded)."""
     pids = None
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
-        pids = tree_pids(w.pid)
+        pids = tree_pids(root)
         if len(pids) == 3:
             break
         time.sleep(0.01)
     check_eq(len(pids), 3, "processes of the pty tree %r" % pids)
-    return w, pids
+    return pids
+
+
+def start_pty(h):
+    w = h.start_ready("pty")
+    return w, wait_pty_tree(w.pid)
 
 
 def check_pty_image(h, images):
+    h.check_feature(images, "tty")
     img = h.show_json(images)
-    check("tty" in img["features"], "image features lack tty: %r" % img["features"])
     check("shell-job" not in img["features"], "a pty owned by the tree needs no --shell-job: %r" % img["features"])
     ttys = img["ttys"]
     check_eq(len(ttys), 1, "terminals in the image")
@@ -396,14 +400,7 @@ def start_own_devpts(h):
         "/usr/bin/unshare", "--mount", "--fork", "--", "/bin/sh", "-c",
         "mount -t devpts -o newinstance,ptmxmode=0666,mode=0620 devpts /dev/pts && exec \"$0\" \"$1\"",
         h.workload_path("pty"), ctl], ctl)
-    pids = None
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        pids = tree_pids(w.pid)
-        if len(pids) == 3:
-            break
-        time.sleep(0.01)
-    check_eq(len(pids), 3, "processes of the pty tree %r" % pids)
+    pids = wait_pty_tree(w.pid)
     check_own_devpts(w.pid, "the original")
     return u, w, pids
 
@@ -428,7 +425,7 @@ def test_pty_own_devpts_kill_and_rewind(h):
     h.dump(u.pid, images)
     h.reap_original(u)
     wait_gone(h, pids + [u.pid])
-    check("mount-devpts" in h.show_json(images)["features"], "feature mount-devpts missing")
+    h.check_feature(images, "mount-devpts")
     check_pty_image(h, images)
     for when in ("after restore", "after rewind"):
         r = h.restore(images, detach=True, expected_pid=u.pid)
