@@ -30,11 +30,14 @@ Rules the harness enforces:
 """
 import argparse
 import ctypes
+import functools
 import json
+import mmap
 import os
 import shutil
 import signal
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -208,6 +211,27 @@ def find_kernel_thread():
             if st and st["flags"] & PF_KTHREAD:
                 return int(name)
     return None
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_maps_zero_page():
+    """Whether a read fault on untouched private anonymous memory maps the
+    shared zero page (most kernels: such pages hold nothing to dump) or a
+    page of its own (some builds: such pages are dumped like written ones).
+    Two pages of two mappings read: the same frame means the zero page."""
+    maps = [mmap.mmap(-1, 4096, flags=mmap.MAP_PRIVATE) for _ in range(2)]
+    frames = []
+    with open("/proc/self/pagemap", "rb") as f:
+        for m in maps:
+            m[0]  # the read fault
+            view = ctypes.c_char.from_buffer(m)
+            f.seek(ctypes.addressof(view) // 4096 * 8)
+            del view
+            entry = struct.unpack("<Q", f.read(8))[0]
+            frames.append(entry & ((1 << 55) - 1) if entry >> 63 else None)
+    for m in maps:
+        m.close()
+    return frames[0] is not None and frames[0] != 0 and frames[0] == frames[1]
 
 
 def check_private_image(images):
