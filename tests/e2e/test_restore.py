@@ -54,17 +54,21 @@ def wait_gone(h, pid, timeout=5.0):
 
 # ------------------------------------------------------------------ state.c
 
-def test_state_kill_detach(h):
-    w = h.start_workload("state")
-    h.wait_ready(w)
-    h.verify_ok(w, when="before dump")
+def kill_restore_exit(h, name):
+    """Kill-mode dump of a fresh `name` workload, detached restore as the same
+    process, its own check, then its orderly exit."""
+    w = h.start_ready(name, verify="before dump")
     images = dump_kill_reap(h, w)
     r = h.restore(images, detach=True, expected_pid=w.pid)
     check_same_process(h, w, r)
     rw = w.restored(r.pid)
     h.verify_ok(rw, when="after restore")
     h.verify_ok(rw, exit=True, when="after restore (exit)")
-    check_eq(h.wait_exit(rw), ("exit", 0), "restored state exit status")
+    check_eq(h.wait_exit(rw), ("exit", 0), "restored %s exit status" % name)
+
+
+def test_state_kill_detach(h):
+    kill_restore_exit(h, "state")
 
 
 def test_state_kill_attached(h):
@@ -295,16 +299,7 @@ def test_sleeper_attached(h):
 
 
 def test_loop_py(h):
-    w = h.start_workload("loop.py")
-    h.wait_ready(w)
-    h.verify_ok(w, when="before dump")
-    images = dump_kill_reap(h, w)
-    r = h.restore(images, detach=True, expected_pid=w.pid)
-    check_same_process(h, w, r)
-    rw = w.restored(r.pid)
-    h.verify_ok(rw, when="after restore")
-    h.verify_ok(rw, exit=True, when="after restore (exit)")
-    check_eq(h.wait_exit(rw), ("exit", 0), "loop.py exit status")
+    kill_restore_exit(h, "loop.py")
 
 
 # ------------------------------------------------------------------ corrupted images
