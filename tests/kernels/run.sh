@@ -139,15 +139,19 @@ for pkg in $KERNELS; do
     collect "$col" "$log"
 done
 
+# The workloads' SysV segments and /dev/shm files (shm) stay in the run's own
+# IPC namespace and /dev/shm, not on the host.
 if [ "${HOST:-1}" != 0 ]; then
     col="$(uname -r) (host)"
     log="$cache/out/host.log"
-    echo "== $col: natively, in a PID namespace of its own"
+    echo "== $col: natively, in PID, IPC and mount namespaces of its own"
     gcc -static -O2 -Wall -Wextra -Werror -o "$cache/reaper" "$here/reaper.c"
     rm -rf "$cache/host-work"
     start=$(date +%s)
     CRYO="$cryo" WL="$build/tests/workloads" WORK="$cache/host-work" CASES="$cases" \
-        timeout "$timeout_s" unshare --pid --fork --mount-proc "$cache/reaper" "$busybox" sh "$here/matrix.sh" \
+        timeout "$timeout_s" unshare --pid --ipc --fork --mount-proc \
+        "$busybox" sh -c 'mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec "$@"' sh \
+        "$cache/reaper" "$busybox" sh "$here/matrix.sh" \
         < /dev/null > "$log" 2>&1 || echo "   exited with $?"
     seconds["$col"]=$(( $(date +%s) - start ))
     echo "   ${seconds[$col]}s"
