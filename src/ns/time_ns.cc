@@ -277,7 +277,8 @@ Status TimeNsBeforeUserNsJoin(const image::LoadedImage& img, pid_t self) {
       if (now.monotonic_ns() == want.monotonic_ns() && now.boottime_ns() == want.boottime_ns()) break;
     }
     if (std::chrono::steady_clock::now() > deadline)
-      return Status::Error(Pid(maker) + " made no time namespace within 30 s (" + path + ")");
+      return Status::Error(Pid(maker) + " made no time namespace with the image's offsets within 30 s (" + path +
+                           ", " + offsets + ")");
     ::usleep(200);
   }
   UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
